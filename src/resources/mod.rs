@@ -1,5 +1,10 @@
-//! Provider code: the provider configuration and one file per resource / data source.
+//! Provider code: the provider configuration and one file per resource / data source, each
+//! reading top to bottom as schema, mapping to the ARM body, then CRUD.
 
+pub mod builtin_definition;
+pub mod errors;
+pub mod json;
 pub mod provider;
+pub mod validators;
 
 pub use provider::provider;

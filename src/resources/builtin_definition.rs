@@ -1,0 +1,328 @@
+//! Data source `akspolicy_builtin_definition`: looks up a built-in Azure Policy definition by
+//! its name (a GUID) or by its exact display name, e.g. "Kubernetes cluster should not allow
+//! privileged containers".
+
+use async_trait::async_trait;
+use base64::Engine as _;
+
+use crate::framework::{
+    Attribute, AttributePath, Block, CallContext, DataSource, Diagnostic, Diagnostics, Schema,
+    Type, Value,
+};
+use crate::policy::{PolicyDefinition, TemplateInfo};
+
+use super::errors::arm_error_diagnostic;
+use super::json::canonical_json;
+use super::provider::Configured;
+use super::validators::policy_object_name;
+
+pub const API_VERSION: &str = "2025-03-01";
+const BUILTINS_PATH: &str = "/providers/Microsoft.Authorization/policyDefinitions";
+
+pub struct BuiltinDefinitionDataSource;
+
+fn computed(name: &str, description: &str) -> Attribute {
+    Attribute::string(name).computed().description(description)
+}
+
+fn schema() -> Schema {
+    Schema::new(
+        Block::new()
+            .description(
+                "Looks up a built-in Azure Policy definition by `name` or `display_name` (exactly \
+                 one). Use its `id` in assignments and its `parameters` to see what can be set.",
+            )
+            .attribute(
+                Attribute::string("name")
+                    .optional()
+                    .computed()
+                    .description("The definition's name, a GUID such as `95edb821-ddaf-4404-9732-666045e056b4`.")
+                    .validate_with(policy_object_name),
+            )
+            .attribute(
+                Attribute::string("display_name")
+                    .optional()
+                    .computed()
+                    .description("The exact display name, e.g. `Kubernetes cluster should not allow privileged containers`. Zero or several matches are an error that lists the candidates."),
+            )
+            .attribute(computed("id", "The definition's ARM ID."))
+            .attribute(computed("description", "The definition's description."))
+            .attribute(computed("mode", "The mode, e.g. `Microsoft.Kubernetes.Data` for Kubernetes policies."))
+            .attribute(computed("version", "The definition's version (x.y.z)."))
+            .attribute(
+                Attribute::new("versions", Type::list(Type::String))
+                    .computed()
+                    .description("Every version Azure offers of this definition, newest first."),
+            )
+            .attribute(computed("policy_type", "`BuiltIn` or `Static`."))
+            .attribute(computed("category", "The `category` from the metadata, e.g. `Kubernetes`."))
+            .attribute(computed("metadata", "The metadata as canonical JSON (keys sorted)."))
+            .attribute(computed("parameters", "The parameter declarations as canonical JSON."))
+            .attribute(computed("policy_rule", "The policy rule as canonical JSON."))
+            .attribute(computed(
+                "template_source_type",
+                "For Kubernetes definitions: how the Gatekeeper ConstraintTemplate is supplied (`PublicURL` or `Base64Encoded`); null otherwise.",
+            ))
+            .attribute(computed(
+                "template_url",
+                "For Kubernetes definitions whose template is published at a URL: that URL; null otherwise.",
+            ))
+            .attribute(computed(
+                "template_content",
+                "For Kubernetes definitions that embed their template: the decoded ConstraintTemplate YAML; null otherwise.",
+            )),
+    )
+}
+
+#[async_trait]
+impl DataSource for BuiltinDefinitionDataSource {
+    fn type_name(&self) -> &'static str {
+        "akspolicy_builtin_definition"
+    }
+
+    fn schema(&self) -> Schema {
+        schema()
+    }
+
+    fn validate_config(&self, config: &Value, diags: &mut Diagnostics) {
+        let name = config.get("name");
+        let display = config.get("display_name");
+        if name.is_unknown() || display.is_unknown() {
+            return;
+        }
+        match (name.is_null(), display.is_null()) {
+            (true, true) => diags.error(
+                "Missing lookup key",
+                "Set exactly one of `name` (the definition's GUID) or `display_name`.",
+            ),
+            (false, false) => diags.push(
+                Diagnostic::error(
+                    "Conflicting lookup keys",
+                    "Set only one of `name` or `display_name`, not both.",
+                )
+                .at(AttributePath::attr("display_name")),
+            ),
+            _ => {}
+        }
+    }
+
+    async fn read(
+        &self,
+        ctx: &CallContext,
+        config: &Value,
+        diags: &mut Diagnostics,
+    ) -> Option<Value> {
+        let configured = match ctx.provider::<Configured>() {
+            Ok(c) => c,
+            Err(d) => {
+                diags.extend(d);
+                return None;
+            }
+        };
+        let client = &configured.client;
+        let definition = if let Some(name) = config.get("name").as_str() {
+            let path = format!("{BUILTINS_PATH}/{name}");
+            match client.get_optional::<PolicyDefinition>(&path, API_VERSION).await {
+                Ok(Some(d)) => d,
+                Ok(None) => {
+                    diags.push(
+                        Diagnostic::error(
+                            "Built-in policy definition not found",
+                            format!(
+                                "No built-in policy definition is named {name:?}. Built-in names \
+                                 are GUIDs; to search by title use `display_name` instead."
+                            ),
+                        )
+                        .at(AttributePath::attr("name")),
+                    );
+                    return None;
+                }
+                Err(e) => {
+                    diags.push(arm_error_diagnostic("Looking up the built-in policy definition failed", &e));
+                    return None;
+                }
+            }
+        } else {
+            let wanted = config.get("display_name").as_str().unwrap_or_default();
+            let all = match client
+                .list::<PolicyDefinition>(
+                    BUILTINS_PATH,
+                    API_VERSION,
+                    &[("$filter", "policyType eq 'BuiltIn'")],
+                )
+                .await
+            {
+                Ok(all) => all,
+                Err(e) => {
+                    diags.push(arm_error_diagnostic("Listing built-in policy definitions failed", &e));
+                    return None;
+                }
+            };
+            match pick_by_display_name(all, wanted) {
+                Ok(d) => d,
+                Err(d) => {
+                    diags.push(d.at(AttributePath::attr("display_name")));
+                    return None;
+                }
+            }
+        };
+        Some(to_state(&definition))
+    }
+}
+
+/// The one definition whose display name is exactly `wanted`, or an error that lists what the
+/// user may have meant.
+fn pick_by_display_name(
+    all: Vec<PolicyDefinition>,
+    wanted: &str,
+) -> Result<PolicyDefinition, Diagnostic> {
+    let (exact, rest): (Vec<_>, Vec<_>) = all
+        .into_iter()
+        .partition(|d| d.properties.display_name.as_deref() == Some(wanted));
+    match exact.len() {
+        1 => Ok(exact.into_iter().next().expect("length checked")),
+        0 => {
+            let lower = wanted.to_lowercase();
+            let mut near: Vec<&PolicyDefinition> = rest
+                .iter()
+                .filter(|d| {
+                    let dn = d.properties.display_name.as_deref().unwrap_or("").to_lowercase();
+                    !lower.is_empty() && (dn.contains(&lower) || lower.contains(&dn) && !dn.is_empty())
+                })
+                .collect();
+            near.sort_by_key(|d| d.properties.display_name.clone());
+            near.truncate(10);
+            let hint = if near.is_empty() {
+                "Check the spelling, or look the definition up by `name` (its GUID).".to_string()
+            } else {
+                format!(
+                    "Display names must match exactly (case included). Similar built-ins:\n{}",
+                    candidate_lines(near.into_iter())
+                )
+            };
+            Err(Diagnostic::error(
+                "No built-in policy definition with this display name",
+                format!("No built-in policy definition is named {wanted:?}. {hint}"),
+            ))
+        }
+        _ => Err(Diagnostic::error(
+            "Several built-in policy definitions have this display name",
+            format!(
+                "{} built-in definitions are named {wanted:?}. Set `name` to the one you mean \
+                 instead of `display_name`:\n{}",
+                exact.len(),
+                candidate_lines(exact.iter())
+            ),
+        )),
+    }
+}
+
+fn candidate_lines<'a>(defs: impl Iterator<Item = &'a PolicyDefinition>) -> String {
+    defs.map(|d| {
+        format!(
+            "  - name = {:?} (version {}): {}",
+            d.name.as_deref().unwrap_or("?"),
+            d.properties.version.as_deref().unwrap_or("unversioned"),
+            d.properties.display_name.as_deref().unwrap_or("")
+        )
+    })
+    .collect::<Vec<_>>()
+    .join("\n")
+}
+
+fn json_string(v: Option<&serde_json::Value>) -> Value {
+    Value::opt_string(v.map(canonical_json))
+}
+
+fn to_state(d: &PolicyDefinition) -> Value {
+    let p = &d.properties;
+    let template = p.template_info();
+    let (source_type, url, content) = match &template {
+        Some(TemplateInfo::PublicUrl(url)) => (Some("PublicURL"), Some(url.clone()), None),
+        Some(TemplateInfo::Base64Encoded(encoded)) => (
+            Some("Base64Encoded"),
+            None,
+            base64::engine::general_purpose::STANDARD
+                .decode(encoded.trim())
+                .ok()
+                .map(|bytes| String::from_utf8_lossy(&bytes).into_owned()),
+        ),
+        Some(TemplateInfo::ConstraintTemplateUrl(url)) => (Some("PublicURL"), Some(url.clone()), None),
+        None => (None, None, None),
+    };
+    let parameters = p
+        .parameters
+        .as_ref()
+        .and_then(|params| serde_json::to_value(params).ok());
+    Value::object([
+        ("id", Value::opt_string(d.id.clone())),
+        ("name", Value::opt_string(d.name.clone())),
+        ("display_name", Value::opt_string(p.display_name.clone())),
+        ("description", Value::opt_string(p.description.clone())),
+        ("mode", Value::opt_string(p.mode.clone())),
+        ("version", Value::opt_string(p.version.clone())),
+        (
+            "versions",
+            Value::string_list(p.versions.clone().unwrap_or_default()),
+        ),
+        ("policy_type", Value::opt_string(p.policy_type.clone())),
+        (
+            "category",
+            Value::opt_string(
+                p.metadata
+                    .as_ref()
+                    .and_then(|m| m.get("category"))
+                    .and_then(|c| c.as_str())
+                    .map(str::to_string),
+            ),
+        ),
+        ("metadata", json_string(p.metadata.as_ref())),
+        ("parameters", json_string(parameters.as_ref())),
+        ("policy_rule", json_string(p.policy_rule.as_ref())),
+        ("template_source_type", Value::opt_string(source_type)),
+        ("template_url", Value::opt_string(url)),
+        ("template_content", Value::opt_string(content)),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn def(name: &str, display: &str, version: &str) -> PolicyDefinition {
+        serde_json::from_value(serde_json::json!({
+            "id": format!("/providers/Microsoft.Authorization/policyDefinitions/{name}"),
+            "name": name,
+            "properties": {"displayName": display, "version": version, "policyType": "BuiltIn"}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn schema_is_valid() {
+        schema().block.validate().unwrap();
+    }
+
+    #[test]
+    fn exact_display_name_wins() {
+        let all = vec![def("a", "Pods must X", "1.0.0"), def("b", "Pods must X too", "1.0.0")];
+        assert_eq!(pick_by_display_name(all, "Pods must X").unwrap().name.as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn ambiguous_display_name_lists_candidates() {
+        let all = vec![def("a", "Same", "1.0.0"), def("b", "Same", "2.1.0")];
+        let err = pick_by_display_name(all, "Same").unwrap_err();
+        assert!(err.detail.contains("\"a\" (version 1.0.0)"), "{}", err.detail);
+        assert!(err.detail.contains("\"b\" (version 2.1.0)"), "{}", err.detail);
+    }
+
+    #[test]
+    fn absent_display_name_suggests_near_matches() {
+        let all = vec![def("a", "Kubernetes cluster should not allow privileged containers", "9.2.0")];
+        let err = pick_by_display_name(all, "kubernetes cluster should not allow privileged containers")
+            .unwrap_err();
+        assert!(err.detail.contains("case included"), "{}", err.detail);
+        assert!(err.detail.contains("\"a\""), "{}", err.detail);
+    }
+}
