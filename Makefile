@@ -7,7 +7,7 @@ TERRAFORM_DIR := $(CURDIR)/.tools/bin
 TERRAFORM := $(TERRAFORM_DIR)/terraform
 DEMO_DIR ?= $(CURDIR)/target/demo
 
-.PHONY: help build terraform test test-unit test-acceptance lint fmt demo demo-stop emulator docs clean
+.PHONY: help build terraform test test-unit test-acceptance lint fmt demo demo-stop emulator docs clean docs
 
 help: ## Show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -43,3 +43,6 @@ emulator: build ## Run the emulator in the foreground (state in target/emulator)
 clean:
 	$(CARGO) clean
 	rm -rf .tools
+
+docs: ## Regenerate docs/ from the schemas and examples
+	AKSPOLICY_UPDATE_DOCS=1 $(CARGO) test --test acceptance docs::

@@ -4,4 +4,5 @@
 mod harness;
 
 mod builtin_definition;
+mod docs;
 mod provider_config;

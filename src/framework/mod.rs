@@ -5,6 +5,7 @@
 //! It knows Terraform's semantics and nothing of Azure: it never imports `arm` or `policy`.
 
 pub mod diag;
+pub mod docs;
 pub mod plan;
 pub mod resource;
 pub mod schema;
