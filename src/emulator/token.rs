@@ -38,7 +38,7 @@ pub(crate) fn is_arm_audience(aud: &str) -> bool {
 }
 
 /// Claims the emulator puts into (and reads from) access tokens.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Claims {
     pub aud: String,
     pub iss: String,

@@ -11,6 +11,13 @@ pub(crate) struct ArmError {
     pub status: StatusCode,
     pub code: String,
     pub message: String,
+    /// Rarely used parts, boxed to keep `Result<_, ArmError>` small.
+    pub extra: Option<Box<ArmErrorExtra>>,
+}
+
+/// Optional parts of an ARM error.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ArmErrorExtra {
     pub target: Option<String>,
     pub details: Vec<Value>,
     pub additional_info: Vec<Value>,
@@ -24,11 +31,13 @@ impl ArmError {
             status,
             code: code.to_string(),
             message: message.into(),
-            target: None,
-            details: Vec::new(),
-            additional_info: Vec::new(),
-            www_authenticate: None,
+            extra: None,
         }
+    }
+
+    /// Mutable access to the optional parts, creating them on first use.
+    pub(crate) fn extra_mut(&mut self) -> &mut ArmErrorExtra {
+        self.extra.get_or_insert_with(Default::default)
     }
 
     pub(crate) fn bad_request(code: &str, message: impl Into<String>) -> Self {
@@ -86,14 +95,16 @@ impl ArmError {
     /// The JSON body.
     pub(crate) fn body(&self) -> Value {
         let mut error = json!({"code": self.code, "message": self.message});
-        if let Some(target) = &self.target {
-            error["target"] = json!(target);
-        }
-        if !self.details.is_empty() {
-            error["details"] = json!(self.details);
-        }
-        if !self.additional_info.is_empty() {
-            error["additionalInfo"] = json!(self.additional_info);
+        if let Some(extra) = &self.extra {
+            if let Some(target) = &extra.target {
+                error["target"] = json!(target);
+            }
+            if !extra.details.is_empty() {
+                error["details"] = json!(extra.details);
+            }
+            if !extra.additional_info.is_empty() {
+                error["additionalInfo"] = json!(extra.additional_info);
+            }
         }
         json!({ "error": error })
     }
@@ -101,8 +112,9 @@ impl ArmError {
     pub(crate) fn into_response(self) -> Response {
         let mut resp = json_response(self.status, &self.body());
         if let Some(value) = self
-            .www_authenticate
-            .as_deref()
+            .extra
+            .as_ref()
+            .and_then(|e| e.www_authenticate.as_deref())
             .and_then(|v| HeaderValue::from_str(v).ok())
         {
             resp.headers_mut()

@@ -160,7 +160,7 @@ fn authenticate(state: &AppState, req: &Request) -> Result<Claims, ArmError> {
     };
     let fail = |code: &str, message: String, description: &str| {
         let mut e = ArmError::new(StatusCode::UNAUTHORIZED, code, message);
-        e.www_authenticate = Some(challenge(description));
+        e.extra_mut().www_authenticate = Some(challenge(description));
         e
     };
     let Some(header) = req.header("authorization") else {
