@@ -10,7 +10,11 @@ use akspolicy::emulator::{self, Config};
 
 /// Local HTTPS emulator of Azure Resource Manager and the Entra ID token endpoint.
 #[derive(Parser)]
-#[command(name = "akspolicy-emulator", version, about)]
+#[command(
+    name = "akspolicy-emulator",
+    version,
+    about = "Local HTTPS emulator of Azure Resource Manager and the Entra ID token endpoint"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

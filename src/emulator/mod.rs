@@ -10,7 +10,7 @@
 //! | `POST /{tenant}/oauth2/v2.0/token`, `POST /{tenant}/oauth2/token` | client secret | client-credentials grant, ES256 JWT for the ARM audiences |
 //! | `GET /{tenant}[/v2.0]/.well-known/openid-configuration` | none | OpenID discovery |
 //! | `GET /{tenant}/discovery[/v2.0]/keys`, `GET /{tenant}/discovery/instance` | none | JWKS, MSAL instance discovery |
-//! | `GET /subscriptions[/{id}]` | bearer | |
+//! | `GET /subscriptions[/{id}]`, `GET /tenants` | bearer | |
 //! | `GET [/subscriptions/{id}]/providers/Microsoft.Authorization/policyDefinitions[/{name}]` | bearer | built-ins; `$filter`, `$top`, paged by 4 |
 //! | `GET [/subscriptions/{id}]/providers/Microsoft.Authorization/policySetDefinitions[/{name}]` | bearer | same for initiatives |
 //!
@@ -298,7 +298,9 @@ fn write_ready_files(dir: &Path, info: &ReadyInfo) -> Result<(), EmulatorError> 
         ("ARM_CLIENT_ID", info.client_id.clone()),
         ("ARM_CLIENT_SECRET", info.client_secret.clone()),
         ("SSL_CERT_FILE", bundle.clone()),
-        ("REQUESTS_CA_BUNDLE", bundle),
+        ("REQUESTS_CA_BUNDLE", bundle.clone()),
+        // Distribution curl builds pin their own CA file and ignore SSL_CERT_FILE.
+        ("CURL_CA_BUNDLE", bundle),
     ];
     let mut env = String::from(
         "# Written by akspolicy-emulator; source it to point clients at the emulator.\n",

@@ -186,6 +186,12 @@ async fn token_grants_access_and_arm_headers_are_set() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(error_code(&err), "SubscriptionNotFound");
 
+    let (status, _, tenants) = emu
+        .get(Some(&token), "/tenants?api-version=2022-12-01")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(tenants["value"][0]["tenantId"], info.tenant_id.as_str());
+
     // v1 endpoint with the other ARM audience.
     let (status, v1) = emu
         .token_response(
@@ -564,6 +570,7 @@ async fn restart_keeps_identity_ca_and_tokens() {
         "ARM_CLIENT_SECRET=",
         "SSL_CERT_FILE=",
         "REQUESTS_CA_BUNDLE=",
+        "CURL_CA_BUNDLE=",
     ] {
         assert!(env.contains(var), "env.sh lacks {var}");
     }

@@ -9,6 +9,7 @@ mod paging;
 mod path;
 mod policy_definitions;
 mod subscriptions;
+mod tenants;
 
 pub(crate) use error::ArmError;
 pub(crate) use path::ArmPath;
@@ -59,6 +60,11 @@ pub(crate) const RESOURCE_TYPES: &[ResourceTypeSpec] = &[
         key: "microsoft.resources/subscriptions",
         api_versions: SUBSCRIPTION_API_VERSIONS,
         handler: subscriptions::handle,
+    },
+    ResourceTypeSpec {
+        key: "microsoft.resources/tenants",
+        api_versions: SUBSCRIPTION_API_VERSIONS,
+        handler: tenants::handle,
     },
     ResourceTypeSpec {
         key: "microsoft.authorization/policydefinitions",
