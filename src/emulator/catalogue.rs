@@ -15,6 +15,11 @@ const EMBEDDED_DEFINITIONS: &[(&str, &str)] = &[
         "container-no-privilege.json",
         include_str!("catalogue/container-no-privilege.json"),
     ),
+    // Its display name extends the one above, to test exact display-name lookups.
+    (
+        "container-no-privilege-audit.json",
+        include_str!("catalogue/container-no-privilege-audit.json"),
+    ),
     (
         "block-host-namespace.json",
         include_str!("catalogue/block-host-namespace.json"),

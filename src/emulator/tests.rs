@@ -283,6 +283,19 @@ async fn token_endpoint_rejects_bad_requests() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 
+    let resp = emu
+        .client
+        .post(format!("{}/{}/oauth2/v2.0/token", emu.base, info.tenant_id))
+        .basic_auth(&info.client_id, Some(&info.client_secret))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "https://management.azure.com/.default"),
+        ])
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), StatusCode::OK, "client_secret_basic");
+
     // The CLI's double-slash scope form names the classic audience.
     let (status, body) = emu
         .token_response(

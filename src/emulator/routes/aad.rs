@@ -124,7 +124,9 @@ fn token(state: &AppState, req: &Request, version: TokenVersion) -> Response {
             &format!("The app requested an unsupported grant type '{grant_type}'. The emulator only issues tokens for client_credentials."),
         );
     }
-    let Some(client_id) = field("client_id") else {
+    // client_secret_basic: credentials in the Authorization header instead of the form.
+    let basic = basic_credentials(req);
+    let Some(client_id) = field("client_id").or(basic.as_ref().map(|(id, _)| id.as_str())) else {
         return missing("client_id");
     };
     let identity = &state.identity;
@@ -140,7 +142,8 @@ fn token(state: &AppState, req: &Request, version: TokenVersion) -> Response {
             ),
         );
     }
-    let Some(secret) = field("client_secret") else {
+    let Some(secret) = field("client_secret").or(basic.as_ref().map(|(_, secret)| secret.as_str()))
+    else {
         return aad_error(
             req,
             StatusCode::UNAUTHORIZED,
@@ -253,6 +256,23 @@ fn token(state: &AppState, req: &Request, version: TokenVersion) -> Response {
     let mut resp = json_response(StatusCode::OK, &body);
     no_store(&mut resp);
     resp
+}
+
+/// `Authorization: Basic base64(id:secret)`. RFC 6749 asks for form-encoding inside, but
+/// common clients (curl -u, reqwest) send the raw values, and generated secrets need no escaping.
+fn basic_credentials(req: &Request) -> Option<(String, String)> {
+    use base64::Engine;
+    let header = req.header("authorization")?;
+    let (scheme, encoded) = header.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (id, secret) = text.split_once(':')?;
+    Some((id.to_string(), secret.to_string()))
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
