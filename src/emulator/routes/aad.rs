@@ -163,13 +163,19 @@ fn token(state: &AppState, req: &Request, version: TokenVersion) -> Response {
         );
     }
 
-    let audience = match version {
-        TokenVersion::V2 => {
+    // v2 takes `scope`; v1 takes `resource`, but MSAL talking to an ADFS-shaped authority
+    // sends `scope` to the v1 path, so v1 accepts either.
+    let audience = match (version, field("resource")) {
+        (TokenVersion::V1, Some(resource)) => resource.to_string(),
+        _ => {
             let Some(scope) = field("scope") else {
-                return missing("scope");
+                return missing(match version {
+                    TokenVersion::V1 => "resource",
+                    TokenVersion::V2 => "scope",
+                });
             };
             // The CLI asks for `https://management.core.windows.net//.default` (double slash), so
-            // strip `.default` and keep the resource exactly as the client spelled it.
+            // strip `/.default` and keep the resource exactly as the client spelled it.
             match scope
                 .split_whitespace()
                 .find_map(|s| s.strip_suffix("/.default"))
@@ -186,10 +192,6 @@ fn token(state: &AppState, req: &Request, version: TokenVersion) -> Response {
                 }
             }
         }
-        TokenVersion::V1 => match field("resource") {
-            Some(r) => r.to_string(),
-            None => return missing("resource"),
-        },
     };
     if !is_arm_audience(&audience) {
         return aad_error(
