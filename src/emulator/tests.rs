@@ -310,6 +310,21 @@ async fn token_endpoint_rejects_bad_requests() {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
 
+    // MSAL against the ADFS-shaped authority posts `scope` to the v1 path.
+    let resp = emu
+        .client
+        .post(format!("{}/adfs/oauth2/token", emu.base))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", info.client_id.as_str()),
+            ("client_secret", info.client_secret.as_str()),
+            ("scope", "https://management.core.windows.net//.default"),
+        ])
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), StatusCode::OK, "adfs v1 with scope");
+
     let resp = emu
         .client
         .post(format!("{}/not-a-tenant/oauth2/v2.0/token", emu.base))
@@ -483,6 +498,27 @@ async fn builtin_definitions_page_filter_and_get() {
         serde_json::json!({"error": {"code": "PolicyDefinitionNotFound",
             "message": "The policy definition 'does-not-exist' could not be found."}})
     );
+
+    let (items, _) = emu
+        .list_all(
+            &token,
+            &format!("/providers/Microsoft.Management/managementGroups/mg1{DEFINITIONS}?api-version={POLICY_API}"),
+        )
+        .await;
+    assert_eq!(items.len(), total);
+
+    let resp = emu
+        .client
+        .put(format!(
+            "{}{DEFINITIONS}/95edb821-ddaf-4404-9732-666045e056b4?api-version={POLICY_API}",
+            emu.base
+        ))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"properties": {}}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
 
     let (status, _, set) = emu
         .get(
