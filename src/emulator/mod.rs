@@ -1,1 +1,316 @@
-//! `emulator` layer.
+//! `emulator` layer: a local HTTPS stand-in for Azure Resource Manager and the Entra ID token
+//! endpoint, used by the provider's acceptance tests and demos. It shares only `policy` with
+//! the rest of the crate.
+//!
+//! # Routes (one TLS listener serves all of them)
+//!
+//! | path | auth | notes |
+//! |---|---|---|
+//! | `GET /metadata/endpoints?api-version=2022-09-01\|2019-05-01\|2015-01-01` | none | cloud metadata (object, array, Azure Stack object) |
+//! | `POST /{tenant}/oauth2/v2.0/token`, `POST /{tenant}/oauth2/token` | client secret | client-credentials grant, ES256 JWT for the ARM audiences |
+//! | `GET /{tenant}[/v2.0]/.well-known/openid-configuration` | none | OpenID discovery |
+//! | `GET /{tenant}/discovery[/v2.0]/keys`, `GET /{tenant}/discovery/instance` | none | JWKS, MSAL instance discovery |
+//! | `GET /subscriptions[/{id}]`, `GET /tenants` | bearer | |
+//! | `GET [/subscriptions/{id}]/providers/Microsoft.Authorization/policyDefinitions[/{name}]` | bearer | built-ins; `$filter`, `$top`, paged by 4 |
+//! | `GET [/subscriptions/{id}]/providers/Microsoft.Authorization/policySetDefinitions[/{name}]` | bearer | same for initiatives |
+//!
+//! `{tenant}` is the emulator's tenant id or one of `organizations`, `common`, `adfs`,
+//! `consumers`. ARM routes need `api-version` (checked per resource type), match namespaces,
+//! types and keywords case-insensitively, answer errors in ARM's `{"error": {...}}` shape and
+//! always send `x-ms-request-id`, `x-ms-correlation-request-id` and a rate-limit header.
+//! New resource types are added as a row in `routes::arm::RESOURCE_TYPES`.
+//!
+//! # State directory
+//!
+//! | file | content |
+//! |---|---|
+//! | `state.redb` | redb database: table `resources` (lower-cased ARM id → body + etag + timestamps), table `settings` (tenant, service principal, default subscription) |
+//! | `ca.pem`, `ca-key.pem` | the emulator's CA (P-256), made on first start |
+//! | `server.pem`, `server-key.pem` | server certificate for localhost, 127.0.0.1, ::1 |
+//! | `ca-bundle.pem` | system roots + `ca.pem`, for `SSL_CERT_FILE` / `REQUESTS_CA_BUNDLE` |
+//! | `token-signing-key.p8` | ES256 key that signs access tokens |
+//! | `emulator.json`, `env.sh` | the ready information of the last start |
+//!
+//! Built-in definitions are not stored; they are served from the embedded catalogue or from
+//! the `--builtins` directory on every start.
+
+mod catalogue;
+mod error;
+mod files;
+mod http;
+mod routes;
+mod state;
+pub mod store;
+mod tls;
+mod token;
+
+#[cfg(test)]
+mod tests;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use error::EmulatorError;
+pub use store::{Store, StoreError, StoredResource};
+
+use catalogue::Catalogue;
+use state::{AppState, Identity, IdentityOverrides};
+
+const DB_FILE: &str = "state.redb";
+const ENV_FILE: &str = "env.sh";
+const INFO_FILE: &str = "emulator.json";
+
+/// How the emulator should start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Directory for the database, certificates and ready files; created if missing.
+    pub state_dir: PathBuf,
+    /// Address to listen on; port 0 picks a free one.
+    pub listen: SocketAddr,
+    /// Azure/azure-policy style directory of built-ins; `None` serves the embedded catalogue.
+    pub builtins_dir: Option<PathBuf>,
+    /// GUID of the default subscription (generated and persisted when `None`).
+    pub subscription_id: Option<String>,
+    /// GUID of the tenant (generated and persisted when `None`).
+    pub tenant_id: Option<String>,
+    /// Client id of the service principal (generated and persisted when `None`).
+    pub client_id: Option<String>,
+    /// Client secret of the service principal (generated and persisted when `None`).
+    pub client_secret: Option<String>,
+}
+
+impl Config {
+    /// Defaults: listen on `127.0.0.1:0`, embedded catalogue, generated identity.
+    pub fn new(state_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            state_dir: state_dir.into(),
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+            builtins_dir: None,
+            subscription_id: None,
+            tenant_id: None,
+            client_id: None,
+            client_secret: None,
+        }
+    }
+}
+
+/// What a client needs to reach the emulator; printed as one JSON line when ready and
+/// written to `emulator.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadyInfo {
+    /// `https://127.0.0.1:PORT/`
+    pub arm_endpoint: String,
+    /// Authority host for token requests (same origin as ARM).
+    pub authority_host: String,
+    /// `host:port` for `ARM_METADATA_HOSTNAME`.
+    pub metadata_host: String,
+    pub tenant_id: String,
+    pub subscription_id: String,
+    pub client_id: String,
+    pub client_secret: String,
+    /// The emulator CA alone.
+    pub ca_cert: PathBuf,
+    /// System roots plus the emulator CA.
+    pub ca_bundle: PathBuf,
+    pub env_file: PathBuf,
+    pub pid: u32,
+}
+
+/// A started emulator. Dropping it without [`RunningEmulator::shutdown`] leaves the server
+/// running until the runtime ends.
+pub struct RunningEmulator {
+    info: ReadyInfo,
+    local_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    server: JoinHandle<()>,
+    state: Arc<AppState>,
+}
+
+impl RunningEmulator {
+    /// Connection details.
+    pub fn info(&self) -> &ReadyInfo {
+        &self.info
+    }
+
+    /// The bound socket address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops accepting, lets in-flight requests finish (bounded), and closes the database.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        if let Err(e) = self.server.await {
+            log::warn!("server task ended abnormally: {e}");
+        }
+        // HTTP/2 stream tasks may hold the state for a moment after their connection closed;
+        // wait for them so the database file is released when this returns (a restart in the
+        // same process would otherwise find it still open).
+        let mut state = self.state;
+        for _ in 0..500 {
+            match Arc::try_unwrap(state) {
+                Ok(owned) => {
+                    drop(owned);
+                    log::info!("emulator stopped");
+                    return;
+                }
+                Err(shared) => {
+                    state = shared;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+        log::warn!("emulator state still referenced after shutdown");
+    }
+}
+
+/// Starts the emulator: prepares the state directory, binds, writes `env.sh` and
+/// `emulator.json`, and serves in a background task.
+pub async fn start(config: Config) -> Result<RunningEmulator, EmulatorError> {
+    for (flag, value) in [
+        ("subscription id", &config.subscription_id),
+        ("tenant id", &config.tenant_id),
+        ("client id", &config.client_id),
+    ] {
+        if let Some(v) = value {
+            if uuid::Uuid::parse_str(v).is_err() {
+                return Err(EmulatorError::InvalidConfig(format!(
+                    "{flag} '{v}' is not a GUID"
+                )));
+            }
+        }
+    }
+    if config.client_secret.as_deref() == Some("") {
+        return Err(EmulatorError::InvalidConfig(
+            "client secret must not be empty".to_string(),
+        ));
+    }
+    let dir = &config.state_dir;
+    std::fs::create_dir_all(dir).map_err(|source| EmulatorError::Io {
+        path: dir.clone(),
+        source,
+    })?;
+    // Absolute paths in env.sh/emulator.json keep working from any working directory.
+    let dir = std::fs::canonicalize(dir).map_err(|source| EmulatorError::Io {
+        path: dir.clone(),
+        source,
+    })?;
+
+    let store = Store::open(&dir.join(DB_FILE))?;
+    let identity = Identity::load_or_create(
+        &store,
+        &IdentityOverrides {
+            tenant_id: config.tenant_id.clone(),
+            client_id: config.client_id.clone(),
+            client_secret: config.client_secret.clone(),
+            subscription_id: config.subscription_id.clone(),
+        },
+    )?;
+    let tls = tls::load_or_create(&dir)?;
+    let signer = token::TokenSigner::load_or_create(&dir)?;
+    let catalogue = match &config.builtins_dir {
+        Some(builtins) => Catalogue::from_dir(builtins)?,
+        None => Catalogue::embedded()?,
+    };
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| EmulatorError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let local_addr = listener
+        .local_addr()
+        .map_err(|source| EmulatorError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let host = url_host(local_addr);
+    let base = format!("https://{host}");
+
+    let info = ReadyInfo {
+        arm_endpoint: format!("{base}/"),
+        authority_host: format!("{base}/"),
+        metadata_host: host,
+        tenant_id: identity.tenant_id.clone(),
+        subscription_id: identity.subscription_id.clone(),
+        client_id: identity.client_id.clone(),
+        client_secret: identity.client_secret.clone(),
+        ca_cert: tls.ca_cert_path.clone(),
+        ca_bundle: tls.ca_bundle_path.clone(),
+        env_file: dir.join(ENV_FILE),
+        pid: std::process::id(),
+    };
+    write_ready_files(&dir, &info)?;
+
+    let state = Arc::new(AppState::new(store, signer, identity, catalogue, base));
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config);
+    let server = tokio::spawn(http::serve(listener, acceptor, state.clone(), shutdown_rx));
+    log::info!("emulator listening on {}", info.arm_endpoint);
+    Ok(RunningEmulator {
+        info,
+        local_addr,
+        shutdown,
+        server,
+        state,
+    })
+}
+
+/// `host:port` for URLs; wildcard binds are advertised as loopback.
+fn url_host(addr: SocketAddr) -> String {
+    let ip = match addr.ip() {
+        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    match ip {
+        IpAddr::V4(v4) => format!("{v4}:{}", addr.port()),
+        IpAddr::V6(v6) => format!("[{v6}]:{}", addr.port()),
+    }
+}
+
+fn write_ready_files(dir: &Path, info: &ReadyInfo) -> Result<(), EmulatorError> {
+    let json = serde_json::to_string_pretty(info).unwrap_or_default();
+    // Both files carry the client secret.
+    files::write_private(&dir.join(INFO_FILE), json.as_bytes())?;
+    let bundle = info.ca_bundle.display().to_string();
+    let vars = [
+        ("ARM_ENVIRONMENT", "custom".to_string()),
+        ("ARM_RESOURCE_MANAGER_ENDPOINT", info.arm_endpoint.clone()),
+        (
+            "ARM_RESOURCE_MANAGER_AUDIENCE",
+            "https://management.core.windows.net/".to_string(),
+        ),
+        (
+            "ARM_ACTIVE_DIRECTORY_AUTHORITY_HOST",
+            info.authority_host.clone(),
+        ),
+        ("ARM_METADATA_HOSTNAME", info.metadata_host.clone()),
+        ("ARM_TENANT_ID", info.tenant_id.clone()),
+        ("ARM_SUBSCRIPTION_ID", info.subscription_id.clone()),
+        ("ARM_CLIENT_ID", info.client_id.clone()),
+        ("ARM_CLIENT_SECRET", info.client_secret.clone()),
+        ("SSL_CERT_FILE", bundle.clone()),
+        ("REQUESTS_CA_BUNDLE", bundle.clone()),
+        // Distribution curl builds pin their own CA file and ignore SSL_CERT_FILE.
+        ("CURL_CA_BUNDLE", bundle),
+    ];
+    let mut env = String::from(
+        "# Written by akspolicy-emulator; source it to point clients at the emulator.\n",
+    );
+    for (name, value) in vars {
+        env.push_str(&format!("export {name}={}\n", shell_quote(&value)));
+    }
+    files::write_private(&dir.join(ENV_FILE), env.as_bytes())
+}
+
+fn shell_quote(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "'\\''"))
+}

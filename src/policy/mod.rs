@@ -1,1 +1,12 @@
-//! `policy` layer.
+//! `policy` layer: the Azure Policy domain shared by the provider and the emulator — typed
+//! definition bodies and loading of built-in definitions.
+
+pub mod builtins;
+pub mod definition;
+
+pub use builtins::{BuiltinCatalogue, BuiltinsError};
+pub use definition::{
+    policy_type, ParameterDefinition, PolicyDefinition, PolicyDefinitionProperties,
+    PolicyDefinitionReference, PolicySetDefinition, PolicySetDefinitionProperties,
+    POLICY_DEFINITION_TYPE, POLICY_SET_DEFINITION_TYPE,
+};

@@ -1,0 +1,131 @@
+//! The small `$filter` grammar the policy RP accepts on definition lists:
+//! `policyType eq 'BuiltIn'`, `category eq 'Kubernetes'`, `atExactScope()`, joined by `and`.
+//! PowerShell-style `policyType -eq BuiltIn` is accepted too, because some clients send it.
+
+use super::error::ArmError;
+
+/// A parsed filter; `None` fields do not constrain.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct DefinitionFilter {
+    pub policy_type: Option<String>,
+    pub category: Option<String>,
+    pub at_exact_scope: bool,
+}
+
+impl DefinitionFilter {
+    pub(crate) fn parse(raw: Option<&str>) -> Result<Self, ArmError> {
+        let mut filter = Self::default();
+        let Some(raw) = raw.map(str::trim).filter(|s| !s.is_empty()) else {
+            return Ok(filter);
+        };
+        for clause in split_and(raw) {
+            let clause = clause.trim();
+            if clause.eq_ignore_ascii_case("atExactScope()") {
+                filter.at_exact_scope = true;
+                continue;
+            }
+            let (field, value) = parse_eq(clause).ok_or_else(|| invalid(raw))?;
+            if field.eq_ignore_ascii_case("policyType") {
+                filter.policy_type = Some(value);
+            } else if field.eq_ignore_ascii_case("category") {
+                filter.category = Some(value);
+            } else {
+                return Err(invalid(raw));
+            }
+        }
+        Ok(filter)
+    }
+
+    /// True when an item with these properties passes the filter.
+    pub(crate) fn accepts(&self, policy_type: &str, category: Option<&str>) -> bool {
+        let type_ok = self
+            .policy_type
+            .as_deref()
+            .is_none_or(|want| want.eq_ignore_ascii_case(policy_type));
+        let category_ok = self
+            .category
+            .as_deref()
+            .is_none_or(|want| category.is_some_and(|c| c.eq_ignore_ascii_case(want)));
+        type_ok && category_ok
+    }
+}
+
+fn invalid(raw: &str) -> ArmError {
+    ArmError::bad_request(
+        "InvalidFilterInQueryString",
+        format!("The filter '{raw}' is not supported. Supported filters: policyType eq '{{value}}', category eq '{{value}}', atExactScope(), combined with 'and'."),
+    )
+}
+
+/// Splits on the keyword `and` outside quotes, case-insensitively.
+fn split_and(raw: &str) -> Vec<String> {
+    let mut clauses = Vec::new();
+    let mut current = String::new();
+    let mut in_quotes = false;
+    for word in raw.split(' ') {
+        if !in_quotes && word.eq_ignore_ascii_case("and") {
+            clauses.push(std::mem::take(&mut current));
+            continue;
+        }
+        if !current.is_empty() {
+            current.push(' ');
+        }
+        current.push_str(word);
+        if word.matches('\'').count() % 2 == 1 {
+            in_quotes = !in_quotes;
+        }
+    }
+    clauses.push(current);
+    clauses
+}
+
+/// `field eq 'value'` / `field -eq value` → (field, value).
+fn parse_eq(clause: &str) -> Option<(String, String)> {
+    let mut parts = clause.splitn(3, char::is_whitespace);
+    let field = parts.next()?.trim();
+    let op = parts.next()?.trim();
+    let value = parts.next()?.trim();
+    if !(op.eq_ignore_ascii_case("eq") || op.eq_ignore_ascii_case("-eq")) || field.is_empty() {
+        return None;
+    }
+    let value = value
+        .strip_prefix('\'')
+        .and_then(|v| v.strip_suffix('\''))
+        .or_else(|| value.strip_prefix('"').and_then(|v| v.strip_suffix('"')))
+        .unwrap_or(value);
+    if value.is_empty() {
+        return None;
+    }
+    Some((field.to_string(), value.replace("''", "'")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_supported_forms() {
+        let f = DefinitionFilter::parse(Some("policyType eq 'BuiltIn'")).expect("parses");
+        assert_eq!(f.policy_type.as_deref(), Some("BuiltIn"));
+        let f = DefinitionFilter::parse(Some("policyType -eq BuiltIn")).expect("parses");
+        assert_eq!(f.policy_type.as_deref(), Some("BuiltIn"));
+        let f = DefinitionFilter::parse(Some(
+            "policyType eq 'BuiltIn' and category eq 'Kubernetes Service'",
+        ))
+        .expect("parses");
+        assert_eq!(f.category.as_deref(), Some("Kubernetes Service"));
+        assert!(f.accepts("builtin", Some("kubernetes service")));
+        assert!(!f.accepts("Custom", Some("Kubernetes Service")));
+        assert!(
+            DefinitionFilter::parse(Some("atExactScope()"))
+                .expect("parses")
+                .at_exact_scope
+        );
+        assert!(DefinitionFilter::parse(Some("displayName eq 'x'")).is_err());
+        assert!(DefinitionFilter::parse(Some("policyType gt 'x'")).is_err());
+        assert_eq!(
+            DefinitionFilter::parse(None).expect("parses"),
+            DefinitionFilter::default()
+        );
+    }
+}

@@ -1,0 +1,252 @@
+//! Azure Resource Manager surface: authentication, api-version checks, standard response
+//! headers, and dispatch to per-resource-type handlers through [`RESOURCE_TYPES`].
+//!
+//! Adding a resource type = one handler module + one row in [`RESOURCE_TYPES`].
+
+mod error;
+mod filter;
+mod paging;
+mod path;
+mod policy_definitions;
+mod subscriptions;
+mod tenants;
+
+pub(crate) use error::ArmError;
+pub(crate) use path::ArmPath;
+
+use http::{HeaderValue, Method, StatusCode};
+
+use crate::emulator::http::{json_response, Request, Response};
+use crate::emulator::state::{new_guid, AppState};
+use crate::emulator::token::{Claims, TokenError};
+
+/// api-versions of Microsoft.Authorization policy resources.
+pub(crate) const POLICY_API_VERSIONS: &[&str] = &[
+    "2021-06-01",
+    "2022-06-01",
+    "2023-04-01",
+    "2024-04-01",
+    "2024-05-01",
+    "2025-01-01",
+    "2025-03-01",
+];
+/// api-versions of subscription reads.
+pub(crate) const SUBSCRIPTION_API_VERSIONS: &[&str] =
+    &["2016-06-01", "2020-01-01", "2021-01-01", "2022-12-01"];
+
+/// A request that passed authentication and api-version checks.
+pub(crate) struct ArmRequest<'a> {
+    pub http: &'a Request,
+    pub path: ArmPath,
+    pub api_version: String,
+    /// The caller's token claims (for `AuthorizationFailed` texts and `systemData`).
+    #[allow(dead_code)] // Read by the write paths later issues add.
+    pub principal: Claims,
+}
+
+type Handler = fn(&AppState, &ArmRequest<'_>) -> Result<Response, ArmError>;
+
+/// One routable resource type.
+pub(crate) struct ResourceTypeSpec {
+    /// Lower-case routing key, see [`ArmPath::type_key`].
+    pub key: &'static str,
+    pub api_versions: &'static [&'static str],
+    pub handler: Handler,
+}
+
+/// Every resource type the emulator serves.
+pub(crate) const RESOURCE_TYPES: &[ResourceTypeSpec] = &[
+    ResourceTypeSpec {
+        key: "microsoft.resources/subscriptions",
+        api_versions: SUBSCRIPTION_API_VERSIONS,
+        handler: subscriptions::handle,
+    },
+    ResourceTypeSpec {
+        key: "microsoft.resources/tenants",
+        api_versions: SUBSCRIPTION_API_VERSIONS,
+        handler: tenants::handle,
+    },
+    ResourceTypeSpec {
+        key: "microsoft.authorization/policydefinitions",
+        api_versions: POLICY_API_VERSIONS,
+        handler: policy_definitions::handle_definitions,
+    },
+    ResourceTypeSpec {
+        key: "microsoft.authorization/policysetdefinitions",
+        api_versions: POLICY_API_VERSIONS,
+        handler: policy_definitions::handle_set_definitions,
+    },
+];
+
+/// Handles an ARM request end to end, always adding ARM's response headers.
+pub(crate) fn handle(state: &AppState, req: &Request, segments: &[String]) -> Response {
+    let mut resp = match dispatch(state, req, segments) {
+        Ok(resp) => resp,
+        Err(e) => {
+            if e.status.is_server_error() {
+                log::error!("{} {}: {}", req.method, req.path, e.message);
+            }
+            e.into_response()
+        }
+    };
+    add_arm_headers(state, req, &mut resp);
+    resp
+}
+
+fn dispatch(state: &AppState, req: &Request, segments: &[String]) -> Result<Response, ArmError> {
+    let principal = authenticate(state, req)?;
+    let api_version = match req.query_param("api-version") {
+        Some(v) if !v.is_empty() => v.to_string(),
+        _ => return Err(ArmError::missing_api_version()),
+    };
+    let path = ArmPath::parse(segments).ok_or_else(|| no_provider(&api_version, &req.path))?;
+    let key = path.type_key();
+    let Some(spec) = RESOURCE_TYPES.iter().find(|s| s.key == key) else {
+        return Err(unknown_type(&path, &api_version));
+    };
+    if !spec.api_versions.contains(&api_version.as_str()) {
+        return Err(ArmError::invalid_api_version(
+            &api_version,
+            &format!("{}/{}", path.namespace, path.type_display()),
+            spec.api_versions,
+        ));
+    }
+    let arm_req = ArmRequest {
+        http: req,
+        path,
+        api_version,
+        principal,
+    };
+    (spec.handler)(state, &arm_req)
+}
+
+/// The namespace exists but not this type → `InvalidResourceType`; otherwise the provider
+/// itself is unknown.
+fn unknown_type(path: &ArmPath, api_version: &str) -> ArmError {
+    let namespace_known = RESOURCE_TYPES.iter().any(|s| {
+        s.key
+            .split('/')
+            .next()
+            .is_some_and(|ns| ns.eq_ignore_ascii_case(&path.namespace))
+    });
+    if namespace_known {
+        ArmError::not_found(
+            "InvalidResourceType",
+            format!(
+                "The resource type '{}' could not be found in the namespace '{}' for api version '{api_version}'.",
+                path.type_display(),
+                path.namespace
+            ),
+        )
+    } else {
+        ArmError::not_found(
+            "NoRegisteredProviderFound",
+            format!(
+                "No registered resource provider found for location 'global' and API version '{api_version}' for type '{}'.",
+                path.type_display()
+            ),
+        )
+    }
+}
+
+fn no_provider(api_version: &str, raw_path: &str) -> ArmError {
+    ArmError::not_found(
+        "NoRegisteredProviderFound",
+        format!("No registered resource provider found for API version '{api_version}' and path '{raw_path}'."),
+    )
+}
+
+/// Verifies the bearer token, mapping failures to ARM's 401 codes.
+fn authenticate(state: &AppState, req: &Request) -> Result<Claims, ArmError> {
+    let challenge = |description: &str| {
+        format!(
+            "Bearer authorization_uri=\"{}/{}\", error=\"invalid_token\", error_description=\"{description}\"",
+            req.base_url, state.identity.tenant_id
+        )
+    };
+    let fail = |code: &str, message: String, description: &str| {
+        let mut e = ArmError::new(StatusCode::UNAUTHORIZED, code, message);
+        e.extra_mut().www_authenticate = Some(challenge(description));
+        e
+    };
+    let Some(header) = req.header("authorization") else {
+        return Err(fail(
+            "AuthenticationFailed",
+            "Authentication failed. The 'Authorization' header is missing.".to_string(),
+            "The authentication failed because of missing 'Authorization' header.",
+        ));
+    };
+    let token = match header.split_once(' ') {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
+            token.trim()
+        }
+        _ => return Err(fail(
+            "AuthenticationFailed",
+            "Authentication failed. The 'Authorization' header is provided in an invalid format."
+                .to_string(),
+            "The authentication failed because of an invalid 'Authorization' header.",
+        )),
+    };
+    state.signer.verify_arm(token).map_err(|e| match e {
+        TokenError::Expired { exp, now } => fail(
+            "ExpiredAuthenticationToken",
+            format!(
+                "The access token expiry UTC time '{}' is earlier than current UTC time '{}'.",
+                format_epoch(exp),
+                format_epoch(now)
+            ),
+            "The access token has expired.",
+        ),
+        TokenError::WrongAudience { aud } => fail(
+            "InvalidAuthenticationTokenAudience",
+            format!(
+                "The access token has been obtained for wrong audience or resource '{aud}'. It should exactly match with one of the allowed audiences 'https://management.core.windows.net/','https://management.core.windows.net','https://management.azure.com/','https://management.azure.com'."
+            ),
+            "The access token has an invalid audience.",
+        ),
+        TokenError::Malformed | TokenError::BadSignature | TokenError::NotYetValid => fail(
+            "InvalidAuthenticationToken",
+            "The access token is invalid.".to_string(),
+            "The access token is invalid.",
+        ),
+    })
+}
+
+fn format_epoch(secs: u64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// Headers ARM puts on every response, success or error.
+fn add_arm_headers(state: &AppState, req: &Request, resp: &mut Response) {
+    let headers = resp.headers_mut();
+    let mut set = |name: &'static str, value: String| {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert(name, v);
+        }
+    };
+    set("x-ms-request-id", new_guid());
+    set(
+        "x-ms-correlation-request-id",
+        req.header("x-ms-correlation-request-id")
+            .map(str::to_string)
+            .unwrap_or_else(new_guid),
+    );
+    if let Some(client_request_id) = req.header("x-ms-client-request-id") {
+        set("x-ms-client-request-id", client_request_id.to_string());
+    }
+    let bucket = match req.method {
+        Method::GET | Method::HEAD => "x-ms-ratelimit-remaining-subscription-reads",
+        Method::DELETE => "x-ms-ratelimit-remaining-subscription-deletes",
+        _ => "x-ms-ratelimit-remaining-subscription-writes",
+    };
+    set(bucket, state.remaining_budget(12000).to_string());
+    set("cache-control", "no-cache".to_string());
+}
+
+/// A 200 JSON response.
+pub(crate) fn ok_json(body: &serde_json::Value) -> Response {
+    json_response(StatusCode::OK, body)
+}

@@ -1,0 +1,146 @@
+//! Shared server state and the emulated tenant's identity (tenant, service principal, default
+//! subscription), which is created on first start and persisted in the store.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use ring::rand::SecureRandom;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::catalogue::Catalogue;
+use super::error::EmulatorError;
+use super::store::Store;
+use super::token::TokenSigner;
+
+const IDENTITY_SETTING: &str = "identity";
+
+/// The tenant and its single service principal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Identity {
+    pub tenant_id: String,
+    pub client_id: String,
+    pub client_secret: String,
+    /// Object id of the service principal (`oid` claim, used in AuthorizationFailed texts).
+    pub object_id: String,
+    pub subscription_id: String,
+}
+
+/// Overrides from flags; `None` keeps the stored (or generated) value.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct IdentityOverrides {
+    pub tenant_id: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub subscription_id: Option<String>,
+}
+
+impl Identity {
+    /// Loads the stored identity (or makes a new one), applies overrides, persists the result
+    /// and makes sure the default subscription exists.
+    pub(crate) fn load_or_create(
+        store: &Store,
+        overrides: &IdentityOverrides,
+    ) -> Result<Self, EmulatorError> {
+        let mut identity = match store.setting::<Identity>(IDENTITY_SETTING)? {
+            Some(existing) => existing,
+            None => Identity {
+                tenant_id: new_guid(),
+                client_id: new_guid(),
+                client_secret: new_secret()?,
+                object_id: new_guid(),
+                subscription_id: new_guid(),
+            },
+        };
+        if let Some(v) = &overrides.tenant_id {
+            identity.tenant_id = v.to_ascii_lowercase();
+        }
+        if let Some(v) = &overrides.client_id {
+            identity.client_id = v.to_ascii_lowercase();
+        }
+        if let Some(v) = &overrides.client_secret {
+            identity.client_secret = v.clone();
+        }
+        if let Some(v) = &overrides.subscription_id {
+            identity.subscription_id = v.to_ascii_lowercase();
+        }
+        store.set_setting(IDENTITY_SETTING, &identity)?;
+
+        let sub_id = format!("/subscriptions/{}", identity.subscription_id);
+        if store.get(&sub_id)?.is_none() {
+            store.put(
+                &sub_id,
+                subscription_body(&identity.subscription_id, &identity.tenant_id),
+            )?;
+        }
+        Ok(identity)
+    }
+}
+
+/// The ARM body of a subscription.
+pub(crate) fn subscription_body(subscription_id: &str, tenant_id: &str) -> serde_json::Value {
+    json!({
+        "id": format!("/subscriptions/{subscription_id}"),
+        "authorizationSource": "RoleBased",
+        "managedByTenants": [],
+        "subscriptionId": subscription_id,
+        "tenantId": tenant_id,
+        "displayName": "akspolicy emulator subscription",
+        "state": "Enabled",
+        "subscriptionPolicies": {
+            "locationPlacementId": "Public_2014-09-01",
+            "quotaId": "PayAsYouGo_2014-09-01",
+            "spendingLimit": "Off"
+        }
+    })
+}
+
+pub(crate) fn new_guid() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+fn new_secret() -> Result<String, EmulatorError> {
+    let mut bytes = [0u8; 30];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| EmulatorError::SigningKey("no system randomness".to_string()))?;
+    Ok(URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// Everything request handlers share.
+pub(crate) struct AppState {
+    pub store: Store,
+    pub signer: TokenSigner,
+    pub identity: Identity,
+    pub catalogue: Catalogue,
+    /// Used for absolute links when a request carries no Host header.
+    pub fallback_base_url: String,
+    requests: AtomicU64,
+}
+
+impl AppState {
+    pub(crate) fn new(
+        store: Store,
+        signer: TokenSigner,
+        identity: Identity,
+        catalogue: Catalogue,
+        fallback_base_url: String,
+    ) -> Self {
+        Self {
+            store,
+            signer,
+            identity,
+            catalogue,
+            fallback_base_url,
+            requests: AtomicU64::new(0),
+        }
+    }
+
+    /// Remaining budget reported in `x-ms-ratelimit-remaining-*`: counts down per request so
+    /// clients that log it see movement, and wraps instead of ever throttling.
+    pub(crate) fn remaining_budget(&self, bucket: u64) -> u64 {
+        let n = self.requests.fetch_add(1, Ordering::Relaxed);
+        bucket - 1 - (n % bucket)
+    }
+}

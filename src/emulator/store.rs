@@ -1,0 +1,265 @@
+//! Persistent state: one redb file holding every emulated ARM resource, keyed by its
+//! lower-cased resource id, plus a small settings table.
+//!
+//! Resource types share one table on purpose: ARM ids already encode the type and the parent,
+//! so "children of X" is a key-prefix scan and a new resource type needs no schema change.
+
+use std::path::Path;
+use std::time::SystemTime;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Lower-cased ARM id → JSON-encoded [`StoredResource`].
+const RESOURCES: TableDefinition<&str, &[u8]> = TableDefinition::new("resources");
+/// Setting name → JSON value (service principal, default subscription, ...).
+const SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("settings");
+
+/// Database failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("redb: {0}")]
+    Db(#[from] redb::Error),
+    #[error("stored JSON for {key}: {source}")]
+    Corrupt {
+        key: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+fn db_err<E: Into<redb::Error>>(e: E) -> StoreError {
+    StoreError::Db(e.into())
+}
+
+/// One ARM resource as the emulator keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredResource {
+    /// The id in the casing of the request that created it (ARM echoes the creator's casing).
+    pub id: String,
+    /// The full response body.
+    pub body: Value,
+    /// Opaque change tag, new on every write.
+    pub etag: String,
+    /// RFC 3339 UTC.
+    pub created_at: String,
+    /// RFC 3339 UTC.
+    pub updated_at: String,
+}
+
+/// Handle on the state database; cheap to share behind an `Arc`.
+pub struct Store {
+    db: Database,
+}
+
+/// The canonical key form of an ARM id: lower case, no trailing slash.
+pub fn resource_key(id: &str) -> String {
+    id.trim_end_matches('/').to_ascii_lowercase()
+}
+
+fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+impl Store {
+    /// Opens (creating if needed) the database file.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = Database::create(path).map_err(db_err)?;
+        // Tables must exist before a read transaction can open them.
+        let tx = db.begin_write().map_err(db_err)?;
+        tx.open_table(RESOURCES).map_err(db_err)?;
+        tx.open_table(SETTINGS).map_err(db_err)?;
+        tx.commit().map_err(db_err)?;
+        Ok(Self { db })
+    }
+
+    /// The resource with this id (any casing), if present.
+    pub fn get(&self, id: &str) -> Result<Option<StoredResource>, StoreError> {
+        let key = resource_key(id);
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let table = tx.open_table(RESOURCES).map_err(db_err)?;
+        let Some(guard) = table.get(key.as_str()).map_err(db_err)? else {
+            return Ok(None);
+        };
+        decode(&key, guard.value()).map(Some)
+    }
+
+    /// Creates or replaces a resource; keeps `created_at` of an existing one.
+    pub fn put(&self, id: &str, body: Value) -> Result<StoredResource, StoreError> {
+        let key = resource_key(id);
+        let tx = self.db.begin_write().map_err(db_err)?;
+        let stored = {
+            let mut table = tx.open_table(RESOURCES).map_err(db_err)?;
+            let previous = match table.get(key.as_str()).map_err(db_err)? {
+                Some(guard) => Some(decode(&key, guard.value())?),
+                None => None,
+            };
+            let now = now_rfc3339();
+            let stored = StoredResource {
+                id: id.trim_end_matches('/').to_string(),
+                body,
+                etag: format!("\"{}\"", uuid::Uuid::new_v4().simple()),
+                created_at: previous
+                    .map(|p| p.created_at)
+                    .unwrap_or_else(|| now.clone()),
+                updated_at: now,
+            };
+            let bytes = encode(&key, &stored)?;
+            table
+                .insert(key.as_str(), bytes.as_slice())
+                .map_err(db_err)?;
+            stored
+        };
+        tx.commit().map_err(db_err)?;
+        Ok(stored)
+    }
+
+    /// Removes a resource, returning what was there.
+    pub fn delete(&self, id: &str) -> Result<Option<StoredResource>, StoreError> {
+        let key = resource_key(id);
+        let tx = self.db.begin_write().map_err(db_err)?;
+        let removed = {
+            let mut table = tx.open_table(RESOURCES).map_err(db_err)?;
+            let removed = table.remove(key.as_str()).map_err(db_err)?;
+            match removed {
+                Some(guard) => Some(decode(&key, guard.value())?),
+                None => None,
+            }
+        };
+        tx.commit().map_err(db_err)?;
+        Ok(removed)
+    }
+
+    /// Every resource whose key starts with `prefix` (matched case-insensitively), key order.
+    pub fn list_prefix(&self, prefix: &str) -> Result<Vec<StoredResource>, StoreError> {
+        let prefix = prefix.to_ascii_lowercase();
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let table = tx.open_table(RESOURCES).map_err(db_err)?;
+        let mut out = Vec::new();
+        for entry in table.range(prefix.as_str()..).map_err(db_err)? {
+            let (key, value) = entry.map_err(db_err)?;
+            let key = key.value();
+            if !key.starts_with(prefix.as_str()) {
+                break;
+            }
+            out.push(decode(key, value.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Direct children of `parent_id` of one type, e.g. parent `/subscriptions/x` and
+    /// `child_type` `providers/Microsoft.Authorization/policyAssignments` or `resourceGroups`.
+    /// Grandchildren (ids with more segments) are excluded.
+    pub fn list_children(
+        &self,
+        parent_id: &str,
+        child_type: &str,
+    ) -> Result<Vec<StoredResource>, StoreError> {
+        let parent = resource_key(parent_id);
+        let prefix = format!("{parent}/{}/", child_type.trim_matches('/'));
+        let all = self.list_prefix(&prefix)?;
+        Ok(all
+            .into_iter()
+            .filter(|r| {
+                let key = resource_key(&r.id);
+                key.get(prefix.len()..)
+                    .is_some_and(|rest| !rest.contains('/'))
+            })
+            .collect())
+    }
+
+    /// Reads a setting.
+    pub fn setting<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, StoreError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let table = tx.open_table(SETTINGS).map_err(db_err)?;
+        let Some(guard) = table.get(name).map_err(db_err)? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(guard.value())
+            .map(Some)
+            .map_err(|source| StoreError::Corrupt {
+                key: name.to_string(),
+                source,
+            })
+    }
+
+    /// Writes a setting.
+    pub fn set_setting<T: Serialize>(&self, name: &str, value: &T) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(value).map_err(|source| StoreError::Corrupt {
+            key: name.to_string(),
+            source,
+        })?;
+        let tx = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut table = tx.open_table(SETTINGS).map_err(db_err)?;
+            table.insert(name, bytes.as_slice()).map_err(db_err)?;
+        }
+        tx.commit().map_err(db_err)
+    }
+}
+
+fn decode(key: &str, bytes: &[u8]) -> Result<StoredResource, StoreError> {
+    serde_json::from_slice(bytes).map_err(|source| StoreError::Corrupt {
+        key: key.to_string(),
+        source,
+    })
+}
+
+fn encode(key: &str, stored: &StoredResource) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(stored).map_err(|source| StoreError::Corrupt {
+        key: key.to_string(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn put_get_list_delete() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("s.redb")).expect("open");
+        let a = "/subscriptions/S1/providers/Microsoft.Authorization/policyAssignments/A";
+        let nested = "/subscriptions/s1/resourceGroups/rg/providers/Microsoft.Authorization/policyAssignments/b";
+        store.put(a, json!({"name": "A"})).expect("put");
+        store.put(nested, json!({"name": "b"})).expect("put");
+        let first = store.get(&a.to_lowercase()).expect("get").expect("present");
+        assert_eq!(first.id, a);
+        let again = store.put(a, json!({"name": "A2"})).expect("put");
+        assert_eq!(again.created_at, first.created_at);
+        assert_ne!(again.etag, first.etag);
+
+        let kids = store
+            .list_children(
+                "/subscriptions/s1",
+                "providers/microsoft.authorization/policyassignments",
+            )
+            .expect("list");
+        assert_eq!(kids.len(), 1);
+        assert_eq!(
+            store.list_prefix("/subscriptions/s1/").expect("list").len(),
+            2
+        );
+
+        assert!(store.delete(a).expect("delete").is_some());
+        assert!(store.get(a).expect("get").is_none());
+    }
+
+    #[test]
+    fn settings_persist_across_reopen() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("s.redb");
+        {
+            let store = Store::open(&path).expect("open");
+            store.set_setting("k", &json!({"v": 1})).expect("set");
+        }
+        let store = Store::open(&path).expect("reopen");
+        let v: Option<Value> = store.setting("k").expect("read");
+        assert_eq!(v, Some(json!({"v": 1})));
+    }
+}

@@ -1,0 +1,690 @@
+//! End-to-end tests: the emulator runs in-process on a free port with a temporary state
+//! directory, and a real HTTPS client (trusting only the emulator's CA) talks to it.
+
+use std::path::{Path, PathBuf};
+
+use reqwest::{Client, StatusCode};
+use serde_json::Value;
+
+use super::{start, Config, RunningEmulator};
+
+const POLICY_API: &str = "2025-03-01";
+const DEFINITIONS: &str = "/providers/Microsoft.Authorization/policyDefinitions";
+
+struct Emu {
+    running: RunningEmulator,
+    client: Client,
+    base: String,
+}
+
+async fn start_emu(dir: &Path, builtins: Option<PathBuf>) -> Emu {
+    let mut config = Config::new(dir);
+    config.builtins_dir = builtins;
+    let running = start(config).await.expect("emulator starts");
+    let ca = std::fs::read(&running.info().ca_cert).expect("ca.pem readable");
+    let client = Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("CA parses"))
+        .build()
+        .expect("client builds");
+    let base = running
+        .info()
+        .arm_endpoint
+        .trim_end_matches('/')
+        .to_string();
+    Emu {
+        running,
+        client,
+        base,
+    }
+}
+
+impl Emu {
+    async fn token_response(&self, form: &[(&str, &str)], v1: bool) -> (StatusCode, Value) {
+        let tenant = &self.running.info().tenant_id;
+        let url = if v1 {
+            format!("{}/{tenant}/oauth2/token", self.base)
+        } else {
+            format!("{}/{tenant}/oauth2/v2.0/token", self.base)
+        };
+        let resp = self
+            .client
+            .post(url)
+            .form(form)
+            .send()
+            .await
+            .expect("token request");
+        let status = resp.status();
+        (status, resp.json().await.expect("JSON body"))
+    }
+
+    async fn token(&self) -> String {
+        let info = self.running.info();
+        let (status, body) = self
+            .token_response(
+                &[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", &info.client_id),
+                    ("client_secret", &info.client_secret),
+                    ("scope", "https://management.azure.com/.default"),
+                ],
+                false,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_string()
+    }
+
+    /// GET with a token; `path_and_query` may also be an absolute URL (a nextLink).
+    async fn get(
+        &self,
+        token: Option<&str>,
+        path_and_query: &str,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        let url = if path_and_query.starts_with("https://") {
+            path_and_query.to_string()
+        } else {
+            format!("{}{path_and_query}", self.base)
+        };
+        let mut req = self.client.get(url);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp.json().await.unwrap_or(Value::Null);
+        (status, headers, body)
+    }
+
+    /// Follows nextLinks, returning every item and the page sizes seen.
+    async fn list_all(&self, token: &str, first: &str) -> (Vec<Value>, Vec<usize>) {
+        let mut items = Vec::new();
+        let mut sizes = Vec::new();
+        let mut next = Some(first.to_string());
+        while let Some(url) = next.take() {
+            let (status, _, body) = self.get(Some(token), &url).await;
+            assert_eq!(status, StatusCode::OK, "{url}: {body}");
+            let page = body["value"].as_array().expect("value array").clone();
+            sizes.push(page.len());
+            items.extend(page);
+            if let Some(link) = body.get("nextLink").and_then(Value::as_str) {
+                assert!(link.starts_with("https://"), "nextLink is absolute: {link}");
+                assert!(link.contains("api-version="), "{link}");
+                assert!(link.contains("skiptoken"), "{link}");
+                next = Some(link.to_string());
+            }
+            assert!(sizes.len() < 100, "paging does not terminate");
+        }
+        (items, sizes)
+    }
+}
+
+fn error_code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("<none>")
+}
+
+#[tokio::test]
+async fn token_grants_access_and_arm_headers_are_set() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let emu = start_emu(dir.path(), None).await;
+    let token = emu.token().await;
+    assert_eq!(token.split('.').count(), 3, "a JWT");
+    let info = emu.running.info().clone();
+
+    let resp = emu
+        .client
+        .get(format!("{}/subscriptions?api-version=2022-12-01", emu.base))
+        .bearer_auth(&token)
+        .header("x-ms-correlation-request-id", "corr-1")
+        .header("x-ms-client-request-id", "client-1")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let h = resp.headers().clone();
+    assert!(h.contains_key("x-ms-request-id"));
+    assert_eq!(h["x-ms-correlation-request-id"], "corr-1");
+    assert_eq!(h["x-ms-client-request-id"], "client-1");
+    let remaining: u64 = h["x-ms-ratelimit-remaining-subscription-reads"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("a number");
+    assert!(remaining > 0);
+    let body: Value = resp.json().await.expect("json");
+    let subs = body["value"].as_array().expect("value");
+    assert_eq!(subs.len(), 1);
+    assert_eq!(subs[0]["subscriptionId"], info.subscription_id.as_str());
+
+    let (status, _, sub) = emu
+        .get(
+            Some(&token),
+            &format!(
+                "/subscriptions/{}?api-version=2020-01-01",
+                info.subscription_id
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(sub["state"], "Enabled");
+    assert_eq!(sub["tenantId"], info.tenant_id.as_str());
+    assert_eq!(
+        sub["id"],
+        format!("/subscriptions/{}", info.subscription_id)
+    );
+    assert!(sub["displayName"].is_string());
+
+    let (status, _, err) = emu
+        .get(
+            Some(&token),
+            "/subscriptions/00000000-0000-0000-0000-000000000001?api-version=2022-12-01",
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(error_code(&err), "SubscriptionNotFound");
+
+    let (status, _, tenants) = emu
+        .get(Some(&token), "/tenants?api-version=2022-12-01")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(tenants["value"][0]["tenantId"], info.tenant_id.as_str());
+
+    // v1 endpoint with the other ARM audience.
+    let (status, v1) = emu
+        .token_response(
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", &info.client_id),
+                ("client_secret", &info.client_secret),
+                ("resource", "https://management.core.windows.net/"),
+            ],
+            true,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v1}");
+    assert_eq!(v1["resource"], "https://management.core.windows.net/");
+    assert!(v1["expires_on"].is_string());
+    let (status, _, _) = emu
+        .get(
+            v1["access_token"].as_str(),
+            "/subscriptions?api-version=2022-12-01",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    emu.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn token_endpoint_rejects_bad_requests() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let emu = start_emu(dir.path(), None).await;
+    let info = emu.running.info().clone();
+    let wrong_secret = "not-the-secret-Zq9";
+    let (status, body) = emu
+        .token_response(
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", &info.client_id),
+                ("client_secret", wrong_secret),
+                ("scope", "https://management.azure.com/.default"),
+            ],
+            false,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"], "invalid_client");
+    assert_eq!(body["error_codes"][0], 7000215);
+    let description = body["error_description"].as_str().expect("description");
+    assert!(
+        description.starts_with("AADSTS7000215: Invalid client secret provided"),
+        "{description}"
+    );
+    assert!(!body.to_string().contains(wrong_secret), "secret echoed");
+    for key in ["trace_id", "correlation_id", "timestamp"] {
+        assert!(body[key].is_string(), "{key} missing");
+    }
+
+    let (status, body) = emu
+        .token_response(
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", "11111111-1111-1111-1111-111111111111"),
+                ("client_secret", &info.client_secret),
+                ("scope", "https://management.azure.com/.default"),
+            ],
+            false,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"], "invalid_client");
+
+    let (status, body) = emu
+        .token_response(
+            &[("grant_type", "password"), ("client_id", &info.client_id)],
+            false,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"], "unsupported_grant_type");
+
+    let (status, body) = emu
+        .token_response(
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", &info.client_id),
+                ("client_secret", &info.client_secret),
+                ("scope", "https://graph.microsoft.com/.default"),
+            ],
+            false,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+    let resp = emu
+        .client
+        .post(format!("{}/{}/oauth2/v2.0/token", emu.base, info.tenant_id))
+        .basic_auth(&info.client_id, Some(&info.client_secret))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "https://management.azure.com/.default"),
+        ])
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), StatusCode::OK, "client_secret_basic");
+
+    // The CLI's double-slash scope form names the classic audience.
+    let (status, body) = emu
+        .token_response(
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", &info.client_id),
+                ("client_secret", &info.client_secret),
+                ("scope", "https://management.core.windows.net//.default"),
+            ],
+            false,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // MSAL against the ADFS-shaped authority posts `scope` to the v1 path.
+    let resp = emu
+        .client
+        .post(format!("{}/adfs/oauth2/token", emu.base))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", info.client_id.as_str()),
+            ("client_secret", info.client_secret.as_str()),
+            ("scope", "https://management.core.windows.net//.default"),
+        ])
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), StatusCode::OK, "adfs v1 with scope");
+
+    let resp = emu
+        .client
+        .post(format!("{}/not-a-tenant/oauth2/v2.0/token", emu.base))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    emu.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn arm_rejects_missing_or_bad_tokens_and_api_versions() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let emu = start_emu(dir.path(), None).await;
+    let url = format!("{DEFINITIONS}?api-version={POLICY_API}");
+
+    let (status, headers, body) = emu.get(None, &url).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(error_code(&body), "AuthenticationFailed");
+    assert_eq!(
+        body["error"]["message"],
+        "Authentication failed. The 'Authorization' header is missing."
+    );
+    let challenge = headers["www-authenticate"].to_str().expect("ascii");
+    assert!(
+        challenge.starts_with("Bearer authorization_uri="),
+        "{challenge}"
+    );
+    assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+    assert!(headers.contains_key("x-ms-request-id"));
+
+    let (status, _, body) = emu.get(Some("not.a.jwt"), &url).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(error_code(&body), "InvalidAuthenticationToken");
+
+    let token = emu.token().await;
+    let (status, _, body) = emu.get(Some(&token), DEFINITIONS).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(&body), "MissingApiVersionParameter");
+    assert_eq!(
+        body["error"]["message"],
+        "The api-version query parameter (?api-version=) is required for all requests."
+    );
+
+    let (status, _, body) = emu
+        .get(
+            Some(&token),
+            &format!("{DEFINITIONS}?api-version=1999-01-01"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(&body), "InvalidApiVersionParameter");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap_or("")
+        .contains("2025-03-01"));
+
+    let (status, _, body) = emu
+        .get(
+            Some(&token),
+            &format!("/providers/Microsoft.Authorization/policyUnicorns?api-version={POLICY_API}"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(error_code(&body), "InvalidResourceType");
+    let (status, _, body) = emu
+        .get(
+            Some(&token),
+            &format!("/providers/Contoso.Nothing/things?api-version={POLICY_API}"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(error_code(&body), "NoRegisteredProviderFound");
+    emu.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn builtin_definitions_page_filter_and_get() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let emu = start_emu(dir.path(), None).await;
+    let token = emu.token().await;
+    let total = super::catalogue::Catalogue::embedded()
+        .expect("catalogue")
+        .definitions
+        .len();
+
+    let (items, sizes) = emu
+        .list_all(&token, &format!("{DEFINITIONS}?api-version={POLICY_API}"))
+        .await;
+    assert_eq!(items.len(), total);
+    assert!(sizes.len() > 1, "more than one page");
+    assert!(sizes.iter().all(|&s| s <= 4), "{sizes:?}");
+    assert!(items
+        .iter()
+        .all(|d| d["type"] == "Microsoft.Authorization/policyDefinitions"));
+
+    let (items, sizes) = emu
+        .list_all(
+            &token,
+            &format!("{DEFINITIONS}?api-version={POLICY_API}&$top=2"),
+        )
+        .await;
+    assert_eq!(items.len(), total);
+    assert!(sizes.iter().all(|&s| s <= 2), "{sizes:?}");
+
+    let filtered = |f: &str| {
+        format!(
+            "{DEFINITIONS}?api-version={POLICY_API}&$filter={}",
+            urlencode(f)
+        )
+    };
+    let (items, _) = emu
+        .list_all(&token, &filtered("policyType eq 'BuiltIn'"))
+        .await;
+    assert_eq!(items.len(), total);
+    let (items, _) = emu
+        .list_all(&token, &filtered("policyType -eq BuiltIn"))
+        .await;
+    assert_eq!(items.len(), total);
+    let (items, _) = emu
+        .list_all(&token, &filtered("policyType eq 'Custom'"))
+        .await;
+    assert!(items.is_empty());
+    let (items, _) = emu
+        .list_all(&token, &filtered("category eq 'Kubernetes'"))
+        .await;
+    assert_eq!(items.len(), total - 1);
+    let (status, _, body) = emu.get(Some(&token), &filtered("displayName eq 'x'")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+    // Names compare case-insensitively; the id keeps the canonical casing.
+    let (status, _, def) = emu
+        .get(
+            Some(&token),
+            &format!("/PROVIDERS/microsoft.authorization/POLICYDEFINITIONS/95EDB821-DDAF-4404-9732-666045E056B4?api-version={POLICY_API}"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{def}");
+    assert_eq!(
+        def["id"],
+        "/providers/Microsoft.Authorization/policyDefinitions/95edb821-ddaf-4404-9732-666045e056b4"
+    );
+    assert_eq!(def["properties"]["mode"], "Microsoft.Kubernetes.Data");
+
+    let sub = emu.running.info().subscription_id.clone();
+    let (status, _, def) = emu
+        .get(
+            Some(&token),
+            &format!("/subscriptions/{sub}{DEFINITIONS}/95edb821-ddaf-4404-9732-666045e056b4?api-version=2021-06-01"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{def}");
+    let (items, _) = emu
+        .list_all(
+            &token,
+            &format!("/subscriptions/{sub}{DEFINITIONS}?api-version={POLICY_API}"),
+        )
+        .await;
+    assert_eq!(items.len(), total);
+
+    let (status, _, body) = emu
+        .get(
+            Some(&token),
+            &format!("{DEFINITIONS}/does-not-exist?api-version={POLICY_API}"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        body,
+        serde_json::json!({"error": {"code": "PolicyDefinitionNotFound",
+            "message": "The policy definition 'does-not-exist' could not be found."}})
+    );
+
+    let (items, _) = emu
+        .list_all(
+            &token,
+            &format!("/providers/Microsoft.Management/managementGroups/mg1{DEFINITIONS}?api-version={POLICY_API}"),
+        )
+        .await;
+    assert_eq!(items.len(), total);
+
+    let resp = emu
+        .client
+        .put(format!(
+            "{}{DEFINITIONS}/95edb821-ddaf-4404-9732-666045e056b4?api-version={POLICY_API}",
+            emu.base
+        ))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"properties": {}}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+
+    let (status, _, set) = emu
+        .get(
+            Some(&token),
+            &format!("/providers/Microsoft.Authorization/policySetDefinitions/A8640138-9b0a-4a28-b8cb-1666c838647d?api-version={POLICY_API}"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{set}");
+    assert_eq!(set["type"], "Microsoft.Authorization/policySetDefinitions");
+    assert!(!set["properties"]["policyDefinitions"]
+        .as_array()
+        .expect("members")
+        .is_empty());
+    emu.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn metadata_and_discovery_need_no_token() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let emu = start_emu(dir.path(), None).await;
+    let (status, _, cloud) = emu
+        .get(None, "/metadata/endpoints?api-version=2022-09-01")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        cloud["resourceManager"],
+        emu.running.info().arm_endpoint.as_str()
+    );
+    assert!(cloud["authentication"]["audiences"].is_array());
+    assert!(cloud["authentication"]["loginEndpoint"].is_string());
+    assert!(cloud["microsoftGraphResourceId"].is_string());
+    assert!(cloud["suffixes"].is_object());
+    let (_, _, clouds) = emu
+        .get(None, "/metadata/endpoints?api-version=2019-05-01")
+        .await;
+    assert_eq!(clouds.as_array().map(Vec::len), Some(1));
+    let (_, _, stack) = emu
+        .get(None, "/metadata/endpoints?api-version=2015-01-01")
+        .await;
+    assert!(stack["authentication"]["loginEndpoint"].is_string());
+    let (status, _, _) = emu.get(None, "/metadata/endpoints").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    let tenant = emu.running.info().tenant_id.clone();
+    for t in [tenant.as_str(), "organizations", "adfs"] {
+        let (status, _, oidc) = emu
+            .get(None, &format!("/{t}/v2.0/.well-known/openid-configuration"))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(oidc["token_endpoint"]
+            .as_str()
+            .is_some_and(|u| u.ends_with("/oauth2/v2.0/token")));
+    }
+    let (status, _, oidc) = emu
+        .get(None, &format!("/{tenant}/.well-known/openid-configuration"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(oidc["jwks_uri"]
+        .as_str()
+        .is_some_and(|u| u.ends_with("/discovery/keys")));
+    let (status, _, jwks) = emu
+        .get(None, &format!("/{tenant}/discovery/v2.0/keys"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(jwks["keys"][0]["kty"], "EC");
+    emu.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn restart_keeps_identity_ca_and_tokens() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let first = start_emu(dir.path(), None).await;
+    let info1 = first.running.info().clone();
+    let ca1 = std::fs::read(&info1.ca_cert).expect("ca");
+    let token = first.token().await;
+    first.running.shutdown().await;
+
+    let second = start_emu(dir.path(), None).await;
+    let info2 = second.running.info().clone();
+    assert_eq!(info1.subscription_id, info2.subscription_id);
+    assert_eq!(info1.tenant_id, info2.tenant_id);
+    assert_eq!(info1.client_id, info2.client_id);
+    assert_eq!(info1.client_secret, info2.client_secret);
+    assert_eq!(ca1, std::fs::read(&info2.ca_cert).expect("ca"));
+    let (status, _, body) = second
+        .get(Some(&token), "/subscriptions?api-version=2022-12-01")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["value"].as_array().map(Vec::len), Some(1));
+
+    let env = std::fs::read_to_string(&info2.env_file).expect("env.sh");
+    for var in [
+        "ARM_ENVIRONMENT='custom'",
+        "ARM_RESOURCE_MANAGER_ENDPOINT=",
+        "ARM_RESOURCE_MANAGER_AUDIENCE='https://management.core.windows.net/'",
+        "ARM_ACTIVE_DIRECTORY_AUTHORITY_HOST=",
+        "ARM_METADATA_HOSTNAME=",
+        "ARM_CLIENT_SECRET=",
+        "SSL_CERT_FILE=",
+        "REQUESTS_CA_BUNDLE=",
+        "CURL_CA_BUNDLE=",
+    ] {
+        assert!(env.contains(var), "env.sh lacks {var}");
+    }
+    let bundle = std::fs::read(&info2.ca_bundle).expect("bundle");
+    assert!(bundle.ends_with(&ca1));
+    let json: super::ReadyInfo = serde_json::from_slice(
+        &std::fs::read(dir.path().join("emulator.json")).expect("emulator.json"),
+    )
+    .expect("ready info parses");
+    assert_eq!(json, info2);
+    second.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn flags_override_identity() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = Config::new(dir.path());
+    config.subscription_id = Some("3f2c1a9e-8d7b-4c6a-9e5f-0a1b2c3d4e5f".to_string());
+    config.client_secret = Some("fixed-secret".to_string());
+    let running = start(config).await.expect("starts");
+    assert_eq!(
+        running.info().subscription_id,
+        "3f2c1a9e-8d7b-4c6a-9e5f-0a1b2c3d4e5f"
+    );
+    assert_eq!(running.info().client_secret, "fixed-secret");
+    running.shutdown().await;
+
+    let mut bad = Config::new(dir.path());
+    bad.tenant_id = Some("not-a-guid".to_string());
+    assert!(start(bad).await.is_err());
+}
+
+#[tokio::test]
+async fn real_builtins_directory_is_served() {
+    let specs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/specs/azure-policy");
+    if !specs.is_dir() {
+        eprintln!("skipping: {} not present", specs.display());
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let emu = start_emu(dir.path(), Some(specs)).await;
+    let token = emu.token().await;
+    let filter = urlencode("category eq 'Kubernetes'");
+    let (items, _) = emu
+        .list_all(
+            &token,
+            &format!("{DEFINITIONS}?api-version={POLICY_API}&$filter={filter}&$top=50"),
+        )
+        .await;
+    assert_eq!(items.len(), 18);
+    let (status, _, def) = emu
+        .get(
+            Some(&token),
+            &format!("{DEFINITIONS}/95edb821-ddaf-4404-9732-666045e056b4?api-version={POLICY_API}"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        def["properties"]["displayName"],
+        "Kubernetes cluster should not allow privileged containers"
+    );
+    assert_eq!(def["type"], "Microsoft.Authorization/policyDefinitions");
+    emu.running.shutdown().await;
+}
+
+fn urlencode(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
