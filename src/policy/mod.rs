@@ -3,7 +3,9 @@
 
 pub mod builtins;
 pub mod definition;
+pub mod kubernetes;
 
+pub use kubernetes::{TemplateInfo, KUBERNETES_MODE};
 pub use builtins::{BuiltinCatalogue, BuiltinsError};
 pub use definition::{
     policy_type, ParameterDefinition, PolicyDefinition, PolicyDefinitionProperties,

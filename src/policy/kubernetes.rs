@@ -1,0 +1,88 @@
+//! Facts about `Microsoft.Kubernetes.Data` definitions: where their Gatekeeper
+//! ConstraintTemplate comes from (`then.details.templateInfo`, or the deprecated
+//! `constraintTemplate` URL of the oldest definitions).
+
+use serde_json::Value as Json;
+
+use super::definition::PolicyDefinitionProperties;
+
+/// The mode of Azure Policy definitions that carry Gatekeeper templates.
+pub const KUBERNETES_MODE: &str = "Microsoft.Kubernetes.Data";
+
+/// How a Kubernetes definition supplies its ConstraintTemplate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TemplateInfo {
+    /// `templateInfo.sourceType = PublicURL`: fetched by the add-on from `url`.
+    PublicUrl(String),
+    /// `templateInfo.sourceType = Base64Encoded`: the template itself, base64-encoded.
+    Base64Encoded(String),
+    /// The deprecated `details.constraintTemplate` URL (with a separate `constraint` URL).
+    ConstraintTemplateUrl(String),
+}
+
+impl PolicyDefinitionProperties {
+    pub fn is_kubernetes(&self) -> bool {
+        self.mode
+            .as_deref()
+            .is_some_and(|m| m.eq_ignore_ascii_case(KUBERNETES_MODE))
+    }
+
+    /// The template source of a Kubernetes definition; `None` for other modes or when the rule
+    /// names none.
+    pub fn template_info(&self) -> Option<TemplateInfo> {
+        if !self.is_kubernetes() {
+            return None;
+        }
+        let details = self.policy_rule.as_ref()?.get("then")?.get("details")?;
+        if let Some(info) = details.get("templateInfo") {
+            let source = info.get("sourceType").and_then(Json::as_str).unwrap_or("");
+            if source.eq_ignore_ascii_case("PublicURL") {
+                return info
+                    .get("url")
+                    .and_then(Json::as_str)
+                    .map(|u| TemplateInfo::PublicUrl(u.to_string()));
+            }
+            if source.eq_ignore_ascii_case("Base64Encoded") {
+                return info
+                    .get("content")
+                    .and_then(Json::as_str)
+                    .map(|c| TemplateInfo::Base64Encoded(c.to_string()));
+            }
+            return None;
+        }
+        details
+            .get("constraintTemplate")
+            .and_then(Json::as_str)
+            .map(|u| TemplateInfo::ConstraintTemplateUrl(u.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn props(details: Json) -> PolicyDefinitionProperties {
+        serde_json::from_value(serde_json::json!({
+            "mode": "Microsoft.Kubernetes.Data",
+            "policyRule": {"if": {}, "then": {"effect": "audit", "details": details}}
+        }))
+        .expect("valid properties")
+    }
+
+    #[test]
+    fn reads_every_template_form() {
+        let url = props(serde_json::json!({"templateInfo": {"sourceType": "PublicURL", "url": "https://x/t.yaml"}}));
+        assert_eq!(url.template_info(), Some(TemplateInfo::PublicUrl("https://x/t.yaml".into())));
+        let b64 = props(serde_json::json!({"templateInfo": {"sourceType": "Base64Encoded", "content": "YQ=="}}));
+        assert_eq!(b64.template_info(), Some(TemplateInfo::Base64Encoded("YQ==".into())));
+        let old = props(serde_json::json!({"constraintTemplate": "https://x/old.yaml", "constraint": "https://x/c.yaml"}));
+        assert_eq!(old.template_info(), Some(TemplateInfo::ConstraintTemplateUrl("https://x/old.yaml".into())));
+    }
+
+    #[test]
+    fn other_modes_have_no_template() {
+        let mut p = props(serde_json::json!({"templateInfo": {"sourceType": "PublicURL", "url": "u"}}));
+        p.mode = Some("All".into());
+        assert_eq!(p.template_info(), None);
+    }
+}
