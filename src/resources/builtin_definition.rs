@@ -268,13 +268,7 @@ fn to_state(d: &PolicyDefinition) -> Value {
         ("policy_type", Value::opt_string(p.policy_type.clone())),
         (
             "category",
-            Value::opt_string(
-                p.metadata
-                    .as_ref()
-                    .and_then(|m| m.get("category"))
-                    .and_then(|c| c.as_str())
-                    .map(str::to_string),
-            ),
+Value::opt_string(d.category().map(str::to_string)),
         ),
         ("metadata", json_string(p.metadata.as_ref())),
         ("parameters", json_string(parameters.as_ref())),
