@@ -1,1 +1,21 @@
-//! `framework` layer.
+//! The framework layer (terraform-plugin-framework's role): Terraform's value model, schemas,
+//! diagnostics with attribute paths, the generic plan rules, the traits provider code
+//! implements, and the protocol-agnostic server the `plugin` layer drives.
+//!
+//! It knows Terraform's semantics and nothing of Azure: it never imports `arm` or `policy`.
+
+pub mod diag;
+pub mod plan;
+pub mod resource;
+pub mod schema;
+pub mod server;
+pub mod value;
+
+pub use diag::{AttributePath, Diagnostic, Diagnostics, PathStep, Severity};
+pub use resource::{
+    ApplyRequest, ApplyResult, CallContext, ConfigureRequest, DataSource, PlanChange, Provider,
+    ProviderData, Resource,
+};
+pub use schema::{Attribute, Block, NestedBlock, NestingMode, PlanBehaviour, Schema, Validator};
+pub use server::Server;
+pub use value::{Number, Type, Value};
