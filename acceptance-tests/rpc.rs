@@ -532,3 +532,99 @@ async fn binary_handshake_tls_and_shutdown() {
     assert!(status.success(), "{status}");
     assert!(!socket.exists(), "socket removed on exit");
 }
+
+/// The Terraform CLI to drive, if any: `AKSPOLICY_TERRAFORM`, else the pinned one that
+/// `make terraform` installs into `.tools/bin`.
+fn terraform_binary() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("AKSPOLICY_TERRAFORM") {
+        return Some(PathBuf::from(p));
+    }
+    let pinned = Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/bin/terraform");
+    pinned.exists().then_some(pinned)
+}
+
+fn run_terraform(tf: &Path, dir: &Path, reattach: &str, args: &[&str]) -> (i32, String) {
+    let out = Command::new(tf)
+        .args(args)
+        .current_dir(dir)
+        .env("TF_REATTACH_PROVIDERS", reattach)
+        .env("CHECKPOINT_DISABLE", "1")
+        .env("TF_IN_AUTOMATION", "1")
+        // An empty CLI config keeps the machine's own settings out of the test.
+        .env("TF_CLI_CONFIG_FILE", dir.join("empty.tfrc"))
+        .env_remove("TF_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run terraform");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// The real Terraform CLI against the in-process provider: the wire codec and the RPC
+/// contract as Terraform itself checks them (create, empty re-plan, destroy).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_terraform_apply_plan_destroy_via_reattach() {
+    let Some(tf) = terraform_binary() else {
+        eprintln!(
+            "note: no Terraform CLI (set AKSPOLICY_TERRAFORM or run `make terraform`); skipped"
+        );
+        return;
+    };
+    let handle = start().await;
+    let reattach = handle.reattach_json();
+    let dir = std::env::temp_dir().join(format!("akspolicy-rpc-tf-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(dir.join("empty.tfrc"), "").expect("write cli config");
+    std::fs::write(
+        dir.join("main.tf"),
+        r#"
+terraform {
+  required_providers {
+    akspolicy = { source = "akspolicy/akspolicy" }
+  }
+}
+resource "akspolicy_thing" "t" {
+  name = "hello"
+}
+output "id" { value = akspolicy_thing.t.id }
+"#,
+    )
+    .expect("write config");
+
+    let dir2 = dir.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let steps: &[(&[&str], i32)] = &[
+            (&["init", "-input=false", "-no-color"], 0),
+            (&["apply", "-auto-approve", "-input=false", "-no-color"], 0),
+            (
+                &["plan", "-detailed-exitcode", "-input=false", "-no-color"],
+                0,
+            ),
+            (&["output", "-raw", "id"], 0),
+            (
+                &["destroy", "-auto-approve", "-input=false", "-no-color"],
+                0,
+            ),
+        ];
+        let mut outputs = Vec::new();
+        for (args, want) in steps {
+            let (code, text) = run_terraform(&tf, &dir2, &reattach, args);
+            assert_eq!(code, *want, "terraform {args:?}:\n{text}");
+            outputs.push(text);
+        }
+        outputs
+    })
+    .await;
+    let _ = std::fs::remove_dir_all(&dir);
+    let outputs = result.expect("terraform steps");
+    assert!(outputs[3].contains("generated"), "{}", outputs[3]);
+    assert!(outputs[1].contains("1 added"), "{}", outputs[1]);
+    assert!(outputs[4].contains("1 destroyed"), "{}", outputs[4]);
+    eprintln!("{}", outputs.join("\n----\n"));
+    handle.shutdown().await.expect("shutdown");
+}

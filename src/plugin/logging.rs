@@ -67,7 +67,13 @@ struct StderrLogger {
 
 impl Log for StderrLogger {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        metadata.level() <= self.settings.level
+        // Library internals (rustls, h2, hyper) at TRACE drown the provider's own lines.
+        let max = if metadata.target().starts_with("akspolicy") {
+            self.settings.level
+        } else {
+            self.settings.level.min(LevelFilter::Warn)
+        };
+        metadata.level() <= max
     }
 
     fn log(&self, record: &Record<'_>) {
@@ -137,6 +143,23 @@ mod tests {
     fn provider_level_wins_over_global() {
         let s = LogSettings::from_values(Some("warn"), Some("trace"));
         assert_eq!(s.level, LevelFilter::Warn);
+    }
+
+    #[test]
+    fn dependencies_are_capped_at_warn() {
+        let logger = StderrLogger {
+            settings: LogSettings::from_values(None, Some("TRACE")),
+        };
+        let ours = Metadata::builder()
+            .level(Level::Trace)
+            .target("akspolicy::plugin")
+            .build();
+        let theirs = Metadata::builder()
+            .level(Level::Debug)
+            .target("rustls::server")
+            .build();
+        assert!(logger.enabled(&ours));
+        assert!(!logger.enabled(&theirs));
     }
 
     #[test]
