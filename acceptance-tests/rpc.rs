@@ -194,6 +194,24 @@ async fn schema_and_discovery_rpcs() {
         .into_inner();
     assert!(funcs.functions.is_empty() && funcs.diagnostics.is_empty());
 
+    // go-plugin's health service, as Client.Ping uses it.
+    let channel = unix_channel(
+        handle.socket_path(),
+        Endpoint::from_static("http://localhost"),
+    )
+    .await;
+    let health = tonic_health::pb::health_client::HealthClient::new(channel)
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "plugin".into(),
+        })
+        .await
+        .expect("health check")
+        .into_inner();
+    assert_eq!(
+        health.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+
     handle.shutdown().await.expect("shutdown");
 }
 
@@ -627,4 +645,60 @@ output "id" { value = akspolicy_thing.t.id }
     assert!(outputs[4].contains("1 destroyed"), "{}", outputs[4]);
     eprintln!("{}", outputs.join("\n----\n"));
     handle.shutdown().await.expect("shutdown");
+}
+
+fn send_signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+/// Ctrl-C reaches plugins too; Terraform cancels through Stop, so SIGINT must not kill the
+/// provider. SIGTERM must end it and remove its socket.
+#[test]
+fn binary_ignores_sigint_and_cleans_up_on_sigterm() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_terraform-provider-akspolicy"))
+        .env(
+            "TF_PLUGIN_MAGIC_COOKIE",
+            akspolicy::plugin::MAGIC_COOKIE_VALUE,
+        )
+        .env("PLUGIN_PROTOCOL_VERSIONS", "5")
+        .env_remove("PLUGIN_CLIENT_CERT")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("handshake");
+    let parts: Vec<&str> = line.trim_end().split('|').collect();
+    assert_eq!(parts.len(), 6, "{line}");
+    assert_eq!(parts[5], "", "plaintext without PLUGIN_CLIENT_CERT");
+    let socket = PathBuf::from(parts[3]);
+
+    send_signal(child.id(), "-INT");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        child.try_wait().expect("wait").is_none(),
+        "SIGINT must be ignored"
+    );
+    assert!(socket.exists());
+
+    send_signal(child.id(), "-TERM");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        if child.try_wait().expect("wait").is_some() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("provider did not exit on SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!socket.exists(), "socket removed on SIGTERM");
 }
