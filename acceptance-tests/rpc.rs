@@ -702,3 +702,95 @@ fn binary_ignores_sigint_and_cleans_up_on_sigterm() {
     }
     assert!(!socket.exists(), "socket removed on SIGTERM");
 }
+
+#[tokio::test]
+async fn provider_config_and_edge_requests() {
+    let handle = start().await;
+    let mut c = client(&handle).await;
+    // An empty provider schema's config arrives as an empty map.
+    let empty = Some(pb::DynamicValue {
+        msgpack: vec![0x80],
+        json: Vec::new(),
+    });
+    let prep = c
+        .prepare_provider_config(pb::prepare_provider_config::Request {
+            config: empty.clone(),
+        })
+        .await
+        .expect("PrepareProviderConfig")
+        .into_inner();
+    assert!(prep.diagnostics.is_empty(), "{:?}", prep.diagnostics);
+    let conf = c
+        .configure(pb::configure::Request {
+            terraform_version: "1.0.3".into(),
+            config: empty,
+            client_capabilities: None,
+        })
+        .await
+        .expect("Configure")
+        .into_inner();
+    assert!(conf.diagnostics.is_empty(), "{:?}", conf.diagnostics);
+
+    let flat = c
+        .upgrade_resource_state(pb::upgrade_resource_state::Request {
+            type_name: THING.into(),
+            version: 0,
+            raw_state: Some(pb::RawState {
+                json: Vec::new(),
+                flatmap: [("id".to_string(), "x".to_string())].into(),
+            }),
+        })
+        .await
+        .expect("UpgradeResourceState flatmap")
+        .into_inner();
+    assert!(has_error(&flat.diagnostics, "flatmap"));
+
+    let import = c
+        .import_resource_state(pb::import_resource_state::Request {
+            type_name: "akspolicy_nope".into(),
+            id: "x".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("ImportResourceState")
+        .into_inner();
+    assert!(import.imported_resources.is_empty());
+    assert!(!import.diagnostics.is_empty());
+
+    // A failed decode during apply must hand the prior state back untouched.
+    let ty = thing_type();
+    let prior = mp(&thing(Value::string("1"), "a"), &ty);
+    let apply = c
+        .apply_resource_change(pb::apply_resource_change::Request {
+            type_name: THING.into(),
+            prior_state: prior.clone(),
+            planned_state: garbage(),
+            config: garbage(),
+            ..Default::default()
+        })
+        .await
+        .expect("ApplyResourceChange")
+        .into_inner();
+    assert!(has_error(&apply.diagnostics, "could not decode"));
+    assert_eq!(apply.new_state, prior);
+
+    // JSON-encoded DynamicValues are understood too.
+    let json_cfg = c
+        .validate_resource_type_config(pb::validate_resource_type_config::Request {
+            type_name: THING.into(),
+            config: Some(pb::DynamicValue {
+                msgpack: Vec::new(),
+                json: br#"{"id":null,"name":"a"}"#.to_vec(),
+            }),
+            client_capabilities: None,
+        })
+        .await
+        .expect("Validate JSON")
+        .into_inner();
+    assert!(
+        json_cfg.diagnostics.is_empty(),
+        "{:?}",
+        json_cfg.diagnostics
+    );
+    handle.shutdown().await.expect("shutdown");
+}

@@ -417,7 +417,7 @@ impl Provider for ProviderService {
             upgraded_identity: None,
             diagnostics: unsupported(
                 "resource identity",
-                "Terraform 1.12 resource identity support in the provider",
+                "an identity schema, which none of its resources declare; Terraform 1.12+",
             ),
         }))
     }
@@ -627,8 +627,8 @@ impl Provider for ProviderService {
     ) -> RpcResult<pb::move_resource_state::Response> {
         Ok(Response::new(pb::move_resource_state::Response {
             diagnostics: unsupported(
-                "moving resource state between resource types",
-                "MoveResourceState support, Terraform 1.8+",
+                "moving state into its resources with `moved` blocks across types",
+                "the move_resource_state capability, which it does not declare; Terraform 1.8+",
             ),
             ..Default::default()
         }))
@@ -668,7 +668,10 @@ impl Provider for ProviderService {
     ) -> RpcResult<pb::validate_ephemeral_resource_config::Response> {
         Ok(Response::new(
             pb::validate_ephemeral_resource_config::Response {
-                diagnostics: unsupported("ephemeral resources", "Terraform 1.10+"),
+                diagnostics: unsupported(
+                    "ephemeral resources",
+                    "ephemeral resource types, of which it declares none; Terraform 1.10+",
+                ),
             },
         ))
     }
@@ -678,7 +681,10 @@ impl Provider for ProviderService {
         _request: Request<pb::open_ephemeral_resource::Request>,
     ) -> RpcResult<pb::open_ephemeral_resource::Response> {
         Ok(Response::new(pb::open_ephemeral_resource::Response {
-            diagnostics: unsupported("ephemeral resources", "Terraform 1.10+"),
+            diagnostics: unsupported(
+                "ephemeral resources",
+                "ephemeral resource types, of which it declares none; Terraform 1.10+",
+            ),
             ..Default::default()
         }))
     }
@@ -688,7 +694,10 @@ impl Provider for ProviderService {
         _request: Request<pb::renew_ephemeral_resource::Request>,
     ) -> RpcResult<pb::renew_ephemeral_resource::Response> {
         Ok(Response::new(pb::renew_ephemeral_resource::Response {
-            diagnostics: unsupported("ephemeral resources", "Terraform 1.10+"),
+            diagnostics: unsupported(
+                "ephemeral resources",
+                "ephemeral resource types, of which it declares none; Terraform 1.10+",
+            ),
             ..Default::default()
         }))
     }
@@ -698,7 +707,10 @@ impl Provider for ProviderService {
         _request: Request<pb::close_ephemeral_resource::Request>,
     ) -> RpcResult<pb::close_ephemeral_resource::Response> {
         Ok(Response::new(pb::close_ephemeral_resource::Response {
-            diagnostics: unsupported("ephemeral resources", "Terraform 1.10+"),
+            diagnostics: unsupported(
+                "ephemeral resources",
+                "ephemeral resource types, of which it declares none; Terraform 1.10+",
+            ),
         }))
     }
 
@@ -712,7 +724,8 @@ impl Provider for ProviderService {
             error: Some(pb::FunctionError {
                 text: format!(
                     "akspolicy does not support provider functions (requires provider-defined \
-                     functions, Terraform 1.8+); there is no function {name:?}"
+                     functions, of which it declares none; Terraform 1.8+): there is no \
+                     function {name:?}"
                 ),
                 function_argument: None,
             }),
