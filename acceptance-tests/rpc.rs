@@ -30,7 +30,11 @@ const THING: &str = "akspolicy_thing";
 struct Thing;
 
 fn thing_type() -> Type {
-    Type::object([("id", Type::String), ("name", Type::String)])
+    Type::object([
+        ("id", Type::String),
+        ("name", Type::String),
+        ("params", Type::Dynamic),
+    ])
 }
 
 #[async_trait::async_trait]
@@ -42,7 +46,8 @@ impl Resource for Thing {
         Schema::new(
             Block::new()
                 .attribute(Attribute::string("id").computed())
-                .attribute(Attribute::string("name").required()),
+                .attribute(Attribute::string("name").required())
+                .attribute(Attribute::new("params", Type::Dynamic).optional()),
         )
     }
     async fn create(&self, _ctx: &CallContext, req: ApplyRequest<'_>) -> ApplyResult {
@@ -145,6 +150,7 @@ fn thing(id: Value, name: &str) -> Value {
     let mut m = BTreeMap::new();
     m.insert("id".to_string(), id);
     m.insert("name".to_string(), Value::string(name));
+    m.insert("params".to_string(), Value::Null);
     Value::Object(m)
 }
 
@@ -364,6 +370,7 @@ async fn upgrade_and_plan_round_trip() {
     let mut want = BTreeMap::new();
     want.insert("id".to_string(), Value::string("x"));
     want.insert("name".to_string(), Value::Null);
+    want.insert("params".to_string(), Value::Null);
     assert_eq!(state, Value::Object(want));
 
     let proposed = thing(Value::Null, "a");
@@ -380,11 +387,11 @@ async fn upgrade_and_plan_round_trip() {
         .into_inner();
     assert!(plan.diagnostics.is_empty(), "{:?}", plan.diagnostics);
     let planned = plan.planned_state.expect("planned").msgpack;
-    // {id: unknown, name: "a"} exactly as cty writes it.
-    assert_eq!(
-        planned,
-        [0x82, 0xa2, b'i', b'd', 0xd4, 0x00, 0x00, 0xa4, b'n', b'a', b'm', b'e', 0xa1, b'a']
-    );
+    // {id: unknown, name: "a", params: null} exactly as cty writes it.
+    let mut want = vec![0x83, 0xa2, b'i', b'd', 0xd4, 0x00, 0x00];
+    want.extend_from_slice(&[0xa4, b'n', b'a', b'm', b'e', 0xa1, b'a']);
+    want.extend_from_slice(&[0xa6, b'p', b'a', b'r', b'a', b'm', b's', 0xc0]);
+    assert_eq!(planned, want);
     handle.shutdown().await.expect("shutdown");
 }
 
@@ -607,9 +614,11 @@ terraform {
   }
 }
 resource "akspolicy_thing" "t" {
-  name = "hello"
+  name   = "hello"
+  params = { effect = "Deny", allowed = ["a", "b"], count = 3, nested = { on = true } }
 }
 output "id" { value = akspolicy_thing.t.id }
+output "effect" { value = akspolicy_thing.t.params.effect }
 "#,
     )
     .expect("write config");
@@ -641,6 +650,7 @@ output "id" { value = akspolicy_thing.t.id }
     let _ = std::fs::remove_dir_all(&dir);
     let outputs = result.expect("terraform steps");
     assert!(outputs[3].contains("generated"), "{}", outputs[3]);
+    assert!(outputs[1].contains("effect = \"Deny\""), "{}", outputs[1]);
     assert!(outputs[1].contains("1 added"), "{}", outputs[1]);
     assert!(outputs[4].contains("1 destroyed"), "{}", outputs[4]);
     eprintln!("{}", outputs.join("\n----\n"));
