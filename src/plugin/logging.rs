@@ -118,7 +118,8 @@ fn render(format: LogFormat, record: &Record<'_>) -> String {
             let entry = serde_json::json!({
                 "@level": level_word(record.level()).to_ascii_lowercase(),
                 "@message": record.args().to_string(),
-                "@module": record.target(),
+                // Not "@module": that would replace Terraform's `provider.<name>` label.
+                "target": record.target(),
             });
             format!("{entry}\n")
         }
@@ -205,5 +206,6 @@ mod tests {
         assert_eq!(v["@level"], "info");
         assert_eq!(v["@message"], "hello");
         assert!(v.get("@timestamp").is_none());
+        assert!(v.get("@module").is_none());
     }
 }
