@@ -51,6 +51,9 @@ impl RetryPolicy {
     }
 }
 
+/// Shared environment lookup (injectable for tests).
+pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 /// Options for [`ArmClient::with_options`].
 #[derive(Clone, Default)]
 pub struct ClientOptions {
@@ -60,7 +63,7 @@ pub struct ClientOptions {
     /// Overrides the credential chain built from the settings.
     pub credential: Option<Arc<dyn TokenCredential>>,
     /// Env lookup for IDENTITY_ENDPOINT etc.; `None` = process environment.
-    pub env: Option<Arc<dyn Fn(&str) -> Option<String> + Send + Sync>>,
+    pub env: Option<EnvLookup>,
 }
 
 /// A raw ARM response.

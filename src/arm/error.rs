@@ -64,24 +64,44 @@ pub struct ErrorDetail {
     pub target: Option<String>,
 }
 
+/// An ARM error response, parsed from the `{"error": {...}}` envelope.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: u16,
+    /// ARM error code; empty when the body was not an ARM error.
+    pub code: String,
+    pub message: String,
+    pub target: Option<String>,
+    pub details: Vec<ErrorDetail>,
+    pub request_id: Option<String>,
+    pub correlation_id: Option<String>,
+    pub method: String,
+    /// Without query string.
+    pub url: String,
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&format_api(
+            &self.status,
+            &self.code,
+            &self.message,
+            &self.method,
+            &self.url,
+            &self.request_id,
+            &self.details,
+        ))
+    }
+}
+
 /// Errors returned by [`crate::arm::ArmClient`].
 #[derive(Debug, thiserror::Error)]
 pub enum ArmError {
     #[error("authentication failed: {0}")]
     Auth(#[from] AuthError),
     /// ARM answered with a non-success status.
-    #[error("{}", format_api(.status, .code, .message, .method, .url, .request_id, .details))]
-    Api {
-        status: u16,
-        code: String,
-        message: String,
-        target: Option<String>,
-        details: Vec<ErrorDetail>,
-        request_id: Option<String>,
-        correlation_id: Option<String>,
-        method: String,
-        url: String,
-    },
+    #[error("{0}")]
+    Api(Box<ApiError>),
     /// Still throttled (429) after every retry.
     #[error("{method} {url}: throttled by Azure Resource Manager (429) after {attempts} attempts; reduce parallelism (terraform -parallelism) or raise max_retries")]
     Throttled {
@@ -169,13 +189,13 @@ fn api_hint(status: u16, code: &str) -> Option<&'static str> {
 impl ArmError {
     /// True for HTTP 404 answers (the resource or its parent does not exist).
     pub fn is_not_found(&self) -> bool {
-        matches!(self, ArmError::Api { status: 404, .. })
+        matches!(self, ArmError::Api(e) if e.status == 404)
     }
 
     /// HTTP status of an API error.
     pub fn status(&self) -> Option<u16> {
         match self {
-            ArmError::Api { status, .. } => Some(*status),
+            ArmError::Api(e) => Some(e.status),
             ArmError::Throttled { .. } => Some(429),
             _ => None,
         }
@@ -184,14 +204,14 @@ impl ArmError {
     /// ARM error code of an API error (`AuthorizationFailed`, `PolicyDefinitionNotFound`, ...).
     pub fn code(&self) -> Option<&str> {
         match self {
-            ArmError::Api { code, .. } => Some(code),
+            ArmError::Api(e) => Some(&e.code),
             _ => None,
         }
     }
 
     /// True for 403 answers, which ARM also gives while new role assignments propagate.
     pub fn is_forbidden(&self) -> bool {
-        matches!(self, ArmError::Api { status: 403, .. })
+        matches!(self, ArmError::Api(e) if e.status == 403)
     }
 
     /// Builds an `Api` error from a response status and body.
@@ -208,7 +228,7 @@ impl ArmError {
             Some(e) => (e.code, e.message, e.target, e.details),
             None => (String::new(), body_snippet(body), None, Vec::new()),
         };
-        ArmError::Api {
+        ArmError::Api(Box::new(ApiError {
             status,
             code,
             message,
@@ -218,7 +238,7 @@ impl ArmError {
             correlation_id,
             method: method.to_string(),
             url: url.to_string(),
-        }
+        }))
     }
 }
 
@@ -296,17 +316,11 @@ mod tests {
             400,
         );
         match &e {
-            ArmError::Api {
-                code,
-                message,
-                target,
-                details,
-                ..
-            } => {
-                assert_eq!(code, "InvalidPolicyRule");
-                assert_eq!(message, "bad rule");
-                assert_eq!(target.as_deref(), Some("t"));
-                assert_eq!(details.len(), 1);
+            ArmError::Api(a) => {
+                assert_eq!(a.code, "InvalidPolicyRule");
+                assert_eq!(a.message, "bad rule");
+                assert_eq!(a.target.as_deref(), Some("t"));
+                assert_eq!(a.details.len(), 1);
             }
             other => panic!("unexpected {other:?}"),
         }

@@ -31,7 +31,7 @@ mod testutil;
 pub use client::{ArmClient, ClientOptions, RawResponse, RetryPolicy};
 pub use cloud::CloudConfig;
 pub use credential::{AccessToken, TokenCredential, TokenFuture};
-pub use error::{ArmError, AuthError, ErrorDetail};
+pub use error::{ApiError, ArmError, AuthError, ErrorDetail};
 pub use lro::LroOptions;
 pub use reqwest::Method;
 pub use resource_id::{ResourceId, ResourceIdError, Scope};
