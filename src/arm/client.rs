@@ -426,8 +426,22 @@ impl ArmClient {
                     .body(b.clone());
             }
             let t0 = Instant::now();
-            let result = req.send().await;
             let shown = Redacted(url);
+            let result = match policy.deadline {
+                Some(d) => {
+                    let left = d.saturating_sub(started.elapsed());
+                    match tokio::time::timeout(left, req.send()).await {
+                        Ok(r) => r,
+                        Err(_) => {
+                            return Err(ArmError::Timeout(format!(
+                                "{method} {shown}: no response within the {}s deadline",
+                                d.as_secs()
+                            )))
+                        }
+                    }
+                }
+                None => req.send().await,
+            };
             let delay = match result {
                 Err(e) => {
                     // A connect error proves nothing was sent, so even POST may be retried.
@@ -681,6 +695,23 @@ mod tests {
         )
         .await
         .unwrap()
+    }
+
+    /// Resources run these futures inside tonic handlers, which need `Send`.
+    #[allow(dead_code)]
+    fn futures_are_send(c: &ArmClient) {
+        fn is_send<T: Send>(_: T) {}
+        fn is_send_sync<T: Send + Sync>() {}
+        is_send_sync::<ArmClient>();
+        is_send(c.get::<serde_json::Value>("/x", "1"));
+        is_send(c.get_optional::<serde_json::Value>("/x", "1"));
+        is_send(c.put::<_, serde_json::Value>("/x", "1", &serde_json::json!({})));
+        is_send(c.patch::<_, serde_json::Value>("/x", "1", &serde_json::json!({})));
+        is_send(c.list::<serde_json::Value>("/x", "1", &[]));
+        is_send(c.delete("/x", "1"));
+        is_send(c.post::<serde_json::Value, serde_json::Value>("/x", "1", None));
+        is_send(c.request(Method::GET, "/x", "1", &[], None));
+        is_send(ArmClient::new(ArmSettings::default()));
     }
 
     #[tokio::test]

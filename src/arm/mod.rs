@@ -35,4 +35,4 @@ pub use error::{ApiError, ArmError, AuthError, ErrorDetail};
 pub use lro::LroOptions;
 pub use reqwest::Method;
 pub use resource_id::{ResourceId, ResourceIdError, Scope};
-pub use settings::{ArmSettings, EnvBinding, EnvError, ENV_BINDINGS};
+pub use settings::{ArmSettings, EnvBinding, EnvError, AKS_WORKLOAD_IDENTITY_ENV, ENV_BINDINGS};

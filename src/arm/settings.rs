@@ -101,8 +101,8 @@ const fn b(
 /// Attribute → environment variable table, shared with the provider schema and docs.
 pub const ENV_BINDINGS: &[EnvBinding] = &[
     b("subscription_id", &["ARM_SUBSCRIPTION_ID"], "Subscription ID used for subscription-scoped operations."),
-    b("tenant_id", &["ARM_TENANT_ID", "AZURE_TENANT_ID"], "Entra ID tenant ID."),
-    b("client_id", &["ARM_CLIENT_ID", "AZURE_CLIENT_ID"], "Client (application) ID of the service principal or managed identity."),
+    b("tenant_id", &["ARM_TENANT_ID", "AZURE_TENANT_ID"], "Entra ID tenant ID (AZURE_TENANT_ID only with use_aks_workload_identity)."),
+    b("client_id", &["ARM_CLIENT_ID", "AZURE_CLIENT_ID"], "Client (application) ID of the service principal or managed identity (AZURE_CLIENT_ID only with use_aks_workload_identity)."),
     b("client_id_file_path", &["ARM_CLIENT_ID_FILE_PATH"], "Path to a file containing the client ID."),
     b("client_secret", &["ARM_CLIENT_SECRET"], "Client secret of the service principal."),
     b("client_secret_file_path", &["ARM_CLIENT_SECRET_FILE_PATH"], "Path to a file containing the client secret."),
@@ -111,7 +111,7 @@ pub const ENV_BINDINGS: &[EnvBinding] = &[
     b("client_certificate_password", &["ARM_CLIENT_CERTIFICATE_PASSWORD"], "Password of the PFX client certificate."),
     b("use_oidc", &["ARM_USE_OIDC"], "Authenticate with an OIDC token (workload identity federation)."),
     b("oidc_token", &["ARM_OIDC_TOKEN"], "OIDC ID token to exchange for an access token."),
-    b("oidc_token_file_path", &["ARM_OIDC_TOKEN_FILE_PATH", "AZURE_FEDERATED_TOKEN_FILE"], "Path to a file containing the OIDC token."),
+    b("oidc_token_file_path", &["ARM_OIDC_TOKEN_FILE_PATH", "AZURE_FEDERATED_TOKEN_FILE"], "Path to a file containing the OIDC token (AZURE_FEDERATED_TOKEN_FILE only with use_aks_workload_identity)."),
     b("oidc_request_url", &["ARM_OIDC_REQUEST_URL", "ACTIONS_ID_TOKEN_REQUEST_URL", "SYSTEM_OIDCREQUESTURI"], "URL to request an OIDC token from (GitHub Actions)."),
     b("oidc_request_token", &["ARM_OIDC_REQUEST_TOKEN", "ACTIONS_ID_TOKEN_REQUEST_TOKEN", "SYSTEM_ACCESSTOKEN"], "Bearer token for the OIDC request URL."),
     b("use_aks_workload_identity", &["ARM_USE_AKS_WORKLOAD_IDENTITY"], "Use AKS workload identity (AZURE_FEDERATED_TOKEN_FILE, AZURE_CLIENT_ID, AZURE_TENANT_ID)."),
@@ -122,7 +122,7 @@ pub const ENV_BINDINGS: &[EnvBinding] = &[
     b("metadata_host", &["ARM_METADATA_HOSTNAME"], "Host serving /metadata/endpoints for the cloud's endpoints."),
     b("resource_manager_endpoint", &["ARM_RESOURCE_MANAGER_ENDPOINT"], "Resource Manager endpoint for environment = custom."),
     b("resource_manager_audience", &["ARM_RESOURCE_MANAGER_AUDIENCE"], "Token audience for the Resource Manager endpoint."),
-    b("authority_host", &["ARM_ACTIVE_DIRECTORY_AUTHORITY_HOST", "AZURE_AUTHORITY_HOST"], "Entra ID authority host for environment = custom."),
+    b("authority_host", &["ARM_ACTIVE_DIRECTORY_AUTHORITY_HOST", "AZURE_AUTHORITY_HOST"], "Entra ID authority host (required for environment = custom; AZURE_AUTHORITY_HOST only with use_aks_workload_identity)."),
     b("ca_certificate_file", &["ARM_CA_CERTIFICATE_FILE"], "Extra PEM bundle of CA certificates to trust (in addition to the system roots / SSL_CERT_FILE)."),
     b("max_retries", &["ARM_MAX_RETRIES"], "Maximum retries for throttled or failed requests (default 3)."),
     b("partner_id", &["ARM_PARTNER_ID"], "GUID added to the User-Agent for partner attribution."),
@@ -138,13 +138,30 @@ pub struct EnvError {
     pub expected: &'static str,
 }
 
-fn lookup(env: &dyn Fn(&str) -> Option<String>, attribute: &str) -> Option<(String, String)> {
+/// Names of the variables AKS workload identity injects; honoured only with
+/// `use_aks_workload_identity`.
+pub const AKS_WORKLOAD_IDENTITY_ENV: &[&str] = &[
+    "AZURE_CLIENT_ID",
+    "AZURE_TENANT_ID",
+    "AZURE_FEDERATED_TOKEN_FILE",
+    "AZURE_AUTHORITY_HOST",
+];
+
+fn lookup(
+    env: &dyn Fn(&str) -> Option<String>,
+    attribute: &str,
+    workload_identity: bool,
+) -> Option<(String, String)> {
     let binding = ENV_BINDINGS.iter().find(|b| b.attribute == attribute)?;
-    binding.env.iter().find_map(|name| {
-        env(name)
-            .filter(|v| !v.trim().is_empty())
-            .map(|v| (name.to_string(), v))
-    })
+    binding
+        .env
+        .iter()
+        .filter(|name| workload_identity || !AKS_WORKLOAD_IDENTITY_ENV.contains(name))
+        .find_map(|name| {
+            env(name)
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| (name.to_string(), v))
+        })
 }
 
 fn parse_bool(var: String, value: String) -> Result<bool, EnvError> {
@@ -164,22 +181,34 @@ impl ArmSettings {
     /// for tests; production passes `&|k| std::env::var(k).ok()`.
     pub fn fill_from_env(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<(), EnvError> {
         macro_rules! string {
-            ($($f:ident),*) => {$(
+            ($wi:expr; $($f:ident),*) => {$(
                 if self.$f.is_none() {
-                    self.$f = lookup(env, stringify!($f)).map(|(_, v)| v);
+                    self.$f = lookup(env, stringify!($f), $wi).map(|(_, v)| v);
                 }
             )*};
         }
         macro_rules! boolean {
-            ($($f:ident),*) => {$(
+            ($wi:expr; $($f:ident),*) => {$(
                 if self.$f.is_none() {
-                    if let Some((k, v)) = lookup(env, stringify!($f)) {
+                    if let Some((k, v)) = lookup(env, stringify!($f), $wi) {
                         self.$f = Some(parse_bool(k, v)?);
                     }
                 }
             )*};
         }
+        boolean!(
+            false;
+            use_oidc,
+            use_aks_workload_identity,
+            use_msi,
+            use_cli,
+            disable_correlation_request_id
+        );
+        // AKS workload identity variables count only when that mode is on, so a stray
+        // AZURE_CLIENT_ID from another tool never changes which identity is used.
+        let wi = self.use_aks_workload_identity.unwrap_or(false);
         string!(
+            wi;
             subscription_id,
             tenant_id,
             client_id,
@@ -202,15 +231,8 @@ impl ArmSettings {
             ca_certificate_file,
             partner_id
         );
-        boolean!(
-            use_oidc,
-            use_aks_workload_identity,
-            use_msi,
-            use_cli,
-            disable_correlation_request_id
-        );
         if self.max_retries.is_none() {
-            if let Some((k, v)) = lookup(env, "max_retries") {
+            if let Some((k, v)) = lookup(env, "max_retries", false) {
                 self.max_retries = Some(v.trim().parse().map_err(|_| EnvError {
                     var: k,
                     value: v,
@@ -303,6 +325,18 @@ mod tests {
         assert_eq!(s.tenant_id.as_deref(), Some("arm-tenant"));
         assert_eq!(s.oidc_token_file_path.as_deref(), Some("/var/run/token"));
         assert!(s.oidc_enabled());
+    }
+
+    #[test]
+    fn azure_vars_ignored_without_workload_identity() {
+        let env = env_of(&[
+            ("AZURE_CLIENT_ID", "stray"),
+            ("AZURE_FEDERATED_TOKEN_FILE", "/var/run/token"),
+        ]);
+        let mut s = ArmSettings::default();
+        s.fill_from_env(&env).unwrap();
+        assert_eq!(s.client_id, None);
+        assert_eq!(s.oidc_token_file_path, None);
     }
 
     #[test]
