@@ -229,31 +229,69 @@ impl ClientCertificateCredential {
             _ => return Err(cfg("the private key must be RSA (PKCS#8 or PKCS#1)".into())),
         }
         .map_err(|e| cfg(format!("unusable RSA private key: {e}")))?;
-        let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, cert.as_ref());
-        Ok(ClientCertificateCredential {
+        Ok(Self::from_parts(authority, client_id, cert.as_ref(), key))
+    }
+
+    /// Parses a PKCS#12 (PFX) archive: the first key with its leaf certificate.
+    fn from_pfx(
+        authority: Authority,
+        client_id: String,
+        der: &[u8],
+        password: &str,
+    ) -> Result<Self, AuthError> {
+        let cfg = |m: String| AuthError::Config {
+            flow: CERT_FLOW,
+            message: m,
+        };
+        let store = p12_keystore::KeyStore::from_pkcs12(
+            der,
+            password,
+            p12_keystore::Pkcs12ImportPolicy::Relaxed,
+        )
+        .map_err(|e| {
+            cfg(format!(
+                "cannot open the PFX client certificate ({e}); check client_certificate_password \
+                     (ARM_CLIENT_CERTIFICATE_PASSWORD)"
+            ))
+        })?;
+        let (_, chain) = store
+            .private_key_chain()
+            .ok_or_else(|| cfg("the PFX holds no private key".into()))?;
+        let cert = chain
+            .certs()
+            .first()
+            .ok_or_else(|| cfg("the PFX holds no certificate for its private key".into()))?;
+        let key = ring::signature::RsaKeyPair::from_pkcs8(chain.key().as_der())
+            .map_err(|e| cfg(format!("the PFX private key is not a usable RSA key: {e}")))?;
+        Ok(Self::from_parts(authority, client_id, cert.as_der(), key))
+    }
+
+    fn from_parts(
+        authority: Authority,
+        client_id: String,
+        cert_der: &[u8],
+        key: ring::signature::RsaKeyPair,
+    ) -> Self {
+        let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, cert_der);
+        ClientCertificateCredential {
             authority,
             client_id,
             key,
             x5t: b64url(digest.as_ref()),
-        })
+        }
     }
 
-    /// Accepts PEM; PFX is recognised and refused with a conversion hint.
+    /// Accepts a PEM bundle (certificate + RSA key) or a PFX archive.
     fn from_bytes(
         authority: Authority,
         client_id: String,
         bytes: &[u8],
-        _password: Option<&str>,
+        password: Option<&str>,
     ) -> Result<Self, AuthError> {
         if bytes.windows(10).any(|w| w == b"-----BEGIN") {
             return Self::from_pem(authority, client_id, bytes);
         }
-        Err(AuthError::Config {
-            flow: CERT_FLOW,
-            message: "PFX (PKCS#12) client certificates are not supported yet; convert to PEM with \
-                      `openssl pkcs12 -in cert.pfx -out cert.pem -nodes` and set client_certificate_path"
-                .into(),
-        })
+        Self::from_pfx(authority, client_id, bytes, password.unwrap_or(""))
     }
 
     fn assertion(&self) -> Result<String, AuthError> {
@@ -965,16 +1003,36 @@ mod tests {
     }
 
     #[test]
-    fn pfx_is_refused_with_hint() {
-        let a = Authority {
+    fn pfx_archives_load_with_password_and_match_pem() {
+        let a = || Authority {
             http: reqwest::Client::new(),
             host: "https://x/".into(),
             tenant: "t".into(),
         };
-        let e = ClientCertificateCredential::from_bytes(a, "app".into(), &[0x30, 0x82, 1, 2], None)
-            .err()
-            .unwrap();
-        assert!(e.to_string().contains("PFX"));
+        let pem = ClientCertificateCredential::from_bytes(
+            a(),
+            "app".into(),
+            include_bytes!("testdata/test-client-cert.pem"),
+            None,
+        )
+        .unwrap();
+        for pfx in [
+            &include_bytes!("testdata/test-client-cert-aes.pfx")[..],
+            &include_bytes!("testdata/test-client-cert-legacy.pfx")[..],
+        ] {
+            let c =
+                ClientCertificateCredential::from_bytes(a(), "app".into(), pfx, Some("pfx-pass"))
+                    .unwrap();
+            assert_eq!(c.x5t, pem.x5t);
+            assert_eq!(c.key.public().as_ref(), pem.key.public().as_ref());
+            let e = ClientCertificateCredential::from_bytes(a(), "app".into(), pfx, Some("wrong"))
+                .err()
+                .unwrap();
+            assert!(
+                e.to_string().contains("ARM_CLIENT_CERTIFICATE_PASSWORD"),
+                "{e}"
+            );
+        }
     }
 
     #[tokio::test]
