@@ -445,8 +445,9 @@ impl ArmClient {
             let delay = match result {
                 Err(e) => {
                     // A connect error proves nothing was sent, so even POST may be retried.
-                    let retryable =
-                        e.is_connect() || (idempotent && (e.is_timeout() || e.is_request()));
+                    // An untrusted CA will not fix itself: fail at once with the hint.
+                    let retryable = !is_untrusted_ca(&e)
+                        && (e.is_connect() || (idempotent && (e.is_timeout() || e.is_request())));
                     log::debug!(
                         "{method} {shown} -> transport error after {}ms: {}",
                         t0.elapsed().as_millis(),

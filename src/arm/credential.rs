@@ -95,54 +95,90 @@ fn expiry(expires_in: Option<&NumOrString>, expires_on: Option<&NumOrString>) ->
     SystemTime::now() + Duration::from_secs(secs)
 }
 
-/// POSTs an OAuth2 form to the v2 token endpoint and parses token or AAD error.
+/// Attempts at the token endpoint; Entra ID has transient 429/5xx like any service.
+const TOKEN_ATTEMPTS: u32 = 3;
+
+/// POSTs an OAuth2 form to the v2 token endpoint and parses token or AAD error, retrying
+/// transient failures (connect errors, 429, 5xx) a couple of times.
 async fn request_token(
     flow: &'static str,
     authority: &Authority,
     form: &[(&str, &str)],
 ) -> Result<AccessToken, AuthError> {
+    let mut attempt = 0;
+    loop {
+        match request_token_once(flow, authority, form).await {
+            Ok(t) => return Ok(t),
+            Err((e, true)) if attempt + 1 < TOKEN_ATTEMPTS => {
+                log::debug!("{flow}: transient token endpoint failure, retrying: {e}");
+                tokio::time::sleep(Duration::from_millis(300 << attempt)).await;
+                attempt += 1;
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
+}
+
+/// One token request; the flag says whether the failure is transient.
+async fn request_token_once(
+    flow: &'static str,
+    authority: &Authority,
+    form: &[(&str, &str)],
+) -> Result<AccessToken, (AuthError, bool)> {
     let url = authority.token_url();
     let started = std::time::Instant::now();
-    let resp = authority
-        .http
-        .post(&url)
-        .form(form)
-        .send()
-        .await
-        .map_err(|e| AuthError::Transport {
-            flow,
-            message: format!(
-                "POST {url}: {}{}",
-                super::client::describe_reqwest_error(&e),
-                if super::client::is_untrusted_ca(&e) {
-                    " (set ca_certificate_file / ARM_CA_CERTIFICATE_FILE or SSL_CERT_FILE to trust its CA)"
-                } else {
-                    ""
-                }
-            ),
-        })?;
+    let resp = match authority.http.post(&url).form(form).send().await {
+        Ok(r) => r,
+        Err(e) => {
+            let untrusted = super::client::is_untrusted_ca(&e);
+            let transient = !untrusted && (e.is_connect() || e.is_timeout());
+            let err = AuthError::Transport {
+                flow,
+                message: format!(
+                    "POST {url}: {}{}",
+                    super::client::describe_reqwest_error(&e),
+                    if untrusted {
+                        " (set ca_certificate_file / ARM_CA_CERTIFICATE_FILE or SSL_CERT_FILE to trust its CA)"
+                    } else {
+                        ""
+                    }
+                ),
+            };
+            return Err((err, transient));
+        }
+    };
     let status = resp.status().as_u16();
-    let body = resp.bytes().await.map_err(|e| AuthError::Transport {
-        flow,
-        message: format!("POST {url}: reading response: {e}"),
+    let transient = status == 429 || status >= 500;
+    let body = resp.bytes().await.map_err(|e| {
+        (
+            AuthError::Transport {
+                flow,
+                message: format!("POST {url}: reading response: {e}"),
+            },
+            true,
+        )
     })?;
     log::debug!(
         "POST {url} -> {status} ({flow}) in {}ms",
         started.elapsed().as_millis()
     );
     if (200..300).contains(&status) {
-        let t: AadTokenResponse =
-            serde_json::from_slice(&body).map_err(|e| AuthError::Transport {
-                flow,
-                message: format!("POST {url}: HTTP {status} without a token response: {e}"),
-            })?;
+        let t: AadTokenResponse = serde_json::from_slice(&body).map_err(|e| {
+            (
+                AuthError::Transport {
+                    flow,
+                    message: format!("POST {url}: HTTP {status} without a token response: {e}"),
+                },
+                false,
+            )
+        })?;
         return Ok(AccessToken {
             expires_on: expiry(t.expires_in.as_ref(), t.expires_on.as_ref()),
             token: t.access_token,
         });
     }
-    match serde_json::from_slice::<AadError>(&body) {
-        Ok(e) if !e.error.is_empty() => Err(AuthError::Rejected {
+    let err = match serde_json::from_slice::<AadError>(&body) {
+        Ok(e) if !e.error.is_empty() => AuthError::Rejected {
             flow,
             code: e.error,
             description: e
@@ -152,13 +188,14 @@ async fn request_token(
                 .unwrap_or("")
                 .trim()
                 .to_string(),
-        }),
+        },
         // A non-AAD body is not echoed: it could reflect form fields back.
-        _ => Err(AuthError::Transport {
+        _ => AuthError::Transport {
             flow,
             message: format!("POST {url}: HTTP {status} (not an Entra ID error response)"),
-        }),
-    }
+        },
+    };
+    Err((err, transient))
 }
 
 fn boxed<'a>(
@@ -938,6 +975,27 @@ mod tests {
         );
         assert!(!text.contains("Trace ID"), "{text}");
         assert!(!text.contains("wrong-secret-value"));
+    }
+
+    #[tokio::test]
+    async fn token_endpoint_5xx_is_retried() {
+        let n = Arc::new(AtomicU32::new(0));
+        let n2 = n.clone();
+        let server = TestServer::start(move |_| {
+            if n2.fetch_add(1, Ordering::SeqCst) == 0 {
+                Response::json(503, "busy")
+            } else {
+                Response::json(200, r#"{"expires_in":3600,"access_token":"tok"}"#)
+            }
+        })
+        .await;
+        let cred = ClientSecretCredential {
+            authority: authority(&server),
+            client_id: "app".into(),
+            secret: "s".into(),
+        };
+        assert_eq!(cred.get_token("s/.default").await.unwrap().token, "tok");
+        assert_eq!(n.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]
