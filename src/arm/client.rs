@@ -118,6 +118,17 @@ pub struct ArmClient {
     inner: Arc<Inner>,
 }
 
+impl std::fmt::Debug for ArmClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArmClient")
+            .field("cloud", &self.inner.cloud)
+            .field("subscription_id", &self.inner.subscription_id)
+            .field("correlation_id", &self.inner.correlation_id)
+            .field("retry", &self.inner.retry)
+            .finish_non_exhaustive()
+    }
+}
+
 struct Inner {
     http: reqwest::Client,
     cloud: CloudConfig,
@@ -242,7 +253,9 @@ impl ArmClient {
         }
     }
 
-    /// PUT; follows an LRO when the service starts one, then returns the resource.
+    /// PUT; when the service starts an LRO (202, `Azure-AsyncOperation`, or a non-terminal
+    /// `provisioningState` in the body) it polls to the end and returns a fresh GET of the
+    /// resource. Use [`ArmClient::request`] to return immediately instead (e.g. remediations).
     pub async fn put<B: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
         path: &str,
@@ -631,8 +644,8 @@ impl WithoutUrl for reqwest::Error {
         let mut s = self.to_string();
         if let Some(u) = self.url() {
             s = s
-                .replace(&format!(" ({u})"), "")
-                .replace(&format!(" for url ({u})"), "");
+                .replace(&format!(" for url ({u})"), "")
+                .replace(&format!(" ({u})"), "");
         }
         s
     }

@@ -38,6 +38,30 @@ pub trait TokenCredential: Send + Sync {
     fn get_token<'a>(&'a self, scope: &'a str) -> TokenFuture<'a>;
 }
 
+/// A fixed bearer token (test harnesses, tokens minted elsewhere).
+pub struct StaticTokenCredential {
+    token: AccessToken,
+}
+
+impl StaticTokenCredential {
+    /// The token is treated as valid for `lifetime` from now.
+    pub fn new(token: impl Into<String>, lifetime: Duration) -> Self {
+        StaticTokenCredential {
+            token: AccessToken {
+                token: token.into(),
+                expires_on: SystemTime::now() + lifetime,
+            },
+        }
+    }
+}
+
+impl TokenCredential for StaticTokenCredential {
+    fn get_token<'a>(&'a self, _scope: &'a str) -> TokenFuture<'a> {
+        let t = self.token.clone();
+        Box::pin(async move { Ok(t) })
+    }
+}
+
 /// Where the credentials talk to Entra ID.
 #[derive(Clone)]
 struct Authority {

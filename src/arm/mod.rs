@@ -30,7 +30,7 @@ mod testutil;
 
 pub use client::{ArmClient, ClientOptions, RawResponse, RetryPolicy};
 pub use cloud::CloudConfig;
-pub use credential::{AccessToken, TokenCredential, TokenFuture};
+pub use credential::{AccessToken, StaticTokenCredential, TokenCredential, TokenFuture};
 pub use error::{ApiError, ArmError, AuthError, ErrorDetail};
 pub use lro::LroOptions;
 pub use reqwest::Method;
