@@ -420,6 +420,7 @@ impl ArmClient {
         let idempotent = method != Method::POST;
         let mut retry = 0u32;
         let mut refreshed_after_401 = false;
+        let mut last_status: Option<u16> = None;
         loop {
             let token = self.inner.tokens.token().await?;
             let mut req = self
@@ -503,6 +504,7 @@ impl ArmClient {
                             .unwrap_or("-"),
                         t0.elapsed().as_millis()
                     );
+                    last_status = Some(status);
                     let raw = RawResponse {
                         status,
                         headers,
@@ -542,8 +544,9 @@ impl ArmClient {
             if let Some(deadline) = policy.deadline {
                 if started.elapsed() + delay > deadline {
                     return Err(ArmError::Timeout(format!(
-                        "{method} {shown}: gave up after {} attempts; the {}s deadline would pass before the next retry",
+                        "{method} {shown}: gave up after {} attempts (last: {}); the {}s deadline would pass before the next retry",
                         retry + 1,
+                        last_status.map_or_else(|| "transport error".to_string(), |s| format!("HTTP {s}")),
                         deadline.as_secs()
                     )));
                 }
@@ -752,6 +755,35 @@ mod tests {
             reqs[0].path,
             "/providers/Microsoft.Authorization/policyDefinitions/my%20def?api-version=2025-03-01"
         );
+    }
+
+    #[tokio::test]
+    async fn correlation_id_can_be_disabled() {
+        let server = TestServer::start(|req| {
+            assert!(req.header("x-ms-correlation-request-id").is_none());
+            Response::json(200, "{}")
+        })
+        .await;
+        let settings = ArmSettings {
+            environment: Some("custom".into()),
+            resource_manager_endpoint: Some(server.url()),
+            authority_host: Some(server.url()),
+            ca_certificate_file: Some(server.write_ca_file()),
+            disable_correlation_request_id: Some(true),
+            ..Default::default()
+        };
+        let c = ArmClient::with_options(
+            settings,
+            ClientOptions {
+                credential: Some(Arc::new(Static)),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert!(c.correlation_id().is_none());
+        let _: serde_json::Value = c.get("/x", "1").await.unwrap();
+        assert_eq!(server.recorded().len(), 1);
     }
 
     #[tokio::test]
