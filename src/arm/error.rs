@@ -215,7 +215,7 @@ impl ArmError {
     }
 
     /// Builds an `Api` error from a response status and body.
-    pub(crate) fn from_response(
+    pub fn from_response(
         status: u16,
         body: &[u8],
         method: &str,

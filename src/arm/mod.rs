@@ -16,9 +16,12 @@
 //!   with retries on 408/429/5xx honouring `Retry-After`, paging and LRO polling.
 //! - [`ArmError`]: typed errors with ARM code, request id and hints.
 //! - [`ResourceId`] / [`Scope`]: id parsing and canonical formatting.
+//! - [`retry_while`] + [`is_propagation_error`]: bounded waits for ARM eventual consistency
+//!   (404 after create, 403 while RBAC propagates).
 
 pub mod client;
 pub mod cloud;
+pub mod consistency;
 pub mod credential;
 pub mod error;
 pub mod lro;
@@ -30,6 +33,7 @@ mod testutil;
 
 pub use client::{ArmClient, ClientOptions, RawResponse, RetryPolicy};
 pub use cloud::CloudConfig;
+pub use consistency::{is_propagation_error, retry_while, ConsistencyOptions};
 pub use credential::{AccessToken, StaticTokenCredential, TokenCredential, TokenFuture};
 pub use error::{ApiError, ArmError, AuthError, ErrorDetail};
 pub use lro::LroOptions;
