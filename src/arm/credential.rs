@@ -701,8 +701,9 @@ const NO_WINNER: usize = usize::MAX;
 
 impl ChainedCredential {
     /// `explicit` marks credentials the user configured with material (secret, certificate,
-    /// OIDC token): if Entra ID rejects them the chain stops instead of silently acting as
-    /// another identity (for example the CLI's logged-in user).
+    /// OIDC token): when one fails the chain stops instead of silently acting as another
+    /// identity (for example the CLI's logged-in user), like azurerm which uses the first
+    /// configured method exclusively.
     pub fn new(sources: Vec<(String, Arc<dyn TokenCredential>, bool)>) -> Self {
         ChainedCredential {
             sources,
@@ -732,9 +733,8 @@ impl TokenCredential for ChainedCredential {
                     }
                     Err(e) => {
                         log::debug!("credential {name} failed: {e}");
-                        let rejected = matches!(e, AuthError::Rejected { .. });
                         attempts.push((name.clone(), e.to_string()));
-                        if *explicit && rejected {
+                        if *explicit {
                             if self.sources.len() == 1 {
                                 return Err(e);
                             }
@@ -1284,7 +1284,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn chain_lists_failures_and_stops_on_rejected_explicit_credential() {
+    async fn chain_lists_failures_and_stops_on_failed_explicit_credential() {
         let chain = ChainedCredential::new(vec![
             (
                 "managed identity".into(),
