@@ -96,6 +96,15 @@ impl RawResponse {
         })
     }
 
+    /// `Ok(self)` for 2xx, else the parsed ARM error.
+    pub fn error_for_status(self) -> Result<RawResponse, ArmError> {
+        if (200..300).contains(&self.status) {
+            Ok(self)
+        } else {
+            Err(self.into_error())
+        }
+    }
+
     fn into_error(self) -> ArmError {
         let rid = self.header("x-ms-request-id").map(str::to_string);
         let cid = self
@@ -237,6 +246,17 @@ impl ArmClient {
         api_version: &str,
     ) -> Result<T, ArmError> {
         let url = self.url_for(path, api_version, &[])?;
+        self.expect_success(Method::GET, &url, None).await?.json()
+    }
+
+    /// GET with extra query parameters (`$expand`, ...), encoded properly.
+    pub async fn get_with_query<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        api_version: &str,
+        query: &[(&str, &str)],
+    ) -> Result<T, ArmError> {
+        let url = self.url_for(path, api_version, query)?;
         self.expect_success(Method::GET, &url, None).await?.json()
     }
 
@@ -399,12 +419,7 @@ impl ArmClient {
         url: &str,
         body: Option<Vec<u8>>,
     ) -> Result<RawResponse, ArmError> {
-        let resp = self.send(method, url, body).await?;
-        if (200..300).contains(&resp.status) {
-            Ok(resp)
-        } else {
-            Err(resp.into_error())
-        }
+        self.send(method, url, body).await?.error_for_status()
     }
 
     /// The pipeline: auth header, ids, retries on 408/429/5xx/connect errors.
@@ -797,6 +812,15 @@ mod tests {
         .await;
         let c = client_for(&server, fast()).await;
         let v: Option<serde_json::Value> = c.get_optional("/x", "1").await.unwrap();
+        let raw = c
+            .request(Method::GET, "/x", "1", &[("$expand", "a b")], None)
+            .await
+            .unwrap();
+        assert_eq!(raw.status, 404);
+        assert!(raw.error_for_status().unwrap_err().is_not_found());
+        assert!(server.recorded()[1]
+            .path
+            .ends_with("api-version=1&%24expand=a+b"));
         assert!(v.is_none());
         let e = c.get::<serde_json::Value>("/x", "1").await.unwrap_err();
         assert_eq!(e.code(), Some("PolicyDefinitionNotFound"));
