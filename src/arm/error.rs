@@ -37,7 +37,15 @@ fn format_attempts(attempts: &[(String, String)]) -> String {
     }
     attempts
         .iter()
-        .map(|(name, why)| format!("  - {name}: {}", why.lines().next().unwrap_or("")))
+        .map(|(name, why)| {
+            let first = why.lines().next().unwrap_or("");
+            // AuthError texts already start with the flow name.
+            if first.starts_with(&format!("{name}: ")) {
+                format!("  - {first}")
+            } else {
+                format!("  - {name}: {first}")
+            }
+        })
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -367,6 +375,9 @@ mod tests {
         assert!(s.contains("  - client secret: rejected"));
         assert!(!s.contains("second line"));
         assert!(s.contains("  - azure cli: az not found"));
+        let e = AuthError::NoCredential(vec![("oidc".into(), "oidc: file missing".into())]);
+        assert!(e.to_string().contains("  - oidc: file missing"));
+        assert!(!e.to_string().contains("oidc: oidc"));
     }
 
     #[test]
