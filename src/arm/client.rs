@@ -1012,6 +1012,43 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn end_to_end_metadata_host_like_azurerm() {
+        let server = TestServer::start(|req| {
+            let base = format!("https://{}/", req.header("host").unwrap_or(""));
+            if req.path.starts_with("/metadata/endpoints") {
+                return Response::json(
+                    200,
+                    &format!(
+                        r#"{{"name":"Emu","resourceManager":"{base}","authentication":{{"loginEndpoint":"{base}","audiences":["https://emu.audience/"]}}}}"#
+                    ),
+                );
+            }
+            if req.path.ends_with("/oauth2/v2.0/token") {
+                let f: std::collections::HashMap<String, String> =
+                    url::form_urlencoded::parse(req.body.as_bytes()).into_owned().collect();
+                assert_eq!(f["scope"], "https://emu.audience/.default");
+                return Response::json(200, r#"{"expires_in":3600,"access_token":"md-token"}"#);
+            }
+            assert_eq!(req.header("authorization"), Some("Bearer md-token"));
+            Response::json(200, r#"{"ok":1}"#)
+        })
+        .await;
+        let settings = ArmSettings {
+            metadata_host: Some(server.host()),
+            ca_certificate_file: Some(server.write_ca_file()),
+            tenant_id: Some("t".into()),
+            client_id: Some("app".into()),
+            client_secret: Some("s".into()),
+            use_cli: Some(false),
+            ..Default::default()
+        };
+        let c = ArmClient::new(settings).await.unwrap();
+        assert_eq!(c.cloud().name, "Emu");
+        let v: serde_json::Value = c.get("/subscriptions/s", "2022-12-01").await.unwrap();
+        assert_eq!(v["ok"], 1);
+    }
+
+    #[tokio::test]
     async fn end_to_end_client_secret_against_custom_endpoints_with_extra_ca() {
         let server = TestServer::start(|req| {
             if req.path.ends_with("/oauth2/v2.0/token") {

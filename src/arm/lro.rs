@@ -282,7 +282,11 @@ mod tests {
                         .with_header("Retry-After", "0")
                 }
                 ("GET", "/ops/1") => {
-                    if p2.fetch_add(1, Ordering::SeqCst) < 2 {
+                    let n = p2.fetch_add(1, Ordering::SeqCst);
+                    if n == 0 {
+                        // Status monitors can 404 briefly right after the operation starts.
+                        Response::json(404, r#"{"error":{"code":"NotFound","message":"x"}}"#)
+                    } else if n < 2 {
                         Response::json(200, r#"{"status":"InProgress"}"#)
                     } else {
                         Response::json(200, r#"{"status":"Succeeded"}"#)
