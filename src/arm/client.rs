@@ -57,7 +57,8 @@ pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 /// Options for [`ArmClient::with_options`].
 #[derive(Clone, Default)]
 pub struct ClientOptions {
-    /// `None` = `RetryPolicy::default()` with `settings.max_retries`.
+    /// `None` = `RetryPolicy::default()`; `settings.max_retries`, when set, overrides its
+    /// `max_retries` either way.
     pub retry: Option<RetryPolicy>,
     pub lro: LroOptions,
     /// Overrides the credential chain built from the settings.
