@@ -31,7 +31,12 @@ output "effect_default" {{ value = jsondecode(data.akspolicy_builtin_definition.
 fn apply_lookup(ws: &Workspace) -> serde_json::Value {
     ws.validate().assert_ok("validate");
     let plan = ws.plan();
-    assert_eq!(plan.code, 2, "first plan should show the outputs:\n{}", plan.combined());
+    assert_eq!(
+        plan.code,
+        2,
+        "first plan should show the outputs:\n{}",
+        plan.combined()
+    );
     ws.apply().assert_ok("apply");
     ws.assert_empty_plan();
     let outputs = ws.outputs();
@@ -68,8 +73,17 @@ fn looks_up_privileged_containers_builtin_from_azure_policy_repository() {
         "https://store.policy.core.windows.net/kubernetes/container-no-privilege/v2/template.yaml"
     );
     let names = value(&out, "parameter_names").as_array().expect("list");
-    for p in ["effect", "excludedNamespaces", "namespaces", "labelSelector", "excludedImages"] {
-        assert!(names.iter().any(|n| n == p), "missing parameter {p} in {names:?}");
+    for p in [
+        "effect",
+        "excludedNamespaces",
+        "namespaces",
+        "labelSelector",
+        "excludedImages",
+    ] {
+        assert!(
+            names.iter().any(|n| n == p),
+            "missing parameter {p} in {names:?}"
+        );
     }
 }
 
@@ -95,8 +109,14 @@ fn absent_display_name_is_an_error_with_suggestions() {
     let run = ws.plan();
     assert_eq!(run.code, 1, "{}", run.combined());
     let text = run.combined();
-    assert!(text.contains("No built-in policy definition with this display name"), "{text}");
-    assert!(text.contains(NO_PRIVILEGED_NAME), "suggestion missing: {text}");
+    assert!(
+        text.contains("No built-in policy definition with this display name"),
+        "{text}"
+    );
+    assert!(
+        text.contains(NO_PRIVILEGED_NAME),
+        "suggestion missing: {text}"
+    );
     assert!(text.contains("display_name"), "attribute not named: {text}");
 }
 
@@ -104,17 +124,27 @@ fn absent_display_name_is_an_error_with_suggestions() {
 fn absent_name_is_an_error() {
     let emulator = Emulator::start();
     let ws = Workspace::new(&emulator);
-    ws.write_config(&lookup_config("name", "00000000-0000-0000-0000-000000000000"));
+    ws.write_config(&lookup_config(
+        "name",
+        "00000000-0000-0000-0000-000000000000",
+    ));
     let run = ws.plan();
     assert_eq!(run.code, 1, "{}", run.combined());
-    assert!(run.combined().contains("Built-in policy definition not found"), "{}", run.combined());
+    assert!(
+        run.combined()
+            .contains("Built-in policy definition not found"),
+        "{}",
+        run.combined()
+    );
 }
 
 #[test]
 fn ambiguous_display_name_lists_every_candidate() {
     // Two built-ins sharing a display name, as happens when Azure keeps a deprecated copy.
     let dir = tempfile::tempdir().expect("temp dir");
-    let kube = dir.path().join("built-in-policies/policyDefinitions/Kubernetes");
+    let kube = dir
+        .path()
+        .join("built-in-policies/policyDefinitions/Kubernetes");
     std::fs::create_dir_all(&kube).expect("mkdir");
     for (name, version) in [
         ("11111111-1111-1111-1111-111111111111", "1.0.0"),
@@ -142,9 +172,18 @@ fn ambiguous_display_name_lists_every_candidate() {
     let run = ws.plan();
     assert_eq!(run.code, 1, "{}", run.combined());
     let text = run.combined();
-    assert!(text.contains("Several built-in policy definitions"), "{text}");
-    assert!(text.contains("11111111-1111-1111-1111-111111111111") && text.contains("1.0.0"), "{text}");
-    assert!(text.contains("22222222-2222-2222-2222-222222222222") && text.contains("2.1.0"), "{text}");
+    assert!(
+        text.contains("Several built-in policy definitions"),
+        "{text}"
+    );
+    assert!(
+        text.contains("11111111-1111-1111-1111-111111111111") && text.contains("1.0.0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("22222222-2222-2222-2222-222222222222") && text.contains("2.1.0"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -158,7 +197,11 @@ data "akspolicy_builtin_definition" "none" {}
     );
     let run = ws.validate();
     assert_eq!(run.code, 1, "{}", run.combined());
-    assert!(run.combined().contains("Set exactly one of `name`"), "{}", run.combined());
+    assert!(
+        run.combined().contains("Set exactly one of `name`"),
+        "{}",
+        run.combined()
+    );
 
     ws.write_config(&format!(
         r#"
@@ -170,5 +213,9 @@ data "akspolicy_builtin_definition" "both" {{
     ));
     let run = ws.validate();
     assert_eq!(run.code, 1, "{}", run.combined());
-    assert!(run.combined().contains("Conflicting lookup keys"), "{}", run.combined());
+    assert!(
+        run.combined().contains("Conflicting lookup keys"),
+        "{}",
+        run.combined()
+    );
 }

@@ -52,8 +52,12 @@ fn pages() -> Vec<(String, String)> {
     for d in provider.data_sources() {
         let name = d.type_name();
         let schema = d.schema();
-        let example =
-            read_optional(&root.join("examples/data-sources").join(name).join("data-source.tf"));
+        let example = read_optional(
+            &root
+                .join("examples/data-sources")
+                .join(name)
+                .join("data-source.tf"),
+        );
         let short = name.trim_start_matches("akspolicy_");
         pages.push((
             format!("data-sources/{short}.md"),

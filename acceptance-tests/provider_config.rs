@@ -27,7 +27,10 @@ fn providers_schema_json_describes_everything() {
     let ds = &ours["data_source_schemas"]["akspolicy_builtin_definition"]["block"]["attributes"];
     assert_eq!(ds["display_name"]["optional"], true);
     assert_eq!(ds["policy_rule"]["computed"], true);
-    assert_eq!(ds["versions"]["type"], serde_json::json!(["list", "string"]));
+    assert_eq!(
+        ds["versions"]["type"],
+        serde_json::json!(["list", "string"])
+    );
 }
 
 #[test]
@@ -73,10 +76,22 @@ fn wrong_client_secret_is_a_clear_auth_error_without_secrets() {
     let run = ws.plan();
     assert_eq!(run.code, 1, "{}", run.combined());
     let text = run.combined();
-    assert!(text.contains("AADSTS7000215") || text.contains("invalid_client"), "{text}");
-    assert!(!text.contains(wrong), "the wrong secret leaked into the output:\n{text}");
-    assert!(!text.contains(&emulator.env["ARM_CLIENT_SECRET"]), "the real secret leaked:\n{text}");
-    assert!(!text.contains("eyJ"), "a token leaked into the output:\n{text}");
+    assert!(
+        text.contains("AADSTS7000215") || text.contains("invalid_client"),
+        "{text}"
+    );
+    assert!(
+        !text.contains(wrong),
+        "the wrong secret leaked into the output:\n{text}"
+    );
+    assert!(
+        !text.contains(&emulator.env["ARM_CLIENT_SECRET"]),
+        "the real secret leaked:\n{text}"
+    );
+    assert!(
+        !text.contains("eyJ"),
+        "a token leaked into the output:\n{text}"
+    );
 }
 
 #[test]
@@ -87,5 +102,9 @@ fn custom_environment_without_endpoints_names_the_missing_setting() {
     ws.write_config(&format!("provider \"akspolicy\" {{}}\n{LOOKUP}"));
     let run = ws.plan();
     assert_eq!(run.code, 1, "{}", run.combined());
-    assert!(run.combined().contains("resource_manager_endpoint"), "{}", run.combined());
+    assert!(
+        run.combined().contains("resource_manager_endpoint"),
+        "{}",
+        run.combined()
+    );
 }

@@ -141,8 +141,8 @@ fn terminate(child: &mut Child) {
 
 /// Reads `export NAME=value` lines (values optionally single- or double-quoted).
 pub fn parse_env_file(path: &Path) -> BTreeMap<String, String> {
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     text.lines()
         .filter_map(|l| l.trim().strip_prefix("export "))
         .filter_map(|l| l.split_once('='))
@@ -278,7 +278,8 @@ impl Workspace {
     pub fn assert_empty_plan(&self) {
         let run = self.plan();
         assert_eq!(
-            run.code, 0,
+            run.code,
+            0,
             "expected an empty plan (exit 0), got {}:\n{}",
             run.code,
             run.combined()

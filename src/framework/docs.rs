@@ -35,10 +35,18 @@ pub fn render(page: &DocPage<'_>) -> String {
         DocKind::DataSource => "Data Source",
     };
     let description = page.schema.block.description.trim();
-    let first_sentence = description.split(". ").next().unwrap_or(description).trim_end_matches('.');
+    let first_sentence = description
+        .split(". ")
+        .next()
+        .unwrap_or(description)
+        .trim_end_matches('.');
     let mut out = String::new();
     let _ = writeln!(out, "---");
-    let _ = writeln!(out, "page_title: \"{} {} - akspolicy\"", page.name, kind_label);
+    let _ = writeln!(
+        out,
+        "page_title: \"{} {} - akspolicy\"",
+        page.name, kind_label
+    );
     let _ = writeln!(out, "description: |-\n  {first_sentence}.");
     let _ = writeln!(out, "---\n");
     match page.kind {
@@ -51,7 +59,11 @@ pub fn render(page: &DocPage<'_>) -> String {
     }
     let _ = writeln!(out, "{description}\n");
     if let Some(example) = page.example {
-        let _ = writeln!(out, "## Example Usage\n\n```terraform\n{}\n```\n", example.trim_end());
+        let _ = writeln!(
+            out,
+            "## Example Usage\n\n```terraform\n{}\n```\n",
+            example.trim_end()
+        );
     }
     if let Some(extra) = page.extra {
         let _ = writeln!(out, "{}\n", extra.trim_end());
@@ -102,7 +114,10 @@ fn render_block(out: &mut String, block: &Block, kind: DocKind, nested: Option<&
         if attr_title.is_empty() {
             let _ = writeln!(out, "Read-only:\n");
         } else {
-            let _ = writeln!(out, "{attr_title}\n\nIn addition to the arguments, these attributes are exported:\n");
+            let _ = writeln!(
+                out,
+                "{attr_title}\n\nIn addition to the arguments, these attributes are exported:\n"
+            );
         }
         for a in &attrs {
             let _ = writeln!(out, "{}", attribute_line(a));
@@ -196,7 +211,12 @@ mod tests {
         let schema = Schema::new(
             Block::new()
                 .description("Looks things up. More text.")
-                .attribute(Attribute::string("name").required().requires_replace().description("The name."))
+                .attribute(
+                    Attribute::string("name")
+                        .required()
+                        .requires_replace()
+                        .description("The name."),
+                )
                 .attribute(Attribute::string("id").computed().description("The ID.")),
         );
         let doc = render(&DocPage {
@@ -208,7 +228,9 @@ mod tests {
             extra: None,
         });
         assert!(doc.contains("# akspolicy_thing (Resource)"));
-        assert!(doc.contains("- `name` (String, Required) The name. Changing this forces a new resource."));
+        assert!(doc.contains(
+            "- `name` (String, Required) The name. Changing this forces a new resource."
+        ));
         assert!(doc.contains("- `id` (String) The ID."));
         assert!(doc.contains("## Import"));
         assert!(doc.contains("description: |-\n  Looks things up."));

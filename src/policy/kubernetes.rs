@@ -71,17 +71,35 @@ mod tests {
 
     #[test]
     fn reads_every_template_form() {
-        let url = props(serde_json::json!({"templateInfo": {"sourceType": "PublicURL", "url": "https://x/t.yaml"}}));
-        assert_eq!(url.template_info(), Some(TemplateInfo::PublicUrl("https://x/t.yaml".into())));
-        let b64 = props(serde_json::json!({"templateInfo": {"sourceType": "Base64Encoded", "content": "YQ=="}}));
-        assert_eq!(b64.template_info(), Some(TemplateInfo::Base64Encoded("YQ==".into())));
-        let old = props(serde_json::json!({"constraintTemplate": "https://x/old.yaml", "constraint": "https://x/c.yaml"}));
-        assert_eq!(old.template_info(), Some(TemplateInfo::ConstraintTemplateUrl("https://x/old.yaml".into())));
+        let url = props(
+            serde_json::json!({"templateInfo": {"sourceType": "PublicURL", "url": "https://x/t.yaml"}}),
+        );
+        assert_eq!(
+            url.template_info(),
+            Some(TemplateInfo::PublicUrl("https://x/t.yaml".into()))
+        );
+        let b64 = props(
+            serde_json::json!({"templateInfo": {"sourceType": "Base64Encoded", "content": "YQ=="}}),
+        );
+        assert_eq!(
+            b64.template_info(),
+            Some(TemplateInfo::Base64Encoded("YQ==".into()))
+        );
+        let old = props(
+            serde_json::json!({"constraintTemplate": "https://x/old.yaml", "constraint": "https://x/c.yaml"}),
+        );
+        assert_eq!(
+            old.template_info(),
+            Some(TemplateInfo::ConstraintTemplateUrl(
+                "https://x/old.yaml".into()
+            ))
+        );
     }
 
     #[test]
     fn other_modes_have_no_template() {
-        let mut p = props(serde_json::json!({"templateInfo": {"sourceType": "PublicURL", "url": "u"}}));
+        let mut p =
+            props(serde_json::json!({"templateInfo": {"sourceType": "PublicURL", "url": "u"}}));
         p.mode = Some("All".into());
         assert_eq!(p.template_info(), None);
     }

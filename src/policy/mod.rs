@@ -5,10 +5,10 @@ pub mod builtins;
 pub mod definition;
 pub mod kubernetes;
 
-pub use kubernetes::{TemplateInfo, KUBERNETES_MODE};
 pub use builtins::{BuiltinCatalogue, BuiltinsError};
 pub use definition::{
     policy_type, ParameterDefinition, PolicyDefinition, PolicyDefinitionProperties,
     PolicyDefinitionReference, PolicySetDefinition, PolicySetDefinitionProperties,
     POLICY_DEFINITION_TYPE, POLICY_SET_DEFINITION_TYPE,
 };
+pub use kubernetes::{TemplateInfo, KUBERNETES_MODE};

@@ -122,7 +122,10 @@ impl DataSource for BuiltinDefinitionDataSource {
         let client = &configured.client;
         let definition = if let Some(name) = config.get("name").as_str() {
             let path = format!("{BUILTINS_PATH}/{name}");
-            match client.get_optional::<PolicyDefinition>(&path, API_VERSION).await {
+            match client
+                .get_optional::<PolicyDefinition>(&path, API_VERSION)
+                .await
+            {
                 Ok(Some(d)) => d,
                 Ok(None) => {
                     diags.push(
@@ -138,7 +141,10 @@ impl DataSource for BuiltinDefinitionDataSource {
                     return None;
                 }
                 Err(e) => {
-                    diags.push(arm_error_diagnostic("Looking up the built-in policy definition failed", &e));
+                    diags.push(arm_error_diagnostic(
+                        "Looking up the built-in policy definition failed",
+                        &e,
+                    ));
                     return None;
                 }
             }
@@ -154,7 +160,10 @@ impl DataSource for BuiltinDefinitionDataSource {
             {
                 Ok(all) => all,
                 Err(e) => {
-                    diags.push(arm_error_diagnostic("Listing built-in policy definitions failed", &e));
+                    diags.push(arm_error_diagnostic(
+                        "Listing built-in policy definitions failed",
+                        &e,
+                    ));
                     return None;
                 }
             };
@@ -186,8 +195,14 @@ fn pick_by_display_name(
             let mut near: Vec<&PolicyDefinition> = rest
                 .iter()
                 .filter(|d| {
-                    let dn = d.properties.display_name.as_deref().unwrap_or("").to_lowercase();
-                    !lower.is_empty() && (dn.contains(&lower) || lower.contains(&dn) && !dn.is_empty())
+                    let dn = d
+                        .properties
+                        .display_name
+                        .as_deref()
+                        .unwrap_or("")
+                        .to_lowercase();
+                    !lower.is_empty()
+                        && (dn.contains(&lower) || lower.contains(&dn) && !dn.is_empty())
                 })
                 .collect();
             near.sort_by_key(|d| d.properties.display_name.clone());
@@ -247,7 +262,9 @@ fn to_state(d: &PolicyDefinition) -> Value {
                 .ok()
                 .map(|bytes| String::from_utf8_lossy(&bytes).into_owned()),
         ),
-        Some(TemplateInfo::ConstraintTemplateUrl(url)) => (Some("PublicURL"), Some(url.clone()), None),
+        Some(TemplateInfo::ConstraintTemplateUrl(url)) => {
+            (Some("PublicURL"), Some(url.clone()), None)
+        }
         None => (None, None, None),
     };
     let parameters = p
@@ -268,7 +285,7 @@ fn to_state(d: &PolicyDefinition) -> Value {
         ("policy_type", Value::opt_string(p.policy_type.clone())),
         (
             "category",
-Value::opt_string(d.category().map(str::to_string)),
+            Value::opt_string(d.category().map(str::to_string)),
         ),
         ("metadata", json_string(p.metadata.as_ref())),
         ("parameters", json_string(parameters.as_ref())),
@@ -299,23 +316,47 @@ mod tests {
 
     #[test]
     fn exact_display_name_wins() {
-        let all = vec![def("a", "Pods must X", "1.0.0"), def("b", "Pods must X too", "1.0.0")];
-        assert_eq!(pick_by_display_name(all, "Pods must X").unwrap().name.as_deref(), Some("a"));
+        let all = vec![
+            def("a", "Pods must X", "1.0.0"),
+            def("b", "Pods must X too", "1.0.0"),
+        ];
+        assert_eq!(
+            pick_by_display_name(all, "Pods must X")
+                .unwrap()
+                .name
+                .as_deref(),
+            Some("a")
+        );
     }
 
     #[test]
     fn ambiguous_display_name_lists_candidates() {
         let all = vec![def("a", "Same", "1.0.0"), def("b", "Same", "2.1.0")];
         let err = pick_by_display_name(all, "Same").unwrap_err();
-        assert!(err.detail.contains("\"a\" (version 1.0.0)"), "{}", err.detail);
-        assert!(err.detail.contains("\"b\" (version 2.1.0)"), "{}", err.detail);
+        assert!(
+            err.detail.contains("\"a\" (version 1.0.0)"),
+            "{}",
+            err.detail
+        );
+        assert!(
+            err.detail.contains("\"b\" (version 2.1.0)"),
+            "{}",
+            err.detail
+        );
     }
 
     #[test]
     fn absent_display_name_suggests_near_matches() {
-        let all = vec![def("a", "Kubernetes cluster should not allow privileged containers", "9.2.0")];
-        let err = pick_by_display_name(all, "kubernetes cluster should not allow privileged containers")
-            .unwrap_err();
+        let all = vec![def(
+            "a",
+            "Kubernetes cluster should not allow privileged containers",
+            "9.2.0",
+        )];
+        let err = pick_by_display_name(
+            all,
+            "kubernetes cluster should not allow privileged containers",
+        )
+        .unwrap_err();
         assert!(err.detail.contains("case included"), "{}", err.detail);
         assert!(err.detail.contains("\"a\""), "{}", err.detail);
     }

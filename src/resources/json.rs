@@ -48,6 +48,9 @@ mod tests {
     #[test]
     fn keys_are_sorted_at_every_level() {
         let v: Json = serde_json::from_str(r#"{"b":1,"a":{"d":[{"y":1,"x":2}],"c":"s"}}"#).unwrap();
-        assert_eq!(canonical_json(&v), r#"{"a":{"c":"s","d":[{"x":2,"y":1}]},"b":1}"#);
+        assert_eq!(
+            canonical_json(&v),
+            r#"{"a":{"c":"s","d":[{"x":2,"y":1}]},"b":1}"#
+        );
     }
 }

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::arm::{ArmClient, ArmSettings};
+use crate::framework::Attribute;
 use crate::framework::{
     AttributePath, Block, ConfigureRequest, DataSource, Diagnostic, Diagnostics, Provider,
     ProviderData, Resource, Schema, Value,
 };
-use crate::framework::Attribute;
 
 use super::builtin_definition::BuiltinDefinitionDataSource;
 use super::errors::arm_error_diagnostic;
@@ -284,8 +284,12 @@ impl Provider for AksPolicyProvider {
             // not created yet; building the client then would only fail confusingly.
             log::debug!("provider configuration has unknown values; deferring client setup");
         }
-        let settings = settings_from_config(&req.config)
-            .with_env_defaults(&|k| std::env::var(k).ok());
+        let mut settings = settings_from_config(&req.config);
+        if let Err(e) = settings.fill_from_env(&|k| std::env::var(k).ok()) {
+            return Err(
+                Diagnostic::error("Invalid ARM_* environment variable", e.to_string()).into(),
+            );
+        }
         match ArmClient::new(settings).await {
             Ok(client) => Ok(Arc::new(Configured { client })),
             Err(e) => Err(arm_error_diagnostic("Invalid provider configuration", &e).into()),
