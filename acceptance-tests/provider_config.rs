@@ -98,7 +98,9 @@ fn wrong_client_secret_is_a_clear_auth_error_without_secrets() {
 fn custom_environment_without_endpoints_names_the_missing_setting() {
     let emulator = Emulator::start();
     let mut ws = Workspace::new(&emulator);
+    // Empty counts as unset, like azurerm; metadata_host would otherwise describe the cloud.
     ws.set_env("ARM_RESOURCE_MANAGER_ENDPOINT", "");
+    ws.set_env("ARM_METADATA_HOSTNAME", "");
     ws.write_config(&format!("provider \"akspolicy\" {{}}\n{LOOKUP}"));
     let run = ws.plan();
     assert_eq!(run.code, 1, "{}", run.combined());
