@@ -106,6 +106,56 @@ impl Emulator {
         self.env["ARM_SUBSCRIPTION_ID"].clone()
     }
 
+    /// A bearer token for the emulator's service principal (client credentials, like any client).
+    pub fn token(&self) -> String {
+        let url = format!(
+            "{}/{}/oauth2/v2.0/token",
+            self.env["ARM_ACTIVE_DIRECTORY_AUTHORITY_HOST"].trim_end_matches('/'),
+            self.env["ARM_TENANT_ID"]
+        );
+        let resp: Json = self
+            .http()
+            .post(url)
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", self.env["ARM_CLIENT_ID"].as_str()),
+                ("client_secret", self.env["ARM_CLIENT_SECRET"].as_str()),
+                ("scope", "https://management.azure.com/.default"),
+            ])
+            .send()
+            .expect("token request")
+            .json()
+            .expect("token JSON");
+        resp["access_token"].as_str().expect("access_token").to_string()
+    }
+
+    fn http(&self) -> reqwest::blocking::Client {
+        let ca = std::fs::read(self.state_dir.path().join("ca.pem")).expect("emulator ca.pem");
+        reqwest::blocking::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("CA PEM"))
+            .build()
+            .expect("HTTP client")
+    }
+
+    /// An ARM call made outside Terraform (to seed resources or to cause drift), as
+    /// (status, JSON body or null). `path_and_query` must carry `api-version`.
+    pub fn arm(&self, method: &str, path_and_query: &str, body: Option<&Json>) -> (u16, Json) {
+        let url = format!(
+            "{}{}",
+            self.env["ARM_RESOURCE_MANAGER_ENDPOINT"].trim_end_matches('/'),
+            path_and_query
+        );
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("HTTP method");
+        let mut req = self.http().request(method, url).bearer_auth(self.token());
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().expect("ARM request");
+        let status = resp.status().as_u16();
+        let text = resp.text().unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Json::Null))
+    }
+
     /// Stops the process but keeps the state directory (for restart tests).
     pub fn stop(mut self) -> tempfile::TempDir {
         terminate(&mut self.child);
