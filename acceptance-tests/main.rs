@@ -5,4 +5,5 @@ mod harness;
 
 mod builtin_definition;
 mod docs;
+mod examples;
 mod provider_config;
