@@ -317,6 +317,32 @@ impl ArmClient {
         resp.json()
     }
 
+    /// PUT guarded by `If-Match: <etag>` (optimistic concurrency); follows an LRO like
+    /// [`ArmClient::put`]. A 412 means someone else changed the resource since `etag` was read.
+    pub async fn put_if_match<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        api_version: &str,
+        body: &B,
+        etag: Option<&str>,
+    ) -> Result<T, ArmError> {
+        let url = self.url_for(path, api_version, &[])?;
+        let bytes = serde_json::to_vec(body)
+            .map_err(|e| ArmError::Config(format!("encoding request body: {e}")))?;
+        let headers: Vec<(&str, String)> = etag
+            .map(|e| vec![("If-Match", e.to_string())])
+            .unwrap_or_default();
+        let resp = self
+            .send_with_headers(Method::PUT, &url, Some(bytes), &headers)
+            .await?
+            .error_for_status()?;
+        if lro::is_long_running(&resp) {
+            lro::wait(self, &resp, &self.inner.lro).await?;
+            return self.expect_success(Method::GET, &url, None).await?.json();
+        }
+        resp.json()
+    }
+
     /// DELETE; 200/202/204 succeed (202 is polled to completion), 404 means already gone.
     pub async fn delete(&self, path: &str, api_version: &str) -> Result<(), ArmError> {
         let url = self.url_for(path, api_version, &[])?;
@@ -430,6 +456,16 @@ impl ArmClient {
         url: &str,
         body: Option<Vec<u8>>,
     ) -> Result<RawResponse, ArmError> {
+        self.send_with_headers(method, url, body, &[]).await
+    }
+
+    async fn send_with_headers(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<Vec<u8>>,
+        extra_headers: &[(&str, String)],
+    ) -> Result<RawResponse, ArmError> {
         self.check_origin(url)?;
         let policy = &self.inner.retry;
         let started = Instant::now();
@@ -449,6 +485,9 @@ impl ArmClient {
                 .header("x-ms-client-request-id", uuid::Uuid::new_v4().to_string());
             if let Some(c) = &self.inner.correlation_id {
                 req = req.header("x-ms-correlation-request-id", c);
+            }
+            for (name, value) in extra_headers {
+                req = req.header(*name, value);
             }
             if let Some(b) = &body {
                 req = req
