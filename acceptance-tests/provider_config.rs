@@ -125,7 +125,13 @@ fn debug_logs_reach_terraform_without_secrets_or_tokens() {
         log.contains("provider.terraform-provider-akspolicy"),
         "provider logs missing from TF_LOG output"
     );
-    assert!(log.contains("policyDefinitions"), "no ARM request was logged:\n{log}");
-    assert!(!log.contains(&emulator.env["ARM_CLIENT_SECRET"]), "client secret in the log");
+    assert!(
+        log.contains("policyDefinitions"),
+        "no ARM request was logged:\n{log}"
+    );
+    assert!(
+        !log.contains(&emulator.env["ARM_CLIENT_SECRET"]),
+        "client secret in the log"
+    );
     assert!(!log.contains("eyJ"), "a bearer token (JWT) is in the log");
 }

@@ -54,7 +54,12 @@ fn minutes(d: Duration) -> String {
 /// The `timeouts` block; its values are durations such as `30s`, `45m` or `1h30m`.
 pub fn block(defaults: TimeoutDefaults) -> NestedBlock {
     let mut b = Block::new().description("How long each operation may take.");
-    for op in [Operation::Create, Operation::Read, Operation::Update, Operation::Delete] {
+    for op in [
+        Operation::Create,
+        Operation::Read,
+        Operation::Update,
+        Operation::Delete,
+    ] {
         b = b.attribute(
             Attribute::string(op.name())
                 .optional()
@@ -147,8 +152,14 @@ mod tests {
             delete: Duration::from_secs(60),
         };
         let v = Value::object([("timeouts", Value::object([("create", Value::string("2m"))]))]);
-        assert_eq!(for_operation(&v, Operation::Create, defaults), Duration::from_secs(120));
-        assert_eq!(for_operation(&v, Operation::Read, defaults), Duration::from_secs(5));
+        assert_eq!(
+            for_operation(&v, Operation::Create, defaults),
+            Duration::from_secs(120)
+        );
+        assert_eq!(
+            for_operation(&v, Operation::Read, defaults),
+            Duration::from_secs(5)
+        );
         block(defaults).block.validate().unwrap();
     }
 }

@@ -2,6 +2,7 @@
 //! reading top to bottom as schema, mapping to the ARM body, then CRUD.
 
 pub mod builtin_definition;
+pub mod cluster_addon;
 pub mod errors;
 pub mod json;
 pub mod provider;
