@@ -3,9 +3,11 @@
 
 pub mod builtin_definition;
 pub mod cluster_addon;
+pub mod compliance;
 pub mod errors;
 pub mod json;
 pub mod provider;
+pub mod remediation;
 pub mod validators;
 
 pub use provider::provider;

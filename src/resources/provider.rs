@@ -16,7 +16,9 @@ use crate::framework::{
 
 use super::builtin_definition::BuiltinDefinitionDataSource;
 use super::cluster_addon::ClusterAddonResource;
+use super::compliance::ComplianceDataSource;
 use super::errors::arm_error_diagnostic;
+use super::remediation::RemediationResource;
 
 /// The provider's type name; every resource and data source name starts with `akspolicy_`.
 pub const TYPE_NAME: &str = "akspolicy";
@@ -255,11 +257,17 @@ impl Provider for AksPolicyProvider {
     }
 
     fn resources(&self) -> Vec<Arc<dyn Resource>> {
-        vec![Arc::new(ClusterAddonResource)]
+        vec![
+            Arc::new(ClusterAddonResource),
+            Arc::new(RemediationResource),
+        ]
     }
 
     fn data_sources(&self) -> Vec<Arc<dyn DataSource>> {
-        vec![Arc::new(BuiltinDefinitionDataSource)]
+        vec![
+            Arc::new(BuiltinDefinitionDataSource),
+            Arc::new(ComplianceDataSource),
+        ]
     }
 
     fn validate_config(&self, config: &Value, diags: &mut Diagnostics) {
