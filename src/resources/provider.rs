@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::arm::{ArmClient, ArmSettings};
+use crate::arm::{ArmClient, ArmSettings, ClientOptions};
 use crate::framework::Attribute;
 use crate::framework::{
     AttributePath, Block, ConfigureRequest, DataSource, Diagnostic, Diagnostics, Provider,
@@ -299,7 +299,11 @@ impl Provider for AksPolicyProvider {
                 Diagnostic::error("Invalid ARM_* environment variable", e.to_string()).into(),
             );
         }
-        match ArmClient::new(settings).await {
+        let options = ClientOptions {
+            terraform_version: Some(req.terraform_version.clone()),
+            ..ClientOptions::default()
+        };
+        match ArmClient::with_options(settings, options).await {
             Ok(client) => Ok(Arc::new(Configured { client })),
             Err(e) => Err(arm_error_diagnostic("Invalid provider configuration", &e).into()),
         }
