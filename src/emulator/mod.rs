@@ -35,6 +35,7 @@
 //! the `--builtins` directory on every start.
 
 mod catalogue;
+mod compliance;
 mod error;
 pub mod faults;
 mod files;

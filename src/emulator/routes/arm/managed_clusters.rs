@@ -634,7 +634,6 @@ fn list(state: &AppState, req: &ArmRequest<'_>, scope: &Scope) -> Result<Respons
 }
 
 /// Clusters in (or at) a scope, settled: for compliance summaries.
-#[allow(dead_code)] // Used by policy states, next.
 pub(crate) fn clusters_under(
     state: &AppState,
     scope: &Scope,
@@ -652,10 +651,49 @@ pub(crate) fn clusters_under(
 }
 
 /// True when the cluster's Azure Policy add-on is enabled.
-#[allow(dead_code)] // Used by policy states, next.
 pub(crate) fn policy_addon_enabled(cluster: &Value) -> bool {
     cluster["properties"]["addonProfiles"]
         .as_object()
         .and_then(|a| a.iter().find(|(k, _)| k.eq_ignore_ascii_case(POLICY_ADDON)))
         .is_some_and(|(_, v)| v["enabled"].as_bool().unwrap_or(false))
+}
+
+/// Turns the policy add-on on (as a DINE remediation deployment would), keeping an existing
+/// key's casing.
+pub(crate) fn enable_policy_addon(state: &AppState, id: &str) -> Result<(), ArmError> {
+    state.store.modify::<ArmError, _>(id, |current| {
+        let Some(current) = current else {
+            return Ok(Change::Keep);
+        };
+        let mut body = current.body.clone();
+        if !body["properties"]["addonProfiles"].is_object() {
+            body["properties"]["addonProfiles"] = json!({});
+        }
+        let sub = id.split('/').nth(2).unwrap_or_default().to_string();
+        let name = id.rsplit('/').next().unwrap_or_default().to_string();
+        let node_rg = body["properties"]["nodeResourceGroup"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let previous = body["properties"]["addonProfiles"].as_object().cloned();
+        let addons = body["properties"]["addonProfiles"]
+            .as_object_mut()
+            .unwrap_or_else(|| unreachable!("set to an object above"));
+        let key = addons
+            .keys()
+            .find(|k| k.eq_ignore_ascii_case(POLICY_ADDON))
+            .cloned()
+            .unwrap_or_else(|| POLICY_ADDON.to_string());
+        let entry = addons.entry(key).or_insert_with(|| json!({}));
+        if !entry.is_object() {
+            *entry = json!({});
+        }
+        entry["enabled"] = json!(true);
+        fill_policy_addon(addons, previous.as_ref(), &sub, &node_rg, &name);
+        Ok(Change::Put {
+            body,
+            internal: current.internal.clone(),
+        })
+    })?;
+    Ok(())
 }

@@ -12,13 +12,18 @@ mod path;
 mod policy_assignments;
 mod policy_definitions;
 mod policy_exemptions;
+mod policy_states;
+mod remediations;
 mod resource_groups;
 mod scope;
 mod subscriptions;
 mod tenants;
 
 pub(crate) use error::ArmError;
+pub(crate) use managed_clusters::{clusters_under, policy_addon_enabled};
 pub(crate) use path::ArmPath;
+pub(crate) use policy_definitions::resolve_visible;
+pub(crate) use scope::{stored_of_type, Scope};
 
 use http::{HeaderValue, Method, StatusCode};
 
@@ -121,6 +126,41 @@ pub(crate) const RESOURCE_TYPES: &[ResourceTypeSpec] = &[
         key: "microsoft.containerservice/locations/operationresults",
         api_versions: managed_clusters::API_VERSIONS,
         handler: managed_clusters::handle_operation,
+    },
+    ResourceTypeSpec {
+        key: "microsoft.policyinsights/remediations",
+        api_versions: remediations::API_VERSIONS,
+        handler: remediations::handle,
+    },
+    ResourceTypeSpec {
+        key: "microsoft.policyinsights/remediations/cancel",
+        api_versions: remediations::API_VERSIONS,
+        handler: remediations::handle,
+    },
+    ResourceTypeSpec {
+        key: "microsoft.policyinsights/remediations/listdeployments",
+        api_versions: remediations::API_VERSIONS,
+        handler: remediations::handle,
+    },
+    ResourceTypeSpec {
+        key: "microsoft.policyinsights/policystates/triggerevaluation",
+        api_versions: policy_states::API_VERSIONS,
+        handler: policy_states::handle_trigger,
+    },
+    ResourceTypeSpec {
+        key: "microsoft.policyinsights/policystates/summarize",
+        api_versions: policy_states::API_VERSIONS,
+        handler: policy_states::handle_summarize,
+    },
+    ResourceTypeSpec {
+        key: "microsoft.policyinsights/policystates/queryresults",
+        api_versions: policy_states::API_VERSIONS,
+        handler: policy_states::handle_query,
+    },
+    ResourceTypeSpec {
+        key: "microsoft.policyinsights/asyncoperationresults",
+        api_versions: policy_states::API_VERSIONS,
+        handler: policy_states::handle_async_result,
     },
     ResourceTypeSpec {
         key: "microsoft.authorization/policyexemptions",
