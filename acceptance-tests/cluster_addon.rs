@@ -110,6 +110,8 @@ fn enables_detects_drift_imports_and_disables_on_destroy() {
     imported
         .terraform(&["import", "-input=false", "-no-color", "akspolicy_cluster_addon.policy", &id])
         .assert_ok("import");
+    // `terraform import` records no outputs; a refresh does, without touching resources.
+    imported.terraform(&["refresh", "-input=false", "-no-color"]).assert_ok("refresh");
     imported.assert_empty_plan();
 
     ws.destroy().assert_ok("destroy");

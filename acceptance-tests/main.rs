@@ -4,6 +4,7 @@
 mod harness;
 
 mod builtin_definition;
+mod cluster_addon;
 mod docs;
 mod examples;
 mod provider_config;
