@@ -46,6 +46,8 @@ pub(crate) const API_VERSIONS: &[&str] = &[
     "2026-02-01",
     "2026-03-01",
     "2026-04-01",
+    // azure-mgmt-containerservice 41.x default.
+    "2026-08-01",
 ];
 const CLUSTER_TYPE: &str = "Microsoft.ContainerService/managedClusters";
 const NAMESPACE_TYPE: &str = "microsoft.containerservice/managedclusters";

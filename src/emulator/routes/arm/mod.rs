@@ -42,12 +42,16 @@ pub(crate) const POLICY_API_VERSIONS: &[&str] = &[
     "2024-05-01",
     "2025-01-01",
     "2025-03-01",
+    // What azure-mgmt-resource-policy 1.x sends.
+    "2026-06-01",
 ];
 /// api-versions of policy exemptions (no stable version exists).
 pub(crate) const EXEMPTION_API_VERSIONS: &[&str] = &[
     "2020-07-01-preview",
     "2022-07-01-preview",
     "2024-12-01-preview",
+    // azure-mgmt-resource-policy 1.x uses one version for every policy operation.
+    "2026-06-01",
 ];
 /// api-versions of subscription reads.
 pub(crate) const SUBSCRIPTION_API_VERSIONS: &[&str] =
