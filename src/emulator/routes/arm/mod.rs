@@ -214,8 +214,13 @@ fn dispatch(state: &AppState, req: &Request, segments: &[String]) -> Result<Resp
         [s, id, ..] if s.eq_ignore_ascii_case("subscriptions") => id.clone(),
         _ => "tenant".to_string(),
     };
+    let mut remaining = None;
     if profile.throttle {
-        if let Throttle::Refused(secs) = state.observer.take(&subscription, &principal.oid, kind) {
+        let taken = state.observer.take(&subscription, &principal.oid, kind);
+        if let Throttle::Allowed(left) = taken {
+            remaining = Some(RemainingBudget(left));
+        }
+        if let Throttle::Refused(secs) = taken {
             let mut e = ArmError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "SubscriptionRequestsThrottled",
@@ -271,9 +276,12 @@ fn dispatch(state: &AppState, req: &Request, segments: &[String]) -> Result<Resp
         api_version,
         principal,
     };
-    let resp = (spec.handler)(state, &arm_req)?;
+    let mut resp = (spec.handler)(state, &arm_req)?;
     if req.method == Method::PUT && resp.status().is_success() {
         state.observer.wrote(&key);
+    }
+    if let Some(r) = remaining {
+        resp.extensions_mut().insert(r);
     }
     Ok(resp)
 }
@@ -377,8 +385,14 @@ fn format_epoch(secs: u64) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
+/// Tokens left in the caller's bucket while throttling is on, for the rate-limit header.
+#[derive(Debug, Clone, Copy)]
+struct RemainingBudget(u64);
+
 /// Headers ARM puts on every response, success or error.
 fn add_arm_headers(state: &AppState, req: &Request, resp: &mut Response) {
+    let resp_remaining = resp.extensions().get::<RemainingBudget>().copied();
+    let resp_status = resp.status();
     let headers = resp.headers_mut();
     let mut set = |name: &'static str, value: String| {
         if let Ok(v) = HeaderValue::from_str(&value) {
@@ -400,7 +414,12 @@ fn add_arm_headers(state: &AppState, req: &Request, resp: &mut Response) {
         Method::DELETE => "x-ms-ratelimit-remaining-subscription-deletes",
         _ => "x-ms-ratelimit-remaining-subscription-writes",
     };
-    set(bucket, state.remaining_budget(12000).to_string());
+    let left = match resp_remaining {
+        Some(RemainingBudget(n)) => n,
+        None if resp_status == StatusCode::TOO_MANY_REQUESTS => 0,
+        None => state.remaining_budget(12000),
+    };
+    set(bucket, left.to_string());
     set("cache-control", "no-cache".to_string());
 }
 
