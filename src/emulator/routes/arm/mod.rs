@@ -42,7 +42,8 @@ pub(crate) const POLICY_API_VERSIONS: &[&str] = &[
     "2024-05-01",
     "2025-01-01",
     "2025-03-01",
-    // What azure-mgmt-resource-policy 1.x sends.
+    // What Azure CLI 2.8x (2025-11-01) and azure-mgmt-resource-policy 1.x (2026-06-01) send.
+    "2025-11-01",
     "2026-06-01",
 ];
 /// api-versions of policy exemptions (no stable version exists).
@@ -50,8 +51,8 @@ pub(crate) const EXEMPTION_API_VERSIONS: &[&str] = &[
     "2020-07-01-preview",
     "2022-07-01-preview",
     "2024-12-01-preview",
-    // azure-mgmt-resource-policy 1.x uses one version for every policy operation.
-    "2026-06-01",
+    // What Azure CLI 2.8x sends.
+    "2026-01-01-preview",
 ];
 /// api-versions of subscription reads.
 pub(crate) const SUBSCRIPTION_API_VERSIONS: &[&str] =
