@@ -144,4 +144,21 @@ mod tests {
         assert!(!chance(0.0));
         assert!(chance(1.0));
     }
+
+    #[test]
+    fn profile_file_for_serve_flag() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("faults.json");
+        std::fs::write(&path, r#"{"latency_ms": 5, "lro_failure_rate": 0.5}"#).expect("write");
+        let p = FaultProfile::from_file(&path).expect("loads");
+        assert_eq!(p.latency_ms, 5);
+        assert_eq!(p.lro_failure_rate, 0.5);
+        assert_eq!(p.lro_ms, FaultProfile::default().lro_ms);
+        std::fs::write(&path, r#"{"latency": 5}"#).expect("write");
+        assert!(
+            FaultProfile::from_file(&path).is_err(),
+            "unknown keys are refused"
+        );
+        assert!(FaultProfile::from_file(&dir.path().join("missing.json")).is_err());
+    }
 }

@@ -11,8 +11,21 @@
 //! | `GET /{tenant}[/v2.0]/.well-known/openid-configuration` | none | OpenID discovery |
 //! | `GET /{tenant}/discovery[/v2.0]/keys`, `GET /{tenant}/discovery/instance` | none | JWKS, MSAL instance discovery |
 //! | `GET /subscriptions[/{id}]`, `GET /tenants` | bearer | |
-//! | `GET [/subscriptions/{id}]/providers/Microsoft.Authorization/policyDefinitions[/{name}]` | bearer | built-ins; `$filter`, `$top`, paged by 4 |
-//! | `GET [/subscriptions/{id}]/providers/Microsoft.Authorization/policySetDefinitions[/{name}]` | bearer | same for initiatives |
+//! | `/subscriptions/{s}/resourceGroups[/{rg}]` | bearer | PUT 201/200, GET, PATCH, HEAD, DELETE (removes everything below), list |
+//! | `/providers/Microsoft.Management/managementGroups[/{mg}[/subscriptions/{s}]]` | bearer | synchronous PUT 200 with `details.parent.id`; subscription placement; the tenant root group always exists |
+//! | `{scope}/providers/Microsoft.Authorization/policyDefinitions[/{name}]` | bearer | tenant (built-in, read-only), MG, subscription; PUT 201 with Azure's validation; `$filter` |
+//! | `{scope}/providers/Microsoft.Authorization/policySetDefinitions[/{name}]` | bearer | PUT 201/200; members must exist and be visible |
+//! | `{scope}/providers/Microsoft.Authorization/policyAssignments[/{name}]` | bearer | any scope; PUT 201, PATCH, DELETE 200+body/204; `atScope()`, `atExactScope()`, `policyDefinitionId eq` |
+//! | `{scope}/providers/Microsoft.Authorization/policyExemptions[/{name}]` | bearer | preview api-versions; `excludeExpired()`, `policyAssignmentId eq` |
+//! | `.../resourceGroups/{rg}/providers/Microsoft.ContainerService/managedClusters[/{name}]` | bearer | PUT 201/200 + Azure-AsyncOperation, PATCH tags, DELETE 202 + Location, eTag preconditions, 409 while busy |
+//! | `/subscriptions/{s}/providers/Microsoft.ContainerService/locations/{l}/operations[results]/{id}` | bearer | operation status / Location polling |
+//! | `{scope}/providers/Microsoft.PolicyInsights/remediations[/{name}[/cancel\|/listDeployments]]` | bearer | Accepted → Evaluating → Succeeded/Failed by time |
+//! | `{scope}/providers/Microsoft.PolicyInsights/policyStates/latest/{triggerEvaluation\|summarize\|queryResults}` | bearer | trigger 202 + Location to `asyncOperationResults/{id}`; `@odata.nextLink` paging |
+//! | `GET\|POST /_emulator/faults`, `GET /_emulator/metrics`, `GET /_emulator/state`, `POST /_emulator/reset` | bearer | fault injection and observability, see [`FaultProfile`] |
+//!
+//! Long-running operations are timers stored with the resource and settled on the next read,
+//! so they survive restarts and need no background tasks. Compliance for policy states comes
+//! from `compliance` (the add-on DINE built-in is evaluated; everything else is compliant).
 //!
 //! `{tenant}` is the emulator's tenant id or one of `organizations`, `common`, `adfs`,
 //! `consumers`. ARM routes need `api-version` (checked per resource type), match namespaces,

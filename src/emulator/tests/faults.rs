@@ -54,6 +54,7 @@ async fn control_api_and_injected_faults() {
         assert_eq!(status, StatusCode::OK);
     }
     let (headers, body) = throttled.expect("reads get throttled");
+    assert_eq!(headers["x-ms-ratelimit-remaining-subscription-reads"], "0");
     assert!(headers.contains_key("retry-after"));
     assert_eq!(error_code(&body), "SubscriptionRequestsThrottled");
     emu.send(

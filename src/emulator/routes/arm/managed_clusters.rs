@@ -46,6 +46,12 @@ pub(crate) const API_VERSIONS: &[&str] = &[
     "2026-02-01",
     "2026-03-01",
     "2026-04-01",
+    "2026-05-01",
+    // Azure CLI 2.8x (`az aks`).
+    "2026-06-01",
+    "2026-07-01",
+    // azure-mgmt-containerservice 41.x default.
+    "2026-08-01",
 ];
 const CLUSTER_TYPE: &str = "Microsoft.ContainerService/managedClusters";
 const NAMESPACE_TYPE: &str = "microsoft.containerservice/managedclusters";
@@ -506,6 +512,33 @@ fn build_body(
             .and_then(|p| p.get("addonProfiles"))
             .and_then(Value::as_object);
         fill_policy_addon(addons, prev_addons, &sub, &node_rg, name);
+    }
+    // Clusters without a service principal run on managed identities (AKS's default).
+    let prev_kubelet = prev_props
+        .and_then(|p| p.pointer("/identityProfile/kubeletidentity"))
+        .cloned();
+    let props = body["properties"]
+        .as_object_mut()
+        .unwrap_or_else(|| unreachable!("set to an object above"));
+    let uses_msi = props
+        .get("servicePrincipalProfile")
+        .is_none_or(Value::is_null);
+    if uses_msi {
+        props.insert("servicePrincipalProfile".into(), json!({"clientId": "msi"}));
+        if props.get("identityProfile").is_none_or(Value::is_null) {
+            let kubelet = prev_kubelet.unwrap_or_else(|| json!({
+                "resourceId": format!("/subscriptions/{sub}/resourcegroups/{node_rg}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{name}-agentpool"),
+                "clientId": new_guid(),
+                "objectId": new_guid(),
+            }));
+            props.insert(
+                "identityProfile".into(),
+                json!({"kubeletidentity": kubelet}),
+            );
+        }
+    }
+    if uses_msi && body.get("identity").is_none_or(Value::is_null) {
+        body["identity"] = json!({"type": "SystemAssigned"});
     }
     // The cluster identity gets ids the way AKS fills them.
     if let Some(identity) = body.get_mut("identity").and_then(Value::as_object_mut) {

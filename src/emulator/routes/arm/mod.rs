@@ -42,12 +42,17 @@ pub(crate) const POLICY_API_VERSIONS: &[&str] = &[
     "2024-05-01",
     "2025-01-01",
     "2025-03-01",
+    // What Azure CLI 2.8x (2025-11-01) and azure-mgmt-resource-policy 1.x (2026-06-01) send.
+    "2025-11-01",
+    "2026-06-01",
 ];
 /// api-versions of policy exemptions (no stable version exists).
 pub(crate) const EXEMPTION_API_VERSIONS: &[&str] = &[
     "2020-07-01-preview",
     "2022-07-01-preview",
     "2024-12-01-preview",
+    // What Azure CLI 2.8x sends.
+    "2026-01-01-preview",
 ];
 /// api-versions of subscription reads.
 pub(crate) const SUBSCRIPTION_API_VERSIONS: &[&str] =
@@ -210,8 +215,13 @@ fn dispatch(state: &AppState, req: &Request, segments: &[String]) -> Result<Resp
         [s, id, ..] if s.eq_ignore_ascii_case("subscriptions") => id.clone(),
         _ => "tenant".to_string(),
     };
+    let mut remaining = None;
     if profile.throttle {
-        if let Throttle::Refused(secs) = state.observer.take(&subscription, &principal.oid, kind) {
+        let taken = state.observer.take(&subscription, &principal.oid, kind);
+        if let Throttle::Allowed(left) = taken {
+            remaining = Some(RemainingBudget(left));
+        }
+        if let Throttle::Refused(secs) = taken {
             let mut e = ArmError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "SubscriptionRequestsThrottled",
@@ -267,9 +277,12 @@ fn dispatch(state: &AppState, req: &Request, segments: &[String]) -> Result<Resp
         api_version,
         principal,
     };
-    let resp = (spec.handler)(state, &arm_req)?;
+    let mut resp = (spec.handler)(state, &arm_req)?;
     if req.method == Method::PUT && resp.status().is_success() {
         state.observer.wrote(&key);
+    }
+    if let Some(r) = remaining {
+        resp.extensions_mut().insert(r);
     }
     Ok(resp)
 }
@@ -373,8 +386,14 @@ fn format_epoch(secs: u64) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
+/// Tokens left in the caller's bucket while throttling is on, for the rate-limit header.
+#[derive(Debug, Clone, Copy)]
+struct RemainingBudget(u64);
+
 /// Headers ARM puts on every response, success or error.
 fn add_arm_headers(state: &AppState, req: &Request, resp: &mut Response) {
+    let resp_remaining = resp.extensions().get::<RemainingBudget>().copied();
+    let resp_status = resp.status();
     let headers = resp.headers_mut();
     let mut set = |name: &'static str, value: String| {
         if let Ok(v) = HeaderValue::from_str(&value) {
@@ -396,7 +415,12 @@ fn add_arm_headers(state: &AppState, req: &Request, resp: &mut Response) {
         Method::DELETE => "x-ms-ratelimit-remaining-subscription-deletes",
         _ => "x-ms-ratelimit-remaining-subscription-writes",
     };
-    set(bucket, state.remaining_budget(12000).to_string());
+    let left = match resp_remaining {
+        Some(RemainingBudget(n)) => n,
+        None if resp_status == StatusCode::TOO_MANY_REQUESTS => 0,
+        None => state.remaining_budget(12000),
+    };
+    set(bucket, left.to_string());
     set("cache-control", "no-cache".to_string());
 }
 

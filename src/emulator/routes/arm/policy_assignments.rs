@@ -204,7 +204,10 @@ fn put(
             "The location property is required for a policy assignment with a managed identity.",
         ));
     }
-    if let Some(not_scopes) = body.pointer("/properties/notScopes") {
+    if let Some(not_scopes) = body
+        .pointer("/properties/notScopes")
+        .filter(|v| !v.is_null())
+    {
         let list = not_scopes.as_array().ok_or_else(|| {
             ArmError::bad_request(
                 "InvalidRequestContent",
