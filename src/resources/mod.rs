@@ -1,10 +1,15 @@
 //! Provider code: the provider configuration and one file per resource / data source, each
 //! reading top to bottom as schema, mapping to the ARM body, then CRUD.
 
+pub mod assignment;
 pub mod builtin_definition;
 pub mod errors;
+pub mod exemption;
 pub mod json;
+pub mod parameters;
 pub mod provider;
+pub mod reconcile;
+pub mod selectors;
 pub mod validators;
 
 pub use provider::provider;

@@ -14,8 +14,10 @@ use crate::framework::{
     ProviderData, Resource, Schema, Value,
 };
 
+use super::assignment::AssignmentResource;
 use super::builtin_definition::BuiltinDefinitionDataSource;
 use super::errors::arm_error_diagnostic;
+use super::exemption::ExemptionResource;
 
 /// The provider's type name; every resource and data source name starts with `akspolicy_`.
 pub const TYPE_NAME: &str = "akspolicy";
@@ -254,7 +256,7 @@ impl Provider for AksPolicyProvider {
     }
 
     fn resources(&self) -> Vec<Arc<dyn Resource>> {
-        Vec::new()
+        vec![Arc::new(AssignmentResource), Arc::new(ExemptionResource)]
     }
 
     fn data_sources(&self) -> Vec<Arc<dyn DataSource>> {
