@@ -263,14 +263,13 @@ pub fn check_against(
         Ok(g) => g.unwrap_or_default(),
         Err(_) => return diags,
     };
-    let is_map = matches!(inner(config_parameters), Value::Map(_));
     for problem in check_parameters(declared, &given) {
-        let at = if !problem.is_about_given_value() {
-            path.clone()
-        } else if is_map {
+        // A key step (not an attribute step) even for objects: that is what Terraform resolves
+        // to the `name = value` item of an object constructor, underlining the exact parameter.
+        let at = if problem.is_about_given_value() {
             path.key(problem.name())
         } else {
-            path.attribute(problem.name())
+            path.clone()
         };
         diags.push(
             Diagnostic::error(
@@ -281,13 +280,6 @@ pub fn check_against(
         );
     }
     diags
-}
-
-fn inner(v: &Value) -> &Value {
-    match v {
-        Value::Dynamic(_, inner) => inner,
-        other => other,
-    }
 }
 
 #[cfg(test)]
@@ -374,7 +366,7 @@ mod tests {
         assert_eq!(d.0.len(), 1);
         assert_eq!(
             d.0[0].attribute,
-            Some(AttributePath::attr("parameters").attribute("efect"))
+            Some(AttributePath::attr("parameters").key("efect"))
         );
         assert!(d.0[0].detail.contains("Did you mean \"effect\""));
     }
