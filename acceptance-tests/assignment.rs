@@ -125,6 +125,15 @@ resource "akspolicy_assignment" "sub" {{
   {sub_extra}
 }}
 
+# Expired long ago: kept (not recreated), flagged, and warned about on every plan.
+resource "akspolicy_exemption" "expired" {{
+  name                 = "expired-waiver"
+  scope                = "{legacy_rg}"
+  policy_assignment_id = akspolicy_assignment.sub.id
+  exemption_category   = "Waiver"
+  expires_on           = "2020-01-01T00:00:00Z"
+}}
+
 # Resource group: the privileged-containers built-in, denying, with excluded namespaces.
 resource "akspolicy_assignment" "rg" {{
   name                 = "no-privileged"
@@ -134,6 +143,7 @@ resource "akspolicy_assignment" "rg" {{
   non_compliance_message {{
     content = "{message}"
   }}
+  {rg_extra}
 }}
 
 # Management group: identity + location, report-only.
@@ -170,6 +180,8 @@ resource "akspolicy_exemption" "legacy" {{
 
 output "principal_id" {{ value = akspolicy_assignment.mg.identity[0].principal_id }}
 output "rg_id" {{ value = akspolicy_assignment.rg.id }}
+output "expired" {{ value = akspolicy_exemption.expired.expired }}
+output "legacy_expired" {{ value = akspolicy_exemption.legacy.expired }}
 "#,
         sub = s.sub,
         aks_rg = s.aks_rg,
@@ -178,7 +190,25 @@ output "rg_id" {{ value = akspolicy_assignment.rg.id }}
         legacy_rg = s.legacy_rg,
         custom = s.custom_definition,
         sub_effect = pick("Audit", "Deny"),
-        sub_extra = pick("", "display_name = \"Baseline for every cluster\""),
+        sub_extra = pick(
+            "",
+            r#"display_name = "Baseline for every cluster"
+  overrides {
+    value = "Disabled"
+    selectors {
+      kind = "policyDefinitionReferenceId"
+      in   = ["HostNetworkPorts"]
+    }
+  }
+  resource_selectors {
+    name = "europe"
+    selectors {
+      kind = "resourceLocation"
+      in   = ["westeurope", "northeurope"]
+    }
+  }"#,
+        ),
+        rg_extra = pick("", &format!("not_scopes = [\"{}\"]", s.cluster)),
         namespaces = pick(
             r#"["kube-system", "gatekeeper-system"]"#,
             r#"["kube-system", "gatekeeper-system", "monitoring"]"#
@@ -242,7 +272,17 @@ fn assignments_and_exemption_at_every_scope() {
     // Create, then nothing to do.
     ws.write_config(&config(&s, false));
     ws.apply().assert_ok("apply v1");
-    ws.assert_empty_plan();
+    let run = ws.plan();
+    assert_plan(
+        &run,
+        0,
+        &[
+            "Policy exemption has expired",
+            "\"expired-waiver\" expired at 2020-01-01T00:00:00Z",
+        ],
+    );
+    assert_eq!(ws.output("expired"), json!(true));
+    assert_eq!(ws.output("legacy_expired"), json!(false));
 
     let rg_assignment = format!("{}/{ASSIGNMENTS}/no-privileged", s.aks_rg);
     let (status, body) = get(&emulator, &rg_assignment, POLICY_API);

@@ -135,7 +135,11 @@ fn schema() -> Schema {
                 "Assigns a policy definition or an initiative (policy set definition), built-in \
                  or custom, at any scope: a management group, a subscription, a resource group or \
                  a single resource such as an AKS cluster. `parameters` takes plain values; they \
-                 are checked against the definition's declarations during `terraform plan`.",
+                 are checked against the definition's declarations during `terraform plan`.\n\n\
+                 `overrides` and `resource_selectors` are nested blocks that mirror ARM's \
+                 `overrides` and `resourceSelectors` arrays. IDs compare case-insensitively and \
+                 your spelling is kept. After `terraform import`, `metadata` reads back as \
+                 compact JSON with sorted keys, which is what `jsonencode` writes.",
             )
             .attribute(
                 Attribute::string("id")
@@ -147,21 +151,21 @@ fn schema() -> Schema {
                 Attribute::string("name")
                     .required()
                     .requires_replace()
-                    .description("The assignment's name: at most 64 characters, at most 24 at management-group scope; none of `<>*%&:\\?.+/`. Changing it replaces the assignment.")
+                    .description("The assignment's name: at most 64 characters, at most 24 at management-group scope; none of `<>*%&:\\?.+/`.")
                     .validate_with(policy_object_name),
             )
             .attribute(
                 Attribute::string("scope")
                     .required()
                     .requires_replace()
-                    .description("Where to assign: `/providers/Microsoft.Management/managementGroups/<mg>`, `/subscriptions/<sub>`, `/subscriptions/<sub>/resourceGroups/<rg>` or a resource ID such as an AKS cluster's. Changing it replaces the assignment.")
+                    .description("Where to assign: `/providers/Microsoft.Management/managementGroups/<mg>`, `/subscriptions/<sub>`, `/subscriptions/<sub>/resourceGroups/<rg>` or a resource ID such as an AKS cluster's.")
                     .validate_with(arm_scope),
             )
             .attribute(
                 Attribute::string("policy_definition_id")
                     .required()
                     .requires_replace()
-                    .description("The ID of the policy definition or initiative (policy set definition) to assign, built-in or custom. Changing it replaces the assignment.")
+                    .description("The ID of the policy definition or initiative (policy set definition) to assign, built-in or custom.")
                     .validate_with(definition_id),
             )
             .attribute(
@@ -221,7 +225,7 @@ fn schema() -> Schema {
                 Attribute::string("location")
                     .optional()
                     .requires_replace()
-                    .description("The Azure region of the assignment's managed identity; required with `identity`. Azure does not allow changing it, so a change replaces the assignment."),
+                    .description("The Azure region of the assignment's managed identity; required with `identity`. Azure does not allow changing it."),
             )
             .block(
                 NestedBlock::list(
@@ -243,7 +247,7 @@ fn schema() -> Schema {
                     .attribute(
                         Attribute::string("kind")
                             .default(Value::string("policyEffect"))
-                            .description("What to override: `policyEffect` (default) or `definitionVersion`.")
+                            .description("What to override: `policyEffect` or `definitionVersion`.")
                             .validate_with(|v, p, d| one_of(v, p, d, OVERRIDE_KINDS, "override kind")),
                     )
                     .attribute(Attribute::string("value").required().description("The new value, e.g. `Disabled` or `Audit`."))

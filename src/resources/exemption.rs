@@ -246,21 +246,21 @@ fn schema() -> Schema {
                 Attribute::string("name")
                     .required()
                     .requires_replace()
-                    .description("The exemption's name. Changing it replaces the exemption.")
+                    .description("The exemption's name.")
                     .validate_with(policy_object_name),
             )
             .attribute(
                 Attribute::string("scope")
                     .required()
                     .requires_replace()
-                    .description("What to exempt: `/providers/Microsoft.Management/managementGroups/<mg>`, `/subscriptions/<sub>`, `/subscriptions/<sub>/resourceGroups/<rg>` or a resource ID. It must be at or below the assignment's scope unless `assignment_scope_validation = \"DoNotValidate\"`. Changing it replaces the exemption.")
+                    .description("What to exempt: `/providers/Microsoft.Management/managementGroups/<mg>`, `/subscriptions/<sub>`, `/subscriptions/<sub>/resourceGroups/<rg>` or a resource ID. It must be at or below the assignment's scope unless `assignment_scope_validation = \"DoNotValidate\"`.")
                     .validate_with(arm_scope),
             )
             .attribute(
                 Attribute::string("policy_assignment_id")
                     .required()
                     .requires_replace()
-                    .description("The ID of the policy assignment to exempt from, e.g. `akspolicy_assignment.x.id`. Changing it replaces the exemption.")
+                    .description("The ID of the policy assignment to exempt from, e.g. `akspolicy_assignment.x.id`.")
                     .validate_with(assignment_id),
             )
             .attribute(
@@ -272,7 +272,7 @@ fn schema() -> Schema {
             .attribute(
                 Attribute::string("expires_on")
                     .optional()
-                    .description("When the exemption ends, as an RFC 3339 date-time (e.g. `2027-06-30T00:00:00Z`). Sent to Azure in UTC; any form naming the same instant plans no change.")
+                    .description("When the exemption ends, as an RFC 3339 date-time (e.g. `2027-06-30T00:00:00Z`). Sent to Azure in UTC; any form naming the same instant plans no change. After `terraform import` it reads back in Azure's UTC form (`...Z`).")
                     .validate_with(rfc3339),
             )
             .attribute(

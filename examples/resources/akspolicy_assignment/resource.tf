@@ -36,6 +36,13 @@ resource "akspolicy_assignment" "pss_baseline" {
       in   = ["westeurope", "northeurope"]
     }
   }
+  overrides {
+    value = "Audit"
+    selectors {
+      kind = "policyDefinitionReferenceId"
+      in   = ["HostNetworkPorts"]
+    }
+  }
   metadata = jsonencode({ owner = "platform-team" })
 }
 
