@@ -342,6 +342,10 @@ fn assignments_and_exemption_at_every_scope() {
         ws.terraform(&["import", "-input=false", "-no-color", address, id])
             .assert_ok(&format!("import {address}"));
     }
+    // Imports evaluate outputs before every resource is back, leaving some outputs unset;
+    // a refresh stores them again (it reads the resources exactly as the plan would).
+    ws.terraform(&["refresh", "-input=false", "-no-color"])
+        .assert_ok("refresh");
     ws.assert_empty_plan();
 
     // Changes made outside Terraform show up per attribute.
@@ -478,4 +482,44 @@ resource "akspolicy_assignment" "long_mg_name" {
         &out,
         &["accepted forms", "at most 24", "Missing location"],
     );
+}
+
+#[test]
+fn a_fresh_assignment_that_404s_briefly_is_waited_for() {
+    let faults = tempfile::tempdir().expect("temp dir");
+    let profile = faults.path().join("faults.json");
+    std::fs::write(&profile, r#"{"consistency_ms": 1500}"#).expect("write fault profile");
+    let emulator = Emulator::start_with(&["--faults", profile.to_str().expect("utf-8 path")]);
+    let rg = format!(
+        "/subscriptions/{}/resourceGroups/aks-rg",
+        emulator.subscription_id()
+    );
+    seed(
+        &emulator,
+        &format!("{rg}?api-version=2021-04-01"),
+        json!({"location": "westeurope"}),
+    );
+    let ws = Workspace::new(&emulator);
+    ws.write_config(&format!(
+        r#"
+provider "akspolicy" {{}}
+
+resource "akspolicy_assignment" "this" {{
+  name                 = "no-privileged"
+  scope                = "{rg}"
+  policy_definition_id = "{PRIVILEGED}"
+  parameters           = {{ effect = "Audit" }}
+}}
+
+resource "akspolicy_exemption" "this" {{
+  name                 = "waiver"
+  scope                = "{rg}"
+  policy_assignment_id = akspolicy_assignment.this.id
+  exemption_category   = "Waiver"
+}}
+"#
+    ));
+    ws.apply().assert_ok("apply with a consistency window");
+    ws.assert_empty_plan();
+    ws.destroy().assert_ok("destroy");
 }
