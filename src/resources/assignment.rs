@@ -640,7 +640,7 @@ async fn check_parameters_remote(client: &ArmClient, config: &Value) -> Diagnost
         return Diagnostics::new();
     };
     let params = config.get("parameters");
-    if !params.is_wholly_known() {
+    if params.is_unknown() {
         return Diagnostics::new();
     }
     match declared_parameters(client, definition_id).await {

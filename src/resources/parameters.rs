@@ -259,11 +259,32 @@ pub fn check_against(
     path: &AttributePath,
 ) -> Diagnostics {
     let mut diags = Diagnostics::new();
-    let given = match plain_parameters(config_parameters) {
-        Ok(g) => g.unwrap_or_default(),
-        Err(_) => return diags,
+    // Values decided at apply are checked then; their names can be checked now. They stand in
+    // as null ("use the default"), so only a missing-required report about them is dropped.
+    let none = BTreeMap::new();
+    let entries = match config_parameters.entries() {
+        Some(entries) => entries,
+        // No parameters at all: required ones are still missing.
+        None if config_parameters.is_null() => &none,
+        None => return diags,
     };
+    let mut given = Map::new();
+    let mut pending = Vec::new();
+    for (name, value) in entries {
+        match value_to_json(value) {
+            Ok(json) => {
+                given.insert(name.clone(), json);
+            }
+            Err(_) => {
+                given.insert(name.clone(), Json::Null);
+                pending.push(name.as_str());
+            }
+        }
+    }
     for problem in check_parameters(declared, &given) {
+        if !problem.is_about_given_value() && pending.contains(&problem.name()) {
+            continue;
+        }
         // A key step (not an attribute step) even for objects: that is what Terraform resolves
         // to the `name = value` item of an object constructor, underlining the exact parameter.
         let at = if problem.is_about_given_value() {
@@ -369,6 +390,24 @@ mod tests {
             Some(AttributePath::attr("parameters").key("efect"))
         );
         assert!(d.0[0].detail.contains("Did you mean \"effect\""));
+    }
+
+    #[test]
+    fn names_are_checked_while_values_are_unknown() {
+        let declared: Declarations = serde_json::from_value(json!({
+            "labels": {"type": "Array"},
+            "effect": {"type": "String", "allowedValues": ["Deny"], "defaultValue": "Deny"}
+        }))
+        .unwrap();
+        let cfg = Value::object([("labels", Value::Unknown), ("efect", Value::Unknown)]);
+        let d = check_against(&declared, &cfg, "/x", &AttributePath::attr("parameters"));
+        assert_eq!(d.0.len(), 1, "{d:?}");
+        assert_eq!(d.0[0].summary, "Unknown policy parameter");
+        let at = AttributePath::attr("parameters");
+        assert!(check_against(&declared, &Value::Unknown, "/x", &at).is_empty());
+        let missing = check_against(&declared, &Value::Null, "/x", &at);
+        assert_eq!(missing.0[0].summary, "Missing required policy parameter");
+        assert_eq!(missing.0[0].attribute, Some(at));
     }
 
     #[test]
