@@ -40,7 +40,8 @@ fn seed_scopes(emulator: &Emulator) -> Scopes {
     let sub = format!("/subscriptions/{}", emulator.subscription_id());
     let aks_rg = format!("{sub}/resourceGroups/aks-rg");
     let legacy_rg = format!("{sub}/resourceGroups/legacy-rg");
-    let mg = "/providers/Microsoft.Management/managementGroups/platform".to_string();
+    // Spelled in lower case, as Azure itself sometimes returns it: the user's form is kept.
+    let mg = "/providers/microsoft.management/managementgroups/platform".to_string();
     let cluster = format!("{aks_rg}/providers/Microsoft.ContainerService/managedClusters/prod");
     let custom_definition =
         format!("{sub}/providers/Microsoft.Authorization/policyDefinitions/required-labels");

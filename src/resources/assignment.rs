@@ -22,8 +22,8 @@ use super::parameters::{
 };
 use super::provider::Configured;
 use super::reconcile::{
-    arm_scope, fill_unknowns, json_object_string, keep_equivalent, keep_id_list, keep_id_set,
-    keep_str_ci, keep_text, metadata_state, metadata_to_arm, same_id,
+    arm_scope, fill_unknowns, ignore_case_only_replacements, json_object_string, keep_equivalent,
+    keep_id_list, keep_id_set, keep_str_ci, keep_text, metadata_state, metadata_to_arm, same_id,
 };
 use super::selectors::{
     one_of, resource_selectors_block, resource_selectors_from_value, resource_selectors_to_value,
@@ -793,6 +793,7 @@ impl Resource for AssignmentResource {
 
     async fn modify_plan(&self, ctx: &CallContext, change: &mut PlanChange<'_>) {
         keep_identity_ids(change);
+        ignore_case_only_replacements(change, &["scope", "name", "policy_definition_id"]);
         let unchanged = !change.prior.is_null()
             && change.prior.get("parameters") == change.config.get("parameters")
             && change.prior.get("policy_definition_id")

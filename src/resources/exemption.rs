@@ -17,8 +17,8 @@ use crate::framework::{
 use super::errors::arm_error_diagnostic;
 use super::provider::Configured;
 use super::reconcile::{
-    arm_scope, fill_unknowns, json_object_string, keep_equivalent, keep_id_list, keep_str_ci,
-    keep_text, metadata_state, metadata_to_arm, same_id,
+    arm_scope, fill_unknowns, ignore_case_only_replacements, json_object_string, keep_equivalent,
+    keep_id_list, keep_str_ci, keep_text, metadata_state, metadata_to_arm, same_id,
 };
 use super::selectors::{
     one_of, resource_selectors_block, resource_selectors_from_value, resource_selectors_to_value,
@@ -557,6 +557,7 @@ impl Resource for ExemptionResource {
     }
 
     async fn modify_plan(&self, _ctx: &CallContext, change: &mut PlanChange<'_>) {
+        ignore_case_only_replacements(change, &["scope", "name", "policy_assignment_id"]);
         let Some(expires_on) = change.planned.get("expires_on").as_str() else {
             return;
         };

@@ -5,7 +5,7 @@
 use serde_json::{Map, Value as Json};
 
 use crate::arm::Scope;
-use crate::framework::{AttributePath, Diagnostics, Value};
+use crate::framework::{AttributePath, Diagnostics, PlanChange, Value};
 use crate::policy::parameters::json_equal;
 
 use super::json::canonical_json;
@@ -129,6 +129,24 @@ fn fill_elements(items: &[Value], fresh: &Value) -> Vec<Value> {
         .enumerate()
         .map(|(i, v)| fill_unknowns(v, fresh.elements().get(i).unwrap_or(&Value::Null)))
         .collect()
+}
+
+/// Drops planned replacements caused only by letter case (or a trailing slash) in the given
+/// top-level id attributes: ARM ids are case-insensitive, so a configuration that spells an id
+/// differently from an import or from Azure updates in place instead of recreating.
+pub fn ignore_case_only_replacements(change: &mut PlanChange<'_>, attributes: &[&str]) {
+    let prior = change.prior;
+    let planned = &change.planned;
+    change.requires_replace.retain(|path| {
+        let case_only = attributes.iter().any(|name| {
+            *path == AttributePath::attr(name)
+                && match (prior.get(name).as_str(), planned.get(name).as_str()) {
+                    (Some(a), Some(b)) => same_id(a, b),
+                    _ => false,
+                }
+        });
+        !case_only
+    });
 }
 
 /// Validator: a JSON object in a string attribute (`jsonencode({...})`).
@@ -287,6 +305,29 @@ mod tests {
             out.get("identity").elements()[0].get("type"),
             &Value::string("SystemAssigned")
         );
+    }
+
+    #[test]
+    fn case_only_id_changes_do_not_replace() {
+        let prior = Value::object([
+            ("scope", Value::string("/subscriptions/S/resourceGroups/RG")),
+            ("name", Value::string("a")),
+        ]);
+        let mut change = PlanChange {
+            prior: &prior,
+            config: &Value::Null,
+            planned: Value::object([
+                (
+                    "scope",
+                    Value::string("/subscriptions/s/resourcegroups/rg/"),
+                ),
+                ("name", Value::string("b")),
+            ]),
+            requires_replace: vec![AttributePath::attr("scope"), AttributePath::attr("name")],
+            diags: Diagnostics::new(),
+        };
+        ignore_case_only_replacements(&mut change, &["scope", "name"]);
+        assert_eq!(change.requires_replace, vec![AttributePath::attr("name")]);
     }
 
     #[test]
