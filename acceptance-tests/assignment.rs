@@ -167,6 +167,11 @@ resource "akspolicy_assignment" "cluster" {{
   policy_definition_id = "{custom}"
   parameters           = {{ labels = ["team", "cost-center"], effect = "{cluster_effect}" }}
   metadata             = jsonencode({{ owner = "{owner}" }})
+  location             = "westeurope"
+  identity {{
+    type         = "UserAssigned"
+    identity_ids = ["{aks_rg}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/policy-remediation"]
+  }}
 }}
 
 # The baseline's privileged-containers member waived for one resource group.
@@ -303,6 +308,18 @@ fn assignments_and_exemption_at_every_scope() {
         "principal_id: {principal}"
     );
     assert_eq!(body["identity"]["principalId"], principal);
+    let (_, body) = get(
+        &emulator,
+        &format!("{}/{ASSIGNMENTS}/required-labels", s.cluster),
+        POLICY_API,
+    );
+    assert_eq!(body["identity"]["type"], "UserAssigned");
+    assert!(
+        body["identity"]["userAssignedIdentities"]
+            .as_object()
+            .is_some_and(|m| m.keys().any(|k| k.ends_with("/policy-remediation"))),
+        "{body}"
+    );
 
     // Update every resource in place, then nothing to do.
     ws.write_config(&config(&s, true));

@@ -30,6 +30,7 @@ use super::selectors::{
     selector_from_value, selector_to_value, selectors_block, ResourceSelector, Selector,
 };
 use super::validators::policy_object_name;
+use super::waits::wait_until_gone;
 
 pub const API_VERSION: &str = "2025-03-01";
 const SEGMENT: &str = "/providers/Microsoft.Authorization/policyAssignments/";
@@ -876,7 +877,11 @@ impl Resource for AssignmentResource {
         let Some(id) = prior.get("id").as_str() else {
             return;
         };
-        if let Err(e) = configured.client.delete(id, API_VERSION).await {
+        let deleted = match configured.client.delete(id, API_VERSION).await {
+            Ok(()) => wait_until_gone(&configured.client, id, API_VERSION).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = deleted {
             diags.push(arm_error_diagnostic(
                 "Deleting the policy assignment failed",
                 &e,

@@ -25,6 +25,7 @@ use super::selectors::{
     ResourceSelector,
 };
 use super::validators::policy_object_name;
+use super::waits::wait_until_gone;
 
 /// Exemptions only exist in preview API versions.
 pub const API_VERSION: &str = "2024-12-01-preview";
@@ -643,7 +644,11 @@ impl Resource for ExemptionResource {
         let Some(id) = prior.get("id").as_str() else {
             return;
         };
-        if let Err(e) = configured.client.delete(id, API_VERSION).await {
+        let deleted = match configured.client.delete(id, API_VERSION).await {
+            Ok(()) => wait_until_gone(&configured.client, id, API_VERSION).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = deleted {
             diags.push(arm_error_diagnostic(
                 "Deleting the policy exemption failed",
                 &e,

@@ -11,5 +11,6 @@ pub mod provider;
 pub mod reconcile;
 pub mod selectors;
 pub mod validators;
+pub mod waits;
 
 pub use provider::provider;
