@@ -674,21 +674,30 @@ fn is_definition_propagation(e: &ArmError) -> bool {
         )
 }
 
+/// Why a write did not produce a readable assignment.
+enum WriteFailure {
+    /// Azure refused the PUT: nothing changed.
+    Put(ArmError),
+    /// The PUT succeeded (its answer is kept) but the assignment could not be read back.
+    Read(Box<PolicyAssignment>, ArmError),
+}
+
 /// PUT, waiting out a definition that ARM does not see yet, then GET until the assignment is
 /// readable (a fresh assignment can 404 briefly).
 async fn put_and_read(
     client: &ArmClient,
     path: &str,
     body: &PolicyAssignment,
-) -> Result<PolicyAssignment, ArmError> {
+) -> Result<PolicyAssignment, WriteFailure> {
     let put_wait = ConsistencyOptions {
         timeout: Duration::from_secs(180),
         interval: Duration::from_secs(5),
     };
-    retry_while(&put_wait, is_definition_propagation, || {
+    let written = retry_while(&put_wait, is_definition_propagation, || {
         client.put::<_, Json>(path, API_VERSION, body)
     })
-    .await?;
+    .await
+    .map_err(WriteFailure::Put)?;
     let read_wait = ConsistencyOptions {
         timeout: Duration::from_secs(120),
         interval: Duration::from_secs(2),
@@ -699,6 +708,13 @@ async fn put_and_read(
         || client.get::<PolicyAssignment>(path, API_VERSION),
     )
     .await
+    .map_err(|e| {
+        // Some services answer a PUT with an empty body; then what was sent stands in.
+        let mut echoed: PolicyAssignment =
+            serde_json::from_value(written).unwrap_or_else(|_| body.clone());
+        echoed.id.get_or_insert_with(|| path.to_string());
+        WriteFailure::Read(Box::new(echoed), e)
+    })
 }
 
 async fn write(ctx: &CallContext, req: &ApplyRequest<'_>, creating: bool) -> ApplyResult {
@@ -755,6 +771,7 @@ async fn write(ctx: &CallContext, req: &ApplyRequest<'_>, creating: bool) -> App
         Ok(b) => b,
         Err(d) => return ApplyResult::failed(d),
     };
+    let what = if creating { "Creating" } else { "Updating" };
     match put_and_read(client, &path, &body).await {
         Ok(remote) => {
             let fresh = state_from(&remote, planned);
@@ -763,15 +780,23 @@ async fn write(ctx: &CallContext, req: &ApplyRequest<'_>, creating: bool) -> App
                 diags,
             }
         }
-        Err(e) => {
-            let what = if creating { "Creating" } else { "Updating" };
+        Err(WriteFailure::Put(e)) => {
             diags.push(arm_error_diagnostic(
                 &format!("{what} the policy assignment failed"),
                 &e,
             ));
+            // Azure refused the write, so there is nothing new to track.
+            ApplyResult { state: None, diags }
+        }
+        Err(WriteFailure::Read(written, e)) => {
+            diags.push(arm_error_diagnostic(
+                &format!("{what} the policy assignment succeeded, but reading it back failed"),
+                &e,
+            ));
+            // The assignment exists: keep tracking it (Terraform taints it) instead of losing it.
+            let fresh = state_from(&written, planned);
             ApplyResult {
-                // A failed update leaves Azure as it was; a failed create left nothing to track.
-                state: None,
+                state: Some(fill_unknowns(planned, &fresh)),
                 diags,
             }
         }

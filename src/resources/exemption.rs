@@ -464,22 +464,31 @@ fn identifying_state(id: &str, scope: &str, name: &str) -> Value {
 // ---------------------------------------------------------------------------------------------
 // CRUD
 
+/// Why a write did not produce a readable exemption.
+enum WriteFailure {
+    /// Azure refused the PUT: nothing changed.
+    Put(ArmError),
+    /// The PUT succeeded (its answer is kept) but the exemption could not be read back.
+    Read(Box<PolicyExemption>, ArmError),
+}
+
 async fn put_and_read(
     client: &ArmClient,
     path: &str,
     body: &PolicyExemption,
-) -> Result<PolicyExemption, ArmError> {
+) -> Result<PolicyExemption, WriteFailure> {
     // An exemption of a just-created assignment can be refused until ARM sees the assignment.
     let put_wait = ConsistencyOptions {
         timeout: Duration::from_secs(120),
         interval: Duration::from_secs(5),
     };
-    retry_while(
+    let written = retry_while(
         &put_wait,
         |e| e.status() == Some(400) && e.code() == Some("PolicyAssignmentNotFound"),
         || client.put::<_, Json>(path, API_VERSION, body),
     )
-    .await?;
+    .await
+    .map_err(WriteFailure::Put)?;
     let read_wait = ConsistencyOptions {
         timeout: Duration::from_secs(120),
         interval: Duration::from_secs(2),
@@ -490,6 +499,13 @@ async fn put_and_read(
         || client.get::<PolicyExemption>(path, API_VERSION),
     )
     .await
+    .map_err(|e| {
+        // Some services answer a PUT with an empty body; then what was sent stands in.
+        let mut echoed: PolicyExemption =
+            serde_json::from_value(written).unwrap_or_else(|_| body.clone());
+        echoed.id.get_or_insert_with(|| path.to_string());
+        WriteFailure::Read(Box::new(echoed), e)
+    })
 }
 
 async fn write(ctx: &CallContext, req: &ApplyRequest<'_>, creating: bool) -> ApplyResult {
@@ -533,16 +549,26 @@ async fn write(ctx: &CallContext, req: &ApplyRequest<'_>, creating: bool) -> App
             }
         }
     }
+    let what = if creating { "Creating" } else { "Updating" };
     match put_and_read(client, &path, &body_from(planned)).await {
         Ok(remote) => {
             let fresh = state_from(&remote, planned);
             ApplyResult::ok(fill_unknowns(planned, &fresh))
         }
-        Err(e) => {
-            let what = if creating { "Creating" } else { "Updating" };
-            ApplyResult::failed(
-                arm_error_diagnostic(&format!("{what} the policy exemption failed"), &e).into(),
-            )
+        Err(WriteFailure::Put(e)) => ApplyResult::failed(
+            arm_error_diagnostic(&format!("{what} the policy exemption failed"), &e).into(),
+        ),
+        Err(WriteFailure::Read(written, e)) => {
+            // The exemption exists: keep tracking it (Terraform taints it) instead of losing it.
+            let fresh = state_from(&written, planned);
+            ApplyResult {
+                state: Some(fill_unknowns(planned, &fresh)),
+                diags: arm_error_diagnostic(
+                    &format!("{what} the policy exemption succeeded, but reading it back failed"),
+                    &e,
+                )
+                .into(),
+            }
         }
     }
 }
