@@ -6,4 +6,5 @@ mod harness;
 mod assignment;
 mod builtin_definition;
 mod docs;
+mod examples;
 mod provider_config;

@@ -35,10 +35,12 @@
 //! the `--builtins` directory on every start.
 
 mod catalogue;
+mod compliance;
 mod error;
 pub mod faults;
 mod files;
 mod http;
+mod observe;
 mod routes;
 mod state;
 pub mod store;

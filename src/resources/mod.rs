@@ -3,12 +3,15 @@
 
 pub mod assignment;
 pub mod builtin_definition;
+pub mod cluster_addon;
+pub mod compliance;
 pub mod errors;
 pub mod exemption;
 pub mod json;
 pub mod parameters;
 pub mod provider;
 pub mod reconcile;
+pub mod remediation;
 pub mod selectors;
 pub mod validators;
 pub mod waits;

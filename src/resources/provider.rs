@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::arm::{ArmClient, ArmSettings};
+use crate::arm::{ArmClient, ArmSettings, ClientOptions};
 use crate::framework::Attribute;
 use crate::framework::{
     AttributePath, Block, ConfigureRequest, DataSource, Diagnostic, Diagnostics, Provider,
@@ -16,8 +16,11 @@ use crate::framework::{
 
 use super::assignment::AssignmentResource;
 use super::builtin_definition::BuiltinDefinitionDataSource;
+use super::cluster_addon::ClusterAddonResource;
+use super::compliance::ComplianceDataSource;
 use super::errors::arm_error_diagnostic;
 use super::exemption::ExemptionResource;
+use super::remediation::RemediationResource;
 
 /// The provider's type name; every resource and data source name starts with `akspolicy_`.
 pub const TYPE_NAME: &str = "akspolicy";
@@ -256,11 +259,19 @@ impl Provider for AksPolicyProvider {
     }
 
     fn resources(&self) -> Vec<Arc<dyn Resource>> {
-        vec![Arc::new(AssignmentResource), Arc::new(ExemptionResource)]
+        vec![
+            Arc::new(AssignmentResource),
+            Arc::new(ClusterAddonResource),
+            Arc::new(ExemptionResource),
+            Arc::new(RemediationResource),
+        ]
     }
 
     fn data_sources(&self) -> Vec<Arc<dyn DataSource>> {
-        vec![Arc::new(BuiltinDefinitionDataSource)]
+        vec![
+            Arc::new(BuiltinDefinitionDataSource),
+            Arc::new(ComplianceDataSource),
+        ]
     }
 
     fn validate_config(&self, config: &Value, diags: &mut Diagnostics) {
@@ -292,7 +303,11 @@ impl Provider for AksPolicyProvider {
                 Diagnostic::error("Invalid ARM_* environment variable", e.to_string()).into(),
             );
         }
-        match ArmClient::new(settings).await {
+        let options = ClientOptions {
+            terraform_version: Some(req.terraform_version.clone()),
+            ..ClientOptions::default()
+        };
+        match ArmClient::with_options(settings, options).await {
             Ok(client) => Ok(Arc::new(Configured { client })),
             Err(e) => Err(arm_error_diagnostic("Invalid provider configuration", &e).into()),
         }

@@ -9,6 +9,9 @@ use serde_json::Value;
 use super::{start, Config, RunningEmulator};
 
 mod clusters;
+mod conformance;
+mod faults;
+mod insights;
 mod policy;
 
 const POLICY_API: &str = "2025-03-01";

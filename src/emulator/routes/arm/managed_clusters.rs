@@ -471,6 +471,7 @@ fn build_body(
     props.entry("maxAgentPools").or_insert(json!(100));
     props.entry("enableRBAC").or_insert(json!(true));
     props.insert("powerState".into(), json!({"code": "Running"}));
+    fill_network_defaults(props, &sub, &node_rg);
     if let Some(pools) = props
         .get_mut("agentPoolProfiles")
         .and_then(Value::as_array_mut)
@@ -487,6 +488,14 @@ fn build_body(
                 pool["count"] = json!(1);
             }
             pool["powerState"] = json!({"code": "Running"});
+            if pool["maxPods"].is_null() {
+                pool["maxPods"] = json!(250);
+            }
+            pool["nodeImageVersion"] = json!("AKSUbuntu-2204gen2containerd-202510.01.0");
+            if pool["upgradeSettings"].is_null() {
+                pool["upgradeSettings"] = json!({"maxSurge": "10%"});
+            }
+            pool["eTag"] = json!(new_guid());
         }
     }
     if let Some(addons) = props
@@ -514,6 +523,56 @@ fn build_body(
         }
     }
     body
+}
+
+/// The network defaults AKS reports when the caller leaves them out (Azure CNI overlay, a
+/// standard load balancer with one managed outbound IP).
+fn fill_network_defaults(props: &mut Map<String, Value>, sub: &str, node_rg: &str) {
+    let net = props.entry("networkProfile").or_insert_with(|| json!({}));
+    if !net.is_object() {
+        *net = json!({});
+    }
+    let defaults = [
+        ("networkPlugin", json!("azure")),
+        ("networkPluginMode", json!("overlay")),
+        ("podCidr", json!("10.244.0.0/16")),
+        ("serviceCidr", json!("10.0.0.0/16")),
+        ("dnsServiceIP", json!("10.0.0.10")),
+        ("outboundType", json!("loadBalancer")),
+        ("loadBalancerSku", json!("standard")),
+        ("ipFamilies", json!(["IPv4"])),
+    ];
+    for (k, v) in defaults {
+        if net[k].is_null() {
+            net[k] = v;
+        }
+    }
+    let pod = net["podCidr"].clone();
+    let service = net["serviceCidr"].clone();
+    if net["podCidrs"].is_null() {
+        net["podCidrs"] = json!([pod]);
+    }
+    if net["serviceCidrs"].is_null() {
+        net["serviceCidrs"] = json!([service]);
+    }
+    if net["loadBalancerSku"]
+        .as_str()
+        .is_some_and(|s| s.eq_ignore_ascii_case("standard"))
+    {
+        if !net["loadBalancerProfile"].is_object() {
+            net["loadBalancerProfile"] = json!({"managedOutboundIPs": {"count": 1}});
+        }
+        let lb = &mut net["loadBalancerProfile"];
+        if lb["allocatedOutboundPorts"].is_null() {
+            lb["allocatedOutboundPorts"] = json!(0);
+        }
+        if lb["idleTimeoutInMinutes"].is_null() {
+            lb["idleTimeoutInMinutes"] = json!(30);
+        }
+        lb["effectiveOutboundIPs"] = json!([{"id": format!(
+            "/subscriptions/{sub}/resourceGroups/{node_rg}/providers/Microsoft.Network/publicIPAddresses/kubernetes-outbound-ip"
+        )}]);
+    }
 }
 
 /// Fills or clears `addonProfiles.azurepolicy.identity`, matching the key case-insensitively
@@ -634,7 +693,6 @@ fn list(state: &AppState, req: &ArmRequest<'_>, scope: &Scope) -> Result<Respons
 }
 
 /// Clusters in (or at) a scope, settled: for compliance summaries.
-#[allow(dead_code)] // Used by policy states, next.
 pub(crate) fn clusters_under(
     state: &AppState,
     scope: &Scope,
@@ -652,10 +710,49 @@ pub(crate) fn clusters_under(
 }
 
 /// True when the cluster's Azure Policy add-on is enabled.
-#[allow(dead_code)] // Used by policy states, next.
 pub(crate) fn policy_addon_enabled(cluster: &Value) -> bool {
     cluster["properties"]["addonProfiles"]
         .as_object()
         .and_then(|a| a.iter().find(|(k, _)| k.eq_ignore_ascii_case(POLICY_ADDON)))
         .is_some_and(|(_, v)| v["enabled"].as_bool().unwrap_or(false))
+}
+
+/// Turns the policy add-on on (as a DINE remediation deployment would), keeping an existing
+/// key's casing.
+pub(crate) fn enable_policy_addon(state: &AppState, id: &str) -> Result<(), ArmError> {
+    state.store.modify::<ArmError, _>(id, |current| {
+        let Some(current) = current else {
+            return Ok(Change::Keep);
+        };
+        let mut body = current.body.clone();
+        if !body["properties"]["addonProfiles"].is_object() {
+            body["properties"]["addonProfiles"] = json!({});
+        }
+        let sub = id.split('/').nth(2).unwrap_or_default().to_string();
+        let name = id.rsplit('/').next().unwrap_or_default().to_string();
+        let node_rg = body["properties"]["nodeResourceGroup"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let previous = body["properties"]["addonProfiles"].as_object().cloned();
+        let addons = body["properties"]["addonProfiles"]
+            .as_object_mut()
+            .unwrap_or_else(|| unreachable!("set to an object above"));
+        let key = addons
+            .keys()
+            .find(|k| k.eq_ignore_ascii_case(POLICY_ADDON))
+            .cloned()
+            .unwrap_or_else(|| POLICY_ADDON.to_string());
+        let entry = addons.entry(key).or_insert_with(|| json!({}));
+        if !entry.is_object() {
+            *entry = json!({});
+        }
+        entry["enabled"] = json!(true);
+        fill_policy_addon(addons, previous.as_ref(), &sub, &node_rg, &name);
+        Ok(Change::Put {
+            body,
+            internal: current.internal.clone(),
+        })
+    })?;
+    Ok(())
 }
