@@ -412,10 +412,24 @@ fn assignments_and_exemption_at_every_scope() {
 fn parameter_mistakes_fail_the_plan_with_hints() {
     let emulator = Emulator::start();
     let s = seed_scopes(&emulator);
+    let baseline = format!("{}/{ASSIGNMENTS}/pss-baseline", s.sub);
+    seed(
+        &emulator,
+        &format!("{baseline}?{POLICY_API}"),
+        json!({"properties": {"policyDefinitionId": PSS_BASELINE}}),
+    );
     let ws = Workspace::new(&emulator);
     ws.write_config(&format!(
         r#"
 provider "akspolicy" {{}}
+
+resource "akspolicy_exemption" "typo" {{
+  name                            = "typo"
+  scope                           = "{rg}"
+  policy_assignment_id            = "{baseline}"
+  policy_definition_reference_ids = ["ContainerNoPrivileged"]
+  exemption_category              = "Waiver"
+}}
 
 resource "akspolicy_assignment" "misspelled" {{
   name                 = "misspelled"
@@ -461,8 +475,10 @@ resource "akspolicy_assignment" "wrong_type" {{
             "\"labels\"",
             "Wrong type for policy parameter",
             "declared as Array",
+            "Unknown policy definition reference ID",
+            "Did you mean \"ContainerNoPrivilege\"?",
             // The diagnostics point at the offending parameter, not the whole resource.
-            "14: parameters = { effect = \"Deny\", excludedNamespace = [\"kube-system\"] }",
+            ": parameters = { effect = \"Deny\", excludedNamespace = [\"kube-system\"] }",
         ],
     );
     let (status, _) = get(

@@ -13,8 +13,11 @@ use crate::framework::{
     ApplyRequest, ApplyResult, Attribute, AttributePath, Block, CallContext, Diagnostic,
     Diagnostics, PlanChange, Resource, Schema, Type, Value,
 };
+use crate::policy::parameters::closest_name;
+use crate::policy::PolicySetDefinition;
 
 use super::errors::arm_error_diagnostic;
+use super::parameters::{definition_kind, DefinitionKind};
 use super::provider::Configured;
 use super::reconcile::{
     arm_scope, fill_unknowns, ignore_case_only_replacements, json_object_string, keep_equivalent,
@@ -32,6 +35,9 @@ pub const API_VERSION: &str = "2024-12-01-preview";
 const SEGMENT: &str = "/providers/Microsoft.Authorization/policyExemptions/";
 const EXEMPTION_TYPE: &str = "Microsoft.Authorization/policyExemptions";
 const ASSIGNMENT_TYPE: &str = "Microsoft.Authorization/policyAssignments";
+
+/// For reading the exempted assignment and its initiative during plan.
+const ASSIGNMENT_API_VERSION: &str = "2025-03-01";
 
 const CATEGORIES: &[&str] = &["Waiver", "Mitigated"];
 const SCOPE_VALIDATIONS: &[&str] = &["Default", "DoNotValidate"];
@@ -461,6 +467,86 @@ fn identifying_state(id: &str, scope: &str, name: &str) -> Value {
     state
 }
 
+/// Checks `policy_definition_reference_ids` against the members of the assigned initiative,
+/// when the assignment already exists; anything that cannot be looked up is left to Azure.
+async fn check_reference_ids(client: &ArmClient, config: &Value) -> Diagnostics {
+    let mut diags = Diagnostics::new();
+    let refs = config.get("policy_definition_reference_ids");
+    let Some(assignment_id) = config.get("policy_assignment_id").as_str() else {
+        return diags;
+    };
+    if !refs.is_set() || !refs.is_wholly_known() || refs.elements().is_empty() {
+        return diags;
+    }
+    let definition_id = match client
+        .get_optional::<Json>(assignment_id, ASSIGNMENT_API_VERSION)
+        .await
+    {
+        Ok(Some(a)) => a
+            .pointer("/properties/policyDefinitionId")
+            .and_then(Json::as_str)
+            .map(str::to_string),
+        Ok(None) => None,
+        Err(e) => {
+            log::debug!("not checking reference ids: reading {assignment_id} failed: {e}");
+            None
+        }
+    };
+    let Some(definition_id) = definition_id else {
+        return diags;
+    };
+    let path = AttributePath::attr("policy_definition_reference_ids");
+    let is_set = ResourceId::parse(&definition_id)
+        .ok()
+        .and_then(|id| definition_kind(&id))
+        == Some(DefinitionKind::Set);
+    if !is_set {
+        diags.push(
+            Diagnostic::error(
+                "Reference IDs need an initiative",
+                format!(
+                    "The assignment assigns the single policy {definition_id};                      policy_definition_reference_ids only select members of an assigned                      initiative. Remove them to exempt from the whole assignment."
+                ),
+            )
+            .at(path),
+        );
+        return diags;
+    }
+    let set = match client
+        .get_optional::<PolicySetDefinition>(&definition_id, ASSIGNMENT_API_VERSION)
+        .await
+    {
+        Ok(Some(set)) => set,
+        _ => return diags,
+    };
+    let members: Vec<&str> = set
+        .properties
+        .policy_definitions
+        .iter()
+        .filter_map(|m| m.policy_definition_reference_id.as_deref())
+        .collect();
+    for (i, given) in refs.string_elements().iter().enumerate() {
+        if members.iter().any(|m| m.eq_ignore_ascii_case(given)) {
+            continue;
+        }
+        let hint = closest_name(given, members.iter().copied())
+            .map(|c| format!(" Did you mean {c:?}?"))
+            .unwrap_or_default();
+        diags.push(
+            Diagnostic::error(
+                "Unknown policy definition reference ID",
+                format!(
+                    "The initiative {definition_id} has no member with reference ID {given:?}.\
+                     {hint} Its members: {}.",
+                    members.join(", ")
+                ),
+            )
+            .at(path.index(i)),
+        );
+    }
+    diags
+}
+
 // ---------------------------------------------------------------------------------------------
 // CRUD
 
@@ -583,8 +669,19 @@ impl Resource for ExemptionResource {
         schema()
     }
 
-    async fn modify_plan(&self, _ctx: &CallContext, change: &mut PlanChange<'_>) {
+    async fn modify_plan(&self, ctx: &CallContext, change: &mut PlanChange<'_>) {
         ignore_case_only_replacements(change, &["scope", "name", "policy_assignment_id"]);
+        let refs_changed = change.prior.is_null()
+            || change.prior.get("policy_definition_reference_ids")
+                != change.config.get("policy_definition_reference_ids")
+            || change.prior.get("policy_assignment_id")
+                != change.config.get("policy_assignment_id");
+        if refs_changed {
+            if let Ok(configured) = ctx.provider::<Configured>() {
+                let d = check_reference_ids(&configured.client, change.config).await;
+                change.diags.extend(d);
+            }
+        }
         let Some(expires_on) = change.planned.get("expires_on").as_str() else {
             return;
         };
