@@ -488,6 +488,44 @@ resource "akspolicy_assignment" "wrong_type" {{
     );
     assert_eq!(status, 404, "nothing was created");
 
+    // A value only known at apply is checked then, with the same message.
+    ws.write_config(&format!(
+        r#"
+provider "akspolicy" {{}}
+
+resource "akspolicy_assignment" "first" {{
+  name                 = "first"
+  scope                = "{rg}"
+  policy_definition_id = "{PRIVILEGED}"
+}}
+
+resource "akspolicy_assignment" "later" {{
+  name                 = "later"
+  scope                = "{rg}"
+  policy_definition_id = "{PRIVILEGED}"
+  parameters           = {{ effect = akspolicy_assignment.first.id }}
+}}
+"#,
+        rg = s.aks_rg,
+    ));
+    let run = ws.plan();
+    assert_eq!(
+        run.code,
+        2,
+        "names are fine, values unknown:\n{}",
+        run.combined()
+    );
+    let run = ws.apply();
+    assert_ne!(run.code, 0, "{}", run.combined());
+    assert_output(
+        "apply",
+        &run.combined(),
+        &[
+            "Policy parameter value not allowed",
+            "for parameter \"effect\"",
+        ],
+    );
+
     // Checks that need no Azure: a scope that is not one, a management-group name that is too
     // long, an identity without location.
     ws.write_config(
