@@ -4,6 +4,7 @@
 pub mod builtins;
 pub mod definition;
 pub mod kubernetes;
+pub mod parameters;
 pub mod validation;
 
 pub use builtins::{BuiltinCatalogue, BuiltinsError};
@@ -13,3 +14,4 @@ pub use definition::{
     POLICY_DEFINITION_TYPE, POLICY_SET_DEFINITION_TYPE,
 };
 pub use kubernetes::{TemplateInfo, KUBERNETES_MODE};
+pub use parameters::{check_parameters, ParameterProblem};

@@ -1,13 +1,19 @@
 //! Provider code: the provider configuration and one file per resource / data source, each
 //! reading top to bottom as schema, mapping to the ARM body, then CRUD.
 
+pub mod assignment;
 pub mod builtin_definition;
 pub mod cluster_addon;
 pub mod compliance;
 pub mod errors;
+pub mod exemption;
 pub mod json;
+pub mod parameters;
 pub mod provider;
+pub mod reconcile;
 pub mod remediation;
+pub mod selectors;
 pub mod validators;
+pub mod waits;
 
 pub use provider::provider;

@@ -14,10 +14,12 @@ use crate::framework::{
     ProviderData, Resource, Schema, Value,
 };
 
+use super::assignment::AssignmentResource;
 use super::builtin_definition::BuiltinDefinitionDataSource;
 use super::cluster_addon::ClusterAddonResource;
 use super::compliance::ComplianceDataSource;
 use super::errors::arm_error_diagnostic;
+use super::exemption::ExemptionResource;
 use super::remediation::RemediationResource;
 
 /// The provider's type name; every resource and data source name starts with `akspolicy_`.
@@ -258,7 +260,9 @@ impl Provider for AksPolicyProvider {
 
     fn resources(&self) -> Vec<Arc<dyn Resource>> {
         vec![
+            Arc::new(AssignmentResource),
             Arc::new(ClusterAddonResource),
+            Arc::new(ExemptionResource),
             Arc::new(RemediationResource),
         ]
     }

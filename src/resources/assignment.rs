@@ -1,0 +1,1177 @@
+//! Resource `akspolicy_assignment`: a policy or initiative assigned at any ARM scope —
+//! management group, subscription, resource group or a single resource such as an AKS cluster —
+//! with parameters written as plain Terraform values and checked against the definition at plan.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value as Json};
+
+use crate::arm::{retry_while, ArmClient, ArmError, ConsistencyOptions, ResourceId, Scope};
+use crate::framework::{
+    ApplyRequest, ApplyResult, Attribute, AttributePath, Block, CallContext, Diagnostic,
+    Diagnostics, NestedBlock, PlanChange, Resource, Schema, Type, Value,
+};
+
+use super::errors::arm_error_diagnostic;
+use super::parameters::{
+    check_against, declared_parameters, definition_kind, from_arm, parameters_state,
+    plain_parameters, to_arm, LookupError,
+};
+use super::provider::Configured;
+use super::reconcile::{
+    arm_scope, fill_unknowns, ignore_case_only_replacements, json_object_string, keep_equivalent,
+    keep_id_list, keep_id_set, keep_str_ci, keep_text, metadata_state, metadata_to_arm, same_id,
+};
+use super::selectors::{
+    one_of, resource_selectors_block, resource_selectors_from_value, resource_selectors_to_value,
+    selector_from_value, selector_to_value, selectors_block, ResourceSelector, Selector,
+};
+use super::validators::policy_object_name;
+use super::waits::wait_until_gone;
+
+pub const API_VERSION: &str = "2025-03-01";
+const SEGMENT: &str = "/providers/Microsoft.Authorization/policyAssignments/";
+const ASSIGNMENT_TYPE: &str = "Microsoft.Authorization/policyAssignments";
+
+const ENFORCEMENT_MODES: &[&str] = &["Default", "DoNotEnforce", "Enroll"];
+const IDENTITY_TYPES: &[&str] = &["SystemAssigned", "UserAssigned"];
+const OVERRIDE_KINDS: &[&str] = &["policyEffect", "definitionVersion"];
+/// Azure's limit for assignment names at management-group scope.
+const MG_NAME_MAX: usize = 24;
+const NAME_MAX: usize = 64;
+
+pub struct AssignmentResource;
+
+// ---------------------------------------------------------------------------------------------
+// ARM body
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PolicyAssignment {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    location: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    identity: Option<AssignmentIdentity>,
+    #[serde(default)]
+    properties: AssignmentProperties,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AssignmentProperties {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    display_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    metadata: Option<Json>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    policy_definition_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    definition_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    not_scopes: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    parameters: Option<Map<String, Json>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    enforcement_mode: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    non_compliance_messages: Option<Vec<NonComplianceMessage>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    resource_selectors: Option<Vec<ResourceSelector>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    overrides: Option<Vec<Override>>,
+    /// Read-only: the scope with a leading slash.
+    #[serde(default, skip_serializing)]
+    scope: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct NonComplianceMessage {
+    #[serde(default)]
+    message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    policy_definition_reference_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Override {
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    value: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    selectors: Option<Vec<Selector>>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AssignmentIdentity {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    principal_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tenant_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    user_assigned_identities: Option<BTreeMap<String, Json>>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Schema
+
+fn schema() -> Schema {
+    Schema::new(
+        Block::new()
+            .description(
+                "Assigns a policy definition or an initiative (policy set definition), built-in \
+                 or custom, at any scope: a management group, a subscription, a resource group or \
+                 a single resource such as an AKS cluster. `parameters` takes plain values; they \
+                 are checked against the definition's declarations during `terraform plan`.\n\n\
+                 `overrides` and `resource_selectors` are nested blocks that mirror ARM's \
+                 `overrides` and `resourceSelectors` arrays. IDs compare case-insensitively and \
+                 your spelling is kept. After `terraform import`, `metadata` reads back as \
+                 compact JSON with sorted keys, which is what `jsonencode` writes.",
+            )
+            .attribute(
+                Attribute::string("id")
+                    .computed()
+                    .use_state_for_unknown()
+                    .description("The assignment's ARM ID: `<scope>/providers/Microsoft.Authorization/policyAssignments/<name>`."),
+            )
+            .attribute(
+                Attribute::string("name")
+                    .required()
+                    .requires_replace()
+                    .description("The assignment's name: at most 64 characters, at most 24 at management-group scope; none of `<>*%&:\\?.+/`.")
+                    .validate_with(policy_object_name),
+            )
+            .attribute(
+                Attribute::string("scope")
+                    .required()
+                    .requires_replace()
+                    .description("Where to assign: `/providers/Microsoft.Management/managementGroups/<mg>`, `/subscriptions/<sub>`, `/subscriptions/<sub>/resourceGroups/<rg>` or a resource ID such as an AKS cluster's.")
+                    .validate_with(arm_scope),
+            )
+            .attribute(
+                Attribute::string("policy_definition_id")
+                    .required()
+                    .requires_replace()
+                    .description("The ID of the policy definition or initiative (policy set definition) to assign, built-in or custom.")
+                    .validate_with(definition_id),
+            )
+            .attribute(
+                Attribute::string("definition_version")
+                    .optional()
+                    .computed()
+                    .use_state_for_unknown()
+                    .description("The definition version to use, e.g. `1.*.*` (Azure's default: the latest of the major version at assignment time)."),
+            )
+            .attribute(
+                Attribute::string("display_name")
+                    .optional()
+                    .description("The display name shown in the portal and in compliance results."),
+            )
+            .attribute(Attribute::string("description").optional().description("A description."))
+            .attribute(
+                Attribute::string("metadata")
+                    .optional()
+                    .description("Metadata as a JSON object string (`jsonencode({...})`). Only the keys you set are compared; keys Azure writes itself (`assignedBy`, `createdBy`, `createdOn`, `updatedBy`, `updatedOn`) are ignored unless you set them.")
+                    .validate_with(json_object_string),
+            )
+            .attribute(
+                Attribute::string("enforcement_mode")
+                    .default(Value::string("Default"))
+                    .description("`Default` enforces the policy effect, `DoNotEnforce` only reports compliance (what-if), `Enroll` enrols resources without enforcing.")
+                    .validate_with(|v, p, d| one_of(v, p, d, ENFORCEMENT_MODES, "enforcement mode")),
+            )
+            .attribute(
+                Attribute::new("not_scopes", Type::list(Type::String))
+                    .optional()
+                    .description("Scopes below `scope` that the assignment excludes.")
+                    .validate_with(|v, p, d| {
+                        for (i, item) in v.elements().iter().enumerate() {
+                            arm_scope(item, &p.index(i), d);
+                        }
+                    }),
+            )
+            .attribute(
+                Attribute::new("parameters", Type::Dynamic)
+                    .optional()
+                    .description("Parameter values as plain Terraform values, e.g. `{ effect = \"deny\", excludedNamespaces = [\"kube-system\"] }` (not ARM's `{\"value\": ...}` form). Names, types, required parameters and `allowedValues` (case-sensitive) are checked against the definition during plan.")
+                    .validate_with(|v, p, d| {
+                        let inner = match v {
+                            Value::Dynamic(_, inner) => inner.as_ref(),
+                            other => other,
+                        };
+                        if !matches!(inner, Value::Object(_) | Value::Map(_) | Value::Unknown | Value::Null) {
+                            d.error_at(
+                                p.clone(),
+                                "Parameters must be an object",
+                                "Write parameters as an object of name = value pairs, e.g. { effect = \"deny\" }.",
+                            );
+                        }
+                    }),
+            )
+            .attribute(
+                Attribute::string("location")
+                    .optional()
+                    .requires_replace()
+                    .description("The Azure region of the assignment's managed identity; required with `identity`. Azure does not allow changing it."),
+            )
+            .block(
+                NestedBlock::list(
+                    "non_compliance_message",
+                    Block::new()
+                        .description("A message shown when a resource is denied or non-compliant. Kubernetes policies do not show these messages in admission responses.")
+                        .attribute(Attribute::string("content").required().description("The message."))
+                        .attribute(
+                            Attribute::string("policy_definition_reference_id")
+                                .optional()
+                                .description("For initiatives: the reference ID of the member policy this message is for (default: all)."),
+                        ),
+                ),
+            )
+            .block(NestedBlock::list(
+                "overrides",
+                Block::new()
+                    .description("Changes a property of the assigned policies without changing the definition, e.g. the effect of some members of an initiative.")
+                    .attribute(
+                        Attribute::string("kind")
+                            .default(Value::string("policyEffect"))
+                            .description("What to override: `policyEffect` or `definitionVersion`.")
+                            .validate_with(|v, p, d| one_of(v, p, d, OVERRIDE_KINDS, "override kind")),
+                    )
+                    .attribute(Attribute::string("value").required().description("The new value, e.g. `Disabled` or `Audit`."))
+                    .block(selectors_block("policies or resources").items(0, 0)),
+            ))
+            .block(resource_selectors_block())
+            .block(
+                NestedBlock::list(
+                    "identity",
+                    Block::new()
+                        .description("A managed identity for the assignment, needed by `DeployIfNotExists` and `Modify` policies to remediate. Requires `location`.")
+                        .attribute(
+                            Attribute::string("type")
+                                .required()
+                                .description("`SystemAssigned` or `UserAssigned`.")
+                                .validate_with(|v, p, d| one_of(v, p, d, IDENTITY_TYPES, "identity type")),
+                        )
+                        .attribute(
+                            Attribute::new("identity_ids", Type::set(Type::String))
+                                .optional()
+                                .description("For `UserAssigned`: the IDs of the user-assigned identities (exactly one)."),
+                        )
+                        .attribute(
+                            Attribute::string("principal_id")
+                                .computed()
+                                .description("The object ID of the system-assigned identity; grant it roles for remediation."),
+                        )
+                        .attribute(
+                            Attribute::string("tenant_id")
+                                .computed()
+                                .description("The tenant of the system-assigned identity."),
+                        ),
+                )
+                .items(0, 1),
+            ),
+    )
+}
+
+/// Validator: the id of a policy definition or initiative.
+fn definition_id(value: &Value, path: &AttributePath, diags: &mut Diagnostics) {
+    let Some(s) = value.as_str() else { return };
+    let ok = ResourceId::parse(s)
+        .ok()
+        .and_then(|id| definition_kind(&id))
+        .is_some();
+    if !ok {
+        diags.error_at(
+            path.clone(),
+            "Invalid policy definition ID",
+            format!(
+                "{s:?} is not the ID of a policy definition or initiative. Expected \
+                 .../providers/Microsoft.Authorization/policyDefinitions/<name> or \
+                 .../providers/Microsoft.Authorization/policySetDefinitions/<name>, e.g. the `id` \
+                 of an akspolicy_builtin_definition data source."
+            ),
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Terraform value ⇄ ARM body
+
+fn assignment_path(scope: &str, name: &str) -> String {
+    format!("{}{SEGMENT}{name}", scope.trim_end_matches('/'))
+}
+
+fn opt_str(v: &Value) -> Option<String> {
+    v.as_str().map(str::to_string)
+}
+
+/// The PUT body for a planned (wholly known apart from computed attributes) state.
+fn body_from(v: &Value) -> Result<PolicyAssignment, Diagnostics> {
+    let parameters = plain_parameters(v.get("parameters")).map_err(|e| {
+        Diagnostics::from(
+            Diagnostic::error("Parameters not known", format!("parameters: {e}"))
+                .at(AttributePath::attr("parameters")),
+        )
+    })?;
+    let messages: Vec<NonComplianceMessage> = v
+        .get("non_compliance_message")
+        .elements()
+        .iter()
+        .map(|m| NonComplianceMessage {
+            message: m.get("content").as_str().unwrap_or_default().to_string(),
+            policy_definition_reference_id: opt_str(m.get("policy_definition_reference_id")),
+        })
+        .collect();
+    let overrides: Vec<Override> = v
+        .get("overrides")
+        .elements()
+        .iter()
+        .map(|o| {
+            let selectors: Vec<Selector> = o
+                .get("selectors")
+                .elements()
+                .iter()
+                .map(selector_from_value)
+                .collect();
+            Override {
+                kind: o.get("kind").as_str().unwrap_or("policyEffect").to_string(),
+                value: o.get("value").as_str().unwrap_or_default().to_string(),
+                selectors: (!selectors.is_empty()).then_some(selectors),
+            }
+        })
+        .collect();
+    let identity = v.get("identity").elements().first().map(|i| {
+        let ids = i.get("identity_ids").string_elements();
+        AssignmentIdentity {
+            kind: i.get("type").as_str().unwrap_or_default().to_string(),
+            principal_id: None,
+            tenant_id: None,
+            user_assigned_identities: (!ids.is_empty()).then(|| {
+                ids.into_iter()
+                    .map(|id| (id, Json::Object(Map::new())))
+                    .collect()
+            }),
+        }
+    });
+    let not_scopes = v.get("not_scopes");
+    Ok(PolicyAssignment {
+        location: opt_str(v.get("location")),
+        identity,
+        properties: AssignmentProperties {
+            display_name: opt_str(v.get("display_name")),
+            description: opt_str(v.get("description")),
+            metadata: metadata_to_arm(v.get("metadata")),
+            policy_definition_id: opt_str(v.get("policy_definition_id")),
+            definition_version: opt_str(v.get("definition_version")),
+            not_scopes: not_scopes.is_set().then(|| not_scopes.string_elements()),
+            parameters: parameters.as_ref().map(to_arm),
+            enforcement_mode: opt_str(v.get("enforcement_mode")),
+            non_compliance_messages: (!messages.is_empty()).then_some(messages),
+            resource_selectors: resource_selectors_from_value(v.get("resource_selectors")),
+            overrides: (!overrides.is_empty()).then_some(overrides),
+            scope: None,
+        },
+        ..Default::default()
+    })
+}
+
+/// The scope part of an assignment id (`<scope>/providers/Microsoft.Authorization/...`).
+fn scope_of_id(id: &str) -> Option<&str> {
+    let lower = id.to_ascii_lowercase();
+    let at = lower.rfind(&SEGMENT.to_ascii_lowercase())?;
+    Some(&id[..at])
+}
+
+fn same_location(a: &str, b: &str) -> bool {
+    let norm = |s: &str| s.replace(' ', "").to_ascii_lowercase();
+    norm(a) == norm(b)
+}
+
+/// The state for what Azure returned, keeping the prior (user's) form wherever the remote value
+/// means the same.
+fn state_from(remote: &PolicyAssignment, prior: &Value) -> Value {
+    let p = &remote.properties;
+    let remote_id = remote.id.clone().unwrap_or_default();
+    let remote_scope = p
+        .scope
+        .clone()
+        .or_else(|| scope_of_id(&remote_id).map(str::to_string));
+    let scope = keep_str_ci(prior.get("scope"), remote_scope.as_deref());
+    let name = keep_str_ci(prior.get("name"), remote.name.as_deref());
+    // The id follows the user's spelling of scope and name when it means the same.
+    let id = match (scope.as_str(), name.as_str()) {
+        (Some(s), Some(n)) if same_id(&assignment_path(s, n), &remote_id) => {
+            keep_str_ci(prior.get("id"), Some(&assignment_path(s, n)))
+        }
+        _ => keep_str_ci(prior.get("id"), Some(&remote_id)),
+    };
+    let location = match (prior.get("location").as_str(), remote.location.as_deref()) {
+        (Some(pl), Some(rl)) if same_location(pl, rl) => prior.get("location").clone(),
+        (_, rl) => Value::opt_string(rl),
+    };
+    let messages = Value::List(
+        p.non_compliance_messages
+            .iter()
+            .flatten()
+            .map(|m| {
+                Value::object([
+                    ("content", Value::string(m.message.clone())),
+                    (
+                        "policy_definition_reference_id",
+                        Value::opt_string(m.policy_definition_reference_id.clone()),
+                    ),
+                ])
+            })
+            .collect(),
+    );
+    let overrides = Value::List(
+        p.overrides
+            .iter()
+            .flatten()
+            .map(|o| {
+                Value::object([
+                    ("kind", Value::string(o.kind.clone())),
+                    ("value", Value::string(o.value.clone())),
+                    (
+                        "selectors",
+                        Value::List(
+                            o.selectors
+                                .iter()
+                                .flatten()
+                                .map(selector_to_value)
+                                .collect(),
+                        ),
+                    ),
+                ])
+            })
+            .collect(),
+    );
+    let identity = match &remote.identity {
+        Some(i) if !i.kind.eq_ignore_ascii_case("None") && !i.kind.is_empty() => {
+            let prior_identity = prior.get("identity").elements().first();
+            let prior_identity = prior_identity.unwrap_or(&Value::Null);
+            let ids: Vec<String> = i
+                .user_assigned_identities
+                .iter()
+                .flat_map(|m| m.keys().cloned())
+                .collect();
+            Value::List(vec![Value::object([
+                (
+                    "type",
+                    keep_str_ci(prior_identity.get("type"), Some(&i.kind)),
+                ),
+                (
+                    "identity_ids",
+                    keep_id_set(prior_identity.get("identity_ids"), &ids),
+                ),
+                ("principal_id", Value::opt_string(i.principal_id.clone())),
+                ("tenant_id", Value::opt_string(i.tenant_id.clone())),
+            ])])
+        }
+        _ => Value::List(Vec::new()),
+    };
+    Value::object([
+        ("id", id),
+        ("name", name),
+        ("scope", scope),
+        (
+            "policy_definition_id",
+            keep_str_ci(
+                prior.get("policy_definition_id"),
+                p.policy_definition_id.as_deref(),
+            ),
+        ),
+        (
+            "definition_version",
+            Value::opt_string(p.definition_version.clone()),
+        ),
+        (
+            "display_name",
+            keep_text(prior.get("display_name"), p.display_name.as_deref()),
+        ),
+        (
+            "description",
+            keep_text(prior.get("description"), p.description.as_deref()),
+        ),
+        (
+            "metadata",
+            metadata_state(prior.get("metadata"), p.metadata.as_ref()),
+        ),
+        (
+            "enforcement_mode",
+            keep_str_ci(
+                prior.get("enforcement_mode"),
+                Some(p.enforcement_mode.as_deref().unwrap_or("Default")),
+            ),
+        ),
+        (
+            "not_scopes",
+            keep_id_list(
+                prior.get("not_scopes"),
+                p.not_scopes.as_deref().unwrap_or_default(),
+            ),
+        ),
+        (
+            "parameters",
+            parameters_state(prior.get("parameters"), &from_arm(p.parameters.as_ref())),
+        ),
+        ("location", location),
+        (
+            "non_compliance_message",
+            keep_equivalent(prior.get("non_compliance_message"), messages),
+        ),
+        (
+            "overrides",
+            keep_equivalent(prior.get("overrides"), overrides),
+        ),
+        (
+            "resource_selectors",
+            keep_equivalent(
+                prior.get("resource_selectors"),
+                resource_selectors_to_value(p.resource_selectors.as_deref()),
+            ),
+        ),
+        ("identity", identity),
+    ])
+}
+
+/// A state with only the identifying attributes set (import).
+fn identifying_state(id: &str, scope: &str, name: &str) -> Value {
+    let mut state = Value::Object(
+        schema()
+            .block
+            .attributes
+            .iter()
+            .map(|a| (a.name.clone(), Value::Null))
+            .collect(),
+    );
+    for b in &schema().block.blocks {
+        state.set(&b.type_name, Value::List(Vec::new()));
+    }
+    state.set("id", Value::string(id));
+    state.set("scope", Value::string(scope));
+    state.set("name", Value::string(name));
+    state
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checks
+
+/// Checks that need several attributes; unknown values are skipped (checked again at apply,
+/// when Terraform plans once more with everything known).
+fn check_config(config: &Value, diags: &mut Diagnostics) {
+    let name = config.get("name").as_str();
+    let scope = config
+        .get("scope")
+        .as_str()
+        .and_then(|s| Scope::parse(s).ok());
+    if let Some(name) = name {
+        let len = name.chars().count();
+        match scope {
+            Some(Scope::ManagementGroup(_)) if len > MG_NAME_MAX => diags.error_at(
+                AttributePath::attr("name"),
+                "Assignment name too long for a management group",
+                format!(
+                    "{name:?} has {len} characters; Azure allows at most {MG_NAME_MAX} for \
+                     assignments at management-group scope."
+                ),
+            ),
+            _ if len > NAME_MAX => diags.error_at(
+                AttributePath::attr("name"),
+                "Assignment name too long",
+                format!("{name:?} has {len} characters; Azure allows at most {NAME_MAX}."),
+            ),
+            _ => {}
+        }
+    }
+    let identity = config.get("identity");
+    if let Some(first) = identity.elements().first() {
+        if config.get("location").is_null() {
+            diags.error_at(
+                AttributePath::attr("location"),
+                "Missing location",
+                "An assignment with a managed identity needs `location` (the region where Azure \
+                 creates the identity), e.g. location = \"westeurope\".",
+            );
+        }
+        let kind = first.get("type").as_str();
+        let ids = first.get("identity_ids");
+        let here = AttributePath::attr("identity")
+            .index(0)
+            .attribute("identity_ids");
+        match kind {
+            Some("UserAssigned")
+                if ids.is_null() || (ids.is_set() && ids.elements().len() != 1) =>
+            {
+                diags.error_at(
+                    here,
+                    "One user-assigned identity required",
+                    "A UserAssigned identity needs exactly one ID in identity_ids.",
+                )
+            }
+            Some("SystemAssigned") if ids.is_set() && !ids.elements().is_empty() => diags.error_at(
+                here,
+                "identity_ids not allowed",
+                "identity_ids only applies to UserAssigned identities.",
+            ),
+            _ => {}
+        }
+    }
+}
+
+/// Checks the configured parameters against the definition. Skipped (`Ok`) when the definition
+/// id or parameters are not known yet or the definition cannot be found yet (it may be created
+/// in the same apply); the check then happens at apply.
+async fn check_parameters_remote(client: &ArmClient, config: &Value) -> Diagnostics {
+    let Some(definition_id) = config.get("policy_definition_id").as_str() else {
+        return Diagnostics::new();
+    };
+    let params = config.get("parameters");
+    if params.is_unknown() {
+        return Diagnostics::new();
+    }
+    match declared_parameters(client, definition_id).await {
+        Ok(Some(declared)) => check_against(
+            &declared,
+            params,
+            definition_id,
+            &AttributePath::attr("parameters"),
+        ),
+        Ok(None) => {
+            log::debug!("{definition_id} not found yet; parameters are checked by Azure at apply");
+            Diagnostics::new()
+        }
+        Err(LookupError::NotADefinition(_)) => Diagnostics::new(),
+        Err(LookupError::Arm(e)) => {
+            log::warn!("could not read {definition_id} to check parameters: {e}");
+            Diagnostics::new()
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// CRUD
+
+fn is_definition_propagation(e: &ArmError) -> bool {
+    e.status() == Some(400)
+        && matches!(
+            e.code(),
+            Some("PolicyDefinitionNotFound" | "PolicySetDefinitionNotFound")
+        )
+}
+
+/// Why a write did not produce a readable assignment.
+enum WriteFailure {
+    /// Azure refused the PUT: nothing changed.
+    Put(ArmError),
+    /// The PUT succeeded (its answer is kept) but the assignment could not be read back.
+    Read(Box<PolicyAssignment>, ArmError),
+}
+
+/// PUT, waiting out a definition that ARM does not see yet, then GET until the assignment is
+/// readable (a fresh assignment can 404 briefly).
+async fn put_and_read(
+    client: &ArmClient,
+    path: &str,
+    body: &PolicyAssignment,
+) -> Result<PolicyAssignment, WriteFailure> {
+    let put_wait = ConsistencyOptions {
+        timeout: Duration::from_secs(180),
+        interval: Duration::from_secs(5),
+    };
+    let written = retry_while(&put_wait, is_definition_propagation, || {
+        client.put::<_, Json>(path, API_VERSION, body)
+    })
+    .await
+    .map_err(WriteFailure::Put)?;
+    let read_wait = ConsistencyOptions {
+        timeout: Duration::from_secs(120),
+        interval: Duration::from_secs(2),
+    };
+    retry_while(
+        &read_wait,
+        |e| e.is_not_found(),
+        || client.get::<PolicyAssignment>(path, API_VERSION),
+    )
+    .await
+    .map_err(|e| {
+        // Some services answer a PUT with an empty body; then what was sent stands in.
+        let mut echoed: PolicyAssignment =
+            serde_json::from_value(written).unwrap_or_else(|_| body.clone());
+        echoed.id.get_or_insert_with(|| path.to_string());
+        WriteFailure::Read(Box::new(echoed), e)
+    })
+}
+
+async fn write(ctx: &CallContext, req: &ApplyRequest<'_>, creating: bool) -> ApplyResult {
+    let configured = match ctx.provider::<Configured>() {
+        Ok(c) => c,
+        Err(d) => return ApplyResult::failed(d),
+    };
+    let client = &configured.client;
+    let planned = req.planned;
+    let mut diags = Diagnostics::new();
+    check_config(req.config, &mut diags);
+    diags.extend(check_parameters_remote(client, req.config).await);
+    if diags.has_errors() {
+        return ApplyResult::failed(diags);
+    }
+    let (Some(scope), Some(name)) = (planned.get("scope").as_str(), planned.get("name").as_str())
+    else {
+        return ApplyResult::failed(
+            Diagnostic::error(
+                "Missing scope or name",
+                "scope and name must be known at apply.",
+            )
+            .into(),
+        );
+    };
+    let path = assignment_path(scope, name);
+    if creating {
+        match client
+            .get_optional::<PolicyAssignment>(&path, API_VERSION)
+            .await
+        {
+            Ok(None) => {}
+            Ok(Some(_)) => {
+                return ApplyResult::failed(
+                    Diagnostic::error(
+                        "Policy assignment already exists",
+                        format!(
+                            "A policy assignment named {name:?} already exists at {scope}. To \
+                             manage it with Terraform, import it:\n  terraform import <address> {path}"
+                        ),
+                    )
+                    .into(),
+                )
+            }
+            Err(e) => {
+                return ApplyResult::failed(
+                    arm_error_diagnostic("Checking for an existing policy assignment failed", &e)
+                        .into(),
+                )
+            }
+        }
+    }
+    let body = match body_from(planned) {
+        Ok(b) => b,
+        Err(d) => return ApplyResult::failed(d),
+    };
+    let what = if creating { "Creating" } else { "Updating" };
+    match put_and_read(client, &path, &body).await {
+        Ok(remote) => {
+            let fresh = state_from(&remote, planned);
+            ApplyResult {
+                state: Some(fill_unknowns(planned, &fresh)),
+                diags,
+            }
+        }
+        Err(WriteFailure::Put(e)) => {
+            diags.push(arm_error_diagnostic(
+                &format!("{what} the policy assignment failed"),
+                &e,
+            ));
+            // Azure refused the write, so there is nothing new to track.
+            ApplyResult { state: None, diags }
+        }
+        Err(WriteFailure::Read(written, e)) => {
+            diags.push(arm_error_diagnostic(
+                &format!("{what} the policy assignment succeeded, but reading it back failed"),
+                &e,
+            ));
+            // The assignment exists: keep tracking it (Terraform taints it) instead of losing it.
+            let fresh = state_from(&written, planned);
+            ApplyResult {
+                state: Some(fill_unknowns(planned, &fresh)),
+                diags,
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Resource for AssignmentResource {
+    fn type_name(&self) -> &'static str {
+        "akspolicy_assignment"
+    }
+
+    fn schema(&self) -> Schema {
+        schema()
+    }
+
+    fn validate_config(&self, config: &Value, diags: &mut Diagnostics) {
+        check_config(config, diags);
+    }
+
+    async fn modify_plan(&self, ctx: &CallContext, change: &mut PlanChange<'_>) {
+        keep_identity_ids(change);
+        ignore_case_only_replacements(change, &["scope", "name", "policy_definition_id"]);
+        let unchanged = !change.prior.is_null()
+            && change.prior.get("parameters") == change.config.get("parameters")
+            && change.prior.get("policy_definition_id")
+                == change.config.get("policy_definition_id");
+        if unchanged {
+            return;
+        }
+        // Validation runs without a client too (terraform validate); then Azure checks at apply.
+        if let Ok(configured) = ctx.provider::<Configured>() {
+            let d = check_parameters_remote(&configured.client, change.config).await;
+            change.diags.extend(d);
+        }
+    }
+
+    async fn create(&self, ctx: &CallContext, req: ApplyRequest<'_>) -> ApplyResult {
+        write(ctx, &req, true).await
+    }
+
+    async fn read(
+        &self,
+        ctx: &CallContext,
+        state: &Value,
+        diags: &mut Diagnostics,
+    ) -> Option<Value> {
+        let configured = match ctx.provider::<Configured>() {
+            Ok(c) => c,
+            Err(d) => {
+                diags.extend(d);
+                return None;
+            }
+        };
+        let path = match (
+            state.get("id").as_str(),
+            state.get("scope").as_str(),
+            state.get("name").as_str(),
+        ) {
+            (Some(id), _, _) => id.to_string(),
+            (None, Some(scope), Some(name)) => assignment_path(scope, name),
+            _ => {
+                diags.error(
+                    "Policy assignment state has no id",
+                    "The state has neither id nor scope and name; remove it from the state \
+                     (terraform state rm) and import the assignment.",
+                );
+                return None;
+            }
+        };
+        match configured
+            .client
+            .get_optional::<PolicyAssignment>(&path, API_VERSION)
+            .await
+        {
+            Ok(Some(remote)) => Some(state_from(&remote, state)),
+            Ok(None) => {
+                log::info!("policy assignment {path} no longer exists; removing it from state");
+                None
+            }
+            Err(e) => {
+                diags.push(arm_error_diagnostic(
+                    "Reading the policy assignment failed",
+                    &e,
+                ));
+                None
+            }
+        }
+    }
+
+    async fn update(&self, ctx: &CallContext, req: ApplyRequest<'_>) -> ApplyResult {
+        write(ctx, &req, false).await
+    }
+
+    async fn delete(&self, ctx: &CallContext, prior: &Value, diags: &mut Diagnostics) {
+        let configured = match ctx.provider::<Configured>() {
+            Ok(c) => c,
+            Err(d) => {
+                diags.extend(d);
+                return;
+            }
+        };
+        let Some(id) = prior.get("id").as_str() else {
+            return;
+        };
+        let deleted = match configured.client.delete(id, API_VERSION).await {
+            Ok(()) => wait_until_gone(&configured.client, id, API_VERSION).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = deleted {
+            diags.push(arm_error_diagnostic(
+                "Deleting the policy assignment failed",
+                &e,
+            ));
+        }
+    }
+
+    async fn import(&self, _ctx: &CallContext, id: &str, diags: &mut Diagnostics) -> Option<Value> {
+        let parsed = ResourceId::parse(id)
+            .ok()
+            .filter(|r| r.is_type(ASSIGNMENT_TYPE));
+        let (Some(parsed), Some(scope)) = (parsed, scope_of_id(id)) else {
+            diags.error(
+                "Invalid policy assignment ID",
+                format!(
+                    "{id:?} is not a policy assignment ID. Expected \
+                     <scope>/providers/Microsoft.Authorization/policyAssignments/<name>, e.g. \
+                     /subscriptions/<sub>/resourceGroups/<rg>/providers/Microsoft.Authorization/policyAssignments/no-privileged"
+                ),
+            );
+            return None;
+        };
+        let scope = if scope.is_empty() { "/" } else { scope };
+        Some(identifying_state(
+            id.trim_end_matches('/'),
+            scope,
+            parsed.name(),
+        ))
+    }
+}
+
+/// Keeps the identity's principal and tenant ids planned as they are while the identity type
+/// stays the same: they only change when the identity is replaced, and an unknown principal id
+/// would needlessly ripple into role assignments that use it.
+fn keep_identity_ids(change: &mut PlanChange<'_>) {
+    let prior_identity = change.prior.get("identity").elements().first().cloned();
+    let Some(prior_identity) = prior_identity else {
+        return;
+    };
+    let Some(Value::List(items)) = change.planned.get_mut("identity") else {
+        return;
+    };
+    let Some(planned_identity) = items.first_mut() else {
+        return;
+    };
+    let same_type = match (
+        planned_identity.get("type").as_str(),
+        prior_identity.get("type").as_str(),
+    ) {
+        (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+        _ => false,
+    };
+    if !same_type {
+        return;
+    }
+    for attr in ["principal_id", "tenant_id"] {
+        if planned_identity.get(attr).is_unknown() {
+            planned_identity.set(attr, prior_identity.get(attr).clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn remote() -> PolicyAssignment {
+        serde_json::from_value(json!({
+            "id": "/subscriptions/s/resourcegroups/rg/providers/Microsoft.Authorization/policyAssignments/no-priv",
+            "name": "no-priv",
+            "properties": {
+                "policyDefinitionId": "/providers/microsoft.authorization/policydefinitions/95edb821-ddaf-4404-9732-666045e056b4",
+                "definitionVersion": "9.*.*",
+                "scope": "/subscriptions/s/resourcegroups/rg",
+                "notScopes": [],
+                "parameters": {"effect": {"value": "deny"}, "excludedNamespaces": {"value": ["kube-system"]}},
+                "enforcementMode": "Default",
+                "metadata": {"createdBy": "x", "createdOn": "y"},
+                "nonComplianceMessages": [{"message": "No privileged containers."}],
+                "instanceId": "i"
+            }
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn schema_is_valid() {
+        schema().block.validate().unwrap();
+    }
+
+    #[test]
+    fn import_then_read_plans_like_hcl() {
+        let id = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Authorization/policyAssignments/no-priv";
+        let start = identifying_state(id, scope_of_id(id).unwrap(), "no-priv");
+        let state = state_from(&remote(), &start);
+        assert_eq!(state.get("id"), &Value::string(id));
+        assert_eq!(
+            state.get("scope"),
+            &Value::string("/subscriptions/s/resourceGroups/rg")
+        );
+        assert_eq!(state.get("metadata"), &Value::Null);
+        assert_eq!(state.get("not_scopes"), &Value::Null);
+        assert_eq!(state.get("enforcement_mode"), &Value::string("Default"));
+        assert_eq!(state.get("identity"), &Value::List(vec![]));
+        let params = value_to_json_for_test(state.get("parameters"));
+        assert_eq!(
+            params,
+            json!({"effect": "deny", "excludedNamespaces": ["kube-system"]})
+        );
+        assert_eq!(
+            state.get("non_compliance_message").elements()[0].get("content"),
+            &Value::string("No privileged containers.")
+        );
+    }
+
+    fn value_to_json_for_test(v: &Value) -> Json {
+        super::super::parameters::value_to_json(v).unwrap()
+    }
+
+    #[test]
+    fn read_keeps_user_casing_and_forms() {
+        let prior = Value::object([
+            ("id", Value::string("/subscriptions/S/resourceGroups/RG/providers/Microsoft.Authorization/policyAssignments/no-priv")),
+            ("scope", Value::string("/subscriptions/S/resourceGroups/RG")),
+            ("name", Value::string("no-priv")),
+            (
+                "policy_definition_id",
+                Value::string("/providers/Microsoft.Authorization/policyDefinitions/95edb821-ddaf-4404-9732-666045e056b4"),
+            ),
+            ("metadata", Value::Null),
+        ]);
+        let state = state_from(&remote(), &prior);
+        for k in ["id", "scope", "policy_definition_id"] {
+            assert_eq!(state.get(k), prior.get(k), "{k}");
+        }
+    }
+
+    #[test]
+    fn body_wraps_parameters_and_identity() {
+        let planned = Value::object([
+            ("name", Value::string("a")),
+            ("scope", Value::string("/subscriptions/s")),
+            (
+                "policy_definition_id",
+                Value::string("/providers/Microsoft.Authorization/policySetDefinitions/x"),
+            ),
+            ("enforcement_mode", Value::string("DoNotEnforce")),
+            ("location", Value::string("westeurope")),
+            (
+                "parameters",
+                Value::object([("effect", Value::string("audit"))]),
+            ),
+            (
+                "identity",
+                Value::List(vec![Value::object([
+                    ("type", Value::string("SystemAssigned")),
+                    ("identity_ids", Value::Null),
+                    ("principal_id", Value::Unknown),
+                    ("tenant_id", Value::Unknown),
+                ])]),
+            ),
+            ("non_compliance_message", Value::List(vec![])),
+            (
+                "overrides",
+                Value::List(vec![Value::object([
+                    ("kind", Value::string("policyEffect")),
+                    ("value", Value::string("Disabled")),
+                    (
+                        "selectors",
+                        Value::List(vec![Value::object([
+                            ("kind", Value::string("policyDefinitionReferenceId")),
+                            ("in", Value::string_list(["ref1"])),
+                            ("not_in", Value::Null),
+                        ])]),
+                    ),
+                ])]),
+            ),
+            ("resource_selectors", Value::List(vec![])),
+        ]);
+        let body = serde_json::to_value(body_from(&planned).unwrap()).unwrap();
+        assert_eq!(
+            body,
+            json!({
+                "location": "westeurope",
+                "identity": {"type": "SystemAssigned"},
+                "properties": {
+                    "policyDefinitionId": "/providers/Microsoft.Authorization/policySetDefinitions/x",
+                    "parameters": {"effect": {"value": "audit"}},
+                    "enforcementMode": "DoNotEnforce",
+                    "overrides": [{"kind": "policyEffect", "value": "Disabled", "selectors": [{"kind": "policyDefinitionReferenceId", "in": ["ref1"]}]}]
+                }
+            })
+        );
+    }
+
+    #[test]
+    fn config_checks() {
+        let cfg = |scope: &str, name: &str, identity: bool, location: Value| {
+            Value::object([
+                ("scope", Value::string(scope)),
+                ("name", Value::string(name)),
+                ("location", location),
+                (
+                    "identity",
+                    Value::List(if identity {
+                        vec![Value::object([
+                            ("type", Value::string("SystemAssigned")),
+                            ("identity_ids", Value::Null),
+                        ])]
+                    } else {
+                        vec![]
+                    }),
+                ),
+            ])
+        };
+        let mg = "/providers/Microsoft.Management/managementGroups/platform";
+        let mut d = Diagnostics::new();
+        check_config(
+            &cfg(mg, "a-name-that-is-25-chars-x", false, Value::Null),
+            &mut d,
+        );
+        assert_eq!(d.0.len(), 1);
+        assert!(d.0[0].detail.contains("at most 24"));
+        let mut d = Diagnostics::new();
+        check_config(
+            &cfg(
+                "/subscriptions/s",
+                "a-name-that-is-25-chars-x",
+                false,
+                Value::Null,
+            ),
+            &mut d,
+        );
+        assert!(d.is_empty());
+        let mut d = Diagnostics::new();
+        check_config(&cfg("/subscriptions/s", "n", true, Value::Null), &mut d);
+        assert_eq!(d.0[0].attribute, Some(AttributePath::attr("location")));
+        let mut d = Diagnostics::new();
+        check_config(&cfg("/subscriptions/s", "n", true, Value::Unknown), &mut d);
+        assert!(d.is_empty(), "unknown location is checked at apply");
+    }
+
+    #[test]
+    fn import_ids() {
+        assert_eq!(
+            scope_of_id("/providers/Microsoft.Management/managementGroups/mg/providers/microsoft.authorization/policyassignments/a"),
+            Some("/providers/Microsoft.Management/managementGroups/mg")
+        );
+        let mut d = Diagnostics::new();
+        let s = futures_lite_block(AssignmentResource.import(
+            &CallContext {
+                provider_data: None,
+                cancel: Default::default(),
+            },
+            "/subscriptions/s/providers/Microsoft.Authorization/policyDefinitions/x",
+            &mut d,
+        ));
+        assert!(s.is_none() && d.has_errors());
+    }
+
+    fn futures_lite_block<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(f)
+    }
+}

@@ -1,0 +1,207 @@
+//! `resource_selectors` and `selectors` blocks shared by assignments (also inside `overrides`)
+//! and exemptions, and their ARM form `{"name": ..., "selectors": [{"kind", "in", "notIn"}]}`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::framework::{Attribute, AttributePath, Block, Diagnostics, NestedBlock, Type, Value};
+
+/// One ARM selector: which resources (or definition references) an override or a resource
+/// selector applies to.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Selector {
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default, rename = "in", skip_serializing_if = "Option::is_none")]
+    pub in_values: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_in: Option<Vec<String>>,
+}
+
+/// A named group of selectors (`resourceSelectors[]`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceSelector {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub selectors: Vec<Selector>,
+}
+
+/// Selector kinds Azure accepts.
+pub const SELECTOR_KINDS: &[&str] = &[
+    "resourceLocation",
+    "resourceType",
+    "resourceWithoutLocation",
+    "policyDefinitionReferenceId",
+];
+
+/// The `selectors` block: `kind` plus exactly one of `in` / `not_in`.
+pub fn selectors_block(what: &str) -> NestedBlock {
+    NestedBlock::list(
+        "selectors",
+        Block::new()
+            .description(format!("Which {what} this applies to."))
+            .attribute(
+                Attribute::string("kind")
+                    .required()
+                    .description(
+                        "`resourceLocation`, `resourceType`, `resourceWithoutLocation` or (in \
+                         `overrides`) `policyDefinitionReferenceId`.",
+                    )
+                    .validate_with(|v, path, diags| {
+                        one_of(v, path, diags, SELECTOR_KINDS, "selector kind")
+                    }),
+            )
+            .attribute(
+                Attribute::new("in", Type::list(Type::String))
+                    .optional()
+                    .description("The values to include."),
+            )
+            .attribute(
+                Attribute::new("not_in", Type::list(Type::String))
+                    .optional()
+                    .description("The values to exclude."),
+            ),
+    )
+    .items(1, 0)
+}
+
+/// The `resource_selectors` block.
+pub fn resource_selectors_block() -> NestedBlock {
+    NestedBlock::list(
+        "resource_selectors",
+        Block::new()
+            .description(
+                "Narrows the resources this applies to, e.g. to roll a policy out region by \
+                 region. One block per selector group.",
+            )
+            .attribute(
+                Attribute::string("name")
+                    .required()
+                    .description("A name for this selector group."),
+            )
+            .block(selectors_block("resources")),
+    )
+}
+
+/// Validator: `v` must be one of `allowed` (exactly, as Azure compares).
+pub fn one_of(
+    v: &Value,
+    path: &AttributePath,
+    diags: &mut Diagnostics,
+    allowed: &[&str],
+    what: &str,
+) {
+    let Some(s) = v.as_str() else { return };
+    if allowed.contains(&s) {
+        return;
+    }
+    let hint = allowed
+        .iter()
+        .find(|a| a.eq_ignore_ascii_case(s))
+        .map(|a| format!(" Values are case-sensitive: did you mean {a:?}?"))
+        .unwrap_or_default();
+    diags.error_at(
+        path.clone(),
+        format!("Invalid {what}"),
+        format!(
+            "{s:?} is not a valid {what}. Use one of: {}.{hint}",
+            allowed.join(", ")
+        ),
+    );
+}
+
+fn string_list(v: &Value) -> Option<Vec<String>> {
+    v.is_set().then(|| v.string_elements())
+}
+
+fn list_value(v: &Option<Vec<String>>) -> Value {
+    match v {
+        Some(items) => Value::string_list(items.iter().cloned()),
+        None => Value::Null,
+    }
+}
+
+pub fn selector_from_value(v: &Value) -> Selector {
+    Selector {
+        kind: v.get("kind").as_str().unwrap_or_default().to_string(),
+        in_values: string_list(v.get("in")),
+        not_in: string_list(v.get("not_in")),
+    }
+}
+
+pub fn selector_to_value(s: &Selector) -> Value {
+    Value::object([
+        ("kind", Value::string(s.kind.clone())),
+        ("in", list_value(&s.in_values)),
+        ("not_in", list_value(&s.not_in)),
+    ])
+}
+
+/// The ARM resource selectors of a `resource_selectors` block list (`None` when empty).
+pub fn resource_selectors_from_value(v: &Value) -> Option<Vec<ResourceSelector>> {
+    let items: Vec<ResourceSelector> = v
+        .elements()
+        .iter()
+        .map(|rs| ResourceSelector {
+            name: rs.get("name").as_str().unwrap_or_default().to_string(),
+            selectors: rs
+                .get("selectors")
+                .elements()
+                .iter()
+                .map(selector_from_value)
+                .collect(),
+        })
+        .collect();
+    (!items.is_empty()).then_some(items)
+}
+
+pub fn resource_selectors_to_value(v: Option<&[ResourceSelector]>) -> Value {
+    Value::List(
+        v.unwrap_or_default()
+            .iter()
+            .map(|rs| {
+                Value::object([
+                    ("name", Value::string(rs.name.clone())),
+                    (
+                        "selectors",
+                        Value::List(rs.selectors.iter().map(selector_to_value).collect()),
+                    ),
+                ])
+            })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resource_selectors_round_trip() {
+        let json = serde_json::json!([{"name": "eu", "selectors": [{"kind": "resourceLocation", "in": ["westeurope"]}]}]);
+        let arm: Vec<ResourceSelector> = serde_json::from_value(json.clone()).unwrap();
+        let v = resource_selectors_to_value(Some(&arm));
+        assert_eq!(
+            v.elements()[0].get("selectors").elements()[0].get("not_in"),
+            &Value::Null
+        );
+        let back = resource_selectors_from_value(&v).unwrap();
+        assert_eq!(serde_json::to_value(back).unwrap(), json);
+        assert_eq!(resource_selectors_from_value(&Value::List(vec![])), None);
+    }
+
+    #[test]
+    fn one_of_hints_case() {
+        let mut d = Diagnostics::new();
+        one_of(
+            &Value::string("resourcelocation"),
+            &AttributePath::attr("kind"),
+            &mut d,
+            SELECTOR_KINDS,
+            "selector kind",
+        );
+        assert!(d.0[0].detail.contains("did you mean \"resourceLocation\""));
+    }
+}
