@@ -5,4 +5,5 @@ mod harness;
 
 mod builtin_definition;
 mod docs;
+mod kubernetes_definition;
 mod provider_config;

@@ -12,3 +12,6 @@ pub use definition::{
     POLICY_DEFINITION_TYPE, POLICY_SET_DEFINITION_TYPE,
 };
 pub use kubernetes::{TemplateInfo, KUBERNETES_MODE};
+pub mod constraint_template;
+pub mod kubernetes_definition;
+pub mod rego;

@@ -4,6 +4,7 @@
 pub mod builtin_definition;
 pub mod errors;
 pub mod json;
+pub mod kubernetes_definition;
 pub mod provider;
 pub mod validators;
 

@@ -15,6 +15,7 @@ use crate::framework::{
 };
 
 use super::builtin_definition::BuiltinDefinitionDataSource;
+use super::kubernetes_definition::KubernetesDefinitionResource;
 use super::errors::arm_error_diagnostic;
 
 /// The provider's type name; every resource and data source name starts with `akspolicy_`.
@@ -254,7 +255,7 @@ impl Provider for AksPolicyProvider {
     }
 
     fn resources(&self) -> Vec<Arc<dyn Resource>> {
-        Vec::new()
+        vec![Arc::new(KubernetesDefinitionResource)]
     }
 
     fn data_sources(&self) -> Vec<Arc<dyn DataSource>> {
