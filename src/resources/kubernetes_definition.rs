@@ -20,16 +20,16 @@ use crate::policy::kubernetes_definition::{
 use crate::policy::rego::{self, RegoError, RegoModule, Violation};
 use crate::policy::{PolicyDefinition, PolicyDefinitionProperties};
 
+use super::definition::{
+    breaking_parameter_changes, definition_path, keep_json, planned_scope, replacement_warning,
+    split_id, user_metadata, validate_scope, validate_version, API_VERSION,
+};
 use super::errors::arm_error_diagnostic;
 use super::json::canonical_json;
 use super::provider::Configured;
 use super::validators::policy_object_name;
 
-pub const API_VERSION: &str = "2025-03-01";
-const DEFINITIONS_SEGMENT: &str = "/providers/Microsoft.Authorization/policyDefinitions/";
 const DEFAULT_EFFECTS: [&str; 3] = ["audit", "deny", "disabled"];
-/// Metadata keys Azure adds on its own; never the user's.
-const SYSTEM_METADATA_KEYS: [&str; 4] = ["createdBy", "createdOn", "updatedBy", "updatedOn"];
 
 pub struct KubernetesDefinitionResource;
 
@@ -176,49 +176,6 @@ fn schema() -> Schema {
             .block(NestedBlock::list("match", match_block))
             .block(NestedBlock::list("test", test)),
     )
-}
-
-fn validate_scope(value: &Value, path: &AttributePath, diags: &mut Diagnostics) {
-    let Some(scope) = value.as_str() else { return };
-    if parse_scope(scope).is_none() {
-        diags.error_at(
-            path.clone(),
-            "Invalid scope",
-            format!("{scope:?} is neither `/subscriptions/<subscription id>` nor `/providers/Microsoft.Management/managementGroups/<group id>`."),
-        );
-    }
-}
-
-fn parse_scope(scope: &str) -> Option<String> {
-    let parts: Vec<&str> = scope.trim_end_matches('/').split('/').collect();
-    match parts.as_slice() {
-        ["", s, id] if s.eq_ignore_ascii_case("subscriptions") && !id.is_empty() => {
-            Some(scope.trim_end_matches('/').to_string())
-        }
-        ["", p, ns, m, id]
-            if p.eq_ignore_ascii_case("providers")
-                && ns.eq_ignore_ascii_case("Microsoft.Management")
-                && m.eq_ignore_ascii_case("managementGroups")
-                && !id.is_empty() =>
-        {
-            Some(scope.trim_end_matches('/').to_string())
-        }
-        _ => None,
-    }
-}
-
-fn validate_version(value: &Value, path: &AttributePath, diags: &mut Diagnostics) {
-    let Some(v) = value.as_str() else { return };
-    let ok = v.split('.').count() == 3
-        && v.split('.')
-            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
-    if !ok {
-        diags.error_at(
-            path.clone(),
-            "Invalid version",
-            format!("{v:?} is not a version of the form x.y.z (e.g. 1.0.0)."),
-        );
-    }
 }
 
 /// Converts a Terraform value to JSON (for dynamic `parameters`).
@@ -641,57 +598,13 @@ fn run_tests(config: &Value, spec: &KubernetesDefinitionSpec, resolved: &Resolve
     }
 }
 
-fn definition_path(scope: &str, name: &str) -> String {
-    format!("{}{DEFINITIONS_SEGMENT}{name}", scope.trim_end_matches('/'))
-}
-
-/// Splits a definition ID into (scope, name).
-fn split_id(id: &str) -> Option<(String, String)> {
-    let lower = id.to_ascii_lowercase();
-    let at = lower.find(&DEFINITIONS_SEGMENT.to_ascii_lowercase())?;
-    let scope = &id[..at];
-    let name = &id[at + DEFINITIONS_SEGMENT.len()..];
-    if name.is_empty() || name.contains('/') {
-        return None;
+/// Metadata keys the provider writes itself when the user leaves them out.
+fn implied_metadata(version: Option<&str>) -> Vec<(&'static str, Json)> {
+    let mut out = vec![("category", json!("Kubernetes"))];
+    if let Some(v) = version {
+        out.push(("version", json!(v)));
     }
-    Some((parse_scope(scope)?, name.to_string()))
-}
-
-fn semantically_equal_json(a: &str, b: &Json) -> bool {
-    serde_json::from_str::<Json>(a).is_ok_and(|a| &a == b)
-}
-
-/// Keeps `prior` when it means the same as `fresh`, so Azure's formatting never shows as drift.
-fn keep_json(prior: &Value, fresh: Option<&Json>) -> Value {
-    match (prior.as_str(), fresh) {
-        (Some(p), Some(f)) if semantically_equal_json(p, f) => prior.clone(),
-        (_, Some(f)) => Value::string(canonical_json(f)),
-        (_, None) => Value::Null,
-    }
-}
-
-/// The user's part of Azure's metadata: without system keys, and without the category/version
-/// the provider added itself when the user did not write them.
-fn user_metadata(azure: Option<&Json>, prior: &Value, version: Option<&str>) -> Value {
-    let prior_json = prior
-        .as_str()
-        .and_then(|p| serde_json::from_str::<Json>(p).ok());
-    let prior_map = prior_json.as_ref().and_then(Json::as_object);
-    let mut m = azure.and_then(Json::as_object).cloned().unwrap_or_default();
-    for k in SYSTEM_METADATA_KEYS {
-        m.remove(k);
-    }
-    let user_has = |k: &str| prior_map.is_some_and(|p| p.contains_key(k));
-    if !user_has("category") && m.get("category").and_then(Json::as_str) == Some("Kubernetes") {
-        m.remove("category");
-    }
-    if !user_has("version") && version.is_some() && m.get("version").and_then(Json::as_str) == version {
-        m.remove("version");
-    }
-    if m.is_empty() && prior_map.is_none_or(|p| p.is_empty()) {
-        return if prior.is_null() { Value::Null } else { prior.clone() };
-    }
-    keep_json(prior, Some(&Json::Object(m)))
+    out
 }
 
 fn same_strings(a: &[String], b: &[String]) -> bool {
@@ -824,7 +737,7 @@ fn state_from(prior: &Value, definition: &PolicyDefinition, scope: &str) -> Valu
     state.set("version", Value::opt_string(p.version.clone()));
     state.set(
         "metadata",
-        user_metadata(p.metadata.as_ref(), prior.get("metadata"), p.version.as_deref()),
+        user_metadata(p.metadata.as_ref(), prior.get("metadata"), &implied_metadata(p.version.as_deref())),
     );
     reconcile_template(
         prior,
@@ -878,17 +791,6 @@ fn state_from(prior: &Value, definition: &PolicyDefinition, scope: &str) -> Valu
         state.set("test", Value::List(Vec::new()));
     }
     state
-}
-
-fn planned_scope(ctx: &CallContext, config: &Value) -> Option<String> {
-    if let Some(s) = config.get("scope").as_str() {
-        return parse_scope(s);
-    }
-    let configured = ctx.provider::<Configured>().ok()?;
-    configured
-        .client
-        .subscription_id()
-        .map(|s| format!("/subscriptions/{s}"))
 }
 
 async fn put(ctx: &CallContext, req: &ApplyRequest<'_>) -> ApplyResult {
@@ -989,25 +891,7 @@ impl Resource for KubernetesDefinitionResource {
             return;
         };
         let Ok(new_params) = spec.parameters() else { return };
-        let Some(prior_params) = change
-            .prior
-            .get("parameters")
-            .as_str()
-            .and_then(|s| serde_json::from_str::<Map<String, Json>>(s).ok())
-        else {
-            return;
-        };
-        let mut reasons = Vec::new();
-        for (name, decl) in &prior_params {
-            let prior_type = decl.get("type").and_then(Json::as_str).unwrap_or("");
-            match new_params.get(name) {
-                None => reasons.push(format!("parameter {name:?} is removed")),
-                Some(p) if !p.parameter_type.eq_ignore_ascii_case(prior_type) => reasons.push(
-                    format!("parameter {name:?} changes type from {prior_type} to {}", p.parameter_type),
-                ),
-                _ => {}
-            }
-        }
+        let reasons = breaking_parameter_changes(change.prior.get("parameters"), &new_params);
         if !reasons.is_empty() {
             let path = if !change.config.get("template").elements().is_empty() {
                 AttributePath::attr("template")
@@ -1015,16 +899,7 @@ impl Resource for KubernetesDefinitionResource {
                 AttributePath::attr("constraint_template")
             };
             change.requires_replace.push(path.clone());
-            change.diags.push(
-                Diagnostic::warning(
-                    "Policy definition will be replaced",
-                    format!(
-                        "Azure does not allow updating a definition when {}; the definition is deleted and created again, which fails while assignments still use it.",
-                        reasons.join(" and ")
-                    ),
-                )
-                .at(path),
-            );
+            change.diags.push(replacement_warning(&reasons, path));
         }
     }
 
@@ -1222,19 +1097,6 @@ exempt(image) {
     }
 
     #[test]
-    fn ids_split_into_scope_and_name() {
-        assert_eq!(
-            split_id("/subscriptions/s1/providers/Microsoft.Authorization/policyDefinitions/d"),
-            Some(("/subscriptions/s1".into(), "d".into()))
-        );
-        assert_eq!(
-            split_id("/providers/Microsoft.Management/managementGroups/mg/providers/Microsoft.Authorization/policyDefinitions/d"),
-            Some(("/providers/Microsoft.Management/managementGroups/mg".into(), "d".into()))
-        );
-        assert_eq!(split_id("/subscriptions/s1/resourceGroups/x"), None);
-    }
-
-    #[test]
     fn namespace_wildcards() {
         assert!(namespace_matches("kube-*", "kube-system"));
         assert!(namespace_matches("*-system", "gatekeeper-system"));
@@ -1245,13 +1107,13 @@ exempt(image) {
     #[test]
     fn metadata_ignores_what_azure_and_the_provider_add() {
         let azure = json!({"category": "Kubernetes", "createdBy": "x", "version": "1.0.0"});
-        assert_eq!(user_metadata(Some(&azure), &Value::Null, Some("1.0.0")), Value::Null);
+        assert_eq!(user_metadata(Some(&azure), &Value::Null, &implied_metadata(Some("1.0.0"))), Value::Null);
         let prior = Value::string(r#"{ "owner": "team" }"#);
         let azure = json!({"category": "Kubernetes", "owner": "team", "updatedOn": "t"});
-        assert_eq!(user_metadata(Some(&azure), &prior, None), prior);
+        assert_eq!(user_metadata(Some(&azure), &prior, &implied_metadata(None)), prior);
         let azure = json!({"category": "Kubernetes", "owner": "other"});
         assert_eq!(
-            user_metadata(Some(&azure), &prior, None),
+            user_metadata(Some(&azure), &prior, &implied_metadata(None)),
             Value::string(r#"{"owner":"other"}"#)
         );
     }

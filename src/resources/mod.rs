@@ -2,7 +2,10 @@
 //! reading top to bottom as schema, mapping to the ARM body, then CRUD.
 
 pub mod builtin_definition;
+pub mod builtin_initiative;
+pub mod definition;
 pub mod errors;
+pub mod initiative;
 pub mod json;
 pub mod kubernetes_definition;
 pub mod provider;

@@ -15,6 +15,9 @@ use crate::framework::{
 };
 
 use super::builtin_definition::BuiltinDefinitionDataSource;
+use super::builtin_initiative::BuiltinInitiativeDataSource;
+use super::definition::DefinitionResource;
+use super::initiative::InitiativeResource;
 use super::kubernetes_definition::KubernetesDefinitionResource;
 use super::errors::arm_error_diagnostic;
 
@@ -255,11 +258,18 @@ impl Provider for AksPolicyProvider {
     }
 
     fn resources(&self) -> Vec<Arc<dyn Resource>> {
-        vec![Arc::new(KubernetesDefinitionResource)]
+        vec![
+            Arc::new(DefinitionResource),
+            Arc::new(InitiativeResource),
+            Arc::new(KubernetesDefinitionResource),
+        ]
     }
 
     fn data_sources(&self) -> Vec<Arc<dyn DataSource>> {
-        vec![Arc::new(BuiltinDefinitionDataSource)]
+        vec![
+            Arc::new(BuiltinDefinitionDataSource),
+            Arc::new(BuiltinInitiativeDataSource),
+        ]
     }
 
     fn validate_config(&self, config: &Value, diags: &mut Diagnostics) {
