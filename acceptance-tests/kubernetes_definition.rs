@@ -32,14 +32,25 @@ fn ns_matches(pattern: &str, ns: &str) -> bool {
 
 fn strings(v: Option<&Json>) -> Vec<String> {
     v.and_then(Json::as_array)
-        .map(|a| a.iter().filter_map(Json::as_str).map(str::to_string).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Json::as_str)
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 /// The subset of Gatekeeper's match the corpora use: kinds, namespaces, excludedNamespaces.
 fn matches(review: &Json, m: &Json) -> bool {
-    let group = review.pointer("/kind/group").and_then(Json::as_str).unwrap_or("");
-    let kind = review.pointer("/kind/kind").and_then(Json::as_str).unwrap_or("");
+    let group = review
+        .pointer("/kind/group")
+        .and_then(Json::as_str)
+        .unwrap_or("");
+    let kind = review
+        .pointer("/kind/kind")
+        .and_then(Json::as_str)
+        .unwrap_or("");
     if let Some(kinds) = m.get("kinds").and_then(Json::as_array) {
         let ok = kinds.iter().any(|k| {
             let groups = strings(k.get("apiGroups"));
@@ -57,7 +68,10 @@ fn matches(review: &Json, m: &Json) -> bool {
         review.get("namespace").and_then(Json::as_str)
     };
     if let Some(ns) = ns {
-        if strings(m.get("excludedNamespaces")).iter().any(|p| ns_matches(p, ns)) {
+        if strings(m.get("excludedNamespaces"))
+            .iter()
+            .any(|p| ns_matches(p, ns))
+        {
             return false;
         }
         let included = strings(m.get("namespaces"));
@@ -96,7 +110,9 @@ fn round_trip(template_yaml: &str) -> Result<(ConstraintTemplate, CompiledRego),
         parameters_schema: template.parameters_schema.clone(),
     };
     let (rendered, again) = spec.render().map_err(|e| e.to_string())?;
-    if again.rego.entry != template.rego.entry || again.parameters_schema != template.parameters_schema {
+    if again.rego.entry != template.rego.entry
+        || again.parameters_schema != template.parameters_schema
+    {
         return Err("re-rendered template differs".into());
     }
     ConstraintTemplate::parse(&rendered).map_err(|e| format!("re-parse: {e}"))?;
@@ -123,11 +139,8 @@ fn files_in(dir: &Path, name: &str) -> Vec<PathBuf> {
 
 /// Cases that differ between regorus and OPA (see the reference notes); they must keep failing
 /// the same way, so a regorus upgrade that fixes them shows up here.
-const GATEKEEPER_EXPECTED_FAILURES: &[(&str, &str, &str)] = &[(
-    "users",
-    "users-and-groups-together",
-    "example-allowed",
-)];
+const GATEKEEPER_EXPECTED_FAILURES: &[(&str, &str, &str)] =
+    &[("users", "users-and-groups-together", "example-allowed")];
 
 #[test]
 fn gatekeeper_library_suites_round_trip() {
@@ -140,7 +153,11 @@ fn gatekeeper_library_suites_round_trip() {
     let (mut passed, mut failed, mut unexpected) = (0, 0, Vec::new());
     for suite_path in &suites {
         let dir = suite_path.parent().expect("suite has a directory");
-        let suite_name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("?").to_string();
+        let suite_name = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("?")
+            .to_string();
         let suite = parse_yaml(&read(suite_path)).expect("suite YAML");
         for test in suite["tests"].as_array().cloned().unwrap_or_default() {
             let test_name = test["name"].as_str().unwrap_or("?").to_string();
@@ -152,43 +169,66 @@ fn gatekeeper_library_suites_round_trip() {
                     continue;
                 }
             };
-            let constraint = parse_yaml(&read(&dir.join(test["constraint"].as_str().expect("constraint path"))))
-                .expect("constraint YAML");
-            let m = constraint.pointer("/spec/match").cloned().unwrap_or(json!({}));
-            let params = constraint.pointer("/spec/parameters").cloned().unwrap_or(json!({}));
+            let constraint = parse_yaml(&read(
+                &dir.join(test["constraint"].as_str().expect("constraint path")),
+            ))
+            .expect("constraint YAML");
+            let m = constraint
+                .pointer("/spec/match")
+                .cloned()
+                .unwrap_or(json!({}));
+            let params = constraint
+                .pointer("/spec/parameters")
+                .cloned()
+                .unwrap_or(json!({}));
             for case in test["cases"].as_array().cloned().unwrap_or_default() {
                 let case_name = case["name"].as_str().unwrap_or("?").to_string();
-                let object = parse_yaml(&read(&dir.join(case["object"].as_str().expect("object path"))))
-                    .expect("object YAML");
+                let object = parse_yaml(&read(
+                    &dir.join(case["object"].as_str().expect("object path")),
+                ))
+                .expect("object YAML");
                 let mut inventory_objects = Vec::new();
                 for inv in strings(case.get("inventory")) {
-                    inventory_objects.extend(parse_yaml_documents(&read(&dir.join(inv))).expect("inventory YAML"));
+                    inventory_objects.extend(
+                        parse_yaml_documents(&read(&dir.join(inv))).expect("inventory YAML"),
+                    );
                 }
                 let inventory = rego::inventory_from(&inventory_objects);
-                let outcome = evaluate(&compiled, &object, &m, &params, &inventory).and_then(|msgs| {
-                    for a in case["assertions"].as_array().cloned().unwrap_or_default() {
-                        let re = a.get("message").and_then(Json::as_str).map(|m| regex::Regex::new(m).expect("regex"));
-                        let n = msgs.iter().filter(|m| re.as_ref().is_none_or(|r| r.is_match(m))).count();
-                        let ok = match a.get("violations") {
-                            Some(Json::String(s)) if s == "no" => n == 0,
-                            Some(Json::Bool(false)) => n == 0,
-                            Some(Json::Number(k)) => Some(n as u64) == k.as_u64(),
-                            _ => n > 0,
-                        };
-                        if !ok {
-                            return Err(format!("assertion {a} failed; got {msgs:?}"));
+                let outcome =
+                    evaluate(&compiled, &object, &m, &params, &inventory).and_then(|msgs| {
+                        for a in case["assertions"].as_array().cloned().unwrap_or_default() {
+                            let re = a
+                                .get("message")
+                                .and_then(Json::as_str)
+                                .map(|m| regex::Regex::new(m).expect("regex"));
+                            let n = msgs
+                                .iter()
+                                .filter(|m| re.as_ref().is_none_or(|r| r.is_match(m)))
+                                .count();
+                            let ok = match a.get("violations") {
+                                Some(Json::String(s)) if s == "no" => n == 0,
+                                Some(Json::Bool(false)) => n == 0,
+                                Some(Json::Number(k)) => Some(n as u64) == k.as_u64(),
+                                _ => n > 0,
+                            };
+                            if !ok {
+                                return Err(format!("assertion {a} failed; got {msgs:?}"));
+                            }
                         }
-                    }
-                    Ok(())
-                });
+                        Ok(())
+                    });
                 let expected_failure = GATEKEEPER_EXPECTED_FAILURES
                     .iter()
                     .any(|(s, t, c)| *s == suite_name && *t == test_name && *c == case_name);
                 match (outcome, expected_failure) {
                     (Ok(()), false) => passed += 1,
                     (Err(_), true) => failed += 1,
-                    (Ok(()), true) => unexpected.push(format!("{suite_name}/{test_name}/{case_name}: expected failure now passes")),
-                    (Err(e), false) => unexpected.push(format!("{suite_name}/{test_name}/{case_name}: {e}")),
+                    (Ok(()), true) => unexpected.push(format!(
+                        "{suite_name}/{test_name}/{case_name}: expected failure now passes"
+                    )),
+                    (Err(e), false) => {
+                        unexpected.push(format!("{suite_name}/{test_name}/{case_name}: {e}"))
+                    }
                 }
             }
         }
@@ -197,7 +237,11 @@ fn gatekeeper_library_suites_round_trip() {
         "gatekeeper-library: {} suites, {passed} cases pass, {failed} expected failures",
         suites.len()
     );
-    assert!(unexpected.is_empty(), "unexpected results:\n{}", unexpected.join("\n"));
+    assert!(
+        unexpected.is_empty(),
+        "unexpected results:\n{}",
+        unexpected.join("\n")
+    );
 }
 
 /// Resolves `details.values` expressions (`[parameters('x')]`, `[parameters('x').field]`)
@@ -208,13 +252,24 @@ fn resolve_values(details: &Json, definition_params: &Json, supplied: &Map<Strin
             .get(name)
             .and_then(|v| v.get("value"))
             .cloned()
-            .or_else(|| definition_params.get(name).and_then(|p| p.get("defaultValue")).cloned())
+            .or_else(|| {
+                definition_params
+                    .get(name)
+                    .and_then(|p| p.get("defaultValue"))
+                    .cloned()
+            })
             .unwrap_or(Json::Null)
     };
     let resolve = |expr: &Json| -> Json {
-        let Some(s) = expr.as_str() else { return expr.clone() };
-        let Some(inner) = s.strip_prefix("[parameters('") else { return expr.clone() };
-        let Some((name, rest)) = inner.split_once("')") else { return expr.clone() };
+        let Some(s) = expr.as_str() else {
+            return expr.clone();
+        };
+        let Some(inner) = s.strip_prefix("[parameters('") else {
+            return expr.clone();
+        };
+        let Some((name, rest)) = inner.split_once("')") else {
+            return expr.clone();
+        };
         let mut v = value_of(name);
         let path = rest.trim_end_matches(']');
         for field in path.split('.').filter(|f| !f.is_empty()) {
@@ -260,11 +315,20 @@ fn azure_samples_round_trip() {
         .unwrap_or_default();
     let (mut passed, mut unexpected) = (0, Vec::new());
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(&samples)
-        .map(|d| d.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect())
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_dir())
+                .collect()
+        })
         .unwrap_or_default();
     dirs.sort();
     for dir in &dirs {
-        let sample = dir.file_name().and_then(|n| n.to_str()).unwrap_or("?").to_string();
+        let sample = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("?")
+            .to_string();
         let (_, compiled) = match round_trip(&read(&dir.join("template.yaml"))) {
             Ok(x) => x,
             Err(e) => {
@@ -278,24 +342,41 @@ fn azure_samples_round_trip() {
                 .and_then(Json::as_str)
                 .is_some_and(|u| u.contains(&needle))
         }) else {
-            unexpected.push(format!("{sample}: no built-in definition points at this template"));
+            unexpected.push(format!(
+                "{sample}: no built-in definition points at this template"
+            ));
             continue;
         };
-        let details = definition.pointer("/properties/policyRule/then/details").cloned().unwrap_or_default();
-        let def_params = definition.pointer("/properties/parameters").cloned().unwrap_or_default();
+        let details = definition
+            .pointer("/properties/policyRule/then/details")
+            .cloned()
+            .unwrap_or_default();
+        let def_params = definition
+            .pointer("/properties/parameters")
+            .cloned()
+            .unwrap_or_default();
         for params_file in files_in(&dir.join("examples"), "policy_parameters.json") {
             let scenario = params_file.parent().expect("scenario dir");
-            let supplied: Map<String, Json> = serde_json::from_str(&read(&params_file)).unwrap_or_default();
+            let supplied: Map<String, Json> =
+                serde_json::from_str(&read(&params_file)).unwrap_or_default();
             let resolved = resolve_values(&details, &def_params, &supplied);
             for (folder, want_violation) in [("good", false), ("violations", true)] {
-                let Ok(entries) = std::fs::read_dir(scenario.join(folder)) else { continue };
+                let Ok(entries) = std::fs::read_dir(scenario.join(folder)) else {
+                    continue;
+                };
                 let mut files: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
                 files.sort();
                 for file in files {
                     let docs = parse_yaml_documents(&read(&file)).expect("example YAML");
                     let mut msgs = Vec::new();
                     for doc in &docs {
-                        match evaluate(&compiled, doc, &resolved["match"], &resolved["parameters"], &json!({})) {
+                        match evaluate(
+                            &compiled,
+                            doc,
+                            &resolved["match"],
+                            &resolved["parameters"],
+                            &json!({}),
+                        ) {
                             Ok(m) => msgs.extend(m),
                             Err(e) => unexpected.push(format!("{}: {e}", file.display())),
                         }
@@ -304,7 +385,11 @@ fn azure_samples_round_trip() {
                         unexpected.push(format!(
                             "{}: expected {}, got {msgs:?}",
                             file.strip_prefix(&samples).unwrap_or(&file).display(),
-                            if want_violation { "a violation" } else { "none" }
+                            if want_violation {
+                                "a violation"
+                            } else {
+                                "none"
+                            }
                         ));
                     } else {
                         passed += 1;
@@ -313,6 +398,13 @@ fn azure_samples_round_trip() {
             }
         }
     }
-    eprintln!("azure samples: {} templates, {passed} examples behave as their folder says", dirs.len());
-    assert!(unexpected.is_empty(), "unexpected results:\n{}", unexpected.join("\n"));
+    eprintln!(
+        "azure samples: {} templates, {passed} examples behave as their folder says",
+        dirs.len()
+    );
+    assert!(
+        unexpected.is_empty(),
+        "unexpected results:\n{}",
+        unexpected.join("\n")
+    );
 }

@@ -126,7 +126,10 @@ impl Emulator {
             .expect("token request")
             .json()
             .expect("token JSON");
-        resp["access_token"].as_str().expect("access_token").to_string()
+        resp["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_string()
     }
 
     fn http(&self) -> reqwest::blocking::Client {

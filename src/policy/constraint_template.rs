@@ -456,7 +456,13 @@ spec:
         ));
         let err = ConstraintTemplate::parse("a: [").unwrap_err();
         assert!(
-            matches!(err, TemplateError::Yaml { location: Some(_), .. }),
+            matches!(
+                err,
+                TemplateError::Yaml {
+                    location: Some(_),
+                    ..
+                }
+            ),
             "{err:?}"
         );
         let bad_type = LEGACY.replace("type: number", "type: date");
@@ -472,7 +478,9 @@ spec:
             kind: "K8sNoLatest".into(),
             rego: "package k8snolatest\n\nviolation[{\"msg\": \"x\"}] { false }\n".into(),
             libs: vec![],
-            parameters_schema: Some(json!({"type": "object", "properties": {"a": {"type": "string"}}})),
+            parameters_schema: Some(
+                json!({"type": "object", "properties": {"a": {"type": "string"}}}),
+            ),
         };
         let (yaml, template) = spec.render().unwrap();
         assert_eq!(template.name, "k8snolatest");

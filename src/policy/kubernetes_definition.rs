@@ -23,8 +23,12 @@ pub const CLUSTER_TYPES: [&str; 2] = [
     "Microsoft.ContainerService/managedClusters",
 ];
 /// Definition parameters the provider generates; template parameters may not reuse them.
-pub const STANDARD_PARAMETERS: [&str; 4] =
-    ["effect", "excludedNamespaces", "namespaces", "labelSelector"];
+pub const STANDARD_PARAMETERS: [&str; 4] = [
+    "effect",
+    "excludedNamespaces",
+    "namespaces",
+    "labelSelector",
+];
 
 /// `apiGroups` + `kinds` of one Gatekeeper match entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,7 +82,9 @@ fn string_list(items: &[String]) -> Json {
 
 impl KubernetesDefinitionSpec {
     /// Standard plus template parameters, as Azure declares them.
-    pub fn parameters(&self) -> Result<BTreeMap<String, ParameterDefinition>, DefinitionBuildError> {
+    pub fn parameters(
+        &self,
+    ) -> Result<BTreeMap<String, ParameterDefinition>, DefinitionBuildError> {
         let mut out = BTreeMap::new();
         out.insert(
             "effect".to_string(),
@@ -186,7 +192,10 @@ impl KubernetesDefinitionSpec {
             json!("[parameters('excludedNamespaces')]"),
         );
         details.insert("namespaces".into(), json!("[parameters('namespaces')]"));
-        details.insert("labelSelector".into(), json!("[parameters('labelSelector')]"));
+        details.insert(
+            "labelSelector".into(),
+            json!("[parameters('labelSelector')]"),
+        );
         if !self.template_parameters.is_empty() {
             let values: Map<String, Json> = self
                 .template_parameters
@@ -271,11 +280,7 @@ pub fn decode(properties: &PolicyDefinitionProperties) -> DecodedKubernetesDefin
     };
     out.api_groups = strings("apiGroups");
     out.kinds = strings("kinds");
-    if let Some(effect) = properties
-        .parameters
-        .as_ref()
-        .and_then(|p| p.get("effect"))
-    {
+    if let Some(effect) = properties.parameters.as_ref().and_then(|p| p.get("effect")) {
         out.effects = effect
             .allowed_values
             .iter()

@@ -104,7 +104,12 @@ impl DataSource for BuiltinInitiativeDataSource {
         }
     }
 
-    async fn read(&self, ctx: &CallContext, config: &Value, diags: &mut Diagnostics) -> Option<Value> {
+    async fn read(
+        &self,
+        ctx: &CallContext,
+        config: &Value,
+        diags: &mut Diagnostics,
+    ) -> Option<Value> {
         let configured = match ctx.provider::<Configured>() {
             Ok(c) => c,
             Err(d) => {
@@ -115,7 +120,10 @@ impl DataSource for BuiltinInitiativeDataSource {
         let client = &configured.client;
         let set = if let Some(name) = config.get("name").as_str() {
             match client
-                .get_optional::<PolicySetDefinition>(&format!("{BUILTINS_PATH}/{name}"), API_VERSION)
+                .get_optional::<PolicySetDefinition>(
+                    &format!("{BUILTINS_PATH}/{name}"),
+                    API_VERSION,
+                )
                 .await
             {
                 Ok(Some(s)) => s,
@@ -130,7 +138,10 @@ impl DataSource for BuiltinInitiativeDataSource {
                     return None;
                 }
                 Err(e) => {
-                    diags.push(arm_error_diagnostic("Looking up the built-in initiative failed", &e));
+                    diags.push(arm_error_diagnostic(
+                        "Looking up the built-in initiative failed",
+                        &e,
+                    ));
                     return None;
                 }
             }
@@ -146,7 +157,10 @@ impl DataSource for BuiltinInitiativeDataSource {
             {
                 Ok(all) => all,
                 Err(e) => {
-                    diags.push(arm_error_diagnostic("Listing built-in initiatives failed", &e));
+                    diags.push(arm_error_diagnostic(
+                        "Listing built-in initiatives failed",
+                        &e,
+                    ));
                     return None;
                 }
             };
@@ -192,15 +206,25 @@ fn pick_by_display_name(
             let near: Vec<&PolicySetDefinition> = rest
                 .iter()
                 .filter(|s| {
-                    let dn = s.properties.display_name.as_deref().unwrap_or("").to_lowercase();
-                    !lower.is_empty() && !dn.is_empty() && (dn.contains(&lower) || lower.contains(&dn))
+                    let dn = s
+                        .properties
+                        .display_name
+                        .as_deref()
+                        .unwrap_or("")
+                        .to_lowercase();
+                    !lower.is_empty()
+                        && !dn.is_empty()
+                        && (dn.contains(&lower) || lower.contains(&dn))
                 })
                 .take(10)
                 .collect();
             let hint = if near.is_empty() {
                 "Check the spelling, or look the initiative up by `name` (its GUID).".to_string()
             } else {
-                format!("Display names must match exactly (case included). Similar built-ins:\n{}", lines(&near))
+                format!(
+                    "Display names must match exactly (case included). Similar built-ins:\n{}",
+                    lines(&near)
+                )
             };
             Err(Diagnostic::error(
                 "No built-in initiative with this display name",
@@ -211,7 +235,10 @@ fn pick_by_display_name(
             let refs: Vec<&PolicySetDefinition> = exact.iter().collect();
             Err(Diagnostic::error(
                 "Several built-in initiatives have this display name",
-                format!("{n} built-in initiatives are named {wanted:?}. Set `name` instead:\n{}", lines(&refs)),
+                format!(
+                    "{n} built-in initiatives are named {wanted:?}. Set `name` instead:\n{}",
+                    lines(&refs)
+                ),
             ))
         }
     }
@@ -219,20 +246,31 @@ fn pick_by_display_name(
 
 fn to_state(s: &PolicySetDefinition) -> Value {
     let p = &s.properties;
-    let json_string = |v: Option<serde_json::Value>| Value::opt_string(v.as_ref().map(canonical_json));
+    let json_string =
+        |v: Option<serde_json::Value>| Value::opt_string(v.as_ref().map(canonical_json));
     Value::object([
         ("id", Value::opt_string(s.id.clone())),
         ("name", Value::opt_string(s.name.clone())),
         ("display_name", Value::opt_string(p.display_name.clone())),
         ("description", Value::opt_string(p.description.clone())),
         ("version", Value::opt_string(p.version.clone())),
-        ("versions", Value::string_list(p.versions.clone().unwrap_or_default())),
+        (
+            "versions",
+            Value::string_list(p.versions.clone().unwrap_or_default()),
+        ),
         ("policy_type", Value::opt_string(p.policy_type.clone())),
-        ("category", Value::opt_string(s.category().map(str::to_string))),
+        (
+            "category",
+            Value::opt_string(s.category().map(str::to_string)),
+        ),
         ("metadata", json_string(p.metadata.clone())),
         (
             "parameters",
-            json_string(p.parameters.as_ref().and_then(|x| serde_json::to_value(x).ok())),
+            json_string(
+                p.parameters
+                    .as_ref()
+                    .and_then(|x| serde_json::to_value(x).ok()),
+            ),
         ),
         (
             "policy_definitions",
@@ -240,9 +278,16 @@ fn to_state(s: &PolicySetDefinition) -> Value {
         ),
         (
             "policy_definition_ids",
-            Value::string_list(p.policy_definitions.iter().map(|d| d.policy_definition_id.clone())),
+            Value::string_list(
+                p.policy_definitions
+                    .iter()
+                    .map(|d| d.policy_definition_id.clone()),
+            ),
         ),
-        ("policy_definition_groups", json_string(p.policy_definition_groups.clone())),
+        (
+            "policy_definition_groups",
+            json_string(p.policy_definition_groups.clone()),
+        ),
     ])
 }
 
@@ -268,7 +313,13 @@ mod tests {
     #[test]
     fn display_name_lookup() {
         let all = vec![set("a", "Baseline"), set("b", "Baseline restricted")];
-        assert_eq!(pick_by_display_name(all.clone(), "Baseline").unwrap().name.as_deref(), Some("a"));
+        assert_eq!(
+            pick_by_display_name(all.clone(), "Baseline")
+                .unwrap()
+                .name
+                .as_deref(),
+            Some("a")
+        );
         let err = pick_by_display_name(all, "baseline").unwrap_err();
         assert!(err.detail.contains("case included"), "{}", err.detail);
         let state = to_state(&set("a", "Baseline"));

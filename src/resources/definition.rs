@@ -21,7 +21,8 @@ use super::provider::Configured;
 use super::validators::policy_object_name;
 
 pub const API_VERSION: &str = "2025-03-01";
-pub(crate) const DEFINITIONS_SEGMENT: &str = "/providers/Microsoft.Authorization/policyDefinitions/";
+pub(crate) const DEFINITIONS_SEGMENT: &str =
+    "/providers/Microsoft.Authorization/policyDefinitions/";
 /// Metadata keys Azure adds on its own; never the user's.
 pub(crate) const SYSTEM_METADATA_KEYS: [&str; 4] =
     ["createdBy", "createdOn", "updatedBy", "updatedOn"];
@@ -59,8 +60,7 @@ pub(crate) fn parse_scope(scope: &str) -> Option<String> {
 pub(crate) fn validate_version(value: &Value, path: &AttributePath, diags: &mut Diagnostics) {
     let Some(v) = value.as_str() else { return };
     let ok = v.split('.').count() == 3
-        && v
-            .split('.')
+        && v.split('.')
             .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
     if !ok {
         diags.error_at(
@@ -114,7 +114,11 @@ pub(crate) fn keep_json(prior: &Value, fresh: Option<&Json>) -> Value {
 
 /// The user's part of Azure's metadata: without system keys, and without keys the provider
 /// adds itself (`implied`) when the user did not write them.
-pub(crate) fn user_metadata(azure: Option<&Json>, prior: &Value, implied: &[(&str, Json)]) -> Value {
+pub(crate) fn user_metadata(
+    azure: Option<&Json>,
+    prior: &Value,
+    implied: &[(&str, Json)],
+) -> Value {
     let prior_json = prior
         .as_str()
         .and_then(|p| serde_json::from_str::<Json>(p).ok());
@@ -260,7 +264,9 @@ fn json_attr(config: &Value, name: &str) -> Option<Json> {
 fn parameters_of(config: &Value) -> Result<Option<BTreeMap<String, ParameterDefinition>>, String> {
     match json_attr(config, "parameters") {
         None => Ok(None),
-        Some(j) => serde_json::from_value(j).map(Some).map_err(|e| e.to_string()),
+        Some(j) => serde_json::from_value(j)
+            .map(Some)
+            .map_err(|e| e.to_string()),
     }
 }
 
@@ -286,7 +292,10 @@ fn properties_of(config: &Value) -> Result<PolicyDefinitionProperties, Diagnosti
 }
 
 /// Checks that every `[parameters('x')]` in the rule names a declared parameter.
-fn undeclared_parameters(rule: &Json, declared: &BTreeMap<String, ParameterDefinition>) -> Vec<String> {
+fn undeclared_parameters(
+    rule: &Json,
+    declared: &BTreeMap<String, ParameterDefinition>,
+) -> Vec<String> {
     let mut found = Vec::new();
     collect_parameter_refs(rule, &mut found);
     found.sort();
@@ -333,13 +342,19 @@ fn state_from(prior: &Value, d: &PolicyDefinition, scope: &str) -> Value {
     state.set("display_name", Value::opt_string(p.display_name.clone()));
     state.set("description", Value::opt_string(p.description.clone()));
     state.set("version", Value::opt_string(p.version.clone()));
-    state.set("policy_rule", keep_json(prior.get("policy_rule"), p.policy_rule.as_ref()));
+    state.set(
+        "policy_rule",
+        keep_json(prior.get("policy_rule"), p.policy_rule.as_ref()),
+    );
     let params = p
         .parameters
         .as_ref()
         .filter(|m| !m.is_empty() || prior.get("parameters").is_set())
         .and_then(|x| serde_json::to_value(x).ok());
-    state.set("parameters", keep_json(prior.get("parameters"), params.as_ref()));
+    state.set(
+        "parameters",
+        keep_json(prior.get("parameters"), params.as_ref()),
+    );
     let implied: Vec<(&str, Json)> = p
         .version
         .iter()
@@ -391,7 +406,10 @@ async fn put(ctx: &CallContext, req: &ApplyRequest<'_>) -> ApplyResult {
     {
         Ok(d) => ApplyResult::ok(state_from(req.planned, &d, &scope)),
         Err(e) => {
-            diags.push(arm_error_diagnostic("Writing the policy definition failed", &e));
+            diags.push(arm_error_diagnostic(
+                "Writing the policy definition failed",
+                &e,
+            ));
             ApplyResult::failed(diags)
         }
     }
@@ -455,7 +473,9 @@ impl Resource for DefinitionResource {
         if change.prior.is_null() || !change.config.get("parameters").is_wholly_known() {
             return;
         }
-        let Ok(new) = parameters_of(change.config) else { return };
+        let Ok(new) = parameters_of(change.config) else {
+            return;
+        };
         let reasons =
             breaking_parameter_changes(change.prior.get("parameters"), &new.unwrap_or_default());
         if !reasons.is_empty() {
@@ -469,7 +489,12 @@ impl Resource for DefinitionResource {
         put(ctx, &req).await
     }
 
-    async fn read(&self, ctx: &CallContext, state: &Value, diags: &mut Diagnostics) -> Option<Value> {
+    async fn read(
+        &self,
+        ctx: &CallContext,
+        state: &Value,
+        diags: &mut Diagnostics,
+    ) -> Option<Value> {
         let configured = match ctx.provider::<Configured>() {
             Ok(c) => c,
             Err(d) => {
@@ -477,12 +502,16 @@ impl Resource for DefinitionResource {
                 return None;
             }
         };
-        let (scope, name) = state.get("id").as_str().and_then(split_id).unwrap_or_else(|| {
-            (
-                state.get("scope").as_str().unwrap_or_default().to_string(),
-                state.get("name").as_str().unwrap_or_default().to_string(),
-            )
-        });
+        let (scope, name) = state
+            .get("id")
+            .as_str()
+            .and_then(split_id)
+            .unwrap_or_else(|| {
+                (
+                    state.get("scope").as_str().unwrap_or_default().to_string(),
+                    state.get("name").as_str().unwrap_or_default().to_string(),
+                )
+            });
         match configured
             .client
             .get_optional::<PolicyDefinition>(&definition_path(&scope, &name), API_VERSION)
@@ -505,7 +534,10 @@ impl Resource for DefinitionResource {
             }
             Ok(None) => None,
             Err(e) => {
-                diags.push(arm_error_diagnostic("Reading the policy definition failed", &e));
+                diags.push(arm_error_diagnostic(
+                    "Reading the policy definition failed",
+                    &e,
+                ));
                 Some(state.clone())
             }
         }
@@ -528,7 +560,10 @@ impl Resource for DefinitionResource {
             prior.get("name").as_str().unwrap_or_default(),
         );
         if let Err(e) = configured.client.delete(&path, API_VERSION).await {
-            diags.push(arm_error_diagnostic("Deleting the policy definition failed", &e));
+            diags.push(arm_error_diagnostic(
+                "Deleting the policy definition failed",
+                &e,
+            ));
         }
     }
 
@@ -572,11 +607,12 @@ mod tests {
     fn undeclared_parameters_are_found() {
         let rule = json!({"if": {"field": "type", "equals": "[parameters('kind')]"},
                           "then": {"effect": "[parameters('effect')]"}});
-        let declared: BTreeMap<String, ParameterDefinition> = serde_json::from_value(
-            json!({"effect": {"type": "String"}}),
-        )
-        .unwrap();
-        assert_eq!(undeclared_parameters(&rule, &declared), vec!["kind".to_string()]);
+        let declared: BTreeMap<String, ParameterDefinition> =
+            serde_json::from_value(json!({"effect": {"type": "String"}})).unwrap();
+        assert_eq!(
+            undeclared_parameters(&rule, &declared),
+            vec!["kind".to_string()]
+        );
     }
 
     #[test]
@@ -590,7 +626,10 @@ mod tests {
 
     #[test]
     fn scopes_and_ids() {
-        assert_eq!(parse_scope("/subscriptions/s/"), Some("/subscriptions/s".into()));
+        assert_eq!(
+            parse_scope("/subscriptions/s/"),
+            Some("/subscriptions/s".into())
+        );
         assert!(parse_scope("/resourceGroups/x").is_none());
         assert_eq!(
             split_id("/providers/Microsoft.Management/managementGroups/mg/providers/Microsoft.Authorization/policyDefinitions/d"),

@@ -45,9 +45,10 @@ fn schema() -> Schema {
                 .description("The member's reference ID, unique in the initiative; Azure generates one when left out."),
         )
         .attribute(
-            Attribute::new("parameters", Type::Dynamic)
+            Attribute::string("parameters")
                 .optional()
-                .description("Values for the member's parameters, as plain values or expressions such as `\"[parameters('effect')]\"`."),
+                .description("Values for the member's parameters as a JSON object of plain values or expressions, e.g. `jsonencode({ effect = \"[parameters('effect')]\" })`; compared by meaning.")
+                .validate_with(validate_json_object),
         )
         .attribute(
             Attribute::string("definition_version")
@@ -61,10 +62,26 @@ fn schema() -> Schema {
         );
     let group = Block::new()
         .description("A group of members (e.g. a compliance control).")
-        .attribute(Attribute::string("name").required().description("The group's name."))
-        .attribute(Attribute::string("display_name").optional().description("The display name."))
-        .attribute(Attribute::string("category").optional().description("The category."))
-        .attribute(Attribute::string("description").optional().description("The description."));
+        .attribute(
+            Attribute::string("name")
+                .required()
+                .description("The group's name."),
+        )
+        .attribute(
+            Attribute::string("display_name")
+                .optional()
+                .description("The display name."),
+        )
+        .attribute(
+            Attribute::string("category")
+                .optional()
+                .description("The category."),
+        )
+        .attribute(
+            Attribute::string("description")
+                .optional()
+                .description("The description."),
+        );
     Schema::new(
         Block::new()
             .description("A custom Azure Policy initiative (policy set definition).")
@@ -114,65 +131,10 @@ fn schema() -> Schema {
     )
 }
 
-/// Terraform value → JSON.
-fn to_json(v: &Value) -> Json {
-    match v {
-        Value::Null | Value::Unknown => Json::Null,
-        Value::Bool(b) => json!(b),
-        Value::Number(n) => match n.as_i64() {
-            Some(i) => json!(i),
-            None => json!(n.as_f64()),
-        },
-        Value::String(s) => json!(s),
-        Value::List(items) | Value::Set(items) | Value::Tuple(items) => {
-            Json::Array(items.iter().map(to_json).collect())
-        }
-        Value::Map(m) | Value::Object(m) => {
-            Json::Object(m.iter().map(|(k, v)| (k.clone(), to_json(v))).collect())
-        }
-        Value::Dynamic(_, inner) => to_json(inner),
-    }
-}
-
-/// JSON → a dynamic Terraform value with the type `jsondecode` would give it.
-fn from_json(j: &Json) -> Value {
-    fn typed(j: &Json) -> (Type, Value) {
-        match j {
-            Json::Null => (Type::Dynamic, Value::Null),
-            Json::Bool(b) => (Type::Bool, Value::Bool(*b)),
-            Json::Number(n) => (
-                Type::Number,
-                match n.as_i64() {
-                    Some(i) => Value::from(i),
-                    None => Value::from(n.as_f64().unwrap_or_default()),
-                },
-            ),
-            Json::String(s) => (Type::String, Value::string(s.clone())),
-            Json::Array(a) => {
-                let (types, values): (Vec<Type>, Vec<Value>) = a.iter().map(typed).unzip();
-                (Type::Tuple(types), Value::Tuple(values))
-            }
-            Json::Object(m) => {
-                let mut types = BTreeMap::new();
-                let mut values = BTreeMap::new();
-                for (k, v) in m {
-                    let (t, v) = typed(v);
-                    types.insert(k.clone(), t);
-                    values.insert(k.clone(), v);
-                }
-                (Type::Object(types), Value::Object(values))
-            }
-        }
-    }
-    if j.is_null() {
-        return Value::Null;
-    }
-    let (t, v) = typed(j);
-    Value::Dynamic(t, Box::new(v))
-}
-
 fn json_attr(v: &Value, name: &str) -> Option<Json> {
-    v.get(name).as_str().and_then(|s| serde_json::from_str(s).ok())
+    v.get(name)
+        .as_str()
+        .and_then(|s| serde_json::from_str(s).ok())
 }
 
 fn declared_parameters(config: &Value) -> Result<BTreeMap<String, ParameterDefinition>, String> {
@@ -182,8 +144,12 @@ fn declared_parameters(config: &Value) -> Result<BTreeMap<String, ParameterDefin
     }
 }
 
+fn member_values(member: &Value) -> Json {
+    json_attr(member, "parameters").unwrap_or(Json::Null)
+}
+
 fn member_parameters(member: &Value) -> Option<Map<String, Json>> {
-    match to_json(member.get("parameters")) {
+    match member_values(member) {
         Json::Object(m) => Some(
             m.into_iter()
                 .map(|(k, v)| (k, json!({"value": v})))
@@ -195,15 +161,22 @@ fn member_parameters(member: &Value) -> Option<Map<String, Json>> {
 
 fn properties_of(config: &Value) -> Result<PolicySetDefinitionProperties, Diagnostic> {
     let parameters = declared_parameters(config).map_err(|e| {
-        Diagnostic::error("Invalid parameters", format!("Each parameter needs at least a `type`: {e}"))
-            .at(AttributePath::attr("parameters"))
+        Diagnostic::error(
+            "Invalid parameters",
+            format!("Each parameter needs at least a `type`: {e}"),
+        )
+        .at(AttributePath::attr("parameters"))
     })?;
     let members = config
         .get("policy_definition")
         .elements()
         .iter()
         .map(|m| PolicyDefinitionReference {
-            policy_definition_id: m.get("policy_definition_id").as_str().unwrap_or_default().to_string(),
+            policy_definition_id: m
+                .get("policy_definition_id")
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
             policy_definition_reference_id: m.get("reference_id").as_str().map(str::to_string),
             parameters: member_parameters(m),
             group_names: m
@@ -220,8 +193,15 @@ fn properties_of(config: &Value) -> Result<PolicySetDefinitionProperties, Diagno
         .iter()
         .map(|g| {
             let mut o = Map::new();
-            o.insert("name".into(), to_json(g.get("name")));
-            for (attr, key) in [("display_name", "displayName"), ("category", "category"), ("description", "description")] {
+            o.insert(
+                "name".into(),
+                json!(g.get("name").as_str().unwrap_or_default()),
+            );
+            for (attr, key) in [
+                ("display_name", "displayName"),
+                ("category", "category"),
+                ("description", "description"),
+            ] {
                 if let Some(s) = g.get(attr).as_str() {
                     o.insert(key.into(), json!(s));
                 }
@@ -234,7 +214,8 @@ fn properties_of(config: &Value) -> Result<PolicySetDefinitionProperties, Diagno
         display_name: config.get("display_name").as_str().map(str::to_string),
         description: config.get("description").as_str().map(str::to_string),
         metadata: json_attr(config, "metadata"),
-        parameters: (!parameters.is_empty() || config.get("parameters").is_set()).then_some(parameters),
+        parameters: (!parameters.is_empty() || config.get("parameters").is_set())
+            .then_some(parameters),
         policy_definitions: members,
         policy_definition_groups: (!groups.is_empty()).then_some(Json::Array(groups)),
         version: config.get("version").as_str().map(str::to_string),
@@ -258,7 +239,10 @@ pub(crate) fn version_matches(pin: &str, version: &str) -> bool {
     let pin_parts: Vec<&str> = pin.split('.').collect();
     let parts: Vec<&str> = version.split('.').collect();
     pin_parts.len() == parts.len()
-        && pin_parts.iter().zip(&parts).all(|(p, v)| *p == "*" || p == v)
+        && pin_parts
+            .iter()
+            .zip(&parts)
+            .all(|(p, v)| *p == "*" || p == v)
 }
 
 async fn member_definition(
@@ -268,17 +252,25 @@ async fn member_definition(
 ) -> Result<Option<PolicyDefinition>, String> {
     let key = format!("{}@{}", id.to_ascii_lowercase(), pin.unwrap_or(""));
     if is_builtin(id) {
-        if let Some(d) = builtin_cache().lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        if let Some(d) = builtin_cache()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
             return Ok(Some(d.clone()));
         }
     }
-    let configured = ctx.provider::<Configured>().map_err(|_| "provider not configured".to_string())?;
+    let configured = ctx
+        .provider::<Configured>()
+        .map_err(|_| "provider not configured".to_string())?;
     let current = configured
         .client
         .get_optional::<PolicyDefinition>(id, API_VERSION)
         .await
         .map_err(|e| e.to_string())?;
-    let Some(current) = current else { return Ok(None) };
+    let Some(current) = current else {
+        return Ok(None);
+    };
     let resolved = match (pin, current.properties.version.as_deref()) {
         (Some(pin), Some(v)) if !version_matches(pin, v) => {
             // The pin names an older version; Azure serves each under .../versions/{x.y.z}.
@@ -331,13 +323,19 @@ fn state_from(prior: &Value, s: &PolicySetDefinition, scope: &str) -> Value {
         .iter()
         .map(|v| ("version", Json::String(v.clone())))
         .collect();
-    state.set("metadata", user_metadata(p.metadata.as_ref(), prior.get("metadata"), &implied));
+    state.set(
+        "metadata",
+        user_metadata(p.metadata.as_ref(), prior.get("metadata"), &implied),
+    );
     let params = p
         .parameters
         .as_ref()
         .filter(|m| !m.is_empty() || prior.get("parameters").is_set())
         .and_then(|x| serde_json::to_value(x).ok());
-    state.set("parameters", keep_json(prior.get("parameters"), params.as_ref()));
+    state.set(
+        "parameters",
+        keep_json(prior.get("parameters"), params.as_ref()),
+    );
     let prior_members = prior.get("policy_definition").elements().to_vec();
     let members: Vec<Value> = p
         .policy_definitions
@@ -345,7 +343,12 @@ fn state_from(prior: &Value, s: &PolicySetDefinition, scope: &str) -> Value {
         .enumerate()
         .map(|(i, m)| {
             let prior_m = prior_members.get(i);
-            let same_id = |a: &str| prior_m.and_then(|pm| pm.get("policy_definition_id").as_str()).filter(|p| p.eq_ignore_ascii_case(a)).map(str::to_string);
+            let same_id = |a: &str| {
+                prior_m
+                    .and_then(|pm| pm.get("policy_definition_id").as_str())
+                    .filter(|p| p.eq_ignore_ascii_case(a))
+                    .map(str::to_string)
+            };
             let values: Option<Json> = m.parameters.as_ref().map(|ps| {
                 Json::Object(
                     ps.iter()
@@ -353,12 +356,17 @@ fn state_from(prior: &Value, s: &PolicySetDefinition, scope: &str) -> Value {
                         .collect(),
                 )
             });
-            let parameters = match (prior_m.map(|pm| pm.get("parameters")), &values) {
-                (Some(pv), Some(v)) if to_json(pv) == *v => pv.clone(),
-                (Some(pv), None) if pv.is_null() => Value::Null,
-                (_, Some(v)) if v.as_object().is_some_and(|o| o.is_empty()) && prior_m.is_some_and(|pm| pm.get("parameters").is_null()) => Value::Null,
-                (_, Some(v)) => from_json(v),
-                (_, None) => Value::Null,
+            let prior_params = prior_m
+                .map(|pm| pm.get("parameters").clone())
+                .unwrap_or(Value::Null);
+            let parameters = match &values {
+                Some(v)
+                    if v.as_object().is_some_and(|o| o.is_empty()) && prior_params.is_null() =>
+                {
+                    Value::Null
+                }
+                Some(v) => keep_json(&prior_params, Some(v)),
+                None => Value::Null,
             };
             let groups = match (&m.group_names, prior_m.map(|pm| pm.get("group_names"))) {
                 (None, Some(pg)) if pg.is_null() => Value::Null,
@@ -369,11 +377,20 @@ fn state_from(prior: &Value, s: &PolicySetDefinition, scope: &str) -> Value {
             Value::object([
                 (
                     "policy_definition_id",
-                    Value::string(same_id(&m.policy_definition_id).unwrap_or_else(|| m.policy_definition_id.clone())),
+                    Value::string(
+                        same_id(&m.policy_definition_id)
+                            .unwrap_or_else(|| m.policy_definition_id.clone()),
+                    ),
                 ),
-                ("reference_id", Value::opt_string(m.policy_definition_reference_id.clone())),
+                (
+                    "reference_id",
+                    Value::opt_string(m.policy_definition_reference_id.clone()),
+                ),
                 ("parameters", parameters),
-                ("definition_version", Value::opt_string(m.definition_version.clone())),
+                (
+                    "definition_version",
+                    Value::opt_string(m.definition_version.clone()),
+                ),
                 ("group_names", groups),
             ])
         })
@@ -386,7 +403,9 @@ fn state_from(prior: &Value, s: &PolicySetDefinition, scope: &str) -> Value {
         .map(|a| {
             a.iter()
                 .map(|g| {
-                    let s = |k: &str| Value::opt_string(g.get(k).and_then(Json::as_str).map(str::to_string));
+                    let s = |k: &str| {
+                        Value::opt_string(g.get(k).and_then(Json::as_str).map(str::to_string))
+                    };
                     Value::object([
                         ("name", s("name")),
                         ("display_name", s("displayName")),
@@ -421,7 +440,11 @@ async fn put(ctx: &CallContext, req: &ApplyRequest<'_>) -> ApplyResult {
         .map(str::to_string)
         .or_else(|| planned_scope(ctx, req.config))
     else {
-        diags.error_at(AttributePath::attr("scope"), "No scope", "Set `scope`, or configure the provider's `subscription_id`.");
+        diags.error_at(
+            AttributePath::attr("scope"),
+            "No scope",
+            "Set `scope`, or configure the provider's `subscription_id`.",
+        );
         return ApplyResult::failed(diags);
     };
     let name = req.planned.get("name").as_str().unwrap_or_default();
@@ -453,13 +476,19 @@ impl Resource for InitiativeResource {
     }
 
     fn validate_config(&self, config: &Value, diags: &mut Diagnostics) {
-        if !config.get("parameters").is_wholly_known() || !config.get("policy_definition").is_wholly_known() {
+        if !config.get("parameters").is_wholly_known()
+            || !config.get("policy_definition").is_wholly_known()
+        {
             return;
         }
         let declared = match declared_parameters(config) {
             Ok(d) => d,
             Err(e) => {
-                diags.error_at(AttributePath::attr("parameters"), "Invalid parameters", format!("Each parameter needs at least a `type`: {e}"));
+                diags.error_at(
+                    AttributePath::attr("parameters"),
+                    "Invalid parameters",
+                    format!("Each parameter needs at least a `type`: {e}"),
+                );
                 return;
             }
         };
@@ -470,10 +499,15 @@ impl Resource for InitiativeResource {
             .filter_map(|g| g.get("name").as_str().map(str::to_string))
             .collect();
         let mut seen_refs = Vec::new();
-        for (i, m) in config.get("policy_definition").elements().iter().enumerate() {
+        for (i, m) in config
+            .get("policy_definition")
+            .elements()
+            .iter()
+            .enumerate()
+        {
             let path = AttributePath::attr("policy_definition").index(i);
             let mut refs = Vec::new();
-            collect_parameter_refs(&to_json(m.get("parameters")), &mut refs);
+            collect_parameter_refs(&member_values(m), &mut refs);
             for r in refs {
                 if !declared.keys().any(|d| d.eq_ignore_ascii_case(&r)) {
                     diags.error_at(
@@ -494,7 +528,11 @@ impl Resource for InitiativeResource {
             }
             if let Some(r) = m.get("reference_id").as_str() {
                 if seen_refs.contains(&r.to_string()) {
-                    diags.error_at(path.attribute("reference_id"), "Duplicate reference ID", format!("{r:?} is used by more than one member."));
+                    diags.error_at(
+                        path.attribute("reference_id"),
+                        "Duplicate reference ID",
+                        format!("{r:?} is used by more than one member."),
+                    );
                 }
                 seen_refs.push(r.to_string());
             }
@@ -511,9 +549,19 @@ impl Resource for InitiativeResource {
             return;
         }
         // Member parameters must exist in the member definition.
-        for (i, m) in change.config.get("policy_definition").elements().iter().enumerate() {
-            let Some(id) = m.get("policy_definition_id").as_str() else { continue };
-            let Json::Object(values) = to_json(m.get("parameters")) else { continue };
+        for (i, m) in change
+            .config
+            .get("policy_definition")
+            .elements()
+            .iter()
+            .enumerate()
+        {
+            let Some(id) = m.get("policy_definition_id").as_str() else {
+                continue;
+            };
+            let Json::Object(values) = member_values(m) else {
+                continue;
+            };
             if values.is_empty() {
                 continue;
             }
@@ -540,7 +588,8 @@ impl Resource for InitiativeResource {
                 // Created in the same apply, or not visible yet: Azure checks at apply.
                 Ok(None) => {}
                 Err(e) => change.diags.push(
-                    Diagnostic::error("Member definition lookup failed", e).at(path.attribute("definition_version")),
+                    Diagnostic::error("Member definition lookup failed", e)
+                        .at(path.attribute("definition_version")),
                 ),
             }
         }
@@ -561,7 +610,12 @@ impl Resource for InitiativeResource {
         put(ctx, &req).await
     }
 
-    async fn read(&self, ctx: &CallContext, state: &Value, diags: &mut Diagnostics) -> Option<Value> {
+    async fn read(
+        &self,
+        ctx: &CallContext,
+        state: &Value,
+        diags: &mut Diagnostics,
+    ) -> Option<Value> {
         let configured = match ctx.provider::<Configured>() {
             Ok(c) => c,
             Err(d) => {
@@ -661,21 +715,26 @@ mod tests {
     }
 
     #[test]
-    fn json_round_trips_through_dynamic_values() {
-        let j = json!({"effect": "[parameters('effect')]", "list": ["a", 1, true]});
-        assert_eq!(to_json(&from_json(&j)), j);
-    }
-
-    #[test]
     fn undeclared_member_parameter_is_an_error() {
         let config = Value::object([
-            ("parameters", Value::string(r#"{"effect":{"type":"String"}}"#)),
+            (
+                "parameters",
+                Value::string(r#"{"effect":{"type":"String"}}"#),
+            ),
             (
                 "policy_definition",
                 Value::List(vec![Value::object([
-                    ("policy_definition_id", Value::string("/providers/Microsoft.Authorization/policyDefinitions/x")),
+                    (
+                        "policy_definition_id",
+                        Value::string("/providers/Microsoft.Authorization/policyDefinitions/x"),
+                    ),
                     ("reference_id", Value::Null),
-                    ("parameters", from_json(&json!({"effect": "[parameters('effect')]", "ns": "[parameters('ns')]"}))),
+                    (
+                        "parameters",
+                        Value::string(
+                            r#"{"effect":"[parameters('effect')]","ns":"[parameters('ns')]"}"#,
+                        ),
+                    ),
                     ("definition_version", Value::Null),
                     ("group_names", Value::Null),
                 ])]),

@@ -17,9 +17,9 @@ use crate::framework::{
 use super::builtin_definition::BuiltinDefinitionDataSource;
 use super::builtin_initiative::BuiltinInitiativeDataSource;
 use super::definition::DefinitionResource;
+use super::errors::arm_error_diagnostic;
 use super::initiative::InitiativeResource;
 use super::kubernetes_definition::KubernetesDefinitionResource;
-use super::errors::arm_error_diagnostic;
 
 /// The provider's type name; every resource and data source name starts with `akspolicy_`.
 pub const TYPE_NAME: &str = "akspolicy";

@@ -65,7 +65,7 @@ resource "akspolicy_kubernetes_definition" "no_latest" {
           - name: tools
             image: registry.example/tools:latest
     YAML
-    parameters = { exemptImages = ["registry.example/tools:latest"] }
+    parameters = jsonencode({ exemptImages = ["registry.example/tools:latest"] })
     violations = "no"
   }
 }
