@@ -40,6 +40,11 @@ const EMBEDDED_DEFINITIONS: &[(&str, &str)] = &[
         "allowed-resource-types.json",
         include_str!("catalogue/allowed-resource-types.json"),
     ),
+    // Remediations and compliance summaries treat this one specially (see `compliance`).
+    (
+        "aks-policy-addon-dine.json",
+        include_str!("catalogue/aks-policy-addon-dine.json"),
+    ),
 ];
 const EMBEDDED_SET_DEFINITIONS: &[(&str, &str)] = &[(
     "set-pod-security-baseline.json",

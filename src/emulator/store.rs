@@ -48,6 +48,22 @@ pub struct StoredResource {
     pub created_at: String,
     /// RFC 3339 UTC.
     pub updated_at: String,
+    /// Emulator bookkeeping never shown to clients (pending operations, timers).
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub internal: Value,
+}
+
+/// What [`Store::modify`] should do with a resource.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// Leave it as it is.
+    Keep,
+    /// Create or replace it (new etag; `created_at` kept).
+    Put { body: Value, internal: Value },
+    /// Replace it without a new etag (server-side bookkeeping such as an operation finishing).
+    Settle { body: Value, internal: Value },
+    /// Remove it.
+    Delete,
 }
 
 /// Handle on the state database; cheap to share behind an `Arc`.
@@ -89,32 +105,121 @@ impl Store {
 
     /// Creates or replaces a resource; keeps `created_at` of an existing one.
     pub fn put(&self, id: &str, body: Value) -> Result<StoredResource, StoreError> {
+        let (_, after) = self.modify::<StoreError, _>(id, |_| {
+            Ok(Change::Put {
+                body,
+                internal: Value::Null,
+            })
+        })?;
+        // A Put change always leaves a resource behind.
+        after.ok_or_else(|| StoreError::Corrupt {
+            key: resource_key(id),
+            source: serde::de::Error::custom("put left no resource"),
+        })
+    }
+
+    /// Reads, decides and writes one resource in a single write transaction, so concurrent
+    /// writers never lose each other's updates (redb serialises write transactions).
+    /// Returns the resource before and after.
+    pub fn modify<E, F>(
+        &self,
+        id: &str,
+        decide: F,
+    ) -> Result<(Option<StoredResource>, Option<StoredResource>), E>
+    where
+        E: From<StoreError>,
+        F: FnOnce(Option<&StoredResource>) -> Result<Change, E>,
+    {
         let key = resource_key(id);
         let tx = self.db.begin_write().map_err(db_err)?;
-        let stored = {
+        let result = {
             let mut table = tx.open_table(RESOURCES).map_err(db_err)?;
             let previous = match table.get(key.as_str()).map_err(db_err)? {
                 Some(guard) => Some(decode(&key, guard.value())?),
                 None => None,
             };
-            let now = now_rfc3339();
-            let stored = StoredResource {
-                id: id.trim_end_matches('/').to_string(),
-                body,
-                etag: format!("\"{}\"", uuid::Uuid::new_v4().simple()),
-                created_at: previous
-                    .map(|p| p.created_at)
-                    .unwrap_or_else(|| now.clone()),
-                updated_at: now,
-            };
-            let bytes = encode(&key, &stored)?;
-            table
-                .insert(key.as_str(), bytes.as_slice())
-                .map_err(db_err)?;
-            stored
+            match decide(previous.as_ref())? {
+                Change::Keep => {
+                    let same = previous.clone();
+                    (previous, same)
+                }
+                Change::Delete => {
+                    table.remove(key.as_str()).map_err(db_err)?;
+                    (previous, None)
+                }
+                change @ (Change::Put { .. } | Change::Settle { .. }) => {
+                    let (body, internal, keep_etag) = match change {
+                        Change::Put { body, internal } => (body, internal, false),
+                        Change::Settle { body, internal } => (body, internal, true),
+                        // Excluded by the outer pattern.
+                        Change::Keep | Change::Delete => (Value::Null, Value::Null, false),
+                    };
+                    let now = now_rfc3339();
+                    let stored = StoredResource {
+                        id: previous
+                            .as_ref()
+                            .map(|p| p.id.clone())
+                            .unwrap_or_else(|| id.trim_end_matches('/').to_string()),
+                        body,
+                        etag: match (&previous, keep_etag) {
+                            (Some(p), true) => p.etag.clone(),
+                            _ => format!("\"{}\"", uuid::Uuid::new_v4()),
+                        },
+                        created_at: previous
+                            .as_ref()
+                            .map(|p| p.created_at.clone())
+                            .unwrap_or_else(|| now.clone()),
+                        updated_at: now,
+                        internal,
+                    };
+                    let bytes = encode(&key, &stored)?;
+                    table
+                        .insert(key.as_str(), bytes.as_slice())
+                        .map_err(db_err)?;
+                    (previous, Some(stored))
+                }
+            }
         };
         tx.commit().map_err(db_err)?;
-        Ok(stored)
+        Ok(result)
+    }
+
+    /// Removes `id` and every resource below it (`id/...`), in one transaction; returns how
+    /// many were removed.
+    pub fn delete_tree(&self, id: &str) -> Result<usize, StoreError> {
+        let key = resource_key(id);
+        let below = format!("{key}/");
+        let tx = self.db.begin_write().map_err(db_err)?;
+        let removed = {
+            let mut table = tx.open_table(RESOURCES).map_err(db_err)?;
+            let mut keys = Vec::new();
+            if table.get(key.as_str()).map_err(db_err)?.is_some() {
+                keys.push(key.clone());
+            }
+            for entry in table.range(below.as_str()..).map_err(db_err)? {
+                let (k, _) = entry.map_err(db_err)?;
+                if !k.value().starts_with(below.as_str()) {
+                    break;
+                }
+                keys.push(k.value().to_string());
+            }
+            for k in &keys {
+                table.remove(k.as_str()).map_err(db_err)?;
+            }
+            keys.len()
+        };
+        tx.commit().map_err(db_err)?;
+        Ok(removed)
+    }
+
+    /// Removes every resource (settings stay).
+    pub fn clear_resources(&self) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut table = tx.open_table(RESOURCES).map_err(db_err)?;
+            table.retain(|_, _| false).map_err(db_err)?;
+        }
+        tx.commit().map_err(db_err)
     }
 
     /// Removes a resource, returning what was there.

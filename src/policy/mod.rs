@@ -4,6 +4,7 @@
 pub mod builtins;
 pub mod definition;
 pub mod kubernetes;
+pub mod validation;
 
 pub use builtins::{BuiltinCatalogue, BuiltinsError};
 pub use definition::{

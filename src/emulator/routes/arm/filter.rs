@@ -50,6 +50,63 @@ impl DefinitionFilter {
     }
 }
 
+/// Which assignments or exemptions a list returns, by scope relation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum ScopeRelation {
+    /// At the scope, above it and below it (the unfiltered list).
+    #[default]
+    All,
+    /// At the scope or above it (`atScope()`).
+    AtScope,
+    /// Exactly at the scope (`atExactScope()`).
+    AtExactScope,
+}
+
+/// `$filter` of assignment and exemption lists: `atScope()`, `atExactScope()`,
+/// `excludeExpired()`, `policyDefinitionId eq '...'`, `policyAssignmentId eq '...'`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct ScopeFilter {
+    pub relation: ScopeRelation,
+    pub exclude_expired: bool,
+    pub policy_definition_id: Option<String>,
+    pub policy_assignment_id: Option<String>,
+}
+
+impl ScopeFilter {
+    pub(crate) fn parse(raw: Option<&str>) -> Result<Self, ArmError> {
+        let mut filter = Self::default();
+        let Some(raw) = raw.map(str::trim).filter(|s| !s.is_empty()) else {
+            return Ok(filter);
+        };
+        let bad = || {
+            ArmError::bad_request(
+                "InvalidFilterInQueryString",
+                format!("The filter '{raw}' is not supported. Supported filters: atScope(), atExactScope(), excludeExpired(), policyDefinitionId eq '{{value}}', policyAssignmentId eq '{{value}}'."),
+            )
+        };
+        for clause in split_and(raw) {
+            let clause = clause.trim();
+            if clause.eq_ignore_ascii_case("atScope()") {
+                filter.relation = ScopeRelation::AtScope;
+            } else if clause.eq_ignore_ascii_case("atExactScope()") {
+                filter.relation = ScopeRelation::AtExactScope;
+            } else if clause.eq_ignore_ascii_case("excludeExpired()") {
+                filter.exclude_expired = true;
+            } else {
+                let (field, value) = parse_eq(clause).ok_or_else(bad)?;
+                if field.eq_ignore_ascii_case("policyDefinitionId") {
+                    filter.policy_definition_id = Some(value);
+                } else if field.eq_ignore_ascii_case("policyAssignmentId") {
+                    filter.policy_assignment_id = Some(value);
+                } else {
+                    return Err(bad());
+                }
+            }
+        }
+        Ok(filter)
+    }
+}
+
 fn invalid(raw: &str) -> ArmError {
     ArmError::bad_request(
         "InvalidFilterInQueryString",
@@ -102,6 +159,22 @@ fn parse_eq(clause: &str) -> Option<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_scope_filters() {
+        let f = ScopeFilter::parse(Some("atScope() and excludeExpired()")).expect("parses");
+        assert_eq!(f.relation, ScopeRelation::AtScope);
+        assert!(f.exclude_expired);
+        let f = ScopeFilter::parse(Some(
+            "policyDefinitionId eq '/providers/Microsoft.Authorization/policyDefinitions/x'",
+        ))
+        .expect("parses");
+        assert_eq!(
+            f.policy_definition_id.as_deref(),
+            Some("/providers/Microsoft.Authorization/policyDefinitions/x")
+        );
+        assert!(ScopeFilter::parse(Some("name eq 'x'")).is_err());
+    }
 
     #[test]
     fn parses_supported_forms() {

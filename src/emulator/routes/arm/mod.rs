@@ -5,14 +5,25 @@
 
 mod error;
 mod filter;
+mod managed_clusters;
+mod management_groups;
 mod paging;
 mod path;
+mod policy_assignments;
 mod policy_definitions;
+mod policy_exemptions;
+mod policy_states;
+mod remediations;
+mod resource_groups;
+mod scope;
 mod subscriptions;
 mod tenants;
 
 pub(crate) use error::ArmError;
+pub(crate) use managed_clusters::{clusters_under, policy_addon_enabled};
 pub(crate) use path::ArmPath;
+pub(crate) use policy_definitions::resolve_visible;
+pub(crate) use scope::{stored_of_type, Scope};
 
 use http::{HeaderValue, Method, StatusCode};
 
@@ -30,6 +41,12 @@ pub(crate) const POLICY_API_VERSIONS: &[&str] = &[
     "2025-01-01",
     "2025-03-01",
 ];
+/// api-versions of policy exemptions (no stable version exists).
+pub(crate) const EXEMPTION_API_VERSIONS: &[&str] = &[
+    "2020-07-01-preview",
+    "2022-07-01-preview",
+    "2024-12-01-preview",
+];
 /// api-versions of subscription reads.
 pub(crate) const SUBSCRIPTION_API_VERSIONS: &[&str] =
     &["2016-06-01", "2020-01-01", "2021-01-01", "2022-12-01"];
@@ -40,7 +57,6 @@ pub(crate) struct ArmRequest<'a> {
     pub path: ArmPath,
     pub api_version: String,
     /// The caller's token claims (for `AuthorizationFailed` texts and `systemData`).
-    #[allow(dead_code)] // Read by the write paths later issues add.
     pub principal: Claims,
 }
 
@@ -67,6 +83,21 @@ pub(crate) const RESOURCE_TYPES: &[ResourceTypeSpec] = &[
         handler: tenants::handle,
     },
     ResourceTypeSpec {
+        key: "microsoft.resources/subscriptions/resourcegroups",
+        api_versions: resource_groups::API_VERSIONS,
+        handler: resource_groups::handle,
+    },
+    ResourceTypeSpec {
+        key: "microsoft.management/managementgroups",
+        api_versions: management_groups::API_VERSIONS,
+        handler: management_groups::handle,
+    },
+    ResourceTypeSpec {
+        key: "microsoft.management/managementgroups/subscriptions",
+        api_versions: management_groups::API_VERSIONS,
+        handler: management_groups::handle,
+    },
+    ResourceTypeSpec {
         key: "microsoft.authorization/policydefinitions",
         api_versions: POLICY_API_VERSIONS,
         handler: policy_definitions::handle_definitions,
@@ -75,6 +106,66 @@ pub(crate) const RESOURCE_TYPES: &[ResourceTypeSpec] = &[
         key: "microsoft.authorization/policysetdefinitions",
         api_versions: POLICY_API_VERSIONS,
         handler: policy_definitions::handle_set_definitions,
+    },
+    ResourceTypeSpec {
+        key: "microsoft.authorization/policyassignments",
+        api_versions: POLICY_API_VERSIONS,
+        handler: policy_assignments::handle,
+    },
+    ResourceTypeSpec {
+        key: "microsoft.containerservice/managedclusters",
+        api_versions: managed_clusters::API_VERSIONS,
+        handler: managed_clusters::handle,
+    },
+    ResourceTypeSpec {
+        key: "microsoft.containerservice/locations/operations",
+        api_versions: managed_clusters::API_VERSIONS,
+        handler: managed_clusters::handle_operation,
+    },
+    ResourceTypeSpec {
+        key: "microsoft.containerservice/locations/operationresults",
+        api_versions: managed_clusters::API_VERSIONS,
+        handler: managed_clusters::handle_operation,
+    },
+    ResourceTypeSpec {
+        key: "microsoft.policyinsights/remediations",
+        api_versions: remediations::API_VERSIONS,
+        handler: remediations::handle,
+    },
+    ResourceTypeSpec {
+        key: "microsoft.policyinsights/remediations/cancel",
+        api_versions: remediations::API_VERSIONS,
+        handler: remediations::handle,
+    },
+    ResourceTypeSpec {
+        key: "microsoft.policyinsights/remediations/listdeployments",
+        api_versions: remediations::API_VERSIONS,
+        handler: remediations::handle,
+    },
+    ResourceTypeSpec {
+        key: "microsoft.policyinsights/policystates/triggerevaluation",
+        api_versions: policy_states::API_VERSIONS,
+        handler: policy_states::handle_trigger,
+    },
+    ResourceTypeSpec {
+        key: "microsoft.policyinsights/policystates/summarize",
+        api_versions: policy_states::API_VERSIONS,
+        handler: policy_states::handle_summarize,
+    },
+    ResourceTypeSpec {
+        key: "microsoft.policyinsights/policystates/queryresults",
+        api_versions: policy_states::API_VERSIONS,
+        handler: policy_states::handle_query,
+    },
+    ResourceTypeSpec {
+        key: "microsoft.policyinsights/asyncoperationresults",
+        api_versions: policy_states::API_VERSIONS,
+        handler: policy_states::handle_async_result,
+    },
+    ResourceTypeSpec {
+        key: "microsoft.authorization/policyexemptions",
+        api_versions: EXEMPTION_API_VERSIONS,
+        handler: policy_exemptions::handle,
     },
 ];
 
@@ -249,4 +340,98 @@ fn add_arm_headers(state: &AppState, req: &Request, resp: &mut Response) {
 /// A 200 JSON response.
 pub(crate) fn ok_json(body: &serde_json::Value) -> Response {
     json_response(StatusCode::OK, body)
+}
+
+/// A JSON response with any status.
+pub(crate) fn status_json(status: StatusCode, body: &serde_json::Value) -> Response {
+    json_response(status, body)
+}
+
+/// An empty response (DELETE 200/204, 202 without body).
+pub(crate) fn empty(status: StatusCode) -> Response {
+    let mut resp = http::Response::new(http_body_util::Full::new(bytes::Bytes::new()));
+    *resp.status_mut() = status;
+    resp
+}
+
+/// Parses the JSON request body, answering ARM's `InvalidRequestContent` on failure.
+pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(
+    req: &ArmRequest<'_>,
+) -> Result<T, ArmError> {
+    if req.http.body.is_empty() {
+        return Err(ArmError::bad_request(
+            "InvalidRequestContent",
+            "The request content was invalid and could not be deserialized: 'The request body is empty.'.",
+        ));
+    }
+    serde_json::from_slice(&req.http.body).map_err(|e| {
+        ArmError::bad_request(
+            "InvalidRequestContent",
+            format!("The request content was invalid and could not be deserialized: '{e}'."),
+        )
+    })
+}
+
+/// Now as RFC 3339 UTC with milliseconds, the precision ARM bodies use.
+pub(crate) fn now_rfc3339() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
+
+/// Milliseconds since the Unix epoch (for timers kept in stored resources).
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}
+
+/// `systemData` for a resource created at `created_at` and last written now by the caller.
+pub(crate) fn system_data(
+    req: &ArmRequest<'_>,
+    previous: Option<&serde_json::Value>,
+) -> serde_json::Value {
+    let now = now_rfc3339();
+    let who = req.principal.appid.clone();
+    let created = previous.and_then(|p| p.get("systemData")).cloned();
+    let (created_by, created_by_type, created_at) = match created {
+        Some(c) => (
+            c.get("createdBy")
+                .cloned()
+                .unwrap_or_else(|| serde_json::json!(who)),
+            c.get("createdByType")
+                .cloned()
+                .unwrap_or_else(|| serde_json::json!("Application")),
+            c.get("createdAt")
+                .cloned()
+                .unwrap_or_else(|| serde_json::json!(now)),
+        ),
+        None => (
+            serde_json::json!(who),
+            serde_json::json!("Application"),
+            serde_json::json!(now),
+        ),
+    };
+    serde_json::json!({
+        "createdBy": created_by,
+        "createdByType": created_by_type,
+        "createdAt": created_at,
+        "lastModifiedBy": who,
+        "lastModifiedByType": "Application",
+        "lastModifiedAt": now,
+    })
+}
+
+/// ARM name rule for policy resources: no `<>*%&:\?.+/`, no trailing space.
+pub(crate) fn check_policy_name(kind: &str, name: &str) -> Result<(), ArmError> {
+    let bad = name.is_empty()
+        || name.ends_with(' ')
+        || name.chars().any(|c| "<>*%&:\\?.+/".contains(c))
+        || name.len() > 128;
+    if bad {
+        return Err(ArmError::bad_request(
+            "InvalidResourceName",
+            format!("The {kind} name '{name}' is invalid. Names must not contain '<>*%&:\\?.+/', end with a space, or exceed 128 characters."),
+        ));
+    }
+    Ok(())
 }

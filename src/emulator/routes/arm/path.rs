@@ -97,28 +97,6 @@ impl ArmPath {
         }
         id
     }
-
-    /// Subscription id when the scope is exactly `/subscriptions/{id}`.
-    pub(crate) fn subscription_scope(&self) -> Option<&str> {
-        match self.scope.as_slice() {
-            [kw, id] if kw.eq_ignore_ascii_case("subscriptions") => Some(id),
-            _ => None,
-        }
-    }
-
-    /// Management group name when the scope is exactly a management group.
-    pub(crate) fn management_group_scope(&self) -> Option<&str> {
-        match self.scope.as_slice() {
-            [p, ns, mgs, name]
-                if p.eq_ignore_ascii_case("providers")
-                    && ns.eq_ignore_ascii_case("Microsoft.Management")
-                    && mgs.eq_ignore_ascii_case("managementGroups") =>
-            {
-                Some(name)
-            }
-            _ => None,
-        }
-    }
 }
 
 #[cfg(test)]
@@ -148,7 +126,6 @@ mod tests {
         .expect("parses");
         assert_eq!(p.type_key(), "microsoft.authorization/policydefinitions");
         assert!(!p.is_item());
-        assert_eq!(p.subscription_scope(), Some("s1"));
     }
 
     #[test]
@@ -176,6 +153,6 @@ mod tests {
             "/providers/Microsoft.Management/managementGroups/mg1/providers/Microsoft.Authorization/policyDefinitions",
         ))
         .expect("parses");
-        assert_eq!(mg.management_group_scope(), Some("mg1"));
+        assert_eq!(mg.scope.len(), 4);
     }
 }

@@ -8,18 +8,27 @@ use serde_json::Value;
 
 use super::{start, Config, RunningEmulator};
 
+mod clusters;
+mod insights;
+mod policy;
+
 const POLICY_API: &str = "2025-03-01";
 const DEFINITIONS: &str = "/providers/Microsoft.Authorization/policyDefinitions";
 
-struct Emu {
+pub(super) struct Emu {
     running: RunningEmulator,
     client: Client,
     base: String,
 }
 
-async fn start_emu(dir: &Path, builtins: Option<PathBuf>) -> Emu {
+pub(super) async fn start_emu(dir: &Path, builtins: Option<PathBuf>) -> Emu {
     let mut config = Config::new(dir);
     config.builtins_dir = builtins;
+    start_config(config).await
+}
+
+/// Starts with a given configuration (fault profile, ...).
+pub(super) async fn start_config(config: Config) -> Emu {
     let running = start(config).await.expect("emulator starts");
     let ca = std::fs::read(&running.info().ca_cert).expect("ca.pem readable");
     let client = Client::builder()
@@ -57,7 +66,7 @@ impl Emu {
         (status, resp.json().await.expect("JSON body"))
     }
 
-    async fn token(&self) -> String {
+    pub(super) async fn token(&self) -> String {
         let info = self.running.info();
         let (status, body) = self
             .token_response(
@@ -78,7 +87,7 @@ impl Emu {
     }
 
     /// GET with a token; `path_and_query` may also be an absolute URL (a nextLink).
-    async fn get(
+    pub(super) async fn get(
         &self,
         token: Option<&str>,
         path_and_query: &str,
@@ -100,7 +109,7 @@ impl Emu {
     }
 
     /// Follows nextLinks, returning every item and the page sizes seen.
-    async fn list_all(&self, token: &str, first: &str) -> (Vec<Value>, Vec<usize>) {
+    pub(super) async fn list_all(&self, token: &str, first: &str) -> (Vec<Value>, Vec<usize>) {
         let mut items = Vec::new();
         let mut sizes = Vec::new();
         let mut next = Some(first.to_string());
@@ -122,7 +131,34 @@ impl Emu {
     }
 }
 
-fn error_code(body: &Value) -> &str {
+impl Emu {
+    /// Any method with an optional JSON body; returns status, headers and JSON (Null if none).
+    pub(super) async fn send(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path_and_query: &str,
+        body: Option<&Value>,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        let url = if path_and_query.starts_with("https://") {
+            path_and_query.to_string()
+        } else {
+            format!("{}{path_and_query}", self.base)
+        };
+        let mut req = self.client.request(method, url).bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.bytes().await.expect("body");
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (status, headers, body)
+    }
+}
+
+pub(super) fn error_code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("<none>")
 }
 
@@ -502,7 +538,11 @@ async fn builtin_definitions_page_filter_and_get() {
     let (items, _) = emu
         .list_all(
             &token,
-            &format!("/providers/Microsoft.Management/managementGroups/mg1{DEFINITIONS}?api-version={POLICY_API}"),
+            // The tenant root group exists without being created.
+            &format!(
+                "/providers/Microsoft.Management/managementGroups/{}{DEFINITIONS}?api-version={POLICY_API}",
+                emu.running.info().tenant_id
+            ),
         )
         .await;
     assert_eq!(items.len(), total);
@@ -685,6 +725,6 @@ async fn real_builtins_directory_is_served() {
     emu.running.shutdown().await;
 }
 
-fn urlencode(s: &str) -> String {
+pub(super) fn urlencode(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }

@@ -1,0 +1,202 @@
+//! Management groups (`/providers/Microsoft.Management/managementGroups/{mg}`) with their
+//! parent hierarchy, and subscription placement (`.../managementGroups/{mg}/subscriptions/{s}`).
+//! Azure may answer a management group PUT as a long-running operation; the emulator finishes
+//! it synchronously with 200, which clients accept as a completed operation.
+
+use http::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use super::scope::{management_group_not_found, MG_PREFIX};
+use super::{empty, error::ArmError, now_rfc3339, ok_json, paging, parse_body, ArmRequest};
+use crate::emulator::http::Response;
+use crate::emulator::state::AppState;
+use crate::emulator::store::{resource_key, Change};
+
+/// api-versions of Microsoft.Management.
+pub(crate) const API_VERSIONS: &[&str] = &[
+    "2020-02-01",
+    "2020-05-01",
+    "2020-10-01",
+    "2021-04-01",
+    "2023-04-01",
+];
+const MG_TYPE: &str = "Microsoft.Management/managementGroups";
+const PAGE_SIZE: usize = 100;
+
+pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response, ArmError> {
+    if !req.path.scope.is_empty() {
+        return Err(ArmError::bad_request(
+            "InvalidScope",
+            "Management groups exist only at tenant scope.",
+        ));
+    }
+    let method = &req.http.method;
+    match (req.path.types.len(), req.path.names.as_slice()) {
+        (1, []) if method == Method::GET => {
+            let items = state
+                .store
+                .list_prefix(&resource_key(MG_PREFIX))?
+                .into_iter()
+                .filter(|r| !resource_key(&r.id)[MG_PREFIX.len()..].contains('/'))
+                .map(|r| r.body)
+                .collect();
+            Ok(ok_json(&paging::page(items, req, PAGE_SIZE)?))
+        }
+        (1, [name]) => match *method {
+            Method::GET => match state.store.get(&mg_id(name))? {
+                Some(r) => Ok(ok_json(&r.body)),
+                None => Err(management_group_not_found(name)),
+            },
+            Method::PUT => put(state, req, name),
+            Method::DELETE => {
+                let children = state
+                    .store
+                    .list_prefix(&resource_key(MG_PREFIX))?
+                    .into_iter()
+                    .any(|r| {
+                        r.body
+                            .pointer("/properties/details/parent/id")
+                            .and_then(Value::as_str)
+                            .is_some_and(|p| resource_key(p) == resource_key(&mg_id(name)))
+                    });
+                if children {
+                    return Err(ArmError::bad_request(
+                        "BadRequest",
+                        format!("Management group '{name}' has child management groups; move or delete them first."),
+                    ));
+                }
+                match state.store.delete_tree(&mg_id(name))? {
+                    0 => Ok(empty(StatusCode::NO_CONTENT)),
+                    _ => Ok(empty(StatusCode::OK)),
+                }
+            }
+            _ => Err(ArmError::method_not_allowed(method)),
+        },
+        (2, [name, sub]) => placement(state, req, name, sub),
+        _ => Err(ArmError::method_not_allowed(method)),
+    }
+}
+
+fn mg_id(name: &str) -> String {
+    format!("{MG_PREFIX}{name}")
+}
+
+fn put(state: &AppState, req: &ArmRequest<'_>, name: &str) -> Result<Response, ArmError> {
+    let body: Value = parse_body(req)?;
+    let tenant = state.identity.tenant_id.clone();
+    let root = mg_id(&tenant);
+    let parent_id = body
+        .pointer("/properties/details/parent/id")
+        .and_then(Value::as_str)
+        .unwrap_or(&root)
+        .to_string();
+    let parent_name = parent_id.rsplit('/').next().unwrap_or_default().to_string();
+    if parent_name.eq_ignore_ascii_case(name) {
+        return Err(ArmError::bad_request(
+            "BadRequest",
+            "A management group cannot be its own parent.",
+        ));
+    }
+    if !parent_name.eq_ignore_ascii_case(&tenant)
+        && state.store.get(&mg_id(&parent_name))?.is_none()
+    {
+        return Err(ArmError::bad_request(
+            "ParentNotFound",
+            format!("The parent management group '{parent_id}' was not found."),
+        ));
+    }
+    let display = body
+        .pointer("/properties/displayName")
+        .and_then(Value::as_str)
+        .unwrap_or(name)
+        .to_string();
+    let id = mg_id(name);
+    let who = req.principal.oid.clone();
+    let (_, after) = state.store.modify::<ArmError, _>(&id, |previous| {
+        let version = previous
+            .and_then(|p| p.body.pointer("/properties/details/version"))
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+            + 1;
+        Ok(Change::Put {
+            body: json!({
+                "id": id,
+                "type": MG_TYPE,
+                "name": name,
+                "properties": {
+                    "tenantId": tenant,
+                    "displayName": display,
+                    "details": {
+                        "version": version,
+                        "updatedTime": now_rfc3339(),
+                        "updatedBy": who,
+                        "parent": {"id": parent_id, "name": parent_name, "displayName": parent_name}
+                    }
+                }
+            }),
+            internal: Value::Null,
+        })
+    })?;
+    let stored = after.ok_or_else(|| ArmError::internal("management group write lost"))?;
+    Ok(ok_json(&stored.body))
+}
+
+/// `PUT/GET/DELETE .../managementGroups/{mg}/subscriptions/{sub}`: a subscription sits under
+/// one management group at a time.
+fn placement(
+    state: &AppState,
+    req: &ArmRequest<'_>,
+    name: &str,
+    sub: &str,
+) -> Result<Response, ArmError> {
+    let id = format!("{}/subscriptions/{sub}", mg_id(name));
+    let method = &req.http.method;
+    if method == Method::GET {
+        return match state.store.get(&id)? {
+            Some(r) => Ok(ok_json(&r.body)),
+            None => Err(ArmError::not_found(
+                "NotFound",
+                format!("Subscription '{sub}' is not under management group '{name}'."),
+            )),
+        };
+    }
+    if method == Method::DELETE {
+        return match state.store.delete(&id)? {
+            Some(_) => Ok(empty(StatusCode::OK)),
+            None => Ok(empty(StatusCode::NO_CONTENT)),
+        };
+    }
+    if method != Method::PUT {
+        return Err(ArmError::method_not_allowed(method));
+    }
+    if !name.eq_ignore_ascii_case(&state.identity.tenant_id)
+        && state.store.get(&mg_id(name))?.is_none()
+    {
+        return Err(management_group_not_found(name));
+    }
+    if state.store.get(&format!("/subscriptions/{sub}"))?.is_none() {
+        return Err(ArmError::subscription_not_found(sub));
+    }
+    // Move: drop any other placement first.
+    let suffix = format!("/subscriptions/{}", sub.to_ascii_lowercase());
+    for other in state.store.list_prefix(&resource_key(MG_PREFIX))? {
+        if resource_key(&other.id).ends_with(&suffix) {
+            state.store.delete(&other.id)?;
+        }
+    }
+    let stored = state.store.put(
+        &id,
+        json!({
+            "id": id,
+            "type": "Microsoft.Management/managementGroups/subscriptions",
+            "name": sub,
+            "properties": {
+                "parent": {"id": mg_id(name)},
+                "state": "Active",
+                "tenant": state.identity.tenant_id,
+                "displayName": "akspolicy emulator subscription"
+            }
+        }),
+    )?;
+    Ok(ok_json(&stored.body))
+}

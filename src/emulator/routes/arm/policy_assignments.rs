@@ -1,0 +1,359 @@
+//! Policy assignments at any scope: management group, subscription, resource group or resource.
+
+use http::{Method, StatusCode};
+use serde_json::{json, Map, Value};
+
+use super::filter::ScopeFilter;
+use super::policy_definitions::{resolve_visible, validation_error, Kind};
+use super::scope::{related_to_scope, Scope, ScopeKind};
+use super::{
+    check_policy_name, empty, error::ArmError, now_rfc3339, ok_json, paging, parse_body,
+    status_json, system_data, ArmRequest,
+};
+use crate::emulator::http::Response;
+use crate::emulator::state::{new_guid, AppState};
+use crate::emulator::store::{resource_key, Change};
+use crate::policy::validation::check_assignment_parameters;
+use crate::policy::ParameterDefinition;
+
+/// ARM type of assignments.
+pub(crate) const ASSIGNMENT_TYPE: &str = "Microsoft.Authorization/policyAssignments";
+const NAMESPACE_TYPE: &str = "microsoft.authorization/policyassignments";
+const PAGE_SIZE: usize = 50;
+/// Azure's limit for assignment names at management-group scope.
+const MG_NAME_MAX: usize = 24;
+
+pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response, ArmError> {
+    if req.path.types.len() != 1 {
+        return Err(ArmError::not_found(
+            "InvalidResourceType",
+            format!(
+                "The resource type '{}' could not be found in the namespace '{}'.",
+                req.path.type_display(),
+                req.path.namespace
+            ),
+        ));
+    }
+    let scope = Scope::from_segments(&req.path.scope)?;
+    if scope.kind == ScopeKind::Tenant {
+        return Err(ArmError::bad_request(
+            "InvalidScope",
+            "Policy assignments cannot be made at tenant scope.",
+        ));
+    }
+    scope.ensure_exists(state)?;
+    let method = &req.http.method;
+    match req.path.item_name() {
+        Some(name) if method == Method::GET => get(state, &scope, name),
+        Some(name) if method == Method::PUT => put(state, req, &scope, name),
+        Some(name) if method == Method::PATCH => patch(state, req, &scope, name),
+        Some(name) if method == Method::DELETE => delete(state, &scope, name),
+        None if method == Method::GET => list(state, req, &scope),
+        _ => Err(ArmError::method_not_allowed(method)),
+    }
+}
+
+fn item_id(scope: &Scope, name: &str) -> String {
+    format!("{}/providers/{ASSIGNMENT_TYPE}/{name}", scope.id)
+}
+
+/// ARM's 404 for a missing assignment.
+pub(crate) fn not_found(name: &str) -> ArmError {
+    ArmError::not_found(
+        "PolicyAssignmentNotFound",
+        format!("The policy assignment '{name}' is not found."),
+    )
+}
+
+fn get(state: &AppState, scope: &Scope, name: &str) -> Result<Response, ArmError> {
+    match state.store.get(&item_id(scope, name))? {
+        Some(stored) => Ok(ok_json(&response_body(&stored.body, &stored.id))),
+        None => Err(not_found(name)),
+    }
+}
+
+fn response_body(body: &Value, id: &str) -> Value {
+    let mut body = body.clone();
+    body["id"] = json!(id);
+    body
+}
+
+fn put(
+    state: &AppState,
+    req: &ArmRequest<'_>,
+    scope: &Scope,
+    name: &str,
+) -> Result<Response, ArmError> {
+    check_policy_name("policy assignment", name)?;
+    if matches!(scope.kind, ScopeKind::ManagementGroup(_)) && name.chars().count() > MG_NAME_MAX {
+        return Err(ArmError::bad_request(
+            "InvalidPolicyAssignmentName",
+            format!(
+                "The policy assignment name '{name}' is invalid. The policy assignment name length must not exceed '{MG_NAME_MAX}' characters."
+            ),
+        ));
+    }
+    let mut body: Value = parse_body(req)?;
+    if !body.is_object() {
+        return Err(ArmError::bad_request(
+            "InvalidRequestContent",
+            "The request content was invalid and could not be deserialized: the body must be a JSON object.",
+        ));
+    }
+    if !body.get("properties").is_some_and(Value::is_object) {
+        body["properties"] = json!({});
+    }
+    let definition_id = body
+        .pointer("/properties/policyDefinitionId")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| {
+            ArmError::bad_request(
+                "InvalidRequestContent",
+                "The request content was invalid: 'properties.policyDefinitionId' is required.",
+            )
+        })?;
+    let kind = Kind::of_id(&definition_id);
+    let definition = match kind {
+        Some(_) => resolve_visible(state, scope, &definition_id)?,
+        None => None,
+    };
+    let Some(definition) = definition else {
+        let code = if kind == Some(Kind::SetDefinition) {
+            "PolicySetDefinitionNotFound"
+        } else {
+            "PolicyDefinitionNotFound"
+        };
+        let what = if kind == Some(Kind::SetDefinition) {
+            "policy set definition"
+        } else {
+            "policy definition"
+        };
+        return Err(ArmError::bad_request(
+            code,
+            format!("The {what} '{definition_id}' could not be found."),
+        ));
+    };
+    let declared: Option<std::collections::BTreeMap<String, ParameterDefinition>> = definition
+        .pointer("/properties/parameters")
+        .and_then(|p| serde_json::from_value(p.clone()).ok());
+    let given: Option<Map<String, Value>> = body
+        .pointer("/properties/parameters")
+        .and_then(Value::as_object)
+        .cloned();
+    check_assignment_parameters(name, &definition_id, declared.as_ref(), given.as_ref())
+        .map_err(validation_error)?;
+
+    let identity_type = body
+        .pointer("/identity/type")
+        .and_then(Value::as_str)
+        .unwrap_or("None")
+        .to_string();
+    let wants_identity = !identity_type.eq_ignore_ascii_case("None");
+    if wants_identity
+        && body
+            .get("location")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+    {
+        return Err(ArmError::bad_request(
+            "LocationRequired",
+            "The location property is required for a policy assignment with a managed identity.",
+        ));
+    }
+    if let Some(not_scopes) = body.pointer("/properties/notScopes") {
+        let list = not_scopes.as_array().ok_or_else(|| {
+            ArmError::bad_request(
+                "InvalidRequestContent",
+                "The request content was invalid: 'properties.notScopes' must be an array.",
+            )
+        })?;
+        for entry in list {
+            let text = entry.as_str().unwrap_or_default();
+            if !scope.contains(state, text)? || resource_key(text) == resource_key(&scope.id) {
+                return Err(ArmError::bad_request(
+                    "InvalidNotScopes",
+                    format!(
+                        "The policy assignment '{name}' has an invalid not scope '{text}'. Not scopes must be child scopes of the assignment scope '{}'.",
+                        scope.id
+                    ),
+                ));
+            }
+        }
+    }
+
+    let id = item_id(scope, name);
+    let tenant = state.identity.tenant_id.clone();
+    let (_, after) = state.store.modify::<ArmError, _>(&id, |previous| {
+        let previous = previous.map(|p| &p.body);
+        let mut body = body.clone();
+        body["id"] = json!(id);
+        body["name"] = json!(name);
+        body["type"] = json!(ASSIGNMENT_TYPE);
+        let props = &mut body["properties"];
+        props["scope"] = json!(scope.id);
+        if props.get("notScopes").is_none_or(Value::is_null) {
+            props["notScopes"] = json!([]);
+        }
+        if props.get("enforcementMode").is_none_or(Value::is_null) {
+            props["enforcementMode"] = json!("Default");
+        }
+        if req.api_version.as_str() >= "2023-04-01"
+            && props.get("definitionVersion").is_none_or(Value::is_null)
+        {
+            props["definitionVersion"] = json!("1.*.*");
+        }
+        props["instanceId"] = previous
+            .and_then(|p| p.pointer("/properties/instanceId"))
+            .cloned()
+            .unwrap_or_else(|| json!(new_guid()));
+        let mut metadata = props
+            .get("metadata")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        let prev_meta = previous.and_then(|p| p.pointer("/properties/metadata"));
+        match prev_meta.and_then(|m| m.get("createdBy")) {
+            Some(created_by) => {
+                metadata.insert("createdBy".into(), created_by.clone());
+                if let Some(on) = prev_meta.and_then(|m| m.get("createdOn")) {
+                    metadata.insert("createdOn".into(), on.clone());
+                }
+                metadata.insert("updatedBy".into(), json!(req.principal.oid));
+                metadata.insert("updatedOn".into(), json!(now_rfc3339()));
+            }
+            None => {
+                metadata.insert("createdBy".into(), json!(req.principal.oid));
+                metadata.insert("createdOn".into(), json!(now_rfc3339()));
+                metadata.insert("updatedBy".into(), Value::Null);
+                metadata.insert("updatedOn".into(), Value::Null);
+            }
+        }
+        props["metadata"] = Value::Object(metadata);
+        fill_identity(&mut body, previous, &tenant);
+        body["systemData"] = system_data(req, previous);
+        Ok(Change::Put {
+            body,
+            internal: Value::Null,
+        })
+    })?;
+    let stored = after.ok_or_else(|| ArmError::internal("assignment write lost"))?;
+    Ok(status_json(
+        StatusCode::CREATED,
+        &response_body(&stored.body, &stored.id),
+    ))
+}
+
+/// Fills `identity.principalId`/`tenantId` (kept across updates, as Azure keeps the same
+/// system-assigned identity) and user-assigned identities' ids.
+fn fill_identity(body: &mut Value, previous: Option<&Value>, tenant: &str) {
+    let Some(identity) = body.get_mut("identity").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let kind = identity
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("None")
+        .to_string();
+    if kind.eq_ignore_ascii_case("SystemAssigned") {
+        let principal = previous
+            .and_then(|p| p.pointer("/identity/principalId"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(new_guid);
+        identity.insert("principalId".into(), json!(principal));
+        identity.insert("tenantId".into(), json!(tenant));
+    } else if kind.eq_ignore_ascii_case("UserAssigned") {
+        if let Some(uamis) = identity
+            .get_mut("userAssignedIdentities")
+            .and_then(Value::as_object_mut)
+        {
+            for (_, entry) in uamis.iter_mut() {
+                if !entry.is_object() {
+                    *entry = json!({});
+                }
+                if entry.get("principalId").is_none_or(Value::is_null) {
+                    entry["principalId"] = json!(new_guid());
+                }
+                if entry.get("clientId").is_none_or(Value::is_null) {
+                    entry["clientId"] = json!(new_guid());
+                }
+            }
+        }
+    } else {
+        identity.remove("principalId");
+        identity.remove("tenantId");
+    }
+}
+
+/// `PATCH`: location, identity and `properties.resourceSelectors` / `overrides`.
+fn patch(
+    state: &AppState,
+    req: &ArmRequest<'_>,
+    scope: &Scope,
+    name: &str,
+) -> Result<Response, ArmError> {
+    let update: Value = parse_body(req)?;
+    let id = item_id(scope, name);
+    let tenant = state.identity.tenant_id.clone();
+    let (_, after) = state.store.modify::<ArmError, _>(&id, |previous| {
+        let Some(previous) = previous else {
+            return Err(not_found(name));
+        };
+        let mut body = previous.body.clone();
+        if let Some(location) = update.get("location") {
+            body["location"] = location.clone();
+        }
+        if let Some(identity) = update.get("identity") {
+            body["identity"] = identity.clone();
+        }
+        for key in ["resourceSelectors", "overrides"] {
+            if let Some(v) = update.pointer(&format!("/properties/{key}")) {
+                body["properties"][key] = v.clone();
+            }
+        }
+        let wants_identity = body
+            .pointer("/identity/type")
+            .and_then(Value::as_str)
+            .is_some_and(|t| !t.eq_ignore_ascii_case("None"));
+        if wants_identity && body.get("location").and_then(Value::as_str).is_none_or(str::is_empty)
+        {
+            return Err(ArmError::bad_request(
+                "LocationRequired",
+                "The location property is required for a policy assignment with a managed identity.",
+            ));
+        }
+        fill_identity(&mut body, Some(&previous.body), &tenant);
+        body["systemData"] = system_data(req, Some(&previous.body));
+        Ok(Change::Put {
+            body,
+            internal: Value::Null,
+        })
+    })?;
+    let stored = after.ok_or_else(|| ArmError::internal("assignment write lost"))?;
+    Ok(ok_json(&response_body(&stored.body, &stored.id)))
+}
+
+fn delete(state: &AppState, scope: &Scope, name: &str) -> Result<Response, ArmError> {
+    match state.store.delete(&item_id(scope, name))? {
+        Some(stored) => Ok(ok_json(&response_body(&stored.body, &stored.id))),
+        None => Ok(empty(StatusCode::NO_CONTENT)),
+    }
+}
+
+fn list(state: &AppState, req: &ArmRequest<'_>, scope: &Scope) -> Result<Response, ArmError> {
+    let filter = ScopeFilter::parse(req.http.query_param("$filter"))?;
+    let items = related_to_scope(state, scope, NAMESPACE_TYPE, filter.relation)?
+        .into_iter()
+        .filter(|r| {
+            filter.policy_definition_id.as_deref().is_none_or(|want| {
+                r.body
+                    .pointer("/properties/policyDefinitionId")
+                    .and_then(Value::as_str)
+                    .is_some_and(|d| d.eq_ignore_ascii_case(want))
+            })
+        })
+        .map(|r| response_body(&r.body, &r.id))
+        .collect();
+    Ok(ok_json(&paging::page(items, req, PAGE_SIZE)?))
+}

@@ -1,0 +1,249 @@
+//! Policy exemptions (preview api-versions only; Azure has no stable one).
+
+use std::time::SystemTime;
+
+use http::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use super::filter::ScopeFilter;
+use super::scope::{related_to_scope, Scope, ScopeKind};
+use super::{
+    check_policy_name, empty, error::ArmError, ok_json, paging, parse_body, status_json,
+    system_data, ArmRequest,
+};
+use crate::emulator::http::Response;
+use crate::emulator::state::AppState;
+use crate::emulator::store::Change;
+
+const EXEMPTION_TYPE: &str = "Microsoft.Authorization/policyExemptions";
+const NAMESPACE_TYPE: &str = "microsoft.authorization/policyexemptions";
+const CATEGORIES: &[&str] = &["Waiver", "Mitigated"];
+const PAGE_SIZE: usize = 50;
+
+pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response, ArmError> {
+    if req.path.types.len() != 1 {
+        return Err(ArmError::not_found(
+            "InvalidResourceType",
+            format!(
+                "The resource type '{}' could not be found in the namespace '{}'.",
+                req.path.type_display(),
+                req.path.namespace
+            ),
+        ));
+    }
+    let scope = Scope::from_segments(&req.path.scope)?;
+    if scope.kind == ScopeKind::Tenant {
+        return Err(ArmError::bad_request(
+            "InvalidScope",
+            "Policy exemptions cannot be made at tenant scope.",
+        ));
+    }
+    scope.ensure_exists(state)?;
+    let method = &req.http.method;
+    match req.path.item_name() {
+        Some(name) if method == Method::GET => match state.store.get(&item_id(&scope, name))? {
+            Some(stored) => Ok(ok_json(&with_id(&stored.body, &stored.id))),
+            None => Err(not_found(name)),
+        },
+        Some(name) if method == Method::PUT => put(state, req, &scope, name),
+        Some(name) if method == Method::PATCH => patch(state, req, &scope, name),
+        Some(name) if method == Method::DELETE => {
+            match state.store.delete(&item_id(&scope, name))? {
+                Some(_) => Ok(empty(StatusCode::OK)),
+                None => Ok(empty(StatusCode::NO_CONTENT)),
+            }
+        }
+        None if method == Method::GET => list(state, req, &scope),
+        _ => Err(ArmError::method_not_allowed(method)),
+    }
+}
+
+fn item_id(scope: &Scope, name: &str) -> String {
+    format!("{}/providers/{EXEMPTION_TYPE}/{name}", scope.id)
+}
+
+fn not_found(name: &str) -> ArmError {
+    ArmError::not_found(
+        "PolicyExemptionNotFound",
+        format!("The policy exemption '{name}' is not found."),
+    )
+}
+
+fn with_id(body: &Value, id: &str) -> Value {
+    let mut body = body.clone();
+    body["id"] = json!(id);
+    body
+}
+
+fn put(
+    state: &AppState,
+    req: &ArmRequest<'_>,
+    scope: &Scope,
+    name: &str,
+) -> Result<Response, ArmError> {
+    check_policy_name("policy exemption", name)?;
+    let body: Value = parse_body(req)?;
+    let invalid = |msg: String| ArmError::bad_request("InvalidCreatePolicyExemptionRequest", msg);
+    let assignment_id = body
+        .pointer("/properties/policyAssignmentId")
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            invalid(format!(
+                "The policy exemption '{name}' must name a 'policyAssignmentId'."
+            ))
+        })?
+        .to_string();
+    let category = body
+        .pointer("/properties/exemptionCategory")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if !CATEGORIES.iter().any(|c| c.eq_ignore_ascii_case(category)) {
+        return Err(invalid(format!(
+            "The policy exemption '{name}' has an invalid exemption category '{category}'. Allowed values: Waiver, Mitigated."
+        )));
+    }
+    if let Some(expires) = body.pointer("/properties/expiresOn") {
+        if !expires.is_null() && expires.as_str().and_then(parse_time).is_none() {
+            return Err(invalid(format!(
+                "The policy exemption '{name}' has an invalid 'expiresOn' value '{expires}'."
+            )));
+        }
+    }
+    let validate_scope = !body
+        .pointer("/properties/assignmentScopeValidation")
+        .and_then(Value::as_str)
+        .is_some_and(|v| v.eq_ignore_ascii_case("DoNotValidate"));
+    let Some(assignment) = state.store.get(&assignment_id)? else {
+        return Err(ArmError::bad_request(
+            "PolicyAssignmentNotFound",
+            format!("The policy assignment '{assignment_id}' is not found."),
+        ));
+    };
+    if validate_scope {
+        let assignment_scope = assignment
+            .body
+            .pointer("/properties/scope")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if !Scope::parse(assignment_scope)?.contains(state, &scope.id)? {
+            return Err(invalid(format!(
+                "The policy exemption '{name}' scope '{}' is not within the scope '{assignment_scope}' of policy assignment '{assignment_id}'.",
+                scope.id
+            )));
+        }
+    }
+    let id = item_id(scope, name);
+    let (before, after) = state.store.modify::<ArmError, _>(&id, |previous| {
+        let mut body = body.clone();
+        body["id"] = json!(id);
+        body["name"] = json!(name);
+        body["type"] = json!(EXEMPTION_TYPE);
+        if body
+            .pointer("/properties/policyDefinitionReferenceIds")
+            .is_none()
+        {
+            body["properties"]["policyDefinitionReferenceIds"] = json!([]);
+        }
+        body["systemData"] = system_data(req, previous.map(|p| &p.body));
+        Ok(Change::Put {
+            body,
+            internal: Value::Null,
+        })
+    })?;
+    let stored = after.ok_or_else(|| ArmError::internal("exemption write lost"))?;
+    let status = if before.is_some() {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok(status_json(status, &with_id(&stored.body, &stored.id)))
+}
+
+fn patch(
+    state: &AppState,
+    req: &ArmRequest<'_>,
+    scope: &Scope,
+    name: &str,
+) -> Result<Response, ArmError> {
+    let update: Value = parse_body(req)?;
+    let (_, after) = state
+        .store
+        .modify::<ArmError, _>(&item_id(scope, name), |previous| {
+            let Some(previous) = previous else {
+                return Err(not_found(name));
+            };
+            let mut body = previous.body.clone();
+            for key in ["resourceSelectors", "assignmentScopeValidation"] {
+                if let Some(v) = update.pointer(&format!("/properties/{key}")) {
+                    body["properties"][key] = v.clone();
+                }
+            }
+            body["systemData"] = system_data(req, Some(&previous.body));
+            Ok(Change::Put {
+                body,
+                internal: Value::Null,
+            })
+        })?;
+    let stored = after.ok_or_else(|| ArmError::internal("exemption write lost"))?;
+    Ok(ok_json(&with_id(&stored.body, &stored.id)))
+}
+
+fn list(state: &AppState, req: &ArmRequest<'_>, scope: &Scope) -> Result<Response, ArmError> {
+    let filter = ScopeFilter::parse(req.http.query_param("$filter"))?;
+    let now = SystemTime::now();
+    let items = related_to_scope(state, scope, NAMESPACE_TYPE, filter.relation)?
+        .into_iter()
+        .filter(|r| {
+            filter.policy_assignment_id.as_deref().is_none_or(|want| {
+                r.body
+                    .pointer("/properties/policyAssignmentId")
+                    .and_then(Value::as_str)
+                    .is_some_and(|d| d.eq_ignore_ascii_case(want))
+            })
+        })
+        .filter(|r| {
+            !filter.exclude_expired
+                || r.body
+                    .pointer("/properties/expiresOn")
+                    .and_then(Value::as_str)
+                    .and_then(parse_time)
+                    .is_none_or(|t| t > now)
+        })
+        .map(|r| with_id(&r.body, &r.id))
+        .collect();
+    Ok(ok_json(&paging::page(items, req, PAGE_SIZE)?))
+}
+
+/// RFC 3339 with `Z` or a numeric offset (`+00:00`), fractional seconds optional.
+fn parse_time(text: &str) -> Option<SystemTime> {
+    if let Ok(t) = humantime::parse_rfc3339_weak(text.trim_end_matches('Z')) {
+        // Weak parsing ignores zones; ARM writes UTC.
+        return Some(t);
+    }
+    let (base, offset) = text
+        .rsplit_once(['+', '-'])
+        .filter(|(_, o)| o.contains(':'))?;
+    let t = humantime::parse_rfc3339_weak(base).ok()?;
+    let (h, m) = offset.split_once(':')?;
+    let secs = h.parse::<u64>().ok()? * 3600 + m.parse::<u64>().ok()? * 60;
+    let delta = std::time::Duration::from_secs(secs);
+    if text[base.len()..].starts_with('+') {
+        t.checked_sub(delta)
+    } else {
+        t.checked_add(delta)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_arm_times() {
+        let z = parse_time("2026-01-01T00:00:00Z").expect("z");
+        let off = parse_time("2026-01-01T01:00:00+01:00").expect("offset");
+        assert_eq!(z, off);
+        assert!(parse_time("2026-01-01T00:00:00.1234567Z").is_some());
+        assert!(parse_time("yesterday").is_none());
+    }
+}

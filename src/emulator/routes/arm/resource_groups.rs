@@ -1,0 +1,161 @@
+//! Resource groups: `PUT/GET/PATCH/DELETE/HEAD /subscriptions/{s}/resourceGroups/{rg}` and the
+//! list. Deleting a group removes everything stored below it, as ARM does.
+
+use http::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use super::scope::resource_group_not_found;
+use super::{empty, error::ArmError, ok_json, paging, parse_body, status_json, ArmRequest};
+use crate::emulator::http::Response;
+use crate::emulator::state::AppState;
+use crate::emulator::store::Change;
+
+/// api-versions of Microsoft.Resources resource groups.
+pub(crate) const API_VERSIONS: &[&str] = &[
+    "2019-10-01",
+    "2020-06-01",
+    "2020-10-01",
+    "2021-01-01",
+    "2021-04-01",
+    "2022-09-01",
+    "2023-07-01",
+    "2024-03-01",
+    "2024-07-01",
+    "2024-11-01",
+    "2025-03-01",
+    "2025-04-01",
+];
+const PAGE_SIZE: usize = 100;
+
+pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response, ArmError> {
+    let sub = req.path.names.first().cloned().unwrap_or_default();
+    if state.store.get(&format!("/subscriptions/{sub}"))?.is_none() {
+        return Err(ArmError::subscription_not_found(&sub));
+    }
+    let method = &req.http.method;
+    match req.path.item_name() {
+        None if method == Method::GET => {
+            let items = state
+                .store
+                .list_children(&format!("/subscriptions/{sub}"), "resourceGroups")?
+                .into_iter()
+                .map(|r| with_id(&r.body, &r.id))
+                .collect();
+            Ok(ok_json(&paging::page(items, req, PAGE_SIZE)?))
+        }
+        Some(name) => {
+            let id = format!("/subscriptions/{sub}/resourceGroups/{name}");
+            match *method {
+                Method::GET | Method::HEAD => match state.store.get(&id)? {
+                    Some(r) if method == Method::GET => Ok(ok_json(&with_id(&r.body, &r.id))),
+                    Some(_) => Ok(empty(StatusCode::NO_CONTENT)),
+                    None if method == Method::HEAD => Ok(empty(StatusCode::NOT_FOUND)),
+                    None => Err(resource_group_not_found(name)),
+                },
+                Method::PUT => put(state, req, &id, name),
+                Method::PATCH => patch(state, req, &id, name),
+                Method::DELETE => {
+                    // A synchronous 200: clients treat it as a finished long-running delete.
+                    if state.store.delete_tree(&id)? == 0 {
+                        return Err(resource_group_not_found(name));
+                    }
+                    Ok(empty(StatusCode::OK))
+                }
+                _ => Err(ArmError::method_not_allowed(method)),
+            }
+        }
+        None => Err(ArmError::method_not_allowed(method)),
+    }
+}
+
+fn with_id(body: &Value, id: &str) -> Value {
+    let mut body = body.clone();
+    body["id"] = json!(id);
+    body
+}
+
+fn put(state: &AppState, req: &ArmRequest<'_>, id: &str, name: &str) -> Result<Response, ArmError> {
+    let body: Value = parse_body(req)?;
+    let valid_name = !name.is_empty()
+        && name.len() <= 90
+        && !name.ends_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_alphanumeric() || "-_.()".contains(c));
+    if !valid_name {
+        return Err(ArmError::bad_request(
+            "InvalidResourceGroup",
+            format!(
+                "The provided resource group name '{name}' has these invalid characters or length."
+            ),
+        ));
+    }
+    let Some(location) = body.get("location").and_then(Value::as_str) else {
+        return Err(ArmError::bad_request(
+            "LocationRequired",
+            "The location property is required for this definition.",
+        ));
+    };
+    let location = location.to_string();
+    let (before, after) = state.store.modify::<ArmError, _>(id, |previous| {
+        if let Some(p) = previous {
+            let old = p.body.get("location").and_then(Value::as_str).unwrap_or("");
+            if !old.eq_ignore_ascii_case(&location) {
+                return Err(ArmError::new(
+                    StatusCode::CONFLICT,
+                    "InvalidResourceGroupLocation",
+                    format!("Invalid resource group location '{location}'. The Resource group already exists in location '{old}'."),
+                ));
+            }
+        }
+        let mut out = json!({
+            "id": id,
+            "name": name,
+            "type": "Microsoft.Resources/resourceGroups",
+            "location": location,
+            "properties": {"provisioningState": "Succeeded"}
+        });
+        for key in ["tags", "managedBy"] {
+            if let Some(v) = body.get(key) {
+                out[key] = v.clone();
+            }
+        }
+        Ok(Change::Put {
+            body: out,
+            internal: Value::Null,
+        })
+    })?;
+    let stored = after.ok_or_else(|| ArmError::internal("resource group write lost"))?;
+    let status = if before.is_some() {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok(status_json(status, &with_id(&stored.body, &stored.id)))
+}
+
+fn patch(
+    state: &AppState,
+    req: &ArmRequest<'_>,
+    id: &str,
+    name: &str,
+) -> Result<Response, ArmError> {
+    let update: Value = parse_body(req)?;
+    let (_, after) = state.store.modify::<ArmError, _>(id, |previous| {
+        let Some(p) = previous else {
+            return Err(resource_group_not_found(name));
+        };
+        let mut body = p.body.clone();
+        for key in ["tags", "managedBy"] {
+            if let Some(v) = update.get(key) {
+                body[key] = v.clone();
+            }
+        }
+        Ok(Change::Put {
+            body,
+            internal: Value::Null,
+        })
+    })?;
+    let stored = after.ok_or_else(|| ArmError::internal("resource group write lost"))?;
+    Ok(ok_json(&with_id(&stored.body, &stored.id)))
+}
