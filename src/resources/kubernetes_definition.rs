@@ -768,8 +768,11 @@ fn state_from(prior: &Value, definition: &PolicyDefinition, scope: &str) -> Valu
         .collect();
     let default_match =
         decoded.api_groups == [String::new()] && decoded.kinds == ["Pod".to_string()];
+    // An import stub has no computed attributes yet; it gets an explicit match block, the
+    // form the documentation shows.
+    let importing = prior.get("policy_rule").is_null() && prior.get("rendered_template").is_null();
     let keep_match = if prior_matches.is_empty() {
-        default_match
+        default_match && !importing
     } else {
         same_strings(&prior_groups, &decoded.api_groups)
             && same_strings(&prior_kinds, &decoded.kinds)
