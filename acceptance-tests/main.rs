@@ -4,6 +4,7 @@
 mod harness;
 
 mod builtin_definition;
+mod definition;
 mod docs;
 mod kubernetes_definition;
 mod provider_config;

@@ -160,7 +160,7 @@ fn schema() -> Schema {
             .attribute(
                 Attribute::string("policy_rule")
                     .computed()
-                    .description("The policy rule as sent to Azure (canonical JSON)."),
+                    .description("The policy rule as sent to Azure (canonical JSON), except that the embedded template's base64 `content` is replaced by a placeholder: the template itself is `rendered_template`."),
             )
             .attribute(
                 Attribute::string("parameters")
@@ -593,6 +593,21 @@ fn run_tests(
     }
 }
 
+/// Stands in for the embedded template in `policy_rule`: the template is `rendered_template`,
+/// and base64 in a plan diff tells nobody anything.
+pub const TEMPLATE_CONTENT_PLACEHOLDER: &str = "(base64 of rendered_template)";
+
+/// The rule as exposed in state: as sent, except the embedded template content.
+fn exposed_rule(rule: &Json) -> Json {
+    let mut rule = rule.clone();
+    if let Some(Json::Object(info)) = rule.pointer_mut("/then/details/templateInfo") {
+        if info.contains_key("content") {
+            info.insert("content".into(), json!(TEMPLATE_CONTENT_PLACEHOLDER));
+        }
+    }
+    rule
+}
+
 /// Metadata keys the provider writes itself when the user leaves them out.
 fn implied_metadata(version: Option<&str>) -> Vec<(&'static str, Json)> {
     let mut out = vec![("category", json!("Kubernetes"))];
@@ -806,7 +821,10 @@ fn state_from(prior: &Value, definition: &PolicyDefinition, scope: &str) -> Valu
     );
     state.set(
         "policy_rule",
-        keep_json(prior.get("policy_rule"), p.policy_rule.as_ref()),
+        keep_json(
+            prior.get("policy_rule"),
+            p.policy_rule.as_ref().map(exposed_rule).as_ref(),
+        ),
     );
     if state.get("test").is_null() {
         state.set("test", Value::List(Vec::new()));
@@ -925,17 +943,39 @@ impl Resource for KubernetesDefinitionResource {
                 change.planned.set("scope", Value::string(scope));
             }
         }
-        if change.prior.is_null() || !change.config.is_wholly_known() {
+        if !change.config.is_wholly_known() {
+            return;
+        }
+        let mut scratch = Diagnostics::new();
+        let Some((spec, resolved)) = spec_from(change.config, &mut scratch) else {
+            return;
+        };
+        let (Ok(new_params), Ok(rule)) = (spec.parameters(), spec.policy_rule()) else {
+            return;
+        };
+        // Everything Azure will hold is known now: plan it, so diffs show only real changes
+        // instead of "(known after apply)" blobs.
+        if let Ok(params_json) = serde_json::to_value(&new_params) {
+            change.planned.set(
+                "parameters",
+                keep_json(change.prior.get("parameters"), Some(&params_json)),
+            );
+        }
+        change.planned.set(
+            "policy_rule",
+            keep_json(change.prior.get("policy_rule"), Some(&exposed_rule(&rule))),
+        );
+        change.planned.set(
+            "rendered_template",
+            match &resolved.source {
+                TemplateSource::Embedded(yaml) => Value::string(yaml.clone()),
+                TemplateSource::Url(_) => Value::Null,
+            },
+        );
+        if change.prior.is_null() {
             return;
         }
         // Azure rejects updates that remove a parameter or change its type.
-        let mut scratch = Diagnostics::new();
-        let Some((spec, _)) = spec_from(change.config, &mut scratch) else {
-            return;
-        };
-        let Ok(new_params) = spec.parameters() else {
-            return;
-        };
         let reasons = breaking_parameter_changes(change.prior.get("parameters"), &new_params);
         if !reasons.is_empty() {
             let path = if !change.config.get("template").elements().is_empty() {
