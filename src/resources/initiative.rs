@@ -476,9 +476,9 @@ impl Resource for InitiativeResource {
     }
 
     fn validate_config(&self, config: &Value, diags: &mut Diagnostics) {
-        if !config.get("parameters").is_wholly_known()
-            || !config.get("policy_definition").is_wholly_known()
-        {
+        // Members may reference definitions created in the same run (unknown IDs); their
+        // parameter values are usually known and still worth checking.
+        if !config.get("parameters").is_wholly_known() {
             return;
         }
         let declared = match declared_parameters(config) {
