@@ -202,6 +202,28 @@ impl ConstraintTemplate {
         Ok(template)
     }
 
+    /// Compiles the template's Rego (see [`super::rego::compile`]).
+    pub fn compile(&self) -> Result<super::rego::CompiledRego, super::rego::RegoError> {
+        super::rego::compile(&self.rego)
+    }
+
+    /// Reviews one object (bare manifest or AdmissionReview) as Gatekeeper would, with the
+    /// constraint's parameters and the cluster objects visible as `data.inventory`. Match rules
+    /// are the caller's business.
+    pub fn evaluate(
+        &self,
+        parameters: &Json,
+        object: &Json,
+        inventory: &[Json],
+    ) -> Result<Vec<super::rego::Violation>, super::rego::RegoError> {
+        let compiled = self.compile()?;
+        compiled.evaluate(
+            &super::rego::review_for(object),
+            parameters,
+            &super::rego::inventory_from(inventory),
+        )
+    }
+
     /// The template's parameters with their Azure types, in schema order (sorted by name).
     pub fn parameters(&self) -> Result<Vec<TemplateParameter>, TemplateError> {
         match &self.parameters_schema {
@@ -488,6 +510,17 @@ spec:
         assert_eq!(reparsed.rego.entry, spec.rego);
         assert_eq!(reparsed.parameters_schema, spec.parameters_schema);
         assert_eq!(spec.render().unwrap().0, yaml);
+    }
+
+    #[test]
+    fn evaluates_objects() {
+        let t = ConstraintTemplate::parse(LEGACY).unwrap();
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}});
+        let v = t.evaluate(&json!({}), &pod, &[]).unwrap();
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].msg, "no team");
+        let labelled = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "labels": {"team": "a"}}});
+        assert!(t.evaluate(&json!({}), &labelled, &[]).unwrap().is_empty());
     }
 
     #[test]

@@ -1,0 +1,37 @@
+# An initiative bundling a custom Kubernetes policy with a built-in one.
+data "akspolicy_builtin_definition" "no_privileged" {
+  display_name = "Kubernetes cluster should not allow privileged containers"
+}
+
+resource "akspolicy_initiative" "aks_baseline" {
+  name         = "aks-baseline"
+  display_name = "AKS baseline"
+  metadata     = jsonencode({ category = "Kubernetes" })
+
+  parameters = jsonencode({
+    effect = {
+      type          = "String"
+      allowedValues = ["Audit", "Deny", "Disabled"]
+      defaultValue  = "Audit"
+    }
+  })
+
+  policy_definition_group {
+    name         = "workloads"
+    display_name = "Workload hardening"
+  }
+
+  policy_definition {
+    policy_definition_id = data.akspolicy_builtin_definition.no_privileged.id
+    reference_id         = "no-privileged"
+    definition_version   = "9.*.*"
+    parameters           = jsonencode({ effect = "[parameters('effect')]" })
+    group_names          = ["workloads"]
+  }
+
+  policy_definition {
+    policy_definition_id = akspolicy_kubernetes_definition.no_latest.id
+    reference_id         = "no-latest"
+    group_names          = ["workloads"]
+  }
+}
