@@ -8,6 +8,9 @@ use serde_json::{json, Map, Value as Json};
 use akspolicy::policy::constraint_template::{
     parse_yaml, parse_yaml_documents, ConstraintTemplate, TemplateSpec,
 };
+use akspolicy::policy::kubernetes_definition::{
+    KindMatch, KubernetesDefinitionSpec, TemplateSource,
+};
 use akspolicy::policy::rego::{self, CompiledRego};
 
 use crate::harness::{shared_specs, Emulator, Workspace};
@@ -116,7 +119,23 @@ fn round_trip(template_yaml: &str) -> Result<(ConstraintTemplate, CompiledRego),
         return Err("re-rendered template differs".into());
     }
     ConstraintTemplate::parse(&rendered).map_err(|e| format!("re-parse: {e}"))?;
-    template.parameters().map_err(|e| e.to_string())?;
+    // The Azure definition body builds from it (parameter types map, no reserved names).
+    let spec = KubernetesDefinitionSpec {
+        display_name: Some(template.kind.clone()),
+        description: None,
+        version: Some("1.0.0".into()),
+        metadata: Map::new(),
+        template: TemplateSource::Embedded(rendered),
+        template_parameters: template.parameters().map_err(|e| e.to_string())?,
+        matches: vec![KindMatch {
+            api_groups: vec![String::new()],
+            kinds: vec!["Pod".into()],
+        }],
+        effects: vec!["audit".into(), "deny".into(), "disabled".into()],
+        default_effect: "audit".into(),
+    };
+    spec.properties()
+        .map_err(|e| format!("definition body: {e}"))?;
     Ok((template, compiled))
 }
 

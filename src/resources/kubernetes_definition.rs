@@ -1214,6 +1214,66 @@ exempt(image) {
         assert!(diag.detail.starts_with("rego:"), "{}", diag.detail);
     }
 
+    fn azure_copy(config: &Value) -> PolicyDefinition {
+        let mut d = Diagnostics::new();
+        let (spec, _) = spec_from(config, &mut d).expect("valid config");
+        PolicyDefinition {
+            id: Some("/subscriptions/s/providers/Microsoft.Authorization/policyDefinitions/k8s-no-latest".into()),
+            name: Some("k8s-no-latest".into()),
+            properties: spec.properties().expect("properties"),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn read_keeps_the_users_form_and_maps_drift_back_to_rego() {
+        let cfg = config(vec![]);
+        let azure = azure_copy(&cfg);
+        let state = state_from(&cfg, &azure, "/subscriptions/s");
+        assert_eq!(state.get("template"), cfg.get("template"));
+        assert!(state
+            .get("policy_rule")
+            .as_str()
+            .is_some_and(|r| r.contains(TEMPLATE_CONTENT_PLACEHOLDER)));
+
+        let mut drifted_cfg = cfg.clone();
+        let mut block = cfg.get("template").elements()[0].clone();
+        block.set(
+            "rego",
+            Value::string(REGO.replace("uses the latest tag", "is latest")),
+        );
+        drifted_cfg.set("template", Value::List(vec![block.clone()]));
+        let drifted = azure_copy(&drifted_cfg);
+        let again = state_from(&state, &drifted, "/subscriptions/s");
+        assert_eq!(
+            again.get("template").elements()[0].get("rego"),
+            block.get("rego")
+        );
+        // Only the rendered template changes; the rule exposed in state does not.
+        assert_eq!(again.get("policy_rule"), state.get("policy_rule"));
+    }
+
+    #[test]
+    fn import_recovers_template_block_and_match() {
+        let azure = azure_copy(&config(vec![]));
+        let stub = Value::object([
+            ("id", Value::string(azure.id.clone().unwrap_or_default())),
+            ("name", Value::string("k8s-no-latest")),
+            ("scope", Value::string("/subscriptions/s")),
+        ]);
+        let state = state_from(&stub, &azure, "/subscriptions/s");
+        let block = &state.get("template").elements()[0];
+        assert_eq!(block.get("kind").as_str(), Some("K8sNoLatestTag"));
+        assert_eq!(block.get("rego").as_str(), Some(REGO));
+        assert_eq!(
+            state.get("match").elements()[0]
+                .get("kinds")
+                .string_elements(),
+            vec!["Pod".to_string()]
+        );
+        assert_eq!(state.get("default_effect").as_str(), Some("audit"));
+    }
+
     #[test]
     fn namespace_wildcards() {
         assert!(namespace_matches("kube-*", "kube-system"));
