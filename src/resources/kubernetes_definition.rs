@@ -189,20 +189,42 @@ fn template_path() -> AttributePath {
     AttributePath::attr("template").index(0)
 }
 
-fn rego_error_diag(err: &RegoError, from_block: bool) -> Diagnostic {
-    let (path, detail) = if from_block {
+/// Where a module starts inside the template YAML (1-based line of its first non-empty line),
+/// so errors can name a line of the file the user edits.
+fn module_start_line(yaml: &str, module: &str) -> Option<usize> {
+    let first = module.lines().find(|l| !l.trim().is_empty())?.trim();
+    yaml.lines()
+        .position(|l| l.trim() == first)
+        .map(|i| i + 1 - module.lines().take_while(|l| l.trim().is_empty()).count())
+}
+
+fn rego_error_diag(
+    err: &RegoError,
+    template: &ConstraintTemplate,
+    yaml: Option<&str>,
+) -> Diagnostic {
+    let Some(yaml) = yaml else {
         let path = match err.module() {
             Some(RegoModule::Lib(i)) => template_path().attribute("libs").index(i),
             _ => template_path().attribute("rego"),
         };
-        (path, err.to_string())
-    } else {
-        (
-            AttributePath::attr("constraint_template"),
-            format!("In the template's Rego ({}): {err}", "spec.targets[0]"),
-        )
+        return Diagnostic::error("Invalid Rego", err.to_string()).at(path);
     };
-    Diagnostic::error("Invalid Rego", detail).at(path)
+    let module_text = match err.module() {
+        Some(RegoModule::Lib(i)) => template.rego.libs.get(i).map(String::as_str),
+        _ => Some(template.rego.entry.as_str()),
+    };
+    let location = match (err, module_text.and_then(|m| module_start_line(yaml, m))) {
+        (RegoError::Syntax { line, .. }, Some(start)) => {
+            format!(" (line {} of the YAML)", start + *line as usize - 1)
+        }
+        _ => String::new(),
+    };
+    Diagnostic::error(
+        "Invalid Rego",
+        format!("In the template's Rego{location}: {err}"),
+    )
+    .at(AttributePath::attr("constraint_template"))
 }
 
 fn template_error_diag(err: &TemplateError, from_block: bool) -> Diagnostic {
@@ -290,7 +312,8 @@ fn resolve_template(config: &Value, diags: &mut Diagnostics) -> Option<ResolvedT
         }
     };
     if let Err(e) = rego::compile(&template.rego) {
-        diags.push(rego_error_diag(&e, from_block));
+        let yaml = (!from_block).then_some(rendered.as_str());
+        diags.push(rego_error_diag(&e, &template, yaml));
         return None;
     }
     Some(ResolvedTemplate {
@@ -1272,6 +1295,25 @@ exempt(image) {
             vec!["Pod".to_string()]
         );
         assert_eq!(state.get("default_effect").as_str(), Some("audit"));
+    }
+
+    #[test]
+    fn rego_errors_in_full_templates_name_the_yaml_line() {
+        let yaml = "apiVersion: templates.gatekeeper.sh/v1\nkind: ConstraintTemplate\nmetadata:\n  name: k8sx\nspec:\n  crd:\n    spec:\n      names:\n        kind: K8sX\n  targets:\n    - target: admission.k8s.gatekeeper.sh\n      rego: |\n        package k8sx\n        violation[{\"msg\": m}] {\n          m := \"a\"\n          1 +* 2\n        }\n";
+        let mut c = config(vec![]);
+        c.set("template", Value::List(vec![]));
+        c.set("constraint_template", Value::string(yaml));
+        let d = validate(&c);
+        let diag =
+            d.0.iter()
+                .find(|d| d.summary == "Invalid Rego")
+                .expect("rego error");
+        assert!(
+            diag.detail.contains("line 16 of the YAML"),
+            "{}",
+            diag.detail
+        );
+        assert!(diag.detail.contains("rego:4:"), "{}", diag.detail);
     }
 
     #[test]
