@@ -91,6 +91,16 @@ fn definition_and_initiative_lifecycle() {
         let after = state_attributes(&ws, address);
         assert_eq!(after, before, "{address} differs after import");
     }
+    // `state rm` may drop outputs that referenced the resource; only resource changes count.
+    let plan = ws.plan();
+    assert!(
+        !plan
+            .stdout
+            .contains("Terraform will perform the following actions"),
+        "imported state does not plan empty:\n{}",
+        plan.stdout
+    );
+    ws.apply().assert_ok("refresh outputs");
     ws.assert_empty_plan();
 
     // Out-of-band change: the plan shows exactly that attribute.
