@@ -687,3 +687,21 @@ resource "akspolicy_kubernetes_definition" "bad" {
     let out = ws.validate().combined();
     assert!(out.contains("metadata.name is \"wrongname\""), "{out}");
 }
+
+/// The documented examples are valid, and the example's own `test` blocks pass.
+#[test]
+fn documented_examples_validate() {
+    let emulator = Emulator::start();
+    let ws = Workspace::new(&emulator);
+    let root = crate::harness::repo_root().join("examples/resources");
+    let mut body = String::from("provider \"akspolicy\" {}\n");
+    for name in [
+        "akspolicy_kubernetes_definition",
+        "akspolicy_initiative",
+        "akspolicy_definition",
+    ] {
+        body.push_str(&read(&root.join(name).join("resource.tf")));
+    }
+    ws.write_config(&body);
+    ws.validate().assert_ok("validate examples");
+}
