@@ -142,3 +142,42 @@ fn initiative_rejects_undeclared_parameters_at_plan() {
     let out = ws.validate().combined();
     assert!(out.contains("Undeclared initiative parameter"), "{out}");
 }
+
+#[test]
+fn looks_up_builtin_initiative_by_display_name_and_name() {
+    let Some(specs) = crate::harness::shared_specs() else {
+        eprintln!("skipped: ../shared/specs is not present");
+        return;
+    };
+    let builtins = specs.join("azure-policy");
+    let emulator = Emulator::start_with(&["--builtins", builtins.to_str().expect("utf-8 path")]);
+    let ws = Workspace::new(&emulator);
+    ws.write_config(
+        r#"
+provider "akspolicy" {}
+
+data "akspolicy_builtin_initiative" "baseline" {
+  display_name = "Kubernetes cluster pod security baseline standards for Linux-based workloads"
+}
+
+data "akspolicy_builtin_initiative" "restricted" {
+  name = "42b8ef37-b724-4e24-bbc8-7a7708edfe00"
+}
+
+output "baseline_name" { value = data.akspolicy_builtin_initiative.baseline.name }
+output "baseline_members" { value = length(data.akspolicy_builtin_initiative.baseline.policy_definition_ids) }
+output "restricted_display" { value = data.akspolicy_builtin_initiative.restricted.display_name }
+"#,
+    );
+    ws.apply().assert_ok("apply");
+    ws.assert_empty_plan();
+    assert_eq!(
+        ws.output("baseline_name"),
+        json!("a8640138-9b0a-4a28-b8cb-1666c838647d")
+    );
+    assert_eq!(ws.output("baseline_members"), json!(5));
+    assert!(ws
+        .output("restricted_display")
+        .as_str()
+        .is_some_and(|d| d.contains("restricted")));
+}
