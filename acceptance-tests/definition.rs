@@ -180,4 +180,24 @@ output "restricted_display" { value = data.akspolicy_builtin_initiative.restrict
         .output("restricted_display")
         .as_str()
         .is_some_and(|d| d.contains("restricted")));
+
+    // A member parameter the pinned built-in does not declare fails the plan.
+    ws.write_config(
+        r#"
+provider "akspolicy" {}
+
+resource "akspolicy_initiative" "bad" {
+  name       = "bad-members"
+  parameters = jsonencode({ effect = { type = "String", defaultValue = "Audit" } })
+  policy_definition {
+    policy_definition_id = "/providers/Microsoft.Authorization/policyDefinitions/95edb821-ddaf-4404-9732-666045e056b4"
+    definition_version   = "9.*.*"
+    parameters           = jsonencode({ effect = "[parameters('effect')]", noSuchParameter = "x" })
+  }
+}
+"#,
+    );
+    let out = ws.plan().combined();
+    assert!(out.contains("Unknown member parameter"), "{out}");
+    assert!(out.contains("noSuchParameter"), "{out}");
 }
