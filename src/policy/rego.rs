@@ -378,6 +378,39 @@ pub fn review_for(object: &Json) -> Json {
     Json::Object(review)
 }
 
+/// Kubernetes label selector semantics (`matchLabels` AND every `matchExpressions` entry), as
+/// Gatekeeper's `match.labelSelector` applies them to the reviewed object's labels. An empty or
+/// absent selector matches everything.
+pub fn label_selector_matches(selector: &Json, labels: &Map<String, Json>) -> bool {
+    let label = |k: &str| labels.get(k).and_then(Json::as_str);
+    if let Some(required) = selector.get("matchLabels").and_then(Json::as_object) {
+        if required.iter().any(|(k, v)| label(k) != v.as_str()) {
+            return false;
+        }
+    }
+    let expressions = selector
+        .get("matchExpressions")
+        .and_then(Json::as_array)
+        .cloned()
+        .unwrap_or_default();
+    expressions.iter().all(|e| {
+        let key = e.get("key").and_then(Json::as_str).unwrap_or("");
+        let values: Vec<&str> = e
+            .get("values")
+            .and_then(Json::as_array)
+            .map(|a| a.iter().filter_map(Json::as_str).collect())
+            .unwrap_or_default();
+        match e.get("operator").and_then(Json::as_str).unwrap_or("") {
+            "In" => label(key).is_some_and(|v| values.contains(&v)),
+            "NotIn" => label(key).is_none_or(|v| !values.contains(&v)),
+            "Exists" => label(key).is_some(),
+            "DoesNotExist" => label(key).is_none(),
+            // Unknown operators select nothing, as the API server rejects them.
+            _ => false,
+        }
+    })
+}
+
 /// Builds `data.inventory` from cluster objects: `cluster[gv][kind][name]` for cluster-scoped
 /// ones, `namespace[ns][gv][kind][name]` for the rest.
 pub fn inventory_from(objects: &[Json]) -> Json {
@@ -566,6 +599,30 @@ violation[{"msg": "m"}] {
         );
         assert_eq!(ar["operation"], "DELETE");
         assert_eq!(ar["object"]["kind"], "Pod");
+    }
+
+    #[test]
+    fn label_selectors() {
+        let labels = json!({"app": "web", "tier": "front"});
+        let labels = labels.as_object().unwrap();
+        assert!(label_selector_matches(&json!({}), labels));
+        assert!(label_selector_matches(
+            &json!({"matchLabels": {"app": "web"}}),
+            labels
+        ));
+        assert!(!label_selector_matches(
+            &json!({"matchLabels": {"app": "db"}}),
+            labels
+        ));
+        assert!(label_selector_matches(
+            &json!({"matchExpressions": [{"key": "tier", "operator": "In", "values": ["front"]},
+                                         {"key": "env", "operator": "DoesNotExist"}]}),
+            labels
+        ));
+        assert!(!label_selector_matches(
+            &json!({"matchExpressions": [{"key": "app", "operator": "NotIn", "values": ["web"]}]}),
+            labels
+        ));
     }
 
     #[test]

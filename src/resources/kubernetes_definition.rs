@@ -431,8 +431,8 @@ fn namespace_matches(pattern: &str, ns: &str) -> bool {
     }
 }
 
-/// Whether a review passes the definition's match (kinds and namespaces), as the constraint
-/// Azure generates would.
+/// Whether a review passes the definition's match (kinds, namespaces, label selector), as the
+/// constraint Azure generates would.
 fn in_scope(review: &Json, matches: &[KindMatch], params: &Map<String, Json>) -> bool {
     let group = review
         .pointer("/kind/group")
@@ -454,6 +454,16 @@ fn in_scope(review: &Json, matches: &[KindMatch], params: &Map<String, Json>) ->
     } else {
         review.get("namespace").and_then(Json::as_str)
     };
+    if let Some(selector) = params.get("labelSelector") {
+        let empty = Map::new();
+        let labels = review
+            .pointer("/object/metadata/labels")
+            .and_then(Json::as_object)
+            .unwrap_or(&empty);
+        if !rego::label_selector_matches(selector, labels) {
+            return false;
+        }
+    }
     let Some(ns) = ns else { return true };
     let list = |key: &str, default: &[&str]| -> Vec<String> {
         match params.get(key).and_then(Json::as_array) {
@@ -1314,6 +1324,21 @@ exempt(image) {
             diag.detail
         );
         assert!(diag.detail.contains("rego:4:"), "{}", diag.detail);
+    }
+
+    #[test]
+    fn tests_apply_the_standard_match_parameters() {
+        let cases = [
+            (r#"{"labelSelector":{"matchLabels":{"team":"a"}}}"#, "no"),
+            (r#"{"excludedNamespaces":["default"]}"#, "no"),
+            (r#"{"namespaces":["prod"]}"#, "no"),
+            (r#"{"namespaces":["def*"]}"#, "yes"),
+        ];
+        for (params, expected) in cases {
+            let c = config(vec![test_block("t", Value::string(params), expected, Value::Null)]);
+            let d = validate(&c);
+            assert!(!d.has_errors(), "{params}: {:?}", d.0);
+        }
     }
 
     #[test]
