@@ -1287,6 +1287,25 @@ exempt(image) {
     }
 
     #[test]
+    fn match_and_effect_drift_is_shown_on_those_attributes() {
+        let cfg = config(vec![]);
+        let state = state_from(&cfg, &azure_copy(&cfg), "/subscriptions/s");
+        let mut changed = cfg.clone();
+        changed.set(
+            "match",
+            Value::List(vec![Value::object([
+                ("api_groups", Value::string_list(["apps"])),
+                ("kinds", Value::string_list(["Deployment"])),
+            ])]),
+        );
+        changed.set("default_effect", Value::string("deny"));
+        let again = state_from(&state, &azure_copy(&changed), "/subscriptions/s");
+        assert_eq!(again.get("match"), changed.get("match"));
+        assert_eq!(again.get("default_effect").as_str(), Some("deny"));
+        assert_eq!(again.get("template"), cfg.get("template"));
+    }
+
+    #[test]
     fn import_recovers_template_block_and_match() {
         let azure = azure_copy(&config(vec![]));
         let stub = Value::object([
@@ -1335,7 +1354,12 @@ exempt(image) {
             (r#"{"namespaces":["def*"]}"#, "yes"),
         ];
         for (params, expected) in cases {
-            let c = config(vec![test_block("t", Value::string(params), expected, Value::Null)]);
+            let c = config(vec![test_block(
+                "t",
+                Value::string(params),
+                expected,
+                Value::Null,
+            )]);
             let d = validate(&c);
             assert!(!d.has_errors(), "{params}: {:?}", d.0);
         }
