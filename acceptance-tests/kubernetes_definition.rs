@@ -705,3 +705,46 @@ fn documented_examples_validate() {
     ws.write_config(&body);
     ws.validate().assert_ok("validate examples");
 }
+
+/// Management group scope: create, empty plan, import by the MG-scoped ID, destroy.
+#[test]
+fn kubernetes_definition_at_management_group_scope() {
+    let emulator = Emulator::start();
+    let (status, body) = emulator.arm(
+        "PUT",
+        "/providers/Microsoft.Management/managementGroups/platform?api-version=2021-04-01",
+        Some(&json!({"properties": {"displayName": "Platform"}})),
+    );
+    assert!(status == 200 || status == 201 || status == 202, "{body}");
+    let ws = Workspace::new(&emulator);
+    let config = k8s_config(&ws, NO_LATEST_REGO, "No latest tag", "").replace(
+        r#"name         = "k8s-no-latest-tag""#,
+        r#"name         = "k8s-no-latest-tag"
+  scope        = "/providers/Microsoft.Management/managementGroups/platform""#,
+    );
+    ws.write_config(&config);
+    ws.apply().assert_ok("apply");
+    ws.assert_empty_plan();
+    let id = ws.output("id").as_str().expect("id").to_string();
+    assert!(
+        id.starts_with("/providers/Microsoft.Management/managementGroups/platform/providers/Microsoft.Authorization/policyDefinitions/"),
+        "{id}"
+    );
+    ws.terraform(&["state", "rm", "akspolicy_kubernetes_definition.no_latest"])
+        .assert_ok("state rm");
+    ws.terraform(&[
+        "import",
+        "-no-color",
+        "akspolicy_kubernetes_definition.no_latest",
+        &id,
+    ])
+    .assert_ok("import");
+    let after = state_attributes(&ws, "akspolicy_kubernetes_definition.no_latest");
+    assert_eq!(
+        after["scope"],
+        "/providers/Microsoft.Management/managementGroups/platform"
+    );
+    ws.apply().assert_ok("record tests after import");
+    ws.assert_empty_plan();
+    ws.destroy().assert_ok("destroy");
+}
