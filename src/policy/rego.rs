@@ -185,8 +185,78 @@ fn collection_items(v: Option<&regorus::Value>) -> anyhow::Result<Vec<regorus::V
     }
 }
 
+/// Keywords OPA's v0 parser only knows after `import future.keywords[.kw]` or `import rego.v1`.
+const FUTURE_KEYWORDS: [&str; 4] = ["if", "contains", "in", "every"];
+
+/// The first future keyword a v0 module uses without importing it, as (line, column, keyword).
+///
+/// regorus' v0 parser accepts these keywords anyway, but Gatekeeper (OPA) rejects such a
+/// template, so the provider must too.
+fn unimported_future_keyword(module: &str) -> Option<(u32, u32, &'static str)> {
+    let strings = regex::Regex::new(r#""([^"\\]|\\.)*"|`[^`]*`"#).ok()?;
+    let mut imported: Vec<&str> = Vec::new();
+    for line in module.lines() {
+        let t = line.trim();
+        if t == "import rego.v1" || t == "import future.keywords" {
+            return None;
+        }
+        if let Some(kw) = t.strip_prefix("import future.keywords.") {
+            imported.push(kw.trim());
+        }
+    }
+    let words = regex::Regex::new(r"\b(if|contains|every)\b|\bsome\s+[\w\s,]+?\s+(in)\b").ok()?;
+    for (i, line) in module.lines().enumerate() {
+        let t = line.trim_start();
+        if t.starts_with("package ") || t.starts_with("import ") {
+            continue;
+        }
+        // Blank out string literals and comments so neither can trigger a match.
+        let code = strings.replace_all(line, |c: &regex::Captures<'_>| " ".repeat(c[0].len()));
+        let code = code.split('#').next().unwrap_or("");
+        for caps in words.captures_iter(code) {
+            let Some(m) = caps.get(1).or_else(|| caps.get(2)) else {
+                continue;
+            };
+            let Some(kw) = FUTURE_KEYWORDS.iter().find(|k| **k == m.as_str()) else {
+                continue;
+            };
+            // `contains(s, sub)` is also a v0 builtin.
+            if code[m.end()..].trim_start().starts_with('(') {
+                continue;
+            }
+            if !imported.contains(kw) {
+                let line_no = u32::try_from(i + 1).unwrap_or(u32::MAX);
+                let col = u32::try_from(m.start() + 1).unwrap_or(u32::MAX);
+                return Some((line_no, col, kw));
+            }
+        }
+    }
+    None
+}
+
 /// Parses the entry module and libs and checks Gatekeeper's structural rules.
 pub fn compile(source: &RegoSource) -> Result<CompiledRego, RegoError> {
+    if source.version == RegoVersion::V0 {
+        let modules = std::iter::once((RegoModule::Entry, &source.entry)).chain(
+            source
+                .libs
+                .iter()
+                .enumerate()
+                .map(|(i, l)| (RegoModule::Lib(i), l)),
+        );
+        for (module, text) in modules {
+            if let Some((line, column, kw)) = unimported_future_keyword(text) {
+                return Err(RegoError::Syntax {
+                    module,
+                    line,
+                    column,
+                    message: format!(
+                        "`{kw}` is a Rego v1 keyword; Gatekeeper parses this template as Rego v0, where it needs `import rego.v1` (or `import future.keywords.{kw}`) after the package line"
+                    ),
+                });
+            }
+        }
+    }
     let mut engine = regorus::Engine::new();
     engine.set_rego_v0(source.version == RegoVersion::V0);
     // Gatekeeper (OPA) treats a failing builtin as undefined rather than aborting the query.
@@ -562,6 +632,33 @@ exempt(image) {
         s = src(v1);
         s.version = RegoVersion::V1;
         assert!(compile(&s).is_ok());
+    }
+
+    #[test]
+    fn v1_keywords_need_an_import_in_v0() {
+        let body = "violation contains {\"msg\": \"if in # contains\"} if {\n  some x in input.xs\n  x == 1 # every\n  not contains(\"a\", \"b\")\n}\n";
+        let err = compile(&src(&format!("package x\n\n{body}"))).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                RegoError::Syntax {
+                    line: 3,
+                    column: 11,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(compile(&src(&format!("package x\nimport rego.v1\n\n{body}"))).is_ok());
+        assert!(compile(&src(&format!(
+            "package x\nimport future.keywords.if\nimport future.keywords.in\nimport future.keywords.contains\n\n{body}"
+        )))
+        .is_ok());
+        let only_if = format!("package x\nimport future.keywords.if\n\n{body}");
+        assert!(matches!(
+            compile(&src(&only_if)),
+            Err(RegoError::Syntax { line: 4, .. })
+        ));
     }
 
     #[test]

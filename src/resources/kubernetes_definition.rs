@@ -313,7 +313,8 @@ fn resolve_template(config: &Value, diags: &mut Diagnostics) -> Option<ResolvedT
     };
     if let Err(e) = rego::compile(&template.rego) {
         let yaml = (!from_block).then_some(rendered.as_str());
-        diags.push(rego_error_diag(&e, &template, yaml));
+        let diag = rego_error_diag(&e, &template, yaml);
+        diags.push(diag);
         return None;
     }
     Some(ResolvedTemplate {
@@ -1363,6 +1364,23 @@ exempt(image) {
             let d = validate(&c);
             assert!(!d.has_errors(), "{params}: {:?}", d.0);
         }
+    }
+
+    #[test]
+    fn v1_syntax_without_import_gets_a_hint() {
+        let mut c = config(vec![]);
+        let mut block = c.get("template").elements()[0].clone();
+        block.set(
+            "rego",
+            Value::string("package x\n\nviolation contains {\"msg\": \"m\"} if {\n  input.review.object.kind == \"Pod\"\n}\n"),
+        );
+        c.set("template", Value::List(vec![block]));
+        let d = validate(&c);
+        let diag =
+            d.0.iter()
+                .find(|d| d.summary == "Invalid Rego")
+                .expect("rego error");
+        assert!(diag.detail.contains("import rego.v1"), "{}", diag.detail);
     }
 
     #[test]
