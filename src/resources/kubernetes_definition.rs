@@ -615,7 +615,9 @@ fn run_tests(
             continue;
         }
         let name = test.get("name").as_str().unwrap_or("unnamed");
-        if let Err(failure) = run_test(&compiled, spec, test) {
+        let outcome = run_test(&compiled, spec, test);
+        log::debug!("policy test {name:?}: {outcome:?}");
+        if let Err(failure) = outcome {
             diags.push(
                 Diagnostic::error(
                     format!("Policy test {name:?} failed"),
