@@ -6,5 +6,6 @@ mod harness;
 mod builtin_definition;
 mod definition;
 mod docs;
+mod examples;
 mod kubernetes_definition;
 mod provider_config;

@@ -110,3 +110,28 @@ fn custom_environment_without_endpoints_names_the_missing_setting() {
         run.combined()
     );
 }
+
+#[test]
+fn debug_logs_reach_terraform_without_secrets_or_tokens() {
+    let emulator = Emulator::start();
+    let mut ws = Workspace::new(&emulator);
+    ws.set_env("TF_LOG", "DEBUG");
+    ws.write_config(&format!("provider \"akspolicy\" {{}}\n{LOOKUP}"));
+    let run = ws.plan();
+    assert_eq!(run.code, 2, "{}", run.combined());
+    let log = run.combined();
+    // Terraform relabels every stderr line of the plugin with the plugin's name.
+    assert!(
+        log.contains("provider.terraform-provider-akspolicy"),
+        "provider logs missing from TF_LOG output"
+    );
+    assert!(
+        log.contains("policyDefinitions"),
+        "no ARM request was logged:\n{log}"
+    );
+    assert!(
+        !log.contains(&emulator.env["ARM_CLIENT_SECRET"]),
+        "client secret in the log"
+    );
+    assert!(!log.contains("eyJ"), "a bearer token (JWT) is in the log");
+}

@@ -64,7 +64,7 @@ To use the same configuration against a real subscription, unset the emulator va
 authenticate the way the azurerm provider does, for example:
 
   unset ARM_ENVIRONMENT ARM_RESOURCE_MANAGER_ENDPOINT ARM_RESOURCE_MANAGER_AUDIENCE \\
-        ARM_ACTIVE_DIRECTORY_AUTHORITY_HOST ARM_METADATA_HOSTNAME SSL_CERT_FILE REQUESTS_CA_BUNDLE
+        ARM_ACTIVE_DIRECTORY_AUTHORITY_HOST ARM_METADATA_HOSTNAME SSL_CERT_FILE REQUESTS_CA_BUNDLE CURL_CA_BUNDLE
   export ARM_SUBSCRIPTION_ID=<subscription> ARM_TENANT_ID=<tenant>
   export ARM_CLIENT_ID=<app id> ARM_CLIENT_SECRET=<secret>    # or: az login (Azure CLI)
   cd $work && terraform apply

@@ -65,6 +65,8 @@ pub struct ClientOptions {
     pub credential: Option<Arc<dyn TokenCredential>>,
     /// Env lookup for IDENTITY_ENDPOINT etc.; `None` = process environment.
     pub env: Option<EnvLookup>,
+    /// The Terraform version, for the User-Agent (Azure support reads it).
+    pub terraform_version: Option<String>,
 }
 
 /// A raw ARM response.
@@ -148,6 +150,7 @@ struct Inner {
     user_agent: String,
     correlation_id: Option<String>,
     subscription_id: Option<String>,
+    pacer: super::pacing::Pacer,
 }
 
 const MAX_PAGES: usize = 1000;
@@ -185,6 +188,13 @@ impl ArmClient {
             retry.max_retries = m;
         }
         let mut user_agent = format!("akspolicy/{} terraform-provider", env!("CARGO_PKG_VERSION"));
+        if let Some(v) = options
+            .terraform_version
+            .as_deref()
+            .filter(|v| !v.is_empty())
+        {
+            user_agent.push_str(&format!(" Terraform/{v}"));
+        }
         if let Some(p) = settings.partner_id.as_deref().filter(|p| !p.is_empty()) {
             user_agent.push_str(&format!(" pid-{p}"));
         }
@@ -203,6 +213,7 @@ impl ArmClient {
                 user_agent,
                 correlation_id,
                 subscription_id: settings.subscription_id,
+                pacer: super::pacing::Pacer::default(),
             }),
         })
     }
@@ -312,6 +323,32 @@ impl ArmClient {
         if lro::is_long_running(&resp) {
             lro::wait(self, &resp, &self.inner.lro).await?;
             // final-state-via original-uri for PUT/PATCH.
+            return self.expect_success(Method::GET, &url, None).await?.json();
+        }
+        resp.json()
+    }
+
+    /// PUT guarded by `If-Match: <etag>` (optimistic concurrency); follows an LRO like
+    /// [`ArmClient::put`]. A 412 means someone else changed the resource since `etag` was read.
+    pub async fn put_if_match<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        api_version: &str,
+        body: &B,
+        etag: Option<&str>,
+    ) -> Result<T, ArmError> {
+        let url = self.url_for(path, api_version, &[])?;
+        let bytes = serde_json::to_vec(body)
+            .map_err(|e| ArmError::Config(format!("encoding request body: {e}")))?;
+        let headers: Vec<(&str, String)> = etag
+            .map(|e| vec![("If-Match", e.to_string())])
+            .unwrap_or_default();
+        let resp = self
+            .send_with_headers(Method::PUT, &url, Some(bytes), &headers)
+            .await?
+            .error_for_status()?;
+        if lro::is_long_running(&resp) {
+            lro::wait(self, &resp, &self.inner.lro).await?;
             return self.expect_success(Method::GET, &url, None).await?.json();
         }
         resp.json()
@@ -430,6 +467,16 @@ impl ArmClient {
         url: &str,
         body: Option<Vec<u8>>,
     ) -> Result<RawResponse, ArmError> {
+        self.send_with_headers(method, url, body, &[]).await
+    }
+
+    async fn send_with_headers(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<Vec<u8>>,
+        extra_headers: &[(&str, String)],
+    ) -> Result<RawResponse, ArmError> {
         self.check_origin(url)?;
         let policy = &self.inner.retry;
         let started = Instant::now();
@@ -437,7 +484,17 @@ impl ArmClient {
         let mut retry = 0u32;
         let mut refreshed_after_401 = false;
         let mut last_status: Option<u16> = None;
+        let subscription = super::pacing::subscription_of(url);
+        let kind = super::pacing::Kind::of(&method);
         loop {
+            let wait = self.inner.pacer.acquire(&subscription, kind);
+            if !wait.is_zero() {
+                log::debug!(
+                    "pacing {method} for {}ms: subscription {subscription} is near ARM's limit",
+                    wait.as_millis()
+                );
+                tokio::time::sleep(wait).await;
+            }
             let token = self.inner.tokens.token().await?;
             let mut req = self
                 .inner
@@ -449,6 +506,9 @@ impl ArmClient {
                 .header("x-ms-client-request-id", uuid::Uuid::new_v4().to_string());
             if let Some(c) = &self.inner.correlation_id {
                 req = req.header("x-ms-correlation-request-id", c);
+            }
+            for (name, value) in extra_headers {
+                req = req.header(*name, value);
             }
             if let Some(b) = &body {
                 req = req
@@ -496,6 +556,7 @@ impl ArmClient {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
                     let headers = resp.headers().clone();
+                    self.inner.pacer.observe(&subscription, kind, &headers);
                     let bytes = match resp.bytes().await {
                         Ok(b) => b.to_vec(),
                         Err(e) => {
@@ -724,6 +785,7 @@ mod tests {
                 lro: LroOptions::fast_for_tests(),
                 credential: Some(Arc::new(Static)),
                 env: None,
+                terraform_version: None,
             },
         )
         .await

@@ -257,6 +257,7 @@ mod tests {
                 lro: LroOptions::fast_for_tests(),
                 credential: Some(Arc::new(Static)),
                 env: None,
+                terraform_version: None,
             },
         )
         .await

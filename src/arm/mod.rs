@@ -25,6 +25,7 @@ pub mod consistency;
 pub mod credential;
 pub mod error;
 pub mod lro;
+pub mod pacing;
 pub mod resource_id;
 pub mod settings;
 

@@ -113,6 +113,15 @@ impl Catalogue {
         let set_definitions = loaded
             .set_definitions
             .iter()
+            .map(|d| {
+                // Azure reports a version range for every member.
+                let mut d = d.clone();
+                for m in &mut d.properties.policy_definitions {
+                    m.definition_version
+                        .get_or_insert_with(|| "1.*.*".to_string());
+                }
+                d
+            })
             .filter_map(|d| {
                 Some(CatalogueEntry {
                     name: d.name.clone()?,

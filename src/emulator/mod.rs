@@ -40,6 +40,7 @@ mod error;
 pub mod faults;
 mod files;
 mod http;
+mod observe;
 mod routes;
 mod state;
 pub mod store;

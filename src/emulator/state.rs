@@ -13,6 +13,7 @@ use serde_json::json;
 use super::catalogue::Catalogue;
 use super::error::EmulatorError;
 use super::faults::FaultProfile;
+use super::observe::Observer;
 use super::store::Store;
 use super::token::TokenSigner;
 
@@ -120,6 +121,10 @@ pub(crate) struct AppState {
     pub fallback_base_url: String,
     /// Active fault profile.
     pub faults: RwLock<FaultProfile>,
+    /// The profile given at start, restored by `/_emulator/reset`.
+    pub startup_faults: FaultProfile,
+    /// Metrics, token buckets, recent writes.
+    pub observer: Observer,
     requests: AtomicU64,
 }
 
@@ -138,7 +143,9 @@ impl AppState {
             identity,
             catalogue,
             fallback_base_url,
+            startup_faults: faults.clone(),
             faults: RwLock::new(faults),
+            observer: Observer::default(),
             requests: AtomicU64::new(0),
         }
     }

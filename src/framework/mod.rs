@@ -10,6 +10,7 @@ pub mod plan;
 pub mod resource;
 pub mod schema;
 pub mod server;
+pub mod timeouts;
 pub mod value;
 
 pub use diag::{AttributePath, Diagnostic, Diagnostics, PathStep, Severity};

@@ -258,7 +258,14 @@ impl Server {
         }
         let mut diags = Diagnostics::new();
         let ctx = self.context();
-        let new_state = resource.read(&ctx, &current_state, &mut diags).await;
+        // Reads change nothing remotely, so abandoning one on Stop loses nothing.
+        let new_state = tokio::select! {
+            s = resource.read(&ctx, &current_state, &mut diags) => s,
+            _ = ctx.cancel.cancelled() => {
+                diags.push(interrupted(type_name));
+                Some(current_state.clone())
+            }
+        };
         ReadResponse {
             // On error keep the prior state: Terraform must not forget an object because a
             // read failed.
@@ -414,7 +421,14 @@ impl Server {
         };
         let mut diags = Diagnostics::new();
         let ctx = self.context();
-        match data_source.read(&ctx, &config, &mut diags).await {
+        let read = tokio::select! {
+            s = data_source.read(&ctx, &config, &mut diags) => s,
+            _ = ctx.cancel.cancelled() => {
+                diags.push(interrupted(type_name));
+                return (config, diags);
+            }
+        };
+        match read {
             Some(state) if state.is_wholly_known() => (state, diags),
             Some(_) => {
                 diags.error(
@@ -434,6 +448,13 @@ impl Server {
             }
         }
     }
+}
+
+fn interrupted(type_name: &str) -> Diagnostic {
+    Diagnostic::error(
+        "Interrupted",
+        format!("Terraform asked the provider to stop while it was reading {type_name}."),
+    )
 }
 
 /// Runs attribute validators over known, non-null configuration values, descending into

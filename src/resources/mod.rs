@@ -3,12 +3,15 @@
 
 pub mod builtin_definition;
 pub mod builtin_initiative;
+pub mod cluster_addon;
+pub mod compliance;
 pub mod definition;
 pub mod errors;
 pub mod initiative;
 pub mod json;
 pub mod kubernetes_definition;
 pub mod provider;
+pub mod remediation;
 pub mod validators;
 
 pub use provider::provider;

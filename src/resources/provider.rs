@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::arm::{ArmClient, ArmSettings};
+use crate::arm::{ArmClient, ArmSettings, ClientOptions};
 use crate::framework::Attribute;
 use crate::framework::{
     AttributePath, Block, ConfigureRequest, DataSource, Diagnostic, Diagnostics, Provider,
@@ -16,10 +16,13 @@ use crate::framework::{
 
 use super::builtin_definition::BuiltinDefinitionDataSource;
 use super::builtin_initiative::BuiltinInitiativeDataSource;
+use super::cluster_addon::ClusterAddonResource;
+use super::compliance::ComplianceDataSource;
 use super::definition::DefinitionResource;
 use super::errors::arm_error_diagnostic;
 use super::initiative::InitiativeResource;
 use super::kubernetes_definition::KubernetesDefinitionResource;
+use super::remediation::RemediationResource;
 
 /// The provider's type name; every resource and data source name starts with `akspolicy_`.
 pub const TYPE_NAME: &str = "akspolicy";
@@ -259,9 +262,11 @@ impl Provider for AksPolicyProvider {
 
     fn resources(&self) -> Vec<Arc<dyn Resource>> {
         vec![
+            Arc::new(ClusterAddonResource),
             Arc::new(DefinitionResource),
             Arc::new(InitiativeResource),
             Arc::new(KubernetesDefinitionResource),
+            Arc::new(RemediationResource),
         ]
     }
 
@@ -269,6 +274,7 @@ impl Provider for AksPolicyProvider {
         vec![
             Arc::new(BuiltinDefinitionDataSource),
             Arc::new(BuiltinInitiativeDataSource),
+            Arc::new(ComplianceDataSource),
         ]
     }
 
@@ -301,7 +307,11 @@ impl Provider for AksPolicyProvider {
                 Diagnostic::error("Invalid ARM_* environment variable", e.to_string()).into(),
             );
         }
-        match ArmClient::new(settings).await {
+        let options = ClientOptions {
+            terraform_version: Some(req.terraform_version.clone()),
+            ..ClientOptions::default()
+        };
+        match ArmClient::with_options(settings, options).await {
             Ok(client) => Ok(Arc::new(Configured { client })),
             Err(e) => Err(arm_error_diagnostic("Invalid provider configuration", &e).into()),
         }

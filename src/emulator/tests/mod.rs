@@ -9,6 +9,8 @@ use serde_json::Value;
 use super::{start, Config, RunningEmulator};
 
 mod clusters;
+mod conformance;
+mod faults;
 mod insights;
 mod policy;
 

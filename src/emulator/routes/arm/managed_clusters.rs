@@ -471,6 +471,7 @@ fn build_body(
     props.entry("maxAgentPools").or_insert(json!(100));
     props.entry("enableRBAC").or_insert(json!(true));
     props.insert("powerState".into(), json!({"code": "Running"}));
+    fill_network_defaults(props, &sub, &node_rg);
     if let Some(pools) = props
         .get_mut("agentPoolProfiles")
         .and_then(Value::as_array_mut)
@@ -487,6 +488,14 @@ fn build_body(
                 pool["count"] = json!(1);
             }
             pool["powerState"] = json!({"code": "Running"});
+            if pool["maxPods"].is_null() {
+                pool["maxPods"] = json!(250);
+            }
+            pool["nodeImageVersion"] = json!("AKSUbuntu-2204gen2containerd-202510.01.0");
+            if pool["upgradeSettings"].is_null() {
+                pool["upgradeSettings"] = json!({"maxSurge": "10%"});
+            }
+            pool["eTag"] = json!(new_guid());
         }
     }
     if let Some(addons) = props
@@ -514,6 +523,56 @@ fn build_body(
         }
     }
     body
+}
+
+/// The network defaults AKS reports when the caller leaves them out (Azure CNI overlay, a
+/// standard load balancer with one managed outbound IP).
+fn fill_network_defaults(props: &mut Map<String, Value>, sub: &str, node_rg: &str) {
+    let net = props.entry("networkProfile").or_insert_with(|| json!({}));
+    if !net.is_object() {
+        *net = json!({});
+    }
+    let defaults = [
+        ("networkPlugin", json!("azure")),
+        ("networkPluginMode", json!("overlay")),
+        ("podCidr", json!("10.244.0.0/16")),
+        ("serviceCidr", json!("10.0.0.0/16")),
+        ("dnsServiceIP", json!("10.0.0.10")),
+        ("outboundType", json!("loadBalancer")),
+        ("loadBalancerSku", json!("standard")),
+        ("ipFamilies", json!(["IPv4"])),
+    ];
+    for (k, v) in defaults {
+        if net[k].is_null() {
+            net[k] = v;
+        }
+    }
+    let pod = net["podCidr"].clone();
+    let service = net["serviceCidr"].clone();
+    if net["podCidrs"].is_null() {
+        net["podCidrs"] = json!([pod]);
+    }
+    if net["serviceCidrs"].is_null() {
+        net["serviceCidrs"] = json!([service]);
+    }
+    if net["loadBalancerSku"]
+        .as_str()
+        .is_some_and(|s| s.eq_ignore_ascii_case("standard"))
+    {
+        if !net["loadBalancerProfile"].is_object() {
+            net["loadBalancerProfile"] = json!({"managedOutboundIPs": {"count": 1}});
+        }
+        let lb = &mut net["loadBalancerProfile"];
+        if lb["allocatedOutboundPorts"].is_null() {
+            lb["allocatedOutboundPorts"] = json!(0);
+        }
+        if lb["idleTimeoutInMinutes"].is_null() {
+            lb["idleTimeoutInMinutes"] = json!(30);
+        }
+        lb["effectiveOutboundIPs"] = json!([{"id": format!(
+            "/subscriptions/{sub}/resourceGroups/{node_rg}/providers/Microsoft.Network/publicIPAddresses/kubernetes-outbound-ip"
+        )}]);
+    }
 }
 
 /// Fills or clears `addonProfiles.azurepolicy.identity`, matching the key case-insensitively

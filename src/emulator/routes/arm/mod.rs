@@ -27,7 +27,9 @@ pub(crate) use scope::{stored_of_type, Scope};
 
 use http::{HeaderValue, Method, StatusCode};
 
+use crate::emulator::faults::chance;
 use crate::emulator::http::{json_response, Request, Response};
+use crate::emulator::observe::{OperationKind, Throttle};
 use crate::emulator::state::{new_guid, AppState};
 use crate::emulator::token::{Claims, TokenError};
 
@@ -202,13 +204,74 @@ fn dispatch(state: &AppState, req: &Request, segments: &[String]) -> Result<Resp
             spec.api_versions,
         ));
     }
+    let profile = state.fault_profile();
+    let kind = OperationKind::of(&req.method);
+    let subscription = match segments {
+        [s, id, ..] if s.eq_ignore_ascii_case("subscriptions") => id.clone(),
+        _ => "tenant".to_string(),
+    };
+    if profile.throttle {
+        if let Throttle::Refused(secs) = state.observer.take(&subscription, &principal.oid, kind) {
+            let mut e = ArmError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "SubscriptionRequestsThrottled",
+                format!(
+                    "Number of '{}' requests for subscription '{subscription}' actor '{}' exceeded. Please try again after '{secs}' seconds after the additional tokens are available. Refer to https://aka.ms/arm-throttling",
+                    kind.label().trim_end_matches('s'),
+                    principal.oid
+                ),
+            );
+            e.extra_mut().retry_after = Some(secs);
+            e.extra_mut().injected = true;
+            return Err(e);
+        }
+    }
+    if chance(profile.error_rate) {
+        let mut e = if chance(0.5) {
+            ArmError::internal(
+                "Encountered internal server error (injected by the emulator's error_rate).",
+            )
+        } else {
+            ArmError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                "The service is temporarily unavailable (injected by the emulator's error_rate).",
+            )
+        };
+        e.extra_mut().retry_after = Some(1);
+        e.extra_mut().injected = true;
+        return Err(e);
+    }
+    let key = crate::emulator::store::resource_key(&path.resource_id());
+    if req.method == Method::GET
+        && path.is_item()
+        && profile.consistency_ms > 0
+        && state.observer.within_window(
+            &key,
+            std::time::Duration::from_millis(profile.consistency_ms),
+        )
+    {
+        let mut e = ArmError::not_found(
+            "ResourceNotFound",
+            format!(
+                "The Resource '{}' was not found (eventual consistency window of the emulator).",
+                path.resource_id()
+            ),
+        );
+        e.extra_mut().injected = true;
+        return Err(e);
+    }
     let arm_req = ArmRequest {
         http: req,
         path,
         api_version,
         principal,
     };
-    (spec.handler)(state, &arm_req)
+    let resp = (spec.handler)(state, &arm_req)?;
+    if req.method == Method::PUT && resp.status().is_success() {
+        state.observer.wrote(&key);
+    }
+    Ok(resp)
 }
 
 /// The namespace exists but not this type → `InvalidResourceType`; otherwise the provider
@@ -248,7 +311,7 @@ fn no_provider(api_version: &str, raw_path: &str) -> ArmError {
 }
 
 /// Verifies the bearer token, mapping failures to ARM's 401 codes.
-fn authenticate(state: &AppState, req: &Request) -> Result<Claims, ArmError> {
+pub(crate) fn authenticate(state: &AppState, req: &Request) -> Result<Claims, ArmError> {
     let challenge = |description: &str| {
         format!(
             "Bearer authorization_uri=\"{}/{}\", error=\"invalid_token\", error_description=\"{description}\"",

@@ -148,6 +148,9 @@ fn put(
         if props.get("resourceDiscoveryMode").is_none_or(Value::is_null) {
             props["resourceDiscoveryMode"] = json!("ExistingNonCompliant");
         }
+        if props.get("failureThreshold").is_none_or(Value::is_null) {
+            props["failureThreshold"] = json!({"percentage": 1});
+        }
         props["correlationId"] = json!(new_guid());
         props["statusMessage"] = json!("");
         body["systemData"] = system_data(req, previous.map(|p| &p.body));

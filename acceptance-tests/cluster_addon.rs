@@ -1,0 +1,163 @@
+//! `akspolicy_cluster_addon`, end to end against the emulator's AKS clusters.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value as Json};
+
+use crate::harness::{Emulator, Workspace};
+
+const AKS_API: &str = "api-version=2026-04-01";
+
+/// Creates a resource group and a cluster through ARM (as `az aks create` would) and waits for
+/// the cluster's provisioning to finish. Returns the cluster ID.
+pub fn create_cluster(emulator: &Emulator, rg: &str, name: &str) -> String {
+    let sub = emulator.subscription_id();
+    let (status, body) = emulator.arm(
+        "PUT",
+        &format!("/subscriptions/{sub}/resourcegroups/{rg}?api-version=2021-04-01"),
+        Some(&json!({"location": "westeurope"})),
+    );
+    assert!(status == 200 || status == 201, "resource group: {status} {body}");
+    let id = format!(
+        "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.ContainerService/managedClusters/{name}"
+    );
+    let (status, body) = emulator.arm(
+        "PUT",
+        &format!("{id}?{AKS_API}"),
+        Some(&json!({
+            "location": "westeurope",
+            "properties": {
+                "dnsPrefix": name,
+                "agentPoolProfiles": [{"name": "nodepool1", "count": 1, "vmSize": "Standard_B2s", "mode": "System"}]
+            }
+        })),
+    );
+    assert!(status == 200 || status == 201, "cluster: {status} {body}");
+    wait_idle(emulator, &id);
+    id
+}
+
+/// Waits until the cluster's provisioningState is terminal.
+pub fn wait_idle(emulator: &Emulator, id: &str) -> Json {
+    let started = Instant::now();
+    loop {
+        let (status, body) = emulator.arm("GET", &format!("{id}?{AKS_API}"), None);
+        assert_eq!(status, 200, "{body}");
+        let state = body["properties"]["provisioningState"].as_str().unwrap_or("Succeeded");
+        if ["Succeeded", "Failed", "Canceled"].contains(&state) {
+            return body;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "cluster stuck in {state}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn addon_profile(cluster: &Json) -> Json {
+    cluster["properties"]["addonProfiles"]
+        .as_object()
+        .and_then(|m| m.iter().find(|(k, _)| k.eq_ignore_ascii_case("azurepolicy")))
+        .map(|(_, v)| v.clone())
+        .unwrap_or(Json::Null)
+}
+
+/// Changes the add-on outside Terraform, as someone in the portal would.
+fn set_addon_out_of_band(emulator: &Emulator, id: &str, enabled: bool) {
+    let mut cluster = wait_idle(emulator, id);
+    cluster["properties"]["addonProfiles"]["azurepolicy"] = json!({"enabled": enabled});
+    let (status, body) = emulator.arm("PUT", &format!("{id}?{AKS_API}"), Some(&cluster));
+    assert!(status == 200 || status == 201, "{status} {body}");
+    wait_idle(emulator, id);
+}
+
+fn config(cluster_id: &str) -> String {
+    format!(
+        r#"
+resource "akspolicy_cluster_addon" "policy" {{
+  cluster_id = "{cluster_id}"
+}}
+
+output "object_id" {{ value = akspolicy_cluster_addon.policy.identity[0].object_id }}
+output "version" {{ value = akspolicy_cluster_addon.policy.version }}
+"#
+    )
+}
+
+#[test]
+fn enables_detects_drift_imports_and_disables_on_destroy() {
+    let emulator = Emulator::start();
+    let id = create_cluster(&emulator, "aks-rg", "chamber-of-secrets");
+    let ws = Workspace::new(&emulator);
+    ws.write_config(&config(&id));
+    ws.apply().assert_ok("apply");
+    ws.assert_empty_plan();
+    assert!(ws.output("object_id").as_str().is_some_and(|s| !s.is_empty()));
+    assert_eq!(ws.output("version"), "v2");
+    let profile = addon_profile(&wait_idle(&emulator, &id));
+    assert_eq!(profile["enabled"], true, "{profile}");
+    assert!(profile["identity"]["objectId"].is_string(), "{profile}");
+
+    // Someone turns the add-on off in the portal: plan shows it, apply turns it back on.
+    set_addon_out_of_band(&emulator, &id, false);
+    let plan = ws.plan();
+    assert_eq!(plan.code, 2, "{}", plan.combined());
+    assert!(plan.stdout.contains("enabled") && plan.stdout.contains("false -> true"), "{}", plan.stdout);
+    ws.apply().assert_ok("apply after drift");
+    ws.assert_empty_plan();
+
+    // Import into a fresh workspace gives a state that plans empty against the same config.
+    let imported = Workspace::new(&emulator);
+    imported.write_config(&config(&id));
+    imported
+        .terraform(&["import", "-input=false", "-no-color", "akspolicy_cluster_addon.policy", &id])
+        .assert_ok("import");
+    imported.assert_empty_plan();
+
+    ws.destroy().assert_ok("destroy");
+    let profile = addon_profile(&wait_idle(&emulator, &id));
+    assert_eq!(profile["enabled"], false, "destroy should disable the add-on: {profile}");
+}
+
+#[test]
+fn concurrent_cluster_change_is_not_lost() {
+    let emulator = Emulator::start();
+    let id = create_cluster(&emulator, "aks-rg", "busy");
+    // Start a tag update (an LRO) just before Terraform writes: the add-on change must wait for
+    // it (409) or re-read (412) and keep the tags.
+    let (status, body) = emulator.arm(
+        "PATCH",
+        &format!("{id}?{AKS_API}"),
+        Some(&json!({"tags": {"team": "platform"}})),
+    );
+    assert!(status == 200 || status == 202, "{status} {body}");
+    let ws = Workspace::new(&emulator);
+    ws.write_config(&config(&id));
+    ws.apply().assert_ok("apply");
+    let cluster = wait_idle(&emulator, &id);
+    assert_eq!(cluster["tags"]["team"], "platform", "the concurrent tag change was lost: {cluster}");
+    assert_eq!(addon_profile(&cluster)["enabled"], true);
+    ws.assert_empty_plan();
+}
+
+#[test]
+fn missing_cluster_is_a_clear_error() {
+    let emulator = Emulator::start();
+    let sub = emulator.subscription_id();
+    let ws = Workspace::new(&emulator);
+    ws.write_config(&config(&format!(
+        "/subscriptions/{sub}/resourceGroups/nope/providers/Microsoft.ContainerService/managedClusters/ghost"
+    )));
+    let run = ws.apply();
+    assert_eq!(run.code, 1, "{}", run.combined());
+    assert!(run.combined().contains("Cluster not found") || run.combined().contains("ResourceGroupNotFound"), "{}", run.combined());
+}
+
+#[test]
+fn wrong_resource_type_is_rejected_at_plan() {
+    let emulator = Emulator::start();
+    let sub = emulator.subscription_id();
+    let ws = Workspace::new(&emulator);
+    ws.write_config(&config(&format!("/subscriptions/{sub}/resourceGroups/rg")));
+    let run = ws.validate();
+    assert_eq!(run.code, 1, "{}", run.combined());
+    assert!(run.combined().contains("Invalid cluster ID"), "{}", run.combined());
+}

@@ -1,0 +1,8 @@
+resource "akspolicy_cluster_addon" "policy" {
+  cluster_id = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/aks-rg/providers/Microsoft.ContainerService/managedClusters/chamber-of-secrets"
+}
+
+# The add-on's managed identity, e.g. for role assignments.
+output "addon_identity" {
+  value = akspolicy_cluster_addon.policy.identity[0].object_id
+}

@@ -1,0 +1,476 @@
+//! Resource `akspolicy_cluster_addon`: turns the Azure Policy add-on of one AKS cluster on (and
+//! off on destroy) without owning the cluster. It only ever changes
+//! `properties.addonProfiles.azurepolicy`: the cluster is read, that one profile is changed and
+//! the cluster is written back guarded by its eTag, so a concurrent change by someone else is
+//! never overwritten.
+
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use serde_json::{json, Map, Value as Json};
+
+use crate::arm::{ArmClient, ArmError, ResourceId};
+use crate::framework::timeouts::{self, Operation, TimeoutDefaults};
+use crate::framework::{
+    ApplyRequest, ApplyResult, Attribute, AttributePath, Block, CallContext, Diagnostic,
+    Diagnostics, Resource, Schema, Type, Value,
+};
+
+use super::errors::arm_error_diagnostic;
+use super::provider::Configured;
+
+pub const API_VERSION: &str = "2026-04-01";
+const CLUSTER_TYPE: &str = "Microsoft.ContainerService/managedClusters";
+/// The add-on's key in `addonProfiles`; Azure and the portal vary its casing.
+const ADDON_KEY: &str = "azurepolicy";
+const DEFAULT_VERSION: &str = "v2";
+
+/// AKS operations take minutes in Azure; these match azurerm's cluster defaults.
+const TIMEOUTS: TimeoutDefaults = TimeoutDefaults {
+    create: Duration::from_secs(90 * 60),
+    read: Duration::from_secs(5 * 60),
+    update: Duration::from_secs(90 * 60),
+    delete: Duration::from_secs(90 * 60),
+};
+
+pub struct ClusterAddonResource;
+
+fn identity_type() -> Type {
+    Type::object([
+        ("client_id", Type::String),
+        ("object_id", Type::String),
+        ("resource_id", Type::String),
+    ])
+}
+
+fn schema() -> Schema {
+    Schema::new(
+        Block::new()
+            .description(
+                "Enables the Azure Policy add-on (Gatekeeper) on an existing AKS cluster. Only the \
+                 add-on's profile is changed, guarded by the cluster's eTag, so other cluster \
+                 settings and concurrent changes are never overwritten. Destroying the resource \
+                 disables the add-on.",
+            )
+            .attribute(
+                Attribute::string("id")
+                    .computed()
+                    .use_state_for_unknown()
+                    .description("The cluster's ID."),
+            )
+            .attribute(
+                Attribute::string("cluster_id")
+                    .required()
+                    .requires_replace()
+                    .description("The ID of the AKS cluster (`/subscriptions/.../resourceGroups/.../providers/Microsoft.ContainerService/managedClusters/NAME`).")
+                    .validate_with(|v, path, diags| {
+                        if let Some(s) = v.as_str() {
+                            if let Err(msg) = parse_cluster_id(s) {
+                                diags.error_at(path.clone(), "Invalid cluster ID", msg);
+                            }
+                        }
+                    }),
+            )
+            .attribute(
+                Attribute::bool("enabled")
+                    .default(Value::Bool(true))
+                    .description("Whether the add-on is on. Turning it off outside Terraform shows up here as drift."),
+            )
+            .attribute(
+                Attribute::new("config", Type::map(Type::String))
+                    .default(Value::string_map([("version", DEFAULT_VERSION)]))
+                    .description("The add-on's configuration as AKS stores it."),
+            )
+            .attribute(
+                Attribute::string("version")
+                    .computed()
+                    .description("The add-on version in effect (`config.version`)."),
+            )
+            .attribute(
+                Attribute::new("identity", Type::list(identity_type()))
+                    .computed()
+                    .description("The managed identity AKS created for the add-on (`client_id`, `object_id`, `resource_id`), e.g. to grant it roles."),
+            )
+            .block(timeouts::block(TIMEOUTS)),
+    )
+}
+
+fn parse_cluster_id(id: &str) -> Result<ResourceId, String> {
+    let parsed = ResourceId::parse(id).map_err(|e| e.to_string())?;
+    if !parsed.is_type(CLUSTER_TYPE) {
+        return Err(format!(
+            "{id:?} is a {} ID; cluster_id must be the ID of a {CLUSTER_TYPE}.",
+            parsed.resource_type()
+        ));
+    }
+    Ok(parsed)
+}
+
+/// The `addonProfiles` key used for the add-on, whatever its casing.
+fn addon_key(cluster: &Json) -> Option<String> {
+    cluster
+        .pointer("/properties/addonProfiles")?
+        .as_object()?
+        .keys()
+        .find(|k| k.eq_ignore_ascii_case(ADDON_KEY))
+        .cloned()
+}
+
+fn addon_profile(cluster: &Json) -> Option<&Json> {
+    let key = addon_key(cluster)?;
+    cluster.pointer("/properties/addonProfiles")?.get(key)
+}
+
+/// The state for a cluster as read from Azure; `prior` supplies the configured `timeouts`.
+fn to_state(cluster_id: &str, cluster: &Json, prior: &Value) -> Value {
+    let profile = addon_profile(cluster);
+    let enabled = profile
+        .and_then(|p| p.get("enabled"))
+        .and_then(Json::as_bool)
+        .unwrap_or(false);
+    let config: Vec<(String, String)> = profile
+        .and_then(|p| p.get("config"))
+        .and_then(Json::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
+                .collect()
+        })
+        .unwrap_or_default();
+    let version = config
+        .iter()
+        .find(|(k, _)| k == "version")
+        .map(|(_, v)| v.clone());
+    let identity = profile
+        .and_then(|p| p.get("identity"))
+        .filter(|i| i.is_object())
+        .map(|i| {
+            let s = |k: &str| Value::opt_string(i.get(k).and_then(Json::as_str));
+            vec![Value::object([
+                ("client_id", s("clientId")),
+                ("object_id", s("objectId")),
+                ("resource_id", s("resourceId")),
+            ])]
+        })
+        .unwrap_or_default();
+    Value::object([
+        ("id", Value::string(cluster_id)),
+        ("cluster_id", Value::string(cluster_id)),
+        ("enabled", Value::Bool(enabled)),
+        ("config", Value::string_map(config)),
+        ("version", Value::opt_string(version)),
+        ("identity", Value::List(identity)),
+        ("timeouts", prior.get("timeouts").clone()),
+    ])
+}
+
+fn client(ctx: &CallContext, diags: &mut Diagnostics) -> Option<std::sync::Arc<Configured>> {
+    match ctx.provider::<Configured>() {
+        Ok(c) => Some(c),
+        Err(d) => {
+            diags.extend(d);
+            None
+        }
+    }
+}
+
+/// Why one attempt to write the add-on profile did not finish.
+enum Attempt {
+    Done(Json),
+    /// 412: the cluster changed since we read it; read again and re-apply our change.
+    Conflict,
+    /// 409: another operation is running on the cluster; wait for it.
+    Busy,
+    Failed(ArmError),
+}
+
+async fn write_profile(
+    client: &ArmClient,
+    cluster_id: &str,
+    enabled: bool,
+    config: &Map<String, Json>,
+) -> Result<Option<Attempt>, ArmError> {
+    let Some(mut cluster) = client.get_optional::<Json>(cluster_id, API_VERSION).await? else {
+        return Ok(None);
+    };
+    let etag = cluster
+        .get("eTag")
+        .or_else(|| cluster.get("etag"))
+        .and_then(Json::as_str)
+        .map(str::to_string);
+    let key = addon_key(&cluster).unwrap_or_else(|| ADDON_KEY.to_string());
+    let properties = cluster
+        .as_object_mut()
+        .and_then(|c| {
+            c.entry("properties")
+                .or_insert_with(|| json!({}))
+                .as_object_mut()
+        })
+        .ok_or_else(|| ArmError::Config("the cluster has no properties object".into()))?;
+    let profiles = properties
+        .entry("addonProfiles")
+        .or_insert_with(|| json!({}));
+    if !profiles.is_object() {
+        *profiles = json!({});
+    }
+    // The identity is AKS's to fill; sending it back is rejected by the real service.
+    profiles[key.as_str()] = json!({ "enabled": enabled, "config": config });
+    let attempt = match client
+        .put_if_match::<Json, Json>(cluster_id, API_VERSION, &cluster, etag.as_deref())
+        .await
+    {
+        Ok(updated) => Attempt::Done(updated),
+        Err(e) if e.status() == Some(412) => Attempt::Conflict,
+        Err(e) if e.status() == Some(409) => Attempt::Busy,
+        Err(e) => Attempt::Failed(e),
+    };
+    Ok(Some(attempt))
+}
+
+/// Sets the add-on profile, re-reading on 412 and waiting out 409s, within `limit`.
+async fn set_profile(
+    ctx: &CallContext,
+    client: &ArmClient,
+    cluster_id: &str,
+    enabled: bool,
+    config: &Map<String, Json>,
+    limit: Duration,
+    op: Operation,
+) -> Result<Option<Json>, Diagnostic> {
+    let started = Instant::now();
+    let mut delay = Duration::from_secs(1);
+    loop {
+        let attempt = tokio::select! {
+            a = write_profile(client, cluster_id, enabled, config) => a,
+            _ = ctx.cancel.cancelled() => {
+                return Err(Diagnostic::error(
+                    "Interrupted",
+                    format!("Terraform asked the provider to stop while it was changing the add-on of {cluster_id}. Run apply again to finish."),
+                ));
+            }
+        };
+        let retry_reason = match attempt {
+            Err(e) => {
+                return Err(arm_error_diagnostic(
+                    "Changing the Azure Policy add-on failed",
+                    &e,
+                ))
+            }
+            Ok(None) => return Ok(None),
+            Ok(Some(Attempt::Done(cluster))) => return Ok(Some(cluster)),
+            Ok(Some(Attempt::Failed(e))) => {
+                return Err(arm_error_diagnostic(
+                    "Changing the Azure Policy add-on failed",
+                    &e,
+                ))
+            }
+            Ok(Some(Attempt::Conflict)) => "the cluster was changed by someone else (412)",
+            Ok(Some(Attempt::Busy)) => "another operation is running on the cluster (409)",
+        };
+        if started.elapsed() + delay > limit {
+            return Err(Diagnostic::error(
+                "Timed out changing the Azure Policy add-on",
+                format!(
+                    "Gave up after {}s because {retry_reason}. Raise `timeouts {{ {} = ... }}` if the cluster is busy for longer.",
+                    started.elapsed().as_secs(),
+                    op.name()
+                ),
+            ));
+        }
+        log::debug!("retrying add-on change on {cluster_id}: {retry_reason}");
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(30));
+    }
+}
+
+fn config_map(v: &Value) -> Map<String, Json> {
+    v.entries()
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), Json::String(s.to_string()))))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl ClusterAddonResource {
+    async fn apply(&self, ctx: &CallContext, req: ApplyRequest<'_>, op: Operation) -> ApplyResult {
+        let mut diags = Diagnostics::new();
+        let Some(configured) = client(ctx, &mut diags) else {
+            return ApplyResult::failed(diags);
+        };
+        let cluster_id = req.planned.get("cluster_id").as_str().unwrap_or_default();
+        let enabled = req.planned.get("enabled").as_bool().unwrap_or(true);
+        let config = config_map(req.planned.get("config"));
+        let limit = timeouts::for_operation(req.planned, op, TIMEOUTS);
+        match set_profile(
+            ctx,
+            &configured.client,
+            cluster_id,
+            enabled,
+            &config,
+            limit,
+            op,
+        )
+        .await
+        {
+            Ok(Some(cluster)) => ApplyResult::ok(to_state(cluster_id, &cluster, req.planned)),
+            Ok(None) => {
+                diags.push(
+                    Diagnostic::error(
+                        "Cluster not found",
+                        format!("There is no AKS cluster {cluster_id}. Check the ID, or create the cluster first."),
+                    )
+                    .at(AttributePath::attr("cluster_id")),
+                );
+                ApplyResult::failed(diags)
+            }
+            Err(d) => {
+                diags.push(d);
+                ApplyResult::failed(diags)
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Resource for ClusterAddonResource {
+    fn type_name(&self) -> &'static str {
+        "akspolicy_cluster_addon"
+    }
+
+    fn schema(&self) -> Schema {
+        schema()
+    }
+
+    async fn create(&self, ctx: &CallContext, req: ApplyRequest<'_>) -> ApplyResult {
+        self.apply(ctx, req, Operation::Create).await
+    }
+
+    async fn read(
+        &self,
+        ctx: &CallContext,
+        state: &Value,
+        diags: &mut Diagnostics,
+    ) -> Option<Value> {
+        let configured = client(ctx, diags)?;
+        let cluster_id = state.get("cluster_id").as_str().unwrap_or_default();
+        let limit = timeouts::for_operation(state, Operation::Read, TIMEOUTS);
+        let read = tokio::time::timeout(
+            limit,
+            configured
+                .client
+                .get_optional::<Json>(cluster_id, API_VERSION),
+        )
+        .await;
+        match read {
+            Ok(Ok(Some(cluster))) => {
+                let mut new_state = to_state(cluster_id, &cluster, state);
+                // Keep the user's spelling of the ID when Azure returns another casing.
+                new_state.set("cluster_id", state.get("cluster_id").clone());
+                new_state.set("id", state.get("id").clone());
+                Some(new_state)
+            }
+            Ok(Ok(None)) => None,
+            Ok(Err(e)) => {
+                diags.push(arm_error_diagnostic("Reading the AKS cluster failed", &e));
+                Some(state.clone())
+            }
+            Err(_) => {
+                diags.error(
+                    "Timed out reading the AKS cluster",
+                    format!(
+                        "No answer within {}s; raise `timeouts {{ read = ... }}`.",
+                        limit.as_secs()
+                    ),
+                );
+                Some(state.clone())
+            }
+        }
+    }
+
+    async fn update(&self, ctx: &CallContext, req: ApplyRequest<'_>) -> ApplyResult {
+        self.apply(ctx, req, Operation::Update).await
+    }
+
+    async fn delete(&self, ctx: &CallContext, prior: &Value, diags: &mut Diagnostics) {
+        let Some(configured) = client(ctx, diags) else {
+            return;
+        };
+        let cluster_id = prior.get("cluster_id").as_str().unwrap_or_default();
+        let config = config_map(prior.get("config"));
+        let limit = timeouts::for_operation(prior, Operation::Delete, TIMEOUTS);
+        // A cluster that is already gone has no add-on to disable.
+        if let Err(d) = set_profile(
+            ctx,
+            &configured.client,
+            cluster_id,
+            false,
+            &config,
+            limit,
+            Operation::Delete,
+        )
+        .await
+        {
+            diags.push(d);
+        }
+    }
+
+    async fn import(&self, _ctx: &CallContext, id: &str, diags: &mut Diagnostics) -> Option<Value> {
+        if let Err(msg) = parse_cluster_id(id) {
+            diags.error(
+                "Invalid import ID",
+                format!("Import takes the cluster's ID. {msg}"),
+            );
+            return None;
+        }
+        Some(Value::object([
+            ("id", Value::string(id)),
+            ("cluster_id", Value::string(id)),
+            ("enabled", Value::Null),
+            ("config", Value::Null),
+            ("version", Value::Null),
+            ("identity", Value::Null),
+            ("timeouts", Value::Null),
+        ]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_is_valid() {
+        schema().block.validate().unwrap();
+    }
+
+    #[test]
+    fn addon_key_is_found_whatever_its_casing() {
+        let c = json!({"properties": {"addonProfiles": {"azurePolicy": {"enabled": true, "config": {"version": "v2"},
+            "identity": {"clientId": "c", "objectId": "o", "resourceId": "r"}}}}});
+        assert_eq!(addon_key(&c).as_deref(), Some("azurePolicy"));
+        let state = to_state("/x", &c, &Value::Null);
+        assert_eq!(state.get("enabled").as_bool(), Some(true));
+        assert_eq!(state.get("version").as_str(), Some("v2"));
+        assert_eq!(
+            state.get("identity").elements()[0]
+                .get("object_id")
+                .as_str(),
+            Some("o")
+        );
+    }
+
+    #[test]
+    fn missing_addon_reads_as_disabled() {
+        let state = to_state("/x", &json!({"properties": {}}), &Value::Null);
+        assert_eq!(state.get("enabled").as_bool(), Some(false));
+        assert!(state.get("identity").elements().is_empty());
+    }
+
+    #[test]
+    fn cluster_id_must_be_a_cluster() {
+        assert!(parse_cluster_id("/subscriptions/s/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/c").is_ok());
+        assert!(parse_cluster_id("/subscriptions/s/resourceGroups/rg").is_err());
+    }
+}

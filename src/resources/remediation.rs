@@ -1,0 +1,494 @@
+//! Resource `akspolicy_remediation`: a remediation task that brings existing non-compliant
+//! resources in line with a DeployIfNotExists or Modify assignment (for AKS: turn the Azure
+//! Policy add-on on for every cluster in scope). A remediation is a one-shot job, so every
+//! input replaces it; `wait_for_completion` makes apply follow it to the end.
+
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use serde_json::{json, Value as Json};
+
+use crate::arm::{ArmClient, ArmError, Method, Scope};
+use crate::framework::timeouts::{self, Operation, TimeoutDefaults};
+use crate::framework::{
+    ApplyRequest, ApplyResult, Attribute, AttributePath, Block, CallContext, Diagnostic,
+    Diagnostics, Resource, Schema, Type, Value,
+};
+
+use super::errors::arm_error_diagnostic;
+use super::provider::Configured;
+use super::validators::policy_object_name;
+
+pub const API_VERSION: &str = "2024-10-01";
+
+const TIMEOUTS: TimeoutDefaults = TimeoutDefaults {
+    create: Duration::from_secs(3 * 60 * 60),
+    read: Duration::from_secs(5 * 60),
+    update: Duration::from_secs(30 * 60),
+    delete: Duration::from_secs(30 * 60),
+};
+
+const TERMINAL: &[&str] = &["Succeeded", "Failed", "Canceled", "Cancelled", "Complete"];
+const DISCOVERY_MODES: &[&str] = &["ExistingNonCompliant", "ReEvaluateCompliance"];
+
+pub struct RemediationResource;
+
+fn schema() -> Schema {
+    Schema::new(
+        Block::new()
+            .description(
+                "Starts a remediation task for a DeployIfNotExists or Modify policy assignment, \
+                 e.g. to turn on the Azure Policy add-on of every AKS cluster in scope. With \
+                 `wait_for_completion` apply waits until the task ends and fails with Azure's \
+                 status message if it fails. Destroy cancels a running task.",
+            )
+            .attribute(Attribute::string("id").computed().use_state_for_unknown().description("The remediation's ID."))
+            .attribute(
+                Attribute::string("name")
+                    .required()
+                    .requires_replace()
+                    .description("The remediation's name.")
+                    .validate_with(policy_object_name),
+            )
+            .attribute(
+                Attribute::string("scope")
+                    .required()
+                    .requires_replace()
+                    .description("Where to remediate: a management group, subscription, resource group or resource ID.")
+                    .validate_with(|v, path, diags| {
+                        if let Some(s) = v.as_str() {
+                            if let Err(e) = Scope::parse(s) {
+                                diags.error_at(path.clone(), "Invalid scope", e.to_string());
+                            }
+                        }
+                    }),
+            )
+            .attribute(
+                Attribute::string("policy_assignment_id")
+                    .required()
+                    .requires_replace()
+                    .description("The assignment whose non-compliant resources are remediated."),
+            )
+            .attribute(
+                Attribute::string("policy_definition_reference_id")
+                    .optional()
+                    .requires_replace()
+                    .description("For an initiative assignment: which member definition to remediate."),
+            )
+            .attribute(
+                Attribute::string("resource_discovery_mode")
+                    .default(Value::string("ExistingNonCompliant"))
+                    .requires_replace()
+                    .description("`ExistingNonCompliant` remediates what the last evaluation found; `ReEvaluateCompliance` evaluates first (not at management-group scope).")
+                    .validate_with(|v, path, diags| {
+                        if let Some(s) = v.as_str() {
+                            if !DISCOVERY_MODES.contains(&s) {
+                                diags.error_at(path.clone(), "Invalid resource discovery mode", format!("{s:?} is not one of {}.", DISCOVERY_MODES.join(", ")));
+                            }
+                        }
+                    }),
+            )
+            .attribute(
+                Attribute::new("location_filters", Type::list(Type::String))
+                    .optional()
+                    .requires_replace()
+                    .description("Only remediate resources in these Azure regions."),
+            )
+            .attribute(
+                Attribute::number("resource_count")
+                    .optional()
+                    .requires_replace()
+                    .description("The most resources to remediate (1 to 50000)."),
+            )
+            .attribute(
+                Attribute::number("parallel_deployments")
+                    .optional()
+                    .requires_replace()
+                    .description("How many resources to remediate at once (1 to 30)."),
+            )
+            .attribute(
+                Attribute::number("failure_threshold")
+                    .optional()
+                    .requires_replace()
+                    .description("Stop when this fraction (0 to 1) of deployments has failed."),
+            )
+            .attribute(
+                Attribute::bool("wait_for_completion")
+                    .default(Value::Bool(false))
+                    .description("Wait during apply until the task has finished."),
+            )
+            .attribute(Attribute::string("provisioning_state").computed().description("`Accepted`, `Evaluating`, `Succeeded`, `Failed`, `Canceled`, ... as last read."))
+            .attribute(Attribute::string("status_message").computed().description("Azure's status message."))
+            .attribute(Attribute::number("total_deployments").computed().description("Deployments the task started."))
+            .attribute(Attribute::number("successful_deployments").computed().description("Deployments that succeeded."))
+            .attribute(Attribute::number("failed_deployments").computed().description("Deployments that failed."))
+            .block(timeouts::block(TIMEOUTS)),
+    )
+}
+
+fn remediation_path(scope: &str, name: &str) -> String {
+    format!(
+        "{}/providers/Microsoft.PolicyInsights/remediations/{name}",
+        scope.trim_end_matches('/')
+    )
+}
+
+fn body(planned: &Value) -> Json {
+    let mut props = json!({
+        "policyAssignmentId": planned.get("policy_assignment_id").as_str(),
+        "resourceDiscoveryMode": planned.get("resource_discovery_mode").as_str().unwrap_or("ExistingNonCompliant"),
+    });
+    if let Some(r) = planned.get("policy_definition_reference_id").as_str() {
+        props["policyDefinitionReferenceId"] = json!(r);
+    }
+    let locations = planned.get("location_filters").string_elements();
+    if !locations.is_empty() {
+        props["filters"] = json!({ "locations": locations });
+    }
+    if let Some(n) = planned.get("resource_count").as_i64() {
+        props["resourceCount"] = json!(n);
+    }
+    if let Some(n) = planned.get("parallel_deployments").as_i64() {
+        props["parallelDeployments"] = json!(n);
+    }
+    if let Value::Number(n) = planned.get("failure_threshold") {
+        props["failureThreshold"] = json!({ "percentage": n.as_f64() });
+    }
+    json!({ "properties": props })
+}
+
+/// Copies what Azure reports into `state` (everything the user set stays as configured).
+fn with_status(state: &Value, remote: &Json) -> Value {
+    let props = remote.get("properties").cloned().unwrap_or(Json::Null);
+    let count = |k: &str| {
+        Value::from(
+            props
+                .pointer(&format!("/deploymentStatus/{k}"))
+                .and_then(Json::as_i64)
+                .unwrap_or(0),
+        )
+    };
+    let mut s = state.clone();
+    if s.get("id").is_unknown() || s.get("id").is_null() {
+        s.set(
+            "id",
+            Value::opt_string(remote.get("id").and_then(Json::as_str)),
+        );
+    }
+    s.set(
+        "provisioning_state",
+        Value::opt_string(props.get("provisioningState").and_then(Json::as_str)),
+    );
+    s.set(
+        "status_message",
+        Value::string(
+            props
+                .get("statusMessage")
+                .and_then(Json::as_str)
+                .unwrap_or(""),
+        ),
+    );
+    s.set("total_deployments", count("totalDeployments"));
+    s.set("successful_deployments", count("successfulDeployments"));
+    s.set("failed_deployments", count("failedDeployments"));
+    s
+}
+
+fn state_of(remote: &Json) -> &str {
+    remote
+        .pointer("/properties/provisioningState")
+        .and_then(Json::as_str)
+        .unwrap_or("Succeeded")
+}
+
+/// Polls until the task reaches a terminal state or `limit` passes.
+async fn wait_until_done(
+    ctx: &CallContext,
+    client: &ArmClient,
+    path: &str,
+    limit: Duration,
+) -> Result<Json, Diagnostic> {
+    let started = Instant::now();
+    let mut delay = Duration::from_millis(500);
+    loop {
+        let remote: Json = client
+            .get(path, API_VERSION)
+            .await
+            .map_err(|e| arm_error_diagnostic("Reading the remediation failed", &e))?;
+        if TERMINAL.contains(&state_of(&remote)) {
+            return Ok(remote);
+        }
+        if started.elapsed() + delay > limit {
+            return Err(Diagnostic::error(
+                "Timed out waiting for the remediation",
+                format!(
+                    "The remediation is still {} after {}s. It keeps running in Azure; raise `timeouts {{ create = ... }}` or set wait_for_completion = false.",
+                    state_of(&remote),
+                    started.elapsed().as_secs()
+                ),
+            ));
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = ctx.cancel.cancelled() => {
+                return Err(Diagnostic::error("Interrupted", "Stopped waiting for the remediation; it keeps running in Azure."));
+            }
+        }
+        delay = (delay * 2).min(Duration::from_secs(15));
+    }
+}
+
+fn configured(ctx: &CallContext, diags: &mut Diagnostics) -> Option<std::sync::Arc<Configured>> {
+    ctx.provider::<Configured>()
+        .map_err(|d| diags.extend(d))
+        .ok()
+}
+
+#[async_trait]
+impl Resource for RemediationResource {
+    fn type_name(&self) -> &'static str {
+        "akspolicy_remediation"
+    }
+
+    fn schema(&self) -> Schema {
+        schema()
+    }
+
+    fn validate_config(&self, config: &Value, diags: &mut Diagnostics) {
+        let at_mg = config
+            .get("scope")
+            .as_str()
+            .and_then(|s| Scope::parse(s).ok())
+            .is_some_and(|s| matches!(s, Scope::ManagementGroup(_)));
+        if at_mg && config.get("resource_discovery_mode").as_str() == Some("ReEvaluateCompliance") {
+            diags.push(
+                Diagnostic::error(
+                    "ReEvaluateCompliance is not available at management-group scope",
+                    "Azure only re-evaluates compliance for subscription, resource group or resource scopes. Use ExistingNonCompliant, or remediate per subscription.",
+                )
+                .at(AttributePath::attr("resource_discovery_mode")),
+            );
+        }
+        if let Value::Number(n) = config.get("failure_threshold") {
+            let f = n.as_f64();
+            if !(0.0..=1.0).contains(&f) {
+                diags.error_at(
+                    AttributePath::attr("failure_threshold"),
+                    "Invalid failure threshold",
+                    "failure_threshold is a fraction from 0 to 1 (0.1 = 10%).",
+                );
+            }
+        }
+    }
+
+    async fn create(&self, ctx: &CallContext, req: ApplyRequest<'_>) -> ApplyResult {
+        let mut diags = Diagnostics::new();
+        let Some(c) = configured(ctx, &mut diags) else {
+            return ApplyResult::failed(diags);
+        };
+        let scope = req.planned.get("scope").as_str().unwrap_or_default();
+        let name = req.planned.get("name").as_str().unwrap_or_default();
+        let path = remediation_path(scope, name);
+        // A plain PUT: the client's write helper would wait on provisioningState, which for a
+        // remediation means the whole task.
+        let created = c
+            .client
+            .request(
+                Method::PUT,
+                &path,
+                API_VERSION,
+                &[],
+                Some(&body(req.planned)),
+            )
+            .await
+            .and_then(|r| r.error_for_status())
+            .and_then(|r| r.json::<Json>());
+        let remote = match created {
+            Ok(r) => r,
+            Err(e) => {
+                diags.push(arm_error_diagnostic("Creating the remediation failed", &e));
+                return ApplyResult::failed(diags);
+            }
+        };
+        let mut state = with_status(req.planned, &remote);
+        if req.planned.get("wait_for_completion").as_bool() == Some(true) {
+            let limit = timeouts::for_operation(req.planned, Operation::Create, TIMEOUTS);
+            match wait_until_done(ctx, &c.client, &path, limit).await {
+                Ok(done) => {
+                    state = with_status(req.planned, &done);
+                    if state_of(&done) == "Failed" {
+                        diags.error(
+                            "The remediation failed",
+                            format!(
+                                "Azure reports: {}. The task stays in state; fix the cause and replace it (terraform apply -replace=...).",
+                                done.pointer("/properties/statusMessage").and_then(Json::as_str).unwrap_or("no status message")
+                            ),
+                        );
+                    }
+                }
+                Err(d) => diags.push(d),
+            }
+        }
+        // The task exists in Azure whatever happened while waiting: keep it in state.
+        ApplyResult {
+            state: Some(state),
+            diags,
+        }
+    }
+
+    async fn read(
+        &self,
+        ctx: &CallContext,
+        state: &Value,
+        diags: &mut Diagnostics,
+    ) -> Option<Value> {
+        let c = configured(ctx, diags)?;
+        let scope = state.get("scope").as_str().unwrap_or_default();
+        let name = state.get("name").as_str().unwrap_or_default();
+        match c
+            .client
+            .get_optional::<Json>(&remediation_path(scope, name), API_VERSION)
+            .await
+        {
+            Ok(Some(remote)) => Some(with_status(state, &remote)),
+            Ok(None) => None,
+            Err(e) => {
+                diags.push(arm_error_diagnostic("Reading the remediation failed", &e));
+                Some(state.clone())
+            }
+        }
+    }
+
+    async fn update(&self, _ctx: &CallContext, req: ApplyRequest<'_>) -> ApplyResult {
+        // Only wait_for_completion and timeouts change in place; they are not sent to Azure.
+        let mut state = req.planned.clone();
+        for k in [
+            "provisioning_state",
+            "status_message",
+            "total_deployments",
+            "successful_deployments",
+            "failed_deployments",
+        ] {
+            if state.get(k).is_unknown() {
+                state.set(k, req.prior.get(k).clone());
+            }
+        }
+        ApplyResult::ok(state)
+    }
+
+    async fn delete(&self, ctx: &CallContext, prior: &Value, diags: &mut Diagnostics) {
+        let Some(c) = configured(ctx, diags) else {
+            return;
+        };
+        let scope = prior.get("scope").as_str().unwrap_or_default();
+        let name = prior.get("name").as_str().unwrap_or_default();
+        let path = remediation_path(scope, name);
+        let running = match c.client.get_optional::<Json>(&path, API_VERSION).await {
+            Ok(Some(r)) => !TERMINAL.contains(&state_of(&r)),
+            Ok(None) => return,
+            Err(e) => {
+                diags.push(arm_error_diagnostic("Reading the remediation failed", &e));
+                return;
+            }
+        };
+        if running {
+            let cancel: Result<Json, ArmError> = c
+                .client
+                .post(&format!("{path}/cancel"), API_VERSION, None::<&Json>)
+                .await;
+            if let Err(e) = cancel {
+                if !e.is_not_found() {
+                    diags.push(arm_error_diagnostic(
+                        "Cancelling the remediation failed",
+                        &e,
+                    ));
+                    return;
+                }
+            }
+        }
+        if let Err(e) = c.client.delete(&path, API_VERSION).await {
+            diags.push(arm_error_diagnostic("Deleting the remediation failed", &e));
+        }
+    }
+
+    async fn import(&self, _ctx: &CallContext, id: &str, diags: &mut Diagnostics) -> Option<Value> {
+        let lower = id.to_ascii_lowercase();
+        let Some(pos) = lower.rfind("/providers/microsoft.policyinsights/remediations/") else {
+            diags.error("Invalid import ID", format!("{id:?} is not a remediation ID (…/providers/Microsoft.PolicyInsights/remediations/NAME)."));
+            return None;
+        };
+        let scope = &id[..pos];
+        let name = &id[pos + "/providers/microsoft.policyinsights/remediations/".len()..];
+        Some(Value::object([
+            ("id", Value::string(id)),
+            ("name", Value::string(name)),
+            (
+                "scope",
+                Value::string(if scope.is_empty() { "/" } else { scope }),
+            ),
+            ("policy_assignment_id", Value::Null),
+            ("policy_definition_reference_id", Value::Null),
+            ("resource_discovery_mode", Value::Null),
+            ("location_filters", Value::Null),
+            ("resource_count", Value::Null),
+            ("parallel_deployments", Value::Null),
+            ("failure_threshold", Value::Null),
+            ("wait_for_completion", Value::Bool(false)),
+            ("provisioning_state", Value::Null),
+            ("status_message", Value::Null),
+            ("total_deployments", Value::Null),
+            ("successful_deployments", Value::Null),
+            ("failed_deployments", Value::Null),
+            ("timeouts", Value::Null),
+        ]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_is_valid() {
+        schema().block.validate().unwrap();
+    }
+
+    #[test]
+    fn body_carries_only_what_is_set() {
+        let planned = Value::object([
+            (
+                "policy_assignment_id",
+                Value::string(
+                    "/subscriptions/s/providers/Microsoft.Authorization/policyAssignments/a",
+                ),
+            ),
+            (
+                "resource_discovery_mode",
+                Value::string("ExistingNonCompliant"),
+            ),
+            ("location_filters", Value::string_list(["westeurope"])),
+            ("failure_threshold", Value::from(0.1)),
+        ]);
+        let b = body(&planned);
+        assert_eq!(b["properties"]["filters"]["locations"][0], "westeurope");
+        assert_eq!(b["properties"]["failureThreshold"]["percentage"], 0.1);
+        assert!(b["properties"].get("resourceCount").is_none());
+    }
+
+    #[test]
+    fn reevaluate_is_rejected_at_management_group_scope() {
+        let config = Value::object([
+            (
+                "scope",
+                Value::string("/providers/Microsoft.Management/managementGroups/mg"),
+            ),
+            (
+                "resource_discovery_mode",
+                Value::string("ReEvaluateCompliance"),
+            ),
+        ]);
+        let mut d = Diagnostics::new();
+        RemediationResource.validate_config(&config, &mut d);
+        assert!(d.has_errors());
+    }
+}
