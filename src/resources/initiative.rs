@@ -53,7 +53,8 @@ fn schema() -> Schema {
         .attribute(
             Attribute::string("definition_version")
                 .optional()
-                .description("Pins the member definition's version, e.g. `9.*.*`."),
+                .computed()
+                .description("Pins the member definition's version, e.g. `9.*.*`. Azure fills `1.*.*` when left out."),
         )
         .attribute(
             Attribute::new("group_names", Type::list(Type::String))
@@ -111,7 +112,8 @@ fn schema() -> Schema {
             .attribute(
                 Attribute::string("version")
                     .optional()
-                    .description("The initiative version, `x.y.z`.")
+                    .computed()
+                    .description("The initiative version, `x.y.z` Azure reports `1.0.0` when none is set.")
                     .validate_with(validate_version),
             )
             .attribute(

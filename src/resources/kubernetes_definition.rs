@@ -129,7 +129,8 @@ fn schema() -> Schema {
             .attribute(
                 Attribute::string("version")
                     .optional()
-                    .description("The definition version, `x.y.z`.")
+                    .computed()
+                    .description("The definition version, `x.y.z` Azure reports `1.0.0` when none is set.")
                     .validate_with(validate_version),
             )
             .attribute(

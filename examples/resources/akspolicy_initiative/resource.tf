@@ -1,4 +1,5 @@
-# An initiative bundling a custom Kubernetes policy with a built-in one.
+# An initiative around a built-in Kubernetes policy; custom definitions join the same way
+# (policy_definition_id = akspolicy_kubernetes_definition.<name>.id).
 data "akspolicy_builtin_definition" "no_privileged" {
   display_name = "Kubernetes cluster should not allow privileged containers"
 }
@@ -26,12 +27,6 @@ resource "akspolicy_initiative" "aks_baseline" {
     reference_id         = "no-privileged"
     definition_version   = "9.*.*"
     parameters           = jsonencode({ effect = "[parameters('effect')]" })
-    group_names          = ["workloads"]
-  }
-
-  policy_definition {
-    policy_definition_id = akspolicy_kubernetes_definition.no_latest.id
-    reference_id         = "no-latest"
     group_names          = ["workloads"]
   }
 }
