@@ -17,7 +17,10 @@ pub fn create_cluster(emulator: &Emulator, rg: &str, name: &str) -> String {
         &format!("/subscriptions/{sub}/resourcegroups/{rg}?api-version=2021-04-01"),
         Some(&json!({"location": "westeurope"})),
     );
-    assert!(status == 200 || status == 201, "resource group: {status} {body}");
+    assert!(
+        status == 200 || status == 201,
+        "resource group: {status} {body}"
+    );
     let id = format!(
         "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.ContainerService/managedClusters/{name}"
     );
@@ -43,11 +46,16 @@ pub fn wait_idle(emulator: &Emulator, id: &str) -> Json {
     loop {
         let (status, body) = emulator.arm("GET", &format!("{id}?{AKS_API}"), None);
         assert_eq!(status, 200, "{body}");
-        let state = body["properties"]["provisioningState"].as_str().unwrap_or("Succeeded");
+        let state = body["properties"]["provisioningState"]
+            .as_str()
+            .unwrap_or("Succeeded");
         if ["Succeeded", "Failed", "Canceled"].contains(&state) {
             return body;
         }
-        assert!(started.elapsed() < Duration::from_secs(60), "cluster stuck in {state}");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "cluster stuck in {state}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -55,7 +63,10 @@ pub fn wait_idle(emulator: &Emulator, id: &str) -> Json {
 fn addon_profile(cluster: &Json) -> Json {
     cluster["properties"]["addonProfiles"]
         .as_object()
-        .and_then(|m| m.iter().find(|(k, _)| k.eq_ignore_ascii_case("azurepolicy")))
+        .and_then(|m| {
+            m.iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("azurepolicy"))
+        })
         .map(|(_, v)| v.clone())
         .unwrap_or(Json::Null)
 }
@@ -90,7 +101,10 @@ fn enables_detects_drift_imports_and_disables_on_destroy() {
     ws.write_config(&config(&id));
     ws.apply().assert_ok("apply");
     ws.assert_empty_plan();
-    assert!(ws.output("object_id").as_str().is_some_and(|s| !s.is_empty()));
+    assert!(ws
+        .output("object_id")
+        .as_str()
+        .is_some_and(|s| !s.is_empty()));
     assert_eq!(ws.output("version"), "v2");
     let profile = addon_profile(&wait_idle(&emulator, &id));
     assert_eq!(profile["enabled"], true, "{profile}");
@@ -100,7 +114,11 @@ fn enables_detects_drift_imports_and_disables_on_destroy() {
     set_addon_out_of_band(&emulator, &id, false);
     let plan = ws.plan();
     assert_eq!(plan.code, 2, "{}", plan.combined());
-    assert!(plan.stdout.contains("enabled") && plan.stdout.contains("false -> true"), "{}", plan.stdout);
+    assert!(
+        plan.stdout.contains("enabled") && plan.stdout.contains("false -> true"),
+        "{}",
+        plan.stdout
+    );
     ws.apply().assert_ok("apply after drift");
     ws.assert_empty_plan();
 
@@ -108,15 +126,26 @@ fn enables_detects_drift_imports_and_disables_on_destroy() {
     let imported = Workspace::new(&emulator);
     imported.write_config(&config(&id));
     imported
-        .terraform(&["import", "-input=false", "-no-color", "akspolicy_cluster_addon.policy", &id])
+        .terraform(&[
+            "import",
+            "-input=false",
+            "-no-color",
+            "akspolicy_cluster_addon.policy",
+            &id,
+        ])
         .assert_ok("import");
     // `terraform import` records no outputs; a refresh does, without touching resources.
-    imported.terraform(&["refresh", "-input=false", "-no-color"]).assert_ok("refresh");
+    imported
+        .terraform(&["refresh", "-input=false", "-no-color"])
+        .assert_ok("refresh");
     imported.assert_empty_plan();
 
     ws.destroy().assert_ok("destroy");
     let profile = addon_profile(&wait_idle(&emulator, &id));
-    assert_eq!(profile["enabled"], false, "destroy should disable the add-on: {profile}");
+    assert_eq!(
+        profile["enabled"], false,
+        "destroy should disable the add-on: {profile}"
+    );
 }
 
 #[test]
@@ -135,7 +164,10 @@ fn concurrent_cluster_change_is_not_lost() {
     ws.write_config(&config(&id));
     ws.apply().assert_ok("apply");
     let cluster = wait_idle(&emulator, &id);
-    assert_eq!(cluster["tags"]["team"], "platform", "the concurrent tag change was lost: {cluster}");
+    assert_eq!(
+        cluster["tags"]["team"], "platform",
+        "the concurrent tag change was lost: {cluster}"
+    );
     assert_eq!(addon_profile(&cluster)["enabled"], true);
     ws.assert_empty_plan();
 }
@@ -150,7 +182,12 @@ fn missing_cluster_is_a_clear_error() {
     )));
     let run = ws.apply();
     assert_eq!(run.code, 1, "{}", run.combined());
-    assert!(run.combined().contains("Cluster not found") || run.combined().contains("ResourceGroupNotFound"), "{}", run.combined());
+    assert!(
+        run.combined().contains("Cluster not found")
+            || run.combined().contains("ResourceGroupNotFound"),
+        "{}",
+        run.combined()
+    );
 }
 
 #[test]
@@ -161,5 +198,9 @@ fn wrong_resource_type_is_rejected_at_plan() {
     ws.write_config(&config(&format!("/subscriptions/{sub}/resourceGroups/rg")));
     let run = ws.validate();
     assert_eq!(run.code, 1, "{}", run.combined());
-    assert!(run.combined().contains("Invalid cluster ID"), "{}", run.combined());
+    assert!(
+        run.combined().contains("Invalid cluster ID"),
+        "{}",
+        run.combined()
+    );
 }

@@ -6,6 +6,8 @@ mod harness;
 mod assignment;
 mod builtin_definition;
 mod cluster_addon;
+mod definition;
 mod docs;
 mod examples;
+mod kubernetes_definition;
 mod provider_config;

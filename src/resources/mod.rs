@@ -3,11 +3,15 @@
 
 pub mod assignment;
 pub mod builtin_definition;
+pub mod builtin_initiative;
 pub mod cluster_addon;
 pub mod compliance;
+pub mod definition;
 pub mod errors;
 pub mod exemption;
+pub mod initiative;
 pub mod json;
+pub mod kubernetes_definition;
 pub mod parameters;
 pub mod provider;
 pub mod reconcile;

@@ -16,10 +16,14 @@ use crate::framework::{
 
 use super::assignment::AssignmentResource;
 use super::builtin_definition::BuiltinDefinitionDataSource;
+use super::builtin_initiative::BuiltinInitiativeDataSource;
 use super::cluster_addon::ClusterAddonResource;
 use super::compliance::ComplianceDataSource;
+use super::definition::DefinitionResource;
 use super::errors::arm_error_diagnostic;
 use super::exemption::ExemptionResource;
+use super::initiative::InitiativeResource;
+use super::kubernetes_definition::KubernetesDefinitionResource;
 use super::remediation::RemediationResource;
 
 /// The provider's type name; every resource and data source name starts with `akspolicy_`.
@@ -263,6 +267,9 @@ impl Provider for AksPolicyProvider {
             Arc::new(AssignmentResource),
             Arc::new(ClusterAddonResource),
             Arc::new(ExemptionResource),
+            Arc::new(DefinitionResource),
+            Arc::new(InitiativeResource),
+            Arc::new(KubernetesDefinitionResource),
             Arc::new(RemediationResource),
         ]
     }
@@ -270,6 +277,7 @@ impl Provider for AksPolicyProvider {
     fn data_sources(&self) -> Vec<Arc<dyn DataSource>> {
         vec![
             Arc::new(BuiltinDefinitionDataSource),
+            Arc::new(BuiltinInitiativeDataSource),
             Arc::new(ComplianceDataSource),
         ]
     }

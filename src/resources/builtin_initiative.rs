@@ -1,0 +1,331 @@
+//! Data source `akspolicy_builtin_initiative`: looks up a built-in policy set definition by its
+//! name (a GUID) or exact display name, e.g. "Kubernetes cluster pod security baseline standards
+//! for Linux-based workloads".
+
+use async_trait::async_trait;
+
+use crate::framework::{
+    Attribute, AttributePath, Block, CallContext, DataSource, Diagnostic, Diagnostics, Schema,
+    Type, Value,
+};
+use crate::policy::PolicySetDefinition;
+
+use super::errors::arm_error_diagnostic;
+use super::json::canonical_json;
+use super::provider::Configured;
+use super::validators::policy_object_name;
+
+pub const API_VERSION: &str = "2025-03-01";
+const BUILTINS_PATH: &str = "/providers/Microsoft.Authorization/policySetDefinitions";
+
+pub struct BuiltinInitiativeDataSource;
+
+fn computed(name: &str, description: &str) -> Attribute {
+    Attribute::string(name).computed().description(description)
+}
+
+fn schema() -> Schema {
+    Schema::new(
+        Block::new()
+            .description(
+                "Looks up a built-in Azure Policy initiative (policy set definition) by `name` or \
+                 `display_name` (exactly one). Use its `id` in assignments.",
+            )
+            .attribute(
+                Attribute::string("name")
+                    .optional()
+                    .computed()
+                    .description("The initiative's name, a GUID such as `a8640138-9b0a-4a28-b8cb-1666c838647d`.")
+                    .validate_with(policy_object_name),
+            )
+            .attribute(
+                Attribute::string("display_name")
+                    .optional()
+                    .computed()
+                    .description("The exact display name. Zero or several matches are an error that lists the candidates."),
+            )
+            .attribute(computed("id", "The initiative's ARM ID."))
+            .attribute(computed("description", "The description."))
+            .attribute(computed("version", "The initiative's version (x.y.z)."))
+            .attribute(
+                Attribute::new("versions", Type::list(Type::String))
+                    .computed()
+                    .description("Every version Azure offers, newest first."),
+            )
+            .attribute(computed("policy_type", "`BuiltIn` or `Static`."))
+            .attribute(computed("category", "The `category` from the metadata."))
+            .attribute(computed("metadata", "The metadata as canonical JSON."))
+            .attribute(computed("parameters", "The initiative's parameter declarations as canonical JSON."))
+            .attribute(computed(
+                "policy_definitions",
+                "The members (`policyDefinitionId`, `policyDefinitionReferenceId`, `parameters`, `definitionVersion`, `groupNames`) as canonical JSON.",
+            ))
+            .attribute(
+                Attribute::new("policy_definition_ids", Type::list(Type::String))
+                    .computed()
+                    .description("The member definitions' IDs, in the initiative's order."),
+            )
+            .attribute(computed(
+                "policy_definition_groups",
+                "The groups as canonical JSON; null when the initiative has none.",
+            )),
+    )
+}
+
+#[async_trait]
+impl DataSource for BuiltinInitiativeDataSource {
+    fn type_name(&self) -> &'static str {
+        "akspolicy_builtin_initiative"
+    }
+
+    fn schema(&self) -> Schema {
+        schema()
+    }
+
+    fn validate_config(&self, config: &Value, diags: &mut Diagnostics) {
+        let name = config.get("name");
+        let display = config.get("display_name");
+        if name.is_unknown() || display.is_unknown() {
+            return;
+        }
+        match (name.is_null(), display.is_null()) {
+            (true, true) => diags.error(
+                "Missing lookup key",
+                "Set exactly one of `name` (the initiative's GUID) or `display_name`.",
+            ),
+            (false, false) => diags.push(
+                Diagnostic::error(
+                    "Conflicting lookup keys",
+                    "Set only one of `name` or `display_name`, not both.",
+                )
+                .at(AttributePath::attr("display_name")),
+            ),
+            _ => {}
+        }
+    }
+
+    async fn read(
+        &self,
+        ctx: &CallContext,
+        config: &Value,
+        diags: &mut Diagnostics,
+    ) -> Option<Value> {
+        let configured = match ctx.provider::<Configured>() {
+            Ok(c) => c,
+            Err(d) => {
+                diags.extend(d);
+                return None;
+            }
+        };
+        let client = &configured.client;
+        let set = if let Some(name) = config.get("name").as_str() {
+            match client
+                .get_optional::<PolicySetDefinition>(
+                    &format!("{BUILTINS_PATH}/{name}"),
+                    API_VERSION,
+                )
+                .await
+            {
+                Ok(Some(s)) => s,
+                Ok(None) => {
+                    diags.push(
+                        Diagnostic::error(
+                            "Built-in initiative not found",
+                            format!("No built-in initiative is named {name:?}. Names are GUIDs; to search by title use `display_name`."),
+                        )
+                        .at(AttributePath::attr("name")),
+                    );
+                    return None;
+                }
+                Err(e) => {
+                    diags.push(arm_error_diagnostic(
+                        "Looking up the built-in initiative failed",
+                        &e,
+                    ));
+                    return None;
+                }
+            }
+        } else {
+            let wanted = config.get("display_name").as_str().unwrap_or_default();
+            let all = match client
+                .list::<PolicySetDefinition>(
+                    BUILTINS_PATH,
+                    API_VERSION,
+                    &[("$filter", "policyType eq 'BuiltIn'")],
+                )
+                .await
+            {
+                Ok(all) => all,
+                Err(e) => {
+                    diags.push(arm_error_diagnostic(
+                        "Listing built-in initiatives failed",
+                        &e,
+                    ));
+                    return None;
+                }
+            };
+            match pick_by_display_name(all, wanted) {
+                Ok(s) => s,
+                Err(d) => {
+                    diags.push(d.at(AttributePath::attr("display_name")));
+                    return None;
+                }
+            }
+        };
+        Some(to_state(&set))
+    }
+}
+
+fn pick_by_display_name(
+    all: Vec<PolicySetDefinition>,
+    wanted: &str,
+) -> Result<PolicySetDefinition, Diagnostic> {
+    let lower = wanted.to_lowercase();
+    let (exact, rest): (Vec<_>, Vec<_>) = all
+        .into_iter()
+        .partition(|s| s.properties.display_name.as_deref() == Some(wanted));
+    let lines = |sets: &[&PolicySetDefinition]| {
+        sets.iter()
+            .map(|s| {
+                format!(
+                    "  - name = {:?} (version {}): {}",
+                    s.name.as_deref().unwrap_or("?"),
+                    s.properties.version.as_deref().unwrap_or("unversioned"),
+                    s.properties.display_name.as_deref().unwrap_or("")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    match exact.len() {
+        1 => exact
+            .into_iter()
+            .next()
+            .ok_or_else(|| Diagnostic::error("Internal error", "length checked")),
+        0 => {
+            let near: Vec<&PolicySetDefinition> = rest
+                .iter()
+                .filter(|s| {
+                    let dn = s
+                        .properties
+                        .display_name
+                        .as_deref()
+                        .unwrap_or("")
+                        .to_lowercase();
+                    !lower.is_empty()
+                        && !dn.is_empty()
+                        && (dn.contains(&lower) || lower.contains(&dn))
+                })
+                .take(10)
+                .collect();
+            let hint = if near.is_empty() {
+                "Check the spelling, or look the initiative up by `name` (its GUID).".to_string()
+            } else {
+                format!(
+                    "Display names must match exactly (case included). Similar built-ins:\n{}",
+                    lines(&near)
+                )
+            };
+            Err(Diagnostic::error(
+                "No built-in initiative with this display name",
+                format!("No built-in initiative is named {wanted:?}. {hint}"),
+            ))
+        }
+        n => {
+            let refs: Vec<&PolicySetDefinition> = exact.iter().collect();
+            Err(Diagnostic::error(
+                "Several built-in initiatives have this display name",
+                format!(
+                    "{n} built-in initiatives are named {wanted:?}. Set `name` instead:\n{}",
+                    lines(&refs)
+                ),
+            ))
+        }
+    }
+}
+
+fn to_state(s: &PolicySetDefinition) -> Value {
+    let p = &s.properties;
+    let json_string =
+        |v: Option<serde_json::Value>| Value::opt_string(v.as_ref().map(canonical_json));
+    Value::object([
+        ("id", Value::opt_string(s.id.clone())),
+        ("name", Value::opt_string(s.name.clone())),
+        ("display_name", Value::opt_string(p.display_name.clone())),
+        ("description", Value::opt_string(p.description.clone())),
+        ("version", Value::opt_string(p.version.clone())),
+        (
+            "versions",
+            Value::string_list(p.versions.clone().unwrap_or_default()),
+        ),
+        ("policy_type", Value::opt_string(p.policy_type.clone())),
+        (
+            "category",
+            Value::opt_string(s.category().map(str::to_string)),
+        ),
+        ("metadata", json_string(p.metadata.clone())),
+        (
+            "parameters",
+            json_string(
+                p.parameters
+                    .as_ref()
+                    .and_then(|x| serde_json::to_value(x).ok()),
+            ),
+        ),
+        (
+            "policy_definitions",
+            json_string(serde_json::to_value(&p.policy_definitions).ok()),
+        ),
+        (
+            "policy_definition_ids",
+            Value::string_list(
+                p.policy_definitions
+                    .iter()
+                    .map(|d| d.policy_definition_id.clone()),
+            ),
+        ),
+        (
+            "policy_definition_groups",
+            json_string(p.policy_definition_groups.clone()),
+        ),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(name: &str, display: &str) -> PolicySetDefinition {
+        serde_json::from_value(serde_json::json!({
+            "id": format!("/providers/Microsoft.Authorization/policySetDefinitions/{name}"),
+            "name": name,
+            "properties": {"displayName": display, "version": "1.0.0", "policyType": "BuiltIn",
+                "policyDefinitions": [{"policyDefinitionId": "/providers/Microsoft.Authorization/policyDefinitions/x"}]}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn schema_is_valid() {
+        schema().block.validate().unwrap();
+    }
+
+    #[test]
+    fn display_name_lookup() {
+        let all = vec![set("a", "Baseline"), set("b", "Baseline restricted")];
+        assert_eq!(
+            pick_by_display_name(all.clone(), "Baseline")
+                .unwrap()
+                .name
+                .as_deref(),
+            Some("a")
+        );
+        let err = pick_by_display_name(all, "baseline").unwrap_err();
+        assert!(err.detail.contains("case included"), "{}", err.detail);
+        let state = to_state(&set("a", "Baseline"));
+        assert_eq!(
+            state.get("policy_definition_ids").string_elements(),
+            vec!["/providers/Microsoft.Authorization/policyDefinitions/x".to_string()]
+        );
+    }
+}

@@ -1,0 +1,640 @@
+//! Resource `akspolicy_definition`: a custom Azure Policy definition of any mode (e.g. the
+//! DeployIfNotExists rules an AKS estate needs beside its Kubernetes policies). The JSON
+//! attributes are compared semantically so Azure's formatting never shows as drift.
+//!
+//! Also home of the helpers both definition resources share (scopes, IDs, JSON reconciliation).
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use serde_json::{Map, Value as Json};
+
+use crate::framework::{
+    ApplyRequest, ApplyResult, Attribute, AttributePath, Block, CallContext, Diagnostic,
+    Diagnostics, PlanChange, Resource, Schema, Value,
+};
+use crate::policy::{ParameterDefinition, PolicyDefinition, PolicyDefinitionProperties};
+
+use super::errors::arm_error_diagnostic;
+use super::json::canonical_json;
+use super::provider::Configured;
+use super::validators::policy_object_name;
+
+pub const API_VERSION: &str = "2025-03-01";
+pub(crate) const DEFINITIONS_SEGMENT: &str =
+    "/providers/Microsoft.Authorization/policyDefinitions/";
+/// Metadata keys Azure adds on its own; never the user's.
+pub(crate) const SYSTEM_METADATA_KEYS: [&str; 4] =
+    ["createdBy", "createdOn", "updatedBy", "updatedOn"];
+
+/// Checks a `scope` attribute: a subscription or management group ID.
+pub(crate) fn validate_scope(value: &Value, path: &AttributePath, diags: &mut Diagnostics) {
+    let Some(scope) = value.as_str() else { return };
+    if parse_scope(scope).is_none() {
+        diags.error_at(
+            path.clone(),
+            "Invalid scope",
+            format!("{scope:?} is neither `/subscriptions/<subscription id>` nor `/providers/Microsoft.Management/managementGroups/<group id>`."),
+        );
+    }
+}
+
+/// The scope without a trailing slash, if it is a subscription or management group ID.
+pub(crate) fn parse_scope(scope: &str) -> Option<String> {
+    let trimmed = scope.trim_end_matches('/');
+    let parts: Vec<&str> = trimmed.split('/').collect();
+    let ok = match parts.as_slice() {
+        ["", s, id] => s.eq_ignore_ascii_case("subscriptions") && !id.is_empty(),
+        ["", p, ns, m, id] => {
+            p.eq_ignore_ascii_case("providers")
+                && ns.eq_ignore_ascii_case("Microsoft.Management")
+                && m.eq_ignore_ascii_case("managementGroups")
+                && !id.is_empty()
+        }
+        _ => false,
+    };
+    ok.then(|| trimmed.to_string())
+}
+
+/// Checks an `x.y.z` version attribute.
+pub(crate) fn validate_version(value: &Value, path: &AttributePath, diags: &mut Diagnostics) {
+    let Some(v) = value.as_str() else { return };
+    let ok = v.split('.').count() == 3
+        && v.split('.')
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
+    if !ok {
+        diags.error_at(
+            path.clone(),
+            "Invalid version",
+            format!("{v:?} is not a version of the form x.y.z (e.g. 1.0.0)."),
+        );
+    }
+}
+
+/// Checks that an attribute holds a JSON object.
+pub(crate) fn validate_json_object(value: &Value, path: &AttributePath, diags: &mut Diagnostics) {
+    let Some(text) = value.as_str() else { return };
+    match serde_json::from_str::<Json>(text) {
+        Ok(Json::Object(_)) => {}
+        Ok(_) => diags.error_at(path.clone(), "Invalid JSON", "Expected a JSON object."),
+        Err(e) => diags.error_at(path.clone(), "Invalid JSON", format!("Not valid JSON: {e}")),
+    }
+}
+
+pub(crate) fn definition_path(scope: &str, name: &str) -> String {
+    format!("{}{DEFINITIONS_SEGMENT}{name}", scope.trim_end_matches('/'))
+}
+
+/// Splits an ID of the form `<scope><segment><name>` into (scope, name).
+pub(crate) fn split_scoped_id(id: &str, segment: &str) -> Option<(String, String)> {
+    let lower = id.to_ascii_lowercase();
+    let at = lower.find(&segment.to_ascii_lowercase())?;
+    let name = &id[at + segment.len()..];
+    if name.is_empty() || name.contains('/') {
+        return None;
+    }
+    Some((parse_scope(&id[..at])?, name.to_string()))
+}
+
+/// Splits a definition ID into (scope, name).
+pub(crate) fn split_id(id: &str) -> Option<(String, String)> {
+    split_scoped_id(id, DEFINITIONS_SEGMENT)
+}
+
+/// Keeps `prior` when it means the same as `fresh`, so Azure's formatting never shows as drift.
+pub(crate) fn keep_json(prior: &Value, fresh: Option<&Json>) -> Value {
+    match (prior.as_str(), fresh) {
+        (Some(p), Some(f)) if serde_json::from_str::<Json>(p).is_ok_and(|p| &p == f) => {
+            prior.clone()
+        }
+        (_, Some(f)) => Value::string(canonical_json(f)),
+        (_, None) => Value::Null,
+    }
+}
+
+/// The user's part of Azure's metadata: without system keys, and without keys the provider
+/// adds itself (`implied`) when the user did not write them.
+pub(crate) fn user_metadata(
+    azure: Option<&Json>,
+    prior: &Value,
+    implied: &[(&str, Json)],
+) -> Value {
+    let prior_json = prior
+        .as_str()
+        .and_then(|p| serde_json::from_str::<Json>(p).ok());
+    let prior_map = prior_json.as_ref().and_then(Json::as_object);
+    let mut m = azure.and_then(Json::as_object).cloned().unwrap_or_default();
+    for k in SYSTEM_METADATA_KEYS {
+        m.remove(k);
+    }
+    let user_has = |k: &str| prior_map.is_some_and(|p| p.contains_key(k));
+    for (k, v) in implied {
+        if !user_has(k) && m.get(*k) == Some(v) {
+            m.remove(*k);
+        }
+    }
+    if m.is_empty() && prior_map.is_none_or(|p| p.is_empty()) {
+        return prior.clone();
+    }
+    keep_json(prior, Some(&Json::Object(m)))
+}
+
+/// The scope from the configuration, else the provider's subscription.
+pub(crate) fn planned_scope(ctx: &CallContext, config: &Value) -> Option<String> {
+    if let Some(s) = config.get("scope").as_str() {
+        return parse_scope(s);
+    }
+    let configured = ctx.provider::<Configured>().ok()?;
+    configured
+        .client
+        .subscription_id()
+        .map(|s| format!("/subscriptions/{s}"))
+}
+
+/// Reasons Azure would refuse to update `prior` parameters into `new` ones (removed or retyped).
+pub(crate) fn breaking_parameter_changes(
+    prior: &Value,
+    new: &BTreeMap<String, ParameterDefinition>,
+) -> Vec<String> {
+    let Some(prior) = prior
+        .as_str()
+        .and_then(|s| serde_json::from_str::<Map<String, Json>>(s).ok())
+    else {
+        return Vec::new();
+    };
+    let mut reasons = Vec::new();
+    for (name, decl) in &prior {
+        let prior_type = decl.get("type").and_then(Json::as_str).unwrap_or("");
+        match new.get(name) {
+            None => reasons.push(format!("parameter {name:?} is removed")),
+            Some(p) if !p.parameter_type.eq_ignore_ascii_case(prior_type) => reasons.push(format!(
+                "parameter {name:?} changes type from {prior_type} to {}",
+                p.parameter_type
+            )),
+            _ => {}
+        }
+    }
+    reasons
+}
+
+/// The warning that goes with a replacement forced by [`breaking_parameter_changes`].
+pub(crate) fn replacement_warning(reasons: &[String], path: AttributePath) -> Diagnostic {
+    Diagnostic::warning(
+        "Policy definition will be replaced",
+        format!(
+            "Azure does not allow updating a definition when {}; the definition is deleted and \
+             created again, which fails while assignments still use it.",
+            reasons.join(" and ")
+        ),
+    )
+    .at(path)
+}
+
+pub struct DefinitionResource;
+
+fn schema() -> Schema {
+    Schema::new(
+        Block::new()
+            .description(
+                "A custom Azure Policy definition of any mode. `policy_rule`, `parameters` and \
+                 `metadata` are JSON, compared by meaning rather than by text.",
+            )
+            .attribute(
+                Attribute::string("id")
+                    .computed()
+                    .use_state_for_unknown()
+                    .description("The definition's ARM ID."),
+            )
+            .attribute(
+                Attribute::string("name")
+                    .required()
+                    .requires_replace()
+                    .description("The definition's name (last segment of its ID).")
+                    .validate_with(policy_object_name),
+            )
+            .attribute(
+                Attribute::string("scope")
+                    .optional()
+                    .computed()
+                    .requires_replace()
+                    .description("`/subscriptions/<id>` or `/providers/Microsoft.Management/managementGroups/<id>`. Defaults to the provider's subscription.")
+                    .validate_with(validate_scope),
+            )
+            .attribute(
+                Attribute::string("mode")
+                    .default(Value::string("All"))
+                    .description("`All`, `Indexed`, or a resource provider mode such as `Microsoft.Kubernetes.Data`. Defaults to `All`."),
+            )
+            .attribute(Attribute::string("display_name").optional().description("The display name."))
+            .attribute(Attribute::string("description").optional().description("The description."))
+            .attribute(
+                Attribute::string("version")
+                    .optional()
+                    .computed()
+                    .description("The definition version, `x.y.z` Azure reports `1.0.0` when none is set.")
+                    .validate_with(validate_version),
+            )
+            .attribute(
+                Attribute::string("policy_rule")
+                    .required()
+                    .description("The policy rule (`if`/`then`) as JSON.")
+                    .validate_with(validate_json_object),
+            )
+            .attribute(
+                Attribute::string("parameters")
+                    .optional()
+                    .description("Parameter declarations as JSON.")
+                    .validate_with(validate_json_object),
+            )
+            .attribute(
+                Attribute::string("metadata")
+                    .optional()
+                    .description("Metadata as JSON (e.g. `{\"category\": \"Kubernetes\"}`).")
+                    .validate_with(validate_json_object),
+            ),
+    )
+}
+
+fn json_attr(config: &Value, name: &str) -> Option<Json> {
+    config
+        .get(name)
+        .as_str()
+        .and_then(|s| serde_json::from_str(s).ok())
+}
+
+fn parameters_of(config: &Value) -> Result<Option<BTreeMap<String, ParameterDefinition>>, String> {
+    match json_attr(config, "parameters") {
+        None => Ok(None),
+        Some(j) => serde_json::from_value(j)
+            .map(Some)
+            .map_err(|e| e.to_string()),
+    }
+}
+
+fn properties_of(config: &Value) -> Result<PolicyDefinitionProperties, Diagnostic> {
+    let parameters = parameters_of(config).map_err(|e| {
+        Diagnostic::error(
+            "Invalid parameters",
+            format!("Each parameter needs at least a `type`: {e}"),
+        )
+        .at(AttributePath::attr("parameters"))
+    })?;
+    Ok(PolicyDefinitionProperties {
+        policy_type: Some("Custom".into()),
+        mode: config.get("mode").as_str().map(str::to_string),
+        display_name: config.get("display_name").as_str().map(str::to_string),
+        description: config.get("description").as_str().map(str::to_string),
+        metadata: json_attr(config, "metadata"),
+        parameters,
+        policy_rule: json_attr(config, "policy_rule"),
+        version: config.get("version").as_str().map(str::to_string),
+        ..Default::default()
+    })
+}
+
+/// Checks that every `[parameters('x')]` in the rule names a declared parameter.
+fn undeclared_parameters(
+    rule: &Json,
+    declared: &BTreeMap<String, ParameterDefinition>,
+) -> Vec<String> {
+    let mut found = Vec::new();
+    collect_parameter_refs(rule, &mut found);
+    found.sort();
+    found.dedup();
+    found.retain(|n| !declared.keys().any(|d| d.eq_ignore_ascii_case(n)));
+    found
+}
+
+pub(crate) fn collect_parameter_refs(v: &Json, out: &mut Vec<String>) {
+    match v {
+        Json::String(s) => {
+            let mut rest = s.as_str();
+            while let Some(at) = rest.find("parameters('") {
+                rest = &rest[at + "parameters('".len()..];
+                if let Some(end) = rest.find('\'') {
+                    out.push(rest[..end].to_string());
+                    rest = &rest[end..];
+                }
+            }
+        }
+        Json::Array(a) => a.iter().for_each(|x| collect_parameter_refs(x, out)),
+        Json::Object(m) => m.values().for_each(|x| collect_parameter_refs(x, out)),
+        _ => {}
+    }
+}
+
+fn state_from(prior: &Value, d: &PolicyDefinition, scope: &str) -> Value {
+    let p = &d.properties;
+    let mut state = prior.clone();
+    if !matches!(state, Value::Object(_)) {
+        state = Value::Object(Default::default());
+    }
+    state.set("id", Value::opt_string(d.id.clone()));
+    if let Some(name) = &d.name {
+        state.set("name", Value::string(name.clone()));
+    }
+    state.set("scope", Value::string(scope));
+    // Modes are case-insensitive in Azure.
+    let mode = match (prior.get("mode").as_str(), p.mode.as_deref()) {
+        (Some(a), Some(b)) if a.eq_ignore_ascii_case(b) => Some(a.to_string()),
+        (_, m) => m.map(str::to_string),
+    };
+    state.set("mode", Value::opt_string(mode));
+    state.set("display_name", Value::opt_string(p.display_name.clone()));
+    state.set("description", Value::opt_string(p.description.clone()));
+    state.set("version", Value::opt_string(p.version.clone()));
+    state.set(
+        "policy_rule",
+        keep_json(prior.get("policy_rule"), p.policy_rule.as_ref()),
+    );
+    let params = p
+        .parameters
+        .as_ref()
+        .filter(|m| !m.is_empty() || prior.get("parameters").is_set())
+        .and_then(|x| serde_json::to_value(x).ok());
+    state.set(
+        "parameters",
+        keep_json(prior.get("parameters"), params.as_ref()),
+    );
+    let implied: Vec<(&str, Json)> = p
+        .version
+        .iter()
+        .map(|v| ("version", Json::String(v.clone())))
+        .collect();
+    state.set(
+        "metadata",
+        user_metadata(p.metadata.as_ref(), prior.get("metadata"), &implied),
+    );
+    state
+}
+
+async fn put(ctx: &CallContext, req: &ApplyRequest<'_>) -> ApplyResult {
+    let mut diags = Diagnostics::new();
+    let configured = match ctx.provider::<Configured>() {
+        Ok(c) => c,
+        Err(d) => return ApplyResult::failed(d),
+    };
+    let properties = match properties_of(req.planned) {
+        Ok(p) => p,
+        Err(d) => {
+            diags.push(d);
+            return ApplyResult::failed(diags);
+        }
+    };
+    let Some(scope) = req
+        .planned
+        .get("scope")
+        .as_str()
+        .and_then(parse_scope)
+        .or_else(|| planned_scope(ctx, req.config))
+    else {
+        diags.error_at(
+            AttributePath::attr("scope"),
+            "No scope",
+            "Set `scope`, or configure the provider's `subscription_id`.",
+        );
+        return ApplyResult::failed(diags);
+    };
+    let name = req.planned.get("name").as_str().unwrap_or_default();
+    let body = PolicyDefinition {
+        properties,
+        ..Default::default()
+    };
+    match configured
+        .client
+        .put::<_, PolicyDefinition>(&definition_path(&scope, name), API_VERSION, &body)
+        .await
+    {
+        Ok(d) => ApplyResult::ok(state_from(req.planned, &d, &scope)),
+        Err(e) => {
+            diags.push(arm_error_diagnostic(
+                "Writing the policy definition failed",
+                &e,
+            ));
+            ApplyResult::failed(diags)
+        }
+    }
+}
+
+#[async_trait]
+impl Resource for DefinitionResource {
+    fn type_name(&self) -> &'static str {
+        "akspolicy_definition"
+    }
+
+    fn schema(&self) -> Schema {
+        schema()
+    }
+
+    fn validate_config(&self, config: &Value, diags: &mut Diagnostics) {
+        let (rule, params) = (config.get("policy_rule"), config.get("parameters"));
+        if rule.is_unknown() || params.is_unknown() {
+            return;
+        }
+        let declared = match parameters_of(config) {
+            Ok(p) => p.unwrap_or_default(),
+            Err(e) => {
+                diags.error_at(
+                    AttributePath::attr("parameters"),
+                    "Invalid parameters",
+                    format!("Each parameter needs at least a `type`: {e}"),
+                );
+                return;
+            }
+        };
+        if let Some(rule) = json_attr(config, "policy_rule") {
+            let missing = undeclared_parameters(&rule, &declared);
+            if !missing.is_empty() {
+                diags.error_at(
+                    AttributePath::attr("policy_rule"),
+                    "Undeclared parameter",
+                    format!(
+                        "The rule uses parameters({}) but `parameters` does not declare {}.",
+                        missing.join(", "),
+                        if missing.len() == 1 { "it" } else { "them" }
+                    ),
+                );
+            }
+            if rule.get("if").is_none() || rule.get("then").is_none() {
+                diags.error_at(
+                    AttributePath::attr("policy_rule"),
+                    "Incomplete policy rule",
+                    "A policy rule needs both `if` and `then`.",
+                );
+            }
+        }
+    }
+
+    async fn modify_plan(&self, ctx: &CallContext, change: &mut PlanChange<'_>) {
+        if change.planned.get("scope").is_unknown() && change.config.get("scope").is_null() {
+            if let Some(scope) = planned_scope(ctx, change.config) {
+                change.planned.set("scope", Value::string(scope));
+            }
+        }
+        if change.prior.is_null() || !change.config.get("parameters").is_wholly_known() {
+            return;
+        }
+        let Ok(new) = parameters_of(change.config) else {
+            return;
+        };
+        let reasons =
+            breaking_parameter_changes(change.prior.get("parameters"), &new.unwrap_or_default());
+        if !reasons.is_empty() {
+            let path = AttributePath::attr("parameters");
+            change.requires_replace.push(path.clone());
+            change.diags.push(replacement_warning(&reasons, path));
+        }
+    }
+
+    async fn create(&self, ctx: &CallContext, req: ApplyRequest<'_>) -> ApplyResult {
+        put(ctx, &req).await
+    }
+
+    async fn read(
+        &self,
+        ctx: &CallContext,
+        state: &Value,
+        diags: &mut Diagnostics,
+    ) -> Option<Value> {
+        let configured = match ctx.provider::<Configured>() {
+            Ok(c) => c,
+            Err(d) => {
+                diags.extend(d);
+                return None;
+            }
+        };
+        let (scope, name) = state
+            .get("id")
+            .as_str()
+            .and_then(split_id)
+            .unwrap_or_else(|| {
+                (
+                    state.get("scope").as_str().unwrap_or_default().to_string(),
+                    state.get("name").as_str().unwrap_or_default().to_string(),
+                )
+            });
+        match configured
+            .client
+            .get_optional::<PolicyDefinition>(&definition_path(&scope, &name), API_VERSION)
+            .await
+        {
+            Ok(Some(d)) => {
+                let scope = state
+                    .get("scope")
+                    .as_str()
+                    .filter(|s| s.eq_ignore_ascii_case(&scope))
+                    .map(str::to_string)
+                    .unwrap_or(scope);
+                let mut new = state_from(state, &d, &scope);
+                if let (Some(prior_id), Some(id)) = (state.get("id").as_str(), d.id.as_deref()) {
+                    if id.eq_ignore_ascii_case(prior_id) {
+                        new.set("id", Value::string(prior_id));
+                    }
+                }
+                Some(new)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                diags.push(arm_error_diagnostic(
+                    "Reading the policy definition failed",
+                    &e,
+                ));
+                Some(state.clone())
+            }
+        }
+    }
+
+    async fn update(&self, ctx: &CallContext, req: ApplyRequest<'_>) -> ApplyResult {
+        put(ctx, &req).await
+    }
+
+    async fn delete(&self, ctx: &CallContext, prior: &Value, diags: &mut Diagnostics) {
+        let configured = match ctx.provider::<Configured>() {
+            Ok(c) => c,
+            Err(d) => {
+                diags.extend(d);
+                return;
+            }
+        };
+        let path = definition_path(
+            prior.get("scope").as_str().unwrap_or_default(),
+            prior.get("name").as_str().unwrap_or_default(),
+        );
+        if let Err(e) = configured.client.delete(&path, API_VERSION).await {
+            diags.push(arm_error_diagnostic(
+                "Deleting the policy definition failed",
+                &e,
+            ));
+        }
+    }
+
+    async fn import(&self, _ctx: &CallContext, id: &str, diags: &mut Diagnostics) -> Option<Value> {
+        let Some((scope, name)) = split_id(id) else {
+            diags.error(
+                "Invalid import ID",
+                format!("{id:?} is not a policy definition ID such as /subscriptions/<id>/providers/Microsoft.Authorization/policyDefinitions/<name>."),
+            );
+            return None;
+        };
+        Some(Value::object([
+            ("id", Value::string(id)),
+            ("name", Value::string(name)),
+            ("scope", Value::string(scope)),
+        ]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn schema_is_valid() {
+        schema().block.validate().unwrap();
+    }
+
+    #[test]
+    fn json_keeps_the_users_spelling_when_equal() {
+        let prior = Value::string("{ \"b\": 1, \"a\": 2 }");
+        assert_eq!(keep_json(&prior, Some(&json!({"a": 2, "b": 1}))), prior);
+        assert_eq!(
+            keep_json(&prior, Some(&json!({"a": 3, "b": 1}))),
+            Value::string(r#"{"a":3,"b":1}"#)
+        );
+    }
+
+    #[test]
+    fn undeclared_parameters_are_found() {
+        let rule = json!({"if": {"field": "type", "equals": "[parameters('kind')]"},
+                          "then": {"effect": "[parameters('effect')]"}});
+        let declared: BTreeMap<String, ParameterDefinition> =
+            serde_json::from_value(json!({"effect": {"type": "String"}})).unwrap();
+        assert_eq!(
+            undeclared_parameters(&rule, &declared),
+            vec!["kind".to_string()]
+        );
+    }
+
+    #[test]
+    fn breaking_changes_are_reported() {
+        let prior = Value::string(r#"{"a":{"type":"String"},"b":{"type":"Array"}}"#);
+        let new: BTreeMap<String, ParameterDefinition> =
+            serde_json::from_value(json!({"a": {"type": "Integer"}})).unwrap();
+        let reasons = breaking_parameter_changes(&prior, &new);
+        assert_eq!(reasons.len(), 2, "{reasons:?}");
+    }
+
+    #[test]
+    fn scopes_and_ids() {
+        assert_eq!(
+            parse_scope("/subscriptions/s/"),
+            Some("/subscriptions/s".into())
+        );
+        assert!(parse_scope("/resourceGroups/x").is_none());
+        assert_eq!(
+            split_id("/providers/Microsoft.Management/managementGroups/mg/providers/Microsoft.Authorization/policyDefinitions/d"),
+            Some(("/providers/Microsoft.Management/managementGroups/mg".into(), "d".into()))
+        );
+    }
+}

@@ -1,0 +1,1416 @@
+//! Resource `akspolicy_kubernetes_definition`: a custom Azure Policy definition of mode
+//! `Microsoft.Kubernetes.Data` whose Gatekeeper ConstraintTemplate the user writes in Rego.
+//! Everything that can be checked without Azure — YAML, template rules, Rego compilation and the
+//! user's `test` blocks — is checked at plan time.
+
+use async_trait::async_trait;
+use serde_json::{json, Map, Value as Json};
+
+use crate::framework::{
+    ApplyRequest, ApplyResult, Attribute, AttributePath, Block, CallContext, Diagnostic,
+    Diagnostics, NestedBlock, PlanChange, Resource, Schema, Type, Value,
+};
+use crate::policy::constraint_template::{
+    parse_yaml, parse_yaml_documents, ConstraintTemplate, TemplateError, TemplateSpec,
+};
+use crate::policy::kubernetes_definition::{
+    decode, DefinitionBuildError, KindMatch, KubernetesDefinitionSpec, TemplateSource,
+    DEFAULT_EXCLUDED_NAMESPACES, STANDARD_PARAMETERS,
+};
+use crate::policy::rego::{self, RegoError, RegoModule, Violation};
+use crate::policy::{PolicyDefinition, PolicyDefinitionProperties};
+
+use super::definition::{
+    breaking_parameter_changes, definition_path, keep_json, planned_scope, replacement_warning,
+    split_id, user_metadata, validate_scope, validate_version, API_VERSION,
+};
+use super::errors::arm_error_diagnostic;
+use super::json::canonical_json;
+use super::provider::Configured;
+use super::validators::policy_object_name;
+
+const DEFAULT_EFFECTS: [&str; 3] = ["audit", "deny", "disabled"];
+
+pub struct KubernetesDefinitionResource;
+
+fn schema() -> Schema {
+    let template = Block::new()
+        .description("The parts of the ConstraintTemplate; the provider renders the YAML.")
+        .attribute(
+            Attribute::string("kind")
+                .required()
+                .description("The Constraint kind in CamelCase, e.g. `K8sNoLatestTag`. The template is named after its lower-case form."),
+        )
+        .attribute(
+            Attribute::string("rego")
+                .required()
+                .description("The entry Rego module. It must define `violation`; Rego v0 unless it declares `import rego.v1`."),
+        )
+        .attribute(
+            Attribute::new("libs", Type::list(Type::String))
+                .optional()
+                .description("Library modules, each `package lib.<name>`."),
+        )
+        .attribute(
+            Attribute::string("parameters_schema")
+                .optional()
+                .description("The openAPIV3Schema of the constraint parameters, as JSON (`jsonencode({...})`). Each property becomes a definition parameter."),
+        );
+    let match_block = Block::new()
+        .description("Which Kubernetes objects the policy reviews.")
+        .attribute(
+            Attribute::new("api_groups", Type::list(Type::String))
+                .default(Value::string_list([""]))
+                .description("API groups; `\"\"` is the core group. Defaults to `[\"\"]`."),
+        )
+        .attribute(
+            Attribute::new("kinds", Type::list(Type::String))
+                .required()
+                .description("Kinds, e.g. `[\"Pod\"]`."),
+        );
+    let test = Block::new()
+        .description("A policy unit test evaluated at plan time (gator verify semantics).")
+        .attribute(Attribute::string("name").required().description("Names the test in failures."))
+        .attribute(
+            Attribute::string("object")
+                .required()
+                .description("The object under review: a YAML manifest (each document reviewed) or an AdmissionReview."),
+        )
+        .attribute(
+            Attribute::string("parameters")
+                .optional()
+                .description("Definition parameter values as a JSON object of plain values (like an assignment's), e.g. `jsonencode({ exemptImages = [\"x\"] })`. Standard parameters (`excludedNamespaces`, `namespaces`) apply too."),
+        )
+        .attribute(
+            Attribute::new("inventory", Type::list(Type::String))
+                .optional()
+                .description("YAML manifests of cluster objects visible as `data.inventory`."),
+        )
+        .attribute(
+            Attribute::string("violations")
+                .default(Value::string("yes"))
+                .description("`yes` (at least one), `no` (none) or a number (exactly that many). Defaults to `yes`."),
+        )
+        .attribute(
+            Attribute::string("message")
+                .optional()
+                .description("A regular expression; only violations whose message matches count."),
+        );
+    Schema::new(
+        Block::new()
+            .description(
+                "A custom Azure Policy definition for Kubernetes (mode `Microsoft.Kubernetes.Data`) \
+                 whose Gatekeeper ConstraintTemplate is written in Rego. Templates, Rego and `test` \
+                 blocks are checked at plan time.",
+            )
+            .attribute(
+                Attribute::string("id")
+                    .computed()
+                    .use_state_for_unknown()
+                    .description("The definition's ARM ID."),
+            )
+            .attribute(
+                Attribute::string("name")
+                    .required()
+                    .requires_replace()
+                    .description("The definition's name (last segment of its ID).")
+                    .validate_with(policy_object_name),
+            )
+            .attribute(
+                Attribute::string("scope")
+                    .optional()
+                    .computed()
+                    .requires_replace()
+                    .description("Where the definition lives: `/subscriptions/<id>` or `/providers/Microsoft.Management/managementGroups/<id>`. Defaults to the provider's subscription.")
+                    .validate_with(validate_scope),
+            )
+            .attribute(Attribute::string("display_name").optional().description("The display name."))
+            .attribute(Attribute::string("description").optional().description("The description."))
+            .attribute(
+                Attribute::string("version")
+                    .optional()
+                    .computed()
+                    .description("The definition version, `x.y.z` Azure reports `1.0.0` when none is set.")
+                    .validate_with(validate_version),
+            )
+            .attribute(
+                Attribute::string("metadata")
+                    .optional()
+                    .description("Extra metadata as JSON. `category` defaults to `Kubernetes`."),
+            )
+            .attribute(
+                Attribute::string("constraint_template")
+                    .optional()
+                    .description("A complete ConstraintTemplate YAML (legacy `rego` or `code[]` form). Exclusive with `template` and `template_url`."),
+            )
+            .attribute(
+                Attribute::string("template_url")
+                    .optional()
+                    .description("A public URL of the ConstraintTemplate (sent as `PublicURL`). Exclusive with `template` and `constraint_template`; `test` blocks cannot run against it."),
+            )
+            .attribute(
+                Attribute::new("effects", Type::list(Type::String))
+                    .default(Value::string_list(DEFAULT_EFFECTS))
+                    .description("Effects an assignment may choose. Defaults to `[\"audit\", \"deny\", \"disabled\"]`."),
+            )
+            .attribute(
+                Attribute::string("default_effect")
+                    .default(Value::string("audit"))
+                    .description("The `effect` parameter's default; one of `effects`. Defaults to `audit`."),
+            )
+            .attribute(
+                Attribute::string("policy_rule")
+                    .computed()
+                    .description("The policy rule as sent to Azure (canonical JSON), except that the embedded template's base64 `content` is replaced by a placeholder: the template itself is `rendered_template`."),
+            )
+            .attribute(
+                Attribute::string("parameters")
+                    .computed()
+                    .description("The generated parameter declarations (canonical JSON)."),
+            )
+            .attribute(
+                Attribute::string("rendered_template")
+                    .computed()
+                    .description("The ConstraintTemplate YAML embedded in the definition; null for `template_url`."),
+            )
+            .block(NestedBlock::list("template", template).items(0, 1))
+            .block(NestedBlock::list("match", match_block))
+            .block(NestedBlock::list("test", test)),
+    )
+}
+
+/// What the configuration says the template is.
+struct ResolvedTemplate {
+    source: TemplateSource,
+    /// None for `template_url`.
+    template: Option<ConstraintTemplate>,
+}
+
+fn template_path() -> AttributePath {
+    AttributePath::attr("template").index(0)
+}
+
+/// Where a module starts inside the template YAML (1-based line of its first non-empty line),
+/// so errors can name a line of the file the user edits.
+fn module_start_line(yaml: &str, module: &str) -> Option<usize> {
+    let first = module.lines().find(|l| !l.trim().is_empty())?.trim();
+    yaml.lines()
+        .position(|l| l.trim() == first)
+        .map(|i| i + 1 - module.lines().take_while(|l| l.trim().is_empty()).count())
+}
+
+fn rego_error_diag(
+    err: &RegoError,
+    template: &ConstraintTemplate,
+    yaml: Option<&str>,
+) -> Diagnostic {
+    let Some(yaml) = yaml else {
+        let path = match err.module() {
+            Some(RegoModule::Lib(i)) => template_path().attribute("libs").index(i),
+            _ => template_path().attribute("rego"),
+        };
+        return Diagnostic::error("Invalid Rego", err.to_string()).at(path);
+    };
+    let module_text = match err.module() {
+        Some(RegoModule::Lib(i)) => template.rego.libs.get(i).map(String::as_str),
+        _ => Some(template.rego.entry.as_str()),
+    };
+    let location = match (err, module_text.and_then(|m| module_start_line(yaml, m))) {
+        (RegoError::Syntax { line, .. }, Some(start)) => {
+            format!(" (line {} of the YAML)", start + *line as usize - 1)
+        }
+        _ => String::new(),
+    };
+    Diagnostic::error(
+        "Invalid Rego",
+        format!("In the template's Rego{location}: {err}"),
+    )
+    .at(AttributePath::attr("constraint_template"))
+}
+
+fn template_error_diag(err: &TemplateError, from_block: bool) -> Diagnostic {
+    let path = if from_block {
+        match err {
+            TemplateError::Parameter { .. } => template_path().attribute("parameters_schema"),
+            _ => template_path().attribute("kind"),
+        }
+    } else {
+        AttributePath::attr("constraint_template")
+    };
+    Diagnostic::error("Invalid ConstraintTemplate", err.to_string()).at(path)
+}
+
+/// Resolves and checks the template from a wholly known configuration; `None` when an error
+/// was reported.
+fn resolve_template(config: &Value, diags: &mut Diagnostics) -> Option<ResolvedTemplate> {
+    let block = config.get("template").elements().first().cloned();
+    let yaml = config
+        .get("constraint_template")
+        .as_str()
+        .map(str::to_string);
+    let url = config.get("template_url").as_str().map(str::to_string);
+    let count = [block.is_some(), yaml.is_some(), url.is_some()]
+        .iter()
+        .filter(|b| **b)
+        .count();
+    if count != 1 {
+        diags.push(Diagnostic::error(
+            "Exactly one template source is required",
+            "Set exactly one of the `template` block, `constraint_template` or `template_url`.",
+        ));
+        return None;
+    }
+    if let Some(url) = url {
+        if !url.starts_with("https://") && !url.starts_with("http://") {
+            diags.error_at(
+                AttributePath::attr("template_url"),
+                "Invalid template URL",
+                format!("{url:?} is not an http(s) URL."),
+            );
+            return None;
+        }
+        return Some(ResolvedTemplate {
+            source: TemplateSource::Url(url),
+            template: None,
+        });
+    }
+    let (rendered, template, from_block) = if let Some(block) = block {
+        let schema = match block.get("parameters_schema").as_str() {
+            None => None,
+            Some(text) => match serde_json::from_str::<Json>(text) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    diags.error_at(
+                        template_path().attribute("parameters_schema"),
+                        "Invalid parameters schema",
+                        format!("Not valid JSON: {e}"),
+                    );
+                    return None;
+                }
+            },
+        };
+        let spec = TemplateSpec {
+            kind: block.get("kind").as_str().unwrap_or_default().to_string(),
+            rego: block.get("rego").as_str().unwrap_or_default().to_string(),
+            libs: block.get("libs").string_elements(),
+            parameters_schema: schema,
+        };
+        match spec.render() {
+            Ok((yaml, template)) => (yaml, template, true),
+            Err(e) => {
+                diags.push(template_error_diag(&e, true));
+                return None;
+            }
+        }
+    } else {
+        let text = yaml.unwrap_or_default();
+        match ConstraintTemplate::parse(&text) {
+            Ok(t) => (text, t, false),
+            Err(e) => {
+                diags.push(template_error_diag(&e, false));
+                return None;
+            }
+        }
+    };
+    if let Err(e) = rego::compile(&template.rego) {
+        let yaml = (!from_block).then_some(rendered.as_str());
+        let diag = rego_error_diag(&e, &template, yaml);
+        diags.push(diag);
+        return None;
+    }
+    Some(ResolvedTemplate {
+        source: TemplateSource::Embedded(rendered),
+        template: Some(template),
+    })
+}
+
+fn matches_from(config: &Value) -> Vec<KindMatch> {
+    let blocks = config.get("match").elements();
+    if blocks.is_empty() {
+        return vec![KindMatch {
+            api_groups: vec![String::new()],
+            kinds: vec!["Pod".to_string()],
+        }];
+    }
+    blocks
+        .iter()
+        .map(|b| {
+            let groups = b.get("api_groups");
+            KindMatch {
+                api_groups: if groups.is_null() {
+                    vec![String::new()]
+                } else {
+                    groups.string_elements()
+                },
+                kinds: b.get("kinds").string_elements(),
+            }
+        })
+        .collect()
+}
+
+fn string_list_or(config: &Value, name: &str, default: &[&str]) -> Vec<String> {
+    let v = config.get(name);
+    if v.is_null() {
+        default.iter().map(|s| s.to_string()).collect()
+    } else {
+        v.string_elements()
+    }
+}
+
+fn build_error_diag(err: &DefinitionBuildError) -> Diagnostic {
+    let path = match err {
+        DefinitionBuildError::ReservedParameter(_) => AttributePath::attr("template"),
+        DefinitionBuildError::DefaultEffect { .. } => AttributePath::attr("default_effect"),
+        DefinitionBuildError::Wildcard | DefinitionBuildError::NoKinds => {
+            AttributePath::attr("match")
+        }
+    };
+    Diagnostic::error("Invalid Kubernetes policy definition", err.to_string()).at(path)
+}
+
+/// The definition spec from a wholly known configuration (or planned state).
+fn spec_from(
+    config: &Value,
+    diags: &mut Diagnostics,
+) -> Option<(KubernetesDefinitionSpec, ResolvedTemplate)> {
+    let resolved = resolve_template(config, diags)?;
+    let metadata = match config.get("metadata").as_str() {
+        None => Map::new(),
+        Some(text) => match serde_json::from_str::<Json>(text) {
+            Ok(Json::Object(m)) => m,
+            _ => {
+                diags.error_at(
+                    AttributePath::attr("metadata"),
+                    "Invalid metadata",
+                    "metadata must be a JSON object.",
+                );
+                return None;
+            }
+        },
+    };
+    let template_parameters = match &resolved.template {
+        Some(t) => match t.parameters() {
+            Ok(p) => p,
+            Err(e) => {
+                diags.push(template_error_diag(
+                    &e,
+                    config.get("template").elements().len() == 1,
+                ));
+                return None;
+            }
+        },
+        None => Vec::new(),
+    };
+    let spec = KubernetesDefinitionSpec {
+        display_name: config.get("display_name").as_str().map(str::to_string),
+        description: config.get("description").as_str().map(str::to_string),
+        version: config.get("version").as_str().map(str::to_string),
+        metadata,
+        template: resolved.source.clone(),
+        template_parameters,
+        matches: matches_from(config),
+        effects: string_list_or(config, "effects", &DEFAULT_EFFECTS),
+        default_effect: config
+            .get("default_effect")
+            .as_str()
+            .unwrap_or("audit")
+            .to_string(),
+    };
+    if let Err(e) = spec.properties() {
+        diags.push(build_error_diag(&e));
+        return None;
+    }
+    Some((spec, resolved))
+}
+
+/// Gatekeeper's namespace wildcards: `kube-*`, `*-system`, `*sys*`, else exact.
+fn namespace_matches(pattern: &str, ns: &str) -> bool {
+    match (pattern.strip_prefix('*'), pattern.strip_suffix('*')) {
+        (Some(rest), Some(_)) if pattern.len() >= 2 => ns.contains(&rest[..rest.len() - 1]),
+        (Some(suffix), None) => ns.ends_with(suffix),
+        (None, Some(prefix)) => ns.starts_with(prefix),
+        _ => pattern == ns,
+    }
+}
+
+/// Whether a review passes the definition's match (kinds, namespaces, label selector), as the
+/// constraint Azure generates would.
+fn in_scope(review: &Json, matches: &[KindMatch], params: &Map<String, Json>) -> bool {
+    let group = review
+        .pointer("/kind/group")
+        .and_then(Json::as_str)
+        .unwrap_or("");
+    let kind = review
+        .pointer("/kind/kind")
+        .and_then(Json::as_str)
+        .unwrap_or("");
+    let kind_ok = matches.iter().any(|m| {
+        (m.kinds.is_empty() || m.kinds.iter().any(|k| k == kind || k == "*"))
+            && (m.api_groups.is_empty() || m.api_groups.iter().any(|g| g == group || g == "*"))
+    });
+    if !kind_ok {
+        return false;
+    }
+    let ns = if kind == "Namespace" {
+        review.get("name").and_then(Json::as_str)
+    } else {
+        review.get("namespace").and_then(Json::as_str)
+    };
+    if let Some(selector) = params.get("labelSelector") {
+        let empty = Map::new();
+        let labels = review
+            .pointer("/object/metadata/labels")
+            .and_then(Json::as_object)
+            .unwrap_or(&empty);
+        if !rego::label_selector_matches(selector, labels) {
+            return false;
+        }
+    }
+    let Some(ns) = ns else { return true };
+    let list = |key: &str, default: &[&str]| -> Vec<String> {
+        match params.get(key).and_then(Json::as_array) {
+            Some(a) => a
+                .iter()
+                .filter_map(Json::as_str)
+                .map(str::to_string)
+                .collect(),
+            None => default.iter().map(|s| s.to_string()).collect(),
+        }
+    };
+    let excluded = list("excludedNamespaces", &DEFAULT_EXCLUDED_NAMESPACES);
+    if excluded.iter().any(|p| namespace_matches(p, ns)) {
+        return false;
+    }
+    let included = list("namespaces", &[]);
+    included.is_empty() || included.iter().any(|p| namespace_matches(p, ns))
+}
+
+/// Runs one `test` block; `Err` carries the failure text.
+fn run_test(
+    compiled: &rego::CompiledRego,
+    spec: &KubernetesDefinitionSpec,
+    test: &Value,
+) -> Result<(), String> {
+    let objects = parse_yaml_documents(test.get("object").as_str().unwrap_or_default())
+        .map_err(|e| format!("object: {e}"))?;
+    if objects.is_empty() {
+        return Err("object: the YAML holds no document".into());
+    }
+    let params = match test.get("parameters").as_str() {
+        None => Map::new(),
+        Some(text) => match serde_json::from_str::<Json>(text) {
+            Ok(Json::Object(m)) => m,
+            _ => return Err("parameters must be a JSON object of parameter values".into()),
+        },
+    };
+    let known: Vec<&str> = spec
+        .template_parameters
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect();
+    if let Some(unknown) = params
+        .keys()
+        .find(|k| !known.contains(&k.as_str()) && !STANDARD_PARAMETERS.contains(&k.as_str()))
+    {
+        return Err(format!(
+            "parameters: {unknown:?} is not a parameter of this definition (known: {})",
+            known.join(", ")
+        ));
+    }
+    let constraint_params: Map<String, Json> = params
+        .iter()
+        .filter(|(k, _)| known.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let mut inventory_objects = Vec::new();
+    for (i, doc) in test.get("inventory").elements().iter().enumerate() {
+        let docs = parse_yaml_documents(doc.as_str().unwrap_or_default())
+            .map_err(|e| format!("inventory[{i}]: {e}"))?;
+        inventory_objects.extend(docs);
+    }
+    let inventory = rego::inventory_from(&inventory_objects);
+    let mut violations: Vec<Violation> = Vec::new();
+    for object in &objects {
+        let review = rego::review_for(object);
+        if !in_scope(&review, &spec.matches, &params) {
+            continue;
+        }
+        let found = compiled
+            .evaluate(
+                &review,
+                &Json::Object(constraint_params.clone()),
+                &inventory,
+            )
+            .map_err(|e| e.to_string())?;
+        violations.extend(found);
+    }
+    let message = test.get("message").as_str();
+    let counted = match message {
+        Some(pattern) => {
+            let re = regex::Regex::new(pattern)
+                .map_err(|e| format!("message: invalid regular expression: {e}"))?;
+            violations.iter().filter(|v| re.is_match(&v.msg)).count()
+        }
+        None => violations.len(),
+    };
+    let expected = test.get("violations").as_str().unwrap_or("yes");
+    let ok = match expected {
+        "yes" => counted > 0,
+        "no" => counted == 0,
+        n => match n.parse::<usize>() {
+            Ok(n) => counted == n,
+            Err(_) => return Err(format!("violations must be yes, no or a number, not {n:?}")),
+        },
+    };
+    if ok {
+        return Ok(());
+    }
+    let actual = if violations.is_empty() {
+        "no violations".to_string()
+    } else {
+        format!(
+            "{} violation(s):\n{}",
+            violations.len(),
+            violations
+                .iter()
+                .map(|v| format!("  - {}", v.msg))
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    };
+    let filter = message
+        .map(|m| format!(" matching /{m}/"))
+        .unwrap_or_default();
+    Err(format!(
+        "expected violations = {expected}{filter}, but {counted} matched; the policy returned {actual}"
+    ))
+}
+
+fn run_tests(
+    config: &Value,
+    spec: &KubernetesDefinitionSpec,
+    resolved: &ResolvedTemplate,
+    diags: &mut Diagnostics,
+) {
+    let tests = config.get("test").elements();
+    if tests.is_empty() {
+        return;
+    }
+    let Some(template) = &resolved.template else {
+        diags.push(
+            Diagnostic::warning(
+                "Tests not run",
+                "`test` blocks need the template's Rego; with `template_url` the provider does not fetch it, so the tests were skipped.",
+            )
+            .at(AttributePath::attr("test")),
+        );
+        return;
+    };
+    let compiled = match rego::compile(&template.rego) {
+        Ok(c) => c,
+        // Already reported by resolve_template.
+        Err(_) => return,
+    };
+    for (i, test) in tests.iter().enumerate() {
+        if !test.is_wholly_known() {
+            continue;
+        }
+        let name = test.get("name").as_str().unwrap_or("unnamed");
+        let outcome = run_test(&compiled, spec, test);
+        log::debug!("policy test {name:?}: {outcome:?}");
+        if let Err(failure) = outcome {
+            diags.push(
+                Diagnostic::error(
+                    format!("Policy test {name:?} failed"),
+                    format!("Test {name:?}: {failure}"),
+                )
+                .at(AttributePath::attr("test").index(i)),
+            );
+        }
+    }
+}
+
+/// Stands in for the embedded template in `policy_rule`: the template is `rendered_template`,
+/// and base64 in a plan diff tells nobody anything.
+pub const TEMPLATE_CONTENT_PLACEHOLDER: &str = "(base64 of rendered_template)";
+
+/// The rule as exposed in state: as sent, except the embedded template content.
+fn exposed_rule(rule: &Json) -> Json {
+    let mut rule = rule.clone();
+    if let Some(Json::Object(info)) = rule.pointer_mut("/then/details/templateInfo") {
+        if info.contains_key("content") {
+            info.insert("content".into(), json!(TEMPLATE_CONTENT_PLACEHOLDER));
+        }
+    }
+    rule
+}
+
+/// Metadata keys the provider writes itself when the user leaves them out.
+fn implied_metadata(version: Option<&str>) -> Vec<(&'static str, Json)> {
+    let mut out = vec![("category", json!("Kubernetes"))];
+    if let Some(v) = version {
+        out.push(("version", json!(v)));
+    }
+    out
+}
+
+fn same_strings(a: &[String], b: &[String]) -> bool {
+    let mut a = a.to_vec();
+    let mut b = b.to_vec();
+    a.sort();
+    a.dedup();
+    b.sort();
+    b.dedup();
+    a == b
+}
+
+/// The `template` block Azure's template corresponds to, if it is one this provider renders.
+fn block_from_template(t: &ConstraintTemplate) -> Value {
+    Value::List(vec![Value::object([
+        ("kind", Value::string(t.kind.clone())),
+        ("rego", Value::string(t.rego.entry.clone())),
+        (
+            "libs",
+            if t.rego.libs.is_empty() {
+                Value::Null
+            } else {
+                Value::string_list(t.rego.libs.clone())
+            },
+        ),
+        (
+            "parameters_schema",
+            Value::opt_string(t.parameters_schema.as_ref().map(canonical_json)),
+        ),
+    ])])
+}
+
+/// Reconciles the template attributes with what Azure holds, keeping the user's spelling when
+/// it means the same.
+fn reconcile_template(
+    prior: &Value,
+    azure_yaml: Option<&str>,
+    azure_url: Option<&str>,
+    state: &mut Value,
+) {
+    let prior_block = prior.get("template").elements().first().cloned();
+    let prior_yaml = prior
+        .get("constraint_template")
+        .as_str()
+        .map(str::to_string);
+    let prior_url = prior.get("template_url").as_str().map(str::to_string);
+    state.set("template", Value::List(Vec::new()));
+    state.set("constraint_template", Value::Null);
+    state.set("template_url", Value::Null);
+    if let Some(url) = azure_url {
+        state.set("template_url", Value::string(url));
+        return;
+    }
+    let Some(yaml) = azure_yaml else { return };
+    let parsed = ConstraintTemplate::parse(yaml).ok();
+    if let Some(block) = prior_block {
+        let Some(t) = parsed else {
+            state.set("constraint_template", Value::string(yaml));
+            return;
+        };
+        let prior_schema = block
+            .get("parameters_schema")
+            .as_str()
+            .and_then(|s| serde_json::from_str::<Json>(s).ok());
+        let mut out = block.clone();
+        if block.get("kind").as_str() != Some(t.kind.as_str()) {
+            out.set("kind", Value::string(t.kind.clone()));
+        }
+        if block.get("rego").as_str() != Some(t.rego.entry.as_str()) {
+            out.set("rego", Value::string(t.rego.entry.clone()));
+        }
+        if block.get("libs").string_elements() != t.rego.libs {
+            out.set(
+                "libs",
+                if t.rego.libs.is_empty() {
+                    Value::Null
+                } else {
+                    Value::string_list(t.rego.libs.clone())
+                },
+            );
+        }
+        if prior_schema != t.parameters_schema {
+            out.set(
+                "parameters_schema",
+                Value::opt_string(t.parameters_schema.as_ref().map(canonical_json)),
+            );
+        }
+        state.set("template", Value::List(vec![out]));
+        return;
+    }
+    if let Some(p) = prior_yaml {
+        let same = match (parse_yaml(&p), parse_yaml(yaml)) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => p == yaml,
+        };
+        state.set(
+            "constraint_template",
+            Value::string(if same { p } else { yaml.to_string() }),
+        );
+        return;
+    }
+    if prior_url.is_some() || parsed.is_none() {
+        state.set("constraint_template", Value::string(yaml));
+        return;
+    }
+    // Import: a template this provider rendered maps back to a `template` block.
+    if let Some(t) = parsed {
+        let spec = TemplateSpec {
+            kind: t.kind.clone(),
+            rego: t.rego.entry.clone(),
+            libs: t.rego.libs.clone(),
+            parameters_schema: t.parameters_schema.clone(),
+        };
+        if spec.document() == t.document {
+            state.set("template", block_from_template(&t));
+        } else {
+            state.set("constraint_template", Value::string(yaml));
+        }
+    }
+}
+
+/// The new state from Azure's definition, reconciled with `prior` (a previous state, the
+/// planned state after apply, or an import stub).
+fn state_from(prior: &Value, definition: &PolicyDefinition, scope: &str) -> Value {
+    let p = &definition.properties;
+    let decoded = decode(p);
+    let mut state = prior.clone();
+    if !matches!(state, Value::Object(_)) {
+        state = Value::Object(Default::default());
+    }
+    state.set("id", Value::opt_string(definition.id.clone()));
+    if let Some(name) = &definition.name {
+        state.set("name", Value::string(name.clone()));
+    }
+    state.set("scope", Value::string(scope));
+    state.set("display_name", Value::opt_string(p.display_name.clone()));
+    state.set("description", Value::opt_string(p.description.clone()));
+    state.set("version", Value::opt_string(p.version.clone()));
+    state.set(
+        "metadata",
+        user_metadata(
+            p.metadata.as_ref(),
+            prior.get("metadata"),
+            &implied_metadata(p.version.as_deref()),
+        ),
+    );
+    reconcile_template(
+        prior,
+        decoded.template_yaml.as_deref(),
+        decoded.template_url.as_deref(),
+        &mut state,
+    );
+    state.set(
+        "rendered_template",
+        Value::opt_string(decoded.template_yaml.clone()),
+    );
+    // Match: keep the user's blocks when they select the same kinds.
+    let prior_matches = prior.get("match").elements().to_vec();
+    let prior_groups: Vec<String> = prior_matches
+        .iter()
+        .flat_map(|m| m.get("api_groups").string_elements())
+        .collect();
+    let prior_kinds: Vec<String> = prior_matches
+        .iter()
+        .flat_map(|m| m.get("kinds").string_elements())
+        .collect();
+    let default_match =
+        decoded.api_groups == [String::new()] && decoded.kinds == ["Pod".to_string()];
+    // An import stub has no computed attributes yet; it gets an explicit match block, the
+    // form the documentation shows.
+    let importing = prior.get("policy_rule").is_null() && prior.get("rendered_template").is_null();
+    let keep_match = if prior_matches.is_empty() {
+        default_match && !importing
+    } else {
+        same_strings(&prior_groups, &decoded.api_groups)
+            && same_strings(&prior_kinds, &decoded.kinds)
+    };
+    if !keep_match {
+        state.set(
+            "match",
+            Value::List(vec![Value::object([
+                ("api_groups", Value::string_list(decoded.api_groups.clone())),
+                ("kinds", Value::string_list(decoded.kinds.clone())),
+            ])]),
+        );
+    } else if prior_matches.is_empty() {
+        state.set("match", Value::List(Vec::new()));
+    }
+    let prior_effects = prior.get("effects").string_elements();
+    if !(prior.get("effects").is_set() && prior_effects == decoded.effects) {
+        state.set("effects", Value::string_list(decoded.effects.clone()));
+    }
+    state.set(
+        "default_effect",
+        Value::opt_string(decoded.default_effect.clone()),
+    );
+    let params = p
+        .parameters
+        .as_ref()
+        .and_then(|x| serde_json::to_value(x).ok());
+    state.set(
+        "parameters",
+        keep_json(prior.get("parameters"), params.as_ref()),
+    );
+    state.set(
+        "policy_rule",
+        keep_json(
+            prior.get("policy_rule"),
+            p.policy_rule.as_ref().map(exposed_rule).as_ref(),
+        ),
+    );
+    if state.get("test").is_null() {
+        state.set("test", Value::List(Vec::new()));
+    }
+    state
+}
+
+async fn put(ctx: &CallContext, req: &ApplyRequest<'_>) -> ApplyResult {
+    let mut diags = Diagnostics::new();
+    let configured = match ctx.provider::<Configured>() {
+        Ok(c) => c,
+        Err(d) => return ApplyResult::failed(d),
+    };
+    let Some((spec, _)) = spec_from(req.planned, &mut diags) else {
+        return ApplyResult::failed(diags);
+    };
+    let properties: PolicyDefinitionProperties = match spec.properties() {
+        Ok(p) => p,
+        Err(e) => {
+            diags.push(build_error_diag(&e));
+            return ApplyResult::failed(diags);
+        }
+    };
+    let scope = match req
+        .planned
+        .get("scope")
+        .as_str()
+        .map(str::to_string)
+        .or_else(|| planned_scope(ctx, req.config))
+    {
+        Some(s) => s,
+        None => {
+            diags.error_at(
+                AttributePath::attr("scope"),
+                "No scope",
+                "Set `scope`, or configure the provider's `subscription_id`.",
+            );
+            return ApplyResult::failed(diags);
+        }
+    };
+    let name = req
+        .planned
+        .get("name")
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let body = PolicyDefinition {
+        properties,
+        ..Default::default()
+    };
+    let path = definition_path(&scope, &name);
+    match configured
+        .client
+        .put::<_, PolicyDefinition>(&path, API_VERSION, &body)
+        .await
+    {
+        Ok(created) => {
+            let mut state = state_from(req.planned, &created, &scope);
+            // What the user wrote is what was applied; Azure's echo may differ in form only.
+            for attr in [
+                "template",
+                "constraint_template",
+                "template_url",
+                "match",
+                "effects",
+                "test",
+                "metadata",
+            ] {
+                state.set(attr, req.planned.get(attr).clone());
+            }
+            ApplyResult::ok(state)
+        }
+        Err(e) => {
+            diags.push(arm_error_diagnostic(
+                "Writing the policy definition failed",
+                &e,
+            ));
+            ApplyResult::failed(diags)
+        }
+    }
+}
+
+#[async_trait]
+impl Resource for KubernetesDefinitionResource {
+    fn type_name(&self) -> &'static str {
+        "akspolicy_kubernetes_definition"
+    }
+
+    fn schema(&self) -> Schema {
+        schema()
+    }
+
+    fn validate_config(&self, config: &Value, diags: &mut Diagnostics) {
+        // Unknown values (from other resources) are checked again at apply.
+        let inputs = [
+            "template",
+            "constraint_template",
+            "template_url",
+            "match",
+            "effects",
+            "default_effect",
+            "metadata",
+        ];
+        if inputs.iter().any(|a| !config.get(a).is_wholly_known()) {
+            return;
+        }
+        let Some((spec, resolved)) = spec_from(config, diags) else {
+            return;
+        };
+        run_tests(config, &spec, &resolved, diags);
+    }
+
+    async fn modify_plan(&self, ctx: &CallContext, change: &mut PlanChange<'_>) {
+        if change.planned.get("scope").is_unknown() && change.config.get("scope").is_null() {
+            if let Some(scope) = planned_scope(ctx, change.config) {
+                change.planned.set("scope", Value::string(scope));
+            }
+        }
+        if !change.config.is_wholly_known() {
+            return;
+        }
+        let mut scratch = Diagnostics::new();
+        let Some((spec, resolved)) = spec_from(change.config, &mut scratch) else {
+            return;
+        };
+        let (Ok(new_params), Ok(rule)) = (spec.parameters(), spec.policy_rule()) else {
+            return;
+        };
+        // Everything Azure will hold is known now: plan it, so diffs show only real changes
+        // instead of "(known after apply)" blobs.
+        if let Ok(params_json) = serde_json::to_value(&new_params) {
+            change.planned.set(
+                "parameters",
+                keep_json(change.prior.get("parameters"), Some(&params_json)),
+            );
+        }
+        change.planned.set(
+            "policy_rule",
+            keep_json(change.prior.get("policy_rule"), Some(&exposed_rule(&rule))),
+        );
+        change.planned.set(
+            "rendered_template",
+            match &resolved.source {
+                TemplateSource::Embedded(yaml) => Value::string(yaml.clone()),
+                TemplateSource::Url(_) => Value::Null,
+            },
+        );
+        if change.prior.is_null() {
+            return;
+        }
+        // Azure rejects updates that remove a parameter or change its type.
+        let reasons = breaking_parameter_changes(change.prior.get("parameters"), &new_params);
+        if !reasons.is_empty() {
+            let path = if !change.config.get("template").elements().is_empty() {
+                AttributePath::attr("template")
+            } else {
+                AttributePath::attr("constraint_template")
+            };
+            change.requires_replace.push(path.clone());
+            change.diags.push(replacement_warning(&reasons, path));
+        }
+    }
+
+    async fn create(&self, ctx: &CallContext, req: ApplyRequest<'_>) -> ApplyResult {
+        put(ctx, &req).await
+    }
+
+    async fn read(
+        &self,
+        ctx: &CallContext,
+        state: &Value,
+        diags: &mut Diagnostics,
+    ) -> Option<Value> {
+        let configured = match ctx.provider::<Configured>() {
+            Ok(c) => c,
+            Err(d) => {
+                diags.extend(d);
+                return None;
+            }
+        };
+        let (scope, name) = match state.get("id").as_str().and_then(split_id) {
+            Some(x) => x,
+            None => (
+                state.get("scope").as_str().unwrap_or_default().to_string(),
+                state.get("name").as_str().unwrap_or_default().to_string(),
+            ),
+        };
+        let path = definition_path(&scope, &name);
+        match configured
+            .client
+            .get_optional::<PolicyDefinition>(&path, API_VERSION)
+            .await
+        {
+            Ok(Some(d)) => {
+                let scope = state
+                    .get("scope")
+                    .as_str()
+                    .filter(|s| s.eq_ignore_ascii_case(&scope))
+                    .map(str::to_string)
+                    .unwrap_or(scope);
+                let mut new = state_from(state, &d, &scope);
+                if let Some(prior_id) = state.get("id").as_str() {
+                    if d.id
+                        .as_deref()
+                        .is_some_and(|id| id.eq_ignore_ascii_case(prior_id))
+                    {
+                        new.set("id", Value::string(prior_id));
+                    }
+                }
+                Some(new)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                diags.push(arm_error_diagnostic(
+                    "Reading the policy definition failed",
+                    &e,
+                ));
+                Some(state.clone())
+            }
+        }
+    }
+
+    async fn update(&self, ctx: &CallContext, req: ApplyRequest<'_>) -> ApplyResult {
+        // `test` blocks live only in Terraform; changing them (or recording them after an
+        // import) needs no call to Azure.
+        let mut unchanged = req.prior.clone();
+        unchanged.set("test", req.planned.get("test").clone());
+        if unchanged == *req.planned {
+            return ApplyResult::ok(req.planned.clone());
+        }
+        put(ctx, &req).await
+    }
+
+    async fn delete(&self, ctx: &CallContext, prior: &Value, diags: &mut Diagnostics) {
+        let configured = match ctx.provider::<Configured>() {
+            Ok(c) => c,
+            Err(d) => {
+                diags.extend(d);
+                return;
+            }
+        };
+        let path = definition_path(
+            prior.get("scope").as_str().unwrap_or_default(),
+            prior.get("name").as_str().unwrap_or_default(),
+        );
+        if let Err(e) = configured.client.delete(&path, API_VERSION).await {
+            diags.push(arm_error_diagnostic(
+                "Deleting the policy definition failed",
+                &e,
+            ));
+        }
+    }
+
+    async fn import(&self, _ctx: &CallContext, id: &str, diags: &mut Diagnostics) -> Option<Value> {
+        let Some((scope, name)) = split_id(id) else {
+            diags.error(
+                "Invalid import ID",
+                format!("{id:?} is not a policy definition ID such as /subscriptions/<id>/providers/Microsoft.Authorization/policyDefinitions/<name> or /providers/Microsoft.Management/managementGroups/<id>/providers/Microsoft.Authorization/policyDefinitions/<name>."),
+            );
+            return None;
+        };
+        Some(Value::object([
+            ("id", Value::string(id)),
+            ("name", Value::string(name)),
+            ("scope", Value::string(scope)),
+        ]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REGO: &str = r#"package k8snolatesttag
+
+violation[{"msg": msg}] {
+  c := input.review.object.spec.containers[_]
+  endswith(c.image, ":latest")
+  not exempt(c.image)
+  msg := sprintf("container %v uses the latest tag", [c.name])
+}
+
+exempt(image) {
+  image == input.parameters.exemptImages[_]
+}
+"#;
+
+    const POD: &str = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n  - name: app\n    image: nginx:latest\n";
+
+    fn config(tests: Vec<Value>) -> Value {
+        Value::object([
+            ("name", Value::string("k8s-no-latest")),
+            (
+                "template",
+                Value::List(vec![Value::object([
+                    ("kind", Value::string("K8sNoLatestTag")),
+                    ("rego", Value::string(REGO)),
+                    ("libs", Value::Null),
+                    (
+                        "parameters_schema",
+                        Value::string(
+                            r#"{"type":"object","properties":{"exemptImages":{"type":"array","items":{"type":"string"}}}}"#,
+                        ),
+                    ),
+                ])]),
+            ),
+            ("constraint_template", Value::Null),
+            ("template_url", Value::Null),
+            ("match", Value::List(vec![])),
+            ("effects", Value::Null),
+            ("default_effect", Value::Null),
+            ("metadata", Value::Null),
+            ("test", Value::List(tests)),
+        ])
+    }
+
+    fn test_block(name: &str, params: Value, violations: &str, message: Value) -> Value {
+        Value::object([
+            ("name", Value::string(name)),
+            ("object", Value::string(POD)),
+            ("parameters", params),
+            ("inventory", Value::Null),
+            ("violations", Value::string(violations)),
+            ("message", message),
+        ])
+    }
+
+    fn validate(config: &Value) -> Diagnostics {
+        let mut d = Diagnostics::new();
+        KubernetesDefinitionResource.validate_config(config, &mut d);
+        d
+    }
+
+    #[test]
+    fn schema_is_valid() {
+        schema().block.validate().unwrap();
+    }
+
+    #[test]
+    fn passing_and_failing_tests() {
+        let ok = config(vec![
+            test_block(
+                "latest refused",
+                Value::Null,
+                "yes",
+                Value::string("latest"),
+            ),
+            test_block(
+                "exempt passes",
+                Value::string(r#"{"exemptImages":["nginx:latest"]}"#),
+                "no",
+                Value::Null,
+            ),
+        ]);
+        let d = validate(&ok);
+        assert!(!d.has_errors(), "{:?}", d.0);
+        let bad = config(vec![test_block("wrong", Value::Null, "no", Value::Null)]);
+        let d = validate(&bad);
+        assert!(d.has_errors());
+        let diag = &d.0[0];
+        assert!(diag.summary.contains("wrong"), "{}", diag.summary);
+        assert!(
+            diag.detail.contains("container app uses the latest tag"),
+            "{}",
+            diag.detail
+        );
+    }
+
+    #[test]
+    fn rego_errors_point_at_the_rego_with_position() {
+        let mut c = config(vec![]);
+        let mut block = c.get("template").elements()[0].clone();
+        block.set(
+            "rego",
+            Value::string("package x\n\nviolation[{\"msg\": m}] {\n  m := \n}\n"),
+        );
+        c.set("template", Value::List(vec![block]));
+        let d = validate(&c);
+        let diag =
+            d.0.iter()
+                .find(|d| d.summary == "Invalid Rego")
+                .expect("rego error");
+        assert_eq!(
+            diag.attribute.as_ref().map(|p| p.to_string()).as_deref(),
+            Some("template[0].rego")
+        );
+        assert!(diag.detail.starts_with("rego:"), "{}", diag.detail);
+    }
+
+    fn azure_copy(config: &Value) -> PolicyDefinition {
+        let mut d = Diagnostics::new();
+        let (spec, _) = spec_from(config, &mut d).expect("valid config");
+        PolicyDefinition {
+            id: Some("/subscriptions/s/providers/Microsoft.Authorization/policyDefinitions/k8s-no-latest".into()),
+            name: Some("k8s-no-latest".into()),
+            properties: spec.properties().expect("properties"),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn read_keeps_the_users_form_and_maps_drift_back_to_rego() {
+        let cfg = config(vec![]);
+        let azure = azure_copy(&cfg);
+        let state = state_from(&cfg, &azure, "/subscriptions/s");
+        assert_eq!(state.get("template"), cfg.get("template"));
+        assert!(state
+            .get("policy_rule")
+            .as_str()
+            .is_some_and(|r| r.contains(TEMPLATE_CONTENT_PLACEHOLDER)));
+
+        let mut drifted_cfg = cfg.clone();
+        let mut block = cfg.get("template").elements()[0].clone();
+        block.set(
+            "rego",
+            Value::string(REGO.replace("uses the latest tag", "is latest")),
+        );
+        drifted_cfg.set("template", Value::List(vec![block.clone()]));
+        let drifted = azure_copy(&drifted_cfg);
+        let again = state_from(&state, &drifted, "/subscriptions/s");
+        assert_eq!(
+            again.get("template").elements()[0].get("rego"),
+            block.get("rego")
+        );
+        // Only the rendered template changes; the rule exposed in state does not.
+        assert_eq!(again.get("policy_rule"), state.get("policy_rule"));
+    }
+
+    #[test]
+    fn match_and_effect_drift_is_shown_on_those_attributes() {
+        let cfg = config(vec![]);
+        let state = state_from(&cfg, &azure_copy(&cfg), "/subscriptions/s");
+        let mut changed = cfg.clone();
+        changed.set(
+            "match",
+            Value::List(vec![Value::object([
+                ("api_groups", Value::string_list(["apps"])),
+                ("kinds", Value::string_list(["Deployment"])),
+            ])]),
+        );
+        changed.set("default_effect", Value::string("deny"));
+        let again = state_from(&state, &azure_copy(&changed), "/subscriptions/s");
+        assert_eq!(again.get("match"), changed.get("match"));
+        assert_eq!(again.get("default_effect").as_str(), Some("deny"));
+        assert_eq!(again.get("template"), cfg.get("template"));
+    }
+
+    #[test]
+    fn import_recovers_template_block_and_match() {
+        let azure = azure_copy(&config(vec![]));
+        let stub = Value::object([
+            ("id", Value::string(azure.id.clone().unwrap_or_default())),
+            ("name", Value::string("k8s-no-latest")),
+            ("scope", Value::string("/subscriptions/s")),
+        ]);
+        let state = state_from(&stub, &azure, "/subscriptions/s");
+        let block = &state.get("template").elements()[0];
+        assert_eq!(block.get("kind").as_str(), Some("K8sNoLatestTag"));
+        assert_eq!(block.get("rego").as_str(), Some(REGO));
+        assert_eq!(
+            state.get("match").elements()[0]
+                .get("kinds")
+                .string_elements(),
+            vec!["Pod".to_string()]
+        );
+        assert_eq!(state.get("default_effect").as_str(), Some("audit"));
+    }
+
+    #[test]
+    fn rego_errors_in_full_templates_name_the_yaml_line() {
+        let yaml = "apiVersion: templates.gatekeeper.sh/v1\nkind: ConstraintTemplate\nmetadata:\n  name: k8sx\nspec:\n  crd:\n    spec:\n      names:\n        kind: K8sX\n  targets:\n    - target: admission.k8s.gatekeeper.sh\n      rego: |\n        package k8sx\n        violation[{\"msg\": m}] {\n          m := \"a\"\n          1 +* 2\n        }\n";
+        let mut c = config(vec![]);
+        c.set("template", Value::List(vec![]));
+        c.set("constraint_template", Value::string(yaml));
+        let d = validate(&c);
+        let diag =
+            d.0.iter()
+                .find(|d| d.summary == "Invalid Rego")
+                .expect("rego error");
+        assert!(
+            diag.detail.contains("line 16 of the YAML"),
+            "{}",
+            diag.detail
+        );
+        assert!(diag.detail.contains("rego:4:"), "{}", diag.detail);
+    }
+
+    #[test]
+    fn tests_apply_the_standard_match_parameters() {
+        let cases = [
+            (r#"{"labelSelector":{"matchLabels":{"team":"a"}}}"#, "no"),
+            (r#"{"excludedNamespaces":["default"]}"#, "no"),
+            (r#"{"namespaces":["prod"]}"#, "no"),
+            (r#"{"namespaces":["def*"]}"#, "yes"),
+        ];
+        for (params, expected) in cases {
+            let c = config(vec![test_block(
+                "t",
+                Value::string(params),
+                expected,
+                Value::Null,
+            )]);
+            let d = validate(&c);
+            assert!(!d.has_errors(), "{params}: {:?}", d.0);
+        }
+    }
+
+    #[test]
+    fn v1_syntax_without_import_gets_a_hint() {
+        let mut c = config(vec![]);
+        let mut block = c.get("template").elements()[0].clone();
+        block.set(
+            "rego",
+            Value::string("package x\n\nviolation contains {\"msg\": \"m\"} if {\n  input.review.object.kind == \"Pod\"\n}\n"),
+        );
+        c.set("template", Value::List(vec![block]));
+        let d = validate(&c);
+        let diag =
+            d.0.iter()
+                .find(|d| d.summary == "Invalid Rego")
+                .expect("rego error");
+        assert!(diag.detail.contains("import rego.v1"), "{}", diag.detail);
+    }
+
+    #[test]
+    fn namespace_wildcards() {
+        assert!(namespace_matches("kube-*", "kube-system"));
+        assert!(namespace_matches("*-system", "gatekeeper-system"));
+        assert!(namespace_matches("*sys*", "asysb"));
+        assert!(!namespace_matches("default", "prod"));
+    }
+
+    #[test]
+    fn metadata_ignores_what_azure_and_the_provider_add() {
+        let azure = json!({"category": "Kubernetes", "createdBy": "x", "version": "1.0.0"});
+        assert_eq!(
+            user_metadata(Some(&azure), &Value::Null, &implied_metadata(Some("1.0.0"))),
+            Value::Null
+        );
+        let prior = Value::string(r#"{ "owner": "team" }"#);
+        let azure = json!({"category": "Kubernetes", "owner": "team", "updatedOn": "t"});
+        assert_eq!(
+            user_metadata(Some(&azure), &prior, &implied_metadata(None)),
+            prior
+        );
+        let azure = json!({"category": "Kubernetes", "owner": "other"});
+        assert_eq!(
+            user_metadata(Some(&azure), &prior, &implied_metadata(None)),
+            Value::string(r#"{"owner":"other"}"#)
+        );
+    }
+}
