@@ -7,3 +7,4 @@ mod builtin_definition;
 mod docs;
 mod examples;
 mod provider_config;
+mod release;
