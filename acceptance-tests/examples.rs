@@ -146,3 +146,64 @@ fn module_composition_validates_and_plans() {
         plan.stdout
     );
 }
+
+/// The ```terraform blocks of a markdown file.
+fn terraform_snippets(markdown: &str) -> Vec<String> {
+    let mut snippets = Vec::new();
+    let mut current: Option<String> = None;
+    for line in markdown.lines() {
+        match current.as_mut() {
+            None if line.trim_start() == "```terraform" => current = Some(String::new()),
+            Some(_) if line.trim_start() == "```" => snippets.extend(current.take()),
+            Some(text) => {
+                text.push_str(line);
+                text.push('\n');
+            }
+            None => {}
+        }
+    }
+    snippets
+}
+
+#[test]
+fn guide_snippets_parse_and_are_formatted() {
+    // The guides are hand-written; `terraform fmt` catches syntax errors and style drift in
+    // their HCL without needing a provider (they mix in azurerm resources).
+    let guides = repo_root().join("docs/guides");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&guides).expect("docs/guides").flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "md") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("read guide");
+        for (i, snippet) in terraform_snippets(&text).into_iter().enumerate() {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let file = dir.path().join("snippet.tf");
+            std::fs::write(&file, &snippet).expect("write snippet");
+            let out = std::process::Command::new(crate::harness::terraform_binary())
+                .args(["fmt", "-check", "-diff", "-no-color"])
+                .arg(&file)
+                .output()
+                .expect("run terraform fmt");
+            assert!(
+                out.status.success(),
+                "{} snippet #{i} is not valid, formatted HCL:\n{}{}\n{snippet}",
+                path.display(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= 10,
+        "only {checked} snippets found in docs/guides"
+    );
+}
+
+#[test]
+fn snippets_are_found_in_markdown() {
+    let md = "text\n```terraform\na = 1\n```\n```shell\nls\n```\n```terraform\nb = 2\n```\n";
+    assert_eq!(terraform_snippets(md), vec!["a = 1\n", "b = 2\n"]);
+}
