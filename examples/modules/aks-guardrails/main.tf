@@ -48,7 +48,7 @@ resource "akspolicy_kubernetes_definition" "no_latest" {
   test {
     name       = "exempt image passes"
     object     = file("${path.module}/tests/pod-latest.yaml")
-    parameters = { exemptImages = ["nginx:latest"] }
+    parameters = jsonencode({ exemptImages = ["nginx:latest"] })
     violations = "no"
   }
 }
@@ -81,20 +81,20 @@ resource "akspolicy_initiative" "guardrails" {
   policy_definition {
     policy_definition_id = akspolicy_kubernetes_definition.no_latest.id
     reference_id         = "NoLatestTag"
-    parameters = {
+    parameters = jsonencode({
       effect             = "[parameters('effect')]"
       excludedNamespaces = "[parameters('excludedNamespaces')]"
       exemptImages       = "[parameters('exemptImages')]"
-    }
+    })
   }
 
   policy_definition {
     policy_definition_id = data.akspolicy_builtin_definition.no_privileged.id
     reference_id         = "NoPrivilegedContainers"
-    parameters = {
+    parameters = jsonencode({
       effect             = "[parameters('effect')]"
       excludedNamespaces = "[parameters('excludedNamespaces')]"
-    }
+    })
   }
 }
 
