@@ -98,8 +98,43 @@ fn copy_tree(src: &Path, dst: &Path) {
     }
 }
 
+/// Creates the resource group and the clusters examples/modules/root assigns to, through ARM
+/// (as `az aks create` would).
+fn seed_module_clusters(emulator: &Emulator) {
+    let rg = format!(
+        "/subscriptions/{}/resourceGroups/aks-rg",
+        emulator.subscription_id()
+    );
+    let put = |path: String, body: serde_json::Value| {
+        let (status, resp) = emulator.arm("PUT", &path, Some(&body));
+        assert!(
+            (200..300).contains(&status),
+            "seeding PUT {path} answered {status}: {resp}"
+        );
+    };
+    put(
+        format!("{rg}?api-version=2021-04-01"),
+        serde_json::json!({"location": "westeurope"}),
+    );
+    for name in ["prod-weu", "prod-neu", "staging"] {
+        put(
+            format!(
+                "{rg}/providers/Microsoft.ContainerService/managedClusters/{name}?api-version=2026-04-01"
+            ),
+            serde_json::json!({
+                "location": "westeurope",
+                "properties": {
+                    "dnsPrefix": name,
+                    "agentPoolProfiles": [{"name": "system", "count": 1, "vmSize": "Standard_B2s", "mode": "System"}],
+                    "addonProfiles": {"azurepolicy": {"enabled": true}}
+                }
+            }),
+        );
+    }
+}
+
 #[test]
-fn module_composition_validates_and_plans() {
+fn module_composition_applies_with_an_empty_plan_after() {
     let provider = akspolicy::resources::provider();
     let registered: Vec<&str> = provider.resources().iter().map(|r| r.type_name()).collect();
     let missing: Vec<&str> = MODULE_RESOURCES
@@ -113,6 +148,7 @@ fn module_composition_validates_and_plans() {
     }
 
     let emulator = Emulator::start();
+    seed_module_clusters(&emulator);
     let ws = Workspace::new(&emulator);
     // Keep the modules/ layout so the root's `source = "../aks-guardrails"` resolves.
     copy_tree(
@@ -120,12 +156,14 @@ fn module_composition_validates_and_plans() {
         &ws.path().join("modules"),
     );
     let chdir = "-chdir=modules/root";
-    ws.terraform(&[chdir, "init", "-input=false", "-no-color"])
-        .assert_ok("init");
+    let sub_var = format!("-var=subscription_id={}", emulator.subscription_id());
+    // `get` installs the local modules only; `init` would ask the registry for the provider,
+    // which dev_overrides replaces.
+    ws.terraform(&[chdir, "get", "-no-color"]).assert_ok("get");
     ws.terraform(&[chdir, "validate", "-no-color"])
         .assert_ok("validate");
     // The plan runs the Rego `test` blocks and shows one assignment per cluster.
-    let plan = ws.terraform(&[chdir, "plan", "-input=false", "-no-color"]);
+    let plan = ws.terraform(&[chdir, "plan", "-input=false", "-no-color", &sub_var]);
     plan.assert_ok("plan");
     for address in [
         "module.production.akspolicy_kubernetes_definition.no_latest",
@@ -145,6 +183,49 @@ fn module_composition_validates_and_plans() {
         "expected 2 definitions, 2 initiatives, 3 assignments and 1 exemption:\n{}",
         plan.stdout
     );
+
+    let apply = [
+        chdir,
+        "apply",
+        "-input=false",
+        "-no-color",
+        "-auto-approve",
+        &sub_var,
+    ];
+    ws.terraform(&apply).assert_ok("apply");
+    let replan = ws.terraform(&[
+        chdir,
+        "plan",
+        "-input=false",
+        "-no-color",
+        "-detailed-exitcode",
+        &sub_var,
+    ]);
+    assert_eq!(
+        replan.code,
+        0,
+        "plan after apply is not empty:\n{}",
+        replan.combined()
+    );
+    let out = ws.terraform(&[chdir, "output", "-json"]);
+    out.assert_ok("output");
+    let outputs: serde_json::Value = serde_json::from_str(&out.stdout).expect("output JSON");
+    assert_eq!(
+        outputs["production_assignments"]["value"]
+            .as_object()
+            .map(|m| m.len()),
+        Some(2),
+        "{outputs}"
+    );
+    let destroy = [
+        chdir,
+        "destroy",
+        "-input=false",
+        "-no-color",
+        "-auto-approve",
+        &sub_var,
+    ];
+    ws.terraform(&destroy).assert_ok("destroy");
 }
 
 /// The ```terraform blocks of a markdown file.
