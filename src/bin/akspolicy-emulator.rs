@@ -49,6 +49,9 @@ struct ServeArgs {
     /// Client secret of the service principal.
     #[arg(long, env = "AKSPOLICY_EMULATOR_CLIENT_SECRET", hide_env_values = true)]
     client_secret: Option<String>,
+    /// JSON fault profile to start with (keys as for `POST /_emulator/faults`).
+    #[arg(long)]
+    faults: Option<PathBuf>,
 }
 
 fn init_logging() {
@@ -77,7 +80,18 @@ fn main() -> ExitCode {
 }
 
 async fn serve(args: ServeArgs) -> ExitCode {
+    let faults = match &args.faults {
+        Some(path) => match emulator::FaultProfile::from_file(path) {
+            Ok(p) => p,
+            Err(e) => {
+                log::error!("fault profile {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => emulator::FaultProfile::default(),
+    };
     let config = Config {
+        faults,
         state_dir: args.state_dir,
         listen: args.listen,
         builtins_dir: args.builtins,

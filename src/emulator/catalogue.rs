@@ -40,6 +40,11 @@ const EMBEDDED_DEFINITIONS: &[(&str, &str)] = &[
         "allowed-resource-types.json",
         include_str!("catalogue/allowed-resource-types.json"),
     ),
+    // Remediations and compliance summaries treat this one specially (see `compliance`).
+    (
+        "aks-policy-addon-dine.json",
+        include_str!("catalogue/aks-policy-addon-dine.json"),
+    ),
 ];
 const EMBEDDED_SET_DEFINITIONS: &[(&str, &str)] = &[(
     "set-pod-security-baseline.json",
@@ -108,6 +113,15 @@ impl Catalogue {
         let set_definitions = loaded
             .set_definitions
             .iter()
+            .map(|d| {
+                // Azure reports a version range for every member.
+                let mut d = d.clone();
+                for m in &mut d.properties.policy_definitions {
+                    m.definition_version
+                        .get_or_insert_with(|| "1.*.*".to_string());
+                }
+                d
+            })
             .filter_map(|d| {
                 Some(CatalogueEntry {
                     name: d.name.clone()?,

@@ -20,6 +20,51 @@ use super::state::AppState;
 /// Response type of every route.
 pub(crate) type Response = http::Response<Full<Bytes>>;
 
+/// Response extension asking the connection layer to cut the body halfway (fault injection).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DropConnection;
+
+/// What goes on the wire: whole bodies, or a half body followed by an error.
+type WireBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
+
+/// Turns a route response into the wire body, cutting it short when asked to.
+fn to_wire(resp: Response) -> http::Response<WireBody> {
+    let drop = resp.extensions().get::<DropConnection>().is_some();
+    let (mut parts, body) = resp.into_parts();
+    if !drop {
+        return http::Response::from_parts(parts, body.map_err(|never| match never {}).boxed());
+    }
+    // The full length is announced, half is sent, then the stream errors: the client sees
+    // a connection that died mid-response.
+    let bytes = futures_bytes(body);
+    let half = bytes.slice(..bytes.len() / 2);
+    parts.headers.insert(
+        http::header::CONTENT_LENGTH,
+        HeaderValue::from(bytes.len().max(1) as u64),
+    );
+    let frames: Vec<Result<hyper::body::Frame<Bytes>, std::io::Error>> = vec![
+        Ok(hyper::body::Frame::data(half)),
+        Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionAborted,
+            "connection dropped by fault injection",
+        )),
+    ];
+    let stream = http_body_util::StreamBody::new(tokio_stream::iter(frames));
+    http::Response::from_parts(parts, stream.boxed())
+}
+
+/// The bytes of a `Full` body (always ready, never fails).
+fn futures_bytes(body: Full<Bytes>) -> Bytes {
+    use hyper::body::Body as _;
+    let mut body = std::pin::pin!(body);
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    match body.as_mut().poll_frame(&mut cx) {
+        std::task::Poll::Ready(Some(Ok(frame))) => frame.into_data().unwrap_or_default(),
+        _ => Bytes::new(),
+    }
+}
+
 /// Request bodies above this are refused; ARM's own limit for RP payloads is 4 MB.
 const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -140,7 +185,7 @@ async fn serve_connection(
     };
     let service = hyper::service::service_fn(move |req| {
         let state = state.clone();
-        async move { Ok::<_, Infallible>(handle(state, req).await) }
+        async move { Ok::<_, Infallible>(to_wire(handle(state, req).await)) }
     });
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     let conn = builder.serve_connection(TokioIo::new(tls), service);

@@ -35,9 +35,12 @@
 //! the `--builtins` directory on every start.
 
 mod catalogue;
+mod compliance;
 mod error;
+pub mod faults;
 mod files;
 mod http;
+mod observe;
 mod routes;
 mod state;
 pub mod store;
@@ -57,6 +60,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use error::EmulatorError;
+pub use faults::{FaultPatch, FaultProfile};
 pub use store::{Store, StoreError, StoredResource};
 
 use catalogue::Catalogue;
@@ -83,6 +87,8 @@ pub struct Config {
     pub client_id: Option<String>,
     /// Client secret of the service principal (generated and persisted when `None`).
     pub client_secret: Option<String>,
+    /// Fault injection at start (changeable at runtime through `/_emulator/faults`).
+    pub faults: FaultProfile,
 }
 
 impl Config {
@@ -96,6 +102,7 @@ impl Config {
             tenant_id: None,
             client_id: None,
             client_secret: None,
+            faults: FaultProfile::default(),
         }
     }
 }
@@ -249,7 +256,14 @@ pub async fn start(config: Config) -> Result<RunningEmulator, EmulatorError> {
     };
     write_ready_files(&dir, &info)?;
 
-    let state = Arc::new(AppState::new(store, signer, identity, catalogue, base));
+    let state = Arc::new(AppState::new(
+        store,
+        signer,
+        identity,
+        catalogue,
+        base,
+        config.faults.clone(),
+    ));
     let (shutdown, shutdown_rx) = watch::channel(false);
     let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config);
     let server = tokio::spawn(http::serve(listener, acceptor, state.clone(), shutdown_rx));

@@ -2,6 +2,7 @@
 //! subscription), which is created on first start and persisted in the store.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::RwLock;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -11,6 +12,8 @@ use serde_json::json;
 
 use super::catalogue::Catalogue;
 use super::error::EmulatorError;
+use super::faults::FaultProfile;
+use super::observe::Observer;
 use super::store::Store;
 use super::token::TokenSigner;
 
@@ -116,6 +119,12 @@ pub(crate) struct AppState {
     pub catalogue: Catalogue,
     /// Used for absolute links when a request carries no Host header.
     pub fallback_base_url: String,
+    /// Active fault profile.
+    pub faults: RwLock<FaultProfile>,
+    /// The profile given at start, restored by `/_emulator/reset`.
+    pub startup_faults: FaultProfile,
+    /// Metrics, token buckets, recent writes.
+    pub observer: Observer,
     requests: AtomicU64,
 }
 
@@ -126,6 +135,7 @@ impl AppState {
         identity: Identity,
         catalogue: Catalogue,
         fallback_base_url: String,
+        faults: FaultProfile,
     ) -> Self {
         Self {
             store,
@@ -133,7 +143,19 @@ impl AppState {
             identity,
             catalogue,
             fallback_base_url,
+            startup_faults: faults.clone(),
+            faults: RwLock::new(faults),
+            observer: Observer::default(),
             requests: AtomicU64::new(0),
+        }
+    }
+
+    /// A copy of the active fault profile.
+    pub(crate) fn fault_profile(&self) -> FaultProfile {
+        // A poisoned lock only means a panic elsewhere; the profile itself is still whole.
+        match self.faults.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
         }
     }
 

@@ -60,6 +60,8 @@ pub enum Change {
     Keep,
     /// Create or replace it (new etag; `created_at` kept).
     Put { body: Value, internal: Value },
+    /// Replace it without a new etag (server-side bookkeeping such as an operation finishing).
+    Settle { body: Value, internal: Value },
     /// Remove it.
     Delete,
 }
@@ -145,7 +147,13 @@ impl Store {
                     table.remove(key.as_str()).map_err(db_err)?;
                     (previous, None)
                 }
-                Change::Put { body, internal } => {
+                change @ (Change::Put { .. } | Change::Settle { .. }) => {
+                    let (body, internal, keep_etag) = match change {
+                        Change::Put { body, internal } => (body, internal, false),
+                        Change::Settle { body, internal } => (body, internal, true),
+                        // Excluded by the outer pattern.
+                        Change::Keep | Change::Delete => (Value::Null, Value::Null, false),
+                    };
                     let now = now_rfc3339();
                     let stored = StoredResource {
                         id: previous
@@ -153,7 +161,10 @@ impl Store {
                             .map(|p| p.id.clone())
                             .unwrap_or_else(|| id.trim_end_matches('/').to_string()),
                         body,
-                        etag: format!("\"{}\"", uuid::Uuid::new_v4()),
+                        etag: match (&previous, keep_etag) {
+                            (Some(p), true) => p.etag.clone(),
+                            _ => format!("\"{}\"", uuid::Uuid::new_v4()),
+                        },
                         created_at: previous
                             .as_ref()
                             .map(|p| p.created_at.clone())

@@ -2,19 +2,35 @@
 
 pub(crate) mod aad;
 pub(crate) mod arm;
+pub(crate) mod control;
 pub(crate) mod metadata;
 
 use super::http::{Request, Response};
 use super::state::AppState;
 
-/// Dispatches one request.
+/// Dispatches one request and counts it in the metrics.
 pub(crate) async fn route(state: &AppState, req: Request) -> Response {
     let segments = req.segments();
-    if metadata::matches(&segments) {
-        return metadata::handle(state, &req);
-    }
-    if aad::matches(&segments) {
-        return aad::handle(state, &req, &segments);
-    }
-    arm::handle(state, &req, &segments)
+    let template = super::observe::route_template(&segments);
+    let resp = if metadata::matches(&segments) {
+        metadata::handle(state, &req)
+    } else if aad::matches(&segments) {
+        aad::handle(state, &req, &segments)
+    } else if control::matches(&segments) {
+        control::handle(state, &req, &segments)
+    } else {
+        let profile = state.fault_profile();
+        if profile.latency_ms > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(profile.latency_ms)).await;
+        }
+        let mut resp = arm::handle(state, &req, &segments);
+        if super::faults::chance(profile.drop_rate) {
+            resp.extensions_mut().insert(super::http::DropConnection);
+        }
+        resp
+    };
+    state
+        .observer
+        .record(req.method.as_str(), &template, resp.status().as_u16());
+    resp
 }

@@ -8,6 +8,10 @@ use serde_json::Value;
 
 use super::{start, Config, RunningEmulator};
 
+mod clusters;
+mod conformance;
+mod faults;
+mod insights;
 mod policy;
 
 const POLICY_API: &str = "2025-03-01";
@@ -22,6 +26,11 @@ pub(super) struct Emu {
 pub(super) async fn start_emu(dir: &Path, builtins: Option<PathBuf>) -> Emu {
     let mut config = Config::new(dir);
     config.builtins_dir = builtins;
+    start_config(config).await
+}
+
+/// Starts with a given configuration (fault profile, ...).
+pub(super) async fn start_config(config: Config) -> Emu {
     let running = start(config).await.expect("emulator starts");
     let ca = std::fs::read(&running.info().ca_cert).expect("ca.pem readable");
     let client = Client::builder()

@@ -23,6 +23,10 @@ pub(crate) struct ArmErrorExtra {
     pub additional_info: Vec<Value>,
     /// Set on 401s so clients know where to get a token.
     pub www_authenticate: Option<String>,
+    /// `Retry-After` seconds (429, 503).
+    pub retry_after: Option<u64>,
+    /// Produced by fault injection; marked with `x-ms-emulator-injected: true`.
+    pub injected: bool,
 }
 
 impl ArmError {
@@ -119,6 +123,17 @@ impl ArmError {
         {
             resp.headers_mut()
                 .insert(http::header::WWW_AUTHENTICATE, value);
+        }
+        if let Some(extra) = &self.extra {
+            if let Some(secs) = extra.retry_after {
+                if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                    resp.headers_mut().insert(http::header::RETRY_AFTER, v);
+                }
+            }
+            if extra.injected {
+                resp.headers_mut()
+                    .insert("x-ms-emulator-injected", HeaderValue::from_static("true"));
+            }
         }
         resp
     }

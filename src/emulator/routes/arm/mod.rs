@@ -5,23 +5,31 @@
 
 mod error;
 mod filter;
+mod managed_clusters;
 mod management_groups;
 mod paging;
 mod path;
 mod policy_assignments;
 mod policy_definitions;
 mod policy_exemptions;
+mod policy_states;
+mod remediations;
 mod resource_groups;
 mod scope;
 mod subscriptions;
 mod tenants;
 
 pub(crate) use error::ArmError;
+pub(crate) use managed_clusters::{clusters_under, policy_addon_enabled};
 pub(crate) use path::ArmPath;
+pub(crate) use policy_definitions::resolve_visible;
+pub(crate) use scope::{stored_of_type, Scope};
 
 use http::{HeaderValue, Method, StatusCode};
 
+use crate::emulator::faults::chance;
 use crate::emulator::http::{json_response, Request, Response};
+use crate::emulator::observe::{OperationKind, Throttle};
 use crate::emulator::state::{new_guid, AppState};
 use crate::emulator::token::{Claims, TokenError};
 
@@ -107,6 +115,56 @@ pub(crate) const RESOURCE_TYPES: &[ResourceTypeSpec] = &[
         handler: policy_assignments::handle,
     },
     ResourceTypeSpec {
+        key: "microsoft.containerservice/managedclusters",
+        api_versions: managed_clusters::API_VERSIONS,
+        handler: managed_clusters::handle,
+    },
+    ResourceTypeSpec {
+        key: "microsoft.containerservice/locations/operations",
+        api_versions: managed_clusters::API_VERSIONS,
+        handler: managed_clusters::handle_operation,
+    },
+    ResourceTypeSpec {
+        key: "microsoft.containerservice/locations/operationresults",
+        api_versions: managed_clusters::API_VERSIONS,
+        handler: managed_clusters::handle_operation,
+    },
+    ResourceTypeSpec {
+        key: "microsoft.policyinsights/remediations",
+        api_versions: remediations::API_VERSIONS,
+        handler: remediations::handle,
+    },
+    ResourceTypeSpec {
+        key: "microsoft.policyinsights/remediations/cancel",
+        api_versions: remediations::API_VERSIONS,
+        handler: remediations::handle,
+    },
+    ResourceTypeSpec {
+        key: "microsoft.policyinsights/remediations/listdeployments",
+        api_versions: remediations::API_VERSIONS,
+        handler: remediations::handle,
+    },
+    ResourceTypeSpec {
+        key: "microsoft.policyinsights/policystates/triggerevaluation",
+        api_versions: policy_states::API_VERSIONS,
+        handler: policy_states::handle_trigger,
+    },
+    ResourceTypeSpec {
+        key: "microsoft.policyinsights/policystates/summarize",
+        api_versions: policy_states::API_VERSIONS,
+        handler: policy_states::handle_summarize,
+    },
+    ResourceTypeSpec {
+        key: "microsoft.policyinsights/policystates/queryresults",
+        api_versions: policy_states::API_VERSIONS,
+        handler: policy_states::handle_query,
+    },
+    ResourceTypeSpec {
+        key: "microsoft.policyinsights/asyncoperationresults",
+        api_versions: policy_states::API_VERSIONS,
+        handler: policy_states::handle_async_result,
+    },
+    ResourceTypeSpec {
         key: "microsoft.authorization/policyexemptions",
         api_versions: EXEMPTION_API_VERSIONS,
         handler: policy_exemptions::handle,
@@ -146,13 +204,74 @@ fn dispatch(state: &AppState, req: &Request, segments: &[String]) -> Result<Resp
             spec.api_versions,
         ));
     }
+    let profile = state.fault_profile();
+    let kind = OperationKind::of(&req.method);
+    let subscription = match segments {
+        [s, id, ..] if s.eq_ignore_ascii_case("subscriptions") => id.clone(),
+        _ => "tenant".to_string(),
+    };
+    if profile.throttle {
+        if let Throttle::Refused(secs) = state.observer.take(&subscription, &principal.oid, kind) {
+            let mut e = ArmError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "SubscriptionRequestsThrottled",
+                format!(
+                    "Number of '{}' requests for subscription '{subscription}' actor '{}' exceeded. Please try again after '{secs}' seconds after the additional tokens are available. Refer to https://aka.ms/arm-throttling",
+                    kind.label().trim_end_matches('s'),
+                    principal.oid
+                ),
+            );
+            e.extra_mut().retry_after = Some(secs);
+            e.extra_mut().injected = true;
+            return Err(e);
+        }
+    }
+    if chance(profile.error_rate) {
+        let mut e = if chance(0.5) {
+            ArmError::internal(
+                "Encountered internal server error (injected by the emulator's error_rate).",
+            )
+        } else {
+            ArmError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                "The service is temporarily unavailable (injected by the emulator's error_rate).",
+            )
+        };
+        e.extra_mut().retry_after = Some(1);
+        e.extra_mut().injected = true;
+        return Err(e);
+    }
+    let key = crate::emulator::store::resource_key(&path.resource_id());
+    if req.method == Method::GET
+        && path.is_item()
+        && profile.consistency_ms > 0
+        && state.observer.within_window(
+            &key,
+            std::time::Duration::from_millis(profile.consistency_ms),
+        )
+    {
+        let mut e = ArmError::not_found(
+            "ResourceNotFound",
+            format!(
+                "The Resource '{}' was not found (eventual consistency window of the emulator).",
+                path.resource_id()
+            ),
+        );
+        e.extra_mut().injected = true;
+        return Err(e);
+    }
     let arm_req = ArmRequest {
         http: req,
         path,
         api_version,
         principal,
     };
-    (spec.handler)(state, &arm_req)
+    let resp = (spec.handler)(state, &arm_req)?;
+    if req.method == Method::PUT && resp.status().is_success() {
+        state.observer.wrote(&key);
+    }
+    Ok(resp)
 }
 
 /// The namespace exists but not this type → `InvalidResourceType`; otherwise the provider
@@ -192,7 +311,7 @@ fn no_provider(api_version: &str, raw_path: &str) -> ArmError {
 }
 
 /// Verifies the bearer token, mapping failures to ARM's 401 codes.
-fn authenticate(state: &AppState, req: &Request) -> Result<Claims, ArmError> {
+pub(crate) fn authenticate(state: &AppState, req: &Request) -> Result<Claims, ArmError> {
     let challenge = |description: &str| {
         format!(
             "Bearer authorization_uri=\"{}/{}\", error=\"invalid_token\", error_description=\"{description}\"",
@@ -322,7 +441,6 @@ pub(crate) fn now_rfc3339() -> String {
 }
 
 /// Milliseconds since the Unix epoch (for timers kept in stored resources).
-#[allow(dead_code)] // Used by the long-running operations added next.
 pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -44,7 +44,7 @@ pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response,
     scope.ensure_exists(state)?;
     let method = &req.http.method;
     match req.path.item_name() {
-        Some(name) if method == Method::GET => get(state, &scope, name),
+        Some(name) if method == Method::GET => get(state, req, &scope, name),
         Some(name) if method == Method::PUT => put(state, req, &scope, name),
         Some(name) if method == Method::PATCH => patch(state, req, &scope, name),
         Some(name) if method == Method::DELETE => delete(state, &scope, name),
@@ -65,11 +65,54 @@ pub(crate) fn not_found(name: &str) -> ArmError {
     )
 }
 
-fn get(state: &AppState, scope: &Scope, name: &str) -> Result<Response, ArmError> {
+fn get(
+    state: &AppState,
+    req: &ArmRequest<'_>,
+    scope: &Scope,
+    name: &str,
+) -> Result<Response, ArmError> {
     match state.store.get(&item_id(scope, name))? {
-        Some(stored) => Ok(ok_json(&response_body(&stored.body, &stored.id))),
+        Some(stored) => Ok(ok_json(&expand(
+            state,
+            req,
+            response_body(&stored.body, &stored.id),
+        )?)),
         None => Err(not_found(name)),
     }
+}
+
+/// `$expand=LatestDefinitionVersion, EffectiveDefinitionVersion`: the assigned definition's
+/// version (every definition has one; see `policy_definitions`).
+fn expand(state: &AppState, req: &ArmRequest<'_>, mut body: Value) -> Result<Value, ArmError> {
+    let wanted = req
+        .http
+        .query_param("$expand")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    if !wanted.contains("definitionversion") {
+        return Ok(body);
+    }
+    let scope_id = body["properties"]["scope"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let def_id = body["properties"]["policyDefinitionId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let version = match Scope::parse(&scope_id) {
+        Ok(scope) => resolve_visible(state, &scope, &def_id)?
+            .and_then(|d| d["properties"]["version"].as_str().map(str::to_string)),
+        Err(_) => None,
+    }
+    .unwrap_or_else(|| "1.0.0".to_string());
+    if wanted.contains("latestdefinitionversion") {
+        body["properties"]["latestDefinitionVersion"] = json!(version);
+    }
+    if wanted.contains("effectivedefinitionversion") {
+        body["properties"]["effectiveDefinitionVersion"] = json!(version);
+    }
+    Ok(body)
 }
 
 fn response_body(body: &Value, id: &str) -> Value {
@@ -343,17 +386,17 @@ fn delete(state: &AppState, scope: &Scope, name: &str) -> Result<Response, ArmEr
 
 fn list(state: &AppState, req: &ArmRequest<'_>, scope: &Scope) -> Result<Response, ArmError> {
     let filter = ScopeFilter::parse(req.http.query_param("$filter"))?;
-    let items = related_to_scope(state, scope, NAMESPACE_TYPE, filter.relation)?
-        .into_iter()
-        .filter(|r| {
-            filter.policy_definition_id.as_deref().is_none_or(|want| {
-                r.body
-                    .pointer("/properties/policyDefinitionId")
-                    .and_then(Value::as_str)
-                    .is_some_and(|d| d.eq_ignore_ascii_case(want))
-            })
-        })
-        .map(|r| response_body(&r.body, &r.id))
-        .collect();
+    let mut items = Vec::new();
+    for r in related_to_scope(state, scope, NAMESPACE_TYPE, filter.relation)? {
+        let matches = filter.policy_definition_id.as_deref().is_none_or(|want| {
+            r.body
+                .pointer("/properties/policyDefinitionId")
+                .and_then(Value::as_str)
+                .is_some_and(|d| d.eq_ignore_ascii_case(want))
+        });
+        if matches {
+            items.push(expand(state, req, response_body(&r.body, &r.id))?);
+        }
+    }
     Ok(ok_json(&paging::page(items, req, PAGE_SIZE)?))
 }

@@ -221,6 +221,7 @@ fn build_definition(req: &ArmRequest<'_>, id: &str, name: &str) -> Result<Value,
     def.name = Some(name.to_string());
     def.resource_type = Some(POLICY_DEFINITION_TYPE.to_string());
     def.properties.policy_type = Some(policy_type::CUSTOM.to_string());
+    fill_versions(&mut def.properties.version, &mut def.properties.versions);
     if def.properties.mode.is_none() {
         def.properties.mode = Some(DEFAULT_MODE.to_string());
     }
@@ -345,13 +346,33 @@ fn build_set_definition(
         }
         reference_ids.push(reference_id.clone());
         member.policy_definition_reference_id = Some(reference_id);
+        if member.definition_version.is_none() {
+            member.definition_version = Some(DEFAULT_DEFINITION_VERSION.to_string());
+        }
     }
     set.id = Some(id.to_string());
     set.name = Some(name.to_string());
     set.resource_type = Some(POLICY_SET_DEFINITION_TYPE.to_string());
     set.properties.policy_type = Some(policy_type::CUSTOM.to_string());
+    fill_versions(&mut set.properties.version, &mut set.properties.versions);
     set.extra.remove("systemData");
     serde_json::to_value(&set).map_err(|e| ArmError::internal(e.to_string()))
+}
+
+/// What Azure reports for definitions that never had an explicit version.
+const DEFAULT_VERSION: &str = "1.0.0";
+/// What Azure fills for references without a pinned version.
+pub(crate) const DEFAULT_DEFINITION_VERSION: &str = "1.*.*";
+
+/// Azure gives every definition a version (1.0.0 unless set) and lists it in `versions`.
+fn fill_versions(version: &mut Option<String>, versions: &mut Option<Vec<String>>) {
+    let v = version
+        .get_or_insert_with(|| DEFAULT_VERSION.to_string())
+        .clone();
+    let list = versions.get_or_insert_with(Vec::new);
+    if !list.contains(&v) {
+        list.push(v);
+    }
 }
 
 /// Parameter names an expression like `[parameters('effect')]` refers to.

@@ -1,0 +1,266 @@
+//! Compliance of emulated resources against policy assignments, for policy states and
+//! remediations.
+//!
+//! Evaluation is pluggable through [`ComplianceEvaluator`]: evaluators are asked in order and
+//! the first that knows an answer wins; a resource nobody has an opinion on is compliant.
+//! Today the only evaluator is [`AddonRule`] (the AKS policy add-on DINE definition); a
+//! Gatekeeper audit can later register itself in front of it to feed per-resource results.
+
+use serde_json::{json, Value};
+
+use crate::emulator::routes::arm::{
+    clusters_under, policy_addon_enabled, resolve_visible, stored_of_type, ArmError, Scope,
+};
+use crate::emulator::state::AppState;
+use crate::emulator::store::{resource_key, StoredResource};
+
+/// Name of the built-in "Deploy Azure Policy Add-on to AKS clusters" definition.
+pub(crate) const ADDON_DINE: &str = "a8eff44f-8c92-45c3-a3fb-9880802d67a7";
+
+/// One row of policy state: a resource against one definition of one assignment.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct PolicyStateRow {
+    pub resource_id: String,
+    pub resource_location: String,
+    pub resource_group: String,
+    pub subscription_id: String,
+    pub assignment_id: String,
+    pub assignment_name: String,
+    pub assignment_scope: String,
+    pub set_definition_id: Option<String>,
+    pub definition_id: String,
+    pub definition_name: String,
+    pub reference_id: Option<String>,
+    pub effect: String,
+    pub compliant: bool,
+}
+
+impl PolicyStateRow {
+    /// The `queryResults` record.
+    pub(crate) fn to_json(&self, context: &str, timestamp: &str) -> Value {
+        let set_name = self
+            .set_definition_id
+            .as_deref()
+            .and_then(|s| s.rsplit('/').next())
+            .unwrap_or("");
+        json!({
+            "@odata.id": null,
+            "@odata.context": format!("{context}/$entity"),
+            "timestamp": timestamp,
+            "resourceId": self.resource_id,
+            "policyAssignmentId": self.assignment_id,
+            "policyDefinitionId": self.definition_id,
+            "effectiveParameters": "",
+            "isCompliant": self.compliant,
+            "subscriptionId": self.subscription_id,
+            "resourceType": "Microsoft.ContainerService/managedClusters",
+            "resourceLocation": self.resource_location,
+            "resourceGroup": self.resource_group,
+            "resourceTags": "tbd",
+            "policyAssignmentName": self.assignment_name,
+            "policyAssignmentOwner": "tbd",
+            "policyAssignmentParameters": "",
+            "policyAssignmentScope": self.assignment_scope,
+            "policyDefinitionName": self.definition_name,
+            "policyDefinitionAction": self.effect.to_ascii_lowercase(),
+            "policyDefinitionCategory": "tbd",
+            "policySetDefinitionId": self.set_definition_id.clone().unwrap_or_default(),
+            "policySetDefinitionName": set_name,
+            "policySetDefinitionOwner": "",
+            "policySetDefinitionCategory": "",
+            "policySetDefinitionParameters": "",
+            "managementGroupIds": "",
+            "policyDefinitionReferenceId": self.reference_id.clone().unwrap_or_default(),
+            "complianceState": if self.compliant { "Compliant" } else { "NonCompliant" },
+            "policyDefinitionGroupNames": [],
+            "policyDefinitionVersion": "",
+            "policySetDefinitionVersion": "",
+            "policyAssignmentVersion": ""
+        })
+    }
+}
+
+/// A source of compliance answers.
+pub(crate) trait ComplianceEvaluator {
+    /// `Some(compliant)` when this evaluator decides `definition` for `resource`.
+    fn evaluate(&self, definition: &Value, resource: &StoredResource) -> Option<bool>;
+}
+
+/// The add-on DINE definition: a cluster is compliant when its policy add-on is enabled.
+pub(crate) struct AddonRule;
+
+impl ComplianceEvaluator for AddonRule {
+    fn evaluate(&self, definition: &Value, resource: &StoredResource) -> Option<bool> {
+        let name = definition["name"].as_str()?;
+        name.eq_ignore_ascii_case(ADDON_DINE)
+            .then(|| policy_addon_enabled(&resource.body))
+    }
+}
+
+/// The evaluators in the order they are asked.
+fn evaluators() -> Vec<Box<dyn ComplianceEvaluator>> {
+    vec![Box::new(AddonRule)]
+}
+
+/// What to compute states for.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct StatesQuery {
+    /// Only this assignment (id, any casing).
+    pub assignment_id: Option<String>,
+    /// Only this definition or set definition (id, any casing).
+    pub definition_id: Option<String>,
+}
+
+/// Policy states of every cluster in `scope` against every assignment that covers it.
+pub(crate) fn policy_states(
+    state: &AppState,
+    scope: &Scope,
+    query: &StatesQuery,
+) -> Result<Vec<PolicyStateRow>, ArmError> {
+    let clusters = clusters_under(state, scope)?;
+    let evaluators = evaluators();
+    let mut rows = Vec::new();
+    for (_, assignment) in stored_of_type(state, "microsoft.authorization/policyassignments")? {
+        if let Some(want) = &query.assignment_id {
+            if resource_key(want) != resource_key(&assignment.id) {
+                continue;
+            }
+        }
+        let body = &assignment.body;
+        let a_scope_id = body["properties"]["scope"].as_str().unwrap_or_default();
+        let Ok(a_scope) = Scope::parse(a_scope_id) else {
+            continue;
+        };
+        let def_id = body["properties"]["policyDefinitionId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let Some(definition) = resolve_visible(state, &a_scope, &def_id)? else {
+            continue;
+        };
+        let is_set = def_id
+            .to_ascii_lowercase()
+            .contains("/policysetdefinitions/");
+        // (member definition id, reference id, body)
+        let mut members: Vec<(String, Option<String>, Value)> = Vec::new();
+        if is_set {
+            for m in definition["properties"]["policyDefinitions"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+            {
+                let mid = m["policyDefinitionId"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                if let Some(mbody) = resolve_visible(state, &a_scope, &mid)? {
+                    let rid = m["policyDefinitionReferenceId"]
+                        .as_str()
+                        .map(str::to_string);
+                    members.push((mid, rid, mbody));
+                }
+            }
+        } else {
+            members.push((def_id.clone(), None, definition.clone()));
+        }
+        if let Some(want) = &query.definition_id {
+            let matches_set = resource_key(want) == resource_key(&def_id);
+            if !matches_set {
+                members.retain(|(mid, _, _)| resource_key(mid) == resource_key(want));
+            }
+        }
+        let not_scopes: Vec<String> = body["properties"]["notScopes"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect();
+        for cluster in &clusters {
+            if !a_scope.contains(state, &cluster.id)? {
+                continue;
+            }
+            let mut excluded = false;
+            for ns in &not_scopes {
+                if let Ok(ns_scope) = Scope::parse(ns) {
+                    if ns_scope.contains(state, &cluster.id)? {
+                        excluded = true;
+                    }
+                }
+            }
+            if excluded {
+                continue;
+            }
+            for (mid, rid, mbody) in &members {
+                let effect = effect_of(body, mbody);
+                if effect.eq_ignore_ascii_case("Disabled") {
+                    continue;
+                }
+                let compliant = evaluators
+                    .iter()
+                    .find_map(|e| e.evaluate(mbody, cluster))
+                    .unwrap_or(true);
+                let segs: Vec<&str> = cluster.id.split('/').collect();
+                rows.push(PolicyStateRow {
+                    resource_id: cluster.id.clone(),
+                    resource_location: cluster.body["location"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                    resource_group: segs.get(4).copied().unwrap_or_default().to_string(),
+                    subscription_id: segs.get(2).copied().unwrap_or_default().to_string(),
+                    assignment_id: assignment.id.clone(),
+                    assignment_name: assignment
+                        .id
+                        .rsplit('/')
+                        .next()
+                        .unwrap_or_default()
+                        .to_string(),
+                    assignment_scope: a_scope_id.to_string(),
+                    set_definition_id: is_set.then(|| def_id.clone()),
+                    definition_id: mid.clone(),
+                    definition_name: mid.rsplit('/').next().unwrap_or_default().to_string(),
+                    reference_id: rid.clone(),
+                    effect,
+                    compliant,
+                });
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// The effect an assignment gives a definition: `[parameters('x')]` resolved from the
+/// assignment's values or the definition's default.
+fn effect_of(assignment: &Value, definition: &Value) -> String {
+    let raw = definition["properties"]["policyRule"]["then"]["effect"]
+        .as_str()
+        .unwrap_or("audit");
+    let Some(param) = raw
+        .strip_prefix("[parameters('")
+        .and_then(|r| r.strip_suffix("')]"))
+    else {
+        return raw.to_string();
+    };
+    assignment["properties"]["parameters"][param]["value"]
+        .as_str()
+        .or_else(|| definition["properties"]["parameters"][param]["defaultValue"].as_str())
+        .unwrap_or("audit")
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn effect_resolution() {
+        let def = json!({"properties": {"parameters": {"effect": {"defaultValue": "Audit"}},
+            "policyRule": {"then": {"effect": "[parameters('effect')]"}}}});
+        assert_eq!(effect_of(&json!({}), &def), "Audit");
+        let a = json!({"properties": {"parameters": {"effect": {"value": "Deny"}}}});
+        assert_eq!(effect_of(&a, &def), "Deny");
+        let fixed = json!({"properties": {"policyRule": {"then": {"effect": "deny"}}}});
+        assert_eq!(effect_of(&a, &fixed), "deny");
+    }
+}

@@ -1,0 +1,147 @@
+//! Fault injection profile (`POST /_emulator/faults`, `serve --faults FILE.json`): throttling,
+//! random errors, dropped connections, latency, an eventual-consistency window and slow or
+//! failing long-running operations.
+
+use serde::{Deserialize, Serialize};
+
+/// The active profile. Field names are the JSON keys of the control API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultProfile {
+    /// ARM token buckets per subscription and principal (429 + Retry-After when empty).
+    #[serde(default)]
+    pub throttle: bool,
+    /// Share of ARM requests answered 500/503 (0.0–1.0).
+    #[serde(default)]
+    pub error_rate: f64,
+    /// Share of ARM responses whose connection is dropped mid-body (0.0–1.0).
+    #[serde(default)]
+    pub drop_rate: f64,
+    /// Added to every ARM request.
+    #[serde(default)]
+    pub latency_ms: u64,
+    /// A GET this soon after a PUT of the same resource answers 404.
+    #[serde(default)]
+    pub consistency_ms: u64,
+    /// How long managed-cluster operations and remediations take.
+    #[serde(default = "default_lro_ms")]
+    pub lro_ms: u64,
+    /// Share of long-running operations that end Failed (0.0–1.0).
+    #[serde(default)]
+    pub lro_failure_rate: f64,
+}
+
+fn default_lro_ms() -> u64 {
+    1500
+}
+
+impl Default for FaultProfile {
+    fn default() -> Self {
+        Self {
+            throttle: false,
+            error_rate: 0.0,
+            drop_rate: 0.0,
+            latency_ms: 0,
+            consistency_ms: 0,
+            lro_ms: default_lro_ms(),
+            lro_failure_rate: 0.0,
+        }
+    }
+}
+
+/// A partial update: omitted keys keep their value.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultPatch {
+    pub throttle: Option<bool>,
+    pub error_rate: Option<f64>,
+    pub drop_rate: Option<f64>,
+    pub latency_ms: Option<u64>,
+    pub consistency_ms: Option<u64>,
+    pub lro_ms: Option<u64>,
+    pub lro_failure_rate: Option<f64>,
+}
+
+impl FaultProfile {
+    /// Applies a patch, refusing rates outside 0.0–1.0 (nothing changes on error).
+    pub fn apply(&mut self, patch: &FaultPatch) -> Result<(), String> {
+        for (name, rate) in [
+            ("error_rate", patch.error_rate),
+            ("drop_rate", patch.drop_rate),
+            ("lro_failure_rate", patch.lro_failure_rate),
+        ] {
+            if let Some(r) = rate {
+                if !(0.0..=1.0).contains(&r) {
+                    return Err(format!("{name} must be between 0.0 and 1.0, not {r}"));
+                }
+            }
+        }
+        if let Some(v) = patch.throttle {
+            self.throttle = v;
+        }
+        if let Some(v) = patch.error_rate {
+            self.error_rate = v;
+        }
+        if let Some(v) = patch.drop_rate {
+            self.drop_rate = v;
+        }
+        if let Some(v) = patch.latency_ms {
+            self.latency_ms = v;
+        }
+        if let Some(v) = patch.consistency_ms {
+            self.consistency_ms = v;
+        }
+        if let Some(v) = patch.lro_ms {
+            self.lro_ms = v;
+        }
+        if let Some(v) = patch.lro_failure_rate {
+            self.lro_failure_rate = v;
+        }
+        Ok(())
+    }
+
+    /// Reads a profile file (any subset of the keys).
+    pub fn from_file(path: &std::path::Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let patch: FaultPatch =
+            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut profile = Self::default();
+        profile.apply(&patch)?;
+        Ok(profile)
+    }
+}
+
+/// A uniform random number in [0, 1).
+pub(crate) fn random_unit() -> f64 {
+    (uuid::Uuid::new_v4().as_u128() >> 75) as f64 / (1u64 << 53) as f64
+}
+
+/// True with probability `rate`.
+pub(crate) fn chance(rate: f64) -> bool {
+    rate > 0.0 && random_unit() < rate
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patch_keeps_omitted_keys_and_checks_rates() {
+        let mut p = FaultProfile::default();
+        let patch: FaultPatch =
+            serde_json::from_str(r#"{"throttle": true, "lro_ms": 10}"#).expect("parses");
+        p.apply(&patch).expect("applies");
+        assert!(p.throttle);
+        assert_eq!(p.lro_ms, 10);
+        assert_eq!(p.error_rate, 0.0);
+        let bad: FaultPatch = serde_json::from_str(r#"{"error_rate": 2}"#).expect("parses");
+        assert!(p.apply(&bad).is_err());
+        assert!(serde_json::from_str::<FaultPatch>(r#"{"nope": 1}"#).is_err());
+        for _ in 0..100 {
+            let r = random_unit();
+            assert!((0.0..1.0).contains(&r));
+        }
+        assert!(!chance(0.0));
+        assert!(chance(1.0));
+    }
+}

@@ -1,0 +1,315 @@
+//! Policy states: `triggerEvaluation` (202 + Location polling), `summarize` and
+//! `queryResults` (paged with `@odata.nextLink`), computed by [`crate::emulator::compliance`].
+
+use http::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use super::managed_clusters::set_header;
+use super::scope::Scope;
+use super::{empty, error::ArmError, now_ms, now_rfc3339, ok_json, ArmRequest};
+use crate::emulator::compliance::{policy_states, PolicyStateRow, StatesQuery};
+use crate::emulator::http::Response;
+use crate::emulator::state::{new_guid, AppState};
+use crate::emulator::store::Change;
+
+/// api-versions of policy states and their async results.
+pub(crate) const API_VERSIONS: &[&str] = &[
+    "2018-04-04",
+    "2019-10-01",
+    "2022-04-01",
+    "2022-09-01",
+    "2023-03-01",
+    "2024-10-01",
+];
+const QUERY_PAGE: usize = 100;
+
+/// `POST {sub|rg}/providers/Microsoft.PolicyInsights/policyStates/latest/triggerEvaluation`.
+pub(crate) fn handle_trigger(state: &AppState, req: &ArmRequest<'_>) -> Result<Response, ArmError> {
+    if req.http.method != Method::POST {
+        return Err(ArmError::method_not_allowed(&req.http.method));
+    }
+    let scope = Scope::from_segments(&req.path.scope)?;
+    scope.ensure_exists(state)?;
+    let Some(sub) = scope.subscription().map(str::to_string) else {
+        return Err(ArmError::bad_request(
+            "InvalidScope",
+            "Evaluations can be triggered for a subscription or a resource group.",
+        ));
+    };
+    let op_id = format!(
+        "/subscriptions/{sub}/providers/Microsoft.PolicyInsights/asyncOperationResults/{}",
+        new_guid()
+    );
+    let lro_ms = state.fault_profile().lro_ms;
+    state.store.modify::<ArmError, _>(&op_id, |_| {
+        Ok(Change::Put {
+            body: json!({"scope": scope.id}),
+            internal: json!({"done_ms": now_ms() + lro_ms}),
+        })
+    })?;
+    let mut resp = empty(StatusCode::ACCEPTED);
+    set_header(
+        &mut resp,
+        "location",
+        &format!(
+            "{}{op_id}?api-version={}",
+            req.http.base_url, req.api_version
+        ),
+    );
+    set_header(&mut resp, "retry-after", &retry_after(lro_ms));
+    Ok(resp)
+}
+
+fn retry_after(lro_ms: u64) -> String {
+    lro_ms.div_ceil(1000).clamp(1, 30).to_string()
+}
+
+/// `GET /subscriptions/{s}/providers/Microsoft.PolicyInsights/asyncOperationResults/{id}`.
+pub(crate) fn handle_async_result(
+    state: &AppState,
+    req: &ArmRequest<'_>,
+) -> Result<Response, ArmError> {
+    if req.http.method != Method::GET || !req.path.is_item() {
+        return Err(ArmError::method_not_allowed(&req.http.method));
+    }
+    let id = req.path.resource_id();
+    let Some(op) = state.store.get(&id)? else {
+        return Err(ArmError::not_found(
+            "AsyncOperationNotFound",
+            "The asynchronous operation could not be found.",
+        ));
+    };
+    let done = op.internal["done_ms"].as_u64().unwrap_or(0);
+    if now_ms() < done {
+        let mut resp = empty(StatusCode::ACCEPTED);
+        set_header(
+            &mut resp,
+            "location",
+            &format!("{}{id}?api-version={}", req.http.base_url, req.api_version),
+        );
+        set_header(&mut resp, "retry-after", &retry_after(done - now_ms()));
+        return Ok(resp);
+    }
+    Ok(empty(StatusCode::OK))
+}
+
+/// Where states are asked for: a plain scope, or an assignment / (set) definition id that
+/// narrows the rows.
+fn query_scope(state: &AppState, req: &ArmRequest<'_>) -> Result<(Scope, StatesQuery), ArmError> {
+    if req.http.method != Method::POST {
+        return Err(ArmError::method_not_allowed(&req.http.method));
+    }
+    let raw: String = req.path.scope.iter().map(|s| format!("/{s}")).collect();
+    let lower = raw.to_ascii_lowercase();
+    let mut query = StatesQuery::default();
+    let scope_id =
+        if let Some(i) = lower.find("/providers/microsoft.authorization/policyassignments/") {
+            query.assignment_id = Some(raw.clone());
+            raw[..i].to_string()
+        } else if let Some(i) = lower
+            .find("/providers/microsoft.authorization/policysetdefinitions/")
+            .or_else(|| lower.find("/providers/microsoft.authorization/policydefinitions/"))
+        {
+            query.definition_id = Some(raw.clone());
+            raw[..i].to_string()
+        } else {
+            raw
+        };
+    let scope = Scope::parse(&scope_id)?;
+    scope.ensure_exists(state)?;
+    Ok((scope, query))
+}
+
+fn context_url(req: &ArmRequest<'_>, what: &str) -> String {
+    format!(
+        "{}{}/providers/Microsoft.PolicyInsights/policyStates/$metadata#{what}",
+        req.http.base_url,
+        req.path
+            .scope
+            .iter()
+            .map(|s| format!("/{s}"))
+            .collect::<String>()
+    )
+}
+
+/// `POST .../policyStates/latest/summarize`.
+pub(crate) fn handle_summarize(
+    state: &AppState,
+    req: &ArmRequest<'_>,
+) -> Result<Response, ArmError> {
+    let (scope, query) = query_scope(state, req)?;
+    let rows = policy_states(state, &scope, &query)?;
+    let query_uri = format!(
+        "{}{}/providers/Microsoft.PolicyInsights/policyStates/latest/queryResults?api-version={}&$from={}&$to={}&$filter=ComplianceState eq 'NonCompliant'",
+        req.http.base_url,
+        req.path.scope.iter().map(|s| format!("/{s}")).collect::<String>(),
+        req.api_version,
+        now_rfc3339(),
+        now_rfc3339()
+    );
+    let mut assignments: Vec<String> = Vec::new();
+    for r in &rows {
+        if !assignments
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(&r.assignment_id))
+        {
+            assignments.push(r.assignment_id.clone());
+        }
+    }
+    let per_assignment: Vec<Value> = assignments
+        .iter()
+        .map(|a| {
+            let mine: Vec<&PolicyStateRow> = rows.iter().filter(|r| &r.assignment_id == a).collect();
+            let mut definitions: Vec<(String, Option<String>)> = Vec::new();
+            for r in &mine {
+                let key = (r.definition_id.clone(), r.reference_id.clone());
+                if !definitions.contains(&key) {
+                    definitions.push(key);
+                }
+            }
+            let defs: Vec<Value> = definitions
+                .iter()
+                .map(|(d, rid)| {
+                    let of_def: Vec<&PolicyStateRow> = mine
+                        .iter()
+                        .copied()
+                        .filter(|r| &r.definition_id == d && &r.reference_id == rid)
+                        .collect();
+                    json!({
+                        "policyDefinitionId": d,
+                        "policyDefinitionReferenceId": rid.clone().unwrap_or_default(),
+                        "policyDefinitionGroupNames": [],
+                        "effect": of_def.first().map(|r| r.effect.to_ascii_lowercase()).unwrap_or_default(),
+                        "results": results(&of_def, &query_uri, false),
+                    })
+                })
+                .collect();
+            json!({
+                "policyAssignmentId": a,
+                "policySetDefinitionId": mine.first().and_then(|r| r.set_definition_id.clone()).unwrap_or_default(),
+                "results": results(&mine, &query_uri, true),
+                "policyDefinitions": defs,
+                "policyGroups": [],
+            })
+        })
+        .collect();
+    let all: Vec<&PolicyStateRow> = rows.iter().collect();
+    let context = context_url(req, "summary");
+    Ok(ok_json(&json!({
+        "@odata.context": context,
+        "@odata.count": 1,
+        "value": [{
+            "@odata.id": null,
+            "@odata.context": format!("{context}/$entity"),
+            "results": results(&all, &query_uri, true),
+            "policyAssignments": per_assignment,
+        }]
+    })))
+}
+
+/// The `results` block of a summary over some rows.
+fn results(rows: &[&PolicyStateRow], query_uri: &str, with_policies: bool) -> Value {
+    let mut non_compliant_resources: Vec<&str> = rows
+        .iter()
+        .filter(|r| !r.compliant)
+        .map(|r| r.resource_id.as_str())
+        .collect();
+    non_compliant_resources.sort_unstable();
+    non_compliant_resources.dedup();
+    let mut all_resources: Vec<&str> = rows.iter().map(|r| r.resource_id.as_str()).collect();
+    all_resources.sort_unstable();
+    all_resources.dedup();
+    let compliant_resources = all_resources.len() - non_compliant_resources.len();
+    let mut policies: Vec<(&str, Option<&str>, bool)> = Vec::new();
+    for r in rows {
+        let key = (r.definition_id.as_str(), r.reference_id.as_deref());
+        match policies.iter_mut().find(|p| (p.0, p.1) == key) {
+            Some(p) => p.2 &= r.compliant,
+            None => policies.push((key.0, key.1, r.compliant)),
+        }
+    }
+    let non_compliant_policies = policies.iter().filter(|p| !p.2).count();
+    let mut out = json!({
+        "queryResultsUri": query_uri,
+        "nonCompliantResources": non_compliant_resources.len(),
+        "resourceDetails": [
+            {"complianceState": "compliant", "count": compliant_resources},
+            {"complianceState": "noncompliant", "count": non_compliant_resources.len()}
+        ],
+        "policyGroupDetails": [],
+    });
+    if with_policies {
+        out["nonCompliantPolicies"] = json!(non_compliant_policies);
+        out["policyDetails"] = json!([
+            {"complianceState": "compliant", "count": policies.len() - non_compliant_policies},
+            {"complianceState": "noncompliant", "count": non_compliant_policies}
+        ]);
+    } else {
+        out["nonCompliantPolicies"] = json!(usize::from(non_compliant_policies > 0));
+        out["policyDetails"] = json!([]);
+    }
+    out
+}
+
+/// `POST .../policyStates/{latest|default}/queryResults`, paged by `$top` / `$skiptoken`.
+pub(crate) fn handle_query(state: &AppState, req: &ArmRequest<'_>) -> Result<Response, ArmError> {
+    let (scope, query) = query_scope(state, req)?;
+    let rows = policy_states(state, &scope, &query)?;
+    let filter = req
+        .http
+        .query_param("$filter")
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    // The one filter clients use in practice; others are ignored rather than refused.
+    let wanted: Option<bool> = if filter.contains("compliancestate eq 'noncompliant'") {
+        Some(false)
+    } else if filter.contains("compliancestate eq 'compliant'") {
+        Some(true)
+    } else {
+        None
+    };
+    let context = context_url(req, "PolicyStates");
+    let timestamp = now_rfc3339();
+    let records: Vec<Value> = rows
+        .iter()
+        .filter(|r| wanted.is_none_or(|w| r.compliant == w))
+        .map(|r| r.to_json(&context, &timestamp))
+        .collect();
+    let page = match req.http.query_param("$top") {
+        Some(t) => t.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
+            ArmError::bad_request(
+                "InvalidQueryParameterValue",
+                format!("'$top' value '{t}' is invalid."),
+            )
+        })?,
+        None => QUERY_PAGE,
+    };
+    let offset = req
+        .http
+        .query_param("$skiptoken")
+        .map(|t| t.parse::<usize>())
+        .transpose()
+        .map_err(|_| ArmError::bad_request("InvalidSkipToken", "The skip token is invalid."))?
+        .unwrap_or(0);
+    let total = records.len();
+    let value: Vec<Value> = records.into_iter().skip(offset).take(page).collect();
+    let next = offset + value.len();
+    let mut body = json!({"@odata.context": context, "@odata.count": value.len(), "value": value});
+    if next < total {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        q.append_pair("api-version", &req.api_version);
+        for (k, v) in &req.http.query {
+            if k.eq_ignore_ascii_case("$filter") || k.eq_ignore_ascii_case("$top") {
+                q.append_pair(k, v);
+            }
+        }
+        q.append_pair("$skiptoken", &next.to_string());
+        body["@odata.nextLink"] = json!(format!(
+            "{}{}?{}",
+            req.http.base_url,
+            req.http.path,
+            q.finish()
+        ));
+    }
+    Ok(ok_json(&body))
+}

@@ -1,0 +1,94 @@
+//! The emulator's own control API under `/_emulator/` (same bearer tokens as ARM):
+//! `GET|POST /_emulator/faults`, `GET /_emulator/metrics`, `GET /_emulator/state`,
+//! `POST /_emulator/reset`.
+
+use http::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use super::arm::{authenticate, ArmError};
+use crate::emulator::faults::FaultPatch;
+use crate::emulator::http::{json_response, Request, Response};
+use crate::emulator::state::{subscription_body, AppState};
+
+/// True for `/_emulator/...`.
+pub(crate) fn matches(segments: &[String]) -> bool {
+    segments.first().is_some_and(|s| s == "_emulator")
+}
+
+pub(crate) fn handle(state: &AppState, req: &Request, segments: &[String]) -> Response {
+    match dispatch(state, req, segments) {
+        Ok(resp) => resp,
+        Err(e) => e.into_response(),
+    }
+}
+
+fn dispatch(state: &AppState, req: &Request, segments: &[String]) -> Result<Response, ArmError> {
+    authenticate(state, req)?;
+    let what = segments.get(1).map(String::as_str).unwrap_or_default();
+    match (what, &req.method) {
+        ("faults", &Method::GET) => Ok(ok(&profile_json(state))),
+        ("faults", &Method::POST) => {
+            let patch: FaultPatch = serde_json::from_slice(&req.body).map_err(|e| {
+                ArmError::bad_request(
+                    "InvalidRequestContent",
+                    format!("Invalid fault profile: {e}"),
+                )
+            })?;
+            let mut guard = match state.faults.write() {
+                Ok(g) => g,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            guard
+                .apply(&patch)
+                .map_err(|e| ArmError::bad_request("InvalidRequestContent", e))?;
+            drop(guard);
+            log::info!("fault profile now {:?}", state.fault_profile());
+            Ok(ok(&profile_json(state)))
+        }
+        ("metrics", &Method::GET) => Ok(ok(&state.observer.metrics_json())),
+        ("state", &Method::GET) => {
+            let resources: Vec<Value> = state
+                .store
+                .list_prefix("")?
+                .into_iter()
+                .map(|r| {
+                    json!({"id": r.id, "etag": r.etag, "createdAt": r.created_at,
+                        "updatedAt": r.updated_at, "body": r.body})
+                })
+                .collect();
+            Ok(ok(
+                &json!({"faults": profile_json(state), "resources": resources}),
+            ))
+        }
+        ("reset", &Method::POST) => {
+            state.store.clear_resources()?;
+            let identity = &state.identity;
+            state.store.put(
+                &format!("/subscriptions/{}", identity.subscription_id),
+                subscription_body(&identity.subscription_id, &identity.tenant_id),
+            )?;
+            state.observer.clear();
+            let mut guard = match state.faults.write() {
+                Ok(g) => g,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            *guard = state.startup_faults.clone();
+            drop(guard);
+            log::info!("state reset");
+            Ok(ok(&json!({"reset": true})))
+        }
+        ("faults" | "metrics" | "state" | "reset", m) => Err(ArmError::method_not_allowed(m)),
+        _ => Err(ArmError::not_found(
+            "NotFound",
+            format!("No emulator control route '{}'.", req.path),
+        )),
+    }
+}
+
+fn profile_json(state: &AppState) -> Value {
+    serde_json::to_value(state.fault_profile()).unwrap_or(Value::Null)
+}
+
+fn ok(body: &Value) -> Response {
+    json_response(StatusCode::OK, body)
+}

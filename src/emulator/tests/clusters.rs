@@ -1,0 +1,206 @@
+//! Managed clusters: the LRO shape, eTags, busy conflicts and the policy add-on identity.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use super::{error_code, start_config, Emu};
+use crate::emulator::Config;
+
+const AKS_API: &str = "api-version=2026-04-01";
+
+pub(super) async fn fast_emu(dir: &std::path::Path, lro_ms: u64) -> (Emu, String, String) {
+    let mut config = Config::new(dir);
+    config.faults.lro_ms = lro_ms;
+    let emu = start_config(config).await;
+    let token = emu.token().await;
+    let sub = format!("/subscriptions/{}", emu.running.info().subscription_id);
+    let (status, _, body) = emu
+        .send(
+            &token,
+            Method::PUT,
+            &format!("{sub}/resourceGroups/rg?api-version=2021-04-01"),
+            Some(&json!({"location": "westeurope"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    (emu, token, sub)
+}
+
+/// Polls an Azure-AsyncOperation URL until it reports a terminal status.
+pub(super) async fn wait_operation(emu: &Emu, token: &str, url: &str) -> Value {
+    for _ in 0..100 {
+        let (status, _, body) = emu.get(Some(token), url).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        if body["status"] != "InProgress" {
+            return body;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("operation {url} never finished");
+}
+
+#[tokio::test]
+async fn cluster_lifecycle_with_lro_etag_and_addon() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (emu, token, sub) = fast_emu(dir.path(), 300).await;
+    let cluster = format!(
+        "{sub}/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/aks1"
+    );
+    let url = format!("{cluster}?{AKS_API}");
+    let body = json!({"location": "westeurope", "properties": {"dnsPrefix": "aks1",
+        "agentPoolProfiles": [{"name": "np", "vmSize": "Standard_D2s_v5", "mode": "System"}],
+        "addonProfiles": {"azurePolicy": {"enabled": true, "config": {"version": "v2"}}},
+        "someFutureProperty": {"x": 1}}, "identity": {"type": "SystemAssigned"}});
+    let (status, headers, created) = emu.send(&token, Method::PUT, &url, Some(&body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["properties"]["provisioningState"], "Creating");
+    assert_eq!(created["properties"]["someFutureProperty"]["x"], 1);
+    let op_url = headers["azure-asyncoperation"]
+        .to_str()
+        .expect("header")
+        .to_string();
+    assert!(headers.contains_key("retry-after"));
+
+    // A write while the operation runs is refused.
+    let (status, _, busy) = emu.send(&token, Method::PUT, &url, Some(&body)).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(error_code(&busy), "OperationNotAllowed");
+
+    let op = wait_operation(&emu, &token, &op_url).await;
+    assert_eq!(op["status"], "Succeeded");
+    let (status, _, got) = emu.get(Some(&token), &url).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(got["properties"]["provisioningState"], "Succeeded");
+    let addon = &got["properties"]["addonProfiles"]["azurePolicy"];
+    assert!(addon["identity"]["clientId"].is_string(), "{got}");
+    assert!(got["identity"]["principalId"].is_string());
+
+    // eTag preconditions.
+    let etag = got["eTag"].as_str().expect("eTag").to_string();
+    let mut disable = got.clone();
+    disable["properties"]["addonProfiles"] = json!({"AZUREPOLICY": {"enabled": false}});
+    let stale = emu
+        .client
+        .put(format!("{}{url}", emu.base))
+        .bearer_auth(&token)
+        .header("If-Match", "\"nope\"")
+        .json(&disable)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(stale.status(), StatusCode::PRECONDITION_FAILED);
+    let none_match = emu
+        .client
+        .put(format!("{}{url}", emu.base))
+        .bearer_auth(&token)
+        .header("If-None-Match", "*")
+        .json(&disable)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(none_match.status(), StatusCode::PRECONDITION_FAILED);
+    let ok = emu
+        .client
+        .put(format!("{}{url}", emu.base))
+        .bearer_auth(&token)
+        .header("If-Match", etag)
+        .json(&disable)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(ok.status(), StatusCode::OK);
+    let op_url = ok.headers()["azure-asyncoperation"]
+        .to_str()
+        .expect("header")
+        .to_string();
+    wait_operation(&emu, &token, &op_url).await;
+    let (_, _, got) = emu.get(Some(&token), &url).await;
+    let addons = got["properties"]["addonProfiles"]
+        .as_object()
+        .expect("addons");
+    assert!(
+        addons.contains_key("AZUREPOLICY"),
+        "caller casing kept: {got}"
+    );
+    assert!(addons["AZUREPOLICY"].get("identity").is_none());
+
+    // PATCH tags, list, DELETE as an LRO.
+    let (status, _, patched) = emu
+        .send(
+            &token,
+            Method::PATCH,
+            &url,
+            Some(&json!({"tags": {"env": "dev"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    assert_eq!(patched["tags"]["env"], "dev");
+    let (items, _) = emu
+        .list_all(
+            &token,
+            &format!("{sub}/providers/Microsoft.ContainerService/managedClusters?{AKS_API}"),
+        )
+        .await;
+    assert_eq!(items.len(), 1);
+    let (status, headers, _) = emu.send(&token, Method::DELETE, &url, None).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let location = headers["location"].to_str().expect("location").to_string();
+    let (status, _, _) = emu.get(Some(&token), &location).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let op_url = headers["azure-asyncoperation"]
+        .to_str()
+        .expect("header")
+        .to_string();
+    assert_eq!(
+        wait_operation(&emu, &token, &op_url).await["status"],
+        "Succeeded"
+    );
+    let (status, _, _) = emu.get(Some(&token), &location).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _, gone) = emu.get(Some(&token), &url).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(error_code(&gone), "ResourceNotFound");
+    let (status, _, _) = emu.send(&token, Method::DELETE, &url, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn failing_operations_end_failed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = Config::new(dir.path());
+    config.faults.lro_ms = 50;
+    config.faults.lro_failure_rate = 1.0;
+    let emu = start_config(config).await;
+    let token = emu.token().await;
+    let sub = format!("/subscriptions/{}", emu.running.info().subscription_id);
+    emu.send(
+        &token,
+        Method::PUT,
+        &format!("{sub}/resourceGroups/rg?api-version=2021-04-01"),
+        Some(&json!({"location": "westeurope"})),
+    )
+    .await;
+    let url = format!(
+        "{sub}/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/c?{AKS_API}"
+    );
+    let (status, headers, _) = emu
+        .send(
+            &token,
+            Method::PUT,
+            &url,
+            Some(&json!({"location": "westeurope"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let op_url = headers["azure-asyncoperation"]
+        .to_str()
+        .expect("header")
+        .to_string();
+    let op = wait_operation(&emu, &token, &op_url).await;
+    assert_eq!(op["status"], "Failed");
+    assert!(op["error"]["code"].is_string());
+    let (_, _, got) = emu.get(Some(&token), &url).await;
+    assert_eq!(got["properties"]["provisioningState"], "Failed");
+}

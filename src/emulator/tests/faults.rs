@@ -1,0 +1,184 @@
+//! The `/_emulator/` control API: fault profile, metrics, state dump, reset.
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use super::{error_code, start_emu};
+
+const RG_API: &str = "api-version=2021-04-01";
+
+#[tokio::test]
+async fn control_api_and_injected_faults() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let emu = start_emu(dir.path(), None).await;
+    let token = emu.token().await;
+    let sub = format!("/subscriptions/{}", emu.running.info().subscription_id);
+
+    let (status, _, _) = emu.get(None, "/_emulator/faults").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, profile) = emu.get(Some(&token), "/_emulator/faults").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(profile["throttle"], false);
+    assert!(profile["lro_ms"].is_u64());
+    let (status, _, bad) = emu
+        .send(
+            &token,
+            Method::POST,
+            "/_emulator/faults",
+            Some(&json!({"error_rate": 3.0})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+
+    // Throttling: the read bucket holds 250.
+    let (status, _, profile) = emu
+        .send(
+            &token,
+            Method::POST,
+            "/_emulator/faults",
+            Some(&json!({"throttle": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(profile["throttle"], true);
+    assert_eq!(profile["error_rate"], 0.0, "omitted keys unchanged");
+    let mut throttled = None;
+    for _ in 0..300 {
+        let (status, headers, body) = emu
+            .get(Some(&token), &format!("{sub}?api-version=2022-12-01"))
+            .await;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            throttled = Some((headers, body));
+            break;
+        }
+        assert_eq!(status, StatusCode::OK);
+    }
+    let (headers, body) = throttled.expect("reads get throttled");
+    assert!(headers.contains_key("retry-after"));
+    assert_eq!(error_code(&body), "SubscriptionRequestsThrottled");
+    emu.send(
+        &token,
+        Method::POST,
+        "/_emulator/faults",
+        Some(&json!({"throttle": false})),
+    )
+    .await;
+
+    // Random errors at rate 1.
+    emu.send(
+        &token,
+        Method::POST,
+        "/_emulator/faults",
+        Some(&json!({"error_rate": 1.0})),
+    )
+    .await;
+    let (status, headers, _) = emu
+        .get(Some(&token), &format!("{sub}?api-version=2022-12-01"))
+        .await;
+    assert!(
+        status == StatusCode::INTERNAL_SERVER_ERROR || status == StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(headers["x-ms-emulator-injected"], "true");
+    emu.send(
+        &token,
+        Method::POST,
+        "/_emulator/faults",
+        Some(&json!({"error_rate": 0.0})),
+    )
+    .await;
+
+    // Eventual consistency: a GET right after the PUT answers 404.
+    emu.send(
+        &token,
+        Method::POST,
+        "/_emulator/faults",
+        Some(&json!({"consistency_ms": 60000})),
+    )
+    .await;
+    let rg = format!("{sub}/resourceGroups/rg1?{RG_API}");
+    let (status, _, _) = emu
+        .send(
+            &token,
+            Method::PUT,
+            &rg,
+            Some(&json!({"location": "westeurope"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _, _) = emu.get(Some(&token), &rg).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    emu.send(
+        &token,
+        Method::POST,
+        "/_emulator/faults",
+        Some(&json!({"consistency_ms": 0})),
+    )
+    .await;
+    let (status, _, _) = emu.get(Some(&token), &rg).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Dropped connections: the client sees a broken response.
+    emu.send(
+        &token,
+        Method::POST,
+        "/_emulator/faults",
+        Some(&json!({"drop_rate": 1.0})),
+    )
+    .await;
+    let result = async {
+        let resp = emu
+            .client
+            .get(format!("{}{rg}", emu.base))
+            .bearer_auth(&token)
+            .send()
+            .await?;
+        resp.bytes().await
+    }
+    .await;
+    assert!(result.is_err(), "the body must not arrive whole");
+    emu.send(
+        &token,
+        Method::POST,
+        "/_emulator/faults",
+        Some(&json!({"drop_rate": 0.0})),
+    )
+    .await;
+
+    // Metrics by method + route template + status.
+    let (status, _, metrics) = emu.get(Some(&token), "/_emulator/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    let rows = metrics["requests"].as_array().expect("rows");
+    assert!(
+        rows.iter().any(|r| r["method"] == "GET"
+            && r["route"] == "/subscriptions/{}"
+            && r["status"] == 429
+            && r["count"] == 1),
+        "{metrics}"
+    );
+    assert!(rows
+        .iter()
+        .any(|r| r["route"] == "/subscriptions/{}/resourcegroups/{}" && r["status"] == 201));
+
+    // State dump and reset.
+    let (_, _, dump) = emu.get(Some(&token), "/_emulator/state").await;
+    assert!(dump["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .any(|r| r["id"].as_str().is_some_and(|i| i.ends_with("rg1"))));
+    let (status, _, _) = emu
+        .send(&token, Method::POST, "/_emulator/reset", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, body) = emu.get(Some(&token), &rg).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(error_code(&body), "ResourceGroupNotFound");
+    let (status, _, _) = emu
+        .get(Some(&token), &format!("{sub}?api-version=2022-12-01"))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the default subscription survives a reset"
+    );
+}

@@ -1,0 +1,167 @@
+//! Policy states and remediations against the add-on DINE built-in.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use super::clusters::{fast_emu, wait_operation};
+
+const AKS_API: &str = "api-version=2026-04-01";
+const API: &str = "api-version=2025-03-01";
+const INSIGHTS: &str = "api-version=2024-10-01";
+const DINE: &str =
+    "/providers/Microsoft.Authorization/policyDefinitions/a8eff44f-8c92-45c3-a3fb-9880802d67a7";
+
+#[tokio::test]
+async fn compliance_remediation_and_trigger_scan() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (emu, token, sub) = fast_emu(dir.path(), 200).await;
+    for name in ["c1", "c2"] {
+        let url = format!("{sub}/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/{name}?{AKS_API}");
+        let (status, headers, body) = emu
+            .send(
+                &token,
+                Method::PUT,
+                &url,
+                Some(&json!({"location": "westeurope"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let op = headers["azure-asyncoperation"]
+            .to_str()
+            .expect("header")
+            .to_string();
+        wait_operation(&emu, &token, &op).await;
+    }
+    let assignment = format!("{sub}/providers/Microsoft.Authorization/policyAssignments/addon");
+    let (status, _, body) = emu
+        .send(
+            &token,
+            Method::PUT,
+            &format!("{assignment}?{API}"),
+            Some(
+                &json!({"location": "westeurope", "identity": {"type": "SystemAssigned"},
+                "properties": {"policyDefinitionId": DINE}}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    let summarize = format!(
+        "{sub}/providers/Microsoft.PolicyInsights/policyStates/latest/summarize?{INSIGHTS}"
+    );
+    let (status, _, summary) = emu.send(&token, Method::POST, &summarize, None).await;
+    assert_eq!(status, StatusCode::OK, "{summary}");
+    let results = &summary["value"][0]["results"];
+    assert_eq!(results["nonCompliantResources"], 2, "{summary}");
+    assert_eq!(
+        summary["value"][0]["policyAssignments"][0]["policyDefinitions"][0]["effect"],
+        "deployifnotexists"
+    );
+
+    // queryResults pages with @odata.nextLink.
+    let query = format!(
+        "{sub}/providers/Microsoft.PolicyInsights/policyStates/latest/queryResults?{INSIGHTS}&$top=1"
+    );
+    let (status, _, page) = emu.send(&token, Method::POST, &query, None).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["value"].as_array().map(Vec::len), Some(1));
+    assert_eq!(page["value"][0]["complianceState"], "NonCompliant");
+    let next = page["@odata.nextLink"]
+        .as_str()
+        .expect("nextLink")
+        .to_string();
+    let (status, _, page2) = emu.send(&token, Method::POST, &next, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page2["value"].as_array().map(Vec::len), Some(1));
+    assert!(page2.get("@odata.nextLink").is_none());
+
+    // Remediation: Accepted → ... → Succeeded, and the add-on ends up enabled.
+    let remediation =
+        format!("{sub}/providers/Microsoft.PolicyInsights/remediations/fix?{INSIGHTS}");
+    let (status, _, rem) = emu
+        .send(
+            &token,
+            Method::PUT,
+            &remediation,
+            Some(&json!({"properties": {"policyAssignmentId": assignment}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{rem}");
+    assert_eq!(rem["properties"]["provisioningState"], "Accepted");
+    let mut last = Value::Null;
+    for _ in 0..100 {
+        let (_, _, r) = emu.get(Some(&token), &remediation).await;
+        last = r;
+        if last["properties"]["provisioningState"] == "Succeeded" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    assert_eq!(
+        last["properties"]["provisioningState"], "Succeeded",
+        "{last}"
+    );
+    assert_eq!(
+        last["properties"]["deploymentStatus"]["successfulDeployments"],
+        2
+    );
+    let (_, _, summary) = emu.send(&token, Method::POST, &summarize, None).await;
+    assert_eq!(
+        summary["value"][0]["results"]["nonCompliantResources"], 0,
+        "{summary}"
+    );
+
+    // Cancel a running remediation.
+    let second = format!("{sub}/providers/Microsoft.PolicyInsights/remediations/fix2");
+    let (status, _, _) = emu
+        .send(
+            &token,
+            Method::PUT,
+            &format!("{second}?{INSIGHTS}"),
+            Some(&json!({"properties": {"policyAssignmentId": assignment}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _, cancelled) = emu
+        .send(
+            &token,
+            Method::POST,
+            &format!("{second}/cancel?{INSIGHTS}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{cancelled}");
+    assert_eq!(cancelled["properties"]["provisioningState"], "Cancelling");
+    let (items, _) = emu
+        .list_all(
+            &token,
+            &format!("{sub}/providers/Microsoft.PolicyInsights/remediations?{INSIGHTS}"),
+        )
+        .await;
+    assert_eq!(items.len(), 2);
+    let (status, _, _) = emu
+        .send(
+            &token,
+            Method::DELETE,
+            &format!("{second}?{INSIGHTS}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // triggerEvaluation: 202 + Location, polled to 200.
+    let trigger = format!(
+        "{sub}/providers/Microsoft.PolicyInsights/policyStates/latest/triggerEvaluation?{INSIGHTS}"
+    );
+    let (status, headers, _) = emu.send(&token, Method::POST, &trigger, None).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let location = headers["location"].to_str().expect("location").to_string();
+    assert!(location.contains("asyncOperationResults"));
+    let (status, _, _) = emu.get(Some(&token), &location).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let (status, _, _) = emu.get(Some(&token), &location).await;
+    assert_eq!(status, StatusCode::OK);
+}
