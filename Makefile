@@ -15,7 +15,8 @@ MIRROR ?= $(HOME)/.terraform.d/plugins
 RELEASE_DIR ?= $(CURDIR)/target/release-artifacts
 # Rust targets `make release` packages; add e.g. aarch64-unknown-linux-gnu when its toolchain
 # and linker are installed (`rustup target add ...`).
-RELEASE_TARGETS ?= $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
+HOST_TRIPLE := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
+RELEASE_TARGETS ?= $(HOST_TRIPLE)
 PACKAGE := bash acceptance-tests/setup/package-provider.sh
 
 .PHONY: help build terraform test test-unit test-acceptance lint fmt demo demo-stop emulator docs clean install release
@@ -35,8 +36,10 @@ release: ## Release builds: zips, SHA256SUMS and manifest in target/release-arti
 	@rm -rf "$(RELEASE_DIR)"
 	@set -e; specs=(); \
 	for t in $(RELEASE_TARGETS); do \
-	  $(CARGO) build --release --bin terraform-provider-akspolicy --target "$$t"; \
-	  specs+=("$(TARGET_DIR)/$$t/release/terraform-provider-akspolicy=$$($(PACKAGE) os-arch "$$t")"); \
+	  if [[ "$$t" == "$(HOST_TRIPLE)" ]]; then out="$(TARGET_DIR)/release"; target=(); \
+	  else out="$(TARGET_DIR)/$$t/release"; target=(--target "$$t"); fi; \
+	  $(CARGO) build --release --bin terraform-provider-akspolicy "$${target[@]}"; \
+	  specs+=("$$out/terraform-provider-akspolicy=$$($(PACKAGE) os-arch "$$t")"); \
 	done; \
 	$(PACKAGE) release "$(RELEASE_DIR)" "$${specs[@]}"
 
