@@ -6,14 +6,42 @@ CARGO ?= cargo
 TERRAFORM_DIR := $(CURDIR)/.tools/bin
 TERRAFORM := $(TERRAFORM_DIR)/terraform
 DEMO_DIR ?= $(CURDIR)/target/demo
+# `make install PROFILE=release` installs an optimised build; debug builds are much quicker.
+PROFILE ?= debug
+# Where cargo puts binaries (honours CARGO_TARGET_DIR like cargo does).
+TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
+# The filesystem mirror `make install` fills; ~/.terraform.d/plugins is searched by default.
+MIRROR ?= $(HOME)/.terraform.d/plugins
+RELEASE_DIR ?= $(CURDIR)/target/release-artifacts
+# Rust targets `make release` packages; add e.g. aarch64-unknown-linux-gnu when its toolchain
+# and linker are installed (`rustup target add ...`).
+HOST_TRIPLE := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
+RELEASE_TARGETS ?= $(HOST_TRIPLE)
+PACKAGE := bash acceptance-tests/setup/package-provider.sh
 
-.PHONY: help build terraform test test-unit test-acceptance lint fmt demo demo-stop emulator docs clean docs
+.PHONY: help build terraform test test-unit test-acceptance lint fmt demo demo-stop emulator docs clean install release
 
 help: ## Show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 build: ## Build the provider and the emulator
 	$(CARGO) build --bins
+
+install: ## Build the provider and install it into a local mirror (MIRROR=..., PROFILE=release)
+	$(CARGO) build --bin terraform-provider-akspolicy $(if $(filter release,$(PROFILE)),--release,)
+	@$(PACKAGE) install "$(TARGET_DIR)/$(PROFILE)/terraform-provider-akspolicy" "$(MIRROR)"
+	@echo 'terraform init now finds source = "akspolicy/akspolicy", version = "~> $(shell $(PACKAGE) version | cut -d. -f1-2)"'
+
+release: ## Release builds: zips, SHA256SUMS and manifest in target/release-artifacts
+	@rm -rf "$(RELEASE_DIR)"
+	@set -e; specs=(); \
+	for t in $(RELEASE_TARGETS); do \
+	  if [[ "$$t" == "$(HOST_TRIPLE)" ]]; then out="$(TARGET_DIR)/release"; target=(); \
+	  else out="$(TARGET_DIR)/$$t/release"; target=(--target "$$t"); fi; \
+	  $(CARGO) build --release --bin terraform-provider-akspolicy "$${target[@]}"; \
+	  specs+=("$$out/terraform-provider-akspolicy=$$($(PACKAGE) os-arch "$$t")"); \
+	done; \
+	$(PACKAGE) release "$(RELEASE_DIR)" "$${specs[@]}"
 
 terraform: ## Install the pinned Terraform CLI (1.0.3, from PyPI) into .tools/bin unless present
 	@bash acceptance-tests/setup/install-terraform.sh

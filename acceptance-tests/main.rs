@@ -11,3 +11,4 @@ mod docs;
 mod examples;
 mod kubernetes_definition;
 mod provider_config;
+mod release;

@@ -69,6 +69,9 @@ pub fn render(page: &DocPage<'_>) -> String {
         let _ = writeln!(out, "{}\n", extra.trim_end());
     }
     render_block(&mut out, &page.schema.block, page.kind, None);
+    if let Some(timeouts) = timeouts_block(&page.schema.block) {
+        render_timeouts(&mut out, &timeouts.block);
+    }
     if let Some(import) = page.import {
         let _ = writeln!(out, "## Import\n\n```shell\n{}\n```\n", import.trim_end());
     }
@@ -125,12 +128,43 @@ fn render_block(out: &mut String, block: &Block, kind: DocKind, nested: Option<&
         out.push('\n');
     }
     for b in &block.blocks {
+        if nested.is_none() && is_timeouts(b) {
+            // Rendered as its own "Timeouts" section, as registry pages do.
+            continue;
+        }
         let path = match nested {
             Some(n) => format!("{n}.{}", b.type_name),
             None => b.type_name.clone(),
         };
+        let _ = writeln!(out, "<a id=\"{}\"></a>", anchor(&path));
         render_block(out, &b.block, kind, Some(&path));
     }
+}
+
+/// The conventional top-level `timeouts` block.
+fn is_timeouts(b: &NestedBlock) -> bool {
+    b.type_name == "timeouts"
+}
+
+fn timeouts_block(block: &Block) -> Option<&NestedBlock> {
+    block.blocks.iter().find(|b| is_timeouts(b))
+}
+
+fn render_timeouts(out: &mut String, block: &Block) {
+    let _ = writeln!(
+        out,
+        "## Timeouts\n\nThe `timeouts` block sets how long each operation may take before \
+         Terraform gives up, as durations such as `30s`, `45m` or `1h30m`:\n"
+    );
+    for a in &block.attributes {
+        let _ = writeln!(out, "{}", attribute_line(a));
+    }
+    out.push('\n');
+}
+
+/// A stable HTML anchor for a nested block's section (dots are awkward in fragments).
+fn anchor(path: &str) -> String {
+    format!("nestedblock--{}", path.replace('.', "--"))
 }
 
 fn attribute_line(a: &Attribute) -> String {
@@ -173,6 +207,11 @@ fn block_line(b: &NestedBlock, parent: Option<&str>) -> String {
         NestingMode::Set => "Block Set".to_string(),
         NestingMode::Map => "Block Map".to_string(),
     };
+    let presence = if b.min_items > 0 {
+        "Required"
+    } else {
+        "Optional"
+    };
     let mut limits = String::new();
     if b.max_items > 0 {
         let _ = write!(limits, ", Max: {}", b.max_items);
@@ -180,11 +219,15 @@ fn block_line(b: &NestedBlock, parent: Option<&str>) -> String {
     if b.min_items > 0 {
         let _ = write!(limits, ", Min: {}", b.min_items);
     }
+    let link = if parent.is_none() && is_timeouts(b) {
+        "(see [Timeouts](#timeouts))".to_string()
+    } else {
+        format!("(see [below for nested schema](#{}))", anchor(&path))
+    };
     format!(
-        "- `{}` ({shape}{limits}) {} (see [below for nested schema](#nested-schema-for-{}))",
+        "- `{}` ({shape}, {presence}{limits}) {} {link}",
         b.type_name,
         b.block.description.trim(),
-        path.replace('.', "")
     )
 }
 
@@ -234,5 +277,54 @@ mod tests {
         assert!(doc.contains("- `id` (String) The ID."));
         assert!(doc.contains("## Import"));
         assert!(doc.contains("description: |-\n  Looks things up."));
+    }
+
+    #[test]
+    fn nested_blocks_get_anchors_and_timeouts_their_own_section() {
+        let schema = Schema::new(
+            Block::new()
+                .description("A thing.")
+                .block(NestedBlock::list(
+                    "rule",
+                    Block::new()
+                        .description("A rule.")
+                        .attribute(Attribute::string("name").required().description("Name."))
+                        .block(NestedBlock::list(
+                            "selector",
+                            Block::new()
+                                .description("A selector.")
+                                .attribute(Attribute::string("kind").required().description("K.")),
+                        )),
+                ))
+                .block(super::super::timeouts::block(
+                    super::super::timeouts::TimeoutDefaults {
+                        create: std::time::Duration::from_secs(1800),
+                        read: std::time::Duration::from_secs(300),
+                        update: std::time::Duration::from_secs(1800),
+                        delete: std::time::Duration::from_secs(1800),
+                    },
+                )),
+        );
+        let doc = render(&DocPage {
+            kind: DocKind::Resource,
+            name: "akspolicy_thing",
+            schema: &schema,
+            example: None,
+            import: Some("terraform import akspolicy_thing.x /id"),
+            extra: None,
+        });
+        assert!(doc.contains(
+            "- `rule` (Block List, Optional) A rule. (see [below for nested schema](#nestedblock--rule))"
+        ));
+        assert!(doc.contains("<a id=\"nestedblock--rule\"></a>\n### Nested Schema for `rule`"));
+        assert!(doc.contains("<a id=\"nestedblock--rule--selector\"></a>"));
+        assert!(doc.contains("(see [Timeouts](#timeouts))"));
+        assert!(!doc.contains("Nested Schema for `timeouts`"));
+        let timeouts = doc.find("## Timeouts").expect("timeouts section");
+        let import = doc.find("## Import").expect("import section");
+        assert!(timeouts < import, "Timeouts comes before Import");
+        assert!(doc.contains(
+            "- `create` (String, Optional) Limit for create (e.g. `30m`, `1h`). Defaults to `30m`."
+        ));
     }
 }

@@ -32,14 +32,32 @@ pub fn provider_service(provider: Arc<dyn Provider>) -> ProviderService {
     ProviderService::new(Arc::new(Server::new(provider)))
 }
 
-/// Entry point for the provider binary: `--debug` serves in reattach mode, otherwise serves
-/// Terraform's managed mode. Returns the process exit code.
+/// The provider's release version (from Cargo.toml), as `--version` and the User-Agent report it.
+pub const PROVIDER_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// What `--version` prints: the binary, its version and the plugin protocol it speaks.
+pub fn version_line() -> String {
+    format!("terraform-provider-akspolicy {PROVIDER_VERSION} (tfplugin5)")
+}
+
+/// Whether the command line asks only for the version (`--version`, `-version`, `version`).
+fn wants_version(args: &[String]) -> bool {
+    args.iter()
+        .any(|a| a == "--version" || a == "-version" || a == "-v" || a == "version")
+}
+
+/// Entry point for the provider binary: `--version` prints the version, `--debug` serves in
+/// reattach mode, otherwise serves Terraform's managed mode. Returns the process exit code.
 pub fn run_main(provider: impl FnOnce() -> Arc<dyn Provider>) -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // Answer before the cookie check: packagers and users run this by hand to see what they have.
+    if wants_version(&args) {
+        println!("{}", version_line());
+        return ExitCode::SUCCESS;
+    }
     serve::install_panic_hook();
     logging::init();
-    let debug = std::env::args()
-        .skip(1)
-        .any(|a| a == "--debug" || a == "-debug");
+    let debug = args.iter().any(|a| a == "--debug" || a == "-debug");
 
     // Refuse early, before building a runtime, when run by hand without --debug.
     if !debug {
@@ -84,5 +102,30 @@ pub fn run_main(provider: impl FnOnce() -> Arc<dyn Provider>) -> ExitCode {
             eprintln!("[ERROR] {e}");
             ExitCode::from(1)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_flag_is_recognised_in_its_usual_spellings() {
+        for flag in ["--version", "-version", "-v", "version"] {
+            assert!(wants_version(&[flag.to_string()]), "{flag}");
+        }
+        assert!(!wants_version(&["--debug".to_string()]));
+        assert!(!wants_version(&[]));
+    }
+
+    #[test]
+    fn version_line_names_binary_version_and_protocol() {
+        assert_eq!(
+            version_line(),
+            format!(
+                "terraform-provider-akspolicy {} (tfplugin5)",
+                env!("CARGO_PKG_VERSION")
+            )
+        );
     }
 }
