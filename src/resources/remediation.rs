@@ -91,24 +91,28 @@ fn schema() -> Schema {
             .attribute(
                 Attribute::new("location_filters", Type::list(Type::String))
                     .optional()
+                    .computed()
                     .requires_replace()
                     .description("Only remediate resources in these Azure regions."),
             )
             .attribute(
                 Attribute::number("resource_count")
                     .optional()
+                    .computed()
                     .requires_replace()
                     .description("The most resources to remediate (1 to 50000)."),
             )
             .attribute(
                 Attribute::number("parallel_deployments")
                     .optional()
+                    .computed()
                     .requires_replace()
                     .description("How many resources to remediate at once (1 to 30)."),
             )
             .attribute(
                 Attribute::number("failure_threshold")
                     .optional()
+                    .computed()
                     .requires_replace()
                     .description("Stop when this fraction (0 to 1) of deployments has failed."),
             )
@@ -174,6 +178,49 @@ fn with_status(state: &Value, remote: &Json) -> Value {
             "id",
             Value::opt_string(remote.get("id").and_then(Json::as_str)),
         );
+    }
+    // Inputs as Azure has them; the user's spelling of an ID wins when it names the same thing.
+    let text = |p: &str| props.pointer(p).and_then(Json::as_str).map(str::to_string);
+    if let Some(remote_id) = text("/policyAssignmentId") {
+        let same = s
+            .get("policy_assignment_id")
+            .as_str()
+            .is_some_and(|mine| mine.eq_ignore_ascii_case(&remote_id));
+        if !same {
+            s.set("policy_assignment_id", Value::string(remote_id));
+        }
+    }
+    if let Some(r) = text("/policyDefinitionReferenceId").filter(|r| !r.is_empty()) {
+        s.set("policy_definition_reference_id", Value::string(r));
+    }
+    if let Some(m) = text("/resourceDiscoveryMode") {
+        s.set("resource_discovery_mode", Value::string(m));
+    }
+    let locations: Vec<String> = props
+        .pointer("/filters/locations")
+        .and_then(Json::as_array)
+        .map(|l| {
+            l.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    s.set("location_filters", Value::string_list(locations));
+    let number = |p: &str| match props.pointer(p) {
+        Some(Json::Number(n)) if n.is_i64() => Value::from(n.as_i64().unwrap_or_default()),
+        Some(Json::Number(n)) => Value::from(n.as_f64().unwrap_or_default()),
+        _ => Value::Null,
+    };
+    for (attr, pointer) in [
+        ("resource_count", "/resourceCount"),
+        ("parallel_deployments", "/parallelDeployments"),
+        ("failure_threshold", "/failureThreshold/percentage"),
+    ] {
+        let remote_value = number(pointer);
+        // Keep the configured number when Azure reports the same value in another form.
+        if remote_value != *s.get(attr) {
+            s.set(attr, remote_value);
+        }
     }
     s.set(
         "provisioning_state",
