@@ -204,3 +204,37 @@ fn wrong_resource_type_is_rejected_at_plan() {
         run.combined()
     );
 }
+
+#[test]
+fn deleted_cluster_leaves_state() {
+    let emulator = Emulator::start();
+    let id = create_cluster(&emulator, "aks-rg", "short-lived");
+    let ws = Workspace::new(&emulator);
+    ws.write_config(&config(&id));
+    ws.apply().assert_ok("apply");
+    let (status, body) = emulator.arm("DELETE", &format!("{id}?{AKS_API}"), None);
+    assert!(
+        status == 200 || status == 202 || status == 204,
+        "{status} {body}"
+    );
+    let started = Instant::now();
+    while emulator.arm("GET", &format!("{id}?{AKS_API}"), None).0 != 404 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "cluster delete never finished"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let plan = ws.plan();
+    assert_eq!(plan.code, 2, "{}", plan.combined());
+    assert!(plan.stdout.contains("will be created"), "{}", plan.stdout);
+    // A plan's refresh is not saved; a refresh is.
+    ws.terraform(&["refresh", "-input=false", "-no-color"])
+        .assert_ok("refresh");
+    let state = ws.terraform(&["state", "list"]);
+    assert!(
+        state.stdout.trim().is_empty(),
+        "the add-on should have left state: {}",
+        state.stdout
+    );
+}
