@@ -112,13 +112,7 @@ impl DataSource for BuiltinDefinitionDataSource {
         config: &Value,
         diags: &mut Diagnostics,
     ) -> Option<Value> {
-        let configured = match ctx.provider::<Configured>() {
-            Ok(c) => c,
-            Err(d) => {
-                diags.extend(d);
-                return None;
-            }
-        };
+        let configured = Configured::from_context(ctx, diags)?;
         let client = &configured.client;
         let definition = if let Some(name) = config.get("name").as_str() {
             let path = format!("{BUILTINS_PATH}/{name}");

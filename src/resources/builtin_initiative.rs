@@ -110,13 +110,7 @@ impl DataSource for BuiltinInitiativeDataSource {
         config: &Value,
         diags: &mut Diagnostics,
     ) -> Option<Value> {
-        let configured = match ctx.provider::<Configured>() {
-            Ok(c) => c,
-            Err(d) => {
-                diags.extend(d);
-                return None;
-            }
-        };
+        let configured = Configured::from_context(ctx, diags)?;
         let client = &configured.client;
         let set = if let Some(name) = config.get("name").as_str() {
             match client

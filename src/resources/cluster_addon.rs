@@ -164,16 +164,6 @@ fn to_state(cluster_id: &str, cluster: &Json, prior: &Value) -> Value {
     ])
 }
 
-fn client(ctx: &CallContext, diags: &mut Diagnostics) -> Option<std::sync::Arc<Configured>> {
-    match ctx.provider::<Configured>() {
-        Ok(c) => Some(c),
-        Err(d) => {
-            diags.extend(d);
-            None
-        }
-    }
-}
-
 /// Why one attempt to write the add-on profile did not finish.
 enum Attempt {
     Done(Json),
@@ -296,7 +286,7 @@ fn config_map(v: &Value) -> Map<String, Json> {
 impl ClusterAddonResource {
     async fn apply(&self, ctx: &CallContext, req: ApplyRequest<'_>, op: Operation) -> ApplyResult {
         let mut diags = Diagnostics::new();
-        let Some(configured) = client(ctx, &mut diags) else {
+        let Some(configured) = Configured::from_context(ctx, &mut diags) else {
             return ApplyResult::failed(diags);
         };
         let cluster_id = req.planned.get("cluster_id").as_str().unwrap_or_default();
@@ -353,7 +343,7 @@ impl Resource for ClusterAddonResource {
         state: &Value,
         diags: &mut Diagnostics,
     ) -> Option<Value> {
-        let configured = client(ctx, diags)?;
+        let configured = Configured::from_context(ctx, diags)?;
         let cluster_id = state.get("cluster_id").as_str().unwrap_or_default();
         let limit = timeouts::for_operation(state, Operation::Read, TIMEOUTS);
         let read = tokio::time::timeout(
@@ -394,7 +384,7 @@ impl Resource for ClusterAddonResource {
     }
 
     async fn delete(&self, ctx: &CallContext, prior: &Value, diags: &mut Diagnostics) {
-        let Some(configured) = client(ctx, diags) else {
+        let Some(configured) = Configured::from_context(ctx, diags) else {
             return;
         };
         let cluster_id = prior.get("cluster_id").as_str().unwrap_or_default();

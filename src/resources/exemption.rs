@@ -709,13 +709,7 @@ impl Resource for ExemptionResource {
         state: &Value,
         diags: &mut Diagnostics,
     ) -> Option<Value> {
-        let configured = match ctx.provider::<Configured>() {
-            Ok(c) => c,
-            Err(d) => {
-                diags.extend(d);
-                return None;
-            }
-        };
+        let configured = Configured::from_context(ctx, diags)?;
         let path = match (
             state.get("id").as_str(),
             state.get("scope").as_str(),
@@ -757,12 +751,8 @@ impl Resource for ExemptionResource {
     }
 
     async fn delete(&self, ctx: &CallContext, prior: &Value, diags: &mut Diagnostics) {
-        let configured = match ctx.provider::<Configured>() {
-            Ok(c) => c,
-            Err(d) => {
-                diags.extend(d);
-                return;
-            }
+        let Some(configured) = Configured::from_context(ctx, diags) else {
+            return;
         };
         let Some(id) = prior.get("id").as_str() else {
             return;

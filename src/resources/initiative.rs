@@ -618,13 +618,7 @@ impl Resource for InitiativeResource {
         state: &Value,
         diags: &mut Diagnostics,
     ) -> Option<Value> {
-        let configured = match ctx.provider::<Configured>() {
-            Ok(c) => c,
-            Err(d) => {
-                diags.extend(d);
-                return None;
-            }
-        };
+        let configured = Configured::from_context(ctx, diags)?;
         let (scope, name) = state
             .get("id")
             .as_str()
@@ -668,12 +662,8 @@ impl Resource for InitiativeResource {
     }
 
     async fn delete(&self, ctx: &CallContext, prior: &Value, diags: &mut Diagnostics) {
-        let configured = match ctx.provider::<Configured>() {
-            Ok(c) => c,
-            Err(d) => {
-                diags.extend(d);
-                return;
-            }
+        let Some(configured) = Configured::from_context(ctx, diags) else {
+            return;
         };
         let path = set_path(
             prior.get("scope").as_str().unwrap_or_default(),

@@ -1035,13 +1035,7 @@ impl Resource for KubernetesDefinitionResource {
         state: &Value,
         diags: &mut Diagnostics,
     ) -> Option<Value> {
-        let configured = match ctx.provider::<Configured>() {
-            Ok(c) => c,
-            Err(d) => {
-                diags.extend(d);
-                return None;
-            }
-        };
+        let configured = Configured::from_context(ctx, diags)?;
         let (scope, name) = match state.get("id").as_str().and_then(split_id) {
             Some(x) => x,
             None => (
@@ -1096,12 +1090,8 @@ impl Resource for KubernetesDefinitionResource {
     }
 
     async fn delete(&self, ctx: &CallContext, prior: &Value, diags: &mut Diagnostics) {
-        let configured = match ctx.provider::<Configured>() {
-            Ok(c) => c,
-            Err(d) => {
-                diags.extend(d);
-                return;
-            }
+        let Some(configured) = Configured::from_context(ctx, diags) else {
+            return;
         };
         let path = definition_path(
             prior.get("scope").as_str().unwrap_or_default(),

@@ -34,6 +34,18 @@ pub struct Configured {
     pub client: ArmClient,
 }
 
+impl Configured {
+    /// The configured provider, or `None` with the reason added to `diags`.
+    pub fn from_context(
+        ctx: &crate::framework::CallContext,
+        diags: &mut Diagnostics,
+    ) -> Option<Arc<Configured>> {
+        ctx.provider::<Configured>()
+            .map_err(|d| diags.extend(d))
+            .ok()
+    }
+}
+
 pub struct AksPolicyProvider;
 
 /// The provider as the plugin layer serves it.

@@ -285,12 +285,6 @@ async fn wait_until_done(
     }
 }
 
-fn configured(ctx: &CallContext, diags: &mut Diagnostics) -> Option<std::sync::Arc<Configured>> {
-    ctx.provider::<Configured>()
-        .map_err(|d| diags.extend(d))
-        .ok()
-}
-
 #[async_trait]
 impl Resource for RemediationResource {
     fn type_name(&self) -> &'static str {
@@ -330,7 +324,7 @@ impl Resource for RemediationResource {
 
     async fn create(&self, ctx: &CallContext, req: ApplyRequest<'_>) -> ApplyResult {
         let mut diags = Diagnostics::new();
-        let Some(c) = configured(ctx, &mut diags) else {
+        let Some(c) = Configured::from_context(ctx, &mut diags) else {
             return ApplyResult::failed(diags);
         };
         let scope = req.planned.get("scope").as_str().unwrap_or_default();
@@ -389,7 +383,7 @@ impl Resource for RemediationResource {
         state: &Value,
         diags: &mut Diagnostics,
     ) -> Option<Value> {
-        let c = configured(ctx, diags)?;
+        let c = Configured::from_context(ctx, diags)?;
         let scope = state.get("scope").as_str().unwrap_or_default();
         let name = state.get("name").as_str().unwrap_or_default();
         match c
@@ -424,7 +418,7 @@ impl Resource for RemediationResource {
     }
 
     async fn delete(&self, ctx: &CallContext, prior: &Value, diags: &mut Diagnostics) {
-        let Some(c) = configured(ctx, diags) else {
+        let Some(c) = Configured::from_context(ctx, diags) else {
             return;
         };
         let scope = prior.get("scope").as_str().unwrap_or_default();
