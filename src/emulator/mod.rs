@@ -48,10 +48,12 @@
 //! the `--builtins` directory on every start.
 
 mod catalogue;
+pub mod client;
 mod compliance;
 mod error;
 pub mod faults;
 mod files;
+mod gatekeeper;
 mod http;
 mod observe;
 mod routes;
@@ -102,6 +104,9 @@ pub struct Config {
     pub client_secret: Option<String>,
     /// Fault injection at start (changeable at runtime through `/_emulator/faults`).
     pub faults: FaultProfile,
+    /// Gatekeeper templates for `PublicURL` definitions, keyed by URL path
+    /// (`kubernetes/<name>/v<N>/template.yaml`); `None` uses the project's own templates.
+    pub templates_dir: Option<PathBuf>,
 }
 
 impl Config {
@@ -116,6 +121,7 @@ impl Config {
             client_id: None,
             client_secret: None,
             faults: FaultProfile::default(),
+            templates_dir: None,
         }
     }
 }
@@ -276,6 +282,9 @@ pub async fn start(config: Config) -> Result<RunningEmulator, EmulatorError> {
         catalogue,
         base,
         config.faults.clone(),
+        gatekeeper::Templates {
+            dir: config.templates_dir.clone(),
+        },
     ));
     let (shutdown, shutdown_rx) = watch::channel(false);
     let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config);
