@@ -128,6 +128,9 @@ impl ClusterConstraints {
     }
 }
 
+/// (member definition id, reference id, member body, parameter values) of an assignment.
+type Member = (String, Option<String>, Value, Map<String, Value>);
+
 const ASSIGNMENTS: &str = "microsoft.authorization/policyassignments";
 const EXEMPTIONS: &str = "microsoft.authorization/policyexemptions";
 
@@ -172,8 +175,7 @@ pub(crate) fn constraints_for(
         let is_set = def_id
             .to_ascii_lowercase()
             .contains("/policysetdefinitions/");
-        // (member id, reference id, member body, parameter values)
-        let mut members: Vec<(String, Option<String>, Value, Map<String, Value>)> = Vec::new();
+        let mut members: Vec<Member> = Vec::new();
         if is_set {
             let set_values = engine::effective_parameters(
                 definition.pointer("/properties/parameters"),
