@@ -378,6 +378,55 @@ pub fn build_constraint(
 }
 
 impl Constraint {
+    /// A Constraint resource as written for Gatekeeper (e.g. a gatekeeper-library sample):
+    /// `spec.enforcementAction` (default deny; `scoped` is taken as warn), `spec.match`
+    /// (`source` defaults to All) and `spec.parameters`.
+    pub fn from_document(doc: &Json) -> Constraint {
+        let spec = doc.get("spec").unwrap_or(&Json::Null);
+        let m = spec.get("match").unwrap_or(&Json::Null);
+        let kinds = m
+            .get("kinds")
+            .and_then(Json::as_array)
+            .map(|entries| {
+                entries
+                    .iter()
+                    .map(|e| (strings(e.get("apiGroups")), strings(e.get("kinds"))))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let action = match spec.get("enforcementAction").and_then(Json::as_str) {
+            Some("dryrun") => EnforcementAction::Dryrun,
+            Some("warn") | Some("scoped") => EnforcementAction::Warn,
+            _ => EnforcementAction::Deny,
+        };
+        Constraint {
+            name: doc
+                .pointer("/metadata/name")
+                .and_then(Json::as_str)
+                .unwrap_or("")
+                .to_string(),
+            kind: doc
+                .get("kind")
+                .and_then(Json::as_str)
+                .unwrap_or("")
+                .to_string(),
+            enforcement_action: action,
+            matcher: ConstraintMatch {
+                kinds,
+                namespaces: strings(m.get("namespaces")),
+                excluded_namespaces: strings(m.get("excludedNamespaces")),
+                label_selector: m.get("labelSelector").cloned().unwrap_or_else(|| json!({})),
+                scope: m.get("scope").and_then(Json::as_str).map(str::to_string),
+                source: m
+                    .get("source")
+                    .and_then(Json::as_str)
+                    .map_or(MatchSource::All, MatchSource::parse),
+            },
+            parameters: spec.get("parameters").cloned().unwrap_or_else(|| json!({})),
+            origin: ConstraintOrigin::default(),
+        }
+    }
+
     /// The Constraint resource, for display and debugging.
     pub fn document(&self) -> Json {
         let kinds: Vec<Json> = self
