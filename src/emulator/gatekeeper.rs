@@ -241,7 +241,16 @@ pub(crate) fn constraints_for(
                 set_definition_id: is_set.then(|| def_id.to_string()),
                 reference_id: rid,
             };
-            if let Some(c) = engine::build_constraint(&rule, &template, &values, enforce, origin) {
+            let forced =
+                engine::effect_override(props.get("overrides"), origin.reference_id.as_deref());
+            if let Some(c) = engine::build_constraint_with_effect(
+                &rule,
+                &template,
+                &values,
+                forced.as_deref(),
+                enforce,
+                origin,
+            ) {
                 out.constraints.push((c, rego));
             }
         }

@@ -21,11 +21,14 @@
 //! | `/subscriptions/{s}/providers/Microsoft.ContainerService/locations/{l}/operations[results]/{id}` | bearer | operation status / Location polling |
 //! | `{scope}/providers/Microsoft.PolicyInsights/remediations[/{name}[/cancel\|/listDeployments]]` | bearer | Accepted → Evaluating → Succeeded/Failed by time |
 //! | `{scope}/providers/Microsoft.PolicyInsights/policyStates/latest/{triggerEvaluation\|summarize\|queryResults}` | bearer | trigger 202 + Location to `asyncOperationResults/{id}`; `@odata.nextLink` paging |
+//! | `POST /_emulator/admission{clusterId}`, `GET /_emulator/admission{clusterId}` | bearer | the cluster's Gatekeeper: AdmissionReview in/out (validating webhook), or its constraints, admitted objects and audit, see `gatekeeper` |
 //! | `GET\|POST /_emulator/faults`, `GET /_emulator/metrics`, `GET /_emulator/state`, `POST /_emulator/reset` | bearer | fault injection and observability, see [`FaultProfile`] |
 //!
 //! Long-running operations are timers stored with the resource and settled on the next read,
 //! so they survive restarts and need no background tasks. Compliance for policy states comes
-//! from `compliance` (the add-on DINE built-in is evaluated; everything else is compliant).
+//! from `compliance`: Kubernetes-mode definitions by auditing the objects each cluster admitted
+//! (`gatekeeper`), the add-on DINE built-in from the cluster's add-on profile; everything else
+//! is compliant, and exempted resources are reported `Exempt`.
 //!
 //! `{tenant}` is the emulator's tenant id or one of `organizations`, `common`, `adfs`,
 //! `consumers`. ARM routes need `api-version` (checked per resource type), match namespaces,

@@ -228,6 +228,43 @@ pub fn effective_parameters(
     out
 }
 
+/// The effect an assignment's `overrides` (kind `policyEffect`) force on one member: the first
+/// override whose selectors all match the member's reference id (no selectors = every member).
+pub fn effect_override(overrides: Option<&Json>, reference_id: Option<&str>) -> Option<String> {
+    let overrides = overrides?.as_array()?;
+    overrides.iter().find_map(|o| {
+        let kind = o.get("kind").and_then(Json::as_str)?;
+        if !kind.eq_ignore_ascii_case("policyEffect") {
+            return None;
+        }
+        let selected = o
+            .get("selectors")
+            .and_then(Json::as_array)
+            .into_iter()
+            .flatten()
+            .all(|s| {
+                let about_reference = s
+                    .get("kind")
+                    .and_then(Json::as_str)
+                    .is_some_and(|k| k.eq_ignore_ascii_case("policyDefinitionReferenceId"));
+                if !about_reference {
+                    return true;
+                }
+                let listed = |key: &str| {
+                    strings(s.get(key))
+                        .iter()
+                        .any(|r| reference_id.is_some_and(|id| r.eq_ignore_ascii_case(id)))
+                };
+                if s.get("in").is_some() {
+                    listed("in")
+                } else {
+                    !listed("notIn")
+                }
+            });
+        selected.then(|| o.get("value").and_then(Json::as_str).map(str::to_string))?
+    })
+}
+
 /// A set member's parameter values: its reference's `parameters` (expressions over the set's
 /// parameters) resolved against the set's effective values.
 pub fn member_parameters(
@@ -331,8 +368,23 @@ pub fn build_constraint(
     enforce: bool,
     origin: ConstraintOrigin,
 ) -> Option<Constraint> {
+    build_constraint_with_effect(policy_rule, template, parameters, None, enforce, origin)
+}
+
+/// [`build_constraint`] with the effect an assignment override forces, if any.
+pub fn build_constraint_with_effect(
+    policy_rule: &Json,
+    template: &ConstraintTemplate,
+    parameters: &Map<String, Json>,
+    effect_override: Option<&str>,
+    enforce: bool,
+    origin: ConstraintOrigin,
+) -> Option<Constraint> {
     let then = policy_rule.get("then")?;
-    let effect = resolve_expressions(then.get("effect").unwrap_or(&json!("audit")), parameters);
+    let effect = match effect_override {
+        Some(e) => json!(e),
+        None => resolve_expressions(then.get("effect").unwrap_or(&json!("audit")), parameters),
+    };
     let details = resolve_expressions(then.get("details").unwrap_or(&json!({})), parameters);
     let warn = details.get("warn").and_then(Json::as_bool).unwrap_or(false);
     let action = EnforcementAction::from_effect(effect.as_str().unwrap_or(""), warn, enforce)?;
@@ -996,6 +1048,22 @@ spec:
         let resp = admission_response(&json!("u1"), &decide_one(&w, &pod));
         assert_eq!(resp["response"]["allowed"], true);
         assert_eq!(resp["response"]["warnings"].as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn effect_overrides_select_members() {
+        let o = json!([{"kind": "policyEffect", "value": "Audit",
+            "selectors": [{"kind": "policyDefinitionReferenceId", "in": ["HostNetworkPorts"]}]}]);
+        assert_eq!(
+            effect_override(Some(&o), Some("hostnetworkports")).as_deref(),
+            Some("Audit")
+        );
+        assert_eq!(effect_override(Some(&o), Some("Other")), None);
+        let all = json!([{"kind": "policyEffect", "value": "Disabled"}]);
+        assert_eq!(
+            effect_override(Some(&all), None).as_deref(),
+            Some("Disabled")
+        );
     }
 
     #[test]
