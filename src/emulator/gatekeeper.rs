@@ -540,6 +540,36 @@ mod tests {
     }
 
     #[test]
+    fn template_directory_is_keyed_by_url_path_and_wins() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = "kubernetes/container-no-privilege/v2/template.yaml";
+        let file = dir.path().join(path);
+        std::fs::create_dir_all(file.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&file, "# mine\n").expect("write");
+        std::fs::create_dir_all(dir.path().join("other/v1")).expect("mkdir");
+        std::fs::write(dir.path().join("other/v1/template.yaml"), "# short\n").expect("write");
+        let templates = Templates {
+            dir: Some(dir.path().to_path_buf()),
+        };
+        assert_eq!(
+            templates.template_for_path(path).as_deref(),
+            Some("# mine\n")
+        );
+        // Without the leading `kubernetes/` too, and never outside the directory.
+        assert_eq!(
+            templates
+                .template_for_path("kubernetes/other/v1/template.yaml")
+                .as_deref(),
+            Some("# short\n")
+        );
+        assert!(templates.template_for_path("../etc/passwd").is_none());
+        // Embedded ones still answer for paths the directory lacks.
+        assert!(templates
+            .template_for_path("kubernetes/host-network-ports/v2/template.yaml")
+            .is_some());
+    }
+
+    #[test]
     fn no_privilege_template_behaves() {
         let t =
             crate::policy::constraint_template::ConstraintTemplate::parse(EMBEDDED_TEMPLATES[0].1)
