@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod admission;
 mod assignment;
 mod builtin_definition;
 mod cluster_addon;

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# `make demo`: start the emulator, apply examples/quickstart against it, show the result.
+# `make demo`: start the emulator, create an AKS cluster in it, apply examples/quickstart (add-on
+# + "no privileged containers" with deny), then show Gatekeeper refusing a privileged Deployment
+# and admitting a compliant one, and the compliance summary.
 # Usage: run.sh DEMO_DIR TERRAFORM
 set -euo pipefail
 
@@ -37,6 +39,11 @@ head -n1 "$demo/emulator.ready"
 source "$state/env.sh"
 echo "ARM endpoint: $ARM_RESOURCE_MANAGER_ENDPOINT  subscription: $ARM_SUBSCRIPTION_ID"
 
+step "Creating an AKS cluster in the emulator (akspolicy-emulator cluster create)"
+cluster_id="$("$bin/akspolicy-emulator" cluster create --state-dir "$state" \
+  --resource-group demo-rg --name demo-aks)"
+echo "cluster: $cluster_id"
+
 step "Pointing Terraform at the freshly built provider (dev_overrides)"
 mkdir -p "$work"
 cp "$root"/examples/quickstart/*.tf "$work"/
@@ -51,11 +58,57 @@ RC
 export TF_CLI_CONFIG_FILE="$demo/terraformrc" CHECKPOINT_DISABLE=1 TF_IN_AUTOMATION=1
 
 step "terraform apply (examples/quickstart)"
-(cd "$work" && "$terraform" apply -input=false -auto-approve -no-color)
+(cd "$work" && "$terraform" apply -input=false -auto-approve -no-color -var "cluster_id=$cluster_id")
 
 step "terraform plan after apply (expect: no changes)"
-(cd "$work" && "$terraform" plan -input=false -no-color -detailed-exitcode >/dev/null) \
+(cd "$work" && "$terraform" plan -input=false -no-color -detailed-exitcode -var "cluster_id=$cluster_id" >/dev/null) \
   && echo "No changes. The infrastructure matches the configuration."
+
+cat >"$demo/privileged.yaml" <<'YAML'
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: debug-tools
+  namespace: apps
+spec:
+  selector:
+    matchLabels: {app: debug-tools}
+  template:
+    metadata:
+      labels: {app: debug-tools}
+    spec:
+      containers:
+        - name: tools
+          image: busybox:1.36
+          securityContext:
+            privileged: true
+YAML
+sed -e 's/debug-tools/web/g' -e 's/busybox:1.36/nginx:1.27/' -e 's/privileged: true/privileged: false/' \
+  "$demo/privileged.yaml" >"$demo/compliant.yaml"
+
+step "kubectl apply of a privileged Deployment (akspolicy-emulator admit; expect: denied)"
+if "$bin/akspolicy-emulator" admit --state-dir "$state" --cluster "$cluster_id" -f "$demo/privileged.yaml"; then
+  echo "unexpected: the privileged Deployment was admitted" >&2
+  exit 1
+fi
+
+step "kubectl apply of a compliant Deployment (expect: admitted)"
+"$bin/akspolicy-emulator" admit --state-dir "$state" --cluster "$cluster_id" -f "$demo/compliant.yaml"
+
+step "Compliance summary of the assignment (policyStates/latest/summarize)"
+assignment_id="$(cd "$work" && "$terraform" output -raw assignment_id)"
+token="$(curl -s "${ARM_ACTIVE_DIRECTORY_AUTHORITY_HOST%/}/$ARM_TENANT_ID/oauth2/v2.0/token" \
+  -d grant_type=client_credentials -d client_id="$ARM_CLIENT_ID" \
+  --data-urlencode client_secret="$ARM_CLIENT_SECRET" \
+  --data-urlencode scope=https://management.azure.com/.default |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')"
+curl -s -X POST -H "Authorization: Bearer $token" -H 'Content-Length: 0' \
+  "${ARM_RESOURCE_MANAGER_ENDPOINT%/}$assignment_id/providers/Microsoft.PolicyInsights/policyStates/latest/summarize?api-version=2019-10-01" |
+  python3 -c '
+import json, sys
+r = json.load(sys.stdin)["value"][0]["results"]
+print("non-compliant resources:", r["nonCompliantResources"], "| non-compliant policies:", r["nonCompliantPolicies"])
+print("(the privileged Deployment was refused, so nothing running violates the policy)")'
 
 step "Done. The emulator keeps running (pid $(cat "$demo/emulator.pid")); 'make demo-stop' stops it."
 cat <<TXT

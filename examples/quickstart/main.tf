@@ -44,3 +44,35 @@ output "parameters" {
     }
   }
 }
+
+# Optional: protect a cluster. `make demo` creates one in the emulator and passes its ID;
+# against Azure pass an existing AKS cluster (`-var cluster_id=/subscriptions/.../managedClusters/x`).
+variable "cluster_id" {
+  description = "ID of an AKS cluster to enable the policy add-on on and protect; empty skips it."
+  type        = string
+  default     = ""
+}
+
+resource "akspolicy_cluster_addon" "policy" {
+  count      = var.cluster_id == "" ? 0 : 1
+  cluster_id = var.cluster_id
+}
+
+# Deny privileged containers in the cluster's resource group. `source = "All"` makes
+# Gatekeeper also check the Pods that Deployments, StatefulSets, Jobs... would create, so a
+# privileged Deployment is refused at `kubectl apply` instead of failing later.
+resource "akspolicy_assignment" "no_privileged" {
+  count                = var.cluster_id == "" ? 0 : 1
+  name                 = "no-privileged"
+  scope                = regex("^/subscriptions/[^/]+/resourceGroups/[^/]+", var.cluster_id)
+  policy_definition_id = data.akspolicy_builtin_definition.no_privileged_containers.id
+  parameters = {
+    effect = "Deny"
+    source = "All"
+  }
+  depends_on = [akspolicy_cluster_addon.policy]
+}
+
+output "assignment_id" {
+  value = try(akspolicy_assignment.no_privileged[0].id, null)
+}

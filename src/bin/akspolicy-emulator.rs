@@ -24,6 +24,11 @@ struct Cli {
 enum Command {
     /// Serve until SIGTERM/SIGINT. Prints one JSON line with the connection details when ready.
     Serve(ServeArgs),
+    /// Send manifests to a cluster's Gatekeeper admission webhook in the running emulator, like
+    /// `kubectl apply -f`; exits 1 when any object is denied.
+    Admit(AdmitArgs),
+    /// Manage emulated AKS clusters without Terraform (for demos and scripts).
+    Cluster(ClusterArgs),
 }
 
 #[derive(clap::Args)]
@@ -52,6 +57,48 @@ struct ServeArgs {
     /// JSON fault profile to start with (keys as for `POST /_emulator/faults`).
     #[arg(long)]
     faults: Option<PathBuf>,
+    /// Gatekeeper ConstraintTemplates for PublicURL definitions, keyed by URL path (e.g.
+    /// DIR/kubernetes/container-no-privilege/v2/template.yaml); default: the project's own.
+    #[arg(long)]
+    templates: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct AdmitArgs {
+    /// State directory of the running emulator (its emulator.json says where it listens).
+    #[arg(long)]
+    state_dir: PathBuf,
+    /// ARM id of the managed cluster.
+    #[arg(long)]
+    cluster: String,
+    /// Manifest file (multi-document YAML or JSON); `-` reads stdin.
+    #[arg(short = 'f', long = "filename")]
+    file: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct ClusterArgs {
+    #[command(subcommand)]
+    action: ClusterAction,
+}
+
+#[derive(Subcommand)]
+enum ClusterAction {
+    /// Create (or update) a resource group and an AKS cluster; prints the cluster id.
+    Create {
+        /// State directory of the running emulator.
+        #[arg(long)]
+        state_dir: PathBuf,
+        #[arg(long)]
+        resource_group: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "westeurope")]
+        location: String,
+        /// Enable the Azure Policy add-on.
+        #[arg(long)]
+        enable_policy_addon: bool,
+    },
 }
 
 fn init_logging() {
@@ -76,6 +123,8 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Admit(args) => runtime.block_on(admit(args)),
+        Command::Cluster(args) => runtime.block_on(cluster(args)),
     }
 }
 
@@ -99,6 +148,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
         tenant_id: args.tenant_id,
         client_id: args.client_id,
         client_secret: args.client_secret,
+        templates_dir: args.templates,
     };
     let running = match emulator::start(config).await {
         Ok(r) => r,
@@ -142,5 +192,126 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// One line per object, like `kubectl apply`: what was admitted, what was refused and why.
+async fn admit(args: AdmitArgs) -> ExitCode {
+    let text = if args.file.as_os_str() == "-" {
+        let mut buf = String::new();
+        if let Err(e) = std::io::Read::read_to_string(&mut std::io::stdin(), &mut buf) {
+            log::error!("reading stdin: {e}");
+            return ExitCode::from(2);
+        }
+        buf
+    } else {
+        match std::fs::read_to_string(&args.file) {
+            Ok(t) => t,
+            Err(e) => {
+                log::error!("reading {}: {e}", args.file.display());
+                return ExitCode::from(2);
+            }
+        }
+    };
+    let documents = match akspolicy::policy::constraint_template::parse_yaml_documents(&text) {
+        Ok(d) => d,
+        Err(e) => {
+            log::error!("{}: {e}", args.file.display());
+            return ExitCode::from(2);
+        }
+    };
+    let client = match emulator::client::EmulatorClient::from_state_dir(&args.state_dir).await {
+        Ok(c) => c,
+        Err(e) => {
+            log::error!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut denied = false;
+    for doc in &documents {
+        let review = if doc["kind"] == "AdmissionReview" {
+            doc.clone()
+        } else {
+            let uid = uuid::Uuid::new_v4().to_string();
+            akspolicy::policy::gatekeeper::admission_request_for(doc, &uid)
+        };
+        let request = &review["request"];
+        let object = if request["object"].is_object() {
+            &request["object"]
+        } else {
+            &request["oldObject"]
+        };
+        let what = format!(
+            "{}/{}",
+            object["kind"].as_str().unwrap_or("?").to_ascii_lowercase(),
+            object["metadata"]["name"].as_str().unwrap_or("?")
+        );
+        let namespace = request["namespace"].as_str().unwrap_or("");
+        let label = if namespace.is_empty() {
+            what
+        } else {
+            format!("{what} (namespace {namespace})")
+        };
+        let answer = match client.admit(&args.cluster, &review).await {
+            Ok(a) => a,
+            Err(e) => {
+                log::error!("{label}: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let response = &answer["response"];
+        // This command's output is its purpose: a kubectl-like report on stdout.
+        if response["allowed"].as_bool().unwrap_or(false) {
+            println!("{label} admitted");
+        } else {
+            denied = true;
+            let message = response["status"]["message"].as_str().unwrap_or("");
+            println!("{label} denied by the admission webhook:");
+            for line in message.lines() {
+                println!("  {line}");
+            }
+        }
+        for w in response["warnings"].as_array().into_iter().flatten() {
+            println!("  Warning: {}", w.as_str().unwrap_or_default());
+        }
+    }
+    if denied {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+async fn cluster(args: ClusterArgs) -> ExitCode {
+    match args.action {
+        ClusterAction::Create {
+            state_dir,
+            resource_group,
+            name,
+            location,
+            enable_policy_addon,
+        } => {
+            let client = match emulator::client::EmulatorClient::from_state_dir(&state_dir).await {
+                Ok(c) => c,
+                Err(e) => {
+                    log::error!("{e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match client
+                .create_cluster(&resource_group, &name, &location, enable_policy_addon)
+                .await
+            {
+                Ok(id) => {
+                    // The id is the command's result, for scripts to capture.
+                    println!("{id}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    log::error!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
 }

@@ -3,11 +3,16 @@
 //!
 //! Evaluation is pluggable through [`ComplianceEvaluator`]: evaluators are asked in order and
 //! the first that knows an answer wins; a resource nobody has an opinion on is compliant.
-//! Today the only evaluator is [`AddonRule`] (the AKS policy add-on DINE definition); a
-//! Gatekeeper audit can later register itself in front of it to feed per-resource results.
+//! [`GatekeeperAudit`] answers for `Microsoft.Kubernetes.Data` definitions from the objects the
+//! cluster admitted; [`AddonRule`] for the AKS policy add-on DINE definition. Exempted
+//! clusters are reported `Exempt` (counted as compliant).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
 
 use serde_json::{json, Value};
 
+use crate::emulator::gatekeeper;
 use crate::emulator::routes::arm::{
     clusters_under, policy_addon_enabled, resolve_visible, stored_of_type, ArmError, Scope,
 };
@@ -33,6 +38,8 @@ pub(crate) struct PolicyStateRow {
     pub reference_id: Option<String>,
     pub effect: String,
     pub compliant: bool,
+    /// An exemption covers this resource (reported `Exempt`, counted as compliant).
+    pub exempt: bool,
 }
 
 impl PolicyStateRow {
@@ -71,7 +78,7 @@ impl PolicyStateRow {
             "policySetDefinitionParameters": "",
             "managementGroupIds": "",
             "policyDefinitionReferenceId": self.reference_id.clone().unwrap_or_default(),
-            "complianceState": if self.compliant { "Compliant" } else { "NonCompliant" },
+            "complianceState": if self.exempt { "Exempt" } else if self.compliant { "Compliant" } else { "NonCompliant" },
             "policyDefinitionGroupNames": [],
             "policyDefinitionVersion": "",
             "policySetDefinitionVersion": "",
@@ -80,26 +87,76 @@ impl PolicyStateRow {
     }
 }
 
+/// What one compliance answer is about: a resource against one definition of one assignment.
+pub(crate) struct Subject<'a> {
+    pub assignment_id: &'a str,
+    pub definition_id: &'a str,
+    pub reference_id: Option<&'a str>,
+    pub definition: &'a Value,
+    pub resource: &'a StoredResource,
+}
+
 /// A source of compliance answers.
 pub(crate) trait ComplianceEvaluator {
-    /// `Some(compliant)` when this evaluator decides `definition` for `resource`.
-    fn evaluate(&self, definition: &Value, resource: &StoredResource) -> Option<bool>;
+    /// `Some(compliant)` when this evaluator decides the subject.
+    fn evaluate(&self, state: &AppState, subject: &Subject<'_>) -> Result<Option<bool>, ArmError>;
 }
 
 /// The add-on DINE definition: a cluster is compliant when its policy add-on is enabled.
 pub(crate) struct AddonRule;
 
 impl ComplianceEvaluator for AddonRule {
-    fn evaluate(&self, definition: &Value, resource: &StoredResource) -> Option<bool> {
-        let name = definition["name"].as_str()?;
-        name.eq_ignore_ascii_case(ADDON_DINE)
-            .then(|| policy_addon_enabled(&resource.body))
+    fn evaluate(&self, _: &AppState, subject: &Subject<'_>) -> Result<Option<bool>, ArmError> {
+        let Some(name) = subject.definition["name"].as_str() else {
+            return Ok(None);
+        };
+        Ok(name
+            .eq_ignore_ascii_case(ADDON_DINE)
+            .then(|| policy_addon_enabled(&subject.resource.body)))
+    }
+}
+
+/// Kubernetes-mode definitions: Gatekeeper's audit of the objects the cluster admitted. A
+/// cluster with the add-on off reports no Kubernetes data, which counts as compliant.
+#[derive(Default)]
+pub(crate) struct GatekeeperAudit {
+    /// Audit per cluster key, computed once per states request.
+    audits: RefCell<HashMap<String, Option<HashMap<String, bool>>>>,
+}
+
+impl ComplianceEvaluator for GatekeeperAudit {
+    fn evaluate(&self, state: &AppState, subject: &Subject<'_>) -> Result<Option<bool>, ArmError> {
+        let is_kubernetes = subject.definition["properties"]["mode"]
+            .as_str()
+            .is_some_and(|m| m.eq_ignore_ascii_case(crate::policy::KUBERNETES_MODE));
+        if !is_kubernetes {
+            return Ok(None);
+        }
+        let cluster_key = resource_key(&subject.resource.id);
+        if !self.audits.borrow().contains_key(&cluster_key) {
+            let audit = gatekeeper::audit_cluster(state, subject.resource)?;
+            self.audits.borrow_mut().insert(cluster_key.clone(), audit);
+        }
+        let audits = self.audits.borrow();
+        let violated = audits
+            .get(&cluster_key)
+            .and_then(|a| a.as_ref())
+            .is_some_and(|a| {
+                a.get(&gatekeeper::audit_key(
+                    subject.assignment_id,
+                    subject.definition_id,
+                    subject.reference_id,
+                ))
+                .copied()
+                .unwrap_or(false)
+            });
+        Ok(Some(!violated))
     }
 }
 
 /// The evaluators in the order they are asked.
 fn evaluators() -> Vec<Box<dyn ComplianceEvaluator>> {
-    vec![Box::new(AddonRule)]
+    vec![Box::new(GatekeeperAudit::default()), Box::new(AddonRule)]
 }
 
 /// What to compute states for.
@@ -180,6 +237,7 @@ pub(crate) fn policy_states(
             if !a_scope.contains(state, &cluster.id)? {
                 continue;
             }
+            let exemptions = gatekeeper::exemptions_for(state, &cluster.id)?;
             let mut excluded = false;
             for ns in &not_scopes {
                 if let Ok(ns_scope) = Scope::parse(ns) {
@@ -196,10 +254,25 @@ pub(crate) fn policy_states(
                 if effect.eq_ignore_ascii_case("Disabled") {
                     continue;
                 }
-                let compliant = evaluators
+                let exempt = exemptions
                     .iter()
-                    .find_map(|e| e.evaluate(mbody, cluster))
-                    .unwrap_or(true);
+                    .any(|e| e.covers(&assignment.id, rid.as_deref()));
+                let subject = Subject {
+                    assignment_id: &assignment.id,
+                    definition_id: mid,
+                    reference_id: rid.as_deref(),
+                    definition: mbody,
+                    resource: cluster,
+                };
+                let mut compliant = true;
+                if !exempt {
+                    for e in &evaluators {
+                        if let Some(answer) = e.evaluate(state, &subject)? {
+                            compliant = answer;
+                            break;
+                        }
+                    }
+                }
                 let segs: Vec<&str> = cluster.id.split('/').collect();
                 rows.push(PolicyStateRow {
                     resource_id: cluster.id.clone(),
@@ -223,6 +296,7 @@ pub(crate) fn policy_states(
                     reference_id: rid.clone(),
                     effect,
                     compliant,
+                    exempt,
                 });
             }
         }

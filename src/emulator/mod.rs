@@ -21,11 +21,14 @@
 //! | `/subscriptions/{s}/providers/Microsoft.ContainerService/locations/{l}/operations[results]/{id}` | bearer | operation status / Location polling |
 //! | `{scope}/providers/Microsoft.PolicyInsights/remediations[/{name}[/cancel\|/listDeployments]]` | bearer | Accepted → Evaluating → Succeeded/Failed by time |
 //! | `{scope}/providers/Microsoft.PolicyInsights/policyStates/latest/{triggerEvaluation\|summarize\|queryResults}` | bearer | trigger 202 + Location to `asyncOperationResults/{id}`; `@odata.nextLink` paging |
+//! | `POST /_emulator/admission{clusterId}`, `GET /_emulator/admission{clusterId}` | bearer | the cluster's Gatekeeper: AdmissionReview in/out (validating webhook), or its constraints, admitted objects and audit, see `gatekeeper` |
 //! | `GET\|POST /_emulator/faults`, `GET /_emulator/metrics`, `GET /_emulator/state`, `POST /_emulator/reset` | bearer | fault injection and observability, see [`FaultProfile`] |
 //!
 //! Long-running operations are timers stored with the resource and settled on the next read,
 //! so they survive restarts and need no background tasks. Compliance for policy states comes
-//! from `compliance` (the add-on DINE built-in is evaluated; everything else is compliant).
+//! from `compliance`: Kubernetes-mode definitions by auditing the objects each cluster admitted
+//! (`gatekeeper`), the add-on DINE built-in from the cluster's add-on profile; everything else
+//! is compliant, and exempted resources are reported `Exempt`.
 //!
 //! `{tenant}` is the emulator's tenant id or one of `organizations`, `common`, `adfs`,
 //! `consumers`. ARM routes need `api-version` (checked per resource type), match namespaces,
@@ -48,10 +51,12 @@
 //! the `--builtins` directory on every start.
 
 mod catalogue;
+pub mod client;
 mod compliance;
 mod error;
 pub mod faults;
 mod files;
+mod gatekeeper;
 mod http;
 mod observe;
 mod routes;
@@ -102,6 +107,9 @@ pub struct Config {
     pub client_secret: Option<String>,
     /// Fault injection at start (changeable at runtime through `/_emulator/faults`).
     pub faults: FaultProfile,
+    /// Gatekeeper templates for `PublicURL` definitions, keyed by URL path
+    /// (`kubernetes/<name>/v<N>/template.yaml`); `None` uses the project's own templates.
+    pub templates_dir: Option<PathBuf>,
 }
 
 impl Config {
@@ -116,6 +124,7 @@ impl Config {
             client_id: None,
             client_secret: None,
             faults: FaultProfile::default(),
+            templates_dir: None,
         }
     }
 }
@@ -276,6 +285,9 @@ pub async fn start(config: Config) -> Result<RunningEmulator, EmulatorError> {
         catalogue,
         base,
         config.faults.clone(),
+        gatekeeper::Templates {
+            dir: config.templates_dir.clone(),
+        },
     ));
     let (shutdown, shutdown_rx) = watch::channel(false);
     let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config);

@@ -13,6 +13,7 @@ use serde_json::json;
 use super::catalogue::Catalogue;
 use super::error::EmulatorError;
 use super::faults::FaultProfile;
+use super::gatekeeper::{RegoCache, Templates};
 use super::observe::Observer;
 use super::store::Store;
 use super::token::TokenSigner;
@@ -125,6 +126,10 @@ pub(crate) struct AppState {
     pub startup_faults: FaultProfile,
     /// Metrics, token buckets, recent writes.
     pub observer: Observer,
+    /// Where Gatekeeper templates named by URL come from.
+    pub templates: Templates,
+    /// Compiled Gatekeeper templates.
+    pub rego_cache: RegoCache,
     requests: AtomicU64,
 }
 
@@ -136,6 +141,7 @@ impl AppState {
         catalogue: Catalogue,
         fallback_base_url: String,
         faults: FaultProfile,
+        templates: Templates,
     ) -> Self {
         Self {
             store,
@@ -146,6 +152,8 @@ impl AppState {
             startup_faults: faults.clone(),
             faults: RwLock::new(faults),
             observer: Observer::default(),
+            templates,
+            rego_cache: RegoCache::default(),
             requests: AtomicU64::new(0),
         }
     }

@@ -1,6 +1,9 @@
 //! The emulator's own control API under `/_emulator/` (same bearer tokens as ARM):
 //! `GET|POST /_emulator/faults`, `GET /_emulator/metrics`, `GET /_emulator/state`,
-//! `POST /_emulator/reset`.
+//! `POST /_emulator/reset`, and each cluster's Gatekeeper:
+//! `POST /_emulator/admission{clusterId}` (an `admission.k8s.io/v1` AdmissionReview in, one
+//! out, like a validating webhook) and `GET /_emulator/admission{clusterId}` (constraints,
+//! admitted objects, audit results).
 
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -77,7 +80,29 @@ fn dispatch(state: &AppState, req: &Request, segments: &[String]) -> Result<Resp
             log::info!("state reset");
             Ok(ok(&json!({"reset": true})))
         }
-        ("faults" | "metrics" | "state" | "reset", m) => Err(ArmError::method_not_allowed(m)),
+        ("admission", m) if *m == Method::POST || *m == Method::GET => {
+            let cluster_id: String = segments[2..].iter().map(|s| format!("/{s}")).collect();
+            if *m == Method::GET {
+                return Ok(ok(&crate::emulator::gatekeeper::describe(
+                    state,
+                    &cluster_id,
+                )?));
+            }
+            let review: Value = serde_json::from_slice(&req.body).map_err(|e| {
+                ArmError::bad_request(
+                    "InvalidRequestContent",
+                    format!("Invalid AdmissionReview: {e}"),
+                )
+            })?;
+            Ok(ok(&crate::emulator::gatekeeper::admit(
+                state,
+                &cluster_id,
+                &review,
+            )?))
+        }
+        ("faults" | "metrics" | "state" | "reset" | "admission", m) => {
+            Err(ArmError::method_not_allowed(m))
+        }
         _ => Err(ArmError::not_found(
             "NotFound",
             format!("No emulator control route '{}'.", req.path),

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::{start, Config, RunningEmulator};
 
+mod admission;
 mod clusters;
 mod concurrency;
 mod conformance;

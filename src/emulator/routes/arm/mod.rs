@@ -20,7 +20,7 @@ mod subscriptions;
 mod tenants;
 
 pub(crate) use error::ArmError;
-pub(crate) use managed_clusters::{clusters_under, policy_addon_enabled};
+pub(crate) use managed_clusters::{clusters_under, policy_addon_enabled, settle as settle_cluster};
 pub(crate) use path::ArmPath;
 pub(crate) use policy_definitions::resolve_visible;
 pub(crate) use scope::{stored_of_type, Scope};

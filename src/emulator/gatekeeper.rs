@@ -1,0 +1,600 @@
+//! The emulated AKS policy add-on + Gatekeeper of each cluster: which assignments become
+//! constraints on a cluster, the admission webhook (`POST /_emulator/admission{clusterId}`),
+//! the objects each cluster admitted, and the audit that feeds policy states.
+//!
+//! The semantics live in [`crate::policy::gatekeeper`]; this module supplies the emulator's
+//! assignments, exemptions, clusters, template directory and a compile cache.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use serde_json::{json, Map, Value};
+
+use crate::emulator::routes::arm::{
+    policy_addon_enabled, resolve_visible, settle_cluster, stored_of_type, ArmError, Scope,
+};
+use crate::emulator::state::AppState;
+use crate::emulator::store::{resource_key, StoredResource};
+use crate::policy::gatekeeper::{
+    self as engine, ActiveConstraint, Constraint, ConstraintOrigin, TemplateLookup,
+};
+use crate::policy::rego::{is_cluster_scoped, review_for, CompiledRego};
+use crate::policy::PolicyDefinitionProperties;
+
+/// Our own templates for the built-ins of the embedded catalogue, keyed by store URL path.
+const EMBEDDED_TEMPLATES: &[(&str, &str)] = &[
+    (
+        "kubernetes/container-no-privilege/v2/template.yaml",
+        include_str!("templates/kubernetes/container-no-privilege/v2/template.yaml"),
+    ),
+    (
+        "kubernetes/block-host-namespace/v2/template.yaml",
+        include_str!("templates/kubernetes/block-host-namespace/v2/template.yaml"),
+    ),
+    (
+        "kubernetes/container-allowed-images/v2/template.yaml",
+        include_str!("templates/kubernetes/container-allowed-images/v2/template.yaml"),
+    ),
+    (
+        "kubernetes/container-allowed-capabilities/v2/template.yaml",
+        include_str!("templates/kubernetes/container-allowed-capabilities/v2/template.yaml"),
+    ),
+    (
+        "kubernetes/host-network-ports/v2/template.yaml",
+        include_str!("templates/kubernetes/host-network-ports/v2/template.yaml"),
+    ),
+];
+
+/// Where PublicURL templates come from: a directory keyed by URL path, else the embedded ones.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Templates {
+    pub dir: Option<PathBuf>,
+}
+
+impl TemplateLookup for Templates {
+    fn template_for_path(&self, path: &str) -> Option<String> {
+        if let Some(dir) = &self.dir {
+            // Only plain relative paths: a URL must not reach outside the directory.
+            if !path.split('/').any(|s| s == ".." || s.is_empty()) {
+                let candidates = [Some(dir.join(path)), strip_first(dir, path)];
+                for file in candidates.iter().flatten() {
+                    if let Ok(text) = std::fs::read_to_string(file) {
+                        return Some(text);
+                    }
+                }
+            }
+        }
+        EMBEDDED_TEMPLATES
+            .iter()
+            .find(|(p, _)| *p == path)
+            .map(|(_, t)| t.to_string())
+    }
+}
+
+/// `kubernetes/x/v2/template.yaml` also found as `DIR/x/v2/template.yaml`.
+fn strip_first(dir: &Path, path: &str) -> Option<PathBuf> {
+    path.split_once('/').map(|(_, rest)| dir.join(rest))
+}
+
+/// Compiled templates by Rego text, so audits and admissions don't re-parse.
+#[derive(Default)]
+pub(crate) struct RegoCache {
+    compiled: Mutex<HashMap<String, Arc<CompiledRego>>>,
+}
+
+impl RegoCache {
+    fn get(
+        &self,
+        template: &crate::policy::constraint_template::ConstraintTemplate,
+    ) -> Result<Arc<CompiledRego>, engine::GatekeeperError> {
+        let key = format!(
+            "{:?}|{}|{}",
+            template.rego.version,
+            template.rego.entry,
+            template.rego.libs.join("\u{0}")
+        );
+        let mut guard = match self.compiled.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(c) = guard.get(&key) {
+            return Ok(c.clone());
+        }
+        let compiled = Arc::new(template.compile()?);
+        guard.insert(key, compiled.clone());
+        Ok(compiled)
+    }
+}
+
+/// The constraints installed on one cluster, with problems that kept some out.
+#[derive(Default)]
+pub(crate) struct ClusterConstraints {
+    pub constraints: Vec<(Constraint, Arc<CompiledRego>)>,
+    /// e.g. a template that is not available locally.
+    pub problems: Vec<String>,
+}
+
+impl ClusterConstraints {
+    fn active(&self) -> Vec<ActiveConstraint<'_>> {
+        self.constraints
+            .iter()
+            .map(|(c, r)| ActiveConstraint {
+                constraint: c,
+                rego: r,
+            })
+            .collect()
+    }
+}
+
+/// (member definition id, reference id, member body, parameter values) of an assignment.
+type Member = (String, Option<String>, Value, Map<String, Value>);
+
+const ASSIGNMENTS: &str = "microsoft.authorization/policyassignments";
+const EXEMPTIONS: &str = "microsoft.authorization/policyexemptions";
+
+/// Constraints the add-on would install on `cluster`: every Kubernetes-mode definition of every
+/// assignment covering it (initiatives expanded), minus notScopes and exemptions; none while
+/// the add-on is off.
+pub(crate) fn constraints_for(
+    state: &AppState,
+    cluster: &StoredResource,
+) -> Result<ClusterConstraints, ArmError> {
+    let mut out = ClusterConstraints::default();
+    if !policy_addon_enabled(&cluster.body) {
+        return Ok(out);
+    }
+    let exemptions = exemptions_for(state, &cluster.id)?;
+    for (_, assignment) in stored_of_type(state, ASSIGNMENTS)? {
+        let props = &assignment.body["properties"];
+        let scope_id = props["scope"].as_str().unwrap_or_default();
+        let Ok(scope) = Scope::parse(scope_id) else {
+            continue;
+        };
+        if !scope.contains(state, &cluster.id)? {
+            continue;
+        }
+        let mut excluded = false;
+        for ns in props["notScopes"].as_array().into_iter().flatten() {
+            if let Some(Ok(ns)) = ns.as_str().map(Scope::parse) {
+                excluded |= ns.contains(state, &cluster.id)?;
+            }
+        }
+        if excluded {
+            continue;
+        }
+        let enforce = !props["enforcementMode"]
+            .as_str()
+            .is_some_and(|m| m.eq_ignore_ascii_case("DoNotEnforce"));
+        let supplied = props["parameters"].as_object().cloned().unwrap_or_default();
+        let def_id = props["policyDefinitionId"].as_str().unwrap_or_default();
+        let Some(definition) = resolve_visible(state, &scope, def_id)? else {
+            continue;
+        };
+        let is_set = def_id
+            .to_ascii_lowercase()
+            .contains("/policysetdefinitions/");
+        let mut members: Vec<Member> = Vec::new();
+        if is_set {
+            let set_values = engine::effective_parameters(
+                definition.pointer("/properties/parameters"),
+                &supplied,
+            );
+            for m in definition["properties"]["policyDefinitions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                let mid = m["policyDefinitionId"].as_str().unwrap_or_default();
+                let Some(body) = resolve_visible(state, &scope, mid)? else {
+                    continue;
+                };
+                let given = engine::member_parameters(m.get("parameters"), &set_values);
+                let values =
+                    engine::effective_parameters(body.pointer("/properties/parameters"), &given);
+                let rid = m["policyDefinitionReferenceId"]
+                    .as_str()
+                    .map(str::to_string);
+                members.push((mid.to_string(), rid, body, values));
+            }
+        } else {
+            let values = engine::effective_parameters(
+                definition.pointer("/properties/parameters"),
+                &supplied,
+            );
+            members.push((def_id.to_string(), None, definition.clone(), values));
+        }
+        for (mid, rid, body, values) in members {
+            if exemptions
+                .iter()
+                .any(|e| e.covers(&assignment.id, rid.as_deref()))
+            {
+                continue;
+            }
+            let Ok(properties) =
+                serde_json::from_value::<PolicyDefinitionProperties>(body["properties"].clone())
+            else {
+                continue;
+            };
+            let Some(info) = properties.template_info() else {
+                continue;
+            };
+            let template = match engine::resolve_template(&info, &state.templates) {
+                Ok(t) => t,
+                Err(e) => {
+                    out.problems.push(format!("{mid}: {e}"));
+                    continue;
+                }
+            };
+            let rego = match state.rego_cache.get(&template) {
+                Ok(r) => r,
+                Err(e) => {
+                    out.problems.push(format!("{mid}: {e}"));
+                    continue;
+                }
+            };
+            let rule = properties.policy_rule.clone().unwrap_or(Value::Null);
+            let origin = ConstraintOrigin {
+                assignment_id: assignment.id.clone(),
+                definition_id: mid.clone(),
+                set_definition_id: is_set.then(|| def_id.to_string()),
+                reference_id: rid,
+            };
+            let forced =
+                engine::effect_override(props.get("overrides"), origin.reference_id.as_deref());
+            if let Some(c) = engine::build_constraint_with_effect(
+                &rule,
+                &template,
+                &values,
+                forced.as_deref(),
+                enforce,
+                origin,
+            ) {
+                out.constraints.push((c, rego));
+            }
+        }
+    }
+    for p in &out.problems {
+        log::warn!("cluster {}: {p}", cluster.id);
+    }
+    Ok(out)
+}
+
+/// An exemption that applies to a cluster.
+pub(crate) struct Exemption {
+    assignment_key: String,
+    reference_ids: Vec<String>,
+}
+
+impl Exemption {
+    pub(crate) fn covers(&self, assignment_id: &str, reference_id: Option<&str>) -> bool {
+        if resource_key(assignment_id) != self.assignment_key {
+            return false;
+        }
+        self.reference_ids.is_empty()
+            || reference_id
+                .is_some_and(|r| self.reference_ids.iter().any(|x| x.eq_ignore_ascii_case(r)))
+    }
+}
+
+/// Unexpired exemptions whose scope covers the cluster.
+pub(crate) fn exemptions_for(
+    state: &AppState,
+    cluster_id: &str,
+) -> Result<Vec<Exemption>, ArmError> {
+    let mut out = Vec::new();
+    for (at, e) in stored_of_type(state, EXEMPTIONS)? {
+        let Ok(scope) = Scope::parse(&at) else {
+            continue;
+        };
+        if !scope.contains(state, cluster_id)? {
+            continue;
+        }
+        let props = &e.body["properties"];
+        let expired = props["expiresOn"]
+            .as_str()
+            .and_then(|t| {
+                humantime::parse_rfc3339_weak(t)
+                    .or_else(|_| humantime::parse_rfc3339_weak(t.trim_end_matches('Z')))
+                    .ok()
+            })
+            .is_some_and(|t| t <= SystemTime::now());
+        if expired {
+            continue;
+        }
+        out.push(Exemption {
+            assignment_key: resource_key(props["policyAssignmentId"].as_str().unwrap_or_default()),
+            reference_ids: props["policyDefinitionReferenceIds"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect(),
+        });
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Admitted objects
+
+/// Store id of an admitted object: below the cluster, so deleting the resource group removes it.
+fn object_id(cluster_id: &str, object: &Value) -> String {
+    let api_version = object["apiVersion"].as_str().unwrap_or("v1");
+    let group = match api_version.split_once('/') {
+        Some((g, _)) => g,
+        None => "core",
+    };
+    let kind = object["kind"].as_str().unwrap_or("Unknown");
+    let ns = object
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("_cluster");
+    let name = object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("_unnamed");
+    format!("{cluster_id}/kubernetesObjects/{group}/{kind}/{ns}/{name}")
+}
+
+/// Every object the cluster admitted.
+pub(crate) fn admitted_objects(state: &AppState, cluster_id: &str) -> Result<Vec<Value>, ArmError> {
+    let prefix = format!("{}/kubernetesobjects/", resource_key(cluster_id));
+    Ok(state
+        .store
+        .list_prefix(&prefix)?
+        .into_iter()
+        .map(|r| r.body)
+        .collect())
+}
+
+/// Fills `request.namespace` (and the object's) for namespaced kinds, as the API server does
+/// before calling webhooks.
+fn default_namespace(request: &mut Value) {
+    for key in ["object", "oldObject"] {
+        let Some(object) = request.get_mut(key).filter(|o| o.is_object()) else {
+            continue;
+        };
+        let kind = object["kind"].as_str().unwrap_or_default().to_string();
+        if is_cluster_scoped(&kind) {
+            continue;
+        }
+        if object.pointer("/metadata/namespace").is_none() {
+            if !object["metadata"].is_object() {
+                object["metadata"] = json!({});
+            }
+            object["metadata"]["namespace"] = json!("default");
+        }
+    }
+    let namespaced = request
+        .pointer("/kind/kind")
+        .and_then(Value::as_str)
+        .is_some_and(|k| !is_cluster_scoped(k));
+    let missing = request["namespace"].as_str().is_none_or(str::is_empty);
+    if namespaced && missing {
+        request["namespace"] = json!("default");
+    }
+}
+
+/// Reviews one AdmissionReview for a cluster, remembers what it admitted, and answers with an
+/// AdmissionReview response.
+pub(crate) fn admit(
+    state: &AppState,
+    cluster_id: &str,
+    admission_review: &Value,
+) -> Result<Value, ArmError> {
+    let Some(cluster) = settle_cluster(state, cluster_id)? else {
+        return Err(ArmError::not_found(
+            "ResourceNotFound",
+            format!("The managed cluster '{cluster_id}' was not found."),
+        ));
+    };
+    let Some(request) = admission_review.get("request").filter(|r| r.is_object()) else {
+        return Err(ArmError::bad_request(
+            "InvalidRequestContent",
+            "Expected an admission.k8s.io/v1 AdmissionReview with a 'request'.",
+        ));
+    };
+    let mut request = request.clone();
+    if request.get("kind").is_none_or(|k| !k.is_object()) {
+        // Tolerate hand-written reviews that omit kind: take it from the object.
+        let object = request.get("object").cloned().unwrap_or(Value::Null);
+        let bare = review_for(&object);
+        request["kind"] = bare["kind"].clone();
+        request["name"] = bare["name"].clone();
+    }
+    default_namespace(&mut request);
+    let wrapped = json!({"kind": "AdmissionReview", "request": request});
+    let review = review_for(&wrapped);
+    let constraints = constraints_for(state, &cluster)?;
+    let objects = admitted_objects(state, &cluster.id)?;
+    let inventory = crate::policy::rego::inventory_from(&objects);
+    let decision = engine::decide(&review, &constraints.active(), &inventory);
+    for e in &decision.errors {
+        log::warn!("cluster {}: {e}", cluster.id);
+    }
+    let dry_run = request["dryRun"].as_bool().unwrap_or(false);
+    if decision.allowed() && !dry_run {
+        remember(state, &cluster.id, &request)?;
+    }
+    Ok(engine::admission_response(
+        request.get("uid").unwrap_or(&Value::Null),
+        &decision,
+    ))
+}
+
+fn remember(state: &AppState, cluster_id: &str, request: &Value) -> Result<(), ArmError> {
+    let operation = request["operation"].as_str().unwrap_or("CREATE");
+    if operation.eq_ignore_ascii_case("DELETE") {
+        if let Some(old) = request.get("oldObject").filter(|o| o.is_object()) {
+            state.store.delete(&object_id(cluster_id, old))?;
+        }
+        return Ok(());
+    }
+    if operation.eq_ignore_ascii_case("CONNECT") {
+        return Ok(());
+    }
+    if let Some(object) = request.get("object").filter(|o| o.is_object()) {
+        state
+            .store
+            .put(&object_id(cluster_id, object), object.clone())?;
+    }
+    Ok(())
+}
+
+/// What the cluster looks like to Gatekeeper: constraints, admitted objects, audit results.
+pub(crate) fn describe(state: &AppState, cluster_id: &str) -> Result<Value, ArmError> {
+    let Some(cluster) = settle_cluster(state, cluster_id)? else {
+        return Err(ArmError::not_found(
+            "ResourceNotFound",
+            format!("The managed cluster '{cluster_id}' was not found."),
+        ));
+    };
+    let constraints = constraints_for(state, &cluster)?;
+    let objects = admitted_objects(state, &cluster.id)?;
+    let audit = engine::audit(&objects, &constraints.active());
+    let docs: Vec<Value> = constraints
+        .constraints
+        .iter()
+        .map(|(c, _)| {
+            let mut doc = c.document();
+            let violations: Vec<Value> = audit
+                .get(&c.name)
+                .into_iter()
+                .flatten()
+                .map(|v| json!({"message": v.message, "enforcementAction": v.action.as_str()}))
+                .collect();
+            doc["status"] = json!({"totalViolations": violations.len(), "violations": violations});
+            doc
+        })
+        .collect();
+    Ok(json!({
+        "cluster": cluster.id,
+        "addonEnabled": policy_addon_enabled(&cluster.body),
+        "constraints": docs,
+        "objects": objects,
+        "problems": constraints.problems,
+    }))
+}
+
+/// Audit of one cluster: per (assignment, definition, reference) key, whether any admitted
+/// object violates it. `None` when the add-on is off (no Kubernetes data is reported).
+pub(crate) fn audit_cluster(
+    state: &AppState,
+    cluster: &StoredResource,
+) -> Result<Option<HashMap<String, bool>>, ArmError> {
+    if !policy_addon_enabled(&cluster.body) {
+        return Ok(None);
+    }
+    let constraints = constraints_for(state, cluster)?;
+    let objects = admitted_objects(state, &cluster.id)?;
+    let audit = engine::audit(&objects, &constraints.active());
+    let mut out = HashMap::new();
+    for (c, _) in &constraints.constraints {
+        let violated = audit.get(&c.name).is_some_and(|v| !v.is_empty());
+        let key = audit_key(
+            &c.origin.assignment_id,
+            &c.origin.definition_id,
+            c.origin.reference_id.as_deref(),
+        );
+        let entry = out.entry(key).or_insert(false);
+        *entry |= violated;
+    }
+    Ok(Some(out))
+}
+
+/// Key of one assignment member in [`audit_cluster`]'s answer.
+pub(crate) fn audit_key(
+    assignment_id: &str,
+    definition_id: &str,
+    reference_id: Option<&str>,
+) -> String {
+    format!(
+        "{}|{}|{}",
+        resource_key(assignment_id),
+        resource_key(definition_id),
+        reference_id.unwrap_or("").to_ascii_lowercase()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_templates_parse_and_compile() {
+        for (path, yaml) in EMBEDDED_TEMPLATES {
+            let t = crate::policy::constraint_template::ConstraintTemplate::parse(yaml)
+                .unwrap_or_else(|e| panic!("{path}: {e}"));
+            t.compile().unwrap_or_else(|e| panic!("{path}: {e}"));
+        }
+        let templates = Templates::default();
+        assert!(templates
+            .template_for_path("kubernetes/container-no-privilege/v2/template.yaml")
+            .is_some());
+        assert!(templates
+            .template_for_path("kubernetes/nope/v1/template.yaml")
+            .is_none());
+    }
+
+    #[test]
+    fn template_directory_is_keyed_by_url_path_and_wins() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = "kubernetes/container-no-privilege/v2/template.yaml";
+        let file = dir.path().join(path);
+        std::fs::create_dir_all(file.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&file, "# mine\n").expect("write");
+        std::fs::create_dir_all(dir.path().join("other/v1")).expect("mkdir");
+        std::fs::write(dir.path().join("other/v1/template.yaml"), "# short\n").expect("write");
+        let templates = Templates {
+            dir: Some(dir.path().to_path_buf()),
+        };
+        assert_eq!(
+            templates.template_for_path(path).as_deref(),
+            Some("# mine\n")
+        );
+        // Without the leading `kubernetes/` too, and never outside the directory.
+        assert_eq!(
+            templates
+                .template_for_path("kubernetes/other/v1/template.yaml")
+                .as_deref(),
+            Some("# short\n")
+        );
+        assert!(templates.template_for_path("../etc/passwd").is_none());
+        // Embedded ones still answer for paths the directory lacks.
+        assert!(templates
+            .template_for_path("kubernetes/host-network-ports/v2/template.yaml")
+            .is_some());
+    }
+
+    #[test]
+    fn no_privilege_template_behaves() {
+        let t =
+            crate::policy::constraint_template::ConstraintTemplate::parse(EMBEDDED_TEMPLATES[0].1)
+                .unwrap();
+        let pod = |privileged: bool, image: &str| {
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+                "spec": {"containers": [{"name": "app", "image": image,
+                    "securityContext": {"privileged": privileged}}]}})
+        };
+        let params = json!({"excludedContainers": [], "excludedImages": ["registry.local/debug*"]});
+        let v = t.evaluate(&params, &pod(true, "nginx"), &[]).unwrap();
+        assert_eq!(v.len(), 1);
+        assert!(
+            v[0].msg
+                .starts_with("Privileged container is not allowed: app"),
+            "{}",
+            v[0].msg
+        );
+        assert!(t
+            .evaluate(&params, &pod(false, "nginx"), &[])
+            .unwrap()
+            .is_empty());
+        assert!(t
+            .evaluate(&params, &pod(true, "registry.local/debug:1"), &[])
+            .unwrap()
+            .is_empty());
+    }
+}

@@ -1,0 +1,135 @@
+//! The per-cluster Gatekeeper over HTTPS: an initiative assigned with DoNotEnforce and an
+//! override, a direct deny assignment, the webhook answer and the describe view.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use super::clusters::fast_emu;
+
+const AKS_API: &str = "api-version=2026-04-01";
+const POLICY_API: &str = "api-version=2025-03-01";
+
+fn privileged_deployment(ns: &str) -> Value {
+    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+        "uid": "u-1", "operation": "CREATE",
+        "kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
+        "namespace": ns, "name": "web",
+        "object": {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": ns},
+            "spec": {"template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [
+                {"name": "app", "image": "nginx", "securityContext": {"privileged": true}}]}}}}}})
+}
+
+#[tokio::test]
+async fn webhook_denies_and_audit_reports() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (emu, token, sub) = fast_emu(dir.path(), 0).await;
+    let rg = format!("{sub}/resourceGroups/rg");
+    let cluster = format!("{rg}/providers/Microsoft.ContainerService/managedClusters/c1");
+    let (status, _, body) = emu
+        .send(&token, Method::PUT, &format!("{cluster}?{AKS_API}"), Some(&json!({
+            "location": "westeurope",
+            "properties": {"dnsPrefix": "c1", "addonProfiles": {"azurepolicy": {"enabled": true}}}
+        })))
+        .await;
+    assert!(status.is_success(), "{body}");
+    let admit = |review: Value| {
+        let emu = &emu;
+        let token = &token;
+        let cluster = &cluster;
+        async move {
+            let (status, _, body) = emu
+                .send(
+                    token,
+                    Method::POST,
+                    &format!("/_emulator/admission{cluster}"),
+                    Some(&review),
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            body
+        }
+    };
+    // No assignment yet: admitted.
+    let answer = admit(privileged_deployment("apps")).await;
+    assert_eq!(answer["response"]["allowed"], true, "{answer}");
+
+    // The baseline initiative with DoNotEnforce only audits.
+    let set = "/providers/Microsoft.Authorization/policySetDefinitions/a8640138-9b0a-4a28-b8cb-1666c838647d";
+    let (status, _, body) = emu
+        .send(&token, Method::PUT, &format!("{rg}/providers/Microsoft.Authorization/policyAssignments/baseline?{POLICY_API}"),
+            Some(&json!({"properties": {"policyDefinitionId": set, "enforcementMode": "DoNotEnforce"}})))
+        .await;
+    assert!(status.is_success(), "{body}");
+    let answer = admit(privileged_deployment("apps")).await;
+    assert_eq!(answer["response"]["allowed"], true, "{answer}");
+
+    // A direct assignment with deny and expansion refuses it, in Gatekeeper's format.
+    let def =
+        "/providers/Microsoft.Authorization/policyDefinitions/95edb821-ddaf-4404-9732-666045e056b4";
+    let (status, _, body) = emu
+        .send(
+            &token,
+            Method::PUT,
+            &format!("{rg}/providers/Microsoft.Authorization/policyAssignments/deny?{POLICY_API}"),
+            Some(
+                &json!({"properties": {"policyDefinitionId": def, "parameters": {
+                "effect": {"value": "Deny"}, "source": {"value": "Generated"}}}}),
+            ),
+        )
+        .await;
+    assert!(status.is_success(), "{body}");
+    let answer = admit(privileged_deployment("apps")).await;
+    assert_eq!(answer["response"]["allowed"], false, "{answer}");
+    assert_eq!(answer["response"]["uid"], "u-1");
+    assert_eq!(answer["response"]["status"]["code"], 403);
+    let message = answer["response"]["status"]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        message.starts_with("[azurepolicy-k8sazurev2noprivilege-"),
+        "{message}"
+    );
+    assert!(
+        message.contains("Privileged container is not allowed: app"),
+        "{message}"
+    );
+
+    // The add-on's own namespaces are never reviewed, so this one is admitted and audited
+    // by nothing; the describe view lists the constraints and the admitted objects.
+    let answer = admit(privileged_deployment("kube-system")).await;
+    assert_eq!(answer["response"]["allowed"], true, "{answer}");
+    let (status, _, view) = emu
+        .send(
+            &token,
+            Method::GET,
+            &format!("/_emulator/admission{cluster}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    let actions: Vec<&str> = view["constraints"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["spec"]["enforcementAction"].as_str())
+        .collect();
+    assert!(
+        actions.contains(&"deny") && actions.contains(&"dryrun"),
+        "{actions:?}"
+    );
+    // Two objects: the first admitted Deployment in apps (replaced) and the kube-system one.
+    assert_eq!(view["objects"].as_array().map(Vec::len), Some(2), "{view}");
+
+    // The admitted privileged Deployment makes the cluster non-compliant with the deny
+    // assignment (its audit sees the generated Pod).
+    let (status, _, summary) = emu
+        .send(&token, Method::POST, &format!("{rg}/providers/Microsoft.Authorization/policyAssignments/deny/providers/Microsoft.PolicyInsights/policyStates/latest/summarize?api-version=2019-10-01"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{summary}");
+    assert_eq!(
+        summary["value"][0]["results"]["nonCompliantResources"], 1,
+        "{summary}"
+    );
+    emu.running.shutdown().await;
+}
