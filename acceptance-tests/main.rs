@@ -12,3 +12,4 @@ mod examples;
 mod kubernetes_definition;
 mod provider_config;
 mod release;
+mod reliability;
