@@ -177,12 +177,13 @@ fn timed(ws: &Workspace, args: &[&str], provider_comm: &str) -> Timed {
     }
 }
 
-/// VmHWM (peak resident set, kB) of every child of `parent` whose comm starts with `comm`.
+/// VmHWM (peak resident set, kB) of every descendant of `parent` whose name starts like `comm`
+/// (Terraform re-executes itself under panicwrap, so providers are grandchildren).
 fn provider_hwm(parent: u32, comm: &str) -> Vec<u64> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
-    let mut out = Vec::new();
+    let mut procs: BTreeMap<u32, (u32, String, Option<u64>)> = BTreeMap::new();
     for e in entries.flatten() {
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
             continue;
@@ -196,30 +197,32 @@ fn provider_hwm(parent: u32, comm: &str) -> Vec<u64> {
                 .find_map(|l| l.strip_prefix(name))
                 .map(|v| v.trim().to_string())
         };
-        let name = field("Name:").unwrap_or_default();
-        // comm is cut to 15 characters.
-        if !comm.starts_with(&name) || name.len() < 10 {
-            continue;
-        }
-        if field("PPid:").and_then(|p| p.parse::<u32>().ok()) != Some(parent) {
-            continue;
-        }
-        if let Some(kb) = field("VmHWM:")
-            .and_then(|v| v.trim_end_matches("kB").trim().parse::<u64>().ok())
-        {
-            out.push(kb);
-        }
+        let ppid = field("PPid:").and_then(|p| p.parse().ok()).unwrap_or(0);
+        let hwm = field("VmHWM:").and_then(|v| v.trim_end_matches("kB").trim().parse().ok());
+        procs.insert(pid, (ppid, field("Name:").unwrap_or_default(), hwm));
     }
-    out
+    let descends = |mut pid: u32| {
+        for _ in 0..8 {
+            match procs.get(&pid) {
+                Some((ppid, _, _)) if *ppid == parent => return true,
+                Some((ppid, _, _)) if *ppid > 1 => pid = *ppid,
+                _ => return false,
+            }
+        }
+        false
+    };
+    procs
+        .iter()
+        // comm is cut to 15 characters.
+        .filter(|(_, (_, name, _))| name.len() >= 10 && comm.starts_with(name.as_str()))
+        .filter(|(pid, _)| descends(**pid))
+        .filter_map(|(_, (_, _, hwm))| *hwm)
+        .collect()
 }
 
 fn must(t: &Timed, what: &str) {
     if t.run.code != 0 {
-        panic!(
-            "{what} failed (exit {}):\n{}",
-            t.run.code,
-            t.run.combined()
-        );
+        panic!("{what} failed (exit {}):\n{}", t.run.code, t.run.combined());
     }
 }
 
@@ -289,7 +292,9 @@ fn delta(before: &Metrics, after: &Metrics) -> Metrics {
     after
         .iter()
         .filter(|((_, route, _), _)| {
-            !route.starts_with("/_emulator") && !route.contains("oauth2") && route != "/metadata/endpoints"
+            !route.starts_with("/_emulator")
+                && !route.contains("oauth2")
+                && route != "/metadata/endpoints"
                 && !route.starts_with("/metadata")
         })
         .filter_map(|(k, v)| {
@@ -385,7 +390,11 @@ impl Bench {
         must(&apply, "null apply");
         let refresh = timed(&ws, &strs(&self.plan_args(true)), "terraform-provider-null");
         must(&refresh, "null refresh plan");
-        let noop = timed(&ws, &strs(&self.plan_args(false)), "terraform-provider-null");
+        let noop = timed(
+            &ws,
+            &strs(&self.plan_args(false)),
+            "terraform-provider-null",
+        );
         must(&noop, "null no-op plan");
         json!({"apply": apply.json(), "refresh_plan": refresh.json(), "noop_plan": noop.json()})
     }
@@ -445,13 +454,21 @@ resource "akspolicy_assignment" "a" {{
         let emulator = Emulator::start();
         let ws = self.akspolicy_workspace(&emulator, 1);
         let ours_schema = median_seconds(|| {
-            let t = timed(&ws, &["providers", "schema", "-json"], "terraform-provider-akspolicy");
+            let t = timed(
+                &ws,
+                &["providers", "schema", "-json"],
+                "terraform-provider-akspolicy",
+            );
             must(&t, "akspolicy providers schema -json");
             t.seconds
         });
         let nws = self.null_workspace(1);
         let null_schema = median_seconds(|| {
-            let t = timed(&nws, &["providers", "schema", "-json"], "terraform-provider-null");
+            let t = timed(
+                &nws,
+                &["providers", "schema", "-json"],
+                "terraform-provider-null",
+            );
             must(&t, "null providers schema -json");
             t.seconds
         });
@@ -469,7 +486,11 @@ resource "akspolicy_assignment" "a" {{
         ctl.faults(&json!({"throttle": true}));
         let ws = self.akspolicy_workspace(&emulator, n);
         let before = ctl.metrics();
-        let t = timed(&ws, &strs(&self.apply_args()), "terraform-provider-akspolicy");
+        let t = timed(
+            &ws,
+            &strs(&self.apply_args()),
+            "terraform-provider-akspolicy",
+        );
         let calls = delta(&before, &ctl.metrics());
         let bound = bucket_bound_seconds(&calls);
         let summary = summarize(&calls, n);
@@ -568,8 +589,12 @@ fn evaluate(r: &Json) -> Vec<Json> {
             .cloned()
     };
     if let Some(s) = at(1000) {
-        let ours = s["akspolicy"]["refresh_plan"]["seconds"].as_f64().unwrap_or(0.0);
-        let floor = s["null"]["refresh_plan"]["seconds"].as_f64().unwrap_or(f64::MAX);
+        let ours = s["akspolicy"]["refresh_plan"]["seconds"]
+            .as_f64()
+            .unwrap_or(0.0);
+        let floor = s["null"]["refresh_plan"]["seconds"]
+            .as_f64()
+            .unwrap_or(f64::MAX);
         let ratio = ours / floor;
         target(
             "refresh plan at N=1000 <= 1.5x the floor",
@@ -579,12 +604,17 @@ fn evaluate(r: &Json) -> Vec<Json> {
     }
     for s in &scale {
         let arm = &s["akspolicy"]["refresh_plan"]["arm"];
-        let gets = arm["assignment_calls_per_resource"]["GET"].as_f64().unwrap_or(0.0);
+        let gets = arm["assignment_calls_per_resource"]["GET"]
+            .as_f64()
+            .unwrap_or(0.0);
         let all = arm["per_resource"].as_f64().unwrap_or(0.0);
         target(
             "exactly one GET per resource per refresh",
             Some((gets - 1.0).abs() < 1e-9),
-            format!("N={}: {gets} assignment GETs, {all} ARM calls per resource", s["n"]),
+            format!(
+                "N={}: {gets} assignment GETs, {all} ARM calls per resource",
+                s["n"]
+            ),
         );
         let arm = &s["akspolicy"]["apply"]["arm"]["assignment_calls_per_resource"];
         let get = arm["GET"].as_f64().unwrap_or(0.0);
@@ -620,9 +650,14 @@ fn evaluate(r: &Json) -> Vec<Json> {
             Some(ok && ratio.is_some_and(|x| x <= 1.2)),
             format!(
                 "N={}: {}s vs bound {}s ({}), {} 429s, {} errors",
-                t["n"], t["seconds"], t["bucket_bound_seconds"],
-                ratio.map_or("bound 0: within the burst".to_string(), |x| format!("{x:.2}x")),
-                t["throttled_429"], t["terraform_errors"]
+                t["n"],
+                t["seconds"],
+                t["bucket_bound_seconds"],
+                ratio.map_or("bound 0: within the burst".to_string(), |x| format!(
+                    "{x:.2}x"
+                )),
+                t["throttled_429"],
+                t["terraform_errors"]
             ),
         );
     }
@@ -662,14 +697,17 @@ fn print_report(all: &Json) {
             let null = sc["null"][phase]["seconds"].as_f64().unwrap_or(0.0);
             println!(
                 "{:>6} {:<13} {:>9.2} {:>9.2} {:>6.2}x {:>9.2} {:>11} {:>9} {:>9.1}",
-                sc["n"],
+                sc["n"].to_string(),
                 phase,
                 ours,
                 null,
                 if null > 0.0 { ours / null } else { 0.0 },
                 ours * 1000.0 / n,
-                o["arm"]["per_resource"],
-                o["arm"]["assignment_calls_per_resource"]["GET"],
+                o["arm"]["per_resource"].to_string(),
+                o["arm"]["assignment_calls_per_resource"]["GET"]
+                    .as_f64()
+                    .unwrap_or(0.0)
+                    .to_string(),
                 o["provider_peak_rss_kb"].as_f64().unwrap_or(0.0) / 1024.0,
             );
         }
@@ -678,8 +716,12 @@ fn print_report(all: &Json) {
     if t.is_object() {
         println!(
             "\nthrottled apply N={}: {}s, bucket-bound minimum {}s, ratio {}, 429s {}, errors {}",
-            t["n"], t["seconds"], t["bucket_bound_seconds"], t["ratio_to_bound"],
-            t["throttled_429"], t["terraform_errors"]
+            t["n"],
+            t["seconds"],
+            t["bucket_bound_seconds"],
+            t["ratio_to_bound"],
+            t["throttled_429"],
+            t["terraform_errors"]
         );
     }
     println!("\ntargets:");

@@ -153,10 +153,13 @@ fn schema_types() -> Vec<Type> {
         ("count".to_string(), Type::Number),
         ("on".to_string(), Type::Bool),
         ("tags".to_string(), Type::map(Type::String)),
-        ("items".to_string(), Type::list(Type::Object(BTreeMap::from([(
-            "id".to_string(),
-            Type::String,
-        )])))),
+        (
+            "items".to_string(),
+            Type::list(Type::Object(BTreeMap::from([(
+                "id".to_string(),
+                Type::String,
+            )]))),
+        ),
         ("any".to_string(), Type::Dynamic),
     ]));
     vec![
@@ -193,7 +196,9 @@ fn json_value_decoder_never_panics() {
     run(
         "json decode",
         &value_seeds(),
-        &[b"{", b"}", b"[", b"]", b"\"", b"\\u0000", b"1e999", b"null", b","],
+        &[
+            b"{", b"}", b"[", b"]", b"\"", b"\\u0000", b"1e999", b"null", b",",
+        ],
         5000,
         |input| {
             for ty in &types {
@@ -225,12 +230,12 @@ fn msgpack_value_decoder_never_panics() {
         "msgpack decode",
         &seeds,
         &[
-            &[0xd4, 0x00, 0x00],       // unknown value extension
-            &[0xc0],                   // nil
-            &[0xdd, 0xff, 0xff, 0xff, 0xff], // array of 4 billion
-            &[0xdf, 0x7f, 0xff, 0xff, 0xff], // huge map
+            &[0xd4, 0x00, 0x00],                   // unknown value extension
+            &[0xc0],                               // nil
+            &[0xdd, 0xff, 0xff, 0xff, 0xff],       // array of 4 billion
+            &[0xdf, 0x7f, 0xff, 0xff, 0xff],       // huge map
             &[0xcb, 0x7f, 0xf8, 0, 0, 0, 0, 0, 0], // NaN
-            &[0xd9, 0xff],             // str8 longer than the input
+            &[0xd9, 0xff],                         // str8 longer than the input
         ],
         5000,
         |input| {
@@ -282,8 +287,19 @@ fn constraint_template_parser_never_panics() {
         "constraint template",
         &[TEMPLATE.as_bytes().to_vec()],
         &[
-            b": ", b"\n- ", b"&a ", b"*a", b"!!binary ", b"{", b"[", b"'", b"\"", b"|\n", b"---\n",
-            b"<<: *a\n", b"\t",
+            b": ",
+            b"\n- ",
+            b"&a ",
+            b"*a",
+            b"!!binary ",
+            b"{",
+            b"[",
+            b"'",
+            b"\"",
+            b"|\n",
+            b"---\n",
+            b"<<: *a\n",
+            b"\t",
         ],
         2000,
         |input| {
@@ -306,7 +322,17 @@ violation[{"msg": msg}] {
     run(
         "rego compile",
         &[entry.as_bytes().to_vec()],
-        &[b"{", b"}", b"[_]", b":=", b"import future.keywords\n", b"some x in ", b"\"", b"`", b"#"],
+        &[
+            b"{",
+            b"}",
+            b"[_]",
+            b":=",
+            b"import future.keywords\n",
+            b"some x in ",
+            b"\"",
+            b"`",
+            b"#",
+        ],
         1000,
         |input| {
             if let Ok(text) = std::str::from_utf8(input) {
@@ -336,7 +362,16 @@ fn resource_id_parser_never_panics() {
     run(
         "resource id",
         &seeds,
-        &[b"/", b"//", b"providers", b"/subscriptions/", b"%2F", b"\xc3\xa9", b"?", b" "],
+        &[
+            b"/",
+            b"//",
+            b"providers",
+            b"/subscriptions/",
+            b"%2F",
+            b"\xc3\xa9",
+            b"?",
+            b" ",
+        ],
         20000,
         |input| {
             if let Ok(text) = std::str::from_utf8(input) {
