@@ -199,7 +199,7 @@ fn json_value_decoder_never_panics() {
         &[
             b"{", b"}", b"[", b"]", b"\"", b"\\u0000", b"1e999", b"null", b",",
         ],
-        5000,
+        20000,
         |input| {
             for ty in &types {
                 if let Ok(v) = wire_json::decode(input, ty, true) {
@@ -237,7 +237,7 @@ fn msgpack_value_decoder_never_panics() {
             &[0xcb, 0x7f, 0xf8, 0, 0, 0, 0, 0, 0], // NaN
             &[0xd9, 0xff],                         // str8 longer than the input
         ],
-        5000,
+        20000,
         |input| {
             for ty in &types {
                 if let Ok(v) = msgpack::decode(input, ty) {
@@ -301,7 +301,7 @@ fn constraint_template_parser_never_panics() {
             b"<<: *a\n",
             b"\t",
         ],
-        2000,
+        5000,
         |input| {
             if let Ok(text) = std::str::from_utf8(input) {
                 let _ = ConstraintTemplate::parse(text);
@@ -333,7 +333,7 @@ violation[{"msg": msg}] {
             b"`",
             b"#",
         ],
-        1000,
+        3000,
         |input| {
             if let Ok(text) = std::str::from_utf8(input) {
                 for version in [RegoVersion::V0, RegoVersion::V1] {
