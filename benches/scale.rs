@@ -494,12 +494,21 @@ resource "akspolicy_assignment" "a" {{
         let calls = delta(&before, &ctl.metrics());
         let bound = bucket_bound_seconds(&calls);
         let summary = summarize(&calls, n);
-        let tf_errors = t.run.combined().matches("Error:").count();
+        let output = t.run.combined();
+        let tf_errors = output.matches("Error:").count();
+        // The first few diagnostics, so a failure can be read from the JSON alone.
+        let error_excerpt: Vec<String> = output
+            .split("Error:")
+            .skip(1)
+            .take(3)
+            .map(|e| e.chars().take(600).collect())
+            .collect();
         json!({
             "n": n,
             "seconds": round3(t.seconds),
             "exit": t.run.code,
             "terraform_errors": tf_errors,
+            "error_excerpt": error_excerpt,
             "bucket_bound_seconds": round3(bound),
             "ratio_to_bound": if bound > 0.0 { json!(round3(t.seconds / bound)) } else { Json::Null },
             "throttled_429": summary["throttled_429"],
