@@ -19,7 +19,7 @@ HOST_TRIPLE := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
 RELEASE_TARGETS ?= $(HOST_TRIPLE)
 PACKAGE := bash acceptance-tests/setup/package-provider.sh
 
-.PHONY: help build terraform test test-unit test-acceptance lint fmt demo demo-stop emulator docs clean install release
+.PHONY: help build terraform test test-unit test-acceptance lint fmt demo demo-stop emulator docs clean install release bench soak null-provider
 
 help: ## Show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -74,3 +74,26 @@ clean:
 
 docs: ## Regenerate docs/ from the schemas and examples
 	AKSPOLICY_UPDATE_DOCS=1 $(CARGO) test --test acceptance docs::
+
+# --- Benchmarks and soak -------------------------------------------------------------------
+# `make bench BENCH_SIZES=100` for a quick run; BENCH_PROFILE=dev skips the release build.
+BENCH_PROFILE ?= release
+BENCH_PROFILE_FLAG := $(if $(filter release bench,$(BENCH_PROFILE)),,--profile $(BENCH_PROFILE))
+SOAK_N ?= 200
+SOAK_CYCLES ?= 3
+FUZZ_SECONDS ?= 120
+
+null-provider: ## Install the Go null provider (bench baseline, from PyPI) into .tools/null-mirror
+	@bash acceptance-tests/setup/install-null-provider.sh
+
+bench: terraform null-provider ## Scale, startup and throttling vs the Go null provider; JSON in target/bench
+	AKSPOLICY_TERRAFORM=$(TERRAFORM) $(CARGO) bench --bench scale $(BENCH_PROFILE_FLAG)
+
+soak: terraform ## Long reliability cycles (SOAK_N, SOAK_CYCLES) and FUZZ_SECONDS of fuzzing per target
+	AKSPOLICY_TERRAFORM=$(TERRAFORM) RELIABILITY_N=$(SOAK_N) RELIABILITY_CYCLES=$(SOAK_CYCLES) \
+	  $(CARGO) test --test acceptance reliability:: -- --test-threads=1
+	FUZZ_SECONDS=$(FUZZ_SECONDS) $(CARGO) test --test fuzz -- --test-threads=1 --nocapture
+	@if command -v cargo-fuzz >/dev/null && rustup toolchain list 2>/dev/null | grep -q nightly; then \
+	  cd fuzz && for t in msgpack_value json_value constraint_template resource_id; do \
+	    $(CARGO) +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; done; \
+	else echo "soak: cargo-fuzz or a nightly toolchain missing; ran the randomized fuzz tests only"; fi

@@ -13,4 +13,5 @@ mod examples;
 mod kubernetes_definition;
 mod provider_config;
 mod release;
+mod reliability;
 mod remediation;

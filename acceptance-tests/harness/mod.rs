@@ -132,6 +132,30 @@ impl Emulator {
             .to_string()
     }
 
+    /// An ARM call with a token the caller fetched once (for many calls in a row).
+    pub fn arm_with(
+        &self,
+        token: &str,
+        method: &str,
+        path_and_query: &str,
+        body: Option<&Json>,
+    ) -> (u16, Json) {
+        let url = format!(
+            "{}{}",
+            self.env["ARM_RESOURCE_MANAGER_ENDPOINT"].trim_end_matches('/'),
+            path_and_query
+        );
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("HTTP method");
+        let mut req = self.http().request(method, url).bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().expect("ARM request");
+        let status = resp.status().as_u16();
+        let text = resp.text().unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Json::Null))
+    }
+
     fn http(&self) -> reqwest::blocking::Client {
         let ca = std::fs::read(self.state_dir.path().join("ca.pem")).expect("emulator ca.pem");
         reqwest::blocking::Client::builder()
@@ -219,7 +243,7 @@ pub struct TfRun {
 }
 
 impl TfRun {
-    fn from(out: Output) -> TfRun {
+    pub fn from(out: Output) -> TfRun {
         TfRun {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -292,6 +316,13 @@ impl Workspace {
     }
 
     pub fn terraform(&self, args: &[&str]) -> TfRun {
+        let mut cmd = self.command(args);
+        TfRun::from(cmd.output().expect("run terraform"))
+    }
+
+    /// The `terraform` command `terraform()` runs, prepared but not started (for callers that
+    /// spawn it: signals, timeouts, sampling the provider's memory).
+    pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(terraform_binary());
         cmd.args(args)
             .current_dir(self.dir.path())
@@ -308,7 +339,7 @@ impl Workspace {
             }
         }
         cmd.envs(&self.env);
-        TfRun::from(cmd.output().expect("run terraform"))
+        cmd
     }
 
     pub fn validate(&self) -> TfRun {

@@ -25,6 +25,10 @@ pub struct RetryPolicy {
     pub max_retry_after: Duration,
     /// Optional budget for one call including all retries.
     pub deadline: Option<Duration>,
+    /// Retries of a 429 that says when to come back (`Retry-After`), counted apart from
+    /// `max_retries`: ARM throttling is expected under a large parallel apply and waiting it
+    /// out is the right answer, not failing the resource (default 12).
+    pub max_throttled_retries: u32,
 }
 
 impl Default for RetryPolicy {
@@ -35,6 +39,7 @@ impl Default for RetryPolicy {
             max_delay: Duration::from_secs(60),
             max_retry_after: Duration::from_secs(300),
             deadline: None,
+            max_throttled_retries: 12,
         }
     }
 }
@@ -482,6 +487,7 @@ impl ArmClient {
         let started = Instant::now();
         let idempotent = method != Method::POST;
         let mut retry = 0u32;
+        let mut throttled = 0u32;
         let mut refreshed_after_401 = false;
         let mut last_status: Option<u16> = None;
         let subscription = super::pacing::subscription_of(url);
@@ -602,6 +608,27 @@ impl ArmClient {
                     };
                     if !retryable {
                         return Ok(raw);
+                    }
+                    let hinted_429 = status == 429 && retry_after(&raw.headers).is_some();
+                    if hinted_429 && throttled < policy.max_throttled_retries {
+                        throttled += 1;
+                        let wait = retry_after(&raw.headers)
+                            .map(|d| d.min(policy.max_retry_after))
+                            .unwrap_or_else(|| policy.backoff(retry));
+                        if let Some(deadline) = policy.deadline {
+                            if started.elapsed() + wait > deadline {
+                                return Err(ArmError::Timeout(format!(
+                                    "{method} {shown}: throttled (429) and the {}s deadline would pass before ARM's Retry-After",
+                                    deadline.as_secs()
+                                )));
+                            }
+                        }
+                        log::debug!(
+                            "{method} {shown}: throttled, waiting {}ms as ARM asks",
+                            wait.as_millis()
+                        );
+                        tokio::time::sleep(wait).await;
+                        continue;
                     }
                     if retry >= policy.max_retries {
                         if status == 429 {
@@ -766,6 +793,7 @@ mod tests {
             max_delay: Duration::from_millis(20),
             max_retry_after: Duration::from_secs(5),
             deadline: None,
+            max_throttled_retries: 12,
         }
     }
 
@@ -922,6 +950,7 @@ mod tests {
             TestServer::start(|_| Response::json(429, "{}").with_header("Retry-After", "1")).await;
         let mut p = fast();
         p.max_retries = 1;
+        p.max_throttled_retries = 0;
         let c = client_for(&server, p).await;
         let t = Instant::now();
         let e = c.get::<serde_json::Value>("/x", "1").await.unwrap_err();

@@ -254,6 +254,25 @@ async fn run_until(
     }
 }
 
+/// Shuts down when Terraform dies without calling Shutdown (e.g. SIGKILL): an orphaned
+/// provider would otherwise live on and hold Terraform's output pipes open.
+fn watch_parent(shutdown: CancellationToken) {
+    let parent = std::os::unix::process::parent_id();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
+            }
+            if std::os::unix::process::parent_id() != parent {
+                log::warn!("plugin: Terraform (pid {parent}) went away; shutting down");
+                shutdown.cancel();
+                return;
+            }
+        }
+    });
+}
+
 /// Makes Ctrl-C harmless (Terraform cancels through `Stop`) and turns SIGTERM into a shutdown.
 fn install_signal_handlers(shutdown: CancellationToken) -> Result<(), ServeError> {
     use tokio::signal::unix::{signal, SignalKind};
@@ -286,6 +305,7 @@ pub async fn serve<P: Provider>(provider: P) -> Result<(), ServeError> {
 
     let shutdown = CancellationToken::new();
     install_signal_handlers(shutdown.clone())?;
+    watch_parent(shutdown.clone());
 
     let tls = if client_cert.trim().is_empty() {
         None

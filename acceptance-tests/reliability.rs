@@ -1,0 +1,591 @@
+//! Reliability: apply/update/destroy cycles under each emulator fault profile, an interrupted
+//! apply, and a corpus of bad input. After every phase Terraform's state and the emulator's
+//! resources must match exactly (no orphan in Azure, no phantom in state) and a second plan
+//! must be empty. Sizes are small here so `make test` stays quick; `make soak` raises them with
+//! `RELIABILITY_N` and `RELIABILITY_CYCLES`.
+//!
+//! Not covered: token expiry (the emulator's token lifetime is fixed at an hour, so a token
+//! cannot be made to expire mid-apply) and failing LROs for assignments (assignments and
+//! definitions have no long-running operations; `lro_failure_rate` is still part of the chaos
+//! profile so it is exercised wherever an LRO appears).
+
+use std::collections::BTreeSet;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value as Json};
+
+use crate::harness::{Emulator, TfRun, Workspace};
+
+const PRIVILEGED: &str =
+    "/providers/Microsoft.Authorization/policyDefinitions/95edb821-ddaf-4404-9732-666045e056b4";
+const POLICY_API: &str = "api-version=2025-03-01";
+const ASSIGNMENT_SEGMENT: &str = "/providers/microsoft.authorization/policyassignments/";
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// How many assignments each cycle manages.
+fn size() -> usize {
+    env_usize("RELIABILITY_N", 20)
+}
+
+/// How many create → update → destroy cycles each profile runs.
+fn cycles() -> usize {
+    env_usize("RELIABILITY_CYCLES", 1)
+}
+
+/// One HTTPS client and one token for the emulator's control API and out-of-band ARM calls:
+/// the throttling tests send hundreds of requests and must not pay a handshake per request.
+struct Control {
+    http: reqwest::blocking::Client,
+    base: String,
+    token: String,
+}
+
+impl Control {
+    fn new(emulator: &Emulator) -> Control {
+        let ca = std::fs::read(emulator.state_dir.path().join("ca.pem")).expect("emulator ca.pem");
+        let http = reqwest::blocking::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("CA PEM"))
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("HTTP client");
+        Control {
+            http,
+            base: emulator.env["ARM_RESOURCE_MANAGER_ENDPOINT"]
+                .trim_end_matches('/')
+                .to_string(),
+            token: emulator.token(),
+        }
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<&Json>) -> (u16, Json) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("HTTP method");
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        match req.send() {
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                let text = resp.text().unwrap_or_default();
+                (status, serde_json::from_str(&text).unwrap_or(Json::Null))
+            }
+            // Dropped connections are part of some profiles; the caller only counts statuses.
+            Err(_) => (0, Json::Null),
+        }
+    }
+
+    fn faults(&self, profile: &Json) {
+        let (status, body) = self.call("POST", "/_emulator/faults", Some(profile));
+        assert_eq!(status, 200, "setting faults {profile}: {body}");
+    }
+
+    /// Every fault off (the default profile).
+    fn calm(&self) {
+        self.faults(
+            &json!({"throttle": false, "error_rate": 0.0, "drop_rate": 0.0,
+            "latency_ms": 0, "consistency_ms": 0, "lro_failure_rate": 0.0}),
+        );
+    }
+
+    /// Lower-cased ids of every policy assignment the emulator holds.
+    fn assignment_ids(&self) -> BTreeSet<String> {
+        let (status, body) = self.call("GET", "/_emulator/state", None);
+        assert_eq!(status, 200, "emulator state: {body}");
+        body["resources"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["id"].as_str())
+            .map(str::to_ascii_lowercase)
+            .filter(|id| id.contains(ASSIGNMENT_SEGMENT))
+            .collect()
+    }
+
+    /// (method, status) → count for routes that end in a policy assignment.
+    fn assignment_requests(&self) -> Vec<(String, u16, u64)> {
+        let (status, body) = self.call("GET", "/_emulator/metrics", None);
+        assert_eq!(status, 200, "emulator metrics: {body}");
+        body["requests"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| {
+                r["route"].as_str().is_some_and(|route| {
+                    route.ends_with("/providers/microsoft.authorization/policyassignments/{}")
+                })
+            })
+            .map(|r| {
+                (
+                    r["method"].as_str().unwrap_or_default().to_string(),
+                    r["status"].as_u64().unwrap_or_default() as u16,
+                    r["count"].as_u64().unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+
+    /// Empties the subscription's ARM bucket of `method` requests (until ARM answers 429), so
+    /// even a small apply meets a 429 storm.
+    fn drain(&self, sub: &str, method: &str) {
+        let path = format!(
+            "/subscriptions/{sub}/providers/Microsoft.Authorization/policyAssignments/drain-bucket?{POLICY_API}"
+        );
+        for _ in 0..1000 {
+            let (status, _) = self.call(method, &path, None);
+            if status == 429 {
+                return;
+            }
+        }
+        panic!("{method} bucket never ran dry");
+    }
+}
+
+/// N assignments at subscription scope; `version` changes every display name (an update in
+/// place of every resource).
+fn config(sub: &str, n: usize, version: usize) -> String {
+    format!(
+        r#"
+provider "akspolicy" {{}}
+
+resource "akspolicy_assignment" "a" {{
+  count                = {n}
+  name                 = "rel-${{count.index}}"
+  scope                = "/subscriptions/{sub}"
+  policy_definition_id = "{PRIVILEGED}"
+  display_name         = "reliability ${{count.index}} v{version}"
+  parameters           = {{ effect = "Audit" }}
+}}
+"#
+    )
+}
+
+/// Lower-cased ids of the assignments in Terraform's state (`terraform show -json`).
+fn state_ids(ws: &Workspace) -> BTreeSet<String> {
+    let run = ws.terraform(&["show", "-json", "-no-color"]);
+    run.assert_ok("show -json");
+    let state: Json = serde_json::from_str(&run.stdout).expect("show -json is JSON");
+    state["values"]["root_module"]["resources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["type"] == "akspolicy_assignment")
+        .filter_map(|r| r["values"]["id"].as_str())
+        .map(str::to_ascii_lowercase)
+        .collect()
+}
+
+fn assert_no_crash(run: &TfRun, what: &str) {
+    let out = run.combined();
+    for sign in [
+        "plugin crashed",
+        "panicked",
+        "Plugin did not respond",
+        "stack backtrace",
+    ] {
+        assert!(
+            !out.contains(sign),
+            "{what}: the provider crashed ({sign}):\n{out}"
+        );
+    }
+}
+
+/// Runs `args` until Terraform succeeds (a user re-running a failed apply under a flaky
+/// network), at most `attempts` times. Returns how many runs it took.
+fn until_ok(ws: &Workspace, args: &[&str], attempts: usize, what: &str) -> usize {
+    let mut last = None;
+    for attempt in 1..=attempts {
+        let run = ws.terraform(args);
+        assert_no_crash(&run, what);
+        if run.code == 0 {
+            return attempt;
+        }
+        last = Some(run);
+    }
+    let run = last.expect("at least one attempt ran");
+    panic!(
+        "{what} did not succeed in {attempts} runs; last:\n{}",
+        run.combined()
+    );
+}
+
+/// With faults off: state and emulator hold exactly the same `expected` assignments, and a
+/// plan is empty.
+fn assert_consistent(ctl: &Control, ws: &Workspace, expected: usize, what: &str) {
+    ctl.calm();
+    let in_state = state_ids(ws);
+    let in_azure = ctl.assignment_ids();
+    let orphans: Vec<_> = in_azure.difference(&in_state).collect();
+    let phantoms: Vec<_> = in_state.difference(&in_azure).collect();
+    assert!(
+        orphans.is_empty() && phantoms.is_empty(),
+        "{what}: orphans in Azure {orphans:?}, phantoms in state {phantoms:?}"
+    );
+    assert_eq!(in_state.len(), expected, "{what}: resources in state");
+    ws.assert_empty_plan();
+}
+
+const APPLY: &[&str] = &["apply", "-input=false", "-no-color", "-auto-approve"];
+const DESTROY: &[&str] = &["destroy", "-input=false", "-no-color", "-auto-approve"];
+
+/// Create → update → destroy under `profile`, checking consistency after each phase.
+/// `before_phase` runs right before each Terraform phase (to drain buckets).
+fn cycle_under(profile: Json, before_phase: &dyn Fn(&Control, &str, &str)) {
+    let emulator = Emulator::start();
+    let ctl = Control::new(&emulator);
+    let sub = emulator.subscription_id();
+    let ws = Workspace::new(&emulator);
+    let n = size();
+    let attempts = 5;
+    for c in 0..cycles() {
+        for (phase, version) in [("create", 2 * c), ("update", 2 * c + 1)] {
+            ws.write_config(&config(&sub, n, version));
+            ctl.faults(&profile);
+            before_phase(&ctl, &sub, phase);
+            let runs = until_ok(&ws, APPLY, attempts, phase);
+            log_runs(&profile, phase, runs);
+            assert_consistent(&ctl, &ws, n, &format!("{profile} cycle {c} {phase}"));
+        }
+        ctl.faults(&profile);
+        before_phase(&ctl, &sub, "destroy");
+        let runs = until_ok(&ws, DESTROY, attempts, "destroy");
+        log_runs(&profile, "destroy", runs);
+        ctl.calm();
+        assert!(state_ids(&ws).is_empty(), "{profile}: state after destroy");
+        assert!(
+            ctl.assignment_ids().is_empty(),
+            "{profile}: orphans after destroy: {:?}",
+            ctl.assignment_ids()
+        );
+    }
+}
+
+fn log_runs(profile: &Json, phase: &str, runs: usize) {
+    if runs > 1 {
+        eprintln!("reliability {profile}: {phase} needed {runs} terraform runs");
+    }
+}
+
+fn no_setup(_: &Control, _: &str, _: &str) {}
+
+#[test]
+fn random_server_errors() {
+    cycle_under(json!({"error_rate": 0.15}), &no_setup);
+}
+
+#[test]
+fn dropped_connections() {
+    cycle_under(json!({"drop_rate": 0.1}), &no_setup);
+}
+
+#[test]
+fn throttling_storm() {
+    // Start every phase with the relevant ARM bucket empty: the provider meets 429s at once
+    // and must pace itself to the refill instead of failing.
+    cycle_under(json!({"throttle": true}), &|ctl, sub, phase| {
+        ctl.drain(sub, "GET");
+        ctl.drain(
+            sub,
+            if phase == "destroy" {
+                "DELETE"
+            } else {
+                "PATCH"
+            },
+        );
+    });
+}
+
+#[test]
+fn eventual_consistency_window() {
+    cycle_under(json!({"consistency_ms": 1500}), &no_setup);
+}
+
+#[test]
+fn everything_at_once() {
+    cycle_under(
+        json!({"error_rate": 0.05, "drop_rate": 0.05, "consistency_ms": 500, "latency_ms": 20,
+               "lro_failure_rate": 0.5}),
+        &no_setup,
+    );
+}
+
+/// Waits for `child` at most `limit`; kills it and fails the test when it hangs.
+fn wait_bounded(mut child: std::process::Child, limit: Duration, what: &str) -> TfRun {
+    let start = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if start.elapsed() > limit => {
+                // Kill the provider too: it holds Terraform's output pipes open.
+                for pid in children_of(child.id()) {
+                    let _ = Command::new("kill")
+                        .args(["-KILL", &pid.to_string()])
+                        .status();
+                }
+                let _ = child.kill();
+                let out = child.wait_with_output().expect("collect output");
+                panic!(
+                    "{what} hung for {limit:?}:\n{}",
+                    TfRun::from(out).combined()
+                );
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => panic!("{what}: waiting failed: {e}"),
+        }
+    }
+    TfRun::from(child.wait_with_output().expect("collect output"))
+}
+
+/// Process ids whose parent is `parent` (from /proc).
+fn children_of(parent: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("PPid:"))
+                    .and_then(|p| p.trim().parse::<u32>().ok())
+                    == Some(parent)
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn interrupted_apply_saves_state_and_converges() {
+    let emulator = Emulator::start();
+    let ctl = Control::new(&emulator);
+    let sub = emulator.subscription_id();
+    let ws = Workspace::new(&emulator);
+    let n = size();
+    ws.write_config(&config(&sub, n, 0));
+    // Slow ARM down so the apply is still running when the interrupt arrives.
+    ctl.faults(&json!({"latency_ms": 300}));
+    let child = ws
+        .command(APPLY)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start terraform apply");
+    let started = Instant::now();
+    while ctl.assignment_ids().len() < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the apply created nothing in a minute"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // What a user's Ctrl-C does: Terraform asks the provider to stop (Stop RPC), lets the
+    // running operations finish and saves the state.
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("send SIGINT");
+    assert!(status.success());
+    let run = wait_bounded(child, Duration::from_secs(120), "interrupted apply");
+    assert_no_crash(&run, "interrupted apply");
+    ctl.calm();
+    let in_state = state_ids(&ws);
+    let in_azure = ctl.assignment_ids();
+    assert_eq!(
+        in_state,
+        in_azure,
+        "after the interrupt, state and Azure differ:\n{}",
+        run.combined()
+    );
+    assert!(
+        in_state.len() < n || run.code == 0,
+        "the interrupt arrived after the apply finished"
+    );
+    ws.apply().assert_ok("apply after the interrupt");
+    assert_consistent(&ctl, &ws, n, "after the interrupt");
+    let created: u64 = ctl
+        .assignment_requests()
+        .iter()
+        .filter(|(m, s, _)| m == "PUT" && *s == 201)
+        .map(|(_, _, c)| c)
+        .sum();
+    let puts: u64 = ctl
+        .assignment_requests()
+        .iter()
+        .filter(|(m, s, _)| m == "PUT" && (200..300).contains(s))
+        .map(|(_, _, c)| c)
+        .sum();
+    assert_eq!(puts, n as u64, "every assignment is written exactly once");
+    assert!(
+        created <= n as u64,
+        "{created} creations for {n} assignments"
+    );
+}
+
+/// One bad configuration: Terraform must answer with an error diagnostic, promptly.
+struct BadInput {
+    name: &'static str,
+    body: String,
+}
+
+fn bad_inputs(sub: &str, big_template: &str) -> Vec<BadInput> {
+    let scope = format!("/subscriptions/{sub}");
+    let assignment = |name: &'static str, attrs: &str| BadInput {
+        name,
+        body: format!(
+            "resource \"akspolicy_assignment\" \"bad\" {{\n  scope = \"{scope}\"\n{attrs}\n}}\n"
+        ),
+    };
+    let definition = |name: &'static str, attrs: &str| BadInput {
+        name,
+        body: format!("resource \"akspolicy_definition\" \"bad\" {{\n{attrs}\n}}\n"),
+    };
+    let k8s = |name: &'static str, attrs: &str| {
+        BadInput {
+        name,
+        body: format!(
+            "resource \"akspolicy_kubernetes_definition\" \"bad\" {{\n  name = \"bad-k8s\"\n{attrs}\n}}\n"
+        ),
+    }
+    };
+    let template = |rego: &str| {
+        format!(
+            "  template {{\n    kind = \"K8sBad\"\n    rego = <<-REGO\n{rego}\n    REGO\n  }}\n  match {{\n    api_groups = [\"\"]\n    kinds = [\"Pod\"]\n  }}"
+        )
+    };
+    vec![
+        assignment(
+            "assignment name with forbidden characters",
+            &format!("  name = \"bad/name?*\"\n  policy_definition_id = \"{PRIVILEGED}\""),
+        ),
+        assignment(
+            "definition id that is not an ARM id",
+            "  name = \"bad-id\"\n  policy_definition_id = \"not-an-arm-id\"",
+        ),
+        assignment(
+            "definition id of the wrong type",
+            &format!("  name = \"wrong-type\"\n  policy_definition_id = \"{scope}/resourceGroups/rg\""),
+        ),
+        // Not here: a definition id that does not exist. Creation then waits up to three
+        // minutes for the definition to propagate (by design: it may have just been created),
+        // which is too slow for `make test`.
+        assignment(
+            "parameter of the wrong type (number for a string)",
+            &format!("  name = \"p-number\"\n  policy_definition_id = \"{PRIVILEGED}\"\n  parameters = {{ effect = 42 }}"),
+        ),
+        assignment(
+            "parameter outside allowed values",
+            &format!("  name = \"p-allowed\"\n  policy_definition_id = \"{PRIVILEGED}\"\n  parameters = {{ effect = \"Explode\" }}"),
+        ),
+        assignment(
+            "parameter of the wrong type (string for an array)",
+            &format!("  name = \"p-array\"\n  policy_definition_id = \"{PRIVILEGED}\"\n  parameters = {{ excludedNamespaces = \"kube-system\" }}"),
+        ),
+        assignment(
+            "parameter of the wrong type (object for an array)",
+            &format!("  name = \"p-object\"\n  policy_definition_id = \"{PRIVILEGED}\"\n  parameters = {{ excludedNamespaces = {{ a = 1 }} }}"),
+        ),
+        assignment(
+            "parameter the definition does not declare",
+            &format!("  name = \"p-unknown\"\n  policy_definition_id = \"{PRIVILEGED}\"\n  parameters = {{ nope = true }}"),
+        ),
+        assignment(
+            "malformed metadata JSON",
+            &format!("  name = \"bad-meta\"\n  policy_definition_id = \"{PRIVILEGED}\"\n  metadata = \"{{not json\""),
+        ),
+        BadInput {
+            name: "scope with unicode and no subscription",
+            body: format!(
+                "resource \"akspolicy_assignment\" \"bad\" {{\n  name = \"ünïcødé-🚀\"\n  scope = \"/subscriptions/ünïcødé-🚀\"\n  policy_definition_id = \"{PRIVILEGED}\"\n}}\n"
+            ),
+        },
+        definition(
+            "policy rule that is not JSON",
+            "  name = \"bad-rule\"\n  mode = \"Indexed\"\n  policy_rule = \"{ if: nope\"",
+        ),
+        definition(
+            "parameter declaration of an unknown type",
+            "  name = \"bad-params\"\n  mode = \"Indexed\"\n  parameters = jsonencode({ effect = { type = \"Banana\" } })\n  policy_rule = jsonencode({ if = { field = \"type\", equals = \"x\" }, then = { effect = \"audit\" } })",
+        ),
+        definition(
+            "unicode definition name with a slash",
+            "  name = \"дефиниция/🚀\"\n  mode = \"Indexed\"\n  policy_rule = jsonencode({ if = { field = \"type\", equals = \"x\" }, then = { effect = \"audit\" } })",
+        ),
+        k8s(
+            "invalid Rego",
+            &template("      package k8sbad\n      violation[{\"msg\": msg}] {\n        msg := \n      }"),
+        ),
+        k8s(
+            "Rego without a violation rule",
+            &template("      package k8sbad\n      allow { true }"),
+        ),
+        k8s(
+            "constraint template that is not YAML",
+            "  constraint_template = \"kind: [unclosed\\n  - : : :\"",
+        ),
+        k8s(
+            "constraint template YAML of the wrong shape",
+            "  constraint_template = \"apiVersion: v1\\nkind: Pod\\nmetadata:\\n  name: x\\n\"",
+        ),
+        BadInput {
+            name: "a 10 MB constraint template",
+            body: format!(
+                "resource \"akspolicy_kubernetes_definition\" \"bad\" {{\n  name = \"huge\"\n  constraint_template = file(\"{big_template}\")\n}}\n"
+            ),
+        },
+    ]
+}
+
+/// A syntactically valid ConstraintTemplate of about 10 MB (an enormous Rego comment).
+fn write_big_template(dir: &std::path::Path) -> String {
+    let path = dir.join("big-template.yaml");
+    let mut text = String::from(
+        "apiVersion: templates.gatekeeper.sh/v1\nkind: ConstraintTemplate\nmetadata:\n  name: k8shuge\nspec:\n  crd:\n    spec:\n      names:\n        kind: K8sHuge\n  targets:\n    - target: admission.k8s.gatekeeper.sh\n      rego: |\n        package k8shuge\n",
+    );
+    let line = format!("        # {}\n", "x".repeat(100));
+    while text.len() < 10 * 1024 * 1024 {
+        text.push_str(&line);
+    }
+    text.push_str("        violation[{\"msg\": \"no\"}] { false }\n");
+    std::fs::write(&path, text).expect("write the big template");
+    path.display().to_string()
+}
+
+#[test]
+fn bad_input_gets_a_diagnostic_never_a_crash() {
+    let emulator = Emulator::start();
+    let sub = emulator.subscription_id();
+    let ws = Workspace::new(&emulator);
+    let big = write_big_template(ws.path());
+    let mut failures = Vec::new();
+    for case in bad_inputs(&sub, &big) {
+        ws.write_config(&format!("provider \"akspolicy\" {{}}\n\n{}", case.body));
+        let child = ws
+            .command(APPLY)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start terraform apply");
+        let run = wait_bounded(child, Duration::from_secs(90), case.name);
+        assert_no_crash(&run, case.name);
+        let out = run.combined();
+        if run.code == 0 || !out.contains("Error:") {
+            failures.push(format!(
+                "{}: exit {} without an error diagnostic:\n{out}",
+                case.name, run.code
+            ));
+            // Leave nothing behind for the next case.
+            let _ = ws.destroy();
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}

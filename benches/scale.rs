@@ -1,0 +1,745 @@
+//! `make bench`: akspolicy measured side by side with HashiCorp's Go null provider under the
+//! same Terraform, against the emulator. Prints a table with PASS/FAIL per target of issue 10
+//! and writes everything to `target/bench/results.json`.
+//!
+//! Knobs (environment): `BENCH_SIZES` (default `100,1000,3000`), `BENCH_THROTTLED_N` (default
+//! 1000, `0` skips), `BENCH_PARALLELISM` (default 10, Terraform's own default),
+//! `BENCH_NULL_MIRROR` (default `.tools/null-mirror`, filled by
+//! acceptance-tests/setup/install-null-provider.sh), `AKSPOLICY_TERRAFORM`.
+//!
+//! Timings are wall-clock on whatever else the machine is doing; they are figures to compare
+//! within one run, never assertions.
+
+#[path = "../acceptance-tests/harness/mod.rs"]
+mod harness;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value as Json};
+
+use harness::{repo_root, Emulator, TfRun, Workspace};
+
+const PRIVILEGED: &str =
+    "/providers/Microsoft.Authorization/policyDefinitions/95edb821-ddaf-4404-9732-666045e056b4";
+const MAGIC_COOKIE: &str = "d602bf8f470bc67ca7faa0386276bbdd4330efaf76d1a219cb4d6991ca9872b2";
+
+fn main() {
+    // `cargo test --all-targets` runs bench targets without `--bench`: nothing to do there.
+    if !std::env::args().any(|a| a == "--bench") {
+        eprintln!("scale bench: run it with `make bench` (cargo bench --bench scale)");
+        return;
+    }
+    env_logger_off();
+    let sizes: Vec<usize> = std::env::var("BENCH_SIZES")
+        .unwrap_or_else(|_| "100,1000,3000".to_string())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .filter(|n| *n > 0)
+        .collect();
+    let throttled_n = env_usize("BENCH_THROTTLED_N", 1000);
+    let parallelism = env_usize("BENCH_PARALLELISM", 10);
+    let mirror = std::env::var_os("BENCH_NULL_MIRROR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".tools/null-mirror"));
+    let null_binary = find_null_provider(&mirror).unwrap_or_else(|| {
+        panic!(
+            "no null provider in {}; run acceptance-tests/setup/install-null-provider.sh",
+            mirror.display()
+        )
+    });
+    let bench = Bench {
+        parallelism,
+        mirror,
+    };
+
+    let startup = bench.startup(&null_binary);
+    let mut scale = Vec::new();
+    for &n in &sizes {
+        eprintln!("== N = {n}");
+        let floor = bench.null_phases(n);
+        let ours = bench.akspolicy_phases(n);
+        scale.push(json!({"n": n, "null": floor, "akspolicy": ours}));
+    }
+    let throttled = (throttled_n > 0).then(|| bench.throttled(throttled_n));
+
+    let results = json!({
+        "parallelism": parallelism,
+        "terraform": harness::terraform_binary().display().to_string(),
+        "startup": startup,
+        "scale": scale,
+        "throttled": throttled,
+    });
+    let targets = evaluate(&results);
+    let results = json!({"results": results, "targets": targets});
+    print_report(&results);
+    let dir = repo_root().join("target/bench");
+    std::fs::create_dir_all(&dir).expect("create target/bench");
+    let path = dir.join("results.json");
+    std::fs::write(
+        &path,
+        serde_json::to_string_pretty(&results).expect("results serialise"),
+    )
+    .expect("write results.json");
+    println!("\nwrote {}", path.display());
+}
+
+/// The emulator and provider log to stderr; keep their chatter out of the report.
+fn env_logger_off() {
+    std::env::set_var("AKSPOLICY_EMULATOR_LOG", "error");
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn find_null_provider(mirror: &Path) -> Option<PathBuf> {
+    let base = mirror.join("registry.terraform.io/hashicorp/null");
+    for version in std::fs::read_dir(base).ok()?.flatten() {
+        for platform in std::fs::read_dir(version.path()).ok()?.flatten() {
+            for f in std::fs::read_dir(platform.path()).ok()?.flatten() {
+                if f.file_name()
+                    .to_string_lossy()
+                    .starts_with("terraform-provider-null")
+                {
+                    return Some(f.path());
+                }
+            }
+        }
+    }
+    None
+}
+
+struct Bench {
+    parallelism: usize,
+    mirror: PathBuf,
+}
+
+/// One timed Terraform run: wall time, exit code and the provider's peak RSS.
+struct Timed {
+    run: TfRun,
+    seconds: f64,
+    peak_rss_kb: u64,
+}
+
+impl Timed {
+    fn json(&self) -> Json {
+        json!({"seconds": round3(self.seconds), "exit": self.run.code,
+               "provider_peak_rss_kb": self.peak_rss_kb})
+    }
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// Runs Terraform, sampling VmHWM of its provider children (`name_prefix` in /proc/*/comm).
+fn timed(ws: &Workspace, args: &[&str], provider_comm: &str) -> Timed {
+    let start = Instant::now();
+    let child = ws
+        .command(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start terraform");
+    let parent = child.id();
+    let done = Arc::new(AtomicBool::new(false));
+    let peak = Arc::new(AtomicU64::new(0));
+    let sampler = {
+        let done = done.clone();
+        let peak = peak.clone();
+        let comm = provider_comm.to_string();
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                for kb in provider_hwm(parent, &comm) {
+                    peak.fetch_max(kb, Ordering::Relaxed);
+                }
+                std::thread::sleep(Duration::from_millis(25));
+            }
+        })
+    };
+    let out = child.wait_with_output().expect("wait for terraform");
+    let seconds = start.elapsed().as_secs_f64();
+    done.store(true, Ordering::Relaxed);
+    let _ = sampler.join();
+    Timed {
+        run: TfRun::from(out),
+        seconds,
+        peak_rss_kb: peak.load(Ordering::Relaxed),
+    }
+}
+
+/// VmHWM (peak resident set, kB) of every descendant of `parent` whose name starts like `comm`
+/// (Terraform re-executes itself under panicwrap, so providers are grandchildren).
+fn provider_hwm(parent: u32, comm: &str) -> Vec<u64> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut procs: BTreeMap<u32, (u32, String, Option<u64>)> = BTreeMap::new();
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+            continue;
+        };
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(|v| v.trim().to_string())
+        };
+        let ppid = field("PPid:").and_then(|p| p.parse().ok()).unwrap_or(0);
+        let hwm = field("VmHWM:").and_then(|v| v.trim_end_matches("kB").trim().parse().ok());
+        procs.insert(pid, (ppid, field("Name:").unwrap_or_default(), hwm));
+    }
+    let descends = |mut pid: u32| {
+        for _ in 0..8 {
+            match procs.get(&pid) {
+                Some((ppid, _, _)) if *ppid == parent => return true,
+                Some((ppid, _, _)) if *ppid > 1 => pid = *ppid,
+                _ => return false,
+            }
+        }
+        false
+    };
+    procs
+        .iter()
+        // comm is cut to 15 characters.
+        .filter(|(_, (_, name, _))| name.len() >= 10 && comm.starts_with(name.as_str()))
+        .filter(|(pid, _)| descends(**pid))
+        .filter_map(|(_, (_, _, hwm))| *hwm)
+        .collect()
+}
+
+fn must(t: &Timed, what: &str) {
+    if t.run.code != 0 {
+        panic!("{what} failed (exit {}):\n{}", t.run.code, t.run.combined());
+    }
+}
+
+/// ARM request counts from `/_emulator/metrics`, keyed by (method, route, status).
+type Metrics = BTreeMap<(String, String, u16), u64>;
+
+struct Control {
+    http: reqwest::blocking::Client,
+    base: String,
+    token: String,
+}
+
+impl Control {
+    fn new(emulator: &Emulator) -> Control {
+        let ca = std::fs::read(emulator.state_dir.path().join("ca.pem")).expect("emulator ca.pem");
+        Control {
+            http: reqwest::blocking::Client::builder()
+                .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("CA PEM"))
+                .build()
+                .expect("HTTP client"),
+            base: emulator.env["ARM_RESOURCE_MANAGER_ENDPOINT"]
+                .trim_end_matches('/')
+                .to_string(),
+            token: emulator.token(),
+        }
+    }
+
+    fn call(&self, method: reqwest::Method, path: &str, body: Option<&Json>) -> Json {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        req.send()
+            .and_then(|r| r.json())
+            .unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    fn metrics(&self) -> Metrics {
+        let body = self.call(reqwest::Method::GET, "/_emulator/metrics", None);
+        body["requests"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| {
+                (
+                    (
+                        r["method"].as_str().unwrap_or_default().to_string(),
+                        r["route"].as_str().unwrap_or_default().to_string(),
+                        r["status"].as_u64().unwrap_or_default() as u16,
+                    ),
+                    r["count"].as_u64().unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+
+    fn faults(&self, profile: &Json) {
+        self.call(reqwest::Method::POST, "/_emulator/faults", Some(profile));
+    }
+}
+
+/// What happened between two metric snapshots, ARM calls only (no token or control calls).
+fn delta(before: &Metrics, after: &Metrics) -> Metrics {
+    after
+        .iter()
+        .filter(|((_, route, _), _)| {
+            !route.starts_with("/_emulator")
+                && !route.contains("oauth2")
+                && route != "/metadata/endpoints"
+                && !route.starts_with("/metadata")
+        })
+        .filter_map(|(k, v)| {
+            let d = v - before.get(k).copied().unwrap_or(0);
+            (d > 0).then(|| (k.clone(), d))
+        })
+        .collect()
+}
+
+/// Per-phase call summary: per resource by method, plus 429s and other failures.
+fn summarize(calls: &Metrics, n: usize) -> Json {
+    let mut by_method: BTreeMap<String, u64> = BTreeMap::new();
+    let mut assignment_by_method: BTreeMap<String, u64> = BTreeMap::new();
+    let (mut throttled, mut errors, mut total) = (0, 0, 0);
+    for ((method, route, status), count) in calls {
+        total += count;
+        *by_method.entry(method.clone()).or_default() += count;
+        if route.ends_with("/policyassignments/{}") {
+            *assignment_by_method.entry(method.clone()).or_default() += count;
+        }
+        if *status == 429 {
+            throttled += count;
+        } else if *status >= 500 {
+            errors += count;
+        }
+    }
+    let per = |m: &BTreeMap<String, u64>| -> Json {
+        m.iter()
+            .map(|(k, v)| (k.clone(), json!(round3(*v as f64 / n as f64))))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    };
+    json!({
+        "total": total,
+        "per_resource": round3(total as f64 / n as f64),
+        "per_resource_by_method": per(&by_method),
+        "assignment_calls_per_resource": per(&assignment_by_method),
+        "throttled_429": throttled,
+        "server_errors": errors,
+        "detail": calls.iter().map(|((m, r, s), c)| json!({"method": m, "route": r, "status": s, "count": c})).collect::<Vec<_>>(),
+    })
+}
+
+impl Bench {
+    fn plan_args(&self, refresh: bool) -> Vec<String> {
+        let mut v = vec![
+            "plan".to_string(),
+            "-input=false".to_string(),
+            "-no-color".to_string(),
+            "-detailed-exitcode".to_string(),
+            format!("-parallelism={}", self.parallelism),
+        ];
+        if !refresh {
+            v.push("-refresh=false".to_string());
+        }
+        v
+    }
+
+    fn apply_args(&self) -> Vec<String> {
+        vec![
+            "apply".to_string(),
+            "-input=false".to_string(),
+            "-no-color".to_string(),
+            "-auto-approve".to_string(),
+            format!("-parallelism={}", self.parallelism),
+        ]
+    }
+
+    /// A workspace for the null provider, initialised from the local mirror.
+    fn null_workspace(&self, n: usize) -> Workspace {
+        let ws = Workspace::with_env(BTreeMap::new());
+        std::fs::write(
+            ws.path().join("main.tf"),
+            format!(
+                "resource \"null_resource\" \"r\" {{\n  count = {n}\n  triggers = {{ name = \"r-${{count.index}}\" }}\n}}\n"
+            ),
+        )
+        .expect("write main.tf");
+        let mirror = self.mirror.display().to_string();
+        let init = ws.terraform(&[
+            "init",
+            "-input=false",
+            "-no-color",
+            &format!("-plugin-dir={mirror}"),
+        ]);
+        init.assert_ok("init (null provider)");
+        ws
+    }
+
+    fn null_phases(&self, n: usize) -> Json {
+        let ws = self.null_workspace(n);
+        let apply = timed(&ws, &strs(&self.apply_args()), "terraform-provider-null");
+        must(&apply, "null apply");
+        let refresh = timed(&ws, &strs(&self.plan_args(true)), "terraform-provider-null");
+        must(&refresh, "null refresh plan");
+        let noop = timed(
+            &ws,
+            &strs(&self.plan_args(false)),
+            "terraform-provider-null",
+        );
+        must(&noop, "null no-op plan");
+        json!({"apply": apply.json(), "refresh_plan": refresh.json(), "noop_plan": noop.json()})
+    }
+
+    fn akspolicy_workspace(&self, emulator: &Emulator, n: usize) -> Workspace {
+        let ws = Workspace::new(emulator);
+        ws.write_config(&format!(
+            r#"
+provider "akspolicy" {{}}
+
+resource "akspolicy_assignment" "a" {{
+  count                = {n}
+  name                 = "bench-${{count.index}}"
+  scope                = "/subscriptions/{sub}"
+  policy_definition_id = "{PRIVILEGED}"
+  display_name         = "bench ${{count.index}}"
+  parameters           = {{ effect = "Audit" }}
+}}
+"#,
+            sub = emulator.subscription_id()
+        ));
+        ws
+    }
+
+    fn akspolicy_phases(&self, n: usize) -> Json {
+        let emulator = Emulator::start();
+        let ctl = Control::new(&emulator);
+        let ws = self.akspolicy_workspace(&emulator, n);
+        let mut out = serde_json::Map::new();
+        for (phase, args) in [
+            ("apply", self.apply_args()),
+            ("refresh_plan", self.plan_args(true)),
+            ("noop_plan", self.plan_args(false)),
+        ] {
+            let before = ctl.metrics();
+            let t = timed(&ws, &strs(&args), "terraform-provider-akspolicy");
+            must(&t, &format!("akspolicy {phase} at N={n}"));
+            let calls = delta(&before, &ctl.metrics());
+            let mut j = t.json();
+            j["arm"] = summarize(&calls, n);
+            out.insert(phase.to_string(), j);
+        }
+        Json::Object(out)
+    }
+
+    /// Provider process start → handshake line, and `terraform providers schema -json`.
+    fn startup(&self, null_binary: &Path) -> Json {
+        let ours = harness::provider_binary();
+        let handshake = |bin: &Path| -> f64 {
+            let mut samples: Vec<f64> = (0..7).map(|_| handshake_seconds(bin)).collect();
+            samples.sort_by(|a, b| a.total_cmp(b));
+            samples[samples.len() / 2]
+        };
+        let ours_handshake = handshake(&ours);
+        let null_handshake = handshake(null_binary);
+
+        let emulator = Emulator::start();
+        let ws = self.akspolicy_workspace(&emulator, 1);
+        let ours_schema = median_seconds(|| {
+            let t = timed(
+                &ws,
+                &["providers", "schema", "-json"],
+                "terraform-provider-akspolicy",
+            );
+            must(&t, "akspolicy providers schema -json");
+            t.seconds
+        });
+        let nws = self.null_workspace(1);
+        let null_schema = median_seconds(|| {
+            let t = timed(
+                &nws,
+                &["providers", "schema", "-json"],
+                "terraform-provider-null",
+            );
+            must(&t, "null providers schema -json");
+            t.seconds
+        });
+        json!({
+            "handshake_seconds": {"akspolicy": round3(ours_handshake), "null": round3(null_handshake)},
+            "schema_seconds": {"akspolicy": round3(ours_schema), "null": round3(null_schema)},
+        })
+    }
+
+    /// N creates with the emulator's ARM token buckets on.
+    fn throttled(&self, n: usize) -> Json {
+        eprintln!("== throttled apply, N = {n}");
+        let emulator = Emulator::start();
+        let ctl = Control::new(&emulator);
+        ctl.faults(&json!({"throttle": true}));
+        let ws = self.akspolicy_workspace(&emulator, n);
+        let before = ctl.metrics();
+        let t = timed(
+            &ws,
+            &strs(&self.apply_args()),
+            "terraform-provider-akspolicy",
+        );
+        let calls = delta(&before, &ctl.metrics());
+        let bound = bucket_bound_seconds(&calls);
+        let summary = summarize(&calls, n);
+        let output = t.run.combined();
+        let tf_errors = output.matches("Error:").count();
+        // The first few diagnostics, so a failure can be read from the JSON alone.
+        let error_excerpt: Vec<String> = output
+            .split("Error:")
+            .skip(1)
+            .take(3)
+            .map(|e| e.chars().take(600).collect())
+            .collect();
+        json!({
+            "n": n,
+            "seconds": round3(t.seconds),
+            "exit": t.run.code,
+            "terraform_errors": tf_errors,
+            "error_excerpt": error_excerpt,
+            "bucket_bound_seconds": round3(bound),
+            "ratio_to_bound": if bound > 0.0 { json!(round3(t.seconds / bound)) } else { Json::Null },
+            "throttled_429": summary["throttled_429"],
+            "arm": summary,
+            "provider_peak_rss_kb": t.peak_rss_kb,
+        })
+    }
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+fn median_seconds(mut f: impl FnMut() -> f64) -> f64 {
+    let mut samples: Vec<f64> = (0..3).map(|_| f()).collect();
+    samples.sort_by(|a, b| a.total_cmp(b));
+    samples[1]
+}
+
+/// Seconds from spawning a plugin binary to its go-plugin handshake line on stdout.
+fn handshake_seconds(bin: &Path) -> f64 {
+    let start = Instant::now();
+    let mut child = Command::new(bin)
+        .env("TF_PLUGIN_MAGIC_COOKIE", MAGIC_COOKIE)
+        .env("PLUGIN_PROTOCOL_VERSIONS", "4,5")
+        .env("PLUGIN_MIN_PORT", "10000")
+        .env("PLUGIN_MAX_PORT", "25000")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
+    let mut line = String::new();
+    if let Some(out) = child.stdout.take() {
+        let _ = BufReader::new(out).read_line(&mut line);
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        line.contains('|'),
+        "{} printed no handshake: {line:?}",
+        bin.display()
+    );
+    seconds
+}
+
+/// The least time ARM's buckets allow for the calls made: per kind, calls beyond the burst
+/// arrive at the refill rate (reads 250 + 25/s, writes and deletes 200 + 10/s, per
+/// subscription and principal). Only calls ARM admitted count (429s took no token).
+fn bucket_bound_seconds(calls: &Metrics) -> f64 {
+    let mut reads = 0u64;
+    let mut writes = 0u64;
+    let mut deletes = 0u64;
+    for ((method, route, status), count) in calls {
+        if *status == 429 || !route.starts_with("/subscriptions") {
+            continue;
+        }
+        match method.as_str() {
+            "GET" | "HEAD" => reads += count,
+            "DELETE" => deletes += count,
+            _ => writes += count,
+        }
+    }
+    let over = |count: u64, burst: f64, refill: f64| ((count as f64 - burst).max(0.0)) / refill;
+    over(reads, 250.0, 25.0)
+        .max(over(writes, 200.0, 10.0))
+        .max(over(deletes, 200.0, 10.0))
+}
+
+/// The issue's targets, evaluated on what this run measured.
+fn evaluate(r: &Json) -> Vec<Json> {
+    let mut out = Vec::new();
+    let mut target = |name: &str, pass: Option<bool>, measured: String| {
+        out.push(json!({
+            "target": name,
+            "result": match pass { Some(true) => "PASS", Some(false) => "FAIL", None => "n/a" },
+            "measured": measured,
+        }));
+    };
+    let scale = r["scale"].as_array().cloned().unwrap_or_default();
+    let at = |want: usize| -> Option<Json> {
+        scale
+            .iter()
+            .find(|s| s["n"] == want)
+            .or_else(|| scale.iter().max_by_key(|s| s["n"].as_u64()))
+            .cloned()
+    };
+    if let Some(s) = at(1000) {
+        let ours = s["akspolicy"]["refresh_plan"]["seconds"]
+            .as_f64()
+            .unwrap_or(0.0);
+        let floor = s["null"]["refresh_plan"]["seconds"]
+            .as_f64()
+            .unwrap_or(f64::MAX);
+        let ratio = ours / floor;
+        target(
+            "refresh plan at N=1000 <= 1.5x the floor",
+            Some(ratio <= 1.5),
+            format!("N={}: {ours:.2}s vs {floor:.2}s = {ratio:.2}x", s["n"]),
+        );
+    }
+    for s in &scale {
+        let arm = &s["akspolicy"]["refresh_plan"]["arm"];
+        let gets = arm["assignment_calls_per_resource"]["GET"]
+            .as_f64()
+            .unwrap_or(0.0);
+        let all = arm["per_resource"].as_f64().unwrap_or(0.0);
+        target(
+            "exactly one GET per resource per refresh",
+            Some((gets - 1.0).abs() < 1e-9),
+            format!(
+                "N={}: {gets} assignment GETs, {all} ARM calls per resource",
+                s["n"]
+            ),
+        );
+        let arm = &s["akspolicy"]["apply"]["arm"]["assignment_calls_per_resource"];
+        let get = arm["GET"].as_f64().unwrap_or(0.0);
+        let put = arm["PUT"].as_f64().unwrap_or(0.0);
+        target(
+            "create = at most one existence check + one PUT",
+            Some(get <= 1.0 && put <= 1.0),
+            format!("N={}: {get} GET + {put} PUT per assignment", s["n"]),
+        );
+    }
+    if let Some(s) = at(3000) {
+        let kb = s["akspolicy"]
+            .as_object()
+            .map(|o| {
+                o.values()
+                    .filter_map(|p| p["provider_peak_rss_kb"].as_u64())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .unwrap_or(0);
+        target(
+            "provider peak RSS <= 30 MB at N=3000",
+            Some(kb > 0 && kb <= 30 * 1024),
+            format!("N={}: {:.1} MB", s["n"], kb as f64 / 1024.0),
+        );
+    }
+    let t = &r["throttled"];
+    if t.is_object() {
+        let ratio = t["ratio_to_bound"].as_f64();
+        let ok = t["exit"] == 0 && t["terraform_errors"] == 0;
+        target(
+            "throttled apply: 0 errors, <= 1.2x the bucket-bound minimum",
+            Some(ok && ratio.is_some_and(|x| x <= 1.2)),
+            format!(
+                "N={}: {}s vs bound {}s ({}), {} 429s, {} errors",
+                t["n"],
+                t["seconds"],
+                t["bucket_bound_seconds"],
+                ratio.map_or("bound 0: within the burst".to_string(), |x| format!(
+                    "{x:.2}x"
+                )),
+                t["throttled_429"],
+                t["terraform_errors"]
+            ),
+        );
+    }
+    let s = &r["startup"];
+    for what in ["handshake_seconds", "schema_seconds"] {
+        let ours = s[what]["akspolicy"].as_f64().unwrap_or(f64::MAX);
+        let null = s[what]["null"].as_f64().unwrap_or(0.0);
+        target(
+            &format!("startup ({what}) <= the Go provider's"),
+            Some(ours <= null),
+            format!("{:.1} ms vs {:.1} ms", ours * 1000.0, null * 1000.0),
+        );
+    }
+    out
+}
+
+fn print_report(all: &Json) {
+    let r = &all["results"];
+    println!("\nakspolicy bench (parallelism {})", r["parallelism"]);
+    let s = &r["startup"];
+    println!(
+        "startup: handshake {:.1} ms (null {:.1} ms); providers schema -json {:.0} ms (null {:.0} ms)",
+        s["handshake_seconds"]["akspolicy"].as_f64().unwrap_or(0.0) * 1000.0,
+        s["handshake_seconds"]["null"].as_f64().unwrap_or(0.0) * 1000.0,
+        s["schema_seconds"]["akspolicy"].as_f64().unwrap_or(0.0) * 1000.0,
+        s["schema_seconds"]["null"].as_f64().unwrap_or(0.0) * 1000.0,
+    );
+    println!(
+        "\n{:>6} {:<13} {:>9} {:>9} {:>7} {:>9} {:>11} {:>9} {:>9}",
+        "N", "phase", "ours s", "null s", "ratio", "ms/res", "ARM/res", "GET/res", "RSS MB"
+    );
+    for sc in r["scale"].as_array().into_iter().flatten() {
+        let n = sc["n"].as_u64().unwrap_or(1) as f64;
+        for phase in ["apply", "refresh_plan", "noop_plan"] {
+            let o = &sc["akspolicy"][phase];
+            let ours = o["seconds"].as_f64().unwrap_or(0.0);
+            let null = sc["null"][phase]["seconds"].as_f64().unwrap_or(0.0);
+            println!(
+                "{:>6} {:<13} {:>9.2} {:>9.2} {:>6.2}x {:>9.2} {:>11} {:>9} {:>9.1}",
+                sc["n"].to_string(),
+                phase,
+                ours,
+                null,
+                if null > 0.0 { ours / null } else { 0.0 },
+                ours * 1000.0 / n,
+                o["arm"]["per_resource"].to_string(),
+                o["arm"]["assignment_calls_per_resource"]["GET"]
+                    .as_f64()
+                    .unwrap_or(0.0)
+                    .to_string(),
+                o["provider_peak_rss_kb"].as_f64().unwrap_or(0.0) / 1024.0,
+            );
+        }
+    }
+    let t = &r["throttled"];
+    if t.is_object() {
+        println!(
+            "\nthrottled apply N={}: {}s, bucket-bound minimum {}s, ratio {}, 429s {}, errors {}",
+            t["n"],
+            t["seconds"],
+            t["bucket_bound_seconds"],
+            t["ratio_to_bound"],
+            t["throttled_429"],
+            t["terraform_errors"]
+        );
+    }
+    println!("\ntargets:");
+    for t in all["targets"].as_array().into_iter().flatten() {
+        println!(
+            "  {:<5} {:<62} {}",
+            t["result"].as_str().unwrap_or(""),
+            t["target"].as_str().unwrap_or(""),
+            t["measured"].as_str().unwrap_or("")
+        );
+    }
+}
