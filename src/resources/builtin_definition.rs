@@ -13,6 +13,7 @@ use crate::policy::{PolicyDefinition, TemplateInfo};
 
 use super::errors::arm_error_diagnostic;
 use super::json::canonical_json;
+use super::lookup::{pick_by_display_name, Noun};
 use super::provider::Configured;
 use super::validators::policy_object_name;
 
@@ -20,6 +21,11 @@ pub const API_VERSION: &str = "2025-03-01";
 const BUILTINS_PATH: &str = "/providers/Microsoft.Authorization/policyDefinitions";
 
 pub struct BuiltinDefinitionDataSource;
+
+const NOUN: Noun = Noun {
+    full: "policy definition",
+    short: "definition",
+};
 
 fn computed(name: &str, description: &str) -> Attribute {
     Attribute::string(name).computed().description(description)
@@ -161,7 +167,7 @@ impl DataSource for BuiltinDefinitionDataSource {
                     return None;
                 }
             };
-            match pick_by_display_name(all, wanted) {
+            match pick_by_display_name(all, wanted, &NOUN) {
                 Ok(d) => d,
                 Err(d) => {
                     diags.push(d.at(AttributePath::attr("display_name")));
@@ -171,72 +177,6 @@ impl DataSource for BuiltinDefinitionDataSource {
         };
         Some(to_state(&definition))
     }
-}
-
-/// The one definition whose display name is exactly `wanted`, or an error that lists what the
-/// user may have meant.
-fn pick_by_display_name(
-    all: Vec<PolicyDefinition>,
-    wanted: &str,
-) -> Result<PolicyDefinition, Diagnostic> {
-    let (exact, rest): (Vec<_>, Vec<_>) = all
-        .into_iter()
-        .partition(|d| d.properties.display_name.as_deref() == Some(wanted));
-    match exact.len() {
-        1 => Ok(exact.into_iter().next().expect("length checked")),
-        0 => {
-            let lower = wanted.to_lowercase();
-            let mut near: Vec<&PolicyDefinition> = rest
-                .iter()
-                .filter(|d| {
-                    let dn = d
-                        .properties
-                        .display_name
-                        .as_deref()
-                        .unwrap_or("")
-                        .to_lowercase();
-                    !lower.is_empty()
-                        && (dn.contains(&lower) || lower.contains(&dn) && !dn.is_empty())
-                })
-                .collect();
-            near.sort_by_key(|d| d.properties.display_name.clone());
-            near.truncate(10);
-            let hint = if near.is_empty() {
-                "Check the spelling, or look the definition up by `name` (its GUID).".to_string()
-            } else {
-                format!(
-                    "Display names must match exactly (case included). Similar built-ins:\n{}",
-                    candidate_lines(near.into_iter())
-                )
-            };
-            Err(Diagnostic::error(
-                "No built-in policy definition with this display name",
-                format!("No built-in policy definition is named {wanted:?}. {hint}"),
-            ))
-        }
-        _ => Err(Diagnostic::error(
-            "Several built-in policy definitions have this display name",
-            format!(
-                "{} built-in definitions are named {wanted:?}. Set `name` to the one you mean \
-                 instead of `display_name`:\n{}",
-                exact.len(),
-                candidate_lines(exact.iter())
-            ),
-        )),
-    }
-}
-
-fn candidate_lines<'a>(defs: impl Iterator<Item = &'a PolicyDefinition>) -> String {
-    defs.map(|d| {
-        format!(
-            "  - name = {:?} (version {}): {}",
-            d.name.as_deref().unwrap_or("?"),
-            d.properties.version.as_deref().unwrap_or("unversioned"),
-            d.properties.display_name.as_deref().unwrap_or("")
-        )
-    })
-    .collect::<Vec<_>>()
-    .join("\n")
 }
 
 fn json_string(v: Option<&serde_json::Value>) -> Value {
@@ -315,7 +255,7 @@ mod tests {
             def("b", "Pods must X too", "1.0.0"),
         ];
         assert_eq!(
-            pick_by_display_name(all, "Pods must X")
+            pick_by_display_name(all, "Pods must X", &NOUN)
                 .unwrap()
                 .name
                 .as_deref(),
@@ -326,7 +266,7 @@ mod tests {
     #[test]
     fn ambiguous_display_name_lists_candidates() {
         let all = vec![def("a", "Same", "1.0.0"), def("b", "Same", "2.1.0")];
-        let err = pick_by_display_name(all, "Same").unwrap_err();
+        let err = pick_by_display_name(all, "Same", &NOUN).unwrap_err();
         assert!(
             err.detail.contains("\"a\" (version 1.0.0)"),
             "{}",
@@ -349,6 +289,7 @@ mod tests {
         let err = pick_by_display_name(
             all,
             "kubernetes cluster should not allow privileged containers",
+            &NOUN,
         )
         .unwrap_err();
         assert!(err.detail.contains("case included"), "{}", err.detail);

@@ -12,6 +12,7 @@ use crate::policy::PolicySetDefinition;
 
 use super::errors::arm_error_diagnostic;
 use super::json::canonical_json;
+use super::lookup::{pick_by_display_name, Noun};
 use super::provider::Configured;
 use super::validators::policy_object_name;
 
@@ -19,6 +20,11 @@ pub const API_VERSION: &str = "2025-03-01";
 const BUILTINS_PATH: &str = "/providers/Microsoft.Authorization/policySetDefinitions";
 
 pub struct BuiltinInitiativeDataSource;
+
+const NOUN: Noun = Noun {
+    full: "initiative",
+    short: "initiative",
+};
 
 fn computed(name: &str, description: &str) -> Attribute {
     Attribute::string(name).computed().description(description)
@@ -158,7 +164,7 @@ impl DataSource for BuiltinInitiativeDataSource {
                     return None;
                 }
             };
-            match pick_by_display_name(all, wanted) {
+            match pick_by_display_name(all, wanted, &NOUN) {
                 Ok(s) => s,
                 Err(d) => {
                     diags.push(d.at(AttributePath::attr("display_name")));
@@ -167,74 +173,6 @@ impl DataSource for BuiltinInitiativeDataSource {
             }
         };
         Some(to_state(&set))
-    }
-}
-
-fn pick_by_display_name(
-    all: Vec<PolicySetDefinition>,
-    wanted: &str,
-) -> Result<PolicySetDefinition, Diagnostic> {
-    let lower = wanted.to_lowercase();
-    let (exact, rest): (Vec<_>, Vec<_>) = all
-        .into_iter()
-        .partition(|s| s.properties.display_name.as_deref() == Some(wanted));
-    let lines = |sets: &[&PolicySetDefinition]| {
-        sets.iter()
-            .map(|s| {
-                format!(
-                    "  - name = {:?} (version {}): {}",
-                    s.name.as_deref().unwrap_or("?"),
-                    s.properties.version.as_deref().unwrap_or("unversioned"),
-                    s.properties.display_name.as_deref().unwrap_or("")
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
-    match exact.len() {
-        1 => exact
-            .into_iter()
-            .next()
-            .ok_or_else(|| Diagnostic::error("Internal error", "length checked")),
-        0 => {
-            let near: Vec<&PolicySetDefinition> = rest
-                .iter()
-                .filter(|s| {
-                    let dn = s
-                        .properties
-                        .display_name
-                        .as_deref()
-                        .unwrap_or("")
-                        .to_lowercase();
-                    !lower.is_empty()
-                        && !dn.is_empty()
-                        && (dn.contains(&lower) || lower.contains(&dn))
-                })
-                .take(10)
-                .collect();
-            let hint = if near.is_empty() {
-                "Check the spelling, or look the initiative up by `name` (its GUID).".to_string()
-            } else {
-                format!(
-                    "Display names must match exactly (case included). Similar built-ins:\n{}",
-                    lines(&near)
-                )
-            };
-            Err(Diagnostic::error(
-                "No built-in initiative with this display name",
-                format!("No built-in initiative is named {wanted:?}. {hint}"),
-            ))
-        }
-        n => {
-            let refs: Vec<&PolicySetDefinition> = exact.iter().collect();
-            Err(Diagnostic::error(
-                "Several built-in initiatives have this display name",
-                format!(
-                    "{n} built-in initiatives are named {wanted:?}. Set `name` instead:\n{}",
-                    lines(&refs)
-                ),
-            ))
-        }
     }
 }
 
@@ -308,13 +246,13 @@ mod tests {
     fn display_name_lookup() {
         let all = vec![set("a", "Baseline"), set("b", "Baseline restricted")];
         assert_eq!(
-            pick_by_display_name(all.clone(), "Baseline")
+            pick_by_display_name(all.clone(), "Baseline", &NOUN)
                 .unwrap()
                 .name
                 .as_deref(),
             Some("a")
         );
-        let err = pick_by_display_name(all, "baseline").unwrap_err();
+        let err = pick_by_display_name(all, "baseline", &NOUN).unwrap_err();
         assert!(err.detail.contains("case included"), "{}", err.detail);
         let state = to_state(&set("a", "Baseline"));
         assert_eq!(

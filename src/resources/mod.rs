@@ -12,6 +12,7 @@ pub mod exemption;
 pub mod initiative;
 pub mod json;
 pub mod kubernetes_definition;
+pub mod lookup;
 pub mod parameters;
 pub mod provider;
 pub mod reconcile;
