@@ -899,12 +899,30 @@ pub fn credential_from_settings(
     Ok(ChainedCredential::new(sources))
 }
 
-/// Per-client token cache: refreshes 5 minutes before expiry; concurrent callers wait for one
-/// refresh instead of each asking Entra ID.
+/// Per-client token cache: refreshes 5 minutes before expiry (half-way through the lifetime of
+/// tokens shorter than 10 minutes); concurrent callers wait for one refresh instead of each
+/// asking Entra ID.
 pub struct TokenCache {
     credential: Arc<dyn TokenCredential>,
     scope: String,
-    current: tokio::sync::Mutex<Option<AccessToken>>,
+    current: tokio::sync::Mutex<Option<CachedToken>>,
+}
+
+struct CachedToken {
+    token: AccessToken,
+    refresh_at: SystemTime,
+}
+
+impl CachedToken {
+    fn new(token: AccessToken, now: SystemTime) -> Self {
+        // A fixed 5-minute margin would make a short-lived token (workload identity
+        // exchanges, test endpoints) count as expired on arrival, so every request would
+        // fetch a new one.
+        let lifetime = token.expires_on.duration_since(now).unwrap_or_default();
+        let margin = REFRESH_MARGIN.min(lifetime / 2);
+        let refresh_at = token.expires_on - margin;
+        CachedToken { token, refresh_at }
+    }
 }
 
 const REFRESH_MARGIN: Duration = Duration::from_secs(300);
@@ -920,13 +938,13 @@ impl TokenCache {
 
     pub async fn token(&self) -> Result<AccessToken, AuthError> {
         let mut guard = self.current.lock().await;
-        if let Some(t) = guard.as_ref() {
-            if t.expires_on > SystemTime::now() + REFRESH_MARGIN {
-                return Ok(t.clone());
+        if let Some(cached) = guard.as_ref() {
+            if SystemTime::now() < cached.refresh_at {
+                return Ok(cached.token.clone());
             }
         }
         let fresh = self.credential.get_token(&self.scope).await?;
-        *guard = Some(fresh.clone());
+        *guard = Some(CachedToken::new(fresh.clone(), SystemTime::now()));
         Ok(fresh)
     }
 
@@ -1255,12 +1273,19 @@ mod tests {
         }
         assert_eq!(cred.0.load(Ordering::SeqCst), 1);
 
-        // Expires within the 5-minute margin: every call refreshes.
+        // A 2-minute token is used for its first minute, not refreshed on every call.
         let short = Arc::new(Counting(AtomicU32::new(0), 120));
         let cache = TokenCache::new(short.clone(), "s".into());
         cache.token().await.unwrap();
         cache.token().await.unwrap();
-        assert_eq!(short.0.load(Ordering::SeqCst), 2);
+        assert_eq!(short.0.load(Ordering::SeqCst), 1);
+
+        // An already expired token is replaced at once.
+        let expired = Arc::new(Counting(AtomicU32::new(0), 0));
+        let cache = TokenCache::new(expired.clone(), "s".into());
+        cache.token().await.unwrap();
+        cache.token().await.unwrap();
+        assert_eq!(expired.0.load(Ordering::SeqCst), 2);
     }
 
     struct Failing(&'static str, bool);

@@ -62,7 +62,7 @@ fn hint_for_aad(code: &str) -> &'static str {
 }
 
 /// One entry of an ARM error's `details`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct ErrorDetail {
     #[serde(default)]
     pub code: String,
@@ -70,6 +70,47 @@ pub struct ErrorDetail {
     pub message: String,
     #[serde(default)]
     pub target: Option<String>,
+    #[serde(default, rename = "additionalInfo")]
+    pub additional_info: Vec<AdditionalInfo>,
+}
+
+/// One entry of an ARM error's `additionalInfo`: a typed payload such as `PolicyViolation`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct AdditionalInfo {
+    #[serde(default, rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub info: serde_json::Value,
+}
+
+impl AdditionalInfo {
+    /// A one-line description for diagnostics; `None` for kinds that tell a user nothing.
+    fn describe(&self) -> Option<String> {
+        let text = |key: &str| self.info.get(key).and_then(|v| v.as_str());
+        match self.kind.as_str() {
+            // Which policy denied the request is the one thing a user needs to act on it.
+            "PolicyViolation" => {
+                let definition = text("policyDefinitionDisplayName")
+                    .or_else(|| text("policyDefinitionName"))
+                    .unwrap_or("unknown definition");
+                let mut line = format!("denied by policy \"{definition}\"");
+                if let Some(a) = text("policyAssignmentId") {
+                    line.push_str(&format!(" (assignment {a})"));
+                }
+                if let Some(r) = text("policyDefinitionReferenceId") {
+                    line.push_str(&format!(" member {r}"));
+                }
+                Some(line)
+            }
+            "" => None,
+            kind => Some(format!("{kind}: {}", compact(&self.info))),
+        }
+    }
+}
+
+/// The JSON as one line, cut to a readable length.
+fn compact(value: &serde_json::Value) -> String {
+    body_snippet(value.to_string().as_bytes())
 }
 
 /// An ARM error response, parsed from the `{"error": {...}}` envelope.
@@ -81,6 +122,7 @@ pub struct ApiError {
     pub message: String,
     pub target: Option<String>,
     pub details: Vec<ErrorDetail>,
+    pub additional_info: Vec<AdditionalInfo>,
     pub request_id: Option<String>,
     pub correlation_id: Option<String>,
     pub method: String,
@@ -89,16 +131,49 @@ pub struct ApiError {
 }
 
 impl fmt::Display for ApiError {
+    /// The request, the status and code, the message, then one indented line per detail,
+    /// target, additional info and correlation id, and a hint for codes we know the fix of.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&format_api(
-            &self.status,
-            &self.code,
-            &self.message,
-            &self.method,
-            &self.url,
-            &self.request_id,
-            &self.details,
-        ))
+        write!(f, "{} {}: HTTP {}", self.method, self.url, self.status)?;
+        if !self.code.is_empty() {
+            write!(f, " {}", self.code)?;
+        }
+        if !self.message.is_empty() {
+            write!(f, ": {}", self.message)?;
+        }
+        if let Some(target) = self.target.as_deref().filter(|t| !t.is_empty()) {
+            write!(f, "\n  target: {target}")?;
+        }
+        for d in &self.details {
+            write!(f, "\n  - {}: {}", d.code, d.message)?;
+            if let Some(target) = d.target.as_deref().filter(|t| !t.is_empty()) {
+                write!(f, " (target: {target})")?;
+            }
+            for info in d
+                .additional_info
+                .iter()
+                .filter_map(AdditionalInfo::describe)
+            {
+                write!(f, "\n    {info}")?;
+            }
+        }
+        for info in self
+            .additional_info
+            .iter()
+            .filter_map(AdditionalInfo::describe)
+        {
+            write!(f, "\n  {info}")?;
+        }
+        if let Some(id) = &self.request_id {
+            write!(f, "\n  x-ms-request-id: {id}")?;
+        }
+        if let Some(id) = &self.correlation_id {
+            write!(f, "\n  x-ms-correlation-request-id: {id}")?;
+        }
+        if let Some(h) = api_hint(self.status, &self.code) {
+            write!(f, "\n  hint: {h}")?;
+        }
+        Ok(())
     }
 }
 
@@ -148,36 +223,6 @@ pub enum ArmError {
     /// Invalid provider configuration (cloud endpoints, CA file, ...).
     #[error("configuration error: {0}")]
     Config(String),
-}
-
-#[allow(clippy::too_many_arguments)]
-fn format_api(
-    status: &u16,
-    code: &str,
-    message: &str,
-    method: &str,
-    url: &str,
-    request_id: &Option<String>,
-    details: &[ErrorDetail],
-) -> String {
-    let mut s = format!("{method} {url}: HTTP {status}");
-    if !code.is_empty() {
-        s.push_str(&format!(" {code}"));
-    }
-    if !message.is_empty() {
-        s.push_str(&format!(": {message}"));
-    }
-    for d in details {
-        s.push_str(&format!("\n  - {}: {}", d.code, d.message));
-    }
-    if let Some(id) = request_id {
-        s.push_str(&format!("\n  x-ms-request-id: {id}"));
-    }
-    if let Some(h) = api_hint(*status, code) {
-        s.push_str("\n  hint: ");
-        s.push_str(h);
-    }
-    s
 }
 
 fn api_hint(status: u16, code: &str) -> Option<&'static str> {
@@ -232,9 +277,15 @@ impl ArmError {
         correlation_id: Option<String>,
     ) -> ArmError {
         let parsed = parse_error_body(body);
-        let (code, message, target, details) = match parsed {
-            Some(e) => (e.code, e.message, e.target, e.details),
-            None => (String::new(), body_snippet(body), None, Vec::new()),
+        let (code, message, target, details, additional_info) = match parsed {
+            Some(e) => (e.code, e.message, e.target, e.details, e.additional_info),
+            None => (
+                String::new(),
+                body_snippet(body),
+                None,
+                Vec::new(),
+                Vec::new(),
+            ),
         };
         ArmError::Api(Box::new(ApiError {
             status,
@@ -242,6 +293,7 @@ impl ArmError {
             message,
             target,
             details,
+            additional_info,
             request_id,
             correlation_id,
             method: method.to_string(),
@@ -260,6 +312,8 @@ struct ErrorBody {
     target: Option<String>,
     #[serde(default)]
     details: Vec<ErrorDetail>,
+    #[serde(default, rename = "additionalInfo")]
+    additional_info: Vec<AdditionalInfo>,
 }
 
 #[derive(Deserialize)]
@@ -338,6 +392,43 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("x-ms-request-id: rid"));
+    }
+
+    #[test]
+    fn policy_violation_names_the_policy_and_assignment() {
+        let e = ArmError::from_response(
+            403,
+            br#"{"error":{"code":"RequestDisallowedByPolicy","target":"aks1","message":"Resource 'aks1' was disallowed by policy.","additionalInfo":[{"type":"PolicyViolation","info":{"policyDefinitionDisplayName":"No privileged containers","policyAssignmentId":"/subscriptions/s/providers/Microsoft.Authorization/policyAssignments/a1","policyDefinitionReferenceId":"priv"}}]}}"#,
+            "PUT",
+            "https://x/y",
+            Some("rid".into()),
+            Some("cid".into()),
+        );
+        let text = e.to_string();
+        assert!(text.contains("target: aks1"), "{text}");
+        assert!(
+            text.contains("denied by policy \"No privileged containers\" (assignment /subscriptions/s/providers/Microsoft.Authorization/policyAssignments/a1) member priv"),
+            "{text}"
+        );
+        assert!(text.contains("x-ms-correlation-request-id: cid"), "{text}");
+        assert!(
+            text.contains("hint: an Azure Policy deny assignment"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn unknown_additional_info_is_shown_compactly() {
+        let e = api(
+            r#"{"error":{"code":"X","message":"m","details":[{"code":"D","message":"d","target":"properties.parameters.effect","additionalInfo":[{"type":"Quota","info":{"limit":5}}]}]}}"#,
+            400,
+        );
+        let text = e.to_string();
+        assert!(
+            text.contains("  - D: d (target: properties.parameters.effect)"),
+            "{text}"
+        );
+        assert!(text.contains("    Quota: {\"limit\":5}"), "{text}");
     }
 
     #[test]
