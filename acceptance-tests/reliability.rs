@@ -1,5 +1,6 @@
 //! Reliability: apply/update/destroy cycles under each emulator fault profile, an interrupted
-//! apply, and a corpus of bad input. After every phase Terraform's state and the emulator's
+//! apply (SIGINT to Terraform), a provider killed mid-apply (SIGKILL), and a corpus of bad
+//! input. After every phase Terraform's state and the emulator's
 //! resources must match exactly (no orphan in Azure, no phantom in state) and a second plan
 //! must be empty. Sizes are small here so `make test` stays quick; `make soak` raises them with
 //! `RELIABILITY_N` and `RELIABILITY_CYCLES`.
@@ -588,4 +589,112 @@ fn bad_input_gets_a_diagnostic_never_a_crash() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// The provider processes Terraform started (by executable name; /proc's `comm` is cut to 15
+/// characters).
+fn provider_pids(terraform: u32) -> Vec<u32> {
+    children_of(terraform)
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| "terraform-provider-akspolicy".starts_with(c.trim()))
+        })
+        .collect()
+}
+
+#[test]
+fn killed_provider_loses_nothing_and_reapply_converges() {
+    let emulator = Emulator::start();
+    let ctl = Control::new(&emulator);
+    let sub = emulator.subscription_id();
+    let ws = Workspace::new(&emulator);
+    let n = size();
+    ws.write_config(&config(&sub, n, 0));
+    ctl.faults(&json!({"latency_ms": 300}));
+    let child = ws
+        .command(APPLY)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start terraform apply");
+    let started = Instant::now();
+    // Past Terraform's first batch of 10, so some creates have finished and some are in flight.
+    while ctl.assignment_ids().len() < 12.min(n) {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the apply created nothing in a minute"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // An OOM kill or a crash: the provider gets no chance to finish its calls or say goodbye.
+    let pids = provider_pids(child.id());
+    assert!(!pids.is_empty(), "no provider process under terraform");
+    for pid in pids {
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    }
+    let run = wait_bounded(
+        child,
+        Duration::from_secs(120),
+        "apply with a killed provider",
+    );
+    assert_ne!(run.code, 0, "the apply cannot succeed without its provider");
+    ctl.calm();
+
+    // What finished before the kill is in state; what was in flight may exist only in Azure.
+    let in_state = state_ids(&ws);
+    let in_azure = ctl.assignment_ids();
+    let phantoms: Vec<_> = in_state.difference(&in_azure).collect();
+    assert!(phantoms.is_empty(), "phantoms in state: {phantoms:?}");
+    let orphans: Vec<String> = in_azure.difference(&in_state).cloned().collect();
+    eprintln!(
+        "killed provider: {} assignments in state, {} only in Azure",
+        in_state.len(),
+        orphans.len()
+    );
+
+    // Re-applying must not silently take over or re-create the orphans: each gets a
+    // diagnostic with the import command that brings it under management.
+    let reapply = ws.terraform(APPLY);
+    assert_no_crash(&reapply, "re-apply after the kill");
+    if orphans.is_empty() {
+        reapply.assert_ok("re-apply with nothing orphaned");
+    } else {
+        let out = reapply.combined();
+        assert_ne!(reapply.code, 0, "{out}");
+        for id in &orphans {
+            let name = id.rsplit('/').next().unwrap_or_default();
+            assert!(
+                out.contains(&format!("named \"{name}\" already exists")),
+                "no diagnostic for orphan {name}:\n{out}"
+            );
+            assert!(out.contains("terraform import"), "{out}");
+            let index = name.trim_start_matches("rel-");
+            let azure_id = format!(
+                "/subscriptions/{sub}/providers/Microsoft.Authorization/policyAssignments/{name}"
+            );
+            ws.terraform(&[
+                "import",
+                "-input=false",
+                "-no-color",
+                &format!("akspolicy_assignment.a[{index}]"),
+                &azure_id,
+            ])
+            .assert_ok("import an orphan");
+        }
+        ws.apply().assert_ok("apply after importing the orphans");
+    }
+    assert_consistent(&ctl, &ws, n, "after the kill");
+    let created: u64 = ctl
+        .assignment_requests()
+        .iter()
+        .filter(|(m, s, _)| m == "PUT" && *s == 201)
+        .map(|(_, _, c)| c)
+        .sum();
+    assert_eq!(
+        created, n as u64,
+        "every assignment is created exactly once"
+    );
 }
