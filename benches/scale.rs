@@ -3,7 +3,8 @@
 //! and writes everything to `target/bench/results.json`.
 //!
 //! Knobs (environment): `BENCH_SIZES` (default `100,1000,3000`), `BENCH_THROTTLED_N` (default
-//! 1000, `0` skips), `BENCH_PARALLELISM` (default 10, Terraform's own default),
+//! 1000, `0` skips), `BENCH_MIX_N` (default 1000, `0` skips: one custom definition per ten
+//! resources, the rest assignments of those definitions), `BENCH_PARALLELISM` (default 10, Terraform's own default),
 //! `BENCH_NULL_MIRROR` (default `.tools/null-mirror`, filled by
 //! acceptance-tests/setup/install-null-provider.sh), `AKSPOLICY_TERRAFORM`.
 //!
@@ -43,6 +44,7 @@ fn main() {
         .filter(|n| *n > 0)
         .collect();
     let throttled_n = env_usize("BENCH_THROTTLED_N", 1000);
+    let mix_n = env_usize("BENCH_MIX_N", 1000);
     let parallelism = env_usize("BENCH_PARALLELISM", 10);
     let mirror = std::env::var_os("BENCH_NULL_MIRROR")
         .map(PathBuf::from)
@@ -66,6 +68,15 @@ fn main() {
         let ours = bench.akspolicy_phases(n);
         scale.push(json!({"n": n, "null": floor, "akspolicy": ours}));
     }
+    let mix = (mix_n > 0).then(|| {
+        eprintln!("== mix of definitions and assignments, N = {mix_n}");
+        let floor = scale
+            .iter()
+            .find(|s| s["n"] == mix_n)
+            .map(|s| s["null"].clone())
+            .unwrap_or_else(|| bench.null_phases(mix_n));
+        json!({"n": mix_n, "null": floor, "akspolicy": bench.mix_phases(mix_n)})
+    });
     let throttled = (throttled_n > 0).then(|| bench.throttled(throttled_n));
 
     let results = json!({
@@ -73,6 +84,7 @@ fn main() {
         "terraform": harness::terraform_binary().display().to_string(),
         "startup": startup,
         "scale": scale,
+        "mix": mix,
         "throttled": throttled,
     });
     let targets = evaluate(&results);
@@ -419,10 +431,58 @@ resource "akspolicy_assignment" "a" {{
         ws
     }
 
+    /// `n` resources: one custom definition per ten, each assigned by the next nine.
+    fn mix_workspace(&self, emulator: &Emulator, n: usize) -> Workspace {
+        let definitions = n.div_ceil(10);
+        let ws = Workspace::new(emulator);
+        ws.write_config(&format!(
+            r#"
+provider "akspolicy" {{}}
+
+resource "akspolicy_definition" "d" {{
+  count        = {definitions}
+  name         = "bench-def-${{count.index}}"
+  display_name = "bench definition ${{count.index}}"
+  mode         = "Indexed"
+  parameters = jsonencode({{
+    effect = {{ type = "String", allowedValues = ["Audit", "Disabled"], defaultValue = "Audit" }}
+  }})
+  policy_rule = jsonencode({{
+    if   = {{ field = "type", equals = "Microsoft.ContainerService/managedClusters" }}
+    then = {{ effect = "[parameters('effect')]" }}
+  }})
+}}
+
+resource "akspolicy_assignment" "a" {{
+  count                = {assignments}
+  name                 = "bench-${{count.index}}"
+  scope                = "/subscriptions/{sub}"
+  policy_definition_id = akspolicy_definition.d[count.index % {definitions}].id
+  display_name         = "bench ${{count.index}}"
+  parameters           = {{ effect = "Audit" }}
+}}
+"#,
+            assignments = n - definitions,
+            sub = emulator.subscription_id()
+        ));
+        ws
+    }
+
     fn akspolicy_phases(&self, n: usize) -> Json {
         let emulator = Emulator::start();
-        let ctl = Control::new(&emulator);
         let ws = self.akspolicy_workspace(&emulator, n);
+        self.measure_phases(&emulator, &ws, n)
+    }
+
+    fn mix_phases(&self, n: usize) -> Json {
+        let emulator = Emulator::start();
+        let ws = self.mix_workspace(&emulator, n);
+        self.measure_phases(&emulator, &ws, n)
+    }
+
+    /// Apply, refresh plan and no-op plan of `ws`, each with its ARM calls and peak RSS.
+    fn measure_phases(&self, emulator: &Emulator, ws: &Workspace, n: usize) -> Json {
+        let ctl = Control::new(emulator);
         let mut out = serde_json::Map::new();
         for (phase, args) in [
             ("apply", self.apply_args()),
@@ -430,7 +490,7 @@ resource "akspolicy_assignment" "a" {{
             ("noop_plan", self.plan_args(false)),
         ] {
             let before = ctl.metrics();
-            let t = timed(&ws, &strs(&args), "terraform-provider-akspolicy");
+            let t = timed(ws, &strs(&args), "terraform-provider-akspolicy");
             must(&t, &format!("akspolicy {phase} at N={n}"));
             let calls = delta(&before, &ctl.metrics());
             let mut j = t.json();
@@ -634,6 +694,62 @@ fn evaluate(r: &Json) -> Vec<Json> {
             format!("N={}: {get} GET + {put} PUT per assignment", s["n"]),
         );
     }
+    // Linear growth: from the first size of at least 1000 to the largest, our time per
+    // resource may grow only as Terraform core's own does (the null provider's ratio), and
+    // ARM calls per resource must not grow at all.
+    let large: Vec<&Json> = scale
+        .iter()
+        .filter(|s| s["n"].as_u64().is_some_and(|n| n >= 1000))
+        .collect();
+    if let (Some(first), Some(last)) = (large.first(), large.last()) {
+        if first["n"] != last["n"] {
+            for phase in ["apply", "refresh_plan", "noop_plan"] {
+                let ratio = |s: &Json| {
+                    let ours = s["akspolicy"][phase]["seconds"].as_f64().unwrap_or(0.0);
+                    let null = s["null"][phase]["seconds"].as_f64().unwrap_or(f64::MAX);
+                    ours / null
+                };
+                let calls = |s: &Json| s["akspolicy"][phase]["arm"]["per_resource"].as_f64();
+                let growth = ratio(last) / ratio(first);
+                let flat_calls = match (calls(first), calls(last)) {
+                    (Some(a), Some(b)) => b <= a + 0.01,
+                    _ => false,
+                };
+                target(
+                    &format!("{phase} grows linearly with N (vs the floor, ARM calls/res)"),
+                    Some(growth <= 1.25 && flat_calls),
+                    format!(
+                        "N={}→{}: ratio to floor {:.2}x→{:.2}x, ARM calls/res {}→{}",
+                        first["n"],
+                        last["n"],
+                        ratio(first),
+                        ratio(last),
+                        calls(first).unwrap_or(0.0),
+                        calls(last).unwrap_or(0.0)
+                    ),
+                );
+            }
+        }
+    }
+    let mix = &r["mix"];
+    if mix.is_object() {
+        let ours = mix["akspolicy"]["refresh_plan"]["seconds"]
+            .as_f64()
+            .unwrap_or(0.0);
+        let floor = mix["null"]["refresh_plan"]["seconds"]
+            .as_f64()
+            .unwrap_or(f64::MAX);
+        target(
+            "mix of definitions + assignments: refresh plan <= 1.5x the floor",
+            Some(ours / floor <= 1.5),
+            format!(
+                "N={}: {ours:.2}s vs {floor:.2}s = {:.2}x, {} ARM calls/res",
+                mix["n"],
+                ours / floor,
+                mix["akspolicy"]["refresh_plan"]["arm"]["per_resource"]
+            ),
+        );
+    }
     if let Some(s) = at(3000) {
         let kb = s["akspolicy"]
             .as_object()
@@ -698,7 +814,13 @@ fn print_report(all: &Json) {
         "\n{:>6} {:<13} {:>9} {:>9} {:>7} {:>9} {:>11} {:>9} {:>9}",
         "N", "phase", "ours s", "null s", "ratio", "ms/res", "ARM/res", "GET/res", "RSS MB"
     );
-    for sc in r["scale"].as_array().into_iter().flatten() {
+    let rows = r["scale"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|sc| (sc, ""))
+        .chain(r["mix"].is_object().then_some((&r["mix"], " mix")));
+    for (sc, label) in rows {
         let n = sc["n"].as_u64().unwrap_or(1) as f64;
         for phase in ["apply", "refresh_plan", "noop_plan"] {
             let o = &sc["akspolicy"][phase];
@@ -707,7 +829,7 @@ fn print_report(all: &Json) {
             println!(
                 "{:>6} {:<13} {:>9.2} {:>9.2} {:>6.2}x {:>9.2} {:>11} {:>9} {:>9.1}",
                 sc["n"].to_string(),
-                phase,
+                format!("{phase}{label}"),
                 ours,
                 null,
                 if null > 0.0 { ours / null } else { 0.0 },
