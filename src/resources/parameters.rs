@@ -168,8 +168,12 @@ pub fn parameters_state(prior: &Value, remote: &Map<String, Json>) -> Value {
 /// Declared parameters of a definition or initiative.
 pub type Declarations = BTreeMap<String, ParameterDefinition>;
 
-fn cache() -> &'static Mutex<HashMap<String, Arc<Declarations>>> {
-    static CACHE: OnceLock<Mutex<HashMap<String, Arc<Declarations>>>> = OnceLock::new();
+/// One cell per definition id: concurrent plans of many assignments of the same definition
+/// wait for a single GET instead of each missing the cache at once.
+type Cell = Arc<tokio::sync::OnceCell<Arc<Declarations>>>;
+
+fn cache() -> &'static Mutex<HashMap<String, Cell>> {
+    static CACHE: OnceLock<Mutex<HashMap<String, Cell>>> = OnceLock::new();
     CACHE.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
@@ -182,46 +186,61 @@ pub enum LookupError {
     Arm(#[from] ArmError),
 }
 
+/// Inside the cell: a missing definition is an error so that the cell stays empty.
+enum Fetch {
+    Missing,
+    Arm(ArmError),
+}
+
+impl From<ArmError> for Fetch {
+    fn from(e: ArmError) -> Self {
+        Fetch::Arm(e)
+    }
+}
+
 /// The parameters a definition or initiative declares, `Ok(None)` when it does not exist (yet).
-/// Results are cached for the life of the provider process: a plan looks each one up once.
+/// Found results are cached for the life of the provider process (one Terraform phase): a
+/// plan looks each one up once, however many assignments share it. A missing definition is
+/// not cached: another resource of the same apply may be about to create it.
 pub async fn declared_parameters(
     client: &ArmClient,
     definition_id: &str,
 ) -> Result<Option<Arc<Declarations>>, LookupError> {
+    let id = ResourceId::parse(definition_id)
+        .map_err(|_| LookupError::NotADefinition(definition_id.to_string()))?;
+    let kind = definition_kind(&id)
+        .ok_or_else(|| LookupError::NotADefinition(definition_id.to_string()))?;
     let key = format!(
         "{}|{}",
         client.cloud().resource_manager_endpoint,
         definition_id.to_ascii_lowercase()
     );
-    if let Some(hit) = cache()
+    let cell = cache()
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .get(&key)
-        .cloned()
-    {
-        return Ok(Some(hit));
+        .entry(key)
+        .or_default()
+        .clone();
+    let found = cell
+        .get_or_try_init(|| async {
+            let declared = match kind {
+                DefinitionKind::Policy => client
+                    .get_optional::<PolicyDefinition>(definition_id, DEFINITIONS_API_VERSION)
+                    .await?
+                    .map(|d| d.properties.parameters.unwrap_or_default()),
+                DefinitionKind::Set => client
+                    .get_optional::<PolicySetDefinition>(definition_id, DEFINITIONS_API_VERSION)
+                    .await?
+                    .map(|d| d.properties.parameters.unwrap_or_default()),
+            };
+            declared.map(Arc::new).ok_or(Fetch::Missing)
+        })
+        .await;
+    match found {
+        Ok(d) => Ok(Some(d.clone())),
+        Err(Fetch::Missing) => Ok(None),
+        Err(Fetch::Arm(e)) => Err(LookupError::Arm(e)),
     }
-    let id = ResourceId::parse(definition_id)
-        .map_err(|_| LookupError::NotADefinition(definition_id.to_string()))?;
-    let declared = match definition_kind(&id) {
-        Some(DefinitionKind::Policy) => client
-            .get_optional::<PolicyDefinition>(definition_id, DEFINITIONS_API_VERSION)
-            .await?
-            .map(|d| d.properties.parameters.unwrap_or_default()),
-        Some(DefinitionKind::Set) => client
-            .get_optional::<PolicySetDefinition>(definition_id, DEFINITIONS_API_VERSION)
-            .await?
-            .map(|d| d.properties.parameters.unwrap_or_default()),
-        None => return Err(LookupError::NotADefinition(definition_id.to_string())),
-    };
-    Ok(declared.map(|d| {
-        let d = Arc::new(d);
-        cache()
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, d.clone());
-        d
-    }))
 }
 
 /// Whether an id names a policy definition or an initiative (versions included).
