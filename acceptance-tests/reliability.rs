@@ -365,15 +365,9 @@ fn children_of(parent: u32) -> Vec<u32> {
         .collect()
 }
 
-#[test]
-fn interrupted_apply_saves_state_and_converges() {
-    let emulator = Emulator::start();
-    let ctl = Control::new(&emulator);
-    let sub = emulator.subscription_id();
-    let ws = Workspace::new(&emulator);
-    let n = size();
-    ws.write_config(&config(&sub, n, 0));
-    // Slow ARM down so the apply is still running when the interrupt arrives.
+/// Starts an apply with ARM slowed down (so it is still running when the test interferes)
+/// and returns once Azure holds `created` assignments.
+fn slow_apply_until(ctl: &Control, ws: &Workspace, created: usize) -> std::process::Child {
     ctl.faults(&json!({"latency_ms": 300}));
     let child = ws
         .command(APPLY)
@@ -382,13 +376,38 @@ fn interrupted_apply_saves_state_and_converges() {
         .spawn()
         .expect("start terraform apply");
     let started = Instant::now();
-    while ctl.assignment_ids().len() < 2 {
+    while ctl.assignment_ids().len() < created {
         assert!(
             started.elapsed() < Duration::from_secs(60),
-            "the apply created nothing in a minute"
+            "the apply created fewer than {created} assignments in a minute"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    child
+}
+
+/// Successful assignment PUTs so far: (created, all).
+fn assignment_puts(ctl: &Control) -> (u64, u64) {
+    let requests = ctl.assignment_requests();
+    let count = |ok: &dyn Fn(u16) -> bool| -> u64 {
+        requests
+            .iter()
+            .filter(|(m, s, _)| m == "PUT" && ok(*s))
+            .map(|(_, _, c)| c)
+            .sum()
+    };
+    (count(&|s| s == 201), count(&|s| (200..300).contains(&s)))
+}
+
+#[test]
+fn interrupted_apply_saves_state_and_converges() {
+    let emulator = Emulator::start();
+    let ctl = Control::new(&emulator);
+    let sub = emulator.subscription_id();
+    let ws = Workspace::new(&emulator);
+    let n = size();
+    ws.write_config(&config(&sub, n, 0));
+    let child = slow_apply_until(&ctl, &ws, 2);
     // What a user's Ctrl-C does: Terraform asks the provider to stop (Stop RPC), lets the
     // running operations finish and saves the state.
     let status = Command::new("kill")
@@ -413,18 +432,7 @@ fn interrupted_apply_saves_state_and_converges() {
     );
     ws.apply().assert_ok("apply after the interrupt");
     assert_consistent(&ctl, &ws, n, "after the interrupt");
-    let created: u64 = ctl
-        .assignment_requests()
-        .iter()
-        .filter(|(m, s, _)| m == "PUT" && *s == 201)
-        .map(|(_, _, c)| c)
-        .sum();
-    let puts: u64 = ctl
-        .assignment_requests()
-        .iter()
-        .filter(|(m, s, _)| m == "PUT" && (200..300).contains(s))
-        .map(|(_, _, c)| c)
-        .sum();
+    let (created, puts) = assignment_puts(&ctl);
     assert_eq!(puts, n as u64, "every assignment is written exactly once");
     assert!(
         created <= n as u64,
@@ -611,22 +619,8 @@ fn killed_provider_loses_nothing_and_reapply_converges() {
     let ws = Workspace::new(&emulator);
     let n = size();
     ws.write_config(&config(&sub, n, 0));
-    ctl.faults(&json!({"latency_ms": 300}));
-    let child = ws
-        .command(APPLY)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start terraform apply");
-    let started = Instant::now();
     // Past Terraform's first batch of 10, so some creates have finished and some are in flight.
-    while ctl.assignment_ids().len() < 12.min(n) {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the apply created nothing in a minute"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let child = slow_apply_until(&ctl, &ws, 12.min(n));
     // An OOM kill or a crash: the provider gets no chance to finish its calls or say goodbye.
     let pids = provider_pids(child.id());
     assert!(!pids.is_empty(), "no provider process under terraform");
@@ -687,12 +681,7 @@ fn killed_provider_loses_nothing_and_reapply_converges() {
         ws.apply().assert_ok("apply after importing the orphans");
     }
     assert_consistent(&ctl, &ws, n, "after the kill");
-    let created: u64 = ctl
-        .assignment_requests()
-        .iter()
-        .filter(|(m, s, _)| m == "PUT" && *s == 201)
-        .map(|(_, _, c)| c)
-        .sum();
+    let (created, _) = assignment_puts(&ctl);
     assert_eq!(
         created, n as u64,
         "every assignment is created exactly once"
