@@ -102,11 +102,13 @@ impl Catalogue {
             .definitions
             .iter()
             .filter_map(|d| {
+                let mut body = serde_json::to_value(&d).ok()?;
+                fill_version(&mut body);
                 Some(CatalogueEntry {
                     name: d.name.clone()?,
                     policy_type: d.properties.policy_type.clone().unwrap_or_default(),
                     category: d.category().map(str::to_string),
-                    body: serde_json::to_value(d).ok()?,
+                    body,
                 })
             })
             .collect();
@@ -123,11 +125,13 @@ impl Catalogue {
                 d
             })
             .filter_map(|d| {
+                let mut body = serde_json::to_value(&d).ok()?;
+                fill_version(&mut body);
                 Some(CatalogueEntry {
                     name: d.name.clone()?,
                     policy_type: d.properties.policy_type.clone().unwrap_or_default(),
                     category: d.category().map(str::to_string),
-                    body: serde_json::to_value(d).ok()?,
+                    body,
                 })
             })
             .collect();
@@ -135,6 +139,30 @@ impl Catalogue {
             definitions,
             set_definitions,
         }
+    }
+}
+
+/// Azure reports `version` and `versions` on every built-in; files that carry the version
+/// only in `metadata.version` get it copied.
+fn fill_version(body: &mut Value) {
+    let props = &mut body["properties"];
+    if !props.is_object() {
+        return;
+    }
+    if props["version"].as_str().is_none() {
+        let from_metadata = props["metadata"]["version"]
+            .as_str()
+            .filter(|v| {
+                v.split('.').count() == 3
+                    && v.split('.')
+                        .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+            })
+            .unwrap_or("1.0.0")
+            .to_string();
+        props["version"] = Value::String(from_metadata);
+    }
+    if !props["versions"].is_array() {
+        props["versions"] = Value::Array(vec![props["version"].clone()]);
     }
 }
 

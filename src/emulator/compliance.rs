@@ -18,6 +18,7 @@ use crate::emulator::routes::arm::{
 };
 use crate::emulator::state::AppState;
 use crate::emulator::store::{resource_key, StoredResource};
+use crate::policy::gatekeeper::ConstraintOrigin;
 
 /// Name of the built-in "Deploy Azure Policy Add-on to AKS clusters" definition.
 pub(crate) const ADDON_DINE: &str = "a8eff44f-8c92-45c3-a3fb-9880802d67a7";
@@ -84,6 +85,80 @@ impl PolicyStateRow {
             "policySetDefinitionVersion": "",
             "policyAssignmentVersion": ""
         })
+    }
+}
+
+impl PolicyStateRow {
+    /// A row for a cluster against one member of an assignment (the assignment's scope is
+    /// read from the store; a vanished assignment leaves it empty).
+    pub(crate) fn for_cluster(
+        state: &AppState,
+        cluster: &StoredResource,
+        origin: &ConstraintOrigin,
+        effect: &str,
+        compliant: bool,
+    ) -> Result<Self, ArmError> {
+        let assignment_scope = state
+            .store
+            .get(&origin.assignment_id)?
+            .and_then(|a| a.body["properties"]["scope"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        let segs: Vec<&str> = cluster.id.split('/').collect();
+        Ok(Self {
+            resource_id: cluster.id.clone(),
+            resource_location: cluster.body["location"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            resource_group: segs.get(4).copied().unwrap_or_default().to_string(),
+            subscription_id: segs.get(2).copied().unwrap_or_default().to_string(),
+            assignment_id: origin.assignment_id.clone(),
+            assignment_name: origin
+                .assignment_id
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+            assignment_scope,
+            set_definition_id: origin.set_definition_id.clone(),
+            definition_id: origin.definition_id.clone(),
+            definition_name: origin
+                .definition_id
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+            reference_id: origin.reference_id.clone(),
+            effect: effect.to_string(),
+            compliant,
+            exempt: false,
+        })
+    }
+
+    /// The stored part of a policy event record (`@odata` fields are added when queried):
+    /// the state record's fields that events share, plus tenant and principal.
+    pub(crate) fn to_event_json(
+        &self,
+        timestamp: &str,
+        tenant_id: &str,
+        principal_oid: &str,
+    ) -> Value {
+        let mut record = self.to_json("", timestamp);
+        if let Some(fields) = record.as_object_mut() {
+            for state_only in [
+                "@odata.id",
+                "@odata.context",
+                "policyDefinitionGroupNames",
+                "policyDefinitionVersion",
+                "policySetDefinitionVersion",
+                "policyAssignmentVersion",
+            ] {
+                fields.remove(state_only);
+            }
+            fields.insert("tenantId".into(), json!(tenant_id));
+            fields.insert("principalOid".into(), json!(principal_oid));
+        }
+        record
     }
 }
 

@@ -29,10 +29,19 @@ pub struct FaultProfile {
     /// Share of long-running operations that end Failed (0.0–1.0).
     #[serde(default)]
     pub lro_failure_rate: f64,
+    /// Lifetime of access tokens issued from now on, in seconds (at least 1). Short values
+    /// let tests watch clients refresh after ARM's `ExpiredAuthenticationToken`.
+    #[serde(default = "default_token_lifetime_s")]
+    pub token_lifetime_s: u64,
 }
 
 fn default_lro_ms() -> u64 {
     1500
+}
+
+/// Entra ID's default lifetime for client-credentials tokens.
+fn default_token_lifetime_s() -> u64 {
+    3600
 }
 
 impl Default for FaultProfile {
@@ -45,6 +54,7 @@ impl Default for FaultProfile {
             consistency_ms: 0,
             lro_ms: default_lro_ms(),
             lro_failure_rate: 0.0,
+            token_lifetime_s: default_token_lifetime_s(),
         }
     }
 }
@@ -60,10 +70,12 @@ pub struct FaultPatch {
     pub consistency_ms: Option<u64>,
     pub lro_ms: Option<u64>,
     pub lro_failure_rate: Option<f64>,
+    pub token_lifetime_s: Option<u64>,
 }
 
 impl FaultProfile {
-    /// Applies a patch, refusing rates outside 0.0–1.0 (nothing changes on error).
+    /// Applies a patch, refusing rates outside 0.0–1.0 and a token lifetime of 0 (nothing
+    /// changes on error).
     pub fn apply(&mut self, patch: &FaultPatch) -> Result<(), String> {
         for (name, rate) in [
             ("error_rate", patch.error_rate),
@@ -75,6 +87,9 @@ impl FaultProfile {
                     return Err(format!("{name} must be between 0.0 and 1.0, not {r}"));
                 }
             }
+        }
+        if patch.token_lifetime_s == Some(0) {
+            return Err("token_lifetime_s must be at least 1".to_string());
         }
         if let Some(v) = patch.throttle {
             self.throttle = v;
@@ -96,6 +111,9 @@ impl FaultProfile {
         }
         if let Some(v) = patch.lro_failure_rate {
             self.lro_failure_rate = v;
+        }
+        if let Some(v) = patch.token_lifetime_s {
+            self.token_lifetime_s = v;
         }
         Ok(())
     }
@@ -134,6 +152,15 @@ mod tests {
         assert!(p.throttle);
         assert_eq!(p.lro_ms, 10);
         assert_eq!(p.error_rate, 0.0);
+        assert_eq!(p.token_lifetime_s, 3600);
+        let lifetime: FaultPatch =
+            serde_json::from_str(r#"{"token_lifetime_s": 5}"#).expect("parses");
+        p.apply(&lifetime).expect("applies");
+        assert_eq!(p.token_lifetime_s, 5);
+        let zero: FaultPatch =
+            serde_json::from_str(r#"{"token_lifetime_s": 0, "lro_ms": 1}"#).expect("parses");
+        assert!(p.apply(&zero).is_err());
+        assert_eq!(p.lro_ms, 10, "a refused patch changes nothing");
         let bad: FaultPatch = serde_json::from_str(r#"{"error_rate": 2}"#).expect("parses");
         assert!(p.apply(&bad).is_err());
         assert!(serde_json::from_str::<FaultPatch>(r#"{"nope": 1}"#).is_err());
@@ -154,6 +181,11 @@ mod tests {
         assert_eq!(p.latency_ms, 5);
         assert_eq!(p.lro_failure_rate, 0.5);
         assert_eq!(p.lro_ms, FaultProfile::default().lro_ms);
+        std::fs::write(&path, r#"{"token_lifetime_s": 7}"#).expect("write");
+        let p = FaultProfile::from_file(&path).expect("loads");
+        assert_eq!(p.token_lifetime_s, 7);
+        std::fs::write(&path, r#"{"token_lifetime_s": 0}"#).expect("write");
+        assert!(FaultProfile::from_file(&path).is_err());
         std::fs::write(&path, r#"{"latency": 5}"#).expect("write");
         assert!(
             FaultProfile::from_file(&path).is_err(),

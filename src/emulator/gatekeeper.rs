@@ -12,6 +12,7 @@ use std::time::SystemTime;
 
 use serde_json::{json, Map, Value};
 
+use crate::emulator::compliance::PolicyStateRow;
 use crate::emulator::routes::arm::{
     policy_addon_enabled, resolve_visible, settle_cluster, stored_of_type, ArmError, Scope,
 };
@@ -384,6 +385,7 @@ pub(crate) fn admit(
     state: &AppState,
     cluster_id: &str,
     admission_review: &Value,
+    principal_oid: &str,
 ) -> Result<Value, ArmError> {
     let Some(cluster) = settle_cluster(state, cluster_id)? else {
         return Err(ArmError::not_found(
@@ -419,6 +421,18 @@ pub(crate) fn admit(
     if decision.allowed() && !dry_run {
         remember(state, &cluster.id, &request)?;
     }
+    // Every violation is a policy event: denied requests as `deny`, the others as `audit`.
+    let mut events = Vec::new();
+    for v in &decision.violations {
+        let action = match v.action {
+            engine::EnforcementAction::Deny => "deny",
+            _ => "audit",
+        };
+        events.push(PolicyStateRow::for_cluster(
+            state, &cluster, &v.origin, action, false,
+        )?);
+    }
+    crate::emulator::events::record(state, &events, principal_oid)?;
     Ok(engine::admission_response(
         request.get("uid").unwrap_or(&Value::Null),
         &decision,

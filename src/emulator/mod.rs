@@ -11,18 +11,24 @@
 //! | `GET /{tenant}[/v2.0]/.well-known/openid-configuration` | none | OpenID discovery |
 //! | `GET /{tenant}/discovery[/v2.0]/keys`, `GET /{tenant}/discovery/instance` | none | JWKS, MSAL instance discovery |
 //! | `GET /subscriptions[/{id}]`, `GET /tenants` | bearer | |
-//! | `/subscriptions/{s}/resourceGroups[/{rg}]` | bearer | PUT 201/200, GET, PATCH, HEAD, DELETE (removes everything below), list |
-//! | `/providers/Microsoft.Management/managementGroups[/{mg}[/subscriptions/{s}]]` | bearer | synchronous PUT 200 with `details.parent.id`; subscription placement; the tenant root group always exists |
+//! | `/subscriptions/{s}/resourceGroups[/{rg}]` | bearer | PUT 201/200, GET, PATCH, HEAD, DELETE 202 + Location (removes everything below at once), list |
+//! | `/subscriptions/{s}/operationresults/{id}` | bearer | resource group delete Location: 202 until the operation time is up, then 200 |
+//! | `/providers/Microsoft.Management/managementGroups[/{mg}[/subscriptions/{s}]]` | bearer | PUT 202 + Azure-AsyncOperation/Location with `details.parent.id`; subscription placement; the tenant root group always exists |
+//! | `/providers/Microsoft.Management/operationResults/create/managementGroups/{mg}` | bearer | management group create status: 202 `Running`, then 200 `Succeeded` with the group |
 //! | `{scope}/providers/Microsoft.Authorization/policyDefinitions[/{name}]` | bearer | tenant (built-in, read-only), MG, subscription; PUT 201 with Azure's validation; `$filter` |
 //! | `{scope}/providers/Microsoft.Authorization/policySetDefinitions[/{name}]` | bearer | PUT 201/200; members must exist and be visible |
+//! | `{scope}/providers/Microsoft.Authorization/policy[Set]Definitions/{name}/versions[/{x.y.z}]` | bearer | api-version 2023-04-01+; GET/list, PUT 201/200, DELETE 200/204; the definition shows its newest version and lists all in `versions` |
+//! | `POST {scope}/providers/Microsoft.Authorization/listPolicy[Set]DefinitionVersions` | bearer | every version at the scope (built-ins at tenant scope) |
 //! | `{scope}/providers/Microsoft.Authorization/policyAssignments[/{name}]` | bearer | any scope; PUT 201, PATCH, DELETE 200+body/204; `atScope()`, `atExactScope()`, `policyDefinitionId eq` |
-//! | `{scope}/providers/Microsoft.Authorization/policyExemptions[/{name}]` | bearer | preview api-versions; `excludeExpired()`, `policyAssignmentId eq` |
-//! | `.../resourceGroups/{rg}/providers/Microsoft.ContainerService/managedClusters[/{name}]` | bearer | PUT 201/200 + Azure-AsyncOperation, PATCH tags, DELETE 202 + Location, eTag preconditions, 409 while busy |
+//! | `{scope}/providers/Microsoft.Authorization/policyExemptions[/{name}]` | bearer | preview api-versions; `excludeExpired()`, `policyAssignmentId eq`; `policyDefinitionReferenceIds` must be members of the assigned initiative |
+//! | `.../resourceGroups/{rg}/providers/Microsoft.ContainerService/managedClusters[/{name}]` | bearer | PUT 201/200 and PATCH tags 200 + Azure-AsyncOperation, DELETE 202 + Location, eTag preconditions, 409 while busy |
+//! | `POST .../managedClusters/{name}/abort` | bearer | 204; the running operation and the cluster end `Canceled`; 409 `OperationNotAllowed` when nothing runs |
 //! | `/subscriptions/{s}/providers/Microsoft.ContainerService/locations/{l}/operations[results]/{id}` | bearer | operation status / Location polling |
 //! | `{scope}/providers/Microsoft.PolicyInsights/remediations[/{name}[/cancel\|/listDeployments]]` | bearer | Accepted → Evaluating → Succeeded/Failed by time |
 //! | `{scope}/providers/Microsoft.PolicyInsights/policyStates/latest/{triggerEvaluation\|summarize\|queryResults}` | bearer | trigger 202 + Location to `asyncOperationResults/{id}`; `@odata.nextLink` paging |
+//! | `POST {scope}/providers/Microsoft.PolicyInsights/policyEvents/default/queryResults` | bearer | events recorded by `triggerEvaluation` (non-compliant results) and by admission (deny/audit), newest first; `$filter`, `$top`, `@odata.nextLink` |
 //! | `POST /_emulator/admission{clusterId}`, `GET /_emulator/admission{clusterId}` | bearer | the cluster's Gatekeeper: AdmissionReview in/out (validating webhook), or its constraints, admitted objects and audit, see `gatekeeper` |
-//! | `GET\|POST /_emulator/faults`, `GET /_emulator/metrics`, `GET /_emulator/state`, `POST /_emulator/reset` | bearer | fault injection and observability, see [`FaultProfile`] |
+//! | `GET\|POST /_emulator/faults`, `GET /_emulator/metrics`, `GET /_emulator/state`, `POST /_emulator/reset` | bearer | fault injection (incl. `token_lifetime_s`) and observability, see [`FaultProfile`] |
 //!
 //! Long-running operations are timers stored with the resource and settled on the next read,
 //! so they survive restarts and need no background tasks. Compliance for policy states comes
@@ -54,6 +60,7 @@ mod catalogue;
 pub mod client;
 mod compliance;
 mod error;
+mod events;
 pub mod faults;
 mod files;
 mod gatekeeper;

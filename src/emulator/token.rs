@@ -18,9 +18,8 @@ use super::error::EmulatorError;
 use super::files::write_private;
 
 const SIGNING_KEY_FILE: &str = "token-signing-key.p8";
-/// Lifetime of issued tokens, as AAD's default for client credentials.
-pub(crate) const TOKEN_LIFETIME_SECS: u64 = 3600;
-/// Clock skew tolerated when checking `exp`/`nbf`.
+/// Clock skew tolerated when checking `nbf`. Expiry gets none: issuer and checker share one
+/// clock, and a leeway would make short `token_lifetime_s` profiles useless for testing refresh.
 const LEEWAY_SECS: u64 = 60;
 
 /// Audiences ARM accepts, compared without trailing slashes.
@@ -160,7 +159,7 @@ impl TokenSigner {
             .and_then(|b| serde_json::from_slice(&b).ok())
             .ok_or(TokenError::Malformed)?;
         let now = now_secs();
-        if claims.exp + LEEWAY_SECS <= now {
+        if claims.exp <= now {
             return Err(TokenError::Expired {
                 exp: claims.exp,
                 now,
@@ -237,6 +236,14 @@ mod tests {
             .expect("sign");
         assert!(matches!(
             signer.verify_arm(&expired),
+            Err(TokenError::Expired { .. })
+        ));
+        // Expiry is exact: a token whose `exp` is now is already refused.
+        let just_expired = signer
+            .sign(&claims("https://management.azure.com", now_secs()))
+            .expect("sign");
+        assert!(matches!(
+            signer.verify_arm(&just_expired),
             Err(TokenError::Expired { .. })
         ));
         let graph = signer

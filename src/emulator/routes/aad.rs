@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use crate::emulator::http::{json_response, Request, Response};
 use crate::emulator::state::{new_guid, AppState};
-use crate::emulator::token::{is_arm_audience, now_secs, Claims, TOKEN_LIFETIME_SECS};
+use crate::emulator::token::{is_arm_audience, now_secs, Claims};
 
 /// Tenant path segments accepted besides the emulator's own tenant id.
 const TENANT_ALIASES: [&str; 4] = ["organizations", "common", "adfs", "consumers"];
@@ -204,7 +204,9 @@ fn token(state: &AppState, req: &Request, version: TokenVersion) -> Response {
     }
 
     let now = now_secs();
-    let exp = now + TOKEN_LIFETIME_SECS;
+    // The fault profile's knob; `apply` keeps it at least 1 s.
+    let lifetime = state.fault_profile().token_lifetime_s.max(1);
+    let exp = now + lifetime;
     let claims = Claims {
         aud: audience.clone(),
         iss: format!("{}/{}/v2.0", req.base_url, identity.tenant_id),
@@ -236,7 +238,6 @@ fn token(state: &AppState, req: &Request, version: TokenVersion) -> Response {
             );
         }
     };
-    let lifetime = TOKEN_LIFETIME_SECS - 1;
     let body = match version {
         TokenVersion::V2 => json!({
             "token_type": "Bearer",

@@ -26,7 +26,7 @@ pub(crate) fn handle(state: &AppState, req: &Request, segments: &[String]) -> Re
 }
 
 fn dispatch(state: &AppState, req: &Request, segments: &[String]) -> Result<Response, ArmError> {
-    authenticate(state, req)?;
+    let principal = authenticate(state, req)?;
     let what = segments.get(1).map(String::as_str).unwrap_or_default();
     match (what, &req.method) {
         ("faults", &Method::GET) => Ok(ok(&profile_json(state))),
@@ -98,6 +98,7 @@ fn dispatch(state: &AppState, req: &Request, segments: &[String]) -> Result<Resp
                 state,
                 &cluster_id,
                 &review,
+                &principal.oid,
             )?))
         }
         ("faults" | "metrics" | "state" | "reset" | "admission", m) => {

@@ -131,5 +131,42 @@ async fn webhook_denies_and_audit_reports() {
         summary["value"][0]["results"]["nonCompliantResources"], 1,
         "{summary}"
     );
+
+    // Admission decisions are policy events: the DoNotEnforce audits and the deny.
+    let events = |filter: &str| {
+        format!(
+            "{cluster}/providers/Microsoft.PolicyInsights/policyEvents/default/queryResults?api-version=2024-10-01&$filter={}",
+            super::urlencode(filter)
+        )
+    };
+    let (status, _, denied) = emu
+        .send(
+            &token,
+            Method::POST,
+            &events("policyDefinitionAction eq 'deny'"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{denied}");
+    let denied = denied["value"].as_array().cloned().unwrap_or_default();
+    assert_eq!(denied.len(), 1, "{denied:?}");
+    assert_eq!(denied[0]["complianceState"], "NonCompliant");
+    assert_eq!(denied[0]["policyAssignmentName"], "deny");
+    assert_eq!(denied[0]["resourceId"], cluster.as_str());
+    assert!(denied[0]["tenantId"].is_string() && denied[0]["principalOid"].is_string());
+    assert!(denied[0]["@odata.context"]
+        .as_str()
+        .is_some_and(|c| c.ends_with("policyEvents/$metadata#PolicyEvents/$entity")));
+    // The baseline initiative's members do not expand Deployments, so its DoNotEnforce
+    // assignment saw nothing; every event is the deny assignment's.
+    let (_, _, all) = emu
+        .send(
+            &token,
+            Method::POST,
+            &events("policyDefinitionAction ne 'deny'"),
+            None,
+        )
+        .await;
+    assert_eq!(all["value"].as_array().map(Vec::len), Some(0), "{all}");
     emu.running.shutdown().await;
 }

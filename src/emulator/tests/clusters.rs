@@ -137,6 +137,20 @@ async fn cluster_lifecycle_with_lro_etag_and_addon() {
         .await;
     assert_eq!(status, StatusCode::OK, "{patched}");
     assert_eq!(patched["tags"]["env"], "dev");
+    // The same operation shape as a PUT.
+    assert_eq!(patched["properties"]["provisioningState"], "Updating");
+    let (status, _, busy) = emu
+        .send(
+            &token,
+            Method::PATCH,
+            &url,
+            Some(&json!({"tags": {"env": "prod"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{busy}");
+    let (_, _, got) = emu.get(Some(&token), &url).await;
+    assert_eq!(got["tags"]["env"], "dev", "tags are in place while it runs");
+    wait_for_state(&emu, &token, &url, "Succeeded").await;
     let (items, _) = emu
         .list_all(
             &token,
@@ -203,4 +217,121 @@ async fn failing_operations_end_failed() {
     assert!(op["error"]["code"].is_string());
     let (_, _, got) = emu.get(Some(&token), &url).await;
     assert_eq!(got["properties"]["provisioningState"], "Failed");
+}
+
+/// Polls the cluster until its provisioningState is `want`.
+async fn wait_for_state(emu: &Emu, token: &str, url: &str, want: &str) -> Value {
+    for _ in 0..100 {
+        let (status, _, body) = emu.get(Some(token), url).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        if body["properties"]["provisioningState"] == want {
+            return body;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("cluster {url} never reached {want}");
+}
+
+#[tokio::test]
+async fn patch_is_long_running_and_abort_cancels() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (emu, token, sub) = fast_emu(dir.path(), 60_000).await;
+    let url = format!(
+        "{sub}/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/slow?{AKS_API}"
+    );
+    let abort = format!(
+        "{sub}/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/slow/abort?{AKS_API}"
+    );
+    // Nothing to abort on a missing cluster.
+    let (status, _, body) = emu.send(&token, Method::POST, &abort, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, headers, _) = emu
+        .send(
+            &token,
+            Method::PUT,
+            &url,
+            Some(&json!({"location": "westeurope"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let op_url = headers["azure-asyncoperation"]
+        .to_str()
+        .expect("header")
+        .to_string();
+    let (status, _, op) = emu.get(Some(&token), &op_url).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(op["status"], "InProgress");
+
+    // Older api-versions have no abort.
+    let (status, _, body) = emu
+        .send(
+            &token,
+            Method::POST,
+            &abort.replace(AKS_API, "api-version=2022-09-01"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(error_code(&body), "InvalidApiVersionParameter");
+
+    let (status, _, body) = emu.send(&token, Method::POST, &abort, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let op = wait_operation(&emu, &token, &op_url).await;
+    assert_eq!(op["status"], "Canceled", "{op}");
+    assert!(op["endTime"].is_string());
+    assert!(op["error"]["code"].is_string());
+    let (_, _, got) = emu.get(Some(&token), &url).await;
+    assert_eq!(got["properties"]["provisioningState"], "Canceled");
+    let location = op_url.replacen("/operations/", "/operationresults/", 1);
+    let (status, _, _) = emu.get(Some(&token), &location).await;
+    assert!(status.is_client_error(), "{status}");
+
+    // Nothing runs any more: 409.
+    let (status, _, body) = emu.send(&token, Method::POST, &abort, None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(error_code(&body), "OperationNotAllowed");
+
+    // PATCH starts an operation like PUT, and it can be aborted too.
+    let (status, headers, patched) = emu
+        .send(
+            &token,
+            Method::PATCH,
+            &url,
+            Some(&json!({"tags": {"team": "a"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    assert_eq!(patched["properties"]["provisioningState"], "Updating");
+    assert_eq!(patched["tags"]["team"], "a");
+    assert!(headers.contains_key("retry-after"));
+    assert!(headers.contains_key("location"));
+    let patch_op = headers["azure-asyncoperation"]
+        .to_str()
+        .expect("header")
+        .to_string();
+    let (status, _, busy) = emu
+        .send(
+            &token,
+            Method::PUT,
+            &url,
+            Some(&json!({"location": "westeurope"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{busy}");
+    let (status, _, _) = emu.send(&token, Method::POST, &abort, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        wait_operation(&emu, &token, &patch_op).await["status"],
+        "Canceled"
+    );
+    // A canceled cluster takes writes again.
+    let (status, _, _) = emu
+        .send(
+            &token,
+            Method::PUT,
+            &url,
+            Some(&json!({"location": "westeurope"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
 }

@@ -183,3 +183,113 @@ async fn control_api_and_injected_faults() {
         "the default subscription survives a reset"
     );
 }
+
+#[tokio::test]
+async fn short_token_lifetime_expires_like_arm() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let emu = start_emu(dir.path(), None).await;
+    let token = emu.token().await;
+    let sub = format!("/subscriptions/{}", emu.running.info().subscription_id);
+    let (_, _, profile) = emu.get(Some(&token), "/_emulator/faults").await;
+    assert_eq!(profile["token_lifetime_s"], 3600);
+    let (status, _, bad) = emu
+        .send(
+            &token,
+            Method::POST,
+            "/_emulator/faults",
+            Some(&json!({"token_lifetime_s": 0})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+
+    let (status, _, profile) = emu
+        .send(
+            &token,
+            Method::POST,
+            "/_emulator/faults",
+            Some(&json!({"token_lifetime_s": 1})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(profile["token_lifetime_s"], 1);
+
+    let info = emu.running.info().clone();
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_id", info.client_id.as_str()),
+        ("client_secret", info.client_secret.as_str()),
+        ("scope", "https://management.azure.com/.default"),
+    ];
+    let (status, v2) = emu.token_response(&form, false).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v2["expires_in"], 1);
+    let (status, v1) = emu.token_response(&form, true).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v1["expires_in"], "1");
+    let expires_on: u64 = v1["expires_on"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .expect("expires_on is epoch seconds");
+    let not_before: u64 = v1["not_before"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .expect("not_before is epoch seconds");
+    assert_eq!(expires_on - not_before, 1);
+
+    let short = v2["access_token"].as_str().expect("token").to_string();
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let (status, headers, body) = emu
+        .get(Some(&short), &format!("{sub}?api-version=2022-12-01"))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(error_code(&body), "ExpiredAuthenticationToken");
+    let message = body["error"]["message"].as_str().expect("message");
+    assert!(
+        message.starts_with("The access token expiry UTC time '")
+            && message.contains("' is earlier than current UTC time '")
+            && (message.ends_with(" AM'.") || message.ends_with(" PM'.")),
+        "{message}"
+    );
+    let challenge = headers["www-authenticate"].to_str().expect("ascii");
+    assert!(
+        challenge.starts_with("Bearer authorization_uri=\""),
+        "{challenge}"
+    );
+    assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+    assert!(
+        challenge.contains(&format!("error_description=\"{message}\"")),
+        "{challenge}"
+    );
+    // The control API takes the same tokens, so an expired one is refused there too.
+    let (status, _, _) = emu.get(Some(&short), "/_emulator/faults").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // The long-lived token issued before the change keeps working.
+    let (status, _, _) = emu
+        .get(Some(&token), &format!("{sub}?api-version=2022-12-01"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    emu.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn token_lifetime_from_startup_profile() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = crate::emulator::Config::new(dir.path());
+    config.faults.token_lifetime_s = 42;
+    let emu = super::start_config(config).await;
+    let info = emu.running.info().clone();
+    let (status, v2) = emu
+        .token_response(
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", info.client_id.as_str()),
+                ("client_secret", info.client_secret.as_str()),
+                ("scope", "https://management.azure.com/.default"),
+            ],
+            false,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v2["expires_in"], 42);
+    emu.running.shutdown().await;
+}

@@ -165,3 +165,148 @@ async fn compliance_remediation_and_trigger_scan() {
     let (status, _, _) = emu.get(Some(&token), &location).await;
     assert_eq!(status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn policy_events_from_evaluation() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (emu, token, sub) = fast_emu(dir.path(), 50).await;
+    for name in ["e1", "e2"] {
+        let url = format!("{sub}/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/{name}?{AKS_API}");
+        let (status, headers, body) = emu
+            .send(
+                &token,
+                Method::PUT,
+                &url,
+                Some(&json!({"location": "westeurope"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let op = headers["azure-asyncoperation"]
+            .to_str()
+            .expect("header")
+            .to_string();
+        wait_operation(&emu, &token, &op).await;
+    }
+    let assignment = format!("{sub}/providers/Microsoft.Authorization/policyAssignments/addon");
+    let (status, _, body) = emu
+        .send(
+            &token,
+            Method::PUT,
+            &format!("{assignment}?{API}"),
+            Some(
+                &json!({"location": "westeurope", "identity": {"type": "SystemAssigned"},
+                "properties": {"policyDefinitionId": DINE}}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let query = |scope: &str, extra: &str| {
+        format!("{scope}/providers/Microsoft.PolicyInsights/policyEvents/default/queryResults?{INSIGHTS}{extra}")
+    };
+    // Nothing evaluated yet.
+    let (status, _, page) = emu.send(&token, Method::POST, &query(&sub, ""), None).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["value"].as_array().map(Vec::len), Some(0));
+
+    let trigger = format!(
+        "{sub}/providers/Microsoft.PolicyInsights/policyStates/latest/triggerEvaluation?{INSIGHTS}"
+    );
+    let (status, _, _) = emu.send(&token, Method::POST, &trigger, None).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+
+    // Subscription scope, paged with @odata.nextLink.
+    let (status, _, page) = emu
+        .send(&token, Method::POST, &query(&sub, "&$top=1"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["value"].as_array().map(Vec::len), Some(1));
+    let event = &page["value"][0];
+    assert_eq!(event["policyDefinitionAction"], "deployifnotexists");
+    assert_eq!(event["complianceState"], "NonCompliant");
+    assert_eq!(event["isCompliant"], false);
+    assert_eq!(event["policyAssignmentId"], assignment.as_str());
+    assert!(event["timestamp"].is_string());
+    let next = page["@odata.nextLink"]
+        .as_str()
+        .expect("nextLink")
+        .to_string();
+    assert!(
+        next.contains("%24top=1") || next.contains("$top=1"),
+        "{next}"
+    );
+    let (status, _, page2) = emu.send(&token, Method::POST, &next, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page2["value"].as_array().map(Vec::len), Some(1));
+    assert!(page2.get("@odata.nextLink").is_none());
+
+    // Resource group, resource and management group (tenant root) scopes.
+    let rg = format!("{sub}/resourceGroups/rg");
+    let cluster = format!("{rg}/providers/Microsoft.ContainerService/managedClusters/e1");
+    let root = format!(
+        "/providers/Microsoft.Management/managementGroups/{}",
+        emu.running.info().tenant_id
+    );
+    for (scope, want) in [(rg.as_str(), 2), (cluster.as_str(), 1), (root.as_str(), 2)] {
+        let (status, _, page) = emu
+            .send(&token, Method::POST, &query(scope, ""), None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{scope}: {page}");
+        assert_eq!(
+            page["value"].as_array().map(Vec::len),
+            Some(want),
+            "{scope}"
+        );
+    }
+    // An assignment-narrowed query and $filter.
+    let (status, _, page) = emu
+        .send(&token, Method::POST, &query(&assignment, ""), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["value"].as_array().map(Vec::len), Some(2));
+    let filtered = |f: &str| query(&sub, &format!("&$filter={}", super::urlencode(f)));
+    let (_, _, page) = emu
+        .send(
+            &token,
+            Method::POST,
+            &filtered("PolicyDefinitionAction eq 'deny'"),
+            None,
+        )
+        .await;
+    assert_eq!(page["value"].as_array().map(Vec::len), Some(0));
+    let (_, _, page) = emu
+        .send(
+            &token,
+            Method::POST,
+            &filtered(&format!("ResourceId eq '{cluster}'")),
+            None,
+        )
+        .await;
+    assert_eq!(page["value"].as_array().map(Vec::len), Some(1));
+    let (status, _, bad) = emu
+        .send(&token, Method::POST, &filtered("startswith(x)"), None)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+
+    // Events outlive their resources; only `default` exists.
+    let (status, _, _) = emu
+        .send(
+            &token,
+            Method::DELETE,
+            &format!("{cluster}?{AKS_API}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (_, _, page) = emu.send(&token, Method::POST, &query(&sub, ""), None).await;
+    assert_eq!(page["value"].as_array().map(Vec::len), Some(2));
+    let (status, _, _) = emu
+        .send(
+            &token,
+            Method::POST,
+            &query(&sub, "").replace("/default/", "/latest/"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    emu.running.shutdown().await;
+}

@@ -15,6 +15,7 @@ mod conformance;
 mod faults;
 mod insights;
 mod policy;
+mod versions;
 
 const POLICY_API: &str = "2025-03-01";
 const DEFINITIONS: &str = "/providers/Microsoft.Authorization/policyDefinitions";

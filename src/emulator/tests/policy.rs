@@ -291,6 +291,71 @@ async fn sets_assignments_and_exemptions() {
     };
     let (items, _) = emu.list_all(&token, &ex_list("atScope()")).await;
     assert_eq!(items.len(), 1);
+    // A single-definition assignment takes no reference ids.
+    let mut with_refs = ex_body("2020-01-01T00:00:00Z");
+    with_refs["properties"]["policyDefinitionReferenceIds"] = json!(["anything"]);
+    let (status, _, resp) = emu
+        .send(
+            &token,
+            Method::PUT,
+            &format!("{exemption}?{EXEMPTION_API}"),
+            Some(&with_refs),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{resp}");
+    assert_eq!(error_code(&resp), "InvalidPolicyDefinitionReferenceId");
+    // For an initiative, reference ids must be members' (any casing).
+    let set_assignment =
+        format!("{sub}/providers/Microsoft.Authorization/policyAssignments/tagSet");
+    let (status, _, resp) = emu
+        .send(
+            &token,
+            Method::PUT,
+            &format!("{set_assignment}?{API}"),
+            Some(&assign(&set, json!({"tag": {"value": "owner"}}))),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{resp}");
+    let (_, _, set_body_now) = emu.get(Some(&token), &set_url).await;
+    let member_ref = set_body_now["properties"]["policyDefinitions"][0]
+        ["policyDefinitionReferenceId"]
+        .as_str()
+        .expect("reference id")
+        .to_string();
+    let set_exemption = format!("{sub}/providers/Microsoft.Authorization/policyExemptions/ex2");
+    for (refs, want) in [
+        (json!(["not-a-member"]), StatusCode::BAD_REQUEST),
+        (json!([member_ref.to_uppercase()]), StatusCode::CREATED),
+    ] {
+        let body = json!({"properties": {"policyAssignmentId": set_assignment,
+            "exemptionCategory": "Mitigated", "policyDefinitionReferenceIds": refs}});
+        let (status, _, resp) = emu
+            .send(
+                &token,
+                Method::PUT,
+                &format!("{set_exemption}?{EXEMPTION_API}"),
+                Some(&body),
+            )
+            .await;
+        assert_eq!(status, want, "{refs}: {resp}");
+        if want == StatusCode::BAD_REQUEST {
+            assert_eq!(error_code(&resp), "InvalidPolicyDefinitionReferenceId");
+        }
+    }
+    emu.send(
+        &token,
+        Method::DELETE,
+        &format!("{set_exemption}?{EXEMPTION_API}"),
+        None,
+    )
+    .await;
+    emu.send(
+        &token,
+        Method::DELETE,
+        &format!("{set_assignment}?{API}"),
+        None,
+    )
+    .await;
     let (items, _) = emu.list_all(&token, &ex_list("excludeExpired()")).await;
     assert!(items.is_empty(), "expired exemptions are filtered out");
     let (status, _, _) = emu
@@ -321,7 +386,8 @@ async fn scopes_hierarchy_and_resource_group_delete() {
     let mg_api = "api-version=2021-04-01";
     let rg_api = "api-version=2021-04-01";
     let mg = "/providers/Microsoft.Management/managementGroups/platform";
-    let (status, _, body) = emu
+    // A management group create is a long-running operation; the group exists at once.
+    let (status, headers, body) = emu
         .send(
             &token,
             Method::PUT,
@@ -329,7 +395,35 @@ async fn scopes_hierarchy_and_resource_group_delete() {
             Some(&json!({"properties": {"displayName": "Platform"}})),
         )
         .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["status"], "Running", "{body}");
+    assert_eq!(body["name"], "create");
+    let op_url = headers["azure-asyncoperation"]
+        .to_str()
+        .expect("ascii")
+        .to_string();
+    assert_eq!(headers["location"], op_url.as_str());
+    assert!(
+        op_url.contains("/providers/Microsoft.Management/operationResults/create/managementGroups/platform?api-version="),
+        "{op_url}"
+    );
+    assert!(headers.contains_key("retry-after"));
+    let (status, _, got) = emu.get(Some(&token), &format!("{mg}?{mg_api}")).await;
+    assert_eq!(status, StatusCode::OK, "{got}");
+    assert_eq!(got["properties"]["displayName"], "Platform");
+    let mut op = Value::Null;
+    for _ in 0..100 {
+        let (status, _, body) = emu.get(Some(&token), &op_url).await;
+        op = body;
+        if status == StatusCode::OK {
+            break;
+        }
+        assert_eq!(status, StatusCode::ACCEPTED, "{op}");
+        assert_eq!(op["status"], "Running");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(op["status"], "Succeeded", "{op}");
+    assert_eq!(op["properties"]["displayName"], "Platform");
     let child = "/providers/Microsoft.Management/managementGroups/child";
     let (status, _, body) = emu
         .send(
@@ -339,7 +433,7 @@ async fn scopes_hierarchy_and_resource_group_delete() {
             Some(&json!({"properties": {"details": {"parent": {"id": mg}}}})),
         )
         .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     let (status, _, _) = emu
         .send(
             &token,
@@ -432,11 +526,30 @@ async fn scopes_hierarchy_and_resource_group_delete() {
     let (status, _, resp) = emu.send(&token, Method::PUT, &long, Some(&body)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{resp}");
 
-    // Deleting the resource group removes its assignment.
-    let (status, _, _) = emu
+    // Deleting the resource group removes its assignment; the delete is a 202 + Location
+    // operation that answers 202 until it is done, then 200.
+    let (status, headers, _) = emu
         .send(&token, Method::DELETE, &format!("{rg}?{rg_api}"), None)
         .await;
-    assert_eq!(status, StatusCode::OK);
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert!(headers.contains_key("retry-after"));
+    let location = headers["location"].to_str().expect("ascii").to_string();
+    assert!(
+        location.contains(&format!("{sub}/operationresults/")),
+        "{location}"
+    );
+    let mut polls = 0;
+    loop {
+        let (status, headers, _) = emu.get(Some(&token), &location).await;
+        if status == StatusCode::OK {
+            break;
+        }
+        assert_eq!(status, StatusCode::ACCEPTED);
+        assert!(headers.contains_key("location"));
+        polls += 1;
+        assert!(polls < 100, "the delete never finishes");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let (status, _, resp) = emu.get(Some(&token), &format!("{assignment}?{API}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(error_code(&resp), "ResourceGroupNotFound");

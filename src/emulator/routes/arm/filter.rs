@@ -107,6 +107,65 @@ impl ScopeFilter {
     }
 }
 
+/// `$filter` of PolicyInsights queries (policy states and events): `Field eq 'value'` or
+/// `Field ne 'value'` clauses on record fields, joined by `and`. Field names and string values
+/// compare case-insensitively; `IsCompliant eq false` compares the JSON literal.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct RecordFilter {
+    /// (field, wanted value, true for `eq`).
+    clauses: Vec<(String, String, bool)>,
+}
+
+impl RecordFilter {
+    pub(crate) fn parse(raw: Option<&str>) -> Result<Self, ArmError> {
+        let mut filter = Self::default();
+        let Some(raw) = raw.map(str::trim).filter(|s| !s.is_empty()) else {
+            return Ok(filter);
+        };
+        for clause in split_and(raw) {
+            let clause = clause.trim();
+            let (clause, equal) = match negated(clause) {
+                Some(rewritten) => (rewritten, false),
+                None => (clause.to_string(), true),
+            };
+            let (field, value) = parse_eq(&clause).ok_or_else(|| {
+                ArmError::bad_request(
+                    "InvalidFilterInQueryString",
+                    format!("The filter '{raw}' is not supported. Supported filters: '<field> eq <value>' and '<field> ne <value>' clauses combined with 'and'."),
+                )
+            })?;
+            filter.clauses.push((field, value, equal));
+        }
+        Ok(filter)
+    }
+
+    /// True when the record (a JSON object) passes every clause.
+    pub(crate) fn accepts(&self, record: &serde_json::Value) -> bool {
+        self.clauses.iter().all(|(field, want, equal)| {
+            let found = record.as_object().and_then(|o| {
+                o.iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(field))
+                    .map(|(_, v)| v)
+            });
+            let matches = found.is_some_and(|v| match v {
+                serde_json::Value::String(s) => s.eq_ignore_ascii_case(want),
+                other => other.to_string().eq_ignore_ascii_case(want),
+            });
+            matches == *equal
+        })
+    }
+}
+
+/// `field ne value` rewritten as `field eq value`, or `None` for any other clause.
+fn negated(clause: &str) -> Option<String> {
+    let mut parts = clause.splitn(3, char::is_whitespace);
+    let field = parts.next()?;
+    let op = parts.next()?;
+    let value = parts.next()?;
+    op.eq_ignore_ascii_case("ne")
+        .then(|| format!("{field} eq {value}"))
+}
+
 fn invalid(raw: &str) -> ArmError {
     ArmError::bad_request(
         "InvalidFilterInQueryString",
@@ -174,6 +233,25 @@ mod tests {
             Some("/providers/Microsoft.Authorization/policyDefinitions/x")
         );
         assert!(ScopeFilter::parse(Some("name eq 'x'")).is_err());
+    }
+
+    #[test]
+    fn record_filters_compare_fields_case_insensitively() {
+        let record = serde_json::json!({"complianceState": "NonCompliant",
+            "isCompliant": false, "policyDefinitionAction": "deny"});
+        let f = RecordFilter::parse(Some("ComplianceState eq 'noncompliant'")).expect("parses");
+        assert!(f.accepts(&record));
+        let f = RecordFilter::parse(Some(
+            "IsCompliant eq false and PolicyDefinitionAction eq 'deny'",
+        ))
+        .expect("parses");
+        assert!(f.accepts(&record));
+        let f = RecordFilter::parse(Some("policyDefinitionAction ne 'deny'")).expect("parses");
+        assert!(!f.accepts(&record));
+        let f = RecordFilter::parse(Some("resourceType eq 'x'")).expect("parses");
+        assert!(!f.accepts(&record), "absent fields never match");
+        assert!(RecordFilter::parse(Some("startswith(x)")).is_err());
+        assert!(RecordFilter::parse(None).expect("empty").accepts(&record));
     }
 
     #[test]

@@ -53,6 +53,9 @@ pub(crate) const API_VERSIONS: &[&str] = &[
     // azure-mgmt-containerservice 41.x default.
     "2026-08-01",
 ];
+/// api-versions with `abort` (AbortLatestOperation is in the stable API since 2023-07-01, so
+/// the list above from 2023-08-01 on).
+pub(crate) const ABORT_API_VERSIONS: &[&str] = API_VERSIONS.split_at(4).1;
 const CLUSTER_TYPE: &str = "Microsoft.ContainerService/managedClusters";
 const NAMESPACE_TYPE: &str = "microsoft.containerservice/managedclusters";
 const POLICY_ADDON: &str = "azurepolicy";
@@ -124,7 +127,8 @@ pub(crate) fn handle_operation(
         .unwrap_or_default()
         .to_string();
     settle(state, &target)?;
-    let done = now_ms() >= op.internal["done_ms"].as_u64().unwrap_or(0);
+    let canceled = op.internal["canceled"].as_bool().unwrap_or(false);
+    let done = canceled || now_ms() >= op.internal["done_ms"].as_u64().unwrap_or(0);
     let failed = op.internal["fail"].as_bool().unwrap_or(false);
     let is_results = req
         .path
@@ -138,6 +142,9 @@ pub(crate) fn handle_operation(
             set_header(&mut resp, "retry-after", "1");
             return Ok(resp);
         }
+        if canceled {
+            return Err(canceled_error());
+        }
         if failed {
             return Err(ArmError::internal(
                 "The operation failed (injected by the emulator's lro_failure_rate).",
@@ -146,7 +153,12 @@ pub(crate) fn handle_operation(
         return Ok(empty(StatusCode::NO_CONTENT));
     }
     let mut body = op.body.clone();
-    if done {
+    if canceled {
+        let error = canceled_error();
+        body["status"] = json!("Canceled");
+        body["endTime"] = op.internal["end_time"].clone();
+        body["error"] = json!({"code": error.code, "message": error.message});
+    } else if done {
         body["status"] = json!(if failed { "Failed" } else { "Succeeded" });
         body["endTime"] = op.internal["end_time"].clone();
         body["percentComplete"] = json!(100);
@@ -158,6 +170,15 @@ pub(crate) fn handle_operation(
         body["status"] = json!("InProgress");
     }
     Ok(ok_json(&body))
+}
+
+/// What a canceled operation reports.
+fn canceled_error() -> ArmError {
+    ArmError::new(
+        StatusCode::CONFLICT,
+        "OperationCanceled",
+        "The operation was canceled by a request to abort the latest operation.",
+    )
 }
 
 fn not_found(id: &str) -> ArmError {
@@ -316,8 +337,8 @@ fn new_operation(
         })
     })?;
     Ok((
-        op_id,
-        json!({"kind": kind, "done_ms": done_ms, "fail": fail, "operation": op_name}),
+        op_id.clone(),
+        json!({"kind": kind, "done_ms": done_ms, "fail": fail, "operation": op_name, "op_id": op_id}),
     ))
 }
 
@@ -650,9 +671,23 @@ fn fill_policy_addon(
     profile["identity"] = identity;
 }
 
+/// `PATCH {tags}`: the same operation shape as a PUT (200, `provisioningState: Updating`,
+/// `Azure-AsyncOperation`); the tags are in place at once, so reads never see them half set.
 fn patch(state: &AppState, req: &ArmRequest<'_>, id: &str) -> Result<Response, ArmError> {
     let update: Value = parse_body(req)?;
     settle(state, id)?;
+    let Some(current) = state.store.get(id)? else {
+        return Err(not_found(id));
+    };
+    check_preconditions(req, Some(&current))?;
+    if running(&current) {
+        return Err(busy(&current));
+    }
+    let location = current.body["location"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let (op_id, op) = new_operation(state, id, &location, "Updating")?;
     let (_, after) = state.store.modify::<ArmError, _>(id, |previous| {
         let Some(previous) = previous else {
             return Err(not_found(id));
@@ -665,14 +700,93 @@ fn patch(state: &AppState, req: &ArmRequest<'_>, id: &str) -> Result<Response, A
         if let Some(tags) = update.get("tags") {
             body["tags"] = tags.clone();
         }
+        body["properties"]["provisioningState"] = json!("Updating");
         body["systemData"] = system_data(req, Some(&previous.body));
         Ok(Change::Put {
             body,
-            internal: previous.internal.clone(),
+            internal: json!({"op": op}),
         })
     })?;
     let stored = after.ok_or_else(|| ArmError::internal("cluster write lost"))?;
-    Ok(with_etag(ok_json(&public(&stored)), &stored))
+    let mut resp = with_etag(ok_json(&public(&stored)), &stored);
+    let results = op_id.replacen("/operations/", "/operationresults/", 1);
+    set_header(&mut resp, "azure-asyncoperation", &absolute(req, &op_id));
+    set_header(&mut resp, "location", &absolute(req, &results));
+    set_header(&mut resp, "retry-after", "1");
+    Ok(resp)
+}
+
+/// `POST .../managedClusters/{name}/abort`: cancels the running operation. The cluster ends
+/// `Canceled` (a canceled delete leaves it in place) and so does the operation status.
+pub(crate) fn handle_abort(state: &AppState, req: &ArmRequest<'_>) -> Result<Response, ArmError> {
+    if req.http.method != Method::POST {
+        return Err(ArmError::method_not_allowed(&req.http.method));
+    }
+    let scope = Scope::from_segments(&req.path.scope)?;
+    scope.ensure_exists(state)?;
+    let name = req.path.names.first().cloned().unwrap_or_default();
+    if req.path.names.len() != 1 {
+        return Err(ArmError::method_not_allowed(&req.http.method));
+    }
+    let id = format!("{}/providers/{CLUSTER_TYPE}/{name}", scope.id);
+    settle(state, &id)?;
+    let mut aborted: Option<Value> = None;
+    state.store.modify::<ArmError, _>(&id, |current| {
+        let Some(current) = current else {
+            return Err(not_found(&id));
+        };
+        if !running(current) {
+            // Checked again inside the transaction: the operation may have just finished.
+            return Err(nothing_to_abort(&name));
+        }
+        aborted = Some(current.internal["op"].clone());
+        let mut body = current.body.clone();
+        body["properties"]["provisioningState"] = json!("Canceled");
+        Ok(Change::Settle {
+            body,
+            internal: Value::Null,
+        })
+    })?;
+    let op = aborted.unwrap_or_default();
+    let op_id = match op["op_id"].as_str() {
+        Some(op_id) => op_id.to_string(),
+        // Operations started before the id was kept in the timer.
+        None => {
+            let current = state.store.get(&id)?;
+            let location = current
+                .as_ref()
+                .and_then(|c| c.body["location"].as_str())
+                .unwrap_or("eastus")
+                .to_ascii_lowercase();
+            format!(
+                "/subscriptions/{}/providers/Microsoft.ContainerService/locations/{location}/operations/{}",
+                id.split('/').nth(2).unwrap_or_default(),
+                op["operation"].as_str().unwrap_or_default()
+            )
+        }
+    };
+    let end_time = now_rfc3339();
+    state.store.modify::<ArmError, _>(&op_id, |record| {
+        let Some(record) = record else {
+            return Ok(Change::Keep);
+        };
+        let mut internal = record.internal.clone();
+        internal["canceled"] = json!(true);
+        internal["end_time"] = json!(end_time);
+        Ok(Change::Settle {
+            body: record.body.clone(),
+            internal,
+        })
+    })?;
+    Ok(empty(StatusCode::NO_CONTENT))
+}
+
+fn nothing_to_abort(name: &str) -> ArmError {
+    ArmError::new(
+        StatusCode::CONFLICT,
+        "OperationNotAllowed",
+        format!("Operation is not allowed: there is no ongoing operation on managed cluster '{name}' to abort; the latest operation has already completed."),
+    )
 }
 
 fn delete(state: &AppState, req: &ArmRequest<'_>, id: &str) -> Result<Response, ArmError> {

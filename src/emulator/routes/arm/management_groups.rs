@@ -1,13 +1,17 @@
 //! Management groups (`/providers/Microsoft.Management/managementGroups/{mg}`) with their
 //! parent hierarchy, and subscription placement (`.../managementGroups/{mg}/subscriptions/{s}`).
-//! Azure may answer a management group PUT as a long-running operation; the emulator finishes
-//! it synchronously with 200, which clients accept as a completed operation.
+//! A management group PUT is a long-running operation as in Azure: 202 with `Location` and
+//! `Azure-AsyncOperation` pointing at `/providers/Microsoft.Management/operationResults/create/
+//! managementGroups/{mg}`, which reports `Running` until the operation's time is up and then
+//! `Succeeded` with the group. The group itself is written at once (see `operations`).
 
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use super::scope::{management_group_not_found, MG_PREFIX};
-use super::{empty, error::ArmError, now_rfc3339, ok_json, paging, parse_body, ArmRequest};
+use super::{
+    empty, error::ArmError, now_rfc3339, ok_json, operations, paging, parse_body, ArmRequest,
+};
 use crate::emulator::http::Response;
 use crate::emulator::state::AppState;
 use crate::emulator::store::{resource_key, Change};
@@ -138,7 +142,70 @@ fn put(state: &AppState, req: &ArmRequest<'_>, name: &str) -> Result<Response, A
         })
     })?;
     let stored = after.ok_or_else(|| ArmError::internal("management group write lost"))?;
-    Ok(ok_json(&stored.body))
+    let op_id = operation_id(name);
+    let op_body = operation_body(&op_id, "Running", &stored.body["properties"]);
+    operations::start(state, &op_id, op_body.clone())?;
+    Ok(operations::accepted(
+        req,
+        &op_id,
+        Some(&op_body),
+        true,
+        state.fault_profile().lro_ms,
+    ))
+}
+
+fn operation_id(name: &str) -> String {
+    format!("/providers/Microsoft.Management/operationResults/create/managementGroups/{name}")
+}
+
+/// Azure's `AzureAsyncOperationResults` for a management group create.
+fn operation_body(op_id: &str, status: &str, properties: &Value) -> Value {
+    json!({
+        "id": op_id,
+        "type": "/providers/Microsoft.Management/operationResults",
+        "name": "create",
+        "status": status,
+        "properties": properties,
+    })
+}
+
+/// `GET /providers/Microsoft.Management/operationResults/create/managementGroups/{mg}`: 202
+/// `Running` while the create runs, then 200 `Succeeded` with the group's properties.
+pub(crate) fn handle_operation_result(
+    state: &AppState,
+    req: &ArmRequest<'_>,
+) -> Result<Response, ArmError> {
+    let is_create = req
+        .path
+        .names
+        .first()
+        .is_some_and(|n| n.eq_ignore_ascii_case("create"));
+    if req.http.method != Method::GET || !req.path.is_item() || !is_create {
+        return Err(ArmError::method_not_allowed(&req.http.method));
+    }
+    let name = req.path.names.last().cloned().unwrap_or_default();
+    let op_id = req.path.resource_id();
+    let Some(op) = operations::get(state, &op_id)? else {
+        return Err(ArmError::not_found(
+            "NotFound",
+            format!("No operation for management group '{name}' was found."),
+        ));
+    };
+    let left = operations::remaining_ms(&op);
+    if left > 0 {
+        return Ok(operations::accepted(
+            req,
+            &op_id,
+            Some(&op.body),
+            true,
+            left,
+        ));
+    }
+    let properties = match state.store.get(&mg_id(&name))? {
+        Some(mg) => mg.body["properties"].clone(),
+        None => op.body["properties"].clone(),
+    };
+    Ok(ok_json(&operation_body(&op_id, "Succeeded", &properties)))
 }
 
 /// `PUT/GET/DELETE .../managementGroups/{mg}/subscriptions/{sub}`: a subscription sits under

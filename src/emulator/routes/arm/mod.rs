@@ -7,12 +7,14 @@ mod error;
 mod filter;
 mod managed_clusters;
 mod management_groups;
+mod operations;
 mod paging;
 mod path;
 mod policy_assignments;
 mod policy_definitions;
 mod policy_exemptions;
 mod policy_states;
+mod policy_versions;
 mod remediations;
 mod resource_groups;
 mod scope;
@@ -95,6 +97,16 @@ pub(crate) const RESOURCE_TYPES: &[ResourceTypeSpec] = &[
         handler: resource_groups::handle,
     },
     ResourceTypeSpec {
+        key: "microsoft.resources/subscriptions/operationresults",
+        api_versions: resource_groups::API_VERSIONS,
+        handler: resource_groups::handle_operation_result,
+    },
+    ResourceTypeSpec {
+        key: "microsoft.management/operationresults/managementgroups",
+        api_versions: management_groups::API_VERSIONS,
+        handler: management_groups::handle_operation_result,
+    },
+    ResourceTypeSpec {
         key: "microsoft.management/managementgroups",
         api_versions: management_groups::API_VERSIONS,
         handler: management_groups::handle,
@@ -115,6 +127,26 @@ pub(crate) const RESOURCE_TYPES: &[ResourceTypeSpec] = &[
         handler: policy_definitions::handle_set_definitions,
     },
     ResourceTypeSpec {
+        key: "microsoft.authorization/policydefinitions/versions",
+        api_versions: policy_versions::VERSION_API_VERSIONS,
+        handler: policy_versions::handle_definition_versions,
+    },
+    ResourceTypeSpec {
+        key: "microsoft.authorization/policysetdefinitions/versions",
+        api_versions: policy_versions::VERSION_API_VERSIONS,
+        handler: policy_versions::handle_set_definition_versions,
+    },
+    ResourceTypeSpec {
+        key: "microsoft.authorization/listpolicydefinitionversions",
+        api_versions: policy_versions::VERSION_API_VERSIONS,
+        handler: policy_versions::handle_list_definition_versions,
+    },
+    ResourceTypeSpec {
+        key: "microsoft.authorization/listpolicysetdefinitionversions",
+        api_versions: policy_versions::VERSION_API_VERSIONS,
+        handler: policy_versions::handle_list_set_definition_versions,
+    },
+    ResourceTypeSpec {
         key: "microsoft.authorization/policyassignments",
         api_versions: POLICY_API_VERSIONS,
         handler: policy_assignments::handle,
@@ -123,6 +155,11 @@ pub(crate) const RESOURCE_TYPES: &[ResourceTypeSpec] = &[
         key: "microsoft.containerservice/managedclusters",
         api_versions: managed_clusters::API_VERSIONS,
         handler: managed_clusters::handle,
+    },
+    ResourceTypeSpec {
+        key: "microsoft.containerservice/managedclusters/abort",
+        api_versions: managed_clusters::ABORT_API_VERSIONS,
+        handler: managed_clusters::handle_abort,
     },
     ResourceTypeSpec {
         key: "microsoft.containerservice/locations/operations",
@@ -163,6 +200,11 @@ pub(crate) const RESOURCE_TYPES: &[ResourceTypeSpec] = &[
         key: "microsoft.policyinsights/policystates/queryresults",
         api_versions: policy_states::API_VERSIONS,
         handler: policy_states::handle_query,
+    },
+    ResourceTypeSpec {
+        key: "microsoft.policyinsights/policyevents/queryresults",
+        api_versions: policy_states::API_VERSIONS,
+        handler: policy_states::handle_events_query,
     },
     ResourceTypeSpec {
         key: "microsoft.policyinsights/asyncoperationresults",
@@ -357,15 +399,15 @@ pub(crate) fn authenticate(state: &AppState, req: &Request) -> Result<Claims, Ar
         )),
     };
     state.signer.verify_arm(token).map_err(|e| match e {
-        TokenError::Expired { exp, now } => fail(
-            "ExpiredAuthenticationToken",
-            format!(
+        TokenError::Expired { exp, now } => {
+            // ARM repeats the message as the challenge's error_description.
+            let message = format!(
                 "The access token expiry UTC time '{}' is earlier than current UTC time '{}'.",
-                format_epoch(exp),
-                format_epoch(now)
-            ),
-            "The access token has expired.",
-        ),
+                format_dotnet_utc(exp),
+                format_dotnet_utc(now)
+            );
+            fail("ExpiredAuthenticationToken", message.clone(), &message)
+        }
         TokenError::WrongAudience { aud } => fail(
             "InvalidAuthenticationTokenAudience",
             format!(
@@ -381,9 +423,29 @@ pub(crate) fn authenticate(state: &AppState, req: &Request) -> Result<Claims, Ar
     })
 }
 
-fn format_epoch(secs: u64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
-    humantime::format_rfc3339_seconds(t).to_string()
+/// Epoch seconds in .NET's invariant general format (`11/28/2026 9:05:03 PM`), which is how
+/// ARM writes times into its authentication errors.
+fn format_dotnet_utc(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let (hour, minute, second) = (rem / 3600, (rem % 3600) / 60, rem % 60);
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (hour12, meridiem) = match hour {
+        0 => (12, "AM"),
+        1..=11 => (hour, "AM"),
+        12 => (12, "PM"),
+        _ => (hour - 12, "PM"),
+    };
+    format!("{month}/{day}/{year} {hour12}:{minute:02}:{second:02} {meridiem}")
 }
 
 /// Tokens left in the caller's bucket while throttling is on, for the rate-limit header.
@@ -521,4 +583,20 @@ pub(crate) fn check_policy_name(kind: &str, name: &str) -> Result<(), ArmError> 
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_dotnet_utc;
+
+    #[test]
+    fn dotnet_times_as_arm_prints_them() {
+        assert_eq!(format_dotnet_utc(0), "1/1/1970 12:00:00 AM");
+        // 2020-08-24T11:21:39Z
+        assert_eq!(format_dotnet_utc(1_598_268_099), "8/24/2020 11:21:39 AM");
+        // 2024-02-29T13:05:09Z (leap day, afternoon)
+        assert_eq!(format_dotnet_utc(1_709_211_909), "2/29/2024 1:05:09 PM");
+        // 2026-12-31T12:00:00Z
+        assert_eq!(format_dotnet_utc(1_798_718_400), "12/31/2026 12:00:00 PM");
+    }
 }

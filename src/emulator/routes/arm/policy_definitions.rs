@@ -8,6 +8,7 @@ use http::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use super::filter::DefinitionFilter;
+use super::policy_versions;
 use super::scope::{stored_of_type, Scope, ScopeKind};
 use super::{
     check_policy_name, empty, error::ArmError, ok_json, paging, parse_body, status_json,
@@ -37,14 +38,14 @@ pub(crate) enum Kind {
 }
 
 impl Kind {
-    fn entries(self, state: &AppState) -> &[CatalogueEntry] {
+    pub(crate) fn entries(self, state: &AppState) -> &[CatalogueEntry] {
         match self {
             Kind::Definition => &state.catalogue.definitions,
             Kind::SetDefinition => &state.catalogue.set_definitions,
         }
     }
 
-    fn type_name(self) -> &'static str {
+    pub(crate) fn type_name(self) -> &'static str {
         match self {
             Kind::Definition => POLICY_DEFINITION_TYPE,
             Kind::SetDefinition => POLICY_SET_DEFINITION_TYPE,
@@ -120,7 +121,7 @@ fn handle(state: &AppState, req: &ArmRequest<'_>, kind: Kind) -> Result<Response
 }
 
 /// Definitions live at tenant (built-in), management group or subscription scope only.
-fn definition_scope(req: &ArmRequest<'_>) -> Result<Scope, ArmError> {
+pub(super) fn definition_scope(req: &ArmRequest<'_>) -> Result<Scope, ArmError> {
     let scope = Scope::from_segments(&req.path.scope)?;
     match scope.kind {
         ScopeKind::Tenant | ScopeKind::ManagementGroup(_) | ScopeKind::Subscription(_) => Ok(scope),
@@ -145,7 +146,7 @@ fn get(state: &AppState, scope: &Scope, kind: Kind, name: &str) -> Result<Respon
         .ok_or_else(|| kind.not_found(name))
 }
 
-fn item_id(scope: &Scope, kind: Kind, name: &str) -> String {
+pub(super) fn item_id(scope: &Scope, kind: Kind, name: &str) -> String {
     format!("{}/providers/{}/{name}", scope.id, kind.type_name())
 }
 
@@ -166,10 +167,32 @@ fn put(
     };
     check_policy_name(what, name)?;
     let id = item_id(scope, kind, name);
-    let body = match kind {
-        Kind::Definition => build_definition(req, &id, name)?,
-        Kind::SetDefinition => build_set_definition(state, req, scope, &id, name)?,
-    };
+    let mut body = build_body(state, req, scope, kind, &id, name)?;
+    // Without an explicit version a PUT updates the version the definition shows now.
+    let explicit_version = serde_json::from_slice::<Value>(&req.http.body)
+        .ok()
+        .and_then(|b| b.pointer("/properties/version").cloned())
+        .is_some_and(|v| v.is_string());
+    if !explicit_version {
+        if let Some(current) = state
+            .store
+            .get(&id)?
+            .and_then(|p| p.body.pointer("/properties/version").cloned())
+        {
+            body["properties"]["version"] = current;
+        }
+    }
+    if let Some(v) = body["properties"]["version"].as_str() {
+        if policy_versions::parse_version(v).is_none() {
+            return Err(ArmError::bad_request(
+                match kind {
+                    Kind::Definition => "InvalidPolicyDefinitionVersion",
+                    Kind::SetDefinition => "InvalidPolicySetDefinitionVersion",
+                },
+                format!("The version '{v}' is invalid. A version must have the form 'major.minor.patch' with whole numbers, for example '1.0.0'."),
+            ));
+        }
+    }
     let (before, after) = state.store.modify::<ArmError, _>(&id, |previous| {
         if let Some(previous) = previous {
             let old = previous.body.pointer("/properties/parameters");
@@ -189,6 +212,7 @@ fn put(
         })
     })?;
     let stored = after.ok_or_else(|| ArmError::internal("definition write lost"))?;
+    let stored = policy_versions::record_put(state, &stored, kind)?;
     // Definitions answer 201 on create and update; set definitions 200 on update.
     let status = if kind == Kind::SetDefinition && before.is_some() {
         StatusCode::OK
@@ -199,10 +223,25 @@ fn put(
 }
 
 /// The stored body with `id` in its creator's casing.
-fn with_id(body: &Value, id: &str) -> Value {
+pub(super) fn with_id(body: &Value, id: &str) -> Value {
     let mut body = body.clone();
     body["id"] = json!(id);
     body
+}
+
+/// The validated body a PUT of `kind` asks for (also what a version PUT stores).
+pub(super) fn build_body(
+    state: &AppState,
+    req: &ArmRequest<'_>,
+    scope: &Scope,
+    kind: Kind,
+    id: &str,
+    name: &str,
+) -> Result<Value, ArmError> {
+    match kind {
+        Kind::Definition => build_definition(req, id, name),
+        Kind::SetDefinition => build_set_definition(state, req, scope, id, name),
+    }
 }
 
 fn parameters_of(value: Option<&Value>) -> Option<BTreeMap<String, ParameterDefinition>> {
@@ -454,9 +493,10 @@ fn delete(
             }
         }
     }
-    match state.store.delete(&id)? {
-        Some(_) => Ok(empty(StatusCode::OK)),
-        None => Ok(empty(StatusCode::NO_CONTENT)),
+    // The versions go with the definition.
+    match state.store.delete_tree(&id)? {
+        0 => Ok(empty(StatusCode::NO_CONTENT)),
+        _ => Ok(empty(StatusCode::OK)),
     }
 }
 

@@ -6,6 +6,8 @@ use http::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use super::filter::ScopeFilter;
+use super::policy_definitions::Kind;
+use super::resolve_visible;
 use super::scope::{related_to_scope, Scope, ScopeKind};
 use super::{
     check_policy_name, empty, error::ArmError, ok_json, paging, parse_body, status_json,
@@ -13,7 +15,7 @@ use super::{
 };
 use crate::emulator::http::Response;
 use crate::emulator::state::AppState;
-use crate::emulator::store::Change;
+use crate::emulator::store::{Change, StoredResource};
 
 const EXEMPTION_TYPE: &str = "Microsoft.Authorization/policyExemptions";
 const NAMESPACE_TYPE: &str = "microsoft.authorization/policyexemptions";
@@ -132,6 +134,7 @@ fn put(
             )));
         }
     }
+    check_reference_ids(state, &body, &assignment, name)?;
     let id = item_id(scope, name);
     let (before, after) = state.store.modify::<ArmError, _>(&id, |previous| {
         let mut body = body.clone();
@@ -157,6 +160,59 @@ fn put(
         StatusCode::CREATED
     };
     Ok(status_json(status, &with_id(&stored.body, &stored.id)))
+}
+
+/// `policyDefinitionReferenceIds` must name members of the assigned initiative (compared
+/// case-insensitively); an assignment of a single definition takes none.
+fn check_reference_ids(
+    state: &AppState,
+    body: &Value,
+    assignment: &StoredResource,
+    name: &str,
+) -> Result<(), ArmError> {
+    let requested: Vec<&str> = body
+        .pointer("/properties/policyDefinitionReferenceIds")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    if requested.is_empty() {
+        return Ok(());
+    }
+    // Azure's code is not in the reference material or the captured examples; this is the
+    // name its error enumerations use for a bad reference id.
+    let invalid =
+        |message: String| ArmError::bad_request("InvalidPolicyDefinitionReferenceId", message);
+    let props = &assignment.body["properties"];
+    let definition_id = props["policyDefinitionId"].as_str().unwrap_or_default();
+    if Kind::of_id(definition_id) != Some(Kind::SetDefinition) {
+        return Err(invalid(format!(
+            "The policy exemption '{name}' specifies policy definition reference ids, but the policy assignment '{}' does not assign a policy set definition.",
+            assignment.id
+        )));
+    }
+    let assignment_scope = Scope::parse(props["scope"].as_str().unwrap_or_default())?;
+    let members: Vec<String> = resolve_visible(state, &assignment_scope, definition_id)?
+        .map(|set| {
+            set["properties"]["policyDefinitions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|m| m["policyDefinitionReferenceId"].as_str())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    for reference in requested {
+        if !members.iter().any(|m| m.eq_ignore_ascii_case(reference)) {
+            return Err(invalid(format!(
+                "The policy exemption '{name}' references the policy definition reference id '{reference}', which is not a member of the policy set definition '{definition_id}' assigned by '{}'.",
+                assignment.id
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn patch(

@@ -1,16 +1,17 @@
 //! Policy states: `triggerEvaluation` (202 + Location polling), `summarize` and
-//! `queryResults` (paged with `@odata.nextLink`), computed by [`crate::emulator::compliance`].
+//! `queryResults` (paged with `@odata.nextLink`), computed by [`crate::emulator::compliance`];
+//! and policy events' `queryResults`, which share the scope parsing, `$filter` and paging.
 
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use super::managed_clusters::set_header;
+use super::filter::RecordFilter;
 use super::scope::Scope;
-use super::{empty, error::ArmError, now_ms, now_rfc3339, ok_json, ArmRequest};
+use super::{empty, error::ArmError, now_rfc3339, ok_json, operations, ArmRequest};
 use crate::emulator::compliance::{policy_states, PolicyStateRow, StatesQuery};
+use crate::emulator::events;
 use crate::emulator::http::Response;
 use crate::emulator::state::{new_guid, AppState};
-use crate::emulator::store::Change;
 
 /// api-versions of policy states and their async results.
 pub(crate) const API_VERSIONS: &[&str] = &[
@@ -36,32 +37,25 @@ pub(crate) fn handle_trigger(state: &AppState, req: &ArmRequest<'_>) -> Result<R
             "Evaluations can be triggered for a subscription or a resource group.",
         ));
     };
+    // The evaluation itself happens now; its non-compliant results become policy events.
+    let rows = policy_states(state, &scope, &StatesQuery::default())?;
+    let audited: Vec<PolicyStateRow> = rows
+        .into_iter()
+        .filter(|r| !r.compliant && !r.exempt)
+        .collect();
+    events::record(state, &audited, &req.principal.oid)?;
     let op_id = format!(
         "/subscriptions/{sub}/providers/Microsoft.PolicyInsights/asyncOperationResults/{}",
         new_guid()
     );
-    let lro_ms = state.fault_profile().lro_ms;
-    state.store.modify::<ArmError, _>(&op_id, |_| {
-        Ok(Change::Put {
-            body: json!({"scope": scope.id}),
-            internal: json!({"done_ms": now_ms() + lro_ms}),
-        })
-    })?;
-    let mut resp = empty(StatusCode::ACCEPTED);
-    set_header(
-        &mut resp,
-        "location",
-        &format!(
-            "{}{op_id}?api-version={}",
-            req.http.base_url, req.api_version
-        ),
-    );
-    set_header(&mut resp, "retry-after", &retry_after(lro_ms));
-    Ok(resp)
-}
-
-fn retry_after(lro_ms: u64) -> String {
-    lro_ms.div_ceil(1000).clamp(1, 30).to_string()
+    operations::start(state, &op_id, json!({"scope": scope.id}))?;
+    Ok(operations::accepted(
+        req,
+        &op_id,
+        None,
+        false,
+        state.fault_profile().lro_ms,
+    ))
 }
 
 /// `GET /subscriptions/{s}/providers/Microsoft.PolicyInsights/asyncOperationResults/{id}`.
@@ -73,24 +67,16 @@ pub(crate) fn handle_async_result(
         return Err(ArmError::method_not_allowed(&req.http.method));
     }
     let id = req.path.resource_id();
-    let Some(op) = state.store.get(&id)? else {
+    let Some(op) = operations::get(state, &id)? else {
         return Err(ArmError::not_found(
             "AsyncOperationNotFound",
             "The asynchronous operation could not be found.",
         ));
     };
-    let done = op.internal["done_ms"].as_u64().unwrap_or(0);
-    if now_ms() < done {
-        let mut resp = empty(StatusCode::ACCEPTED);
-        set_header(
-            &mut resp,
-            "location",
-            &format!("{}{id}?api-version={}", req.http.base_url, req.api_version),
-        );
-        set_header(&mut resp, "retry-after", &retry_after(done - now_ms()));
-        return Ok(resp);
+    match operations::remaining_ms(&op) {
+        0 => Ok(empty(StatusCode::OK)),
+        left => Ok(operations::accepted(req, &id, None, false, left)),
     }
-    Ok(empty(StatusCode::OK))
 }
 
 /// Where states are asked for: a plain scope, or an assignment / (set) definition id that
@@ -121,8 +107,13 @@ fn query_scope(state: &AppState, req: &ArmRequest<'_>) -> Result<(Scope, StatesQ
 }
 
 fn context_url(req: &ArmRequest<'_>, what: &str) -> String {
+    context_url_of(req, "policyStates", what)
+}
+
+/// `{scope}/providers/Microsoft.PolicyInsights/{collection}/$metadata#{what}`.
+fn context_url_of(req: &ArmRequest<'_>, collection: &str, what: &str) -> String {
     format!(
-        "{}{}/providers/Microsoft.PolicyInsights/policyStates/$metadata#{what}",
+        "{}{}/providers/Microsoft.PolicyInsights/{collection}/$metadata#{what}",
         req.http.base_url,
         req.path
             .scope
@@ -255,26 +246,58 @@ fn results(rows: &[&PolicyStateRow], query_uri: &str, with_policies: bool) -> Va
 pub(crate) fn handle_query(state: &AppState, req: &ArmRequest<'_>) -> Result<Response, ArmError> {
     let (scope, query) = query_scope(state, req)?;
     let rows = policy_states(state, &scope, &query)?;
-    let filter = req
-        .http
-        .query_param("$filter")
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    // The one filter clients use in practice; others are ignored rather than refused.
-    let wanted: Option<bool> = if filter.contains("compliancestate eq 'noncompliant'") {
-        Some(false)
-    } else if filter.contains("compliancestate eq 'compliant'") {
-        Some(true)
-    } else {
-        None
-    };
+    let filter = RecordFilter::parse(req.http.query_param("$filter"))?;
     let context = context_url(req, "PolicyStates");
     let timestamp = now_rfc3339();
     let records: Vec<Value> = rows
         .iter()
-        .filter(|r| wanted.is_none_or(|w| r.compliant == w))
         .map(|r| r.to_json(&context, &timestamp))
+        .filter(|r| filter.accepts(r))
         .collect();
+    odata_page(req, records, &context)
+}
+
+/// `POST {scope}/providers/Microsoft.PolicyInsights/policyEvents/default/queryResults`: the
+/// events recorded by evaluations and admission (see `events`), newest first, paged like
+/// policy states.
+pub(crate) fn handle_events_query(
+    state: &AppState,
+    req: &ArmRequest<'_>,
+) -> Result<Response, ArmError> {
+    let resource = req
+        .path
+        .names
+        .last()
+        .map(String::as_str)
+        .unwrap_or_default();
+    if !resource.eq_ignore_ascii_case("default") {
+        return Err(ArmError::bad_request(
+            "InvalidPolicyEventsResource",
+            format!("The policy events resource '{resource}' is invalid. The only supported value is 'default'."),
+        ));
+    }
+    let (scope, query) = query_scope(state, req)?;
+    let filter = RecordFilter::parse(req.http.query_param("$filter"))?;
+    let context = context_url_of(req, "policyEvents", "PolicyEvents");
+    let records: Vec<Value> = events::events_in(state, &scope, &query)?
+        .into_iter()
+        .filter(|r| filter.accepts(r))
+        .map(|mut r| {
+            r["@odata.id"] = Value::Null;
+            r["@odata.context"] = json!(format!("{context}/$entity"));
+            r
+        })
+        .collect();
+    odata_page(req, records, &context)
+}
+
+/// One page of a PolicyInsights query: `$top` (default 100) and `$skiptoken`, the next page
+/// in `@odata.nextLink` (not ARM's `nextLink`).
+fn odata_page(
+    req: &ArmRequest<'_>,
+    records: Vec<Value>,
+    context: &str,
+) -> Result<Response, ArmError> {
     let page = match req.http.query_param("$top") {
         Some(t) => t.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
             ArmError::bad_request(
@@ -299,7 +322,10 @@ pub(crate) fn handle_query(state: &AppState, req: &ArmRequest<'_>) -> Result<Res
         let mut q = form_urlencoded::Serializer::new(String::new());
         q.append_pair("api-version", &req.api_version);
         for (k, v) in &req.http.query {
-            if k.eq_ignore_ascii_case("$filter") || k.eq_ignore_ascii_case("$top") {
+            let kept = [
+                "$filter", "$top", "$from", "$to", "$orderby", "$select", "$apply",
+            ];
+            if kept.iter().any(|name| k.eq_ignore_ascii_case(name)) {
                 q.append_pair(k, v);
             }
         }

@@ -5,9 +5,11 @@ use http::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use super::scope::resource_group_not_found;
-use super::{empty, error::ArmError, ok_json, paging, parse_body, status_json, ArmRequest};
+use super::{
+    empty, error::ArmError, ok_json, operations, paging, parse_body, status_json, ArmRequest,
+};
 use crate::emulator::http::Response;
-use crate::emulator::state::AppState;
+use crate::emulator::state::{new_guid, AppState};
 use crate::emulator::store::Change;
 
 /// api-versions of Microsoft.Resources resource groups.
@@ -55,16 +57,51 @@ pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response,
                 Method::PUT => put(state, req, &id, name),
                 Method::PATCH => patch(state, req, &id, name),
                 Method::DELETE => {
-                    // A synchronous 200: clients treat it as a finished long-running delete.
+                    // ARM answers 202 + Location. The group and everything below it go at
+                    // once; only the Location URL keeps answering 202 until the operation's
+                    // time is up (see `operations`).
                     if state.store.delete_tree(&id)? == 0 {
                         return Err(resource_group_not_found(name));
                     }
-                    Ok(empty(StatusCode::OK))
+                    let op_id = format!("/subscriptions/{sub}/operationresults/{}", new_guid());
+                    operations::start(state, &op_id, json!({"resourceGroup": id}))?;
+                    Ok(operations::accepted(
+                        req,
+                        &op_id,
+                        None,
+                        false,
+                        state.fault_profile().lro_ms,
+                    ))
                 }
                 _ => Err(ArmError::method_not_allowed(method)),
             }
         }
         None => Err(ArmError::method_not_allowed(method)),
+    }
+}
+
+/// `GET /subscriptions/{s}/operationresults/{id}`: the Location of a resource group delete,
+/// 202 while it runs, then 200.
+pub(crate) fn handle_operation_result(
+    state: &AppState,
+    req: &ArmRequest<'_>,
+) -> Result<Response, ArmError> {
+    if req.http.method != Method::GET || !req.path.is_item() {
+        return Err(ArmError::method_not_allowed(&req.http.method));
+    }
+    let id = req.path.resource_id();
+    let Some(op) = operations::get(state, &id)? else {
+        return Err(ArmError::not_found(
+            "NotFound",
+            format!(
+                "The operation '{}' could not be found.",
+                req.path.item_name().unwrap_or_default()
+            ),
+        ));
+    };
+    match operations::remaining_ms(&op) {
+        0 => Ok(empty(StatusCode::OK)),
+        left => Ok(operations::accepted(req, &id, None, false, left)),
     }
 }
 
