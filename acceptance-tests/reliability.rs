@@ -1,14 +1,12 @@
 //! Reliability: apply/update/destroy cycles under each emulator fault profile, an interrupted
 //! apply (SIGINT to Terraform), a provider killed mid-apply (SIGKILL), and a corpus of bad
-//! input. After every phase Terraform's state and the emulator's
-//! resources must match exactly (no orphan in Azure, no phantom in state) and a second plan
-//! must be empty. Sizes are small here so `make test` stays quick; `make soak` raises them with
+//! input. After every phase Terraform's state and the emulator's resources must match exactly
+//! (no orphan in Azure, no phantom in state) and a second plan must be empty. Sizes are small here so `make test` stays quick; `make soak` raises them with
 //! `RELIABILITY_N` and `RELIABILITY_CYCLES`.
 //!
-//! Not covered: token expiry (the emulator's token lifetime is fixed at an hour, so a token
-//! cannot be made to expire mid-apply) and failing LROs for assignments (assignments and
-//! definitions have no long-running operations; `lro_failure_rate` is still part of the chaos
-//! profile so it is exercised wherever an LRO appears).
+//! Not covered: failing LROs for assignments (assignments and definitions have no
+//! long-running operations; `lro_failure_rate` is still part of the chaos profile so it is
+//! exercised wherever an LRO appears).
 
 use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
@@ -94,7 +92,8 @@ impl Control {
     fn calm(&self) {
         self.faults(
             &json!({"throttle": false, "error_rate": 0.0, "drop_rate": 0.0,
-            "latency_ms": 0, "consistency_ms": 0, "lro_failure_rate": 0.0}),
+            "latency_ms": 0, "consistency_ms": 0, "lro_failure_rate": 0.0,
+            "token_lifetime_s": 3600}),
         );
     }
 
@@ -239,8 +238,9 @@ const APPLY: &[&str] = &["apply", "-input=false", "-no-color", "-auto-approve"];
 const DESTROY: &[&str] = &["destroy", "-input=false", "-no-color", "-auto-approve"];
 
 /// Create → update → destroy under `profile`, checking consistency after each phase.
-/// `before_phase` runs right before each Terraform phase (to drain buckets).
-fn cycle_under(profile: Json, before_phase: &dyn Fn(&Control, &str, &str)) {
+/// `before_phase` runs right before each Terraform phase (to drain buckets). Returns the
+/// emulator's request metrics of the whole run.
+fn cycle_under(profile: Json, before_phase: &dyn Fn(&Control, &str, &str)) -> Json {
     let emulator = Emulator::start();
     let ctl = Control::new(&emulator);
     let sub = emulator.subscription_id();
@@ -268,6 +268,19 @@ fn cycle_under(profile: Json, before_phase: &dyn Fn(&Control, &str, &str)) {
             ctl.assignment_ids()
         );
     }
+    ctl.call("GET", "/_emulator/metrics", None).1
+}
+
+/// Requests in `metrics` whose route contains `route_part` and whose status is `status`.
+fn count_requests(metrics: &Json, route_part: &str, status: u16) -> u64 {
+    metrics["requests"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["route"].as_str().is_some_and(|t| t.contains(route_part)))
+        .filter(|r| r["status"] == status)
+        .filter_map(|r| r["count"].as_u64())
+        .sum()
 }
 
 fn log_runs(profile: &Json, phase: &str, runs: usize) {
@@ -286,6 +299,29 @@ fn random_server_errors() {
 #[test]
 fn dropped_connections() {
     cycle_under(json!({"drop_rate": 0.1}), &no_setup);
+}
+
+#[test]
+fn tokens_expiring_mid_run() {
+    // Tokens live 4 s and the provider renews them after 2 s. Every ARM request takes 1.8 s
+    // to reach ARM's token check, so a request sent with a 1.8 s old token (still fresh to the
+    // provider) meets ARM when the token has expired: ARM answers 401
+    // ExpiredAuthenticationToken and the provider must renew the token and repeat the call.
+    let metrics = cycle_under(
+        json!({"token_lifetime_s": 4, "latency_ms": 1800}),
+        &no_setup,
+    );
+    let tokens = count_requests(&metrics, "oauth2", 200);
+    let expired = count_requests(&metrics, "/subscriptions/", 401);
+    eprintln!("token expiry: {tokens} tokens issued, {expired} requests met an expired token");
+    assert!(
+        tokens >= 3,
+        "the provider kept one token for the whole run ({tokens} issued)"
+    );
+    assert!(
+        expired > 0,
+        "no request met an expired token: the test proved nothing"
+    );
 }
 
 #[test]
