@@ -102,7 +102,7 @@ impl Catalogue {
             .definitions
             .iter()
             .filter_map(|d| {
-                let mut body = serde_json::to_value(&d).ok()?;
+                let mut body = serde_json::to_value(d).ok()?;
                 fill_version(&mut body);
                 Some(CatalogueEntry {
                     name: d.name.clone()?,
