@@ -6,6 +6,7 @@
 use async_trait::async_trait;
 use serde_json::{json, Map, Value as Json};
 
+use crate::framework::timeouts;
 use crate::framework::{
     ApplyRequest, ApplyResult, Attribute, AttributePath, Block, CallContext, Diagnostic,
     Diagnostics, NestedBlock, PlanChange, Resource, Schema, Type, Value,
@@ -21,13 +22,20 @@ use crate::policy::rego::{self, RegoError, RegoModule, Violation};
 use crate::policy::{PolicyDefinition, PolicyDefinitionProperties};
 
 use super::definition::{
-    breaking_parameter_changes, definition_path, keep_json, planned_scope, replacement_warning,
-    split_id, user_metadata, validate_scope, validate_version, API_VERSION,
+    breaking_parameter_changes, keep_json, plan_default_scope, replacement_warning, user_metadata,
+    validate_scope, validate_version, DEFINITIONS_SEGMENT,
 };
-use super::errors::arm_error_diagnostic;
+use super::definition_api::DefinitionCollection;
 use super::json::canonical_json;
-use super::provider::Configured;
+use super::reconcile::timeouts_only_update;
 use super::validators::policy_object_name;
+use super::waits::POLICY_TIMEOUTS;
+
+const DEFINITIONS: DefinitionCollection = DefinitionCollection {
+    noun: "policy definition",
+    segment: DEFINITIONS_SEGMENT,
+    id_description: "policy definition ID such as /subscriptions/<id>/providers/Microsoft.Authorization/policyDefinitions/<name> or /providers/Microsoft.Management/managementGroups/<id>/providers/Microsoft.Authorization/policyDefinitions/<name>.",
+};
 
 const DEFAULT_EFFECTS: [&str; 3] = ["audit", "deny", "disabled"];
 
@@ -175,7 +183,8 @@ fn schema() -> Schema {
             )
             .block(NestedBlock::list("template", template).items(0, 1))
             .block(NestedBlock::list("match", match_block))
-            .block(NestedBlock::list("test", test)),
+            .block(NestedBlock::list("test", test))
+            .block(timeouts::block(POLICY_TIMEOUTS)),
     )
 }
 
@@ -871,10 +880,6 @@ fn state_from(prior: &Value, definition: &PolicyDefinition, scope: &str) -> Valu
 
 async fn put(ctx: &CallContext, req: &ApplyRequest<'_>) -> ApplyResult {
     let mut diags = Diagnostics::new();
-    let configured = match ctx.provider::<Configured>() {
-        Ok(c) => c,
-        Err(d) => return ApplyResult::failed(d),
-    };
     let Some((spec, _)) = spec_from(req.planned, &mut diags) else {
         return ApplyResult::failed(diags);
     };
@@ -885,39 +890,15 @@ async fn put(ctx: &CallContext, req: &ApplyRequest<'_>) -> ApplyResult {
             return ApplyResult::failed(diags);
         }
     };
-    let scope = match req
-        .planned
-        .get("scope")
-        .as_str()
-        .map(str::to_string)
-        .or_else(|| planned_scope(ctx, req.config))
-    {
-        Some(s) => s,
-        None => {
-            diags.error_at(
-                AttributePath::attr("scope"),
-                "No scope",
-                "Set `scope`, or configure the provider's `subscription_id`.",
-            );
-            return ApplyResult::failed(diags);
-        }
+    let Some(scope) = DEFINITIONS.write_scope(ctx, req, &mut diags) else {
+        return ApplyResult::failed(diags);
     };
-    let name = req
-        .planned
-        .get("name")
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let name = req.planned.get("name").as_str().unwrap_or_default();
     let body = PolicyDefinition {
         properties,
         ..Default::default()
     };
-    let path = definition_path(&scope, &name);
-    match configured
-        .client
-        .put::<_, PolicyDefinition>(&path, API_VERSION, &body)
-        .await
-    {
+    match DEFINITIONS.put(ctx, &scope, name, &body).await {
         Ok(created) => {
             let mut state = state_from(req.planned, &created, &scope);
             // What the user wrote is what was applied; Azure's echo may differ in form only.
@@ -934,13 +915,7 @@ async fn put(ctx: &CallContext, req: &ApplyRequest<'_>) -> ApplyResult {
             }
             ApplyResult::ok(state)
         }
-        Err(e) => {
-            diags.push(arm_error_diagnostic(
-                "Writing the policy definition failed",
-                &e,
-            ));
-            ApplyResult::failed(diags)
-        }
+        Err(d) => ApplyResult::failed(d),
     }
 }
 
@@ -975,11 +950,7 @@ impl Resource for KubernetesDefinitionResource {
     }
 
     async fn modify_plan(&self, ctx: &CallContext, change: &mut PlanChange<'_>) {
-        if change.planned.get("scope").is_unknown() && change.config.get("scope").is_null() {
-            if let Some(scope) = planned_scope(ctx, change.config) {
-                change.planned.set("scope", Value::string(scope));
-            }
-        }
+        plan_default_scope(ctx, change);
         if !change.config.is_wholly_known() {
             return;
         }
@@ -1035,89 +1006,26 @@ impl Resource for KubernetesDefinitionResource {
         state: &Value,
         diags: &mut Diagnostics,
     ) -> Option<Value> {
-        let configured = Configured::from_context(ctx, diags)?;
-        let (scope, name) = match state.get("id").as_str().and_then(split_id) {
-            Some(x) => x,
-            None => (
-                state.get("scope").as_str().unwrap_or_default().to_string(),
-                state.get("name").as_str().unwrap_or_default().to_string(),
-            ),
-        };
-        let path = definition_path(&scope, &name);
-        match configured
-            .client
-            .get_optional::<PolicyDefinition>(&path, API_VERSION)
-            .await
-        {
-            Ok(Some(d)) => {
-                let scope = state
-                    .get("scope")
-                    .as_str()
-                    .filter(|s| s.eq_ignore_ascii_case(&scope))
-                    .map(str::to_string)
-                    .unwrap_or(scope);
-                let mut new = state_from(state, &d, &scope);
-                if let Some(prior_id) = state.get("id").as_str() {
-                    if d.id
-                        .as_deref()
-                        .is_some_and(|id| id.eq_ignore_ascii_case(prior_id))
-                    {
-                        new.set("id", Value::string(prior_id));
-                    }
-                }
-                Some(new)
-            }
-            Ok(None) => None,
-            Err(e) => {
-                diags.push(arm_error_diagnostic(
-                    "Reading the policy definition failed",
-                    &e,
-                ));
-                Some(state.clone())
-            }
-        }
+        DEFINITIONS.read(ctx, state, diags, state_from).await
     }
 
     async fn update(&self, ctx: &CallContext, req: ApplyRequest<'_>) -> ApplyResult {
-        // `test` blocks live only in Terraform; changing them (or recording them after an
-        // import) needs no call to Azure.
+        // `test` blocks and `timeouts` live only in Terraform; changing them (or recording
+        // them after an import) needs no call to Azure.
         let mut unchanged = req.prior.clone();
         unchanged.set("test", req.planned.get("test").clone());
-        if unchanged == *req.planned {
-            return ApplyResult::ok(req.planned.clone());
+        if let Some(state) = timeouts_only_update(&unchanged, req.planned) {
+            return ApplyResult::ok(state);
         }
         put(ctx, &req).await
     }
 
     async fn delete(&self, ctx: &CallContext, prior: &Value, diags: &mut Diagnostics) {
-        let Some(configured) = Configured::from_context(ctx, diags) else {
-            return;
-        };
-        let path = definition_path(
-            prior.get("scope").as_str().unwrap_or_default(),
-            prior.get("name").as_str().unwrap_or_default(),
-        );
-        if let Err(e) = configured.client.delete(&path, API_VERSION).await {
-            diags.push(arm_error_diagnostic(
-                "Deleting the policy definition failed",
-                &e,
-            ));
-        }
+        DEFINITIONS.delete(ctx, prior, diags).await
     }
 
     async fn import(&self, _ctx: &CallContext, id: &str, diags: &mut Diagnostics) -> Option<Value> {
-        let Some((scope, name)) = split_id(id) else {
-            diags.error(
-                "Invalid import ID",
-                format!("{id:?} is not a policy definition ID such as /subscriptions/<id>/providers/Microsoft.Authorization/policyDefinitions/<name> or /providers/Microsoft.Management/managementGroups/<id>/providers/Microsoft.Authorization/policyDefinitions/<name>."),
-            );
-            return None;
-        };
-        Some(Value::object([
-            ("id", Value::string(id)),
-            ("name", Value::string(name)),
-            ("scope", Value::string(scope)),
-        ]))
+        DEFINITIONS.import(id, diags)
     }
 }
 
