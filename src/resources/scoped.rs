@@ -25,6 +25,14 @@ const READ_BACK: ConsistencyOptions = ConsistencyOptions {
     interval: Duration::from_secs(2),
 };
 
+/// A create or update answers before every replica sees the object, so a refresh right after
+/// it can get a 404 for an object that exists. A 404 is only believed after this long; dropping
+/// an existing object from state would lose track of it.
+const NOT_FOUND_CONFIRMATION: ConsistencyOptions = ConsistencyOptions {
+    timeout: Duration::from_secs(10),
+    interval: Duration::from_secs(2),
+};
+
 /// The ARM body of a scoped object, as far as the shared code needs it.
 pub trait ScopedBody: Serialize + DeserializeOwned + Clone + Send + Sync {
     fn id_mut(&mut self) -> &mut Option<String>;
@@ -93,7 +101,8 @@ impl ScopedKind {
         }
     }
 
-    /// Reads the object a state tracks; `None` (and no error) once it is gone.
+    /// Reads the object a state tracks; `None` (and no error) once it is gone, i.e. still 404
+    /// after [`NOT_FOUND_CONFIRMATION`].
     pub async fn read<T: ScopedBody>(
         &self,
         ctx: &CallContext,
@@ -104,12 +113,20 @@ impl ScopedKind {
         let configured = Configured::from_context(ctx, diags)?;
         let path = self.path_of_state(state, diags)?;
         let deadline = Deadline::start(state, Operation::Read, self.timeouts);
+        let confirm = ConsistencyOptions {
+            timeout: deadline.cap(NOT_FOUND_CONFIRMATION.timeout),
+            interval: NOT_FOUND_CONFIRMATION.interval,
+        };
         let read = deadline
-            .run(configured.client.get_optional::<T>(&path, self.api_version))
+            .run(retry_while(
+                &confirm,
+                |e| e.is_not_found(),
+                || configured.client.get::<T>(&path, self.api_version),
+            ))
             .await;
         match read {
-            Some(Ok(Some(remote))) => Some(state_from(&remote, state)),
-            Some(Ok(None)) => {
+            Some(Ok(remote)) => Some(state_from(&remote, state)),
+            Some(Err(e)) if e.is_not_found() => {
                 log::info!(
                     "{} {path} no longer exists; removing it from state",
                     self.noun
