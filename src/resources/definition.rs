@@ -162,7 +162,7 @@ pub(crate) fn planned_scope(ctx: &CallContext, config: &Value) -> Option<String>
 }
 
 /// Reasons Azure would refuse to update `prior` parameters into `new` ones (removed or retyped).
-pub(crate) fn breaking_parameter_changes(
+fn breaking_parameter_changes(
     prior: &Value,
     new: &BTreeMap<String, ParameterDefinition>,
 ) -> Vec<String> {
@@ -187,8 +187,23 @@ pub(crate) fn breaking_parameter_changes(
     reasons
 }
 
+/// Plans a replacement, with a warning that says why, when the `new` parameter declarations
+/// break the prior ones: Azure refuses such an update. `path` is the attribute that declares
+/// them.
+pub(crate) fn replace_on_breaking_parameters(
+    change: &mut PlanChange<'_>,
+    new: &BTreeMap<String, ParameterDefinition>,
+    path: AttributePath,
+) {
+    let reasons = breaking_parameter_changes(change.prior.get("parameters"), new);
+    if !reasons.is_empty() {
+        change.requires_replace.push(path.clone());
+        change.diags.push(replacement_warning(&reasons, path));
+    }
+}
+
 /// The warning that goes with a replacement forced by [`breaking_parameter_changes`].
-pub(crate) fn replacement_warning(reasons: &[String], path: AttributePath) -> Diagnostic {
+fn replacement_warning(reasons: &[String], path: AttributePath) -> Diagnostic {
     Diagnostic::warning(
         "Policy definition will be replaced",
         format!(
@@ -456,13 +471,11 @@ impl Resource for DefinitionResource {
         let Ok(new) = parameters_of(change.config) else {
             return;
         };
-        let reasons =
-            breaking_parameter_changes(change.prior.get("parameters"), &new.unwrap_or_default());
-        if !reasons.is_empty() {
-            let path = AttributePath::attr("parameters");
-            change.requires_replace.push(path.clone());
-            change.diags.push(replacement_warning(&reasons, path));
-        }
+        replace_on_breaking_parameters(
+            change,
+            &new.unwrap_or_default(),
+            AttributePath::attr("parameters"),
+        );
     }
 
     async fn create(&self, ctx: &CallContext, req: ApplyRequest<'_>) -> ApplyResult {

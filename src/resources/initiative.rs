@@ -19,8 +19,8 @@ use crate::policy::{
 };
 
 use super::definition::{
-    breaking_parameter_changes, collect_parameter_refs, keep_json, parameters_of,
-    plan_default_scope, replacement_warning, user_metadata, validate_json_object, validate_scope,
+    collect_parameter_refs, keep_json, parameters_of, plan_default_scope,
+    replace_on_breaking_parameters, user_metadata, validate_json_object, validate_scope,
     validate_version, API_VERSION,
 };
 use super::definition_api::DefinitionCollection;
@@ -569,12 +569,7 @@ impl Resource for InitiativeResource {
             return;
         }
         if let Ok(new) = declared_parameters(change.config) {
-            let reasons = breaking_parameter_changes(change.prior.get("parameters"), &new);
-            if !reasons.is_empty() {
-                let path = AttributePath::attr("parameters");
-                change.requires_replace.push(path.clone());
-                change.diags.push(replacement_warning(&reasons, path));
-            }
+            replace_on_breaking_parameters(change, &new, AttributePath::attr("parameters"));
         }
     }
 

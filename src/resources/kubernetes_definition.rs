@@ -22,8 +22,8 @@ use crate::policy::rego::{self, RegoError, RegoModule, Violation};
 use crate::policy::{PolicyDefinition, PolicyDefinitionProperties};
 
 use super::definition::{
-    breaking_parameter_changes, keep_json, plan_default_scope, replacement_warning, user_metadata,
-    validate_scope, validate_version, DEFINITIONS_SEGMENT,
+    keep_json, plan_default_scope, replace_on_breaking_parameters, user_metadata, validate_scope,
+    validate_version, DEFINITIONS_SEGMENT,
 };
 use super::definition_api::DefinitionCollection;
 use super::json::canonical_json;
@@ -984,16 +984,12 @@ impl Resource for KubernetesDefinitionResource {
             return;
         }
         // Azure rejects updates that remove a parameter or change its type.
-        let reasons = breaking_parameter_changes(change.prior.get("parameters"), &new_params);
-        if !reasons.is_empty() {
-            let path = if !change.config.get("template").elements().is_empty() {
-                AttributePath::attr("template")
-            } else {
-                AttributePath::attr("constraint_template")
-            };
-            change.requires_replace.push(path.clone());
-            change.diags.push(replacement_warning(&reasons, path));
-        }
+        let path = if !change.config.get("template").elements().is_empty() {
+            AttributePath::attr("template")
+        } else {
+            AttributePath::attr("constraint_template")
+        };
+        replace_on_breaking_parameters(change, &new_params, path);
     }
 
     async fn create(&self, ctx: &CallContext, req: ApplyRequest<'_>) -> ApplyResult {
