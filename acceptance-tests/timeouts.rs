@@ -105,6 +105,17 @@ resource "akspolicy_definition" "audit_clusters" {{
   }}
 }}
 
+resource "akspolicy_initiative" "set" {{
+  name = "audit-set"
+  policy_definition {{
+    policy_definition_id = akspolicy_definition.audit_clusters.id
+    reference_id         = "clusters"
+  }}
+  timeouts {{
+    update = "{create_timeout}"
+  }}
+}}
+
 resource "akspolicy_assignment" "many" {{
   count                = 3
   name                 = "no-privileged-${{count.index}}"
@@ -164,7 +175,12 @@ fn creates_cost_one_check_and_one_put_and_timeouts_never_cause_calls_or_diffs() 
     let before = counts(&emulator);
     ws.apply().assert_ok("apply new timeouts");
     let after = counts(&emulator);
-    for route in ["policyassignments", "policyexemptions", "policydefinitions"] {
+    for route in [
+        "policyassignments",
+        "policyexemptions",
+        "policydefinitions",
+        "policysetdefinitions",
+    ] {
         assert_eq!(
             calls(&before, &after, "PUT", route),
             0,

@@ -21,7 +21,7 @@ use super::parameters::{definition_kind, DefinitionKind};
 use super::provider::Configured;
 use super::reconcile::{
     arm_scope, ignore_case_only_replacements, json_object_string, keep_equivalent, keep_id_list,
-    keep_str_ci, keep_text, metadata_state, metadata_to_arm, same_id,
+    keep_str_ci, keep_text, metadata_state, metadata_to_arm, same_id, timeouts_only_update,
 };
 use super::scoped::{PropagationWait, ScopedBody, ScopedKind};
 use super::selectors::{
@@ -629,6 +629,9 @@ impl Resource for ExemptionResource {
     }
 
     async fn update(&self, ctx: &CallContext, req: ApplyRequest<'_>) -> ApplyResult {
+        if let Some(state) = timeouts_only_update(req.prior, req.planned) {
+            return ApplyResult::ok(state);
+        }
         write(ctx, &req, Operation::Update).await
     }
 

@@ -16,7 +16,7 @@ use crate::framework::{
 
 use super::errors::arm_error_diagnostic;
 use super::provider::Configured;
-use super::reconcile::{fill_unknowns, timeouts_only_update};
+use super::reconcile::fill_unknowns;
 use super::waits::{wait_until_gone, GONE_BUDGET};
 
 /// A fresh object can answer 404 for a moment after its PUT succeeded.
@@ -224,11 +224,6 @@ impl ScopedKind {
     ) -> ApplyResult {
         let planned = req.planned;
         let creating = deadline.operation() == Operation::Create;
-        if !creating {
-            if let Some(state) = timeouts_only_update(req.prior, planned) {
-                return ApplyResult::ok(state);
-            }
-        }
         let (Some(scope), Some(name)) =
             (planned.get("scope").as_str(), planned.get("name").as_str())
         else {
