@@ -827,6 +827,16 @@ mod tests {
     }
 
     #[test]
+    fn only_a_complete_put_answer_stands_in_for_the_read_back() {
+        assert!(remote().is_complete());
+        // An empty body (null) does not parse; a partial one parses but is not complete.
+        assert!(serde_json::from_value::<PolicyAssignment>(Json::Null).is_err());
+        let partial: PolicyAssignment =
+            serde_json::from_value(json!({"id": "/x", "properties": {}})).unwrap();
+        assert!(!partial.is_complete());
+    }
+
+    #[test]
     fn schema_is_valid() {
         schema().block.validate().unwrap();
     }

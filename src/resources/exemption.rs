@@ -650,6 +650,20 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn only_a_complete_put_answer_stands_in_for_the_read_back() {
+        let full: PolicyExemption = serde_json::from_value(json!({
+            "id": "/subscriptions/s/providers/Microsoft.Authorization/policyExemptions/w",
+            "name": "w",
+            "properties": {"policyAssignmentId": "/a", "exemptionCategory": "Waiver"}
+        }))
+        .unwrap();
+        assert!(full.is_complete());
+        let partial: PolicyExemption =
+            serde_json::from_value(json!({"name": "w", "properties": {}})).unwrap();
+        assert!(!partial.is_complete());
+    }
+
+    #[test]
     fn schema_is_valid() {
         schema().block.validate().unwrap();
     }
