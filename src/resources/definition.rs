@@ -16,11 +16,10 @@ use crate::framework::{
 };
 use crate::policy::{ParameterDefinition, PolicyDefinition, PolicyDefinitionProperties};
 
-use super::definition_api::DefinitionCollection;
+use super::definition_api::{identifying_attributes, DefinitionCollection};
 use super::json::{canonical_json, json_attribute};
 use super::provider::Configured;
 use super::reconcile::timeouts_only_update;
-use super::validators::policy_object_name;
 use super::waits::POLICY_TIMEOUTS;
 
 pub const API_VERSION: &str = "2025-03-01";
@@ -219,32 +218,15 @@ pub struct DefinitionResource;
 
 fn schema() -> Schema {
     Schema::new(
-        Block::new()
-            .description(
+        identifying_attributes(
+            Block::new()
+                .description(
                 "A custom Azure Policy definition of any mode. `policy_rule`, `parameters` and \
                  `metadata` are JSON, compared by meaning rather than by text.",
-            )
-            .attribute(
-                Attribute::string("id")
-                    .computed()
-                    .use_state_for_unknown()
-                    .description("The definition's ARM ID."),
-            )
-            .attribute(
-                Attribute::string("name")
-                    .required()
-                    .requires_replace()
-                    .description("The definition's name (last segment of its ID).")
-                    .validate_with(policy_object_name),
-            )
-            .attribute(
-                Attribute::string("scope")
-                    .optional()
-                    .computed()
-                    .requires_replace()
-                    .description("`/subscriptions/<id>` or `/providers/Microsoft.Management/managementGroups/<id>`. Defaults to the provider's subscription.")
-                    .validate_with(validate_scope),
-            )
+            ),
+            "definition",
+            "",
+        )
             .attribute(
                 Attribute::string("mode")
                     .default(Value::string("All"))

@@ -1,18 +1,49 @@
-//! The ARM side the three definition resources share (policy definitions, initiatives and
-//! Kubernetes definitions, all named `<scope>/providers/Microsoft.Authorization/<collection>/
-//! <name>` at a subscription or management group): where a write goes, the PUT, read, delete
-//! and import, each bounded by the resource's `timeouts`.
+//! What the three definition resources share beyond their bodies (policy definitions,
+//! initiatives and Kubernetes definitions, all named `<scope>/providers/Microsoft.Authorization/
+//! <collection>/<name>` at a subscription or management group): the identifying attributes,
+//! where a write goes, the PUT, read, delete and import, each bounded by the `timeouts`.
 
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::framework::timeouts::{Deadline, Operation};
-use crate::framework::{ApplyRequest, AttributePath, CallContext, Diagnostic, Diagnostics, Value};
+use crate::framework::{
+    ApplyRequest, Attribute, AttributePath, Block, CallContext, Diagnostic, Diagnostics, Value,
+};
 use crate::policy::{PolicyDefinition, PolicySetDefinition};
 
-use super::definition::{planned_scope, split_scoped_id, API_VERSION};
+use super::definition::{planned_scope, split_scoped_id, validate_scope, API_VERSION};
 use super::errors::arm_error_diagnostic;
 use super::provider::Configured;
+use super::validators::policy_object_name;
 use super::waits::POLICY_TIMEOUTS;
+
+/// Adds the `id`, `name` and `scope` attributes every definition resource starts with.
+/// `owner` is how their descriptions name the object ("definition"); `scope_lead` opens the
+/// scope's description.
+pub fn identifying_attributes(block: Block, owner: &str, scope_lead: &str) -> Block {
+    block
+        .attribute(
+            Attribute::string("id")
+                .computed()
+                .use_state_for_unknown()
+                .description(format!("The {owner}'s ARM ID.")),
+        )
+        .attribute(
+            Attribute::string("name")
+                .required()
+                .requires_replace()
+                .description(format!("The {owner}'s name (last segment of its ID)."))
+                .validate_with(policy_object_name),
+        )
+        .attribute(
+            Attribute::string("scope")
+                .optional()
+                .computed()
+                .requires_replace()
+                .description(format!("{scope_lead}`/subscriptions/<id>` or `/providers/Microsoft.Management/managementGroups/<id>`. Defaults to the provider's subscription."))
+                .validate_with(validate_scope),
+        )
+}
 
 /// A definition body as far as the shared code needs it.
 pub trait DefinitionBody: Serialize + DeserializeOwned + Send + Sync {

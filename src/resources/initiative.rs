@@ -20,14 +20,13 @@ use crate::policy::{
 
 use super::definition::{
     collect_parameter_refs, keep_json, parameters_of, plan_default_scope,
-    replace_on_breaking_parameters, user_metadata, validate_json_object, validate_scope,
-    validate_version, API_VERSION,
+    replace_on_breaking_parameters, user_metadata, validate_json_object, validate_version,
+    API_VERSION,
 };
-use super::definition_api::DefinitionCollection;
+use super::definition_api::{identifying_attributes, DefinitionCollection};
 use super::json::json_attribute;
 use super::provider::Configured;
 use super::reconcile::timeouts_only_update;
-use super::validators::policy_object_name;
 use super::waits::POLICY_TIMEOUTS;
 
 const SETS: DefinitionCollection = DefinitionCollection {
@@ -92,53 +91,45 @@ fn schema() -> Schema {
                 .description("The description."),
         );
     Schema::new(
-        Block::new()
-            .description("A custom Azure Policy initiative (policy set definition).")
-            .attribute(
-                Attribute::string("id")
-                    .computed()
-                    .use_state_for_unknown()
-                    .description("The initiative's ARM ID."),
-            )
-            .attribute(
-                Attribute::string("name")
-                    .required()
-                    .requires_replace()
-                    .description("The initiative's name (last segment of its ID).")
-                    .validate_with(policy_object_name),
-            )
-            .attribute(
-                Attribute::string("scope")
-                    .optional()
-                    .computed()
-                    .requires_replace()
-                    .description("`/subscriptions/<id>` or `/providers/Microsoft.Management/managementGroups/<id>`. Defaults to the provider's subscription.")
-                    .validate_with(validate_scope),
-            )
-            .attribute(Attribute::string("display_name").optional().description("The display name."))
-            .attribute(Attribute::string("description").optional().description("The description."))
-            .attribute(
-                Attribute::string("version")
-                    .optional()
-                    .computed()
-                    .description("The initiative version, `x.y.z` Azure reports `1.0.0` when none is set.")
-                    .validate_with(validate_version),
-            )
-            .attribute(
-                Attribute::string("metadata")
-                    .optional()
-                    .description("Metadata as JSON.")
-                    .validate_with(validate_json_object),
-            )
-            .attribute(
-                Attribute::string("parameters")
-                    .optional()
-                    .description("The initiative's parameter declarations as JSON.")
-                    .validate_with(validate_json_object),
-            )
-            .block(NestedBlock::list("policy_definition", member).items(1, 0))
-            .block(NestedBlock::list("policy_definition_group", group))
-            .block(timeouts::block(POLICY_TIMEOUTS)),
+        identifying_attributes(
+            Block::new().description("A custom Azure Policy initiative (policy set definition)."),
+            "initiative",
+            "",
+        )
+        .attribute(
+            Attribute::string("display_name")
+                .optional()
+                .description("The display name."),
+        )
+        .attribute(
+            Attribute::string("description")
+                .optional()
+                .description("The description."),
+        )
+        .attribute(
+            Attribute::string("version")
+                .optional()
+                .computed()
+                .description(
+                    "The initiative version, `x.y.z` Azure reports `1.0.0` when none is set.",
+                )
+                .validate_with(validate_version),
+        )
+        .attribute(
+            Attribute::string("metadata")
+                .optional()
+                .description("Metadata as JSON.")
+                .validate_with(validate_json_object),
+        )
+        .attribute(
+            Attribute::string("parameters")
+                .optional()
+                .description("The initiative's parameter declarations as JSON.")
+                .validate_with(validate_json_object),
+        )
+        .block(NestedBlock::list("policy_definition", member).items(1, 0))
+        .block(NestedBlock::list("policy_definition_group", group))
+        .block(timeouts::block(POLICY_TIMEOUTS)),
     )
 }
 

@@ -22,13 +22,12 @@ use crate::policy::rego::{self, RegoError, RegoModule, Violation};
 use crate::policy::{PolicyDefinition, PolicyDefinitionProperties};
 
 use super::definition::{
-    keep_json, plan_default_scope, replace_on_breaking_parameters, user_metadata, validate_scope,
-    validate_version, DEFINITIONS_SEGMENT,
+    keep_json, plan_default_scope, replace_on_breaking_parameters, user_metadata, validate_version,
+    DEFINITIONS_SEGMENT,
 };
-use super::definition_api::DefinitionCollection;
+use super::definition_api::{identifying_attributes, DefinitionCollection};
 use super::json::canonical_json;
 use super::reconcile::timeouts_only_update;
-use super::validators::policy_object_name;
 use super::waits::POLICY_TIMEOUTS;
 
 const DEFINITIONS: DefinitionCollection = DefinitionCollection {
@@ -105,33 +104,16 @@ fn schema() -> Schema {
                 .description("A regular expression; only violations whose message matches count."),
         );
     Schema::new(
-        Block::new()
-            .description(
+        identifying_attributes(
+            Block::new()
+                .description(
                 "A custom Azure Policy definition for Kubernetes (mode `Microsoft.Kubernetes.Data`) \
                  whose Gatekeeper ConstraintTemplate is written in Rego. Templates, Rego and `test` \
                  blocks are checked at plan time.",
-            )
-            .attribute(
-                Attribute::string("id")
-                    .computed()
-                    .use_state_for_unknown()
-                    .description("The definition's ARM ID."),
-            )
-            .attribute(
-                Attribute::string("name")
-                    .required()
-                    .requires_replace()
-                    .description("The definition's name (last segment of its ID).")
-                    .validate_with(policy_object_name),
-            )
-            .attribute(
-                Attribute::string("scope")
-                    .optional()
-                    .computed()
-                    .requires_replace()
-                    .description("Where the definition lives: `/subscriptions/<id>` or `/providers/Microsoft.Management/managementGroups/<id>`. Defaults to the provider's subscription.")
-                    .validate_with(validate_scope),
-            )
+            ),
+            "definition",
+            "Where the definition lives: ",
+        )
             .attribute(Attribute::string("display_name").optional().description("The display name."))
             .attribute(Attribute::string("description").optional().description("The description."))
             .attribute(
