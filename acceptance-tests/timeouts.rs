@@ -116,6 +116,29 @@ resource "akspolicy_initiative" "set" {{
   }}
 }}
 
+resource "akspolicy_kubernetes_definition" "no_latest" {{
+  name = "k8s-no-latest-tag"
+  template {{
+    kind = "K8sNoLatestTag"
+    rego = <<-REGO
+      package k8snolatesttag
+
+      violation[{{"msg": msg}}] {{
+        container := input.review.object.spec.containers[_]
+        endswith(container.image, ":latest")
+        msg := sprintf("container %v uses the latest tag", [container.name])
+      }}
+    REGO
+  }}
+  match {{
+    api_groups = [""]
+    kinds      = ["Pod"]
+  }}
+  timeouts {{
+    update = "{create_timeout}"
+  }}
+}}
+
 resource "akspolicy_assignment" "many" {{
   count                = 3
   name                 = "no-privileged-${{count.index}}"
