@@ -701,7 +701,7 @@ async fn write(ctx: &CallContext, req: &ApplyRequest<'_>, op: Operation) -> Appl
     };
     KIND.write(
         client,
-        req,
+        req.planned,
         &deadline,
         &body,
         &DEFINITION_PROPAGATION,

@@ -565,7 +565,7 @@ async fn write(ctx: &CallContext, req: &ApplyRequest<'_>, op: Operation) -> Appl
     };
     KIND.write(
         &configured.client,
-        req,
+        req.planned,
         &deadline,
         &body_from(req.planned),
         &ASSIGNMENT_PROPAGATION,

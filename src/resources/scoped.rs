@@ -215,14 +215,13 @@ impl ScopedKind {
     pub async fn write<T: ScopedBody>(
         &self,
         client: &ArmClient,
-        req: &crate::framework::ApplyRequest<'_>,
+        planned: &Value,
         deadline: &Deadline,
         body: &T,
         wait: &PropagationWait,
         mut diags: Diagnostics,
         state_from: impl Fn(&T, &Value) -> Value,
     ) -> ApplyResult {
-        let planned = req.planned;
         let creating = deadline.operation() == Operation::Create;
         let (Some(scope), Some(name)) =
             (planned.get("scope").as_str(), planned.get("name").as_str())
