@@ -15,3 +15,4 @@ mod provider_config;
 mod release;
 mod reliability;
 mod remediation;
+mod timeouts;

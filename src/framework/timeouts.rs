@@ -1,9 +1,10 @@
 //! The conventional `timeouts` block (`create = "30m"` ...) of long-running resources, and
 //! how a resource reads its limit for one operation.
 
-use std::time::Duration;
+use std::future::Future;
+use std::time::{Duration, Instant};
 
-use super::diag::{AttributePath, Diagnostics};
+use super::diag::{AttributePath, Diagnostic, Diagnostics};
 use super::schema::{Attribute, Block, NestedBlock};
 use super::value::Value;
 
@@ -23,6 +24,16 @@ impl Operation {
             Operation::Read => "read",
             Operation::Update => "update",
             Operation::Delete => "delete",
+        }
+    }
+
+    /// "creating", ..., for messages.
+    pub fn doing(self) -> &'static str {
+        match self {
+            Operation::Create => "creating",
+            Operation::Read => "reading",
+            Operation::Update => "updating",
+            Operation::Delete => "deleting",
         }
     }
 }
@@ -98,6 +109,94 @@ pub fn for_operation(resource: &Value, op: Operation, defaults: TimeoutDefaults)
         .unwrap_or_else(|| defaults.of(op))
 }
 
+/// The time budget of one running operation: started when the operation starts, so every wait
+/// inside it (consistency retries, polling) takes at most what is left of the user's limit.
+#[derive(Clone, Copy, Debug)]
+pub struct Deadline {
+    op: Operation,
+    limit: Duration,
+    started: Instant,
+}
+
+impl Deadline {
+    /// Starts the budget of `op` as configured in `resource` (or the default).
+    pub fn start(resource: &Value, op: Operation, defaults: TimeoutDefaults) -> Deadline {
+        Deadline::new(op, for_operation(resource, op, defaults))
+    }
+
+    pub fn new(op: Operation, limit: Duration) -> Deadline {
+        Deadline {
+            op,
+            limit,
+            started: Instant::now(),
+        }
+    }
+
+    pub fn operation(&self) -> Operation {
+        self.op
+    }
+
+    pub fn remaining(&self) -> Duration {
+        self.limit.saturating_sub(self.started.elapsed())
+    }
+
+    /// A wait's own bound, shortened to what is left of the operation's budget.
+    pub fn cap(&self, own: Duration) -> Duration {
+        own.min(self.remaining())
+    }
+
+    /// Whether less than `step` is left, i.e. another pause of `step` would overrun the budget.
+    pub fn runs_out_within(&self, step: Duration) -> bool {
+        self.remaining() < step
+    }
+
+    /// Runs `f` for at most the remaining budget; `None` when the budget ran out first. Only
+    /// for steps that may be abandoned half-way (reads, waits), never for a write whose outcome
+    /// must be known.
+    pub async fn run<F: Future>(&self, f: F) -> Option<F::Output> {
+        tokio::time::timeout(self.remaining(), f).await.ok()
+    }
+
+    /// The error for a budget that ran out while `doing` (e.g. "waiting for Azure to see the
+    /// definition"); it names the limit and how to raise it.
+    pub fn exceeded(&self, summary: &str, doing: &str) -> Diagnostic {
+        let op = self.op.name();
+        Diagnostic::error(
+            summary,
+            format!(
+                "The {op} timeout of {} ran out after {}s while {doing}. If this needs longer, \
+                 raise the limit in the resource's `timeouts` block, e.g. \
+                 `timeouts {{ {op} = \"{}\" }}`.",
+                go_duration(self.limit),
+                self.started.elapsed().as_secs(),
+                go_duration(suggested(self.limit)),
+            ),
+        )
+    }
+}
+
+/// A larger limit worth suggesting: twice the current one, at least a minute.
+fn suggested(limit: Duration) -> Duration {
+    (limit * 2).max(Duration::from_secs(60))
+}
+
+/// `90s`, `30m`, `1h30m`: the way users write durations in `timeouts`.
+fn go_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    if s > 0 || out.is_empty() {
+        out.push_str(&format!("{s}s"));
+    }
+    out
+}
+
 /// Go-style durations limited to h, m and s, which is what users write in `timeouts`.
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
@@ -161,5 +260,34 @@ mod tests {
             Duration::from_secs(5)
         );
         block(defaults).block.validate().unwrap();
+    }
+
+    #[test]
+    fn durations_print_as_users_write_them() {
+        assert_eq!(go_duration(Duration::from_secs(10)), "10s");
+        assert_eq!(go_duration(Duration::from_secs(1800)), "30m");
+        assert_eq!(go_duration(Duration::from_secs(5430)), "1h30m30s");
+        assert_eq!(go_duration(Duration::ZERO), "0s");
+    }
+
+    #[test]
+    fn a_deadline_caps_waits_and_names_the_limit() {
+        let d = Deadline::new(Operation::Create, Duration::from_secs(10));
+        assert!(d.cap(Duration::from_secs(180)) <= Duration::from_secs(10));
+        assert_eq!(d.cap(Duration::from_secs(1)), Duration::from_secs(1));
+        assert!(!d.runs_out_within(Duration::from_secs(1)));
+        let diag = d.exceeded("Timed out", "waiting");
+        assert!(
+            diag.detail.contains("create timeout of 10s"),
+            "{}",
+            diag.detail
+        );
+        assert!(
+            diag.detail.contains(r#"timeouts { create = "1m" }"#),
+            "{}",
+            diag.detail
+        );
+        let gone = Deadline::new(Operation::Read, Duration::ZERO);
+        assert!(gone.runs_out_within(Duration::from_millis(1)));
     }
 }

@@ -9,32 +9,49 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 
-use crate::arm::{retry_while, ArmClient, ArmError, ConsistencyOptions, ResourceId, Scope};
+use crate::arm::{ArmClient, ArmError, ResourceId, Scope};
+use crate::framework::timeouts::{self, Deadline, Operation};
 use crate::framework::{
     ApplyRequest, ApplyResult, Attribute, AttributePath, Block, CallContext, Diagnostic,
     Diagnostics, NestedBlock, PlanChange, Resource, Schema, Type, Value,
 };
 
-use super::errors::arm_error_diagnostic;
 use super::parameters::{
     check_against, declared_parameters, definition_kind, from_arm, parameters_state,
     plain_parameters, to_arm, LookupError,
 };
 use super::provider::Configured;
 use super::reconcile::{
-    arm_scope, fill_unknowns, ignore_case_only_replacements, json_object_string, keep_equivalent,
-    keep_id_list, keep_id_set, keep_str_ci, keep_text, metadata_state, metadata_to_arm, same_id,
+    arm_scope, ignore_case_only_replacements, json_object_string, keep_equivalent, keep_id_list,
+    keep_id_set, keep_str_ci, keep_text, metadata_state, metadata_to_arm, same_id,
+    timeouts_only_update,
 };
+use super::scoped::{PropagationWait, ScopedBody, ScopedKind};
 use super::selectors::{
     one_of, resource_selectors_block, resource_selectors_from_value, resource_selectors_to_value,
     selector_from_value, selector_to_value, selectors_block, ResourceSelector, Selector,
 };
 use super::validators::policy_object_name;
-use super::waits::wait_until_gone;
+use super::waits::POLICY_TIMEOUTS;
 
 pub const API_VERSION: &str = "2025-03-01";
-const SEGMENT: &str = "/providers/Microsoft.Authorization/policyAssignments/";
-const ASSIGNMENT_TYPE: &str = "Microsoft.Authorization/policyAssignments";
+
+const KIND: ScopedKind = ScopedKind {
+    noun: "policy assignment",
+    segment: "/providers/Microsoft.Authorization/policyAssignments/",
+    arm_type: "Microsoft.Authorization/policyAssignments",
+    api_version: API_VERSION,
+    import_hint: ", e.g. /subscriptions/<sub>/resourceGroups/<rg>/providers/Microsoft.Authorization/policyAssignments/no-privileged",
+    timeouts: POLICY_TIMEOUTS,
+};
+
+/// A definition created in the same apply can be invisible to the assignment API for a while.
+const DEFINITION_PROPAGATION: PropagationWait = PropagationWait {
+    transient: is_definition_propagation,
+    bound: Duration::from_secs(180),
+    interval: Duration::from_secs(5),
+    waiting_for: "Azure to see the assigned definition",
+};
 
 const ENFORCEMENT_MODES: &[&str] = &["Default", "DoNotEnforce", "Enroll"];
 const IDENTITY_TYPES: &[&str] = &["SystemAssigned", "UserAssigned"];
@@ -124,6 +141,16 @@ struct AssignmentIdentity {
     tenant_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     user_assigned_identities: Option<BTreeMap<String, Json>>,
+}
+
+impl ScopedBody for PolicyAssignment {
+    fn id_mut(&mut self) -> &mut Option<String> {
+        &mut self.id
+    }
+
+    fn is_complete(&self) -> bool {
+        self.id.is_some() && self.name.is_some() && self.properties.policy_definition_id.is_some()
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -283,7 +310,8 @@ fn schema() -> Schema {
                         ),
                 )
                 .items(0, 1),
-            ),
+            )
+            .block(timeouts::block(POLICY_TIMEOUTS)),
     )
 }
 
@@ -310,10 +338,6 @@ fn definition_id(value: &Value, path: &AttributePath, diags: &mut Diagnostics) {
 
 // ---------------------------------------------------------------------------------------------
 // Terraform value ⇄ ARM body
-
-fn assignment_path(scope: &str, name: &str) -> String {
-    format!("{}{SEGMENT}{name}", scope.trim_end_matches('/'))
-}
 
 fn opt_str(v: &Value) -> Option<String> {
     v.as_str().map(str::to_string)
@@ -389,13 +413,6 @@ fn body_from(v: &Value) -> Result<PolicyAssignment, Diagnostics> {
     })
 }
 
-/// The scope part of an assignment id (`<scope>/providers/Microsoft.Authorization/...`).
-fn scope_of_id(id: &str) -> Option<&str> {
-    let lower = id.to_ascii_lowercase();
-    let at = lower.rfind(&SEGMENT.to_ascii_lowercase())?;
-    Some(&id[..at])
-}
-
 fn same_location(a: &str, b: &str) -> bool {
     let norm = |s: &str| s.replace(' ', "").to_ascii_lowercase();
     norm(a) == norm(b)
@@ -409,13 +426,13 @@ fn state_from(remote: &PolicyAssignment, prior: &Value) -> Value {
     let remote_scope = p
         .scope
         .clone()
-        .or_else(|| scope_of_id(&remote_id).map(str::to_string));
+        .or_else(|| KIND.scope_of_id(&remote_id).map(str::to_string));
     let scope = keep_str_ci(prior.get("scope"), remote_scope.as_deref());
     let name = keep_str_ci(prior.get("name"), remote.name.as_deref());
     // The id follows the user's spelling of scope and name when it means the same.
     let id = match (scope.as_str(), name.as_str()) {
-        (Some(s), Some(n)) if same_id(&assignment_path(s, n), &remote_id) => {
-            keep_str_ci(prior.get("id"), Some(&assignment_path(s, n)))
+        (Some(s), Some(n)) if same_id(&KIND.path(s, n), &remote_id) => {
+            keep_str_ci(prior.get("id"), Some(&KIND.path(s, n)))
         }
         _ => keep_str_ci(prior.get("id"), Some(&remote_id)),
     };
@@ -546,26 +563,8 @@ fn state_from(remote: &PolicyAssignment, prior: &Value) -> Value {
             ),
         ),
         ("identity", identity),
+        ("timeouts", prior.get("timeouts").clone()),
     ])
-}
-
-/// A state with only the identifying attributes set (import).
-fn identifying_state(id: &str, scope: &str, name: &str) -> Value {
-    let mut state = Value::Object(
-        schema()
-            .block
-            .attributes
-            .iter()
-            .map(|a| (a.name.clone(), Value::Null))
-            .collect(),
-    );
-    for b in &schema().block.blocks {
-        state.set(&b.type_name, Value::List(Vec::new()));
-    }
-    state.set("id", Value::string(id));
-    state.set("scope", Value::string(scope));
-    state.set("name", Value::string(name));
-    state
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -674,133 +673,42 @@ fn is_definition_propagation(e: &ArmError) -> bool {
         )
 }
 
-/// Why a write did not produce a readable assignment.
-enum WriteFailure {
-    /// Azure refused the PUT: nothing changed.
-    Put(ArmError),
-    /// The PUT succeeded (its answer is kept) but the assignment could not be read back.
-    Read(Box<PolicyAssignment>, ArmError),
-}
-
-/// PUT, waiting out a definition that ARM does not see yet, then GET until the assignment is
-/// readable (a fresh assignment can 404 briefly).
-async fn put_and_read(
-    client: &ArmClient,
-    path: &str,
-    body: &PolicyAssignment,
-) -> Result<PolicyAssignment, WriteFailure> {
-    let put_wait = ConsistencyOptions {
-        timeout: Duration::from_secs(180),
-        interval: Duration::from_secs(5),
-    };
-    let written = retry_while(&put_wait, is_definition_propagation, || {
-        client.put::<_, Json>(path, API_VERSION, body)
-    })
-    .await
-    .map_err(WriteFailure::Put)?;
-    let read_wait = ConsistencyOptions {
-        timeout: Duration::from_secs(120),
-        interval: Duration::from_secs(2),
-    };
-    retry_while(
-        &read_wait,
-        |e| e.is_not_found(),
-        || client.get::<PolicyAssignment>(path, API_VERSION),
-    )
-    .await
-    .map_err(|e| {
-        // Some services answer a PUT with an empty body; then what was sent stands in.
-        let mut echoed: PolicyAssignment =
-            serde_json::from_value(written).unwrap_or_else(|_| body.clone());
-        echoed.id.get_or_insert_with(|| path.to_string());
-        WriteFailure::Read(Box::new(echoed), e)
-    })
-}
-
-async fn write(ctx: &CallContext, req: &ApplyRequest<'_>, creating: bool) -> ApplyResult {
+async fn write(ctx: &CallContext, req: &ApplyRequest<'_>, op: Operation) -> ApplyResult {
+    let deadline = Deadline::start(req.planned, op, POLICY_TIMEOUTS);
     let configured = match ctx.provider::<Configured>() {
         Ok(c) => c,
         Err(d) => return ApplyResult::failed(d),
     };
     let client = &configured.client;
-    let planned = req.planned;
     let mut diags = Diagnostics::new();
     check_config(req.config, &mut diags);
-    diags.extend(check_parameters_remote(client, req.config).await);
+    match deadline
+        .run(check_parameters_remote(client, req.config))
+        .await
+    {
+        Some(d) => diags.extend(d),
+        None => diags.push(deadline.exceeded(
+            &format!("Timed out {} the policy assignment", op.doing()),
+            "checking the parameters against the definition",
+        )),
+    }
     if diags.has_errors() {
         return ApplyResult::failed(diags);
     }
-    let (Some(scope), Some(name)) = (planned.get("scope").as_str(), planned.get("name").as_str())
-    else {
-        return ApplyResult::failed(
-            Diagnostic::error(
-                "Missing scope or name",
-                "scope and name must be known at apply.",
-            )
-            .into(),
-        );
-    };
-    let path = assignment_path(scope, name);
-    if creating {
-        match client
-            .get_optional::<PolicyAssignment>(&path, API_VERSION)
-            .await
-        {
-            Ok(None) => {}
-            Ok(Some(_)) => {
-                return ApplyResult::failed(
-                    Diagnostic::error(
-                        "Policy assignment already exists",
-                        format!(
-                            "A policy assignment named {name:?} already exists at {scope}. To \
-                             manage it with Terraform, import it:\n  terraform import <address> {path}"
-                        ),
-                    )
-                    .into(),
-                )
-            }
-            Err(e) => {
-                return ApplyResult::failed(
-                    arm_error_diagnostic("Checking for an existing policy assignment failed", &e)
-                        .into(),
-                )
-            }
-        }
-    }
-    let body = match body_from(planned) {
+    let body = match body_from(req.planned) {
         Ok(b) => b,
         Err(d) => return ApplyResult::failed(d),
     };
-    let what = if creating { "Creating" } else { "Updating" };
-    match put_and_read(client, &path, &body).await {
-        Ok(remote) => {
-            let fresh = state_from(&remote, planned);
-            ApplyResult {
-                state: Some(fill_unknowns(planned, &fresh)),
-                diags,
-            }
-        }
-        Err(WriteFailure::Put(e)) => {
-            diags.push(arm_error_diagnostic(
-                &format!("{what} the policy assignment failed"),
-                &e,
-            ));
-            // Azure refused the write, so there is nothing new to track.
-            ApplyResult { state: None, diags }
-        }
-        Err(WriteFailure::Read(written, e)) => {
-            diags.push(arm_error_diagnostic(
-                &format!("{what} the policy assignment succeeded, but reading it back failed"),
-                &e,
-            ));
-            // The assignment exists: keep tracking it (Terraform taints it) instead of losing it.
-            let fresh = state_from(&written, planned);
-            ApplyResult {
-                state: Some(fill_unknowns(planned, &fresh)),
-                diags,
-            }
-        }
-    }
+    KIND.write(
+        client,
+        req.planned,
+        &deadline,
+        &body,
+        &DEFINITION_PROPAGATION,
+        diags,
+        state_from,
+    )
+    .await
 }
 
 #[async_trait]
@@ -835,7 +743,7 @@ impl Resource for AssignmentResource {
     }
 
     async fn create(&self, ctx: &CallContext, req: ApplyRequest<'_>) -> ApplyResult {
-        write(ctx, &req, true).await
+        write(ctx, &req, Operation::Create).await
     }
 
     async fn read(
@@ -844,87 +752,22 @@ impl Resource for AssignmentResource {
         state: &Value,
         diags: &mut Diagnostics,
     ) -> Option<Value> {
-        let configured = Configured::from_context(ctx, diags)?;
-        let path = match (
-            state.get("id").as_str(),
-            state.get("scope").as_str(),
-            state.get("name").as_str(),
-        ) {
-            (Some(id), _, _) => id.to_string(),
-            (None, Some(scope), Some(name)) => assignment_path(scope, name),
-            _ => {
-                diags.error(
-                    "Policy assignment state has no id",
-                    "The state has neither id nor scope and name; remove it from the state \
-                     (terraform state rm) and import the assignment.",
-                );
-                return None;
-            }
-        };
-        match configured
-            .client
-            .get_optional::<PolicyAssignment>(&path, API_VERSION)
-            .await
-        {
-            Ok(Some(remote)) => Some(state_from(&remote, state)),
-            Ok(None) => {
-                log::info!("policy assignment {path} no longer exists; removing it from state");
-                None
-            }
-            Err(e) => {
-                diags.push(arm_error_diagnostic(
-                    "Reading the policy assignment failed",
-                    &e,
-                ));
-                None
-            }
-        }
+        KIND.read(ctx, state, diags, state_from).await
     }
 
     async fn update(&self, ctx: &CallContext, req: ApplyRequest<'_>) -> ApplyResult {
-        write(ctx, &req, false).await
+        if let Some(state) = timeouts_only_update(req.prior, req.planned) {
+            return ApplyResult::ok(state);
+        }
+        write(ctx, &req, Operation::Update).await
     }
 
     async fn delete(&self, ctx: &CallContext, prior: &Value, diags: &mut Diagnostics) {
-        let Some(configured) = Configured::from_context(ctx, diags) else {
-            return;
-        };
-        let Some(id) = prior.get("id").as_str() else {
-            return;
-        };
-        let deleted = match configured.client.delete(id, API_VERSION).await {
-            Ok(()) => wait_until_gone(&configured.client, id, API_VERSION).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = deleted {
-            diags.push(arm_error_diagnostic(
-                "Deleting the policy assignment failed",
-                &e,
-            ));
-        }
+        KIND.delete(ctx, prior, diags).await
     }
 
     async fn import(&self, _ctx: &CallContext, id: &str, diags: &mut Diagnostics) -> Option<Value> {
-        let parsed = ResourceId::parse(id)
-            .ok()
-            .filter(|r| r.is_type(ASSIGNMENT_TYPE));
-        let (Some(parsed), Some(scope)) = (parsed, scope_of_id(id)) else {
-            diags.error(
-                "Invalid policy assignment ID",
-                format!(
-                    "{id:?} is not a policy assignment ID. Expected \
-                     <scope>/providers/Microsoft.Authorization/policyAssignments/<name>, e.g. \
-                     /subscriptions/<sub>/resourceGroups/<rg>/providers/Microsoft.Authorization/policyAssignments/no-privileged"
-                ),
-            );
-            return None;
-        };
-        let scope = if scope.is_empty() { "/" } else { scope };
-        Some(identifying_state(
-            id.trim_end_matches('/'),
-            scope,
-            parsed.name(),
-        ))
+        KIND.import(&schema().block, id, diags)
     }
 }
 
@@ -984,6 +827,16 @@ mod tests {
     }
 
     #[test]
+    fn only_a_complete_put_answer_stands_in_for_the_read_back() {
+        assert!(remote().is_complete());
+        // An empty body (null) does not parse; a partial one parses but is not complete.
+        assert!(serde_json::from_value::<PolicyAssignment>(Json::Null).is_err());
+        let partial: PolicyAssignment =
+            serde_json::from_value(json!({"id": "/x", "properties": {}})).unwrap();
+        assert!(!partial.is_complete());
+    }
+
+    #[test]
     fn schema_is_valid() {
         schema().block.validate().unwrap();
     }
@@ -991,7 +844,9 @@ mod tests {
     #[test]
     fn import_then_read_plans_like_hcl() {
         let id = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Authorization/policyAssignments/no-priv";
-        let start = identifying_state(id, scope_of_id(id).unwrap(), "no-priv");
+        let start = KIND
+            .import(&schema().block, id, &mut Diagnostics::new())
+            .unwrap();
         let state = state_from(&remote(), &start);
         assert_eq!(state.get("id"), &Value::string(id));
         assert_eq!(
@@ -1143,7 +998,7 @@ mod tests {
     #[test]
     fn import_ids() {
         assert_eq!(
-            scope_of_id("/providers/Microsoft.Management/managementGroups/mg/providers/microsoft.authorization/policyassignments/a"),
+            KIND.scope_of_id("/providers/Microsoft.Management/managementGroups/mg/providers/microsoft.authorization/policyassignments/a"),
             Some("/providers/Microsoft.Management/managementGroups/mg")
         );
         let mut d = Diagnostics::new();

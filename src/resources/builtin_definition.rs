@@ -6,14 +6,12 @@ use async_trait::async_trait;
 use base64::Engine as _;
 
 use crate::framework::{
-    Attribute, AttributePath, Block, CallContext, DataSource, Diagnostic, Diagnostics, Schema,
-    Type, Value,
+    Attribute, Block, CallContext, DataSource, Diagnostics, Schema, Type, Value,
 };
 use crate::policy::{PolicyDefinition, TemplateInfo};
 
-use super::errors::arm_error_diagnostic;
 use super::json::canonical_json;
-use super::lookup::{pick_by_display_name, Noun};
+use super::lookup::{check_lookup_keys, find_builtin, Noun};
 use super::provider::Configured;
 use super::validators::policy_object_name;
 
@@ -91,25 +89,7 @@ impl DataSource for BuiltinDefinitionDataSource {
     }
 
     fn validate_config(&self, config: &Value, diags: &mut Diagnostics) {
-        let name = config.get("name");
-        let display = config.get("display_name");
-        if name.is_unknown() || display.is_unknown() {
-            return;
-        }
-        match (name.is_null(), display.is_null()) {
-            (true, true) => diags.error(
-                "Missing lookup key",
-                "Set exactly one of `name` (the definition's GUID) or `display_name`.",
-            ),
-            (false, false) => diags.push(
-                Diagnostic::error(
-                    "Conflicting lookup keys",
-                    "Set only one of `name` or `display_name`, not both.",
-                )
-                .at(AttributePath::attr("display_name")),
-            ),
-            _ => {}
-        }
+        check_lookup_keys(config, &NOUN, diags);
     }
 
     async fn read(
@@ -119,62 +99,15 @@ impl DataSource for BuiltinDefinitionDataSource {
         diags: &mut Diagnostics,
     ) -> Option<Value> {
         let configured = Configured::from_context(ctx, diags)?;
-        let client = &configured.client;
-        let definition = if let Some(name) = config.get("name").as_str() {
-            let path = format!("{BUILTINS_PATH}/{name}");
-            match client
-                .get_optional::<PolicyDefinition>(&path, API_VERSION)
-                .await
-            {
-                Ok(Some(d)) => d,
-                Ok(None) => {
-                    diags.push(
-                        Diagnostic::error(
-                            "Built-in policy definition not found",
-                            format!(
-                                "No built-in policy definition is named {name:?}. Built-in names \
-                                 are GUIDs; to search by title use `display_name` instead."
-                            ),
-                        )
-                        .at(AttributePath::attr("name")),
-                    );
-                    return None;
-                }
-                Err(e) => {
-                    diags.push(arm_error_diagnostic(
-                        "Looking up the built-in policy definition failed",
-                        &e,
-                    ));
-                    return None;
-                }
-            }
-        } else {
-            let wanted = config.get("display_name").as_str().unwrap_or_default();
-            let all = match client
-                .list::<PolicyDefinition>(
-                    BUILTINS_PATH,
-                    API_VERSION,
-                    &[("$filter", "policyType eq 'BuiltIn'")],
-                )
-                .await
-            {
-                Ok(all) => all,
-                Err(e) => {
-                    diags.push(arm_error_diagnostic(
-                        "Listing built-in policy definitions failed",
-                        &e,
-                    ));
-                    return None;
-                }
-            };
-            match pick_by_display_name(all, wanted, &NOUN) {
-                Ok(d) => d,
-                Err(d) => {
-                    diags.push(d.at(AttributePath::attr("display_name")));
-                    return None;
-                }
-            }
-        };
+        let definition: PolicyDefinition = find_builtin(
+            &configured.client,
+            BUILTINS_PATH,
+            API_VERSION,
+            config,
+            &NOUN,
+            diags,
+        )
+        .await?;
         Some(to_state(&definition))
     }
 }
@@ -233,6 +166,7 @@ fn to_state(d: &PolicyDefinition) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::resources::lookup::pick_by_display_name;
 
     fn def(name: &str, display: &str, version: &str) -> PolicyDefinition {
         serde_json::from_value(serde_json::json!({

@@ -5,14 +5,12 @@
 use async_trait::async_trait;
 
 use crate::framework::{
-    Attribute, AttributePath, Block, CallContext, DataSource, Diagnostic, Diagnostics, Schema,
-    Type, Value,
+    Attribute, Block, CallContext, DataSource, Diagnostics, Schema, Type, Value,
 };
 use crate::policy::PolicySetDefinition;
 
-use super::errors::arm_error_diagnostic;
 use super::json::canonical_json;
-use super::lookup::{pick_by_display_name, Noun};
+use super::lookup::{check_lookup_keys, find_builtin, Noun};
 use super::provider::Configured;
 use super::validators::policy_object_name;
 
@@ -89,25 +87,7 @@ impl DataSource for BuiltinInitiativeDataSource {
     }
 
     fn validate_config(&self, config: &Value, diags: &mut Diagnostics) {
-        let name = config.get("name");
-        let display = config.get("display_name");
-        if name.is_unknown() || display.is_unknown() {
-            return;
-        }
-        match (name.is_null(), display.is_null()) {
-            (true, true) => diags.error(
-                "Missing lookup key",
-                "Set exactly one of `name` (the initiative's GUID) or `display_name`.",
-            ),
-            (false, false) => diags.push(
-                Diagnostic::error(
-                    "Conflicting lookup keys",
-                    "Set only one of `name` or `display_name`, not both.",
-                )
-                .at(AttributePath::attr("display_name")),
-            ),
-            _ => {}
-        }
+        check_lookup_keys(config, &NOUN, diags);
     }
 
     async fn read(
@@ -117,61 +97,15 @@ impl DataSource for BuiltinInitiativeDataSource {
         diags: &mut Diagnostics,
     ) -> Option<Value> {
         let configured = Configured::from_context(ctx, diags)?;
-        let client = &configured.client;
-        let set = if let Some(name) = config.get("name").as_str() {
-            match client
-                .get_optional::<PolicySetDefinition>(
-                    &format!("{BUILTINS_PATH}/{name}"),
-                    API_VERSION,
-                )
-                .await
-            {
-                Ok(Some(s)) => s,
-                Ok(None) => {
-                    diags.push(
-                        Diagnostic::error(
-                            "Built-in initiative not found",
-                            format!("No built-in initiative is named {name:?}. Names are GUIDs; to search by title use `display_name`."),
-                        )
-                        .at(AttributePath::attr("name")),
-                    );
-                    return None;
-                }
-                Err(e) => {
-                    diags.push(arm_error_diagnostic(
-                        "Looking up the built-in initiative failed",
-                        &e,
-                    ));
-                    return None;
-                }
-            }
-        } else {
-            let wanted = config.get("display_name").as_str().unwrap_or_default();
-            let all = match client
-                .list::<PolicySetDefinition>(
-                    BUILTINS_PATH,
-                    API_VERSION,
-                    &[("$filter", "policyType eq 'BuiltIn'")],
-                )
-                .await
-            {
-                Ok(all) => all,
-                Err(e) => {
-                    diags.push(arm_error_diagnostic(
-                        "Listing built-in initiatives failed",
-                        &e,
-                    ));
-                    return None;
-                }
-            };
-            match pick_by_display_name(all, wanted, &NOUN) {
-                Ok(s) => s,
-                Err(d) => {
-                    diags.push(d.at(AttributePath::attr("display_name")));
-                    return None;
-                }
-            }
-        };
+        let set: PolicySetDefinition = find_builtin(
+            &configured.client,
+            BUILTINS_PATH,
+            API_VERSION,
+            config,
+            &NOUN,
+            diags,
+        )
+        .await?;
         Some(to_state(&set))
     }
 }
@@ -226,6 +160,7 @@ fn to_state(s: &PolicySetDefinition) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::resources::lookup::pick_by_display_name;
 
     fn set(name: &str, display: &str) -> PolicySetDefinition {
         serde_json::from_value(serde_json::json!({

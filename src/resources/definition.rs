@@ -9,20 +9,28 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use serde_json::{Map, Value as Json};
 
+use crate::framework::timeouts;
 use crate::framework::{
     ApplyRequest, ApplyResult, Attribute, AttributePath, Block, CallContext, Diagnostic,
     Diagnostics, PlanChange, Resource, Schema, Value,
 };
 use crate::policy::{ParameterDefinition, PolicyDefinition, PolicyDefinitionProperties};
 
-use super::errors::arm_error_diagnostic;
-use super::json::canonical_json;
+use super::definition_api::{identifying_attributes, DefinitionCollection};
+use super::json::{canonical_json, json_attribute};
 use super::provider::Configured;
-use super::validators::policy_object_name;
+use super::reconcile::timeouts_only_update;
+use super::waits::POLICY_TIMEOUTS;
 
 pub const API_VERSION: &str = "2025-03-01";
 pub(crate) const DEFINITIONS_SEGMENT: &str =
     "/providers/Microsoft.Authorization/policyDefinitions/";
+
+const DEFINITIONS: DefinitionCollection = DefinitionCollection {
+    noun: "policy definition",
+    segment: DEFINITIONS_SEGMENT,
+    id_description: "policy definition ID such as /subscriptions/<id>/providers/Microsoft.Authorization/policyDefinitions/<name>.",
+};
 /// Metadata keys Azure adds on its own; never the user's.
 pub(crate) const SYSTEM_METADATA_KEYS: [&str; 4] =
     ["createdBy", "createdOn", "updatedBy", "updatedOn"];
@@ -81,10 +89,6 @@ pub(crate) fn validate_json_object(value: &Value, path: &AttributePath, diags: &
     }
 }
 
-pub(crate) fn definition_path(scope: &str, name: &str) -> String {
-    format!("{}{DEFINITIONS_SEGMENT}{name}", scope.trim_end_matches('/'))
-}
-
 /// Splits an ID of the form `<scope><segment><name>` into (scope, name).
 pub(crate) fn split_scoped_id(id: &str, segment: &str) -> Option<(String, String)> {
     let lower = id.to_ascii_lowercase();
@@ -94,11 +98,6 @@ pub(crate) fn split_scoped_id(id: &str, segment: &str) -> Option<(String, String
         return None;
     }
     Some((parse_scope(&id[..at])?, name.to_string()))
-}
-
-/// Splits a definition ID into (scope, name).
-pub(crate) fn split_id(id: &str) -> Option<(String, String)> {
-    split_scoped_id(id, DEFINITIONS_SEGMENT)
 }
 
 /// Keeps `prior` when it means the same as `fresh`, so Azure's formatting never shows as drift.
@@ -139,6 +138,16 @@ pub(crate) fn user_metadata(
     keep_json(prior, Some(&Json::Object(m)))
 }
 
+/// Plans the provider's subscription as `scope` when the configuration leaves it out, so the
+/// ID is known at plan time.
+pub(crate) fn plan_default_scope(ctx: &CallContext, change: &mut PlanChange<'_>) {
+    if change.planned.get("scope").is_unknown() && change.config.get("scope").is_null() {
+        if let Some(scope) = planned_scope(ctx, change.config) {
+            change.planned.set("scope", Value::string(scope));
+        }
+    }
+}
+
 /// The scope from the configuration, else the provider's subscription.
 pub(crate) fn planned_scope(ctx: &CallContext, config: &Value) -> Option<String> {
     if let Some(s) = config.get("scope").as_str() {
@@ -152,7 +161,7 @@ pub(crate) fn planned_scope(ctx: &CallContext, config: &Value) -> Option<String>
 }
 
 /// Reasons Azure would refuse to update `prior` parameters into `new` ones (removed or retyped).
-pub(crate) fn breaking_parameter_changes(
+fn breaking_parameter_changes(
     prior: &Value,
     new: &BTreeMap<String, ParameterDefinition>,
 ) -> Vec<String> {
@@ -177,8 +186,23 @@ pub(crate) fn breaking_parameter_changes(
     reasons
 }
 
+/// Plans a replacement, with a warning that says why, when the `new` parameter declarations
+/// break the prior ones: Azure refuses such an update. `path` is the attribute that declares
+/// them.
+pub(crate) fn replace_on_breaking_parameters(
+    change: &mut PlanChange<'_>,
+    new: &BTreeMap<String, ParameterDefinition>,
+    path: AttributePath,
+) {
+    let reasons = breaking_parameter_changes(change.prior.get("parameters"), new);
+    if !reasons.is_empty() {
+        change.requires_replace.push(path.clone());
+        change.diags.push(replacement_warning(&reasons, path));
+    }
+}
+
 /// The warning that goes with a replacement forced by [`breaking_parameter_changes`].
-pub(crate) fn replacement_warning(reasons: &[String], path: AttributePath) -> Diagnostic {
+fn replacement_warning(reasons: &[String], path: AttributePath) -> Diagnostic {
     Diagnostic::warning(
         "Policy definition will be replaced",
         format!(
@@ -194,32 +218,15 @@ pub struct DefinitionResource;
 
 fn schema() -> Schema {
     Schema::new(
-        Block::new()
-            .description(
+        identifying_attributes(
+            Block::new()
+                .description(
                 "A custom Azure Policy definition of any mode. `policy_rule`, `parameters` and \
                  `metadata` are JSON, compared by meaning rather than by text.",
-            )
-            .attribute(
-                Attribute::string("id")
-                    .computed()
-                    .use_state_for_unknown()
-                    .description("The definition's ARM ID."),
-            )
-            .attribute(
-                Attribute::string("name")
-                    .required()
-                    .requires_replace()
-                    .description("The definition's name (last segment of its ID).")
-                    .validate_with(policy_object_name),
-            )
-            .attribute(
-                Attribute::string("scope")
-                    .optional()
-                    .computed()
-                    .requires_replace()
-                    .description("`/subscriptions/<id>` or `/providers/Microsoft.Management/managementGroups/<id>`. Defaults to the provider's subscription.")
-                    .validate_with(validate_scope),
-            )
+            ),
+            "definition",
+            "",
+        )
             .attribute(
                 Attribute::string("mode")
                     .default(Value::string("All"))
@@ -251,19 +258,17 @@ fn schema() -> Schema {
                     .optional()
                     .description("Metadata as JSON (e.g. `{\"category\": \"Kubernetes\"}`).")
                     .validate_with(validate_json_object),
-            ),
+            )
+            .block(timeouts::block(POLICY_TIMEOUTS)),
     )
 }
 
-fn json_attr(config: &Value, name: &str) -> Option<Json> {
-    config
-        .get(name)
-        .as_str()
-        .and_then(|s| serde_json::from_str(s).ok())
-}
-
-fn parameters_of(config: &Value) -> Result<Option<BTreeMap<String, ParameterDefinition>>, String> {
-    match json_attr(config, "parameters") {
+/// The parameters a definition's or initiative's `parameters` JSON declares (`None` when
+/// unset); an error names what is wrong with a declaration.
+pub(crate) fn parameters_of(
+    config: &Value,
+) -> Result<Option<BTreeMap<String, ParameterDefinition>>, String> {
+    match json_attribute(config, "parameters") {
         None => Ok(None),
         Some(j) => serde_json::from_value(j)
             .map(Some)
@@ -284,9 +289,9 @@ fn properties_of(config: &Value) -> Result<PolicyDefinitionProperties, Diagnosti
         mode: config.get("mode").as_str().map(str::to_string),
         display_name: config.get("display_name").as_str().map(str::to_string),
         description: config.get("description").as_str().map(str::to_string),
-        metadata: json_attr(config, "metadata"),
+        metadata: json_attribute(config, "metadata"),
         parameters,
-        policy_rule: json_attr(config, "policy_rule"),
+        policy_rule: json_attribute(config, "policy_rule"),
         version: config.get("version").as_str().map(str::to_string),
         ..Default::default()
     })
@@ -370,10 +375,6 @@ fn state_from(prior: &Value, d: &PolicyDefinition, scope: &str) -> Value {
 
 async fn put(ctx: &CallContext, req: &ApplyRequest<'_>) -> ApplyResult {
     let mut diags = Diagnostics::new();
-    let configured = match ctx.provider::<Configured>() {
-        Ok(c) => c,
-        Err(d) => return ApplyResult::failed(d),
-    };
     let properties = match properties_of(req.planned) {
         Ok(p) => p,
         Err(d) => {
@@ -381,18 +382,7 @@ async fn put(ctx: &CallContext, req: &ApplyRequest<'_>) -> ApplyResult {
             return ApplyResult::failed(diags);
         }
     };
-    let Some(scope) = req
-        .planned
-        .get("scope")
-        .as_str()
-        .and_then(parse_scope)
-        .or_else(|| planned_scope(ctx, req.config))
-    else {
-        diags.error_at(
-            AttributePath::attr("scope"),
-            "No scope",
-            "Set `scope`, or configure the provider's `subscription_id`.",
-        );
+    let Some(scope) = DEFINITIONS.write_scope(ctx, req, &mut diags) else {
         return ApplyResult::failed(diags);
     };
     let name = req.planned.get("name").as_str().unwrap_or_default();
@@ -400,19 +390,9 @@ async fn put(ctx: &CallContext, req: &ApplyRequest<'_>) -> ApplyResult {
         properties,
         ..Default::default()
     };
-    match configured
-        .client
-        .put::<_, PolicyDefinition>(&definition_path(&scope, name), API_VERSION, &body)
-        .await
-    {
+    match DEFINITIONS.put(ctx, &scope, name, &body).await {
         Ok(d) => ApplyResult::ok(state_from(req.planned, &d, &scope)),
-        Err(e) => {
-            diags.push(arm_error_diagnostic(
-                "Writing the policy definition failed",
-                &e,
-            ));
-            ApplyResult::failed(diags)
-        }
+        Err(d) => ApplyResult::failed(d),
     }
 }
 
@@ -442,7 +422,7 @@ impl Resource for DefinitionResource {
                 return;
             }
         };
-        if let Some(rule) = json_attr(config, "policy_rule") {
+        if let Some(rule) = json_attribute(config, "policy_rule") {
             let missing = undeclared_parameters(&rule, &declared);
             if !missing.is_empty() {
                 diags.error_at(
@@ -466,24 +446,18 @@ impl Resource for DefinitionResource {
     }
 
     async fn modify_plan(&self, ctx: &CallContext, change: &mut PlanChange<'_>) {
-        if change.planned.get("scope").is_unknown() && change.config.get("scope").is_null() {
-            if let Some(scope) = planned_scope(ctx, change.config) {
-                change.planned.set("scope", Value::string(scope));
-            }
-        }
+        plan_default_scope(ctx, change);
         if change.prior.is_null() || !change.config.get("parameters").is_wholly_known() {
             return;
         }
         let Ok(new) = parameters_of(change.config) else {
             return;
         };
-        let reasons =
-            breaking_parameter_changes(change.prior.get("parameters"), &new.unwrap_or_default());
-        if !reasons.is_empty() {
-            let path = AttributePath::attr("parameters");
-            change.requires_replace.push(path.clone());
-            change.diags.push(replacement_warning(&reasons, path));
-        }
+        replace_on_breaking_parameters(
+            change,
+            &new.unwrap_or_default(),
+            AttributePath::attr("parameters"),
+        );
     }
 
     async fn create(&self, ctx: &CallContext, req: ApplyRequest<'_>) -> ApplyResult {
@@ -496,81 +470,22 @@ impl Resource for DefinitionResource {
         state: &Value,
         diags: &mut Diagnostics,
     ) -> Option<Value> {
-        let configured = Configured::from_context(ctx, diags)?;
-        let (scope, name) = state
-            .get("id")
-            .as_str()
-            .and_then(split_id)
-            .unwrap_or_else(|| {
-                (
-                    state.get("scope").as_str().unwrap_or_default().to_string(),
-                    state.get("name").as_str().unwrap_or_default().to_string(),
-                )
-            });
-        match configured
-            .client
-            .get_optional::<PolicyDefinition>(&definition_path(&scope, &name), API_VERSION)
-            .await
-        {
-            Ok(Some(d)) => {
-                let scope = state
-                    .get("scope")
-                    .as_str()
-                    .filter(|s| s.eq_ignore_ascii_case(&scope))
-                    .map(str::to_string)
-                    .unwrap_or(scope);
-                let mut new = state_from(state, &d, &scope);
-                if let (Some(prior_id), Some(id)) = (state.get("id").as_str(), d.id.as_deref()) {
-                    if id.eq_ignore_ascii_case(prior_id) {
-                        new.set("id", Value::string(prior_id));
-                    }
-                }
-                Some(new)
-            }
-            Ok(None) => None,
-            Err(e) => {
-                diags.push(arm_error_diagnostic(
-                    "Reading the policy definition failed",
-                    &e,
-                ));
-                Some(state.clone())
-            }
-        }
+        DEFINITIONS.read(ctx, state, diags, state_from).await
     }
 
     async fn update(&self, ctx: &CallContext, req: ApplyRequest<'_>) -> ApplyResult {
+        if let Some(state) = timeouts_only_update(req.prior, req.planned) {
+            return ApplyResult::ok(state);
+        }
         put(ctx, &req).await
     }
 
     async fn delete(&self, ctx: &CallContext, prior: &Value, diags: &mut Diagnostics) {
-        let Some(configured) = Configured::from_context(ctx, diags) else {
-            return;
-        };
-        let path = definition_path(
-            prior.get("scope").as_str().unwrap_or_default(),
-            prior.get("name").as_str().unwrap_or_default(),
-        );
-        if let Err(e) = configured.client.delete(&path, API_VERSION).await {
-            diags.push(arm_error_diagnostic(
-                "Deleting the policy definition failed",
-                &e,
-            ));
-        }
+        DEFINITIONS.delete(ctx, prior, diags).await
     }
 
     async fn import(&self, _ctx: &CallContext, id: &str, diags: &mut Diagnostics) -> Option<Value> {
-        let Some((scope, name)) = split_id(id) else {
-            diags.error(
-                "Invalid import ID",
-                format!("{id:?} is not a policy definition ID such as /subscriptions/<id>/providers/Microsoft.Authorization/policyDefinitions/<name>."),
-            );
-            return None;
-        };
-        Some(Value::object([
-            ("id", Value::string(id)),
-            ("name", Value::string(name)),
-            ("scope", Value::string(scope)),
-        ]))
+        DEFINITIONS.import(id, diags)
     }
 }
 
@@ -623,7 +538,7 @@ mod tests {
         );
         assert!(parse_scope("/resourceGroups/x").is_none());
         assert_eq!(
-            split_id("/providers/Microsoft.Management/managementGroups/mg/providers/Microsoft.Authorization/policyDefinitions/d"),
+            split_scoped_id("/providers/Microsoft.Management/managementGroups/mg/providers/Microsoft.Authorization/policyDefinitions/d", DEFINITIONS_SEGMENT),
             Some(("/providers/Microsoft.Management/managementGroups/mg".into(), "d".into()))
         );
     }

@@ -8,7 +8,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
-use crate::arm::{retry_while, ArmClient, ArmError, ConsistencyOptions, ResourceId};
+use crate::arm::{ArmClient, ArmError, ResourceId};
+use crate::framework::timeouts::{self, Deadline, Operation};
 use crate::framework::{
     ApplyRequest, ApplyResult, Attribute, AttributePath, Block, CallContext, Diagnostic,
     Diagnostics, PlanChange, Resource, Schema, Type, Value,
@@ -16,24 +17,43 @@ use crate::framework::{
 use crate::policy::parameters::closest_name;
 use crate::policy::PolicySetDefinition;
 
-use super::errors::arm_error_diagnostic;
 use super::parameters::{definition_kind, DefinitionKind};
 use super::provider::Configured;
 use super::reconcile::{
-    arm_scope, fill_unknowns, ignore_case_only_replacements, json_object_string, keep_equivalent,
-    keep_id_list, keep_str_ci, keep_text, metadata_state, metadata_to_arm, same_id,
+    arm_scope, ignore_case_only_replacements, json_object_string, keep_equivalent, keep_id_list,
+    keep_str_ci, keep_text, metadata_state, metadata_to_arm, same_id, timeouts_only_update,
 };
+use super::scoped::{PropagationWait, ScopedBody, ScopedKind};
 use super::selectors::{
     one_of, resource_selectors_block, resource_selectors_from_value, resource_selectors_to_value,
     ResourceSelector,
 };
 use super::validators::policy_object_name;
-use super::waits::wait_until_gone;
+use super::waits::POLICY_TIMEOUTS;
 
 /// Exemptions only exist in preview API versions.
 pub const API_VERSION: &str = "2024-12-01-preview";
-const SEGMENT: &str = "/providers/Microsoft.Authorization/policyExemptions/";
-const EXEMPTION_TYPE: &str = "Microsoft.Authorization/policyExemptions";
+
+const KIND: ScopedKind = ScopedKind {
+    noun: "policy exemption",
+    segment: "/providers/Microsoft.Authorization/policyExemptions/",
+    arm_type: "Microsoft.Authorization/policyExemptions",
+    api_version: API_VERSION,
+    import_hint: ".",
+    timeouts: POLICY_TIMEOUTS,
+};
+
+/// An exemption of a just-created assignment can be refused until ARM sees the assignment.
+const ASSIGNMENT_PROPAGATION: PropagationWait = PropagationWait {
+    transient: is_assignment_propagation,
+    bound: Duration::from_secs(120),
+    interval: Duration::from_secs(5),
+    waiting_for: "Azure to see the exempted assignment",
+};
+
+fn is_assignment_propagation(e: &ArmError) -> bool {
+    e.status() == Some(400) && e.code() == Some("PolicyAssignmentNotFound")
+}
 const ASSIGNMENT_TYPE: &str = "Microsoft.Authorization/policyAssignments";
 
 /// For reading the exempted assignment and its initiative during plan.
@@ -79,6 +99,19 @@ struct ExemptionProperties {
     resource_selectors: Option<Vec<ResourceSelector>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     assignment_scope_validation: Option<String>,
+}
+
+impl ScopedBody for PolicyExemption {
+    fn id_mut(&mut self) -> &mut Option<String> {
+        &mut self.id
+    }
+
+    fn is_complete(&self) -> bool {
+        self.id.is_some()
+            && self.name.is_some()
+            && !self.properties.policy_assignment_id.is_empty()
+            && !self.properties.exemption_category.is_empty()
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -306,7 +339,8 @@ fn schema() -> Schema {
                     .description("Metadata as a JSON object string (`jsonencode({...})`). Only the keys you set are compared; keys Azure writes itself are ignored unless you set them.")
                     .validate_with(json_object_string),
             )
-            .block(resource_selectors_block()),
+            .block(resource_selectors_block())
+            .block(timeouts::block(POLICY_TIMEOUTS)),
     )
 }
 
@@ -329,16 +363,6 @@ fn assignment_id(value: &Value, path: &AttributePath, diags: &mut Diagnostics) {
 
 // ---------------------------------------------------------------------------------------------
 // Terraform value ⇄ ARM body
-
-fn exemption_path(scope: &str, name: &str) -> String {
-    format!("{}{SEGMENT}{name}", scope.trim_end_matches('/'))
-}
-
-fn scope_of_id(id: &str) -> Option<&str> {
-    let lower = id.to_ascii_lowercase();
-    let at = lower.rfind(&SEGMENT.to_ascii_lowercase())?;
-    Some(&id[..at])
-}
 
 fn opt_str(v: &Value) -> Option<String> {
     v.as_str().map(str::to_string)
@@ -375,11 +399,11 @@ fn is_expired(expires_on: Option<&str>, at: Instant) -> bool {
 fn state_from(remote: &PolicyExemption, prior: &Value) -> Value {
     let p = &remote.properties;
     let remote_id = remote.id.clone().unwrap_or_default();
-    let scope = keep_str_ci(prior.get("scope"), scope_of_id(&remote_id));
+    let scope = keep_str_ci(prior.get("scope"), KIND.scope_of_id(&remote_id));
     let name = keep_str_ci(prior.get("name"), remote.name.as_deref());
     let id = match (scope.as_str(), name.as_str()) {
-        (Some(s), Some(n)) if same_id(&exemption_path(s, n), &remote_id) => {
-            keep_str_ci(prior.get("id"), Some(&exemption_path(s, n)))
+        (Some(s), Some(n)) if same_id(&KIND.path(s, n), &remote_id) => {
+            keep_str_ci(prior.get("id"), Some(&KIND.path(s, n)))
         }
         _ => keep_str_ci(prior.get("id"), Some(&remote_id)),
     };
@@ -446,25 +470,8 @@ fn state_from(remote: &PolicyExemption, prior: &Value) -> Value {
                 resource_selectors_to_value(p.resource_selectors.as_deref()),
             ),
         ),
+        ("timeouts", prior.get("timeouts").clone()),
     ])
-}
-
-fn identifying_state(id: &str, scope: &str, name: &str) -> Value {
-    let block = schema().block;
-    let mut state = Value::Object(
-        block
-            .attributes
-            .iter()
-            .map(|a| (a.name.clone(), Value::Null))
-            .collect(),
-    );
-    for b in &block.blocks {
-        state.set(&b.type_name, Value::List(Vec::new()));
-    }
-    state.set("id", Value::string(id));
-    state.set("scope", Value::string(scope));
-    state.set("name", Value::string(name));
-    state
 }
 
 /// Checks `policy_definition_reference_ids` against the members of the assigned initiative,
@@ -550,113 +557,22 @@ async fn check_reference_ids(client: &ArmClient, config: &Value) -> Diagnostics 
 // ---------------------------------------------------------------------------------------------
 // CRUD
 
-/// Why a write did not produce a readable exemption.
-enum WriteFailure {
-    /// Azure refused the PUT: nothing changed.
-    Put(ArmError),
-    /// The PUT succeeded (its answer is kept) but the exemption could not be read back.
-    Read(Box<PolicyExemption>, ArmError),
-}
-
-async fn put_and_read(
-    client: &ArmClient,
-    path: &str,
-    body: &PolicyExemption,
-) -> Result<PolicyExemption, WriteFailure> {
-    // An exemption of a just-created assignment can be refused until ARM sees the assignment.
-    let put_wait = ConsistencyOptions {
-        timeout: Duration::from_secs(120),
-        interval: Duration::from_secs(5),
-    };
-    let written = retry_while(
-        &put_wait,
-        |e| e.status() == Some(400) && e.code() == Some("PolicyAssignmentNotFound"),
-        || client.put::<_, Json>(path, API_VERSION, body),
-    )
-    .await
-    .map_err(WriteFailure::Put)?;
-    let read_wait = ConsistencyOptions {
-        timeout: Duration::from_secs(120),
-        interval: Duration::from_secs(2),
-    };
-    retry_while(
-        &read_wait,
-        |e| e.is_not_found(),
-        || client.get::<PolicyExemption>(path, API_VERSION),
-    )
-    .await
-    .map_err(|e| {
-        // Some services answer a PUT with an empty body; then what was sent stands in.
-        let mut echoed: PolicyExemption =
-            serde_json::from_value(written).unwrap_or_else(|_| body.clone());
-        echoed.id.get_or_insert_with(|| path.to_string());
-        WriteFailure::Read(Box::new(echoed), e)
-    })
-}
-
-async fn write(ctx: &CallContext, req: &ApplyRequest<'_>, creating: bool) -> ApplyResult {
+async fn write(ctx: &CallContext, req: &ApplyRequest<'_>, op: Operation) -> ApplyResult {
+    let deadline = Deadline::start(req.planned, op, POLICY_TIMEOUTS);
     let configured = match ctx.provider::<Configured>() {
         Ok(c) => c,
         Err(d) => return ApplyResult::failed(d),
     };
-    let client = &configured.client;
-    let planned = req.planned;
-    let (Some(scope), Some(name)) = (planned.get("scope").as_str(), planned.get("name").as_str())
-    else {
-        return ApplyResult::failed(
-            Diagnostic::error(
-                "Missing scope or name",
-                "scope and name must be known at apply.",
-            )
-            .into(),
-        );
-    };
-    let path = exemption_path(scope, name);
-    if creating {
-        match client.get_optional::<PolicyExemption>(&path, API_VERSION).await {
-            Ok(None) => {}
-            Ok(Some(_)) => {
-                return ApplyResult::failed(
-                    Diagnostic::error(
-                        "Policy exemption already exists",
-                        format!(
-                            "A policy exemption named {name:?} already exists at {scope}. To \
-                             manage it with Terraform, import it:\n  terraform import <address> {path}"
-                        ),
-                    )
-                    .into(),
-                )
-            }
-            Err(e) => {
-                return ApplyResult::failed(
-                    arm_error_diagnostic("Checking for an existing policy exemption failed", &e)
-                        .into(),
-                )
-            }
-        }
-    }
-    let what = if creating { "Creating" } else { "Updating" };
-    match put_and_read(client, &path, &body_from(planned)).await {
-        Ok(remote) => {
-            let fresh = state_from(&remote, planned);
-            ApplyResult::ok(fill_unknowns(planned, &fresh))
-        }
-        Err(WriteFailure::Put(e)) => ApplyResult::failed(
-            arm_error_diagnostic(&format!("{what} the policy exemption failed"), &e).into(),
-        ),
-        Err(WriteFailure::Read(written, e)) => {
-            // The exemption exists: keep tracking it (Terraform taints it) instead of losing it.
-            let fresh = state_from(&written, planned);
-            ApplyResult {
-                state: Some(fill_unknowns(planned, &fresh)),
-                diags: arm_error_diagnostic(
-                    &format!("{what} the policy exemption succeeded, but reading it back failed"),
-                    &e,
-                )
-                .into(),
-            }
-        }
-    }
+    KIND.write(
+        &configured.client,
+        req.planned,
+        &deadline,
+        &body_from(req.planned),
+        &ASSIGNMENT_PROPAGATION,
+        Diagnostics::new(),
+        state_from,
+    )
+    .await
 }
 
 #[async_trait]
@@ -700,7 +616,7 @@ impl Resource for ExemptionResource {
     }
 
     async fn create(&self, ctx: &CallContext, req: ApplyRequest<'_>) -> ApplyResult {
-        write(ctx, &req, true).await
+        write(ctx, &req, Operation::Create).await
     }
 
     async fn read(
@@ -709,85 +625,22 @@ impl Resource for ExemptionResource {
         state: &Value,
         diags: &mut Diagnostics,
     ) -> Option<Value> {
-        let configured = Configured::from_context(ctx, diags)?;
-        let path = match (
-            state.get("id").as_str(),
-            state.get("scope").as_str(),
-            state.get("name").as_str(),
-        ) {
-            (Some(id), _, _) => id.to_string(),
-            (None, Some(scope), Some(name)) => exemption_path(scope, name),
-            _ => {
-                diags.error(
-                    "Policy exemption state has no id",
-                    "The state has neither id nor scope and name; remove it from the state \
-                     (terraform state rm) and import the exemption.",
-                );
-                return None;
-            }
-        };
-        match configured
-            .client
-            .get_optional::<PolicyExemption>(&path, API_VERSION)
-            .await
-        {
-            Ok(Some(remote)) => Some(state_from(&remote, state)),
-            Ok(None) => {
-                log::info!("policy exemption {path} no longer exists; removing it from state");
-                None
-            }
-            Err(e) => {
-                diags.push(arm_error_diagnostic(
-                    "Reading the policy exemption failed",
-                    &e,
-                ));
-                None
-            }
-        }
+        KIND.read(ctx, state, diags, state_from).await
     }
 
     async fn update(&self, ctx: &CallContext, req: ApplyRequest<'_>) -> ApplyResult {
-        write(ctx, &req, false).await
+        if let Some(state) = timeouts_only_update(req.prior, req.planned) {
+            return ApplyResult::ok(state);
+        }
+        write(ctx, &req, Operation::Update).await
     }
 
     async fn delete(&self, ctx: &CallContext, prior: &Value, diags: &mut Diagnostics) {
-        let Some(configured) = Configured::from_context(ctx, diags) else {
-            return;
-        };
-        let Some(id) = prior.get("id").as_str() else {
-            return;
-        };
-        let deleted = match configured.client.delete(id, API_VERSION).await {
-            Ok(()) => wait_until_gone(&configured.client, id, API_VERSION).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = deleted {
-            diags.push(arm_error_diagnostic(
-                "Deleting the policy exemption failed",
-                &e,
-            ));
-        }
+        KIND.delete(ctx, prior, diags).await
     }
 
     async fn import(&self, _ctx: &CallContext, id: &str, diags: &mut Diagnostics) -> Option<Value> {
-        let parsed = ResourceId::parse(id)
-            .ok()
-            .filter(|r| r.is_type(EXEMPTION_TYPE));
-        let (Some(parsed), Some(scope)) = (parsed, scope_of_id(id)) else {
-            diags.error(
-                "Invalid policy exemption ID",
-                format!(
-                    "{id:?} is not a policy exemption ID. Expected \
-                     <scope>/providers/Microsoft.Authorization/policyExemptions/<name>."
-                ),
-            );
-            return None;
-        };
-        Some(identifying_state(
-            id.trim_end_matches('/'),
-            scope,
-            parsed.name(),
-        ))
+        KIND.import(&schema().block, id, diags)
     }
 }
 
@@ -795,6 +648,20 @@ impl Resource for ExemptionResource {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn only_a_complete_put_answer_stands_in_for_the_read_back() {
+        let full: PolicyExemption = serde_json::from_value(json!({
+            "id": "/subscriptions/s/providers/Microsoft.Authorization/policyExemptions/w",
+            "name": "w",
+            "properties": {"policyAssignmentId": "/a", "exemptionCategory": "Waiver"}
+        }))
+        .unwrap();
+        assert!(full.is_complete());
+        let partial: PolicyExemption =
+            serde_json::from_value(json!({"name": "w", "properties": {}})).unwrap();
+        assert!(!partial.is_complete());
+    }
 
     #[test]
     fn schema_is_valid() {

@@ -8,6 +8,7 @@ use std::sync::{Mutex, OnceLock};
 use async_trait::async_trait;
 use serde_json::{json, Map, Value as Json};
 
+use crate::framework::timeouts;
 use crate::framework::{
     ApplyRequest, ApplyResult, Attribute, AttributePath, Block, CallContext, Diagnostic,
     Diagnostics, NestedBlock, PlanChange, Resource, Schema, Type, Value,
@@ -18,15 +19,21 @@ use crate::policy::{
 };
 
 use super::definition::{
-    breaking_parameter_changes, collect_parameter_refs, keep_json, planned_scope,
-    replacement_warning, split_scoped_id, user_metadata, validate_json_object, validate_scope,
-    validate_version, API_VERSION,
+    collect_parameter_refs, keep_json, parameters_of, plan_default_scope,
+    replace_on_breaking_parameters, user_metadata, validate_json_object, validate_version,
+    API_VERSION,
 };
-use super::errors::arm_error_diagnostic;
+use super::definition_api::{identifying_attributes, DefinitionCollection};
+use super::json::json_attribute;
 use super::provider::Configured;
-use super::validators::policy_object_name;
+use super::reconcile::timeouts_only_update;
+use super::waits::POLICY_TIMEOUTS;
 
-const SET_SEGMENT: &str = "/providers/Microsoft.Authorization/policySetDefinitions/";
+const SETS: DefinitionCollection = DefinitionCollection {
+    noun: "initiative",
+    segment: "/providers/Microsoft.Authorization/policySetDefinitions/",
+    id_description: "policy set definition ID such as /subscriptions/<id>/providers/Microsoft.Authorization/policySetDefinitions/<name>.",
+};
 
 pub struct InitiativeResource;
 
@@ -84,70 +91,54 @@ fn schema() -> Schema {
                 .description("The description."),
         );
     Schema::new(
-        Block::new()
-            .description("A custom Azure Policy initiative (policy set definition).")
-            .attribute(
-                Attribute::string("id")
-                    .computed()
-                    .use_state_for_unknown()
-                    .description("The initiative's ARM ID."),
-            )
-            .attribute(
-                Attribute::string("name")
-                    .required()
-                    .requires_replace()
-                    .description("The initiative's name (last segment of its ID).")
-                    .validate_with(policy_object_name),
-            )
-            .attribute(
-                Attribute::string("scope")
-                    .optional()
-                    .computed()
-                    .requires_replace()
-                    .description("`/subscriptions/<id>` or `/providers/Microsoft.Management/managementGroups/<id>`. Defaults to the provider's subscription.")
-                    .validate_with(validate_scope),
-            )
-            .attribute(Attribute::string("display_name").optional().description("The display name."))
-            .attribute(Attribute::string("description").optional().description("The description."))
-            .attribute(
-                Attribute::string("version")
-                    .optional()
-                    .computed()
-                    .description("The initiative version, `x.y.z` Azure reports `1.0.0` when none is set.")
-                    .validate_with(validate_version),
-            )
-            .attribute(
-                Attribute::string("metadata")
-                    .optional()
-                    .description("Metadata as JSON.")
-                    .validate_with(validate_json_object),
-            )
-            .attribute(
-                Attribute::string("parameters")
-                    .optional()
-                    .description("The initiative's parameter declarations as JSON.")
-                    .validate_with(validate_json_object),
-            )
-            .block(NestedBlock::list("policy_definition", member).items(1, 0))
-            .block(NestedBlock::list("policy_definition_group", group)),
+        identifying_attributes(
+            Block::new().description("A custom Azure Policy initiative (policy set definition)."),
+            "initiative",
+            "",
+        )
+        .attribute(
+            Attribute::string("display_name")
+                .optional()
+                .description("The display name."),
+        )
+        .attribute(
+            Attribute::string("description")
+                .optional()
+                .description("The description."),
+        )
+        .attribute(
+            Attribute::string("version")
+                .optional()
+                .computed()
+                .description(
+                    "The initiative version, `x.y.z` Azure reports `1.0.0` when none is set.",
+                )
+                .validate_with(validate_version),
+        )
+        .attribute(
+            Attribute::string("metadata")
+                .optional()
+                .description("Metadata as JSON.")
+                .validate_with(validate_json_object),
+        )
+        .attribute(
+            Attribute::string("parameters")
+                .optional()
+                .description("The initiative's parameter declarations as JSON.")
+                .validate_with(validate_json_object),
+        )
+        .block(NestedBlock::list("policy_definition", member).items(1, 0))
+        .block(NestedBlock::list("policy_definition_group", group))
+        .block(timeouts::block(POLICY_TIMEOUTS)),
     )
 }
 
-fn json_attr(v: &Value, name: &str) -> Option<Json> {
-    v.get(name)
-        .as_str()
-        .and_then(|s| serde_json::from_str(s).ok())
-}
-
 fn declared_parameters(config: &Value) -> Result<BTreeMap<String, ParameterDefinition>, String> {
-    match json_attr(config, "parameters") {
-        None => Ok(BTreeMap::new()),
-        Some(j) => serde_json::from_value(j).map_err(|e| e.to_string()),
-    }
+    parameters_of(config).map(Option::unwrap_or_default)
 }
 
 fn member_values(member: &Value) -> Json {
-    json_attr(member, "parameters").unwrap_or(Json::Null)
+    json_attribute(member, "parameters").unwrap_or(Json::Null)
 }
 
 fn member_parameters(member: &Value) -> Option<Map<String, Json>> {
@@ -215,7 +206,7 @@ fn properties_of(config: &Value) -> Result<PolicySetDefinitionProperties, Diagno
         policy_type: Some("Custom".into()),
         display_name: config.get("display_name").as_str().map(str::to_string),
         description: config.get("description").as_str().map(str::to_string),
-        metadata: json_attr(config, "metadata"),
+        metadata: json_attribute(config, "metadata"),
         parameters: (!parameters.is_empty() || config.get("parameters").is_set())
             .then_some(parameters),
         policy_definitions: members,
@@ -300,10 +291,6 @@ async fn member_definition(
             .insert(key, d.clone());
     }
     Ok(resolved)
-}
-
-fn set_path(scope: &str, name: &str) -> String {
-    format!("{}{SET_SEGMENT}{name}", scope.trim_end_matches('/'))
 }
 
 fn state_from(prior: &Value, s: &PolicySetDefinition, scope: &str) -> Value {
@@ -424,10 +411,6 @@ fn state_from(prior: &Value, s: &PolicySetDefinition, scope: &str) -> Value {
 
 async fn put(ctx: &CallContext, req: &ApplyRequest<'_>) -> ApplyResult {
     let mut diags = Diagnostics::new();
-    let configured = match ctx.provider::<Configured>() {
-        Ok(c) => c,
-        Err(d) => return ApplyResult::failed(d),
-    };
     let properties = match properties_of(req.planned) {
         Ok(p) => p,
         Err(d) => {
@@ -435,18 +418,7 @@ async fn put(ctx: &CallContext, req: &ApplyRequest<'_>) -> ApplyResult {
             return ApplyResult::failed(diags);
         }
     };
-    let Some(scope) = req
-        .planned
-        .get("scope")
-        .as_str()
-        .map(str::to_string)
-        .or_else(|| planned_scope(ctx, req.config))
-    else {
-        diags.error_at(
-            AttributePath::attr("scope"),
-            "No scope",
-            "Set `scope`, or configure the provider's `subscription_id`.",
-        );
+    let Some(scope) = SETS.write_scope(ctx, req, &mut diags) else {
         return ApplyResult::failed(diags);
     };
     let name = req.planned.get("name").as_str().unwrap_or_default();
@@ -454,16 +426,9 @@ async fn put(ctx: &CallContext, req: &ApplyRequest<'_>) -> ApplyResult {
         properties,
         ..Default::default()
     };
-    match configured
-        .client
-        .put::<_, PolicySetDefinition>(&set_path(&scope, name), API_VERSION, &body)
-        .await
-    {
+    match SETS.put(ctx, &scope, name, &body).await {
         Ok(s) => ApplyResult::ok(state_from(req.planned, &s, &scope)),
-        Err(e) => {
-            diags.push(arm_error_diagnostic("Writing the initiative failed", &e));
-            ApplyResult::failed(diags)
-        }
+        Err(d) => ApplyResult::failed(d),
     }
 }
 
@@ -542,11 +507,7 @@ impl Resource for InitiativeResource {
     }
 
     async fn modify_plan(&self, ctx: &CallContext, change: &mut PlanChange<'_>) {
-        if change.planned.get("scope").is_unknown() && change.config.get("scope").is_null() {
-            if let Some(scope) = planned_scope(ctx, change.config) {
-                change.planned.set("scope", Value::string(scope));
-            }
-        }
+        plan_default_scope(ctx, change);
         if !change.config.get("policy_definition").is_wholly_known() {
             return;
         }
@@ -599,12 +560,7 @@ impl Resource for InitiativeResource {
             return;
         }
         if let Ok(new) = declared_parameters(change.config) {
-            let reasons = breaking_parameter_changes(change.prior.get("parameters"), &new);
-            if !reasons.is_empty() {
-                let path = AttributePath::attr("parameters");
-                change.requires_replace.push(path.clone());
-                change.diags.push(replacement_warning(&reasons, path));
-            }
+            replace_on_breaking_parameters(change, &new, AttributePath::attr("parameters"));
         }
     }
 
@@ -618,75 +574,22 @@ impl Resource for InitiativeResource {
         state: &Value,
         diags: &mut Diagnostics,
     ) -> Option<Value> {
-        let configured = Configured::from_context(ctx, diags)?;
-        let (scope, name) = state
-            .get("id")
-            .as_str()
-            .and_then(|id| split_scoped_id(id, SET_SEGMENT))
-            .unwrap_or_else(|| {
-                (
-                    state.get("scope").as_str().unwrap_or_default().to_string(),
-                    state.get("name").as_str().unwrap_or_default().to_string(),
-                )
-            });
-        match configured
-            .client
-            .get_optional::<PolicySetDefinition>(&set_path(&scope, &name), API_VERSION)
-            .await
-        {
-            Ok(Some(s)) => {
-                let scope = state
-                    .get("scope")
-                    .as_str()
-                    .filter(|x| x.eq_ignore_ascii_case(&scope))
-                    .map(str::to_string)
-                    .unwrap_or(scope);
-                let mut new = state_from(state, &s, &scope);
-                if let (Some(prior_id), Some(id)) = (state.get("id").as_str(), s.id.as_deref()) {
-                    if id.eq_ignore_ascii_case(prior_id) {
-                        new.set("id", Value::string(prior_id));
-                    }
-                }
-                Some(new)
-            }
-            Ok(None) => None,
-            Err(e) => {
-                diags.push(arm_error_diagnostic("Reading the initiative failed", &e));
-                Some(state.clone())
-            }
-        }
+        SETS.read(ctx, state, diags, state_from).await
     }
 
     async fn update(&self, ctx: &CallContext, req: ApplyRequest<'_>) -> ApplyResult {
+        if let Some(state) = timeouts_only_update(req.prior, req.planned) {
+            return ApplyResult::ok(state);
+        }
         put(ctx, &req).await
     }
 
     async fn delete(&self, ctx: &CallContext, prior: &Value, diags: &mut Diagnostics) {
-        let Some(configured) = Configured::from_context(ctx, diags) else {
-            return;
-        };
-        let path = set_path(
-            prior.get("scope").as_str().unwrap_or_default(),
-            prior.get("name").as_str().unwrap_or_default(),
-        );
-        if let Err(e) = configured.client.delete(&path, API_VERSION).await {
-            diags.push(arm_error_diagnostic("Deleting the initiative failed", &e));
-        }
+        SETS.delete(ctx, prior, diags).await
     }
 
     async fn import(&self, _ctx: &CallContext, id: &str, diags: &mut Diagnostics) -> Option<Value> {
-        let Some((scope, name)) = split_scoped_id(id, SET_SEGMENT) else {
-            diags.error(
-                "Invalid import ID",
-                format!("{id:?} is not a policy set definition ID such as /subscriptions/<id>/providers/Microsoft.Authorization/policySetDefinitions/<name>."),
-            );
-            return None;
-        };
-        Some(Value::object([
-            ("id", Value::string(id)),
-            ("name", Value::string(name)),
-            ("scope", Value::string(scope)),
-        ]))
+        SETS.import(id, diags)
     }
 }
 

@@ -4,6 +4,16 @@
 
 use serde_json::Value as Json;
 
+use crate::framework::Value;
+
+/// A string attribute holding JSON, parsed; `None` when unset, unknown or not JSON (validators
+/// report the latter).
+pub fn json_attribute(v: &Value, name: &str) -> Option<Json> {
+    v.get(name)
+        .as_str()
+        .and_then(|s| serde_json::from_str(s).ok())
+}
+
 /// Compact JSON with object keys sorted at every level.
 pub fn canonical_json(value: &Json) -> String {
     let mut out = String::new();

@@ -6,6 +6,7 @@
 use async_trait::async_trait;
 use serde_json::{json, Map, Value as Json};
 
+use crate::framework::timeouts;
 use crate::framework::{
     ApplyRequest, ApplyResult, Attribute, AttributePath, Block, CallContext, Diagnostic,
     Diagnostics, NestedBlock, PlanChange, Resource, Schema, Type, Value,
@@ -21,13 +22,19 @@ use crate::policy::rego::{self, RegoError, RegoModule, Violation};
 use crate::policy::{PolicyDefinition, PolicyDefinitionProperties};
 
 use super::definition::{
-    breaking_parameter_changes, definition_path, keep_json, planned_scope, replacement_warning,
-    split_id, user_metadata, validate_scope, validate_version, API_VERSION,
+    keep_json, plan_default_scope, replace_on_breaking_parameters, user_metadata, validate_version,
+    DEFINITIONS_SEGMENT,
 };
-use super::errors::arm_error_diagnostic;
+use super::definition_api::{identifying_attributes, DefinitionCollection};
 use super::json::canonical_json;
-use super::provider::Configured;
-use super::validators::policy_object_name;
+use super::reconcile::timeouts_only_update;
+use super::waits::POLICY_TIMEOUTS;
+
+const DEFINITIONS: DefinitionCollection = DefinitionCollection {
+    noun: "policy definition",
+    segment: DEFINITIONS_SEGMENT,
+    id_description: "policy definition ID such as /subscriptions/<id>/providers/Microsoft.Authorization/policyDefinitions/<name> or /providers/Microsoft.Management/managementGroups/<id>/providers/Microsoft.Authorization/policyDefinitions/<name>.",
+};
 
 const DEFAULT_EFFECTS: [&str; 3] = ["audit", "deny", "disabled"];
 
@@ -97,33 +104,16 @@ fn schema() -> Schema {
                 .description("A regular expression; only violations whose message matches count."),
         );
     Schema::new(
-        Block::new()
-            .description(
+        identifying_attributes(
+            Block::new()
+                .description(
                 "A custom Azure Policy definition for Kubernetes (mode `Microsoft.Kubernetes.Data`) \
                  whose Gatekeeper ConstraintTemplate is written in Rego. Templates, Rego and `test` \
                  blocks are checked at plan time.",
-            )
-            .attribute(
-                Attribute::string("id")
-                    .computed()
-                    .use_state_for_unknown()
-                    .description("The definition's ARM ID."),
-            )
-            .attribute(
-                Attribute::string("name")
-                    .required()
-                    .requires_replace()
-                    .description("The definition's name (last segment of its ID).")
-                    .validate_with(policy_object_name),
-            )
-            .attribute(
-                Attribute::string("scope")
-                    .optional()
-                    .computed()
-                    .requires_replace()
-                    .description("Where the definition lives: `/subscriptions/<id>` or `/providers/Microsoft.Management/managementGroups/<id>`. Defaults to the provider's subscription.")
-                    .validate_with(validate_scope),
-            )
+            ),
+            "definition",
+            "Where the definition lives: ",
+        )
             .attribute(Attribute::string("display_name").optional().description("The display name."))
             .attribute(Attribute::string("description").optional().description("The description."))
             .attribute(
@@ -175,7 +165,8 @@ fn schema() -> Schema {
             )
             .block(NestedBlock::list("template", template).items(0, 1))
             .block(NestedBlock::list("match", match_block))
-            .block(NestedBlock::list("test", test)),
+            .block(NestedBlock::list("test", test))
+            .block(timeouts::block(POLICY_TIMEOUTS)),
     )
 }
 
@@ -871,10 +862,6 @@ fn state_from(prior: &Value, definition: &PolicyDefinition, scope: &str) -> Valu
 
 async fn put(ctx: &CallContext, req: &ApplyRequest<'_>) -> ApplyResult {
     let mut diags = Diagnostics::new();
-    let configured = match ctx.provider::<Configured>() {
-        Ok(c) => c,
-        Err(d) => return ApplyResult::failed(d),
-    };
     let Some((spec, _)) = spec_from(req.planned, &mut diags) else {
         return ApplyResult::failed(diags);
     };
@@ -885,39 +872,15 @@ async fn put(ctx: &CallContext, req: &ApplyRequest<'_>) -> ApplyResult {
             return ApplyResult::failed(diags);
         }
     };
-    let scope = match req
-        .planned
-        .get("scope")
-        .as_str()
-        .map(str::to_string)
-        .or_else(|| planned_scope(ctx, req.config))
-    {
-        Some(s) => s,
-        None => {
-            diags.error_at(
-                AttributePath::attr("scope"),
-                "No scope",
-                "Set `scope`, or configure the provider's `subscription_id`.",
-            );
-            return ApplyResult::failed(diags);
-        }
+    let Some(scope) = DEFINITIONS.write_scope(ctx, req, &mut diags) else {
+        return ApplyResult::failed(diags);
     };
-    let name = req
-        .planned
-        .get("name")
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let name = req.planned.get("name").as_str().unwrap_or_default();
     let body = PolicyDefinition {
         properties,
         ..Default::default()
     };
-    let path = definition_path(&scope, &name);
-    match configured
-        .client
-        .put::<_, PolicyDefinition>(&path, API_VERSION, &body)
-        .await
-    {
+    match DEFINITIONS.put(ctx, &scope, name, &body).await {
         Ok(created) => {
             let mut state = state_from(req.planned, &created, &scope);
             // What the user wrote is what was applied; Azure's echo may differ in form only.
@@ -934,13 +897,7 @@ async fn put(ctx: &CallContext, req: &ApplyRequest<'_>) -> ApplyResult {
             }
             ApplyResult::ok(state)
         }
-        Err(e) => {
-            diags.push(arm_error_diagnostic(
-                "Writing the policy definition failed",
-                &e,
-            ));
-            ApplyResult::failed(diags)
-        }
+        Err(d) => ApplyResult::failed(d),
     }
 }
 
@@ -975,11 +932,7 @@ impl Resource for KubernetesDefinitionResource {
     }
 
     async fn modify_plan(&self, ctx: &CallContext, change: &mut PlanChange<'_>) {
-        if change.planned.get("scope").is_unknown() && change.config.get("scope").is_null() {
-            if let Some(scope) = planned_scope(ctx, change.config) {
-                change.planned.set("scope", Value::string(scope));
-            }
-        }
+        plan_default_scope(ctx, change);
         if !change.config.is_wholly_known() {
             return;
         }
@@ -1013,16 +966,12 @@ impl Resource for KubernetesDefinitionResource {
             return;
         }
         // Azure rejects updates that remove a parameter or change its type.
-        let reasons = breaking_parameter_changes(change.prior.get("parameters"), &new_params);
-        if !reasons.is_empty() {
-            let path = if !change.config.get("template").elements().is_empty() {
-                AttributePath::attr("template")
-            } else {
-                AttributePath::attr("constraint_template")
-            };
-            change.requires_replace.push(path.clone());
-            change.diags.push(replacement_warning(&reasons, path));
-        }
+        let path = if !change.config.get("template").elements().is_empty() {
+            AttributePath::attr("template")
+        } else {
+            AttributePath::attr("constraint_template")
+        };
+        replace_on_breaking_parameters(change, &new_params, path);
     }
 
     async fn create(&self, ctx: &CallContext, req: ApplyRequest<'_>) -> ApplyResult {
@@ -1035,89 +984,26 @@ impl Resource for KubernetesDefinitionResource {
         state: &Value,
         diags: &mut Diagnostics,
     ) -> Option<Value> {
-        let configured = Configured::from_context(ctx, diags)?;
-        let (scope, name) = match state.get("id").as_str().and_then(split_id) {
-            Some(x) => x,
-            None => (
-                state.get("scope").as_str().unwrap_or_default().to_string(),
-                state.get("name").as_str().unwrap_or_default().to_string(),
-            ),
-        };
-        let path = definition_path(&scope, &name);
-        match configured
-            .client
-            .get_optional::<PolicyDefinition>(&path, API_VERSION)
-            .await
-        {
-            Ok(Some(d)) => {
-                let scope = state
-                    .get("scope")
-                    .as_str()
-                    .filter(|s| s.eq_ignore_ascii_case(&scope))
-                    .map(str::to_string)
-                    .unwrap_or(scope);
-                let mut new = state_from(state, &d, &scope);
-                if let Some(prior_id) = state.get("id").as_str() {
-                    if d.id
-                        .as_deref()
-                        .is_some_and(|id| id.eq_ignore_ascii_case(prior_id))
-                    {
-                        new.set("id", Value::string(prior_id));
-                    }
-                }
-                Some(new)
-            }
-            Ok(None) => None,
-            Err(e) => {
-                diags.push(arm_error_diagnostic(
-                    "Reading the policy definition failed",
-                    &e,
-                ));
-                Some(state.clone())
-            }
-        }
+        DEFINITIONS.read(ctx, state, diags, state_from).await
     }
 
     async fn update(&self, ctx: &CallContext, req: ApplyRequest<'_>) -> ApplyResult {
-        // `test` blocks live only in Terraform; changing them (or recording them after an
-        // import) needs no call to Azure.
+        // `test` blocks and `timeouts` live only in Terraform; changing them (or recording
+        // them after an import) needs no call to Azure.
         let mut unchanged = req.prior.clone();
         unchanged.set("test", req.planned.get("test").clone());
-        if unchanged == *req.planned {
-            return ApplyResult::ok(req.planned.clone());
+        if let Some(state) = timeouts_only_update(&unchanged, req.planned) {
+            return ApplyResult::ok(state);
         }
         put(ctx, &req).await
     }
 
     async fn delete(&self, ctx: &CallContext, prior: &Value, diags: &mut Diagnostics) {
-        let Some(configured) = Configured::from_context(ctx, diags) else {
-            return;
-        };
-        let path = definition_path(
-            prior.get("scope").as_str().unwrap_or_default(),
-            prior.get("name").as_str().unwrap_or_default(),
-        );
-        if let Err(e) = configured.client.delete(&path, API_VERSION).await {
-            diags.push(arm_error_diagnostic(
-                "Deleting the policy definition failed",
-                &e,
-            ));
-        }
+        DEFINITIONS.delete(ctx, prior, diags).await
     }
 
     async fn import(&self, _ctx: &CallContext, id: &str, diags: &mut Diagnostics) -> Option<Value> {
-        let Some((scope, name)) = split_id(id) else {
-            diags.error(
-                "Invalid import ID",
-                format!("{id:?} is not a policy definition ID such as /subscriptions/<id>/providers/Microsoft.Authorization/policyDefinitions/<name> or /providers/Microsoft.Management/managementGroups/<id>/providers/Microsoft.Authorization/policyDefinitions/<name>."),
-            );
-            return None;
-        };
-        Some(Value::object([
-            ("id", Value::string(id)),
-            ("name", Value::string(name)),
-            ("scope", Value::string(scope)),
-        ]))
+        DEFINITIONS.import(id, diags)
     }
 }
 

@@ -1,8 +1,13 @@
 //! Picking one built-in by its exact display name, shared by the built-in definition and
 //! initiative lookups so both explain a miss or an ambiguity the same way.
 
-use crate::framework::Diagnostic;
+use serde::de::DeserializeOwned;
+
+use crate::arm::ArmClient;
+use crate::framework::{AttributePath, Diagnostic, Diagnostics, Value};
 use crate::policy::{PolicyDefinition, PolicySetDefinition};
+
+use super::errors::arm_error_diagnostic;
 
 /// What a display-name lookup needs to know about a built-in.
 pub trait Listed {
@@ -39,6 +44,96 @@ impl Listed for PolicySetDefinition {
 pub struct Noun {
     pub full: &'static str,
     pub short: &'static str,
+}
+
+/// Checks that a lookup sets exactly one of `name` and `display_name`.
+pub fn check_lookup_keys(config: &Value, noun: &Noun, diags: &mut Diagnostics) {
+    let name = config.get("name");
+    let display = config.get("display_name");
+    if name.is_unknown() || display.is_unknown() {
+        return;
+    }
+    match (name.is_null(), display.is_null()) {
+        (true, true) => diags.error(
+            "Missing lookup key",
+            format!(
+                "Set exactly one of `name` (the {}'s GUID) or `display_name`.",
+                noun.short
+            ),
+        ),
+        (false, false) => diags.push(
+            Diagnostic::error(
+                "Conflicting lookup keys",
+                "Set only one of `name` or `display_name`, not both.",
+            )
+            .at(AttributePath::attr("display_name")),
+        ),
+        _ => {}
+    }
+}
+
+/// The built-in below `builtins_path` that `config` names by `name` (one GET) or by
+/// `display_name` (one listing); `None` with an error diagnostic when there is none.
+pub async fn find_builtin<T: Listed + DeserializeOwned>(
+    client: &ArmClient,
+    builtins_path: &str,
+    api_version: &str,
+    config: &Value,
+    noun: &Noun,
+    diags: &mut Diagnostics,
+) -> Option<T> {
+    if let Some(name) = config.get("name").as_str() {
+        let path = format!("{builtins_path}/{name}");
+        return match client.get_optional::<T>(&path, api_version).await {
+            Ok(Some(found)) => Some(found),
+            Ok(None) => {
+                diags.push(
+                    Diagnostic::error(
+                        format!("Built-in {} not found", noun.full),
+                        format!(
+                            "No built-in {} is named {name:?}. Built-in names are GUIDs; to \
+                             search by title use `display_name` instead.",
+                            noun.full
+                        ),
+                    )
+                    .at(AttributePath::attr("name")),
+                );
+                None
+            }
+            Err(e) => {
+                diags.push(arm_error_diagnostic(
+                    &format!("Looking up the built-in {} failed", noun.full),
+                    &e,
+                ));
+                None
+            }
+        };
+    }
+    let wanted = config.get("display_name").as_str().unwrap_or_default();
+    let all = match client
+        .list::<T>(
+            builtins_path,
+            api_version,
+            &[("$filter", "policyType eq 'BuiltIn'")],
+        )
+        .await
+    {
+        Ok(all) => all,
+        Err(e) => {
+            diags.push(arm_error_diagnostic(
+                &format!("Listing built-in {}s failed", noun.full),
+                &e,
+            ));
+            return None;
+        }
+    };
+    match pick_by_display_name(all, wanted, noun) {
+        Ok(found) => Some(found),
+        Err(d) => {
+            diags.push(d.at(AttributePath::attr("display_name")));
+            None
+        }
+    }
 }
 
 /// The one item whose display name is exactly `wanted`, or an error that lists what the user

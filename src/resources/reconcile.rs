@@ -131,6 +131,38 @@ fn fill_elements(items: &[Value], fresh: &Value) -> Vec<Value> {
         .collect()
 }
 
+/// Whether an update changes nothing but the `timeouts` block: everything else in `planned`
+/// is either unknown ("known after apply" for computed attributes) or equal to `prior`. Such
+/// an update needs no call to Azure.
+fn only_timeouts_change(prior: &Value, planned: &Value) -> bool {
+    let (Value::Object(p), Value::Object(n)) = (prior, planned) else {
+        return false;
+    };
+    n.iter()
+        .filter(|(k, _)| k.as_str() != "timeouts")
+        .all(|(k, v)| same_where_known(v, p.get(k).unwrap_or(&Value::Null)))
+}
+
+/// The new state of an update that changes only `timeouts`, which needs no call to Azure.
+pub fn timeouts_only_update(prior: &Value, planned: &Value) -> Option<Value> {
+    only_timeouts_change(prior, planned).then(|| fill_unknowns(planned, prior))
+}
+
+fn same_where_known(planned: &Value, prior: &Value) -> bool {
+    match (planned, prior) {
+        (Value::Unknown, _) => true,
+        (Value::Object(a), Value::Object(b)) => {
+            a.len() == b.len()
+                && a.iter()
+                    .all(|(k, v)| b.get(k).is_some_and(|p| same_where_known(v, p)))
+        }
+        (Value::List(a), Value::List(b)) | (Value::Set(a), Value::Set(b)) => {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same_where_known(x, y))
+        }
+        (a, b) => a == b,
+    }
+}
+
 /// Drops planned replacements caused only by letter case (or a trailing slash) in the given
 /// top-level id attributes: ARM ids are case-insensitive, so a configuration that spells an id
 /// differently from an import or from Azure updates in place instead of recreating.
@@ -360,5 +392,24 @@ mod tests {
             &mut d,
         );
         assert!(d.is_empty());
+    }
+
+    #[test]
+    fn a_timeouts_only_change_is_recognised() {
+        let prior = Value::object([
+            ("id", Value::string("x")),
+            ("name", Value::string("n")),
+            ("timeouts", Value::Null),
+        ]);
+        let planned = Value::object([
+            ("id", Value::Unknown),
+            ("name", Value::string("n")),
+            ("timeouts", Value::object([("create", Value::string("1m"))])),
+        ]);
+        assert!(only_timeouts_change(&prior, &planned));
+        let mut renamed = planned.clone();
+        renamed.set("name", Value::string("m"));
+        assert!(!only_timeouts_change(&prior, &renamed));
+        assert!(!only_timeouts_change(&Value::Null, &planned));
     }
 }

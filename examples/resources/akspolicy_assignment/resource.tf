@@ -15,6 +15,11 @@ resource "akspolicy_assignment" "no_privileged" {
   non_compliance_message {
     content = "Privileged containers are not allowed here."
   }
+  # Bounds the whole create, including the wait until Azure sees a definition created in the
+  # same apply (default 30m).
+  timeouts {
+    create = "10m"
+  }
 }
 
 # An initiative at management-group scope (names there are at most 24 characters), with a

@@ -1,0 +1,254 @@
+//! What the three definition resources share beyond their bodies (policy definitions,
+//! initiatives and Kubernetes definitions, all named `<scope>/providers/Microsoft.Authorization/
+//! <collection>/<name>` at a subscription or management group): the identifying attributes,
+//! where a write goes, the PUT, read, delete and import, each bounded by the `timeouts`.
+
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::framework::timeouts::{Deadline, Operation};
+use crate::framework::{
+    ApplyRequest, Attribute, AttributePath, Block, CallContext, Diagnostic, Diagnostics, Value,
+};
+use crate::policy::{PolicyDefinition, PolicySetDefinition};
+
+use super::definition::{planned_scope, split_scoped_id, validate_scope, API_VERSION};
+use super::errors::arm_error_diagnostic;
+use super::provider::Configured;
+use super::validators::policy_object_name;
+use super::waits::POLICY_TIMEOUTS;
+
+/// Adds the `id`, `name` and `scope` attributes every definition resource starts with.
+/// `owner` is how their descriptions name the object ("definition"); `scope_lead` opens the
+/// scope's description.
+pub fn identifying_attributes(block: Block, owner: &str, scope_lead: &str) -> Block {
+    block
+        .attribute(
+            Attribute::string("id")
+                .computed()
+                .use_state_for_unknown()
+                .description(format!("The {owner}'s ARM ID.")),
+        )
+        .attribute(
+            Attribute::string("name")
+                .required()
+                .requires_replace()
+                .description(format!("The {owner}'s name (last segment of its ID)."))
+                .validate_with(policy_object_name),
+        )
+        .attribute(
+            Attribute::string("scope")
+                .optional()
+                .computed()
+                .requires_replace()
+                .description(format!("{scope_lead}`/subscriptions/<id>` or `/providers/Microsoft.Management/managementGroups/<id>`. Defaults to the provider's subscription."))
+                .validate_with(validate_scope),
+        )
+}
+
+/// A definition body as far as the shared code needs it.
+pub trait DefinitionBody: Serialize + DeserializeOwned + Send + Sync {
+    fn id(&self) -> Option<&str>;
+}
+
+impl DefinitionBody for PolicyDefinition {
+    fn id(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
+}
+
+impl DefinitionBody for PolicySetDefinition {
+    fn id(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
+}
+
+/// One collection of definitions.
+pub struct DefinitionCollection {
+    /// "policy definition", as used in messages.
+    pub noun: &'static str,
+    /// `/providers/Microsoft.Authorization/policyDefinitions/`
+    pub segment: &'static str,
+    /// Ends the import error "<id> is not a ...": what an ID looks like.
+    pub id_description: &'static str,
+}
+
+impl DefinitionCollection {
+    pub fn path(&self, scope: &str, name: &str) -> String {
+        format!("{}{}{name}", scope.trim_end_matches('/'), self.segment)
+    }
+
+    /// The scope a write goes to: the planned one, else the provider's subscription.
+    pub fn write_scope(
+        &self,
+        ctx: &CallContext,
+        req: &ApplyRequest<'_>,
+        diags: &mut Diagnostics,
+    ) -> Option<String> {
+        let scope = req
+            .planned
+            .get("scope")
+            .as_str()
+            .map(str::to_string)
+            .or_else(|| planned_scope(ctx, req.config));
+        if scope.is_none() {
+            diags.error_at(
+                AttributePath::attr("scope"),
+                "No scope",
+                "Set `scope`, or configure the provider's `subscription_id`.",
+            );
+        }
+        scope
+    }
+
+    /// PUTs `body` and returns Azure's answer. The PUT is never abandoned half-way, whatever
+    /// the timeout: its outcome decides what the state holds.
+    pub async fn put<T: DefinitionBody>(
+        &self,
+        ctx: &CallContext,
+        scope: &str,
+        name: &str,
+        body: &T,
+    ) -> Result<T, Diagnostics> {
+        let configured = ctx.provider::<Configured>()?;
+        configured
+            .client
+            .put::<_, T>(&self.path(scope, name), API_VERSION, body)
+            .await
+            .map_err(|e| {
+                arm_error_diagnostic(&format!("Writing the {} failed", self.noun), &e).into()
+            })
+    }
+
+    /// Reads the definition a state tracks; `None` once it is gone. The prior spelling of
+    /// `scope` and `id` is kept when Azure's means the same.
+    pub async fn read<T: DefinitionBody>(
+        &self,
+        ctx: &CallContext,
+        state: &Value,
+        diags: &mut Diagnostics,
+        state_from: impl Fn(&Value, &T, &str) -> Value,
+    ) -> Option<Value> {
+        let configured = Configured::from_context(ctx, diags)?;
+        let (scope, name) = state
+            .get("id")
+            .as_str()
+            .and_then(|id| split_scoped_id(id, self.segment))
+            .unwrap_or_else(|| {
+                (
+                    state.get("scope").as_str().unwrap_or_default().to_string(),
+                    state.get("name").as_str().unwrap_or_default().to_string(),
+                )
+            });
+        let deadline = Deadline::start(state, Operation::Read, POLICY_TIMEOUTS);
+        let read = deadline
+            .run(
+                configured
+                    .client
+                    .get_optional::<T>(&self.path(&scope, &name), API_VERSION),
+            )
+            .await;
+        match read {
+            Some(Ok(Some(d))) => {
+                let scope = state
+                    .get("scope")
+                    .as_str()
+                    .filter(|s| s.eq_ignore_ascii_case(&scope))
+                    .map(str::to_string)
+                    .unwrap_or(scope);
+                let mut new = state_from(state, &d, &scope);
+                if let (Some(prior_id), Some(id)) = (state.get("id").as_str(), d.id()) {
+                    if id.eq_ignore_ascii_case(prior_id) {
+                        new.set("id", Value::string(prior_id));
+                    }
+                }
+                Some(new)
+            }
+            Some(Ok(None)) => None,
+            Some(Err(e)) => {
+                diags.push(arm_error_diagnostic(
+                    &format!("Reading the {} failed", self.noun),
+                    &e,
+                ));
+                Some(state.clone())
+            }
+            None => {
+                diags.push(deadline.exceeded(
+                    &format!("Timed out reading the {}", self.noun),
+                    &format!("reading {}/{name}", scope.trim_end_matches('/')),
+                ));
+                Some(state.clone())
+            }
+        }
+    }
+
+    pub async fn delete(&self, ctx: &CallContext, prior: &Value, diags: &mut Diagnostics) {
+        let Some(configured) = Configured::from_context(ctx, diags) else {
+            return;
+        };
+        let path = self.path(
+            prior.get("scope").as_str().unwrap_or_default(),
+            prior.get("name").as_str().unwrap_or_default(),
+        );
+        let deadline = Deadline::start(prior, Operation::Delete, POLICY_TIMEOUTS);
+        // Abandoning a DELETE is safe: the definition stays in state and destroy retries.
+        match deadline
+            .run(configured.client.delete(&path, API_VERSION))
+            .await
+        {
+            Some(Ok(())) => {}
+            Some(Err(e)) => diags.push(arm_error_diagnostic(
+                &format!("Deleting the {} failed", self.noun),
+                &e,
+            )),
+            None => diags.push(deadline.exceeded(
+                &format!("Timed out deleting the {}", self.noun),
+                &format!("waiting for Azure to delete {path}"),
+            )),
+        }
+    }
+
+    /// The state import starts from: id, name and scope; the rest (and a null `timeouts`) is
+    /// read.
+    pub fn import(&self, id: &str, diags: &mut Diagnostics) -> Option<Value> {
+        let Some((scope, name)) = split_scoped_id(id, self.segment) else {
+            diags.push(Diagnostic::error(
+                "Invalid import ID",
+                format!("{id:?} is not a {}", self.id_description),
+            ));
+            return None;
+        };
+        Some(Value::object([
+            ("id", Value::string(id)),
+            ("name", Value::string(name)),
+            ("scope", Value::string(scope)),
+        ]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SETS: DefinitionCollection = DefinitionCollection {
+        noun: "initiative",
+        segment: "/providers/Microsoft.Authorization/policySetDefinitions/",
+        id_description: "policy set definition ID.",
+    };
+
+    #[test]
+    fn import_takes_scope_and_name_from_the_id() {
+        let mut d = Diagnostics::new();
+        let id = "/subscriptions/s/providers/Microsoft.Authorization/policySetDefinitions/x";
+        let state = SETS.import(id, &mut d).expect("valid id");
+        assert_eq!(state.get("scope").as_str(), Some("/subscriptions/s"));
+        assert_eq!(state.get("name").as_str(), Some("x"));
+        assert!(state.get("timeouts").is_null());
+        assert!(SETS.import("/subscriptions/s", &mut d).is_none());
+        assert!(d.0[0].detail.contains("is not a policy set definition ID"));
+        assert_eq!(
+            SETS.path("/subscriptions/s/", "x"),
+            id,
+            "a trailing slash in the scope is dropped"
+        );
+    }
+}

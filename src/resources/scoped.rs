@@ -1,0 +1,444 @@
+//! What the two resources that live at any ARM scope share — assignments and exemptions, both
+//! named `<scope>/providers/Microsoft.Authorization/<collection>/<name>`: paths and import IDs,
+//! the create-time existence check, the write with its consistency waits, read and delete, each
+//! bounded by the resource's `timeouts`.
+
+use std::time::Duration;
+
+use serde::{de::DeserializeOwned, Serialize};
+use serde_json::Value as Json;
+
+use crate::arm::{retry_while, ArmClient, ArmError, ConsistencyOptions, ResourceId};
+use crate::framework::timeouts::{Deadline, Operation, TimeoutDefaults};
+use crate::framework::{
+    ApplyResult, Block, CallContext, Diagnostic, Diagnostics, NestingMode, Value,
+};
+
+use super::errors::arm_error_diagnostic;
+use super::provider::Configured;
+use super::reconcile::fill_unknowns;
+use super::waits::{wait_until_gone, GONE_BUDGET};
+
+/// A fresh object can answer 404 for a moment after its PUT succeeded.
+const READ_BACK: ConsistencyOptions = ConsistencyOptions {
+    timeout: Duration::from_secs(120),
+    interval: Duration::from_secs(2),
+};
+
+/// A create or update answers before every replica sees the object, so a refresh right after
+/// it can get a 404 for an object that exists. A 404 is only believed after this long; dropping
+/// an existing object from state would lose track of it.
+const NOT_FOUND_CONFIRMATION: ConsistencyOptions = ConsistencyOptions {
+    timeout: Duration::from_secs(10),
+    interval: Duration::from_secs(2),
+};
+
+/// The ARM body of a scoped object, as far as the shared code needs it.
+pub trait ScopedBody: Serialize + DeserializeOwned + Clone + Send + Sync {
+    fn id_mut(&mut self) -> &mut Option<String>;
+    /// Whether a PUT answer carries everything the state is built from (id, name and the
+    /// required properties); an empty or partial answer is read back instead.
+    fn is_complete(&self) -> bool;
+}
+
+/// A PUT refusal that only means ARM does not see a just-created dependency yet (e.g. the
+/// definition an assignment assigns), retried for a while.
+pub struct PropagationWait {
+    pub transient: fn(&ArmError) -> bool,
+    /// How long the dependency may take to appear; the operation's budget may cut it shorter.
+    pub bound: Duration,
+    pub interval: Duration,
+    /// What is waited for, for the timeout message ("Azure to see the policy definition").
+    pub waiting_for: &'static str,
+}
+
+/// One kind of scoped object.
+pub struct ScopedKind {
+    /// "policy assignment", as used in messages.
+    pub noun: &'static str,
+    /// `/providers/Microsoft.Authorization/policyAssignments/`
+    pub segment: &'static str,
+    /// `Microsoft.Authorization/policyAssignments`
+    pub arm_type: &'static str,
+    pub api_version: &'static str,
+    /// Ends the "not an ID" import error: "." or ", e.g. ...".
+    pub import_hint: &'static str,
+    pub timeouts: TimeoutDefaults,
+}
+
+impl ScopedKind {
+    pub fn path(&self, scope: &str, name: &str) -> String {
+        format!("{}{}{name}", scope.trim_end_matches('/'), self.segment)
+    }
+
+    /// The scope part of an ID (`<scope>/providers/Microsoft.Authorization/...`).
+    pub fn scope_of_id<'a>(&self, id: &'a str) -> Option<&'a str> {
+        let lower = id.to_ascii_lowercase();
+        let at = lower.rfind(&self.segment.to_ascii_lowercase())?;
+        Some(&id[..at])
+    }
+
+    /// The path of the object a state tracks: its id, else scope and name.
+    fn path_of_state(&self, state: &Value, diags: &mut Diagnostics) -> Option<String> {
+        match (
+            state.get("id").as_str(),
+            state.get("scope").as_str(),
+            state.get("name").as_str(),
+        ) {
+            (Some(id), _, _) => Some(id.to_string()),
+            (None, Some(scope), Some(name)) => Some(self.path(scope, name)),
+            _ => {
+                diags.error(
+                    format!("{} state has no id", capitalized(self.noun)),
+                    format!(
+                        "The state has neither id nor scope and name; remove it from the state \
+                         (terraform state rm) and import the {}.",
+                        self.noun
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// Reads the object a state tracks; `None` (and no error) once it is gone, i.e. still 404
+    /// after [`NOT_FOUND_CONFIRMATION`].
+    pub async fn read<T: ScopedBody>(
+        &self,
+        ctx: &CallContext,
+        state: &Value,
+        diags: &mut Diagnostics,
+        state_from: impl Fn(&T, &Value) -> Value,
+    ) -> Option<Value> {
+        let configured = Configured::from_context(ctx, diags)?;
+        let path = self.path_of_state(state, diags)?;
+        let deadline = Deadline::start(state, Operation::Read, self.timeouts);
+        let confirm = ConsistencyOptions {
+            timeout: deadline.cap(NOT_FOUND_CONFIRMATION.timeout),
+            interval: NOT_FOUND_CONFIRMATION.interval,
+        };
+        let read = deadline
+            .run(retry_while(
+                &confirm,
+                |e| e.is_not_found(),
+                || configured.client.get::<T>(&path, self.api_version),
+            ))
+            .await;
+        match read {
+            Some(Ok(remote)) => Some(state_from(&remote, state)),
+            Some(Err(e)) if e.is_not_found() => {
+                log::info!(
+                    "{} {path} no longer exists; removing it from state",
+                    self.noun
+                );
+                None
+            }
+            Some(Err(e)) => {
+                diags.push(arm_error_diagnostic(
+                    &format!("Reading the {} failed", self.noun),
+                    &e,
+                ));
+                None
+            }
+            None => {
+                diags.push(deadline.exceeded(
+                    &format!("Timed out reading the {}", self.noun),
+                    &format!("reading {path}"),
+                ));
+                None
+            }
+        }
+    }
+
+    /// Deletes the object and waits (within the delete's budget) until reads stop finding it.
+    pub async fn delete(&self, ctx: &CallContext, prior: &Value, diags: &mut Diagnostics) {
+        let Some(configured) = Configured::from_context(ctx, diags) else {
+            return;
+        };
+        let Some(id) = prior.get("id").as_str() else {
+            return;
+        };
+        let client = &configured.client;
+        let deadline = Deadline::start(prior, Operation::Delete, self.timeouts);
+        // Abandoning a DELETE is safe: the object stays in state and the next destroy retries.
+        let deleted = match deadline.run(client.delete(id, self.api_version)).await {
+            Some(Ok(())) => {
+                wait_until_gone(client, id, self.api_version, deadline.cap(GONE_BUDGET)).await
+            }
+            Some(Err(e)) => Err(e),
+            None => {
+                diags.push(deadline.exceeded(
+                    &format!("Timed out deleting the {}", self.noun),
+                    &format!("waiting for Azure to delete {id}"),
+                ));
+                return;
+            }
+        };
+        if let Err(e) = deleted {
+            diags.push(arm_error_diagnostic(
+                &format!("Deleting the {} failed", self.noun),
+                &e,
+            ));
+        }
+    }
+
+    /// The state `terraform import` starts from: only id, scope and name known; `read` fills
+    /// in the rest, and `timeouts` stays null so the import plans empty.
+    pub fn import(&self, block: &Block, id: &str, diags: &mut Diagnostics) -> Option<Value> {
+        let parsed = ResourceId::parse(id)
+            .ok()
+            .filter(|r| r.is_type(self.arm_type));
+        let (Some(parsed), Some(scope)) = (parsed, self.scope_of_id(id)) else {
+            diags.error(
+                format!("Invalid {} ID", self.noun),
+                format!(
+                    "{id:?} is not a {} ID. Expected <scope>{}<name>{}",
+                    self.noun, self.segment, self.import_hint
+                ),
+            );
+            return None;
+        };
+        let scope = if scope.is_empty() { "/" } else { scope };
+        Some(identifying_state(
+            block,
+            id.trim_end_matches('/'),
+            scope,
+            parsed.name(),
+        ))
+    }
+
+    /// Creates or updates the object from `body` and returns the new state. A create first
+    /// checks that the name is free; the PUT's own answer becomes the state when it is
+    /// complete, else the object is read back. Whatever the PUT created stays in state, even
+    /// when reading it back fails.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn write<T: ScopedBody>(
+        &self,
+        client: &ArmClient,
+        planned: &Value,
+        deadline: &Deadline,
+        body: &T,
+        wait: &PropagationWait,
+        mut diags: Diagnostics,
+        state_from: impl Fn(&T, &Value) -> Value,
+    ) -> ApplyResult {
+        let creating = deadline.operation() == Operation::Create;
+        let (Some(scope), Some(name)) =
+            (planned.get("scope").as_str(), planned.get("name").as_str())
+        else {
+            diags.push(Diagnostic::error(
+                "Missing scope or name",
+                "scope and name must be known at apply.",
+            ));
+            return ApplyResult::failed(diags);
+        };
+        let path = self.path(scope, name);
+        let doing = deadline.operation().doing();
+        let timed_out = format!("Timed out {doing} the {}", self.noun);
+        if creating {
+            if let Err(d) = self
+                .check_name_free(client, scope, name, &path, deadline)
+                .await
+            {
+                diags.push(d);
+                return ApplyResult::failed(diags);
+            }
+        }
+        let put_wait = ConsistencyOptions {
+            timeout: deadline.cap(wait.bound),
+            interval: wait.interval,
+        };
+        let written = retry_while(&put_wait, wait.transient, || {
+            client.put::<_, Json>(&path, self.api_version, body)
+        })
+        .await;
+        let written = match written {
+            Ok(w) => w,
+            Err(e) if (wait.transient)(&e) && deadline.runs_out_within(wait.interval) => {
+                // Azure refused the write, so there is nothing new to track.
+                diags.push(deadline.exceeded(
+                    &timed_out,
+                    &format!(
+                        "waiting for {} ({})",
+                        wait.waiting_for,
+                        e.to_string().lines().next().unwrap_or_default()
+                    ),
+                ));
+                return ApplyResult::failed(diags);
+            }
+            Err(e) => {
+                diags.push(arm_error_diagnostic(
+                    &format!("{} the {} failed", capitalized(doing), self.noun),
+                    &e,
+                ));
+                return ApplyResult::failed(diags);
+            }
+        };
+        let answer = serde_json::from_value::<T>(written).ok();
+        let remote = match answer {
+            Some(a) if a.is_complete() => a,
+            answer => {
+                // An empty or partial answer: read the object back, waiting out a brief 404.
+                let read_wait = ConsistencyOptions {
+                    timeout: deadline.cap(READ_BACK.timeout),
+                    interval: READ_BACK.interval,
+                };
+                let read = retry_while(
+                    &read_wait,
+                    |e| e.is_not_found(),
+                    || client.get::<T>(&path, self.api_version),
+                )
+                .await;
+                match read {
+                    Ok(r) => r,
+                    Err(e) => {
+                        if e.is_not_found() && deadline.runs_out_within(READ_BACK.interval) {
+                            diags.push(deadline.exceeded(
+                                &timed_out,
+                                &format!("waiting to read back the {} it wrote", self.noun),
+                            ));
+                        } else {
+                            diags.push(arm_error_diagnostic(
+                                &format!(
+                                    "{} the {} succeeded, but reading it back failed",
+                                    capitalized(doing),
+                                    self.noun
+                                ),
+                                &e,
+                            ));
+                        }
+                        // The object exists: keep tracking it (Terraform taints it) instead of
+                        // losing it; what was sent stands in for what Azure would have said.
+                        let mut echoed = answer.unwrap_or_else(|| body.clone());
+                        echoed.id_mut().get_or_insert_with(|| path.clone());
+                        echoed
+                    }
+                }
+            }
+        };
+        let fresh = state_from(&remote, planned);
+        ApplyResult {
+            state: Some(fill_unknowns(planned, &fresh)),
+            diags,
+        }
+    }
+
+    /// A create must not take over an object someone else made: it is imported instead.
+    async fn check_name_free(
+        &self,
+        client: &ArmClient,
+        scope: &str,
+        name: &str,
+        path: &str,
+        deadline: &Deadline,
+    ) -> Result<(), Diagnostic> {
+        let found = deadline
+            .run(client.get_optional::<Json>(path, self.api_version))
+            .await;
+        match found {
+            Some(Ok(None)) => Ok(()),
+            Some(Ok(Some(_))) => Err(Diagnostic::error(
+                format!("{} already exists", capitalized(self.noun)),
+                format!(
+                    "A {} named {name:?} already exists at {scope}. To manage it with \
+                     Terraform, import it:\n  terraform import <address> {path}",
+                    self.noun
+                ),
+            )),
+            Some(Err(e)) => Err(arm_error_diagnostic(
+                &format!("Checking for an existing {} failed", self.noun),
+                &e,
+            )),
+            None => Err(deadline.exceeded(
+                &format!("Timed out creating the {}", self.noun),
+                &format!("checking whether {path} already exists"),
+            )),
+        }
+    }
+}
+
+fn capitalized(s: &str) -> String {
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// A state with only the identifying attributes set: every other attribute null, list blocks
+/// empty and single blocks (`timeouts`) null.
+pub fn identifying_state(block: &Block, id: &str, scope: &str, name: &str) -> Value {
+    let mut state = Value::Object(
+        block
+            .attributes
+            .iter()
+            .map(|a| (a.name.clone(), Value::Null))
+            .collect(),
+    );
+    for b in &block.blocks {
+        let empty = match b.nesting {
+            NestingMode::Single | NestingMode::Group => Value::Null,
+            _ => Value::List(Vec::new()),
+        };
+        state.set(&b.type_name, empty);
+    }
+    state.set("id", Value::string(id));
+    state.set("scope", Value::string(scope));
+    state.set("name", Value::string(name));
+    state
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::framework::timeouts;
+    use crate::framework::{Attribute, NestedBlock};
+
+    const KIND: ScopedKind = ScopedKind {
+        noun: "policy exemption",
+        segment: "/providers/Microsoft.Authorization/policyExemptions/",
+        arm_type: "Microsoft.Authorization/policyExemptions",
+        api_version: "2024-12-01-preview",
+        import_hint: ".",
+        timeouts: super::super::waits::POLICY_TIMEOUTS,
+    };
+
+    #[test]
+    fn paths_and_scopes() {
+        assert_eq!(
+            KIND.path("/subscriptions/s/", "x"),
+            "/subscriptions/s/providers/Microsoft.Authorization/policyExemptions/x"
+        );
+        assert_eq!(
+            KIND.scope_of_id(
+                "/subscriptions/s/providers/microsoft.authorization/policyexemptions/x"
+            ),
+            Some("/subscriptions/s")
+        );
+        assert_eq!(capitalized("policy exemption"), "Policy exemption");
+    }
+
+    #[test]
+    fn import_leaves_timeouts_null_and_lists_empty() {
+        let block = Block::new()
+            .attribute(Attribute::string("id").computed())
+            .attribute(Attribute::string("scope").required())
+            .attribute(Attribute::string("name").required())
+            .attribute(Attribute::string("description").optional())
+            .block(NestedBlock::list("resource_selectors", Block::new()))
+            .block(timeouts::block(KIND.timeouts));
+        let mut d = Diagnostics::new();
+        let id = "/subscriptions/s/providers/Microsoft.Authorization/policyExemptions/x";
+        let state = KIND.import(&block, id, &mut d).expect("valid id");
+        assert!(d.is_empty());
+        assert_eq!(state.get("timeouts"), &Value::Null);
+        assert_eq!(state.get("resource_selectors"), &Value::List(vec![]));
+        assert_eq!(state.get("scope").as_str(), Some("/subscriptions/s"));
+        assert_eq!(state.get("name").as_str(), Some("x"));
+        let mut d = Diagnostics::new();
+        assert!(KIND
+            .import(&block, "/subscriptions/s/resourceGroups/rg", &mut d)
+            .is_none());
+        assert!(d.0[0].detail.contains("not a policy exemption ID"));
+    }
+}
