@@ -92,7 +92,7 @@ impl Control {
     fn calm(&self) {
         self.faults(
             &json!({"throttle": false, "error_rate": 0.0, "drop_rate": 0.0,
-            "latency_ms": 0, "consistency_ms": 0, "lro_failure_rate": 0.0,
+            "latency_ms": 0, "response_delay_ms": 0, "consistency_ms": 0, "lro_failure_rate": 0.0,
             "token_lifetime_s": 3600}),
         );
     }
@@ -401,10 +401,15 @@ fn children_of(parent: u32) -> Vec<u32> {
         .collect()
 }
 
-/// Starts an apply with ARM slowed down (so it is still running when the test interferes)
-/// and returns once Azure holds `created` assignments.
-fn slow_apply_until(ctl: &Control, ws: &Workspace, created: usize) -> std::process::Child {
-    ctl.faults(&json!({"latency_ms": 300}));
+/// Starts an apply with every ARM request slowed down by `latency_ms` (so it is still running
+/// when the test interferes) and returns once Azure holds `created` assignments.
+fn slow_apply_until(
+    ctl: &Control,
+    ws: &Workspace,
+    latency_ms: u64,
+    created: usize,
+) -> std::process::Child {
+    ctl.faults(&json!({ "latency_ms": latency_ms }));
     let child = ws
         .command(APPLY)
         .stdout(Stdio::piped())
@@ -443,7 +448,7 @@ fn interrupted_apply_saves_state_and_converges() {
     let ws = Workspace::new(&emulator);
     let n = size();
     ws.write_config(&config(&sub, n, 0));
-    let child = slow_apply_until(&ctl, &ws, 2);
+    let child = slow_apply_until(&ctl, &ws, 300, 2);
     // What a user's Ctrl-C does: Terraform asks the provider to stop (Stop RPC), lets the
     // running operations finish and saves the state.
     let status = Command::new("kill")
@@ -635,16 +640,26 @@ fn bad_input_gets_a_diagnostic_never_a_crash() {
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
-/// The provider processes Terraform started (by executable name; /proc's `comm` is cut to 15
-/// characters).
+/// The provider processes among Terraform's descendants. Terraform runs itself twice (a
+/// crash-reporting parent and the real process), so the providers are grandchildren; they are
+/// told apart by their executable, as Terraform's own process is named `terraform` too.
 fn provider_pids(terraform: u32) -> Vec<u32> {
-    children_of(terraform)
-        .into_iter()
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                .is_ok_and(|c| "terraform-provider-akspolicy".starts_with(c.trim()))
-        })
-        .collect()
+    let mut found = Vec::new();
+    let mut queue = vec![terraform];
+    while let Some(pid) = queue.pop() {
+        for child in children_of(pid) {
+            let exe = std::fs::read_link(format!("/proc/{child}/exe")).unwrap_or_default();
+            if exe.file_name().is_some_and(|n| {
+                n.to_string_lossy()
+                    .starts_with("terraform-provider-akspolicy")
+            }) {
+                found.push(child);
+            } else {
+                queue.push(child);
+            }
+        }
+    }
+    found
 }
 
 #[test]
@@ -653,13 +668,27 @@ fn killed_provider_loses_nothing_and_reapply_converges() {
     let ctl = Control::new(&emulator);
     let sub = emulator.subscription_id();
     let ws = Workspace::new(&emulator);
+    // ARM answers every request a second after it took effect, so creates finish in waves of
+    // Terraform's parallelism (10): the first wave is in state when the second wave's PUTs have
+    // created their assignments in Azure, and the kill lands before their answers arrive.
     let n = size();
     ws.write_config(&config(&sub, n, 0));
-    // Past Terraform's first batch of 10, so some creates have finished and some are in flight.
-    let child = slow_apply_until(&ctl, &ws, 12.min(n));
+    ctl.faults(&json!({"response_delay_ms": 1000}));
+    let child = slow_apply_until(&ctl, &ws, 0, 12.min(n));
     // An OOM kill or a crash: the provider gets no chance to finish its calls or say goodbye.
     let pids = provider_pids(child.id());
-    assert!(!pids.is_empty(), "no provider process under terraform");
+    assert!(
+        !pids.is_empty(),
+        "no provider process under terraform: {:?}",
+        children_of(child.id())
+            .iter()
+            .map(|p| (
+                p,
+                std::fs::read_link(format!("/proc/{p}/exe")),
+                children_of(*p)
+            ))
+            .collect::<Vec<_>>()
+    );
     for pid in pids {
         let _ = Command::new("kill")
             .args(["-KILL", &pid.to_string()])
@@ -684,38 +713,39 @@ fn killed_provider_loses_nothing_and_reapply_converges() {
         in_state.len(),
         orphans.len()
     );
+    assert!(
+        !orphans.is_empty(),
+        "the kill left no orphan behind, so the recovery went untested:\n{}",
+        run.combined()
+    );
 
     // Re-applying must not silently take over or re-create the orphans: each gets a
     // diagnostic with the import command that brings it under management.
     let reapply = ws.terraform(APPLY);
     assert_no_crash(&reapply, "re-apply after the kill");
-    if orphans.is_empty() {
-        reapply.assert_ok("re-apply with nothing orphaned");
-    } else {
-        let out = reapply.combined();
-        assert_ne!(reapply.code, 0, "{out}");
-        for id in &orphans {
-            let name = id.rsplit('/').next().unwrap_or_default();
-            assert!(
-                out.contains(&format!("named \"{name}\" already exists")),
-                "no diagnostic for orphan {name}:\n{out}"
-            );
-            assert!(out.contains("terraform import"), "{out}");
-            let index = name.trim_start_matches("rel-");
-            let azure_id = format!(
-                "/subscriptions/{sub}/providers/Microsoft.Authorization/policyAssignments/{name}"
-            );
-            ws.terraform(&[
-                "import",
-                "-input=false",
-                "-no-color",
-                &format!("akspolicy_assignment.a[{index}]"),
-                &azure_id,
-            ])
-            .assert_ok("import an orphan");
-        }
-        ws.apply().assert_ok("apply after importing the orphans");
+    let out = reapply.combined();
+    assert_ne!(reapply.code, 0, "{out}");
+    for id in &orphans {
+        let name = id.rsplit('/').next().unwrap_or_default();
+        assert!(
+            out.contains(&format!("named \"{name}\" already exists")),
+            "no diagnostic for orphan {name}:\n{out}"
+        );
+        assert!(out.contains("terraform import"), "{out}");
+        let index = name.trim_start_matches("rel-");
+        let azure_id = format!(
+            "/subscriptions/{sub}/providers/Microsoft.Authorization/policyAssignments/{name}"
+        );
+        ws.terraform(&[
+            "import",
+            "-input=false",
+            "-no-color",
+            &format!("akspolicy_assignment.a[{index}]"),
+            &azure_id,
+        ])
+        .assert_ok("import an orphan");
     }
+    ws.apply().assert_ok("apply after importing the orphans");
     assert_consistent(&ctl, &ws, n, "after the kill");
     let (created, _) = assignment_puts(&ctl);
     assert_eq!(

@@ -17,9 +17,13 @@ pub struct FaultProfile {
     /// Share of ARM responses whose connection is dropped mid-body (0.0–1.0).
     #[serde(default)]
     pub drop_rate: f64,
-    /// Added to every ARM request.
+    /// Added to every ARM request before it is handled.
     #[serde(default)]
     pub latency_ms: u64,
+    /// Added to every ARM response after the request took effect: the window in which a
+    /// client has changed Azure but not yet heard so (a crash then leaves an orphan).
+    #[serde(default)]
+    pub response_delay_ms: u64,
     /// A GET this soon after a PUT of the same resource answers 404.
     #[serde(default)]
     pub consistency_ms: u64,
@@ -51,6 +55,7 @@ impl Default for FaultProfile {
             error_rate: 0.0,
             drop_rate: 0.0,
             latency_ms: 0,
+            response_delay_ms: 0,
             consistency_ms: 0,
             lro_ms: default_lro_ms(),
             lro_failure_rate: 0.0,
@@ -67,6 +72,7 @@ pub struct FaultPatch {
     pub error_rate: Option<f64>,
     pub drop_rate: Option<f64>,
     pub latency_ms: Option<u64>,
+    pub response_delay_ms: Option<u64>,
     pub consistency_ms: Option<u64>,
     pub lro_ms: Option<u64>,
     pub lro_failure_rate: Option<f64>,
@@ -102,6 +108,9 @@ impl FaultProfile {
         }
         if let Some(v) = patch.latency_ms {
             self.latency_ms = v;
+        }
+        if let Some(v) = patch.response_delay_ms {
+            self.response_delay_ms = v;
         }
         if let Some(v) = patch.consistency_ms {
             self.consistency_ms = v;
@@ -157,6 +166,10 @@ mod tests {
             serde_json::from_str(r#"{"token_lifetime_s": 5}"#).expect("parses");
         p.apply(&lifetime).expect("applies");
         assert_eq!(p.token_lifetime_s, 5);
+        let delay: FaultPatch =
+            serde_json::from_str(r#"{"response_delay_ms": 7}"#).expect("parses");
+        p.apply(&delay).expect("applies");
+        assert_eq!((p.response_delay_ms, p.latency_ms), (7, 0));
         let zero: FaultPatch =
             serde_json::from_str(r#"{"token_lifetime_s": 0, "lro_ms": 1}"#).expect("parses");
         assert!(p.apply(&zero).is_err());

@@ -12,12 +12,12 @@ use super::state::AppState;
 pub(crate) async fn route(state: &AppState, req: Request) -> Response {
     let segments = req.segments();
     let template = super::observe::route_template(&segments);
-    let resp = if metadata::matches(&segments) {
-        metadata::handle(state, &req)
+    let (resp, response_delay_ms) = if metadata::matches(&segments) {
+        (metadata::handle(state, &req), 0)
     } else if aad::matches(&segments) {
-        aad::handle(state, &req, &segments)
+        (aad::handle(state, &req, &segments), 0)
     } else if control::matches(&segments) {
-        control::handle(state, &req, &segments)
+        (control::handle(state, &req, &segments), 0)
     } else {
         let profile = state.fault_profile();
         if profile.latency_ms > 0 {
@@ -27,10 +27,15 @@ pub(crate) async fn route(state: &AppState, req: Request) -> Response {
         if super::faults::chance(profile.drop_rate) {
             resp.extensions_mut().insert(super::http::DropConnection);
         }
-        resp
+        (resp, profile.response_delay_ms)
     };
+    // Counted before the response delay: the request took effect even when its client is gone
+    // before the answer arrives.
     state
         .observer
         .record(req.method.as_str(), &template, resp.status().as_u16());
+    if response_delay_ms > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(response_delay_ms)).await;
+    }
     resp
 }
