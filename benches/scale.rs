@@ -442,11 +442,13 @@ impl Bench {
         let ws = self.null_workspace(n);
         let apply = timed(&ws, &strs(&self.apply_args()), "terraform-provider-null");
         must(&apply, "null apply");
+        let mut apply_json = apply.json();
+        apply_json["state_bytes_per_resource"] = state_bytes_per_resource(&ws, n);
         let refresh = self.timed_plan(&ws, true, "terraform-provider-null", &|| ());
         must(&refresh, "null refresh plan");
         let noop = self.timed_plan(&ws, false, "terraform-provider-null", &|| ());
         must(&noop, "null no-op plan");
-        json!({"apply": apply.json(), "refresh_plan": refresh.json(), "noop_plan": noop.json()})
+        json!({"apply": apply_json, "refresh_plan": refresh.json(), "noop_plan": noop.json()})
     }
 
     fn akspolicy_workspace(&self, emulator: &Emulator, n: usize) -> Workspace {
@@ -544,6 +546,9 @@ resource "akspolicy_assignment" "a" {{
             let calls = first_run_calls.into_inner().unwrap_or_default();
             let mut j = t.json();
             j["arm"] = summarize(&calls, n);
+            if phase == "apply" {
+                j["state_bytes_per_resource"] = state_bytes_per_resource(ws, n);
+            }
             out.insert(phase.to_string(), j);
         }
         Json::Object(out)
@@ -647,6 +652,14 @@ resource "akspolicy_assignment" "a" {{
             "provider_peak_rss_kb": t.peak_rss_kb,
         })
     }
+}
+
+/// Size of the workspace's state file per resource. Terraform 1.0 rewrites the whole state
+/// after every resource it applies, so an apply's core cost grows with N × this.
+fn state_bytes_per_resource(ws: &Workspace, n: usize) -> Json {
+    std::fs::metadata(ws.path().join("terraform.tfstate"))
+        .map(|m| json!(m.len() / n.max(1) as u64))
+        .unwrap_or(Json::Null)
 }
 
 fn strs(v: &[String]) -> Vec<&str> {
@@ -832,6 +845,23 @@ fn evaluate(r: &Json) -> Vec<Json> {
                 mix["n"],
                 ours / floor,
                 mix["akspolicy"]["refresh_plan"]["arm"]["per_resource"]
+            ),
+        );
+    }
+    if let Some(s) = at(1000) {
+        // Not a target: why an apply costs more than the floor. Terraform 1.0 rewrites the
+        // whole state after each resource, so its cost follows the state's bytes per resource.
+        let a = &s["akspolicy"]["apply"];
+        target(
+            "(info) apply: state bytes per resource (ours vs null), provider CPU",
+            None,
+            format!(
+                "N={}: {} vs {} bytes, provider {:.2}s CPU of {:.2}s wall",
+                s["n"],
+                a["state_bytes_per_resource"],
+                s["null"]["apply"]["state_bytes_per_resource"],
+                a["provider_cpu_seconds"].as_f64().unwrap_or(0.0),
+                a["seconds"].as_f64().unwrap_or(0.0)
             ),
         );
     }
