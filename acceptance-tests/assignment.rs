@@ -595,3 +595,87 @@ resource "akspolicy_exemption" "this" {{
     ws.assert_empty_plan();
     ws.destroy().assert_ok("destroy");
 }
+
+/// GETs of the assignment route that answered 404 so far.
+fn assignment_404s(emulator: &Emulator) -> u64 {
+    let (status, metrics) = emulator.arm("GET", "/_emulator/metrics", None);
+    assert_eq!(status, 200, "metrics: {metrics}");
+    metrics["requests"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["method"] == "GET" && r["status"] == 404)
+        .filter(|r| {
+            r["route"]
+                .as_str()
+                .is_some_and(|t| t.ends_with("/policyassignments/{}"))
+        })
+        .filter_map(|r| r["count"].as_u64())
+        .sum()
+}
+
+#[test]
+fn a_deleted_assignment_shows_as_drift_at_once_unless_just_written() {
+    let emulator = Emulator::start();
+    let sub = format!("/subscriptions/{}", emulator.subscription_id());
+    let path = format!("{sub}/{ASSIGNMENTS}/made-elsewhere");
+    seed(
+        &emulator,
+        &format!("{path}?{POLICY_API}"),
+        json!({"properties": {"policyDefinitionId": PRIVILEGED,
+               "parameters": {"effect": {"value": "Audit"}}}}),
+    );
+    let ws = Workspace::new(&emulator);
+    ws.write_config(&format!(
+        r#"
+provider "akspolicy" {{}}
+
+resource "akspolicy_assignment" "this" {{
+  name                 = "made-elsewhere"
+  scope                = "{sub}"
+  policy_definition_id = "{PRIVILEGED}"
+  parameters           = {{ effect = "Audit" }}
+}}
+"#
+    ));
+    ws.terraform(&[
+        "import",
+        "-input=false",
+        "-no-color",
+        "akspolicy_assignment.this",
+        &path,
+    ])
+    .assert_ok("import");
+    ws.assert_empty_plan();
+
+    // Imported, never written by this provider: a 404 is believed on the first answer.
+    let (status, _) = emulator.arm("DELETE", &format!("{path}?{POLICY_API}"), None);
+    assert!(status == 200 || status == 204, "DELETE: {status}");
+    let before = assignment_404s(&emulator);
+    assert_plan(
+        &ws.plan(),
+        2,
+        &["akspolicy_assignment.this will be created"],
+    );
+    assert_eq!(
+        assignment_404s(&emulator) - before,
+        1,
+        "an old object's 404 was asked again"
+    );
+
+    // Just written by this provider: the 404 may be a replica behind the write, so it is
+    // confirmed over a few seconds before the object is dropped from state.
+    ws.apply().assert_ok("re-create");
+    let (status, _) = emulator.arm("DELETE", &format!("{path}?{POLICY_API}"), None);
+    assert!(status == 200 || status == 204, "DELETE: {status}");
+    let before = assignment_404s(&emulator);
+    assert_plan(
+        &ws.plan(),
+        2,
+        &["akspolicy_assignment.this will be created"],
+    );
+    assert!(
+        assignment_404s(&emulator) - before > 1,
+        "a fresh object's 404 was believed at once"
+    );
+}

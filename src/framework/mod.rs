@@ -7,6 +7,7 @@
 pub mod diag;
 pub mod docs;
 pub mod plan;
+pub mod private;
 pub mod resource;
 pub mod schema;
 pub mod server;

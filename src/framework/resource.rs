@@ -23,9 +23,19 @@ pub struct CallContext {
     pub provider_data: Option<ProviderData>,
     /// Cancelled when Terraform sends Stop (the user pressed Ctrl-C).
     pub cancel: CancellationToken,
+    /// In reads: when this provider last wrote the object, from the resource's private data
+    /// (`None` for imported objects and states written before it was recorded).
+    pub last_write: Option<std::time::SystemTime>,
 }
 
 impl CallContext {
+    /// Whether this provider wrote the object less than `window` ago.
+    pub fn written_within(&self, window: std::time::Duration) -> bool {
+        self.last_write
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age < window)
+    }
+
     /// The configured provider data of type `T`, or an error diagnostic explaining that the
     /// provider was not configured.
     pub fn provider<T: Send + Sync + 'static>(&self) -> Result<Arc<T>, Diagnostics> {

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::diag::{AttributePath, Diagnostic, Diagnostics};
 use super::plan::plan_resource_change;
+use super::private::PrivateData;
 use super::resource::{
     ApplyRequest, ApplyResult, CallContext, ConfigureRequest, DataSource, PlanChange, Provider,
     ProviderData, Resource,
@@ -144,6 +145,7 @@ impl Server {
         CallContext {
             provider_data,
             cancel,
+            last_write: None,
         }
     }
 
@@ -257,7 +259,10 @@ impl Server {
             };
         }
         let mut diags = Diagnostics::new();
-        let ctx = self.context();
+        let ctx = CallContext {
+            last_write: PrivateData::decode(&private).written_at(),
+            ..self.context()
+        };
         // Reads change nothing remotely, so abandoning one on Stop loses nothing.
         let new_state = tokio::select! {
             s = resource.read(&ctx, &current_state, &mut diags) => s,
@@ -356,6 +361,13 @@ impl Server {
         } else {
             resource.update(&ctx, apply).await
         };
+        // Whatever state comes back, the object was written now (a failed update returns
+        // none and keeps the prior stamp).
+        let private = if state.is_some() {
+            PrivateData::written_now().encode()
+        } else {
+            req.planned_private
+        };
         let new_state = match state {
             Some(s) => s,
             None if creating => {
@@ -385,7 +397,7 @@ impl Server {
         }
         ApplyResponse {
             new_state,
-            private: req.planned_private,
+            private,
             diagnostics: diags,
         }
     }

@@ -1006,6 +1006,7 @@ mod tests {
             &CallContext {
                 provider_data: None,
                 cancel: Default::default(),
+                last_write: None,
             },
             "/subscriptions/s/providers/Microsoft.Authorization/policyDefinitions/x",
             &mut d,

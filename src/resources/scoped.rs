@@ -26,12 +26,17 @@ const READ_BACK: ConsistencyOptions = ConsistencyOptions {
 };
 
 /// A create or update answers before every replica sees the object, so a refresh right after
-/// it can get a 404 for an object that exists. A 404 is only believed after this long; dropping
-/// an existing object from state would lose track of it.
+/// it can get a 404 for an object that exists. For an object this provider wrote within
+/// [`RECENT_WRITE`], a 404 is only believed after this long: dropping an existing object from
+/// state would lose track of it. Older objects' 404s are believed at once, so drift (a delete
+/// outside Terraform) shows without delay.
 const NOT_FOUND_CONFIRMATION: ConsistencyOptions = ConsistencyOptions {
     timeout: Duration::from_secs(10),
     interval: Duration::from_secs(2),
 };
+
+/// How long after a write a 404 may still be a replica lagging behind.
+const RECENT_WRITE: Duration = Duration::from_secs(300);
 
 /// The ARM body of a scoped object, as far as the shared code needs it.
 pub trait ScopedBody: Serialize + DeserializeOwned + Clone + Send + Sync {
@@ -101,8 +106,8 @@ impl ScopedKind {
         }
     }
 
-    /// Reads the object a state tracks; `None` (and no error) once it is gone, i.e. still 404
-    /// after [`NOT_FOUND_CONFIRMATION`].
+    /// Reads the object a state tracks; `None` (and no error) once it is gone, i.e. 404 (still
+    /// 404 after [`NOT_FOUND_CONFIRMATION`] for objects written recently).
     pub async fn read<T: ScopedBody>(
         &self,
         ctx: &CallContext,
@@ -114,7 +119,11 @@ impl ScopedKind {
         let path = self.path_of_state(state, diags)?;
         let deadline = Deadline::start(state, Operation::Read, self.timeouts);
         let confirm = ConsistencyOptions {
-            timeout: deadline.cap(NOT_FOUND_CONFIRMATION.timeout),
+            timeout: if ctx.written_within(RECENT_WRITE) {
+                deadline.cap(NOT_FOUND_CONFIRMATION.timeout)
+            } else {
+                Duration::ZERO
+            },
             interval: NOT_FOUND_CONFIRMATION.interval,
         };
         let read = deadline
