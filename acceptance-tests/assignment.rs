@@ -647,35 +647,29 @@ resource "akspolicy_assignment" "this" {{
     ])
     .assert_ok("import");
     ws.assert_empty_plan();
+    // A delete in the portal, then a plan: how many 404s the refresh met.
+    let delete_and_plan = || {
+        let (status, _) = emulator.arm("DELETE", &format!("{path}?{POLICY_API}"), None);
+        assert!(status == 200 || status == 204, "DELETE: {status}");
+        let before = assignment_404s(&emulator);
+        assert_plan(
+            &ws.plan(),
+            2,
+            &["akspolicy_assignment.this will be created"],
+        );
+        assignment_404s(&emulator) - before
+    };
 
     // Imported, never written by this provider: a 404 is believed on the first answer.
-    let (status, _) = emulator.arm("DELETE", &format!("{path}?{POLICY_API}"), None);
-    assert!(status == 200 || status == 204, "DELETE: {status}");
-    let before = assignment_404s(&emulator);
-    assert_plan(
-        &ws.plan(),
-        2,
-        &["akspolicy_assignment.this will be created"],
-    );
-    assert_eq!(
-        assignment_404s(&emulator) - before,
-        1,
-        "an old object's 404 was asked again"
-    );
+    let deleted_404s = delete_and_plan();
+    assert_eq!(deleted_404s, 1, "an old object's 404 was asked again");
 
     // Just written by this provider: the 404 may be a replica behind the write, so it is
     // confirmed over a few seconds before the object is dropped from state.
     ws.apply().assert_ok("re-create");
-    let (status, _) = emulator.arm("DELETE", &format!("{path}?{POLICY_API}"), None);
-    assert!(status == 200 || status == 204, "DELETE: {status}");
-    let before = assignment_404s(&emulator);
-    assert_plan(
-        &ws.plan(),
-        2,
-        &["akspolicy_assignment.this will be created"],
-    );
+    let deleted_404s = delete_and_plan();
     assert!(
-        assignment_404s(&emulator) - before > 1,
+        deleted_404s > 1,
         "a fresh object's 404 was believed at once"
     );
 }
