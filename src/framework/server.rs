@@ -16,6 +16,7 @@ use super::resource::{
     ProviderData, Resource,
 };
 use super::schema::{Block, NestingMode, Schema};
+use super::timeouts;
 use super::value::Value;
 
 pub struct PlanRequest {
@@ -361,9 +362,12 @@ impl Server {
         } else {
             resource.update(&ctx, apply).await
         };
-        // Whatever state comes back, the object was written now (a failed update returns
-        // none and keeps the prior stamp).
-        let private = if state.is_some() {
+        // Stamp the write for later reads. A failed update returns no state, and a
+        // timeouts-only update writes nothing to Azure: both keep the prior stamp.
+        let wrote = state
+            .as_ref()
+            .is_some_and(|new| creating || timeouts::differ_beyond_timeouts(&req.prior_state, new));
+        let private = if wrote {
             PrivateData::written_now().encode()
         } else {
             req.planned_private

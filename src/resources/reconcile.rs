@@ -5,6 +5,7 @@
 use serde_json::{Map, Value as Json};
 
 use crate::arm::Scope;
+use crate::framework::timeouts;
 use crate::framework::{AttributePath, Diagnostics, PlanChange, Value};
 use crate::policy::parameters::json_equal;
 
@@ -139,7 +140,7 @@ fn only_timeouts_change(prior: &Value, planned: &Value) -> bool {
         return false;
     };
     n.iter()
-        .filter(|(k, _)| k.as_str() != "timeouts")
+        .filter(|(k, _)| k.as_str() != timeouts::BLOCK_NAME)
         .all(|(k, v)| same_where_known(v, p.get(k).unwrap_or(&Value::Null)))
 }
 
