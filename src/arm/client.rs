@@ -767,7 +767,7 @@ pub(crate) fn is_untrusted_ca(e: &reqwest::Error) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::arm::credential::{AccessToken, TokenFuture};
     use crate::arm::testutil::{Response, TestServer};
@@ -786,7 +786,7 @@ mod tests {
         }
     }
 
-    fn fast() -> RetryPolicy {
+    pub(crate) fn fast() -> RetryPolicy {
         RetryPolicy {
             max_retries: 3,
             base_delay: Duration::from_millis(5),

@@ -43,6 +43,7 @@ const KIND: ScopedKind = ScopedKind {
     api_version: API_VERSION,
     import_hint: ", e.g. /subscriptions/<sub>/resourceGroups/<rg>/providers/Microsoft.Authorization/policyAssignments/no-privileged",
     timeouts: POLICY_TIMEOUTS,
+    list_takes_top: true,
 };
 
 /// A definition created in the same apply can be invisible to the assignment API for a while.
@@ -700,7 +701,7 @@ async fn write(ctx: &CallContext, req: &ApplyRequest<'_>, op: Operation) -> Appl
         Err(d) => return ApplyResult::failed(d),
     };
     KIND.write(
-        client,
+        &configured,
         req.planned,
         &deadline,
         &body,

@@ -41,6 +41,7 @@ const KIND: ScopedKind = ScopedKind {
     api_version: API_VERSION,
     import_hint: ".",
     timeouts: POLICY_TIMEOUTS,
+    list_takes_top: false,
 };
 
 /// An exemption of a just-created assignment can be refused until ARM sees the assignment.
@@ -564,7 +565,7 @@ async fn write(ctx: &CallContext, req: &ApplyRequest<'_>, op: Operation) -> Appl
         Err(d) => return ApplyResult::failed(d),
     };
     KIND.write(
-        &configured.client,
+        &configured,
         req.planned,
         &deadline,
         &body_from(req.planned),
