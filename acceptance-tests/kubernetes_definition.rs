@@ -956,6 +956,49 @@ resource "akspolicy_kubernetes_definition" "bad" {
     assert!(out.contains("metadata.name is \"wrongname\""), "{out}");
 }
 
+/// Independent problems of one resource come in one plan, each on the attribute Terraform
+/// highlights: two failing `test` blocks (at their `name`) and a bad `default_effect`.
+#[test]
+fn kubernetes_definition_reports_every_problem_in_one_plan() {
+    let emulator = Emulator::start();
+    let ws = Workspace::new(&emulator);
+    let never = NO_LATEST_REGO.replace("not exempt(c.image)", "not exempt(c.image)\n  false");
+    let extra = r#"default_effect = "mutate"
+  test {
+    name       = "exactly one violation"
+    object     = file("pod-latest.yaml")
+    violations = "1"
+  }"#;
+    ws.write_config(&k8s_config(&ws, &never, "x", extra));
+    let run = ws.plan();
+    assert_ne!(run.code, 0, "{}", run.combined());
+    let out = run.combined();
+    for expected in [
+        "Policy test \"latest is refused\" failed",
+        "Policy test \"exactly one violation\" failed",
+        "default_effect \"mutate\" is not one of effects",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+    // Terraform quotes the line the diagnostic's path leads to: the failing test's name and
+    // the default_effect attribute, not the resource's first line.
+    for line in [
+        r#"name       = "latest is refused""#,
+        r#"name       = "exactly one violation""#,
+        r#"default_effect = "mutate""#,
+    ] {
+        assert!(
+            out.contains(line),
+            "no diagnostic points at {line:?}:\n{out}"
+        );
+    }
+    // The passing test is not reported.
+    assert!(
+        !out.contains("Policy test \"exempt image passes\""),
+        "{out}"
+    );
+}
+
 /// The documented examples are valid, and the example's own `test` blocks pass.
 #[test]
 fn documented_examples_validate() {

@@ -1234,6 +1234,65 @@ exempt(image) {
     }
 
     #[test]
+    fn every_problem_is_reported_on_its_attribute() {
+        let mut c = config(vec![
+            test_block("first", Value::Null, "no", Value::Null),
+            test_block("fine", Value::Null, "yes", Value::Null),
+            test_block("second", Value::Null, "2", Value::Null),
+            test_block("bad json", Value::string("[1]"), "yes", Value::Null),
+        ]);
+        c.set("default_effect", Value::string("mutate"));
+        let d = validate(&c);
+        let paths: Vec<String> =
+            d.0.iter()
+                .filter_map(|d| d.attribute.as_ref().map(|p| p.to_string()))
+                .collect();
+        assert_eq!(
+            paths,
+            [
+                "default_effect",
+                "test[0].name",
+                "test[2].name",
+                "test[3].parameters"
+            ],
+            "{:?}",
+            d.0
+        );
+    }
+
+    #[test]
+    fn tests_review_what_the_add_on_reviews() {
+        let in_ns =
+            |ns: &str| POD.replace("  name: p\n", &format!("  name: p\n  namespace: {ns}\n"));
+        let case = |object: String, params: Value, expected: &str| {
+            let mut t = test_block("t", params, expected, Value::Null);
+            t.set("object", Value::string(object));
+            let d = validate(&config(vec![t]));
+            assert!(!d.has_errors(), "{:?}", d.0);
+        };
+        // Azure's default exclusions apply, and can be overridden except for the namespaces
+        // the add-on always leaves alone.
+        case(in_ns("azure-extensions-usage-system"), Value::Null, "no");
+        let none = Value::string(r#"{"excludedNamespaces":[]}"#);
+        case(in_ns("azure-extensions-usage-system"), none.clone(), "yes");
+        case(in_ns("kube-system"), none.clone(), "no");
+        case(in_ns("azure-arc"), none, "no");
+        // Without a match block only core-group Pods are reviewed, even when another kind
+        // carries the same fields.
+        case(
+            POD.replace("kind: Pod", "kind: PodTemplate"),
+            Value::Null,
+            "no",
+        );
+        case(
+            POD.replace("apiVersion: v1", "apiVersion: example.com/v1"),
+            Value::Null,
+            "no",
+        );
+        case(POD.to_string(), Value::Null, "yes");
+    }
+
+    #[test]
     fn rego_errors_point_at_the_rego_with_position() {
         let mut c = config(vec![]);
         let mut block = c.get("template").elements()[0].clone();
