@@ -369,11 +369,17 @@ pub fn build_constraint_with_effect(
             .and_then(Json::as_str)
             .map_or(MatchSource::Original, MatchSource::parse),
     };
-    let parameters = details
+    // A value whose parameter has no value (`null`) is left out: Rego then sees the field as
+    // absent (`not input.parameters.x` holds), as in a Constraint that never set it.
+    let parameters: Map<String, Json> = details
         .get("values")
-        .filter(|v| v.is_object())
-        .cloned()
-        .unwrap_or_else(|| json!({}));
+        .and_then(Json::as_object)
+        .into_iter()
+        .flatten()
+        .filter(|(_, v)| !v.is_null())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let parameters = Json::Object(parameters);
     Some(Constraint {
         name: constraint_name(&template.name, &origin),
         kind: template.kind.clone(),

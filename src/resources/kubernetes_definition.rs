@@ -67,7 +67,7 @@ fn schema() -> Schema {
                 .description("The openAPIV3Schema of the constraint parameters, as JSON (`jsonencode({...})`). Each property becomes a definition parameter."),
         );
     let match_block = Block::new()
-        .description("Which Kubernetes objects the policy reviews.")
+        .description("Which Kubernetes objects the policy reviews (Gatekeeper's `match.kinds`). Without a `match` block the definition, and its `test` blocks, review only Pods of the core API group (`api_groups = [\"\"]`, `kinds = [\"Pod\"]`); a Deployment is not reviewed unless its kind is listed.")
         .attribute(
             Attribute::new("api_groups", Type::list(Type::String))
                 .default(Value::string_list([""]))
@@ -79,7 +79,7 @@ fn schema() -> Schema {
                 .description("Kinds, e.g. `[\"Pod\"]`."),
         );
     let test = Block::new()
-        .description("A policy unit test evaluated at plan time (gator verify semantics).")
+        .description("A policy unit test evaluated at plan time (gator verify semantics). The object is reviewed as on an AKS cluster with this definition assigned with the test's `parameters`: by the Constraint the policy add-on would install, through the same matching and Rego evaluation as the emulator's admission webhook. So the `match` kinds apply (only core-group Pods without a `match` block), namespaced objects without `metadata.namespace` are in `default`, and the definition's default `excludedNamespaces` apply (`kube-system`, `gatekeeper-system`, `azure-arc`, `azure-extensions-usage-system`): override them in `parameters`, e.g. `excludedNamespaces = []`. Objects in `kube-system`, `gatekeeper-system` and `azure-arc` are never reviewed, whatever the parameters say, as the add-on always leaves them alone. A failing test is reported on its `name`.")
         .attribute(Attribute::string("name").required().description("Names the test in failures."))
         .attribute(
             Attribute::string("object")
@@ -89,7 +89,7 @@ fn schema() -> Schema {
         .attribute(
             Attribute::string("parameters")
                 .optional()
-                .description("Definition parameter values as a JSON object of plain values (like an assignment's), e.g. `jsonencode({ exemptImages = [\"x\"] })`. Standard parameters (`excludedNamespaces`, `namespaces`) apply too."),
+                .description("Definition parameter values as a JSON object of plain values (like an assignment's), e.g. `jsonencode({ exemptImages = [\"x\"] })`. The standard parameters apply too: `excludedNamespaces`, `namespaces`, `labelSelector` (a Kubernetes label selector on the object's labels) and `effect` (when `default_effect` is `disabled`, tests review as `audit` unless they set `effect`). Template parameters left out are absent from the constraint (an assignment would have to give them)."),
         )
         .attribute(
             Attribute::new("inventory", Type::list(Type::String))
@@ -1258,6 +1258,26 @@ exempt(image) {
             "{:?}",
             d.0
         );
+    }
+
+    #[test]
+    fn parameters_a_test_leaves_out_are_absent() {
+        let rego = "package k8sx\n\nviolation[{\"msg\": \"no exemptImages\"}] {\n  not input.parameters.exemptImages\n}\n";
+        let mut c = config(vec![
+            test_block("absent", Value::Null, "yes", Value::Null),
+            test_block(
+                "given",
+                Value::string(r#"{"exemptImages":[]}"#),
+                "no",
+                Value::Null,
+            ),
+        ]);
+        let mut block = c.get("template").elements()[0].clone();
+        block.set("rego", Value::string(rego));
+        block.set("kind", Value::string("K8sX"));
+        c.set("template", Value::List(vec![block]));
+        let d = validate(&c);
+        assert!(!d.has_errors(), "{:?}", d.0);
     }
 
     #[test]
