@@ -3,6 +3,9 @@
 //! Everything that can be checked without Azure — YAML, template rules, Rego compilation and the
 //! user's `test` blocks — is checked at plan time.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use async_trait::async_trait;
 use serde_json::{json, Map, Value as Json};
 
@@ -15,7 +18,8 @@ use crate::policy::constraint_template::{
     parse_yaml, parse_yaml_documents, ConstraintTemplate, TemplateError, TemplateSpec,
 };
 use crate::policy::gatekeeper::{
-    self, ActiveConstraint, ConstraintOrigin, ConstraintViolation, AKS_EXEMPT_NAMESPACES,
+    self, ActiveConstraint, Constraint, ConstraintOrigin, ConstraintViolation,
+    AKS_EXEMPT_NAMESPACES,
 };
 use crate::policy::kubernetes_definition::{
     check_default_effect, decode, merged_match, DefinitionBuildError, KindMatch,
@@ -536,7 +540,11 @@ pub struct PlannedPolicy {
     template_parameters: Vec<String>,
     template: ConstraintTemplate,
     compiled: CompiledRego,
+    /// Constraints by a test's `parameters` text.
+    constraints: Mutex<ConstraintCache>,
 }
+
+type ConstraintCache = HashMap<Option<String>, Result<Option<Arc<Constraint>>, TestProblem>>;
 
 impl PlannedPolicy {
     fn new(
@@ -544,7 +552,11 @@ impl PlannedPolicy {
         template: ConstraintTemplate,
         compiled: CompiledRego,
     ) -> Option<PlannedPolicy> {
-        let rule = spec.policy_rule().ok()?;
+        let mut rule = spec.policy_rule().ok()?;
+        // The template is already compiled; its base64 copy would only be resolved per test.
+        if let Some(Json::Object(details)) = rule.pointer_mut("/then/details") {
+            details.remove("templateInfo");
+        }
         let declared = serde_json::to_value(spec.parameters().ok()?).ok()?;
         Some(PlannedPolicy {
             rule,
@@ -556,6 +568,7 @@ impl PlannedPolicy {
                 .collect(),
             template,
             compiled,
+            constraints: Mutex::new(HashMap::new()),
         })
     }
 
@@ -567,14 +580,30 @@ impl PlannedPolicy {
         checked.policy.ok_or(diags)
     }
 
-    /// The violations the object(s) of one `test` block get, as the cluster would report them.
-    pub fn review(&self, test: &Value) -> Result<Vec<ConstraintViolation>, TestProblem> {
-        let objects = parse_yaml_documents(test.get("object").as_str().unwrap_or_default())
-            .map_err(|e| TestProblem::Object(e.to_string()))?;
-        if objects.is_empty() {
-            return Err(TestProblem::Object("the YAML holds no document".into()));
+    /// The constraint for a test's `parameters` text; `None` when the effect installs none.
+    /// Tests usually share a few parameter sets, so each is built once.
+    fn constraint_for(
+        &self,
+        parameters: Option<&str>,
+    ) -> Result<Option<Arc<Constraint>>, TestProblem> {
+        let key = parameters.map(str::to_string);
+        let mut cache = match self.constraints.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(hit) = cache.get(&key) {
+            return hit.clone();
         }
-        let supplied = match test.get("parameters").as_str() {
+        let built = self.build_constraint(parameters);
+        cache.insert(key, built.clone());
+        built
+    }
+
+    fn build_constraint(
+        &self,
+        parameters: Option<&str>,
+    ) -> Result<Option<Arc<Constraint>>, TestProblem> {
+        let supplied = match parameters {
             None => Map::new(),
             Some(text) => match serde_json::from_str::<Json>(text) {
                 Ok(Json::Object(m)) => m,
@@ -599,17 +628,6 @@ impl PlannedPolicy {
                     .join(", ")
             )));
         }
-        let mut inventory_objects = Vec::new();
-        for (index, doc) in test.get("inventory").elements().iter().enumerate() {
-            let docs = parse_yaml_documents(doc.as_str().unwrap_or_default()).map_err(|e| {
-                TestProblem::Inventory {
-                    index,
-                    message: e.to_string(),
-                }
-            })?;
-            inventory_objects.extend(docs);
-        }
-        let inventory = rego::inventory_from(&inventory_objects);
         // As an assignment passes them: plain values wrapped as `{"value": ...}`.
         let wrapped: Map<String, Json> = supplied
             .iter()
@@ -623,14 +641,36 @@ impl PlannedPolicy {
             .and_then(Json::as_str)
             .is_some_and(|e| e.eq_ignore_ascii_case("disabled"));
         let forced = (disabled_default && !supplied.contains_key("effect")).then_some("audit");
-        let Some(constraint) = gatekeeper::build_constraint_with_effect(
+        Ok(gatekeeper::build_constraint_with_effect(
             &self.rule,
             &self.template,
             &values,
             forced,
             true,
             ConstraintOrigin::default(),
-        ) else {
+        )
+        .map(Arc::new))
+    }
+
+    /// The violations the object(s) of one `test` block get, as the cluster would report them.
+    pub fn review(&self, test: &Value) -> Result<Vec<ConstraintViolation>, TestProblem> {
+        let objects = parse_yaml_documents(test.get("object").as_str().unwrap_or_default())
+            .map_err(|e| TestProblem::Object(e.to_string()))?;
+        if objects.is_empty() {
+            return Err(TestProblem::Object("the YAML holds no document".into()));
+        }
+        let mut inventory_objects = Vec::new();
+        for (index, doc) in test.get("inventory").elements().iter().enumerate() {
+            let docs = parse_yaml_documents(doc.as_str().unwrap_or_default()).map_err(|e| {
+                TestProblem::Inventory {
+                    index,
+                    message: e.to_string(),
+                }
+            })?;
+            inventory_objects.extend(docs);
+        }
+        let inventory = rego::inventory_from(&inventory_objects);
+        let Some(constraint) = self.constraint_for(test.get("parameters").as_str())? else {
             return Ok(Vec::new());
         };
         let active = [ActiveConstraint {
