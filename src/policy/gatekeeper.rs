@@ -838,6 +838,48 @@ spec:
     }
 
     #[test]
+    fn namespace_selectors_reach_the_constraint_and_fail_open_when_undecidable() {
+        let mut rule = rule();
+        rule["then"]["details"]["namespaceSelector"] = json!({"matchLabels": {"env": "prod"}});
+        let t = ConstraintTemplate::parse(TEMPLATE).unwrap();
+        let c = build_constraint(
+            &rule,
+            &t,
+            &params("Deny", "Generated"),
+            true,
+            ConstraintOrigin::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            c.document()["spec"]["match"]["namespaceSelector"]["matchLabels"]["env"],
+            "prod"
+        );
+        let rego = t.compile().unwrap();
+        let active = [ActiveConstraint {
+            constraint: &c,
+            rego: &rego,
+        }];
+        let review = super::super::rego::review_for(&deployment("shop"));
+        let namespaces = |env: &str| {
+            super::super::rego::inventory_from(&[json!({"apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": "shop", "labels": {"env": env}}})])
+        };
+        let decide_in =
+            |inventory: &Json| decide(&review, &active, inventory, &AKS_EXEMPT_NAMESPACES);
+        assert!(!decide_in(&namespaces("prod")).allowed());
+        assert!(decide_in(&namespaces("dev")).violations.is_empty());
+        // Namespace unknown: Gatekeeper cannot match, so nothing is denied and the error shows.
+        let unknown = decide_in(&json!({}));
+        assert!(unknown.allowed());
+        assert_eq!(unknown.errors.len(), 1, "{:?}", unknown.errors);
+        assert!(
+            unknown.errors[0].contains("\"shop\""),
+            "{:?}",
+            unknown.errors
+        );
+    }
+
+    #[test]
     fn responses_follow_the_webhook_contract() {
         let c = constraint("Deny", "All", true).unwrap();
         let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
