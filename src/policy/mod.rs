@@ -5,6 +5,7 @@ pub mod builtins;
 pub mod definition;
 pub mod kubernetes;
 pub mod parameters;
+pub mod references;
 pub mod validation;
 
 pub use builtins::{BuiltinCatalogue, BuiltinsError};
