@@ -16,6 +16,7 @@ use crate::framework::{
     Diagnostics, NestedBlock, PlanChange, Resource, Schema, Type, Value,
 };
 
+use super::existence::{check_scope_exists, missing_definition};
 use super::parameters::{
     check_against, declared_parameters, definition_kind, from_arm, parameters_state,
     plain_parameters, to_arm, LookupError,
@@ -632,10 +633,18 @@ fn check_config(config: &Value, diags: &mut Diagnostics) {
     }
 }
 
-/// Checks the configured parameters against the definition. Skipped (`Ok`) when the definition
-/// id or parameters are not known yet or the definition cannot be found yet (it may be created
-/// in the same apply); the check then happens at apply.
-async fn check_parameters_remote(client: &ArmClient, config: &Value) -> Diagnostics {
+/// When a remote check runs: at plan a missing definition is reported (see
+/// [`missing_definition`]); at apply Azure's own answer says it better.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Plan,
+    Apply,
+}
+
+/// Checks the configured parameters against the definition. Skipped when the definition id or
+/// parameters are not known yet (the check then happens at apply); a definition Azure does not
+/// have fails the plan or, when the same apply may create it, warns.
+async fn check_parameters_remote(client: &ArmClient, config: &Value, phase: Phase) -> Diagnostics {
     let Some(definition_id) = config.get("policy_definition_id").as_str() else {
         return Diagnostics::new();
     };
@@ -650,8 +659,16 @@ async fn check_parameters_remote(client: &ArmClient, config: &Value) -> Diagnost
             definition_id,
             &AttributePath::attr("parameters"),
         ),
+        Ok(None) if phase == Phase::Plan => {
+            missing_definition(
+                client,
+                definition_id,
+                &AttributePath::attr("policy_definition_id"),
+            )
+            .await
+        }
         Ok(None) => {
-            log::debug!("{definition_id} not found yet; parameters are checked by Azure at apply");
+            log::debug!("{definition_id} not found yet; parameters are checked by Azure");
             Diagnostics::new()
         }
         Err(LookupError::NotADefinition(_)) => Diagnostics::new(),
@@ -683,7 +700,7 @@ async fn write(ctx: &CallContext, req: &ApplyRequest<'_>, op: Operation) -> Appl
     let mut diags = Diagnostics::new();
     check_config(req.config, &mut diags);
     match deadline
-        .run(check_parameters_remote(client, req.config))
+        .run(check_parameters_remote(client, req.config, Phase::Apply))
         .await
     {
         Some(d) => diags.extend(d),
@@ -728,6 +745,19 @@ impl Resource for AssignmentResource {
     async fn modify_plan(&self, ctx: &CallContext, change: &mut PlanChange<'_>) {
         keep_identity_ids(change);
         ignore_case_only_replacements(change, &["scope", "name", "policy_definition_id"]);
+        let scope = change.config.get("scope");
+        let new_scope = change.prior.is_null() || change.prior.get("scope") != scope;
+        if let (true, Some(scope), Ok(configured)) =
+            (new_scope, scope.as_str(), ctx.provider::<Configured>())
+        {
+            check_scope_exists(
+                &configured.client,
+                scope,
+                &AttributePath::attr("scope"),
+                &mut change.diags,
+            )
+            .await;
+        }
         let unchanged = !change.prior.is_null()
             && change.prior.get("parameters") == change.config.get("parameters")
             && change.prior.get("policy_definition_id")
@@ -737,7 +767,7 @@ impl Resource for AssignmentResource {
         }
         // Validation runs without a client too (terraform validate); then Azure checks at apply.
         if let Ok(configured) = ctx.provider::<Configured>() {
-            let d = check_parameters_remote(&configured.client, change.config).await;
+            let d = check_parameters_remote(&configured.client, change.config, Phase::Plan).await;
             change.diags.extend(d);
         }
     }

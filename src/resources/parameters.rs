@@ -14,7 +14,7 @@ use crate::policy::parameters::{check_parameters, json_equal};
 use crate::policy::{ParameterDefinition, PolicyDefinition, PolicySetDefinition};
 
 /// API version for reading definitions and initiatives.
-const DEFINITIONS_API_VERSION: &str = "2025-03-01";
+pub const DEFINITIONS_API_VERSION: &str = "2025-03-01";
 
 /// Why a Terraform value cannot become JSON.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
