@@ -146,3 +146,73 @@ resource "akspolicy_remediation" "mg" {
         run.combined()
     );
 }
+
+#[test]
+fn remediating_an_assignment_that_cannot_remediate_fails_the_plan() {
+    let emulator = Emulator::start();
+    let sub = emulator.subscription_id();
+    let ws = Workspace::new(&emulator);
+    let assignments = format!(
+        r#"
+provider "akspolicy" {{}}
+
+# Audit-only built-in.
+resource "akspolicy_assignment" "audit" {{
+  name                 = "no-privileged"
+  scope                = "/subscriptions/{sub}"
+  policy_definition_id = "/providers/Microsoft.Authorization/policyDefinitions/95edb821-ddaf-4404-9732-666045e056b4"
+}}
+
+# A DeployIfNotExists definition switched off by its effect parameter.
+resource "akspolicy_assignment" "disabled" {{
+  name                 = "addon-disabled"
+  scope                = "/subscriptions/{sub}"
+  policy_definition_id = "{ADDON_DINE}"
+  parameters           = {{ effect = "Disabled" }}
+}}
+
+# An initiative without DeployIfNotExists or Modify members.
+resource "akspolicy_assignment" "initiative" {{
+  name                 = "pss-baseline"
+  scope                = "/subscriptions/{sub}"
+  policy_definition_id = "/providers/Microsoft.Authorization/policySetDefinitions/a8640138-9b0a-4a28-b8cb-1666c838647d"
+}}
+"#
+    );
+    ws.write_config(&assignments);
+    ws.apply().assert_ok("apply assignments");
+
+    let remediations: String = ["audit", "disabled", "initiative"]
+        .iter()
+        .map(|a| {
+            format!(
+                r#"
+resource "akspolicy_remediation" "{a}" {{
+  name                 = "fix-{a}"
+  scope                = akspolicy_assignment.{a}.scope
+  policy_assignment_id = akspolicy_assignment.{a}.id
+}}
+"#
+            )
+        })
+        .collect();
+    ws.write_config(&format!("{assignments}\n{remediations}"));
+    let plan = ws.plan();
+    let out = plan.combined();
+    assert_eq!(plan.code, 1, "{out}");
+    assert_eq!(
+        out.matches("Error: Nothing to remediate").count(),
+        3,
+        "{out}"
+    );
+    // Terraform wraps long lines; compare with whitespace squashed.
+    let flat = out.split_whitespace().collect::<Vec<_>>().join(" ");
+    for needle in [
+        "with akspolicy_remediation.audit",
+        "is Disabled. Assign a definition",
+        "members under this assignment have the effects",
+        "acts only on DeployIfNotExists or Modify policies",
+    ] {
+        assert!(flat.contains(needle), "plan output lacks {needle:?}:\n{out}");
+    }
+}

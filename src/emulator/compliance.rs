@@ -18,6 +18,7 @@ use crate::emulator::routes::arm::{
 };
 use crate::emulator::state::AppState;
 use crate::emulator::store::{resource_key, StoredResource};
+use crate::policy::effects::definition_effect;
 use crate::policy::gatekeeper::ConstraintOrigin;
 
 /// Name of the built-in "Deploy Azure Policy Add-on to AKS clusters" definition.
@@ -380,22 +381,14 @@ pub(crate) fn policy_states(
 }
 
 /// The effect an assignment gives a definition: `[parameters('x')]` resolved from the
-/// assignment's values or the definition's default.
+/// assignment's values or the definition's default (see [`definition_effect`]).
 fn effect_of(assignment: &Value, definition: &Value) -> String {
-    let raw = definition["properties"]["policyRule"]["then"]["effect"]
-        .as_str()
-        .unwrap_or("audit");
-    let Some(param) = raw
-        .strip_prefix("[parameters('")
-        .and_then(|r| r.strip_suffix("')]"))
-    else {
-        return raw.to_string();
-    };
-    assignment["properties"]["parameters"][param]["value"]
-        .as_str()
-        .or_else(|| definition["properties"]["parameters"][param]["defaultValue"].as_str())
-        .unwrap_or("audit")
-        .to_string()
+    let supplied = assignment
+        .pointer("/properties/parameters")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    definition_effect(definition, &supplied).unwrap_or_else(|| "audit".to_string())
 }
 
 #[cfg(test)]

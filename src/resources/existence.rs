@@ -14,7 +14,14 @@ use std::time::Duration;
 use crate::arm::{retry_while, ArmClient, ArmError, ConsistencyOptions, ResourceId, Scope};
 use crate::framework::{AttributePath, Diagnostic, Diagnostics};
 
+use serde_json::Value as Json;
+
+use crate::policy::effects::{definition_effect, is_remediable, member_values, MemberValues};
+
+use super::lookup::builtin_listing;
 use super::parameters::{definition_kind, DefinitionKind, DEFINITIONS_API_VERSION};
+
+const BUILTIN_DEFINITIONS: &str = "/providers/Microsoft.Authorization/policyDefinitions";
 
 const RESOURCE_GROUPS_API: &str = "2021-04-01";
 const MANAGEMENT_GROUPS_API: &str = "2021-04-01";
@@ -81,7 +88,7 @@ pub async fn check_scope_exists(
         interval: SCOPE_CONFIRM_INTERVAL,
     };
     let read = retry_while(&confirm, ArmError::is_not_found, || {
-        client.get::<serde_json::Value>(scope.trim_end_matches('/'), api_version)
+        client.get::<Json>(scope.trim_end_matches('/'), api_version)
     })
     .await;
     let read = match read {
@@ -141,7 +148,7 @@ pub async fn missing_definition(
         id.parent.to_string().trim_end_matches('/')
     );
     let other = match client
-        .get_optional::<serde_json::Value>(&other_id, DEFINITIONS_API_VERSION)
+        .get_optional::<Json>(&other_id, DEFINITIONS_API_VERSION)
         .await
     {
         Ok(found) => found.is_some(),
@@ -193,4 +200,175 @@ pub async fn missing_definition(
         );
     }
     diags
+}
+
+/// Errors when a remediation of `assignment_id` could do nothing: the assigned definition's
+/// effect (under the assignment's values) is not DeployIfNotExists or Modify, or, for an
+/// initiative, no member (or not the member `reference_id` names) has such an effect. Effects
+/// that cannot be told without evaluating the rule pass; Azure decides them.
+pub async fn check_remediable(
+    client: &ArmClient,
+    assignment_id: &str,
+    reference_id: Option<&str>,
+    diags: &mut Diagnostics,
+) {
+    let at_assignment = AttributePath::attr("policy_assignment_id");
+    let assignment = match client
+        .get_optional::<Json>(assignment_id, DEFINITIONS_API_VERSION)
+        .await
+    {
+        Ok(Some(a)) => a,
+        Ok(None) => {
+            diags.push(
+                Diagnostic::warning(
+                    "The policy assignment does not exist yet",
+                    format!(
+                        "Azure has no policy assignment {assignment_id:?} now, so whether it can \
+                         be remediated was not checked. If this configuration creates it, refer \
+                         to that resource's `id` attribute so Terraform orders the two; \
+                         otherwise the apply will fail."
+                    ),
+                )
+                .at(at_assignment),
+            );
+            return;
+        }
+        Err(e) => {
+            log::debug!("could not read {assignment_id} to check it can be remediated: {e}");
+            return;
+        }
+    };
+    let supplied = assignment
+        .pointer("/properties/parameters")
+        .and_then(Json::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let Some(definition_id) = assignment
+        .pointer("/properties/policyDefinitionId")
+        .and_then(Json::as_str)
+    else {
+        return;
+    };
+    let Some(definition) = read_definition(client, definition_id).await else {
+        return;
+    };
+    let is_set = ResourceId::parse(definition_id)
+        .ok()
+        .and_then(|id| definition_kind(&id))
+        == Some(DefinitionKind::Set);
+    let mut members: Vec<MemberValues> = if is_set {
+        member_values(&definition, &supplied)
+    } else {
+        vec![MemberValues {
+            definition_id: definition_id.to_string(),
+            reference_id: None,
+            values: supplied,
+        }]
+    };
+    if let (true, Some(wanted)) = (is_set, reference_id) {
+        let known: Vec<String> = members
+            .iter()
+            .filter_map(|m| m.reference_id.clone())
+            .collect();
+        members.retain(|m| {
+            m.reference_id
+                .as_deref()
+                .is_some_and(|r| r.eq_ignore_ascii_case(wanted))
+        });
+        if members.is_empty() {
+            diags.push(
+                Diagnostic::error(
+                    "No such initiative member",
+                    format!(
+                        "The initiative {definition_id:?} has no member with reference ID \
+                         {wanted:?}. Its reference IDs: {}.",
+                        known.join(", ")
+                    ),
+                )
+                .at(AttributePath::attr("policy_definition_reference_id")),
+            );
+            return;
+        }
+    }
+    let mut seen = Vec::new();
+    for member in &members {
+        let body = if is_set {
+            match read_definition(client, &member.definition_id).await {
+                Some(b) => b,
+                None => return,
+            }
+        } else {
+            definition.clone()
+        };
+        match definition_effect(&body, &member.values) {
+            Some(effect) if is_remediable(&effect) => return,
+            Some(effect) => seen.push(effect),
+            // Only evaluating the rule would tell; Azure decides.
+            None => return,
+        }
+    }
+    seen.sort_by_key(|e| e.to_ascii_lowercase());
+    seen.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
+    let what = if is_set {
+        format!(
+            "the initiative {definition_id:?}, whose {} under this assignment have the effects {}",
+            if members.len() == 1 {
+                "member".to_string()
+            } else {
+                format!("{} members", members.len())
+            },
+            seen.join(", ")
+        )
+    } else {
+        format!(
+            "{definition_id:?}, whose effect under this assignment is {}",
+            seen.join(", ")
+        )
+    };
+    diags.push(
+        Diagnostic::error(
+            "Nothing to remediate",
+            format!(
+                "A remediation acts only on DeployIfNotExists or Modify policies, but \
+                 {assignment_id:?} assigns {what}. Assign a definition with one of those \
+                 effects (or set its effect parameter to one), or drop the remediation."
+            ),
+        )
+        .at(if reference_id.is_some() && is_set {
+            AttributePath::attr("policy_definition_reference_id")
+        } else {
+            at_assignment
+        }),
+    );
+}
+
+/// A definition or initiative body; built-ins come from the process-wide listing (an
+/// initiative's members are mostly built-ins: one listing instead of a GET each).
+async fn read_definition(client: &ArmClient, id: &str) -> Option<Json> {
+    let parsed = ResourceId::parse(id).ok()?;
+    let kind = definition_kind(&parsed)?;
+    if matches!(parsed.parent, Scope::Tenant) && kind == DefinitionKind::Policy {
+        if let Ok(listed) =
+            builtin_listing(client, BUILTIN_DEFINITIONS, DEFINITIONS_API_VERSION).await
+        {
+            let found = listed.iter().find(|d| {
+                d.get("id")
+                    .and_then(Json::as_str)
+                    .is_some_and(|i| i.eq_ignore_ascii_case(id))
+            });
+            if let Some(found) = found {
+                return Some(found.clone());
+            }
+        }
+    }
+    match client
+        .get_optional::<Json>(id, DEFINITIONS_API_VERSION)
+        .await
+    {
+        Ok(found) => found,
+        Err(e) => {
+            log::debug!("could not read {id}: {e}");
+            None
+        }
+    }
 }

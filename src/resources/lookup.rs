@@ -156,7 +156,7 @@ fn listings() -> &'static Mutex<HashMap<String, ListingCell>> {
 /// phase): built-ins change only with Azure's releases, and a listing is many pages, so
 /// lookups running side by side wait for the one listing instead of each paging through it.
 /// A failed listing is not kept; the next lookup tries again.
-async fn builtin_listing(
+pub(crate) async fn builtin_listing(
     client: &ArmClient,
     builtins_path: &str,
     api_version: &str,

@@ -12,10 +12,11 @@ use crate::arm::{ArmClient, ArmError, Method, Scope};
 use crate::framework::timeouts::{self, Operation, TimeoutDefaults};
 use crate::framework::{
     ApplyRequest, ApplyResult, Attribute, AttributePath, Block, CallContext, Diagnostic,
-    Diagnostics, Resource, Schema, Type, Value,
+    Diagnostics, PlanChange, Resource, Schema, Type, Value,
 };
 
 use super::errors::arm_error_diagnostic;
+use super::existence::check_remediable;
 use super::provider::Configured;
 use super::validators::policy_object_name;
 
@@ -320,6 +321,30 @@ impl Resource for RemediationResource {
                 );
             }
         }
+    }
+
+    async fn modify_plan(&self, ctx: &CallContext, change: &mut PlanChange<'_>) {
+        let config = change.config;
+        let assignment = config.get("policy_assignment_id");
+        let reference = config.get("policy_definition_reference_id");
+        let same = !change.prior.is_null()
+            && change.prior.get("policy_assignment_id") == assignment
+            && change.prior.get("policy_definition_reference_id") == reference;
+        let (Some(assignment_id), false, false) =
+            (assignment.as_str(), reference.is_unknown(), same)
+        else {
+            return;
+        };
+        let Ok(configured) = ctx.provider::<Configured>() else {
+            return;
+        };
+        check_remediable(
+            &configured.client,
+            assignment_id,
+            reference.as_str(),
+            &mut change.diags,
+        )
+        .await;
     }
 
     async fn create(&self, ctx: &CallContext, req: ApplyRequest<'_>) -> ApplyResult {
