@@ -749,3 +749,60 @@ resource "akspolicy_assignment" "later" {{
         ],
     );
 }
+
+#[test]
+fn a_conditional_that_became_a_map_of_strings_is_explained() {
+    let emulator = Emulator::start();
+    let sub = format!("/subscriptions/{}", emulator.subscription_id());
+    let ws = Workspace::new(&emulator);
+    let definition = r#"
+provider "akspolicy" {}
+
+resource "akspolicy_definition" "replicas" {
+  name = "max-replicas"
+  mode = "Indexed"
+  parameters = jsonencode({
+    effect = { type = "String", allowedValues = ["audit", "deny"], defaultValue = "audit" }
+    max    = { type = "Integer", defaultValue = 3 }
+  })
+  policy_rule = jsonencode({
+    if   = { field = "type", equals = "Microsoft.ContainerService/managedClusters" }
+    then = { effect = "[parameters('effect')]" }
+  })
+}
+"#;
+    ws.write_config(definition);
+    ws.apply().assert_ok("apply definition");
+    ws.write_config(&format!(
+        r#"{definition}
+variable "strict" {{
+  type    = bool
+  default = true
+}}
+
+resource "akspolicy_assignment" "replicas" {{
+  name                 = "max-replicas"
+  scope                = "{sub}"
+  policy_definition_id = akspolicy_definition.replicas.id
+  parameters           = var.strict ? {{ effect = "audit", max = 5 }} : {{ effect = "audit" }}
+}}
+"#
+    ));
+    let plan = ws.plan();
+    assert_plan(
+        &plan,
+        1,
+        &[
+            "Wrong type for policy parameter",
+            "Terraform passed the string \"5\"",
+            "map of strings",
+            "two results of a conditional",
+            "max = null",
+        ],
+    );
+    assert!(
+        !plan.combined().contains("Write it as a whole number"),
+        "{}",
+        plan.combined()
+    );
+}

@@ -213,6 +213,9 @@ resource "akspolicy_remediation" "{a}" {{
         "members under this assignment have the effects",
         "acts only on DeployIfNotExists or Modify policies",
     ] {
-        assert!(flat.contains(needle), "plan output lacks {needle:?}:\n{out}");
+        assert!(
+            flat.contains(needle),
+            "plan output lacks {needle:?}:\n{out}"
+        );
     }
 }
