@@ -187,14 +187,14 @@ fn schema() -> Schema {
                 Attribute::string("scope")
                     .required()
                     .requires_replace()
-                    .description("Where to assign: `/providers/Microsoft.Management/managementGroups/<mg>`, `/subscriptions/<sub>`, `/subscriptions/<sub>/resourceGroups/<rg>` or a resource ID such as an AKS cluster's.")
+                    .description("Where to assign: `/providers/Microsoft.Management/managementGroups/<mg>`, `/subscriptions/<sub>`, `/subscriptions/<sub>/resourceGroups/<rg>` or a resource ID such as an AKS cluster's. A management group, subscription or resource group that does not exist fails the plan (when the scope is known at plan).")
                     .validate_with(arm_scope),
             )
             .attribute(
                 Attribute::string("policy_definition_id")
                     .required()
                     .requires_replace()
-                    .description("The ID of the policy definition or initiative (policy set definition) to assign, built-in or custom.")
+                    .description("The ID of the policy definition or initiative (policy set definition) to assign, built-in or custom. Checked at plan: a built-in Azure does not have, or an initiative's ID under `policyDefinitions/` (and the reverse), fails the plan; a custom definition that does not exist yet gets a warning (refer to its resource's `id` when this configuration creates it).")
                     .validate_with(definition_id),
             )
             .attribute(

@@ -41,7 +41,9 @@ fn schema() -> Schema {
                 "Starts a remediation task for a DeployIfNotExists or Modify policy assignment, \
                  e.g. to turn on the Azure Policy add-on of every AKS cluster in scope. With \
                  `wait_for_completion` apply waits until the task ends and fails with Azure's \
-                 status message if it fails. Destroy cancels a running task.",
+                 status message if it fails. Destroy cancels a running task. The plan fails \
+                 when the assignment (or the member `policy_definition_reference_id` names) has \
+                 no DeployIfNotExists or Modify effect under its parameter values.",
             )
             .attribute(Attribute::string("id").computed().use_state_for_unknown().description("The remediation's ID."))
             .attribute(
