@@ -182,20 +182,31 @@ resource "akspolicy_assignment" "initiative" {{
     ws.write_config(&assignments);
     ws.apply().assert_ok("apply assignments");
 
-    let remediations: String = ["audit", "disabled", "initiative"]
-        .iter()
-        .map(|a| {
-            format!(
-                r#"
-resource "akspolicy_remediation" "{a}" {{
-  name                 = "fix-{a}"
+    let remediations: String = [
+        ("audit", "audit", ""),
+        ("disabled", "disabled", ""),
+        ("member", "initiative", "BlockHostNamespace"),
+        ("no_member", "initiative", ""),
+    ]
+    .iter()
+    .map(|(r, a, member)| {
+        let member = if member.is_empty() {
+            String::new()
+        } else {
+            format!("policy_definition_reference_id = {member:?}")
+        };
+        format!(
+            r#"
+resource "akspolicy_remediation" "{r}" {{
+  name                 = "fix-{r}"
   scope                = akspolicy_assignment.{a}.scope
   policy_assignment_id = akspolicy_assignment.{a}.id
+  {member}
 }}
 "#
-            )
-        })
-        .collect();
+        )
+    })
+    .collect();
     ws.write_config(&format!("{assignments}\n{remediations}"));
     let plan = ws.plan();
     let out = plan.combined();
@@ -210,8 +221,11 @@ resource "akspolicy_remediation" "{a}" {{
     for needle in [
         "with akspolicy_remediation.audit",
         "is Disabled. Assign a definition",
-        "members under this assignment have the effects",
+        "whose member under this assignment has the effect Audit",
         "acts only on DeployIfNotExists or Modify policies",
+        "Error: Remediating an initiative needs a member",
+        "with akspolicy_remediation.no_member",
+        "ContainerNoPrivilege, BlockHostNamespace, HostNetworkPorts",
     ] {
         assert!(
             flat.contains(needle),

@@ -265,6 +265,26 @@ pub async fn check_remediable(
             values: supplied,
         }]
     };
+    if is_set && reference_id.is_none() {
+        let known: Vec<String> = members
+            .iter()
+            .filter_map(|m| m.reference_id.clone())
+            .collect();
+        diags.push(
+            Diagnostic::error(
+                "Remediating an initiative needs a member",
+                format!(
+                    "{assignment_id:?} assigns the initiative {definition_id:?}, and Azure \
+                     remediates one member of an initiative per task: set \
+                     `policy_definition_reference_id` to one of {} (a member with a \
+                     DeployIfNotExists or Modify effect), one remediation per member.",
+                    known.join(", ")
+                ),
+            )
+            .at(AttributePath::attr("policy_definition_reference_id")),
+        );
+        return;
+    }
     if let (true, Some(wanted)) = (is_set, reference_id) {
         let known: Vec<String> = members
             .iter()
@@ -311,11 +331,16 @@ pub async fn check_remediable(
     seen.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
     let what = if is_set {
         format!(
-            "the initiative {definition_id:?}, whose {} under this assignment have the effects {}",
+            "the initiative {definition_id:?}, whose {} under this assignment {} {}",
             if members.len() == 1 {
                 "member".to_string()
             } else {
                 format!("{} members", members.len())
+            },
+            if seen.len() == 1 {
+                "has the effect"
+            } else {
+                "have the effects"
             },
             seen.join(", ")
         )
