@@ -709,6 +709,20 @@ resource "akspolicy_assignment" "missing_rg" {{
   scope                = "{sub}/resourceGroups/no-such-rg"
   policy_definition_id = "{PRIVILEGED}"
 }}
+
+resource "akspolicy_definition" "missing_mg" {{
+  name        = "in-missing-group"
+  scope       = "/providers/Microsoft.Management/managementGroups/no-such-definition-group"
+  mode        = "All"
+  policy_rule = jsonencode({{ if = {{ field = "type", equals = "x" }}, then = {{ effect = "audit" }} }})
+}}
+
+resource "akspolicy_exemption" "missing_rg" {{
+  name                 = "missing-rg"
+  scope                = "{sub}/resourceGroups/no-such-exempt-rg"
+  policy_assignment_id = "{sub}/{ASSIGNMENTS}/elsewhere"
+  exemption_category   = "Waiver"
+}}
 "#
     ));
     assert_plan(
@@ -723,6 +737,10 @@ resource "akspolicy_assignment" "missing_rg" {{
             "no-such-group",
             "The resource group does not exist",
             "no-such-rg",
+            "with akspolicy_exemption.missing_rg",
+            "with akspolicy_definition.missing_mg",
+            "no-such-definition-group",
+            "no-such-exempt-rg",
         ],
     );
 

@@ -16,7 +16,7 @@ use crate::framework::{
     Diagnostics, NestedBlock, PlanChange, Resource, Schema, Type, Value,
 };
 
-use super::existence::{check_scope_exists, missing_definition};
+use super::existence::{check_planned_scope, missing_definition};
 use super::parameters::{
     check_against, declared_parameters, definition_kind, from_arm, parameters_state,
     plain_parameters, to_arm, LookupError,
@@ -745,19 +745,7 @@ impl Resource for AssignmentResource {
     async fn modify_plan(&self, ctx: &CallContext, change: &mut PlanChange<'_>) {
         keep_identity_ids(change);
         ignore_case_only_replacements(change, &["scope", "name", "policy_definition_id"]);
-        let scope = change.config.get("scope");
-        let new_scope = change.prior.is_null() || change.prior.get("scope") != scope;
-        if let (true, Some(scope), Ok(configured)) =
-            (new_scope, scope.as_str(), ctx.provider::<Configured>())
-        {
-            check_scope_exists(
-                &configured.client,
-                scope,
-                &AttributePath::attr("scope"),
-                &mut change.diags,
-            )
-            .await;
-        }
+        check_planned_scope(ctx, change).await;
         let unchanged = !change.prior.is_null()
             && change.prior.get("parameters") == change.config.get("parameters")
             && change.prior.get("policy_definition_id")

@@ -18,6 +18,7 @@ use crate::policy::references::{policy_rule_parameter_references, undeclared};
 use crate::policy::{ParameterDefinition, PolicyDefinition, PolicyDefinitionProperties};
 
 use super::definition_api::{identifying_attributes, DefinitionCollection};
+use super::existence::check_planned_scope;
 use super::json::{canonical_json, json_attribute};
 use super::provider::Configured;
 use super::reconcile::timeouts_only_update;
@@ -427,6 +428,8 @@ impl Resource for DefinitionResource {
 
     async fn modify_plan(&self, ctx: &CallContext, change: &mut PlanChange<'_>) {
         plan_default_scope(ctx, change);
+        // Only a written scope: the default is the provider's own subscription.
+        check_planned_scope(ctx, change).await;
         if change.prior.is_null() || !change.config.get("parameters").is_wholly_known() {
             return;
         }

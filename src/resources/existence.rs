@@ -12,7 +12,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::arm::{retry_while, ArmClient, ArmError, ConsistencyOptions, ResourceId, Scope};
-use crate::framework::{AttributePath, Diagnostic, Diagnostics};
+use crate::framework::{AttributePath, CallContext, Diagnostic, Diagnostics, PlanChange};
 
 use serde_json::Value as Json;
 
@@ -20,6 +20,7 @@ use crate::policy::effects::{definition_effect, is_remediable, member_values, Me
 
 use super::lookup::builtin_listing;
 use super::parameters::{definition_kind, DefinitionKind, DEFINITIONS_API_VERSION};
+use super::provider::Configured;
 
 const BUILTIN_DEFINITIONS: &str = "/providers/Microsoft.Authorization/policyDefinitions";
 
@@ -113,6 +114,27 @@ pub async fn check_scope_exists(
         // Without read access the scope cannot be checked; Azure decides at apply.
         Err(e) => log::debug!("could not read scope {scope} to check it exists: {e}"),
     }
+}
+
+/// [`check_scope_exists`] for a resource's `scope` attribute when the plan creates the
+/// resource or moves it (an unchanged scope was checked when it was planned).
+pub async fn check_planned_scope(ctx: &CallContext, change: &mut PlanChange<'_>) {
+    let scope = change.config.get("scope");
+    let moved = change.prior.is_null() || change.prior.get("scope") != scope;
+    let (true, Some(scope)) = (moved, scope.as_str()) else {
+        return;
+    };
+    // Validation runs without a client too (terraform validate); then Azure checks at apply.
+    let Ok(configured) = ctx.provider::<Configured>() else {
+        return;
+    };
+    check_scope_exists(
+        &configured.client,
+        scope,
+        &AttributePath::attr("scope"),
+        &mut change.diags,
+    )
+    .await;
 }
 
 /// What a definition id that Azure does not have (now) means for the plan.

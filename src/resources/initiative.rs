@@ -24,6 +24,7 @@ use super::definition::{
     validate_json_object, validate_version, API_VERSION,
 };
 use super::definition_api::{identifying_attributes, DefinitionCollection};
+use super::existence::check_planned_scope;
 use super::json::json_attribute;
 use super::provider::Configured;
 use super::reconcile::timeouts_only_update;
@@ -503,6 +504,8 @@ impl Resource for InitiativeResource {
 
     async fn modify_plan(&self, ctx: &CallContext, change: &mut PlanChange<'_>) {
         plan_default_scope(ctx, change);
+        // Only a written scope: the default is the provider's own subscription.
+        check_planned_scope(ctx, change).await;
         if !change.config.get("policy_definition").is_wholly_known() {
             return;
         }

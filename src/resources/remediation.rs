@@ -16,7 +16,7 @@ use crate::framework::{
 };
 
 use super::errors::arm_error_diagnostic;
-use super::existence::check_remediable;
+use super::existence::{check_planned_scope, check_remediable};
 use super::provider::Configured;
 use super::validators::policy_object_name;
 
@@ -326,6 +326,7 @@ impl Resource for RemediationResource {
     }
 
     async fn modify_plan(&self, ctx: &CallContext, change: &mut PlanChange<'_>) {
+        check_planned_scope(ctx, change).await;
         let config = change.config;
         let assignment = config.get("policy_assignment_id");
         let reference = config.get("policy_definition_reference_id");
