@@ -1,21 +1,22 @@
-//! Plan-time checks that an object a resource refers to can exist when the apply reaches it.
+//! Plan-time checks that what a resource refers to exists, and can do what the resource needs,
+//! when the apply reaches it.
 //!
 //! A value known at plan was written by the user (or read from an existing object), not
 //! computed by another resource of the same apply, so when Azure does not have it now the
 //! apply would fail half-way: that fails the plan. The exceptions say so: a custom definition
-//! id may be written literally while the same configuration creates it (ordered by
-//! `depends_on`), which gets a warning instead, and a caller without read access cannot tell.
+//! or an assignment id may be written literally while the same configuration creates it
+//! (ordered by `depends_on`), which gets a warning instead, and a caller without read access
+//! cannot tell. A remediation of an assignment without a DeployIfNotExists or Modify effect in
+//! reach would start a task that can do nothing (or that Azure refuses): that fails too.
 
 use std::collections::HashSet;
 use std::sync::{Mutex, OnceLock};
-
 use std::time::Duration;
-
-use crate::arm::{retry_while, ArmClient, ArmError, ConsistencyOptions, ResourceId, Scope};
-use crate::framework::{AttributePath, CallContext, Diagnostic, Diagnostics, PlanChange};
 
 use serde_json::Value as Json;
 
+use crate::arm::{retry_while, ArmClient, ArmError, ConsistencyOptions, ResourceId, Scope};
+use crate::framework::{AttributePath, CallContext, Diagnostic, Diagnostics, PlanChange};
 use crate::policy::effects::{definition_effect, is_remediable, member_values, MemberValues};
 
 use super::lookup::builtin_listing;
@@ -39,9 +40,8 @@ fn seen() -> &'static Mutex<HashSet<String>> {
 }
 
 /// Errors when `scope` (known at plan) is a management group, subscription or resource group
-/// that Azure does not have. Scopes below a resource are left to Azure: the resource may be
-/// made by another provider in the same apply only if its id is unknown, but its type's read
-/// API is not ours to know.
+/// that Azure does not have. A resource scope (e.g. a cluster) is left to Azure: reading it
+/// would need that resource type's own API version.
 pub async fn check_scope_exists(
     client: &ArmClient,
     scope: &str,
