@@ -89,7 +89,7 @@ fn schema() -> Schema {
             .attribute(
                 Attribute::new("identity", Type::list(identity_type()))
                     .computed()
-                    .description("The managed identity AKS created for the add-on (`client_id`, `object_id`, `resource_id`), e.g. to grant it roles."),
+                    .description("The managed identity AKS created for the add-on (`client_id`, `object_id`, `resource_id`), e.g. to grant it roles. Empty while the add-on is off (also when it was switched off outside Terraform), so read it as `try(akspolicy_cluster_addon.x.identity[0].object_id, null)`: a bare `identity[0]` in an output fails `terraform plan -refresh-only` then."),
             )
             .block(timeouts::block(TIMEOUTS)),
     )

@@ -33,6 +33,7 @@ use super::definition::{
     DEFINITIONS_SEGMENT,
 };
 use super::definition_api::{identifying_attributes, DefinitionCollection};
+use super::existence::check_planned_scope;
 use super::json::canonical_json;
 use super::reconcile::timeouts_only_update;
 use super::waits::POLICY_TIMEOUTS;
@@ -1100,6 +1101,8 @@ impl Resource for KubernetesDefinitionResource {
 
     async fn modify_plan(&self, ctx: &CallContext, change: &mut PlanChange<'_>) {
         plan_default_scope(ctx, change);
+        // Only a written scope: the default is the provider's own subscription.
+        check_planned_scope(ctx, change).await;
         if !change.config.is_wholly_known() {
             return;
         }
