@@ -40,6 +40,34 @@ pub fn terraform_binary() -> PathBuf {
     PathBuf::from("terraform")
 }
 
+/// The newest Terraform on the machine, when it is newer than the one the suite runs by
+/// default ([`terraform_binary`]): $AKSPOLICY_TERRAFORM_LATEST, else /usr/local/bin/terraform.
+/// `None` when nothing newer is installed; tests of features older versions lack (import
+/// blocks need 1.5) then say that they are skipped.
+pub fn latest_terraform() -> Option<PathBuf> {
+    let candidate = std::env::var_os("AKSPOLICY_TERRAFORM_LATEST")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/local/bin/terraform"));
+    let newest = terraform_version(&candidate)?;
+    let default = terraform_version(&terraform_binary()).unwrap_or_default();
+    (newest > default).then_some(candidate)
+}
+
+/// `terraform version` of a binary as (major, minor, patch); `None` if it does not run.
+pub fn terraform_version(binary: &Path) -> Option<(u64, u64, u64)> {
+    let out = Command::new(binary)
+        .args(["version", "-json"])
+        .env("CHECKPOINT_DISABLE", "1")
+        .output()
+        .ok()?;
+    let v: Json = serde_json::from_slice(&out.stdout).ok()?;
+    let mut parts = v["terraform_version"]
+        .as_str()?
+        .split(['.', '-'])
+        .map(|p| p.parse::<u64>().ok());
+    Some((parts.next()??, parts.next()??, parts.next()??))
+}
+
 pub fn provider_binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_terraform-provider-akspolicy"))
 }
@@ -270,6 +298,8 @@ pub struct Workspace {
     pub dir: tempfile::TempDir,
     cli_config: PathBuf,
     env: BTreeMap<String, String>,
+    /// Overrides [`terraform_binary`] for this workspace (see [`Workspace::use_terraform`]).
+    terraform: Option<PathBuf>,
 }
 
 impl Workspace {
@@ -296,11 +326,17 @@ impl Workspace {
             dir,
             cli_config,
             env,
+            terraform: None,
         }
     }
 
     pub fn path(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// Runs this workspace's commands with `binary` (e.g. [`latest_terraform`]).
+    pub fn use_terraform(&mut self, binary: PathBuf) {
+        self.terraform = Some(binary);
     }
 
     pub fn set_env(&mut self, key: &str, value: &str) {
@@ -323,7 +359,7 @@ impl Workspace {
     /// The `terraform` command `terraform()` runs, prepared but not started (for callers that
     /// spawn it: signals, timeouts, sampling the provider's memory).
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(terraform_binary());
+        let mut cmd = Command::new(self.terraform.clone().unwrap_or_else(terraform_binary));
         cmd.args(args)
             .current_dir(self.dir.path())
             .stdin(Stdio::null())

@@ -25,6 +25,7 @@ use super::exemption::ExemptionResource;
 use super::initiative::InitiativeResource;
 use super::kubernetes_definition::KubernetesDefinitionResource;
 use super::remediation::RemediationResource;
+use super::usage::PlanLedger;
 
 /// The provider's type name; every resource and data source name starts with `akspolicy_`.
 pub const TYPE_NAME: &str = "akspolicy";
@@ -32,6 +33,8 @@ pub const TYPE_NAME: &str = "akspolicy";
 /// What Configure hands every resource: one ARM client per provider instance.
 pub struct Configured {
     pub client: ArmClient,
+    /// What this process's plans remove, for checks between resources (see `usage`).
+    pub plan_ledger: PlanLedger,
 }
 
 impl Configured {
@@ -328,7 +331,10 @@ impl Provider for AksPolicyProvider {
             ..ClientOptions::default()
         };
         match ArmClient::with_options(settings, options).await {
-            Ok(client) => Ok(Arc::new(Configured { client })),
+            Ok(client) => Ok(Arc::new(Configured {
+                client,
+                plan_ledger: PlanLedger::default(),
+            })),
             Err(e) => Err(arm_error_diagnostic("Invalid provider configuration", &e).into()),
         }
     }
