@@ -150,13 +150,15 @@ fn schema() -> Schema {
             )
             .attribute(
                 Attribute::string("policy_rule")
+                    .optional()
                     .computed()
-                    .description("The policy rule as sent to Azure (canonical JSON), except that the embedded template's base64 `content` is replaced by a placeholder: the template itself is `rendered_template`."),
+                    .description("The policy rule as Azure holds it (canonical JSON), except that the embedded template's base64 `content` is replaced by a placeholder: the template itself is `rendered_template`. Generated from `match` and the template when not set; set it (as `terraform plan -generate-config-out` does after an import) to keep a rule written elsewhere exactly as it is. It must then agree with `match`."),
             )
             .attribute(
                 Attribute::string("parameters")
+                    .optional()
                     .computed()
-                    .description("The generated parameter declarations (canonical JSON)."),
+                    .description("The parameter declarations as Azure holds them (canonical JSON). Generated from the template, `effects` and `default_effect` when not set; set it (as `terraform plan -generate-config-out` does after an import) to keep declarations written elsewhere, such as other `excludedNamespaces` defaults, exactly as they are. Its `effect` must then agree with `effects` and `default_effect`."),
             )
             .attribute(
                 Attribute::string("rendered_template")
@@ -860,15 +862,117 @@ fn state_from(prior: &Value, definition: &PolicyDefinition, scope: &str) -> Valu
     state
 }
 
+/// The body's properties: the ones generated from `spec`, with the `parameters` and
+/// `policy_rule` that `config` (or a plan) spells out itself taking their place. A held rule
+/// keeps the generated `templateInfo`, since the template attributes decide the template.
+/// Held JSON that contradicts `match`, `effects` or `default_effect` is refused, because Azure
+/// could then hold something other than what those attributes say.
+fn properties_as_held(
+    config: &Value,
+    spec: &KubernetesDefinitionSpec,
+) -> Result<PolicyDefinitionProperties, Diagnostics> {
+    let mut properties = spec
+        .properties()
+        .map_err(|e| Diagnostics::from(build_error_diag(&e)))?;
+    let generated = decode(&properties);
+    let mut diags = Diagnostics::new();
+    let held = |name: &str, diags: &mut Diagnostics| -> Option<Json> {
+        let text = config.get(name).as_str()?;
+        match serde_json::from_str::<Json>(text) {
+            Ok(j @ Json::Object(_)) => Some(j),
+            _ => {
+                diags.error_at(
+                    AttributePath::attr(name),
+                    format!("Invalid {name}"),
+                    format!("{name} must be a JSON object (use jsonencode), or be left out to have it generated."),
+                );
+                None
+            }
+        }
+    };
+    if let Some(params) = held("parameters", &mut diags) {
+        match serde_json::from_value(params) {
+            Ok(p) => properties.parameters = Some(p),
+            Err(e) => diags.error_at(
+                AttributePath::attr("parameters"),
+                "Invalid parameters",
+                format!("parameters must map each name to a declaration with a `type`: {e}"),
+            ),
+        }
+    }
+    if let Some(mut rule) = held("policy_rule", &mut diags) {
+        let template_info = properties
+            .policy_rule
+            .as_ref()
+            .and_then(|r| r.pointer("/then/details/templateInfo"))
+            .cloned();
+        let exposed = exposed_rule(&rule);
+        let generated_exposed = properties.policy_rule.as_ref().map(exposed_rule);
+        let info_path = "/then/details/templateInfo";
+        if exposed.pointer(info_path)
+            != generated_exposed
+                .as_ref()
+                .and_then(|r| r.pointer(info_path))
+        {
+            diags.error_at(
+                AttributePath::attr("policy_rule"),
+                "policy_rule does not match the template",
+                format!(
+                    "then.details.templateInfo must be {} (the template comes from `template`, `constraint_template` or `template_url`).",
+                    generated_exposed
+                        .as_ref()
+                        .and_then(|r| r.pointer(info_path))
+                        .map(canonical_json)
+                        .unwrap_or_else(|| "absent".into())
+                ),
+            );
+        } else if let (Some(info), Some(slot)) = (template_info, rule.pointer_mut(info_path)) {
+            *slot = info;
+        }
+        properties.policy_rule = Some(rule);
+    }
+    if diags.has_errors() {
+        return Err(diags);
+    }
+    let held = decode(&properties);
+    if !(same_strings(&held.api_groups, &generated.api_groups)
+        && same_strings(&held.kinds, &generated.kinds))
+    {
+        diags.error_at(
+            AttributePath::attr("match"),
+            "match does not agree with policy_rule",
+            format!(
+                "policy_rule selects api groups {:?} and kinds {:?}; match says {:?} and {:?}. Change both together.",
+                held.api_groups, held.kinds, generated.api_groups, generated.kinds
+            ),
+        );
+    }
+    if held.effects != generated.effects || held.default_effect != generated.default_effect {
+        diags.error_at(
+            AttributePath::attr("effects"),
+            "effects do not agree with parameters",
+            format!(
+                "parameters declares effect values {:?} with default {:?}; effects and default_effect say {:?} and {:?}. Change both together.",
+                held.effects, held.default_effect, generated.effects, generated.default_effect
+            ),
+        );
+    }
+    if diags.has_errors() {
+        Err(diags)
+    } else {
+        Ok(properties)
+    }
+}
+
 async fn put(ctx: &CallContext, req: &ApplyRequest<'_>) -> ApplyResult {
     let mut diags = Diagnostics::new();
     let Some((spec, _)) = spec_from(req.planned, &mut diags) else {
         return ApplyResult::failed(diags);
     };
-    let properties: PolicyDefinitionProperties = match spec.properties() {
+    let properties = match properties_as_held(req.planned, &spec) {
         Ok(p) => p,
-        Err(e) => {
-            diags.push(build_error_diag(&e));
+        Err(d) => {
+            diags.extend(d);
             return ApplyResult::failed(diags);
         }
     };
@@ -940,21 +1044,33 @@ impl Resource for KubernetesDefinitionResource {
         let Some((spec, resolved)) = spec_from(change.config, &mut scratch) else {
             return;
         };
-        let (Ok(new_params), Ok(rule)) = (spec.parameters(), spec.policy_rule()) else {
+        let properties = match properties_as_held(change.config, &spec) {
+            Ok(p) => p,
+            Err(d) => {
+                // Only the held JSON can fail here: spec_from already built the spec.
+                change.diags.extend(d);
+                return;
+            }
+        };
+        let (Some(new_params), Some(rule)) = (properties.parameters, properties.policy_rule) else {
             return;
         };
         // Everything Azure will hold is known now: plan it, so diffs show only real changes
-        // instead of "(known after apply)" blobs.
-        if let Ok(params_json) = serde_json::to_value(&new_params) {
+        // instead of "(known after apply)" blobs. Held JSON is planned as written.
+        if change.config.get("parameters").is_null() {
+            if let Ok(params_json) = serde_json::to_value(&new_params) {
+                change.planned.set(
+                    "parameters",
+                    keep_json(change.prior.get("parameters"), Some(&params_json)),
+                );
+            }
+        }
+        if change.config.get("policy_rule").is_null() {
             change.planned.set(
-                "parameters",
-                keep_json(change.prior.get("parameters"), Some(&params_json)),
+                "policy_rule",
+                keep_json(change.prior.get("policy_rule"), Some(&exposed_rule(&rule))),
             );
         }
-        change.planned.set(
-            "policy_rule",
-            keep_json(change.prior.get("policy_rule"), Some(&exposed_rule(&rule))),
-        );
         change.planned.set(
             "rendered_template",
             match &resolved.source {
