@@ -6,7 +6,7 @@ use base64::Engine;
 use serde_json::{json, Value as Json};
 
 use crate::cluster_addon::{create_cluster, wait_idle};
-use crate::harness::{latest_terraform, terraform_version, Emulator, Workspace};
+use crate::harness::{latest_terraform, shared_specs, terraform_version, Emulator, Workspace};
 
 const POLICY_API: &str = "api-version=2025-03-01";
 const EXEMPTION_API: &str = "api-version=2024-12-01-preview";
@@ -56,7 +56,7 @@ fn get(emulator: &Emulator, path: &str, api: &str) -> Json {
 }
 
 /// Every object, made through ARM as the portal or another tool would; (address, ID) pairs.
-fn seed(emulator: &Emulator) -> Vec<(&'static str, String)> {
+fn seed(emulator: &Emulator) -> Vec<(String, String)> {
     let s = format!("/subscriptions/{}", emulator.subscription_id());
     let cluster = create_cluster(emulator, "aks-rg", "imported");
     let rg = format!("{s}/resourceGroups/aks-rg");
@@ -194,16 +194,80 @@ fn seed(emulator: &Emulator) -> Vec<(&'static str, String)> {
     put(emulator, &cluster, AKS_API, with_addon);
     wait_idle(emulator, &cluster);
 
-    vec![
-        ("akspolicy_definition.portal", definition),
-        ("akspolicy_kubernetes_definition.owner", kubernetes),
-        ("akspolicy_initiative.portal", initiative),
-        ("akspolicy_assignment.owner", assignment),
-        ("akspolicy_exemption.waiver", exemption),
-        ("akspolicy_assignment.addon", dine),
-        ("akspolicy_remediation.addon", remediation),
-        ("akspolicy_cluster_addon.imported", cluster),
-    ]
+    let mut objects = vec![
+        ("akspolicy_definition.portal".to_string(), definition),
+        (
+            "akspolicy_kubernetes_definition.owner".to_string(),
+            kubernetes,
+        ),
+        ("akspolicy_initiative.portal".to_string(), initiative),
+        ("akspolicy_assignment.owner".to_string(), assignment),
+        ("akspolicy_exemption.waiver".to_string(), exemption),
+        ("akspolicy_assignment.addon".to_string(), dine),
+        ("akspolicy_remediation.addon".to_string(), remediation),
+        ("akspolicy_cluster_addon.imported".to_string(), cluster),
+    ];
+    objects.extend(builtin_kubernetes_copies(emulator, &definitions));
+    objects
+}
+
+/// Every Kubernetes (data mode) built-in of ../shared/specs, copied as a custom definition:
+/// parameter schemas, template URLs in both the current and the older constraint form.
+fn builtin_kubernetes_copies(emulator: &Emulator, definitions: &str) -> Vec<(String, String)> {
+    let Some(specs) = shared_specs() else {
+        eprintln!("built-in copies skipped: ../shared/specs is not there");
+        return Vec::new();
+    };
+    let dir = specs.join("azure-policy/built-in-policies/policyDefinitions/Kubernetes");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.sort();
+    let mut out = Vec::new();
+    for (i, file) in files.iter().enumerate() {
+        let Ok(text) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        let Ok(builtin) = serde_json::from_str::<Json>(&text) else {
+            continue;
+        };
+        let p = &builtin["properties"];
+        if p["mode"] != "Microsoft.Kubernetes.Data" {
+            continue;
+        }
+        let mut properties = serde_json::Map::new();
+        for key in [
+            "displayName",
+            "description",
+            "mode",
+            "metadata",
+            "parameters",
+            "policyRule",
+            "version",
+        ] {
+            if !p[key].is_null() {
+                properties.insert(key.into(), p[key].clone());
+            }
+        }
+        let id = format!("{definitions}/builtin-copy-{i}");
+        let (status, answer) = emulator.arm(
+            "PUT",
+            &format!("{id}?{POLICY_API}"),
+            Some(&json!({ "properties": properties })),
+        );
+        if status != 201 {
+            // e.g. a `-preview` version, which Azure takes only for built-ins.
+            eprintln!("{} not copied: {status} {answer}", file.display());
+            continue;
+        }
+        out.push((format!("akspolicy_kubernetes_definition.builtin_{i}"), id));
+    }
+    assert!(
+        out.len() >= 10,
+        "expected the Kubernetes built-ins of {}",
+        dir.display()
+    );
+    out
 }
 
 #[test]
@@ -297,17 +361,25 @@ fn import_blocks_with_generated_config_plan_clean_for_every_resource_type() {
 
     // A held rule decides the kinds, so `match` cannot silently say otherwise.
     let generated = std::fs::read_to_string(ws.path().join("generated.tf")).expect("generated.tf");
+    let at = generated
+        .find("resource \"akspolicy_kubernetes_definition\" \"owner\"")
+        .expect("owner block");
+    let end = generated[at + 1..]
+        .find("\nresource ")
+        .map_or(generated.len(), |e| at + 1 + e);
+    let block = &generated[at..end];
     assert_eq!(
-        generated.matches("kinds      = [\"Pod\"]").count(),
+        block.matches("kinds      = [\"Pod\"]").count(),
         1,
-        "{generated}"
+        "{block}"
+    );
+    let edited = block.replace(
+        "kinds      = [\"Pod\"]",
+        "kinds      = [\"Pod\", \"Service\"]",
     );
     std::fs::write(
         ws.path().join("generated.tf"),
-        generated.replace(
-            "kinds      = [\"Pod\"]",
-            "kinds      = [\"Pod\", \"Service\"]",
-        ),
+        format!("{}{edited}{}", &generated[..at], &generated[end..]),
     )
     .expect("edit generated.tf");
     let plan = ws.plan();

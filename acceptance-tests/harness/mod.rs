@@ -40,17 +40,21 @@ pub fn terraform_binary() -> PathBuf {
     PathBuf::from("terraform")
 }
 
-/// The newest Terraform on the machine, when it is newer than the one the suite runs by
-/// default ([`terraform_binary`]): $AKSPOLICY_TERRAFORM_LATEST, else /usr/local/bin/terraform.
-/// `None` when nothing newer is installed; tests of features older versions lack (import
-/// blocks need 1.5) then say that they are skipped.
+/// The newest Terraform on the machine, when it is newer than the project's pinned install:
+/// the newest of $AKSPOLICY_TERRAFORM_LATEST (else /usr/local/bin/terraform) and the binary
+/// the suite runs by default ([`terraform_binary`]). `None` when nothing newer is installed;
+/// tests of features older versions lack (import blocks need 1.5) then say they are skipped.
 pub fn latest_terraform() -> Option<PathBuf> {
     let candidate = std::env::var_os("AKSPOLICY_TERRAFORM_LATEST")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/usr/local/bin/terraform"));
-    let newest = terraform_version(&candidate)?;
-    let default = terraform_version(&terraform_binary()).unwrap_or_default();
-    (newest > default).then_some(candidate)
+    let pinned = terraform_version(&repo_root().join(".tools/bin/terraform")).unwrap_or_default();
+    [candidate, terraform_binary()]
+        .into_iter()
+        .filter_map(|b| terraform_version(&b).map(|v| (v, b)))
+        .max_by_key(|(v, _)| *v)
+        .filter(|(v, _)| *v > pinned)
+        .map(|(_, b)| b)
 }
 
 /// `terraform version` of a binary as (major, minor, patch); `None` if it does not run.

@@ -15,8 +15,8 @@ use crate::policy::constraint_template::{
     parse_yaml, parse_yaml_documents, ConstraintTemplate, TemplateError, TemplateSpec,
 };
 use crate::policy::kubernetes_definition::{
-    decode, DefinitionBuildError, KindMatch, KubernetesDefinitionSpec, TemplateSource,
-    DEFAULT_EXCLUDED_NAMESPACES, STANDARD_PARAMETERS,
+    decode, DecodedKubernetesDefinition, DefinitionBuildError, KindMatch, KubernetesDefinitionSpec,
+    TemplateSource, DEFAULT_EXCLUDED_NAMESPACES, STANDARD_PARAMETERS,
 };
 use crate::policy::rego::{self, RegoError, RegoModule, Violation};
 use crate::policy::{PolicyDefinition, PolicyDefinitionProperties};
@@ -822,7 +822,10 @@ fn state_from(prior: &Value, definition: &PolicyDefinition, scope: &str) -> Valu
         same_strings(&prior_groups, &decoded.api_groups)
             && same_strings(&prior_kinds, &decoded.kinds)
     };
-    if !keep_match {
+    if decoded.kinds.is_empty() && decoded.api_groups.is_empty() {
+        // The older rule form names no kinds (its constraint URL does): nothing to say here.
+        state.set("match", Value::List(Vec::new()));
+    } else if !keep_match {
         state.set(
             "match",
             Value::List(vec![Value::object([
@@ -901,33 +904,18 @@ fn properties_as_held(
         }
     }
     if let Some(mut rule) = held("policy_rule", &mut diags) {
-        let template_info = properties
-            .policy_rule
-            .as_ref()
-            .and_then(|r| r.pointer("/then/details/templateInfo"))
-            .cloned();
-        let exposed = exposed_rule(&rule);
-        let generated_exposed = properties.policy_rule.as_ref().map(exposed_rule);
-        let info_path = "/then/details/templateInfo";
-        if exposed.pointer(info_path)
-            != generated_exposed
-                .as_ref()
-                .and_then(|r| r.pointer(info_path))
-        {
-            diags.error_at(
-                AttributePath::attr("policy_rule"),
-                "policy_rule does not match the template",
-                format!(
-                    "then.details.templateInfo must be {} (the template comes from `template`, `constraint_template` or `template_url`).",
-                    generated_exposed
-                        .as_ref()
-                        .and_then(|r| r.pointer(info_path))
-                        .map(canonical_json)
-                        .unwrap_or_else(|| "absent".into())
-                ),
-            );
-        } else if let (Some(info), Some(slot)) = (template_info, rule.pointer_mut(info_path)) {
-            *slot = info;
+        // State shows the embedded template as a placeholder; the template attributes fill it.
+        let content = "/then/details/templateInfo/content";
+        if rule.pointer(content).and_then(Json::as_str) == Some(TEMPLATE_CONTENT_PLACEHOLDER) {
+            if let (Some(slot), Some(generated)) = (
+                rule.pointer_mut(content),
+                properties
+                    .policy_rule
+                    .as_ref()
+                    .and_then(|r| r.pointer(content)),
+            ) {
+                *slot = generated.clone();
+            }
         }
         properties.policy_rule = Some(rule);
     }
@@ -935,8 +923,23 @@ fn properties_as_held(
         return Err(diags);
     }
     let held = decode(&properties);
-    if !(same_strings(&held.api_groups, &generated.api_groups)
-        && same_strings(&held.kinds, &generated.kinds))
+    if held.template_yaml != generated.template_yaml || held.template_url != generated.template_url
+    {
+        diags.error_at(
+            AttributePath::attr("policy_rule"),
+            "policy_rule does not match the template",
+            format!(
+                "policy_rule refers to {} but the configuration's template is {}. The template comes from `template`, `constraint_template` or `template_url`; in policy_rule write `then.details.templateInfo` as state shows it (`content` = {TEMPLATE_CONTENT_PLACEHOLDER:?} for an embedded template).",
+                describe_template(&held),
+                describe_template(&generated),
+            ),
+        );
+    }
+    // A rule in the older form (constraint URL, no kinds) leaves the kinds to the constraint.
+    let held_selects = !held.kinds.is_empty() || !held.api_groups.is_empty();
+    if held_selects
+        && !(same_strings(&held.api_groups, &generated.api_groups)
+            && same_strings(&held.kinds, &generated.kinds))
     {
         diags.error_at(
             AttributePath::attr("match"),
@@ -961,6 +964,14 @@ fn properties_as_held(
         Err(diags)
     } else {
         Ok(properties)
+    }
+}
+
+fn describe_template(d: &DecodedKubernetesDefinition) -> String {
+    match (&d.template_url, &d.template_yaml) {
+        (Some(url), _) => format!("the template at {url}"),
+        (None, Some(_)) => "an embedded template".to_string(),
+        (None, None) => "no template".to_string(),
     }
 }
 
