@@ -1093,7 +1093,9 @@ impl Resource for KubernetesDefinitionResource {
             return;
         }
         // Azure rejects updates that remove a parameter or change its type.
-        let path = if !change.config.get("template").elements().is_empty() {
+        let path = if change.config.get("parameters").is_set() {
+            AttributePath::attr("parameters")
+        } else if !change.config.get("template").elements().is_empty() {
             AttributePath::attr("template")
         } else {
             AttributePath::attr("constraint_template")

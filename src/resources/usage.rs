@@ -112,7 +112,9 @@ fn scope_of(id: &str) -> &str {
 
 /// Every assignment that assigns `definition_id` (a definition or an initiative) and, for a
 /// definition, every custom initiative that contains it, as far as the principal can see: the
-/// definition's scope and below (for a management group: also each visible subscription).
+/// definition's scope and below. A management group's list only holds what applies to the
+/// group itself, so each visible subscription is listed too; child management groups are not
+/// searched (that needs the management group descendants API).
 pub async fn users_of(
     client: &ArmClient,
     definition_id: &str,
