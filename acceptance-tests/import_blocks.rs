@@ -326,7 +326,8 @@ fn import_blocks_with_generated_config_plan_clean_for_every_resource_type() {
     let kubernetes = &objects[1].1;
     let edited = std::fs::read_to_string(ws.path().join("generated.tf"))
         .expect("generated.tf")
-        .replace("Pods need an owner label", "Pods need an owner label (v2)");
+        .replace("Pods need an owner label", "Pods need an owner label (v2)")
+        .replace("assigned by hand", "assigned by hand, kept by Terraform");
     std::fs::write(ws.path().join("generated.tf"), edited).expect("edit generated.tf");
     ws.apply().assert_ok("change the display name");
     ws.assert_empty_plan();
@@ -351,6 +352,16 @@ fn import_blocks_with_generated_config_plan_clean_for_every_resource_type() {
         json!(["Microsoft.ContainerService/managedClusters"]),
         "{after}"
     );
+    let assignment = get(&emulator, &objects[3].1, POLICY_API);
+    assert_eq!(
+        assignment["properties"]["description"],
+        "assigned by hand, kept by Terraform"
+    );
+    assert_eq!(
+        assignment["properties"]["metadata"]["assignedBy"], "Team B",
+        "an update keeps the metadata keys state does not show: {assignment}"
+    );
+    assert_eq!(assignment["properties"]["metadata"]["ticket"], 42);
     let content = after["properties"]["policyRule"]["then"]["details"]["templateInfo"]["content"]
         .as_str()
         .expect("embedded template");

@@ -24,7 +24,7 @@ use super::provider::Configured;
 use super::reconcile::{
     arm_scope, ignore_case_only_replacements, json_object_string, keep_equivalent, keep_id_list,
     keep_id_set, keep_str_ci, keep_text, metadata_state, metadata_to_arm, same_id,
-    timeouts_only_update,
+    timeouts_only_update, AZURE_MANAGED_METADATA_KEYS,
 };
 use super::scoped::{PropagationWait, ScopedBody, ScopedKind};
 use super::selectors::{
@@ -213,7 +213,7 @@ fn schema() -> Schema {
             .attribute(
                 Attribute::string("metadata")
                     .optional()
-                    .description("Metadata as a JSON object string (`jsonencode({...})`). Only the keys you set are compared; keys Azure writes itself (`assignedBy`, `createdBy`, `createdOn`, `updatedBy`, `updatedOn`) are ignored unless you set them.")
+                    .description("Metadata as a JSON object string (`jsonencode({...})`). Only the keys you set are compared; keys Azure writes itself (`assignedBy`, `createdBy`, `createdOn`, `updatedBy`, `updatedOn`) are ignored unless you set them, and updates keep the values Azure holds.")
                     .validate_with(json_object_string),
             )
             .attribute(
@@ -696,10 +696,22 @@ async fn write(ctx: &CallContext, req: &ApplyRequest<'_>, op: Operation) -> Appl
     if diags.has_errors() {
         return ApplyResult::failed(diags);
     }
-    let body = match body_from(req.planned) {
+    let mut body = match body_from(req.planned) {
         Ok(b) => b,
         Err(d) => return ApplyResult::failed(d),
     };
+    if op == Operation::Update
+        && deadline
+            .run(keep_hidden_metadata(client, req.planned, &mut body))
+            .await
+            .is_none()
+    {
+        diags.push(deadline.exceeded(
+            &format!("Timed out {} the policy assignment", op.doing()),
+            "reading the metadata Azure holds",
+        ));
+        return ApplyResult::failed(diags);
+    }
     KIND.write(
         client,
         req.planned,
@@ -710,6 +722,37 @@ async fn write(ctx: &CallContext, req: &ApplyRequest<'_>, op: Operation) -> Appl
         state_from,
     )
     .await
+}
+
+/// A write replaces the whole metadata object, and state hides the keys Azure or the portal
+/// write (`assignedBy`, `createdBy`, ...) unless the configuration sets them; so an update
+/// carries over the ones Azure holds now, or the first change after an import would drop them.
+async fn keep_hidden_metadata(client: &ArmClient, planned: &Value, body: &mut PolicyAssignment) {
+    let Some(id) = planned.get("id").as_str() else {
+        return;
+    };
+    // Without the current object there is nothing to carry over; the PUT reports real errors.
+    let Ok(Some(current)) = client
+        .get_optional::<PolicyAssignment>(id, API_VERSION)
+        .await
+    else {
+        return;
+    };
+    let Some(Json::Object(remote)) = current.properties.metadata else {
+        return;
+    };
+    let mut merged = match body.properties.metadata.take() {
+        Some(Json::Object(m)) => m,
+        _ => Map::new(),
+    };
+    for key in AZURE_MANAGED_METADATA_KEYS {
+        if let (false, Some(v)) = (merged.contains_key(*key), remote.get(*key)) {
+            merged.insert(key.to_string(), v.clone());
+        }
+    }
+    if !merged.is_empty() {
+        body.properties.metadata = Some(Json::Object(merged));
+    }
 }
 
 #[async_trait]
