@@ -165,3 +165,37 @@ fn removing_an_assigned_definition_is_reported_at_plan_with_newer_terraform() {
     ws.use_terraform(latest_terraform().expect("found above"));
     rename_fails_at_plan_and_destroys_nothing(&ws, &emulator);
 }
+
+/// A definition that an initiative outside the configuration contains is in use too (Azure
+/// refuses to delete a member of a set).
+#[test]
+fn renaming_a_definition_another_initiative_contains_fails_at_plan() {
+    let emulator = Emulator::start();
+    let ws = Workspace::new(&emulator);
+    let sub = emulator.subscription_id();
+    ws.write_config(&config(&sub, "guard-v1"));
+    ws.apply().assert_ok("apply");
+    let definition_id = format!(
+        "/subscriptions/{sub}/providers/Microsoft.Authorization/policyDefinitions/guard-v1"
+    );
+    let set = format!(
+        "/subscriptions/{sub}/providers/Microsoft.Authorization/policySetDefinitions/team-b-baseline"
+    );
+    let (status, body) = emulator.arm(
+        "PUT",
+        &format!("{set}?{API}"),
+        Some(&json!({ "properties": {
+            "displayName": "Team B baseline",
+            "policyDefinitions": [{ "policyDefinitionId": definition_id }],
+        }})),
+    );
+    assert!(status < 300, "initiative: {status} {body}");
+
+    ws.write_config(&config(&sub, "guard-v2"));
+    let plan = ws.plan();
+    assert_eq!(plan.code, 1, "{}", plan.combined());
+    let text = plan.combined();
+    assert!(text.contains("initiative \"Team B baseline\""), "{text}");
+    assert!(text.contains(&set), "{text}");
+    assert!(exists(&emulator, &definition_id));
+}
