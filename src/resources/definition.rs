@@ -12,7 +12,7 @@ use serde_json::{Map, Value as Json};
 use crate::framework::timeouts;
 use crate::framework::{
     ApplyRequest, ApplyResult, Attribute, AttributePath, Block, CallContext, Diagnostic,
-    Diagnostics, PlanChange, Resource, Schema, Value,
+    Diagnostics, PlanChange, Removal, Resource, Schema, Value,
 };
 use crate::policy::references::{policy_rule_parameter_references, undeclared};
 use crate::policy::{ParameterDefinition, PolicyDefinition, PolicyDefinitionProperties};
@@ -461,6 +461,16 @@ impl Resource for DefinitionResource {
             return ApplyResult::ok(state);
         }
         put(ctx, &req).await
+    }
+
+    async fn check_removal(
+        &self,
+        ctx: &CallContext,
+        prior: &Value,
+        removal: Removal,
+        diags: &mut Diagnostics,
+    ) {
+        DEFINITIONS.check_removal(ctx, prior, removal, diags).await
     }
 
     async fn delete(&self, ctx: &CallContext, prior: &Value, diags: &mut Diagnostics) {

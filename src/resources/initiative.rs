@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value as Json};
 use crate::framework::timeouts;
 use crate::framework::{
     ApplyRequest, ApplyResult, Attribute, AttributePath, Block, CallContext, Diagnostic,
-    Diagnostics, NestedBlock, PlanChange, Resource, Schema, Type, Value,
+    Diagnostics, NestedBlock, PlanChange, Removal, Resource, Schema, Type, Value,
 };
 use crate::policy::references::value_parameter_references;
 use crate::policy::{
@@ -580,6 +580,16 @@ impl Resource for InitiativeResource {
             return ApplyResult::ok(state);
         }
         put(ctx, &req).await
+    }
+
+    async fn check_removal(
+        &self,
+        ctx: &CallContext,
+        prior: &Value,
+        removal: Removal,
+        diags: &mut Diagnostics,
+    ) {
+        SETS.check_removal(ctx, prior, removal, diags).await
     }
 
     async fn delete(&self, ctx: &CallContext, prior: &Value, diags: &mut Diagnostics) {

@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value as Json};
 use crate::framework::timeouts;
 use crate::framework::{
     ApplyRequest, ApplyResult, Attribute, AttributePath, Block, CallContext, Diagnostic,
-    Diagnostics, NestedBlock, PlanChange, Resource, Schema, Type, Value,
+    Diagnostics, NestedBlock, PlanChange, Removal, Resource, Schema, Type, Value,
 };
 use crate::policy::constraint_template::{
     parse_yaml, parse_yaml_documents, ConstraintTemplate, TemplateError, TemplateSpec,
@@ -22,8 +22,8 @@ use crate::policy::gatekeeper::{
     AKS_EXEMPT_NAMESPACES,
 };
 use crate::policy::kubernetes_definition::{
-    check_default_effect, decode, merged_match, DefinitionBuildError, KindMatch,
-    KubernetesDefinitionSpec, TemplateSource, STANDARD_PARAMETERS,
+    check_default_effect, decode, merged_match, DecodedKubernetesDefinition, DefinitionBuildError,
+    KindMatch, KubernetesDefinitionSpec, TemplateSource, STANDARD_PARAMETERS,
 };
 use crate::policy::rego::{self, CompiledRego, RegoError, RegoModule};
 use crate::policy::{PolicyDefinition, PolicyDefinitionProperties};
@@ -158,13 +158,15 @@ fn schema() -> Schema {
             )
             .attribute(
                 Attribute::string("policy_rule")
+                    .optional()
                     .computed()
-                    .description("The policy rule as sent to Azure (canonical JSON), except that the embedded template's base64 `content` is replaced by a placeholder: the template itself is `rendered_template`."),
+                    .description("The policy rule as Azure holds it (canonical JSON), except that the embedded template's base64 `content` is replaced by a placeholder: the template itself is `rendered_template`. Generated from `match` and the template when not set; set it (as `terraform plan -generate-config-out` does after an import) to keep a rule written elsewhere exactly as it is. It must then agree with `match`."),
             )
             .attribute(
                 Attribute::string("parameters")
+                    .optional()
                     .computed()
-                    .description("The generated parameter declarations (canonical JSON)."),
+                    .description("The parameter declarations as Azure holds them (canonical JSON). Generated from the template, `effects` and `default_effect` when not set; set it (as `terraform plan -generate-config-out` does after an import) to keep declarations written elsewhere, such as other `excludedNamespaces` defaults, exactly as they are. Its `effect` must then agree with `effects` and `default_effect`."),
             )
             .attribute(
                 Attribute::string("rendered_template")
@@ -990,7 +992,10 @@ fn state_from(prior: &Value, definition: &PolicyDefinition, scope: &str) -> Valu
         same_strings(&prior_groups, &decoded.api_groups)
             && same_strings(&prior_kinds, &decoded.kinds)
     };
-    if !keep_match {
+    if decoded.kinds.is_empty() && decoded.api_groups.is_empty() {
+        // The older rule form names no kinds (its constraint URL does): nothing to say here.
+        state.set("match", Value::List(Vec::new()));
+    } else if !keep_match {
         state.set(
             "match",
             Value::List(vec![Value::object([
@@ -1030,15 +1035,125 @@ fn state_from(prior: &Value, definition: &PolicyDefinition, scope: &str) -> Valu
     state
 }
 
+/// The body's properties: the ones generated from `spec`, with the `parameters` and
+/// `policy_rule` that `config` (or a plan) spells out itself taking their place. A held rule
+/// keeps the generated `templateInfo`, since the template attributes decide the template.
+/// Held JSON that contradicts `match`, `effects` or `default_effect` is refused, because Azure
+/// could then hold something other than what those attributes say.
+fn properties_as_held(
+    config: &Value,
+    spec: &KubernetesDefinitionSpec,
+) -> Result<PolicyDefinitionProperties, Diagnostics> {
+    let mut properties = spec
+        .properties()
+        .map_err(|e| Diagnostics::from(build_error_diag(&e)))?;
+    let generated = decode(&properties);
+    let mut diags = Diagnostics::new();
+    let held = |name: &str, diags: &mut Diagnostics| -> Option<Json> {
+        let text = config.get(name).as_str()?;
+        match serde_json::from_str::<Json>(text) {
+            Ok(j @ Json::Object(_)) => Some(j),
+            _ => {
+                diags.error_at(
+                    AttributePath::attr(name),
+                    format!("Invalid {name}"),
+                    format!("{name} must be a JSON object (use jsonencode), or be left out to have it generated."),
+                );
+                None
+            }
+        }
+    };
+    if let Some(params) = held("parameters", &mut diags) {
+        match serde_json::from_value(params) {
+            Ok(p) => properties.parameters = Some(p),
+            Err(e) => diags.error_at(
+                AttributePath::attr("parameters"),
+                "Invalid parameters",
+                format!("parameters must map each name to a declaration with a `type`: {e}"),
+            ),
+        }
+    }
+    if let Some(mut rule) = held("policy_rule", &mut diags) {
+        // State shows the embedded template as a placeholder; the template attributes fill it.
+        let content = "/then/details/templateInfo/content";
+        if rule.pointer(content).and_then(Json::as_str) == Some(TEMPLATE_CONTENT_PLACEHOLDER) {
+            if let (Some(slot), Some(generated)) = (
+                rule.pointer_mut(content),
+                properties
+                    .policy_rule
+                    .as_ref()
+                    .and_then(|r| r.pointer(content)),
+            ) {
+                *slot = generated.clone();
+            }
+        }
+        properties.policy_rule = Some(rule);
+    }
+    if diags.has_errors() {
+        return Err(diags);
+    }
+    let held = decode(&properties);
+    if held.template_yaml != generated.template_yaml || held.template_url != generated.template_url
+    {
+        diags.error_at(
+            AttributePath::attr("policy_rule"),
+            "policy_rule does not match the template",
+            format!(
+                "policy_rule refers to {} but the configuration's template is {}. The template comes from `template`, `constraint_template` or `template_url`; in policy_rule write `then.details.templateInfo` as state shows it (`content` = {TEMPLATE_CONTENT_PLACEHOLDER:?} for an embedded template).",
+                describe_template(&held),
+                describe_template(&generated),
+            ),
+        );
+    }
+    // A rule in the older form (constraint URL, no kinds) leaves the kinds to the constraint.
+    let held_selects = !held.kinds.is_empty() || !held.api_groups.is_empty();
+    if held_selects
+        && !(same_strings(&held.api_groups, &generated.api_groups)
+            && same_strings(&held.kinds, &generated.kinds))
+    {
+        diags.error_at(
+            AttributePath::attr("match"),
+            "match does not agree with policy_rule",
+            format!(
+                "policy_rule selects api groups {:?} and kinds {:?}; match says {:?} and {:?}. Change both together.",
+                held.api_groups, held.kinds, generated.api_groups, generated.kinds
+            ),
+        );
+    }
+    if held.effects != generated.effects || held.default_effect != generated.default_effect {
+        diags.error_at(
+            AttributePath::attr("effects"),
+            "effects do not agree with parameters",
+            format!(
+                "parameters declares effect values {:?} with default {:?}; effects and default_effect say {:?} and {:?}. Change both together.",
+                held.effects, held.default_effect, generated.effects, generated.default_effect
+            ),
+        );
+    }
+    if diags.has_errors() {
+        Err(diags)
+    } else {
+        Ok(properties)
+    }
+}
+
+fn describe_template(d: &DecodedKubernetesDefinition) -> String {
+    match (&d.template_url, &d.template_yaml) {
+        (Some(url), _) => format!("the template at {url}"),
+        (None, Some(_)) => "an embedded template".to_string(),
+        (None, None) => "no template".to_string(),
+    }
+}
+
 async fn put(ctx: &CallContext, req: &ApplyRequest<'_>) -> ApplyResult {
     let mut diags = Diagnostics::new();
     let Some((spec, _)) = spec_from(req.planned, &mut diags) else {
         return ApplyResult::failed(diags);
     };
-    let properties: PolicyDefinitionProperties = match spec.properties() {
+    let properties = match properties_as_held(req.planned, &spec) {
         Ok(p) => p,
-        Err(e) => {
-            diags.push(build_error_diag(&e));
+        Err(d) => {
+            diags.extend(d);
             return ApplyResult::failed(diags);
         }
     };
@@ -1110,21 +1225,33 @@ impl Resource for KubernetesDefinitionResource {
         let Some((spec, resolved)) = spec_from(change.config, &mut scratch) else {
             return;
         };
-        let (Ok(new_params), Ok(rule)) = (spec.parameters(), spec.policy_rule()) else {
+        let properties = match properties_as_held(change.config, &spec) {
+            Ok(p) => p,
+            Err(d) => {
+                // Only the held JSON can fail here: spec_from already built the spec.
+                change.diags.extend(d);
+                return;
+            }
+        };
+        let (Some(new_params), Some(rule)) = (properties.parameters, properties.policy_rule) else {
             return;
         };
         // Everything Azure will hold is known now: plan it, so diffs show only real changes
-        // instead of "(known after apply)" blobs.
-        if let Ok(params_json) = serde_json::to_value(&new_params) {
+        // instead of "(known after apply)" blobs. Held JSON is planned as written.
+        if change.config.get("parameters").is_null() {
+            if let Ok(params_json) = serde_json::to_value(&new_params) {
+                change.planned.set(
+                    "parameters",
+                    keep_json(change.prior.get("parameters"), Some(&params_json)),
+                );
+            }
+        }
+        if change.config.get("policy_rule").is_null() {
             change.planned.set(
-                "parameters",
-                keep_json(change.prior.get("parameters"), Some(&params_json)),
+                "policy_rule",
+                keep_json(change.prior.get("policy_rule"), Some(&exposed_rule(&rule))),
             );
         }
-        change.planned.set(
-            "policy_rule",
-            keep_json(change.prior.get("policy_rule"), Some(&exposed_rule(&rule))),
-        );
         change.planned.set(
             "rendered_template",
             match &resolved.source {
@@ -1136,7 +1263,9 @@ impl Resource for KubernetesDefinitionResource {
             return;
         }
         // Azure rejects updates that remove a parameter or change its type.
-        let path = if !change.config.get("template").elements().is_empty() {
+        let path = if change.config.get("parameters").is_set() {
+            AttributePath::attr("parameters")
+        } else if !change.config.get("template").elements().is_empty() {
             AttributePath::attr("template")
         } else {
             AttributePath::attr("constraint_template")
@@ -1166,6 +1295,16 @@ impl Resource for KubernetesDefinitionResource {
             return ApplyResult::ok(state);
         }
         put(ctx, &req).await
+    }
+
+    async fn check_removal(
+        &self,
+        ctx: &CallContext,
+        prior: &Value,
+        removal: Removal,
+        diags: &mut Diagnostics,
+    ) {
+        DEFINITIONS.check_removal(ctx, prior, removal, diags).await
     }
 
     async fn delete(&self, ctx: &CallContext, prior: &Value, diags: &mut Diagnostics) {

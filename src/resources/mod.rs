@@ -21,6 +21,7 @@ pub mod reconcile;
 pub mod remediation;
 pub mod scoped;
 pub mod selectors;
+pub mod usage;
 pub mod validators;
 pub mod waits;
 

@@ -25,6 +25,7 @@ use super::exemption::ExemptionResource;
 use super::initiative::InitiativeResource;
 use super::kubernetes_definition::KubernetesDefinitionResource;
 use super::remediation::RemediationResource;
+use super::usage::PlanLedger;
 
 /// The provider's type name; every resource and data source name starts with `akspolicy_`.
 pub const TYPE_NAME: &str = "akspolicy";
@@ -34,6 +35,8 @@ pub struct Configured {
     pub client: ArmClient,
     /// Lists that answer many reads of one collection (see `arm::snapshot`).
     pub snapshots: ListSnapshots,
+    /// What this process's plans remove, for checks between resources (see `usage`).
+    pub plan_ledger: PlanLedger,
 }
 
 impl Configured {
@@ -333,6 +336,7 @@ impl Provider for AksPolicyProvider {
             Ok(client) => Ok(Arc::new(Configured {
                 client,
                 snapshots: ListSnapshots::new(),
+                plan_ledger: PlanLedger::default(),
             })),
             Err(e) => Err(arm_error_diagnostic("Invalid provider configuration", &e).into()),
         }
