@@ -86,6 +86,7 @@ use tokio::task::JoinHandle;
 
 pub use error::EmulatorError;
 pub use faults::{FaultPatch, FaultProfile};
+pub use http::ConnectionLimits;
 pub use store::{Store, StoreError, StoredResource};
 
 use catalogue::Catalogue;
@@ -117,6 +118,8 @@ pub struct Config {
     /// Gatekeeper templates for `PublicURL` definitions, keyed by URL path
     /// (`kubernetes/<name>/v<N>/template.yaml`); `None` uses the project's own templates.
     pub templates_dir: Option<PathBuf>,
+    /// Timeouts and the connection cap.
+    pub limits: ConnectionLimits,
 }
 
 impl Config {
@@ -132,6 +135,7 @@ impl Config {
             client_secret: None,
             faults: FaultProfile::default(),
             templates_dir: None,
+            limits: ConnectionLimits::default(),
         }
     }
 }
@@ -298,7 +302,13 @@ pub async fn start(config: Config) -> Result<RunningEmulator, EmulatorError> {
     ));
     let (shutdown, shutdown_rx) = watch::channel(false);
     let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config);
-    let server = tokio::spawn(http::serve(listener, acceptor, state.clone(), shutdown_rx));
+    let server = tokio::spawn(http::serve(
+        listener,
+        acceptor,
+        state.clone(),
+        config.limits,
+        shutdown_rx,
+    ));
     log::info!("emulator listening on {}", info.arm_endpoint);
     Ok(RunningEmulator {
         info,

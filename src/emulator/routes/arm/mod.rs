@@ -453,7 +453,7 @@ fn format_dotnet_utc(secs: u64) -> String {
 struct RemainingBudget(u64);
 
 /// Headers ARM puts on every response, success or error.
-fn add_arm_headers(state: &AppState, req: &Request, resp: &mut Response) {
+pub(crate) fn add_arm_headers(state: &AppState, req: &Request, resp: &mut Response) {
     let resp_remaining = resp.extensions().get::<RemainingBudget>().copied();
     let resp_status = resp.status();
     let headers = resp.headers_mut();
