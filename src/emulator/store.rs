@@ -76,6 +76,19 @@ pub fn resource_key(id: &str) -> String {
     id.trim_end_matches('/').to_ascii_lowercase()
 }
 
+/// The database holds the service principal's secret: only its owner may read it, whether
+/// the file is new or left by an older version with the umask's mode.
+fn restrict_to_owner(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+}
+
 fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
@@ -83,6 +96,7 @@ fn now_rfc3339() -> String {
 impl Store {
     /// Opens (creating if needed) the database file.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        restrict_to_owner(path).map_err(db_err)?;
         let db = Database::create(path).map_err(db_err)?;
         // Tables must exist before a read transaction can open them.
         let tx = db.begin_write().map_err(db_err)?;

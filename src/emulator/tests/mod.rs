@@ -633,6 +633,41 @@ async fn metadata_and_discovery_need_no_token() {
 }
 
 #[tokio::test]
+async fn secrets_on_disk_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let parent = tempfile::tempdir().expect("temp dir");
+    let dir = parent.path().join("state");
+    // A directory left group- and world-readable, and a database from before 0600.
+    std::fs::create_dir(&dir).expect("mkdir");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::write(dir.join(super::DB_FILE), b"").expect("empty db");
+    std::fs::set_permissions(
+        dir.join(super::DB_FILE),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .expect("chmod");
+    std::fs::write(dir.join("env.sh"), b"").expect("old env.sh");
+    std::fs::set_permissions(dir.join("env.sh"), std::fs::Permissions::from_mode(0o644))
+        .expect("chmod");
+    let emu = start_emu(&dir, None).await;
+    let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&dir.join(super::DB_FILE)), 0o600);
+    for f in ["ca-key.pem", "server-key.pem", "emulator.json", "env.sh"] {
+        assert_eq!(mode(&dir.join(f)) & 0o077, 0, "{f}");
+    }
+    emu.running.shutdown().await;
+}
+
+#[test]
+fn non_loopback_listen_is_warned_about() {
+    assert!(super::listen_warning("127.0.0.1:0".parse().unwrap()).is_none());
+    assert!(super::listen_warning("[::1]:8443".parse().unwrap()).is_none());
+    let warning = super::listen_warning("0.0.0.0:8443".parse().unwrap()).expect("warning");
+    assert!(warning.contains("not a loopback address"), "{warning}");
+}
+
+#[tokio::test]
 async fn restart_keeps_identity_ca_and_tokens() {
     let dir = tempfile::tempdir().expect("temp dir");
     let first = start_emu(dir.path(), None).await;
