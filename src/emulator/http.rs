@@ -126,6 +126,22 @@ impl Request {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
+    /// The first path segment that cannot be a resource name once decoded: invalid UTF-8
+    /// (which would decode lossily, so distinct names could collide), an encoded `/` or `\`
+    /// (which would shift the id's structure) or a control character such as NUL.
+    pub fn malformed_segment(&self) -> Option<String> {
+        self.path.split('/').find_map(|raw| {
+            let bytes: Vec<u8> = percent_encoding::percent_decode_str(raw).collect();
+            match String::from_utf8(bytes) {
+                Err(_) => Some(raw.to_string()),
+                Ok(s) if s.chars().any(|c| c == '/' || c == '\\' || c.is_control()) => {
+                    Some(raw.to_string())
+                }
+                Ok(_) => None,
+            }
+        })
+    }
+
     /// Path segments, percent-decoded, empty ones dropped.
     pub fn segments(&self) -> Vec<String> {
         self.path
@@ -411,6 +427,18 @@ async fn handle(
     let mut request = request_head(&state, parts);
     // The token is checked before a byte of the body is read: an anonymous client must not
     // be able to make the emulator buffer anything.
+    if let Some(segment) = request.malformed_segment() {
+        log::info!(
+            "{} {} -> 400 (malformed segment)",
+            request.method,
+            request.path
+        );
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            &serde_json::json!({"error": {"code": "InvalidRequestUri",
+                "message": format!("The request URI segment '{segment}' is invalid: it must be UTF-8 and must not encode '/', '\\' or control characters.")}}),
+        );
+    }
     let segments = request.segments();
     let needs_token = super::routes::needs_token(&segments);
     if needs_token {

@@ -768,3 +768,98 @@ async fn real_builtins_directory_is_served() {
 pub(super) fn urlencode(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
+
+/// Names that would decode into something else, or that ARM refuses, never reach the store:
+/// an encoded `/` would shift the id's structure and invalid UTF-8 would decode lossily, so
+/// two distinct names could land on the same key.
+#[tokio::test]
+async fn management_group_and_remediation_names_are_checked() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let emu = start_emu(dir.path(), None).await;
+    let token = emu.token().await;
+    let sub = emu.running.info().subscription_id.clone();
+    let mg = |name: &str| {
+        format!("/providers/Microsoft.Management/managementGroups/{name}?api-version=2021-04-01")
+    };
+    let remediation = |name: &str| {
+        format!(
+            "/subscriptions/{sub}/providers/Microsoft.PolicyInsights/remediations/{name}?api-version=2021-10-01"
+        )
+    };
+    let body = serde_json::json!({"properties": {"displayName": "x"}});
+    let long = "a".repeat(91);
+    for name in [
+        "a%2Fb",
+        "a%2fsubscriptions",
+        "nul%00x",
+        "%FF",
+        "%FE",
+        "a%5Cb",
+        long.as_str(),
+        "a!b",
+        "a%20b",
+    ] {
+        let (status, _, err) = emu
+            .send(&token, reqwest::Method::PUT, &mg(name), Some(&body))
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::BAD_REQUEST,
+            "management group {name}: {err}"
+        );
+        let (status, _, err) = emu
+            .send(
+                &token,
+                reqwest::Method::PUT,
+                &remediation(name),
+                Some(&body),
+            )
+            .await;
+        // `a!b` and `a%20b` (a space inside) are fine remediation names; the rest are not.
+        if name != "a!b" && name != "a%20b" && name != long {
+            assert_eq!(status, StatusCode::BAD_REQUEST, "remediation {name}: {err}");
+        }
+    }
+    let (status, _, err) = emu
+        .send(
+            &token,
+            reqwest::Method::PUT,
+            &remediation(&"r".repeat(261)),
+            Some(&body),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
+    assert_eq!(error_code(&err), "InvalidResourceName");
+    let (status, _, err) = emu
+        .send(
+            &token,
+            reqwest::Method::PUT,
+            &mg("team-a_(prod).1"),
+            Some(&body),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{err}");
+    let (status, _, list) = emu
+        .send(
+            &token,
+            reqwest::Method::GET,
+            "/providers/Microsoft.Management/managementGroups?api-version=2021-04-01",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let names: Vec<&str> = list["value"]
+        .as_array()
+        .expect("value")
+        .iter()
+        .filter_map(|g| g["name"].as_str())
+        .collect();
+    assert!(names.contains(&"team-a_(prod).1"), "{names:?}");
+    assert!(
+        names
+            .iter()
+            .all(|n| !n.contains('/') && !n.contains('\u{fffd}')),
+        "{names:?}"
+    );
+    emu.running.shutdown().await;
+}

@@ -84,6 +84,7 @@ fn put(
     id: &str,
     name: &str,
 ) -> Result<Response, ArmError> {
+    super::check_resource_name("remediation", name)?;
     let request: Value = parse_body(req)?;
     let assignment_id = request
         .pointer("/properties/policyAssignmentId")
