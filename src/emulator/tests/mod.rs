@@ -863,3 +863,35 @@ async fn management_group_and_remediation_names_are_checked() {
     );
     emu.running.shutdown().await;
 }
+
+/// Listing assignments reads assignment entries only: the store may hold thousands of large
+/// definitions (an entry that cannot even be decoded stands for them here).
+#[tokio::test]
+async fn listing_assignments_does_not_decode_other_objects() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let emu = start_emu(dir.path(), None).await;
+    let token = emu.token().await;
+    let sub = emu.running.info().subscription_id.clone();
+    emu.running
+        .state
+        .store
+        .insert_raw(
+            &format!(
+                "/subscriptions/{sub}/providers/microsoft.authorization/policydefinitions/huge"
+            ),
+            b"not json",
+        )
+        .expect("raw entry");
+    let (status, _, body) = emu
+        .send(
+            &token,
+            reqwest::Method::GET,
+            &format!(
+                "/subscriptions/{sub}/providers/Microsoft.Authorization/policyAssignments?api-version=2025-03-01"
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    emu.running.shutdown().await;
+}
