@@ -943,3 +943,82 @@ fn unauthenticated_pressure_is_bounded() {
     assert_eq!(ctl.call("GET", &rg_path, None).0, 404, "still serving");
     emulator.stop();
 }
+
+/// CPU time (user + system) the process has used, in clock ticks.
+fn cpu_ticks(pid: u64) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    field(11) + field(12)
+}
+
+/// Out of file descriptors, the emulator neither dies nor spins: it backs off, and serves
+/// again once descriptors are free. Loopback only; `prlimit` lowers its descriptor limit.
+#[test]
+fn accept_loop_backs_off_when_out_of_file_descriptors() {
+    if Command::new("prlimit").arg("--version").output().is_err() {
+        eprintln!("note: prlimit not available; skipped");
+        return;
+    }
+    let emulator = Emulator::start();
+    let pid = emulator.info["pid"].as_u64().expect("pid");
+    let ctl = Control::new(&emulator);
+    let sub = emulator.subscription_id();
+    let path = format!("/subscriptions/{sub}/resourcegroups/fd?api-version=2021-04-01");
+    assert_eq!(ctl.call("GET", &path, None).0, 404, "warm-up");
+    let addr: std::net::SocketAddr = ctl
+        .base
+        .trim_start_matches("https://")
+        .parse()
+        .expect("address");
+    let open_fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .expect("fd count");
+    let limit = open_fds + 8;
+    let status = Command::new("prlimit")
+        .args([
+            "--pid",
+            &pid.to_string(),
+            &format!("--nofile={limit}:{limit}"),
+        ])
+        .status()
+        .expect("prlimit");
+    assert!(status.success());
+
+    let held: Vec<std::net::TcpStream> = (0..40)
+        .filter_map(|_| std::net::TcpStream::connect(addr).ok())
+        .collect();
+    let ticks_before = cpu_ticks(pid);
+    std::thread::sleep(Duration::from_secs(2));
+    let spent = cpu_ticks(pid).saturating_sub(ticks_before);
+    // Clock ticks are usually 100 per second; a spinning accept loop would use ~200 here.
+    assert!(
+        spent < 50,
+        "the emulator used {spent} ticks while out of descriptors"
+    );
+    assert!(
+        std::fs::metadata(format!("/proc/{pid}")).is_ok(),
+        "the emulator must survive running out of descriptors"
+    );
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        // The idle timeout frees the descriptors of connections that never spoke TLS.
+        if ctl.call("GET", &path, None).0 == 404 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not serving again after descriptors were freed"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    emulator.stop();
+}

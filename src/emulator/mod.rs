@@ -359,7 +359,7 @@ fn create_private_dir(dir: &Path) -> Result<(), EmulatorError> {
         .map_err(io)?;
     let mode = std::fs::metadata(dir).map_err(io)?.permissions().mode();
     if mode & 0o077 != 0 {
-        log::warn!(
+        log::info!(
             "state directory {} was accessible to other users (mode {:o}); restricting it to 0700",
             dir.display(),
             mode & 0o777
