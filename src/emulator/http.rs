@@ -171,8 +171,12 @@ pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response {
 /// Whether an accept error is the machine running out of something (descriptors, buffers,
 /// memory) rather than one client's connection failing.
 fn is_resource_exhaustion(e: &std::io::Error) -> bool {
-    // EMFILE, ENFILE, ENOBUFS, ENOMEM on Linux and the BSDs.
-    matches!(e.raw_os_error(), Some(24 | 23 | 105 | 12 | 55))
+    // EMFILE 24, ENFILE 23, ENOMEM 12 everywhere; ENOBUFS is 105 on Linux, 55 on the BSDs.
+    #[cfg(target_os = "linux")]
+    const ENOBUFS: i32 = 105;
+    #[cfg(not(target_os = "linux"))]
+    const ENOBUFS: i32 = 55;
+    matches!(e.raw_os_error(), Some(24 | 23 | 12) | Some(ENOBUFS))
 }
 
 /// Accepts TLS connections until `shutdown` flips, then drains in-flight connections.
@@ -377,7 +381,8 @@ async fn serve_connection(
     builder.http2().timer(hyper_util::rt::TokioTimer::new());
     let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
-    let mut watchdog = tokio::time::interval(limits.idle_timeout.min(limits.read_timeout) / 4);
+    let tick = (limits.idle_timeout.min(limits.read_timeout) / 4).max(Duration::from_millis(100));
+    let mut watchdog = tokio::time::interval(tick);
     loop {
         tokio::select! {
             res = conn.as_mut() => {
