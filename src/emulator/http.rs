@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::Value;
 use tokio::net::TcpListener;
@@ -70,6 +70,9 @@ pub(crate) const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 /// Bodies of the unauthenticated endpoints (token requests, metadata) are small; a larger
 /// one is refused before a token could say who sent it.
 const MAX_UNAUTHENTICATED_BODY_BYTES: usize = 64 * 1024;
+/// How much of an authenticated client's oversized body is read and dropped so that it sees
+/// the 413; beyond this the connection is closed.
+const MAX_DISCARDED_BODY_BYTES: usize = 4 * MAX_BODY_BYTES;
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long shutdown waits for in-flight requests.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -427,7 +430,6 @@ async fn handle(
     req: http::Request<hyper::body::Incoming>,
     read_timeout: Duration,
 ) -> Response {
-    use hyper::body::Body as _;
     let (parts, body) = req.into_parts();
     let mut request = request_head(&state, parts);
     // The token is checked before a byte of the body is read: an anonymous client must not
@@ -462,20 +464,19 @@ async fn handle(
     } else {
         MAX_UNAUTHENTICATED_BODY_BYTES
     };
-    // A declared length over the limit is refused without reading anything.
-    if body.size_hint().lower() > limit as u64 {
-        return too_large(limit);
-    }
-    let collected = tokio::time::timeout(read_timeout, Limited::new(body, limit).collect()).await;
-    request.body = match collected {
-        Ok(Ok(collected)) => collected.to_bytes(),
-        Ok(Err(e))
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            return too_large(limit)
-        }
-        Ok(Err(e)) => {
+    // An authenticated client's oversized body is read to its end (discarding it, up to a
+    // bound) so the client gets the 413 instead of a connection reset mid-upload. Anonymous
+    // clients get no such courtesy.
+    let discard_up_to = if needs_token {
+        MAX_DISCARDED_BODY_BYTES
+    } else {
+        limit
+    };
+    let read = tokio::time::timeout(read_timeout, read_body(body, limit, discard_up_to)).await;
+    request.body = match read {
+        Ok(BodyRead::Complete(bytes)) => bytes,
+        Ok(BodyRead::TooLarge) => return too_large(limit),
+        Ok(BodyRead::Failed(e)) => {
             log::debug!(
                 "{} {}: reading body failed: {e}",
                 request.method,
@@ -505,6 +506,54 @@ async fn handle(
     let response = super::routes::route(&state, request).await;
     log::info!("{method} {path} -> {}", response.status().as_u16());
     response
+}
+
+/// How reading a request body ended.
+enum BodyRead {
+    Complete(Bytes),
+    /// Over the limit; nothing of it is kept.
+    TooLarge,
+    Failed(hyper::Error),
+}
+
+/// Reads a body of at most `limit` bytes. A longer one is refused at once when its declared
+/// length says so or once `discard_up_to` bytes went by; until then it is read and dropped, so
+/// that the client, still sending, can read the refusal.
+async fn read_body(
+    mut body: hyper::body::Incoming,
+    limit: usize,
+    discard_up_to: usize,
+) -> BodyRead {
+    use hyper::body::Body as _;
+    let declared = body.size_hint().lower();
+    if declared > discard_up_to as u64 {
+        return BodyRead::TooLarge;
+    }
+    let mut kept = bytes::BytesMut::new();
+    let mut seen: usize = 0;
+    while let Some(frame) = body.frame().await {
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(e) => return BodyRead::Failed(e),
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen = seen.saturating_add(data.len());
+        if seen > discard_up_to {
+            return BodyRead::TooLarge;
+        }
+        if seen <= limit {
+            kept.extend_from_slice(&data);
+        } else if !kept.is_empty() {
+            kept = bytes::BytesMut::new();
+        }
+    }
+    if seen > limit || declared > limit as u64 {
+        BodyRead::TooLarge
+    } else {
+        BodyRead::Complete(kept.freeze())
+    }
 }
 
 /// Everything of a request but its body.
