@@ -1024,3 +1024,58 @@ fn accept_loop_backs_off_when_out_of_file_descriptors() {
     }
     emulator.stop();
 }
+
+/// Parked connections cannot lock legitimate clients out: with every connection slot held by
+/// idle TLS connections (idle timeout far away), a new client is still answered within 3 s
+/// because the idlest connection is closed to make room. Loopback only.
+#[test]
+fn idle_connections_at_the_cap_make_room() {
+    const CAP: usize = 30;
+    let emulator = Emulator::start_with(&[
+        "--max-connections",
+        &CAP.to_string(),
+        "--idle-timeout-s",
+        "600",
+        "--read-timeout-s",
+        "600",
+    ]);
+    let ctl = Control::new(&emulator);
+    let sub = emulator.subscription_id();
+    let path = format!("/subscriptions/{sub}/resourcegroups/cap?api-version=2021-04-01");
+    let addr: std::net::SocketAddr = ctl
+        .base
+        .trim_start_matches("https://")
+        .parse()
+        .expect("address");
+    let tls = raw_tls_config(&emulator);
+    // Completed handshakes that then say nothing, as a client pool or an attacker leaves them.
+    let mut parked: Vec<RawTls> = (0..CAP * 2)
+        .map(|_| {
+            let mut c = half_sent(&tls, addr, "");
+            // Drive the handshake to completion without sending a request.
+            while c.conn.is_handshaking() {
+                if c.conn.complete_io(&mut c.sock).is_err() {
+                    break;
+                }
+            }
+            c
+        })
+        .collect();
+    let fresh = Control::new(&emulator);
+    let started = Instant::now();
+    let (status, _) = fresh.call("GET", &path, None);
+    let answered = started.elapsed();
+    assert_eq!(status, 404);
+    assert!(
+        answered < Duration::from_secs(3),
+        "with {CAP} idle connections a new client waited {answered:?}"
+    );
+    parked.retain_mut(|c| !closed_by_server(c));
+    eprintln!(
+        "answered in {answered:?}; {} of {} parked connections still open",
+        parked.len(),
+        CAP * 2
+    );
+    assert!(parked.len() < CAP, "the cap holds");
+    emulator.stop();
+}

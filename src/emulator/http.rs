@@ -192,12 +192,18 @@ pub(crate) async fn serve(
 ) {
     let mut connections = JoinSet::new();
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let registry = Arc::new(Registry::default());
     let mut backoff = Duration::ZERO;
     loop {
         tokio::select! {
             // A slot first: at the cap, new clients wait in the kernel's backlog instead of
             // costing a descriptor and a TLS handshake each.
             accepted = async {
+                if slots.available_permits() == 0 {
+                    // Full: idle connections (or ones still sending their headers) make room,
+                    // so parked clients cannot lock out those with work to do.
+                    registry.evict_idlest();
+                }
                 let slot = slots.clone().acquire_owned().await;
                 (slot, listener.accept().await)
             } => {
@@ -208,8 +214,10 @@ pub(crate) async fn serve(
                         let state = state.clone();
                         let acceptor = acceptor.clone();
                         let shutdown = shutdown.clone();
+                        let registry = registry.clone();
                         connections.spawn(async move {
-                            serve_connection(tcp, peer, acceptor, state, limits, shutdown).await;
+                            serve_connection(tcp, peer, acceptor, state, limits, &registry, shutdown)
+                                .await;
                             drop(slot);
                         });
                     }
@@ -247,6 +255,46 @@ struct Activity {
     last_ms: std::sync::atomic::AtomicU64,
     in_flight: std::sync::atomic::AtomicUsize,
     epoch: std::sync::OnceLock<std::time::Instant>,
+    /// Asks the connection to close (the server is at its connection cap).
+    evict: tokio::sync::Notify,
+}
+
+/// The served connections' activity, for choosing one to close at the connection cap.
+#[derive(Default)]
+struct Registry {
+    next: std::sync::atomic::AtomicU64,
+    connections: std::sync::Mutex<std::collections::HashMap<u64, Arc<Activity>>>,
+}
+
+impl Registry {
+    fn add(&self, activity: Arc<Activity>) -> u64 {
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Ok(mut map) = self.connections.lock() {
+            map.insert(id, activity);
+        }
+        id
+    }
+
+    fn remove(&self, id: u64) {
+        if let Ok(mut map) = self.connections.lock() {
+            map.remove(&id);
+        }
+    }
+
+    /// Asks the connection idle the longest, with no request in flight, to close.
+    fn evict_idlest(&self) {
+        let Ok(mut map) = self.connections.lock() else {
+            return;
+        };
+        let idlest = map
+            .iter()
+            .filter(|(_, a)| !a.busy())
+            .max_by_key(|(_, a)| a.idle_for())
+            .map(|(id, _)| *id);
+        if let Some(activity) = idlest.and_then(|id| map.remove(&id)) {
+            activity.evict.notify_one();
+        }
+    }
 }
 
 impl Activity {
@@ -346,7 +394,8 @@ async fn serve_connection(
     acceptor: TlsAcceptor,
     state: Arc<AppState>,
     limits: ConnectionLimits,
-    mut shutdown: watch::Receiver<bool>,
+    registry: &Registry,
+    shutdown: watch::Receiver<bool>,
 ) {
     let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => tls,
@@ -361,6 +410,19 @@ async fn serve_connection(
     };
     let activity = Arc::new(Activity::default());
     activity.touch();
+    let id = registry.add(activity.clone());
+    serve_tls(tls, peer, state, limits, &activity, shutdown).await;
+    registry.remove(id);
+}
+
+async fn serve_tls(
+    tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    peer: SocketAddr,
+    state: Arc<AppState>,
+    limits: ConnectionLimits,
+    activity: &Arc<Activity>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let io = Tracked {
         inner: tls,
         activity: activity.clone(),
@@ -397,6 +459,10 @@ async fn serve_connection(
             _ = shutdown.changed() => {
                 conn.as_mut().graceful_shutdown();
                 let _ = conn.await;
+                return;
+            }
+            _ = activity.evict.notified() => {
+                log::debug!("closing connection from {peer} to make room for others");
                 return;
             }
             _ = watchdog.tick() => {
