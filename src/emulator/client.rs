@@ -124,12 +124,13 @@ impl EmulatorClient {
     /// add-on, and waits for provisioning. Returns the cluster id.
     pub async fn create_cluster(
         &self,
+        subscription: Option<&str>,
         resource_group: &str,
         name: &str,
         location: &str,
         policy_addon: bool,
     ) -> Result<String, ClientError> {
-        let sub = &self.subscription_id;
+        let sub = subscription.unwrap_or(&self.subscription_id);
         let rg = format!("/subscriptions/{sub}/resourceGroups/{resource_group}");
         self.expect_ok(
             reqwest::Method::PUT,

@@ -10,7 +10,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use crate::emulator::gatekeeper;
 use crate::emulator::routes::arm::{
@@ -18,6 +18,7 @@ use crate::emulator::routes::arm::{
 };
 use crate::emulator::state::AppState;
 use crate::emulator::store::{resource_key, StoredResource};
+use crate::policy::effects::{definition_effect, member_values};
 use crate::policy::gatekeeper::ConstraintOrigin;
 
 /// Name of the built-in "Deploy Azure Policy Add-on to AKS clusters" definition.
@@ -251,6 +252,8 @@ pub(crate) fn policy_states(
 ) -> Result<Vec<PolicyStateRow>, ArmError> {
     let clusters = clusters_under(state, scope)?;
     let evaluators = evaluators();
+    /// (member definition id, reference id, body, the values the assignment gives it)
+    type Member = (String, Option<String>, Value, Map<String, Value>);
     let mut rows = Vec::new();
     for (_, assignment) in stored_of_type(state, "microsoft.authorization/policyassignments")? {
         if let Some(want) = &query.assignment_id {
@@ -273,32 +276,24 @@ pub(crate) fn policy_states(
         let is_set = def_id
             .to_ascii_lowercase()
             .contains("/policysetdefinitions/");
-        // (member definition id, reference id, body)
-        let mut members: Vec<(String, Option<String>, Value)> = Vec::new();
+        let supplied = body["properties"]["parameters"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        let mut members: Vec<Member> = Vec::new();
         if is_set {
-            for m in definition["properties"]["policyDefinitions"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-            {
-                let mid = m["policyDefinitionId"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string();
-                if let Some(mbody) = resolve_visible(state, &a_scope, &mid)? {
-                    let rid = m["policyDefinitionReferenceId"]
-                        .as_str()
-                        .map(str::to_string);
-                    members.push((mid, rid, mbody));
+            for m in member_values(&definition, &supplied) {
+                if let Some(mbody) = resolve_visible(state, &a_scope, &m.definition_id)? {
+                    members.push((m.definition_id, m.reference_id, mbody, m.values));
                 }
             }
         } else {
-            members.push((def_id.clone(), None, definition.clone()));
+            members.push((def_id.clone(), None, definition.clone(), supplied));
         }
         if let Some(want) = &query.definition_id {
             let matches_set = resource_key(want) == resource_key(&def_id);
             if !matches_set {
-                members.retain(|(mid, _, _)| resource_key(mid) == resource_key(want));
+                members.retain(|(mid, _, _, _)| resource_key(mid) == resource_key(want));
             }
         }
         let not_scopes: Vec<String> = body["properties"]["notScopes"]
@@ -324,8 +319,8 @@ pub(crate) fn policy_states(
             if excluded {
                 continue;
             }
-            for (mid, rid, mbody) in &members {
-                let effect = effect_of(body, mbody);
+            for (mid, rid, mbody, values) in &members {
+                let effect = definition_effect(mbody, values).unwrap_or_else(|| "audit".into());
                 if effect.eq_ignore_ascii_case("Disabled") {
                     continue;
                 }
@@ -377,39 +372,4 @@ pub(crate) fn policy_states(
         }
     }
     Ok(rows)
-}
-
-/// The effect an assignment gives a definition: `[parameters('x')]` resolved from the
-/// assignment's values or the definition's default.
-fn effect_of(assignment: &Value, definition: &Value) -> String {
-    let raw = definition["properties"]["policyRule"]["then"]["effect"]
-        .as_str()
-        .unwrap_or("audit");
-    let Some(param) = raw
-        .strip_prefix("[parameters('")
-        .and_then(|r| r.strip_suffix("')]"))
-    else {
-        return raw.to_string();
-    };
-    assignment["properties"]["parameters"][param]["value"]
-        .as_str()
-        .or_else(|| definition["properties"]["parameters"][param]["defaultValue"].as_str())
-        .unwrap_or("audit")
-        .to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn effect_resolution() {
-        let def = json!({"properties": {"parameters": {"effect": {"defaultValue": "Audit"}},
-            "policyRule": {"then": {"effect": "[parameters('effect')]"}}}});
-        assert_eq!(effect_of(&json!({}), &def), "Audit");
-        let a = json!({"properties": {"parameters": {"effect": {"value": "Deny"}}}});
-        assert_eq!(effect_of(&a, &def), "Deny");
-        let fixed = json!({"properties": {"policyRule": {"then": {"effect": "deny"}}}});
-        assert_eq!(effect_of(&a, &fixed), "deny");
-    }
 }

@@ -47,6 +47,12 @@ pub struct FaultProfile {
     /// let tests watch clients refresh after ARM's `ExpiredAuthenticationToken`.
     #[serde(default = "default_token_lifetime_s")]
     pub token_lifetime_s: u64,
+    /// Microsoft.Authorization's own limit per principal, in requests per fixed minute (0:
+    /// off). Azure answers past it with 429 `ResourceRequestsThrottled` ("Number of requests
+    /// for Microsoft.Authorization exceeded the limit of '120' for time interval '00:01:00'"):
+    /// 120 is the figure Azure has reported to landing-zone users; it is not published.
+    #[serde(default)]
+    pub authorization_requests_per_minute: u32,
 }
 
 fn default_lro_ms() -> u64 {
@@ -70,6 +76,7 @@ impl Default for FaultProfile {
             lro_ms: default_lro_ms(),
             lro_failure_rate: 0.0,
             token_lifetime_s: default_token_lifetime_s(),
+            authorization_requests_per_minute: 0,
         }
     }
 }
@@ -87,6 +94,7 @@ pub struct FaultPatch {
     pub lro_ms: Option<u64>,
     pub lro_failure_rate: Option<f64>,
     pub token_lifetime_s: Option<u64>,
+    pub authorization_requests_per_minute: Option<u32>,
 }
 
 impl FaultProfile {
@@ -152,6 +160,9 @@ impl FaultProfile {
         }
         if let Some(v) = patch.token_lifetime_s {
             self.token_lifetime_s = v;
+        }
+        if let Some(v) = patch.authorization_requests_per_minute {
+            self.authorization_requests_per_minute = v;
         }
         Ok(())
     }

@@ -10,7 +10,7 @@
 //! | `POST /{tenant}/oauth2/v2.0/token`, `POST /{tenant}/oauth2/token` | client secret | client-credentials grant, ES256 JWT for the ARM audiences |
 //! | `GET /{tenant}[/v2.0]/.well-known/openid-configuration` | none | OpenID discovery |
 //! | `GET /{tenant}/discovery[/v2.0]/keys`, `GET /{tenant}/discovery/instance` | none | JWKS, MSAL instance discovery |
-//! | `GET /subscriptions[/{id}]`, `GET /tenants` | bearer | |
+//! | `GET /subscriptions[/{id}]`, `GET /tenants` | bearer | `serve --subscriptions N` creates N |
 //! | `/subscriptions/{s}/resourceGroups[/{rg}]` | bearer | PUT 201/200, GET, PATCH, HEAD, DELETE 202 + Location (removes everything below at once), list |
 //! | `/subscriptions/{s}/operationresults/{id}` | bearer | resource group delete Location: 202 until the operation time is up, then 200 |
 //! | `/providers/Microsoft.Management/managementGroups[/{mg}[/subscriptions/{s}]]` | bearer | PUT 202 + Azure-AsyncOperation/Location with `details.parent.id`; subscription placement; the tenant root group always exists |
@@ -94,6 +94,8 @@ use state::{AppState, Identity, IdentityOverrides};
 
 const DB_FILE: &str = "state.redb";
 const ENV_FILE: &str = "env.sh";
+/// Enough for a landing zone; a tenant of the emulator is one process's memory.
+const MAX_SUBSCRIPTIONS: usize = 1000;
 const INFO_FILE: &str = "emulator.json";
 
 /// How the emulator should start.
@@ -107,6 +109,8 @@ pub struct Config {
     pub builtins_dir: Option<PathBuf>,
     /// GUID of the default subscription (generated and persisted when `None`).
     pub subscription_id: Option<String>,
+    /// How many subscriptions the tenant has (at least 1; more are generated and persisted).
+    pub subscriptions: usize,
     /// GUID of the tenant (generated and persisted when `None`).
     pub tenant_id: Option<String>,
     /// Client id of the service principal (generated and persisted when `None`).
@@ -130,6 +134,7 @@ impl Config {
             listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
             builtins_dir: None,
             subscription_id: None,
+            subscriptions: 1,
             tenant_id: None,
             client_id: None,
             client_secret: None,
@@ -152,6 +157,9 @@ pub struct ReadyInfo {
     pub metadata_host: String,
     pub tenant_id: String,
     pub subscription_id: String,
+    /// Every subscription, the default one (`subscription_id`) first.
+    #[serde(default)]
+    pub subscription_ids: Vec<String>,
     pub client_id: String,
     pub client_secret: String,
     /// The emulator CA alone.
@@ -226,6 +234,12 @@ pub async fn start(config: Config) -> Result<RunningEmulator, EmulatorError> {
             }
         }
     }
+    if !(1..=MAX_SUBSCRIPTIONS).contains(&config.subscriptions) {
+        return Err(EmulatorError::InvalidConfig(format!(
+            "the number of subscriptions must be from 1 to {MAX_SUBSCRIPTIONS}, not {}",
+            config.subscriptions
+        )));
+    }
     if config.client_secret.as_deref() == Some("") {
         return Err(EmulatorError::InvalidConfig(
             "client secret must not be empty".to_string(),
@@ -247,6 +261,7 @@ pub async fn start(config: Config) -> Result<RunningEmulator, EmulatorError> {
             client_id: config.client_id.clone(),
             client_secret: config.client_secret.clone(),
             subscription_id: config.subscription_id.clone(),
+            subscriptions: config.subscriptions,
         },
     )?;
     let tls = tls::load_or_create(&dir)?;
@@ -280,6 +295,7 @@ pub async fn start(config: Config) -> Result<RunningEmulator, EmulatorError> {
         metadata_host: host,
         tenant_id: identity.tenant_id.clone(),
         subscription_id: identity.subscription_id.clone(),
+        subscription_ids: identity.subscription_ids(),
         client_id: identity.client_id.clone(),
         client_secret: identity.client_secret.clone(),
         ca_cert: tls.ca_cert_path.clone(),
@@ -388,6 +404,10 @@ fn write_ready_files(dir: &Path, info: &ReadyInfo) -> Result<(), EmulatorError> 
         ("ARM_METADATA_HOSTNAME", info.metadata_host.clone()),
         ("ARM_TENANT_ID", info.tenant_id.clone()),
         ("ARM_SUBSCRIPTION_ID", info.subscription_id.clone()),
+        (
+            "AKSPOLICY_EMULATOR_SUBSCRIPTION_IDS",
+            info.subscription_ids.join(" "),
+        ),
         ("ARM_CLIENT_ID", info.client_id.clone()),
         ("ARM_CLIENT_SECRET", info.client_secret.clone()),
         ("SSL_CERT_FILE", bundle.clone()),

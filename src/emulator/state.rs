@@ -29,6 +29,18 @@ pub(crate) struct Identity {
     /// Object id of the service principal (`oid` claim, used in AuthorizationFailed texts).
     pub object_id: String,
     pub subscription_id: String,
+    /// Further subscriptions of the tenant (`serve --subscriptions N`), in creation order.
+    #[serde(default)]
+    pub extra_subscription_ids: Vec<String>,
+}
+
+impl Identity {
+    /// Every subscription of the tenant, the default one first.
+    pub(crate) fn subscription_ids(&self) -> Vec<String> {
+        std::iter::once(self.subscription_id.clone())
+            .chain(self.extra_subscription_ids.iter().cloned())
+            .collect()
+    }
 }
 
 /// Overrides from flags; `None` keeps the stored (or generated) value.
@@ -38,6 +50,8 @@ pub(crate) struct IdentityOverrides {
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
     pub subscription_id: Option<String>,
+    /// How many subscriptions the tenant has at least (the default one included).
+    pub subscriptions: usize,
 }
 
 impl Identity {
@@ -55,6 +69,7 @@ impl Identity {
                 client_secret: new_secret()?,
                 object_id: new_guid(),
                 subscription_id: new_guid(),
+                extra_subscription_ids: Vec::new(),
             },
         };
         if let Some(v) = &overrides.tenant_id {
@@ -69,14 +84,20 @@ impl Identity {
         if let Some(v) = &overrides.subscription_id {
             identity.subscription_id = v.to_ascii_lowercase();
         }
+        // Subscriptions are only ever added: a restart with a smaller count keeps them all.
+        while identity.extra_subscription_ids.len() + 1 < overrides.subscriptions {
+            identity.extra_subscription_ids.push(new_guid());
+        }
         store.set_setting(IDENTITY_SETTING, &identity)?;
 
-        let sub_id = format!("/subscriptions/{}", identity.subscription_id);
-        if store.get(&sub_id)?.is_none() {
-            store.put(
-                &sub_id,
-                subscription_body(&identity.subscription_id, &identity.tenant_id),
-            )?;
+        for subscription in identity.subscription_ids() {
+            let sub_id = format!("/subscriptions/{subscription}");
+            if store.get(&sub_id)?.is_none() {
+                store.put(
+                    &sub_id,
+                    subscription_body(&subscription, &identity.tenant_id),
+                )?;
+            }
         }
         Ok(identity)
     }

@@ -16,6 +16,7 @@ use crate::framework::{
     Diagnostics, NestedBlock, PlanChange, Resource, Schema, Type, Value,
 };
 
+use super::existence::{check_planned_scope, missing_definition};
 use super::parameters::{
     check_against, declared_parameters, definition_kind, from_arm, parameters_state,
     plain_parameters, to_arm, LookupError,
@@ -43,6 +44,7 @@ const KIND: ScopedKind = ScopedKind {
     api_version: API_VERSION,
     import_hint: ", e.g. /subscriptions/<sub>/resourceGroups/<rg>/providers/Microsoft.Authorization/policyAssignments/no-privileged",
     timeouts: POLICY_TIMEOUTS,
+    list_takes_top: true,
 };
 
 /// A definition created in the same apply can be invisible to the assignment API for a while.
@@ -186,14 +188,14 @@ fn schema() -> Schema {
                 Attribute::string("scope")
                     .required()
                     .requires_replace()
-                    .description("Where to assign: `/providers/Microsoft.Management/managementGroups/<mg>`, `/subscriptions/<sub>`, `/subscriptions/<sub>/resourceGroups/<rg>` or a resource ID such as an AKS cluster's.")
+                    .description("Where to assign: `/providers/Microsoft.Management/managementGroups/<mg>`, `/subscriptions/<sub>`, `/subscriptions/<sub>/resourceGroups/<rg>` or a resource ID such as an AKS cluster's. A management group, subscription or resource group that does not exist fails the plan (when the scope is known at plan).")
                     .validate_with(arm_scope),
             )
             .attribute(
                 Attribute::string("policy_definition_id")
                     .required()
                     .requires_replace()
-                    .description("The ID of the policy definition or initiative (policy set definition) to assign, built-in or custom.")
+                    .description("The ID of the policy definition or initiative (policy set definition) to assign, built-in or custom. Checked at plan: a built-in Azure does not have, or an initiative's ID under `policyDefinitions/` (and the reverse), fails the plan; a custom definition that does not exist yet gets a warning (refer to its resource's `id` when this configuration creates it).")
                     .validate_with(definition_id),
             )
             .attribute(
@@ -632,10 +634,18 @@ fn check_config(config: &Value, diags: &mut Diagnostics) {
     }
 }
 
-/// Checks the configured parameters against the definition. Skipped (`Ok`) when the definition
-/// id or parameters are not known yet or the definition cannot be found yet (it may be created
-/// in the same apply); the check then happens at apply.
-async fn check_parameters_remote(client: &ArmClient, config: &Value) -> Diagnostics {
+/// When a remote check runs: at plan a missing definition is reported (see
+/// [`missing_definition`]); at apply Azure's own answer says it better.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Plan,
+    Apply,
+}
+
+/// Checks the configured parameters against the definition. Skipped when the definition id or
+/// parameters are not known yet (the check then happens at apply); a definition Azure does not
+/// have fails the plan or, when the same apply may create it, warns.
+async fn check_parameters_remote(client: &ArmClient, config: &Value, phase: Phase) -> Diagnostics {
     let Some(definition_id) = config.get("policy_definition_id").as_str() else {
         return Diagnostics::new();
     };
@@ -650,8 +660,16 @@ async fn check_parameters_remote(client: &ArmClient, config: &Value) -> Diagnost
             definition_id,
             &AttributePath::attr("parameters"),
         ),
+        Ok(None) if phase == Phase::Plan => {
+            missing_definition(
+                client,
+                definition_id,
+                &AttributePath::attr("policy_definition_id"),
+            )
+            .await
+        }
         Ok(None) => {
-            log::debug!("{definition_id} not found yet; parameters are checked by Azure at apply");
+            log::debug!("{definition_id} not found yet; parameters are checked by Azure");
             Diagnostics::new()
         }
         Err(LookupError::NotADefinition(_)) => Diagnostics::new(),
@@ -683,7 +701,7 @@ async fn write(ctx: &CallContext, req: &ApplyRequest<'_>, op: Operation) -> Appl
     let mut diags = Diagnostics::new();
     check_config(req.config, &mut diags);
     match deadline
-        .run(check_parameters_remote(client, req.config))
+        .run(check_parameters_remote(client, req.config, Phase::Apply))
         .await
     {
         Some(d) => diags.extend(d),
@@ -700,7 +718,7 @@ async fn write(ctx: &CallContext, req: &ApplyRequest<'_>, op: Operation) -> Appl
         Err(d) => return ApplyResult::failed(d),
     };
     KIND.write(
-        client,
+        &configured,
         req.planned,
         &deadline,
         &body,
@@ -728,6 +746,7 @@ impl Resource for AssignmentResource {
     async fn modify_plan(&self, ctx: &CallContext, change: &mut PlanChange<'_>) {
         keep_identity_ids(change);
         ignore_case_only_replacements(change, &["scope", "name", "policy_definition_id"]);
+        check_planned_scope(ctx, change).await;
         let unchanged = !change.prior.is_null()
             && change.prior.get("parameters") == change.config.get("parameters")
             && change.prior.get("policy_definition_id")
@@ -737,7 +756,7 @@ impl Resource for AssignmentResource {
         }
         // Validation runs without a client too (terraform validate); then Azure checks at apply.
         if let Ok(configured) = ctx.provider::<Configured>() {
-            let d = check_parameters_remote(&configured.client, change.config).await;
+            let d = check_parameters_remote(&configured.client, change.config, Phase::Plan).await;
             change.diags.extend(d);
         }
     }

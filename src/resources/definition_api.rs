@@ -5,6 +5,7 @@
 
 use serde::{de::DeserializeOwned, Serialize};
 
+use crate::arm::{Collection, SnapshotRead};
 use crate::framework::timeouts::{Deadline, Operation};
 use crate::framework::{
     ApplyRequest, Attribute, AttributePath, Block, CallContext, Diagnostic, Diagnostics, Value,
@@ -77,6 +78,20 @@ impl DefinitionCollection {
         format!("{}{}{name}", scope.trim_end_matches('/'), self.segment)
     }
 
+    /// ARM's list of the custom objects visible at `scope`, for batched reads.
+    fn custom_collection(&self, scope: &str) -> Collection {
+        Collection {
+            path: format!(
+                "{}{}",
+                scope.trim_end_matches('/'),
+                self.segment.trim_end_matches('/')
+            ),
+            api_version: API_VERSION,
+            filter: Some("policyType eq 'Custom'".to_string()),
+            paged_by_top: true,
+        }
+    }
+
     /// The scope a write goes to: the planned one, else the provider's subscription.
     pub fn write_scope(
         &self,
@@ -110,9 +125,11 @@ impl DefinitionCollection {
         body: &T,
     ) -> Result<T, Diagnostics> {
         let configured = ctx.provider::<Configured>()?;
+        let path = self.path(scope, name);
+        configured.snapshots.note_write(&path);
         configured
             .client
-            .put::<_, T>(&self.path(scope, name), API_VERSION, body)
+            .put::<_, T>(&path, API_VERSION, body)
             .await
             .map_err(|e| {
                 arm_error_diagnostic(&format!("Writing the {} failed", self.noun), &e).into()
@@ -140,12 +157,21 @@ impl DefinitionCollection {
                 )
             });
         let deadline = Deadline::start(state, Operation::Read, POLICY_TIMEOUTS);
+        let path = self.path(&scope, &name);
         let read = deadline
-            .run(
+            .run(async {
+                let listed = configured
+                    .snapshots
+                    .read::<T>(&configured.client, &self.custom_collection(&scope), &path)
+                    .await;
+                if let SnapshotRead::Found(found) = listed {
+                    return Ok(Some(found));
+                }
                 configured
                     .client
-                    .get_optional::<T>(&self.path(&scope, &name), API_VERSION),
-            )
+                    .get_optional::<T>(&path, API_VERSION)
+                    .await
+            })
             .await;
         match read {
             Some(Ok(Some(d))) => {

@@ -17,6 +17,7 @@ use crate::framework::{
 use crate::policy::parameters::closest_name;
 use crate::policy::PolicySetDefinition;
 
+use super::existence::check_planned_scope;
 use super::parameters::{definition_kind, DefinitionKind};
 use super::provider::Configured;
 use super::reconcile::{
@@ -41,6 +42,7 @@ const KIND: ScopedKind = ScopedKind {
     api_version: API_VERSION,
     import_hint: ".",
     timeouts: POLICY_TIMEOUTS,
+    list_takes_top: false,
 };
 
 /// An exemption of a just-created assignment can be refused until ARM sees the assignment.
@@ -564,7 +566,7 @@ async fn write(ctx: &CallContext, req: &ApplyRequest<'_>, op: Operation) -> Appl
         Err(d) => return ApplyResult::failed(d),
     };
     KIND.write(
-        &configured.client,
+        &configured,
         req.planned,
         &deadline,
         &body_from(req.planned),
@@ -587,6 +589,7 @@ impl Resource for ExemptionResource {
 
     async fn modify_plan(&self, ctx: &CallContext, change: &mut PlanChange<'_>) {
         ignore_case_only_replacements(change, &["scope", "name", "policy_assignment_id"]);
+        check_planned_scope(ctx, change).await;
         let refs_changed = change.prior.is_null()
             || change.prior.get("policy_definition_reference_ids")
                 != change.config.get("policy_definition_reference_ids")

@@ -10,6 +10,7 @@ pub mod definition;
 pub mod definition_api;
 pub mod errors;
 pub mod exemption;
+pub mod existence;
 pub mod initiative;
 pub mod json;
 pub mod kubernetes_definition;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::arm::{ArmClient, ArmSettings, ClientOptions};
+use crate::arm::{ArmClient, ArmSettings, ClientOptions, ListSnapshots};
 use crate::framework::Attribute;
 use crate::framework::{
     AttributePath, Block, ConfigureRequest, DataSource, Diagnostic, Diagnostics, Provider,
@@ -32,6 +32,8 @@ pub const TYPE_NAME: &str = "akspolicy";
 /// What Configure hands every resource: one ARM client per provider instance.
 pub struct Configured {
     pub client: ArmClient,
+    /// Lists that answer many reads of one collection (see `arm::snapshot`).
+    pub snapshots: ListSnapshots,
 }
 
 impl Configured {
@@ -334,7 +336,10 @@ impl Provider for AksPolicyProvider {
             ..ClientOptions::default()
         };
         match ArmClient::with_options(settings, options).await {
-            Ok(client) => Ok(Arc::new(Configured { client })),
+            Ok(client) => Ok(Arc::new(Configured {
+                client,
+                snapshots: ListSnapshots::new(),
+            })),
             Err(e) => Err(arm_error_diagnostic("Invalid provider configuration", &e).into()),
         }
     }

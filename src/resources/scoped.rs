@@ -8,7 +8,9 @@ use std::time::Duration;
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value as Json;
 
-use crate::arm::{retry_while, ArmClient, ArmError, ConsistencyOptions, ResourceId};
+use crate::arm::{
+    retry_while, ArmClient, ArmError, Collection, ConsistencyOptions, ResourceId, SnapshotRead,
+};
 use crate::framework::timeouts::{Deadline, Operation, TimeoutDefaults};
 use crate::framework::{
     ApplyResult, Block, CallContext, Diagnostic, Diagnostics, NestingMode, Value,
@@ -17,7 +19,7 @@ use crate::framework::{
 use super::errors::arm_error_diagnostic;
 use super::provider::Configured;
 use super::reconcile::fill_unknowns;
-use super::waits::{wait_until_gone, GONE_BUDGET};
+use super::waits::{wait_until_gone, GONE_BUDGET, RECENT_WRITE};
 
 /// A fresh object can answer 404 for a moment after its PUT succeeded.
 const READ_BACK: ConsistencyOptions = ConsistencyOptions {
@@ -34,9 +36,6 @@ const NOT_FOUND_CONFIRMATION: ConsistencyOptions = ConsistencyOptions {
     timeout: Duration::from_secs(10),
     interval: Duration::from_secs(2),
 };
-
-/// How long after a write a 404 may still be a replica lagging behind.
-const RECENT_WRITE: Duration = Duration::from_secs(300);
 
 /// The ARM body of a scoped object, as far as the shared code needs it.
 pub trait ScopedBody: Serialize + DeserializeOwned + Clone + Send + Sync {
@@ -69,6 +68,8 @@ pub struct ScopedKind {
     /// Ends the "not an ID" import error: "." or ", e.g. ...".
     pub import_hint: &'static str,
     pub timeouts: TimeoutDefaults,
+    /// Whether ARM's list of this collection takes `$top` (for batched reads).
+    pub list_takes_top: bool,
 }
 
 impl ScopedKind {
@@ -81,6 +82,17 @@ impl ScopedKind {
         let lower = id.to_ascii_lowercase();
         let at = lower.rfind(&self.segment.to_ascii_lowercase())?;
         Some(&id[..at])
+    }
+
+    /// The ARM list of the objects exactly at the scope of `path`, for batched reads.
+    fn collection_of(&self, path: &str) -> Option<Collection> {
+        let scope = self.scope_of_id(path)?;
+        Some(Collection {
+            path: format!("{scope}{}", self.segment.trim_end_matches('/')),
+            api_version: self.api_version,
+            filter: Some("atExactScope()".to_string()),
+            paged_by_top: self.list_takes_top,
+        })
     }
 
     /// The path of the object a state tracks: its id, else scope and name.
@@ -118,6 +130,20 @@ impl ScopedKind {
         let configured = Configured::from_context(ctx, diags)?;
         let path = self.path_of_state(state, diags)?;
         let deadline = Deadline::start(state, Operation::Read, self.timeouts);
+        // A listed object is as current as a GET's answer; one missing from the list is
+        // asked for with a GET below, where a recent write's 404 is confirmed.
+        if let Some(collection) = self.collection_of(&path) {
+            let listed = deadline
+                .run(
+                    configured
+                        .snapshots
+                        .read::<T>(&configured.client, &collection, &path),
+                )
+                .await;
+            if let Some(SnapshotRead::Found(remote)) = listed {
+                return Some(state_from(&remote, state));
+            }
+        }
         let confirm = ConsistencyOptions {
             timeout: if ctx.written_within(RECENT_WRITE) {
                 deadline.cap(NOT_FOUND_CONFIRMATION.timeout)
@@ -223,7 +249,7 @@ impl ScopedKind {
     #[allow(clippy::too_many_arguments)]
     pub async fn write<T: ScopedBody>(
         &self,
-        client: &ArmClient,
+        configured: &Configured,
         planned: &Value,
         deadline: &Deadline,
         body: &T,
@@ -242,6 +268,8 @@ impl ScopedKind {
             return ApplyResult::failed(diags);
         };
         let path = self.path(scope, name);
+        let client = &configured.client;
+        configured.snapshots.note_write(&path);
         let doing = deadline.operation().doing();
         let timed_out = format!("Timed out {doing} the {}", self.noun);
         if creating {
@@ -410,6 +438,7 @@ mod tests {
         api_version: "2024-12-01-preview",
         import_hint: ".",
         timeouts: super::super::waits::POLICY_TIMEOUTS,
+        list_takes_top: false,
     };
 
     #[test]

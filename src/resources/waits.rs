@@ -21,6 +21,10 @@ pub const POLICY_TIMEOUTS: TimeoutDefaults = TimeoutDefaults {
 /// How long a deleted object may stay visible before we give up waiting (it is gone for ARM's
 /// purposes either way; this only avoids a confusing "already exists" on an immediate create).
 pub const GONE_BUDGET: Duration = Duration::from_secs(120);
+
+/// How long after a write a 404 may still be a replica lagging behind, and a list may predate
+/// the object: reads of objects written this recently GET them, and confirm a 404.
+pub const RECENT_WRITE: Duration = Duration::from_secs(300);
 const GONE_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Polls `GET path` until it answers 404 or `budget` (at most [`GONE_BUDGET`], less when the

@@ -278,6 +278,30 @@ fn dispatch(state: &AppState, req: &Request, segments: &[String]) -> Result<Resp
             return Err(e);
         }
     }
+    if profile.authorization_requests_per_minute > 0
+        && path
+            .namespace
+            .eq_ignore_ascii_case("Microsoft.Authorization")
+    {
+        let limit = profile.authorization_requests_per_minute;
+        if let Throttle::Refused(secs) = state.observer.take_provider(
+            &path.namespace,
+            &principal.oid,
+            limit,
+            std::time::Duration::from_secs(60),
+        ) {
+            let mut e = ArmError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "ResourceRequestsThrottled",
+                format!(
+                    "Number of requests for Microsoft.Authorization exceeded the limit of '{limit}' for time interval '00:01:00'. Please try again after '{secs}' seconds."
+                ),
+            );
+            e.extra_mut().retry_after = Some(secs);
+            e.extra_mut().injected = true;
+            return Err(e);
+        }
+    }
     if chance(profile.error_rate) {
         let mut e = if chance(0.5) {
             ArmError::internal(

@@ -106,6 +106,20 @@ fn put(
         .pointer("/properties/policyDefinitionReferenceId")
         .and_then(Value::as_str)
         .map(str::to_string);
+    let assigns_set = assignment
+        .body
+        .pointer("/properties/policyDefinitionId")
+        .and_then(Value::as_str)
+        .is_some_and(|d| d.to_ascii_lowercase().contains("/policysetdefinitions/"));
+    if assigns_set && reference.is_none() {
+        // Azure's wording (observed in responses).
+        return Err(ArmError::bad_request(
+            "InvalidCreateRemediationRequest",
+            format!(
+                "The request to create remediation '{name}' is invalid. The policy assignment '{assignment_id}' assigns a policy set definition. Remediations must specify a single policy definition reference ID within the policy set definition."
+            ),
+        ));
+    }
     let targets: Vec<String> = policy_states(
         state,
         scope,
