@@ -272,6 +272,19 @@ fn resolve_template(config: &Value, diags: &mut Diagnostics) -> Option<ResolvedT
             );
             return None;
         }
+        if url.starts_with("http://") {
+            diags.push(
+                Diagnostic::warning(
+                    "Template fetched without encryption",
+                    format!(
+                        "The Azure Policy add-on in each cluster downloads {url:?} over plain \
+                         http, so anyone on the path can read or replace the Rego it enforces. \
+                         Serve the template over https://."
+                    ),
+                )
+                .at(AttributePath::attr("template_url")),
+            );
+        }
         return Some(ResolvedTemplate {
             source: TemplateSource::Url(url),
             template: None,
@@ -1383,6 +1396,27 @@ exempt(image) {
     #[test]
     fn schema_is_valid() {
         schema().block.validate().unwrap();
+    }
+
+    #[test]
+    fn plain_http_template_url_is_a_warning() {
+        for (url, warned) in [
+            ("http://example.com/template.yaml", true),
+            ("https://example.com/template.yaml", false),
+        ] {
+            let mut config = Value::Object(Default::default());
+            config.set("template_url", Value::string(url));
+            let mut d = Diagnostics::new();
+            let resolved = resolve_template(&config, &mut d);
+            assert!(resolved.is_some() && !d.has_errors(), "{:?}", d.0);
+            let warning =
+                d.0.iter()
+                    .find(|w| w.summary == "Template fetched without encryption");
+            assert_eq!(warning.is_some(), warned, "{url}: {:?}", d.0);
+            if let Some(w) = warning {
+                assert_eq!(w.attribute, Some(AttributePath::attr("template_url")));
+            }
+        }
     }
 
     #[test]

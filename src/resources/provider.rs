@@ -300,6 +300,12 @@ impl Provider for AksPolicyProvider {
     }
 
     fn validate_config(&self, config: &Value, diags: &mut Diagnostics) {
+        for insecure in crate::arm::endpoint::insecure_endpoints(&settings_from_config(config)) {
+            diags.push(
+                Diagnostic::error("Insecure endpoint", insecure.to_string())
+                    .at(AttributePath::attr(insecure.attribute)),
+            );
+        }
         if let Some(env) = config.get("environment").as_str() {
             if !["public", "usgovernment", "china", "custom"].contains(&env) {
                 diags.push(
@@ -350,5 +356,33 @@ mod tests {
     #[test]
     fn provider_schema_is_valid() {
         provider_block().validate().unwrap();
+    }
+
+    #[test]
+    fn credential_endpoints_over_plain_http_are_errors_at_their_attribute() {
+        let mut config = Value::Object(Default::default());
+        config.set(
+            "metadata_host",
+            Value::string("http://metadata.attacker.example"),
+        );
+        config.set("oidc_request_url", Value::string("https://token.example/"));
+        config.set("msi_endpoint", Value::string("http://169.254.169.254/msi"));
+        let mut diags = Diagnostics::new();
+        AksPolicyProvider.validate_config(&config, &mut diags);
+        let errors: Vec<_> = diags
+            .0
+            .iter()
+            .filter(|d| d.severity == crate::framework::Severity::Error)
+            .collect();
+        assert_eq!(errors.len(), 1, "{:?}", diags.0);
+        assert_eq!(
+            errors[0].attribute,
+            Some(AttributePath::attr("metadata_host"))
+        );
+        assert!(
+            errors[0].detail.contains("https://"),
+            "{}",
+            errors[0].detail
+        );
     }
 }

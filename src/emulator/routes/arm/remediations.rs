@@ -84,6 +84,7 @@ fn put(
     id: &str,
     name: &str,
 ) -> Result<Response, ArmError> {
+    super::check_resource_name("remediation", name)?;
     let request: Value = parse_body(req)?;
     let assignment_id = request
         .pointer("/properties/policyAssignmentId")
@@ -218,7 +219,7 @@ fn phase(stored: &StoredResource) -> &'static str {
     let start = i["start_ms"].as_u64().unwrap_or(0);
     let lro = i["lro_ms"].as_u64().unwrap_or(0);
     if let Some(cancel) = i["cancel_ms"].as_u64() {
-        return if now >= cancel + lro / 3 {
+        return if now >= cancel.saturating_add(lro / 3) {
             "Canceled"
         } else {
             "Cancelling"
