@@ -4,6 +4,7 @@
 mod harness;
 
 mod admission;
+mod admission_review;
 mod assignment;
 mod batched_reads;
 mod builtin_definition;

@@ -362,6 +362,11 @@ fn write_ready_files(dir: &Path, info: &ReadyInfo) -> Result<(), EmulatorError> 
             info.subscription_ids.join(" "),
         ),
         ("ARM_CLIENT_ID", info.client_id.clone()),
+        // The provider downloads PublicURL templates from here instead of the public store.
+        (
+            "AKSPOLICY_TEMPLATE_BASE_URL",
+            format!("{}/_templates", info.arm_endpoint.trim_end_matches('/')),
+        ),
         ("ARM_CLIENT_SECRET", info.client_secret.clone()),
         ("SSL_CERT_FILE", bundle.clone()),
         ("REQUESTS_CA_BUNDLE", bundle.clone()),

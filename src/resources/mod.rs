@@ -1,6 +1,7 @@
 //! Provider code: the provider configuration and one file per resource / data source, each
 //! reading top to bottom as schema, mapping to the ARM body, then CRUD.
 
+pub mod admission_review;
 pub mod assignment;
 pub mod builtin_definition;
 pub mod builtin_initiative;

@@ -14,6 +14,7 @@ use crate::framework::{
     ProviderData, Resource, Schema, Value,
 };
 
+use super::admission_review::AdmissionReviewDataSource;
 use super::assignment::AssignmentResource;
 use super::builtin_definition::BuiltinDefinitionDataSource;
 use super::builtin_initiative::BuiltinInitiativeDataSource;
@@ -290,6 +291,7 @@ impl Provider for AksPolicyProvider {
 
     fn data_sources(&self) -> Vec<Arc<dyn DataSource>> {
         vec![
+            Arc::new(AdmissionReviewDataSource),
             Arc::new(BuiltinDefinitionDataSource),
             Arc::new(BuiltinInitiativeDataSource),
             Arc::new(ComplianceDataSource),
