@@ -17,4 +17,5 @@ mod provider_config;
 mod release;
 mod reliability;
 mod remediation;
+mod shift_left;
 mod timeouts;

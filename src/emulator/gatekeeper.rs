@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde_json::{json, Value};
@@ -75,36 +75,6 @@ impl TemplateLookup for Templates {
 /// `kubernetes/x/v2/template.yaml` also found as `DIR/x/v2/template.yaml`.
 fn strip_first(dir: &Path, path: &str) -> Option<PathBuf> {
     path.split_once('/').map(|(_, rest)| dir.join(rest))
-}
-
-/// Compiled templates by Rego text, so audits and admissions don't re-parse.
-#[derive(Default)]
-pub(crate) struct RegoCache {
-    compiled: Mutex<HashMap<String, Arc<CompiledRego>>>,
-}
-
-impl RegoCache {
-    fn get(
-        &self,
-        template: &crate::policy::constraint_template::ConstraintTemplate,
-    ) -> Result<Arc<CompiledRego>, engine::GatekeeperError> {
-        let key = format!(
-            "{:?}|{}|{}",
-            template.rego.version,
-            template.rego.entry,
-            template.rego.libs.join("\u{0}")
-        );
-        let mut guard = match self.compiled.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        if let Some(c) = guard.get(&key) {
-            return Ok(c.clone());
-        }
-        let compiled = Arc::new(template.compile()?);
-        guard.insert(key, compiled.clone());
-        Ok(compiled)
-    }
 }
 
 /// The constraints installed on one cluster, with problems that kept some out.
@@ -182,7 +152,8 @@ pub(crate) fn constraints_for(
                 Some((constraint, template)) => state
                     .rego_cache
                     .get(&template)
-                    .map(|rego| Some((constraint, rego))),
+                    .map(|rego| Some((constraint, rego)))
+                    .map_err(engine::GatekeeperError::from),
                 None => Ok(None),
             });
             match built {

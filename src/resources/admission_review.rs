@@ -18,7 +18,7 @@ use crate::framework::{
     Type, Value,
 };
 use crate::policy::addon::{self, DefinitionBodies, Exemption};
-use crate::policy::constraint_template::parse_yaml_documents;
+use crate::policy::constraint_template::{parse_yaml_documents, CompileCache};
 use crate::policy::gatekeeper::{
     self, url_path, ActiveConstraint, Constraint, TemplateLookup, AKS_EXEMPT_NAMESPACES,
 };
@@ -381,7 +381,10 @@ async fn installed_constraints(
     }
     for member in &members {
         let built = member.constraint(&templates).and_then(|c| match c {
-            Some((constraint, template)) => compiled(&template).map(|r| Some((constraint, r))),
+            Some((constraint, template)) => CompileCache::process()
+                .get(&template)
+                .map(|r| Some((constraint, r)))
+                .map_err(gatekeeper::GatekeeperError::from),
             None => Ok(None),
         });
         match built {
@@ -537,26 +540,6 @@ fn template_source(url: &str, base: Option<&str>) -> String {
         Some(base) => format!("{}/{}", base.trim_end_matches('/'), url_path(url)),
         None => url.to_string(),
     }
-}
-
-/// Compiled templates per process, keyed by their Rego, so repeated reads don't recompile.
-fn compiled(
-    template: &crate::policy::constraint_template::ConstraintTemplate,
-) -> Result<Arc<CompiledRego>, gatekeeper::GatekeeperError> {
-    static CACHE: OnceLock<Mutex<HashMap<String, Arc<CompiledRego>>>> = OnceLock::new();
-    let key = format!(
-        "{:?}|{}|{}",
-        template.rego.version,
-        template.rego.entry,
-        template.rego.libs.join("\u{0}")
-    );
-    let cache = CACHE.get_or_init(Default::default);
-    if let Some(c) = lock(cache).get(&key) {
-        return Ok(c.clone());
-    }
-    let c = Arc::new(template.compile()?);
-    lock(cache).insert(key, c.clone());
-    Ok(c)
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ pub mod compliance;
 pub mod definition;
 pub mod definition_api;
 pub mod errors;
+pub mod evaluate_function;
 pub mod exemption;
 pub mod initiative;
 pub mod json;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::arm::{ArmClient, ArmSettings, ClientOptions, ListSnapshots};
-use crate::framework::Attribute;
+use crate::framework::{Attribute, Function};
 use crate::framework::{
     AttributePath, Block, ConfigureRequest, DataSource, Diagnostic, Diagnostics, Provider,
     ProviderData, Resource, Schema, Value,
@@ -22,6 +22,7 @@ use super::cluster_addon::ClusterAddonResource;
 use super::compliance::ComplianceDataSource;
 use super::definition::DefinitionResource;
 use super::errors::arm_error_diagnostic;
+use super::evaluate_function::EvaluateFunction;
 use super::exemption::ExemptionResource;
 use super::initiative::InitiativeResource;
 use super::kubernetes_definition::KubernetesDefinitionResource;
@@ -296,6 +297,10 @@ impl Provider for AksPolicyProvider {
             Arc::new(BuiltinInitiativeDataSource),
             Arc::new(ComplianceDataSource),
         ]
+    }
+
+    fn functions(&self) -> Vec<Arc<dyn Function>> {
+        vec![Arc::new(EvaluateFunction)]
     }
 
     fn validate_config(&self, config: &Value, diags: &mut Diagnostics) {
