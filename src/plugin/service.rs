@@ -773,15 +773,17 @@ impl Provider for ProviderService {
             }))
         };
         let Some((function, signature)) = self.server.function(&request.name) else {
+            let offered: Vec<&str> = self.server.function_signatures().map(|(n, _)| n).collect();
+            let offered = if offered.is_empty() {
+                "it declares none".to_string()
+            } else {
+                format!("it offers {}", offered.join(", "))
+            };
             return failed(
                 format!(
-                    "akspolicy has no function {:?}; it offers: {}",
-                    request.name,
-                    self.server
-                        .function_signatures()
-                        .map(|(n, _)| n)
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    "{} does not support a function {:?} ({offered})",
+                    self.server.provider_type_name(),
+                    request.name
                 ),
                 None,
             );
