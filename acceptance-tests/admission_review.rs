@@ -193,3 +193,86 @@ data "akspolicy_admission_review" "bad" {{
     assert!(text.contains("Invalid manifests"), "{text}");
     assert!(text.contains("document 1"), "{text}");
 }
+
+/// An assignment at a management group applies to the clusters below it, except under a
+/// notScope naming a management group the cluster's subscription sits in (at any depth).
+#[test]
+fn admission_review_follows_management_groups_and_their_not_scopes() {
+    let emulator = Emulator::start();
+    let cluster = create_cluster(&emulator, "apps-rg", "prod");
+    let sub = emulator.subscription_id();
+    let mg = |name: &str| format!("/providers/Microsoft.Management/managementGroups/{name}");
+    for (name, parent) in [
+        ("platform", None),
+        ("landing", Some("platform")),
+        ("corp", Some("landing")),
+    ] {
+        let mut body = serde_json::json!({"properties": {"displayName": name}});
+        if let Some(p) = parent {
+            body["properties"]["details"] = serde_json::json!({"parent": {"id": mg(p)}});
+        }
+        let (status, b) = emulator.arm(
+            "PUT",
+            &format!("{}?api-version=2021-04-01", mg(name)),
+            Some(&body),
+        );
+        assert!(status == 200 || status == 201 || status == 202, "{b}");
+    }
+    let (status, b) = emulator.arm(
+        "PUT",
+        &format!("{}/subscriptions/{sub}?api-version=2021-04-01", mg("corp")),
+        None,
+    );
+    assert!(status == 200 || status == 201, "{b}");
+    let ws = Workspace::new(&emulator);
+    let config = |not_scopes: &str| {
+        format!(
+            r#"
+resource "akspolicy_cluster_addon" "policy" {{
+  cluster_id = "{cluster}"
+  enabled    = true
+}}
+
+resource "akspolicy_assignment" "no_privileged" {{
+  name                 = "no-privileged"
+  scope                = "{platform}"
+  policy_definition_id = "{PRIVILEGED}"
+  not_scopes           = [{not_scopes}]
+  parameters = {{
+    effect = "Deny"
+  }}
+}}
+
+data "akspolicy_admission_review" "pod" {{
+  cluster_id = "{cluster}"
+  manifests  = <<-YAML
+    apiVersion: v1
+    kind: Pod
+    metadata:
+      name: p
+    spec:
+      containers:
+        - name: app
+          image: nginx:1.27
+          securityContext:
+            privileged: true
+  YAML
+  depends_on = [akspolicy_assignment.no_privileged, akspolicy_cluster_addon.policy]
+}}
+
+output "allowed" {{
+  value = data.akspolicy_admission_review.pod.allowed
+}}
+"#,
+            platform = mg("platform"),
+        )
+    };
+    ws.write_config(&config(""));
+    ws.apply().assert_ok("apply at the management group");
+    assert_eq!(ws.output("allowed"), Json::Bool(false));
+    // `landing` holds `corp`, which holds the subscription.
+    ws.write_config(&config(&format!("\"{}\"", mg("landing"))));
+    ws.apply()
+        .assert_ok("apply with a management group notScope");
+    assert_eq!(ws.output("allowed"), Json::Bool(true));
+}
