@@ -84,6 +84,25 @@ output "bad" {
     assert_ne!(run.code, 0);
     let text = run.combined();
     assert!(text.contains("not a usable ConstraintTemplate"), "{text}");
+
+    // The docs' example plans, and its check passes.
+    let example =
+        std::fs::read_to_string(repo_root().join("examples/functions/evaluate/function.tf"))
+            .expect("function example");
+    ws.write_config(&example);
+    let run = ws.plan();
+    // -detailed-exitcode: 2 = changes planned (the definition), 1 = an error.
+    assert_eq!(
+        run.code,
+        2,
+        "plan of the function example:\n{}",
+        run.combined()
+    );
+    assert!(
+        !run.combined().contains("Check block assertion failed"),
+        "{}",
+        run.combined()
+    );
 }
 
 #[test]
