@@ -276,3 +276,67 @@ output "allowed" {{
         .assert_ok("apply with a management group notScope");
     assert_eq!(ws.output("allowed"), Json::Bool(true));
 }
+
+/// A template the store does not have leaves that policy out with a warning naming the URL,
+/// as the add-on would until the template is available; the read still answers.
+#[test]
+fn admission_review_warns_about_a_template_it_cannot_download() {
+    let emulator = Emulator::start();
+    let cluster = create_cluster(&emulator, "apps-rg", "prod");
+    let sub = emulator.subscription_id();
+    let definition = format!(
+        "/subscriptions/{sub}/providers/Microsoft.Authorization/policyDefinitions/missing-template"
+    );
+    let (status, b) = emulator.arm(
+        "PUT",
+        &format!("{definition}?api-version=2025-03-01"),
+        Some(&serde_json::json!({"properties": {
+            "policyType": "Custom",
+            "mode": "Microsoft.Kubernetes.Data",
+            "displayName": "Template nobody published",
+            "policyRule": {
+                "if": {"field": "type", "equals": "Microsoft.ContainerService/managedClusters"},
+                "then": {"effect": "deny", "details": {
+                    "templateInfo": {"sourceType": "PublicURL",
+                        "url": "https://store.policy.core.windows.net/kubernetes/unpublished/v1/template.yaml"},
+                    "apiGroups": [""], "kinds": ["Pod"]
+                }}
+            }
+        }})),
+    );
+    assert!(status == 200 || status == 201, "{b}");
+    let ws = Workspace::new(&emulator);
+    ws.write_config(&format!(
+        r#"
+resource "akspolicy_cluster_addon" "policy" {{
+  cluster_id = "{cluster}"
+  enabled    = true
+}}
+
+resource "akspolicy_assignment" "unpublished" {{
+  name                 = "unpublished"
+  scope                = "/subscriptions/{sub}"
+  policy_definition_id = "{definition}"
+}}
+
+data "akspolicy_admission_review" "pod" {{
+  cluster_id = "{cluster}"
+  manifests  = "apiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec: {{containers: [{{name: app, image: nginx}}]}}\n"
+  depends_on = [akspolicy_assignment.unpublished, akspolicy_cluster_addon.policy]
+}}
+
+output "allowed" {{
+  value = data.akspolicy_admission_review.pod.allowed
+}}
+"#
+    ));
+    let run = ws.apply();
+    run.assert_ok("apply");
+    let text = run.combined();
+    assert!(text.contains("A policy could not be evaluated"), "{text}");
+    assert!(
+        text.contains("kubernetes/unpublished/v1/template.yaml"),
+        "{text}"
+    );
+    assert_eq!(ws.output("allowed"), Json::Bool(true));
+}
