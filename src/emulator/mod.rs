@@ -27,6 +27,8 @@
 //! | `{scope}/providers/Microsoft.PolicyInsights/remediations[/{name}[/cancel\|/listDeployments]]` | bearer | Accepted → Evaluating → Succeeded/Failed by time |
 //! | `{scope}/providers/Microsoft.PolicyInsights/policyStates/latest/{triggerEvaluation\|summarize\|queryResults}` | bearer | trigger 202 + Location to `asyncOperationResults/{id}`; `@odata.nextLink` paging |
 //! | `POST {scope}/providers/Microsoft.PolicyInsights/policyEvents/default/queryResults` | bearer | events recorded by `triggerEvaluation` (non-compliant results) and by admission (deny/audit), newest first; `$filter`, `$top`, `@odata.nextLink` |
+//! | `GET /providers/Microsoft.Management/managementGroups/{mg}/descendants` | bearer | every management group and subscription below `mg`, at any depth |
+//! | `GET /_templates/{path}` | none | the public template store's stand-in (`https://store.policy.core.windows.net/{path}`): the ConstraintTemplates the emulator's Gatekeeper resolves for that path; env.sh exports it as `AKSPOLICY_TEMPLATE_BASE_URL` |
 //! | `POST /_emulator/admission{clusterId}`, `GET /_emulator/admission{clusterId}` | bearer | the cluster's Gatekeeper: AdmissionReview in/out (validating webhook), or its constraints, admitted objects and audit, see `gatekeeper` |
 //! | `GET\|POST /_emulator/faults`, `GET /_emulator/metrics`, `GET /_emulator/state`, `POST /_emulator/reset` | bearer | fault injection (incl. `token_lifetime_s`) and observability, see [`FaultProfile`] |
 //!
