@@ -4,6 +4,7 @@
 mod harness;
 
 mod admission;
+mod admission_review;
 mod assignment;
 mod batched_reads;
 mod builtin_definition;
@@ -18,4 +19,5 @@ mod provider_config;
 mod release;
 mod reliability;
 mod remediation;
+mod shift_left;
 mod timeouts;

@@ -7,10 +7,10 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::SystemTime;
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::emulator::compliance::PolicyStateRow;
 use crate::emulator::routes::arm::{
@@ -18,11 +18,9 @@ use crate::emulator::routes::arm::{
 };
 use crate::emulator::state::AppState;
 use crate::emulator::store::{resource_key, StoredResource};
-use crate::policy::gatekeeper::{
-    self as engine, ActiveConstraint, Constraint, ConstraintOrigin, TemplateLookup,
-};
+use crate::policy::addon::{self, Exemption};
+use crate::policy::gatekeeper::{self as engine, ActiveConstraint, Constraint, TemplateLookup};
 use crate::policy::rego::{is_cluster_scoped, review_for, CompiledRego};
-use crate::policy::PolicyDefinitionProperties;
 
 /// Our own templates for the built-ins of the embedded catalogue, keyed by store URL path.
 const EMBEDDED_TEMPLATES: &[(&str, &str)] = &[
@@ -79,36 +77,6 @@ fn strip_first(dir: &Path, path: &str) -> Option<PathBuf> {
     path.split_once('/').map(|(_, rest)| dir.join(rest))
 }
 
-/// Compiled templates by Rego text, so audits and admissions don't re-parse.
-#[derive(Default)]
-pub(crate) struct RegoCache {
-    compiled: Mutex<HashMap<String, Arc<CompiledRego>>>,
-}
-
-impl RegoCache {
-    fn get(
-        &self,
-        template: &crate::policy::constraint_template::ConstraintTemplate,
-    ) -> Result<Arc<CompiledRego>, engine::GatekeeperError> {
-        let key = format!(
-            "{:?}|{}|{}",
-            template.rego.version,
-            template.rego.entry,
-            template.rego.libs.join("\u{0}")
-        );
-        let mut guard = match self.compiled.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        if let Some(c) = guard.get(&key) {
-            return Ok(c.clone());
-        }
-        let compiled = Arc::new(template.compile()?);
-        guard.insert(key, compiled.clone());
-        Ok(compiled)
-    }
-}
-
 /// The constraints installed on one cluster, with problems that kept some out.
 #[derive(Default)]
 pub(crate) struct ClusterConstraints {
@@ -129,15 +97,13 @@ impl ClusterConstraints {
     }
 }
 
-/// (member definition id, reference id, member body, parameter values) of an assignment.
-type Member = (String, Option<String>, Value, Map<String, Value>);
-
 const ASSIGNMENTS: &str = "microsoft.authorization/policyassignments";
 const EXEMPTIONS: &str = "microsoft.authorization/policyexemptions";
 
 /// Constraints the add-on would install on `cluster`: every Kubernetes-mode definition of every
 /// assignment covering it (initiatives expanded), minus notScopes and exemptions; none while
-/// the add-on is off.
+/// the add-on is off. The add-on semantics are [`crate::policy::addon`]'s; this supplies the
+/// store's scopes and definitions.
 pub(crate) fn constraints_for(
     state: &AppState,
     cluster: &StoredResource,
@@ -165,94 +131,35 @@ pub(crate) fn constraints_for(
         if excluded {
             continue;
         }
-        let enforce = !props["enforcementMode"]
-            .as_str()
-            .is_some_and(|m| m.eq_ignore_ascii_case("DoNotEnforce"));
-        let supplied = props["parameters"].as_object().cloned().unwrap_or_default();
         let def_id = props["policyDefinitionId"].as_str().unwrap_or_default();
         let Some(definition) = resolve_visible(state, &scope, def_id)? else {
             continue;
         };
-        let is_set = def_id
-            .to_ascii_lowercase()
-            .contains("/policysetdefinitions/");
-        let mut members: Vec<Member> = Vec::new();
-        if is_set {
-            let set_values = engine::effective_parameters(
-                definition.pointer("/properties/parameters"),
-                &supplied,
-            );
-            for m in definition["properties"]["policyDefinitions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-            {
-                let mid = m["policyDefinitionId"].as_str().unwrap_or_default();
-                let Some(body) = resolve_visible(state, &scope, mid)? else {
-                    continue;
-                };
-                let given = engine::member_parameters(m.get("parameters"), &set_values);
-                let values =
-                    engine::effective_parameters(body.pointer("/properties/parameters"), &given);
-                let rid = m["policyDefinitionReferenceId"]
-                    .as_str()
-                    .map(str::to_string);
-                members.push((mid.to_string(), rid, body, values));
+        let mut definitions = addon::DefinitionBodies::default();
+        if addon::is_set_definition(def_id) {
+            for mid in addon::set_member_ids(&definition) {
+                if let Some(body) = resolve_visible(state, &scope, &mid)? {
+                    definitions.insert(&mid, body);
+                }
             }
-        } else {
-            let values = engine::effective_parameters(
-                definition.pointer("/properties/parameters"),
-                &supplied,
-            );
-            members.push((def_id.to_string(), None, definition.clone(), values));
         }
-        for (mid, rid, body, values) in members {
-            if exemptions
-                .iter()
-                .any(|e| e.covers(&assignment.id, rid.as_deref()))
-            {
-                continue;
-            }
-            let Ok(properties) =
-                serde_json::from_value::<PolicyDefinitionProperties>(body["properties"].clone())
-            else {
-                continue;
-            };
-            let Some(info) = properties.template_info() else {
-                continue;
-            };
-            let template = match engine::resolve_template(&info, &state.templates) {
-                Ok(t) => t,
-                Err(e) => {
-                    out.problems.push(format!("{mid}: {e}"));
-                    continue;
-                }
-            };
-            let rego = match state.rego_cache.get(&template) {
-                Ok(r) => r,
-                Err(e) => {
-                    out.problems.push(format!("{mid}: {e}"));
-                    continue;
-                }
-            };
-            let rule = properties.policy_rule.clone().unwrap_or(Value::Null);
-            let origin = ConstraintOrigin {
-                assignment_id: assignment.id.clone(),
-                definition_id: mid.clone(),
-                set_definition_id: is_set.then(|| def_id.to_string()),
-                reference_id: rid,
-            };
-            let forced =
-                engine::effect_override(props.get("overrides"), origin.reference_id.as_deref());
-            if let Some(c) = engine::build_constraint_with_effect(
-                &rule,
-                &template,
-                &values,
-                forced.as_deref(),
-                enforce,
-                origin,
-            ) {
-                out.constraints.push((c, rego));
+        definitions.insert(def_id, definition);
+        let mut body = assignment.body.clone();
+        body["id"] = json!(assignment.id);
+        for member in addon::members(&body, &definitions, &exemptions) {
+            let mid = member.origin.definition_id.clone();
+            let built = member.constraint(&state.templates).and_then(|c| match c {
+                Some((constraint, template)) => state
+                    .rego_cache
+                    .get(&template)
+                    .map(|rego| Some((constraint, rego)))
+                    .map_err(engine::GatekeeperError::from),
+                None => Ok(None),
+            });
+            match built {
+                Ok(Some(c)) => out.constraints.push(c),
+                Ok(None) => {}
+                Err(e) => out.problems.push(format!("{mid}: {e}")),
             }
         }
     }
@@ -262,29 +169,13 @@ pub(crate) fn constraints_for(
     Ok(out)
 }
 
-/// An exemption that applies to a cluster.
-pub(crate) struct Exemption {
-    assignment_key: String,
-    reference_ids: Vec<String>,
-}
-
-impl Exemption {
-    pub(crate) fn covers(&self, assignment_id: &str, reference_id: Option<&str>) -> bool {
-        if resource_key(assignment_id) != self.assignment_key {
-            return false;
-        }
-        self.reference_ids.is_empty()
-            || reference_id
-                .is_some_and(|r| self.reference_ids.iter().any(|x| x.eq_ignore_ascii_case(r)))
-    }
-}
-
 /// Unexpired exemptions whose scope covers the cluster.
 pub(crate) fn exemptions_for(
     state: &AppState,
     cluster_id: &str,
 ) -> Result<Vec<Exemption>, ArmError> {
     let mut out = Vec::new();
+    let now = SystemTime::now();
     for (at, e) in stored_of_type(state, EXEMPTIONS)? {
         let Ok(scope) = Scope::parse(&at) else {
             continue;
@@ -292,28 +183,7 @@ pub(crate) fn exemptions_for(
         if !scope.contains(state, cluster_id)? {
             continue;
         }
-        let props = &e.body["properties"];
-        let expired = props["expiresOn"]
-            .as_str()
-            .and_then(|t| {
-                humantime::parse_rfc3339_weak(t)
-                    .or_else(|_| humantime::parse_rfc3339_weak(t.trim_end_matches('Z')))
-                    .ok()
-            })
-            .is_some_and(|t| t <= SystemTime::now());
-        if expired {
-            continue;
-        }
-        out.push(Exemption {
-            assignment_key: resource_key(props["policyAssignmentId"].as_str().unwrap_or_default()),
-            reference_ids: props["policyDefinitionReferenceIds"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect(),
-        });
+        out.extend(Exemption::from_properties(&e.body["properties"], now));
     }
     Ok(out)
 }

@@ -529,3 +529,42 @@ spec:
         assert_eq!(docs.len(), 2);
     }
 }
+
+/// Compiled templates by their Rego, so repeated reviews (audits, admissions, plan-time reviews)
+/// don't recompile. Grows with the distinct templates seen, which a process sees few of.
+#[derive(Default)]
+pub struct CompileCache {
+    compiled: std::sync::Mutex<
+        std::collections::HashMap<String, std::sync::Arc<super::rego::CompiledRego>>,
+    >,
+}
+
+impl CompileCache {
+    pub fn get(
+        &self,
+        template: &ConstraintTemplate,
+    ) -> Result<std::sync::Arc<super::rego::CompiledRego>, super::rego::RegoError> {
+        let key = format!(
+            "{:?}|{}|{}",
+            template.rego.version,
+            template.rego.entry,
+            template.rego.libs.join("\u{0}")
+        );
+        let lock = || match self.compiled.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(c) = lock().get(&key) {
+            return Ok(c.clone());
+        }
+        let compiled = std::sync::Arc::new(template.compile()?);
+        lock().insert(key, compiled.clone());
+        Ok(compiled)
+    }
+
+    /// One cache per process, for callers without a state of their own (the provider).
+    pub fn process() -> &'static CompileCache {
+        static CACHE: std::sync::OnceLock<CompileCache> = std::sync::OnceLock::new();
+        CACHE.get_or_init(CompileCache::default)
+    }
+}

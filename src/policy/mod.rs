@@ -1,6 +1,7 @@
 //! `policy` layer: the Azure Policy domain shared by the provider and the emulator — typed
 //! definition bodies and loading of built-in definitions.
 
+pub mod addon;
 pub mod builtins;
 pub mod definition;
 pub mod kubernetes;

@@ -1,9 +1,11 @@
-//! Top-level routing: metadata and Entra ID endpoints need no token; everything else is ARM.
+//! Top-level routing: metadata, Entra ID and the template store need no token; everything else
+//! is ARM.
 
 pub(crate) mod aad;
 pub(crate) mod arm;
 pub(crate) mod control;
 pub(crate) mod metadata;
+pub(crate) mod templates;
 
 use super::http::{Request, Response};
 use super::state::AppState;
@@ -38,6 +40,8 @@ pub(crate) async fn route(state: &AppState, req: Request) -> Response {
         (metadata::handle(state, &req), 0)
     } else if aad::matches(&segments) {
         (aad::handle(state, &req, &segments), 0)
+    } else if templates::matches(&segments) {
+        (templates::handle(state, &req, &segments), 0)
     } else if control::matches(&segments) {
         (control::handle(state, &req, &segments), 0)
     } else {
