@@ -460,7 +460,7 @@ impl ArmClient {
         let transport = |e: reqwest::Error| ArmError::Transport {
             method: "GET".into(),
             url: Redacted(url).to_string(),
-            untrusted_ca: is_untrusted_ca(&e),
+            tls: TlsHint::of(&e),
             message: e.to_string(),
         };
         let mut attempt = 0;
