@@ -97,8 +97,69 @@ pub struct ConstraintTemplate {
     pub document: Json,
 }
 
+/// Largest YAML text the provider and emulator parse (templates, objects, inventory): well above
+/// what Kubernetes stores in one object (about 1.5 MiB in etcd).
+pub const MAX_YAML_BYTES: usize = 4 << 20;
+/// Deepest nesting of flow collections (`[`, `{`) accepted; Kubernetes objects stay far below.
+pub const MAX_YAML_DEPTH: usize = 100;
+
+/// Refuses YAML that is too large or nests too deeply before any parser sees it: libyaml takes
+/// minutes on 100k nested brackets, and deep values would exhaust the evaluator's stack.
+pub fn check_yaml_shape(text: &str) -> Result<(), TemplateError> {
+    if text.len() > MAX_YAML_BYTES {
+        return Err(TemplateError::Yaml {
+            message: format!(
+                "the YAML is {} bytes; at most {MAX_YAML_BYTES} are accepted",
+                text.len()
+            ),
+            location: None,
+        });
+    }
+    let mut depth = 0usize;
+    // Block nesting: indentation levels of the lines seen so far.
+    let mut indents: Vec<usize> = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let body = line.trim_start_matches([' ', '-']);
+        let indent = line.len() - body.len();
+        if !body.is_empty() && !body.starts_with('#') && depth == 0 {
+            while indents.last().is_some_and(|l| *l >= indent) {
+                indents.pop();
+            }
+            indents.push(indent);
+        }
+        let mut quote: Option<char> = None;
+        let mut prev = ' ';
+        let mut chars = line.char_indices().peekable();
+        while let Some((col, c)) = chars.next() {
+            match (quote, c) {
+                (Some('"'), '\\') => {
+                    chars.next();
+                }
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), _) => {}
+                (None, '"' | '\'') if prev.is_whitespace() || "[{,:(".contains(prev) => {
+                    quote = Some(c);
+                }
+                (None, '#') if prev.is_whitespace() => break,
+                (None, '[' | '{') => depth += 1,
+                (None, ']' | '}') => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+            prev = c;
+            if depth + indents.len() > MAX_YAML_DEPTH {
+                return Err(TemplateError::Yaml {
+                    message: format!("the YAML nests deeper than {MAX_YAML_DEPTH} levels"),
+                    location: Some((i + 1, col + 1)),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Parses YAML (one document) into JSON, keeping the location of syntax errors.
 pub fn parse_yaml(text: &str) -> Result<Json, TemplateError> {
+    check_yaml_shape(text)?;
     serde_yaml_ng::from_str::<Json>(text).map_err(|e| TemplateError::Yaml {
         location: e.location().map(|l| (l.line(), l.column())),
         message: e.to_string(),
@@ -108,6 +169,7 @@ pub fn parse_yaml(text: &str) -> Result<Json, TemplateError> {
 /// Parses every document of a multi-document YAML stream, skipping empty ones.
 pub fn parse_yaml_documents(text: &str) -> Result<Vec<Json>, TemplateError> {
     use serde::Deserialize;
+    check_yaml_shape(text)?;
     let mut docs = Vec::new();
     for doc in serde_yaml_ng::Deserializer::from_str(text) {
         let value = Json::deserialize(doc).map_err(|e| TemplateError::Yaml {

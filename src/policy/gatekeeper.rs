@@ -847,21 +847,32 @@ fn plural(kind: &str) -> String {
     }
 }
 
+/// What an audit of many objects found.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Audit {
+    /// Violations per constraint name (every constraint has an entry).
+    pub violations: BTreeMap<String, Vec<ConstraintViolation>>,
+    /// Rego failures, as in [`Decision::errors`]; those objects count as compliant.
+    pub errors: Vec<String>,
+}
+
 /// Violations per constraint name across many objects (audit).
-pub fn audit(
-    objects: &[Json],
-    constraints: &[ActiveConstraint<'_>],
-) -> BTreeMap<String, Vec<ConstraintViolation>> {
+pub fn audit(objects: &[Json], constraints: &[ActiveConstraint<'_>]) -> Audit {
     let inventory = super::rego::inventory_from(objects);
-    let mut out: BTreeMap<String, Vec<ConstraintViolation>> = BTreeMap::new();
+    let mut out = Audit::default();
     for a in constraints {
-        out.entry(a.constraint.name.clone()).or_default();
+        out.violations.entry(a.constraint.name.clone()).or_default();
     }
     for object in objects {
         let review = super::rego::review_for(object);
-        for v in decide(&review, constraints, &inventory).violations {
-            out.entry(v.constraint.clone()).or_default().push(v);
+        let decision = decide(&review, constraints, &inventory);
+        for v in decision.violations {
+            out.violations
+                .entry(v.constraint.clone())
+                .or_default()
+                .push(v);
         }
+        out.errors.extend(decision.errors);
     }
     out
 }

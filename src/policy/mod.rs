@@ -16,6 +16,9 @@ pub use definition::{
 pub use kubernetes::{TemplateInfo, KUBERNETES_MODE};
 pub use parameters::{check_parameters, ParameterProblem};
 pub mod constraint_template;
+pub mod eval_memory;
 pub mod gatekeeper;
 pub mod kubernetes_definition;
 pub mod rego;
+mod rego_builtins;
+mod rego_source;

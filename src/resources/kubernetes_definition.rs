@@ -22,8 +22,8 @@ use crate::policy::rego::{self, RegoError, RegoModule, Violation};
 use crate::policy::{PolicyDefinition, PolicyDefinitionProperties};
 
 use super::definition::{
-    keep_json, plan_default_scope, replace_on_breaking_parameters, user_metadata, validate_version,
-    DEFINITIONS_SEGMENT,
+    keep_json, plan_default_scope, replace_on_breaking_parameters, user_metadata,
+    validate_json_object, validate_version, DEFINITIONS_SEGMENT,
 };
 use super::definition_api::{identifying_attributes, DefinitionCollection};
 use super::json::canonical_json;
@@ -102,6 +102,18 @@ fn schema() -> Schema {
             Attribute::string("message")
                 .optional()
                 .description("A regular expression; only violations whose message matches count."),
+        )
+        .attribute(
+            Attribute::string("external_data")
+                .optional()
+                .validate_with(validate_json_object)
+                .description("What Gatekeeper external data providers answer during this test, as JSON: provider name -> key -> answer, where an answer is `{ value = ... }`, `{ error = \"...\" }` or a bare value, e.g. `jsonencode({ \"ratify-provider\" = { \"nginx:1.27\" = { error = \"no signature\" } } })`. `external_data({\"provider\": p, \"keys\": [...]})` then returns Gatekeeper's response (`responses`, `errors`, `system_error`, `status_code`); a provider not listed answers with a `system_error`."),
+        )
+        .attribute(
+            Attribute::string("timeout")
+                .optional()
+                .description("How long evaluating the policy for one object may take, e.g. `10s`. Defaults to `5s`; an evaluation that runs longer (endless recursion, a huge comprehension) fails the test.")
+                .validate_with(validate_duration),
         );
     Schema::new(
         identifying_attributes(
@@ -170,6 +182,22 @@ fn schema() -> Schema {
     )
 }
 
+/// A test's `timeout`: a duration such as `10s` (at most an hour).
+fn parse_test_timeout(text: &str) -> Result<std::time::Duration, String> {
+    match humantime::parse_duration(text.trim()) {
+        Ok(d) if !d.is_zero() && d <= std::time::Duration::from_secs(3600) => Ok(d),
+        Ok(_) => Err(format!("{text:?} must be more than zero and at most 1h")),
+        Err(e) => Err(format!("{text:?} is not a duration like `10s` ({e})")),
+    }
+}
+
+fn validate_duration(value: &Value, path: &AttributePath, diags: &mut Diagnostics) {
+    let Some(text) = value.as_str() else { return };
+    if let Err(e) = parse_test_timeout(text) {
+        diags.error_at(path.clone(), "Invalid timeout", e);
+    }
+}
+
 /// What the configuration says the template is.
 struct ResolvedTemplate {
     source: TemplateSource,
@@ -202,21 +230,26 @@ fn rego_error_diag(
         };
         return Diagnostic::error("Invalid Rego", err.to_string()).at(path);
     };
-    let module_text = match err.module() {
-        Some(RegoModule::Lib(i)) => template.rego.libs.get(i).map(String::as_str),
-        _ => Some(template.rego.entry.as_str()),
-    };
-    let location = match (err, module_text.and_then(|m| module_start_line(yaml, m))) {
-        (RegoError::Syntax { line, .. }, Some(start)) => {
-            format!(" (line {} of the YAML)", start + *line as usize - 1)
-        }
-        _ => String::new(),
-    };
+    let location = yaml_location(err, template, yaml);
     Diagnostic::error(
         "Invalid Rego",
         format!("In the template's Rego{location}: {err}"),
     )
     .at(AttributePath::attr("constraint_template"))
+}
+
+/// ` (line N of the YAML)` for an error with a Rego position, when the template is YAML.
+fn yaml_location(err: &RegoError, template: &ConstraintTemplate, yaml: &str) -> String {
+    let module_text = match err.module() {
+        Some(RegoModule::Lib(i)) => template.rego.libs.get(i).map(String::as_str),
+        _ => Some(template.rego.entry.as_str()),
+    };
+    match (err, module_text.and_then(|m| module_start_line(yaml, m))) {
+        (RegoError::Syntax { line, .. } | RegoError::Runtime { line, .. }, Some(start)) => {
+            format!(" (line {} of the YAML)", start + *line as usize - 1)
+        }
+        _ => String::new(),
+    }
 }
 
 fn template_error_diag(err: &TemplateError, from_block: bool) -> Diagnostic {
@@ -476,12 +509,52 @@ fn in_scope(review: &Json, matches: &[KindMatch], params: &Map<String, Json>) ->
     included.is_empty() || included.iter().any(|p| namespace_matches(p, ns))
 }
 
-/// Runs one `test` block; `Err` carries the failure text.
+/// Why a `test` block failed.
+enum TestFailure {
+    /// The test's own attributes or the policy's answer.
+    Text(String),
+    /// Evaluating the Rego failed (runtime error, timeout, Stop).
+    Rego(RegoError),
+}
+
+impl From<String> for TestFailure {
+    fn from(text: String) -> Self {
+        TestFailure::Text(text)
+    }
+}
+
+impl From<&str> for TestFailure {
+    fn from(text: &str) -> Self {
+        TestFailure::Text(text.to_string())
+    }
+}
+
+/// How one test block evaluates: its timeout and external data answers.
+fn eval_options(test: &Value) -> Result<rego::EvalOptions, TestFailure> {
+    let mut options = rego::EvalOptions::default();
+    if let Some(text) = test.get("timeout").as_str() {
+        options.timeout = parse_test_timeout(text).map_err(|e| format!("timeout: {e}"))?;
+    }
+    if let Some(text) = test.get("external_data").as_str() {
+        options.external_data = match serde_json::from_str::<Json>(text) {
+            Ok(Json::Object(m)) if m.values().all(Json::is_object) => m,
+            _ => {
+                return Err(
+                    "external_data must be a JSON object: provider name -> key -> answer".into(),
+                )
+            }
+        };
+    }
+    Ok(options)
+}
+
+/// Runs one `test` block.
 fn run_test(
     compiled: &rego::CompiledRego,
     spec: &KubernetesDefinitionSpec,
     test: &Value,
-) -> Result<(), String> {
+) -> Result<(), TestFailure> {
+    let options = eval_options(test)?;
     let objects = parse_yaml_documents(test.get("object").as_str().unwrap_or_default())
         .map_err(|e| format!("object: {e}"))?;
     if objects.is_empty() {
@@ -506,7 +579,8 @@ fn run_test(
         return Err(format!(
             "parameters: {unknown:?} is not a parameter of this definition (known: {})",
             known.join(", ")
-        ));
+        )
+        .into());
     }
     let constraint_params: Map<String, Json> = params
         .iter()
@@ -527,12 +601,13 @@ fn run_test(
             continue;
         }
         let found = compiled
-            .evaluate(
+            .evaluate_with(
                 &review,
                 &Json::Object(constraint_params.clone()),
                 &inventory,
+                &options,
             )
-            .map_err(|e| e.to_string())?;
+            .map_err(TestFailure::Rego)?;
         violations.extend(found);
     }
     let message = test.get("message").as_str();
@@ -550,7 +625,9 @@ fn run_test(
         "no" => counted == 0,
         n => match n.parse::<usize>() {
             Ok(n) => counted == n,
-            Err(_) => return Err(format!("violations must be yes, no or a number, not {n:?}")),
+            Err(_) => {
+                return Err(format!("violations must be yes, no or a number, not {n:?}").into())
+            }
         },
     };
     if ok {
@@ -574,7 +651,8 @@ fn run_test(
         .unwrap_or_default();
     Err(format!(
         "expected violations = {expected}{filter}, but {counted} matched; the policy returned {actual}"
-    ))
+    )
+    .into())
 }
 
 fn run_tests(
@@ -602,14 +680,25 @@ fn run_tests(
         // Already reported by resolve_template.
         Err(_) => return,
     };
+    // Runtime errors name the line of the user's YAML when the template is one.
+    let yaml = config.get("constraint_template").as_str();
     for (i, test) in tests.iter().enumerate() {
         if !test.is_wholly_known() {
             continue;
         }
         let name = test.get("name").as_str().unwrap_or("unnamed");
         let outcome = run_test(&compiled, spec, test);
-        log::debug!("policy test {name:?}: {outcome:?}");
         if let Err(failure) = outcome {
+            let failure = match failure {
+                TestFailure::Text(text) => text,
+                TestFailure::Rego(e) => {
+                    let location = yaml
+                        .map(|y| yaml_location(&e, template, y))
+                        .unwrap_or_default();
+                    format!("the policy could not be evaluated{location}: {e}")
+                }
+            };
+            log::debug!("policy test {name:?}: {failure}");
             diags.push(
                 Diagnostic::error(
                     format!("Policy test {name:?} failed"),
