@@ -79,10 +79,11 @@ fn strip_first(dir: &Path, path: &str) -> Option<PathBuf> {
     path.split_once('/').map(|(_, rest)| dir.join(rest))
 }
 
-/// Compiled templates by Rego text, so audits and admissions don't re-parse.
+/// Compile results by Rego text, so audits and admissions don't re-parse; failures are kept
+/// too, so a hostile template costs its compile budget once, not on every request.
 #[derive(Default)]
 pub(crate) struct RegoCache {
-    compiled: Mutex<HashMap<String, Arc<CompiledRego>>>,
+    compiled: Mutex<HashMap<String, Result<Arc<CompiledRego>, engine::GatekeeperError>>>,
 }
 
 impl RegoCache {
@@ -96,16 +97,23 @@ impl RegoCache {
             template.rego.entry,
             template.rego.libs.join("\u{0}")
         );
-        let mut guard = match self.compiled.lock() {
+        let lock = || match self.compiled.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         };
-        if let Some(c) = guard.get(&key) {
-            return Ok(c.clone());
+        if let Some(c) = lock().get(&key) {
+            return c.clone();
         }
-        let compiled = Arc::new(template.compile()?);
-        guard.insert(key, compiled.clone());
-        Ok(compiled)
+        // Compiled without the lock: a slow template must not hold up other clusters.
+        let compiled = template
+            .compile()
+            .map(Arc::new)
+            .map_err(engine::GatekeeperError::from);
+        if let Err(e) = &compiled {
+            log::warn!("template {}: {e}", template.name);
+        }
+        lock().insert(key, compiled.clone());
+        compiled
     }
 }
 
@@ -414,8 +422,12 @@ pub(crate) fn admit(
     let objects = admitted_objects(state, &cluster.id)?;
     let inventory = crate::policy::rego::inventory_from(&objects);
     let decision = engine::decide(&review, &constraints.active(), &inventory);
+    // Gatekeeper's webhook fails open (failurePolicy Ignore) on evaluation errors; say so.
     for e in &decision.errors {
-        log::warn!("cluster {}: {e}", cluster.id);
+        log::warn!(
+            "cluster {}: admission evaluation failed, request admitted (fail-open): {e}",
+            cluster.id
+        );
     }
     let dry_run = request["dryRun"].as_bool().unwrap_or(false);
     if decision.allowed() && !dry_run {
@@ -433,10 +445,30 @@ pub(crate) fn admit(
         )?);
     }
     crate::emulator::events::record(state, &events, principal_oid)?;
-    Ok(engine::admission_response(
-        request.get("uid").unwrap_or(&Value::Null),
-        &decision,
-    ))
+    let mut answer =
+        engine::admission_response(request.get("uid").unwrap_or(&Value::Null), &decision);
+    // Beside the AdmissionReview (the API server would only log them): why a constraint could
+    // not judge the request, so `admit` can show it.
+    if !decision.errors.is_empty() {
+        answer["evaluationErrors"] = json!(decision.errors);
+    }
+    remember_errors(state, &cluster.id, &decision.errors)?;
+    Ok(answer)
+}
+
+/// Where the last admission's evaluation errors of a cluster are kept for `describe`.
+fn errors_id(cluster_id: &str) -> String {
+    format!("{cluster_id}/kubernetesEvaluationErrors/last")
+}
+
+fn remember_errors(state: &AppState, cluster_id: &str, errors: &[String]) -> Result<(), ArmError> {
+    if errors.is_empty() {
+        return Ok(());
+    }
+    state
+        .store
+        .put(&errors_id(cluster_id), json!({"errors": errors}))?;
+    Ok(())
 }
 
 fn remember(state: &AppState, cluster_id: &str, request: &Value) -> Result<(), ArmError> {
@@ -469,12 +501,18 @@ pub(crate) fn describe(state: &AppState, cluster_id: &str) -> Result<Value, ArmE
     let constraints = constraints_for(state, &cluster)?;
     let objects = admitted_objects(state, &cluster.id)?;
     let audit = engine::audit(&objects, &constraints.active());
+    let last_admission_errors = state
+        .store
+        .get(&errors_id(&cluster.id))?
+        .map(|r| r.body["errors"].clone())
+        .unwrap_or_else(|| json!([]));
     let docs: Vec<Value> = constraints
         .constraints
         .iter()
         .map(|(c, _)| {
             let mut doc = c.document();
             let violations: Vec<Value> = audit
+                .violations
                 .get(&c.name)
                 .into_iter()
                 .flatten()
@@ -490,6 +528,9 @@ pub(crate) fn describe(state: &AppState, cluster_id: &str) -> Result<Value, ArmE
         "constraints": docs,
         "objects": objects,
         "problems": constraints.problems,
+        // Evaluation errors fail open: the objects were admitted / count as compliant.
+        "auditErrors": audit.errors,
+        "admissionErrors": last_admission_errors,
     }))
 }
 
@@ -507,7 +548,7 @@ pub(crate) fn audit_cluster(
     let audit = engine::audit(&objects, &constraints.active());
     let mut out = HashMap::new();
     for (c, _) in &constraints.constraints {
-        let violated = audit.get(&c.name).is_some_and(|v| !v.is_empty());
+        let violated = audit.violations.get(&c.name).is_some_and(|v| !v.is_empty());
         let key = audit_key(
             &c.origin.assignment_id,
             &c.origin.definition_id,
