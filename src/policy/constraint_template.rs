@@ -440,6 +440,24 @@ pub fn to_yaml(value: &Json) -> Result<String, TemplateError> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn deep_or_huge_yaml_is_refused_before_parsing() {
+        let started = std::time::Instant::now();
+        let deep = format!("a: {}1{}", "[".repeat(100_000), "]".repeat(100_000));
+        let err = parse_yaml(&deep).unwrap_err();
+        assert!(err.to_string().contains("nests deeper"), "{err}");
+        let block: String = (0..150)
+            .map(|i| format!("{}k{i}:\n", " ".repeat(i)))
+            .collect();
+        assert!(parse_yaml_documents(&block).is_err());
+        let huge = "a: ".to_string() + &"x".repeat(MAX_YAML_BYTES);
+        assert!(parse_yaml(&huge).unwrap_err().to_string().contains("bytes"));
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        // Brackets inside strings, comments and block scalars of Rego do not count.
+        let ok = "rego: |\n  x := \"[[[[\"\n  # [[[[\nlist: [a, [b, {c: d}]]\n";
+        assert!(parse_yaml(ok).is_ok());
+    }
+
     const LEGACY: &str = r#"apiVersion: templates.gatekeeper.sh/v1
 kind: ConstraintTemplate
 metadata:
