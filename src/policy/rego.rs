@@ -2,6 +2,7 @@
 //! errors), and evaluating `violation` with Gatekeeper's input contract so plan-time `test` blocks
 //! and the emulator judge objects the way the AKS add-on would.
 
+use std::cell::Cell;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -239,6 +240,58 @@ pub fn cancel_evaluations() {
     CANCEL_EPOCH.fetch_add(1, Ordering::SeqCst);
 }
 
+thread_local! {
+    static ON_EVALUATION_THREAD: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `work` (which evaluates many times, e.g. all `test` blocks of a resource) on one
+/// evaluation thread: big stack and memory ceiling for the whole batch, each evaluation still
+/// under its own timer, and Stop ends the wait. One thread hand-off per batch instead of one
+/// per evaluation keeps many small tests as fast as evaluating inline.
+pub fn on_evaluation_thread<R: Send + 'static>(
+    work: impl FnOnce() -> R + Send + 'static,
+) -> Result<R, RegoError> {
+    if ON_EVALUATION_THREAD.with(Cell::get) {
+        return Ok(work());
+    }
+    if !super::eval_memory::has_room() {
+        return Err(RegoError::MemoryLimit);
+    }
+    let epoch = CANCEL_EPOCH.load(Ordering::SeqCst);
+    let exceeded = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = exceeded.clone();
+    let (tx, rx) = mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name("rego-batch".into())
+        .stack_size(EVAL_STACK_BYTES)
+        .spawn(move || {
+            ON_EVALUATION_THREAD.with(|t| t.set(true));
+            super::eval_memory::enter(&flag);
+            let result = work();
+            super::eval_memory::leave();
+            let _ = tx.send(result);
+        })
+        .map_err(|e| RegoError::Evaluation(format!("starting the evaluation thread: {e}")))?;
+    loop {
+        match rx.recv_timeout(Duration::from_millis(25)) {
+            Ok(result) => return Ok(result),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(RegoError::Evaluation(
+                    "the evaluation thread failed (see the provider log)".into(),
+                ))
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if exceeded.load(Ordering::SeqCst) {
+                    return Err(RegoError::MemoryLimit);
+                }
+                if CANCEL_EPOCH.load(Ordering::SeqCst) != epoch {
+                    return Err(RegoError::Cancelled);
+                }
+            }
+        }
+    }
+}
+
 /// What one evaluation may use and sees besides its input.
 #[derive(Clone, Debug)]
 pub struct EvalOptions {
@@ -436,6 +489,11 @@ impl CompiledRego {
                 check_interval: NonZeroU32::MIN.saturating_add(63),
             });
         let external_data = options.external_data.clone();
+        if ON_EVALUATION_THREAD.with(Cell::get) {
+            // Already bounded by `on_evaluation_thread`: no hand-off per evaluation.
+            super::rego_builtins::set_external_data(external_data);
+            return compiled.run(&input, &inventory, timeout);
+        }
         let epoch = CANCEL_EPOCH.load(Ordering::SeqCst);
         if !super::eval_memory::has_room() {
             return Err(RegoError::MemoryLimit);

@@ -682,12 +682,33 @@ fn run_tests(
     };
     // Runtime errors name the line of the user's YAML when the template is one.
     let yaml = config.get("constraint_template").as_str();
-    for (i, test) in tests.iter().enumerate() {
-        if !test.is_wholly_known() {
+    // All tests on one evaluation thread (bounded stack and memory; Stop ends the wait).
+    let running = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let batch: Vec<Value> = tests.iter().map(Value::clone).collect();
+    let (batch_spec, at) = (spec.clone(), running.clone());
+    let outcomes = rego::on_evaluation_thread(move || {
+        batch
+            .iter()
+            .enumerate()
+            .map(|(i, test)| {
+                at.store(i, std::sync::atomic::Ordering::SeqCst);
+                test.is_wholly_known()
+                    .then(|| run_test(&compiled, &batch_spec, test))
+            })
+            .collect::<Vec<_>>()
+    });
+    let outcomes = outcomes.unwrap_or_else(|e| {
+        // The batch as a whole was stopped: blame the test that was running.
+        let at = running.load(std::sync::atomic::Ordering::SeqCst);
+        let mut failed: Vec<Option<Result<(), TestFailure>>> = tests.iter().map(|_| None).collect();
+        failed[at] = Some(Err(TestFailure::Rego(e)));
+        failed
+    });
+    for (i, (test, outcome)) in tests.iter().zip(outcomes).enumerate() {
+        let Some(outcome) = outcome else {
             continue;
-        }
+        };
         let name = test.get("name").as_str().unwrap_or("unnamed");
-        let outcome = run_test(&compiled, spec, test);
         if let Err(failure) = outcome {
             let failure = match failure {
                 TestFailure::Text(text) => text,
@@ -1312,6 +1333,26 @@ exempt(image) {
             diag.detail
         );
         assert!(diag.detail.contains("rego:4:"), "{}", diag.detail);
+    }
+
+    #[test]
+    fn runtime_errors_in_tests_name_the_yaml_line() {
+        // Two values for one complete rule: an error only once a Pod is reviewed.
+        let yaml = "apiVersion: templates.gatekeeper.sh/v1\nkind: ConstraintTemplate\nmetadata:\n  name: k8sx\nspec:\n  crd:\n    spec:\n      names:\n        kind: K8sX\n  targets:\n    - target: admission.k8s.gatekeeper.sh\n      rego: |\n        package k8sx\n        kind = 1 { input.review.object.kind == \"Pod\" }\n        kind = 2 { input.review.object.kind == \"Pod\" }\n        violation[{\"msg\": m}] {\n          kind > 0\n          m := \"a\"\n        }\n";
+        let mut c = config(vec![test_block("pod", Value::Null, "yes", Value::Null)]);
+        c.set("template", Value::List(vec![]));
+        c.set("constraint_template", Value::string(yaml));
+        let d = validate(&c);
+        let diag =
+            d.0.iter()
+                .find(|d| d.summary.contains("Policy test \"pod\" failed"))
+                .unwrap_or_else(|| panic!("no test failure in {:?}", d.0));
+        assert!(
+            diag.detail.contains("of the YAML")
+                && diag.detail.contains("evaluation failed at rego:"),
+            "{}",
+            diag.detail
+        );
     }
 
     #[test]
