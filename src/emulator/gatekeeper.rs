@@ -289,8 +289,12 @@ pub(crate) fn admit(
         &inventory,
         &engine::AKS_EXEMPT_NAMESPACES,
     );
+    // Gatekeeper's webhook fails open (failurePolicy Ignore) on evaluation errors; say so.
     for e in &decision.errors {
-        log::warn!("cluster {}: {e}", cluster.id);
+        log::warn!(
+            "cluster {}: admission evaluation failed, request admitted (fail-open): {e}",
+            cluster.id
+        );
     }
     let dry_run = request["dryRun"].as_bool().unwrap_or(false);
     if decision.allowed() && !dry_run {
@@ -308,10 +312,30 @@ pub(crate) fn admit(
         )?);
     }
     crate::emulator::events::record(state, &events, principal_oid)?;
-    Ok(engine::admission_response(
-        request.get("uid").unwrap_or(&Value::Null),
-        &decision,
-    ))
+    let mut answer =
+        engine::admission_response(request.get("uid").unwrap_or(&Value::Null), &decision);
+    // Beside the AdmissionReview (the API server would only log them): why a constraint could
+    // not judge the request, so `admit` can show it.
+    if !decision.errors.is_empty() {
+        answer["evaluationErrors"] = json!(decision.errors);
+    }
+    remember_errors(state, &cluster.id, &decision.errors)?;
+    Ok(answer)
+}
+
+/// Where the last admission's evaluation errors of a cluster are kept for `describe`.
+fn errors_id(cluster_id: &str) -> String {
+    format!("{cluster_id}/kubernetesEvaluationErrors/last")
+}
+
+fn remember_errors(state: &AppState, cluster_id: &str, errors: &[String]) -> Result<(), ArmError> {
+    if errors.is_empty() {
+        return Ok(());
+    }
+    state
+        .store
+        .put(&errors_id(cluster_id), json!({"errors": errors}))?;
+    Ok(())
 }
 
 fn remember(state: &AppState, cluster_id: &str, request: &Value) -> Result<(), ArmError> {
@@ -348,12 +372,18 @@ pub(crate) fn describe(state: &AppState, cluster_id: &str) -> Result<Value, ArmE
         &constraints.active(),
         &engine::AKS_EXEMPT_NAMESPACES,
     );
+    let last_admission_errors = state
+        .store
+        .get(&errors_id(&cluster.id))?
+        .map(|r| r.body["errors"].clone())
+        .unwrap_or_else(|| json!([]));
     let docs: Vec<Value> = constraints
         .constraints
         .iter()
         .map(|(c, _)| {
             let mut doc = c.document();
             let violations: Vec<Value> = audit
+                .violations
                 .get(&c.name)
                 .into_iter()
                 .flatten()
@@ -369,6 +399,9 @@ pub(crate) fn describe(state: &AppState, cluster_id: &str) -> Result<Value, ArmE
         "constraints": docs,
         "objects": objects,
         "problems": constraints.problems,
+        // Evaluation errors fail open: the objects were admitted / count as compliant.
+        "auditErrors": audit.errors,
+        "admissionErrors": last_admission_errors,
     }))
 }
 
@@ -390,7 +423,7 @@ pub(crate) fn audit_cluster(
     );
     let mut out = HashMap::new();
     for (c, _) in &constraints.constraints {
-        let violated = audit.get(&c.name).is_some_and(|v| !v.is_empty());
+        let violated = audit.violations.get(&c.name).is_some_and(|v| !v.is_empty());
         let key = audit_key(
             &c.origin.assignment_id,
             &c.origin.definition_id,

@@ -77,6 +77,10 @@ pub trait Provider: Send + Sync + 'static {
     fn validate_config(&self, _config: &Value, _diags: &mut Diagnostics) {}
 
     async fn configure(&self, req: ConfigureRequest) -> Result<ProviderData, Diagnostics>;
+
+    /// Terraform's Stop (Ctrl-C): end work that does not watch [`CallContext::cancel`], such as
+    /// policy evaluations started from `validate_config`.
+    fn stop(&self) {}
 }
 
 /// How a plan removes an existing object.

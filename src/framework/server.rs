@@ -170,6 +170,7 @@ impl Server {
     pub fn stop(&self) {
         let mut guard = self.stop.lock().unwrap_or_else(|p| p.into_inner());
         guard.cancel();
+        self.provider.stop();
         *guard = CancellationToken::new();
     }
 

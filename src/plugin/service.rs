@@ -370,9 +370,26 @@ impl Provider for ProviderService {
             .resource_type(&req.type_name)
             .and_then(|ty| decode(req.config.as_ref(), &ty, "configuration", &req.type_name))
         {
-            Ok(config) => self
-                .server
-                .validate_resource_config(&req.type_name, &config),
+            Ok(config) => {
+                // Validation may evaluate policy tests for seconds: keep the async workers free
+                // so Terraform's Stop and other calls are still answered meanwhile.
+                let server = self.server.clone();
+                let type_name = req.type_name.clone();
+                tokio::task::spawn_blocking(move || {
+                    server.validate_resource_config(&type_name, &config)
+                })
+                .await
+                .unwrap_or_else(|e| {
+                    Diagnostic::error(
+                        "Validation failed",
+                        format!(
+                            "The provider failed while validating {}: {e}",
+                            req.type_name
+                        ),
+                    )
+                    .into()
+                })
+            }
             Err(d) => d,
         };
         Ok(Response::new(pb::validate_resource_type_config::Response {

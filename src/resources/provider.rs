@@ -277,6 +277,10 @@ impl Provider for AksPolicyProvider {
         TYPE_NAME
     }
 
+    fn stop(&self) {
+        crate::policy::rego::cancel_evaluations();
+    }
+
     fn schema(&self) -> Schema {
         Schema::new(provider_block())
     }
