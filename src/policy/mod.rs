@@ -21,4 +21,5 @@ pub mod constraint_template;
 pub mod effects;
 pub mod gatekeeper;
 pub mod kubernetes_definition;
+pub mod mutation;
 pub mod rego;
