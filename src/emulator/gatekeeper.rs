@@ -21,6 +21,7 @@ use crate::emulator::store::{resource_key, StoredResource};
 use crate::policy::gatekeeper::{
     self as engine, ActiveConstraint, Constraint, ConstraintOrigin, TemplateLookup,
 };
+use crate::policy::mutation::{self, Mutator};
 use crate::policy::rego::{is_cluster_scoped, review_for, CompiledRego};
 use crate::policy::PolicyDefinitionProperties;
 
@@ -48,6 +49,12 @@ const EMBEDDED_TEMPLATES: &[(&str, &str)] = &[
     ),
 ];
 
+/// Our own mutators for the built-in mutation definitions, keyed by store URL path.
+const EMBEDDED_MUTATORS: &[(&str, &str)] = &[(
+    "kubernetes/mutate-run-as-user-pod/v1/mutation.yaml",
+    include_str!("templates/kubernetes/mutate-run-as-user-pod/v1/mutation.yaml"),
+)];
+
 /// Where PublicURL templates come from: a directory keyed by URL path, else the embedded ones.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Templates {
@@ -69,6 +76,7 @@ impl TemplateLookup for Templates {
         }
         EMBEDDED_TEMPLATES
             .iter()
+            .chain(EMBEDDED_MUTATORS)
             .find(|(p, _)| *p == path)
             .map(|(_, t)| t.to_string())
     }
@@ -113,6 +121,8 @@ impl RegoCache {
 #[derive(Default)]
 pub(crate) struct ClusterConstraints {
     pub constraints: Vec<(Constraint, Arc<CompiledRego>)>,
+    /// Mutators of the Mutate definitions assigned, as installed (narrowed by the definition).
+    pub mutators: Vec<Mutator>,
     /// e.g. a template that is not available locally.
     pub problems: Vec<String>,
 }
@@ -218,6 +228,24 @@ pub(crate) fn constraints_for(
             else {
                 continue;
             };
+            if let Some(info) = properties.mutation_info() {
+                match mutation::resolve_mutator(&info, &state.templates) {
+                    Ok(mutator) => {
+                        let rule = properties.policy_rule.clone().unwrap_or(Value::Null);
+                        let forced =
+                            engine::effect_override(props.get("overrides"), rid.as_deref());
+                        out.mutators.extend(mutation::install(
+                            &rule,
+                            mutator,
+                            &values,
+                            forced.as_deref(),
+                            enforce,
+                        ));
+                    }
+                    Err(e) => out.problems.push(format!("{mid}: {e}")),
+                }
+                continue;
+            }
             let Some(info) = properties.template_info() else {
                 continue;
             };
@@ -413,12 +441,33 @@ pub(crate) fn admit(
     let constraints = constraints_for(state, &cluster)?;
     let objects = admitted_objects(state, &cluster.id)?;
     let inventory = crate::policy::rego::inventory_from(&objects);
-    let decision = engine::decide(
-        &review,
-        &constraints.active(),
-        &inventory,
-        &engine::AKS_EXEMPT_NAMESPACES,
-    );
+    let exempt = &engine::AKS_EXEMPT_NAMESPACES;
+    // Gatekeeper's mutating webhook runs before its validating one: validation sees (and the
+    // API server stores) the mutated object. A DELETE is never mutated.
+    let mutable = !request["operation"]
+        .as_str()
+        .is_some_and(|o| o.eq_ignore_ascii_case("DELETE") || o.eq_ignore_ascii_case("CONNECT"));
+    let original = request.get("object").cloned().unwrap_or(Value::Null);
+    let targets = if engine::is_exempt(&review, exempt) {
+        Vec::new()
+    } else if mutable {
+        match mutation::mutated_targets(&review, &constraints.mutators, &inventory, exempt) {
+            Ok(t) => t,
+            Err(e) => {
+                // The mutating webhook fails open (failurePolicy Ignore): unmutated object.
+                log::warn!("cluster {}: {e}", cluster.id);
+                crate::policy::constraint_match::review_targets(&review)
+            }
+        }
+    } else {
+        crate::policy::constraint_match::review_targets(&review)
+    };
+    if let Some(mutated) = targets.first().and_then(|t| t.review.get("object")) {
+        if original.is_object() && *mutated != original {
+            request["object"] = mutated.clone();
+        }
+    }
+    let decision = engine::decide_targets(&targets, &constraints.active(), &inventory);
     for e in &decision.errors {
         log::warn!("cluster {}: {e}", cluster.id);
     }
@@ -438,10 +487,17 @@ pub(crate) fn admit(
         )?);
     }
     crate::emulator::events::record(state, &events, principal_oid)?;
-    Ok(engine::admission_response(
-        request.get("uid").unwrap_or(&Value::Null),
-        &decision,
-    ))
+    let mut answer =
+        engine::admission_response(request.get("uid").unwrap_or(&Value::Null), &decision);
+    let patch = mutation::top_level_patch(&original, &request["object"]);
+    if decision.allowed() && original.is_object() && !patch.is_empty() {
+        use base64::Engine as _;
+        let encoded = base64::engine::general_purpose::STANDARD
+            .encode(serde_json::to_vec(&patch).unwrap_or_default());
+        answer["response"]["patchType"] = json!("JSONPatch");
+        answer["response"]["patch"] = json!(encoded);
+    }
+    Ok(answer)
 }
 
 fn remember(state: &AppState, cluster_id: &str, request: &Value) -> Result<(), ArmError> {
@@ -493,10 +549,15 @@ pub(crate) fn describe(state: &AppState, cluster_id: &str) -> Result<Value, ArmE
             doc
         })
         .collect();
+    let mutators: Vec<Value> = mutation::sorted(&constraints.mutators)
+        .into_iter()
+        .map(Mutator::installed_document)
+        .collect();
     Ok(json!({
         "cluster": cluster.id,
         "addonEnabled": policy_addon_enabled(&cluster.body),
         "constraints": docs,
+        "mutators": mutators,
         "objects": objects,
         "problems": constraints.problems,
     }))

@@ -543,14 +543,23 @@ pub fn decide(
     inventory: &Json,
     exempt_namespaces: &[&str],
 ) -> Decision {
-    let mut decision = Decision::default();
     if is_exempt(review, exempt_namespaces) {
-        return decision;
+        return Decision::default();
     }
-    let targets = review_targets(review);
+    decide_targets(&review_targets(review), constraints, inventory)
+}
+
+/// [`decide`] for targets already expanded (and mutated, see
+/// [`super::mutation::mutated_targets`]).
+pub fn decide_targets(
+    targets: &[ReviewTarget],
+    constraints: &[ActiveConstraint<'_>],
+    inventory: &Json,
+) -> Decision {
+    let mut decision = Decision::default();
     for active in constraints {
         let c = active.constraint;
-        for target in &targets {
+        for target in targets {
             match c.matcher.matches(target, inventory) {
                 Ok(true) => {}
                 Ok(false) => continue,

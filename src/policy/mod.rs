@@ -22,4 +22,5 @@ pub mod effects;
 pub mod gatekeeper;
 pub mod kubernetes_definition;
 pub mod mutation;
+pub mod mutation_definition;
 pub mod rego;

@@ -12,8 +12,13 @@
 
 use serde_json::{json, Map, Value as Json};
 
-use super::constraint_match::{is_exempt, ConstraintMatch, MatchError, MatchSource, ReviewTarget};
+use super::constraint_match::{
+    is_exempt, review_targets, ConstraintMatch, MatchError, MatchSource, ReviewTarget,
+};
+use super::gatekeeper::{resolve_expressions, url_path, TemplateLookup};
+use super::kubernetes::TemplateInfo;
 use super::rego::{group_version, review_for};
+use base64::Engine as _;
 
 /// API group of Gatekeeper's mutators.
 pub const MUTATIONS_GROUP: &str = "mutations.gatekeeper.sh";
@@ -357,12 +362,12 @@ impl Mutator {
                             "{location_text:?} ends in a glob; point it at a field inside the elements, e.g. {location_text}.securityContext"
                         )))
                     }
-                    (Some(Segment::ListKey { key, value: Some(v) }), AssignSource::Value(value)) => {
-                        if value.get(key).and_then(Json::as_str) != Some(v.as_str()) {
-                            return Err(MutatorError::Assign(format!(
-                                "the location selects the list element with {key}: {v}, so value must be an object with {key}: {v}"
-                            )));
-                        }
+                    (Some(Segment::ListKey { key, value: Some(v) }), AssignSource::Value(value))
+                        if value.get(key).and_then(Json::as_str) != Some(v.as_str()) =>
+                    {
+                        return Err(MutatorError::Assign(format!(
+                            "the location selects the list element with {key}: {v}, so value must be an object with {key}: {v}"
+                        )));
                     }
                     _ => {}
                 }
@@ -437,6 +442,21 @@ impl Mutator {
             action,
             document: doc.clone(),
         })
+    }
+
+    /// The mutator document as installed: the given one with `spec.match` as narrowed.
+    pub fn installed_document(&self) -> Json {
+        let mut doc = self.document.clone();
+        if let Some(spec) = doc.get_mut("spec").and_then(Json::as_object_mut) {
+            let mut m = self.matcher.document();
+            if self.matcher.kinds.is_empty() {
+                if let Some(o) = m.as_object_mut() {
+                    o.remove("kinds");
+                }
+            }
+            spec.insert("match".into(), m);
+        }
+        doc
     }
 
     /// Gatekeeper's identity of a mutator, e.g. `Assign/no-escalation`.
@@ -861,9 +881,7 @@ impl Ctx<'_> {
                         }
                     }
                     SetOperation::Prune => {
-                        if current.is_none() {
-                            return None;
-                        }
+                        current?;
                         list.retain(|x| !values.contains(x));
                     }
                 }
@@ -887,7 +905,9 @@ impl Ctx<'_> {
 fn key_is(item: &Json, key: &str, value: &str) -> bool {
     match item.get(key) {
         Some(Json::String(s)) => s == value,
-        Some(other) if !other.is_null() => other.to_string() == value,
+        Some(other) if !other.is_null() => {
+            serde_json::from_str::<Json>(value).is_ok_and(|v| &v == other)
+        }
         _ => false,
     }
 }
@@ -1054,6 +1074,148 @@ pub fn narrow(mutator: &mut Mutator, details: &Map<String, Json>) {
     if let Some(source) = details.get("source").and_then(Json::as_str) {
         mutator.matcher.source = MatchSource::parse(source);
     }
+}
+
+/// What admission reviews after mutation: the request's object mutated (the review's `object`
+/// replaced) and, for workloads, the Pod expansion generates from the mutated object, mutated
+/// in turn as a generated object. The first target is the mutated original.
+pub fn mutated_targets(
+    review: &Json,
+    mutators: &[Mutator],
+    inventory: &Json,
+    exempt_namespaces: &[&str],
+) -> Result<Vec<ReviewTarget>, MutationError> {
+    let mut review = review.clone();
+    if let Some(object) = review.get("object").filter(|o| o.is_object()) {
+        let outcome = mutate(object, None, mutators, inventory, exempt_namespaces)?;
+        review["object"] = outcome.object;
+    }
+    let mut targets = review_targets(&review);
+    for target in targets.iter_mut().skip(1) {
+        if let Some(object) = target.review.get("object").filter(|o| o.is_object()) {
+            let by = target.generated_by.clone();
+            let outcome = mutate(
+                object,
+                by.as_deref(),
+                mutators,
+                inventory,
+                exempt_namespaces,
+            )?;
+            target.review["object"] = outcome.object;
+        }
+    }
+    Ok(targets)
+}
+
+// ---------------------------------------------------------------------------------------------
+// From Azure definitions
+
+/// Why a mutation definition installs no mutator.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MutationSourceError {
+    #[error("mutator {url} is not available locally (looked up as {path:?}); pass a template directory holding it")]
+    NotFound { url: String, path: String },
+    #[error("mutationInfo content is not valid base64 UTF-8")]
+    BadBase64,
+    #[error("mutator: {0}")]
+    Mutator(#[from] MutatorError),
+}
+
+/// The mutator a definition's `mutationInfo` names, parsed.
+pub fn resolve_mutator(
+    info: &TemplateInfo,
+    lookup: &dyn TemplateLookup,
+) -> Result<Mutator, MutationSourceError> {
+    let yaml = match info {
+        TemplateInfo::Base64Encoded(content) => {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(content.trim())
+                .map_err(|_| MutationSourceError::BadBase64)?;
+            String::from_utf8(bytes).map_err(|_| MutationSourceError::BadBase64)?
+        }
+        TemplateInfo::PublicUrl(url) | TemplateInfo::ConstraintTemplateUrl(url) => {
+            let path = url_path(url);
+            lookup
+                .template_for_path(&path)
+                .ok_or_else(|| MutationSourceError::NotFound {
+                    url: url.clone(),
+                    path,
+                })?
+        }
+    };
+    Ok(Mutator::parse(&yaml)?)
+}
+
+/// The mutator the add-on installs for a mutation definition with these parameter values, or
+/// `None` when the effect is not Mutate (Disabled) or the assignment does not enforce.
+pub fn install(
+    policy_rule: &Json,
+    mut mutator: Mutator,
+    parameters: &Map<String, Json>,
+    effect_override: Option<&str>,
+    enforce: bool,
+) -> Option<Mutator> {
+    let then = policy_rule.get("then")?;
+    let effect = match effect_override {
+        Some(e) => json!(e),
+        None => resolve_expressions(then.get("effect").unwrap_or(&json!("Mutate")), parameters),
+    };
+    if !enforce
+        || !effect
+            .as_str()
+            .is_some_and(|e| e.eq_ignore_ascii_case("mutate"))
+    {
+        return None;
+    }
+    let details = resolve_expressions(then.get("details").unwrap_or(&json!({})), parameters);
+    if let Some(details) = details.as_object() {
+        narrow(&mut mutator, details);
+    }
+    Some(mutator)
+}
+
+/// An AdmissionReview `patch` (JSONPatch ops on top-level fields) turning `original` into
+/// `mutated`, as Gatekeeper's mutating webhook answers.
+pub fn top_level_patch(original: &Json, mutated: &Json) -> Vec<Json> {
+    let empty = Map::new();
+    let before = original.as_object().unwrap_or(&empty);
+    let after = mutated.as_object().unwrap_or(&empty);
+    let mut ops = Vec::new();
+    for (k, v) in after {
+        if before.get(k) != Some(v) {
+            ops.push(json!({"op": "add", "path": format!("/{}", pointer_escape(k)), "value": v}));
+        }
+    }
+    for k in before.keys().filter(|k| !after.contains_key(*k)) {
+        ops.push(json!({"op": "remove", "path": format!("/{}", pointer_escape(k))}));
+    }
+    ops
+}
+
+fn pointer_escape(k: &str) -> String {
+    k.replace('~', "~0").replace('/', "~1")
+}
+
+/// Applies a [`top_level_patch`] (what a client of the webhook does with the answer).
+pub fn apply_top_level_patch(object: &Json, ops: &[Json]) -> Json {
+    let mut out = object.as_object().cloned().unwrap_or_default();
+    for op in ops {
+        let path = op.get("path").and_then(Json::as_str).unwrap_or("");
+        let key = path
+            .trim_start_matches('/')
+            .replace("~1", "/")
+            .replace("~0", "~");
+        match op.get("op").and_then(Json::as_str) {
+            Some("add") | Some("replace") => {
+                out.insert(key, op.get("value").cloned().unwrap_or(Json::Null));
+            }
+            Some("remove") => {
+                out.remove(&key);
+            }
+            _ => {}
+        }
+    }
+    Json::Object(out)
 }
 
 #[cfg(test)]
