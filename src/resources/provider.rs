@@ -24,6 +24,7 @@ use super::errors::arm_error_diagnostic;
 use super::exemption::ExemptionResource;
 use super::initiative::InitiativeResource;
 use super::kubernetes_definition::KubernetesDefinitionResource;
+use super::kubernetes_mutation::KubernetesMutationResource;
 use super::remediation::RemediationResource;
 use super::usage::PlanLedger;
 
@@ -287,6 +288,7 @@ impl Provider for AksPolicyProvider {
             Arc::new(DefinitionResource),
             Arc::new(InitiativeResource),
             Arc::new(KubernetesDefinitionResource),
+            Arc::new(KubernetesMutationResource),
             Arc::new(RemediationResource),
         ]
     }
