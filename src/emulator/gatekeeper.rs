@@ -44,6 +44,10 @@ const EMBEDDED_TEMPLATES: &[(&str, &str)] = &[
         include_str!("templates/kubernetes/container-allowed-capabilities/v2/template.yaml"),
     ),
     (
+        "kubernetes/container-no-privilege-escalation/v4/template.yaml",
+        include_str!("templates/kubernetes/container-no-privilege-escalation/v4/template.yaml"),
+    ),
+    (
         "kubernetes/host-network-ports/v2/template.yaml",
         include_str!("templates/kubernetes/host-network-ports/v2/template.yaml"),
     ),
@@ -655,6 +659,66 @@ mod tests {
         assert!(templates
             .template_for_path("kubernetes/host-network-ports/v2/template.yaml")
             .is_some());
+    }
+
+    #[test]
+    fn embedded_mutators_parse_and_run_as_user_1000() {
+        for (path, yaml) in EMBEDDED_MUTATORS {
+            Mutator::parse(yaml).unwrap_or_else(|e| panic!("{path}: {e}"));
+        }
+        let m = Mutator::parse(EMBEDDED_MUTATORS[0].1).unwrap();
+        let pod = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "namespace": "apps"},
+            "spec": {"containers": [{"name": "app", "image": "nginx"}]}});
+        let out = mutation::mutate(&pod, None, std::slice::from_ref(&m), &json!({}), &[]).unwrap();
+        assert_eq!(out.object["spec"]["securityContext"]["runAsUser"], 1000);
+        let mut explicit = pod.clone();
+        explicit["spec"]["securityContext"] = json!({"runAsUser": 0});
+        let out =
+            mutation::mutate(&explicit, None, std::slice::from_ref(&m), &json!({}), &[]).unwrap();
+        assert_eq!(out.object, explicit);
+    }
+
+    #[test]
+    fn no_privilege_escalation_template_behaves() {
+        let (_, yaml) = EMBEDDED_TEMPLATES
+            .iter()
+            .find(|(p, _)| p.contains("no-privilege-escalation"))
+            .unwrap();
+        let t = crate::policy::constraint_template::ConstraintTemplate::parse(yaml).unwrap();
+        let pod = |sc: Value, pod_sc: Value| {
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+                "spec": {"securityContext": pod_sc,
+                         "containers": [{"name": "app", "image": "nginx", "securityContext": sc}]}})
+        };
+        let params = json!({"excludedContainers": [], "excludedImages": [], "forcePrivilegeEscalationToBeFalse": false});
+        let count = |p: &Value, o: &Value| t.evaluate(p, o, &[]).unwrap().len();
+        assert_eq!(count(&params, &pod(json!({}), json!({}))), 1);
+        assert_eq!(
+            count(
+                &params,
+                &pod(json!({"allowPrivilegeEscalation": true}), json!({}))
+            ),
+            1
+        );
+        assert_eq!(
+            count(
+                &params,
+                &pod(json!({"allowPrivilegeEscalation": false}), json!({}))
+            ),
+            0
+        );
+        // Non-root users comply unless the parameter forces the field.
+        assert_eq!(
+            count(&params, &pod(json!({}), json!({"runAsUser": 1000}))),
+            0
+        );
+        let mut forced = params.clone();
+        forced["forcePrivilegeEscalationToBeFalse"] = json!(true);
+        assert_eq!(
+            count(&forced, &pod(json!({}), json!({"runAsUser": 1000}))),
+            1
+        );
     }
 
     #[test]
