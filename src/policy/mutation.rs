@@ -1599,6 +1599,36 @@ spec:
     }
 
     #[test]
+    fn workloads_are_reviewed_as_their_mutated_pod() {
+        let mut m = Mutator::parse(NO_ESCALATION).unwrap();
+        m.matcher.source = MatchSource::Generated;
+        let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "api", "namespace": "apps"},
+            "spec": {"template": {"metadata": {"labels": {"app": "api"}},
+                "spec": {"containers": [{"name": "api", "image": "nginx"}]}}}});
+        let review = review_for(&deployment);
+        let targets = mutated_targets(&review, &[m], &json!({}), &[]).unwrap();
+        assert_eq!(targets.len(), 2);
+        // The Deployment is not a Pod (applyTo) and not generated: unchanged.
+        assert_eq!(targets[0].review["object"], deployment);
+        let pod = &targets[1].review["object"];
+        assert_eq!(pod["kind"], "Pod");
+        assert_eq!(
+            pod["spec"]["containers"][0]["securityContext"]["allowPrivilegeEscalation"],
+            false
+        );
+    }
+
+    #[test]
+    fn patch_round_trips() {
+        let before = json!({"a": 1, "b": {"c": 2}, "d/e": 3});
+        let after = json!({"a": 1, "b": {"c": 4}, "f": 5});
+        let ops = top_level_patch(&before, &after);
+        assert_eq!(ops.len(), 3);
+        assert_eq!(apply_top_level_patch(&before, &ops), after);
+    }
+
+    #[test]
     fn contains_matches_lists_by_key() {
         let object = pod(
             json!([{"name": "a", "image": "x", "securityContext": {"runAsUser": 1}},
