@@ -206,6 +206,16 @@ mod tests {
             vec!["excludedNamespaces", "mutationInfo", "namespaces", "source"]
         );
         assert!(crate::policy::validation::validate_definition("x", &props).is_ok());
+        // What Azure refuses: mutationInfo next to template fields, or without its content.
+        let mut with_kinds = props.clone();
+        with_kinds.policy_rule.as_mut().unwrap()["then"]["details"]["kinds"] = json!(["Pod"]);
+        let err = crate::policy::validation::validate_definition("x", &with_kinds).unwrap_err();
+        assert!(err.to_string().contains("'kinds'"), "{err}");
+        let mut no_content = props.clone();
+        no_content.policy_rule.as_mut().unwrap()["then"]["details"]["mutationInfo"] =
+            json!({"sourceType": "Base64Encoded"});
+        let err = crate::policy::validation::validate_definition("x", &no_content).unwrap_err();
+        assert!(err.to_string().contains("requires 'content'"), "{err}");
         let decoded = decode(&props);
         assert_eq!(decoded.mutator_yaml.as_deref(), Some("kind: Assign\n"));
         assert_eq!(
