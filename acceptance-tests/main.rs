@@ -15,6 +15,7 @@ mod examples;
 mod import_blocks;
 mod in_use;
 mod kubernetes_definition;
+mod kubernetes_mutation;
 mod provider_config;
 mod release;
 mod reliability;

@@ -89,6 +89,15 @@ struct AdmitArgs {
     /// Manifest file (multi-document YAML or JSON); `-` reads stdin.
     #[arg(short = 'f', long = "filename")]
     file: PathBuf,
+    /// `yaml`: print every admitted object as the cluster stores it (after mutation) on
+    /// stdout, the per-object report going to stderr.
+    #[arg(short = 'o', long = "output", value_enum)]
+    output: Option<AdmitOutput>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum AdmitOutput {
+    Yaml,
 }
 
 #[derive(clap::Args)]
@@ -284,19 +293,38 @@ async fn admit(args: AdmitArgs) -> ExitCode {
             }
         };
         let response = &answer["response"];
-        // This command's output is its purpose: a kubectl-like report on stdout.
-        if response["allowed"].as_bool().unwrap_or(false) {
-            println!("{label} admitted");
+        // This command's output is its purpose: a kubectl-like report on stdout, or on stderr
+        // when stdout carries the admitted objects.
+        let mut report = Vec::new();
+        let allowed = response["allowed"].as_bool().unwrap_or(false);
+        if allowed {
+            report.push(format!("{label} admitted"));
         } else {
             denied = true;
             let message = response["status"]["message"].as_str().unwrap_or("");
-            println!("{label} denied by the admission webhook:");
-            for line in message.lines() {
-                println!("  {line}");
-            }
+            report.push(format!("{label} denied by the admission webhook:"));
+            report.extend(message.lines().map(|l| format!("  {l}")));
         }
         for w in response["warnings"].as_array().into_iter().flatten() {
-            println!("  Warning: {}", w.as_str().unwrap_or_default());
+            report.push(format!("  Warning: {}", w.as_str().unwrap_or_default()));
+        }
+        match args.output {
+            None => report.iter().for_each(|l| println!("{l}")),
+            Some(AdmitOutput::Yaml) => {
+                report.iter().for_each(|l| eprintln!("{l}"));
+                let stored = request["object"].is_object() && allowed;
+                if stored {
+                    let ops = decode_patch(response);
+                    let object = akspolicy::policy::mutation::apply_top_level_patch(
+                        &request["object"],
+                        &ops,
+                    );
+                    match serde_yaml_ng::to_string(&object) {
+                        Ok(text) => print!("---\n{text}"),
+                        Err(e) => log::error!("{label}: {e}"),
+                    }
+                }
+            }
         }
         for e in answer["evaluationErrors"].as_array().into_iter().flatten() {
             println!(
@@ -310,6 +338,16 @@ async fn admit(args: AdmitArgs) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// The JSONPatch of an AdmissionReview response (base64 of a JSON array), empty when none.
+fn decode_patch(response: &serde_json::Value) -> Vec<serde_json::Value> {
+    use base64::Engine as _;
+    response["patch"]
+        .as_str()
+        .and_then(|p| base64::engine::general_purpose::STANDARD.decode(p).ok())
+        .and_then(|bytes| serde_json::from_slice::<Vec<serde_json::Value>>(&bytes).ok())
+        .unwrap_or_default()
 }
 
 async fn cluster(args: ClusterArgs) -> ExitCode {

@@ -20,6 +20,8 @@ use crate::emulator::state::AppState;
 use crate::emulator::store::{resource_key, StoredResource};
 use crate::policy::addon::{self, Exemption};
 use crate::policy::gatekeeper::{self as engine, ActiveConstraint, Constraint, TemplateLookup};
+use crate::policy::mutation::{self, Mutator};
+use crate::policy::rego::EvalOptions;
 use crate::policy::rego::{is_cluster_scoped, review_for, CompiledRego};
 
 /// Our own templates for the built-ins of the embedded catalogue, keyed by store URL path.
@@ -41,10 +43,20 @@ const EMBEDDED_TEMPLATES: &[(&str, &str)] = &[
         include_str!("templates/kubernetes/container-allowed-capabilities/v2/template.yaml"),
     ),
     (
+        "kubernetes/container-no-privilege-escalation/v4/template.yaml",
+        include_str!("templates/kubernetes/container-no-privilege-escalation/v4/template.yaml"),
+    ),
+    (
         "kubernetes/host-network-ports/v2/template.yaml",
         include_str!("templates/kubernetes/host-network-ports/v2/template.yaml"),
     ),
 ];
+
+/// Our own mutators for the built-in mutation definitions, keyed by store URL path.
+const EMBEDDED_MUTATORS: &[(&str, &str)] = &[(
+    "kubernetes/mutate-run-as-user-pod/v1/mutation.yaml",
+    include_str!("templates/kubernetes/mutate-run-as-user-pod/v1/mutation.yaml"),
+)];
 
 /// Where PublicURL templates come from: a directory keyed by URL path, else the embedded ones.
 #[derive(Debug, Clone, Default)]
@@ -67,6 +79,7 @@ impl TemplateLookup for Templates {
         }
         EMBEDDED_TEMPLATES
             .iter()
+            .chain(EMBEDDED_MUTATORS)
             .find(|(p, _)| *p == path)
             .map(|(_, t)| t.to_string())
     }
@@ -81,6 +94,8 @@ fn strip_first(dir: &Path, path: &str) -> Option<PathBuf> {
 #[derive(Default)]
 pub(crate) struct ClusterConstraints {
     pub constraints: Vec<(Constraint, Arc<CompiledRego>)>,
+    /// Mutators of the Mutate definitions assigned, as installed (narrowed by the definition).
+    pub mutators: Vec<Mutator>,
     /// e.g. a template that is not available locally.
     pub problems: Vec<String>,
 }
@@ -148,6 +163,14 @@ pub(crate) fn constraints_for(
         body["id"] = json!(assignment.id);
         for member in addon::members(&body, &definitions, &exemptions) {
             let mid = member.origin.definition_id.clone();
+            if member.is_mutation() {
+                match member.mutator(&state.templates) {
+                    Ok(Some(m)) => out.mutators.push(m),
+                    Ok(None) => {}
+                    Err(e) => out.problems.push(format!("{mid}: {e}")),
+                }
+                continue;
+            }
             let built = member.constraint(&state.templates).and_then(|c| match c {
                 Some((constraint, template)) => state
                     .rego_cache
@@ -283,11 +306,37 @@ pub(crate) fn admit(
     let constraints = constraints_for(state, &cluster)?;
     let objects = admitted_objects(state, &cluster.id)?;
     let inventory = crate::policy::rego::inventory_from(&objects);
-    let decision = engine::decide(
-        &review,
+    let exempt = &engine::AKS_EXEMPT_NAMESPACES;
+    // Gatekeeper's mutating webhook runs before its validating one: validation sees (and the
+    // API server stores) the mutated object. A DELETE is never mutated.
+    let mutable = !request["operation"]
+        .as_str()
+        .is_some_and(|o| o.eq_ignore_ascii_case("DELETE") || o.eq_ignore_ascii_case("CONNECT"));
+    let original = request.get("object").cloned().unwrap_or(Value::Null);
+    let targets = if engine::is_exempt(&review, exempt) {
+        Vec::new()
+    } else if mutable {
+        match mutation::mutated_targets(&review, &constraints.mutators, &inventory, exempt) {
+            Ok(t) => t,
+            Err(e) => {
+                // The mutating webhook fails open (failurePolicy Ignore): unmutated object.
+                log::warn!("cluster {}: {e}", cluster.id);
+                crate::policy::constraint_match::review_targets(&review)
+            }
+        }
+    } else {
+        crate::policy::constraint_match::review_targets(&review)
+    };
+    if let Some(mutated) = targets.first().and_then(|t| t.review.get("object")) {
+        if original.is_object() && *mutated != original {
+            request["object"] = mutated.clone();
+        }
+    }
+    let decision = engine::decide_targets(
+        &targets,
         &constraints.active(),
         &inventory,
-        &engine::AKS_EXEMPT_NAMESPACES,
+        &EvalOptions::default(),
     );
     // Gatekeeper's webhook fails open (failurePolicy Ignore) on evaluation errors; say so.
     for e in &decision.errors {
@@ -320,6 +369,14 @@ pub(crate) fn admit(
         answer["evaluationErrors"] = json!(decision.errors);
     }
     remember_errors(state, &cluster.id, &decision.errors)?;
+    let patch = mutation::top_level_patch(&original, &request["object"]);
+    if decision.allowed() && original.is_object() && !patch.is_empty() {
+        use base64::Engine as _;
+        let encoded = base64::engine::general_purpose::STANDARD
+            .encode(serde_json::to_vec(&patch).unwrap_or_default());
+        answer["response"]["patchType"] = json!("JSONPatch");
+        answer["response"]["patch"] = json!(encoded);
+    }
     Ok(answer)
 }
 
@@ -393,10 +450,15 @@ pub(crate) fn describe(state: &AppState, cluster_id: &str) -> Result<Value, ArmE
             doc
         })
         .collect();
+    let mutators: Vec<Value> = mutation::sorted(&constraints.mutators)
+        .into_iter()
+        .map(Mutator::installed_document)
+        .collect();
     Ok(json!({
         "cluster": cluster.id,
         "addonEnabled": policy_addon_enabled(&cluster.body),
         "constraints": docs,
+        "mutators": mutators,
         "objects": objects,
         "problems": constraints.problems,
         // Evaluation errors fail open: the objects were admitted / count as compliant.
@@ -497,6 +559,66 @@ mod tests {
         assert!(templates
             .template_for_path("kubernetes/host-network-ports/v2/template.yaml")
             .is_some());
+    }
+
+    #[test]
+    fn embedded_mutators_parse_and_run_as_user_1000() {
+        for (path, yaml) in EMBEDDED_MUTATORS {
+            Mutator::parse(yaml).unwrap_or_else(|e| panic!("{path}: {e}"));
+        }
+        let m = Mutator::parse(EMBEDDED_MUTATORS[0].1).unwrap();
+        let pod = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "namespace": "apps"},
+            "spec": {"containers": [{"name": "app", "image": "nginx"}]}});
+        let out = mutation::mutate(&pod, None, std::slice::from_ref(&m), &json!({}), &[]).unwrap();
+        assert_eq!(out.object["spec"]["securityContext"]["runAsUser"], 1000);
+        let mut explicit = pod.clone();
+        explicit["spec"]["securityContext"] = json!({"runAsUser": 0});
+        let out =
+            mutation::mutate(&explicit, None, std::slice::from_ref(&m), &json!({}), &[]).unwrap();
+        assert_eq!(out.object, explicit);
+    }
+
+    #[test]
+    fn no_privilege_escalation_template_behaves() {
+        let (_, yaml) = EMBEDDED_TEMPLATES
+            .iter()
+            .find(|(p, _)| p.contains("no-privilege-escalation"))
+            .unwrap();
+        let t = crate::policy::constraint_template::ConstraintTemplate::parse(yaml).unwrap();
+        let pod = |sc: Value, pod_sc: Value| {
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+                "spec": {"securityContext": pod_sc,
+                         "containers": [{"name": "app", "image": "nginx", "securityContext": sc}]}})
+        };
+        let params = json!({"excludedContainers": [], "excludedImages": [], "forcePrivilegeEscalationToBeFalse": false});
+        let count = |p: &Value, o: &Value| t.evaluate(p, o, &[]).unwrap().len();
+        assert_eq!(count(&params, &pod(json!({}), json!({}))), 1);
+        assert_eq!(
+            count(
+                &params,
+                &pod(json!({"allowPrivilegeEscalation": true}), json!({}))
+            ),
+            1
+        );
+        assert_eq!(
+            count(
+                &params,
+                &pod(json!({"allowPrivilegeEscalation": false}), json!({}))
+            ),
+            0
+        );
+        // Non-root users comply unless the parameter forces the field.
+        assert_eq!(
+            count(&params, &pod(json!({}), json!({"runAsUser": 1000}))),
+            0
+        );
+        let mut forced = params.clone();
+        forced["forcePrivilegeEscalationToBeFalse"] = json!(true);
+        assert_eq!(
+            count(&forced, &pod(json!({}), json!({"runAsUser": 1000}))),
+            1
+        );
     }
 
     #[test]

@@ -128,6 +128,31 @@ pub struct AddonMember {
 }
 
 impl AddonMember {
+    /// Whether the member mutates (`details.mutationInfo`) rather than validates.
+    pub fn is_mutation(&self) -> bool {
+        self.template_info().is_none() && self.properties.mutation_info().is_some()
+    }
+
+    /// The mutator the add-on installs for a mutation member; `Ok(None)` when its effect is
+    /// not Mutate or the assignment does not enforce.
+    pub fn mutator(
+        &self,
+        templates: &dyn TemplateLookup,
+    ) -> Result<Option<super::mutation::Mutator>, super::mutation::MutationSourceError> {
+        let Some(info) = self.properties.mutation_info() else {
+            return Ok(None);
+        };
+        let mutator = super::mutation::resolve_mutator(&info, templates)?;
+        let rule = self.properties.policy_rule.clone().unwrap_or(Json::Null);
+        Ok(super::mutation::install(
+            &rule,
+            mutator,
+            &self.values,
+            self.effect_override.as_deref(),
+            self.enforce,
+        ))
+    }
+
     /// Where the member's ConstraintTemplate comes from.
     pub fn template_info(&self) -> Option<TemplateInfo> {
         self.properties.template_info()
@@ -139,6 +164,9 @@ impl AddonMember {
         &self,
         templates: &dyn TemplateLookup,
     ) -> Result<Option<(Constraint, ConstraintTemplate)>, GatekeeperError> {
+        if self.is_mutation() {
+            return Ok(None);
+        }
         let info = self.template_info().ok_or(GatekeeperError::NoTemplate)?;
         let template = resolve_template(&info, templates)?;
         let rule = self.properties.policy_rule.clone().unwrap_or(Json::Null);
@@ -229,7 +257,7 @@ pub fn members(
         ) else {
             continue;
         };
-        if properties.template_info().is_none() {
+        if properties.template_info().is_none() && properties.mutation_info().is_none() {
             continue;
         }
         let effect_override = effect_override(props.get("overrides"), rid.as_deref());

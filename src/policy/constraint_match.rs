@@ -184,6 +184,52 @@ fn labels_of(object: &Json) -> Map<String, Json> {
 }
 
 impl ConstraintMatch {
+    /// A `spec.match` document as Gatekeeper reads it (constraints and mutators alike);
+    /// `default_source` is what an absent `source` means for the caller.
+    pub fn from_document(m: &Json, default_source: MatchSource) -> ConstraintMatch {
+        let strings = |v: Option<&Json>| -> Vec<String> {
+            match v {
+                Some(Json::Array(a)) => a
+                    .iter()
+                    .filter_map(Json::as_str)
+                    .map(str::to_string)
+                    .collect(),
+                Some(Json::String(s)) if !s.is_empty() => vec![s.clone()],
+                _ => Vec::new(),
+            }
+        };
+        let selector = |v: Option<&Json>| v.filter(|s| s.is_object()).cloned();
+        let kinds = m
+            .get("kinds")
+            .and_then(Json::as_array)
+            .map(|entries| {
+                entries
+                    .iter()
+                    .map(|e| KindSelector {
+                        api_groups: strings(e.get("apiGroups")),
+                        kinds: strings(e.get("kinds")),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        ConstraintMatch {
+            kinds,
+            namespaces: strings(m.get("namespaces")),
+            excluded_namespaces: strings(m.get("excludedNamespaces")),
+            label_selector: selector(m.get("labelSelector")).unwrap_or_else(|| json!({})),
+            namespace_selector: selector(m.get("namespaceSelector")),
+            name: m.get("name").and_then(Json::as_str).map(str::to_string),
+            scope: m
+                .get("scope")
+                .and_then(Json::as_str)
+                .map_or(MatchScope::Any, MatchScope::parse),
+            source: m
+                .get("source")
+                .and_then(Json::as_str)
+                .map_or(default_source, MatchSource::parse),
+        }
+    }
+
     /// Whether the constraint reviews this target. `inventory` (`data.inventory`) supplies the
     /// Namespace objects a namespaceSelector looks at.
     pub fn matches(&self, target: &ReviewTarget, inventory: &Json) -> Result<bool, MatchError> {

@@ -397,19 +397,6 @@ impl Constraint {
     pub fn from_document(doc: &Json) -> Constraint {
         let spec = doc.get("spec").unwrap_or(&Json::Null);
         let m = spec.get("match").unwrap_or(&Json::Null);
-        let kinds = m
-            .get("kinds")
-            .and_then(Json::as_array)
-            .map(|entries| {
-                entries
-                    .iter()
-                    .map(|e| KindSelector {
-                        api_groups: strings(e.get("apiGroups")),
-                        kinds: strings(e.get("kinds")),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
         let action = match spec.get("enforcementAction").and_then(Json::as_str) {
             Some("dryrun") => EnforcementAction::Dryrun,
             Some("warn") | Some("scoped") => EnforcementAction::Warn,
@@ -427,22 +414,7 @@ impl Constraint {
                 .unwrap_or("")
                 .to_string(),
             enforcement_action: action,
-            matcher: ConstraintMatch {
-                kinds,
-                namespaces: strings(m.get("namespaces")),
-                excluded_namespaces: strings(m.get("excludedNamespaces")),
-                label_selector: selector(m.get("labelSelector")).unwrap_or_else(|| json!({})),
-                namespace_selector: selector(m.get("namespaceSelector")),
-                name: m.get("name").and_then(Json::as_str).map(str::to_string),
-                scope: m
-                    .get("scope")
-                    .and_then(Json::as_str)
-                    .map_or(MatchScope::Any, MatchScope::parse),
-                source: m
-                    .get("source")
-                    .and_then(Json::as_str)
-                    .map_or(MatchSource::All, MatchSource::parse),
-            },
+            matcher: ConstraintMatch::from_document(m, MatchSource::All),
             parameters: spec.get("parameters").cloned().unwrap_or_else(|| json!({})),
             origin: ConstraintOrigin::default(),
         }
@@ -562,14 +534,24 @@ pub fn decide_with(
     exempt_namespaces: &[&str],
     options: &EvalOptions,
 ) -> Decision {
-    let mut decision = Decision::default();
     if is_exempt(review, exempt_namespaces) {
-        return decision;
+        return Decision::default();
     }
-    let targets = review_targets(review);
+    decide_targets(&review_targets(review), constraints, inventory, options)
+}
+
+/// [`decide`] for targets already expanded (and mutated, see
+/// [`super::mutation::mutated_targets`]).
+pub fn decide_targets(
+    targets: &[ReviewTarget],
+    constraints: &[ActiveConstraint<'_>],
+    inventory: &Json,
+    options: &EvalOptions,
+) -> Decision {
+    let mut decision = Decision::default();
     for active in constraints {
         let c = active.constraint;
-        for target in &targets {
+        for target in targets {
             match c.matcher.matches(target, inventory) {
                 Ok(true) => {}
                 Ok(false) => continue,

@@ -27,6 +27,34 @@ impl PolicyDefinitionProperties {
             .is_some_and(|m| m.eq_ignore_ascii_case(KUBERNETES_MODE))
     }
 
+    /// The mutator source of a Kubernetes mutation definition (`details.mutationInfo`, same
+    /// shape as `templateInfo`); `None` for other definitions.
+    pub fn mutation_info(&self) -> Option<TemplateInfo> {
+        if !self.is_kubernetes() {
+            return None;
+        }
+        let info = self
+            .policy_rule
+            .as_ref()?
+            .get("then")?
+            .get("details")?
+            .get("mutationInfo")?;
+        let source = info.get("sourceType").and_then(Json::as_str).unwrap_or("");
+        if source.eq_ignore_ascii_case("PublicURL") {
+            return info
+                .get("url")
+                .and_then(Json::as_str)
+                .map(|u| TemplateInfo::PublicUrl(u.to_string()));
+        }
+        if source.eq_ignore_ascii_case("Base64Encoded") {
+            return info
+                .get("content")
+                .and_then(Json::as_str)
+                .map(|c| TemplateInfo::Base64Encoded(c.to_string()));
+        }
+        None
+    }
+
     /// The template source of a Kubernetes definition; `None` for other modes or when the rule
     /// names none.
     pub fn template_info(&self) -> Option<TemplateInfo> {

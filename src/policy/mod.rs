@@ -23,6 +23,8 @@ pub mod effects;
 pub mod eval_memory;
 pub mod gatekeeper;
 pub mod kubernetes_definition;
+pub mod mutation;
+pub mod mutation_definition;
 pub mod rego;
 mod rego_builtins;
 mod rego_source;

@@ -175,6 +175,55 @@ pub fn validate_parameter_definitions(
     Ok(())
 }
 
+/// A mutation definition's `mutationInfo`: `PublicURL` with `url` or `Base64Encoded` with
+/// `content`; it cannot be combined with a template or its kinds.
+fn validate_mutation_info(
+    name: &str,
+    details: &serde_json::Map<String, Value>,
+    info: &Value,
+) -> Result<()> {
+    let bad = |msg: String| PolicyValidationError::InvalidPolicyRule(msg);
+    for other in [
+        "templateInfo",
+        "constraintTemplate",
+        "constraint",
+        "apiGroups",
+        "kinds",
+    ] {
+        if get_ci(details, other).is_some() {
+            return Err(bad(format!(
+                "The policy definition '{name}' uses 'mutationInfo', which cannot be combined with '{other}'."
+            )));
+        }
+    }
+    let info = info.as_object().ok_or_else(|| {
+        bad(format!(
+            "'mutationInfo' of policy definition '{name}' must be an object."
+        ))
+    })?;
+    let source = get_ci(info, "sourceType")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let field = if source.eq_ignore_ascii_case("PublicURL") {
+        "url"
+    } else if source.eq_ignore_ascii_case("Base64Encoded") {
+        "content"
+    } else {
+        return Err(bad(format!(
+            "'mutationInfo.sourceType' of policy definition '{name}' must be 'PublicURL' or 'Base64Encoded', not '{source}'."
+        )));
+    };
+    if get_ci(info, field)
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
+        return Err(bad(format!(
+            "'mutationInfo' of policy definition '{name}' with sourceType '{source}' requires '{field}'."
+        )));
+    }
+    Ok(())
+}
+
 /// `Microsoft.Kubernetes.Data` audit/deny rules need a ConstraintTemplate source and a match.
 fn validate_kubernetes_details(name: &str, details: Option<&Value>) -> Result<()> {
     let bad = |msg: String| PolicyValidationError::InvalidPolicyRule(msg);
@@ -184,8 +233,8 @@ fn validate_kubernetes_details(name: &str, details: Option<&Value>) -> Result<()
         ))
     })?;
     // Mutation definitions carry a mutation document instead of a template.
-    if get_ci(details, "mutationInfo").is_some() {
-        return Ok(());
+    if let Some(info) = get_ci(details, "mutationInfo") {
+        return validate_mutation_info(name, details, info);
     }
     let template = get_ci(details, "templateInfo");
     let legacy = get_ci(details, "constraintTemplate");

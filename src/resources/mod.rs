@@ -16,6 +16,7 @@ pub mod existence;
 pub mod initiative;
 pub mod json;
 pub mod kubernetes_definition;
+pub mod kubernetes_mutation;
 pub mod lookup;
 pub mod parameters;
 pub mod provider;

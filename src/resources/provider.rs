@@ -26,6 +26,7 @@ use super::evaluate_function::EvaluateFunction;
 use super::exemption::ExemptionResource;
 use super::initiative::InitiativeResource;
 use super::kubernetes_definition::KubernetesDefinitionResource;
+use super::kubernetes_mutation::KubernetesMutationResource;
 use super::remediation::RemediationResource;
 use super::usage::PlanLedger;
 
@@ -293,6 +294,7 @@ impl Provider for AksPolicyProvider {
             Arc::new(DefinitionResource),
             Arc::new(InitiativeResource),
             Arc::new(KubernetesDefinitionResource),
+            Arc::new(KubernetesMutationResource),
             Arc::new(RemediationResource),
         ]
     }

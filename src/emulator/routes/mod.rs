@@ -12,9 +12,10 @@ use std::sync::Arc;
 use super::http::{Request, Response};
 use super::state::AppState;
 
-/// Whether a request needs a bearer token: everything but metadata and Entra ID.
+/// Whether a request needs a bearer token: everything but metadata, Entra ID and the public
+/// template store.
 pub(crate) fn needs_token(segments: &[String]) -> bool {
-    !(metadata::matches(segments) || aad::matches(segments))
+    !(metadata::matches(segments) || aad::matches(segments) || templates::matches(segments))
 }
 
 /// The 401 a request without a valid token gets (counted in the metrics like any answer), or

@@ -1,0 +1,654 @@
+//! Resource `akspolicy_kubernetes_mutation`: a custom Azure Policy definition of mode
+//! `Microsoft.Kubernetes.Data` with effect `Mutate`, whose Gatekeeper mutator (Assign,
+//! AssignMetadata, ModifySet or AssignImage) the user writes. The mutator is validated and the
+//! user's `test` blocks are run at plan time, through the same mutation engine as the
+//! emulator's admission ([`crate::policy::mutation`]).
+
+use async_trait::async_trait;
+use serde_json::{Map, Value as Json};
+
+use crate::framework::timeouts;
+use crate::framework::{
+    ApplyRequest, ApplyResult, Attribute, AttributePath, Block, CallContext, Diagnostic,
+    Diagnostics, NestedBlock, PlanChange, Removal, Resource, Schema, Type, Value,
+};
+use crate::policy::constraint_match::AKS_EXEMPT_NAMESPACES;
+use crate::policy::constraint_template::parse_yaml_documents;
+use crate::policy::mutation::{self, Mutator};
+use crate::policy::mutation_definition::{
+    decode, MutationDefinitionSpec, MUTATION_EFFECTS, SOURCES,
+};
+use crate::policy::PolicyDefinition;
+
+use super::definition::{plan_default_scope, user_metadata, validate_version, DEFINITIONS_SEGMENT};
+use super::definition_api::{identifying_attributes, DefinitionCollection};
+use super::existence::check_planned_scope;
+use super::reconcile::timeouts_only_update;
+use super::waits::POLICY_TIMEOUTS;
+
+const DEFINITIONS: DefinitionCollection = DefinitionCollection {
+    noun: "policy definition",
+    segment: DEFINITIONS_SEGMENT,
+    id_description: "policy definition ID such as /subscriptions/<id>/providers/Microsoft.Authorization/policyDefinitions/<name> or /providers/Microsoft.Management/managementGroups/<id>/providers/Microsoft.Authorization/policyDefinitions/<name>.",
+};
+
+/// The namespaces Azure's mutation built-ins exclude by default.
+const DEFAULT_EXCLUDED: [&str; 3] = ["kube-system", "gatekeeper-system", "azure-arc"];
+
+pub struct KubernetesMutationResource;
+
+fn schema() -> Schema {
+    let test = Block::new()
+        .description("A mutation unit test evaluated at plan time: `object` is mutated as the emulated AKS cluster's Gatekeeper would mutate it with this definition assigned with its defaults (the mutator's `match` and `applyTo`, narrowed by `namespaces`, `excluded_namespaces` and `source`; namespaced objects without `metadata.namespace` are in `default`; objects in `kube-system`, `gatekeeper-system` and `azure-arc` are never mutated), and the result must contain `expect`. A failing test is reported on its `name`.")
+        .attribute(Attribute::string("name").required().description("Names the test in failures."))
+        .attribute(
+            Attribute::string("object")
+                .required()
+                .description("The object as submitted: one YAML (or JSON) manifest, reviewed as an original object (not as a Pod generated from a workload)."),
+        )
+        .attribute(
+            Attribute::string("expect")
+                .required()
+                .description("A YAML fragment the mutated object must contain: every field given must be present with that value. List elements that have a `name` (or the key the mutator's location selects list elements by, as in `[name: *]`) are matched by that key, whatever their position; other list elements by position. To test that nothing changes, repeat the relevant part of the object."),
+        );
+    Schema::new(
+        identifying_attributes(
+            Block::new().description(
+                "A custom Azure Policy mutation definition for AKS (mode `Microsoft.Kubernetes.Data`, \
+                 effect `Mutate`) carrying a Gatekeeper mutator: Assign, AssignMetadata, ModifySet or \
+                 AssignImage (`mutations.gatekeeper.sh/v1`). The mutator is validated and the `test` \
+                 blocks run at plan time.",
+            ),
+            "definition",
+            "Where the definition lives: ",
+        )
+        .attribute(Attribute::string("display_name").optional().description("The display name."))
+        .attribute(Attribute::string("description").optional().description("The description."))
+        .attribute(
+            Attribute::string("version")
+                .optional()
+                .computed()
+                .description("The definition version, `x.y.z`.")
+                .validate_with(validate_version),
+        )
+        .attribute(
+            Attribute::string("metadata")
+                .optional()
+                .description("Extra metadata as JSON. `category` defaults to `Kubernetes`."),
+        )
+        .attribute(
+            Attribute::string("mutator")
+                .required()
+                .description("The Gatekeeper mutator YAML: `apiVersion: mutations.gatekeeper.sh/v1`, `kind` Assign, AssignMetadata, ModifySet or AssignImage, `metadata.name`, and a `spec` with `location`, `applyTo` (all but AssignMetadata), an optional `match` and the `parameters` of its kind (`assign.value` or `assign.fromMetadata`, `assignIf`, `pathTests`; ModifySet `operation` and `values.fromList`; AssignImage `assignDomain`/`assignPath`/`assignTag`). Embedded in the definition as `mutationInfo` (`Base64Encoded`)."),
+        )
+        .attribute(
+            Attribute::new("namespaces", Type::list(Type::String))
+                .default(Value::string_list(Vec::<String>::new()))
+                .description("Default of the `namespaces` parameter: the namespaces the mutation applies to; empty (the default) means all. When not empty it replaces the mutator's own `match.namespaces`."),
+        )
+        .attribute(
+            Attribute::new("excluded_namespaces", Type::list(Type::String))
+                .default(Value::string_list(DEFAULT_EXCLUDED))
+                .description("Default of the `excludedNamespaces` parameter: namespaces the mutation leaves alone. Defaults to `[\"kube-system\", \"gatekeeper-system\", \"azure-arc\"]`, as Azure's mutation built-ins. When not empty it replaces the mutator's own `match.excludedNamespaces`."),
+        )
+        .attribute(
+            Attribute::string("source")
+                .default(Value::string("Original"))
+                .description("Default of the `source` parameter (Gatekeeper's `match.source`): `Original` (the default) mutates objects as submitted, `Generated` only the Pods that workloads create, `All` both.")
+                .validate_with(|v, path, diags| one_of(v, path, diags, &SOURCES)),
+        )
+        .attribute(
+            Attribute::string("default_effect")
+                .default(Value::string("Mutate"))
+                .description("The `effect` parameter's default: `Mutate` (the default) or `Disabled`.")
+                .validate_with(|v, path, diags| one_of(v, path, diags, &MUTATION_EFFECTS)),
+        )
+        .block(NestedBlock::list("test", test))
+        .block(timeouts::block(POLICY_TIMEOUTS)),
+    )
+}
+
+fn one_of(value: &Value, path: &AttributePath, diags: &mut Diagnostics, allowed: &[&str]) {
+    if let Some(v) = value.as_str() {
+        if !allowed.contains(&v) {
+            diags.error_at(
+                path.clone(),
+                "Invalid value",
+                format!("{v:?} is not one of {allowed:?}."),
+            );
+        }
+    }
+}
+
+/// The definition spec and the parsed mutator, with every problem reported on its attribute.
+fn check_config(
+    config: &Value,
+    diags: &mut Diagnostics,
+) -> Option<(MutationDefinitionSpec, Mutator)> {
+    let metadata = match config.get("metadata").as_str() {
+        None => Some(Map::new()),
+        Some(text) => match serde_json::from_str::<Json>(text) {
+            Ok(Json::Object(m)) => Some(m),
+            _ => {
+                diags.error_at(
+                    AttributePath::attr("metadata"),
+                    "Invalid metadata",
+                    "metadata must be a JSON object.",
+                );
+                None
+            }
+        },
+    };
+    let yaml = config
+        .get("mutator")
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let mutator = match Mutator::parse(&yaml) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            diags.error_at(
+                AttributePath::attr("mutator"),
+                "Invalid mutator",
+                format!("{e}."),
+            );
+            None
+        }
+    };
+    let strings = |name: &str, default: &[&str]| -> Vec<String> {
+        if config.get(name).is_null() {
+            default.iter().map(|s| s.to_string()).collect()
+        } else {
+            config.get(name).string_elements()
+        }
+    };
+    let spec = MutationDefinitionSpec {
+        display_name: config.get("display_name").as_str().map(str::to_string),
+        description: config.get("description").as_str().map(str::to_string),
+        version: config.get("version").as_str().map(str::to_string),
+        metadata: metadata?,
+        mutator_yaml: yaml,
+        namespaces: strings("namespaces", &[]),
+        excluded_namespaces: strings("excluded_namespaces", &DEFAULT_EXCLUDED),
+        source: config
+            .get("source")
+            .as_str()
+            .unwrap_or("Original")
+            .to_string(),
+        default_effect: config
+            .get("default_effect")
+            .as_str()
+            .unwrap_or("Mutate")
+            .to_string(),
+    };
+    Some((spec, mutator?))
+}
+
+/// Why one `test` block failed; each names the attribute to fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MutationTestProblem {
+    #[error("object: {0}")]
+    Object(String),
+    #[error("expect: {0}")]
+    Expect(String),
+    #[error("the mutation could not be applied: {0}")]
+    Mutation(String),
+    #[error("the mutated object does not contain expect: {difference}. The mutated object is:\n{mutated}")]
+    Unexpected { difference: String, mutated: String },
+}
+
+impl MutationTestProblem {
+    fn attribute(&self, index: usize) -> AttributePath {
+        let test = AttributePath::attr("test").index(index);
+        match self {
+            MutationTestProblem::Object(_) => test.attribute("object"),
+            MutationTestProblem::Expect(_) => test.attribute("expect"),
+            MutationTestProblem::Mutation(_) | MutationTestProblem::Unexpected { .. } => {
+                test.attribute("name")
+            }
+        }
+    }
+}
+
+fn one_document(text: &str) -> Result<Json, String> {
+    let docs: Vec<Json> = parse_yaml_documents(text)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter(|d| !d.is_null())
+        .collect();
+    match docs.as_slice() {
+        [doc] => Ok(doc.clone()),
+        other => Err(format!("expected one YAML document, found {}", other.len())),
+    }
+}
+
+/// Runs one `test` block against the mutator as the add-on installs it with the defaults.
+fn run_test(installed: &Mutator, test: &Value) -> Result<(), MutationTestProblem> {
+    let object = one_document(test.get("object").as_str().unwrap_or_default())
+        .map_err(MutationTestProblem::Object)?;
+    if !object.is_object() {
+        return Err(MutationTestProblem::Object(
+            "must be a Kubernetes object (a YAML mapping)".into(),
+        ));
+    }
+    let expect = one_document(test.get("expect").as_str().unwrap_or_default())
+        .map_err(MutationTestProblem::Expect)?;
+    // As the API server does before calling webhooks: namespaced objects default to `default`.
+    let review = crate::policy::rego::review_for(&object);
+    let object = review.get("object").cloned().unwrap_or(object);
+    let outcome = mutation::mutate(
+        &object,
+        None,
+        std::slice::from_ref(installed),
+        &serde_json::json!({}),
+        &AKS_EXEMPT_NAMESPACES,
+    )
+    .map_err(|e| MutationTestProblem::Mutation(e.to_string()))?;
+    let keys = mutation::list_keys([installed]);
+    mutation::contains(&outcome.object, &expect, &keys).map_err(|difference| {
+        MutationTestProblem::Unexpected {
+            difference,
+            mutated: serde_yaml_ng::to_string(&outcome.object).unwrap_or_default(),
+        }
+    })
+}
+
+fn run_tests(
+    config: &Value,
+    checked: Option<&(MutationDefinitionSpec, Mutator)>,
+    diags: &mut Diagnostics,
+) {
+    let tests = config.get("test").elements();
+    // Problems that keep the tests from running are already reported.
+    let Some((spec, mutator)) = checked else {
+        return;
+    };
+    if tests.is_empty() {
+        return;
+    }
+    let mut installed = mutator.clone();
+    mutation::narrow(&mut installed, &spec.default_details());
+    for (i, test) in tests.iter().enumerate() {
+        if !test.is_wholly_known() {
+            continue;
+        }
+        let name = test.get("name").as_str().unwrap_or("unnamed");
+        if let Err(problem) = run_test(&installed, test) {
+            diags.push(
+                Diagnostic::error(
+                    format!("Mutation test {name:?} failed"),
+                    format!("Test {name:?}: {problem}"),
+                )
+                .at(problem.attribute(i)),
+            );
+        }
+    }
+}
+
+/// Metadata keys the provider writes itself when the user leaves them out.
+fn implied_metadata(version: Option<&str>) -> Vec<(&'static str, Json)> {
+    let mut out = vec![("category", serde_json::json!("Kubernetes"))];
+    if let Some(v) = version {
+        out.push(("version", serde_json::json!(v)));
+    }
+    out
+}
+
+/// Keeps the user's YAML text when it means the same as Azure's.
+fn keep_yaml(prior: &Value, remote: Option<&str>) -> Value {
+    let parsed = |t: &str| parse_yaml_documents(t).ok();
+    match (prior.as_str(), remote) {
+        (Some(p), Some(r)) if parsed(p).is_some() && parsed(p) == parsed(r) => prior.clone(),
+        (_, r) => Value::opt_string(r.map(str::to_string)),
+    }
+}
+
+/// Keeps the prior list when Azure holds the same one.
+fn keep_list(prior: &Value, remote: Option<&Vec<String>>, default: &[&str]) -> Value {
+    let remote: Vec<String> = match remote {
+        Some(r) => r.clone(),
+        None => default.iter().map(|s| s.to_string()).collect(),
+    };
+    if prior.is_set() && prior.string_elements() == remote {
+        return prior.clone();
+    }
+    Value::string_list(remote)
+}
+
+/// The new state from Azure's definition, reconciled with `prior`.
+fn state_from(prior: &Value, definition: &PolicyDefinition, scope: &str) -> Value {
+    let p = &definition.properties;
+    let decoded = decode(p);
+    let mut state = prior.clone();
+    if !matches!(state, Value::Object(_)) {
+        state = Value::Object(Default::default());
+    }
+    state.set("id", Value::opt_string(definition.id.clone()));
+    if let Some(name) = &definition.name {
+        state.set("name", Value::string(name.clone()));
+    }
+    state.set("scope", Value::string(scope));
+    state.set("display_name", Value::opt_string(p.display_name.clone()));
+    state.set("description", Value::opt_string(p.description.clone()));
+    state.set("version", Value::opt_string(p.version.clone()));
+    state.set(
+        "metadata",
+        user_metadata(
+            p.metadata.as_ref(),
+            prior.get("metadata"),
+            &implied_metadata(p.version.as_deref()),
+        ),
+    );
+    // A definition whose mutator is a URL (not written by this resource) shows no YAML, so
+    // the plan asks for the user's mutator to be written.
+    state.set(
+        "mutator",
+        keep_yaml(prior.get("mutator"), decoded.mutator_yaml.as_deref()),
+    );
+    state.set(
+        "namespaces",
+        keep_list(prior.get("namespaces"), decoded.namespaces.as_ref(), &[]),
+    );
+    state.set(
+        "excluded_namespaces",
+        keep_list(
+            prior.get("excluded_namespaces"),
+            decoded.excluded_namespaces.as_ref(),
+            &DEFAULT_EXCLUDED,
+        ),
+    );
+    state.set(
+        "source",
+        Value::string(decoded.source.unwrap_or_else(|| "Original".into())),
+    );
+    state.set(
+        "default_effect",
+        Value::string(decoded.default_effect.unwrap_or_else(|| "Mutate".into())),
+    );
+    if state.get("test").is_null() {
+        state.set("test", Value::List(Vec::new()));
+    }
+    state
+}
+
+async fn put(ctx: &CallContext, req: &ApplyRequest<'_>) -> ApplyResult {
+    let mut diags = Diagnostics::new();
+    let Some((spec, _)) = check_config(req.planned, &mut diags) else {
+        return ApplyResult::failed(diags);
+    };
+    let Some(scope) = DEFINITIONS.write_scope(ctx, req, &mut diags) else {
+        return ApplyResult::failed(diags);
+    };
+    let name = req.planned.get("name").as_str().unwrap_or_default();
+    let body = PolicyDefinition {
+        properties: spec.properties(),
+        ..Default::default()
+    };
+    match DEFINITIONS.put(ctx, &scope, name, &body).await {
+        Ok(created) => {
+            let mut state = state_from(req.planned, &created, &scope);
+            // What the user wrote is what was applied; Azure's echo may differ in form only.
+            for attr in ["mutator", "test", "metadata"] {
+                state.set(attr, req.planned.get(attr).clone());
+            }
+            ApplyResult::ok(state)
+        }
+        Err(d) => ApplyResult::failed(d),
+    }
+}
+
+#[async_trait]
+impl Resource for KubernetesMutationResource {
+    fn type_name(&self) -> &'static str {
+        "akspolicy_kubernetes_mutation"
+    }
+
+    fn schema(&self) -> Schema {
+        schema()
+    }
+
+    fn validate_config(&self, config: &Value, diags: &mut Diagnostics) {
+        // Unknown values (from other resources) are checked again at apply.
+        let inputs = [
+            "mutator",
+            "metadata",
+            "namespaces",
+            "excluded_namespaces",
+            "source",
+        ];
+        if inputs.iter().any(|a| !config.get(a).is_wholly_known()) {
+            return;
+        }
+        let checked = check_config(config, diags);
+        run_tests(config, checked.as_ref(), diags);
+    }
+
+    async fn modify_plan(&self, ctx: &CallContext, change: &mut PlanChange<'_>) {
+        plan_default_scope(ctx, change);
+        check_planned_scope(ctx, change).await;
+    }
+
+    async fn create(&self, ctx: &CallContext, req: ApplyRequest<'_>) -> ApplyResult {
+        put(ctx, &req).await
+    }
+
+    async fn read(
+        &self,
+        ctx: &CallContext,
+        state: &Value,
+        diags: &mut Diagnostics,
+    ) -> Option<Value> {
+        DEFINITIONS.read(ctx, state, diags, state_from).await
+    }
+
+    async fn update(&self, ctx: &CallContext, req: ApplyRequest<'_>) -> ApplyResult {
+        // `test` blocks and `timeouts` live only in Terraform.
+        let mut unchanged = req.prior.clone();
+        unchanged.set("test", req.planned.get("test").clone());
+        if let Some(state) = timeouts_only_update(&unchanged, req.planned) {
+            return ApplyResult::ok(state);
+        }
+        put(ctx, &req).await
+    }
+
+    async fn check_removal(
+        &self,
+        ctx: &CallContext,
+        prior: &Value,
+        removal: Removal,
+        diags: &mut Diagnostics,
+    ) {
+        DEFINITIONS.check_removal(ctx, prior, removal, diags).await
+    }
+
+    async fn delete(&self, ctx: &CallContext, prior: &Value, diags: &mut Diagnostics) {
+        DEFINITIONS.delete(ctx, prior, diags).await
+    }
+
+    async fn import(&self, _ctx: &CallContext, id: &str, diags: &mut Diagnostics) -> Option<Value> {
+        DEFINITIONS.import(id, diags)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MUTATOR: &str = r#"apiVersion: mutations.gatekeeper.sh/v1
+kind: Assign
+metadata:
+  name: no-privilege-escalation
+spec:
+  applyTo:
+    - groups: [""]
+      versions: ["v1"]
+      kinds: ["Pod"]
+  location: "spec.containers[name: *].securityContext.allowPrivilegeEscalation"
+  parameters:
+    pathTests:
+      - subPath: "spec.containers[name: *].securityContext.allowPrivilegeEscalation"
+        condition: MustNotExist
+    assign:
+      value: false
+"#;
+
+    const POD: &str = "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n  containers:\n    - {name: app, image: nginx}\n    - {name: side, image: busybox, securityContext: {allowPrivilegeEscalation: true}}\n";
+
+    fn config(mutator: &str, tests: Vec<Value>) -> Value {
+        Value::object([
+            ("name", Value::string("no-escalation")),
+            ("mutator", Value::string(mutator)),
+            ("test", Value::List(tests)),
+        ])
+    }
+
+    fn test_block(name: &str, object: &str, expect: &str) -> Value {
+        Value::object([
+            ("name", Value::string(name)),
+            ("object", Value::string(object)),
+            ("expect", Value::string(expect)),
+        ])
+    }
+
+    fn validate(config: &Value) -> Diagnostics {
+        let mut d = Diagnostics::new();
+        KubernetesMutationResource.validate_config(config, &mut d);
+        d
+    }
+
+    #[test]
+    fn schema_is_valid() {
+        let _ = schema();
+    }
+
+    #[test]
+    fn right_expect_passes_and_wrong_one_names_the_test() {
+        let right = "spec:\n  containers:\n    - {name: side, securityContext: {allowPrivilegeEscalation: true}}\n    - {name: app, securityContext: {allowPrivilegeEscalation: false}}\n";
+        let d = validate(&config(MUTATOR, vec![test_block("sets it", POD, right)]));
+        assert!(!d.has_errors(), "{d:?}");
+        let wrong = "spec:\n  containers:\n    - {name: side, securityContext: {allowPrivilegeEscalation: false}}\n";
+        let d = validate(&config(
+            MUTATOR,
+            vec![
+                test_block("ok", POD, right),
+                test_block("overrides", POD, wrong),
+            ],
+        ));
+        assert_eq!(d.0.len(), 1, "{d:?}");
+        assert!(d.0[0].summary.contains("\"overrides\""), "{d:?}");
+        assert!(
+            d.0[0].detail.contains("spec.containers[name: side].securityContext.allowPrivilegeEscalation is true, expected false"),
+            "{}",
+            d.0[0].detail
+        );
+        assert_eq!(
+            d.0[0].attribute,
+            Some(AttributePath::attr("test").index(1).attribute("name"))
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_on_its_attribute() {
+        let d = validate(&config(
+            &MUTATOR.replace("kind: Assign", "kind: Mutate"),
+            vec![test_block("t", POD, "x: 1")],
+        ));
+        assert_eq!(d.0.len(), 1, "{d:?}");
+        assert_eq!(d.0[0].attribute, Some(AttributePath::attr("mutator")));
+        assert!(
+            d.0[0].detail.contains("kind \"Mutate\""),
+            "{}",
+            d.0[0].detail
+        );
+        let d = validate(&config(
+            MUTATOR,
+            vec![
+                test_block("bad object", "a: [", "x: 1"),
+                test_block("bad expect", POD, "a: ["),
+            ],
+        ));
+        let attrs: Vec<_> = d.0.iter().map(|x| x.attribute.clone()).collect();
+        assert_eq!(
+            attrs,
+            vec![
+                Some(AttributePath::attr("test").index(0).attribute("object")),
+                Some(AttributePath::attr("test").index(1).attribute("expect")),
+            ]
+        );
+    }
+
+    #[test]
+    fn tests_see_the_default_narrowing() {
+        let in_kube_system = POD.replace(
+            "metadata: {name: web}",
+            "metadata: {name: web, namespace: azure-arc}",
+        );
+        let unchanged = "spec:\n  containers:\n    - {name: app, image: nginx}\n";
+        // Excluded by default (and by the add-on): nothing changes, so `securityContext` is absent.
+        let d = validate(&config(
+            MUTATOR,
+            vec![test_block(
+                "excluded",
+                &in_kube_system,
+                "spec:\n  containers:\n    - {name: app, securityContext: {}}\n",
+            )],
+        ));
+        assert!(d.has_errors());
+        assert!(
+            d.0[0].detail.contains("securityContext is missing"),
+            "{}",
+            d.0[0].detail
+        );
+        let d = validate(&config(
+            MUTATOR,
+            vec![test_block("excluded", &in_kube_system, unchanged)],
+        ));
+        assert!(!d.has_errors(), "{d:?}");
+    }
+
+    #[test]
+    fn read_keeps_the_users_yaml_and_shows_drift() {
+        let cfg = config(MUTATOR, vec![]);
+        let mut d = Diagnostics::new();
+        let (spec, _) = check_config(&cfg, &mut d).expect("valid");
+        let definition = PolicyDefinition {
+            id: Some("/subscriptions/s/providers/Microsoft.Authorization/policyDefinitions/no-escalation".into()),
+            name: Some("no-escalation".into()),
+            properties: spec.properties(),
+            ..Default::default()
+        };
+        let reformatted = Value::string(MUTATOR.replace(
+            "  name: no-privilege-escalation",
+            "  name: \"no-privilege-escalation\"",
+        ));
+        let mut prior = cfg.clone();
+        prior.set("mutator", reformatted.clone());
+        let state = state_from(&prior, &definition, "/subscriptions/s");
+        assert_eq!(state.get("mutator"), &reformatted);
+        assert_eq!(state.get("source").as_str(), Some("Original"));
+        assert_eq!(state.get("default_effect").as_str(), Some("Mutate"));
+        assert_eq!(
+            state.get("excluded_namespaces").string_elements(),
+            DEFAULT_EXCLUDED
+        );
+        // Someone changed the mutator in Azure: the plan shows Azure's YAML.
+        let mut changed = spec.clone();
+        changed.mutator_yaml = MUTATOR.replace("value: false", "value: true");
+        let drifted = PolicyDefinition {
+            properties: changed.properties(),
+            ..definition.clone()
+        };
+        let state = state_from(&prior, &drifted, "/subscriptions/s");
+        assert!(state
+            .get("mutator")
+            .as_str()
+            .unwrap()
+            .contains("value: true"));
+        // Import: from an id-only stub, everything comes from Azure.
+        let stub = DEFINITIONS
+            .import(definition.id.as_deref().unwrap(), &mut Diagnostics::new())
+            .unwrap();
+        let imported = state_from(&stub, &definition, "/subscriptions/s");
+        assert_eq!(imported.get("mutator").as_str(), Some(MUTATOR));
+    }
+}
