@@ -56,6 +56,7 @@
 //! Built-in definitions are not stored; they are served from the embedded catalogue or from
 //! the `--builtins` directory on every start.
 
+mod arm_policy;
 mod catalogue;
 pub mod client;
 mod compliance;

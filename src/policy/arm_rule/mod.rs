@@ -5,7 +5,8 @@
 //!   condition hold only when every element satisfies it (an empty array satisfies it), and
 //!   `count` counts the elements matching `where`, with `current()` naming the element.
 //! - `value` conditions and every string operand may be a `[...]` template expression
-//!   ([`expr`]), evaluated with the assignment's parameters.
+//!   ([`expr`]), evaluated with the parameter values `policy::gatekeeper::effective_parameters`
+//!   computes (the same for Kubernetes-mode and ARM-mode members).
 //! - String comparisons are case-insensitive except `match`, as in Azure; a boolean equals the
 //!   strings `"true"`/`"false"` (built-ins compare `enabled` flags with either).
 //! - Unknown functions, aliases, operators and malformed expressions are [`ArmRuleError`]s.
@@ -120,43 +121,6 @@ pub fn mode_applies(mode: &str, resource_type: &str) -> bool {
 /// Whether `mode` is an ARM mode (the rest are resource-provider modes).
 pub fn is_arm_mode(mode: &str) -> bool {
     mode.eq_ignore_ascii_case("all") || mode.eq_ignore_ascii_case("indexed")
-}
-
-/// The values a definition's rule sees: each assigned value, else the parameter's default.
-pub fn effective_parameters(definition_parameters: &Value, assigned: &Value) -> Map<String, Value> {
-    let mut out = Map::new();
-    if let Some(defs) = definition_parameters.as_object() {
-        for (name, def) in defs {
-            let given = assigned
-                .as_object()
-                .and_then(|a| a.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)))
-                .map(|(_, v)| v.get("value").cloned().unwrap_or(Value::Null));
-            if let Some(v) = given.or_else(|| def.get("defaultValue").cloned()) {
-                out.insert(name.clone(), v);
-            }
-        }
-    }
-    out
-}
-
-/// The parameter values an initiative passes to one member: the member reference's
-/// `parameters` (`{"x": {"value": "[parameters('y')]"}}`) evaluated with the initiative's
-/// effective values, in the shape [`effective_parameters`] takes as `assigned`.
-pub fn member_parameters(
-    reference_parameters: &Value,
-    initiative_values: &Map<String, Value>,
-) -> Result<Value, ArmRuleError> {
-    let empty = json!({});
-    let ctx = RuleContext::default();
-    let ev = Evaluator::new(&empty, initiative_values, &ctx);
-    let mut out = Map::new();
-    if let Some(refs) = reference_parameters.as_object() {
-        for (name, v) in refs {
-            let raw = v.get("value").cloned().unwrap_or(Value::Null);
-            out.insert(name.clone(), json!({"value": ev.resolve_operand(&raw)?}));
-        }
-    }
-    Ok(Value::Object(out))
 }
 
 /// Case-insensitive object member lookup (ARM property names are case-insensitive).

@@ -3,6 +3,7 @@ use std::path::PathBuf;
 use serde_json::{json, Map, Value};
 
 use super::*;
+use crate::policy::gatekeeper::effective_parameters;
 
 const CLUSTER_TYPE: &str = "Microsoft.ContainerService/managedClusters";
 
@@ -30,7 +31,7 @@ fn cluster(properties: Value) -> Value {
 /// only related resource an `…IfNotExists` rule can find is `resource` itself.
 fn verdict(definition: &Value, resource: &Value, effect: Option<&str>) -> Outcome {
     let props = &definition["properties"];
-    let params = effective_parameters(&props["parameters"], &json!({}));
+    let params = effective_parameters(props.get("parameters"), &Map::new());
     let ctx = RuleContext::default();
     let ev = Evaluator::new(resource, &params, &ctx);
     let rule = &props["policyRule"];
@@ -406,22 +407,4 @@ fn modify_checks_whether_operations_would_change_the_resource() {
             .unwrap()
             .compliant
     );
-}
-
-#[test]
-fn initiative_member_parameters_flow_from_the_initiative() {
-    let initiative = effective_parameters(
-        &json!({"eff": {"type": "String", "defaultValue": "Audit"}}),
-        &json!({"eff": {"value": "Deny"}}),
-    );
-    let member = member_parameters(
-        &json!({"effect": {"value": "[parameters('eff')]"}}),
-        &initiative,
-    )
-    .unwrap();
-    let params = effective_parameters(
-        &json!({"effect": {"type": "String", "defaultValue": "Audit"}}),
-        &member,
-    );
-    assert_eq!(params["effect"], json!("Deny"));
 }

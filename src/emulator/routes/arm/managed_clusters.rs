@@ -13,6 +13,7 @@ use super::{
     empty, error::ArmError, now_ms, now_rfc3339, ok_json, paging, parse_body, status_json,
     system_data, ArmRequest,
 };
+use crate::emulator::arm_policy;
 use crate::emulator::faults::chance;
 use crate::emulator::http::Response;
 use crate::emulator::state::{new_guid, AppState};
@@ -380,6 +381,10 @@ fn put(state: &AppState, req: &ArmRequest<'_>, id: &str, name: &str) -> Result<R
             )
         })?
         .to_string();
+    // ARM asks policy about the request as sent, before the resource provider sees it.
+    let mut proposed = request.clone();
+    proposed["type"] = json!(CLUSTER_TYPE);
+    arm_policy::check_deny(state, id, &arm_policy::policy_view(id, &proposed), "PUT")?;
     settle(state, id)?;
     let current = state.store.get(id)?;
     check_preconditions(req, current.as_ref())?;
@@ -683,6 +688,11 @@ fn patch(state: &AppState, req: &ArmRequest<'_>, id: &str) -> Result<Response, A
     if running(&current) {
         return Err(busy(&current));
     }
+    let mut proposed = current.body.clone();
+    if let Some(tags) = update.get("tags") {
+        proposed["tags"] = tags.clone();
+    }
+    arm_policy::check_deny(state, id, &arm_policy::policy_view(id, &proposed), "PATCH")?;
     let location = current.body["location"]
         .as_str()
         .unwrap_or_default()

@@ -13,7 +13,7 @@ use super::{
     empty, error::ArmError, now_ms, ok_json, paging, parse_body, status_json, system_data,
     ArmRequest,
 };
-use crate::emulator::compliance::{policy_states, StatesQuery, ADDON_DINE};
+use crate::emulator::compliance::{policy_states, StatesQuery};
 use crate::emulator::faults::chance;
 use crate::emulator::http::Response;
 use crate::emulator::state::{new_guid, AppState};
@@ -123,8 +123,7 @@ fn put(
         })
     })
     .filter(|r| {
-        r.definition_name.eq_ignore_ascii_case(ADDON_DINE)
-            || r.effect.eq_ignore_ascii_case("DeployIfNotExists")
+        r.effect.eq_ignore_ascii_case("DeployIfNotExists")
             || r.effect.eq_ignore_ascii_case("Modify")
     })
     .map(|r| r.resource_id)
