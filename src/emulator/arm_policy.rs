@@ -5,6 +5,8 @@
 //! Assignments at a management group cover the subscriptions below it (nested groups too)
 //! because scope containment walks the management group hierarchy.
 
+use std::time::{Duration, SystemTime};
+
 use serde_json::{json, Map, Value};
 
 use crate::emulator::gatekeeper;
@@ -102,16 +104,31 @@ fn selected(assignment: &Value, resource: &Value) -> bool {
     })
 }
 
+/// Whether Azure's evaluation cycle has picked up the assignment's latest write.
+fn in_effect(assignment: &StoredResource, delay: Duration) -> bool {
+    if delay.is_zero() {
+        return true;
+    }
+    humantime::parse_rfc3339_weak(&assignment.updated_at)
+        .map(|written| written + delay <= SystemTime::now())
+        .unwrap_or(true)
+}
+
 /// Every member of every assignment covering `resource_id` (`resource` is its body as policy
-/// sees it): assignment scope contains it, no notScope does, resource selectors pass.
+/// sees it): assignment scope contains it, no notScope does, resource selectors pass, and
+/// the fault profile's `policy_evaluation_ms` has passed since the assignment was written.
 pub(crate) fn members_covering(
     state: &AppState,
     resource_id: &str,
     resource: &Value,
 ) -> Result<Vec<AssignedMember>, ArmError> {
     let exemptions = gatekeeper::exemptions_for(state, resource_id)?;
+    let delay = Duration::from_millis(state.fault_profile().policy_evaluation_ms);
     let mut out = Vec::new();
     for (_, assignment) in stored_of_type(state, ASSIGNMENTS)? {
+        if !in_effect(&assignment, delay) {
+            continue;
+        }
         let props = &assignment.body["properties"];
         let scope_id = props["scope"].as_str().unwrap_or_default().to_string();
         let Ok(scope) = Scope::parse(&scope_id) else {

@@ -37,6 +37,10 @@ pub struct FaultProfile {
     /// let tests watch clients refresh after ARM's `ExpiredAuthenticationToken`.
     #[serde(default = "default_token_lifetime_s")]
     pub token_lifetime_s: u64,
+    /// How long a new or changed policy assignment takes to take effect (Deny at write time,
+    /// policy states): Azure's evaluation cycle. 0 evaluates at once.
+    #[serde(default)]
+    pub policy_evaluation_ms: u64,
 }
 
 fn default_lro_ms() -> u64 {
@@ -60,6 +64,7 @@ impl Default for FaultProfile {
             lro_ms: default_lro_ms(),
             lro_failure_rate: 0.0,
             token_lifetime_s: default_token_lifetime_s(),
+            policy_evaluation_ms: 0,
         }
     }
 }
@@ -77,6 +82,7 @@ pub struct FaultPatch {
     pub lro_ms: Option<u64>,
     pub lro_failure_rate: Option<f64>,
     pub token_lifetime_s: Option<u64>,
+    pub policy_evaluation_ms: Option<u64>,
 }
 
 impl FaultProfile {
@@ -123,6 +129,9 @@ impl FaultProfile {
         }
         if let Some(v) = patch.token_lifetime_s {
             self.token_lifetime_s = v;
+        }
+        if let Some(v) = patch.policy_evaluation_ms {
+            self.policy_evaluation_ms = v;
         }
         Ok(())
     }

@@ -471,3 +471,62 @@ async fn if_not_exists_and_modify_states_with_kubernetes_mode_alongside() {
     // The Kubernetes-mode assignment reports from Gatekeeper (nothing admitted: compliant).
     assert_eq!(state_of(&rows, &a_k8s, "plain"), Some("Compliant"));
 }
+
+#[tokio::test]
+async fn new_assignments_take_effect_after_the_evaluation_delay_without_a_trigger() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (emu, token, sub) = fast_emu(dir.path(), 100).await;
+    let url = "/_emulator/faults";
+    let (status, _, body) = emu
+        .send(
+            &token,
+            Method::POST,
+            url,
+            Some(&json!({"policy_evaluation_ms": 1500})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let def = define(
+        &emu,
+        &token,
+        &sub,
+        "local-accounts",
+        local_accounts_definition(),
+    )
+    .await;
+    let a = assign(
+        &emu,
+        &token,
+        &sub,
+        "later",
+        json!({"policyDefinitionId": def,
+        "parameters": {"effect": {"value": "Deny"}}}),
+    )
+    .await;
+    // Within the evaluation cycle the assignment is not in effect yet: no deny, no states.
+    let (status, body) = put(
+        &emu,
+        &token,
+        &cluster_url(&sub, "rg", "early"),
+        json!({"location": "westeurope"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(
+        state_of(&states(&emu, &token, &sub).await, &a, "early"),
+        None
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2600)).await;
+    assert_eq!(
+        state_of(&states(&emu, &token, &sub).await, &a, "early"),
+        Some("NonCompliant")
+    );
+    let (status, body) = put(
+        &emu,
+        &token,
+        &cluster_url(&sub, "rg", "late"),
+        json!({"location": "westeurope"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+}
