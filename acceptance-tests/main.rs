@@ -4,6 +4,7 @@
 mod harness;
 
 mod admission;
+mod arm_policy;
 mod assignment;
 mod batched_reads;
 mod builtin_definition;
