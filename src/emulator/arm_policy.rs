@@ -17,6 +17,7 @@ use crate::emulator::state::AppState;
 use crate::emulator::store::StoredResource;
 use crate::policy::arm_rule::{self, Effect, Evaluator, Outcome, RelatedQuery, RuleContext};
 use crate::policy::gatekeeper::{self as engine, ConstraintOrigin};
+use crate::policy::validation::DEFAULT_MODE;
 
 const ASSIGNMENTS: &str = "microsoft.authorization/policyassignments";
 /// The type policy rules see for resource groups (ARM's policy type, not the route's).
@@ -39,11 +40,11 @@ pub(crate) struct AssignedMember {
 }
 
 impl AssignedMember {
-    /// The definition's mode (`All` when a definition leaves it out).
+    /// The definition's mode (Azure's default when a definition leaves it out).
     pub(crate) fn mode(&self) -> &str {
         self.definition["properties"]["mode"]
             .as_str()
-            .unwrap_or("All")
+            .unwrap_or(DEFAULT_MODE)
     }
 
     /// The effect, by name: the override, else the rule's (parameters resolved).
@@ -429,4 +430,62 @@ pub(crate) fn check_deny(
 
 fn last(id: &str) -> &str {
     id.rsplit('/').next().unwrap_or_default()
+}
+
+/// One property a remediation writes on a resource (`None` removes it).
+pub(crate) type PropertyChange = (Vec<String>, Option<Value>);
+
+/// What remediating `member` does to the resource itself, as far as the emulator can run it:
+/// a DeployIfNotExists whose related resource is the resource itself sets the values its
+/// `existenceCondition` asks for; a Modify runs its operations. Empty when neither applies.
+pub(crate) fn remediation_changes(
+    state: &AppState,
+    member: &AssignedMember,
+    resource_id: &str,
+    view: &Value,
+) -> Result<Vec<PropertyChange>, ArmError> {
+    let rtype = view["type"].as_str().unwrap_or_default().to_string();
+    let ctx = context(state, resource_id, member, Some("PUT"))?;
+    let ev = Evaluator::new(view, &member.values, &ctx);
+    let rule = &member.definition["properties"]["policyRule"];
+    let details = &rule["then"]["details"];
+    let effect = member.effect_name();
+    let mut out = Vec::new();
+    if effect.eq_ignore_ascii_case("DeployIfNotExists") {
+        let Ok(q) = ev.related_query(rule) else {
+            return Ok(out);
+        };
+        let itself = q.resource_type.eq_ignore_ascii_case(&rtype)
+            && q.name.as_deref().is_none_or(|n| {
+                view["name"]
+                    .as_str()
+                    .is_some_and(|m| m.eq_ignore_ascii_case(n))
+            });
+        if !itself {
+            return Ok(out);
+        }
+        for (field, value) in
+            arm_rule::satisfying_values(&details["existenceCondition"]).unwrap_or_default()
+        {
+            if let Some(path) = arm_rule::writable_path(&field, &rtype) {
+                out.push((path, Some(value)));
+            }
+        }
+    } else if effect.eq_ignore_ascii_case("Modify") {
+        for op in details["operations"].as_array().into_iter().flatten() {
+            let Some(path) = op["field"]
+                .as_str()
+                .and_then(|f| arm_rule::writable_path(f, &rtype))
+            else {
+                continue;
+            };
+            let kind = op["operation"].as_str().unwrap_or_default();
+            if kind.eq_ignore_ascii_case("remove") {
+                out.push((path, None));
+            } else if let Ok(v) = ev.resolve_operand(&op["value"]) {
+                out.push((path, Some(v)));
+            }
+        }
+    }
+    Ok(out)
 }

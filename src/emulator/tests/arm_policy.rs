@@ -530,3 +530,81 @@ async fn new_assignments_take_effect_after_the_evaluation_delay_without_a_trigge
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
 }
+
+async fn remediate(emu: &Emu, token: &str, sub: &str, name: &str, assignment: &str) {
+    let url = format!("{sub}/providers/Microsoft.PolicyInsights/remediations/{name}?{INSIGHTS}");
+    let (status, body) = put(
+        emu,
+        token,
+        &url,
+        json!({"properties": {"policyAssignmentId": assignment}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    for _ in 0..200 {
+        let (_, _, r) = emu.get(Some(token), &url).await;
+        if r["properties"]["provisioningState"] == "Succeeded" {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    }
+    panic!("remediation {name} never succeeded");
+}
+
+#[tokio::test]
+async fn remediation_runs_what_each_definition_asks_for() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (emu, token, sub) = fast_emu(dir.path(), 100).await;
+    let dine = define(&emu, &token, &sub, "image-cleaner", json!({"properties": {
+        "mode": "Indexed", "displayName": "Deploy Image Cleaner",
+        "policyRule": {"if": {"field": "type", "equals": "Microsoft.ContainerService/managedClusters"},
+            "then": {"effect": "DeployIfNotExists", "details": {
+                "type": "Microsoft.ContainerService/managedClusters", "name": "[field('name')]",
+                "roleDefinitionIds": ["/providers/Microsoft.Authorization/roleDefinitions/ed7f3fbd-7b88-4dd4-9017-9adb7ce333f8"],
+                "existenceCondition": {"field": "Microsoft.ContainerService/managedClusters/securityProfile.imageCleaner.enabled", "equals": "true"}}}}}})).await;
+    let modify = define(&emu, &token, &sub, "cost-tag", json!({"properties": {
+        "mode": "Indexed", "displayName": "Cost centre tag",
+        "parameters": {"value": {"type": "String", "defaultValue": "cc-1"}},
+        "policyRule": {"if": {"field": "type", "equals": "Microsoft.ContainerService/managedClusters"},
+            "then": {"effect": "modify", "details": {
+                "roleDefinitionIds": ["/providers/Microsoft.Authorization/roleDefinitions/b24988ac-6180-42a0-ab88-20f7382dd24c"],
+                "operations": [{"operation": "addOrReplace", "field": "tags['cost']", "value": "[parameters('value')]"}]}}}}})).await;
+    let a_dine = assign(
+        &emu,
+        &token,
+        &sub,
+        "cleaner",
+        json!({"policyDefinitionId": dine}),
+    )
+    .await;
+    let a_modify = assign(
+        &emu,
+        &token,
+        &sub,
+        "cost",
+        json!({"policyDefinitionId": modify,
+        "parameters": {"value": {"value": "cc-42"}}}),
+    )
+    .await;
+    let url = cluster_url(&sub, "rg", "c1");
+    let (status, body) = put(&emu, &token, &url, json!({"location": "westeurope"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let rows = states(&emu, &token, &sub).await;
+    assert_eq!(state_of(&rows, &a_dine, "c1"), Some("NonCompliant"));
+    assert_eq!(state_of(&rows, &a_modify, "c1"), Some("NonCompliant"));
+
+    remediate(&emu, &token, &sub, "fix-cleaner", &a_dine).await;
+    remediate(&emu, &token, &sub, "fix-cost", &a_modify).await;
+    let (_, _, cluster) = emu.get(Some(&token), &url).await;
+    assert_eq!(
+        cluster["properties"]["securityProfile"]["imageCleaner"]["enabled"], true,
+        "{cluster}"
+    );
+    assert_eq!(cluster["tags"]["cost"], "cc-42", "{cluster}");
+    // Remediating Image Cleaner leaves the policy add-on alone.
+    let addon_on = cluster["properties"]["addonProfiles"]["azurepolicy"]["enabled"] == true;
+    assert!(!addon_on, "{cluster}");
+    let rows = states(&emu, &token, &sub).await;
+    assert_eq!(state_of(&rows, &a_dine, "c1"), Some("Compliant"));
+    assert_eq!(state_of(&rows, &a_modify, "c1"), Some("Compliant"));
+}

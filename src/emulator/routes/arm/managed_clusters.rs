@@ -874,16 +874,22 @@ pub(crate) fn policy_addon_enabled(cluster: &Value) -> bool {
         .is_some_and(|(_, v)| v["enabled"].as_bool().unwrap_or(false))
 }
 
-/// Turns the policy add-on on (as a DINE remediation deployment would), keeping an existing
-/// key's casing.
-pub(crate) fn enable_policy_addon(state: &AppState, id: &str) -> Result<(), ArmError> {
+/// Writes a remediation's property changes to a cluster, as the deployment's PUT would: keys
+/// matched case-insensitively (an existing key keeps its casing), missing objects created, and
+/// the add-on profile completed by the resource provider as on any PUT.
+pub(crate) fn apply_changes(
+    state: &AppState,
+    id: &str,
+    changes: &[(Vec<String>, Option<Value>)],
+) -> Result<(), ArmError> {
     state.store.modify::<ArmError, _>(id, |current| {
         let Some(current) = current else {
             return Ok(Change::Keep);
         };
         let mut body = current.body.clone();
-        if !body["properties"]["addonProfiles"].is_object() {
-            body["properties"]["addonProfiles"] = json!({});
+        let previous = body["properties"]["addonProfiles"].as_object().cloned();
+        for (path, value) in changes {
+            set_path(&mut body, path, value.clone());
         }
         let sub = id.split('/').nth(2).unwrap_or_default().to_string();
         let name = id.rsplit('/').next().unwrap_or_default().to_string();
@@ -891,25 +897,49 @@ pub(crate) fn enable_policy_addon(state: &AppState, id: &str) -> Result<(), ArmE
             .as_str()
             .unwrap_or_default()
             .to_string();
-        let previous = body["properties"]["addonProfiles"].as_object().cloned();
-        let addons = body["properties"]["addonProfiles"]
-            .as_object_mut()
-            .unwrap_or_else(|| unreachable!("set to an object above"));
-        let key = addons
-            .keys()
-            .find(|k| k.eq_ignore_ascii_case(POLICY_ADDON))
-            .cloned()
-            .unwrap_or_else(|| POLICY_ADDON.to_string());
-        let entry = addons.entry(key).or_insert_with(|| json!({}));
-        if !entry.is_object() {
-            *entry = json!({});
+        if let Some(addons) = body["properties"]["addonProfiles"].as_object_mut() {
+            fill_policy_addon(addons, previous.as_ref(), &sub, &node_rg, &name);
         }
-        entry["enabled"] = json!(true);
-        fill_policy_addon(addons, previous.as_ref(), &sub, &node_rg, &name);
         Ok(Change::Put {
             body,
             internal: current.internal.clone(),
         })
     })?;
     Ok(())
+}
+
+fn set_path(body: &mut Value, path: &[String], value: Option<Value>) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut node = body;
+    for key in parents {
+        if !node.is_object() {
+            *node = json!({});
+        }
+        let Some(map) = node.as_object_mut() else {
+            return;
+        };
+        let existing = map.keys().find(|k| k.eq_ignore_ascii_case(key)).cloned();
+        node = map
+            .entry(existing.unwrap_or_else(|| key.clone()))
+            .or_insert_with(|| json!({}));
+    }
+    if !node.is_object() {
+        *node = json!({});
+    }
+    let Some(map) = node.as_object_mut() else {
+        return;
+    };
+    let existing = map.keys().find(|k| k.eq_ignore_ascii_case(last)).cloned();
+    match value {
+        Some(v) => {
+            map.insert(existing.unwrap_or_else(|| last.clone()), v);
+        }
+        None => {
+            if let Some(k) = existing {
+                map.remove(&k);
+            }
+        }
+    }
 }
