@@ -10,17 +10,16 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
+use crate::emulator::arm_policy;
 use crate::emulator::compliance::PolicyStateRow;
 use crate::emulator::routes::arm::{
-    policy_addon_enabled, resolve_visible, settle_cluster, stored_of_type, ArmError, Scope,
+    policy_addon_enabled, settle_cluster, stored_of_type, ArmError, Scope,
 };
 use crate::emulator::state::AppState;
 use crate::emulator::store::{resource_key, StoredResource};
-use crate::policy::gatekeeper::{
-    self as engine, ActiveConstraint, Constraint, ConstraintOrigin, TemplateLookup,
-};
+use crate::policy::gatekeeper::{self as engine, ActiveConstraint, Constraint, TemplateLookup};
 use crate::policy::rego::{is_cluster_scoped, review_for, CompiledRego};
 use crate::policy::PolicyDefinitionProperties;
 
@@ -129,15 +128,11 @@ impl ClusterConstraints {
     }
 }
 
-/// (member definition id, reference id, member body, parameter values) of an assignment.
-type Member = (String, Option<String>, Value, Map<String, Value>);
-
-const ASSIGNMENTS: &str = "microsoft.authorization/policyassignments";
 const EXEMPTIONS: &str = "microsoft.authorization/policyexemptions";
 
 /// Constraints the add-on would install on `cluster`: every Kubernetes-mode definition of every
-/// assignment covering it (initiatives expanded), minus notScopes and exemptions; none while
-/// the add-on is off.
+/// assignment member covering it (see `arm_policy::members_covering`: initiatives expanded,
+/// notScopes, resource selectors), minus exemptions; none while the add-on is off.
 pub(crate) fn constraints_for(
     state: &AppState,
     cluster: &StoredResource,
@@ -146,114 +141,44 @@ pub(crate) fn constraints_for(
     if !policy_addon_enabled(&cluster.body) {
         return Ok(out);
     }
-    let exemptions = exemptions_for(state, &cluster.id)?;
-    for (_, assignment) in stored_of_type(state, ASSIGNMENTS)? {
-        let props = &assignment.body["properties"];
-        let scope_id = props["scope"].as_str().unwrap_or_default();
-        let Ok(scope) = Scope::parse(scope_id) else {
+    let view = arm_policy::policy_view(&cluster.id, &cluster.body);
+    for member in arm_policy::members_covering(state, &cluster.id, &view)? {
+        if member.exempt {
+            continue;
+        }
+        let mid = &member.origin.definition_id;
+        let Ok(properties) = serde_json::from_value::<PolicyDefinitionProperties>(
+            member.definition["properties"].clone(),
+        ) else {
             continue;
         };
-        if !scope.contains(state, &cluster.id)? {
-            continue;
-        }
-        let mut excluded = false;
-        for ns in props["notScopes"].as_array().into_iter().flatten() {
-            if let Some(Ok(ns)) = ns.as_str().map(Scope::parse) {
-                excluded |= ns.contains(state, &cluster.id)?;
-            }
-        }
-        if excluded {
-            continue;
-        }
-        let enforce = !props["enforcementMode"]
-            .as_str()
-            .is_some_and(|m| m.eq_ignore_ascii_case("DoNotEnforce"));
-        let supplied = props["parameters"].as_object().cloned().unwrap_or_default();
-        let def_id = props["policyDefinitionId"].as_str().unwrap_or_default();
-        let Some(definition) = resolve_visible(state, &scope, def_id)? else {
+        let Some(info) = properties.template_info() else {
             continue;
         };
-        let is_set = def_id
-            .to_ascii_lowercase()
-            .contains("/policysetdefinitions/");
-        let mut members: Vec<Member> = Vec::new();
-        if is_set {
-            let set_values = engine::effective_parameters(
-                definition.pointer("/properties/parameters"),
-                &supplied,
-            );
-            for m in definition["properties"]["policyDefinitions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-            {
-                let mid = m["policyDefinitionId"].as_str().unwrap_or_default();
-                let Some(body) = resolve_visible(state, &scope, mid)? else {
-                    continue;
-                };
-                let given = engine::member_parameters(m.get("parameters"), &set_values);
-                let values =
-                    engine::effective_parameters(body.pointer("/properties/parameters"), &given);
-                let rid = m["policyDefinitionReferenceId"]
-                    .as_str()
-                    .map(str::to_string);
-                members.push((mid.to_string(), rid, body, values));
-            }
-        } else {
-            let values = engine::effective_parameters(
-                definition.pointer("/properties/parameters"),
-                &supplied,
-            );
-            members.push((def_id.to_string(), None, definition.clone(), values));
-        }
-        for (mid, rid, body, values) in members {
-            if exemptions
-                .iter()
-                .any(|e| e.covers(&assignment.id, rid.as_deref()))
-            {
+        let template = match engine::resolve_template(&info, &state.templates) {
+            Ok(t) => t,
+            Err(e) => {
+                out.problems.push(format!("{mid}: {e}"));
                 continue;
             }
-            let Ok(properties) =
-                serde_json::from_value::<PolicyDefinitionProperties>(body["properties"].clone())
-            else {
+        };
+        let rego = match state.rego_cache.get(&template) {
+            Ok(r) => r,
+            Err(e) => {
+                out.problems.push(format!("{mid}: {e}"));
                 continue;
-            };
-            let Some(info) = properties.template_info() else {
-                continue;
-            };
-            let template = match engine::resolve_template(&info, &state.templates) {
-                Ok(t) => t,
-                Err(e) => {
-                    out.problems.push(format!("{mid}: {e}"));
-                    continue;
-                }
-            };
-            let rego = match state.rego_cache.get(&template) {
-                Ok(r) => r,
-                Err(e) => {
-                    out.problems.push(format!("{mid}: {e}"));
-                    continue;
-                }
-            };
-            let rule = properties.policy_rule.clone().unwrap_or(Value::Null);
-            let origin = ConstraintOrigin {
-                assignment_id: assignment.id.clone(),
-                definition_id: mid.clone(),
-                set_definition_id: is_set.then(|| def_id.to_string()),
-                reference_id: rid,
-            };
-            let forced =
-                engine::effect_override(props.get("overrides"), origin.reference_id.as_deref());
-            if let Some(c) = engine::build_constraint_with_effect(
-                &rule,
-                &template,
-                &values,
-                forced.as_deref(),
-                enforce,
-                origin,
-            ) {
-                out.constraints.push((c, rego));
             }
+        };
+        let rule = properties.policy_rule.clone().unwrap_or(Value::Null);
+        if let Some(c) = engine::build_constraint_with_effect(
+            &rule,
+            &template,
+            &member.values,
+            member.forced_effect.as_deref(),
+            member.enforce,
+            member.origin.clone(),
+        ) {
+            out.constraints.push((c, rego));
         }
     }
     for p in &out.problems {
