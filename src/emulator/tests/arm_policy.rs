@@ -608,3 +608,67 @@ async fn remediation_runs_what_each_definition_asks_for() {
     assert_eq!(state_of(&rows, &a_dine, "c1"), Some("Compliant"));
     assert_eq!(state_of(&rows, &a_modify, "c1"), Some("Compliant"));
 }
+
+/// The local-accounts Deny built-in from Azure/azure-policy (served with `--builtins`), not
+/// known to the emulator by id: assigned with Deny, it refuses a cluster with local accounts.
+#[tokio::test]
+async fn real_local_accounts_builtin_denies_from_the_builtins_directory() {
+    let specs =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/specs/azure-policy");
+    let file = specs
+        .join("built-in-policies/policyDefinitions/Kubernetes/AKS_DisableLocalAccounts_Deny.json");
+    let Ok(text) = std::fs::read_to_string(&file) else {
+        eprintln!("skipping: {} not present", file.display());
+        return;
+    };
+    let builtin: Value = serde_json::from_str(&text).expect("built-in is JSON");
+    let name = builtin["name"].as_str().expect("name").to_string();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = crate::emulator::Config::new(dir.path());
+    config.builtins_dir = Some(specs);
+    config.faults.lro_ms = 100;
+    let emu = super::start_config(config).await;
+    let token = emu.token().await;
+    let sub = format!("/subscriptions/{}", emu.running.info().subscription_id);
+    let (status, body) = put(
+        &emu,
+        &token,
+        &format!("{sub}/resourceGroups/rg?api-version=2021-04-01"),
+        json!({"location": "westeurope"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let def = format!("/providers/Microsoft.Authorization/policyDefinitions/{name}");
+    let a = assign(
+        &emu,
+        &token,
+        &sub,
+        "local",
+        json!({"policyDefinitionId": def,
+        "parameters": {"effect": {"value": "Deny"}}}),
+    )
+    .await;
+    let (status, body) = put(
+        &emu,
+        &token,
+        &cluster_url(&sub, "rg", "c1"),
+        json!({"location": "westeurope", "properties": {"disableLocalAccounts": false}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let info = &body["error"]["additionalInfo"][0]["info"];
+    assert_eq!(info["policyDefinitionId"], def.as_str(), "{body}");
+    assert_eq!(info["policyAssignmentId"], a.as_str(), "{body}");
+    assert_eq!(
+        info["policyDefinitionDisplayName"], builtin["properties"]["displayName"],
+        "{body}"
+    );
+    let (status, body) = put(
+        &emu,
+        &token,
+        &cluster_url(&sub, "rg", "c2"),
+        json!({"location": "westeurope", "properties": {"disableLocalAccounts": true}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
