@@ -480,11 +480,86 @@ pub(crate) fn remediation_changes(
                 continue;
             };
             let kind = op["operation"].as_str().unwrap_or_default();
+            if let Some(cond) = op.get("condition") {
+                let holds = ev
+                    .resolve_operand(cond)
+                    .ok()
+                    .is_some_and(|c| c == json!(true));
+                if !holds {
+                    continue;
+                }
+            }
+            let field = op["field"].as_str().unwrap_or_default();
+            let present = ev.field_value(field).ok().is_some_and(|v| !v.is_null());
+            if kind.eq_ignore_ascii_case("add") && present {
+                // `add` never replaces an existing value.
+                continue;
+            }
             if kind.eq_ignore_ascii_case("remove") {
                 out.push((path, None));
             } else if let Ok(v) = ev.resolve_operand(&op["value"]) {
                 out.push((path, Some(v)));
             }
+        }
+    }
+    Ok(out)
+}
+
+/// Writes one property change into a body: keys matched case-insensitively (an existing key
+/// keeps its casing), missing objects created.
+pub(crate) fn set_path(body: &mut Value, path: &[String], value: Option<Value>) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut node = body;
+    for key in parents {
+        if !node.is_object() {
+            *node = json!({});
+        }
+        let Some(map) = node.as_object_mut() else {
+            return;
+        };
+        let existing = map.keys().find(|k| k.eq_ignore_ascii_case(key)).cloned();
+        node = map
+            .entry(existing.unwrap_or_else(|| key.clone()))
+            .or_insert_with(|| json!({}));
+    }
+    if !node.is_object() {
+        *node = json!({});
+    }
+    let Some(map) = node.as_object_mut() else {
+        return;
+    };
+    let existing = map.keys().find(|k| k.eq_ignore_ascii_case(last)).cloned();
+    match value {
+        Some(v) => {
+            map.insert(existing.unwrap_or_else(|| last.clone()), v);
+        }
+        None => {
+            if let Some(k) = existing {
+                map.remove(&k);
+            }
+        }
+    }
+}
+
+/// The changes enforced Modify assignments make to a write before it reaches the resource
+/// provider (Azure evaluates Modify before Deny).
+pub(crate) fn write_modifications(
+    state: &AppState,
+    resource_id: &str,
+    view: &Value,
+) -> Result<Vec<PropertyChange>, ArmError> {
+    let mut out = Vec::new();
+    for m in members_covering(state, resource_id, view)? {
+        if !m.enforce || m.exempt {
+            continue;
+        }
+        let Some(o) = outcome(state, &m, resource_id, view, Some("PUT"))? else {
+            continue;
+        };
+        if o.effect == Effect::Modify && o.matched && !o.compliant {
+            out.extend(remediation_changes(state, &m, resource_id, view)?);
         }
     }
     Ok(out)

@@ -21,7 +21,7 @@
 //! | `POST {scope}/providers/Microsoft.Authorization/listPolicy[Set]DefinitionVersions` | bearer | every version at the scope (built-ins at tenant scope) |
 //! | `{scope}/providers/Microsoft.Authorization/policyAssignments[/{name}]` | bearer | any scope; PUT 201, PATCH, DELETE 200+body/204; `atScope()`, `atExactScope()`, `policyDefinitionId eq` |
 //! | `{scope}/providers/Microsoft.Authorization/policyExemptions[/{name}]` | bearer | preview api-versions; `excludeExpired()`, `policyAssignmentId eq`; `policyDefinitionReferenceIds` must be members of the assigned initiative |
-//! | `.../resourceGroups/{rg}/providers/Microsoft.ContainerService/managedClusters[/{name}]` | bearer | PUT 201/200 and PATCH tags 200 + Azure-AsyncOperation, DELETE 202 + Location, eTag preconditions, 409 while busy; PUT/PATCH 403 `RequestDisallowedByPolicy` + `PolicyViolation` when an ARM-mode Deny matches |
+//! | `.../resourceGroups/{rg}/providers/Microsoft.ContainerService/managedClusters[/{name}]` | bearer | PUT 201/200 and PATCH tags 200 + Azure-AsyncOperation, DELETE 202 + Location, eTag preconditions, 409 while busy; enforced Modify operations applied to a PUT; PUT/PATCH 403 `RequestDisallowedByPolicy` + `PolicyViolation` when an ARM-mode Deny matches |
 //! | `POST .../managedClusters/{name}/abort` | bearer | 204; the running operation and the cluster end `Canceled`; 409 `OperationNotAllowed` when nothing runs |
 //! | `/subscriptions/{s}/providers/Microsoft.ContainerService/locations/{l}/operations[results]/{id}` | bearer | operation status / Location polling |
 //! | `{scope}/providers/Microsoft.PolicyInsights/remediations[/{name}[/cancel\|/listDeployments]]` | bearer | Accepted → Evaluating → Succeeded/Failed by time |

@@ -414,6 +414,19 @@ async fn resource_group_rules_in_all_mode_deny_and_indexed_mode_skips_them() {
 async fn if_not_exists_and_modify_states_with_kubernetes_mode_alongside() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (emu, token, sub) = fast_emu(dir.path(), 100).await;
+    // Clusters from before the assignments: Modify only changes later writes.
+    let (status, body) = put(
+        &emu,
+        &token,
+        &cluster_url(&sub, "rg", "plain"),
+        json!({"location": "westeurope"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = put(&emu, &token, &cluster_url(&sub, "rg", "tidy"), json!({"location": "westeurope",
+        "tags": {"cost": "cc-1"},
+        "properties": {"securityProfile": {"imageCleaner": {"enabled": true, "intervalHours": 24}}}})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
     let aine = define(&emu, &token, &sub, "image-cleaner", json!({"properties": {
         "mode": "Indexed", "displayName": "Image Cleaner on",
         "policyRule": {"if": {"field": "type", "equals": "Microsoft.ContainerService/managedClusters"},
@@ -451,18 +464,6 @@ async fn if_not_exists_and_modify_states_with_kubernetes_mode_alongside() {
         json!({"policyDefinitionId": NO_PRIVILEGE}),
     )
     .await;
-    let (status, body) = put(
-        &emu,
-        &token,
-        &cluster_url(&sub, "rg", "plain"),
-        json!({"location": "westeurope"}),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    let (status, body) = put(&emu, &token, &cluster_url(&sub, "rg", "tidy"), json!({"location": "westeurope",
-        "tags": {"cost": "cc-1"},
-        "properties": {"securityProfile": {"imageCleaner": {"enabled": true, "intervalHours": 24}}}})).await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
     let rows = states(&emu, &token, &sub).await;
     assert_eq!(state_of(&rows, &a_aine, "plain"), Some("NonCompliant"));
     assert_eq!(state_of(&rows, &a_aine, "tidy"), Some("Compliant"));
@@ -555,6 +556,10 @@ async fn remediate(emu: &Emu, token: &str, sub: &str, name: &str, assignment: &s
 async fn remediation_runs_what_each_definition_asks_for() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (emu, token, sub) = fast_emu(dir.path(), 100).await;
+    // A cluster from before the assignments: Modify only changes later writes.
+    let url = cluster_url(&sub, "rg", "c1");
+    let (status, body) = put(&emu, &token, &url, json!({"location": "westeurope"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
     let dine = define(&emu, &token, &sub, "image-cleaner", json!({"properties": {
         "mode": "Indexed", "displayName": "Deploy Image Cleaner",
         "policyRule": {"if": {"field": "type", "equals": "Microsoft.ContainerService/managedClusters"},
@@ -586,9 +591,6 @@ async fn remediation_runs_what_each_definition_asks_for() {
         "parameters": {"value": {"value": "cc-42"}}}),
     )
     .await;
-    let url = cluster_url(&sub, "rg", "c1");
-    let (status, body) = put(&emu, &token, &url, json!({"location": "westeurope"})).await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
     let rows = states(&emu, &token, &sub).await;
     assert_eq!(state_of(&rows, &a_dine, "c1"), Some("NonCompliant"));
     assert_eq!(state_of(&rows, &a_modify, "c1"), Some("NonCompliant"));
@@ -671,4 +673,64 @@ async fn real_local_accounts_builtin_denies_from_the_builtins_directory() {
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+#[tokio::test]
+async fn modify_alters_the_write_before_deny_judges_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (emu, token, sub) = fast_emu(dir.path(), 100).await;
+    let modify = define(&emu, &token, &sub, "local-off", json!({"properties": {
+        "mode": "Indexed", "displayName": "Turn local accounts off",
+        "policyRule": {"if": {"field": "type", "equals": "Microsoft.ContainerService/managedClusters"},
+            "then": {"effect": "modify", "details": {
+                "roleDefinitionIds": ["/providers/Microsoft.Authorization/roleDefinitions/b24988ac-6180-42a0-ab88-20f7382dd24c"],
+                "operations": [
+                    {"operation": "addOrReplace", "field": "Microsoft.ContainerService/managedClusters/disableLocalAccounts", "value": true},
+                    {"operation": "add", "field": "tags['owner']", "value": "platform"}]}}}}})).await;
+    let deny = define(
+        &emu,
+        &token,
+        &sub,
+        "local-accounts",
+        local_accounts_definition(),
+    )
+    .await;
+    let a_modify = assign(
+        &emu,
+        &token,
+        &sub,
+        "fix-local",
+        json!({"policyDefinitionId": modify}),
+    )
+    .await;
+    assign(
+        &emu,
+        &token,
+        &sub,
+        "no-local",
+        json!({"policyDefinitionId": deny,
+        "parameters": {"effect": {"value": "Deny"}}}),
+    )
+    .await;
+    let url = cluster_url(&sub, "rg", "c1");
+    let (status, body) = put(
+        &emu,
+        &token,
+        &url,
+        json!({"location": "westeurope",
+        "tags": {"owner": "team-a"}, "properties": {"disableLocalAccounts": false}}),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "Modify ran before Deny: {body}"
+    );
+    assert_eq!(body["properties"]["disableLocalAccounts"], true, "{body}");
+    assert_eq!(
+        body["tags"]["owner"], "team-a",
+        "add keeps an existing value: {body}"
+    );
+    let rows = states(&emu, &token, &sub).await;
+    assert_eq!(state_of(&rows, &a_modify, "c1"), Some("Compliant"));
 }

@@ -378,7 +378,7 @@ impl<'a> Evaluator<'a> {
     }
 
     /// `field('x')`: the primary resource's value (`[*]` paths give an array).
-    fn field_value(&self, field: &str) -> Result<Value, ArmRuleError> {
+    pub fn field_value(&self, field: &str) -> Result<Value, ArmRuleError> {
         Ok(match self.read(field, self.primary)? {
             FieldValue::One(v) => v.unwrap_or(Value::Null),
             FieldValue::Many(vs) => Value::Array(vs.into_iter().flatten().collect()),

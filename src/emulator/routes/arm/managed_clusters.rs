@@ -381,7 +381,16 @@ fn put(state: &AppState, req: &ArmRequest<'_>, id: &str, name: &str) -> Result<R
             )
         })?
         .to_string();
-    // ARM asks policy about the request as sent, before the resource provider sees it.
+    // ARM asks policy about the request as sent, before the resource provider sees it:
+    // Modify alters the request first, then Deny judges the result.
+    let mut request = request;
+    let mut proposed = request.clone();
+    proposed["type"] = json!(CLUSTER_TYPE);
+    for (path, value) in
+        arm_policy::write_modifications(state, id, &arm_policy::policy_view(id, &proposed))?
+    {
+        arm_policy::set_path(&mut request, &path, value);
+    }
     let mut proposed = request.clone();
     proposed["type"] = json!(CLUSTER_TYPE);
     arm_policy::check_deny(state, id, &arm_policy::policy_view(id, &proposed), "PUT")?;
@@ -889,7 +898,7 @@ pub(crate) fn apply_changes(
         let mut body = current.body.clone();
         let previous = body["properties"]["addonProfiles"].as_object().cloned();
         for (path, value) in changes {
-            set_path(&mut body, path, value.clone());
+            arm_policy::set_path(&mut body, path, value.clone());
         }
         let sub = id.split('/').nth(2).unwrap_or_default().to_string();
         let name = id.rsplit('/').next().unwrap_or_default().to_string();
@@ -906,40 +915,4 @@ pub(crate) fn apply_changes(
         })
     })?;
     Ok(())
-}
-
-fn set_path(body: &mut Value, path: &[String], value: Option<Value>) {
-    let Some((last, parents)) = path.split_last() else {
-        return;
-    };
-    let mut node = body;
-    for key in parents {
-        if !node.is_object() {
-            *node = json!({});
-        }
-        let Some(map) = node.as_object_mut() else {
-            return;
-        };
-        let existing = map.keys().find(|k| k.eq_ignore_ascii_case(key)).cloned();
-        node = map
-            .entry(existing.unwrap_or_else(|| key.clone()))
-            .or_insert_with(|| json!({}));
-    }
-    if !node.is_object() {
-        *node = json!({});
-    }
-    let Some(map) = node.as_object_mut() else {
-        return;
-    };
-    let existing = map.keys().find(|k| k.eq_ignore_ascii_case(last)).cloned();
-    match value {
-        Some(v) => {
-            map.insert(existing.unwrap_or_else(|| last.clone()), v);
-        }
-        None => {
-            if let Some(k) = existing {
-                map.remove(&k);
-            }
-        }
-    }
 }
