@@ -298,6 +298,7 @@ fn azure_samples_through_the_admission_engine() {
     use akspolicy::policy::constraint_template::{parse_yaml_documents, ConstraintTemplate};
     use akspolicy::policy::gatekeeper::{
         build_constraint, decide, effective_parameters, ActiveConstraint, ConstraintOrigin,
+        AKS_EXEMPT_NAMESPACES,
     };
     use akspolicy::policy::rego::review_for;
     use serde_json::{json, Map};
@@ -357,9 +358,14 @@ fn azure_samples_through_the_admission_engine() {
                     let text = std::fs::read_to_string(&file).expect("example");
                     let docs = parse_yaml_documents(&text).expect("example YAML");
                     let violated = docs.iter().any(|doc| {
-                        !decide(&review_for(doc), &active, &json!({}))
-                            .violations
-                            .is_empty()
+                        !decide(
+                            &review_for(doc),
+                            &active,
+                            &json!({}),
+                            &AKS_EXEMPT_NAMESPACES,
+                        )
+                        .violations
+                        .is_empty()
                     });
                     let relative = file
                         .strip_prefix(&samples)
@@ -464,7 +470,13 @@ fn gatekeeper_library_suites_through_the_admission_engine() {
                             .expect("inventory YAML"),
                     );
                 }
-                let decision = decide(&review_for(&object), &active, &inventory_from(&inventory));
+                // Plain Gatekeeper, as gator runs the suites: no cluster-wide exemptions.
+                let decision = decide(
+                    &review_for(&object),
+                    &active,
+                    &inventory_from(&inventory),
+                    &[],
+                );
                 let msgs: Vec<&str> = decision
                     .violations
                     .iter()

@@ -673,3 +673,154 @@ resource "akspolicy_assignment" "this" {{
         "a fresh object's 404 was believed at once"
     );
 }
+
+#[test]
+fn references_that_cannot_exist_fail_the_plan() {
+    let emulator = Emulator::start();
+    let sub = format!("/subscriptions/{}", emulator.subscription_id());
+    let ws = Workspace::new(&emulator);
+    let mistyped = PRIVILEGED.replace("95edb821", "95edb812");
+    let initiative_as_definition =
+        PSS_BASELINE.replace("policySetDefinitions", "policyDefinitions");
+    ws.write_config(&format!(
+        r#"
+provider "akspolicy" {{}}
+
+resource "akspolicy_assignment" "mistyped_builtin" {{
+  name                 = "mistyped"
+  scope                = "{sub}"
+  policy_definition_id = "{mistyped}"
+}}
+
+resource "akspolicy_assignment" "initiative_under_definitions" {{
+  name                 = "wrong-kind"
+  scope                = "{sub}"
+  policy_definition_id = "{initiative_as_definition}"
+}}
+
+resource "akspolicy_assignment" "missing_mg" {{
+  name                 = "missing-mg"
+  scope                = "/providers/Microsoft.Management/managementGroups/no-such-group"
+  policy_definition_id = "{PRIVILEGED}"
+}}
+
+resource "akspolicy_assignment" "missing_rg" {{
+  name                 = "missing-rg"
+  scope                = "{sub}/resourceGroups/no-such-rg"
+  policy_definition_id = "{PRIVILEGED}"
+}}
+
+resource "akspolicy_definition" "missing_mg" {{
+  name        = "in-missing-group"
+  scope       = "/providers/Microsoft.Management/managementGroups/no-such-definition-group"
+  mode        = "All"
+  policy_rule = jsonencode({{ if = {{ field = "type", equals = "x" }}, then = {{ effect = "audit" }} }})
+}}
+
+resource "akspolicy_exemption" "missing_rg" {{
+  name                 = "missing-rg"
+  scope                = "{sub}/resourceGroups/no-such-exempt-rg"
+  policy_assignment_id = "{sub}/{ASSIGNMENTS}/elsewhere"
+  exemption_category   = "Waiver"
+}}
+"#
+    ));
+    assert_plan(
+        &ws.plan(),
+        1,
+        &[
+            "No such built-in policy definition",
+            "95edb812",
+            "Not a policy definition",
+            &format!("use \"{PSS_BASELINE}\""),
+            "The management group does not exist",
+            "no-such-group",
+            "The resource group does not exist",
+            "no-such-rg",
+            "with akspolicy_exemption.missing_rg",
+            "with akspolicy_definition.missing_mg",
+            "no-such-definition-group",
+            "no-such-exempt-rg",
+        ],
+    );
+
+    // A custom definition written as a literal ID may be created by the same apply: the plan
+    // goes on, but says that nothing about it (e.g. an effect it does not allow) was checked.
+    ws.write_config(&format!(
+        r#"
+provider "akspolicy" {{}}
+
+resource "akspolicy_assignment" "later" {{
+  name                 = "later"
+  scope                = "{sub}"
+  policy_definition_id = "{sub}/providers/Microsoft.Authorization/policyDefinitions/made-later"
+  parameters           = {{ effect = "Block" }}
+}}
+"#
+    ));
+    assert_plan(
+        &ws.plan(),
+        2,
+        &[
+            "Warning: The policy definition does not exist yet",
+            "its parameters cannot be checked at plan",
+        ],
+    );
+}
+
+#[test]
+fn a_conditional_that_became_a_map_of_strings_is_explained() {
+    let emulator = Emulator::start();
+    let sub = format!("/subscriptions/{}", emulator.subscription_id());
+    let ws = Workspace::new(&emulator);
+    let definition = r#"
+provider "akspolicy" {}
+
+resource "akspolicy_definition" "replicas" {
+  name = "max-replicas"
+  mode = "Indexed"
+  parameters = jsonencode({
+    effect = { type = "String", allowedValues = ["audit", "deny"], defaultValue = "audit" }
+    max    = { type = "Integer", defaultValue = 3 }
+  })
+  policy_rule = jsonencode({
+    if   = { field = "type", equals = "Microsoft.ContainerService/managedClusters" }
+    then = { effect = "[parameters('effect')]" }
+  })
+}
+"#;
+    ws.write_config(definition);
+    ws.apply().assert_ok("apply definition");
+    ws.write_config(&format!(
+        r#"{definition}
+variable "strict" {{
+  type    = bool
+  default = true
+}}
+
+resource "akspolicy_assignment" "replicas" {{
+  name                 = "max-replicas"
+  scope                = "{sub}"
+  policy_definition_id = akspolicy_definition.replicas.id
+  parameters           = var.strict ? {{ effect = "audit", max = 5 }} : {{ effect = "audit" }}
+}}
+"#
+    ));
+    let plan = ws.plan();
+    assert_plan(
+        &plan,
+        1,
+        &[
+            "Wrong type for policy parameter",
+            "Terraform passed the string \"5\"",
+            "map of strings",
+            "two results of a conditional",
+            "max = null",
+        ],
+    );
+    assert!(
+        !plan.combined().contains("Write it as a whole number"),
+        "{}",
+        plan.combined()
+    );
+}

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::cluster_addon::create_cluster;
 use crate::harness::{Emulator, Workspace};
 
 const PRIVILEGED: &str =
@@ -49,6 +50,9 @@ fn a_refresh_lists_each_collection_once_and_still_sees_drift() {
         status == 200 || status == 201,
         "resource group: {status} {body}"
     );
+    let clusters: Vec<String> = (0..3)
+        .map(|i| create_cluster(&emulator, "fleet-rg", &format!("aks-{i}")))
+        .collect();
     let ws = Workspace::new(&emulator);
     ws.write_config(&format!(
         r#"
@@ -73,13 +77,19 @@ resource "akspolicy_assignment" "many" {{
   parameters           = {{ effect = "Audit" }}
 }}
 
+resource "akspolicy_cluster_addon" "fleet" {{
+  for_each   = toset({clusters})
+  cluster_id = each.value
+}}
+
 resource "akspolicy_assignment" "lone" {{
   name                 = "lone"
   scope                = "{rg}"
   policy_definition_id = "{PRIVILEGED}"
   parameters           = {{ effect = "Audit" }}
 }}
-"#
+"#,
+        clusters = serde_json::to_string(&clusters).expect("JSON list")
     ));
     ws.apply().assert_ok("apply");
 
@@ -90,6 +100,8 @@ resource "akspolicy_assignment" "lone" {{
     let assignment_lists = delta(&before, &after, "/policyassignments");
     let definition_gets = delta(&before, &after, "/policydefinitions/{}");
     let definition_lists = delta(&before, &after, "/policydefinitions");
+    let cluster_gets = delta(&before, &after, "/managedclusters/{}");
+    let cluster_lists = delta(&before, &after, "/managedclusters");
     // 13 assignments: the lone one and the first of the twelve are GETs, one list answers the
     // other eleven. The definition GETs are the one built-in the assignments' parameters are
     // checked against plus the first custom definition; one list answers the other three.
@@ -100,6 +112,11 @@ resource "akspolicy_assignment" "lone" {{
     assert!(
         definition_gets <= 2 && definition_lists == 1,
         "definitions: {definition_gets} GETs, {definition_lists} lists (routes: {after:?})"
+    );
+
+    assert!(
+        cluster_gets <= 1 && cluster_lists == 1,
+        "clusters: {cluster_gets} GETs, {cluster_lists} lists (routes: {after:?})"
     );
 
     // Drift: one of the batch deleted outside Terraform is missing from the list, so its own

@@ -219,3 +219,54 @@ data "akspolicy_builtin_definition" "both" {{
         run.combined()
     );
 }
+
+/// GETs of the built-in definition listing (every page) answered so far.
+fn builtin_listing_pages(emulator: &Emulator) -> u64 {
+    let (status, metrics) = emulator.arm("GET", "/_emulator/metrics", None);
+    assert_eq!(status, 200, "metrics: {metrics}");
+    metrics["requests"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["method"] == "GET" && r["status"] == 200)
+        .filter(|r| r["route"] == "/providers/microsoft.authorization/policydefinitions")
+        .filter_map(|r| r["count"].as_u64())
+        .sum()
+}
+
+#[test]
+fn display_name_lookups_share_one_listing_per_provider_process() {
+    let Some(specs) = shared_specs() else {
+        eprintln!("skipped: ../shared/specs is not present");
+        return;
+    };
+    let builtins = specs.join("azure-policy");
+    let emulator = Emulator::start_with(&["--builtins", builtins.to_str().expect("utf-8 path")]);
+    let ws = Workspace::new(&emulator);
+    let lookups = |names: &[&str]| -> String {
+        let mut out = String::from("provider \"akspolicy\" {}\n");
+        for (i, n) in names.iter().enumerate() {
+            out.push_str(&format!(
+                "data \"akspolicy_builtin_definition\" \"d{i}\" {{\n  display_name = {n:?}\n}}\noutput \"id{i}\" {{ value = data.akspolicy_builtin_definition.d{i}.id }}\n"
+            ));
+        }
+        out
+    };
+    ws.write_config(&lookups(&[NO_PRIVILEGED]));
+    let before = builtin_listing_pages(&emulator);
+    assert_eq!(ws.plan().code, 2);
+    let one = builtin_listing_pages(&emulator) - before;
+    assert!(one > 1, "the listing should take several pages, took {one}");
+
+    ws.write_config(&lookups(&[
+        NO_PRIVILEGED,
+        "Kubernetes cluster containers should only use allowed images",
+        "Kubernetes clusters should be accessible only over HTTPS",
+    ]));
+    let before = builtin_listing_pages(&emulator);
+    let plan = ws.plan();
+    assert_eq!(plan.code, 2, "{}", plan.combined());
+    let three = builtin_listing_pages(&emulator) - before;
+    eprintln!("listing pages: one lookup {one}, three lookups {three}");
+    assert_eq!(three, one, "three lookups should share one listing");
+}

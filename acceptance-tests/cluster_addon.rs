@@ -238,3 +238,52 @@ fn deleted_cluster_leaves_state() {
         state.stdout
     );
 }
+
+#[test]
+fn the_documented_identity_output_survives_the_addon_being_switched_off() {
+    let emulator = Emulator::start();
+    let id = create_cluster(&emulator, "refresh-rg", "refresh");
+    let ws = Workspace::new(&emulator);
+    let config = |value: &str| {
+        format!(
+            r#"
+provider "akspolicy" {{}}
+
+resource "akspolicy_cluster_addon" "policy" {{
+  cluster_id = "{id}"
+}}
+
+output "addon_identity" {{
+  value = {value}
+}}
+"#
+        )
+    };
+    // As docs/resources/cluster_addon.md writes it.
+    let documented = "try(akspolicy_cluster_addon.policy.identity[0].object_id, null)";
+    ws.write_config(&config(documented));
+    ws.apply().assert_ok("apply");
+    assert!(ws.output("addon_identity").is_string(), "identity while on");
+
+    set_addon_out_of_band(&emulator, &id, false);
+    let refresh = ws.terraform(&[
+        "plan",
+        "-refresh-only",
+        "-input=false",
+        "-no-color",
+        "-detailed-exitcode",
+    ]);
+    assert_eq!(refresh.code, 2, "{}", refresh.combined());
+
+    // What try() guards against: a bare index into the now empty list.
+    ws.write_config(&config(
+        "akspolicy_cluster_addon.policy.identity[0].object_id",
+    ));
+    let bare = ws.terraform(&["plan", "-refresh-only", "-input=false", "-no-color"]);
+    assert_eq!(bare.code, 1, "{}", bare.combined());
+    assert!(
+        bare.combined().contains("Invalid index"),
+        "{}",
+        bare.combined()
+    );
+}

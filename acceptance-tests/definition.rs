@@ -201,3 +201,241 @@ resource "akspolicy_initiative" "bad" {
     assert!(out.contains("Unknown member parameter"), "{out}");
     assert!(out.contains("noSuchParameter"), "{out}");
 }
+
+/// One spec file of a built-in definition, as the round-trip test sees it.
+struct BuiltinFile {
+    /// Resource key in the configuration (unique across current and historic files).
+    key: String,
+    /// Path relative to the specs directory.
+    relative: String,
+    /// What kind of rule it is, so that imports cover every kind without importing all.
+    kind: String,
+}
+
+/// Every built-in definition file under `specs/azure-policy` (current and `history/`).
+fn builtin_definition_files(specs: &std::path::Path) -> Vec<BuiltinFile> {
+    let root = specs.join("azure-policy");
+    let mut out = Vec::new();
+    let mut dirs = vec![root.clone()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            let relative = path
+                .strip_prefix(&root)
+                .expect("below root")
+                .to_string_lossy()
+                .to_string();
+            if !relative.contains("policyDefinitions/") || !relative.ends_with(".json") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).expect("read spec");
+            let body: Json = serde_json::from_str(&text).expect("spec is JSON");
+            let props = &body["properties"];
+            let details = &props["policyRule"]["then"]["details"];
+            let shape = [
+                "deployment",
+                "operations",
+                "mutationInfo",
+                "constraintTemplate",
+                "templateInfo",
+                "existenceCondition",
+            ]
+            .into_iter()
+            .find(|k| details.get(k).is_some())
+            .unwrap_or("plain");
+            let stem = path.file_stem().expect("file name").to_string_lossy();
+            let key = if relative.starts_with("history/") {
+                format!("history-{stem}")
+            } else {
+                stem.to_string()
+            };
+            out.push(BuiltinFile {
+                key,
+                relative,
+                kind: format!("{}/{shape}", props["mode"].as_str().unwrap_or("")),
+            });
+        }
+    }
+    out.sort_by(|a, b| a.key.cmp(&b.key));
+    out
+}
+
+#[test]
+fn every_builtin_definition_round_trips_as_a_custom_definition() {
+    let Some(specs) = crate::harness::shared_specs() else {
+        eprintln!("skipped: ../shared/specs is not present");
+        return;
+    };
+    let files = builtin_definition_files(&specs);
+    assert!(
+        files.len() >= 24,
+        "found only {} definition files",
+        files.len()
+    );
+    let emulator = Emulator::start();
+    let ws = Workspace::new(&emulator);
+    let entries: Vec<String> = files
+        .iter()
+        .map(|f| format!("    {:?} = {:?}", f.key, f.relative))
+        .collect();
+    // The files are read by Terraform itself, as a user copying a built-in would.
+    ws.write_config(&format!(
+        r#"
+provider "akspolicy" {{}}
+
+locals {{
+  specs = {specs:?}
+  files = {{
+{entries}
+  }}
+  builtins = {{ for k, f in local.files : k => jsondecode(file("${{local.specs}}/azure-policy/${{f}}")).properties }}
+}}
+
+resource "akspolicy_definition" "copy" {{
+  for_each     = local.builtins
+  name         = "copy-${{each.key}}"
+  mode         = each.value.mode
+  display_name = each.value.displayName
+  description  = each.value.description
+  # Custom definitions take plain x.y.z versions; built-ins may say 1.1.0-preview.
+  version      = try(regex("^[0-9]+[.][0-9]+[.][0-9]+$", each.value.version), null)
+  metadata     = jsonencode(each.value.metadata)
+  parameters   = jsonencode(each.value.parameters)
+  policy_rule  = jsonencode(each.value.policyRule)
+}}
+
+output "ids" {{ value = {{ for k, d in akspolicy_definition.copy : k => d.id }} }}
+"#,
+        specs = specs.display().to_string(),
+        entries = entries.join("\n"),
+    ));
+    let plan = ws.plan();
+    assert_eq!(plan.code, 2, "{}", plan.combined());
+    ws.apply()
+        .assert_ok("apply every built-in as a custom definition");
+    ws.assert_empty_plan();
+
+    // What Azure holds is what the built-in says (the deployment template unchanged).
+    let ids = ws.output("ids");
+    for f in &files {
+        let id = ids[&f.key].as_str().expect("id output");
+        let (status, held) = emulator.arm("GET", &format!("{id}?api-version=2025-03-01"), None);
+        assert_eq!(status, 200, "{held}");
+        let spec: Json = serde_json::from_str(
+            &std::fs::read_to_string(specs.join("azure-policy").join(&f.relative)).expect("spec"),
+        )
+        .expect("JSON");
+        assert_eq!(
+            held["properties"]["policyRule"], spec["properties"]["policyRule"],
+            "{} policyRule",
+            f.key
+        );
+        assert_eq!(
+            held["properties"]["parameters"], spec["properties"]["parameters"],
+            "{} parameters",
+            f.key
+        );
+    }
+
+    // One import per kind of rule (mode and details shape) keeps this fast yet covers them all.
+    let mut kinds_seen: Vec<&str> = Vec::new();
+    for f in &files {
+        if kinds_seen.contains(&f.kind.as_str()) {
+            continue;
+        }
+        kinds_seen.push(&f.kind);
+        let address = format!("akspolicy_definition.copy[{:?}]", f.key);
+        let id = ids[&f.key].as_str().expect("id output");
+        let before = state_attributes(&ws, &address);
+        ws.terraform(&["state", "rm", &address])
+            .assert_ok("state rm");
+        ws.terraform(&["import", "-no-color", &address, id])
+            .assert_ok(&format!("import {} ({})", f.key, f.kind));
+        let after = state_attributes(&ws, &address);
+        assert_eq!(after, before, "{address} ({}) differs after import", f.kind);
+    }
+    eprintln!("imported one definition of each kind: {kinds_seen:?}");
+    // `state rm` drops the output's element; only resource changes count.
+    let plan = ws.plan();
+    assert!(
+        !plan
+            .stdout
+            .contains("Terraform will perform the following actions"),
+        "imported state does not plan empty:\n{}",
+        plan.stdout
+    );
+}
+
+#[test]
+fn deploy_if_not_exists_template_parameters_are_not_policy_parameters() {
+    let emulator = Emulator::start();
+    let ws = Workspace::new(&emulator);
+    let config = |declared: &str| {
+        format!(
+            r#"
+provider "akspolicy" {{}}
+
+resource "akspolicy_definition" "dine" {{
+  name       = "deploy-tier-tag"
+  mode       = "Indexed"
+  parameters = jsonencode({{ {declared} }})
+  policy_rule = jsonencode({{
+    if = {{ field = "type", equals = "Microsoft.ContainerService/managedClusters" }}
+    then = {{
+      effect = "deployIfNotExists"
+      details = {{
+        type               = "Microsoft.ContainerService/managedClusters"
+        name               = "[field('name')]"
+        roleDefinitionIds  = ["/providers/Microsoft.Authorization/roleDefinitions/ed7f3fbd-7b88-4dd4-9017-9adb7ce333f8"]
+        existenceCondition = {{ field = "tags['tier']", equals = "[parameters('tier')]" }}
+        deployment = {{
+          properties = {{
+            mode = "incremental"
+            template = {{
+              "$schema"      = "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#"
+              contentVersion = "1.0.0.0"
+              parameters     = {{ clusterName = {{ type = "string" }}, tier = {{ type = "string" }} }}
+              resources = [{{
+                type       = "Microsoft.Resources/tags"
+                apiVersion = "2021-04-01"
+                name       = "default"
+                scope      = "[resourceId('Microsoft.ContainerService/managedClusters', parameters('clusterName'))]"
+                properties = {{ tags = {{ tier = "[parameters('tier')]" }} }}
+              }}]
+            }}
+            parameters = {{
+              clusterName = {{ value = "[field('name')]" }}
+              tier        = {{ value = "[parameters('tier')]" }}
+            }}
+          }}
+        }}
+      }}
+    }}
+  }})
+}}
+"#
+        )
+    };
+    // `tier` is used by the existence condition and the deployment's parameter values: a
+    // policy parameter. `clusterName` is only the template's own.
+    ws.write_config(&config(""));
+    let out = ws.validate().combined();
+    assert!(out.contains("Undeclared parameter"), "{out}");
+    assert!(
+        out.contains("The rule uses parameters(tier) but `parameters` does not declare it."),
+        "{out}"
+    );
+
+    ws.write_config(&config(
+        r#"tier = { type = "String", defaultValue = "gold" }"#,
+    ));
+    ws.apply().assert_ok("apply a DeployIfNotExists definition");
+    ws.assert_empty_plan();
+}

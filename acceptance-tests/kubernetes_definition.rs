@@ -1,36 +1,29 @@
-//! `akspolicy_kubernetes_definition`, end to end, plus round trips of real templates
-//! (gatekeeper-library suites, Microsoft's Azure samples) through the policy domain.
+//! `akspolicy_kubernetes_definition`, end to end, plus the shared corpus (gatekeeper-library
+//! suites, Microsoft's Azure samples) through both callers of the one Gatekeeper engine: the
+//! resource's plan-time `test` blocks and the emulator's admission webhook must decide alike.
 
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Map, Value as Json};
 
+use akspolicy::framework::Value;
 use akspolicy::policy::constraint_template::{
-    parse_yaml, parse_yaml_documents, ConstraintTemplate, TemplateSpec,
+    parse_yaml, parse_yaml_documents, AzureParameterType, ConstraintTemplate, TemplateSpec,
+};
+use akspolicy::policy::gatekeeper::{
+    build_constraint, effective_parameters, Constraint, ConstraintOrigin,
 };
 use akspolicy::policy::kubernetes_definition::{
     KindMatch, KubernetesDefinitionSpec, TemplateSource,
 };
-use akspolicy::policy::rego::{self, CompiledRego};
+use akspolicy::policy::rego;
+use akspolicy::resources::kubernetes_definition::PlannedPolicy;
 
+use crate::cluster_addon::wait_idle;
 use crate::harness::{shared_specs, Emulator, Workspace};
 
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
-}
-
-/// Gatekeeper's namespace wildcards.
-fn ns_matches(pattern: &str, ns: &str) -> bool {
-    if let Some(inner) = pattern.strip_prefix('*').and_then(|p| p.strip_suffix('*')) {
-        return ns.contains(inner);
-    }
-    if let Some(suffix) = pattern.strip_prefix('*') {
-        return ns.ends_with(suffix);
-    }
-    if let Some(prefix) = pattern.strip_suffix('*') {
-        return ns.starts_with(prefix);
-    }
-    pattern == ns
 }
 
 fn strings(v: Option<&Json>) -> Vec<String> {
@@ -44,68 +37,11 @@ fn strings(v: Option<&Json>) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The subset of Gatekeeper's match the corpora use: kinds, namespaces, excludedNamespaces.
-fn matches(review: &Json, m: &Json) -> bool {
-    let group = review
-        .pointer("/kind/group")
-        .and_then(Json::as_str)
-        .unwrap_or("");
-    let kind = review
-        .pointer("/kind/kind")
-        .and_then(Json::as_str)
-        .unwrap_or("");
-    if let Some(kinds) = m.get("kinds").and_then(Json::as_array) {
-        let ok = kinds.iter().any(|k| {
-            let groups = strings(k.get("apiGroups"));
-            let ks = strings(k.get("kinds"));
-            (ks.is_empty() || ks.iter().any(|x| x == kind || x == "*"))
-                && (groups.is_empty() || groups.iter().any(|g| g == group || g == "*"))
-        });
-        if !ok {
-            return false;
-        }
-    }
-    let ns = if kind == "Namespace" {
-        review.get("name").and_then(Json::as_str)
-    } else {
-        review.get("namespace").and_then(Json::as_str)
-    };
-    if let Some(ns) = ns {
-        if strings(m.get("excludedNamespaces"))
-            .iter()
-            .any(|p| ns_matches(p, ns))
-        {
-            return false;
-        }
-        let included = strings(m.get("namespaces"));
-        if !included.is_empty() && !included.iter().any(|p| ns_matches(p, ns)) {
-            return false;
-        }
-    }
-    true
-}
-
-fn evaluate(
-    compiled: &CompiledRego,
-    object: &Json,
-    m: &Json,
-    parameters: &Json,
-    inventory: &Json,
-) -> Result<Vec<String>, String> {
-    let review = rego::review_for(object);
-    if !matches(&review, m) {
-        return Ok(Vec::new());
-    }
-    compiled
-        .evaluate(&review, parameters, inventory)
-        .map(|v| v.into_iter().map(|v| v.msg).collect())
-        .map_err(|e| e.to_string())
-}
-
-/// Parse → compile → re-render through `template` → compile again.
-fn round_trip(template_yaml: &str) -> Result<(ConstraintTemplate, CompiledRego), String> {
+/// Parse → compile → re-render through `template` → compile again; the Azure definition body
+/// builds from it (parameter types map, no reserved names).
+fn round_trip(template_yaml: &str) -> Result<ConstraintTemplate, String> {
     let template = ConstraintTemplate::parse(template_yaml).map_err(|e| e.to_string())?;
-    let compiled = rego::compile(&template.rego).map_err(|e| e.to_string())?;
+    rego::compile(&template.rego).map_err(|e| e.to_string())?;
     let spec = TemplateSpec {
         kind: template.kind.clone(),
         rego: template.rego.entry.clone(),
@@ -119,24 +55,36 @@ fn round_trip(template_yaml: &str) -> Result<(ConstraintTemplate, CompiledRego),
         return Err("re-rendered template differs".into());
     }
     ConstraintTemplate::parse(&rendered).map_err(|e| format!("re-parse: {e}"))?;
-    // The Azure definition body builds from it (parameter types map, no reserved names).
-    let spec = KubernetesDefinitionSpec {
-        display_name: Some(template.kind.clone()),
-        description: None,
-        version: Some("1.0.0".into()),
-        metadata: Map::new(),
-        template: TemplateSource::Embedded(rendered),
-        template_parameters: template.parameters().map_err(|e| e.to_string())?,
-        matches: vec![KindMatch {
+    definition_spec(
+        &template,
+        template_yaml,
+        &[KindMatch {
             api_groups: vec![String::new()],
             kinds: vec!["Pod".into()],
         }],
+    )?
+    .properties()
+    .map_err(|e| format!("definition body: {e}"))?;
+    Ok(template)
+}
+
+/// The definition `akspolicy_kubernetes_definition` builds for a full `constraint_template`.
+fn definition_spec(
+    template: &ConstraintTemplate,
+    yaml: &str,
+    matches: &[KindMatch],
+) -> Result<KubernetesDefinitionSpec, String> {
+    Ok(KubernetesDefinitionSpec {
+        display_name: Some(template.kind.clone()),
+        description: None,
+        version: None,
+        metadata: Map::new(),
+        template: TemplateSource::Embedded(yaml.to_string()),
+        template_parameters: template.parameters().map_err(|e| e.to_string())?,
+        matches: matches.to_vec(),
         effects: vec!["audit".into(), "deny".into(), "disabled".into()],
         default_effect: "audit".into(),
-    };
-    spec.properties()
-        .map_err(|e| format!("definition body: {e}"))?;
-    Ok((template, compiled))
+    })
 }
 
 fn files_in(dir: &Path, name: &str) -> Vec<PathBuf> {
@@ -156,176 +104,513 @@ fn files_in(dir: &Path, name: &str) -> Vec<PathBuf> {
     out
 }
 
+/// What one caller decided for one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Outcome {
+    /// Deny messages as the template wrote them (without the constraint name), sorted.
+    Denied(Vec<String>),
+    /// Admitted without a violation.
+    Admitted,
+    /// Evaluation failed; admission fails open as Gatekeeper's webhook does.
+    FailedOpen,
+}
+
+/// A (template, constraint) pair as a user would write it: the resource's configuration (the
+/// constraint's kinds as `match` blocks) and the values a `test` block and an assignment pass
+/// (the constraint's parameters plus its namespaces, exclusions and label selector).
+struct Installed {
+    config: Value,
+    values: Map<String, Json>,
+    definition: Json,
+    /// Template parameters the constraint leaves out, given an empty value: the corpus'
+    /// expectation does not apply then.
+    filled: Vec<String>,
+}
+
+fn install(template_yaml: &str, constraint: &Constraint) -> Result<Installed, String> {
+    let template = ConstraintTemplate::parse(template_yaml).map_err(|e| e.to_string())?;
+    let matches: Vec<KindMatch> = constraint
+        .matcher
+        .kinds
+        .iter()
+        .map(|k| KindMatch {
+            api_groups: k.api_groups.clone(),
+            kinds: k.kinds.clone(),
+        })
+        .collect();
+    let m = &constraint.matcher;
+    assert!(
+        m.namespace_selector.is_none() && m.name.is_none(),
+        "{}: a definition cannot express namespaceSelector or name",
+        constraint.name
+    );
+    // Azure requires a value for every parameter without a default, and the resource declares
+    // template parameters without one: parameters the constraint leaves out get an empty value
+    // of their type, in the test block and the assignment alike. Values for parameters the
+    // template does not declare (sample/definition version skew) cannot be assigned.
+    let given = constraint
+        .parameters
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let mut values = Map::new();
+    let mut filled = Vec::new();
+    for p in template.parameters().map_err(|e| e.to_string())? {
+        let value = match given.get(&p.name).filter(|v| !v.is_null()) {
+            Some(v) => v.clone(),
+            None => {
+                filled.push(p.name.clone());
+                match p.parameter_type {
+                    AzureParameterType::String => json!(""),
+                    AzureParameterType::Integer | AzureParameterType::Float => json!(0),
+                    AzureParameterType::Boolean => json!(false),
+                    AzureParameterType::Array => json!([]),
+                    AzureParameterType::Object => json!({}),
+                }
+            }
+        };
+        values.insert(p.name, value);
+    }
+    values.insert("effect".into(), json!("deny"));
+    values.insert("excludedNamespaces".into(), json!(m.excluded_namespaces));
+    values.insert("namespaces".into(), json!(m.namespaces));
+    values.insert("labelSelector".into(), m.label_selector.clone());
+    let match_blocks = matches
+        .iter()
+        .map(|k| {
+            Value::object([
+                ("api_groups", Value::string_list(k.api_groups.clone())),
+                ("kinds", Value::string_list(k.kinds.clone())),
+            ])
+        })
+        .collect();
+    let config = Value::object([
+        ("name", Value::string("corpus")),
+        ("display_name", Value::Null),
+        ("description", Value::Null),
+        ("version", Value::Null),
+        ("metadata", Value::Null),
+        ("template", Value::List(vec![])),
+        ("constraint_template", Value::string(template_yaml)),
+        ("template_url", Value::Null),
+        ("match", Value::List(match_blocks)),
+        ("effects", Value::Null),
+        ("default_effect", Value::Null),
+        ("test", Value::List(vec![])),
+    ]);
+    let properties = definition_spec(&template, template_yaml, &matches)?
+        .properties()
+        .map_err(|e| e.to_string())?;
+    Ok(Installed {
+        config,
+        values,
+        definition: json!({ "properties": properties }),
+        filled,
+    })
+}
+
+/// The plan-time caller: a `test` block of the resource, reviewed by the resource's own code.
+fn test_block_outcome(
+    policy: &PlannedPolicy,
+    installed: &Installed,
+    objects: &[Json],
+    inventory: &[Json],
+) -> Outcome {
+    // JSON is YAML; several documents make one multi-document `object`.
+    let yaml = objects
+        .iter()
+        .map(|o| serde_json::to_string(o).expect("object JSON"))
+        .collect::<Vec<_>>()
+        .join("\n---\n");
+    let inventory: Vec<String> = inventory
+        .iter()
+        .map(|o| serde_json::to_string(o).expect("inventory JSON"))
+        .collect();
+    let test = Value::object([
+        ("name", Value::string("case")),
+        ("object", Value::string(yaml)),
+        (
+            "parameters",
+            Value::string(Json::Object(installed.values.clone()).to_string()),
+        ),
+        (
+            "inventory",
+            if inventory.is_empty() {
+                Value::Null
+            } else {
+                Value::string_list(inventory)
+            },
+        ),
+        ("violations", Value::string("yes")),
+        ("message", Value::Null),
+    ]);
+    match policy.review(&test) {
+        Ok(violations) if violations.is_empty() => Outcome::Admitted,
+        Ok(violations) => {
+            let mut msgs: Vec<String> = violations.into_iter().map(|v| v.rego_message).collect();
+            msgs.sort();
+            Outcome::Denied(msgs)
+        }
+        Err(_) => Outcome::FailedOpen,
+    }
+}
+
+/// The emulator, one AKS cluster per inventory, and definitions installed through ARM.
+struct EmulatedCluster {
+    emulator: Emulator,
+    token: String,
+    rg: String,
+    clusters: usize,
+    definitions: usize,
+}
+
+impl EmulatedCluster {
+    fn start() -> EmulatedCluster {
+        let emulator = Emulator::start();
+        let token = emulator.token();
+        let rg = format!(
+            "/subscriptions/{}/resourceGroups/corpus",
+            emulator.subscription_id()
+        );
+        let (status, body) = emulator.arm_with(
+            &token,
+            "PUT",
+            &format!("{rg}?api-version=2021-04-01"),
+            Some(&json!({"location": "westeurope"})),
+        );
+        assert!(status == 200 || status == 201, "{body}");
+        EmulatedCluster {
+            emulator,
+            token,
+            rg,
+            clusters: 0,
+            definitions: 0,
+        }
+    }
+
+    fn call(&self, method: &str, path: &str, body: &Json) -> Json {
+        let (status, answer) = self
+            .emulator
+            .arm_with(&self.token, method, path, Some(body));
+        assert!(
+            (200..300).contains(&status),
+            "{method} {path}: {status} {answer}"
+        );
+        answer
+    }
+
+    /// A new cluster with the policy add-on, holding `objects` (admitted before any policy).
+    fn cluster(&mut self, objects: &[Json]) -> String {
+        self.clusters += 1;
+        let id = format!(
+            "{}/providers/Microsoft.ContainerService/managedClusters/c{}",
+            self.rg, self.clusters
+        );
+        self.call(
+            "PUT",
+            &format!("{id}?api-version=2026-04-01"),
+            &json!({"location": "westeurope", "properties": {
+                "dnsPrefix": format!("c{}", self.clusters),
+                "addonProfiles": {"azurepolicy": {"enabled": true}}}}),
+        );
+        wait_idle(&self.emulator, &id);
+        for object in objects {
+            let answer = self.admit_raw(&id, rego::review_for(object), false);
+            assert_eq!(answer["response"]["allowed"], true, "{answer}");
+        }
+        id
+    }
+
+    /// Stores the definition and assigns it to `cluster` with `values` (replacing the previous
+    /// assignment there).
+    fn assign(&mut self, cluster: &str, installed: &Installed) {
+        self.definitions += 1;
+        let sub = format!("/subscriptions/{}", self.emulator.subscription_id());
+        let definition = format!(
+            "{sub}/providers/Microsoft.Authorization/policyDefinitions/corpus-{}",
+            self.definitions
+        );
+        self.call(
+            "PUT",
+            &format!("{definition}?api-version=2025-03-01"),
+            &installed.definition,
+        );
+        let parameters: Map<String, Json> = installed
+            .values
+            .iter()
+            .map(|(k, v)| (k.clone(), json!({ "value": v })))
+            .collect();
+        self.call(
+            "PUT",
+            &format!("{cluster}/providers/Microsoft.Authorization/policyAssignments/corpus?api-version=2025-03-01"),
+            &json!({"properties": {"policyDefinitionId": definition, "parameters": parameters}}),
+        );
+    }
+
+    fn admit_raw(&self, cluster: &str, mut request: Json, dry_run: bool) -> Json {
+        request["dryRun"] = json!(dry_run);
+        self.call(
+            "POST",
+            &format!("/_emulator/admission{cluster}"),
+            &json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request}),
+        )
+    }
+
+    /// The admission caller: the emulator's webhook, as dry runs (nothing is stored).
+    fn admission_outcome(&self, cluster: &str, objects: &[Json]) -> Outcome {
+        let mut msgs: Vec<String> = Vec::new();
+        for object in objects {
+            let answer = self.admit_raw(cluster, rego::review_for(object), true);
+            let response = &answer["response"];
+            if response["allowed"] != true {
+                let message = response["status"]["message"].as_str().unwrap_or_default();
+                msgs.extend(deny_messages(message));
+            }
+        }
+        if msgs.is_empty() {
+            return Outcome::Admitted;
+        }
+        msgs.sort();
+        Outcome::Denied(msgs)
+    }
+}
+
+/// The template messages in a webhook's deny message: `[constraint] msg` entries joined by
+/// newlines (a message may hold newlines itself).
+fn deny_messages(message: &str) -> Vec<String> {
+    let mut msgs: Vec<String> = Vec::new();
+    for line in message.split('\n') {
+        match line
+            .strip_prefix("[azurepolicy-")
+            .and_then(|r| r.split_once("] "))
+        {
+            Some((_, msg)) => msgs.push(msg.to_string()),
+            None => match msgs.last_mut() {
+                Some(last) => {
+                    last.push('\n');
+                    last.push_str(line);
+                }
+                None => msgs.push(line.to_string()),
+            },
+        }
+    }
+    msgs
+}
+
+/// Which cases a suite runs, with the object and inventory of each.
+struct Case {
+    label: String,
+    /// The documents of one file, reviewed together.
+    objects: Vec<Json>,
+    inventory: Vec<Json>,
+    /// The expectation the corpus states, checked on the plan-time answer.
+    expect: Box<dyn Fn(&Outcome) -> bool>,
+}
+
+/// For every case: both callers decide alike, and the corpus' own expectation holds (except for
+/// the listed regorus/OPA or sample/definition differences, which must keep failing).
+fn differential(
+    emulated: &mut EmulatedCluster,
+    main_cluster: &str,
+    template_yaml: &str,
+    constraint: &Constraint,
+    cases: Vec<Case>,
+    expected_failures: &[&str],
+    report: &mut Report,
+) {
+    let installed = match install(template_yaml, constraint) {
+        Ok(i) => i,
+        Err(e) => {
+            report.unexpected.push(format!("{}: {e}", constraint.name));
+            return;
+        }
+    };
+    let policy = match PlannedPolicy::from_config(&installed.config) {
+        Ok(p) => p,
+        Err(d) => {
+            report.unexpected.push(format!(
+                "{}: test blocks cannot run: {:?}",
+                constraint.name, d.0
+            ));
+            return;
+        }
+    };
+    emulated.assign(main_cluster, &installed);
+    for case in cases {
+        let planned = test_block_outcome(&policy, &installed, &case.objects, &case.inventory);
+        let admitted = if case.inventory.is_empty() {
+            emulated.admission_outcome(main_cluster, &case.objects)
+        } else {
+            let cluster = emulated.cluster(&case.inventory);
+            emulated.assign(&cluster, &installed);
+            emulated.admission_outcome(&cluster, &case.objects)
+        };
+        report.compared += 1;
+        // An evaluation error fails a test block and fails open at admission.
+        let agree = planned == admitted
+            || (planned == Outcome::FailedOpen && admitted == Outcome::Admitted);
+        if !agree {
+            report.unexpected.push(format!(
+                "{}: test block says {planned:?}, admission says {admitted:?}",
+                case.label
+            ));
+        }
+        if !installed.filled.is_empty() {
+            report.not_faithful += 1;
+            continue;
+        }
+        let known = expected_failures.contains(&case.label.as_str());
+        match ((case.expect)(&planned), known) {
+            (true, false) => report.passed += 1,
+            (false, true) => report.expected_failures += 1,
+            (true, true) => report
+                .unexpected
+                .push(format!("{}: expected failure now passes", case.label)),
+            (false, false) => report.unexpected.push(format!(
+                "{}: corpus expectation not met: {planned:?}",
+                case.label
+            )),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Report {
+    compared: usize,
+    passed: usize,
+    expected_failures: usize,
+    /// Cases whose constraint an assignment cannot reproduce exactly.
+    not_faithful: usize,
+    unexpected: Vec<String>,
+}
+
+impl Report {
+    fn finish(self, what: &str) {
+        eprintln!(
+            "{what}: {} cases decided alike by test blocks and admission; {} meet the corpus expectation, {} expected failures, {} not comparable with it (parameters an assignment must give)",
+            self.compared, self.passed, self.expected_failures, self.not_faithful
+        );
+        assert!(self.compared > 0, "{what}: no case compared");
+        assert!(
+            self.unexpected.is_empty(),
+            "{what}: unexpected results:\n{}",
+            self.unexpected.join("\n")
+        );
+    }
+}
+
 /// Cases that differ between regorus and OPA (see the reference notes); they must keep failing
 /// the same way, so a regorus upgrade that fixes them shows up here.
-const GATEKEEPER_EXPECTED_FAILURES: &[(&str, &str, &str)] =
-    &[("users", "users-and-groups-together", "example-allowed")];
+const GATEKEEPER_EXPECTED_FAILURES: &[&str] = &["users/users-and-groups-together/example-allowed"];
+
+/// gator's assertion: `violations` yes / no / N among messages matching `message`.
+fn gator_assertions(assertions: Vec<Json>) -> Box<dyn Fn(&Outcome) -> bool> {
+    Box::new(move |outcome: &Outcome| {
+        let msgs: &[String] = match outcome {
+            Outcome::Denied(m) => m,
+            Outcome::Admitted => &[],
+            Outcome::FailedOpen => return false,
+        };
+        assertions.iter().all(|a| {
+            let re = a
+                .get("message")
+                .and_then(Json::as_str)
+                .map(|m| regex::Regex::new(m).expect("regex"));
+            let n = msgs
+                .iter()
+                .filter(|m| re.as_ref().is_none_or(|r| r.is_match(m)))
+                .count();
+            match a.get("violations") {
+                Some(Json::String(s)) if s == "no" => n == 0,
+                Some(Json::Bool(false)) => n == 0,
+                Some(Json::Number(k)) => Some(n as u64) == k.as_u64(),
+                _ => n > 0,
+            }
+        })
+    })
+}
 
 #[test]
-fn gatekeeper_library_suites_round_trip() {
+fn gatekeeper_library_test_blocks_and_admission_agree() {
     let Some(specs) = shared_specs() else {
         eprintln!("skipped: ../shared/specs is not present");
         return;
     };
     let suites = files_in(&specs.join("gatekeeper-library/library"), "suite.yaml");
     assert!(!suites.is_empty(), "no suites found");
-    let (mut passed, mut failed, mut unexpected) = (0, 0, Vec::new());
+    let mut emulated = EmulatedCluster::start();
+    let main_cluster = emulated.cluster(&[]);
+    let mut report = Report::default();
     for suite_path in &suites {
         let dir = suite_path.parent().expect("suite has a directory");
-        let suite_name = dir
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("?")
-            .to_string();
+        let suite_name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("?");
         let suite = parse_yaml(&read(suite_path)).expect("suite YAML");
         for test in suite["tests"].as_array().cloned().unwrap_or_default() {
-            let test_name = test["name"].as_str().unwrap_or("?").to_string();
+            let test_name = test["name"].as_str().unwrap_or("?");
             let template_yaml = read(&dir.join(test["template"].as_str().expect("template path")));
-            let (_, compiled) = match round_trip(&template_yaml) {
-                Ok(x) => x,
-                Err(e) => {
-                    unexpected.push(format!("{suite_name}/{test_name}: template: {e}"));
-                    continue;
-                }
-            };
-            let constraint = parse_yaml(&read(
-                &dir.join(test["constraint"].as_str().expect("constraint path")),
-            ))
-            .expect("constraint YAML");
-            let m = constraint
-                .pointer("/spec/match")
-                .cloned()
-                .unwrap_or(json!({}));
-            let params = constraint
-                .pointer("/spec/parameters")
-                .cloned()
-                .unwrap_or(json!({}));
-            for case in test["cases"].as_array().cloned().unwrap_or_default() {
-                let case_name = case["name"].as_str().unwrap_or("?").to_string();
-                let object = parse_yaml(&read(
-                    &dir.join(case["object"].as_str().expect("object path")),
+            if let Err(e) = round_trip(&template_yaml) {
+                report
+                    .unexpected
+                    .push(format!("{suite_name}/{test_name}: template: {e}"));
+                continue;
+            }
+            let constraint = Constraint::from_document(
+                &parse_yaml(&read(
+                    &dir.join(test["constraint"].as_str().expect("constraint path")),
                 ))
-                .expect("object YAML");
-                let mut inventory_objects = Vec::new();
-                for inv in strings(case.get("inventory")) {
-                    inventory_objects.extend(
-                        parse_yaml_documents(&read(&dir.join(inv))).expect("inventory YAML"),
-                    );
-                }
-                let inventory = rego::inventory_from(&inventory_objects);
-                let outcome =
-                    evaluate(&compiled, &object, &m, &params, &inventory).and_then(|msgs| {
-                        for a in case["assertions"].as_array().cloned().unwrap_or_default() {
-                            let re = a
-                                .get("message")
-                                .and_then(Json::as_str)
-                                .map(|m| regex::Regex::new(m).expect("regex"));
-                            let n = msgs
-                                .iter()
-                                .filter(|m| re.as_ref().is_none_or(|r| r.is_match(m)))
-                                .count();
-                            let ok = match a.get("violations") {
-                                Some(Json::String(s)) if s == "no" => n == 0,
-                                Some(Json::Bool(false)) => n == 0,
-                                Some(Json::Number(k)) => Some(n as u64) == k.as_u64(),
-                                _ => n > 0,
-                            };
-                            if !ok {
-                                return Err(format!("assertion {a} failed; got {msgs:?}"));
-                            }
-                        }
-                        Ok(())
-                    });
-                let expected_failure = GATEKEEPER_EXPECTED_FAILURES
-                    .iter()
-                    .any(|(s, t, c)| *s == suite_name && *t == test_name && *c == case_name);
-                match (outcome, expected_failure) {
-                    (Ok(()), false) => passed += 1,
-                    (Err(_), true) => failed += 1,
-                    (Ok(()), true) => unexpected.push(format!(
-                        "{suite_name}/{test_name}/{case_name}: expected failure now passes"
-                    )),
-                    (Err(e), false) => {
-                        unexpected.push(format!("{suite_name}/{test_name}/{case_name}: {e}"))
+                .expect("constraint YAML"),
+            );
+            let cases = test["cases"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|case| {
+                    let mut inventory = Vec::new();
+                    for inv in strings(case.get("inventory")) {
+                        inventory.extend(
+                            parse_yaml_documents(&read(&dir.join(inv))).expect("inventory YAML"),
+                        );
                     }
-                }
-            }
+                    Case {
+                        label: format!(
+                            "{suite_name}/{test_name}/{}",
+                            case["name"].as_str().unwrap_or("?")
+                        ),
+                        objects: vec![parse_yaml(&read(
+                            &dir.join(case["object"].as_str().expect("object path")),
+                        ))
+                        .expect("object YAML")],
+                        inventory,
+                        expect: gator_assertions(
+                            case["assertions"].as_array().cloned().unwrap_or_default(),
+                        ),
+                    }
+                })
+                .collect();
+            differential(
+                &mut emulated,
+                &main_cluster,
+                &template_yaml,
+                &constraint,
+                cases,
+                GATEKEEPER_EXPECTED_FAILURES,
+                &mut report,
+            );
         }
     }
-    eprintln!(
-        "gatekeeper-library: {} suites, {passed} cases pass, {failed} expected failures",
-        suites.len()
-    );
-    assert!(
-        unexpected.is_empty(),
-        "unexpected results:\n{}",
-        unexpected.join("\n")
-    );
-}
-
-/// Resolves `details.values` expressions (`[parameters('x')]`, `[parameters('x').field]`)
-/// against the sample's parameter values and the definition's defaults.
-fn resolve_values(details: &Json, definition_params: &Json, supplied: &Map<String, Json>) -> Json {
-    let value_of = |name: &str| -> Json {
-        supplied
-            .get(name)
-            .and_then(|v| v.get("value"))
-            .cloned()
-            .or_else(|| {
-                definition_params
-                    .get(name)
-                    .and_then(|p| p.get("defaultValue"))
-                    .cloned()
-            })
-            .unwrap_or(Json::Null)
-    };
-    let resolve = |expr: &Json| -> Json {
-        let Some(s) = expr.as_str() else {
-            return expr.clone();
-        };
-        let Some(inner) = s.strip_prefix("[parameters('") else {
-            return expr.clone();
-        };
-        let Some((name, rest)) = inner.split_once("')") else {
-            return expr.clone();
-        };
-        let mut v = value_of(name);
-        let path = rest.trim_end_matches(']');
-        for field in path.split('.').filter(|f| !f.is_empty()) {
-            v = v.get(field).cloned().unwrap_or(Json::Null);
-        }
-        v
-    };
-    let mut out = Map::new();
-    if let Some(values) = details.get("values").and_then(Json::as_object) {
-        for (k, expr) in values {
-            let v = resolve(expr);
-            if !v.is_null() {
-                out.insert(k.clone(), v);
-            }
-        }
-    }
-    let mut m = Map::new();
-    let kinds = json!([{"apiGroups": details.get("apiGroups").cloned().unwrap_or(json!([])),
-                        "kinds": details.get("kinds").cloned().unwrap_or(json!([]))}]);
-    m.insert("kinds".into(), kinds);
-    for key in ["excludedNamespaces", "namespaces"] {
-        if let Some(expr) = details.get(key) {
-            m.insert(key.into(), resolve(expr));
-        }
-    }
-    json!({"parameters": out, "match": m})
+    report.finish("gatekeeper-library");
 }
 
 /// Azure sample examples that do not behave as their folder says against the current built-in,
 /// with the reason.
-const AZURE_SAMPLE_EXPECTED_FAILURES: &[(&str, &str)] = &[(
+const AZURE_SAMPLE_EXPECTED_FAILURES: &[&str] = &[
+    // Sample written for HostNetworkPorts 6.x; the current definition passes different values.
     "host-network-ports/examples/scenario-allow-host-network-port/violations/violation-example.yaml",
-    "sample written for HostNetworkPorts 6.x; the current definition passes different values",
-)];
+];
 
 #[test]
-fn azure_samples_round_trip() {
+fn azure_samples_test_blocks_and_admission_agree() {
     let Some(specs) = shared_specs() else {
         eprintln!("skipped: ../shared/specs is not present");
         return;
@@ -339,7 +624,6 @@ fn azure_samples_round_trip() {
                 .collect()
         })
         .unwrap_or_default();
-    let (mut passed, mut failed, mut unexpected) = (0, 0, Vec::new());
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(&samples)
         .map(|d| {
             d.flatten()
@@ -349,16 +633,16 @@ fn azure_samples_round_trip() {
         })
         .unwrap_or_default();
     dirs.sort();
+    let mut emulated = EmulatedCluster::start();
+    let main_cluster = emulated.cluster(&[]);
+    let mut report = Report::default();
     for dir in &dirs {
-        let sample = dir
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("?")
-            .to_string();
-        let (_, compiled) = match round_trip(&read(&dir.join("template.yaml"))) {
-            Ok(x) => x,
+        let sample = dir.file_name().and_then(|n| n.to_str()).unwrap_or("?");
+        let template_yaml = read(&dir.join("template.yaml"));
+        let template = match round_trip(&template_yaml) {
+            Ok(t) => t,
             Err(e) => {
-                unexpected.push(format!("{sample}: template: {e}"));
+                report.unexpected.push(format!("{sample}: template: {e}"));
                 continue;
             }
         };
@@ -368,24 +652,30 @@ fn azure_samples_round_trip() {
                 .and_then(Json::as_str)
                 .is_some_and(|u| u.contains(&needle))
         }) else {
-            unexpected.push(format!(
+            report.unexpected.push(format!(
                 "{sample}: no built-in definition points at this template"
             ));
             continue;
         };
-        let details = definition
-            .pointer("/properties/policyRule/then/details")
-            .cloned()
-            .unwrap_or_default();
-        let def_params = definition
-            .pointer("/properties/parameters")
-            .cloned()
-            .unwrap_or_default();
         for params_file in files_in(&dir.join("examples"), "policy_parameters.json") {
             let scenario = params_file.parent().expect("scenario dir");
             let supplied: Map<String, Json> =
                 serde_json::from_str(&read(&params_file)).unwrap_or_default();
-            let resolved = resolve_values(&details, &def_params, &supplied);
+            // The constraint the built-in installs with the sample's values.
+            let mut values =
+                effective_parameters(definition.pointer("/properties/parameters"), &supplied);
+            values.insert("effect".into(), json!("Deny"));
+            let Some(constraint) = build_constraint(
+                &definition["properties"]["policyRule"],
+                &template,
+                &values,
+                true,
+                ConstraintOrigin::default(),
+            ) else {
+                report.unexpected.push(format!("{sample}: no constraint"));
+                continue;
+            };
+            let mut cases = Vec::new();
             for (folder, want_violation) in [("good", false), ("violations", true)] {
                 let Ok(entries) = std::fs::read_dir(scenario.join(folder)) else {
                     continue;
@@ -393,56 +683,34 @@ fn azure_samples_round_trip() {
                 let mut files: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
                 files.sort();
                 for file in files {
-                    let docs = parse_yaml_documents(&read(&file)).expect("example YAML");
-                    let mut msgs = Vec::new();
-                    for doc in &docs {
-                        match evaluate(
-                            &compiled,
-                            doc,
-                            &resolved["match"],
-                            &resolved["parameters"],
-                            &json!({}),
-                        ) {
-                            Ok(m) => msgs.extend(m),
-                            Err(e) => unexpected.push(format!("{}: {e}", file.display())),
-                        }
-                    }
                     let relative = file
                         .strip_prefix(&samples)
                         .unwrap_or(&file)
                         .display()
                         .to_string();
-                    let expected_failure = AZURE_SAMPLE_EXPECTED_FAILURES
-                        .iter()
-                        .any(|(f, _)| *f == relative);
-                    match (msgs.is_empty() != want_violation, expected_failure) {
-                        (true, false) => passed += 1,
-                        (false, true) => failed += 1,
-                        (true, true) => {
-                            unexpected.push(format!("{relative}: expected failure now passes"))
-                        }
-                        (false, false) => unexpected.push(format!(
-                            "{relative}: expected {}, got {msgs:?}",
-                            if want_violation {
-                                "a violation"
-                            } else {
-                                "none"
-                            }
-                        )),
-                    }
+                    // A file's documents together carry the folder's expectation.
+                    cases.push(Case {
+                        label: relative,
+                        objects: parse_yaml_documents(&read(&file)).expect("example YAML"),
+                        inventory: Vec::new(),
+                        expect: Box::new(move |o: &Outcome| {
+                            want_violation == matches!(o, Outcome::Denied(_))
+                        }),
+                    });
                 }
             }
+            differential(
+                &mut emulated,
+                &main_cluster,
+                &template_yaml,
+                &constraint,
+                cases,
+                AZURE_SAMPLE_EXPECTED_FAILURES,
+                &mut report,
+            );
         }
     }
-    eprintln!(
-        "azure samples: {} templates, {passed} examples behave as their folder says, {failed} expected failures",
-        dirs.len()
-    );
-    assert!(
-        unexpected.is_empty(),
-        "unexpected results:\n{}",
-        unexpected.join("\n")
-    );
+    report.finish("azure samples");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -686,6 +954,49 @@ resource "akspolicy_kubernetes_definition" "bad" {
     );
     let out = ws.validate().combined();
     assert!(out.contains("metadata.name is \"wrongname\""), "{out}");
+}
+
+/// Independent problems of one resource come in one plan, each on the attribute Terraform
+/// highlights: two failing `test` blocks (at their `name`) and a bad `default_effect`.
+#[test]
+fn kubernetes_definition_reports_every_problem_in_one_plan() {
+    let emulator = Emulator::start();
+    let ws = Workspace::new(&emulator);
+    let never = NO_LATEST_REGO.replace("not exempt(c.image)", "not exempt(c.image)\n  false");
+    let extra = r#"default_effect = "mutate"
+  test {
+    name       = "exactly one violation"
+    object     = file("pod-latest.yaml")
+    violations = "1"
+  }"#;
+    ws.write_config(&k8s_config(&ws, &never, "x", extra));
+    let run = ws.plan();
+    assert_ne!(run.code, 0, "{}", run.combined());
+    let out = run.combined();
+    for expected in [
+        "Policy test \"latest is refused\" failed",
+        "Policy test \"exactly one violation\" failed",
+        "default_effect \"mutate\" is not one of effects",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+    // Terraform quotes the line the diagnostic's path leads to: the failing test's name and
+    // the default_effect attribute, not the resource's first line.
+    for line in [
+        r#"name       = "latest is refused""#,
+        r#"name       = "exactly one violation""#,
+        r#"default_effect = "mutate""#,
+    ] {
+        assert!(
+            out.contains(line),
+            "no diagnostic points at {line:?}:\n{out}"
+        );
+    }
+    // The passing test is not reported.
+    assert!(
+        !out.contains("Policy test \"exempt image passes\""),
+        "{out}"
+    );
 }
 
 /// The documented examples are valid, and the example's own `test` blocks pass.

@@ -12,6 +12,8 @@ mod cluster_addon;
 mod definition;
 mod docs;
 mod examples;
+mod import_blocks;
+mod in_use;
 mod kubernetes_definition;
 mod provider_config;
 mod release;

@@ -753,3 +753,329 @@ fn killed_provider_loses_nothing_and_reapply_converges() {
         "every assignment is created exactly once"
     );
 }
+
+/// The emulator process's resident memory in KiB (Linux `/proc`).
+fn resident_kib(pid: u64) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// A TLS client for raw requests that trusts only the emulator's CA.
+fn raw_tls_config(emulator: &Emulator) -> std::sync::Arc<rustls::ClientConfig> {
+    let ca = std::fs::read(emulator.state_dir.path().join("ca.pem")).expect("emulator ca.pem");
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut ca.as_slice()) {
+        roots.add(cert.expect("CA PEM")).expect("CA");
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("TLS versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    std::sync::Arc::new(config)
+}
+
+type RawTls = rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>;
+
+/// Opens a TLS connection to the emulator and sends `head` (an incomplete request).
+fn half_sent(
+    config: &std::sync::Arc<rustls::ClientConfig>,
+    addr: std::net::SocketAddr,
+    head: &str,
+) -> RawTls {
+    use std::io::Write;
+    let tcp = std::net::TcpStream::connect(addr).expect("connect");
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let conn = rustls::ClientConnection::new(config.clone(), name).expect("TLS client");
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    tls.write_all(head.as_bytes()).expect("send half a request");
+    tls.flush().expect("flush");
+    tls
+}
+
+/// True once the server has closed the connection (EOF, reset, or a final response).
+fn closed_by_server(tls: &mut RawTls) -> bool {
+    use std::io::Read;
+    let mut buf = [0u8; 4096];
+    tls.sock
+        .set_read_timeout(Some(Duration::from_millis(20)))
+        .expect("read timeout");
+    loop {
+        match tls.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return false
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+/// Clients without a token must not be able to exhaust the emulator (it may listen where
+/// others reach it). Loopback only, bounded: 40 anonymous 8 MiB bodies at once raise its
+/// memory by less than 64 MB; under 300 half-sent requests a legitimate request is still
+/// answered within 3 s; the half-sent ones are closed within 40 s (the read timeout is
+/// lowered so the test does not wait for the 20 s default). Bodies over ARM's 4 MB get 413.
+#[test]
+fn unauthenticated_pressure_is_bounded() {
+    const BODY: usize = 8 * 1024 * 1024;
+    let emulator = Emulator::start_with(&["--read-timeout-s", "3", "--idle-timeout-s", "5"]);
+    let pid = emulator.info["pid"].as_u64().expect("pid");
+    let ctl = Control::new(&emulator);
+    let sub = emulator.subscription_id();
+    let rg_path = format!("/subscriptions/{sub}/resourcegroups/pressure?api-version=2021-04-01");
+    assert_eq!(ctl.call("GET", &rg_path, None).0, 404, "warm-up");
+    let base = ctl.base.clone();
+    let addr: std::net::SocketAddr = base
+        .trim_start_matches("https://")
+        .parse()
+        .expect("emulator listens on an IP address");
+    assert!(addr.ip().is_loopback(), "this test stays on loopback");
+
+    // 1. Memory: 40 anonymous 8 MiB bodies at once.
+    let before = resident_kib(pid);
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(before));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (peak, done) = (peak.clone(), done.clone());
+        std::thread::spawn(move || {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                peak.fetch_max(resident_kib(pid), std::sync::atomic::Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        })
+    };
+    let body: &'static [u8] = Box::leak(vec![b'x'; BODY].into_boxed_slice());
+    let ca = std::fs::read(emulator.state_dir.path().join("ca.pem")).expect("ca.pem");
+    let senders: Vec<_> = (0..40)
+        .map(|i| {
+            let url =
+                format!("{base}/subscriptions/{sub}/resourcegroups/anon{i}?api-version=2021-04-01");
+            let ca = ca.clone();
+            std::thread::spawn(move || {
+                let http = reqwest::blocking::Client::builder()
+                    .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("CA"))
+                    .timeout(Duration::from_secs(30))
+                    .build()
+                    .expect("client");
+                // A refusal may arrive as 401 or as a connection closed mid-upload.
+                match http.put(url).body(body).send() {
+                    Ok(resp) => Some(resp.status().as_u16()),
+                    Err(_) => None,
+                }
+            })
+        })
+        .collect();
+    let statuses: Vec<Option<u16>> = senders
+        .into_iter()
+        .map(|t| t.join().expect("sender"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    sampler.join().expect("sampler");
+    let growth_mb = peak
+        .load(std::sync::atomic::Ordering::Relaxed)
+        .saturating_sub(before)
+        / 1024;
+    eprintln!("anonymous 8 MiB bodies: statuses {statuses:?}; memory growth {growth_mb} MB");
+    assert!(
+        statuses.iter().all(|s| matches!(s, None | Some(401))),
+        "anonymous writes must be refused: {statuses:?}"
+    );
+    assert!(growth_mb < 64, "memory grew by {growth_mb} MB");
+
+    // 2. Bodies over ARM's 4 MB limit are refused with ARM's error, even with a token.
+    let big = json!({"location": "westeurope", "tags": {"pad": "y".repeat(4 * 1024 * 1024)}});
+    let (status, err) = ctl.call("PUT", &rg_path, Some(&big));
+    assert_eq!(status, 413, "{err}");
+    assert_eq!(err["error"]["code"], "RequestContentTooLarge", "{err}");
+
+    // 3. 300 half-sent requests: headers cut short, and (with a token) bodies cut short.
+    let tls = raw_tls_config(&emulator);
+    let host = addr.to_string();
+    let mut held: Vec<RawTls> = (0..300)
+        .map(|i| {
+            let head = if i % 2 == 0 {
+                format!("PUT /subscriptions/{sub}/resourcegroups/slow{i}?api-version=2021-04-01 HTTP/1.1\r\nHost: {host}\r\nContent-Le")
+            } else {
+                format!(
+                    "PUT /subscriptions/{sub}/resourcegroups/slow{i}?api-version=2021-04-01 HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"location\":",
+                    ctl.token
+                )
+            };
+            half_sent(&tls, addr, &head)
+        })
+        .collect();
+    let sent = Instant::now();
+    // A new client, so the answer needs a new connection and TLS handshake.
+    let fresh = Control::new(&emulator);
+    let started = Instant::now();
+    let (status, _) = fresh.call("GET", &rg_path, None);
+    let answered = started.elapsed();
+    assert_eq!(status, 404);
+    assert!(
+        answered < Duration::from_secs(3),
+        "a legitimate request took {answered:?} under 300 half-sent requests"
+    );
+    while !held.is_empty() && sent.elapsed() < Duration::from_secs(40) {
+        held.retain_mut(|c| !closed_by_server(c));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!(
+        "legitimate request answered in {answered:?}; half-sent requests closed after {:?}",
+        sent.elapsed()
+    );
+    assert!(
+        held.is_empty(),
+        "{} half-sent requests still open after 40 s",
+        held.len()
+    );
+    assert_eq!(ctl.call("GET", &rg_path, None).0, 404, "still serving");
+    emulator.stop();
+}
+
+/// CPU time (user + system) the process has used, in clock ticks.
+fn cpu_ticks(pid: u64) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    field(11) + field(12)
+}
+
+/// Out of file descriptors, the emulator neither dies nor spins: it backs off, and serves
+/// again once descriptors are free. Loopback only; `prlimit` lowers its descriptor limit.
+#[test]
+fn accept_loop_backs_off_when_out_of_file_descriptors() {
+    if Command::new("prlimit").arg("--version").output().is_err() {
+        eprintln!("note: prlimit not available; skipped");
+        return;
+    }
+    let emulator = Emulator::start();
+    let pid = emulator.info["pid"].as_u64().expect("pid");
+    let ctl = Control::new(&emulator);
+    let sub = emulator.subscription_id();
+    let path = format!("/subscriptions/{sub}/resourcegroups/fd?api-version=2021-04-01");
+    assert_eq!(ctl.call("GET", &path, None).0, 404, "warm-up");
+    let addr: std::net::SocketAddr = ctl
+        .base
+        .trim_start_matches("https://")
+        .parse()
+        .expect("address");
+    let open_fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .expect("fd count");
+    let limit = open_fds + 8;
+    let status = Command::new("prlimit")
+        .args([
+            "--pid",
+            &pid.to_string(),
+            &format!("--nofile={limit}:{limit}"),
+        ])
+        .status()
+        .expect("prlimit");
+    assert!(status.success());
+
+    let held: Vec<std::net::TcpStream> = (0..40)
+        .filter_map(|_| std::net::TcpStream::connect(addr).ok())
+        .collect();
+    let ticks_before = cpu_ticks(pid);
+    std::thread::sleep(Duration::from_secs(2));
+    let spent = cpu_ticks(pid).saturating_sub(ticks_before);
+    // Clock ticks are usually 100 per second; a spinning accept loop would use ~200 here.
+    assert!(
+        spent < 50,
+        "the emulator used {spent} ticks while out of descriptors"
+    );
+    assert!(
+        std::fs::metadata(format!("/proc/{pid}")).is_ok(),
+        "the emulator must survive running out of descriptors"
+    );
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        // The idle timeout frees the descriptors of connections that never spoke TLS.
+        if ctl.call("GET", &path, None).0 == 404 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not serving again after descriptors were freed"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    emulator.stop();
+}
+
+/// Parked connections cannot lock legitimate clients out: with every connection slot held by
+/// idle TLS connections (idle timeout far away), a new client is still answered within 3 s
+/// because the idlest connection is closed to make room. Loopback only.
+#[test]
+fn idle_connections_at_the_cap_make_room() {
+    const CAP: usize = 30;
+    let emulator = Emulator::start_with(&[
+        "--max-connections",
+        &CAP.to_string(),
+        "--idle-timeout-s",
+        "600",
+        "--read-timeout-s",
+        "600",
+    ]);
+    let ctl = Control::new(&emulator);
+    let sub = emulator.subscription_id();
+    let path = format!("/subscriptions/{sub}/resourcegroups/cap?api-version=2021-04-01");
+    let addr: std::net::SocketAddr = ctl
+        .base
+        .trim_start_matches("https://")
+        .parse()
+        .expect("address");
+    let tls = raw_tls_config(&emulator);
+    // Completed handshakes that then say nothing, as a client pool or an attacker leaves them.
+    let mut parked: Vec<RawTls> = (0..CAP * 2)
+        .map(|_| {
+            let mut c = half_sent(&tls, addr, "");
+            // Drive the handshake to completion without sending a request.
+            while c.conn.is_handshaking() {
+                if c.conn.complete_io(&mut c.sock).is_err() {
+                    break;
+                }
+            }
+            c
+        })
+        .collect();
+    let fresh = Control::new(&emulator);
+    let started = Instant::now();
+    let (status, _) = fresh.call("GET", &path, None);
+    let answered = started.elapsed();
+    assert_eq!(status, 404);
+    assert!(
+        answered < Duration::from_secs(3),
+        "with {CAP} idle connections a new client waited {answered:?}"
+    );
+    parked.retain_mut(|c| !closed_by_server(c));
+    eprintln!(
+        "answered in {answered:?}; {} of {} parked connections still open",
+        parked.len(),
+        CAP * 2
+    );
+    assert!(parked.len() < CAP, "the cap holds");
+    emulator.stop();
+}

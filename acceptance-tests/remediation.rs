@@ -146,3 +146,164 @@ resource "akspolicy_remediation" "mg" {
         run.combined()
     );
 }
+
+#[test]
+fn remediating_an_assignment_that_cannot_remediate_fails_the_plan() {
+    let emulator = Emulator::start();
+    let sub = emulator.subscription_id();
+    let ws = Workspace::new(&emulator);
+    let assignments = format!(
+        r#"
+provider "akspolicy" {{}}
+
+# Audit-only built-in.
+resource "akspolicy_assignment" "audit" {{
+  name                 = "no-privileged"
+  scope                = "/subscriptions/{sub}"
+  policy_definition_id = "/providers/Microsoft.Authorization/policyDefinitions/95edb821-ddaf-4404-9732-666045e056b4"
+}}
+
+# A DeployIfNotExists definition switched off by its effect parameter.
+resource "akspolicy_assignment" "disabled" {{
+  name                 = "addon-disabled"
+  scope                = "/subscriptions/{sub}"
+  policy_definition_id = "{ADDON_DINE}"
+  parameters           = {{ effect = "Disabled" }}
+}}
+
+# An initiative without DeployIfNotExists or Modify members.
+resource "akspolicy_assignment" "initiative" {{
+  name                 = "pss-baseline"
+  scope                = "/subscriptions/{sub}"
+  policy_definition_id = "/providers/Microsoft.Authorization/policySetDefinitions/a8640138-9b0a-4a28-b8cb-1666c838647d"
+}}
+"#
+    );
+    ws.write_config(&assignments);
+    ws.apply().assert_ok("apply assignments");
+
+    let remediations: String = [
+        ("audit", "audit", ""),
+        ("disabled", "disabled", ""),
+        ("member", "initiative", "BlockHostNamespace"),
+        ("no_member", "initiative", ""),
+    ]
+    .iter()
+    .map(|(r, a, member)| {
+        let member = if member.is_empty() {
+            String::new()
+        } else {
+            format!("policy_definition_reference_id = {member:?}")
+        };
+        format!(
+            r#"
+resource "akspolicy_remediation" "{r}" {{
+  name                 = "fix-{r}"
+  scope                = akspolicy_assignment.{a}.scope
+  policy_assignment_id = akspolicy_assignment.{a}.id
+  {member}
+}}
+"#
+        )
+    })
+    .collect();
+    ws.write_config(&format!("{assignments}\n{remediations}"));
+    let plan = ws.plan();
+    let out = plan.combined();
+    assert_eq!(plan.code, 1, "{out}");
+    assert_eq!(
+        out.matches("Error: Nothing to remediate").count(),
+        3,
+        "{out}"
+    );
+    // Terraform wraps long lines; compare with whitespace squashed.
+    let flat = out.split_whitespace().collect::<Vec<_>>().join(" ");
+    for needle in [
+        "with akspolicy_remediation.audit",
+        "is Disabled. Assign a definition",
+        "whose member under this assignment has the effect Audit",
+        "acts only on DeployIfNotExists or Modify policies",
+        "Error: Remediating an initiative needs a member",
+        "with akspolicy_remediation.no_member",
+        "ContainerNoPrivilege, BlockHostNamespace, HostNetworkPorts",
+    ] {
+        assert!(
+            flat.contains(needle),
+            "plan output lacks {needle:?}:\n{out}"
+        );
+    }
+}
+
+/// Compliance scans started so far (POSTs to triggerEvaluation).
+fn scans(emulator: &Emulator) -> u64 {
+    let (status, metrics) = emulator.arm("GET", "/_emulator/metrics", None);
+    assert_eq!(status, 200, "metrics: {metrics}");
+    metrics["requests"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["method"] == "POST")
+        .filter(|r| {
+            r["route"]
+                .as_str()
+                .is_some_and(|t| t.ends_with("/triggerevaluation"))
+        })
+        .filter_map(|r| r["count"].as_u64())
+        .sum()
+}
+
+#[test]
+fn trigger_scan_scans_at_every_plan_unless_a_variable_keeps_it_off() {
+    let emulator = Emulator::start();
+    let sub = emulator.subscription_id();
+    let ws = Workspace::new(&emulator);
+    // The pattern the compliance docs show for CI.
+    ws.write_config(&format!(
+        r#"
+provider "akspolicy" {{}}
+
+variable "scan_compliance" {{
+  type    = bool
+  default = false
+}}
+
+data "akspolicy_compliance" "subscription" {{
+  scope        = "/subscriptions/{sub}"
+  trigger_scan = var.scan_compliance
+}}
+
+output "non_compliant_resources" {{
+  value = data.akspolicy_compliance.subscription.non_compliant_resources
+}}
+"#
+    ));
+    ws.apply().assert_ok("apply without a scan");
+    ws.plan();
+    assert_eq!(
+        scans(&emulator),
+        0,
+        "plans and applies without the variable scan nothing"
+    );
+
+    let scan_step = ws.terraform(&[
+        "apply",
+        "-refresh-only",
+        "-auto-approve",
+        "-input=false",
+        "-no-color",
+        "-var",
+        "scan_compliance=true",
+    ]);
+    scan_step.assert_ok("separate scan step");
+    assert_eq!(scans(&emulator), 1);
+    // With the variable on, every plan scans again: what the docs warn about.
+    ws.terraform(&[
+        "plan",
+        "-input=false",
+        "-no-color",
+        "-var",
+        "scan_compliance=true",
+    ])
+    .assert_ok("plan with scan");
+    assert_eq!(scans(&emulator), 2);
+}

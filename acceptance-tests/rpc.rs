@@ -464,6 +464,164 @@ fn binary_rejects_a_host_without_protocol_5() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("protocol 5"));
 }
 
+/// Terraform's AutoMTLS client identity as go-plugin makes it: a fresh self-signed ECDSA
+/// P-521 certificate (rcgen cannot make P-521 with ring, so the DER is assembled here).
+mod terraform_identity {
+    use std::sync::Arc;
+
+    use p521::ecdsa::signature::Signer as _;
+    use p521::elliptic_curve::Generate;
+    use rustls::pki_types::CertificateDer;
+    use rustls::sign::{CertifiedKey, Signer, SigningKey};
+    use rustls::{SignatureAlgorithm, SignatureScheme};
+
+    fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+        let mut out = vec![tag];
+        let len = content.len();
+        if len < 0x80 {
+            out.push(len as u8);
+        } else if len <= 0xff {
+            out.extend([0x81, len as u8]);
+        } else {
+            out.extend([0x82, (len >> 8) as u8, len as u8]);
+        }
+        out.extend_from_slice(content);
+        out
+    }
+
+    fn seq(parts: &[Vec<u8>]) -> Vec<u8> {
+        tlv(0x30, &parts.concat())
+    }
+
+    fn bit_string(bytes: &[u8]) -> Vec<u8> {
+        tlv(0x03, &[&[0u8][..], bytes].concat())
+    }
+
+    const ECDSA_WITH_SHA512: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x04];
+    const EC_PUBLIC_KEY: &[u8] = &[0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+    const SECP521R1: &[u8] = &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x23];
+    const COMMON_NAME: &[u8] = &[0x06, 0x03, 0x55, 0x04, 0x03];
+    const BASIC_CONSTRAINTS: &[u8] = &[0x06, 0x03, 0x55, 0x1d, 0x13];
+
+    /// A P-521 key and its self-signed CA:TRUE certificate for `localhost`.
+    pub struct Identity {
+        pub key: Arc<p521::ecdsa::SigningKey>,
+        pub cert: CertificateDer<'static>,
+    }
+
+    impl Identity {
+        pub fn generate() -> Self {
+            let key = p521::ecdsa::SigningKey::generate();
+            let point = key.verifying_key().to_sec1_point(false);
+            let name = seq(&[tlv(
+                0x31,
+                &seq(&[COMMON_NAME.to_vec(), tlv(0x0c, b"localhost")]),
+            )]);
+            let serial: [u8; 8] = rand_serial();
+            let tbs = seq(&[
+                tlv(0xa0, &tlv(0x02, &[2])),
+                tlv(0x02, &[&[0x01][..], &serial].concat()),
+                seq(&[ECDSA_WITH_SHA512.to_vec()]),
+                name.clone(),
+                seq(&[tlv(0x17, b"250101000000Z"), tlv(0x17, b"491231000000Z")]),
+                name,
+                seq(&[
+                    seq(&[EC_PUBLIC_KEY.to_vec(), SECP521R1.to_vec()]),
+                    bit_string(point.as_ref()),
+                ]),
+                tlv(
+                    0xa3,
+                    &seq(&[seq(&[
+                        BASIC_CONSTRAINTS.to_vec(),
+                        tlv(0x01, &[0xff]),
+                        tlv(0x04, &seq(&[tlv(0x01, &[0xff])])),
+                    ])]),
+                ),
+            ]);
+            let signature: p521::ecdsa::Signature = key.sign(&tbs);
+            let cert = seq(&[
+                tbs,
+                seq(&[ECDSA_WITH_SHA512.to_vec()]),
+                bit_string(signature.to_der().as_bytes()),
+            ]);
+            Self {
+                key: Arc::new(key),
+                cert: CertificateDer::from(cert),
+            }
+        }
+
+        pub fn pem(&self) -> String {
+            super::der_to_pem(self.cert.as_ref())
+        }
+
+        /// This certificate, with the handshake signed by `key` (a forger uses a key of its own).
+        pub fn certified_with(&self, key: &Arc<p521::ecdsa::SigningKey>) -> Arc<CertifiedKey> {
+            Arc::new(CertifiedKey::new(
+                vec![self.cert.clone()],
+                Arc::new(P521Key(key.clone())),
+            ))
+        }
+    }
+
+    fn rand_serial() -> [u8; 8] {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1);
+        nanos.to_be_bytes()
+    }
+
+    struct P521Key(Arc<p521::ecdsa::SigningKey>);
+
+    impl std::fmt::Debug for P521Key {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("P521Key")
+        }
+    }
+
+    impl SigningKey for P521Key {
+        fn choose_scheme(&self, offered: &[SignatureScheme]) -> Option<Box<dyn Signer>> {
+            offered
+                .contains(&SignatureScheme::ECDSA_NISTP521_SHA512)
+                .then(|| Box::new(P521Signer(self.0.clone())) as Box<dyn Signer>)
+        }
+        fn algorithm(&self) -> SignatureAlgorithm {
+            SignatureAlgorithm::ECDSA
+        }
+    }
+
+    struct P521Signer(Arc<p521::ecdsa::SigningKey>);
+
+    impl std::fmt::Debug for P521Signer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("P521Signer")
+        }
+    }
+
+    impl Signer for P521Signer {
+        fn sign(&self, message: &[u8]) -> Result<Vec<u8>, rustls::Error> {
+            let signature: p521::ecdsa::Signature = self.0.sign(message);
+            Ok(signature.to_der().as_bytes().to_vec())
+        }
+        fn scheme(&self) -> SignatureScheme {
+            SignatureScheme::ECDSA_NISTP521_SHA512
+        }
+    }
+
+    /// Presents one fixed certificate whatever the server asks for.
+    #[derive(Debug)]
+    pub struct Present(pub Arc<CertifiedKey>);
+
+    impl rustls::client::ResolvesClientCert for Present {
+        fn resolve(&self, _: &[&[u8]], _: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+            Some(self.0.clone())
+        }
+        fn has_certs(&self) -> bool {
+            true
+        }
+    }
+}
+
 fn der_to_pem(der: &[u8]) -> String {
     let b64 = base64::engine::general_purpose::STANDARD.encode(der);
     let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
@@ -475,14 +633,63 @@ fn der_to_pem(der: &[u8]) -> String {
     pem
 }
 
+/// Calls GetSchema over TLS on the provider's socket, trusting the server certificate from
+/// the handshake line and presenting `client` (or nothing).
+async fn get_schema_over_tls(
+    socket: &Path,
+    server_cert: &[u8],
+    client: Option<Arc<dyn rustls::client::ResolvesClientCert>>,
+) -> Result<Channel, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from(
+            server_cert.to_vec(),
+        ))
+        .expect("server cert");
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots);
+    let mut config = match client {
+        Some(resolver) => builder.with_client_cert_resolver(resolver),
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let path = socket.to_path_buf();
+    let channel = Endpoint::from_static("http://localhost")
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let path = path.clone();
+            let connector = connector.clone();
+            async move {
+                let stream = tokio::net::UnixStream::connect(path).await?;
+                let name = rustls::pki_types::ServerName::try_from("localhost")
+                    .map_err(std::io::Error::other)?;
+                let tls = connector.connect(name, stream).await?;
+                Ok::<_, std::io::Error>(TokioIo::new(tls))
+            }
+        }))
+        .await
+        .map_err(|e| format!("connect: {e:?}"))?;
+    ProviderClient::new(channel.clone())
+        .get_schema(pb::get_provider_schema::Request {})
+        .await
+        .map_err(|e| format!("GetSchema: {e}"))?;
+    Ok(channel)
+}
+
+/// Started as Terraform starts it (cookie, protocol list, PLUGIN_CLIENT_CERT with a P-521
+/// certificate), the provider serves only the holder of that certificate's key: no
+/// certificate, a stranger's certificate, and Terraform's certificate without its key are
+/// all refused, Terraform's identity is served. The socket sits in a directory only this user
+/// can enter, and both are gone after Shutdown.
 #[tokio::test]
-async fn binary_handshake_tls_and_shutdown() {
-    // Any client cert will do: the provider must not require or verify it.
-    let client_key = rcgen::KeyPair::generate().expect("key");
-    let client_cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
-        .expect("params")
-        .self_signed(&client_key)
-        .expect("cert");
+async fn binary_handshake_mutual_tls_and_shutdown() {
+    use std::os::unix::fs::PermissionsExt;
+    let terraform = terraform_identity::Identity::generate();
+    let stranger = terraform_identity::Identity::generate();
 
     let started = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_terraform-provider-akspolicy"))
@@ -491,7 +698,7 @@ async fn binary_handshake_tls_and_shutdown() {
             akspolicy::plugin::MAGIC_COOKIE_VALUE,
         )
         .env("PLUGIN_PROTOCOL_VERSIONS", "6,5")
-        .env("PLUGIN_CLIENT_CERT", client_cert.pem())
+        .env("PLUGIN_CLIENT_CERT", terraform.pem())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -518,25 +725,41 @@ async fn binary_handshake_tls_and_shutdown() {
     assert_eq!(parts[4], "grpc");
     let socket = PathBuf::from(parts[3]);
     assert!(socket.exists());
+    let dir = socket.parent().expect("socket directory").to_path_buf();
+    let mode = std::fs::metadata(&dir).expect("dir").permissions().mode();
+    assert_eq!(mode & 0o777, 0o700, "socket directory mode {mode:o}");
     assert!(!parts[5].contains('='), "cert must be unpadded");
     let der = base64::engine::general_purpose::STANDARD_NO_PAD
         .decode(parts[5])
         .expect("RawStdEncoding base64");
     assert_eq!(der[0], 0x30, "DER certificate");
 
-    let tls = tonic::transport::ClientTlsConfig::new()
-        .ca_certificate(tonic::transport::Certificate::from_pem(der_to_pem(&der)))
-        .domain_name("localhost");
-    let endpoint = Endpoint::from_static("https://localhost")
-        .tls_config(tls)
-        .expect("tls config");
-    let channel = unix_channel(&socket, endpoint).await;
+    let present = |c: Arc<rustls::sign::CertifiedKey>| {
+        Some(Arc::new(terraform_identity::Present(c)) as Arc<dyn rustls::client::ResolvesClientCert>)
+    };
+    let refused = [
+        ("no client certificate", None),
+        (
+            "a stranger's certificate",
+            present(stranger.certified_with(&stranger.key)),
+        ),
+        (
+            "Terraform's certificate signed with another key",
+            present(terraform.certified_with(&stranger.key)),
+        ),
+    ];
+    for (who, client) in refused {
+        let result = get_schema_over_tls(&socket, &der, client).await;
+        assert!(result.is_err(), "{who} must be refused");
+    }
 
-    let mut provider = ProviderClient::new(channel.clone());
-    provider
-        .get_schema(pb::get_provider_schema::Request {})
-        .await
-        .expect("GetSchema over TLS");
+    let channel = get_schema_over_tls(
+        &socket,
+        &der,
+        present(terraform.certified_with(&terraform.key)),
+    )
+    .await
+    .expect("Terraform's identity is served");
 
     GrpcControllerClient::new(channel)
         .shutdown(Empty {})
@@ -556,6 +779,7 @@ async fn binary_handshake_tls_and_shutdown() {
     };
     assert!(status.success(), "{status}");
     assert!(!socket.exists(), "socket removed on exit");
+    assert!(!dir.exists(), "socket directory removed on exit");
 }
 
 /// The Terraform CLI to drive, if any: `AKSPOLICY_TERRAFORM`, else the pinned one that

@@ -2,7 +2,7 @@
 
 use super::cloud::CloudConfig;
 use super::credential::{credential_from_settings, TokenCache, TokenCredential};
-use super::error::{body_snippet, ArmError, Redacted};
+use super::error::{body_snippet, ArmError, Redacted, TlsHint};
 use super::lro::{self, LroOptions};
 use super::settings::ArmSettings;
 use reqwest::header::HeaderMap;
@@ -170,6 +170,11 @@ impl ArmClient {
         settings: ArmSettings,
         options: ClientOptions,
     ) -> Result<Self, ArmError> {
+        let insecure = super::endpoint::insecure_endpoints(&settings);
+        if !insecure.is_empty() {
+            let lines: Vec<String> = insecure.iter().map(ToString::to_string).collect();
+            return Err(ArmError::Config(lines.join("\n")));
+        }
         let http = build_http(settings.ca_certificate_file.as_deref())?;
         let cloud = CloudConfig::resolve(&settings, &http).await?;
         let credential: Arc<dyn TokenCredential> = match options.credential {
@@ -542,7 +547,8 @@ impl ArmClient {
                 Err(e) => {
                     // A connect error proves nothing was sent, so even POST may be retried.
                     // An untrusted CA will not fix itself: fail at once with the hint.
-                    let retryable = !is_untrusted_ca(&e)
+                    let tls = TlsHint::of(&e);
+                    let retryable = tls.is_none()
                         && (e.is_connect() || (idempotent && (e.is_timeout() || e.is_request())));
                     log::debug!(
                         "{method} {shown} -> transport error after {}ms: {}",
@@ -554,7 +560,7 @@ impl ArmClient {
                             method: method.to_string(),
                             url: shown.to_string(),
                             message: describe_reqwest_error(&e),
-                            untrusted_ca: is_untrusted_ca(&e),
+                            tls,
                         });
                     }
                     policy.backoff(retry)
@@ -575,7 +581,7 @@ impl ArmClient {
                                 method: method.to_string(),
                                 url: shown.to_string(),
                                 message: format!("reading response body: {e}"),
-                                untrusted_ca: false,
+                                tls: None,
                             });
                         }
                     };
@@ -756,14 +762,6 @@ impl WithoutUrl for reqwest::Error {
         }
         s
     }
-}
-
-/// True when the TLS handshake failed because the server's CA is not trusted.
-pub(crate) fn is_untrusted_ca(e: &reqwest::Error) -> bool {
-    let text = describe_reqwest_error(e);
-    text.contains("UnknownIssuer")
-        || text.contains("unknown issuer")
-        || text.contains("invalid peer certificate")
 }
 
 #[cfg(test)]

@@ -124,11 +124,10 @@ impl CloudConfig {
     }
 
     async fn from_metadata_host(host: &str, http: &reqwest::Client) -> Result<Self, ArmError> {
-        let base = if host.starts_with("https://") || host.starts_with("http://") {
-            host.trim_end_matches('/').to_string()
-        } else {
-            format!("https://{}", host.trim_end_matches('/'))
-        };
+        let base = super::endpoint::metadata_base(host).map_err(|problem| {
+            ArmError::Config(format!("metadata_host (ARM_METADATA_HOSTNAME) {problem}"))
+        })?;
+        let base = base.as_str().trim_end_matches('/');
         let url = format!("{base}/metadata/endpoints?api-version=2022-09-01");
         log::debug!("fetching cloud metadata from {url}");
         let resp = http
@@ -139,14 +138,14 @@ impl CloudConfig {
                 method: "GET".into(),
                 url: url.clone(),
                 message: super::client::describe_reqwest_error(&e),
-                untrusted_ca: super::client::is_untrusted_ca(&e),
+                tls: super::error::TlsHint::of(&e),
             })?;
         let status = resp.status().as_u16();
         let body = resp.bytes().await.map_err(|e| ArmError::Transport {
             method: "GET".into(),
             url: url.clone(),
             message: e.to_string(),
-            untrusted_ca: false,
+            tls: None,
         })?;
         if status != 200 {
             return Err(ArmError::from_response(
@@ -188,19 +187,8 @@ impl CloudConfig {
                 &self.authority_host,
             ),
         ] {
-            let parsed = url::Url::parse(value).map_err(|e| {
-                ArmError::Config(format!("{attr} ({var}) {value:?} is not a URL: {e}"))
-            })?;
-            let loopback = matches!(
-                parsed.host_str(),
-                Some("127.0.0.1") | Some("localhost") | Some("[::1]")
-            );
-            // Bearer tokens must not travel in clear text except to a local emulator.
-            if parsed.scheme() != "https" && !(parsed.scheme() == "http" && loopback) {
-                return Err(ArmError::Config(format!(
-                    "{attr} ({var}) must be an https:// URL (http:// is allowed only for localhost), got {value:?}"
-                )));
-            }
+            super::endpoint::check_url(value, super::endpoint::PlainHttp::Loopback)
+                .map_err(|problem| ArmError::Config(format!("{attr} ({var}) {problem}")))?;
         }
         Ok(())
     }

@@ -154,18 +154,15 @@ async fn request_token_once(
     let resp = match authority.http.post(&url).form(form).send().await {
         Ok(r) => r,
         Err(e) => {
-            let untrusted = super::client::is_untrusted_ca(&e);
-            let transient = !untrusted && (e.is_connect() || e.is_timeout());
+            let tls = super::error::TlsHint::of(&e);
+            let transient = tls.is_none() && (e.is_connect() || e.is_timeout());
             let err = AuthError::Transport {
                 flow,
                 message: format!(
                     "POST {url}: {}{}",
                     super::client::describe_reqwest_error(&e),
-                    if untrusted {
-                        " (set ca_certificate_file / ARM_CA_CERTIFICATE_FILE or SSL_CERT_FILE to trust its CA)"
-                    } else {
-                        ""
-                    }
+                    tls.map(|h| format!(" ({})", h.advice()))
+                        .unwrap_or_default()
                 ),
             };
             return Err((err, transient));
@@ -874,7 +871,15 @@ pub fn credential_from_settings(
             env("IDENTITY_HEADER"),
         ) {
             (Some(e), _, _) => (e.clone(), None),
-            (None, Some(e), Some(h)) => (e, Some(h)),
+            (None, Some(e), Some(h)) => {
+                // The identity header is a secret; it goes only where msi_endpoint could.
+                super::endpoint::check_url(&e, super::endpoint::PlainHttp::LoopbackOrLinkLocal)
+                    .map_err(|problem| AuthError::Config {
+                        flow: MSI_FLOW,
+                        message: format!("IDENTITY_ENDPOINT {problem}"),
+                    })?;
+                (e, Some(h))
+            }
             _ => (IMDS.to_string(), None),
         };
         sources.push((
@@ -1056,6 +1061,24 @@ mod tests {
         let text = cred.get_token("x/.default").await.unwrap_err().to_string();
         assert!(text.contains("ca_certificate_file"), "{text}");
         assert!(!text.contains("s3cr3t-value"));
+    }
+
+    #[tokio::test]
+    async fn host_name_mismatch_gets_its_own_hint() {
+        let server = TestServer::start(|_| Response::json(200, "{}")).await;
+        let cred = ClientSecretCredential {
+            authority: Authority {
+                // The CA is trusted; the name is not one the certificate lists.
+                http: server.http_client_resolving("login.other.test"),
+                host: format!("https://login.other.test:{}/", server.port()),
+                tenant: "t".into(),
+            },
+            client_id: "app".into(),
+            secret: "s3cr3t-value".into(),
+        };
+        let text = cred.get_token("x/.default").await.unwrap_err().to_string();
+        assert!(text.contains("issued for other host names"), "{text}");
+        assert!(!text.contains("ca_certificate_file"), "{text}");
     }
 
     #[tokio::test]

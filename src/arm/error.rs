@@ -177,6 +177,51 @@ impl fmt::Display for ApiError {
     }
 }
 
+/// Why a TLS handshake failed, when the fix is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsHint {
+    /// The server's certificate chains to no trusted CA.
+    UntrustedCa,
+    /// The certificate is trusted but issued for other host names.
+    NameMismatch,
+}
+
+impl TlsHint {
+    /// Classifies a failed request; `None` when it was no certificate problem.
+    pub fn of(e: &reqwest::Error) -> Option<Self> {
+        Self::of_text(&super::client::describe_reqwest_error(e))
+    }
+
+    fn of_text(text: &str) -> Option<Self> {
+        // rustls names these CertificateError::NotValidForName(Context) and UnknownIssuer.
+        if text.contains("not valid for name") || text.contains("NotValidForName") {
+            Some(Self::NameMismatch)
+        } else if text.contains("UnknownIssuer")
+            || text.contains("unknown issuer")
+            || text.contains("invalid peer certificate")
+        {
+            Some(Self::UntrustedCa)
+        } else {
+            None
+        }
+    }
+
+    /// What to do about it.
+    pub fn advice(self) -> &'static str {
+        match self {
+            Self::UntrustedCa => {
+                "the server certificate is not trusted; set ca_certificate_file \
+                 (ARM_CA_CERTIFICATE_FILE) or SSL_CERT_FILE to a PEM bundle with its CA"
+            }
+            Self::NameMismatch => {
+                "the server certificate is trusted but was issued for other host names; use a \
+                 host name the certificate lists in the endpoint URL (for the akspolicy emulator: \
+                 localhost or 127.0.0.1). Trusting another CA does not help here"
+            }
+        }
+    }
+}
+
 /// Errors returned by [`crate::arm::ArmClient`].
 #[derive(Debug, thiserror::Error)]
 pub enum ArmError {
@@ -193,12 +238,13 @@ pub enum ArmError {
         attempts: u32,
     },
     /// The request never produced an HTTP response.
-    #[error("{method} {url}: {message}{}", if *.untrusted_ca { "\n  hint: the server certificate is not trusted; set ca_certificate_file (ARM_CA_CERTIFICATE_FILE) or SSL_CERT_FILE to a PEM bundle with its CA" } else { "" })]
+    #[error("{method} {url}: {message}{}", .tls.map(|h| format!("\n  hint: {}", h.advice())).unwrap_or_default())]
     Transport {
         method: String,
         url: String,
         message: String,
-        untrusted_ca: bool,
+        /// Set when the TLS handshake failed for a reason with a known fix.
+        tls: Option<TlsHint>,
     },
     /// The overall deadline (or an LRO's polling budget) ran out.
     #[error("timed out: {0}")]

@@ -14,6 +14,7 @@
 //!   (certificate → secret → OIDC → MSI → CLI) and caches tokens per process.
 //! - [`ArmClient`]: `get`, `get_optional`, `put`, `patch`, `delete`, `post`, `list`, `request`,
 //!   with retries on 408/429/5xx honouring `Retry-After`, paging and LRO polling.
+//! - [`endpoint`]: credential-bearing endpoints must be https (plain http only to this machine).
 //! - [`ArmError`]: typed errors with ARM code, request id and hints.
 //! - [`ListSnapshots`]: batched reads, one paged list answering many reads of a collection.
 //! - [`ResourceId`] / [`Scope`]: id parsing and canonical formatting.
@@ -24,6 +25,7 @@ pub mod client;
 pub mod cloud;
 pub mod consistency;
 pub mod credential;
+pub mod endpoint;
 pub mod error;
 pub mod lro;
 pub mod pacing;

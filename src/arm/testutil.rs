@@ -170,6 +170,27 @@ impl TestServer {
             .expect("client")
     }
 
+    /// Like [`Self::http_client`], with `name` resolving to this server (a name its
+    /// certificate does not list).
+    pub fn http_client_resolving(&self, name: &str) -> reqwest::Client {
+        reqwest::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(self.ca_pem.as_bytes()).expect("ca"),
+            )
+            .resolve(
+                name,
+                std::net::SocketAddr::from(([127, 0, 0, 1], self.port)),
+            )
+            .build()
+            .expect("client")
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     pub fn recorded(&self) -> Vec<Request> {
         self.requests.lock().expect("lock").clone()
     }

@@ -6,7 +6,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use akspolicy::emulator::{self, Config};
+use std::time::Duration;
+
+use akspolicy::emulator::{self, Config, ConnectionLimits};
 
 /// Local HTTPS emulator of Azure Resource Manager and the Entra ID token endpoint.
 #[derive(Parser)]
@@ -65,6 +67,15 @@ struct ServeArgs {
     /// DIR/kubernetes/container-no-privilege/v2/template.yaml); default: the project's own.
     #[arg(long)]
     templates: Option<PathBuf>,
+    /// Seconds a client has to send a request's headers, and again its body.
+    #[arg(long, default_value_t = ConnectionLimits::default().read_timeout.as_secs(), value_parser = clap::value_parser!(u64).range(1..=3600))]
+    read_timeout_s: u64,
+    /// Seconds an idle connection stays open.
+    #[arg(long, default_value_t = ConnectionLimits::default().idle_timeout.as_secs(), value_parser = clap::value_parser!(u64).range(1..=3600))]
+    idle_timeout_s: u64,
+    /// Connections served at once; more wait until one closes.
+    #[arg(long, default_value_t = ConnectionLimits::default().max_connections as u64, value_parser = clap::value_parser!(u64).range(1..=65536))]
+    max_connections: u64,
 }
 
 #[derive(clap::Args)]
@@ -157,6 +168,11 @@ async fn serve(args: ServeArgs) -> ExitCode {
         client_id: args.client_id,
         client_secret: args.client_secret,
         templates_dir: args.templates,
+        limits: ConnectionLimits {
+            read_timeout: Duration::from_secs(args.read_timeout_s),
+            idle_timeout: Duration::from_secs(args.idle_timeout_s),
+            max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+        },
     };
     let running = match emulator::start(config).await {
         Ok(r) => r,

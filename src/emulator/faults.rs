@@ -4,6 +4,18 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Largest `latency_ms` and `response_delay_ms`: 10 minutes, longer than any client timeout
+/// worth testing, and every delayed request holds a connection.
+pub const MAX_DELAY_MS: u64 = 10 * 60 * 1000;
+/// Largest `consistency_ms`: one hour.
+pub const MAX_CONSISTENCY_MS: u64 = 60 * 60 * 1000;
+/// Largest `lro_ms`: one day.
+pub const MAX_LRO_MS: u64 = 24 * 60 * 60 * 1000;
+/// Largest `policy_evaluation_ms`: one day (Azure's standard cycle is a day).
+pub const MAX_POLICY_EVALUATION_MS: u64 = 24 * 60 * 60 * 1000;
+/// Largest `token_lifetime_s`: one day, Entra ID's own upper bound for access tokens.
+pub const MAX_TOKEN_LIFETIME_S: u64 = 24 * 60 * 60;
+
 /// The active profile. Field names are the JSON keys of the control API.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,6 +53,12 @@ pub struct FaultProfile {
     /// policy states): Azure's evaluation cycle. 0 evaluates at once.
     #[serde(default)]
     pub policy_evaluation_ms: u64,
+    /// Microsoft.Authorization's own limit per principal, in requests per fixed minute (0:
+    /// off). Azure answers past it with 429 `ResourceRequestsThrottled` ("Number of requests
+    /// for Microsoft.Authorization exceeded the limit of '120' for time interval '00:01:00'"):
+    /// 120 is the figure Azure has reported to landing-zone users; it is not published.
+    #[serde(default)]
+    pub authorization_requests_per_minute: u32,
 }
 
 fn default_lro_ms() -> u64 {
@@ -65,6 +83,7 @@ impl Default for FaultProfile {
             lro_failure_rate: 0.0,
             token_lifetime_s: default_token_lifetime_s(),
             policy_evaluation_ms: 0,
+            authorization_requests_per_minute: 0,
         }
     }
 }
@@ -83,11 +102,12 @@ pub struct FaultPatch {
     pub lro_failure_rate: Option<f64>,
     pub token_lifetime_s: Option<u64>,
     pub policy_evaluation_ms: Option<u64>,
+    pub authorization_requests_per_minute: Option<u32>,
 }
 
 impl FaultProfile {
-    /// Applies a patch, refusing rates outside 0.0–1.0 and a token lifetime of 0 (nothing
-    /// changes on error).
+    /// Applies a patch, refusing rates outside 0.0–1.0, a token lifetime of 0 and values above
+    /// the `MAX_*` bounds (nothing changes on error).
     pub fn apply(&mut self, patch: &FaultPatch) -> Result<(), String> {
         for (name, rate) in [
             ("error_rate", patch.error_rate),
@@ -102,6 +122,30 @@ impl FaultProfile {
         }
         if patch.token_lifetime_s == Some(0) {
             return Err("token_lifetime_s must be at least 1".to_string());
+        }
+        // Bounded so that every "now + value" the emulator computes stays far from overflow
+        // (u64::MAX seconds used to wrap into tokens that were already expired).
+        for (name, value, max) in [
+            ("latency_ms", patch.latency_ms, MAX_DELAY_MS),
+            ("response_delay_ms", patch.response_delay_ms, MAX_DELAY_MS),
+            ("consistency_ms", patch.consistency_ms, MAX_CONSISTENCY_MS),
+            ("lro_ms", patch.lro_ms, MAX_LRO_MS),
+            (
+                "policy_evaluation_ms",
+                patch.policy_evaluation_ms,
+                MAX_POLICY_EVALUATION_MS,
+            ),
+            (
+                "token_lifetime_s",
+                patch.token_lifetime_s,
+                MAX_TOKEN_LIFETIME_S,
+            ),
+        ] {
+            if let Some(v) = value {
+                if v > max {
+                    return Err(format!("{name} must be at most {max}, not {v}"));
+                }
+            }
         }
         if let Some(v) = patch.throttle {
             self.throttle = v;
@@ -132,6 +176,9 @@ impl FaultProfile {
         }
         if let Some(v) = patch.policy_evaluation_ms {
             self.policy_evaluation_ms = v;
+        }
+        if let Some(v) = patch.authorization_requests_per_minute {
+            self.authorization_requests_per_minute = v;
         }
         Ok(())
     }
@@ -192,6 +239,32 @@ mod tests {
         }
         assert!(!chance(0.0));
         assert!(chance(1.0));
+    }
+
+    #[test]
+    fn numbers_have_documented_maximums() {
+        let mut p = FaultProfile::default();
+        for (key, max) in [
+            ("latency_ms", MAX_DELAY_MS),
+            ("response_delay_ms", MAX_DELAY_MS),
+            ("consistency_ms", MAX_CONSISTENCY_MS),
+            ("lro_ms", MAX_LRO_MS),
+            ("policy_evaluation_ms", MAX_POLICY_EVALUATION_MS),
+            ("token_lifetime_s", MAX_TOKEN_LIFETIME_S),
+        ] {
+            let at_max: FaultPatch =
+                serde_json::from_str(&format!(r#"{{"{key}": {max}}}"#)).unwrap();
+            p.apply(&at_max).expect(key);
+            for too_big in [max + 1, u64::MAX] {
+                let patch: FaultPatch =
+                    serde_json::from_str(&format!(r#"{{"{key}": {too_big}}}"#)).unwrap();
+                let err = p.apply(&patch).unwrap_err();
+                assert!(err.contains(&format!("at most {max}")), "{err}");
+            }
+        }
+        // Beyond u64 or negative is refused when parsing.
+        assert!(serde_json::from_str::<FaultPatch>(r#"{"lro_ms": 18446744073709551616}"#).is_err());
+        assert!(serde_json::from_str::<FaultPatch>(r#"{"lro_ms": -1}"#).is_err());
     }
 
     #[test]

@@ -19,6 +19,13 @@ pub(crate) fn write_private(path: &Path, data: &[u8]) -> Result<(), EmulatorErro
         options.mode(0o600);
     }
     let mut file = options.open(path).map_err(io)?;
+    // The mode above applies only to new files; one left by an older version keeps its own.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(io)?;
+    }
     file.write_all(data).map_err(io)
 }
 

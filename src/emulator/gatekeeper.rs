@@ -338,7 +338,12 @@ pub(crate) fn admit(
     let constraints = constraints_for(state, &cluster)?;
     let objects = admitted_objects(state, &cluster.id)?;
     let inventory = crate::policy::rego::inventory_from(&objects);
-    let decision = engine::decide(&review, &constraints.active(), &inventory);
+    let decision = engine::decide(
+        &review,
+        &constraints.active(),
+        &inventory,
+        &engine::AKS_EXEMPT_NAMESPACES,
+    );
     for e in &decision.errors {
         log::warn!("cluster {}: {e}", cluster.id);
     }
@@ -393,7 +398,11 @@ pub(crate) fn describe(state: &AppState, cluster_id: &str) -> Result<Value, ArmE
     };
     let constraints = constraints_for(state, &cluster)?;
     let objects = admitted_objects(state, &cluster.id)?;
-    let audit = engine::audit(&objects, &constraints.active());
+    let audit = engine::audit(
+        &objects,
+        &constraints.active(),
+        &engine::AKS_EXEMPT_NAMESPACES,
+    );
     let docs: Vec<Value> = constraints
         .constraints
         .iter()
@@ -429,7 +438,11 @@ pub(crate) fn audit_cluster(
     }
     let constraints = constraints_for(state, cluster)?;
     let objects = admitted_objects(state, &cluster.id)?;
-    let audit = engine::audit(&objects, &constraints.active());
+    let audit = engine::audit(
+        &objects,
+        &constraints.active(),
+        &engine::AKS_EXEMPT_NAMESPACES,
+    );
     let mut out = HashMap::new();
     for (c, _) in &constraints.constraints {
         let violated = audit.get(&c.name).is_some_and(|v| !v.is_empty());

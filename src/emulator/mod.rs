@@ -90,6 +90,7 @@ use tokio::task::JoinHandle;
 
 pub use error::EmulatorError;
 pub use faults::{FaultPatch, FaultProfile};
+pub use http::ConnectionLimits;
 pub use store::{Store, StoreError, StoredResource};
 
 use catalogue::Catalogue;
@@ -125,6 +126,8 @@ pub struct Config {
     /// Gatekeeper templates for `PublicURL` definitions, keyed by URL path
     /// (`kubernetes/<name>/v<N>/template.yaml`); `None` uses the project's own templates.
     pub templates_dir: Option<PathBuf>,
+    /// Timeouts and the connection cap.
+    pub limits: ConnectionLimits,
 }
 
 impl Config {
@@ -141,6 +144,7 @@ impl Config {
             client_secret: None,
             faults: FaultProfile::default(),
             templates_dir: None,
+            limits: ConnectionLimits::default(),
         }
     }
 }
@@ -246,10 +250,7 @@ pub async fn start(config: Config) -> Result<RunningEmulator, EmulatorError> {
         ));
     }
     let dir = &config.state_dir;
-    std::fs::create_dir_all(dir).map_err(|source| EmulatorError::Io {
-        path: dir.clone(),
-        source,
-    })?;
+    create_private_dir(dir)?;
     // Absolute paths in env.sh/emulator.json keep working from any working directory.
     let dir = std::fs::canonicalize(dir).map_err(|source| EmulatorError::Io {
         path: dir.clone(),
@@ -274,6 +275,9 @@ pub async fn start(config: Config) -> Result<RunningEmulator, EmulatorError> {
         None => Catalogue::embedded()?,
     };
 
+    if let Some(warning) = listen_warning(config.listen) {
+        log::warn!("{warning}");
+    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| EmulatorError::Bind {
@@ -318,7 +322,13 @@ pub async fn start(config: Config) -> Result<RunningEmulator, EmulatorError> {
     ));
     let (shutdown, shutdown_rx) = watch::channel(false);
     let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config);
-    let server = tokio::spawn(http::serve(listener, acceptor, state.clone(), shutdown_rx));
+    let server = tokio::spawn(http::serve(
+        listener,
+        acceptor,
+        state.clone(),
+        config.limits,
+        shutdown_rx,
+    ));
     log::info!("emulator listening on {}", info.arm_endpoint);
     Ok(RunningEmulator {
         info,
@@ -340,6 +350,43 @@ fn url_host(addr: SocketAddr) -> String {
         IpAddr::V4(v4) => format!("{v4}:{}", addr.port()),
         IpAddr::V6(v6) => format!("[{v6}]:{}", addr.port()),
     }
+}
+
+/// What to tell the user when the emulator would be reachable from other machines.
+fn listen_warning(listen: SocketAddr) -> Option<String> {
+    (!listen.ip().is_loopback()).then(|| {
+        format!(
+            "--listen {listen} is not a loopback address: other machines can reach this \
+             emulator. It is a test double; its client secret is printed on stdout and its CA \
+             is trusted only for localhost, so clients elsewhere cannot verify it anyway. \
+             Prefer 127.0.0.1."
+        )
+    })
+}
+
+/// Creates the state directory (and parents) and makes it enterable by its owner only: it
+/// holds the CA key, the token signing key and the client secret.
+fn create_private_dir(dir: &Path) -> Result<(), EmulatorError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let io = |source| EmulatorError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io)?;
+    let mode = std::fs::metadata(dir).map_err(io)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        log::info!(
+            "state directory {} was accessible to other users (mode {:o}); restricting it to 0700",
+            dir.display(),
+            mode & 0o777
+        );
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
+    }
+    Ok(())
 }
 
 fn write_ready_files(dir: &Path, info: &ReadyInfo) -> Result<(), EmulatorError> {

@@ -64,6 +64,8 @@ pub(crate) struct Observer {
     metrics: Mutex<HashMap<(String, String, u16), u64>>,
     buckets: Mutex<HashMap<(String, String, OperationKind), Bucket>>,
     writes: Mutex<HashMap<String, Instant>>,
+    /// Per-principal fixed windows of a resource provider's own limit: (start, count).
+    provider_windows: Mutex<HashMap<(String, String), (Instant, u32)>>,
 }
 
 impl Observer {
@@ -116,6 +118,32 @@ impl Observer {
         }
     }
 
+    /// Counts a request against a resource provider's own limit of `limit` requests per
+    /// `window` for `principal` (a fixed window, as the RP's error message describes it).
+    pub(crate) fn take_provider(
+        &self,
+        namespace: &str,
+        principal: &str,
+        limit: u32,
+        window: Duration,
+    ) -> Throttle {
+        let now = Instant::now();
+        let mut windows = lock(&self.provider_windows);
+        let entry = windows
+            .entry((namespace.to_ascii_lowercase(), principal.to_string()))
+            .or_insert((now, 0));
+        if now.duration_since(entry.0) >= window {
+            *entry = (now, 0);
+        }
+        if entry.1 < limit {
+            entry.1 += 1;
+            Throttle::Allowed(u64::from(limit - entry.1))
+        } else {
+            let left = window.saturating_sub(now.duration_since(entry.0));
+            Throttle::Refused(left.as_secs().max(1))
+        }
+    }
+
     /// Notes a successful write of `key` (lower-cased id) for the consistency window.
     pub(crate) fn wrote(&self, key: &str) {
         let mut w = lock(&self.writes);
@@ -137,6 +165,7 @@ impl Observer {
     /// Forgets counters, buckets and writes (for `/_emulator/reset`).
     pub(crate) fn clear(&self) {
         lock(&self.metrics).clear();
+        lock(&self.provider_windows).clear();
         lock(&self.buckets).clear();
         lock(&self.writes).clear();
     }
@@ -241,5 +270,34 @@ mod tests {
         o.record("GET", "/x", 200);
         o.record("GET", "/x", 200);
         assert_eq!(o.metrics_json()["requests"][0]["count"], 2);
+    }
+
+    #[test]
+    fn a_provider_limit_is_a_fixed_window_per_principal() {
+        let o = Observer::default();
+        let window = Duration::from_secs(60);
+        for left in (0..3).rev() {
+            assert_eq!(
+                o.take_provider("Microsoft.Authorization", "p", 3, window),
+                Throttle::Allowed(left)
+            );
+        }
+        match o.take_provider("microsoft.authorization", "p", 3, window) {
+            Throttle::Refused(secs) => assert!((1..=60).contains(&secs), "{secs}"),
+            other => panic!("the fourth request in the window was {other:?}"),
+        }
+        assert!(matches!(
+            o.take_provider("Microsoft.Authorization", "other", 3, window),
+            Throttle::Allowed(2)
+        ));
+        // A new window starts afresh.
+        assert!(matches!(
+            o.take_provider("Microsoft.Authorization", "q", 1, Duration::ZERO),
+            Throttle::Allowed(0)
+        ));
+        assert!(matches!(
+            o.take_provider("Microsoft.Authorization", "q", 1, Duration::ZERO),
+            Throttle::Allowed(0)
+        ));
     }
 }

@@ -76,6 +76,19 @@ pub fn resource_key(id: &str) -> String {
     id.trim_end_matches('/').to_ascii_lowercase()
 }
 
+/// The database holds the service principal's secret: only its owner may read it, whether
+/// the file is new or left by an older version with the umask's mode.
+fn restrict_to_owner(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+}
+
 fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
@@ -83,7 +96,11 @@ fn now_rfc3339() -> String {
 impl Store {
     /// Opens (creating if needed) the database file.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = Database::create(path).map_err(db_err)?;
+        restrict_to_owner(path).map_err(db_err)?;
+        let mut db = Database::create(path).map_err(db_err)?;
+        // redb reuses freed pages but never returns them to the file system; compacting at
+        // start keeps a long-lived state directory near the size of its data.
+        let _ = db.compact().map_err(db_err)?;
         // Tables must exist before a read transaction can open them.
         let tx = db.begin_write().map_err(db_err)?;
         tx.open_table(RESOURCES).map_err(db_err)?;
@@ -255,6 +272,36 @@ impl Store {
         Ok(out)
     }
 
+    /// Every resource whose (lower-case) key `keep` accepts, key order. Only accepted entries
+    /// are decoded: a store full of large definitions must not be parsed to find assignments.
+    pub fn list_matching(
+        &self,
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<Vec<StoredResource>, StoreError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let table = tx.open_table(RESOURCES).map_err(db_err)?;
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(db_err)? {
+            let (key, value) = entry.map_err(db_err)?;
+            let key = key.value();
+            if keep(key) {
+                out.push(decode(key, value.value())?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Stores raw bytes under a key, bypassing encoding (tests of what listings decode).
+    #[cfg(test)]
+    pub(crate) fn insert_raw(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut table = tx.open_table(RESOURCES).map_err(db_err)?;
+            table.insert(key, bytes).map_err(db_err)?;
+        }
+        tx.commit().map_err(db_err)
+    }
+
     /// Direct children of `parent_id` of one type, e.g. parent `/subscriptions/x` and
     /// `child_type` `providers/Microsoft.Authorization/policyAssignments` or `resourceGroups`.
     /// Grandchildren (ids with more segments) are excluded.
@@ -324,6 +371,65 @@ fn encode(key: &str, stored: &StoredResource) -> Result<Vec<u8>, StoreError> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn listing_by_key_decodes_only_what_it_returns() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("s.redb")).expect("open");
+        store
+            .put(
+                "/subscriptions/s/providers/Microsoft.Authorization/policyAssignments/a",
+                json!({"n": 1}),
+            )
+            .expect("put");
+        // An entry that cannot be decoded stands for any object the listing has no business
+        // parsing (such as a large definition).
+        store
+            .insert_raw(
+                "/providers/microsoft.authorization/policydefinitions/big",
+                b"not json",
+            )
+            .expect("insert");
+        let found = store
+            .list_matching(|k| k.contains("/policyassignments/"))
+            .expect("not decoded");
+        assert_eq!(found.len(), 1);
+        assert!(
+            store.list_prefix("").is_err(),
+            "the bad entry is really there"
+        );
+    }
+
+    #[test]
+    fn database_stays_near_the_size_of_its_data() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("s.redb");
+        let pad = "x".repeat(50_000);
+        let mut data = 0;
+        {
+            let store = Store::open(&path).expect("open");
+            // Rewrites as a long test session makes them: every object several times.
+            for round in 0..5 {
+                data = 0;
+                for i in 0..50 {
+                    let body = json!({"pad": pad, "round": round});
+                    data += serde_json::to_vec(&body).expect("json").len() as u64;
+                    store
+                        .put(
+                            &format!("/providers/microsoft.authorization/policydefinitions/d{i}"),
+                            body,
+                        )
+                        .expect("put");
+                }
+            }
+        }
+        drop(Store::open(&path).expect("reopen"));
+        let size = std::fs::metadata(&path).expect("stat").len();
+        assert!(
+            size < 2 * data,
+            "database {size} bytes for {data} bytes of data"
+        );
+    }
 
     #[test]
     fn put_get_list_delete() {

@@ -17,7 +17,7 @@ pub mod value;
 pub use diag::{AttributePath, Diagnostic, Diagnostics, PathStep, Severity};
 pub use resource::{
     ApplyRequest, ApplyResult, CallContext, ConfigureRequest, DataSource, PlanChange, Provider,
-    ProviderData, Resource,
+    ProviderData, Removal, Resource,
 };
 pub use schema::{Attribute, Block, NestedBlock, NestingMode, PlanBehaviour, Schema, Validator};
 pub use server::Server;

@@ -75,6 +75,15 @@ pub trait Provider: Send + Sync + 'static {
     async fn configure(&self, req: ConfigureRequest) -> Result<ProviderData, Diagnostics>;
 }
 
+/// How a plan removes an existing object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Removal {
+    /// Destroyed and created again (`requires_replace`).
+    Replace,
+    /// Destroyed for good (removed from the configuration, or `terraform destroy`).
+    Destroy,
+}
+
 /// The plan the framework computed with the generic rules, for a resource to refine.
 pub struct PlanChange<'a> {
     /// Null on create.
@@ -126,6 +135,18 @@ pub trait Resource: Send + Sync + 'static {
 
     /// Refines the generic plan (e.g. plan-time checks against Azure, extra replacements).
     async fn modify_plan(&self, _ctx: &CallContext, _change: &mut PlanChange<'_>) {}
+
+    /// Checks a plan that removes the existing object `prior` (a replacement, or a destroy:
+    /// Terraform >= 1.3 plans those through the provider too), run after `modify_plan`.
+    /// Errors added to `diags` fail the plan before anything is destroyed.
+    async fn check_removal(
+        &self,
+        _ctx: &CallContext,
+        _prior: &Value,
+        _removal: Removal,
+        _diags: &mut Diagnostics,
+    ) {
+    }
 
     async fn create(&self, ctx: &CallContext, req: ApplyRequest<'_>) -> ApplyResult;
 

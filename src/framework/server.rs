@@ -13,7 +13,7 @@ use super::plan::plan_resource_change;
 use super::private::PrivateData;
 use super::resource::{
     ApplyRequest, ApplyResult, CallContext, ConfigureRequest, DataSource, PlanChange, Provider,
-    ProviderData, Resource,
+    ProviderData, Removal, Resource,
 };
 use super::schema::{Block, NestingMode, Schema};
 use super::timeouts;
@@ -301,12 +301,23 @@ impl Server {
             &req.config,
         );
         if generic.planned.is_null() {
-            // Destroy: nothing to refine.
+            // Destroy: nothing to refine, only to check.
+            let mut diagnostics = Diagnostics::new();
+            if !req.prior_state.is_null() {
+                resource
+                    .check_removal(
+                        &self.context(),
+                        &req.prior_state,
+                        Removal::Destroy,
+                        &mut diagnostics,
+                    )
+                    .await;
+            }
             return PlanResponse {
                 planned_state: Value::Null,
                 requires_replace: Vec::new(),
                 planned_private: req.prior_private,
-                diagnostics: Diagnostics::new(),
+                diagnostics,
             };
         }
         let mut change = PlanChange {
@@ -320,11 +331,17 @@ impl Server {
         resource.modify_plan(&ctx, &mut change).await;
         let mut requires_replace = change.requires_replace;
         requires_replace.dedup();
+        let mut diagnostics = change.diags;
+        if !req.prior_state.is_null() && !requires_replace.is_empty() && !diagnostics.has_errors() {
+            resource
+                .check_removal(&ctx, &req.prior_state, Removal::Replace, &mut diagnostics)
+                .await;
+        }
         PlanResponse {
             planned_state: change.planned,
             requires_replace,
             planned_private: req.prior_private,
-            diagnostics: change.diags,
+            diagnostics,
         }
     }
 

@@ -1,12 +1,14 @@
 //! `plugin` layer: everything Terraform's plugin protocol needs and nothing of Terraform's
 //! semantics (those live in `framework`).
 //!
+//! * [`automtls`]: the TLS server configuration that admits only Terraform's client certificate.
 //! * [`serve`]: go-plugin handshake, AutoMTLS, controller/stdio/broker/health services,
 //!   reattach (debug) mode, signals, panic hook.
 //! * [`service`]: the `tfplugin5.Provider` gRPC service over [`crate::framework::Server`].
 //! * [`wire`]: cty msgpack/JSON codecs and type-constraint JSON.
 //! * [`logging`]: the stderr `log` backend Terraform understands.
 
+pub mod automtls;
 pub mod logging;
 pub mod proto;
 pub mod serve;

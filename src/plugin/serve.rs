@@ -1,22 +1,25 @@
 //! go-plugin compatible server: handshake, AutoMTLS, side services, lifecycle.
 //!
 //! Mirrors what hashicorp/go-plugin's `Serve` does for a gRPC plugin, restricted to what
-//! Terraform needs: a unix socket in the temp dir, an optional TLS identity when Terraform
-//! hands us its client certificate, the handshake line on stdout, and a controller that
-//! lets Terraform ask us to exit.
+//! Terraform needs: a unix socket in a private directory under the temp dir, mutual TLS when
+//! Terraform hands us its client certificate (see [`super::automtls`]), the handshake line on
+//! stdout, and a controller that lets Terraform ask us to exit.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
-use tokio::net::UnixListener;
-use tokio_stream::wrappers::UnixListenerStream;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio::net::{UnixListener, UnixStream};
+use tokio_stream::wrappers::{ReceiverStream, UnixListenerStream};
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Identity, Server, ServerTlsConfig};
+use tonic::transport::Server;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::automtls;
 use super::proto::goplugin;
 use super::proto::tfplugin5::provider_server::{Provider, ProviderServer};
 
@@ -34,6 +37,8 @@ const CORE_PROTOCOL_VERSION: u32 = 1;
 pub const MAX_MESSAGE_SIZE: usize = 256 << 20;
 /// How long a graceful stop may take before we exit anyway (Terraform SIGKILLs after 2 s).
 const GRACEFUL_STOP_LIMIT: Duration = Duration::from_millis(1000);
+/// A client that has not finished the TLS handshake by then is dropped.
+const TLS_HANDSHAKE_LIMIT: Duration = Duration::from_secs(10);
 
 /// The message go-plugin prints when a plugin binary is run by hand.
 pub const NOT_A_PLUGIN_MESSAGE: &str = "This binary is a plugin. These are not meant to be \
@@ -58,6 +63,9 @@ pub enum ServeError {
     /// Socket or stdout trouble.
     #[error("plugin I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// `PLUGIN_CLIENT_CERT` or the TLS configuration is unusable.
+    #[error(transparent)]
+    AutoMtls(#[from] automtls::AutoMtlsError),
     /// Generating the TLS certificate failed.
     #[error("generating the plugin TLS certificate failed: {0}")]
     Certificate(#[from] rcgen::Error),
@@ -97,9 +105,8 @@ pub fn check_environment(
 
 /// A freshly generated server identity for AutoMTLS.
 struct TlsMaterial {
-    cert_pem: String,
-    key_pem: String,
-    cert_der: Vec<u8>,
+    cert_der: CertificateDer<'static>,
+    key_der: PrivateKeyDer<'static>,
 }
 
 fn generate_tls() -> Result<TlsMaterial, rcgen::Error> {
@@ -114,9 +121,8 @@ fn generate_tls() -> Result<TlsMaterial, rcgen::Error> {
         .push(rcgen::DnType::OrganizationName, "akspolicy");
     let cert = params.self_signed(&key)?;
     Ok(TlsMaterial {
-        cert_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
-        cert_der: cert.der().to_vec(),
+        cert_der: cert.der().clone(),
+        key_der: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
     })
 }
 
@@ -131,25 +137,45 @@ pub fn handshake_line(socket: &Path, cert_der: Option<&[u8]>) -> String {
     )
 }
 
-/// A fresh socket path in the temp dir, unique per process and call.
-fn socket_path() -> PathBuf {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    std::env::temp_dir().join(format!(
-        "akspolicy-plugin-{}-{n}-{nanos:x}.sock",
-        std::process::id()
-    ))
+/// The plugin's unix socket inside a fresh directory only this user can enter (0700), so no
+/// other local user can even connect, whatever the socket's own mode. Both are removed on drop.
+#[derive(Debug)]
+struct PrivateSocket {
+    dir: PathBuf,
+    path: PathBuf,
 }
 
-fn bind(path: &Path) -> Result<UnixListener, ServeError> {
-    // A stale socket (e.g. from a SIGKILLed run reusing a pid) would make bind fail.
-    let _ = std::fs::remove_file(path);
-    Ok(UnixListener::bind(path)?)
+impl PrivateSocket {
+    fn create() -> std::io::Result<Self> {
+        use std::os::unix::fs::DirBuilderExt;
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let dir = std::env::temp_dir().join(format!(
+            "akspolicy-plugin-{}-{n}-{nanos:x}",
+            std::process::id()
+        ));
+        // mkdir fails on anything already there (a planted directory or symlink included), so
+        // the directory we use is the one we made, with the mode we asked for.
+        std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+        let path = dir.join("plugin.sock");
+        Ok(Self { dir, path })
+    }
+
+    fn bind(&self) -> std::io::Result<UnixListener> {
+        UnixListener::bind(&self.path)
+    }
+}
+
+impl Drop for PrivateSocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+        let _ = std::fs::remove_dir(&self.dir);
+    }
 }
 
 /// go-plugin's controller: `Shutdown` asks the whole plugin process to stop.
@@ -204,22 +230,13 @@ impl goplugin::grpc_broker_server::GrpcBroker for Broker {
 /// Builds the router with every service a go-plugin host may call.
 async fn router<P: Provider>(
     provider: P,
-    tls: Option<&TlsMaterial>,
     shutdown: CancellationToken,
-) -> Result<tonic::transport::server::Router, ServeError> {
-    let mut builder = Server::builder();
-    if let Some(tls) = tls {
-        // No client_ca_root: Terraform's P-521 CA:TRUE client cert cannot be verified by
-        // rustls/ring, and requiring it kills the connection (reference §1.3).
-        builder = builder.tls_config(
-            ServerTlsConfig::new().identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem)),
-        )?;
-    }
+) -> tonic::transport::server::Router {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
         .set_service_status("plugin", tonic_health::ServingStatus::Serving)
         .await;
-    Ok(builder
+    Server::builder()
         .add_service(
             ProviderServer::new(provider)
                 .max_decoding_message_size(MAX_MESSAGE_SIZE)
@@ -230,20 +247,71 @@ async fn router<P: Provider>(
         ))
         .add_service(goplugin::grpc_stdio_server::GrpcStdioServer::new(Stdio))
         .add_service(goplugin::grpc_broker_server::GrpcBrokerServer::new(Broker))
-        .add_service(health_service))
+        .add_service(health_service)
+}
+
+/// Accepts unix connections and hands on only those that complete the TLS handshake, i.e.
+/// that proved to hold Terraform's client key. Handshakes run concurrently so one stalled
+/// client cannot hold up Terraform's own connection.
+fn tls_incoming(
+    listener: UnixListener,
+    config: Arc<rustls::ServerConfig>,
+    shutdown: CancellationToken,
+) -> ReceiverStream<std::io::Result<tokio_rustls::server::TlsStream<UnixStream>>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                accepted = listener.accept() => accepted,
+            };
+            let stream = match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    log::warn!("plugin: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let acceptor = acceptor.clone();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                match tokio::time::timeout(TLS_HANDSHAKE_LIMIT, acceptor.accept(stream)).await {
+                    Ok(Ok(tls)) => {
+                        let _ = tx.send(Ok(tls)).await;
+                    }
+                    Ok(Err(e)) => log::warn!("plugin: refused a connection: {e}"),
+                    Err(_) => log::warn!("plugin: refused a connection: TLS handshake timed out"),
+                }
+            });
+        }
+    });
+    ReceiverStream::new(rx)
 }
 
 /// Serves until `shutdown` fires, then allows a short graceful stop.
 async fn run_until(
     router: tonic::transport::server::Router,
     listener: UnixListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
     let signal = shutdown.clone();
-    let server = router
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move {
-            signal.cancelled().await
-        });
+    let stopped = async move { signal.cancelled().await };
+    let server = async {
+        match tls {
+            Some(config) => {
+                let incoming = tls_incoming(listener, config, shutdown.clone());
+                router.serve_with_incoming_shutdown(incoming, stopped).await
+            }
+            None => {
+                router
+                    .serve_with_incoming_shutdown(UnixListenerStream::new(listener), stopped)
+                    .await
+            }
+        }
+    };
     tokio::select! {
         result = server => Ok(result?),
         // A host that keeps its connection open must not keep us alive past the limit.
@@ -294,8 +362,9 @@ fn install_signal_handlers(shutdown: CancellationToken) -> Result<(), ServeError
 
 /// Serves `provider` the way Terraform launches plugins (managed mode).
 ///
-/// Checks the cookie and protocol versions from the environment, binds a unix socket, enables
-/// TLS when `PLUGIN_CLIENT_CERT` is set, prints the handshake line and serves until the host
+/// Checks the cookie and protocol versions from the environment, binds a unix socket in a
+/// private directory, enables mutual TLS when `PLUGIN_CLIENT_CERT` is set (only the holder of
+/// that certificate's key may connect), prints the handshake line and serves until the host
 /// calls `GRPCController.Shutdown` or SIGTERM arrives. The socket is removed before returning.
 pub async fn serve<P: Provider>(provider: P) -> Result<(), ServeError> {
     let cookie = std::env::var(MAGIC_COOKIE_KEY).ok();
@@ -307,34 +376,36 @@ pub async fn serve<P: Provider>(provider: P) -> Result<(), ServeError> {
     install_signal_handlers(shutdown.clone())?;
     watch_parent(shutdown.clone());
 
-    let tls = if client_cert.trim().is_empty() {
-        None
+    let (tls, server_cert) = if client_cert.trim().is_empty() {
+        (None, None)
     } else {
-        Some(generate_tls()?)
+        let client = automtls::parse_client_certificate(&client_cert)?;
+        let identity = generate_tls()?;
+        let cert = identity.cert_der.clone();
+        let config = automtls::server_config(client, identity.cert_der, identity.key_der)?;
+        (Some(config), Some(cert))
     };
-    let path = socket_path();
-    let listener = bind(&path)?;
-    let router = router(provider, tls.as_ref(), shutdown.clone()).await?;
+    let socket = PrivateSocket::create()?;
+    let listener = socket.bind()?;
+    let router = router(provider, shutdown.clone()).await;
 
     // The host dials as soon as it reads this line, so the listener is already bound.
-    let line = handshake_line(&path, tls.as_ref().map(|t| t.cert_der.as_slice()));
+    let line = handshake_line(&socket.path, server_cert.as_deref());
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "{line}")?;
         out.flush()?;
     }
-    log::debug!("plugin: serving on {}", path.display());
+    log::debug!("plugin: serving on {}", socket.path.display());
 
-    let result = run_until(router, listener, shutdown).await;
-    let _ = std::fs::remove_file(&path);
-    result
+    run_until(router, listener, tls, shutdown).await
 }
 
 /// A provider served in-process for Terraform's `TF_REATTACH_PROVIDERS` (debug / tests).
 #[derive(Debug)]
 pub struct ReattachHandle {
     provider_address: String,
-    socket: PathBuf,
+    socket: PrivateSocket,
     shutdown: CancellationToken,
     task: Option<tokio::task::JoinHandle<Result<(), ServeError>>>,
 }
@@ -342,7 +413,7 @@ pub struct ReattachHandle {
 impl ReattachHandle {
     /// The unix socket the provider listens on.
     pub fn socket_path(&self) -> &Path {
-        &self.socket
+        &self.socket.path
     }
 
     /// The provider source address this handle was started for.
@@ -355,7 +426,7 @@ impl ReattachHandle {
         reattach_json(
             &self.provider_address,
             std::process::id(),
-            &self.socket.display().to_string(),
+            &self.socket.path.display().to_string(),
         )
     }
 
@@ -374,7 +445,6 @@ impl ReattachHandle {
             },
             None => Ok(()),
         };
-        let _ = std::fs::remove_file(&self.socket);
         result
     }
 
@@ -388,7 +458,6 @@ impl ReattachHandle {
 impl Drop for ReattachHandle {
     fn drop(&mut self) {
         self.shutdown.cancel();
-        let _ = std::fs::remove_file(&self.socket);
     }
 }
 
@@ -415,13 +484,13 @@ pub async fn serve_reattach<P: Provider>(
     provider_address: &str,
 ) -> Result<ReattachHandle, ServeError> {
     let shutdown = CancellationToken::new();
-    let path = socket_path();
-    let listener = bind(&path)?;
-    let router = router(provider, None, shutdown.clone()).await?;
-    let task = tokio::spawn(run_until(router, listener, shutdown.clone()));
+    let socket = PrivateSocket::create()?;
+    let listener = socket.bind()?;
+    let router = router(provider, shutdown.clone()).await;
+    let task = tokio::spawn(run_until(router, listener, None, shutdown.clone()));
     Ok(ReattachHandle {
         provider_address: provider_address.to_string(),
-        socket: path,
+        socket,
         shutdown,
         task: Some(task),
     })
@@ -522,8 +591,20 @@ mod tests {
     fn generated_cert_is_der_and_pem() {
         let tls = generate_tls().unwrap();
         assert_eq!(tls.cert_der[0], 0x30, "DER SEQUENCE");
-        assert!(tls.cert_pem.starts_with("-----BEGIN CERTIFICATE-----"));
-        assert!(tls.key_pem.contains("PRIVATE KEY"));
+        assert!(matches!(tls.key_der, PrivateKeyDer::Pkcs8(_)));
+    }
+
+    #[tokio::test]
+    async fn socket_directory_is_private_and_removed() {
+        use std::os::unix::fs::PermissionsExt;
+        let socket = PrivateSocket::create().unwrap();
+        let _listener = socket.bind().unwrap();
+        let mode = std::fs::metadata(&socket.dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "{mode:o}");
+        assert!(socket.path.starts_with(&socket.dir));
+        let dir = socket.dir.clone();
+        drop(socket);
+        assert!(!dir.exists());
     }
 
     #[test]

@@ -743,8 +743,9 @@ impl Provider for ProviderService {
 
 fn server_capabilities() -> pb::ServerCapabilities {
     pb::ServerCapabilities {
-        // Terraform 1.0.3 never plans destroys; keep newer clients on the same path.
-        plan_destroy: false,
+        // Terraform >= 1.3 then asks before destroying, so a destroy that Azure would refuse
+        // half-way (a definition still assigned) is reported in the plan; 1.0.3 ignores it.
+        plan_destroy: true,
         get_provider_schema_optional: false,
         move_resource_state: false,
     }

@@ -146,36 +146,8 @@ impl KubernetesDefinitionSpec {
 
     /// `policyRule` with the template wired through `details`.
     pub fn policy_rule(&self) -> Result<Json, DefinitionBuildError> {
-        if !self
-            .effects
-            .iter()
-            .any(|e| e.eq_ignore_ascii_case(&self.default_effect))
-        {
-            return Err(DefinitionBuildError::DefaultEffect {
-                default: self.default_effect.clone(),
-                effects: self.effects.clone(),
-            });
-        }
-        let mut api_groups: Vec<String> = Vec::new();
-        let mut kinds: Vec<String> = Vec::new();
-        for m in &self.matches {
-            for g in &m.api_groups {
-                if !api_groups.contains(g) {
-                    api_groups.push(g.clone());
-                }
-            }
-            for k in &m.kinds {
-                if !kinds.contains(k) {
-                    kinds.push(k.clone());
-                }
-            }
-        }
-        if kinds.is_empty() {
-            return Err(DefinitionBuildError::NoKinds);
-        }
-        if kinds.iter().chain(api_groups.iter()).any(|s| s == "*") {
-            return Err(DefinitionBuildError::Wildcard);
-        }
+        check_default_effect(&self.effects, &self.default_effect)?;
+        let (api_groups, kinds) = merged_match(&self.matches)?;
         let template_info = match &self.template {
             TemplateSource::Embedded(yaml) => json!({
                 "sourceType": "Base64Encoded",
@@ -233,6 +205,46 @@ impl KubernetesDefinitionSpec {
             ..Default::default()
         })
     }
+}
+
+/// `default_effect` must be one of `effects` (Azure checks a parameter's default against its
+/// allowed values).
+pub fn check_default_effect(effects: &[String], default: &str) -> Result<(), DefinitionBuildError> {
+    if effects.iter().any(|e| e.eq_ignore_ascii_case(default)) {
+        return Ok(());
+    }
+    Err(DefinitionBuildError::DefaultEffect {
+        default: default.to_string(),
+        effects: effects.to_vec(),
+    })
+}
+
+/// The `apiGroups` and `kinds` Azure's `details` hold for the match entries: Azure has one list
+/// of each, so entries are merged.
+pub fn merged_match(
+    matches: &[KindMatch],
+) -> Result<(Vec<String>, Vec<String>), DefinitionBuildError> {
+    let mut api_groups: Vec<String> = Vec::new();
+    let mut kinds: Vec<String> = Vec::new();
+    for m in matches {
+        for g in &m.api_groups {
+            if !api_groups.contains(g) {
+                api_groups.push(g.clone());
+            }
+        }
+        for k in &m.kinds {
+            if !kinds.contains(k) {
+                kinds.push(k.clone());
+            }
+        }
+    }
+    if kinds.is_empty() {
+        return Err(DefinitionBuildError::NoKinds);
+    }
+    if kinds.iter().chain(api_groups.iter()).any(|s| s == "*") {
+        return Err(DefinitionBuildError::Wildcard);
+    }
+    Ok((api_groups, kinds))
 }
 
 /// The user-facing parts of a Kubernetes definition read back from Azure.

@@ -5,6 +5,7 @@ pub mod builtins;
 pub mod definition;
 pub mod kubernetes;
 pub mod parameters;
+pub mod references;
 pub mod validation;
 
 pub use builtins::{BuiltinCatalogue, BuiltinsError};
@@ -16,7 +17,9 @@ pub use definition::{
 pub use kubernetes::{TemplateInfo, KUBERNETES_MODE};
 pub use parameters::{check_parameters, ParameterProblem};
 pub mod arm_rule;
+pub mod constraint_match;
 pub mod constraint_template;
+pub mod effects;
 pub mod gatekeeper;
 pub mod kubernetes_definition;
 pub mod rego;

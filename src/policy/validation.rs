@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 
 use super::definition::{ParameterDefinition, PolicyDefinitionProperties};
 use super::kubernetes::KUBERNETES_MODE;
+use super::references::{policy_rule_parameter_references, undeclared};
 
 /// Parameter types a definition may declare (matched case-insensitively, as Azure does).
 pub const PARAMETER_TYPES: &[&str] = &[
@@ -123,6 +124,14 @@ pub fn validate_definition(name: &str, props: &PolicyDefinitionProperties) -> Re
     }
     if let Some(params) = &props.parameters {
         validate_parameter_definitions(params)?;
+    }
+    let referenced = policy_rule_parameter_references(&Value::Object(rule.clone()));
+    let declared = props.parameters.clone().unwrap_or_default();
+    if let Some(missing) = undeclared(&referenced, &declared).first() {
+        // Azure's wording (observed in responses), one parameter at a time.
+        return Err(PolicyValidationError::InvalidParameterDefinition(format!(
+            "A function or parameter in policy '{name}' could not be validated. If using template functions, try following the tips in: https://aka.ms/policy-avoiding-template-failures. The inner exception 'The policy '{name}' has undefined parameter '{missing}' which is used in the policy rule. Please either define it in policy definition or remove the reference in policy rule.'."
+        )));
     }
     if props.is_kubernetes() {
         validate_kubernetes_details(name, get_ci(then, "details"))?;
@@ -475,6 +484,33 @@ mod tests {
         assert_eq!(
             validate_definition("d", &bad_param).map_err(|e| e.code()),
             Err("InvalidPolicyParameters")
+        );
+    }
+
+    #[test]
+    fn rule_parameters_must_be_declared_outside_the_deployment_template() {
+        let dine = |declared: Value| {
+            props(
+                json!({"mode": "Indexed", "parameters": declared, "policyRule": {
+                "if": {"field": "type", "equals": "Microsoft.ContainerService/managedClusters"},
+                "then": {"effect": "[parameters('effect')]", "details": {
+                    "type": "Microsoft.ContainerService/managedClusters",
+                    "existenceCondition": {"field": "name", "equals": "[field('name')]"},
+                    "deployment": {"properties": {"mode": "incremental",
+                        "template": {"parameters": {"clusterName": {"type": "string"}},
+                            "resources": [{"name": "[parameters('clusterName')]"}]},
+                        "parameters": {"clusterName": {"value": "[field('name')]"}}}}}}}}),
+            )
+        };
+        assert_eq!(
+            validate_definition("d", &dine(json!({"effect": {"type": "String"}}))),
+            Ok(())
+        );
+        let err = validate_definition("d", &dine(json!({}))).expect_err("undeclared effect");
+        assert_eq!(err.code(), "InvalidPolicyParameters");
+        assert!(
+            err.to_string().contains("undefined parameter 'effect'"),
+            "{err}"
         );
     }
 

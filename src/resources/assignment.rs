@@ -13,9 +13,10 @@ use crate::arm::{ArmClient, ArmError, ResourceId, Scope};
 use crate::framework::timeouts::{self, Deadline, Operation};
 use crate::framework::{
     ApplyRequest, ApplyResult, Attribute, AttributePath, Block, CallContext, Diagnostic,
-    Diagnostics, NestedBlock, PlanChange, Resource, Schema, Type, Value,
+    Diagnostics, NestedBlock, PlanChange, Removal, Resource, Schema, Type, Value,
 };
 
+use super::existence::{check_planned_scope, missing_definition};
 use super::parameters::{
     check_against, declared_parameters, definition_kind, from_arm, parameters_state,
     plain_parameters, to_arm, LookupError,
@@ -24,13 +25,14 @@ use super::provider::Configured;
 use super::reconcile::{
     arm_scope, ignore_case_only_replacements, json_object_string, keep_equivalent, keep_id_list,
     keep_id_set, keep_str_ci, keep_text, metadata_state, metadata_to_arm, same_id,
-    timeouts_only_update,
+    timeouts_only_update, AZURE_MANAGED_METADATA_KEYS,
 };
 use super::scoped::{PropagationWait, ScopedBody, ScopedKind};
 use super::selectors::{
     one_of, resource_selectors_block, resource_selectors_from_value, resource_selectors_to_value,
     selector_from_value, selector_to_value, selectors_block, ResourceSelector, Selector,
 };
+use super::usage::{bullet_list, users_of, DefinitionUser};
 use super::validators::policy_object_name;
 use super::waits::POLICY_TIMEOUTS;
 
@@ -187,14 +189,14 @@ fn schema() -> Schema {
                 Attribute::string("scope")
                     .required()
                     .requires_replace()
-                    .description("Where to assign: `/providers/Microsoft.Management/managementGroups/<mg>`, `/subscriptions/<sub>`, `/subscriptions/<sub>/resourceGroups/<rg>` or a resource ID such as an AKS cluster's.")
+                    .description("Where to assign: `/providers/Microsoft.Management/managementGroups/<mg>`, `/subscriptions/<sub>`, `/subscriptions/<sub>/resourceGroups/<rg>` or a resource ID such as an AKS cluster's. A management group, subscription or resource group that does not exist fails the plan (when the scope is known at plan).")
                     .validate_with(arm_scope),
             )
             .attribute(
                 Attribute::string("policy_definition_id")
                     .required()
                     .requires_replace()
-                    .description("The ID of the policy definition or initiative (policy set definition) to assign, built-in or custom.")
+                    .description("The ID of the policy definition or initiative (policy set definition) to assign, built-in or custom. Checked at plan: a built-in Azure does not have, or an initiative's ID under `policyDefinitions/` (and the reverse), fails the plan; a custom definition that does not exist yet gets a warning (refer to its resource's `id` when this configuration creates it).")
                     .validate_with(definition_id),
             )
             .attribute(
@@ -213,7 +215,7 @@ fn schema() -> Schema {
             .attribute(
                 Attribute::string("metadata")
                     .optional()
-                    .description("Metadata as a JSON object string (`jsonencode({...})`). Only the keys you set are compared; keys Azure writes itself (`assignedBy`, `createdBy`, `createdOn`, `updatedBy`, `updatedOn`) are ignored unless you set them.")
+                    .description("Metadata as a JSON object string (`jsonencode({...})`). Only the keys you set are compared; keys Azure writes itself (`assignedBy`, `createdBy`, `createdOn`, `updatedBy`, `updatedOn`) are ignored unless you set them, and updates keep the values Azure holds.")
                     .validate_with(json_object_string),
             )
             .attribute(
@@ -633,10 +635,18 @@ fn check_config(config: &Value, diags: &mut Diagnostics) {
     }
 }
 
-/// Checks the configured parameters against the definition. Skipped (`Ok`) when the definition
-/// id or parameters are not known yet or the definition cannot be found yet (it may be created
-/// in the same apply); the check then happens at apply.
-async fn check_parameters_remote(client: &ArmClient, config: &Value) -> Diagnostics {
+/// When a remote check runs: at plan a missing definition is reported (see
+/// [`missing_definition`]); at apply Azure's own answer says it better.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Plan,
+    Apply,
+}
+
+/// Checks the configured parameters against the definition. Skipped when the definition id or
+/// parameters are not known yet (the check then happens at apply); a definition Azure does not
+/// have fails the plan or, when the same apply may create it, warns.
+async fn check_parameters_remote(client: &ArmClient, config: &Value, phase: Phase) -> Diagnostics {
     let Some(definition_id) = config.get("policy_definition_id").as_str() else {
         return Diagnostics::new();
     };
@@ -651,8 +661,16 @@ async fn check_parameters_remote(client: &ArmClient, config: &Value) -> Diagnost
             definition_id,
             &AttributePath::attr("parameters"),
         ),
+        Ok(None) if phase == Phase::Plan => {
+            missing_definition(
+                client,
+                definition_id,
+                &AttributePath::attr("policy_definition_id"),
+            )
+            .await
+        }
         Ok(None) => {
-            log::debug!("{definition_id} not found yet; parameters are checked by Azure at apply");
+            log::debug!("{definition_id} not found yet; parameters are checked by Azure");
             Diagnostics::new()
         }
         Err(LookupError::NotADefinition(_)) => Diagnostics::new(),
@@ -684,7 +702,7 @@ async fn write(ctx: &CallContext, req: &ApplyRequest<'_>, op: Operation) -> Appl
     let mut diags = Diagnostics::new();
     check_config(req.config, &mut diags);
     match deadline
-        .run(check_parameters_remote(client, req.config))
+        .run(check_parameters_remote(client, req.config, Phase::Apply))
         .await
     {
         Some(d) => diags.extend(d),
@@ -696,10 +714,22 @@ async fn write(ctx: &CallContext, req: &ApplyRequest<'_>, op: Operation) -> Appl
     if diags.has_errors() {
         return ApplyResult::failed(diags);
     }
-    let body = match body_from(req.planned) {
+    let mut body = match body_from(req.planned) {
         Ok(b) => b,
         Err(d) => return ApplyResult::failed(d),
     };
+    if op == Operation::Update
+        && deadline
+            .run(keep_hidden_metadata(client, req.planned, &mut body))
+            .await
+            .is_none()
+    {
+        diags.push(deadline.exceeded(
+            &format!("Timed out {} the policy assignment", op.doing()),
+            "reading the metadata Azure holds",
+        ));
+        return ApplyResult::failed(diags);
+    }
     KIND.write(
         &configured,
         req.planned,
@@ -710,6 +740,37 @@ async fn write(ctx: &CallContext, req: &ApplyRequest<'_>, op: Operation) -> Appl
         state_from,
     )
     .await
+}
+
+/// A write replaces the whole metadata object, and state hides the keys Azure or the portal
+/// write (`assignedBy`, `createdBy`, ...) unless the configuration sets them; so an update
+/// carries over the ones Azure holds now, or the first change after an import would drop them.
+async fn keep_hidden_metadata(client: &ArmClient, planned: &Value, body: &mut PolicyAssignment) {
+    let Some(id) = planned.get("id").as_str() else {
+        return;
+    };
+    // Without the current object there is nothing to carry over; the PUT reports real errors.
+    let Ok(Some(current)) = client
+        .get_optional::<PolicyAssignment>(id, API_VERSION)
+        .await
+    else {
+        return;
+    };
+    let Some(Json::Object(remote)) = current.properties.metadata else {
+        return;
+    };
+    let mut merged = match body.properties.metadata.take() {
+        Some(Json::Object(m)) => m,
+        _ => Map::new(),
+    };
+    for key in AZURE_MANAGED_METADATA_KEYS {
+        if let (false, Some(v)) = (merged.contains_key(*key), remote.get(*key)) {
+            merged.insert(key.to_string(), v.clone());
+        }
+    }
+    if !merged.is_empty() {
+        body.properties.metadata = Some(Json::Object(merged));
+    }
 }
 
 #[async_trait]
@@ -729,6 +790,7 @@ impl Resource for AssignmentResource {
     async fn modify_plan(&self, ctx: &CallContext, change: &mut PlanChange<'_>) {
         keep_identity_ids(change);
         ignore_case_only_replacements(change, &["scope", "name", "policy_definition_id"]);
+        check_planned_scope(ctx, change).await;
         let unchanged = !change.prior.is_null()
             && change.prior.get("parameters") == change.config.get("parameters")
             && change.prior.get("policy_definition_id")
@@ -738,7 +800,7 @@ impl Resource for AssignmentResource {
         }
         // Validation runs without a client too (terraform validate); then Azure checks at apply.
         if let Ok(configured) = ctx.provider::<Configured>() {
-            let d = check_parameters_remote(&configured.client, change.config).await;
+            let d = check_parameters_remote(&configured.client, change.config, Phase::Plan).await;
             change.diags.extend(d);
         }
     }
@@ -763,6 +825,19 @@ impl Resource for AssignmentResource {
         write(ctx, &req, Operation::Update).await
     }
 
+    async fn check_removal(
+        &self,
+        ctx: &CallContext,
+        prior: &Value,
+        removal: Removal,
+        diags: &mut Diagnostics,
+    ) {
+        // A destroyed assignment is meant to go; only a replacement must come back.
+        if removal == Removal::Replace {
+            check_replacement_keeps_guardrail(ctx, prior, diags).await;
+        }
+    }
+
     async fn delete(&self, ctx: &CallContext, prior: &Value, diags: &mut Diagnostics) {
         KIND.delete(ctx, prior, diags).await
     }
@@ -770,6 +845,83 @@ impl Resource for AssignmentResource {
     async fn import(&self, _ctx: &CallContext, id: &str, diags: &mut Diagnostics) -> Option<Value> {
         KIND.import(&schema().block, id, diags)
     }
+}
+
+/// Fails the plan of an assignment that is replaced while the definition it assigns is
+/// removed by the same plan and something else still uses that definition: Terraform would
+/// destroy the assignment, then fail to delete the definition (Azure refuses while it is in
+/// use), and the apply would stop with the scope unguarded. The definition was planned before
+/// this assignment (the assignment references it), so the plan ledger knows (see `usage`).
+async fn check_replacement_keeps_guardrail(
+    ctx: &CallContext,
+    prior: &Value,
+    diags: &mut Diagnostics,
+) {
+    let (Some(id), Some(definition_id)) = (
+        prior.get("id").as_str(),
+        prior.get("policy_definition_id").as_str(),
+    ) else {
+        return;
+    };
+    let Ok(configured) = ctx.provider::<Configured>() else {
+        return;
+    };
+    if !configured.plan_ledger.is_removed(definition_id) {
+        return;
+    }
+    let deadline = Deadline::start(prior, Operation::Read, POLICY_TIMEOUTS);
+    let others: Vec<DefinitionUser> = match deadline
+        .run(users_of(&configured.client, definition_id))
+        .await
+    {
+        Some(Ok(users)) => users
+            .into_iter()
+            .filter(|u| !u.id.eq_ignore_ascii_case(id))
+            .collect(),
+        Some(Err(e)) => {
+            diags.error_at(
+                AttributePath::attr("policy_definition_id"),
+                "Could not check who else uses the definition",
+                format!(
+                    "This plan replaces the assignment and deletes {definition_id}, which Azure \
+                     refuses while anything else uses it; listing its users failed, so the plan \
+                     stops before anything is destroyed: {e}"
+                ),
+            );
+            return;
+        }
+        None => {
+            diags.error_at(
+                AttributePath::attr("policy_definition_id"),
+                "Could not check who else uses the definition",
+                format!(
+                    "Listing the users of {definition_id} did not finish within the read \
+                     timeout, so the plan stops before anything is destroyed."
+                ),
+            );
+            return;
+        }
+    };
+    if others.is_empty() {
+        return;
+    }
+    diags.error_at(
+        AttributePath::attr("policy_definition_id"),
+        "Replacing this assignment would leave its scope without the guardrail",
+        format!(
+            "This plan replaces {id} and deletes the definition it assigns, {definition_id}. \
+             Terraform destroys the assignment first; Azure then refuses to delete the definition, \
+             because it is still used by:\n{list}\n\nThe apply would stop there, with this \
+             assignment gone. Nothing has been changed.\n\nKeep the old definition while those \
+             use it: add the changed definition as a new resource with a new name (or a new \
+             version of it) and point this assignment at it; remove the old definition once \
+             nothing uses it. Or first move those users to another definition. (Other \
+             assignments of this configuration that the same plan replaces are listed as well: \
+             the provider cannot see the rest of the plan. The two-step change works for them \
+             too.)",
+            list = bullet_list(&others),
+        ),
+    );
 }
 
 /// Keeps the identity's principal and tenant ids planned as they are while the identity type

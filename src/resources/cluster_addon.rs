@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use serde_json::{json, Map, Value as Json};
 
-use crate::arm::{ArmClient, ArmError, ResourceId};
+use crate::arm::{ArmClient, ArmError, Collection, ResourceId, SnapshotRead};
 use crate::framework::timeouts::{self, Operation, TimeoutDefaults};
 use crate::framework::{
     ApplyRequest, ApplyResult, Attribute, AttributePath, Block, CallContext, Diagnostic,
@@ -89,7 +89,7 @@ fn schema() -> Schema {
             .attribute(
                 Attribute::new("identity", Type::list(identity_type()))
                     .computed()
-                    .description("The managed identity AKS created for the add-on (`client_id`, `object_id`, `resource_id`), e.g. to grant it roles."),
+                    .description("The managed identity AKS created for the add-on (`client_id`, `object_id`, `resource_id`), e.g. to grant it roles. Empty while the add-on is off (also when it was switched off outside Terraform), so read it as `try(akspolicy_cluster_addon.x.identity[0].object_id, null)`: a bare `identity[0]` in an output fails `terraform plan -refresh-only` then."),
             )
             .block(timeouts::block(TIMEOUTS)),
     )
@@ -217,6 +217,21 @@ async fn write_profile(
     Ok(Some(attempt))
 }
 
+/// The list of the managed clusters in the resource group of `cluster_id`, for batched reads.
+fn clusters_of_resource_group(cluster_id: &str) -> Option<Collection> {
+    let lower = cluster_id.to_ascii_lowercase();
+    let at = lower.find("/providers/microsoft.containerservice/managedclusters/")?;
+    Some(Collection {
+        path: format!(
+            "{}/providers/Microsoft.ContainerService/managedClusters",
+            &cluster_id[..at]
+        ),
+        api_version: API_VERSION,
+        filter: None,
+        paged_by_top: false,
+    })
+}
+
 /// Sets the add-on profile, re-reading on 412 and waiting out 409s, within `limit`.
 async fn set_profile(
     ctx: &CallContext,
@@ -293,6 +308,7 @@ impl ClusterAddonResource {
         let enabled = req.planned.get("enabled").as_bool().unwrap_or(true);
         let config = config_map(req.planned.get("config"));
         let limit = timeouts::for_operation(req.planned, op, TIMEOUTS);
+        configured.snapshots.note_write(cluster_id);
         match set_profile(
             ctx,
             &configured.client,
@@ -346,12 +362,22 @@ impl Resource for ClusterAddonResource {
         let configured = Configured::from_context(ctx, diags)?;
         let cluster_id = state.get("cluster_id").as_str().unwrap_or_default();
         let limit = timeouts::for_operation(state, Operation::Read, TIMEOUTS);
-        let read = tokio::time::timeout(
-            limit,
+        let read = tokio::time::timeout(limit, async {
+            // Many clusters of one resource group: one list answers them all.
+            if let Some(collection) = clusters_of_resource_group(cluster_id) {
+                let listed = configured
+                    .snapshots
+                    .read::<Json>(&configured.client, &collection, cluster_id)
+                    .await;
+                if let SnapshotRead::Found(cluster) = listed {
+                    return Ok(Some(cluster));
+                }
+            }
             configured
                 .client
-                .get_optional::<Json>(cluster_id, API_VERSION),
-        )
+                .get_optional::<Json>(cluster_id, API_VERSION)
+                .await
+        })
         .await;
         match read {
             Ok(Ok(Some(cluster))) => {
@@ -390,6 +416,7 @@ impl Resource for ClusterAddonResource {
         let cluster_id = prior.get("cluster_id").as_str().unwrap_or_default();
         let config = config_map(prior.get("config"));
         let limit = timeouts::for_operation(prior, Operation::Delete, TIMEOUTS);
+        configured.snapshots.note_write(cluster_id);
         // A cluster that is already gone has no add-on to disable.
         if let Err(d) = set_profile(
             ctx,

@@ -48,7 +48,7 @@ fn schema() -> Schema {
             .attribute(Attribute::string("id").computed().description("The scope or assignment the summary is for."))
             .attribute(Attribute::string("scope").optional().description("A management group, subscription, resource group or resource ID."))
             .attribute(Attribute::string("policy_assignment_id").optional().description("Summarize one assignment instead of a scope."))
-            .attribute(Attribute::bool("trigger_scan").optional().description("Evaluate compliance before reading (subscription or resource-group scopes; takes minutes in Azure)."))
+            .attribute(Attribute::bool("trigger_scan").optional().description("Evaluate compliance before reading (subscription or resource-group scopes; takes minutes in Azure). Data sources are read at every plan, so `true` scans at every plan and apply: in CI set it from a variable that only a separate compliance step turns on (e.g. `trigger_scan = var.scan_compliance` and `terraform apply -refresh-only -var scan_compliance=true`)."))
             .attribute(Attribute::number("non_compliant_resources").computed().description("Resources non-compliant with at least one policy."))
             .attribute(Attribute::number("non_compliant_policies").computed().description("Policies with at least one non-compliant resource."))
             .attribute(Attribute::number("compliant_resources").computed().description("Resources compliant with every policy that applies."))

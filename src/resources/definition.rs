@@ -12,11 +12,13 @@ use serde_json::{Map, Value as Json};
 use crate::framework::timeouts;
 use crate::framework::{
     ApplyRequest, ApplyResult, Attribute, AttributePath, Block, CallContext, Diagnostic,
-    Diagnostics, PlanChange, Resource, Schema, Value,
+    Diagnostics, PlanChange, Removal, Resource, Schema, Value,
 };
+use crate::policy::references::{policy_rule_parameter_references, undeclared};
 use crate::policy::{ParameterDefinition, PolicyDefinition, PolicyDefinitionProperties};
 
 use super::definition_api::{identifying_attributes, DefinitionCollection};
+use super::existence::check_planned_scope;
 use super::json::{canonical_json, json_attribute};
 use super::provider::Configured;
 use super::reconcile::timeouts_only_update;
@@ -297,35 +299,17 @@ fn properties_of(config: &Value) -> Result<PolicyDefinitionProperties, Diagnosti
     })
 }
 
-/// Checks that every `[parameters('x')]` in the rule names a declared parameter.
+/// Policy parameters the rule uses that `parameters` does not declare (see
+/// [`policy_rule_parameter_references`] for what counts as a use).
 fn undeclared_parameters(
     rule: &Json,
     declared: &BTreeMap<String, ParameterDefinition>,
 ) -> Vec<String> {
-    let mut found = Vec::new();
-    collect_parameter_refs(rule, &mut found);
-    found.sort();
-    found.dedup();
-    found.retain(|n| !declared.keys().any(|d| d.eq_ignore_ascii_case(n)));
-    found
-}
-
-pub(crate) fn collect_parameter_refs(v: &Json, out: &mut Vec<String>) {
-    match v {
-        Json::String(s) => {
-            let mut rest = s.as_str();
-            while let Some(at) = rest.find("parameters('") {
-                rest = &rest[at + "parameters('".len()..];
-                if let Some(end) = rest.find('\'') {
-                    out.push(rest[..end].to_string());
-                    rest = &rest[end..];
-                }
-            }
-        }
-        Json::Array(a) => a.iter().for_each(|x| collect_parameter_refs(x, out)),
-        Json::Object(m) => m.values().for_each(|x| collect_parameter_refs(x, out)),
-        _ => {}
-    }
+    let referenced = policy_rule_parameter_references(rule);
+    undeclared(&referenced, declared)
+        .into_iter()
+        .map(str::to_string)
+        .collect()
 }
 
 fn state_from(prior: &Value, d: &PolicyDefinition, scope: &str) -> Value {
@@ -361,14 +345,11 @@ fn state_from(prior: &Value, d: &PolicyDefinition, scope: &str) -> Value {
         "parameters",
         keep_json(prior.get("parameters"), params.as_ref()),
     );
-    let implied: Vec<(&str, Json)> = p
-        .version
-        .iter()
-        .map(|v| ("version", Json::String(v.clone())))
-        .collect();
     state.set(
         "metadata",
-        user_metadata(p.metadata.as_ref(), prior.get("metadata"), &implied),
+        // The provider never writes `metadata.version` itself, so Azure's metadata is the user's
+        // (an imported copy of a built-in keeps its `version` key).
+        user_metadata(p.metadata.as_ref(), prior.get("metadata"), &[]),
     );
     state
 }
@@ -447,6 +428,8 @@ impl Resource for DefinitionResource {
 
     async fn modify_plan(&self, ctx: &CallContext, change: &mut PlanChange<'_>) {
         plan_default_scope(ctx, change);
+        // Only a written scope: the default is the provider's own subscription.
+        check_planned_scope(ctx, change).await;
         if change.prior.is_null() || !change.config.get("parameters").is_wholly_known() {
             return;
         }
@@ -478,6 +461,16 @@ impl Resource for DefinitionResource {
             return ApplyResult::ok(state);
         }
         put(ctx, &req).await
+    }
+
+    async fn check_removal(
+        &self,
+        ctx: &CallContext,
+        prior: &Value,
+        removal: Removal,
+        diags: &mut Diagnostics,
+    ) {
+        DEFINITIONS.check_removal(ctx, prior, removal, diags).await
     }
 
     async fn delete(&self, ctx: &CallContext, prior: &Value, diags: &mut Diagnostics) {

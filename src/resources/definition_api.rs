@@ -8,13 +8,15 @@ use serde::{de::DeserializeOwned, Serialize};
 use crate::arm::{Collection, SnapshotRead};
 use crate::framework::timeouts::{Deadline, Operation};
 use crate::framework::{
-    ApplyRequest, Attribute, AttributePath, Block, CallContext, Diagnostic, Diagnostics, Value,
+    ApplyRequest, Attribute, AttributePath, Block, CallContext, Diagnostic, Diagnostics, Removal,
+    Value,
 };
 use crate::policy::{PolicyDefinition, PolicySetDefinition};
 
 use super::definition::{planned_scope, split_scoped_id, validate_scope, API_VERSION};
 use super::errors::arm_error_diagnostic;
 use super::provider::Configured;
+use super::usage::{bullet_list, users_of};
 use super::validators::policy_object_name;
 use super::waits::POLICY_TIMEOUTS;
 
@@ -229,6 +231,58 @@ impl DefinitionCollection {
             None => diags.push(deadline.exceeded(
                 &format!("Timed out deleting the {}", self.noun),
                 &format!("waiting for Azure to delete {path}"),
+            )),
+        }
+    }
+
+    /// A plan removes this definition (`prior`): it is noted in the plan ledger, so that the
+    /// plans of assignments replaced with it can check that the apply will not stop half-way,
+    /// and every user Azure would refuse the delete for is named in a warning (this plan may
+    /// still move or remove them first; see `usage`).
+    pub async fn check_removal(
+        &self,
+        ctx: &CallContext,
+        prior: &Value,
+        removal: Removal,
+        diags: &mut Diagnostics,
+    ) {
+        let Some(id) = prior.get("id").as_str() else {
+            return;
+        };
+        let Ok(configured) = ctx.provider::<Configured>() else {
+            return;
+        };
+        configured.plan_ledger.note_removed(id);
+        let verb = match removal {
+            Removal::Replace => "Replacing",
+            Removal::Destroy => "Destroying",
+        };
+        let deadline = Deadline::start(prior, Operation::Read, POLICY_TIMEOUTS);
+        match deadline.run(users_of(&configured.client, id)).await {
+            Some(Ok(users)) if users.is_empty() => {}
+            Some(Ok(users)) => diags.push(Diagnostic::warning(
+                format!("The {} is still in use", self.noun),
+                format!(
+                    "{verb} {id} deletes it, and Azure refuses to delete a {noun} that an \
+                     assignment assigns or an initiative contains. It is used by:\n{list}\n\n\
+                     Unless this plan removes or moves each of them before the {noun} is deleted, \
+                     the apply stops with an error when it deletes it. To change a {noun} that \
+                     others use, add the changed one as a new resource with a new name, move the \
+                     assignments to it, and remove this one once nothing uses it.",
+                    noun = self.noun,
+                    list = bullet_list(&users),
+                ),
+            )),
+            Some(Err(e)) => diags.push(Diagnostic::warning(
+                format!("Could not check who uses the {}", self.noun),
+                format!(
+                    "{verb} {id} deletes it, and Azure refuses that while an assignment or \
+                     initiative uses it; listing them failed: {e}"
+                ),
+            )),
+            None => diags.push(Diagnostic::warning(
+                format!("Could not check who uses the {}", self.noun),
+                format!("Listing the assignments of {id} did not finish within the read timeout."),
             )),
         }
     }

@@ -17,6 +17,7 @@ use crate::framework::{
 use crate::policy::parameters::closest_name;
 use crate::policy::PolicySetDefinition;
 
+use super::existence::check_planned_scope;
 use super::parameters::{definition_kind, DefinitionKind};
 use super::provider::Configured;
 use super::reconcile::{
@@ -588,6 +589,7 @@ impl Resource for ExemptionResource {
 
     async fn modify_plan(&self, ctx: &CallContext, change: &mut PlanChange<'_>) {
         ignore_case_only_replacements(change, &["scope", "name", "policy_assignment_id"]);
+        check_planned_scope(ctx, change).await;
         let refs_changed = change.prior.is_null()
             || change.prior.get("policy_definition_reference_ids")
                 != change.config.get("policy_definition_reference_ids")

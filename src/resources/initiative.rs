@@ -11,19 +11,20 @@ use serde_json::{json, Map, Value as Json};
 use crate::framework::timeouts;
 use crate::framework::{
     ApplyRequest, ApplyResult, Attribute, AttributePath, Block, CallContext, Diagnostic,
-    Diagnostics, NestedBlock, PlanChange, Resource, Schema, Type, Value,
+    Diagnostics, NestedBlock, PlanChange, Removal, Resource, Schema, Type, Value,
 };
+use crate::policy::references::value_parameter_references;
 use crate::policy::{
     ParameterDefinition, PolicyDefinition, PolicyDefinitionReference, PolicySetDefinition,
     PolicySetDefinitionProperties,
 };
 
 use super::definition::{
-    collect_parameter_refs, keep_json, parameters_of, plan_default_scope,
-    replace_on_breaking_parameters, user_metadata, validate_json_object, validate_version,
-    API_VERSION,
+    keep_json, parameters_of, plan_default_scope, replace_on_breaking_parameters, user_metadata,
+    validate_json_object, validate_version, API_VERSION,
 };
 use super::definition_api::{identifying_attributes, DefinitionCollection};
+use super::existence::check_planned_scope;
 use super::json::json_attribute;
 use super::provider::Configured;
 use super::reconcile::timeouts_only_update;
@@ -307,14 +308,11 @@ fn state_from(prior: &Value, s: &PolicySetDefinition, scope: &str) -> Value {
     state.set("display_name", Value::opt_string(p.display_name.clone()));
     state.set("description", Value::opt_string(p.description.clone()));
     state.set("version", Value::opt_string(p.version.clone()));
-    let implied: Vec<(&str, Json)> = p
-        .version
-        .iter()
-        .map(|v| ("version", Json::String(v.clone())))
-        .collect();
     state.set(
         "metadata",
-        user_metadata(p.metadata.as_ref(), prior.get("metadata"), &implied),
+        // The provider never writes `metadata.version` itself, so Azure's metadata is the user's
+        // (an imported copy of a built-in keeps its `version` key).
+        user_metadata(p.metadata.as_ref(), prior.get("metadata"), &[]),
     );
     let params = p
         .parameters
@@ -473,9 +471,7 @@ impl Resource for InitiativeResource {
             .enumerate()
         {
             let path = AttributePath::attr("policy_definition").index(i);
-            let mut refs = Vec::new();
-            collect_parameter_refs(&member_values(m), &mut refs);
-            for r in refs {
+            for r in value_parameter_references(&member_values(m)) {
                 if !declared.keys().any(|d| d.eq_ignore_ascii_case(&r)) {
                     diags.error_at(
                         path.attribute("parameters"),
@@ -508,6 +504,8 @@ impl Resource for InitiativeResource {
 
     async fn modify_plan(&self, ctx: &CallContext, change: &mut PlanChange<'_>) {
         plan_default_scope(ctx, change);
+        // Only a written scope: the default is the provider's own subscription.
+        check_planned_scope(ctx, change).await;
         if !change.config.get("policy_definition").is_wholly_known() {
             return;
         }
@@ -582,6 +580,16 @@ impl Resource for InitiativeResource {
             return ApplyResult::ok(state);
         }
         put(ctx, &req).await
+    }
+
+    async fn check_removal(
+        &self,
+        ctx: &CallContext,
+        prior: &Value,
+        removal: Removal,
+        diags: &mut Diagnostics,
+    ) {
+        SETS.check_removal(ctx, prior, removal, diags).await
     }
 
     async fn delete(&self, ctx: &CallContext, prior: &Value, diags: &mut Diagnostics) {

@@ -3,22 +3,29 @@
 //! Everything that can be checked without Azure — YAML, template rules, Rego compilation and the
 //! user's `test` blocks — is checked at plan time.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use async_trait::async_trait;
 use serde_json::{json, Map, Value as Json};
 
 use crate::framework::timeouts;
 use crate::framework::{
     ApplyRequest, ApplyResult, Attribute, AttributePath, Block, CallContext, Diagnostic,
-    Diagnostics, NestedBlock, PlanChange, Resource, Schema, Type, Value,
+    Diagnostics, NestedBlock, PlanChange, Removal, Resource, Schema, Type, Value,
 };
 use crate::policy::constraint_template::{
     parse_yaml, parse_yaml_documents, ConstraintTemplate, TemplateError, TemplateSpec,
 };
-use crate::policy::kubernetes_definition::{
-    decode, DefinitionBuildError, KindMatch, KubernetesDefinitionSpec, TemplateSource,
-    DEFAULT_EXCLUDED_NAMESPACES, STANDARD_PARAMETERS,
+use crate::policy::gatekeeper::{
+    self, ActiveConstraint, Constraint, ConstraintOrigin, ConstraintViolation,
+    AKS_EXEMPT_NAMESPACES,
 };
-use crate::policy::rego::{self, RegoError, RegoModule, Violation};
+use crate::policy::kubernetes_definition::{
+    check_default_effect, decode, merged_match, DecodedKubernetesDefinition, DefinitionBuildError,
+    KindMatch, KubernetesDefinitionSpec, TemplateSource, STANDARD_PARAMETERS,
+};
+use crate::policy::rego::{self, CompiledRego, RegoError, RegoModule};
 use crate::policy::{PolicyDefinition, PolicyDefinitionProperties};
 
 use super::definition::{
@@ -26,6 +33,7 @@ use super::definition::{
     DEFINITIONS_SEGMENT,
 };
 use super::definition_api::{identifying_attributes, DefinitionCollection};
+use super::existence::check_planned_scope;
 use super::json::canonical_json;
 use super::reconcile::timeouts_only_update;
 use super::waits::POLICY_TIMEOUTS;
@@ -64,7 +72,7 @@ fn schema() -> Schema {
                 .description("The openAPIV3Schema of the constraint parameters, as JSON (`jsonencode({...})`). Each property becomes a definition parameter."),
         );
     let match_block = Block::new()
-        .description("Which Kubernetes objects the policy reviews.")
+        .description("Which Kubernetes objects the policy reviews (Gatekeeper's `match.kinds`). Without a `match` block the definition, and its `test` blocks, review only Pods of the core API group (`api_groups = [\"\"]`, `kinds = [\"Pod\"]`); a Deployment is not reviewed unless its kind is listed.")
         .attribute(
             Attribute::new("api_groups", Type::list(Type::String))
                 .default(Value::string_list([""]))
@@ -76,7 +84,7 @@ fn schema() -> Schema {
                 .description("Kinds, e.g. `[\"Pod\"]`."),
         );
     let test = Block::new()
-        .description("A policy unit test evaluated at plan time (gator verify semantics).")
+        .description("A policy unit test evaluated at plan time (gator verify semantics). The object is reviewed as on an AKS cluster with this definition assigned with the test's `parameters`: by the Constraint the policy add-on would install, through the same matching and Rego evaluation as the emulator's admission webhook. So the `match` kinds apply (only core-group Pods without a `match` block), namespaced objects without `metadata.namespace` are in `default`, and the definition's default `excludedNamespaces` apply (`kube-system`, `gatekeeper-system`, `azure-arc`, `azure-extensions-usage-system`): override them in `parameters`, e.g. `excludedNamespaces = []`. Objects in `kube-system`, `gatekeeper-system` and `azure-arc` are never reviewed, whatever the parameters say, as the add-on always leaves them alone. A failing test is reported on its `name`.")
         .attribute(Attribute::string("name").required().description("Names the test in failures."))
         .attribute(
             Attribute::string("object")
@@ -86,7 +94,7 @@ fn schema() -> Schema {
         .attribute(
             Attribute::string("parameters")
                 .optional()
-                .description("Definition parameter values as a JSON object of plain values (like an assignment's), e.g. `jsonencode({ exemptImages = [\"x\"] })`. Standard parameters (`excludedNamespaces`, `namespaces`) apply too."),
+                .description("Definition parameter values as a JSON object of plain values (like an assignment's), e.g. `jsonencode({ exemptImages = [\"x\"] })`. The standard parameters apply too: `excludedNamespaces`, `namespaces`, `labelSelector` (a Kubernetes label selector on the object's labels) and `effect` (when `default_effect` is `disabled`, tests review as `audit` unless they set `effect`). Template parameters left out are absent from the constraint (an assignment would have to give them)."),
         )
         .attribute(
             Attribute::new("inventory", Type::list(Type::String))
@@ -150,13 +158,15 @@ fn schema() -> Schema {
             )
             .attribute(
                 Attribute::string("policy_rule")
+                    .optional()
                     .computed()
-                    .description("The policy rule as sent to Azure (canonical JSON), except that the embedded template's base64 `content` is replaced by a placeholder: the template itself is `rendered_template`."),
+                    .description("The policy rule as Azure holds it (canonical JSON), except that the embedded template's base64 `content` is replaced by a placeholder: the template itself is `rendered_template`. Generated from `match` and the template when not set; set it (as `terraform plan -generate-config-out` does after an import) to keep a rule written elsewhere exactly as it is. It must then agree with `match`."),
             )
             .attribute(
                 Attribute::string("parameters")
+                    .optional()
                     .computed()
-                    .description("The generated parameter declarations (canonical JSON)."),
+                    .description("The parameter declarations as Azure holds them (canonical JSON). Generated from the template, `effects` and `default_effect` when not set; set it (as `terraform plan -generate-config-out` does after an import) to keep declarations written elsewhere, such as other `excludedNamespaces` defaults, exactly as they are. Its `effect` must then agree with `effects` and `default_effect`."),
             )
             .attribute(
                 Attribute::string("rendered_template")
@@ -175,6 +185,8 @@ struct ResolvedTemplate {
     source: TemplateSource,
     /// None for `template_url`.
     template: Option<ConstraintTemplate>,
+    /// The template's Rego, compiled; None for `template_url`.
+    compiled: Option<CompiledRego>,
 }
 
 fn template_path() -> AttributePath {
@@ -260,9 +272,23 @@ fn resolve_template(config: &Value, diags: &mut Diagnostics) -> Option<ResolvedT
             );
             return None;
         }
+        if url.starts_with("http://") {
+            diags.push(
+                Diagnostic::warning(
+                    "Template fetched without encryption",
+                    format!(
+                        "The Azure Policy add-on in each cluster downloads {url:?} over plain \
+                         http, so anyone on the path can read or replace the Rego it enforces. \
+                         Serve the template over https://."
+                    ),
+                )
+                .at(AttributePath::attr("template_url")),
+            );
+        }
         return Some(ResolvedTemplate {
             source: TemplateSource::Url(url),
             template: None,
+            compiled: None,
         });
     }
     let (rendered, template, from_block) = if let Some(block) = block {
@@ -303,15 +329,18 @@ fn resolve_template(config: &Value, diags: &mut Diagnostics) -> Option<ResolvedT
             }
         }
     };
-    if let Err(e) = rego::compile(&template.rego) {
-        let yaml = (!from_block).then_some(rendered.as_str());
-        let diag = rego_error_diag(&e, &template, yaml);
-        diags.push(diag);
-        return None;
-    }
+    let compiled = match rego::compile(&template.rego) {
+        Ok(c) => c,
+        Err(e) => {
+            let yaml = (!from_block).then_some(rendered.as_str());
+            diags.push(rego_error_diag(&e, &template, yaml));
+            return None;
+        }
+    };
     Some(ResolvedTemplate {
         source: TemplateSource::Embedded(rendered),
         template: Some(template),
+        compiled: Some(compiled),
     })
 }
 
@@ -359,199 +388,356 @@ fn build_error_diag(err: &DefinitionBuildError) -> Diagnostic {
     Diagnostic::error("Invalid Kubernetes policy definition", err.to_string()).at(path)
 }
 
-/// The definition spec from a wholly known configuration (or planned state).
-fn spec_from(
-    config: &Value,
-    diags: &mut Diagnostics,
-) -> Option<(KubernetesDefinitionSpec, ResolvedTemplate)> {
-    let resolved = resolve_template(config, diags)?;
-    let metadata = match config.get("metadata").as_str() {
-        None => Map::new(),
+/// What a wholly known configuration (or planned state) yields once checked. Every problem is
+/// reported on its own attribute, so one plan shows all of them.
+struct CheckedConfig {
+    /// The definition, when nothing is wrong with it.
+    spec: Option<KubernetesDefinitionSpec>,
+    resolved: Option<ResolvedTemplate>,
+    /// What `test` blocks run against, when the template and the match are usable.
+    policy: Option<PlannedPolicy>,
+}
+
+fn metadata_from(config: &Value, diags: &mut Diagnostics) -> Option<Map<String, Json>> {
+    match config.get("metadata").as_str() {
+        None => Some(Map::new()),
         Some(text) => match serde_json::from_str::<Json>(text) {
-            Ok(Json::Object(m)) => m,
+            Ok(Json::Object(m)) => Some(m),
             _ => {
                 diags.error_at(
                     AttributePath::attr("metadata"),
                     "Invalid metadata",
                     "metadata must be a JSON object.",
                 );
-                return None;
+                None
             }
         },
-    };
-    let template_parameters = match &resolved.template {
-        Some(t) => match t.parameters() {
-            Ok(p) => p,
+    }
+}
+
+fn check_config(config: &Value, diags: &mut Diagnostics) -> CheckedConfig {
+    let resolved = resolve_template(config, diags);
+    let metadata = metadata_from(config, diags);
+    let template_parameters = match resolved.as_ref().map(|r| r.template.as_ref()) {
+        Some(Some(t)) => match t.parameters() {
+            Ok(p) => Some(p),
             Err(e) => {
                 diags.push(template_error_diag(
                     &e,
                     config.get("template").elements().len() == 1,
                 ));
-                return None;
+                None
             }
         },
-        None => Vec::new(),
+        Some(None) => Some(Vec::new()),
+        None => None,
+    };
+    let matches = matches_from(config);
+    let effects = string_list_or(config, "effects", &DEFAULT_EFFECTS);
+    let default_effect = config
+        .get("default_effect")
+        .as_str()
+        .unwrap_or("audit")
+        .to_string();
+    let effect_ok = match check_default_effect(&effects, &default_effect) {
+        Ok(()) => true,
+        Err(e) => {
+            diags.push(build_error_diag(&e));
+            false
+        }
+    };
+    let match_ok = match merged_match(&matches) {
+        Ok(_) => true,
+        Err(e) => {
+            diags.push(build_error_diag(&e));
+            false
+        }
+    };
+    let mut checked = CheckedConfig {
+        spec: None,
+        resolved: None,
+        policy: None,
+    };
+    let (Some(mut resolved), Some(template_parameters)) = (resolved, template_parameters) else {
+        return checked;
     };
     let spec = KubernetesDefinitionSpec {
         display_name: config.get("display_name").as_str().map(str::to_string),
         description: config.get("description").as_str().map(str::to_string),
         version: config.get("version").as_str().map(str::to_string),
-        metadata,
+        metadata: metadata.clone().unwrap_or_default(),
         template: resolved.source.clone(),
         template_parameters,
-        matches: matches_from(config),
-        effects: string_list_or(config, "effects", &DEFAULT_EFFECTS),
-        default_effect: config
-            .get("default_effect")
-            .as_str()
-            .unwrap_or("audit")
-            .to_string(),
+        matches,
+        effects,
+        default_effect,
     };
-    if let Err(e) = spec.properties() {
-        diags.push(build_error_diag(&e));
-        return None;
-    }
-    Some((spec, resolved))
-}
-
-/// Gatekeeper's namespace wildcards: `kube-*`, `*-system`, `*sys*`, else exact.
-fn namespace_matches(pattern: &str, ns: &str) -> bool {
-    match (pattern.strip_prefix('*'), pattern.strip_suffix('*')) {
-        (Some(rest), Some(_)) if pattern.len() >= 2 => ns.contains(&rest[..rest.len() - 1]),
-        (Some(suffix), None) => ns.ends_with(suffix),
-        (None, Some(prefix)) => ns.starts_with(prefix),
-        _ => pattern == ns,
-    }
-}
-
-/// Whether a review passes the definition's match (kinds, namespaces, label selector), as the
-/// constraint Azure generates would.
-fn in_scope(review: &Json, matches: &[KindMatch], params: &Map<String, Json>) -> bool {
-    let group = review
-        .pointer("/kind/group")
-        .and_then(Json::as_str)
-        .unwrap_or("");
-    let kind = review
-        .pointer("/kind/kind")
-        .and_then(Json::as_str)
-        .unwrap_or("");
-    let kind_ok = matches.iter().any(|m| {
-        (m.kinds.is_empty() || m.kinds.iter().any(|k| k == kind || k == "*"))
-            && (m.api_groups.is_empty() || m.api_groups.iter().any(|g| g == group || g == "*"))
-    });
-    if !kind_ok {
-        return false;
-    }
-    let ns = if kind == "Namespace" {
-        review.get("name").and_then(Json::as_str)
-    } else {
-        review.get("namespace").and_then(Json::as_str)
+    let parameters_ok = match spec.parameters() {
+        Ok(_) => true,
+        Err(e) => {
+            diags.push(build_error_diag(&e));
+            false
+        }
     };
-    if let Some(selector) = params.get("labelSelector") {
-        let empty = Map::new();
-        let labels = review
-            .pointer("/object/metadata/labels")
-            .and_then(Json::as_object)
-            .unwrap_or(&empty);
-        if !rego::label_selector_matches(selector, labels) {
-            return false;
+    if match_ok && parameters_ok {
+        if let (Some(template), Some(compiled)) = (&resolved.template, resolved.compiled.take()) {
+            // A bad default_effect is reported above; the tests still run, as `audit`.
+            let mut tested = spec.clone();
+            if !effect_ok {
+                tested.default_effect = "audit".into();
+                tested.effects = DEFAULT_EFFECTS.iter().map(|e| e.to_string()).collect();
+            }
+            checked.policy = PlannedPolicy::new(&tested, template.clone(), compiled);
         }
     }
-    let Some(ns) = ns else { return true };
-    let list = |key: &str, default: &[&str]| -> Vec<String> {
-        match params.get(key).and_then(Json::as_array) {
-            Some(a) => a
+    if effect_ok && match_ok && parameters_ok && metadata.is_some() {
+        checked.spec = Some(spec);
+    }
+    checked.resolved = Some(resolved);
+    checked
+}
+
+/// The definition spec from a wholly known configuration (or planned state).
+fn spec_from(
+    config: &Value,
+    diags: &mut Diagnostics,
+) -> Option<(KubernetesDefinitionSpec, ResolvedTemplate)> {
+    let checked = check_config(config, diags);
+    Some((checked.spec?, checked.resolved?))
+}
+
+/// Why one `test` block could not be judged, or how it failed; each names the attribute to fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TestProblem {
+    #[error("object: {0}")]
+    Object(String),
+    #[error("parameters: {0}")]
+    Parameters(String),
+    #[error("inventory[{index}]: {message}")]
+    Inventory { index: usize, message: String },
+    #[error("message: invalid regular expression: {0}")]
+    MessagePattern(String),
+    #[error("violations must be yes, no or a number, not {0:?}")]
+    Violations(String),
+    #[error("the policy could not be evaluated: {0}")]
+    Evaluation(String),
+    #[error("expected violations = {expected}{filter}, but {counted} matched; the policy returned {actual}")]
+    Unexpected {
+        expected: String,
+        filter: String,
+        counted: usize,
+        actual: String,
+    },
+}
+
+impl TestProblem {
+    /// The attribute of test block `index` that Terraform should highlight.
+    fn attribute(&self, index: usize) -> AttributePath {
+        let test = AttributePath::attr("test").index(index);
+        match self {
+            TestProblem::Object(_) => test.attribute("object"),
+            TestProblem::Parameters(_) => test.attribute("parameters"),
+            TestProblem::Inventory { index: i, .. } => test.attribute("inventory").index(*i),
+            TestProblem::MessagePattern(_) => test.attribute("message"),
+            TestProblem::Violations(_) => test.attribute("violations"),
+            // The block itself: its name is what Terraform can point at.
+            TestProblem::Evaluation(_) | TestProblem::Unexpected { .. } => test.attribute("name"),
+        }
+    }
+}
+
+/// The plan-time stand-in for a cluster with this definition assigned: each `test` block's
+/// object is reviewed by the constraint the add-on would install from the definition and the
+/// test's parameters, through the same engine as the emulator's admission webhook
+/// ([`crate::policy::gatekeeper::decide`], with AKS's exempt namespaces).
+pub struct PlannedPolicy {
+    rule: Json,
+    declared: Json,
+    template_parameters: Vec<String>,
+    template: ConstraintTemplate,
+    compiled: CompiledRego,
+    /// Constraints by a test's `parameters` text.
+    constraints: Mutex<ConstraintCache>,
+}
+
+type ConstraintCache = HashMap<Option<String>, Result<Option<Arc<Constraint>>, TestProblem>>;
+
+impl PlannedPolicy {
+    fn new(
+        spec: &KubernetesDefinitionSpec,
+        template: ConstraintTemplate,
+        compiled: CompiledRego,
+    ) -> Option<PlannedPolicy> {
+        let mut rule = spec.policy_rule().ok()?;
+        // The template is already compiled; its base64 copy would only be resolved per test.
+        if let Some(Json::Object(details)) = rule.pointer_mut("/then/details") {
+            details.remove("templateInfo");
+        }
+        let declared = serde_json::to_value(spec.parameters().ok()?).ok()?;
+        Some(PlannedPolicy {
+            rule,
+            declared,
+            template_parameters: spec
+                .template_parameters
                 .iter()
-                .filter_map(Json::as_str)
-                .map(str::to_string)
+                .map(|p| p.name.clone())
                 .collect(),
-            None => default.iter().map(|s| s.to_string()).collect(),
-        }
-    };
-    let excluded = list("excludedNamespaces", &DEFAULT_EXCLUDED_NAMESPACES);
-    if excluded.iter().any(|p| namespace_matches(p, ns)) {
-        return false;
+            template,
+            compiled,
+            constraints: Mutex::new(HashMap::new()),
+        })
     }
-    let included = list("namespaces", &[]);
-    included.is_empty() || included.iter().any(|p| namespace_matches(p, ns))
+
+    /// From a wholly known configuration; `Err` carries the problems that keep tests from
+    /// running.
+    pub fn from_config(config: &Value) -> Result<PlannedPolicy, Diagnostics> {
+        let mut diags = Diagnostics::new();
+        let checked = check_config(config, &mut diags);
+        checked.policy.ok_or(diags)
+    }
+
+    /// The constraint for a test's `parameters` text; `None` when the effect installs none.
+    /// Tests usually share a few parameter sets, so each is built once.
+    fn constraint_for(
+        &self,
+        parameters: Option<&str>,
+    ) -> Result<Option<Arc<Constraint>>, TestProblem> {
+        let key = parameters.map(str::to_string);
+        let mut cache = match self.constraints.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(hit) = cache.get(&key) {
+            return hit.clone();
+        }
+        let built = self.build_constraint(parameters);
+        cache.insert(key, built.clone());
+        built
+    }
+
+    fn build_constraint(
+        &self,
+        parameters: Option<&str>,
+    ) -> Result<Option<Arc<Constraint>>, TestProblem> {
+        let supplied = match parameters {
+            None => Map::new(),
+            Some(text) => match serde_json::from_str::<Json>(text) {
+                Ok(Json::Object(m)) => m,
+                _ => {
+                    return Err(TestProblem::Parameters(
+                        "must be a JSON object of parameter values".into(),
+                    ))
+                }
+            },
+        };
+        let known = |k: &str| {
+            self.template_parameters.iter().any(|p| p == k) || STANDARD_PARAMETERS.contains(&k)
+        };
+        if let Some(unknown) = supplied.keys().find(|k| !known(k)) {
+            return Err(TestProblem::Parameters(format!(
+                "{unknown:?} is not a parameter of this definition (known: {})",
+                self.template_parameters
+                    .iter()
+                    .map(String::as_str)
+                    .chain(STANDARD_PARAMETERS)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        // As an assignment passes them: plain values wrapped as `{"value": ...}`.
+        let wrapped: Map<String, Json> = supplied
+            .iter()
+            .map(|(k, v)| (k.clone(), json!({ "value": v })))
+            .collect();
+        let values = gatekeeper::effective_parameters(Some(&self.declared), &wrapped);
+        // Tests describe the policy switched on: a `disabled` default reviews as audit unless
+        // the test itself asks for `disabled`.
+        let disabled_default = values
+            .get("effect")
+            .and_then(Json::as_str)
+            .is_some_and(|e| e.eq_ignore_ascii_case("disabled"));
+        let forced = (disabled_default && !supplied.contains_key("effect")).then_some("audit");
+        Ok(gatekeeper::build_constraint_with_effect(
+            &self.rule,
+            &self.template,
+            &values,
+            forced,
+            true,
+            ConstraintOrigin::default(),
+        )
+        .map(Arc::new))
+    }
+
+    /// The violations the object(s) of one `test` block get, as the cluster would report them.
+    pub fn review(&self, test: &Value) -> Result<Vec<ConstraintViolation>, TestProblem> {
+        let objects = parse_yaml_documents(test.get("object").as_str().unwrap_or_default())
+            .map_err(|e| TestProblem::Object(e.to_string()))?;
+        if objects.is_empty() {
+            return Err(TestProblem::Object("the YAML holds no document".into()));
+        }
+        let mut inventory_objects = Vec::new();
+        for (index, doc) in test.get("inventory").elements().iter().enumerate() {
+            let docs = parse_yaml_documents(doc.as_str().unwrap_or_default()).map_err(|e| {
+                TestProblem::Inventory {
+                    index,
+                    message: e.to_string(),
+                }
+            })?;
+            inventory_objects.extend(docs);
+        }
+        let inventory = rego::inventory_from(&inventory_objects);
+        let Some(constraint) = self.constraint_for(test.get("parameters").as_str())? else {
+            return Ok(Vec::new());
+        };
+        let active = [ActiveConstraint {
+            constraint: &constraint,
+            rego: &self.compiled,
+        }];
+        let mut violations = Vec::new();
+        for object in &objects {
+            let decision = gatekeeper::decide(
+                &rego::review_for(object),
+                &active,
+                &inventory,
+                &AKS_EXEMPT_NAMESPACES,
+            );
+            if !decision.errors.is_empty() {
+                return Err(TestProblem::Evaluation(decision.errors.join("; ")));
+            }
+            violations.extend(decision.violations);
+        }
+        Ok(violations)
+    }
 }
 
-/// Runs one `test` block; `Err` carries the failure text.
-fn run_test(
-    compiled: &rego::CompiledRego,
-    spec: &KubernetesDefinitionSpec,
-    test: &Value,
-) -> Result<(), String> {
-    let objects = parse_yaml_documents(test.get("object").as_str().unwrap_or_default())
-        .map_err(|e| format!("object: {e}"))?;
-    if objects.is_empty() {
-        return Err("object: the YAML holds no document".into());
-    }
-    let params = match test.get("parameters").as_str() {
-        None => Map::new(),
-        Some(text) => match serde_json::from_str::<Json>(text) {
-            Ok(Json::Object(m)) => m,
-            _ => return Err("parameters must be a JSON object of parameter values".into()),
-        },
-    };
-    let known: Vec<&str> = spec
-        .template_parameters
-        .iter()
-        .map(|p| p.name.as_str())
-        .collect();
-    if let Some(unknown) = params
-        .keys()
-        .find(|k| !known.contains(&k.as_str()) && !STANDARD_PARAMETERS.contains(&k.as_str()))
-    {
-        return Err(format!(
-            "parameters: {unknown:?} is not a parameter of this definition (known: {})",
-            known.join(", ")
-        ));
-    }
-    let constraint_params: Map<String, Json> = params
-        .iter()
-        .filter(|(k, _)| known.contains(&k.as_str()))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let mut inventory_objects = Vec::new();
-    for (i, doc) in test.get("inventory").elements().iter().enumerate() {
-        let docs = parse_yaml_documents(doc.as_str().unwrap_or_default())
-            .map_err(|e| format!("inventory[{i}]: {e}"))?;
-        inventory_objects.extend(docs);
-    }
-    let inventory = rego::inventory_from(&inventory_objects);
-    let mut violations: Vec<Violation> = Vec::new();
-    for object in &objects {
-        let review = rego::review_for(object);
-        if !in_scope(&review, &spec.matches, &params) {
-            continue;
-        }
-        let found = compiled
-            .evaluate(
-                &review,
-                &Json::Object(constraint_params.clone()),
-                &inventory,
-            )
-            .map_err(|e| e.to_string())?;
-        violations.extend(found);
-    }
+/// Runs one `test` block: its review, then its assertion.
+fn run_test(policy: &PlannedPolicy, test: &Value) -> Result<(), TestProblem> {
     let message = test.get("message").as_str();
-    let counted = match message {
-        Some(pattern) => {
-            let re = regex::Regex::new(pattern)
-                .map_err(|e| format!("message: invalid regular expression: {e}"))?;
-            violations.iter().filter(|v| re.is_match(&v.msg)).count()
-        }
-        None => violations.len(),
+    let pattern = message
+        .map(regex::Regex::new)
+        .transpose()
+        .map_err(|e| TestProblem::MessagePattern(e.to_string()))?;
+    let expected = test.get("violations").as_str().unwrap_or("yes").to_string();
+    let wanted = match expected.as_str() {
+        "yes" | "no" => None,
+        n => Some(
+            n.parse::<usize>()
+                .map_err(|_| TestProblem::Violations(n.to_string()))?,
+        ),
     };
-    let expected = test.get("violations").as_str().unwrap_or("yes");
-    let ok = match expected {
-        "yes" => counted > 0,
-        "no" => counted == 0,
-        n => match n.parse::<usize>() {
-            Ok(n) => counted == n,
-            Err(_) => return Err(format!("violations must be yes, no or a number, not {n:?}")),
-        },
+    let violations = policy.review(test)?;
+    let counted = violations
+        .iter()
+        .filter(|v| {
+            pattern
+                .as_ref()
+                .is_none_or(|re| re.is_match(&v.rego_message))
+        })
+        .count();
+    let ok = match (expected.as_str(), wanted) {
+        ("yes", _) => counted > 0,
+        ("no", _) => counted == 0,
+        (_, n) => Some(counted) == n,
     };
     if ok {
         return Ok(());
@@ -564,30 +750,30 @@ fn run_test(
             violations.len(),
             violations
                 .iter()
-                .map(|v| format!("  - {}", v.msg))
+                .map(|v| format!("  - {}", v.rego_message))
                 .collect::<Vec<_>>()
                 .join("\n")
         )
     };
-    let filter = message
-        .map(|m| format!(" matching /{m}/"))
-        .unwrap_or_default();
-    Err(format!(
-        "expected violations = {expected}{filter}, but {counted} matched; the policy returned {actual}"
-    ))
+    Err(TestProblem::Unexpected {
+        expected,
+        filter: message
+            .map(|m| format!(" matching /{m}/"))
+            .unwrap_or_default(),
+        counted,
+        actual,
+    })
 }
 
-fn run_tests(
-    config: &Value,
-    spec: &KubernetesDefinitionSpec,
-    resolved: &ResolvedTemplate,
-    diags: &mut Diagnostics,
-) {
+fn run_tests(config: &Value, checked: &CheckedConfig, diags: &mut Diagnostics) {
     let tests = config.get("test").elements();
     if tests.is_empty() {
         return;
     }
-    let Some(template) = &resolved.template else {
+    if matches!(
+        checked.resolved.as_ref().map(|r| &r.source),
+        Some(TemplateSource::Url(_))
+    ) {
         diags.push(
             Diagnostic::warning(
                 "Tests not run",
@@ -596,26 +782,25 @@ fn run_tests(
             .at(AttributePath::attr("test")),
         );
         return;
-    };
-    let compiled = match rego::compile(&template.rego) {
-        Ok(c) => c,
-        // Already reported by resolve_template.
-        Err(_) => return,
+    }
+    // Problems that keep the tests from running are already reported.
+    let Some(policy) = &checked.policy else {
+        return;
     };
     for (i, test) in tests.iter().enumerate() {
         if !test.is_wholly_known() {
             continue;
         }
         let name = test.get("name").as_str().unwrap_or("unnamed");
-        let outcome = run_test(&compiled, spec, test);
+        let outcome = run_test(policy, test);
         log::debug!("policy test {name:?}: {outcome:?}");
-        if let Err(failure) = outcome {
+        if let Err(problem) = outcome {
             diags.push(
                 Diagnostic::error(
                     format!("Policy test {name:?} failed"),
-                    format!("Test {name:?}: {failure}"),
+                    format!("Test {name:?}: {problem}"),
                 )
-                .at(AttributePath::attr("test").index(i)),
+                .at(problem.attribute(i)),
             );
         }
     }
@@ -820,7 +1005,10 @@ fn state_from(prior: &Value, definition: &PolicyDefinition, scope: &str) -> Valu
         same_strings(&prior_groups, &decoded.api_groups)
             && same_strings(&prior_kinds, &decoded.kinds)
     };
-    if !keep_match {
+    if decoded.kinds.is_empty() && decoded.api_groups.is_empty() {
+        // The older rule form names no kinds (its constraint URL does): nothing to say here.
+        state.set("match", Value::List(Vec::new()));
+    } else if !keep_match {
         state.set(
             "match",
             Value::List(vec![Value::object([
@@ -860,15 +1048,125 @@ fn state_from(prior: &Value, definition: &PolicyDefinition, scope: &str) -> Valu
     state
 }
 
+/// The body's properties: the ones generated from `spec`, with the `parameters` and
+/// `policy_rule` that `config` (or a plan) spells out itself taking their place. A held rule
+/// keeps the generated `templateInfo`, since the template attributes decide the template.
+/// Held JSON that contradicts `match`, `effects` or `default_effect` is refused, because Azure
+/// could then hold something other than what those attributes say.
+fn properties_as_held(
+    config: &Value,
+    spec: &KubernetesDefinitionSpec,
+) -> Result<PolicyDefinitionProperties, Diagnostics> {
+    let mut properties = spec
+        .properties()
+        .map_err(|e| Diagnostics::from(build_error_diag(&e)))?;
+    let generated = decode(&properties);
+    let mut diags = Diagnostics::new();
+    let held = |name: &str, diags: &mut Diagnostics| -> Option<Json> {
+        let text = config.get(name).as_str()?;
+        match serde_json::from_str::<Json>(text) {
+            Ok(j @ Json::Object(_)) => Some(j),
+            _ => {
+                diags.error_at(
+                    AttributePath::attr(name),
+                    format!("Invalid {name}"),
+                    format!("{name} must be a JSON object (use jsonencode), or be left out to have it generated."),
+                );
+                None
+            }
+        }
+    };
+    if let Some(params) = held("parameters", &mut diags) {
+        match serde_json::from_value(params) {
+            Ok(p) => properties.parameters = Some(p),
+            Err(e) => diags.error_at(
+                AttributePath::attr("parameters"),
+                "Invalid parameters",
+                format!("parameters must map each name to a declaration with a `type`: {e}"),
+            ),
+        }
+    }
+    if let Some(mut rule) = held("policy_rule", &mut diags) {
+        // State shows the embedded template as a placeholder; the template attributes fill it.
+        let content = "/then/details/templateInfo/content";
+        if rule.pointer(content).and_then(Json::as_str) == Some(TEMPLATE_CONTENT_PLACEHOLDER) {
+            if let (Some(slot), Some(generated)) = (
+                rule.pointer_mut(content),
+                properties
+                    .policy_rule
+                    .as_ref()
+                    .and_then(|r| r.pointer(content)),
+            ) {
+                *slot = generated.clone();
+            }
+        }
+        properties.policy_rule = Some(rule);
+    }
+    if diags.has_errors() {
+        return Err(diags);
+    }
+    let held = decode(&properties);
+    if held.template_yaml != generated.template_yaml || held.template_url != generated.template_url
+    {
+        diags.error_at(
+            AttributePath::attr("policy_rule"),
+            "policy_rule does not match the template",
+            format!(
+                "policy_rule refers to {} but the configuration's template is {}. The template comes from `template`, `constraint_template` or `template_url`; in policy_rule write `then.details.templateInfo` as state shows it (`content` = {TEMPLATE_CONTENT_PLACEHOLDER:?} for an embedded template).",
+                describe_template(&held),
+                describe_template(&generated),
+            ),
+        );
+    }
+    // A rule in the older form (constraint URL, no kinds) leaves the kinds to the constraint.
+    let held_selects = !held.kinds.is_empty() || !held.api_groups.is_empty();
+    if held_selects
+        && !(same_strings(&held.api_groups, &generated.api_groups)
+            && same_strings(&held.kinds, &generated.kinds))
+    {
+        diags.error_at(
+            AttributePath::attr("match"),
+            "match does not agree with policy_rule",
+            format!(
+                "policy_rule selects api groups {:?} and kinds {:?}; match says {:?} and {:?}. Change both together.",
+                held.api_groups, held.kinds, generated.api_groups, generated.kinds
+            ),
+        );
+    }
+    if held.effects != generated.effects || held.default_effect != generated.default_effect {
+        diags.error_at(
+            AttributePath::attr("effects"),
+            "effects do not agree with parameters",
+            format!(
+                "parameters declares effect values {:?} with default {:?}; effects and default_effect say {:?} and {:?}. Change both together.",
+                held.effects, held.default_effect, generated.effects, generated.default_effect
+            ),
+        );
+    }
+    if diags.has_errors() {
+        Err(diags)
+    } else {
+        Ok(properties)
+    }
+}
+
+fn describe_template(d: &DecodedKubernetesDefinition) -> String {
+    match (&d.template_url, &d.template_yaml) {
+        (Some(url), _) => format!("the template at {url}"),
+        (None, Some(_)) => "an embedded template".to_string(),
+        (None, None) => "no template".to_string(),
+    }
+}
+
 async fn put(ctx: &CallContext, req: &ApplyRequest<'_>) -> ApplyResult {
     let mut diags = Diagnostics::new();
     let Some((spec, _)) = spec_from(req.planned, &mut diags) else {
         return ApplyResult::failed(diags);
     };
-    let properties: PolicyDefinitionProperties = match spec.properties() {
+    let properties = match properties_as_held(req.planned, &spec) {
         Ok(p) => p,
-        Err(e) => {
-            diags.push(build_error_diag(&e));
+        Err(d) => {
+            diags.extend(d);
             return ApplyResult::failed(diags);
         }
     };
@@ -925,14 +1223,14 @@ impl Resource for KubernetesDefinitionResource {
         if inputs.iter().any(|a| !config.get(a).is_wholly_known()) {
             return;
         }
-        let Some((spec, resolved)) = spec_from(config, diags) else {
-            return;
-        };
-        run_tests(config, &spec, &resolved, diags);
+        let checked = check_config(config, diags);
+        run_tests(config, &checked, diags);
     }
 
     async fn modify_plan(&self, ctx: &CallContext, change: &mut PlanChange<'_>) {
         plan_default_scope(ctx, change);
+        // Only a written scope: the default is the provider's own subscription.
+        check_planned_scope(ctx, change).await;
         if !change.config.is_wholly_known() {
             return;
         }
@@ -940,21 +1238,33 @@ impl Resource for KubernetesDefinitionResource {
         let Some((spec, resolved)) = spec_from(change.config, &mut scratch) else {
             return;
         };
-        let (Ok(new_params), Ok(rule)) = (spec.parameters(), spec.policy_rule()) else {
+        let properties = match properties_as_held(change.config, &spec) {
+            Ok(p) => p,
+            Err(d) => {
+                // Only the held JSON can fail here: spec_from already built the spec.
+                change.diags.extend(d);
+                return;
+            }
+        };
+        let (Some(new_params), Some(rule)) = (properties.parameters, properties.policy_rule) else {
             return;
         };
         // Everything Azure will hold is known now: plan it, so diffs show only real changes
-        // instead of "(known after apply)" blobs.
-        if let Ok(params_json) = serde_json::to_value(&new_params) {
+        // instead of "(known after apply)" blobs. Held JSON is planned as written.
+        if change.config.get("parameters").is_null() {
+            if let Ok(params_json) = serde_json::to_value(&new_params) {
+                change.planned.set(
+                    "parameters",
+                    keep_json(change.prior.get("parameters"), Some(&params_json)),
+                );
+            }
+        }
+        if change.config.get("policy_rule").is_null() {
             change.planned.set(
-                "parameters",
-                keep_json(change.prior.get("parameters"), Some(&params_json)),
+                "policy_rule",
+                keep_json(change.prior.get("policy_rule"), Some(&exposed_rule(&rule))),
             );
         }
-        change.planned.set(
-            "policy_rule",
-            keep_json(change.prior.get("policy_rule"), Some(&exposed_rule(&rule))),
-        );
         change.planned.set(
             "rendered_template",
             match &resolved.source {
@@ -966,7 +1276,9 @@ impl Resource for KubernetesDefinitionResource {
             return;
         }
         // Azure rejects updates that remove a parameter or change its type.
-        let path = if !change.config.get("template").elements().is_empty() {
+        let path = if change.config.get("parameters").is_set() {
+            AttributePath::attr("parameters")
+        } else if !change.config.get("template").elements().is_empty() {
             AttributePath::attr("template")
         } else {
             AttributePath::attr("constraint_template")
@@ -996,6 +1308,16 @@ impl Resource for KubernetesDefinitionResource {
             return ApplyResult::ok(state);
         }
         put(ctx, &req).await
+    }
+
+    async fn check_removal(
+        &self,
+        ctx: &CallContext,
+        prior: &Value,
+        removal: Removal,
+        diags: &mut Diagnostics,
+    ) {
+        DEFINITIONS.check_removal(ctx, prior, removal, diags).await
     }
 
     async fn delete(&self, ctx: &CallContext, prior: &Value, diags: &mut Diagnostics) {
@@ -1077,6 +1399,27 @@ exempt(image) {
     }
 
     #[test]
+    fn plain_http_template_url_is_a_warning() {
+        for (url, warned) in [
+            ("http://example.com/template.yaml", true),
+            ("https://example.com/template.yaml", false),
+        ] {
+            let mut config = Value::Object(Default::default());
+            config.set("template_url", Value::string(url));
+            let mut d = Diagnostics::new();
+            let resolved = resolve_template(&config, &mut d);
+            assert!(resolved.is_some() && !d.has_errors(), "{:?}", d.0);
+            let warning =
+                d.0.iter()
+                    .find(|w| w.summary == "Template fetched without encryption");
+            assert_eq!(warning.is_some(), warned, "{url}: {:?}", d.0);
+            if let Some(w) = warning {
+                assert_eq!(w.attribute, Some(AttributePath::attr("template_url")));
+            }
+        }
+    }
+
+    #[test]
     fn passing_and_failing_tests() {
         let ok = config(vec![
             test_block(
@@ -1104,6 +1447,85 @@ exempt(image) {
             "{}",
             diag.detail
         );
+    }
+
+    #[test]
+    fn every_problem_is_reported_on_its_attribute() {
+        let mut c = config(vec![
+            test_block("first", Value::Null, "no", Value::Null),
+            test_block("fine", Value::Null, "yes", Value::Null),
+            test_block("second", Value::Null, "2", Value::Null),
+            test_block("bad json", Value::string("[1]"), "yes", Value::Null),
+        ]);
+        c.set("default_effect", Value::string("mutate"));
+        let d = validate(&c);
+        let paths: Vec<String> =
+            d.0.iter()
+                .filter_map(|d| d.attribute.as_ref().map(|p| p.to_string()))
+                .collect();
+        assert_eq!(
+            paths,
+            [
+                "default_effect",
+                "test[0].name",
+                "test[2].name",
+                "test[3].parameters"
+            ],
+            "{:?}",
+            d.0
+        );
+    }
+
+    #[test]
+    fn parameters_a_test_leaves_out_are_absent() {
+        let rego = "package k8sx\n\nviolation[{\"msg\": \"no exemptImages\"}] {\n  not input.parameters.exemptImages\n}\n";
+        let mut c = config(vec![
+            test_block("absent", Value::Null, "yes", Value::Null),
+            test_block(
+                "given",
+                Value::string(r#"{"exemptImages":[]}"#),
+                "no",
+                Value::Null,
+            ),
+        ]);
+        let mut block = c.get("template").elements()[0].clone();
+        block.set("rego", Value::string(rego));
+        block.set("kind", Value::string("K8sX"));
+        c.set("template", Value::List(vec![block]));
+        let d = validate(&c);
+        assert!(!d.has_errors(), "{:?}", d.0);
+    }
+
+    #[test]
+    fn tests_review_what_the_add_on_reviews() {
+        let in_ns =
+            |ns: &str| POD.replace("  name: p\n", &format!("  name: p\n  namespace: {ns}\n"));
+        let case = |object: String, params: Value, expected: &str| {
+            let mut t = test_block("t", params, expected, Value::Null);
+            t.set("object", Value::string(object));
+            let d = validate(&config(vec![t]));
+            assert!(!d.has_errors(), "{:?}", d.0);
+        };
+        // Azure's default exclusions apply, and can be overridden except for the namespaces
+        // the add-on always leaves alone.
+        case(in_ns("azure-extensions-usage-system"), Value::Null, "no");
+        let none = Value::string(r#"{"excludedNamespaces":[]}"#);
+        case(in_ns("azure-extensions-usage-system"), none.clone(), "yes");
+        case(in_ns("kube-system"), none.clone(), "no");
+        case(in_ns("azure-arc"), none, "no");
+        // Without a match block only core-group Pods are reviewed, even when another kind
+        // carries the same fields.
+        case(
+            POD.replace("kind: Pod", "kind: PodTemplate"),
+            Value::Null,
+            "no",
+        );
+        case(
+            POD.replace("apiVersion: v1", "apiVersion: example.com/v1"),
+            Value::Null,
+            "no",
+        );
+        case(POD.to_string(), Value::Null, "yes");
     }
 
     #[test]
@@ -1260,14 +1682,6 @@ exempt(image) {
                 .find(|d| d.summary == "Invalid Rego")
                 .expect("rego error");
         assert!(diag.detail.contains("import rego.v1"), "{}", diag.detail);
-    }
-
-    #[test]
-    fn namespace_wildcards() {
-        assert!(namespace_matches("kube-*", "kube-system"));
-        assert!(namespace_matches("*-system", "gatekeeper-system"));
-        assert!(namespace_matches("*sys*", "asysb"));
-        assert!(!namespace_matches("default", "prod"));
     }
 
     #[test]

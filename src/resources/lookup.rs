@@ -1,9 +1,13 @@
 //! Picking one built-in by its exact display name, shared by the built-in definition and
 //! initiative lookups so both explain a miss or an ambiguity the same way.
 
-use serde::de::DeserializeOwned;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
-use crate::arm::ArmClient;
+use serde::de::DeserializeOwned;
+use serde_json::Value as Json;
+
+use crate::arm::{ArmClient, ArmError};
 use crate::framework::{AttributePath, Diagnostic, Diagnostics, Value};
 use crate::policy::{PolicyDefinition, PolicySetDefinition};
 
@@ -110,19 +114,22 @@ pub async fn find_builtin<T: Listed + DeserializeOwned>(
         };
     }
     let wanted = config.get("display_name").as_str().unwrap_or_default();
-    let all = match client
-        .list::<T>(
-            builtins_path,
-            api_version,
-            &[("$filter", "policyType eq 'BuiltIn'")],
-        )
-        .await
-    {
-        Ok(all) => all,
+    let listed = match builtin_listing(client, builtins_path, api_version).await {
+        Ok(listed) => listed,
         Err(e) => {
             diags.push(arm_error_diagnostic(
                 &format!("Listing built-in {}s failed", noun.full),
                 &e,
+            ));
+            return None;
+        }
+    };
+    let all: Vec<T> = match serde_json::from_value(Json::Array(listed.to_vec())) {
+        Ok(all) => all,
+        Err(e) => {
+            diags.push(Diagnostic::error(
+                format!("Listing built-in {}s failed", noun.full),
+                format!("Azure listed built-ins this provider cannot read: {e}"),
             ));
             return None;
         }
@@ -134,6 +141,49 @@ pub async fn find_builtin<T: Listed + DeserializeOwned>(
             None
         }
     }
+}
+
+/// One listing of built-ins, shared by every lookup of the provider process.
+type Listing = Arc<Vec<Json>>;
+type ListingCell = Arc<tokio::sync::OnceCell<Listing>>;
+
+fn listings() -> &'static Mutex<HashMap<String, ListingCell>> {
+    static LISTINGS: OnceLock<Mutex<HashMap<String, ListingCell>>> = OnceLock::new();
+    LISTINGS.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// Every built-in below `builtins_path`, listed once per provider process (one Terraform
+/// phase): built-ins change only with Azure's releases, and a listing is many pages, so
+/// lookups running side by side wait for the one listing instead of each paging through it.
+/// A failed listing is not kept; the next lookup tries again.
+pub(crate) async fn builtin_listing(
+    client: &ArmClient,
+    builtins_path: &str,
+    api_version: &str,
+) -> Result<Listing, ArmError> {
+    let key = format!(
+        "{}|{}|{api_version}",
+        client.cloud().resource_manager_endpoint,
+        builtins_path.to_ascii_lowercase()
+    );
+    let cell = listings()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(key)
+        .or_default()
+        .clone();
+    cell.get_or_try_init(|| async {
+        client
+            .list::<Json>(
+                builtins_path,
+                api_version,
+                &[("$filter", "policyType eq 'BuiltIn'")],
+            )
+            .await
+            .map(Arc::new)
+    })
+    .await
+    .cloned()
 }
 
 /// The one item whose display name is exactly `wanted`, or an error that lists what the user

@@ -10,6 +10,7 @@ pub mod definition;
 pub mod definition_api;
 pub mod errors;
 pub mod exemption;
+pub mod existence;
 pub mod initiative;
 pub mod json;
 pub mod kubernetes_definition;
@@ -20,6 +21,7 @@ pub mod reconcile;
 pub mod remediation;
 pub mod scoped;
 pub mod selectors;
+pub mod usage;
 pub mod validators;
 pub mod waits;
 

@@ -10,11 +10,11 @@ use serde_json::{Map, Value as Json};
 
 use crate::arm::{ArmClient, ArmError, ResourceId};
 use crate::framework::{AttributePath, Diagnostic, Diagnostics, Number, Type, Value};
-use crate::policy::parameters::{check_parameters, json_equal};
+use crate::policy::parameters::{check_parameters, json_equal, ParameterProblem};
 use crate::policy::{ParameterDefinition, PolicyDefinition, PolicySetDefinition};
 
 /// API version for reading definitions and initiatives.
-const DEFINITIONS_API_VERSION: &str = "2025-03-01";
+pub const DEFINITIONS_API_VERSION: &str = "2025-03-01";
 
 /// Why a Terraform value cannot become JSON.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -300,10 +300,19 @@ pub fn check_against(
             }
         }
     }
+    let all_strings = is_map_of_strings(config_parameters);
     for problem in check_parameters(declared, &given) {
         if !problem.is_about_given_value() && pending.contains(&problem.name()) {
             continue;
         }
+        let converted = match (&problem, given.get(problem.name())) {
+            (ParameterProblem::WrongType { expected, .. }, Some(Json::String(text)))
+                if all_strings =>
+            {
+                Some(conversion_explained(problem.name(), expected, text))
+            }
+            _ => None,
+        };
         // A key step (not an attribute step) even for objects: that is what Terraform resolves
         // to the `name = value` item of an object constructor, underlining the exact parameter.
         let at = if problem.is_about_given_value() {
@@ -311,15 +320,36 @@ pub fn check_against(
         } else {
             path.clone()
         };
+        let detail = converted.unwrap_or_else(|| problem.to_string());
         diags.push(
             Diagnostic::error(
                 problem.summary(),
-                format!("{problem}\n\nChecked against {definition_id}."),
+                format!("{detail}\n\nChecked against {definition_id}."),
             )
             .at(at),
         );
     }
     diags
+}
+
+/// Whether Terraform typed the whole `parameters` value as a map of strings. Terraform does
+/// that to objects whose attribute types differ only where it must unify them, above all the
+/// two results of a conditional: every number and bool in them became a string.
+fn is_map_of_strings(value: &Value) -> bool {
+    matches!(value, Value::Dynamic(Type::Map(element), _) if **element == Type::String)
+}
+
+/// Why a non-string parameter arrived as a string, and what to write instead.
+fn conversion_explained(name: &str, expected: &str, text: &str) -> String {
+    format!(
+        "Parameter {name:?} is declared as {expected}, but Terraform passed the string \
+         {text:?}: the whole `parameters` value reached the provider as a map of strings. \
+         Terraform converts it so when the two results of a conditional \
+         (`cond ? {{ ... }} : {{ ... }}`) are objects with different attributes: it unifies \
+         them into map(string), turning every number and bool into a string. Give both \
+         results the same attributes (set {name} = null in the other one; null means the \
+         definition's default), or decide per value: `{name} = cond ? 5 : null`."
+    )
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ use super::exemption::ExemptionResource;
 use super::initiative::InitiativeResource;
 use super::kubernetes_definition::KubernetesDefinitionResource;
 use super::remediation::RemediationResource;
+use super::usage::PlanLedger;
 
 /// The provider's type name; every resource and data source name starts with `akspolicy_`.
 pub const TYPE_NAME: &str = "akspolicy";
@@ -34,6 +35,8 @@ pub struct Configured {
     pub client: ArmClient,
     /// Lists that answer many reads of one collection (see `arm::snapshot`).
     pub snapshots: ListSnapshots,
+    /// What this process's plans remove, for checks between resources (see `usage`).
+    pub plan_ledger: PlanLedger,
 }
 
 impl Configured {
@@ -297,6 +300,12 @@ impl Provider for AksPolicyProvider {
     }
 
     fn validate_config(&self, config: &Value, diags: &mut Diagnostics) {
+        for insecure in crate::arm::endpoint::insecure_endpoints(&settings_from_config(config)) {
+            diags.push(
+                Diagnostic::error("Insecure endpoint", insecure.to_string())
+                    .at(AttributePath::attr(insecure.attribute)),
+            );
+        }
         if let Some(env) = config.get("environment").as_str() {
             if !["public", "usgovernment", "china", "custom"].contains(&env) {
                 diags.push(
@@ -333,6 +342,7 @@ impl Provider for AksPolicyProvider {
             Ok(client) => Ok(Arc::new(Configured {
                 client,
                 snapshots: ListSnapshots::new(),
+                plan_ledger: PlanLedger::default(),
             })),
             Err(e) => Err(arm_error_diagnostic("Invalid provider configuration", &e).into()),
         }
@@ -346,5 +356,33 @@ mod tests {
     #[test]
     fn provider_schema_is_valid() {
         provider_block().validate().unwrap();
+    }
+
+    #[test]
+    fn credential_endpoints_over_plain_http_are_errors_at_their_attribute() {
+        let mut config = Value::Object(Default::default());
+        config.set(
+            "metadata_host",
+            Value::string("http://metadata.attacker.example"),
+        );
+        config.set("oidc_request_url", Value::string("https://token.example/"));
+        config.set("msi_endpoint", Value::string("http://169.254.169.254/msi"));
+        let mut diags = Diagnostics::new();
+        AksPolicyProvider.validate_config(&config, &mut diags);
+        let errors: Vec<_> = diags
+            .0
+            .iter()
+            .filter(|d| d.severity == crate::framework::Severity::Error)
+            .collect();
+        assert_eq!(errors.len(), 1, "{:?}", diags.0);
+        assert_eq!(
+            errors[0].attribute,
+            Some(AttributePath::attr("metadata_host"))
+        );
+        assert!(
+            errors[0].detail.contains("https://"),
+            "{}",
+            errors[0].detail
+        );
     }
 }

@@ -12,10 +12,11 @@ use crate::arm::{ArmClient, ArmError, Method, Scope};
 use crate::framework::timeouts::{self, Operation, TimeoutDefaults};
 use crate::framework::{
     ApplyRequest, ApplyResult, Attribute, AttributePath, Block, CallContext, Diagnostic,
-    Diagnostics, Resource, Schema, Type, Value,
+    Diagnostics, PlanChange, Resource, Schema, Type, Value,
 };
 
 use super::errors::arm_error_diagnostic;
+use super::existence::{check_planned_scope, check_remediable};
 use super::provider::Configured;
 use super::validators::policy_object_name;
 
@@ -40,7 +41,9 @@ fn schema() -> Schema {
                 "Starts a remediation task for a DeployIfNotExists or Modify policy assignment, \
                  e.g. to turn on the Azure Policy add-on of every AKS cluster in scope. With \
                  `wait_for_completion` apply waits until the task ends and fails with Azure's \
-                 status message if it fails. Destroy cancels a running task.",
+                 status message if it fails. Destroy cancels a running task. The plan fails \
+                 when the assignment (or the member `policy_definition_reference_id` names) has \
+                 no DeployIfNotExists or Modify effect under its parameter values.",
             )
             .attribute(Attribute::string("id").computed().use_state_for_unknown().description("The remediation's ID."))
             .attribute(
@@ -320,6 +323,31 @@ impl Resource for RemediationResource {
                 );
             }
         }
+    }
+
+    async fn modify_plan(&self, ctx: &CallContext, change: &mut PlanChange<'_>) {
+        check_planned_scope(ctx, change).await;
+        let config = change.config;
+        let assignment = config.get("policy_assignment_id");
+        let reference = config.get("policy_definition_reference_id");
+        let same = !change.prior.is_null()
+            && change.prior.get("policy_assignment_id") == assignment
+            && change.prior.get("policy_definition_reference_id") == reference;
+        let (Some(assignment_id), false, false) =
+            (assignment.as_str(), reference.is_unknown(), same)
+        else {
+            return;
+        };
+        let Ok(configured) = ctx.provider::<Configured>() else {
+            return;
+        };
+        check_remediable(
+            &configured.client,
+            assignment_id,
+            reference.as_str(),
+            &mut change.diags,
+        )
+        .await;
     }
 
     async fn create(&self, ctx: &CallContext, req: ApplyRequest<'_>) -> ApplyResult {

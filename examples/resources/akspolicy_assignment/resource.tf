@@ -60,6 +60,8 @@ resource "akspolicy_assignment" "cluster" {
   not_scopes           = []
 }
 
+# try(): the identity list is empty if the identity was removed outside Terraform, and an
+# output must not fail `terraform plan -refresh-only` that reports exactly that.
 output "baseline_principal" {
-  value = akspolicy_assignment.pss_baseline.identity[0].principal_id
+  value = try(akspolicy_assignment.pss_baseline.identity[0].principal_id, null)
 }

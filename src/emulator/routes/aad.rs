@@ -206,7 +206,7 @@ fn token(state: &AppState, req: &Request, version: TokenVersion) -> Response {
     let now = now_secs();
     // The fault profile's knob; `apply` keeps it at least 1 s.
     let lifetime = state.fault_profile().token_lifetime_s.max(1);
-    let exp = now + lifetime;
+    let exp = now.saturating_add(lifetime);
     let claims = Claims {
         aud: audience.clone(),
         iss: format!("{}/{}/v2.0", req.base_url, identity.tenant_id),

@@ -8,6 +8,28 @@ pub(crate) mod metadata;
 use super::http::{Request, Response};
 use super::state::AppState;
 
+/// Whether a request needs a bearer token: everything but metadata and Entra ID.
+pub(crate) fn needs_token(segments: &[String]) -> bool {
+    !(metadata::matches(segments) || aad::matches(segments))
+}
+
+/// The 401 a request without a valid token gets (counted in the metrics like any answer), or
+/// `None` when its token is good. Runs before the body is read.
+pub(crate) fn refuse_unauthenticated(
+    state: &AppState,
+    req: &Request,
+    segments: &[String],
+) -> Option<Response> {
+    let error = arm::authenticate(state, req).err()?;
+    let mut resp = error.into_response();
+    arm::add_arm_headers(state, req, &mut resp);
+    let template = super::observe::route_template(segments);
+    state
+        .observer
+        .record(req.method.as_str(), &template, resp.status().as_u16());
+    Some(resp)
+}
+
 /// Dispatches one request and counts it in the metrics.
 pub(crate) async fn route(state: &AppState, req: Request) -> Response {
     let segments = req.segments();

@@ -310,3 +310,48 @@ async fn policy_events_from_evaluation() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     emu.running.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_initiative_is_remediated_one_member_at_a_time() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (emu, token, sub) = fast_emu(dir.path(), 200).await;
+    let assignment = format!("{sub}/providers/Microsoft.Authorization/policyAssignments/pss");
+    let (status, _, body) = emu
+        .send(
+            &token,
+            Method::PUT,
+            &format!("{assignment}?{API}"),
+            Some(&json!({"properties": {"policyDefinitionId":
+                "/providers/Microsoft.Authorization/policySetDefinitions/a8640138-9b0a-4a28-b8cb-1666c838647d"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let remediation =
+        format!("{sub}/providers/Microsoft.PolicyInsights/remediations/fix?{INSIGHTS}");
+    let (status, _, body) = emu
+        .send(
+            &token,
+            Method::PUT,
+            &remediation,
+            Some(&json!({"properties": {"policyAssignmentId": assignment}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "InvalidCreateRemediationRequest");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("single policy definition reference ID")),
+        "{body}"
+    );
+    let (status, _, body) = emu
+        .send(
+            &token,
+            Method::PUT,
+            &remediation,
+            Some(&json!({"properties": {"policyAssignmentId": assignment,
+                "policyDefinitionReferenceId": "ContainerNoPrivilege"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}

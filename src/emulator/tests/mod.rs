@@ -634,6 +634,41 @@ async fn metadata_and_discovery_need_no_token() {
 }
 
 #[tokio::test]
+async fn secrets_on_disk_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let parent = tempfile::tempdir().expect("temp dir");
+    let dir = parent.path().join("state");
+    // A directory left group- and world-readable, and a database from before 0600.
+    std::fs::create_dir(&dir).expect("mkdir");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::write(dir.join(super::DB_FILE), b"").expect("empty db");
+    std::fs::set_permissions(
+        dir.join(super::DB_FILE),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .expect("chmod");
+    std::fs::write(dir.join("env.sh"), b"").expect("old env.sh");
+    std::fs::set_permissions(dir.join("env.sh"), std::fs::Permissions::from_mode(0o644))
+        .expect("chmod");
+    let emu = start_emu(&dir, None).await;
+    let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&dir.join(super::DB_FILE)), 0o600);
+    for f in ["ca-key.pem", "server-key.pem", "emulator.json", "env.sh"] {
+        assert_eq!(mode(&dir.join(f)) & 0o077, 0, "{f}");
+    }
+    emu.running.shutdown().await;
+}
+
+#[test]
+fn non_loopback_listen_is_warned_about() {
+    assert!(super::listen_warning("127.0.0.1:0".parse().unwrap()).is_none());
+    assert!(super::listen_warning("[::1]:8443".parse().unwrap()).is_none());
+    let warning = super::listen_warning("0.0.0.0:8443".parse().unwrap()).expect("warning");
+    assert!(warning.contains("not a loopback address"), "{warning}");
+}
+
+#[tokio::test]
 async fn restart_keeps_identity_ca_and_tokens() {
     let dir = tempfile::tempdir().expect("temp dir");
     let first = start_emu(dir.path(), None).await;
@@ -764,7 +799,7 @@ async fn real_builtins_directory_is_served() {
         return;
     }
     let dir = tempfile::tempdir().expect("temp dir");
-    let emu = start_emu(dir.path(), Some(specs)).await;
+    let emu = start_emu(dir.path(), Some(specs.clone())).await;
     let token = emu.token().await;
     let filter = urlencode("category eq 'Kubernetes'");
     let (items, _) = emu
@@ -773,8 +808,19 @@ async fn real_builtins_directory_is_served() {
             &format!("{DEFINITIONS}?api-version={POLICY_API}&$filter={filter}&$top=50"),
         )
         .await;
-    // 18 Kubernetes-mode definitions and 6 ARM-mode AKS ones share the category.
-    assert_eq!(items.len(), 24);
+    // As many as the data holds with that category (the data set grows over time).
+    let expected = std::fs::read_dir(specs.join("built-in-policies/policyDefinitions/Kubernetes"))
+        .expect("Kubernetes built-ins")
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+        .filter_map(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .filter(|d| {
+            d.pointer("/properties/metadata/category")
+                .and_then(Value::as_str)
+                == Some("Kubernetes")
+        })
+        .count();
+    assert!(expected >= 18, "{expected}");
+    assert_eq!(items.len(), expected);
     let (status, _, def) = emu
         .get(
             Some(&token),
@@ -792,4 +838,131 @@ async fn real_builtins_directory_is_served() {
 
 pub(super) fn urlencode(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// Names that would decode into something else, or that ARM refuses, never reach the store:
+/// an encoded `/` would shift the id's structure and invalid UTF-8 would decode lossily, so
+/// two distinct names could land on the same key.
+#[tokio::test]
+async fn management_group_and_remediation_names_are_checked() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let emu = start_emu(dir.path(), None).await;
+    let token = emu.token().await;
+    let sub = emu.running.info().subscription_id.clone();
+    let mg = |name: &str| {
+        format!("/providers/Microsoft.Management/managementGroups/{name}?api-version=2021-04-01")
+    };
+    let remediation = |name: &str| {
+        format!(
+            "/subscriptions/{sub}/providers/Microsoft.PolicyInsights/remediations/{name}?api-version=2021-10-01"
+        )
+    };
+    let body = serde_json::json!({"properties": {"displayName": "x"}});
+    let long = "a".repeat(91);
+    for name in [
+        "a%2Fb",
+        "a%2fsubscriptions",
+        "nul%00x",
+        "%FF",
+        "%FE",
+        "a%5Cb",
+        long.as_str(),
+        "a!b",
+        "a%20b",
+    ] {
+        let (status, _, err) = emu
+            .send(&token, reqwest::Method::PUT, &mg(name), Some(&body))
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::BAD_REQUEST,
+            "management group {name}: {err}"
+        );
+        let (status, _, err) = emu
+            .send(
+                &token,
+                reqwest::Method::PUT,
+                &remediation(name),
+                Some(&body),
+            )
+            .await;
+        // `a!b` and `a%20b` (a space inside) are fine remediation names; the rest are not.
+        if name != "a!b" && name != "a%20b" && name != long {
+            assert_eq!(status, StatusCode::BAD_REQUEST, "remediation {name}: {err}");
+        }
+    }
+    let (status, _, err) = emu
+        .send(
+            &token,
+            reqwest::Method::PUT,
+            &remediation(&"r".repeat(261)),
+            Some(&body),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
+    assert_eq!(error_code(&err), "InvalidResourceName");
+    let (status, _, err) = emu
+        .send(
+            &token,
+            reqwest::Method::PUT,
+            &mg("team-a_(prod).1"),
+            Some(&body),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{err}");
+    let (status, _, list) = emu
+        .send(
+            &token,
+            reqwest::Method::GET,
+            "/providers/Microsoft.Management/managementGroups?api-version=2021-04-01",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let names: Vec<&str> = list["value"]
+        .as_array()
+        .expect("value")
+        .iter()
+        .filter_map(|g| g["name"].as_str())
+        .collect();
+    assert!(names.contains(&"team-a_(prod).1"), "{names:?}");
+    assert!(
+        names
+            .iter()
+            .all(|n| !n.contains('/') && !n.contains('\u{fffd}')),
+        "{names:?}"
+    );
+    emu.running.shutdown().await;
+}
+
+/// Listing assignments reads assignment entries only: the store may hold thousands of large
+/// definitions (an entry that cannot even be decoded stands for them here).
+#[tokio::test]
+async fn listing_assignments_does_not_decode_other_objects() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let emu = start_emu(dir.path(), None).await;
+    let token = emu.token().await;
+    let sub = emu.running.info().subscription_id.clone();
+    emu.running
+        .state
+        .store
+        .insert_raw(
+            &format!(
+                "/subscriptions/{sub}/providers/microsoft.authorization/policydefinitions/huge"
+            ),
+            b"not json",
+        )
+        .expect("raw entry");
+    let (status, _, body) = emu
+        .send(
+            &token,
+            reqwest::Method::GET,
+            &format!(
+                "/subscriptions/{sub}/providers/Microsoft.Authorization/policyAssignments?api-version=2025-03-01"
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    emu.running.shutdown().await;
 }

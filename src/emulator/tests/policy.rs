@@ -73,6 +73,15 @@ async fn custom_definitions_write_validate_and_list() {
         .as_object_mut()
         .expect("object")
         .remove("effect");
+    // While the rule still uses it, the rule is what is wrong.
+    let (status, _, body) = emu.send(&token, Method::PUT, &url, Some(&removed)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(&body), "InvalidPolicyParameters");
+    assert!(
+        body.to_string().contains("undefined parameter 'effect'"),
+        "{body}"
+    );
+    removed["properties"]["policyRule"]["then"]["effect"] = json!("Audit");
     let (status, _, body) = emu.send(&token, Method::PUT, &url, Some(&removed)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(error_code(&body), "InvalidPolicyParameterUpdate");

@@ -325,7 +325,7 @@ fn new_operation(
         location.to_ascii_lowercase()
     );
     let start = now_ms();
-    let done_ms = start + profile.lro_ms;
+    let done_ms = start.saturating_add(profile.lro_ms);
     let fail = chance(profile.lro_failure_rate);
     let end_time = humantime::format_rfc3339_millis(
         std::time::UNIX_EPOCH + std::time::Duration::from_millis(done_ms),

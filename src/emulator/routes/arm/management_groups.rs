@@ -85,7 +85,29 @@ fn mg_id(name: &str) -> String {
     format!("{MG_PREFIX}{name}")
 }
 
+/// Azure's rule for management group ids: 1 to 90 of letters, digits, `-`, `_`, `.`, `(`,
+/// `)`.
+fn check_name(name: &str) -> Result<(), ArmError> {
+    let valid = !name.is_empty()
+        && name.len() <= 90
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.()".contains(c));
+    if valid {
+        Ok(())
+    } else {
+        Err(ArmError::bad_request(
+            "BadRequest",
+            format!(
+                "The provided management group name '{name}' has invalid characters or length: \
+                 use 1 to 90 letters, digits, '-', '_', '.', '(' or ')'."
+            ),
+        ))
+    }
+}
+
 fn put(state: &AppState, req: &ArmRequest<'_>, name: &str) -> Result<Response, ArmError> {
+    check_name(name)?;
     let body: Value = parse_body(req)?;
     let tenant = state.identity.tenant_id.clone();
     let root = mg_id(&tenant);

@@ -278,6 +278,30 @@ fn dispatch(state: &AppState, req: &Request, segments: &[String]) -> Result<Resp
             return Err(e);
         }
     }
+    if profile.authorization_requests_per_minute > 0
+        && path
+            .namespace
+            .eq_ignore_ascii_case("Microsoft.Authorization")
+    {
+        let limit = profile.authorization_requests_per_minute;
+        if let Throttle::Refused(secs) = state.observer.take_provider(
+            &path.namespace,
+            &principal.oid,
+            limit,
+            std::time::Duration::from_secs(60),
+        ) {
+            let mut e = ArmError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "ResourceRequestsThrottled",
+                format!(
+                    "Number of requests for Microsoft.Authorization exceeded the limit of '{limit}' for time interval '00:01:00'. Please try again after '{secs}' seconds."
+                ),
+            );
+            e.extra_mut().retry_after = Some(secs);
+            e.extra_mut().injected = true;
+            return Err(e);
+        }
+    }
     if chance(profile.error_rate) {
         let mut e = if chance(0.5) {
             ArmError::internal(
@@ -453,7 +477,7 @@ fn format_dotnet_utc(secs: u64) -> String {
 struct RemainingBudget(u64);
 
 /// Headers ARM puts on every response, success or error.
-fn add_arm_headers(state: &AppState, req: &Request, resp: &mut Response) {
+pub(crate) fn add_arm_headers(state: &AppState, req: &Request, resp: &mut Response) {
     let resp_remaining = resp.extensions().get::<RemainingBudget>().copied();
     let resp_status = resp.status();
     let headers = resp.headers_mut();
@@ -585,9 +609,49 @@ pub(crate) fn check_policy_name(kind: &str, name: &str) -> Result<(), ArmError> 
     Ok(())
 }
 
+/// ARM's name rule for resources without a stricter one of their own (remediations): no
+/// `<>*%&:\?/+` or control characters, not ending with `.` or a space, at most 260 characters.
+pub(crate) fn check_resource_name(kind: &str, name: &str) -> Result<(), ArmError> {
+    let bad = name.is_empty()
+        || name.ends_with(' ')
+        || name.ends_with('.')
+        || name
+            .chars()
+            .any(|c| c.is_control() || "<>*%&:\\?+/".contains(c))
+        || name.chars().count() > 260;
+    if bad {
+        return Err(ArmError::bad_request(
+            "InvalidResourceName",
+            format!("The {kind} name '{name}' is invalid. Names must not contain '<>*%&:\\?+/' or control characters, end with '.' or a space, or exceed 260 characters."),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::format_dotnet_utc;
+
+    #[test]
+    fn generic_resource_names() {
+        use super::check_resource_name as check;
+        assert!(check("remediation", "fix-privileged_1 (retry)").is_ok());
+        for bad in [
+            "",
+            "a/b",
+            "a%2Fb",
+            "nul\u{0}x",
+            "tab\tx",
+            "trailing.",
+            "trailing ",
+            "a?b",
+            "a+b",
+        ] {
+            assert!(check("remediation", bad).is_err(), "{bad:?}");
+        }
+        assert!(check("remediation", &"x".repeat(260)).is_ok());
+        assert!(check("remediation", &"x".repeat(261)).is_err());
+    }
 
     #[test]
     fn dotnet_times_as_arm_prints_them() {

@@ -16,7 +16,7 @@ use crate::emulator::store::{Change, StoredResource};
 /// Stores (or replaces) the record at `id`, ending `lro_ms` from now; `body` is kept for the
 /// status responses.
 pub(crate) fn start(state: &AppState, id: &str, body: Value) -> Result<(), ArmError> {
-    let done_ms = now_ms() + state.fault_profile().lro_ms;
+    let done_ms = now_ms().saturating_add(state.fault_profile().lro_ms);
     state.store.modify::<ArmError, _>(id, |_| {
         Ok(Change::Put {
             body,

@@ -18,6 +18,7 @@ use crate::emulator::catalogue::{find, CatalogueEntry};
 use crate::emulator::http::Response;
 use crate::emulator::state::AppState;
 use crate::emulator::store::{resource_key, Change};
+use crate::policy::references::expression_parameter_references;
 use crate::policy::validation::{
     check_assignment_parameters, check_parameter_update, validate_definition,
     validate_parameter_definitions, PolicyValidationError, DEFAULT_MODE,
@@ -307,7 +308,7 @@ fn build_set_definition(
         if let Some(values) = &member.parameters {
             for (param, wrapper) in values {
                 let text = wrapper.get("value").and_then(Value::as_str).unwrap_or("");
-                for referenced in referenced_parameters(text) {
+                for referenced in expression_parameter_references(text) {
                     if !set_params
                         .keys()
                         .any(|k| k.eq_ignore_ascii_case(&referenced))
@@ -412,24 +413,6 @@ fn fill_versions(version: &mut Option<String>, versions: &mut Option<Vec<String>
     if !list.contains(&v) {
         list.push(v);
     }
-}
-
-/// Parameter names an expression like `[parameters('effect')]` refers to.
-fn referenced_parameters(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let lower = text.to_ascii_lowercase();
-    let mut rest = lower.as_str();
-    let mut offset = 0;
-    while let Some(i) = rest.find("parameters('") {
-        let start = offset + i + "parameters('".len();
-        let Some(len) = text.get(start..).and_then(|t| t.find('\'')) else {
-            break;
-        };
-        out.push(text[start..start + len].to_string());
-        offset = start + len;
-        rest = &lower[offset..];
-    }
-    out
 }
 
 fn delete(
@@ -587,22 +570,4 @@ pub(crate) fn resolve_visible(
     }
     // A built-in may also be addressed through a subscription or management group path.
     Ok(find(kind.entries(state), name).map(|e| e.body.clone()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finds_parameter_references() {
-        assert_eq!(
-            referenced_parameters("[parameters('effect')]"),
-            vec!["effect".to_string()]
-        );
-        assert_eq!(
-            referenced_parameters("[concat(parameters('A'), parameters('b'))]"),
-            vec!["A".to_string(), "b".to_string()]
-        );
-        assert!(referenced_parameters("Audit").is_empty());
-    }
 }

@@ -23,6 +23,7 @@ use crate::emulator::http::Response;
 use crate::emulator::state::{new_guid, AppState};
 use crate::emulator::store::resource_key;
 use crate::emulator::store::{Change, StoredResource};
+use crate::policy::effects::is_remediable;
 
 /// api-versions of remediations.
 pub(crate) const API_VERSIONS: &[&str] = &["2019-07-01", "2021-10-01", "2024-10-01"];
@@ -89,6 +90,7 @@ fn put(
     id: &str,
     name: &str,
 ) -> Result<Response, ArmError> {
+    super::check_resource_name("remediation", name)?;
     let request: Value = parse_body(req)?;
     let assignment_id = request
         .pointer("/properties/policyAssignmentId")
@@ -110,6 +112,20 @@ fn put(
         .pointer("/properties/policyDefinitionReferenceId")
         .and_then(Value::as_str)
         .map(str::to_string);
+    let assigns_set = assignment
+        .body
+        .pointer("/properties/policyDefinitionId")
+        .and_then(Value::as_str)
+        .is_some_and(|d| d.to_ascii_lowercase().contains("/policysetdefinitions/"));
+    if assigns_set && reference.is_none() {
+        // Azure's wording (observed in responses).
+        return Err(ArmError::bad_request(
+            "InvalidCreateRemediationRequest",
+            format!(
+                "The request to create remediation '{name}' is invalid. The policy assignment '{assignment_id}' assigns a policy set definition. Remediations must specify a single policy definition reference ID within the policy set definition."
+            ),
+        ));
+    }
     let rows: Vec<PolicyStateRow> = policy_states(
         state,
         scope,
@@ -127,10 +143,7 @@ fn put(
                 .is_some_and(|rid| rid.eq_ignore_ascii_case(want))
         })
     })
-    .filter(|r| {
-        r.effect.eq_ignore_ascii_case("DeployIfNotExists")
-            || r.effect.eq_ignore_ascii_case("Modify")
-    })
+    .filter(|r| is_remediable(&r.effect))
     .collect();
     let mut targets = Vec::new();
     for row in &rows {
@@ -211,7 +224,7 @@ fn phase(stored: &StoredResource) -> &'static str {
     let start = i["start_ms"].as_u64().unwrap_or(0);
     let lro = i["lro_ms"].as_u64().unwrap_or(0);
     if let Some(cancel) = i["cancel_ms"].as_u64() {
-        return if now >= cancel + lro / 3 {
+        return if now >= cancel.saturating_add(lro / 3) {
             "Canceled"
         } else {
             "Cancelling"

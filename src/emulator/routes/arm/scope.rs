@@ -202,10 +202,14 @@ pub(crate) fn stored_of_type(
     state: &AppState,
     namespace_type: &str,
 ) -> Result<Vec<(String, StoredResource)>, ArmError> {
-    let marker = format!("/providers/{namespace_type}/");
+    let marker = format!("/providers/{namespace_type}/").to_ascii_lowercase();
+    let of_type = |key: &str| {
+        key.rfind(&marker)
+            .is_some_and(|i| !key[i + marker.len()..].contains('/'))
+    };
     Ok(state
         .store
-        .list_prefix("")?
+        .list_matching(of_type)?
         .into_iter()
         .filter_map(|r| {
             let key = resource_key(&r.id);
