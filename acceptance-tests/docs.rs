@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use akspolicy::framework::docs::{render, DocKind, DocPage};
+use akspolicy::framework::docs::{render, render_function, DocKind, DocPage};
 
 use crate::harness::repo_root;
 
@@ -69,6 +69,24 @@ fn pages() -> Vec<(String, String)> {
                 import: None,
                 extra: None,
             }),
+        ));
+    }
+    for f in provider.functions() {
+        let name = f.name();
+        let example = read_optional(
+            &root
+                .join("examples/functions")
+                .join(name)
+                .join("function.tf"),
+        );
+        pages.push((
+            format!("functions/{name}.md"),
+            render_function(
+                provider.type_name(),
+                name,
+                &f.signature(),
+                example.as_deref(),
+            ),
         ));
     }
     pages

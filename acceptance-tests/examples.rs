@@ -85,7 +85,7 @@ const MODULE_RESOURCES: [&str; 4] = [
 ];
 
 /// Copies `src` (a directory tree of small text files) into `dst`.
-fn copy_tree(src: &Path, dst: &Path) {
+pub(crate) fn copy_tree(src: &Path, dst: &Path) {
     std::fs::create_dir_all(dst).expect("mkdir");
     for entry in std::fs::read_dir(src).expect("read example dir").flatten() {
         let path = entry.path();

@@ -999,6 +999,68 @@ fn kubernetes_definition_reports_every_problem_in_one_plan() {
     );
 }
 
+/// Rego from a module may be hostile: an endless evaluation ends as an error on the test that
+/// ran it, recursion is refused when compiling, and `external_data` answers come from the test.
+#[test]
+fn kubernetes_definition_hostile_rego_and_external_data() {
+    let emulator = Emulator::start();
+    let ws = Workspace::new(&emulator);
+
+    // A cartesian product of 10^10 elements, only for the test that passes two images.
+    let product = NO_LATEST_REGO.replace(
+        "not exempt(c.image)",
+        "big := [x | count(input.parameters.exemptImages) > 1; x := numbers.range(1, 100000)[_]]\n  count([1 | big[_]; big[_]]) >= 0\n  not exempt(c.image)",
+    );
+    let extra = "test {\n    name       = \"hostile\"\n    object     = file(\"pod-latest.yaml\")\n    parameters = jsonencode({ exemptImages = [\"a\", \"b\"] })\n    timeout    = \"1s\"\n  }";
+    ws.write_config(&k8s_config(&ws, &product, "x", extra));
+    let run = ws.plan();
+    assert_ne!(run.code, 0);
+    // Terraform wraps diagnostics.
+    let out = run
+        .combined()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(out.contains("Policy test \"hostile\" failed"), "{out}");
+    assert!(out.contains("did not finish within 1s"), "{out}");
+    assert!(!out.contains("Plugin did not respond"), "{out}");
+
+    // Recursion is refused when compiling, with the line.
+    let recursive = NO_LATEST_REGO.replace(
+        "exempt(image) {\n  image == input.parameters.exemptImages[_]\n}",
+        "exempt(image) {\n  exempt(image)\n}",
+    );
+    ws.write_config(&k8s_config(&ws, &recursive, "x", ""));
+    let out = ws
+        .validate()
+        .combined()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(out.contains("depends on itself"), "{out}");
+
+    // external_data: answers per test, in Gatekeeper's response shape.
+    let signed = NO_LATEST_REGO.replace(
+        "not exempt(c.image)",
+        "r := external_data({\"provider\": \"ratify\", \"keys\": [c.image]})\n  count(r.errors) > 0\n  not exempt(c.image)",
+    );
+    let answers = "test {\n    name          = \"signed image passes\"\n    object        = file(\"pod-latest.yaml\")\n    violations    = \"no\"\n    external_data = jsonencode({ ratify = { \"nginx:latest\" = { value = \"ok\" } } })\n  }";
+    let unsigned = "test {\n    name          = \"unsigned image\"\n    object        = file(\"pod-latest.yaml\")\n    external_data = jsonencode({ ratify = { \"nginx:latest\" = { error = \"no signature\" } } })\n  }";
+    // The k8s_config tests without answers see an unconfigured provider (a system error, no
+    // `errors`), so they are dropped here by giving only the two above.
+    let config = k8s_config(&ws, &signed, "x", &format!("{answers}\n  {unsigned}"));
+    let config = config
+        .split("  test {")
+        .enumerate()
+        .filter(|(i, part)| *i == 0 || part.contains("external_data"))
+        .map(|(_, part)| part)
+        .collect::<Vec<_>>()
+        .join("  test {");
+    ws.write_config(&config);
+    let run = ws.validate();
+    assert_eq!(run.code, 0, "{}", run.combined());
+}
+
 /// The documented examples are valid, and the example's own `test` blocks pass.
 #[test]
 fn documented_examples_validate() {

@@ -4,6 +4,7 @@
 mod harness;
 
 mod admission;
+mod admission_review;
 mod arm_policy;
 mod assignment;
 mod batched_reads;
@@ -19,4 +20,5 @@ mod provider_config;
 mod release;
 mod reliability;
 mod remediation;
+mod shift_left;
 mod timeouts;

@@ -446,6 +446,67 @@ impl ArmClient {
         })
     }
 
+    /// GETs a public document (e.g. a Gatekeeper template a `PublicURL` definition names) with
+    /// this client's TLS settings but never its credentials: the URL is not ARM's. Bounded in
+    /// size; one retry on transport errors and 5xx.
+    pub async fn fetch_public_text(&self, url: &str, max_bytes: usize) -> Result<String, ArmError> {
+        let parsed = url::Url::parse(url)
+            .map_err(|e| ArmError::Config(format!("invalid URL {url:?}: {e}")))?;
+        if parsed.scheme() != "https" {
+            return Err(ArmError::Config(format!(
+                "refusing to fetch {url}: only https URLs are fetched"
+            )));
+        }
+        let transport = |e: reqwest::Error| ArmError::Transport {
+            method: "GET".into(),
+            url: Redacted(url).to_string(),
+            tls: TlsHint::of(&e),
+            message: e.to_string(),
+        };
+        let mut attempt = 0;
+        let response = loop {
+            attempt += 1;
+            let sent = self
+                .inner
+                .http
+                .get(url)
+                .header("User-Agent", &self.inner.user_agent)
+                .timeout(Duration::from_secs(60))
+                .send()
+                .await;
+            match sent {
+                Ok(r) if r.status().is_server_error() && attempt < 2 => {}
+                Ok(r) => break r,
+                Err(e) if attempt >= 2 => return Err(transport(e)),
+                Err(_) => {}
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
+        let status = response.status();
+        if let Some(len) = response.content_length() {
+            if len as usize > max_bytes {
+                return Err(ArmError::Config(format!(
+                    "GET {url}: {len} bytes is more than the {max_bytes} allowed"
+                )));
+            }
+        }
+        let bytes = response.bytes().await.map_err(transport)?;
+        if !status.is_success() {
+            return Err(ArmError::Config(format!(
+                "GET {url}: HTTP {}: {}",
+                status.as_u16(),
+                String::from_utf8_lossy(&bytes[..bytes.len().min(300)])
+            )));
+        }
+        if bytes.len() > max_bytes {
+            return Err(ArmError::Config(format!(
+                "GET {url}: more than the {max_bytes} bytes allowed"
+            )));
+        }
+        String::from_utf8(bytes.to_vec())
+            .map_err(|_| ArmError::Config(format!("GET {url}: the body is not UTF-8 text")))
+    }
+
     /// Sends one request through the pipeline and returns any response (errors included).
     /// For operations that need custom status handling.
     pub async fn request(

@@ -298,6 +298,12 @@ async fn admit(args: AdmitArgs) -> ExitCode {
         for w in response["warnings"].as_array().into_iter().flatten() {
             println!("  Warning: {}", w.as_str().unwrap_or_default());
         }
+        for e in answer["evaluationErrors"].as_array().into_iter().flatten() {
+            println!(
+                "  Evaluation error (Gatekeeper fails open, the request was not judged by it): {}",
+                e.as_str().unwrap_or_default()
+            );
+        }
     }
     if denied {
         ExitCode::FAILURE

@@ -7,21 +7,20 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde_json::{json, Value};
 
-use crate::emulator::arm_policy;
 use crate::emulator::compliance::PolicyStateRow;
 use crate::emulator::routes::arm::{
-    policy_addon_enabled, settle_cluster, stored_of_type, ArmError, Scope,
+    policy_addon_enabled, resolve_visible, settle_cluster, stored_of_type, ArmError, Scope,
 };
 use crate::emulator::state::AppState;
 use crate::emulator::store::{resource_key, StoredResource};
+use crate::policy::addon::{self, Exemption};
 use crate::policy::gatekeeper::{self as engine, ActiveConstraint, Constraint, TemplateLookup};
 use crate::policy::rego::{is_cluster_scoped, review_for, CompiledRego};
-use crate::policy::PolicyDefinitionProperties;
 
 /// Our own templates for the built-ins of the embedded catalogue, keyed by store URL path.
 const EMBEDDED_TEMPLATES: &[(&str, &str)] = &[
@@ -78,36 +77,6 @@ fn strip_first(dir: &Path, path: &str) -> Option<PathBuf> {
     path.split_once('/').map(|(_, rest)| dir.join(rest))
 }
 
-/// Compiled templates by Rego text, so audits and admissions don't re-parse.
-#[derive(Default)]
-pub(crate) struct RegoCache {
-    compiled: Mutex<HashMap<String, Arc<CompiledRego>>>,
-}
-
-impl RegoCache {
-    fn get(
-        &self,
-        template: &crate::policy::constraint_template::ConstraintTemplate,
-    ) -> Result<Arc<CompiledRego>, engine::GatekeeperError> {
-        let key = format!(
-            "{:?}|{}|{}",
-            template.rego.version,
-            template.rego.entry,
-            template.rego.libs.join("\u{0}")
-        );
-        let mut guard = match self.compiled.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        if let Some(c) = guard.get(&key) {
-            return Ok(c.clone());
-        }
-        let compiled = Arc::new(template.compile()?);
-        guard.insert(key, compiled.clone());
-        Ok(compiled)
-    }
-}
-
 /// The constraints installed on one cluster, with problems that kept some out.
 #[derive(Default)]
 pub(crate) struct ClusterConstraints {
@@ -128,11 +97,13 @@ impl ClusterConstraints {
     }
 }
 
+const ASSIGNMENTS: &str = "microsoft.authorization/policyassignments";
 const EXEMPTIONS: &str = "microsoft.authorization/policyexemptions";
 
 /// Constraints the add-on would install on `cluster`: every Kubernetes-mode definition of every
-/// assignment member covering it (see `arm_policy::members_covering`: initiatives expanded,
-/// notScopes, resource selectors), minus exemptions; none while the add-on is off.
+/// assignment covering it (initiatives expanded), minus notScopes and exemptions; none while
+/// the add-on is off. The add-on semantics are [`crate::policy::addon`]'s; this supplies the
+/// store's scopes and definitions.
 pub(crate) fn constraints_for(
     state: &AppState,
     cluster: &StoredResource,
@@ -141,44 +112,55 @@ pub(crate) fn constraints_for(
     if !policy_addon_enabled(&cluster.body) {
         return Ok(out);
     }
-    let view = arm_policy::policy_view(&cluster.id, &cluster.body);
-    for member in arm_policy::members_covering(state, &cluster.id, &view)? {
-        if member.exempt {
+    let exemptions = exemptions_for(state, &cluster.id)?;
+    for (_, assignment) in stored_of_type(state, ASSIGNMENTS)? {
+        let props = &assignment.body["properties"];
+        let scope_id = props["scope"].as_str().unwrap_or_default();
+        let Ok(scope) = Scope::parse(scope_id) else {
+            continue;
+        };
+        if !scope.contains(state, &cluster.id)? {
             continue;
         }
-        let mid = &member.origin.definition_id;
-        let Ok(properties) = serde_json::from_value::<PolicyDefinitionProperties>(
-            member.definition["properties"].clone(),
-        ) else {
+        let mut excluded = false;
+        for ns in props["notScopes"].as_array().into_iter().flatten() {
+            if let Some(Ok(ns)) = ns.as_str().map(Scope::parse) {
+                excluded |= ns.contains(state, &cluster.id)?;
+            }
+        }
+        if excluded {
+            continue;
+        }
+        let def_id = props["policyDefinitionId"].as_str().unwrap_or_default();
+        let Some(definition) = resolve_visible(state, &scope, def_id)? else {
             continue;
         };
-        let Some(info) = properties.template_info() else {
-            continue;
-        };
-        let template = match engine::resolve_template(&info, &state.templates) {
-            Ok(t) => t,
-            Err(e) => {
-                out.problems.push(format!("{mid}: {e}"));
-                continue;
+        let mut definitions = addon::DefinitionBodies::default();
+        if addon::is_set_definition(def_id) {
+            for mid in addon::set_member_ids(&definition) {
+                if let Some(body) = resolve_visible(state, &scope, &mid)? {
+                    definitions.insert(&mid, body);
+                }
             }
-        };
-        let rego = match state.rego_cache.get(&template) {
-            Ok(r) => r,
-            Err(e) => {
-                out.problems.push(format!("{mid}: {e}"));
-                continue;
+        }
+        definitions.insert(def_id, definition);
+        let mut body = assignment.body.clone();
+        body["id"] = json!(assignment.id);
+        for member in addon::members(&body, &definitions, &exemptions) {
+            let mid = member.origin.definition_id.clone();
+            let built = member.constraint(&state.templates).and_then(|c| match c {
+                Some((constraint, template)) => state
+                    .rego_cache
+                    .get(&template)
+                    .map(|rego| Some((constraint, rego)))
+                    .map_err(engine::GatekeeperError::from),
+                None => Ok(None),
+            });
+            match built {
+                Ok(Some(c)) => out.constraints.push(c),
+                Ok(None) => {}
+                Err(e) => out.problems.push(format!("{mid}: {e}")),
             }
-        };
-        let rule = properties.policy_rule.clone().unwrap_or(Value::Null);
-        if let Some(c) = engine::build_constraint_with_effect(
-            &rule,
-            &template,
-            &member.values,
-            member.forced_effect.as_deref(),
-            member.enforce,
-            member.origin.clone(),
-        ) {
-            out.constraints.push((c, rego));
         }
     }
     for p in &out.problems {
@@ -187,29 +169,13 @@ pub(crate) fn constraints_for(
     Ok(out)
 }
 
-/// An exemption that applies to a cluster.
-pub(crate) struct Exemption {
-    assignment_key: String,
-    reference_ids: Vec<String>,
-}
-
-impl Exemption {
-    pub(crate) fn covers(&self, assignment_id: &str, reference_id: Option<&str>) -> bool {
-        if resource_key(assignment_id) != self.assignment_key {
-            return false;
-        }
-        self.reference_ids.is_empty()
-            || reference_id
-                .is_some_and(|r| self.reference_ids.iter().any(|x| x.eq_ignore_ascii_case(r)))
-    }
-}
-
 /// Unexpired exemptions whose scope covers the cluster.
 pub(crate) fn exemptions_for(
     state: &AppState,
     cluster_id: &str,
 ) -> Result<Vec<Exemption>, ArmError> {
     let mut out = Vec::new();
+    let now = SystemTime::now();
     for (at, e) in stored_of_type(state, EXEMPTIONS)? {
         let Ok(scope) = Scope::parse(&at) else {
             continue;
@@ -217,28 +183,7 @@ pub(crate) fn exemptions_for(
         if !scope.contains(state, cluster_id)? {
             continue;
         }
-        let props = &e.body["properties"];
-        let expired = props["expiresOn"]
-            .as_str()
-            .and_then(|t| {
-                humantime::parse_rfc3339_weak(t)
-                    .or_else(|_| humantime::parse_rfc3339_weak(t.trim_end_matches('Z')))
-                    .ok()
-            })
-            .is_some_and(|t| t <= SystemTime::now());
-        if expired {
-            continue;
-        }
-        out.push(Exemption {
-            assignment_key: resource_key(props["policyAssignmentId"].as_str().unwrap_or_default()),
-            reference_ids: props["policyDefinitionReferenceIds"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect(),
-        });
+        out.extend(Exemption::from_properties(&e.body["properties"], now));
     }
     Ok(out)
 }
@@ -344,8 +289,12 @@ pub(crate) fn admit(
         &inventory,
         &engine::AKS_EXEMPT_NAMESPACES,
     );
+    // Gatekeeper's webhook fails open (failurePolicy Ignore) on evaluation errors; say so.
     for e in &decision.errors {
-        log::warn!("cluster {}: {e}", cluster.id);
+        log::warn!(
+            "cluster {}: admission evaluation failed, request admitted (fail-open): {e}",
+            cluster.id
+        );
     }
     let dry_run = request["dryRun"].as_bool().unwrap_or(false);
     if decision.allowed() && !dry_run {
@@ -363,10 +312,30 @@ pub(crate) fn admit(
         )?);
     }
     crate::emulator::events::record(state, &events, principal_oid)?;
-    Ok(engine::admission_response(
-        request.get("uid").unwrap_or(&Value::Null),
-        &decision,
-    ))
+    let mut answer =
+        engine::admission_response(request.get("uid").unwrap_or(&Value::Null), &decision);
+    // Beside the AdmissionReview (the API server would only log them): why a constraint could
+    // not judge the request, so `admit` can show it.
+    if !decision.errors.is_empty() {
+        answer["evaluationErrors"] = json!(decision.errors);
+    }
+    remember_errors(state, &cluster.id, &decision.errors)?;
+    Ok(answer)
+}
+
+/// Where the last admission's evaluation errors of a cluster are kept for `describe`.
+fn errors_id(cluster_id: &str) -> String {
+    format!("{cluster_id}/kubernetesEvaluationErrors/last")
+}
+
+fn remember_errors(state: &AppState, cluster_id: &str, errors: &[String]) -> Result<(), ArmError> {
+    if errors.is_empty() {
+        return Ok(());
+    }
+    state
+        .store
+        .put(&errors_id(cluster_id), json!({"errors": errors}))?;
+    Ok(())
 }
 
 fn remember(state: &AppState, cluster_id: &str, request: &Value) -> Result<(), ArmError> {
@@ -403,12 +372,18 @@ pub(crate) fn describe(state: &AppState, cluster_id: &str) -> Result<Value, ArmE
         &constraints.active(),
         &engine::AKS_EXEMPT_NAMESPACES,
     );
+    let last_admission_errors = state
+        .store
+        .get(&errors_id(&cluster.id))?
+        .map(|r| r.body["errors"].clone())
+        .unwrap_or_else(|| json!([]));
     let docs: Vec<Value> = constraints
         .constraints
         .iter()
         .map(|(c, _)| {
             let mut doc = c.document();
             let violations: Vec<Value> = audit
+                .violations
                 .get(&c.name)
                 .into_iter()
                 .flatten()
@@ -424,6 +399,9 @@ pub(crate) fn describe(state: &AppState, cluster_id: &str) -> Result<Value, ArmE
         "constraints": docs,
         "objects": objects,
         "problems": constraints.problems,
+        // Evaluation errors fail open: the objects were admitted / count as compliant.
+        "auditErrors": audit.errors,
+        "admissionErrors": last_admission_errors,
     }))
 }
 
@@ -445,7 +423,7 @@ pub(crate) fn audit_cluster(
     );
     let mut out = HashMap::new();
     for (c, _) in &constraints.constraints {
-        let violated = audit.get(&c.name).is_some_and(|v| !v.is_empty());
+        let violated = audit.violations.get(&c.name).is_some_and(|v| !v.is_empty());
         let key = audit_key(
             &c.origin.assignment_id,
             &c.origin.definition_id,

@@ -27,6 +27,8 @@
 //! | `{scope}/providers/Microsoft.PolicyInsights/remediations[/{name}[/cancel\|/listDeployments]]` | bearer | Accepted → Evaluating → Succeeded/Failed by time |
 //! | `{scope}/providers/Microsoft.PolicyInsights/policyStates/latest/{triggerEvaluation\|summarize\|queryResults}` | bearer | trigger 202 + Location to `asyncOperationResults/{id}`; `@odata.nextLink` paging |
 //! | `POST {scope}/providers/Microsoft.PolicyInsights/policyEvents/default/queryResults` | bearer | events recorded by `triggerEvaluation` (non-compliant results) and by admission (deny/audit), newest first; `$filter`, `$top`, `@odata.nextLink` |
+//! | `GET /providers/Microsoft.Management/managementGroups/{mg}/descendants` | bearer | every management group and subscription below `mg`, at any depth |
+//! | `GET /_templates/{path}` | none | the public template store's stand-in (`https://store.policy.core.windows.net/{path}`): the ConstraintTemplates the emulator's Gatekeeper resolves for that path; env.sh exports it as `AKSPOLICY_TEMPLATE_BASE_URL` |
 //! | `POST /_emulator/admission{clusterId}`, `GET /_emulator/admission{clusterId}` | bearer | the cluster's Gatekeeper: AdmissionReview in/out (validating webhook), or its constraints, admitted objects and audit, see `gatekeeper` |
 //! | `GET\|POST /_emulator/faults`, `GET /_emulator/metrics`, `GET /_emulator/state`, `POST /_emulator/reset` | bearer | fault injection (incl. `token_lifetime_s`) and observability, see [`FaultProfile`] |
 //!
@@ -413,6 +415,11 @@ fn write_ready_files(dir: &Path, info: &ReadyInfo) -> Result<(), EmulatorError> 
             info.subscription_ids.join(" "),
         ),
         ("ARM_CLIENT_ID", info.client_id.clone()),
+        // The provider downloads PublicURL templates from here instead of the public store.
+        (
+            "AKSPOLICY_TEMPLATE_BASE_URL",
+            format!("{}/_templates", info.arm_endpoint.trim_end_matches('/')),
+        ),
         ("ARM_CLIENT_SECRET", info.client_secret.clone()),
         ("SSL_CERT_FILE", bundle.clone()),
         ("REQUESTS_CA_BUNDLE", bundle.clone()),

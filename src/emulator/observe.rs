@@ -188,6 +188,9 @@ pub(crate) fn route_template(segments: &[String]) -> String {
         return "/".to_string();
     }
     let first = segments[0].to_ascii_lowercase();
+    if first == super::routes::templates::PREFIX {
+        return format!("/{first}/{{path}}");
+    }
     if first == "_emulator" || first == "metadata" {
         return format!("/{}", segments.join("/").to_ascii_lowercase());
     }

@@ -13,10 +13,11 @@ use serde_json::json;
 use super::catalogue::Catalogue;
 use super::error::EmulatorError;
 use super::faults::FaultProfile;
-use super::gatekeeper::{RegoCache, Templates};
+use super::gatekeeper::Templates;
 use super::observe::Observer;
 use super::store::Store;
 use super::token::TokenSigner;
+use crate::policy::constraint_template::CompileCache;
 
 const IDENTITY_SETTING: &str = "identity";
 
@@ -150,7 +151,7 @@ pub(crate) struct AppState {
     /// Where Gatekeeper templates named by URL come from.
     pub templates: Templates,
     /// Compiled Gatekeeper templates.
-    pub rego_cache: RegoCache,
+    pub rego_cache: CompileCache,
     requests: AtomicU64,
 }
 
@@ -174,7 +175,7 @@ impl AppState {
             faults: RwLock::new(faults),
             observer: Observer::default(),
             templates,
-            rego_cache: RegoCache::default(),
+            rego_cache: CompileCache::default(),
             requests: AtomicU64::new(0),
         }
     }

@@ -81,6 +81,63 @@ pub fn render(page: &DocPage<'_>) -> String {
     out
 }
 
+/// The page of a provider-defined function (`docs/functions/<name>.md`).
+pub fn render_function(
+    provider: &str,
+    name: &str,
+    signature: &super::function::FunctionSignature,
+    example: Option<&str>,
+) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "---");
+    let _ = writeln!(out, "page_title: \"{name} function - {provider}\"");
+    let _ = writeln!(out, "description: |-\n  {}.", signature.summary);
+    let _ = writeln!(out, "---\n");
+    let _ = writeln!(out, "# function: {name}\n");
+    let _ = writeln!(out, "{}\n", signature.description.trim());
+    let _ = writeln!(
+        out,
+        "Provider-defined functions need Terraform 1.8 or later; older versions use the rest of \
+         the provider unchanged.\n"
+    );
+    if let Some(example) = example {
+        let _ = writeln!(out, "## Example Usage\n");
+        let _ = writeln!(out, "```terraform\n{}\n```\n", example.trim_end());
+    }
+    let _ = writeln!(out, "## Signature\n");
+    let params: Vec<String> = signature
+        .parameters
+        .iter()
+        .map(|p| format!("{} {}", p.name, type_keyword(&p.ty)))
+        .collect();
+    let _ = writeln!(
+        out,
+        "```text\n{name}({}) {}\n```\n",
+        params.join(", "),
+        type_keyword(&signature.returns)
+    );
+    let _ = writeln!(out, "## Arguments\n");
+    for (i, p) in signature.parameters.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "{}. `{}` ({}) {}",
+            i + 1,
+            p.name,
+            type_label(&p.ty),
+            p.description
+        );
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(out, "## Return Type\n");
+    let _ = write!(out, "{}", type_label(&signature.returns));
+    out
+}
+
+/// A type as written in a function signature (`string`, `list of string`, `dynamic`).
+fn type_keyword(t: &Type) -> String {
+    type_label(t).to_ascii_lowercase()
+}
+
 fn render_block(out: &mut String, block: &Block, kind: DocKind, nested: Option<&str>) {
     let args: Vec<&Attribute> = block
         .attributes

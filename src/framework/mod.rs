@@ -6,6 +6,7 @@
 
 pub mod diag;
 pub mod docs;
+pub mod function;
 pub mod plan;
 pub mod private;
 pub mod resource;
@@ -15,6 +16,7 @@ pub mod timeouts;
 pub mod value;
 
 pub use diag::{AttributePath, Diagnostic, Diagnostics, PathStep, Severity};
+pub use function::{Function, FunctionError, FunctionParameter, FunctionSignature};
 pub use resource::{
     ApplyRequest, ApplyResult, CallContext, ConfigureRequest, DataSource, PlanChange, Provider,
     ProviderData, Removal, Resource,

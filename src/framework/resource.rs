@@ -68,11 +68,19 @@ pub trait Provider: Send + Sync + 'static {
     fn schema(&self) -> Schema;
     fn resources(&self) -> Vec<Arc<dyn Resource>>;
     fn data_sources(&self) -> Vec<Arc<dyn DataSource>>;
+    /// Provider-defined functions (Terraform 1.8+).
+    fn functions(&self) -> Vec<Arc<dyn super::function::Function>> {
+        Vec::new()
+    }
 
     /// Cross-attribute checks on the provider block (attribute validators already ran).
     fn validate_config(&self, _config: &Value, _diags: &mut Diagnostics) {}
 
     async fn configure(&self, req: ConfigureRequest) -> Result<ProviderData, Diagnostics>;
+
+    /// Terraform's Stop (Ctrl-C): end work that does not watch [`CallContext::cancel`], such as
+    /// policy evaluations started from `validate_config`.
+    fn stop(&self) {}
 }
 
 /// How a plan removes an existing object.

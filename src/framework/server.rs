@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use tokio_util::sync::CancellationToken;
 
 use super::diag::{AttributePath, Diagnostic, Diagnostics};
+use super::function::{Function, FunctionSignature};
 use super::plan::plan_resource_change;
 use super::private::PrivateData;
 use super::resource::{
@@ -72,6 +73,7 @@ pub struct Server {
     provider_schema: Schema,
     resources: BTreeMap<String, (Arc<dyn Resource>, Schema)>,
     data_sources: BTreeMap<String, (Arc<dyn DataSource>, Schema)>,
+    functions: BTreeMap<String, (Arc<dyn Function>, FunctionSignature)>,
     configured: RwLock<Option<ProviderData>>,
     // Replaced after each Stop so later calls are not born cancelled.
     stop: Mutex<CancellationToken>,
@@ -89,7 +91,13 @@ impl Server {
             .into_iter()
             .map(|d| (d.type_name().to_string(), (d.clone(), d.schema())))
             .collect();
+        let functions = provider
+            .functions()
+            .into_iter()
+            .map(|f| (f.name().to_string(), (f.clone(), f.signature())))
+            .collect();
         Server {
+            functions,
             provider_schema: provider.schema(),
             provider,
             resources,
@@ -113,6 +121,14 @@ impl Server {
 
     pub fn data_source_schemas(&self) -> impl Iterator<Item = (&str, &Schema)> {
         self.data_sources.iter().map(|(k, (_, s))| (k.as_str(), s))
+    }
+
+    pub fn function_signatures(&self) -> impl Iterator<Item = (&str, &FunctionSignature)> {
+        self.functions.iter().map(|(k, (_, s))| (k.as_str(), s))
+    }
+
+    pub fn function(&self, name: &str) -> Option<(&Arc<dyn Function>, &FunctionSignature)> {
+        self.functions.get(name).map(|(f, s)| (f, s))
     }
 
     pub fn resource_schema(&self, type_name: &str) -> Option<&Schema> {
@@ -154,6 +170,7 @@ impl Server {
     pub fn stop(&self) {
         let mut guard = self.stop.lock().unwrap_or_else(|p| p.into_inner());
         guard.cancel();
+        self.provider.stop();
         *guard = CancellationToken::new();
     }
 

@@ -11,6 +11,7 @@ use std::sync::{Arc, OnceLock};
 
 use tonic::{Request, Response, Status};
 
+use crate::framework::function::FunctionSignature;
 use crate::framework::schema::{Attribute, Block, NestedBlock, NestingMode, Schema};
 use crate::framework::server::{ApplyResourceRequest, PlanRequest, Server};
 use crate::framework::{AttributePath, Diagnostic, Diagnostics, PathStep, Severity, Type, Value};
@@ -41,6 +42,13 @@ impl ProviderService {
     /// The wrapped framework server.
     pub fn server(&self) -> &Arc<Server> {
         &self.server
+    }
+
+    fn functions(&self) -> HashMap<String, pb::Function> {
+        self.server
+            .function_signatures()
+            .map(|(name, signature)| (name.to_string(), function_to_proto(signature)))
+            .collect()
     }
 
     fn resource_type(&self, type_name: &str) -> Result<Type, Diagnostics> {
@@ -197,6 +205,33 @@ fn encode(
     }
 }
 
+/// A function signature as tfplugin5 declares it. No parameter takes null or unknown values:
+/// Terraform then answers those itself (null is an error; unknown gives an unknown result).
+fn function_to_proto(signature: &FunctionSignature) -> pb::Function {
+    pb::Function {
+        parameters: signature
+            .parameters
+            .iter()
+            .map(|p| pb::function::Parameter {
+                name: p.name.to_string(),
+                r#type: type_to_json_bytes(&p.ty),
+                allow_null_value: false,
+                allow_unknown_values: false,
+                description: p.description.to_string(),
+                description_kind: pb::StringKind::Markdown as i32,
+            })
+            .collect(),
+        variadic_parameter: None,
+        r#return: Some(pb::function::Return {
+            r#type: type_to_json_bytes(&signature.returns),
+        }),
+        summary: signature.summary.to_string(),
+        description: signature.description.clone(),
+        description_kind: pb::StringKind::Markdown as i32,
+        deprecation_message: String::new(),
+    }
+}
+
 fn unsupported(feature: &str, requires: &str) -> Vec<pb::Diagnostic> {
     diagnostics_to_proto(
         Diagnostic::error(
@@ -244,7 +279,13 @@ impl Provider for ProviderService {
                     type_name: name.to_string(),
                 })
                 .collect(),
-            functions: Vec::new(),
+            functions: self
+                .server
+                .function_signatures()
+                .map(|(name, _)| pb::get_metadata::FunctionMetadata {
+                    name: name.to_string(),
+                })
+                .collect(),
             ephemeral_resources: Vec::new(),
         }))
     }
@@ -271,7 +312,7 @@ impl Provider for ProviderService {
                 diagnostics: Vec::new(),
                 provider_meta: None,
                 server_capabilities: Some(server_capabilities()),
-                functions: HashMap::new(),
+                functions: self.functions(),
                 ephemeral_resource_schemas: HashMap::new(),
             }
         });
@@ -292,7 +333,10 @@ impl Provider for ProviderService {
         &self,
         _request: Request<pb::get_functions::Request>,
     ) -> RpcResult<pb::get_functions::Response> {
-        Ok(Response::new(pb::get_functions::Response::default()))
+        Ok(Response::new(pb::get_functions::Response {
+            functions: self.functions(),
+            diagnostics: Vec::new(),
+        }))
     }
 
     async fn prepare_provider_config(
@@ -326,9 +370,26 @@ impl Provider for ProviderService {
             .resource_type(&req.type_name)
             .and_then(|ty| decode(req.config.as_ref(), &ty, "configuration", &req.type_name))
         {
-            Ok(config) => self
-                .server
-                .validate_resource_config(&req.type_name, &config),
+            Ok(config) => {
+                // Validation may evaluate policy tests for seconds: keep the async workers free
+                // so Terraform's Stop and other calls are still answered meanwhile.
+                let server = self.server.clone();
+                let type_name = req.type_name.clone();
+                tokio::task::spawn_blocking(move || {
+                    server.validate_resource_config(&type_name, &config)
+                })
+                .await
+                .unwrap_or_else(|e| {
+                    Diagnostic::error(
+                        "Validation failed",
+                        format!(
+                            "The provider failed while validating {}: {e}",
+                            req.type_name
+                        ),
+                    )
+                    .into()
+                })
+            }
             Err(d) => d,
         };
         Ok(Response::new(pb::validate_resource_type_config::Response {
@@ -718,18 +779,65 @@ impl Provider for ProviderService {
         &self,
         request: Request<pb::call_function::Request>,
     ) -> RpcResult<pb::call_function::Response> {
-        let name = request.into_inner().name;
-        Ok(Response::new(pb::call_function::Response {
-            result: None,
-            error: Some(pb::FunctionError {
-                text: format!(
-                    "akspolicy does not support provider functions (requires provider-defined \
-                     functions, of which it declares none; Terraform 1.8+): there is no \
-                     function {name:?}"
+        let request = request.into_inner();
+        let failed = |text: String, argument: Option<usize>| {
+            Ok(Response::new(pb::call_function::Response {
+                result: None,
+                error: Some(pb::FunctionError {
+                    text,
+                    function_argument: argument.map(|a| a as i64),
+                }),
+            }))
+        };
+        let Some((function, signature)) = self.server.function(&request.name) else {
+            let offered: Vec<&str> = self.server.function_signatures().map(|(n, _)| n).collect();
+            let offered = if offered.is_empty() {
+                "it declares none".to_string()
+            } else {
+                format!("it offers {}", offered.join(", "))
+            };
+            return failed(
+                format!(
+                    "{} does not support a function {:?} ({offered})",
+                    self.server.provider_type_name(),
+                    request.name
                 ),
-                function_argument: None,
-            }),
-        }))
+                None,
+            );
+        };
+        if request.arguments.len() != signature.parameters.len() {
+            return failed(
+                format!(
+                    "{} takes {} arguments, got {}",
+                    request.name,
+                    signature.parameters.len(),
+                    request.arguments.len()
+                ),
+                None,
+            );
+        }
+        let mut arguments = Vec::with_capacity(request.arguments.len());
+        for (index, (dv, parameter)) in request
+            .arguments
+            .iter()
+            .zip(&signature.parameters)
+            .enumerate()
+        {
+            match wire::decode_dynamic_value(Some(dv), &parameter.ty) {
+                Ok(v) => arguments.push(v),
+                Err(e) => return failed(format!("{}: {e}", parameter.name), Some(index)),
+            }
+        }
+        match function.call(&arguments) {
+            Ok(value) => match wire::encode_dynamic_value(&value, &signature.returns) {
+                Ok(result) => Ok(Response::new(pb::call_function::Response {
+                    result: Some(result),
+                    error: None,
+                })),
+                Err(e) => failed(format!("encoding the result: {e}"), None),
+            },
+            Err(e) => failed(e.text, e.argument),
+        }
     }
 
     async fn stop(&self, _request: Request<pb::stop::Request>) -> RpcResult<pb::stop::Response> {

@@ -97,8 +97,69 @@ pub struct ConstraintTemplate {
     pub document: Json,
 }
 
+/// Largest YAML text the provider and emulator parse (templates, objects, inventory): well above
+/// what Kubernetes stores in one object (about 1.5 MiB in etcd).
+pub const MAX_YAML_BYTES: usize = 4 << 20;
+/// Deepest nesting of flow collections (`[`, `{`) accepted; Kubernetes objects stay far below.
+pub const MAX_YAML_DEPTH: usize = 100;
+
+/// Refuses YAML that is too large or nests too deeply before any parser sees it: libyaml takes
+/// minutes on 100k nested brackets, and deep values would exhaust the evaluator's stack.
+pub fn check_yaml_shape(text: &str) -> Result<(), TemplateError> {
+    if text.len() > MAX_YAML_BYTES {
+        return Err(TemplateError::Yaml {
+            message: format!(
+                "the YAML is {} bytes; at most {MAX_YAML_BYTES} are accepted",
+                text.len()
+            ),
+            location: None,
+        });
+    }
+    let mut depth = 0usize;
+    // Block nesting: indentation levels of the lines seen so far.
+    let mut indents: Vec<usize> = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let body = line.trim_start_matches([' ', '-']);
+        let indent = line.len() - body.len();
+        if !body.is_empty() && !body.starts_with('#') && depth == 0 {
+            while indents.last().is_some_and(|l| *l >= indent) {
+                indents.pop();
+            }
+            indents.push(indent);
+        }
+        let mut quote: Option<char> = None;
+        let mut prev = ' ';
+        let mut chars = line.char_indices().peekable();
+        while let Some((col, c)) = chars.next() {
+            match (quote, c) {
+                (Some('"'), '\\') => {
+                    chars.next();
+                }
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), _) => {}
+                (None, '"' | '\'') if prev.is_whitespace() || "[{,:(".contains(prev) => {
+                    quote = Some(c);
+                }
+                (None, '#') if prev.is_whitespace() => break,
+                (None, '[' | '{') => depth += 1,
+                (None, ']' | '}') => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+            prev = c;
+            if depth + indents.len() > MAX_YAML_DEPTH {
+                return Err(TemplateError::Yaml {
+                    message: format!("the YAML nests deeper than {MAX_YAML_DEPTH} levels"),
+                    location: Some((i + 1, col + 1)),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Parses YAML (one document) into JSON, keeping the location of syntax errors.
 pub fn parse_yaml(text: &str) -> Result<Json, TemplateError> {
+    check_yaml_shape(text)?;
     serde_yaml_ng::from_str::<Json>(text).map_err(|e| TemplateError::Yaml {
         location: e.location().map(|l| (l.line(), l.column())),
         message: e.to_string(),
@@ -108,6 +169,7 @@ pub fn parse_yaml(text: &str) -> Result<Json, TemplateError> {
 /// Parses every document of a multi-document YAML stream, skipping empty ones.
 pub fn parse_yaml_documents(text: &str) -> Result<Vec<Json>, TemplateError> {
     use serde::Deserialize;
+    check_yaml_shape(text)?;
     let mut docs = Vec::new();
     for doc in serde_yaml_ng::Deserializer::from_str(text) {
         let value = Json::deserialize(doc).map_err(|e| TemplateError::Yaml {
@@ -378,6 +440,24 @@ pub fn to_yaml(value: &Json) -> Result<String, TemplateError> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn deep_or_huge_yaml_is_refused_before_parsing() {
+        let started = std::time::Instant::now();
+        let deep = format!("a: {}1{}", "[".repeat(100_000), "]".repeat(100_000));
+        let err = parse_yaml(&deep).unwrap_err();
+        assert!(err.to_string().contains("nests deeper"), "{err}");
+        let block: String = (0..150)
+            .map(|i| format!("{}k{i}:\n", " ".repeat(i)))
+            .collect();
+        assert!(parse_yaml_documents(&block).is_err());
+        let huge = "a: ".to_string() + &"x".repeat(MAX_YAML_BYTES);
+        assert!(parse_yaml(&huge).unwrap_err().to_string().contains("bytes"));
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        // Brackets inside strings, comments and block scalars of Rego do not count.
+        let ok = "rego: |\n  x := \"[[[[\"\n  # [[[[\nlist: [a, [b, {c: d}]]\n";
+        assert!(parse_yaml(ok).is_ok());
+    }
+
     const LEGACY: &str = r#"apiVersion: templates.gatekeeper.sh/v1
 kind: ConstraintTemplate
 metadata:
@@ -527,5 +607,54 @@ spec:
     fn multi_document_yaml() {
         let docs = parse_yaml_documents("a: 1\n---\nb: 2\n---\n").unwrap();
         assert_eq!(docs.len(), 2);
+    }
+}
+
+/// Compiled templates by their Rego, so repeated reviews (audits, admissions, plan-time reviews)
+/// don't recompile. Grows with the distinct templates seen, which a process sees few of.
+#[derive(Default)]
+pub struct CompileCache {
+    /// Failures are kept too, so a hostile template costs its compile budget once, not on
+    /// every request.
+    #[allow(clippy::type_complexity)]
+    compiled: std::sync::Mutex<
+        std::collections::HashMap<
+            String,
+            Result<std::sync::Arc<super::rego::CompiledRego>, super::rego::RegoError>,
+        >,
+    >,
+}
+
+impl CompileCache {
+    pub fn get(
+        &self,
+        template: &ConstraintTemplate,
+    ) -> Result<std::sync::Arc<super::rego::CompiledRego>, super::rego::RegoError> {
+        let key = format!(
+            "{:?}|{}|{}",
+            template.rego.version,
+            template.rego.entry,
+            template.rego.libs.join("\u{0}")
+        );
+        let lock = || match self.compiled.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(c) = lock().get(&key) {
+            return c.clone();
+        }
+        // Compiled without the lock: a slow template must not hold up other callers.
+        let compiled = template.compile().map(std::sync::Arc::new);
+        if let Err(e) = &compiled {
+            log::warn!("template {}: {e}", template.name);
+        }
+        lock().insert(key, compiled.clone());
+        compiled
+    }
+
+    /// One cache per process, for callers without a state of their own (the provider).
+    pub fn process() -> &'static CompileCache {
+        static CACHE: std::sync::OnceLock<CompileCache> = std::sync::OnceLock::new();
+        CACHE.get_or_init(CompileCache::default)
     }
 }

@@ -18,7 +18,7 @@ pub use super::constraint_match::{
 };
 use super::constraint_template::{ConstraintTemplate, TemplateError};
 use super::kubernetes::TemplateInfo;
-use super::rego::{CompiledRego, RegoError};
+use super::rego::{CompiledRego, EvalOptions, RegoError};
 
 /// Why a definition could not become a constraint.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -497,6 +497,8 @@ pub struct Decision {
     pub violations: Vec<ConstraintViolation>,
     /// Rego failures, per constraint (Gatekeeper fails open on them).
     pub errors: Vec<String>,
+    /// The evaluation errors among `errors`, for callers that map them back to the template.
+    pub rego_errors: Vec<RegoError>,
 }
 
 impl Decision {
@@ -543,6 +545,23 @@ pub fn decide(
     inventory: &Json,
     exempt_namespaces: &[&str],
 ) -> Decision {
+    decide_with(
+        review,
+        constraints,
+        inventory,
+        exempt_namespaces,
+        &EvalOptions::default(),
+    )
+}
+
+/// [`decide`] with explicit evaluation limits and external data answers (plan-time tests).
+pub fn decide_with(
+    review: &Json,
+    constraints: &[ActiveConstraint<'_>],
+    inventory: &Json,
+    exempt_namespaces: &[&str],
+    options: &EvalOptions,
+) -> Decision {
     let mut decision = Decision::default();
     if is_exempt(review, exempt_namespaces) {
         return decision;
@@ -561,7 +580,7 @@ pub fn decide(
             }
             match active
                 .rego
-                .evaluate(&target.review, &c.parameters, inventory)
+                .evaluate_with(&target.review, &c.parameters, inventory, options)
             {
                 Ok(violations) => {
                     for v in violations {
@@ -578,7 +597,10 @@ pub fn decide(
                         });
                     }
                 }
-                Err(e) => decision.errors.push(format!("[{}] {e}", c.name)),
+                Err(e) => {
+                    decision.errors.push(format!("[{}] {e}", c.name));
+                    decision.rego_errors.push(e);
+                }
             }
         }
     }
@@ -649,23 +671,37 @@ fn plural(kind: &str) -> String {
     }
 }
 
+/// What an audit of many objects found.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Audit {
+    /// Violations per constraint name (every constraint has an entry).
+    pub violations: BTreeMap<String, Vec<ConstraintViolation>>,
+    /// Rego failures, as in [`Decision::errors`]; those objects count as compliant.
+    pub errors: Vec<String>,
+}
+
 /// Violations per constraint name across many objects (audit), with the same exemptions as
 /// [`decide`].
 pub fn audit(
     objects: &[Json],
     constraints: &[ActiveConstraint<'_>],
     exempt_namespaces: &[&str],
-) -> BTreeMap<String, Vec<ConstraintViolation>> {
+) -> Audit {
     let inventory = super::rego::inventory_from(objects);
-    let mut out: BTreeMap<String, Vec<ConstraintViolation>> = BTreeMap::new();
+    let mut out = Audit::default();
     for a in constraints {
-        out.entry(a.constraint.name.clone()).or_default();
+        out.violations.entry(a.constraint.name.clone()).or_default();
     }
     for object in objects {
         let review = super::rego::review_for(object);
-        for v in decide(&review, constraints, &inventory, exempt_namespaces).violations {
-            out.entry(v.constraint.clone()).or_default().push(v);
+        let decision = decide(&review, constraints, &inventory, exempt_namespaces);
+        for v in decision.violations {
+            out.violations
+                .entry(v.constraint.clone())
+                .or_default()
+                .push(v);
         }
+        out.errors.extend(decision.errors);
     }
     out
 }

@@ -1,6 +1,7 @@
 //! `policy` layer: the Azure Policy domain shared by the provider and the emulator — typed
 //! definition bodies and loading of built-in definitions.
 
+pub mod addon;
 pub mod builtins;
 pub mod definition;
 pub mod kubernetes;
@@ -20,6 +21,9 @@ pub mod arm_rule;
 pub mod constraint_match;
 pub mod constraint_template;
 pub mod effects;
+pub mod eval_memory;
 pub mod gatekeeper;
 pub mod kubernetes_definition;
 pub mod rego;
+mod rego_builtins;
+mod rego_source;

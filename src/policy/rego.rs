@@ -2,7 +2,16 @@
 //! errors), and evaluating `violation` with Gatekeeper's input contract so plan-time `test` blocks
 //! and the emulator judge objects the way the AKS add-on would.
 
+use std::cell::Cell;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
 use serde_json::{json, Map, Value as Json};
+
+pub use super::rego_builtins::{external_data_response, ExternalData};
+use super::rego_source;
 
 /// Which Rego dialect a module is parsed with.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -55,18 +64,36 @@ pub enum RegoError {
     MissingViolation { package: String },
     #[error("library {index} declares package {package:?}; Gatekeeper requires libraries to sit under `package lib.`")]
     LibPackage { index: usize, package: String },
+    #[error("evaluation failed at {module}:{line}:{column}: {message}")]
+    Runtime {
+        module: RegoModule,
+        line: u32,
+        column: u32,
+        message: String,
+    },
     #[error("evaluation failed: {0}")]
     Evaluation(String),
+    #[error("evaluation did not finish within {0:?} (endless or very expensive Rego: deep recursion, a huge comprehension or cartesian product); raise the limit only if the policy is meant to do this much work")]
+    Timeout(Duration),
+    #[error("evaluation stopped: the provider was asked to stop")]
+    Cancelled,
+    #[error("evaluation needed more than {} MiB of memory (a huge comprehension, cartesian product or string); such Rego cannot run", super::eval_memory::EVALUATION_BUDGET >> 20)]
+    MemoryLimit,
 }
 
 impl RegoError {
     /// The module an error points into, when it points into one.
     pub fn module(&self) -> Option<RegoModule> {
         match self {
-            RegoError::Syntax { module, .. } | RegoError::Invalid { module, .. } => Some(*module),
+            RegoError::Syntax { module, .. }
+            | RegoError::Runtime { module, .. }
+            | RegoError::Invalid { module, .. } => Some(*module),
             RegoError::MissingViolation { .. } => Some(RegoModule::Entry),
             RegoError::LibPackage { index, .. } => Some(RegoModule::Lib(*index)),
-            RegoError::Evaluation(_) => None,
+            RegoError::Evaluation(_)
+            | RegoError::Timeout(_)
+            | RegoError::Cancelled
+            | RegoError::MemoryLimit => None,
         }
     }
 }
@@ -97,6 +124,13 @@ const ENTRY_PATH: &str = "template.rego";
 
 fn lib_path(i: usize) -> String {
     format!("lib_{i}.rego")
+}
+
+fn module_path(module: RegoModule) -> String {
+    match module {
+        RegoModule::Entry => ENTRY_PATH.to_string(),
+        RegoModule::Lib(l) => lib_path(l),
+    }
 }
 
 fn module_of(path: &str) -> RegoModule {
@@ -138,50 +172,6 @@ fn classify(default_module: RegoModule, err: &anyhow::Error) -> RegoError {
             module: default_module,
             message: text.trim().to_string(),
         },
-    }
-}
-
-/// Deprecated OPA builtins that Azure's templates still call and regorus does not ship.
-fn register_legacy_builtins(engine: &mut regorus::Engine) -> anyhow::Result<()> {
-    engine.add_extension(
-        "re_match".to_string(),
-        2,
-        Box::new(|args: Vec<regorus::Value>| {
-            let (Some(pattern), Some(value)) = (args.first(), args.get(1)) else {
-                anyhow::bail!("re_match expects 2 arguments");
-            };
-            let re = regex::Regex::new(pattern.as_string()?)?;
-            Ok(regorus::Value::Bool(re.is_match(value.as_string()?)))
-        }),
-    )?;
-    engine.add_extension(
-        "any".to_string(),
-        1,
-        Box::new(|args: Vec<regorus::Value>| {
-            let found = collection_items(args.first())?.iter().any(is_true);
-            Ok(regorus::Value::Bool(found))
-        }),
-    )?;
-    engine.add_extension(
-        "all".to_string(),
-        1,
-        Box::new(|args: Vec<regorus::Value>| {
-            let every = collection_items(args.first())?.iter().all(is_true);
-            Ok(regorus::Value::Bool(every))
-        }),
-    )?;
-    Ok(())
-}
-
-fn is_true(v: &regorus::Value) -> bool {
-    matches!(v, regorus::Value::Bool(true))
-}
-
-fn collection_items(v: Option<&regorus::Value>) -> anyhow::Result<Vec<regorus::Value>> {
-    match v {
-        Some(regorus::Value::Array(a)) => Ok(a.iter().cloned().collect()),
-        Some(regorus::Value::Set(s)) => Ok(s.iter().cloned().collect()),
-        _ => anyhow::bail!("expected an array or a set"),
     }
 }
 
@@ -234,17 +224,150 @@ fn unimported_future_keyword(module: &str) -> Option<(u32, u32, &'static str)> {
     None
 }
 
-/// Parses the entry module and libs and checks Gatekeeper's structural rules.
-pub fn compile(source: &RegoSource) -> Result<CompiledRego, RegoError> {
-    if source.version == RegoVersion::V0 {
-        let modules = std::iter::once((RegoModule::Entry, &source.entry)).chain(
+/// How long one evaluation may run unless the caller says otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Stack for evaluation threads: regorus recurses per nested call and value, and a stack
+/// overflow would abort the whole process.
+const EVAL_STACK_BYTES: usize = 256 << 20;
+
+/// Bumped by [`cancel_evaluations`]; an evaluation started under an older epoch gives up.
+static CANCEL_EPOCH: AtomicU64 = AtomicU64::new(0);
+
+/// Stops every evaluation in progress (Terraform's Stop, Ctrl-C): each returns
+/// [`RegoError::Cancelled`] within a fraction of a second.
+pub fn cancel_evaluations() {
+    CANCEL_EPOCH.fetch_add(1, Ordering::SeqCst);
+}
+
+thread_local! {
+    static ON_EVALUATION_THREAD: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `work` (which evaluates many times, e.g. all `test` blocks of a resource) on one
+/// evaluation thread: big stack and memory ceiling for the whole batch, each evaluation still
+/// under its own timer, and Stop ends the wait. One thread hand-off per batch instead of one
+/// per evaluation keeps many small tests as fast as evaluating inline.
+pub fn on_evaluation_thread<R: Send + 'static>(
+    work: impl FnOnce() -> R + Send + 'static,
+) -> Result<R, RegoError> {
+    if ON_EVALUATION_THREAD.with(Cell::get) {
+        return Ok(work());
+    }
+    if !super::eval_memory::has_room() {
+        return Err(RegoError::MemoryLimit);
+    }
+    let epoch = CANCEL_EPOCH.load(Ordering::SeqCst);
+    let exceeded = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = exceeded.clone();
+    let (tx, rx) = mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name("rego-batch".into())
+        .stack_size(EVAL_STACK_BYTES)
+        .spawn(move || {
+            ON_EVALUATION_THREAD.with(|t| t.set(true));
+            super::eval_memory::enter(&flag);
+            let result = work();
+            super::eval_memory::leave();
+            let _ = tx.send(result);
+        })
+        .map_err(|e| RegoError::Evaluation(format!("starting the evaluation thread: {e}")))?;
+    loop {
+        match rx.recv_timeout(Duration::from_millis(25)) {
+            Ok(result) => return Ok(result),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(RegoError::Evaluation(
+                    "the evaluation thread failed (see the provider log)".into(),
+                ))
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if exceeded.load(Ordering::SeqCst) {
+                    return Err(RegoError::MemoryLimit);
+                }
+                if CANCEL_EPOCH.load(Ordering::SeqCst) != epoch {
+                    return Err(RegoError::Cancelled);
+                }
+            }
+        }
+    }
+}
+
+/// What one evaluation may use and sees besides its input.
+#[derive(Clone, Debug)]
+pub struct EvalOptions {
+    /// Wall-clock budget; the evaluation ends with [`RegoError::Timeout`] after it.
+    pub timeout: Duration,
+    /// Answers of Gatekeeper external data providers, for `external_data`.
+    pub external_data: ExternalData,
+    /// Stops this evaluation when set, like [`cancel_evaluations`] stops all of them.
+    pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+}
+
+impl Default for EvalOptions {
+    fn default() -> Self {
+        EvalOptions {
+            timeout: DEFAULT_TIMEOUT,
+            external_data: ExternalData::new(),
+            cancel: None,
+        }
+    }
+}
+
+fn modules_of(source: &RegoSource) -> Vec<(RegoModule, &String)> {
+    std::iter::once((RegoModule::Entry, &source.entry))
+        .chain(
             source
                 .libs
                 .iter()
                 .enumerate()
                 .map(|(i, l)| (RegoModule::Lib(i), l)),
-        );
-        for (module, text) in modules {
+        )
+        .collect()
+}
+
+fn module_at(index: usize) -> RegoModule {
+    match index {
+        0 => RegoModule::Entry,
+        i => RegoModule::Lib(i - 1),
+    }
+}
+
+/// The module texts regorus compiles: OPA's reading of line-leading `(` and of rules with several
+/// bodies made explicit (see [`rego_source`]), with every line where the user wrote it.
+fn opa_reading(source: &RegoSource) -> Result<Vec<String>, RegoError> {
+    let mut out = Vec::new();
+    for (module, text) in modules_of(source) {
+        let path = module_path(module);
+        // Stop here on a lexer error: regorus' parser can backtrack for minutes before it
+        // reaches the same error.
+        let tokens = rego_source::lex(&path, text).map_err(|e| classify(module, &e))?;
+        if let Some(t) = rego_source::too_deep(&tokens) {
+            return Err(RegoError::Syntax {
+                module,
+                line: t.line,
+                column: t.col,
+                message: format!(
+                    "brackets nest deeper than {} levels; split the expression into helper rules",
+                    rego_source::MAX_REGO_NESTING
+                ),
+            });
+        }
+        let text = rego_source::split_paren_continuations(text, &tokens);
+        let text = if source.version == RegoVersion::V0 {
+            let tokens = rego_source::lex(&path, &text).map_err(|e| classify(module, &e))?;
+            rego_source::split_extra_bodies(&text, &tokens)
+        } else {
+            text
+        };
+        out.push(text);
+    }
+    Ok(out)
+}
+
+/// Parses the entry module and libs and checks Gatekeeper's structural rules.
+pub fn compile(source: &RegoSource) -> Result<CompiledRego, RegoError> {
+    if source.version == RegoVersion::V0 {
+        for (module, text) in modules_of(source) {
             if let Some((line, column, kw)) = unimported_future_keyword(text) {
                 return Err(RegoError::Syntax {
                     module,
@@ -257,26 +380,31 @@ pub fn compile(source: &RegoSource) -> Result<CompiledRego, RegoError> {
             }
         }
     }
+    let texts = opa_reading(source)?;
     let mut engine = regorus::Engine::new();
     engine.set_rego_v0(source.version == RegoVersion::V0);
     // Gatekeeper (OPA) treats a failing builtin as undefined rather than aborting the query.
     engine.set_strict_builtin_errors(false);
-    register_legacy_builtins(&mut engine).map_err(|e| RegoError::Invalid {
+    super::rego_builtins::register(&mut engine).map_err(|e| RegoError::Invalid {
         module: RegoModule::Entry,
-        message: format!("registering legacy builtins: {e}"),
+        message: format!("registering builtins: {e}"),
     })?;
-    let package = engine
-        .add_policy(ENTRY_PATH.to_string(), source.entry.clone())
-        .map_err(|e| classify(RegoModule::Entry, &e))?;
-    for (i, lib) in source.libs.iter().enumerate() {
-        let lib_package = engine
-            .add_policy(lib_path(i), lib.clone())
-            .map_err(|e| classify(RegoModule::Lib(i), &e))?;
-        if !lib_package.starts_with("data.lib.") {
-            return Err(RegoError::LibPackage {
-                index: i,
-                package: lib_package.trim_start_matches("data.").to_string(),
-            });
+    let mut package = String::new();
+    for (i, text) in texts.iter().enumerate() {
+        let module = module_at(i);
+        let path = module_path(module);
+        let pkg = engine
+            .add_policy(path, text.clone())
+            .map_err(|e| classify(module, &e))?;
+        match module {
+            RegoModule::Entry => package = pkg,
+            RegoModule::Lib(index) if !pkg.starts_with("data.lib.") => {
+                return Err(RegoError::LibPackage {
+                    index,
+                    package: pkg.trim_start_matches("data.").to_string(),
+                });
+            }
+            RegoModule::Lib(_) => {}
         }
     }
     let has_violation = engine
@@ -287,10 +415,26 @@ pub fn compile(source: &RegoSource) -> Result<CompiledRego, RegoError> {
             package: package.trim_start_matches("data.").to_string(),
         });
     }
-    let mut compiled = CompiledRego { engine, package };
-    // A dry run surfaces what only the analyser sees (unsafe variables, recursion, unknown
-    // imports) at plan time instead of on the cluster.
-    compiled.run(&json!({"review": {}, "parameters": {}}), &json!({}))?;
+    let tokens: Vec<Vec<rego_source::Tok>> = texts
+        .iter()
+        .map(|t| rego_source::lex(ENTRY_PATH, t).unwrap_or_default())
+        .collect();
+    let modules: Vec<_> = engine.get_modules().clone();
+    let refs: Vec<&regorus::unstable::Module> = modules.iter().map(|m| m.as_ref()).collect();
+    rego_source::check_names(&refs, &tokens).map_err(|p| RegoError::Syntax {
+        module: module_at(p.module),
+        line: p.line,
+        column: p.column,
+        message: p.message,
+    })?;
+    let compiled = CompiledRego { engine, package };
+    // A dry run surfaces what only the analyser sees (unsafe variables, unknown imports) at plan
+    // time instead of on the cluster.
+    compiled.run_bounded(
+        json!({"review": {}, "parameters": {}}),
+        json!({}),
+        &EvalOptions::default(),
+    )?;
     Ok(compiled)
 }
 
@@ -301,12 +445,23 @@ impl CompiledRego {
     }
 
     /// Evaluates `violation` for one review with the given constraint parameters and
-    /// `data.inventory`, as Gatekeeper does.
+    /// `data.inventory`, as Gatekeeper does, within [`DEFAULT_TIMEOUT`].
     pub fn evaluate(
         &self,
         review: &Json,
         parameters: &Json,
         inventory: &Json,
+    ) -> Result<Vec<Violation>, RegoError> {
+        self.evaluate_with(review, parameters, inventory, &EvalOptions::default())
+    }
+
+    /// [`Self::evaluate`] with explicit limits and external data answers.
+    pub fn evaluate_with(
+        &self,
+        review: &Json,
+        parameters: &Json,
+        inventory: &Json,
+        options: &EvalOptions,
     ) -> Result<Vec<Violation>, RegoError> {
         let parameters = if parameters.is_null() {
             json!({})
@@ -314,10 +469,85 @@ impl CompiledRego {
             parameters.clone()
         };
         let input = json!({"review": review, "parameters": parameters});
-        self.clone().run(&input, inventory)
+        self.run_bounded(input, inventory.clone(), options)
     }
 
-    fn run(&mut self, input: &Json, inventory: &Json) -> Result<Vec<Violation>, RegoError> {
+    /// Runs on a thread of its own with a big stack and regorus' execution timer, so hostile
+    /// Rego ends as an error in bounded time; the caller stops waiting on timeout or Stop.
+    fn run_bounded(
+        &self,
+        input: Json,
+        inventory: Json,
+        options: &EvalOptions,
+    ) -> Result<Vec<Violation>, RegoError> {
+        let mut compiled = self.clone();
+        let timeout = options.timeout;
+        compiled
+            .engine
+            .set_execution_timer_config(regorus::utils::limits::ExecutionTimerConfig {
+                limit: timeout,
+                check_interval: NonZeroU32::MIN.saturating_add(63),
+            });
+        let external_data = options.external_data.clone();
+        if ON_EVALUATION_THREAD.with(Cell::get) {
+            // Already bounded by `on_evaluation_thread`: no hand-off per evaluation.
+            super::rego_builtins::set_external_data(external_data);
+            return compiled.run(&input, &inventory, timeout);
+        }
+        let epoch = CANCEL_EPOCH.load(Ordering::SeqCst);
+        if !super::eval_memory::has_room() {
+            return Err(RegoError::MemoryLimit);
+        }
+        let exceeded = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = exceeded.clone();
+        let (tx, rx) = mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("rego-eval".into())
+            .stack_size(EVAL_STACK_BYTES)
+            .spawn(move || {
+                super::eval_memory::enter(&flag);
+                super::rego_builtins::set_external_data(external_data);
+                let result = compiled.run(&input, &inventory, timeout);
+                super::eval_memory::leave();
+                let _ = tx.send(result);
+            })
+            .map_err(|e| RegoError::Evaluation(format!("starting the evaluation thread: {e}")))?;
+        let started = Instant::now();
+        // A builtin may hold the thread past the timer; the answer is abandoned then.
+        let grace = Duration::from_secs(1);
+        loop {
+            match rx.recv_timeout(Duration::from_millis(25)) {
+                Ok(result) => return result,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(RegoError::Evaluation(
+                        "the evaluation thread failed (see the provider log)".into(),
+                    ))
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if exceeded.load(Ordering::SeqCst) {
+                        return Err(RegoError::MemoryLimit);
+                    }
+                    let cancelled = options
+                        .cancel
+                        .as_ref()
+                        .is_some_and(|c| c.load(Ordering::SeqCst));
+                    if cancelled || CANCEL_EPOCH.load(Ordering::SeqCst) != epoch {
+                        return Err(RegoError::Cancelled);
+                    }
+                    if started.elapsed() > timeout + grace {
+                        return Err(RegoError::Timeout(timeout));
+                    }
+                }
+            }
+        }
+    }
+
+    fn run(
+        &mut self,
+        input: &Json,
+        inventory: &Json,
+        timeout: Duration,
+    ) -> Result<Vec<Violation>, RegoError> {
         let engine = &mut self.engine;
         engine.clear_data();
         engine
@@ -326,7 +556,7 @@ impl CompiledRego {
         engine.set_input(regorus::Value::from(input.clone()));
         let result = engine
             .eval_rule(format!("{}.violation", self.package))
-            .map_err(|e| classify(RegoModule::Entry, &e))?;
+            .map_err(|e| runtime_error(&e, timeout))?;
         let json =
             serde_json::to_value(&result).map_err(|e| RegoError::Evaluation(e.to_string()))?;
         let items = match json {
@@ -349,6 +579,34 @@ impl CompiledRego {
             .collect();
         violations.sort_by(|a, b| a.msg.cmp(&b.msg));
         Ok(violations)
+    }
+}
+
+/// An error raised while evaluating: the timer's, or regorus' with the Rego position.
+fn runtime_error(err: &anyhow::Error, timeout: Duration) -> RegoError {
+    let timed_out = err.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<regorus::LimitError>(),
+            Some(regorus::LimitError::TimeLimitExceeded { .. })
+        )
+    }) || err.to_string().contains("time limit");
+    if timed_out {
+        return RegoError::Timeout(timeout);
+    }
+    match classify(RegoModule::Entry, err) {
+        RegoError::Syntax {
+            module,
+            line,
+            column,
+            message,
+        } => RegoError::Runtime {
+            module,
+            line,
+            column,
+            message,
+        },
+        RegoError::Invalid { message, .. } => RegoError::Evaluation(message),
+        other => other,
     }
 }
 
@@ -675,6 +933,185 @@ violation[{"msg": "m"}] {
             .evaluate(&review_for(&pod("nginx:1")), &json!({}), &json!({}))
             .unwrap();
         assert_eq!(v.len(), 1);
+    }
+
+    fn violations_of(rego: &str) -> Result<Vec<String>, RegoError> {
+        let compiled = compile(&src(rego))?;
+        let found = compiled.evaluate(&review_for(&pod("nginx:1")), &json!({}), &json!({}))?;
+        Ok(found.into_iter().map(|v| v.msg).collect())
+    }
+
+    #[test]
+    fn opa_line_leading_paren_starts_a_new_expression() {
+        // OPA: `x` is true (5), then `(x - 4) < 2` holds: one violation.
+        let rego = "package x\nviolation[{\"msg\": \"m\"}] {\n  x := 5\n  x\n  (x - 4) < 2\n}\n";
+        assert_eq!(violations_of(rego).unwrap(), vec!["m"]);
+        // Inside a call's parentheses a line break continues the expression.
+        let call = "package x\nviolation[{\"msg\": m}] {\n  m := concat(\"\",\n    [\"a\",\n    (\"b\")])\n}\n";
+        assert_eq!(violations_of(call).unwrap(), vec!["ab"]);
+    }
+
+    #[test]
+    fn opa_sprintf_keeps_the_message_with_missing_operands() {
+        let rego = "package x\nviolation[{\"msg\": msg}] {\n  msg := sprintf(\"%v needs %v\", [\"app\"])\n}\n";
+        assert_eq!(violations_of(rego).unwrap(), vec!["app needs %!v(MISSING)"]);
+    }
+
+    #[test]
+    fn opa_rules_with_several_bodies_are_alternatives() {
+        // OPA: `p { a } { b }` is `p { a }` plus `p { b }`.
+        let set = "package x\nviolation[{\"msg\": \"m\"}] { false } { true }\n";
+        assert_eq!(violations_of(set).unwrap(), vec!["m"]);
+        let func = "package x\nf(x) = y { x == 1; y := \"one\" } { x == 2; y := \"two\" }\nviolation[{\"msg\": m}] { m := f(2) }\n";
+        assert_eq!(violations_of(func).unwrap(), vec!["two"]);
+        // `else` keeps its meaning.
+        let chain = "package x\nf(x) = \"a\" { x == 1 } else = \"b\" { true }\nviolation[{\"msg\": m}] { m := f(2) }\n";
+        assert_eq!(violations_of(chain).unwrap(), vec!["b"]);
+    }
+
+    #[test]
+    fn opa_rejects_calls_to_undefined_functions_when_compiling() {
+        let rego = "package x\nviolation[{\"msg\": msg}] {\n  input.review.nope == 1\n  msg := sprintff(\"a %v\", [1])\n}\n";
+        match violations_of(rego).unwrap_err() {
+            RegoError::Syntax { line, message, .. } => {
+                assert_eq!(line, 4);
+                assert!(
+                    message.contains("sprintff") && message.contains("`sprintf`"),
+                    "{message}"
+                );
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        // Functions from libs, through imports, and builtins with dots are known.
+        let mut s = src("package x\nimport data.lib.helpers\nviolation[{\"msg\": m}] {\n  helpers.name(\"a\")\n  m := concat(\"\", [\"x\", strings.replace_n({}, \"y\")])\n}\n");
+        s.libs = vec!["package lib.helpers\nname(x) { x == \"a\" }\n".into()];
+        assert!(compile(&s).is_ok(), "{:?}", compile(&s).err());
+    }
+
+    #[test]
+    fn opa_rejects_recursion_when_compiling() {
+        let rego = "package x\nf(n) = y { y := g(n) }\ng(n) = y { y := f(n + 1) }\nviolation[{\"msg\": \"m\"}] { f(1) }\n";
+        match violations_of(rego).unwrap_err() {
+            RegoError::Syntax { message, .. } => {
+                assert!(message.contains("depends on itself"), "{message}")
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let rules = "package x\np { q }\nq { p }\nviolation[{\"msg\": \"m\"}] { p }\n";
+        assert!(matches!(
+            violations_of(rules),
+            Err(RegoError::Syntax { .. })
+        ));
+        // A parameter that shares a rule's name is no dependency.
+        let shadow = "package x\ncontainers[c] { c := input.review.object.spec.containers[_] }\nnamed(containers) { containers[_].name == \"app\" }\nviolation[{\"msg\": \"m\"}] { named(containers) }\n";
+        assert_eq!(violations_of(shadow).unwrap(), vec!["m"]);
+    }
+
+    #[test]
+    fn hostile_rego_ends_with_an_error_in_bounded_time() {
+        let product = "package x\nviolation[{\"msg\": m}] {\n  n := numbers.range(1, input.parameters.n)\n  c := count([1 | n[_]; n[_]; n[_]])\n  m := sprintf(\"%v\", [c])\n}\n";
+        let compiled = compile(&src(product)).unwrap();
+        let options = EvalOptions {
+            timeout: Duration::from_millis(500),
+            ..Default::default()
+        };
+        let started = Instant::now();
+        let err = compiled
+            .evaluate_with(&json!({}), &json!({"n": 100000}), &json!({}), &options)
+            .unwrap_err();
+        assert!(matches!(err, RegoError::Timeout(_)), "{err:?}");
+        assert!(started.elapsed() < Duration::from_secs(30));
+        // A string of 100 GB: frozen at the allocation, reported, process alive.
+        let huge = "package x\nviolation[{\"msg\": m}] {\n  s0 := concat(\"\", [\"x\" | numbers.range(1, input.parameters.n)[_]])\n  s1 := concat(\"\", [s0 | numbers.range(1, 1000)[_]])\n  s2 := concat(\"\", [s1 | numbers.range(1, 1000)[_]])\n  m := sprintf(\"%v\", [count(s2)])\n}\n";
+        let err = compile(&src(huge))
+            .unwrap()
+            .evaluate(&json!({}), &json!({"n": 100000}), &json!({}))
+            .unwrap_err();
+        assert!(matches!(err, RegoError::MemoryLimit), "{err:?}");
+        let deep = format!(
+            "package x\nviolation[{{\"msg\": \"m\"}}] {{ x := {}1{} }}\n",
+            "[".repeat(5000),
+            "]".repeat(5000)
+        );
+        assert!(matches!(
+            compile(&src(&deep)),
+            Err(RegoError::Syntax { .. })
+        ));
+    }
+
+    #[test]
+    fn cancelling_stops_evaluations_in_progress() {
+        let slow = "package x\nviolation[{\"msg\": m}] {\n  n := numbers.range(1, input.parameters.n)\n  c := count([1 | n[_]; n[_]])\n  m := sprintf(\"%v\", [c])\n}\n";
+        let compiled = compile(&src(slow)).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let options = EvalOptions {
+            cancel: Some(stop.clone()),
+            ..Default::default()
+        };
+        let canceller = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            stop.store(true, Ordering::SeqCst);
+        });
+        let started = Instant::now();
+        let err = compiled
+            .evaluate_with(&json!({}), &json!({"n": 100000}), &json!({}), &options)
+            .unwrap_err();
+        assert!(started.elapsed() < DEFAULT_TIMEOUT);
+        canceller.join().unwrap();
+        assert!(matches!(err, RegoError::Cancelled), "{err:?}");
+    }
+
+    #[test]
+    fn external_data_answers_come_from_the_options() {
+        let rego = "package x\nviolation[{\"msg\": m}] {\n  r := external_data({\"provider\": \"sig\", \"keys\": [input.review.object.spec.containers[0].image]})\n  count(r.errors) > 0\n  m := sprintf(\"unsigned: %v\", [r.errors[0][0]])\n}\n";
+        let compiled = compile(&src(rego)).unwrap();
+        let options = EvalOptions {
+            external_data: serde_json::from_value(
+                json!({"sig": {"nginx:1": {"error": "no signature"}}}),
+            )
+            .unwrap(),
+            ..Default::default()
+        };
+        let found = compiled
+            .evaluate_with(
+                &review_for(&pod("nginx:1")),
+                &json!({}),
+                &json!({}),
+                &options,
+            )
+            .unwrap();
+        assert_eq!(found[0].msg, "unsigned: nginx:1");
+        let signed = EvalOptions {
+            external_data: serde_json::from_value(json!({"sig": {"nginx:1": {"value": "ok"}}}))
+                .unwrap(),
+            ..Default::default()
+        };
+        assert!(compiled
+            .evaluate_with(
+                &review_for(&pod("nginx:1")),
+                &json!({}),
+                &json!({}),
+                &signed
+            )
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn runtime_errors_carry_the_rego_position() {
+        let rego = "package x\nviolation[{\"msg\": m}] {\n  x := input.review.object.kind\n  m := concat(\"\", [x, 1 / 0])\n}\n";
+        let compiled = compile(&src(rego));
+        if let Ok(c) = compiled {
+            if let Err(e) = c.evaluate(&review_for(&pod("a")), &json!({}), &json!({})) {
+                assert!(
+                    matches!(
+                        e,
+                        RegoError::Runtime { line: 4, .. } | RegoError::Evaluation(_)
+                    ),
+                    "{e:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -29,8 +29,8 @@ use crate::policy::rego::{self, CompiledRego, RegoError, RegoModule};
 use crate::policy::{PolicyDefinition, PolicyDefinitionProperties};
 
 use super::definition::{
-    keep_json, plan_default_scope, replace_on_breaking_parameters, user_metadata, validate_version,
-    DEFINITIONS_SEGMENT,
+    keep_json, plan_default_scope, replace_on_breaking_parameters, user_metadata,
+    validate_json_object, validate_version, DEFINITIONS_SEGMENT,
 };
 use super::definition_api::{identifying_attributes, DefinitionCollection};
 use super::existence::check_planned_scope;
@@ -110,6 +110,18 @@ fn schema() -> Schema {
             Attribute::string("message")
                 .optional()
                 .description("A regular expression; only violations whose message matches count."),
+        )
+        .attribute(
+            Attribute::string("external_data")
+                .optional()
+                .validate_with(validate_json_object)
+                .description("What Gatekeeper external data providers answer during this test, as JSON: provider name -> key -> answer, where an answer is `{ value = ... }`, `{ error = \"...\" }` or a bare value, e.g. `jsonencode({ \"ratify-provider\" = { \"nginx:1.27\" = { error = \"no signature\" } } })`. `external_data({\"provider\": p, \"keys\": [...]})` then returns Gatekeeper's response (`responses`, `errors`, `system_error`, `status_code`); a provider not listed answers with a `system_error`."),
+        )
+        .attribute(
+            Attribute::string("timeout")
+                .optional()
+                .description("How long evaluating the policy for one object may take, e.g. `10s`. Defaults to `5s`; an evaluation that runs longer (endless recursion, a huge comprehension) fails the test.")
+                .validate_with(validate_duration),
         );
     Schema::new(
         identifying_attributes(
@@ -180,6 +192,22 @@ fn schema() -> Schema {
     )
 }
 
+/// A test's `timeout`: a duration such as `10s` (at most an hour).
+fn parse_test_timeout(text: &str) -> Result<std::time::Duration, String> {
+    match humantime::parse_duration(text.trim()) {
+        Ok(d) if !d.is_zero() && d <= std::time::Duration::from_secs(3600) => Ok(d),
+        Ok(_) => Err(format!("{text:?} must be more than zero and at most 1h")),
+        Err(e) => Err(format!("{text:?} is not a duration like `10s` ({e})")),
+    }
+}
+
+fn validate_duration(value: &Value, path: &AttributePath, diags: &mut Diagnostics) {
+    let Some(text) = value.as_str() else { return };
+    if let Err(e) = parse_test_timeout(text) {
+        diags.error_at(path.clone(), "Invalid timeout", e);
+    }
+}
+
 /// What the configuration says the template is.
 struct ResolvedTemplate {
     source: TemplateSource,
@@ -214,21 +242,26 @@ fn rego_error_diag(
         };
         return Diagnostic::error("Invalid Rego", err.to_string()).at(path);
     };
-    let module_text = match err.module() {
-        Some(RegoModule::Lib(i)) => template.rego.libs.get(i).map(String::as_str),
-        _ => Some(template.rego.entry.as_str()),
-    };
-    let location = match (err, module_text.and_then(|m| module_start_line(yaml, m))) {
-        (RegoError::Syntax { line, .. }, Some(start)) => {
-            format!(" (line {} of the YAML)", start + *line as usize - 1)
-        }
-        _ => String::new(),
-    };
+    let location = yaml_location(err, template, yaml);
     Diagnostic::error(
         "Invalid Rego",
         format!("In the template's Rego{location}: {err}"),
     )
     .at(AttributePath::attr("constraint_template"))
+}
+
+/// ` (line N of the YAML)` for an error with a Rego position, when the template is YAML.
+fn yaml_location(err: &RegoError, template: &ConstraintTemplate, yaml: &str) -> String {
+    let module_text = match err.module() {
+        Some(RegoModule::Lib(i)) => template.rego.libs.get(i).map(String::as_str),
+        _ => Some(template.rego.entry.as_str()),
+    };
+    match (err, module_text.and_then(|m| module_start_line(yaml, m))) {
+        (RegoError::Syntax { line, .. } | RegoError::Runtime { line, .. }, Some(start)) => {
+            format!(" (line {} of the YAML)", start + *line as usize - 1)
+        }
+        _ => String::new(),
+    }
 }
 
 fn template_error_diag(err: &TemplateError, from_block: bool) -> Diagnostic {
@@ -395,7 +428,7 @@ struct CheckedConfig {
     spec: Option<KubernetesDefinitionSpec>,
     resolved: Option<ResolvedTemplate>,
     /// What `test` blocks run against, when the template and the match are usable.
-    policy: Option<PlannedPolicy>,
+    policy: Option<Arc<PlannedPolicy>>,
 }
 
 fn metadata_from(config: &Value, diags: &mut Diagnostics) -> Option<Map<String, Json>> {
@@ -487,7 +520,7 @@ fn check_config(config: &Value, diags: &mut Diagnostics) -> CheckedConfig {
                 tested.default_effect = "audit".into();
                 tested.effects = DEFAULT_EFFECTS.iter().map(|e| e.to_string()).collect();
             }
-            checked.policy = PlannedPolicy::new(&tested, template.clone(), compiled);
+            checked.policy = PlannedPolicy::new(&tested, template.clone(), compiled).map(Arc::new);
         }
     }
     if effect_ok && match_ok && parameters_ok && metadata.is_some() {
@@ -521,6 +554,14 @@ pub enum TestProblem {
     Violations(String),
     #[error("the policy could not be evaluated: {0}")]
     Evaluation(String),
+    /// Evaluating the Rego failed (runtime error, timeout, memory, Stop); `location` names the
+    /// line of `constraint_template` when known.
+    #[error("the policy could not be evaluated{location}: {error}")]
+    Rego { error: RegoError, location: String },
+    #[error("timeout: {0}")]
+    Timeout(String),
+    #[error("external_data {0}")]
+    ExternalData(String),
     #[error("expected violations = {expected}{filter}, but {counted} matched; the policy returned {actual}")]
     Unexpected {
         expected: String,
@@ -541,7 +582,11 @@ impl TestProblem {
             TestProblem::MessagePattern(_) => test.attribute("message"),
             TestProblem::Violations(_) => test.attribute("violations"),
             // The block itself: its name is what Terraform can point at.
-            TestProblem::Evaluation(_) | TestProblem::Unexpected { .. } => test.attribute("name"),
+            TestProblem::Timeout(_) => test.attribute("timeout"),
+            TestProblem::ExternalData(_) => test.attribute("external_data"),
+            TestProblem::Evaluation(_)
+            | TestProblem::Rego { .. }
+            | TestProblem::Unexpected { .. } => test.attribute("name"),
         }
     }
 }
@@ -590,7 +635,7 @@ impl PlannedPolicy {
 
     /// From a wholly known configuration; `Err` carries the problems that keep tests from
     /// running.
-    pub fn from_config(config: &Value) -> Result<PlannedPolicy, Diagnostics> {
+    pub fn from_config(config: &Value) -> Result<Arc<PlannedPolicy>, Diagnostics> {
         let mut diags = Diagnostics::new();
         let checked = check_config(config, &mut diags);
         checked.policy.ok_or(diags)
@@ -693,14 +738,22 @@ impl PlannedPolicy {
             constraint: &constraint,
             rego: &self.compiled,
         }];
+        let options = eval_options(test)?;
         let mut violations = Vec::new();
         for object in &objects {
-            let decision = gatekeeper::decide(
+            let decision = gatekeeper::decide_with(
                 &rego::review_for(object),
                 &active,
                 &inventory,
                 &AKS_EXEMPT_NAMESPACES,
+                &options,
             );
+            if let Some(error) = decision.rego_errors.into_iter().next() {
+                return Err(TestProblem::Rego {
+                    error,
+                    location: String::new(),
+                });
+            }
             if !decision.errors.is_empty() {
                 return Err(TestProblem::Evaluation(decision.errors.join("; ")));
             }
@@ -708,6 +761,25 @@ impl PlannedPolicy {
         }
         Ok(violations)
     }
+}
+
+/// How one test block evaluates: its timeout and external data answers.
+fn eval_options(test: &Value) -> Result<rego::EvalOptions, TestProblem> {
+    let mut options = rego::EvalOptions::default();
+    if let Some(text) = test.get("timeout").as_str() {
+        options.timeout = parse_test_timeout(text).map_err(TestProblem::Timeout)?;
+    }
+    if let Some(text) = test.get("external_data").as_str() {
+        options.external_data = match serde_json::from_str::<Json>(text) {
+            Ok(Json::Object(m)) if m.values().all(Json::is_object) => m,
+            _ => {
+                return Err(TestProblem::ExternalData(
+                    "must be a JSON object: provider name -> key -> answer".into(),
+                ))
+            }
+        };
+    }
+    Ok(options)
 }
 
 /// Runs one `test` block: its review, then its assertion.
@@ -787,14 +859,43 @@ fn run_tests(config: &Value, checked: &CheckedConfig, diags: &mut Diagnostics) {
     let Some(policy) = &checked.policy else {
         return;
     };
-    for (i, test) in tests.iter().enumerate() {
-        if !test.is_wholly_known() {
+    // Runtime errors name the line of the user's YAML when the template is one.
+    let yaml = config.get("constraint_template").as_str();
+    // All tests on one evaluation thread (bounded stack and memory; Stop ends the wait).
+    let running = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let batch: Vec<Value> = tests.iter().map(Value::clone).collect();
+    let (batch_policy, at) = (policy.clone(), running.clone());
+    let outcomes = rego::on_evaluation_thread(move || {
+        batch
+            .iter()
+            .enumerate()
+            .map(|(i, test)| {
+                at.store(i, std::sync::atomic::Ordering::SeqCst);
+                test.is_wholly_known()
+                    .then(|| run_test(&batch_policy, test))
+            })
+            .collect::<Vec<_>>()
+    });
+    let outcomes = outcomes.unwrap_or_else(|e| {
+        // The batch as a whole was stopped: blame the test that was running.
+        let at = running.load(std::sync::atomic::Ordering::SeqCst);
+        let mut failed: Vec<Option<Result<(), TestProblem>>> = tests.iter().map(|_| None).collect();
+        failed[at] = Some(Err(TestProblem::Rego {
+            error: e,
+            location: String::new(),
+        }));
+        failed
+    });
+    for (i, (test, outcome)) in tests.iter().zip(outcomes).enumerate() {
+        let Some(outcome) = outcome else {
             continue;
-        }
+        };
         let name = test.get("name").as_str().unwrap_or("unnamed");
-        let outcome = run_test(policy, test);
         log::debug!("policy test {name:?}: {outcome:?}");
-        if let Err(problem) = outcome {
+        if let Err(mut problem) = outcome {
+            if let (TestProblem::Rego { error, location }, Some(yaml)) = (&mut problem, yaml) {
+                *location = yaml_location(error, &policy.template, yaml);
+            }
             diags.push(
                 Diagnostic::error(
                     format!("Policy test {name:?} failed"),
@@ -1645,6 +1746,26 @@ exempt(image) {
             diag.detail
         );
         assert!(diag.detail.contains("rego:4:"), "{}", diag.detail);
+    }
+
+    #[test]
+    fn runtime_errors_in_tests_name_the_yaml_line() {
+        // Two values for one complete rule: an error only once a Pod is reviewed.
+        let yaml = "apiVersion: templates.gatekeeper.sh/v1\nkind: ConstraintTemplate\nmetadata:\n  name: k8sx\nspec:\n  crd:\n    spec:\n      names:\n        kind: K8sX\n  targets:\n    - target: admission.k8s.gatekeeper.sh\n      rego: |\n        package k8sx\n        kind = 1 { input.review.object.kind == \"Pod\" }\n        kind = 2 { input.review.object.kind == \"Pod\" }\n        violation[{\"msg\": m}] {\n          kind > 0\n          m := \"a\"\n        }\n";
+        let mut c = config(vec![test_block("pod", Value::Null, "yes", Value::Null)]);
+        c.set("template", Value::List(vec![]));
+        c.set("constraint_template", Value::string(yaml));
+        let d = validate(&c);
+        let diag =
+            d.0.iter()
+                .find(|d| d.summary.contains("Policy test \"pod\" failed"))
+                .unwrap_or_else(|| panic!("no test failure in {:?}", d.0));
+        assert!(
+            diag.detail.contains("of the YAML")
+                && diag.detail.contains("evaluation failed at rego:"),
+            "{}",
+            diag.detail
+        );
     }
 
     #[test]

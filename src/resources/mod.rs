@@ -1,6 +1,7 @@
 //! Provider code: the provider configuration and one file per resource / data source, each
 //! reading top to bottom as schema, mapping to the ARM body, then CRUD.
 
+pub mod admission_review;
 pub mod assignment;
 pub mod builtin_definition;
 pub mod builtin_initiative;
@@ -9,6 +10,7 @@ pub mod compliance;
 pub mod definition;
 pub mod definition_api;
 pub mod errors;
+pub mod evaluate_function;
 pub mod exemption;
 pub mod existence;
 pub mod initiative;

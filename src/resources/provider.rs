@@ -8,12 +8,13 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::arm::{ArmClient, ArmSettings, ClientOptions, ListSnapshots};
-use crate::framework::Attribute;
+use crate::framework::{Attribute, Function};
 use crate::framework::{
     AttributePath, Block, ConfigureRequest, DataSource, Diagnostic, Diagnostics, Provider,
     ProviderData, Resource, Schema, Value,
 };
 
+use super::admission_review::AdmissionReviewDataSource;
 use super::assignment::AssignmentResource;
 use super::builtin_definition::BuiltinDefinitionDataSource;
 use super::builtin_initiative::BuiltinInitiativeDataSource;
@@ -21,6 +22,7 @@ use super::cluster_addon::ClusterAddonResource;
 use super::compliance::ComplianceDataSource;
 use super::definition::DefinitionResource;
 use super::errors::arm_error_diagnostic;
+use super::evaluate_function::EvaluateFunction;
 use super::exemption::ExemptionResource;
 use super::initiative::InitiativeResource;
 use super::kubernetes_definition::KubernetesDefinitionResource;
@@ -275,6 +277,10 @@ impl Provider for AksPolicyProvider {
         TYPE_NAME
     }
 
+    fn stop(&self) {
+        crate::policy::rego::cancel_evaluations();
+    }
+
     fn schema(&self) -> Schema {
         Schema::new(provider_block())
     }
@@ -293,10 +299,15 @@ impl Provider for AksPolicyProvider {
 
     fn data_sources(&self) -> Vec<Arc<dyn DataSource>> {
         vec![
+            Arc::new(AdmissionReviewDataSource),
             Arc::new(BuiltinDefinitionDataSource),
             Arc::new(BuiltinInitiativeDataSource),
             Arc::new(ComplianceDataSource),
         ]
+    }
+
+    fn functions(&self) -> Vec<Arc<dyn Function>> {
+        vec![Arc::new(EvaluateFunction)]
     }
 
     fn validate_config(&self, config: &Value, diags: &mut Diagnostics) {

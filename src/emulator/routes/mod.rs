@@ -1,9 +1,13 @@
-//! Top-level routing: metadata and Entra ID endpoints need no token; everything else is ARM.
+//! Top-level routing: metadata, Entra ID and the template store need no token; everything else
+//! is ARM.
 
 pub(crate) mod aad;
 pub(crate) mod arm;
 pub(crate) mod control;
 pub(crate) mod metadata;
+pub(crate) mod templates;
+
+use std::sync::Arc;
 
 use super::http::{Request, Response};
 use super::state::AppState;
@@ -31,21 +35,27 @@ pub(crate) fn refuse_unauthenticated(
 }
 
 /// Dispatches one request and counts it in the metrics.
-pub(crate) async fn route(state: &AppState, req: Request) -> Response {
+pub(crate) async fn route(state: &Arc<AppState>, req: Request) -> Response {
     let segments = req.segments();
     let template = super::observe::route_template(&segments);
+    let method = req.method.clone();
     let (resp, response_delay_ms) = if metadata::matches(&segments) {
         (metadata::handle(state, &req), 0)
     } else if aad::matches(&segments) {
         (aad::handle(state, &req, &segments), 0)
+    } else if templates::matches(&segments) {
+        (templates::handle(state, &req, &segments), 0)
     } else if control::matches(&segments) {
-        (control::handle(state, &req, &segments), 0)
+        (
+            off_async_workers(state, req, segments, control::handle).await,
+            0,
+        )
     } else {
         let profile = state.fault_profile();
         if profile.latency_ms > 0 {
             tokio::time::sleep(std::time::Duration::from_millis(profile.latency_ms)).await;
         }
-        let mut resp = arm::handle(state, &req, &segments);
+        let mut resp = off_async_workers(state, req, segments, arm::handle).await;
         if super::faults::chance(profile.drop_rate) {
             resp.extensions_mut().insert(super::http::DropConnection);
         }
@@ -55,9 +65,33 @@ pub(crate) async fn route(state: &AppState, req: Request) -> Response {
     // before the answer arrives.
     state
         .observer
-        .record(req.method.as_str(), &template, resp.status().as_u16());
+        .record(method.as_str(), &template, resp.status().as_u16());
     if response_delay_ms > 0 {
         tokio::time::sleep(std::time::Duration::from_millis(response_delay_ms)).await;
     }
     resp
+}
+
+type Handler = fn(&AppState, &Request, &[String]) -> Response;
+
+/// Runs a handler on the blocking pool: admission, audit and policy states evaluate Rego for
+/// up to seconds, and must not hold up the async workers that serve every other client.
+async fn off_async_workers(
+    state: &Arc<AppState>,
+    req: Request,
+    segments: Vec<String>,
+    handler: Handler,
+) -> Response {
+    let state = state.clone();
+    match tokio::task::spawn_blocking(move || handler(&state, &req, &segments)).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            log::error!("request handler failed: {e}");
+            super::http::json_response(
+                http::StatusCode::INTERNAL_SERVER_ERROR,
+                &serde_json::json!({"error": {"code": "InternalServerError",
+                    "message": "The emulator failed while handling the request."}}),
+            )
+        }
+    }
 }

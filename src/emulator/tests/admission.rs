@@ -170,3 +170,121 @@ async fn webhook_denies_and_audit_reports() {
     assert_eq!(all["value"].as_array().map(Vec::len), Some(0), "{all}");
     emu.running.shutdown().await;
 }
+
+/// A template whose Rego never finishes: the webhook fails open and says why, and the emulator
+/// keeps answering other requests meanwhile.
+#[tokio::test]
+async fn hostile_template_fails_open_and_the_emulator_keeps_answering() {
+    use crate::policy::constraint_template::TemplateSpec;
+    use crate::policy::kubernetes_definition::{
+        KindMatch, KubernetesDefinitionSpec, TemplateSource,
+    };
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (emu, token, sub) = fast_emu(dir.path(), 0).await;
+    let rg = format!("{sub}/resourceGroups/rg");
+    let cluster = format!("{rg}/providers/Microsoft.ContainerService/managedClusters/c1");
+    let (status, _, body) = emu
+        .send(&token, Method::PUT, &format!("{cluster}?{AKS_API}"), Some(&json!({
+            "location": "westeurope",
+            "properties": {"dnsPrefix": "c1", "addonProfiles": {"azurepolicy": {"enabled": true}}}
+        })))
+        .await;
+    assert!(status.is_success(), "{body}");
+    let rego = "package k8shostile\n\nviolation[{\"msg\": \"never\"}] {\n  n := numbers.range(1, count(input.review.object.spec.containers) * 100000)\n  count([1 | n[_]; n[_]]) > 0\n}\n";
+    let (yaml, _) = TemplateSpec {
+        kind: "K8sHostile".into(),
+        rego: rego.into(),
+        libs: vec![],
+        parameters_schema: None,
+    }
+    .render()
+    .expect("render");
+    let spec = KubernetesDefinitionSpec {
+        display_name: Some("hostile".into()),
+        description: None,
+        version: None,
+        metadata: serde_json::Map::new(),
+        template: TemplateSource::Embedded(yaml),
+        template_parameters: vec![],
+        matches: vec![KindMatch {
+            api_groups: vec!["".into()],
+            kinds: vec!["Pod".into()],
+        }],
+        effects: vec!["deny".into(), "audit".into()],
+        default_effect: "deny".into(),
+    };
+    let properties = serde_json::to_value(spec.properties().expect("properties")).expect("json");
+    let definition = format!("{sub}/providers/Microsoft.Authorization/policyDefinitions/hostile");
+    let (status, _, body) = emu
+        .send(
+            &token,
+            Method::PUT,
+            &format!("{definition}?{POLICY_API}"),
+            Some(&json!({"properties": properties})),
+        )
+        .await;
+    assert!(status.is_success(), "{body}");
+    let (status, _, body) = emu
+        .send(
+            &token,
+            Method::PUT,
+            &format!(
+                "{rg}/providers/Microsoft.Authorization/policyAssignments/hostile?{POLICY_API}"
+            ),
+            Some(&json!({"properties": {"policyDefinitionId": definition}})),
+        )
+        .await;
+    assert!(status.is_success(), "{body}");
+
+    let pod = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+        "uid": "u-2", "operation": "CREATE",
+        "kind": {"group": "", "version": "v1", "kind": "Pod"},
+        "namespace": "apps", "name": "web",
+        "object": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web", "namespace": "apps"},
+            "spec": {"containers": [{"name": "app", "image": "nginx"}]}}}});
+    let admission_path = format!("/_emulator/admission{cluster}");
+    let admission = emu.send(&token, Method::POST, &admission_path, Some(&pod));
+    let other = async {
+        // Give the admission a head start, then ask for something else.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let (status, _, _) = emu
+            .send(&token, Method::GET, &format!("{cluster}?{AKS_API}"), None)
+            .await;
+        (status, std::time::Instant::now())
+    };
+    let admitted = async {
+        let answer = admission.await;
+        (answer, std::time::Instant::now())
+    };
+    let (((status, _, answer), admitted_at), (other_status, other_at)) =
+        tokio::join!(admitted, other);
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert!(other_status.is_success());
+    assert!(
+        other_at < admitted_at,
+        "the cluster GET waited for the hostile admission"
+    );
+    // Fail-open, as Gatekeeper's webhook (failurePolicy Ignore), but visible.
+    assert_eq!(answer["response"]["allowed"], true, "{answer}");
+    let errors = answer["evaluationErrors"].to_string();
+    assert!(
+        errors.contains("k8shostile") && errors.contains("did not finish"),
+        "{answer}"
+    );
+    let (status, _, state) = emu
+        .send(
+            &token,
+            Method::GET,
+            &format!("/_emulator/admission{cluster}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{state}");
+    assert!(
+        state["admissionErrors"]
+            .to_string()
+            .contains("did not finish"),
+        "{state}"
+    );
+}

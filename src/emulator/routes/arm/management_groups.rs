@@ -8,7 +8,7 @@
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use super::scope::{management_group_not_found, MG_PREFIX};
+use super::scope::{management_group_not_found, Scope, MG_PREFIX};
 use super::{
     empty, error::ArmError, now_rfc3339, ok_json, operations, paging, parse_body, ArmRequest,
 };
@@ -76,6 +76,12 @@ pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response,
             }
             _ => Err(ArmError::method_not_allowed(method)),
         },
+        (2, [name]) if req.path.types[1].eq_ignore_ascii_case("descendants") => {
+            if *method != Method::GET {
+                return Err(ArmError::method_not_allowed(method));
+            }
+            descendants(state, req, name)
+        }
         (2, [name, sub]) => placement(state, req, name, sub),
         _ => Err(ArmError::method_not_allowed(method)),
     }
@@ -228,6 +234,52 @@ pub(crate) fn handle_operation_result(
         None => op.body["properties"].clone(),
     };
     Ok(ok_json(&operation_body(&op_id, "Succeeded", &properties)))
+}
+
+/// `GET .../managementGroups/{mg}/descendants`: every management group and subscription below
+/// `mg`, at any depth (what `notScopes` on a management group exclude).
+fn descendants(state: &AppState, req: &ArmRequest<'_>, name: &str) -> Result<Response, ArmError> {
+    let is_tenant_root = name.eq_ignore_ascii_case(&state.identity.tenant_id);
+    if !is_tenant_root && state.store.get(&mg_id(name))?.is_none() {
+        return Err(management_group_not_found(name));
+    }
+    let target = resource_key(&mg_id(name));
+    let mut items = Vec::new();
+    for r in state.store.list_prefix(&resource_key(MG_PREFIX))? {
+        let key = resource_key(&r.id);
+        if key[MG_PREFIX.len()..].contains('/') || key == target {
+            continue;
+        }
+        let Ok(scope) = Scope::parse(&r.id) else {
+            continue;
+        };
+        if scope.ancestors(state)?.contains(&target) {
+            let parent = r.body.pointer("/properties/details/parent/id").cloned();
+            items.push(json!({
+                "id": r.id, "type": MG_TYPE, "name": r.body["name"],
+                "properties": {"displayName": r.body.pointer("/properties/displayName"),
+                               "parent": {"id": parent}}
+            }));
+        }
+    }
+    for r in state.store.list_prefix("/subscriptions/")? {
+        let Some(sub) = r.id.strip_prefix("/subscriptions/") else {
+            continue;
+        };
+        if sub.contains('/') {
+            continue;
+        }
+        let Ok(scope) = Scope::parse(&r.id) else {
+            continue;
+        };
+        if scope.ancestors(state)?.contains(&target) {
+            items.push(json!({
+                "id": r.id, "type": "/subscriptions", "name": sub,
+                "properties": {"displayName": r.body.get("displayName")}
+            }));
+        }
+    }
+    Ok(ok_json(&paging::page(items, req, PAGE_SIZE)?))
 }
 
 /// `PUT/GET/DELETE .../managementGroups/{mg}/subscriptions/{sub}`: a subscription sits under

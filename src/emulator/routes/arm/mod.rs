@@ -117,6 +117,11 @@ pub(crate) const RESOURCE_TYPES: &[ResourceTypeSpec] = &[
         handler: management_groups::handle,
     },
     ResourceTypeSpec {
+        key: "microsoft.management/managementgroups/descendants",
+        api_versions: management_groups::API_VERSIONS,
+        handler: management_groups::handle,
+    },
+    ResourceTypeSpec {
         key: "microsoft.authorization/policydefinitions",
         api_versions: POLICY_API_VERSIONS,
         handler: policy_definitions::handle_definitions,
