@@ -5,6 +5,7 @@ mod harness;
 
 mod admission;
 mod admission_review;
+mod arm_policy;
 mod assignment;
 mod batched_reads;
 mod builtin_definition;

@@ -4,25 +4,21 @@
 //! Evaluation is pluggable through [`ComplianceEvaluator`]: evaluators are asked in order and
 //! the first that knows an answer wins; a resource nobody has an opinion on is compliant.
 //! [`GatekeeperAudit`] answers for `Microsoft.Kubernetes.Data` definitions from the objects the
-//! cluster admitted; [`AddonRule`] for the AKS policy add-on DINE definition. Exempted
-//! clusters are reported `Exempt` (counted as compliant).
+//! cluster admitted; [`ArmRule`] for ARM-mode (`All`/`Indexed`) definitions from the cluster
+//! resource itself through `policy::arm_rule`. Exempted clusters are reported `Exempt`
+//! (counted as compliant).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
+use crate::emulator::arm_policy::{self, AssignedMember};
 use crate::emulator::gatekeeper;
-use crate::emulator::routes::arm::{
-    clusters_under, policy_addon_enabled, resolve_visible, stored_of_type, ArmError, Scope,
-};
+use crate::emulator::routes::arm::{clusters_under, ArmError, Scope};
 use crate::emulator::state::AppState;
 use crate::emulator::store::{resource_key, StoredResource};
-use crate::policy::effects::{definition_effect, member_values};
 use crate::policy::gatekeeper::ConstraintOrigin;
-
-/// Name of the built-in "Deploy Azure Policy Add-on to AKS clusters" definition.
-pub(crate) const ADDON_DINE: &str = "a8eff44f-8c92-45c3-a3fb-9880802d67a7";
 
 /// One row of policy state: a resource against one definition of one assignment.
 #[derive(Debug, Clone, PartialEq)]
@@ -169,6 +165,7 @@ pub(crate) struct Subject<'a> {
     pub definition_id: &'a str,
     pub reference_id: Option<&'a str>,
     pub definition: &'a Value,
+    pub member: &'a AssignedMember,
     pub resource: &'a StoredResource,
 }
 
@@ -178,17 +175,20 @@ pub(crate) trait ComplianceEvaluator {
     fn evaluate(&self, state: &AppState, subject: &Subject<'_>) -> Result<Option<bool>, ArmError>;
 }
 
-/// The add-on DINE definition: a cluster is compliant when its policy add-on is enabled.
-pub(crate) struct AddonRule;
+/// ARM-mode definitions: the rule (and an `…IfNotExists` existence condition, a Modify
+/// effect's operations) evaluated against the resource as stored.
+pub(crate) struct ArmRule;
 
-impl ComplianceEvaluator for AddonRule {
-    fn evaluate(&self, _: &AppState, subject: &Subject<'_>) -> Result<Option<bool>, ArmError> {
-        let Some(name) = subject.definition["name"].as_str() else {
+impl ComplianceEvaluator for ArmRule {
+    fn evaluate(&self, state: &AppState, subject: &Subject<'_>) -> Result<Option<bool>, ArmError> {
+        let mode = subject.member.mode();
+        if !crate::policy::arm_rule::is_arm_mode(mode) {
             return Ok(None);
-        };
-        Ok(name
-            .eq_ignore_ascii_case(ADDON_DINE)
-            .then(|| policy_addon_enabled(&subject.resource.body)))
+        }
+        let view = arm_policy::policy_view(&subject.resource.id, &subject.resource.body);
+        let outcome =
+            arm_policy::outcome(state, subject.member, &subject.resource.id, &view, None)?;
+        Ok(Some(outcome.is_none_or(|o| o.compliant)))
     }
 }
 
@@ -232,7 +232,7 @@ impl ComplianceEvaluator for GatekeeperAudit {
 
 /// The evaluators in the order they are asked.
 fn evaluators() -> Vec<Box<dyn ComplianceEvaluator>> {
-    vec![Box::new(GatekeeperAudit::default()), Box::new(AddonRule)]
+    vec![Box::new(GatekeeperAudit::default()), Box::new(ArmRule)]
 }
 
 /// What to compute states for.
@@ -244,7 +244,7 @@ pub(crate) struct StatesQuery {
     pub definition_id: Option<String>,
 }
 
-/// Policy states of every cluster in `scope` against every assignment that covers it.
+/// Policy states of every cluster in `scope` against every assignment member that covers it.
 pub(crate) fn policy_states(
     state: &AppState,
     scope: &Scope,
@@ -252,123 +252,76 @@ pub(crate) fn policy_states(
 ) -> Result<Vec<PolicyStateRow>, ArmError> {
     let clusters = clusters_under(state, scope)?;
     let evaluators = evaluators();
-    /// (member definition id, reference id, body, the values the assignment gives it)
-    type Member = (String, Option<String>, Value, Map<String, Value>);
     let mut rows = Vec::new();
-    for (_, assignment) in stored_of_type(state, "microsoft.authorization/policyassignments")? {
-        if let Some(want) = &query.assignment_id {
-            if resource_key(want) != resource_key(&assignment.id) {
-                continue;
-            }
-        }
-        let body = &assignment.body;
-        let a_scope_id = body["properties"]["scope"].as_str().unwrap_or_default();
-        let Ok(a_scope) = Scope::parse(a_scope_id) else {
-            continue;
-        };
-        let def_id = body["properties"]["policyDefinitionId"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let Some(definition) = resolve_visible(state, &a_scope, &def_id)? else {
-            continue;
-        };
-        let is_set = def_id
-            .to_ascii_lowercase()
-            .contains("/policysetdefinitions/");
-        let supplied = body["properties"]["parameters"]
-            .as_object()
-            .cloned()
-            .unwrap_or_default();
-        let mut members: Vec<Member> = Vec::new();
-        if is_set {
-            for m in member_values(&definition, &supplied) {
-                if let Some(mbody) = resolve_visible(state, &a_scope, &m.definition_id)? {
-                    members.push((m.definition_id, m.reference_id, mbody, m.values));
-                }
-            }
-        } else {
-            members.push((def_id.clone(), None, definition.clone(), supplied));
-        }
-        if let Some(want) = &query.definition_id {
-            let matches_set = resource_key(want) == resource_key(&def_id);
-            if !matches_set {
-                members.retain(|(mid, _, _, _)| resource_key(mid) == resource_key(want));
-            }
-        }
-        let not_scopes: Vec<String> = body["properties"]["notScopes"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|v| v.as_str().map(str::to_string))
-            .collect();
-        for cluster in &clusters {
-            if !a_scope.contains(state, &cluster.id)? {
-                continue;
-            }
-            let exemptions = gatekeeper::exemptions_for(state, &cluster.id)?;
-            let mut excluded = false;
-            for ns in &not_scopes {
-                if let Ok(ns_scope) = Scope::parse(ns) {
-                    if ns_scope.contains(state, &cluster.id)? {
-                        excluded = true;
-                    }
-                }
-            }
-            if excluded {
-                continue;
-            }
-            for (mid, rid, mbody, values) in &members {
-                let effect = definition_effect(mbody, values).unwrap_or_else(|| "audit".into());
-                if effect.eq_ignore_ascii_case("Disabled") {
+    for cluster in &clusters {
+        let view = arm_policy::policy_view(&cluster.id, &cluster.body);
+        for member in arm_policy::members_covering(state, &cluster.id, &view)? {
+            let origin = &member.origin;
+            if let Some(want) = &query.assignment_id {
+                if resource_key(want) != resource_key(&origin.assignment_id) {
                     continue;
                 }
-                let exempt = exemptions
-                    .iter()
-                    .any(|e| e.covers(&assignment.id, rid.as_deref()));
-                let subject = Subject {
-                    assignment_id: &assignment.id,
-                    definition_id: mid,
-                    reference_id: rid.as_deref(),
-                    definition: mbody,
-                    resource: cluster,
-                };
-                let mut compliant = true;
-                if !exempt {
-                    for e in &evaluators {
-                        if let Some(answer) = e.evaluate(state, &subject)? {
-                            compliant = answer;
-                            break;
-                        }
+            }
+            if let Some(want) = &query.definition_id {
+                let of_set = origin
+                    .set_definition_id
+                    .as_deref()
+                    .is_some_and(|s| resource_key(s) == resource_key(want));
+                if !of_set && resource_key(&origin.definition_id) != resource_key(want) {
+                    continue;
+                }
+            }
+            let effect = member.effect_name();
+            if effect.eq_ignore_ascii_case("Disabled") {
+                continue;
+            }
+            let subject = Subject {
+                assignment_id: &origin.assignment_id,
+                definition_id: &origin.definition_id,
+                reference_id: origin.reference_id.as_deref(),
+                definition: &member.definition,
+                member: &member,
+                resource: cluster,
+            };
+            let mut compliant = true;
+            if !member.exempt {
+                for e in &evaluators {
+                    if let Some(answer) = e.evaluate(state, &subject)? {
+                        compliant = answer;
+                        break;
                     }
                 }
-                let segs: Vec<&str> = cluster.id.split('/').collect();
-                rows.push(PolicyStateRow {
-                    resource_id: cluster.id.clone(),
-                    resource_location: cluster.body["location"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_string(),
-                    resource_group: segs.get(4).copied().unwrap_or_default().to_string(),
-                    subscription_id: segs.get(2).copied().unwrap_or_default().to_string(),
-                    assignment_id: assignment.id.clone(),
-                    assignment_name: assignment
-                        .id
-                        .rsplit('/')
-                        .next()
-                        .unwrap_or_default()
-                        .to_string(),
-                    assignment_scope: a_scope_id.to_string(),
-                    set_definition_id: is_set.then(|| def_id.clone()),
-                    definition_id: mid.clone(),
-                    definition_name: mid.rsplit('/').next().unwrap_or_default().to_string(),
-                    reference_id: rid.clone(),
-                    effect,
-                    compliant,
-                    exempt,
-                });
             }
+            let segs: Vec<&str> = cluster.id.split('/').collect();
+            rows.push(PolicyStateRow {
+                resource_id: cluster.id.clone(),
+                resource_location: cluster.body["location"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                resource_group: segs.get(4).copied().unwrap_or_default().to_string(),
+                subscription_id: segs.get(2).copied().unwrap_or_default().to_string(),
+                assignment_id: origin.assignment_id.clone(),
+                assignment_name: origin
+                    .assignment_id
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string(),
+                assignment_scope: member.assignment_scope.clone(),
+                set_definition_id: origin.set_definition_id.clone(),
+                definition_id: origin.definition_id.clone(),
+                definition_name: origin
+                    .definition_id
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string(),
+                reference_id: origin.reference_id.clone(),
+                effect,
+                compliant,
+                exempt: member.exempt,
+            });
         }
     }
     Ok(rows)

@@ -11,6 +11,8 @@ pub const MAX_DELAY_MS: u64 = 10 * 60 * 1000;
 pub const MAX_CONSISTENCY_MS: u64 = 60 * 60 * 1000;
 /// Largest `lro_ms`: one day.
 pub const MAX_LRO_MS: u64 = 24 * 60 * 60 * 1000;
+/// Largest `policy_evaluation_ms`: one day (Azure's standard cycle is a day).
+pub const MAX_POLICY_EVALUATION_MS: u64 = 24 * 60 * 60 * 1000;
 /// Largest `token_lifetime_s`: one day, Entra ID's own upper bound for access tokens.
 pub const MAX_TOKEN_LIFETIME_S: u64 = 24 * 60 * 60;
 
@@ -47,6 +49,10 @@ pub struct FaultProfile {
     /// let tests watch clients refresh after ARM's `ExpiredAuthenticationToken`.
     #[serde(default = "default_token_lifetime_s")]
     pub token_lifetime_s: u64,
+    /// How long a new or changed policy assignment takes to take effect (Deny at write time,
+    /// policy states): Azure's evaluation cycle. 0 evaluates at once.
+    #[serde(default)]
+    pub policy_evaluation_ms: u64,
     /// Microsoft.Authorization's own limit per principal, in requests per fixed minute (0:
     /// off). Azure answers past it with 429 `ResourceRequestsThrottled` ("Number of requests
     /// for Microsoft.Authorization exceeded the limit of '120' for time interval '00:01:00'"):
@@ -76,6 +82,7 @@ impl Default for FaultProfile {
             lro_ms: default_lro_ms(),
             lro_failure_rate: 0.0,
             token_lifetime_s: default_token_lifetime_s(),
+            policy_evaluation_ms: 0,
             authorization_requests_per_minute: 0,
         }
     }
@@ -94,6 +101,7 @@ pub struct FaultPatch {
     pub lro_ms: Option<u64>,
     pub lro_failure_rate: Option<f64>,
     pub token_lifetime_s: Option<u64>,
+    pub policy_evaluation_ms: Option<u64>,
     pub authorization_requests_per_minute: Option<u32>,
 }
 
@@ -122,6 +130,11 @@ impl FaultProfile {
             ("response_delay_ms", patch.response_delay_ms, MAX_DELAY_MS),
             ("consistency_ms", patch.consistency_ms, MAX_CONSISTENCY_MS),
             ("lro_ms", patch.lro_ms, MAX_LRO_MS),
+            (
+                "policy_evaluation_ms",
+                patch.policy_evaluation_ms,
+                MAX_POLICY_EVALUATION_MS,
+            ),
             (
                 "token_lifetime_s",
                 patch.token_lifetime_s,
@@ -160,6 +173,9 @@ impl FaultProfile {
         }
         if let Some(v) = patch.token_lifetime_s {
             self.token_lifetime_s = v;
+        }
+        if let Some(v) = patch.policy_evaluation_ms {
+            self.policy_evaluation_ms = v;
         }
         if let Some(v) = patch.authorization_requests_per_minute {
             self.authorization_requests_per_minute = v;
@@ -233,6 +249,7 @@ mod tests {
             ("response_delay_ms", MAX_DELAY_MS),
             ("consistency_ms", MAX_CONSISTENCY_MS),
             ("lro_ms", MAX_LRO_MS),
+            ("policy_evaluation_ms", MAX_POLICY_EVALUATION_MS),
             ("token_lifetime_s", MAX_TOKEN_LIFETIME_S),
         ] {
             let at_max: FaultPatch =

@@ -11,7 +11,7 @@
 //! | `GET /{tenant}[/v2.0]/.well-known/openid-configuration` | none | OpenID discovery |
 //! | `GET /{tenant}/discovery[/v2.0]/keys`, `GET /{tenant}/discovery/instance` | none | JWKS, MSAL instance discovery |
 //! | `GET /subscriptions[/{id}]`, `GET /tenants` | bearer | `serve --subscriptions N` creates N |
-//! | `/subscriptions/{s}/resourceGroups[/{rg}]` | bearer | PUT 201/200, GET, PATCH, HEAD, DELETE 202 + Location (removes everything below at once), list |
+//! | `/subscriptions/{s}/resourceGroups[/{rg}]` | bearer | PUT 201/200, GET, PATCH, HEAD, DELETE 202 + Location (removes everything below at once), list; PUT/PATCH 403 `RequestDisallowedByPolicy` when an `All`-mode Deny matches |
 //! | `/subscriptions/{s}/operationresults/{id}` | bearer | resource group delete Location: 202 until the operation time is up, then 200 |
 //! | `/providers/Microsoft.Management/managementGroups[/{mg}[/subscriptions/{s}]]` | bearer | PUT 202 + Azure-AsyncOperation/Location with `details.parent.id`; subscription placement; the tenant root group always exists |
 //! | `/providers/Microsoft.Management/operationResults/create/managementGroups/{mg}` | bearer | management group create status: 202 `Running`, then 200 `Succeeded` with the group |
@@ -21,7 +21,7 @@
 //! | `POST {scope}/providers/Microsoft.Authorization/listPolicy[Set]DefinitionVersions` | bearer | every version at the scope (built-ins at tenant scope) |
 //! | `{scope}/providers/Microsoft.Authorization/policyAssignments[/{name}]` | bearer | any scope; PUT 201, PATCH, DELETE 200+body/204; `atScope()`, `atExactScope()`, `policyDefinitionId eq` |
 //! | `{scope}/providers/Microsoft.Authorization/policyExemptions[/{name}]` | bearer | preview api-versions; `excludeExpired()`, `policyAssignmentId eq`; `policyDefinitionReferenceIds` must be members of the assigned initiative |
-//! | `.../resourceGroups/{rg}/providers/Microsoft.ContainerService/managedClusters[/{name}]` | bearer | PUT 201/200 and PATCH tags 200 + Azure-AsyncOperation, DELETE 202 + Location, eTag preconditions, 409 while busy |
+//! | `.../resourceGroups/{rg}/providers/Microsoft.ContainerService/managedClusters[/{name}]` | bearer | PUT 201/200 and PATCH tags 200 + Azure-AsyncOperation, DELETE 202 + Location, eTag preconditions, 409 while busy; enforced Modify operations applied to a PUT; PUT/PATCH 403 `RequestDisallowedByPolicy` + `PolicyViolation` when an ARM-mode Deny matches |
 //! | `POST .../managedClusters/{name}/abort` | bearer | 204; the running operation and the cluster end `Canceled`; 409 `OperationNotAllowed` when nothing runs |
 //! | `/subscriptions/{s}/providers/Microsoft.ContainerService/locations/{l}/operations[results]/{id}` | bearer | operation status / Location polling |
 //! | `{scope}/providers/Microsoft.PolicyInsights/remediations[/{name}[/cancel\|/listDeployments]]` | bearer | Accepted → Evaluating → Succeeded/Failed by time |
@@ -35,8 +35,11 @@
 //! Long-running operations are timers stored with the resource and settled on the next read,
 //! so they survive restarts and need no background tasks. Compliance for policy states comes
 //! from `compliance`: Kubernetes-mode definitions by auditing the objects each cluster admitted
-//! (`gatekeeper`), the add-on DINE built-in from the cluster's add-on profile; everything else
-//! is compliant, and exempted resources are reported `Exempt`.
+//! (`gatekeeper`), ARM-mode (`All`/`Indexed`) definitions by evaluating their rules against the
+//! resource (`arm_policy` over `policy::arm_rule`; aliases are the table in
+//! `src/policy/arm_rule/alias.rs`); exempted resources are reported `Exempt`. No definition is
+//! known by id. An assignment takes effect (Deny, states) `policy_evaluation_ms` (fault profile,
+//! default 0) after it was written, with no trigger needed.
 //!
 //! `{tenant}` is the emulator's tenant id or one of `organizations`, `common`, `adfs`,
 //! `consumers`. ARM routes need `api-version` (checked per resource type), match namespaces,
@@ -58,6 +61,7 @@
 //! Built-in definitions are not stored; they are served from the embedded catalogue or from
 //! the `--builtins` directory on every start.
 
+mod arm_policy;
 mod catalogue;
 pub mod client;
 mod compliance;

@@ -14,6 +14,10 @@ use crate::emulator::Config;
 /// Example file → (method, path template). Order matters: later examples use what earlier
 /// ones create.
 const EXAMPLES: &[(&str, &str, &str)] = &[
+    // Clusters first: the examples' deny assignments (a naming convention) would rightly
+    // refuse the example cluster once they exist.
+    ("ManagedClustersCreate_Update.json", "PUT", "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.ContainerService/managedClusters/{resourceName}"),
+    ("ManagedClustersGet.json", "GET", "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.ContainerService/managedClusters/{resourceName}"),
     ("createOrUpdatePolicyDefinition.json", "PUT", "/subscriptions/{subscriptionId}/providers/Microsoft.Authorization/policyDefinitions/{policyDefinitionName}"),
     ("createOrUpdatePolicyDefinitionAtManagementGroup.json", "PUT", "/providers/Microsoft.Management/managementGroups/{managementGroupId}/providers/Microsoft.Authorization/policyDefinitions/{policyDefinitionName}"),
     ("getPolicyDefinition.json", "GET", "/subscriptions/{subscriptionId}/providers/Microsoft.Authorization/policyDefinitions/{policyDefinitionName}"),
@@ -37,8 +41,6 @@ const EXAMPLES: &[(&str, &str, &str)] = &[
     ("Remediations_DeleteSubscriptionScope.json", "DELETE", "/subscriptions/{subscriptionId}/providers/Microsoft.PolicyInsights/remediations/{remediationName}"),
     ("PolicyStates_TriggerSubscriptionEvaluation.json", "POST", "/subscriptions/{subscriptionId}/providers/Microsoft.PolicyInsights/policyStates/latest/triggerEvaluation"),
     ("PolicyStates_TriggerResourceGroupEvaluation.json", "POST", "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.PolicyInsights/policyStates/latest/triggerEvaluation"),
-    ("ManagedClustersCreate_Update.json", "PUT", "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.ContainerService/managedClusters/{resourceName}"),
-    ("ManagedClustersGet.json", "GET", "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.ContainerService/managedClusters/{resourceName}"),
     ("deletePolicyAssignment.json", "DELETE", "/{scope}/providers/Microsoft.Authorization/policyAssignments/{policyAssignmentName}"),
     ("deletePolicySetDefinition.json", "DELETE", "/subscriptions/{subscriptionId}/providers/Microsoft.Authorization/policySetDefinitions/{policySetDefinitionName}"),
     ("deletePolicyDefinition.json", "DELETE", "/subscriptions/{subscriptionId}/providers/Microsoft.Authorization/policyDefinitions/{policyDefinitionName}"),

@@ -9,6 +9,7 @@ use serde_json::Value;
 use super::{start, Config, RunningEmulator};
 
 mod admission;
+mod arm_policy;
 mod clusters;
 mod concurrency;
 mod conformance;

@@ -13,6 +13,7 @@ use super::{
     empty, error::ArmError, now_ms, now_rfc3339, ok_json, paging, parse_body, status_json,
     system_data, ArmRequest,
 };
+use crate::emulator::arm_policy;
 use crate::emulator::faults::chance;
 use crate::emulator::http::Response;
 use crate::emulator::state::{new_guid, AppState};
@@ -380,6 +381,19 @@ fn put(state: &AppState, req: &ArmRequest<'_>, id: &str, name: &str) -> Result<R
             )
         })?
         .to_string();
+    // ARM asks policy about the request as sent, before the resource provider sees it:
+    // Modify alters the request first, then Deny judges the result.
+    let mut request = request;
+    let mut proposed = request.clone();
+    proposed["type"] = json!(CLUSTER_TYPE);
+    for (path, value) in
+        arm_policy::write_modifications(state, id, &arm_policy::policy_view(id, &proposed))?
+    {
+        arm_policy::set_path(&mut request, &path, value);
+    }
+    let mut proposed = request.clone();
+    proposed["type"] = json!(CLUSTER_TYPE);
+    arm_policy::check_deny(state, id, &arm_policy::policy_view(id, &proposed), "PUT")?;
     settle(state, id)?;
     let current = state.store.get(id)?;
     check_preconditions(req, current.as_ref())?;
@@ -683,6 +697,11 @@ fn patch(state: &AppState, req: &ArmRequest<'_>, id: &str) -> Result<Response, A
     if running(&current) {
         return Err(busy(&current));
     }
+    let mut proposed = current.body.clone();
+    if let Some(tags) = update.get("tags") {
+        proposed["tags"] = tags.clone();
+    }
+    arm_policy::check_deny(state, id, &arm_policy::policy_view(id, &proposed), "PATCH")?;
     let location = current.body["location"]
         .as_str()
         .unwrap_or_default()
@@ -864,16 +883,22 @@ pub(crate) fn policy_addon_enabled(cluster: &Value) -> bool {
         .is_some_and(|(_, v)| v["enabled"].as_bool().unwrap_or(false))
 }
 
-/// Turns the policy add-on on (as a DINE remediation deployment would), keeping an existing
-/// key's casing.
-pub(crate) fn enable_policy_addon(state: &AppState, id: &str) -> Result<(), ArmError> {
+/// Writes a remediation's property changes to a cluster, as the deployment's PUT would: keys
+/// matched case-insensitively (an existing key keeps its casing), missing objects created, and
+/// the add-on profile completed by the resource provider as on any PUT.
+pub(crate) fn apply_changes(
+    state: &AppState,
+    id: &str,
+    changes: &[(Vec<String>, Option<Value>)],
+) -> Result<(), ArmError> {
     state.store.modify::<ArmError, _>(id, |current| {
         let Some(current) = current else {
             return Ok(Change::Keep);
         };
         let mut body = current.body.clone();
-        if !body["properties"]["addonProfiles"].is_object() {
-            body["properties"]["addonProfiles"] = json!({});
+        let previous = body["properties"]["addonProfiles"].as_object().cloned();
+        for (path, value) in changes {
+            arm_policy::set_path(&mut body, path, value.clone());
         }
         let sub = id.split('/').nth(2).unwrap_or_default().to_string();
         let name = id.rsplit('/').next().unwrap_or_default().to_string();
@@ -881,21 +906,9 @@ pub(crate) fn enable_policy_addon(state: &AppState, id: &str) -> Result<(), ArmE
             .as_str()
             .unwrap_or_default()
             .to_string();
-        let previous = body["properties"]["addonProfiles"].as_object().cloned();
-        let addons = body["properties"]["addonProfiles"]
-            .as_object_mut()
-            .unwrap_or_else(|| unreachable!("set to an object above"));
-        let key = addons
-            .keys()
-            .find(|k| k.eq_ignore_ascii_case(POLICY_ADDON))
-            .cloned()
-            .unwrap_or_else(|| POLICY_ADDON.to_string());
-        let entry = addons.entry(key).or_insert_with(|| json!({}));
-        if !entry.is_object() {
-            *entry = json!({});
+        if let Some(addons) = body["properties"]["addonProfiles"].as_object_mut() {
+            fill_policy_addon(addons, previous.as_ref(), &sub, &node_rg, &name);
         }
-        entry["enabled"] = json!(true);
-        fill_policy_addon(addons, previous.as_ref(), &sub, &node_rg, &name);
         Ok(Change::Put {
             body,
             internal: current.internal.clone(),

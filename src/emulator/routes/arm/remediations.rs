@@ -1,23 +1,29 @@
 //! Remediations (Microsoft.PolicyInsights) at every scope. Not an ARM LRO: PUT answers
 //! `Accepted` at once and the state moves Accepted → Evaluating → Succeeded (or Failed) with
-//! time, computed from the stored start time on every read. Remediating the AKS policy
-//! add-on DINE definition really turns the add-on on for the non-compliant clusters.
+//! time, computed from the stored start time on every read. A finished remediation changes
+//! the non-compliant clusters as far as the emulator can run the effect without an ARM
+//! template engine: a DeployIfNotExists about the cluster itself sets what its
+//! `existenceCondition` asks for (so the AKS add-on DINE turns the add-on on), a Modify runs
+//! its operations.
 
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use super::filter::ScopeRelation;
-use super::managed_clusters::enable_policy_addon;
+use super::managed_clusters::{apply_changes, settle as settle_cluster};
 use super::scope::{related_to_scope, Scope};
 use super::{
     empty, error::ArmError, now_ms, ok_json, paging, parse_body, status_json, system_data,
     ArmRequest,
 };
-use crate::emulator::compliance::{policy_states, StatesQuery, ADDON_DINE};
+use crate::emulator::arm_policy;
+use crate::emulator::compliance::{policy_states, PolicyStateRow, StatesQuery};
 use crate::emulator::faults::chance;
 use crate::emulator::http::Response;
 use crate::emulator::state::{new_guid, AppState};
+use crate::emulator::store::resource_key;
 use crate::emulator::store::{Change, StoredResource};
+use crate::policy::effects::is_remediable;
 
 /// api-versions of remediations.
 pub(crate) const API_VERSIONS: &[&str] = &["2019-07-01", "2021-10-01", "2024-10-01"];
@@ -120,7 +126,7 @@ fn put(
             ),
         ));
     }
-    let targets: Vec<String> = policy_states(
+    let rows: Vec<PolicyStateRow> = policy_states(
         state,
         scope,
         &StatesQuery {
@@ -137,13 +143,12 @@ fn put(
                 .is_some_and(|rid| rid.eq_ignore_ascii_case(want))
         })
     })
-    .filter(|r| {
-        r.definition_name.eq_ignore_ascii_case(ADDON_DINE)
-            || r.effect.eq_ignore_ascii_case("DeployIfNotExists")
-            || r.effect.eq_ignore_ascii_case("Modify")
-    })
-    .map(|r| r.resource_id)
+    .filter(|r| is_remediable(&r.effect))
     .collect();
+    let mut targets = Vec::new();
+    for row in &rows {
+        targets.push(json!({"id": row.resource_id, "changes": changes_for(state, row)?}));
+    }
     let profile = state.fault_profile();
     let (before, after) = state.store.modify::<ArmError, _>(id, |previous| {
         if let Some(p) = previous {
@@ -239,6 +244,26 @@ fn phase(stored: &StoredResource) -> &'static str {
     }
 }
 
+/// The changes remediating `row` makes to its cluster (see the module doc).
+fn changes_for(state: &AppState, row: &PolicyStateRow) -> Result<Value, ArmError> {
+    let Some(cluster) = settle_cluster(state, &row.resource_id)? else {
+        return Ok(json!([]));
+    };
+    let view = arm_policy::policy_view(&cluster.id, &cluster.body);
+    for member in arm_policy::members_covering(state, &cluster.id, &view)? {
+        let o = &member.origin;
+        let same = resource_key(&o.assignment_id) == resource_key(&row.assignment_id)
+            && resource_key(&o.definition_id) == resource_key(&row.definition_id)
+            && o.reference_id.as_deref().map(str::to_ascii_lowercase)
+                == row.reference_id.as_deref().map(str::to_ascii_lowercase);
+        if same {
+            let changes = arm_policy::remediation_changes(state, &member, &cluster.id, &view)?;
+            return Ok(json!(changes));
+        }
+    }
+    Ok(json!([]))
+}
+
 /// Applies a finished DINE remediation to its clusters once, and returns the remediation.
 fn advance(state: &AppState, id: &str) -> Result<Option<StoredResource>, ArmError> {
     let Some(stored) = state.store.get(id)? else {
@@ -247,15 +272,13 @@ fn advance(state: &AppState, id: &str) -> Result<Option<StoredResource>, ArmErro
     if phase(&stored) != "Succeeded" || stored.internal["applied"].as_bool().unwrap_or(true) {
         return Ok(Some(stored));
     }
-    let targets: Vec<String> = stored.internal["targets"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|v| v.as_str().map(str::to_string))
-        .collect();
-    for cluster in &targets {
-        enable_policy_addon(state, cluster)?;
+    for target in stored.internal["targets"].as_array().into_iter().flatten() {
+        let Some(cluster) = target["id"].as_str() else {
+            continue;
+        };
+        let changes: Vec<arm_policy::PropertyChange> =
+            serde_json::from_value(target["changes"].clone()).unwrap_or_default();
+        apply_changes(state, cluster, &changes)?;
     }
     let (_, after) = state.store.modify::<ArmError, _>(id, |current| {
         let Some(c) = current else {

@@ -8,6 +8,7 @@ use super::scope::resource_group_not_found;
 use super::{
     empty, error::ArmError, ok_json, operations, paging, parse_body, status_json, ArmRequest,
 };
+use crate::emulator::arm_policy;
 use crate::emulator::http::Response;
 use crate::emulator::state::{new_guid, AppState};
 use crate::emulator::store::Change;
@@ -134,6 +135,14 @@ fn put(state: &AppState, req: &ArmRequest<'_>, id: &str, name: &str) -> Result<R
         ));
     };
     let location = location.to_string();
+    // ARM asks policy before the write reaches the resource provider.
+    let mut proposed = json!({"id": id, "name": name, "location": location});
+    for key in ["tags", "managedBy"] {
+        if let Some(v) = body.get(key) {
+            proposed[key] = v.clone();
+        }
+    }
+    arm_policy::check_deny(state, id, &arm_policy::policy_view(id, &proposed), "PUT")?;
     let (before, after) = state.store.modify::<ArmError, _>(id, |previous| {
         if let Some(p) = previous {
             let old = p.body.get("location").and_then(Value::as_str).unwrap_or("");
@@ -178,6 +187,15 @@ fn patch(
     name: &str,
 ) -> Result<Response, ArmError> {
     let update: Value = parse_body(req)?;
+    if let Some(current) = state.store.get(id)? {
+        let mut proposed = current.body.clone();
+        for key in ["tags", "managedBy"] {
+            if let Some(v) = update.get(key) {
+                proposed[key] = v.clone();
+            }
+        }
+        arm_policy::check_deny(state, id, &arm_policy::policy_view(id, &proposed), "PATCH")?;
+    }
     let (_, after) = state.store.modify::<ArmError, _>(id, |previous| {
         let Some(p) = previous else {
             return Err(resource_group_not_found(name));
