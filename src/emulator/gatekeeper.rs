@@ -21,7 +21,6 @@ use crate::emulator::store::{resource_key, StoredResource};
 use crate::policy::addon::{self, Exemption};
 use crate::policy::gatekeeper::{self as engine, ActiveConstraint, Constraint, TemplateLookup};
 use crate::policy::mutation::{self, Mutator};
-use crate::policy::rego::EvalOptions;
 use crate::policy::rego::{is_cluster_scoped, review_for, CompiledRego};
 
 /// Our own templates for the built-ins of the embedded catalogue, keyed by store URL path.
@@ -336,7 +335,7 @@ pub(crate) fn admit(
         &targets,
         &constraints.active(),
         &inventory,
-        &EvalOptions::default(),
+        &state.eval_options(),
     );
     // Gatekeeper's webhook fails open (failurePolicy Ignore) on evaluation errors; say so.
     for e in &decision.errors {
@@ -428,6 +427,7 @@ pub(crate) fn describe(state: &AppState, cluster_id: &str) -> Result<Value, ArmE
         &objects,
         &constraints.active(),
         &engine::AKS_EXEMPT_NAMESPACES,
+        &state.eval_options(),
     );
     let last_admission_errors = state
         .store
@@ -482,6 +482,7 @@ pub(crate) fn audit_cluster(
         &objects,
         &constraints.active(),
         &engine::AKS_EXEMPT_NAMESPACES,
+        &state.eval_options(),
     );
     let mut out = HashMap::new();
     for (c, _) in &constraints.constraints {

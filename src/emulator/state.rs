@@ -152,7 +152,57 @@ pub(crate) struct AppState {
     pub templates: Templates,
     /// Compiled Gatekeeper templates.
     pub rego_cache: CompileCache,
+    /// How the cluster's Gatekeeper evaluates: deadline and external data providers.
+    pub evaluation: RwLock<EvaluationSettings>,
     requests: AtomicU64,
+}
+
+/// `/_emulator/evaluation`: the Gatekeeper evaluation deadline and the answers of external
+/// data providers (Gatekeeper's `external_data`), which a real cluster gets from its Provider
+/// resources.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvaluationSettings {
+    /// Per evaluation, in milliseconds (1 to [`MAX_EVALUATION_TIMEOUT_MS`]).
+    #[serde(default = "default_evaluation_timeout_ms")]
+    pub timeout_ms: u64,
+    /// provider -> key -> `{"value": v}` | `{"error": "..."}` (or a bare value).
+    #[serde(default)]
+    pub external_data: crate::policy::rego::ExternalData,
+}
+
+/// Gatekeeper's own webhook times out after seconds; a minute is more than any real template.
+pub const MAX_EVALUATION_TIMEOUT_MS: u64 = 60_000;
+
+fn default_evaluation_timeout_ms() -> u64 {
+    crate::policy::rego::DEFAULT_TIMEOUT.as_millis() as u64
+}
+
+impl Default for EvaluationSettings {
+    fn default() -> Self {
+        EvaluationSettings {
+            timeout_ms: default_evaluation_timeout_ms(),
+            external_data: Default::default(),
+        }
+    }
+}
+
+impl EvaluationSettings {
+    /// Checks a new value: the deadline's range and the external data's shape.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=MAX_EVALUATION_TIMEOUT_MS).contains(&self.timeout_ms) {
+            return Err(format!(
+                "timeout_ms must be from 1 to {MAX_EVALUATION_TIMEOUT_MS}, not {}",
+                self.timeout_ms
+            ));
+        }
+        if let Some((name, _)) = self.external_data.iter().find(|(_, v)| !v.is_object()) {
+            return Err(format!(
+                "external_data.{name} must be an object of key -> answer"
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl AppState {
@@ -176,7 +226,21 @@ impl AppState {
             observer: Observer::default(),
             templates,
             rego_cache: CompileCache::default(),
+            evaluation: RwLock::new(EvaluationSettings::default()),
             requests: AtomicU64::new(0),
+        }
+    }
+
+    /// The limits and external data answers every Gatekeeper evaluation gets.
+    pub(crate) fn eval_options(&self) -> crate::policy::rego::EvalOptions {
+        let settings = match self.evaluation.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        crate::policy::rego::EvalOptions {
+            timeout: std::time::Duration::from_millis(settings.timeout_ms),
+            external_data: settings.external_data,
+            ..Default::default()
         }
     }
 

@@ -668,6 +668,7 @@ pub fn audit(
     objects: &[Json],
     constraints: &[ActiveConstraint<'_>],
     exempt_namespaces: &[&str],
+    options: &EvalOptions,
 ) -> Audit {
     let inventory = super::rego::inventory_from(objects);
     let mut out = Audit::default();
@@ -676,7 +677,7 @@ pub fn audit(
     }
     for object in objects {
         let review = super::rego::review_for(object);
-        let decision = decide(&review, constraints, &inventory, exempt_namespaces);
+        let decision = decide_with(&review, constraints, &inventory, exempt_namespaces, options);
         for v in decision.violations {
             out.violations
                 .entry(v.constraint.clone())

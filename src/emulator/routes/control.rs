@@ -1,5 +1,6 @@
 //! The emulator's own control API under `/_emulator/` (same bearer tokens as ARM):
-//! `GET|POST /_emulator/faults`, `GET /_emulator/metrics`, `GET /_emulator/state`,
+//! `GET|POST /_emulator/faults`, `GET|PUT /_emulator/evaluation` (Gatekeeper's evaluation
+//! deadline and external data providers' answers), `GET /_emulator/metrics`, `GET /_emulator/state`,
 //! `POST /_emulator/reset`, and each cluster's Gatekeeper:
 //! `POST /_emulator/admission{clusterId}` (an `admission.k8s.io/v1` AdmissionReview in, one
 //! out, like a validating webhook) and `GET /_emulator/admission{clusterId}` (constraints,
@@ -11,7 +12,7 @@ use serde_json::{json, Value};
 use super::arm::{authenticate, ArmError};
 use crate::emulator::faults::FaultPatch;
 use crate::emulator::http::{json_response, Request, Response};
-use crate::emulator::state::{subscription_body, AppState};
+use crate::emulator::state::{subscription_body, AppState, EvaluationSettings};
 
 /// True for `/_emulator/...`.
 pub(crate) fn matches(segments: &[String]) -> bool {
@@ -48,6 +49,23 @@ fn dispatch(state: &AppState, req: &Request, segments: &[String]) -> Result<Resp
             log::info!("fault profile now {:?}", state.fault_profile());
             Ok(ok(&profile_json(state)))
         }
+        ("evaluation", &Method::GET) => Ok(ok(&evaluation_json(state))),
+        ("evaluation", &Method::PUT) => {
+            let settings: EvaluationSettings = serde_json::from_slice(&req.body).map_err(|e| {
+                ArmError::bad_request(
+                    "InvalidRequestContent",
+                    format!("Invalid evaluation settings: {e}"),
+                )
+            })?;
+            settings
+                .validate()
+                .map_err(|e| ArmError::bad_request("InvalidRequestContent", e))?;
+            *match state.evaluation.write() {
+                Ok(g) => g,
+                Err(poisoned) => poisoned.into_inner(),
+            } = settings;
+            Ok(ok(&evaluation_json(state)))
+        }
         ("metrics", &Method::GET) => Ok(ok(&state.observer.metrics_json())),
         ("state", &Method::GET) => {
             let resources: Vec<Value> = state
@@ -77,6 +95,10 @@ fn dispatch(state: &AppState, req: &Request, segments: &[String]) -> Result<Resp
             };
             *guard = state.startup_faults.clone();
             drop(guard);
+            *match state.evaluation.write() {
+                Ok(g) => g,
+                Err(poisoned) => poisoned.into_inner(),
+            } = Default::default();
             log::info!("state reset");
             Ok(ok(&json!({"reset": true})))
         }
@@ -101,7 +123,7 @@ fn dispatch(state: &AppState, req: &Request, segments: &[String]) -> Result<Resp
                 &principal.oid,
             )?))
         }
-        ("faults" | "metrics" | "state" | "reset" | "admission", m) => {
+        ("faults" | "evaluation" | "metrics" | "state" | "reset" | "admission", m) => {
             Err(ArmError::method_not_allowed(m))
         }
         _ => Err(ArmError::not_found(
@@ -109,6 +131,14 @@ fn dispatch(state: &AppState, req: &Request, segments: &[String]) -> Result<Resp
             format!("No emulator control route '{}'.", req.path),
         )),
     }
+}
+
+fn evaluation_json(state: &AppState) -> Value {
+    let settings = match state.evaluation.read() {
+        Ok(g) => g.clone(),
+        Err(poisoned) => poisoned.into_inner().clone(),
+    };
+    serde_json::to_value(settings).unwrap_or(Value::Null)
 }
 
 fn profile_json(state: &AppState) -> Value {

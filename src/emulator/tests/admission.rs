@@ -5,6 +5,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use super::clusters::fast_emu;
+use crate::policy::constraint_template::TemplateSpec;
+use crate::policy::kubernetes_definition::{KindMatch, KubernetesDefinitionSpec, TemplateSource};
 
 const AKS_API: &str = "api-version=2026-04-01";
 const POLICY_API: &str = "api-version=2025-03-01";
@@ -171,29 +173,26 @@ async fn webhook_denies_and_audit_reports() {
     emu.running.shutdown().await;
 }
 
-/// A template whose Rego never finishes: the webhook fails open and says why, and the emulator
-/// keeps answering other requests meanwhile.
-#[tokio::test]
-async fn hostile_template_fails_open_and_the_emulator_keeps_answering() {
-    use crate::policy::constraint_template::TemplateSpec;
-    use crate::policy::kubernetes_definition::{
-        KindMatch, KubernetesDefinitionSpec, TemplateSource,
-    };
-
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (emu, token, sub) = fast_emu(dir.path(), 0).await;
+/// A cluster with the add-on and a deny assignment, at its resource group, of a custom
+/// definition of `rego` (ConstraintTemplate kind `kind`, Pods only). Returns the cluster id.
+async fn cluster_with_template(
+    emu: &super::Emu,
+    token: &str,
+    sub: &str,
+    kind: &str,
+    rego: &str,
+) -> String {
     let rg = format!("{sub}/resourceGroups/rg");
     let cluster = format!("{rg}/providers/Microsoft.ContainerService/managedClusters/c1");
     let (status, _, body) = emu
-        .send(&token, Method::PUT, &format!("{cluster}?{AKS_API}"), Some(&json!({
+        .send(token, Method::PUT, &format!("{cluster}?{AKS_API}"), Some(&json!({
             "location": "westeurope",
             "properties": {"dnsPrefix": "c1", "addonProfiles": {"azurepolicy": {"enabled": true}}}
         })))
         .await;
     assert!(status.is_success(), "{body}");
-    let rego = "package k8shostile\n\nviolation[{\"msg\": \"never\"}] {\n  n := numbers.range(1, count(input.review.object.spec.containers) * 100000)\n  count([1 | n[_]; n[_]]) > 0\n}\n";
     let (yaml, _) = TemplateSpec {
-        kind: "K8sHostile".into(),
+        kind: kind.into(),
         rego: rego.into(),
         libs: vec![],
         parameters_schema: None,
@@ -201,7 +200,7 @@ async fn hostile_template_fails_open_and_the_emulator_keeps_answering() {
     .render()
     .expect("render");
     let spec = KubernetesDefinitionSpec {
-        display_name: Some("hostile".into()),
+        display_name: Some(kind.into()),
         description: None,
         version: None,
         metadata: serde_json::Map::new(),
@@ -215,10 +214,10 @@ async fn hostile_template_fails_open_and_the_emulator_keeps_answering() {
         default_effect: "deny".into(),
     };
     let properties = serde_json::to_value(spec.properties().expect("properties")).expect("json");
-    let definition = format!("{sub}/providers/Microsoft.Authorization/policyDefinitions/hostile");
+    let definition = format!("{sub}/providers/Microsoft.Authorization/policyDefinitions/{kind}");
     let (status, _, body) = emu
         .send(
-            &token,
+            token,
             Method::PUT,
             &format!("{definition}?{POLICY_API}"),
             Some(&json!({"properties": properties})),
@@ -227,15 +226,27 @@ async fn hostile_template_fails_open_and_the_emulator_keeps_answering() {
     assert!(status.is_success(), "{body}");
     let (status, _, body) = emu
         .send(
-            &token,
+            token,
             Method::PUT,
             &format!(
-                "{rg}/providers/Microsoft.Authorization/policyAssignments/hostile?{POLICY_API}"
+                "{rg}/providers/Microsoft.Authorization/policyAssignments/{kind}?{POLICY_API}"
             ),
             Some(&json!({"properties": {"policyDefinitionId": definition}})),
         )
         .await;
     assert!(status.is_success(), "{body}");
+
+    cluster
+}
+
+/// A template whose Rego never finishes: the webhook fails open and says why, and the emulator
+/// keeps answering other requests meanwhile.
+#[tokio::test]
+async fn hostile_template_fails_open_and_the_emulator_keeps_answering() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (emu, token, sub) = fast_emu(dir.path(), 0).await;
+    let rego = "package k8shostile\n\nviolation[{\"msg\": \"never\"}] {\n  n := numbers.range(1, count(input.review.object.spec.containers) * 100000)\n  count([1 | n[_]; n[_]]) > 0\n}\n";
+    let cluster = cluster_with_template(&emu, &token, &sub, "K8sHostile", rego).await;
 
     let pod = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
         "uid": "u-2", "operation": "CREATE",
@@ -288,4 +299,67 @@ async fn hostile_template_fails_open_and_the_emulator_keeps_answering() {
         recorded.contains("did not finish") || recorded.contains("MiB of memory"),
         "{state}"
     );
+}
+
+/// Gatekeeper's `external_data` in the emulator answers from `/_emulator/evaluation`, as a
+/// cluster's Provider resources would; bad settings are refused.
+#[tokio::test]
+async fn external_data_answers_come_from_the_evaluation_settings() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (emu, token, sub) = fast_emu(dir.path(), 0).await;
+    let rego = "package k8sverified\n\nviolation[{\"msg\": msg}] {\n  images := [c.image | c := input.review.object.spec.containers[_]]\n  response := external_data({\"provider\": \"signatures\", \"keys\": images})\n  count(response.errors) > 0\n  msg := sprintf(\"unverified images: %v\", [response.errors])\n}\n";
+    let cluster = cluster_with_template(&emu, &token, &sub, "K8sVerified", rego).await;
+    let admit = |uid: &'static str| {
+        let review = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+            "uid": uid, "operation": "CREATE", "dryRun": true,
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "namespace": "apps", "name": "web",
+            "object": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web", "namespace": "apps"},
+                "spec": {"containers": [{"name": "app", "image": "nginx"}]}}}});
+        let path = format!("/_emulator/admission{cluster}");
+        let (emu, token) = (&emu, &token);
+        async move {
+            let (status, _, answer) = emu.send(token, Method::POST, &path, Some(&review)).await;
+            assert_eq!(status, StatusCode::OK, "{answer}");
+            answer
+        }
+    };
+    let settle = |body: Value| {
+        let (emu, token) = (&emu, &token);
+        async move {
+            emu.send(token, Method::PUT, "/_emulator/evaluation", Some(&body))
+                .await
+        }
+    };
+
+    let (status, _, body) =
+        settle(json!({"external_data": {"signatures": {"nginx": {"error": "no signature"}}}}))
+            .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let denied = admit("u-1").await;
+    assert_eq!(denied["response"]["allowed"], false, "{denied}");
+    assert!(denied.to_string().contains("no signature"), "{denied}");
+
+    let (status, _, body) =
+        settle(json!({"external_data": {"signatures": {"nginx": {"value": "signed"}}}})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let admitted = admit("u-2").await;
+    assert_eq!(admitted["response"]["allowed"], true, "{admitted}");
+
+    for bad in [
+        json!({"timeout_ms": 0}),
+        json!({"external_data": {"signatures": 1}}),
+        json!({"nope": 1}),
+    ] {
+        let (status, _, body) = settle(bad.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad} -> {body}");
+    }
+    let (_, _, current) = emu
+        .send(&token, Method::GET, "/_emulator/evaluation", None)
+        .await;
+    assert_eq!(
+        current["external_data"]["signatures"]["nginx"]["value"],
+        "signed"
+    );
+    emu.running.shutdown().await;
 }
