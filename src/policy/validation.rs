@@ -196,9 +196,16 @@ fn validate_mutation_info(
             )));
         }
     }
+    validate_source_info(name, "mutationInfo", info)
+}
+
+/// A `templateInfo` / `mutationInfo` object: `sourceType` PublicURL (with `url`) or
+/// Base64Encoded (with `content`).
+fn validate_source_info(name: &str, key: &str, info: &Value) -> Result<()> {
+    let bad = |msg: String| PolicyValidationError::InvalidPolicyRule(msg);
     let info = info.as_object().ok_or_else(|| {
         bad(format!(
-            "'mutationInfo' of policy definition '{name}' must be an object."
+            "'{key}' of policy definition '{name}' must be an object."
         ))
     })?;
     let source = get_ci(info, "sourceType")
@@ -210,7 +217,7 @@ fn validate_mutation_info(
         "content"
     } else {
         return Err(bad(format!(
-            "'mutationInfo.sourceType' of policy definition '{name}' must be 'PublicURL' or 'Base64Encoded', not '{source}'."
+            "'{key}.sourceType' of policy definition '{name}' must be 'PublicURL' or 'Base64Encoded', not '{source}'."
         )));
     };
     if get_ci(info, field)
@@ -218,7 +225,7 @@ fn validate_mutation_info(
         .is_none_or(str::is_empty)
     {
         return Err(bad(format!(
-            "'mutationInfo' of policy definition '{name}' with sourceType '{source}' requires '{field}'."
+            "'{key}' of policy definition '{name}' with sourceType '{source}' requires '{field}'."
         )));
     }
     Ok(())
@@ -250,33 +257,7 @@ fn validate_kubernetes_details(name: &str, details: Option<&Value>) -> Result<()
                 "The policy definition '{name}' has mode '{KUBERNETES_MODE}' and requires 'then.details.templateInfo'."
             )))
         }
-        (Some(info), None) => {
-            let info = info.as_object().ok_or_else(|| {
-                bad(format!(
-                    "'templateInfo' of policy definition '{name}' must be an object."
-                ))
-            })?;
-            let source = get_ci(info, "sourceType")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            let field = if source.eq_ignore_ascii_case("PublicURL") {
-                "url"
-            } else if source.eq_ignore_ascii_case("Base64Encoded") {
-                "content"
-            } else {
-                return Err(bad(format!(
-                    "'templateInfo.sourceType' of policy definition '{name}' must be 'PublicURL' or 'Base64Encoded', not '{source}'."
-                )));
-            };
-            if get_ci(info, field)
-                .and_then(Value::as_str)
-                .is_none_or(str::is_empty)
-            {
-                return Err(bad(format!(
-                    "'templateInfo' of policy definition '{name}' with sourceType '{source}' requires '{field}'."
-                )));
-            }
-        }
+        (Some(info), None) => validate_source_info(name, "templateInfo", info)?,
     }
     for list in ["apiGroups", "kinds"] {
         let Some(value) = get_ci(details, list) else {
