@@ -406,12 +406,13 @@ fn children_of(parent: u32) -> Vec<u32> {
 fn slow_apply_until(
     ctl: &Control,
     ws: &Workspace,
+    apply: &[&str],
     latency_ms: u64,
     created: usize,
 ) -> std::process::Child {
     ctl.faults(&json!({ "latency_ms": latency_ms }));
     let child = ws
-        .command(APPLY)
+        .command(apply)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -448,7 +449,11 @@ fn interrupted_apply_saves_state_and_converges() {
     let ws = Workspace::new(&emulator);
     let n = size();
     ws.write_config(&config(&sub, n, 0));
-    let child = slow_apply_until(&ctl, &ws, 300, 2);
+    // Two at a time, each create a PUT and a read of 300 ms: once two exist, the rest need
+    // seconds, so the interrupt lands mid-apply even on a loaded machine. With Terraform's
+    // default of ten, the second wave could start before the signal and finish regardless.
+    let apply: Vec<&str> = APPLY.iter().copied().chain(["-parallelism=2"]).collect();
+    let child = slow_apply_until(&ctl, &ws, &apply, 300, 2);
     // What a user's Ctrl-C does: Terraform asks the provider to stop (Stop RPC), lets the
     // running operations finish and saves the state.
     let status = Command::new("kill")
@@ -674,7 +679,7 @@ fn killed_provider_loses_nothing_and_reapply_converges() {
     let n = size();
     ws.write_config(&config(&sub, n, 0));
     ctl.faults(&json!({"response_delay_ms": 1000}));
-    let child = slow_apply_until(&ctl, &ws, 0, 12.min(n));
+    let child = slow_apply_until(&ctl, &ws, APPLY, 0, 12.min(n));
     // An OOM kill or a crash: the provider gets no chance to finish its calls or say goodbye.
     let pids = provider_pids(child.id());
     assert!(
