@@ -215,6 +215,7 @@ fn mutation_before_validation_on_the_emulated_cluster() {
         "/subscriptions/{}/resourceGroups/aks-rg",
         emulator.subscription_id()
     );
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  namespace: shop\nspec:\n  containers:\n    - name: app\n      image: nginx:1.27\n      securityContext:\n        runAsUser: 0\n";
     let assignments = |mutate: bool| {
         let custom = if mutate {
             r#"
@@ -227,6 +228,26 @@ resource "akspolicy_assignment" "mutate" {
         } else {
             ""
         };
+        // The plan-time review of the same Pod, which must agree with the cluster.
+        let depends = if mutate {
+            ", akspolicy_assignment.mutate"
+        } else {
+            ""
+        };
+        let review = format!(
+            r#"
+data "akspolicy_admission_review" "pod" {{
+  cluster_id = "{cluster}"
+  manifests  = {pod:?}
+  depends_on = [akspolicy_cluster_addon.policy, akspolicy_assignment.deny_escalation, akspolicy_assignment.run_as_user{depends}]
+}}
+
+output "review" {{
+  value = data.akspolicy_admission_review.pod.results[0]
+}}
+"#
+        );
+        let custom = format!("{custom}{review}");
         format!(
             r#"
 resource "akspolicy_cluster_addon" "policy" {{
@@ -254,7 +275,6 @@ resource "akspolicy_assignment" "run_as_user" {{
         .replace("\"RG\"", &format!("\"{rg}\""))
     };
     let ws = Workspace::new(&emulator);
-    let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  namespace: shop\nspec:\n  containers:\n    - name: app\n      image: nginx:1.27\n      securityContext:\n        runAsUser: 0\n";
 
     // Without the custom mutation, the built-in refuses the Pod (it runs as root, explicitly).
     ws.write_config(&mutation_config(
@@ -269,6 +289,20 @@ resource "akspolicy_assignment" "run_as_user" {{
         err.contains("Privilege escalation container is not allowed: app"),
         "{err}"
     );
+    let review = ws.output("review");
+    assert_eq!(review["allowed"], false, "{review}");
+    assert!(
+        review["messages"][0]
+            .as_str()
+            .is_some_and(|m| m.contains("Privilege escalation container is not allowed: app")),
+        "{review}"
+    );
+    // The built-in run-as-user mutator still ran: validation saw its output.
+    assert_eq!(
+        review["mutations"],
+        json!(["Assign/k8sazure-mutate-run-as-user-pod"]),
+        "{review}"
+    );
 
     // With it: admitted, stored as mutated, and validation saw the mutated object.
     ws.write_config(&mutation_config(
@@ -281,6 +315,20 @@ resource "akspolicy_assignment" "run_as_user" {{
     let (code, out, err) = admit_yaml(&emulator, &cluster, pod);
     assert_eq!(code, 0, "{out}{err}");
     assert!(err.contains("pod/web (namespace shop) admitted"), "{err}");
+    // The plan-time review agrees, and shows the object the cluster stores.
+    let review = ws.output("review");
+    assert_eq!(review["allowed"], true, "{review}");
+    assert_eq!(
+        review["mutations"],
+        json!([
+            "Assign/k8sazure-mutate-run-as-user-pod",
+            "Assign/no-privilege-escalation-default"
+        ]),
+        "{review}"
+    );
+    let planned: Json = serde_yaml_ng::from_str(review["mutated_manifest"].as_str().unwrap_or(""))
+        .expect("mutated_manifest is YAML");
+    assert_eq!(planned, stored(&out)[0], "{review}\n{out}");
     let objects = stored(&out);
     assert_eq!(objects.len(), 1, "{out}");
     let container = &objects[0]["spec"]["containers"][0];

@@ -305,38 +305,23 @@ pub(crate) fn admit(
     let constraints = constraints_for(state, &cluster)?;
     let objects = admitted_objects(state, &cluster.id)?;
     let inventory = crate::policy::rego::inventory_from(&objects);
-    let exempt = &engine::AKS_EXEMPT_NAMESPACES;
-    // Gatekeeper's mutating webhook runs before its validating one: validation sees (and the
-    // API server stores) the mutated object. A DELETE is never mutated.
-    let mutable = !request["operation"]
-        .as_str()
-        .is_some_and(|o| o.eq_ignore_ascii_case("DELETE") || o.eq_ignore_ascii_case("CONNECT"));
     let original = request.get("object").cloned().unwrap_or(Value::Null);
-    let targets = if engine::is_exempt(&review, exempt) {
-        Vec::new()
-    } else if mutable {
-        match mutation::mutated_targets(&review, &constraints.mutators, &inventory, exempt) {
-            Ok(t) => t,
-            Err(e) => {
-                // The mutating webhook fails open (failurePolicy Ignore): unmutated object.
-                log::warn!("cluster {}: {e}", cluster.id);
-                crate::policy::constraint_match::review_targets(&review)
-            }
-        }
-    } else {
-        crate::policy::constraint_match::review_targets(&review)
-    };
-    if let Some(mutated) = targets.first().and_then(|t| t.review.get("object")) {
-        if original.is_object() && *mutated != original {
-            request["object"] = mutated.clone();
-        }
-    }
-    let decision = engine::decide_targets(
-        &targets,
+    let admission = crate::policy::admission::admit(
+        &review,
         &constraints.active(),
+        &constraints.mutators,
         &inventory,
+        &engine::AKS_EXEMPT_NAMESPACES,
         &state.eval_options(),
     );
+    if let Some(e) = &admission.mutation_error {
+        // The mutating webhook fails open (failurePolicy Ignore): unmutated object.
+        log::warn!("cluster {}: {e}", cluster.id);
+    }
+    if let Some(mutated) = admission.mutated {
+        request["object"] = mutated;
+    }
+    let decision = admission.decision;
     // Gatekeeper's webhook fails open (failurePolicy Ignore) on evaluation errors; say so.
     for e in &decision.errors {
         log::warn!(

@@ -2,6 +2,7 @@
 //! definition bodies and loading of built-in definitions.
 
 pub mod addon;
+pub mod admission;
 pub mod builtins;
 pub mod definition;
 pub mod kubernetes;

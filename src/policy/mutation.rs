@@ -1078,17 +1078,20 @@ pub fn narrow(mutator: &mut Mutator, details: &Map<String, Json>) {
 
 /// What admission reviews after mutation: the request's object mutated (the review's `object`
 /// replaced) and, for workloads, the Pod expansion generates from the mutated object, mutated
-/// in turn as a generated object. The first target is the mutated original.
+/// in turn as a generated object. The first target is the mutated original; beside the targets,
+/// the ids of the mutators that changed it.
 pub fn mutated_targets(
     review: &Json,
     mutators: &[Mutator],
     inventory: &Json,
     exempt_namespaces: &[&str],
-) -> Result<Vec<ReviewTarget>, MutationError> {
+) -> Result<(Vec<ReviewTarget>, Vec<String>), MutationError> {
     let mut review = review.clone();
+    let mut applied = Vec::new();
     if let Some(object) = review.get("object").filter(|o| o.is_object()) {
         let outcome = mutate(object, None, mutators, inventory, exempt_namespaces)?;
         review["object"] = outcome.object;
+        applied = outcome.applied;
     }
     let mut targets = review_targets(&review);
     for target in targets.iter_mut().skip(1) {
@@ -1104,7 +1107,7 @@ pub fn mutated_targets(
             target.review["object"] = outcome.object;
         }
     }
-    Ok(targets)
+    Ok((targets, applied))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1607,7 +1610,7 @@ spec:
             "spec": {"template": {"metadata": {"labels": {"app": "api"}},
                 "spec": {"containers": [{"name": "api", "image": "nginx"}]}}}});
         let review = review_for(&deployment);
-        let targets = mutated_targets(&review, &[m], &json!({}), &[]).unwrap();
+        let (targets, _) = mutated_targets(&review, &[m], &json!({}), &[]).unwrap();
         assert_eq!(targets.len(), 2);
         // The Deployment is not a Pod (applyTo) and not generated: unchanged.
         assert_eq!(targets[0].review["object"], deployment);

@@ -1,9 +1,9 @@
 //! Data source `akspolicy_admission_review`: would this AKS cluster's policy add-on admit these
 //! manifests? It reads what the add-on would install (the assignments that apply at the cluster,
 //! initiatives expanded, notScopes, exemptions, enforcement mode, parameters, effects), builds
-//! the Constraints with [`crate::policy::addon`] and reviews every document with the shared
-//! Gatekeeper engine ([`crate::policy::gatekeeper::decide`]) — before any apply reaches the
-//! cluster.
+//! the Constraints and mutators with [`crate::policy::addon`] and puts every document through
+//! the shared webhooks ([`crate::policy::admission::admit`]: mutation, then validation) — before
+//! any apply reaches the cluster.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -18,11 +18,13 @@ use crate::framework::{
     Type, Value,
 };
 use crate::policy::addon::{self, DefinitionBodies, Exemption};
-use crate::policy::constraint_template::{parse_yaml_documents, CompileCache};
+use crate::policy::admission;
+use crate::policy::constraint_template::{parse_yaml_documents, to_yaml, CompileCache};
 use crate::policy::gatekeeper::{
     self, url_path, ActiveConstraint, Constraint, TemplateLookup, AKS_EXEMPT_NAMESPACES,
 };
-use crate::policy::rego::{self, is_cluster_scoped, CompiledRego};
+use crate::policy::mutation::{MutationSourceError, Mutator};
+use crate::policy::rego::{self, is_cluster_scoped, CompiledRego, EvalOptions};
 use crate::policy::TemplateInfo;
 
 use super::errors::arm_error_diagnostic;
@@ -51,6 +53,8 @@ fn result_type() -> Type {
         ("allowed", Type::Bool),
         ("messages", Type::list(Type::String)),
         ("warnings", Type::list(Type::String)),
+        ("mutations", Type::list(Type::String)),
+        ("mutated_manifest", Type::String),
     ])
 }
 
@@ -63,7 +67,8 @@ fn schema() -> Schema {
                  (at the cluster, its resource group, subscription and management groups), expands \
                  initiatives, applies `notScopes`, exemptions, `enforcementMode`, parameters and \
                  effect overrides, builds the Gatekeeper Constraints the add-on would install and \
-                 reviews each document as the cluster's admission webhook would (for policies \
+                 reviews each document as the cluster's admission webhooks would: assigned mutation \
+                 policies first, then validation of the mutated document (for policies \
                  whose `source` is `All` or `Generated`, a workload also as the Pods it would \
                  create). Templates named by `PublicURL` are downloaded once per \
                  provider process with the provider's TLS settings (`ca_certificate_file`); set \
@@ -90,7 +95,7 @@ fn schema() -> Schema {
             .attribute(
                 Attribute::new("results", Type::list(result_type()))
                     .computed()
-                    .description("One entry per document, in order: `kind`, `namespace` (empty for cluster-scoped kinds), `name`, `allowed`, `messages` (the denials, as Gatekeeper reports them: `[constraint] message`) and `warnings` (violations of policies whose effect only warns). Documents whose kind no policy matches are allowed with no messages."),
+                    .description("One entry per document, in order: `kind`, `namespace` (empty for cluster-scoped kinds), `name`, `allowed`, `messages` (the denials, as Gatekeeper reports them: `[constraint] message`), `warnings` (violations of policies whose effect only warns), `mutations` (the mutators of assigned mutation policies that changed the document, as `Kind/name`, in the order Gatekeeper applies them) and `mutated_manifest` (the document as YAML after those mutators, which is what validation reviews and the cluster stores; null when no mutator changed it). Documents whose kind no policy matches are allowed with no messages."),
             ),
     )
 }
@@ -187,12 +192,24 @@ impl DataSource for AdmissionReviewDataSource {
         let mut results = Vec::new();
         let mut all_allowed = true;
         for document in &documents {
-            let decision = gatekeeper::decide(
+            let admission = admission::admit(
                 &rego::review_for(document),
                 &active,
+                &installed.mutators,
                 &inventory,
                 &AKS_EXEMPT_NAMESPACES,
+                &EvalOptions::default(),
             );
+            if let Some(e) = &admission.mutation_error {
+                diags.push(Diagnostic::warning(
+                    "Mutation failed",
+                    format!(
+                        "{e}. Gatekeeper's mutating webhook fails open: the document is \
+                         reviewed as written."
+                    ),
+                ));
+            }
+            let decision = &admission.decision;
             for e in &decision.errors {
                 diags.push(Diagnostic::warning(
                     "Policy evaluation failed",
@@ -214,6 +231,14 @@ impl DataSource for AdmissionReviewDataSource {
                 ("allowed", Value::Bool(decision.allowed())),
                 ("messages", Value::string_list(decision.denials())),
                 ("warnings", Value::string_list(decision.warnings())),
+                ("mutations", Value::string_list(admission.applied.clone())),
+                (
+                    "mutated_manifest",
+                    match admission.mutated.as_ref().map(to_yaml) {
+                        Some(Ok(yaml)) => Value::string(yaml),
+                        _ => Value::Null,
+                    },
+                ),
             ]));
         }
         Some(Value::object([
@@ -286,6 +311,7 @@ fn arm(summary: &str) -> impl Fn(ArmError) -> ReviewError + '_ {
 struct Installed {
     addon_enabled: bool,
     constraints: Vec<(Constraint, Arc<CompiledRego>)>,
+    mutators: Vec<Mutator>,
     problems: Vec<String>,
 }
 
@@ -305,6 +331,7 @@ async fn installed_constraints(
     let mut installed = Installed {
         addon_enabled: addon_enabled(&cluster),
         constraints: Vec::new(),
+        mutators: Vec::new(),
         problems: Vec::new(),
     };
     if !installed.addon_enabled {
@@ -369,14 +396,28 @@ async fn installed_constraints(
     }
     let mut templates = FetchedTemplates::default();
     for member in &members {
+        let source = member
+            .template_info()
+            .or_else(|| member.properties.mutation_info());
         if let Some(TemplateInfo::PublicUrl(url) | TemplateInfo::ConstraintTemplateUrl(url)) =
-            member.template_info()
+            source
         {
             if let Err(e) = templates.fetch(client, &url).await {
                 installed
                     .problems
                     .push(format!("{}: {e}", member.origin.definition_id));
             }
+        }
+    }
+    for member in members.iter().filter(|m| m.is_mutation()) {
+        match member.mutator(&templates) {
+            Ok(Some(m)) => installed.mutators.push(m),
+            Ok(None) => {}
+            // A mutator that failed to download is already reported.
+            Err(MutationSourceError::NotFound { .. }) => {}
+            Err(e) => installed
+                .problems
+                .push(format!("{}: {e}", member.origin.definition_id)),
         }
     }
     for member in &members {
