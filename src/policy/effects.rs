@@ -20,8 +20,8 @@ pub fn is_remediable(effect: &str) -> bool {
 
 /// The effect of `definition` (an ARM body) under parameter values `supplied` (plain values
 /// or ARM's `{"value": ...}` wrappers), with declared defaults filling the gaps. `None` when it
-/// cannot be told without evaluating the rule (an expression other than a parameter
-/// reference, or a parameter with neither value nor default).
+/// cannot be told without a resource (an expression that does not evaluate to a string over
+/// the parameters alone, or a parameter with neither value nor default).
 pub fn definition_effect(definition: &Json, supplied: &Map<String, Json>) -> Option<String> {
     let raw = definition.pointer("/properties/policyRule/then/effect")?;
     let values = effective_parameters(definition.pointer("/properties/parameters"), supplied);
@@ -103,8 +103,17 @@ mod tests {
             definition_effect(&definition("modify"), &Map::new()).as_deref(),
             Some("modify")
         );
+        // Any expression over parameters, through the rule engine's expression language.
         assert_eq!(
-            definition_effect(&definition("[if(true, 'a', 'b')]"), &Map::new()),
+            definition_effect(
+                &definition("[if(equals(1, 1), 'AuditIfNotExists', 'Disabled')]"),
+                &Map::new()
+            )
+            .as_deref(),
+            Some("AuditIfNotExists")
+        );
+        assert_eq!(
+            definition_effect(&definition("[noSuchFunction('x')]"), &Map::new()),
             None
         );
         assert!(is_remediable("deployIfNotExists") && is_remediable("MODIFY"));

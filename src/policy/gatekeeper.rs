@@ -12,6 +12,8 @@ use std::collections::BTreeMap;
 use base64::Engine as _;
 use serde_json::{json, Map, Value as Json};
 
+use super::arm_rule::expr::evaluate_string;
+use super::arm_rule::{ArmRuleError, Evaluator, RuleContext};
 pub use super::constraint_match::{
     is_exempt, review_targets, wildcard_matches, ConstraintMatch, KindSelector, MatchError,
     MatchScope, MatchSource, ReviewTarget, AKS_EXEMPT_NAMESPACES, EXPANSION_NAME,
@@ -121,30 +123,20 @@ pub fn resolve_expressions(value: &Json, parameters: &Map<String, Json>) -> Json
     }
 }
 
+/// A string of a definition's `then` block or an initiative's member values: a template
+/// expression is evaluated by the ARM-mode rule engine's expression language (there is no
+/// resource here, so `field()` cannot resolve); `[[x` stands for `[x`. A parameter with neither
+/// value nor default reads as null, as before Azure refuses such an assignment; an expression
+/// that cannot be evaluated stays as written.
 fn resolve_string(s: &str, parameters: &Map<String, Json>) -> Json {
-    if let Some(rest) = s.strip_prefix("[[") {
-        return json!(format!("[{rest}"));
+    let no_resource = Json::Null;
+    let context = RuleContext::default();
+    let evaluator = Evaluator::new(&no_resource, parameters, &context);
+    match evaluate_string(s, &evaluator) {
+        Ok(value) => value,
+        Err(ArmRuleError::MissingParameter(_)) => Json::Null,
+        Err(_) => json!(s),
     }
-    let Some(inner) = s.strip_prefix('[').and_then(|r| r.strip_suffix(']')) else {
-        return json!(s);
-    };
-    let inner = inner.trim();
-    let Some(rest) = inner.strip_prefix("parameters('") else {
-        return json!(s);
-    };
-    let Some((name, tail)) = rest.split_once("')") else {
-        return json!(s);
-    };
-    // Parameter names are case-insensitive in ARM expressions.
-    let mut value = parameters
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.clone())
-        .unwrap_or(Json::Null);
-    for field in tail.split('.').filter(|f| !f.is_empty()) {
-        value = value.get(field).cloned().unwrap_or(Json::Null);
-    }
-    value
 }
 
 /// The value of every declared parameter: the supplied one (`{"x": {"value": ..}}` or a plain
@@ -805,6 +797,30 @@ spec:
         assert_eq!(
             resolve_expressions(&json!({"x": ["plain"]}), p),
             json!({"x": ["plain"]})
+        );
+        // The whole expression language, not only parameter references.
+        assert_eq!(
+            resolve_expressions(
+                &json!("[concat(toLower(parameters('effect')), '-', string(length(parameters('obj').a)))]"),
+                p
+            ),
+            json!("deny-1")
+        );
+        assert_eq!(
+            resolve_expressions(
+                &json!("[if(equals(parameters('effect'), 'Deny'), 'deny', 'dryrun')]"),
+                p
+            ),
+            json!("deny")
+        );
+        assert_eq!(
+            resolve_expressions(&json!("[parameters('nope')]"), p),
+            Json::Null
+        );
+        // Not an expression the language knows: kept as written.
+        assert_eq!(
+            resolve_expressions(&json!("[noSuchFunction('x')]"), p),
+            json!("[noSuchFunction('x')]")
         );
         let members = member_parameters(
             Some(&json!({"effect": {"value": "[parameters('setEffect')]"}})),
