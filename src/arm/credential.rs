@@ -787,31 +787,43 @@ pub fn credential_from_settings(
     };
     let mut sources: Vec<(String, Arc<dyn TokenCredential>, bool)> = Vec::new();
 
-    let cert_bytes = match (
+    // Where the certificate came from, so its errors can name it.
+    let cert = match (
         &settings.client_certificate,
         &settings.client_certificate_path,
     ) {
-        (Some(b64), _) => Some(
+        (Some(b64), _) => Some((
+            "client_certificate (ARM_CLIENT_CERTIFICATE)".to_string(),
             base64::engine::general_purpose::STANDARD
                 .decode(b64.trim())
                 .map_err(|e| AuthError::Config {
                     flow: CERT_FLOW,
                     message: format!("client_certificate is not valid base64: {e}"),
                 })?,
-        ),
-        (None, Some(p)) => Some(std::fs::read(p).map_err(|e| AuthError::Config {
-            flow: CERT_FLOW,
-            message: format!("reading client_certificate_path {p}: {e}"),
-        })?),
+        )),
+        (None, Some(p)) => Some((
+            format!("client_certificate_path {p}"),
+            std::fs::read(p).map_err(|e| AuthError::Config {
+                flow: CERT_FLOW,
+                message: format!("reading client_certificate_path {p}: {e}"),
+            })?,
+        )),
         _ => None,
     };
-    if let Some(bytes) = cert_bytes {
+    if let Some((origin, bytes)) = cert {
         let cred = ClientCertificateCredential::from_bytes(
             authority(CERT_FLOW)?,
             need_client(CERT_FLOW)?,
             &bytes,
             settings.client_certificate_password.as_deref(),
-        )?;
+        )
+        .map_err(|e| match e {
+            AuthError::Config { flow, message } => AuthError::Config {
+                flow,
+                message: format!("{origin}: {message}"),
+            },
+            other => other,
+        })?;
         sources.push((CERT_FLOW.into(), Arc::new(cred), true));
     }
 
