@@ -145,8 +145,17 @@ impl Identities {
                 ids
             }
         };
-        let certificate = load_certificate(dir, &ids)?;
-        let issuer = OidcIssuer::load_or_create(dir, base_url)?;
+        // Each key takes a few hundred milliseconds to generate on first start; every test
+        // starts a fresh emulator, so make both at once.
+        let (certificate, issuer) = std::thread::scope(|s| {
+            let issuer = s.spawn(|| OidcIssuer::load_or_create(dir, base_url));
+            let certificate = load_certificate(dir, &ids);
+            let issuer = issuer
+                .join()
+                .unwrap_or_else(|_| Err(key_error("the OIDC issuer key", "generation panicked")));
+            (certificate, issuer)
+        });
+        let (certificate, issuer) = (certificate?, issuer?);
         let federated = FederatedApp {
             client_id: ids.federated_client_id.clone(),
             object_id: ids.federated_object_id.clone(),
