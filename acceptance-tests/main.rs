@@ -10,6 +10,7 @@ mod assignment;
 mod batched_reads;
 mod builtin_definition;
 mod cluster_addon;
+mod credentials;
 mod definition;
 mod docs;
 mod examples;

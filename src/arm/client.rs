@@ -4,13 +4,14 @@ use super::cloud::CloudConfig;
 use super::credential::{credential_from_settings, TokenCache, TokenCredential};
 use super::error::{body_snippet, ArmError, Redacted, TlsHint};
 use super::lro::{self, LroOptions};
+use super::pipeline::{Pipeline, Request, Transport};
 use super::settings::ArmSettings;
 use reqwest::header::HeaderMap;
 use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How failed requests are retried.
 #[derive(Debug, Clone)]
@@ -45,7 +46,7 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    fn backoff(&self, retry: u32) -> Duration {
+    pub(crate) fn backoff(&self, retry: u32) -> Duration {
         let exp = self
             .base_delay
             .saturating_mul(1u32 << retry.min(16))
@@ -149,13 +150,12 @@ impl std::fmt::Debug for ArmClient {
 struct Inner {
     http: reqwest::Client,
     cloud: CloudConfig,
-    tokens: TokenCache,
     retry: RetryPolicy,
     lro: LroOptions,
     user_agent: String,
     correlation_id: Option<String>,
     subscription_id: Option<String>,
-    pacer: super::pacing::Pacer,
+    pipeline: Pipeline,
 }
 
 const MAX_PAGES: usize = 1000;
@@ -213,17 +213,25 @@ impl ArmClient {
         } else {
             Some(uuid::Uuid::new_v4().to_string())
         };
+        let pipeline = Pipeline::arm(
+            &retry,
+            TokenCache::new(credential, cloud.scope()),
+            Transport {
+                http: http.clone(),
+                user_agent: user_agent.clone(),
+                correlation_id: correlation_id.clone(),
+            },
+        );
         Ok(ArmClient {
             inner: Arc::new(Inner {
                 http,
-                tokens: TokenCache::new(credential, cloud.scope()),
                 cloud,
                 retry,
                 lro: options.lro,
                 user_agent,
                 correlation_id,
                 subscription_id: settings.subscription_id,
-                pacer: super::pacing::Pacer::default(),
+                pipeline,
             }),
         })
     }
@@ -531,7 +539,8 @@ impl ArmClient {
         self.send(method, url, body).await?.error_for_status()
     }
 
-    /// The pipeline: auth header, ids, retries on 408/429/5xx/connect errors.
+    /// Through the pipeline (see [`super::pipeline`]): deadline, retries, throttling, auth,
+    /// pacing, logging.
     pub(crate) async fn send(
         &self,
         method: Method,
@@ -549,187 +558,12 @@ impl ArmClient {
         extra_headers: &[(&str, String)],
     ) -> Result<RawResponse, ArmError> {
         self.check_origin(url)?;
-        let policy = &self.inner.retry;
-        let started = Instant::now();
-        let idempotent = method != Method::POST;
-        let mut retry = 0u32;
-        let mut throttled = 0u32;
-        let mut refreshed_after_401 = false;
-        let mut last_status: Option<u16> = None;
-        let subscription = super::pacing::subscription_of(url);
-        let kind = super::pacing::Kind::of(&method);
-        loop {
-            let wait = self.inner.pacer.acquire(&subscription, kind);
-            if !wait.is_zero() {
-                log::debug!(
-                    "pacing {method} for {}ms: subscription {subscription} is near ARM's limit",
-                    wait.as_millis()
-                );
-                tokio::time::sleep(wait).await;
-            }
-            let token = self.inner.tokens.token().await?;
-            let mut req = self
-                .inner
-                .http
-                .request(method.clone(), url)
-                .bearer_auth(&token.token)
-                .header("User-Agent", &self.inner.user_agent)
-                .header("Accept", "application/json")
-                .header("x-ms-client-request-id", uuid::Uuid::new_v4().to_string());
-            if let Some(c) = &self.inner.correlation_id {
-                req = req.header("x-ms-correlation-request-id", c);
-            }
-            for (name, value) in extra_headers {
-                req = req.header(*name, value);
-            }
-            if let Some(b) = &body {
-                req = req
-                    .header("Content-Type", "application/json")
-                    .body(b.clone());
-            }
-            let t0 = Instant::now();
-            let shown = Redacted(url);
-            let result = match policy.deadline {
-                Some(d) => {
-                    let left = d.saturating_sub(started.elapsed());
-                    match tokio::time::timeout(left, req.send()).await {
-                        Ok(r) => r,
-                        Err(_) => {
-                            return Err(ArmError::Timeout(format!(
-                                "{method} {shown}: no response within the {}s deadline",
-                                d.as_secs()
-                            )))
-                        }
-                    }
-                }
-                None => req.send().await,
-            };
-            let delay = match result {
-                Err(e) => {
-                    // A connect error proves nothing was sent, so even POST may be retried.
-                    // An untrusted CA will not fix itself: fail at once with the hint.
-                    let tls = TlsHint::of(&e);
-                    let retryable = tls.is_none()
-                        && (e.is_connect() || (idempotent && (e.is_timeout() || e.is_request())));
-                    log::debug!(
-                        "{method} {shown} -> transport error after {}ms: {}",
-                        t0.elapsed().as_millis(),
-                        describe_reqwest_error(&e)
-                    );
-                    if !retryable || retry >= policy.max_retries {
-                        return Err(ArmError::Transport {
-                            method: method.to_string(),
-                            url: shown.to_string(),
-                            message: describe_reqwest_error(&e),
-                            tls,
-                        });
-                    }
-                    policy.backoff(retry)
-                }
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    let headers = resp.headers().clone();
-                    self.inner.pacer.observe(&subscription, kind, &headers);
-                    let bytes = match resp.bytes().await {
-                        Ok(b) => b.to_vec(),
-                        Err(e) => {
-                            if idempotent && retry < policy.max_retries {
-                                retry += 1;
-                                tokio::time::sleep(policy.backoff(retry - 1)).await;
-                                continue;
-                            }
-                            return Err(ArmError::Transport {
-                                method: method.to_string(),
-                                url: shown.to_string(),
-                                message: format!("reading response body: {e}"),
-                                tls: None,
-                            });
-                        }
-                    };
-                    log::debug!(
-                        "{method} {shown} -> {status} x-ms-request-id={} in {}ms",
-                        headers
-                            .get("x-ms-request-id")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("-"),
-                        t0.elapsed().as_millis()
-                    );
-                    last_status = Some(status);
-                    let raw = RawResponse {
-                        status,
-                        headers,
-                        body: bytes,
-                        method: method.to_string(),
-                        url: url.to_string(),
-                    };
-                    if status == 401 && !refreshed_after_401 {
-                        // The cached token may have been revoked or rotated: one fresh try.
-                        refreshed_after_401 = true;
-                        self.inner.tokens.invalidate().await;
-                        continue;
-                    }
-                    let retryable = match status {
-                        429 | 408 => true,
-                        500 | 502 | 503 | 504 => idempotent,
-                        _ => false,
-                    };
-                    if !retryable {
-                        return Ok(raw);
-                    }
-                    let hinted_429 = status == 429 && retry_after(&raw.headers).is_some();
-                    if hinted_429 && throttled < policy.max_throttled_retries {
-                        throttled += 1;
-                        let wait = retry_after(&raw.headers)
-                            .map(|d| d.min(policy.max_retry_after))
-                            .unwrap_or_else(|| policy.backoff(retry));
-                        if let Some(deadline) = policy.deadline {
-                            if started.elapsed() + wait > deadline {
-                                return Err(ArmError::Timeout(format!(
-                                    "{method} {shown}: throttled (429) and the {}s deadline would pass before ARM's Retry-After",
-                                    deadline.as_secs()
-                                )));
-                            }
-                        }
-                        log::debug!(
-                            "{method} {shown}: throttled, waiting {}ms as ARM asks",
-                            wait.as_millis()
-                        );
-                        tokio::time::sleep(wait).await;
-                        continue;
-                    }
-                    if retry >= policy.max_retries {
-                        if status == 429 {
-                            return Err(ArmError::Throttled {
-                                method: method.to_string(),
-                                url: shown.to_string(),
-                                attempts: retry + 1,
-                            });
-                        }
-                        return Ok(raw);
-                    }
-                    retry_after(&raw.headers)
-                        .map(|d| d.min(policy.max_retry_after))
-                        .unwrap_or_else(|| policy.backoff(retry))
-                }
-            };
-            if let Some(deadline) = policy.deadline {
-                if started.elapsed() + delay > deadline {
-                    return Err(ArmError::Timeout(format!(
-                        "{method} {shown}: gave up after {} attempts (last: {}); the {}s deadline would pass before the next retry",
-                        retry + 1,
-                        last_status.map_or_else(|| "transport error".to_string(), |s| format!("HTTP {s}")),
-                        deadline.as_secs()
-                    )));
-                }
-            }
-            log::debug!(
-                "{method} {shown}: retry {} in {}ms",
-                retry + 1,
-                delay.as_millis()
-            );
-            tokio::time::sleep(delay).await;
-            retry += 1;
-        }
+        let mut req = Request::new(method, url, body);
+        req.headers = extra_headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        self.inner.pipeline.send(&req).await
     }
 
     /// Bearer tokens go only to the configured Resource Manager origin, even when a
@@ -831,7 +665,7 @@ pub(crate) mod tests {
     use crate::arm::credential::{AccessToken, TokenFuture};
     use crate::arm::testutil::{Response, TestServer};
     use std::sync::atomic::{AtomicU32, Ordering};
-    use std::time::SystemTime;
+    use std::time::{Instant, SystemTime};
 
     struct Static;
     impl TokenCredential for Static {

@@ -13,7 +13,8 @@
 //! - [`TokenCredential`] and implementations; the client picks them in azurerm's order
 //!   (certificate → secret → OIDC → MSI → CLI) and caches tokens per process.
 //! - [`ArmClient`]: `get`, `get_optional`, `put`, `patch`, `delete`, `post`, `list`, `request`,
-//!   with retries on 408/429/5xx honouring `Retry-After`, paging and LRO polling.
+//!   with retries on 408/429/5xx honouring `Retry-After`, paging and LRO polling; each request
+//!   goes through `pipeline`'s small policies (deadline, retry, throttling, auth, pacing, logging).
 //! - [`endpoint`]: credential-bearing endpoints must be https (plain http only to this machine).
 //! - [`ArmError`]: typed errors with ARM code, request id and hints.
 //! - [`ListSnapshots`]: batched reads, one paged list answering many reads of a collection.
@@ -29,6 +30,7 @@ pub mod endpoint;
 pub mod error;
 pub mod lro;
 pub mod pacing;
+mod pipeline;
 pub mod resource_id;
 pub mod settings;
 pub mod snapshot;

@@ -7,7 +7,9 @@
 //! | path | auth | notes |
 //! |---|---|---|
 //! | `GET /metadata/endpoints?api-version=2022-09-01\|2019-05-01\|2015-01-01` | none | cloud metadata (object, array, Azure Stack object) |
-//! | `POST /{tenant}/oauth2/v2.0/token`, `POST /{tenant}/oauth2/token` | client secret | client-credentials grant, ES256 JWT for the ARM audiences |
+//! | `POST /{tenant}/oauth2/v2.0/token`, `POST /{tenant}/oauth2/token` | client secret or assertion | client-credentials grant, ES256 JWT for the ARM audiences; the service principal takes its secret, the certificate application an RFC 7523 assertion (`x5t`/`x5t#S256`, RS256/PS256 signature, `iss`=`sub`=client id, `aud` = this token endpoint, `exp`/`nbf` with 5 min skew), the federated application a token of the emulator's issuer (issuer, signature, subject, audience `api://AzureADTokenExchange`, expiry); refusals carry Entra ID's AADSTS codes |
+//! | `GET /metadata/identity/oauth2/token` | `Metadata: true` | managed identity (IMDS protocol: `api-version`, `resource`, optional `client_id`/`object_id`): a token for the tenant's one user-assigned identity; env.sh exports it as `AKSPOLICY_EMULATOR_MSI_ENDPOINT` |
+//! | `GET /oidc/.well-known/openid-configuration`, `GET /oidc/keys` | none | the emulator's own OIDC issuer (`https://host:port/oidc`, RS256), trusted by the federated application |
 //! | `GET /{tenant}[/v2.0]/.well-known/openid-configuration` | none | OpenID discovery |
 //! | `GET /{tenant}/discovery[/v2.0]/keys`, `GET /{tenant}/discovery/instance` | none | JWKS, MSAL instance discovery |
 //! | `GET /subscriptions[/{id}]`, `GET /tenants` | bearer | `serve --subscriptions N` creates N |
@@ -51,17 +53,20 @@
 //!
 //! | file | content |
 //! |---|---|
-//! | `state.redb` | redb database: table `resources` (lower-cased ARM id → body + etag + timestamps), table `settings` (tenant, service principal, default subscription) |
+//! | `state.redb` | redb database: table `resources` (lower-cased ARM id → body + etag + timestamps), table `settings` (tenant, service principal, default subscription, the further identities' ids and PFX password) |
 //! | `ca.pem`, `ca-key.pem` | the emulator's CA (P-256), made on first start |
 //! | `server.pem`, `server-key.pem` | server certificate for localhost, 127.0.0.1, ::1 |
 //! | `ca-bundle.pem` | system roots + `ca.pem`, for `SSL_CERT_FILE` / `REQUESTS_CA_BUNDLE` |
 //! | `token-signing-key.p8` | ES256 key that signs access tokens |
+//! | `client-cert.pem`, `client-cert.pfx` | the certificate application's RSA key and self-signed certificate (PEM: certificate + PKCS#8 key; PFX: under `AKSPOLICY_EMULATOR_CERT_PASSWORD`) |
+//! | `oidc-issuer-key.p8`, `oidc-token.jwt` | the OIDC issuer's RSA key; a token for the federated credential, rewritten at every start (valid 24 h) |
 //! | `emulator.json`, `env.sh` | the ready information of the last start |
 //!
 //! Built-in definitions are not stored; they are served from the embedded catalogue or from
 //! the `--builtins` directory on every start.
 
 mod arm_policy;
+mod assertion;
 mod catalogue;
 pub mod client;
 mod compliance;
@@ -71,6 +76,7 @@ pub mod faults;
 mod files;
 mod gatekeeper;
 mod http;
+mod identities;
 mod observe;
 mod routes;
 mod state;
@@ -174,6 +180,29 @@ pub struct ReadyInfo {
     pub ca_bundle: PathBuf,
     pub env_file: PathBuf,
     pub pid: u32,
+    /// Client id of the application whose credential is a certificate.
+    #[serde(default)]
+    pub certificate_client_id: String,
+    /// Its certificate and key as PKCS#12, under `certificate_password`.
+    #[serde(default)]
+    pub certificate_pfx: PathBuf,
+    /// Its certificate and unencrypted PKCS#8 key as PEM.
+    #[serde(default)]
+    pub certificate_pem: PathBuf,
+    #[serde(default)]
+    pub certificate_password: String,
+    /// Client id of the application with a federated credential trusting the emulator's issuer.
+    #[serde(default)]
+    pub oidc_client_id: String,
+    /// A token of that issuer for that credential (rewritten at every start).
+    #[serde(default)]
+    pub oidc_token_file: PathBuf,
+    /// The managed identity endpoint (IMDS protocol).
+    #[serde(default)]
+    pub msi_endpoint: String,
+    /// Client id of the user-assigned managed identity behind it.
+    #[serde(default)]
+    pub msi_client_id: String,
 }
 
 /// A started emulator. Dropping it without [`RunningEmulator::shutdown`] leaves the server
@@ -294,6 +323,8 @@ pub async fn start(config: Config) -> Result<RunningEmulator, EmulatorError> {
         })?;
     let host = url_host(local_addr);
     let base = format!("https://{host}");
+    let identities =
+        identities::Identities::load_or_create(&store, &dir, &identity.tenant_id, &base)?;
 
     let info = ReadyInfo {
         arm_endpoint: format!("{base}/"),
@@ -308,6 +339,14 @@ pub async fn start(config: Config) -> Result<RunningEmulator, EmulatorError> {
         ca_bundle: tls.ca_bundle_path.clone(),
         env_file: dir.join(ENV_FILE),
         pid: std::process::id(),
+        certificate_client_id: identities.certificate.client_id.clone(),
+        certificate_pfx: identities.certificate.pfx_path.clone(),
+        certificate_pem: identities.certificate.pem_path.clone(),
+        certificate_password: identities.certificate.password.clone(),
+        oidc_client_id: identities.federated.client_id.clone(),
+        oidc_token_file: identities.issuer.token_path.clone(),
+        msi_endpoint: format!("{base}{}", routes::identity::IMDS_TOKEN_PATH),
+        msi_client_id: identities.managed.client_id.clone(),
     };
     write_ready_files(&dir, &info)?;
 
@@ -315,6 +354,7 @@ pub async fn start(config: Config) -> Result<RunningEmulator, EmulatorError> {
         store,
         signer,
         identity,
+        identities,
         catalogue,
         base,
         config.faults.clone(),
@@ -421,6 +461,35 @@ fn write_ready_files(dir: &Path, info: &ReadyInfo) -> Result<(), EmulatorError> 
             format!("{}/_templates", info.arm_endpoint.trim_end_matches('/')),
         ),
         ("ARM_CLIENT_SECRET", info.client_secret.clone()),
+        (
+            "AKSPOLICY_EMULATOR_CERT_CLIENT_ID",
+            info.certificate_client_id.clone(),
+        ),
+        (
+            "AKSPOLICY_EMULATOR_CERT_PFX",
+            info.certificate_pfx.display().to_string(),
+        ),
+        (
+            "AKSPOLICY_EMULATOR_CERT_PEM",
+            info.certificate_pem.display().to_string(),
+        ),
+        (
+            "AKSPOLICY_EMULATOR_CERT_PASSWORD",
+            info.certificate_password.clone(),
+        ),
+        (
+            "AKSPOLICY_EMULATOR_OIDC_CLIENT_ID",
+            info.oidc_client_id.clone(),
+        ),
+        (
+            "AKSPOLICY_EMULATOR_OIDC_TOKEN_FILE",
+            info.oidc_token_file.display().to_string(),
+        ),
+        ("AKSPOLICY_EMULATOR_MSI_ENDPOINT", info.msi_endpoint.clone()),
+        (
+            "AKSPOLICY_EMULATOR_MSI_CLIENT_ID",
+            info.msi_client_id.clone(),
+        ),
         ("SSL_CERT_FILE", bundle.clone()),
         ("REQUESTS_CA_BUNDLE", bundle.clone()),
         // Distribution curl builds pin their own CA file and ignore SSL_CERT_FILE.

@@ -14,6 +14,7 @@ use super::catalogue::Catalogue;
 use super::error::EmulatorError;
 use super::faults::FaultProfile;
 use super::gatekeeper::Templates;
+use super::identities::Identities;
 use super::observe::Observer;
 use super::store::Store;
 use super::token::TokenSigner;
@@ -139,6 +140,8 @@ pub(crate) struct AppState {
     pub store: Store,
     pub signer: TokenSigner,
     pub identity: Identity,
+    /// The certificate and federated applications and the managed identity.
+    pub identities: Identities,
     pub catalogue: Catalogue,
     /// Used for absolute links when a request carries no Host header.
     pub fallback_base_url: String,
@@ -206,10 +209,12 @@ impl EvaluationSettings {
 }
 
 impl AppState {
+    #[allow(clippy::too_many_arguments)] // one per part of the state, each built at start
     pub(crate) fn new(
         store: Store,
         signer: TokenSigner,
         identity: Identity,
+        identities: Identities,
         catalogue: Catalogue,
         fallback_base_url: String,
         faults: FaultProfile,
@@ -219,6 +224,7 @@ impl AppState {
             store,
             signer,
             identity,
+            identities,
             catalogue,
             fallback_base_url,
             startup_faults: faults.clone(),

@@ -6,9 +6,25 @@ use std::time::SystemTime;
 use http::{HeaderValue, Method, StatusCode};
 use serde_json::{json, Value};
 
+use crate::emulator::assertion::{self, Jwt, Rejection};
 use crate::emulator::http::{json_response, Request, Response};
 use crate::emulator::state::{new_guid, AppState};
 use crate::emulator::token::{is_arm_audience, now_secs, Claims};
+
+const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// How a client proved who it is.
+#[derive(Clone, Copy)]
+enum Presented<'a> {
+    Secret(&'a str),
+    Assertion(&'a str),
+}
+
+/// The service principal a token is issued to.
+pub(crate) struct Principal {
+    pub client_id: String,
+    pub object_id: String,
+}
 
 /// Tenant path segments accepted besides the emulator's own tenant id.
 const TENANT_ALIASES: [&str; 4] = ["organizations", "common", "adfs", "consumers"];
@@ -27,7 +43,7 @@ pub(crate) fn matches(segments: &[String]) -> bool {
 
 /// Which token endpoint flavour was called.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum TokenVersion {
+pub(crate) enum TokenVersion {
     V1,
     V2,
 }
@@ -50,8 +66,8 @@ pub(crate) fn handle(state: &AppState, req: &Request, segments: &[String]) -> Re
     }
     let base = &req.base_url;
     match (&req.method, rest.as_slice()) {
-        (&Method::POST, ["oauth2", "v2.0", "token"]) => token(state, req, TokenVersion::V2),
-        (&Method::POST, ["oauth2", "token"]) => token(state, req, TokenVersion::V1),
+        (&Method::POST, ["oauth2", "v2.0", "token"]) => token(state, req, tenant, TokenVersion::V2),
+        (&Method::POST, ["oauth2", "token"]) => token(state, req, tenant, TokenVersion::V1),
         (&Method::GET, ["v2.0", ".well-known", "openid-configuration"]) => json_response(
             StatusCode::OK,
             &openid_configuration(base, tenant, TokenVersion::V2),
@@ -92,7 +108,7 @@ fn tenant_known(state: &AppState, tenant: &str) -> bool {
             .any(|a| a.eq_ignore_ascii_case(tenant))
 }
 
-fn token(state: &AppState, req: &Request, version: TokenVersion) -> Response {
+fn token(state: &AppState, req: &Request, tenant: &str, version: TokenVersion) -> Response {
     let form: Vec<(String, String)> = form_urlencoded::parse(&req.body)
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
@@ -129,39 +145,35 @@ fn token(state: &AppState, req: &Request, version: TokenVersion) -> Response {
     let Some(client_id) = field("client_id").or(basic.as_ref().map(|(id, _)| id.as_str())) else {
         return missing("client_id");
     };
-    let identity = &state.identity;
-    if !client_id.eq_ignore_ascii_case(&identity.client_id) {
+    let secret = field("client_secret").or(basic.as_ref().map(|(_, secret)| secret.as_str()));
+    let assertion = field("client_assertion");
+    if assertion.is_some() && field("client_assertion_type") != Some(JWT_BEARER) {
         return aad_error(
             req,
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            700016,
-            &format!(
-                "Application with identifier '{client_id}' was not found in the directory '{}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant.",
-                identity.tenant_id
-            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            900144,
+            &format!("The request body must contain the following parameter: 'client_assertion_type' with the value '{JWT_BEARER}'."),
         );
     }
-    let Some(secret) = field("client_secret").or(basic.as_ref().map(|(_, secret)| secret.as_str()))
-    else {
-        return aad_error(
-            req,
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            7000218,
-            "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
-        );
+    let credential = match (secret, assertion) {
+        (_, Some(jwt)) => Presented::Assertion(jwt),
+        (Some(secret), None) => Presented::Secret(secret),
+        (None, None) => {
+            return aad_error(
+                req,
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                7000218,
+                "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
+            )
+        }
     };
-    if !constant_time_eq(secret.as_bytes(), identity.client_secret.as_bytes()) {
-        // Never echo the presented secret: it may be a real credential sent to the wrong place.
-        return aad_error(
-            req,
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            7000215,
-            &format!("Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{}'.", identity.client_id),
-        );
-    }
+    let principal = match authenticate_client(state, req, tenant, client_id, credential) {
+        Ok(p) => p,
+        Err(failure) => return failure.into_response(req),
+    };
+    let identity = &state.identity;
 
     // v2 takes `scope`; v1 takes `resource`, but MSAL talking to an ADFS-shaped authority
     // sends `scope` to the v1 path, so v1 accepts either.
@@ -203,41 +215,12 @@ fn token(state: &AppState, req: &Request, version: TokenVersion) -> Response {
         );
     }
 
-    let now = now_secs();
-    // The fault profile's knob; `apply` keeps it at least 1 s.
-    let lifetime = state.fault_profile().token_lifetime_s.max(1);
-    let exp = now.saturating_add(lifetime);
-    let claims = Claims {
-        aud: audience.clone(),
-        iss: format!("{}/{}/v2.0", req.base_url, identity.tenant_id),
-        iat: now,
-        nbf: now,
-        exp,
-        tid: identity.tenant_id.clone(),
-        appid: identity.client_id.clone(),
-        azp: identity.client_id.clone(),
-        oid: identity.object_id.clone(),
-        sub: identity.object_id.clone(),
-        idtyp: Some("app".to_string()),
-        ver: Some(match version {
-            TokenVersion::V1 => "1.0".to_string(),
-            TokenVersion::V2 => "2.0".to_string(),
-        }),
-        uti: Some(new_guid()),
+    let issued = match issue_access_token(state, req, &principal, &audience, version) {
+        Ok(issued) => issued,
+        Err(failure) => return failure.into_response(req),
     };
-    let access_token = match state.signer.sign(&claims) {
-        Ok(t) => t,
-        Err(e) => {
-            log::error!("signing a token failed: {e}");
-            return aad_error(
-                req,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                50000,
-                "There was an error issuing a token.",
-            );
-        }
-    };
+    let (access_token, now, exp, lifetime) =
+        (issued.token, issued.now, issued.exp, issued.lifetime);
     let body = match version {
         TokenVersion::V2 => json!({
             "token_type": "Bearer",
@@ -259,6 +242,279 @@ fn token(state: &AppState, req: &Request, version: TokenVersion) -> Response {
     let mut resp = json_response(StatusCode::OK, &body);
     no_store(&mut resp);
     resp
+}
+
+/// An Entra ID error, rendered into a response by [`AadFailure::into_response`].
+pub(crate) struct AadFailure {
+    status: StatusCode,
+    error: &'static str,
+    code: u32,
+    text: String,
+}
+
+impl AadFailure {
+    fn new(status: StatusCode, error: &'static str, code: u32, text: &str) -> Self {
+        AadFailure {
+            status,
+            error,
+            code,
+            text: text.to_string(),
+        }
+    }
+
+    pub(crate) fn into_response(self, req: &Request) -> Response {
+        aad_error(req, self.status, self.error, self.code, &self.text)
+    }
+}
+
+/// Finds the application `client_id` names and checks the credential it presented against
+/// that application's registered credentials: the tenant's service principal has a secret,
+/// the certificate application a certificate, the federated application a federated identity
+/// credential. Any other combination fails as Entra ID fails it.
+fn authenticate_client(
+    state: &AppState,
+    req: &Request,
+    tenant: &str,
+    client_id: &str,
+    presented: Presented<'_>,
+) -> Result<Principal, AadFailure> {
+    let identity = &state.identity;
+    let extra = &state.identities;
+    let principal = |client_id: &str, object_id: &str| Principal {
+        client_id: client_id.to_string(),
+        object_id: object_id.to_string(),
+    };
+    // Never echo the presented secret: it may be a real credential sent to the wrong place.
+    let wrong_secret = || {
+        AadFailure::new(StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            7000215,
+            &format!("Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{client_id}'."),
+        )
+    };
+    let parse = |jwt: &str| {
+        Jwt::parse(jwt).ok_or_else(|| {
+            AadFailure::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                50027,
+                "JWT token is invalid or malformed.",
+            )
+        })
+    };
+    let now = now_secs();
+    if client_id.eq_ignore_ascii_case(&identity.client_id) {
+        return match presented {
+            Presented::Secret(secret)
+                if constant_time_eq(secret.as_bytes(), identity.client_secret.as_bytes()) =>
+            {
+                Ok(principal(&identity.client_id, &identity.object_id))
+            }
+            Presented::Secret(_) => Err(wrong_secret()),
+            // The application has no certificate or federated credential registered.
+            Presented::Assertion(jwt) => {
+                let jwt = parse(jwt)?;
+                Err(rejection(
+                    client_id,
+                    &jwt,
+                    Rejection::UnknownCertificate {
+                        thumbprint: String::new(),
+                    },
+                ))
+            }
+        };
+    }
+    if client_id.eq_ignore_ascii_case(&extra.certificate.client_id) {
+        let app = &extra.certificate;
+        return match presented {
+            Presented::Secret(_) => Err(wrong_secret()),
+            Presented::Assertion(jwt) => {
+                let jwt = parse(jwt)?;
+                let audiences = assertion_audiences(state, req, tenant);
+                assertion::verify_certificate(app, &jwt, &audiences, now)
+                    .map(|()| principal(&app.client_id, &app.object_id))
+                    .map_err(|r| rejection(client_id, &jwt, r))
+            }
+        };
+    }
+    if client_id.eq_ignore_ascii_case(&extra.federated.client_id) {
+        let app = &extra.federated;
+        return match presented {
+            Presented::Secret(_) => Err(wrong_secret()),
+            Presented::Assertion(jwt) => {
+                let jwt = parse(jwt)?;
+                // An assertion the application signed itself claims `iss` = its client id:
+                // that is a certificate credential, which this application does not have.
+                let own = jwt
+                    .claim_str("iss")
+                    .is_some_and(|iss| iss.eq_ignore_ascii_case(client_id));
+                let checked = if own {
+                    Err(Rejection::UnknownCertificate {
+                        thumbprint: String::new(),
+                    })
+                } else {
+                    assertion::verify_federated(app, &extra.issuer, &jwt, now)
+                };
+                checked
+                    .map(|()| principal(&app.client_id, &app.object_id))
+                    .map_err(|r| rejection(client_id, &jwt, r))
+            }
+        };
+    }
+    Err(AadFailure::new(StatusCode::UNAUTHORIZED,
+        "invalid_client",
+        700016,
+        &format!(
+            "Application with identifier '{client_id}' was not found in the directory '{}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant.",
+            identity.tenant_id
+        ),
+    ))
+}
+
+/// The token endpoint URLs a certificate assertion may name as `aud`: v2, v1 and the v2
+/// issuer, under the tenant segment the request used and under the tenant id.
+fn assertion_audiences(state: &AppState, req: &Request, tenant: &str) -> Vec<String> {
+    let base = req.base_url.trim_end_matches('/');
+    let mut tenants = vec![tenant.to_string()];
+    if !tenant.eq_ignore_ascii_case(&state.identity.tenant_id) {
+        tenants.push(state.identity.tenant_id.clone());
+    }
+    tenants
+        .iter()
+        .flat_map(|t| {
+            [
+                format!("{base}/{t}/oauth2/v2.0/token"),
+                format!("{base}/{t}/oauth2/token"),
+                format!("{base}/{t}/v2.0"),
+            ]
+        })
+        .collect()
+}
+
+/// Entra ID's answer to a refused assertion.
+fn rejection(client_id: &str, jwt: &Jwt, why: Rejection) -> AadFailure {
+    let federated_hint = "Please check your federated identity credential Subject, Audience and Issuer against the presented assertion.";
+    let time = |secs: u64| {
+        humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs),
+        )
+        .to_string()
+    };
+    let own = jwt
+        .claim_str("iss")
+        .is_some_and(|iss| iss.eq_ignore_ascii_case(client_id));
+    let (code, text) = match why {
+        Rejection::Malformed => {
+            return AadFailure::new(StatusCode::BAD_REQUEST,
+                "invalid_request",
+                50027,
+                "JWT token is invalid or malformed.",
+            )
+        }
+        Rejection::UnsupportedAlgorithm(alg) => (
+            5002738,
+            format!("Invalid JWT token. '{alg}' is not a supported signature algorithm. Supported signing algorithms are: 'RS256, PS256'."),
+        ),
+        Rejection::UnknownCertificate { thumbprint } => (
+            700027,
+            format!("The certificate with identifier used to sign the client assertion is not registered on application. [Reason - The key was not found., Thumbprint of key used by client: '{thumbprint}', Please visit the Azure Portal, Graph Explorer or directly use MS Graph to see configured keys for app Id '{client_id}'.]"),
+        ),
+        Rejection::BadSignature if own => (
+            700027,
+            "Client assertion failed signature validation. [Reason - The provided signature value did not match the expected signature value.]".to_string(),
+        ),
+        Rejection::BadSignature => (
+            50013,
+            "Assertion failed signature validation. [Reason - The provided signature value did not match the expected signature value.]".to_string(),
+        ),
+        Rejection::UnknownIssuerKey => (
+            50013,
+            "Assertion failed signature validation. [Reason - The key was not found.]".to_string(),
+        ),
+        Rejection::WrongClient => (
+            700021,
+            "Client assertion application identifier doesn't match 'client_id' parameter.".to_string(),
+        ),
+        Rejection::WrongAudience { presented, expected } => (
+            50013,
+            format!("Assertion audience claim does not match the required value. The audience in the assertion was '{presented}' and the expected audience is '{expected}'."),
+        ),
+        Rejection::OutsideValidity { now, nbf, exp } => (
+            700024,
+            format!("Client assertion is not within its valid time range. Current time: {}, assertion valid from {}, expiry time of assertion {}.", time(now), time(nbf), time(exp)),
+        ),
+        Rejection::UnknownIssuer { issuer } => (
+            700211,
+            format!("No matching federated identity record found for presented assertion issuer '{issuer}'. {federated_hint}"),
+        ),
+        Rejection::UnknownSubject { subject } => (
+            700213,
+            format!("No matching federated identity record found for presented assertion subject '{subject}'. {federated_hint}"),
+        ),
+        Rejection::UnknownAudience { audience } => (
+            700212,
+            format!("No matching federated identity record found for presented assertion audience '{audience}'. {federated_hint}"),
+        ),
+    };
+    AadFailure::new(StatusCode::UNAUTHORIZED, "invalid_client", code, &text)
+}
+
+/// A signed access token and its validity.
+pub(crate) struct IssuedToken {
+    pub token: String,
+    pub now: u64,
+    pub exp: u64,
+    pub lifetime: u64,
+}
+
+/// Signs an ARM access token for `principal`; the lifetime is the fault profile's.
+pub(crate) fn issue_access_token(
+    state: &AppState,
+    req: &Request,
+    principal: &Principal,
+    audience: &str,
+    version: TokenVersion,
+) -> Result<IssuedToken, AadFailure> {
+    let identity = &state.identity;
+    let now = now_secs();
+    // The fault profile's knob; `apply` keeps it at least 1 s.
+    let lifetime = state.fault_profile().token_lifetime_s.max(1);
+    let exp = now.saturating_add(lifetime);
+    let claims = Claims {
+        aud: audience.to_string(),
+        iss: format!("{}/{}/v2.0", req.base_url, identity.tenant_id),
+        iat: now,
+        nbf: now,
+        exp,
+        tid: identity.tenant_id.clone(),
+        appid: principal.client_id.clone(),
+        azp: principal.client_id.clone(),
+        oid: principal.object_id.clone(),
+        sub: principal.object_id.clone(),
+        idtyp: Some("app".to_string()),
+        ver: Some(match version {
+            TokenVersion::V1 => "1.0".to_string(),
+            TokenVersion::V2 => "2.0".to_string(),
+        }),
+        uti: Some(new_guid()),
+    };
+    match state.signer.sign(&claims) {
+        Ok(token) => Ok(IssuedToken {
+            token,
+            now,
+            exp,
+            lifetime,
+        }),
+        Err(e) => {
+            log::error!("signing a token failed: {e}");
+            Err(AadFailure::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                50000,
+                "There was an error issuing a token.",
+            ))
+        }
+    }
 }
 
 /// `Authorization: Basic base64(id:secret)`. RFC 6749 asks for form-encoding inside, but
@@ -285,7 +541,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn no_store(resp: &mut Response) {
+pub(crate) fn no_store(resp: &mut Response) {
     resp.headers_mut().insert(
         http::header::CACHE_CONTROL,
         HeaderValue::from_static("no-store, no-cache"),
@@ -333,7 +589,7 @@ fn openid_configuration(base: &str, tenant: &str, version: TokenVersion) -> Valu
         "device_authorization_endpoint": format!("{oauth}/devicecode"),
         "end_session_endpoint": format!("{oauth}/logout"),
         "jwks_uri": format!("{base}/{tenant}/discovery{v}/keys"),
-        "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
+        "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic", "private_key_jwt"],
         "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
         "response_modes_supported": ["query", "fragment", "form_post"],
         "scopes_supported": ["openid", "profile", "email", "offline_access"],

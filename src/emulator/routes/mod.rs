@@ -1,9 +1,10 @@
-//! Top-level routing: metadata, Entra ID and the template store need no token; everything else
-//! is ARM.
+//! Top-level routing: metadata, the managed identity endpoint, the OIDC issuer, Entra ID and the
+//! template store need no token; everything else is ARM.
 
 pub(crate) mod aad;
 pub(crate) mod arm;
 pub(crate) mod control;
+pub(crate) mod identity;
 pub(crate) mod metadata;
 pub(crate) mod templates;
 
@@ -12,10 +13,13 @@ use std::sync::Arc;
 use super::http::{Request, Response};
 use super::state::AppState;
 
-/// Whether a request needs a bearer token: everything but metadata, Entra ID and the public
-/// template store.
+/// Whether a request needs a bearer token: everything but metadata, managed identity, the OIDC
+/// issuer, Entra ID and the public template store.
 pub(crate) fn needs_token(segments: &[String]) -> bool {
-    !(metadata::matches(segments) || aad::matches(segments) || templates::matches(segments))
+    !(metadata::matches(segments)
+        || identity::matches(segments)
+        || aad::matches(segments)
+        || templates::matches(segments))
 }
 
 /// The 401 a request without a valid token gets (counted in the metrics like any answer), or
@@ -42,6 +46,8 @@ pub(crate) async fn route(state: &Arc<AppState>, req: Request) -> Response {
     let method = req.method.clone();
     let (resp, response_delay_ms) = if metadata::matches(&segments) {
         (metadata::handle(state, &req), 0)
+    } else if identity::matches(&segments) {
+        (identity::handle(state, &req, &segments), 0)
     } else if aad::matches(&segments) {
         (aad::handle(state, &req, &segments), 0)
     } else if templates::matches(&segments) {

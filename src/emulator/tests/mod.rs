@@ -14,6 +14,7 @@ mod clusters;
 mod concurrency;
 mod conformance;
 mod faults;
+mod identities;
 mod insights;
 mod policy;
 mod versions;

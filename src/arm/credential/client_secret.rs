@@ -1,0 +1,138 @@
+//! Service principal with a client secret.
+
+use super::*;
+
+/// Service principal with a client secret.
+pub struct ClientSecretCredential {
+    pub(super) authority: Authority,
+    pub(super) client_id: String,
+    pub(super) secret: String,
+}
+
+impl TokenCredential for ClientSecretCredential {
+    fn get_token<'a>(&'a self, scope: &'a str) -> TokenFuture<'a> {
+        boxed(async move {
+            request_token(
+                "client secret",
+                &self.authority,
+                &[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", &self.client_id),
+                    ("client_secret", &self.secret),
+                    ("scope", scope),
+                ],
+            )
+            .await
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arm::credential::test_support::*;
+    use crate::arm::testutil::{Response, TestServer};
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[tokio::test]
+    async fn client_secret_success_and_rejection_never_leaks_secret() {
+        let server = TestServer::start(|req| {
+            assert_eq!(req.path, "/tenant1/oauth2/v2.0/token");
+            let f = form(&req.body);
+            assert_eq!(f["grant_type"], "client_credentials");
+            assert_eq!(f["scope"], "https://management.core.windows.net/.default");
+            if f["client_secret"] == "right-secret" {
+                Response::json(200, r#"{"token_type":"Bearer","expires_in":3599,"access_token":"tok-1"}"#)
+            } else {
+                Response::json(401, r#"{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided.\r\nTrace ID: x"}"#)
+            }
+        })
+        .await;
+        let ok = ClientSecretCredential {
+            authority: authority(&server),
+            client_id: "app".into(),
+            secret: "right-secret".into(),
+        };
+        let t = ok
+            .get_token("https://management.core.windows.net/.default")
+            .await
+            .unwrap();
+        assert_eq!(t.token, "tok-1");
+        assert!(t.expires_on > SystemTime::now() + Duration::from_secs(3000));
+        assert!(!format!("{t:?}").contains("tok-1"));
+
+        let bad = ClientSecretCredential {
+            authority: authority(&server),
+            client_id: "app".into(),
+            secret: "wrong-secret-value".into(),
+        };
+        let e = bad
+            .get_token("https://management.core.windows.net/.default")
+            .await
+            .unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("invalid_client") && text.contains("AADSTS7000215"),
+            "{text}"
+        );
+        assert!(!text.contains("Trace ID"), "{text}");
+        assert!(!text.contains("wrong-secret-value"));
+    }
+
+    #[tokio::test]
+    async fn token_endpoint_5xx_is_retried() {
+        let n = Arc::new(AtomicU32::new(0));
+        let n2 = n.clone();
+        let server = TestServer::start(move |_| {
+            if n2.fetch_add(1, Ordering::SeqCst) == 0 {
+                Response::json(503, "busy")
+            } else {
+                Response::json(200, r#"{"expires_in":3600,"access_token":"tok"}"#)
+            }
+        })
+        .await;
+        let cred = ClientSecretCredential {
+            authority: authority(&server),
+            client_id: "app".into(),
+            secret: "s".into(),
+        };
+        assert_eq!(cred.get_token("s/.default").await.unwrap().token, "tok");
+        assert_eq!(n.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn untrusted_ca_gives_hint() {
+        let server = TestServer::start(|_| Response::json(200, "{}")).await;
+        let a = Authority {
+            http: reqwest::Client::builder().use_rustls_tls().build().unwrap(),
+            host: server.url(),
+            tenant: "t".into(),
+        };
+        let cred = ClientSecretCredential {
+            authority: a,
+            client_id: "app".into(),
+            secret: "s3cr3t-value".into(),
+        };
+        let text = cred.get_token("x/.default").await.unwrap_err().to_string();
+        assert!(text.contains("ca_certificate_file"), "{text}");
+        assert!(!text.contains("s3cr3t-value"));
+    }
+
+    #[tokio::test]
+    async fn host_name_mismatch_gets_its_own_hint() {
+        let server = TestServer::start(|_| Response::json(200, "{}")).await;
+        let cred = ClientSecretCredential {
+            authority: Authority {
+                // The CA is trusted; the name is not one the certificate lists.
+                http: server.http_client_resolving("login.other.test"),
+                host: format!("https://login.other.test:{}/", server.port()),
+                tenant: "t".into(),
+            },
+            client_id: "app".into(),
+            secret: "s3cr3t-value".into(),
+        };
+        let text = cred.get_token("x/.default").await.unwrap_err().to_string();
+        assert!(text.contains("issued for other host names"), "{text}");
+        assert!(!text.contains("ca_certificate_file"), "{text}");
+    }
+}

@@ -1,0 +1,159 @@
+//! Workload identity federation: an external OIDC token (static, file, or GitHub Actions'
+//! request) exchanged for an ARM token.
+
+use super::*;
+
+/// Where an OIDC (federated) token comes from.
+pub enum OidcSource {
+    Static(String),
+    /// Re-read on every exchange: AKS rotates the projected token file.
+    File(String),
+    /// GitHub Actions / Azure DevOps style: GET `url&audience=...` with a bearer token.
+    Request {
+        url: String,
+        token: String,
+    },
+}
+
+/// Workload identity federation: exchanges an external OIDC token for an ARM token.
+pub struct OidcCredential {
+    pub(super) authority: Authority,
+    pub(super) client_id: String,
+    pub(super) source: OidcSource,
+}
+
+pub(super) const OIDC_FLOW: &str = "oidc";
+
+impl OidcCredential {
+    async fn external_token(&self) -> Result<String, AuthError> {
+        match &self.source {
+            OidcSource::Static(t) => Ok(t.trim().to_string()),
+            OidcSource::File(path) => tokio::fs::read_to_string(path)
+                .await
+                .map(|s| s.trim().to_string())
+                .map_err(|e| AuthError::Config {
+                    flow: OIDC_FLOW,
+                    message: format!("reading the OIDC token file {path}: {e}"),
+                }),
+            OidcSource::Request { url, token } => {
+                let mut u = url::Url::parse(url).map_err(|e| AuthError::Config {
+                    flow: OIDC_FLOW,
+                    message: format!("oidc_request_url is not a URL: {e}"),
+                })?;
+                u.query_pairs_mut()
+                    .append_pair("audience", "api://AzureADTokenExchange");
+                let shown = crate::arm::error::Redacted(u.as_str()).to_string();
+                let resp = self
+                    .authority
+                    .http
+                    .get(u)
+                    .bearer_auth(token)
+                    .header("Accept", "application/json")
+                    .send()
+                    .await
+                    .map_err(|e| AuthError::Transport {
+                        flow: OIDC_FLOW,
+                        message: format!(
+                            "GET {shown}: {}",
+                            crate::arm::client::describe_reqwest_error(&e)
+                        ),
+                    })?;
+                let status = resp.status().as_u16();
+                #[derive(Deserialize)]
+                struct IdToken {
+                    value: String,
+                }
+                let body = resp.bytes().await.map_err(|e| AuthError::Transport {
+                    flow: OIDC_FLOW,
+                    message: format!("GET {shown}: {e}"),
+                })?;
+                if status != 200 {
+                    return Err(AuthError::Transport {
+                        flow: OIDC_FLOW,
+                        message: format!("GET {shown}: HTTP {status} requesting the OIDC token (check oidc_request_token and the workflow's id-token permission)"),
+                    });
+                }
+                serde_json::from_slice::<IdToken>(&body)
+                    .map(|t| t.value)
+                    .map_err(|_| AuthError::Transport {
+                        flow: OIDC_FLOW,
+                        message: format!("GET {shown}: response has no \"value\" token"),
+                    })
+            }
+        }
+    }
+}
+
+impl TokenCredential for OidcCredential {
+    fn get_token<'a>(&'a self, scope: &'a str) -> TokenFuture<'a> {
+        boxed(async move {
+            let assertion = self.external_token().await?;
+            request_token(
+                OIDC_FLOW,
+                &self.authority,
+                &[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", &self.client_id),
+                    ("client_assertion_type", JWT_BEARER),
+                    ("client_assertion", &assertion),
+                    ("scope", scope),
+                ],
+            )
+            .await
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arm::credential::test_support::*;
+    use crate::arm::testutil::{Response, TestServer};
+
+    #[tokio::test]
+    async fn oidc_github_request_then_exchange() {
+        let server = TestServer::start(|req| {
+            if req.path.starts_with("/gh") {
+                assert_eq!(req.header("authorization"), Some("Bearer gh-req-token"));
+                assert!(
+                    req.path
+                        .contains("audience=api%3A%2F%2FAzureADTokenExchange"),
+                    "{}",
+                    req.path
+                );
+                return Response::json(200, r#"{"value":"github-jwt"}"#);
+            }
+            let f = form(&req.body);
+            assert_eq!(f["client_assertion"], "github-jwt");
+            Response::json(200, r#"{"expires_in":"3600","access_token":"oidc-tok"}"#)
+        })
+        .await;
+        let cred = OidcCredential {
+            authority: authority(&server),
+            client_id: "app".into(),
+            source: OidcSource::Request {
+                url: format!("{}gh?api=1", server.url()),
+                token: "gh-req-token".into(),
+            },
+        };
+        assert_eq!(
+            cred.get_token("s/.default").await.unwrap().token,
+            "oidc-tok"
+        );
+
+        let file = std::env::temp_dir().join(format!("akspolicy-oidc-{}", uuid::Uuid::new_v4()));
+        std::fs::write(&file, "file-jwt\n").unwrap();
+        let server2 = TestServer::start(|req| {
+            assert_eq!(form(&req.body)["client_assertion"], "file-jwt");
+            Response::json(200, r#"{"expires_in":3600,"access_token":"wi-tok"}"#)
+        })
+        .await;
+        let cred = OidcCredential {
+            authority: authority(&server2),
+            client_id: "app".into(),
+            source: OidcSource::File(file.to_string_lossy().into_owned()),
+        };
+        assert_eq!(cred.get_token("s/.default").await.unwrap().token, "wi-tok");
+        let _ = std::fs::remove_file(file);
+    }
+}
