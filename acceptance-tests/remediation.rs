@@ -2,8 +2,10 @@
 //! scope, a remediation that turns the add-on on for every cluster, and compliance before and
 //! after — all through Terraform.
 
+use serde_json::json;
+
 use crate::cluster_addon::{create_cluster, wait_idle};
-use crate::harness::{Emulator, Workspace};
+use crate::harness::{shared_specs, Emulator, Workspace};
 
 const ADDON_DINE: &str =
     "/providers/Microsoft.Authorization/policyDefinitions/a8eff44f-8c92-45c3-a3fb-9880802d67a7";
@@ -77,6 +79,9 @@ fn dine_assignment_and_remediation_enable_the_addon_everywhere() {
         3,
         "every cluster lacks the add-on before remediation"
     );
+    let assignment_id =
+        format!("/subscriptions/{sub}/providers/Microsoft.Authorization/policyAssignments/deploy-policy-addon");
+    grant_definition_roles(&emulator, &assignment_id, &format!("/subscriptions/{sub}"));
 
     // The "before" read is dropped now: it reads live compliance, which remediation changes.
     ws.write_config(&format!("{}\n{}", assignment(&sub, false), remediation()));
@@ -306,4 +311,181 @@ output "non_compliant_resources" {{
     ])
     .assert_ok("plan with scan");
     assert_eq!(scans(&emulator), 2);
+}
+
+/// What azurerm users write by hand: one role assignment per role the assignment's definition
+/// names, for the assignment's identity, at `scope`.
+pub fn grant_definition_roles(emulator: &Emulator, assignment_id: &str, scope: &str) {
+    let token = emulator.token();
+    let (status, assignment) = emulator.arm_with(
+        &token,
+        "GET",
+        &format!("{assignment_id}?api-version=2025-03-01"),
+        None,
+    );
+    assert_eq!(status, 200, "{assignment}");
+    let principal = assignment["identity"]["principalId"]
+        .as_str()
+        .expect("the assignment has an identity")
+        .to_string();
+    let definition_id = assignment["properties"]["policyDefinitionId"]
+        .as_str()
+        .expect("definition id")
+        .to_string();
+    let (status, definition) = emulator.arm_with(
+        &token,
+        "GET",
+        &format!("{definition_id}?api-version=2025-03-01"),
+        None,
+    );
+    assert_eq!(status, 200, "{definition}");
+    let roles = definition["properties"]["policyRule"]["then"]["details"]["roleDefinitionIds"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(!roles.is_empty(), "{definition}");
+    for role in &roles {
+        let name = uuid::Uuid::new_v4();
+        let (status, body) = emulator.arm_with(
+            &token,
+            "PUT",
+            &format!("{scope}/providers/Microsoft.Authorization/roleAssignments/{name}?api-version=2022-04-01"),
+            Some(&json!({"properties": {"roleDefinitionId": role, "principalId": principal}})),
+        );
+        assert_eq!(status, 201, "{body}");
+    }
+}
+
+/// Issue #18's story end to end: Microsoft's own add-on DINE (from shared/specs, not known to
+/// the emulator by id) assigned at a management group above two subscriptions. The
+/// remediation's deployments fail as Azure's do while the identity lacks the definition's
+/// roles; with them granted, the same remediation turns the add-on on in both subscriptions.
+#[test]
+fn builtin_addon_dine_at_a_management_group_needs_its_roles_to_remediate() {
+    let Some(specs) = shared_specs() else {
+        eprintln!("note: ../shared/specs not found; skipped");
+        return;
+    };
+    let builtins = specs.join("azure-policy");
+    let emulator = Emulator::start_with(&[
+        "--builtins",
+        builtins.to_str().expect("UTF-8 path"),
+        "--subscriptions",
+        "2",
+    ]);
+    let subs: Vec<String> = emulator.env["AKSPOLICY_EMULATOR_SUBSCRIPTION_IDS"]
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(subs.len(), 2);
+    let mg = "/providers/Microsoft.Management/managementGroups/aks-platform";
+    let mg_api = "api-version=2021-04-01";
+    let (status, body) = emulator.arm(
+        "PUT",
+        &format!("{mg}?{mg_api}"),
+        Some(&json!({"properties": {}})),
+    );
+    assert!(status == 200 || status == 202, "{status} {body}");
+    let mut clusters = Vec::new();
+    for (i, sub) in subs.iter().enumerate() {
+        let (status, body) =
+            emulator.arm("PUT", &format!("{mg}/subscriptions/{sub}?{mg_api}"), None);
+        assert_eq!(status, 200, "{body}");
+        let (status, body) = emulator.arm(
+            "PUT",
+            &format!("/subscriptions/{sub}/resourcegroups/fleet-{i}?api-version=2021-04-01"),
+            Some(&json!({"location": "westeurope"})),
+        );
+        assert!(status == 200 || status == 201, "{body}");
+        let id = format!("/subscriptions/{sub}/resourceGroups/fleet-{i}/providers/Microsoft.ContainerService/managedClusters/aks-{i}");
+        let (status, body) = emulator.arm(
+            "PUT",
+            &format!("{id}?api-version=2026-04-01"),
+            Some(&json!({"location": "westeurope", "tags": {"env": "prod"}, "properties": {"dnsPrefix": format!("aks-{i}"),
+                "agentPoolProfiles": [{"name": "system", "count": 3, "vmSize": "Standard_D4s_v5", "mode": "System"}]}})),
+        );
+        assert!(status == 200 || status == 201, "{body}");
+        clusters.push(id);
+    }
+    for id in &clusters {
+        wait_idle(&emulator, id);
+    }
+    let assignment = format!(
+        r#"
+resource "akspolicy_assignment" "addon" {{
+  name                 = "deploy-policy-addon"
+  scope                = "{mg}"
+  policy_definition_id = "{ADDON_DINE}"
+  location             = "westeurope"
+  identity {{
+    type = "SystemAssigned"
+  }}
+}}
+"#
+    );
+    let ws = Workspace::new(&emulator);
+    ws.write_config(&assignment);
+    ws.apply().assert_ok("apply assignment");
+    let config = format!(
+        "{assignment}{}",
+        r#"
+resource "akspolicy_remediation" "addon" {
+  name                 = "enable-policy-addon"
+  scope                = akspolicy_assignment.addon.scope
+  policy_assignment_id = akspolicy_assignment.addon.id
+  wait_for_completion  = true
+}
+
+output "remediated" { value = akspolicy_remediation.addon.successful_deployments }
+"#
+    );
+    ws.write_config(&config);
+    let refused = ws.apply();
+    assert_ne!(refused.code, 0, "remediation without roles must fail");
+    let text = refused.combined();
+    assert!(text.contains("The remediation failed"), "{text}");
+    assert!(
+        text.contains("2 of 2 remediation deployments failed"),
+        "{text}"
+    );
+    let list = format!("{mg}/providers/Microsoft.PolicyInsights/remediations/enable-policy-addon/listDeployments?api-version=2024-10-01");
+    let (status, deployments) = emulator.arm("POST", &list, None);
+    assert_eq!(status, 200, "{deployments}");
+    for d in deployments["value"].as_array().expect("deployments") {
+        assert_eq!(d["error"]["code"], "AuthorizationFailed", "{deployments}");
+    }
+    for id in &clusters {
+        let cluster = wait_idle(&emulator, id);
+        assert_ne!(
+            cluster["properties"]["addonProfiles"]["azurepolicy"]["enabled"], true,
+            "{cluster}"
+        );
+    }
+
+    let assignment_id =
+        format!("{mg}/providers/Microsoft.Authorization/policyAssignments/deploy-policy-addon");
+    grant_definition_roles(&emulator, &assignment_id, mg);
+    ws.terraform(&[
+        "apply",
+        "-auto-approve",
+        "-input=false",
+        "-no-color",
+        "-replace=akspolicy_remediation.addon",
+    ])
+    .assert_ok("remediate with roles");
+    assert_eq!(ws.output("remediated"), 2);
+    for id in &clusters {
+        let cluster = wait_idle(&emulator, id);
+        assert_eq!(
+            cluster["properties"]["addonProfiles"]["azurepolicy"]["enabled"], true,
+            "{id}: {cluster}"
+        );
+        // The built-in's template copies the cluster back: its pools and tags survive.
+        assert_eq!(
+            cluster["properties"]["agentPoolProfiles"][0]["count"], 3,
+            "{cluster}"
+        );
+        assert_eq!(cluster["tags"]["env"], "prod", "{cluster}");
+    }
+    ws.assert_empty_plan();
 }
