@@ -366,50 +366,7 @@ fn builtin_addon_dine_at_a_management_group_needs_its_roles_to_remediate() {
         eprintln!("note: ../shared/specs not found; skipped");
         return;
     };
-    let builtins = specs.join("azure-policy");
-    let emulator = Emulator::start_with(&[
-        "--builtins",
-        builtins.to_str().expect("UTF-8 path"),
-        "--subscriptions",
-        "2",
-    ]);
-    let subs: Vec<String> = emulator.env["AKSPOLICY_EMULATOR_SUBSCRIPTION_IDS"]
-        .split_whitespace()
-        .map(str::to_string)
-        .collect();
-    assert_eq!(subs.len(), 2);
-    let mg = "/providers/Microsoft.Management/managementGroups/aks-platform";
-    let mg_api = "api-version=2021-04-01";
-    let (status, body) = emulator.arm(
-        "PUT",
-        &format!("{mg}?{mg_api}"),
-        Some(&json!({"properties": {}})),
-    );
-    assert!(status == 200 || status == 202, "{status} {body}");
-    let mut clusters = Vec::new();
-    for (i, sub) in subs.iter().enumerate() {
-        let (status, body) =
-            emulator.arm("PUT", &format!("{mg}/subscriptions/{sub}?{mg_api}"), None);
-        assert_eq!(status, 200, "{body}");
-        let (status, body) = emulator.arm(
-            "PUT",
-            &format!("/subscriptions/{sub}/resourcegroups/fleet-{i}?api-version=2021-04-01"),
-            Some(&json!({"location": "westeurope"})),
-        );
-        assert!(status == 200 || status == 201, "{body}");
-        let id = format!("/subscriptions/{sub}/resourceGroups/fleet-{i}/providers/Microsoft.ContainerService/managedClusters/aks-{i}");
-        let (status, body) = emulator.arm(
-            "PUT",
-            &format!("{id}?api-version=2026-04-01"),
-            Some(&json!({"location": "westeurope", "tags": {"env": "prod"}, "properties": {"dnsPrefix": format!("aks-{i}"),
-                "agentPoolProfiles": [{"name": "system", "count": 3, "vmSize": "Standard_D4s_v5", "mode": "System"}]}})),
-        );
-        assert!(status == 200 || status == 201, "{body}");
-        clusters.push(id);
-    }
-    for id in &clusters {
-        wait_idle(&emulator, id);
-    }
+    let (emulator, mg, clusters) = estate(&specs);
     let assignment = format!(
         r#"
 resource "akspolicy_assignment" "addon" {{
@@ -488,4 +445,206 @@ output "remediated" { value = akspolicy_remediation.addon.successful_deployments
         assert_eq!(cluster["tags"]["env"], "prod", "{cluster}");
     }
     ws.assert_empty_plan();
+
+    // Switching to grant_remediation_roles keeps the hand-made grants: ARM refuses a second
+    // role assignment for the same principal, role and scope, and the roles are held.
+    let granting = config.replace(
+        "  location             = \"westeurope\"\n",
+        "  location             = \"westeurope\"\n  grant_remediation_roles = true\n",
+    );
+    assert_ne!(granting, config);
+    ws.write_config(&granting);
+    ws.apply()
+        .assert_ok("grant_remediation_roles over hand-made grants");
+    ws.assert_empty_plan();
+}
+
+/// Two subscriptions under one management group, an AKS cluster without the policy add-on in
+/// each (three pools' worth of nodes, tagged), and the built-ins from shared/specs.
+fn estate(specs: &std::path::Path) -> (Emulator, &'static str, Vec<String>) {
+    let builtins = specs.join("azure-policy");
+    let emulator = Emulator::start_with(&[
+        "--builtins",
+        builtins.to_str().expect("UTF-8 path"),
+        "--subscriptions",
+        "2",
+    ]);
+    let subs: Vec<String> = emulator.env["AKSPOLICY_EMULATOR_SUBSCRIPTION_IDS"]
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(subs.len(), 2);
+    let mg = "/providers/Microsoft.Management/managementGroups/aks-platform";
+    let mg_api = "api-version=2021-04-01";
+    let (status, body) = emulator.arm(
+        "PUT",
+        &format!("{mg}?{mg_api}"),
+        Some(&json!({"properties": {}})),
+    );
+    assert!(status == 200 || status == 202, "{status} {body}");
+    let mut clusters = Vec::new();
+    for (i, sub) in subs.iter().enumerate() {
+        let (status, body) =
+            emulator.arm("PUT", &format!("{mg}/subscriptions/{sub}?{mg_api}"), None);
+        assert_eq!(status, 200, "{body}");
+        let (status, body) = emulator.arm(
+            "PUT",
+            &format!("/subscriptions/{sub}/resourcegroups/fleet-{i}?api-version=2021-04-01"),
+            Some(&json!({"location": "westeurope"})),
+        );
+        assert!(status == 200 || status == 201, "{body}");
+        let id = format!("/subscriptions/{sub}/resourceGroups/fleet-{i}/providers/Microsoft.ContainerService/managedClusters/aks-{i}");
+        let (status, body) = emulator.arm(
+            "PUT",
+            &format!("{id}?api-version=2026-04-01"),
+            Some(&json!({"location": "westeurope", "tags": {"env": "prod"}, "properties": {"dnsPrefix": format!("aks-{i}"),
+                "agentPoolProfiles": [{"name": "system", "count": 3, "vmSize": "Standard_D4s_v5", "mode": "System"}]}})),
+        );
+        assert!(status == 200 || status == 201, "{body}");
+        clusters.push(id);
+    }
+    for id in &clusters {
+        wait_idle(&emulator, id);
+    }
+    (emulator, mg, clusters)
+}
+
+/// `grant_remediation_roles`: the provider grants the built-in's roles to the assignment's
+/// identity at the management group (waiting out Entra ID's replication of the new identity),
+/// so the remediation in the same apply turns the add-on on in both subscriptions; the roles
+/// are in state, re-granted after drift, found again on import, and removed when turned off
+/// and with the assignment.
+#[test]
+fn grant_remediation_roles_lets_the_builtin_remediate_across_subscriptions() {
+    let Some(specs) = shared_specs() else {
+        eprintln!("note: ../shared/specs not found; skipped");
+        return;
+    };
+    let (emulator, mg, clusters) = estate(&specs);
+    let (status, body) = emulator.arm(
+        "POST",
+        "/_emulator/faults",
+        Some(&json!({"principal_replication_ms": 3000})),
+    );
+    assert_eq!(status, 200, "{body}");
+    let assignment = |grant: bool| {
+        format!(
+            r#"
+resource "akspolicy_assignment" "addon" {{
+  name                    = "deploy-policy-addon"
+  scope                   = "{mg}"
+  policy_definition_id    = "{ADDON_DINE}"
+  location                = "westeurope"
+  grant_remediation_roles = {grant}
+  identity {{
+    type = "SystemAssigned"
+  }}
+}}
+
+output "roles" {{ value = akspolicy_assignment.addon.remediation_role_assignment_ids }}
+output "principal" {{ value = akspolicy_assignment.addon.identity[0].principal_id }}
+"#
+        )
+    };
+    let remediation = r#"
+resource "akspolicy_remediation" "addon" {
+  name                 = "enable-policy-addon"
+  scope                = akspolicy_assignment.addon.scope
+  policy_assignment_id = akspolicy_assignment.addon.id
+  wait_for_completion  = true
+}
+
+output "remediated" { value = akspolicy_remediation.addon.successful_deployments }
+"#;
+    let ws = Workspace::new(&emulator);
+    ws.write_config(&format!("{}{remediation}", assignment(true)));
+    ws.apply().assert_ok("apply with grant_remediation_roles");
+    assert_eq!(ws.output("remediated"), 2);
+    for id in &clusters {
+        let cluster = wait_idle(&emulator, id);
+        assert_eq!(
+            cluster["properties"]["addonProfiles"]["azurepolicy"]["enabled"], true,
+            "{id}: {cluster}"
+        );
+    }
+    let principal = ws.output("principal");
+    let roles: Vec<String> = ws
+        .output("roles")
+        .as_array()
+        .expect("role ids")
+        .iter()
+        .filter_map(|r| r.as_str().map(str::to_string))
+        .collect();
+    assert_eq!(roles.len(), 2, "{roles:?}");
+    for id in &roles {
+        assert!(
+            id.starts_with(&format!(
+                "{mg}/providers/Microsoft.Authorization/roleAssignments/"
+            )),
+            "{id}"
+        );
+        let (status, ra) = emulator.arm("GET", &format!("{id}?api-version=2022-04-01"), None);
+        assert_eq!(status, 200, "{ra}");
+        assert_eq!(ra["properties"]["principalId"], principal, "{ra}");
+    }
+    ws.assert_empty_plan();
+
+    // Drift: a role assignment deleted outside Terraform is planned back and re-granted.
+    let (status, _) = emulator.arm(
+        "DELETE",
+        &format!("{}?api-version=2022-04-01", roles[0]),
+        None,
+    );
+    assert_eq!(status, 200);
+    let drift = ws.plan();
+    assert_eq!(drift.code, 2, "{}", drift.combined());
+    assert!(
+        drift.combined().contains("grant_remediation_roles"),
+        "{}",
+        drift.combined()
+    );
+    ws.apply().assert_ok("re-grant");
+    let (status, _) = emulator.arm("GET", &format!("{}?api-version=2022-04-01", roles[0]), None);
+    assert_eq!(status, 200);
+    ws.assert_empty_plan();
+
+    // Import finds the roles a previous apply granted.
+    let imported = Workspace::new(&emulator);
+    let without_outputs = assignment(true);
+    let without_outputs = without_outputs
+        .split("output \"roles\"")
+        .next()
+        .unwrap_or_default();
+    imported.write_config(without_outputs);
+    imported
+        .terraform(&[
+            "import",
+            "-input=false",
+            "-no-color",
+            "akspolicy_assignment.addon",
+            &format!(
+                "{mg}/providers/Microsoft.Authorization/policyAssignments/deploy-policy-addon"
+            ),
+        ])
+        .assert_ok("import");
+    imported.assert_empty_plan();
+
+    // Turned off: the role assignments go, the assignment stays.
+    ws.write_config(&format!("{}{remediation}", assignment(false)));
+    ws.apply().assert_ok("grant off");
+    assert_eq!(ws.output("roles"), json!([]));
+    for id in &roles {
+        let (status, _) = emulator.arm("GET", &format!("{id}?api-version=2022-04-01"), None);
+        assert_eq!(status, 404, "{id} survived grant_remediation_roles = false");
+    }
+    ws.assert_empty_plan();
+
+    // On again, then destroyed with the assignment.
+    ws.write_config(&format!("{}{remediation}", assignment(true)));
+    ws.apply().assert_ok("grant on");
+    ws.destroy().assert_ok("destroy");
+    for id in &roles {
+        let (status, _) = emulator.arm("GET", &format!("{id}?api-version=2022-04-01"), None);
+        assert_eq!(status, 404, "{id} survived the assignment");
+    }
 }
