@@ -648,3 +648,104 @@ output "remediated" { value = akspolicy_remediation.addon.successful_deployments
         assert_eq!(status, 404, "{id} survived the assignment");
     }
 }
+
+/// A definition whose `roleDefinitionIds` change: the next refresh finds the assignment's
+/// grants out of date and plans the update, which grants the new roles and revokes the old.
+#[test]
+fn grant_remediation_roles_follows_the_definitions_roles() {
+    let emulator = Emulator::start();
+    let sub = emulator.subscription_id();
+    let contributor =
+        "/providers/Microsoft.Authorization/roleDefinitions/b24988ac-6180-42a0-ab88-20f7382dd24c";
+    let aks_contributor =
+        "/providers/Microsoft.Authorization/roleDefinitions/ed7f3fbd-7b88-4dd4-9017-9adb7ce333f8";
+    let reader =
+        "/providers/Microsoft.Authorization/roleDefinitions/acdd72a7-3385-48ef-bd42-f606fba81ae7";
+    let config = |roles: &[&str]| {
+        let roles = roles
+            .iter()
+            .map(|r| format!("\"{r}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            r#"
+resource "akspolicy_definition" "tag" {{
+  name         = "cost-tag"
+  display_name = "Cost centre tag on clusters"
+  mode         = "Indexed"
+  policy_rule = jsonencode({{
+    if = {{ field = "type", equals = "Microsoft.ContainerService/managedClusters" }}
+    then = {{
+      effect = "modify"
+      details = {{
+        roleDefinitionIds = [{roles}]
+        operations        = [{{ operation = "addOrReplace", field = "tags['cost']", value = "cc-1" }}]
+      }}
+    }}
+  }})
+}}
+
+resource "akspolicy_assignment" "tag" {{
+  name                    = "cost-tag"
+  scope                   = "/subscriptions/{sub}"
+  policy_definition_id    = akspolicy_definition.tag.id
+  location                = "westeurope"
+  grant_remediation_roles = true
+  identity {{
+    type = "SystemAssigned"
+  }}
+}}
+
+output "roles" {{ value = akspolicy_assignment.tag.remediation_role_assignment_ids }}
+"#
+        )
+    };
+    let role_of = |id: &str| -> String {
+        let (status, ra) = emulator.arm("GET", &format!("{id}?api-version=2022-04-01"), None);
+        assert_eq!(status, 200, "{ra}");
+        ra["properties"]["roleDefinitionId"]
+            .as_str()
+            .and_then(|r| r.rsplit('/').next())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let roles_of = |ws: &Workspace| -> Vec<String> {
+        ws.output("roles")
+            .as_array()
+            .expect("role ids")
+            .iter()
+            .filter_map(|r| r.as_str().map(str::to_string))
+            .collect()
+    };
+    let ws = Workspace::new(&emulator);
+    ws.write_config(&config(&[contributor]));
+    ws.apply().assert_ok("apply");
+    let first = roles_of(&ws);
+    assert_eq!(first.len(), 1);
+    assert_eq!(role_of(&first[0]), "b24988ac-6180-42a0-ab88-20f7382dd24c");
+    ws.assert_empty_plan();
+
+    ws.write_config(&config(&[aks_contributor, reader]));
+    ws.apply().assert_ok("change the definition's roles");
+    let follow = ws.plan();
+    assert_eq!(follow.code, 2, "{}", follow.combined());
+    assert!(
+        follow.combined().contains("grant_remediation_roles"),
+        "{}",
+        follow.combined()
+    );
+    ws.apply().assert_ok("follow the definition");
+    let second = roles_of(&ws);
+    let granted: Vec<String> = second.iter().map(|id| role_of(id)).collect();
+    assert_eq!(
+        granted,
+        vec![
+            "ed7f3fbd-7b88-4dd4-9017-9adb7ce333f8".to_string(),
+            "acdd72a7-3385-48ef-bd42-f606fba81ae7".to_string()
+        ]
+    );
+    let (status, _) = emulator.arm("GET", &format!("{}?api-version=2022-04-01", first[0]), None);
+    assert_eq!(status, 404, "the role the definition dropped is revoked");
+    ws.assert_empty_plan();
+    ws.destroy().assert_ok("destroy");
+}

@@ -289,7 +289,7 @@ fn schema() -> Schema {
             .attribute(
                 Attribute::bool("grant_remediation_roles")
                     .default(Value::Bool(false))
-                    .description("Grant the assignment's managed identity, at the assignment's scope, every role the definition (or each initiative member) names in `roleDefinitionIds`, as the portal does: one role assignment per role, kept in sync when the definition changes and removed with the assignment. Needs an `identity` block. Waits for Entra ID to replicate a new identity before granting. Roles already granted under another name are left alone and not tracked."),
+                    .description("Grant the assignment's managed identity, at the assignment's scope, every role the definition (or each initiative member) names in `roleDefinitionIds`, as the portal does: one role assignment per role, removed with the assignment. When the definition's roles change, or a role assignment is deleted outside Terraform, the next plan shows this as `false` and the apply grants and revokes to match. Needs an `identity` block. Waits for Entra ID to replicate a new identity before granting. Roles already granted under another name are left alone and not tracked."),
             )
             .attribute(
                 Attribute::new("remediation_role_assignment_ids", Type::list(Type::String))
