@@ -21,5 +21,6 @@ mod provider_config;
 mod release;
 mod reliability;
 mod remediation;
+mod sdk;
 mod shift_left;
 mod timeouts;

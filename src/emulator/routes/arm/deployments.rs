@@ -28,6 +28,8 @@ pub(crate) const API_VERSIONS: &[&str] = &[
     "2024-07-01",
     "2024-11-01",
     "2025-04-01",
+    // What azure-mgmt-resource-deployments 2.x sends.
+    "2026-06-01",
 ];
 const NAMESPACE_TYPE: &str = "microsoft.resources/deployments";
 const PAGE_SIZE: usize = 100;
