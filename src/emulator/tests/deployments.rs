@@ -473,3 +473,83 @@ async fn dine_remediation_deploys_as_the_identity_only_with_its_roles() {
         );
     }
 }
+
+#[tokio::test]
+async fn subscription_deployments_create_groups_and_deploy_into_them() {
+    let (_dir, emu, token, subs) = two_subscriptions().await;
+    let sub = format!("/subscriptions/{}", subs[1]);
+    let url = format!("{sub}/providers/Microsoft.Resources/deployments/landing?{DEPLOY_API}");
+    let template = json!({
+        "contentVersion": "1.0.0.0",
+        "parameters": {"group": {"type": "string"}, "region": {"type": "string", "allowedValues": ["westeurope", "northeurope"]}},
+        "resources": [
+            {"type": "Microsoft.Resources/resourceGroups", "apiVersion": "2021-04-01", "name": "[parameters('group')]",
+             "location": "[parameters('region')]", "tags": {"owner": "[subscription().subscriptionId]"}},
+            {"type": "Microsoft.Resources/deployments", "apiVersion": "2021-04-01", "name": "cluster",
+             "resourceGroup": "[parameters('group')]", "dependsOn": ["[parameters('group')]"],
+             "properties": {"mode": "Incremental", "expressionEvaluationOptions": {"scope": "inner"},
+                "parameters": {"region": {"value": "[parameters('region')]"}},
+                "template": {"contentVersion": "1.0.0.0", "parameters": {"region": {"type": "string"}},
+                    "resources": [{"type": "Microsoft.ContainerService/managedClusters", "apiVersion": "2024-10-01",
+                        "name": "[concat('aks-', uniqueString(resourceGroup().id))]", "location": "[parameters('region')]",
+                        "properties": {"dnsPrefix": "landing"}}],
+                    "outputs": {"group": {"type": "string", "value": "[resourceGroup().name]"}}}}}
+        ],
+        "outputs": {"nested": {"type": "string", "value": "[reference('cluster').outputs.group.value]"}}
+    });
+    // Subscription deployments need a location, as in ARM.
+    let body = json!({"properties": {"mode": "Incremental", "template": template,
+        "parameters": {"group": {"value": "landing-rg"}, "region": {"value": "westeurope"}}}});
+    let (status, err) = send(&emu, &token, Method::PUT, &url, Some(body.clone())).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
+    assert_eq!(error_code(&err), "InvalidDeployment");
+    let mut located = body.clone();
+    located["location"] = json!("westeurope");
+    located["properties"]["parameters"]["region"] = json!({"value": "eastus"});
+    let (status, err) = send(&emu, &token, Method::PUT, &url, Some(located.clone())).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("allowed value"),
+        "{err}"
+    );
+    located["properties"]["parameters"]["region"] = json!({"value": "westeurope"});
+    let (status, created) = send(&emu, &token, Method::PUT, &url, Some(located)).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let mut done = Value::Null;
+    for _ in 0..100 {
+        let (_, d) = send(&emu, &token, Method::GET, &url, None).await;
+        done = d;
+        if done["properties"]["provisioningState"] != "Running" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        done["properties"]["provisioningState"], "Succeeded",
+        "{done}"
+    );
+    assert_eq!(
+        done["properties"]["outputs"]["nested"]["value"], "landing-rg",
+        "{done}"
+    );
+    let (status, group) = send(
+        &emu,
+        &token,
+        Method::GET,
+        &format!("{sub}/resourceGroups/landing-rg?api-version=2021-04-01"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{group}");
+    assert_eq!(group["tags"]["owner"], subs[1].as_str(), "{group}");
+    let (_, clusters) = send(&emu, &token, Method::GET,
+        &format!("{sub}/resourceGroups/landing-rg/providers/Microsoft.ContainerService/managedClusters?{AKS_API}"), None).await;
+    assert_eq!(
+        clusters["value"].as_array().map(Vec::len),
+        Some(1),
+        "{clusters}"
+    );
+}
