@@ -627,6 +627,18 @@ fn check_config(config: &Value, diags: &mut Diagnostics) {
         }
     }
     let identity = config.get("identity");
+    // Unknown identity blocks (dynamic) are checked again at apply, when they are known.
+    if config.get("grant_remediation_roles").as_bool() == Some(true)
+        && !identity.is_unknown()
+        && identity.elements().is_empty()
+    {
+        diags.error_at(
+            AttributePath::attr("grant_remediation_roles"),
+            "Remediation roles need an identity",
+            "grant_remediation_roles grants roles to the assignment's managed identity; add \
+             identity { type = \"SystemAssigned\" } (and location), or set it to false.",
+        );
+    }
     if let Some(first) = identity.elements().first() {
         if config.get("location").is_null() {
             diags.error_at(
@@ -1321,6 +1333,17 @@ mod tests {
             ])
         };
         let mg = "/providers/Microsoft.Management/managementGroups/platform";
+        let mut granting = cfg(mg, "roles", false, Value::Null);
+        granting.set("grant_remediation_roles", Value::Bool(true));
+        let mut d = Diagnostics::new();
+        check_config(&granting, &mut d);
+        assert_eq!(d.0.len(), 1, "{:?}", d.0);
+        assert!(d.0[0].detail.contains("identity"), "{:?}", d.0);
+        let mut granting = cfg(mg, "roles", true, Value::string("westeurope"));
+        granting.set("grant_remediation_roles", Value::Bool(true));
+        let mut d = Diagnostics::new();
+        check_config(&granting, &mut d);
+        assert!(d.0.is_empty(), "{:?}", d.0);
         let mut d = Diagnostics::new();
         check_config(
             &cfg(mg, "a-name-that-is-25-chars-x", false, Value::Null),
