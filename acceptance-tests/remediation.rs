@@ -576,6 +576,22 @@ output "remediated" { value = akspolicy_remediation.addon.successful_deployments
         .filter_map(|r| r.as_str().map(str::to_string))
         .collect();
     assert_eq!(roles.len(), 2, "{roles:?}");
+    // The identity was new: ARM answered PrincipalNotFound until Entra ID knew it, and the
+    // provider waited instead of failing.
+    let (status, metrics) = emulator.arm("GET", "/_emulator/metrics", None);
+    assert_eq!(status, 200, "{metrics}");
+    let waited = metrics["requests"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|r| {
+            r["method"] == "PUT"
+                && r["status"] == 400
+                && r["route"].as_str().is_some_and(|route| {
+                    route.ends_with("/providers/microsoft.authorization/roleassignments/{}")
+                })
+        });
+    assert!(waited, "no PrincipalNotFound was waited out: {metrics}");
     for id in &roles {
         assert!(
             id.starts_with(&format!(
