@@ -22,5 +22,6 @@ mod provider_config;
 mod release;
 mod reliability;
 mod remediation;
+mod sdk;
 mod shift_left;
 mod timeouts;

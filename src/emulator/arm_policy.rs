@@ -435,9 +435,59 @@ fn last(id: &str) -> &str {
 /// One property a remediation writes on a resource (`None` removes it).
 pub(crate) type PropertyChange = (Vec<String>, Option<Value>);
 
-/// What remediating `member` does to the resource itself, as far as the emulator can run it:
-/// a DeployIfNotExists whose related resource is the resource itself sets the values its
-/// `existenceCondition` asks for; a Modify runs its operations. Empty when neither applies.
+/// The deployment ARM runs to remediate `member` on a resource: the definition's
+/// `details.deployment` with its parameter values evaluated against the resource (policy
+/// functions: `field()`, `resourceGroup()`, the assignment's `parameters()`), at the
+/// resource's group or, with `deploymentScope: subscription`, its subscription. `None` when
+/// the definition has no deployment.
+pub(crate) struct RemediationDeployment {
+    pub subscription_scope: bool,
+    pub request: Value,
+}
+
+pub(crate) fn remediation_deployment(
+    state: &AppState,
+    member: &AssignedMember,
+    resource_id: &str,
+    view: &Value,
+) -> Result<Option<RemediationDeployment>, arm_rule::ArmRuleError> {
+    let ctx = context(state, resource_id, member, Some("PUT"))
+        .map_err(|e| arm_rule::ArmRuleError::InvalidCondition(e.message))?;
+    let ev = Evaluator::new(view, &member.values, &ctx);
+    let details = &member.definition["properties"]["policyRule"]["then"]["details"];
+    let deployment = &details["deployment"];
+    if !deployment.is_object() {
+        return Ok(None);
+    }
+    let mut request = deployment.clone();
+    let mut params = Map::new();
+    for (k, v) in deployment["properties"]["parameters"]
+        .as_object()
+        .into_iter()
+        .flatten()
+    {
+        params.insert(
+            k.clone(),
+            json!({"value": ev.resolve_operand(&v["value"])?}),
+        );
+    }
+    request["properties"]["parameters"] = Value::Object(params);
+    let subscription_scope = details["deploymentScope"]
+        .as_str()
+        .is_some_and(|s| s.eq_ignore_ascii_case("subscription"));
+    if let Some(loc) = deployment.get("location") {
+        request["location"] = ev.resolve_operand(loc)?;
+    } else if subscription_scope {
+        request["location"] = view["location"].clone();
+    }
+    Ok(Some(RemediationDeployment {
+        subscription_scope,
+        request,
+    }))
+}
+
+/// The property changes remediating a Modify `member` makes to the resource: its operations
+/// (`addOrReplace`, `add`, `remove`) with their conditions. Empty for other effects.
 pub(crate) fn remediation_changes(
     state: &AppState,
     member: &AssignedMember,
@@ -451,27 +501,7 @@ pub(crate) fn remediation_changes(
     let details = &rule["then"]["details"];
     let effect = member.effect_name();
     let mut out = Vec::new();
-    if effect.eq_ignore_ascii_case("DeployIfNotExists") {
-        let Ok(q) = ev.related_query(rule) else {
-            return Ok(out);
-        };
-        let itself = q.resource_type.eq_ignore_ascii_case(&rtype)
-            && q.name.as_deref().is_none_or(|n| {
-                view["name"]
-                    .as_str()
-                    .is_some_and(|m| m.eq_ignore_ascii_case(n))
-            });
-        if !itself {
-            return Ok(out);
-        }
-        for (field, value) in
-            arm_rule::satisfying_values(&details["existenceCondition"]).unwrap_or_default()
-        {
-            if let Some(path) = arm_rule::writable_path(&field, &rtype) {
-                out.push((path, Some(value)));
-            }
-        }
-    } else if effect.eq_ignore_ascii_case("Modify") {
+    if effect.eq_ignore_ascii_case("Modify") {
         for op in details["operations"].as_array().into_iter().flatten() {
             let Some(path) = op["field"]
                 .as_str()

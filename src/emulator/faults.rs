@@ -59,6 +59,11 @@ pub struct FaultProfile {
     /// 120 is the figure Azure has reported to landing-zone users; it is not published.
     #[serde(default)]
     pub authorization_requests_per_minute: u32,
+    /// How long a new managed identity (a policy assignment's) stays unknown to Entra ID:
+    /// role assignments naming it answer 400 `PrincipalNotFound` until then unless they give
+    /// `principalType`, as Azure's replication delay makes them. 0: known at once.
+    #[serde(default)]
+    pub principal_replication_ms: u64,
 }
 
 fn default_lro_ms() -> u64 {
@@ -84,6 +89,7 @@ impl Default for FaultProfile {
             token_lifetime_s: default_token_lifetime_s(),
             policy_evaluation_ms: 0,
             authorization_requests_per_minute: 0,
+            principal_replication_ms: 0,
         }
     }
 }
@@ -103,6 +109,7 @@ pub struct FaultPatch {
     pub token_lifetime_s: Option<u64>,
     pub policy_evaluation_ms: Option<u64>,
     pub authorization_requests_per_minute: Option<u32>,
+    pub principal_replication_ms: Option<u64>,
 }
 
 impl FaultProfile {
@@ -134,6 +141,11 @@ impl FaultProfile {
                 "policy_evaluation_ms",
                 patch.policy_evaluation_ms,
                 MAX_POLICY_EVALUATION_MS,
+            ),
+            (
+                "principal_replication_ms",
+                patch.principal_replication_ms,
+                MAX_CONSISTENCY_MS,
             ),
             (
                 "token_lifetime_s",
@@ -179,6 +191,9 @@ impl FaultProfile {
         }
         if let Some(v) = patch.authorization_requests_per_minute {
             self.authorization_requests_per_minute = v;
+        }
+        if let Some(v) = patch.principal_replication_ms {
+            self.principal_replication_ms = v;
         }
         Ok(())
     }

@@ -26,7 +26,10 @@
 //! | `.../resourceGroups/{rg}/providers/Microsoft.ContainerService/managedClusters[/{name}]` | bearer | PUT 201/200 and PATCH tags 200 + Azure-AsyncOperation, DELETE 202 + Location, eTag preconditions, 409 while busy; enforced Modify operations applied to a PUT; PUT/PATCH 403 `RequestDisallowedByPolicy` + `PolicyViolation` when an ARM-mode Deny matches |
 //! | `POST .../managedClusters/{name}/abort` | bearer | 204; the running operation and the cluster end `Canceled`; 409 `OperationNotAllowed` when nothing runs |
 //! | `/subscriptions/{s}/providers/Microsoft.ContainerService/locations/{l}/operations[results]/{id}` | bearer | operation status / Location polling |
-//! | `{scope}/providers/Microsoft.PolicyInsights/remediations[/{name}[/cancel\|/listDeployments]]` | bearer | Accepted → Evaluating → Succeeded/Failed by time |
+//! | `{scope}/providers/Microsoft.PolicyInsights/remediations[/{name}[/cancel\|/listDeployments]]` | bearer | Accepted → Evaluating by time, then each resource remediated as the assignment's identity (DINE: its `deployment` through `deploy`; Modify: its operations), `AuthorizationFailed` without the roles; Succeeded/Failed by `failureThreshold` |
+//! | `{scope}/providers/Microsoft.Authorization/roleAssignments[/{guid}]` | bearer | any scope; PUT 201, GET, DELETE 200+body/204, list (`atScope()`, `principalId eq`, `assignedTo()`); 409 `RoleAssignmentExists`, `PrincipalNotFound` (see `rbac`) |
+//! | `{scope}/providers/Microsoft.Authorization/roleDefinitions[/{guid}]` | bearer | Azure's built-in roles from `rbac::BUILTIN_ROLES`; `roleName eq` |
+//! | `/subscriptions/{s}[/resourceGroups/{rg}]/providers/Microsoft.Resources/deployments[/{name}[/operationStatuses/{id}]]` | bearer | PUT 201 + Azure-AsyncOperation, template run by `deploy` (partial engine, `policy::arm_template`); 400 `InvalidTemplate` up front; `Running` then `Succeeded`/`Failed` + `DeploymentFailed` |
 //! | `{scope}/providers/Microsoft.PolicyInsights/policyStates/latest/{triggerEvaluation\|summarize\|queryResults}` | bearer | trigger 202 + Location to `asyncOperationResults/{id}`; `@odata.nextLink` paging |
 //! | `POST {scope}/providers/Microsoft.PolicyInsights/policyEvents/default/queryResults` | bearer | events recorded by `triggerEvaluation` (non-compliant results) and by admission (deny/audit), newest first; `$filter`, `$top`, `@odata.nextLink` |
 //! | `GET /providers/Microsoft.Management/managementGroups/{mg}/descendants` | bearer | every management group and subscription below `mg`, at any depth |
@@ -70,6 +73,7 @@ mod assertion;
 mod catalogue;
 pub mod client;
 mod compliance;
+mod deploy;
 mod error;
 mod events;
 pub mod faults;
@@ -78,6 +82,7 @@ mod gatekeeper;
 mod http;
 mod identities;
 mod observe;
+mod rbac;
 mod routes;
 mod state;
 pub mod store;

@@ -19,6 +19,7 @@ pub use definition::{
 pub use kubernetes::{TemplateInfo, KUBERNETES_MODE};
 pub use parameters::{check_parameters, ParameterProblem};
 pub mod arm_rule;
+pub mod arm_template;
 pub mod constraint_match;
 pub mod constraint_template;
 pub mod effects;

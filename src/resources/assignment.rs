@@ -16,6 +16,7 @@ use crate::framework::{
     Diagnostics, NestedBlock, PlanChange, Removal, Resource, Schema, Type, Value,
 };
 
+use super::errors::arm_error_diagnostic;
 use super::existence::{check_planned_scope, missing_definition};
 use super::parameters::{
     check_against, declared_parameters, definition_kind, from_arm, parameters_state,
@@ -27,6 +28,7 @@ use super::reconcile::{
     keep_id_set, keep_str_ci, keep_text, metadata_state, metadata_to_arm, same_id,
     timeouts_only_update, AZURE_MANAGED_METADATA_KEYS,
 };
+use super::remediation_roles;
 use super::scoped::{PropagationWait, ScopedBody, ScopedKind};
 use super::selectors::{
     one_of, resource_selectors_block, resource_selectors_from_value, resource_selectors_to_value,
@@ -284,6 +286,16 @@ fn schema() -> Schema {
                     .attribute(Attribute::string("value").required().description("The new value, e.g. `Disabled` or `Audit`."))
                     .block(selectors_block("policies or resources").items(0, 0)),
             ))
+            .attribute(
+                Attribute::bool("grant_remediation_roles")
+                    .default(Value::Bool(false))
+                    .description("Grant the assignment's managed identity, at the assignment's scope, every role the definition (or each initiative member) names in `roleDefinitionIds`, as the portal does: one role assignment per role, removed with the assignment. When the definition's roles change, or a role assignment is deleted outside Terraform, the next plan shows this as `false` and the apply grants and revokes to match. Needs an `identity` block. Waits for Entra ID to replicate a new identity before granting. Roles already granted under another name are left alone and not tracked."),
+            )
+            .attribute(
+                Attribute::new("remediation_role_assignment_ids", Type::list(Type::String))
+                    .computed()
+                    .description("The role assignments `grant_remediation_roles` holds (empty when it is `false`)."),
+            )
             .block(resource_selectors_block())
             .block(
                 NestedBlock::list(
@@ -566,6 +578,20 @@ fn state_from(remote: &PolicyAssignment, prior: &Value) -> Value {
             ),
         ),
         ("identity", identity),
+        (
+            "grant_remediation_roles",
+            match prior.get("grant_remediation_roles") {
+                Value::Bool(b) => Value::Bool(*b),
+                _ => Value::Bool(false),
+            },
+        ),
+        (
+            "remediation_role_assignment_ids",
+            match prior.get("remediation_role_assignment_ids") {
+                v @ Value::List(_) => v.clone(),
+                _ => Value::List(Vec::new()),
+            },
+        ),
         ("timeouts", prior.get("timeouts").clone()),
     ])
 }
@@ -601,6 +627,18 @@ fn check_config(config: &Value, diags: &mut Diagnostics) {
         }
     }
     let identity = config.get("identity");
+    // Unknown identity blocks (dynamic) are checked again at apply, when they are known.
+    if config.get("grant_remediation_roles").as_bool() == Some(true)
+        && !identity.is_unknown()
+        && identity.elements().is_empty()
+    {
+        diags.error_at(
+            AttributePath::attr("grant_remediation_roles"),
+            "Remediation roles need an identity",
+            "grant_remediation_roles grants roles to the assignment's managed identity; add \
+             identity { type = \"SystemAssigned\" } (and location), or set it to false.",
+        );
+    }
     if let Some(first) = identity.elements().first() {
         if config.get("location").is_null() {
             diags.error_at(
@@ -730,16 +768,84 @@ async fn write(ctx: &CallContext, req: &ApplyRequest<'_>, op: Operation) -> Appl
         ));
         return ApplyResult::failed(diags);
     }
-    KIND.write(
-        &configured,
-        req.planned,
-        &deadline,
-        &body,
-        &DEFINITION_PROPAGATION,
-        diags,
-        state_from,
-    )
-    .await
+    let written = KIND
+        .write(
+            &configured,
+            req.planned,
+            &deadline,
+            &body,
+            &DEFINITION_PROPAGATION,
+            diags,
+            state_from,
+        )
+        .await;
+    sync_remediation_roles(client, &deadline, req, written).await
+}
+
+/// Brings the role assignments of `grant_remediation_roles` in line with the planned value
+/// once the assignment is written; whatever exists afterwards is recorded in state, also
+/// when granting failed half-way.
+async fn sync_remediation_roles(
+    client: &ArmClient,
+    deadline: &Deadline,
+    req: &ApplyRequest<'_>,
+    mut written: ApplyResult,
+) -> ApplyResult {
+    let Some(state) = written.state.as_mut() else {
+        return written;
+    };
+    let want = req.planned.get("grant_remediation_roles").as_bool() == Some(true);
+    let prior = req
+        .prior
+        .get("remediation_role_assignment_ids")
+        .string_elements();
+    state.set("grant_remediation_roles", Value::Bool(want));
+    if written.diags.has_errors() || (!want && prior.is_empty()) {
+        state.set("remediation_role_assignment_ids", Value::string_list(prior));
+        return written;
+    }
+    let (Some(id), Some(scope), Some(definition)) = (
+        state.get("id").as_str().map(str::to_string),
+        state.get("scope").as_str().map(str::to_string),
+        state
+            .get("policy_definition_id")
+            .as_str()
+            .map(str::to_string),
+    ) else {
+        return written;
+    };
+    let scope = KIND.scope_of_id(&id).map(str::to_string).unwrap_or(scope);
+    match remediation_roles::sync(client, deadline, &id, &scope, &definition, want, &prior).await {
+        Ok(granted) => {
+            state.set(
+                "remediation_role_assignment_ids",
+                Value::string_list(granted),
+            );
+        }
+        Err(failure) => {
+            state.set(
+                "remediation_role_assignment_ids",
+                Value::string_list(failure.granted),
+            );
+            // State must not claim roles Azure does not hold: the next plan retries.
+            state.set("grant_remediation_roles", Value::Bool(!want));
+            written.diags.push(
+                Diagnostic::error(
+                    if want {
+                        "Granting the remediation roles failed"
+                    } else {
+                        "Removing the remediation roles failed"
+                    },
+                    format!(
+                        "The policy assignment was written, but {}. The next apply tries again.",
+                        failure.error
+                    ),
+                )
+                .at(AttributePath::attr("grant_remediation_roles")),
+            );
+        }
+    }
+    written
 }
 
 /// A write replaces the whole metadata object, and state hides the keys Azure or the portal
@@ -815,7 +921,9 @@ impl Resource for AssignmentResource {
         state: &Value,
         diags: &mut Diagnostics,
     ) -> Option<Value> {
-        KIND.read(ctx, state, diags, state_from).await
+        let mut new = KIND.read(ctx, state, diags, state_from).await?;
+        refresh_remediation_roles(ctx, state, &mut new, diags).await;
+        Some(new)
     }
 
     async fn update(&self, ctx: &CallContext, req: ApplyRequest<'_>) -> ApplyResult {
@@ -839,12 +947,115 @@ impl Resource for AssignmentResource {
     }
 
     async fn delete(&self, ctx: &CallContext, prior: &Value, diags: &mut Diagnostics) {
+        // Roles first: once the assignment is gone its identity is too, and its role
+        // assignments would linger as "Identity not found".
+        let granted = prior
+            .get("remediation_role_assignment_ids")
+            .string_elements();
+        if !granted.is_empty() {
+            let Some(configured) = Configured::from_context(ctx, diags) else {
+                return;
+            };
+            let deadline = Deadline::start(prior, Operation::Delete, POLICY_TIMEOUTS);
+            match deadline
+                .run(remediation_roles::revoke(&configured.client, &granted))
+                .await
+            {
+                Some(Ok(())) => {}
+                Some(Err(e)) => {
+                    diags.push(
+                        arm_error_diagnostic("Removing the remediation roles failed", &e)
+                            .at(AttributePath::attr("grant_remediation_roles")),
+                    );
+                    return;
+                }
+                None => {
+                    diags.push(deadline.exceeded(
+                        "Timed out removing the remediation roles",
+                        "deleting the role assignments of grant_remediation_roles",
+                    ));
+                    return;
+                }
+            }
+        }
         KIND.delete(ctx, prior, diags).await
     }
 
     async fn import(&self, _ctx: &CallContext, id: &str, diags: &mut Diagnostics) -> Option<Value> {
         KIND.import(&schema().block, id, diags)
     }
+}
+
+/// Reads which role assignments of `grant_remediation_roles` exist. A missing one (deleted
+/// by hand, or a role the definition added since) reads as `grant_remediation_roles = false`
+/// so the plan shows the update that grants it again; an import finds roles granted by a
+/// previous apply and reads `true` when all are there.
+async fn refresh_remediation_roles(
+    ctx: &CallContext,
+    prior: &Value,
+    new: &mut Value,
+    diags: &mut Diagnostics,
+) {
+    let importing = prior.get("policy_definition_id").is_null();
+    let granted = prior.get("grant_remediation_roles").as_bool() == Some(true);
+    if !importing && !granted {
+        return;
+    }
+    let (Some(id), Some(definition)) = (
+        new.get("id").as_str().map(str::to_string),
+        new.get("policy_definition_id").as_str().map(str::to_string),
+    ) else {
+        return;
+    };
+    let Some(scope) = KIND.scope_of_id(&id).map(str::to_string) else {
+        return;
+    };
+    let Some(configured) = Configured::from_context(ctx, diags) else {
+        return;
+    };
+    let deadline = Deadline::start(prior, Operation::Read, POLICY_TIMEOUTS);
+    let found = deadline
+        .run(remediation_roles::current(
+            &configured.client,
+            &id,
+            &scope,
+            &definition,
+        ))
+        .await;
+    let roles = match found {
+        Some(Ok(r)) => r,
+        Some(Err(e)) => {
+            diags.push(
+                arm_error_diagnostic("Reading the remediation roles failed", &e)
+                    .at(AttributePath::attr("grant_remediation_roles")),
+            );
+            return;
+        }
+        None => {
+            diags.push(deadline.exceeded(
+                "Timed out reading the remediation roles",
+                "reading the role assignments of grant_remediation_roles",
+            ));
+            return;
+        }
+    };
+    let held = prior
+        .get("remediation_role_assignment_ids")
+        .string_elements();
+    // Role assignments state holds for roles the definition no longer names stay tracked
+    // until an apply removes them.
+    let stale: Vec<String> = held
+        .into_iter()
+        .filter(|h| !roles.desired.iter().any(|d| d.eq_ignore_ascii_case(h)))
+        .collect();
+    let complete = roles.all_held && stale.is_empty();
+    let mut ids = roles.present;
+    ids.extend(stale);
+    if importing && !complete {
+        ids.clear();
+    }
+    new.set("grant_remediation_roles", Value::Bool(complete));
+    new.set("remediation_role_assignment_ids", Value::string_list(ids));
 }
 
 /// Fails the plan of an assignment that is replaced while the definition it assigns is
@@ -1122,6 +1333,17 @@ mod tests {
             ])
         };
         let mg = "/providers/Microsoft.Management/managementGroups/platform";
+        let mut granting = cfg(mg, "roles", false, Value::Null);
+        granting.set("grant_remediation_roles", Value::Bool(true));
+        let mut d = Diagnostics::new();
+        check_config(&granting, &mut d);
+        assert_eq!(d.0.len(), 1, "{:?}", d.0);
+        assert!(d.0[0].detail.contains("identity"), "{:?}", d.0);
+        let mut granting = cfg(mg, "roles", true, Value::string("westeurope"));
+        granting.set("grant_remediation_roles", Value::Bool(true));
+        let mut d = Diagnostics::new();
+        check_config(&granting, &mut d);
+        assert!(d.0.is_empty(), "{:?}", d.0);
         let mut d = Diagnostics::new();
         check_config(
             &cfg(mg, "a-name-that-is-25-chars-x", false, Value::Null),

@@ -22,6 +22,7 @@ pub mod parameters;
 pub mod provider;
 pub mod reconcile;
 pub mod remediation;
+pub mod remediation_roles;
 pub mod scoped;
 pub mod selectors;
 pub mod usage;

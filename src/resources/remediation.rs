@@ -43,7 +43,11 @@ fn schema() -> Schema {
                  `wait_for_completion` apply waits until the task ends and fails with Azure's \
                  status message if it fails. Destroy cancels a running task. The plan fails \
                  when the assignment (or the member `policy_definition_reference_id` names) has \
-                 no DeployIfNotExists or Modify effect under its parameter values.",
+                 no DeployIfNotExists or Modify effect under its parameter values. The task \
+                 deploys as the assignment's managed identity, which needs the roles the \
+                 definition names in `roleDefinitionIds` (`grant_remediation_roles = true` on \
+                 `akspolicy_assignment` grants them); without them its deployments fail with \
+                 `AuthorizationFailed`.",
             )
             .attribute(Attribute::string("id").computed().use_state_for_unknown().description("The remediation's ID."))
             .attribute(

@@ -60,6 +60,20 @@ resource "akspolicy_assignment" "cluster" {
   not_scopes           = []
 }
 
+# The Azure Policy add-on on every cluster below a management group: a DeployIfNotExists
+# built-in whose remediation runs as the assignment's identity, granted the roles the
+# definition names (one role assignment per role, at the management group).
+resource "akspolicy_assignment" "policy_addon" {
+  name                    = "deploy-policy-addon"
+  scope                   = "/providers/Microsoft.Management/managementGroups/platform"
+  policy_definition_id    = "/providers/Microsoft.Authorization/policyDefinitions/a8eff44f-8c92-45c3-a3fb-9880802d67a7"
+  location                = "westeurope"
+  grant_remediation_roles = true
+  identity {
+    type = "SystemAssigned"
+  }
+}
+
 # try(): the identity list is empty if the identity was removed outside Terraform, and an
 # output must not fail `terraform plan -refresh-only` that reports exactly that.
 output "baseline_principal" {

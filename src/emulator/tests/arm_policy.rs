@@ -542,14 +542,34 @@ async fn remediate(emu: &Emu, token: &str, sub: &str, name: &str, assignment: &s
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
+    let mut last = Value::Null;
     for _ in 0..200 {
         let (_, _, r) = emu.get(Some(token), &url).await;
         if r["properties"]["provisioningState"] == "Succeeded" {
             return;
         }
+        last = r;
         tokio::time::sleep(std::time::Duration::from_millis(30)).await;
     }
-    panic!("remediation {name} never succeeded");
+    let list = url.replace("?", "/listDeployments?");
+    let (_, _, deployments) = emu.send(token, Method::POST, &list, None).await;
+    panic!("remediation {name} never succeeded: {last} {deployments}");
+}
+
+/// Reads the cluster in an outer deployment's parameters and writes it back with Image
+/// Cleaner on in an inner-scope nested one.
+fn cleaner_deployment() -> Value {
+    let write = json!({"type": "Microsoft.ContainerService/managedClusters", "apiVersion": "2024-10-01",
+        "name": "[parameters('c').name]", "location": "[parameters('c').location]", "tags": "[if(contains(parameters('c'), 'tags'), parameters('c').tags, json('null'))]",
+        "properties": "[union(parameters('c').properties, createObject('securityProfile', createObject('imageCleaner', createObject('enabled', true, 'intervalHours', 24))))]"});
+    let nested = json!({"type": "Microsoft.Resources/deployments", "apiVersion": "2021-04-01",
+        "name": "[concat('cleaner-', parameters('name'))]",
+        "properties": {"mode": "Incremental", "expressionEvaluationOptions": {"scope": "inner"},
+            "parameters": {"c": {"value": "[reference(resourceId('Microsoft.ContainerService/managedClusters', parameters('name')), '2024-10-01', 'Full')]"}},
+            "template": {"contentVersion": "1.0.0.0", "parameters": {"c": {"type": "object"}}, "resources": [write]}}});
+    json!({"properties": {"mode": "incremental",
+        "parameters": {"name": {"value": "[field('name')]"}},
+        "template": {"contentVersion": "1.0.0.0", "parameters": {"name": {"type": "string"}}, "resources": [nested]}}})
 }
 
 #[tokio::test]
@@ -566,7 +586,8 @@ async fn remediation_runs_what_each_definition_asks_for() {
             "then": {"effect": "DeployIfNotExists", "details": {
                 "type": "Microsoft.ContainerService/managedClusters", "name": "[field('name')]",
                 "roleDefinitionIds": ["/providers/Microsoft.Authorization/roleDefinitions/ed7f3fbd-7b88-4dd4-9017-9adb7ce333f8"],
-                "existenceCondition": {"field": "Microsoft.ContainerService/managedClusters/securityProfile.imageCleaner.enabled", "equals": "true"}}}}}})).await;
+                "existenceCondition": {"field": "Microsoft.ContainerService/managedClusters/securityProfile.imageCleaner.enabled", "equals": "true"},
+                "deployment": cleaner_deployment()}}}}})).await;
     let modify = define(&emu, &token, &sub, "cost-tag", json!({"properties": {
         "mode": "Indexed", "displayName": "Cost centre tag",
         "parameters": {"value": {"type": "String", "defaultValue": "cc-1"}},
@@ -594,6 +615,31 @@ async fn remediation_runs_what_each_definition_asks_for() {
     let rows = states(&emu, &token, &sub).await;
     assert_eq!(state_of(&rows, &a_dine, "c1"), Some("NonCompliant"));
     assert_eq!(state_of(&rows, &a_modify, "c1"), Some("NonCompliant"));
+    // Both remediate as their assignment's identity, which needs a role allowing the writes.
+    for (assignment, definition, parameters) in [
+        (&a_dine, &dine, json!({})),
+        (&a_modify, &modify, json!({"value": {"value": "cc-42"}})),
+    ] {
+        let (status, body) = put(
+            &emu,
+            &token,
+            &format!("{assignment}?{API}"),
+            json!({
+            "location": "westeurope", "identity": {"type": "SystemAssigned"},
+            "properties": {"policyDefinitionId": definition, "parameters": parameters}}),
+        )
+        .await;
+        assert!(status.is_success(), "{body}");
+        let principal = body["identity"]["principalId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let (status, body) = put(&emu, &token,
+            &format!("{sub}/providers/Microsoft.Authorization/roleAssignments/{}?api-version=2022-04-01", uuid::Uuid::new_v4()),
+            json!({"properties": {"principalId": principal,
+                "roleDefinitionId": "/providers/Microsoft.Authorization/roleDefinitions/b24988ac-6180-42a0-ab88-20f7382dd24c"}})).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
 
     remediate(&emu, &token, &sub, "fix-cleaner", &a_dine).await;
     remediate(&emu, &token, &sub, "fix-cost", &a_modify).await;

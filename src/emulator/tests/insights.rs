@@ -47,6 +47,21 @@ async fn compliance_remediation_and_trigger_scan() {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
+    // Remediation deploys as the assignment's identity: it needs the definition's roles.
+    let principal = body["identity"]["principalId"].as_str().expect("principal");
+    for role in [
+        "ed7f3fbd-7b88-4dd4-9017-9adb7ce333f8",
+        "18ed5180-3e48-46fd-8541-4ea054d57064",
+    ] {
+        let url = format!(
+            "{sub}/providers/Microsoft.Authorization/roleAssignments/{}?api-version=2022-04-01",
+            uuid::Uuid::new_v4()
+        );
+        let grant = json!({"properties": {"principalId": principal,
+            "roleDefinitionId": format!("/providers/Microsoft.Authorization/roleDefinitions/{role}")}});
+        let (status, _, body) = emu.send(&token, Method::PUT, &url, Some(&grant)).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
 
     let summarize = format!(
         "{sub}/providers/Microsoft.PolicyInsights/policyStates/latest/summarize?{INSIGHTS}"

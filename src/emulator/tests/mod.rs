@@ -13,6 +13,7 @@ mod arm_policy;
 mod clusters;
 mod concurrency;
 mod conformance;
+mod deployments;
 mod faults;
 mod identities;
 mod insights;

@@ -793,30 +793,6 @@ impl Evaluator<'_> {
     }
 }
 
-/// The property values that make an existence condition hold when it is a `field` `equals`
-/// or an `allOf` of them: what a deployment that brings the resource itself into compliance
-/// sets. `"true"`/`"false"` become booleans, as the resource property is one.
-pub fn satisfying_values(condition: &Value) -> Option<Vec<(String, Value)>> {
-    if let Some(all) = get_ci(condition, "allOf") {
-        let mut out = Vec::new();
-        for c in all.as_array()? {
-            out.extend(satisfying_values(c)?);
-        }
-        return Some(out);
-    }
-    let field = get_ci(condition, "field")?.as_str()?;
-    let value = get_ci(condition, "equals")?;
-    if condition.as_object()?.len() != 2 || value.as_str().is_some_and(|s| s.starts_with('[')) {
-        return None;
-    }
-    let value = match value.as_str() {
-        Some(s) if s.eq_ignore_ascii_case("true") => Value::Bool(true),
-        Some(s) if s.eq_ignore_ascii_case("false") => Value::Bool(false),
-        _ => value.clone(),
-    };
-    Some(vec![(field.to_string(), value)])
-}
-
 /// A field's plain body path (no `[*]`) for a resource type, for writing to it.
 pub fn writable_path(field: &str, resource_type: &str) -> Option<Vec<String>> {
     match alias::resolve(field, resource_type)? {

@@ -472,6 +472,10 @@ fn build_body(
     body["type"] = json!(CLUSTER_TYPE);
     body["location"] = json!(location);
     body["systemData"] = system_data(req, previous);
+    // AKS always reports a SKU; templates that copy a cluster read it back.
+    if !body["sku"].is_object() {
+        body["sku"] = json!({"name": "Base", "tier": "Free"});
+    }
     if !body["properties"].is_object() {
         body["properties"] = json!({});
     }

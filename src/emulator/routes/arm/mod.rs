@@ -3,6 +3,7 @@
 //!
 //! Adding a resource type = one handler module + one row in [`RESOURCE_TYPES`].
 
+mod deployments;
 mod error;
 mod filter;
 mod managed_clusters;
@@ -17,6 +18,7 @@ mod policy_states;
 mod policy_versions;
 mod remediations;
 mod resource_groups;
+mod role_assignments;
 mod scope;
 mod subscriptions;
 mod tenants;
@@ -34,6 +36,7 @@ use crate::emulator::http::{json_response, Request, Response};
 use crate::emulator::observe::{OperationKind, Throttle};
 use crate::emulator::state::{new_guid, AppState};
 use crate::emulator::token::{Claims, TokenError};
+use std::future::Future;
 
 /// api-versions of Microsoft.Authorization policy resources.
 pub(crate) const POLICY_API_VERSIONS: &[&str] = &[
@@ -217,6 +220,26 @@ pub(crate) const RESOURCE_TYPES: &[ResourceTypeSpec] = &[
         handler: policy_states::handle_async_result,
     },
     ResourceTypeSpec {
+        key: "microsoft.resources/deployments",
+        api_versions: deployments::API_VERSIONS,
+        handler: deployments::handle,
+    },
+    ResourceTypeSpec {
+        key: "microsoft.resources/deployments/operationstatuses",
+        api_versions: deployments::API_VERSIONS,
+        handler: deployments::handle,
+    },
+    ResourceTypeSpec {
+        key: "microsoft.authorization/roleassignments",
+        api_versions: role_assignments::API_VERSIONS,
+        handler: role_assignments::handle,
+    },
+    ResourceTypeSpec {
+        key: "microsoft.authorization/roledefinitions",
+        api_versions: role_assignments::API_VERSIONS,
+        handler: role_assignments::handle_definitions,
+    },
+    ResourceTypeSpec {
         key: "microsoft.authorization/policyexemptions",
         api_versions: EXEMPTION_API_VERSIONS,
         handler: policy_exemptions::handle,
@@ -356,6 +379,105 @@ fn dispatch(state: &AppState, req: &Request, segments: &[String]) -> Result<Resp
         resp.extensions_mut().insert(r);
     }
     Ok(resp)
+}
+
+/// A request ARM makes on a caller's behalf inside a deployment: routed like any other, with
+/// the caller's claims and the template's api-version, but without throttling or injected
+/// faults (the deployment as a whole met those already). Returns the status and JSON body.
+pub(crate) fn internal_call(
+    state: &AppState,
+    on_behalf: &ArmRequest<'_>,
+    principal: &Claims,
+    method: Method,
+    id: &str,
+    api_version: &str,
+    body: Option<&serde_json::Value>,
+) -> Result<(StatusCode, serde_json::Value), ArmError> {
+    let segments: Vec<String> = id
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    let path = ArmPath::parse(&segments).ok_or_else(|| no_provider(api_version, id))?;
+    let key = path.type_key();
+    let Some(spec) = RESOURCE_TYPES.iter().find(|s| s.key == key) else {
+        return Err(unknown_type(&path, api_version));
+    };
+    if !spec.api_versions.contains(&api_version) {
+        return Err(ArmError::invalid_api_version(
+            api_version,
+            &format!("{}/{}", path.namespace, path.type_display()),
+            spec.api_versions,
+        ));
+    }
+    let http_req = Request {
+        method,
+        path: id.to_string(),
+        query: vec![("api-version".to_string(), api_version.to_string())],
+        headers: http::HeaderMap::new(),
+        body: body
+            .map(|b| bytes::Bytes::from(b.to_string()))
+            .unwrap_or_default(),
+        base_url: on_behalf.http.base_url.clone(),
+    };
+    let arm_req = ArmRequest {
+        http: &http_req,
+        path,
+        api_version: api_version.to_string(),
+        principal: principal.clone(),
+    };
+    let resp = (spec.handler)(state, &arm_req)?;
+    let status = resp.status();
+    let bytes = body_bytes(resp.into_body());
+    let value = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+    Ok((status, value))
+}
+
+fn spec_for(id: &str) -> Option<&'static ResourceTypeSpec> {
+    let segments: Vec<String> = id
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    let key = ArmPath::parse(&segments)?.type_key();
+    RESOURCE_TYPES.iter().find(|s| s.key == key)
+}
+
+/// The newest api-version the emulator serves for the type of `id`.
+pub(crate) fn latest_api_version(id: &str) -> Option<&'static str> {
+    spec_for(id).and_then(|s| s.api_versions.iter().max().copied())
+}
+
+/// Whether the emulator serves `api_version` for the type of `id`.
+pub(crate) fn supports_api_version(id: &str, api_version: &str) -> bool {
+    spec_for(id).is_some_and(|s| s.api_versions.contains(&api_version))
+}
+
+/// `Namespace/type[/type...]` of a resource id in request casing (for RBAC actions).
+pub(crate) fn resource_type_of(id: &str) -> String {
+    let segments: Vec<String> = id
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    match ArmPath::parse(&segments) {
+        Some(p) if p.namespace == path::RESOURCES_NAMESPACE && p.scope.is_empty() => {
+            format!("Microsoft.Resources/{}", p.types.join("/"))
+        }
+        Some(p) => format!("{}/{}", p.namespace, p.types.join("/")),
+        None => String::new(),
+    }
+}
+
+/// The bytes of a complete in-memory body (every handler answers with one).
+fn body_bytes(body: http_body_util::Full<bytes::Bytes>) -> bytes::Bytes {
+    use http_body_util::BodyExt;
+    let mut fut = std::pin::pin!(body.collect());
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match fut.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(Ok(collected)) => collected.to_bytes(),
+        _ => bytes::Bytes::new(),
+    }
 }
 
 /// The namespace exists but not this type → `InvalidResourceType`; otherwise the provider

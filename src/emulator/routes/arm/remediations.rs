@@ -1,10 +1,13 @@
 //! Remediations (Microsoft.PolicyInsights) at every scope. Not an ARM LRO: PUT answers
-//! `Accepted` at once and the state moves Accepted → Evaluating → Succeeded (or Failed) with
-//! time, computed from the stored start time on every read. A finished remediation changes
-//! the non-compliant clusters as far as the emulator can run the effect without an ARM
-//! template engine: a DeployIfNotExists about the cluster itself sets what its
-//! `existenceCondition` asks for (so the AKS add-on DINE turns the add-on on), a Modify runs
-//! its operations.
+//! `Accepted` at once and the state moves Accepted → Evaluating with time, computed from the
+//! stored start time on every read. When the remediation's time is up, it remediates each
+//! non-compliant resource it found as the assignment's managed identity, as Azure does: a
+//! DeployIfNotExists member's `deployment` runs through the deployment engine (one
+//! `PolicyDeployment_…` deployment per resource, failing with `AuthorizationFailed` unless
+//! the identity holds the roles it needs), a Modify member's operations are written to the
+//! resource (which needs the resource type's write permission). The remediation ends
+//! `Failed` when the share of failed deployments reaches `failureThreshold.percentage`
+//! (default 1: all of them), else `Succeeded`.
 
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -18,8 +21,10 @@ use super::{
 };
 use crate::emulator::arm_policy;
 use crate::emulator::compliance::{policy_states, PolicyStateRow, StatesQuery};
+use crate::emulator::deploy::{DeployTarget, Deployer};
 use crate::emulator::faults::chance;
 use crate::emulator::http::Response;
+use crate::emulator::rbac;
 use crate::emulator::state::{new_guid, AppState};
 use crate::emulator::store::resource_key;
 use crate::emulator::store::{Change, StoredResource};
@@ -45,13 +50,13 @@ pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response,
         (1, None) if method == Method::GET => {
             let mut items = Vec::new();
             for stored in related_to_scope(state, &scope, NAMESPACE_TYPE, ScopeRelation::All)? {
-                let stored = advance(state, &stored.id)?.unwrap_or(stored);
+                let stored = advance(state, req, &stored.id)?.unwrap_or(stored);
                 items.push(render(&stored));
             }
             Ok(ok_json(&paging::page(items, req, PAGE_SIZE)?))
         }
         (1, Some(name)) => match *method {
-            Method::GET => match advance(state, &id(&name))? {
+            Method::GET => match advance(state, req, &id(&name))? {
                 Some(stored) => Ok(ok_json(&render(&stored))),
                 None => Err(not_found(&name)),
             },
@@ -65,10 +70,14 @@ pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response,
         (2, Some(name)) if method == Method::POST => {
             let action = req.path.types[1].to_ascii_lowercase();
             if action == "listdeployments" {
-                if state.store.get(&id(&name))?.is_none() {
+                let Some(stored) = advance(state, req, &id(&name))? else {
                     return Err(not_found(&name));
-                }
-                return Ok(ok_json(&json!({"value": []})));
+                };
+                let items: Vec<Value> = stored.internal["results"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                return Ok(ok_json(&paging::page(items, req, PAGE_SIZE)?));
             }
             cancel(state, &id(&name), &name)
         }
@@ -145,10 +154,13 @@ fn put(
     })
     .filter(|r| is_remediable(&r.effect))
     .collect();
-    let mut targets = Vec::new();
-    for row in &rows {
-        targets.push(json!({"id": row.resource_id, "changes": changes_for(state, row)?}));
-    }
+    let targets: Vec<Value> = rows
+        .iter()
+        .map(|row| {
+            json!({"id": row.resource_id, "assignment_id": row.assignment_id,
+                "definition_id": row.definition_id, "reference_id": row.reference_id})
+        })
+        .collect();
     let profile = state.fault_profile();
     let (before, after) = state.store.modify::<ArmError, _>(id, |previous| {
         if let Some(p) = previous {
@@ -233,6 +245,17 @@ fn phase(stored: &StoredResource) -> &'static str {
     let elapsed = now.saturating_sub(start);
     if elapsed >= lro {
         if i["fail"].as_bool().unwrap_or(false) {
+            return "Failed";
+        }
+        let Some(results) = i["results"].as_array() else {
+            // Time is up but the deployments have not run yet (the next read runs them).
+            return "Evaluating";
+        };
+        let failed = results.iter().filter(|r| r["status"] == "Failed").count();
+        let threshold = stored.body["properties"]["failureThreshold"]["percentage"]
+            .as_f64()
+            .unwrap_or(1.0);
+        if failed > 0 && failed as f64 / results.len() as f64 >= threshold {
             "Failed"
         } else {
             "Succeeded"
@@ -244,48 +267,170 @@ fn phase(stored: &StoredResource) -> &'static str {
     }
 }
 
-/// The changes remediating `row` makes to its cluster (see the module doc).
-fn changes_for(state: &AppState, row: &PolicyStateRow) -> Result<Value, ArmError> {
-    let Some(cluster) = settle_cluster(state, &row.resource_id)? else {
-        return Ok(json!([]));
-    };
-    let view = arm_policy::policy_view(&cluster.id, &cluster.body);
-    for member in arm_policy::members_covering(state, &cluster.id, &view)? {
+/// The assignment member a remediation target was found non-compliant for, if it still
+/// covers the resource.
+fn member_for(
+    state: &AppState,
+    resource_id: &str,
+    view: &Value,
+    target: &Value,
+) -> Result<Option<arm_policy::AssignedMember>, ArmError> {
+    let key = |v: &Value| v.as_str().map(resource_key);
+    for member in arm_policy::members_covering(state, resource_id, view)? {
         let o = &member.origin;
-        let same = resource_key(&o.assignment_id) == resource_key(&row.assignment_id)
-            && resource_key(&o.definition_id) == resource_key(&row.definition_id)
+        let same = Some(resource_key(&o.assignment_id)) == key(&target["assignment_id"])
+            && Some(resource_key(&o.definition_id)) == key(&target["definition_id"])
             && o.reference_id.as_deref().map(str::to_ascii_lowercase)
-                == row.reference_id.as_deref().map(str::to_ascii_lowercase);
+                == target["reference_id"].as_str().map(str::to_ascii_lowercase);
         if same {
-            let changes = arm_policy::remediation_changes(state, &member, &cluster.id, &view)?;
-            return Ok(json!(changes));
+            return Ok(Some(member));
         }
     }
-    Ok(json!([]))
+    Ok(None)
 }
 
-/// Applies a finished DINE remediation to its clusters once, and returns the remediation.
-fn advance(state: &AppState, id: &str) -> Result<Option<StoredResource>, ArmError> {
+/// Remediates one resource as `principal`; returns its entry for `listDeployments`.
+fn remediate_one(
+    state: &AppState,
+    req: &ArmRequest<'_>,
+    principal: Option<&str>,
+    target: &Value,
+) -> Result<Value, ArmError> {
+    let resource_id = target["id"].as_str().unwrap_or_default().to_string();
+    let now = super::now_rfc3339();
+    let mut entry = json!({"remediatedResourceId": resource_id, "status": "Failed",
+        "createdOn": now, "lastUpdatedOn": now});
+    let fail = |mut entry: Value, code: &str, message: String| {
+        entry["error"] = json!({"code": code, "message": message});
+        Ok(entry)
+    };
+    let Some(resource) = settle_cluster(state, &resource_id)? else {
+        return fail(
+            entry,
+            "ResourceNotFound",
+            format!("The resource '{resource_id}' no longer exists."),
+        );
+    };
+    entry["resourceLocation"] = resource.body["location"].clone();
+    let view = arm_policy::policy_view(&resource.id, &resource.body);
+    let Some(member) = member_for(state, &resource.id, &view, target)? else {
+        return fail(
+            entry,
+            "PolicyAssignmentNotApplicable",
+            format!("The policy assignment no longer covers the resource '{resource_id}'."),
+        );
+    };
+    let Some(principal) = principal else {
+        return fail(
+            entry,
+            "PolicyAssignmentIdentityMissing",
+            format!(
+                "The policy assignment '{}' has no managed identity to remediate with.",
+                member.origin.assignment_id
+            ),
+        );
+    };
+    let effect = member.effect_name();
+    if effect.eq_ignore_ascii_case("Modify") {
+        let rtype = view["type"].as_str().unwrap_or_default();
+        if let Err(e) = rbac::authorize(state, principal, &format!("{rtype}/write"), &resource.id) {
+            return fail(entry, &e.code, e.message);
+        }
+        let changes = arm_policy::remediation_changes(state, &member, &resource.id, &view)?;
+        apply_changes(state, &resource.id, &changes)?;
+        entry["status"] = json!("Succeeded");
+        return Ok(entry);
+    }
+    let deployment = match arm_policy::remediation_deployment(state, &member, &resource.id, &view) {
+        Ok(Some(d)) => d,
+        Ok(None) => {
+            return fail(
+                entry,
+                "InvalidPolicyDefinition",
+                format!(
+                    "The policy definition '{}' has no deployment to remediate with.",
+                    member.origin.definition_id
+                ),
+            );
+        }
+        Err(e) => return fail(entry, "InvalidPolicyParameters", e.to_string()),
+    };
+    let segs: Vec<&str> = resource.id.split('/').collect();
+    let deploy_target = DeployTarget {
+        subscription: segs.get(2).copied().unwrap_or_default().to_string(),
+        resource_group: (!deployment.subscription_scope)
+            .then(|| segs.get(4).copied().unwrap_or_default().to_string()),
+    };
+    let digits = uuid::Uuid::new_v4().as_u128() % 10u128.pow(19);
+    let name = format!("PolicyDeployment_{digits}");
+    entry["deploymentId"] = json!(deploy_target.deployment_id(&name));
+    let deployer = Deployer::new(state, req, Some(principal));
+    match deployer.deploy(&deploy_target, &name, &deployment.request) {
+        Ok(deployed) => match deployed.error {
+            None => entry["status"] = json!("Succeeded"),
+            Some(e) => entry["error"] = e.to_json(),
+        },
+        Err(e) => entry["error"] = e.to_json(),
+    }
+    Ok(entry)
+}
+
+/// Runs a remediation whose time is up (once: the first read claims it), and returns it.
+fn advance(
+    state: &AppState,
+    req: &ArmRequest<'_>,
+    id: &str,
+) -> Result<Option<StoredResource>, ArmError> {
     let Some(stored) = state.store.get(id)? else {
         return Ok(None);
     };
-    if phase(&stored) != "Succeeded" || stored.internal["applied"].as_bool().unwrap_or(true) {
+    if phase(&stored) != "Evaluating" || stored.internal["claimed"].as_bool().unwrap_or(false) {
         return Ok(Some(stored));
     }
-    for target in stored.internal["targets"].as_array().into_iter().flatten() {
-        let Some(cluster) = target["id"].as_str() else {
-            continue;
+    let now = now_ms();
+    let due = stored.internal["start_ms"]
+        .as_u64()
+        .unwrap_or(0)
+        .saturating_add(stored.internal["lro_ms"].as_u64().unwrap_or(0));
+    if now < due {
+        return Ok(Some(stored));
+    }
+    let mine = std::cell::Cell::new(false);
+    let (_, claimed) = state.store.modify::<ArmError, _>(id, |current| {
+        let Some(c) = current else {
+            return Ok(Change::Keep);
         };
-        let changes: Vec<arm_policy::PropertyChange> =
-            serde_json::from_value(target["changes"].clone()).unwrap_or_default();
-        apply_changes(state, cluster, &changes)?;
+        if c.internal["claimed"].as_bool().unwrap_or(false) {
+            return Ok(Change::Keep);
+        }
+        let mut internal = c.internal.clone();
+        internal["claimed"] = json!(true);
+        mine.set(true);
+        Ok(Change::Settle {
+            body: c.body.clone(),
+            internal,
+        })
+    })?;
+    if !mine.get() {
+        return Ok(claimed);
+    }
+    let assignment_id = stored.body["properties"]["policyAssignmentId"]
+        .as_str()
+        .unwrap_or_default();
+    let principal = state
+        .store
+        .get(assignment_id)?
+        .and_then(|a| rbac::assignment_principals(&a.body).into_iter().next());
+    let mut results = Vec::new();
+    for target in stored.internal["targets"].as_array().into_iter().flatten() {
+        results.push(remediate_one(state, req, principal.as_deref(), target)?);
     }
     let (_, after) = state.store.modify::<ArmError, _>(id, |current| {
         let Some(c) = current else {
             return Ok(Change::Keep);
         };
         let mut internal = c.internal.clone();
-        internal["applied"] = json!(true);
+        internal["results"] = json!(results);
         Ok(Change::Settle {
             body: c.body.clone(),
             internal,
@@ -300,10 +445,14 @@ fn render(stored: &StoredResource) -> Value {
     body["id"] = json!(stored.id);
     let phase = phase(stored);
     let total = stored.internal["targets"].as_array().map_or(0, Vec::len);
-    let (ok, failed) = match phase {
-        "Succeeded" => (total, 0),
-        "Failed" => (0, total),
-        _ => (0, 0),
+    let results = stored.internal["results"].as_array();
+    let count =
+        |status: &str| results.map_or(0, |r| r.iter().filter(|x| x["status"] == status).count());
+    let injected = stored.internal["fail"].as_bool().unwrap_or(false) && phase == "Failed";
+    let (ok, failed) = if injected {
+        (0, total)
+    } else {
+        (count("Succeeded"), count("Failed"))
     };
     let props = &mut body["properties"];
     props["provisioningState"] = json!(phase);
@@ -324,9 +473,13 @@ fn render(stored: &StoredResource) -> Value {
         .cloned()
         .filter(|v| !v.is_null())
         .unwrap_or(json!(10));
-    if phase == "Failed" {
+    if injected {
         props["statusMessage"] =
             json!("The remediation failed (injected by the emulator's lro_failure_rate).");
+    } else if phase == "Failed" {
+        props["statusMessage"] = json!(format!(
+            "{failed} of {total} remediation deployments failed; list the remediation's deployments for their errors."
+        ));
     }
     body
 }

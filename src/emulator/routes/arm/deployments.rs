@@ -1,0 +1,179 @@
+//! `Microsoft.Resources/deployments` at resource group and subscription scope: PUT runs the
+//! template through [`crate::emulator::deploy`] and answers 201 with `Azure-AsyncOperation`,
+//! as ARM does; the record reads `Running` until a third of the fault profile's `lro_ms` has
+//! passed, then its outcome. GET, list and DELETE (of the record) as ARM has them.
+
+use http::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use super::filter::ScopeRelation;
+use super::managed_clusters::set_header;
+use super::scope::{related_to_scope, Scope, ScopeKind};
+use super::{empty, error::ArmError, now_ms, ok_json, paging, parse_body, status_json, ArmRequest};
+use crate::emulator::deploy::{DeployTarget, Deployer};
+use crate::emulator::http::Response;
+use crate::emulator::state::AppState;
+use crate::emulator::store::StoredResource;
+
+/// api-versions of deployments.
+pub(crate) const API_VERSIONS: &[&str] = &[
+    "2019-10-01",
+    "2020-06-01",
+    "2020-10-01",
+    "2021-01-01",
+    "2021-04-01",
+    "2022-09-01",
+    "2023-07-01",
+    "2024-03-01",
+    "2024-07-01",
+    "2024-11-01",
+    "2025-04-01",
+    // What azure-mgmt-resource-deployments 2.x sends.
+    "2026-06-01",
+];
+const NAMESPACE_TYPE: &str = "microsoft.resources/deployments";
+const PAGE_SIZE: usize = 100;
+
+fn target(scope: &Scope) -> Result<DeployTarget, ArmError> {
+    match &scope.kind {
+        ScopeKind::Subscription(s) => Ok(DeployTarget {
+            subscription: s.clone(),
+            resource_group: None,
+        }),
+        ScopeKind::ResourceGroup {
+            subscription,
+            group,
+        } => Ok(DeployTarget {
+            subscription: subscription.clone(),
+            resource_group: Some(group.clone()),
+        }),
+        _ => Err(ArmError::bad_request(
+            "InvalidDeploymentScope",
+            format!(
+                "The emulator runs deployments at subscription and resource group scope, not at '{}'.",
+                scope.id
+            ),
+        )),
+    }
+}
+
+pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response, ArmError> {
+    let scope = Scope::from_segments(&req.path.scope)?;
+    scope.ensure_exists(state)?;
+    let target = target(&scope)?;
+    let method = &req.http.method;
+    match (req.path.types.len(), req.path.names.first().cloned()) {
+        (1, None) if method == Method::GET => {
+            let items: Vec<Value> =
+                related_to_scope(state, &scope, NAMESPACE_TYPE, ScopeRelation::AtExactScope)?
+                    .iter()
+                    .map(render)
+                    .collect();
+            Ok(ok_json(&paging::page(items, req, PAGE_SIZE)?))
+        }
+        (1, Some(name)) => {
+            let id = target.deployment_id(&name);
+            match *method {
+                Method::GET => match state.store.get(&id)? {
+                    Some(stored) => Ok(ok_json(&render(&stored))),
+                    None => Err(not_found(&name)),
+                },
+                Method::PUT => put(state, req, &target, &name),
+                Method::DELETE => match state.store.delete(&id)? {
+                    Some(_) => Ok(empty(StatusCode::ACCEPTED)),
+                    None => Ok(empty(StatusCode::NO_CONTENT)),
+                },
+                _ => Err(ArmError::method_not_allowed(method)),
+            }
+        }
+        // `.../deployments/{name}/operationStatuses/{id}`: the Azure-AsyncOperation URL.
+        (2, Some(name)) if method == Method::GET => {
+            let id = target.deployment_id(&name);
+            let stored = state.store.get(&id)?.ok_or_else(|| not_found(&name))?;
+            let phase = phase(&stored);
+            let mut body = json!({"status": phase});
+            if phase == "Failed" {
+                body["error"] = stored.body["properties"]["error"].clone();
+            }
+            Ok(ok_json(&body))
+        }
+        _ => Err(ArmError::method_not_allowed(method)),
+    }
+}
+
+fn not_found(name: &str) -> ArmError {
+    ArmError::not_found(
+        "DeploymentNotFound",
+        format!("Deployment '{name}' could not be found."),
+    )
+}
+
+fn put(
+    state: &AppState,
+    req: &ArmRequest<'_>,
+    target: &DeployTarget,
+    name: &str,
+) -> Result<Response, ArmError> {
+    super::check_resource_name("deployment", name)?;
+    if name.chars().count() > 64 {
+        return Err(ArmError::bad_request(
+            "InvalidDeploymentName",
+            format!("The deployment name '{name}' is invalid: it must be at most 64 characters."),
+        ));
+    }
+    if let Some(existing) = state.store.get(&target.deployment_id(name))? {
+        if phase(&existing) == "Running" {
+            return Err(ArmError::new(
+                StatusCode::CONFLICT,
+                "DeploymentActive",
+                format!("The deployment '{name}' is still active; wait for it to finish before redeploying."),
+            ));
+        }
+    }
+    let request: Value = parse_body(req)?;
+    let deployer = Deployer::new(state, req, None);
+    let deployed = deployer
+        .deploy(target, name, &request)
+        .map_err(|e| e.into_arm())?;
+    let stored = state
+        .store
+        .get(&deployed.id)?
+        .ok_or_else(|| ArmError::internal("deployment write lost"))?;
+    let mut resp = status_json(StatusCode::CREATED, &render(&stored));
+    let op = format!(
+        "{}{}/operationStatuses/{}?api-version={}",
+        req.http.base_url,
+        deployed.id,
+        crate::emulator::state::new_guid(),
+        req.api_version
+    );
+    set_header(&mut resp, "azure-asyncoperation", &op);
+    set_header(&mut resp, "retry-after", "1");
+    Ok(resp)
+}
+
+/// `Running` until the record becomes visible, then its stored outcome.
+fn phase(stored: &StoredResource) -> String {
+    let visible = stored.internal["visible_ms"].as_u64().unwrap_or(0);
+    if now_ms() < visible {
+        return "Running".to_string();
+    }
+    stored.body["properties"]["provisioningState"]
+        .as_str()
+        .unwrap_or("Succeeded")
+        .to_string()
+}
+
+fn render(stored: &StoredResource) -> Value {
+    let mut body = stored.body.clone();
+    let phase = phase(stored);
+    if phase == "Running" {
+        let props = &mut body["properties"];
+        props["provisioningState"] = json!("Running");
+        if let Some(map) = props.as_object_mut() {
+            map.remove("outputs");
+            map.remove("error");
+        }
+    }
+    body
+}

@@ -1,0 +1,555 @@
+//! Role assignments and role definitions through ARM, deployments through the template
+//! engine, and DeployIfNotExists remediation that runs the definition's deployment as the
+//! assignment's identity: refused without the roles, done with them, across two
+//! subscriptions under one management group.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use super::{error_code, start_config, Emu};
+use crate::emulator::Config;
+
+const AUTH_API: &str = "api-version=2022-04-01";
+const DEPLOY_API: &str = "api-version=2021-04-01";
+const AKS_API: &str = "api-version=2026-04-01";
+const INSIGHTS: &str = "api-version=2024-10-01";
+const ADDON_DINE: &str =
+    "/providers/Microsoft.Authorization/policyDefinitions/a8eff44f-8c92-45c3-a3fb-9880802d67a7";
+const AKS_CONTRIBUTOR: &str = "ed7f3fbd-7b88-4dd4-9017-9adb7ce333f8";
+
+async fn send(
+    emu: &Emu,
+    token: &str,
+    method: Method,
+    url: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let (status, _, resp) = emu.send(token, method, url, body.as_ref()).await;
+    (status, resp)
+}
+
+async fn two_subscriptions() -> (tempfile::TempDir, Emu, String, Vec<String>) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = Config::new(dir.path());
+    config.faults.lro_ms = 90;
+    config.subscriptions = 2;
+    let emu = start_config(config).await;
+    let token = emu.token().await;
+    let (_, list) = send(
+        &emu,
+        &token,
+        Method::GET,
+        "/subscriptions?api-version=2022-12-01",
+        None,
+    )
+    .await;
+    let subs: Vec<String> = list["value"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["subscriptionId"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(subs.len(), 2, "{list}");
+    (dir, emu, token, subs)
+}
+
+async fn cluster(emu: &Emu, token: &str, sub: &str, name: &str) -> String {
+    let (status, body) = send(
+        emu,
+        token,
+        Method::PUT,
+        &format!("/subscriptions/{sub}/resourceGroups/fleet?api-version=2021-04-01"),
+        Some(json!({"location": "westeurope"})),
+    )
+    .await;
+    assert!(status.is_success(), "{body}");
+    let id = format!("/subscriptions/{sub}/resourceGroups/fleet/providers/Microsoft.ContainerService/managedClusters/{name}");
+    let (status, body) = send(emu, token, Method::PUT, &format!("{id}?{AKS_API}"), Some(json!({
+        "location": "westeurope",
+        "tags": {"team": "a"},
+        "properties": {"dnsPrefix": name, "agentPoolProfiles": [{"name": "system", "count": 2, "vmSize": "Standard_B2s", "mode": "System"}],
+            "addonProfiles": {"omsagent": {"enabled": false}}}
+    }))).await;
+    assert!(status.is_success(), "{body}");
+    id
+}
+
+async fn until_idle(emu: &Emu, token: &str, id: &str) -> Value {
+    for _ in 0..200 {
+        let (_, body) = send(emu, token, Method::GET, &format!("{id}?{AKS_API}"), None).await;
+        let state = body["properties"]["provisioningState"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if state == "Succeeded" || state == "Failed" {
+            return body;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("{id} never settled");
+}
+
+async fn remediate(emu: &Emu, token: &str, scope: &str, name: &str, assignment: &str) -> Value {
+    let url = format!("{scope}/providers/Microsoft.PolicyInsights/remediations/{name}?{INSIGHTS}");
+    let (status, body) = send(
+        emu,
+        token,
+        Method::PUT,
+        &url,
+        Some(json!({"properties": {"policyAssignmentId": assignment}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    for _ in 0..300 {
+        let (_, r) = send(emu, token, Method::GET, &url, None).await;
+        let state = r["properties"]["provisioningState"]
+            .as_str()
+            .unwrap_or_default();
+        if state == "Succeeded" || state == "Failed" {
+            return r;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("remediation {name} never finished");
+}
+
+#[tokio::test]
+async fn role_assignments_have_azures_shapes_and_errors() {
+    let (_dir, emu, token, subs) = two_subscriptions().await;
+    let sub = format!("/subscriptions/{}", subs[0]);
+    let (status, role) = send(
+        &emu,
+        &token,
+        Method::GET,
+        &format!(
+            "{sub}/providers/Microsoft.Authorization/roleDefinitions/{AKS_CONTRIBUTOR}?{AUTH_API}"
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{role}");
+    assert_eq!(
+        role["properties"]["roleName"],
+        "Azure Kubernetes Service Contributor Role"
+    );
+    assert_eq!(role["properties"]["type"], "BuiltInRole");
+    assert_eq!(
+        role["id"],
+        format!("{sub}/providers/Microsoft.Authorization/roleDefinitions/{AKS_CONTRIBUTOR}")
+    );
+    let (status, err) = send(&emu, &token, Method::GET,
+        &format!("/providers/Microsoft.Authorization/roleDefinitions/00000000-0000-0000-0000-000000000001?{AUTH_API}"), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(error_code(&err), "RoleDefinitionDoesNotExist");
+    let (_, by_name) = send(&emu, &token, Method::GET,
+        &format!("{sub}/providers/Microsoft.Authorization/roleDefinitions?{AUTH_API}&$filter=roleName%20eq%20'Reader'"), None).await;
+    assert_eq!(
+        by_name["value"].as_array().map(Vec::len),
+        Some(1),
+        "{by_name}"
+    );
+
+    let principal = emu.running.info().client_id.clone();
+    let _ = principal;
+    let ra = |name: &str| {
+        format!("{sub}/providers/Microsoft.Authorization/roleAssignments/{name}?{AUTH_API}")
+    };
+    let name = "5d4c2b1a-0000-4000-8000-000000000001";
+    let unknown_principal = "11111111-2222-4333-8444-555555555555";
+    let body = |principal: &str, role: &str| {
+        json!({"properties": {
+        "roleDefinitionId": format!("/providers/Microsoft.Authorization/roleDefinitions/{role}"),
+        "principalId": principal}})
+    };
+    // Entra ID does not know the principal, and the caller did not say what it is.
+    let (status, err) = send(
+        &emu,
+        &token,
+        Method::PUT,
+        &ra(name),
+        Some(body(unknown_principal, AKS_CONTRIBUTOR)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
+    assert_eq!(error_code(&err), "PrincipalNotFound");
+    let mut typed = body(unknown_principal, AKS_CONTRIBUTOR);
+    typed["properties"]["principalType"] = json!("ServicePrincipal");
+    let (status, created) = send(&emu, &token, Method::PUT, &ra(name), Some(typed.clone())).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["type"], "Microsoft.Authorization/roleAssignments");
+    assert_eq!(created["properties"]["scope"], sub);
+    assert_eq!(
+        created["properties"]["roleDefinitionId"],
+        format!("{sub}/providers/Microsoft.Authorization/roleDefinitions/{AKS_CONTRIBUTOR}")
+    );
+    // Same principal and role at the same scope under another name.
+    let (status, err) = send(
+        &emu,
+        &token,
+        Method::PUT,
+        &ra("5d4c2b1a-0000-4000-8000-000000000002"),
+        Some(typed),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{err}");
+    assert_eq!(error_code(&err), "RoleAssignmentExists");
+    let (status, err) = send(
+        &emu,
+        &token,
+        Method::PUT,
+        &ra("not-a-guid"),
+        Some(body(unknown_principal, AKS_CONTRIBUTOR)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(&err), "InvalidRoleAssignmentId");
+    let (status, err) = send(
+        &emu,
+        &token,
+        Method::PUT,
+        &ra("5d4c2b1a-0000-4000-8000-000000000003"),
+        Some(body("nobody", AKS_CONTRIBUTOR)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(&err), "InvalidPrincipalId");
+    let (status, err) = send(&emu, &token, Method::PUT, &ra("5d4c2b1a-0000-4000-8000-000000000003"),
+        Some(json!({"properties": {"roleDefinitionId": "/providers/Microsoft.Authorization/roleDefinitions/00000000-0000-0000-0000-000000000009",
+            "principalId": unknown_principal, "principalType": "User"}}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(&err), "RoleDefinitionDoesNotExist");
+    // Listed at the scope and below it, filtered by principal; persisted; deleted.
+    let rg = format!("{sub}/resourceGroups/fleet");
+    let (status, _) = send(
+        &emu,
+        &token,
+        Method::PUT,
+        &format!("{rg}?api-version=2021-04-01"),
+        Some(json!({"location": "westeurope"})),
+    )
+    .await;
+    assert!(status.is_success());
+    let (_, list) = send(&emu, &token, Method::GET,
+        &format!("{rg}/providers/Microsoft.Authorization/roleAssignments?{AUTH_API}&$filter=principalId%20eq%20'{unknown_principal}'"), None).await;
+    assert_eq!(list["value"].as_array().map(Vec::len), Some(1), "{list}");
+    let (status, _) = send(&emu, &token, Method::GET, &ra(name), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = send(&emu, &token, Method::DELETE, &ra(name), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, err) = send(&emu, &token, Method::GET, &ra(name), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(error_code(&err), "RoleAssignmentNotFound");
+    let (status, _) = send(&emu, &token, Method::DELETE, &ra(name), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn deployments_run_nested_templates_through_arm() {
+    let (_dir, emu, token, subs) = two_subscriptions().await;
+    let id = cluster(&emu, &token, &subs[0], "direct").await;
+    until_idle(&emu, &token, &id).await;
+    let rg = format!("/subscriptions/{}/resourceGroups/fleet", subs[0]);
+    // An outer-scope nested deployment reads the cluster; an inner-scope one writes a tag
+    // back from what the first one output.
+    let template = json!({
+        "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
+        "contentVersion": "1.0.0.0",
+        "parameters": {"name": {"type": "string"}, "tag": {"type": "string", "defaultValue": "[toLower('GOLD')]"}},
+        "variables": {"read": "[concat('read-', parameters('name'))]"},
+        "resources": [
+            {"type": "Microsoft.Resources/deployments", "apiVersion": "2021-04-01", "name": "[concat('write-', parameters('name'))]",
+             "properties": {"mode": "Incremental", "expressionEvaluationOptions": {"scope": "inner"},
+                "parameters": {"c": {"value": "[reference(variables('read')).outputs.c.value]"}, "tier": {"value": "[parameters('tag')]"}},
+                "template": {"contentVersion": "1.0.0.0", "parameters": {"c": {"type": "object"}, "tier": {"type": "string"}},
+                    "resources": [{"type": "Microsoft.ContainerService/managedClusters", "apiVersion": "2024-10-01",
+                        "name": "[parameters('c').name]", "location": "[parameters('c').location]",
+                        "tags": "[union(parameters('c').tags, createObject('tier', parameters('tier')))]",
+                        "properties": "[parameters('c').properties]"}],
+                    "outputs": {"tier": {"type": "string", "value": "[parameters('tier')]"}}}}},
+            {"type": "Microsoft.Resources/deployments", "apiVersion": "2021-04-01", "name": "[variables('read')]",
+             "properties": {"mode": "Incremental", "template": {"contentVersion": "1.0.0.0", "resources": [],
+                "outputs": {"c": {"type": "object", "value": "[reference(resourceId('Microsoft.ContainerService/managedClusters', parameters('name')), '2024-10-01', 'Full')]"}}}}}
+        ],
+        "outputs": {"id": {"type": "string", "value": "[resourceId('Microsoft.ContainerService/managedClusters', parameters('name'))]"}}
+    });
+    let url = format!("{rg}/providers/Microsoft.Resources/deployments/tagger?{DEPLOY_API}");
+    let (status, headers, body) = emu.send(&token, Method::PUT, &url,
+        Some(&json!({"properties": {"mode": "Incremental", "template": template, "parameters": {"name": {"value": "direct"}}}}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let op = headers
+        .get("azure-asyncoperation")
+        .and_then(|v| v.to_str().ok())
+        .expect("Azure-AsyncOperation")
+        .to_string();
+    let mut last = Value::Null;
+    for _ in 0..100 {
+        let (_, status_body) = send(&emu, &token, Method::GET, &op, None).await;
+        last = status_body;
+        if last["status"] != "Running" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(last["status"], "Succeeded", "{last}");
+    let (_, deployment) = send(&emu, &token, Method::GET, &url, None).await;
+    assert_eq!(
+        deployment["properties"]["provisioningState"], "Succeeded",
+        "{deployment}"
+    );
+    assert_eq!(
+        deployment["properties"]["outputs"]["id"]["value"],
+        id.as_str()
+    );
+    let cluster = until_idle(&emu, &token, &id).await;
+    assert_eq!(
+        cluster["tags"],
+        json!({"team": "a", "tier": "gold"}),
+        "{cluster}"
+    );
+    assert_eq!(
+        cluster["properties"]["agentPoolProfiles"][0]["count"], 2,
+        "{cluster}"
+    );
+    let (_, list) = send(
+        &emu,
+        &token,
+        Method::GET,
+        &format!("{rg}/providers/Microsoft.Resources/deployments?{DEPLOY_API}"),
+        None,
+    )
+    .await;
+    assert_eq!(list["value"].as_array().map(Vec::len), Some(3), "{list}");
+
+    // Template errors are refused up front with ARM's InvalidTemplate.
+    let (status, err) = send(
+        &emu,
+        &token,
+        Method::PUT,
+        &url,
+        Some(
+            json!({"properties": {"mode": "Incremental", "template": template, "parameters": {}}}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
+    assert_eq!(error_code(&err), "InvalidTemplate");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("'name'"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn dine_remediation_deploys_as_the_identity_only_with_its_roles() {
+    let (_dir, emu, token, subs) = two_subscriptions().await;
+    let mg = "/providers/Microsoft.Management/managementGroups/platform";
+    let mg_api = "api-version=2021-04-01";
+    let (status, _) = send(
+        &emu,
+        &token,
+        Method::PUT,
+        &format!("{mg}?{mg_api}"),
+        Some(json!({"properties": {}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let mut clusters = Vec::new();
+    for (i, sub) in subs.iter().enumerate() {
+        let (status, _) = send(
+            &emu,
+            &token,
+            Method::PUT,
+            &format!("{mg}/subscriptions/{sub}?{mg_api}"),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        clusters.push(cluster(&emu, &token, sub, &format!("c{i}")).await);
+    }
+    for id in &clusters {
+        until_idle(&emu, &token, id).await;
+    }
+    let assignment = format!("{mg}/providers/Microsoft.Authorization/policyAssignments/addon");
+    let (status, body) = send(
+        &emu,
+        &token,
+        Method::PUT,
+        &format!("{assignment}?api-version=2025-03-01"),
+        Some(json!({
+        "location": "westeurope", "identity": {"type": "SystemAssigned"},
+        "properties": {"policyDefinitionId": ADDON_DINE}})),
+    )
+    .await;
+    assert!(status.is_success(), "{body}");
+    let principal = body["identity"]["principalId"]
+        .as_str()
+        .expect("principal")
+        .to_string();
+
+    // Without roles every deployment fails as Azure's do, and nothing changes.
+    let failed = remediate(&emu, &token, mg, "without-roles", &assignment).await;
+    assert_eq!(
+        failed["properties"]["provisioningState"], "Failed",
+        "{failed}"
+    );
+    assert_eq!(
+        failed["properties"]["deploymentStatus"]["failedDeployments"], 2,
+        "{failed}"
+    );
+    let list_url = format!("{mg}/providers/Microsoft.PolicyInsights/remediations/without-roles/listDeployments?{INSIGHTS}");
+    let (_, deployments) = send(&emu, &token, Method::POST, &list_url, None).await;
+    let errors: Vec<String> = deployments["value"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| d["error"]["code"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        errors,
+        vec!["AuthorizationFailed", "AuthorizationFailed"],
+        "{deployments}"
+    );
+    for id in &clusters {
+        let c = until_idle(&emu, &token, id).await;
+        assert_ne!(
+            c["properties"]["addonProfiles"]["azurepolicy"]["enabled"], true,
+            "{c}"
+        );
+    }
+
+    // The roles the definition names, granted at the management group.
+    let (_, def) = send(
+        &emu,
+        &token,
+        Method::GET,
+        &format!("{ADDON_DINE}?api-version=2025-03-01"),
+        None,
+    )
+    .await;
+    let roles: Vec<String> = def["properties"]["policyRule"]["then"]["details"]
+        ["roleDefinitionIds"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.as_str().map(str::to_string))
+        .collect();
+    assert!(!roles.is_empty());
+    for role in &roles {
+        let name = uuid::Uuid::new_v4();
+        let (status, body) = send(
+            &emu,
+            &token,
+            Method::PUT,
+            &format!("{mg}/providers/Microsoft.Authorization/roleAssignments/{name}?{AUTH_API}"),
+            Some(json!({"properties": {"roleDefinitionId": role, "principalId": principal}})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let done = remediate(&emu, &token, mg, "with-roles", &assignment).await;
+    assert_eq!(
+        done["properties"]["provisioningState"], "Succeeded",
+        "{done}"
+    );
+    assert_eq!(
+        done["properties"]["deploymentStatus"]["successfulDeployments"], 2,
+        "{done}"
+    );
+    for id in &clusters {
+        let c = until_idle(&emu, &token, id).await;
+        assert_eq!(
+            c["properties"]["addonProfiles"]["azurepolicy"]["enabled"], true,
+            "{c}"
+        );
+        // The deployment copied the cluster back: pools, tags and other add-ons survive.
+        assert_eq!(c["properties"]["agentPoolProfiles"][0]["count"], 2, "{c}");
+        assert_eq!(c["tags"]["team"], "a", "{c}");
+        assert!(
+            c["properties"]["addonProfiles"]["omsagent"].is_object(),
+            "{c}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn subscription_deployments_create_groups_and_deploy_into_them() {
+    let (_dir, emu, token, subs) = two_subscriptions().await;
+    let sub = format!("/subscriptions/{}", subs[1]);
+    let url = format!("{sub}/providers/Microsoft.Resources/deployments/landing?{DEPLOY_API}");
+    let template = json!({
+        "contentVersion": "1.0.0.0",
+        "parameters": {"group": {"type": "string"}, "region": {"type": "string", "allowedValues": ["westeurope", "northeurope"]}},
+        "resources": [
+            {"type": "Microsoft.Resources/resourceGroups", "apiVersion": "2021-04-01", "name": "[parameters('group')]",
+             "location": "[parameters('region')]", "tags": {"owner": "[subscription().subscriptionId]"}},
+            {"type": "Microsoft.Resources/deployments", "apiVersion": "2021-04-01", "name": "cluster",
+             "resourceGroup": "[parameters('group')]", "dependsOn": ["[parameters('group')]"],
+             "properties": {"mode": "Incremental", "expressionEvaluationOptions": {"scope": "inner"},
+                "parameters": {"region": {"value": "[parameters('region')]"}},
+                "template": {"contentVersion": "1.0.0.0", "parameters": {"region": {"type": "string"}},
+                    "resources": [{"type": "Microsoft.ContainerService/managedClusters", "apiVersion": "2024-10-01",
+                        "name": "[concat('aks-', uniqueString(resourceGroup().id))]", "location": "[parameters('region')]",
+                        "properties": {"dnsPrefix": "landing"}}],
+                    "outputs": {"group": {"type": "string", "value": "[resourceGroup().name]"}}}}}
+        ],
+        "outputs": {"nested": {"type": "string", "value": "[reference('cluster').outputs.group.value]"}}
+    });
+    // Subscription deployments need a location, as in ARM.
+    let body = json!({"properties": {"mode": "Incremental", "template": template,
+        "parameters": {"group": {"value": "landing-rg"}, "region": {"value": "westeurope"}}}});
+    let (status, err) = send(&emu, &token, Method::PUT, &url, Some(body.clone())).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
+    assert_eq!(error_code(&err), "InvalidDeployment");
+    let mut located = body.clone();
+    located["location"] = json!("westeurope");
+    located["properties"]["parameters"]["region"] = json!({"value": "eastus"});
+    let (status, err) = send(&emu, &token, Method::PUT, &url, Some(located.clone())).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("allowed value"),
+        "{err}"
+    );
+    located["properties"]["parameters"]["region"] = json!({"value": "westeurope"});
+    let (status, created) = send(&emu, &token, Method::PUT, &url, Some(located)).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let mut done = Value::Null;
+    for _ in 0..100 {
+        let (_, d) = send(&emu, &token, Method::GET, &url, None).await;
+        done = d;
+        if done["properties"]["provisioningState"] != "Running" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        done["properties"]["provisioningState"], "Succeeded",
+        "{done}"
+    );
+    assert_eq!(
+        done["properties"]["outputs"]["nested"]["value"], "landing-rg",
+        "{done}"
+    );
+    let (status, group) = send(
+        &emu,
+        &token,
+        Method::GET,
+        &format!("{sub}/resourceGroups/landing-rg?api-version=2021-04-01"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{group}");
+    assert_eq!(group["tags"]["owner"], subs[1].as_str(), "{group}");
+    let (_, clusters) = send(&emu, &token, Method::GET,
+        &format!("{sub}/resourceGroups/landing-rg/providers/Microsoft.ContainerService/managedClusters?{AKS_API}"), None).await;
+    assert_eq!(
+        clusters["value"].as_array().map(Vec::len),
+        Some(1),
+        "{clusters}"
+    );
+}
