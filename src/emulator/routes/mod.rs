@@ -39,8 +39,27 @@ pub(crate) fn refuse_unauthenticated(
     Some(resp)
 }
 
-/// Dispatches one request and counts it in the metrics.
+/// Dispatches one request and counts it in the metrics. As ARM does, the emulator finishes a
+/// request it has received even when its client goes away: the work and its count run in a
+/// task of their own, which a dropped connection does not cancel.
 pub(crate) async fn route(state: &Arc<AppState>, req: Request) -> Response {
+    let worker = state.clone();
+    let (resp, response_delay_ms) =
+        match tokio::spawn(async move { serve(&worker, req).await }).await {
+            Ok(answer) => answer,
+            Err(e) => {
+                log::error!("request handler failed: {e}");
+                (internal_error(), 0)
+            }
+        };
+    if response_delay_ms > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(response_delay_ms)).await;
+    }
+    resp
+}
+
+/// The answer to one request, counted in the metrics, and how long to hold it back.
+async fn serve(state: &Arc<AppState>, req: Request) -> (Response, u64) {
     let segments = req.segments();
     let template = super::observe::route_template(&segments);
     let method = req.method.clone();
@@ -73,10 +92,7 @@ pub(crate) async fn route(state: &Arc<AppState>, req: Request) -> Response {
     state
         .observer
         .record(method.as_str(), &template, resp.status().as_u16());
-    if response_delay_ms > 0 {
-        tokio::time::sleep(std::time::Duration::from_millis(response_delay_ms)).await;
-    }
-    resp
+    (resp, response_delay_ms)
 }
 
 type Handler = fn(&AppState, &Request, &[String]) -> Response;
@@ -94,11 +110,15 @@ async fn off_async_workers(
         Ok(resp) => resp,
         Err(e) => {
             log::error!("request handler failed: {e}");
-            super::http::json_response(
-                http::StatusCode::INTERNAL_SERVER_ERROR,
-                &serde_json::json!({"error": {"code": "InternalServerError",
-                    "message": "The emulator failed while handling the request."}}),
-            )
+            internal_error()
         }
     }
+}
+
+fn internal_error() -> Response {
+    super::http::json_response(
+        http::StatusCode::INTERNAL_SERVER_ERROR,
+        &serde_json::json!({"error": {"code": "InternalServerError",
+            "message": "The emulator failed while handling the request."}}),
+    )
 }

@@ -543,7 +543,8 @@ async fn remediate(emu: &Emu, token: &str, sub: &str, name: &str, assignment: &s
     .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let mut last = Value::Null;
-    for _ in 0..200 {
+    let patience = super::Patience::new();
+    while patience.lasts() {
         let (_, _, r) = emu.get(Some(token), &url).await;
         if r["properties"]["provisioningState"] == "Succeeded" {
             return;

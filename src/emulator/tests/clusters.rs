@@ -30,7 +30,8 @@ pub(super) async fn fast_emu(dir: &std::path::Path, lro_ms: u64) -> (Emu, String
 
 /// Polls an Azure-AsyncOperation URL until it reports a terminal status.
 pub(super) async fn wait_operation(emu: &Emu, token: &str, url: &str) -> Value {
-    for _ in 0..100 {
+    let patience = super::Patience::new();
+    while patience.lasts() {
         let (status, _, body) = emu.get(Some(token), url).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         if body["status"] != "InProgress" {
@@ -221,7 +222,8 @@ async fn failing_operations_end_failed() {
 
 /// Polls the cluster until its provisioningState is `want`.
 async fn wait_for_state(emu: &Emu, token: &str, url: &str, want: &str) -> Value {
-    for _ in 0..100 {
+    let patience = super::Patience::new();
+    while patience.lasts() {
         let (status, _, body) = emu.get(Some(token), url).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         if body["properties"]["provisioningState"] == want {

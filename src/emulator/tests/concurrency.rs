@@ -171,7 +171,8 @@ async fn kill_dash_nine_keeps_acknowledged_writes() {
         .expect("child starts");
     let info_path = dir.path().join("emulator.json");
     let mut info: Option<Value> = None;
-    for _ in 0..200 {
+    let patience = super::Patience::new();
+    while patience.lasts() {
         if let Ok(text) = std::fs::read_to_string(&info_path) {
             if let Ok(v) = serde_json::from_str::<Value>(&text) {
                 if v["pid"] == child.id() {

@@ -75,7 +75,8 @@ async fn cluster(emu: &Emu, token: &str, sub: &str, name: &str) -> String {
 }
 
 async fn until_idle(emu: &Emu, token: &str, id: &str) -> Value {
-    for _ in 0..200 {
+    let patience = super::Patience::new();
+    while patience.lasts() {
         let (_, body) = send(emu, token, Method::GET, &format!("{id}?{AKS_API}"), None).await;
         let state = body["properties"]["provisioningState"]
             .as_str()
@@ -100,7 +101,8 @@ async fn remediate(emu: &Emu, token: &str, scope: &str, name: &str, assignment: 
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    for _ in 0..300 {
+    let patience = super::Patience::new();
+    while patience.lasts() {
         let (_, r) = send(emu, token, Method::GET, &url, None).await;
         let state = r["properties"]["provisioningState"]
             .as_str()
@@ -282,7 +284,8 @@ async fn deployments_run_nested_templates_through_arm() {
         .expect("Azure-AsyncOperation")
         .to_string();
     let mut last = Value::Null;
-    for _ in 0..100 {
+    let patience = super::Patience::new();
+    while patience.lasts() {
         let (_, status_body) = send(&emu, &token, Method::GET, &op, None).await;
         last = status_body;
         if last["status"] != "Running" {
@@ -519,7 +522,8 @@ async fn subscription_deployments_create_groups_and_deploy_into_them() {
     let (status, created) = send(&emu, &token, Method::PUT, &url, Some(located)).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let mut done = Value::Null;
-    for _ in 0..100 {
+    let patience = super::Patience::new();
+    while patience.lasts() {
         let (_, d) = send(&emu, &token, Method::GET, &url, None).await;
         done = d;
         if done["properties"]["provisioningState"] != "Running" {

@@ -106,7 +106,8 @@ async fn compliance_remediation_and_trigger_scan() {
     assert_eq!(status, StatusCode::CREATED, "{rem}");
     assert_eq!(rem["properties"]["provisioningState"], "Accepted");
     let mut last = Value::Null;
-    for _ in 0..100 {
+    let patience = super::Patience::new();
+    while patience.lasts() {
         let (_, _, r) = emu.get(Some(&token), &remediation).await;
         last = r;
         if last["properties"]["provisioningState"] == "Succeeded" {

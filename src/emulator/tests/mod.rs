@@ -166,6 +166,20 @@ impl Emu {
     }
 }
 
+/// How long a test waits for the emulator's background work (LROs, remediations, deployments)
+/// before it gives up: a liveness bound, generous for a loaded machine, never a speed target.
+pub(super) struct Patience(std::time::Instant);
+
+impl Patience {
+    pub(super) fn new() -> Self {
+        Self(std::time::Instant::now() + std::time::Duration::from_secs(60))
+    }
+
+    pub(super) fn lasts(&self) -> bool {
+        std::time::Instant::now() < self.0
+    }
+}
+
 pub(super) fn error_code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("<none>")
 }

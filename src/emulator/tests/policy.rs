@@ -421,7 +421,8 @@ async fn scopes_hierarchy_and_resource_group_delete() {
     assert_eq!(status, StatusCode::OK, "{got}");
     assert_eq!(got["properties"]["displayName"], "Platform");
     let mut op = Value::Null;
-    for _ in 0..100 {
+    let patience = super::Patience::new();
+    while patience.lasts() {
         let (status, _, body) = emu.get(Some(&token), &op_url).await;
         op = body;
         if status == StatusCode::OK {
