@@ -13,6 +13,7 @@ pub mod resource;
 pub mod schema;
 pub mod server;
 pub mod timeouts;
+pub mod typed;
 pub mod value;
 
 pub use diag::{AttributePath, Diagnostic, Diagnostics, PathStep, Severity};

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::diag::{AttributePath, Diagnostics};
 use super::schema::Schema;
-use super::value::Value;
+use super::value::{Type, Value};
 
 /// Whatever the provider's Configure produced (an ARM client, for us). Resources downcast it.
 pub type ProviderData = Arc<dyn Any + Send + Sync>;
@@ -138,6 +138,12 @@ pub trait Resource: Send + Sync + 'static {
     fn type_name(&self) -> &'static str;
     fn schema(&self) -> Schema;
 
+    /// The [`Typed`](super::typed::Typed) type the resource's state decodes into, so one test
+    /// can hold every resource's Rust type against its schema.
+    fn state_type(&self) -> Option<Type> {
+        None
+    }
+
     /// Cross-attribute checks; the configuration may contain unknown values.
     fn validate_config(&self, _config: &Value, _diags: &mut Diagnostics) {}
 
@@ -208,6 +214,11 @@ pub trait Resource: Send + Sync + 'static {
 pub trait DataSource: Send + Sync + 'static {
     fn type_name(&self) -> &'static str;
     fn schema(&self) -> Schema;
+
+    /// As [`Resource::state_type`].
+    fn state_type(&self) -> Option<Type> {
+        None
+    }
 
     fn validate_config(&self, _config: &Value, _diags: &mut Diagnostics) {}
 

@@ -458,11 +458,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn schema_is_valid() {
-        schema().block.validate().unwrap();
-    }
-
-    #[test]
     fn addon_key_is_found_whatever_its_casing() {
         let c = json!({"properties": {"addonProfiles": {"azurePolicy": {"enabled": true, "config": {"version": "v2"},
             "identity": {"clientId": "c", "objectId": "o", "resourceId": "r"}}}}});

@@ -517,11 +517,6 @@ spec:
     }
 
     #[test]
-    fn schema_is_valid() {
-        let _ = schema();
-    }
-
-    #[test]
     fn right_expect_passes_and_wrong_one_names_the_test() {
         let right = "spec:\n  containers:\n    - {name: side, securityContext: {allowPrivilegeEscalation: true}}\n    - {name: app, securityContext: {allowPrivilegeEscalation: false}}\n";
         let d = validate(&config(MUTATOR, vec![test_block("sets it", POD, right)]));

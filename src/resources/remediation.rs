@@ -518,11 +518,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn schema_is_valid() {
-        schema().block.validate().unwrap();
-    }
-
-    #[test]
     fn body_carries_only_what_is_set() {
         let planned = Value::object([
             (
