@@ -6,8 +6,8 @@
 //!
 //! Field types and what they stand for:
 //! - `String`, `bool`, `i64`: a value that must be known and set.
-//! - `Option<T>`: null — or unknown, which reads as `None` too: a value decided only at apply
-//!   carries nothing to check or copy yet. Writes `None` as null.
+//! - `Option<T>`: null — or not wholly known, which reads as `None` too: a value decided only
+//!   at apply carries nothing to check or copy yet. Writes `None` as null.
 //! - `Knowable<T>`: null, unknown or known, kept apart, for plans that must keep an unknown.
 //! - `Vec<T>`: a list (attribute or nested block); null and unknown read as empty. Use
 //!   `Option<Vec<T>>` where null and empty differ.
@@ -222,10 +222,10 @@ impl<T: Typed> Typed for Option<T> {
     }
 
     fn from_value(value: &Value, path: &AttributePath) -> Result<Self, TypedError> {
-        match value {
-            Value::Unknown | Value::Null => Ok(None),
-            v => T::from_value(v, path).map(Some),
+        if value.is_null() || !value.is_wholly_known() {
+            return Ok(None);
         }
+        T::from_value(value, path).map(Some)
     }
 
     fn to_value(&self) -> Value {

@@ -19,7 +19,7 @@ use crate::policy::{ParameterDefinition, PolicyDefinition, PolicyDefinitionPrope
 
 use super::definition_api::{identifying_attributes, DefinitionCollection};
 use super::existence::check_planned_scope;
-use super::json::{canonical_json, json_attribute};
+use super::json::{canonical_json, json_attribute, json_text};
 use super::provider::Configured;
 use super::reconcile::timeouts_only_update;
 use super::waits::POLICY_TIMEOUTS;
@@ -282,7 +282,14 @@ fn schema() -> Schema {
 pub(crate) fn parameters_of(
     config: &Value,
 ) -> Result<Option<BTreeMap<String, ParameterDefinition>>, String> {
-    match json_attribute(config, "parameters") {
+    parameters_from_text(config.get("parameters").as_str())
+}
+
+/// [`parameters_of`] for typed state: declarations from their JSON text.
+pub(crate) fn parameters_from_text(
+    text: Option<&str>,
+) -> Result<Option<BTreeMap<String, ParameterDefinition>>, String> {
+    match json_text(text) {
         None => Ok(None),
         Some(j) => serde_json::from_value(j)
             .map(Some)

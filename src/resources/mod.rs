@@ -40,8 +40,6 @@ mod tests {
         "akspolicy_assignment",
         "akspolicy_cluster_addon",
         "akspolicy_definition",
-        "akspolicy_exemption",
-        "akspolicy_initiative",
         "akspolicy_kubernetes_mutation",
         "akspolicy_remediation",
     ];

@@ -29,35 +29,50 @@ pub fn same_id(a: &str, b: &str) -> bool {
 /// The prior string while it equals `remote` ignoring case (ids, enum values Azure re-cases),
 /// else `remote`.
 pub fn keep_str_ci(prior: &Value, remote: Option<&str>) -> Value {
-    match (prior.as_str(), remote) {
-        (Some(p), Some(r)) if same_id(p, r) => prior.clone(),
-        (_, r) => Value::opt_string(r),
+    Value::opt_string(kept_str_ci(prior.as_str(), remote))
+}
+
+/// [`keep_str_ci`] for typed state.
+pub fn kept_str_ci(prior: Option<&str>, remote: Option<&str>) -> Option<String> {
+    match (prior, remote) {
+        (Some(p), Some(r)) if same_id(p, r) => Some(p.to_string()),
+        (_, r) => r.map(str::to_string),
     }
 }
 
 /// An optional free-text property: the remote value, where Azure's empty string and absence
 /// both mean "not set" (unless the user wrote the empty string).
 pub fn keep_text(prior: &Value, remote: Option<&str>) -> Value {
+    Value::opt_string(kept_text(prior.as_str(), remote))
+}
+
+/// [`keep_text`] for typed state.
+pub fn kept_text(prior: Option<&str>, remote: Option<&str>) -> Option<String> {
     match remote {
-        Some(r) if r.is_empty() && prior.as_str() != Some("") => Value::Null,
-        other => Value::opt_string(other),
+        Some(r) if r.is_empty() && prior != Some("") => None,
+        other => other.map(str::to_string),
     }
 }
 
 /// A list of ids: the prior list while equal element-wise ignoring case (null and empty being
 /// the same), else the remote list (null when empty).
 pub fn keep_id_list(prior: &Value, remote: &[String]) -> Value {
-    let prior_items = prior.string_elements();
+    let prior = prior.is_set().then(|| prior.string_elements());
+    match kept_id_list(prior.as_deref(), remote) {
+        Some(items) => Value::string_list(items),
+        None => Value::Null,
+    }
+}
+
+/// [`keep_id_list`] for typed state.
+pub fn kept_id_list(prior: Option<&[String]>, remote: &[String]) -> Option<Vec<String>> {
+    let prior_items = prior.unwrap_or_default();
     let same = prior_items.len() == remote.len()
         && prior_items.iter().zip(remote).all(|(p, r)| same_id(p, r));
-    if same && (prior.is_set() || remote.is_empty()) {
-        return prior.clone();
+    if same && (prior.is_some() || remote.is_empty()) {
+        return prior.map(<[String]>::to_vec);
     }
-    if remote.is_empty() {
-        Value::Null
-    } else {
-        Value::string_list(remote.iter().cloned())
-    }
+    (!remote.is_empty()).then(|| remote.to_vec())
 }
 
 /// A set of ids: like [`keep_id_list`] but order-insensitive.
@@ -219,9 +234,12 @@ pub fn arm_scope(value: &Value, path: &AttributePath, diags: &mut Diagnostics) {
 /// The metadata object to send, parsed from the attribute (null when unset or unparseable;
 /// the validator reports the latter).
 pub fn metadata_to_arm(value: &Value) -> Option<Json> {
-    value
-        .as_str()
-        .and_then(|s| serde_json::from_str::<Json>(s).ok())
+    metadata_text_to_arm(value.as_str())
+}
+
+/// [`metadata_to_arm`] for typed state.
+pub fn metadata_text_to_arm(text: Option<&str>) -> Option<Json> {
+    text.and_then(|s| serde_json::from_str::<Json>(s).ok())
         .filter(Json::is_object)
 }
 
@@ -229,9 +247,14 @@ pub fn metadata_to_arm(value: &Value) -> Option<Json> {
 /// key that is not Azure-managed) mean the same remotely; else the remote object without
 /// Azure-managed keys, as canonical JSON (null when nothing is left).
 pub fn metadata_state(prior: &Value, remote: Option<&Json>) -> Value {
+    Value::opt_string(metadata_text_state(prior.as_str(), remote))
+}
+
+/// [`metadata_state`] for typed state.
+pub fn metadata_text_state(prior: Option<&str>, remote: Option<&Json>) -> Option<String> {
     let empty = Map::new();
     let remote = remote.and_then(Json::as_object).unwrap_or(&empty);
-    let prior_object = metadata_to_arm(prior);
+    let prior_object = metadata_text_to_arm(prior);
     let user_keys: Vec<&str> = prior_object
         .as_ref()
         .and_then(Json::as_object)
@@ -246,11 +269,9 @@ pub fn metadata_state(prior: &Value, remote: Option<&Json>) -> Value {
         .collect();
     let visible = Json::Object(visible);
     match &prior_object {
-        Some(p) if json_equal(p, &visible) => prior.clone(),
-        _ if visible.as_object().is_some_and(Map::is_empty) && prior_object.is_none() => {
-            Value::Null
-        }
-        _ => Value::string(canonical_json(&visible)),
+        Some(p) if json_equal(p, &visible) => prior.map(str::to_string),
+        _ if visible.as_object().is_some_and(Map::is_empty) && prior_object.is_none() => None,
+        _ => Some(canonical_json(&visible)),
     }
 }
 
