@@ -296,6 +296,25 @@ impl Typed for i64 {
     }
 }
 
+/// A number exactly as Terraform sent it (integer, float or decimal text).
+impl Typed for Number {
+    fn ty() -> Type {
+        Type::Number
+    }
+
+    fn from_value(value: &Value, path: &AttributePath) -> Result<Self, TypedError> {
+        match value {
+            Value::Number(n) => Ok(n.clone()),
+            Value::Dynamic(_, v) => Self::from_value(v, path),
+            other => Err(mismatch(path, "a number", other)),
+        }
+    }
+
+    fn to_value(&self) -> Value {
+        Value::Number(self.clone())
+    }
+}
+
 fn elements_of<T: Typed>(
     value: &Value,
     path: &AttributePath,

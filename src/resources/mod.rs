@@ -41,7 +41,6 @@ mod tests {
         "akspolicy_cluster_addon",
         "akspolicy_definition",
         "akspolicy_kubernetes_mutation",
-        "akspolicy_remediation",
     ];
 
     fn check(type_name: &str, schema: &Schema, typed: Option<Type>, untyped: &mut Vec<String>) {
