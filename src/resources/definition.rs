@@ -152,6 +152,38 @@ pub(crate) fn user_metadata_text(
     keep_json_text(prior, Some(&Json::Object(m)))
 }
 
+/// The `metadata` attribute of a Kubernetes definition as a JSON object (empty when unset);
+/// `None` after reporting that it is not one.
+pub(crate) fn metadata_object(
+    text: Option<&str>,
+    diags: &mut Diagnostics,
+) -> Option<Map<String, Json>> {
+    match text {
+        None => Some(Map::new()),
+        Some(text) => match serde_json::from_str::<Json>(text) {
+            Ok(Json::Object(m)) => Some(m),
+            _ => {
+                diags.error_at(
+                    AttributePath::attr("metadata"),
+                    "Invalid metadata",
+                    "metadata must be a JSON object.",
+                );
+                None
+            }
+        },
+    }
+}
+
+/// Metadata keys the provider writes itself into a Kubernetes definition when the user leaves
+/// them out.
+pub(crate) fn implied_kubernetes_metadata(version: Option<&str>) -> Vec<(&'static str, Json)> {
+    let mut out = vec![("category", serde_json::json!("Kubernetes"))];
+    if let Some(v) = version {
+        out.push(("version", serde_json::json!(v)));
+    }
+    out
+}
+
 /// Plans the provider's subscription as `scope` when the configuration leaves it out, so the
 /// ID is known at plan time.
 pub(crate) fn plan_default_scope(ctx: &CallContext, change: &mut PlanChange<'_>) {

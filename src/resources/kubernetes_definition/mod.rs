@@ -19,7 +19,6 @@ mod tests;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use serde_json::{Map, Value as Json};
 
 use crate::framework::typed::{Knowable, Typed};
 use crate::framework::{
@@ -33,7 +32,8 @@ use crate::policy::kubernetes_definition::{
 use crate::policy::PolicyDefinition;
 
 use super::definition::{
-    keep_json_text, plan_default_scope, replace_on_breaking_parameters, DEFINITIONS_SEGMENT,
+    keep_json_text, metadata_object, plan_default_scope, replace_on_breaking_parameters,
+    DEFINITIONS_SEGMENT,
 };
 use super::definition_api::DefinitionCollection;
 use super::existence::check_planned_scope;
@@ -95,29 +95,9 @@ struct CheckedConfig {
     policy: Option<Arc<PlannedPolicy>>,
 }
 
-fn metadata_from(
-    config: &KubernetesDefinition,
-    diags: &mut Diagnostics,
-) -> Option<Map<String, Json>> {
-    match config.metadata.as_deref() {
-        None => Some(Map::new()),
-        Some(text) => match serde_json::from_str::<Json>(text) {
-            Ok(Json::Object(m)) => Some(m),
-            _ => {
-                diags.error_at(
-                    AttributePath::attr("metadata"),
-                    "Invalid metadata",
-                    "metadata must be a JSON object.",
-                );
-                None
-            }
-        },
-    }
-}
-
 fn check_config(config: &KubernetesDefinition, diags: &mut Diagnostics) -> CheckedConfig {
     let resolved = resolve_template(config, diags);
-    let metadata = metadata_from(config, diags);
+    let metadata = metadata_object(config.metadata.as_deref(), diags);
     let template_parameters = match resolved.as_ref().map(|r| r.template.as_ref()) {
         Some(Some(t)) => match t.parameters() {
             Ok(p) => Some(p),

@@ -1,6 +1,6 @@
 //! The definition's state from what Azure holds, and the body a plan writes.
 
-use serde_json::{json, Value as Json};
+use serde_json::Value as Json;
 
 use crate::framework::typed::{Knowable, Typed};
 use crate::framework::{AttributePath, Diagnostics, Value};
@@ -8,20 +8,13 @@ use crate::policy::kubernetes_definition::{
     decode, DecodedKubernetesDefinition, KubernetesDefinitionSpec,
 };
 use crate::policy::{PolicyDefinition, PolicyDefinitionProperties};
-use crate::resources::definition::{keep_json_text, user_metadata_text};
+use crate::resources::definition::{
+    implied_kubernetes_metadata, keep_json_text, user_metadata_text,
+};
 
 use super::build_error_diag;
 use super::schema::{KubernetesDefinition, MatchBlock};
 use super::template::{exposed_rule, reconcile_template, TEMPLATE_CONTENT_PLACEHOLDER};
-
-/// Metadata keys the provider writes itself when the user leaves them out.
-pub(super) fn implied_metadata(version: Option<&str>) -> Vec<(&'static str, Json)> {
-    let mut out = vec![("category", json!("Kubernetes"))];
-    if let Some(v) = version {
-        out.push(("version", json!(v)));
-    }
-    out
-}
 
 fn same_strings(a: &[String], b: &[String]) -> bool {
     let mut a = a.to_vec();
@@ -61,7 +54,7 @@ pub(super) fn state_of(
     state.metadata = user_metadata_text(
         p.metadata.as_ref(),
         prior.metadata.as_deref(),
-        &implied_metadata(p.version.as_deref()),
+        &implied_kubernetes_metadata(p.version.as_deref()),
     );
     reconcile_template(
         prior,

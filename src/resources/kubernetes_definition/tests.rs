@@ -1,9 +1,10 @@
 use serde_json::json;
 
 use crate::framework::typed::Whole;
-use crate::resources::definition::user_metadata_text;
+use crate::resources::definition::{
+    implied_kubernetes_metadata as implied_metadata, user_metadata_text,
+};
 
-use super::state::implied_metadata;
 use super::*;
 
 const REGO: &str = r#"package k8snolatesttag
