@@ -22,8 +22,8 @@ use crate::policy::{
 use crate::typed_object;
 
 use super::definition::{
-    keep_json_text, parameters_from_text, plan_default_scope, replace_on_breaking_parameters,
-    user_metadata_text, validate_json_object, validate_version, API_VERSION,
+    keep_json, parameters_of, plan_default_scope, replace_on_breaking_parameters, user_metadata,
+    validate_json_object, validate_version, API_VERSION,
 };
 use super::definition_api::{identifying_attributes, DefinitionCollection};
 use super::existence::check_planned_scope;
@@ -178,7 +178,7 @@ typed_object! {
 fn declared_parameters(
     config: &Initiative,
 ) -> Result<BTreeMap<String, ParameterDefinition>, String> {
-    parameters_from_text(config.parameters.as_deref()).map(Option::unwrap_or_default)
+    parameters_of(config.parameters.as_deref()).map(Option::unwrap_or_default)
 }
 
 fn member_values(member: &Member) -> Json {
@@ -345,13 +345,13 @@ fn state_of(prior: &Initiative, s: &PolicySetDefinition, scope: &str) -> Initiat
     state.version = p.version.clone().into();
     // The provider never writes `metadata.version` itself, so Azure's metadata is the user's
     // (an imported copy of a built-in keeps its `version` key).
-    state.metadata = user_metadata_text(p.metadata.as_ref(), prior.metadata.as_deref(), &[]);
+    state.metadata = user_metadata(p.metadata.as_ref(), prior.metadata.as_deref(), &[]);
     let params = p
         .parameters
         .as_ref()
         .filter(|m| !m.is_empty() || prior.parameters.known().is_some())
         .and_then(|x| serde_json::to_value(x).ok());
-    state.parameters = keep_json_text(prior.parameters.as_deref(), params.as_ref()).into();
+    state.parameters = keep_json(prior.parameters.as_deref(), params.as_ref()).into();
     let members: Vec<Member> = p
         .policy_definitions
         .iter()
@@ -378,7 +378,7 @@ fn state_of(prior: &Initiative, s: &PolicySetDefinition, scope: &str) -> Initiat
                 {
                     None
                 }
-                Some(v) => keep_json_text(prior_params, Some(v)),
+                Some(v) => keep_json(prior_params, Some(v)),
                 None => None,
             };
             // An empty list Azure echoes stays null when the user left it out.

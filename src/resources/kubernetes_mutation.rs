@@ -23,7 +23,7 @@ use crate::policy::PolicyDefinition;
 use crate::typed_object;
 
 use super::definition::{
-    implied_kubernetes_metadata, metadata_object, plan_default_scope, user_metadata_text,
+    implied_kubernetes_metadata, metadata_object, plan_default_scope, user_metadata,
     validate_version, DEFINITIONS_SEGMENT,
 };
 use super::definition_api::{identifying_attributes, DefinitionCollection};
@@ -347,7 +347,7 @@ fn state_of(
     state.display_name = p.display_name.clone();
     state.description = p.description.clone();
     state.version = p.version.clone().into();
-    state.metadata = user_metadata_text(
+    state.metadata = user_metadata(
         p.metadata.as_ref(),
         prior.metadata.as_deref(),
         &implied_kubernetes_metadata(p.version.as_deref()),

@@ -32,7 +32,7 @@ use crate::policy::kubernetes_definition::{
 use crate::policy::PolicyDefinition;
 
 use super::definition::{
-    keep_json_text, metadata_object, plan_default_scope, replace_on_breaking_parameters,
+    keep_json, metadata_object, plan_default_scope, replace_on_breaking_parameters,
     DEFINITIONS_SEGMENT,
 };
 use super::definition_api::DefinitionCollection;
@@ -303,12 +303,12 @@ impl Resource for KubernetesDefinitionResource {
         if config.parameters.is_null() {
             if let Ok(params_json) = serde_json::to_value(&new_params) {
                 planned.parameters =
-                    keep_json_text(prior.parameters.as_deref(), Some(&params_json)).into();
+                    keep_json(prior.parameters.as_deref(), Some(&params_json)).into();
             }
         }
         if config.policy_rule.is_null() {
             planned.policy_rule =
-                keep_json_text(prior.policy_rule.as_deref(), Some(&exposed_rule(&rule))).into();
+                keep_json(prior.policy_rule.as_deref(), Some(&exposed_rule(&rule))).into();
         }
         planned.rendered_template = match &resolved.source {
             TemplateSource::Embedded(yaml) => Knowable::Known(yaml.clone()),

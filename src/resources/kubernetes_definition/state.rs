@@ -8,9 +8,7 @@ use crate::policy::kubernetes_definition::{
     decode, DecodedKubernetesDefinition, KubernetesDefinitionSpec,
 };
 use crate::policy::{PolicyDefinition, PolicyDefinitionProperties};
-use crate::resources::definition::{
-    implied_kubernetes_metadata, keep_json_text, user_metadata_text,
-};
+use crate::resources::definition::{implied_kubernetes_metadata, keep_json, user_metadata};
 
 use super::build_error_diag;
 use super::schema::{KubernetesDefinition, MatchBlock};
@@ -51,7 +49,7 @@ pub(super) fn state_of(
     state.display_name = p.display_name.clone();
     state.description = p.description.clone();
     state.version = p.version.clone().into();
-    state.metadata = user_metadata_text(
+    state.metadata = user_metadata(
         p.metadata.as_ref(),
         prior.metadata.as_deref(),
         &implied_kubernetes_metadata(p.version.as_deref()),
@@ -102,8 +100,8 @@ pub(super) fn state_of(
         .parameters
         .as_ref()
         .and_then(|x| serde_json::to_value(x).ok());
-    state.parameters = keep_json_text(prior.parameters.as_deref(), params.as_ref()).into();
-    state.policy_rule = keep_json_text(
+    state.parameters = keep_json(prior.parameters.as_deref(), params.as_ref()).into();
+    state.policy_rule = keep_json(
         prior.policy_rule.as_deref(),
         p.policy_rule.as_ref().map(exposed_rule).as_ref(),
     )

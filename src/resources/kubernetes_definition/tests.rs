@@ -2,7 +2,7 @@ use serde_json::json;
 
 use crate::framework::typed::Whole;
 use crate::resources::definition::{
-    implied_kubernetes_metadata as implied_metadata, user_metadata_text,
+    implied_kubernetes_metadata as implied_metadata, user_metadata,
 };
 
 use super::*;
@@ -336,18 +336,18 @@ fn v1_syntax_without_import_gets_a_hint() {
 fn metadata_ignores_what_azure_and_the_provider_add() {
     let azure = json!({"category": "Kubernetes", "createdBy": "x", "version": "1.0.0"});
     assert_eq!(
-        user_metadata_text(Some(&azure), None, &implied_metadata(Some("1.0.0"))),
+        user_metadata(Some(&azure), None, &implied_metadata(Some("1.0.0"))),
         None
     );
     let prior = r#"{ "owner": "team" }"#;
     let azure = json!({"category": "Kubernetes", "owner": "team", "updatedOn": "t"});
     assert_eq!(
-        user_metadata_text(Some(&azure), Some(prior), &implied_metadata(None)).as_deref(),
+        user_metadata(Some(&azure), Some(prior), &implied_metadata(None)).as_deref(),
         Some(prior)
     );
     let azure = json!({"category": "Kubernetes", "owner": "other"});
     assert_eq!(
-        user_metadata_text(Some(&azure), Some(prior), &implied_metadata(None)).as_deref(),
+        user_metadata(Some(&azure), Some(prior), &implied_metadata(None)).as_deref(),
         Some(r#"{"owner":"other"}"#)
     );
 }
