@@ -4,6 +4,7 @@
 //!
 //! It knows Terraform's semantics and nothing of Azure: it never imports `arm` or `policy`.
 
+pub mod apply;
 pub mod diag;
 pub mod docs;
 pub mod function;

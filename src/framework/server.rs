@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use tokio_util::sync::CancellationToken;
 
+use super::apply::local_only_update;
 use super::diag::{AttributePath, Diagnostic, Diagnostics};
 use super::function::{Function, FunctionSignature};
 use super::plan::plan_resource_change;
@@ -363,7 +364,7 @@ impl Server {
     }
 
     pub async fn apply_resource_change(&self, req: ApplyResourceRequest) -> ApplyResponse {
-        let Some((resource, _)) = self.resources.get(&req.type_name) else {
+        let Some((resource, schema)) = self.resources.get(&req.type_name) else {
             return ApplyResponse {
                 new_state: req.prior_state,
                 private: req.planned_private,
@@ -391,16 +392,23 @@ impl Server {
             config: &req.config,
         };
         let creating = req.prior_state.is_null();
-        let ApplyResult { state, mut diags } = if creating {
-            resource.create(&ctx, apply).await
-        } else {
-            resource.update(&ctx, apply).await
+        // An update of only what lives in Terraform (`timeouts`, `local_only` attributes and
+        // blocks) never reaches the resource.
+        let local_only = (!creating)
+            .then(|| local_only_update(&schema.block, &req.prior_state, &req.planned_state))
+            .flatten();
+        let remote = local_only.is_none();
+        let ApplyResult { state, mut diags } = match local_only {
+            Some(state) => ApplyResult::ok(state),
+            None if creating => resource.create(&ctx, apply).await,
+            None => resource.update(&ctx, apply).await,
         };
-        // Stamp the write for later reads. A failed update returns no state, and a
-        // timeouts-only update writes nothing to Azure: both keep the prior stamp.
-        let wrote = state
-            .as_ref()
-            .is_some_and(|new| creating || timeouts::differ_beyond_timeouts(&req.prior_state, new));
+        // Stamp the write for later reads. A failed update returns no state, and a local-only
+        // update writes nothing to Azure: both keep the prior stamp.
+        let wrote = remote
+            && state.as_ref().is_some_and(|new| {
+                creating || timeouts::differ_beyond_timeouts(&req.prior_state, new)
+            });
         let private = if wrote {
             PrivateData::written_now().encode()
         } else {

@@ -23,7 +23,6 @@ use super::definition_api::{identifying_attributes, DefinitionCollection};
 use super::existence::check_planned_scope;
 use super::json::{canonical_json, json_text};
 use super::provider::Configured;
-use super::reconcile::timeouts_only_update;
 use super::waits::POLICY_TIMEOUTS;
 
 pub const API_VERSION: &str = "2025-03-01";
@@ -514,9 +513,6 @@ impl Resource for DefinitionResource {
     }
 
     async fn update(&self, ctx: &CallContext, req: ApplyRequest<'_>) -> ApplyResult {
-        if let Some(state) = timeouts_only_update(req.prior, req.planned) {
-            return ApplyResult::ok(state);
-        }
         put(ctx, &req).await
     }
 

@@ -26,7 +26,6 @@ use super::provider::Configured;
 use super::reconcile::{
     arm_scope, ignore_case_only_replacements, json_object_string, keep_equivalent, kept_id_list,
     kept_str_ci, kept_text, metadata_text_state, metadata_text_to_arm, same_id,
-    timeouts_only_update,
 };
 use super::scoped::{PropagationWait, ScopedBody, ScopedKind};
 use super::selectors::{
@@ -514,9 +513,6 @@ impl Resource for ExemptionResource {
     }
 
     async fn update(&self, ctx: &CallContext, req: ApplyRequest<'_>) -> ApplyResult {
-        if let Some(state) = timeouts_only_update(req.prior, req.planned) {
-            return ApplyResult::ok(state);
-        }
         write(ctx, &req, Operation::Update).await
     }
 

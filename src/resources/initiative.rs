@@ -29,7 +29,6 @@ use super::definition_api::{identifying_attributes, DefinitionCollection};
 use super::existence::check_planned_scope;
 use super::json::json_text;
 use super::provider::Configured;
-use super::reconcile::timeouts_only_update;
 use super::waits::POLICY_TIMEOUTS;
 
 const SETS: DefinitionCollection = DefinitionCollection {
@@ -594,9 +593,6 @@ impl Resource for InitiativeResource {
     }
 
     async fn update(&self, ctx: &CallContext, req: ApplyRequest<'_>) -> ApplyResult {
-        if let Some(state) = timeouts_only_update(req.prior, req.planned) {
-            return ApplyResult::ok(state);
-        }
         put(ctx, &req).await
     }
 

@@ -28,7 +28,6 @@ use super::definition::{
 };
 use super::definition_api::{identifying_attributes, DefinitionCollection};
 use super::existence::check_planned_scope;
-use super::reconcile::timeouts_only_update;
 use super::waits::POLICY_TIMEOUTS;
 
 const DEFINITIONS: DefinitionCollection = DefinitionCollection {
@@ -108,7 +107,7 @@ fn schema() -> Schema {
                 .description("The `effect` parameter's default: `Mutate` (the default) or `Disabled`.")
                 .validate_with(|v, path, diags| one_of(v, path, diags, &MUTATION_EFFECTS)),
         )
-        .block(NestedBlock::list("test", test))
+        .block(NestedBlock::list("test", test).local_only())
         .block(timeouts::block(POLICY_TIMEOUTS)),
     )
 }
@@ -452,17 +451,8 @@ impl Resource for KubernetesMutationResource {
     }
 
     async fn update(&self, ctx: &CallContext, req: ApplyRequest<'_>) -> ApplyResult {
-        // `test` blocks and `timeouts` live only in Terraform.
-        let (Ok(mut unchanged), Ok(planned)) = (
-            KubernetesMutation::decode(req.prior),
-            KubernetesMutation::decode(req.planned),
-        ) else {
-            return put(ctx, &req).await;
-        };
-        unchanged.test = planned.test;
-        if let Some(state) = timeouts_only_update(&unchanged.to_value(), req.planned) {
-            return ApplyResult::ok(state);
-        }
+        // Changes of only `test` blocks and `timeouts` never get here: the framework answers
+        // them (they are `local_only`).
         put(ctx, &req).await
     }
 

@@ -5,6 +5,7 @@
 use serde_json::{Map, Value as Json};
 
 use crate::arm::Scope;
+use crate::framework::apply::unchanged_except;
 use crate::framework::timeouts;
 use crate::framework::{AttributePath, Diagnostics, PlanChange, Value};
 use crate::policy::parameters::json_equal;
@@ -122,61 +123,13 @@ pub fn keep_equivalent(prior: &Value, fresh: Value) -> Value {
     }
 }
 
-/// The planned value with every unknown replaced by the corresponding part of `fresh` (what
-/// Azure returned), so a new state keeps every known planned value exactly, as Terraform
-/// demands, and fills in only what was "known after apply".
-pub fn fill_unknowns(planned: &Value, fresh: &Value) -> Value {
-    match planned {
-        Value::Unknown => fresh.clone(),
-        Value::Object(m) => Value::Object(
-            m.iter()
-                .map(|(k, v)| (k.clone(), fill_unknowns(v, fresh.get(k))))
-                .collect(),
-        ),
-        Value::List(items) => Value::List(fill_elements(items, fresh)),
-        Value::Set(items) => Value::Set(fill_elements(items, fresh)),
-        other => other.clone(),
-    }
-}
-
-fn fill_elements(items: &[Value], fresh: &Value) -> Vec<Value> {
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, v)| fill_unknowns(v, fresh.elements().get(i).unwrap_or(&Value::Null)))
-        .collect()
-}
-
-/// Whether an update changes nothing but the `timeouts` block: everything else in `planned`
-/// is either unknown ("known after apply" for computed attributes) or equal to `prior`. Such
-/// an update needs no call to Azure.
-fn only_timeouts_change(prior: &Value, planned: &Value) -> bool {
-    let (Value::Object(p), Value::Object(n)) = (prior, planned) else {
-        return false;
-    };
-    n.iter()
-        .filter(|(k, _)| k.as_str() != timeouts::BLOCK_NAME)
-        .all(|(k, v)| same_where_known(v, p.get(k).unwrap_or(&Value::Null)))
-}
+pub use crate::framework::apply::fill_unknowns;
 
 /// The new state of an update that changes only `timeouts`, which needs no call to Azure.
+/// The framework's server already answers such updates before calling `update`
+/// ([`crate::framework::apply::local_only_update`]).
 pub fn timeouts_only_update(prior: &Value, planned: &Value) -> Option<Value> {
-    only_timeouts_change(prior, planned).then(|| fill_unknowns(planned, prior))
-}
-
-fn same_where_known(planned: &Value, prior: &Value) -> bool {
-    match (planned, prior) {
-        (Value::Unknown, _) => true,
-        (Value::Object(a), Value::Object(b)) => {
-            a.len() == b.len()
-                && a.iter()
-                    .all(|(k, v)| b.get(k).is_some_and(|p| same_where_known(v, p)))
-        }
-        (Value::List(a), Value::List(b)) | (Value::Set(a), Value::Set(b)) => {
-            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same_where_known(x, y))
-        }
-        (a, b) => a == b,
-    }
+    unchanged_except(prior, planned, &[timeouts::BLOCK_NAME])
 }
 
 /// Drops planned replacements caused only by letter case (or a trailing slash) in the given
@@ -325,43 +278,6 @@ mod tests {
     }
 
     #[test]
-    fn fill_unknowns_keeps_known_planned_values() {
-        let planned = Value::object([
-            ("id", Value::Unknown),
-            ("name", Value::string("mine")),
-            (
-                "identity",
-                Value::List(vec![Value::object([
-                    ("type", Value::string("SystemAssigned")),
-                    ("principal_id", Value::Unknown),
-                ])]),
-            ),
-        ]);
-        let fresh = Value::object([
-            ("id", Value::string("/x")),
-            ("name", Value::string("MINE")),
-            (
-                "identity",
-                Value::List(vec![Value::object([
-                    ("type", Value::string("systemassigned")),
-                    ("principal_id", Value::string("p")),
-                ])]),
-            ),
-        ]);
-        let out = fill_unknowns(&planned, &fresh);
-        assert_eq!(out.get("id"), &Value::string("/x"));
-        assert_eq!(out.get("name"), &Value::string("mine"));
-        assert_eq!(
-            out.get("identity").elements()[0].get("principal_id"),
-            &Value::string("p")
-        );
-        assert_eq!(
-            out.get("identity").elements()[0].get("type"),
-            &Value::string("SystemAssigned")
-        );
-    }
-
-    #[test]
     fn case_only_id_changes_do_not_replace() {
         let prior = Value::object([
             ("scope", Value::string("/subscriptions/S/resourceGroups/RG")),
@@ -414,24 +330,5 @@ mod tests {
             &mut d,
         );
         assert!(d.is_empty());
-    }
-
-    #[test]
-    fn a_timeouts_only_change_is_recognised() {
-        let prior = Value::object([
-            ("id", Value::string("x")),
-            ("name", Value::string("n")),
-            ("timeouts", Value::Null),
-        ]);
-        let planned = Value::object([
-            ("id", Value::Unknown),
-            ("name", Value::string("n")),
-            ("timeouts", Value::object([("create", Value::string("1m"))])),
-        ]);
-        assert!(only_timeouts_change(&prior, &planned));
-        let mut renamed = planned.clone();
-        renamed.set("name", Value::string("m"));
-        assert!(!only_timeouts_change(&prior, &renamed));
-        assert!(!only_timeouts_change(&Value::Null, &planned));
     }
 }

@@ -37,7 +37,6 @@ use super::definition::{
 };
 use super::definition_api::DefinitionCollection;
 use super::existence::check_planned_scope;
-use super::reconcile::timeouts_only_update;
 
 pub use policy_tests::{PlannedPolicy, TestProblem};
 pub use schema::{KubernetesDefinition, MatchBlock, TemplateBlock, TestBlock};
@@ -343,18 +342,8 @@ impl Resource for KubernetesDefinitionResource {
     }
 
     async fn update(&self, ctx: &CallContext, req: ApplyRequest<'_>) -> ApplyResult {
-        // `test` blocks and `timeouts` live only in Terraform; changing them (or recording
-        // them after an import) needs no call to Azure.
-        let (Ok(mut unchanged), Ok(planned)) = (
-            KubernetesDefinition::decode(req.prior),
-            KubernetesDefinition::decode(req.planned),
-        ) else {
-            return put(ctx, &req).await;
-        };
-        unchanged.test = planned.test;
-        if let Some(state) = timeouts_only_update(&unchanged.to_value(), req.planned) {
-            return ApplyResult::ok(state);
-        }
+        // Changes of only `test` blocks and `timeouts` never get here: the framework answers
+        // them (they are `local_only`).
         put(ctx, &req).await
     }
 

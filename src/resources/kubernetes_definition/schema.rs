@@ -210,7 +210,7 @@ pub fn schema() -> Schema {
             )
             .block(NestedBlock::list("template", template).items(0, 1))
             .block(NestedBlock::list("match", match_block))
-            .block(NestedBlock::list("test", test))
+            .block(NestedBlock::list("test", test).local_only())
             .block(timeouts::block(POLICY_TIMEOUTS)),
     )
 }
