@@ -446,6 +446,7 @@ impl Resource for RemediationResource {
         ApplyResult {
             state: Some(state.to_value()),
             diags,
+            ..ApplyResult::default()
         }
     }
 
