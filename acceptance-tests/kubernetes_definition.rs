@@ -17,7 +17,7 @@ use akspolicy::policy::kubernetes_definition::{
     KindMatch, KubernetesDefinitionSpec, TemplateSource,
 };
 use akspolicy::policy::rego;
-use akspolicy::resources::kubernetes_definition::PlannedPolicy;
+use akspolicy::resources::kubernetes_definition::{PlannedPolicy, TestBlock};
 
 use crate::cluster_addon::wait_idle;
 use crate::harness::{shared_specs, Emulator, Workspace};
@@ -226,24 +226,14 @@ fn test_block_outcome(
         .iter()
         .map(|o| serde_json::to_string(o).expect("inventory JSON"))
         .collect();
-    let test = Value::object([
-        ("name", Value::string("case")),
-        ("object", Value::string(yaml)),
-        (
-            "parameters",
-            Value::string(Json::Object(installed.values.clone()).to_string()),
-        ),
-        (
-            "inventory",
-            if inventory.is_empty() {
-                Value::Null
-            } else {
-                Value::string_list(inventory)
-            },
-        ),
-        ("violations", Value::string("yes")),
-        ("message", Value::Null),
-    ]);
+    let test = TestBlock {
+        name: Some("case".into()),
+        object: Some(yaml),
+        parameters: Some(Json::Object(installed.values.clone()).to_string()),
+        inventory: (!inventory.is_empty()).then_some(inventory),
+        violations: Some("yes".into()),
+        ..Default::default()
+    };
     match policy.review(&test) {
         Ok(violations) if violations.is_empty() => Outcome::Admitted,
         Ok(violations) => {

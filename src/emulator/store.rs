@@ -5,12 +5,13 @@
 //! so "children of X" is a key-prefix scan and a new resource type needs no schema change.
 
 use std::path::Path;
-use std::time::SystemTime;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+use crate::policy::timestamp::now_rfc3339;
 
 /// Lower-cased ARM id → JSON-encoded [`StoredResource`].
 const RESOURCES: TableDefinition<&str, &[u8]> = TableDefinition::new("resources");
@@ -87,10 +88,6 @@ fn restrict_to_owner(path: &Path) -> std::io::Result<()> {
         .mode(0o600)
         .open(path)?;
     file.set_permissions(std::fs::Permissions::from_mode(0o600))
-}
-
-fn now_rfc3339() -> String {
-    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
 
 impl Store {

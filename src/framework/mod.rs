@@ -4,6 +4,7 @@
 //!
 //! It knows Terraform's semantics and nothing of Azure: it never imports `arm` or `policy`.
 
+pub mod apply;
 pub mod diag;
 pub mod docs;
 pub mod function;
@@ -13,6 +14,7 @@ pub mod resource;
 pub mod schema;
 pub mod server;
 pub mod timeouts;
+pub mod typed;
 pub mod value;
 
 pub use diag::{AttributePath, Diagnostic, Diagnostics, PathStep, Severity};

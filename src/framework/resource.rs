@@ -10,8 +10,9 @@ use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
 use super::diag::{AttributePath, Diagnostics};
+use super::private::PrivateState;
 use super::schema::Schema;
-use super::value::Value;
+use super::value::{Type, Value};
 
 /// Whatever the provider's Configure produced (an ARM client, for us). Resources downcast it.
 pub type ProviderData = Arc<dyn Any + Send + Sync>;
@@ -23,19 +24,13 @@ pub struct CallContext {
     pub provider_data: Option<ProviderData>,
     /// Cancelled when Terraform sends Stop (the user pressed Ctrl-C).
     pub cancel: CancellationToken,
-    /// In reads: when this provider last wrote the object, from the resource's private data
-    /// (`None` for imported objects and states written before it was recorded).
-    pub last_write: Option<std::time::SystemTime>,
+    /// The object's private state as Terraform holds it (read, update, delete); empty on
+    /// create and in calls about no single object. A resource sets what to keep in
+    /// [`ApplyResult::private`].
+    pub private: PrivateState,
 }
 
 impl CallContext {
-    /// Whether this provider wrote the object less than `window` ago.
-    pub fn written_within(&self, window: std::time::Duration) -> bool {
-        self.last_write
-            .and_then(|t| t.elapsed().ok())
-            .is_some_and(|age| age < window)
-    }
-
     /// The configured provider data of type `T`, or an error diagnostic explaining that the
     /// provider was not configured.
     pub fn provider<T: Send + Sync + 'static>(&self) -> Result<Arc<T>, Diagnostics> {
@@ -118,18 +113,23 @@ pub struct ApplyRequest<'a> {
 pub struct ApplyResult {
     pub state: Option<Value>,
     pub diags: Diagnostics,
+    /// The private state to keep from now on; `None` keeps what Terraform held.
+    pub private: Option<PrivateState>,
 }
 
 impl ApplyResult {
     pub fn ok(state: Value) -> ApplyResult {
         ApplyResult {
             state: Some(state),
-            diags: Diagnostics::new(),
+            ..ApplyResult::default()
         }
     }
 
     pub fn failed(diags: Diagnostics) -> ApplyResult {
-        ApplyResult { state: None, diags }
+        ApplyResult {
+            diags,
+            ..ApplyResult::default()
+        }
     }
 }
 
@@ -137,6 +137,12 @@ impl ApplyResult {
 pub trait Resource: Send + Sync + 'static {
     fn type_name(&self) -> &'static str;
     fn schema(&self) -> Schema;
+
+    /// The [`Typed`](super::typed::Typed) type the resource's state decodes into, so one test
+    /// can hold every resource's Rust type against its schema.
+    fn state_type(&self) -> Option<Type> {
+        None
+    }
 
     /// Cross-attribute checks; the configuration may contain unknown values.
     fn validate_config(&self, _config: &Value, _diags: &mut Diagnostics) {}
@@ -208,6 +214,11 @@ pub trait Resource: Send + Sync + 'static {
 pub trait DataSource: Send + Sync + 'static {
     fn type_name(&self) -> &'static str;
     fn schema(&self) -> Schema;
+
+    /// As [`Resource::state_type`].
+    fn state_type(&self) -> Option<Type> {
+        None
+    }
 
     fn validate_config(&self, _config: &Value, _diags: &mut Diagnostics) {}
 

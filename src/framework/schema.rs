@@ -74,6 +74,15 @@ impl Block {
         self.blocks.iter().find(|b| b.type_name == name)
     }
 
+    /// Names of the attributes and blocks marked `local_only`.
+    pub fn local_only_names(&self) -> impl Iterator<Item = &str> {
+        let attributes = self.attributes.iter().filter(|a| a.local_only);
+        let blocks = self.blocks.iter().filter(|b| b.local_only);
+        attributes
+            .map(|a| a.name.as_str())
+            .chain(blocks.map(|b| b.type_name.as_str()))
+    }
+
     pub fn implied_type(&self) -> Type {
         let mut attrs: std::collections::BTreeMap<String, Type> = self
             .attributes
@@ -207,6 +216,9 @@ pub struct Attribute {
     pub default: Option<Value>,
     pub plan: PlanBehaviour,
     pub validators: Vec<Validator>,
+    /// Lives only in Terraform (it steers the provider, such as `test` blocks): an update
+    /// that changes nothing else needs no call to the remote API.
+    pub local_only: bool,
 }
 
 impl fmt::Debug for Attribute {
@@ -238,6 +250,7 @@ impl Attribute {
             default: None,
             plan: PlanBehaviour::default(),
             validators: Vec::new(),
+            local_only: false,
         }
     }
 
@@ -296,6 +309,12 @@ impl Attribute {
         self
     }
 
+    /// See [`Attribute::local_only`](Attribute#structfield.local_only).
+    pub fn local_only(mut self) -> Attribute {
+        self.local_only = true;
+        self
+    }
+
     pub fn use_state_for_unknown(mut self) -> Attribute {
         self.plan.use_state_for_unknown = true;
         self
@@ -326,6 +345,8 @@ pub struct NestedBlock {
     pub nesting: NestingMode,
     pub min_items: i64,
     pub max_items: i64,
+    /// As [`Attribute::local_only`](Attribute#structfield.local_only).
+    pub local_only: bool,
 }
 
 impl NestedBlock {
@@ -336,6 +357,7 @@ impl NestedBlock {
             nesting,
             min_items: 0,
             max_items: 0,
+            local_only: false,
         }
     }
 
@@ -349,6 +371,12 @@ impl NestedBlock {
 
     pub fn single(type_name: &str, block: Block) -> NestedBlock {
         NestedBlock::new(type_name, NestingMode::Single, block)
+    }
+
+    /// See [`Attribute::local_only`](Attribute#structfield.local_only).
+    pub fn local_only(mut self) -> NestedBlock {
+        self.local_only = true;
+        self
     }
 
     pub fn items(mut self, min: i64, max: i64) -> NestedBlock {

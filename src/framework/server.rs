@@ -8,16 +8,16 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use tokio_util::sync::CancellationToken;
 
+use super::apply::local_only_update;
 use super::diag::{AttributePath, Diagnostic, Diagnostics};
 use super::function::{Function, FunctionSignature};
 use super::plan::plan_resource_change;
-use super::private::PrivateData;
+use super::private::PrivateState;
 use super::resource::{
     ApplyRequest, ApplyResult, CallContext, ConfigureRequest, DataSource, PlanChange, Provider,
     ProviderData, Removal, Resource,
 };
 use super::schema::{Block, NestingMode, Schema};
-use super::timeouts;
 use super::value::Value;
 
 pub struct PlanRequest {
@@ -162,7 +162,7 @@ impl Server {
         CallContext {
             provider_data,
             cancel,
-            last_write: None,
+            private: PrivateState::default(),
         }
     }
 
@@ -278,7 +278,7 @@ impl Server {
         }
         let mut diags = Diagnostics::new();
         let ctx = CallContext {
-            last_write: PrivateData::decode(&private).written_at(),
+            private: PrivateState::decode(&private),
             ..self.context()
         };
         // Reads change nothing remotely, so abandoning one on Stop loses nothing.
@@ -363,14 +363,17 @@ impl Server {
     }
 
     pub async fn apply_resource_change(&self, req: ApplyResourceRequest) -> ApplyResponse {
-        let Some((resource, _)) = self.resources.get(&req.type_name) else {
+        let Some((resource, schema)) = self.resources.get(&req.type_name) else {
             return ApplyResponse {
                 new_state: req.prior_state,
                 private: req.planned_private,
                 diagnostics: Self::unknown_type("resource", &req.type_name),
             };
         };
-        let ctx = self.context();
+        let ctx = CallContext {
+            private: PrivateState::decode(&req.planned_private),
+            ..self.context()
+        };
         if req.planned_state.is_null() {
             let mut diags = Diagnostics::new();
             resource.delete(&ctx, &req.prior_state, &mut diags).await;
@@ -391,20 +394,23 @@ impl Server {
             config: &req.config,
         };
         let creating = req.prior_state.is_null();
-        let ApplyResult { state, mut diags } = if creating {
-            resource.create(&ctx, apply).await
-        } else {
-            resource.update(&ctx, apply).await
+        // An update of only what lives in Terraform (`timeouts`, `local_only` attributes and
+        // blocks) never reaches the resource.
+        let local_only = (!creating)
+            .then(|| local_only_update(&schema.block, &req.prior_state, &req.planned_state))
+            .flatten();
+        let ApplyResult {
+            state,
+            mut diags,
+            private,
+        } = match local_only {
+            Some(state) => ApplyResult::ok(state),
+            None if creating => resource.create(&ctx, apply).await,
+            None => resource.update(&ctx, apply).await,
         };
-        // Stamp the write for later reads. A failed update returns no state, and a
-        // timeouts-only update writes nothing to Azure: both keep the prior stamp.
-        let wrote = state
-            .as_ref()
-            .is_some_and(|new| creating || timeouts::differ_beyond_timeouts(&req.prior_state, new));
-        let private = if wrote {
-            PrivateData::written_now().encode()
-        } else {
-            req.planned_private
+        let private = match private {
+            Some(p) => p.encode(),
+            None => req.planned_private,
         };
         let new_state = match state {
             Some(s) => s,

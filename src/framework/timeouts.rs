@@ -66,18 +66,6 @@ fn minutes(d: Duration) -> String {
 /// The block's name in every resource schema.
 pub const BLOCK_NAME: &str = "timeouts";
 
-/// Whether two states of one resource differ in anything but the `timeouts` block (which lives
-/// only in Terraform).
-pub fn differ_beyond_timeouts(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Object(x), Value::Object(y)) => {
-            let beyond = |(k, _): &(&String, &Value)| k.as_str() != BLOCK_NAME;
-            !x.iter().filter(beyond).eq(y.iter().filter(beyond))
-        }
-        _ => a != b,
-    }
-}
-
 pub fn block(defaults: TimeoutDefaults) -> NestedBlock {
     let mut b = Block::new().description("How long each operation may take.");
     for op in [
@@ -266,16 +254,6 @@ mod tests {
             delete: Duration::from_secs(60),
         };
         let v = Value::object([("timeouts", Value::object([("create", Value::string("2m"))]))]);
-        let named =
-            |n: &str, t: Value| Value::object([("name", Value::string(n)), ("timeouts", t)]);
-        assert!(!differ_beyond_timeouts(
-            &named("a", Value::Null),
-            &named("a", v.get("timeouts").clone())
-        ));
-        assert!(differ_beyond_timeouts(
-            &named("a", Value::Null),
-            &named("b", Value::Null)
-        ));
         assert_eq!(
             for_operation(&v, Operation::Create, defaults),
             Duration::from_secs(120)

@@ -8,6 +8,7 @@ pub mod definition;
 pub mod kubernetes;
 pub mod parameters;
 pub mod references;
+pub mod timestamp;
 pub mod validation;
 
 pub use builtins::{BuiltinCatalogue, BuiltinsError};

@@ -1381,7 +1381,7 @@ mod tests {
             &CallContext {
                 provider_data: None,
                 cancel: Default::default(),
-                last_write: None,
+                private: Default::default(),
             },
             "/subscriptions/s/providers/Microsoft.Authorization/policyDefinitions/x",
             &mut d,

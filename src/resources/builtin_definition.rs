@@ -178,11 +178,6 @@ mod tests {
     }
 
     #[test]
-    fn schema_is_valid() {
-        schema().block.validate().unwrap();
-    }
-
-    #[test]
     fn exact_display_name_wins() {
         let all = vec![
             def("a", "Pods must X", "1.0.0"),

@@ -173,11 +173,6 @@ mod tests {
     }
 
     #[test]
-    fn schema_is_valid() {
-        schema().block.validate().unwrap();
-    }
-
-    #[test]
     fn display_name_lookup() {
         let all = vec![set("a", "Baseline"), set("b", "Baseline restricted")];
         assert_eq!(

@@ -4,6 +4,7 @@
 //! the cluster is written back guarded by its eTag, so a concurrent change by someone else is
 //! never overwritten.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -11,10 +12,12 @@ use serde_json::{json, Map, Value as Json};
 
 use crate::arm::{ArmClient, ArmError, Collection, ResourceId, SnapshotRead};
 use crate::framework::timeouts::{self, Operation, TimeoutDefaults};
+use crate::framework::typed::{Knowable, Typed};
 use crate::framework::{
     ApplyRequest, ApplyResult, Attribute, AttributePath, Block, CallContext, Diagnostic,
     Diagnostics, Resource, Schema, Type, Value,
 };
+use crate::typed_object;
 
 use super::errors::arm_error_diagnostic;
 use super::provider::Configured;
@@ -121,14 +124,36 @@ fn addon_profile(cluster: &Json) -> Option<&Json> {
     cluster.pointer("/properties/addonProfiles")?.get(key)
 }
 
+typed_object! {
+    /// The resource's configuration, plan or state.
+    pub struct ClusterAddon {
+        pub id: Knowable<String>,
+        pub cluster_id: Option<String>,
+        pub enabled: Option<bool>,
+        pub config: Option<BTreeMap<String, String>>,
+        pub version: Knowable<String>,
+        pub identity: Knowable<Vec<AddonIdentity>>,
+        pub timeouts: Value,
+    }
+}
+
+typed_object! {
+    /// The add-on's managed identity, as Azure reports it.
+    pub struct AddonIdentity {
+        pub client_id: Option<String>,
+        pub object_id: Option<String>,
+        pub resource_id: Option<String>,
+    }
+}
+
 /// The state for a cluster as read from Azure; `prior` supplies the configured `timeouts`.
-fn to_state(cluster_id: &str, cluster: &Json, prior: &Value) -> Value {
+fn to_state(cluster_id: &str, cluster: &Json, prior: &ClusterAddon) -> ClusterAddon {
     let profile = addon_profile(cluster);
     let enabled = profile
         .and_then(|p| p.get("enabled"))
         .and_then(Json::as_bool)
         .unwrap_or(false);
-    let config: Vec<(String, String)> = profile
+    let config: BTreeMap<String, String> = profile
         .and_then(|p| p.get("config"))
         .and_then(Json::as_object)
         .map(|m| {
@@ -137,31 +162,28 @@ fn to_state(cluster_id: &str, cluster: &Json, prior: &Value) -> Value {
                 .collect()
         })
         .unwrap_or_default();
-    let version = config
-        .iter()
-        .find(|(k, _)| k == "version")
-        .map(|(_, v)| v.clone());
+    let version = config.get("version").cloned();
     let identity = profile
         .and_then(|p| p.get("identity"))
         .filter(|i| i.is_object())
         .map(|i| {
-            let s = |k: &str| Value::opt_string(i.get(k).and_then(Json::as_str));
-            vec![Value::object([
-                ("client_id", s("clientId")),
-                ("object_id", s("objectId")),
-                ("resource_id", s("resourceId")),
-            ])]
+            let s = |k: &str| i.get(k).and_then(Json::as_str).map(str::to_string);
+            vec![AddonIdentity {
+                client_id: s("clientId"),
+                object_id: s("objectId"),
+                resource_id: s("resourceId"),
+            }]
         })
         .unwrap_or_default();
-    Value::object([
-        ("id", Value::string(cluster_id)),
-        ("cluster_id", Value::string(cluster_id)),
-        ("enabled", Value::Bool(enabled)),
-        ("config", Value::string_map(config)),
-        ("version", Value::opt_string(version)),
-        ("identity", Value::List(identity)),
-        ("timeouts", prior.get("timeouts").clone()),
-    ])
+    ClusterAddon {
+        id: Knowable::Known(cluster_id.to_string()),
+        cluster_id: Some(cluster_id.to_string()),
+        enabled: Some(enabled),
+        config: Some(config),
+        version: version.into(),
+        identity: Knowable::Known(identity),
+        timeouts: prior.timeouts.clone(),
+    }
 }
 
 /// Why one attempt to write the add-on profile did not finish.
@@ -288,25 +310,27 @@ async fn set_profile(
     }
 }
 
-fn config_map(v: &Value) -> Map<String, Json> {
-    v.entries()
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), Json::String(s.to_string()))))
-                .collect()
-        })
-        .unwrap_or_default()
+fn config_map(config: Option<&BTreeMap<String, String>>) -> Map<String, Json> {
+    config
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), Json::String(v.clone())))
+        .collect()
 }
 
 impl ClusterAddonResource {
     async fn apply(&self, ctx: &CallContext, req: ApplyRequest<'_>, op: Operation) -> ApplyResult {
+        let planned = match ClusterAddon::decode(req.planned) {
+            Ok(p) => p,
+            Err(e) => return ApplyResult::failed(e.into()),
+        };
         let mut diags = Diagnostics::new();
         let Some(configured) = Configured::from_context(ctx, &mut diags) else {
             return ApplyResult::failed(diags);
         };
-        let cluster_id = req.planned.get("cluster_id").as_str().unwrap_or_default();
-        let enabled = req.planned.get("enabled").as_bool().unwrap_or(true);
-        let config = config_map(req.planned.get("config"));
+        let cluster_id = planned.cluster_id.as_deref().unwrap_or_default();
+        let enabled = planned.enabled.unwrap_or(true);
+        let config = config_map(planned.config.as_ref());
         let limit = timeouts::for_operation(req.planned, op, TIMEOUTS);
         configured.snapshots.note_write(cluster_id);
         match set_profile(
@@ -320,7 +344,9 @@ impl ClusterAddonResource {
         )
         .await
         {
-            Ok(Some(cluster)) => ApplyResult::ok(to_state(cluster_id, &cluster, req.planned)),
+            Ok(Some(cluster)) => {
+                ApplyResult::ok(to_state(cluster_id, &cluster, &planned).to_value())
+            }
             Ok(None) => {
                 diags.push(
                     Diagnostic::error(
@@ -349,6 +375,10 @@ impl Resource for ClusterAddonResource {
         schema()
     }
 
+    fn state_type(&self) -> Option<Type> {
+        Some(ClusterAddon::ty())
+    }
+
     async fn create(&self, ctx: &CallContext, req: ApplyRequest<'_>) -> ApplyResult {
         self.apply(ctx, req, Operation::Create).await
     }
@@ -360,7 +390,14 @@ impl Resource for ClusterAddonResource {
         diags: &mut Diagnostics,
     ) -> Option<Value> {
         let configured = Configured::from_context(ctx, diags)?;
-        let cluster_id = state.get("cluster_id").as_str().unwrap_or_default();
+        let prior = match ClusterAddon::decode(state) {
+            Ok(p) => p,
+            Err(e) => {
+                diags.extend(e.into());
+                return Some(state.clone());
+            }
+        };
+        let cluster_id = prior.cluster_id.as_deref().unwrap_or_default();
         let limit = timeouts::for_operation(state, Operation::Read, TIMEOUTS);
         let read = tokio::time::timeout(limit, async {
             // Many clusters of one resource group: one list answers them all.
@@ -381,11 +418,13 @@ impl Resource for ClusterAddonResource {
         .await;
         match read {
             Ok(Ok(Some(cluster))) => {
-                let mut new_state = to_state(cluster_id, &cluster, state);
                 // Keep the user's spelling of the ID when Azure returns another casing.
-                new_state.set("cluster_id", state.get("cluster_id").clone());
-                new_state.set("id", state.get("id").clone());
-                Some(new_state)
+                let new_state = ClusterAddon {
+                    cluster_id: prior.cluster_id.clone(),
+                    id: prior.id.clone(),
+                    ..to_state(cluster_id, &cluster, &prior)
+                };
+                Some(new_state.to_value())
             }
             Ok(Ok(None)) => None,
             Ok(Err(e)) => {
@@ -413,9 +452,13 @@ impl Resource for ClusterAddonResource {
         let Some(configured) = Configured::from_context(ctx, diags) else {
             return;
         };
-        let cluster_id = prior.get("cluster_id").as_str().unwrap_or_default();
-        let config = config_map(prior.get("config"));
         let limit = timeouts::for_operation(prior, Operation::Delete, TIMEOUTS);
+        let prior = match ClusterAddon::decode(prior) {
+            Ok(p) => p,
+            Err(e) => return diags.extend(e.into()),
+        };
+        let cluster_id = prior.cluster_id.as_deref().unwrap_or_default();
+        let config = config_map(prior.config.as_ref());
         configured.snapshots.note_write(cluster_id);
         // A cluster that is already gone has no add-on to disable.
         if let Err(d) = set_profile(
@@ -441,15 +484,12 @@ impl Resource for ClusterAddonResource {
             );
             return None;
         }
-        Some(Value::object([
-            ("id", Value::string(id)),
-            ("cluster_id", Value::string(id)),
-            ("enabled", Value::Null),
-            ("config", Value::Null),
-            ("version", Value::Null),
-            ("identity", Value::Null),
-            ("timeouts", Value::Null),
-        ]))
+        let stub = ClusterAddon {
+            id: Knowable::Known(id.to_string()),
+            cluster_id: Some(id.to_string()),
+            ..Default::default()
+        };
+        Some(stub.to_value())
     }
 }
 
@@ -458,31 +498,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn schema_is_valid() {
-        schema().block.validate().unwrap();
-    }
-
-    #[test]
     fn addon_key_is_found_whatever_its_casing() {
         let c = json!({"properties": {"addonProfiles": {"azurePolicy": {"enabled": true, "config": {"version": "v2"},
             "identity": {"clientId": "c", "objectId": "o", "resourceId": "r"}}}}});
         assert_eq!(addon_key(&c).as_deref(), Some("azurePolicy"));
-        let state = to_state("/x", &c, &Value::Null);
-        assert_eq!(state.get("enabled").as_bool(), Some(true));
-        assert_eq!(state.get("version").as_str(), Some("v2"));
-        assert_eq!(
-            state.get("identity").elements()[0]
-                .get("object_id")
-                .as_str(),
-            Some("o")
-        );
+        let state = to_state("/x", &c, &ClusterAddon::default());
+        assert_eq!(state.enabled, Some(true));
+        assert_eq!(state.version.as_deref(), Some("v2"));
+        let identity = state.identity.known().expect("identity");
+        assert_eq!(identity[0].object_id.as_deref(), Some("o"));
     }
 
     #[test]
     fn missing_addon_reads_as_disabled() {
-        let state = to_state("/x", &json!({"properties": {}}), &Value::Null);
-        assert_eq!(state.get("enabled").as_bool(), Some(false));
-        assert!(state.get("identity").elements().is_empty());
+        let state = to_state("/x", &json!({"properties": {}}), &ClusterAddon::default());
+        assert_eq!(state.enabled, Some(false));
+        assert_eq!(state.identity, Knowable::Known(Vec::new()));
     }
 
     #[test]

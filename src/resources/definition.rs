@@ -10,18 +10,19 @@ use async_trait::async_trait;
 use serde_json::{Map, Value as Json};
 
 use crate::framework::timeouts;
+use crate::framework::typed::{Knowable, Typed};
 use crate::framework::{
     ApplyRequest, ApplyResult, Attribute, AttributePath, Block, CallContext, Diagnostic,
-    Diagnostics, PlanChange, Removal, Resource, Schema, Value,
+    Diagnostics, PlanChange, Removal, Resource, Schema, Type, Value,
 };
 use crate::policy::references::{policy_rule_parameter_references, undeclared};
 use crate::policy::{ParameterDefinition, PolicyDefinition, PolicyDefinitionProperties};
+use crate::typed_object;
 
 use super::definition_api::{identifying_attributes, DefinitionCollection};
 use super::existence::check_planned_scope;
-use super::json::{canonical_json, json_attribute};
+use super::json::{canonical_json, json_text};
 use super::provider::Configured;
-use super::reconcile::timeouts_only_update;
 use super::waits::POLICY_TIMEOUTS;
 
 pub const API_VERSION: &str = "2025-03-01";
@@ -103,13 +104,13 @@ pub(crate) fn split_scoped_id(id: &str, segment: &str) -> Option<(String, String
 }
 
 /// Keeps `prior` when it means the same as `fresh`, so Azure's formatting never shows as drift.
-pub(crate) fn keep_json(prior: &Value, fresh: Option<&Json>) -> Value {
-    match (prior.as_str(), fresh) {
+pub(crate) fn keep_json(prior: Option<&str>, fresh: Option<&Json>) -> Option<String> {
+    match (prior, fresh) {
         (Some(p), Some(f)) if serde_json::from_str::<Json>(p).is_ok_and(|p| &p == f) => {
-            prior.clone()
+            Some(p.to_string())
         }
-        (_, Some(f)) => Value::string(canonical_json(f)),
-        (_, None) => Value::Null,
+        (_, Some(f)) => Some(canonical_json(f)),
+        (_, None) => None,
     }
 }
 
@@ -117,12 +118,10 @@ pub(crate) fn keep_json(prior: &Value, fresh: Option<&Json>) -> Value {
 /// adds itself (`implied`) when the user did not write them.
 pub(crate) fn user_metadata(
     azure: Option<&Json>,
-    prior: &Value,
+    prior: Option<&str>,
     implied: &[(&str, Json)],
-) -> Value {
-    let prior_json = prior
-        .as_str()
-        .and_then(|p| serde_json::from_str::<Json>(p).ok());
+) -> Option<String> {
+    let prior_json = prior.and_then(|p| serde_json::from_str::<Json>(p).ok());
     let prior_map = prior_json.as_ref().and_then(Json::as_object);
     let mut m = azure.and_then(Json::as_object).cloned().unwrap_or_default();
     for k in SYSTEM_METADATA_KEYS {
@@ -135,9 +134,41 @@ pub(crate) fn user_metadata(
         }
     }
     if m.is_empty() && prior_map.is_none_or(|p| p.is_empty()) {
-        return prior.clone();
+        return prior.map(str::to_string);
     }
     keep_json(prior, Some(&Json::Object(m)))
+}
+
+/// The `metadata` attribute of a Kubernetes definition as a JSON object (empty when unset);
+/// `None` after reporting that it is not one.
+pub(crate) fn metadata_object(
+    text: Option<&str>,
+    diags: &mut Diagnostics,
+) -> Option<Map<String, Json>> {
+    match text {
+        None => Some(Map::new()),
+        Some(text) => match serde_json::from_str::<Json>(text) {
+            Ok(Json::Object(m)) => Some(m),
+            _ => {
+                diags.error_at(
+                    AttributePath::attr("metadata"),
+                    "Invalid metadata",
+                    "metadata must be a JSON object.",
+                );
+                None
+            }
+        },
+    }
+}
+
+/// Metadata keys the provider writes itself into a Kubernetes definition when the user leaves
+/// them out.
+pub(crate) fn implied_kubernetes_metadata(version: Option<&str>) -> Vec<(&'static str, Json)> {
+    let mut out = vec![("category", serde_json::json!("Kubernetes"))];
+    if let Some(v) = version {
+        out.push(("version", serde_json::json!(v)));
+    }
+    out
 }
 
 /// Plans the provider's subscription as `scope` when the configuration leaves it out, so the
@@ -268,9 +299,9 @@ fn schema() -> Schema {
 /// The parameters a definition's or initiative's `parameters` JSON declares (`None` when
 /// unset); an error names what is wrong with a declaration.
 pub(crate) fn parameters_of(
-    config: &Value,
+    text: Option<&str>,
 ) -> Result<Option<BTreeMap<String, ParameterDefinition>>, String> {
-    match json_attribute(config, "parameters") {
+    match json_text(text) {
         None => Ok(None),
         Some(j) => serde_json::from_value(j)
             .map(Some)
@@ -278,8 +309,25 @@ pub(crate) fn parameters_of(
     }
 }
 
-fn properties_of(config: &Value) -> Result<PolicyDefinitionProperties, Diagnostic> {
-    let parameters = parameters_of(config).map_err(|e| {
+typed_object! {
+    /// The resource's configuration, plan or state.
+    pub struct Definition {
+        pub id: Knowable<String>,
+        pub name: Option<String>,
+        pub scope: Knowable<String>,
+        pub mode: Option<String>,
+        pub display_name: Option<String>,
+        pub description: Option<String>,
+        pub version: Knowable<String>,
+        pub policy_rule: Knowable<String>,
+        pub parameters: Knowable<String>,
+        pub metadata: Option<String>,
+        pub timeouts: Value,
+    }
+}
+
+fn properties_of(config: &Definition) -> Result<PolicyDefinitionProperties, Diagnostic> {
+    let parameters = parameters_of(config.parameters.as_deref()).map_err(|e| {
         Diagnostic::error(
             "Invalid parameters",
             format!("Each parameter needs at least a `type`: {e}"),
@@ -288,13 +336,13 @@ fn properties_of(config: &Value) -> Result<PolicyDefinitionProperties, Diagnosti
     })?;
     Ok(PolicyDefinitionProperties {
         policy_type: Some("Custom".into()),
-        mode: config.get("mode").as_str().map(str::to_string),
-        display_name: config.get("display_name").as_str().map(str::to_string),
-        description: config.get("description").as_str().map(str::to_string),
-        metadata: json_attribute(config, "metadata"),
+        mode: config.mode.clone(),
+        display_name: config.display_name.clone(),
+        description: config.description.clone(),
+        metadata: json_text(config.metadata.as_deref()),
         parameters,
-        policy_rule: json_attribute(config, "policy_rule"),
-        version: config.get("version").as_str().map(str::to_string),
+        policy_rule: json_text(config.policy_rule.as_deref()),
+        version: config.version.as_deref().map(str::to_string),
         ..Default::default()
     })
 }
@@ -313,50 +361,48 @@ fn undeclared_parameters(
 }
 
 fn state_from(prior: &Value, d: &PolicyDefinition, scope: &str) -> Value {
+    // Anything but an object (never sent for a managed resource) starts from nothing; the
+    // schema test rules out every other mismatch.
+    let prior = Definition::decode(prior).unwrap_or_default();
+    state_of(&prior, d, scope).to_value()
+}
+
+fn state_of(prior: &Definition, d: &PolicyDefinition, scope: &str) -> Definition {
     let p = &d.properties;
     let mut state = prior.clone();
-    if !matches!(state, Value::Object(_)) {
-        state = Value::Object(Default::default());
-    }
-    state.set("id", Value::opt_string(d.id.clone()));
+    state.id = d.id.clone().into();
     if let Some(name) = &d.name {
-        state.set("name", Value::string(name.clone()));
+        state.name = Some(name.clone());
     }
-    state.set("scope", Value::string(scope));
+    state.scope = Knowable::Known(scope.to_string());
     // Modes are case-insensitive in Azure.
-    let mode = match (prior.get("mode").as_str(), p.mode.as_deref()) {
+    state.mode = match (prior.mode.as_deref(), p.mode.as_deref()) {
         (Some(a), Some(b)) if a.eq_ignore_ascii_case(b) => Some(a.to_string()),
         (_, m) => m.map(str::to_string),
     };
-    state.set("mode", Value::opt_string(mode));
-    state.set("display_name", Value::opt_string(p.display_name.clone()));
-    state.set("description", Value::opt_string(p.description.clone()));
-    state.set("version", Value::opt_string(p.version.clone()));
-    state.set(
-        "policy_rule",
-        keep_json(prior.get("policy_rule"), p.policy_rule.as_ref()),
-    );
+    state.display_name = p.display_name.clone();
+    state.description = p.description.clone();
+    state.version = p.version.clone().into();
+    state.policy_rule = keep_json(prior.policy_rule.as_deref(), p.policy_rule.as_ref()).into();
     let params = p
         .parameters
         .as_ref()
-        .filter(|m| !m.is_empty() || prior.get("parameters").is_set())
+        .filter(|m| !m.is_empty() || prior.parameters.known().is_some())
         .and_then(|x| serde_json::to_value(x).ok());
-    state.set(
-        "parameters",
-        keep_json(prior.get("parameters"), params.as_ref()),
-    );
-    state.set(
-        "metadata",
-        // The provider never writes `metadata.version` itself, so Azure's metadata is the user's
-        // (an imported copy of a built-in keeps its `version` key).
-        user_metadata(p.metadata.as_ref(), prior.get("metadata"), &[]),
-    );
+    state.parameters = keep_json(prior.parameters.as_deref(), params.as_ref()).into();
+    // The provider never writes `metadata.version` itself, so Azure's metadata is the user's
+    // (an imported copy of a built-in keeps its `version` key).
+    state.metadata = user_metadata(p.metadata.as_ref(), prior.metadata.as_deref(), &[]);
     state
 }
 
 async fn put(ctx: &CallContext, req: &ApplyRequest<'_>) -> ApplyResult {
+    let planned = match Definition::decode(req.planned) {
+        Ok(p) => p,
+        Err(e) => return ApplyResult::failed(e.into()),
+    };
     let mut diags = Diagnostics::new();
-    let properties = match properties_of(req.planned) {
+    let properties = match properties_of(&planned) {
         Ok(p) => p,
         Err(d) => {
             diags.push(d);
@@ -366,13 +412,13 @@ async fn put(ctx: &CallContext, req: &ApplyRequest<'_>) -> ApplyResult {
     let Some(scope) = DEFINITIONS.write_scope(ctx, req, &mut diags) else {
         return ApplyResult::failed(diags);
     };
-    let name = req.planned.get("name").as_str().unwrap_or_default();
+    let name = planned.name.as_deref().unwrap_or_default();
     let body = PolicyDefinition {
         properties,
         ..Default::default()
     };
     match DEFINITIONS.put(ctx, &scope, name, &body).await {
-        Ok(d) => ApplyResult::ok(state_from(req.planned, &d, &scope)),
+        Ok(d) => ApplyResult::ok(state_of(&planned, &d, &scope).to_value()),
         Err(d) => ApplyResult::failed(d),
     }
 }
@@ -387,12 +433,19 @@ impl Resource for DefinitionResource {
         schema()
     }
 
+    fn state_type(&self) -> Option<Type> {
+        Some(Definition::ty())
+    }
+
     fn validate_config(&self, config: &Value, diags: &mut Diagnostics) {
-        let (rule, params) = (config.get("policy_rule"), config.get("parameters"));
-        if rule.is_unknown() || params.is_unknown() {
+        let config = match Definition::decode(config) {
+            Ok(c) => c,
+            Err(e) => return diags.extend(e.into()),
+        };
+        if config.policy_rule.is_unknown() || config.parameters.is_unknown() {
             return;
         }
-        let declared = match parameters_of(config) {
+        let declared = match parameters_of(config.parameters.as_deref()) {
             Ok(p) => p.unwrap_or_default(),
             Err(e) => {
                 diags.error_at(
@@ -403,7 +456,7 @@ impl Resource for DefinitionResource {
                 return;
             }
         };
-        if let Some(rule) = json_attribute(config, "policy_rule") {
+        if let Some(rule) = json_text(config.policy_rule.as_deref()) {
             let missing = undeclared_parameters(&rule, &declared);
             if !missing.is_empty() {
                 diags.error_at(
@@ -430,10 +483,13 @@ impl Resource for DefinitionResource {
         plan_default_scope(ctx, change);
         // Only a written scope: the default is the provider's own subscription.
         check_planned_scope(ctx, change).await;
-        if change.prior.is_null() || !change.config.get("parameters").is_wholly_known() {
+        let Ok(config) = Definition::decode(change.config) else {
+            return;
+        };
+        if change.prior.is_null() || config.parameters.is_unknown() {
             return;
         }
-        let Ok(new) = parameters_of(change.config) else {
+        let Ok(new) = parameters_of(config.parameters.as_deref()) else {
             return;
         };
         replace_on_breaking_parameters(
@@ -457,9 +513,6 @@ impl Resource for DefinitionResource {
     }
 
     async fn update(&self, ctx: &CallContext, req: ApplyRequest<'_>) -> ApplyResult {
-        if let Some(state) = timeouts_only_update(req.prior, req.planned) {
-            return ApplyResult::ok(state);
-        }
         put(ctx, &req).await
     }
 
@@ -488,17 +541,15 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn schema_is_valid() {
-        schema().block.validate().unwrap();
-    }
-
-    #[test]
     fn json_keeps_the_users_spelling_when_equal() {
-        let prior = Value::string("{ \"b\": 1, \"a\": 2 }");
-        assert_eq!(keep_json(&prior, Some(&json!({"a": 2, "b": 1}))), prior);
+        let prior = Some("{ \"b\": 1, \"a\": 2 }");
         assert_eq!(
-            keep_json(&prior, Some(&json!({"a": 3, "b": 1}))),
-            Value::string(r#"{"a":3,"b":1}"#)
+            keep_json(prior, Some(&json!({"a": 2, "b": 1}))).as_deref(),
+            prior
+        );
+        assert_eq!(
+            keep_json(prior, Some(&json!({"a": 3, "b": 1}))).as_deref(),
+            Some(r#"{"a":3,"b":1}"#)
         );
     }
 

@@ -5,9 +5,10 @@
 //! emulator's admission ([`crate::policy::mutation`]).
 
 use async_trait::async_trait;
-use serde_json::{Map, Value as Json};
+use serde_json::Value as Json;
 
 use crate::framework::timeouts;
+use crate::framework::typed::{Knowable, Typed, Whole};
 use crate::framework::{
     ApplyRequest, ApplyResult, Attribute, AttributePath, Block, CallContext, Diagnostic,
     Diagnostics, NestedBlock, PlanChange, Removal, Resource, Schema, Type, Value,
@@ -19,11 +20,14 @@ use crate::policy::mutation_definition::{
     decode, MutationDefinitionSpec, MUTATION_EFFECTS, SOURCES,
 };
 use crate::policy::PolicyDefinition;
+use crate::typed_object;
 
-use super::definition::{plan_default_scope, user_metadata, validate_version, DEFINITIONS_SEGMENT};
+use super::definition::{
+    implied_kubernetes_metadata, metadata_object, plan_default_scope, user_metadata,
+    validate_version, DEFINITIONS_SEGMENT,
+};
 use super::definition_api::{identifying_attributes, DefinitionCollection};
 use super::existence::check_planned_scope;
-use super::reconcile::timeouts_only_update;
 use super::waits::POLICY_TIMEOUTS;
 
 const DEFINITIONS: DefinitionCollection = DefinitionCollection {
@@ -103,7 +107,7 @@ fn schema() -> Schema {
                 .description("The `effect` parameter's default: `Mutate` (the default) or `Disabled`.")
                 .validate_with(|v, path, diags| one_of(v, path, diags, &MUTATION_EFFECTS)),
         )
-        .block(NestedBlock::list("test", test))
+        .block(NestedBlock::list("test", test).local_only())
         .block(timeouts::block(POLICY_TIMEOUTS)),
     )
 }
@@ -120,30 +124,42 @@ fn one_of(value: &Value, path: &AttributePath, diags: &mut Diagnostics, allowed:
     }
 }
 
+typed_object! {
+    /// The resource's configuration, plan or state.
+    pub struct KubernetesMutation {
+        pub id: Knowable<String>,
+        pub name: Option<String>,
+        pub scope: Knowable<String>,
+        pub display_name: Option<String>,
+        pub description: Option<String>,
+        pub version: Knowable<String>,
+        pub metadata: Option<String>,
+        pub mutator: Option<String>,
+        pub namespaces: Option<Vec<String>>,
+        pub excluded_namespaces: Option<Vec<String>>,
+        pub source: Option<String>,
+        pub default_effect: Option<String>,
+        pub test: Vec<Whole<MutationTest>>,
+        pub timeouts: Value,
+    }
+}
+
+typed_object! {
+    /// A `test` block; it runs only once wholly known.
+    pub struct MutationTest {
+        pub name: Option<String>,
+        pub object: Option<String>,
+        pub expect: Option<String>,
+    }
+}
+
 /// The definition spec and the parsed mutator, with every problem reported on its attribute.
 fn check_config(
-    config: &Value,
+    config: &KubernetesMutation,
     diags: &mut Diagnostics,
 ) -> Option<(MutationDefinitionSpec, Mutator)> {
-    let metadata = match config.get("metadata").as_str() {
-        None => Some(Map::new()),
-        Some(text) => match serde_json::from_str::<Json>(text) {
-            Ok(Json::Object(m)) => Some(m),
-            _ => {
-                diags.error_at(
-                    AttributePath::attr("metadata"),
-                    "Invalid metadata",
-                    "metadata must be a JSON object.",
-                );
-                None
-            }
-        },
-    };
-    let yaml = config
-        .get("mutator")
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let metadata = metadata_object(config.metadata.as_deref(), diags);
+    let yaml = config.mutator.clone().unwrap_or_default();
     let mutator = match Mutator::parse(&yaml) {
         Ok(m) => Some(m),
         Err(e) => {
@@ -155,31 +171,27 @@ fn check_config(
             None
         }
     };
-    let strings = |name: &str, default: &[&str]| -> Vec<String> {
-        if config.get(name).is_null() {
-            default.iter().map(|s| s.to_string()).collect()
-        } else {
-            config.get(name).string_elements()
-        }
+    let strings = |value: &Option<Vec<String>>, default: &[&str]| -> Vec<String> {
+        value
+            .clone()
+            .unwrap_or_else(|| default.iter().map(|s| s.to_string()).collect())
     };
     let spec = MutationDefinitionSpec {
-        display_name: config.get("display_name").as_str().map(str::to_string),
-        description: config.get("description").as_str().map(str::to_string),
-        version: config.get("version").as_str().map(str::to_string),
+        display_name: config.display_name.clone(),
+        description: config.description.clone(),
+        version: config.version.as_deref().map(str::to_string),
         metadata: metadata?,
         mutator_yaml: yaml,
-        namespaces: strings("namespaces", &[]),
-        excluded_namespaces: strings("excluded_namespaces", &DEFAULT_EXCLUDED),
+        namespaces: strings(&config.namespaces, &[]),
+        excluded_namespaces: strings(&config.excluded_namespaces, &DEFAULT_EXCLUDED),
         source: config
-            .get("source")
-            .as_str()
-            .unwrap_or("Original")
-            .to_string(),
+            .source
+            .clone()
+            .unwrap_or_else(|| "Original".to_string()),
         default_effect: config
-            .get("default_effect")
-            .as_str()
-            .unwrap_or("Mutate")
-            .to_string(),
+            .default_effect
+            .clone()
+            .unwrap_or_else(|| "Mutate".to_string()),
     };
     Some((spec, mutator?))
 }
@@ -223,15 +235,15 @@ fn one_document(text: &str) -> Result<Json, String> {
 }
 
 /// Runs one `test` block against the mutator as the add-on installs it with the defaults.
-fn run_test(installed: &Mutator, test: &Value) -> Result<(), MutationTestProblem> {
-    let object = one_document(test.get("object").as_str().unwrap_or_default())
+fn run_test(installed: &Mutator, test: &MutationTest) -> Result<(), MutationTestProblem> {
+    let object = one_document(test.object.as_deref().unwrap_or_default())
         .map_err(MutationTestProblem::Object)?;
     if !object.is_object() {
         return Err(MutationTestProblem::Object(
             "must be a Kubernetes object (a YAML mapping)".into(),
         ));
     }
-    let expect = one_document(test.get("expect").as_str().unwrap_or_default())
+    let expect = one_document(test.expect.as_deref().unwrap_or_default())
         .map_err(MutationTestProblem::Expect)?;
     // As the API server does before calling webhooks: namespaced objects default to `default`.
     let review = crate::policy::rego::review_for(&object);
@@ -254,11 +266,11 @@ fn run_test(installed: &Mutator, test: &Value) -> Result<(), MutationTestProblem
 }
 
 fn run_tests(
-    config: &Value,
+    config: &KubernetesMutation,
     checked: Option<&(MutationDefinitionSpec, Mutator)>,
     diags: &mut Diagnostics,
 ) {
-    let tests = config.get("test").elements();
+    let tests = &config.test;
     // Problems that keep the tests from running are already reported.
     let Some((spec, mutator)) = checked else {
         return;
@@ -269,10 +281,10 @@ fn run_tests(
     let mut installed = mutator.clone();
     mutation::narrow(&mut installed, &spec.default_details());
     for (i, test) in tests.iter().enumerate() {
-        if !test.is_wholly_known() {
+        if !test.known {
             continue;
         }
-        let name = test.get("name").as_str().unwrap_or("unnamed");
+        let name = test.name.as_deref().unwrap_or("unnamed");
         if let Err(problem) = run_test(&installed, test) {
             diags.push(
                 Diagnostic::error(
@@ -285,113 +297,102 @@ fn run_tests(
     }
 }
 
-/// Metadata keys the provider writes itself when the user leaves them out.
-fn implied_metadata(version: Option<&str>) -> Vec<(&'static str, Json)> {
-    let mut out = vec![("category", serde_json::json!("Kubernetes"))];
-    if let Some(v) = version {
-        out.push(("version", serde_json::json!(v)));
-    }
-    out
-}
-
 /// Keeps the user's YAML text when it means the same as Azure's.
-fn keep_yaml(prior: &Value, remote: Option<&str>) -> Value {
+fn keep_yaml(prior: Option<&str>, remote: Option<&str>) -> Option<String> {
     let parsed = |t: &str| parse_yaml_documents(t).ok();
-    match (prior.as_str(), remote) {
-        (Some(p), Some(r)) if parsed(p).is_some() && parsed(p) == parsed(r) => prior.clone(),
-        (_, r) => Value::opt_string(r.map(str::to_string)),
+    match (prior, remote) {
+        (Some(p), Some(r)) if parsed(p).is_some() && parsed(p) == parsed(r) => Some(p.to_string()),
+        (_, r) => r.map(str::to_string),
     }
 }
 
 /// Keeps the prior list when Azure holds the same one.
-fn keep_list(prior: &Value, remote: Option<&Vec<String>>, default: &[&str]) -> Value {
+fn keep_list(
+    prior: &Option<Vec<String>>,
+    remote: Option<&Vec<String>>,
+    default: &[&str],
+) -> Option<Vec<String>> {
     let remote: Vec<String> = match remote {
         Some(r) => r.clone(),
         None => default.iter().map(|s| s.to_string()).collect(),
     };
-    if prior.is_set() && prior.string_elements() == remote {
+    if prior.as_ref() == Some(&remote) {
         return prior.clone();
     }
-    Value::string_list(remote)
+    Some(remote)
 }
 
 /// The new state from Azure's definition, reconciled with `prior`.
 fn state_from(prior: &Value, definition: &PolicyDefinition, scope: &str) -> Value {
+    // Anything but an object (never sent for a managed resource) starts from nothing; the
+    // schema test rules out every other mismatch.
+    let prior = KubernetesMutation::decode(prior).unwrap_or_default();
+    state_of(&prior, definition, scope).to_value()
+}
+
+fn state_of(
+    prior: &KubernetesMutation,
+    definition: &PolicyDefinition,
+    scope: &str,
+) -> KubernetesMutation {
     let p = &definition.properties;
     let decoded = decode(p);
     let mut state = prior.clone();
-    if !matches!(state, Value::Object(_)) {
-        state = Value::Object(Default::default());
-    }
-    state.set("id", Value::opt_string(definition.id.clone()));
+    state.id = definition.id.clone().into();
     if let Some(name) = &definition.name {
-        state.set("name", Value::string(name.clone()));
+        state.name = Some(name.clone());
     }
-    state.set("scope", Value::string(scope));
-    state.set("display_name", Value::opt_string(p.display_name.clone()));
-    state.set("description", Value::opt_string(p.description.clone()));
-    state.set("version", Value::opt_string(p.version.clone()));
-    state.set(
-        "metadata",
-        user_metadata(
-            p.metadata.as_ref(),
-            prior.get("metadata"),
-            &implied_metadata(p.version.as_deref()),
-        ),
+    state.scope = Knowable::Known(scope.to_string());
+    state.display_name = p.display_name.clone();
+    state.description = p.description.clone();
+    state.version = p.version.clone().into();
+    state.metadata = user_metadata(
+        p.metadata.as_ref(),
+        prior.metadata.as_deref(),
+        &implied_kubernetes_metadata(p.version.as_deref()),
     );
     // A definition whose mutator is a URL (not written by this resource) shows no YAML, so
     // the plan asks for the user's mutator to be written.
-    state.set(
-        "mutator",
-        keep_yaml(prior.get("mutator"), decoded.mutator_yaml.as_deref()),
+    state.mutator = keep_yaml(prior.mutator.as_deref(), decoded.mutator_yaml.as_deref());
+    state.namespaces = keep_list(&prior.namespaces, decoded.namespaces.as_ref(), &[]);
+    state.excluded_namespaces = keep_list(
+        &prior.excluded_namespaces,
+        decoded.excluded_namespaces.as_ref(),
+        &DEFAULT_EXCLUDED,
     );
-    state.set(
-        "namespaces",
-        keep_list(prior.get("namespaces"), decoded.namespaces.as_ref(), &[]),
-    );
-    state.set(
-        "excluded_namespaces",
-        keep_list(
-            prior.get("excluded_namespaces"),
-            decoded.excluded_namespaces.as_ref(),
-            &DEFAULT_EXCLUDED,
-        ),
-    );
-    state.set(
-        "source",
-        Value::string(decoded.source.unwrap_or_else(|| "Original".into())),
-    );
-    state.set(
-        "default_effect",
-        Value::string(decoded.default_effect.unwrap_or_else(|| "Mutate".into())),
-    );
-    if state.get("test").is_null() {
-        state.set("test", Value::List(Vec::new()));
-    }
+    state.source = Some(decoded.source.unwrap_or_else(|| "Original".into()));
+    state.default_effect = Some(decoded.default_effect.unwrap_or_else(|| "Mutate".into()));
     state
 }
 
 async fn put(ctx: &CallContext, req: &ApplyRequest<'_>) -> ApplyResult {
+    let planned = match KubernetesMutation::decode(req.planned) {
+        Ok(p) => p,
+        Err(e) => return ApplyResult::failed(e.into()),
+    };
     let mut diags = Diagnostics::new();
-    let Some((spec, _)) = check_config(req.planned, &mut diags) else {
+    let Some((spec, _)) = check_config(&planned, &mut diags) else {
         return ApplyResult::failed(diags);
     };
     let Some(scope) = DEFINITIONS.write_scope(ctx, req, &mut diags) else {
         return ApplyResult::failed(diags);
     };
-    let name = req.planned.get("name").as_str().unwrap_or_default();
+    let name = planned.name.as_deref().unwrap_or_default();
     let body = PolicyDefinition {
         properties: spec.properties(),
         ..Default::default()
     };
     match DEFINITIONS.put(ctx, &scope, name, &body).await {
         Ok(created) => {
-            let mut state = state_from(req.planned, &created, &scope);
+            let state = state_of(&planned, &created, &scope);
             // What the user wrote is what was applied; Azure's echo may differ in form only.
-            for attr in ["mutator", "test", "metadata"] {
-                state.set(attr, req.planned.get(attr).clone());
-            }
-            ApplyResult::ok(state)
+            let applied = KubernetesMutation {
+                mutator: planned.mutator,
+                test: planned.test,
+                metadata: planned.metadata,
+                ..state
+            };
+            ApplyResult::ok(applied.to_value())
         }
         Err(d) => ApplyResult::failed(d),
     }
@@ -407,6 +408,10 @@ impl Resource for KubernetesMutationResource {
         schema()
     }
 
+    fn state_type(&self) -> Option<Type> {
+        Some(KubernetesMutation::ty())
+    }
+
     fn validate_config(&self, config: &Value, diags: &mut Diagnostics) {
         // Unknown values (from other resources) are checked again at apply.
         let inputs = [
@@ -419,8 +424,12 @@ impl Resource for KubernetesMutationResource {
         if inputs.iter().any(|a| !config.get(a).is_wholly_known()) {
             return;
         }
-        let checked = check_config(config, diags);
-        run_tests(config, checked.as_ref(), diags);
+        let config = match KubernetesMutation::decode(config) {
+            Ok(c) => c,
+            Err(e) => return diags.extend(e.into()),
+        };
+        let checked = check_config(&config, diags);
+        run_tests(&config, checked.as_ref(), diags);
     }
 
     async fn modify_plan(&self, ctx: &CallContext, change: &mut PlanChange<'_>) {
@@ -442,12 +451,8 @@ impl Resource for KubernetesMutationResource {
     }
 
     async fn update(&self, ctx: &CallContext, req: ApplyRequest<'_>) -> ApplyResult {
-        // `test` blocks and `timeouts` live only in Terraform.
-        let mut unchanged = req.prior.clone();
-        unchanged.set("test", req.planned.get("test").clone());
-        if let Some(state) = timeouts_only_update(&unchanged, req.planned) {
-            return ApplyResult::ok(state);
-        }
+        // Changes of only `test` blocks and `timeouts` never get here: the framework answers
+        // them (they are `local_only`).
         put(ctx, &req).await
     }
 
@@ -494,31 +499,27 @@ spec:
 
     const POD: &str = "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n  containers:\n    - {name: app, image: nginx}\n    - {name: side, image: busybox, securityContext: {allowPrivilegeEscalation: true}}\n";
 
-    fn config(mutator: &str, tests: Vec<Value>) -> Value {
-        Value::object([
-            ("name", Value::string("no-escalation")),
-            ("mutator", Value::string(mutator)),
-            ("test", Value::List(tests)),
-        ])
+    fn config(mutator: &str, tests: Vec<MutationTest>) -> KubernetesMutation {
+        KubernetesMutation {
+            name: Some("no-escalation".into()),
+            mutator: Some(mutator.into()),
+            test: tests.into_iter().map(Whole::new).collect(),
+            ..Default::default()
+        }
     }
 
-    fn test_block(name: &str, object: &str, expect: &str) -> Value {
-        Value::object([
-            ("name", Value::string(name)),
-            ("object", Value::string(object)),
-            ("expect", Value::string(expect)),
-        ])
+    fn test_block(name: &str, object: &str, expect: &str) -> MutationTest {
+        MutationTest {
+            name: Some(name.into()),
+            object: Some(object.into()),
+            expect: Some(expect.into()),
+        }
     }
 
-    fn validate(config: &Value) -> Diagnostics {
+    fn validate(config: &KubernetesMutation) -> Diagnostics {
         let mut d = Diagnostics::new();
-        KubernetesMutationResource.validate_config(config, &mut d);
+        KubernetesMutationResource.validate_config(&config.to_value(), &mut d);
         d
-    }
-
-    #[test]
-    fn schema_is_valid() {
-        let _ = schema();
     }
 
     #[test]
@@ -617,18 +618,18 @@ spec:
             properties: spec.properties(),
             ..Default::default()
         };
-        let reformatted = Value::string(MUTATOR.replace(
+        let reformatted = MUTATOR.replace(
             "  name: no-privilege-escalation",
             "  name: \"no-privilege-escalation\"",
-        ));
+        );
         let mut prior = cfg.clone();
-        prior.set("mutator", reformatted.clone());
-        let state = state_from(&prior, &definition, "/subscriptions/s");
-        assert_eq!(state.get("mutator"), &reformatted);
-        assert_eq!(state.get("source").as_str(), Some("Original"));
-        assert_eq!(state.get("default_effect").as_str(), Some("Mutate"));
+        prior.mutator = Some(reformatted.clone());
+        let state = state_of(&prior, &definition, "/subscriptions/s");
+        assert_eq!(state.mutator, Some(reformatted));
+        assert_eq!(state.source.as_deref(), Some("Original"));
+        assert_eq!(state.default_effect.as_deref(), Some("Mutate"));
         assert_eq!(
-            state.get("excluded_namespaces").string_elements(),
+            state.excluded_namespaces.unwrap_or_default(),
             DEFAULT_EXCLUDED
         );
         // Someone changed the mutator in Azure: the plan shows Azure's YAML.
@@ -638,17 +639,14 @@ spec:
             properties: changed.properties(),
             ..definition.clone()
         };
-        let state = state_from(&prior, &drifted, "/subscriptions/s");
-        assert!(state
-            .get("mutator")
-            .as_str()
-            .unwrap()
-            .contains("value: true"));
+        let state = state_of(&prior, &drifted, "/subscriptions/s");
+        assert!(state.mutator.unwrap().contains("value: true"));
         // Import: from an id-only stub, everything comes from Azure.
         let stub = DEFINITIONS
             .import(definition.id.as_deref().unwrap(), &mut Diagnostics::new())
             .unwrap();
         let imported = state_from(&stub, &definition, "/subscriptions/s");
-        assert_eq!(imported.get("mutator").as_str(), Some(MUTATOR));
+        let imported = KubernetesMutation::decode(&imported).unwrap();
+        assert_eq!(imported.mutator.as_deref(), Some(MUTATOR));
     }
 }

@@ -338,8 +338,12 @@ impl Provider for AksPolicyProvider {
     async fn configure(&self, req: ConfigureRequest) -> Result<ProviderData, Diagnostics> {
         if !req.config.is_wholly_known() {
             // Terraform configures with unknowns when the provider block references resources
-            // not created yet; building the client then would only fail confusingly.
-            log::debug!("provider configuration has unknown values; deferring client setup");
+            // not created yet. The client is built all the same from what is known (unknown
+            // settings read as unset, so `ARM_*` variables and defaults fill them); a later
+            // apply configures the provider again with the values known.
+            log::debug!(
+                "provider configuration has unknown values; unknown settings read as unset"
+            );
         }
         let mut settings = settings_from_config(&req.config);
         if let Err(e) = settings.fill_from_env(&|k| std::env::var(k).ok()) {

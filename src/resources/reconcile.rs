@@ -5,6 +5,7 @@
 use serde_json::{Map, Value as Json};
 
 use crate::arm::Scope;
+use crate::framework::apply::unchanged_except;
 use crate::framework::timeouts;
 use crate::framework::{AttributePath, Diagnostics, PlanChange, Value};
 use crate::policy::parameters::json_equal;
@@ -29,35 +30,50 @@ pub fn same_id(a: &str, b: &str) -> bool {
 /// The prior string while it equals `remote` ignoring case (ids, enum values Azure re-cases),
 /// else `remote`.
 pub fn keep_str_ci(prior: &Value, remote: Option<&str>) -> Value {
-    match (prior.as_str(), remote) {
-        (Some(p), Some(r)) if same_id(p, r) => prior.clone(),
-        (_, r) => Value::opt_string(r),
+    Value::opt_string(kept_str_ci(prior.as_str(), remote))
+}
+
+/// [`keep_str_ci`] for typed state.
+pub fn kept_str_ci(prior: Option<&str>, remote: Option<&str>) -> Option<String> {
+    match (prior, remote) {
+        (Some(p), Some(r)) if same_id(p, r) => Some(p.to_string()),
+        (_, r) => r.map(str::to_string),
     }
 }
 
 /// An optional free-text property: the remote value, where Azure's empty string and absence
 /// both mean "not set" (unless the user wrote the empty string).
 pub fn keep_text(prior: &Value, remote: Option<&str>) -> Value {
+    Value::opt_string(kept_text(prior.as_str(), remote))
+}
+
+/// [`keep_text`] for typed state.
+pub fn kept_text(prior: Option<&str>, remote: Option<&str>) -> Option<String> {
     match remote {
-        Some(r) if r.is_empty() && prior.as_str() != Some("") => Value::Null,
-        other => Value::opt_string(other),
+        Some(r) if r.is_empty() && prior != Some("") => None,
+        other => other.map(str::to_string),
     }
 }
 
 /// A list of ids: the prior list while equal element-wise ignoring case (null and empty being
 /// the same), else the remote list (null when empty).
 pub fn keep_id_list(prior: &Value, remote: &[String]) -> Value {
-    let prior_items = prior.string_elements();
+    let prior = prior.is_set().then(|| prior.string_elements());
+    match kept_id_list(prior.as_deref(), remote) {
+        Some(items) => Value::string_list(items),
+        None => Value::Null,
+    }
+}
+
+/// [`keep_id_list`] for typed state.
+pub fn kept_id_list(prior: Option<&[String]>, remote: &[String]) -> Option<Vec<String>> {
+    let prior_items = prior.unwrap_or_default();
     let same = prior_items.len() == remote.len()
         && prior_items.iter().zip(remote).all(|(p, r)| same_id(p, r));
-    if same && (prior.is_set() || remote.is_empty()) {
-        return prior.clone();
+    if same && (prior.is_some() || remote.is_empty()) {
+        return prior.map(<[String]>::to_vec);
     }
-    if remote.is_empty() {
-        Value::Null
-    } else {
-        Value::string_list(remote.iter().cloned())
-    }
+    (!remote.is_empty()).then(|| remote.to_vec())
 }
 
 /// A set of ids: like [`keep_id_list`] but order-insensitive.
@@ -107,61 +123,13 @@ pub fn keep_equivalent(prior: &Value, fresh: Value) -> Value {
     }
 }
 
-/// The planned value with every unknown replaced by the corresponding part of `fresh` (what
-/// Azure returned), so a new state keeps every known planned value exactly, as Terraform
-/// demands, and fills in only what was "known after apply".
-pub fn fill_unknowns(planned: &Value, fresh: &Value) -> Value {
-    match planned {
-        Value::Unknown => fresh.clone(),
-        Value::Object(m) => Value::Object(
-            m.iter()
-                .map(|(k, v)| (k.clone(), fill_unknowns(v, fresh.get(k))))
-                .collect(),
-        ),
-        Value::List(items) => Value::List(fill_elements(items, fresh)),
-        Value::Set(items) => Value::Set(fill_elements(items, fresh)),
-        other => other.clone(),
-    }
-}
-
-fn fill_elements(items: &[Value], fresh: &Value) -> Vec<Value> {
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, v)| fill_unknowns(v, fresh.elements().get(i).unwrap_or(&Value::Null)))
-        .collect()
-}
-
-/// Whether an update changes nothing but the `timeouts` block: everything else in `planned`
-/// is either unknown ("known after apply" for computed attributes) or equal to `prior`. Such
-/// an update needs no call to Azure.
-fn only_timeouts_change(prior: &Value, planned: &Value) -> bool {
-    let (Value::Object(p), Value::Object(n)) = (prior, planned) else {
-        return false;
-    };
-    n.iter()
-        .filter(|(k, _)| k.as_str() != timeouts::BLOCK_NAME)
-        .all(|(k, v)| same_where_known(v, p.get(k).unwrap_or(&Value::Null)))
-}
+pub use crate::framework::apply::fill_unknowns;
 
 /// The new state of an update that changes only `timeouts`, which needs no call to Azure.
+/// The framework's server already answers such updates before calling `update`
+/// ([`crate::framework::apply::local_only_update`]).
 pub fn timeouts_only_update(prior: &Value, planned: &Value) -> Option<Value> {
-    only_timeouts_change(prior, planned).then(|| fill_unknowns(planned, prior))
-}
-
-fn same_where_known(planned: &Value, prior: &Value) -> bool {
-    match (planned, prior) {
-        (Value::Unknown, _) => true,
-        (Value::Object(a), Value::Object(b)) => {
-            a.len() == b.len()
-                && a.iter()
-                    .all(|(k, v)| b.get(k).is_some_and(|p| same_where_known(v, p)))
-        }
-        (Value::List(a), Value::List(b)) | (Value::Set(a), Value::Set(b)) => {
-            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same_where_known(x, y))
-        }
-        (a, b) => a == b,
-    }
+    unchanged_except(prior, planned, &[timeouts::BLOCK_NAME])
 }
 
 /// Drops planned replacements caused only by letter case (or a trailing slash) in the given
@@ -219,9 +187,12 @@ pub fn arm_scope(value: &Value, path: &AttributePath, diags: &mut Diagnostics) {
 /// The metadata object to send, parsed from the attribute (null when unset or unparseable;
 /// the validator reports the latter).
 pub fn metadata_to_arm(value: &Value) -> Option<Json> {
-    value
-        .as_str()
-        .and_then(|s| serde_json::from_str::<Json>(s).ok())
+    metadata_text_to_arm(value.as_str())
+}
+
+/// [`metadata_to_arm`] for typed state.
+pub fn metadata_text_to_arm(text: Option<&str>) -> Option<Json> {
+    text.and_then(|s| serde_json::from_str::<Json>(s).ok())
         .filter(Json::is_object)
 }
 
@@ -229,9 +200,14 @@ pub fn metadata_to_arm(value: &Value) -> Option<Json> {
 /// key that is not Azure-managed) mean the same remotely; else the remote object without
 /// Azure-managed keys, as canonical JSON (null when nothing is left).
 pub fn metadata_state(prior: &Value, remote: Option<&Json>) -> Value {
+    Value::opt_string(metadata_text_state(prior.as_str(), remote))
+}
+
+/// [`metadata_state`] for typed state.
+pub fn metadata_text_state(prior: Option<&str>, remote: Option<&Json>) -> Option<String> {
     let empty = Map::new();
     let remote = remote.and_then(Json::as_object).unwrap_or(&empty);
-    let prior_object = metadata_to_arm(prior);
+    let prior_object = metadata_text_to_arm(prior);
     let user_keys: Vec<&str> = prior_object
         .as_ref()
         .and_then(Json::as_object)
@@ -246,11 +222,9 @@ pub fn metadata_state(prior: &Value, remote: Option<&Json>) -> Value {
         .collect();
     let visible = Json::Object(visible);
     match &prior_object {
-        Some(p) if json_equal(p, &visible) => prior.clone(),
-        _ if visible.as_object().is_some_and(Map::is_empty) && prior_object.is_none() => {
-            Value::Null
-        }
-        _ => Value::string(canonical_json(&visible)),
+        Some(p) if json_equal(p, &visible) => prior.map(str::to_string),
+        _ if visible.as_object().is_some_and(Map::is_empty) && prior_object.is_none() => None,
+        _ => Some(canonical_json(&visible)),
     }
 }
 
@@ -300,43 +274,6 @@ mod tests {
         assert_eq!(
             metadata_state(&Value::Null, Some(&json!({"extra": 1}))),
             Value::string(r#"{"extra":1}"#)
-        );
-    }
-
-    #[test]
-    fn fill_unknowns_keeps_known_planned_values() {
-        let planned = Value::object([
-            ("id", Value::Unknown),
-            ("name", Value::string("mine")),
-            (
-                "identity",
-                Value::List(vec![Value::object([
-                    ("type", Value::string("SystemAssigned")),
-                    ("principal_id", Value::Unknown),
-                ])]),
-            ),
-        ]);
-        let fresh = Value::object([
-            ("id", Value::string("/x")),
-            ("name", Value::string("MINE")),
-            (
-                "identity",
-                Value::List(vec![Value::object([
-                    ("type", Value::string("systemassigned")),
-                    ("principal_id", Value::string("p")),
-                ])]),
-            ),
-        ]);
-        let out = fill_unknowns(&planned, &fresh);
-        assert_eq!(out.get("id"), &Value::string("/x"));
-        assert_eq!(out.get("name"), &Value::string("mine"));
-        assert_eq!(
-            out.get("identity").elements()[0].get("principal_id"),
-            &Value::string("p")
-        );
-        assert_eq!(
-            out.get("identity").elements()[0].get("type"),
-            &Value::string("SystemAssigned")
         );
     }
 
@@ -393,24 +330,5 @@ mod tests {
             &mut d,
         );
         assert!(d.is_empty());
-    }
-
-    #[test]
-    fn a_timeouts_only_change_is_recognised() {
-        let prior = Value::object([
-            ("id", Value::string("x")),
-            ("name", Value::string("n")),
-            ("timeouts", Value::Null),
-        ]);
-        let planned = Value::object([
-            ("id", Value::Unknown),
-            ("name", Value::string("n")),
-            ("timeouts", Value::object([("create", Value::string("1m"))])),
-        ]);
-        assert!(only_timeouts_change(&prior, &planned));
-        let mut renamed = planned.clone();
-        renamed.set("name", Value::string("m"));
-        assert!(!only_timeouts_change(&prior, &renamed));
-        assert!(!only_timeouts_change(&Value::Null, &planned));
     }
 }

@@ -10,10 +10,12 @@ use serde_json::{json, Value as Json};
 
 use crate::arm::{ArmClient, ArmError, Method, Scope};
 use crate::framework::timeouts::{self, Operation, TimeoutDefaults};
+use crate::framework::typed::{Knowable, Typed};
 use crate::framework::{
     ApplyRequest, ApplyResult, Attribute, AttributePath, Block, CallContext, Diagnostic,
-    Diagnostics, PlanChange, Resource, Schema, Type, Value,
+    Diagnostics, Number, PlanChange, Resource, Schema, Type, Value,
 };
+use crate::typed_object;
 
 use super::errors::arm_error_diagnostic;
 use super::existence::{check_planned_scope, check_remediable};
@@ -144,64 +146,92 @@ fn remediation_path(scope: &str, name: &str) -> String {
     )
 }
 
-fn body(planned: &Value) -> Json {
+typed_object! {
+    /// The resource's configuration, plan or state. Attributes Azure may fill are `Knowable`:
+    /// a plan leaves them unknown.
+    pub struct Remediation {
+        pub id: Knowable<String>,
+        pub name: Option<String>,
+        pub scope: Option<String>,
+        pub policy_assignment_id: Option<String>,
+        pub policy_definition_reference_id: Knowable<String>,
+        pub resource_discovery_mode: Option<String>,
+        pub location_filters: Knowable<Vec<String>>,
+        pub resource_count: Knowable<Number>,
+        pub parallel_deployments: Knowable<Number>,
+        pub failure_threshold: Knowable<Number>,
+        pub wait_for_completion: Option<bool>,
+        pub provisioning_state: Knowable<String>,
+        pub status_message: Knowable<String>,
+        pub total_deployments: Knowable<Number>,
+        pub successful_deployments: Knowable<Number>,
+        pub failed_deployments: Knowable<Number>,
+        pub timeouts: Value,
+    }
+}
+
+fn body(planned: &Remediation) -> Json {
     let mut props = json!({
-        "policyAssignmentId": planned.get("policy_assignment_id").as_str(),
-        "resourceDiscoveryMode": planned.get("resource_discovery_mode").as_str().unwrap_or("ExistingNonCompliant"),
+        "policyAssignmentId": planned.policy_assignment_id,
+        "resourceDiscoveryMode": planned.resource_discovery_mode.as_deref().unwrap_or("ExistingNonCompliant"),
     });
-    if let Some(r) = planned.get("policy_definition_reference_id").as_str() {
+    if let Some(r) = planned.policy_definition_reference_id.known() {
         props["policyDefinitionReferenceId"] = json!(r);
     }
-    let locations = planned.get("location_filters").string_elements();
-    if !locations.is_empty() {
+    if let Some(locations) = planned.location_filters.known().filter(|l| !l.is_empty()) {
         props["filters"] = json!({ "locations": locations });
     }
-    if let Some(n) = planned.get("resource_count").as_i64() {
+    if let Some(n) = planned.resource_count.known().and_then(Number::as_i64) {
         props["resourceCount"] = json!(n);
     }
-    if let Some(n) = planned.get("parallel_deployments").as_i64() {
+    if let Some(n) = planned
+        .parallel_deployments
+        .known()
+        .and_then(Number::as_i64)
+    {
         props["parallelDeployments"] = json!(n);
     }
-    if let Value::Number(n) = planned.get("failure_threshold") {
+    if let Some(n) = planned.failure_threshold.known() {
         props["failureThreshold"] = json!({ "percentage": n.as_f64() });
     }
     json!({ "properties": props })
 }
 
 /// Copies what Azure reports into `state` (everything the user set stays as configured).
-fn with_status(state: &Value, remote: &Json) -> Value {
+fn with_status(state: &Remediation, remote: &Json) -> Remediation {
     let props = remote.get("properties").cloned().unwrap_or(Json::Null);
     let count = |k: &str| {
-        Value::from(
+        Knowable::Known(Number::Int(
             props
                 .pointer(&format!("/deploymentStatus/{k}"))
                 .and_then(Json::as_i64)
                 .unwrap_or(0),
-        )
+        ))
     };
     let mut s = state.clone();
-    if s.get("id").is_unknown() || s.get("id").is_null() {
-        s.set(
-            "id",
-            Value::opt_string(remote.get("id").and_then(Json::as_str)),
-        );
+    if s.id.known().is_none() {
+        s.id = remote
+            .get("id")
+            .and_then(Json::as_str)
+            .map(str::to_string)
+            .into();
     }
     // Inputs as Azure has them; the user's spelling of an ID wins when it names the same thing.
     let text = |p: &str| props.pointer(p).and_then(Json::as_str).map(str::to_string);
     if let Some(remote_id) = text("/policyAssignmentId") {
         let same = s
-            .get("policy_assignment_id")
-            .as_str()
+            .policy_assignment_id
+            .as_deref()
             .is_some_and(|mine| mine.eq_ignore_ascii_case(&remote_id));
         if !same {
-            s.set("policy_assignment_id", Value::string(remote_id));
+            s.policy_assignment_id = Some(remote_id);
         }
     }
     if let Some(r) = text("/policyDefinitionReferenceId").filter(|r| !r.is_empty()) {
-        s.set("policy_definition_reference_id", Value::string(r));
+        s.policy_definition_reference_id = Knowable::Known(r);
     }
     if let Some(m) = text("/resourceDiscoveryMode") {
-        s.set("resource_discovery_mode", Value::string(m));
+        s.resource_discovery_mode = Some(m);
     }
     let locations: Vec<String> = props
         .pointer("/filters/locations")
@@ -212,39 +242,40 @@ fn with_status(state: &Value, remote: &Json) -> Value {
                 .collect()
         })
         .unwrap_or_default();
-    s.set("location_filters", Value::string_list(locations));
+    s.location_filters = Knowable::Known(locations);
     let number = |p: &str| match props.pointer(p) {
-        Some(Json::Number(n)) if n.is_i64() => Value::from(n.as_i64().unwrap_or_default()),
-        Some(Json::Number(n)) => Value::from(n.as_f64().unwrap_or_default()),
-        _ => Value::Null,
+        Some(Json::Number(n)) if n.is_i64() => {
+            Knowable::Known(Number::Int(n.as_i64().unwrap_or_default()))
+        }
+        Some(Json::Number(n)) => Knowable::Known(Number::Float(n.as_f64().unwrap_or_default())),
+        _ => Knowable::Null,
     };
     for (attr, pointer) in [
-        ("resource_count", "/resourceCount"),
-        ("parallel_deployments", "/parallelDeployments"),
-        ("failure_threshold", "/failureThreshold/percentage"),
+        (&mut s.resource_count, "/resourceCount"),
+        (&mut s.parallel_deployments, "/parallelDeployments"),
+        (&mut s.failure_threshold, "/failureThreshold/percentage"),
     ] {
         let remote_value = number(pointer);
         // Keep the configured number when Azure reports the same value in another form.
-        if remote_value != *s.get(attr) {
-            s.set(attr, remote_value);
+        if remote_value != *attr {
+            *attr = remote_value;
         }
     }
-    s.set(
-        "provisioning_state",
-        Value::opt_string(props.get("provisioningState").and_then(Json::as_str)),
+    s.provisioning_state = props
+        .get("provisioningState")
+        .and_then(Json::as_str)
+        .map(str::to_string)
+        .into();
+    s.status_message = Knowable::Known(
+        props
+            .get("statusMessage")
+            .and_then(Json::as_str)
+            .unwrap_or("")
+            .to_string(),
     );
-    s.set(
-        "status_message",
-        Value::string(
-            props
-                .get("statusMessage")
-                .and_then(Json::as_str)
-                .unwrap_or(""),
-        ),
-    );
-    s.set("total_deployments", count("totalDeployments"));
-    s.set("successful_deployments", count("successfulDeployments"));
-    s.set("failed_deployments", count("failedDeployments"));
+    s.total_deployments = count("totalDeployments");
+    s.successful_deployments = count("successfulDeployments");
+    s.failed_deployments = count("failedDeployments");
     s
 }
 
@@ -302,13 +333,21 @@ impl Resource for RemediationResource {
         schema()
     }
 
+    fn state_type(&self) -> Option<Type> {
+        Some(Remediation::ty())
+    }
+
     fn validate_config(&self, config: &Value, diags: &mut Diagnostics) {
+        let config = match Remediation::decode(config) {
+            Ok(c) => c,
+            Err(e) => return diags.extend(e.into()),
+        };
         let at_mg = config
-            .get("scope")
-            .as_str()
+            .scope
+            .as_deref()
             .and_then(|s| Scope::parse(s).ok())
             .is_some_and(|s| matches!(s, Scope::ManagementGroup(_)));
-        if at_mg && config.get("resource_discovery_mode").as_str() == Some("ReEvaluateCompliance") {
+        if at_mg && config.resource_discovery_mode.as_deref() == Some("ReEvaluateCompliance") {
             diags.push(
                 Diagnostic::error(
                     "ReEvaluateCompliance is not available at management-group scope",
@@ -317,7 +356,7 @@ impl Resource for RemediationResource {
                 .at(AttributePath::attr("resource_discovery_mode")),
             );
         }
-        if let Value::Number(n) = config.get("failure_threshold") {
+        if let Some(n) = config.failure_threshold.known() {
             let f = n.as_f64();
             if !(0.0..=1.0).contains(&f) {
                 diags.error_at(
@@ -331,15 +370,21 @@ impl Resource for RemediationResource {
 
     async fn modify_plan(&self, ctx: &CallContext, change: &mut PlanChange<'_>) {
         check_planned_scope(ctx, change).await;
-        let config = change.config;
-        let assignment = config.get("policy_assignment_id");
-        let reference = config.get("policy_definition_reference_id");
-        let same = !change.prior.is_null()
-            && change.prior.get("policy_assignment_id") == assignment
-            && change.prior.get("policy_definition_reference_id") == reference;
-        let (Some(assignment_id), false, false) =
-            (assignment.as_str(), reference.is_unknown(), same)
-        else {
+        let config = match Remediation::decode(change.config) {
+            Ok(c) => c,
+            Err(e) => return change.diags.extend(e.into()),
+        };
+        // Null on create.
+        let same = Remediation::decode(change.prior).is_ok_and(|prior| {
+            prior.policy_assignment_id == config.policy_assignment_id
+                && prior.policy_definition_reference_id == config.policy_definition_reference_id
+        });
+        let reference = &config.policy_definition_reference_id;
+        let (Some(assignment_id), false, false) = (
+            config.policy_assignment_id.as_deref(),
+            reference.is_unknown(),
+            same,
+        ) else {
             return;
         };
         let Ok(configured) = ctx.provider::<Configured>() else {
@@ -348,31 +393,30 @@ impl Resource for RemediationResource {
         check_remediable(
             &configured.client,
             assignment_id,
-            reference.as_str(),
+            reference.as_deref(),
             &mut change.diags,
         )
         .await;
     }
 
     async fn create(&self, ctx: &CallContext, req: ApplyRequest<'_>) -> ApplyResult {
+        let planned = match Remediation::decode(req.planned) {
+            Ok(p) => p,
+            Err(e) => return ApplyResult::failed(e.into()),
+        };
         let mut diags = Diagnostics::new();
         let Some(c) = Configured::from_context(ctx, &mut diags) else {
             return ApplyResult::failed(diags);
         };
-        let scope = req.planned.get("scope").as_str().unwrap_or_default();
-        let name = req.planned.get("name").as_str().unwrap_or_default();
-        let path = remediation_path(scope, name);
+        let path = remediation_path(
+            planned.scope.as_deref().unwrap_or_default(),
+            planned.name.as_deref().unwrap_or_default(),
+        );
         // A plain PUT: the client's write helper would wait on provisioningState, which for a
         // remediation means the whole task.
         let created = c
             .client
-            .request(
-                Method::PUT,
-                &path,
-                API_VERSION,
-                &[],
-                Some(&body(req.planned)),
-            )
+            .request(Method::PUT, &path, API_VERSION, &[], Some(&body(&planned)))
             .await
             .and_then(|r| r.error_for_status())
             .and_then(|r| r.json::<Json>());
@@ -383,12 +427,12 @@ impl Resource for RemediationResource {
                 return ApplyResult::failed(diags);
             }
         };
-        let mut state = with_status(req.planned, &remote);
-        if req.planned.get("wait_for_completion").as_bool() == Some(true) {
+        let mut state = with_status(&planned, &remote);
+        if planned.wait_for_completion == Some(true) {
             let limit = timeouts::for_operation(req.planned, Operation::Create, TIMEOUTS);
             match wait_until_done(ctx, &c.client, &path, limit).await {
                 Ok(done) => {
-                    state = with_status(req.planned, &done);
+                    state = with_status(&planned, &done);
                     if state_of(&done) == "Failed" {
                         diags.error(
                             "The remediation failed",
@@ -404,8 +448,9 @@ impl Resource for RemediationResource {
         }
         // The task exists in Azure whatever happened while waiting: keep it in state.
         ApplyResult {
-            state: Some(state),
+            state: Some(state.to_value()),
             diags,
+            ..ApplyResult::default()
         }
     }
 
@@ -416,14 +461,19 @@ impl Resource for RemediationResource {
         diags: &mut Diagnostics,
     ) -> Option<Value> {
         let c = Configured::from_context(ctx, diags)?;
-        let scope = state.get("scope").as_str().unwrap_or_default();
-        let name = state.get("name").as_str().unwrap_or_default();
-        match c
-            .client
-            .get_optional::<Json>(&remediation_path(scope, name), API_VERSION)
-            .await
-        {
-            Ok(Some(remote)) => Some(with_status(state, &remote)),
+        let typed = match Remediation::decode(state) {
+            Ok(s) => s,
+            Err(e) => {
+                diags.extend(e.into());
+                return Some(state.clone());
+            }
+        };
+        let path = remediation_path(
+            typed.scope.as_deref().unwrap_or_default(),
+            typed.name.as_deref().unwrap_or_default(),
+        );
+        match c.client.get_optional::<Json>(&path, API_VERSION).await {
+            Ok(Some(remote)) => Some(with_status(&typed, &remote).to_value()),
             Ok(None) => None,
             Err(e) => {
                 diags.push(arm_error_diagnostic("Reading the remediation failed", &e));
@@ -434,28 +484,41 @@ impl Resource for RemediationResource {
 
     async fn update(&self, _ctx: &CallContext, req: ApplyRequest<'_>) -> ApplyResult {
         // Only wait_for_completion and timeouts change in place; they are not sent to Azure.
-        let mut state = req.planned.clone();
-        for k in [
-            "provisioning_state",
-            "status_message",
-            "total_deployments",
-            "successful_deployments",
-            "failed_deployments",
-        ] {
-            if state.get(k).is_unknown() {
-                state.set(k, req.prior.get(k).clone());
+        let (mut state, prior) = match (
+            Remediation::decode(req.planned),
+            Remediation::decode(req.prior),
+        ) {
+            (Ok(s), Ok(p)) => (s, p),
+            (Err(e), _) | (_, Err(e)) => return ApplyResult::failed(e.into()),
+        };
+        fn keep<T: Clone>(planned: &mut Knowable<T>, prior: &Knowable<T>) {
+            if planned.is_unknown() {
+                *planned = prior.clone();
             }
         }
-        ApplyResult::ok(state)
+        keep(&mut state.provisioning_state, &prior.provisioning_state);
+        keep(&mut state.status_message, &prior.status_message);
+        keep(&mut state.total_deployments, &prior.total_deployments);
+        keep(
+            &mut state.successful_deployments,
+            &prior.successful_deployments,
+        );
+        keep(&mut state.failed_deployments, &prior.failed_deployments);
+        ApplyResult::ok(state.to_value())
     }
 
     async fn delete(&self, ctx: &CallContext, prior: &Value, diags: &mut Diagnostics) {
         let Some(c) = Configured::from_context(ctx, diags) else {
             return;
         };
-        let scope = prior.get("scope").as_str().unwrap_or_default();
-        let name = prior.get("name").as_str().unwrap_or_default();
-        let path = remediation_path(scope, name);
+        let prior = match Remediation::decode(prior) {
+            Ok(p) => p,
+            Err(e) => return diags.extend(e.into()),
+        };
+        let path = remediation_path(
+            prior.scope.as_deref().unwrap_or_default(),
+            prior.name.as_deref().unwrap_or_default(),
+        );
         let running = match c.client.get_optional::<Json>(&path, API_VERSION).await {
             Ok(Some(r)) => !TERMINAL.contains(&state_of(&r)),
             Ok(None) => return,
@@ -492,28 +555,14 @@ impl Resource for RemediationResource {
         };
         let scope = &id[..pos];
         let name = &id[pos + "/providers/microsoft.policyinsights/remediations/".len()..];
-        Some(Value::object([
-            ("id", Value::string(id)),
-            ("name", Value::string(name)),
-            (
-                "scope",
-                Value::string(if scope.is_empty() { "/" } else { scope }),
-            ),
-            ("policy_assignment_id", Value::Null),
-            ("policy_definition_reference_id", Value::Null),
-            ("resource_discovery_mode", Value::Null),
-            ("location_filters", Value::Null),
-            ("resource_count", Value::Null),
-            ("parallel_deployments", Value::Null),
-            ("failure_threshold", Value::Null),
-            ("wait_for_completion", Value::Bool(false)),
-            ("provisioning_state", Value::Null),
-            ("status_message", Value::Null),
-            ("total_deployments", Value::Null),
-            ("successful_deployments", Value::Null),
-            ("failed_deployments", Value::Null),
-            ("timeouts", Value::Null),
-        ]))
+        let stub = Remediation {
+            id: Knowable::Known(id.to_string()),
+            name: Some(name.to_string()),
+            scope: Some(if scope.is_empty() { "/" } else { scope }.to_string()),
+            wait_for_completion: Some(false),
+            ..Default::default()
+        };
+        Some(stub.to_value())
     }
 }
 
@@ -522,26 +571,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn schema_is_valid() {
-        schema().block.validate().unwrap();
-    }
-
-    #[test]
     fn body_carries_only_what_is_set() {
-        let planned = Value::object([
-            (
-                "policy_assignment_id",
-                Value::string(
-                    "/subscriptions/s/providers/Microsoft.Authorization/policyAssignments/a",
-                ),
+        let planned = Remediation {
+            policy_assignment_id: Some(
+                "/subscriptions/s/providers/Microsoft.Authorization/policyAssignments/a".into(),
             ),
-            (
-                "resource_discovery_mode",
-                Value::string("ExistingNonCompliant"),
-            ),
-            ("location_filters", Value::string_list(["westeurope"])),
-            ("failure_threshold", Value::from(0.1)),
-        ]);
+            resource_discovery_mode: Some("ExistingNonCompliant".into()),
+            location_filters: Knowable::Known(vec!["westeurope".into()]),
+            failure_threshold: Knowable::Known(Number::Float(0.1)),
+            ..Default::default()
+        };
         let b = body(&planned);
         assert_eq!(b["properties"]["filters"]["locations"][0], "westeurope");
         assert_eq!(b["properties"]["failureThreshold"]["percentage"], 0.1);

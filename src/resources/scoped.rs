@@ -3,7 +3,7 @@
 //! the create-time existence check, the write with its consistency waits, read and delete, each
 //! bounded by the resource's `timeouts`.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value as Json;
@@ -11,6 +11,7 @@ use serde_json::Value as Json;
 use crate::arm::{
     retry_while, ArmClient, ArmError, Collection, ConsistencyOptions, ResourceId, SnapshotRead,
 };
+use crate::framework::private::PrivateState;
 use crate::framework::timeouts::{Deadline, Operation, TimeoutDefaults};
 use crate::framework::{
     ApplyResult, Block, CallContext, Diagnostic, Diagnostics, NestingMode, Value,
@@ -29,6 +30,31 @@ const READ_BACK: ConsistencyOptions = ConsistencyOptions {
 
 /// A create or update answers before every replica sees the object, so a refresh right after
 /// it can get a 404 for an object that exists. For an object this provider wrote within
+/// The private-state key of the time this provider last wrote the object, in milliseconds
+/// since the Unix epoch (the key earlier versions stamped, so their stamps still count). Reads
+/// use it to tell a replica that has not yet seen a fresh write (404, wait) from an object
+/// deleted outside Terraform (believe the 404 at once).
+const WRITTEN_AT_MS: &str = "written_at_ms";
+
+fn written_now() -> PrivateState {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let mut private = PrivateState::default();
+    private.set(WRITTEN_AT_MS, serde_json::json!(ms));
+    private
+}
+
+/// Whether this provider wrote the object less than `window` ago.
+fn written_within(private: &PrivateState, window: Duration) -> bool {
+    private
+        .get(WRITTEN_AT_MS)
+        .and_then(serde_json::Value::as_u64)
+        .map(|ms| UNIX_EPOCH + Duration::from_millis(ms))
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age < window)
+}
+
 /// [`RECENT_WRITE`], a 404 is only believed after this long: dropping an existing object from
 /// state would lose track of it. Older objects' 404s are believed at once, so drift (a delete
 /// outside Terraform) shows without delay.
@@ -145,7 +171,7 @@ impl ScopedKind {
             }
         }
         let confirm = ConsistencyOptions {
-            timeout: if ctx.written_within(RECENT_WRITE) {
+            timeout: if written_within(&ctx.private, RECENT_WRITE) {
                 deadline.cap(NOT_FOUND_CONFIRMATION.timeout)
             } else {
                 Duration::ZERO
@@ -357,6 +383,7 @@ impl ScopedKind {
         ApplyResult {
             state: Some(fill_unknowns(planned, &fresh)),
             diags,
+            private: Some(written_now()),
         }
     }
 

@@ -672,10 +672,7 @@ pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(
     })
 }
 
-/// Now as RFC 3339 UTC with milliseconds, the precision ARM bodies use.
-pub(crate) fn now_rfc3339() -> String {
-    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
-}
+pub(crate) use crate::policy::timestamp::now_rfc3339;
 
 /// Milliseconds since the Unix epoch (for timers kept in stored resources).
 pub(crate) fn now_ms() -> u64 {

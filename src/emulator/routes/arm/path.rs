@@ -80,7 +80,6 @@ impl ArmPath {
     /// The id of the addressed resource or collection in request casing, e.g.
     /// `/subscriptions/s/providers/Microsoft.Authorization/policyAssignments/a`; the store key
     /// for an item, the list prefix (plus `/`) for a collection.
-    #[allow(dead_code)] // Used by the stored resource types later issues add.
     pub(crate) fn resource_id(&self) -> String {
         let mut id = self.scope_id();
         if self.namespace != RESOURCES_NAMESPACE || !self.scope.is_empty() {
