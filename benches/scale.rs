@@ -1,6 +1,7 @@
 //! `make bench`: akspolicy measured side by side with HashiCorp's Go null provider under the
-//! same Terraform, against the emulator. Prints a table with PASS/FAIL per target of issue 10
-//! and writes everything to `target/bench/results.json`.
+//! same Terraform, against the emulator. Prints a table with PASS/FAIL per target of issues 10
+//! and 16 and writes everything to `target/bench/results-terraform-X.Y.Z.json`; recorded runs
+//! are in benches/README.md.
 //!
 //! Knobs (environment): `BENCH_SIZES` (default `100,1000,3000`), `BENCH_THROTTLED_N` (default
 //! 1000, `0` skips), `BENCH_MIX_N` (default 1000, `0` skips: one custom definition per ten
