@@ -1,6 +1,7 @@
 //! `make bench`: akspolicy measured side by side with HashiCorp's Go null provider under the
-//! same Terraform, against the emulator. Prints a table with PASS/FAIL per target of issue 10
-//! and writes everything to `target/bench/results.json`.
+//! same Terraform, against the emulator. Prints a table with PASS/FAIL per target of issues 10
+//! and 16 and writes everything to `target/bench/results-terraform-X.Y.Z.json`; recorded runs
+//! are in benches/README.md.
 //!
 //! Knobs (environment): `BENCH_SIZES` (default `100,1000,3000`), `BENCH_THROTTLED_N` (default
 //! 1000, `0` skips), `BENCH_MIX_N` (default 1000, `0` skips: one custom definition per ten
@@ -163,13 +164,17 @@ struct Timed {
     peak_rss_kb: u64,
     /// User + system CPU of every provider process of the run, as last sampled.
     provider_cpu_seconds: f64,
+    /// The same for Terraform's own processes (the panicwrap parent and the worker it runs):
+    /// Terraform core's share of the run, which depends on the schema it walks per resource.
+    terraform_cpu_seconds: f64,
 }
 
 impl Timed {
     fn json(&self) -> Json {
         json!({"seconds": round3(self.seconds), "exit": self.run.code,
                "provider_peak_rss_kb": self.peak_rss_kb,
-               "provider_cpu_seconds": round3(self.provider_cpu_seconds)})
+               "provider_cpu_seconds": round3(self.provider_cpu_seconds),
+               "terraform_cpu_seconds": round3(self.terraform_cpu_seconds)})
     }
 }
 
@@ -200,25 +205,35 @@ fn timed(ws: &Workspace, args: &[&str], provider_comm: &str) -> Timed {
         std::thread::spawn(move || {
             // CPU only grows, so the last sample of each process is its (near) total.
             let mut cpu_ticks: BTreeMap<u32, u64> = BTreeMap::new();
+            let mut terraform_ticks: BTreeMap<u32, u64> = BTreeMap::new();
             while !done.load(Ordering::Relaxed) {
                 for p in provider_samples(parent, &comm) {
                     peak.fetch_max(p.hwm_kb, Ordering::Relaxed);
                     cpu_ticks.insert(p.pid, p.cpu_ticks);
                 }
+                for pid in std::iter::once(parent).chain(descendants(parent, "terraform")) {
+                    if let Some(t) = cpu_ticks_of(pid) {
+                        terraform_ticks.insert(pid, t);
+                    }
+                }
                 std::thread::sleep(Duration::from_millis(25));
             }
-            cpu_ticks.values().sum::<u64>()
+            (
+                cpu_ticks.values().sum::<u64>(),
+                terraform_ticks.values().sum::<u64>(),
+            )
         })
     };
     let out = child.wait_with_output().expect("wait for terraform");
     let seconds = start.elapsed().as_secs_f64();
     done.store(true, Ordering::Relaxed);
-    let ticks = sampler.join().unwrap_or(0);
+    let (ticks, terraform_ticks) = sampler.join().unwrap_or((0, 0));
     Timed {
         run: TfRun::from(out),
         seconds,
         peak_rss_kb: peak.load(Ordering::Relaxed),
         provider_cpu_seconds: ticks as f64 / CLOCK_TICKS_PER_SECOND,
+        terraform_cpu_seconds: terraform_ticks as f64 / CLOCK_TICKS_PER_SECOND,
     }
 }
 
@@ -231,7 +246,7 @@ struct ProviderSample {
 
 /// utime + stime of a process (fields 14 and 15 of /proc/PID/stat, counted after the
 /// parenthesised command name, which may contain spaces).
-fn cpu_ticks(pid: u32) -> Option<u64> {
+fn cpu_ticks_of(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = &stat[stat.rfind(')')? + 1..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
@@ -247,18 +262,19 @@ fn provider_samples(parent: u32, comm: &str) -> Vec<ProviderSample> {
         .map(|(pid, hwm_kb)| ProviderSample {
             pid,
             hwm_kb,
-            cpu_ticks: cpu_ticks(pid).unwrap_or(0),
+            cpu_ticks: cpu_ticks_of(pid).unwrap_or(0),
         })
         .collect()
 }
 
-/// (pid, VmHWM = peak resident set in kB) of every descendant of `parent` whose name starts
-/// like `comm` (Terraform re-executes itself under panicwrap, so providers are grandchildren).
-fn provider_hwm(parent: u32, comm: &str) -> Vec<(u32, u64)> {
+/// Every process as (parent pid, name, VmHWM in kB) by pid.
+type ProcessTable = BTreeMap<u32, (u32, String, Option<u64>)>;
+
+fn process_table() -> ProcessTable {
     let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
+        return ProcessTable::new();
     };
-    let mut procs: BTreeMap<u32, (u32, String, Option<u64>)> = BTreeMap::new();
+    let mut procs = ProcessTable::new();
     for e in entries.flatten() {
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
             continue;
@@ -276,22 +292,41 @@ fn provider_hwm(parent: u32, comm: &str) -> Vec<(u32, u64)> {
         let hwm = field("VmHWM:").and_then(|v| v.trim_end_matches("kB").trim().parse().ok());
         procs.insert(pid, (ppid, field("Name:").unwrap_or_default(), hwm));
     }
-    let descends = |mut pid: u32| {
-        for _ in 0..8 {
-            match procs.get(&pid) {
-                Some((ppid, _, _)) if *ppid == parent => return true,
-                Some((ppid, _, _)) if *ppid > 1 => pid = *ppid,
-                _ => return false,
-            }
+    procs
+}
+
+fn descends(procs: &ProcessTable, mut pid: u32, parent: u32) -> bool {
+    for _ in 0..8 {
+        match procs.get(&pid) {
+            Some((ppid, _, _)) if *ppid == parent => return true,
+            Some((ppid, _, _)) if *ppid > 1 => pid = *ppid,
+            _ => return false,
         }
-        false
-    };
+    }
+    false
+}
+
+/// (pid, VmHWM = peak resident set in kB) of every descendant of `parent` whose name starts
+/// like `comm` (Terraform re-executes itself under panicwrap, so providers are grandchildren).
+fn provider_hwm(parent: u32, comm: &str) -> Vec<(u32, u64)> {
+    let procs = process_table();
     procs
         .iter()
         // comm is cut to 15 characters.
         .filter(|(_, (_, name, _))| name.len() >= 10 && comm.starts_with(name.as_str()))
-        .filter(|(pid, _)| descends(**pid))
+        .filter(|(pid, _)| descends(&procs, **pid, parent))
         .filter_map(|(pid, (_, _, hwm))| Some((*pid, (*hwm)?)))
+        .collect()
+}
+
+/// Descendants of `parent` named exactly `name`.
+fn descendants(parent: u32, name: &str) -> Vec<u32> {
+    let procs = process_table();
+    procs
+        .iter()
+        .filter(|(_, (_, n, _))| n == name)
+        .filter(|(pid, _)| descends(&procs, **pid, parent))
+        .map(|(pid, _)| *pid)
         .collect()
 }
 
@@ -704,6 +739,7 @@ resource "akspolicy_assignment" "a" {{
             "throttled_429": summary["throttled_429"],
             "arm": summary,
             "provider_peak_rss_kb": ours.peak_rss_kb,
+            "cpu_seconds": cpu_split(&ours, &floor),
         })
     }
 
@@ -862,6 +898,7 @@ resource "akspolicy_exemption" "e" {{
             "arm": summary,
             "provider_peak_rss_kb": ours.peak_rss_kb,
             "provider_cpu_seconds": round3(ours.provider_cpu_seconds),
+            "cpu_seconds": cpu_split(&ours, &floor),
         })
     }
 
@@ -911,6 +948,18 @@ fn state_bytes_per_resource(ws: &Workspace, n: usize) -> Json {
     std::fs::metadata(ws.path().join("terraform.tfstate"))
         .map(|m| json!(m.len() / n.max(1) as u64))
         .unwrap_or(Json::Null)
+}
+
+/// Where the CPU of a refresh went, ours against the padded null floor: Terraform core's
+/// own work per resource grows with the schema it walks (attributes, nested blocks, dynamic
+/// values), which padding the null provider's state bytes does not reproduce.
+fn cpu_split(ours: &Timed, floor: &Timed) -> Json {
+    json!({
+        "terraform": round3(ours.terraform_cpu_seconds),
+        "provider": round3(ours.provider_cpu_seconds),
+        "padded_null_terraform": round3(floor.terraform_cpu_seconds),
+        "padded_null_provider": round3(floor.provider_cpu_seconds),
+    })
 }
 
 fn strs(v: &[String]) -> Vec<&str> {
@@ -1166,6 +1215,21 @@ fn evaluate(r: &Json) -> Vec<Json> {
             format!(
                 "{}s vs {}s = {ratio:.2}x, {reads} reads/res, {throttled} 429s",
                 t["seconds"], t["padded_null_seconds"]
+            ),
+        );
+        let cpu = &t["cpu_seconds"];
+        target(
+            &format!(
+                "(info) throttled refresh N={}: CPU of Terraform and provider, ours vs null",
+                t["n"]
+            ),
+            None,
+            format!(
+                "Terraform {}s vs {}s, provider {}s vs {}s",
+                cpu["terraform"],
+                cpu["padded_null_terraform"],
+                cpu["provider"],
+                cpu["padded_null_provider"]
             ),
         );
     }

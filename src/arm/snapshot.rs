@@ -11,13 +11,19 @@
 //! not decode sends the caller back to its GET, so every guarantee of the GET path (404
 //! confirmation for fresh writes, typed errors) still holds. Callers GET objects they wrote
 //! recently themselves instead of asking a snapshot that may predate the write.
+//!
+//! Memory: a snapshot keeps each listed object as its JSON text, parsed only when a read asks
+//! for it, and hands each object out once (a refresh reads every object once; a second read of
+//! the same object GETs it). A parsed `serde_json::Value` costs several times its text, and
+//! 3000 of them held for the whole refresh were most of the provider's resident memory.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, Deserializer, Error as _};
+use serde::Deserialize;
 use serde_json::Value as Json;
 
 use super::ArmClient;
@@ -51,8 +57,32 @@ impl Collection {
     }
 }
 
-/// Items of one list, by lower-cased ARM id; `None` when the list could not be had.
-type Items = Option<Arc<HashMap<String, Json>>>;
+/// Items of one list not yet handed out, by lower-cased ARM id; `None` when the list could
+/// not be had.
+type Items = Option<Mutex<HashMap<String, Box<str>>>>;
+
+/// One item of a list page, kept as compact JSON text. Each item is parsed on its own and
+/// turned back into text at once, so at most one item's parsed form is alive at a time.
+struct ListedItem {
+    /// Lower-cased `id`; items without one cannot answer a read by id.
+    id: Option<String>,
+    text: Box<str>,
+}
+
+impl<'de> Deserialize<'de> for ListedItem {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<ListedItem, D::Error> {
+        let value = Json::deserialize(deserializer)?;
+        let id = value
+            .get("id")
+            .and_then(Json::as_str)
+            .map(str::to_ascii_lowercase);
+        let text = serde_json::to_string(&value).map_err(D::Error::custom)?;
+        Ok(ListedItem {
+            id,
+            text: text.into_boxed_str(),
+        })
+    }
+}
 
 struct Cell {
     readers: AtomicUsize,
@@ -122,18 +152,18 @@ impl ListSnapshots {
         if cell.readers.fetch_add(1, Ordering::SeqCst) == 0 {
             return SnapshotRead::Get;
         }
-        let items = cell
-            .items
-            .get_or_init(|| list(client, collection))
-            .await
-            .clone();
+        let items = cell.items.get_or_init(|| list(client, collection)).await;
         if self.written_since(id, cell.listed_at) {
             return SnapshotRead::Get;
         }
-        let Some(item) = items.and_then(|m| m.get(&id.to_ascii_lowercase()).cloned()) else {
+        let Some(text) = items.as_ref().and_then(|m| {
+            m.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id.to_ascii_lowercase())
+        }) else {
             return SnapshotRead::Get;
         };
-        match serde_json::from_value(item) {
+        match serde_json::from_str(&text) {
             Ok(v) => SnapshotRead::Found(v),
             Err(e) => {
                 log::debug!("listed {id} does not decode ({e}); reading it with GET");
@@ -164,7 +194,7 @@ async fn list(client: &ArmClient, collection: &Collection) -> Items {
         query.push(("$top", MAX_PAGE));
     }
     match client
-        .list::<Json>(&collection.path, collection.api_version, &query)
+        .list::<ListedItem>(&collection.path, collection.api_version, &query)
         .await
     {
         Ok(items) => {
@@ -173,13 +203,10 @@ async fn list(client: &ArmClient, collection: &Collection) -> Items {
                 items.len(),
                 collection.path
             );
-            Some(Arc::new(
+            Some(Mutex::new(
                 items
                     .into_iter()
-                    .filter_map(|item| {
-                        let id = item.get("id")?.as_str()?.to_ascii_lowercase();
-                        Some((id, item))
-                    })
+                    .filter_map(|item| Some((item.id?, item.text)))
                     .collect(),
             ))
         }
@@ -224,7 +251,7 @@ mod tests {
             Response::json(
                 200,
                 &format!(
-                    r#"{{"value": [{{"id": "{ASSIGNMENTS}/A", "name": "A"}}, {{"id": "{ASSIGNMENTS}/b", "name": "b"}}]}}"#
+                    r#"{{"value": [{{"id": "{ASSIGNMENTS}/A", "name": "A"}}, {{"id": "{ASSIGNMENTS}/b", "name": "b"}}, {{"id": "{ASSIGNMENTS}/c", "name": "c"}}]}}"#
                 ),
             )
         })
@@ -259,12 +286,17 @@ mod tests {
             .read::<Json>(&client, &c, &format!("{ASSIGNMENTS}/gone"))
             .await;
         assert!(matches!(missing, SnapshotRead::Get));
+        // Each listed object answers one read; a second read of it GETs.
+        let again = snapshots
+            .read::<Json>(&client, &c, &format!("{ASSIGNMENTS}/a"))
+            .await;
+        assert!(matches!(again, SnapshotRead::Get));
         assert_eq!(count(&server), 1, "one list answers every read");
 
         // Written by this process after the list: only a GET can tell its new content.
-        snapshots.note_write(&format!("{ASSIGNMENTS}/b"));
+        snapshots.note_write(&format!("{ASSIGNMENTS}/c"));
         let written = snapshots
-            .read::<Json>(&client, &c, &format!("{ASSIGNMENTS}/b"))
+            .read::<Json>(&client, &c, &format!("{ASSIGNMENTS}/c"))
             .await;
         assert!(matches!(written, SnapshotRead::Get));
     }
