@@ -9,7 +9,6 @@
 
 use std::collections::BTreeMap;
 
-use base64::Engine as _;
 use serde_json::{json, Map, Value as Json};
 
 use super::arm_rule::expr::evaluate_string;
@@ -243,12 +242,7 @@ pub fn resolve_template(
     lookup: &dyn TemplateLookup,
 ) -> Result<ConstraintTemplate, GatekeeperError> {
     let yaml = match info {
-        TemplateInfo::Base64Encoded(content) => {
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(content.trim())
-                .map_err(|_| GatekeeperError::BadBase64)?;
-            String::from_utf8(bytes).map_err(|_| GatekeeperError::BadBase64)?
-        }
+        TemplateInfo::Base64Encoded(_) => info.embedded().ok_or(GatekeeperError::BadBase64)?,
         TemplateInfo::PublicUrl(url) | TemplateInfo::ConstraintTemplateUrl(url) => {
             let path = url_path(url);
             lookup

@@ -20,6 +20,29 @@ pub enum TemplateInfo {
     ConstraintTemplateUrl(String),
 }
 
+impl TemplateInfo {
+    /// The document a `Base64Encoded` source embeds; `None` for a URL source, or when the
+    /// content is not base64 of UTF-8 text.
+    pub fn embedded(&self) -> Option<String> {
+        use base64::Engine as _;
+        let TemplateInfo::Base64Encoded(content) = self else {
+            return None;
+        };
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(content.trim())
+            .ok()?;
+        String::from_utf8(bytes).ok()
+    }
+
+    /// The URL of a `PublicURL` or deprecated `constraintTemplate` source.
+    pub fn url(&self) -> Option<&str> {
+        match self {
+            TemplateInfo::PublicUrl(url) | TemplateInfo::ConstraintTemplateUrl(url) => Some(url),
+            TemplateInfo::Base64Encoded(_) => None,
+        }
+    }
+}
+
 impl PolicyDefinitionProperties {
     pub fn is_kubernetes(&self) -> bool {
         self.mode

@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value as Json};
 
 use super::constraint_template::TemplateParameter;
 use super::definition::{ParameterDefinition, PolicyDefinitionProperties};
-use super::kubernetes::{TemplateInfo, KUBERNETES_MODE};
+use super::kubernetes::KUBERNETES_MODE;
 
 /// Namespaces Azure's own definitions exclude by default.
 pub const DEFAULT_EXCLUDED_NAMESPACES: [&str; 4] = [
@@ -262,17 +262,9 @@ pub struct DecodedKubernetesDefinition {
 /// Reads the template and match back from a definition body.
 pub fn decode(properties: &PolicyDefinitionProperties) -> DecodedKubernetesDefinition {
     let mut out = DecodedKubernetesDefinition::default();
-    match properties.template_info() {
-        Some(TemplateInfo::Base64Encoded(content)) => {
-            out.template_yaml = base64::engine::general_purpose::STANDARD
-                .decode(content.trim())
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok());
-        }
-        Some(TemplateInfo::PublicUrl(url)) | Some(TemplateInfo::ConstraintTemplateUrl(url)) => {
-            out.template_url = Some(url)
-        }
-        None => {}
+    if let Some(info) = properties.template_info() {
+        out.template_yaml = info.embedded();
+        out.template_url = info.url().map(str::to_string);
     }
     let details = properties
         .policy_rule

@@ -18,7 +18,6 @@ use super::constraint_match::{
 use super::gatekeeper::{resolve_expressions, url_path, TemplateLookup};
 use super::kubernetes::TemplateInfo;
 use super::rego::{group_version, review_for};
-use base64::Engine as _;
 
 /// API group of Gatekeeper's mutators.
 pub const MUTATIONS_GROUP: &str = "mutations.gatekeeper.sh";
@@ -1130,12 +1129,7 @@ pub fn resolve_mutator(
     lookup: &dyn TemplateLookup,
 ) -> Result<Mutator, MutationSourceError> {
     let yaml = match info {
-        TemplateInfo::Base64Encoded(content) => {
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(content.trim())
-                .map_err(|_| MutationSourceError::BadBase64)?;
-            String::from_utf8(bytes).map_err(|_| MutationSourceError::BadBase64)?
-        }
+        TemplateInfo::Base64Encoded(_) => info.embedded().ok_or(MutationSourceError::BadBase64)?,
         TemplateInfo::PublicUrl(url) | TemplateInfo::ConstraintTemplateUrl(url) => {
             let path = url_path(url);
             lookup

@@ -10,7 +10,7 @@ use base64::Engine as _;
 use serde_json::{json, Map, Value as Json};
 
 use super::definition::{ParameterDefinition, PolicyDefinitionProperties};
-use super::kubernetes::{TemplateInfo, KUBERNETES_MODE};
+use super::kubernetes::KUBERNETES_MODE;
 
 /// The effects a mutation definition allows, as Azure's built-ins spell them.
 pub const MUTATION_EFFECTS: [&str; 2] = ["Mutate", "Disabled"];
@@ -145,17 +145,9 @@ pub struct DecodedMutationDefinition {
 /// Reads the mutator and the parameter defaults back from a definition body.
 pub fn decode(properties: &PolicyDefinitionProperties) -> DecodedMutationDefinition {
     let mut out = DecodedMutationDefinition::default();
-    match properties.mutation_info() {
-        Some(TemplateInfo::Base64Encoded(content)) => {
-            out.mutator_yaml = base64::engine::general_purpose::STANDARD
-                .decode(content.trim())
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok());
-        }
-        Some(TemplateInfo::PublicUrl(url)) | Some(TemplateInfo::ConstraintTemplateUrl(url)) => {
-            out.mutator_url = Some(url)
-        }
-        None => {}
+    if let Some(info) = properties.mutation_info() {
+        out.mutator_yaml = info.embedded();
+        out.mutator_url = info.url().map(str::to_string);
     }
     let default = |name: &str| {
         properties
