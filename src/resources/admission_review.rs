@@ -27,8 +27,8 @@ use crate::policy::mutation::{MutationSourceError, Mutator};
 use crate::policy::rego::{self, is_cluster_scoped, CompiledRego, EvalOptions};
 use crate::policy::TemplateInfo;
 
-use super::errors::arm_error_diagnostic;
 use super::provider::Configured;
+use super::shared::errors::arm_error_diagnostic;
 
 const ASSIGNMENTS_API: &str = super::assignment::API_VERSION;
 const DEFINITIONS_API: &str = super::definition::API_VERSION;

@@ -10,10 +10,10 @@ use crate::framework::{
 };
 use crate::policy::{PolicyDefinition, TemplateInfo};
 
-use super::json::canonical_json;
-use super::lookup::{check_lookup_keys, find_builtin, Noun};
 use super::provider::Configured;
-use super::validators::policy_object_name;
+use super::shared::json::canonical_json;
+use super::shared::lookup::{check_lookup_keys, find_builtin, Noun};
+use super::shared::validators::policy_object_name;
 
 pub const API_VERSION: &str = "2025-03-01";
 const BUILTINS_PATH: &str = "/providers/Microsoft.Authorization/policyDefinitions";
@@ -166,7 +166,7 @@ fn to_state(d: &PolicyDefinition) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resources::lookup::pick_by_display_name;
+    use crate::resources::shared::lookup::pick_by_display_name;
 
     fn def(name: &str, display: &str, version: &str) -> PolicyDefinition {
         serde_json::from_value(serde_json::json!({

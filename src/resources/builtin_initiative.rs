@@ -9,10 +9,10 @@ use crate::framework::{
 };
 use crate::policy::PolicySetDefinition;
 
-use super::json::canonical_json;
-use super::lookup::{check_lookup_keys, find_builtin, Noun};
 use super::provider::Configured;
-use super::validators::policy_object_name;
+use super::shared::json::canonical_json;
+use super::shared::lookup::{check_lookup_keys, find_builtin, Noun};
+use super::shared::validators::policy_object_name;
 
 pub const API_VERSION: &str = "2025-03-01";
 const BUILTINS_PATH: &str = "/providers/Microsoft.Authorization/policySetDefinitions";
@@ -160,7 +160,7 @@ fn to_state(s: &PolicySetDefinition) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resources::lookup::pick_by_display_name;
+    use crate::resources::shared::lookup::pick_by_display_name;
 
     fn set(name: &str, display: &str) -> PolicySetDefinition {
         serde_json::from_value(serde_json::json!({

@@ -19,8 +19,8 @@ use crate::framework::{
 };
 use crate::typed_object;
 
-use super::errors::arm_error_diagnostic;
 use super::provider::Configured;
+use super::shared::errors::arm_error_diagnostic;
 
 pub const API_VERSION: &str = "2026-04-01";
 const CLUSTER_TYPE: &str = "Microsoft.ContainerService/managedClusters";

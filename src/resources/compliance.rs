@@ -11,8 +11,8 @@ use crate::framework::{
     Type, Value,
 };
 
-use super::errors::arm_error_diagnostic;
 use super::provider::Configured;
+use super::shared::errors::arm_error_diagnostic;
 
 pub const API_VERSION: &str = "2024-10-01";
 

@@ -19,11 +19,11 @@ use crate::policy::references::{policy_rule_parameter_references, undeclared};
 use crate::policy::{ParameterDefinition, PolicyDefinition, PolicyDefinitionProperties};
 use crate::typed_object;
 
-use super::definition_api::{identifying_attributes, DefinitionCollection};
-use super::existence::check_planned_scope;
-use super::json::{canonical_json, json_text};
 use super::provider::Configured;
-use super::waits::POLICY_TIMEOUTS;
+use super::shared::definition_api::{identifying_attributes, DefinitionCollection};
+use super::shared::existence::check_planned_scope;
+use super::shared::json::{canonical_json, json_text};
+use super::shared::waits::POLICY_TIMEOUTS;
 
 pub const API_VERSION: &str = "2025-03-01";
 pub(crate) const DEFINITIONS_SEGMENT: &str =

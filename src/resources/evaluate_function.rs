@@ -11,7 +11,7 @@ use crate::framework::{
 use crate::policy::constraint_template::{parse_yaml, CompileCache, ConstraintTemplate};
 use crate::policy::rego;
 
-use super::parameters::value_to_json;
+use super::shared::parameter_values::value_to_json;
 
 pub struct EvaluateFunction;
 

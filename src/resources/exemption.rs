@@ -20,20 +20,20 @@ use crate::policy::timestamp::{format_rfc3339_utc, now, parse_rfc3339, Timestamp
 use crate::policy::PolicySetDefinition;
 use crate::typed_object;
 
-use super::existence::check_planned_scope;
-use super::parameters::{definition_kind, DefinitionKind};
 use super::provider::Configured;
-use super::reconcile::{
+use super::shared::existence::check_planned_scope;
+use super::shared::parameter_values::{definition_kind, DefinitionKind};
+use super::shared::reconcile::{
     arm_scope, ignore_case_only_replacements, json_object_string, keep_equivalent, kept_id_list,
     kept_str_ci, kept_text, metadata_text_state, metadata_text_to_arm, same_id,
 };
-use super::scoped::{PropagationWait, ScopedBody, ScopedKind};
-use super::selectors::{
+use super::shared::scoped::{PropagationWait, ScopedBody, ScopedKind};
+use super::shared::selectors::{
     one_of, resource_selectors_block, resource_selectors_from_value, resource_selectors_to_value,
     ResourceSelector,
 };
-use super::validators::policy_object_name;
-use super::waits::POLICY_TIMEOUTS;
+use super::shared::validators::policy_object_name;
+use super::shared::waits::POLICY_TIMEOUTS;
 
 /// Exemptions only exist in preview API versions.
 pub const API_VERSION: &str = "2024-12-01-preview";
@@ -242,7 +242,7 @@ typed_object! {
         pub display_name: Option<String>,
         pub description: Option<String>,
         pub metadata: Option<String>,
-        /// The shared block of [`super::selectors`], which reads it.
+        /// The shared block of [`super::shared::selectors`], which reads it.
         pub resource_selectors: Value,
         pub timeouts: Value,
     }

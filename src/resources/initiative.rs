@@ -25,11 +25,11 @@ use super::definition::{
     keep_json, parameters_of, plan_default_scope, replace_on_breaking_parameters, user_metadata,
     validate_json_object, validate_version, API_VERSION,
 };
-use super::definition_api::{identifying_attributes, DefinitionCollection};
-use super::existence::check_planned_scope;
-use super::json::json_text;
 use super::provider::Configured;
-use super::waits::POLICY_TIMEOUTS;
+use super::shared::definition_api::{identifying_attributes, DefinitionCollection};
+use super::shared::existence::check_planned_scope;
+use super::shared::json::json_text;
+use super::shared::waits::POLICY_TIMEOUTS;
 
 const SETS: DefinitionCollection = DefinitionCollection {
     noun: "initiative",

@@ -26,9 +26,9 @@ use super::definition::{
     implied_kubernetes_metadata, metadata_object, plan_default_scope, user_metadata,
     validate_version, DEFINITIONS_SEGMENT,
 };
-use super::definition_api::{identifying_attributes, DefinitionCollection};
-use super::existence::check_planned_scope;
-use super::waits::POLICY_TIMEOUTS;
+use super::shared::definition_api::{identifying_attributes, DefinitionCollection};
+use super::shared::existence::check_planned_scope;
+use super::shared::waits::POLICY_TIMEOUTS;
 
 const DEFINITIONS: DefinitionCollection = DefinitionCollection {
     noun: "policy definition",

@@ -21,14 +21,14 @@ use super::builtin_initiative::BuiltinInitiativeDataSource;
 use super::cluster_addon::ClusterAddonResource;
 use super::compliance::ComplianceDataSource;
 use super::definition::DefinitionResource;
-use super::errors::arm_error_diagnostic;
 use super::evaluate_function::EvaluateFunction;
 use super::exemption::ExemptionResource;
 use super::initiative::InitiativeResource;
 use super::kubernetes_definition::KubernetesDefinitionResource;
 use super::kubernetes_mutation::KubernetesMutationResource;
 use super::remediation::RemediationResource;
-use super::usage::PlanLedger;
+use super::shared::errors::arm_error_diagnostic;
+use super::shared::usage::PlanLedger;
 
 /// The provider's type name; every resource and data source name starts with `akspolicy_`.
 pub const TYPE_NAME: &str = "akspolicy";

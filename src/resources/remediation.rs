@@ -17,10 +17,10 @@ use crate::framework::{
 };
 use crate::typed_object;
 
-use super::errors::arm_error_diagnostic;
-use super::existence::{check_planned_scope, check_remediable};
 use super::provider::Configured;
-use super::validators::policy_object_name;
+use super::shared::errors::arm_error_diagnostic;
+use super::shared::existence::{check_planned_scope, check_remediable};
+use super::shared::validators::policy_object_name;
 
 pub const API_VERSION: &str = "2024-10-01";
 

@@ -35,8 +35,8 @@ use super::definition::{
     keep_json, metadata_object, plan_default_scope, replace_on_breaking_parameters,
     DEFINITIONS_SEGMENT,
 };
-use super::definition_api::DefinitionCollection;
-use super::existence::check_planned_scope;
+use super::shared::definition_api::DefinitionCollection;
+use super::shared::existence::check_planned_scope;
 
 pub use policy_tests::{PlannedPolicy, TestProblem};
 pub use schema::{KubernetesDefinition, MatchBlock, TemplateBlock, TestBlock};

@@ -10,8 +10,8 @@ use crate::typed_object;
 
 use super::DEFAULT_EFFECTS;
 use crate::resources::definition::{validate_json_object, validate_version};
-use crate::resources::definition_api::identifying_attributes;
-use crate::resources::waits::POLICY_TIMEOUTS;
+use crate::resources::shared::definition_api::identifying_attributes;
+use crate::resources::shared::waits::POLICY_TIMEOUTS;
 
 typed_object! {
     /// The whole resource: configuration, plan or state. Computed attributes are `Knowable`:

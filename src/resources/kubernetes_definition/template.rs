@@ -10,7 +10,7 @@ use crate::policy::constraint_template::{
 };
 use crate::policy::kubernetes_definition::TemplateSource;
 use crate::policy::rego::{self, CompiledRego, RegoError, RegoModule};
-use crate::resources::json::canonical_json;
+use crate::resources::shared::json::canonical_json;
 
 use super::schema::{KubernetesDefinition, TemplateBlock};
 

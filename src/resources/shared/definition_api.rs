@@ -13,12 +13,12 @@ use crate::framework::{
 };
 use crate::policy::{PolicyDefinition, PolicySetDefinition};
 
-use super::definition::{planned_scope, split_scoped_id, validate_scope, API_VERSION};
 use super::errors::arm_error_diagnostic;
-use super::provider::Configured;
 use super::usage::{bullet_list, users_of};
 use super::validators::policy_object_name;
 use super::waits::POLICY_TIMEOUTS;
+use crate::resources::definition::{planned_scope, split_scoped_id, validate_scope, API_VERSION};
+use crate::resources::provider::Configured;
 
 /// Adds the `id`, `name` and `scope` attributes every definition resource starts with.
 /// `owner` is how their descriptions name the object ("definition"); `scope_lead` opens the

@@ -20,8 +20,8 @@ use crate::framework::{AttributePath, CallContext, Diagnostic, Diagnostics, Plan
 use crate::policy::effects::{definition_effect, is_remediable, member_values, MemberValues};
 
 use super::lookup::builtin_listing;
-use super::parameters::{definition_kind, DefinitionKind, DEFINITIONS_API_VERSION};
-use super::provider::Configured;
+use super::parameter_values::{definition_kind, DefinitionKind, DEFINITIONS_API_VERSION};
+use crate::resources::provider::Configured;
 
 const BUILTIN_DEFINITIONS: &str = "/providers/Microsoft.Authorization/policyDefinitions";
 

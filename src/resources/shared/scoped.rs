@@ -18,9 +18,9 @@ use crate::framework::{
 };
 
 use super::errors::arm_error_diagnostic;
-use super::provider::Configured;
 use super::reconcile::fill_unknowns;
 use super::waits::{wait_until_gone, GONE_BUDGET, RECENT_WRITE};
+use crate::resources::provider::Configured;
 
 /// A fresh object can answer 404 for a moment after its PUT succeeded.
 const READ_BACK: ConsistencyOptions = ConsistencyOptions {
