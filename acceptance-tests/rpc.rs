@@ -10,11 +10,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use akspolicy::framework::resource::{
-    ApplyRequest, ApplyResult, CallContext, ConfigureRequest, DataSource, Resource,
+    ApplyRequest, ApplyResponse, CallContext, ConfigureRequest, ConfigureResponse, DataSource,
+    DeleteRequest, DeleteResponse, ReadRequest, ReadResponse, Resource,
 };
-use akspolicy::framework::{
-    Attribute, Block, Diagnostics, Provider, ProviderData, Schema, Type, Value,
-};
+use akspolicy::framework::{Attribute, Block, Provider, Schema, Type, Value};
 use akspolicy::plugin::proto::goplugin::grpc_controller_client::GrpcControllerClient;
 use akspolicy::plugin::proto::goplugin::Empty;
 use akspolicy::plugin::proto::tfplugin5 as pb;
@@ -50,17 +49,13 @@ impl Resource for Thing {
                 .attribute(Attribute::new("params", Type::Dynamic).optional()),
         )
     }
-    async fn create(&self, _ctx: &CallContext, req: ApplyRequest<'_>) -> ApplyResult {
+    async fn create(&self, _ctx: &CallContext, req: ApplyRequest<'_>, resp: &mut ApplyResponse) {
         let mut state = req.planned.clone();
         state.set("id", Value::string("generated"));
-        ApplyResult::ok(state)
+        resp.state = Some(state);
     }
-    async fn read(
-        &self,
-        ctx: &CallContext,
-        state: &Value,
-        _diags: &mut Diagnostics,
-    ) -> Option<Value> {
+    async fn read(&self, ctx: &CallContext, req: ReadRequest<'_>, resp: &mut ReadResponse) {
+        let state = req.state;
         if state.get("name").as_str() == Some("block") {
             // Simulates a slow Azure call that only Stop can interrupt.
             tokio::select! {
@@ -68,12 +63,18 @@ impl Resource for Thing {
                 _ = tokio::time::sleep(Duration::from_secs(30)) => {}
             }
         }
-        Some(state.clone())
+        resp.state = Some(state.clone());
     }
-    async fn update(&self, _ctx: &CallContext, req: ApplyRequest<'_>) -> ApplyResult {
-        ApplyResult::ok(req.planned.clone())
+    async fn update(&self, _ctx: &CallContext, req: ApplyRequest<'_>, resp: &mut ApplyResponse) {
+        resp.state = Some(req.planned.clone());
     }
-    async fn delete(&self, _ctx: &CallContext, _prior: &Value, _diags: &mut Diagnostics) {}
+    async fn delete(
+        &self,
+        _ctx: &CallContext,
+        _req: DeleteRequest<'_>,
+        _resp: &mut DeleteResponse,
+    ) {
+    }
 }
 
 struct TestProvider;
@@ -92,8 +93,8 @@ impl Provider for TestProvider {
     fn data_sources(&self) -> Vec<Arc<dyn DataSource>> {
         Vec::new()
     }
-    async fn configure(&self, _req: ConfigureRequest) -> Result<ProviderData, Diagnostics> {
-        Ok(Arc::new(()))
+    async fn configure(&self, _req: ConfigureRequest, resp: &mut ConfigureResponse) {
+        resp.provider_data = Some(Arc::new(()));
     }
 }
 

@@ -20,8 +20,11 @@ pub mod value;
 pub use diag::{AttributePath, Diagnostic, Diagnostics, PathStep, Severity};
 pub use function::{Function, FunctionError, FunctionParameter, FunctionSignature};
 pub use resource::{
-    ApplyRequest, ApplyResult, CallContext, ConfigureRequest, DataSource, PlanChange, Provider,
-    ProviderData, Removal, Resource,
+    ApplyRequest, ApplyResponse, CallContext, CheckRemovalRequest, CheckRemovalResponse,
+    ConfigureRequest, ConfigureResponse, DataSource, DeleteRequest, DeleteResponse, ImportRequest,
+    ImportResponse, ModifyPlanRequest, ModifyPlanResponse, Provider, ProviderData, ReadDataRequest,
+    ReadDataResponse, ReadRequest, ReadResponse, Removal, Resource, UpgradeStateRequest,
+    UpgradeStateResponse, ValidateConfigRequest, ValidateConfigResponse,
 };
 pub use schema::{Attribute, Block, NestedBlock, NestingMode, PlanBehaviour, Schema, Validator};
 pub use server::Server;

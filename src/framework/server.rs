@@ -14,8 +14,11 @@ use super::function::{Function, FunctionSignature};
 use super::plan::plan_resource_change;
 use super::private::PrivateState;
 use super::resource::{
-    ApplyRequest, ApplyResult, CallContext, ConfigureRequest, DataSource, PlanChange, Provider,
-    ProviderData, Removal, Resource,
+    ApplyRequest, ApplyResponse, CallContext, CheckRemovalRequest, CheckRemovalResponse,
+    ConfigureRequest, ConfigureResponse, DataSource, DeleteRequest, DeleteResponse, ImportRequest,
+    ImportResponse, ModifyPlanRequest, ModifyPlanResponse, Provider, ProviderData, ReadDataRequest,
+    ReadDataResponse, ReadRequest, ReadResponse, Removal, Resource, UpgradeStateRequest,
+    UpgradeStateResponse, ValidateConfigRequest, ValidateConfigResponse,
 };
 use super::schema::{Block, NestingMode, Schema};
 use super::value::Value;
@@ -43,13 +46,13 @@ pub struct ApplyResourceRequest {
     pub planned_private: Vec<u8>,
 }
 
-pub struct ApplyResponse {
+pub struct ApplyResourceResponse {
     pub new_state: Value,
     pub private: Vec<u8>,
     pub diagnostics: Diagnostics,
 }
 
-pub struct ReadResponse {
+pub struct ReadResourceResponse {
     /// Null when the remote object is gone.
     pub new_state: Value,
     pub private: Vec<u8>,
@@ -62,7 +65,7 @@ pub struct ImportedResource {
     pub private: Vec<u8>,
 }
 
-pub struct ImportResponse {
+pub struct ImportResourceResponse {
     pub imported: Vec<ImportedResource>,
     pub diagnostics: Diagnostics,
 }
@@ -182,7 +185,10 @@ impl Server {
             &AttributePath::root(),
             &mut diags,
         );
-        self.provider.validate_config(config, &mut diags);
+        let mut resp = ValidateConfigResponse::default();
+        self.provider
+            .validate_config(ValidateConfigRequest { config }, &mut resp);
+        diags.extend(resp.diags);
         diags
     }
 
@@ -191,20 +197,21 @@ impl Server {
         if diags.has_errors() {
             return diags;
         }
-        match self
-            .provider
-            .configure(ConfigureRequest {
-                terraform_version,
-                config,
-            })
-            .await
-        {
-            Ok(data) => {
-                let mut slot = self.configured.write().unwrap_or_else(|p| p.into_inner());
-                *slot = Some(data);
-            }
-            Err(d) => diags.extend(d),
+        let mut resp = ConfigureResponse::default();
+        self.provider
+            .configure(
+                ConfigureRequest {
+                    terraform_version,
+                    config,
+                },
+                &mut resp,
+            )
+            .await;
+        if let Some(data) = resp.provider_data {
+            let mut slot = self.configured.write().unwrap_or_else(|p| p.into_inner());
+            *slot = Some(data);
         }
+        diags.extend(resp.diags);
         diags
     }
 
@@ -214,7 +221,9 @@ impl Server {
         };
         let mut diags = Diagnostics::new();
         validate_block(&schema.block, config, &AttributePath::root(), &mut diags);
-        resource.validate_config(config, &mut diags);
+        let mut resp = ValidateConfigResponse::default();
+        resource.validate_config(ValidateConfigRequest { config }, &mut resp);
+        diags.extend(resp.diags);
         diags
     }
 
@@ -224,7 +233,9 @@ impl Server {
         };
         let mut diags = Diagnostics::new();
         validate_block(&schema.block, config, &AttributePath::root(), &mut diags);
-        data_source.validate_config(config, &mut diags);
+        let mut resp = ValidateConfigResponse::default();
+        data_source.validate_config(ValidateConfigRequest { config }, &mut resp);
+        diags.extend(resp.diags);
         diags
     }
 
@@ -253,7 +264,29 @@ impl Server {
             )
             .into());
         }
-        resource.upgrade_state(version, raw)
+        let mut resp = UpgradeStateResponse::default();
+        resource.upgrade_state(
+            UpgradeStateRequest {
+                from_version: version,
+                raw,
+            },
+            &mut resp,
+        );
+        match resp.state {
+            Some(state) if !resp.diags.has_errors() => Ok(state),
+            _ => {
+                if !resp.diags.has_errors() {
+                    resp.diags.error(
+                        "Missing upgraded state",
+                        format!(
+                            "The {type_name} state upgrade returned nothing. This is a bug in the \
+                             provider."
+                        ),
+                    );
+                }
+                Err(resp.diags)
+            }
+        }
     }
 
     pub async fn read_resource(
@@ -261,35 +294,40 @@ impl Server {
         type_name: &str,
         current_state: Value,
         private: Vec<u8>,
-    ) -> ReadResponse {
+    ) -> ReadResourceResponse {
         let Some((resource, _)) = self.resources.get(type_name) else {
-            return ReadResponse {
+            return ReadResourceResponse {
                 new_state: current_state,
                 private,
                 diagnostics: Self::unknown_type("resource", type_name),
             };
         };
         if current_state.is_null() {
-            return ReadResponse {
+            return ReadResourceResponse {
                 new_state: Value::Null,
                 private,
                 diagnostics: Diagnostics::new(),
             };
         }
-        let mut diags = Diagnostics::new();
         let ctx = CallContext {
             private: PrivateState::decode(&private),
             ..self.context()
         };
+        let mut resp = ReadResponse::default();
         // Reads change nothing remotely, so abandoning one on Stop loses nothing.
-        let new_state = tokio::select! {
-            s = resource.read(&ctx, &current_state, &mut diags) => s,
-            _ = ctx.cancel.cancelled() => {
-                diags.push(interrupted(type_name));
-                Some(current_state.clone())
-            }
+        let finished = tokio::select! {
+            _ = resource.read(&ctx, ReadRequest { state: &current_state }, &mut resp) => true,
+            _ = ctx.cancel.cancelled() => false,
         };
-        ReadResponse {
+        let ReadResponse {
+            state: mut new_state,
+            mut diags,
+        } = resp;
+        if !finished {
+            diags.push(interrupted(type_name));
+            new_state = Some(current_state.clone());
+        }
+        ReadResourceResponse {
             // On error keep the prior state: Terraform must not forget an object because a
             // read failed.
             new_state: if diags.has_errors() {
@@ -321,14 +359,18 @@ impl Server {
             // Destroy: nothing to refine, only to check.
             let mut diagnostics = Diagnostics::new();
             if !req.prior_state.is_null() {
+                let mut resp = CheckRemovalResponse::default();
                 resource
                     .check_removal(
                         &self.context(),
-                        &req.prior_state,
-                        Removal::Destroy,
-                        &mut diagnostics,
+                        CheckRemovalRequest {
+                            prior: &req.prior_state,
+                            removal: Removal::Destroy,
+                        },
+                        &mut resp,
                     )
                     .await;
+                diagnostics = resp.diags;
             }
             return PlanResponse {
                 planned_state: Value::Null,
@@ -337,22 +379,28 @@ impl Server {
                 diagnostics,
             };
         }
-        let mut change = PlanChange {
-            prior: &req.prior_state,
-            config: &req.config,
+        let mut change = ModifyPlanResponse {
             planned: generic.planned,
             requires_replace: generic.requires_replace,
             diags: Diagnostics::new(),
         };
         let ctx = self.context();
-        resource.modify_plan(&ctx, &mut change).await;
+        let plan = ModifyPlanRequest {
+            prior: &req.prior_state,
+            config: &req.config,
+        };
+        resource.modify_plan(&ctx, plan, &mut change).await;
         let mut requires_replace = change.requires_replace;
         requires_replace.dedup();
         let mut diagnostics = change.diags;
         if !req.prior_state.is_null() && !requires_replace.is_empty() && !diagnostics.has_errors() {
-            resource
-                .check_removal(&ctx, &req.prior_state, Removal::Replace, &mut diagnostics)
-                .await;
+            let mut resp = CheckRemovalResponse::default();
+            let removal = CheckRemovalRequest {
+                prior: &req.prior_state,
+                removal: Removal::Replace,
+            };
+            resource.check_removal(&ctx, removal, &mut resp).await;
+            diagnostics.extend(resp.diags);
         }
         PlanResponse {
             planned_state: change.planned,
@@ -362,9 +410,9 @@ impl Server {
         }
     }
 
-    pub async fn apply_resource_change(&self, req: ApplyResourceRequest) -> ApplyResponse {
+    pub async fn apply_resource_change(&self, req: ApplyResourceRequest) -> ApplyResourceResponse {
         let Some((resource, schema)) = self.resources.get(&req.type_name) else {
-            return ApplyResponse {
+            return ApplyResourceResponse {
                 new_state: req.prior_state,
                 private: req.planned_private,
                 diagnostics: Self::unknown_type("resource", &req.type_name),
@@ -375,9 +423,13 @@ impl Server {
             ..self.context()
         };
         if req.planned_state.is_null() {
-            let mut diags = Diagnostics::new();
-            resource.delete(&ctx, &req.prior_state, &mut diags).await;
-            return ApplyResponse {
+            let mut resp = DeleteResponse::default();
+            let delete = DeleteRequest {
+                prior: &req.prior_state,
+            };
+            resource.delete(&ctx, delete, &mut resp).await;
+            let diags = resp.diags;
+            return ApplyResourceResponse {
                 // A failed delete keeps the object in state so it is not lost.
                 new_state: if diags.has_errors() {
                     req.prior_state
@@ -399,15 +451,17 @@ impl Server {
         let local_only = (!creating)
             .then(|| local_only_update(&schema.block, &req.prior_state, &req.planned_state))
             .flatten();
-        let ApplyResult {
+        let mut resp = ApplyResponse::default();
+        match local_only {
+            Some(state) => resp = ApplyResponse::ok(state),
+            None if creating => resource.create(&ctx, apply, &mut resp).await,
+            None => resource.update(&ctx, apply, &mut resp).await,
+        }
+        let ApplyResponse {
             state,
             mut diags,
             private,
-        } = match local_only {
-            Some(state) => ApplyResult::ok(state),
-            None if creating => resource.create(&ctx, apply).await,
-            None => resource.update(&ctx, apply).await,
-        };
+        } = resp;
         let private = match private {
             Some(p) => p.encode(),
             None => req.planned_private,
@@ -439,25 +493,26 @@ impl Server {
                 ),
             );
         }
-        ApplyResponse {
+        ApplyResourceResponse {
             new_state,
             private,
             diagnostics: diags,
         }
     }
 
-    pub async fn import_resource_state(&self, type_name: &str, id: &str) -> ImportResponse {
+    pub async fn import_resource_state(&self, type_name: &str, id: &str) -> ImportResourceResponse {
         let Some((resource, _)) = self.resources.get(type_name) else {
-            return ImportResponse {
+            return ImportResourceResponse {
                 imported: Vec::new(),
                 diagnostics: Self::unknown_type("resource", type_name),
             };
         };
-        let mut diags = Diagnostics::new();
         let ctx = self.context();
-        let imported = resource
-            .import(&ctx, id, &mut diags)
-            .await
+        let mut resp = ImportResponse::default();
+        resource.import(&ctx, ImportRequest { id }, &mut resp).await;
+        let diags = resp.diags;
+        let imported = resp
+            .state
             .map(|state| ImportedResource {
                 type_name: type_name.to_string(),
                 state,
@@ -465,7 +520,7 @@ impl Server {
             })
             .into_iter()
             .collect();
-        ImportResponse {
+        ImportResourceResponse {
             imported,
             diagnostics: diags,
         }
@@ -475,15 +530,20 @@ impl Server {
         let Some((data_source, _)) = self.data_sources.get(type_name) else {
             return (config, Self::unknown_type("data source", type_name));
         };
-        let mut diags = Diagnostics::new();
         let ctx = self.context();
-        let read = tokio::select! {
-            s = data_source.read(&ctx, &config, &mut diags) => s,
-            _ = ctx.cancel.cancelled() => {
-                diags.push(interrupted(type_name));
-                return (config, diags);
-            }
+        let mut resp = ReadDataResponse::default();
+        let finished = tokio::select! {
+            _ = data_source.read(&ctx, ReadDataRequest { config: &config }, &mut resp) => true,
+            _ = ctx.cancel.cancelled() => false,
         };
+        let ReadDataResponse {
+            state: read,
+            mut diags,
+        } = resp;
+        if !finished {
+            diags.push(interrupted(type_name));
+            return (config, diags);
+        }
         match read {
             Some(state) if state.is_wholly_known() => (state, diags),
             Some(_) => {

@@ -14,8 +14,9 @@ use serde_json::{json, Value as Json};
 
 use crate::arm::{ArmClient, ArmError, ResourceId, Scope};
 use crate::framework::{
-    Attribute, AttributePath, Block, CallContext, DataSource, Diagnostic, Diagnostics, Schema,
-    Type, Value,
+    Attribute, AttributePath, Block, CallContext, DataSource, Diagnostic, Diagnostics,
+    ReadDataRequest, ReadDataResponse, Schema, Type, ValidateConfigRequest, ValidateConfigResponse,
+    Value,
 };
 use crate::policy::addon::{self, DefinitionBodies, Exemption};
 use crate::policy::admission;
@@ -110,7 +111,8 @@ impl DataSource for AdmissionReviewDataSource {
         schema()
     }
 
-    fn validate_config(&self, config: &Value, diags: &mut Diagnostics) {
+    fn validate_config(&self, req: ValidateConfigRequest<'_>, resp: &mut ValidateConfigResponse) {
+        let (config, diags) = (req.config, &mut resp.diags);
         if let Some(id) = config.get("cluster_id").as_str() {
             if let Err(e) = cluster_resource_id(id) {
                 diags.push(
@@ -128,126 +130,128 @@ impl DataSource for AdmissionReviewDataSource {
         }
     }
 
-    async fn read(
-        &self,
-        ctx: &CallContext,
-        config: &Value,
-        diags: &mut Diagnostics,
-    ) -> Option<Value> {
-        let configured = Configured::from_context(ctx, diags)?;
-        let cluster_id = config.get("cluster_id").as_str().unwrap_or_default();
-        let documents = match parse_manifests(config.get("manifests").as_str().unwrap_or("")) {
-            Ok(d) => d,
-            Err(e) => {
-                diags.push(
-                    Diagnostic::error("Invalid manifests", e).at(AttributePath::attr("manifests")),
-                );
-                return None;
-            }
-        };
-        let client = &configured.client;
-        let installed = match installed_constraints(client, cluster_id).await {
-            Ok(i) => i,
-            Err(ReviewError::Arm(summary, e)) => {
-                diags
-                    .push(arm_error_diagnostic(&summary, &e).at(AttributePath::attr("cluster_id")));
-                return None;
-            }
-            Err(ReviewError::NotACluster(detail)) => {
-                diags.push(
-                    Diagnostic::error("Cluster not found", detail)
-                        .at(AttributePath::attr("cluster_id")),
-                );
-                return None;
-            }
-        };
-        for problem in &installed.problems {
-            diags.push(Diagnostic::warning(
-                "A policy could not be evaluated",
-                format!(
-                    "{problem}. The review leaves this policy out, as the add-on would until its \
-                     template is available."
-                ),
-            ));
-        }
-        if !installed.addon_enabled {
-            diags.push(Diagnostic::warning(
-                "Azure Policy add-on is off",
-                format!(
-                    "The cluster {cluster_id} does not run the Azure Policy add-on, so it admits \
-                     every document; enable it (akspolicy_cluster_addon) for the assignments to \
-                     take effect."
-                ),
-            ));
-        }
-        let active: Vec<ActiveConstraint<'_>> = installed
-            .constraints
-            .iter()
-            .map(|(c, r)| ActiveConstraint {
-                constraint: c,
-                rego: r,
-            })
-            .collect();
-        let inventory = rego::inventory_from(&documents);
-        let mut results = Vec::new();
-        let mut all_allowed = true;
-        for document in &documents {
-            let admission = admission::admit(
-                &rego::review_for(document),
-                &active,
-                &installed.mutators,
-                &inventory,
-                &AKS_EXEMPT_NAMESPACES,
-                &EvalOptions::default(),
-            );
-            if let Some(e) = &admission.mutation_error {
-                diags.push(Diagnostic::warning(
-                    "Mutation failed",
-                    format!(
-                        "{e}. Gatekeeper's mutating webhook fails open: the document is \
-                         reviewed as written."
-                    ),
-                ));
-            }
-            let decision = &admission.decision;
-            for e in &decision.errors {
-                diags.push(Diagnostic::warning(
-                    "Policy evaluation failed",
-                    format!("{e}. Gatekeeper fails open on such errors: the document is admitted."),
-                ));
-            }
-            let text = |pointer: &str| {
-                document
-                    .pointer(pointer)
-                    .and_then(Json::as_str)
-                    .unwrap_or("")
-                    .to_string()
-            };
-            all_allowed &= decision.allowed();
-            results.push(Value::object([
-                ("kind", Value::string(text("/kind"))),
-                ("namespace", Value::string(text("/metadata/namespace"))),
-                ("name", Value::string(text("/metadata/name"))),
-                ("allowed", Value::Bool(decision.allowed())),
-                ("messages", Value::string_list(decision.denials())),
-                ("warnings", Value::string_list(decision.warnings())),
-                ("mutations", Value::string_list(admission.applied.clone())),
-                (
-                    "mutated_manifest",
-                    match admission.mutated.as_ref().map(to_yaml) {
-                        Some(Ok(yaml)) => Value::string(yaml),
-                        _ => Value::Null,
-                    },
-                ),
-            ]));
-        }
-        Some(Value::object([
-            ("cluster_id", Value::string(cluster_id)),
-            ("manifests", config.get("manifests").clone()),
-            ("allowed", Value::Bool(all_allowed)),
-            ("results", Value::List(results)),
-        ]))
+    async fn read(&self, ctx: &CallContext, req: ReadDataRequest<'_>, resp: &mut ReadDataResponse) {
+        resp.state = read_admission_review(ctx, req.config, &mut resp.diags).await;
     }
+}
+
+async fn read_admission_review(
+    ctx: &CallContext,
+    config: &Value,
+    diags: &mut Diagnostics,
+) -> Option<Value> {
+    let configured = Configured::from_context(ctx, diags)?;
+    let cluster_id = config.get("cluster_id").as_str().unwrap_or_default();
+    let documents = match parse_manifests(config.get("manifests").as_str().unwrap_or("")) {
+        Ok(d) => d,
+        Err(e) => {
+            diags.push(
+                Diagnostic::error("Invalid manifests", e).at(AttributePath::attr("manifests")),
+            );
+            return None;
+        }
+    };
+    let client = &configured.client;
+    let installed = match installed_constraints(client, cluster_id).await {
+        Ok(i) => i,
+        Err(ReviewError::Arm(summary, e)) => {
+            diags.push(arm_error_diagnostic(&summary, &e).at(AttributePath::attr("cluster_id")));
+            return None;
+        }
+        Err(ReviewError::NotACluster(detail)) => {
+            diags.push(
+                Diagnostic::error("Cluster not found", detail)
+                    .at(AttributePath::attr("cluster_id")),
+            );
+            return None;
+        }
+    };
+    for problem in &installed.problems {
+        diags.push(Diagnostic::warning(
+            "A policy could not be evaluated",
+            format!(
+                "{problem}. The review leaves this policy out, as the add-on would until its \
+                 template is available."
+            ),
+        ));
+    }
+    if !installed.addon_enabled {
+        diags.push(Diagnostic::warning(
+            "Azure Policy add-on is off",
+            format!(
+                "The cluster {cluster_id} does not run the Azure Policy add-on, so it admits \
+                 every document; enable it (akspolicy_cluster_addon) for the assignments to \
+                 take effect."
+            ),
+        ));
+    }
+    let active: Vec<ActiveConstraint<'_>> = installed
+        .constraints
+        .iter()
+        .map(|(c, r)| ActiveConstraint {
+            constraint: c,
+            rego: r,
+        })
+        .collect();
+    let inventory = rego::inventory_from(&documents);
+    let mut results = Vec::new();
+    let mut all_allowed = true;
+    for document in &documents {
+        let admission = admission::admit(
+            &rego::review_for(document),
+            &active,
+            &installed.mutators,
+            &inventory,
+            &AKS_EXEMPT_NAMESPACES,
+            &EvalOptions::default(),
+        );
+        if let Some(e) = &admission.mutation_error {
+            diags.push(Diagnostic::warning(
+                "Mutation failed",
+                format!(
+                    "{e}. Gatekeeper's mutating webhook fails open: the document is \
+                     reviewed as written."
+                ),
+            ));
+        }
+        let decision = &admission.decision;
+        for e in &decision.errors {
+            diags.push(Diagnostic::warning(
+                "Policy evaluation failed",
+                format!("{e}. Gatekeeper fails open on such errors: the document is admitted."),
+            ));
+        }
+        let text = |pointer: &str| {
+            document
+                .pointer(pointer)
+                .and_then(Json::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
+        all_allowed &= decision.allowed();
+        results.push(Value::object([
+            ("kind", Value::string(text("/kind"))),
+            ("namespace", Value::string(text("/metadata/namespace"))),
+            ("name", Value::string(text("/metadata/name"))),
+            ("allowed", Value::Bool(decision.allowed())),
+            ("messages", Value::string_list(decision.denials())),
+            ("warnings", Value::string_list(decision.warnings())),
+            ("mutations", Value::string_list(admission.applied.clone())),
+            (
+                "mutated_manifest",
+                match admission.mutated.as_ref().map(to_yaml) {
+                    Some(Ok(yaml)) => Value::string(yaml),
+                    _ => Value::Null,
+                },
+            ),
+        ]));
+    }
+    Some(Value::object([
+        ("cluster_id", Value::string(cluster_id)),
+        ("manifests", config.get("manifests").clone()),
+        ("allowed", Value::Bool(all_allowed)),
+        ("results", Value::List(results)),
+    ]))
 }
 
 fn cluster_resource_id(id: &str) -> Result<ResourceId, String> {

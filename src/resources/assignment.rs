@@ -12,8 +12,10 @@ use serde_json::{Map, Value as Json};
 use crate::arm::{ArmClient, ArmError, ResourceId, Scope};
 use crate::framework::timeouts::{self, Deadline, Operation};
 use crate::framework::{
-    ApplyRequest, ApplyResult, Attribute, AttributePath, Block, CallContext, Diagnostic,
-    Diagnostics, NestedBlock, PlanChange, Removal, Resource, Schema, Type, Value,
+    ApplyRequest, ApplyResponse, Attribute, AttributePath, Block, CallContext, CheckRemovalRequest,
+    CheckRemovalResponse, DeleteRequest, DeleteResponse, Diagnostic, Diagnostics, ImportRequest,
+    ImportResponse, ModifyPlanRequest, ModifyPlanResponse, NestedBlock, ReadRequest, ReadResponse,
+    Removal, Resource, Schema, Type, ValidateConfigRequest, ValidateConfigResponse, Value,
 };
 
 use super::provider::Configured;
@@ -730,11 +732,11 @@ fn is_definition_propagation(e: &ArmError) -> bool {
         )
 }
 
-async fn write(ctx: &CallContext, req: &ApplyRequest<'_>, op: Operation) -> ApplyResult {
+async fn write(ctx: &CallContext, req: &ApplyRequest<'_>, op: Operation) -> ApplyResponse {
     let deadline = Deadline::start(req.planned, op, POLICY_TIMEOUTS);
     let configured = match ctx.provider::<Configured>() {
         Ok(c) => c,
-        Err(d) => return ApplyResult::failed(d),
+        Err(d) => return ApplyResponse::failed(d),
     };
     let client = &configured.client;
     let mut diags = Diagnostics::new();
@@ -750,11 +752,11 @@ async fn write(ctx: &CallContext, req: &ApplyRequest<'_>, op: Operation) -> Appl
         )),
     }
     if diags.has_errors() {
-        return ApplyResult::failed(diags);
+        return ApplyResponse::failed(diags);
     }
     let mut body = match body_from(req.planned) {
         Ok(b) => b,
-        Err(d) => return ApplyResult::failed(d),
+        Err(d) => return ApplyResponse::failed(d),
     };
     if op == Operation::Update
         && deadline
@@ -766,7 +768,7 @@ async fn write(ctx: &CallContext, req: &ApplyRequest<'_>, op: Operation) -> Appl
             &format!("Timed out {} the policy assignment", op.doing()),
             "reading the metadata Azure holds",
         ));
-        return ApplyResult::failed(diags);
+        return ApplyResponse::failed(diags);
     }
     let written = KIND
         .write(
@@ -789,8 +791,8 @@ async fn sync_remediation_roles(
     client: &ArmClient,
     deadline: &Deadline,
     req: &ApplyRequest<'_>,
-    mut written: ApplyResult,
-) -> ApplyResult {
+    mut written: ApplyResponse,
+) -> ApplyResponse {
     let Some(state) = written.state.as_mut() else {
         return written;
     };
@@ -889,64 +891,60 @@ impl Resource for AssignmentResource {
         schema()
     }
 
-    fn validate_config(&self, config: &Value, diags: &mut Diagnostics) {
+    fn validate_config(&self, req: ValidateConfigRequest<'_>, resp: &mut ValidateConfigResponse) {
+        let (config, diags) = (req.config, &mut resp.diags);
         check_config(config, diags);
     }
 
-    async fn modify_plan(&self, ctx: &CallContext, change: &mut PlanChange<'_>) {
-        keep_identity_ids(change);
-        ignore_case_only_replacements(change, &["scope", "name", "policy_definition_id"]);
-        check_planned_scope(ctx, change).await;
-        let unchanged = !change.prior.is_null()
-            && change.prior.get("parameters") == change.config.get("parameters")
-            && change.prior.get("policy_definition_id")
-                == change.config.get("policy_definition_id");
+    async fn modify_plan(
+        &self,
+        ctx: &CallContext,
+        req: ModifyPlanRequest<'_>,
+        change: &mut ModifyPlanResponse,
+    ) {
+        keep_identity_ids(req, change);
+        ignore_case_only_replacements(req, change, &["scope", "name", "policy_definition_id"]);
+        check_planned_scope(ctx, req, change).await;
+        let unchanged = !req.prior.is_null()
+            && req.prior.get("parameters") == req.config.get("parameters")
+            && req.prior.get("policy_definition_id") == req.config.get("policy_definition_id");
         if unchanged {
             return;
         }
         // Validation runs without a client too (terraform validate); then Azure checks at apply.
         if let Ok(configured) = ctx.provider::<Configured>() {
-            let d = check_parameters_remote(&configured.client, change.config, Phase::Plan).await;
+            let d = check_parameters_remote(&configured.client, req.config, Phase::Plan).await;
             change.diags.extend(d);
         }
     }
 
-    async fn create(&self, ctx: &CallContext, req: ApplyRequest<'_>) -> ApplyResult {
-        write(ctx, &req, Operation::Create).await
+    async fn create(&self, ctx: &CallContext, req: ApplyRequest<'_>, resp: &mut ApplyResponse) {
+        *resp = write(ctx, &req, Operation::Create).await;
     }
 
-    async fn read(
-        &self,
-        ctx: &CallContext,
-        state: &Value,
-        diags: &mut Diagnostics,
-    ) -> Option<Value> {
-        let mut new = KIND.read(ctx, state, diags, state_from).await?;
-        refresh_remediation_roles(ctx, state, &mut new, diags).await;
-        Some(new)
+    async fn read(&self, ctx: &CallContext, req: ReadRequest<'_>, resp: &mut ReadResponse) {
+        resp.state = read_assignment(ctx, req.state, &mut resp.diags).await;
     }
 
-    async fn update(&self, ctx: &CallContext, req: ApplyRequest<'_>) -> ApplyResult {
-        if let Some(state) = timeouts_only_update(req.prior, req.planned) {
-            return ApplyResult::ok(state);
-        }
-        write(ctx, &req, Operation::Update).await
+    async fn update(&self, ctx: &CallContext, req: ApplyRequest<'_>, resp: &mut ApplyResponse) {
+        *resp = update_assignment(ctx, req).await;
     }
 
     async fn check_removal(
         &self,
         ctx: &CallContext,
-        prior: &Value,
-        removal: Removal,
-        diags: &mut Diagnostics,
+        req: CheckRemovalRequest<'_>,
+        resp: &mut CheckRemovalResponse,
     ) {
+        let (prior, removal, diags) = (req.prior, req.removal, &mut resp.diags);
         // A destroyed assignment is meant to go; only a replacement must come back.
         if removal == Removal::Replace {
             check_replacement_keeps_guardrail(ctx, prior, diags).await;
         }
     }
 
-    async fn delete(&self, ctx: &CallContext, prior: &Value, diags: &mut Diagnostics) {
+    async fn delete(&self, ctx: &CallContext, req: DeleteRequest<'_>, resp: &mut DeleteResponse) {
+        let (prior, diags) = (req.prior, &mut resp.diags);
         // Roles first: once the assignment is gone its identity is too, and its role
         // assignments would linger as "Identity not found".
         let granted = prior
@@ -981,9 +979,26 @@ impl Resource for AssignmentResource {
         KIND.delete(ctx, prior, diags).await
     }
 
-    async fn import(&self, _ctx: &CallContext, id: &str, diags: &mut Diagnostics) -> Option<Value> {
-        KIND.import(&schema().block, id, diags)
+    async fn import(&self, _ctx: &CallContext, req: ImportRequest<'_>, resp: &mut ImportResponse) {
+        resp.state = KIND.import(&schema().block, req.id, &mut resp.diags);
     }
+}
+
+async fn read_assignment(
+    ctx: &CallContext,
+    state: &Value,
+    diags: &mut Diagnostics,
+) -> Option<Value> {
+    let mut new = KIND.read(ctx, state, diags, state_from).await?;
+    refresh_remediation_roles(ctx, state, &mut new, diags).await;
+    Some(new)
+}
+
+async fn update_assignment(ctx: &CallContext, req: ApplyRequest<'_>) -> ApplyResponse {
+    if let Some(state) = timeouts_only_update(req.prior, req.planned) {
+        return ApplyResponse::ok(state);
+    }
+    write(ctx, &req, Operation::Update).await
 }
 
 /// Reads which role assignments of `grant_remediation_roles` exist. A missing one (deleted
@@ -1138,8 +1153,8 @@ async fn check_replacement_keeps_guardrail(
 /// Keeps the identity's principal and tenant ids planned as they are while the identity type
 /// stays the same: they only change when the identity is replaced, and an unknown principal id
 /// would needlessly ripple into role assignments that use it.
-fn keep_identity_ids(change: &mut PlanChange<'_>) {
-    let prior_identity = change.prior.get("identity").elements().first().cloned();
+fn keep_identity_ids(req: ModifyPlanRequest<'_>, change: &mut ModifyPlanResponse) {
+    let prior_identity = req.prior.get("identity").elements().first().cloned();
     let Some(prior_identity) = prior_identity else {
         return;
     };
@@ -1376,17 +1391,19 @@ mod tests {
             KIND.scope_of_id("/providers/Microsoft.Management/managementGroups/mg/providers/microsoft.authorization/policyassignments/a"),
             Some("/providers/Microsoft.Management/managementGroups/mg")
         );
-        let mut d = Diagnostics::new();
-        let s = futures_lite_block(AssignmentResource.import(
+        let mut resp = ImportResponse::default();
+        futures_lite_block(AssignmentResource.import(
             &CallContext {
                 provider_data: None,
                 cancel: Default::default(),
                 private: Default::default(),
             },
-            "/subscriptions/s/providers/Microsoft.Authorization/policyDefinitions/x",
-            &mut d,
+            ImportRequest {
+                id: "/subscriptions/s/providers/Microsoft.Authorization/policyDefinitions/x",
+            },
+            &mut resp,
         ));
-        assert!(s.is_none() && d.has_errors());
+        assert!(resp.state.is_none() && resp.diags.has_errors());
     }
 
     fn futures_lite_block<F: std::future::Future>(f: F) -> F::Output {

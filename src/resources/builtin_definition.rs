@@ -6,7 +6,8 @@ use async_trait::async_trait;
 use base64::Engine as _;
 
 use crate::framework::{
-    Attribute, Block, CallContext, DataSource, Diagnostics, Schema, Type, Value,
+    Attribute, Block, CallContext, DataSource, Diagnostics, ReadDataRequest, ReadDataResponse,
+    Schema, Type, ValidateConfigRequest, ValidateConfigResponse, Value,
 };
 use crate::policy::{PolicyDefinition, TemplateInfo};
 
@@ -88,28 +89,32 @@ impl DataSource for BuiltinDefinitionDataSource {
         schema()
     }
 
-    fn validate_config(&self, config: &Value, diags: &mut Diagnostics) {
+    fn validate_config(&self, req: ValidateConfigRequest<'_>, resp: &mut ValidateConfigResponse) {
+        let (config, diags) = (req.config, &mut resp.diags);
         check_lookup_keys(config, &NOUN, diags);
     }
 
-    async fn read(
-        &self,
-        ctx: &CallContext,
-        config: &Value,
-        diags: &mut Diagnostics,
-    ) -> Option<Value> {
-        let configured = Configured::from_context(ctx, diags)?;
-        let definition: PolicyDefinition = find_builtin(
-            &configured.client,
-            BUILTINS_PATH,
-            API_VERSION,
-            config,
-            &NOUN,
-            diags,
-        )
-        .await?;
-        Some(to_state(&definition))
+    async fn read(&self, ctx: &CallContext, req: ReadDataRequest<'_>, resp: &mut ReadDataResponse) {
+        resp.state = read_builtin_definition(ctx, req.config, &mut resp.diags).await;
     }
+}
+
+async fn read_builtin_definition(
+    ctx: &CallContext,
+    config: &Value,
+    diags: &mut Diagnostics,
+) -> Option<Value> {
+    let configured = Configured::from_context(ctx, diags)?;
+    let definition: PolicyDefinition = find_builtin(
+        &configured.client,
+        BUILTINS_PATH,
+        API_VERSION,
+        config,
+        &NOUN,
+        diags,
+    )
+    .await?;
+    Some(to_state(&definition))
 }
 
 fn json_string(v: Option<&serde_json::Value>) -> Value {

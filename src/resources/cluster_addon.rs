@@ -14,8 +14,9 @@ use crate::arm::{ArmClient, ArmError, Collection, ResourceId, SnapshotRead};
 use crate::framework::timeouts::{self, Operation, TimeoutDefaults};
 use crate::framework::typed::{Knowable, Typed};
 use crate::framework::{
-    ApplyRequest, ApplyResult, Attribute, AttributePath, Block, CallContext, Diagnostic,
-    Diagnostics, Resource, Schema, Type, Value,
+    ApplyRequest, ApplyResponse, Attribute, AttributePath, Block, CallContext, DeleteRequest,
+    DeleteResponse, Diagnostic, Diagnostics, ImportRequest, ImportResponse, ReadRequest,
+    ReadResponse, Resource, Schema, Type, Value,
 };
 use crate::typed_object;
 
@@ -319,14 +320,19 @@ fn config_map(config: Option<&BTreeMap<String, String>>) -> Map<String, Json> {
 }
 
 impl ClusterAddonResource {
-    async fn apply(&self, ctx: &CallContext, req: ApplyRequest<'_>, op: Operation) -> ApplyResult {
+    async fn apply(
+        &self,
+        ctx: &CallContext,
+        req: ApplyRequest<'_>,
+        op: Operation,
+    ) -> ApplyResponse {
         let planned = match ClusterAddon::decode(req.planned) {
             Ok(p) => p,
-            Err(e) => return ApplyResult::failed(e.into()),
+            Err(e) => return ApplyResponse::failed(e.into()),
         };
         let mut diags = Diagnostics::new();
         let Some(configured) = Configured::from_context(ctx, &mut diags) else {
-            return ApplyResult::failed(diags);
+            return ApplyResponse::failed(diags);
         };
         let cluster_id = planned.cluster_id.as_deref().unwrap_or_default();
         let enabled = planned.enabled.unwrap_or(true);
@@ -345,7 +351,7 @@ impl ClusterAddonResource {
         .await
         {
             Ok(Some(cluster)) => {
-                ApplyResult::ok(to_state(cluster_id, &cluster, &planned).to_value())
+                ApplyResponse::ok(to_state(cluster_id, &cluster, &planned).to_value())
             }
             Ok(None) => {
                 diags.push(
@@ -355,11 +361,11 @@ impl ClusterAddonResource {
                     )
                     .at(AttributePath::attr("cluster_id")),
                 );
-                ApplyResult::failed(diags)
+                ApplyResponse::failed(diags)
             }
             Err(d) => {
                 diags.push(d);
-                ApplyResult::failed(diags)
+                ApplyResponse::failed(diags)
             }
         }
     }
@@ -379,76 +385,20 @@ impl Resource for ClusterAddonResource {
         Some(ClusterAddon::ty())
     }
 
-    async fn create(&self, ctx: &CallContext, req: ApplyRequest<'_>) -> ApplyResult {
-        self.apply(ctx, req, Operation::Create).await
+    async fn create(&self, ctx: &CallContext, req: ApplyRequest<'_>, resp: &mut ApplyResponse) {
+        *resp = self.apply(ctx, req, Operation::Create).await;
     }
 
-    async fn read(
-        &self,
-        ctx: &CallContext,
-        state: &Value,
-        diags: &mut Diagnostics,
-    ) -> Option<Value> {
-        let configured = Configured::from_context(ctx, diags)?;
-        let prior = match ClusterAddon::decode(state) {
-            Ok(p) => p,
-            Err(e) => {
-                diags.extend(e.into());
-                return Some(state.clone());
-            }
-        };
-        let cluster_id = prior.cluster_id.as_deref().unwrap_or_default();
-        let limit = timeouts::for_operation(state, Operation::Read, TIMEOUTS);
-        let read = tokio::time::timeout(limit, async {
-            // Many clusters of one resource group: one list answers them all.
-            if let Some(collection) = clusters_of_resource_group(cluster_id) {
-                let listed = configured
-                    .snapshots
-                    .read::<Json>(&configured.client, &collection, cluster_id)
-                    .await;
-                if let SnapshotRead::Found(cluster) = listed {
-                    return Ok(Some(cluster));
-                }
-            }
-            configured
-                .client
-                .get_optional::<Json>(cluster_id, API_VERSION)
-                .await
-        })
-        .await;
-        match read {
-            Ok(Ok(Some(cluster))) => {
-                // Keep the user's spelling of the ID when Azure returns another casing.
-                let new_state = ClusterAddon {
-                    cluster_id: prior.cluster_id.clone(),
-                    id: prior.id.clone(),
-                    ..to_state(cluster_id, &cluster, &prior)
-                };
-                Some(new_state.to_value())
-            }
-            Ok(Ok(None)) => None,
-            Ok(Err(e)) => {
-                diags.push(arm_error_diagnostic("Reading the AKS cluster failed", &e));
-                Some(state.clone())
-            }
-            Err(_) => {
-                diags.error(
-                    "Timed out reading the AKS cluster",
-                    format!(
-                        "No answer within {}s; raise `timeouts {{ read = ... }}`.",
-                        limit.as_secs()
-                    ),
-                );
-                Some(state.clone())
-            }
-        }
+    async fn read(&self, ctx: &CallContext, req: ReadRequest<'_>, resp: &mut ReadResponse) {
+        resp.state = read_cluster_addon(ctx, req.state, &mut resp.diags).await;
     }
 
-    async fn update(&self, ctx: &CallContext, req: ApplyRequest<'_>) -> ApplyResult {
-        self.apply(ctx, req, Operation::Update).await
+    async fn update(&self, ctx: &CallContext, req: ApplyRequest<'_>, resp: &mut ApplyResponse) {
+        *resp = self.apply(ctx, req, Operation::Update).await;
     }
 
-    async fn delete(&self, ctx: &CallContext, prior: &Value, diags: &mut Diagnostics) {
+    async fn delete(&self, ctx: &CallContext, req: DeleteRequest<'_>, resp: &mut DeleteResponse) {
+        let (prior, diags) = (req.prior, &mut resp.diags);
         let Some(configured) = Configured::from_context(ctx, diags) else {
             return;
         };
@@ -476,21 +426,85 @@ impl Resource for ClusterAddonResource {
         }
     }
 
-    async fn import(&self, _ctx: &CallContext, id: &str, diags: &mut Diagnostics) -> Option<Value> {
-        if let Err(msg) = parse_cluster_id(id) {
-            diags.error(
-                "Invalid import ID",
-                format!("Import takes the cluster's ID. {msg}"),
-            );
-            return None;
-        }
-        let stub = ClusterAddon {
-            id: Knowable::Known(id.to_string()),
-            cluster_id: Some(id.to_string()),
-            ..Default::default()
-        };
-        Some(stub.to_value())
+    async fn import(&self, _ctx: &CallContext, req: ImportRequest<'_>, resp: &mut ImportResponse) {
+        resp.state = import_cluster_addon(req.id, &mut resp.diags);
     }
+}
+
+async fn read_cluster_addon(
+    ctx: &CallContext,
+    state: &Value,
+    diags: &mut Diagnostics,
+) -> Option<Value> {
+    let configured = Configured::from_context(ctx, diags)?;
+    let prior = match ClusterAddon::decode(state) {
+        Ok(p) => p,
+        Err(e) => {
+            diags.extend(e.into());
+            return Some(state.clone());
+        }
+    };
+    let cluster_id = prior.cluster_id.as_deref().unwrap_or_default();
+    let limit = timeouts::for_operation(state, Operation::Read, TIMEOUTS);
+    let read = tokio::time::timeout(limit, async {
+        // Many clusters of one resource group: one list answers them all.
+        if let Some(collection) = clusters_of_resource_group(cluster_id) {
+            let listed = configured
+                .snapshots
+                .read::<Json>(&configured.client, &collection, cluster_id)
+                .await;
+            if let SnapshotRead::Found(cluster) = listed {
+                return Ok(Some(cluster));
+            }
+        }
+        configured
+            .client
+            .get_optional::<Json>(cluster_id, API_VERSION)
+            .await
+    })
+    .await;
+    match read {
+        Ok(Ok(Some(cluster))) => {
+            // Keep the user's spelling of the ID when Azure returns another casing.
+            let new_state = ClusterAddon {
+                cluster_id: prior.cluster_id.clone(),
+                id: prior.id.clone(),
+                ..to_state(cluster_id, &cluster, &prior)
+            };
+            Some(new_state.to_value())
+        }
+        Ok(Ok(None)) => None,
+        Ok(Err(e)) => {
+            diags.push(arm_error_diagnostic("Reading the AKS cluster failed", &e));
+            Some(state.clone())
+        }
+        Err(_) => {
+            diags.error(
+                "Timed out reading the AKS cluster",
+                format!(
+                    "No answer within {}s; raise `timeouts {{ read = ... }}`.",
+                    limit.as_secs()
+                ),
+            );
+            Some(state.clone())
+        }
+    }
+}
+
+fn import_cluster_addon(id: &str, diags: &mut Diagnostics) -> Option<Value> {
+    if let Err(msg) = parse_cluster_id(id) {
+        diags.error(
+            "Invalid import ID",
+            format!("Import takes the cluster's ID. {msg}"),
+        );
+        return None;
+    }
+    let stub = ClusterAddon {
+        id: Knowable::Known(id.to_string()),
+        cluster_id: Some(id.to_string()),
+        ..Default::default()
+    };
+    Some(stub.to_value())
 }
 
 #[cfg(test)]

@@ -7,8 +7,9 @@ use serde_json::Value as Json;
 
 use crate::arm::{ResourceId, Scope};
 use crate::framework::{
-    Attribute, AttributePath, Block, CallContext, DataSource, Diagnostic, Diagnostics, Schema,
-    Type, Value,
+    Attribute, AttributePath, Block, CallContext, DataSource, Diagnostic, Diagnostics,
+    ReadDataRequest, ReadDataResponse, Schema, Type, ValidateConfigRequest, ValidateConfigResponse,
+    Value,
 };
 
 use super::provider::Configured;
@@ -196,7 +197,8 @@ impl DataSource for ComplianceDataSource {
         schema()
     }
 
-    fn validate_config(&self, config: &Value, diags: &mut Diagnostics) {
+    fn validate_config(&self, req: ValidateConfigRequest<'_>, resp: &mut ValidateConfigResponse) {
+        let (config, diags) = (req.config, &mut resp.diags);
         let scope = config.get("scope");
         let assignment = config.get("policy_assignment_id");
         if scope.is_unknown() || assignment.is_unknown() {
@@ -228,63 +230,65 @@ impl DataSource for ComplianceDataSource {
         }
     }
 
-    async fn read(
-        &self,
-        ctx: &CallContext,
-        config: &Value,
-        diags: &mut Diagnostics,
-    ) -> Option<Value> {
-        let c = ctx
-            .provider::<Configured>()
-            .map_err(|d| diags.extend(d))
-            .ok()?;
-        let prefix = summarize_prefix(config)?;
-        if config.get("trigger_scan").as_bool() == Some(true) {
-            let scope = match scan_scope(config) {
-                Ok(s) => s,
-                Err(msg) => {
-                    diags.error_at(
-                        AttributePath::attr("trigger_scan"),
-                        "Cannot scan this scope",
-                        msg,
-                    );
-                    return None;
-                }
-            };
-            let path = format!(
-                "{scope}/providers/Microsoft.PolicyInsights/policyStates/latest/triggerEvaluation"
-            );
-            let scan: Result<Json, _> = tokio::select! {
-                r = c.client.post(&path, API_VERSION, None::<&Json>) => r,
-                _ = ctx.cancel.cancelled() => {
-                    diags.error("Interrupted", "Stopped waiting for the compliance scan.");
-                    return None;
-                }
-            };
-            if let Err(e) = scan {
-                diags.push(arm_error_diagnostic("The compliance scan failed", &e));
+    async fn read(&self, ctx: &CallContext, req: ReadDataRequest<'_>, resp: &mut ReadDataResponse) {
+        resp.state = read_compliance(ctx, req.config, &mut resp.diags).await;
+    }
+}
+
+async fn read_compliance(
+    ctx: &CallContext,
+    config: &Value,
+    diags: &mut Diagnostics,
+) -> Option<Value> {
+    let c = ctx
+        .provider::<Configured>()
+        .map_err(|d| diags.extend(d))
+        .ok()?;
+    let prefix = summarize_prefix(config)?;
+    if config.get("trigger_scan").as_bool() == Some(true) {
+        let scope = match scan_scope(config) {
+            Ok(s) => s,
+            Err(msg) => {
+                diags.error_at(
+                    AttributePath::attr("trigger_scan"),
+                    "Cannot scan this scope",
+                    msg,
+                );
                 return None;
             }
+        };
+        let path = format!(
+            "{scope}/providers/Microsoft.PolicyInsights/policyStates/latest/triggerEvaluation"
+        );
+        let scan: Result<Json, _> = tokio::select! {
+            r = c.client.post(&path, API_VERSION, None::<&Json>) => r,
+            _ = ctx.cancel.cancelled() => {
+                diags.error("Interrupted", "Stopped waiting for the compliance scan.");
+                return None;
+            }
+        };
+        if let Err(e) = scan {
+            diags.push(arm_error_diagnostic("The compliance scan failed", &e));
+            return None;
         }
-        let path =
-            format!("{prefix}/providers/Microsoft.PolicyInsights/policyStates/latest/summarize");
-        match c.client.post::<Json, Json>(&path, API_VERSION, None).await {
-            Ok(resp) => {
-                let summary = resp
-                    .get("value")
-                    .and_then(Json::as_array)
-                    .and_then(|v| v.first())
-                    .cloned()
-                    .unwrap_or(Json::Null);
-                Some(to_state(config, &prefix, &summary))
-            }
-            Err(e) => {
-                diags.push(arm_error_diagnostic(
-                    "Reading the compliance summary failed",
-                    &e,
-                ));
-                None
-            }
+    }
+    let path = format!("{prefix}/providers/Microsoft.PolicyInsights/policyStates/latest/summarize");
+    match c.client.post::<Json, Json>(&path, API_VERSION, None).await {
+        Ok(resp) => {
+            let summary = resp
+                .get("value")
+                .and_then(Json::as_array)
+                .and_then(|v| v.first())
+                .cloned()
+                .unwrap_or(Json::Null);
+            Some(to_state(config, &prefix, &summary))
+        }
+        Err(e) => {
+            diags.push(arm_error_diagnostic(
+                "Reading the compliance summary failed",
+                &e,
+            ));
+            None
         }
     }
 }

@@ -12,16 +12,16 @@ use serde_json::{Map, Value as Json};
 use crate::framework::timeouts;
 use crate::framework::typed::{Knowable, Typed};
 use crate::framework::{
-    ApplyRequest, ApplyResult, Attribute, AttributePath, Block, CallContext, Diagnostic,
-    Diagnostics, PlanChange, Removal, Resource, Schema, Type, Value,
+    ApplyRequest, ApplyResponse, Attribute, AttributePath, Block, CallContext, Diagnostic,
+    Diagnostics, ModifyPlanRequest, ModifyPlanResponse, Schema, ValidateConfigRequest,
+    ValidateConfigResponse, Value,
 };
 use crate::policy::references::{policy_rule_parameter_references, undeclared};
 use crate::policy::{ParameterDefinition, PolicyDefinition, PolicyDefinitionProperties};
 use crate::typed_object;
 
 use super::provider::Configured;
-use super::shared::definition_api::{identifying_attributes, DefinitionCollection};
-use super::shared::existence::check_planned_scope;
+use super::shared::definition_api::{identifying_attributes, DefinitionCollection, DefinitionLike};
 use super::shared::json::{canonical_json, json_text};
 use super::shared::waits::POLICY_TIMEOUTS;
 
@@ -173,9 +173,13 @@ pub(crate) fn implied_kubernetes_metadata(version: Option<&str>) -> Vec<(&'stati
 
 /// Plans the provider's subscription as `scope` when the configuration leaves it out, so the
 /// ID is known at plan time.
-pub(crate) fn plan_default_scope(ctx: &CallContext, change: &mut PlanChange<'_>) {
-    if change.planned.get("scope").is_unknown() && change.config.get("scope").is_null() {
-        if let Some(scope) = planned_scope(ctx, change.config) {
+pub(crate) fn plan_default_scope(
+    ctx: &CallContext,
+    req: ModifyPlanRequest<'_>,
+    change: &mut ModifyPlanResponse,
+) {
+    if change.planned.get("scope").is_unknown() && req.config.get("scope").is_null() {
+        if let Some(scope) = planned_scope(ctx, req.config) {
             change.planned.set("scope", Value::string(scope));
         }
     }
@@ -223,11 +227,12 @@ fn breaking_parameter_changes(
 /// break the prior ones: Azure refuses such an update. `path` is the attribute that declares
 /// them.
 pub(crate) fn replace_on_breaking_parameters(
-    change: &mut PlanChange<'_>,
+    req: ModifyPlanRequest<'_>,
+    change: &mut ModifyPlanResponse,
     new: &BTreeMap<String, ParameterDefinition>,
     path: AttributePath,
 ) {
-    let reasons = breaking_parameter_changes(change.prior.get("parameters"), new);
+    let reasons = breaking_parameter_changes(req.prior.get("parameters"), new);
     if !reasons.is_empty() {
         change.requires_replace.push(path.clone());
         change.diags.push(replacement_warning(&reasons, path));
@@ -396,21 +401,21 @@ fn state_of(prior: &Definition, d: &PolicyDefinition, scope: &str) -> Definition
     state
 }
 
-async fn put(ctx: &CallContext, req: &ApplyRequest<'_>) -> ApplyResult {
+async fn put(ctx: &CallContext, req: &ApplyRequest<'_>) -> ApplyResponse {
     let planned = match Definition::decode(req.planned) {
         Ok(p) => p,
-        Err(e) => return ApplyResult::failed(e.into()),
+        Err(e) => return ApplyResponse::failed(e.into()),
     };
     let mut diags = Diagnostics::new();
     let properties = match properties_of(&planned) {
         Ok(p) => p,
         Err(d) => {
             diags.push(d);
-            return ApplyResult::failed(diags);
+            return ApplyResponse::failed(diags);
         }
     };
     let Some(scope) = DEFINITIONS.write_scope(ctx, req, &mut diags) else {
-        return ApplyResult::failed(diags);
+        return ApplyResponse::failed(diags);
     };
     let name = planned.name.as_deref().unwrap_or_default();
     let body = PolicyDefinition {
@@ -418,27 +423,25 @@ async fn put(ctx: &CallContext, req: &ApplyRequest<'_>) -> ApplyResult {
         ..Default::default()
     };
     match DEFINITIONS.put(ctx, &scope, name, &body).await {
-        Ok(d) => ApplyResult::ok(state_of(&planned, &d, &scope).to_value()),
-        Err(d) => ApplyResult::failed(d),
+        Ok(d) => ApplyResponse::ok(state_of(&planned, &d, &scope).to_value()),
+        Err(d) => ApplyResponse::failed(d),
     }
 }
 
 #[async_trait]
-impl Resource for DefinitionResource {
-    fn type_name(&self) -> &'static str {
-        "akspolicy_definition"
-    }
+impl DefinitionLike for DefinitionResource {
+    const TYPE_NAME: &'static str = "akspolicy_definition";
+    const COLLECTION: DefinitionCollection = DEFINITIONS;
+    type Body = PolicyDefinition;
+    type State = Definition;
 
-    fn schema(&self) -> Schema {
+    fn definition_schema(&self) -> Schema {
         schema()
     }
 
-    fn state_type(&self) -> Option<Type> {
-        Some(Definition::ty())
-    }
-
-    fn validate_config(&self, config: &Value, diags: &mut Diagnostics) {
-        let config = match Definition::decode(config) {
+    fn check_config(&self, req: ValidateConfigRequest<'_>, resp: &mut ValidateConfigResponse) {
+        let diags = &mut resp.diags;
+        let config = match Definition::decode(req.config) {
             Ok(c) => c,
             Err(e) => return diags.extend(e.into()),
         };
@@ -479,59 +482,35 @@ impl Resource for DefinitionResource {
         }
     }
 
-    async fn modify_plan(&self, ctx: &CallContext, change: &mut PlanChange<'_>) {
-        plan_default_scope(ctx, change);
-        // Only a written scope: the default is the provider's own subscription.
-        check_planned_scope(ctx, change).await;
-        let Ok(config) = Definition::decode(change.config) else {
+    async fn refine_plan(
+        &self,
+        _ctx: &CallContext,
+        req: ModifyPlanRequest<'_>,
+        change: &mut ModifyPlanResponse,
+    ) {
+        let Ok(config) = Definition::decode(req.config) else {
             return;
         };
-        if change.prior.is_null() || config.parameters.is_unknown() {
+        if req.prior.is_null() || config.parameters.is_unknown() {
             return;
         }
         let Ok(new) = parameters_of(config.parameters.as_deref()) else {
             return;
         };
         replace_on_breaking_parameters(
+            req,
             change,
             &new.unwrap_or_default(),
             AttributePath::attr("parameters"),
         );
     }
 
-    async fn create(&self, ctx: &CallContext, req: ApplyRequest<'_>) -> ApplyResult {
-        put(ctx, &req).await
+    async fn put(&self, ctx: &CallContext, req: ApplyRequest<'_>, resp: &mut ApplyResponse) {
+        *resp = put(ctx, &req).await;
     }
 
-    async fn read(
-        &self,
-        ctx: &CallContext,
-        state: &Value,
-        diags: &mut Diagnostics,
-    ) -> Option<Value> {
-        DEFINITIONS.read(ctx, state, diags, state_from).await
-    }
-
-    async fn update(&self, ctx: &CallContext, req: ApplyRequest<'_>) -> ApplyResult {
-        put(ctx, &req).await
-    }
-
-    async fn check_removal(
-        &self,
-        ctx: &CallContext,
-        prior: &Value,
-        removal: Removal,
-        diags: &mut Diagnostics,
-    ) {
-        DEFINITIONS.check_removal(ctx, prior, removal, diags).await
-    }
-
-    async fn delete(&self, ctx: &CallContext, prior: &Value, diags: &mut Diagnostics) {
-        DEFINITIONS.delete(ctx, prior, diags).await
-    }
-
-    async fn import(&self, _ctx: &CallContext, id: &str, diags: &mut Diagnostics) -> Option<Value> {
-        DEFINITIONS.import(id, diags)
+    fn state_from(prior: &Value, remote: &PolicyDefinition, scope: &str) -> Value {
+        state_from(prior, remote, scope)
     }
 }
 

@@ -12,8 +12,9 @@ use crate::arm::{ArmClient, ArmError, ResourceId};
 use crate::framework::timeouts::{self, Deadline, Operation};
 use crate::framework::typed::{Knowable, Typed};
 use crate::framework::{
-    ApplyRequest, ApplyResult, Attribute, AttributePath, Block, CallContext, Diagnostic,
-    Diagnostics, PlanChange, Resource, Schema, Type, Value,
+    ApplyRequest, ApplyResponse, Attribute, AttributePath, Block, CallContext, DeleteRequest,
+    DeleteResponse, Diagnostic, Diagnostics, ImportRequest, ImportResponse, ModifyPlanRequest,
+    ModifyPlanResponse, ReadRequest, ReadResponse, Resource, Schema, Type, Value,
 };
 use crate::policy::parameters::closest_name;
 use crate::policy::timestamp::{format_rfc3339_utc, now, parse_rfc3339, Timestamp};
@@ -425,13 +426,13 @@ async fn check_reference_ids(client: &ArmClient, config: &Exemption) -> Diagnost
 // ---------------------------------------------------------------------------------------------
 // CRUD
 
-async fn write(ctx: &CallContext, req: &ApplyRequest<'_>, op: Operation) -> ApplyResult {
+async fn write(ctx: &CallContext, req: &ApplyRequest<'_>, op: Operation) -> ApplyResponse {
     let deadline = Deadline::start(req.planned, op, POLICY_TIMEOUTS);
     let (configured, planned) = match (ctx.provider::<Configured>(), Exemption::decode(req.planned))
     {
         (Ok(c), Ok(p)) => (c, p),
-        (Err(d), _) => return ApplyResult::failed(d),
-        (_, Err(e)) => return ApplyResult::failed(e.into()),
+        (Err(d), _) => return ApplyResponse::failed(d),
+        (_, Err(e)) => return ApplyResponse::failed(e.into()),
     };
     KIND.write(
         &configured,
@@ -459,18 +460,23 @@ impl Resource for ExemptionResource {
         Some(Exemption::ty())
     }
 
-    async fn modify_plan(&self, ctx: &CallContext, change: &mut PlanChange<'_>) {
-        ignore_case_only_replacements(change, &["scope", "name", "policy_assignment_id"]);
-        check_planned_scope(ctx, change).await;
+    async fn modify_plan(
+        &self,
+        ctx: &CallContext,
+        req: ModifyPlanRequest<'_>,
+        change: &mut ModifyPlanResponse,
+    ) {
+        ignore_case_only_replacements(req, change, &["scope", "name", "policy_assignment_id"]);
+        check_planned_scope(ctx, req, change).await;
         let (config, planned) = match (
-            Exemption::decode(change.config),
+            Exemption::decode(req.config),
             Exemption::decode(&change.planned),
         ) {
             (Ok(c), Ok(p)) => (c, p),
             (Err(e), _) | (_, Err(e)) => return change.diags.extend(e.into()),
         };
         // Null on create.
-        let prior = Exemption::decode(change.prior).ok();
+        let prior = Exemption::decode(req.prior).ok();
         // Unknown values read as `None`: a reference list not known yet is checked at apply.
         let refs_changed = prior.is_none_or(|prior| {
             prior.policy_definition_reference_ids != config.policy_definition_reference_ids
@@ -499,29 +505,25 @@ impl Resource for ExemptionResource {
         }
     }
 
-    async fn create(&self, ctx: &CallContext, req: ApplyRequest<'_>) -> ApplyResult {
-        write(ctx, &req, Operation::Create).await
+    async fn create(&self, ctx: &CallContext, req: ApplyRequest<'_>, resp: &mut ApplyResponse) {
+        *resp = write(ctx, &req, Operation::Create).await;
     }
 
-    async fn read(
-        &self,
-        ctx: &CallContext,
-        state: &Value,
-        diags: &mut Diagnostics,
-    ) -> Option<Value> {
-        KIND.read(ctx, state, diags, state_from).await
+    async fn read(&self, ctx: &CallContext, req: ReadRequest<'_>, resp: &mut ReadResponse) {
+        resp.state = KIND.read(ctx, req.state, &mut resp.diags, state_from).await;
     }
 
-    async fn update(&self, ctx: &CallContext, req: ApplyRequest<'_>) -> ApplyResult {
-        write(ctx, &req, Operation::Update).await
+    async fn update(&self, ctx: &CallContext, req: ApplyRequest<'_>, resp: &mut ApplyResponse) {
+        *resp = write(ctx, &req, Operation::Update).await;
     }
 
-    async fn delete(&self, ctx: &CallContext, prior: &Value, diags: &mut Diagnostics) {
+    async fn delete(&self, ctx: &CallContext, req: DeleteRequest<'_>, resp: &mut DeleteResponse) {
+        let (prior, diags) = (req.prior, &mut resp.diags);
         KIND.delete(ctx, prior, diags).await
     }
 
-    async fn import(&self, _ctx: &CallContext, id: &str, diags: &mut Diagnostics) -> Option<Value> {
-        KIND.import(&schema().block, id, diags)
+    async fn import(&self, _ctx: &CallContext, req: ImportRequest<'_>, resp: &mut ImportResponse) {
+        resp.state = KIND.import(&schema().block, req.id, &mut resp.diags);
     }
 }
 

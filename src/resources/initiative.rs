@@ -11,8 +11,9 @@ use serde_json::{json, Map, Value as Json};
 use crate::framework::timeouts;
 use crate::framework::typed::{Knowable, Typed, Whole};
 use crate::framework::{
-    ApplyRequest, ApplyResult, Attribute, AttributePath, Block, CallContext, Diagnostic,
-    Diagnostics, NestedBlock, PlanChange, Removal, Resource, Schema, Type, Value,
+    ApplyRequest, ApplyResponse, Attribute, AttributePath, Block, CallContext, Diagnostic,
+    Diagnostics, ModifyPlanRequest, ModifyPlanResponse, NestedBlock, Schema, Type,
+    ValidateConfigRequest, ValidateConfigResponse, Value,
 };
 use crate::policy::references::value_parameter_references;
 use crate::policy::{
@@ -22,12 +23,11 @@ use crate::policy::{
 use crate::typed_object;
 
 use super::definition::{
-    keep_json, parameters_of, plan_default_scope, replace_on_breaking_parameters, user_metadata,
-    validate_json_object, validate_version, API_VERSION,
+    keep_json, parameters_of, replace_on_breaking_parameters, user_metadata, validate_json_object,
+    validate_version, API_VERSION,
 };
 use super::provider::Configured;
-use super::shared::definition_api::{identifying_attributes, DefinitionCollection};
-use super::shared::existence::check_planned_scope;
+use super::shared::definition_api::{identifying_attributes, DefinitionCollection, DefinitionLike};
 use super::shared::json::json_text;
 use super::shared::waits::POLICY_TIMEOUTS;
 
@@ -420,21 +420,21 @@ fn state_of(prior: &Initiative, s: &PolicySetDefinition, scope: &str) -> Initiat
     state
 }
 
-async fn put(ctx: &CallContext, req: &ApplyRequest<'_>) -> ApplyResult {
+async fn put(ctx: &CallContext, req: &ApplyRequest<'_>) -> ApplyResponse {
     let planned = match Initiative::decode(req.planned) {
         Ok(p) => p,
-        Err(e) => return ApplyResult::failed(e.into()),
+        Err(e) => return ApplyResponse::failed(e.into()),
     };
     let mut diags = Diagnostics::new();
     let properties = match properties_of(&planned) {
         Ok(p) => p,
         Err(d) => {
             diags.push(d);
-            return ApplyResult::failed(diags);
+            return ApplyResponse::failed(diags);
         }
     };
     let Some(scope) = SETS.write_scope(ctx, req, &mut diags) else {
-        return ApplyResult::failed(diags);
+        return ApplyResponse::failed(diags);
     };
     let name = planned.name.as_deref().unwrap_or_default();
     let body = PolicySetDefinition {
@@ -442,26 +442,24 @@ async fn put(ctx: &CallContext, req: &ApplyRequest<'_>) -> ApplyResult {
         ..Default::default()
     };
     match SETS.put(ctx, &scope, name, &body).await {
-        Ok(s) => ApplyResult::ok(state_of(&planned, &s, &scope).to_value()),
-        Err(d) => ApplyResult::failed(d),
+        Ok(s) => ApplyResponse::ok(state_of(&planned, &s, &scope).to_value()),
+        Err(d) => ApplyResponse::failed(d),
     }
 }
 
 #[async_trait]
-impl Resource for InitiativeResource {
-    fn type_name(&self) -> &'static str {
-        "akspolicy_initiative"
-    }
+impl DefinitionLike for InitiativeResource {
+    const TYPE_NAME: &'static str = "akspolicy_initiative";
+    const COLLECTION: DefinitionCollection = SETS;
+    type Body = PolicySetDefinition;
+    type State = Initiative;
 
-    fn schema(&self) -> Schema {
+    fn definition_schema(&self) -> Schema {
         schema()
     }
 
-    fn state_type(&self) -> Option<Type> {
-        Some(Initiative::ty())
-    }
-
-    fn validate_config(&self, config: &Value, diags: &mut Diagnostics) {
+    fn check_config(&self, req: ValidateConfigRequest<'_>, resp: &mut ValidateConfigResponse) {
+        let (config, diags) = (req.config, &mut resp.diags);
         let config = match Initiative::decode(config) {
             Ok(c) => c,
             Err(e) => return diags.extend(e.into()),
@@ -521,11 +519,13 @@ impl Resource for InitiativeResource {
         }
     }
 
-    async fn modify_plan(&self, ctx: &CallContext, change: &mut PlanChange<'_>) {
-        plan_default_scope(ctx, change);
-        // Only a written scope: the default is the provider's own subscription.
-        check_planned_scope(ctx, change).await;
-        let config = match Initiative::decode(change.config) {
+    async fn refine_plan(
+        &self,
+        ctx: &CallContext,
+        req: ModifyPlanRequest<'_>,
+        change: &mut ModifyPlanResponse,
+    ) {
+        let config = match Initiative::decode(req.config) {
             Ok(c) => c,
             Err(e) => return change.diags.extend(e.into()),
         };
@@ -571,53 +571,27 @@ impl Resource for InitiativeResource {
                 ),
             }
         }
-        if change.prior.is_null() || config.parameters.is_unknown() {
+        if req.prior.is_null() || config.parameters.is_unknown() {
             return;
         }
         if let Ok(new) = declared_parameters(&config) {
-            replace_on_breaking_parameters(change, &new, AttributePath::attr("parameters"));
+            replace_on_breaking_parameters(req, change, &new, AttributePath::attr("parameters"));
         }
     }
 
-    async fn create(&self, ctx: &CallContext, req: ApplyRequest<'_>) -> ApplyResult {
-        put(ctx, &req).await
+    async fn put(&self, ctx: &CallContext, req: ApplyRequest<'_>, resp: &mut ApplyResponse) {
+        *resp = put(ctx, &req).await;
     }
 
-    async fn read(
-        &self,
-        ctx: &CallContext,
-        state: &Value,
-        diags: &mut Diagnostics,
-    ) -> Option<Value> {
-        SETS.read(ctx, state, diags, state_from).await
-    }
-
-    async fn update(&self, ctx: &CallContext, req: ApplyRequest<'_>) -> ApplyResult {
-        put(ctx, &req).await
-    }
-
-    async fn check_removal(
-        &self,
-        ctx: &CallContext,
-        prior: &Value,
-        removal: Removal,
-        diags: &mut Diagnostics,
-    ) {
-        SETS.check_removal(ctx, prior, removal, diags).await
-    }
-
-    async fn delete(&self, ctx: &CallContext, prior: &Value, diags: &mut Diagnostics) {
-        SETS.delete(ctx, prior, diags).await
-    }
-
-    async fn import(&self, _ctx: &CallContext, id: &str, diags: &mut Diagnostics) -> Option<Value> {
-        SETS.import(id, diags)
+    fn state_from(prior: &Value, remote: &PolicySetDefinition, scope: &str) -> Value {
+        state_from(prior, remote, scope)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::framework::{Resource, ValidateConfigRequest, ValidateConfigResponse};
 
     #[test]
     fn version_pins() {
@@ -643,7 +617,9 @@ mod tests {
         }
         .to_value();
         let mut d = Diagnostics::new();
-        InitiativeResource.validate_config(&config, &mut d);
+        let mut resp = ValidateConfigResponse::default();
+        InitiativeResource.validate_config(ValidateConfigRequest { config: &config }, &mut resp);
+        d.extend(resp.diags);
         assert_eq!(d.0.len(), 1, "{:?}", d.0);
         assert!(d.0[0].detail.contains("parameters('ns')"));
     }

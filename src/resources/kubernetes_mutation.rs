@@ -10,8 +10,8 @@ use serde_json::Value as Json;
 use crate::framework::timeouts;
 use crate::framework::typed::{Knowable, Typed, Whole};
 use crate::framework::{
-    ApplyRequest, ApplyResult, Attribute, AttributePath, Block, CallContext, Diagnostic,
-    Diagnostics, NestedBlock, PlanChange, Removal, Resource, Schema, Type, Value,
+    ApplyRequest, ApplyResponse, Attribute, AttributePath, Block, CallContext, Diagnostic,
+    Diagnostics, NestedBlock, Schema, Type, ValidateConfigRequest, ValidateConfigResponse, Value,
 };
 use crate::policy::constraint_match::AKS_EXEMPT_NAMESPACES;
 use crate::policy::constraint_template::parse_yaml_documents;
@@ -23,11 +23,10 @@ use crate::policy::PolicyDefinition;
 use crate::typed_object;
 
 use super::definition::{
-    implied_kubernetes_metadata, metadata_object, plan_default_scope, user_metadata,
-    validate_version, DEFINITIONS_SEGMENT,
+    implied_kubernetes_metadata, metadata_object, user_metadata, validate_version,
+    DEFINITIONS_SEGMENT,
 };
-use super::shared::definition_api::{identifying_attributes, DefinitionCollection};
-use super::shared::existence::check_planned_scope;
+use super::shared::definition_api::{identifying_attributes, DefinitionCollection, DefinitionLike};
 use super::shared::waits::POLICY_TIMEOUTS;
 
 const DEFINITIONS: DefinitionCollection = DefinitionCollection {
@@ -365,17 +364,17 @@ fn state_of(
     state
 }
 
-async fn put(ctx: &CallContext, req: &ApplyRequest<'_>) -> ApplyResult {
+async fn put(ctx: &CallContext, req: &ApplyRequest<'_>) -> ApplyResponse {
     let planned = match KubernetesMutation::decode(req.planned) {
         Ok(p) => p,
-        Err(e) => return ApplyResult::failed(e.into()),
+        Err(e) => return ApplyResponse::failed(e.into()),
     };
     let mut diags = Diagnostics::new();
     let Some((spec, _)) = check_config(&planned, &mut diags) else {
-        return ApplyResult::failed(diags);
+        return ApplyResponse::failed(diags);
     };
     let Some(scope) = DEFINITIONS.write_scope(ctx, req, &mut diags) else {
-        return ApplyResult::failed(diags);
+        return ApplyResponse::failed(diags);
     };
     let name = planned.name.as_deref().unwrap_or_default();
     let body = PolicyDefinition {
@@ -392,27 +391,25 @@ async fn put(ctx: &CallContext, req: &ApplyRequest<'_>) -> ApplyResult {
                 metadata: planned.metadata,
                 ..state
             };
-            ApplyResult::ok(applied.to_value())
+            ApplyResponse::ok(applied.to_value())
         }
-        Err(d) => ApplyResult::failed(d),
+        Err(d) => ApplyResponse::failed(d),
     }
 }
 
 #[async_trait]
-impl Resource for KubernetesMutationResource {
-    fn type_name(&self) -> &'static str {
-        "akspolicy_kubernetes_mutation"
-    }
+impl DefinitionLike for KubernetesMutationResource {
+    const TYPE_NAME: &'static str = "akspolicy_kubernetes_mutation";
+    const COLLECTION: DefinitionCollection = DEFINITIONS;
+    type Body = PolicyDefinition;
+    type State = KubernetesMutation;
 
-    fn schema(&self) -> Schema {
+    fn definition_schema(&self) -> Schema {
         schema()
     }
 
-    fn state_type(&self) -> Option<Type> {
-        Some(KubernetesMutation::ty())
-    }
-
-    fn validate_config(&self, config: &Value, diags: &mut Diagnostics) {
+    fn check_config(&self, req: ValidateConfigRequest<'_>, resp: &mut ValidateConfigResponse) {
+        let (config, diags) = (req.config, &mut resp.diags);
         // Unknown values (from other resources) are checked again at apply.
         let inputs = [
             "mutator",
@@ -432,52 +429,19 @@ impl Resource for KubernetesMutationResource {
         run_tests(&config, checked.as_ref(), diags);
     }
 
-    async fn modify_plan(&self, ctx: &CallContext, change: &mut PlanChange<'_>) {
-        plan_default_scope(ctx, change);
-        check_planned_scope(ctx, change).await;
+    async fn put(&self, ctx: &CallContext, req: ApplyRequest<'_>, resp: &mut ApplyResponse) {
+        *resp = put(ctx, &req).await;
     }
 
-    async fn create(&self, ctx: &CallContext, req: ApplyRequest<'_>) -> ApplyResult {
-        put(ctx, &req).await
-    }
-
-    async fn read(
-        &self,
-        ctx: &CallContext,
-        state: &Value,
-        diags: &mut Diagnostics,
-    ) -> Option<Value> {
-        DEFINITIONS.read(ctx, state, diags, state_from).await
-    }
-
-    async fn update(&self, ctx: &CallContext, req: ApplyRequest<'_>) -> ApplyResult {
-        // Changes of only `test` blocks and `timeouts` never get here: the framework answers
-        // them (they are `local_only`).
-        put(ctx, &req).await
-    }
-
-    async fn check_removal(
-        &self,
-        ctx: &CallContext,
-        prior: &Value,
-        removal: Removal,
-        diags: &mut Diagnostics,
-    ) {
-        DEFINITIONS.check_removal(ctx, prior, removal, diags).await
-    }
-
-    async fn delete(&self, ctx: &CallContext, prior: &Value, diags: &mut Diagnostics) {
-        DEFINITIONS.delete(ctx, prior, diags).await
-    }
-
-    async fn import(&self, _ctx: &CallContext, id: &str, diags: &mut Diagnostics) -> Option<Value> {
-        DEFINITIONS.import(id, diags)
+    fn state_from(prior: &Value, remote: &PolicyDefinition, scope: &str) -> Value {
+        state_from(prior, remote, scope)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::framework::{Resource, ValidateConfigRequest, ValidateConfigResponse};
 
     const MUTATOR: &str = r#"apiVersion: mutations.gatekeeper.sh/v1
 kind: Assign
@@ -518,7 +482,14 @@ spec:
 
     fn validate(config: &KubernetesMutation) -> Diagnostics {
         let mut d = Diagnostics::new();
-        KubernetesMutationResource.validate_config(&config.to_value(), &mut d);
+        let mut resp = ValidateConfigResponse::default();
+        KubernetesMutationResource.validate_config(
+            ValidateConfigRequest {
+                config: &config.to_value(),
+            },
+            &mut resp,
+        );
+        d.extend(resp.diags);
         d
     }
 

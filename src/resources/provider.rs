@@ -8,10 +8,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::arm::{ArmClient, ArmSettings, ClientOptions, ListSnapshots};
-use crate::framework::{Attribute, Function};
 use crate::framework::{
-    AttributePath, Block, ConfigureRequest, DataSource, Diagnostic, Diagnostics, Provider,
-    ProviderData, Resource, Schema, Value,
+    Attribute, AttributePath, Block, ConfigureRequest, ConfigureResponse, DataSource, Diagnostic,
+    Diagnostics, Function, Provider, ProviderData, Resource, Schema, ValidateConfigRequest,
+    ValidateConfigResponse, Value,
 };
 
 use super::admission_review::AdmissionReviewDataSource;
@@ -312,7 +312,8 @@ impl Provider for AksPolicyProvider {
         vec![Arc::new(EvaluateFunction)]
     }
 
-    fn validate_config(&self, config: &Value, diags: &mut Diagnostics) {
+    fn validate_config(&self, req: ValidateConfigRequest<'_>, resp: &mut ValidateConfigResponse) {
+        let (config, diags) = (req.config, &mut resp.diags);
         for insecure in crate::arm::endpoint::insecure_endpoints(&settings_from_config(config)) {
             diags.push(
                 Diagnostic::error("Insecure endpoint", insecure.to_string())
@@ -335,40 +336,45 @@ impl Provider for AksPolicyProvider {
         }
     }
 
-    async fn configure(&self, req: ConfigureRequest) -> Result<ProviderData, Diagnostics> {
-        if !req.config.is_wholly_known() {
-            // Terraform configures with unknowns when the provider block references resources
-            // not created yet. The client is built all the same from what is known (unknown
-            // settings read as unset, so `ARM_*` variables and defaults fill them); a later
-            // apply configures the provider again with the values known.
-            log::debug!(
-                "provider configuration has unknown values; unknown settings read as unset"
-            );
+    async fn configure(&self, req: ConfigureRequest, resp: &mut ConfigureResponse) {
+        match configure(req).await {
+            Ok(data) => resp.provider_data = Some(data),
+            Err(d) => resp.diags.extend(d),
         }
-        let mut settings = settings_from_config(&req.config);
-        if let Err(e) = settings.fill_from_env(&|k| std::env::var(k).ok()) {
-            return Err(
-                Diagnostic::error("Invalid ARM_* environment variable", e.to_string()).into(),
-            );
-        }
-        let options = ClientOptions {
-            terraform_version: Some(req.terraform_version.clone()),
-            ..ClientOptions::default()
-        };
-        match ArmClient::with_options(settings, options).await {
-            Ok(client) => Ok(Arc::new(Configured {
-                client,
-                snapshots: ListSnapshots::new(),
-                plan_ledger: PlanLedger::default(),
-            })),
-            Err(e) => Err(arm_error_diagnostic("Invalid provider configuration", &e).into()),
-        }
+    }
+}
+
+/// The ARM client from the provider block and the `ARM_*` variables.
+async fn configure(req: ConfigureRequest) -> Result<ProviderData, Diagnostics> {
+    if !req.config.is_wholly_known() {
+        // Terraform configures with unknowns when the provider block references resources
+        // not created yet. The client is built all the same from what is known (unknown
+        // settings read as unset, so `ARM_*` variables and defaults fill them); a later
+        // apply configures the provider again with the values known.
+        log::debug!("provider configuration has unknown values; unknown settings read as unset");
+    }
+    let mut settings = settings_from_config(&req.config);
+    if let Err(e) = settings.fill_from_env(&|k| std::env::var(k).ok()) {
+        return Err(Diagnostic::error("Invalid ARM_* environment variable", e.to_string()).into());
+    }
+    let options = ClientOptions {
+        terraform_version: Some(req.terraform_version.clone()),
+        ..ClientOptions::default()
+    };
+    match ArmClient::with_options(settings, options).await {
+        Ok(client) => Ok(Arc::new(Configured {
+            client,
+            snapshots: ListSnapshots::new(),
+            plan_ledger: PlanLedger::default(),
+        })),
+        Err(e) => Err(arm_error_diagnostic("Invalid provider configuration", &e).into()),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::framework::{ValidateConfigRequest, ValidateConfigResponse};
 
     #[test]
     fn provider_schema_is_valid() {
@@ -385,7 +391,9 @@ mod tests {
         config.set("oidc_request_url", Value::string("https://token.example/"));
         config.set("msi_endpoint", Value::string("http://169.254.169.254/msi"));
         let mut diags = Diagnostics::new();
-        AksPolicyProvider.validate_config(&config, &mut diags);
+        let mut resp = ValidateConfigResponse::default();
+        AksPolicyProvider.validate_config(ValidateConfigRequest { config: &config }, &mut resp);
+        diags.extend(resp.diags);
         let errors: Vec<_> = diags
             .0
             .iter()

@@ -12,8 +12,10 @@ use crate::arm::{ArmClient, ArmError, Method, Scope};
 use crate::framework::timeouts::{self, Operation, TimeoutDefaults};
 use crate::framework::typed::{Knowable, Typed};
 use crate::framework::{
-    ApplyRequest, ApplyResult, Attribute, AttributePath, Block, CallContext, Diagnostic,
-    Diagnostics, Number, PlanChange, Resource, Schema, Type, Value,
+    ApplyRequest, ApplyResponse, Attribute, AttributePath, Block, CallContext, DeleteRequest,
+    DeleteResponse, Diagnostic, Diagnostics, ImportRequest, ImportResponse, ModifyPlanRequest,
+    ModifyPlanResponse, Number, ReadRequest, ReadResponse, Resource, Schema, Type,
+    ValidateConfigRequest, ValidateConfigResponse, Value,
 };
 use crate::typed_object;
 
@@ -337,7 +339,8 @@ impl Resource for RemediationResource {
         Some(Remediation::ty())
     }
 
-    fn validate_config(&self, config: &Value, diags: &mut Diagnostics) {
+    fn validate_config(&self, req: ValidateConfigRequest<'_>, resp: &mut ValidateConfigResponse) {
+        let (config, diags) = (req.config, &mut resp.diags);
         let config = match Remediation::decode(config) {
             Ok(c) => c,
             Err(e) => return diags.extend(e.into()),
@@ -368,14 +371,19 @@ impl Resource for RemediationResource {
         }
     }
 
-    async fn modify_plan(&self, ctx: &CallContext, change: &mut PlanChange<'_>) {
-        check_planned_scope(ctx, change).await;
-        let config = match Remediation::decode(change.config) {
+    async fn modify_plan(
+        &self,
+        ctx: &CallContext,
+        req: ModifyPlanRequest<'_>,
+        change: &mut ModifyPlanResponse,
+    ) {
+        check_planned_scope(ctx, req, change).await;
+        let config = match Remediation::decode(req.config) {
             Ok(c) => c,
             Err(e) => return change.diags.extend(e.into()),
         };
         // Null on create.
-        let same = Remediation::decode(change.prior).is_ok_and(|prior| {
+        let same = Remediation::decode(req.prior).is_ok_and(|prior| {
             prior.policy_assignment_id == config.policy_assignment_id
                 && prior.policy_definition_reference_id == config.policy_definition_reference_id
         });
@@ -399,115 +407,20 @@ impl Resource for RemediationResource {
         .await;
     }
 
-    async fn create(&self, ctx: &CallContext, req: ApplyRequest<'_>) -> ApplyResult {
-        let planned = match Remediation::decode(req.planned) {
-            Ok(p) => p,
-            Err(e) => return ApplyResult::failed(e.into()),
-        };
-        let mut diags = Diagnostics::new();
-        let Some(c) = Configured::from_context(ctx, &mut diags) else {
-            return ApplyResult::failed(diags);
-        };
-        let path = remediation_path(
-            planned.scope.as_deref().unwrap_or_default(),
-            planned.name.as_deref().unwrap_or_default(),
-        );
-        // A plain PUT: the client's write helper would wait on provisioningState, which for a
-        // remediation means the whole task.
-        let created = c
-            .client
-            .request(Method::PUT, &path, API_VERSION, &[], Some(&body(&planned)))
-            .await
-            .and_then(|r| r.error_for_status())
-            .and_then(|r| r.json::<Json>());
-        let remote = match created {
-            Ok(r) => r,
-            Err(e) => {
-                diags.push(arm_error_diagnostic("Creating the remediation failed", &e));
-                return ApplyResult::failed(diags);
-            }
-        };
-        let mut state = with_status(&planned, &remote);
-        if planned.wait_for_completion == Some(true) {
-            let limit = timeouts::for_operation(req.planned, Operation::Create, TIMEOUTS);
-            match wait_until_done(ctx, &c.client, &path, limit).await {
-                Ok(done) => {
-                    state = with_status(&planned, &done);
-                    if state_of(&done) == "Failed" {
-                        diags.error(
-                            "The remediation failed",
-                            format!(
-                                "Azure reports: {}. The task stays in state; fix the cause and replace it (terraform apply -replace=...).",
-                                done.pointer("/properties/statusMessage").and_then(Json::as_str).unwrap_or("no status message")
-                            ),
-                        );
-                    }
-                }
-                Err(d) => diags.push(d),
-            }
-        }
-        // The task exists in Azure whatever happened while waiting: keep it in state.
-        ApplyResult {
-            state: Some(state.to_value()),
-            diags,
-            ..ApplyResult::default()
-        }
+    async fn create(&self, ctx: &CallContext, req: ApplyRequest<'_>, resp: &mut ApplyResponse) {
+        *resp = create_remediation(ctx, req).await;
     }
 
-    async fn read(
-        &self,
-        ctx: &CallContext,
-        state: &Value,
-        diags: &mut Diagnostics,
-    ) -> Option<Value> {
-        let c = Configured::from_context(ctx, diags)?;
-        let typed = match Remediation::decode(state) {
-            Ok(s) => s,
-            Err(e) => {
-                diags.extend(e.into());
-                return Some(state.clone());
-            }
-        };
-        let path = remediation_path(
-            typed.scope.as_deref().unwrap_or_default(),
-            typed.name.as_deref().unwrap_or_default(),
-        );
-        match c.client.get_optional::<Json>(&path, API_VERSION).await {
-            Ok(Some(remote)) => Some(with_status(&typed, &remote).to_value()),
-            Ok(None) => None,
-            Err(e) => {
-                diags.push(arm_error_diagnostic("Reading the remediation failed", &e));
-                Some(state.clone())
-            }
-        }
+    async fn read(&self, ctx: &CallContext, req: ReadRequest<'_>, resp: &mut ReadResponse) {
+        resp.state = read_remediation(ctx, req.state, &mut resp.diags).await;
     }
 
-    async fn update(&self, _ctx: &CallContext, req: ApplyRequest<'_>) -> ApplyResult {
-        // Only wait_for_completion and timeouts change in place; they are not sent to Azure.
-        let (mut state, prior) = match (
-            Remediation::decode(req.planned),
-            Remediation::decode(req.prior),
-        ) {
-            (Ok(s), Ok(p)) => (s, p),
-            (Err(e), _) | (_, Err(e)) => return ApplyResult::failed(e.into()),
-        };
-        fn keep<T: Clone>(planned: &mut Knowable<T>, prior: &Knowable<T>) {
-            if planned.is_unknown() {
-                *planned = prior.clone();
-            }
-        }
-        keep(&mut state.provisioning_state, &prior.provisioning_state);
-        keep(&mut state.status_message, &prior.status_message);
-        keep(&mut state.total_deployments, &prior.total_deployments);
-        keep(
-            &mut state.successful_deployments,
-            &prior.successful_deployments,
-        );
-        keep(&mut state.failed_deployments, &prior.failed_deployments);
-        ApplyResult::ok(state.to_value())
+    async fn update(&self, _ctx: &CallContext, req: ApplyRequest<'_>, resp: &mut ApplyResponse) {
+        *resp = update_remediation(req);
     }
 
-    async fn delete(&self, ctx: &CallContext, prior: &Value, diags: &mut Diagnostics) {
+    async fn delete(&self, ctx: &CallContext, req: DeleteRequest<'_>, resp: &mut DeleteResponse) {
+        let (prior, diags) = (req.prior, &mut resp.diags);
         let Some(c) = Configured::from_context(ctx, diags) else {
             return;
         };
@@ -547,28 +460,140 @@ impl Resource for RemediationResource {
         }
     }
 
-    async fn import(&self, _ctx: &CallContext, id: &str, diags: &mut Diagnostics) -> Option<Value> {
-        let lower = id.to_ascii_lowercase();
-        let Some(pos) = lower.rfind("/providers/microsoft.policyinsights/remediations/") else {
-            diags.error("Invalid import ID", format!("{id:?} is not a remediation ID (…/providers/Microsoft.PolicyInsights/remediations/NAME)."));
-            return None;
-        };
-        let scope = &id[..pos];
-        let name = &id[pos + "/providers/microsoft.policyinsights/remediations/".len()..];
-        let stub = Remediation {
-            id: Knowable::Known(id.to_string()),
-            name: Some(name.to_string()),
-            scope: Some(if scope.is_empty() { "/" } else { scope }.to_string()),
-            wait_for_completion: Some(false),
-            ..Default::default()
-        };
-        Some(stub.to_value())
+    async fn import(&self, _ctx: &CallContext, req: ImportRequest<'_>, resp: &mut ImportResponse) {
+        resp.state = import_remediation(req.id, &mut resp.diags);
     }
+}
+
+async fn create_remediation(ctx: &CallContext, req: ApplyRequest<'_>) -> ApplyResponse {
+    let planned = match Remediation::decode(req.planned) {
+        Ok(p) => p,
+        Err(e) => return ApplyResponse::failed(e.into()),
+    };
+    let mut diags = Diagnostics::new();
+    let Some(c) = Configured::from_context(ctx, &mut diags) else {
+        return ApplyResponse::failed(diags);
+    };
+    let path = remediation_path(
+        planned.scope.as_deref().unwrap_or_default(),
+        planned.name.as_deref().unwrap_or_default(),
+    );
+    // A plain PUT: the client's write helper would wait on provisioningState, which for a
+    // remediation means the whole task.
+    let created = c
+        .client
+        .request(Method::PUT, &path, API_VERSION, &[], Some(&body(&planned)))
+        .await
+        .and_then(|r| r.error_for_status())
+        .and_then(|r| r.json::<Json>());
+    let remote = match created {
+        Ok(r) => r,
+        Err(e) => {
+            diags.push(arm_error_diagnostic("Creating the remediation failed", &e));
+            return ApplyResponse::failed(diags);
+        }
+    };
+    let mut state = with_status(&planned, &remote);
+    if planned.wait_for_completion == Some(true) {
+        let limit = timeouts::for_operation(req.planned, Operation::Create, TIMEOUTS);
+        match wait_until_done(ctx, &c.client, &path, limit).await {
+            Ok(done) => {
+                state = with_status(&planned, &done);
+                if state_of(&done) == "Failed" {
+                    diags.error(
+                        "The remediation failed",
+                        format!(
+                            "Azure reports: {}. The task stays in state; fix the cause and replace it (terraform apply -replace=...).",
+                            done.pointer("/properties/statusMessage").and_then(Json::as_str).unwrap_or("no status message")
+                        ),
+                    );
+                }
+            }
+            Err(d) => diags.push(d),
+        }
+    }
+    // The task exists in Azure whatever happened while waiting: keep it in state.
+    ApplyResponse {
+        state: Some(state.to_value()),
+        diags,
+        ..ApplyResponse::default()
+    }
+}
+
+async fn read_remediation(
+    ctx: &CallContext,
+    state: &Value,
+    diags: &mut Diagnostics,
+) -> Option<Value> {
+    let c = Configured::from_context(ctx, diags)?;
+    let typed = match Remediation::decode(state) {
+        Ok(s) => s,
+        Err(e) => {
+            diags.extend(e.into());
+            return Some(state.clone());
+        }
+    };
+    let path = remediation_path(
+        typed.scope.as_deref().unwrap_or_default(),
+        typed.name.as_deref().unwrap_or_default(),
+    );
+    match c.client.get_optional::<Json>(&path, API_VERSION).await {
+        Ok(Some(remote)) => Some(with_status(&typed, &remote).to_value()),
+        Ok(None) => None,
+        Err(e) => {
+            diags.push(arm_error_diagnostic("Reading the remediation failed", &e));
+            Some(state.clone())
+        }
+    }
+}
+
+fn update_remediation(req: ApplyRequest<'_>) -> ApplyResponse {
+    // Only wait_for_completion and timeouts change in place; they are not sent to Azure.
+    let (mut state, prior) = match (
+        Remediation::decode(req.planned),
+        Remediation::decode(req.prior),
+    ) {
+        (Ok(s), Ok(p)) => (s, p),
+        (Err(e), _) | (_, Err(e)) => return ApplyResponse::failed(e.into()),
+    };
+    fn keep<T: Clone>(planned: &mut Knowable<T>, prior: &Knowable<T>) {
+        if planned.is_unknown() {
+            *planned = prior.clone();
+        }
+    }
+    keep(&mut state.provisioning_state, &prior.provisioning_state);
+    keep(&mut state.status_message, &prior.status_message);
+    keep(&mut state.total_deployments, &prior.total_deployments);
+    keep(
+        &mut state.successful_deployments,
+        &prior.successful_deployments,
+    );
+    keep(&mut state.failed_deployments, &prior.failed_deployments);
+    ApplyResponse::ok(state.to_value())
+}
+
+fn import_remediation(id: &str, diags: &mut Diagnostics) -> Option<Value> {
+    let lower = id.to_ascii_lowercase();
+    let Some(pos) = lower.rfind("/providers/microsoft.policyinsights/remediations/") else {
+        diags.error("Invalid import ID", format!("{id:?} is not a remediation ID (…/providers/Microsoft.PolicyInsights/remediations/NAME)."));
+        return None;
+    };
+    let scope = &id[..pos];
+    let name = &id[pos + "/providers/microsoft.policyinsights/remediations/".len()..];
+    let stub = Remediation {
+        id: Knowable::Known(id.to_string()),
+        name: Some(name.to_string()),
+        scope: Some(if scope.is_empty() { "/" } else { scope }.to_string()),
+        wait_for_completion: Some(false),
+        ..Default::default()
+    };
+    Some(stub.to_value())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::framework::{Resource, ValidateConfigRequest, ValidateConfigResponse};
 
     #[test]
     fn body_carries_only_what_is_set() {
@@ -600,7 +625,9 @@ mod tests {
             ),
         ]);
         let mut d = Diagnostics::new();
-        RemediationResource.validate_config(&config, &mut d);
+        let mut resp = ValidateConfigResponse::default();
+        RemediationResource.validate_config(ValidateConfigRequest { config: &config }, &mut resp);
+        d.extend(resp.diags);
         assert!(d.has_errors());
     }
 }

@@ -22,8 +22,9 @@ use async_trait::async_trait;
 
 use crate::framework::typed::{Knowable, Typed};
 use crate::framework::{
-    ApplyRequest, ApplyResult, AttributePath, CallContext, Diagnostic, Diagnostics, PlanChange,
-    Removal, Resource, Schema, Type, Value,
+    ApplyRequest, ApplyResponse, AttributePath, CallContext, Diagnostic, Diagnostics,
+    ModifyPlanRequest, ModifyPlanResponse, Schema, ValidateConfigRequest, ValidateConfigResponse,
+    Value,
 };
 use crate::policy::kubernetes_definition::{
     check_default_effect, merged_match, DefinitionBuildError, KindMatch, KubernetesDefinitionSpec,
@@ -32,11 +33,9 @@ use crate::policy::kubernetes_definition::{
 use crate::policy::PolicyDefinition;
 
 use super::definition::{
-    keep_json, metadata_object, plan_default_scope, replace_on_breaking_parameters,
-    DEFINITIONS_SEGMENT,
+    keep_json, metadata_object, replace_on_breaking_parameters, DEFINITIONS_SEGMENT,
 };
-use super::shared::definition_api::DefinitionCollection;
-use super::shared::existence::check_planned_scope;
+use super::shared::definition_api::{DefinitionCollection, DefinitionLike};
 
 pub use policy_tests::{PlannedPolicy, TestProblem};
 pub use schema::{KubernetesDefinition, MatchBlock, TemplateBlock, TestBlock};
@@ -184,24 +183,24 @@ fn spec_from(
     Some((checked.spec?, checked.resolved?))
 }
 
-async fn put(ctx: &CallContext, req: &ApplyRequest<'_>) -> ApplyResult {
+async fn put(ctx: &CallContext, req: &ApplyRequest<'_>) -> ApplyResponse {
     let planned = match KubernetesDefinition::decode(req.planned) {
         Ok(p) => p,
-        Err(e) => return ApplyResult::failed(e.into()),
+        Err(e) => return ApplyResponse::failed(e.into()),
     };
     let mut diags = Diagnostics::new();
     let Some((spec, _)) = spec_from(&planned, &mut diags) else {
-        return ApplyResult::failed(diags);
+        return ApplyResponse::failed(diags);
     };
     let properties = match properties_as_held(&planned, &spec) {
         Ok(p) => p,
         Err(d) => {
             diags.extend(d);
-            return ApplyResult::failed(diags);
+            return ApplyResponse::failed(diags);
         }
     };
     let Some(scope) = DEFINITIONS.write_scope(ctx, req, &mut diags) else {
-        return ApplyResult::failed(diags);
+        return ApplyResponse::failed(diags);
     };
     let name = planned.name.as_deref().unwrap_or_default();
     let body = PolicyDefinition {
@@ -222,27 +221,25 @@ async fn put(ctx: &CallContext, req: &ApplyRequest<'_>) -> ApplyResult {
                 metadata: planned.metadata,
                 ..state
             };
-            ApplyResult::ok(applied.to_value())
+            ApplyResponse::ok(applied.to_value())
         }
-        Err(d) => ApplyResult::failed(d),
+        Err(d) => ApplyResponse::failed(d),
     }
 }
 
 #[async_trait]
-impl Resource for KubernetesDefinitionResource {
-    fn type_name(&self) -> &'static str {
-        "akspolicy_kubernetes_definition"
-    }
+impl DefinitionLike for KubernetesDefinitionResource {
+    const TYPE_NAME: &'static str = "akspolicy_kubernetes_definition";
+    const COLLECTION: DefinitionCollection = DEFINITIONS;
+    type Body = PolicyDefinition;
+    type State = KubernetesDefinition;
 
-    fn schema(&self) -> Schema {
+    fn definition_schema(&self) -> Schema {
         schema::schema()
     }
 
-    fn state_type(&self) -> Option<Type> {
-        Some(KubernetesDefinition::ty())
-    }
-
-    fn validate_config(&self, config: &Value, diags: &mut Diagnostics) {
+    fn check_config(&self, req: ValidateConfigRequest<'_>, resp: &mut ValidateConfigResponse) {
+        let (config, diags) = (req.config, &mut resp.diags);
         // Unknown values (from other resources) are checked again at apply.
         let inputs = [
             "template",
@@ -264,24 +261,26 @@ impl Resource for KubernetesDefinitionResource {
         run_tests(&config, &checked, diags);
     }
 
-    async fn modify_plan(&self, ctx: &CallContext, change: &mut PlanChange<'_>) {
-        plan_default_scope(ctx, change);
-        // Only a written scope: the default is the provider's own subscription.
-        check_planned_scope(ctx, change).await;
-        if !change.config.is_wholly_known() {
+    async fn refine_plan(
+        &self,
+        _ctx: &CallContext,
+        req: ModifyPlanRequest<'_>,
+        change: &mut ModifyPlanResponse,
+    ) {
+        if !req.config.is_wholly_known() {
             return;
         }
         // With the configuration known, only computed attributes may be unknown, and those
         // are `Knowable`: the planned state survives decoding unchanged.
         let (config, mut planned) = match (
-            KubernetesDefinition::decode(change.config),
+            KubernetesDefinition::decode(req.config),
             KubernetesDefinition::decode(&change.planned),
         ) {
             (Ok(c), Ok(p)) => (c, p),
             (Err(e), _) | (_, Err(e)) => return change.diags.extend(e.into()),
         };
         // Null on create.
-        let prior = KubernetesDefinition::decode(change.prior).unwrap_or_default();
+        let prior = KubernetesDefinition::decode(req.prior).unwrap_or_default();
         let mut scratch = Diagnostics::new();
         let Some((spec, resolved)) = spec_from(&config, &mut scratch) else {
             return;
@@ -314,7 +313,7 @@ impl Resource for KubernetesDefinitionResource {
             TemplateSource::Url(_) => Knowable::Null,
         };
         change.planned = planned.to_value();
-        if change.prior.is_null() {
+        if req.prior.is_null() {
             return;
         }
         // Azure rejects updates that remove a parameter or change its type.
@@ -325,43 +324,14 @@ impl Resource for KubernetesDefinitionResource {
         } else {
             AttributePath::attr("constraint_template")
         };
-        replace_on_breaking_parameters(change, &new_params, path);
+        replace_on_breaking_parameters(req, change, &new_params, path);
     }
 
-    async fn create(&self, ctx: &CallContext, req: ApplyRequest<'_>) -> ApplyResult {
-        put(ctx, &req).await
+    async fn put(&self, ctx: &CallContext, req: ApplyRequest<'_>, resp: &mut ApplyResponse) {
+        *resp = put(ctx, &req).await;
     }
 
-    async fn read(
-        &self,
-        ctx: &CallContext,
-        state: &Value,
-        diags: &mut Diagnostics,
-    ) -> Option<Value> {
-        DEFINITIONS.read(ctx, state, diags, state_from).await
-    }
-
-    async fn update(&self, ctx: &CallContext, req: ApplyRequest<'_>) -> ApplyResult {
-        // Changes of only `test` blocks and `timeouts` never get here: the framework answers
-        // them (they are `local_only`).
-        put(ctx, &req).await
-    }
-
-    async fn check_removal(
-        &self,
-        ctx: &CallContext,
-        prior: &Value,
-        removal: Removal,
-        diags: &mut Diagnostics,
-    ) {
-        DEFINITIONS.check_removal(ctx, prior, removal, diags).await
-    }
-
-    async fn delete(&self, ctx: &CallContext, prior: &Value, diags: &mut Diagnostics) {
-        DEFINITIONS.delete(ctx, prior, diags).await
-    }
-
-    async fn import(&self, _ctx: &CallContext, id: &str, diags: &mut Diagnostics) -> Option<Value> {
-        DEFINITIONS.import(id, diags)
+    fn state_from(prior: &Value, remote: &PolicyDefinition, scope: &str) -> Value {
+        state_from(prior, remote, scope)
     }
 }

@@ -1,6 +1,7 @@
 use serde_json::json;
 
 use crate::framework::typed::Whole;
+use crate::framework::{Resource, ValidateConfigRequest, ValidateConfigResponse};
 use crate::resources::definition::{
     implied_kubernetes_metadata as implied_metadata, user_metadata,
 };
@@ -57,7 +58,14 @@ fn test_block(
 
 fn validate(config: &KubernetesDefinition) -> Diagnostics {
     let mut d = Diagnostics::new();
-    KubernetesDefinitionResource.validate_config(&config.to_value(), &mut d);
+    let mut resp = ValidateConfigResponse::default();
+    KubernetesDefinitionResource.validate_config(
+        ValidateConfigRequest {
+            config: &config.to_value(),
+        },
+        &mut resp,
+    );
+    d.extend(resp.diags);
     d
 }
 

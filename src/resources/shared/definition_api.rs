@@ -1,24 +1,131 @@
-//! What the three definition resources share beyond their bodies (policy definitions,
-//! initiatives and Kubernetes definitions, all named `<scope>/providers/Microsoft.Authorization/
-//! <collection>/<name>` at a subscription or management group): the identifying attributes,
-//! where a write goes, the PUT, read, delete and import, each bounded by the `timeouts`.
+//! What the four definition resources share beyond their bodies (policy definitions,
+//! initiatives, Kubernetes definitions and mutations, all named `<scope>/providers/
+//! Microsoft.Authorization/<collection>/<name>` at a subscription or management group): the
+//! identifying attributes, where a write goes, the PUT, read, delete and import, each bounded
+//! by the `timeouts`, and the one [`Resource`] implementation they all have ([`DefinitionLike`]).
 
+use async_trait::async_trait;
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::arm::{Collection, SnapshotRead};
 use crate::framework::timeouts::{Deadline, Operation};
+use crate::framework::typed::Typed;
 use crate::framework::{
-    ApplyRequest, Attribute, AttributePath, Block, CallContext, Diagnostic, Diagnostics, Removal,
-    Value,
+    ApplyRequest, ApplyResponse, Attribute, AttributePath, Block, CallContext, CheckRemovalRequest,
+    CheckRemovalResponse, DeleteRequest, DeleteResponse, Diagnostic, Diagnostics, ImportRequest,
+    ImportResponse, ModifyPlanRequest, ModifyPlanResponse, ReadRequest, ReadResponse, Removal,
+    Resource, Schema, Type, ValidateConfigRequest, ValidateConfigResponse, Value,
 };
 use crate::policy::{PolicyDefinition, PolicySetDefinition};
 
 use super::errors::arm_error_diagnostic;
+use super::existence::check_planned_scope;
 use super::usage::{bullet_list, users_of};
 use super::validators::policy_object_name;
 use super::waits::POLICY_TIMEOUTS;
-use crate::resources::definition::{planned_scope, split_scoped_id, validate_scope, API_VERSION};
+use crate::resources::definition::{
+    plan_default_scope, planned_scope, split_scoped_id, validate_scope, API_VERSION,
+};
 use crate::resources::provider::Configured;
+
+/// A resource that is one object of a [`DefinitionCollection`]. It supplies what differs
+/// (schema, checks, plan refinements, the body it writes and how Azure's body maps back onto
+/// the state); the [`Resource`] implementation below does the rest the same way for all of
+/// them: the default scope, the scope check, read, delete, removal checks and import.
+#[async_trait]
+pub trait DefinitionLike: Send + Sync + 'static {
+    const TYPE_NAME: &'static str;
+    const COLLECTION: DefinitionCollection;
+    /// The body Azure holds.
+    type Body: DefinitionBody;
+    /// The typed state.
+    type State: Typed;
+
+    fn definition_schema(&self) -> Schema;
+
+    /// As [`Resource::validate_config`].
+    fn check_config(&self, _req: ValidateConfigRequest<'_>, _resp: &mut ValidateConfigResponse) {}
+
+    /// Refines the plan once `scope` is planned and checked.
+    async fn refine_plan(
+        &self,
+        _ctx: &CallContext,
+        _req: ModifyPlanRequest<'_>,
+        _resp: &mut ModifyPlanResponse,
+    ) {
+    }
+
+    /// Create and update are the same PUT. Changes of only `local_only` parts and `timeouts`
+    /// never get here: the framework answers them.
+    async fn put(&self, ctx: &CallContext, req: ApplyRequest<'_>, resp: &mut ApplyResponse);
+
+    /// The new state from the prior one and Azure's body at `scope`.
+    fn state_from(prior: &Value, remote: &Self::Body, scope: &str) -> Value;
+}
+
+#[async_trait]
+impl<T: DefinitionLike> Resource for T {
+    fn type_name(&self) -> &'static str {
+        T::TYPE_NAME
+    }
+
+    fn schema(&self) -> Schema {
+        self.definition_schema()
+    }
+
+    fn state_type(&self) -> Option<Type> {
+        Some(T::State::ty())
+    }
+
+    fn validate_config(&self, req: ValidateConfigRequest<'_>, resp: &mut ValidateConfigResponse) {
+        self.check_config(req, resp)
+    }
+
+    async fn modify_plan(
+        &self,
+        ctx: &CallContext,
+        req: ModifyPlanRequest<'_>,
+        resp: &mut ModifyPlanResponse,
+    ) {
+        plan_default_scope(ctx, req, resp);
+        // Only a written scope: the default is the provider's own subscription.
+        check_planned_scope(ctx, req, resp).await;
+        self.refine_plan(ctx, req, resp).await;
+    }
+
+    async fn check_removal(
+        &self,
+        ctx: &CallContext,
+        req: CheckRemovalRequest<'_>,
+        resp: &mut CheckRemovalResponse,
+    ) {
+        T::COLLECTION
+            .check_removal(ctx, req.prior, req.removal, &mut resp.diags)
+            .await
+    }
+
+    async fn create(&self, ctx: &CallContext, req: ApplyRequest<'_>, resp: &mut ApplyResponse) {
+        self.put(ctx, req, resp).await
+    }
+
+    async fn read(&self, ctx: &CallContext, req: ReadRequest<'_>, resp: &mut ReadResponse) {
+        resp.state = T::COLLECTION
+            .read(ctx, req.state, &mut resp.diags, T::state_from)
+            .await;
+    }
+
+    async fn update(&self, ctx: &CallContext, req: ApplyRequest<'_>, resp: &mut ApplyResponse) {
+        self.put(ctx, req, resp).await
+    }
+
+    async fn delete(&self, ctx: &CallContext, req: DeleteRequest<'_>, resp: &mut DeleteResponse) {
+        T::COLLECTION.delete(ctx, req.prior, &mut resp.diags).await
+    }
+
+    async fn import(&self, _ctx: &CallContext, req: ImportRequest<'_>, resp: &mut ImportResponse) {
+        resp.state = T::COLLECTION.import(req.id, &mut resp.diags);
+    }
+}
 
 /// Adds the `id`, `name` and `scope` attributes every definition resource starts with.
 /// `owner` is how their descriptions name the object ("definition"); `scope_lead` opens the
@@ -145,7 +252,7 @@ impl DefinitionCollection {
         ctx: &CallContext,
         state: &Value,
         diags: &mut Diagnostics,
-        state_from: impl Fn(&Value, &T, &str) -> Value,
+        state_from: impl Fn(&Value, &T, &str) -> Value + Send,
     ) -> Option<Value> {
         let configured = Configured::from_context(ctx, diags)?;
         let (scope, name) = state

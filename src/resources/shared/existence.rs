@@ -16,7 +16,9 @@ use std::time::Duration;
 use serde_json::Value as Json;
 
 use crate::arm::{retry_while, ArmClient, ArmError, ConsistencyOptions, ResourceId, Scope};
-use crate::framework::{AttributePath, CallContext, Diagnostic, Diagnostics, PlanChange};
+use crate::framework::{
+    AttributePath, CallContext, Diagnostic, Diagnostics, ModifyPlanRequest, ModifyPlanResponse,
+};
 use crate::policy::effects::{definition_effect, is_remediable, member_values, MemberValues};
 
 use super::lookup::builtin_listing;
@@ -118,9 +120,13 @@ pub async fn check_scope_exists(
 
 /// [`check_scope_exists`] for a resource's `scope` attribute when the plan creates the
 /// resource or moves it (an unchanged scope was checked when it was planned).
-pub async fn check_planned_scope(ctx: &CallContext, change: &mut PlanChange<'_>) {
-    let scope = change.config.get("scope");
-    let moved = change.prior.is_null() || change.prior.get("scope") != scope;
+pub async fn check_planned_scope(
+    ctx: &CallContext,
+    req: ModifyPlanRequest<'_>,
+    change: &mut ModifyPlanResponse,
+) {
+    let scope = req.config.get("scope");
+    let moved = req.prior.is_null() || req.prior.get("scope") != scope;
     let (true, Some(scope)) = (moved, scope.as_str()) else {
         return;
     };

@@ -7,7 +7,7 @@ use serde_json::{Map, Value as Json};
 use crate::arm::Scope;
 use crate::framework::apply::unchanged_except;
 use crate::framework::timeouts;
-use crate::framework::{AttributePath, Diagnostics, PlanChange, Value};
+use crate::framework::{AttributePath, Diagnostics, ModifyPlanRequest, ModifyPlanResponse, Value};
 use crate::policy::parameters::json_equal;
 
 use super::json::canonical_json;
@@ -135,8 +135,12 @@ pub fn timeouts_only_update(prior: &Value, planned: &Value) -> Option<Value> {
 /// Drops planned replacements caused only by letter case (or a trailing slash) in the given
 /// top-level id attributes: ARM ids are case-insensitive, so a configuration that spells an id
 /// differently from an import or from Azure updates in place instead of recreating.
-pub fn ignore_case_only_replacements(change: &mut PlanChange<'_>, attributes: &[&str]) {
-    let prior = change.prior;
+pub fn ignore_case_only_replacements(
+    req: ModifyPlanRequest<'_>,
+    change: &mut ModifyPlanResponse,
+    attributes: &[&str],
+) {
+    let prior = req.prior;
     let planned = &change.planned;
     change.requires_replace.retain(|path| {
         let case_only = attributes.iter().any(|name| {
@@ -283,9 +287,11 @@ mod tests {
             ("scope", Value::string("/subscriptions/S/resourceGroups/RG")),
             ("name", Value::string("a")),
         ]);
-        let mut change = PlanChange {
+        let req = ModifyPlanRequest {
             prior: &prior,
             config: &Value::Null,
+        };
+        let mut change = ModifyPlanResponse {
             planned: Value::object([
                 (
                     "scope",
@@ -296,7 +302,7 @@ mod tests {
             requires_replace: vec![AttributePath::attr("scope"), AttributePath::attr("name")],
             diags: Diagnostics::new(),
         };
-        ignore_case_only_replacements(&mut change, &["scope", "name"]);
+        ignore_case_only_replacements(req, &mut change, &["scope", "name"]);
         assert_eq!(change.requires_replace, vec![AttributePath::attr("name")]);
     }
 

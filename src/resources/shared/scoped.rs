@@ -14,7 +14,7 @@ use crate::arm::{
 use crate::framework::private::PrivateState;
 use crate::framework::timeouts::{Deadline, Operation, TimeoutDefaults};
 use crate::framework::{
-    ApplyResult, Block, CallContext, Diagnostic, Diagnostics, NestingMode, Value,
+    ApplyResponse, Block, CallContext, Diagnostic, Diagnostics, NestingMode, Value,
 };
 
 use super::errors::arm_error_diagnostic;
@@ -282,7 +282,7 @@ impl ScopedKind {
         wait: &PropagationWait,
         mut diags: Diagnostics,
         state_from: impl Fn(&T, &Value) -> Value,
-    ) -> ApplyResult {
+    ) -> ApplyResponse {
         let creating = deadline.operation() == Operation::Create;
         let (Some(scope), Some(name)) =
             (planned.get("scope").as_str(), planned.get("name").as_str())
@@ -291,7 +291,7 @@ impl ScopedKind {
                 "Missing scope or name",
                 "scope and name must be known at apply.",
             ));
-            return ApplyResult::failed(diags);
+            return ApplyResponse::failed(diags);
         };
         let path = self.path(scope, name);
         let client = &configured.client;
@@ -304,7 +304,7 @@ impl ScopedKind {
                 .await
             {
                 diags.push(d);
-                return ApplyResult::failed(diags);
+                return ApplyResponse::failed(diags);
             }
         }
         let put_wait = ConsistencyOptions {
@@ -327,14 +327,14 @@ impl ScopedKind {
                         e.to_string().lines().next().unwrap_or_default()
                     ),
                 ));
-                return ApplyResult::failed(diags);
+                return ApplyResponse::failed(diags);
             }
             Err(e) => {
                 diags.push(arm_error_diagnostic(
                     &format!("{} the {} failed", capitalized(doing), self.noun),
                     &e,
                 ));
-                return ApplyResult::failed(diags);
+                return ApplyResponse::failed(diags);
             }
         };
         let answer = serde_json::from_value::<T>(written).ok();
@@ -380,7 +380,7 @@ impl ScopedKind {
             }
         };
         let fresh = state_from(&remote, planned);
-        ApplyResult {
+        ApplyResponse {
             state: Some(fill_unknowns(planned, &fresh)),
             diags,
             private: Some(written_now()),
