@@ -2,18 +2,13 @@
 //! its name (a GUID) or by its exact display name, e.g. "Kubernetes cluster should not allow
 //! privileged containers".
 
-use async_trait::async_trait;
 use base64::Engine as _;
 
-use crate::framework::{
-    Attribute, Block, CallContext, DataSource, Diagnostics, ReadDataRequest, ReadDataResponse,
-    Schema, Type, ValidateConfigRequest, ValidateConfigResponse, Value,
-};
+use crate::framework::{Attribute, Block, Schema, Type, Value};
 use crate::policy::{PolicyDefinition, TemplateInfo};
 
-use super::provider::Configured;
 use super::shared::json::canonical_json;
-use super::shared::lookup::{check_lookup_keys, find_builtin, Noun};
+use super::shared::lookup::{BuiltinLookup, Noun};
 use super::shared::validators::policy_object_name;
 
 pub const API_VERSION: &str = "2025-03-01";
@@ -79,42 +74,20 @@ fn schema() -> Schema {
     )
 }
 
-#[async_trait]
-impl DataSource for BuiltinDefinitionDataSource {
-    fn type_name(&self) -> &'static str {
-        "akspolicy_builtin_definition"
-    }
+impl BuiltinLookup for BuiltinDefinitionDataSource {
+    const TYPE_NAME: &'static str = "akspolicy_builtin_definition";
+    const NOUN: Noun = NOUN;
+    const BUILTINS_PATH: &'static str = BUILTINS_PATH;
+    const API_VERSION: &'static str = API_VERSION;
+    type Body = PolicyDefinition;
 
-    fn schema(&self) -> Schema {
+    fn lookup_schema(&self) -> Schema {
         schema()
     }
 
-    fn validate_config(&self, req: ValidateConfigRequest<'_>, resp: &mut ValidateConfigResponse) {
-        let (config, diags) = (req.config, &mut resp.diags);
-        check_lookup_keys(config, &NOUN, diags);
+    fn to_state(found: &PolicyDefinition) -> Value {
+        to_state(found)
     }
-
-    async fn read(&self, ctx: &CallContext, req: ReadDataRequest<'_>, resp: &mut ReadDataResponse) {
-        resp.state = read_builtin_definition(ctx, req.config, &mut resp.diags).await;
-    }
-}
-
-async fn read_builtin_definition(
-    ctx: &CallContext,
-    config: &Value,
-    diags: &mut Diagnostics,
-) -> Option<Value> {
-    let configured = Configured::from_context(ctx, diags)?;
-    let definition: PolicyDefinition = find_builtin(
-        &configured.client,
-        BUILTINS_PATH,
-        API_VERSION,
-        config,
-        &NOUN,
-        diags,
-    )
-    .await?;
-    Some(to_state(&definition))
 }
 
 fn json_string(v: Option<&serde_json::Value>) -> Value {

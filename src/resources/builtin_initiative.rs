@@ -2,17 +2,11 @@
 //! name (a GUID) or exact display name, e.g. "Kubernetes cluster pod security baseline standards
 //! for Linux-based workloads".
 
-use async_trait::async_trait;
-
-use crate::framework::{
-    Attribute, Block, CallContext, DataSource, Diagnostics, ReadDataRequest, ReadDataResponse,
-    Schema, Type, ValidateConfigRequest, ValidateConfigResponse, Value,
-};
+use crate::framework::{Attribute, Block, Schema, Type, Value};
 use crate::policy::PolicySetDefinition;
 
-use super::provider::Configured;
 use super::shared::json::canonical_json;
-use super::shared::lookup::{check_lookup_keys, find_builtin, Noun};
+use super::shared::lookup::{BuiltinLookup, Noun};
 use super::shared::validators::policy_object_name;
 
 pub const API_VERSION: &str = "2025-03-01";
@@ -77,42 +71,20 @@ fn schema() -> Schema {
     )
 }
 
-#[async_trait]
-impl DataSource for BuiltinInitiativeDataSource {
-    fn type_name(&self) -> &'static str {
-        "akspolicy_builtin_initiative"
-    }
+impl BuiltinLookup for BuiltinInitiativeDataSource {
+    const TYPE_NAME: &'static str = "akspolicy_builtin_initiative";
+    const NOUN: Noun = NOUN;
+    const BUILTINS_PATH: &'static str = BUILTINS_PATH;
+    const API_VERSION: &'static str = API_VERSION;
+    type Body = PolicySetDefinition;
 
-    fn schema(&self) -> Schema {
+    fn lookup_schema(&self) -> Schema {
         schema()
     }
 
-    fn validate_config(&self, req: ValidateConfigRequest<'_>, resp: &mut ValidateConfigResponse) {
-        let (config, diags) = (req.config, &mut resp.diags);
-        check_lookup_keys(config, &NOUN, diags);
+    fn to_state(found: &PolicySetDefinition) -> Value {
+        to_state(found)
     }
-
-    async fn read(&self, ctx: &CallContext, req: ReadDataRequest<'_>, resp: &mut ReadDataResponse) {
-        resp.state = read_builtin_initiative(ctx, req.config, &mut resp.diags).await;
-    }
-}
-
-async fn read_builtin_initiative(
-    ctx: &CallContext,
-    config: &Value,
-    diags: &mut Diagnostics,
-) -> Option<Value> {
-    let configured = Configured::from_context(ctx, diags)?;
-    let set: PolicySetDefinition = find_builtin(
-        &configured.client,
-        BUILTINS_PATH,
-        API_VERSION,
-        config,
-        &NOUN,
-        diags,
-    )
-    .await?;
-    Some(to_state(&set))
 }
 
 fn to_state(s: &PolicySetDefinition) -> Value {

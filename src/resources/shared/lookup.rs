@@ -4,14 +4,66 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use async_trait::async_trait;
 use serde::de::DeserializeOwned;
 use serde_json::Value as Json;
 
 use crate::arm::{ArmClient, ArmError};
-use crate::framework::{AttributePath, Diagnostic, Diagnostics, Value};
+use crate::framework::{
+    AttributePath, CallContext, DataSource, Diagnostic, Diagnostics, ReadDataRequest,
+    ReadDataResponse, Schema, ValidateConfigRequest, ValidateConfigResponse, Value,
+};
 use crate::policy::{PolicyDefinition, PolicySetDefinition};
+use crate::resources::provider::Configured;
 
 use super::errors::arm_error_diagnostic;
+
+/// A data source that finds one built-in by `name` or `display_name`. It supplies its schema,
+/// where the built-ins are listed and how one becomes state; the [`DataSource`]
+/// implementation below does the lookup the same way for all of them.
+pub trait BuiltinLookup: Send + Sync + 'static {
+    const TYPE_NAME: &'static str;
+    const NOUN: Noun;
+    /// ARM's collection of the built-ins, e.g. `/providers/Microsoft.Authorization/
+    /// policyDefinitions`.
+    const BUILTINS_PATH: &'static str;
+    const API_VERSION: &'static str;
+    type Body: Listed + DeserializeOwned + Send;
+
+    fn lookup_schema(&self) -> Schema;
+    fn to_state(found: &Self::Body) -> Value;
+}
+
+#[async_trait]
+impl<T: BuiltinLookup> DataSource for T {
+    fn type_name(&self) -> &'static str {
+        T::TYPE_NAME
+    }
+
+    fn schema(&self) -> Schema {
+        self.lookup_schema()
+    }
+
+    fn validate_config(&self, req: ValidateConfigRequest<'_>, resp: &mut ValidateConfigResponse) {
+        check_lookup_keys(req.config, &T::NOUN, &mut resp.diags);
+    }
+
+    async fn read(&self, ctx: &CallContext, req: ReadDataRequest<'_>, resp: &mut ReadDataResponse) {
+        let Some(configured) = Configured::from_context(ctx, &mut resp.diags) else {
+            return;
+        };
+        let found: Option<T::Body> = find_builtin(
+            &configured.client,
+            T::BUILTINS_PATH,
+            T::API_VERSION,
+            req.config,
+            &T::NOUN,
+            &mut resp.diags,
+        )
+        .await;
+        resp.state = found.as_ref().map(T::to_state);
+    }
+}
 
 /// What a display-name lookup needs to know about a built-in.
 pub trait Listed {
