@@ -16,12 +16,14 @@
 //!   with retries on 408/429/5xx honouring `Retry-After`, paging and LRO polling; each request
 //!   goes through `pipeline`'s small policies (deadline, retry, throttling, auth, pacing, logging).
 //! - [`endpoint`]: credential-bearing endpoints must be https (plain http only to this machine).
+//! - [`api_version`]: the api-version the provider sends for each kind of resource.
 //! - [`ArmError`]: typed errors with ARM code, request id and hints.
 //! - [`ListSnapshots`]: batched reads, one paged list answering many reads of a collection.
 //! - [`ResourceId`] / [`Scope`]: id parsing and canonical formatting.
 //! - [`retry_while`] + [`is_propagation_error`]: bounded waits for ARM eventual consistency
 //!   (404 after create, 403 while RBAC propagates).
 
+pub mod api_version;
 pub mod client;
 pub mod cloud;
 pub mod consistency;

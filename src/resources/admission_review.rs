@@ -12,6 +12,7 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use serde_json::{json, Value as Json};
 
+use crate::arm::api_version;
 use crate::arm::{ArmClient, ArmError, ResourceId, Scope};
 use crate::framework::{
     Attribute, AttributePath, Block, CallContext, DataSource, Diagnostic, Diagnostics,
@@ -31,11 +32,6 @@ use crate::policy::TemplateInfo;
 use super::provider::Configured;
 use super::shared::errors::arm_error_diagnostic;
 
-const ASSIGNMENTS_API: &str = super::assignment::API_VERSION;
-const DEFINITIONS_API: &str = super::definition::API_VERSION;
-const EXEMPTIONS_API: &str = "2022-07-01-preview";
-const CLUSTER_API: &str = super::cluster_addon::API_VERSION;
-const MANAGEMENT_API: &str = "2020-02-01";
 /// Environment variable that redirects template URLs to another host (keeping their path), e.g.
 /// a mirror of the public store in an air-gapped network, or the emulator's `/_templates`.
 pub const TEMPLATE_BASE_URL_ENV: &str = "AKSPOLICY_TEMPLATE_BASE_URL";
@@ -324,7 +320,7 @@ async fn installed_constraints(
     cluster_id: &str,
 ) -> Result<Installed, ReviewError> {
     let cluster = client
-        .get_optional::<Json>(cluster_id, CLUSTER_API)
+        .get_optional::<Json>(cluster_id, api_version::MANAGED_CLUSTERS)
         .await
         .map_err(arm("Could not read the cluster"))?
         .ok_or_else(|| {
@@ -345,7 +341,7 @@ async fn installed_constraints(
     let assignments: Vec<Json> = client
         .list(
             &format!("{cluster_id}/providers/Microsoft.Authorization/policyAssignments"),
-            ASSIGNMENTS_API,
+            api_version::POLICY,
             &filter,
         )
         .await
@@ -356,7 +352,7 @@ async fn installed_constraints(
     let exemptions: Vec<Exemption> = client
         .list::<Json>(
             &format!("{cluster_id}/providers/Microsoft.Authorization/policyExemptions"),
-            EXEMPTIONS_API,
+            api_version::POLICY_EXEMPTIONS,
             &filter,
         )
         .await
@@ -466,7 +462,7 @@ async fn fetch_definition(
     }
     // A definition deleted after assigning installs nothing, as on the cluster.
     if let Some(body) = client
-        .get_optional::<Json>(id, DEFINITIONS_API)
+        .get_optional::<Json>(id, api_version::POLICY)
         .await
         .map_err(arm("Could not read an assigned policy definition"))?
     {
@@ -500,7 +496,7 @@ async fn scope_covers(
                     &format!(
                         "/providers/Microsoft.Management/managementGroups/{group}/descendants"
                     ),
-                    MANAGEMENT_API,
+                    api_version::MANAGEMENT_GROUPS,
                     &[],
                 )
                 .await

@@ -11,7 +11,6 @@ use super::shared::json::canonical_json;
 use super::shared::lookup::{BuiltinLookup, Noun};
 use super::shared::validators::policy_object_name;
 
-pub const API_VERSION: &str = "2025-03-01";
 const BUILTINS_PATH: &str = "/providers/Microsoft.Authorization/policyDefinitions";
 
 pub struct BuiltinDefinitionDataSource;
@@ -78,7 +77,6 @@ impl BuiltinLookup for BuiltinDefinitionDataSource {
     const TYPE_NAME: &'static str = "akspolicy_builtin_definition";
     const NOUN: Noun = NOUN;
     const BUILTINS_PATH: &'static str = BUILTINS_PATH;
-    const API_VERSION: &'static str = API_VERSION;
     type Body = PolicyDefinition;
 
     fn lookup_schema(&self) -> Schema {

@@ -9,7 +9,6 @@ use super::shared::json::canonical_json;
 use super::shared::lookup::{BuiltinLookup, Noun};
 use super::shared::validators::policy_object_name;
 
-pub const API_VERSION: &str = "2025-03-01";
 const BUILTINS_PATH: &str = "/providers/Microsoft.Authorization/policySetDefinitions";
 
 pub struct BuiltinInitiativeDataSource;
@@ -75,7 +74,6 @@ impl BuiltinLookup for BuiltinInitiativeDataSource {
     const TYPE_NAME: &'static str = "akspolicy_builtin_initiative";
     const NOUN: Noun = NOUN;
     const BUILTINS_PATH: &'static str = BUILTINS_PATH;
-    const API_VERSION: &'static str = API_VERSION;
     type Body = PolicySetDefinition;
 
     fn lookup_schema(&self) -> Schema {

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use serde_json::{json, Map, Value as Json};
 
+use crate::arm::api_version;
 use crate::arm::{ArmClient, ArmError, Collection, ResourceId, SnapshotRead};
 use crate::framework::timeouts::{self, Operation, TimeoutDefaults};
 use crate::framework::typed::{Knowable, Typed};
@@ -23,7 +24,6 @@ use crate::typed_object;
 use super::provider::Configured;
 use super::shared::errors::arm_error_diagnostic;
 
-pub const API_VERSION: &str = "2026-04-01";
 const CLUSTER_TYPE: &str = "Microsoft.ContainerService/managedClusters";
 /// The add-on's key in `addonProfiles`; Azure and the portal vary its casing.
 const ADDON_KEY: &str = "azurepolicy";
@@ -203,7 +203,10 @@ async fn write_profile(
     enabled: bool,
     config: &Map<String, Json>,
 ) -> Result<Option<Attempt>, ArmError> {
-    let Some(mut cluster) = client.get_optional::<Json>(cluster_id, API_VERSION).await? else {
+    let Some(mut cluster) = client
+        .get_optional::<Json>(cluster_id, api_version::MANAGED_CLUSTERS)
+        .await?
+    else {
         return Ok(None);
     };
     let etag = cluster
@@ -229,7 +232,12 @@ async fn write_profile(
     // The identity is AKS's to fill; sending it back is rejected by the real service.
     profiles[key.as_str()] = json!({ "enabled": enabled, "config": config });
     let attempt = match client
-        .put_if_match::<Json, Json>(cluster_id, API_VERSION, &cluster, etag.as_deref())
+        .put_if_match::<Json, Json>(
+            cluster_id,
+            api_version::MANAGED_CLUSTERS,
+            &cluster,
+            etag.as_deref(),
+        )
         .await
     {
         Ok(updated) => Attempt::Done(updated),
@@ -249,7 +257,7 @@ fn clusters_of_resource_group(cluster_id: &str) -> Option<Collection> {
             "{}/providers/Microsoft.ContainerService/managedClusters",
             &cluster_id[..at]
         ),
-        api_version: API_VERSION,
+        api_version: api_version::MANAGED_CLUSTERS,
         filter: None,
         paged_by_top: false,
     })
@@ -459,7 +467,7 @@ async fn read_cluster_addon(
         }
         configured
             .client
-            .get_optional::<Json>(cluster_id, API_VERSION)
+            .get_optional::<Json>(cluster_id, api_version::MANAGED_CLUSTERS)
             .await
     })
     .await;

@@ -5,6 +5,7 @@
 use async_trait::async_trait;
 use serde_json::Value as Json;
 
+use crate::arm::api_version;
 use crate::arm::{ResourceId, Scope};
 use crate::framework::{
     Attribute, AttributePath, Block, CallContext, DataSource, Diagnostic, Diagnostics,
@@ -14,8 +15,6 @@ use crate::framework::{
 
 use super::provider::Configured;
 use super::shared::errors::arm_error_diagnostic;
-
-pub const API_VERSION: &str = "2024-10-01";
 
 pub struct ComplianceDataSource;
 
@@ -261,7 +260,7 @@ async fn read_compliance(
             "{scope}/providers/Microsoft.PolicyInsights/policyStates/latest/triggerEvaluation"
         );
         let scan: Result<Json, _> = tokio::select! {
-            r = c.client.post(&path, API_VERSION, None::<&Json>) => r,
+            r = c.client.post(&path, api_version::POLICY_INSIGHTS, None::<&Json>) => r,
             _ = ctx.cancel.cancelled() => {
                 diags.error("Interrupted", "Stopped waiting for the compliance scan.");
                 return None;
@@ -273,7 +272,11 @@ async fn read_compliance(
         }
     }
     let path = format!("{prefix}/providers/Microsoft.PolicyInsights/policyStates/latest/summarize");
-    match c.client.post::<Json, Json>(&path, API_VERSION, None).await {
+    match c
+        .client
+        .post::<Json, Json>(&path, api_version::POLICY_INSIGHTS, None)
+        .await
+    {
         Ok(resp) => {
             let summary = resp
                 .get("value")

@@ -25,7 +25,6 @@ use super::shared::definition_api::{identifying_attributes, DefinitionCollection
 use super::shared::json::{canonical_json, json_text};
 use super::shared::waits::POLICY_TIMEOUTS;
 
-pub const API_VERSION: &str = "2025-03-01";
 pub(crate) const DEFINITIONS_SEGMENT: &str =
     "/providers/Microsoft.Authorization/policyDefinitions/";
 

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
+use crate::arm::api_version;
 use crate::arm::{ArmClient, ArmError, ResourceId};
 use crate::framework::timeouts::{self, Deadline, Operation};
 use crate::framework::typed::{Knowable, Typed};
@@ -36,14 +37,11 @@ use super::shared::selectors::{
 use super::shared::validators::policy_object_name;
 use super::shared::waits::POLICY_TIMEOUTS;
 
-/// Exemptions only exist in preview API versions.
-pub const API_VERSION: &str = "2024-12-01-preview";
-
 const KIND: ScopedKind = ScopedKind {
     noun: "policy exemption",
     segment: "/providers/Microsoft.Authorization/policyExemptions/",
     arm_type: "Microsoft.Authorization/policyExemptions",
-    api_version: API_VERSION,
+    api_version: api_version::POLICY_EXEMPTIONS,
     import_hint: ".",
     timeouts: POLICY_TIMEOUTS,
     list_takes_top: false,
@@ -61,9 +59,6 @@ fn is_assignment_propagation(e: &ArmError) -> bool {
     e.status() == Some(400) && e.code() == Some("PolicyAssignmentNotFound")
 }
 const ASSIGNMENT_TYPE: &str = "Microsoft.Authorization/policyAssignments";
-
-/// For reading the exempted assignment and its initiative during plan.
-const ASSIGNMENT_API_VERSION: &str = "2025-03-01";
 
 const CATEGORIES: &[&str] = &["Waiver", "Mitigated"];
 const SCOPE_VALIDATIONS: &[&str] = &["Default", "DoNotValidate"];
@@ -355,7 +350,7 @@ async fn check_reference_ids(client: &ArmClient, config: &Exemption) -> Diagnost
         return diags;
     }
     let definition_id = match client
-        .get_optional::<Json>(assignment_id, ASSIGNMENT_API_VERSION)
+        .get_optional::<Json>(assignment_id, api_version::POLICY)
         .await
     {
         Ok(Some(a)) => a
@@ -389,7 +384,7 @@ async fn check_reference_ids(client: &ArmClient, config: &Exemption) -> Diagnost
         return diags;
     }
     let set = match client
-        .get_optional::<PolicySetDefinition>(&definition_id, ASSIGNMENT_API_VERSION)
+        .get_optional::<PolicySetDefinition>(&definition_id, api_version::POLICY)
         .await
     {
         Ok(Some(set)) => set,

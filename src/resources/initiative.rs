@@ -8,6 +8,7 @@ use std::sync::{Mutex, OnceLock};
 use async_trait::async_trait;
 use serde_json::{json, Map, Value as Json};
 
+use crate::arm::api_version;
 use crate::framework::timeouts;
 use crate::framework::typed::{Knowable, Typed, Whole};
 use crate::framework::{
@@ -24,7 +25,7 @@ use crate::typed_object;
 
 use super::definition::{
     keep_json, parameters_of, replace_on_breaking_parameters, user_metadata, validate_json_object,
-    validate_version, API_VERSION,
+    validate_version,
 };
 use super::provider::Configured;
 use super::shared::definition_api::{identifying_attributes, DefinitionCollection, DefinitionLike};
@@ -289,7 +290,7 @@ async fn member_definition(
         .map_err(|_| "provider not configured".to_string())?;
     let current = configured
         .client
-        .get_optional::<PolicyDefinition>(id, API_VERSION)
+        .get_optional::<PolicyDefinition>(id, api_version::POLICY)
         .await
         .map_err(|e| e.to_string())?;
     let Some(current) = current else {
@@ -302,7 +303,10 @@ async fn member_definition(
             match versions.iter().find(|v| version_matches(pin, v)) {
                 Some(v) => configured
                     .client
-                    .get_optional::<PolicyDefinition>(&format!("{id}/versions/{v}"), API_VERSION)
+                    .get_optional::<PolicyDefinition>(
+                        &format!("{id}/versions/{v}"),
+                        api_version::POLICY,
+                    )
                     .await
                     .map_err(|e| e.to_string())?,
                 None => {

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use serde_json::{json, Value as Json};
 
+use crate::arm::api_version;
 use crate::arm::{ArmClient, ArmError, Method, Scope};
 use crate::framework::timeouts::{self, Operation, TimeoutDefaults};
 use crate::framework::typed::{Knowable, Typed};
@@ -23,8 +24,6 @@ use super::provider::Configured;
 use super::shared::errors::arm_error_diagnostic;
 use super::shared::existence::{check_planned_scope, check_remediable};
 use super::shared::validators::policy_object_name;
-
-pub const API_VERSION: &str = "2024-10-01";
 
 const TIMEOUTS: TimeoutDefaults = TimeoutDefaults {
     create: Duration::from_secs(3 * 60 * 60),
@@ -299,7 +298,7 @@ async fn wait_until_done(
     let mut delay = Duration::from_millis(500);
     loop {
         let remote: Json = client
-            .get(path, API_VERSION)
+            .get(path, api_version::POLICY_INSIGHTS)
             .await
             .map_err(|e| arm_error_diagnostic("Reading the remediation failed", &e))?;
         if TERMINAL.contains(&state_of(&remote)) {
@@ -432,7 +431,11 @@ impl Resource for RemediationResource {
             prior.scope.as_deref().unwrap_or_default(),
             prior.name.as_deref().unwrap_or_default(),
         );
-        let running = match c.client.get_optional::<Json>(&path, API_VERSION).await {
+        let running = match c
+            .client
+            .get_optional::<Json>(&path, api_version::POLICY_INSIGHTS)
+            .await
+        {
             Ok(Some(r)) => !TERMINAL.contains(&state_of(&r)),
             Ok(None) => return,
             Err(e) => {
@@ -443,7 +446,11 @@ impl Resource for RemediationResource {
         if running {
             let cancel: Result<Json, ArmError> = c
                 .client
-                .post(&format!("{path}/cancel"), API_VERSION, None::<&Json>)
+                .post(
+                    &format!("{path}/cancel"),
+                    api_version::POLICY_INSIGHTS,
+                    None::<&Json>,
+                )
                 .await;
             if let Err(e) = cancel {
                 if !e.is_not_found() {
@@ -455,7 +462,7 @@ impl Resource for RemediationResource {
                 }
             }
         }
-        if let Err(e) = c.client.delete(&path, API_VERSION).await {
+        if let Err(e) = c.client.delete(&path, api_version::POLICY_INSIGHTS).await {
             diags.push(arm_error_diagnostic("Deleting the remediation failed", &e));
         }
     }
@@ -482,7 +489,13 @@ async fn create_remediation(ctx: &CallContext, req: ApplyRequest<'_>) -> ApplyRe
     // remediation means the whole task.
     let created = c
         .client
-        .request(Method::PUT, &path, API_VERSION, &[], Some(&body(&planned)))
+        .request(
+            Method::PUT,
+            &path,
+            api_version::POLICY_INSIGHTS,
+            &[],
+            Some(&body(&planned)),
+        )
         .await
         .and_then(|r| r.error_for_status())
         .and_then(|r| r.json::<Json>());
@@ -537,7 +550,11 @@ async fn read_remediation(
         typed.scope.as_deref().unwrap_or_default(),
         typed.name.as_deref().unwrap_or_default(),
     );
-    match c.client.get_optional::<Json>(&path, API_VERSION).await {
+    match c
+        .client
+        .get_optional::<Json>(&path, api_version::POLICY_INSIGHTS)
+        .await
+    {
         Ok(Some(remote)) => Some(with_status(&typed, &remote).to_value()),
         Ok(None) => None,
         Err(e) => {

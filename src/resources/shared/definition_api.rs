@@ -7,7 +7,7 @@
 use async_trait::async_trait;
 use serde::{de::DeserializeOwned, Serialize};
 
-use crate::arm::{Collection, SnapshotRead};
+use crate::arm::{api_version, Collection, SnapshotRead};
 use crate::framework::timeouts::{Deadline, Operation};
 use crate::framework::typed::Typed;
 use crate::framework::{
@@ -24,7 +24,7 @@ use super::usage::{bullet_list, users_of};
 use super::validators::policy_object_name;
 use super::waits::POLICY_TIMEOUTS;
 use crate::resources::definition::{
-    plan_default_scope, planned_scope, split_scoped_id, validate_scope, API_VERSION,
+    plan_default_scope, planned_scope, split_scoped_id, validate_scope,
 };
 use crate::resources::provider::Configured;
 
@@ -195,7 +195,7 @@ impl DefinitionCollection {
                 scope.trim_end_matches('/'),
                 self.segment.trim_end_matches('/')
             ),
-            api_version: API_VERSION,
+            api_version: api_version::POLICY,
             filter: Some("policyType eq 'Custom'".to_string()),
             paged_by_top: true,
         }
@@ -238,7 +238,7 @@ impl DefinitionCollection {
         configured.snapshots.note_write(&path);
         configured
             .client
-            .put::<_, T>(&path, API_VERSION, body)
+            .put::<_, T>(&path, api_version::POLICY, body)
             .await
             .map_err(|e| {
                 arm_error_diagnostic(&format!("Writing the {} failed", self.noun), &e).into()
@@ -278,7 +278,7 @@ impl DefinitionCollection {
                 }
                 configured
                     .client
-                    .get_optional::<T>(&path, API_VERSION)
+                    .get_optional::<T>(&path, api_version::POLICY)
                     .await
             })
             .await;
@@ -327,7 +327,7 @@ impl DefinitionCollection {
         let deadline = Deadline::start(prior, Operation::Delete, POLICY_TIMEOUTS);
         // Abandoning a DELETE is safe: the definition stays in state and destroy retries.
         match deadline
-            .run(configured.client.delete(&path, API_VERSION))
+            .run(configured.client.delete(&path, api_version::POLICY))
             .await
         {
             Some(Ok(())) => {}

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use serde_json::Value as Json;
 
+use crate::arm::api_version;
 use crate::arm::{retry_while, ArmClient, ArmError, ConsistencyOptions, ResourceId, Scope};
 use crate::framework::{
     AttributePath, CallContext, Diagnostic, Diagnostics, ModifyPlanRequest, ModifyPlanResponse,
@@ -22,14 +23,11 @@ use crate::framework::{
 use crate::policy::effects::{definition_effect, is_remediable, member_values, MemberValues};
 
 use super::lookup::builtin_listing;
-use super::parameter_values::{definition_kind, DefinitionKind, DEFINITIONS_API_VERSION};
+use super::parameter_values::{definition_kind, DefinitionKind};
 use crate::resources::provider::Configured;
 
 const BUILTIN_DEFINITIONS: &str = "/providers/Microsoft.Authorization/policyDefinitions";
 
-const RESOURCE_GROUPS_API: &str = "2021-04-01";
-const MANAGEMENT_GROUPS_API: &str = "2021-04-01";
-const SUBSCRIPTIONS_API: &str = "2022-12-01";
 /// How long a 404 of a scope is re-read before the plan fails.
 const SCOPE_CONFIRM: Duration = Duration::from_secs(8);
 const SCOPE_CONFIRM_INTERVAL: Duration = Duration::from_secs(2);
@@ -56,17 +54,17 @@ pub async fn check_scope_exists(
     let (what, api_version, hint) = match &parsed {
         Scope::ManagementGroup(_) => (
             "management group",
-            MANAGEMENT_GROUPS_API,
+            api_version::MANAGEMENT_GROUPS,
             "Check the group ID (not its display name).",
         ),
         Scope::Subscription(_) => (
             "subscription",
-            SUBSCRIPTIONS_API,
+            api_version::SUBSCRIPTIONS,
             "Check the subscription ID and that the provider's principal can see it.",
         ),
         Scope::ResourceGroup { .. } => (
             "resource group",
-            RESOURCE_GROUPS_API,
+            api_version::RESOURCE_GROUPS,
             "Check the name, or create the group in this configuration and use its `id` \
              attribute (e.g. azurerm_resource_group.x.id) so the plan knows the order.",
         ),
@@ -176,7 +174,7 @@ pub async fn missing_definition(
         id.parent.to_string().trim_end_matches('/')
     );
     let other = match client
-        .get_optional::<Json>(&other_id, DEFINITIONS_API_VERSION)
+        .get_optional::<Json>(&other_id, api_version::POLICY)
         .await
     {
         Ok(found) => found.is_some(),
@@ -242,7 +240,7 @@ pub async fn check_remediable(
 ) {
     let at_assignment = AttributePath::attr("policy_assignment_id");
     let assignment = match client
-        .get_optional::<Json>(assignment_id, DEFINITIONS_API_VERSION)
+        .get_optional::<Json>(assignment_id, api_version::POLICY)
         .await
     {
         Ok(Some(a)) => a,
@@ -401,8 +399,7 @@ async fn read_definition(client: &ArmClient, id: &str) -> Option<Json> {
     let parsed = ResourceId::parse(id).ok()?;
     let kind = definition_kind(&parsed)?;
     if matches!(parsed.parent, Scope::Tenant) && kind == DefinitionKind::Policy {
-        if let Ok(listed) =
-            builtin_listing(client, BUILTIN_DEFINITIONS, DEFINITIONS_API_VERSION).await
+        if let Ok(listed) = builtin_listing(client, BUILTIN_DEFINITIONS, api_version::POLICY).await
         {
             let found = listed.iter().find(|d| {
                 d.get("id")
@@ -414,10 +411,7 @@ async fn read_definition(client: &ArmClient, id: &str) -> Option<Json> {
             }
         }
     }
-    match client
-        .get_optional::<Json>(id, DEFINITIONS_API_VERSION)
-        .await
-    {
+    match client.get_optional::<Json>(id, api_version::POLICY).await {
         Ok(found) => found,
         Err(e) => {
             log::debug!("could not read {id}: {e}");

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use serde::de::DeserializeOwned;
 use serde_json::Value as Json;
 
-use crate::arm::{ArmClient, ArmError};
+use crate::arm::{api_version, ArmClient, ArmError};
 use crate::framework::{
     AttributePath, CallContext, DataSource, Diagnostic, Diagnostics, ReadDataRequest,
     ReadDataResponse, Schema, ValidateConfigRequest, ValidateConfigResponse, Value,
@@ -27,7 +27,6 @@ pub trait BuiltinLookup: Send + Sync + 'static {
     /// ARM's collection of the built-ins, e.g. `/providers/Microsoft.Authorization/
     /// policyDefinitions`.
     const BUILTINS_PATH: &'static str;
-    const API_VERSION: &'static str;
     type Body: Listed + DeserializeOwned + Send;
 
     fn lookup_schema(&self) -> Schema;
@@ -55,7 +54,7 @@ impl<T: BuiltinLookup> DataSource for T {
         let found: Option<T::Body> = find_builtin(
             &configured.client,
             T::BUILTINS_PATH,
-            T::API_VERSION,
+            api_version::POLICY,
             req.config,
             &T::NOUN,
             &mut resp.diags,

@@ -8,13 +8,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_json::{Map, Value as Json};
 
+use crate::arm::api_version;
 use crate::arm::{ArmClient, ArmError, ResourceId};
 use crate::framework::{AttributePath, Diagnostic, Diagnostics, Number, Type, Value};
 use crate::policy::parameters::{check_parameters, json_equal, ParameterProblem};
 use crate::policy::{ParameterDefinition, PolicyDefinition, PolicySetDefinition};
-
-/// API version for reading definitions and initiatives.
-pub const DEFINITIONS_API_VERSION: &str = "2025-03-01";
 
 /// Why a Terraform value cannot become JSON.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -225,11 +223,11 @@ pub async fn declared_parameters(
         .get_or_try_init(|| async {
             let declared = match kind {
                 DefinitionKind::Policy => client
-                    .get_optional::<PolicyDefinition>(definition_id, DEFINITIONS_API_VERSION)
+                    .get_optional::<PolicyDefinition>(definition_id, api_version::POLICY)
                     .await?
                     .map(|d| d.properties.parameters.unwrap_or_default()),
                 DefinitionKind::Set => client
-                    .get_optional::<PolicySetDefinition>(definition_id, DEFINITIONS_API_VERSION)
+                    .get_optional::<PolicySetDefinition>(definition_id, api_version::POLICY)
                     .await?
                     .map(|d| d.properties.parameters.unwrap_or_default()),
             };

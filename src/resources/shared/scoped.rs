@@ -462,7 +462,7 @@ mod tests {
         noun: "policy exemption",
         segment: "/providers/Microsoft.Authorization/policyExemptions/",
         arm_type: "Microsoft.Authorization/policyExemptions",
-        api_version: "2024-12-01-preview",
+        api_version: crate::arm::api_version::POLICY_EXEMPTIONS,
         import_hint: ".",
         timeouts: super::super::waits::POLICY_TIMEOUTS,
         list_takes_top: false,

@@ -19,13 +19,12 @@ use std::sync::Mutex;
 use serde::Deserialize;
 use serde_json::Value as Json;
 
+use crate::arm::api_version;
 use crate::arm::{ArmClient, ArmError};
 
 const ASSIGNMENTS: &str = "/providers/Microsoft.Authorization/policyAssignments";
 const SET_DEFINITIONS: &str = "/providers/Microsoft.Authorization/policySetDefinitions";
 const DEFINITIONS_SEGMENT: &str = "/providers/microsoft.authorization/policydefinitions/";
-const API_VERSION: &str = "2025-03-01";
-const SUBSCRIPTIONS_API_VERSION: &str = "2022-12-01";
 
 /// The definitions and initiatives that plans in this provider process remove (replace or
 /// destroy), by lower-cased ID. Terraform plans a whole configuration in one process.
@@ -128,7 +127,7 @@ pub async fn users_of(
         // A management group list shows the assignments that apply to the group, not those
         // of the subscriptions below it.
         let subs: Vec<Subscription> = client
-            .list("/subscriptions", SUBSCRIPTIONS_API_VERSION, &[])
+            .list("/subscriptions", api_version::SUBSCRIPTIONS, &[])
             .await?;
         scopes.extend(
             subs.into_iter()
@@ -143,7 +142,7 @@ pub async fn users_of(
         let listed: Vec<Listed> = client
             .list(
                 &format!("{at}{ASSIGNMENTS}"),
-                API_VERSION,
+                api_version::POLICY,
                 &[("$filter", filter.as_str())],
             )
             .await?;
@@ -171,7 +170,7 @@ pub async fn users_of(
             let sets: Vec<Listed> = client
                 .list(
                     &format!("{at}{SET_DEFINITIONS}"),
-                    API_VERSION,
+                    api_version::POLICY,
                     &[("$filter", "policyType eq 'Custom'")],
                 )
                 .await?;
