@@ -16,7 +16,6 @@ pub mod kubernetes_definition;
 pub mod kubernetes_mutation;
 pub mod provider;
 pub mod remediation;
-pub mod remediation_roles;
 pub mod shared;
 
 pub use provider::provider;

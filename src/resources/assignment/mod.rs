@@ -16,27 +16,27 @@ use crate::framework::{
     Diagnostics, NestedBlock, PlanChange, Removal, Resource, Schema, Type, Value,
 };
 
-use super::provider::Configured;
-use super::remediation_roles;
-use super::shared::errors::arm_error_diagnostic;
-use super::shared::existence::{check_planned_scope, missing_definition};
-use super::shared::parameter_values::{
+use crate::resources::provider::Configured;
+mod remediation_roles;
+use crate::resources::shared::errors::arm_error_diagnostic;
+use crate::resources::shared::existence::{check_planned_scope, missing_definition};
+use crate::resources::shared::parameter_values::{
     check_against, declared_parameters, definition_kind, from_arm, parameters_state,
     plain_parameters, to_arm, LookupError,
 };
-use super::shared::reconcile::{
+use crate::resources::shared::reconcile::{
     arm_scope, ignore_case_only_replacements, json_object_string, keep_equivalent, keep_id_list,
     keep_id_set, keep_str_ci, keep_text, metadata_state, metadata_to_arm, same_id,
     timeouts_only_update, AZURE_MANAGED_METADATA_KEYS,
 };
-use super::shared::scoped::{PropagationWait, ScopedBody, ScopedKind};
-use super::shared::selectors::{
+use crate::resources::shared::scoped::{PropagationWait, ScopedBody, ScopedKind};
+use crate::resources::shared::selectors::{
     one_of, resource_selectors_block, resource_selectors_from_value, resource_selectors_to_value,
     selector_from_value, selector_to_value, selectors_block, ResourceSelector, Selector,
 };
-use super::shared::usage::{bullet_list, users_of, DefinitionUser};
-use super::shared::validators::policy_object_name;
-use super::shared::waits::POLICY_TIMEOUTS;
+use crate::resources::shared::usage::{bullet_list, users_of, DefinitionUser};
+use crate::resources::shared::validators::policy_object_name;
+use crate::resources::shared::waits::POLICY_TIMEOUTS;
 
 pub const API_VERSION: &str = "2025-03-01";
 
@@ -1233,7 +1233,7 @@ mod tests {
     }
 
     fn value_to_json_for_test(v: &Value) -> Json {
-        super::super::shared::parameter_values::value_to_json(v).unwrap()
+        crate::resources::shared::parameter_values::value_to_json(v).unwrap()
     }
 
     #[test]
