@@ -26,7 +26,7 @@ mod tests {
     use crate::framework::{AttributePath, Schema, Type};
 
     /// Resources whose state is still read by attribute name.
-    const UNTYPED: &[&str] = &["akspolicy_assignment"];
+    const UNTYPED: &[&str] = &[];
 
     fn check(type_name: &str, schema: &Schema, typed: Option<Type>, untyped: &mut Vec<String>) {
         if let Err(e) = schema.block.validate() {
