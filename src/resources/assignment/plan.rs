@@ -386,4 +386,52 @@ mod tests {
         assert!(with_ids("UserAssigned", Knowable::Known(SetOf(vec![]))).has_errors());
         assert!(with_ids("SystemAssigned", Knowable::Known(one)).has_errors());
     }
+
+    #[test]
+    fn identity_ids_stay_planned_while_the_type_stays() {
+        let identity = |kind: &str, principal: Knowable<String>| {
+            Knowable::Known(vec![IdentityBlock {
+                r#type: Knowable::Known(kind.into()),
+                identity_ids: Knowable::Null,
+                principal_id: principal.clone(),
+                tenant_id: principal,
+            }])
+        };
+        let prior = Assignment {
+            identity: identity("SystemAssigned", Knowable::Known("p".into())),
+            ..Default::default()
+        }
+        .to_value();
+        let mut planned = Assignment {
+            identity: identity("systemassigned", Knowable::Unknown),
+            ..Default::default()
+        }
+        .to_value();
+        // An unknown the typed state would read as null stays as planned.
+        planned.set("display_name", Value::Unknown);
+        let mut change = PlanChange {
+            prior: &prior,
+            config: &Value::Null,
+            planned: planned.clone(),
+            requires_replace: vec![],
+            diags: Diagnostics::new(),
+        };
+        keep_identity_ids(&mut change);
+        let mut expected = Assignment::decode(&planned).unwrap();
+        expected.identity = identity("systemassigned", Knowable::Known("p".into()));
+        let mut expected = expected.to_value();
+        expected.set("display_name", Value::Unknown);
+        assert_eq!(change.planned, expected);
+
+        // A new identity type gets new ids.
+        let mut replaced = Assignment {
+            identity: identity("UserAssigned", Knowable::Unknown),
+            ..Default::default()
+        }
+        .to_value();
+        replaced.set("display_name", Value::Unknown);
+        change.planned = replaced.clone();
+        keep_identity_ids(&mut change);
+        assert_eq!(change.planned, replaced);
+    }
 }
