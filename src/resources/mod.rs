@@ -16,7 +16,6 @@ pub mod kubernetes_definition;
 pub mod kubernetes_mutation;
 pub mod provider;
 pub mod remediation;
-pub mod remediation_roles;
 pub mod shared;
 
 pub use provider::provider;
@@ -27,7 +26,7 @@ mod tests {
     use crate::framework::{AttributePath, Schema, Type};
 
     /// Resources whose state is still read by attribute name.
-    const UNTYPED: &[&str] = &["akspolicy_assignment"];
+    const UNTYPED: &[&str] = &[];
 
     fn check(type_name: &str, schema: &Schema, typed: Option<Type>, untyped: &mut Vec<String>) {
         if let Err(e) = schema.block.validate() {

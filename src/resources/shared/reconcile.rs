@@ -7,6 +7,7 @@ use serde_json::{Map, Value as Json};
 use crate::arm::Scope;
 use crate::framework::apply::unchanged_except;
 use crate::framework::timeouts;
+use crate::framework::typed::Typed;
 use crate::framework::{AttributePath, Diagnostics, ModifyPlanRequest, ModifyPlanResponse, Value};
 use crate::policy::parameters::json_equal;
 
@@ -29,11 +30,6 @@ pub fn same_id(a: &str, b: &str) -> bool {
 
 /// The prior string while it equals `remote` ignoring case (ids, enum values Azure re-cases),
 /// else `remote`.
-pub fn keep_str_ci(prior: &Value, remote: Option<&str>) -> Value {
-    Value::opt_string(kept_str_ci(prior.as_str(), remote))
-}
-
-/// [`keep_str_ci`] for typed state.
 pub fn kept_str_ci(prior: Option<&str>, remote: Option<&str>) -> Option<String> {
     match (prior, remote) {
         (Some(p), Some(r)) if same_id(p, r) => Some(p.to_string()),
@@ -43,11 +39,6 @@ pub fn kept_str_ci(prior: Option<&str>, remote: Option<&str>) -> Option<String> 
 
 /// An optional free-text property: the remote value, where Azure's empty string and absence
 /// both mean "not set" (unless the user wrote the empty string).
-pub fn keep_text(prior: &Value, remote: Option<&str>) -> Value {
-    Value::opt_string(kept_text(prior.as_str(), remote))
-}
-
-/// [`keep_text`] for typed state.
 pub fn kept_text(prior: Option<&str>, remote: Option<&str>) -> Option<String> {
     match remote {
         Some(r) if r.is_empty() && prior != Some("") => None,
@@ -57,15 +48,6 @@ pub fn kept_text(prior: Option<&str>, remote: Option<&str>) -> Option<String> {
 
 /// A list of ids: the prior list while equal element-wise ignoring case (null and empty being
 /// the same), else the remote list (null when empty).
-pub fn keep_id_list(prior: &Value, remote: &[String]) -> Value {
-    let prior = prior.is_set().then(|| prior.string_elements());
-    match kept_id_list(prior.as_deref(), remote) {
-        Some(items) => Value::string_list(items),
-        None => Value::Null,
-    }
-}
-
-/// [`keep_id_list`] for typed state.
 pub fn kept_id_list(prior: Option<&[String]>, remote: &[String]) -> Option<Vec<String>> {
     let prior_items = prior.unwrap_or_default();
     let same = prior_items.len() == remote.len()
@@ -76,21 +58,17 @@ pub fn kept_id_list(prior: Option<&[String]>, remote: &[String]) -> Option<Vec<S
     (!remote.is_empty()).then(|| remote.to_vec())
 }
 
-/// A set of ids: like [`keep_id_list`] but order-insensitive.
-pub fn keep_id_set(prior: &Value, remote: &[String]) -> Value {
-    let prior_items = prior.string_elements();
+/// A set of ids: like [`kept_id_list`] but order-insensitive.
+pub fn kept_id_set(prior: Option<&[String]>, remote: &[String]) -> Option<Vec<String>> {
+    let prior_items = prior.unwrap_or_default();
     let same = prior_items.len() == remote.len()
         && remote
             .iter()
             .all(|r| prior_items.iter().any(|p| same_id(p, r)));
-    if same && (prior.is_set() || remote.is_empty()) {
-        return prior.clone();
+    if same && (prior.is_some() || remote.is_empty()) {
+        return prior.map(<[String]>::to_vec);
     }
-    if remote.is_empty() {
-        Value::Null
-    } else {
-        Value::Set(remote.iter().map(|s| Value::string(s.clone())).collect())
-    }
+    (!remote.is_empty()).then(|| remote.to_vec())
 }
 
 /// Structural equality where a null collection equals an empty one (Azure drops empty arrays,
@@ -117,6 +95,15 @@ pub fn equivalent(a: &Value, b: &Value) -> bool {
 /// Terraform represents as lists that are never null).
 pub fn keep_equivalent(prior: &Value, fresh: Value) -> Value {
     if !prior.is_null() && equivalent(prior, &fresh) {
+        prior.clone()
+    } else {
+        fresh
+    }
+}
+
+/// [`keep_equivalent`] for typed blocks.
+pub fn kept_equivalent<T: Typed + Clone>(prior: &T, fresh: T) -> T {
+    if equivalent(&prior.to_value(), &fresh.to_value()) {
         prior.clone()
     } else {
         fresh
@@ -188,13 +175,8 @@ pub fn arm_scope(value: &Value, path: &AttributePath, diags: &mut Diagnostics) {
     }
 }
 
-/// The metadata object to send, parsed from the attribute (null when unset or unparseable;
+/// The metadata object to send, parsed from the attribute (`None` when unset or unparseable;
 /// the validator reports the latter).
-pub fn metadata_to_arm(value: &Value) -> Option<Json> {
-    metadata_text_to_arm(value.as_str())
-}
-
-/// [`metadata_to_arm`] for typed state.
 pub fn metadata_text_to_arm(text: Option<&str>) -> Option<Json> {
     text.and_then(|s| serde_json::from_str::<Json>(s).ok())
         .filter(Json::is_object)
@@ -202,12 +184,7 @@ pub fn metadata_text_to_arm(text: Option<&str>) -> Option<Json> {
 
 /// The state for a metadata attribute: the prior string while the keys the user set (and any
 /// key that is not Azure-managed) mean the same remotely; else the remote object without
-/// Azure-managed keys, as canonical JSON (null when nothing is left).
-pub fn metadata_state(prior: &Value, remote: Option<&Json>) -> Value {
-    Value::opt_string(metadata_text_state(prior.as_str(), remote))
-}
-
-/// [`metadata_state`] for typed state.
+/// Azure-managed keys, as canonical JSON (`None` when nothing is left).
 pub fn metadata_text_state(prior: Option<&str>, remote: Option<&Json>) -> Option<String> {
     let empty = Map::new();
     let remote = remote.and_then(Json::as_object).unwrap_or(&empty);
@@ -239,45 +216,57 @@ mod tests {
 
     #[test]
     fn ids_keep_user_casing() {
-        let prior = Value::string("/subscriptions/S/resourceGroups/RG");
+        let prior = "/subscriptions/S/resourceGroups/RG";
         assert_eq!(
-            keep_str_ci(&prior, Some("/subscriptions/s/resourcegroups/rg")),
-            prior
+            kept_str_ci(Some(prior), Some("/subscriptions/s/resourcegroups/rg")).as_deref(),
+            Some(prior)
         );
         assert_eq!(
-            keep_str_ci(&prior, Some("/subscriptions/s/resourcegroups/other")),
-            Value::string("/subscriptions/s/resourcegroups/other")
+            kept_str_ci(Some(prior), Some("/subscriptions/s/resourcegroups/other")).as_deref(),
+            Some("/subscriptions/s/resourcegroups/other")
         );
-        let list = Value::string_list(["/A", "/b"]);
-        assert_eq!(keep_id_list(&list, &["/a".into(), "/B".into()]), list);
-        assert_eq!(keep_id_list(&Value::Null, &[]), Value::Null);
-        assert_eq!(keep_id_list(&Value::List(vec![]), &[]), Value::List(vec![]));
-        let set = Value::Set(vec![Value::string("/X"), Value::string("/y")]);
-        assert_eq!(keep_id_set(&set, &["/Y".into(), "/x".into()]), set);
+        let strings = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let list = strings(&["/A", "/b"]);
+        assert_eq!(
+            kept_id_list(Some(&list), &strings(&["/a", "/B"])),
+            Some(list.clone())
+        );
+        assert_eq!(kept_id_list(None, &[]), None);
+        assert_eq!(kept_id_list(Some(&[]), &[]), Some(vec![]));
+        let set = strings(&["/X", "/y"]);
+        assert_eq!(
+            kept_id_set(Some(&set), &strings(&["/Y", "/x"])),
+            Some(set.clone())
+        );
+        assert_eq!(kept_id_set(None, &[]), None);
     }
 
     #[test]
     fn metadata_ignores_azure_keys_unless_user_set() {
-        let prior = Value::string(r#"{ "team": "aks" }"#);
+        let prior = r#"{ "team": "aks" }"#;
         let remote = json!({"team": "aks", "createdBy": "x", "createdOn": "y"});
-        assert_eq!(metadata_state(&prior, Some(&remote)), prior);
+        assert_eq!(
+            metadata_text_state(Some(prior), Some(&remote)).as_deref(),
+            Some(prior)
+        );
         let drift = json!({"team": "web", "createdBy": "x"});
         assert_eq!(
-            metadata_state(&prior, Some(&drift)),
-            Value::string(r#"{"team":"web"}"#)
+            metadata_text_state(Some(prior), Some(&drift)).as_deref(),
+            Some(r#"{"team":"web"}"#)
         );
         assert_eq!(
-            metadata_state(&Value::Null, Some(&json!({"assignedBy": "me"}))),
-            Value::Null
+            metadata_text_state(None, Some(&json!({"assignedBy": "me"}))),
+            None
         );
-        let mine = Value::string(r#"{"assignedBy":"me"}"#);
+        let mine = r#"{"assignedBy":"me"}"#;
         assert_eq!(
-            metadata_state(&mine, Some(&json!({"assignedBy": "someone else"}))),
-            Value::string(r#"{"assignedBy":"someone else"}"#)
+            metadata_text_state(Some(mine), Some(&json!({"assignedBy": "someone else"})))
+                .as_deref(),
+            Some(r#"{"assignedBy":"someone else"}"#)
         );
         assert_eq!(
-            metadata_state(&Value::Null, Some(&json!({"extra": 1}))),
-            Value::string(r#"{"extra":1}"#)
+            metadata_text_state(None, Some(&json!({"extra": 1}))).as_deref(),
+            Some(r#"{"extra":1}"#)
         );
     }
 

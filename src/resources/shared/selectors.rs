@@ -3,7 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::framework::typed::Typed;
 use crate::framework::{Attribute, AttributePath, Block, Diagnostics, NestedBlock, Type, Value};
+use crate::typed_object;
 
 /// One ARM selector: which resources (or definition references) an override or a resource
 /// selector applies to.
@@ -112,66 +114,78 @@ pub fn one_of(
     );
 }
 
-fn string_list(v: &Value) -> Option<Vec<String>> {
-    v.is_set().then(|| v.string_elements())
-}
-
-fn list_value(v: &Option<Vec<String>>) -> Value {
-    match v {
-        Some(items) => Value::string_list(items.iter().cloned()),
-        None => Value::Null,
+typed_object! {
+    /// One `selectors` block.
+    pub struct SelectorBlock {
+        pub kind: Option<String>,
+        pub r#in: Option<Vec<String>>,
+        pub not_in: Option<Vec<String>>,
     }
 }
 
-pub fn selector_from_value(v: &Value) -> Selector {
-    Selector {
-        kind: v.get("kind").as_str().unwrap_or_default().to_string(),
-        in_values: string_list(v.get("in")),
-        not_in: string_list(v.get("not_in")),
+typed_object! {
+    /// One `resource_selectors` block.
+    pub struct ResourceSelectorBlock {
+        pub name: Option<String>,
+        pub selectors: Vec<SelectorBlock>,
     }
 }
 
-pub fn selector_to_value(s: &Selector) -> Value {
-    Value::object([
-        ("kind", Value::string(s.kind.clone())),
-        ("in", list_value(&s.in_values)),
-        ("not_in", list_value(&s.not_in)),
-    ])
+impl From<&SelectorBlock> for Selector {
+    fn from(b: &SelectorBlock) -> Selector {
+        Selector {
+            kind: b.kind.clone().unwrap_or_default(),
+            in_values: b.r#in.clone(),
+            not_in: b.not_in.clone(),
+        }
+    }
 }
 
-/// The ARM resource selectors of a `resource_selectors` block list (`None` when empty).
-pub fn resource_selectors_from_value(v: &Value) -> Option<Vec<ResourceSelector>> {
-    let items: Vec<ResourceSelector> = v
-        .elements()
+impl From<&Selector> for SelectorBlock {
+    fn from(s: &Selector) -> SelectorBlock {
+        SelectorBlock {
+            kind: Some(s.kind.clone()),
+            r#in: s.in_values.clone(),
+            not_in: s.not_in.clone(),
+        }
+    }
+}
+
+/// The ARM resource selectors of `resource_selectors` blocks (`None` when there are none).
+pub fn resource_selectors_to_arm(
+    blocks: &[ResourceSelectorBlock],
+) -> Option<Vec<ResourceSelector>> {
+    let items: Vec<ResourceSelector> = blocks
         .iter()
         .map(|rs| ResourceSelector {
-            name: rs.get("name").as_str().unwrap_or_default().to_string(),
-            selectors: rs
-                .get("selectors")
-                .elements()
-                .iter()
-                .map(selector_from_value)
-                .collect(),
+            name: rs.name.clone().unwrap_or_default(),
+            selectors: rs.selectors.iter().map(Selector::from).collect(),
         })
         .collect();
     (!items.is_empty()).then_some(items)
 }
 
+/// The `resource_selectors` blocks for ARM's resource selectors.
+pub fn resource_selectors_from_arm(v: Option<&[ResourceSelector]>) -> Vec<ResourceSelectorBlock> {
+    v.unwrap_or_default()
+        .iter()
+        .map(|rs| ResourceSelectorBlock {
+            name: Some(rs.name.clone()),
+            selectors: rs.selectors.iter().map(SelectorBlock::from).collect(),
+        })
+        .collect()
+}
+
+/// [`resource_selectors_to_arm`] for a block list held as a [`Value`]. A list that does not
+/// have the block's shape (a provider bug: the schema test rules it out) sends no selectors.
+pub fn resource_selectors_from_value(v: &Value) -> Option<Vec<ResourceSelector>> {
+    let blocks = Vec::<ResourceSelectorBlock>::decode(v).unwrap_or_default();
+    resource_selectors_to_arm(&blocks)
+}
+
+/// [`resource_selectors_from_arm`] as a [`Value`].
 pub fn resource_selectors_to_value(v: Option<&[ResourceSelector]>) -> Value {
-    Value::List(
-        v.unwrap_or_default()
-            .iter()
-            .map(|rs| {
-                Value::object([
-                    ("name", Value::string(rs.name.clone())),
-                    (
-                        "selectors",
-                        Value::List(rs.selectors.iter().map(selector_to_value).collect()),
-                    ),
-                ])
-            })
-            .collect(),
-    )
+    resource_selectors_from_arm(v).to_value()
 }
 
 #[cfg(test)]

@@ -10,14 +10,13 @@ use std::time::Duration;
 
 use serde_json::{json, Value as Json};
 
+use crate::arm::api_version;
 use crate::arm::consistency::{retry_while, ConsistencyOptions};
 use crate::arm::{ArmClient, ArmError};
 use crate::framework::timeouts::Deadline;
 use crate::policy::arm_template::deterministic_guid;
 
 /// api-version of role assignments.
-pub const ROLE_ASSIGNMENT_API: &str = "2022-04-01";
-const POLICY_API: &str = "2025-03-01";
 /// How long a new managed identity may stay unknown to ARM's role assignment API (Entra ID
 /// replicates new service principals within minutes).
 const REPLICATION_BUDGET: Duration = Duration::from_secs(5 * 60);
@@ -29,7 +28,7 @@ pub async fn declared_roles(
     client: &ArmClient,
     definition_id: &str,
 ) -> Result<Vec<String>, ArmError> {
-    let definition: Json = client.get(definition_id, POLICY_API).await?;
+    let definition: Json = client.get(definition_id, api_version::POLICY).await?;
     let mut members = Vec::new();
     if definition_id
         .to_ascii_lowercase()
@@ -41,7 +40,7 @@ pub async fn declared_roles(
             .flatten()
         {
             if let Some(id) = m["policyDefinitionId"].as_str() {
-                members.push(client.get::<Json>(id, POLICY_API).await?);
+                members.push(client.get::<Json>(id, api_version::POLICY).await?);
             }
         }
     } else {
@@ -84,7 +83,7 @@ pub async fn principal_of(
     client: &ArmClient,
     assignment_id: &str,
 ) -> Result<Option<String>, ArmError> {
-    let assignment: Json = client.get(assignment_id, POLICY_API).await?;
+    let assignment: Json = client.get(assignment_id, api_version::POLICY).await?;
     let identity = &assignment["identity"];
     if let Some(p) = identity["principalId"].as_str() {
         return Ok(Some(p.to_string()));
@@ -156,7 +155,10 @@ pub async fn sync(
         if keep.contains(&id.to_ascii_lowercase()) {
             continue;
         }
-        match deadline.run(client.delete(id, ROLE_ASSIGNMENT_API)).await {
+        match deadline
+            .run(client.delete(id, api_version::ROLE_ASSIGNMENTS))
+            .await
+        {
             Some(Ok(())) => granted.retain(|g| g != id),
             Some(Err(e)) if e.is_not_found() => granted.retain(|g| g != id),
             Some(Err(e)) => return Err(fail(&granted, e.into())),
@@ -194,7 +196,7 @@ pub async fn sync(
         let put = retry_while(
             &wait,
             |e| e.status() == Some(400) && e.code() == Some("PrincipalNotFound"),
-            || client.put::<Json, Json>(id, ROLE_ASSIGNMENT_API, &body),
+            || client.put::<Json, Json>(id, api_version::ROLE_ASSIGNMENTS, &body),
         );
         match deadline.run(put).await {
             Some(Ok(_)) => {
@@ -256,7 +258,7 @@ pub async fn current(
     for role in &roles {
         let id = role_assignment_id(scope, assignment_id, role);
         if client
-            .get_optional::<Json>(&id, ROLE_ASSIGNMENT_API)
+            .get_optional::<Json>(&id, api_version::ROLE_ASSIGNMENTS)
             .await?
             .is_some()
         {
@@ -280,7 +282,7 @@ pub async fn current(
                         "{}/providers/Microsoft.Authorization/roleAssignments",
                         scope.trim_end_matches('/')
                     ),
-                    ROLE_ASSIGNMENT_API,
+                    api_version::ROLE_ASSIGNMENTS,
                     &[("$filter", filter.as_str())],
                 )
                 .await?
@@ -305,7 +307,7 @@ pub async fn current(
 /// Removes the role assignments state holds (already gone is fine).
 pub async fn revoke(client: &ArmClient, ids: &[String]) -> Result<(), ArmError> {
     for id in ids {
-        match client.delete(id, ROLE_ASSIGNMENT_API).await {
+        match client.delete(id, api_version::ROLE_ASSIGNMENTS).await {
             Ok(()) => {}
             Err(e) if e.is_not_found() => {}
             Err(e) => return Err(e),
