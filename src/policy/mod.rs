@@ -6,6 +6,7 @@ pub mod admission;
 pub mod builtins;
 pub mod definition;
 pub mod kubernetes;
+pub mod names;
 pub mod parameters;
 pub mod references;
 pub mod timestamp;

@@ -9,7 +9,8 @@ use crate::policy::{PolicyDefinition, TemplateInfo};
 
 use super::shared::json::canonical_json;
 use super::shared::lookup::{BuiltinLookup, Noun};
-use super::shared::validators::policy_object_name;
+use super::shared::validators::azure_name;
+use crate::policy::names;
 
 const BUILTINS_PATH: &str = "/providers/Microsoft.Authorization/policyDefinitions";
 
@@ -36,7 +37,7 @@ fn schema() -> Schema {
                     .optional()
                     .computed()
                     .description("The definition's name, a GUID such as `95edb821-ddaf-4404-9732-666045e056b4`.")
-                    .validate_with(policy_object_name),
+                    .validate_with(azure_name(names::POLICY_DEFINITION)),
             )
             .attribute(
                 Attribute::string("display_name")

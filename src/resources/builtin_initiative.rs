@@ -7,7 +7,8 @@ use crate::policy::PolicySetDefinition;
 
 use super::shared::json::canonical_json;
 use super::shared::lookup::{BuiltinLookup, Noun};
-use super::shared::validators::policy_object_name;
+use super::shared::validators::azure_name;
+use crate::policy::names;
 
 const BUILTINS_PATH: &str = "/providers/Microsoft.Authorization/policySetDefinitions";
 
@@ -34,7 +35,7 @@ fn schema() -> Schema {
                     .optional()
                     .computed()
                     .description("The initiative's name, a GUID such as `a8640138-9b0a-4a28-b8cb-1666c838647d`.")
-                    .validate_with(policy_object_name),
+                    .validate_with(azure_name(names::POLICY_DEFINITION)),
             )
             .attribute(
                 Attribute::string("display_name")

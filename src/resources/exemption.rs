@@ -34,8 +34,9 @@ use super::shared::selectors::{
     one_of, resource_selectors_block, resource_selectors_from_value, resource_selectors_to_value,
     ResourceSelector,
 };
-use super::shared::validators::policy_object_name;
+use super::shared::validators::azure_name;
 use super::shared::waits::POLICY_TIMEOUTS;
+use crate::policy::names;
 
 const KIND: ScopedKind = ScopedKind {
     noun: "policy exemption",
@@ -146,7 +147,7 @@ fn schema() -> Schema {
                     .required()
                     .requires_replace()
                     .description("The exemption's name.")
-                    .validate_with(policy_object_name),
+                    .validate_with(azure_name(names::POLICY_EXEMPTION)),
             )
             .attribute(
                 Attribute::string("scope")

@@ -23,7 +23,8 @@ use crate::typed_object;
 use super::provider::Configured;
 use super::shared::errors::arm_error_diagnostic;
 use super::shared::existence::{check_planned_scope, check_remediable};
-use super::shared::validators::policy_object_name;
+use super::shared::validators::azure_name;
+use crate::policy::names;
 
 const TIMEOUTS: TimeoutDefaults = TimeoutDefaults {
     create: Duration::from_secs(3 * 60 * 60),
@@ -58,7 +59,7 @@ fn schema() -> Schema {
                     .required()
                     .requires_replace()
                     .description("The remediation's name.")
-                    .validate_with(policy_object_name),
+                    .validate_with(azure_name(names::RESOURCE)),
             )
             .attribute(
                 Attribute::string("scope")

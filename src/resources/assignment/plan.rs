@@ -7,6 +7,7 @@ use crate::framework::typed::{Knowable, Typed};
 use crate::framework::{
     AttributePath, CallContext, Diagnostics, ModifyPlanRequest, ModifyPlanResponse, Removal, Value,
 };
+use crate::policy::names;
 use crate::resources::provider::Configured;
 use crate::resources::shared::existence::{check_planned_scope, missing_definition};
 use crate::resources::shared::parameter_values::{check_against, declared_parameters, LookupError};
@@ -17,8 +18,8 @@ use crate::resources::shared::waits::POLICY_TIMEOUTS;
 use super::schema::Assignment;
 
 /// Azure's limit for assignment names at management-group scope.
-const MG_NAME_MAX: usize = 24;
-const NAME_MAX: usize = 64;
+const MG_NAME_MAX: usize = names::MANAGEMENT_GROUP_ASSIGNMENT.max_chars;
+const NAME_MAX: usize = names::POLICY_ASSIGNMENT.max_chars;
 
 /// `Resource::validate_config`.
 pub(super) fn validate_config(config: &Value, diags: &mut Diagnostics) {

@@ -7,12 +7,13 @@ use crate::framework::typed::{Knowable, SetOf, Typed, TypedError};
 use crate::framework::{
     Attribute, AttributePath, Block, Diagnostics, NestedBlock, Schema, Type, Value,
 };
+use crate::policy::names;
 use crate::resources::shared::parameter_values::definition_kind;
 use crate::resources::shared::reconcile::{arm_scope, json_object_string};
 use crate::resources::shared::selectors::{
     one_of, resource_selectors_block, selectors_block, ResourceSelectorBlock, SelectorBlock,
 };
-use crate::resources::shared::validators::policy_object_name;
+use crate::resources::shared::validators::azure_name;
 use crate::resources::shared::waits::POLICY_TIMEOUTS;
 use crate::typed_object;
 
@@ -124,7 +125,7 @@ pub(super) fn schema() -> Schema {
                     .required()
                     .requires_replace()
                     .description("The assignment's name: at most 64 characters, at most 24 at management-group scope; none of `<>*%&:\\?.+/`.")
-                    .validate_with(policy_object_name),
+                    .validate_with(azure_name(names::POLICY_ASSIGNMENT)),
             )
             .attribute(
                 Attribute::string("scope")

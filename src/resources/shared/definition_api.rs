@@ -21,8 +21,9 @@ use crate::policy::{PolicyDefinition, PolicySetDefinition};
 use super::errors::arm_error_diagnostic;
 use super::existence::check_planned_scope;
 use super::usage::{bullet_list, users_of};
-use super::validators::policy_object_name;
+use super::validators::azure_name;
 use super::waits::POLICY_TIMEOUTS;
+use crate::policy::names;
 use crate::resources::definition::{
     plan_default_scope, planned_scope, split_scoped_id, validate_scope,
 };
@@ -143,7 +144,7 @@ pub fn identifying_attributes(block: Block, owner: &str, scope_lead: &str) -> Bl
                 .required()
                 .requires_replace()
                 .description(format!("The {owner}'s name (last segment of its ID)."))
-                .validate_with(policy_object_name),
+                .validate_with(azure_name(names::POLICY_DEFINITION)),
         )
         .attribute(
             Attribute::string("scope")

@@ -2,38 +2,40 @@
 //! how to fix the value, so a mistake fails `terraform plan` instead of an apply.
 
 use crate::framework::{AttributePath, Diagnostics, Value};
+use crate::policy::names::NameRule;
 
-/// Azure's rule for policy definition, set definition and assignment names: none of
-/// `<>*%&:\?.+/`, not empty, and no trailing space.
-pub fn policy_object_name(value: &Value, path: &AttributePath, diags: &mut Diagnostics) {
-    let Some(name) = value.as_str() else { return };
-    const FORBIDDEN: &[char] = &['<', '>', '*', '%', '&', ':', '\\', '?', '.', '+', '/'];
-    if name.is_empty() {
-        diags.error_at(path.clone(), "Empty name", "The name must not be empty.");
-    } else if let Some(c) = name.chars().find(|c| FORBIDDEN.contains(c)) {
-        diags.error_at(
-            path.clone(),
-            "Invalid name",
-            format!(
-                "{name:?} contains {c:?}. Azure Policy names may not contain any of < > * % & : \\ ? . + /"
-            ),
-        );
-    } else if name.ends_with(' ') {
-        diags.error_at(
-            path.clone(),
-            "Invalid name",
-            format!("{name:?} ends with a space, which Azure does not allow."),
-        );
+/// Validator: a name Azure accepts under `rule` (see [`crate::policy::names`], which the
+/// emulator applies too), with the rule in the message so the fix is obvious.
+pub fn azure_name(
+    rule: NameRule,
+) -> impl Fn(&Value, &AttributePath, &mut Diagnostics) + Send + Sync {
+    move |value, path, diags| {
+        let Some(name) = value.as_str() else { return };
+        if let Err(problem) = rule.check(name) {
+            diags.error_at(
+                path.clone(),
+                "Invalid name",
+                format!(
+                    "{name:?}: {problem}. Azure accepts names with {}.",
+                    rule.describe()
+                ),
+            );
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::names;
 
     fn check(name: &str) -> Diagnostics {
         let mut d = Diagnostics::new();
-        policy_object_name(&Value::string(name), &AttributePath::attr("name"), &mut d);
+        azure_name(names::POLICY_DEFINITION)(
+            &Value::string(name),
+            &AttributePath::attr("name"),
+            &mut d,
+        );
         d
     }
 
