@@ -12,9 +12,8 @@ use serde_json::{Map, Value as Json};
 use crate::framework::timeouts;
 use crate::framework::typed::{Knowable, Typed};
 use crate::framework::{
-    ApplyRequest, ApplyResponse, Attribute, AttributePath, Block, CallContext, Diagnostic,
-    Diagnostics, ModifyPlanRequest, ModifyPlanResponse, Schema, ValidateConfigRequest,
-    ValidateConfigResponse, Value,
+    Attribute, AttributePath, Block, CallContext, Diagnostic, Diagnostics, ModifyPlanRequest,
+    ModifyPlanResponse, Schema, ValidateConfigRequest, ValidateConfigResponse, Value,
 };
 use crate::policy::references::{policy_rule_parameter_references, undeclared};
 use crate::policy::{ParameterDefinition, PolicyDefinition, PolicyDefinitionProperties};
@@ -400,33 +399,6 @@ fn state_of(prior: &Definition, d: &PolicyDefinition, scope: &str) -> Definition
     state
 }
 
-async fn put(ctx: &CallContext, req: &ApplyRequest<'_>) -> ApplyResponse {
-    let planned = match Definition::decode(req.planned) {
-        Ok(p) => p,
-        Err(e) => return ApplyResponse::failed(e.into()),
-    };
-    let mut diags = Diagnostics::new();
-    let properties = match properties_of(&planned) {
-        Ok(p) => p,
-        Err(d) => {
-            diags.push(d);
-            return ApplyResponse::failed(diags);
-        }
-    };
-    let Some(scope) = DEFINITIONS.write_scope(ctx, req, &mut diags) else {
-        return ApplyResponse::failed(diags);
-    };
-    let name = planned.name.as_deref().unwrap_or_default();
-    let body = PolicyDefinition {
-        properties,
-        ..Default::default()
-    };
-    match DEFINITIONS.put(ctx, &scope, name, &body).await {
-        Ok(d) => ApplyResponse::ok(state_of(&planned, &d, &scope).to_value()),
-        Err(d) => ApplyResponse::failed(d),
-    }
-}
-
 #[async_trait]
 impl DefinitionLike for DefinitionResource {
     const TYPE_NAME: &'static str = "akspolicy_definition";
@@ -504,8 +476,25 @@ impl DefinitionLike for DefinitionResource {
         );
     }
 
-    async fn put(&self, ctx: &CallContext, req: ApplyRequest<'_>, resp: &mut ApplyResponse) {
-        *resp = put(ctx, &req).await;
+    fn name(planned: &Definition) -> Option<&str> {
+        planned.name.as_deref()
+    }
+
+    fn body_of(planned: &Definition, diags: &mut Diagnostics) -> Option<PolicyDefinition> {
+        match properties_of(planned) {
+            Ok(properties) => Some(PolicyDefinition {
+                properties,
+                ..Default::default()
+            }),
+            Err(d) => {
+                diags.push(d);
+                None
+            }
+        }
+    }
+
+    fn applied_state(planned: Definition, remote: &PolicyDefinition, scope: &str) -> Definition {
+        state_of(&planned, remote, scope)
     }
 
     fn state_from(prior: &Value, remote: &PolicyDefinition, scope: &str) -> Value {

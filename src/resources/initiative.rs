@@ -12,9 +12,9 @@ use crate::arm::api_version;
 use crate::framework::timeouts;
 use crate::framework::typed::{Knowable, Typed, Whole};
 use crate::framework::{
-    ApplyRequest, ApplyResponse, Attribute, AttributePath, Block, CallContext, Diagnostic,
-    Diagnostics, ModifyPlanRequest, ModifyPlanResponse, NestedBlock, Schema, Type,
-    ValidateConfigRequest, ValidateConfigResponse, Value,
+    Attribute, AttributePath, Block, CallContext, Diagnostic, Diagnostics, ModifyPlanRequest,
+    ModifyPlanResponse, NestedBlock, Schema, Type, ValidateConfigRequest, ValidateConfigResponse,
+    Value,
 };
 use crate::policy::references::value_parameter_references;
 use crate::policy::{
@@ -424,33 +424,6 @@ fn state_of(prior: &Initiative, s: &PolicySetDefinition, scope: &str) -> Initiat
     state
 }
 
-async fn put(ctx: &CallContext, req: &ApplyRequest<'_>) -> ApplyResponse {
-    let planned = match Initiative::decode(req.planned) {
-        Ok(p) => p,
-        Err(e) => return ApplyResponse::failed(e.into()),
-    };
-    let mut diags = Diagnostics::new();
-    let properties = match properties_of(&planned) {
-        Ok(p) => p,
-        Err(d) => {
-            diags.push(d);
-            return ApplyResponse::failed(diags);
-        }
-    };
-    let Some(scope) = SETS.write_scope(ctx, req, &mut diags) else {
-        return ApplyResponse::failed(diags);
-    };
-    let name = planned.name.as_deref().unwrap_or_default();
-    let body = PolicySetDefinition {
-        properties,
-        ..Default::default()
-    };
-    match SETS.put(ctx, &scope, name, &body).await {
-        Ok(s) => ApplyResponse::ok(state_of(&planned, &s, &scope).to_value()),
-        Err(d) => ApplyResponse::failed(d),
-    }
-}
-
 #[async_trait]
 impl DefinitionLike for InitiativeResource {
     const TYPE_NAME: &'static str = "akspolicy_initiative";
@@ -583,8 +556,25 @@ impl DefinitionLike for InitiativeResource {
         }
     }
 
-    async fn put(&self, ctx: &CallContext, req: ApplyRequest<'_>, resp: &mut ApplyResponse) {
-        *resp = put(ctx, &req).await;
+    fn name(planned: &Initiative) -> Option<&str> {
+        planned.name.as_deref()
+    }
+
+    fn body_of(planned: &Initiative, diags: &mut Diagnostics) -> Option<PolicySetDefinition> {
+        match properties_of(planned) {
+            Ok(properties) => Some(PolicySetDefinition {
+                properties,
+                ..Default::default()
+            }),
+            Err(d) => {
+                diags.push(d);
+                None
+            }
+        }
+    }
+
+    fn applied_state(planned: Initiative, remote: &PolicySetDefinition, scope: &str) -> Initiative {
+        state_of(&planned, remote, scope)
     }
 
     fn state_from(prior: &Value, remote: &PolicySetDefinition, scope: &str) -> Value {

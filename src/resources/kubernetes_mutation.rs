@@ -10,8 +10,8 @@ use serde_json::Value as Json;
 use crate::framework::timeouts;
 use crate::framework::typed::{Knowable, Typed, Whole};
 use crate::framework::{
-    ApplyRequest, ApplyResponse, Attribute, AttributePath, Block, CallContext, Diagnostic,
-    Diagnostics, NestedBlock, Schema, Type, ValidateConfigRequest, ValidateConfigResponse, Value,
+    Attribute, AttributePath, Block, Diagnostic, Diagnostics, NestedBlock, Schema, Type,
+    ValidateConfigRequest, ValidateConfigResponse, Value,
 };
 use crate::policy::constraint_match::AKS_EXEMPT_NAMESPACES;
 use crate::policy::constraint_template::parse_yaml_documents;
@@ -364,39 +364,6 @@ fn state_of(
     state
 }
 
-async fn put(ctx: &CallContext, req: &ApplyRequest<'_>) -> ApplyResponse {
-    let planned = match KubernetesMutation::decode(req.planned) {
-        Ok(p) => p,
-        Err(e) => return ApplyResponse::failed(e.into()),
-    };
-    let mut diags = Diagnostics::new();
-    let Some((spec, _)) = check_config(&planned, &mut diags) else {
-        return ApplyResponse::failed(diags);
-    };
-    let Some(scope) = DEFINITIONS.write_scope(ctx, req, &mut diags) else {
-        return ApplyResponse::failed(diags);
-    };
-    let name = planned.name.as_deref().unwrap_or_default();
-    let body = PolicyDefinition {
-        properties: spec.properties(),
-        ..Default::default()
-    };
-    match DEFINITIONS.put(ctx, &scope, name, &body).await {
-        Ok(created) => {
-            let state = state_of(&planned, &created, &scope);
-            // What the user wrote is what was applied; Azure's echo may differ in form only.
-            let applied = KubernetesMutation {
-                mutator: planned.mutator,
-                test: planned.test,
-                metadata: planned.metadata,
-                ..state
-            };
-            ApplyResponse::ok(applied.to_value())
-        }
-        Err(d) => ApplyResponse::failed(d),
-    }
-}
-
 #[async_trait]
 impl DefinitionLike for KubernetesMutationResource {
     const TYPE_NAME: &'static str = "akspolicy_kubernetes_mutation";
@@ -429,8 +396,31 @@ impl DefinitionLike for KubernetesMutationResource {
         run_tests(&config, checked.as_ref(), diags);
     }
 
-    async fn put(&self, ctx: &CallContext, req: ApplyRequest<'_>, resp: &mut ApplyResponse) {
-        *resp = put(ctx, &req).await;
+    fn name(planned: &KubernetesMutation) -> Option<&str> {
+        planned.name.as_deref()
+    }
+
+    fn body_of(planned: &KubernetesMutation, diags: &mut Diagnostics) -> Option<PolicyDefinition> {
+        let (spec, _) = check_config(planned, diags)?;
+        Some(PolicyDefinition {
+            properties: spec.properties(),
+            ..Default::default()
+        })
+    }
+
+    fn applied_state(
+        planned: KubernetesMutation,
+        remote: &PolicyDefinition,
+        scope: &str,
+    ) -> KubernetesMutation {
+        let state = state_of(&planned, remote, scope);
+        // What the user wrote is what was applied; Azure's echo may differ in form only.
+        KubernetesMutation {
+            mutator: planned.mutator,
+            test: planned.test,
+            metadata: planned.metadata,
+            ..state
+        }
     }
 
     fn state_from(prior: &Value, remote: &PolicyDefinition, scope: &str) -> Value {

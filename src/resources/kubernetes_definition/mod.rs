@@ -22,9 +22,8 @@ use async_trait::async_trait;
 
 use crate::framework::typed::{Knowable, Typed};
 use crate::framework::{
-    ApplyRequest, ApplyResponse, AttributePath, CallContext, Diagnostic, Diagnostics,
-    ModifyPlanRequest, ModifyPlanResponse, Schema, ValidateConfigRequest, ValidateConfigResponse,
-    Value,
+    AttributePath, CallContext, Diagnostic, Diagnostics, ModifyPlanRequest, ModifyPlanResponse,
+    Schema, ValidateConfigRequest, ValidateConfigResponse, Value,
 };
 use crate::policy::kubernetes_definition::{
     check_default_effect, merged_match, DefinitionBuildError, KindMatch, KubernetesDefinitionSpec,
@@ -183,50 +182,6 @@ fn spec_from(
     Some((checked.spec?, checked.resolved?))
 }
 
-async fn put(ctx: &CallContext, req: &ApplyRequest<'_>) -> ApplyResponse {
-    let planned = match KubernetesDefinition::decode(req.planned) {
-        Ok(p) => p,
-        Err(e) => return ApplyResponse::failed(e.into()),
-    };
-    let mut diags = Diagnostics::new();
-    let Some((spec, _)) = spec_from(&planned, &mut diags) else {
-        return ApplyResponse::failed(diags);
-    };
-    let properties = match properties_as_held(&planned, &spec) {
-        Ok(p) => p,
-        Err(d) => {
-            diags.extend(d);
-            return ApplyResponse::failed(diags);
-        }
-    };
-    let Some(scope) = DEFINITIONS.write_scope(ctx, req, &mut diags) else {
-        return ApplyResponse::failed(diags);
-    };
-    let name = planned.name.as_deref().unwrap_or_default();
-    let body = PolicyDefinition {
-        properties,
-        ..Default::default()
-    };
-    match DEFINITIONS.put(ctx, &scope, name, &body).await {
-        Ok(created) => {
-            let state = state_of(&planned, &created, &scope);
-            // What the user wrote is what was applied; Azure's echo may differ in form only.
-            let applied = KubernetesDefinition {
-                template: planned.template,
-                constraint_template: planned.constraint_template,
-                template_url: planned.template_url,
-                r#match: planned.r#match,
-                effects: planned.effects,
-                test: planned.test,
-                metadata: planned.metadata,
-                ..state
-            };
-            ApplyResponse::ok(applied.to_value())
-        }
-        Err(d) => ApplyResponse::failed(d),
-    }
-}
-
 #[async_trait]
 impl DefinitionLike for KubernetesDefinitionResource {
     const TYPE_NAME: &'static str = "akspolicy_kubernetes_definition";
@@ -327,8 +282,44 @@ impl DefinitionLike for KubernetesDefinitionResource {
         replace_on_breaking_parameters(req, change, &new_params, path);
     }
 
-    async fn put(&self, ctx: &CallContext, req: ApplyRequest<'_>, resp: &mut ApplyResponse) {
-        *resp = put(ctx, &req).await;
+    fn name(planned: &KubernetesDefinition) -> Option<&str> {
+        planned.name.as_deref()
+    }
+
+    fn body_of(
+        planned: &KubernetesDefinition,
+        diags: &mut Diagnostics,
+    ) -> Option<PolicyDefinition> {
+        let (spec, _) = spec_from(planned, diags)?;
+        match properties_as_held(planned, &spec) {
+            Ok(properties) => Some(PolicyDefinition {
+                properties,
+                ..Default::default()
+            }),
+            Err(d) => {
+                diags.extend(d);
+                None
+            }
+        }
+    }
+
+    fn applied_state(
+        planned: KubernetesDefinition,
+        remote: &PolicyDefinition,
+        scope: &str,
+    ) -> KubernetesDefinition {
+        let state = state_of(&planned, remote, scope);
+        // What the user wrote is what was applied; Azure's echo may differ in form only.
+        KubernetesDefinition {
+            template: planned.template,
+            constraint_template: planned.constraint_template,
+            template_url: planned.template_url,
+            r#match: planned.r#match,
+            effects: planned.effects,
+            test: planned.test,
+            metadata: planned.metadata,
+            ..state
+        }
     }
 
     fn state_from(prior: &Value, remote: &PolicyDefinition, scope: &str) -> Value {

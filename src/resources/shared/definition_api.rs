@@ -40,7 +40,7 @@ pub trait DefinitionLike: Send + Sync + 'static {
     /// The body Azure holds.
     type Body: DefinitionBody;
     /// The typed state.
-    type State: Typed;
+    type State: Typed + Send;
 
     fn definition_schema(&self) -> Schema;
 
@@ -56,12 +56,40 @@ pub trait DefinitionLike: Send + Sync + 'static {
     ) {
     }
 
+    /// The object's name in a planned state.
+    fn name(planned: &Self::State) -> Option<&str>;
+
+    /// The body to PUT for a planned state; `None` (with errors in `diags`) when it cannot be
+    /// built.
+    fn body_of(planned: &Self::State, diags: &mut Diagnostics) -> Option<Self::Body>;
+
+    /// The new state after a PUT: the planned state completed from Azure's answer.
+    fn applied_state(planned: Self::State, remote: &Self::Body, scope: &str) -> Self::State;
+
+    /// The new state of a refresh from the prior one and Azure's body at `scope`.
+    fn state_from(prior: &Value, remote: &Self::Body, scope: &str) -> Value;
+
     /// Create and update are the same PUT. Changes of only `local_only` parts and `timeouts`
     /// never get here: the framework answers them.
-    async fn put(&self, ctx: &CallContext, req: ApplyRequest<'_>, resp: &mut ApplyResponse);
-
-    /// The new state from the prior one and Azure's body at `scope`.
-    fn state_from(prior: &Value, remote: &Self::Body, scope: &str) -> Value;
+    async fn put(&self, ctx: &CallContext, req: ApplyRequest<'_>, resp: &mut ApplyResponse) {
+        let planned = match Self::State::decode(req.planned) {
+            Ok(p) => p,
+            Err(e) => return resp.diags.extend(e.into()),
+        };
+        let Some(body) = Self::body_of(&planned, &mut resp.diags) else {
+            return;
+        };
+        let Some(scope) = Self::COLLECTION.write_scope(ctx, &req, &mut resp.diags) else {
+            return;
+        };
+        let name = Self::name(&planned).unwrap_or_default().to_string();
+        match Self::COLLECTION.put(ctx, &scope, &name, &body).await {
+            Ok(remote) => {
+                resp.state = Some(Self::applied_state(planned, &remote, &scope).to_value());
+            }
+            Err(d) => resp.diags.extend(d),
+        }
+    }
 }
 
 #[async_trait]
