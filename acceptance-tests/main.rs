@@ -16,6 +16,7 @@ mod credentials;
 mod definition;
 mod docs;
 mod examples;
+mod gatekeeper_corpus;
 mod import_blocks;
 mod in_use;
 mod initiative;

@@ -27,6 +27,11 @@ pub fn shared_specs() -> Option<PathBuf> {
     p.is_dir().then_some(p)
 }
 
+/// A file the suite cannot do without (a spec, an example), with its path in the panic.
+pub fn read_text(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
 /// The Terraform binary: $AKSPOLICY_TERRAFORM, else the project's pinned install in
 /// .tools/bin (see acceptance-tests/setup/install-terraform.sh), else `terraform` on PATH.
 pub fn terraform_binary() -> PathBuf {
