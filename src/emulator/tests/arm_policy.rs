@@ -32,6 +32,22 @@ fn local_accounts_definition() -> Value {
     }})
 }
 
+/// Modify: the `cost` tag on every cluster, from a parameter (default `cc-1`).
+fn cost_tag_definition() -> Value {
+    json!({"properties": {
+        "mode": "Indexed", "displayName": "Cost centre tag",
+        "parameters": {"value": {"type": "String", "defaultValue": "cc-1"}},
+        "policyRule": {"if": {"field": "type", "equals": "Microsoft.ContainerService/managedClusters"},
+            "then": {"effect": "modify", "details": {
+                "roleDefinitionIds": ["/providers/Microsoft.Authorization/roleDefinitions/b24988ac-6180-42a0-ab88-20f7382dd24c"],
+                "operations": [{"operation": "addOrReplace", "field": "tags['cost']", "value": "[parameters('value')]"}]}}}}})
+}
+
+/// Assignment properties: `definition` with its `effect` parameter set to Deny.
+fn deny_with(definition: &str) -> Value {
+    json!({"policyDefinitionId": definition, "parameters": {"effect": {"value": "Deny"}}})
+}
+
 async fn put(emu: &Emu, token: &str, url: &str, body: Value) -> (StatusCode, Value) {
     let (status, _, resp) = emu.send(token, Method::PUT, url, Some(&body)).await;
     (status, resp)
@@ -328,15 +344,7 @@ async fn management_group_assignments_cover_subscriptions_below() {
         local_accounts_definition(),
     )
     .await;
-    assign(
-        &emu,
-        &token,
-        top,
-        "everywhere",
-        json!({"policyDefinitionId": def,
-        "parameters": {"effect": {"value": "Deny"}}}),
-    )
-    .await;
+    assign(&emu, &token, top, "everywhere", deny_with(&def)).await;
     let (status, body) = put(
         &emu,
         &token,
@@ -433,13 +441,7 @@ async fn if_not_exists_and_modify_states_with_kubernetes_mode_alongside() {
             "then": {"effect": "AuditIfNotExists", "details": {
                 "type": "Microsoft.ContainerService/managedClusters", "name": "[field('name')]",
                 "existenceCondition": {"field": "Microsoft.ContainerService/managedClusters/securityProfile.imageCleaner.enabled", "equals": "true"}}}}}})).await;
-    let modify = define(&emu, &token, &sub, "cost-tag", json!({"properties": {
-        "mode": "Indexed", "displayName": "Cost centre tag",
-        "parameters": {"value": {"type": "String", "defaultValue": "cc-1"}},
-        "policyRule": {"if": {"field": "type", "equals": "Microsoft.ContainerService/managedClusters"},
-            "then": {"effect": "modify", "details": {
-                "roleDefinitionIds": ["/providers/Microsoft.Authorization/roleDefinitions/b24988ac-6180-42a0-ab88-20f7382dd24c"],
-                "operations": [{"operation": "addOrReplace", "field": "tags['cost']", "value": "[parameters('value')]"}]}}}}})).await;
+    let modify = define(&emu, &token, &sub, "cost-tag", cost_tag_definition()).await;
     let a_aine = assign(
         &emu,
         &token,
@@ -477,14 +479,8 @@ async fn if_not_exists_and_modify_states_with_kubernetes_mode_alongside() {
 async fn new_assignments_take_effect_after_the_evaluation_delay_without_a_trigger() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (emu, token, sub) = fast_emu(dir.path(), 100).await;
-    let url = "/_emulator/faults";
-    let (status, _, body) = emu
-        .send(
-            &token,
-            Method::POST,
-            url,
-            Some(&json!({"policy_evaluation_ms": 1500})),
-        )
+    let (status, body) = emu
+        .set_faults(&token, json!({"policy_evaluation_ms": 1500}))
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let def = define(
@@ -495,15 +491,7 @@ async fn new_assignments_take_effect_after_the_evaluation_delay_without_a_trigge
         local_accounts_definition(),
     )
     .await;
-    let a = assign(
-        &emu,
-        &token,
-        &sub,
-        "later",
-        json!({"policyDefinitionId": def,
-        "parameters": {"effect": {"value": "Deny"}}}),
-    )
-    .await;
+    let a = assign(&emu, &token, &sub, "later", deny_with(&def)).await;
     // Within the evaluation cycle the assignment is not in effect yet: no deny, no states.
     let (status, body) = put(
         &emu,
@@ -589,13 +577,7 @@ async fn remediation_runs_what_each_definition_asks_for() {
                 "roleDefinitionIds": ["/providers/Microsoft.Authorization/roleDefinitions/ed7f3fbd-7b88-4dd4-9017-9adb7ce333f8"],
                 "existenceCondition": {"field": "Microsoft.ContainerService/managedClusters/securityProfile.imageCleaner.enabled", "equals": "true"},
                 "deployment": cleaner_deployment()}}}}})).await;
-    let modify = define(&emu, &token, &sub, "cost-tag", json!({"properties": {
-        "mode": "Indexed", "displayName": "Cost centre tag",
-        "parameters": {"value": {"type": "String", "defaultValue": "cc-1"}},
-        "policyRule": {"if": {"field": "type", "equals": "Microsoft.ContainerService/managedClusters"},
-            "then": {"effect": "modify", "details": {
-                "roleDefinitionIds": ["/providers/Microsoft.Authorization/roleDefinitions/b24988ac-6180-42a0-ab88-20f7382dd24c"],
-                "operations": [{"operation": "addOrReplace", "field": "tags['cost']", "value": "[parameters('value')]"}]}}}}})).await;
+    let modify = define(&emu, &token, &sub, "cost-tag", cost_tag_definition()).await;
     let a_dine = assign(
         &emu,
         &token,
@@ -688,15 +670,7 @@ async fn real_local_accounts_builtin_denies_from_the_builtins_directory() {
     .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let def = format!("/providers/Microsoft.Authorization/policyDefinitions/{name}");
-    let a = assign(
-        &emu,
-        &token,
-        &sub,
-        "local",
-        json!({"policyDefinitionId": def,
-        "parameters": {"effect": {"value": "Deny"}}}),
-    )
-    .await;
+    let a = assign(&emu, &token, &sub, "local", deny_with(&def)).await;
     let (status, body) = put(
         &emu,
         &token,
@@ -750,15 +724,7 @@ async fn modify_alters_the_write_before_deny_judges_it() {
         json!({"policyDefinitionId": modify}),
     )
     .await;
-    assign(
-        &emu,
-        &token,
-        &sub,
-        "no-local",
-        json!({"policyDefinitionId": deny,
-        "parameters": {"effect": {"value": "Deny"}}}),
-    )
-    .await;
+    assign(&emu, &token, &sub, "no-local", deny_with(&deny)).await;
     let url = cluster_url(&sub, "rg", "c1");
     let (status, body) = put(
         &emu,

@@ -3,6 +3,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
+use super::clusters::async_operation;
 use super::{error_code, start_emu, Emu};
 
 const API: &str = "api-version=2025-03-01";
@@ -118,10 +119,7 @@ async fn custom_definitions_write_validate_and_list() {
         assert_eq!(error_code(&body), code, "{bad}");
     }
 
-    let (status, _, _) = emu.send(&token, Method::DELETE, &url, None).await;
-    assert_eq!(status, StatusCode::OK);
-    let (status, _, _) = emu.send(&token, Method::DELETE, &url, None).await;
-    assert_eq!(status, StatusCode::NO_CONTENT);
+    emu.delete_twice(&token, &url).await;
     let (status, _, body) = emu.get(Some(&token), &url).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(error_code(&body), "PolicyDefinitionNotFound");
@@ -378,11 +376,8 @@ async fn sets_assignments_and_exemptions() {
     assert_eq!(status, StatusCode::OK);
 
     // Deleting the set's assignment target: assignment delete returns the body, then 204.
-    let (status, _, resp) = emu.send(&token, Method::DELETE, &a_url, None).await;
-    assert_eq!(status, StatusCode::OK);
+    let resp = emu.delete_twice(&token, &a_url).await;
     assert_eq!(resp["name"], "tagA");
-    let (status, _, _) = emu.send(&token, Method::DELETE, &a_url, None).await;
-    assert_eq!(status, StatusCode::NO_CONTENT);
     let (status, _, resp) = emu.get(Some(&token), &a_url).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(error_code(&resp), "PolicyAssignmentNotFound");
@@ -407,10 +402,7 @@ async fn scopes_hierarchy_and_resource_group_delete() {
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert_eq!(body["status"], "Running", "{body}");
     assert_eq!(body["name"], "create");
-    let op_url = headers["azure-asyncoperation"]
-        .to_str()
-        .expect("ascii")
-        .to_string();
+    let op_url = async_operation(&headers);
     assert_eq!(headers["location"], op_url.as_str());
     assert!(
         op_url.contains("/providers/Microsoft.Management/operationResults/create/managementGroups/platform?api-version="),
