@@ -8,7 +8,7 @@ use serde_json::{json, Value as Json};
 
 use crate::cluster_addon::wait_idle;
 use crate::harness::{shared_specs, Emulator, TfRun, Workspace};
-use crate::remediation::{estate, ADDON_DINE};
+use crate::remediation::{estate, ADDON_DINE, ADDON_REMEDIATION};
 
 const PRIVILEGED: &str =
     "/providers/Microsoft.Authorization/policyDefinitions/95edb821-ddaf-4404-9732-666045e056b4";
@@ -601,20 +601,9 @@ resource "akspolicy_exemption" "this" {{
 
 /// GETs of the assignment route that answered 404 so far.
 fn assignment_404s(emulator: &Emulator) -> u64 {
-    let (status, metrics) = emulator.arm("GET", "/_emulator/metrics", None);
-    assert_eq!(status, 200, "metrics: {metrics}");
-    metrics["requests"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|r| r["method"] == "GET" && r["status"] == 404)
-        .filter(|r| {
-            r["route"]
-                .as_str()
-                .is_some_and(|t| t.ends_with("/policyassignments/{}"))
-        })
-        .filter_map(|r| r["count"].as_u64())
-        .sum()
+    emulator.requests("GET", Some(404), |route| {
+        route.ends_with("/policyassignments/{}")
+    })
 }
 
 #[test]
@@ -865,16 +854,7 @@ output "principal" {{ value = akspolicy_assignment.addon.identity[0].principal_i
 "#
         )
     };
-    let remediation = r#"
-resource "akspolicy_remediation" "addon" {
-  name                 = "enable-policy-addon"
-  scope                = akspolicy_assignment.addon.scope
-  policy_assignment_id = akspolicy_assignment.addon.id
-  wait_for_completion  = true
-}
-
-output "remediated" { value = akspolicy_remediation.addon.successful_deployments }
-"#;
+    let remediation = ADDON_REMEDIATION;
     let ws = Workspace::new(&emulator);
     ws.write_config(&format!("{}{remediation}", assignment(true)));
     ws.apply().assert_ok("apply with grant_remediation_roles");
@@ -897,20 +877,10 @@ output "remediated" { value = akspolicy_remediation.addon.successful_deployments
     assert_eq!(roles.len(), 2, "{roles:?}");
     // The identity was new: ARM answered PrincipalNotFound until Entra ID knew it, and the
     // provider waited instead of failing.
-    let (status, metrics) = emulator.arm("GET", "/_emulator/metrics", None);
-    assert_eq!(status, 200, "{metrics}");
-    let waited = metrics["requests"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|r| {
-            r["method"] == "PUT"
-                && r["status"] == 400
-                && r["route"].as_str().is_some_and(|route| {
-                    route.ends_with("/providers/microsoft.authorization/roleassignments/{}")
-                })
-        });
-    assert!(waited, "no PrincipalNotFound was waited out: {metrics}");
+    let waited = emulator.requests("PUT", Some(400), |route| {
+        route.ends_with("/providers/microsoft.authorization/roleassignments/{}")
+    });
+    assert!(waited > 0, "no PrincipalNotFound was waited out");
     for id in &roles {
         assert!(
             id.starts_with(&format!(

@@ -13,16 +13,10 @@ const POLICY_API: &str = "api-version=2025-03-01";
 
 /// GET counts by route template, summed over statuses.
 fn gets(emulator: &Emulator) -> BTreeMap<String, u64> {
-    let (status, body) = emulator.arm("GET", "/_emulator/metrics", None);
-    assert_eq!(status, 200, "metrics: {body}");
     let mut out = BTreeMap::new();
-    for row in body["requests"].as_array().into_iter().flatten() {
-        if row["method"] == "GET" {
-            let route = row["route"]
-                .as_str()
-                .unwrap_or_default()
-                .to_ascii_lowercase();
-            *out.entry(route).or_default() += row["count"].as_u64().unwrap_or_default();
+    for row in emulator.request_counts() {
+        if row.method == "GET" {
+            *out.entry(row.route.to_ascii_lowercase()).or_default() += row.count;
         }
     }
     out

@@ -197,12 +197,7 @@ fn wrong_resource_type_is_rejected_at_plan() {
     let ws = Workspace::new(&emulator);
     ws.write_config(&config(&format!("/subscriptions/{sub}/resourceGroups/rg")));
     let run = ws.validate();
-    assert_eq!(run.code, 1, "{}", run.combined());
-    assert!(
-        run.combined().contains("Invalid cluster ID"),
-        "{}",
-        run.combined()
-    );
+    run.assert_error_with(&["Invalid cluster ID"]);
 }
 
 #[test]
@@ -280,10 +275,5 @@ output "addon_identity" {{
         "akspolicy_cluster_addon.policy.identity[0].object_id",
     ));
     let bare = ws.terraform(&["plan", "-refresh-only", "-input=false", "-no-color"]);
-    assert_eq!(bare.code, 1, "{}", bare.combined());
-    assert!(
-        bare.combined().contains("Invalid index"),
-        "{}",
-        bare.combined()
-    );
+    bare.assert_error_with(&["Invalid index"]);
 }

@@ -4,20 +4,7 @@ use crate::harness::{Emulator, Workspace};
 
 /// Compliance scans started so far (POSTs to triggerEvaluation).
 fn scans(emulator: &Emulator) -> u64 {
-    let (status, metrics) = emulator.arm("GET", "/_emulator/metrics", None);
-    assert_eq!(status, 200, "metrics: {metrics}");
-    metrics["requests"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|r| r["method"] == "POST")
-        .filter(|r| {
-            r["route"]
-                .as_str()
-                .is_some_and(|t| t.ends_with("/triggerevaluation"))
-        })
-        .filter_map(|r| r["count"].as_u64())
-        .sum()
+    emulator.requests("POST", None, |route| route.ends_with("/triggerevaluation"))
 }
 
 #[test]

@@ -47,17 +47,6 @@ output "initiative_id" {{ value = akspolicy_initiative.baseline.id }}
     )
 }
 
-fn state_attributes(ws: &Workspace, address: &str) -> Json {
-    let run = ws.terraform(&["show", "-json"]);
-    run.assert_ok("show");
-    let show: Json = serde_json::from_str(&run.stdout).expect("show -json");
-    show["values"]["root_module"]["resources"]
-        .as_array()
-        .and_then(|rs| rs.iter().find(|r| r["address"] == address))
-        .map(|r| r["values"].clone())
-        .unwrap_or(Json::Null)
-}
-
 #[test]
 fn definition_and_initiative_lifecycle() {
     let emulator = Emulator::start();
@@ -83,12 +72,8 @@ fn definition_and_initiative_lifecycle() {
         ("akspolicy_definition.addon", &definition_id),
         ("akspolicy_initiative.baseline", &initiative_id),
     ] {
-        let before = state_attributes(&ws, address);
-        ws.terraform(&["state", "rm", address])
-            .assert_ok("state rm");
-        ws.terraform(&["import", "-no-color", address, id])
-            .assert_ok("import");
-        let after = state_attributes(&ws, address);
+        let before = ws.state_attributes(address);
+        let after = ws.reimport(address, id);
         assert_eq!(after, before, "{address} differs after import");
     }
     // `state rm` may drop outputs that referenced the resource; only resource changes count.
@@ -282,12 +267,8 @@ output "ids" {{ value = {{ for k, d in akspolicy_definition.copy : k => d.id }} 
         kinds_seen.push(&f.kind);
         let address = format!("akspolicy_definition.copy[{:?}]", f.key);
         let id = ids[&f.key].as_str().expect("id output");
-        let before = state_attributes(&ws, &address);
-        ws.terraform(&["state", "rm", &address])
-            .assert_ok("state rm");
-        ws.terraform(&["import", "-no-color", &address, id])
-            .assert_ok(&format!("import {} ({})", f.key, f.kind));
-        let after = state_attributes(&ws, &address);
+        let before = ws.state_attributes(&address);
+        let after = ws.reimport(&address, id);
         assert_eq!(after, before, "{address} ({}) differs after import", f.kind);
     }
     eprintln!("imported one definition of each kind: {kinds_seen:?}");

@@ -395,11 +395,5 @@ fn import_blocks_with_generated_config_plan_clean_for_every_resource_type() {
     )
     .expect("edit generated.tf");
     let plan = ws.plan();
-    assert_eq!(plan.code, 1, "{}", plan.combined());
-    assert!(
-        plan.combined()
-            .contains("match does not agree with policy_rule"),
-        "{}",
-        plan.combined()
-    );
+    plan.assert_error_with(&["match does not agree with policy_rule"]);
 }

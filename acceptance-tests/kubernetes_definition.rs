@@ -66,17 +66,6 @@ output "parameters" {{ value = akspolicy_kubernetes_definition.no_latest.paramet
     )
 }
 
-fn state_attributes(ws: &Workspace, address: &str) -> Json {
-    let run = ws.terraform(&["show", "-json"]);
-    run.assert_ok("show");
-    let show: Json = serde_json::from_str(&run.stdout).expect("show -json");
-    show["values"]["root_module"]["resources"]
-        .as_array()
-        .and_then(|rs| rs.iter().find(|r| r["address"] == address))
-        .map(|r| r["values"].clone())
-        .unwrap_or(Json::Null)
-}
-
 #[test]
 fn kubernetes_definition_lifecycle() {
     let emulator = Emulator::start();
@@ -125,17 +114,8 @@ fn kubernetes_definition_lifecycle() {
     ws.assert_empty_plan();
 
     // Import into a fresh state: every attribute equal (tests are configuration only).
-    let before = state_attributes(&ws, "akspolicy_kubernetes_definition.no_latest");
-    ws.terraform(&["state", "rm", "akspolicy_kubernetes_definition.no_latest"])
-        .assert_ok("state rm");
-    ws.terraform(&[
-        "import",
-        "-no-color",
-        "akspolicy_kubernetes_definition.no_latest",
-        &id,
-    ])
-    .assert_ok("import");
-    let after = state_attributes(&ws, "akspolicy_kubernetes_definition.no_latest");
+    let before = ws.state_attributes("akspolicy_kubernetes_definition.no_latest");
+    let after = ws.reimport("akspolicy_kubernetes_definition.no_latest", &id);
     for (k, v) in before.as_object().expect("attributes") {
         if k == "test" {
             continue;
@@ -395,16 +375,7 @@ fn kubernetes_definition_at_management_group_scope() {
         id.starts_with("/providers/Microsoft.Management/managementGroups/platform/providers/Microsoft.Authorization/policyDefinitions/"),
         "{id}"
     );
-    ws.terraform(&["state", "rm", "akspolicy_kubernetes_definition.no_latest"])
-        .assert_ok("state rm");
-    ws.terraform(&[
-        "import",
-        "-no-color",
-        "akspolicy_kubernetes_definition.no_latest",
-        &id,
-    ])
-    .assert_ok("import");
-    let after = state_attributes(&ws, "akspolicy_kubernetes_definition.no_latest");
+    let after = ws.reimport("akspolicy_kubernetes_definition.no_latest", &id);
     assert_eq!(
         after["scope"],
         "/providers/Microsoft.Management/managementGroups/platform"

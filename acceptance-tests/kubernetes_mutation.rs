@@ -75,17 +75,6 @@ resource "akspolicy_kubernetes_mutation" "no_escalation" {{
     )
 }
 
-fn state_attributes(ws: &Workspace, address: &str) -> Json {
-    let run = ws.terraform(&["show", "-json"]);
-    run.assert_ok("show");
-    let show: Json = serde_json::from_str(&run.stdout).expect("show -json");
-    show["values"]["root_module"]["resources"]
-        .as_array()
-        .and_then(|rs| rs.iter().find(|r| r["address"] == address))
-        .map(|r| r["values"].clone())
-        .unwrap_or(Json::Null)
-}
-
 #[test]
 fn mutation_tests_at_plan_and_lifecycle() {
     let emulator = Emulator::start();
@@ -108,18 +97,13 @@ fn mutation_tests_at_plan_and_lifecycle() {
     // An invalid mutator is reported on `mutator`.
     ws.write_config(&mutation_config(RIGHT, "x", "").replace("kind: Assign", "kind: Assignment"));
     let plan = ws.plan();
-    assert_eq!(plan.code, 1, "{}", plan.combined());
-    assert!(
-        plan.combined().contains("Invalid mutator"),
-        "{}",
-        plan.combined()
-    );
+    plan.assert_error_with(&["Invalid mutator"]);
 
     // The right one plans and applies; the plan after is empty.
     ws.write_config(&mutation_config(RIGHT, "No escalation by default", ""));
     ws.apply().assert_ok("apply");
     ws.assert_empty_plan();
-    let attrs = state_attributes(&ws, "akspolicy_kubernetes_mutation.no_escalation");
+    let attrs = ws.state_attributes("akspolicy_kubernetes_mutation.no_escalation");
     let id = attrs["id"].as_str().expect("id").to_string();
     let (status, body) = emulator.arm("GET", &format!("{id}?api-version=2023-04-01"), None);
     assert_eq!(status, 200, "{body}");
@@ -136,16 +120,7 @@ fn mutation_tests_at_plan_and_lifecycle() {
     );
 
     // Import into a fresh state: every attribute equal (tests are configuration only).
-    ws.terraform(&["state", "rm", "akspolicy_kubernetes_mutation.no_escalation"])
-        .assert_ok("state rm");
-    ws.terraform(&[
-        "import",
-        "-no-color",
-        "akspolicy_kubernetes_mutation.no_escalation",
-        &id,
-    ])
-    .assert_ok("import");
-    let after = state_attributes(&ws, "akspolicy_kubernetes_mutation.no_escalation");
+    let after = ws.reimport("akspolicy_kubernetes_mutation.no_escalation", &id);
     for (k, v) in attrs.as_object().expect("attributes") {
         if k == "test" {
             continue;

@@ -41,8 +41,9 @@ output "non_compliant" {{ value = data.akspolicy_compliance.addon.non_compliant_
     )
 }
 
-fn remediation() -> &'static str {
-    r#"
+/// The remediation of the add-on DINE assignment `addon`, waited for, with the number of
+/// deployments it ran.
+pub(crate) const ADDON_REMEDIATION: &str = r#"
 resource "akspolicy_remediation" "addon" {
   name                 = "enable-policy-addon"
   scope                = akspolicy_assignment.addon.scope
@@ -50,6 +51,14 @@ resource "akspolicy_remediation" "addon" {
   wait_for_completion  = true
 }
 
+output "remediated" { value = akspolicy_remediation.addon.successful_deployments }
+"#;
+
+/// The remediation, and compliance read again once it is done.
+fn remediation() -> String {
+    format!(
+        "{ADDON_REMEDIATION}{}",
+        r#"
 data "akspolicy_compliance" "after" {
   policy_assignment_id = akspolicy_assignment.addon.id
   trigger_scan         = true
@@ -58,8 +67,8 @@ data "akspolicy_compliance" "after" {
 
 output "non_compliant_after" { value = data.akspolicy_compliance.after.non_compliant_resources }
 output "remediation_state" { value = akspolicy_remediation.addon.provisioning_state }
-output "remediated" { value = akspolicy_remediation.addon.successful_deployments }
 "#
+    )
 }
 
 #[test]
@@ -143,13 +152,7 @@ resource "akspolicy_remediation" "mg" {
 "#,
     );
     let run = ws.validate();
-    assert_eq!(run.code, 1, "{}", run.combined());
-    assert!(
-        run.combined()
-            .contains("not available at management-group scope"),
-        "{}",
-        run.combined()
-    );
+    run.assert_error_with(&["not available at management-group scope"]);
 }
 
 #[test]
@@ -309,19 +312,7 @@ resource "akspolicy_assignment" "addon" {{
     let ws = Workspace::new(&emulator);
     ws.write_config(&assignment);
     ws.apply().assert_ok("apply assignment");
-    let config = format!(
-        "{assignment}{}",
-        r#"
-resource "akspolicy_remediation" "addon" {
-  name                 = "enable-policy-addon"
-  scope                = akspolicy_assignment.addon.scope
-  policy_assignment_id = akspolicy_assignment.addon.id
-  wait_for_completion  = true
-}
-
-output "remediated" { value = akspolicy_remediation.addon.successful_deployments }
-"#
-    );
+    let config = format!("{assignment}{ADDON_REMEDIATION}");
     ws.write_config(&config);
     let refused = ws.apply();
     assert_ne!(refused.code, 0, "remediation without roles must fail");

@@ -113,6 +113,14 @@ pub struct Emulator {
     pub env: BTreeMap<String, String>,
 }
 
+/// One row of the emulator's request metrics.
+pub struct RequestCount {
+    pub method: String,
+    pub route: String,
+    pub status: u64,
+    pub count: u64,
+}
+
 impl Emulator {
     pub fn start() -> Emulator {
         Emulator::start_with(&[])
@@ -222,20 +230,36 @@ impl Emulator {
     /// An ARM call made outside Terraform (to seed resources or to cause drift), as
     /// (status, JSON body or null). `path_and_query` must carry `api-version`.
     pub fn arm(&self, method: &str, path_and_query: &str, body: Option<&Json>) -> (u16, Json) {
-        let url = format!(
-            "{}{}",
-            self.env["ARM_RESOURCE_MANAGER_ENDPOINT"].trim_end_matches('/'),
-            path_and_query
-        );
-        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("HTTP method");
-        let mut req = self.http().request(method, url).bearer_auth(self.token());
-        if let Some(b) = body {
-            req = req.json(b);
-        }
-        let resp = req.send().expect("ARM request");
-        let status = resp.status().as_u16();
-        let text = resp.text().unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Json::Null))
+        self.arm_with(&self.token(), method, path_and_query, body)
+    }
+
+    /// The emulator's request counts (`/_emulator/metrics`), one row per method, route template
+    /// and status.
+    pub fn request_counts(&self) -> Vec<RequestCount> {
+        let (status, metrics) = self.arm("GET", "/_emulator/metrics", None);
+        assert_eq!(status, 200, "metrics: {metrics}");
+        metrics["requests"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| RequestCount {
+                method: r["method"].as_str().unwrap_or_default().to_string(),
+                route: r["route"].as_str().unwrap_or_default().to_string(),
+                status: r["status"].as_u64().unwrap_or_default(),
+                count: r["count"].as_u64().unwrap_or_default(),
+            })
+            .collect()
+    }
+
+    /// Requests so far with `method`, `status` (any when `None`) and a route template that
+    /// `route` accepts.
+    pub fn requests(&self, method: &str, status: Option<u64>, route: impl Fn(&str) -> bool) -> u64 {
+        self.request_counts()
+            .iter()
+            .filter(|r| r.method == method && status.is_none_or(|s| r.status == s))
+            .filter(|r| route(&r.route))
+            .map(|r| r.count)
+            .sum()
     }
 
     /// Stops the process but keeps the state directory (for restart tests).
@@ -317,6 +341,17 @@ impl TfRun {
             self.stdout, self.stderr
         );
         self
+    }
+
+    /// Asserts the command stopped on error diagnostics (exit 1) whose text holds every one of
+    /// `needles`; the whole output, for the caller's further checks.
+    pub fn assert_error_with(&self, needles: &[&str]) -> String {
+        let text = self.combined();
+        assert_eq!(self.code, 1, "{text}");
+        for needle in needles {
+            assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
+        }
+        text
     }
 }
 
@@ -430,6 +465,36 @@ impl Workspace {
             run.code,
             run.combined()
         );
+    }
+
+    /// The root module's resources in state (`terraform show -json`).
+    pub fn state_resources(&self) -> Vec<Json> {
+        let run = self.terraform(&["show", "-json", "-no-color"]);
+        run.assert_ok("show -json");
+        let show: Json = serde_json::from_str(&run.stdout).expect("show -json is JSON");
+        show["values"]["root_module"]["resources"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The attributes `address` has in state (null when it is not there).
+    pub fn state_attributes(&self, address: &str) -> Json {
+        self.state_resources()
+            .into_iter()
+            .find(|r| r["address"] == address)
+            .map(|r| r["values"].clone())
+            .unwrap_or(Json::Null)
+    }
+
+    /// Forgets `address` and imports it again by `id`, as a user adopting it would; the
+    /// attributes the import leaves in state.
+    pub fn reimport(&self, address: &str, id: &str) -> Json {
+        self.terraform(&["state", "rm", address])
+            .assert_ok("state rm");
+        self.terraform(&["import", "-no-color", address, id])
+            .assert_ok(&format!("import {address}"));
+        self.state_attributes(address)
     }
 
     pub fn outputs(&self) -> Json {
