@@ -1,6 +1,6 @@
 //! `akspolicy_builtin_definition`, end to end.
 
-use crate::harness::{shared_specs, Emulator, Workspace};
+use crate::harness::{Emulator, Workspace};
 
 const NO_PRIVILEGED: &str = "Kubernetes cluster should not allow privileged containers";
 const NO_PRIVILEGED_NAME: &str = "95edb821-ddaf-4404-9732-666045e056b4";
@@ -50,12 +50,9 @@ fn value<'a>(outputs: &'a serde_json::Value, name: &str) -> &'a serde_json::Valu
 
 #[test]
 fn looks_up_privileged_containers_builtin_from_azure_policy_repository() {
-    let Some(specs) = shared_specs() else {
-        eprintln!("skipped: ../shared/specs is not present");
+    let Some(emulator) = Emulator::start_with_shared_builtins(&[]) else {
         return;
     };
-    let builtins = specs.join("azure-policy");
-    let emulator = Emulator::start_with(&["--builtins", builtins.to_str().expect("utf-8 path")]);
     let ws = Workspace::new(&emulator);
     ws.write_config(&lookup_config("display_name", NO_PRIVILEGED));
     let out = apply_lookup(&ws);
@@ -205,12 +202,9 @@ fn builtin_listing_pages(emulator: &Emulator) -> u64 {
 
 #[test]
 fn display_name_lookups_share_one_listing_per_provider_process() {
-    let Some(specs) = shared_specs() else {
-        eprintln!("skipped: ../shared/specs is not present");
+    let Some(emulator) = Emulator::start_with_shared_builtins(&[]) else {
         return;
     };
-    let builtins = specs.join("azure-policy");
-    let emulator = Emulator::start_with(&["--builtins", builtins.to_str().expect("utf-8 path")]);
     let ws = Workspace::new(&emulator);
     let lookups = |names: &[&str]| -> String {
         let mut out = String::from("provider \"akspolicy\" {}\n");

@@ -7,12 +7,9 @@ use crate::harness::{Emulator, Workspace};
 
 #[test]
 fn looks_up_builtin_initiative_by_display_name_and_name() {
-    let Some(specs) = crate::harness::shared_specs() else {
-        eprintln!("skipped: ../shared/specs is not present");
+    let Some(emulator) = Emulator::start_with_shared_builtins(&[]) else {
         return;
     };
-    let builtins = specs.join("azure-policy");
-    let emulator = Emulator::start_with(&["--builtins", builtins.to_str().expect("utf-8 path")]);
     let ws = Workspace::new(&emulator);
     ws.write_config(
         r#"

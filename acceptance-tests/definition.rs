@@ -77,14 +77,7 @@ fn definition_and_initiative_lifecycle() {
         assert_eq!(after, before, "{address} differs after import");
     }
     // `state rm` may drop outputs that referenced the resource; only resource changes count.
-    let plan = ws.plan();
-    assert!(
-        !plan
-            .stdout
-            .contains("Terraform will perform the following actions"),
-        "imported state does not plan empty:\n{}",
-        plan.stdout
-    );
+    ws.assert_no_resource_changes();
     ws.apply().assert_ok("refresh outputs");
     ws.assert_empty_plan();
 
@@ -273,14 +266,7 @@ output "ids" {{ value = {{ for k, d in akspolicy_definition.copy : k => d.id }} 
     }
     eprintln!("imported one definition of each kind: {kinds_seen:?}");
     // `state rm` drops the output's element; only resource changes count.
-    let plan = ws.plan();
-    assert!(
-        !plan
-            .stdout
-            .contains("Terraform will perform the following actions"),
-        "imported state does not plan empty:\n{}",
-        plan.stdout
-    );
+    ws.assert_no_resource_changes();
 }
 
 #[test]

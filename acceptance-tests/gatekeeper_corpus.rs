@@ -498,23 +498,28 @@ fn gator_assertions(assertions: Vec<Json>) -> Box<dyn Fn(&Outcome) -> bool> {
             Outcome::Admitted => &[],
             Outcome::FailedOpen => return false,
         };
-        assertions.iter().all(|a| {
-            let re = a
-                .get("message")
-                .and_then(Json::as_str)
-                .map(|m| regex::Regex::new(m).expect("regex"));
-            let n = msgs
-                .iter()
-                .filter(|m| re.as_ref().is_none_or(|r| r.is_match(m)))
-                .count();
-            match a.get("violations") {
-                Some(Json::String(s)) if s == "no" => n == 0,
-                Some(Json::Bool(false)) => n == 0,
-                Some(Json::Number(k)) => Some(n as u64) == k.as_u64(),
-                _ => n > 0,
-            }
-        })
+        let msgs: Vec<&str> = msgs.iter().map(String::as_str).collect();
+        assertions.iter().all(|a| gator_assertion_holds(a, &msgs))
     })
+}
+
+/// One gator assertion against the messages of a decision: `violations` yes / no / N among
+/// the messages matching its `message` regex (all messages without one).
+fn gator_assertion_holds(assertion: &Json, msgs: &[&str]) -> bool {
+    let re = assertion
+        .get("message")
+        .and_then(Json::as_str)
+        .map(|m| regex::Regex::new(m).expect("assertion regex"));
+    let n = msgs
+        .iter()
+        .filter(|m| re.as_ref().is_none_or(|r| r.is_match(m)))
+        .count();
+    match assertion.get("violations") {
+        Some(Json::String(s)) if s == "no" => n == 0,
+        Some(Json::Bool(false)) => n == 0,
+        Some(Json::Number(k)) => Some(n as u64) == k.as_u64(),
+        _ => n > 0,
+    }
 }
 
 #[test]
@@ -912,21 +917,7 @@ fn gatekeeper_library_suites_through_the_admission_engine() {
                     .collect();
                 let mut failure = None;
                 for a in case["assertions"].as_array().into_iter().flatten() {
-                    let re = a
-                        .get("message")
-                        .and_then(Json::as_str)
-                        .map(|m| regex::Regex::new(m).expect("assertion regex"));
-                    let n = msgs
-                        .iter()
-                        .filter(|m| re.as_ref().is_none_or(|r| r.is_match(m)))
-                        .count();
-                    let ok = match a.get("violations") {
-                        Some(Json::String(s)) if s == "no" => n == 0,
-                        Some(Json::Bool(false)) => n == 0,
-                        Some(Json::Number(k)) => Some(n as u64) == k.as_u64(),
-                        _ => n > 0,
-                    };
-                    if !ok {
+                    if !gator_assertion_holds(a, &msgs) {
                         failure = Some(format!("assertion {a} failed; got {msgs:?}"));
                     }
                 }

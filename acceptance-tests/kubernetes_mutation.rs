@@ -8,7 +8,7 @@ use std::process::Command;
 use serde_json::{json, Value as Json};
 
 use crate::cluster_addon::create_cluster;
-use crate::harness::{emulator_binary, shared_specs, Emulator, Workspace};
+use crate::harness::{emulator_binary, Emulator, Workspace};
 
 const NO_ESCALATION: &str =
     "/providers/Microsoft.Authorization/policyDefinitions/1c6e92c9-99f0-4e55-9cf2-0c234dc48f99";
@@ -179,12 +179,9 @@ fn stored(stdout: &str) -> Vec<Json> {
 
 #[test]
 fn mutation_before_validation_on_the_emulated_cluster() {
-    let Some(specs) = shared_specs() else {
-        eprintln!("skipped: ../shared/specs is not present");
+    let Some(emulator) = Emulator::start_with_shared_builtins(&[]) else {
         return;
     };
-    let builtins = specs.join("azure-policy");
-    let emulator = Emulator::start_with(&["--builtins", builtins.to_str().expect("utf-8 path")]);
     let cluster = create_cluster(&emulator, "aks-rg", "prod");
     let rg = format!(
         "/subscriptions/{}/resourceGroups/aks-rg",

@@ -132,6 +132,19 @@ impl Emulator {
         Emulator::start_in(state_dir, extra)
     }
 
+    /// An emulator serving Azure/azure-policy's built-ins from shared/specs (plus `extra`
+    /// arguments); `None`, with a note that the test is skipped, without the reference data.
+    pub fn start_with_shared_builtins(extra: &[&str]) -> Option<Emulator> {
+        let Some(specs) = shared_specs() else {
+            eprintln!("skipped: ../shared/specs is not present");
+            return None;
+        };
+        let builtins = specs.join("azure-policy");
+        let mut args = vec!["--builtins", builtins.to_str().expect("utf-8 path")];
+        args.extend_from_slice(extra);
+        Some(Emulator::start_with(&args))
+    }
+
     pub fn start_in(state_dir: tempfile::TempDir, extra: &[&str]) -> Emulator {
         let mut child = Command::new(emulator_binary())
             .arg("serve")
@@ -464,6 +477,18 @@ impl Workspace {
             "expected an empty plan (exit 0), got {}:\n{}",
             run.code,
             run.combined()
+        );
+    }
+
+    /// A plan proposes no resource changes (outputs may still change, e.g. after `state rm`).
+    pub fn assert_no_resource_changes(&self) {
+        let plan = self.plan();
+        assert!(
+            !plan
+                .stdout
+                .contains("Terraform will perform the following actions"),
+            "imported state does not plan empty:\n{}",
+            plan.stdout
         );
     }
 
