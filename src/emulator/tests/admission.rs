@@ -26,17 +26,15 @@ fn privileged_deployment(ns: &str) -> Value {
 /// The webhook's answer to one AdmissionReview on `cluster`.
 async fn admit(emu: &Emu, token: &str, cluster: &str, review: Value) -> Value {
     let path = format!("/_emulator/admission{cluster}");
-    let (status, _, answer) = emu.send(token, Method::POST, &path, Some(&review)).await;
-    assert_eq!(status, StatusCode::OK, "{answer}");
-    answer
+    emu.expect(token, Method::POST, &path, Some(&review), StatusCode::OK)
+        .await
 }
 
 /// What the emulator shows of `cluster`'s Gatekeeper: constraints, admitted objects, errors.
 async fn admission_state(emu: &Emu, token: &str, cluster: &str) -> Value {
     let path = format!("/_emulator/admission{cluster}");
-    let (status, _, state) = emu.send(token, Method::GET, &path, None).await;
-    assert_eq!(status, StatusCode::OK, "{state}");
-    state
+    emu.expect(token, Method::GET, &path, None, StatusCode::OK)
+        .await
 }
 
 #[tokio::test]

@@ -158,6 +158,20 @@ impl Emu {
         (status, profile)
     }
 
+    /// A request that must answer `expected`; its JSON body.
+    pub(super) async fn expect(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path_and_query: &str,
+        body: Option<&Value>,
+        expected: StatusCode,
+    ) -> Value {
+        let (status, _, answer) = self.send(token, method, path_and_query, body).await;
+        assert_eq!(status, expected, "{path_and_query}: {answer}");
+        answer
+    }
+
     /// ARM's DELETE of a resource that exists: 200 with its body, and 204 when asked again.
     pub(super) async fn delete_twice(&self, token: &str, url: &str) -> Value {
         let (status, _, body) = self.send(token, reqwest::Method::DELETE, url, None).await;

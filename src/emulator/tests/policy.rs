@@ -32,6 +32,16 @@ async fn setup() -> (tempfile::TempDir, Emu, String, String) {
     (dir, emu, token, sub)
 }
 
+/// The tag rule as a custom definition at `scope` (created, asserted); its id.
+async fn create_tag_rule(emu: &Emu, token: &str, scope: &str) -> String {
+    let def = format!("{scope}/providers/Microsoft.Authorization/policyDefinitions/tagRule");
+    let url = format!("{def}?{API}");
+    let body = Some(&rule_definition());
+    emu.expect(token, Method::PUT, &url, body, StatusCode::CREATED)
+        .await;
+    def
+}
+
 #[tokio::test]
 async fn custom_definitions_write_validate_and_list() {
     let (_dir, emu, token, sub) = setup().await;
@@ -128,16 +138,7 @@ async fn custom_definitions_write_validate_and_list() {
 #[tokio::test]
 async fn sets_assignments_and_exemptions() {
     let (_dir, emu, token, sub) = setup().await;
-    let def = format!("{sub}/providers/Microsoft.Authorization/policyDefinitions/tagRule");
-    let (status, _, _) = emu
-        .send(
-            &token,
-            Method::PUT,
-            &format!("{def}?{API}"),
-            Some(&rule_definition()),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED);
+    let def = create_tag_rule(&emu, &token, &sub).await;
 
     // Set definitions: members must exist; parameter references must be declared.
     let set = format!("{sub}/providers/Microsoft.Authorization/policySetDefinitions/tags");
@@ -447,16 +448,7 @@ async fn scopes_hierarchy_and_resource_group_delete() {
     assert_eq!(status, StatusCode::OK);
 
     // A definition at the grandparent group is visible from a resource group of the subscription.
-    let def = format!("{mg}/providers/Microsoft.Authorization/policyDefinitions/tagRule");
-    let (status, _, body) = emu
-        .send(
-            &token,
-            Method::PUT,
-            &format!("{def}?{API}"),
-            Some(&rule_definition()),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let def = create_tag_rule(&emu, &token, mg).await;
 
     let rg = format!("{sub}/resourceGroups/rg1");
     let assignment = format!("{rg}/providers/Microsoft.Authorization/policyAssignments/a1");
