@@ -7,7 +7,7 @@
 use serde_json::{json, Value as Json};
 
 use crate::cluster_addon::wait_idle;
-use crate::harness::{shared_specs, Emulator, TfRun, Workspace};
+use crate::harness::{Emulator, TfRun, Workspace};
 use crate::remediation::{estate, ADDON_DINE, ADDON_REMEDIATION};
 
 const PRIVILEGED: &str =
@@ -824,11 +824,9 @@ resource "akspolicy_assignment" "replicas" {{
 /// and with the assignment.
 #[test]
 fn grant_remediation_roles_lets_the_builtin_remediate_across_subscriptions() {
-    let Some(specs) = shared_specs() else {
-        eprintln!("note: ../shared/specs not found; skipped");
+    let Some((emulator, mg, clusters)) = estate() else {
         return;
     };
-    let (emulator, mg, clusters) = estate(&specs);
     let (status, body) = emulator.arm(
         "POST",
         "/_emulator/faults",

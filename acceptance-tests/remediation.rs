@@ -5,7 +5,7 @@
 use serde_json::json;
 
 use crate::cluster_addon::{create_cluster, wait_idle};
-use crate::harness::{shared_specs, Emulator, Workspace};
+use crate::harness::{Emulator, Workspace};
 
 pub(crate) const ADDON_DINE: &str =
     "/providers/Microsoft.Authorization/policyDefinitions/a8eff44f-8c92-45c3-a3fb-9880802d67a7";
@@ -291,11 +291,9 @@ pub fn grant_definition_roles(emulator: &Emulator, assignment_id: &str, scope: &
 /// roles; with them granted, the same remediation turns the add-on on in both subscriptions.
 #[test]
 fn builtin_addon_dine_at_a_management_group_needs_its_roles_to_remediate() {
-    let Some(specs) = shared_specs() else {
-        eprintln!("note: ../shared/specs not found; skipped");
+    let Some((emulator, mg, clusters)) = estate() else {
         return;
     };
-    let (emulator, mg, clusters) = estate(&specs);
     let assignment = format!(
         r#"
 resource "akspolicy_assignment" "addon" {{
@@ -378,14 +376,9 @@ resource "akspolicy_assignment" "addon" {{
 
 /// Two subscriptions under one management group, an AKS cluster without the policy add-on in
 /// each (three pools' worth of nodes, tagged), and the built-ins from shared/specs.
-pub(crate) fn estate(specs: &std::path::Path) -> (Emulator, &'static str, Vec<String>) {
-    let builtins = specs.join("azure-policy");
-    let emulator = Emulator::start_with(&[
-        "--builtins",
-        builtins.to_str().expect("UTF-8 path"),
-        "--subscriptions",
-        "2",
-    ]);
+/// `None` (the test skips) without shared/specs.
+pub(crate) fn estate() -> Option<(Emulator, &'static str, Vec<String>)> {
+    let emulator = Emulator::start_with_shared_builtins(&["--subscriptions", "2"])?;
     let subs: Vec<String> = emulator.env["AKSPOLICY_EMULATOR_SUBSCRIPTION_IDS"]
         .split_whitespace()
         .map(str::to_string)
@@ -423,5 +416,5 @@ pub(crate) fn estate(specs: &std::path::Path) -> (Emulator, &'static str, Vec<St
     for id in &clusters {
         wait_idle(&emulator, id);
     }
-    (emulator, mg, clusters)
+    Some((emulator, mg, clusters))
 }
