@@ -42,6 +42,19 @@ async fn addon_dine_over_clusters(
     (assignment, body)
 }
 
+/// PUTs remediation `fix` of `assignment` at the subscription; its URL and ARM's answer.
+async fn remediate_fix(
+    emu: &Emu,
+    token: &str,
+    sub: &str,
+    assignment: &str,
+) -> (String, StatusCode, Value) {
+    let url = format!("{sub}/providers/Microsoft.PolicyInsights/remediations/fix?{INSIGHTS}");
+    let body = json!({"properties": {"policyAssignmentId": assignment}});
+    let (status, _, answer) = emu.send(token, Method::PUT, &url, Some(&body)).await;
+    (url, status, answer)
+}
+
 #[tokio::test]
 async fn compliance_remediation_and_trigger_scan() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -93,16 +106,7 @@ async fn compliance_remediation_and_trigger_scan() {
     assert!(page2.get("@odata.nextLink").is_none());
 
     // Remediation: Accepted → ... → Succeeded, and the add-on ends up enabled.
-    let remediation =
-        format!("{sub}/providers/Microsoft.PolicyInsights/remediations/fix?{INSIGHTS}");
-    let (status, _, rem) = emu
-        .send(
-            &token,
-            Method::PUT,
-            &remediation,
-            Some(&json!({"properties": {"policyAssignmentId": assignment}})),
-        )
-        .await;
+    let (remediation, status, rem) = remediate_fix(&emu, &token, &sub, &assignment).await;
     assert_eq!(status, StatusCode::CREATED, "{rem}");
     assert_eq!(rem["properties"]["provisioningState"], "Accepted");
     let mut last = Value::Null;
@@ -313,16 +317,7 @@ async fn an_initiative_is_remediated_one_member_at_a_time() {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    let remediation =
-        format!("{sub}/providers/Microsoft.PolicyInsights/remediations/fix?{INSIGHTS}");
-    let (status, _, body) = emu
-        .send(
-            &token,
-            Method::PUT,
-            &remediation,
-            Some(&json!({"properties": {"policyAssignmentId": assignment}})),
-        )
-        .await;
+    let (remediation, status, body) = remediate_fix(&emu, &token, &sub, &assignment).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["error"]["code"], "InvalidCreateRemediationRequest");
     assert!(
