@@ -8,8 +8,7 @@ use std::process::Command;
 
 use serde_json::Value as Json;
 
-use crate::cluster_addon::create_cluster;
-use crate::harness::{emulator_binary, Emulator, Workspace};
+use crate::harness::{create_cluster, emulator_binary, Emulator, Workspace};
 
 const PRIVILEGED: &str =
     "/providers/Microsoft.Authorization/policyDefinitions/95edb821-ddaf-4404-9732-666045e056b4";

@@ -6,8 +6,7 @@
 
 use serde_json::{json, Value as Json};
 
-use crate::cluster_addon::wait_idle;
-use crate::harness::{Emulator, TfRun, Workspace};
+use crate::harness::{wait_idle, Emulator, TfRun, Workspace};
 use crate::remediation::{estate, ADDON_DINE, ADDON_REMEDIATION};
 
 const PRIVILEGED: &str =

@@ -20,8 +20,7 @@ use akspolicy::policy::kubernetes_definition::{
 use akspolicy::policy::rego;
 use akspolicy::resources::kubernetes_definition::{PlannedPolicy, TestBlock};
 
-use crate::cluster_addon::wait_idle;
-use crate::harness::{read_text, shared_specs, Emulator};
+use crate::harness::{read_text, shared_specs, wait_idle, Emulator};
 
 fn strings(v: Option<&Json>) -> Vec<String> {
     v.and_then(Json::as_array)

@@ -5,8 +5,9 @@
 use base64::Engine;
 use serde_json::{json, Value as Json};
 
-use crate::cluster_addon::{create_cluster, wait_idle};
-use crate::harness::{shared_specs, terraform_at_least, Emulator, Workspace};
+use crate::harness::{
+    create_cluster, shared_specs, terraform_at_least, wait_idle, Emulator, Workspace,
+};
 
 const POLICY_API: &str = "api-version=2025-03-01";
 const EXEMPTION_API: &str = "api-version=2024-12-01-preview";

@@ -7,8 +7,7 @@ use std::process::Command;
 
 use serde_json::{json, Value as Json};
 
-use crate::cluster_addon::create_cluster;
-use crate::harness::{emulator_binary, Emulator, Workspace};
+use crate::harness::{create_cluster, emulator_binary, Emulator, Workspace};
 
 const NO_ESCALATION: &str =
     "/providers/Microsoft.Authorization/policyDefinitions/1c6e92c9-99f0-4e55-9cf2-0c234dc48f99";

@@ -1,5 +1,10 @@
 //! End-to-end tests: the real Terraform CLI drives the freshly built provider against a fresh
 //! emulator over HTTPS. Run with `make test` (which installs the pinned Terraform first).
+//!
+//! Layout: one file per resource and data source, named for its type without `akspolicy_`
+//! (`assignment.rs`, `builtin_initiative.rs`, ...), holding the tests whose subject it is; the
+//! suites that cut across resources are named for their concern (`reliability.rs`,
+//! `import_blocks.rs`, `gatekeeper_corpus.rs`, ...); shared fixtures live in `harness/`.
 
 mod harness;
 

@@ -4,8 +4,7 @@
 
 use serde_json::json;
 
-use crate::cluster_addon::{create_cluster, wait_idle};
-use crate::harness::{Emulator, Workspace};
+use crate::harness::{create_cluster, wait_idle, Emulator, Workspace};
 
 pub(crate) const ADDON_DINE: &str =
     "/providers/Microsoft.Authorization/policyDefinitions/a8eff44f-8c92-45c3-a3fb-9880802d67a7";

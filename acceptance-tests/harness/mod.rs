@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
 
@@ -530,5 +530,70 @@ impl Workspace {
 
     pub fn output(&self, name: &str) -> Json {
         self.outputs()[name]["value"].clone()
+    }
+}
+
+/// The AKS API version the tests' own cluster writes use.
+pub const AKS_API: &str = "api-version=2026-04-01";
+
+/// The ARM id of cluster `name` in resource group `rg` of subscription `sub` (a bare GUID).
+pub fn cluster_id(sub: &str, rg: &str, name: &str) -> String {
+    format!(
+        "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.ContainerService/managedClusters/{name}"
+    )
+}
+
+/// The body `az aks create` would send for a one-node cluster named `name`, without add-ons.
+pub fn small_cluster(name: &str) -> Json {
+    serde_json::json!({
+        "location": "westeurope",
+        "properties": {
+            "dnsPrefix": name,
+            "agentPoolProfiles": [{"name": "nodepool1", "count": 1, "vmSize": "Standard_B2s", "mode": "System"}]
+        }
+    })
+}
+
+/// Creates a resource group and a cluster through ARM (as `az aks create` would) and waits for
+/// the cluster's provisioning to finish. Returns the cluster ID.
+pub fn create_cluster(emulator: &Emulator, rg: &str, name: &str) -> String {
+    let sub = emulator.subscription_id();
+    let (status, body) = emulator.arm(
+        "PUT",
+        &format!("/subscriptions/{sub}/resourcegroups/{rg}?api-version=2021-04-01"),
+        Some(&serde_json::json!({"location": "westeurope"})),
+    );
+    assert!(
+        status == 200 || status == 201,
+        "resource group: {status} {body}"
+    );
+    let id = cluster_id(&sub, rg, name);
+    let (status, body) = emulator.arm(
+        "PUT",
+        &format!("{id}?{AKS_API}"),
+        Some(&small_cluster(name)),
+    );
+    assert!(status == 200 || status == 201, "cluster: {status} {body}");
+    wait_idle(emulator, &id);
+    id
+}
+
+/// Waits until the cluster's provisioningState is terminal.
+pub fn wait_idle(emulator: &Emulator, id: &str) -> Json {
+    let started = Instant::now();
+    loop {
+        let (status, body) = emulator.arm("GET", &format!("{id}?{AKS_API}"), None);
+        assert_eq!(status, 200, "{body}");
+        let state = body["properties"]["provisioningState"]
+            .as_str()
+            .unwrap_or("Succeeded");
+        if ["Succeeded", "Failed", "Canceled"].contains(&state) {
+            return body;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "cluster stuck in {state}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
