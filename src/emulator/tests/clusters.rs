@@ -57,6 +57,17 @@ pub(super) async fn wait_operation(emu: &Emu, token: &str, url: &str) -> Value {
     panic!("operation {url} never finished");
 }
 
+/// PATCHes a cluster's tags, the one property ARM changes without a full PUT.
+async fn patch_tags(
+    emu: &Emu,
+    token: &str,
+    url: &str,
+    tags: Value,
+) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    let body = json!({ "tags": tags });
+    emu.send(token, Method::PATCH, url, Some(&body)).await
+}
+
 /// A PUT with one precondition header (`If-Match` or `If-None-Match`) and its value.
 async fn put_with_precondition(
     emu: &Emu,
@@ -132,26 +143,12 @@ async fn cluster_lifecycle_with_lro_etag_and_addon() {
     assert!(addons["AZUREPOLICY"].get("identity").is_none());
 
     // PATCH tags, list, DELETE as an LRO.
-    let (status, _, patched) = emu
-        .send(
-            &token,
-            Method::PATCH,
-            &url,
-            Some(&json!({"tags": {"env": "dev"}})),
-        )
-        .await;
+    let (status, _, patched) = patch_tags(&emu, &token, &url, json!({"env": "dev"})).await;
     assert_eq!(status, StatusCode::OK, "{patched}");
     assert_eq!(patched["tags"]["env"], "dev");
     // The same operation shape as a PUT.
     assert_eq!(patched["properties"]["provisioningState"], "Updating");
-    let (status, _, busy) = emu
-        .send(
-            &token,
-            Method::PATCH,
-            &url,
-            Some(&json!({"tags": {"env": "prod"}})),
-        )
-        .await;
+    let (status, _, busy) = patch_tags(&emu, &token, &url, json!({"env": "prod"})).await;
     assert_eq!(status, StatusCode::CONFLICT, "{busy}");
     let (_, _, got) = emu.get(Some(&token), &url).await;
     assert_eq!(got["tags"]["env"], "dev", "tags are in place while it runs");
@@ -289,14 +286,7 @@ async fn patch_is_long_running_and_abort_cancels() {
     assert_eq!(error_code(&body), "OperationNotAllowed");
 
     // PATCH starts an operation like PUT, and it can be aborted too.
-    let (status, headers, patched) = emu
-        .send(
-            &token,
-            Method::PATCH,
-            &url,
-            Some(&json!({"tags": {"team": "a"}})),
-        )
-        .await;
+    let (status, headers, patched) = patch_tags(&emu, &token, &url, json!({"team": "a"})).await;
     assert_eq!(status, StatusCode::OK, "{patched}");
     assert_eq!(patched["properties"]["provisioningState"], "Updating");
     assert_eq!(patched["tags"]["team"], "a");
