@@ -4,8 +4,7 @@
 
 use serde_json::Value as Json;
 
-use crate::cluster_addon::create_cluster;
-use crate::harness::{Emulator, Workspace};
+use crate::harness::{create_cluster, Emulator, Workspace};
 
 const PRIVILEGED: &str =
     "/providers/Microsoft.Authorization/policyDefinitions/95edb821-ddaf-4404-9732-666045e056b4";

@@ -5,10 +5,7 @@
 
 use serde_json::json;
 
-use crate::cluster_addon::wait_idle;
-use crate::harness::{Emulator, Workspace};
-
-const AKS_API: &str = "api-version=2026-04-01";
+use crate::harness::{cluster_id, small_cluster, wait_idle, Emulator, Workspace, AKS_API};
 
 fn config(sub: &str, enforcement_mode: &str) -> String {
     format!(
@@ -65,22 +62,10 @@ fn put_cluster(
     name: &str,
     disable_local: bool,
 ) -> (u16, serde_json::Value, String) {
-    let sub = emulator.subscription_id();
-    let id = format!(
-        "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.ContainerService/managedClusters/{name}"
-    );
-    let (status, body) = emulator.arm(
-        "PUT",
-        &format!("{id}?{AKS_API}"),
-        Some(&json!({
-            "location": "westeurope",
-            "properties": {
-                "dnsPrefix": name,
-                "disableLocalAccounts": disable_local,
-                "agentPoolProfiles": [{"name": "nodepool1", "count": 1, "vmSize": "Standard_B2s", "mode": "System"}]
-            }
-        })),
-    );
+    let id = cluster_id(&emulator.subscription_id(), rg, name);
+    let mut body = small_cluster(name);
+    body["properties"]["disableLocalAccounts"] = json!(disable_local);
+    let (status, body) = emulator.arm("PUT", &format!("{id}?{AKS_API}"), Some(&body));
     (status, body, id)
 }
 

@@ -1,11 +1,13 @@
 //! `akspolicy_assignment` and `akspolicy_exemption`, end to end: one assignment per scope kind
 //! (subscription, resource group, management group, AKS cluster) and an exemption, taken
 //! through create → empty plan → update in place → empty plan → import → drift → destroy in a
-//! single configuration, so the suite stays fast; plus the plan-time parameter checks.
+//! single configuration, so the suite stays fast; plus the plan-time parameter checks and
+//! `grant_remediation_roles` (in the remediation story's estate of `remediation.rs`).
 
 use serde_json::{json, Value as Json};
 
-use crate::harness::{Emulator, TfRun, Workspace};
+use crate::harness::{wait_idle, Emulator, TfRun, Workspace};
+use crate::remediation::{estate, ADDON_DINE, ADDON_REMEDIATION};
 
 const PRIVILEGED: &str =
     "/providers/Microsoft.Authorization/policyDefinitions/95edb821-ddaf-4404-9732-666045e056b4";
@@ -598,20 +600,9 @@ resource "akspolicy_exemption" "this" {{
 
 /// GETs of the assignment route that answered 404 so far.
 fn assignment_404s(emulator: &Emulator) -> u64 {
-    let (status, metrics) = emulator.arm("GET", "/_emulator/metrics", None);
-    assert_eq!(status, 200, "metrics: {metrics}");
-    metrics["requests"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|r| r["method"] == "GET" && r["status"] == 404)
-        .filter(|r| {
-            r["route"]
-                .as_str()
-                .is_some_and(|t| t.ends_with("/policyassignments/{}"))
-        })
-        .filter_map(|r| r["count"].as_u64())
-        .sum()
+    emulator.requests("GET", Some(404), |route| {
+        route.ends_with("/policyassignments/{}")
+    })
 }
 
 #[test]
@@ -823,4 +814,240 @@ resource "akspolicy_assignment" "replicas" {{
         "{}",
         plan.combined()
     );
+}
+
+/// `grant_remediation_roles`: the provider grants the built-in's roles to the assignment's
+/// identity at the management group (waiting out Entra ID's replication of the new identity),
+/// so the remediation in the same apply turns the add-on on in both subscriptions; the roles
+/// are in state, re-granted after drift, found again on import, and removed when turned off
+/// and with the assignment.
+#[test]
+fn grant_remediation_roles_lets_the_builtin_remediate_across_subscriptions() {
+    let Some((emulator, mg, clusters)) = estate() else {
+        return;
+    };
+    let (status, body) = emulator.arm(
+        "POST",
+        "/_emulator/faults",
+        Some(&json!({"principal_replication_ms": 3000})),
+    );
+    assert_eq!(status, 200, "{body}");
+    let assignment = |grant: bool| {
+        format!(
+            r#"
+resource "akspolicy_assignment" "addon" {{
+  name                    = "deploy-policy-addon"
+  scope                   = "{mg}"
+  policy_definition_id    = "{ADDON_DINE}"
+  location                = "westeurope"
+  grant_remediation_roles = {grant}
+  identity {{
+    type = "SystemAssigned"
+  }}
+}}
+
+output "roles" {{ value = akspolicy_assignment.addon.remediation_role_assignment_ids }}
+output "principal" {{ value = akspolicy_assignment.addon.identity[0].principal_id }}
+"#
+        )
+    };
+    let remediation = ADDON_REMEDIATION;
+    let ws = Workspace::new(&emulator);
+    ws.write_config(&format!("{}{remediation}", assignment(true)));
+    ws.apply().assert_ok("apply with grant_remediation_roles");
+    assert_eq!(ws.output("remediated"), 2);
+    for id in &clusters {
+        let cluster = wait_idle(&emulator, id);
+        assert_eq!(
+            cluster["properties"]["addonProfiles"]["azurepolicy"]["enabled"], true,
+            "{id}: {cluster}"
+        );
+    }
+    let principal = ws.output("principal");
+    let roles: Vec<String> = ws
+        .output("roles")
+        .as_array()
+        .expect("role ids")
+        .iter()
+        .filter_map(|r| r.as_str().map(str::to_string))
+        .collect();
+    assert_eq!(roles.len(), 2, "{roles:?}");
+    // The identity was new: ARM answered PrincipalNotFound until Entra ID knew it, and the
+    // provider waited instead of failing.
+    let waited = emulator.requests("PUT", Some(400), |route| {
+        route.ends_with("/providers/microsoft.authorization/roleassignments/{}")
+    });
+    assert!(waited > 0, "no PrincipalNotFound was waited out");
+    for id in &roles {
+        assert!(
+            id.starts_with(&format!(
+                "{mg}/providers/Microsoft.Authorization/roleAssignments/"
+            )),
+            "{id}"
+        );
+        let (status, ra) = emulator.arm("GET", &format!("{id}?api-version=2022-04-01"), None);
+        assert_eq!(status, 200, "{ra}");
+        assert_eq!(ra["properties"]["principalId"], principal, "{ra}");
+    }
+    ws.assert_empty_plan();
+
+    // Drift: a role assignment deleted outside Terraform is planned back and re-granted.
+    let (status, _) = emulator.arm(
+        "DELETE",
+        &format!("{}?api-version=2022-04-01", roles[0]),
+        None,
+    );
+    assert_eq!(status, 200);
+    let drift = ws.plan();
+    assert_eq!(drift.code, 2, "{}", drift.combined());
+    assert!(
+        drift.combined().contains("grant_remediation_roles"),
+        "{}",
+        drift.combined()
+    );
+    ws.apply().assert_ok("re-grant");
+    let (status, _) = emulator.arm("GET", &format!("{}?api-version=2022-04-01", roles[0]), None);
+    assert_eq!(status, 200);
+    ws.assert_empty_plan();
+
+    // Import finds the roles a previous apply granted.
+    let imported = Workspace::new(&emulator);
+    let without_outputs = assignment(true);
+    let without_outputs = without_outputs
+        .split("output \"roles\"")
+        .next()
+        .unwrap_or_default();
+    imported.write_config(without_outputs);
+    imported
+        .terraform(&[
+            "import",
+            "-input=false",
+            "-no-color",
+            "akspolicy_assignment.addon",
+            &format!(
+                "{mg}/providers/Microsoft.Authorization/policyAssignments/deploy-policy-addon"
+            ),
+        ])
+        .assert_ok("import");
+    imported.assert_empty_plan();
+
+    // Turned off: the role assignments go, the assignment stays.
+    ws.write_config(&format!("{}{remediation}", assignment(false)));
+    ws.apply().assert_ok("grant off");
+    assert_eq!(ws.output("roles"), json!([]));
+    for id in &roles {
+        let (status, _) = emulator.arm("GET", &format!("{id}?api-version=2022-04-01"), None);
+        assert_eq!(status, 404, "{id} survived grant_remediation_roles = false");
+    }
+    ws.assert_empty_plan();
+
+    // On again, then destroyed with the assignment.
+    ws.write_config(&format!("{}{remediation}", assignment(true)));
+    ws.apply().assert_ok("grant on");
+    ws.destroy().assert_ok("destroy");
+    for id in &roles {
+        let (status, _) = emulator.arm("GET", &format!("{id}?api-version=2022-04-01"), None);
+        assert_eq!(status, 404, "{id} survived the assignment");
+    }
+}
+
+/// A definition whose `roleDefinitionIds` change: the next refresh finds the assignment's
+/// grants out of date and plans the update, which grants the new roles and revokes the old.
+#[test]
+fn grant_remediation_roles_follows_the_definitions_roles() {
+    let emulator = Emulator::start();
+    let sub = emulator.subscription_id();
+    let contributor =
+        "/providers/Microsoft.Authorization/roleDefinitions/b24988ac-6180-42a0-ab88-20f7382dd24c";
+    let aks_contributor =
+        "/providers/Microsoft.Authorization/roleDefinitions/ed7f3fbd-7b88-4dd4-9017-9adb7ce333f8";
+    let reader =
+        "/providers/Microsoft.Authorization/roleDefinitions/acdd72a7-3385-48ef-bd42-f606fba81ae7";
+    let config = |roles: &[&str]| {
+        let roles = roles
+            .iter()
+            .map(|r| format!("\"{r}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            r#"
+resource "akspolicy_definition" "tag" {{
+  name         = "cost-tag"
+  display_name = "Cost centre tag on clusters"
+  mode         = "Indexed"
+  policy_rule = jsonencode({{
+    if = {{ field = "type", equals = "Microsoft.ContainerService/managedClusters" }}
+    then = {{
+      effect = "modify"
+      details = {{
+        roleDefinitionIds = [{roles}]
+        operations        = [{{ operation = "addOrReplace", field = "tags['cost']", value = "cc-1" }}]
+      }}
+    }}
+  }})
+}}
+
+resource "akspolicy_assignment" "tag" {{
+  name                    = "cost-tag"
+  scope                   = "/subscriptions/{sub}"
+  policy_definition_id    = akspolicy_definition.tag.id
+  location                = "westeurope"
+  grant_remediation_roles = true
+  identity {{
+    type = "SystemAssigned"
+  }}
+}}
+
+output "roles" {{ value = akspolicy_assignment.tag.remediation_role_assignment_ids }}
+"#
+        )
+    };
+    let role_of = |id: &str| -> String {
+        let (status, ra) = emulator.arm("GET", &format!("{id}?api-version=2022-04-01"), None);
+        assert_eq!(status, 200, "{ra}");
+        ra["properties"]["roleDefinitionId"]
+            .as_str()
+            .and_then(|r| r.rsplit('/').next())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let roles_of = |ws: &Workspace| -> Vec<String> {
+        ws.output("roles")
+            .as_array()
+            .expect("role ids")
+            .iter()
+            .filter_map(|r| r.as_str().map(str::to_string))
+            .collect()
+    };
+    let ws = Workspace::new(&emulator);
+    ws.write_config(&config(&[contributor]));
+    ws.apply().assert_ok("apply");
+    let first = roles_of(&ws);
+    assert_eq!(first.len(), 1);
+    assert_eq!(role_of(&first[0]), "b24988ac-6180-42a0-ab88-20f7382dd24c");
+    ws.assert_empty_plan();
+
+    ws.write_config(&config(&[aks_contributor, reader]));
+    ws.apply().assert_ok("change the definition's roles");
+    let follow = ws.plan();
+    assert_eq!(follow.code, 2, "{}", follow.combined());
+    assert!(
+        follow.combined().contains("grant_remediation_roles"),
+        "{}",
+        follow.combined()
+    );
+    ws.apply().assert_ok("follow the definition");
+    let second = roles_of(&ws);
+    let granted: Vec<String> = second.iter().map(|id| role_of(id)).collect();
+    assert_eq!(
+        granted,
+        vec![
+            "ed7f3fbd-7b88-4dd4-9017-9adb7ce333f8".to_string(),
+            "acdd72a7-3385-48ef-bd42-f606fba81ae7".to_string()
+        ]
+    );
+    let (status, _) = emulator.arm("GET", &format!("{}?api-version=2022-04-01", first[0]), None);
+    assert_eq!(status, 404, "the role the definition dropped is revoked");
+    ws.assert_empty_plan();
+    ws.destroy().assert_ok("destroy");
 }

@@ -4,8 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::cluster_addon::create_cluster;
-use crate::harness::{Emulator, Workspace};
+use crate::harness::{create_cluster, Emulator, Workspace};
 
 const PRIVILEGED: &str =
     "/providers/Microsoft.Authorization/policyDefinitions/95edb821-ddaf-4404-9732-666045e056b4";
@@ -13,16 +12,10 @@ const POLICY_API: &str = "api-version=2025-03-01";
 
 /// GET counts by route template, summed over statuses.
 fn gets(emulator: &Emulator) -> BTreeMap<String, u64> {
-    let (status, body) = emulator.arm("GET", "/_emulator/metrics", None);
-    assert_eq!(status, 200, "metrics: {body}");
     let mut out = BTreeMap::new();
-    for row in body["requests"].as_array().into_iter().flatten() {
-        if row["method"] == "GET" {
-            let route = row["route"]
-                .as_str()
-                .unwrap_or_default()
-                .to_ascii_lowercase();
-            *out.entry(route).or_default() += row["count"].as_u64().unwrap_or_default();
+    for row in emulator.request_counts() {
+        if row.method == "GET" {
+            *out.entry(row.route.to_ascii_lowercase()).or_default() += row.count;
         }
     }
     out

@@ -1,6 +1,6 @@
 //! `akspolicy_builtin_definition`, end to end.
 
-use crate::harness::{shared_specs, Emulator, Workspace};
+use crate::harness::{Emulator, Workspace};
 
 const NO_PRIVILEGED: &str = "Kubernetes cluster should not allow privileged containers";
 const NO_PRIVILEGED_NAME: &str = "95edb821-ddaf-4404-9732-666045e056b4";
@@ -50,12 +50,9 @@ fn value<'a>(outputs: &'a serde_json::Value, name: &str) -> &'a serde_json::Valu
 
 #[test]
 fn looks_up_privileged_containers_builtin_from_azure_policy_repository() {
-    let Some(specs) = shared_specs() else {
-        eprintln!("skipped: ../shared/specs is not present");
+    let Some(emulator) = Emulator::start_with_shared_builtins(&[]) else {
         return;
     };
-    let builtins = specs.join("azure-policy");
-    let emulator = Emulator::start_with(&["--builtins", builtins.to_str().expect("utf-8 path")]);
     let ws = Workspace::new(&emulator);
     ws.write_config(&lookup_config("display_name", NO_PRIVILEGED));
     let out = apply_lookup(&ws);
@@ -106,13 +103,9 @@ fn absent_display_name_is_an_error_with_suggestions() {
         "display_name",
         "kubernetes cluster should not allow privileged containers",
     ));
-    let run = ws.plan();
-    assert_eq!(run.code, 1, "{}", run.combined());
-    let text = run.combined();
-    assert!(
-        text.contains("No built-in policy definition with this display name"),
-        "{text}"
-    );
+    let text = ws
+        .plan()
+        .assert_error_with(&["No built-in policy definition with this display name"]);
     assert!(
         text.contains(NO_PRIVILEGED_NAME),
         "suggestion missing: {text}"
@@ -128,14 +121,8 @@ fn absent_name_is_an_error() {
         "name",
         "00000000-0000-0000-0000-000000000000",
     ));
-    let run = ws.plan();
-    assert_eq!(run.code, 1, "{}", run.combined());
-    assert!(
-        run.combined()
-            .contains("Built-in policy definition not found"),
-        "{}",
-        run.combined()
-    );
+    ws.plan()
+        .assert_error_with(&["Built-in policy definition not found"]);
 }
 
 #[test]
@@ -169,13 +156,9 @@ fn ambiguous_display_name_lists_every_candidate() {
     let emulator = Emulator::start_with(&["--builtins", dir.path().to_str().expect("utf-8")]);
     let ws = Workspace::new(&emulator);
     ws.write_config(&lookup_config("display_name", "Twin policy"));
-    let run = ws.plan();
-    assert_eq!(run.code, 1, "{}", run.combined());
-    let text = run.combined();
-    assert!(
-        text.contains("Several built-in policy definitions"),
-        "{text}"
-    );
+    let text = ws
+        .plan()
+        .assert_error_with(&["Several built-in policy definitions"]);
     assert!(
         text.contains("11111111-1111-1111-1111-111111111111") && text.contains("1.0.0"),
         "{text}"
@@ -195,13 +178,8 @@ fn exactly_one_lookup_key_is_required() {
 data "akspolicy_builtin_definition" "none" {}
 "#,
     );
-    let run = ws.validate();
-    assert_eq!(run.code, 1, "{}", run.combined());
-    assert!(
-        run.combined().contains("Set exactly one of `name`"),
-        "{}",
-        run.combined()
-    );
+    ws.validate()
+        .assert_error_with(&["Set exactly one of `name`"]);
 
     ws.write_config(&format!(
         r#"
@@ -211,37 +189,22 @@ data "akspolicy_builtin_definition" "both" {{
 }}
 "#
     ));
-    let run = ws.validate();
-    assert_eq!(run.code, 1, "{}", run.combined());
-    assert!(
-        run.combined().contains("Conflicting lookup keys"),
-        "{}",
-        run.combined()
-    );
+    ws.validate()
+        .assert_error_with(&["Conflicting lookup keys"]);
 }
 
 /// GETs of the built-in definition listing (every page) answered so far.
 fn builtin_listing_pages(emulator: &Emulator) -> u64 {
-    let (status, metrics) = emulator.arm("GET", "/_emulator/metrics", None);
-    assert_eq!(status, 200, "metrics: {metrics}");
-    metrics["requests"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|r| r["method"] == "GET" && r["status"] == 200)
-        .filter(|r| r["route"] == "/providers/microsoft.authorization/policydefinitions")
-        .filter_map(|r| r["count"].as_u64())
-        .sum()
+    emulator.requests("GET", Some(200), |route| {
+        route == "/providers/microsoft.authorization/policydefinitions"
+    })
 }
 
 #[test]
 fn display_name_lookups_share_one_listing_per_provider_process() {
-    let Some(specs) = shared_specs() else {
-        eprintln!("skipped: ../shared/specs is not present");
+    let Some(emulator) = Emulator::start_with_shared_builtins(&[]) else {
         return;
     };
-    let builtins = specs.join("azure-policy");
-    let emulator = Emulator::start_with(&["--builtins", builtins.to_str().expect("utf-8 path")]);
     let ws = Workspace::new(&emulator);
     let lookups = |names: &[&str]| -> String {
         let mut out = String::from("provider \"akspolicy\" {}\n");

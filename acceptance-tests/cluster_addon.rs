@@ -4,61 +4,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value as Json};
 
-use crate::harness::{Emulator, Workspace};
-
-const AKS_API: &str = "api-version=2026-04-01";
-
-/// Creates a resource group and a cluster through ARM (as `az aks create` would) and waits for
-/// the cluster's provisioning to finish. Returns the cluster ID.
-pub fn create_cluster(emulator: &Emulator, rg: &str, name: &str) -> String {
-    let sub = emulator.subscription_id();
-    let (status, body) = emulator.arm(
-        "PUT",
-        &format!("/subscriptions/{sub}/resourcegroups/{rg}?api-version=2021-04-01"),
-        Some(&json!({"location": "westeurope"})),
-    );
-    assert!(
-        status == 200 || status == 201,
-        "resource group: {status} {body}"
-    );
-    let id = format!(
-        "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.ContainerService/managedClusters/{name}"
-    );
-    let (status, body) = emulator.arm(
-        "PUT",
-        &format!("{id}?{AKS_API}"),
-        Some(&json!({
-            "location": "westeurope",
-            "properties": {
-                "dnsPrefix": name,
-                "agentPoolProfiles": [{"name": "nodepool1", "count": 1, "vmSize": "Standard_B2s", "mode": "System"}]
-            }
-        })),
-    );
-    assert!(status == 200 || status == 201, "cluster: {status} {body}");
-    wait_idle(emulator, &id);
-    id
-}
-
-/// Waits until the cluster's provisioningState is terminal.
-pub fn wait_idle(emulator: &Emulator, id: &str) -> Json {
-    let started = Instant::now();
-    loop {
-        let (status, body) = emulator.arm("GET", &format!("{id}?{AKS_API}"), None);
-        assert_eq!(status, 200, "{body}");
-        let state = body["properties"]["provisioningState"]
-            .as_str()
-            .unwrap_or("Succeeded");
-        if ["Succeeded", "Failed", "Canceled"].contains(&state) {
-            return body;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "cluster stuck in {state}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
+use crate::harness::{create_cluster, wait_idle, Emulator, Workspace, AKS_API};
 
 fn addon_profile(cluster: &Json) -> Json {
     cluster["properties"]["addonProfiles"]
@@ -197,12 +143,7 @@ fn wrong_resource_type_is_rejected_at_plan() {
     let ws = Workspace::new(&emulator);
     ws.write_config(&config(&format!("/subscriptions/{sub}/resourceGroups/rg")));
     let run = ws.validate();
-    assert_eq!(run.code, 1, "{}", run.combined());
-    assert!(
-        run.combined().contains("Invalid cluster ID"),
-        "{}",
-        run.combined()
-    );
+    run.assert_error_with(&["Invalid cluster ID"]);
 }
 
 #[test]
@@ -280,10 +221,5 @@ output "addon_identity" {{
         "akspolicy_cluster_addon.policy.identity[0].object_id",
     ));
     let bare = ws.terraform(&["plan", "-refresh-only", "-input=false", "-no-color"]);
-    assert_eq!(bare.code, 1, "{}", bare.combined());
-    assert!(
-        bare.combined().contains("Invalid index"),
-        "{}",
-        bare.combined()
-    );
+    bare.assert_error_with(&["Invalid index"]);
 }

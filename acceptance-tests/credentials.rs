@@ -106,8 +106,7 @@ fn wrong_certificate_password_or_unregistered_certificate_is_named() {
             ("ARM_CLIENT_CERTIFICATE_PASSWORD", "not-the-password-5e1"),
         ],
     );
-    assert_eq!(run.code, 1, "{}", run.combined());
-    let text = run.combined();
+    let text = run.assert_error_with(&[]);
     // Terraform wraps long diagnostics; compare without line breaks.
     let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(flat.contains(pfx), "the certificate is not named:\n{text}");
@@ -126,8 +125,7 @@ fn wrong_certificate_password_or_unregistered_certificate_is_named() {
             ),
         ],
     );
-    assert_eq!(run.code, 1, "{}", run.combined());
-    let text = run.combined();
+    let text = run.assert_error_with(&[]);
     assert!(text.contains("AADSTS700027"), "{text}");
     assert!(text.contains("client certificate"), "{text}");
 }
@@ -174,12 +172,7 @@ fn oidc_token_file_signs_in_without_a_secret() {
             ),
         ],
     );
-    assert_eq!(run.code, 1, "{}", run.combined());
-    assert!(
-        run.combined().contains("AADSTS700211"),
-        "{}",
-        run.combined()
-    );
+    run.assert_error_with(&["AADSTS700211"]);
 }
 
 #[test]
@@ -205,10 +198,5 @@ fn managed_identity_signs_in_without_a_secret() {
             ("ARM_CLIENT_ID", &env["AKSPOLICY_EMULATOR_CERT_CLIENT_ID"]),
         ],
     );
-    assert_eq!(run.code, 1, "{}", run.combined());
-    assert!(
-        run.combined().contains("Identity not found"),
-        "{}",
-        run.combined()
-    );
+    run.assert_error_with(&["Identity not found"]);
 }

@@ -4,7 +4,7 @@ use serde_json::{json, Value as Json};
 
 use crate::harness::{Emulator, Workspace};
 
-fn config(definition_display: &str, initiative_display: &str) -> String {
+pub(crate) fn config(definition_display: &str, initiative_display: &str) -> String {
     format!(
         r#"
 provider "akspolicy" {{}}
@@ -47,17 +47,6 @@ output "initiative_id" {{ value = akspolicy_initiative.baseline.id }}
     )
 }
 
-fn state_attributes(ws: &Workspace, address: &str) -> Json {
-    let run = ws.terraform(&["show", "-json"]);
-    run.assert_ok("show");
-    let show: Json = serde_json::from_str(&run.stdout).expect("show -json");
-    show["values"]["root_module"]["resources"]
-        .as_array()
-        .and_then(|rs| rs.iter().find(|r| r["address"] == address))
-        .map(|r| r["values"].clone())
-        .unwrap_or(Json::Null)
-}
-
 #[test]
 fn definition_and_initiative_lifecycle() {
     let emulator = Emulator::start();
@@ -83,23 +72,12 @@ fn definition_and_initiative_lifecycle() {
         ("akspolicy_definition.addon", &definition_id),
         ("akspolicy_initiative.baseline", &initiative_id),
     ] {
-        let before = state_attributes(&ws, address);
-        ws.terraform(&["state", "rm", address])
-            .assert_ok("state rm");
-        ws.terraform(&["import", "-no-color", address, id])
-            .assert_ok("import");
-        let after = state_attributes(&ws, address);
+        let before = ws.state_attributes(address);
+        let after = ws.reimport(address, id);
         assert_eq!(after, before, "{address} differs after import");
     }
     // `state rm` may drop outputs that referenced the resource; only resource changes count.
-    let plan = ws.plan();
-    assert!(
-        !plan
-            .stdout
-            .contains("Terraform will perform the following actions"),
-        "imported state does not plan empty:\n{}",
-        plan.stdout
-    );
+    ws.assert_no_resource_changes();
     ws.apply().assert_ok("refresh outputs");
     ws.assert_empty_plan();
 
@@ -129,77 +107,6 @@ fn definition_and_initiative_lifecycle() {
     ws.assert_empty_plan();
 
     ws.destroy().assert_ok("destroy");
-}
-
-#[test]
-fn initiative_rejects_undeclared_parameters_at_plan() {
-    let emulator = Emulator::start();
-    let ws = Workspace::new(&emulator);
-    ws.write_config(&config("x", "y").replace(
-        r#"parameters           = jsonencode({ effect = "[parameters('effect')]" })"#,
-        r#"parameters           = jsonencode({ effect = "[parameters('missing')]" })"#,
-    ));
-    let out = ws.validate().combined();
-    assert!(out.contains("Undeclared initiative parameter"), "{out}");
-}
-
-#[test]
-fn looks_up_builtin_initiative_by_display_name_and_name() {
-    let Some(specs) = crate::harness::shared_specs() else {
-        eprintln!("skipped: ../shared/specs is not present");
-        return;
-    };
-    let builtins = specs.join("azure-policy");
-    let emulator = Emulator::start_with(&["--builtins", builtins.to_str().expect("utf-8 path")]);
-    let ws = Workspace::new(&emulator);
-    ws.write_config(
-        r#"
-provider "akspolicy" {}
-
-data "akspolicy_builtin_initiative" "baseline" {
-  display_name = "Kubernetes cluster pod security baseline standards for Linux-based workloads"
-}
-
-data "akspolicy_builtin_initiative" "restricted" {
-  name = "42b8ef37-b724-4e24-bbc8-7a7708edfe00"
-}
-
-output "baseline_name" { value = data.akspolicy_builtin_initiative.baseline.name }
-output "baseline_members" { value = length(data.akspolicy_builtin_initiative.baseline.policy_definition_ids) }
-output "restricted_display" { value = data.akspolicy_builtin_initiative.restricted.display_name }
-"#,
-    );
-    ws.apply().assert_ok("apply");
-    ws.assert_empty_plan();
-    assert_eq!(
-        ws.output("baseline_name"),
-        json!("a8640138-9b0a-4a28-b8cb-1666c838647d")
-    );
-    assert_eq!(ws.output("baseline_members"), json!(5));
-    assert!(ws
-        .output("restricted_display")
-        .as_str()
-        .is_some_and(|d| d.contains("restricted")));
-
-    // A member parameter the pinned built-in does not declare fails the plan.
-    ws.write_config(
-        r#"
-provider "akspolicy" {}
-
-resource "akspolicy_initiative" "bad" {
-  name       = "bad-members"
-  parameters = jsonencode({ effect = { type = "String", defaultValue = "Audit" } })
-  policy_definition {
-    policy_definition_id = "/providers/Microsoft.Authorization/policyDefinitions/95edb821-ddaf-4404-9732-666045e056b4"
-    definition_version   = "9.*.*"
-    parameters           = jsonencode({ effect = "[parameters('effect')]", noSuchParameter = "x" })
-  }
-}
-"#,
-    );
-    let out = ws.plan().combined();
-    assert!(out.contains("Unknown member parameter"), "{out}");
-    assert!(out.contains("noSuchParameter"), "{out}");
 }
 
 /// One spec file of a built-in definition, as the round-trip test sees it.
@@ -353,24 +260,13 @@ output "ids" {{ value = {{ for k, d in akspolicy_definition.copy : k => d.id }} 
         kinds_seen.push(&f.kind);
         let address = format!("akspolicy_definition.copy[{:?}]", f.key);
         let id = ids[&f.key].as_str().expect("id output");
-        let before = state_attributes(&ws, &address);
-        ws.terraform(&["state", "rm", &address])
-            .assert_ok("state rm");
-        ws.terraform(&["import", "-no-color", &address, id])
-            .assert_ok(&format!("import {} ({})", f.key, f.kind));
-        let after = state_attributes(&ws, &address);
+        let before = ws.state_attributes(&address);
+        let after = ws.reimport(&address, id);
         assert_eq!(after, before, "{address} ({}) differs after import", f.kind);
     }
     eprintln!("imported one definition of each kind: {kinds_seen:?}");
     // `state rm` drops the output's element; only resource changes count.
-    let plan = ws.plan();
-    assert!(
-        !plan
-            .stdout
-            .contains("Terraform will perform the following actions"),
-        "imported state does not plan empty:\n{}",
-        plan.stdout
-    );
+    ws.assert_no_resource_changes();
 }
 
 #[test]

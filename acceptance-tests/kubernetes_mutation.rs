@@ -7,8 +7,7 @@ use std::process::Command;
 
 use serde_json::{json, Value as Json};
 
-use crate::cluster_addon::create_cluster;
-use crate::harness::{emulator_binary, shared_specs, Emulator, Workspace};
+use crate::harness::{create_cluster, emulator_binary, Emulator, Workspace};
 
 const NO_ESCALATION: &str =
     "/providers/Microsoft.Authorization/policyDefinitions/1c6e92c9-99f0-4e55-9cf2-0c234dc48f99";
@@ -75,17 +74,6 @@ resource "akspolicy_kubernetes_mutation" "no_escalation" {{
     )
 }
 
-fn state_attributes(ws: &Workspace, address: &str) -> Json {
-    let run = ws.terraform(&["show", "-json"]);
-    run.assert_ok("show");
-    let show: Json = serde_json::from_str(&run.stdout).expect("show -json");
-    show["values"]["root_module"]["resources"]
-        .as_array()
-        .and_then(|rs| rs.iter().find(|r| r["address"] == address))
-        .map(|r| r["values"].clone())
-        .unwrap_or(Json::Null)
-}
-
 #[test]
 fn mutation_tests_at_plan_and_lifecycle() {
     let emulator = Emulator::start();
@@ -108,18 +96,13 @@ fn mutation_tests_at_plan_and_lifecycle() {
     // An invalid mutator is reported on `mutator`.
     ws.write_config(&mutation_config(RIGHT, "x", "").replace("kind: Assign", "kind: Assignment"));
     let plan = ws.plan();
-    assert_eq!(plan.code, 1, "{}", plan.combined());
-    assert!(
-        plan.combined().contains("Invalid mutator"),
-        "{}",
-        plan.combined()
-    );
+    plan.assert_error_with(&["Invalid mutator"]);
 
     // The right one plans and applies; the plan after is empty.
     ws.write_config(&mutation_config(RIGHT, "No escalation by default", ""));
     ws.apply().assert_ok("apply");
     ws.assert_empty_plan();
-    let attrs = state_attributes(&ws, "akspolicy_kubernetes_mutation.no_escalation");
+    let attrs = ws.state_attributes("akspolicy_kubernetes_mutation.no_escalation");
     let id = attrs["id"].as_str().expect("id").to_string();
     let (status, body) = emulator.arm("GET", &format!("{id}?api-version=2023-04-01"), None);
     assert_eq!(status, 200, "{body}");
@@ -136,16 +119,7 @@ fn mutation_tests_at_plan_and_lifecycle() {
     );
 
     // Import into a fresh state: every attribute equal (tests are configuration only).
-    ws.terraform(&["state", "rm", "akspolicy_kubernetes_mutation.no_escalation"])
-        .assert_ok("state rm");
-    ws.terraform(&[
-        "import",
-        "-no-color",
-        "akspolicy_kubernetes_mutation.no_escalation",
-        &id,
-    ])
-    .assert_ok("import");
-    let after = state_attributes(&ws, "akspolicy_kubernetes_mutation.no_escalation");
+    let after = ws.reimport("akspolicy_kubernetes_mutation.no_escalation", &id);
     for (k, v) in attrs.as_object().expect("attributes") {
         if k == "test" {
             continue;
@@ -204,12 +178,9 @@ fn stored(stdout: &str) -> Vec<Json> {
 
 #[test]
 fn mutation_before_validation_on_the_emulated_cluster() {
-    let Some(specs) = shared_specs() else {
-        eprintln!("skipped: ../shared/specs is not present");
+    let Some(emulator) = Emulator::start_with_shared_builtins(&[]) else {
         return;
     };
-    let builtins = specs.join("azure-policy");
-    let emulator = Emulator::start_with(&["--builtins", builtins.to_str().expect("utf-8 path")]);
     let cluster = create_cluster(&emulator, "aks-rg", "prod");
     let rg = format!(
         "/subscriptions/{}/resourceGroups/aks-rg",

@@ -74,8 +74,7 @@ fn wrong_client_secret_is_a_clear_auth_error_without_secrets() {
     ws.set_env("ARM_USE_CLI", "false");
     ws.write_config(&format!("provider \"akspolicy\" {{}}\n{LOOKUP}"));
     let run = ws.plan();
-    assert_eq!(run.code, 1, "{}", run.combined());
-    let text = run.combined();
+    let text = run.assert_error_with(&[]);
     assert!(
         text.contains("AADSTS7000215") || text.contains("invalid_client"),
         "{text}"
@@ -103,12 +102,7 @@ fn custom_environment_without_endpoints_names_the_missing_setting() {
     ws.set_env("ARM_METADATA_HOSTNAME", "");
     ws.write_config(&format!("provider \"akspolicy\" {{}}\n{LOOKUP}"));
     let run = ws.plan();
-    assert_eq!(run.code, 1, "{}", run.combined());
-    assert!(
-        run.combined().contains("resource_manager_endpoint"),
-        "{}",
-        run.combined()
-    );
+    run.assert_error_with(&["resource_manager_endpoint"]);
 }
 
 #[test]

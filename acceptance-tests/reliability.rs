@@ -171,13 +171,8 @@ resource "akspolicy_assignment" "a" {{
 
 /// Lower-cased ids of the assignments in Terraform's state (`terraform show -json`).
 fn state_ids(ws: &Workspace) -> BTreeSet<String> {
-    let run = ws.terraform(&["show", "-json", "-no-color"]);
-    run.assert_ok("show -json");
-    let state: Json = serde_json::from_str(&run.stdout).expect("show -json is JSON");
-    state["values"]["root_module"]["resources"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    ws.state_resources()
+        .iter()
         .filter(|r| r["type"] == "akspolicy_assignment")
         .filter_map(|r| r["values"]["id"].as_str())
         .map(str::to_ascii_lowercase)

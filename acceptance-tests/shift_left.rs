@@ -6,9 +6,8 @@
 
 use serde_json::json;
 
-use crate::cluster_addon::create_cluster;
 use crate::examples::copy_tree;
-use crate::harness::{repo_root, terraform_at_least, Emulator, Workspace};
+use crate::harness::{create_cluster, repo_root, terraform_at_least, Emulator, Workspace};
 
 const TEMPLATE: &str = r#"apiVersion: templates.gatekeeper.sh/v1
 kind: ConstraintTemplate

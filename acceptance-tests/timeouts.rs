@@ -13,15 +13,9 @@ const PRIVILEGED: &str =
 type Counts = BTreeMap<(String, String), u64>;
 
 fn counts(emulator: &Emulator) -> Counts {
-    let (status, body) = emulator.arm("GET", "/_emulator/metrics", None);
-    assert_eq!(status, 200, "metrics: {body}");
     let mut out = Counts::new();
-    for row in body["requests"].as_array().into_iter().flatten() {
-        let key = (
-            row["method"].as_str().unwrap_or_default().to_string(),
-            row["route"].as_str().unwrap_or_default().to_string(),
-        );
-        *out.entry(key).or_default() += row["count"].as_u64().unwrap_or_default();
+    for row in emulator.request_counts() {
+        *out.entry((row.method, row.route)).or_default() += row.count;
     }
     out
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
 
@@ -25,6 +25,11 @@ pub fn shared_specs() -> Option<PathBuf> {
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join("../shared/specs"));
     p.is_dir().then_some(p)
+}
+
+/// A file the suite cannot do without (a spec, an example), with its path in the panic.
+pub fn read_text(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
 
 /// The Terraform binary: $AKSPOLICY_TERRAFORM, else the project's pinned install in
@@ -108,6 +113,14 @@ pub struct Emulator {
     pub env: BTreeMap<String, String>,
 }
 
+/// One row of the emulator's request metrics.
+pub struct RequestCount {
+    pub method: String,
+    pub route: String,
+    pub status: u64,
+    pub count: u64,
+}
+
 impl Emulator {
     pub fn start() -> Emulator {
         Emulator::start_with(&[])
@@ -117,6 +130,19 @@ impl Emulator {
     pub fn start_with(extra: &[&str]) -> Emulator {
         let state_dir = tempfile::tempdir().expect("temp dir for emulator state");
         Emulator::start_in(state_dir, extra)
+    }
+
+    /// An emulator serving Azure/azure-policy's built-ins from shared/specs (plus `extra`
+    /// arguments); `None`, with a note that the test is skipped, without the reference data.
+    pub fn start_with_shared_builtins(extra: &[&str]) -> Option<Emulator> {
+        let Some(specs) = shared_specs() else {
+            eprintln!("skipped: ../shared/specs is not present");
+            return None;
+        };
+        let builtins = specs.join("azure-policy");
+        let mut args = vec!["--builtins", builtins.to_str().expect("utf-8 path")];
+        args.extend_from_slice(extra);
+        Some(Emulator::start_with(&args))
     }
 
     pub fn start_in(state_dir: tempfile::TempDir, extra: &[&str]) -> Emulator {
@@ -217,20 +243,36 @@ impl Emulator {
     /// An ARM call made outside Terraform (to seed resources or to cause drift), as
     /// (status, JSON body or null). `path_and_query` must carry `api-version`.
     pub fn arm(&self, method: &str, path_and_query: &str, body: Option<&Json>) -> (u16, Json) {
-        let url = format!(
-            "{}{}",
-            self.env["ARM_RESOURCE_MANAGER_ENDPOINT"].trim_end_matches('/'),
-            path_and_query
-        );
-        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("HTTP method");
-        let mut req = self.http().request(method, url).bearer_auth(self.token());
-        if let Some(b) = body {
-            req = req.json(b);
-        }
-        let resp = req.send().expect("ARM request");
-        let status = resp.status().as_u16();
-        let text = resp.text().unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Json::Null))
+        self.arm_with(&self.token(), method, path_and_query, body)
+    }
+
+    /// The emulator's request counts (`/_emulator/metrics`), one row per method, route template
+    /// and status.
+    pub fn request_counts(&self) -> Vec<RequestCount> {
+        let (status, metrics) = self.arm("GET", "/_emulator/metrics", None);
+        assert_eq!(status, 200, "metrics: {metrics}");
+        metrics["requests"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| RequestCount {
+                method: r["method"].as_str().unwrap_or_default().to_string(),
+                route: r["route"].as_str().unwrap_or_default().to_string(),
+                status: r["status"].as_u64().unwrap_or_default(),
+                count: r["count"].as_u64().unwrap_or_default(),
+            })
+            .collect()
+    }
+
+    /// Requests so far with `method`, `status` (any when `None`) and a route template that
+    /// `route` accepts.
+    pub fn requests(&self, method: &str, status: Option<u64>, route: impl Fn(&str) -> bool) -> u64 {
+        self.request_counts()
+            .iter()
+            .filter(|r| r.method == method && status.is_none_or(|s| r.status == s))
+            .filter(|r| route(&r.route))
+            .map(|r| r.count)
+            .sum()
     }
 
     /// Stops the process but keeps the state directory (for restart tests).
@@ -312,6 +354,17 @@ impl TfRun {
             self.stdout, self.stderr
         );
         self
+    }
+
+    /// Asserts the command stopped on error diagnostics (exit 1) whose text holds every one of
+    /// `needles`; the whole output, for the caller's further checks.
+    pub fn assert_error_with(&self, needles: &[&str]) -> String {
+        let text = self.combined();
+        assert_eq!(self.code, 1, "{text}");
+        for needle in needles {
+            assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
+        }
+        text
     }
 }
 
@@ -427,6 +480,48 @@ impl Workspace {
         );
     }
 
+    /// A plan proposes no resource changes (outputs may still change, e.g. after `state rm`).
+    pub fn assert_no_resource_changes(&self) {
+        let plan = self.plan();
+        assert!(
+            !plan
+                .stdout
+                .contains("Terraform will perform the following actions"),
+            "imported state does not plan empty:\n{}",
+            plan.stdout
+        );
+    }
+
+    /// The root module's resources in state (`terraform show -json`).
+    pub fn state_resources(&self) -> Vec<Json> {
+        let run = self.terraform(&["show", "-json", "-no-color"]);
+        run.assert_ok("show -json");
+        let show: Json = serde_json::from_str(&run.stdout).expect("show -json is JSON");
+        show["values"]["root_module"]["resources"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The attributes `address` has in state (null when it is not there).
+    pub fn state_attributes(&self, address: &str) -> Json {
+        self.state_resources()
+            .into_iter()
+            .find(|r| r["address"] == address)
+            .map(|r| r["values"].clone())
+            .unwrap_or(Json::Null)
+    }
+
+    /// Forgets `address` and imports it again by `id`, as a user adopting it would; the
+    /// attributes the import leaves in state.
+    pub fn reimport(&self, address: &str, id: &str) -> Json {
+        self.terraform(&["state", "rm", address])
+            .assert_ok("state rm");
+        self.terraform(&["import", "-no-color", address, id])
+            .assert_ok(&format!("import {address}"));
+        self.state_attributes(address)
+    }
+
     pub fn outputs(&self) -> Json {
         let run = self.terraform(&["output", "-json"]);
         run.assert_ok("output");
@@ -435,5 +530,70 @@ impl Workspace {
 
     pub fn output(&self, name: &str) -> Json {
         self.outputs()[name]["value"].clone()
+    }
+}
+
+/// The AKS API version the tests' own cluster writes use.
+pub const AKS_API: &str = "api-version=2026-04-01";
+
+/// The ARM id of cluster `name` in resource group `rg` of subscription `sub` (a bare GUID).
+pub fn cluster_id(sub: &str, rg: &str, name: &str) -> String {
+    format!(
+        "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.ContainerService/managedClusters/{name}"
+    )
+}
+
+/// The body `az aks create` would send for a one-node cluster named `name`, without add-ons.
+pub fn small_cluster(name: &str) -> Json {
+    serde_json::json!({
+        "location": "westeurope",
+        "properties": {
+            "dnsPrefix": name,
+            "agentPoolProfiles": [{"name": "nodepool1", "count": 1, "vmSize": "Standard_B2s", "mode": "System"}]
+        }
+    })
+}
+
+/// Creates a resource group and a cluster through ARM (as `az aks create` would) and waits for
+/// the cluster's provisioning to finish. Returns the cluster ID.
+pub fn create_cluster(emulator: &Emulator, rg: &str, name: &str) -> String {
+    let sub = emulator.subscription_id();
+    let (status, body) = emulator.arm(
+        "PUT",
+        &format!("/subscriptions/{sub}/resourcegroups/{rg}?api-version=2021-04-01"),
+        Some(&serde_json::json!({"location": "westeurope"})),
+    );
+    assert!(
+        status == 200 || status == 201,
+        "resource group: {status} {body}"
+    );
+    let id = cluster_id(&sub, rg, name);
+    let (status, body) = emulator.arm(
+        "PUT",
+        &format!("{id}?{AKS_API}"),
+        Some(&small_cluster(name)),
+    );
+    assert!(status == 200 || status == 201, "cluster: {status} {body}");
+    wait_idle(emulator, &id);
+    id
+}
+
+/// Waits until the cluster's provisioningState is terminal.
+pub fn wait_idle(emulator: &Emulator, id: &str) -> Json {
+    let started = Instant::now();
+    loop {
+        let (status, body) = emulator.arm("GET", &format!("{id}?{AKS_API}"), None);
+        assert_eq!(status, 200, "{body}");
+        let state = body["properties"]["provisioningState"]
+            .as_str()
+            .unwrap_or("Succeeded");
+        if ["Succeeded", "Failed", "Canceled"].contains(&state) {
+            return body;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "cluster stuck in {state}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
     }
 }

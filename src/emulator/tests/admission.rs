@@ -5,6 +5,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use super::clusters::fast_emu;
+use super::Emu;
 use crate::policy::constraint_template::TemplateSpec;
 use crate::policy::kubernetes_definition::{KindMatch, KubernetesDefinitionSpec, TemplateSource};
 
@@ -22,6 +23,20 @@ fn privileged_deployment(ns: &str) -> Value {
                 {"name": "app", "image": "nginx", "securityContext": {"privileged": true}}]}}}}}})
 }
 
+/// The webhook's answer to one AdmissionReview on `cluster`.
+async fn admit(emu: &Emu, token: &str, cluster: &str, review: Value) -> Value {
+    let path = format!("/_emulator/admission{cluster}");
+    emu.expect(token, Method::POST, &path, Some(&review), StatusCode::OK)
+        .await
+}
+
+/// What the emulator shows of `cluster`'s Gatekeeper: constraints, admitted objects, errors.
+async fn admission_state(emu: &Emu, token: &str, cluster: &str) -> Value {
+    let path = format!("/_emulator/admission{cluster}");
+    emu.expect(token, Method::GET, &path, None, StatusCode::OK)
+        .await
+}
+
 #[tokio::test]
 async fn webhook_denies_and_audit_reports() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -35,23 +50,7 @@ async fn webhook_denies_and_audit_reports() {
         })))
         .await;
     assert!(status.is_success(), "{body}");
-    let admit = |review: Value| {
-        let emu = &emu;
-        let token = &token;
-        let cluster = &cluster;
-        async move {
-            let (status, _, body) = emu
-                .send(
-                    token,
-                    Method::POST,
-                    &format!("/_emulator/admission{cluster}"),
-                    Some(&review),
-                )
-                .await;
-            assert_eq!(status, StatusCode::OK, "{body}");
-            body
-        }
-    };
+    let admit = |review: Value| admit(&emu, &token, &cluster, review);
     // No assignment yet: admitted.
     let answer = admit(privileged_deployment("apps")).await;
     assert_eq!(answer["response"]["allowed"], true, "{answer}");
@@ -101,15 +100,7 @@ async fn webhook_denies_and_audit_reports() {
     // by nothing; the describe view lists the constraints and the admitted objects.
     let answer = admit(privileged_deployment("kube-system")).await;
     assert_eq!(answer["response"]["allowed"], true, "{answer}");
-    let (status, _, view) = emu
-        .send(
-            &token,
-            Method::GET,
-            &format!("/_emulator/admission{cluster}"),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{view}");
+    let view = admission_state(&emu, &token, &cluster).await;
     let actions: Vec<&str> = view["constraints"]
         .as_array()
         .into_iter()
@@ -285,15 +276,7 @@ async fn hostile_template_fails_open_and_the_emulator_keeps_answering() {
             && (errors.contains("did not finish") || errors.contains("MiB of memory")),
         "{answer}"
     );
-    let (status, _, state) = emu
-        .send(
-            &token,
-            Method::GET,
-            &format!("/_emulator/admission{cluster}"),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{state}");
+    let state = admission_state(&emu, &token, &cluster).await;
     let recorded = state["admissionErrors"].to_string();
     assert!(
         recorded.contains("did not finish") || recorded.contains("MiB of memory"),
@@ -316,13 +299,7 @@ async fn external_data_answers_come_from_the_evaluation_settings() {
             "namespace": "apps", "name": "web",
             "object": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web", "namespace": "apps"},
                 "spec": {"containers": [{"name": "app", "image": "nginx"}]}}}});
-        let path = format!("/_emulator/admission{cluster}");
-        let (emu, token) = (&emu, &token);
-        async move {
-            let (status, _, answer) = emu.send(token, Method::POST, &path, Some(&review)).await;
-            assert_eq!(status, StatusCode::OK, "{answer}");
-            answer
-        }
+        admit(&emu, &token, &cluster, review)
     };
     let settle = |body: Value| {
         let (emu, token) = (&emu, &token);

@@ -32,6 +32,27 @@ fn local_accounts_definition() -> Value {
     }})
 }
 
+/// Modify: the `cost` tag on every cluster, from a parameter (default `cc-1`).
+fn cost_tag_definition() -> Value {
+    json!({"properties": {
+        "mode": "Indexed", "displayName": "Cost centre tag",
+        "parameters": {"value": {"type": "String", "defaultValue": "cc-1"}},
+        "policyRule": {"if": {"field": "type", "equals": "Microsoft.ContainerService/managedClusters"},
+            "then": {"effect": "modify", "details": {
+                "roleDefinitionIds": ["/providers/Microsoft.Authorization/roleDefinitions/b24988ac-6180-42a0-ab88-20f7382dd24c"],
+                "operations": [{"operation": "addOrReplace", "field": "tags['cost']", "value": "[parameters('value')]"}]}}}}})
+}
+
+/// Assignment properties: `definition` with its parameters' defaults.
+fn plain(definition: &str) -> Value {
+    json!({"policyDefinitionId": definition})
+}
+
+/// Assignment properties: `definition` with its `effect` parameter set to Deny.
+fn deny_with(definition: &str) -> Value {
+    json!({"policyDefinitionId": definition, "parameters": {"effect": {"value": "Deny"}}})
+}
+
 async fn put(emu: &Emu, token: &str, url: &str, body: Value) -> (StatusCode, Value) {
     let (status, _, resp) = emu.send(token, Method::PUT, url, Some(&body)).await;
     (status, resp)
@@ -39,6 +60,18 @@ async fn put(emu: &Emu, token: &str, url: &str, body: Value) -> (StatusCode, Val
 
 fn cluster_url(sub: &str, rg: &str, name: &str) -> String {
     format!("{sub}/resourceGroups/{rg}/providers/Microsoft.ContainerService/managedClusters/{name}?{AKS_API}")
+}
+
+/// PUTs a cluster with nothing but a location (westeurope), as a minimal client does.
+async fn put_cluster(
+    emu: &Emu,
+    token: &str,
+    sub: &str,
+    rg: &str,
+    name: &str,
+) -> (StatusCode, Value) {
+    let body = json!({"location": "westeurope"});
+    put(emu, token, &cluster_url(sub, rg, name), body).await
 }
 
 async fn define(emu: &Emu, token: &str, sub: &str, name: &str, body: Value) -> String {
@@ -106,13 +139,7 @@ async fn deny_refuses_non_compliant_writes_with_policy_violation_details() {
     )
     .await;
 
-    let (status, body) = put(
-        &emu,
-        &token,
-        &cluster_url(&sub, "rg", "bad"),
-        json!({"location": "westeurope"}),
-    )
-    .await;
+    let (status, body) = put_cluster(&emu, &token, &sub, "rg", "bad").await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(error_code(&body), "RequestDisallowedByPolicy");
     assert_eq!(body["error"]["target"], "bad");
@@ -152,13 +179,7 @@ async fn deny_refuses_non_compliant_writes_with_policy_violation_details() {
         "overrides": [{"kind": "policyEffect", "value": "Audit"}]}),
     )
     .await;
-    let (status, body) = put(
-        &emu,
-        &token,
-        &cluster_url(&sub, "rg", "audited"),
-        json!({"location": "westeurope"}),
-    )
-    .await;
+    let (status, body) = put_cluster(&emu, &token, &sub, "rg", "audited").await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let rows = states(&emu, &token, &sub).await;
     assert_eq!(
@@ -199,13 +220,7 @@ async fn enforcement_mode_not_scopes_exemptions_and_selectors_let_writes_through
         "enforcementMode": "DoNotEnforce", "parameters": {"effect": {"value": "Deny"}}}),
     )
     .await;
-    let (status, body) = put(
-        &emu,
-        &token,
-        &cluster_url(&sub, "rg", "c1"),
-        json!({"location": "westeurope"}),
-    )
-    .await;
+    let (status, body) = put_cluster(&emu, &token, &sub, "rg", "c1").await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let rows = states(&emu, &token, &sub).await;
     assert_eq!(state_of(&rows, &soft, "c1"), Some("NonCompliant"));
@@ -221,21 +236,9 @@ async fn enforcement_mode_not_scopes_exemptions_and_selectors_let_writes_through
         "parameters": {"effect": {"value": "Deny"}}}),
     )
     .await;
-    let (status, _) = put(
-        &emu,
-        &token,
-        &cluster_url(&sub, "sandbox", "c2"),
-        json!({"location": "westeurope"}),
-    )
-    .await;
+    let (status, _) = put_cluster(&emu, &token, &sub, "sandbox", "c2").await;
     assert_eq!(status, StatusCode::CREATED);
-    let (status, body) = put(
-        &emu,
-        &token,
-        &cluster_url(&sub, "rg", "c3"),
-        json!({"location": "westeurope"}),
-    )
-    .await;
+    let (status, body) = put_cluster(&emu, &token, &sub, "rg", "c3").await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
 
     // An exemption on the resource group lifts the deny there.
@@ -249,13 +252,7 @@ async fn enforcement_mode_not_scopes_exemptions_and_selectors_let_writes_through
     )
     .await;
     assert!(status.is_success(), "{body}");
-    let (status, body) = put(
-        &emu,
-        &token,
-        &cluster_url(&sub, "rg", "c3"),
-        json!({"location": "westeurope"}),
-    )
-    .await;
+    let (status, body) = put_cluster(&emu, &token, &sub, "rg", "c3").await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let rows = states(&emu, &token, &sub).await;
     assert_eq!(state_of(&rows, &hard, "c3"), Some("Exempt"));
@@ -270,13 +267,7 @@ async fn enforcement_mode_not_scopes_exemptions_and_selectors_let_writes_through
         "notScopes": [format!("{sub}/resourceGroups/rg")],
         "resourceSelectors": [{"name": "east", "selectors": [{"kind": "resourceLocation", "in": ["eastus"]}]}],
         "parameters": {"effect": {"value": "Deny"}}})).await;
-    let (status, _) = put(
-        &emu,
-        &token,
-        &cluster_url(&sub, "sandbox", "west"),
-        json!({"location": "westeurope"}),
-    )
-    .await;
+    let (status, _) = put_cluster(&emu, &token, &sub, "sandbox", "west").await;
     assert_eq!(status, StatusCode::CREATED);
     let (status, body) = put(
         &emu,
@@ -328,22 +319,8 @@ async fn management_group_assignments_cover_subscriptions_below() {
         local_accounts_definition(),
     )
     .await;
-    assign(
-        &emu,
-        &token,
-        top,
-        "everywhere",
-        json!({"policyDefinitionId": def,
-        "parameters": {"effect": {"value": "Deny"}}}),
-    )
-    .await;
-    let (status, body) = put(
-        &emu,
-        &token,
-        &cluster_url(&sub, "rg", "c1"),
-        json!({"location": "westeurope"}),
-    )
-    .await;
+    assign(&emu, &token, top, "everywhere", deny_with(&def)).await;
+    let (status, body) = put_cluster(&emu, &token, &sub, "rg", "c1").await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
 }
 
@@ -358,14 +335,7 @@ async fn resource_group_rules_in_all_mode_deny_and_indexed_mode_skips_them() {
             {"field": "tags['owner']", "exists": false}]}, "then": {"effect": "deny"}}}})
     };
     let indexed = define(&emu, &token, &sub, "owner-indexed", rule("Indexed")).await;
-    assign(
-        &emu,
-        &token,
-        &sub,
-        "owner-indexed",
-        json!({"policyDefinitionId": indexed}),
-    )
-    .await;
+    assign(&emu, &token, &sub, "owner-indexed", plain(&indexed)).await;
     let rg = |name: &str| format!("{sub}/resourceGroups/{name}?api-version=2021-04-01");
     let (status, _) = put(&emu, &token, &rg("free"), json!({"location": "westeurope"})).await;
     assert_eq!(
@@ -374,14 +344,7 @@ async fn resource_group_rules_in_all_mode_deny_and_indexed_mode_skips_them() {
         "Indexed mode does not evaluate resource groups"
     );
     let all = define(&emu, &token, &sub, "owner-all", rule("All")).await;
-    assign(
-        &emu,
-        &token,
-        &sub,
-        "owner-all",
-        json!({"policyDefinitionId": all}),
-    )
-    .await;
+    assign(&emu, &token, &sub, "owner-all", plain(&all)).await;
     let (status, body) = put(
         &emu,
         &token,
@@ -415,13 +378,7 @@ async fn if_not_exists_and_modify_states_with_kubernetes_mode_alongside() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (emu, token, sub) = fast_emu(dir.path(), 100).await;
     // Clusters from before the assignments: Modify only changes later writes.
-    let (status, body) = put(
-        &emu,
-        &token,
-        &cluster_url(&sub, "rg", "plain"),
-        json!({"location": "westeurope"}),
-    )
-    .await;
+    let (status, body) = put_cluster(&emu, &token, &sub, "rg", "plain").await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let (status, body) = put(&emu, &token, &cluster_url(&sub, "rg", "tidy"), json!({"location": "westeurope",
         "tags": {"cost": "cc-1"},
@@ -433,37 +390,10 @@ async fn if_not_exists_and_modify_states_with_kubernetes_mode_alongside() {
             "then": {"effect": "AuditIfNotExists", "details": {
                 "type": "Microsoft.ContainerService/managedClusters", "name": "[field('name')]",
                 "existenceCondition": {"field": "Microsoft.ContainerService/managedClusters/securityProfile.imageCleaner.enabled", "equals": "true"}}}}}})).await;
-    let modify = define(&emu, &token, &sub, "cost-tag", json!({"properties": {
-        "mode": "Indexed", "displayName": "Cost centre tag",
-        "parameters": {"value": {"type": "String", "defaultValue": "cc-1"}},
-        "policyRule": {"if": {"field": "type", "equals": "Microsoft.ContainerService/managedClusters"},
-            "then": {"effect": "modify", "details": {
-                "roleDefinitionIds": ["/providers/Microsoft.Authorization/roleDefinitions/b24988ac-6180-42a0-ab88-20f7382dd24c"],
-                "operations": [{"operation": "addOrReplace", "field": "tags['cost']", "value": "[parameters('value')]"}]}}}}})).await;
-    let a_aine = assign(
-        &emu,
-        &token,
-        &sub,
-        "cleaner",
-        json!({"policyDefinitionId": aine}),
-    )
-    .await;
-    let a_modify = assign(
-        &emu,
-        &token,
-        &sub,
-        "cost",
-        json!({"policyDefinitionId": modify}),
-    )
-    .await;
-    let a_k8s = assign(
-        &emu,
-        &token,
-        &sub,
-        "noprivileged",
-        json!({"policyDefinitionId": NO_PRIVILEGE}),
-    )
-    .await;
+    let modify = define(&emu, &token, &sub, "cost-tag", cost_tag_definition()).await;
+    let a_aine = assign(&emu, &token, &sub, "cleaner", plain(&aine)).await;
+    let a_modify = assign(&emu, &token, &sub, "cost", plain(&modify)).await;
+    let a_k8s = assign(&emu, &token, &sub, "noprivileged", plain(NO_PRIVILEGE)).await;
     let rows = states(&emu, &token, &sub).await;
     assert_eq!(state_of(&rows, &a_aine, "plain"), Some("NonCompliant"));
     assert_eq!(state_of(&rows, &a_aine, "tidy"), Some("Compliant"));
@@ -477,14 +407,8 @@ async fn if_not_exists_and_modify_states_with_kubernetes_mode_alongside() {
 async fn new_assignments_take_effect_after_the_evaluation_delay_without_a_trigger() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (emu, token, sub) = fast_emu(dir.path(), 100).await;
-    let url = "/_emulator/faults";
-    let (status, _, body) = emu
-        .send(
-            &token,
-            Method::POST,
-            url,
-            Some(&json!({"policy_evaluation_ms": 1500})),
-        )
+    let (status, body) = emu
+        .set_faults(&token, json!({"policy_evaluation_ms": 1500}))
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let def = define(
@@ -495,23 +419,9 @@ async fn new_assignments_take_effect_after_the_evaluation_delay_without_a_trigge
         local_accounts_definition(),
     )
     .await;
-    let a = assign(
-        &emu,
-        &token,
-        &sub,
-        "later",
-        json!({"policyDefinitionId": def,
-        "parameters": {"effect": {"value": "Deny"}}}),
-    )
-    .await;
+    let a = assign(&emu, &token, &sub, "later", deny_with(&def)).await;
     // Within the evaluation cycle the assignment is not in effect yet: no deny, no states.
-    let (status, body) = put(
-        &emu,
-        &token,
-        &cluster_url(&sub, "rg", "early"),
-        json!({"location": "westeurope"}),
-    )
-    .await;
+    let (status, body) = put_cluster(&emu, &token, &sub, "rg", "early").await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(
         state_of(&states(&emu, &token, &sub).await, &a, "early"),
@@ -522,13 +432,7 @@ async fn new_assignments_take_effect_after_the_evaluation_delay_without_a_trigge
         state_of(&states(&emu, &token, &sub).await, &a, "early"),
         Some("NonCompliant")
     );
-    let (status, body) = put(
-        &emu,
-        &token,
-        &cluster_url(&sub, "rg", "late"),
-        json!({"location": "westeurope"}),
-    )
-    .await;
+    let (status, body) = put_cluster(&emu, &token, &sub, "rg", "late").await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
 }
 
@@ -589,21 +493,8 @@ async fn remediation_runs_what_each_definition_asks_for() {
                 "roleDefinitionIds": ["/providers/Microsoft.Authorization/roleDefinitions/ed7f3fbd-7b88-4dd4-9017-9adb7ce333f8"],
                 "existenceCondition": {"field": "Microsoft.ContainerService/managedClusters/securityProfile.imageCleaner.enabled", "equals": "true"},
                 "deployment": cleaner_deployment()}}}}})).await;
-    let modify = define(&emu, &token, &sub, "cost-tag", json!({"properties": {
-        "mode": "Indexed", "displayName": "Cost centre tag",
-        "parameters": {"value": {"type": "String", "defaultValue": "cc-1"}},
-        "policyRule": {"if": {"field": "type", "equals": "Microsoft.ContainerService/managedClusters"},
-            "then": {"effect": "modify", "details": {
-                "roleDefinitionIds": ["/providers/Microsoft.Authorization/roleDefinitions/b24988ac-6180-42a0-ab88-20f7382dd24c"],
-                "operations": [{"operation": "addOrReplace", "field": "tags['cost']", "value": "[parameters('value')]"}]}}}}})).await;
-    let a_dine = assign(
-        &emu,
-        &token,
-        &sub,
-        "cleaner",
-        json!({"policyDefinitionId": dine}),
-    )
-    .await;
+    let modify = define(&emu, &token, &sub, "cost-tag", cost_tag_definition()).await;
+    let a_dine = assign(&emu, &token, &sub, "cleaner", plain(&dine)).await;
     let a_modify = assign(
         &emu,
         &token,
@@ -688,15 +579,7 @@ async fn real_local_accounts_builtin_denies_from_the_builtins_directory() {
     .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let def = format!("/providers/Microsoft.Authorization/policyDefinitions/{name}");
-    let a = assign(
-        &emu,
-        &token,
-        &sub,
-        "local",
-        json!({"policyDefinitionId": def,
-        "parameters": {"effect": {"value": "Deny"}}}),
-    )
-    .await;
+    let a = assign(&emu, &token, &sub, "local", deny_with(&def)).await;
     let (status, body) = put(
         &emu,
         &token,
@@ -742,23 +625,8 @@ async fn modify_alters_the_write_before_deny_judges_it() {
         local_accounts_definition(),
     )
     .await;
-    let a_modify = assign(
-        &emu,
-        &token,
-        &sub,
-        "fix-local",
-        json!({"policyDefinitionId": modify}),
-    )
-    .await;
-    assign(
-        &emu,
-        &token,
-        &sub,
-        "no-local",
-        json!({"policyDefinitionId": deny,
-        "parameters": {"effect": {"value": "Deny"}}}),
-    )
-    .await;
+    let a_modify = assign(&emu, &token, &sub, "fix-local", plain(&modify)).await;
+    assign(&emu, &token, &sub, "no-local", deny_with(&deny)).await;
     let url = cluster_url(&sub, "rg", "c1");
     let (status, body) = put(
         &emu,

@@ -28,6 +28,21 @@ pub(super) async fn fast_emu(dir: &std::path::Path, lro_ms: u64) -> (Emu, String
     (emu, token, sub)
 }
 
+/// The Azure-AsyncOperation URL a long-running write answers with.
+pub(super) fn async_operation(headers: &reqwest::header::HeaderMap) -> String {
+    headers["azure-asyncoperation"]
+        .to_str()
+        .expect("header")
+        .to_string()
+}
+
+/// PUTs a new cluster and waits for its operation, as a client of a long-running create does.
+pub(super) async fn create_cluster(emu: &Emu, token: &str, url: &str, body: &Value) {
+    let (status, headers, body) = emu.send(token, Method::PUT, url, Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    wait_operation(emu, token, &async_operation(&headers)).await;
+}
+
 /// Polls an Azure-AsyncOperation URL until it reports a terminal status.
 pub(super) async fn wait_operation(emu: &Emu, token: &str, url: &str) -> Value {
     let patience = super::Patience::new();
@@ -40,6 +55,35 @@ pub(super) async fn wait_operation(emu: &Emu, token: &str, url: &str) -> Value {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("operation {url} never finished");
+}
+
+/// PATCHes a cluster's tags, the one property ARM changes without a full PUT.
+async fn patch_tags(
+    emu: &Emu,
+    token: &str,
+    url: &str,
+    tags: Value,
+) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    let body = json!({ "tags": tags });
+    emu.send(token, Method::PATCH, url, Some(&body)).await
+}
+
+/// A PUT with one precondition header (`If-Match` or `If-None-Match`) and its value.
+async fn put_with_precondition(
+    emu: &Emu,
+    token: &str,
+    url: &str,
+    (header, value): (&str, &str),
+    body: &Value,
+) -> reqwest::Response {
+    emu.client
+        .put(format!("{}{url}", emu.base))
+        .bearer_auth(token)
+        .header(header, value)
+        .json(body)
+        .send()
+        .await
+        .expect("request")
 }
 
 #[tokio::test]
@@ -58,10 +102,7 @@ async fn cluster_lifecycle_with_lro_etag_and_addon() {
     assert_eq!(status, StatusCode::CREATED, "{created}");
     assert_eq!(created["properties"]["provisioningState"], "Creating");
     assert_eq!(created["properties"]["someFutureProperty"]["x"], 1);
-    let op_url = headers["azure-asyncoperation"]
-        .to_str()
-        .expect("header")
-        .to_string();
+    let op_url = async_operation(&headers);
     assert!(headers.contains_key("retry-after"));
 
     // A write while the operation runs is refused.
@@ -82,40 +123,14 @@ async fn cluster_lifecycle_with_lro_etag_and_addon() {
     let etag = got["eTag"].as_str().expect("eTag").to_string();
     let mut disable = got.clone();
     disable["properties"]["addonProfiles"] = json!({"AZUREPOLICY": {"enabled": false}});
-    let stale = emu
-        .client
-        .put(format!("{}{url}", emu.base))
-        .bearer_auth(&token)
-        .header("If-Match", "\"nope\"")
-        .json(&disable)
-        .send()
-        .await
-        .expect("request");
+    let stale = put_with_precondition(&emu, &token, &url, ("If-Match", "\"nope\""), &disable).await;
     assert_eq!(stale.status(), StatusCode::PRECONDITION_FAILED);
-    let none_match = emu
-        .client
-        .put(format!("{}{url}", emu.base))
-        .bearer_auth(&token)
-        .header("If-None-Match", "*")
-        .json(&disable)
-        .send()
-        .await
-        .expect("request");
+    let none_match =
+        put_with_precondition(&emu, &token, &url, ("If-None-Match", "*"), &disable).await;
     assert_eq!(none_match.status(), StatusCode::PRECONDITION_FAILED);
-    let ok = emu
-        .client
-        .put(format!("{}{url}", emu.base))
-        .bearer_auth(&token)
-        .header("If-Match", etag)
-        .json(&disable)
-        .send()
-        .await
-        .expect("request");
+    let ok = put_with_precondition(&emu, &token, &url, ("If-Match", &etag), &disable).await;
     assert_eq!(ok.status(), StatusCode::OK);
-    let op_url = ok.headers()["azure-asyncoperation"]
-        .to_str()
-        .expect("header")
-        .to_string();
+    let op_url = async_operation(ok.headers());
     wait_operation(&emu, &token, &op_url).await;
     let (_, _, got) = emu.get(Some(&token), &url).await;
     let addons = got["properties"]["addonProfiles"]
@@ -128,26 +143,12 @@ async fn cluster_lifecycle_with_lro_etag_and_addon() {
     assert!(addons["AZUREPOLICY"].get("identity").is_none());
 
     // PATCH tags, list, DELETE as an LRO.
-    let (status, _, patched) = emu
-        .send(
-            &token,
-            Method::PATCH,
-            &url,
-            Some(&json!({"tags": {"env": "dev"}})),
-        )
-        .await;
+    let (status, _, patched) = patch_tags(&emu, &token, &url, json!({"env": "dev"})).await;
     assert_eq!(status, StatusCode::OK, "{patched}");
     assert_eq!(patched["tags"]["env"], "dev");
     // The same operation shape as a PUT.
     assert_eq!(patched["properties"]["provisioningState"], "Updating");
-    let (status, _, busy) = emu
-        .send(
-            &token,
-            Method::PATCH,
-            &url,
-            Some(&json!({"tags": {"env": "prod"}})),
-        )
-        .await;
+    let (status, _, busy) = patch_tags(&emu, &token, &url, json!({"env": "prod"})).await;
     assert_eq!(status, StatusCode::CONFLICT, "{busy}");
     let (_, _, got) = emu.get(Some(&token), &url).await;
     assert_eq!(got["tags"]["env"], "dev", "tags are in place while it runs");
@@ -164,10 +165,7 @@ async fn cluster_lifecycle_with_lro_etag_and_addon() {
     let location = headers["location"].to_str().expect("location").to_string();
     let (status, _, _) = emu.get(Some(&token), &location).await;
     assert_eq!(status, StatusCode::ACCEPTED);
-    let op_url = headers["azure-asyncoperation"]
-        .to_str()
-        .expect("header")
-        .to_string();
+    let op_url = async_operation(&headers);
     assert_eq!(
         wait_operation(&emu, &token, &op_url).await["status"],
         "Succeeded"
@@ -209,10 +207,7 @@ async fn failing_operations_end_failed() {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED);
-    let op_url = headers["azure-asyncoperation"]
-        .to_str()
-        .expect("header")
-        .to_string();
+    let op_url = async_operation(&headers);
     let op = wait_operation(&emu, &token, &op_url).await;
     assert_eq!(op["status"], "Failed");
     assert!(op["error"]["code"].is_string());
@@ -256,10 +251,7 @@ async fn patch_is_long_running_and_abort_cancels() {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED);
-    let op_url = headers["azure-asyncoperation"]
-        .to_str()
-        .expect("header")
-        .to_string();
+    let op_url = async_operation(&headers);
     let (status, _, op) = emu.get(Some(&token), &op_url).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(op["status"], "InProgress");
@@ -294,23 +286,13 @@ async fn patch_is_long_running_and_abort_cancels() {
     assert_eq!(error_code(&body), "OperationNotAllowed");
 
     // PATCH starts an operation like PUT, and it can be aborted too.
-    let (status, headers, patched) = emu
-        .send(
-            &token,
-            Method::PATCH,
-            &url,
-            Some(&json!({"tags": {"team": "a"}})),
-        )
-        .await;
+    let (status, headers, patched) = patch_tags(&emu, &token, &url, json!({"team": "a"})).await;
     assert_eq!(status, StatusCode::OK, "{patched}");
     assert_eq!(patched["properties"]["provisioningState"], "Updating");
     assert_eq!(patched["tags"]["team"], "a");
     assert!(headers.contains_key("retry-after"));
     assert!(headers.contains_key("location"));
-    let patch_op = headers["azure-asyncoperation"]
-        .to_str()
-        .expect("header")
-        .to_string();
+    let patch_op = async_operation(&headers);
     let (status, _, busy) = emu
         .send(
             &token,

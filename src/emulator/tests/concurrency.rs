@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use super::clusters::{fast_emu, wait_operation};
+use super::clusters::{create_cluster, fast_emu};
 use super::{start_config, start_emu};
 use crate::emulator::Config;
 
@@ -30,20 +30,13 @@ async fn thirty_two_clients_lose_no_update() {
     let (emu, token, sub) = fast_emu(dir.path(), 20).await;
     let emu = Arc::new(emu);
     let cluster = format!("{sub}/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/shared?{AKS_API}");
-    let (status, headers, body) = emu
-        .send(
-            &token,
-            Method::PUT,
-            &cluster,
-            Some(&json!({"location": "westeurope", "tags": {"n": "0"}})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    let op = headers["azure-asyncoperation"]
-        .to_str()
-        .expect("header")
-        .to_string();
-    wait_operation(&emu, &token, &op).await;
+    create_cluster(
+        &emu,
+        &token,
+        &cluster,
+        &json!({"location": "westeurope", "tags": {"n": "0"}}),
+    )
+    .await;
 
     let increments = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + soak();

@@ -20,25 +20,11 @@ async fn control_api_and_injected_faults() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(profile["throttle"], false);
     assert!(profile["lro_ms"].is_u64());
-    let (status, _, bad) = emu
-        .send(
-            &token,
-            Method::POST,
-            "/_emulator/faults",
-            Some(&json!({"error_rate": 3.0})),
-        )
-        .await;
+    let (status, bad) = emu.set_faults(&token, json!({"error_rate": 3.0})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
 
     // Throttling: the read bucket holds 250.
-    let (status, _, profile) = emu
-        .send(
-            &token,
-            Method::POST,
-            "/_emulator/faults",
-            Some(&json!({"throttle": true})),
-        )
-        .await;
+    let (status, profile) = emu.set_faults(&token, json!({"throttle": true})).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(profile["throttle"], true);
     assert_eq!(profile["error_rate"], 0.0, "omitted keys unchanged");
@@ -77,22 +63,10 @@ async fn control_api_and_injected_faults() {
     assert_eq!(headers["x-ms-ratelimit-remaining-subscription-reads"], "0");
     assert!(headers.contains_key("retry-after"));
     assert_eq!(error_code(&body), "SubscriptionRequestsThrottled");
-    emu.send(
-        &token,
-        Method::POST,
-        "/_emulator/faults",
-        Some(&json!({"throttle": false})),
-    )
-    .await;
+    emu.set_faults(&token, json!({"throttle": false})).await;
 
     // Random errors at rate 1.
-    emu.send(
-        &token,
-        Method::POST,
-        "/_emulator/faults",
-        Some(&json!({"error_rate": 1.0})),
-    )
-    .await;
+    emu.set_faults(&token, json!({"error_rate": 1.0})).await;
     let (status, headers, _) = emu
         .get(Some(&token), &format!("{sub}?api-version=2022-12-01"))
         .await;
@@ -100,22 +74,11 @@ async fn control_api_and_injected_faults() {
         status == StatusCode::INTERNAL_SERVER_ERROR || status == StatusCode::SERVICE_UNAVAILABLE
     );
     assert_eq!(headers["x-ms-emulator-injected"], "true");
-    emu.send(
-        &token,
-        Method::POST,
-        "/_emulator/faults",
-        Some(&json!({"error_rate": 0.0})),
-    )
-    .await;
+    emu.set_faults(&token, json!({"error_rate": 0.0})).await;
 
     // Eventual consistency: a GET right after the PUT answers 404.
-    emu.send(
-        &token,
-        Method::POST,
-        "/_emulator/faults",
-        Some(&json!({"consistency_ms": 60000})),
-    )
-    .await;
+    emu.set_faults(&token, json!({"consistency_ms": 60000}))
+        .await;
     let rg = format!("{sub}/resourceGroups/rg1?{RG_API}");
     let (status, _, _) = emu
         .send(
@@ -128,24 +91,12 @@ async fn control_api_and_injected_faults() {
     assert_eq!(status, StatusCode::CREATED);
     let (status, _, _) = emu.get(Some(&token), &rg).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    emu.send(
-        &token,
-        Method::POST,
-        "/_emulator/faults",
-        Some(&json!({"consistency_ms": 0})),
-    )
-    .await;
+    emu.set_faults(&token, json!({"consistency_ms": 0})).await;
     let (status, _, _) = emu.get(Some(&token), &rg).await;
     assert_eq!(status, StatusCode::OK);
 
     // Dropped connections: the client sees a broken response.
-    emu.send(
-        &token,
-        Method::POST,
-        "/_emulator/faults",
-        Some(&json!({"drop_rate": 1.0})),
-    )
-    .await;
+    emu.set_faults(&token, json!({"drop_rate": 1.0})).await;
     let result = async {
         let resp = emu
             .client
@@ -157,13 +108,7 @@ async fn control_api_and_injected_faults() {
     }
     .await;
     assert!(result.is_err(), "the body must not arrive whole");
-    emu.send(
-        &token,
-        Method::POST,
-        "/_emulator/faults",
-        Some(&json!({"drop_rate": 0.0})),
-    )
-    .await;
+    emu.set_faults(&token, json!({"drop_rate": 0.0})).await;
 
     // Metrics by method + route template + status.
     let (status, _, metrics) = emu.get(Some(&token), "/_emulator/metrics").await;
@@ -212,38 +157,17 @@ async fn short_token_lifetime_expires_like_arm() {
     let sub = format!("/subscriptions/{}", emu.running.info().subscription_id);
     let (_, _, profile) = emu.get(Some(&token), "/_emulator/faults").await;
     assert_eq!(profile["token_lifetime_s"], 3600);
-    let (status, _, bad) = emu
-        .send(
-            &token,
-            Method::POST,
-            "/_emulator/faults",
-            Some(&json!({"token_lifetime_s": 0})),
-        )
-        .await;
+    let (status, bad) = emu.set_faults(&token, json!({"token_lifetime_s": 0})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
 
-    let (status, _, profile) = emu
-        .send(
-            &token,
-            Method::POST,
-            "/_emulator/faults",
-            Some(&json!({"token_lifetime_s": 1})),
-        )
-        .await;
+    let (status, profile) = emu.set_faults(&token, json!({"token_lifetime_s": 1})).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(profile["token_lifetime_s"], 1);
 
-    let info = emu.running.info().clone();
-    let form = [
-        ("grant_type", "client_credentials"),
-        ("client_id", info.client_id.as_str()),
-        ("client_secret", info.client_secret.as_str()),
-        ("scope", "https://management.azure.com/.default"),
-    ];
-    let (status, v2) = emu.token_response(&form, false).await;
+    let (status, v2) = emu.secret_token_response(false).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(v2["expires_in"], 1);
-    let (status, v1) = emu.token_response(&form, true).await;
+    let (status, v1) = emu.secret_token_response(true).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(v1["expires_in"], "1");
     let expires_on: u64 = v1["expires_on"]
@@ -297,18 +221,7 @@ async fn token_lifetime_from_startup_profile() {
     let mut config = crate::emulator::Config::new(dir.path());
     config.faults.token_lifetime_s = 42;
     let emu = super::start_config(config).await;
-    let info = emu.running.info().clone();
-    let (status, v2) = emu
-        .token_response(
-            &[
-                ("grant_type", "client_credentials"),
-                ("client_id", info.client_id.as_str()),
-                ("client_secret", info.client_secret.as_str()),
-                ("scope", "https://management.azure.com/.default"),
-            ],
-            false,
-        )
-        .await;
+    let (status, v2) = emu.secret_token_response(false).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(v2["expires_in"], 42);
     emu.running.shutdown().await;

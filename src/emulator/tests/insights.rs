@@ -5,7 +5,8 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use super::clusters::{fast_emu, wait_operation};
+use super::clusters::{create_cluster, fast_emu};
+use super::Emu;
 
 const AKS_API: &str = "api-version=2026-04-01";
 const API: &str = "api-version=2025-03-01";
@@ -13,31 +14,22 @@ const INSIGHTS: &str = "api-version=2024-10-01";
 const DINE: &str =
     "/providers/Microsoft.Authorization/policyDefinitions/a8eff44f-8c92-45c3-a3fb-9880802d67a7";
 
-#[tokio::test]
-async fn compliance_remediation_and_trigger_scan() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (emu, token, sub) = fast_emu(dir.path(), 200).await;
-    for name in ["c1", "c2"] {
+/// Clusters without the policy add-on, then the add-on DINE assigned at the subscription with a
+/// system-assigned identity; the assignment's id and body.
+async fn addon_dine_over_clusters(
+    emu: &Emu,
+    token: &str,
+    sub: &str,
+    clusters: [&str; 2],
+) -> (String, Value) {
+    for name in clusters {
         let url = format!("{sub}/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/{name}?{AKS_API}");
-        let (status, headers, body) = emu
-            .send(
-                &token,
-                Method::PUT,
-                &url,
-                Some(&json!({"location": "westeurope"})),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-        let op = headers["azure-asyncoperation"]
-            .to_str()
-            .expect("header")
-            .to_string();
-        wait_operation(&emu, &token, &op).await;
+        create_cluster(emu, token, &url, &json!({"location": "westeurope"})).await;
     }
     let assignment = format!("{sub}/providers/Microsoft.Authorization/policyAssignments/addon");
     let (status, _, body) = emu
         .send(
-            &token,
+            token,
             Method::PUT,
             &format!("{assignment}?{API}"),
             Some(
@@ -47,6 +39,27 @@ async fn compliance_remediation_and_trigger_scan() {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
+    (assignment, body)
+}
+
+/// PUTs remediation `fix` of `assignment` at the subscription; its URL and ARM's answer.
+async fn remediate_fix(
+    emu: &Emu,
+    token: &str,
+    sub: &str,
+    assignment: &str,
+) -> (String, StatusCode, Value) {
+    let url = format!("{sub}/providers/Microsoft.PolicyInsights/remediations/fix?{INSIGHTS}");
+    let body = json!({"properties": {"policyAssignmentId": assignment}});
+    let (status, _, answer) = emu.send(token, Method::PUT, &url, Some(&body)).await;
+    (url, status, answer)
+}
+
+#[tokio::test]
+async fn compliance_remediation_and_trigger_scan() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (emu, token, sub) = fast_emu(dir.path(), 200).await;
+    let (assignment, body) = addon_dine_over_clusters(&emu, &token, &sub, ["c1", "c2"]).await;
     // Remediation deploys as the assignment's identity: it needs the definition's roles.
     let principal = body["identity"]["principalId"].as_str().expect("principal");
     for role in [
@@ -93,16 +106,7 @@ async fn compliance_remediation_and_trigger_scan() {
     assert!(page2.get("@odata.nextLink").is_none());
 
     // Remediation: Accepted → ... → Succeeded, and the add-on ends up enabled.
-    let remediation =
-        format!("{sub}/providers/Microsoft.PolicyInsights/remediations/fix?{INSIGHTS}");
-    let (status, _, rem) = emu
-        .send(
-            &token,
-            Method::PUT,
-            &remediation,
-            Some(&json!({"properties": {"policyAssignmentId": assignment}})),
-        )
-        .await;
+    let (remediation, status, rem) = remediate_fix(&emu, &token, &sub, &assignment).await;
     assert_eq!(status, StatusCode::CREATED, "{rem}");
     assert_eq!(rem["properties"]["provisioningState"], "Accepted");
     let mut last = Value::Null;
@@ -186,36 +190,7 @@ async fn compliance_remediation_and_trigger_scan() {
 async fn policy_events_from_evaluation() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (emu, token, sub) = fast_emu(dir.path(), 50).await;
-    for name in ["e1", "e2"] {
-        let url = format!("{sub}/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/{name}?{AKS_API}");
-        let (status, headers, body) = emu
-            .send(
-                &token,
-                Method::PUT,
-                &url,
-                Some(&json!({"location": "westeurope"})),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-        let op = headers["azure-asyncoperation"]
-            .to_str()
-            .expect("header")
-            .to_string();
-        wait_operation(&emu, &token, &op).await;
-    }
-    let assignment = format!("{sub}/providers/Microsoft.Authorization/policyAssignments/addon");
-    let (status, _, body) = emu
-        .send(
-            &token,
-            Method::PUT,
-            &format!("{assignment}?{API}"),
-            Some(
-                &json!({"location": "westeurope", "identity": {"type": "SystemAssigned"},
-                "properties": {"policyDefinitionId": DINE}}),
-            ),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (assignment, _) = addon_dine_over_clusters(&emu, &token, &sub, ["e1", "e2"]).await;
     let query = |scope: &str, extra: &str| {
         format!("{scope}/providers/Microsoft.PolicyInsights/policyEvents/default/queryResults?{INSIGHTS}{extra}")
     };
@@ -342,16 +317,7 @@ async fn an_initiative_is_remediated_one_member_at_a_time() {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    let remediation =
-        format!("{sub}/providers/Microsoft.PolicyInsights/remediations/fix?{INSIGHTS}");
-    let (status, _, body) = emu
-        .send(
-            &token,
-            Method::PUT,
-            &remediation,
-            Some(&json!({"properties": {"policyAssignmentId": assignment}})),
-        )
-        .await;
+    let (remediation, status, body) = remediate_fix(&emu, &token, &sub, &assignment).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["error"]["code"], "InvalidCreateRemediationRequest");
     assert!(

@@ -74,19 +74,23 @@ impl Emu {
         (status, resp.json().await.expect("JSON body"))
     }
 
-    pub(super) async fn token(&self) -> String {
+    /// The token endpoint's answer to the emulator's own service principal and secret, for ARM.
+    pub(super) async fn secret_token_response(&self, v1: bool) -> (StatusCode, Value) {
         let info = self.running.info();
-        let (status, body) = self
-            .token_response(
-                &[
-                    ("grant_type", "client_credentials"),
-                    ("client_id", &info.client_id),
-                    ("client_secret", &info.client_secret),
-                    ("scope", "https://management.azure.com/.default"),
-                ],
-                false,
-            )
-            .await;
+        self.token_response(
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", &info.client_id),
+                ("client_secret", &info.client_secret),
+                ("scope", "https://management.azure.com/.default"),
+            ],
+            v1,
+        )
+        .await
+    }
+
+    pub(super) async fn token(&self) -> String {
+        let (status, body) = self.secret_token_response(false).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         body["access_token"]
             .as_str()
@@ -140,6 +144,43 @@ impl Emu {
 }
 
 impl Emu {
+    /// Changes the fault profile through the control API, as `POST /_emulator/faults` does for a
+    /// test harness; the status and the whole profile it answers with.
+    pub(super) async fn set_faults(&self, token: &str, change: Value) -> (StatusCode, Value) {
+        let (status, _, profile) = self
+            .send(
+                token,
+                reqwest::Method::POST,
+                "/_emulator/faults",
+                Some(&change),
+            )
+            .await;
+        (status, profile)
+    }
+
+    /// A request that must answer `expected`; its JSON body.
+    pub(super) async fn expect(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path_and_query: &str,
+        body: Option<&Value>,
+        expected: StatusCode,
+    ) -> Value {
+        let (status, _, answer) = self.send(token, method, path_and_query, body).await;
+        assert_eq!(status, expected, "{path_and_query}: {answer}");
+        answer
+    }
+
+    /// ARM's DELETE of a resource that exists: 200 with its body, and 204 when asked again.
+    pub(super) async fn delete_twice(&self, token: &str, url: &str) -> Value {
+        let (status, _, body) = self.send(token, reqwest::Method::DELETE, url, None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (status, _, again) = self.send(token, reqwest::Method::DELETE, url, None).await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{again}");
+        body
+    }
+
     /// Any method with an optional JSON body; returns status, headers and JSON (Null if none).
     pub(super) async fn send(
         &self,

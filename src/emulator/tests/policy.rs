@@ -3,6 +3,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
+use super::clusters::async_operation;
 use super::{error_code, start_emu, Emu};
 
 const API: &str = "api-version=2025-03-01";
@@ -29,6 +30,16 @@ async fn setup() -> (tempfile::TempDir, Emu, String, String) {
     let token = emu.token().await;
     let sub = format!("/subscriptions/{}", emu.running.info().subscription_id);
     (dir, emu, token, sub)
+}
+
+/// The tag rule as a custom definition at `scope` (created, asserted); its id.
+async fn create_tag_rule(emu: &Emu, token: &str, scope: &str) -> String {
+    let def = format!("{scope}/providers/Microsoft.Authorization/policyDefinitions/tagRule");
+    let url = format!("{def}?{API}");
+    let body = Some(&rule_definition());
+    emu.expect(token, Method::PUT, &url, body, StatusCode::CREATED)
+        .await;
+    def
 }
 
 #[tokio::test]
@@ -118,10 +129,7 @@ async fn custom_definitions_write_validate_and_list() {
         assert_eq!(error_code(&body), code, "{bad}");
     }
 
-    let (status, _, _) = emu.send(&token, Method::DELETE, &url, None).await;
-    assert_eq!(status, StatusCode::OK);
-    let (status, _, _) = emu.send(&token, Method::DELETE, &url, None).await;
-    assert_eq!(status, StatusCode::NO_CONTENT);
+    emu.delete_twice(&token, &url).await;
     let (status, _, body) = emu.get(Some(&token), &url).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(error_code(&body), "PolicyDefinitionNotFound");
@@ -130,16 +138,7 @@ async fn custom_definitions_write_validate_and_list() {
 #[tokio::test]
 async fn sets_assignments_and_exemptions() {
     let (_dir, emu, token, sub) = setup().await;
-    let def = format!("{sub}/providers/Microsoft.Authorization/policyDefinitions/tagRule");
-    let (status, _, _) = emu
-        .send(
-            &token,
-            Method::PUT,
-            &format!("{def}?{API}"),
-            Some(&rule_definition()),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED);
+    let def = create_tag_rule(&emu, &token, &sub).await;
 
     // Set definitions: members must exist; parameter references must be declared.
     let set = format!("{sub}/providers/Microsoft.Authorization/policySetDefinitions/tags");
@@ -378,11 +377,8 @@ async fn sets_assignments_and_exemptions() {
     assert_eq!(status, StatusCode::OK);
 
     // Deleting the set's assignment target: assignment delete returns the body, then 204.
-    let (status, _, resp) = emu.send(&token, Method::DELETE, &a_url, None).await;
-    assert_eq!(status, StatusCode::OK);
+    let resp = emu.delete_twice(&token, &a_url).await;
     assert_eq!(resp["name"], "tagA");
-    let (status, _, _) = emu.send(&token, Method::DELETE, &a_url, None).await;
-    assert_eq!(status, StatusCode::NO_CONTENT);
     let (status, _, resp) = emu.get(Some(&token), &a_url).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(error_code(&resp), "PolicyAssignmentNotFound");
@@ -407,10 +403,7 @@ async fn scopes_hierarchy_and_resource_group_delete() {
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert_eq!(body["status"], "Running", "{body}");
     assert_eq!(body["name"], "create");
-    let op_url = headers["azure-asyncoperation"]
-        .to_str()
-        .expect("ascii")
-        .to_string();
+    let op_url = async_operation(&headers);
     assert_eq!(headers["location"], op_url.as_str());
     assert!(
         op_url.contains("/providers/Microsoft.Management/operationResults/create/managementGroups/platform?api-version="),
@@ -455,16 +448,7 @@ async fn scopes_hierarchy_and_resource_group_delete() {
     assert_eq!(status, StatusCode::OK);
 
     // A definition at the grandparent group is visible from a resource group of the subscription.
-    let def = format!("{mg}/providers/Microsoft.Authorization/policyDefinitions/tagRule");
-    let (status, _, body) = emu
-        .send(
-            &token,
-            Method::PUT,
-            &format!("{def}?{API}"),
-            Some(&rule_definition()),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let def = create_tag_rule(&emu, &token, mg).await;
 
     let rg = format!("{sub}/resourceGroups/rg1");
     let assignment = format!("{rg}/providers/Microsoft.Authorization/policyAssignments/a1");

@@ -140,10 +140,7 @@ async fn definition_versions_at_every_scope() {
     assert_eq!(error_code(&resp), "InvalidApiVersionParameter");
 
     // Delete a version: the definition falls back to the next newest.
-    let (status, _, _) = emu.send(&token, Method::DELETE, &url, None).await;
-    assert_eq!(status, StatusCode::OK);
-    let (status, _, _) = emu.send(&token, Method::DELETE, &url, None).await;
-    assert_eq!(status, StatusCode::NO_CONTENT);
+    emu.delete_twice(&token, &url).await;
     let (_, _, base) = emu.get(Some(&token), &format!("{def}?{API}")).await;
     assert_eq!(base["properties"]["version"], "2.1.0");
     assert_eq!(base["properties"]["displayName"], "two");
