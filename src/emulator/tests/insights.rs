@@ -58,7 +58,8 @@ async fn remediate_fix(
 #[tokio::test]
 async fn compliance_remediation_and_trigger_scan() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let (emu, token, sub) = fast_emu(dir.path(), 200).await;
+    // Long enough that the scan is still running when the first poll arrives on a busy machine.
+    let (emu, token, sub) = fast_emu(dir.path(), 1500).await;
     let (assignment, body) = addon_dine_over_clusters(&emu, &token, &sub, ["c1", "c2"]).await;
     // Remediation deploys as the assignment's identity: it needs the definition's roles.
     let principal = body["identity"]["principalId"].as_str().expect("principal");
@@ -181,8 +182,12 @@ async fn compliance_remediation_and_trigger_scan() {
     assert!(location.contains("asyncOperationResults"));
     let (status, _, _) = emu.get(Some(&token), &location).await;
     assert_eq!(status, StatusCode::ACCEPTED);
-    tokio::time::sleep(Duration::from_millis(250)).await;
-    let (status, _, _) = emu.get(Some(&token), &location).await;
+    let patience = super::Patience::new();
+    let mut status = StatusCode::ACCEPTED;
+    while status == StatusCode::ACCEPTED && patience.lasts() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        status = emu.get(Some(&token), &location).await.0;
+    }
     assert_eq!(status, StatusCode::OK);
 }
 

@@ -203,7 +203,11 @@ fn put(
     } else {
         StatusCode::CREATED
     };
-    Ok(status_json(status, &render(&stored)))
+    // The PUT's own answer is always the accepted task, however long building it took; only
+    // later reads see it move on.
+    let mut answer = render(&stored);
+    answer["properties"]["provisioningState"] = json!("Accepted");
+    Ok(status_json(status, &answer))
 }
 
 fn cancel(state: &AppState, id: &str, name: &str) -> Result<Response, ArmError> {
