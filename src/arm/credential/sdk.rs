@@ -211,10 +211,12 @@ async fn sdk_token_once(
 }
 
 pub(super) fn from_sdk(t: azure_core::credentials::AccessToken) -> AccessToken {
-    let secs = u64::try_from(t.expires_on.unix_timestamp()).unwrap_or(0);
+    // Nanoseconds, not whole seconds: the cache renews at half the lifetime of short tokens,
+    // and a truncated expiry would shift that by up to half a second.
+    let nanos = u64::try_from(t.expires_on.unix_timestamp_nanos()).unwrap_or(0);
     AccessToken {
         token: t.token.secret().to_string(),
-        expires_on: UNIX_EPOCH + Duration::from_secs(secs),
+        expires_on: UNIX_EPOCH + Duration::from_nanos(nanos),
     }
 }
 
