@@ -18,10 +18,11 @@ const CLI_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// azure_identity's `Executor` with a timeout; `kill_on_drop` ends the child when the timeout
 /// or the caller drops the future.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct BoundedExecutor {
     /// Directory searched for `az` before `PATH` (tests).
     search_first: Option<OsString>,
+    timeout: Duration,
 }
 
 #[async_trait]
@@ -30,7 +31,13 @@ impl azure_identity::Executor for BoundedExecutor {
         let mut cmd = tokio::process::Command::new(program);
         cmd.args(args)
             .kill_on_drop(true)
-            .stdin(std::process::Stdio::null());
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        // azure_identity runs `az` through `sh -c`: killing the shell alone would leave `az`
+        // (and what it started) running, so the child leads its own process group.
+        #[cfg(unix)]
+        cmd.process_group(0);
         if let Some(dir) = &self.search_first {
             let mut path = dir.clone();
             if let Some(rest) = std::env::var_os("PATH") {
@@ -39,17 +46,38 @@ impl azure_identity::Executor for BoundedExecutor {
             }
             cmd.env("PATH", path);
         }
-        tokio::time::timeout(CLI_TIMEOUT, cmd.output())
+        let child = cmd.spawn()?;
+        let mut group = ProcessGroup(child.id());
+        let output = tokio::time::timeout(self.timeout, child.wait_with_output())
             .await
             .map_err(|_| {
                 std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
                     format!(
-                        "az account get-access-token did not finish within {}s",
-                        CLI_TIMEOUT.as_secs()
+                        "az account get-access-token did not finish within {:?}",
+                        self.timeout
                     ),
                 )
-            })?
+            })??;
+        group.0 = None;
+        Ok(output)
+    }
+}
+
+/// Kills the process group it names when dropped: on timeout, or when the caller drops the
+/// token request. Cleared once the command finished, so a reused id is never signalled.
+struct ProcessGroup(Option<u32>);
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        #[cfg(unix)]
+        if let Some(id) = self.0.and_then(|id| libc::pid_t::try_from(id).ok()) {
+            // SAFETY: kill(2) has no memory effects; a negative pid names the process group
+            // the child leads (process_group(0) above).
+            unsafe {
+                libc::kill(-id, libc::SIGKILL);
+            }
+        }
     }
 }
 
@@ -57,7 +85,10 @@ impl AzureCliCredential {
     pub fn new(tenant: Option<String>) -> Self {
         AzureCliCredential {
             tenant,
-            executor: Arc::new(BoundedExecutor::default()),
+            executor: Arc::new(BoundedExecutor {
+                search_first: None,
+                timeout: CLI_TIMEOUT,
+            }),
         }
     }
 
@@ -65,6 +96,16 @@ impl AzureCliCredential {
     pub fn with_search_dir(mut self, dir: impl Into<OsString>) -> Self {
         self.executor = Arc::new(BoundedExecutor {
             search_first: Some(dir.into()),
+            timeout: self.executor.timeout,
+        });
+        self
+    }
+
+    #[cfg(test)]
+    fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.executor = Arc::new(BoundedExecutor {
+            search_first: self.executor.search_first.clone(),
+            timeout,
         });
         self
     }
@@ -184,6 +225,54 @@ mod tests {
             .await
             .unwrap_err();
         assert!(e.to_string().contains("az login"), "{e}");
+
+        // A hanging az is given up on (and killed) after the timeout.
+        let slow_dir = dir.join("slow");
+        std::fs::create_dir_all(&slow_dir).unwrap();
+        let slow = slow_dir.join("az");
+        let pid_file = dir.join("slow.pid");
+        std::fs::write(
+            &slow,
+            format!("#!/bin/sh\necho $$ > {}\nsleep 30\n", pid_file.display()),
+        )
+        .unwrap();
+        std::fs::set_permissions(&slow, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let e = AzureCliCredential::new(None)
+            .with_search_dir(&slow_dir)
+            .with_timeout(Duration::from_millis(300))
+            .get_token("x/.default")
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("az account get-access-token did not finish within 300ms"),
+            "{e}"
+        );
+        // ... together with what it started: az runs under `sh -c`, not as our direct child.
+        let pid = std::fs::read_to_string(&pid_file).unwrap();
+        let stat = format!("/proc/{}/stat", pid.trim());
+        let gone = || {
+            std::fs::read_to_string(&stat)
+                .map(|s| {
+                    s.rsplit(')')
+                        .next()
+                        .unwrap_or("")
+                        .trim_start()
+                        .starts_with('Z')
+                })
+                .unwrap_or(true)
+        };
+        for _ in 0..100 {
+            if gone() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(
+            gone(),
+            "the timed-out az (pid {}) is still running",
+            pid.trim()
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 }
