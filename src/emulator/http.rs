@@ -479,7 +479,7 @@ async fn serve_tls(
 
 /// The 413 ARM answers for a request over its size limit.
 fn too_large(limit: usize) -> Response {
-    let size = if limit % (1024 * 1024) == 0 {
+    let size = if limit.is_multiple_of(1024 * 1024) {
         format!("{} MB", limit / (1024 * 1024))
     } else {
         format!("{} KB", limit / 1024)

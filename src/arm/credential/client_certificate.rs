@@ -1,12 +1,20 @@
 //! Service principal with a certificate: the provider signs the RFC 7523 client assertion
-//! itself (pure Rust, RS256 with the certificate's `x5t`), so no OpenSSL is needed and PEM
-//! works as well as PKCS#12.
+//! itself (pure Rust, RS256 with the certificate's `x5t`) and azure_identity's
+//! `ClientAssertionCredential` exchanges it. azure_identity's own `ClientCertificateCredential`
+//! needs OpenSSL (its `client_certificate` feature) and reads PKCS#12 only; ours needs no C
+//! library and reads PEM as well.
 
 use super::*;
 
 /// Service principal with a certificate: signs an RS256 JWT client assertion.
 pub struct ClientCertificateCredential {
     authority: Authority,
+    client_id: String,
+    signer: Arc<Signer>,
+}
+
+/// The certificate's key and thumbprint.
+struct Signer {
     client_id: String,
     key: ring::signature::RsaKeyPair,
     /// base64url(SHA-1(certificate DER)).
@@ -85,11 +93,15 @@ impl ClientCertificateCredential {
         key: ring::signature::RsaKeyPair,
     ) -> Self {
         let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, cert_der);
+        let signer = Arc::new(Signer {
+            client_id: client_id.clone(),
+            key,
+            x5t: b64url(digest.as_ref()),
+        });
         ClientCertificateCredential {
             authority,
             client_id,
-            key,
-            x5t: b64url(digest.as_ref()),
+            signer,
         }
     }
 
@@ -105,15 +117,17 @@ impl ClientCertificateCredential {
         }
         Self::from_pfx(authority, client_id, bytes, password.unwrap_or(""))
     }
+}
 
-    fn assertion(&self) -> Result<String, AuthError> {
+impl Signer {
+    fn assertion(&self, token_url: &str) -> Result<String, AuthError> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
         let header = serde_json::json!({"alg": "RS256", "typ": "JWT", "x5t": self.x5t});
         let claims = serde_json::json!({
-            "aud": self.authority.token_url(),
+            "aud": token_url,
             "iss": self.client_id,
             "sub": self.client_id,
             "jti": uuid::Uuid::new_v4().to_string(),
@@ -146,22 +160,20 @@ fn b64url(b: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
 }
 
+impl AssertionSource for Signer {
+    fn assertion<'a>(
+        &'a self,
+        token_url: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<String, AuthError>> + Send + 'a>> {
+        Box::pin(async move { Signer::assertion(self, token_url) })
+    }
+}
+
 impl TokenCredential for ClientCertificateCredential {
     fn get_token<'a>(&'a self, scope: &'a str) -> TokenFuture<'a> {
         boxed(async move {
-            let assertion = self.assertion()?;
-            request_token(
-                CERT_FLOW,
-                &self.authority,
-                &[
-                    ("grant_type", "client_credentials"),
-                    ("client_id", &self.client_id),
-                    ("client_assertion_type", JWT_BEARER),
-                    ("client_assertion", &assertion),
-                    ("scope", scope),
-                ],
-            )
-            .await
+            let source: Arc<dyn AssertionSource> = self.signer.clone();
+            assertion_token(CERT_FLOW, &self.authority, &self.client_id, &source, scope).await
         })
     }
 }
@@ -206,7 +218,7 @@ mod tests {
         );
         let public = ring::signature::UnparsedPublicKey::new(
             &ring::signature::RSA_PKCS1_2048_8192_SHA256,
-            cred.key.public().as_ref().to_vec(),
+            cred.signer.key.public().as_ref().to_vec(),
         );
         public
             .verify(
@@ -237,8 +249,11 @@ mod tests {
             let c =
                 ClientCertificateCredential::from_bytes(a(), "app".into(), pfx, Some("pfx-pass"))
                     .unwrap();
-            assert_eq!(c.x5t, pem.x5t);
-            assert_eq!(c.key.public().as_ref(), pem.key.public().as_ref());
+            assert_eq!(c.signer.x5t, pem.signer.x5t);
+            assert_eq!(
+                c.signer.key.public().as_ref(),
+                pem.signer.key.public().as_ref()
+            );
             let e = ClientCertificateCredential::from_bytes(a(), "app".into(), pfx, Some("wrong"))
                 .err()
                 .unwrap();

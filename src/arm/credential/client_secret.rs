@@ -1,4 +1,4 @@
-//! Service principal with a client secret.
+//! Service principal with a client secret: azure_identity's `ClientSecretCredential`.
 
 use super::*;
 
@@ -12,17 +12,18 @@ pub struct ClientSecretCredential {
 impl TokenCredential for ClientSecretCredential {
     fn get_token<'a>(&'a self, scope: &'a str) -> TokenFuture<'a> {
         boxed(async move {
-            request_token(
-                "client secret",
-                &self.authority,
-                &[
-                    ("grant_type", "client_credentials"),
-                    ("client_id", &self.client_id),
-                    ("client_secret", &self.secret),
-                    ("scope", scope),
-                ],
-            )
-            .await
+            let build = |options| {
+                azure_identity::ClientSecretCredential::new(
+                    &self.authority.tenant,
+                    self.client_id.clone(),
+                    azure_core::credentials::Secret::new(self.secret.clone()),
+                    Some(azure_identity::ClientSecretCredentialOptions {
+                        client_options: options,
+                    }),
+                )
+                .map(|c| c as Arc<dyn azure_core::credentials::TokenCredential>)
+            };
+            sdk_token("client secret", &self.authority, scope, &build).await
         })
     }
 }

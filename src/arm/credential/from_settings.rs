@@ -124,11 +124,11 @@ pub fn credential_from_settings(
         };
         sources.push((
             OIDC_FLOW.into(),
-            Arc::new(OidcCredential {
-                authority: authority(OIDC_FLOW)?,
-                client_id: need_client(OIDC_FLOW)?,
+            Arc::new(OidcCredential::new(
+                authority(OIDC_FLOW)?,
+                need_client(OIDC_FLOW)?,
                 source,
-            }),
+            )),
             true,
         ));
     }

@@ -1,4 +1,11 @@
 //! Managed identity: IMDS, App Service's `IDENTITY_ENDPOINT`, or a custom `msi_endpoint`.
+//!
+//! Ours, not azure_identity's: its `ManagedIdentityCredential::new` picks the protocol and the
+//! endpoint from the process environment (`IDENTITY_ENDPOINT`, `IDENTITY_HEADER`,
+//! `IDENTITY_SERVER_THUMBPRINT`, `IMDS_ENDPOINT`, `MSI_ENDPOINT`, `MSI_SECRET`) and its options
+//! have no endpoint; the credentials that take one (IMDS, App Service) are private to the crate.
+//! So a stray variable would change where the provider asks for its identity, and a custom
+//! `msi_endpoint` (the emulator's, or a sidecar's) could not be used at all.
 
 use super::*;
 

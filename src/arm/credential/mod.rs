@@ -1,7 +1,8 @@
 //! Token credentials for Entra ID, one file per credential: client secret, client certificate,
 //! OIDC / workload identity, managed identity and Azure CLI, plus the azurerm-ordered chain
-//! (`from_settings`, `chain`) and a per-process token cache (`cache`). `entra` is the token
-//! endpoint request they share.
+//! (`from_settings`, `chain`) and a per-process token cache (`cache`). The token requests
+//! themselves are azure_identity's (`sdk` wires them to our HTTP client and errors); `entra`
+//! holds the authority and the token endpoint's response shapes.
 //!
 //! No secret, assertion or token ever enters an error message or a log line.
 
@@ -14,6 +15,7 @@ mod entra;
 mod from_settings;
 mod managed_identity;
 mod oidc;
+mod sdk;
 
 pub use azure_cli::AzureCliCredential;
 pub use cache::TokenCache;
@@ -26,14 +28,16 @@ pub use oidc::{OidcCredential, OidcSource};
 
 use azure_cli::CLI_FLOW;
 use client_certificate::CERT_FLOW;
-use entra::{
-    expiry, request_token, AadError, AadTokenResponse, Authority, NumOrString, JWT_BEARER,
-};
+#[cfg(test)]
+use entra::JWT_BEARER;
+use entra::{expiry, AadError, AadTokenResponse, Authority};
 use managed_identity::{IMDS, MSI_FLOW};
 use oidc::OIDC_FLOW;
+use sdk::{assertion_token, config_error, from_sdk, innermost_message, sdk_token, AssertionSource};
 
 use super::settings::ArmSettings;
 use crate::arm::error::AuthError;
+use async_trait::async_trait;
 use base64::Engine;
 use serde::Deserialize;
 use std::future::Future;

@@ -1,5 +1,10 @@
 //! Workload identity federation: an external OIDC token (static, file, or GitHub Actions'
-//! request) exchanged for an ARM token.
+//! request) fed to azure_identity's `ClientAssertionCredential`, which exchanges it for an ARM
+//! token. The GitHub Actions request is ours: azure_identity has no such credential. The token
+//! file is ours too rather than azure_identity's `WorkloadIdentityCredential`: that one sends the
+//! file's content untrimmed (a file written with a trailing newline gives a malformed
+//! assertion) and reads it with blocking I/O; ours trims it and re-reads it on every exchange,
+//! as AKS rotates the projected token.
 
 use super::*;
 
@@ -17,15 +22,43 @@ pub enum OidcSource {
 
 /// Workload identity federation: exchanges an external OIDC token for an ARM token.
 pub struct OidcCredential {
-    pub(super) authority: Authority,
-    pub(super) client_id: String,
-    pub(super) source: OidcSource,
+    authority: Authority,
+    client_id: String,
+    external: Arc<ExternalToken>,
+}
+
+/// Where the external token comes from, and the client that requests it.
+struct ExternalToken {
+    source: OidcSource,
+    http: reqwest::Client,
 }
 
 pub(super) const OIDC_FLOW: &str = "oidc";
 
 impl OidcCredential {
-    async fn external_token(&self) -> Result<String, AuthError> {
+    pub(super) fn new(authority: Authority, client_id: String, source: OidcSource) -> Self {
+        OidcCredential {
+            external: Arc::new(ExternalToken {
+                source,
+                http: authority.http.clone(),
+            }),
+            authority,
+            client_id,
+        }
+    }
+}
+
+impl AssertionSource for ExternalToken {
+    fn assertion<'a>(
+        &'a self,
+        _token_url: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<String, AuthError>> + Send + 'a>> {
+        Box::pin(self.fetch())
+    }
+}
+
+impl ExternalToken {
+    async fn fetch(&self) -> Result<String, AuthError> {
         match &self.source {
             OidcSource::Static(t) => Ok(t.trim().to_string()),
             OidcSource::File(path) => tokio::fs::read_to_string(path)
@@ -44,7 +77,6 @@ impl OidcCredential {
                     .append_pair("audience", "api://AzureADTokenExchange");
                 let shown = crate::arm::error::Redacted(u.as_str()).to_string();
                 let resp = self
-                    .authority
                     .http
                     .get(u)
                     .bearer_auth(token)
@@ -87,19 +119,8 @@ impl OidcCredential {
 impl TokenCredential for OidcCredential {
     fn get_token<'a>(&'a self, scope: &'a str) -> TokenFuture<'a> {
         boxed(async move {
-            let assertion = self.external_token().await?;
-            request_token(
-                OIDC_FLOW,
-                &self.authority,
-                &[
-                    ("grant_type", "client_credentials"),
-                    ("client_id", &self.client_id),
-                    ("client_assertion_type", JWT_BEARER),
-                    ("client_assertion", &assertion),
-                    ("scope", scope),
-                ],
-            )
-            .await
+            let source: Arc<dyn AssertionSource> = self.external.clone();
+            assertion_token(OIDC_FLOW, &self.authority, &self.client_id, &source, scope).await
         })
     }
 }
@@ -125,17 +146,17 @@ mod tests {
             }
             let f = form(&req.body);
             assert_eq!(f["client_assertion"], "github-jwt");
-            Response::json(200, r#"{"expires_in":"3600","access_token":"oidc-tok"}"#)
+            Response::json(200, r#"{"expires_in":3600,"access_token":"oidc-tok"}"#)
         })
         .await;
-        let cred = OidcCredential {
-            authority: authority(&server),
-            client_id: "app".into(),
-            source: OidcSource::Request {
+        let cred = OidcCredential::new(
+            authority(&server),
+            "app".into(),
+            OidcSource::Request {
                 url: format!("{}gh?api=1", server.url()),
                 token: "gh-req-token".into(),
             },
-        };
+        );
         assert_eq!(
             cred.get_token("s/.default").await.unwrap().token,
             "oidc-tok"
@@ -148,11 +169,11 @@ mod tests {
             Response::json(200, r#"{"expires_in":3600,"access_token":"wi-tok"}"#)
         })
         .await;
-        let cred = OidcCredential {
-            authority: authority(&server2),
-            client_id: "app".into(),
-            source: OidcSource::File(file.to_string_lossy().into_owned()),
-        };
+        let cred = OidcCredential::new(
+            authority(&server2),
+            "app".into(),
+            OidcSource::File(file.to_string_lossy().into_owned()),
+        );
         assert_eq!(cred.get_token("s/.default").await.unwrap().token, "wi-tok");
         let _ = std::fs::remove_file(file);
     }

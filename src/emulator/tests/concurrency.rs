@@ -66,7 +66,7 @@ async fn thirty_two_clients_lose_no_update() {
                 if status == StatusCode::CREATED {
                     last_written = Some((url.clone(), round));
                 }
-                if round % 5 == 0 {
+                if round.is_multiple_of(5) {
                     let (status, _, _) = emu.send(&token, Method::DELETE, &url, None).await;
                     if status.is_server_error() {
                         server_errors.push(format!("DELETE {status}"));

@@ -600,7 +600,7 @@ impl Evaluator<'_> {
             }
             "createarray" => Value::Array(a.to_vec()),
             "createobject" => {
-                if a.len() % 2 != 0 {
+                if !a.len().is_multiple_of(2) {
                     return Err(bad_arg(name, "takes key/value pairs"));
                 }
                 let mut m = Map::new();
