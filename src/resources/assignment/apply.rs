@@ -12,7 +12,7 @@ use crate::framework::{
 };
 use crate::resources::provider::Configured;
 use crate::resources::shared::errors::arm_error_diagnostic;
-use crate::resources::shared::reconcile::{timeouts_only_update, AZURE_MANAGED_METADATA_KEYS};
+use crate::resources::shared::reconcile::AZURE_MANAGED_METADATA_KEYS;
 use crate::resources::shared::waits::POLICY_TIMEOUTS;
 
 use super::plan::{check_config, check_parameters_remote, Phase};
@@ -28,9 +28,7 @@ pub(super) async fn create(ctx: &CallContext, req: ApplyRequest<'_>) -> ApplyRes
 
 /// `Resource::update`.
 pub(super) async fn update(ctx: &CallContext, req: ApplyRequest<'_>) -> ApplyResponse {
-    if let Some(state) = timeouts_only_update(req.prior, req.planned) {
-        return ApplyResponse::ok(state);
-    }
+    // An update of only `timeouts` never gets here: the framework answers it.
     write(ctx, &req, Operation::Update).await
 }
 

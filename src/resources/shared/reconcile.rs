@@ -5,8 +5,6 @@
 use serde_json::{Map, Value as Json};
 
 use crate::arm::Scope;
-use crate::framework::apply::unchanged_except;
-use crate::framework::timeouts;
 use crate::framework::typed::Typed;
 use crate::framework::{AttributePath, Diagnostics, ModifyPlanRequest, ModifyPlanResponse, Value};
 use crate::policy::parameters::json_equal;
@@ -111,13 +109,6 @@ pub fn kept_equivalent<T: Typed + Clone>(prior: &T, fresh: T) -> T {
 }
 
 pub use crate::framework::apply::fill_unknowns;
-
-/// The new state of an update that changes only `timeouts`, which needs no call to Azure.
-/// The framework's server already answers such updates before calling `update`
-/// ([`crate::framework::apply::local_only_update`]).
-pub fn timeouts_only_update(prior: &Value, planned: &Value) -> Option<Value> {
-    unchanged_except(prior, planned, &[timeouts::BLOCK_NAME])
-}
 
 /// Drops planned replacements caused only by letter case (or a trailing slash) in the given
 /// top-level id attributes: ARM ids are case-insensitive, so a configuration that spells an id
