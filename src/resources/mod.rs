@@ -62,5 +62,10 @@ mod tests {
         }
         untyped.sort();
         assert_eq!(untyped, UNTYPED, "resources without a typed state");
+        assert_eq!(
+            untyped_data,
+            Vec::<String>::new(),
+            "data sources without a typed state"
+        );
     }
 }
