@@ -324,7 +324,7 @@ impl DefinitionLike for KubernetesDefinitionResource {
         } else {
             AttributePath::attr("constraint_template")
         };
-        replace_on_breaking_parameters(req, change, &new_params, path);
+        replace_on_breaking_parameters(change, prior.parameters.as_deref(), &new_params, path);
     }
 
     async fn put(&self, ctx: &CallContext, req: ApplyRequest<'_>, resp: &mut ApplyResponse) {

@@ -212,6 +212,8 @@ impl DefinitionCollection {
     ) -> Option<String> {
         let scope = Identity::of(req.planned)
             .scope
+            .known()
+            .cloned()
             .or_else(|| planned_scope(ctx, req.config));
         if scope.is_none() {
             diags.error_at(
@@ -261,8 +263,8 @@ impl DefinitionCollection {
             .and_then(|id| split_scoped_id(id, self.segment))
             .unwrap_or_else(|| {
                 (
-                    tracked.scope.clone().unwrap_or_default(),
-                    tracked.name.clone().unwrap_or_default(),
+                    tracked.scope.as_deref().unwrap_or_default().to_string(),
+                    tracked.name.as_deref().unwrap_or_default().to_string(),
                 )
             });
         let deadline = Deadline::start(state, Operation::Read, POLICY_TIMEOUTS);
@@ -286,7 +288,9 @@ impl DefinitionCollection {
             Some(Ok(Some(d))) => {
                 let scope = tracked
                     .scope
+                    .as_deref()
                     .filter(|s| s.eq_ignore_ascii_case(&scope))
+                    .map(str::to_string)
                     .unwrap_or(scope);
                 let mut new = state_from(state, &d, &scope);
                 if let (Some(prior_id), Some(id)) = (tracked.id.as_deref(), d.id()) {
@@ -352,10 +356,10 @@ impl DefinitionCollection {
         removal: Removal,
         diags: &mut Diagnostics,
     ) {
-        let Some(id) = Identity::of(prior).id else {
+        let tracked = Identity::of(prior);
+        let Some(id) = tracked.id.as_deref() else {
             return;
         };
-        let id = id.as_str();
         let Ok(configured) = ctx.provider::<Configured>() else {
             return;
         };

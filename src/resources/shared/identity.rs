@@ -1,7 +1,7 @@
 //! The attributes that name an object at an ARM scope (`<scope>/providers/.../<name>`), read
 //! the same way by the generic code that every such resource shares.
 
-use crate::framework::typed::Typed;
+use crate::framework::typed::{Knowable, Typed};
 use crate::framework::Value;
 use crate::typed_object;
 
@@ -11,15 +11,17 @@ typed_object! {
     /// struct's own attributes, so this subset reads any of those resources' values; it is
     /// no resource's `state_type`.
     pub struct Identity {
-        pub id: Option<String>,
-        pub scope: Option<String>,
-        pub name: Option<String>,
+        pub id: Knowable<String>,
+        /// Unknown kept apart from null: a plan may default a scope left out, not one that
+        /// is still to be computed.
+        pub scope: Knowable<String>,
+        pub name: Knowable<String>,
     }
 }
 
 impl Identity {
-    /// The identifying attributes of `value`; unknown ones read as `None`, and anything but an
-    /// object (the null prior of a create) has none.
+    /// The identifying attributes of `value`; anything but an object (the null prior of a
+    /// create) has none.
     pub fn of(value: &Value) -> Identity {
         Identity::decode(value).unwrap_or_default()
     }
@@ -40,9 +42,9 @@ mod tests {
         assert_eq!(
             Identity::of(&state),
             Identity {
-                id: None,
-                scope: Some("/subscriptions/s".into()),
-                name: Some("x".into()),
+                id: Knowable::Unknown,
+                scope: Knowable::Known("/subscriptions/s".into()),
+                name: Knowable::Known("x".into()),
             }
         );
         assert_eq!(Identity::of(&Value::Null), Identity::default());

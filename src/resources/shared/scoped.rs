@@ -218,10 +218,10 @@ impl ScopedKind {
         let Some(configured) = Configured::from_context(ctx, diags) else {
             return;
         };
-        let Some(id) = Identity::of(prior).id else {
+        let tracked = Identity::of(prior);
+        let Some(id) = tracked.id.as_deref() else {
             return;
         };
-        let id = id.as_str();
         let client = &configured.client;
         let deadline = Deadline::start(prior, Operation::Delete, self.timeouts);
         // Abandoning a DELETE is safe: the object stays in state and the next destroy retries.
