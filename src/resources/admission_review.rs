@@ -29,6 +29,9 @@ use crate::policy::mutation::{MutationSourceError, Mutator};
 use crate::policy::rego::{self, is_cluster_scoped, CompiledRego, EvalOptions};
 use crate::policy::TemplateInfo;
 
+use crate::framework::typed::Typed;
+use crate::typed_object;
+
 use super::provider::Configured;
 use super::shared::errors::arm_error_diagnostic;
 
@@ -42,17 +45,30 @@ const MAX_MANIFEST_BYTES: usize = 8 * 1024 * 1024;
 
 pub struct AdmissionReviewDataSource;
 
-fn result_type() -> Type {
-    Type::object([
-        ("kind", Type::String),
-        ("namespace", Type::String),
-        ("name", Type::String),
-        ("allowed", Type::Bool),
-        ("messages", Type::list(Type::String)),
-        ("warnings", Type::list(Type::String)),
-        ("mutations", Type::list(Type::String)),
-        ("mutated_manifest", Type::String),
-    ])
+typed_object! {
+    /// The review of one document.
+    pub struct ReviewResult {
+        pub kind: String,
+        pub namespace: String,
+        pub name: String,
+        pub allowed: bool,
+        pub messages: Vec<String>,
+        pub warnings: Vec<String>,
+        pub mutations: Vec<String>,
+        /// `None` when no mutator changed the document.
+        pub mutated_manifest: Option<String>,
+    }
+}
+
+typed_object! {
+    /// The data source's configuration or state; `allowed` and `results` are set only in a
+    /// state.
+    pub struct AdmissionReview {
+        pub cluster_id: Option<String>,
+        pub manifests: Option<String>,
+        pub allowed: Option<bool>,
+        pub results: Vec<ReviewResult>,
+    }
 }
 
 fn schema() -> Schema {
@@ -90,7 +106,7 @@ fn schema() -> Schema {
                     .description("True when no document would be denied."),
             )
             .attribute(
-                Attribute::new("results", Type::list(result_type()))
+                Attribute::new("results", Type::list(ReviewResult::ty()))
                     .computed()
                     .description("One entry per document, in order: `kind`, `namespace` (empty for cluster-scoped kinds), `name`, `allowed`, `messages` (the denials, as Gatekeeper reports them: `[constraint] message`), `warnings` (violations of policies whose effect only warns), `mutations` (the mutators of assigned mutation policies that changed the document, as `Kind/name`, in the order Gatekeeper applies them) and `mutated_manifest` (the document as YAML after those mutators, which is what validation reviews and the cluster stores; null when no mutator changed it). Documents whose kind no policy matches are allowed with no messages."),
             ),
@@ -107,9 +123,18 @@ impl DataSource for AdmissionReviewDataSource {
         schema()
     }
 
+    fn state_type(&self) -> Option<Type> {
+        Some(AdmissionReview::ty())
+    }
+
     fn validate_config(&self, req: ValidateConfigRequest<'_>, resp: &mut ValidateConfigResponse) {
-        let (config, diags) = (req.config, &mut resp.diags);
-        if let Some(id) = config.get("cluster_id").as_str() {
+        let diags = &mut resp.diags;
+        // Unknown values read as `None`: they are checked once known, at read.
+        let config = match AdmissionReview::decode(req.config) {
+            Ok(c) => c,
+            Err(e) => return diags.extend(e.into()),
+        };
+        if let Some(id) = config.cluster_id.as_deref() {
             if let Err(e) = cluster_resource_id(id) {
                 diags.push(
                     Diagnostic::error("Invalid cluster_id", e)
@@ -117,7 +142,7 @@ impl DataSource for AdmissionReviewDataSource {
                 );
             }
         }
-        if let Some(text) = config.get("manifests").as_str() {
+        if let Some(text) = config.manifests.as_deref() {
             if let Err(e) = parse_manifests(text) {
                 diags.push(
                     Diagnostic::error("Invalid manifests", e).at(AttributePath::attr("manifests")),
@@ -136,9 +161,12 @@ async fn read_admission_review(
     config: &Value,
     diags: &mut Diagnostics,
 ) -> Option<Value> {
+    let config = AdmissionReview::decode(config)
+        .map_err(|e| diags.extend(e.into()))
+        .ok()?;
     let configured = Configured::from_context(ctx, diags)?;
-    let cluster_id = config.get("cluster_id").as_str().unwrap_or_default();
-    let documents = match parse_manifests(config.get("manifests").as_str().unwrap_or("")) {
+    let cluster_id = config.cluster_id.as_deref().unwrap_or_default();
+    let documents = match parse_manifests(config.manifests.as_deref().unwrap_or("")) {
         Ok(d) => d,
         Err(e) => {
             diags.push(
@@ -225,29 +253,29 @@ async fn read_admission_review(
                 .to_string()
         };
         all_allowed &= decision.allowed();
-        results.push(Value::object([
-            ("kind", Value::string(text("/kind"))),
-            ("namespace", Value::string(text("/metadata/namespace"))),
-            ("name", Value::string(text("/metadata/name"))),
-            ("allowed", Value::Bool(decision.allowed())),
-            ("messages", Value::string_list(decision.denials())),
-            ("warnings", Value::string_list(decision.warnings())),
-            ("mutations", Value::string_list(admission.applied.clone())),
-            (
-                "mutated_manifest",
-                match admission.mutated.as_ref().map(to_yaml) {
-                    Some(Ok(yaml)) => Value::string(yaml),
-                    _ => Value::Null,
-                },
-            ),
-        ]));
+        results.push(ReviewResult {
+            kind: text("/kind"),
+            namespace: text("/metadata/namespace"),
+            name: text("/metadata/name"),
+            allowed: decision.allowed(),
+            messages: decision.denials(),
+            warnings: decision.warnings(),
+            mutations: admission.applied.clone(),
+            mutated_manifest: match admission.mutated.as_ref().map(to_yaml) {
+                Some(Ok(yaml)) => Some(yaml),
+                _ => None,
+            },
+        });
     }
-    Some(Value::object([
-        ("cluster_id", Value::string(cluster_id)),
-        ("manifests", config.get("manifests").clone()),
-        ("allowed", Value::Bool(all_allowed)),
-        ("results", Value::List(results)),
-    ]))
+    Some(
+        AdmissionReview {
+            cluster_id: Some(cluster_id.to_string()),
+            manifests: config.manifests.clone(),
+            allowed: Some(all_allowed),
+            results,
+        }
+        .to_value(),
+    )
 }
 
 fn cluster_resource_id(id: &str) -> Result<ResourceId, String> {

@@ -4,8 +4,9 @@
 
 use base64::Engine as _;
 
-use crate::framework::{Attribute, Block, Schema, Type, Value};
+use crate::framework::{Attribute, Block, Schema, Type};
 use crate::policy::{PolicyDefinition, TemplateInfo};
+use crate::typed_object;
 
 use super::shared::json::canonical_json;
 use super::shared::lookup::{BuiltinLookup, Noun};
@@ -79,21 +80,43 @@ impl BuiltinLookup for BuiltinDefinitionDataSource {
     const NOUN: Noun = NOUN;
     const BUILTINS_PATH: &'static str = BUILTINS_PATH;
     type Body = PolicyDefinition;
+    type State = BuiltinDefinition;
 
     fn lookup_schema(&self) -> Schema {
         schema()
     }
 
-    fn to_state(found: &PolicyDefinition) -> Value {
+    fn to_state(found: &PolicyDefinition) -> BuiltinDefinition {
         to_state(found)
     }
 }
 
-fn json_string(v: Option<&serde_json::Value>) -> Value {
-    Value::opt_string(v.map(canonical_json))
+typed_object! {
+    /// The data source's state.
+    pub struct BuiltinDefinition {
+        pub id: Option<String>,
+        pub name: Option<String>,
+        pub display_name: Option<String>,
+        pub description: Option<String>,
+        pub mode: Option<String>,
+        pub version: Option<String>,
+        pub versions: Vec<String>,
+        pub policy_type: Option<String>,
+        pub category: Option<String>,
+        pub metadata: Option<String>,
+        pub parameters: Option<String>,
+        pub policy_rule: Option<String>,
+        pub template_source_type: Option<String>,
+        pub template_url: Option<String>,
+        pub template_content: Option<String>,
+    }
 }
 
-fn to_state(d: &PolicyDefinition) -> Value {
+fn json_string(v: Option<&serde_json::Value>) -> Option<String> {
+    v.map(canonical_json)
+}
+
+fn to_state(d: &PolicyDefinition) -> BuiltinDefinition {
     let p = &d.properties;
     let template = p.template_info();
     let (source_type, url, content) = match &template {
@@ -115,29 +138,23 @@ fn to_state(d: &PolicyDefinition) -> Value {
         .parameters
         .as_ref()
         .and_then(|params| serde_json::to_value(params).ok());
-    Value::object([
-        ("id", Value::opt_string(d.id.clone())),
-        ("name", Value::opt_string(d.name.clone())),
-        ("display_name", Value::opt_string(p.display_name.clone())),
-        ("description", Value::opt_string(p.description.clone())),
-        ("mode", Value::opt_string(p.mode.clone())),
-        ("version", Value::opt_string(p.version.clone())),
-        (
-            "versions",
-            Value::string_list(p.versions.clone().unwrap_or_default()),
-        ),
-        ("policy_type", Value::opt_string(p.policy_type.clone())),
-        (
-            "category",
-            Value::opt_string(d.category().map(str::to_string)),
-        ),
-        ("metadata", json_string(p.metadata.as_ref())),
-        ("parameters", json_string(parameters.as_ref())),
-        ("policy_rule", json_string(p.policy_rule.as_ref())),
-        ("template_source_type", Value::opt_string(source_type)),
-        ("template_url", Value::opt_string(url)),
-        ("template_content", Value::opt_string(content)),
-    ])
+    BuiltinDefinition {
+        id: d.id.clone(),
+        name: d.name.clone(),
+        display_name: p.display_name.clone(),
+        description: p.description.clone(),
+        mode: p.mode.clone(),
+        version: p.version.clone(),
+        versions: p.versions.clone().unwrap_or_default(),
+        policy_type: p.policy_type.clone(),
+        category: d.category().map(str::to_string),
+        metadata: json_string(p.metadata.as_ref()),
+        parameters: json_string(parameters.as_ref()),
+        policy_rule: json_string(p.policy_rule.as_ref()),
+        template_source_type: source_type.map(str::to_string),
+        template_url: url,
+        template_content: content,
+    }
 }
 
 #[cfg(test)]

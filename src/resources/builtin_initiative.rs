@@ -2,8 +2,9 @@
 //! name (a GUID) or exact display name, e.g. "Kubernetes cluster pod security baseline standards
 //! for Linux-based workloads".
 
-use crate::framework::{Attribute, Block, Schema, Type, Value};
+use crate::framework::{Attribute, Block, Schema, Type};
 use crate::policy::PolicySetDefinition;
+use crate::typed_object;
 
 use super::shared::json::canonical_json;
 use super::shared::lookup::{BuiltinLookup, Noun};
@@ -76,61 +77,62 @@ impl BuiltinLookup for BuiltinInitiativeDataSource {
     const NOUN: Noun = NOUN;
     const BUILTINS_PATH: &'static str = BUILTINS_PATH;
     type Body = PolicySetDefinition;
+    type State = BuiltinInitiative;
 
     fn lookup_schema(&self) -> Schema {
         schema()
     }
 
-    fn to_state(found: &PolicySetDefinition) -> Value {
+    fn to_state(found: &PolicySetDefinition) -> BuiltinInitiative {
         to_state(found)
     }
 }
 
-fn to_state(s: &PolicySetDefinition) -> Value {
+typed_object! {
+    /// The data source's state.
+    pub struct BuiltinInitiative {
+        pub id: Option<String>,
+        pub name: Option<String>,
+        pub display_name: Option<String>,
+        pub description: Option<String>,
+        pub version: Option<String>,
+        pub versions: Vec<String>,
+        pub policy_type: Option<String>,
+        pub category: Option<String>,
+        pub metadata: Option<String>,
+        pub parameters: Option<String>,
+        pub policy_definitions: Option<String>,
+        pub policy_definition_ids: Vec<String>,
+        pub policy_definition_groups: Option<String>,
+    }
+}
+
+fn to_state(s: &PolicySetDefinition) -> BuiltinInitiative {
     let p = &s.properties;
-    let json_string =
-        |v: Option<serde_json::Value>| Value::opt_string(v.as_ref().map(canonical_json));
-    Value::object([
-        ("id", Value::opt_string(s.id.clone())),
-        ("name", Value::opt_string(s.name.clone())),
-        ("display_name", Value::opt_string(p.display_name.clone())),
-        ("description", Value::opt_string(p.description.clone())),
-        ("version", Value::opt_string(p.version.clone())),
-        (
-            "versions",
-            Value::string_list(p.versions.clone().unwrap_or_default()),
+    let json_string = |v: Option<serde_json::Value>| v.as_ref().map(canonical_json);
+    BuiltinInitiative {
+        id: s.id.clone(),
+        name: s.name.clone(),
+        display_name: p.display_name.clone(),
+        description: p.description.clone(),
+        version: p.version.clone(),
+        versions: p.versions.clone().unwrap_or_default(),
+        policy_type: p.policy_type.clone(),
+        category: s.category().map(str::to_string),
+        metadata: json_string(p.metadata.clone()),
+        parameters: json_string(
+            p.parameters
+                .as_ref()
+                .and_then(|x| serde_json::to_value(x).ok()),
         ),
-        ("policy_type", Value::opt_string(p.policy_type.clone())),
-        (
-            "category",
-            Value::opt_string(s.category().map(str::to_string)),
-        ),
-        ("metadata", json_string(p.metadata.clone())),
-        (
-            "parameters",
-            json_string(
-                p.parameters
-                    .as_ref()
-                    .and_then(|x| serde_json::to_value(x).ok()),
-            ),
-        ),
-        (
-            "policy_definitions",
-            json_string(serde_json::to_value(&p.policy_definitions).ok()),
-        ),
-        (
-            "policy_definition_ids",
-            Value::string_list(
-                p.policy_definitions
-                    .iter()
-                    .map(|d| d.policy_definition_id.clone()),
-            ),
-        ),
-        (
-            "policy_definition_groups",
-            json_string(p.policy_definition_groups.clone()),
-        ),
-    ])
+        policy_definitions: json_string(serde_json::to_value(&p.policy_definitions).ok()),
+        policy_definition_ids: p
+            .policy_definitions
+            .iter()
+            .map(|d| d.policy_definition_id.clone())
+            .collect(),
+        policy_definition_groups: json_string(p.policy_definition_groups.clone()),
+    }
 }
 
 #[cfg(test)]
@@ -162,7 +164,7 @@ mod tests {
         assert!(err.detail.contains("case included"), "{}", err.detail);
         let state = to_state(&set("a", "Baseline"));
         assert_eq!(
-            state.get("policy_definition_ids").string_elements(),
+            state.policy_definition_ids,
             vec!["/providers/Microsoft.Authorization/policyDefinitions/x".to_string()]
         );
     }

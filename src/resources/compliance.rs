@@ -13,28 +13,49 @@ use crate::framework::{
     Value,
 };
 
+use crate::framework::typed::{Knowable, Typed};
+use crate::typed_object;
+
 use super::provider::Configured;
 use super::shared::errors::arm_error_diagnostic;
 
 pub struct ComplianceDataSource;
 
-fn definition_type() -> Type {
-    Type::object([
-        ("policy_definition_id", Type::String),
-        ("policy_definition_reference_id", Type::String),
-        ("effect", Type::String),
-        ("non_compliant_resources", Type::Number),
-    ])
+typed_object! {
+    /// One definition's result inside an assignment's summary.
+    pub struct DefinitionSummary {
+        pub policy_definition_id: String,
+        pub policy_definition_reference_id: String,
+        pub effect: String,
+        pub non_compliant_resources: i64,
+    }
 }
 
-fn assignment_type() -> Type {
-    Type::object([
-        ("policy_assignment_id", Type::String),
-        ("policy_set_definition_id", Type::String),
-        ("non_compliant_resources", Type::Number),
-        ("non_compliant_policies", Type::Number),
-        ("policy_definitions", Type::list(definition_type())),
-    ])
+typed_object! {
+    /// One assignment's summary.
+    pub struct AssignmentSummary {
+        pub policy_assignment_id: String,
+        pub policy_set_definition_id: String,
+        pub non_compliant_resources: i64,
+        pub non_compliant_policies: i64,
+        pub policy_definitions: Vec<DefinitionSummary>,
+    }
+}
+
+typed_object! {
+    /// The data source's configuration or state. The computed counts are `None` in a
+    /// configuration and always set in a state.
+    pub struct Compliance {
+        pub id: Option<String>,
+        /// Unknown kept apart: validation skips what is not known yet.
+        pub scope: Knowable<String>,
+        pub policy_assignment_id: Knowable<String>,
+        pub trigger_scan: Option<bool>,
+        pub non_compliant_resources: Option<i64>,
+        pub non_compliant_policies: Option<i64>,
+        pub compliant_resources: Option<i64>,
+        pub policy_assignments: Vec<AssignmentSummary>,
+    }
 }
 
 fn schema() -> Schema {
@@ -53,27 +74,28 @@ fn schema() -> Schema {
             .attribute(Attribute::number("non_compliant_policies").computed().description("Policies with at least one non-compliant resource."))
             .attribute(Attribute::number("compliant_resources").computed().description("Resources compliant with every policy that applies."))
             .attribute(
-                Attribute::new("policy_assignments", Type::list(assignment_type()))
+                Attribute::new("policy_assignments", Type::list(AssignmentSummary::ty()))
                     .computed()
                     .description("Per assignment: its non-compliant counts and per-definition results."),
             ),
     )
 }
 
-fn summarize_prefix(config: &Value) -> Option<String> {
+fn summarize_prefix(config: &Compliance) -> Option<String> {
     config
-        .get("policy_assignment_id")
-        .as_str()
-        .or_else(|| config.get("scope").as_str())
+        .policy_assignment_id
+        .as_deref()
+        .or(config.scope.as_deref())
         .map(|s| s.trim_end_matches('/').to_string())
 }
 
 /// The subscription or resource group a scan runs in, for a scope or an assignment.
-fn scan_scope(config: &Value) -> Result<String, String> {
-    let scope = match config.get("policy_assignment_id").as_str() {
+fn scan_scope(config: &Compliance) -> Result<String, String> {
+    let scope = match config.policy_assignment_id.as_deref() {
         Some(a) => ResourceId::parse(a).map_err(|e| e.to_string())?.parent,
-        None => Scope::parse(config.get("scope").as_str().unwrap_or_default())
-            .map_err(|e| e.to_string())?,
+        None => {
+            Scope::parse(config.scope.as_deref().unwrap_or_default()).map_err(|e| e.to_string())?
+        }
     };
     let mut s = scope;
     loop {
@@ -87,8 +109,8 @@ fn scan_scope(config: &Value) -> Result<String, String> {
     }
 }
 
-fn num(v: Option<&Json>) -> Value {
-    Value::from(v.and_then(Json::as_i64).unwrap_or(0))
+fn num(v: Option<&Json>) -> i64 {
+    v.and_then(Json::as_i64).unwrap_or(0)
 }
 
 fn count_state(details: Option<&Json>, state: &str) -> i64 {
@@ -107,83 +129,43 @@ fn count_state(details: Option<&Json>, state: &str) -> i64 {
         .unwrap_or(0)
 }
 
-fn to_state(config: &Value, id: &str, summary: &Json) -> Value {
+fn to_state(config: &Compliance, id: &str, summary: &Json) -> Compliance {
     let results = summary.get("results");
-    let str_of = |v: &Json, k: &str| Value::string(v.get(k).and_then(Json::as_str).unwrap_or(""));
-    let assignments = summary
-        .get("policyAssignments")
-        .and_then(Json::as_array)
-        .map(|items| {
-            items
-                .iter()
-                .map(|a| {
-                    let defs = a
-                        .get("policyDefinitions")
-                        .and_then(Json::as_array)
-                        .map(|ds| {
-                            ds.iter()
-                                .map(|d| {
-                                    Value::object([
-                                        ("policy_definition_id", str_of(d, "policyDefinitionId")),
-                                        (
-                                            "policy_definition_reference_id",
-                                            str_of(d, "policyDefinitionReferenceId"),
-                                        ),
-                                        ("effect", str_of(d, "effect")),
-                                        (
-                                            "non_compliant_resources",
-                                            num(d.pointer("/results/nonCompliantResources")),
-                                        ),
-                                    ])
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    Value::object([
-                        ("policy_assignment_id", str_of(a, "policyAssignmentId")),
-                        (
-                            "policy_set_definition_id",
-                            str_of(a, "policySetDefinitionId"),
-                        ),
-                        (
-                            "non_compliant_resources",
-                            num(a.pointer("/results/nonCompliantResources")),
-                        ),
-                        (
-                            "non_compliant_policies",
-                            num(a.pointer("/results/nonCompliantPolicies")),
-                        ),
-                        ("policy_definitions", Value::List(defs)),
-                    ])
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    Value::object([
-        ("id", Value::string(id)),
-        ("scope", config.get("scope").clone()),
-        (
-            "policy_assignment_id",
-            config.get("policy_assignment_id").clone(),
-        ),
-        ("trigger_scan", config.get("trigger_scan").clone()),
-        (
-            "non_compliant_resources",
-            num(results.and_then(|r| r.get("nonCompliantResources"))),
-        ),
-        (
-            "non_compliant_policies",
-            num(results.and_then(|r| r.get("nonCompliantPolicies"))),
-        ),
-        (
-            "compliant_resources",
-            Value::from(count_state(
-                results.and_then(|r| r.get("resourceDetails")),
-                "compliant",
-            )),
-        ),
-        ("policy_assignments", Value::List(assignments)),
-    ])
+    let str_of = |v: &Json, k: &str| v.get(k).and_then(Json::as_str).unwrap_or("").to_string();
+    let definition = |d: &Json| DefinitionSummary {
+        policy_definition_id: str_of(d, "policyDefinitionId"),
+        policy_definition_reference_id: str_of(d, "policyDefinitionReferenceId"),
+        effect: str_of(d, "effect"),
+        non_compliant_resources: num(d.pointer("/results/nonCompliantResources")),
+    };
+    let assignment = |a: &Json| AssignmentSummary {
+        policy_assignment_id: str_of(a, "policyAssignmentId"),
+        policy_set_definition_id: str_of(a, "policySetDefinitionId"),
+        non_compliant_resources: num(a.pointer("/results/nonCompliantResources")),
+        non_compliant_policies: num(a.pointer("/results/nonCompliantPolicies")),
+        policy_definitions: a
+            .get("policyDefinitions")
+            .and_then(Json::as_array)
+            .map(|ds| ds.iter().map(definition).collect())
+            .unwrap_or_default(),
+    };
+    Compliance {
+        id: Some(id.to_string()),
+        scope: config.scope.clone(),
+        policy_assignment_id: config.policy_assignment_id.clone(),
+        trigger_scan: config.trigger_scan,
+        non_compliant_resources: Some(num(results.and_then(|r| r.get("nonCompliantResources")))),
+        non_compliant_policies: Some(num(results.and_then(|r| r.get("nonCompliantPolicies")))),
+        compliant_resources: Some(count_state(
+            results.and_then(|r| r.get("resourceDetails")),
+            "compliant",
+        )),
+        policy_assignments: summary
+            .get("policyAssignments")
+            .and_then(Json::as_array)
+            .map(|items| items.iter().map(assignment).collect())
+            .unwrap_or_default(),
+    }
 }
 
 #[async_trait]
@@ -196,10 +178,17 @@ impl DataSource for ComplianceDataSource {
         schema()
     }
 
+    fn state_type(&self) -> Option<Type> {
+        Some(Compliance::ty())
+    }
+
     fn validate_config(&self, req: ValidateConfigRequest<'_>, resp: &mut ValidateConfigResponse) {
-        let (config, diags) = (req.config, &mut resp.diags);
-        let scope = config.get("scope");
-        let assignment = config.get("policy_assignment_id");
+        let diags = &mut resp.diags;
+        let config = match Compliance::decode(req.config) {
+            Ok(c) => c,
+            Err(e) => return diags.extend(e.into()),
+        };
+        let (scope, assignment) = (&config.scope, &config.policy_assignment_id);
         if scope.is_unknown() || assignment.is_unknown() {
             return;
         }
@@ -213,13 +202,13 @@ impl DataSource for ComplianceDataSource {
             );
             return;
         }
-        if let Some(s) = scope.as_str() {
+        if let Some(s) = scope.as_deref() {
             if let Err(e) = Scope::parse(s) {
                 diags.error_at(AttributePath::attr("scope"), "Invalid scope", e.to_string());
             }
         }
-        if config.get("trigger_scan").as_bool() == Some(true) {
-            if let Err(msg) = scan_scope(config) {
+        if config.trigger_scan == Some(true) {
+            if let Err(msg) = scan_scope(&config) {
                 diags.error_at(
                     AttributePath::attr("trigger_scan"),
                     "Cannot scan this scope",
@@ -239,12 +228,16 @@ async fn read_compliance(
     config: &Value,
     diags: &mut Diagnostics,
 ) -> Option<Value> {
+    let config = Compliance::decode(config)
+        .map_err(|e| diags.extend(e.into()))
+        .ok()?;
+    let config = &config;
     let c = ctx
         .provider::<Configured>()
         .map_err(|d| diags.extend(d))
         .ok()?;
     let prefix = summarize_prefix(config)?;
-    if config.get("trigger_scan").as_bool() == Some(true) {
+    if config.trigger_scan == Some(true) {
         let scope = match scan_scope(config) {
             Ok(s) => s,
             Err(msg) => {
@@ -284,7 +277,7 @@ async fn read_compliance(
                 .and_then(|v| v.first())
                 .cloned()
                 .unwrap_or(Json::Null);
-            Some(to_state(config, &prefix, &summary))
+            Some(to_state(config, &prefix, &summary).to_value())
         }
         Err(e) => {
             diags.push(arm_error_diagnostic(
@@ -301,6 +294,13 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn scoped(scope: &str) -> Compliance {
+        Compliance {
+            scope: Knowable::Known(scope.to_string()),
+            ..Default::default()
+        }
+    }
+
     #[test]
     fn summary_maps_counts() {
         let summary = json!({
@@ -310,35 +310,30 @@ mod tests {
                 "results": {"nonCompliantResources": 3, "nonCompliantPolicies": 1},
                 "policyDefinitions": [{"policyDefinitionId": "/d", "effect": "deny", "results": {"nonCompliantResources": 3}}]}]
         });
-        let config = Value::object([("scope", Value::string("/subscriptions/s"))]);
+        let config = scoped("/subscriptions/s");
         let s = to_state(&config, "/subscriptions/s", &summary);
-        assert_eq!(s.get("non_compliant_resources").as_i64(), Some(3));
-        assert_eq!(s.get("compliant_resources").as_i64(), Some(5));
-        let a = &s.get("policy_assignments").elements()[0];
-        assert_eq!(
-            a.get("policy_definitions").elements()[0]
-                .get("effect")
-                .as_str(),
-            Some("deny")
-        );
+        assert_eq!(s.non_compliant_resources, Some(3));
+        assert_eq!(s.compliant_resources, Some(5));
+        assert_eq!(s.policy_assignments[0].policy_definitions[0].effect, "deny");
+        // What Terraform receives decodes back to the same state.
+        assert_eq!(Compliance::decode(&s.to_value()), Ok(s));
     }
 
     #[test]
     fn scans_run_at_subscription_or_resource_group() {
-        let rg = Value::object([("scope", Value::string("/subscriptions/s/resourceGroups/rg"))]);
+        let rg = scoped("/subscriptions/s/resourceGroups/rg");
         assert_eq!(
             scan_scope(&rg).unwrap().to_lowercase(),
             "/subscriptions/s/resourcegroups/rg"
         );
-        let mg = Value::object([(
-            "scope",
-            Value::string("/providers/Microsoft.Management/managementGroups/m"),
-        )]);
+        let mg = scoped("/providers/Microsoft.Management/managementGroups/m");
         assert!(scan_scope(&mg).is_err());
-        let assignment = Value::object([(
-            "policy_assignment_id",
-            Value::string("/subscriptions/s/providers/Microsoft.Authorization/policyAssignments/a"),
-        )]);
+        let assignment = Compliance {
+            policy_assignment_id: Knowable::Known(
+                "/subscriptions/s/providers/Microsoft.Authorization/policyAssignments/a".into(),
+            ),
+            ..Default::default()
+        };
         assert_eq!(scan_scope(&assignment).unwrap(), "/subscriptions/s");
     }
 }

@@ -21,6 +21,7 @@ use crate::typed_object;
 
 use super::provider::Configured;
 use super::shared::definition_api::{identifying_attributes, DefinitionCollection, DefinitionLike};
+use super::shared::identity::Identity;
 use super::shared::json::{canonical_json, json_text};
 use super::shared::waits::POLICY_TIMEOUTS;
 
@@ -176,7 +177,8 @@ pub(crate) fn plan_default_scope(
     req: ModifyPlanRequest<'_>,
     change: &mut ModifyPlanResponse,
 ) {
-    if change.planned.get("scope").is_unknown() && req.config.get("scope").is_null() {
+    if Identity::of(&change.planned).scope.is_unknown() && Identity::of(req.config).scope.is_null()
+    {
         if let Some(scope) = planned_scope(ctx, req.config) {
             change.planned.set("scope", Value::string(scope));
         }
@@ -185,7 +187,7 @@ pub(crate) fn plan_default_scope(
 
 /// The scope from the configuration, else the provider's subscription.
 pub(crate) fn planned_scope(ctx: &CallContext, config: &Value) -> Option<String> {
-    if let Some(s) = config.get("scope").as_str() {
+    if let Some(s) = Identity::of(config).scope.as_deref() {
         return parse_scope(s);
     }
     let configured = ctx.provider::<Configured>().ok()?;
@@ -197,13 +199,10 @@ pub(crate) fn planned_scope(ctx: &CallContext, config: &Value) -> Option<String>
 
 /// Reasons Azure would refuse to update `prior` parameters into `new` ones (removed or retyped).
 fn breaking_parameter_changes(
-    prior: &Value,
+    prior: Option<&str>,
     new: &BTreeMap<String, ParameterDefinition>,
 ) -> Vec<String> {
-    let Some(prior) = prior
-        .as_str()
-        .and_then(|s| serde_json::from_str::<Map<String, Json>>(s).ok())
-    else {
+    let Some(prior) = prior.and_then(|s| serde_json::from_str::<Map<String, Json>>(s).ok()) else {
         return Vec::new();
     };
     let mut reasons = Vec::new();
@@ -222,15 +221,15 @@ fn breaking_parameter_changes(
 }
 
 /// Plans a replacement, with a warning that says why, when the `new` parameter declarations
-/// break the prior ones: Azure refuses such an update. `path` is the attribute that declares
-/// them.
+/// break the `prior` ones (the prior state's `parameters`): Azure refuses such an update.
+/// `path` is the attribute that declares them.
 pub(crate) fn replace_on_breaking_parameters(
-    req: ModifyPlanRequest<'_>,
     change: &mut ModifyPlanResponse,
+    prior: Option<&str>,
     new: &BTreeMap<String, ParameterDefinition>,
     path: AttributePath,
 ) {
-    let reasons = breaking_parameter_changes(req.prior.get("parameters"), new);
+    let reasons = breaking_parameter_changes(prior, new);
     if !reasons.is_empty() {
         change.requires_replace.push(path.clone());
         change.diags.push(replacement_warning(&reasons, path));
@@ -468,9 +467,10 @@ impl DefinitionLike for DefinitionResource {
         let Ok(new) = parameters_of(config.parameters.as_deref()) else {
             return;
         };
+        let prior = Definition::decode(req.prior).unwrap_or_default();
         replace_on_breaking_parameters(
-            req,
             change,
+            prior.parameters.as_deref(),
             &new.unwrap_or_default(),
             AttributePath::attr("parameters"),
         );
@@ -534,10 +534,10 @@ mod tests {
 
     #[test]
     fn breaking_changes_are_reported() {
-        let prior = Value::string(r#"{"a":{"type":"String"},"b":{"type":"Array"}}"#);
+        let prior = r#"{"a":{"type":"String"},"b":{"type":"Array"}}"#;
         let new: BTreeMap<String, ParameterDefinition> =
             serde_json::from_value(json!({"a": {"type": "Integer"}})).unwrap();
-        let reasons = breaking_parameter_changes(&prior, &new);
+        let reasons = breaking_parameter_changes(Some(prior), &new);
         assert_eq!(reasons.len(), 2, "{reasons:?}");
     }
 

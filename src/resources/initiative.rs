@@ -552,7 +552,13 @@ impl DefinitionLike for InitiativeResource {
             return;
         }
         if let Ok(new) = declared_parameters(&config) {
-            replace_on_breaking_parameters(req, change, &new, AttributePath::attr("parameters"));
+            let prior = Initiative::decode(req.prior).unwrap_or_default();
+            replace_on_breaking_parameters(
+                change,
+                prior.parameters.as_deref(),
+                &new,
+                AttributePath::attr("parameters"),
+            );
         }
     }
 

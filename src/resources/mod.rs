@@ -22,7 +22,8 @@ pub use provider::provider;
 
 #[cfg(test)]
 mod tests {
-    use crate::framework::typed::conforms;
+    use super::provider::ProviderConfig;
+    use crate::framework::typed::{conforms, Typed};
     use crate::framework::{AttributePath, Schema, Type};
 
     /// Resources whose state is still read by attribute name.
@@ -42,12 +43,19 @@ mod tests {
         }
     }
 
-    /// Every schema follows Terraform's rules, and every typed state has exactly the schema's
-    /// attributes with the schema's types, so decoding never meets a surprise.
+    /// Every schema follows Terraform's rules, and every typed state (and the provider block's
+    /// struct) has exactly the schema's attributes with the schema's types, so decoding never
+    /// meets a surprise.
     #[test]
     fn schemas_are_valid_and_typed_states_match_them() {
         let provider = super::provider();
         let mut untyped = Vec::new();
+        check(
+            "provider",
+            &provider.schema(),
+            Some(ProviderConfig::ty()),
+            &mut untyped,
+        );
         for r in provider.resources() {
             check(r.type_name(), &r.schema(), r.state_type(), &mut untyped);
         }
@@ -62,5 +70,10 @@ mod tests {
         }
         untyped.sort();
         assert_eq!(untyped, UNTYPED, "resources without a typed state");
+        assert_eq!(
+            untyped_data,
+            Vec::<String>::new(),
+            "data sources without a typed state"
+        );
     }
 }

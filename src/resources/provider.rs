@@ -10,9 +10,13 @@ use async_trait::async_trait;
 use crate::arm::{ArmClient, ArmSettings, ClientOptions, ListSnapshots};
 use crate::framework::{
     Attribute, AttributePath, Block, ConfigureRequest, ConfigureResponse, DataSource, Diagnostic,
-    Diagnostics, Function, Provider, ProviderData, Resource, Schema, ValidateConfigRequest,
+    Diagnostics, Function, Provider, ProviderData, Resource, Schema, Type, ValidateConfigRequest,
     ValidateConfigResponse, Value,
 };
+
+use crate::framework::typed::{Typed, TypedError};
+use crate::framework::value::Number;
+use crate::typed_object;
 
 use super::admission_review::AdmissionReviewDataSource;
 use super::assignment::AssignmentResource;
@@ -236,39 +240,109 @@ fn provider_block() -> Block {
         ))
 }
 
+/// A credential from the provider block. Its `Debug` shows only that it is set, as
+/// [`ArmSettings`]' does, so the block's struct can be logged without leaking it.
+#[derive(Clone, PartialEq, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    fn reveal(self) -> String {
+        self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<set>")
+    }
+}
+
+impl Typed for Secret {
+    fn ty() -> Type {
+        Type::String
+    }
+
+    fn from_value(value: &Value, path: &AttributePath) -> Result<Self, TypedError> {
+        String::from_value(value, path).map(Secret)
+    }
+
+    fn to_value(&self) -> Value {
+        Value::String(self.0.clone())
+    }
+}
+
+typed_object! {
+    /// The provider block. Unknown arguments read as unset, so the `ARM_*` variables and the
+    /// defaults fill them.
+    pub struct ProviderConfig {
+        pub subscription_id: Option<String>,
+        pub tenant_id: Option<String>,
+        pub client_id: Option<String>,
+        pub client_id_file_path: Option<String>,
+        pub client_secret: Option<Secret>,
+        pub client_secret_file_path: Option<String>,
+        pub client_certificate: Option<Secret>,
+        pub client_certificate_path: Option<String>,
+        pub client_certificate_password: Option<Secret>,
+        pub use_oidc: Option<bool>,
+        pub oidc_token: Option<Secret>,
+        pub oidc_token_file_path: Option<String>,
+        pub oidc_request_url: Option<String>,
+        pub oidc_request_token: Option<Secret>,
+        pub use_aks_workload_identity: Option<bool>,
+        pub use_msi: Option<bool>,
+        pub msi_endpoint: Option<String>,
+        pub use_cli: Option<bool>,
+        pub environment: Option<String>,
+        pub metadata_host: Option<String>,
+        pub resource_manager_endpoint: Option<String>,
+        pub resource_manager_audience: Option<String>,
+        pub authority_host: Option<String>,
+        pub ca_certificate_file: Option<String>,
+        /// As Terraform sent it: the attribute's validator reports anything but a whole number
+        /// from 0 to 20.
+        pub max_retries: Option<Number>,
+        pub partner_id: Option<String>,
+        pub disable_correlation_request_id: Option<bool>,
+    }
+}
+
 /// Maps the provider block onto the ARM client's settings; unset arguments stay `None` so the
 /// environment can fill them.
-fn settings_from_config(config: &Value) -> ArmSettings {
-    let s = |name: &str| config.get(name).as_str().map(str::to_string);
-    let b = |name: &str| config.get(name).as_bool();
+fn settings_from_config(config: &ProviderConfig) -> ArmSettings {
+    let c = config.clone();
     ArmSettings {
-        subscription_id: s("subscription_id"),
-        tenant_id: s("tenant_id"),
-        client_id: s("client_id"),
-        client_id_file_path: s("client_id_file_path"),
-        client_secret: s("client_secret"),
-        client_secret_file_path: s("client_secret_file_path"),
-        client_certificate: s("client_certificate"),
-        client_certificate_path: s("client_certificate_path"),
-        client_certificate_password: s("client_certificate_password"),
-        use_oidc: b("use_oidc"),
-        oidc_token: s("oidc_token"),
-        oidc_token_file_path: s("oidc_token_file_path"),
-        oidc_request_url: s("oidc_request_url"),
-        oidc_request_token: s("oidc_request_token"),
-        use_aks_workload_identity: b("use_aks_workload_identity"),
-        use_msi: b("use_msi"),
-        msi_endpoint: s("msi_endpoint"),
-        use_cli: b("use_cli"),
-        environment: s("environment"),
-        metadata_host: s("metadata_host"),
-        resource_manager_endpoint: s("resource_manager_endpoint"),
-        resource_manager_audience: s("resource_manager_audience"),
-        authority_host: s("authority_host"),
-        ca_certificate_file: s("ca_certificate_file"),
-        max_retries: config.get("max_retries").as_i64().map(|n| n as u32),
-        partner_id: s("partner_id"),
-        disable_correlation_request_id: b("disable_correlation_request_id"),
+        subscription_id: c.subscription_id,
+        tenant_id: c.tenant_id,
+        client_id: c.client_id,
+        client_id_file_path: c.client_id_file_path,
+        client_secret: c.client_secret.map(Secret::reveal),
+        client_secret_file_path: c.client_secret_file_path,
+        client_certificate: c.client_certificate.map(Secret::reveal),
+        client_certificate_path: c.client_certificate_path,
+        client_certificate_password: c.client_certificate_password.map(Secret::reveal),
+        use_oidc: c.use_oidc,
+        oidc_token: c.oidc_token.map(Secret::reveal),
+        oidc_token_file_path: c.oidc_token_file_path,
+        oidc_request_url: c.oidc_request_url,
+        oidc_request_token: c.oidc_request_token.map(Secret::reveal),
+        use_aks_workload_identity: c.use_aks_workload_identity,
+        use_msi: c.use_msi,
+        msi_endpoint: c.msi_endpoint,
+        use_cli: c.use_cli,
+        environment: c.environment,
+        metadata_host: c.metadata_host,
+        resource_manager_endpoint: c.resource_manager_endpoint,
+        resource_manager_audience: c.resource_manager_audience,
+        authority_host: c.authority_host,
+        ca_certificate_file: c.ca_certificate_file,
+        max_retries: c
+            .max_retries
+            .as_ref()
+            .and_then(Number::as_i64)
+            .map(|n| n as u32),
+        partner_id: c.partner_id,
+        disable_correlation_request_id: c.disable_correlation_request_id,
     }
 }
 
@@ -313,14 +387,18 @@ impl Provider for AksPolicyProvider {
     }
 
     fn validate_config(&self, req: ValidateConfigRequest<'_>, resp: &mut ValidateConfigResponse) {
-        let (config, diags) = (req.config, &mut resp.diags);
-        for insecure in crate::arm::endpoint::insecure_endpoints(&settings_from_config(config)) {
+        let diags = &mut resp.diags;
+        let config = match ProviderConfig::decode(req.config) {
+            Ok(c) => c,
+            Err(e) => return diags.extend(e.into()),
+        };
+        for insecure in crate::arm::endpoint::insecure_endpoints(&settings_from_config(&config)) {
             diags.push(
                 Diagnostic::error("Insecure endpoint", insecure.to_string())
                     .at(AttributePath::attr(insecure.attribute)),
             );
         }
-        if let Some(env) = config.get("environment").as_str() {
+        if let Some(env) = config.environment.as_deref() {
             if !["public", "usgovernment", "china", "custom"].contains(&env) {
                 diags.push(
                     Diagnostic::error(
@@ -353,7 +431,7 @@ async fn configure(req: ConfigureRequest) -> Result<ProviderData, Diagnostics> {
         // apply configures the provider again with the values known.
         log::debug!("provider configuration has unknown values; unknown settings read as unset");
     }
-    let mut settings = settings_from_config(&req.config);
+    let mut settings = settings_from_config(&ProviderConfig::decode(&req.config)?);
     if let Err(e) = settings.fill_from_env(&|k| std::env::var(k).ok()) {
         return Err(Diagnostic::error("Invalid ARM_* environment variable", e.to_string()).into());
     }
@@ -375,6 +453,18 @@ async fn configure(req: ConfigureRequest) -> Result<ProviderData, Diagnostics> {
 mod tests {
     use super::*;
     use crate::framework::{ValidateConfigRequest, ValidateConfigResponse};
+
+    #[test]
+    fn the_provider_block_debugs_without_its_secrets() {
+        let mut config = Value::Object(Default::default());
+        config.set("client_secret", Value::string("s3cr3t"));
+        let config = ProviderConfig::decode(&config).unwrap();
+        assert!(!format!("{config:?}").contains("s3cr3t"));
+        assert_eq!(
+            settings_from_config(&config).client_secret.as_deref(),
+            Some("s3cr3t")
+        );
+    }
 
     #[test]
     fn provider_schema_is_valid() {

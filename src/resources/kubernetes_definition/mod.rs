@@ -279,7 +279,7 @@ impl DefinitionLike for KubernetesDefinitionResource {
         } else {
             AttributePath::attr("constraint_template")
         };
-        replace_on_breaking_parameters(req, change, &new_params, path);
+        replace_on_breaking_parameters(change, prior.parameters.as_deref(), &new_params, path);
     }
 
     fn name(planned: &KubernetesDefinition) -> Option<&str> {

@@ -20,6 +20,7 @@ use crate::policy::{PolicyDefinition, PolicySetDefinition};
 
 use super::errors::arm_error_diagnostic;
 use super::existence::check_planned_scope;
+use super::identity::Identity;
 use super::usage::{bullet_list, users_of};
 use super::validators::azure_name;
 use super::waits::POLICY_TIMEOUTS;
@@ -237,11 +238,10 @@ impl DefinitionCollection {
         req: &ApplyRequest<'_>,
         diags: &mut Diagnostics,
     ) -> Option<String> {
-        let scope = req
-            .planned
-            .get("scope")
-            .as_str()
-            .map(str::to_string)
+        let scope = Identity::of(req.planned)
+            .scope
+            .known()
+            .cloned()
             .or_else(|| planned_scope(ctx, req.config));
         if scope.is_none() {
             diags.error_at(
@@ -284,14 +284,15 @@ impl DefinitionCollection {
         state_from: impl Fn(&Value, &T, &str) -> Value + Send,
     ) -> Option<Value> {
         let configured = Configured::from_context(ctx, diags)?;
-        let (scope, name) = state
-            .get("id")
-            .as_str()
+        let tracked = Identity::of(state);
+        let (scope, name) = tracked
+            .id
+            .as_deref()
             .and_then(|id| split_scoped_id(id, self.segment))
             .unwrap_or_else(|| {
                 (
-                    state.get("scope").as_str().unwrap_or_default().to_string(),
-                    state.get("name").as_str().unwrap_or_default().to_string(),
+                    tracked.scope.as_deref().unwrap_or_default().to_string(),
+                    tracked.name.as_deref().unwrap_or_default().to_string(),
                 )
             });
         let deadline = Deadline::start(state, Operation::Read, POLICY_TIMEOUTS);
@@ -313,14 +314,14 @@ impl DefinitionCollection {
             .await;
         match read {
             Some(Ok(Some(d))) => {
-                let scope = state
-                    .get("scope")
-                    .as_str()
+                let scope = tracked
+                    .scope
+                    .as_deref()
                     .filter(|s| s.eq_ignore_ascii_case(&scope))
                     .map(str::to_string)
                     .unwrap_or(scope);
                 let mut new = state_from(state, &d, &scope);
-                if let (Some(prior_id), Some(id)) = (state.get("id").as_str(), d.id()) {
+                if let (Some(prior_id), Some(id)) = (tracked.id.as_deref(), d.id()) {
                     if id.eq_ignore_ascii_case(prior_id) {
                         new.set("id", Value::string(prior_id));
                     }
@@ -349,9 +350,10 @@ impl DefinitionCollection {
         let Some(configured) = Configured::from_context(ctx, diags) else {
             return;
         };
+        let tracked = Identity::of(prior);
         let path = self.path(
-            prior.get("scope").as_str().unwrap_or_default(),
-            prior.get("name").as_str().unwrap_or_default(),
+            tracked.scope.as_deref().unwrap_or_default(),
+            tracked.name.as_deref().unwrap_or_default(),
         );
         let deadline = Deadline::start(prior, Operation::Delete, POLICY_TIMEOUTS);
         // Abandoning a DELETE is safe: the definition stays in state and destroy retries.
@@ -382,7 +384,8 @@ impl DefinitionCollection {
         removal: Removal,
         diags: &mut Diagnostics,
     ) {
-        let Some(id) = prior.get("id").as_str() else {
+        let tracked = Identity::of(prior);
+        let Some(id) = tracked.id.as_deref() else {
             return;
         };
         let Ok(configured) = ctx.provider::<Configured>() else {
@@ -456,8 +459,9 @@ mod tests {
         let mut d = Diagnostics::new();
         let id = "/subscriptions/s/providers/Microsoft.Authorization/policySetDefinitions/x";
         let state = SETS.import(id, &mut d).expect("valid id");
-        assert_eq!(state.get("scope").as_str(), Some("/subscriptions/s"));
-        assert_eq!(state.get("name").as_str(), Some("x"));
+        let identity = Identity::of(&state);
+        assert_eq!(identity.scope.as_deref(), Some("/subscriptions/s"));
+        assert_eq!(identity.name.as_deref(), Some("x"));
         assert!(state.get("timeouts").is_null());
         assert!(SETS.import("/subscriptions/s", &mut d).is_none());
         assert!(d.0[0].detail.contains("is not a policy set definition ID"));

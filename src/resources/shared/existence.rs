@@ -22,6 +22,7 @@ use crate::framework::{
 };
 use crate::policy::effects::{definition_effect, is_remediable, member_values, MemberValues};
 
+use super::identity::Identity;
 use super::lookup::builtin_listing;
 use super::parameter_values::{definition_kind, DefinitionKind};
 use crate::resources::provider::Configured;
@@ -123,9 +124,9 @@ pub async fn check_planned_scope(
     req: ModifyPlanRequest<'_>,
     change: &mut ModifyPlanResponse,
 ) {
-    let scope = req.config.get("scope");
-    let moved = req.prior.is_null() || req.prior.get("scope") != scope;
-    let (true, Some(scope)) = (moved, scope.as_str()) else {
+    let scope = Identity::of(req.config).scope;
+    let moved = req.prior.is_null() || Identity::of(req.prior).scope != scope;
+    let (true, Some(scope)) = (moved, scope.as_deref()) else {
         return;
     };
     // Validation runs without a client too (terraform validate); then Azure checks at apply.

@@ -9,12 +9,14 @@ use serde::de::DeserializeOwned;
 use serde_json::Value as Json;
 
 use crate::arm::{api_version, ArmClient, ArmError};
+use crate::framework::typed::{Knowable, Typed};
 use crate::framework::{
     AttributePath, CallContext, DataSource, Diagnostic, Diagnostics, ReadDataRequest,
-    ReadDataResponse, Schema, ValidateConfigRequest, ValidateConfigResponse, Value,
+    ReadDataResponse, Schema, Type, ValidateConfigRequest, ValidateConfigResponse,
 };
 use crate::policy::{PolicyDefinition, PolicySetDefinition};
 use crate::resources::provider::Configured;
+use crate::typed_object;
 
 use super::errors::arm_error_diagnostic;
 
@@ -28,9 +30,21 @@ pub trait BuiltinLookup: Send + Sync + 'static {
     /// policyDefinitions`.
     const BUILTINS_PATH: &'static str;
     type Body: Listed + DeserializeOwned + Send;
+    /// The typed state, which holds the lookup keys too.
+    type State: Typed;
 
     fn lookup_schema(&self) -> Schema;
-    fn to_state(found: &Self::Body) -> Value;
+    fn to_state(found: &Self::Body) -> Self::State;
+}
+
+typed_object! {
+    /// The keys a lookup's configuration names the built-in by: a subset of every lookup's
+    /// state (decoding reads only these attributes), so no data source's `state_type`.
+    pub struct LookupKeys {
+        /// Unknown kept apart: validation skips keys not known yet.
+        pub name: Knowable<String>,
+        pub display_name: Knowable<String>,
+    }
 }
 
 #[async_trait]
@@ -43,11 +57,22 @@ impl<T: BuiltinLookup> DataSource for T {
         self.lookup_schema()
     }
 
+    fn state_type(&self) -> Option<Type> {
+        Some(T::State::ty())
+    }
+
     fn validate_config(&self, req: ValidateConfigRequest<'_>, resp: &mut ValidateConfigResponse) {
-        check_lookup_keys(req.config, &T::NOUN, &mut resp.diags);
+        match LookupKeys::decode(req.config) {
+            Ok(keys) => check_lookup_keys(&keys, &T::NOUN, &mut resp.diags),
+            Err(e) => resp.diags.extend(e.into()),
+        }
     }
 
     async fn read(&self, ctx: &CallContext, req: ReadDataRequest<'_>, resp: &mut ReadDataResponse) {
+        let keys = match LookupKeys::decode(req.config) {
+            Ok(keys) => keys,
+            Err(e) => return resp.diags.extend(e.into()),
+        };
         let Some(configured) = Configured::from_context(ctx, &mut resp.diags) else {
             return;
         };
@@ -55,12 +80,12 @@ impl<T: BuiltinLookup> DataSource for T {
             &configured.client,
             T::BUILTINS_PATH,
             api_version::POLICY,
-            req.config,
+            &keys,
             &T::NOUN,
             &mut resp.diags,
         )
         .await;
-        resp.state = found.as_ref().map(T::to_state);
+        resp.state = found.as_ref().map(|f| T::to_state(f).to_value());
     }
 }
 
@@ -102,9 +127,8 @@ pub struct Noun {
 }
 
 /// Checks that a lookup sets exactly one of `name` and `display_name`.
-pub fn check_lookup_keys(config: &Value, noun: &Noun, diags: &mut Diagnostics) {
-    let name = config.get("name");
-    let display = config.get("display_name");
+pub fn check_lookup_keys(keys: &LookupKeys, noun: &Noun, diags: &mut Diagnostics) {
+    let (name, display) = (&keys.name, &keys.display_name);
     if name.is_unknown() || display.is_unknown() {
         return;
     }
@@ -133,11 +157,11 @@ pub async fn find_builtin<T: Listed + DeserializeOwned>(
     client: &ArmClient,
     builtins_path: &str,
     api_version: &str,
-    config: &Value,
+    keys: &LookupKeys,
     noun: &Noun,
     diags: &mut Diagnostics,
 ) -> Option<T> {
-    if let Some(name) = config.get("name").as_str() {
+    if let Some(name) = keys.name.as_deref() {
         let path = format!("{builtins_path}/{name}");
         return match client.get_optional::<T>(&path, api_version).await {
             Ok(Some(found)) => Some(found),
@@ -164,7 +188,7 @@ pub async fn find_builtin<T: Listed + DeserializeOwned>(
             }
         };
     }
-    let wanted = config.get("display_name").as_str().unwrap_or_default();
+    let wanted = keys.display_name.as_deref().unwrap_or_default();
     let listed = match builtin_listing(client, builtins_path, api_version).await {
         Ok(listed) => listed,
         Err(e) => {

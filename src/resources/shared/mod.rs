@@ -6,6 +6,7 @@
 pub mod definition_api;
 pub mod errors;
 pub mod existence;
+pub mod identity;
 pub mod json;
 pub mod lookup;
 pub mod parameter_values;

@@ -18,6 +18,7 @@ use crate::framework::{
 };
 
 use super::errors::arm_error_diagnostic;
+use super::identity::Identity;
 use super::reconcile::fill_unknowns;
 use super::waits::{wait_until_gone, GONE_BUDGET, RECENT_WRITE};
 use crate::resources::provider::Configured;
@@ -123,10 +124,11 @@ impl ScopedKind {
 
     /// The path of the object a state tracks: its id, else scope and name.
     fn path_of_state(&self, state: &Value, diags: &mut Diagnostics) -> Option<String> {
+        let tracked = Identity::of(state);
         match (
-            state.get("id").as_str(),
-            state.get("scope").as_str(),
-            state.get("name").as_str(),
+            tracked.id.as_deref(),
+            tracked.scope.as_deref(),
+            tracked.name.as_deref(),
         ) {
             (Some(id), _, _) => Some(id.to_string()),
             (None, Some(scope), Some(name)) => Some(self.path(scope, name)),
@@ -216,7 +218,8 @@ impl ScopedKind {
         let Some(configured) = Configured::from_context(ctx, diags) else {
             return;
         };
-        let Some(id) = prior.get("id").as_str() else {
+        let tracked = Identity::of(prior);
+        let Some(id) = tracked.id.as_deref() else {
             return;
         };
         let client = &configured.client;
@@ -284,9 +287,11 @@ impl ScopedKind {
         state_from: impl Fn(&T, &Value) -> Value,
     ) -> ApplyResponse {
         let creating = deadline.operation() == Operation::Create;
-        let (Some(scope), Some(name)) =
-            (planned.get("scope").as_str(), planned.get("name").as_str())
-        else {
+        let planned_identity = Identity::of(planned);
+        let (Some(scope), Some(name)) = (
+            planned_identity.scope.as_deref(),
+            planned_identity.name.as_deref(),
+        ) else {
             diags.push(Diagnostic::error(
                 "Missing scope or name",
                 "scope and name must be known at apply.",
@@ -498,8 +503,9 @@ mod tests {
         assert!(d.is_empty());
         assert_eq!(state.get("timeouts"), &Value::Null);
         assert_eq!(state.get("resource_selectors"), &Value::List(vec![]));
-        assert_eq!(state.get("scope").as_str(), Some("/subscriptions/s"));
-        assert_eq!(state.get("name").as_str(), Some("x"));
+        let identity = Identity::of(&state);
+        assert_eq!(identity.scope.as_deref(), Some("/subscriptions/s"));
+        assert_eq!(identity.name.as_deref(), Some("x"));
         let mut d = Diagnostics::new();
         assert!(KIND
             .import(&block, "/subscriptions/s/resourceGroups/rg", &mut d)
