@@ -25,23 +25,9 @@ const MG_NAME_MAX: usize = 24;
 
 pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response, ArmError> {
     if req.path.types.len() != 1 {
-        return Err(ArmError::not_found(
-            "InvalidResourceType",
-            format!(
-                "The resource type '{}' could not be found in the namespace '{}'.",
-                req.path.type_display(),
-                req.path.namespace
-            ),
-        ));
+        return Err(ArmError::invalid_resource_type(&req.path));
     }
-    let scope = Scope::from_segments(&req.path.scope)?;
-    if scope.kind == ScopeKind::Tenant {
-        return Err(ArmError::bad_request(
-            "InvalidScope",
-            "Policy assignments cannot be made at tenant scope.",
-        ));
-    }
-    scope.ensure_exists(state)?;
+    let scope = Scope::existing_below_tenant(state, &req.path.scope, "Policy assignments")?;
     let method = &req.http.method;
     match req.path.item_name() {
         Some(name) if method == Method::GET => get(state, req, &scope, name),

@@ -100,14 +100,7 @@ pub(crate) fn handle_set_definitions(
 
 fn handle(state: &AppState, req: &ArmRequest<'_>, kind: Kind) -> Result<Response, ArmError> {
     if req.path.types.len() != 1 {
-        return Err(ArmError::not_found(
-            "InvalidResourceType",
-            format!(
-                "The resource type '{}' could not be found in the namespace '{}'.",
-                req.path.type_display(),
-                req.path.namespace
-            ),
-        ));
+        return Err(ArmError::invalid_resource_type(&req.path));
     }
     let scope = definition_scope(req)?;
     scope.ensure_exists(state)?;
