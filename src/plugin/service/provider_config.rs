@@ -2,6 +2,8 @@
 
 use tonic::{Request, Response};
 
+use crate::framework::{Diagnostics, Value};
+
 use super::convert::{decode, diagnostics_to_proto};
 use super::{pb, ProviderService, RpcResult};
 
@@ -10,13 +12,7 @@ pub(super) fn prepare(
     request: Request<pb::prepare_provider_config::Request>,
 ) -> RpcResult<pb::prepare_provider_config::Response> {
     let req = request.into_inner();
-    let ty = service.server.provider_schema().implied_type();
-    let diags = match decode(
-        req.config.as_ref(),
-        &ty,
-        "provider configuration",
-        "provider",
-    ) {
+    let diags = match decode_config(service, req.config.as_ref()) {
         Ok(config) => service.server.validate_provider_config(&config),
         Err(d) => d,
     };
@@ -32,13 +28,7 @@ pub(super) async fn configure(
     request: Request<pb::configure::Request>,
 ) -> RpcResult<pb::configure::Response> {
     let req = request.into_inner();
-    let ty = service.server.provider_schema().implied_type();
-    let diags = match decode(
-        req.config.as_ref(),
-        &ty,
-        "provider configuration",
-        "provider",
-    ) {
+    let diags = match decode_config(service, req.config.as_ref()) {
         Ok(config) => {
             service
                 .server
@@ -50,4 +40,13 @@ pub(super) async fn configure(
     Ok(Response::new(pb::configure::Response {
         diagnostics: diagnostics_to_proto(diags),
     }))
+}
+
+/// The provider block as Terraform sent it, decoded with the provider schema.
+fn decode_config(
+    service: &ProviderService,
+    config: Option<&pb::DynamicValue>,
+) -> Result<Value, Diagnostics> {
+    let ty = service.server.provider_schema().implied_type();
+    decode(config, &ty, "provider configuration", "provider")
 }
