@@ -43,6 +43,7 @@ pub(crate) use resource_types::{
 };
 pub(crate) use response::{
     add_arm_headers, empty, now_ms, now_rfc3339, ok_json, parse_body, status_json, system_data,
+    with_id,
 };
 pub(crate) use scope::{stored_of_type, Scope};
 

@@ -6,6 +6,7 @@ use serde_json::{json, Map, Value};
 use super::filter::ScopeFilter;
 use super::policy_definitions::{resolve_visible, validation_error, Kind};
 use super::scope::{related_to_scope, Scope, ScopeKind};
+use super::with_id;
 use super::{
     check_policy_name, empty, error::ArmError, now_rfc3339, ok_json, paging, parse_body,
     status_json, system_data, ArmRequest,
@@ -61,7 +62,7 @@ fn get(
         Some(stored) => Ok(ok_json(&expand(
             state,
             req,
-            response_body(&stored.body, &stored.id),
+            with_id(&stored.body, &stored.id),
         )?)),
         None => Err(not_found(name)),
     }
@@ -99,12 +100,6 @@ fn expand(state: &AppState, req: &ArmRequest<'_>, mut body: Value) -> Result<Val
         body["properties"]["effectiveDefinitionVersion"] = json!(version);
     }
     Ok(body)
-}
-
-fn response_body(body: &Value, id: &str) -> Value {
-    let mut body = body.clone();
-    body["id"] = json!(id);
-    body
 }
 
 fn put(
@@ -272,7 +267,7 @@ fn put(
     let stored = after.ok_or_else(|| ArmError::internal("assignment write lost"))?;
     Ok(status_json(
         StatusCode::CREATED,
-        &response_body(&stored.body, &stored.id),
+        &with_id(&stored.body, &stored.id),
     ))
 }
 
@@ -363,12 +358,12 @@ fn patch(
         })
     })?;
     let stored = after.ok_or_else(|| ArmError::internal("assignment write lost"))?;
-    Ok(ok_json(&response_body(&stored.body, &stored.id)))
+    Ok(ok_json(&with_id(&stored.body, &stored.id)))
 }
 
 fn delete(state: &AppState, scope: &Scope, name: &str) -> Result<Response, ArmError> {
     match state.store.delete(&item_id(scope, name))? {
-        Some(stored) => Ok(ok_json(&response_body(&stored.body, &stored.id))),
+        Some(stored) => Ok(ok_json(&with_id(&stored.body, &stored.id))),
         None => Ok(empty(StatusCode::NO_CONTENT)),
     }
 }
@@ -384,7 +379,7 @@ fn list(state: &AppState, req: &ArmRequest<'_>, scope: &Scope) -> Result<Respons
                 .is_some_and(|d| d.eq_ignore_ascii_case(want))
         });
         if matches {
-            items.push(expand(state, req, response_body(&r.body, &r.id))?);
+            items.push(expand(state, req, with_id(&r.body, &r.id))?);
         }
     }
     Ok(ok_json(&paging::page(items, req, PAGE_SIZE)?))

@@ -9,6 +9,7 @@ use super::filter::ScopeFilter;
 use super::policy_definitions::Kind;
 use super::resolve_visible;
 use super::scope::{related_to_scope, Scope};
+use super::with_id;
 use super::{
     check_policy_name, empty, error::ArmError, ok_json, paging, parse_body, status_json,
     system_data, ArmRequest,
@@ -55,12 +56,6 @@ fn not_found(name: &str) -> ArmError {
         "PolicyExemptionNotFound",
         format!("The policy exemption '{name}' is not found."),
     )
-}
-
-fn with_id(body: &Value, id: &str) -> Value {
-    let mut body = body.clone();
-    body["id"] = json!(id);
-    body
 }
 
 fn put(

@@ -12,8 +12,9 @@ use std::cmp::Reverse;
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use super::policy_definitions::{build_body, definition_scope, item_id, with_id, Kind};
+use super::policy_definitions::{build_body, definition_scope, item_id, Kind};
 use super::scope::{Scope, ScopeKind};
+use super::with_id;
 use super::{empty, error::ArmError, ok_json, paging, status_json, system_data, ArmRequest};
 use crate::emulator::catalogue::find;
 use crate::emulator::http::Response;

@@ -125,3 +125,11 @@ pub(crate) fn system_data(
         "lastModifiedAt": now,
     })
 }
+
+/// The stored body with `id` in its creator's casing (the store keys ids case-insensitively;
+/// ARM answers with the spelling the resource was created with).
+pub(crate) fn with_id(body: &serde_json::Value, id: &str) -> serde_json::Value {
+    let mut body = body.clone();
+    body["id"] = serde_json::json!(id);
+    body
+}
