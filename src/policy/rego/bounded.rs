@@ -3,8 +3,9 @@
 
 use std::cell::Cell;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
@@ -42,42 +43,7 @@ pub fn on_evaluation_thread<R: Send + 'static>(
     if ON_EVALUATION_THREAD.with(Cell::get) {
         return Ok(work());
     }
-    if !crate::policy::eval_memory::has_room() {
-        return Err(RegoError::MemoryLimit);
-    }
-    let epoch = CANCEL_EPOCH.load(Ordering::SeqCst);
-    let exceeded = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = exceeded.clone();
-    let (tx, rx) = mpsc::sync_channel(1);
-    std::thread::Builder::new()
-        .name("rego-batch".into())
-        .stack_size(EVAL_STACK_BYTES)
-        .spawn(move || {
-            ON_EVALUATION_THREAD.with(|t| t.set(true));
-            crate::policy::eval_memory::enter(&flag);
-            let result = work();
-            crate::policy::eval_memory::leave();
-            let _ = tx.send(result);
-        })
-        .map_err(|e| RegoError::Evaluation(format!("starting the evaluation thread: {e}")))?;
-    loop {
-        match rx.recv_timeout(Duration::from_millis(25)) {
-            Ok(result) => return Ok(result),
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                return Err(RegoError::Evaluation(
-                    "the evaluation thread failed (see the provider log)".into(),
-                ))
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                if exceeded.load(Ordering::SeqCst) {
-                    return Err(RegoError::MemoryLimit);
-                }
-                if CANCEL_EPOCH.load(Ordering::SeqCst) != epoch {
-                    return Err(RegoError::Cancelled);
-                }
-            }
-        }
-    }
+    on_bounded_thread("rego-batch", work, None, None)
 }
 
 /// What one evaluation may use and sees besides its input.
@@ -88,7 +54,7 @@ pub struct EvalOptions {
     /// Answers of Gatekeeper external data providers, for `external_data`.
     pub external_data: ExternalData,
     /// Stops this evaluation when set, like [`cancel_evaluations`] stops all of them.
-    pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    pub cancel: Option<Arc<AtomicBool>>,
 }
 
 impl Default for EvalOptions {
@@ -124,49 +90,68 @@ impl CompiledRego {
             builtins::set_external_data(external_data);
             return compiled.run(&input, &inventory, timeout);
         }
-        let epoch = CANCEL_EPOCH.load(Ordering::SeqCst);
-        if !crate::policy::eval_memory::has_room() {
-            return Err(RegoError::MemoryLimit);
-        }
-        let exceeded = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = exceeded.clone();
-        let (tx, rx) = mpsc::sync_channel(1);
-        std::thread::Builder::new()
-            .name("rego-eval".into())
-            .stack_size(EVAL_STACK_BYTES)
-            .spawn(move || {
-                crate::policy::eval_memory::enter(&flag);
+        on_bounded_thread(
+            "rego-eval",
+            move || {
                 builtins::set_external_data(external_data);
-                let result = compiled.run(&input, &inventory, timeout);
-                crate::policy::eval_memory::leave();
-                let _ = tx.send(result);
-            })
-            .map_err(|e| RegoError::Evaluation(format!("starting the evaluation thread: {e}")))?;
-        let started = Instant::now();
-        // A builtin may hold the thread past the timer; the answer is abandoned then.
-        let grace = Duration::from_secs(1);
-        loop {
-            match rx.recv_timeout(Duration::from_millis(25)) {
-                Ok(result) => return result,
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    return Err(RegoError::Evaluation(
-                        "the evaluation thread failed (see the provider log)".into(),
-                    ))
+                compiled.run(&input, &inventory, timeout)
+            },
+            options.cancel.as_deref(),
+            Some(timeout),
+        )?
+    }
+}
+
+/// A builtin may hold an evaluation thread past regorus' timer; its answer is abandoned this
+/// long after the timeout.
+const TIMER_GRACE: Duration = Duration::from_secs(1);
+
+/// Runs `work` on a thread of its own (big stack, memory ceiling) and waits for it, giving up
+/// when memory runs out, on Stop ([`cancel_evaluations`]) or this evaluation's `cancel` flag,
+/// and after `timeout` (plus [`TIMER_GRACE`]) when one is given.
+fn on_bounded_thread<R: Send + 'static>(
+    name: &str,
+    work: impl FnOnce() -> R + Send + 'static,
+    cancel: Option<&AtomicBool>,
+    timeout: Option<Duration>,
+) -> Result<R, RegoError> {
+    if !crate::policy::eval_memory::has_room() {
+        return Err(RegoError::MemoryLimit);
+    }
+    let epoch = CANCEL_EPOCH.load(Ordering::SeqCst);
+    let exceeded = Arc::new(AtomicBool::new(false));
+    let flag = exceeded.clone();
+    let (tx, rx) = mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name(name.into())
+        .stack_size(EVAL_STACK_BYTES)
+        .spawn(move || {
+            ON_EVALUATION_THREAD.with(|t| t.set(true));
+            crate::policy::eval_memory::enter(&flag);
+            let result = work();
+            crate::policy::eval_memory::leave();
+            let _ = tx.send(result);
+        })
+        .map_err(|e| RegoError::Evaluation(format!("starting the evaluation thread: {e}")))?;
+    let started = Instant::now();
+    loop {
+        match rx.recv_timeout(Duration::from_millis(25)) {
+            Ok(result) => return Ok(result),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(RegoError::Evaluation(
+                    "the evaluation thread failed (see the provider log)".into(),
+                ))
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if exceeded.load(Ordering::SeqCst) {
+                    return Err(RegoError::MemoryLimit);
                 }
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    if exceeded.load(Ordering::SeqCst) {
-                        return Err(RegoError::MemoryLimit);
-                    }
-                    let cancelled = options
-                        .cancel
-                        .as_ref()
-                        .is_some_and(|c| c.load(Ordering::SeqCst));
-                    if cancelled || CANCEL_EPOCH.load(Ordering::SeqCst) != epoch {
-                        return Err(RegoError::Cancelled);
-                    }
-                    if started.elapsed() > timeout + grace {
-                        return Err(RegoError::Timeout(timeout));
-                    }
+                let cancelled = cancel.is_some_and(|c| c.load(Ordering::SeqCst));
+                if cancelled || CANCEL_EPOCH.load(Ordering::SeqCst) != epoch {
+                    return Err(RegoError::Cancelled);
+                }
+                if let Some(timeout) = timeout.filter(|t| started.elapsed() > *t + TIMER_GRACE) {
+                    return Err(RegoError::Timeout(timeout));
                 }
             }
         }
