@@ -31,41 +31,37 @@ pub(super) fn move_state() -> RpcResult<pb::move_resource_state::Response> {
 pub(super) fn validate_ephemeral() -> RpcResult<pb::validate_ephemeral_resource_config::Response> {
     Ok(Response::new(
         pb::validate_ephemeral_resource_config::Response {
-            diagnostics: unsupported(
-                "ephemeral resources",
-                "ephemeral resource types, of which it declares none; Terraform 1.10+",
-            ),
+            diagnostics: no_ephemeral_resources(),
         },
     ))
 }
 
 pub(super) fn open_ephemeral() -> RpcResult<pb::open_ephemeral_resource::Response> {
     Ok(Response::new(pb::open_ephemeral_resource::Response {
-        diagnostics: unsupported(
-            "ephemeral resources",
-            "ephemeral resource types, of which it declares none; Terraform 1.10+",
-        ),
+        diagnostics: no_ephemeral_resources(),
         ..Default::default()
     }))
 }
 
 pub(super) fn renew_ephemeral() -> RpcResult<pb::renew_ephemeral_resource::Response> {
     Ok(Response::new(pb::renew_ephemeral_resource::Response {
-        diagnostics: unsupported(
-            "ephemeral resources",
-            "ephemeral resource types, of which it declares none; Terraform 1.10+",
-        ),
+        diagnostics: no_ephemeral_resources(),
         ..Default::default()
     }))
 }
 
 pub(super) fn close_ephemeral() -> RpcResult<pb::close_ephemeral_resource::Response> {
     Ok(Response::new(pb::close_ephemeral_resource::Response {
-        diagnostics: unsupported(
-            "ephemeral resources",
-            "ephemeral resource types, of which it declares none; Terraform 1.10+",
-        ),
+        diagnostics: no_ephemeral_resources(),
     }))
+}
+
+/// The answer to every ephemeral-resource RPC (the provider declares no ephemeral types).
+fn no_ephemeral_resources() -> Vec<pb::Diagnostic> {
+    unsupported(
+        "ephemeral resources",
+        "ephemeral resource types, of which it declares none; Terraform 1.10+",
+    )
 }
 
 fn unsupported(feature: &str, requires: &str) -> Vec<pb::Diagnostic> {
