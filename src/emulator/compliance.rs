@@ -100,8 +100,27 @@ impl PolicyStateRow {
             .get(&origin.assignment_id)?
             .and_then(|a| a.body["properties"]["scope"].as_str().map(str::to_string))
             .unwrap_or_default();
+        Ok(Self::new(
+            cluster,
+            origin,
+            assignment_scope,
+            effect.to_string(),
+            compliant,
+            false,
+        ))
+    }
+
+    fn new(
+        cluster: &StoredResource,
+        origin: &ConstraintOrigin,
+        assignment_scope: String,
+        effect: String,
+        compliant: bool,
+        exempt: bool,
+    ) -> Self {
         let segs: Vec<&str> = cluster.id.split('/').collect();
-        Ok(Self {
+        let last = |id: &str| id.rsplit('/').next().unwrap_or_default().to_string();
+        Self {
             resource_id: cluster.id.clone(),
             resource_location: cluster.body["location"]
                 .as_str()
@@ -110,26 +129,16 @@ impl PolicyStateRow {
             resource_group: segs.get(4).copied().unwrap_or_default().to_string(),
             subscription_id: segs.get(2).copied().unwrap_or_default().to_string(),
             assignment_id: origin.assignment_id.clone(),
-            assignment_name: origin
-                .assignment_id
-                .rsplit('/')
-                .next()
-                .unwrap_or_default()
-                .to_string(),
+            assignment_name: last(&origin.assignment_id),
             assignment_scope,
             set_definition_id: origin.set_definition_id.clone(),
             definition_id: origin.definition_id.clone(),
-            definition_name: origin
-                .definition_id
-                .rsplit('/')
-                .next()
-                .unwrap_or_default()
-                .to_string(),
+            definition_name: last(&origin.definition_id),
             reference_id: origin.reference_id.clone(),
-            effect: effect.to_string(),
+            effect,
             compliant,
-            exempt: false,
-        })
+            exempt,
+        }
     }
 
     /// The stored part of a policy event record (`@odata` fields are added when queried):
@@ -292,36 +301,14 @@ pub(crate) fn policy_states(
                     }
                 }
             }
-            let segs: Vec<&str> = cluster.id.split('/').collect();
-            rows.push(PolicyStateRow {
-                resource_id: cluster.id.clone(),
-                resource_location: cluster.body["location"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-                resource_group: segs.get(4).copied().unwrap_or_default().to_string(),
-                subscription_id: segs.get(2).copied().unwrap_or_default().to_string(),
-                assignment_id: origin.assignment_id.clone(),
-                assignment_name: origin
-                    .assignment_id
-                    .rsplit('/')
-                    .next()
-                    .unwrap_or_default()
-                    .to_string(),
-                assignment_scope: member.assignment_scope.clone(),
-                set_definition_id: origin.set_definition_id.clone(),
-                definition_id: origin.definition_id.clone(),
-                definition_name: origin
-                    .definition_id
-                    .rsplit('/')
-                    .next()
-                    .unwrap_or_default()
-                    .to_string(),
-                reference_id: origin.reference_id.clone(),
+            rows.push(PolicyStateRow::new(
+                cluster,
+                origin,
+                member.assignment_scope.clone(),
                 effect,
                 compliant,
-                exempt: member.exempt,
-            });
+                member.exempt,
+            ));
         }
     }
     Ok(rows)

@@ -183,21 +183,24 @@ fn labels_of(object: &Json) -> Map<String, Json> {
         .unwrap_or_default()
 }
 
+/// A list of names in a match document: a list of strings, or one non-empty string (parameters
+/// resolved to a single value); anything else is empty.
+pub(crate) fn string_or_list(v: Option<&Json>) -> Vec<String> {
+    match v {
+        Some(Json::Array(a)) => a
+            .iter()
+            .filter_map(Json::as_str)
+            .map(str::to_string)
+            .collect(),
+        Some(Json::String(s)) if !s.is_empty() => vec![s.clone()],
+        _ => Vec::new(),
+    }
+}
+
 impl ConstraintMatch {
     /// A `spec.match` document as Gatekeeper reads it (constraints and mutators alike);
     /// `default_source` is what an absent `source` means for the caller.
     pub fn from_document(m: &Json, default_source: MatchSource) -> ConstraintMatch {
-        let strings = |v: Option<&Json>| -> Vec<String> {
-            match v {
-                Some(Json::Array(a)) => a
-                    .iter()
-                    .filter_map(Json::as_str)
-                    .map(str::to_string)
-                    .collect(),
-                Some(Json::String(s)) if !s.is_empty() => vec![s.clone()],
-                _ => Vec::new(),
-            }
-        };
         let selector = |v: Option<&Json>| v.filter(|s| s.is_object()).cloned();
         let kinds = m
             .get("kinds")
@@ -206,16 +209,16 @@ impl ConstraintMatch {
                 entries
                     .iter()
                     .map(|e| KindSelector {
-                        api_groups: strings(e.get("apiGroups")),
-                        kinds: strings(e.get("kinds")),
+                        api_groups: string_or_list(e.get("apiGroups")),
+                        kinds: string_or_list(e.get("kinds")),
                     })
                     .collect()
             })
             .unwrap_or_default();
         ConstraintMatch {
             kinds,
-            namespaces: strings(m.get("namespaces")),
-            excluded_namespaces: strings(m.get("excludedNamespaces")),
+            namespaces: string_or_list(m.get("namespaces")),
+            excluded_namespaces: string_or_list(m.get("excludedNamespaces")),
             label_selector: selector(m.get("labelSelector")).unwrap_or_else(|| json!({})),
             namespace_selector: selector(m.get("namespaceSelector")),
             name: m.get("name").and_then(Json::as_str).map(str::to_string),

@@ -24,10 +24,11 @@ pub mod policy_type {
     pub const STATIC: &str = "Static";
 }
 
-/// A policy definition as ARM returns it (`GET .../policyDefinitions/{name}`).
+/// What ARM wraps around a resource's `properties`: its id, name and type, and top-level fields
+/// such as `systemData` that this type does not model (in `extra`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct PolicyDefinition {
+pub struct ArmEnvelope<P> {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -35,11 +36,13 @@ pub struct PolicyDefinition {
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub resource_type: Option<String>,
     #[serde(default)]
-    pub properties: PolicyDefinitionProperties,
-    /// Top-level fields such as `systemData` that this type does not model.
+    pub properties: P,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
+
+/// A policy definition as ARM returns it (`GET .../policyDefinitions/{name}`).
+pub type PolicyDefinition = ArmEnvelope<PolicyDefinitionProperties>;
 
 /// `properties` of a policy definition.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -90,20 +93,7 @@ pub struct ParameterDefinition {
 }
 
 /// A policy set definition (initiative) as ARM returns it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PolicySetDefinition {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
-    pub resource_type: Option<String>,
-    #[serde(default)]
-    pub properties: PolicySetDefinitionProperties,
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
-}
+pub type PolicySetDefinition = ArmEnvelope<PolicySetDefinitionProperties>;
 
 /// `properties` of a policy set definition.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -13,6 +13,7 @@ use serde_json::{json, Map, Value as Json};
 
 use super::arm_rule::expr::evaluate_string;
 use super::arm_rule::{ArmRuleError, Evaluator, RuleContext};
+use super::constraint_match::string_or_list;
 pub use super::constraint_match::{
     is_exempt, review_targets, wildcard_matches, ConstraintMatch, KindSelector, MatchError,
     MatchScope, MatchSource, ReviewTarget, AKS_EXEMPT_NAMESPACES, EXPANSION_NAME,
@@ -190,7 +191,7 @@ pub fn effect_override(overrides: Option<&Json>, reference_id: Option<&str>) -> 
                     return true;
                 }
                 let listed = |key: &str| {
-                    strings(s.get(key))
+                    string_or_list(s.get(key))
                         .iter()
                         .any(|r| reference_id.is_some_and(|id| r.eq_ignore_ascii_case(id)))
                 };
@@ -285,18 +286,6 @@ fn selector(v: Option<&Json>) -> Option<Json> {
     v.filter(|s| s.is_object()).cloned()
 }
 
-fn strings(v: Option<&Json>) -> Vec<String> {
-    match v {
-        Some(Json::Array(a)) => a
-            .iter()
-            .filter_map(Json::as_str)
-            .map(str::to_string)
-            .collect(),
-        Some(Json::String(s)) if !s.is_empty() => vec![s.clone()],
-        _ => Vec::new(),
-    }
-}
-
 /// Builds the Constraint the add-on installs for one definition with these parameter values,
 /// or `None` when the effect installs none (disabled, mutate). `enforce` is false under the
 /// assignment's `enforcementMode: DoNotEnforce`.
@@ -327,8 +316,8 @@ pub fn build_constraint_with_effect(
     let details = resolve_expressions(then.get("details").unwrap_or(&json!({})), parameters);
     let warn = details.get("warn").and_then(Json::as_bool).unwrap_or(false);
     let action = EnforcementAction::from_effect(effect.as_str().unwrap_or(""), warn, enforce)?;
-    let api_groups = strings(details.get("apiGroups"));
-    let kinds = strings(details.get("kinds"));
+    let api_groups = string_or_list(details.get("apiGroups"));
+    let kinds = string_or_list(details.get("kinds"));
     let kinds = if kinds.is_empty() {
         Vec::new()
     } else {
@@ -341,8 +330,8 @@ pub fn build_constraint_with_effect(
         .unwrap_or_else(|| json!({}));
     let matcher = ConstraintMatch {
         kinds,
-        namespaces: strings(details.get("namespaces")),
-        excluded_namespaces: strings(details.get("excludedNamespaces")),
+        namespaces: string_or_list(details.get("namespaces")),
+        excluded_namespaces: string_or_list(details.get("excludedNamespaces")),
         label_selector,
         namespace_selector: selector(details.get("namespaceSelector")),
         name: None,

@@ -2,9 +2,11 @@
 //! ConstraintTemplate comes from (`then.details.templateInfo`, or the deprecated
 //! `constraintTemplate` URL of the oldest definitions).
 
-use serde_json::Value as Json;
+use std::collections::BTreeMap;
 
-use super::definition::PolicyDefinitionProperties;
+use serde_json::{json, Map, Value as Json};
+
+use super::definition::{ParameterDefinition, PolicyDefinitionProperties};
 
 /// The mode of Azure Policy definitions that carry Gatekeeper templates.
 pub const KUBERNETES_MODE: &str = "Microsoft.Kubernetes.Data";
@@ -21,6 +23,20 @@ pub enum TemplateInfo {
 }
 
 impl TemplateInfo {
+    /// Reads a `{sourceType, url | content}` object (`templateInfo` or `mutationInfo`); `None`
+    /// for another source type or when the field it needs is missing.
+    fn from_source(info: &Json) -> Option<TemplateInfo> {
+        let source = info.get("sourceType").and_then(Json::as_str).unwrap_or("");
+        let text = |key: &str| info.get(key).and_then(Json::as_str).map(str::to_string);
+        if source.eq_ignore_ascii_case("PublicURL") {
+            text("url").map(TemplateInfo::PublicUrl)
+        } else if source.eq_ignore_ascii_case("Base64Encoded") {
+            text("content").map(TemplateInfo::Base64Encoded)
+        } else {
+            None
+        }
+    }
+
     /// The document a `Base64Encoded` source embeds; `None` for a URL source, or when the
     /// content is not base64 of UTF-8 text.
     pub fn embedded(&self) -> Option<String> {
@@ -43,6 +59,38 @@ impl TemplateInfo {
     }
 }
 
+/// The `properties` of a custom Kubernetes-mode definition (a template or a mutator alike) as
+/// PUT to ARM: `metadata.category` defaults to Kubernetes and `metadata.version` to the
+/// definition's version, as on Azure's built-ins.
+pub fn custom_definition_properties(
+    display_name: Option<String>,
+    description: Option<String>,
+    version: Option<String>,
+    mut metadata: Map<String, Json>,
+    parameters: BTreeMap<String, ParameterDefinition>,
+    policy_rule: Json,
+) -> PolicyDefinitionProperties {
+    metadata
+        .entry("category".to_string())
+        .or_insert_with(|| json!("Kubernetes"));
+    if let Some(v) = &version {
+        metadata
+            .entry("version".to_string())
+            .or_insert_with(|| json!(v));
+    }
+    PolicyDefinitionProperties {
+        policy_type: Some("Custom".into()),
+        mode: Some(KUBERNETES_MODE.into()),
+        display_name,
+        description,
+        metadata: Some(Json::Object(metadata)),
+        parameters: Some(parameters),
+        policy_rule: Some(policy_rule),
+        version,
+        ..Default::default()
+    }
+}
+
 impl PolicyDefinitionProperties {
     pub fn is_kubernetes(&self) -> bool {
         self.mode
@@ -62,20 +110,7 @@ impl PolicyDefinitionProperties {
             .get("then")?
             .get("details")?
             .get("mutationInfo")?;
-        let source = info.get("sourceType").and_then(Json::as_str).unwrap_or("");
-        if source.eq_ignore_ascii_case("PublicURL") {
-            return info
-                .get("url")
-                .and_then(Json::as_str)
-                .map(|u| TemplateInfo::PublicUrl(u.to_string()));
-        }
-        if source.eq_ignore_ascii_case("Base64Encoded") {
-            return info
-                .get("content")
-                .and_then(Json::as_str)
-                .map(|c| TemplateInfo::Base64Encoded(c.to_string()));
-        }
-        None
+        TemplateInfo::from_source(info)
     }
 
     /// The template source of a Kubernetes definition; `None` for other modes or when the rule
@@ -86,20 +121,7 @@ impl PolicyDefinitionProperties {
         }
         let details = self.policy_rule.as_ref()?.get("then")?.get("details")?;
         if let Some(info) = details.get("templateInfo") {
-            let source = info.get("sourceType").and_then(Json::as_str).unwrap_or("");
-            if source.eq_ignore_ascii_case("PublicURL") {
-                return info
-                    .get("url")
-                    .and_then(Json::as_str)
-                    .map(|u| TemplateInfo::PublicUrl(u.to_string()));
-            }
-            if source.eq_ignore_ascii_case("Base64Encoded") {
-                return info
-                    .get("content")
-                    .and_then(Json::as_str)
-                    .map(|c| TemplateInfo::Base64Encoded(c.to_string()));
-            }
-            return None;
+            return TemplateInfo::from_source(info);
         }
         details
             .get("constraintTemplate")

@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value as Json};
 
 use super::constraint_template::TemplateParameter;
 use super::definition::{ParameterDefinition, PolicyDefinitionProperties};
-use super::kubernetes::KUBERNETES_MODE;
+use super::kubernetes::custom_definition_properties;
 
 /// Namespaces Azure's own definitions exclude by default.
 pub const DEFAULT_EXCLUDED_NAMESPACES: [&str; 4] = [
@@ -184,26 +184,14 @@ impl KubernetesDefinitionSpec {
 
     /// The definition's `properties` as PUT to ARM.
     pub fn properties(&self) -> Result<PolicyDefinitionProperties, DefinitionBuildError> {
-        let mut metadata = self.metadata.clone();
-        metadata
-            .entry("category".to_string())
-            .or_insert_with(|| json!("Kubernetes"));
-        if let Some(v) = &self.version {
-            metadata
-                .entry("version".to_string())
-                .or_insert_with(|| json!(v));
-        }
-        Ok(PolicyDefinitionProperties {
-            policy_type: Some("Custom".into()),
-            mode: Some(KUBERNETES_MODE.into()),
-            display_name: self.display_name.clone(),
-            description: self.description.clone(),
-            metadata: Some(Json::Object(metadata)),
-            parameters: Some(self.parameters()?),
-            policy_rule: Some(self.policy_rule()?),
-            version: self.version.clone(),
-            ..Default::default()
-        })
+        Ok(custom_definition_properties(
+            self.display_name.clone(),
+            self.description.clone(),
+            self.version.clone(),
+            self.metadata.clone(),
+            self.parameters()?,
+            self.policy_rule()?,
+        ))
     }
 }
 

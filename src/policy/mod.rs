@@ -31,5 +31,3 @@ pub mod kubernetes_definition;
 pub mod mutation;
 pub mod mutation_definition;
 pub mod rego;
-mod rego_builtins;
-mod rego_source;

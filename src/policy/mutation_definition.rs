@@ -10,7 +10,7 @@ use base64::Engine as _;
 use serde_json::{json, Map, Value as Json};
 
 use super::definition::{ParameterDefinition, PolicyDefinitionProperties};
-use super::kubernetes::KUBERNETES_MODE;
+use super::kubernetes::custom_definition_properties;
 
 /// The effects a mutation definition allows, as Azure's built-ins spell them.
 pub const MUTATION_EFFECTS: [&str; 2] = ["Mutate", "Disabled"];
@@ -98,26 +98,14 @@ impl MutationDefinitionSpec {
 
     /// The definition's `properties` as PUT to ARM.
     pub fn properties(&self) -> PolicyDefinitionProperties {
-        let mut metadata = self.metadata.clone();
-        metadata
-            .entry("category".to_string())
-            .or_insert_with(|| json!("Kubernetes"));
-        if let Some(v) = &self.version {
-            metadata
-                .entry("version".to_string())
-                .or_insert_with(|| json!(v));
-        }
-        PolicyDefinitionProperties {
-            policy_type: Some("Custom".into()),
-            mode: Some(KUBERNETES_MODE.into()),
-            display_name: self.display_name.clone(),
-            description: self.description.clone(),
-            metadata: Some(Json::Object(metadata)),
-            parameters: Some(self.parameters()),
-            policy_rule: Some(self.policy_rule()),
-            version: self.version.clone(),
-            ..Default::default()
-        }
+        custom_definition_properties(
+            self.display_name.clone(),
+            self.description.clone(),
+            self.version.clone(),
+            self.metadata.clone(),
+            self.parameters(),
+            self.policy_rule(),
+        )
     }
 
     /// The `details` values the add-on uses when an assignment keeps the defaults.

@@ -58,6 +58,16 @@ impl<'a> Reader<'a> {
         Ok(out)
     }
 
+    /// The length after a marker of a sized family (bin, ext, str, array, map), whose
+    /// variants count up with the prefix width: 0 for one byte, 1 for two, 2 for four.
+    fn prefixed_len(&mut self, width: u8) -> Result<usize, WireError> {
+        match width {
+            0 => self.len8(),
+            1 => self.len16(),
+            _ => self.len32(),
+        }
+    }
+
     fn len8(&mut self) -> Result<usize, WireError> {
         Ok(usize::from(self.u8()?))
     }
@@ -120,28 +130,12 @@ impl<'a> Reader<'a> {
             0xc1 => return Err(WireError::Malformed("reserved marker 0xc1".into())),
             0xc2 => Raw::Bool(false),
             0xc3 => Raw::Bool(true),
-            0xc4 => {
-                let n = self.len8()?;
+            0xc4..=0xc6 => {
+                let n = self.prefixed_len(m - 0xc4)?;
                 Raw::Bin(self.take(n)?.to_vec())
             }
-            0xc5 => {
-                let n = self.len16()?;
-                Raw::Bin(self.take(n)?.to_vec())
-            }
-            0xc6 => {
-                let n = self.len32()?;
-                Raw::Bin(self.take(n)?.to_vec())
-            }
-            0xc7 => {
-                let n = self.len8()?;
-                return self.ext(n);
-            }
-            0xc8 => {
-                let n = self.len16()?;
-                return self.ext(n);
-            }
-            0xc9 => {
-                let n = self.len32()?;
+            0xc7..=0xc9 => {
+                let n = self.prefixed_len(m - 0xc7)?;
                 return self.ext(n);
             }
             0xca => Raw::Float(f64::from(f32::from_be_bytes(self.be()?))),
@@ -165,32 +159,16 @@ impl<'a> Reader<'a> {
             0xd6 => return self.ext(4),
             0xd7 => return self.ext(8),
             0xd8 => return self.ext(16),
-            0xd9 => {
-                let n = self.len8()?;
+            0xd9..=0xdb => {
+                let n = self.prefixed_len(m - 0xd9)?;
                 Raw::Str(self.take(n)?.to_vec())
             }
-            0xda => {
-                let n = self.len16()?;
-                Raw::Str(self.take(n)?.to_vec())
-            }
-            0xdb => {
-                let n = self.len32()?;
-                Raw::Str(self.take(n)?.to_vec())
-            }
-            0xdc => {
-                let n = self.len16()?;
+            0xdc..=0xdd => {
+                let n = self.prefixed_len(m - 0xdb)?;
                 return self.array(n, depth);
             }
-            0xdd => {
-                let n = self.len32()?;
-                return self.array(n, depth);
-            }
-            0xde => {
-                let n = self.len16()?;
-                return self.map(n, depth);
-            }
-            0xdf => {
-                let n = self.len32()?;
+            0xde..=0xdf => {
+                let n = self.prefixed_len(m - 0xdd)?;
                 return self.map(n, depth);
             }
             0xe0..=0xff => Raw::Int(i64::from(m as i8)),

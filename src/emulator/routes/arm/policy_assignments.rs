@@ -6,6 +6,7 @@ use serde_json::{json, Map, Value};
 use super::filter::ScopeFilter;
 use super::policy_definitions::{resolve_visible, validation_error, Kind};
 use super::scope::{related_to_scope, Scope, ScopeKind};
+use super::with_id;
 use super::{
     check_policy_name, empty, error::ArmError, now_rfc3339, ok_json, paging, parse_body,
     status_json, system_data, ArmRequest,
@@ -25,23 +26,9 @@ const MG_NAME_MAX: usize = 24;
 
 pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response, ArmError> {
     if req.path.types.len() != 1 {
-        return Err(ArmError::not_found(
-            "InvalidResourceType",
-            format!(
-                "The resource type '{}' could not be found in the namespace '{}'.",
-                req.path.type_display(),
-                req.path.namespace
-            ),
-        ));
+        return Err(ArmError::invalid_resource_type(&req.path));
     }
-    let scope = Scope::from_segments(&req.path.scope)?;
-    if scope.kind == ScopeKind::Tenant {
-        return Err(ArmError::bad_request(
-            "InvalidScope",
-            "Policy assignments cannot be made at tenant scope.",
-        ));
-    }
-    scope.ensure_exists(state)?;
+    let scope = Scope::existing_below_tenant(state, &req.path.scope, "Policy assignments")?;
     let method = &req.http.method;
     match req.path.item_name() {
         Some(name) if method == Method::GET => get(state, req, &scope, name),
@@ -75,7 +62,7 @@ fn get(
         Some(stored) => Ok(ok_json(&expand(
             state,
             req,
-            response_body(&stored.body, &stored.id),
+            with_id(&stored.body, &stored.id),
         )?)),
         None => Err(not_found(name)),
     }
@@ -113,12 +100,6 @@ fn expand(state: &AppState, req: &ArmRequest<'_>, mut body: Value) -> Result<Val
         body["properties"]["effectiveDefinitionVersion"] = json!(version);
     }
     Ok(body)
-}
-
-fn response_body(body: &Value, id: &str) -> Value {
-    let mut body = body.clone();
-    body["id"] = json!(id);
-    body
 }
 
 fn put(
@@ -286,7 +267,7 @@ fn put(
     let stored = after.ok_or_else(|| ArmError::internal("assignment write lost"))?;
     Ok(status_json(
         StatusCode::CREATED,
-        &response_body(&stored.body, &stored.id),
+        &with_id(&stored.body, &stored.id),
     ))
 }
 
@@ -377,12 +358,12 @@ fn patch(
         })
     })?;
     let stored = after.ok_or_else(|| ArmError::internal("assignment write lost"))?;
-    Ok(ok_json(&response_body(&stored.body, &stored.id)))
+    Ok(ok_json(&with_id(&stored.body, &stored.id)))
 }
 
 fn delete(state: &AppState, scope: &Scope, name: &str) -> Result<Response, ArmError> {
     match state.store.delete(&item_id(scope, name))? {
-        Some(stored) => Ok(ok_json(&response_body(&stored.body, &stored.id))),
+        Some(stored) => Ok(ok_json(&with_id(&stored.body, &stored.id))),
         None => Ok(empty(StatusCode::NO_CONTENT)),
     }
 }
@@ -398,7 +379,7 @@ fn list(state: &AppState, req: &ArmRequest<'_>, scope: &Scope) -> Result<Respons
                 .is_some_and(|d| d.eq_ignore_ascii_case(want))
         });
         if matches {
-            items.push(expand(state, req, response_body(&r.body, &r.id))?);
+            items.push(expand(state, req, with_id(&r.body, &r.id))?);
         }
     }
     Ok(ok_json(&paging::page(items, req, PAGE_SIZE)?))

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use super::filter::DefinitionFilter;
 use super::policy_versions;
 use super::scope::{stored_of_type, Scope, ScopeKind};
+use super::with_id;
 use super::{
     check_policy_name, empty, error::ArmError, ok_json, paging, parse_body, status_json,
     system_data, ArmRequest,
@@ -100,14 +101,7 @@ pub(crate) fn handle_set_definitions(
 
 fn handle(state: &AppState, req: &ArmRequest<'_>, kind: Kind) -> Result<Response, ArmError> {
     if req.path.types.len() != 1 {
-        return Err(ArmError::not_found(
-            "InvalidResourceType",
-            format!(
-                "The resource type '{}' could not be found in the namespace '{}'.",
-                req.path.type_display(),
-                req.path.namespace
-            ),
-        ));
+        return Err(ArmError::invalid_resource_type(&req.path));
     }
     let scope = definition_scope(req)?;
     scope.ensure_exists(state)?;
@@ -221,13 +215,6 @@ fn put(
         StatusCode::CREATED
     };
     Ok(status_json(status, &with_id(&stored.body, &stored.id)))
-}
-
-/// The stored body with `id` in its creator's casing.
-pub(super) fn with_id(body: &Value, id: &str) -> Value {
-    let mut body = body.clone();
-    body["id"] = json!(id);
-    body
 }
 
 /// The validated body a PUT of `kind` asks for (also what a version PUT stores).

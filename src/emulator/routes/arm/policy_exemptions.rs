@@ -8,7 +8,8 @@ use serde_json::{json, Value};
 use super::filter::ScopeFilter;
 use super::policy_definitions::Kind;
 use super::resolve_visible;
-use super::scope::{related_to_scope, Scope, ScopeKind};
+use super::scope::{related_to_scope, Scope};
+use super::with_id;
 use super::{
     check_policy_name, empty, error::ArmError, ok_json, paging, parse_body, status_json,
     system_data, ArmRequest,
@@ -24,23 +25,9 @@ const PAGE_SIZE: usize = 50;
 
 pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response, ArmError> {
     if req.path.types.len() != 1 {
-        return Err(ArmError::not_found(
-            "InvalidResourceType",
-            format!(
-                "The resource type '{}' could not be found in the namespace '{}'.",
-                req.path.type_display(),
-                req.path.namespace
-            ),
-        ));
+        return Err(ArmError::invalid_resource_type(&req.path));
     }
-    let scope = Scope::from_segments(&req.path.scope)?;
-    if scope.kind == ScopeKind::Tenant {
-        return Err(ArmError::bad_request(
-            "InvalidScope",
-            "Policy exemptions cannot be made at tenant scope.",
-        ));
-    }
-    scope.ensure_exists(state)?;
+    let scope = Scope::existing_below_tenant(state, &req.path.scope, "Policy exemptions")?;
     let method = &req.http.method;
     match req.path.item_name() {
         Some(name) if method == Method::GET => match state.store.get(&item_id(&scope, name))? {
@@ -69,12 +56,6 @@ fn not_found(name: &str) -> ArmError {
         "PolicyExemptionNotFound",
         format!("The policy exemption '{name}' is not found."),
     )
-}
-
-fn with_id(body: &Value, id: &str) -> Value {
-    let mut body = body.clone();
-    body["id"] = json!(id);
-    body
 }
 
 fn put(

@@ -12,24 +12,19 @@ use std::cmp::Reverse;
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use super::policy_definitions::{build_body, definition_scope, item_id, with_id, Kind};
+use super::policy_definitions::{build_body, definition_scope, item_id, Kind};
+use super::resource_types::POLICY_API_VERSIONS;
 use super::scope::{Scope, ScopeKind};
+use super::with_id;
 use super::{empty, error::ArmError, ok_json, paging, status_json, system_data, ArmRequest};
 use crate::emulator::catalogue::find;
 use crate::emulator::http::Response;
 use crate::emulator::state::AppState;
 use crate::emulator::store::{Change, StoredResource};
 
-/// api-versions that know definition versions (the first was 2023-04-01).
-pub(crate) const VERSION_API_VERSIONS: &[&str] = &[
-    "2023-04-01",
-    "2024-04-01",
-    "2024-05-01",
-    "2025-01-01",
-    "2025-03-01",
-    "2025-11-01",
-    "2026-06-01",
-];
+/// api-versions that know definition versions: the policy api-versions from 2023-04-01 on
+/// (that list is in date order).
+pub(crate) const VERSION_API_VERSIONS: &[&str] = POLICY_API_VERSIONS.split_at(2).1;
 const PAGE_SIZE: usize = 50;
 /// The list-all actions answer in one page.
 const LIST_ALL_PAGE_SIZE: usize = 1000;
@@ -395,6 +390,13 @@ fn list_all(state: &AppState, req: &ArmRequest<'_>, kind: Kind) -> Result<Respon
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn definition_versions_start_with_2023_04_01() {
+        assert!(POLICY_API_VERSIONS.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(VERSION_API_VERSIONS.first(), Some(&"2023-04-01"));
+        assert_eq!(VERSION_API_VERSIONS.last(), POLICY_API_VERSIONS.last());
+    }
 
     #[test]
     fn versions_follow_the_pattern_and_order_numerically() {

@@ -5,6 +5,7 @@ use http::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use super::scope::resource_group_not_found;
+use super::with_id;
 use super::{
     empty, error::ArmError, ok_json, operations, paging, parse_body, status_json, ArmRequest,
 };
@@ -104,12 +105,6 @@ pub(crate) fn handle_operation_result(
         0 => Ok(empty(StatusCode::OK)),
         left => Ok(operations::accepted(req, &id, None, false, left)),
     }
-}
-
-fn with_id(body: &Value, id: &str) -> Value {
-    let mut body = body.clone();
-    body["id"] = json!(id);
-    body
 }
 
 fn put(state: &AppState, req: &ArmRequest<'_>, id: &str, name: &str) -> Result<Response, ArmError> {

@@ -93,6 +93,24 @@ impl Scope {
         }
     }
 
+    /// The scope of an assignment or exemption (`what`, e.g. "Policy exemptions"): parsed,
+    /// refused at tenant scope as ARM does, and required to exist.
+    pub(crate) fn existing_below_tenant(
+        state: &AppState,
+        segments: &[String],
+        what: &str,
+    ) -> Result<Self, ArmError> {
+        let scope = Scope::from_segments(segments)?;
+        if scope.kind == ScopeKind::Tenant {
+            return Err(ArmError::bad_request(
+                "InvalidScope",
+                format!("{what} cannot be made at tenant scope."),
+            ));
+        }
+        scope.ensure_exists(state)?;
+        Ok(scope)
+    }
+
     /// Fails with ARM's 404 for the first missing part of the scope.
     pub(crate) fn ensure_exists(&self, state: &AppState) -> Result<(), ArmError> {
         match &self.kind {

@@ -1,0 +1,447 @@
+//! AKS managed clusters with ARM's long-running operation shape.
+//!
+//! Operations are timers, not tasks: a write stores the cluster with a non-terminal
+//! `provisioningState` and an operation record with its end time, and every later read
+//! "settles" what has finished. That keeps state in the database only, so a restart (or a
+//! kill -9) never loses an operation, and no background task races the request handlers.
+//!
+//! [`operation`] holds the operation records (polling, settling, abort), [`body`] the cluster
+//! body the resource provider stores (the defaults it fills in).
+
+mod body;
+mod operation;
+
+use http::{HeaderValue, Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::emulator::arm_policy;
+use crate::emulator::http::Response;
+use crate::emulator::routes::arm::scope::{stored_of_type, Scope};
+use crate::emulator::routes::arm::{
+    empty, error::ArmError, ok_json, paging, parse_body, status_json, system_data, ArmRequest,
+};
+use crate::emulator::state::AppState;
+use crate::emulator::store::{resource_key, Change, StoredResource};
+
+use body::{build_body, fill_policy_addon};
+use operation::{busy, new_operation, running};
+pub(crate) use operation::{handle_abort, handle_operation, settle};
+
+/// api-versions of managedClusters (stable and the previews recent clients send).
+pub(crate) const API_VERSIONS: &[&str] = &[
+    "2022-09-01",
+    "2023-01-01",
+    "2023-05-01",
+    "2023-08-01",
+    "2023-10-01",
+    "2024-01-01",
+    "2024-02-01",
+    "2024-05-01",
+    "2024-07-01",
+    "2024-08-01",
+    "2024-09-01",
+    "2024-10-01",
+    "2025-01-01",
+    "2025-02-01",
+    "2025-03-01",
+    "2025-04-01",
+    "2025-05-01",
+    "2025-06-01",
+    "2025-07-01",
+    "2025-08-01",
+    "2025-09-01",
+    "2025-10-01",
+    "2026-01-01",
+    "2026-02-01",
+    "2026-03-01",
+    "2026-04-01",
+    "2026-05-01",
+    // Azure CLI 2.8x (`az aks`).
+    "2026-06-01",
+    "2026-07-01",
+    // azure-mgmt-containerservice 41.x default.
+    "2026-08-01",
+];
+/// api-versions with `abort` (AbortLatestOperation is in the stable API since 2023-07-01, so
+/// the list above from 2023-08-01 on).
+pub(crate) const ABORT_API_VERSIONS: &[&str] = API_VERSIONS.split_at(4).1;
+const CLUSTER_TYPE: &str = "Microsoft.ContainerService/managedClusters";
+const NAMESPACE_TYPE: &str = "microsoft.containerservice/managedclusters";
+const POLICY_ADDON: &str = "azurepolicy";
+const PAGE_SIZE: usize = 50;
+
+/// `managedClusters` routes.
+pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response, ArmError> {
+    let scope = Scope::from_segments(&req.path.scope)?;
+    scope.ensure_exists(state)?;
+    let method = &req.http.method;
+    match (req.path.types.len(), req.path.item_name()) {
+        (1, None) if method == Method::GET => list(state, req, &scope),
+        (1, Some(name)) => {
+            if !matches!(scope.kind, super::scope::ScopeKind::ResourceGroup { .. }) {
+                return Err(ArmError::not_found(
+                    "InvalidResourceType",
+                    "Managed clusters live in a resource group.",
+                ));
+            }
+            let id = format!("{}/providers/{CLUSTER_TYPE}/{name}", scope.id);
+            match *method {
+                Method::GET => match settle(state, &id)? {
+                    Some(stored) => Ok(with_etag(ok_json(&public(&stored)), &stored)),
+                    None => Err(not_found(&id)),
+                },
+                Method::PUT => put(state, req, &id, name),
+                Method::PATCH => patch(state, req, &id),
+                Method::DELETE => delete(state, req, &id),
+                _ => Err(ArmError::method_not_allowed(method)),
+            }
+        }
+        _ => Err(ArmError::method_not_allowed(method)),
+    }
+}
+
+fn not_found(id: &str) -> ArmError {
+    let group = id.split('/').nth(4).unwrap_or_default();
+    ArmError::not_found(
+        "ResourceNotFound",
+        format!(
+            "The Resource '{}' under resource group '{group}' was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix",
+            super::scope::resource_type_and_name(id)
+        ),
+    )
+}
+
+/// The body clients see: stored body with the id in creator casing and the current eTag.
+fn public(stored: &StoredResource) -> Value {
+    let mut body = stored.body.clone();
+    body["id"] = json!(stored.id);
+    body["eTag"] = json!(stored.etag.trim_matches('"'));
+    body
+}
+
+fn with_etag(mut resp: Response, stored: &StoredResource) -> Response {
+    set_header(&mut resp, "etag", &stored.etag);
+    resp
+}
+
+pub(crate) fn set_header(resp: &mut Response, name: &'static str, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        resp.headers_mut().insert(name, v);
+    }
+}
+
+fn absolute(req: &ArmRequest<'_>, id: &str) -> String {
+    format!("{}{id}?api-version={}", req.http.base_url, req.api_version)
+}
+
+/// `If-Match` / `If-None-Match` against the current eTag (quotes optional on both sides).
+fn check_preconditions(
+    req: &ArmRequest<'_>,
+    current: Option<&StoredResource>,
+) -> Result<(), ArmError> {
+    let failed = |message: String| {
+        ArmError::new(
+            StatusCode::PRECONDITION_FAILED,
+            "PreconditionFailed",
+            message,
+        )
+    };
+    let etag = current.map(|c| c.etag.trim_matches('"').to_string());
+    if let Some(want) = req.http.header("if-match") {
+        let want = want.trim().trim_matches('"');
+        let ok = match &etag {
+            Some(have) => want == "*" || want == have,
+            None => false,
+        };
+        if !ok {
+            return Err(failed(format!(
+                "Operation failed: the eTag '{want}' in If-Match does not match the current eTag '{}'.",
+                etag.unwrap_or_default()
+            )));
+        }
+    }
+    if let Some(none) = req.http.header("if-none-match") {
+        let none = none.trim().trim_matches('"');
+        let clash = match &etag {
+            Some(have) => none == "*" || none == have,
+            None => false,
+        };
+        if clash {
+            return Err(failed(format!(
+                "Operation failed: the resource exists and If-None-Match is '{none}'."
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn put(state: &AppState, req: &ArmRequest<'_>, id: &str, name: &str) -> Result<Response, ArmError> {
+    let valid = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .last()
+            .is_some_and(|c| c.is_ascii_alphanumeric());
+    if !valid {
+        return Err(ArmError::bad_request(
+            "InvalidParameter",
+            format!("The value of parameter resourceName '{name}' is invalid. It must be 1-63 letters, digits, '-' or '_', starting and ending with a letter or digit."),
+        ));
+    }
+    let request: Value = parse_body(req)?;
+    if !request.is_object() {
+        return Err(ArmError::bad_request(
+            "InvalidRequestContent",
+            "The request body must be a JSON object.",
+        ));
+    }
+    let location = request
+        .get("location")
+        .and_then(Value::as_str)
+        .filter(|l| !l.is_empty())
+        .ok_or_else(|| {
+            ArmError::bad_request(
+                "InvalidParameter",
+                "The value of parameter location is invalid: location is required.",
+            )
+        })?
+        .to_string();
+    // ARM asks policy about the request as sent, before the resource provider sees it:
+    // Modify alters the request first, then Deny judges the result.
+    let mut request = request;
+    let mut proposed = request.clone();
+    proposed["type"] = json!(CLUSTER_TYPE);
+    for (path, value) in
+        arm_policy::write_modifications(state, id, &arm_policy::policy_view(id, &proposed))?
+    {
+        arm_policy::set_path(&mut request, &path, value);
+    }
+    let mut proposed = request.clone();
+    proposed["type"] = json!(CLUSTER_TYPE);
+    arm_policy::check_deny(state, id, &arm_policy::policy_view(id, &proposed), "PUT")?;
+    settle(state, id)?;
+    let current = state.store.get(id)?;
+    check_preconditions(req, current.as_ref())?;
+    if let Some(c) = &current {
+        if running(c) {
+            return Err(busy(c));
+        }
+        let old = c.body["location"].as_str().unwrap_or_default();
+        if !old.eq_ignore_ascii_case(&location) {
+            return Err(ArmError::bad_request(
+                "BadRequest",
+                format!(
+                    "Changing property 'location' from '{old}' to '{location}' is not allowed."
+                ),
+            ));
+        }
+    }
+    let kind = if current.is_some() {
+        "Updating"
+    } else {
+        "Creating"
+    };
+    let (op_id, op) = new_operation(state, id, &location, kind)?;
+    let tenant = state.identity.tenant_id.clone();
+    let (before, after) = state.store.modify::<ArmError, _>(id, |previous| {
+        // Re-checked inside the write transaction: a concurrent writer may have won.
+        if let Some(p) = previous {
+            if running(p) {
+                return Err(busy(p));
+            }
+        }
+        if let (None, Some(p)) = (&current, previous) {
+            return Err(busy(p));
+        }
+        let body = build_body(
+            &request,
+            previous.map(|p| &p.body),
+            id,
+            name,
+            &location,
+            kind,
+            &tenant,
+            req,
+        );
+        Ok(Change::Put {
+            body,
+            internal: json!({"op": op}),
+        })
+    })?;
+    let stored = after.ok_or_else(|| ArmError::internal("cluster write lost"))?;
+    let status = if before.is_some() {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    let mut resp = with_etag(status_json(status, &public(&stored)), &stored);
+    set_header(&mut resp, "azure-asyncoperation", &absolute(req, &op_id));
+    set_header(&mut resp, "retry-after", "1");
+    Ok(resp)
+}
+
+/// `PATCH {tags}`: the same operation shape as a PUT (200, `provisioningState: Updating`,
+/// `Azure-AsyncOperation`); the tags are in place at once, so reads never see them half set.
+fn patch(state: &AppState, req: &ArmRequest<'_>, id: &str) -> Result<Response, ArmError> {
+    let update: Value = parse_body(req)?;
+    settle(state, id)?;
+    let Some(current) = state.store.get(id)? else {
+        return Err(not_found(id));
+    };
+    check_preconditions(req, Some(&current))?;
+    if running(&current) {
+        return Err(busy(&current));
+    }
+    let mut proposed = current.body.clone();
+    if let Some(tags) = update.get("tags") {
+        proposed["tags"] = tags.clone();
+    }
+    arm_policy::check_deny(state, id, &arm_policy::policy_view(id, &proposed), "PATCH")?;
+    let location = current.body["location"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let (op_id, op) = new_operation(state, id, &location, "Updating")?;
+    let (_, after) = state.store.modify::<ArmError, _>(id, |previous| {
+        let Some(previous) = previous else {
+            return Err(not_found(id));
+        };
+        check_preconditions(req, Some(previous))?;
+        if running(previous) {
+            return Err(busy(previous));
+        }
+        let mut body = previous.body.clone();
+        if let Some(tags) = update.get("tags") {
+            body["tags"] = tags.clone();
+        }
+        body["properties"]["provisioningState"] = json!("Updating");
+        body["systemData"] = system_data(req, Some(&previous.body));
+        Ok(Change::Put {
+            body,
+            internal: json!({"op": op}),
+        })
+    })?;
+    let stored = after.ok_or_else(|| ArmError::internal("cluster write lost"))?;
+    let mut resp = with_etag(ok_json(&public(&stored)), &stored);
+    let results = op_id.replacen("/operations/", "/operationresults/", 1);
+    set_header(&mut resp, "azure-asyncoperation", &absolute(req, &op_id));
+    set_header(&mut resp, "location", &absolute(req, &results));
+    set_header(&mut resp, "retry-after", "1");
+    Ok(resp)
+}
+
+fn delete(state: &AppState, req: &ArmRequest<'_>, id: &str) -> Result<Response, ArmError> {
+    settle(state, id)?;
+    let Some(current) = state.store.get(id)? else {
+        return Ok(empty(StatusCode::NO_CONTENT));
+    };
+    check_preconditions(req, Some(&current))?;
+    if running(&current) {
+        return Err(busy(&current));
+    }
+    let location = current.body["location"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let (op_id, op) = new_operation(state, id, &location, "Deleting")?;
+    state.store.modify::<ArmError, _>(id, |previous| {
+        let Some(previous) = previous else {
+            return Ok(Change::Keep);
+        };
+        if running(previous) {
+            return Err(busy(previous));
+        }
+        let mut body = previous.body.clone();
+        body["properties"]["provisioningState"] = json!("Deleting");
+        Ok(Change::Put {
+            body,
+            internal: json!({"op": op}),
+        })
+    })?;
+    let mut resp = empty(StatusCode::ACCEPTED);
+    let results = op_id.replacen("/operations/", "/operationresults/", 1);
+    set_header(&mut resp, "location", &absolute(req, &results));
+    set_header(&mut resp, "azure-asyncoperation", &absolute(req, &op_id));
+    set_header(&mut resp, "retry-after", "1");
+    Ok(resp)
+}
+
+fn list(state: &AppState, req: &ArmRequest<'_>, scope: &Scope) -> Result<Response, ArmError> {
+    let prefix = format!("{}/", resource_key(&scope.id));
+    let mut items = Vec::new();
+    for (_, stored) in stored_of_type(state, NAMESPACE_TYPE)? {
+        if !resource_key(&stored.id).starts_with(&prefix) {
+            continue;
+        }
+        if let Some(current) = settle(state, &stored.id)? {
+            items.push(public(&current));
+        }
+    }
+    Ok(ok_json(&paging::page(items, req, PAGE_SIZE)?))
+}
+
+/// Clusters in (or at) a scope, settled: for compliance summaries.
+pub(crate) fn clusters_under(
+    state: &AppState,
+    scope: &Scope,
+) -> Result<Vec<StoredResource>, ArmError> {
+    let mut out = Vec::new();
+    for (_, stored) in stored_of_type(state, NAMESPACE_TYPE)? {
+        if !scope.contains(state, &stored.id)? {
+            continue;
+        }
+        if let Some(current) = settle(state, &stored.id)? {
+            out.push(current);
+        }
+    }
+    Ok(out)
+}
+
+/// True when the cluster's Azure Policy add-on is enabled.
+pub(crate) fn policy_addon_enabled(cluster: &Value) -> bool {
+    cluster["properties"]["addonProfiles"]
+        .as_object()
+        .and_then(|a| a.iter().find(|(k, _)| k.eq_ignore_ascii_case(POLICY_ADDON)))
+        .is_some_and(|(_, v)| v["enabled"].as_bool().unwrap_or(false))
+}
+
+/// Writes a remediation's property changes to a cluster, as the deployment's PUT would: keys
+/// matched case-insensitively (an existing key keeps its casing), missing objects created, and
+/// the add-on profile completed by the resource provider as on any PUT.
+pub(crate) fn apply_changes(
+    state: &AppState,
+    id: &str,
+    changes: &[(Vec<String>, Option<Value>)],
+) -> Result<(), ArmError> {
+    state.store.modify::<ArmError, _>(id, |current| {
+        let Some(current) = current else {
+            return Ok(Change::Keep);
+        };
+        let mut body = current.body.clone();
+        let previous = body["properties"]["addonProfiles"].as_object().cloned();
+        for (path, value) in changes {
+            arm_policy::set_path(&mut body, path, value.clone());
+        }
+        let sub = id.split('/').nth(2).unwrap_or_default().to_string();
+        let name = id.rsplit('/').next().unwrap_or_default().to_string();
+        let node_rg = body["properties"]["nodeResourceGroup"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if let Some(addons) = body["properties"]["addonProfiles"].as_object_mut() {
+            fill_policy_addon(addons, previous.as_ref(), &sub, &node_rg, &name);
+        }
+        Ok(Change::Put {
+            body,
+            internal: current.internal.clone(),
+        })
+    })?;
+    Ok(())
+}
