@@ -114,13 +114,16 @@ fn put(
     target: &DeployTarget,
     name: &str,
 ) -> Result<Response, ArmError> {
-    super::check_resource_name("deployment", name)?;
-    if name.chars().count() > 64 {
+    let rule = crate::policy::names::DEPLOYMENT;
+    if let Err(crate::policy::names::NameProblem::TooLong { max, .. }) = rule.check(name) {
         return Err(ArmError::bad_request(
             "InvalidDeploymentName",
-            format!("The deployment name '{name}' is invalid: it must be at most 64 characters."),
+            format!(
+                "The deployment name '{name}' is invalid: it must be at most {max} characters."
+            ),
         ));
     }
+    super::check_name("deployment", name, &rule)?;
     if let Some(existing) = state.store.get(&target.deployment_id(name))? {
         if phase(&existing) == "Running" {
             return Err(ArmError::new(

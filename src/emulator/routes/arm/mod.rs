@@ -35,7 +35,7 @@ mod tenants;
 pub(crate) use auth::authenticate;
 pub(crate) use error::ArmError;
 pub(crate) use managed_clusters::{clusters_under, policy_addon_enabled, settle as settle_cluster};
-pub(crate) use names::{check_policy_name, check_resource_name};
+pub(crate) use names::check_name;
 pub(crate) use path::ArmPath;
 pub(crate) use policy_definitions::resolve_visible;
 pub(crate) use resource_types::{

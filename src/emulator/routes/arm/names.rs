@@ -1,48 +1,35 @@
-//! ARM's rules for resource names.
+//! ARM's answer to a name that breaks Azure's rules. The rules themselves are
+//! [`crate::policy::names`], which the provider's plan-time checks apply too.
 
 use super::ArmError;
+use crate::policy::names::{NameProblem, NameRule};
 
-/// ARM name rule for policy resources: no `<>*%&:\?.+/`, no trailing space.
-pub(crate) fn check_policy_name(kind: &str, name: &str) -> Result<(), ArmError> {
-    let bad = name.is_empty()
-        || name.ends_with(' ')
-        || name.chars().any(|c| "<>*%&:\\?.+/".contains(c))
-        || name.len() > 128;
-    if bad {
-        return Err(ArmError::bad_request(
-            "InvalidResourceName",
-            format!("The {kind} name '{name}' is invalid. Names must not contain '<>*%&:\\?.+/', end with a space, or exceed 128 characters."),
-        ));
-    }
-    Ok(())
+/// `InvalidResourceName` unless `name` follows `rule`; `kind` names the object ("policy
+/// assignment") as ARM's messages do.
+pub(crate) fn check_name(kind: &str, name: &str, rule: &NameRule) -> Result<(), ArmError> {
+    rule.check(name)
+        .map_err(|problem| name_error(kind, name, rule, &problem))
 }
 
-/// ARM's name rule for resources without a stricter one of their own (remediations): no
-/// `<>*%&:\?/+` or control characters, not ending with `.` or a space, at most 260 characters.
-pub(crate) fn check_resource_name(kind: &str, name: &str) -> Result<(), ArmError> {
-    let bad = name.is_empty()
-        || name.ends_with(' ')
-        || name.ends_with('.')
-        || name
-            .chars()
-            .any(|c| c.is_control() || "<>*%&:\\?+/".contains(c))
-        || name.chars().count() > 260;
-    if bad {
-        return Err(ArmError::bad_request(
-            "InvalidResourceName",
-            format!("The {kind} name '{name}' is invalid. Names must not contain '<>*%&:\\?+/' or control characters, end with '.' or a space, or exceed 260 characters."),
-        ));
-    }
-    Ok(())
+fn name_error(kind: &str, name: &str, rule: &NameRule, problem: &NameProblem) -> ArmError {
+    ArmError::bad_request(
+        "InvalidResourceName",
+        format!(
+            "The {kind} name '{name}' is invalid: {problem}. Names must have {}.",
+            rule.describe()
+        ),
+    )
 }
 
 #[cfg(test)]
 mod tests {
+    use super::check_name;
+    use crate::policy::names::RESOURCE;
 
     #[test]
     fn generic_resource_names() {
-        use super::check_resource_name as check;
-        assert!(check("remediation", "fix-privileged_1 (retry)").is_ok());
+        let check = |name: &str| check_name("remediation", name, &RESOURCE);
+        assert!(check("fix-privileged_1 (retry)").is_ok());
         for bad in [
             "",
             "a/b",
@@ -54,9 +41,9 @@ mod tests {
             "a?b",
             "a+b",
         ] {
-            assert!(check("remediation", bad).is_err(), "{bad:?}");
+            assert!(check(bad).is_err(), "{bad:?}");
         }
-        assert!(check("remediation", &"x".repeat(260)).is_ok());
-        assert!(check("remediation", &"x".repeat(261)).is_err());
+        assert!(check(&"x".repeat(260)).is_ok());
+        assert!(check(&"x".repeat(261)).is_err());
     }
 }

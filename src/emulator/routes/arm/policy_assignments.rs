@@ -8,12 +8,13 @@ use super::policy_definitions::{resolve_visible, validation_error, Kind};
 use super::scope::{related_to_scope, Scope, ScopeKind};
 use super::with_id;
 use super::{
-    check_policy_name, empty, error::ArmError, now_rfc3339, ok_json, paging, parse_body,
-    status_json, system_data, ArmRequest,
+    check_name, empty, error::ArmError, now_rfc3339, ok_json, paging, parse_body, status_json,
+    system_data, ArmRequest,
 };
 use crate::emulator::http::Response;
 use crate::emulator::state::{new_guid, AppState};
 use crate::emulator::store::{resource_key, Change};
+use crate::policy::names::{self, NameProblem};
 use crate::policy::validation::check_assignment_parameters;
 use crate::policy::ParameterDefinition;
 
@@ -21,8 +22,6 @@ use crate::policy::ParameterDefinition;
 pub(crate) const ASSIGNMENT_TYPE: &str = "Microsoft.Authorization/policyAssignments";
 const NAMESPACE_TYPE: &str = "microsoft.authorization/policyassignments";
 const PAGE_SIZE: usize = 50;
-/// Azure's limit for assignment names at management-group scope.
-const MG_NAME_MAX: usize = 24;
 
 pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response, ArmError> {
     if req.path.types.len() != 1 {
@@ -108,14 +107,20 @@ fn put(
     scope: &Scope,
     name: &str,
 ) -> Result<Response, ArmError> {
-    check_policy_name("policy assignment", name)?;
-    if matches!(scope.kind, ScopeKind::ManagementGroup(_)) && name.chars().count() > MG_NAME_MAX {
-        return Err(ArmError::bad_request(
-            "InvalidPolicyAssignmentName",
-            format!(
-                "The policy assignment name '{name}' is invalid. The policy assignment name length must not exceed '{MG_NAME_MAX}' characters."
-            ),
-        ));
+    if matches!(scope.kind, ScopeKind::ManagementGroup(_)) {
+        let rule = names::MANAGEMENT_GROUP_ASSIGNMENT;
+        if let Err(NameProblem::TooLong { max, .. }) = rule.check(name) {
+            // Azure's own code and wording for this one limit.
+            return Err(ArmError::bad_request(
+                "InvalidPolicyAssignmentName",
+                format!(
+                    "The policy assignment name '{name}' is invalid. The policy assignment name length must not exceed '{max}' characters."
+                ),
+            ));
+        }
+        check_name("policy assignment", name, &rule)?;
+    } else {
+        check_name("policy assignment", name, &names::POLICY_ASSIGNMENT)?;
     }
     let mut body: Value = parse_body(req)?;
     if !body.is_object() {

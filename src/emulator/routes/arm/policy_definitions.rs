@@ -12,13 +12,14 @@ use super::policy_versions;
 use super::scope::{stored_of_type, Scope, ScopeKind};
 use super::with_id;
 use super::{
-    check_policy_name, empty, error::ArmError, ok_json, paging, parse_body, status_json,
-    system_data, ArmRequest,
+    check_name, empty, error::ArmError, ok_json, paging, parse_body, status_json, system_data,
+    ArmRequest,
 };
 use crate::emulator::catalogue::{find, CatalogueEntry};
 use crate::emulator::http::Response;
 use crate::emulator::state::AppState;
 use crate::emulator::store::{resource_key, Change};
+use crate::policy::names;
 use crate::policy::references::expression_parameter_references;
 use crate::policy::validation::{
     check_assignment_parameters, check_parameter_update, validate_definition,
@@ -160,7 +161,7 @@ fn put(
         Kind::Definition => "policy definition",
         Kind::SetDefinition => "policy set definition",
     };
-    check_policy_name(what, name)?;
+    check_name(what, name, &names::POLICY_DEFINITION)?;
     let id = item_id(scope, kind, name);
     let mut body = build_body(state, req, scope, kind, &id, name)?;
     // Without an explicit version a PUT updates the version the definition shows now.

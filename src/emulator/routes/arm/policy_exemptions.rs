@@ -11,12 +11,13 @@ use super::resolve_visible;
 use super::scope::{related_to_scope, Scope};
 use super::with_id;
 use super::{
-    check_policy_name, empty, error::ArmError, ok_json, paging, parse_body, status_json,
-    system_data, ArmRequest,
+    check_name, empty, error::ArmError, ok_json, paging, parse_body, status_json, system_data,
+    ArmRequest,
 };
 use crate::emulator::http::Response;
 use crate::emulator::state::AppState;
 use crate::emulator::store::{Change, StoredResource};
+use crate::policy::names;
 
 const EXEMPTION_TYPE: &str = "Microsoft.Authorization/policyExemptions";
 const NAMESPACE_TYPE: &str = "microsoft.authorization/policyexemptions";
@@ -64,7 +65,7 @@ fn put(
     scope: &Scope,
     name: &str,
 ) -> Result<Response, ArmError> {
-    check_policy_name("policy exemption", name)?;
+    check_name("policy exemption", name, &names::POLICY_EXEMPTION)?;
     let body: Value = parse_body(req)?;
     let invalid = |msg: String| ArmError::bad_request("InvalidCreatePolicyExemptionRequest", msg);
     let assignment_id = body

@@ -99,7 +99,7 @@ fn put(
     id: &str,
     name: &str,
 ) -> Result<Response, ArmError> {
-    super::check_resource_name("remediation", name)?;
+    super::check_name("remediation", name, &crate::policy::names::RESOURCE)?;
     let request: Value = parse_body(req)?;
     let assignment_id = request
         .pointer("/properties/policyAssignmentId")
