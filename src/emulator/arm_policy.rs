@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 
 use crate::emulator::gatekeeper;
 use crate::emulator::routes::arm::{
-    resolve_visible, settle_cluster, stored_of_type, ArmError, Scope,
+    resolve_visible, settle_cluster, stored_of_type, ErrorResponse, Scope,
 };
 use crate::emulator::state::AppState;
 use crate::emulator::store::StoredResource;
@@ -122,7 +122,7 @@ pub(crate) fn members_covering(
     state: &AppState,
     resource_id: &str,
     resource: &Value,
-) -> Result<Vec<AssignedMember>, ArmError> {
+) -> Result<Vec<AssignedMember>, ErrorResponse> {
     let exemptions = gatekeeper::exemptions_for(state, resource_id)?;
     let delay = Duration::from_millis(state.fault_profile().policy_evaluation_ms);
     let mut out = Vec::new();
@@ -240,7 +240,7 @@ fn context(
     resource_id: &str,
     member: &AssignedMember,
     method: Option<&str>,
-) -> Result<RuleContext, ArmError> {
+) -> Result<RuleContext, ErrorResponse> {
     let segs: Vec<&str> = resource_id.split('/').collect();
     let sub = segs.get(2).copied().unwrap_or_default();
     let resource_group = match segs.get(4) {
@@ -325,7 +325,7 @@ pub(crate) fn outcome(
     resource_id: &str,
     view: &Value,
     method: Option<&str>,
-) -> Result<Option<Outcome>, ArmError> {
+) -> Result<Option<Outcome>, ErrorResponse> {
     let rtype = view["type"].as_str().unwrap_or_default();
     if !arm_rule::mode_applies(member.mode(), rtype) {
         return Ok(None);
@@ -362,7 +362,7 @@ pub(crate) fn check_deny(
     resource_id: &str,
     view: &Value,
     method: &str,
-) -> Result<(), ArmError> {
+) -> Result<(), ErrorResponse> {
     let mut violations = Vec::new();
     for m in members_covering(state, resource_id, view)? {
         if !m.enforce || m.exempt {
@@ -417,7 +417,7 @@ pub(crate) fn check_deny(
         })
         .collect();
     let identifiers = serde_json::to_string(&identifiers).unwrap_or_default();
-    let mut err = ArmError::new(
+    let mut err = ErrorResponse::new(
         http::StatusCode::FORBIDDEN,
         "RequestDisallowedByPolicy",
         format!("Resource '{name}' was disallowed by policy. Policy identifiers: '{identifiers}'."),
@@ -493,7 +493,7 @@ pub(crate) fn remediation_changes(
     member: &AssignedMember,
     resource_id: &str,
     view: &Value,
-) -> Result<Vec<PropertyChange>, ArmError> {
+) -> Result<Vec<PropertyChange>, ErrorResponse> {
     let rtype = view["type"].as_str().unwrap_or_default().to_string();
     let ctx = context(state, resource_id, member, Some("PUT"))?;
     let ev = Evaluator::new(view, &member.values, &ctx);
@@ -579,7 +579,7 @@ pub(crate) fn write_modifications(
     state: &AppState,
     resource_id: &str,
     view: &Value,
-) -> Result<Vec<PropertyChange>, ArmError> {
+) -> Result<Vec<PropertyChange>, ErrorResponse> {
     let mut out = Vec::new();
     for m in members_covering(state, resource_id, view)? {
         if !m.enforce || m.exempt {

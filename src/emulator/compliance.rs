@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use crate::emulator::arm_policy::{self, AssignedMember};
 use crate::emulator::gatekeeper;
-use crate::emulator::routes::arm::{clusters_under, ArmError, Scope};
+use crate::emulator::routes::arm::{clusters_under, ErrorResponse, Scope};
 use crate::emulator::state::AppState;
 use crate::emulator::store::{resource_key, StoredResource};
 use crate::policy::gatekeeper::ConstraintOrigin;
@@ -94,7 +94,7 @@ impl PolicyStateRow {
         origin: &ConstraintOrigin,
         effect: &str,
         compliant: bool,
-    ) -> Result<Self, ArmError> {
+    ) -> Result<Self, ErrorResponse> {
         let assignment_scope = state
             .store
             .get(&origin.assignment_id)?
@@ -181,7 +181,11 @@ pub(crate) struct Subject<'a> {
 /// A source of compliance answers.
 pub(crate) trait ComplianceEvaluator {
     /// `Some(compliant)` when this evaluator decides the subject.
-    fn evaluate(&self, state: &AppState, subject: &Subject<'_>) -> Result<Option<bool>, ArmError>;
+    fn evaluate(
+        &self,
+        state: &AppState,
+        subject: &Subject<'_>,
+    ) -> Result<Option<bool>, ErrorResponse>;
 }
 
 /// ARM-mode definitions: the rule (and an `…IfNotExists` existence condition, a Modify
@@ -189,7 +193,11 @@ pub(crate) trait ComplianceEvaluator {
 pub(crate) struct ArmRule;
 
 impl ComplianceEvaluator for ArmRule {
-    fn evaluate(&self, state: &AppState, subject: &Subject<'_>) -> Result<Option<bool>, ArmError> {
+    fn evaluate(
+        &self,
+        state: &AppState,
+        subject: &Subject<'_>,
+    ) -> Result<Option<bool>, ErrorResponse> {
         let mode = subject.member.mode();
         if !crate::policy::arm_rule::is_arm_mode(mode) {
             return Ok(None);
@@ -210,7 +218,11 @@ pub(crate) struct GatekeeperAudit {
 }
 
 impl ComplianceEvaluator for GatekeeperAudit {
-    fn evaluate(&self, state: &AppState, subject: &Subject<'_>) -> Result<Option<bool>, ArmError> {
+    fn evaluate(
+        &self,
+        state: &AppState,
+        subject: &Subject<'_>,
+    ) -> Result<Option<bool>, ErrorResponse> {
         let is_kubernetes = subject.definition["properties"]["mode"]
             .as_str()
             .is_some_and(|m| m.eq_ignore_ascii_case(crate::policy::KUBERNETES_MODE));
@@ -258,7 +270,7 @@ pub(crate) fn policy_states(
     state: &AppState,
     scope: &Scope,
     query: &StatesQuery,
-) -> Result<Vec<PolicyStateRow>, ArmError> {
+) -> Result<Vec<PolicyStateRow>, ErrorResponse> {
     let clusters = clusters_under(state, scope)?;
     let evaluators = evaluators();
     let mut rows = Vec::new();

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde_json::Value;
 
 use crate::emulator::compliance::{PolicyStateRow, StatesQuery};
-use crate::emulator::routes::arm::{now_ms, now_rfc3339, ArmError, Scope};
+use crate::emulator::routes::arm::{now_ms, now_rfc3339, ErrorResponse, Scope};
 use crate::emulator::state::AppState;
 use crate::emulator::store::{resource_key, Change};
 
@@ -26,13 +26,13 @@ pub(crate) fn record(
     state: &AppState,
     rows: &[PolicyStateRow],
     principal_oid: &str,
-) -> Result<(), ArmError> {
+) -> Result<(), ErrorResponse> {
     let timestamp = now_rfc3339();
     for row in rows {
         let sequence = SEQUENCE.fetch_add(1, Ordering::Relaxed) % 1_000_000;
         let id = format!("{EVENT_PREFIX}{:015}-{sequence:06}", now_ms());
         let body = row.to_event_json(&timestamp, &state.identity.tenant_id, principal_oid);
-        state.store.modify::<ArmError, _>(&id, |_| {
+        state.store.modify::<ErrorResponse, _>(&id, |_| {
             Ok(Change::Put {
                 body: body.clone(),
                 internal: Value::Null,
@@ -47,7 +47,7 @@ pub(crate) fn events_in(
     state: &AppState,
     scope: &Scope,
     query: &StatesQuery,
-) -> Result<Vec<Value>, ArmError> {
+) -> Result<Vec<Value>, ErrorResponse> {
     let mut out = Vec::new();
     for stored in state.store.list_prefix(&resource_key(EVENT_PREFIX))? {
         let event = stored.body;

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use crate::emulator::compliance::PolicyStateRow;
 use crate::emulator::routes::arm::{
-    policy_addon_enabled, resolve_visible, settle_cluster, stored_of_type, ArmError, Scope,
+    policy_addon_enabled, resolve_visible, settle_cluster, stored_of_type, ErrorResponse, Scope,
 };
 use crate::emulator::state::AppState;
 use crate::emulator::store::{resource_key, StoredResource};
@@ -121,7 +121,7 @@ const EXEMPTIONS: &str = "microsoft.authorization/policyexemptions";
 pub(crate) fn constraints_for(
     state: &AppState,
     cluster: &StoredResource,
-) -> Result<ClusterConstraints, ArmError> {
+) -> Result<ClusterConstraints, ErrorResponse> {
     let mut out = ClusterConstraints::default();
     if !policy_addon_enabled(&cluster.body) {
         return Ok(out);
@@ -195,7 +195,7 @@ pub(crate) fn constraints_for(
 pub(crate) fn exemptions_for(
     state: &AppState,
     cluster_id: &str,
-) -> Result<Vec<Exemption>, ArmError> {
+) -> Result<Vec<Exemption>, ErrorResponse> {
     let mut out = Vec::new();
     let now = SystemTime::now();
     for (at, e) in stored_of_type(state, EXEMPTIONS)? {
@@ -233,7 +233,10 @@ fn object_id(cluster_id: &str, object: &Value) -> String {
 }
 
 /// Every object the cluster admitted.
-pub(crate) fn admitted_objects(state: &AppState, cluster_id: &str) -> Result<Vec<Value>, ArmError> {
+pub(crate) fn admitted_objects(
+    state: &AppState,
+    cluster_id: &str,
+) -> Result<Vec<Value>, ErrorResponse> {
     let prefix = format!("{}/kubernetesobjects/", resource_key(cluster_id));
     Ok(state
         .store
@@ -278,15 +281,15 @@ pub(crate) fn admit(
     cluster_id: &str,
     admission_review: &Value,
     principal_oid: &str,
-) -> Result<Value, ArmError> {
+) -> Result<Value, ErrorResponse> {
     let Some(cluster) = settle_cluster(state, cluster_id)? else {
-        return Err(ArmError::not_found(
+        return Err(ErrorResponse::not_found(
             "ResourceNotFound",
             format!("The managed cluster '{cluster_id}' was not found."),
         ));
     };
     let Some(request) = admission_review.get("request").filter(|r| r.is_object()) else {
-        return Err(ArmError::bad_request(
+        return Err(ErrorResponse::bad_request(
             "InvalidRequestContent",
             "Expected an admission.k8s.io/v1 AdmissionReview with a 'request'.",
         ));
@@ -369,7 +372,11 @@ fn errors_id(cluster_id: &str) -> String {
     format!("{cluster_id}/kubernetesEvaluationErrors/last")
 }
 
-fn remember_errors(state: &AppState, cluster_id: &str, errors: &[String]) -> Result<(), ArmError> {
+fn remember_errors(
+    state: &AppState,
+    cluster_id: &str,
+    errors: &[String],
+) -> Result<(), ErrorResponse> {
     if errors.is_empty() {
         return Ok(());
     }
@@ -379,7 +386,7 @@ fn remember_errors(state: &AppState, cluster_id: &str, errors: &[String]) -> Res
     Ok(())
 }
 
-fn remember(state: &AppState, cluster_id: &str, request: &Value) -> Result<(), ArmError> {
+fn remember(state: &AppState, cluster_id: &str, request: &Value) -> Result<(), ErrorResponse> {
     let operation = request["operation"].as_str().unwrap_or("CREATE");
     if operation.eq_ignore_ascii_case("DELETE") {
         if let Some(old) = request.get("oldObject").filter(|o| o.is_object()) {
@@ -399,9 +406,9 @@ fn remember(state: &AppState, cluster_id: &str, request: &Value) -> Result<(), A
 }
 
 /// What the cluster looks like to Gatekeeper: constraints, admitted objects, audit results.
-pub(crate) fn describe(state: &AppState, cluster_id: &str) -> Result<Value, ArmError> {
+pub(crate) fn describe(state: &AppState, cluster_id: &str) -> Result<Value, ErrorResponse> {
     let Some(cluster) = settle_cluster(state, cluster_id)? else {
-        return Err(ArmError::not_found(
+        return Err(ErrorResponse::not_found(
             "ResourceNotFound",
             format!("The managed cluster '{cluster_id}' was not found."),
         ));
@@ -457,7 +464,7 @@ pub(crate) fn describe(state: &AppState, cluster_id: &str) -> Result<Value, ArmE
 pub(crate) fn audit_cluster(
     state: &AppState,
     cluster: &StoredResource,
-) -> Result<Option<HashMap<String, bool>>, ArmError> {
+) -> Result<Option<HashMap<String, bool>>, ErrorResponse> {
     if !policy_addon_enabled(&cluster.body) {
         return Ok(None);
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::emulator::routes::arm::{stored_of_type, ArmError, Scope};
+use crate::emulator::routes::arm::{stored_of_type, ErrorResponse, Scope};
 use crate::emulator::state::AppState;
 use crate::emulator::store::resource_key;
 
@@ -332,7 +332,7 @@ pub(crate) fn permitted(
     principal: &str,
     action: &str,
     target: &str,
-) -> Result<bool, ArmError> {
+) -> Result<bool, ErrorResponse> {
     if principal.eq_ignore_ascii_case(&state.identity.object_id) {
         return Ok(true);
     }
@@ -362,11 +362,11 @@ pub(crate) fn authorize(
     principal: &str,
     action: &str,
     target: &str,
-) -> Result<(), ArmError> {
+) -> Result<(), ErrorResponse> {
     if permitted(state, principal, action, target)? {
         return Ok(());
     }
-    Err(ArmError::new(
+    Err(ErrorResponse::new(
         http::StatusCode::FORBIDDEN,
         "AuthorizationFailed",
         format!(
@@ -391,7 +391,7 @@ pub(crate) enum PrincipalLookup {
 pub(crate) fn lookup_principal(
     state: &AppState,
     principal: &str,
-) -> Result<PrincipalLookup, ArmError> {
+) -> Result<PrincipalLookup, ErrorResponse> {
     if principal.eq_ignore_ascii_case(&state.identity.object_id) {
         return Ok(PrincipalLookup::Found);
     }

@@ -23,7 +23,7 @@ use http::StatusCode;
 use serde_json::{json, Map, Value};
 
 use crate::emulator::rbac;
-use crate::emulator::routes::arm::{ArmError, ArmRequest};
+use crate::emulator::routes::arm::{ArmRequest, ErrorResponse};
 use crate::emulator::state::{new_guid, AppState};
 use crate::emulator::store::Change;
 use crate::emulator::token::Claims;
@@ -81,7 +81,7 @@ impl DeployError {
         }
     }
 
-    fn from_arm(e: &ArmError) -> Self {
+    fn from_arm(e: &ErrorResponse) -> Self {
         Self {
             status: e.status,
             code: e.code.clone(),
@@ -122,8 +122,8 @@ impl DeployError {
         }
     }
 
-    pub(crate) fn into_arm(self) -> ArmError {
-        let mut e = ArmError::new(self.status, &self.code, self.message);
+    pub(crate) fn into_arm(self) -> ErrorResponse {
+        let mut e = ErrorResponse::new(self.status, &self.code, self.message);
         if !self.details.is_empty() {
             e.extra_mut().details = self.details;
         }
@@ -226,7 +226,7 @@ impl<'a, 'r> Deployer<'a, 'r> {
                     .state
                     .store
                     .get(&id)
-                    .map_err(|e| DeployError::from_arm(&ArmError::from(e)))?
+                    .map_err(|e| DeployError::from_arm(&ErrorResponse::from(e)))?
                     .ok_or_else(|| DeployError {
                         status: StatusCode::NOT_FOUND,
                         code: "ResourceGroupNotFound".to_string(),
@@ -296,7 +296,7 @@ impl<'a, 'r> Deployer<'a, 'r> {
         let visible_ms = crate::emulator::routes::arm::now_ms()
             .saturating_add(self.state.fault_profile().lro_ms / 3);
         let stored_body = body.clone();
-        let _ = self.state.store.modify::<ArmError, _>(&id, |_| {
+        let _ = self.state.store.modify::<ErrorResponse, _>(&id, |_| {
             Ok(Change::Put {
                 body: stored_body,
                 internal: json!({"visible_ms": visible_ms}),

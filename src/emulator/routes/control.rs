@@ -9,7 +9,7 @@
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use super::arm::{authenticate, ArmError};
+use super::arm::{authenticate, ErrorResponse};
 use crate::emulator::faults::FaultPatch;
 use crate::emulator::http::{json_response, Request, Response};
 use crate::emulator::state::{subscription_body, AppState, EvaluationSettings};
@@ -26,14 +26,18 @@ pub(crate) fn handle(state: &AppState, req: &Request, segments: &[String]) -> Re
     }
 }
 
-fn dispatch(state: &AppState, req: &Request, segments: &[String]) -> Result<Response, ArmError> {
+fn dispatch(
+    state: &AppState,
+    req: &Request,
+    segments: &[String],
+) -> Result<Response, ErrorResponse> {
     let principal = authenticate(state, req)?;
     let what = segments.get(1).map(String::as_str).unwrap_or_default();
     match (what, &req.method) {
         ("faults", &Method::GET) => Ok(ok(&profile_json(state))),
         ("faults", &Method::POST) => {
             let patch: FaultPatch = serde_json::from_slice(&req.body).map_err(|e| {
-                ArmError::bad_request(
+                ErrorResponse::bad_request(
                     "InvalidRequestContent",
                     format!("Invalid fault profile: {e}"),
                 )
@@ -44,7 +48,7 @@ fn dispatch(state: &AppState, req: &Request, segments: &[String]) -> Result<Resp
             };
             guard
                 .apply(&patch)
-                .map_err(|e| ArmError::bad_request("InvalidRequestContent", e))?;
+                .map_err(|e| ErrorResponse::bad_request("InvalidRequestContent", e))?;
             drop(guard);
             log::info!("fault profile now {:?}", state.fault_profile());
             Ok(ok(&profile_json(state)))
@@ -52,14 +56,14 @@ fn dispatch(state: &AppState, req: &Request, segments: &[String]) -> Result<Resp
         ("evaluation", &Method::GET) => Ok(ok(&evaluation_json(state))),
         ("evaluation", &Method::PUT) => {
             let settings: EvaluationSettings = serde_json::from_slice(&req.body).map_err(|e| {
-                ArmError::bad_request(
+                ErrorResponse::bad_request(
                     "InvalidRequestContent",
                     format!("Invalid evaluation settings: {e}"),
                 )
             })?;
             settings
                 .validate()
-                .map_err(|e| ArmError::bad_request("InvalidRequestContent", e))?;
+                .map_err(|e| ErrorResponse::bad_request("InvalidRequestContent", e))?;
             *match state.evaluation.write() {
                 Ok(g) => g,
                 Err(poisoned) => poisoned.into_inner(),
@@ -111,7 +115,7 @@ fn dispatch(state: &AppState, req: &Request, segments: &[String]) -> Result<Resp
                 )?));
             }
             let review: Value = serde_json::from_slice(&req.body).map_err(|e| {
-                ArmError::bad_request(
+                ErrorResponse::bad_request(
                     "InvalidRequestContent",
                     format!("Invalid AdmissionReview: {e}"),
                 )
@@ -124,9 +128,9 @@ fn dispatch(state: &AppState, req: &Request, segments: &[String]) -> Result<Resp
             )?))
         }
         ("faults" | "evaluation" | "metrics" | "state" | "reset" | "admission", m) => {
-            Err(ArmError::method_not_allowed(m))
+            Err(ErrorResponse::method_not_allowed(m))
         }
-        _ => Err(ArmError::not_found(
+        _ => Err(ErrorResponse::not_found(
             "NotFound",
             format!("No emulator control route '{}'.", req.path),
         )),

@@ -4,7 +4,7 @@
 use http::StatusCode;
 use serde_json::{json, Value};
 
-use super::arm::ArmError;
+use super::arm::ErrorResponse;
 use crate::emulator::http::{json_response, Request, Response};
 use crate::emulator::state::AppState;
 
@@ -21,7 +21,7 @@ pub(crate) fn matches(segments: &[String]) -> bool {
 pub(crate) fn handle(_state: &AppState, req: &Request) -> Response {
     let base = format!("{}/", req.base_url);
     let body = match req.query_param("api-version") {
-        None | Some("") => return ArmError::missing_api_version().into_response(),
+        None | Some("") => return ErrorResponse::missing_api_version().into_response(),
         Some("2022-09-01") => cloud(&base),
         Some("2019-05-01") => Value::Array(vec![cloud(&base)]),
         Some("2015-01-01") => json!({
@@ -34,7 +34,7 @@ pub(crate) fn handle(_state: &AppState, req: &Request) -> Response {
             }
         }),
         Some(other) => {
-            return ArmError::invalid_api_version(other, "metadata/endpoints", &SUPPORTED)
+            return ErrorResponse::invalid_api_version(other, "metadata/endpoints", &SUPPORTED)
                 .into_response()
         }
     };

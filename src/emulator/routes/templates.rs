@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Method};
 use http_body_util::Full;
 
-use super::arm::ArmError;
+use super::arm::ErrorResponse;
 use crate::emulator::http::{Request, Response};
 use crate::emulator::state::AppState;
 use crate::policy::gatekeeper::TemplateLookup;
@@ -22,7 +22,7 @@ pub(crate) fn matches(segments: &[String]) -> bool {
 
 pub(crate) fn handle(state: &AppState, req: &Request, segments: &[String]) -> Response {
     if req.method != Method::GET {
-        return ArmError::method_not_allowed(&req.method).into_response();
+        return ErrorResponse::method_not_allowed(&req.method).into_response();
     }
     let path = segments[1..].join("/");
     match state.templates.template_for_path(&path) {
@@ -34,7 +34,7 @@ pub(crate) fn handle(state: &AppState, req: &Request, segments: &[String]) -> Re
             );
             resp
         }
-        None => ArmError::not_found(
+        None => ErrorResponse::not_found(
             "BlobNotFound",
             format!("The specified blob does not exist: {path}"),
         )

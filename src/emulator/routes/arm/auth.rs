@@ -2,13 +2,13 @@
 
 use http::StatusCode;
 
-use super::ArmError;
+use super::ErrorResponse;
 use crate::emulator::http::Request;
 use crate::emulator::state::AppState;
 use crate::emulator::token::{Claims, TokenError};
 
 /// Verifies the bearer token, mapping failures to ARM's 401 codes.
-pub(crate) fn authenticate(state: &AppState, req: &Request) -> Result<Claims, ArmError> {
+pub(crate) fn authenticate(state: &AppState, req: &Request) -> Result<Claims, ErrorResponse> {
     let challenge = |description: &str| {
         format!(
             "Bearer authorization_uri=\"{}/{}\", error=\"invalid_token\", error_description=\"{description}\"",
@@ -16,7 +16,7 @@ pub(crate) fn authenticate(state: &AppState, req: &Request) -> Result<Claims, Ar
         )
     };
     let fail = |code: &str, message: String, description: &str| {
-        let mut e = ArmError::new(StatusCode::UNAUTHORIZED, code, message);
+        let mut e = ErrorResponse::new(StatusCode::UNAUTHORIZED, code, message);
         e.extra_mut().www_authenticate = Some(challenge(description));
         e
     };

@@ -9,7 +9,9 @@ use serde_json::{json, Value};
 use super::filter::ScopeRelation;
 use super::managed_clusters::set_header;
 use super::scope::{related_to_scope, Scope, ScopeKind};
-use super::{empty, error::ArmError, now_ms, ok_json, paging, parse_body, status_json, ArmRequest};
+use super::{
+    empty, error::ErrorResponse, now_ms, ok_json, paging, parse_body, status_json, ArmRequest,
+};
 use crate::emulator::deploy::{DeployTarget, Deployer};
 use crate::emulator::http::Response;
 use crate::emulator::state::AppState;
@@ -34,7 +36,7 @@ pub(crate) const API_VERSIONS: &[&str] = &[
 const NAMESPACE_TYPE: &str = "microsoft.resources/deployments";
 const PAGE_SIZE: usize = 100;
 
-fn target(scope: &Scope) -> Result<DeployTarget, ArmError> {
+fn target(scope: &Scope) -> Result<DeployTarget, ErrorResponse> {
     match &scope.kind {
         ScopeKind::Subscription(s) => Ok(DeployTarget {
             subscription: s.clone(),
@@ -47,7 +49,7 @@ fn target(scope: &Scope) -> Result<DeployTarget, ArmError> {
             subscription: subscription.clone(),
             resource_group: Some(group.clone()),
         }),
-        _ => Err(ArmError::bad_request(
+        _ => Err(ErrorResponse::bad_request(
             "InvalidDeploymentScope",
             format!(
                 "The emulator runs deployments at subscription and resource group scope, not at '{}'.",
@@ -57,7 +59,7 @@ fn target(scope: &Scope) -> Result<DeployTarget, ArmError> {
     }
 }
 
-pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response, ArmError> {
+pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response, ErrorResponse> {
     let scope = Scope::from_segments(&req.path.scope)?;
     scope.ensure_exists(state)?;
     let target = target(&scope)?;
@@ -83,7 +85,7 @@ pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response,
                     Some(_) => Ok(empty(StatusCode::ACCEPTED)),
                     None => Ok(empty(StatusCode::NO_CONTENT)),
                 },
-                _ => Err(ArmError::method_not_allowed(method)),
+                _ => Err(ErrorResponse::method_not_allowed(method)),
             }
         }
         // `.../deployments/{name}/operationStatuses/{id}`: the Azure-AsyncOperation URL.
@@ -97,12 +99,12 @@ pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response,
             }
             Ok(ok_json(&body))
         }
-        _ => Err(ArmError::method_not_allowed(method)),
+        _ => Err(ErrorResponse::method_not_allowed(method)),
     }
 }
 
-fn not_found(name: &str) -> ArmError {
-    ArmError::not_found(
+fn not_found(name: &str) -> ErrorResponse {
+    ErrorResponse::not_found(
         "DeploymentNotFound",
         format!("Deployment '{name}' could not be found."),
     )
@@ -113,10 +115,10 @@ fn put(
     req: &ArmRequest<'_>,
     target: &DeployTarget,
     name: &str,
-) -> Result<Response, ArmError> {
+) -> Result<Response, ErrorResponse> {
     let rule = crate::policy::names::DEPLOYMENT;
     if let Err(crate::policy::names::NameProblem::TooLong { max, .. }) = rule.check(name) {
-        return Err(ArmError::bad_request(
+        return Err(ErrorResponse::bad_request(
             "InvalidDeploymentName",
             format!(
                 "The deployment name '{name}' is invalid: it must be at most {max} characters."
@@ -126,7 +128,7 @@ fn put(
     super::check_name("deployment", name, &rule)?;
     if let Some(existing) = state.store.get(&target.deployment_id(name))? {
         if phase(&existing) == "Running" {
-            return Err(ArmError::new(
+            return Err(ErrorResponse::new(
                 StatusCode::CONFLICT,
                 "DeploymentActive",
                 format!("The deployment '{name}' is still active; wait for it to finish before redeploying."),
@@ -141,7 +143,7 @@ fn put(
     let stored = state
         .store
         .get(&deployed.id)?
-        .ok_or_else(|| ArmError::internal("deployment write lost"))?;
+        .ok_or_else(|| ErrorResponse::internal("deployment write lost"))?;
     let mut resp = status_json(StatusCode::CREATED, &render(&stored));
     let op = format!(
         "{}{}/operationStatuses/{}?api-version={}",

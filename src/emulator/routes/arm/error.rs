@@ -7,17 +7,17 @@ use crate::emulator::http::{json_response, Response};
 
 /// One ARM error response.
 #[derive(Debug, Clone)]
-pub(crate) struct ArmError {
+pub(crate) struct ErrorResponse {
     pub status: StatusCode,
     pub code: String,
     pub message: String,
-    /// Rarely used parts, boxed to keep `Result<_, ArmError>` small.
-    pub extra: Option<Box<ArmErrorExtra>>,
+    /// Rarely used parts, boxed to keep `Result<_, ErrorResponse>` small.
+    pub extra: Option<Box<ErrorResponseExtra>>,
 }
 
 /// Optional parts of an ARM error.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct ArmErrorExtra {
+pub(crate) struct ErrorResponseExtra {
     pub target: Option<String>,
     pub details: Vec<Value>,
     pub additional_info: Vec<Value>,
@@ -29,7 +29,7 @@ pub(crate) struct ArmErrorExtra {
     pub injected: bool,
 }
 
-impl ArmError {
+impl ErrorResponse {
     pub(crate) fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
         Self {
             status,
@@ -40,7 +40,7 @@ impl ArmError {
     }
 
     /// Mutable access to the optional parts, creating them on first use.
-    pub(crate) fn extra_mut(&mut self) -> &mut ArmErrorExtra {
+    pub(crate) fn extra_mut(&mut self) -> &mut ErrorResponseExtra {
         self.extra.get_or_insert_with(Default::default)
     }
 
@@ -51,7 +51,7 @@ impl ArmError {
     /// A path below a handled type that names no type ARM knows (e.g. a child of an
     /// assignment).
     pub(crate) fn invalid_resource_type(path: &super::ArmPath) -> Self {
-        ArmError::not_found(
+        ErrorResponse::not_found(
             "InvalidResourceType",
             format!(
                 "The resource type '{}' could not be found in the namespace '{}'.",
@@ -152,7 +152,7 @@ impl ArmError {
     }
 }
 
-impl From<crate::emulator::store::StoreError> for ArmError {
+impl From<crate::emulator::store::StoreError> for ErrorResponse {
     fn from(e: crate::emulator::store::StoreError) -> Self {
         log::error!("state store: {e}");
         Self::internal("The emulator's state store failed; see its log.")

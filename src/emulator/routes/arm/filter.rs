@@ -2,7 +2,7 @@
 //! `policyType eq 'BuiltIn'`, `category eq 'Kubernetes'`, `atExactScope()`, joined by `and`.
 //! PowerShell-style `policyType -eq BuiltIn` is accepted too, because some clients send it.
 
-use super::error::ArmError;
+use super::error::ErrorResponse;
 
 /// A parsed filter; `None` fields do not constrain.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -13,7 +13,7 @@ pub(crate) struct DefinitionFilter {
 }
 
 impl DefinitionFilter {
-    pub(crate) fn parse(raw: Option<&str>) -> Result<Self, ArmError> {
+    pub(crate) fn parse(raw: Option<&str>) -> Result<Self, ErrorResponse> {
         let mut filter = Self::default();
         let Some(raw) = raw.map(str::trim).filter(|s| !s.is_empty()) else {
             return Ok(filter);
@@ -73,13 +73,13 @@ pub(crate) struct ScopeFilter {
 }
 
 impl ScopeFilter {
-    pub(crate) fn parse(raw: Option<&str>) -> Result<Self, ArmError> {
+    pub(crate) fn parse(raw: Option<&str>) -> Result<Self, ErrorResponse> {
         let mut filter = Self::default();
         let Some(raw) = raw.map(str::trim).filter(|s| !s.is_empty()) else {
             return Ok(filter);
         };
         let bad = || {
-            ArmError::bad_request(
+            ErrorResponse::bad_request(
                 "InvalidFilterInQueryString",
                 format!("The filter '{raw}' is not supported. Supported filters: atScope(), atExactScope(), excludeExpired(), policyDefinitionId eq '{{value}}', policyAssignmentId eq '{{value}}'."),
             )
@@ -117,7 +117,7 @@ pub(crate) struct RecordFilter {
 }
 
 impl RecordFilter {
-    pub(crate) fn parse(raw: Option<&str>) -> Result<Self, ArmError> {
+    pub(crate) fn parse(raw: Option<&str>) -> Result<Self, ErrorResponse> {
         let mut filter = Self::default();
         let Some(raw) = raw.map(str::trim).filter(|s| !s.is_empty()) else {
             return Ok(filter);
@@ -129,7 +129,7 @@ impl RecordFilter {
                 None => (clause.to_string(), true),
             };
             let (field, value) = parse_eq(&clause).ok_or_else(|| {
-                ArmError::bad_request(
+                ErrorResponse::bad_request(
                     "InvalidFilterInQueryString",
                     format!("The filter '{raw}' is not supported. Supported filters: '<field> eq <value>' and '<field> ne <value>' clauses combined with 'and'."),
                 )
@@ -166,8 +166,8 @@ fn negated(clause: &str) -> Option<String> {
         .then(|| format!("{field} eq {value}"))
 }
 
-fn invalid(raw: &str) -> ArmError {
-    ArmError::bad_request(
+fn invalid(raw: &str) -> ErrorResponse {
+    ErrorResponse::bad_request(
         "InvalidFilterInQueryString",
         format!("The filter '{raw}' is not supported. Supported filters: policyType eq '{{value}}', category eq '{{value}}', atExactScope(), combined with 'and'."),
     )

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use super::scope::{management_group_not_found, Scope, MG_PREFIX};
 use super::{
-    empty, error::ArmError, now_rfc3339, ok_json, operations, paging, parse_body, ArmRequest,
+    empty, error::ErrorResponse, now_rfc3339, ok_json, operations, paging, parse_body, ArmRequest,
 };
 use crate::emulator::http::Response;
 use crate::emulator::state::AppState;
@@ -27,9 +27,9 @@ pub(crate) const API_VERSIONS: &[&str] = &[
 const MG_TYPE: &str = "Microsoft.Management/managementGroups";
 const PAGE_SIZE: usize = 100;
 
-pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response, ArmError> {
+pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response, ErrorResponse> {
     if !req.path.scope.is_empty() {
-        return Err(ArmError::bad_request(
+        return Err(ErrorResponse::bad_request(
             "InvalidScope",
             "Management groups exist only at tenant scope.",
         ));
@@ -64,7 +64,7 @@ pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response,
                             .is_some_and(|p| resource_key(p) == resource_key(&mg_id(name)))
                     });
                 if children {
-                    return Err(ArmError::bad_request(
+                    return Err(ErrorResponse::bad_request(
                         "BadRequest",
                         format!("Management group '{name}' has child management groups; move or delete them first."),
                     ));
@@ -74,16 +74,16 @@ pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response,
                     _ => Ok(empty(StatusCode::OK)),
                 }
             }
-            _ => Err(ArmError::method_not_allowed(method)),
+            _ => Err(ErrorResponse::method_not_allowed(method)),
         },
         (2, [name]) if req.path.types[1].eq_ignore_ascii_case("descendants") => {
             if *method != Method::GET {
-                return Err(ArmError::method_not_allowed(method));
+                return Err(ErrorResponse::method_not_allowed(method));
             }
             descendants(state, req, name)
         }
         (2, [name, sub]) => placement(state, req, name, sub),
-        _ => Err(ArmError::method_not_allowed(method)),
+        _ => Err(ErrorResponse::method_not_allowed(method)),
     }
 }
 
@@ -93,7 +93,7 @@ fn mg_id(name: &str) -> String {
 
 /// Azure's rule for management group ids: 1 to 90 of letters, digits, `-`, `_`, `.`, `(`,
 /// `)`.
-fn check_name(name: &str) -> Result<(), ArmError> {
+fn check_name(name: &str) -> Result<(), ErrorResponse> {
     let valid = !name.is_empty()
         && name.len() <= 90
         && name
@@ -102,7 +102,7 @@ fn check_name(name: &str) -> Result<(), ArmError> {
     if valid {
         Ok(())
     } else {
-        Err(ArmError::bad_request(
+        Err(ErrorResponse::bad_request(
             "BadRequest",
             format!(
                 "The provided management group name '{name}' has invalid characters or length: \
@@ -112,7 +112,7 @@ fn check_name(name: &str) -> Result<(), ArmError> {
     }
 }
 
-fn put(state: &AppState, req: &ArmRequest<'_>, name: &str) -> Result<Response, ArmError> {
+fn put(state: &AppState, req: &ArmRequest<'_>, name: &str) -> Result<Response, ErrorResponse> {
     check_name(name)?;
     let body: Value = parse_body(req)?;
     let tenant = state.identity.tenant_id.clone();
@@ -124,7 +124,7 @@ fn put(state: &AppState, req: &ArmRequest<'_>, name: &str) -> Result<Response, A
         .to_string();
     let parent_name = parent_id.rsplit('/').next().unwrap_or_default().to_string();
     if parent_name.eq_ignore_ascii_case(name) {
-        return Err(ArmError::bad_request(
+        return Err(ErrorResponse::bad_request(
             "BadRequest",
             "A management group cannot be its own parent.",
         ));
@@ -132,7 +132,7 @@ fn put(state: &AppState, req: &ArmRequest<'_>, name: &str) -> Result<Response, A
     if !parent_name.eq_ignore_ascii_case(&tenant)
         && state.store.get(&mg_id(&parent_name))?.is_none()
     {
-        return Err(ArmError::bad_request(
+        return Err(ErrorResponse::bad_request(
             "ParentNotFound",
             format!("The parent management group '{parent_id}' was not found."),
         ));
@@ -144,7 +144,7 @@ fn put(state: &AppState, req: &ArmRequest<'_>, name: &str) -> Result<Response, A
         .to_string();
     let id = mg_id(name);
     let who = req.principal.oid.clone();
-    let (_, after) = state.store.modify::<ArmError, _>(&id, |previous| {
+    let (_, after) = state.store.modify::<ErrorResponse, _>(&id, |previous| {
         let version = previous
             .and_then(|p| p.body.pointer("/properties/details/version"))
             .and_then(Value::as_u64)
@@ -169,7 +169,7 @@ fn put(state: &AppState, req: &ArmRequest<'_>, name: &str) -> Result<Response, A
             internal: Value::Null,
         })
     })?;
-    let stored = after.ok_or_else(|| ArmError::internal("management group write lost"))?;
+    let stored = after.ok_or_else(|| ErrorResponse::internal("management group write lost"))?;
     let op_id = operation_id(name);
     let op_body = operation_body(&op_id, "Running", &stored.body["properties"]);
     operations::start(state, &op_id, op_body.clone())?;
@@ -202,19 +202,19 @@ fn operation_body(op_id: &str, status: &str, properties: &Value) -> Value {
 pub(crate) fn handle_operation_result(
     state: &AppState,
     req: &ArmRequest<'_>,
-) -> Result<Response, ArmError> {
+) -> Result<Response, ErrorResponse> {
     let is_create = req
         .path
         .names
         .first()
         .is_some_and(|n| n.eq_ignore_ascii_case("create"));
     if req.http.method != Method::GET || !req.path.is_item() || !is_create {
-        return Err(ArmError::method_not_allowed(&req.http.method));
+        return Err(ErrorResponse::method_not_allowed(&req.http.method));
     }
     let name = req.path.names.last().cloned().unwrap_or_default();
     let op_id = req.path.resource_id();
     let Some(op) = operations::get(state, &op_id)? else {
-        return Err(ArmError::not_found(
+        return Err(ErrorResponse::not_found(
             "NotFound",
             format!("No operation for management group '{name}' was found."),
         ));
@@ -238,7 +238,11 @@ pub(crate) fn handle_operation_result(
 
 /// `GET .../managementGroups/{mg}/descendants`: every management group and subscription below
 /// `mg`, at any depth (what `notScopes` on a management group exclude).
-fn descendants(state: &AppState, req: &ArmRequest<'_>, name: &str) -> Result<Response, ArmError> {
+fn descendants(
+    state: &AppState,
+    req: &ArmRequest<'_>,
+    name: &str,
+) -> Result<Response, ErrorResponse> {
     let is_tenant_root = name.eq_ignore_ascii_case(&state.identity.tenant_id);
     if !is_tenant_root && state.store.get(&mg_id(name))?.is_none() {
         return Err(management_group_not_found(name));
@@ -289,13 +293,13 @@ fn placement(
     req: &ArmRequest<'_>,
     name: &str,
     sub: &str,
-) -> Result<Response, ArmError> {
+) -> Result<Response, ErrorResponse> {
     let id = format!("{}/subscriptions/{sub}", mg_id(name));
     let method = &req.http.method;
     if method == Method::GET {
         return match state.store.get(&id)? {
             Some(r) => Ok(ok_json(&r.body)),
-            None => Err(ArmError::not_found(
+            None => Err(ErrorResponse::not_found(
                 "NotFound",
                 format!("Subscription '{sub}' is not under management group '{name}'."),
             )),
@@ -308,7 +312,7 @@ fn placement(
         };
     }
     if method != Method::PUT {
-        return Err(ArmError::method_not_allowed(method));
+        return Err(ErrorResponse::method_not_allowed(method));
     }
     if !name.eq_ignore_ascii_case(&state.identity.tenant_id)
         && state.store.get(&mg_id(name))?.is_none()
@@ -316,7 +320,7 @@ fn placement(
         return Err(management_group_not_found(name));
     }
     if state.store.get(&format!("/subscriptions/{sub}"))?.is_none() {
-        return Err(ArmError::subscription_not_found(sub));
+        return Err(ErrorResponse::subscription_not_found(sub));
     }
     // Move: drop any other placement first.
     let suffix = format!("/subscriptions/{}", sub.to_ascii_lowercase());

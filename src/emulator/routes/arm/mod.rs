@@ -33,7 +33,7 @@ mod subscriptions;
 mod tenants;
 
 pub(crate) use auth::authenticate;
-pub(crate) use error::ArmError;
+pub(crate) use error::ErrorResponse;
 pub(crate) use managed_clusters::{clusters_under, policy_addon_enabled, settle as settle_cluster};
 pub(crate) use names::check_name;
 pub(crate) use path::ArmPath;
@@ -82,11 +82,15 @@ pub(crate) fn handle(state: &AppState, req: &Request, segments: &[String]) -> Re
     resp
 }
 
-fn dispatch(state: &AppState, req: &Request, segments: &[String]) -> Result<Response, ArmError> {
+fn dispatch(
+    state: &AppState,
+    req: &Request,
+    segments: &[String],
+) -> Result<Response, ErrorResponse> {
     let principal = authenticate(state, req)?;
     let api_version = match req.query_param("api-version") {
         Some(v) if !v.is_empty() => v.to_string(),
-        _ => return Err(ArmError::missing_api_version()),
+        _ => return Err(ErrorResponse::missing_api_version()),
     };
     let path = ArmPath::parse(segments).ok_or_else(|| no_provider(&api_version, &req.path))?;
     let key = path.type_key();
@@ -94,7 +98,7 @@ fn dispatch(state: &AppState, req: &Request, segments: &[String]) -> Result<Resp
         return Err(unknown_type(&path, &api_version));
     };
     if !spec.api_versions.contains(&api_version.as_str()) {
-        return Err(ArmError::invalid_api_version(
+        return Err(ErrorResponse::invalid_api_version(
             &api_version,
             &format!("{}/{}", path.namespace, path.type_display()),
             spec.api_versions,
@@ -113,7 +117,7 @@ fn dispatch(state: &AppState, req: &Request, segments: &[String]) -> Result<Resp
             remaining = Some(RemainingBudget(left));
         }
         if let Throttle::Refused(secs) = taken {
-            let mut e = ArmError::new(
+            let mut e = ErrorResponse::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "SubscriptionRequestsThrottled",
                 format!(
@@ -139,7 +143,7 @@ fn dispatch(state: &AppState, req: &Request, segments: &[String]) -> Result<Resp
             limit,
             std::time::Duration::from_secs(60),
         ) {
-            let mut e = ArmError::new(
+            let mut e = ErrorResponse::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "ResourceRequestsThrottled",
                 format!(
@@ -153,11 +157,11 @@ fn dispatch(state: &AppState, req: &Request, segments: &[String]) -> Result<Resp
     }
     if chance(profile.error_rate) {
         let mut e = if chance(0.5) {
-            ArmError::internal(
+            ErrorResponse::internal(
                 "Encountered internal server error (injected by the emulator's error_rate).",
             )
         } else {
-            ArmError::new(
+            ErrorResponse::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "ServiceUnavailable",
                 "The service is temporarily unavailable (injected by the emulator's error_rate).",
@@ -176,7 +180,7 @@ fn dispatch(state: &AppState, req: &Request, segments: &[String]) -> Result<Resp
             std::time::Duration::from_millis(profile.consistency_ms),
         )
     {
-        let mut e = ArmError::not_found(
+        let mut e = ErrorResponse::not_found(
             "ResourceNotFound",
             format!(
                 "The Resource '{}' was not found (eventual consistency window of the emulator).",
@@ -213,7 +217,7 @@ pub(crate) fn internal_call(
     id: &str,
     api_version: &str,
     body: Option<&serde_json::Value>,
-) -> Result<(StatusCode, serde_json::Value), ArmError> {
+) -> Result<(StatusCode, serde_json::Value), ErrorResponse> {
     let segments: Vec<String> = id
         .split('/')
         .filter(|s| !s.is_empty())
@@ -225,7 +229,7 @@ pub(crate) fn internal_call(
         return Err(unknown_type(&path, api_version));
     };
     if !spec.api_versions.contains(&api_version) {
-        return Err(ArmError::invalid_api_version(
+        return Err(ErrorResponse::invalid_api_version(
             api_version,
             &format!("{}/{}", path.namespace, path.type_display()),
             spec.api_versions,

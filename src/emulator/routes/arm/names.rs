@@ -1,18 +1,18 @@
 //! ARM's answer to a name that breaks Azure's rules. The rules themselves are
 //! [`crate::policy::names`], which the provider's plan-time checks apply too.
 
-use super::ArmError;
+use super::ErrorResponse;
 use crate::policy::names::{NameProblem, NameRule};
 
 /// `InvalidResourceName` unless `name` follows `rule`; `kind` names the object ("policy
 /// assignment") as ARM's messages do.
-pub(crate) fn check_name(kind: &str, name: &str, rule: &NameRule) -> Result<(), ArmError> {
+pub(crate) fn check_name(kind: &str, name: &str, rule: &NameRule) -> Result<(), ErrorResponse> {
     rule.check(name)
         .map_err(|problem| name_error(kind, name, rule, &problem))
 }
 
-fn name_error(kind: &str, name: &str, rule: &NameRule, problem: &NameProblem) -> ArmError {
-    ArmError::bad_request(
+fn name_error(kind: &str, name: &str, rule: &NameRule, problem: &NameProblem) -> ErrorResponse {
+    ErrorResponse::bad_request(
         "InvalidResourceName",
         format!(
             "The {kind} name '{name}' is invalid: {problem}. Names must have {}.",

@@ -8,16 +8,16 @@ use http::StatusCode;
 use serde_json::{json, Value};
 
 use super::managed_clusters::set_header;
-use super::{empty, error::ArmError, now_ms, ArmRequest};
+use super::{empty, error::ErrorResponse, now_ms, ArmRequest};
 use crate::emulator::http::Response;
 use crate::emulator::state::AppState;
 use crate::emulator::store::{Change, StoredResource};
 
 /// Stores (or replaces) the record at `id`, ending `lro_ms` from now; `body` is kept for the
 /// status responses.
-pub(crate) fn start(state: &AppState, id: &str, body: Value) -> Result<(), ArmError> {
+pub(crate) fn start(state: &AppState, id: &str, body: Value) -> Result<(), ErrorResponse> {
     let done_ms = now_ms().saturating_add(state.fault_profile().lro_ms);
-    state.store.modify::<ArmError, _>(id, |_| {
+    state.store.modify::<ErrorResponse, _>(id, |_| {
         Ok(Change::Put {
             body,
             internal: json!({"done_ms": done_ms}),
@@ -27,7 +27,7 @@ pub(crate) fn start(state: &AppState, id: &str, body: Value) -> Result<(), ArmEr
 }
 
 /// The record at `id`, or `None`.
-pub(crate) fn get(state: &AppState, id: &str) -> Result<Option<StoredResource>, ArmError> {
+pub(crate) fn get(state: &AppState, id: &str) -> Result<Option<StoredResource>, ErrorResponse> {
     Ok(state.store.get(id)?)
 }
 

@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use super::error::ArmError;
+use super::error::ErrorResponse;
 use super::ArmRequest;
 
 /// Upper bound for `$top`, as the policy RP documents.
@@ -14,13 +14,13 @@ pub(crate) fn page(
     items: Vec<Value>,
     req: &ArmRequest<'_>,
     default_page_size: usize,
-) -> Result<Value, ArmError> {
+) -> Result<Value, ErrorResponse> {
     let page_size = match req.http.query_param("$top") {
         None => default_page_size,
         Some(top) => match top.parse::<usize>() {
             Ok(n) if (1..=MAX_TOP).contains(&n) => n,
             _ => {
-                return Err(ArmError::bad_request(
+                return Err(ErrorResponse::bad_request(
                     "InvalidQueryParameterValue",
                     format!("The value '{top}' of query parameter '$top' is invalid; it must be an integer from 1 to {MAX_TOP}."),
                 ))
@@ -30,7 +30,7 @@ pub(crate) fn page(
     let offset = match req.http.query_param("$skiptoken") {
         None => 0,
         Some(token) => token.parse::<usize>().map_err(|_| {
-            ArmError::bad_request(
+            ErrorResponse::bad_request(
                 "InvalidSkipToken",
                 format!("The skip token '{token}' is not valid for this collection."),
             )

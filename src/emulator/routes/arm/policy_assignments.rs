@@ -8,7 +8,7 @@ use super::policy_definitions::{resolve_visible, validation_error, Kind};
 use super::scope::{related_to_scope, Scope, ScopeKind};
 use super::with_id;
 use super::{
-    check_name, empty, error::ArmError, now_rfc3339, ok_json, paging, parse_body, status_json,
+    check_name, empty, error::ErrorResponse, now_rfc3339, ok_json, paging, parse_body, status_json,
     system_data, ArmRequest,
 };
 use crate::emulator::http::Response;
@@ -23,9 +23,9 @@ pub(crate) const ASSIGNMENT_TYPE: &str = "Microsoft.Authorization/policyAssignme
 const NAMESPACE_TYPE: &str = "microsoft.authorization/policyassignments";
 const PAGE_SIZE: usize = 50;
 
-pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response, ArmError> {
+pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response, ErrorResponse> {
     if req.path.types.len() != 1 {
-        return Err(ArmError::invalid_resource_type(&req.path));
+        return Err(ErrorResponse::invalid_resource_type(&req.path));
     }
     let scope = Scope::existing_below_tenant(state, &req.path.scope, "Policy assignments")?;
     let method = &req.http.method;
@@ -35,7 +35,7 @@ pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response,
         Some(name) if method == Method::PATCH => patch(state, req, &scope, name),
         Some(name) if method == Method::DELETE => delete(state, &scope, name),
         None if method == Method::GET => list(state, req, &scope),
-        _ => Err(ArmError::method_not_allowed(method)),
+        _ => Err(ErrorResponse::method_not_allowed(method)),
     }
 }
 
@@ -44,8 +44,8 @@ fn item_id(scope: &Scope, name: &str) -> String {
 }
 
 /// ARM's 404 for a missing assignment.
-pub(crate) fn not_found(name: &str) -> ArmError {
-    ArmError::not_found(
+pub(crate) fn not_found(name: &str) -> ErrorResponse {
+    ErrorResponse::not_found(
         "PolicyAssignmentNotFound",
         format!("The policy assignment '{name}' is not found."),
     )
@@ -56,7 +56,7 @@ fn get(
     req: &ArmRequest<'_>,
     scope: &Scope,
     name: &str,
-) -> Result<Response, ArmError> {
+) -> Result<Response, ErrorResponse> {
     match state.store.get(&item_id(scope, name))? {
         Some(stored) => Ok(ok_json(&expand(
             state,
@@ -69,7 +69,7 @@ fn get(
 
 /// `$expand=LatestDefinitionVersion, EffectiveDefinitionVersion`: the assigned definition's
 /// version (every definition has one; see `policy_definitions`).
-fn expand(state: &AppState, req: &ArmRequest<'_>, mut body: Value) -> Result<Value, ArmError> {
+fn expand(state: &AppState, req: &ArmRequest<'_>, mut body: Value) -> Result<Value, ErrorResponse> {
     let wanted = req
         .http
         .query_param("$expand")
@@ -106,12 +106,12 @@ fn put(
     req: &ArmRequest<'_>,
     scope: &Scope,
     name: &str,
-) -> Result<Response, ArmError> {
+) -> Result<Response, ErrorResponse> {
     if matches!(scope.kind, ScopeKind::ManagementGroup(_)) {
         let rule = names::MANAGEMENT_GROUP_ASSIGNMENT;
         if let Err(NameProblem::TooLong { max, .. }) = rule.check(name) {
             // Azure's own code and wording for this one limit.
-            return Err(ArmError::bad_request(
+            return Err(ErrorResponse::bad_request(
                 "InvalidPolicyAssignmentName",
                 format!(
                     "The policy assignment name '{name}' is invalid. The policy assignment name length must not exceed '{max}' characters."
@@ -124,7 +124,7 @@ fn put(
     }
     let mut body: Value = parse_body(req)?;
     if !body.is_object() {
-        return Err(ArmError::bad_request(
+        return Err(ErrorResponse::bad_request(
             "InvalidRequestContent",
             "The request content was invalid and could not be deserialized: the body must be a JSON object.",
         ));
@@ -137,7 +137,7 @@ fn put(
         .and_then(Value::as_str)
         .map(str::to_string)
         .ok_or_else(|| {
-            ArmError::bad_request(
+            ErrorResponse::bad_request(
                 "InvalidRequestContent",
                 "The request content was invalid: 'properties.policyDefinitionId' is required.",
             )
@@ -158,7 +158,7 @@ fn put(
         } else {
             "policy definition"
         };
-        return Err(ArmError::bad_request(
+        return Err(ErrorResponse::bad_request(
             code,
             format!("The {what} '{definition_id}' could not be found."),
         ));
@@ -185,7 +185,7 @@ fn put(
             .and_then(Value::as_str)
             .is_none_or(str::is_empty)
     {
-        return Err(ArmError::bad_request(
+        return Err(ErrorResponse::bad_request(
             "LocationRequired",
             "The location property is required for a policy assignment with a managed identity.",
         ));
@@ -195,7 +195,7 @@ fn put(
         .filter(|v| !v.is_null())
     {
         let list = not_scopes.as_array().ok_or_else(|| {
-            ArmError::bad_request(
+            ErrorResponse::bad_request(
                 "InvalidRequestContent",
                 "The request content was invalid: 'properties.notScopes' must be an array.",
             )
@@ -203,7 +203,7 @@ fn put(
         for entry in list {
             let text = entry.as_str().unwrap_or_default();
             if !scope.contains(state, text)? || resource_key(text) == resource_key(&scope.id) {
-                return Err(ArmError::bad_request(
+                return Err(ErrorResponse::bad_request(
                     "InvalidNotScopes",
                     format!(
                         "The policy assignment '{name}' has an invalid not scope '{text}'. Not scopes must be child scopes of the assignment scope '{}'.",
@@ -216,7 +216,7 @@ fn put(
 
     let id = item_id(scope, name);
     let tenant = state.identity.tenant_id.clone();
-    let (_, after) = state.store.modify::<ArmError, _>(&id, |previous| {
+    let (_, after) = state.store.modify::<ErrorResponse, _>(&id, |previous| {
         let previous = previous.map(|p| &p.body);
         let mut body = body.clone();
         body["id"] = json!(id);
@@ -269,7 +269,7 @@ fn put(
             internal: Value::Null,
         })
     })?;
-    let stored = after.ok_or_else(|| ArmError::internal("assignment write lost"))?;
+    let stored = after.ok_or_else(|| ErrorResponse::internal("assignment write lost"))?;
     Ok(status_json(
         StatusCode::CREATED,
         &with_id(&stored.body, &stored.id),
@@ -324,11 +324,11 @@ fn patch(
     req: &ArmRequest<'_>,
     scope: &Scope,
     name: &str,
-) -> Result<Response, ArmError> {
+) -> Result<Response, ErrorResponse> {
     let update: Value = parse_body(req)?;
     let id = item_id(scope, name);
     let tenant = state.identity.tenant_id.clone();
-    let (_, after) = state.store.modify::<ArmError, _>(&id, |previous| {
+    let (_, after) = state.store.modify::<ErrorResponse, _>(&id, |previous| {
         let Some(previous) = previous else {
             return Err(not_found(name));
         };
@@ -350,7 +350,7 @@ fn patch(
             .is_some_and(|t| !t.eq_ignore_ascii_case("None"));
         if wants_identity && body.get("location").and_then(Value::as_str).is_none_or(str::is_empty)
         {
-            return Err(ArmError::bad_request(
+            return Err(ErrorResponse::bad_request(
                 "LocationRequired",
                 "The location property is required for a policy assignment with a managed identity.",
             ));
@@ -362,18 +362,18 @@ fn patch(
             internal: Value::Null,
         })
     })?;
-    let stored = after.ok_or_else(|| ArmError::internal("assignment write lost"))?;
+    let stored = after.ok_or_else(|| ErrorResponse::internal("assignment write lost"))?;
     Ok(ok_json(&with_id(&stored.body, &stored.id)))
 }
 
-fn delete(state: &AppState, scope: &Scope, name: &str) -> Result<Response, ArmError> {
+fn delete(state: &AppState, scope: &Scope, name: &str) -> Result<Response, ErrorResponse> {
     match state.store.delete(&item_id(scope, name))? {
         Some(stored) => Ok(ok_json(&with_id(&stored.body, &stored.id))),
         None => Ok(empty(StatusCode::NO_CONTENT)),
     }
 }
 
-fn list(state: &AppState, req: &ArmRequest<'_>, scope: &Scope) -> Result<Response, ArmError> {
+fn list(state: &AppState, req: &ArmRequest<'_>, scope: &Scope) -> Result<Response, ErrorResponse> {
     let filter = ScopeFilter::parse(req.http.query_param("$filter"))?;
     let mut items = Vec::new();
     for r in related_to_scope(state, scope, NAMESPACE_TYPE, filter.relation)? {

@@ -12,7 +12,7 @@ use super::policy_versions;
 use super::scope::{stored_of_type, Scope, ScopeKind};
 use super::with_id;
 use super::{
-    check_name, empty, error::ArmError, ok_json, paging, parse_body, status_json, system_data,
+    check_name, empty, error::ErrorResponse, ok_json, paging, parse_body, status_json, system_data,
     ArmRequest,
 };
 use crate::emulator::catalogue::{find, CatalogueEntry};
@@ -60,13 +60,13 @@ impl Kind {
         format!("/providers/{}/", self.type_name().to_ascii_lowercase())
     }
 
-    pub(crate) fn not_found(self, name: &str) -> ArmError {
+    pub(crate) fn not_found(self, name: &str) -> ErrorResponse {
         match self {
-            Kind::Definition => ArmError::not_found(
+            Kind::Definition => ErrorResponse::not_found(
                 "PolicyDefinitionNotFound",
                 format!("The policy definition '{name}' could not be found."),
             ),
-            Kind::SetDefinition => ArmError::not_found(
+            Kind::SetDefinition => ErrorResponse::not_found(
                 "PolicySetDefinitionNotFound",
                 format!("The policy set definition '{name}' could not be found."),
             ),
@@ -89,20 +89,20 @@ impl Kind {
 pub(crate) fn handle_definitions(
     state: &AppState,
     req: &ArmRequest<'_>,
-) -> Result<Response, ArmError> {
+) -> Result<Response, ErrorResponse> {
     handle(state, req, Kind::Definition)
 }
 
 pub(crate) fn handle_set_definitions(
     state: &AppState,
     req: &ArmRequest<'_>,
-) -> Result<Response, ArmError> {
+) -> Result<Response, ErrorResponse> {
     handle(state, req, Kind::SetDefinition)
 }
 
-fn handle(state: &AppState, req: &ArmRequest<'_>, kind: Kind) -> Result<Response, ArmError> {
+fn handle(state: &AppState, req: &ArmRequest<'_>, kind: Kind) -> Result<Response, ErrorResponse> {
     if req.path.types.len() != 1 {
-        return Err(ArmError::invalid_resource_type(&req.path));
+        return Err(ErrorResponse::invalid_resource_type(&req.path));
     }
     let scope = definition_scope(req)?;
     scope.ensure_exists(state)?;
@@ -112,16 +112,16 @@ fn handle(state: &AppState, req: &ArmRequest<'_>, kind: Kind) -> Result<Response
         Some(name) if method == Method::PUT => put(state, req, &scope, kind, name),
         Some(name) if method == Method::DELETE => delete(state, req, &scope, kind, name),
         None if method == Method::GET => list(state, req, &scope, kind),
-        _ => Err(ArmError::method_not_allowed(method)),
+        _ => Err(ErrorResponse::method_not_allowed(method)),
     }
 }
 
 /// Definitions live at tenant (built-in), management group or subscription scope only.
-pub(super) fn definition_scope(req: &ArmRequest<'_>) -> Result<Scope, ArmError> {
+pub(super) fn definition_scope(req: &ArmRequest<'_>) -> Result<Scope, ErrorResponse> {
     let scope = Scope::from_segments(&req.path.scope)?;
     match scope.kind {
         ScopeKind::Tenant | ScopeKind::ManagementGroup(_) | ScopeKind::Subscription(_) => Ok(scope),
-        _ => Err(ArmError::bad_request(
+        _ => Err(ErrorResponse::bad_request(
             "InvalidScope",
             format!(
                 "Policy definitions exist at tenant, management group or subscription scope, not at '{}'.",
@@ -131,7 +131,7 @@ pub(super) fn definition_scope(req: &ArmRequest<'_>) -> Result<Scope, ArmError> 
     }
 }
 
-fn get(state: &AppState, scope: &Scope, kind: Kind, name: &str) -> Result<Response, ArmError> {
+fn get(state: &AppState, scope: &Scope, kind: Kind, name: &str) -> Result<Response, ErrorResponse> {
     if scope.kind != ScopeKind::Tenant {
         if let Some(stored) = state.store.get(&item_id(scope, kind, name))? {
             return Ok(ok_json(&stored.body));
@@ -152,10 +152,10 @@ fn put(
     scope: &Scope,
     kind: Kind,
     name: &str,
-) -> Result<Response, ArmError> {
+) -> Result<Response, ErrorResponse> {
     if scope.kind == ScopeKind::Tenant {
         // Built-ins are read-only.
-        return Err(ArmError::method_not_allowed(&req.http.method));
+        return Err(ErrorResponse::method_not_allowed(&req.http.method));
     }
     let what = match kind {
         Kind::Definition => "policy definition",
@@ -180,7 +180,7 @@ fn put(
     }
     if let Some(v) = body["properties"]["version"].as_str() {
         if policy_versions::parse_version(v).is_none() {
-            return Err(ArmError::bad_request(
+            return Err(ErrorResponse::bad_request(
                 match kind {
                     Kind::Definition => "InvalidPolicyDefinitionVersion",
                     Kind::SetDefinition => "InvalidPolicySetDefinitionVersion",
@@ -189,7 +189,7 @@ fn put(
             ));
         }
     }
-    let (before, after) = state.store.modify::<ArmError, _>(&id, |previous| {
+    let (before, after) = state.store.modify::<ErrorResponse, _>(&id, |previous| {
         if let Some(previous) = previous {
             let old = previous.body.pointer("/properties/parameters");
             let new = body.pointer("/properties/parameters");
@@ -207,7 +207,7 @@ fn put(
             internal: Value::Null,
         })
     })?;
-    let stored = after.ok_or_else(|| ArmError::internal("definition write lost"))?;
+    let stored = after.ok_or_else(|| ErrorResponse::internal("definition write lost"))?;
     let stored = policy_versions::record_put(state, &stored, kind)?;
     // Definitions answer 201 on create and update; set definitions 200 on update.
     let status = if kind == Kind::SetDefinition && before.is_some() {
@@ -226,7 +226,7 @@ pub(super) fn build_body(
     kind: Kind,
     id: &str,
     name: &str,
-) -> Result<Value, ArmError> {
+) -> Result<Value, ErrorResponse> {
     match kind {
         Kind::Definition => build_definition(req, id, name),
         Kind::SetDefinition => build_set_definition(state, req, scope, id, name),
@@ -238,11 +238,11 @@ fn parameters_of(value: Option<&Value>) -> Option<BTreeMap<String, ParameterDefi
 }
 
 /// Maps a domain validation failure to ARM's 400.
-pub(crate) fn validation_error(e: PolicyValidationError) -> ArmError {
-    ArmError::bad_request(e.code(), e.to_string())
+pub(crate) fn validation_error(e: PolicyValidationError) -> ErrorResponse {
+    ErrorResponse::bad_request(e.code(), e.to_string())
 }
 
-fn build_definition(req: &ArmRequest<'_>, id: &str, name: &str) -> Result<Value, ArmError> {
+fn build_definition(req: &ArmRequest<'_>, id: &str, name: &str) -> Result<Value, ErrorResponse> {
     let mut def: PolicyDefinition = parse_body(req)?;
     validate_definition(name, &def.properties).map_err(validation_error)?;
     def.id = Some(id.to_string());
@@ -254,7 +254,7 @@ fn build_definition(req: &ArmRequest<'_>, id: &str, name: &str) -> Result<Value,
         def.properties.mode = Some(DEFAULT_MODE.to_string());
     }
     def.extra.remove("systemData");
-    serde_json::to_value(&def).map_err(|e| ArmError::internal(e.to_string()))
+    serde_json::to_value(&def).map_err(|e| ErrorResponse::internal(e.to_string()))
 }
 
 fn build_set_definition(
@@ -263,10 +263,10 @@ fn build_set_definition(
     scope: &Scope,
     id: &str,
     name: &str,
-) -> Result<Value, ArmError> {
+) -> Result<Value, ErrorResponse> {
     let mut set: PolicySetDefinition = parse_body(req)?;
     let invalid =
-        |msg: String| ArmError::bad_request("InvalidCreatePolicySetDefinitionRequest", msg);
+        |msg: String| ErrorResponse::bad_request("InvalidCreatePolicySetDefinitionRequest", msg);
     if set.properties.policy_definitions.is_empty() {
         return Err(invalid(format!(
             "The policy set definition '{name}' request is invalid. At least one policy definition must be referenced."
@@ -284,7 +284,7 @@ fn build_set_definition(
             )));
         }
         let Some(definition) = resolve_visible(state, scope, &member.policy_definition_id)? else {
-            return Err(ArmError::bad_request(
+            return Err(ErrorResponse::bad_request(
                 "PolicyDefinitionNotFound",
                 format!(
                     "The policy definition '{}' could not be found.",
@@ -384,7 +384,7 @@ fn build_set_definition(
     set.properties.policy_type = Some(policy_type::CUSTOM.to_string());
     fill_versions(&mut set.properties.version, &mut set.properties.versions);
     set.extra.remove("systemData");
-    serde_json::to_value(&set).map_err(|e| ArmError::internal(e.to_string()))
+    serde_json::to_value(&set).map_err(|e| ErrorResponse::internal(e.to_string()))
 }
 
 /// What Azure reports for definitions that never had an explicit version.
@@ -409,9 +409,9 @@ fn delete(
     scope: &Scope,
     kind: Kind,
     name: &str,
-) -> Result<Response, ArmError> {
+) -> Result<Response, ErrorResponse> {
     if scope.kind == ScopeKind::Tenant {
-        return Err(ArmError::method_not_allowed(&req.http.method));
+        return Err(ErrorResponse::method_not_allowed(&req.http.method));
     }
     let id = item_id(scope, kind, name);
     let key = resource_key(&id);
@@ -431,7 +431,7 @@ fn delete(
                     "policy set definition",
                 ),
             };
-            return Err(ArmError::bad_request(
+            return Err(ErrorResponse::bad_request(
                 code,
                 format!(
                     "The {what} '{name}' cannot be deleted. It is referenced by the policy assignment '{}'. Please delete all policy assignments referencing the policy.",
@@ -454,7 +454,7 @@ fn delete(
                     .is_some_and(|d| resource_key(d) == key)
             });
             if referenced {
-                return Err(ArmError::bad_request(
+                return Err(ErrorResponse::bad_request(
                     "InvalidDeletePolicyDefinitionRequest",
                     format!(
                         "The policy definition '{name}' cannot be deleted. It is referenced by the policy set definition '{}'. Please remove this policy definition from all policy set definitions that reference it.",
@@ -475,7 +475,7 @@ fn delete(
 fn all_of_type(
     state: &AppState,
     lower_type: &str,
-) -> Result<Vec<crate::emulator::store::StoredResource>, ArmError> {
+) -> Result<Vec<crate::emulator::store::StoredResource>, ErrorResponse> {
     Ok(
         stored_of_type(state, &format!("microsoft.authorization/{lower_type}"))?
             .into_iter()
@@ -489,7 +489,7 @@ fn list(
     req: &ArmRequest<'_>,
     scope: &Scope,
     kind: Kind,
-) -> Result<Response, ArmError> {
+) -> Result<Response, ErrorResponse> {
     let filter = DefinitionFilter::parse(req.http.query_param("$filter"))?;
     let mut items: Vec<Value> = Vec::new();
     if !filter.at_exact_scope || scope.kind == ScopeKind::Tenant {
@@ -534,7 +534,7 @@ pub(crate) fn resolve_visible(
     state: &AppState,
     scope: &Scope,
     id: &str,
-) -> Result<Option<Value>, ArmError> {
+) -> Result<Option<Value>, ErrorResponse> {
     let Some(kind) = Kind::of_id(id) else {
         return Ok(None);
     };

@@ -11,7 +11,7 @@ use super::resolve_visible;
 use super::scope::{related_to_scope, Scope};
 use super::with_id;
 use super::{
-    check_name, empty, error::ArmError, ok_json, paging, parse_body, status_json, system_data,
+    check_name, empty, error::ErrorResponse, ok_json, paging, parse_body, status_json, system_data,
     ArmRequest,
 };
 use crate::emulator::http::Response;
@@ -24,9 +24,9 @@ const NAMESPACE_TYPE: &str = "microsoft.authorization/policyexemptions";
 const CATEGORIES: &[&str] = &["Waiver", "Mitigated"];
 const PAGE_SIZE: usize = 50;
 
-pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response, ArmError> {
+pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response, ErrorResponse> {
     if req.path.types.len() != 1 {
-        return Err(ArmError::invalid_resource_type(&req.path));
+        return Err(ErrorResponse::invalid_resource_type(&req.path));
     }
     let scope = Scope::existing_below_tenant(state, &req.path.scope, "Policy exemptions")?;
     let method = &req.http.method;
@@ -44,7 +44,7 @@ pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response,
             }
         }
         None if method == Method::GET => list(state, req, &scope),
-        _ => Err(ArmError::method_not_allowed(method)),
+        _ => Err(ErrorResponse::method_not_allowed(method)),
     }
 }
 
@@ -52,8 +52,8 @@ fn item_id(scope: &Scope, name: &str) -> String {
     format!("{}/providers/{EXEMPTION_TYPE}/{name}", scope.id)
 }
 
-fn not_found(name: &str) -> ArmError {
-    ArmError::not_found(
+fn not_found(name: &str) -> ErrorResponse {
+    ErrorResponse::not_found(
         "PolicyExemptionNotFound",
         format!("The policy exemption '{name}' is not found."),
     )
@@ -64,10 +64,11 @@ fn put(
     req: &ArmRequest<'_>,
     scope: &Scope,
     name: &str,
-) -> Result<Response, ArmError> {
+) -> Result<Response, ErrorResponse> {
     check_name("policy exemption", name, &names::POLICY_EXEMPTION)?;
     let body: Value = parse_body(req)?;
-    let invalid = |msg: String| ArmError::bad_request("InvalidCreatePolicyExemptionRequest", msg);
+    let invalid =
+        |msg: String| ErrorResponse::bad_request("InvalidCreatePolicyExemptionRequest", msg);
     let assignment_id = body
         .pointer("/properties/policyAssignmentId")
         .and_then(Value::as_str)
@@ -98,7 +99,7 @@ fn put(
         .and_then(Value::as_str)
         .is_some_and(|v| v.eq_ignore_ascii_case("DoNotValidate"));
     let Some(assignment) = state.store.get(&assignment_id)? else {
-        return Err(ArmError::bad_request(
+        return Err(ErrorResponse::bad_request(
             "PolicyAssignmentNotFound",
             format!("The policy assignment '{assignment_id}' is not found."),
         ));
@@ -118,7 +119,7 @@ fn put(
     }
     check_reference_ids(state, &body, &assignment, name)?;
     let id = item_id(scope, name);
-    let (before, after) = state.store.modify::<ArmError, _>(&id, |previous| {
+    let (before, after) = state.store.modify::<ErrorResponse, _>(&id, |previous| {
         let mut body = body.clone();
         body["id"] = json!(id);
         body["name"] = json!(name);
@@ -135,7 +136,7 @@ fn put(
             internal: Value::Null,
         })
     })?;
-    let stored = after.ok_or_else(|| ArmError::internal("exemption write lost"))?;
+    let stored = after.ok_or_else(|| ErrorResponse::internal("exemption write lost"))?;
     let status = if before.is_some() {
         StatusCode::OK
     } else {
@@ -151,7 +152,7 @@ fn check_reference_ids(
     body: &Value,
     assignment: &StoredResource,
     name: &str,
-) -> Result<(), ArmError> {
+) -> Result<(), ErrorResponse> {
     let requested: Vec<&str> = body
         .pointer("/properties/policyDefinitionReferenceIds")
         .and_then(Value::as_array)
@@ -165,7 +166,7 @@ fn check_reference_ids(
     // Azure's code is not in the reference material or the captured examples; this is the
     // name its error enumerations use for a bad reference id.
     let invalid =
-        |message: String| ArmError::bad_request("InvalidPolicyDefinitionReferenceId", message);
+        |message: String| ErrorResponse::bad_request("InvalidPolicyDefinitionReferenceId", message);
     let props = &assignment.body["properties"];
     let definition_id = props["policyDefinitionId"].as_str().unwrap_or_default();
     if Kind::of_id(definition_id) != Some(Kind::SetDefinition) {
@@ -202,11 +203,11 @@ fn patch(
     req: &ArmRequest<'_>,
     scope: &Scope,
     name: &str,
-) -> Result<Response, ArmError> {
+) -> Result<Response, ErrorResponse> {
     let update: Value = parse_body(req)?;
     let (_, after) = state
         .store
-        .modify::<ArmError, _>(&item_id(scope, name), |previous| {
+        .modify::<ErrorResponse, _>(&item_id(scope, name), |previous| {
             let Some(previous) = previous else {
                 return Err(not_found(name));
             };
@@ -222,11 +223,11 @@ fn patch(
                 internal: Value::Null,
             })
         })?;
-    let stored = after.ok_or_else(|| ArmError::internal("exemption write lost"))?;
+    let stored = after.ok_or_else(|| ErrorResponse::internal("exemption write lost"))?;
     Ok(ok_json(&with_id(&stored.body, &stored.id)))
 }
 
-fn list(state: &AppState, req: &ArmRequest<'_>, scope: &Scope) -> Result<Response, ArmError> {
+fn list(state: &AppState, req: &ArmRequest<'_>, scope: &Scope) -> Result<Response, ErrorResponse> {
     let filter = ScopeFilter::parse(req.http.query_param("$filter"))?;
     let now = SystemTime::now();
     let items = related_to_scope(state, scope, NAMESPACE_TYPE, filter.relation)?

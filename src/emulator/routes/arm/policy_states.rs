@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use super::filter::RecordFilter;
 use super::scope::Scope;
-use super::{empty, error::ArmError, now_rfc3339, ok_json, operations, ArmRequest};
+use super::{empty, error::ErrorResponse, now_rfc3339, ok_json, operations, ArmRequest};
 use crate::emulator::compliance::{policy_states, PolicyStateRow, StatesQuery};
 use crate::emulator::events;
 use crate::emulator::http::Response;
@@ -25,14 +25,17 @@ pub(crate) const API_VERSIONS: &[&str] = &[
 const QUERY_PAGE: usize = 100;
 
 /// `POST {sub|rg}/providers/Microsoft.PolicyInsights/policyStates/latest/triggerEvaluation`.
-pub(crate) fn handle_trigger(state: &AppState, req: &ArmRequest<'_>) -> Result<Response, ArmError> {
+pub(crate) fn handle_trigger(
+    state: &AppState,
+    req: &ArmRequest<'_>,
+) -> Result<Response, ErrorResponse> {
     if req.http.method != Method::POST {
-        return Err(ArmError::method_not_allowed(&req.http.method));
+        return Err(ErrorResponse::method_not_allowed(&req.http.method));
     }
     let scope = Scope::from_segments(&req.path.scope)?;
     scope.ensure_exists(state)?;
     let Some(sub) = scope.subscription().map(str::to_string) else {
-        return Err(ArmError::bad_request(
+        return Err(ErrorResponse::bad_request(
             "InvalidScope",
             "Evaluations can be triggered for a subscription or a resource group.",
         ));
@@ -62,13 +65,13 @@ pub(crate) fn handle_trigger(state: &AppState, req: &ArmRequest<'_>) -> Result<R
 pub(crate) fn handle_async_result(
     state: &AppState,
     req: &ArmRequest<'_>,
-) -> Result<Response, ArmError> {
+) -> Result<Response, ErrorResponse> {
     if req.http.method != Method::GET || !req.path.is_item() {
-        return Err(ArmError::method_not_allowed(&req.http.method));
+        return Err(ErrorResponse::method_not_allowed(&req.http.method));
     }
     let id = req.path.resource_id();
     let Some(op) = operations::get(state, &id)? else {
-        return Err(ArmError::not_found(
+        return Err(ErrorResponse::not_found(
             "AsyncOperationNotFound",
             "The asynchronous operation could not be found.",
         ));
@@ -81,9 +84,12 @@ pub(crate) fn handle_async_result(
 
 /// Where states are asked for: a plain scope, or an assignment / (set) definition id that
 /// narrows the rows.
-fn query_scope(state: &AppState, req: &ArmRequest<'_>) -> Result<(Scope, StatesQuery), ArmError> {
+fn query_scope(
+    state: &AppState,
+    req: &ArmRequest<'_>,
+) -> Result<(Scope, StatesQuery), ErrorResponse> {
     if req.http.method != Method::POST {
-        return Err(ArmError::method_not_allowed(&req.http.method));
+        return Err(ErrorResponse::method_not_allowed(&req.http.method));
     }
     let raw: String = req.path.scope.iter().map(|s| format!("/{s}")).collect();
     let lower = raw.to_ascii_lowercase();
@@ -127,7 +133,7 @@ fn context_url_of(req: &ArmRequest<'_>, collection: &str, what: &str) -> String 
 pub(crate) fn handle_summarize(
     state: &AppState,
     req: &ArmRequest<'_>,
-) -> Result<Response, ArmError> {
+) -> Result<Response, ErrorResponse> {
     let (scope, query) = query_scope(state, req)?;
     let rows = policy_states(state, &scope, &query)?;
     let query_uri = format!(
@@ -243,7 +249,10 @@ fn results(rows: &[&PolicyStateRow], query_uri: &str, with_policies: bool) -> Va
 }
 
 /// `POST .../policyStates/{latest|default}/queryResults`, paged by `$top` / `$skiptoken`.
-pub(crate) fn handle_query(state: &AppState, req: &ArmRequest<'_>) -> Result<Response, ArmError> {
+pub(crate) fn handle_query(
+    state: &AppState,
+    req: &ArmRequest<'_>,
+) -> Result<Response, ErrorResponse> {
     let (scope, query) = query_scope(state, req)?;
     let rows = policy_states(state, &scope, &query)?;
     let filter = RecordFilter::parse(req.http.query_param("$filter"))?;
@@ -263,7 +272,7 @@ pub(crate) fn handle_query(state: &AppState, req: &ArmRequest<'_>) -> Result<Res
 pub(crate) fn handle_events_query(
     state: &AppState,
     req: &ArmRequest<'_>,
-) -> Result<Response, ArmError> {
+) -> Result<Response, ErrorResponse> {
     let resource = req
         .path
         .names
@@ -271,7 +280,7 @@ pub(crate) fn handle_events_query(
         .map(String::as_str)
         .unwrap_or_default();
     if !resource.eq_ignore_ascii_case("default") {
-        return Err(ArmError::bad_request(
+        return Err(ErrorResponse::bad_request(
             "InvalidPolicyEventsResource",
             format!("The policy events resource '{resource}' is invalid. The only supported value is 'default'."),
         ));
@@ -297,10 +306,10 @@ fn odata_page(
     req: &ArmRequest<'_>,
     records: Vec<Value>,
     context: &str,
-) -> Result<Response, ArmError> {
+) -> Result<Response, ErrorResponse> {
     let page = match req.http.query_param("$top") {
         Some(t) => t.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
-            ArmError::bad_request(
+            ErrorResponse::bad_request(
                 "InvalidQueryParameterValue",
                 format!("'$top' value '{t}' is invalid."),
             )
@@ -312,7 +321,7 @@ fn odata_page(
         .query_param("$skiptoken")
         .map(|t| t.parse::<usize>())
         .transpose()
-        .map_err(|_| ArmError::bad_request("InvalidSkipToken", "The skip token is invalid."))?
+        .map_err(|_| ErrorResponse::bad_request("InvalidSkipToken", "The skip token is invalid."))?
         .unwrap_or(0);
     let total = records.len();
     let value: Vec<Value> = records.into_iter().skip(offset).take(page).collect();

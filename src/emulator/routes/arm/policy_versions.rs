@@ -16,7 +16,7 @@ use super::policy_definitions::{build_body, definition_scope, item_id, Kind};
 use super::resource_types::POLICY_API_VERSIONS;
 use super::scope::{Scope, ScopeKind};
 use super::with_id;
-use super::{empty, error::ArmError, ok_json, paging, status_json, system_data, ArmRequest};
+use super::{empty, error::ErrorResponse, ok_json, paging, status_json, system_data, ArmRequest};
 use crate::emulator::catalogue::find;
 use crate::emulator::http::Response;
 use crate::emulator::state::AppState;
@@ -47,7 +47,7 @@ fn version_type(kind: Kind) -> String {
     format!("{}/versions", kind.type_name())
 }
 
-fn version_not_found(kind: Kind, name: &str, version: &str) -> ArmError {
+fn version_not_found(kind: Kind, name: &str, version: &str) -> ErrorResponse {
     let (code, what) = match kind {
         Kind::Definition => ("PolicyDefinitionVersionNotFound", "policy definition"),
         Kind::SetDefinition => (
@@ -55,18 +55,18 @@ fn version_not_found(kind: Kind, name: &str, version: &str) -> ArmError {
             "policy set definition",
         ),
     };
-    ArmError::not_found(
+    ErrorResponse::not_found(
         code,
         format!("The {what} '{name}' version '{version}' could not be found."),
     )
 }
 
-fn invalid_version(kind: Kind, version: &str) -> ArmError {
+fn invalid_version(kind: Kind, version: &str) -> ErrorResponse {
     let code = match kind {
         Kind::Definition => "InvalidPolicyDefinitionVersion",
         Kind::SetDefinition => "InvalidPolicySetDefinitionVersion",
     };
-    ArmError::bad_request(
+    ErrorResponse::bad_request(
         code,
         format!("The version '{version}' is invalid. A version must have the form 'major.minor.patch' with whole numbers, for example '1.0.0'."),
     )
@@ -95,7 +95,10 @@ pub(crate) fn version_body(definition: &Value, definition_id: &str, kind: Kind) 
 }
 
 /// Stored versions of a definition, newest first.
-fn stored_versions(state: &AppState, definition_id: &str) -> Result<Vec<StoredResource>, ArmError> {
+fn stored_versions(
+    state: &AppState,
+    definition_id: &str,
+) -> Result<Vec<StoredResource>, ErrorResponse> {
     let mut versions = state.store.list_children(definition_id, "versions")?;
     versions.sort_by_key(|v| Reverse(parse_version(v.id.rsplit('/').next().unwrap_or_default())));
     Ok(versions)
@@ -108,7 +111,7 @@ fn versions_of(
     definition: &Value,
     definition_id: &str,
     kind: Kind,
-) -> Result<Vec<Value>, ArmError> {
+) -> Result<Vec<Value>, ErrorResponse> {
     let stored = stored_versions(state, definition_id)?;
     if stored.is_empty() {
         return Ok(vec![version_body(definition, definition_id, kind)]);
@@ -125,24 +128,24 @@ pub(crate) fn record_put(
     state: &AppState,
     definition: &StoredResource,
     kind: Kind,
-) -> Result<StoredResource, ArmError> {
+) -> Result<StoredResource, ErrorResponse> {
     let body = version_body(&definition.body, &definition.id, kind);
     let id = body["id"].as_str().unwrap_or_default().to_string();
-    state.store.modify::<ArmError, _>(&id, |_| {
+    state.store.modify::<ErrorResponse, _>(&id, |_| {
         Ok(Change::Put {
             body: body.clone(),
             internal: Value::Null,
         })
     })?;
     refresh_definition(state, &definition.id)?
-        .ok_or_else(|| ArmError::internal("definition vanished while recording its version"))
+        .ok_or_else(|| ErrorResponse::internal("definition vanished while recording its version"))
 }
 
 /// Makes the definition show its newest version and list them all, newest first.
 fn refresh_definition(
     state: &AppState,
     definition_id: &str,
-) -> Result<Option<StoredResource>, ArmError> {
+) -> Result<Option<StoredResource>, ErrorResponse> {
     let versions = stored_versions(state, definition_id)?;
     let names: Vec<String> = versions
         .iter()
@@ -150,7 +153,7 @@ fn refresh_definition(
         .collect();
     let (_, after) = state
         .store
-        .modify::<ArmError, _>(definition_id, |current| {
+        .modify::<ErrorResponse, _>(definition_id, |current| {
             let (Some(current), Some(newest)) = (current, versions.first()) else {
                 return Ok(Change::Keep);
             };
@@ -182,7 +185,7 @@ fn target(
     scope: &Scope,
     kind: Kind,
     name: &str,
-) -> Result<Option<Target>, ArmError> {
+) -> Result<Option<Target>, ErrorResponse> {
     if scope.kind != ScopeKind::Tenant {
         if let Some(stored) = state.store.get(&item_id(scope, kind, name))? {
             return Ok(Some(Target {
@@ -203,7 +206,7 @@ fn target(
 pub(crate) fn handle_definition_versions(
     state: &AppState,
     req: &ArmRequest<'_>,
-) -> Result<Response, ArmError> {
+) -> Result<Response, ErrorResponse> {
     handle(state, req, Kind::Definition)
 }
 
@@ -211,18 +214,18 @@ pub(crate) fn handle_definition_versions(
 pub(crate) fn handle_set_definition_versions(
     state: &AppState,
     req: &ArmRequest<'_>,
-) -> Result<Response, ArmError> {
+) -> Result<Response, ErrorResponse> {
     handle(state, req, Kind::SetDefinition)
 }
 
-fn handle(state: &AppState, req: &ArmRequest<'_>, kind: Kind) -> Result<Response, ArmError> {
+fn handle(state: &AppState, req: &ArmRequest<'_>, kind: Kind) -> Result<Response, ErrorResponse> {
     let scope = definition_scope(req)?;
     scope.ensure_exists(state)?;
     let method = &req.http.method;
     let (name, version) = match req.path.names.as_slice() {
         [name] => (name.as_str(), None),
         [name, version] => (name.as_str(), Some(version.as_str())),
-        _ => return Err(ArmError::method_not_allowed(method)),
+        _ => return Err(ErrorResponse::method_not_allowed(method)),
     };
     let Some(target) = target(state, &scope, kind, name)? else {
         return Err(kind.not_found(name));
@@ -243,7 +246,7 @@ fn handle(state: &AppState, req: &ArmRequest<'_>, kind: Kind) -> Result<Response
         Some(v) if method == Method::DELETE && !target.builtin => {
             delete(state, kind, &target, name, v)
         }
-        _ => Err(ArmError::method_not_allowed(method)),
+        _ => Err(ErrorResponse::method_not_allowed(method)),
     }
 }
 
@@ -255,7 +258,7 @@ fn put(
     target: &Target,
     name: &str,
     version: &str,
-) -> Result<Response, ArmError> {
+) -> Result<Response, ErrorResponse> {
     if parse_version(version).is_none() {
         return Err(invalid_version(kind, version));
     }
@@ -266,7 +269,7 @@ fn put(
             .ok()
             .is_some_and(|b| b.pointer("/properties/version").is_some());
         if explicit && given != version {
-            return Err(ArmError::bad_request(
+            return Err(ErrorResponse::bad_request(
                 "InvalidRequestContent",
                 format!("The version '{given}' in the request body does not match the version '{version}' in the request path."),
             ));
@@ -275,7 +278,7 @@ fn put(
     definition["properties"]["version"] = json!(version);
     let mut body = version_body(&definition, &target.id, kind);
     let id = format!("{}/versions/{version}", target.id);
-    let (before, after) = state.store.modify::<ArmError, _>(&id, |previous| {
+    let (before, after) = state.store.modify::<ErrorResponse, _>(&id, |previous| {
         body["systemData"] = system_data(req, previous.map(|p| &p.body));
         Ok(Change::Put {
             body: body.clone(),
@@ -287,19 +290,21 @@ fn put(
         let own = version_body(&target.body, &target.id, kind);
         if own["name"].as_str() != Some(version) {
             let own_id = own["id"].as_str().unwrap_or_default().to_string();
-            state.store.modify::<ArmError, _>(&own_id, |existing| {
-                Ok(match existing {
-                    Some(_) => Change::Keep,
-                    None => Change::Put {
-                        body: own.clone(),
-                        internal: Value::Null,
-                    },
-                })
-            })?;
+            state
+                .store
+                .modify::<ErrorResponse, _>(&own_id, |existing| {
+                    Ok(match existing {
+                        Some(_) => Change::Keep,
+                        None => Change::Put {
+                            body: own.clone(),
+                            internal: Value::Null,
+                        },
+                    })
+                })?;
         }
     }
     refresh_definition(state, &target.id)?;
-    let stored = after.ok_or_else(|| ArmError::internal("version write lost"))?;
+    let stored = after.ok_or_else(|| ErrorResponse::internal("version write lost"))?;
     let status = if before.is_some() {
         StatusCode::OK
     } else {
@@ -314,7 +319,7 @@ fn delete(
     target: &Target,
     name: &str,
     version: &str,
-) -> Result<Response, ArmError> {
+) -> Result<Response, ErrorResponse> {
     let id = format!("{}/versions/{version}", target.id);
     let stored = stored_versions(state, &target.id)?;
     let exists = stored
@@ -334,7 +339,7 @@ fn delete(
                 "policy set definition",
             ),
         };
-        return Err(ArmError::bad_request(
+        return Err(ErrorResponse::bad_request(
             code,
             format!("The version '{version}' is the only version of the {what} '{name}'; delete the {what} instead."),
         ));
@@ -349,7 +354,7 @@ fn delete(
 pub(crate) fn handle_list_definition_versions(
     state: &AppState,
     req: &ArmRequest<'_>,
-) -> Result<Response, ArmError> {
+) -> Result<Response, ErrorResponse> {
     list_all(state, req, Kind::Definition)
 }
 
@@ -357,16 +362,16 @@ pub(crate) fn handle_list_definition_versions(
 pub(crate) fn handle_list_set_definition_versions(
     state: &AppState,
     req: &ArmRequest<'_>,
-) -> Result<Response, ArmError> {
+) -> Result<Response, ErrorResponse> {
     list_all(state, req, Kind::SetDefinition)
 }
 
-fn list_all(state: &AppState, req: &ArmRequest<'_>, kind: Kind) -> Result<Response, ArmError> {
+fn list_all(state: &AppState, req: &ArmRequest<'_>, kind: Kind) -> Result<Response, ErrorResponse> {
     if req.http.method != Method::POST {
-        return Err(ArmError::method_not_allowed(&req.http.method));
+        return Err(ErrorResponse::method_not_allowed(&req.http.method));
     }
     if !req.path.names.is_empty() {
-        return Err(ArmError::method_not_allowed(&req.http.method));
+        return Err(ErrorResponse::method_not_allowed(&req.http.method));
     }
     let scope = definition_scope(req)?;
     scope.ensure_exists(state)?;

@@ -16,7 +16,7 @@ use super::filter::ScopeRelation;
 use super::managed_clusters::{apply_changes, settle as settle_cluster};
 use super::scope::{related_to_scope, Scope};
 use super::{
-    empty, error::ArmError, now_ms, ok_json, paging, parse_body, status_json, system_data,
+    empty, error::ErrorResponse, now_ms, ok_json, paging, parse_body, status_json, system_data,
     ArmRequest,
 };
 use crate::emulator::arm_policy;
@@ -35,7 +35,7 @@ pub(crate) const API_VERSIONS: &[&str] = &["2019-07-01", "2021-10-01", "2024-10-
 const NAMESPACE_TYPE: &str = "microsoft.policyinsights/remediations";
 const PAGE_SIZE: usize = 50;
 
-pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response, ArmError> {
+pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response, ErrorResponse> {
     let scope = Scope::from_segments(&req.path.scope)?;
     scope.ensure_exists(state)?;
     let method = &req.http.method;
@@ -65,7 +65,7 @@ pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response,
                 Some(stored) => Ok(ok_json(&render(&stored))),
                 None => Ok(empty(StatusCode::NO_CONTENT)),
             },
-            _ => Err(ArmError::method_not_allowed(method)),
+            _ => Err(ErrorResponse::method_not_allowed(method)),
         },
         (2, Some(name)) if method == Method::POST => {
             let action = req.path.types[1].to_ascii_lowercase();
@@ -81,12 +81,12 @@ pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response,
             }
             cancel(state, &id(&name), &name)
         }
-        _ => Err(ArmError::method_not_allowed(method)),
+        _ => Err(ErrorResponse::method_not_allowed(method)),
     }
 }
 
-fn not_found(name: &str) -> ArmError {
-    ArmError::not_found(
+fn not_found(name: &str) -> ErrorResponse {
+    ErrorResponse::not_found(
         "RemediationNotFound",
         format!("The remediation '{name}' could not be found."),
     )
@@ -98,21 +98,21 @@ fn put(
     scope: &Scope,
     id: &str,
     name: &str,
-) -> Result<Response, ArmError> {
+) -> Result<Response, ErrorResponse> {
     super::check_name("remediation", name, &crate::policy::names::RESOURCE)?;
     let request: Value = parse_body(req)?;
     let assignment_id = request
         .pointer("/properties/policyAssignmentId")
         .and_then(Value::as_str)
         .ok_or_else(|| {
-            ArmError::bad_request(
+            ErrorResponse::bad_request(
                 "InvalidCreateRemediationRequest",
                 "The remediation must name a 'policyAssignmentId'.",
             )
         })?
         .to_string();
     let Some(assignment) = state.store.get(&assignment_id)? else {
-        return Err(ArmError::bad_request(
+        return Err(ErrorResponse::bad_request(
             "PolicyAssignmentNotFound",
             format!("The policy assignment '{assignment_id}' could not be found."),
         ));
@@ -128,7 +128,7 @@ fn put(
         .is_some_and(|d| d.to_ascii_lowercase().contains("/policysetdefinitions/"));
     if assigns_set && reference.is_none() {
         // Azure's wording (observed in responses).
-        return Err(ArmError::bad_request(
+        return Err(ErrorResponse::bad_request(
             "InvalidCreateRemediationRequest",
             format!(
                 "The request to create remediation '{name}' is invalid. The policy assignment '{assignment_id}' assigns a policy set definition. Remediations must specify a single policy definition reference ID within the policy set definition."
@@ -162,11 +162,11 @@ fn put(
         })
         .collect();
     let profile = state.fault_profile();
-    let (before, after) = state.store.modify::<ArmError, _>(id, |previous| {
+    let (before, after) = state.store.modify::<ErrorResponse, _>(id, |previous| {
         if let Some(p) = previous {
             let current = phase(p);
             if !matches!(current, "Succeeded" | "Failed" | "Canceled") {
-                return Err(ArmError::bad_request(
+                return Err(ErrorResponse::bad_request(
                     "InvalidUpdateRemediationRequest",
                     format!("The remediation '{name}' is in state '{current}' and cannot be updated until it finishes."),
                 ));
@@ -197,7 +197,7 @@ fn put(
             }),
         })
     })?;
-    let stored = after.ok_or_else(|| ArmError::internal("remediation write lost"))?;
+    let stored = after.ok_or_else(|| ErrorResponse::internal("remediation write lost"))?;
     let status = if before.is_some() {
         StatusCode::OK
     } else {
@@ -210,14 +210,14 @@ fn put(
     Ok(status_json(status, &answer))
 }
 
-fn cancel(state: &AppState, id: &str, name: &str) -> Result<Response, ArmError> {
-    let (_, after) = state.store.modify::<ArmError, _>(id, |previous| {
+fn cancel(state: &AppState, id: &str, name: &str) -> Result<Response, ErrorResponse> {
+    let (_, after) = state.store.modify::<ErrorResponse, _>(id, |previous| {
         let Some(p) = previous else {
             return Err(not_found(name));
         };
         let current = phase(p);
         if matches!(current, "Succeeded" | "Failed" | "Canceled") {
-            return Err(ArmError::bad_request(
+            return Err(ErrorResponse::bad_request(
                 "InvalidCancelRemediationRequest",
                 format!("The remediation '{name}' is in state '{current}' and cannot be canceled."),
             ));
@@ -229,7 +229,7 @@ fn cancel(state: &AppState, id: &str, name: &str) -> Result<Response, ArmError> 
             internal,
         })
     })?;
-    let stored = after.ok_or_else(|| ArmError::internal("remediation write lost"))?;
+    let stored = after.ok_or_else(|| ErrorResponse::internal("remediation write lost"))?;
     Ok(ok_json(&render(&stored)))
 }
 
@@ -278,7 +278,7 @@ fn member_for(
     resource_id: &str,
     view: &Value,
     target: &Value,
-) -> Result<Option<arm_policy::AssignedMember>, ArmError> {
+) -> Result<Option<arm_policy::AssignedMember>, ErrorResponse> {
     let key = |v: &Value| v.as_str().map(resource_key);
     for member in arm_policy::members_covering(state, resource_id, view)? {
         let o = &member.origin;
@@ -299,7 +299,7 @@ fn remediate_one(
     req: &ArmRequest<'_>,
     principal: Option<&str>,
     target: &Value,
-) -> Result<Value, ArmError> {
+) -> Result<Value, ErrorResponse> {
     let resource_id = target["id"].as_str().unwrap_or_default().to_string();
     let now = super::now_rfc3339();
     let mut entry = json!({"remediatedResourceId": resource_id, "status": "Failed",
@@ -384,7 +384,7 @@ fn advance(
     state: &AppState,
     req: &ArmRequest<'_>,
     id: &str,
-) -> Result<Option<StoredResource>, ArmError> {
+) -> Result<Option<StoredResource>, ErrorResponse> {
     let Some(stored) = state.store.get(id)? else {
         return Ok(None);
     };
@@ -400,7 +400,7 @@ fn advance(
         return Ok(Some(stored));
     }
     let mine = std::cell::Cell::new(false);
-    let (_, claimed) = state.store.modify::<ArmError, _>(id, |current| {
+    let (_, claimed) = state.store.modify::<ErrorResponse, _>(id, |current| {
         let Some(c) = current else {
             return Ok(Change::Keep);
         };
@@ -429,7 +429,7 @@ fn advance(
     for target in stored.internal["targets"].as_array().into_iter().flatten() {
         results.push(remediate_one(state, req, principal.as_deref(), target)?);
     }
-    let (_, after) = state.store.modify::<ArmError, _>(id, |current| {
+    let (_, after) = state.store.modify::<ErrorResponse, _>(id, |current| {
         let Some(c) = current else {
             return Ok(Change::Keep);
         };

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use super::scope::resource_group_not_found;
 use super::with_id;
 use super::{
-    empty, error::ArmError, ok_json, operations, paging, parse_body, status_json, ArmRequest,
+    empty, error::ErrorResponse, ok_json, operations, paging, parse_body, status_json, ArmRequest,
 };
 use crate::emulator::arm_policy;
 use crate::emulator::http::Response;
@@ -31,10 +31,10 @@ pub(crate) const API_VERSIONS: &[&str] = &[
 ];
 const PAGE_SIZE: usize = 100;
 
-pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response, ArmError> {
+pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response, ErrorResponse> {
     let sub = req.path.names.first().cloned().unwrap_or_default();
     if state.store.get(&format!("/subscriptions/{sub}"))?.is_none() {
-        return Err(ArmError::subscription_not_found(&sub));
+        return Err(ErrorResponse::subscription_not_found(&sub));
     }
     let method = &req.http.method;
     match req.path.item_name() {
@@ -75,10 +75,10 @@ pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response,
                         state.fault_profile().lro_ms,
                     ))
                 }
-                _ => Err(ArmError::method_not_allowed(method)),
+                _ => Err(ErrorResponse::method_not_allowed(method)),
             }
         }
-        None => Err(ArmError::method_not_allowed(method)),
+        None => Err(ErrorResponse::method_not_allowed(method)),
     }
 }
 
@@ -87,13 +87,13 @@ pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response,
 pub(crate) fn handle_operation_result(
     state: &AppState,
     req: &ArmRequest<'_>,
-) -> Result<Response, ArmError> {
+) -> Result<Response, ErrorResponse> {
     if req.http.method != Method::GET || !req.path.is_item() {
-        return Err(ArmError::method_not_allowed(&req.http.method));
+        return Err(ErrorResponse::method_not_allowed(&req.http.method));
     }
     let id = req.path.resource_id();
     let Some(op) = operations::get(state, &id)? else {
-        return Err(ArmError::not_found(
+        return Err(ErrorResponse::not_found(
             "NotFound",
             format!(
                 "The operation '{}' could not be found.",
@@ -107,7 +107,12 @@ pub(crate) fn handle_operation_result(
     }
 }
 
-fn put(state: &AppState, req: &ArmRequest<'_>, id: &str, name: &str) -> Result<Response, ArmError> {
+fn put(
+    state: &AppState,
+    req: &ArmRequest<'_>,
+    id: &str,
+    name: &str,
+) -> Result<Response, ErrorResponse> {
     let body: Value = parse_body(req)?;
     let valid_name = !name.is_empty()
         && name.len() <= 90
@@ -116,7 +121,7 @@ fn put(state: &AppState, req: &ArmRequest<'_>, id: &str, name: &str) -> Result<R
             .chars()
             .all(|c| c.is_alphanumeric() || "-_.()".contains(c));
     if !valid_name {
-        return Err(ArmError::bad_request(
+        return Err(ErrorResponse::bad_request(
             "InvalidResourceGroup",
             format!(
                 "The provided resource group name '{name}' has these invalid characters or length."
@@ -124,7 +129,7 @@ fn put(state: &AppState, req: &ArmRequest<'_>, id: &str, name: &str) -> Result<R
         ));
     }
     let Some(location) = body.get("location").and_then(Value::as_str) else {
-        return Err(ArmError::bad_request(
+        return Err(ErrorResponse::bad_request(
             "LocationRequired",
             "The location property is required for this definition.",
         ));
@@ -138,11 +143,11 @@ fn put(state: &AppState, req: &ArmRequest<'_>, id: &str, name: &str) -> Result<R
         }
     }
     arm_policy::check_deny(state, id, &arm_policy::policy_view(id, &proposed), "PUT")?;
-    let (before, after) = state.store.modify::<ArmError, _>(id, |previous| {
+    let (before, after) = state.store.modify::<ErrorResponse, _>(id, |previous| {
         if let Some(p) = previous {
             let old = p.body.get("location").and_then(Value::as_str).unwrap_or("");
             if !old.eq_ignore_ascii_case(&location) {
-                return Err(ArmError::new(
+                return Err(ErrorResponse::new(
                     StatusCode::CONFLICT,
                     "InvalidResourceGroupLocation",
                     format!("Invalid resource group location '{location}'. The Resource group already exists in location '{old}'."),
@@ -166,7 +171,7 @@ fn put(state: &AppState, req: &ArmRequest<'_>, id: &str, name: &str) -> Result<R
             internal: Value::Null,
         })
     })?;
-    let stored = after.ok_or_else(|| ArmError::internal("resource group write lost"))?;
+    let stored = after.ok_or_else(|| ErrorResponse::internal("resource group write lost"))?;
     let status = if before.is_some() {
         StatusCode::OK
     } else {
@@ -180,7 +185,7 @@ fn patch(
     req: &ArmRequest<'_>,
     id: &str,
     name: &str,
-) -> Result<Response, ArmError> {
+) -> Result<Response, ErrorResponse> {
     let update: Value = parse_body(req)?;
     if let Some(current) = state.store.get(id)? {
         let mut proposed = current.body.clone();
@@ -191,7 +196,7 @@ fn patch(
         }
         arm_policy::check_deny(state, id, &arm_policy::policy_view(id, &proposed), "PATCH")?;
     }
-    let (_, after) = state.store.modify::<ArmError, _>(id, |previous| {
+    let (_, after) = state.store.modify::<ErrorResponse, _>(id, |previous| {
         let Some(p) = previous else {
             return Err(resource_group_not_found(name));
         };
@@ -206,6 +211,6 @@ fn patch(
             internal: Value::Null,
         })
     })?;
-    let stored = after.ok_or_else(|| ArmError::internal("resource group write lost"))?;
+    let stored = after.ok_or_else(|| ErrorResponse::internal("resource group write lost"))?;
     Ok(ok_json(&with_id(&stored.body, &stored.id)))
 }

@@ -5,7 +5,7 @@ use super::path::{self, ArmPath};
 use super::{
     deployments, managed_clusters, management_groups, policy_assignments, policy_definitions,
     policy_exemptions, policy_states, policy_versions, remediations, resource_groups,
-    role_assignments, subscriptions, tenants, ArmError, ArmRequest,
+    role_assignments, subscriptions, tenants, ArmRequest, ErrorResponse,
 };
 use crate::emulator::http::Response;
 use crate::emulator::state::AppState;
@@ -35,7 +35,7 @@ pub(crate) const EXEMPTION_API_VERSIONS: &[&str] = &[
 pub(crate) const SUBSCRIPTION_API_VERSIONS: &[&str] =
     &["2016-06-01", "2020-01-01", "2021-01-01", "2022-12-01"];
 
-type Handler = fn(&AppState, &ArmRequest<'_>) -> Result<Response, ArmError>;
+type Handler = fn(&AppState, &ArmRequest<'_>) -> Result<Response, ErrorResponse>;
 
 /// One routable resource type.
 pub(crate) struct ResourceTypeSpec {
@@ -247,7 +247,7 @@ pub(crate) fn resource_type_of(id: &str) -> String {
 
 /// The namespace exists but not this type → `InvalidResourceType`; otherwise the provider
 /// itself is unknown.
-pub(super) fn unknown_type(path: &ArmPath, api_version: &str) -> ArmError {
+pub(super) fn unknown_type(path: &ArmPath, api_version: &str) -> ErrorResponse {
     let namespace_known = RESOURCE_TYPES.iter().any(|s| {
         s.key
             .split('/')
@@ -255,7 +255,7 @@ pub(super) fn unknown_type(path: &ArmPath, api_version: &str) -> ArmError {
             .is_some_and(|ns| ns.eq_ignore_ascii_case(&path.namespace))
     });
     if namespace_known {
-        ArmError::not_found(
+        ErrorResponse::not_found(
             "InvalidResourceType",
             format!(
                 "The resource type '{}' could not be found in the namespace '{}' for api version '{api_version}'.",
@@ -264,7 +264,7 @@ pub(super) fn unknown_type(path: &ArmPath, api_version: &str) -> ArmError {
             ),
         )
     } else {
-        ArmError::not_found(
+        ErrorResponse::not_found(
             "NoRegisteredProviderFound",
             format!(
                 "No registered resource provider found for location 'global' and API version '{api_version}' for type '{}'.",
@@ -274,8 +274,8 @@ pub(super) fn unknown_type(path: &ArmPath, api_version: &str) -> ArmError {
     }
 }
 
-pub(super) fn no_provider(api_version: &str, raw_path: &str) -> ArmError {
-    ArmError::not_found(
+pub(super) fn no_provider(api_version: &str, raw_path: &str) -> ErrorResponse {
+    ErrorResponse::not_found(
         "NoRegisteredProviderFound",
         format!("No registered resource provider found for API version '{api_version}' and path '{raw_path}'."),
     )

@@ -3,7 +3,7 @@
 
 use http::{HeaderValue, Method, StatusCode};
 
-use super::{ArmError, ArmRequest};
+use super::{ArmRequest, ErrorResponse};
 use crate::emulator::http::{json_response, Request, Response};
 use crate::emulator::state::{new_guid, AppState};
 
@@ -65,15 +65,15 @@ pub(crate) fn empty(status: StatusCode) -> Response {
 /// Parses the JSON request body, answering ARM's `InvalidRequestContent` on failure.
 pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(
     req: &ArmRequest<'_>,
-) -> Result<T, ArmError> {
+) -> Result<T, ErrorResponse> {
     if req.http.body.is_empty() {
-        return Err(ArmError::bad_request(
+        return Err(ErrorResponse::bad_request(
             "InvalidRequestContent",
             "The request content was invalid and could not be deserialized: 'The request body is empty.'.",
         ));
     }
     serde_json::from_slice(&req.http.body).map_err(|e| {
-        ArmError::bad_request(
+        ErrorResponse::bad_request(
             "InvalidRequestContent",
             format!("The request content was invalid and could not be deserialized: '{e}'."),
         )

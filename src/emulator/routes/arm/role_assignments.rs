@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use super::filter::ScopeRelation;
 use super::scope::{related_to_scope, Scope};
 use super::{
-    empty, error::ArmError, now_rfc3339, ok_json, paging, parse_body, status_json, ArmRequest,
+    empty, error::ErrorResponse, now_rfc3339, ok_json, paging, parse_body, status_json, ArmRequest,
 };
 use crate::emulator::http::Response;
 use crate::emulator::rbac::{self, PrincipalLookup, ROLE_ASSIGNMENTS};
@@ -29,7 +29,7 @@ pub(crate) const API_VERSIONS: &[&str] = &[
 const PAGE_SIZE: usize = 100;
 const TYPE: &str = "Microsoft.Authorization/roleAssignments";
 
-pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response, ArmError> {
+pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response, ErrorResponse> {
     let scope = Scope::from_segments(&req.path.scope)?;
     scope.ensure_exists(state)?;
     let method = &req.http.method;
@@ -50,15 +50,15 @@ pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response,
                     Some(stored) => Ok(ok_json(&stored.body)),
                     None => Ok(empty(StatusCode::NO_CONTENT)),
                 },
-                _ => Err(ArmError::method_not_allowed(method)),
+                _ => Err(ErrorResponse::method_not_allowed(method)),
             }
         }
-        None => Err(ArmError::method_not_allowed(method)),
+        None => Err(ErrorResponse::method_not_allowed(method)),
     }
 }
 
-fn not_found(name: &str) -> ArmError {
-    ArmError::not_found(
+fn not_found(name: &str) -> ErrorResponse {
+    ErrorResponse::not_found(
         "RoleAssignmentNotFound",
         format!("The role assignment '{name}' is not found."),
     )
@@ -74,9 +74,9 @@ fn put(
     scope: &Scope,
     id: &str,
     name: &str,
-) -> Result<Response, ArmError> {
+) -> Result<Response, ErrorResponse> {
     if !is_guid(name) {
-        return Err(ArmError::bad_request(
+        return Err(ErrorResponse::bad_request(
             "InvalidRoleAssignmentId",
             format!("The role assignment ID '{name}' is not valid. The role assignment ID must be a GUID."),
         ));
@@ -88,13 +88,13 @@ fn put(
         .unwrap_or_default()
         .to_string();
     if principal.is_empty() {
-        return Err(ArmError::bad_request(
+        return Err(ErrorResponse::bad_request(
             "InvalidRequestContent",
             "The request content was invalid and could not be deserialized: 'Required property 'principalId' not found in JSON.'.",
         ));
     }
     if !is_guid(&principal) {
-        return Err(ArmError::bad_request(
+        return Err(ErrorResponse::bad_request(
             "InvalidPrincipalId",
             format!("The Principal ID '{principal}' is not valid. Principal ID must be a GUID."),
         ));
@@ -104,13 +104,13 @@ fn put(
         .unwrap_or_default()
         .to_string();
     let role_guid = parse_role_definition_id(&role_id).ok_or_else(|| {
-        ArmError::bad_request(
+        ErrorResponse::bad_request(
             "InvalidRoleDefinitionId",
             format!("The role definition ID '{role_id}' is not valid."),
         )
     })?;
     let role = rbac::builtin_role(&role_guid).ok_or_else(|| {
-        ArmError::bad_request(
+        ErrorResponse::bad_request(
             "RoleDefinitionDoesNotExist",
             format!("The specified role definition with ID '{role_guid}' does not exist."),
         )
@@ -122,7 +122,7 @@ fn put(
         match rbac::lookup_principal(state, &principal)? {
             PrincipalLookup::Found => {}
             PrincipalLookup::Replicating | PrincipalLookup::Unknown => {
-                return Err(ArmError::bad_request(
+                return Err(ErrorResponse::bad_request(
                     "PrincipalNotFound",
                     format!(
                         "Principal {} does not exist in the directory {}. Check that you have the correct principal ID. If you are creating this principal and then immediately assigning a role, this error might be related to a replication delay. In this case, set the role assignment principalType property to a value, such as ServicePrincipal, User, or Group.  See https://aka.ms/docs-principaltype",
@@ -151,7 +151,7 @@ fn put(
                 .next()
                 .unwrap_or_default()
                 .replace('-', "");
-            return Err(ArmError::new(
+            return Err(ErrorResponse::new(
                 StatusCode::CONFLICT,
                 "RoleAssignmentExists",
                 format!("The role assignment already exists. The ID of the existing role assignment is {existing_name}."),
@@ -159,7 +159,7 @@ fn put(
         }
     }
     let who = req.principal.oid.clone();
-    let (before, after) = state.store.modify::<ArmError, _>(id, |previous| {
+    let (before, after) = state.store.modify::<ErrorResponse, _>(id, |previous| {
         if let Some(p) = previous {
             let old = &p.body["properties"];
             let changed = !old["principalId"]
@@ -169,7 +169,7 @@ fn put(
                     .as_str()
                     .is_some_and(|x| x.eq_ignore_ascii_case(&role_definition_id));
             if changed {
-                return Err(ArmError::bad_request(
+                return Err(ErrorResponse::bad_request(
                     "RoleAssignmentUpdateNotPermitted",
                     "Tenant ID, application ID, principal ID, and scope are not allowed to be updated.",
                 ));
@@ -201,7 +201,7 @@ fn put(
             internal: Value::Null,
         })
     })?;
-    let stored = after.ok_or_else(|| ArmError::internal("role assignment write lost"))?;
+    let stored = after.ok_or_else(|| ErrorResponse::internal("role assignment write lost"))?;
     // ARM answers 201 for a new assignment and for a repeated identical PUT alike.
     let _ = before;
     Ok(status_json(StatusCode::CREATED, &stored.body))
@@ -226,7 +226,7 @@ fn parse_role_definition_id(id: &str) -> Option<String> {
 
 /// `$filter`: `atScope()`, `principalId eq '{id}'`, `assignedTo('{id}')`; none lists the
 /// assignments at, above and below the scope.
-fn list(state: &AppState, req: &ArmRequest<'_>, scope: &Scope) -> Result<Response, ArmError> {
+fn list(state: &AppState, req: &ArmRequest<'_>, scope: &Scope) -> Result<Response, ErrorResponse> {
     let filter = req
         .http
         .query_param("$filter")
@@ -267,13 +267,13 @@ fn list(state: &AppState, req: &ArmRequest<'_>, scope: &Scope) -> Result<Respons
 pub(crate) fn handle_definitions(
     state: &AppState,
     req: &ArmRequest<'_>,
-) -> Result<Response, ArmError> {
+) -> Result<Response, ErrorResponse> {
     let scope = Scope::from_segments(&req.path.scope)?;
     scope.ensure_exists(state)?;
     if req.http.method != Method::GET {
         // Custom roles are out of the emulator's reach; ARM's answer for a caller without
         // the right to write them is the closest honest one.
-        return Err(ArmError::new(
+        return Err(ErrorResponse::new(
             StatusCode::FORBIDDEN,
             "AuthorizationFailed",
             "The emulator serves built-in role definitions only; custom roles cannot be written.",
@@ -282,7 +282,7 @@ pub(crate) fn handle_definitions(
     match req.path.names.first() {
         Some(guid) => match rbac::builtin_role(guid) {
             Some(role) => Ok(ok_json(&rbac::role_body(role, &scope))),
-            None => Err(ArmError::not_found(
+            None => Err(ErrorResponse::not_found(
                 "RoleDefinitionDoesNotExist",
                 format!("The specified role definition with ID '{guid}' does not exist."),
             )),

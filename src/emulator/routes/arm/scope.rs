@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::error::ArmError;
+use super::error::ErrorResponse;
 use super::filter::ScopeRelation;
 use crate::emulator::state::AppState;
 use crate::emulator::store::{resource_key, StoredResource};
@@ -31,13 +31,13 @@ pub(crate) struct Scope {
 
 impl Scope {
     /// Parses scope segments (the part of a path before the last `providers`).
-    pub(crate) fn from_segments(segments: &[String]) -> Result<Self, ArmError> {
+    pub(crate) fn from_segments(segments: &[String]) -> Result<Self, ErrorResponse> {
         let id: String = segments.iter().map(|s| format!("/{s}")).collect();
         Self::parse(&id)
     }
 
     /// Parses a scope id such as `/subscriptions/s/resourceGroups/rg`.
-    pub(crate) fn parse(id: &str) -> Result<Self, ArmError> {
+    pub(crate) fn parse(id: &str) -> Result<Self, ErrorResponse> {
         let id = id.trim_end_matches('/').to_string();
         let segs: Vec<&str> = id.split('/').filter(|s| !s.is_empty()).collect();
         let eq = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
@@ -70,7 +70,7 @@ impl Scope {
                 }
             }
             _ => {
-                return Err(ArmError::bad_request(
+                return Err(ErrorResponse::bad_request(
                     "InvalidScope",
                     format!("The scope '{id}' is not a valid ARM scope."),
                 ))
@@ -99,10 +99,10 @@ impl Scope {
         state: &AppState,
         segments: &[String],
         what: &str,
-    ) -> Result<Self, ArmError> {
+    ) -> Result<Self, ErrorResponse> {
         let scope = Scope::from_segments(segments)?;
         if scope.kind == ScopeKind::Tenant {
-            return Err(ArmError::bad_request(
+            return Err(ErrorResponse::bad_request(
                 "InvalidScope",
                 format!("{what} cannot be made at tenant scope."),
             ));
@@ -112,7 +112,7 @@ impl Scope {
     }
 
     /// Fails with ARM's 404 for the first missing part of the scope.
-    pub(crate) fn ensure_exists(&self, state: &AppState) -> Result<(), ArmError> {
+    pub(crate) fn ensure_exists(&self, state: &AppState) -> Result<(), ErrorResponse> {
         match &self.kind {
             ScopeKind::Tenant => Ok(()),
             ScopeKind::ManagementGroup(name) => {
@@ -142,7 +142,7 @@ impl Scope {
                 // Only resource types the emulator serves can be checked; others are taken on
                 // trust so assignments can target any resource id.
                 if is_emulated_type(&self.id) && state.store.get(&self.id)?.is_none() {
-                    return Err(ArmError::not_found(
+                    return Err(ErrorResponse::not_found(
                         "ResourceNotFound",
                         format!(
                             "The Resource '{}' under resource group '{group}' was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix",
@@ -157,7 +157,7 @@ impl Scope {
 
     /// Lower-cased ids of this scope and every scope above it, nearest first, ending with the
     /// tenant (`""`). Management groups come from the stored hierarchy.
-    pub(crate) fn ancestors(&self, state: &AppState) -> Result<Vec<String>, ArmError> {
+    pub(crate) fn ancestors(&self, state: &AppState) -> Result<Vec<String>, ErrorResponse> {
         let mut out = Vec::new();
         let mut mg: Option<String> = None;
         match &self.kind {
@@ -204,7 +204,7 @@ impl Scope {
     }
 
     /// True when `inner` (a scope or resource id) lies at or below this scope.
-    pub(crate) fn contains(&self, state: &AppState, inner: &str) -> Result<bool, ArmError> {
+    pub(crate) fn contains(&self, state: &AppState, inner: &str) -> Result<bool, ErrorResponse> {
         let inner_scope = match Scope::parse(inner) {
             Ok(s) => s,
             Err(_) => return Ok(false),
@@ -219,7 +219,7 @@ impl Scope {
 pub(crate) fn stored_of_type(
     state: &AppState,
     namespace_type: &str,
-) -> Result<Vec<(String, StoredResource)>, ArmError> {
+) -> Result<Vec<(String, StoredResource)>, ErrorResponse> {
     let marker = format!("/providers/{namespace_type}/").to_ascii_lowercase();
     let of_type = |key: &str| {
         key.rfind(&marker)
@@ -246,7 +246,7 @@ pub(crate) fn related_to_scope(
     scope: &Scope,
     namespace_type: &str,
     relation: ScopeRelation,
-) -> Result<Vec<StoredResource>, ArmError> {
+) -> Result<Vec<StoredResource>, ErrorResponse> {
     let mine = resource_key(&scope.id);
     let ancestors = scope.ancestors(state)?;
     let mut out = Vec::new();
@@ -268,7 +268,7 @@ pub(crate) fn related_to_scope(
 pub(crate) fn subscription_parent(
     state: &AppState,
     subscription: &str,
-) -> Result<Option<String>, ArmError> {
+) -> Result<Option<String>, ErrorResponse> {
     let suffix = format!("/subscriptions/{}", subscription.to_ascii_lowercase());
     let placed = state.store.list_prefix(&resource_key(MG_PREFIX))?;
     Ok(placed
@@ -287,7 +287,7 @@ pub(crate) fn subscription_parent(
 pub(crate) fn management_group_parent(
     state: &AppState,
     name: &str,
-) -> Result<Option<String>, ArmError> {
+) -> Result<Option<String>, ErrorResponse> {
     let Some(mg) = state.store.get(&format!("{MG_PREFIX}{name}"))? else {
         return Ok(None);
     };
@@ -300,15 +300,15 @@ pub(crate) fn management_group_parent(
         .map(str::to_string))
 }
 
-fn ensure_subscription(state: &AppState, sub: &str) -> Result<(), ArmError> {
+fn ensure_subscription(state: &AppState, sub: &str) -> Result<(), ErrorResponse> {
     if state.store.get(&format!("/subscriptions/{sub}"))?.is_some() {
         Ok(())
     } else {
-        Err(ArmError::subscription_not_found(sub))
+        Err(ErrorResponse::subscription_not_found(sub))
     }
 }
 
-fn ensure_group(state: &AppState, sub: &str, group: &str) -> Result<(), ArmError> {
+fn ensure_group(state: &AppState, sub: &str, group: &str) -> Result<(), ErrorResponse> {
     if state
         .store
         .get(&format!("/subscriptions/{sub}/resourceGroups/{group}"))?
@@ -321,16 +321,16 @@ fn ensure_group(state: &AppState, sub: &str, group: &str) -> Result<(), ArmError
 }
 
 /// ARM's 404 for a missing resource group.
-pub(crate) fn resource_group_not_found(group: &str) -> ArmError {
-    ArmError::not_found(
+pub(crate) fn resource_group_not_found(group: &str) -> ErrorResponse {
+    ErrorResponse::not_found(
         "ResourceGroupNotFound",
         format!("Resource group '{group}' could not be found."),
     )
 }
 
 /// ARM's 404 for a missing management group.
-pub(crate) fn management_group_not_found(name: &str) -> ArmError {
-    ArmError::not_found(
+pub(crate) fn management_group_not_found(name: &str) -> ErrorResponse {
+    ErrorResponse::not_found(
         "ManagementGroupNotFound",
         format!("Management group '{name}' not found."),
     )

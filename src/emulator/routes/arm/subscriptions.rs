@@ -2,15 +2,15 @@
 
 use http::Method;
 
-use super::{error::ArmError, ok_json, paging, ArmRequest};
+use super::{error::ErrorResponse, ok_json, paging, ArmRequest};
 use crate::emulator::http::Response;
 use crate::emulator::state::AppState;
 
 const PAGE_SIZE: usize = 100;
 
-pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response, ArmError> {
+pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response, ErrorResponse> {
     if req.http.method != Method::GET {
-        return Err(ArmError::method_not_allowed(&req.http.method));
+        return Err(ErrorResponse::method_not_allowed(&req.http.method));
     }
     // Only `/subscriptions` and `/subscriptions/{id}` exist at this level for now.
     match (req.path.types.len(), req.path.item_name()) {
@@ -25,9 +25,9 @@ pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response,
         }
         (1, Some(id)) => match state.store.get(&format!("/subscriptions/{id}"))? {
             Some(sub) => Ok(ok_json(&sub.body)),
-            None => Err(ArmError::subscription_not_found(id)),
+            None => Err(ErrorResponse::subscription_not_found(id)),
         },
-        _ => Err(ArmError::not_found(
+        _ => Err(ErrorResponse::not_found(
             "InvalidResourceType",
             format!(
                 "The resource type '{}' could not be found.",

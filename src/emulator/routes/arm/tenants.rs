@@ -4,16 +4,16 @@
 use http::Method;
 use serde_json::json;
 
-use super::{error::ArmError, ok_json, paging, ArmRequest};
+use super::{error::ErrorResponse, ok_json, paging, ArmRequest};
 use crate::emulator::http::Response;
 use crate::emulator::state::AppState;
 
-pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response, ArmError> {
+pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response, ErrorResponse> {
     if req.http.method != Method::GET {
-        return Err(ArmError::method_not_allowed(&req.http.method));
+        return Err(ErrorResponse::method_not_allowed(&req.http.method));
     }
     if req.path.types.len() != 1 || req.path.is_item() {
-        return Err(ArmError::not_found(
+        return Err(ErrorResponse::not_found(
             "InvalidResourceType",
             format!(
                 "The resource type '{}' could not be found.",

@@ -18,7 +18,7 @@ use crate::emulator::arm_policy;
 use crate::emulator::http::Response;
 use crate::emulator::routes::arm::scope::{stored_of_type, Scope};
 use crate::emulator::routes::arm::{
-    empty, error::ArmError, ok_json, paging, parse_body, status_json, system_data, ArmRequest,
+    empty, error::ErrorResponse, ok_json, paging, parse_body, status_json, system_data, ArmRequest,
 };
 use crate::emulator::state::AppState;
 use crate::emulator::store::{resource_key, Change, StoredResource};
@@ -71,7 +71,7 @@ const POLICY_ADDON: &str = "azurepolicy";
 const PAGE_SIZE: usize = 50;
 
 /// `managedClusters` routes.
-pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response, ArmError> {
+pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response, ErrorResponse> {
     let scope = Scope::from_segments(&req.path.scope)?;
     scope.ensure_exists(state)?;
     let method = &req.http.method;
@@ -79,7 +79,7 @@ pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response,
         (1, None) if method == Method::GET => list(state, req, &scope),
         (1, Some(name)) => {
             if !matches!(scope.kind, super::scope::ScopeKind::ResourceGroup { .. }) {
-                return Err(ArmError::not_found(
+                return Err(ErrorResponse::not_found(
                     "InvalidResourceType",
                     "Managed clusters live in a resource group.",
                 ));
@@ -93,16 +93,16 @@ pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response,
                 Method::PUT => put(state, req, &id, name),
                 Method::PATCH => patch(state, req, &id),
                 Method::DELETE => delete(state, req, &id),
-                _ => Err(ArmError::method_not_allowed(method)),
+                _ => Err(ErrorResponse::method_not_allowed(method)),
             }
         }
-        _ => Err(ArmError::method_not_allowed(method)),
+        _ => Err(ErrorResponse::method_not_allowed(method)),
     }
 }
 
-fn not_found(id: &str) -> ArmError {
+fn not_found(id: &str) -> ErrorResponse {
     let group = id.split('/').nth(4).unwrap_or_default();
-    ArmError::not_found(
+    ErrorResponse::not_found(
         "ResourceNotFound",
         format!(
             "The Resource '{}' under resource group '{group}' was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix",
@@ -138,9 +138,9 @@ fn absolute(req: &ArmRequest<'_>, id: &str) -> String {
 fn check_preconditions(
     req: &ArmRequest<'_>,
     current: Option<&StoredResource>,
-) -> Result<(), ArmError> {
+) -> Result<(), ErrorResponse> {
     let failed = |message: String| {
-        ArmError::new(
+        ErrorResponse::new(
             StatusCode::PRECONDITION_FAILED,
             "PreconditionFailed",
             message,
@@ -175,7 +175,12 @@ fn check_preconditions(
     Ok(())
 }
 
-fn put(state: &AppState, req: &ArmRequest<'_>, id: &str, name: &str) -> Result<Response, ArmError> {
+fn put(
+    state: &AppState,
+    req: &ArmRequest<'_>,
+    id: &str,
+    name: &str,
+) -> Result<Response, ErrorResponse> {
     let valid = !name.is_empty()
         && name.len() <= 63
         && name
@@ -190,14 +195,14 @@ fn put(state: &AppState, req: &ArmRequest<'_>, id: &str, name: &str) -> Result<R
             .last()
             .is_some_and(|c| c.is_ascii_alphanumeric());
     if !valid {
-        return Err(ArmError::bad_request(
+        return Err(ErrorResponse::bad_request(
             "InvalidParameter",
             format!("The value of parameter resourceName '{name}' is invalid. It must be 1-63 letters, digits, '-' or '_', starting and ending with a letter or digit."),
         ));
     }
     let request: Value = parse_body(req)?;
     if !request.is_object() {
-        return Err(ArmError::bad_request(
+        return Err(ErrorResponse::bad_request(
             "InvalidRequestContent",
             "The request body must be a JSON object.",
         ));
@@ -207,7 +212,7 @@ fn put(state: &AppState, req: &ArmRequest<'_>, id: &str, name: &str) -> Result<R
         .and_then(Value::as_str)
         .filter(|l| !l.is_empty())
         .ok_or_else(|| {
-            ArmError::bad_request(
+            ErrorResponse::bad_request(
                 "InvalidParameter",
                 "The value of parameter location is invalid: location is required.",
             )
@@ -235,7 +240,7 @@ fn put(state: &AppState, req: &ArmRequest<'_>, id: &str, name: &str) -> Result<R
         }
         let old = c.body["location"].as_str().unwrap_or_default();
         if !old.eq_ignore_ascii_case(&location) {
-            return Err(ArmError::bad_request(
+            return Err(ErrorResponse::bad_request(
                 "BadRequest",
                 format!(
                     "Changing property 'location' from '{old}' to '{location}' is not allowed."
@@ -250,7 +255,7 @@ fn put(state: &AppState, req: &ArmRequest<'_>, id: &str, name: &str) -> Result<R
     };
     let (op_id, op) = new_operation(state, id, &location, kind)?;
     let tenant = state.identity.tenant_id.clone();
-    let (before, after) = state.store.modify::<ArmError, _>(id, |previous| {
+    let (before, after) = state.store.modify::<ErrorResponse, _>(id, |previous| {
         // Re-checked inside the write transaction: a concurrent writer may have won.
         if let Some(p) = previous {
             if running(p) {
@@ -275,7 +280,7 @@ fn put(state: &AppState, req: &ArmRequest<'_>, id: &str, name: &str) -> Result<R
             internal: json!({"op": op}),
         })
     })?;
-    let stored = after.ok_or_else(|| ArmError::internal("cluster write lost"))?;
+    let stored = after.ok_or_else(|| ErrorResponse::internal("cluster write lost"))?;
     let status = if before.is_some() {
         StatusCode::OK
     } else {
@@ -289,7 +294,7 @@ fn put(state: &AppState, req: &ArmRequest<'_>, id: &str, name: &str) -> Result<R
 
 /// `PATCH {tags}`: the same operation shape as a PUT (200, `provisioningState: Updating`,
 /// `Azure-AsyncOperation`); the tags are in place at once, so reads never see them half set.
-fn patch(state: &AppState, req: &ArmRequest<'_>, id: &str) -> Result<Response, ArmError> {
+fn patch(state: &AppState, req: &ArmRequest<'_>, id: &str) -> Result<Response, ErrorResponse> {
     let update: Value = parse_body(req)?;
     settle(state, id)?;
     let Some(current) = state.store.get(id)? else {
@@ -309,7 +314,7 @@ fn patch(state: &AppState, req: &ArmRequest<'_>, id: &str) -> Result<Response, A
         .unwrap_or_default()
         .to_string();
     let (op_id, op) = new_operation(state, id, &location, "Updating")?;
-    let (_, after) = state.store.modify::<ArmError, _>(id, |previous| {
+    let (_, after) = state.store.modify::<ErrorResponse, _>(id, |previous| {
         let Some(previous) = previous else {
             return Err(not_found(id));
         };
@@ -328,7 +333,7 @@ fn patch(state: &AppState, req: &ArmRequest<'_>, id: &str) -> Result<Response, A
             internal: json!({"op": op}),
         })
     })?;
-    let stored = after.ok_or_else(|| ArmError::internal("cluster write lost"))?;
+    let stored = after.ok_or_else(|| ErrorResponse::internal("cluster write lost"))?;
     let mut resp = with_etag(ok_json(&public(&stored)), &stored);
     let results = op_id.replacen("/operations/", "/operationresults/", 1);
     set_header(&mut resp, "azure-asyncoperation", &absolute(req, &op_id));
@@ -337,7 +342,7 @@ fn patch(state: &AppState, req: &ArmRequest<'_>, id: &str) -> Result<Response, A
     Ok(resp)
 }
 
-fn delete(state: &AppState, req: &ArmRequest<'_>, id: &str) -> Result<Response, ArmError> {
+fn delete(state: &AppState, req: &ArmRequest<'_>, id: &str) -> Result<Response, ErrorResponse> {
     settle(state, id)?;
     let Some(current) = state.store.get(id)? else {
         return Ok(empty(StatusCode::NO_CONTENT));
@@ -351,7 +356,7 @@ fn delete(state: &AppState, req: &ArmRequest<'_>, id: &str) -> Result<Response, 
         .unwrap_or_default()
         .to_string();
     let (op_id, op) = new_operation(state, id, &location, "Deleting")?;
-    state.store.modify::<ArmError, _>(id, |previous| {
+    state.store.modify::<ErrorResponse, _>(id, |previous| {
         let Some(previous) = previous else {
             return Ok(Change::Keep);
         };
@@ -373,7 +378,7 @@ fn delete(state: &AppState, req: &ArmRequest<'_>, id: &str) -> Result<Response, 
     Ok(resp)
 }
 
-fn list(state: &AppState, req: &ArmRequest<'_>, scope: &Scope) -> Result<Response, ArmError> {
+fn list(state: &AppState, req: &ArmRequest<'_>, scope: &Scope) -> Result<Response, ErrorResponse> {
     let prefix = format!("{}/", resource_key(&scope.id));
     let mut items = Vec::new();
     for (_, stored) in stored_of_type(state, NAMESPACE_TYPE)? {
@@ -391,7 +396,7 @@ fn list(state: &AppState, req: &ArmRequest<'_>, scope: &Scope) -> Result<Respons
 pub(crate) fn clusters_under(
     state: &AppState,
     scope: &Scope,
-) -> Result<Vec<StoredResource>, ArmError> {
+) -> Result<Vec<StoredResource>, ErrorResponse> {
     let mut out = Vec::new();
     for (_, stored) in stored_of_type(state, NAMESPACE_TYPE)? {
         if !scope.contains(state, &stored.id)? {
@@ -419,8 +424,8 @@ pub(crate) fn apply_changes(
     state: &AppState,
     id: &str,
     changes: &[(Vec<String>, Option<Value>)],
-) -> Result<(), ArmError> {
-    state.store.modify::<ArmError, _>(id, |current| {
+) -> Result<(), ErrorResponse> {
+    state.store.modify::<ErrorResponse, _>(id, |current| {
         let Some(current) = current else {
             return Ok(Change::Keep);
         };

@@ -8,7 +8,7 @@ use crate::emulator::faults::chance;
 use crate::emulator::http::Response;
 use crate::emulator::routes::arm::scope::Scope;
 use crate::emulator::routes::arm::{
-    empty, error::ArmError, now_ms, now_rfc3339, ok_json, ArmRequest,
+    empty, error::ErrorResponse, now_ms, now_rfc3339, ok_json, ArmRequest,
 };
 use crate::emulator::state::{new_guid, AppState};
 use crate::emulator::store::{Change, StoredResource};
@@ -20,9 +20,9 @@ use super::{absolute, not_found, set_header, CLUSTER_TYPE};
 pub(crate) fn handle_operation(
     state: &AppState,
     req: &ArmRequest<'_>,
-) -> Result<Response, ArmError> {
+) -> Result<Response, ErrorResponse> {
     if req.http.method != Method::GET || !req.path.is_item() {
-        return Err(ArmError::method_not_allowed(&req.http.method));
+        return Err(ErrorResponse::method_not_allowed(&req.http.method));
     }
     let requested = req.path.resource_id();
     // Both URLs name the same operation record.
@@ -38,7 +38,7 @@ pub(crate) fn handle_operation(
         }
     };
     let Some(op) = state.store.get(&op_id)? else {
-        return Err(ArmError::not_found(
+        return Err(ErrorResponse::not_found(
             "NotFound",
             format!(
                 "Operation '{}' was not found.",
@@ -70,7 +70,7 @@ pub(crate) fn handle_operation(
             return Err(canceled_error());
         }
         if failed {
-            return Err(ArmError::internal(
+            return Err(ErrorResponse::internal(
                 "The operation failed (injected by the emulator's lro_failure_rate).",
             ));
         }
@@ -97,8 +97,8 @@ pub(crate) fn handle_operation(
 }
 
 /// What a canceled operation reports.
-fn canceled_error() -> ArmError {
-    ArmError::new(
+fn canceled_error() -> ErrorResponse {
+    ErrorResponse::new(
         StatusCode::CONFLICT,
         "OperationCanceled",
         "The operation was canceled by a request to abort the latest operation.",
@@ -107,9 +107,9 @@ fn canceled_error() -> ArmError {
 
 /// Applies a finished operation to the cluster (Succeeded, Failed or gone) and returns what
 /// is there now.
-pub(crate) fn settle(state: &AppState, id: &str) -> Result<Option<StoredResource>, ArmError> {
+pub(crate) fn settle(state: &AppState, id: &str) -> Result<Option<StoredResource>, ErrorResponse> {
     let now = now_ms();
-    let (_, after) = state.store.modify::<ArmError, _>(id, |current| {
+    let (_, after) = state.store.modify::<ErrorResponse, _>(id, |current| {
         let Some(current) = current else {
             return Ok(Change::Keep);
         };
@@ -142,11 +142,11 @@ pub(super) fn running(stored: &StoredResource) -> bool {
         .is_some_and(|done| now_ms() < done)
 }
 
-pub(super) fn busy(stored: &StoredResource) -> ArmError {
+pub(super) fn busy(stored: &StoredResource) -> ErrorResponse {
     let state = stored.body["properties"]["provisioningState"]
         .as_str()
         .unwrap_or("Updating");
-    ArmError::new(
+    ErrorResponse::new(
         StatusCode::CONFLICT,
         "OperationNotAllowed",
         format!("Operation is not allowed: Another operation ({state}) is in progress, please wait for it to finish before starting a new operation. See https://aka.ms/aks-pending-operation for more details"),
@@ -159,7 +159,7 @@ pub(super) fn new_operation(
     cluster_id: &str,
     location: &str,
     kind: &str,
-) -> Result<(String, Value), ArmError> {
+) -> Result<(String, Value), ErrorResponse> {
     let profile = state.fault_profile();
     let op_name = new_guid();
     let sub = cluster_id.split('/').nth(2).unwrap_or_default();
@@ -179,7 +179,7 @@ pub(super) fn new_operation(
         std::time::UNIX_EPOCH + std::time::Duration::from_millis(done_ms),
     )
     .to_string();
-    state.store.modify::<ArmError, _>(&op_id, |_| {
+    state.store.modify::<ErrorResponse, _>(&op_id, |_| {
         Ok(Change::Put {
             body: json!({"id": op_id, "name": op_name, "status": "InProgress", "startTime": now_rfc3339()}),
             internal: json!({"target": cluster_id, "done_ms": done_ms, "fail": fail, "end_time": end_time}),
@@ -193,20 +193,23 @@ pub(super) fn new_operation(
 
 /// `POST .../managedClusters/{name}/abort`: cancels the running operation. The cluster ends
 /// `Canceled` (a canceled delete leaves it in place) and so does the operation status.
-pub(crate) fn handle_abort(state: &AppState, req: &ArmRequest<'_>) -> Result<Response, ArmError> {
+pub(crate) fn handle_abort(
+    state: &AppState,
+    req: &ArmRequest<'_>,
+) -> Result<Response, ErrorResponse> {
     if req.http.method != Method::POST {
-        return Err(ArmError::method_not_allowed(&req.http.method));
+        return Err(ErrorResponse::method_not_allowed(&req.http.method));
     }
     let scope = Scope::from_segments(&req.path.scope)?;
     scope.ensure_exists(state)?;
     let name = req.path.names.first().cloned().unwrap_or_default();
     if req.path.names.len() != 1 {
-        return Err(ArmError::method_not_allowed(&req.http.method));
+        return Err(ErrorResponse::method_not_allowed(&req.http.method));
     }
     let id = format!("{}/providers/{CLUSTER_TYPE}/{name}", scope.id);
     settle(state, &id)?;
     let mut aborted: Option<Value> = None;
-    state.store.modify::<ArmError, _>(&id, |current| {
+    state.store.modify::<ErrorResponse, _>(&id, |current| {
         let Some(current) = current else {
             return Err(not_found(&id));
         };
@@ -241,7 +244,7 @@ pub(crate) fn handle_abort(state: &AppState, req: &ArmRequest<'_>) -> Result<Res
         }
     };
     let end_time = now_rfc3339();
-    state.store.modify::<ArmError, _>(&op_id, |record| {
+    state.store.modify::<ErrorResponse, _>(&op_id, |record| {
         let Some(record) = record else {
             return Ok(Change::Keep);
         };
@@ -256,8 +259,8 @@ pub(crate) fn handle_abort(state: &AppState, req: &ArmRequest<'_>) -> Result<Res
     Ok(empty(StatusCode::NO_CONTENT))
 }
 
-fn nothing_to_abort(name: &str) -> ArmError {
-    ArmError::new(
+fn nothing_to_abort(name: &str) -> ErrorResponse {
+    ErrorResponse::new(
         StatusCode::CONFLICT,
         "OperationNotAllowed",
         format!("Operation is not allowed: there is no ongoing operation on managed cluster '{name}' to abort; the latest operation has already completed."),
