@@ -8,15 +8,13 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Map, Value as Json};
 
 use akspolicy::framework::Value;
+use akspolicy::policy::constraint::{
+    build_constraint, effective_parameters, Constraint, ConstraintOrigin,
+};
 use akspolicy::policy::constraint_template::{
     parse_yaml, parse_yaml_documents, AzureParameterType, ConstraintTemplate, TemplateSpec,
 };
-use akspolicy::policy::gatekeeper::{
-    build_constraint, effective_parameters, Constraint, ConstraintOrigin,
-};
-use akspolicy::policy::kubernetes_definition::{
-    KindMatch, KubernetesDefinitionSpec, TemplateSource,
-};
+use akspolicy::policy::kubernetes_body::{KindMatch, KubernetesDefinitionSpec, TemplateSource};
 use akspolicy::policy::rego;
 use akspolicy::resources::kubernetes_definition::{PlannedPolicy, TestBlock};
 
@@ -735,11 +733,11 @@ fn sorted_entries(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 
 #[test]
 fn azure_samples_through_the_admission_engine() {
-    use akspolicy::policy::constraint_template::{parse_yaml_documents, ConstraintTemplate};
-    use akspolicy::policy::gatekeeper::{
+    use akspolicy::policy::constraint::{
         build_constraint, decide, effective_parameters, ActiveConstraint, ConstraintOrigin,
         AKS_EXEMPT_NAMESPACES,
     };
+    use akspolicy::policy::constraint_template::{parse_yaml_documents, ConstraintTemplate};
     use akspolicy::policy::rego::review_for;
     use serde_json::{json, Map};
 
@@ -843,10 +841,10 @@ fn azure_samples_through_the_admission_engine() {
 
 #[test]
 fn gatekeeper_library_suites_through_the_admission_engine() {
+    use akspolicy::policy::constraint::{decide, ActiveConstraint, Constraint};
     use akspolicy::policy::constraint_template::{
         parse_yaml, parse_yaml_documents, ConstraintTemplate,
     };
-    use akspolicy::policy::gatekeeper::{decide, ActiveConstraint, Constraint};
     use akspolicy::policy::rego::{inventory_from, review_for};
 
     let Some(specs) = crate::harness::shared_specs() else {

@@ -266,7 +266,7 @@ async fn admit(args: AdmitArgs) -> ExitCode {
             doc.clone()
         } else {
             let uid = uuid::Uuid::new_v4().to_string();
-            akspolicy::policy::gatekeeper::admission_request_for(doc, &uid)
+            akspolicy::policy::constraint::admission_request_for(doc, &uid)
         };
         let request = &review["request"];
         let object = if request["object"].is_object() {

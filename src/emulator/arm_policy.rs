@@ -16,7 +16,7 @@ use crate::emulator::routes::arm::{
 use crate::emulator::state::AppState;
 use crate::emulator::store::StoredResource;
 use crate::policy::arm_rule::{self, Effect, Evaluator, Outcome, RelatedQuery, RuleContext};
-use crate::policy::gatekeeper::{self as engine, ConstraintOrigin};
+use crate::policy::constraint::{self as engine, ConstraintOrigin};
 use crate::policy::validation::DEFAULT_MODE;
 
 const ASSIGNMENTS: &str = "microsoft.authorization/policyassignments";

@@ -18,7 +18,7 @@ use crate::emulator::gatekeeper;
 use crate::emulator::routes::arm::{clusters_under, ErrorResponse, Scope};
 use crate::emulator::state::AppState;
 use crate::emulator::store::{resource_key, StoredResource};
-use crate::policy::gatekeeper::ConstraintOrigin;
+use crate::policy::constraint::ConstraintOrigin;
 
 /// One row of policy state: a resource against one definition of one assignment.
 #[derive(Debug, Clone, PartialEq)]

@@ -2,7 +2,7 @@
 //! constraints on a cluster, the admission webhook (`POST /_emulator/admission{clusterId}`),
 //! the objects each cluster admitted, and the audit that feeds policy states.
 //!
-//! The semantics live in [`crate::policy::gatekeeper`]; this module supplies the emulator's
+//! The semantics live in [`crate::policy::constraint`]; this module supplies the emulator's
 //! assignments, exemptions, clusters, template directory and a compile cache.
 
 use std::collections::HashMap;
@@ -19,7 +19,7 @@ use crate::emulator::routes::arm::{
 use crate::emulator::state::AppState;
 use crate::emulator::store::{resource_key, StoredResource};
 use crate::policy::addon::{self, Exemption};
-use crate::policy::gatekeeper::{self as engine, ActiveConstraint, Constraint, TemplateLookup};
+use crate::policy::constraint::{self as engine, ActiveConstraint, Constraint, TemplateLookup};
 use crate::policy::mutation::{self, Mutator};
 use crate::policy::rego::{is_cluster_scoped, review_for, CompiledRego};
 

@@ -11,12 +11,12 @@ use std::time::SystemTime;
 
 use serde_json::{Map, Value as Json};
 
-use super::constraint_template::ConstraintTemplate;
-use super::definition::PolicyDefinitionProperties;
-use super::gatekeeper::{
+use super::constraint::{
     build_constraint_with_effect, effect_override, effective_parameters, member_parameters,
     resolve_template, Constraint, ConstraintOrigin, GatekeeperError, TemplateLookup,
 };
+use super::constraint_template::ConstraintTemplate;
+use super::definition_body::PolicyDefinitionProperties;
 use super::kubernetes::TemplateInfo;
 
 /// An exemption that applies to the cluster (its scope covers the cluster; not expired).

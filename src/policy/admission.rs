@@ -5,8 +5,8 @@
 
 use serde_json::Value as Json;
 
+use super::constraint::{decide_targets, ActiveConstraint, Decision};
 use super::constraint_match::{is_exempt, review_targets};
-use super::gatekeeper::{decide_targets, ActiveConstraint, Decision};
 use super::mutation::{mutated_targets, MutationError, Mutator};
 use super::rego::EvalOptions;
 

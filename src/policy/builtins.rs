@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::definition::{
+use super::definition_body::{
     policy_type, PolicyDefinition, PolicySetDefinition, POLICY_DEFINITION_TYPE,
     POLICY_SET_DEFINITION_TYPE,
 };

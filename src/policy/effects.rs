@@ -6,7 +6,7 @@
 
 use serde_json::{Map, Value as Json};
 
-use super::gatekeeper::{effective_parameters, resolve_expressions};
+use super::constraint::{effective_parameters, resolve_expressions};
 
 /// Effects a remediation task can act on (compared case-insensitively, as Azure does).
 pub const REMEDIABLE_EFFECTS: &[&str] = &["DeployIfNotExists", "Modify"];

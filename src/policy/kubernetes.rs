@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value as Json};
 
-use super::definition::{ParameterDefinition, PolicyDefinitionProperties};
+use super::definition_body::{ParameterDefinition, PolicyDefinitionProperties};
 
 /// The mode of Azure Policy definitions that carry Gatekeeper templates.
 pub const KUBERNETES_MODE: &str = "Microsoft.Kubernetes.Data";

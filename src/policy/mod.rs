@@ -4,7 +4,7 @@
 pub mod addon;
 pub mod admission;
 pub mod builtins;
-pub mod definition;
+pub mod definition_body;
 pub mod kubernetes;
 pub mod names;
 pub mod parameters;
@@ -13,7 +13,7 @@ pub mod timestamp;
 pub mod validation;
 
 pub use builtins::{BuiltinCatalogue, BuiltinsError};
-pub use definition::{
+pub use definition_body::{
     policy_type, ParameterDefinition, PolicyDefinition, PolicyDefinitionProperties,
     PolicyDefinitionReference, PolicySetDefinition, PolicySetDefinitionProperties,
     POLICY_DEFINITION_TYPE, POLICY_SET_DEFINITION_TYPE,
@@ -22,12 +22,12 @@ pub use kubernetes::{TemplateInfo, KUBERNETES_MODE};
 pub use parameters::{check_parameters, ParameterProblem};
 pub mod arm_rule;
 pub mod arm_template;
+pub mod constraint;
 pub mod constraint_match;
 pub mod constraint_template;
 pub mod effects;
 pub mod eval_memory;
-pub mod gatekeeper;
-pub mod kubernetes_definition;
+pub mod kubernetes_body;
 pub mod mutation;
 pub mod mutation_definition;
 pub mod rego;

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use base64::Engine as _;
 use serde_json::{json, Map, Value as Json};
 
-use super::definition::{ParameterDefinition, PolicyDefinitionProperties};
+use super::definition_body::{ParameterDefinition, PolicyDefinitionProperties};
 use super::kubernetes::custom_definition_properties;
 
 /// The effects a mutation definition allows, as Azure's built-ins spell them.

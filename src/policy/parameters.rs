@@ -10,7 +10,7 @@ use std::fmt;
 
 use serde_json::{Map, Value as Json};
 
-use super::definition::ParameterDefinition;
+use super::definition_body::ParameterDefinition;
 
 /// One way an assignment's parameter values disagree with the declarations.
 #[derive(Debug, Clone, PartialEq)]

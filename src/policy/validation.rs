@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use super::definition::{ParameterDefinition, PolicyDefinitionProperties};
+use super::definition_body::{ParameterDefinition, PolicyDefinitionProperties};
 use super::kubernetes::KUBERNETES_MODE;
 use super::references::{policy_rule_parameter_references, undeclared};
 

@@ -21,10 +21,10 @@ use crate::framework::{
 };
 use crate::policy::addon::{self, DefinitionBodies, Exemption};
 use crate::policy::admission;
-use crate::policy::constraint_template::{parse_yaml_documents, to_yaml, CompileCache};
-use crate::policy::gatekeeper::{
+use crate::policy::constraint::{
     self, url_path, ActiveConstraint, Constraint, TemplateLookup, AKS_EXEMPT_NAMESPACES,
 };
+use crate::policy::constraint_template::{parse_yaml_documents, to_yaml, CompileCache};
 use crate::policy::mutation::{MutationSourceError, Mutator};
 use crate::policy::rego::{self, is_cluster_scoped, CompiledRego, EvalOptions};
 use crate::policy::TemplateInfo;
@@ -453,14 +453,14 @@ async fn installed_constraints(
             Some((constraint, template)) => CompileCache::process()
                 .get(&template)
                 .map(|r| Some((constraint, r)))
-                .map_err(gatekeeper::GatekeeperError::from),
+                .map_err(constraint::GatekeeperError::from),
             None => Ok(None),
         });
         match built {
             Ok(Some(c)) => installed.constraints.push(c),
             Ok(None) => {}
             // A template that failed to download is already reported.
-            Err(gatekeeper::GatekeeperError::TemplateNotFound { .. }) => {}
+            Err(constraint::GatekeeperError::TemplateNotFound { .. }) => {}
             Err(e) => installed
                 .problems
                 .push(format!("{}: {e}", member.origin.definition_id)),

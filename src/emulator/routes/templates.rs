@@ -11,7 +11,7 @@ use http_body_util::Full;
 use super::arm::ErrorResponse;
 use crate::emulator::http::{Request, Response};
 use crate::emulator::state::AppState;
-use crate::policy::gatekeeper::TemplateLookup;
+use crate::policy::constraint::TemplateLookup;
 
 /// First path segment of the route.
 pub(crate) const PREFIX: &str = "_templates";

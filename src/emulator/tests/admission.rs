@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use super::clusters::fast_emu;
 use super::Emu;
 use crate::policy::constraint_template::TemplateSpec;
-use crate::policy::kubernetes_definition::{KindMatch, KubernetesDefinitionSpec, TemplateSource};
+use crate::policy::kubernetes_body::{KindMatch, KubernetesDefinitionSpec, TemplateSource};
 
 const AKS_API: &str = "api-version=2026-04-01";
 const POLICY_API: &str = "api-version=2025-03-01";

@@ -5,7 +5,7 @@
 //!   condition hold only when every element satisfies it (an empty array satisfies it), and
 //!   `count` counts the elements matching `where`, with `current()` naming the element.
 //! - `value` conditions and every string operand may be a `[...]` template expression
-//!   ([`expr`]), evaluated with the parameter values `policy::gatekeeper::effective_parameters`
+//!   ([`expr`]), evaluated with the parameter values `policy::constraint::effective_parameters`
 //!   computes (the same for Kubernetes-mode and ARM-mode members).
 //! - String comparisons are case-insensitive except `match`, as in Azure; a boolean equals the
 //!   strings `"true"`/`"false"` (built-ins compare `enabled` flags with either).

@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use serde_json::{json, Map, Value};
 
 use super::*;
-use crate::policy::gatekeeper::effective_parameters;
+use crate::policy::constraint::effective_parameters;
 
 const CLUSTER_TYPE: &str = "Microsoft.ContainerService/managedClusters";
 

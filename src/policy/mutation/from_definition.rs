@@ -4,8 +4,8 @@
 use serde_json::{json, Map, Value as Json};
 
 use super::mutator::{string_list, Mutator, MutatorError};
+use crate::policy::constraint::{resolve_expressions, url_path, TemplateLookup};
 use crate::policy::constraint_match::MatchSource;
-use crate::policy::gatekeeper::{resolve_expressions, url_path, TemplateLookup};
 use crate::policy::kubernetes::TemplateInfo;
 
 /// Azure's narrowing of a mutator by its definition's `details` (parameters resolved):

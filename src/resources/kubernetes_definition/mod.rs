@@ -25,7 +25,7 @@ use crate::framework::{
     AttributePath, CallContext, Diagnostic, Diagnostics, ModifyPlanRequest, ModifyPlanResponse,
     Schema, ValidateConfigRequest, ValidateConfigResponse, Value,
 };
-use crate::policy::kubernetes_definition::{
+use crate::policy::kubernetes_body::{
     check_default_effect, merged_match, DefinitionBuildError, KindMatch, KubernetesDefinitionSpec,
     TemplateSource,
 };

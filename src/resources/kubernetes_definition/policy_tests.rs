@@ -8,12 +8,12 @@ use serde_json::{json, Map, Value as Json};
 
 use crate::framework::typed::Typed;
 use crate::framework::{AttributePath, Diagnostic, Diagnostics, Value};
-use crate::policy::constraint_template::{parse_yaml_documents, ConstraintTemplate};
-use crate::policy::gatekeeper::{
+use crate::policy::constraint::{
     self, ActiveConstraint, Constraint, ConstraintOrigin, ConstraintViolation,
     AKS_EXEMPT_NAMESPACES,
 };
-use crate::policy::kubernetes_definition::{
+use crate::policy::constraint_template::{parse_yaml_documents, ConstraintTemplate};
+use crate::policy::kubernetes_body::{
     KubernetesDefinitionSpec, TemplateSource, STANDARD_PARAMETERS,
 };
 use crate::policy::rego::{self, CompiledRego, RegoError};
@@ -77,7 +77,7 @@ impl TestProblem {
 /// The plan-time stand-in for a cluster with this definition assigned: each `test` block's
 /// object is reviewed by the constraint the add-on would install from the definition and the
 /// test's parameters, through the same engine as the emulator's admission webhook
-/// ([`crate::policy::gatekeeper::decide`], with AKS's exempt namespaces).
+/// ([`crate::policy::constraint::decide`], with AKS's exempt namespaces).
 pub struct PlannedPolicy {
     rule: Json,
     declared: Json,
@@ -178,7 +178,7 @@ impl PlannedPolicy {
             .iter()
             .map(|(k, v)| (k.clone(), json!({ "value": v })))
             .collect();
-        let values = gatekeeper::effective_parameters(Some(&self.declared), &wrapped);
+        let values = constraint::effective_parameters(Some(&self.declared), &wrapped);
         // Tests describe the policy switched on: a `disabled` default reviews as audit unless
         // the test itself asks for `disabled`.
         let disabled_default = values
@@ -186,7 +186,7 @@ impl PlannedPolicy {
             .and_then(Json::as_str)
             .is_some_and(|e| e.eq_ignore_ascii_case("disabled"));
         let forced = (disabled_default && !supplied.contains_key("effect")).then_some("audit");
-        Ok(gatekeeper::build_constraint_with_effect(
+        Ok(constraint::build_constraint_with_effect(
             &self.rule,
             &self.template,
             &values,
@@ -223,7 +223,7 @@ impl PlannedPolicy {
         let options = eval_options(test)?;
         let mut violations = Vec::new();
         for object in &objects {
-            let decision = gatekeeper::decide_with(
+            let decision = constraint::decide_with(
                 &rego::review_for(object),
                 &active,
                 &inventory,

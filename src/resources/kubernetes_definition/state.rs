@@ -4,7 +4,7 @@ use serde_json::Value as Json;
 
 use crate::framework::typed::{Knowable, Typed};
 use crate::framework::{AttributePath, Diagnostics, Value};
-use crate::policy::kubernetes_definition::{
+use crate::policy::kubernetes_body::{
     decode, DecodedKubernetesDefinition, KubernetesDefinitionSpec,
 };
 use crate::policy::{PolicyDefinition, PolicyDefinitionProperties};

@@ -8,7 +8,7 @@ use crate::framework::{AttributePath, Diagnostic, Diagnostics};
 use crate::policy::constraint_template::{
     parse_yaml, ConstraintTemplate, TemplateError, TemplateSpec,
 };
-use crate::policy::kubernetes_definition::TemplateSource;
+use crate::policy::kubernetes_body::TemplateSource;
 use crate::policy::rego::{self, CompiledRego, RegoError, RegoModule};
 use crate::resources::shared::json::canonical_json;
 

@@ -7,7 +7,7 @@ use base64::Engine as _;
 use serde_json::{json, Map, Value as Json};
 
 use super::constraint_template::TemplateParameter;
-use super::definition::{ParameterDefinition, PolicyDefinitionProperties};
+use super::definition_body::{ParameterDefinition, PolicyDefinitionProperties};
 use super::kubernetes::custom_definition_properties;
 
 /// Namespaces Azure's own definitions exclude by default.
