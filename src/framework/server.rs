@@ -178,18 +178,16 @@ impl Server {
     }
 
     pub fn validate_provider_config(&self, config: &Value) -> Diagnostics {
-        let mut diags = Diagnostics::new();
+        let mut resp = ValidateConfigResponse::default();
         validate_block(
             &self.provider_schema.block,
             config,
             &AttributePath::root(),
-            &mut diags,
+            &mut resp.diags,
         );
-        let mut resp = ValidateConfigResponse::default();
         self.provider
             .validate_config(ValidateConfigRequest { config }, &mut resp);
-        diags.extend(resp.diags);
-        diags
+        resp.diags
     }
 
     pub async fn configure(&self, terraform_version: String, config: Value) -> Diagnostics {
@@ -219,24 +217,30 @@ impl Server {
         let Some((resource, schema)) = self.resources.get(type_name) else {
             return Self::unknown_type("resource", type_name);
         };
-        let mut diags = Diagnostics::new();
-        validate_block(&schema.block, config, &AttributePath::root(), &mut diags);
         let mut resp = ValidateConfigResponse::default();
+        validate_block(
+            &schema.block,
+            config,
+            &AttributePath::root(),
+            &mut resp.diags,
+        );
         resource.validate_config(ValidateConfigRequest { config }, &mut resp);
-        diags.extend(resp.diags);
-        diags
+        resp.diags
     }
 
     pub fn validate_data_source_config(&self, type_name: &str, config: &Value) -> Diagnostics {
         let Some((data_source, schema)) = self.data_sources.get(type_name) else {
             return Self::unknown_type("data source", type_name);
         };
-        let mut diags = Diagnostics::new();
-        validate_block(&schema.block, config, &AttributePath::root(), &mut diags);
         let mut resp = ValidateConfigResponse::default();
+        validate_block(
+            &schema.block,
+            config,
+            &AttributePath::root(),
+            &mut resp.diags,
+        );
         data_source.validate_config(ValidateConfigRequest { config }, &mut resp);
-        diags.extend(resp.diags);
-        diags
+        resp.diags
     }
 
     /// Rewrites a stored state's JSON into the current schema version's JSON. The caller decodes
