@@ -6,7 +6,7 @@
 
 use serde_json::{json, Value as Json};
 
-use crate::harness::{wait_idle, Emulator, TfRun, Workspace};
+use crate::harness::{wait_idle, Emulator, TfRun, Workspace, EXEMPTION_API};
 use crate::remediation::{estate, ADDON_DINE, ADDON_REMEDIATION};
 
 const PRIVILEGED: &str =
@@ -16,7 +16,6 @@ const PSS_BASELINE: &str =
 const ASSIGNMENTS: &str = "providers/Microsoft.Authorization/policyAssignments";
 const EXEMPTIONS: &str = "providers/Microsoft.Authorization/policyExemptions";
 const POLICY_API: &str = "api-version=2025-03-01";
-const EXEMPTION_API: &str = "api-version=2024-12-01-preview";
 
 /// The ids of what the scenario seeds out of band.
 struct Scopes {

@@ -6,11 +6,10 @@ use base64::Engine;
 use serde_json::{json, Value as Json};
 
 use crate::harness::{
-    create_cluster, shared_specs, terraform_at_least, wait_idle, Emulator, Workspace,
+    create_cluster, shared_specs, terraform_at_least, wait_idle, Emulator, Workspace, EXEMPTION_API,
 };
 
 const POLICY_API: &str = "api-version=2025-03-01";
-const EXEMPTION_API: &str = "api-version=2024-12-01-preview";
 const REMEDIATION_API: &str = "api-version=2024-10-01";
 const AKS_API: &str = "api-version=2026-04-01";
 const ADDON_DINE: &str =

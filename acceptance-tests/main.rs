@@ -21,6 +21,7 @@ mod credentials;
 mod definition;
 mod docs;
 mod examples;
+mod exemption;
 mod gatekeeper_corpus;
 mod import_blocks;
 mod in_use;

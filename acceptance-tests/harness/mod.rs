@@ -536,6 +536,9 @@ impl Workspace {
 /// The AKS API version the tests' own cluster writes use.
 pub const AKS_API: &str = "api-version=2026-04-01";
 
+/// The policy exemption API version the tests read exemptions with (the provider's).
+pub const EXEMPTION_API: &str = "api-version=2024-12-01-preview";
+
 /// The ARM id of cluster `name` in resource group `rg` of subscription `sub` (a bare GUID).
 pub fn cluster_id(sub: &str, rg: &str, name: &str) -> String {
     format!(
