@@ -3,16 +3,17 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use super::{error_code, start_emu};
+use super::{bearer_challenge, error_code, signed_in};
+use crate::emulator::Config;
 
 const RG_API: &str = "api-version=2021-04-01";
+const SUBSCRIPTION_API: &str = "api-version=2022-12-01";
 
 #[tokio::test]
 async fn control_api_and_injected_faults() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let emu = start_emu(dir.path(), None).await;
-    let token = emu.token().await;
-    let sub = format!("/subscriptions/{}", emu.running.info().subscription_id);
+    let (emu, token, sub) = signed_in(Config::new(dir.path())).await;
+    let subscription = format!("{sub}?{SUBSCRIPTION_API}");
 
     let (status, _, _) = emu.get(None, "/_emulator/faults").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
@@ -37,7 +38,7 @@ async fn control_api_and_injected_faults() {
         for _ in 0..100 {
             let request = emu
                 .client
-                .get(format!("{}{sub}?api-version=2022-12-01", emu.base))
+                .get(format!("{}{subscription}", emu.base))
                 .bearer_auth(&token);
             burst.spawn(async move {
                 let resp = request.send().await.expect("request");
@@ -67,9 +68,7 @@ async fn control_api_and_injected_faults() {
 
     // Random errors at rate 1.
     emu.set_faults(&token, json!({"error_rate": 1.0})).await;
-    let (status, headers, _) = emu
-        .get(Some(&token), &format!("{sub}?api-version=2022-12-01"))
-        .await;
+    let (status, headers, _) = emu.get(Some(&token), &subscription).await;
     assert!(
         status == StatusCode::INTERNAL_SERVER_ERROR || status == StatusCode::SERVICE_UNAVAILABLE
     );
@@ -80,14 +79,7 @@ async fn control_api_and_injected_faults() {
     emu.set_faults(&token, json!({"consistency_ms": 60000}))
         .await;
     let rg = format!("{sub}/resourceGroups/rg1?{RG_API}");
-    let (status, _, _) = emu
-        .send(
-            &token,
-            Method::PUT,
-            &rg,
-            Some(&json!({"location": "westeurope"})),
-        )
-        .await;
+    let (status, _) = emu.put_group(&token, &sub, "rg1").await;
     assert_eq!(status, StatusCode::CREATED);
     let (status, _, _) = emu.get(Some(&token), &rg).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
@@ -132,16 +124,12 @@ async fn control_api_and_injected_faults() {
         .expect("resources")
         .iter()
         .any(|r| r["id"].as_str().is_some_and(|i| i.ends_with("rg1"))));
-    let (status, _, _) = emu
-        .send(&token, Method::POST, "/_emulator/reset", None)
-        .await;
+    let (status, _) = emu.post(&token, "/_emulator/reset").await;
     assert_eq!(status, StatusCode::OK);
-    let (status, _, body) = emu.get(Some(&token), &rg).await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(error_code(&body), "ResourceGroupNotFound");
-    let (status, _, _) = emu
-        .get(Some(&token), &format!("{sub}?api-version=2022-12-01"))
+    let gone = (Method::GET, rg.as_str(), None);
+    emu.expect_error(&token, gone, StatusCode::NOT_FOUND, "ResourceGroupNotFound")
         .await;
+    let (status, _, _) = emu.get(Some(&token), &subscription).await;
     assert_eq!(
         status,
         StatusCode::OK,
@@ -152,9 +140,8 @@ async fn control_api_and_injected_faults() {
 #[tokio::test]
 async fn short_token_lifetime_expires_like_arm() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let emu = start_emu(dir.path(), None).await;
-    let token = emu.token().await;
-    let sub = format!("/subscriptions/{}", emu.running.info().subscription_id);
+    let (emu, token, sub) = signed_in(Config::new(dir.path())).await;
+    let subscription = format!("{sub}?{SUBSCRIPTION_API}");
     let (_, _, profile) = emu.get(Some(&token), "/_emulator/faults").await;
     assert_eq!(profile["token_lifetime_s"], 3600);
     let (status, bad) = emu.set_faults(&token, json!({"token_lifetime_s": 0})).await;
@@ -170,21 +157,16 @@ async fn short_token_lifetime_expires_like_arm() {
     let (status, v1) = emu.secret_token_response(true).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(v1["expires_in"], "1");
-    let expires_on: u64 = v1["expires_on"]
-        .as_str()
-        .and_then(|s| s.parse().ok())
-        .expect("expires_on is epoch seconds");
-    let not_before: u64 = v1["not_before"]
-        .as_str()
-        .and_then(|s| s.parse().ok())
-        .expect("not_before is epoch seconds");
-    assert_eq!(expires_on - not_before, 1);
+    let epoch_seconds = |key: &str| -> u64 {
+        let text = v1[key].as_str().unwrap_or_default();
+        text.parse()
+            .unwrap_or_else(|_| panic!("{key} is epoch seconds: {v1}"))
+    };
+    assert_eq!(epoch_seconds("expires_on") - epoch_seconds("not_before"), 1);
 
     let short = v2["access_token"].as_str().expect("token").to_string();
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
-    let (status, headers, body) = emu
-        .get(Some(&short), &format!("{sub}?api-version=2022-12-01"))
-        .await;
+    let (status, headers, body) = emu.get(Some(&short), &subscription).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     assert_eq!(error_code(&body), "ExpiredAuthenticationToken");
     let message = body["error"]["message"].as_str().expect("message");
@@ -194,12 +176,7 @@ async fn short_token_lifetime_expires_like_arm() {
             && (message.ends_with(" AM'.") || message.ends_with(" PM'.")),
         "{message}"
     );
-    let challenge = headers["www-authenticate"].to_str().expect("ascii");
-    assert!(
-        challenge.starts_with("Bearer authorization_uri=\""),
-        "{challenge}"
-    );
-    assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+    let challenge = bearer_challenge(&headers);
     assert!(
         challenge.contains(&format!("error_description=\"{message}\"")),
         "{challenge}"
@@ -208,9 +185,7 @@ async fn short_token_lifetime_expires_like_arm() {
     let (status, _, _) = emu.get(Some(&short), "/_emulator/faults").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     // The long-lived token issued before the change keeps working.
-    let (status, _, _) = emu
-        .get(Some(&token), &format!("{sub}?api-version=2022-12-01"))
-        .await;
+    let (status, _, _) = emu.get(Some(&token), &subscription).await;
     assert_eq!(status, StatusCode::OK);
     emu.running.shutdown().await;
 }

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use reqwest::{Client, StatusCode};
+use reqwest::{Client, Method, StatusCode};
 use serde_json::Value;
 
 use super::{start, Config, RunningEmulator};
@@ -55,17 +55,28 @@ pub(super) async fn start_config(config: Config) -> Emu {
     }
 }
 
+/// A client-credentials grant with a secret, for `audience` (a v2 `scope` or a v1 `resource`).
+pub(super) fn secret_grant<'a>(
+    client_id: &'a str,
+    client_secret: &'a str,
+    audience: (&'a str, &'a str),
+) -> [(&'a str, &'a str); 4] {
+    [
+        ("grant_type", "client_credentials"),
+        ("client_id", client_id),
+        ("client_secret", client_secret),
+        audience,
+    ]
+}
+
+const ARM_SCOPE: (&str, &str) = ("scope", "https://management.azure.com/.default");
+
 impl Emu {
-    async fn token_response(&self, form: &[(&str, &str)], v1: bool) -> (StatusCode, Value) {
-        let tenant = &self.running.info().tenant_id;
-        let url = if v1 {
-            format!("{}/{tenant}/oauth2/token", self.base)
-        } else {
-            format!("{}/{tenant}/oauth2/v2.0/token", self.base)
-        };
+    /// The answer of the token endpoint at `path` (below the emulator's base) to `form`.
+    async fn token_at(&self, path: &str, form: &[(&str, &str)]) -> (StatusCode, Value) {
         let resp = self
             .client
-            .post(url)
+            .post(format!("{}{path}", self.base))
             .form(form)
             .send()
             .await
@@ -74,19 +85,19 @@ impl Emu {
         (status, resp.json().await.expect("JSON body"))
     }
 
+    /// The tenant's v1 or v2 token endpoint's answer to `form`.
+    async fn token_response(&self, form: &[(&str, &str)], v1: bool) -> (StatusCode, Value) {
+        let tenant = &self.running.info().tenant_id;
+        let version = if v1 { "" } else { "/v2.0" };
+        self.token_at(&format!("/{tenant}/oauth2{version}/token"), form)
+            .await
+    }
+
     /// The token endpoint's answer to the emulator's own service principal and secret, for ARM.
     pub(super) async fn secret_token_response(&self, v1: bool) -> (StatusCode, Value) {
         let info = self.running.info();
-        self.token_response(
-            &[
-                ("grant_type", "client_credentials"),
-                ("client_id", &info.client_id),
-                ("client_secret", &info.client_secret),
-                ("scope", "https://management.azure.com/.default"),
-            ],
-            v1,
-        )
-        .await
+        let form = secret_grant(&info.client_id, &info.client_secret, ARM_SCOPE);
+        self.token_response(&form, v1).await
     }
 
     pub(super) async fn token(&self) -> String {
@@ -143,6 +154,14 @@ impl Emu {
     }
 }
 
+/// An emulator started with `config`, a token for it and its subscription's scope.
+pub(super) async fn signed_in(config: Config) -> (Emu, String, String) {
+    let emu = start_config(config).await;
+    let token = emu.token().await;
+    let sub = emu.subscription();
+    (emu, token, sub)
+}
+
 impl Emu {
     /// Changes the fault profile through the control API, as `POST /_emulator/faults` does for a
     /// test harness; the status and the whole profile it answers with.
@@ -179,6 +198,77 @@ impl Emu {
         let (status, _, again) = self.send(token, reqwest::Method::DELETE, url, None).await;
         assert_eq!(status, StatusCode::NO_CONTENT, "{again}");
         body
+    }
+
+    /// A PUT of `body`; ARM's status and answer.
+    pub(super) async fn put(&self, token: &str, url: &str, body: &Value) -> (StatusCode, Value) {
+        let (status, _, answer) = self
+            .send(token, reqwest::Method::PUT, url, Some(body))
+            .await;
+        (status, answer)
+    }
+
+    /// A POST without a body (an action or a query); ARM's status and answer.
+    pub(super) async fn post(&self, token: &str, url: &str) -> (StatusCode, Value) {
+        let (status, _, answer) = self.send(token, reqwest::Method::POST, url, None).await;
+        (status, answer)
+    }
+
+    /// A DELETE; ARM's status and answer.
+    pub(super) async fn delete(&self, token: &str, url: &str) -> (StatusCode, Value) {
+        let (status, _, answer) = self.send(token, reqwest::Method::DELETE, url, None).await;
+        (status, answer)
+    }
+
+    /// A request that ARM must refuse with `status` and error `code`; the error body.
+    pub(super) async fn expect_error(
+        &self,
+        token: &str,
+        request: (reqwest::Method, &str, Option<&Value>),
+        status: StatusCode,
+        code: &str,
+    ) -> Value {
+        let (method, url, body) = request;
+        let (got, _, answer) = self.send(token, method, url, body).await;
+        assert_eq!(got, status, "{url}: {answer}");
+        assert_eq!(error_code(&answer), code, "{url}: {answer}");
+        answer
+    }
+
+    /// The emulator's (first) subscription as an ARM scope, `/subscriptions/{id}`.
+    pub(super) fn subscription(&self) -> String {
+        format!("/subscriptions/{}", self.running.info().subscription_id)
+    }
+
+    /// PUTs resource group `name` in westeurope under `sub`; ARM's status and answer.
+    pub(super) async fn put_group(
+        &self,
+        token: &str,
+        sub: &str,
+        name: &str,
+    ) -> (StatusCode, Value) {
+        let url = format!("{sub}/resourceGroups/{name}?api-version=2021-04-01");
+        self.put(token, &url, &serde_json::json!({"location": "westeurope"}))
+            .await
+    }
+
+    /// GETs `url` every `every_ms` until `done` accepts an answer or patience runs out (the
+    /// caller asserts on what it got); the last status and body.
+    pub(super) async fn poll(
+        &self,
+        token: &str,
+        url: &str,
+        every_ms: u64,
+        mut done: impl FnMut(StatusCode, &reqwest::header::HeaderMap, &Value) -> bool,
+    ) -> (StatusCode, Value) {
+        let patience = Patience::new();
+        loop {
+            let (status, headers, body) = self.get(Some(token), url).await;
+            if done(status, &headers, &body) || !patience.lasts() {
+                return (status, body);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(every_ms)).await;
+        }
     }
 
     /// Any method with an optional JSON body; returns status, headers and JSON (Null if none).
@@ -219,6 +309,17 @@ impl Patience {
     pub(super) fn lasts(&self) -> bool {
         std::time::Instant::now() < self.0
     }
+}
+
+/// ARM's `WWW-Authenticate` answer to a missing or refused token, checked; the whole challenge.
+pub(super) fn bearer_challenge(headers: &reqwest::header::HeaderMap) -> &str {
+    let challenge = headers["www-authenticate"].to_str().expect("ascii");
+    assert!(
+        challenge.starts_with("Bearer authorization_uri=\""),
+        "{challenge}"
+    );
+    assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+    challenge
 }
 
 pub(super) fn error_code(body: &Value) -> &str {
@@ -292,17 +393,9 @@ async fn token_grants_access_and_arm_headers_are_set() {
     assert_eq!(tenants["value"][0]["tenantId"], info.tenant_id.as_str());
 
     // v1 endpoint with the other ARM audience.
-    let (status, v1) = emu
-        .token_response(
-            &[
-                ("grant_type", "client_credentials"),
-                ("client_id", &info.client_id),
-                ("client_secret", &info.client_secret),
-                ("resource", "https://management.core.windows.net/"),
-            ],
-            true,
-        )
-        .await;
+    let classic = ("resource", "https://management.core.windows.net/");
+    let form = secret_grant(&info.client_id, &info.client_secret, classic);
+    let (status, v1) = emu.token_response(&form, true).await;
     assert_eq!(status, StatusCode::OK, "{v1}");
     assert_eq!(v1["resource"], "https://management.core.windows.net/");
     assert!(v1["expires_on"].is_string());
@@ -322,17 +415,8 @@ async fn token_endpoint_rejects_bad_requests() {
     let emu = start_emu(dir.path(), None).await;
     let info = emu.running.info().clone();
     let wrong_secret = "not-the-secret-Zq9";
-    let (status, body) = emu
-        .token_response(
-            &[
-                ("grant_type", "client_credentials"),
-                ("client_id", &info.client_id),
-                ("client_secret", wrong_secret),
-                ("scope", "https://management.azure.com/.default"),
-            ],
-            false,
-        )
-        .await;
+    let form = secret_grant(&info.client_id, wrong_secret, ARM_SCOPE);
+    let (status, body) = emu.token_response(&form, false).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body["error"], "invalid_client");
     assert_eq!(body["error_codes"][0], 7000215);
@@ -346,92 +430,69 @@ async fn token_endpoint_rejects_bad_requests() {
         assert!(body[key].is_string(), "{key} missing");
     }
 
-    let (status, body) = emu
-        .token_response(
-            &[
-                ("grant_type", "client_credentials"),
-                ("client_id", "11111111-1111-1111-1111-111111111111"),
-                ("client_secret", &info.client_secret),
-                ("scope", "https://management.azure.com/.default"),
-            ],
-            false,
-        )
-        .await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED);
-    assert_eq!(body["error"], "invalid_client");
-
-    let (status, body) = emu
-        .token_response(
-            &[("grant_type", "password"), ("client_id", &info.client_id)],
-            false,
-        )
-        .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(body["error"], "unsupported_grant_type");
-
-    let (status, body) = emu
-        .token_response(
-            &[
-                ("grant_type", "client_credentials"),
-                ("client_id", &info.client_id),
-                ("client_secret", &info.client_secret),
-                ("scope", "https://graph.microsoft.com/.default"),
-            ],
-            false,
-        )
-        .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (id, secret) = (info.client_id.as_str(), info.client_secret.as_str());
+    let v2 = format!("/{}/oauth2/v2.0/token", info.tenant_id);
+    let v2 = v2.as_str();
+    let graph = ("scope", "https://graph.microsoft.com/.default");
+    // The CLI's double-slash scope form names the classic audience.
+    let classic = ("scope", "https://management.core.windows.net//.default");
+    // (token endpoint, form, status, Entra ID's error if any)
+    let cases = [
+        (
+            v2,
+            secret_grant("11111111-1111-1111-1111-111111111111", secret, ARM_SCOPE).to_vec(),
+            StatusCode::UNAUTHORIZED,
+            Some("invalid_client"),
+        ),
+        (
+            v2,
+            vec![("grant_type", "password"), ("client_id", id)],
+            StatusCode::BAD_REQUEST,
+            Some("unsupported_grant_type"),
+        ),
+        (
+            v2,
+            secret_grant(id, secret, graph).to_vec(),
+            StatusCode::BAD_REQUEST,
+            None,
+        ),
+        (
+            v2,
+            secret_grant(id, secret, classic).to_vec(),
+            StatusCode::OK,
+            None,
+        ),
+        // MSAL against the ADFS-shaped authority posts `scope` to the v1 path.
+        (
+            "/adfs/oauth2/token",
+            secret_grant(id, secret, classic).to_vec(),
+            StatusCode::OK,
+            None,
+        ),
+        (
+            "/not-a-tenant/oauth2/v2.0/token",
+            vec![("grant_type", "client_credentials")],
+            StatusCode::BAD_REQUEST,
+            None,
+        ),
+    ];
+    for (path, form, want, error) in cases {
+        let (status, body) = emu.token_at(path, &form).await;
+        assert_eq!(status, want, "{path} {form:?}: {body}");
+        if let Some(error) = error {
+            assert_eq!(body["error"], error, "{form:?}");
+        }
+    }
 
     let resp = emu
         .client
-        .post(format!("{}/{}/oauth2/v2.0/token", emu.base, info.tenant_id))
-        .basic_auth(&info.client_id, Some(&info.client_secret))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("scope", "https://management.azure.com/.default"),
-        ])
+        .post(format!("{}{v2}", emu.base))
+        .basic_auth(id, Some(secret))
+        .form(&[("grant_type", "client_credentials"), ARM_SCOPE])
         .send()
         .await
         .expect("request");
     assert_eq!(resp.status(), StatusCode::OK, "client_secret_basic");
-
-    // The CLI's double-slash scope form names the classic audience.
-    let (status, body) = emu
-        .token_response(
-            &[
-                ("grant_type", "client_credentials"),
-                ("client_id", &info.client_id),
-                ("client_secret", &info.client_secret),
-                ("scope", "https://management.core.windows.net//.default"),
-            ],
-            false,
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-
-    // MSAL against the ADFS-shaped authority posts `scope` to the v1 path.
-    let resp = emu
-        .client
-        .post(format!("{}/adfs/oauth2/token", emu.base))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", info.client_id.as_str()),
-            ("client_secret", info.client_secret.as_str()),
-            ("scope", "https://management.core.windows.net//.default"),
-        ])
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(resp.status(), StatusCode::OK, "adfs v1 with scope");
-
-    let resp = emu
-        .client
-        .post(format!("{}/not-a-tenant/oauth2/v2.0/token", emu.base))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     emu.running.shutdown().await;
 }
 
@@ -448,12 +509,7 @@ async fn arm_rejects_missing_or_bad_tokens_and_api_versions() {
         body["error"]["message"],
         "Authentication failed. The 'Authorization' header is missing."
     );
-    let challenge = headers["www-authenticate"].to_str().expect("ascii");
-    assert!(
-        challenge.starts_with("Bearer authorization_uri="),
-        "{challenge}"
-    );
-    assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+    bearer_challenge(&headers);
     assert!(headers.contains_key("x-ms-request-id"));
 
     let (status, _, body) = emu.get(Some("not.a.jwt"), &url).await;
@@ -461,43 +517,45 @@ async fn arm_rejects_missing_or_bad_tokens_and_api_versions() {
     assert_eq!(error_code(&body), "InvalidAuthenticationToken");
 
     let token = emu.token().await;
-    let (status, _, body) = emu.get(Some(&token), DEFINITIONS).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(error_code(&body), "MissingApiVersionParameter");
+    let body = emu
+        .expect_error(
+            &token,
+            (Method::GET, DEFINITIONS, None),
+            StatusCode::BAD_REQUEST,
+            "MissingApiVersionParameter",
+        )
+        .await;
     assert_eq!(
         body["error"]["message"],
         "The api-version query parameter (?api-version=) is required for all requests."
     );
-
-    let (status, _, body) = emu
-        .get(
-            Some(&token),
-            &format!("{DEFINITIONS}?api-version=1999-01-01"),
-        )
-        .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(error_code(&body), "InvalidApiVersionParameter");
-    assert!(body["error"]["message"]
-        .as_str()
-        .unwrap_or("")
-        .contains("2025-03-01"));
-
-    let (status, _, body) = emu
-        .get(
-            Some(&token),
-            &format!("/providers/Microsoft.Authorization/policyUnicorns?api-version={POLICY_API}"),
-        )
-        .await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(error_code(&body), "InvalidResourceType");
-    let (status, _, body) = emu
-        .get(
-            Some(&token),
-            &format!("/providers/Contoso.Nothing/things?api-version={POLICY_API}"),
-        )
-        .await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(error_code(&body), "NoRegisteredProviderFound");
+    // (path, status, code, part of the message)
+    for (path, status, code, says) in [
+        (
+            format!("{DEFINITIONS}?api-version=1999-01-01"),
+            StatusCode::BAD_REQUEST,
+            "InvalidApiVersionParameter",
+            "2025-03-01",
+        ),
+        (
+            format!("/providers/Microsoft.Authorization/policyUnicorns?api-version={POLICY_API}"),
+            StatusCode::NOT_FOUND,
+            "InvalidResourceType",
+            "",
+        ),
+        (
+            format!("/providers/Contoso.Nothing/things?api-version={POLICY_API}"),
+            StatusCode::NOT_FOUND,
+            "NoRegisteredProviderFound",
+            "",
+        ),
+    ] {
+        let body = emu
+            .expect_error(&token, (Method::GET, &path, None), status, code)
+            .await;
+        let message = body["error"]["message"].as_str().unwrap_or("");
+        assert!(message.contains(says), "{body}");
+    }
     emu.running.shutdown().await;
 }
 
@@ -536,22 +594,15 @@ async fn builtin_definitions_page_filter_and_get() {
             urlencode(f)
         )
     };
-    let (items, _) = emu
-        .list_all(&token, &filtered("policyType eq 'BuiltIn'"))
-        .await;
-    assert_eq!(items.len(), total);
-    let (items, _) = emu
-        .list_all(&token, &filtered("policyType -eq BuiltIn"))
-        .await;
-    assert_eq!(items.len(), total);
-    let (items, _) = emu
-        .list_all(&token, &filtered("policyType eq 'Custom'"))
-        .await;
-    assert!(items.is_empty());
-    let (items, _) = emu
-        .list_all(&token, &filtered("category eq 'Kubernetes'"))
-        .await;
-    assert_eq!(items.len(), total - 1);
+    for (filter, want) in [
+        ("policyType eq 'BuiltIn'", total),
+        ("policyType -eq BuiltIn", total),
+        ("policyType eq 'Custom'", 0),
+        ("category eq 'Kubernetes'", total - 1),
+    ] {
+        let (items, _) = emu.list_all(&token, &filtered(filter)).await;
+        assert_eq!(items.len(), want, "{filter}");
+    }
     let (status, _, body) = emu.get(Some(&token), &filtered("displayName eq 'x'")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 
@@ -569,46 +620,32 @@ async fn builtin_definitions_page_filter_and_get() {
     );
     assert_eq!(def["properties"]["mode"], "Microsoft.Kubernetes.Data");
 
-    let sub = emu.running.info().subscription_id.clone();
-    let (status, _, def) = emu
-        .get(
-            Some(&token),
-            &format!("/subscriptions/{sub}{DEFINITIONS}/95edb821-ddaf-4404-9732-666045e056b4?api-version=2021-06-01"),
-        )
-        .await;
+    // Built-ins are seen from a subscription and from the tenant root group, which exists
+    // without being created.
+    let info = emu.running.info();
+    let sub = format!("/subscriptions/{}", info.subscription_id);
+    let root = format!(
+        "/providers/Microsoft.Management/managementGroups/{}",
+        info.tenant_id
+    );
+    let one =
+        format!("{sub}{DEFINITIONS}/95edb821-ddaf-4404-9732-666045e056b4?api-version=2021-06-01");
+    let (status, _, def) = emu.get(Some(&token), &one).await;
     assert_eq!(status, StatusCode::OK, "{def}");
-    let (items, _) = emu
-        .list_all(
-            &token,
-            &format!("/subscriptions/{sub}{DEFINITIONS}?api-version={POLICY_API}"),
-        )
-        .await;
-    assert_eq!(items.len(), total);
+    for scope in [sub, root] {
+        let list = format!("{scope}{DEFINITIONS}?api-version={POLICY_API}");
+        let (items, _) = emu.list_all(&token, &list).await;
+        assert_eq!(items.len(), total, "{scope}");
+    }
 
-    let (status, _, body) = emu
-        .get(
-            Some(&token),
-            &format!("{DEFINITIONS}/does-not-exist?api-version={POLICY_API}"),
-        )
-        .await;
+    let missing = format!("{DEFINITIONS}/does-not-exist?api-version={POLICY_API}");
+    let (status, _, body) = emu.get(Some(&token), &missing).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(
         body,
         serde_json::json!({"error": {"code": "PolicyDefinitionNotFound",
             "message": "The policy definition 'does-not-exist' could not be found."}})
     );
-
-    let (items, _) = emu
-        .list_all(
-            &token,
-            // The tenant root group exists without being created.
-            &format!(
-                "/providers/Microsoft.Management/managementGroups/{}{DEFINITIONS}?api-version={POLICY_API}",
-                emu.running.info().tenant_id
-            ),
-        )
-        .await;
-    assert_eq!(items.len(), total);
 
     let resp = emu
         .client
@@ -927,54 +964,26 @@ async fn management_group_and_remediation_names_are_checked() {
         "a!b",
         "a%20b",
     ] {
-        let (status, _, err) = emu
-            .send(&token, reqwest::Method::PUT, &mg(name), Some(&body))
-            .await;
+        let (status, err) = emu.put(&token, &mg(name), &body).await;
         assert_eq!(
             status,
             StatusCode::BAD_REQUEST,
             "management group {name}: {err}"
         );
-        let (status, _, err) = emu
-            .send(
-                &token,
-                reqwest::Method::PUT,
-                &remediation(name),
-                Some(&body),
-            )
-            .await;
+        let (status, err) = emu.put(&token, &remediation(name), &body).await;
         // `a!b` and `a%20b` (a space inside) are fine remediation names; the rest are not.
         if name != "a!b" && name != "a%20b" && name != long {
             assert_eq!(status, StatusCode::BAD_REQUEST, "remediation {name}: {err}");
         }
     }
-    let (status, _, err) = emu
-        .send(
-            &token,
-            reqwest::Method::PUT,
-            &remediation(&"r".repeat(261)),
-            Some(&body),
-        )
+    let too_long = remediation(&"r".repeat(261));
+    let put = (Method::PUT, too_long.as_str(), Some(&body));
+    emu.expect_error(&token, put, StatusCode::BAD_REQUEST, "InvalidResourceName")
         .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
-    assert_eq!(error_code(&err), "InvalidResourceName");
-    let (status, _, err) = emu
-        .send(
-            &token,
-            reqwest::Method::PUT,
-            &mg("team-a_(prod).1"),
-            Some(&body),
-        )
-        .await;
+    let (status, err) = emu.put(&token, &mg("team-a_(prod).1"), &body).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{err}");
-    let (status, _, list) = emu
-        .send(
-            &token,
-            reqwest::Method::GET,
-            "/providers/Microsoft.Management/managementGroups?api-version=2021-04-01",
-            None,
-        )
-        .await;
+    let groups = "/providers/Microsoft.Management/managementGroups?api-version=2021-04-01";
+    let (status, _, list) = emu.get(Some(&token), groups).await;
     assert_eq!(status, StatusCode::OK);
     let names: Vec<&str> = list["value"]
         .as_array()
@@ -1010,14 +1019,12 @@ async fn listing_assignments_does_not_decode_other_objects() {
             b"not json",
         )
         .expect("raw entry");
+    let assignments =
+        format!("/subscriptions/{sub}/providers/Microsoft.Authorization/policyAssignments");
     let (status, _, body) = emu
-        .send(
-            &token,
-            reqwest::Method::GET,
-            &format!(
-                "/subscriptions/{sub}/providers/Microsoft.Authorization/policyAssignments?api-version=2025-03-01"
-            ),
-            None,
+        .get(
+            Some(&token),
+            &format!("{assignments}?api-version=2025-03-01"),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
