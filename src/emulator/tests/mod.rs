@@ -252,6 +252,18 @@ impl Emu {
             .await
     }
 
+    /// Moves subscription `sub_id` below management group `group` (its id); ARM's status.
+    pub(super) async fn move_subscription(
+        &self,
+        token: &str,
+        group: &str,
+        sub_id: &str,
+    ) -> StatusCode {
+        let url = format!("{group}/subscriptions/{sub_id}?api-version=2021-04-01");
+        let (status, _, _) = self.send(token, reqwest::Method::PUT, &url, None).await;
+        status
+    }
+
     /// GETs `url` every `every_ms` until `done` accepts an answer or patience runs out (the
     /// caller asserts on what it got); the last status and body.
     pub(super) async fn poll(
