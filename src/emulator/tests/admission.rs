@@ -6,11 +6,9 @@ use serde_json::{json, Value};
 
 use super::clusters::fast_emu;
 use super::Emu;
+use super::{AKS_API, POLICY_API};
 use crate::policy::constraint_template::TemplateSpec;
 use crate::policy::kubernetes_body::{KindMatch, KubernetesDefinitionSpec, TemplateSource};
-
-const AKS_API: &str = "api-version=2026-04-01";
-const POLICY_API: &str = "api-version=2025-03-01";
 
 fn privileged_deployment(ns: &str) -> Value {
     json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {

@@ -7,11 +7,8 @@ use serde_json::{json, Value};
 
 use super::clusters::fast_emu;
 use super::{error_code, Emu};
+use super::{AKS_API, INSIGHTS_API, POLICY_API, RESOURCES_API};
 
-const AKS_API: &str = "api-version=2026-04-01";
-const API: &str = "api-version=2025-03-01";
-const INSIGHTS: &str = "api-version=2024-10-01";
-const MG_API: &str = "api-version=2021-04-01";
 const NO_PRIVILEGE: &str =
     "/providers/Microsoft.Authorization/policyDefinitions/95edb821-ddaf-4404-9732-666045e056b4";
 
@@ -88,7 +85,7 @@ impl Arm {
 
     async fn define(&self, scope: &str, name: &str, body: Value) -> String {
         let id = format!("{scope}/providers/Microsoft.Authorization/policyDefinitions/{name}");
-        let (status, resp) = self.put(&format!("{id}?{API}"), body).await;
+        let (status, resp) = self.put(&format!("{id}?{POLICY_API}"), body).await;
         assert!(status.is_success(), "{resp}");
         id
     }
@@ -102,7 +99,7 @@ impl Arm {
     async fn assign(&self, scope: &str, name: &str, properties: Value) -> String {
         let id = format!("{scope}/providers/Microsoft.Authorization/policyAssignments/{name}");
         let body = json!({"properties": properties});
-        let (status, resp) = self.put(&format!("{id}?{API}"), body).await;
+        let (status, resp) = self.put(&format!("{id}?{POLICY_API}"), body).await;
         assert!(status.is_success(), "{resp}");
         id
     }
@@ -110,7 +107,7 @@ impl Arm {
     /// The subscription's latest policy states.
     async fn states(&self) -> Vec<Value> {
         let url = format!(
-            "{}/providers/Microsoft.PolicyInsights/policyStates/latest/queryResults?{INSIGHTS}",
+            "{}/providers/Microsoft.PolicyInsights/policyStates/latest/queryResults?{INSIGHTS_API}",
             self.sub
         );
         let body = self
@@ -262,11 +259,13 @@ async fn management_group_assignments_cover_subscriptions_below() {
     let top = "/providers/Microsoft.Management/managementGroups/top";
     let child = "/providers/Microsoft.Management/managementGroups/leaf";
     let (status, _) = arm
-        .put(&format!("{top}?{MG_API}"), json!({"properties": {}}))
+        .put(&format!("{top}?{RESOURCES_API}"), json!({"properties": {}}))
         .await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let below_top = json!({"properties": {"details": {"parent": {"id": top}}}});
-    let (status, _) = arm.put(&format!("{child}?{MG_API}"), below_top).await;
+    let (status, _) = arm
+        .put(&format!("{child}?{RESOURCES_API}"), below_top)
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let status = arm.emu.move_subscription(&arm.token, child, &sub_id).await;
     assert_eq!(status, StatusCode::OK);
@@ -376,7 +375,7 @@ impl Arm {
     /// Remediation `name` of `assignment` at the subscription, waited for until it succeeds.
     async fn remediate(&self, name: &str, assignment: &str) {
         let url = format!(
-            "{}/providers/Microsoft.PolicyInsights/remediations/{name}?{INSIGHTS}",
+            "{}/providers/Microsoft.PolicyInsights/remediations/{name}?{INSIGHTS_API}",
             self.sub
         );
         let body = json!({"properties": {"policyAssignmentId": assignment}});
@@ -443,7 +442,7 @@ async fn remediation_runs_what_each_definition_asks_for() {
     ] {
         let (status, body) = arm
             .put(
-                &format!("{assignment}?{API}"),
+                &format!("{assignment}?{POLICY_API}"),
                 json!({
                 "location": "westeurope", "identity": {"type": "SystemAssigned"},
                 "properties": {"policyDefinitionId": definition, "parameters": parameters}}),

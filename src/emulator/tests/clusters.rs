@@ -3,10 +3,9 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
+use super::AKS_API;
 use super::{signed_in, Emu};
 use crate::emulator::Config;
-
-const AKS_API: &str = "api-version=2026-04-01";
 
 pub(super) async fn fast_emu(dir: &std::path::Path, lro_ms: u64) -> (Emu, String, String) {
     let mut config = Config::new(dir);

@@ -10,10 +10,9 @@ use serde_json::{json, Value};
 
 use super::clusters::{create_cluster, fast_emu};
 use super::{start_config, start_emu};
+use super::{ADDON_DINE, AKS_API, POLICY_API};
 use crate::emulator::Config;
 
-const API: &str = "api-version=2025-03-01";
-const AKS_API: &str = "api-version=2026-04-01";
 const CLIENTS: usize = 32;
 /// Short by default so the suite stays fast; raise with AKSPOLICY_EMULATOR_SOAK_SECS.
 fn soak() -> Duration {
@@ -55,9 +54,9 @@ async fn thirty_two_clients_lose_no_update() {
                 round += 1;
                 // Own resource: create/update/read/delete cycle.
                 let name = format!("c{client}-{}", round % 3);
-                let url = format!("{sub}/providers/Microsoft.Authorization/policyAssignments/{name}?{API}");
+                let url = format!("{sub}/providers/Microsoft.Authorization/policyAssignments/{name}?{POLICY_API}");
                 let body = json!({"properties": {
-                    "policyDefinitionId": "/providers/Microsoft.Authorization/policyDefinitions/a8eff44f-8c92-45c3-a3fb-9880802d67a7",
+                    "policyDefinitionId": ADDON_DINE,
                     "metadata": {"round": round}}});
                 let (status, _, _) = emu.send(&token, Method::PUT, &url, Some(&body)).await;
                 if status.is_server_error() {
@@ -75,7 +74,7 @@ async fn thirty_two_clients_lose_no_update() {
                         last_written = None;
                     }
                 }
-                let (status, _, _) = emu.get(Some(&token), &format!("{sub}/providers/Microsoft.Authorization/policyAssignments?{API}")).await;
+                let (status, _, _) = emu.get(Some(&token), &format!("{sub}/providers/Microsoft.Authorization/policyAssignments?{POLICY_API}")).await;
                 if status.is_server_error() {
                     server_errors.push(format!("LIST {status}"));
                 }

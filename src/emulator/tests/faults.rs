@@ -3,10 +3,10 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
+use super::RESOURCES_API;
 use super::{bearer_challenge, error_code, signed_in};
 use crate::emulator::Config;
 
-const RG_API: &str = "api-version=2021-04-01";
 const SUBSCRIPTION_API: &str = "api-version=2022-12-01";
 
 #[tokio::test]
@@ -78,7 +78,7 @@ async fn control_api_and_injected_faults() {
     // Eventual consistency: a GET right after the PUT answers 404.
     emu.set_faults(&token, json!({"consistency_ms": 60000}))
         .await;
-    let rg = format!("{sub}/resourceGroups/rg1?{RG_API}");
+    let rg = format!("{sub}/resourceGroups/rg1?{RESOURCES_API}");
     let (status, _) = emu.put_group(&token, &sub, "rg1").await;
     assert_eq!(status, StatusCode::CREATED);
     let (status, _, _) = emu.get(Some(&token), &rg).await;

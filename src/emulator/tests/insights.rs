@@ -7,12 +7,7 @@ use serde_json::{json, Value};
 
 use super::clusters::{create_cluster, fast_emu};
 use super::Emu;
-
-const AKS_API: &str = "api-version=2026-04-01";
-const API: &str = "api-version=2025-03-01";
-const INSIGHTS: &str = "api-version=2024-10-01";
-const DINE: &str =
-    "/providers/Microsoft.Authorization/policyDefinitions/a8eff44f-8c92-45c3-a3fb-9880802d67a7";
+use super::{ADDON_DINE, AKS_API, INSIGHTS_API, POLICY_API};
 
 /// Clusters without the policy add-on, then the add-on DINE assigned at the subscription with a
 /// system-assigned identity; the assignment's id and body.
@@ -31,10 +26,10 @@ async fn addon_dine_over_clusters(
         .send(
             token,
             Method::PUT,
-            &format!("{assignment}?{API}"),
+            &format!("{assignment}?{POLICY_API}"),
             Some(
                 &json!({"location": "westeurope", "identity": {"type": "SystemAssigned"},
-                "properties": {"policyDefinitionId": DINE}}),
+                "properties": {"policyDefinitionId": ADDON_DINE}}),
             ),
         )
         .await;
@@ -49,7 +44,7 @@ async fn remediate_fix(
     sub: &str,
     assignment: &str,
 ) -> (String, StatusCode, Value) {
-    let url = format!("{sub}/providers/Microsoft.PolicyInsights/remediations/fix?{INSIGHTS}");
+    let url = format!("{sub}/providers/Microsoft.PolicyInsights/remediations/fix?{INSIGHTS_API}");
     let body = json!({"properties": {"policyAssignmentId": assignment}});
     let (status, _, answer) = emu.send(token, Method::PUT, &url, Some(&body)).await;
     (url, status, answer)
@@ -78,7 +73,7 @@ async fn compliance_remediation_and_trigger_scan() {
     }
 
     let summarize = format!(
-        "{sub}/providers/Microsoft.PolicyInsights/policyStates/latest/summarize?{INSIGHTS}"
+        "{sub}/providers/Microsoft.PolicyInsights/policyStates/latest/summarize?{INSIGHTS_API}"
     );
     let (status, _, summary) = emu.send(&token, Method::POST, &summarize, None).await;
     assert_eq!(status, StatusCode::OK, "{summary}");
@@ -91,7 +86,7 @@ async fn compliance_remediation_and_trigger_scan() {
 
     // queryResults pages with @odata.nextLink.
     let query = format!(
-        "{sub}/providers/Microsoft.PolicyInsights/policyStates/latest/queryResults?{INSIGHTS}&$top=1"
+        "{sub}/providers/Microsoft.PolicyInsights/policyStates/latest/queryResults?{INSIGHTS_API}&$top=1"
     );
     let (status, _, page) = emu.send(&token, Method::POST, &query, None).await;
     assert_eq!(status, StatusCode::OK, "{page}");
@@ -140,7 +135,7 @@ async fn compliance_remediation_and_trigger_scan() {
         .send(
             &token,
             Method::PUT,
-            &format!("{second}?{INSIGHTS}"),
+            &format!("{second}?{INSIGHTS_API}"),
             Some(&json!({"properties": {"policyAssignmentId": assignment}})),
         )
         .await;
@@ -149,7 +144,7 @@ async fn compliance_remediation_and_trigger_scan() {
         .send(
             &token,
             Method::POST,
-            &format!("{second}/cancel?{INSIGHTS}"),
+            &format!("{second}/cancel?{INSIGHTS_API}"),
             None,
         )
         .await;
@@ -158,7 +153,7 @@ async fn compliance_remediation_and_trigger_scan() {
     let (items, _) = emu
         .list_all(
             &token,
-            &format!("{sub}/providers/Microsoft.PolicyInsights/remediations?{INSIGHTS}"),
+            &format!("{sub}/providers/Microsoft.PolicyInsights/remediations?{INSIGHTS_API}"),
         )
         .await;
     assert_eq!(items.len(), 2);
@@ -166,7 +161,7 @@ async fn compliance_remediation_and_trigger_scan() {
         .send(
             &token,
             Method::DELETE,
-            &format!("{second}?{INSIGHTS}"),
+            &format!("{second}?{INSIGHTS_API}"),
             None,
         )
         .await;
@@ -174,7 +169,7 @@ async fn compliance_remediation_and_trigger_scan() {
 
     // triggerEvaluation: 202 + Location, polled to 200.
     let trigger = format!(
-        "{sub}/providers/Microsoft.PolicyInsights/policyStates/latest/triggerEvaluation?{INSIGHTS}"
+        "{sub}/providers/Microsoft.PolicyInsights/policyStates/latest/triggerEvaluation?{INSIGHTS_API}"
     );
     let (status, headers, _) = emu.send(&token, Method::POST, &trigger, None).await;
     assert_eq!(status, StatusCode::ACCEPTED);
@@ -197,7 +192,7 @@ async fn policy_events_from_evaluation() {
     let (emu, token, sub) = fast_emu(dir.path(), 50).await;
     let (assignment, _) = addon_dine_over_clusters(&emu, &token, &sub, ["e1", "e2"]).await;
     let query = |scope: &str, extra: &str| {
-        format!("{scope}/providers/Microsoft.PolicyInsights/policyEvents/default/queryResults?{INSIGHTS}{extra}")
+        format!("{scope}/providers/Microsoft.PolicyInsights/policyEvents/default/queryResults?{INSIGHTS_API}{extra}")
     };
     // Nothing evaluated yet.
     let (status, _, page) = emu.send(&token, Method::POST, &query(&sub, ""), None).await;
@@ -205,7 +200,7 @@ async fn policy_events_from_evaluation() {
     assert_eq!(page["value"].as_array().map(Vec::len), Some(0));
 
     let trigger = format!(
-        "{sub}/providers/Microsoft.PolicyInsights/policyStates/latest/triggerEvaluation?{INSIGHTS}"
+        "{sub}/providers/Microsoft.PolicyInsights/policyStates/latest/triggerEvaluation?{INSIGHTS_API}"
     );
     let (status, _, _) = emu.send(&token, Method::POST, &trigger, None).await;
     assert_eq!(status, StatusCode::ACCEPTED);
@@ -316,7 +311,7 @@ async fn an_initiative_is_remediated_one_member_at_a_time() {
         .send(
             &token,
             Method::PUT,
-            &format!("{assignment}?{API}"),
+            &format!("{assignment}?{POLICY_API}"),
             Some(&json!({"properties": {"policyDefinitionId":
                 "/providers/Microsoft.Authorization/policySetDefinitions/a8640138-9b0a-4a28-b8cb-1666c838647d"}})),
         )

@@ -20,7 +20,16 @@ mod insights;
 mod policy;
 mod versions;
 
-const POLICY_API: &str = "2025-03-01";
+/// The api-versions the tests speak, as query strings: managed clusters, Azure Policy,
+/// Policy Insights, and resources (groups, management groups, deployments).
+const AKS_API: &str = "api-version=2026-04-01";
+const POLICY_API: &str = "api-version=2025-03-01";
+const INSIGHTS_API: &str = "api-version=2024-10-01";
+const RESOURCES_API: &str = "api-version=2021-04-01";
+
+/// The built-in DeployIfNotExists that turns on the AKS policy add-on.
+const ADDON_DINE: &str =
+    "/providers/Microsoft.Authorization/policyDefinitions/a8eff44f-8c92-45c3-a3fb-9880802d67a7";
 const DEFINITIONS: &str = "/providers/Microsoft.Authorization/policyDefinitions";
 
 pub(super) struct Emu {
@@ -247,7 +256,7 @@ impl Emu {
         sub: &str,
         name: &str,
     ) -> (StatusCode, Value) {
-        let url = format!("{sub}/resourceGroups/{name}?api-version=2021-04-01");
+        let url = format!("{sub}/resourceGroups/{name}?{RESOURCES_API}");
         self.put(token, &url, &serde_json::json!({"location": "westeurope"}))
             .await
     }
@@ -259,7 +268,7 @@ impl Emu {
         group: &str,
         sub_id: &str,
     ) -> StatusCode {
-        let url = format!("{group}/subscriptions/{sub_id}?api-version=2021-04-01");
+        let url = format!("{group}/subscriptions/{sub_id}?{RESOURCES_API}");
         let (status, _, _) = self.send(token, reqwest::Method::PUT, &url, None).await;
         status
     }
@@ -512,7 +521,7 @@ async fn token_endpoint_rejects_bad_requests() {
 async fn arm_rejects_missing_or_bad_tokens_and_api_versions() {
     let dir = tempfile::tempdir().expect("temp dir");
     let emu = start_emu(dir.path(), None).await;
-    let url = format!("{DEFINITIONS}?api-version={POLICY_API}");
+    let url = format!("{DEFINITIONS}?{POLICY_API}");
 
     let (status, headers, body) = emu.get(None, &url).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
@@ -550,13 +559,13 @@ async fn arm_rejects_missing_or_bad_tokens_and_api_versions() {
             "2025-03-01",
         ),
         (
-            format!("/providers/Microsoft.Authorization/policyUnicorns?api-version={POLICY_API}"),
+            format!("/providers/Microsoft.Authorization/policyUnicorns?{POLICY_API}"),
             StatusCode::NOT_FOUND,
             "InvalidResourceType",
             "",
         ),
         (
-            format!("/providers/Contoso.Nothing/things?api-version={POLICY_API}"),
+            format!("/providers/Contoso.Nothing/things?{POLICY_API}"),
             StatusCode::NOT_FOUND,
             "NoRegisteredProviderFound",
             "",
@@ -582,7 +591,7 @@ async fn builtin_definitions_page_filter_and_get() {
         .len();
 
     let (items, sizes) = emu
-        .list_all(&token, &format!("{DEFINITIONS}?api-version={POLICY_API}"))
+        .list_all(&token, &format!("{DEFINITIONS}?{POLICY_API}"))
         .await;
     assert_eq!(items.len(), total);
     assert!(sizes.len() > 1, "more than one page");
@@ -592,20 +601,12 @@ async fn builtin_definitions_page_filter_and_get() {
         .all(|d| d["type"] == "Microsoft.Authorization/policyDefinitions"));
 
     let (items, sizes) = emu
-        .list_all(
-            &token,
-            &format!("{DEFINITIONS}?api-version={POLICY_API}&$top=2"),
-        )
+        .list_all(&token, &format!("{DEFINITIONS}?{POLICY_API}&$top=2"))
         .await;
     assert_eq!(items.len(), total);
     assert!(sizes.iter().all(|&s| s <= 2), "{sizes:?}");
 
-    let filtered = |f: &str| {
-        format!(
-            "{DEFINITIONS}?api-version={POLICY_API}&$filter={}",
-            urlencode(f)
-        )
-    };
+    let filtered = |f: &str| format!("{DEFINITIONS}?{POLICY_API}&$filter={}", urlencode(f));
     for (filter, want) in [
         ("policyType eq 'BuiltIn'", total),
         ("policyType -eq BuiltIn", total),
@@ -622,7 +623,7 @@ async fn builtin_definitions_page_filter_and_get() {
     let (status, _, def) = emu
         .get(
             Some(&token),
-            &format!("/PROVIDERS/microsoft.authorization/POLICYDEFINITIONS/95EDB821-DDAF-4404-9732-666045E056B4?api-version={POLICY_API}"),
+            &format!("/PROVIDERS/microsoft.authorization/POLICYDEFINITIONS/95EDB821-DDAF-4404-9732-666045E056B4?{POLICY_API}"),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{def}");
@@ -645,12 +646,12 @@ async fn builtin_definitions_page_filter_and_get() {
     let (status, _, def) = emu.get(Some(&token), &one).await;
     assert_eq!(status, StatusCode::OK, "{def}");
     for scope in [sub, root] {
-        let list = format!("{scope}{DEFINITIONS}?api-version={POLICY_API}");
+        let list = format!("{scope}{DEFINITIONS}?{POLICY_API}");
         let (items, _) = emu.list_all(&token, &list).await;
         assert_eq!(items.len(), total, "{scope}");
     }
 
-    let missing = format!("{DEFINITIONS}/does-not-exist?api-version={POLICY_API}");
+    let missing = format!("{DEFINITIONS}/does-not-exist?{POLICY_API}");
     let (status, _, body) = emu.get(Some(&token), &missing).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(
@@ -662,7 +663,7 @@ async fn builtin_definitions_page_filter_and_get() {
     let resp = emu
         .client
         .put(format!(
-            "{}{DEFINITIONS}/95edb821-ddaf-4404-9732-666045e056b4?api-version={POLICY_API}",
+            "{}{DEFINITIONS}/95edb821-ddaf-4404-9732-666045e056b4?{POLICY_API}",
             emu.base
         ))
         .bearer_auth(&token)
@@ -675,7 +676,7 @@ async fn builtin_definitions_page_filter_and_get() {
     let (status, _, set) = emu
         .get(
             Some(&token),
-            &format!("/providers/Microsoft.Authorization/policySetDefinitions/A8640138-9b0a-4a28-b8cb-1666c838647d?api-version={POLICY_API}"),
+            &format!("/providers/Microsoft.Authorization/policySetDefinitions/A8640138-9b0a-4a28-b8cb-1666c838647d?{POLICY_API}"),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{set}");
@@ -911,7 +912,7 @@ async fn real_builtins_directory_is_served() {
     let (items, _) = emu
         .list_all(
             &token,
-            &format!("{DEFINITIONS}?api-version={POLICY_API}&$filter={filter}&$top=50"),
+            &format!("{DEFINITIONS}?{POLICY_API}&$filter={filter}&$top=50"),
         )
         .await;
     // As many as the data holds with that category (the data set grows over time).
@@ -930,7 +931,7 @@ async fn real_builtins_directory_is_served() {
     let (status, _, def) = emu
         .get(
             Some(&token),
-            &format!("{DEFINITIONS}/95edb821-ddaf-4404-9732-666045e056b4?api-version={POLICY_API}"),
+            &format!("{DEFINITIONS}/95edb821-ddaf-4404-9732-666045e056b4?{POLICY_API}"),
         )
         .await;
     assert_eq!(status, StatusCode::OK);

@@ -4,10 +4,10 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use super::clusters::async_operation;
+use super::POLICY_API;
 use super::{error_code, signed_in, Emu};
 use crate::emulator::Config;
 
-const API: &str = "api-version=2025-03-01";
 const EXEMPTION_API: &str = "api-version=2024-12-01-preview";
 
 fn rule_definition() -> Value {
@@ -34,7 +34,7 @@ async fn setup() -> (tempfile::TempDir, Emu, String, String) {
 /// The tag rule as a custom definition at `scope` (created, asserted); its id.
 async fn create_tag_rule(emu: &Emu, token: &str, scope: &str) -> String {
     let def = format!("{scope}/providers/Microsoft.Authorization/policyDefinitions/tagRule");
-    let url = format!("{def}?{API}");
+    let url = format!("{def}?{POLICY_API}");
     let body = Some(&rule_definition());
     emu.expect(token, Method::PUT, &url, body, StatusCode::CREATED)
         .await;
@@ -45,7 +45,7 @@ async fn create_tag_rule(emu: &Emu, token: &str, scope: &str) -> String {
 async fn custom_definitions_write_validate_and_list() {
     let (_dir, emu, token, sub) = setup().await;
     let def = format!("{sub}/providers/Microsoft.Authorization/policyDefinitions/tagRule");
-    let url = format!("{def}?{API}");
+    let url = format!("{def}?{POLICY_API}");
     for _ in 0..2 {
         let (status, body) = emu.put(&token, &url, &rule_definition()).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -56,13 +56,16 @@ async fn custom_definitions_write_validate_and_list() {
     }
     // Lookup ignores case; the response keeps the creator's casing.
     let (status, _, body) = emu
-        .get(Some(&token), &format!("{}?{API}", def.to_uppercase()))
+        .get(
+            Some(&token),
+            &format!("{}?{POLICY_API}", def.to_uppercase()),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["id"], def);
 
     let list = format!(
-        "{sub}/providers/Microsoft.Authorization/policyDefinitions?{API}&$filter={}",
+        "{sub}/providers/Microsoft.Authorization/policyDefinitions?{POLICY_API}&$filter={}",
         super::urlencode("policyType eq 'Custom'")
     );
     let (items, _) = emu.list_all(&token, &list).await;
@@ -70,7 +73,7 @@ async fn custom_definitions_write_validate_and_list() {
     let (all, _) = emu
         .list_all(
             &token,
-            &format!("{sub}/providers/Microsoft.Authorization/policyDefinitions?{API}"),
+            &format!("{sub}/providers/Microsoft.Authorization/policyDefinitions?{POLICY_API}"),
         )
         .await;
     assert!(all.len() > 5, "built-ins are listed too");
@@ -106,7 +109,8 @@ async fn custom_definitions_write_validate_and_list() {
     }
 
     // Shape errors.
-    let other = format!("{sub}/providers/Microsoft.Authorization/policyDefinitions/bad?{API}");
+    let other =
+        format!("{sub}/providers/Microsoft.Authorization/policyDefinitions/bad?{POLICY_API}");
     for (bad, code) in [
         (
             json!({"properties": {"mode": "All", "policyRule": {"if": {"a": 1}, "then": {"effect": "audit"}, "properties": {}}}}),
@@ -158,7 +162,7 @@ async fn sets_assignments_and_exemptions() {
                 "parameters": {"tagName": {"value": format!("[parameters('{param_ref}')]")}}}]
         }})
     };
-    let set_url = format!("{set}?{API}");
+    let set_url = format!("{set}?{POLICY_API}");
     let missing_member = set_body(&format!("{def}x"), "tag");
     let put_set = (Method::PUT, set_url.as_str(), Some(&missing_member));
     emu.expect_error(
@@ -177,7 +181,7 @@ async fn sets_assignments_and_exemptions() {
     assert_eq!(status, StatusCode::OK);
 
     // Deleting a definition a set uses fails.
-    let def_url = format!("{def}?{API}");
+    let def_url = format!("{def}?{POLICY_API}");
     let delete = (Method::DELETE, def_url.as_str(), None);
     let code = "InvalidDeletePolicyDefinitionRequest";
     emu.expect_error(&token, delete, StatusCode::BAD_REQUEST, code)
@@ -185,7 +189,7 @@ async fn sets_assignments_and_exemptions() {
 
     // Assignments.
     let assignment = format!("{sub}/providers/Microsoft.Authorization/policyAssignments/tagA");
-    let a_url = format!("{assignment}?{API}");
+    let a_url = format!("{assignment}?{POLICY_API}");
     let assign = |def_id: &str, params: Value| json!({"properties": {"policyDefinitionId": def_id, "parameters": params}});
     for (body, code) in [
         (
@@ -254,7 +258,7 @@ async fn sets_assignments_and_exemptions() {
     // Lists with filters.
     let list = |filter: &str| {
         format!(
-            "{sub}/providers/Microsoft.Authorization/policyAssignments?{API}&$filter={}",
+            "{sub}/providers/Microsoft.Authorization/policyAssignments?{POLICY_API}&$filter={}",
             super::urlencode(filter)
         )
     };
@@ -298,7 +302,7 @@ async fn sets_assignments_and_exemptions() {
     // For an initiative, reference ids must be members' (any casing).
     let set_assignment =
         format!("{sub}/providers/Microsoft.Authorization/policyAssignments/tagSet");
-    let set_assignment_url = format!("{set_assignment}?{API}");
+    let set_assignment_url = format!("{set_assignment}?{POLICY_API}");
     let tagged = assign(&set, json!({"tag": {"value": "owner"}}));
     let (status, resp) = emu.put(&token, &set_assignment_url, &tagged).await;
     assert_eq!(status, StatusCode::CREATED, "{resp}");
@@ -398,7 +402,7 @@ async fn scopes_hierarchy_and_resource_group_delete() {
 
     let rg = format!("{sub}/resourceGroups/rg1");
     let assignment = format!("{rg}/providers/Microsoft.Authorization/policyAssignments/a1");
-    let assignment_url = format!("{assignment}?{API}");
+    let assignment_url = format!("{assignment}?{POLICY_API}");
     let body = json!({"properties": {"policyDefinitionId": def, "parameters": {"tagName": {"value": "o"}}}});
     let put = (Method::PUT, assignment_url.as_str(), Some(&body));
     emu.expect_error(&token, put, StatusCode::NOT_FOUND, "ResourceGroupNotFound")
@@ -409,17 +413,21 @@ async fn scopes_hierarchy_and_resource_group_delete() {
     // atScope() at the resource group sees a subscription assignment too; the subscription's
     // atScope() list does not see the resource group's.
     let sub_assignment = format!("{sub}/providers/Microsoft.Authorization/policyAssignments/s1");
-    for url in [assignment_url.clone(), format!("{sub_assignment}?{API}")] {
+    for url in [
+        assignment_url.clone(),
+        format!("{sub_assignment}?{POLICY_API}"),
+    ] {
         let (status, resp) = emu.put(&token, &url, &body).await;
         assert_eq!(status, StatusCode::CREATED, "{resp}");
     }
     let at_scope = |scope: &str| {
         format!(
-            "{scope}/providers/Microsoft.Authorization/policyAssignments?{API}&$filter={}",
+            "{scope}/providers/Microsoft.Authorization/policyAssignments?{POLICY_API}&$filter={}",
             super::urlencode("atScope()")
         )
     };
-    let unfiltered = format!("{sub}/providers/Microsoft.Authorization/policyAssignments?{API}");
+    let unfiltered =
+        format!("{sub}/providers/Microsoft.Authorization/policyAssignments?{POLICY_API}");
     for (list, want, why) in [
         (at_scope(&rg), 2, "atScope() at the group"),
         (at_scope(&sub), 1, "atScope() at the subscription"),
@@ -431,7 +439,7 @@ async fn scopes_hierarchy_and_resource_group_delete() {
 
     // Management-group assignment names are limited to 24 characters.
     let long = format!(
-        "{mg}/providers/Microsoft.Authorization/policyAssignments/{}?{API}",
+        "{mg}/providers/Microsoft.Authorization/policyAssignments/{}?{POLICY_API}",
         "a".repeat(25)
     );
     let (status, resp) = emu.put(&token, &long, &body).await;

@@ -3,10 +3,9 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
+use super::POLICY_API;
 use super::{signed_in, Emu};
 use crate::emulator::Config;
-
-const API: &str = "api-version=2025-03-01";
 
 fn definition(version: Option<&str>, display: &str) -> Value {
     let mut body = json!({"properties": {
@@ -23,7 +22,7 @@ fn definition(version: Option<&str>, display: &str) -> Value {
 /// The list-all action for `kind` (`PolicyDefinition`, `PolicySetDefinition`) at `scope`
 /// (empty for the tenant's built-ins): every version it answers with.
 async fn list_versions(emu: &Emu, token: &str, scope: &str, kind: &str) -> Vec<Value> {
-    let url = format!("{scope}/providers/Microsoft.Authorization/list{kind}Versions?{API}");
+    let url = format!("{scope}/providers/Microsoft.Authorization/list{kind}Versions?{POLICY_API}");
     let all = emu
         .expect(token, Method::POST, &url, None, StatusCode::OK)
         .await;
@@ -35,8 +34,8 @@ async fn definition_versions_at_every_scope() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (emu, token, sub) = signed_in(Config::new(dir.path())).await;
     let def = format!("{sub}/providers/Microsoft.Authorization/policyDefinitions/versioned");
-    let base_url = format!("{def}?{API}");
-    let version_url = |v: &str| format!("{def}/versions/{v}?{API}");
+    let base_url = format!("{def}?{POLICY_API}");
+    let version_url = |v: &str| format!("{def}/versions/{v}?{POLICY_API}");
 
     // A PUT with a version records it; the definition lists it.
     for (version, display, versions) in [
@@ -58,7 +57,9 @@ async fn definition_versions_at_every_scope() {
     }
 
     // Versions list and get.
-    let (items, _) = emu.list_all(&token, &format!("{def}/versions?{API}")).await;
+    let (items, _) = emu
+        .list_all(&token, &format!("{def}/versions?{POLICY_API}"))
+        .await;
     let names: Vec<&str> = items.iter().filter_map(|v| v["name"].as_str()).collect();
     assert_eq!(names, ["2.1.0", "1.0.0"]);
     assert_eq!(
@@ -154,18 +155,18 @@ async fn definition_versions_at_every_scope() {
         .await;
     assert!(status.is_success());
     let mg_def = format!("{mg}/providers/Microsoft.Authorization/policyDefinitions/mgdef");
-    let mg_version = format!("{mg_def}/versions/1.2.3?{API}");
+    let mg_version = format!("{mg_def}/versions/1.2.3?{POLICY_API}");
     let (status, _) = emu
         .put(
             &token,
-            &format!("{mg_def}/versions/1.0.0?{API}"),
+            &format!("{mg_def}/versions/1.0.0?{POLICY_API}"),
             &definition(None, "mg"),
         )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "the definition must exist");
     let versioned = definition(Some("1.2.3"), "mg");
     let (status, _) = emu
-        .put(&token, &format!("{mg_def}?{API}"), &versioned)
+        .put(&token, &format!("{mg_def}?{POLICY_API}"), &versioned)
         .await;
     assert_eq!(status, StatusCode::CREATED);
     let (status, _, v) = emu.get(Some(&token), &mg_version).await;
@@ -189,19 +190,24 @@ async fn builtin_and_set_definition_versions() {
     let (emu, token, sub) = signed_in(Config::new(dir.path())).await;
     let builtin =
         "/providers/Microsoft.Authorization/policyDefinitions/95edb821-ddaf-4404-9732-666045e056b4";
-    let (status, _, base) = emu.get(Some(&token), &format!("{builtin}?{API}")).await;
+    let (status, _, base) = emu
+        .get(Some(&token), &format!("{builtin}?{POLICY_API}"))
+        .await;
     assert_eq!(status, StatusCode::OK);
     let version = base["properties"]["version"]
         .as_str()
         .expect("built-ins carry a version")
         .to_string();
     let (items, _) = emu
-        .list_all(&token, &format!("{builtin}/versions?{API}"))
+        .list_all(&token, &format!("{builtin}/versions?{POLICY_API}"))
         .await;
     assert_eq!(items.len(), 1);
     assert_eq!(items[0]["name"], version.as_str());
     let (status, _, v) = emu
-        .get(Some(&token), &format!("{builtin}/versions/{version}?{API}"))
+        .get(
+            Some(&token),
+            &format!("{builtin}/versions/{version}?{POLICY_API}"),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{v}");
     assert_eq!(v["properties"]["policyType"], "BuiltIn");
@@ -209,11 +215,11 @@ async fn builtin_and_set_definition_versions() {
     let (status, _, _) = emu
         .get(
             Some(&token),
-            &format!("{sub}{builtin}/versions/{version}?{API}"),
+            &format!("{sub}{builtin}/versions/{version}?{POLICY_API}"),
         )
         .await;
     assert_eq!(status, StatusCode::OK);
-    let read_only = format!("{builtin}/versions/99.0.0?{API}");
+    let read_only = format!("{builtin}/versions/99.0.0?{POLICY_API}");
     let (status, _) = emu.put(&token, &read_only, &definition(None, "x")).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     let all = list_versions(&emu, &token, "", "PolicyDefinition").await;
@@ -225,28 +231,34 @@ async fn builtin_and_set_definition_versions() {
     let (status, _, _) = emu
         .get(
             Some(&token),
-            &format!("/providers/Microsoft.Authorization/listPolicyDefinitionVersions?{API}"),
+            &format!(
+                "/providers/Microsoft.Authorization/listPolicyDefinitionVersions?{POLICY_API}"
+            ),
         )
         .await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
 
     // Set definitions: same shape.
     let def = format!("{sub}/providers/Microsoft.Authorization/policyDefinitions/member");
-    emu.put(&token, &format!("{def}?{API}"), &definition(None, "member"))
-        .await;
+    emu.put(
+        &token,
+        &format!("{def}?{POLICY_API}"),
+        &definition(None, "member"),
+    )
+    .await;
     let set = format!("{sub}/providers/Microsoft.Authorization/policySetDefinitions/vset");
     let set_body = |version: &str| {
         json!({"properties": {"displayName": "set", "version": version,
             "policyDefinitions": [{"policyDefinitionId": def, "policyDefinitionReferenceId": "m"}]}})
     };
     let (status, created) = emu
-        .put(&token, &format!("{set}?{API}"), &set_body("1.0.0"))
+        .put(&token, &format!("{set}?{POLICY_API}"), &set_body("1.0.0"))
         .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let (status, v) = emu
         .put(
             &token,
-            &format!("{set}/versions/1.1.0?{API}"),
+            &format!("{set}/versions/1.1.0?{POLICY_API}"),
             &set_body("1.1.0"),
         )
         .await;
@@ -255,11 +267,11 @@ async fn builtin_and_set_definition_versions() {
         v["type"],
         "Microsoft.Authorization/policySetDefinitions/versions"
     );
-    let (_, _, base) = emu.get(Some(&token), &format!("{set}?{API}")).await;
+    let (_, _, base) = emu.get(Some(&token), &format!("{set}?{POLICY_API}")).await;
     assert_eq!(base["properties"]["versions"], json!(["1.1.0", "1.0.0"]));
     let all = list_versions(&emu, &token, &sub, "PolicySetDefinition").await;
     assert_eq!(all.len(), 2);
-    let missing = format!("{set}/versions/3.0.0?{API}");
+    let missing = format!("{set}/versions/3.0.0?{POLICY_API}");
     let get_missing = (Method::GET, missing.as_str(), None);
     emu.expect_error(
         &token,
