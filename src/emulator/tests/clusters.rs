@@ -101,8 +101,7 @@ async fn cluster_lifecycle_with_lro_etag_and_addon() {
 
     let op = wait_operation(&emu, &token, &op_url).await;
     assert_eq!(op["status"], "Succeeded");
-    let (status, _, got) = emu.get(Some(&token), &url).await;
-    assert_eq!(status, StatusCode::OK);
+    let got = emu.get_ok(&token, &url).await;
     assert_eq!(got["properties"]["provisioningState"], "Succeeded");
     let addon = &got["properties"]["addonProfiles"]["azurePolicy"];
     assert!(addon["identity"]["clientId"].is_string(), "{got}");
@@ -220,8 +219,7 @@ async fn patch_is_long_running_and_abort_cancels() {
     let (status, headers, _) = emu.send(&token, Method::PUT, &url, Some(&minimal)).await;
     assert_eq!(status, StatusCode::CREATED);
     let op_url = async_operation(&headers);
-    let (status, _, op) = emu.get(Some(&token), &op_url).await;
-    assert_eq!(status, StatusCode::OK);
+    let op = emu.get_ok(&token, &op_url).await;
     assert_eq!(op["status"], "InProgress");
 
     // Older api-versions have no abort.

@@ -77,15 +77,14 @@ async fn remediate(emu: &Emu, token: &str, scope: &str, name: &str, assignment: 
 async fn role_assignments_have_azures_shapes_and_errors() {
     let (_dir, emu, token, subs) = two_subscriptions().await;
     let sub = format!("/subscriptions/{}", subs[0]);
-    let (status, _, role) = emu
-        .get(
-            Some(&token),
+    let role = emu
+        .get_ok(
+            &token,
             &format!(
             "{sub}/providers/Microsoft.Authorization/roleDefinitions/{AKS_CONTRIBUTOR}?{AUTH_API}"
         ),
         )
         .await;
-    assert_eq!(status, StatusCode::OK, "{role}");
     assert_eq!(
         role["properties"]["roleName"],
         "Azure Kubernetes Service Contributor Role"
@@ -181,8 +180,7 @@ async fn role_assignments_have_azures_shapes_and_errors() {
     assert!(status.is_success());
     let (_, _, list) = emu.get(Some(&token), &format!("{rg}/providers/Microsoft.Authorization/roleAssignments?{AUTH_API}&$filter=principalId%20eq%20'{unknown_principal}'")).await;
     assert_eq!(list["value"].as_array().map(Vec::len), Some(1), "{list}");
-    let (status, _, _) = emu.get(Some(&token), &ra(name)).await;
-    assert_eq!(status, StatusCode::OK);
+    emu.get_ok(&token, &ra(name)).await;
     let (status, _) = emu.delete(&token, &ra(name)).await;
     assert_eq!(status, StatusCode::OK);
     let deleted = ra(name);
@@ -460,13 +458,12 @@ async fn subscription_deployments_create_groups_and_deploy_into_them() {
         done["properties"]["outputs"]["nested"]["value"], "landing-rg",
         "{done}"
     );
-    let (status, _, group) = emu
-        .get(
-            Some(&token),
+    let group = emu
+        .get_ok(
+            &token,
             &format!("{sub}/resourceGroups/landing-rg?{RESOURCES_API}"),
         )
         .await;
-    assert_eq!(status, StatusCode::OK, "{group}");
     assert_eq!(group["tags"]["owner"], subs[1].as_str(), "{group}");
     let (_, _, clusters) = emu.get(Some(&token), &format!("{sub}/resourceGroups/landing-rg/providers/Microsoft.ContainerService/managedClusters?{AKS_API}")).await;
     assert_eq!(

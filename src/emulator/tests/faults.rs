@@ -17,8 +17,7 @@ async fn control_api_and_injected_faults() {
 
     let (status, _, _) = emu.get(None, "/_emulator/faults").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (status, _, profile) = emu.get(Some(&token), "/_emulator/faults").await;
-    assert_eq!(status, StatusCode::OK);
+    let profile = emu.get_ok(&token, "/_emulator/faults").await;
     assert_eq!(profile["throttle"], false);
     assert!(profile["lro_ms"].is_u64());
     let (status, bad) = emu.set_faults(&token, json!({"error_rate": 3.0})).await;
@@ -84,8 +83,7 @@ async fn control_api_and_injected_faults() {
     let (status, _, _) = emu.get(Some(&token), &rg).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     emu.set_faults(&token, json!({"consistency_ms": 0})).await;
-    let (status, _, _) = emu.get(Some(&token), &rg).await;
-    assert_eq!(status, StatusCode::OK);
+    emu.get_ok(&token, &rg).await;
 
     // Dropped connections: the client sees a broken response.
     emu.set_faults(&token, json!({"drop_rate": 1.0})).await;
@@ -103,8 +101,7 @@ async fn control_api_and_injected_faults() {
     emu.set_faults(&token, json!({"drop_rate": 0.0})).await;
 
     // Metrics by method + route template + status.
-    let (status, _, metrics) = emu.get(Some(&token), "/_emulator/metrics").await;
-    assert_eq!(status, StatusCode::OK);
+    let metrics = emu.get_ok(&token, "/_emulator/metrics").await;
     let rows = metrics["requests"].as_array().expect("rows");
     assert!(
         rows.iter().any(|r| r["method"] == "GET"
@@ -185,8 +182,7 @@ async fn short_token_lifetime_expires_like_arm() {
     let (status, _, _) = emu.get(Some(&short), "/_emulator/faults").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     // The long-lived token issued before the change keeps working.
-    let (status, _, _) = emu.get(Some(&token), &subscription).await;
-    assert_eq!(status, StatusCode::OK);
+    emu.get_ok(&token, &subscription).await;
     emu.running.shutdown().await;
 }
 

@@ -82,10 +82,8 @@ impl Emu {
 
     /// The token's `appid`, after checking ARM accepts it.
     async fn arm_accepts(&self, token: &str) -> String {
-        let (status, _, body) = self
-            .get(Some(token), "/subscriptions?api-version=2022-12-01")
+        self.get_ok(token, "/subscriptions?api-version=2022-12-01")
             .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
         let payload = token.split('.').nth(1).expect("JWT payload");
         let claims: Value =
             serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("b64")).expect("json");

@@ -200,6 +200,12 @@ impl Emu {
         answer
     }
 
+    /// A GET that must answer 200; its JSON body.
+    pub(super) async fn get_ok(&self, token: &str, path_and_query: &str) -> Value {
+        self.expect(token, Method::GET, path_and_query, None, StatusCode::OK)
+            .await
+    }
+
     /// ARM's DELETE of a resource that exists: 200 with its body, and 204 when asked again.
     pub(super) async fn delete_twice(&self, token: &str, url: &str) -> Value {
         let (status, _, body) = self.send(token, reqwest::Method::DELETE, url, None).await;
@@ -380,16 +386,15 @@ async fn token_grants_access_and_arm_headers_are_set() {
     assert_eq!(subs.len(), 1);
     assert_eq!(subs[0]["subscriptionId"], info.subscription_id.as_str());
 
-    let (status, _, sub) = emu
-        .get(
-            Some(&token),
+    let sub = emu
+        .get_ok(
+            &token,
             &format!(
                 "/subscriptions/{}?api-version=2020-01-01",
                 info.subscription_id
             ),
         )
         .await;
-    assert_eq!(status, StatusCode::OK);
     assert_eq!(sub["state"], "Enabled");
     assert_eq!(sub["tenantId"], info.tenant_id.as_str());
     assert_eq!(
@@ -407,10 +412,7 @@ async fn token_grants_access_and_arm_headers_are_set() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(error_code(&err), "SubscriptionNotFound");
 
-    let (status, _, tenants) = emu
-        .get(Some(&token), "/tenants?api-version=2022-12-01")
-        .await;
-    assert_eq!(status, StatusCode::OK);
+    let tenants = emu.get_ok(&token, "/tenants?api-version=2022-12-01").await;
     assert_eq!(tenants["value"][0]["tenantId"], info.tenant_id.as_str());
 
     // v1 endpoint with the other ARM audience.
@@ -620,13 +622,7 @@ async fn builtin_definitions_page_filter_and_get() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 
     // Names compare case-insensitively; the id keeps the canonical casing.
-    let (status, _, def) = emu
-        .get(
-            Some(&token),
-            &format!("/PROVIDERS/microsoft.authorization/POLICYDEFINITIONS/95EDB821-DDAF-4404-9732-666045E056B4?{POLICY_API}"),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{def}");
+    let def = emu.get_ok(&token, &format!("/PROVIDERS/microsoft.authorization/POLICYDEFINITIONS/95EDB821-DDAF-4404-9732-666045E056B4?{POLICY_API}")).await;
     assert_eq!(
         def["id"],
         "/providers/Microsoft.Authorization/policyDefinitions/95edb821-ddaf-4404-9732-666045e056b4"
@@ -643,8 +639,7 @@ async fn builtin_definitions_page_filter_and_get() {
     );
     let one =
         format!("{sub}{DEFINITIONS}/95edb821-ddaf-4404-9732-666045e056b4?api-version=2021-06-01");
-    let (status, _, def) = emu.get(Some(&token), &one).await;
-    assert_eq!(status, StatusCode::OK, "{def}");
+    emu.get_ok(&token, &one).await;
     for scope in [sub, root] {
         let list = format!("{scope}{DEFINITIONS}?{POLICY_API}");
         let (items, _) = emu.list_all(&token, &list).await;
@@ -673,13 +668,7 @@ async fn builtin_definitions_page_filter_and_get() {
         .expect("request");
     assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
 
-    let (status, _, set) = emu
-        .get(
-            Some(&token),
-            &format!("/providers/Microsoft.Authorization/policySetDefinitions/A8640138-9b0a-4a28-b8cb-1666c838647d?{POLICY_API}"),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{set}");
+    let set = emu.get_ok(&token, &format!("/providers/Microsoft.Authorization/policySetDefinitions/A8640138-9b0a-4a28-b8cb-1666c838647d?{POLICY_API}")).await;
     assert_eq!(set["type"], "Microsoft.Authorization/policySetDefinitions");
     assert!(!set["properties"]["policyDefinitions"]
         .as_array()
@@ -791,10 +780,9 @@ async fn restart_keeps_identity_ca_and_tokens() {
     assert_eq!(info1.client_id, info2.client_id);
     assert_eq!(info1.client_secret, info2.client_secret);
     assert_eq!(ca1, std::fs::read(&info2.ca_cert).expect("ca"));
-    let (status, _, body) = second
-        .get(Some(&token), "/subscriptions?api-version=2022-12-01")
+    let body = second
+        .get_ok(&token, "/subscriptions?api-version=2022-12-01")
         .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["value"].as_array().map(Vec::len), Some(1));
 
     let env = std::fs::read_to_string(&info2.env_file).expect("env.sh");
@@ -928,13 +916,12 @@ async fn real_builtins_directory_is_served() {
         .count();
     assert!(expected >= 18, "{expected}");
     assert_eq!(items.len(), expected);
-    let (status, _, def) = emu
-        .get(
-            Some(&token),
+    let def = emu
+        .get_ok(
+            &token,
             &format!("{DEFINITIONS}/95edb821-ddaf-4404-9732-666045e056b4?{POLICY_API}"),
         )
         .await;
-    assert_eq!(status, StatusCode::OK);
     assert_eq!(
         def["properties"]["displayName"],
         "Kubernetes cluster should not allow privileged containers"
@@ -996,8 +983,7 @@ async fn management_group_and_remediation_names_are_checked() {
     let (status, err) = emu.put(&token, &mg("team-a_(prod).1"), &body).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{err}");
     let groups = "/providers/Microsoft.Management/managementGroups?api-version=2021-04-01";
-    let (status, _, list) = emu.get(Some(&token), groups).await;
-    assert_eq!(status, StatusCode::OK);
+    let list = emu.get_ok(&token, groups).await;
     let names: Vec<&str> = list["value"]
         .as_array()
         .expect("value")
@@ -1034,12 +1020,7 @@ async fn listing_assignments_does_not_decode_other_objects() {
         .expect("raw entry");
     let assignments =
         format!("/subscriptions/{sub}/providers/Microsoft.Authorization/policyAssignments");
-    let (status, _, body) = emu
-        .get(
-            Some(&token),
-            &format!("{assignments}?api-version=2025-03-01"),
-        )
+    emu.get_ok(&token, &format!("{assignments}?{POLICY_API}"))
         .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
     emu.running.shutdown().await;
 }

@@ -55,13 +55,9 @@ async fn custom_definitions_write_validate_and_list() {
         assert!(body["systemData"]["createdAt"].is_string());
     }
     // Lookup ignores case; the response keeps the creator's casing.
-    let (status, _, body) = emu
-        .get(
-            Some(&token),
-            &format!("{}?{POLICY_API}", def.to_uppercase()),
-        )
+    let body = emu
+        .get_ok(&token, &format!("{}?{POLICY_API}", def.to_uppercase()))
         .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["id"], def);
 
     let list = format!(
@@ -372,8 +368,7 @@ async fn scopes_hierarchy_and_resource_group_delete() {
         "{op_url}"
     );
     assert!(headers.contains_key("retry-after"));
-    let (status, _, got) = emu.get(Some(&token), &format!("{mg}?{mg_api}")).await;
-    assert_eq!(status, StatusCode::OK, "{got}");
+    let got = emu.get_ok(&token, &format!("{mg}?{mg_api}")).await;
     assert_eq!(got["properties"]["displayName"], "Platform");
     let (_, op) = emu
         .poll(&token, &op_url, 100, |status, _, op| {

@@ -67,8 +67,7 @@ async fn definition_versions_at_every_scope() {
         "Microsoft.Authorization/policyDefinitions/versions"
     );
     assert!(items[0]["properties"].get("versions").is_none());
-    let (status, _, one) = emu.get(Some(&token), &version_url("1.0.0")).await;
-    assert_eq!(status, StatusCode::OK, "{one}");
+    let one = emu.get_ok(&token, &version_url("1.0.0")).await;
     assert_eq!(one["properties"]["displayName"], "one");
     assert_eq!(one["id"], format!("{def}/versions/1.0.0"));
     let missing = version_url("9.9.9");
@@ -169,8 +168,7 @@ async fn definition_versions_at_every_scope() {
         .put(&token, &format!("{mg_def}?{POLICY_API}"), &versioned)
         .await;
     assert_eq!(status, StatusCode::CREATED);
-    let (status, _, v) = emu.get(Some(&token), &mg_version).await;
-    assert_eq!(status, StatusCode::OK, "{v}");
+    emu.get_ok(&token, &mg_version).await;
     let all = list_versions(&emu, &token, mg, "PolicyDefinition").await;
     assert_eq!(all[0]["name"], "1.2.3");
 
@@ -190,10 +188,7 @@ async fn builtin_and_set_definition_versions() {
     let (emu, token, sub) = signed_in(Config::new(dir.path())).await;
     let builtin =
         "/providers/Microsoft.Authorization/policyDefinitions/95edb821-ddaf-4404-9732-666045e056b4";
-    let (status, _, base) = emu
-        .get(Some(&token), &format!("{builtin}?{POLICY_API}"))
-        .await;
-    assert_eq!(status, StatusCode::OK);
+    let base = emu.get_ok(&token, &format!("{builtin}?{POLICY_API}")).await;
     let version = base["properties"]["version"]
         .as_str()
         .expect("built-ins carry a version")
@@ -203,22 +198,20 @@ async fn builtin_and_set_definition_versions() {
         .await;
     assert_eq!(items.len(), 1);
     assert_eq!(items[0]["name"], version.as_str());
-    let (status, _, v) = emu
-        .get(
-            Some(&token),
+    let v = emu
+        .get_ok(
+            &token,
             &format!("{builtin}/versions/{version}?{POLICY_API}"),
         )
         .await;
-    assert_eq!(status, StatusCode::OK, "{v}");
     assert_eq!(v["properties"]["policyType"], "BuiltIn");
     // Also reachable through a subscription, and read-only.
-    let (status, _, _) = emu
-        .get(
-            Some(&token),
+    let _ = emu
+        .get_ok(
+            &token,
             &format!("{sub}{builtin}/versions/{version}?{POLICY_API}"),
         )
         .await;
-    assert_eq!(status, StatusCode::OK);
     let read_only = format!("{builtin}/versions/99.0.0?{POLICY_API}");
     let (status, _) = emu.put(&token, &read_only, &definition(None, "x")).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
