@@ -41,11 +41,11 @@ async fn webhook_denies_and_audit_reports() {
     let (emu, token, sub) = fast_emu(dir.path(), 0).await;
     let rg = format!("{sub}/resourceGroups/rg");
     let cluster = format!("{rg}/providers/Microsoft.ContainerService/managedClusters/c1");
-    let (status, _, body) = emu
-        .send(&token, Method::PUT, &format!("{cluster}?{AKS_API}"), Some(&json!({
+    let (status, body) = emu
+        .put(&token, &format!("{cluster}?{AKS_API}"), &json!({
             "location": "westeurope",
             "properties": {"dnsPrefix": "c1", "addonProfiles": {"azurepolicy": {"enabled": true}}}
-        })))
+        }))
         .await;
     assert!(status.is_success(), "{body}");
     let admit = |review: Value| admit(&emu, &token, &cluster, review);
@@ -55,9 +55,14 @@ async fn webhook_denies_and_audit_reports() {
 
     // The baseline initiative with DoNotEnforce only audits.
     let set = "/providers/Microsoft.Authorization/policySetDefinitions/a8640138-9b0a-4a28-b8cb-1666c838647d";
-    let (status, _, body) = emu
-        .send(&token, Method::PUT, &format!("{rg}/providers/Microsoft.Authorization/policyAssignments/baseline?{POLICY_API}"),
-            Some(&json!({"properties": {"policyDefinitionId": set, "enforcementMode": "DoNotEnforce"}})))
+    let (status, body) = emu
+        .put(
+            &token,
+            &format!(
+                "{rg}/providers/Microsoft.Authorization/policyAssignments/baseline?{POLICY_API}"
+            ),
+            &json!({"properties": {"policyDefinitionId": set, "enforcementMode": "DoNotEnforce"}}),
+        )
         .await;
     assert!(status.is_success(), "{body}");
     let answer = admit(privileged_deployment("apps")).await;
@@ -66,15 +71,12 @@ async fn webhook_denies_and_audit_reports() {
     // A direct assignment with deny and expansion refuses it, in Gatekeeper's format.
     let def =
         "/providers/Microsoft.Authorization/policyDefinitions/95edb821-ddaf-4404-9732-666045e056b4";
-    let (status, _, body) = emu
-        .send(
+    let (status, body) = emu
+        .put(
             &token,
-            Method::PUT,
             &format!("{rg}/providers/Microsoft.Authorization/policyAssignments/deny?{POLICY_API}"),
-            Some(
-                &json!({"properties": {"policyDefinitionId": def, "parameters": {
+            &json!({"properties": {"policyDefinitionId": def, "parameters": {
                 "effect": {"value": "Deny"}, "source": {"value": "Generated"}}}}),
-            ),
         )
         .await;
     assert!(status.is_success(), "{body}");
@@ -114,10 +116,7 @@ async fn webhook_denies_and_audit_reports() {
 
     // The admitted privileged Deployment makes the cluster non-compliant with the deny
     // assignment (its audit sees the generated Pod).
-    let (status, _, summary) = emu
-        .send(&token, Method::POST, &format!("{rg}/providers/Microsoft.Authorization/policyAssignments/deny/providers/Microsoft.PolicyInsights/policyStates/latest/summarize?api-version=2019-10-01"), None)
-        .await;
-    assert_eq!(status, StatusCode::OK, "{summary}");
+    let summary = emu.post_ok(&token, &format!("{rg}/providers/Microsoft.Authorization/policyAssignments/deny/providers/Microsoft.PolicyInsights/policyStates/latest/summarize?api-version=2019-10-01")).await;
     assert_eq!(
         summary["value"][0]["results"]["nonCompliantResources"], 1,
         "{summary}"
@@ -130,15 +129,9 @@ async fn webhook_denies_and_audit_reports() {
             super::urlencode(filter)
         )
     };
-    let (status, _, denied) = emu
-        .send(
-            &token,
-            Method::POST,
-            &events("policyDefinitionAction eq 'deny'"),
-            None,
-        )
+    let denied = emu
+        .post_ok(&token, &events("policyDefinitionAction eq 'deny'"))
         .await;
-    assert_eq!(status, StatusCode::OK, "{denied}");
     let denied = denied["value"].as_array().cloned().unwrap_or_default();
     assert_eq!(denied.len(), 1, "{denied:?}");
     assert_eq!(denied[0]["complianceState"], "NonCompliant");
@@ -150,13 +143,8 @@ async fn webhook_denies_and_audit_reports() {
         .is_some_and(|c| c.ends_with("policyEvents/$metadata#PolicyEvents/$entity")));
     // The baseline initiative's members do not expand Deployments, so its DoNotEnforce
     // assignment saw nothing; every event is the deny assignment's.
-    let (_, _, all) = emu
-        .send(
-            &token,
-            Method::POST,
-            &events("policyDefinitionAction ne 'deny'"),
-            None,
-        )
+    let (_, all) = emu
+        .post(&token, &events("policyDefinitionAction ne 'deny'"))
         .await;
     assert_eq!(all["value"].as_array().map(Vec::len), Some(0), "{all}");
     emu.running.shutdown().await;
@@ -173,11 +161,11 @@ async fn cluster_with_template(
 ) -> String {
     let rg = format!("{sub}/resourceGroups/rg");
     let cluster = format!("{rg}/providers/Microsoft.ContainerService/managedClusters/c1");
-    let (status, _, body) = emu
-        .send(token, Method::PUT, &format!("{cluster}?{AKS_API}"), Some(&json!({
+    let (status, body) = emu
+        .put(token, &format!("{cluster}?{AKS_API}"), &json!({
             "location": "westeurope",
             "properties": {"dnsPrefix": "c1", "addonProfiles": {"azurepolicy": {"enabled": true}}}
-        })))
+        }))
         .await;
     assert!(status.is_success(), "{body}");
     let (yaml, _) = TemplateSpec {
@@ -204,23 +192,21 @@ async fn cluster_with_template(
     };
     let properties = serde_json::to_value(spec.properties().expect("properties")).expect("json");
     let definition = format!("{sub}/providers/Microsoft.Authorization/policyDefinitions/{kind}");
-    let (status, _, body) = emu
-        .send(
+    let (status, body) = emu
+        .put(
             token,
-            Method::PUT,
             &format!("{definition}?{POLICY_API}"),
-            Some(&json!({"properties": properties})),
+            &json!({"properties": properties}),
         )
         .await;
     assert!(status.is_success(), "{body}");
-    let (status, _, body) = emu
-        .send(
+    let (status, body) = emu
+        .put(
             token,
-            Method::PUT,
             &format!(
                 "{rg}/providers/Microsoft.Authorization/policyAssignments/{kind}?{POLICY_API}"
             ),
-            Some(&json!({"properties": {"policyDefinitionId": definition}})),
+            &json!({"properties": {"policyDefinitionId": definition}}),
         )
         .await;
     assert!(status.is_success(), "{body}");
@@ -301,13 +287,10 @@ async fn external_data_answers_come_from_the_evaluation_settings() {
     };
     let settle = |body: Value| {
         let (emu, token) = (&emu, &token);
-        async move {
-            emu.send(token, Method::PUT, "/_emulator/evaluation", Some(&body))
-                .await
-        }
+        async move { emu.put(token, "/_emulator/evaluation", &body).await }
     };
 
-    let (status, _, body) =
+    let (status, body) =
         settle(json!({"external_data": {"signatures": {"nginx": {"error": "no signature"}}}}))
             .await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -315,7 +298,7 @@ async fn external_data_answers_come_from_the_evaluation_settings() {
     assert_eq!(denied["response"]["allowed"], false, "{denied}");
     assert!(denied.to_string().contains("no signature"), "{denied}");
 
-    let (status, _, body) =
+    let (status, body) =
         settle(json!({"external_data": {"signatures": {"nginx": {"value": "signed"}}}})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let admitted = admit("u-2").await;
@@ -326,7 +309,7 @@ async fn external_data_answers_come_from_the_evaluation_settings() {
         json!({"external_data": {"signatures": 1}}),
         json!({"nope": 1}),
     ] {
-        let (status, _, body) = settle(bad.clone()).await;
+        let (status, body) = settle(bad.clone()).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad} -> {body}");
     }
     let (_, _, current) = emu

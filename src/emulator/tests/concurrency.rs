@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use super::clusters::{create_cluster, fast_emu};
@@ -58,7 +58,7 @@ async fn thirty_two_clients_lose_no_update() {
                 let body = json!({"properties": {
                     "policyDefinitionId": ADDON_DINE,
                     "metadata": {"round": round}}});
-                let (status, _, _) = emu.send(&token, Method::PUT, &url, Some(&body)).await;
+                let (status, _) = emu.put(&token, &url, &body).await;
                 if status.is_server_error() {
                     server_errors.push(format!("PUT {status}"));
                 }
@@ -66,7 +66,7 @@ async fn thirty_two_clients_lose_no_update() {
                     last_written = Some((url.clone(), round));
                 }
                 if round.is_multiple_of(5) {
-                    let (status, _, _) = emu.send(&token, Method::DELETE, &url, None).await;
+                    let (status, _) = emu.delete(&token, &url).await;
                     if status.is_server_error() {
                         server_errors.push(format!("DELETE {status}"));
                     }

@@ -132,7 +132,7 @@ fn kind(v: &Value) -> &'static str {
 
 async fn seed(emu: &Emu, token: &str, sub: &str) {
     let put = |path: String, body: Value| async move {
-        let (status, _, resp) = emu.send(token, Method::PUT, &path, Some(&body)).await;
+        let (status, resp) = emu.put(token, &path, &body).await;
         assert!(status.is_success(), "seeding {path}: {status} {resp}");
     };
     for rg in ["rg1", "demoCluster", "TestResourceGroup", "myResourceGroup"] {
@@ -205,7 +205,7 @@ async fn replays_azure_examples() {
             let body = json!({"properties": {"policyDefinitionId": format!("{sub}/providers/Microsoft.Authorization/policySetDefinitions/CostManagement"),
                 "parameters": {}}});
             let url = format!("{sub}/providers/Microsoft.Authorization/policyAssignments/CostManagement?api-version=2025-03-01");
-            let (status, _, resp) = emu.send(&token, Method::PUT, &url, Some(&body)).await;
+            let (status, resp) = emu.put(&token, &url, &body).await;
             assert!(
                 status.is_success(),
                 "seeding CostManagement assignment: {resp}"
@@ -214,7 +214,7 @@ async fn replays_azure_examples() {
         // The set can only go once nothing assigns it.
         if *file == "deletePolicySetDefinition.json" {
             let url = format!("{sub}/providers/Microsoft.Authorization/policyAssignments/CostManagement?api-version=2025-03-01");
-            emu.send(&token, Method::DELETE, &url, None).await;
+            emu.delete(&token, &url).await;
         }
         let example: Value = serde_json::from_str(&text).expect("example is JSON");
         let params = &example["parameters"];

@@ -206,6 +206,12 @@ impl Emu {
             .await
     }
 
+    /// A POST without a body (an action or a query) that must answer 200; its JSON body.
+    pub(super) async fn post_ok(&self, token: &str, url: &str) -> Value {
+        self.expect(token, Method::POST, url, None, StatusCode::OK)
+            .await
+    }
+
     /// ARM's DELETE of a resource that exists: 200 with its body, and 204 when asked again.
     pub(super) async fn delete_twice(&self, token: &str, url: &str) -> Value {
         let (status, _, body) = self.send(token, reqwest::Method::DELETE, url, None).await;
