@@ -37,8 +37,7 @@ async fn admission_state(emu: &Emu, token: &str, cluster: &str) -> Value {
 
 #[tokio::test]
 async fn webhook_denies_and_audit_reports() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (emu, token, sub) = fast_emu(dir.path(), 0).await;
+    let (emu, token, sub) = fast_emu(0).await;
     let rg = format!("{sub}/resourceGroups/rg");
     let cluster = format!("{rg}/providers/Microsoft.ContainerService/managedClusters/c1");
     let (status, body) = emu
@@ -218,8 +217,7 @@ async fn cluster_with_template(
 /// keeps answering other requests meanwhile.
 #[tokio::test]
 async fn hostile_template_fails_open_and_the_emulator_keeps_answering() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (emu, token, sub) = fast_emu(dir.path(), 0).await;
+    let (emu, token, sub) = fast_emu(0).await;
     let rego = "package k8shostile\n\nviolation[{\"msg\": \"never\"}] {\n  n := numbers.range(1, count(input.review.object.spec.containers) * 100000)\n  count([1 | n[_]; n[_]]) > 0\n}\n";
     let cluster = cluster_with_template(&emu, &token, &sub, "K8sHostile", rego).await;
 
@@ -272,8 +270,7 @@ async fn hostile_template_fails_open_and_the_emulator_keeps_answering() {
 /// cluster's Provider resources would; bad settings are refused.
 #[tokio::test]
 async fn external_data_answers_come_from_the_evaluation_settings() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (emu, token, sub) = fast_emu(dir.path(), 0).await;
+    let (emu, token, sub) = fast_emu(0).await;
     let rego = "package k8sverified\n\nviolation[{\"msg\": msg}] {\n  images := [c.image | c := input.review.object.spec.containers[_]]\n  response := external_data({\"provider\": \"signatures\", \"keys\": images})\n  count(response.errors) > 0\n  msg := sprintf(\"unverified images: %v\", [response.errors])\n}\n";
     let cluster = cluster_with_template(&emu, &token, &sub, "K8sVerified", rego).await;
     let admit = |uid: &'static str| {

@@ -54,8 +54,8 @@ fn cluster_url(sub: &str, rg: &str, name: &str) -> String {
     format!("{sub}/resourceGroups/{rg}/providers/Microsoft.ContainerService/managedClusters/{name}?{AKS_API}")
 }
 
-/// One test's view of ARM: the emulator (LROs of 100 ms, resource group `rg` created), a
-/// token and the subscription it works in.
+/// One test's view of ARM: a temporary emulator (LROs of 100 ms, resource group `rg`
+/// created), a token and the subscription it works in.
 struct Arm {
     emu: Emu,
     token: String,
@@ -63,8 +63,8 @@ struct Arm {
 }
 
 impl Arm {
-    async fn start(dir: &std::path::Path) -> Self {
-        let (emu, token, sub) = fast_emu(dir, 100).await;
+    async fn start() -> Self {
+        let (emu, token, sub) = fast_emu(100).await;
         Self { emu, token, sub }
     }
 
@@ -138,8 +138,7 @@ fn state_of<'a>(rows: &'a [Value], assignment: &str, cluster: &str) -> Option<&'
 
 #[tokio::test]
 async fn deny_refuses_non_compliant_writes_with_policy_violation_details() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let arm = Arm::start(dir.path()).await;
+    let arm = Arm::start().await;
     let sub = &arm.sub;
     let def = arm.local_accounts(sub).await;
     let deny = json!({"policyDefinitionId": def, "displayName": "No local accounts",
@@ -190,8 +189,7 @@ async fn deny_refuses_non_compliant_writes_with_policy_violation_details() {
 
 #[tokio::test]
 async fn enforcement_mode_not_scopes_exemptions_and_selectors_let_writes_through() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let arm = Arm::start(dir.path()).await;
+    let arm = Arm::start().await;
     let sub = &arm.sub;
     let (status, body) = arm.emu.put_group(&arm.token, sub, "sandbox").await;
     assert!(status.is_success(), "{body}");
@@ -253,8 +251,7 @@ async fn enforcement_mode_not_scopes_exemptions_and_selectors_let_writes_through
 
 #[tokio::test]
 async fn management_group_assignments_cover_subscriptions_below() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let arm = Arm::start(dir.path()).await;
+    let arm = Arm::start().await;
     let sub_id = arm.sub.trim_start_matches("/subscriptions/").to_string();
     let top = "/providers/Microsoft.Management/managementGroups/top";
     let child = "/providers/Microsoft.Management/managementGroups/leaf";
@@ -277,8 +274,7 @@ async fn management_group_assignments_cover_subscriptions_below() {
 
 #[tokio::test]
 async fn resource_group_rules_in_all_mode_deny_and_indexed_mode_skips_them() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let arm = Arm::start(dir.path()).await;
+    let arm = Arm::start().await;
     let sub = &arm.sub;
     let rule = |mode: &str| {
         json!({"properties": {"mode": mode, "displayName": "Groups need an owner tag",
@@ -317,8 +313,7 @@ async fn resource_group_rules_in_all_mode_deny_and_indexed_mode_skips_them() {
 
 #[tokio::test]
 async fn if_not_exists_and_modify_states_with_kubernetes_mode_alongside() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let arm = Arm::start(dir.path()).await;
+    let arm = Arm::start().await;
     let sub = &arm.sub;
     // Clusters from before the assignments: Modify only changes later writes.
     let (status, body) = arm.put_cluster("rg", "plain").await;
@@ -348,8 +343,7 @@ async fn if_not_exists_and_modify_states_with_kubernetes_mode_alongside() {
 
 #[tokio::test]
 async fn new_assignments_take_effect_after_the_evaluation_delay_without_a_trigger() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let arm = Arm::start(dir.path()).await;
+    let arm = Arm::start().await;
     let sub = &arm.sub;
     let (status, body) = arm
         .emu
@@ -413,8 +407,7 @@ fn cleaner_deployment() -> Value {
 
 #[tokio::test]
 async fn remediation_runs_what_each_definition_asks_for() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let arm = Arm::start(dir.path()).await;
+    let arm = Arm::start().await;
     let (sub, token) = (&arm.sub, &arm.token);
     // A cluster from before the assignments: Modify only changes later writes.
     let url = cluster_url(sub, "rg", "c1");
@@ -490,11 +483,11 @@ async fn real_local_accounts_builtin_denies_from_the_builtins_directory() {
     };
     let builtin: Value = serde_json::from_str(&text).expect("built-in is JSON");
     let name = builtin["name"].as_str().expect("name").to_string();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut config = crate::emulator::Config::new(dir.path());
-    config.builtins_dir = Some(specs);
-    config.faults.lro_ms = 100;
-    let (emu, token, sub) = super::signed_in(config).await;
+    let (emu, token, sub) = super::signed_in(|config| {
+        config.builtins_dir = Some(specs);
+        config.faults.lro_ms = 100;
+    })
+    .await;
     let arm = Arm { emu, token, sub };
     let (status, body) = arm.emu.put_group(&arm.token, &arm.sub, "rg").await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -517,8 +510,7 @@ async fn real_local_accounts_builtin_denies_from_the_builtins_directory() {
 
 #[tokio::test]
 async fn modify_alters_the_write_before_deny_judges_it() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let arm = Arm::start(dir.path()).await;
+    let arm = Arm::start().await;
     let sub = &arm.sub;
     let modify = arm.define(sub, "local-off", json!({"properties": {
         "mode": "Indexed", "displayName": "Turn local accounts off",

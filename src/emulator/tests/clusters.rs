@@ -5,12 +5,11 @@ use serde_json::{json, Value};
 
 use super::AKS_API;
 use super::{signed_in, Emu};
-use crate::emulator::Config;
 
-pub(super) async fn fast_emu(dir: &std::path::Path, lro_ms: u64) -> (Emu, String, String) {
-    let mut config = Config::new(dir);
-    config.faults.lro_ms = lro_ms;
-    let (emu, token, sub) = signed_in(config).await;
+/// A temporary emulator whose long-running operations take `lro_ms`, signed in, with resource
+/// group `rg` created.
+pub(super) async fn fast_emu(lro_ms: u64) -> (Emu, String, String) {
+    let (emu, token, sub) = signed_in(|config| config.faults.lro_ms = lro_ms).await;
     let (status, body) = emu.put_group(&token, &sub, "rg").await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     (emu, token, sub)
@@ -77,8 +76,7 @@ async fn put_with_precondition(
 
 #[tokio::test]
 async fn cluster_lifecycle_with_lro_etag_and_addon() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (emu, token, sub) = fast_emu(dir.path(), 300).await;
+    let (emu, token, sub) = fast_emu(300).await;
     let cluster = format!(
         "{sub}/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/aks1"
     );
@@ -169,11 +167,11 @@ async fn cluster_lifecycle_with_lro_etag_and_addon() {
 
 #[tokio::test]
 async fn failing_operations_end_failed() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut config = Config::new(dir.path());
-    config.faults.lro_ms = 50;
-    config.faults.lro_failure_rate = 1.0;
-    let (emu, token, sub) = signed_in(config).await;
+    let (emu, token, sub) = signed_in(|config| {
+        config.faults.lro_ms = 50;
+        config.faults.lro_failure_rate = 1.0;
+    })
+    .await;
     emu.put_group(&token, &sub, "rg").await;
     let url = format!(
         "{sub}/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/c?{AKS_API}"
@@ -204,8 +202,7 @@ async fn wait_for_state(emu: &Emu, token: &str, url: &str, want: &str) -> Value 
 
 #[tokio::test]
 async fn patch_is_long_running_and_abort_cancels() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (emu, token, sub) = fast_emu(dir.path(), 60_000).await;
+    let (emu, token, sub) = fast_emu(60_000).await;
     let url = format!(
         "{sub}/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/slow?{AKS_API}"
     );

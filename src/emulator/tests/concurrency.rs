@@ -25,8 +25,7 @@ fn soak() -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn thirty_two_clients_lose_no_update() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (emu, token, sub) = fast_emu(dir.path(), 20).await;
+    let (emu, token, sub) = fast_emu(20).await;
     let emu = Arc::new(emu);
     let cluster = format!("{sub}/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/shared?{AKS_API}");
     create_cluster(

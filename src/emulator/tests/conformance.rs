@@ -8,8 +8,7 @@ use std::path::{Path, PathBuf};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use super::{start_config, Emu};
-use crate::emulator::Config;
+use super::{temporary, Emu};
 
 /// Example file → (method, path template). Order matters: later examples use what earlier
 /// ones create.
@@ -176,11 +175,8 @@ async fn replays_azure_examples() {
         eprintln!("note: ../shared/specs/arm not found; ARM conformance examples skipped");
         return;
     };
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut config = Config::new(dir.path());
     // Long enough that a cancel finds the remediation running; nothing here waits for it.
-    config.faults.lro_ms = 60_000;
-    let emu = start_config(config).await;
+    let emu = temporary(|config| config.faults.lro_ms = 60_000).await;
     let token = emu.token().await;
     let our_sub = emu.running.info().subscription_id.clone();
     let sub = format!("/subscriptions/{our_sub}");

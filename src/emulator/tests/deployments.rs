@@ -6,20 +6,18 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use super::{error_code, start_config, Emu};
+use super::{error_code, signed_in, Emu};
 use super::{ADDON_DINE, AKS_API, INSIGHTS_API, POLICY_API, RESOURCES_API};
-use crate::emulator::Config;
 
 const AUTH_API: &str = "api-version=2022-04-01";
 const AKS_CONTRIBUTOR: &str = "ed7f3fbd-7b88-4dd4-9017-9adb7ce333f8";
 
-async fn two_subscriptions() -> (tempfile::TempDir, Emu, String, Vec<String>) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut config = Config::new(dir.path());
-    config.faults.lro_ms = 90;
-    config.subscriptions = 2;
-    let emu = start_config(config).await;
-    let token = emu.token().await;
+async fn two_subscriptions() -> (Emu, String, Vec<String>) {
+    let (emu, token, _) = signed_in(|config| {
+        config.faults.lro_ms = 90;
+        config.subscriptions = 2;
+    })
+    .await;
     let (_, _, list) = emu
         .get(Some(&token), "/subscriptions?api-version=2022-12-01")
         .await;
@@ -30,7 +28,7 @@ async fn two_subscriptions() -> (tempfile::TempDir, Emu, String, Vec<String>) {
         .filter_map(|s| s["subscriptionId"].as_str().map(str::to_string))
         .collect();
     assert_eq!(subs.len(), 2, "{list}");
-    (dir, emu, token, subs)
+    (emu, token, subs)
 }
 
 async fn cluster(emu: &Emu, token: &str, sub: &str, name: &str) -> String {
@@ -75,7 +73,7 @@ async fn remediate(emu: &Emu, token: &str, scope: &str, name: &str, assignment: 
 
 #[tokio::test]
 async fn role_assignments_have_azures_shapes_and_errors() {
-    let (_dir, emu, token, subs) = two_subscriptions().await;
+    let (emu, token, subs) = two_subscriptions().await;
     let sub = format!("/subscriptions/{}", subs[0]);
     let role = emu
         .get_ok(
@@ -193,7 +191,7 @@ async fn role_assignments_have_azures_shapes_and_errors() {
 
 #[tokio::test]
 async fn deployments_run_nested_templates_through_arm() {
-    let (_dir, emu, token, subs) = two_subscriptions().await;
+    let (emu, token, subs) = two_subscriptions().await;
     let id = cluster(&emu, &token, &subs[0], "direct").await;
     until_idle(&emu, &token, &id).await;
     let rg = format!("/subscriptions/{}/resourceGroups/fleet", subs[0]);
@@ -281,7 +279,7 @@ async fn deployments_run_nested_templates_through_arm() {
 
 #[tokio::test]
 async fn dine_remediation_deploys_as_the_identity_only_with_its_roles() {
-    let (_dir, emu, token, subs) = two_subscriptions().await;
+    let (emu, token, subs) = two_subscriptions().await;
     let mg = "/providers/Microsoft.Management/managementGroups/platform";
     let (status, _) = emu
         .put(
@@ -398,7 +396,7 @@ async fn dine_remediation_deploys_as_the_identity_only_with_its_roles() {
 
 #[tokio::test]
 async fn subscription_deployments_create_groups_and_deploy_into_them() {
-    let (_dir, emu, token, subs) = two_subscriptions().await;
+    let (emu, token, subs) = two_subscriptions().await;
     let sub = format!("/subscriptions/{}", subs[1]);
     let url = format!("{sub}/providers/Microsoft.Resources/deployments/landing?{RESOURCES_API}");
     let template = json!({

@@ -5,14 +5,12 @@ use serde_json::{json, Value};
 
 use super::RESOURCES_API;
 use super::{bearer_challenge, error_code, signed_in};
-use crate::emulator::Config;
 
 const SUBSCRIPTION_API: &str = "api-version=2022-12-01";
 
 #[tokio::test]
 async fn control_api_and_injected_faults() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (emu, token, sub) = signed_in(Config::new(dir.path())).await;
+    let (emu, token, sub) = signed_in(|_| {}).await;
     let subscription = format!("{sub}?{SUBSCRIPTION_API}");
 
     let (status, _, _) = emu.get(None, "/_emulator/faults").await;
@@ -135,8 +133,7 @@ async fn control_api_and_injected_faults() {
 
 #[tokio::test]
 async fn short_token_lifetime_expires_like_arm() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (emu, token, sub) = signed_in(Config::new(dir.path())).await;
+    let (emu, token, sub) = signed_in(|_| {}).await;
     let subscription = format!("{sub}?{SUBSCRIPTION_API}");
     let (_, _, profile) = emu.get(Some(&token), "/_emulator/faults").await;
     assert_eq!(profile["token_lifetime_s"], 3600);
@@ -187,10 +184,7 @@ async fn short_token_lifetime_expires_like_arm() {
 
 #[tokio::test]
 async fn token_lifetime_from_startup_profile() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut config = crate::emulator::Config::new(dir.path());
-    config.faults.token_lifetime_s = 42;
-    let emu = super::start_config(config).await;
+    let emu = super::temporary(|config| config.faults.token_lifetime_s = 42).await;
     let (status, v2) = emu.secret_token_response(false).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(v2["expires_in"], 42);

@@ -7,7 +7,7 @@ use base64::Engine;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use super::{start_emu, Emu};
+use super::{temporary_emu, Emu};
 use crate::emulator::identities::FederatedClaims;
 use crate::emulator::token::now_secs;
 
@@ -98,8 +98,7 @@ fn aadsts(body: &Value) -> String {
 
 #[tokio::test]
 async fn certificate_assertion_is_verified_like_entra_id() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let emu = start_emu(dir.path(), None).await;
+    let emu = temporary_emu().await;
     let info = emu.running.info().clone();
     let pem = std::fs::read(&info.certificate_pem).expect("PEM");
     let (key, cert) = (pem_key(&pem), pem_cert(&pem));
@@ -202,8 +201,7 @@ async fn certificate_assertion_is_verified_like_entra_id() {
 
 #[tokio::test]
 async fn federated_token_is_checked_for_issuer_subject_audience_and_expiry() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let emu = start_emu(dir.path(), None).await;
+    let emu = temporary_emu().await;
     let info = emu.running.info().clone();
     let client = info.oidc_client_id.as_str();
     let file_token = std::fs::read_to_string(&info.oidc_token_file).expect("token file");
@@ -270,8 +268,7 @@ async fn federated_token_is_checked_for_issuer_subject_audience_and_expiry() {
 
 #[tokio::test]
 async fn managed_identity_endpoint_speaks_imds() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let emu = start_emu(dir.path(), None).await;
+    let emu = temporary_emu().await;
     let info = emu.running.info().clone();
     let get = |query: String, metadata: bool| {
         let mut req = emu.client.get(format!("{}{query}", info.msi_endpoint));
@@ -320,8 +317,7 @@ async fn managed_identity_endpoint_speaks_imds() {
 
 #[tokio::test]
 async fn env_file_exports_every_identity() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let emu = start_emu(dir.path(), None).await;
+    let emu = temporary_emu().await;
     let env = std::fs::read_to_string(&emu.running.info().env_file).expect("env.sh");
     for name in [
         "AKSPOLICY_EMULATOR_CERT_CLIENT_ID",

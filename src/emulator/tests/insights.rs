@@ -48,9 +48,8 @@ async fn put_remediation(
 
 #[tokio::test]
 async fn compliance_remediation_and_trigger_scan() {
-    let dir = tempfile::tempdir().expect("temp dir");
     // Long enough that the scan is still running when the first poll arrives on a busy machine.
-    let (emu, token, sub) = fast_emu(dir.path(), 1500).await;
+    let (emu, token, sub) = fast_emu(1500).await;
     let (assignment, body) = addon_dine_over_clusters(&emu, &token, &sub, ["c1", "c2"]).await;
     // Remediation deploys as the assignment's identity: it needs the definition's roles.
     let principal = body["identity"]["principalId"].as_str().expect("principal");
@@ -154,8 +153,7 @@ async fn compliance_remediation_and_trigger_scan() {
 
 #[tokio::test]
 async fn policy_events_from_evaluation() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (emu, token, sub) = fast_emu(dir.path(), 50).await;
+    let (emu, token, sub) = fast_emu(50).await;
     let (assignment, _) = addon_dine_over_clusters(&emu, &token, &sub, ["e1", "e2"]).await;
     let query = |scope: &str, extra: &str| {
         format!("{scope}/providers/Microsoft.PolicyInsights/policyEvents/default/queryResults?{INSIGHTS_API}{extra}")
@@ -235,8 +233,7 @@ async fn policy_events_from_evaluation() {
 
 #[tokio::test]
 async fn an_initiative_is_remediated_one_member_at_a_time() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (emu, token, sub) = fast_emu(dir.path(), 200).await;
+    let (emu, token, sub) = fast_emu(200).await;
     let assignment = format!("{sub}/providers/Microsoft.Authorization/policyAssignments/pss");
     let (status, body) = emu
         .put(&token, &format!("{assignment}?{POLICY_API}"), &json!({"properties": {"policyDefinitionId":

@@ -36,6 +36,26 @@ pub(super) struct Emu {
     running: RunningEmulator,
     client: Client,
     base: String,
+    /// The state directory when the emulator owns it; removed after the emulator is dropped.
+    _state: Option<tempfile::TempDir>,
+}
+
+/// An emulator with its state in a fresh temporary directory, started with what `configure`
+/// sets on the default configuration.
+pub(super) async fn temporary(configure: impl FnOnce(&mut Config)) -> Emu {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = Config::new(dir.path());
+    configure(&mut config);
+    let emu = start_config(config).await;
+    Emu {
+        _state: Some(dir),
+        ..emu
+    }
+}
+
+/// An emulator with the default configuration in a fresh temporary directory.
+pub(super) async fn temporary_emu() -> Emu {
+    temporary(|_| {}).await
 }
 
 pub(super) async fn start_emu(dir: &Path, builtins: Option<PathBuf>) -> Emu {
@@ -61,6 +81,7 @@ pub(super) async fn start_config(config: Config) -> Emu {
         running,
         client,
         base,
+        _state: None,
     }
 }
 
@@ -163,9 +184,9 @@ impl Emu {
     }
 }
 
-/// An emulator started with `config`, a token for it and its subscription's scope.
-pub(super) async fn signed_in(config: Config) -> (Emu, String, String) {
-    let emu = start_config(config).await;
+/// A temporary emulator configured by `configure`, a token for it and its subscription's scope.
+pub(super) async fn signed_in(configure: impl FnOnce(&mut Config)) -> (Emu, String, String) {
+    let emu = temporary(configure).await;
     let token = emu.token().await;
     let sub = emu.subscription();
     (emu, token, sub)
@@ -361,8 +382,7 @@ pub(super) fn error_code(body: &Value) -> &str {
 
 #[tokio::test]
 async fn token_grants_access_and_arm_headers_are_set() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let emu = start_emu(dir.path(), None).await;
+    let emu = temporary_emu().await;
     let token = emu.token().await;
     assert_eq!(token.split('.').count(), 3, "a JWT");
     let info = emu.running.info().clone();
@@ -440,8 +460,7 @@ async fn token_grants_access_and_arm_headers_are_set() {
 
 #[tokio::test]
 async fn token_endpoint_rejects_bad_requests() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let emu = start_emu(dir.path(), None).await;
+    let emu = temporary_emu().await;
     let info = emu.running.info().clone();
     let wrong_secret = "not-the-secret-Zq9";
     let form = secret_grant(&info.client_id, wrong_secret, ARM_SCOPE);
@@ -527,8 +546,7 @@ async fn token_endpoint_rejects_bad_requests() {
 
 #[tokio::test]
 async fn arm_rejects_missing_or_bad_tokens_and_api_versions() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let emu = start_emu(dir.path(), None).await;
+    let emu = temporary_emu().await;
     let url = format!("{DEFINITIONS}?{POLICY_API}");
 
     let (status, headers, body) = emu.get(None, &url).await;
@@ -590,8 +608,7 @@ async fn arm_rejects_missing_or_bad_tokens_and_api_versions() {
 
 #[tokio::test]
 async fn builtin_definitions_page_filter_and_get() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let emu = start_emu(dir.path(), None).await;
+    let emu = temporary_emu().await;
     let token = emu.token().await;
     let total = super::catalogue::Catalogue::embedded()
         .expect("catalogue")
@@ -685,8 +702,7 @@ async fn builtin_definitions_page_filter_and_get() {
 
 #[tokio::test]
 async fn metadata_and_discovery_need_no_token() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let emu = start_emu(dir.path(), None).await;
+    let emu = temporary_emu().await;
     let (status, _, cloud) = emu
         .get(None, "/metadata/endpoints?api-version=2022-09-01")
         .await;
@@ -899,8 +915,7 @@ async fn real_builtins_directory_is_served() {
         eprintln!("skipping: {} not present", specs.display());
         return;
     }
-    let dir = tempfile::tempdir().expect("temp dir");
-    let emu = start_emu(dir.path(), Some(specs.clone())).await;
+    let emu = temporary(|config| config.builtins_dir = Some(specs.clone())).await;
     let token = emu.token().await;
     let filter = urlencode("category eq 'Kubernetes'");
     let (items, _) = emu
@@ -945,8 +960,7 @@ pub(super) fn urlencode(s: &str) -> String {
 /// two distinct names could land on the same key.
 #[tokio::test]
 async fn management_group_and_remediation_names_are_checked() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let emu = start_emu(dir.path(), None).await;
+    let emu = temporary_emu().await;
     let token = emu.token().await;
     let sub = emu.running.info().subscription_id.clone();
     let mg = |name: &str| {
@@ -1010,8 +1024,7 @@ async fn management_group_and_remediation_names_are_checked() {
 /// definitions (an entry that cannot even be decoded stands for them here).
 #[tokio::test]
 async fn listing_assignments_does_not_decode_other_objects() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let emu = start_emu(dir.path(), None).await;
+    let emu = temporary_emu().await;
     let token = emu.token().await;
     let sub = emu.running.info().subscription_id.clone();
     emu.running

@@ -6,7 +6,6 @@ use serde_json::{json, Value};
 use super::clusters::async_operation;
 use super::POLICY_API;
 use super::{error_code, signed_in, Emu};
-use crate::emulator::Config;
 
 const EXEMPTION_API: &str = "api-version=2024-12-01-preview";
 
@@ -25,12 +24,6 @@ fn rule_definition() -> Value {
     }})
 }
 
-async fn setup() -> (tempfile::TempDir, Emu, String, String) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (emu, token, sub) = signed_in(Config::new(dir.path())).await;
-    (dir, emu, token, sub)
-}
-
 /// The tag rule as a custom definition at `scope` (created, asserted); its id.
 async fn create_tag_rule(emu: &Emu, token: &str, scope: &str) -> String {
     let def = format!("{scope}/providers/Microsoft.Authorization/policyDefinitions/tagRule");
@@ -43,7 +36,7 @@ async fn create_tag_rule(emu: &Emu, token: &str, scope: &str) -> String {
 
 #[tokio::test]
 async fn custom_definitions_write_validate_and_list() {
-    let (_dir, emu, token, sub) = setup().await;
+    let (emu, token, sub) = signed_in(|_| {}).await;
     let def = format!("{sub}/providers/Microsoft.Authorization/policyDefinitions/tagRule");
     let url = format!("{def}?{POLICY_API}");
     for _ in 0..2 {
@@ -145,7 +138,7 @@ async fn custom_definitions_write_validate_and_list() {
 
 #[tokio::test]
 async fn sets_assignments_and_exemptions() {
-    let (_dir, emu, token, sub) = setup().await;
+    let (emu, token, sub) = signed_in(|_| {}).await;
     let def = create_tag_rule(&emu, &token, &sub).await;
 
     // Set definitions: members must exist; parameter references must be declared.
@@ -344,7 +337,7 @@ async fn sets_assignments_and_exemptions() {
 
 #[tokio::test]
 async fn scopes_hierarchy_and_resource_group_delete() {
-    let (_dir, emu, token, sub) = setup().await;
+    let (emu, token, sub) = signed_in(|_| {}).await;
     let sub_id = emu.running.info().subscription_id.clone();
     let mg_api = "api-version=2021-04-01";
     let rg_api = "api-version=2021-04-01";

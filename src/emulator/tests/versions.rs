@@ -5,7 +5,6 @@ use serde_json::{json, Value};
 
 use super::POLICY_API;
 use super::{signed_in, Emu};
-use crate::emulator::Config;
 
 fn definition(version: Option<&str>, display: &str) -> Value {
     let mut body = json!({"properties": {
@@ -31,8 +30,7 @@ async fn list_versions(emu: &Emu, token: &str, scope: &str, kind: &str) -> Vec<V
 
 #[tokio::test]
 async fn definition_versions_at_every_scope() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (emu, token, sub) = signed_in(Config::new(dir.path())).await;
+    let (emu, token, sub) = signed_in(|_| {}).await;
     let def = format!("{sub}/providers/Microsoft.Authorization/policyDefinitions/versioned");
     let base_url = format!("{def}?{POLICY_API}");
     let version_url = |v: &str| format!("{def}/versions/{v}?{POLICY_API}");
@@ -184,8 +182,7 @@ async fn definition_versions_at_every_scope() {
 
 #[tokio::test]
 async fn builtin_and_set_definition_versions() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (emu, token, sub) = signed_in(Config::new(dir.path())).await;
+    let (emu, token, sub) = signed_in(|_| {}).await;
     let builtin =
         "/providers/Microsoft.Authorization/policyDefinitions/95edb821-ddaf-4404-9732-666045e056b4";
     let base = emu.get_ok(&token, &format!("{builtin}?{POLICY_API}")).await;
