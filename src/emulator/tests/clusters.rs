@@ -158,9 +158,7 @@ async fn cluster_lifecycle_with_lro_etag_and_addon() {
     );
     let (status, _, _) = emu.get(Some(&token), &location).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let gone = (Method::GET, url.as_str(), None);
-    emu.expect_error(&token, gone, StatusCode::NOT_FOUND, "ResourceNotFound")
-        .await;
+    emu.not_found(&token, &url, "ResourceNotFound").await;
     let (status, _) = emu.delete(&token, &url).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
 }

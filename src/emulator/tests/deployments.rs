@@ -93,14 +93,8 @@ async fn role_assignments_have_azures_shapes_and_errors() {
         format!("{sub}/providers/Microsoft.Authorization/roleDefinitions/{AKS_CONTRIBUTOR}")
     );
     let unknown_role = format!("/providers/Microsoft.Authorization/roleDefinitions/00000000-0000-0000-0000-000000000001?{AUTH_API}");
-    let get = (Method::GET, unknown_role.as_str(), None);
-    emu.expect_error(
-        &token,
-        get,
-        StatusCode::NOT_FOUND,
-        "RoleDefinitionDoesNotExist",
-    )
-    .await;
+    emu.not_found(&token, &unknown_role, "RoleDefinitionDoesNotExist")
+        .await;
     let (_, _, by_name) = emu.get(Some(&token), &format!("{sub}/providers/Microsoft.Authorization/roleDefinitions?{AUTH_API}&$filter=roleName%20eq%20'Reader'")).await;
     assert_eq!(
         by_name["value"].as_array().map(Vec::len),
@@ -181,9 +175,7 @@ async fn role_assignments_have_azures_shapes_and_errors() {
     emu.get_ok(&token, &ra(name)).await;
     let (status, _) = emu.delete(&token, &ra(name)).await;
     assert_eq!(status, StatusCode::OK);
-    let deleted = ra(name);
-    let get = (Method::GET, deleted.as_str(), None);
-    emu.expect_error(&token, get, StatusCode::NOT_FOUND, "RoleAssignmentNotFound")
+    emu.not_found(&token, &ra(name), "RoleAssignmentNotFound")
         .await;
     let (status, _) = emu.delete(&token, &ra(name)).await;
     assert_eq!(status, StatusCode::NO_CONTENT);

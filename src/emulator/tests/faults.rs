@@ -1,6 +1,6 @@
 //! The `/_emulator/` control API: fault profile, metrics, state dump, reset.
 
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use super::RESOURCES_API;
@@ -120,9 +120,7 @@ async fn control_api_and_injected_faults() {
         .iter()
         .any(|r| r["id"].as_str().is_some_and(|i| i.ends_with("rg1"))));
     let _ = emu.post_ok(&token, "/_emulator/reset").await;
-    let gone = (Method::GET, rg.as_str(), None);
-    emu.expect_error(&token, gone, StatusCode::NOT_FOUND, "ResourceGroupNotFound")
-        .await;
+    emu.not_found(&token, &rg, "ResourceGroupNotFound").await;
     let (status, _, _) = emu.get(Some(&token), &subscription).await;
     assert_eq!(
         status,

@@ -277,6 +277,13 @@ impl Emu {
         answer
     }
 
+    /// A GET that ARM answers 404 with error `code`; the error body.
+    pub(super) async fn not_found(&self, token: &str, url: &str, code: &str) -> Value {
+        let get = (Method::GET, url, None);
+        self.expect_error(token, get, StatusCode::NOT_FOUND, code)
+            .await
+    }
+
     /// The emulator's (first) subscription as an ARM scope, `/subscriptions/{id}`.
     pub(super) fn subscription(&self) -> String {
         format!("/subscriptions/{}", self.running.info().subscription_id)

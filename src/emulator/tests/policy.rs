@@ -126,14 +126,8 @@ async fn custom_definitions_write_validate_and_list() {
     }
 
     emu.delete_twice(&token, &url).await;
-    let gone = (Method::GET, url.as_str(), None);
-    emu.expect_error(
-        &token,
-        gone,
-        StatusCode::NOT_FOUND,
-        "PolicyDefinitionNotFound",
-    )
-    .await;
+    emu.not_found(&token, &url, "PolicyDefinitionNotFound")
+        .await;
 }
 
 #[tokio::test]
@@ -325,14 +319,8 @@ async fn sets_assignments_and_exemptions() {
     // Deleting the set's assignment target: assignment delete returns the body, then 204.
     let resp = emu.delete_twice(&token, &a_url).await;
     assert_eq!(resp["name"], "tagA");
-    let gone = (Method::GET, a_url.as_str(), None);
-    emu.expect_error(
-        &token,
-        gone,
-        StatusCode::NOT_FOUND,
-        "PolicyAssignmentNotFound",
-    )
-    .await;
+    emu.not_found(&token, &a_url, "PolicyAssignmentNotFound")
+        .await;
 }
 
 #[tokio::test]
@@ -455,8 +443,6 @@ async fn scopes_hierarchy_and_resource_group_delete() {
         .await;
     assert_eq!(status, StatusCode::OK, "the delete never finishes");
     for gone in [&assignment_url, &rg_url] {
-        let get = (Method::GET, gone.as_str(), None);
-        emu.expect_error(&token, get, StatusCode::NOT_FOUND, "ResourceGroupNotFound")
-            .await;
+        emu.not_found(&token, gone, "ResourceGroupNotFound").await;
     }
 }

@@ -68,15 +68,8 @@ async fn definition_versions_at_every_scope() {
     let one = emu.get_ok(&token, &version_url("1.0.0")).await;
     assert_eq!(one["properties"]["displayName"], "one");
     assert_eq!(one["id"], format!("{def}/versions/1.0.0"));
-    let missing = version_url("9.9.9");
-    let get_missing = (Method::GET, missing.as_str(), None);
-    emu.expect_error(
-        &token,
-        get_missing,
-        StatusCode::NOT_FOUND,
-        "PolicyDefinitionVersionNotFound",
-    )
-    .await;
+    let missing = "PolicyDefinitionVersionNotFound";
+    emu.not_found(&token, &version_url("9.9.9"), missing).await;
 
     // A version PUT: 201 then 200; the definition shows the newest version.
     let url = version_url("10.0.0");
@@ -262,13 +255,7 @@ async fn builtin_and_set_definition_versions() {
     let all = list_versions(&emu, &token, &sub, "PolicySetDefinition").await;
     assert_eq!(all.len(), 2);
     let missing = format!("{set}/versions/3.0.0?{POLICY_API}");
-    let get_missing = (Method::GET, missing.as_str(), None);
-    emu.expect_error(
-        &token,
-        get_missing,
-        StatusCode::NOT_FOUND,
-        "PolicySetDefinitionVersionNotFound",
-    )
-    .await;
+    emu.not_found(&token, &missing, "PolicySetDefinitionVersionNotFound")
+        .await;
     emu.running.shutdown().await;
 }
