@@ -40,6 +40,21 @@ fn cost_tag_definition() -> Value {
                 "operations": [{"operation": "addOrReplace", "field": "tags['cost']", "value": "[parameters('value')]"}]}}}}})
 }
 
+/// An `effect` IfNotExists rule on clusters whose own Image Cleaner is off; `more` adds to the
+/// effect's details (a DeployIfNotExists' deployment and roles).
+fn image_cleaner_definition(display: &str, effect: &str, more: Value) -> Value {
+    let mut details = json!({
+        "type": "Microsoft.ContainerService/managedClusters", "name": "[field('name')]",
+        "existenceCondition": {"field": "Microsoft.ContainerService/managedClusters/securityProfile.imageCleaner.enabled", "equals": "true"}});
+    if let (Some(details), Some(more)) = (details.as_object_mut(), more.as_object()) {
+        details.extend(more.clone());
+    }
+    json!({"properties": {
+        "mode": "Indexed", "displayName": display,
+        "policyRule": {"if": {"field": "type", "equals": "Microsoft.ContainerService/managedClusters"},
+            "then": {"effect": effect, "details": details}}}})
+}
+
 /// Assignment properties: `definition` with its parameters' defaults.
 fn plain(definition: &str) -> Value {
     json!({"policyDefinitionId": definition})
@@ -322,12 +337,8 @@ async fn if_not_exists_and_modify_states_with_kubernetes_mode_alongside() {
         "tags": {"cost": "cc-1"},
         "properties": {"securityProfile": {"imageCleaner": {"enabled": true, "intervalHours": 24}}}})).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    let aine = arm.define(sub, "image-cleaner", json!({"properties": {
-        "mode": "Indexed", "displayName": "Image Cleaner on",
-        "policyRule": {"if": {"field": "type", "equals": "Microsoft.ContainerService/managedClusters"},
-            "then": {"effect": "AuditIfNotExists", "details": {
-                "type": "Microsoft.ContainerService/managedClusters", "name": "[field('name')]",
-                "existenceCondition": {"field": "Microsoft.ContainerService/managedClusters/securityProfile.imageCleaner.enabled", "equals": "true"}}}}}})).await;
+    let aine = image_cleaner_definition("Image Cleaner on", "AuditIfNotExists", json!({}));
+    let aine = arm.define(sub, "image-cleaner", aine).await;
     let modify = arm.define(sub, "cost-tag", cost_tag_definition()).await;
     let a_aine = arm.assign(sub, "cleaner", plain(&aine)).await;
     let a_modify = arm.assign(sub, "cost", plain(&modify)).await;
@@ -413,14 +424,10 @@ async fn remediation_runs_what_each_definition_asks_for() {
     let url = cluster_url(sub, "rg", "c1");
     let (status, body) = arm.put_cluster("rg", "c1").await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    let dine = arm.define(sub, "image-cleaner", json!({"properties": {
-        "mode": "Indexed", "displayName": "Deploy Image Cleaner",
-        "policyRule": {"if": {"field": "type", "equals": "Microsoft.ContainerService/managedClusters"},
-            "then": {"effect": "DeployIfNotExists", "details": {
-                "type": "Microsoft.ContainerService/managedClusters", "name": "[field('name')]",
-                "roleDefinitionIds": ["/providers/Microsoft.Authorization/roleDefinitions/ed7f3fbd-7b88-4dd4-9017-9adb7ce333f8"],
-                "existenceCondition": {"field": "Microsoft.ContainerService/managedClusters/securityProfile.imageCleaner.enabled", "equals": "true"},
-                "deployment": cleaner_deployment()}}}}})).await;
+    let deploy = json!({"deployment": cleaner_deployment(),
+        "roleDefinitionIds": ["/providers/Microsoft.Authorization/roleDefinitions/ed7f3fbd-7b88-4dd4-9017-9adb7ce333f8"]});
+    let dine = image_cleaner_definition("Deploy Image Cleaner", "DeployIfNotExists", deploy);
+    let dine = arm.define(sub, "image-cleaner", dine).await;
     let modify = arm.define(sub, "cost-tag", cost_tag_definition()).await;
     let a_dine = arm.assign(sub, "cleaner", plain(&dine)).await;
     let cc42 = json!({"policyDefinitionId": modify, "parameters": {"value": {"value": "cc-42"}}});

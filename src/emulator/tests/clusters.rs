@@ -139,13 +139,8 @@ async fn cluster_lifecycle_with_lro_etag_and_addon() {
     let (_, _, got) = emu.get(Some(&token), &url).await;
     assert_eq!(got["tags"]["env"], "dev", "tags are in place while it runs");
     wait_for_state(&emu, &token, &url, "Succeeded").await;
-    let (items, _) = emu
-        .list_all(
-            &token,
-            &format!("{sub}/providers/Microsoft.ContainerService/managedClusters?{AKS_API}"),
-        )
-        .await;
-    assert_eq!(items.len(), 1);
+    let clusters = format!("{sub}/providers/Microsoft.ContainerService/managedClusters?{AKS_API}");
+    assert_eq!(emu.count(&token, &clusters).await, 1);
     let (status, headers, _) = emu.send(&token, Method::DELETE, &url, None).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let location = headers["location"].to_str().expect("location").to_string();

@@ -60,7 +60,15 @@ async fn until_idle(emu: &Emu, token: &str, id: &str) -> Value {
     body
 }
 
-async fn remediate(emu: &Emu, token: &str, scope: &str, name: &str, assignment: &str) -> Value {
+/// Runs remediation `name` of `assignment` at `scope` to its end, which must be `state` with
+/// `count` deployments under `counter` (`failedDeployments`, `successfulDeployments`).
+async fn remediate(
+    emu: &Emu,
+    token: &str,
+    (scope, name): (&str, &str),
+    assignment: &str,
+    (state, counter, count): (&str, &str, u64),
+) {
     let url =
         format!("{scope}/providers/Microsoft.PolicyInsights/remediations/{name}?{INSIGHTS_API}");
     let body = json!({"properties": {"policyAssignmentId": assignment}});
@@ -68,7 +76,9 @@ async fn remediate(emu: &Emu, token: &str, scope: &str, name: &str, assignment: 
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let (_, r) = emu.poll(token, &url, 20, |_, _, r| settled(r)).await;
     assert!(settled(&r), "remediation {name} never finished: {r}");
-    r
+    assert_eq!(r["properties"]["provisioningState"], state, "{r}");
+    let counted = &r["properties"]["deploymentStatus"][counter];
+    assert_eq!(counted, count, "{r}");
 }
 
 #[tokio::test]
@@ -306,15 +316,8 @@ async fn dine_remediation_deploys_as_the_identity_only_with_its_roles() {
         .to_string();
 
     // Without roles every deployment fails as Azure's do, and nothing changes.
-    let failed = remediate(&emu, &token, mg, "without-roles", &assignment).await;
-    assert_eq!(
-        failed["properties"]["provisioningState"], "Failed",
-        "{failed}"
-    );
-    assert_eq!(
-        failed["properties"]["deploymentStatus"]["failedDeployments"], 2,
-        "{failed}"
-    );
+    let failed = ("Failed", "failedDeployments", 2);
+    remediate(&emu, &token, (mg, "without-roles"), &assignment, failed).await;
     let list_url = format!("{mg}/providers/Microsoft.PolicyInsights/remediations/without-roles/listDeployments?{INSIGHTS_API}");
     let (_, deployments) = emu.post(&token, &list_url).await;
     let errors: Vec<String> = deployments["value"]
@@ -361,15 +364,8 @@ async fn dine_remediation_deploys_as_the_identity_only_with_its_roles() {
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
     }
-    let done = remediate(&emu, &token, mg, "with-roles", &assignment).await;
-    assert_eq!(
-        done["properties"]["provisioningState"], "Succeeded",
-        "{done}"
-    );
-    assert_eq!(
-        done["properties"]["deploymentStatus"]["successfulDeployments"], 2,
-        "{done}"
-    );
+    let done = ("Succeeded", "successfulDeployments", 2);
+    remediate(&emu, &token, (mg, "with-roles"), &assignment, done).await;
     for id in &clusters {
         let c = until_idle(&emu, &token, id).await;
         assert_eq!(

@@ -79,16 +79,6 @@ impl Emu {
         )
         .await
     }
-
-    /// The token's `appid`, after checking ARM accepts it.
-    async fn arm_accepts(&self, token: &str) -> String {
-        self.get_ok(token, "/subscriptions?api-version=2022-12-01")
-            .await;
-        let payload = token.split('.').nth(1).expect("JWT payload");
-        let claims: Value =
-            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("b64")).expect("json");
-        claims["appid"].as_str().expect("appid").to_string()
-    }
 }
 
 fn aadsts(body: &Value) -> String {
@@ -290,28 +280,36 @@ async fn managed_identity_endpoint_speaks_imds() {
     let (status, _) = get(format!("{resource}&client_id={}", info.msi_client_id), true).await;
     assert_eq!(status, StatusCode::OK);
 
-    let (status, body) = get(resource.to_string(), false).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(
-        body["error_description"],
-        "Required metadata header not specified"
-    );
-    let (status, body) = get(format!("{resource}&client_id={}", info.client_id), true).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(body["error_description"], "Identity not found");
-    let (status, body) = get(
-        "?api-version=2018-02-01&resource=https%3A%2F%2Fgraph.microsoft.com%2F".to_string(),
-        true,
-    )
-    .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(body["error"], "invalid_resource");
-    let (status, _) = get(
-        "?resource=https%3A%2F%2Fmanagement.azure.com%2F".into(),
-        true,
-    )
-    .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // (query, Metadata header sent, what IMDS says in which field)
+    let graph = "?api-version=2018-02-01&resource=https%3A%2F%2Fgraph.microsoft.com%2F";
+    for (query, metadata, says) in [
+        (
+            resource.to_string(),
+            false,
+            Some((
+                "error_description",
+                "Required metadata header not specified",
+            )),
+        ),
+        (
+            format!("{resource}&client_id={}", info.client_id),
+            true,
+            Some(("error_description", "Identity not found")),
+        ),
+        (graph.to_string(), true, Some(("error", "invalid_resource"))),
+        // No api-version.
+        (
+            "?resource=https%3A%2F%2Fmanagement.azure.com%2F".into(),
+            true,
+            None,
+        ),
+    ] {
+        let (status, body) = get(query.clone(), metadata).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
+        if let Some((field, message)) = says {
+            assert_eq!(body[field], message, "{query}");
+        }
+    }
     emu.running.shutdown().await;
 }
 

@@ -123,13 +123,9 @@ async fn compliance_remediation_and_trigger_scan() {
     assert_eq!(status, StatusCode::CREATED);
     let cancelled = emu.post_ok(&token, &second.replace("?", "/cancel?")).await;
     assert_eq!(cancelled["properties"]["provisioningState"], "Cancelling");
-    let (items, _) = emu
-        .list_all(
-            &token,
-            &format!("{sub}/providers/Microsoft.PolicyInsights/remediations?{INSIGHTS_API}"),
-        )
-        .await;
-    assert_eq!(items.len(), 2);
+    let remediations =
+        format!("{sub}/providers/Microsoft.PolicyInsights/remediations?{INSIGHTS_API}");
+    assert_eq!(emu.count(&token, &remediations).await, 2);
     let (status, _) = emu.delete(&token, &second).await;
     assert_eq!(status, StatusCode::OK);
 

@@ -57,8 +57,7 @@ async fn custom_definitions_write_validate_and_list() {
         "{sub}/providers/Microsoft.Authorization/policyDefinitions?{POLICY_API}&$filter={}",
         super::urlencode("policyType eq 'Custom'")
     );
-    let (items, _) = emu.list_all(&token, &list).await;
-    assert_eq!(items.len(), 1);
+    assert_eq!(emu.count(&token, &list).await, 1);
     let (all, _) = emu
         .list_all(
             &token,
@@ -250,8 +249,7 @@ async fn sets_assignments_and_exemptions() {
         "atExactScope()",
         &format!("policyDefinitionId eq '{def}'"),
     ] {
-        let (items, _) = emu.list_all(&token, &list(filter)).await;
-        assert_eq!(items.len(), 1, "{filter}");
+        assert_eq!(emu.count(&token, &list(filter)).await, 1, "{filter}");
     }
     let (items, _) = emu
         .list_all(&token, &list("policyDefinitionId eq '/providers/x'"))
@@ -273,8 +271,7 @@ async fn sets_assignments_and_exemptions() {
             super::urlencode(filter)
         )
     };
-    let (items, _) = emu.list_all(&token, &ex_list("atScope()")).await;
-    assert_eq!(items.len(), 1);
+    assert_eq!(emu.count(&token, &ex_list("atScope()")).await, 1);
     // A single-definition assignment takes no reference ids.
     let mut with_refs = expired.clone();
     with_refs["properties"]["policyDefinitionReferenceIds"] = json!(["anything"]);
@@ -409,8 +406,7 @@ async fn scopes_hierarchy_and_resource_group_delete() {
         (at_scope(&sub), 1, "atScope() at the subscription"),
         (unfiltered, 2, "the unfiltered list includes child scopes"),
     ] {
-        let (items, _) = emu.list_all(&token, &list).await;
-        assert_eq!(items.len(), want, "{why}");
+        assert_eq!(emu.count(&token, &list).await, want, "{why}");
     }
 
     // Management-group assignment names are limited to 24 characters.
