@@ -139,7 +139,7 @@ async fn durability_child_server() {
     let Ok(dir) = std::env::var("AKSPOLICY_EMULATOR_CHILD_DIR") else {
         return;
     };
-    let _emu = start_emu(std::path::Path::new(&dir), None).await;
+    let _emu = start_emu(std::path::Path::new(&dir)).await;
     // Serve until killed.
     tokio::time::sleep(Duration::from_secs(120)).await;
 }

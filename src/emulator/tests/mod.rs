@@ -58,10 +58,9 @@ pub(super) async fn temporary_emu() -> Emu {
     temporary(|_| {}).await
 }
 
-pub(super) async fn start_emu(dir: &Path, builtins: Option<PathBuf>) -> Emu {
-    let mut config = Config::new(dir);
-    config.builtins_dir = builtins;
-    start_config(config).await
+/// An emulator on a state directory the test keeps (to look into it, or to restart on it).
+pub(super) async fn start_emu(dir: &Path) -> Emu {
+    start_config(Config::new(dir)).await
 }
 
 /// Starts with a given configuration (fault profile, ...).
@@ -787,7 +786,7 @@ async fn secrets_on_disk_are_private() {
     std::fs::write(dir.join("env.sh"), b"").expect("old env.sh");
     std::fs::set_permissions(dir.join("env.sh"), std::fs::Permissions::from_mode(0o644))
         .expect("chmod");
-    let emu = start_emu(&dir, None).await;
+    let emu = start_emu(&dir).await;
     let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
     assert_eq!(mode(&dir), 0o700);
     assert_eq!(mode(&dir.join(super::DB_FILE)), 0o600);
@@ -808,13 +807,13 @@ fn non_loopback_listen_is_warned_about() {
 #[tokio::test]
 async fn restart_keeps_identity_ca_and_tokens() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let first = start_emu(dir.path(), None).await;
+    let first = start_emu(dir.path()).await;
     let info1 = first.running.info().clone();
     let ca1 = std::fs::read(&info1.ca_cert).expect("ca");
     let token = first.token().await;
     first.running.shutdown().await;
 
-    let second = start_emu(dir.path(), None).await;
+    let second = start_emu(dir.path()).await;
     let info2 = second.running.info().clone();
     assert_eq!(info1.subscription_id, info2.subscription_id);
     assert_eq!(info1.tenant_id, info2.tenant_id);
@@ -896,7 +895,7 @@ async fn several_subscriptions_are_created_listed_exported_and_kept() {
     first.running.shutdown().await;
 
     // A restart without the flag keeps every subscription and its ids.
-    let second = start_emu(dir.path(), None).await;
+    let second = start_emu(dir.path()).await;
     assert_eq!(
         second.running.info().subscription_ids,
         info.subscription_ids
