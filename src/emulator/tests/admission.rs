@@ -6,11 +6,9 @@ use serde_json::{json, Value};
 
 use super::clusters::fast_emu;
 use super::Emu;
+use super::{AKS_API, POLICY_API};
 use crate::policy::constraint_template::TemplateSpec;
 use crate::policy::kubernetes_body::{KindMatch, KubernetesDefinitionSpec, TemplateSource};
-
-const AKS_API: &str = "api-version=2026-04-01";
-const POLICY_API: &str = "api-version=2025-03-01";
 
 fn privileged_deployment(ns: &str) -> Value {
     json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
@@ -39,15 +37,14 @@ async fn admission_state(emu: &Emu, token: &str, cluster: &str) -> Value {
 
 #[tokio::test]
 async fn webhook_denies_and_audit_reports() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (emu, token, sub) = fast_emu(dir.path(), 0).await;
+    let (emu, token, sub) = fast_emu(0).await;
     let rg = format!("{sub}/resourceGroups/rg");
     let cluster = format!("{rg}/providers/Microsoft.ContainerService/managedClusters/c1");
-    let (status, _, body) = emu
-        .send(&token, Method::PUT, &format!("{cluster}?{AKS_API}"), Some(&json!({
+    let (status, body) = emu
+        .put(&token, &format!("{cluster}?{AKS_API}"), &json!({
             "location": "westeurope",
             "properties": {"dnsPrefix": "c1", "addonProfiles": {"azurepolicy": {"enabled": true}}}
-        })))
+        }))
         .await;
     assert!(status.is_success(), "{body}");
     let admit = |review: Value| admit(&emu, &token, &cluster, review);
@@ -57,9 +54,14 @@ async fn webhook_denies_and_audit_reports() {
 
     // The baseline initiative with DoNotEnforce only audits.
     let set = "/providers/Microsoft.Authorization/policySetDefinitions/a8640138-9b0a-4a28-b8cb-1666c838647d";
-    let (status, _, body) = emu
-        .send(&token, Method::PUT, &format!("{rg}/providers/Microsoft.Authorization/policyAssignments/baseline?{POLICY_API}"),
-            Some(&json!({"properties": {"policyDefinitionId": set, "enforcementMode": "DoNotEnforce"}})))
+    let (status, body) = emu
+        .put(
+            &token,
+            &format!(
+                "{rg}/providers/Microsoft.Authorization/policyAssignments/baseline?{POLICY_API}"
+            ),
+            &json!({"properties": {"policyDefinitionId": set, "enforcementMode": "DoNotEnforce"}}),
+        )
         .await;
     assert!(status.is_success(), "{body}");
     let answer = admit(privileged_deployment("apps")).await;
@@ -68,15 +70,12 @@ async fn webhook_denies_and_audit_reports() {
     // A direct assignment with deny and expansion refuses it, in Gatekeeper's format.
     let def =
         "/providers/Microsoft.Authorization/policyDefinitions/95edb821-ddaf-4404-9732-666045e056b4";
-    let (status, _, body) = emu
-        .send(
+    let (status, body) = emu
+        .put(
             &token,
-            Method::PUT,
             &format!("{rg}/providers/Microsoft.Authorization/policyAssignments/deny?{POLICY_API}"),
-            Some(
-                &json!({"properties": {"policyDefinitionId": def, "parameters": {
+            &json!({"properties": {"policyDefinitionId": def, "parameters": {
                 "effect": {"value": "Deny"}, "source": {"value": "Generated"}}}}),
-            ),
         )
         .await;
     assert!(status.is_success(), "{body}");
@@ -116,10 +115,7 @@ async fn webhook_denies_and_audit_reports() {
 
     // The admitted privileged Deployment makes the cluster non-compliant with the deny
     // assignment (its audit sees the generated Pod).
-    let (status, _, summary) = emu
-        .send(&token, Method::POST, &format!("{rg}/providers/Microsoft.Authorization/policyAssignments/deny/providers/Microsoft.PolicyInsights/policyStates/latest/summarize?api-version=2019-10-01"), None)
-        .await;
-    assert_eq!(status, StatusCode::OK, "{summary}");
+    let summary = emu.post_ok(&token, &format!("{rg}/providers/Microsoft.Authorization/policyAssignments/deny/providers/Microsoft.PolicyInsights/policyStates/latest/summarize?api-version=2019-10-01")).await;
     assert_eq!(
         summary["value"][0]["results"]["nonCompliantResources"], 1,
         "{summary}"
@@ -132,15 +128,9 @@ async fn webhook_denies_and_audit_reports() {
             super::urlencode(filter)
         )
     };
-    let (status, _, denied) = emu
-        .send(
-            &token,
-            Method::POST,
-            &events("policyDefinitionAction eq 'deny'"),
-            None,
-        )
+    let denied = emu
+        .post_ok(&token, &events("policyDefinitionAction eq 'deny'"))
         .await;
-    assert_eq!(status, StatusCode::OK, "{denied}");
     let denied = denied["value"].as_array().cloned().unwrap_or_default();
     assert_eq!(denied.len(), 1, "{denied:?}");
     assert_eq!(denied[0]["complianceState"], "NonCompliant");
@@ -152,13 +142,8 @@ async fn webhook_denies_and_audit_reports() {
         .is_some_and(|c| c.ends_with("policyEvents/$metadata#PolicyEvents/$entity")));
     // The baseline initiative's members do not expand Deployments, so its DoNotEnforce
     // assignment saw nothing; every event is the deny assignment's.
-    let (_, _, all) = emu
-        .send(
-            &token,
-            Method::POST,
-            &events("policyDefinitionAction ne 'deny'"),
-            None,
-        )
+    let (_, all) = emu
+        .post(&token, &events("policyDefinitionAction ne 'deny'"))
         .await;
     assert_eq!(all["value"].as_array().map(Vec::len), Some(0), "{all}");
     emu.running.shutdown().await;
@@ -175,11 +160,11 @@ async fn cluster_with_template(
 ) -> String {
     let rg = format!("{sub}/resourceGroups/rg");
     let cluster = format!("{rg}/providers/Microsoft.ContainerService/managedClusters/c1");
-    let (status, _, body) = emu
-        .send(token, Method::PUT, &format!("{cluster}?{AKS_API}"), Some(&json!({
+    let (status, body) = emu
+        .put(token, &format!("{cluster}?{AKS_API}"), &json!({
             "location": "westeurope",
             "properties": {"dnsPrefix": "c1", "addonProfiles": {"azurepolicy": {"enabled": true}}}
-        })))
+        }))
         .await;
     assert!(status.is_success(), "{body}");
     let (yaml, _) = TemplateSpec {
@@ -206,23 +191,21 @@ async fn cluster_with_template(
     };
     let properties = serde_json::to_value(spec.properties().expect("properties")).expect("json");
     let definition = format!("{sub}/providers/Microsoft.Authorization/policyDefinitions/{kind}");
-    let (status, _, body) = emu
-        .send(
+    let (status, body) = emu
+        .put(
             token,
-            Method::PUT,
             &format!("{definition}?{POLICY_API}"),
-            Some(&json!({"properties": properties})),
+            &json!({"properties": properties}),
         )
         .await;
     assert!(status.is_success(), "{body}");
-    let (status, _, body) = emu
-        .send(
+    let (status, body) = emu
+        .put(
             token,
-            Method::PUT,
             &format!(
                 "{rg}/providers/Microsoft.Authorization/policyAssignments/{kind}?{POLICY_API}"
             ),
-            Some(&json!({"properties": {"policyDefinitionId": definition}})),
+            &json!({"properties": {"policyDefinitionId": definition}}),
         )
         .await;
     assert!(status.is_success(), "{body}");
@@ -234,8 +217,7 @@ async fn cluster_with_template(
 /// keeps answering other requests meanwhile.
 #[tokio::test]
 async fn hostile_template_fails_open_and_the_emulator_keeps_answering() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (emu, token, sub) = fast_emu(dir.path(), 0).await;
+    let (emu, token, sub) = fast_emu(0).await;
     let rego = "package k8shostile\n\nviolation[{\"msg\": \"never\"}] {\n  n := numbers.range(1, count(input.review.object.spec.containers) * 100000)\n  count([1 | n[_]; n[_]]) > 0\n}\n";
     let cluster = cluster_with_template(&emu, &token, &sub, "K8sHostile", rego).await;
 
@@ -288,8 +270,7 @@ async fn hostile_template_fails_open_and_the_emulator_keeps_answering() {
 /// cluster's Provider resources would; bad settings are refused.
 #[tokio::test]
 async fn external_data_answers_come_from_the_evaluation_settings() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (emu, token, sub) = fast_emu(dir.path(), 0).await;
+    let (emu, token, sub) = fast_emu(0).await;
     let rego = "package k8sverified\n\nviolation[{\"msg\": msg}] {\n  images := [c.image | c := input.review.object.spec.containers[_]]\n  response := external_data({\"provider\": \"signatures\", \"keys\": images})\n  count(response.errors) > 0\n  msg := sprintf(\"unverified images: %v\", [response.errors])\n}\n";
     let cluster = cluster_with_template(&emu, &token, &sub, "K8sVerified", rego).await;
     let admit = |uid: &'static str| {
@@ -303,13 +284,10 @@ async fn external_data_answers_come_from_the_evaluation_settings() {
     };
     let settle = |body: Value| {
         let (emu, token) = (&emu, &token);
-        async move {
-            emu.send(token, Method::PUT, "/_emulator/evaluation", Some(&body))
-                .await
-        }
+        async move { emu.put(token, "/_emulator/evaluation", &body).await }
     };
 
-    let (status, _, body) =
+    let (status, body) =
         settle(json!({"external_data": {"signatures": {"nginx": {"error": "no signature"}}}}))
             .await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -317,7 +295,7 @@ async fn external_data_answers_come_from_the_evaluation_settings() {
     assert_eq!(denied["response"]["allowed"], false, "{denied}");
     assert!(denied.to_string().contains("no signature"), "{denied}");
 
-    let (status, _, body) =
+    let (status, body) =
         settle(json!({"external_data": {"signatures": {"nginx": {"value": "signed"}}}})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let admitted = admit("u-2").await;
@@ -328,7 +306,7 @@ async fn external_data_answers_come_from_the_evaluation_settings() {
         json!({"external_data": {"signatures": 1}}),
         json!({"nope": 1}),
     ] {
-        let (status, _, body) = settle(bad.clone()).await;
+        let (status, body) = settle(bad.clone()).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad} -> {body}");
     }
     let (_, _, current) = emu

@@ -7,11 +7,8 @@ use serde_json::{json, Value};
 
 use super::clusters::fast_emu;
 use super::{error_code, Emu};
+use super::{AKS_API, INSIGHTS_API, POLICY_API, RESOURCES_API};
 
-const AKS_API: &str = "api-version=2026-04-01";
-const API: &str = "api-version=2025-03-01";
-const INSIGHTS: &str = "api-version=2024-10-01";
-const MG_API: &str = "api-version=2021-04-01";
 const NO_PRIVILEGE: &str =
     "/providers/Microsoft.Authorization/policyDefinitions/95edb821-ddaf-4404-9732-666045e056b4";
 
@@ -43,6 +40,21 @@ fn cost_tag_definition() -> Value {
                 "operations": [{"operation": "addOrReplace", "field": "tags['cost']", "value": "[parameters('value')]"}]}}}}})
 }
 
+/// An `effect` IfNotExists rule on clusters whose own Image Cleaner is off; `more` adds to the
+/// effect's details (a DeployIfNotExists' deployment and roles).
+fn image_cleaner_definition(display: &str, effect: &str, more: Value) -> Value {
+    let mut details = json!({
+        "type": "Microsoft.ContainerService/managedClusters", "name": "[field('name')]",
+        "existenceCondition": {"field": "Microsoft.ContainerService/managedClusters/securityProfile.imageCleaner.enabled", "equals": "true"}});
+    if let (Some(details), Some(more)) = (details.as_object_mut(), more.as_object()) {
+        details.extend(more.clone());
+    }
+    json!({"properties": {
+        "mode": "Indexed", "displayName": display,
+        "policyRule": {"if": {"field": "type", "equals": "Microsoft.ContainerService/managedClusters"},
+            "then": {"effect": effect, "details": details}}}})
+}
+
 /// Assignment properties: `definition` with its parameters' defaults.
 fn plain(definition: &str) -> Value {
     json!({"policyDefinitionId": definition})
@@ -53,54 +65,77 @@ fn deny_with(definition: &str) -> Value {
     json!({"policyDefinitionId": definition, "parameters": {"effect": {"value": "Deny"}}})
 }
 
-async fn put(emu: &Emu, token: &str, url: &str, body: Value) -> (StatusCode, Value) {
-    let (status, _, resp) = emu.send(token, Method::PUT, url, Some(&body)).await;
-    (status, resp)
-}
-
 fn cluster_url(sub: &str, rg: &str, name: &str) -> String {
     format!("{sub}/resourceGroups/{rg}/providers/Microsoft.ContainerService/managedClusters/{name}?{AKS_API}")
 }
 
-/// PUTs a cluster with nothing but a location (westeurope), as a minimal client does.
-async fn put_cluster(
-    emu: &Emu,
-    token: &str,
-    sub: &str,
-    rg: &str,
-    name: &str,
-) -> (StatusCode, Value) {
-    let body = json!({"location": "westeurope"});
-    put(emu, token, &cluster_url(sub, rg, name), body).await
+/// One test's view of ARM: a temporary emulator (LROs of 100 ms, resource group `rg`
+/// created), a token and the subscription it works in.
+struct Arm {
+    emu: Emu,
+    token: String,
+    sub: String,
 }
 
-async fn define(emu: &Emu, token: &str, sub: &str, name: &str, body: Value) -> String {
-    let id = format!("{sub}/providers/Microsoft.Authorization/policyDefinitions/{name}");
-    let (status, resp) = put(emu, token, &format!("{id}?{API}"), body).await;
-    assert!(status.is_success(), "{resp}");
-    id
-}
+impl Arm {
+    async fn start() -> Self {
+        let (emu, token, sub) = fast_emu(100).await;
+        Self { emu, token, sub }
+    }
 
-async fn assign(emu: &Emu, token: &str, scope: &str, name: &str, properties: Value) -> String {
-    let id = format!("{scope}/providers/Microsoft.Authorization/policyAssignments/{name}");
-    let (status, resp) = put(
-        emu,
-        token,
-        &format!("{id}?{API}"),
-        json!({"properties": properties}),
-    )
-    .await;
-    assert!(status.is_success(), "{resp}");
-    id
-}
+    async fn put(&self, url: &str, body: Value) -> (StatusCode, Value) {
+        self.emu.put(&self.token, url, &body).await
+    }
 
-async fn states(emu: &Emu, token: &str, sub: &str) -> Vec<Value> {
-    let url = format!(
-        "{sub}/providers/Microsoft.PolicyInsights/policyStates/latest/queryResults?{INSIGHTS}"
-    );
-    let (status, _, body) = emu.send(token, Method::POST, &url, None).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    body["value"].as_array().cloned().unwrap_or_default()
+    /// PUTs cluster `name` in resource group `rg` with `body`.
+    async fn put_cluster_with(&self, rg: &str, name: &str, body: Value) -> (StatusCode, Value) {
+        self.put(&cluster_url(&self.sub, rg, name), body).await
+    }
+
+    /// PUTs a cluster with nothing but a location (westeurope), as a minimal client does.
+    async fn put_cluster(&self, rg: &str, name: &str) -> (StatusCode, Value) {
+        let body = json!({"location": "westeurope"});
+        self.put_cluster_with(rg, name, body).await
+    }
+
+    async fn define(&self, scope: &str, name: &str, body: Value) -> String {
+        let id = format!("{scope}/providers/Microsoft.Authorization/policyDefinitions/{name}");
+        let (status, resp) = self.put(&format!("{id}?{POLICY_API}"), body).await;
+        assert!(status.is_success(), "{resp}");
+        id
+    }
+
+    /// The local-accounts rule defined at `scope` as `local-accounts`; its id.
+    async fn local_accounts(&self, scope: &str) -> String {
+        self.define(scope, "local-accounts", local_accounts_definition())
+            .await
+    }
+
+    async fn assign(&self, scope: &str, name: &str, properties: Value) -> String {
+        let id = format!("{scope}/providers/Microsoft.Authorization/policyAssignments/{name}");
+        let body = json!({"properties": properties});
+        let (status, resp) = self.put(&format!("{id}?{POLICY_API}"), body).await;
+        assert!(status.is_success(), "{resp}");
+        id
+    }
+
+    /// The subscription's latest policy states.
+    async fn states(&self) -> Vec<Value> {
+        let url = format!(
+            "{}/providers/Microsoft.PolicyInsights/policyStates/latest/queryResults?{INSIGHTS_API}",
+            self.sub
+        );
+        let body = self
+            .emu
+            .expect(&self.token, Method::POST, &url, None, StatusCode::OK)
+            .await;
+        body["value"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// The compliance state of `cluster` for `assignment` in the latest states.
+    async fn state_of(&self, assignment: &str, cluster: &str) -> Option<String> {
+        state_of(&self.states().await, assignment, cluster).map(str::to_string)
+    }
 }
 
 fn state_of<'a>(rows: &'a [Value], assignment: &str, cluster: &str) -> Option<&'a str> {
@@ -118,28 +153,14 @@ fn state_of<'a>(rows: &'a [Value], assignment: &str, cluster: &str) -> Option<&'
 
 #[tokio::test]
 async fn deny_refuses_non_compliant_writes_with_policy_violation_details() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (emu, token, sub) = fast_emu(dir.path(), 100).await;
-    let def = define(
-        &emu,
-        &token,
-        &sub,
-        "local-accounts",
-        local_accounts_definition(),
-    )
-    .await;
-    let assignment = assign(
-        &emu,
-        &token,
-        &sub,
-        "no-local",
-        json!({
-        "policyDefinitionId": def, "displayName": "No local accounts",
-        "parameters": {"effect": {"value": "Deny"}}}),
-    )
-    .await;
+    let arm = Arm::start().await;
+    let sub = &arm.sub;
+    let def = arm.local_accounts(sub).await;
+    let deny = json!({"policyDefinitionId": def, "displayName": "No local accounts",
+        "parameters": {"effect": {"value": "Deny"}}});
+    let assignment = arm.assign(sub, "no-local", deny).await;
 
-    let (status, body) = put_cluster(&emu, &token, &sub, "rg", "bad").await;
+    let (status, body) = arm.put_cluster("rg", "bad").await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(error_code(&body), "RequestDisallowedByPolicy");
     assert_eq!(body["error"]["target"], "bad");
@@ -156,32 +177,24 @@ async fn deny_refuses_non_compliant_writes_with_policy_violation_details() {
         .unwrap_or_default()
         .contains("was disallowed by policy"));
     // Nothing was created.
-    let (status, _, _) = emu.get(Some(&token), &cluster_url(&sub, "rg", "bad")).await;
+    let (status, _, _) = arm
+        .emu
+        .get(Some(&arm.token), &cluster_url(sub, "rg", "bad"))
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
-    let (status, body) = put(
-        &emu,
-        &token,
-        &cluster_url(&sub, "rg", "good"),
-        json!({"location": "westeurope", "properties": {"disableLocalAccounts": true}}),
-    )
-    .await;
+    let local_off = json!({"location": "westeurope", "properties": {"disableLocalAccounts": true}});
+    let (status, body) = arm.put_cluster_with("rg", "good", local_off).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
 
     // Overrides change the effect without touching the assignment's parameters.
-    assign(
-        &emu,
-        &token,
-        &sub,
-        "no-local",
-        json!({
+    let overridden = json!({
         "policyDefinitionId": def, "parameters": {"effect": {"value": "Deny"}},
-        "overrides": [{"kind": "policyEffect", "value": "Audit"}]}),
-    )
-    .await;
-    let (status, body) = put_cluster(&emu, &token, &sub, "rg", "audited").await;
+        "overrides": [{"kind": "policyEffect", "value": "Audit"}]});
+    arm.assign(sub, "no-local", overridden).await;
+    let (status, body) = arm.put_cluster("rg", "audited").await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    let rows = states(&emu, &token, &sub).await;
+    let rows = arm.states().await;
     assert_eq!(
         state_of(&rows, &assignment, "audited"),
         Some("NonCompliant")
@@ -191,70 +204,47 @@ async fn deny_refuses_non_compliant_writes_with_policy_violation_details() {
 
 #[tokio::test]
 async fn enforcement_mode_not_scopes_exemptions_and_selectors_let_writes_through() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (emu, token, sub) = fast_emu(dir.path(), 100).await;
-    let (status, body) = put(
-        &emu,
-        &token,
-        &format!("{sub}/resourceGroups/sandbox?api-version=2021-04-01"),
-        json!({"location": "westeurope"}),
-    )
-    .await;
+    let arm = Arm::start().await;
+    let sub = &arm.sub;
+    let (status, body) = arm.emu.put_group(&arm.token, sub, "sandbox").await;
     assert!(status.is_success(), "{body}");
-    let def = define(
-        &emu,
-        &token,
-        &sub,
-        "local-accounts",
-        local_accounts_definition(),
-    )
-    .await;
+    let def = arm.local_accounts(sub).await;
 
     // DoNotEnforce: admitted, reported non-compliant.
-    let soft = assign(
-        &emu,
-        &token,
-        &sub,
-        "soft",
-        json!({"policyDefinitionId": def,
-        "enforcementMode": "DoNotEnforce", "parameters": {"effect": {"value": "Deny"}}}),
-    )
-    .await;
-    let (status, body) = put_cluster(&emu, &token, &sub, "rg", "c1").await;
+    let soft = json!({"policyDefinitionId": def,
+        "enforcementMode": "DoNotEnforce", "parameters": {"effect": {"value": "Deny"}}});
+    let soft = arm.assign(sub, "soft", soft).await;
+    let (status, body) = arm.put_cluster("rg", "c1").await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    let rows = states(&emu, &token, &sub).await;
-    assert_eq!(state_of(&rows, &soft, "c1"), Some("NonCompliant"));
+    assert_eq!(
+        arm.state_of(&soft, "c1").await.as_deref(),
+        Some("NonCompliant")
+    );
 
     // notScopes keep a resource group out of reach.
-    let hard = assign(
-        &emu,
-        &token,
-        &sub,
-        "hard",
-        json!({"policyDefinitionId": def,
+    let hard = json!({"policyDefinitionId": def,
         "notScopes": [format!("{sub}/resourceGroups/sandbox")],
-        "parameters": {"effect": {"value": "Deny"}}}),
-    )
-    .await;
-    let (status, _) = put_cluster(&emu, &token, &sub, "sandbox", "c2").await;
+        "parameters": {"effect": {"value": "Deny"}}});
+    let hard = arm.assign(sub, "hard", hard).await;
+    let (status, _) = arm.put_cluster("sandbox", "c2").await;
     assert_eq!(status, StatusCode::CREATED);
-    let (status, body) = put_cluster(&emu, &token, &sub, "rg", "c3").await;
+    let (status, body) = arm.put_cluster("rg", "c3").await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
 
     // An exemption on the resource group lifts the deny there.
     let exemption =
         format!("{sub}/resourceGroups/rg/providers/Microsoft.Authorization/policyExemptions/ok");
-    let (status, body) = put(
-        &emu,
-        &token,
-        &format!("{exemption}?api-version=2022-07-01-preview"),
-        json!({"properties": {"policyAssignmentId": hard, "exemptionCategory": "Waiver"}}),
-    )
-    .await;
+    let waiver = json!({"properties": {"policyAssignmentId": hard, "exemptionCategory": "Waiver"}});
+    let (status, body) = arm
+        .put(
+            &format!("{exemption}?api-version=2022-07-01-preview"),
+            waiver,
+        )
+        .await;
     assert!(status.is_success(), "{body}");
-    let (status, body) = put_cluster(&emu, &token, &sub, "rg", "c3").await;
+    let (status, body) = arm.put_cluster("rg", "c3").await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    let rows = states(&emu, &token, &sub).await;
+    let rows = arm.states().await;
     assert_eq!(state_of(&rows, &hard, "c3"), Some("Exempt"));
     assert_eq!(
         state_of(&rows, &hard, "c2"),
@@ -263,138 +253,97 @@ async fn enforcement_mode_not_scopes_exemptions_and_selectors_let_writes_through
     );
 
     // Resource selectors: only clusters in eastus are evaluated.
-    assign(&emu, &token, &sub, "eastonly", json!({"policyDefinitionId": def,
+    arm.assign(sub, "eastonly", json!({"policyDefinitionId": def,
         "notScopes": [format!("{sub}/resourceGroups/rg")],
         "resourceSelectors": [{"name": "east", "selectors": [{"kind": "resourceLocation", "in": ["eastus"]}]}],
         "parameters": {"effect": {"value": "Deny"}}})).await;
-    let (status, _) = put_cluster(&emu, &token, &sub, "sandbox", "west").await;
+    let (status, _) = arm.put_cluster("sandbox", "west").await;
     assert_eq!(status, StatusCode::CREATED);
-    let (status, body) = put(
-        &emu,
-        &token,
-        &cluster_url(&sub, "sandbox", "east"),
-        json!({"location": "eastus"}),
-    )
-    .await;
+    let east = json!({"location": "eastus"});
+    let (status, body) = arm.put_cluster_with("sandbox", "east", east).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
 }
 
 #[tokio::test]
 async fn management_group_assignments_cover_subscriptions_below() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (emu, token, sub) = fast_emu(dir.path(), 100).await;
-    let sub_id = sub.trim_start_matches("/subscriptions/").to_string();
+    let arm = Arm::start().await;
+    let sub_id = arm.sub.trim_start_matches("/subscriptions/").to_string();
     let top = "/providers/Microsoft.Management/managementGroups/top";
     let child = "/providers/Microsoft.Management/managementGroups/leaf";
-    let (status, _) = put(
-        &emu,
-        &token,
-        &format!("{top}?{MG_API}"),
-        json!({"properties": {}}),
-    )
-    .await;
-    assert_eq!(status, StatusCode::ACCEPTED);
-    let (status, _) = put(
-        &emu,
-        &token,
-        &format!("{child}?{MG_API}"),
-        json!({"properties": {"details": {"parent": {"id": top}}}}),
-    )
-    .await;
-    assert_eq!(status, StatusCode::ACCEPTED);
-    let (status, _, _) = emu
-        .send(
-            &token,
-            Method::PUT,
-            &format!("{child}/subscriptions/{sub_id}?{MG_API}"),
-            None,
-        )
+    let (status, _) = arm
+        .put(&format!("{top}?{RESOURCES_API}"), json!({"properties": {}}))
         .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let below_top = json!({"properties": {"details": {"parent": {"id": top}}}});
+    let (status, _) = arm
+        .put(&format!("{child}?{RESOURCES_API}"), below_top)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let status = arm.emu.move_subscription(&arm.token, child, &sub_id).await;
     assert_eq!(status, StatusCode::OK);
-    let def = define(
-        &emu,
-        &token,
-        top,
-        "local-accounts",
-        local_accounts_definition(),
-    )
-    .await;
-    assign(&emu, &token, top, "everywhere", deny_with(&def)).await;
-    let (status, body) = put_cluster(&emu, &token, &sub, "rg", "c1").await;
+    let def = arm.local_accounts(top).await;
+    arm.assign(top, "everywhere", deny_with(&def)).await;
+    let (status, body) = arm.put_cluster("rg", "c1").await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
 }
 
 #[tokio::test]
 async fn resource_group_rules_in_all_mode_deny_and_indexed_mode_skips_them() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (emu, token, sub) = fast_emu(dir.path(), 100).await;
+    let arm = Arm::start().await;
+    let sub = &arm.sub;
     let rule = |mode: &str| {
         json!({"properties": {"mode": mode, "displayName": "Groups need an owner tag",
         "policyRule": {"if": {"allOf": [
             {"field": "type", "equals": "Microsoft.Resources/subscriptions/resourceGroups"},
             {"field": "tags['owner']", "exists": false}]}, "then": {"effect": "deny"}}}})
     };
-    let indexed = define(&emu, &token, &sub, "owner-indexed", rule("Indexed")).await;
-    assign(&emu, &token, &sub, "owner-indexed", plain(&indexed)).await;
+    let indexed = arm.define(sub, "owner-indexed", rule("Indexed")).await;
+    arm.assign(sub, "owner-indexed", plain(&indexed)).await;
     let rg = |name: &str| format!("{sub}/resourceGroups/{name}?api-version=2021-04-01");
-    let (status, _) = put(&emu, &token, &rg("free"), json!({"location": "westeurope"})).await;
+    let (status, _) = arm
+        .put(&rg("free"), json!({"location": "westeurope"}))
+        .await;
     assert_eq!(
         status,
         StatusCode::CREATED,
         "Indexed mode does not evaluate resource groups"
     );
-    let all = define(&emu, &token, &sub, "owner-all", rule("All")).await;
-    assign(&emu, &token, &sub, "owner-all", plain(&all)).await;
-    let (status, body) = put(
-        &emu,
-        &token,
-        &rg("untagged"),
-        json!({"location": "westeurope"}),
-    )
-    .await;
+    let all = arm.define(sub, "owner-all", rule("All")).await;
+    arm.assign(sub, "owner-all", plain(&all)).await;
+    let (status, body) = arm
+        .put(&rg("untagged"), json!({"location": "westeurope"}))
+        .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(error_code(&body), "RequestDisallowedByPolicy");
-    let (status, _) = put(
-        &emu,
-        &token,
-        &rg("tagged"),
-        json!({"location": "westeurope", "tags": {"Owner": "me"}}),
-    )
-    .await;
+    let owned = json!({"location": "westeurope", "tags": {"Owner": "me"}});
+    let (status, _) = arm.put(&rg("tagged"), owned).await;
     assert_eq!(status, StatusCode::CREATED);
-    let (status, _, body) = emu
-        .send(
-            &token,
-            Method::PATCH,
-            &rg("tagged"),
-            Some(&json!({"tags": {}})),
-        )
+    let untag = json!({"tags": {}});
+    let (status, _, body) = arm
+        .emu
+        .send(&arm.token, Method::PATCH, &rg("tagged"), Some(&untag))
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
 }
 
 #[tokio::test]
 async fn if_not_exists_and_modify_states_with_kubernetes_mode_alongside() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (emu, token, sub) = fast_emu(dir.path(), 100).await;
+    let arm = Arm::start().await;
+    let sub = &arm.sub;
     // Clusters from before the assignments: Modify only changes later writes.
-    let (status, body) = put_cluster(&emu, &token, &sub, "rg", "plain").await;
+    let (status, body) = arm.put_cluster("rg", "plain").await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    let (status, body) = put(&emu, &token, &cluster_url(&sub, "rg", "tidy"), json!({"location": "westeurope",
+    let (status, body) = arm.put_cluster_with("rg", "tidy", json!({"location": "westeurope",
         "tags": {"cost": "cc-1"},
         "properties": {"securityProfile": {"imageCleaner": {"enabled": true, "intervalHours": 24}}}})).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    let aine = define(&emu, &token, &sub, "image-cleaner", json!({"properties": {
-        "mode": "Indexed", "displayName": "Image Cleaner on",
-        "policyRule": {"if": {"field": "type", "equals": "Microsoft.ContainerService/managedClusters"},
-            "then": {"effect": "AuditIfNotExists", "details": {
-                "type": "Microsoft.ContainerService/managedClusters", "name": "[field('name')]",
-                "existenceCondition": {"field": "Microsoft.ContainerService/managedClusters/securityProfile.imageCleaner.enabled", "equals": "true"}}}}}})).await;
-    let modify = define(&emu, &token, &sub, "cost-tag", cost_tag_definition()).await;
-    let a_aine = assign(&emu, &token, &sub, "cleaner", plain(&aine)).await;
-    let a_modify = assign(&emu, &token, &sub, "cost", plain(&modify)).await;
-    let a_k8s = assign(&emu, &token, &sub, "noprivileged", plain(NO_PRIVILEGE)).await;
-    let rows = states(&emu, &token, &sub).await;
+    let aine = image_cleaner_definition("Image Cleaner on", "AuditIfNotExists", json!({}));
+    let aine = arm.define(sub, "image-cleaner", aine).await;
+    let modify = arm.define(sub, "cost-tag", cost_tag_definition()).await;
+    let a_aine = arm.assign(sub, "cleaner", plain(&aine)).await;
+    let a_modify = arm.assign(sub, "cost", plain(&modify)).await;
+    let a_k8s = arm.assign(sub, "noprivileged", plain(NO_PRIVILEGE)).await;
+    let rows = arm.states().await;
     assert_eq!(state_of(&rows, &a_aine, "plain"), Some("NonCompliant"));
     assert_eq!(state_of(&rows, &a_aine, "tidy"), Some("Compliant"));
     assert_eq!(state_of(&rows, &a_modify, "plain"), Some("NonCompliant"));
@@ -405,60 +354,50 @@ async fn if_not_exists_and_modify_states_with_kubernetes_mode_alongside() {
 
 #[tokio::test]
 async fn new_assignments_take_effect_after_the_evaluation_delay_without_a_trigger() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (emu, token, sub) = fast_emu(dir.path(), 100).await;
-    let (status, body) = emu
-        .set_faults(&token, json!({"policy_evaluation_ms": 1500}))
+    let arm = Arm::start().await;
+    let sub = &arm.sub;
+    let (status, body) = arm
+        .emu
+        .set_faults(&arm.token, json!({"policy_evaluation_ms": 1500}))
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let def = define(
-        &emu,
-        &token,
-        &sub,
-        "local-accounts",
-        local_accounts_definition(),
-    )
-    .await;
-    let a = assign(&emu, &token, &sub, "later", deny_with(&def)).await;
+    let def = arm.local_accounts(sub).await;
+    let a = arm.assign(sub, "later", deny_with(&def)).await;
     // Within the evaluation cycle the assignment is not in effect yet: no deny, no states.
-    let (status, body) = put_cluster(&emu, &token, &sub, "rg", "early").await;
+    let (status, body) = arm.put_cluster("rg", "early").await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    assert_eq!(
-        state_of(&states(&emu, &token, &sub).await, &a, "early"),
-        None
-    );
+    assert_eq!(arm.state_of(&a, "early").await, None);
     tokio::time::sleep(std::time::Duration::from_millis(2600)).await;
     assert_eq!(
-        state_of(&states(&emu, &token, &sub).await, &a, "early"),
+        arm.state_of(&a, "early").await.as_deref(),
         Some("NonCompliant")
     );
-    let (status, body) = put_cluster(&emu, &token, &sub, "rg", "late").await;
+    let (status, body) = arm.put_cluster("rg", "late").await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
 }
 
-async fn remediate(emu: &Emu, token: &str, sub: &str, name: &str, assignment: &str) {
-    let url = format!("{sub}/providers/Microsoft.PolicyInsights/remediations/{name}?{INSIGHTS}");
-    let (status, body) = put(
-        emu,
-        token,
-        &url,
-        json!({"properties": {"policyAssignmentId": assignment}}),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    let mut last = Value::Null;
-    let patience = super::Patience::new();
-    while patience.lasts() {
-        let (_, _, r) = emu.get(Some(token), &url).await;
-        if r["properties"]["provisioningState"] == "Succeeded" {
-            return;
+impl Arm {
+    /// Remediation `name` of `assignment` at the subscription, waited for until it succeeds.
+    async fn remediate(&self, name: &str, assignment: &str) {
+        let url = format!(
+            "{}/providers/Microsoft.PolicyInsights/remediations/{name}?{INSIGHTS_API}",
+            self.sub
+        );
+        let body = json!({"properties": {"policyAssignmentId": assignment}});
+        let (status, body) = self.put(&url, body).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let (_, last) = self
+            .emu
+            .poll(&self.token, &url, 30, |_, _, r| {
+                r["properties"]["provisioningState"] == "Succeeded"
+            })
+            .await;
+        if last["properties"]["provisioningState"] != "Succeeded" {
+            let list = url.replace("?", "/listDeployments?");
+            let (_, deployments) = self.emu.post(&self.token, &list).await;
+            panic!("remediation {name} never succeeded: {last} {deployments}");
         }
-        last = r;
-        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
     }
-    let list = url.replace("?", "/listDeployments?");
-    let (_, _, deployments) = emu.send(token, Method::POST, &list, None).await;
-    panic!("remediation {name} never succeeded: {last} {deployments}");
 }
 
 /// Reads the cluster in an outer deployment's parameters and writes it back with Image
@@ -479,32 +418,21 @@ fn cleaner_deployment() -> Value {
 
 #[tokio::test]
 async fn remediation_runs_what_each_definition_asks_for() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (emu, token, sub) = fast_emu(dir.path(), 100).await;
+    let arm = Arm::start().await;
+    let (sub, token) = (&arm.sub, &arm.token);
     // A cluster from before the assignments: Modify only changes later writes.
-    let url = cluster_url(&sub, "rg", "c1");
-    let (status, body) = put(&emu, &token, &url, json!({"location": "westeurope"})).await;
+    let url = cluster_url(sub, "rg", "c1");
+    let (status, body) = arm.put_cluster("rg", "c1").await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    let dine = define(&emu, &token, &sub, "image-cleaner", json!({"properties": {
-        "mode": "Indexed", "displayName": "Deploy Image Cleaner",
-        "policyRule": {"if": {"field": "type", "equals": "Microsoft.ContainerService/managedClusters"},
-            "then": {"effect": "DeployIfNotExists", "details": {
-                "type": "Microsoft.ContainerService/managedClusters", "name": "[field('name')]",
-                "roleDefinitionIds": ["/providers/Microsoft.Authorization/roleDefinitions/ed7f3fbd-7b88-4dd4-9017-9adb7ce333f8"],
-                "existenceCondition": {"field": "Microsoft.ContainerService/managedClusters/securityProfile.imageCleaner.enabled", "equals": "true"},
-                "deployment": cleaner_deployment()}}}}})).await;
-    let modify = define(&emu, &token, &sub, "cost-tag", cost_tag_definition()).await;
-    let a_dine = assign(&emu, &token, &sub, "cleaner", plain(&dine)).await;
-    let a_modify = assign(
-        &emu,
-        &token,
-        &sub,
-        "cost",
-        json!({"policyDefinitionId": modify,
-        "parameters": {"value": {"value": "cc-42"}}}),
-    )
-    .await;
-    let rows = states(&emu, &token, &sub).await;
+    let deploy = json!({"deployment": cleaner_deployment(),
+        "roleDefinitionIds": ["/providers/Microsoft.Authorization/roleDefinitions/ed7f3fbd-7b88-4dd4-9017-9adb7ce333f8"]});
+    let dine = image_cleaner_definition("Deploy Image Cleaner", "DeployIfNotExists", deploy);
+    let dine = arm.define(sub, "image-cleaner", dine).await;
+    let modify = arm.define(sub, "cost-tag", cost_tag_definition()).await;
+    let a_dine = arm.assign(sub, "cleaner", plain(&dine)).await;
+    let cc42 = json!({"policyDefinitionId": modify, "parameters": {"value": {"value": "cc-42"}}});
+    let a_modify = arm.assign(sub, "cost", cc42).await;
+    let rows = arm.states().await;
     assert_eq!(state_of(&rows, &a_dine, "c1"), Some("NonCompliant"));
     assert_eq!(state_of(&rows, &a_modify, "c1"), Some("NonCompliant"));
     // Both remediate as their assignment's identity, which needs a role allowing the writes.
@@ -512,30 +440,29 @@ async fn remediation_runs_what_each_definition_asks_for() {
         (&a_dine, &dine, json!({})),
         (&a_modify, &modify, json!({"value": {"value": "cc-42"}})),
     ] {
-        let (status, body) = put(
-            &emu,
-            &token,
-            &format!("{assignment}?{API}"),
-            json!({
-            "location": "westeurope", "identity": {"type": "SystemAssigned"},
-            "properties": {"policyDefinitionId": definition, "parameters": parameters}}),
-        )
-        .await;
+        let (status, body) = arm
+            .put(
+                &format!("{assignment}?{POLICY_API}"),
+                json!({
+                "location": "westeurope", "identity": {"type": "SystemAssigned"},
+                "properties": {"policyDefinitionId": definition, "parameters": parameters}}),
+            )
+            .await;
         assert!(status.is_success(), "{body}");
         let principal = body["identity"]["principalId"]
             .as_str()
             .unwrap_or_default()
             .to_string();
-        let (status, body) = put(&emu, &token,
+        let (status, body) = arm.put(
             &format!("{sub}/providers/Microsoft.Authorization/roleAssignments/{}?api-version=2022-04-01", uuid::Uuid::new_v4()),
             json!({"properties": {"principalId": principal,
                 "roleDefinitionId": "/providers/Microsoft.Authorization/roleDefinitions/b24988ac-6180-42a0-ab88-20f7382dd24c"}})).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
     }
 
-    remediate(&emu, &token, &sub, "fix-cleaner", &a_dine).await;
-    remediate(&emu, &token, &sub, "fix-cost", &a_modify).await;
-    let (_, _, cluster) = emu.get(Some(&token), &url).await;
+    arm.remediate("fix-cleaner", &a_dine).await;
+    arm.remediate("fix-cost", &a_modify).await;
+    let (_, _, cluster) = arm.emu.get(Some(token), &url).await;
     assert_eq!(
         cluster["properties"]["securityProfile"]["imageCleaner"]["enabled"], true,
         "{cluster}"
@@ -544,7 +471,7 @@ async fn remediation_runs_what_each_definition_asks_for() {
     // Remediating Image Cleaner leaves the policy add-on alone.
     let addon_on = cluster["properties"]["addonProfiles"]["azurepolicy"]["enabled"] == true;
     assert!(!addon_on, "{cluster}");
-    let rows = states(&emu, &token, &sub).await;
+    let rows = arm.states().await;
     assert_eq!(state_of(&rows, &a_dine, "c1"), Some("Compliant"));
     assert_eq!(state_of(&rows, &a_modify, "c1"), Some("Compliant"));
 }
@@ -563,30 +490,18 @@ async fn real_local_accounts_builtin_denies_from_the_builtins_directory() {
     };
     let builtin: Value = serde_json::from_str(&text).expect("built-in is JSON");
     let name = builtin["name"].as_str().expect("name").to_string();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut config = crate::emulator::Config::new(dir.path());
-    config.builtins_dir = Some(specs);
-    config.faults.lro_ms = 100;
-    let emu = super::start_config(config).await;
-    let token = emu.token().await;
-    let sub = format!("/subscriptions/{}", emu.running.info().subscription_id);
-    let (status, body) = put(
-        &emu,
-        &token,
-        &format!("{sub}/resourceGroups/rg?api-version=2021-04-01"),
-        json!({"location": "westeurope"}),
-    )
+    let (emu, token, sub) = super::signed_in(|config| {
+        config.builtins_dir = Some(specs);
+        config.faults.lro_ms = 100;
+    })
     .await;
+    let arm = Arm { emu, token, sub };
+    let (status, body) = arm.emu.put_group(&arm.token, &arm.sub, "rg").await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let def = format!("/providers/Microsoft.Authorization/policyDefinitions/{name}");
-    let a = assign(&emu, &token, &sub, "local", deny_with(&def)).await;
-    let (status, body) = put(
-        &emu,
-        &token,
-        &cluster_url(&sub, "rg", "c1"),
-        json!({"location": "westeurope", "properties": {"disableLocalAccounts": false}}),
-    )
-    .await;
+    let a = arm.assign(&arm.sub, "local", deny_with(&def)).await;
+    let local_on = json!({"location": "westeurope", "properties": {"disableLocalAccounts": false}});
+    let (status, body) = arm.put_cluster_with("rg", "c1", local_on).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     let info = &body["error"]["additionalInfo"][0]["info"];
     assert_eq!(info["policyDefinitionId"], def.as_str(), "{body}");
@@ -595,21 +510,16 @@ async fn real_local_accounts_builtin_denies_from_the_builtins_directory() {
         info["policyDefinitionDisplayName"], builtin["properties"]["displayName"],
         "{body}"
     );
-    let (status, body) = put(
-        &emu,
-        &token,
-        &cluster_url(&sub, "rg", "c2"),
-        json!({"location": "westeurope", "properties": {"disableLocalAccounts": true}}),
-    )
-    .await;
+    let local_off = json!({"location": "westeurope", "properties": {"disableLocalAccounts": true}});
+    let (status, body) = arm.put_cluster_with("rg", "c2", local_off).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
 }
 
 #[tokio::test]
 async fn modify_alters_the_write_before_deny_judges_it() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (emu, token, sub) = fast_emu(dir.path(), 100).await;
-    let modify = define(&emu, &token, &sub, "local-off", json!({"properties": {
+    let arm = Arm::start().await;
+    let sub = &arm.sub;
+    let modify = arm.define(sub, "local-off", json!({"properties": {
         "mode": "Indexed", "displayName": "Turn local accounts off",
         "policyRule": {"if": {"field": "type", "equals": "Microsoft.ContainerService/managedClusters"},
             "then": {"effect": "modify", "details": {
@@ -617,25 +527,12 @@ async fn modify_alters_the_write_before_deny_judges_it() {
                 "operations": [
                     {"operation": "addOrReplace", "field": "Microsoft.ContainerService/managedClusters/disableLocalAccounts", "value": true},
                     {"operation": "add", "field": "tags['owner']", "value": "platform"}]}}}}})).await;
-    let deny = define(
-        &emu,
-        &token,
-        &sub,
-        "local-accounts",
-        local_accounts_definition(),
-    )
-    .await;
-    let a_modify = assign(&emu, &token, &sub, "fix-local", plain(&modify)).await;
-    assign(&emu, &token, &sub, "no-local", deny_with(&deny)).await;
-    let url = cluster_url(&sub, "rg", "c1");
-    let (status, body) = put(
-        &emu,
-        &token,
-        &url,
-        json!({"location": "westeurope",
-        "tags": {"owner": "team-a"}, "properties": {"disableLocalAccounts": false}}),
-    )
-    .await;
+    let deny = arm.local_accounts(sub).await;
+    let a_modify = arm.assign(sub, "fix-local", plain(&modify)).await;
+    arm.assign(sub, "no-local", deny_with(&deny)).await;
+    let owned_with_local = json!({"location": "westeurope",
+        "tags": {"owner": "team-a"}, "properties": {"disableLocalAccounts": false}});
+    let (status, body) = arm.put_cluster_with("rg", "c1", owned_with_local).await;
     assert_eq!(
         status,
         StatusCode::CREATED,
@@ -646,6 +543,8 @@ async fn modify_alters_the_write_before_deny_judges_it() {
         body["tags"]["owner"], "team-a",
         "add keeps an existing value: {body}"
     );
-    let rows = states(&emu, &token, &sub).await;
-    assert_eq!(state_of(&rows, &a_modify, "c1"), Some("Compliant"));
+    assert_eq!(
+        arm.state_of(&a_modify, "c1").await.as_deref(),
+        Some("Compliant")
+    );
 }

@@ -1,29 +1,16 @@
 //! Managed clusters: the LRO shape, eTags, busy conflicts and the policy add-on identity.
 
-use std::time::Duration;
-
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use super::{error_code, start_config, Emu};
-use crate::emulator::Config;
+use super::AKS_API;
+use super::{signed_in, Emu};
 
-const AKS_API: &str = "api-version=2026-04-01";
-
-pub(super) async fn fast_emu(dir: &std::path::Path, lro_ms: u64) -> (Emu, String, String) {
-    let mut config = Config::new(dir);
-    config.faults.lro_ms = lro_ms;
-    let emu = start_config(config).await;
-    let token = emu.token().await;
-    let sub = format!("/subscriptions/{}", emu.running.info().subscription_id);
-    let (status, _, body) = emu
-        .send(
-            &token,
-            Method::PUT,
-            &format!("{sub}/resourceGroups/rg?api-version=2021-04-01"),
-            Some(&json!({"location": "westeurope"})),
-        )
-        .await;
+/// A temporary emulator whose long-running operations take `lro_ms`, signed in, with resource
+/// group `rg` created.
+pub(super) async fn fast_emu(lro_ms: u64) -> (Emu, String, String) {
+    let (emu, token, sub) = signed_in(|config| config.faults.lro_ms = lro_ms).await;
+    let (status, body) = emu.put_group(&token, &sub, "rg").await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     (emu, token, sub)
 }
@@ -45,16 +32,17 @@ pub(super) async fn create_cluster(emu: &Emu, token: &str, url: &str, body: &Val
 
 /// Polls an Azure-AsyncOperation URL until it reports a terminal status.
 pub(super) async fn wait_operation(emu: &Emu, token: &str, url: &str) -> Value {
-    let patience = super::Patience::new();
-    while patience.lasts() {
-        let (status, _, body) = emu.get(Some(token), url).await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        if body["status"] != "InProgress" {
-            return body;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("operation {url} never finished");
+    let (_, body) = emu
+        .poll(token, url, 50, |status, _, body| {
+            assert_eq!(status, StatusCode::OK, "{body}");
+            body["status"] != "InProgress"
+        })
+        .await;
+    assert_ne!(
+        body["status"], "InProgress",
+        "operation {url} never finished"
+    );
+    body
 }
 
 /// PATCHes a cluster's tags, the one property ARM changes without a full PUT.
@@ -88,8 +76,7 @@ async fn put_with_precondition(
 
 #[tokio::test]
 async fn cluster_lifecycle_with_lro_etag_and_addon() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (emu, token, sub) = fast_emu(dir.path(), 300).await;
+    let (emu, token, sub) = fast_emu(300).await;
     let cluster = format!(
         "{sub}/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/aks1"
     );
@@ -106,14 +93,13 @@ async fn cluster_lifecycle_with_lro_etag_and_addon() {
     assert!(headers.contains_key("retry-after"));
 
     // A write while the operation runs is refused.
-    let (status, _, busy) = emu.send(&token, Method::PUT, &url, Some(&body)).await;
-    assert_eq!(status, StatusCode::CONFLICT);
-    assert_eq!(error_code(&busy), "OperationNotAllowed");
+    let busy = (Method::PUT, url.as_str(), Some(&body));
+    emu.expect_error(&token, busy, StatusCode::CONFLICT, "OperationNotAllowed")
+        .await;
 
     let op = wait_operation(&emu, &token, &op_url).await;
     assert_eq!(op["status"], "Succeeded");
-    let (status, _, got) = emu.get(Some(&token), &url).await;
-    assert_eq!(status, StatusCode::OK);
+    let got = emu.get_ok(&token, &url).await;
     assert_eq!(got["properties"]["provisioningState"], "Succeeded");
     let addon = &got["properties"]["addonProfiles"]["azurePolicy"];
     assert!(addon["identity"]["clientId"].is_string(), "{got}");
@@ -153,13 +139,8 @@ async fn cluster_lifecycle_with_lro_etag_and_addon() {
     let (_, _, got) = emu.get(Some(&token), &url).await;
     assert_eq!(got["tags"]["env"], "dev", "tags are in place while it runs");
     wait_for_state(&emu, &token, &url, "Succeeded").await;
-    let (items, _) = emu
-        .list_all(
-            &token,
-            &format!("{sub}/providers/Microsoft.ContainerService/managedClusters?{AKS_API}"),
-        )
-        .await;
-    assert_eq!(items.len(), 1);
+    let clusters = format!("{sub}/providers/Microsoft.ContainerService/managedClusters?{AKS_API}");
+    assert_eq!(emu.count(&token, &clusters).await, 1);
     let (status, headers, _) = emu.send(&token, Method::DELETE, &url, None).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let location = headers["location"].to_str().expect("location").to_string();
@@ -172,40 +153,24 @@ async fn cluster_lifecycle_with_lro_etag_and_addon() {
     );
     let (status, _, _) = emu.get(Some(&token), &location).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, _, gone) = emu.get(Some(&token), &url).await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(error_code(&gone), "ResourceNotFound");
-    let (status, _, _) = emu.send(&token, Method::DELETE, &url, None).await;
+    emu.not_found(&token, &url, "ResourceNotFound").await;
+    let (status, _) = emu.delete(&token, &url).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
 }
 
 #[tokio::test]
 async fn failing_operations_end_failed() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut config = Config::new(dir.path());
-    config.faults.lro_ms = 50;
-    config.faults.lro_failure_rate = 1.0;
-    let emu = start_config(config).await;
-    let token = emu.token().await;
-    let sub = format!("/subscriptions/{}", emu.running.info().subscription_id);
-    emu.send(
-        &token,
-        Method::PUT,
-        &format!("{sub}/resourceGroups/rg?api-version=2021-04-01"),
-        Some(&json!({"location": "westeurope"})),
-    )
+    let (emu, token, sub) = signed_in(|config| {
+        config.faults.lro_ms = 50;
+        config.faults.lro_failure_rate = 1.0;
+    })
     .await;
+    emu.put_group(&token, &sub, "rg").await;
     let url = format!(
         "{sub}/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/c?{AKS_API}"
     );
-    let (status, headers, _) = emu
-        .send(
-            &token,
-            Method::PUT,
-            &url,
-            Some(&json!({"location": "westeurope"})),
-        )
-        .await;
+    let minimal = json!({"location": "westeurope"});
+    let (status, headers, _) = emu.send(&token, Method::PUT, &url, Some(&minimal)).await;
     assert_eq!(status, StatusCode::CREATED);
     let op_url = async_operation(&headers);
     let op = wait_operation(&emu, &token, &op_url).await;
@@ -217,22 +182,20 @@ async fn failing_operations_end_failed() {
 
 /// Polls the cluster until its provisioningState is `want`.
 async fn wait_for_state(emu: &Emu, token: &str, url: &str, want: &str) -> Value {
-    let patience = super::Patience::new();
-    while patience.lasts() {
-        let (status, _, body) = emu.get(Some(token), url).await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        if body["properties"]["provisioningState"] == want {
-            return body;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("cluster {url} never reached {want}");
+    let (_, body) = emu
+        .poll(token, url, 50, |status, _, body| {
+            assert_eq!(status, StatusCode::OK, "{body}");
+            body["properties"]["provisioningState"] == want
+        })
+        .await;
+    let state = &body["properties"]["provisioningState"];
+    assert_eq!(state, want, "cluster {url} never reached {want}");
+    body
 }
 
 #[tokio::test]
 async fn patch_is_long_running_and_abort_cancels() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (emu, token, sub) = fast_emu(dir.path(), 60_000).await;
+    let (emu, token, sub) = fast_emu(60_000).await;
     let url = format!(
         "{sub}/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/slow?{AKS_API}"
     );
@@ -240,35 +203,27 @@ async fn patch_is_long_running_and_abort_cancels() {
         "{sub}/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/slow/abort?{AKS_API}"
     );
     // Nothing to abort on a missing cluster.
-    let (status, _, body) = emu.send(&token, Method::POST, &abort, None).await;
+    let (status, body) = emu.post(&token, &abort).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
-    let (status, headers, _) = emu
-        .send(
-            &token,
-            Method::PUT,
-            &url,
-            Some(&json!({"location": "westeurope"})),
-        )
-        .await;
+    let minimal = json!({"location": "westeurope"});
+    let (status, headers, _) = emu.send(&token, Method::PUT, &url, Some(&minimal)).await;
     assert_eq!(status, StatusCode::CREATED);
     let op_url = async_operation(&headers);
-    let (status, _, op) = emu.get(Some(&token), &op_url).await;
-    assert_eq!(status, StatusCode::OK);
+    let op = emu.get_ok(&token, &op_url).await;
     assert_eq!(op["status"], "InProgress");
 
     // Older api-versions have no abort.
-    let (status, _, body) = emu
-        .send(
-            &token,
-            Method::POST,
-            &abort.replace(AKS_API, "api-version=2022-09-01"),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    assert_eq!(error_code(&body), "InvalidApiVersionParameter");
+    let old_abort = abort.replace(AKS_API, "api-version=2022-09-01");
+    let old = (Method::POST, old_abort.as_str(), None);
+    emu.expect_error(
+        &token,
+        old,
+        StatusCode::BAD_REQUEST,
+        "InvalidApiVersionParameter",
+    )
+    .await;
 
-    let (status, _, body) = emu.send(&token, Method::POST, &abort, None).await;
+    let (status, body) = emu.post(&token, &abort).await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     let op = wait_operation(&emu, &token, &op_url).await;
     assert_eq!(op["status"], "Canceled", "{op}");
@@ -281,9 +236,9 @@ async fn patch_is_long_running_and_abort_cancels() {
     assert!(status.is_client_error(), "{status}");
 
     // Nothing runs any more: 409.
-    let (status, _, body) = emu.send(&token, Method::POST, &abort, None).await;
-    assert_eq!(status, StatusCode::CONFLICT, "{body}");
-    assert_eq!(error_code(&body), "OperationNotAllowed");
+    let idle = (Method::POST, abort.as_str(), None);
+    emu.expect_error(&token, idle, StatusCode::CONFLICT, "OperationNotAllowed")
+        .await;
 
     // PATCH starts an operation like PUT, and it can be aborted too.
     let (status, headers, patched) = patch_tags(&emu, &token, &url, json!({"team": "a"})).await;
@@ -293,29 +248,15 @@ async fn patch_is_long_running_and_abort_cancels() {
     assert!(headers.contains_key("retry-after"));
     assert!(headers.contains_key("location"));
     let patch_op = async_operation(&headers);
-    let (status, _, busy) = emu
-        .send(
-            &token,
-            Method::PUT,
-            &url,
-            Some(&json!({"location": "westeurope"})),
-        )
-        .await;
+    let (status, busy) = emu.put(&token, &url, &minimal).await;
     assert_eq!(status, StatusCode::CONFLICT, "{busy}");
-    let (status, _, _) = emu.send(&token, Method::POST, &abort, None).await;
+    let (status, _) = emu.post(&token, &abort).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert_eq!(
         wait_operation(&emu, &token, &patch_op).await["status"],
         "Canceled"
     );
     // A canceled cluster takes writes again.
-    let (status, _, _) = emu
-        .send(
-            &token,
-            Method::PUT,
-            &url,
-            Some(&json!({"location": "westeurope"})),
-        )
-        .await;
+    let (status, _) = emu.put(&token, &url, &minimal).await;
     assert_eq!(status, StatusCode::OK);
 }

@@ -10,10 +10,10 @@ use serde_json::{json, Value};
 
 use super::clusters::{create_cluster, fast_emu};
 use super::{start_config, start_emu};
+use super::{ADDON_DINE, AKS_API, POLICY_API, RESOURCES_API};
+use crate::emulator::client::EmulatorClient;
 use crate::emulator::Config;
 
-const API: &str = "api-version=2025-03-01";
-const AKS_API: &str = "api-version=2026-04-01";
 const CLIENTS: usize = 32;
 /// Short by default so the suite stays fast; raise with AKSPOLICY_EMULATOR_SOAK_SECS.
 fn soak() -> Duration {
@@ -26,8 +26,7 @@ fn soak() -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn thirty_two_clients_lose_no_update() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (emu, token, sub) = fast_emu(dir.path(), 20).await;
+    let (emu, token, sub) = fast_emu(20).await;
     let emu = Arc::new(emu);
     let cluster = format!("{sub}/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/shared?{AKS_API}");
     create_cluster(
@@ -55,11 +54,11 @@ async fn thirty_two_clients_lose_no_update() {
                 round += 1;
                 // Own resource: create/update/read/delete cycle.
                 let name = format!("c{client}-{}", round % 3);
-                let url = format!("{sub}/providers/Microsoft.Authorization/policyAssignments/{name}?{API}");
+                let url = format!("{sub}/providers/Microsoft.Authorization/policyAssignments/{name}?{POLICY_API}");
                 let body = json!({"properties": {
-                    "policyDefinitionId": "/providers/Microsoft.Authorization/policyDefinitions/a8eff44f-8c92-45c3-a3fb-9880802d67a7",
+                    "policyDefinitionId": ADDON_DINE,
                     "metadata": {"round": round}}});
-                let (status, _, _) = emu.send(&token, Method::PUT, &url, Some(&body)).await;
+                let (status, _) = emu.put(&token, &url, &body).await;
                 if status.is_server_error() {
                     server_errors.push(format!("PUT {status}"));
                 }
@@ -67,7 +66,7 @@ async fn thirty_two_clients_lose_no_update() {
                     last_written = Some((url.clone(), round));
                 }
                 if round.is_multiple_of(5) {
-                    let (status, _, _) = emu.send(&token, Method::DELETE, &url, None).await;
+                    let (status, _) = emu.delete(&token, &url).await;
                     if status.is_server_error() {
                         server_errors.push(format!("DELETE {status}"));
                     }
@@ -75,7 +74,7 @@ async fn thirty_two_clients_lose_no_update() {
                         last_written = None;
                     }
                 }
-                let (status, _, _) = emu.get(Some(&token), &format!("{sub}/providers/Microsoft.Authorization/policyAssignments?{API}")).await;
+                let (status, _, _) = emu.get(Some(&token), &format!("{sub}/providers/Microsoft.Authorization/policyAssignments?{POLICY_API}")).await;
                 if status.is_server_error() {
                     server_errors.push(format!("LIST {status}"));
                 }
@@ -140,7 +139,7 @@ async fn durability_child_server() {
     let Ok(dir) = std::env::var("AKSPOLICY_EMULATOR_CHILD_DIR") else {
         return;
     };
-    let _emu = start_emu(std::path::Path::new(&dir), None).await;
+    let _emu = start_emu(std::path::Path::new(&dir)).await;
     // Serve until killed.
     tokio::time::sleep(Duration::from_secs(120)).await;
 }
@@ -162,81 +161,40 @@ async fn kill_dash_nine_keeps_acknowledged_writes() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("child starts");
+    // Ready once the child has written its own emulator.json.
     let info_path = dir.path().join("emulator.json");
-    let mut info: Option<Value> = None;
+    let pid = child.id();
+    let ready = || {
+        let text = std::fs::read_to_string(&info_path).unwrap_or_default();
+        serde_json::from_str::<Value>(&text).is_ok_and(|info| info["pid"] == pid)
+    };
     let patience = super::Patience::new();
-    while patience.lasts() {
-        if let Ok(text) = std::fs::read_to_string(&info_path) {
-            if let Ok(v) = serde_json::from_str::<Value>(&text) {
-                if v["pid"] == child.id() {
-                    info = Some(v);
-                    break;
-                }
-            }
-        }
+    while !ready() && patience.lasts() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let Some(info) = info else {
+    if !ready() {
         let _ = child.kill();
         panic!("child emulator did not become ready");
-    };
-    let ca = std::fs::read(info["ca_cert"].as_str().expect("ca")).expect("ca readable");
-    let client = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("CA parses"))
-        .build()
-        .expect("client");
-    let base = info["arm_endpoint"]
-        .as_str()
-        .expect("endpoint")
-        .trim_end_matches('/')
-        .to_string();
-    let tenant = info["tenant_id"].as_str().expect("tenant").to_string();
-    let token: Value = client
-        .post(format!("{base}/{tenant}/oauth2/v2.0/token"))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", info["client_id"].as_str().expect("client id")),
-            (
-                "client_secret",
-                info["client_secret"].as_str().expect("secret"),
-            ),
-            ("scope", "https://management.azure.com/.default"),
-        ])
-        .send()
+    }
+    // The child's own identity, CA and token, found through its state directory.
+    let client = EmulatorClient::from_state_dir(dir.path())
         .await
-        .expect("token")
-        .json()
-        .await
-        .expect("token JSON");
-    let token = token["access_token"]
-        .as_str()
-        .expect("access token")
-        .to_string();
-    let sub = format!(
-        "/subscriptions/{}",
-        info["subscription_id"].as_str().expect("sub")
-    );
+        .expect("client connects");
+    let sub = format!("/subscriptions/{}", client.subscription_id);
+    let client = Arc::new(client);
 
     // Writers run until the kill; each records what was acknowledged.
     let acked = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let mut writers = Vec::new();
     for w in 0..8 {
-        let client = client.clone();
-        let base = base.clone();
-        let token = token.clone();
-        let sub = sub.clone();
-        let acked = acked.clone();
+        let (client, sub, acked) = (client.clone(), sub.clone(), acked.clone());
         writers.push(tokio::spawn(async move {
+            let group = json!({"location": "westeurope"});
             for i in 0.. {
                 let id = format!("{sub}/resourceGroups/w{w}-{i}");
-                let resp = client
-                    .put(format!("{base}{id}?api-version=2021-04-01"))
-                    .bearer_auth(&token)
-                    .json(&json!({"location": "westeurope"}))
-                    .send()
-                    .await;
-                match resp {
-                    Ok(r) if r.status() == StatusCode::CREATED => {
+                let url = format!("{id}?{RESOURCES_API}");
+                match client.call(Method::PUT, &url, Some(&group)).await {
+                    Ok((201, _)) => {
                         if let Ok(mut a) = acked.lock() {
                             a.push(id);
                         }
@@ -265,9 +223,8 @@ async fn kill_dash_nine_keeps_acknowledged_writes() {
     let emu = start_config(config).await;
     let token = emu.token().await;
     for id in &acked {
-        let (status, _, body) = emu
-            .get(Some(&token), &format!("{id}?api-version=2021-04-01"))
-            .await;
+        let url = format!("{id}?{RESOURCES_API}");
+        let (status, _, body) = emu.get(Some(&token), &url).await;
         assert_eq!(
             status,
             StatusCode::OK,

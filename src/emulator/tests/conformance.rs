@@ -8,8 +8,7 @@ use std::path::{Path, PathBuf};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use super::{start_config, Emu};
-use crate::emulator::Config;
+use super::{temporary, Emu};
 
 /// Example file → (method, path template). Order matters: later examples use what earlier
 /// ones create.
@@ -132,7 +131,7 @@ fn kind(v: &Value) -> &'static str {
 
 async fn seed(emu: &Emu, token: &str, sub: &str) {
     let put = |path: String, body: Value| async move {
-        let (status, _, resp) = emu.send(token, Method::PUT, &path, Some(&body)).await;
+        let (status, resp) = emu.put(token, &path, &body).await;
         assert!(status.is_success(), "seeding {path}: {status} {resp}");
     };
     for rg in ["rg1", "demoCluster", "TestResourceGroup", "myResourceGroup"] {
@@ -176,11 +175,8 @@ async fn replays_azure_examples() {
         eprintln!("note: ../shared/specs/arm not found; ARM conformance examples skipped");
         return;
     };
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut config = Config::new(dir.path());
     // Long enough that a cancel finds the remediation running; nothing here waits for it.
-    config.faults.lro_ms = 60_000;
-    let emu = start_config(config).await;
+    let emu = temporary(|config| config.faults.lro_ms = 60_000).await;
     let token = emu.token().await;
     let our_sub = emu.running.info().subscription_id.clone();
     let sub = format!("/subscriptions/{our_sub}");
@@ -205,7 +201,7 @@ async fn replays_azure_examples() {
             let body = json!({"properties": {"policyDefinitionId": format!("{sub}/providers/Microsoft.Authorization/policySetDefinitions/CostManagement"),
                 "parameters": {}}});
             let url = format!("{sub}/providers/Microsoft.Authorization/policyAssignments/CostManagement?api-version=2025-03-01");
-            let (status, _, resp) = emu.send(&token, Method::PUT, &url, Some(&body)).await;
+            let (status, resp) = emu.put(&token, &url, &body).await;
             assert!(
                 status.is_success(),
                 "seeding CostManagement assignment: {resp}"
@@ -214,7 +210,7 @@ async fn replays_azure_examples() {
         // The set can only go once nothing assigns it.
         if *file == "deletePolicySetDefinition.json" {
             let url = format!("{sub}/providers/Microsoft.Authorization/policyAssignments/CostManagement?api-version=2025-03-01");
-            emu.send(&token, Method::DELETE, &url, None).await;
+            emu.delete(&token, &url).await;
         }
         let example: Value = serde_json::from_str(&text).expect("example is JSON");
         let params = &example["parameters"];

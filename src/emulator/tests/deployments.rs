@@ -6,43 +6,21 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use super::{error_code, start_config, Emu};
-use crate::emulator::Config;
+use super::{error_code, signed_in, Emu};
+use super::{ADDON_DINE, AKS_API, INSIGHTS_API, POLICY_API, RESOURCES_API};
 
 const AUTH_API: &str = "api-version=2022-04-01";
-const DEPLOY_API: &str = "api-version=2021-04-01";
-const AKS_API: &str = "api-version=2026-04-01";
-const INSIGHTS: &str = "api-version=2024-10-01";
-const ADDON_DINE: &str =
-    "/providers/Microsoft.Authorization/policyDefinitions/a8eff44f-8c92-45c3-a3fb-9880802d67a7";
 const AKS_CONTRIBUTOR: &str = "ed7f3fbd-7b88-4dd4-9017-9adb7ce333f8";
 
-async fn send(
-    emu: &Emu,
-    token: &str,
-    method: Method,
-    url: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let (status, _, resp) = emu.send(token, method, url, body.as_ref()).await;
-    (status, resp)
-}
-
-async fn two_subscriptions() -> (tempfile::TempDir, Emu, String, Vec<String>) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut config = Config::new(dir.path());
-    config.faults.lro_ms = 90;
-    config.subscriptions = 2;
-    let emu = start_config(config).await;
-    let token = emu.token().await;
-    let (_, list) = send(
-        &emu,
-        &token,
-        Method::GET,
-        "/subscriptions?api-version=2022-12-01",
-        None,
-    )
+async fn two_subscriptions() -> (Emu, String, Vec<String>) {
+    let (emu, token, _) = signed_in(|config| {
+        config.faults.lro_ms = 90;
+        config.subscriptions = 2;
+    })
     .await;
+    let (_, _, list) = emu
+        .get(Some(&token), "/subscriptions?api-version=2022-12-01")
+        .await;
     let subs: Vec<String> = list["value"]
         .as_array()
         .into_iter()
@@ -50,86 +28,71 @@ async fn two_subscriptions() -> (tempfile::TempDir, Emu, String, Vec<String>) {
         .filter_map(|s| s["subscriptionId"].as_str().map(str::to_string))
         .collect();
     assert_eq!(subs.len(), 2, "{list}");
-    (dir, emu, token, subs)
+    (emu, token, subs)
 }
 
 async fn cluster(emu: &Emu, token: &str, sub: &str, name: &str) -> String {
-    let (status, body) = send(
-        emu,
-        token,
-        Method::PUT,
-        &format!("/subscriptions/{sub}/resourceGroups/fleet?api-version=2021-04-01"),
-        Some(json!({"location": "westeurope"})),
-    )
-    .await;
+    let (status, body) = emu
+        .put_group(token, &format!("/subscriptions/{sub}"), "fleet")
+        .await;
     assert!(status.is_success(), "{body}");
     let id = format!("/subscriptions/{sub}/resourceGroups/fleet/providers/Microsoft.ContainerService/managedClusters/{name}");
-    let (status, body) = send(emu, token, Method::PUT, &format!("{id}?{AKS_API}"), Some(json!({
+    let (status, body) = emu.put(token, &format!("{id}?{AKS_API}"), &json!({
         "location": "westeurope",
         "tags": {"team": "a"},
         "properties": {"dnsPrefix": name, "agentPoolProfiles": [{"name": "system", "count": 2, "vmSize": "Standard_B2s", "mode": "System"}],
             "addonProfiles": {"omsagent": {"enabled": false}}}
-    }))).await;
+    })).await;
     assert!(status.is_success(), "{body}");
     id
 }
 
-async fn until_idle(emu: &Emu, token: &str, id: &str) -> Value {
-    let patience = super::Patience::new();
-    while patience.lasts() {
-        let (_, body) = send(emu, token, Method::GET, &format!("{id}?{AKS_API}"), None).await;
-        let state = body["properties"]["provisioningState"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        if state == "Succeeded" || state == "Failed" {
-            return body;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    panic!("{id} never settled");
+/// Whether a provisioning state is final.
+fn settled(body: &Value) -> bool {
+    let state = &body["properties"]["provisioningState"];
+    state == "Succeeded" || state == "Failed"
 }
 
-async fn remediate(emu: &Emu, token: &str, scope: &str, name: &str, assignment: &str) -> Value {
-    let url = format!("{scope}/providers/Microsoft.PolicyInsights/remediations/{name}?{INSIGHTS}");
-    let (status, body) = send(
-        emu,
-        token,
-        Method::PUT,
-        &url,
-        Some(json!({"properties": {"policyAssignmentId": assignment}})),
-    )
-    .await;
+async fn until_idle(emu: &Emu, token: &str, id: &str) -> Value {
+    let url = format!("{id}?{AKS_API}");
+    let (_, body) = emu.poll(token, &url, 20, |_, _, body| settled(body)).await;
+    assert!(settled(&body), "{id} never settled: {body}");
+    body
+}
+
+/// Runs remediation `name` of `assignment` at `scope` to its end, which must be `state` with
+/// `count` deployments under `counter` (`failedDeployments`, `successfulDeployments`).
+async fn remediate(
+    emu: &Emu,
+    token: &str,
+    (scope, name): (&str, &str),
+    assignment: &str,
+    (state, counter, count): (&str, &str, u64),
+) {
+    let url =
+        format!("{scope}/providers/Microsoft.PolicyInsights/remediations/{name}?{INSIGHTS_API}");
+    let body = json!({"properties": {"policyAssignmentId": assignment}});
+    let (status, body) = emu.put(token, &url, &body).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    let patience = super::Patience::new();
-    while patience.lasts() {
-        let (_, r) = send(emu, token, Method::GET, &url, None).await;
-        let state = r["properties"]["provisioningState"]
-            .as_str()
-            .unwrap_or_default();
-        if state == "Succeeded" || state == "Failed" {
-            return r;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    panic!("remediation {name} never finished");
+    let (_, r) = emu.poll(token, &url, 20, |_, _, r| settled(r)).await;
+    assert!(settled(&r), "remediation {name} never finished: {r}");
+    assert_eq!(r["properties"]["provisioningState"], state, "{r}");
+    let counted = &r["properties"]["deploymentStatus"][counter];
+    assert_eq!(counted, count, "{r}");
 }
 
 #[tokio::test]
 async fn role_assignments_have_azures_shapes_and_errors() {
-    let (_dir, emu, token, subs) = two_subscriptions().await;
+    let (emu, token, subs) = two_subscriptions().await;
     let sub = format!("/subscriptions/{}", subs[0]);
-    let (status, role) = send(
-        &emu,
-        &token,
-        Method::GET,
-        &format!(
+    let role = emu
+        .get_ok(
+            &token,
+            &format!(
             "{sub}/providers/Microsoft.Authorization/roleDefinitions/{AKS_CONTRIBUTOR}?{AUTH_API}"
         ),
-        None,
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{role}");
+        )
+        .await;
     assert_eq!(
         role["properties"]["roleName"],
         "Azure Kubernetes Service Contributor Role"
@@ -139,20 +102,16 @@ async fn role_assignments_have_azures_shapes_and_errors() {
         role["id"],
         format!("{sub}/providers/Microsoft.Authorization/roleDefinitions/{AKS_CONTRIBUTOR}")
     );
-    let (status, err) = send(&emu, &token, Method::GET,
-        &format!("/providers/Microsoft.Authorization/roleDefinitions/00000000-0000-0000-0000-000000000001?{AUTH_API}"), None).await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(error_code(&err), "RoleDefinitionDoesNotExist");
-    let (_, by_name) = send(&emu, &token, Method::GET,
-        &format!("{sub}/providers/Microsoft.Authorization/roleDefinitions?{AUTH_API}&$filter=roleName%20eq%20'Reader'"), None).await;
+    let unknown_role = format!("/providers/Microsoft.Authorization/roleDefinitions/00000000-0000-0000-0000-000000000001?{AUTH_API}");
+    emu.not_found(&token, &unknown_role, "RoleDefinitionDoesNotExist")
+        .await;
+    let (_, _, by_name) = emu.get(Some(&token), &format!("{sub}/providers/Microsoft.Authorization/roleDefinitions?{AUTH_API}&$filter=roleName%20eq%20'Reader'")).await;
     assert_eq!(
         by_name["value"].as_array().map(Vec::len),
         Some(1),
         "{by_name}"
     );
 
-    let principal = emu.running.info().client_id.clone();
-    let _ = principal;
     let ra = |name: &str| {
         format!("{sub}/providers/Microsoft.Authorization/roleAssignments/{name}?{AUTH_API}")
     };
@@ -164,19 +123,18 @@ async fn role_assignments_have_azures_shapes_and_errors() {
         "principalId": principal}})
     };
     // Entra ID does not know the principal, and the caller did not say what it is.
-    let (status, err) = send(
-        &emu,
+    let untyped = body(unknown_principal, AKS_CONTRIBUTOR);
+    let put = (Method::PUT, ra(name), Some(&untyped));
+    emu.expect_error(
         &token,
-        Method::PUT,
-        &ra(name),
-        Some(body(unknown_principal, AKS_CONTRIBUTOR)),
+        (put.0, &put.1, put.2),
+        StatusCode::BAD_REQUEST,
+        "PrincipalNotFound",
     )
     .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
-    assert_eq!(error_code(&err), "PrincipalNotFound");
     let mut typed = body(unknown_principal, AKS_CONTRIBUTOR);
     typed["properties"]["principalType"] = json!("ServicePrincipal");
-    let (status, created) = send(&emu, &token, Method::PUT, &ra(name), Some(typed.clone())).await;
+    let (status, created) = emu.put(&token, &ra(name), &typed).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     assert_eq!(created["type"], "Microsoft.Authorization/roleAssignments");
     assert_eq!(created["properties"]["scope"], sub);
@@ -184,70 +142,58 @@ async fn role_assignments_have_azures_shapes_and_errors() {
         created["properties"]["roleDefinitionId"],
         format!("{sub}/providers/Microsoft.Authorization/roleDefinitions/{AKS_CONTRIBUTOR}")
     );
-    // Same principal and role at the same scope under another name.
-    let (status, err) = send(
-        &emu,
-        &token,
-        Method::PUT,
-        &ra("5d4c2b1a-0000-4000-8000-000000000002"),
-        Some(typed),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CONFLICT, "{err}");
-    assert_eq!(error_code(&err), "RoleAssignmentExists");
-    let (status, err) = send(
-        &emu,
-        &token,
-        Method::PUT,
-        &ra("not-a-guid"),
-        Some(body(unknown_principal, AKS_CONTRIBUTOR)),
-    )
-    .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(error_code(&err), "InvalidRoleAssignmentId");
-    let (status, err) = send(
-        &emu,
-        &token,
-        Method::PUT,
-        &ra("5d4c2b1a-0000-4000-8000-000000000003"),
-        Some(body("nobody", AKS_CONTRIBUTOR)),
-    )
-    .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(error_code(&err), "InvalidPrincipalId");
-    let (status, err) = send(&emu, &token, Method::PUT, &ra("5d4c2b1a-0000-4000-8000-000000000003"),
-        Some(json!({"properties": {"roleDefinitionId": "/providers/Microsoft.Authorization/roleDefinitions/00000000-0000-0000-0000-000000000009",
-            "principalId": unknown_principal, "principalType": "User"}}))).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(error_code(&err), "RoleDefinitionDoesNotExist");
+    let third = "5d4c2b1a-0000-4000-8000-000000000003";
+    let unknown_role = json!({"properties": {"roleDefinitionId": "/providers/Microsoft.Authorization/roleDefinitions/00000000-0000-0000-0000-000000000009",
+        "principalId": unknown_principal, "principalType": "User"}});
+    for (name, body, status, code) in [
+        // Same principal and role at the same scope under another name.
+        (
+            "5d4c2b1a-0000-4000-8000-000000000002",
+            typed,
+            StatusCode::CONFLICT,
+            "RoleAssignmentExists",
+        ),
+        (
+            "not-a-guid",
+            body(unknown_principal, AKS_CONTRIBUTOR),
+            StatusCode::BAD_REQUEST,
+            "InvalidRoleAssignmentId",
+        ),
+        (
+            third,
+            body("nobody", AKS_CONTRIBUTOR),
+            StatusCode::BAD_REQUEST,
+            "InvalidPrincipalId",
+        ),
+        (
+            third,
+            unknown_role,
+            StatusCode::BAD_REQUEST,
+            "RoleDefinitionDoesNotExist",
+        ),
+    ] {
+        let url = ra(name);
+        emu.expect_error(&token, (Method::PUT, &url, Some(&body)), status, code)
+            .await;
+    }
     // Listed at the scope and below it, filtered by principal; persisted; deleted.
     let rg = format!("{sub}/resourceGroups/fleet");
-    let (status, _) = send(
-        &emu,
-        &token,
-        Method::PUT,
-        &format!("{rg}?api-version=2021-04-01"),
-        Some(json!({"location": "westeurope"})),
-    )
-    .await;
+    let (status, _) = emu.put_group(&token, &sub, "fleet").await;
     assert!(status.is_success());
-    let (_, list) = send(&emu, &token, Method::GET,
-        &format!("{rg}/providers/Microsoft.Authorization/roleAssignments?{AUTH_API}&$filter=principalId%20eq%20'{unknown_principal}'"), None).await;
+    let (_, _, list) = emu.get(Some(&token), &format!("{rg}/providers/Microsoft.Authorization/roleAssignments?{AUTH_API}&$filter=principalId%20eq%20'{unknown_principal}'")).await;
     assert_eq!(list["value"].as_array().map(Vec::len), Some(1), "{list}");
-    let (status, _) = send(&emu, &token, Method::GET, &ra(name), None).await;
+    emu.get_ok(&token, &ra(name)).await;
+    let (status, _) = emu.delete(&token, &ra(name)).await;
     assert_eq!(status, StatusCode::OK);
-    let (status, _) = send(&emu, &token, Method::DELETE, &ra(name), None).await;
-    assert_eq!(status, StatusCode::OK);
-    let (status, err) = send(&emu, &token, Method::GET, &ra(name), None).await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(error_code(&err), "RoleAssignmentNotFound");
-    let (status, _) = send(&emu, &token, Method::DELETE, &ra(name), None).await;
+    emu.not_found(&token, &ra(name), "RoleAssignmentNotFound")
+        .await;
+    let (status, _) = emu.delete(&token, &ra(name)).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
 }
 
 #[tokio::test]
 async fn deployments_run_nested_templates_through_arm() {
-    let (_dir, emu, token, subs) = two_subscriptions().await;
+    let (emu, token, subs) = two_subscriptions().await;
     let id = cluster(&emu, &token, &subs[0], "direct").await;
     until_idle(&emu, &token, &id).await;
     let rg = format!("/subscriptions/{}/resourceGroups/fleet", subs[0]);
@@ -274,7 +220,7 @@ async fn deployments_run_nested_templates_through_arm() {
         ],
         "outputs": {"id": {"type": "string", "value": "[resourceId('Microsoft.ContainerService/managedClusters', parameters('name'))]"}}
     });
-    let url = format!("{rg}/providers/Microsoft.Resources/deployments/tagger?{DEPLOY_API}");
+    let url = format!("{rg}/providers/Microsoft.Resources/deployments/tagger?{RESOURCES_API}");
     let (status, headers, body) = emu.send(&token, Method::PUT, &url,
         Some(&json!({"properties": {"mode": "Incremental", "template": template, "parameters": {"name": {"value": "direct"}}}}))).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -283,18 +229,11 @@ async fn deployments_run_nested_templates_through_arm() {
         .and_then(|v| v.to_str().ok())
         .expect("Azure-AsyncOperation")
         .to_string();
-    let mut last = Value::Null;
-    let patience = super::Patience::new();
-    while patience.lasts() {
-        let (_, status_body) = send(&emu, &token, Method::GET, &op, None).await;
-        last = status_body;
-        if last["status"] != "Running" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let (_, last) = emu
+        .poll(&token, &op, 20, |_, _, op| op["status"] != "Running")
+        .await;
     assert_eq!(last["status"], "Succeeded", "{last}");
-    let (_, deployment) = send(&emu, &token, Method::GET, &url, None).await;
+    let (_, _, deployment) = emu.get(Some(&token), &url).await;
     assert_eq!(
         deployment["properties"]["provisioningState"], "Succeeded",
         "{deployment}"
@@ -313,27 +252,22 @@ async fn deployments_run_nested_templates_through_arm() {
         cluster["properties"]["agentPoolProfiles"][0]["count"], 2,
         "{cluster}"
     );
-    let (_, list) = send(
-        &emu,
-        &token,
-        Method::GET,
-        &format!("{rg}/providers/Microsoft.Resources/deployments?{DEPLOY_API}"),
-        None,
-    )
-    .await;
+    let (_, _, list) = emu
+        .get(
+            Some(&token),
+            &format!("{rg}/providers/Microsoft.Resources/deployments?{RESOURCES_API}"),
+        )
+        .await;
     assert_eq!(list["value"].as_array().map(Vec::len), Some(3), "{list}");
 
     // Template errors are refused up front with ARM's InvalidTemplate.
-    let (status, err) = send(
-        &emu,
-        &token,
-        Method::PUT,
-        &url,
-        Some(
-            json!({"properties": {"mode": "Incremental", "template": template, "parameters": {}}}),
-        ),
-    )
-    .await;
+    let (status, err) = emu
+        .put(
+            &token,
+            &url,
+            &json!({"properties": {"mode": "Incremental", "template": template, "parameters": {}}}),
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
     assert_eq!(error_code(&err), "InvalidTemplate");
     assert!(
@@ -347,45 +281,34 @@ async fn deployments_run_nested_templates_through_arm() {
 
 #[tokio::test]
 async fn dine_remediation_deploys_as_the_identity_only_with_its_roles() {
-    let (_dir, emu, token, subs) = two_subscriptions().await;
+    let (emu, token, subs) = two_subscriptions().await;
     let mg = "/providers/Microsoft.Management/managementGroups/platform";
-    let mg_api = "api-version=2021-04-01";
-    let (status, _) = send(
-        &emu,
-        &token,
-        Method::PUT,
-        &format!("{mg}?{mg_api}"),
-        Some(json!({"properties": {}})),
-    )
-    .await;
+    let (status, _) = emu
+        .put(
+            &token,
+            &format!("{mg}?{RESOURCES_API}"),
+            &json!({"properties": {}}),
+        )
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let mut clusters = Vec::new();
     for (i, sub) in subs.iter().enumerate() {
-        let (status, _) = send(
-            &emu,
-            &token,
-            Method::PUT,
-            &format!("{mg}/subscriptions/{sub}?{mg_api}"),
-            None,
-        )
-        .await;
-        assert_eq!(status, StatusCode::OK);
+        assert_eq!(emu.move_subscription(&token, mg, sub).await, StatusCode::OK);
         clusters.push(cluster(&emu, &token, sub, &format!("c{i}")).await);
     }
     for id in &clusters {
         until_idle(&emu, &token, id).await;
     }
     let assignment = format!("{mg}/providers/Microsoft.Authorization/policyAssignments/addon");
-    let (status, body) = send(
-        &emu,
-        &token,
-        Method::PUT,
-        &format!("{assignment}?api-version=2025-03-01"),
-        Some(json!({
+    let (status, body) = emu
+        .put(
+            &token,
+            &format!("{assignment}?api-version=2025-03-01"),
+            &json!({
         "location": "westeurope", "identity": {"type": "SystemAssigned"},
-        "properties": {"policyDefinitionId": ADDON_DINE}})),
-    )
-    .await;
+        "properties": {"policyDefinitionId": ADDON_DINE}}),
+        )
+        .await;
     assert!(status.is_success(), "{body}");
     let principal = body["identity"]["principalId"]
         .as_str()
@@ -393,17 +316,10 @@ async fn dine_remediation_deploys_as_the_identity_only_with_its_roles() {
         .to_string();
 
     // Without roles every deployment fails as Azure's do, and nothing changes.
-    let failed = remediate(&emu, &token, mg, "without-roles", &assignment).await;
-    assert_eq!(
-        failed["properties"]["provisioningState"], "Failed",
-        "{failed}"
-    );
-    assert_eq!(
-        failed["properties"]["deploymentStatus"]["failedDeployments"], 2,
-        "{failed}"
-    );
-    let list_url = format!("{mg}/providers/Microsoft.PolicyInsights/remediations/without-roles/listDeployments?{INSIGHTS}");
-    let (_, deployments) = send(&emu, &token, Method::POST, &list_url, None).await;
+    let failed = ("Failed", "failedDeployments", 2);
+    remediate(&emu, &token, (mg, "without-roles"), &assignment, failed).await;
+    let list_url = format!("{mg}/providers/Microsoft.PolicyInsights/remediations/without-roles/listDeployments?{INSIGHTS_API}");
+    let (_, deployments) = emu.post(&token, &list_url).await;
     let errors: Vec<String> = deployments["value"]
         .as_array()
         .into_iter()
@@ -424,14 +340,9 @@ async fn dine_remediation_deploys_as_the_identity_only_with_its_roles() {
     }
 
     // The roles the definition names, granted at the management group.
-    let (_, def) = send(
-        &emu,
-        &token,
-        Method::GET,
-        &format!("{ADDON_DINE}?api-version=2025-03-01"),
-        None,
-    )
-    .await;
+    let (_, _, def) = emu
+        .get(Some(&token), &format!("{ADDON_DINE}?{POLICY_API}"))
+        .await;
     let roles: Vec<String> = def["properties"]["policyRule"]["then"]["details"]
         ["roleDefinitionIds"]
         .as_array()
@@ -442,25 +353,19 @@ async fn dine_remediation_deploys_as_the_identity_only_with_its_roles() {
     assert!(!roles.is_empty());
     for role in &roles {
         let name = uuid::Uuid::new_v4();
-        let (status, body) = send(
-            &emu,
-            &token,
-            Method::PUT,
-            &format!("{mg}/providers/Microsoft.Authorization/roleAssignments/{name}?{AUTH_API}"),
-            Some(json!({"properties": {"roleDefinitionId": role, "principalId": principal}})),
-        )
-        .await;
+        let (status, body) = emu
+            .put(
+                &token,
+                &format!(
+                    "{mg}/providers/Microsoft.Authorization/roleAssignments/{name}?{AUTH_API}"
+                ),
+                &json!({"properties": {"roleDefinitionId": role, "principalId": principal}}),
+            )
+            .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
     }
-    let done = remediate(&emu, &token, mg, "with-roles", &assignment).await;
-    assert_eq!(
-        done["properties"]["provisioningState"], "Succeeded",
-        "{done}"
-    );
-    assert_eq!(
-        done["properties"]["deploymentStatus"]["successfulDeployments"], 2,
-        "{done}"
-    );
+    let done = ("Succeeded", "successfulDeployments", 2);
+    remediate(&emu, &token, (mg, "with-roles"), &assignment, done).await;
     for id in &clusters {
         let c = until_idle(&emu, &token, id).await;
         assert_eq!(
@@ -479,9 +384,9 @@ async fn dine_remediation_deploys_as_the_identity_only_with_its_roles() {
 
 #[tokio::test]
 async fn subscription_deployments_create_groups_and_deploy_into_them() {
-    let (_dir, emu, token, subs) = two_subscriptions().await;
+    let (emu, token, subs) = two_subscriptions().await;
     let sub = format!("/subscriptions/{}", subs[1]);
-    let url = format!("{sub}/providers/Microsoft.Resources/deployments/landing?{DEPLOY_API}");
+    let url = format!("{sub}/providers/Microsoft.Resources/deployments/landing?{RESOURCES_API}");
     let template = json!({
         "contentVersion": "1.0.0.0",
         "parameters": {"group": {"type": "string"}, "region": {"type": "string", "allowedValues": ["westeurope", "northeurope"]}},
@@ -503,13 +408,18 @@ async fn subscription_deployments_create_groups_and_deploy_into_them() {
     // Subscription deployments need a location, as in ARM.
     let body = json!({"properties": {"mode": "Incremental", "template": template,
         "parameters": {"group": {"value": "landing-rg"}, "region": {"value": "westeurope"}}}});
-    let (status, err) = send(&emu, &token, Method::PUT, &url, Some(body.clone())).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
-    assert_eq!(error_code(&err), "InvalidDeployment");
+    let unlocated = (Method::PUT, url.as_str(), Some(&body));
+    emu.expect_error(
+        &token,
+        unlocated,
+        StatusCode::BAD_REQUEST,
+        "InvalidDeployment",
+    )
+    .await;
     let mut located = body.clone();
     located["location"] = json!("westeurope");
     located["properties"]["parameters"]["region"] = json!({"value": "eastus"});
-    let (status, err) = send(&emu, &token, Method::PUT, &url, Some(located.clone())).await;
+    let (status, err) = emu.put(&token, &url, &located).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
     assert!(
         err["error"]["message"]
@@ -519,18 +429,13 @@ async fn subscription_deployments_create_groups_and_deploy_into_them() {
         "{err}"
     );
     located["properties"]["parameters"]["region"] = json!({"value": "westeurope"});
-    let (status, created) = send(&emu, &token, Method::PUT, &url, Some(located)).await;
+    let (status, created) = emu.put(&token, &url, &located).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
-    let mut done = Value::Null;
-    let patience = super::Patience::new();
-    while patience.lasts() {
-        let (_, d) = send(&emu, &token, Method::GET, &url, None).await;
-        done = d;
-        if done["properties"]["provisioningState"] != "Running" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let (_, done) = emu
+        .poll(&token, &url, 20, |_, _, d| {
+            d["properties"]["provisioningState"] != "Running"
+        })
+        .await;
     assert_eq!(
         done["properties"]["provisioningState"], "Succeeded",
         "{done}"
@@ -539,18 +444,14 @@ async fn subscription_deployments_create_groups_and_deploy_into_them() {
         done["properties"]["outputs"]["nested"]["value"], "landing-rg",
         "{done}"
     );
-    let (status, group) = send(
-        &emu,
-        &token,
-        Method::GET,
-        &format!("{sub}/resourceGroups/landing-rg?api-version=2021-04-01"),
-        None,
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{group}");
+    let group = emu
+        .get_ok(
+            &token,
+            &format!("{sub}/resourceGroups/landing-rg?{RESOURCES_API}"),
+        )
+        .await;
     assert_eq!(group["tags"]["owner"], subs[1].as_str(), "{group}");
-    let (_, clusters) = send(&emu, &token, Method::GET,
-        &format!("{sub}/resourceGroups/landing-rg/providers/Microsoft.ContainerService/managedClusters?{AKS_API}"), None).await;
+    let (_, _, clusters) = emu.get(Some(&token), &format!("{sub}/resourceGroups/landing-rg/providers/Microsoft.ContainerService/managedClusters?{AKS_API}")).await;
     assert_eq!(
         clusters["value"].as_array().map(Vec::len),
         Some(1),

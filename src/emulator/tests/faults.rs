@@ -1,23 +1,21 @@
 //! The `/_emulator/` control API: fault profile, metrics, state dump, reset.
 
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use super::{error_code, start_emu};
+use super::RESOURCES_API;
+use super::{bearer_challenge, error_code, signed_in};
 
-const RG_API: &str = "api-version=2021-04-01";
+const SUBSCRIPTION_API: &str = "api-version=2022-12-01";
 
 #[tokio::test]
 async fn control_api_and_injected_faults() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let emu = start_emu(dir.path(), None).await;
-    let token = emu.token().await;
-    let sub = format!("/subscriptions/{}", emu.running.info().subscription_id);
+    let (emu, token, sub) = signed_in(|_| {}).await;
+    let subscription = format!("{sub}?{SUBSCRIPTION_API}");
 
     let (status, _, _) = emu.get(None, "/_emulator/faults").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (status, _, profile) = emu.get(Some(&token), "/_emulator/faults").await;
-    assert_eq!(status, StatusCode::OK);
+    let profile = emu.get_ok(&token, "/_emulator/faults").await;
     assert_eq!(profile["throttle"], false);
     assert!(profile["lro_ms"].is_u64());
     let (status, bad) = emu.set_faults(&token, json!({"error_rate": 3.0})).await;
@@ -37,7 +35,7 @@ async fn control_api_and_injected_faults() {
         for _ in 0..100 {
             let request = emu
                 .client
-                .get(format!("{}{sub}?api-version=2022-12-01", emu.base))
+                .get(format!("{}{subscription}", emu.base))
                 .bearer_auth(&token);
             burst.spawn(async move {
                 let resp = request.send().await.expect("request");
@@ -67,9 +65,7 @@ async fn control_api_and_injected_faults() {
 
     // Random errors at rate 1.
     emu.set_faults(&token, json!({"error_rate": 1.0})).await;
-    let (status, headers, _) = emu
-        .get(Some(&token), &format!("{sub}?api-version=2022-12-01"))
-        .await;
+    let (status, headers, _) = emu.get(Some(&token), &subscription).await;
     assert!(
         status == StatusCode::INTERNAL_SERVER_ERROR || status == StatusCode::SERVICE_UNAVAILABLE
     );
@@ -79,21 +75,13 @@ async fn control_api_and_injected_faults() {
     // Eventual consistency: a GET right after the PUT answers 404.
     emu.set_faults(&token, json!({"consistency_ms": 60000}))
         .await;
-    let rg = format!("{sub}/resourceGroups/rg1?{RG_API}");
-    let (status, _, _) = emu
-        .send(
-            &token,
-            Method::PUT,
-            &rg,
-            Some(&json!({"location": "westeurope"})),
-        )
-        .await;
+    let rg = format!("{sub}/resourceGroups/rg1?{RESOURCES_API}");
+    let (status, _) = emu.put_group(&token, &sub, "rg1").await;
     assert_eq!(status, StatusCode::CREATED);
     let (status, _, _) = emu.get(Some(&token), &rg).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     emu.set_faults(&token, json!({"consistency_ms": 0})).await;
-    let (status, _, _) = emu.get(Some(&token), &rg).await;
-    assert_eq!(status, StatusCode::OK);
+    emu.get_ok(&token, &rg).await;
 
     // Dropped connections: the client sees a broken response.
     emu.set_faults(&token, json!({"drop_rate": 1.0})).await;
@@ -111,8 +99,7 @@ async fn control_api_and_injected_faults() {
     emu.set_faults(&token, json!({"drop_rate": 0.0})).await;
 
     // Metrics by method + route template + status.
-    let (status, _, metrics) = emu.get(Some(&token), "/_emulator/metrics").await;
-    assert_eq!(status, StatusCode::OK);
+    let metrics = emu.get_ok(&token, "/_emulator/metrics").await;
     let rows = metrics["requests"].as_array().expect("rows");
     assert!(
         rows.iter().any(|r| r["method"] == "GET"
@@ -132,16 +119,9 @@ async fn control_api_and_injected_faults() {
         .expect("resources")
         .iter()
         .any(|r| r["id"].as_str().is_some_and(|i| i.ends_with("rg1"))));
-    let (status, _, _) = emu
-        .send(&token, Method::POST, "/_emulator/reset", None)
-        .await;
-    assert_eq!(status, StatusCode::OK);
-    let (status, _, body) = emu.get(Some(&token), &rg).await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(error_code(&body), "ResourceGroupNotFound");
-    let (status, _, _) = emu
-        .get(Some(&token), &format!("{sub}?api-version=2022-12-01"))
-        .await;
+    let _ = emu.post_ok(&token, "/_emulator/reset").await;
+    emu.not_found(&token, &rg, "ResourceGroupNotFound").await;
+    let (status, _, _) = emu.get(Some(&token), &subscription).await;
     assert_eq!(
         status,
         StatusCode::OK,
@@ -151,10 +131,8 @@ async fn control_api_and_injected_faults() {
 
 #[tokio::test]
 async fn short_token_lifetime_expires_like_arm() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let emu = start_emu(dir.path(), None).await;
-    let token = emu.token().await;
-    let sub = format!("/subscriptions/{}", emu.running.info().subscription_id);
+    let (emu, token, sub) = signed_in(|_| {}).await;
+    let subscription = format!("{sub}?{SUBSCRIPTION_API}");
     let (_, _, profile) = emu.get(Some(&token), "/_emulator/faults").await;
     assert_eq!(profile["token_lifetime_s"], 3600);
     let (status, bad) = emu.set_faults(&token, json!({"token_lifetime_s": 0})).await;
@@ -170,21 +148,16 @@ async fn short_token_lifetime_expires_like_arm() {
     let (status, v1) = emu.secret_token_response(true).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(v1["expires_in"], "1");
-    let expires_on: u64 = v1["expires_on"]
-        .as_str()
-        .and_then(|s| s.parse().ok())
-        .expect("expires_on is epoch seconds");
-    let not_before: u64 = v1["not_before"]
-        .as_str()
-        .and_then(|s| s.parse().ok())
-        .expect("not_before is epoch seconds");
-    assert_eq!(expires_on - not_before, 1);
+    let epoch_seconds = |key: &str| -> u64 {
+        let text = v1[key].as_str().unwrap_or_default();
+        text.parse()
+            .unwrap_or_else(|_| panic!("{key} is epoch seconds: {v1}"))
+    };
+    assert_eq!(epoch_seconds("expires_on") - epoch_seconds("not_before"), 1);
 
     let short = v2["access_token"].as_str().expect("token").to_string();
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
-    let (status, headers, body) = emu
-        .get(Some(&short), &format!("{sub}?api-version=2022-12-01"))
-        .await;
+    let (status, headers, body) = emu.get(Some(&short), &subscription).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     assert_eq!(error_code(&body), "ExpiredAuthenticationToken");
     let message = body["error"]["message"].as_str().expect("message");
@@ -194,12 +167,7 @@ async fn short_token_lifetime_expires_like_arm() {
             && (message.ends_with(" AM'.") || message.ends_with(" PM'.")),
         "{message}"
     );
-    let challenge = headers["www-authenticate"].to_str().expect("ascii");
-    assert!(
-        challenge.starts_with("Bearer authorization_uri=\""),
-        "{challenge}"
-    );
-    assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+    let challenge = bearer_challenge(&headers);
     assert!(
         challenge.contains(&format!("error_description=\"{message}\"")),
         "{challenge}"
@@ -208,19 +176,13 @@ async fn short_token_lifetime_expires_like_arm() {
     let (status, _, _) = emu.get(Some(&short), "/_emulator/faults").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     // The long-lived token issued before the change keeps working.
-    let (status, _, _) = emu
-        .get(Some(&token), &format!("{sub}?api-version=2022-12-01"))
-        .await;
-    assert_eq!(status, StatusCode::OK);
+    emu.get_ok(&token, &subscription).await;
     emu.running.shutdown().await;
 }
 
 #[tokio::test]
 async fn token_lifetime_from_startup_profile() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut config = crate::emulator::Config::new(dir.path());
-    config.faults.token_lifetime_s = 42;
-    let emu = super::start_config(config).await;
+    let emu = super::temporary(|config| config.faults.token_lifetime_s = 42).await;
     let (status, v2) = emu.secret_token_response(false).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(v2["expires_in"], 42);

@@ -7,7 +7,7 @@ use base64::Engine;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use super::{start_emu, Emu};
+use super::{temporary_emu, Emu};
 use crate::emulator::identities::FederatedClaims;
 use crate::emulator::token::now_secs;
 
@@ -79,18 +79,6 @@ impl Emu {
         )
         .await
     }
-
-    /// The token's `appid`, after checking ARM accepts it.
-    async fn arm_accepts(&self, token: &str) -> String {
-        let (status, _, body) = self
-            .get(Some(token), "/subscriptions?api-version=2022-12-01")
-            .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        let payload = token.split('.').nth(1).expect("JWT payload");
-        let claims: Value =
-            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("b64")).expect("json");
-        claims["appid"].as_str().expect("appid").to_string()
-    }
 }
 
 fn aadsts(body: &Value) -> String {
@@ -100,8 +88,7 @@ fn aadsts(body: &Value) -> String {
 
 #[tokio::test]
 async fn certificate_assertion_is_verified_like_entra_id() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let emu = start_emu(dir.path(), None).await;
+    let emu = temporary_emu().await;
     let info = emu.running.info().clone();
     let pem = std::fs::read(&info.certificate_pem).expect("PEM");
     let (key, cert) = (pem_key(&pem), pem_cert(&pem));
@@ -127,37 +114,24 @@ async fn certificate_assertion_is_verified_like_entra_id() {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
 
-    // Another key under the registered certificate's thumbprint: the signature fails.
+    // Another key under the registered certificate's thumbprint: the signature fails; a
+    // certificate the application never registered is refused as well.
     let foreign_pem = include_bytes!("../../arm/testdata/test-client-cert.pem");
     let foreign_key = pem_key(foreign_pem);
-    let forged = sign(&foreign_key, &header, &claims(&emu.token_url(), now + 600));
-    let (status, body) = emu.assertion_grant(client, &forged).await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED);
-    assert_eq!(aadsts(&body), "invalid_client AADSTS700027", "{body}");
-    assert!(body["error_description"]
-        .as_str()
-        .unwrap()
-        .contains("signature validation"));
-
-    // A certificate the application never registered.
     let foreign_header =
         json!({"alg": "RS256", "typ": "JWT", "x5t": sha1_b64(&pem_cert(foreign_pem))});
-    let (status, body) = emu
-        .assertion_grant(
-            client,
-            &sign(
-                &foreign_key,
-                &foreign_header,
-                &claims(&emu.token_url(), now + 600),
-            ),
-        )
-        .await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED);
-    assert_eq!(aadsts(&body), "invalid_client AADSTS700027", "{body}");
-    assert!(body["error_description"]
-        .as_str()
-        .unwrap()
-        .contains("not registered"));
+    let valid = claims(&emu.token_url(), now + 600);
+    for (header, says) in [
+        (&header, "signature validation"),
+        (&foreign_header, "not registered"),
+    ] {
+        let forged = sign(&foreign_key, header, &valid);
+        let (status, body) = emu.assertion_grant(client, &forged).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(aadsts(&body), "invalid_client AADSTS700027", "{body}");
+        let description = body["error_description"].as_str().unwrap_or_default();
+        assert!(description.contains(says), "{body}");
+    }
 
     // Expired (beyond the clock skew), meant for another token endpoint, or for another app.
     let expired = sign(&key, &header, &claims(&emu.token_url(), now - 3600));
@@ -204,8 +178,7 @@ async fn certificate_assertion_is_verified_like_entra_id() {
 
 #[tokio::test]
 async fn federated_token_is_checked_for_issuer_subject_audience_and_expiry() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let emu = start_emu(dir.path(), None).await;
+    let emu = temporary_emu().await;
     let info = emu.running.info().clone();
     let client = info.oidc_client_id.as_str();
     let file_token = std::fs::read_to_string(&info.oidc_token_file).expect("token file");
@@ -272,8 +245,7 @@ async fn federated_token_is_checked_for_issuer_subject_audience_and_expiry() {
 
 #[tokio::test]
 async fn managed_identity_endpoint_speaks_imds() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let emu = start_emu(dir.path(), None).await;
+    let emu = temporary_emu().await;
     let info = emu.running.info().clone();
     let get = |query: String, metadata: bool| {
         let mut req = emu.client.get(format!("{}{query}", info.msi_endpoint));
@@ -295,35 +267,42 @@ async fn managed_identity_endpoint_speaks_imds() {
     let (status, _) = get(format!("{resource}&client_id={}", info.msi_client_id), true).await;
     assert_eq!(status, StatusCode::OK);
 
-    let (status, body) = get(resource.to_string(), false).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(
-        body["error_description"],
-        "Required metadata header not specified"
-    );
-    let (status, body) = get(format!("{resource}&client_id={}", info.client_id), true).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(body["error_description"], "Identity not found");
-    let (status, body) = get(
-        "?api-version=2018-02-01&resource=https%3A%2F%2Fgraph.microsoft.com%2F".to_string(),
-        true,
-    )
-    .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(body["error"], "invalid_resource");
-    let (status, _) = get(
-        "?resource=https%3A%2F%2Fmanagement.azure.com%2F".into(),
-        true,
-    )
-    .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // (query, Metadata header sent, what IMDS says in which field)
+    let graph = "?api-version=2018-02-01&resource=https%3A%2F%2Fgraph.microsoft.com%2F";
+    for (query, metadata, says) in [
+        (
+            resource.to_string(),
+            false,
+            Some((
+                "error_description",
+                "Required metadata header not specified",
+            )),
+        ),
+        (
+            format!("{resource}&client_id={}", info.client_id),
+            true,
+            Some(("error_description", "Identity not found")),
+        ),
+        (graph.to_string(), true, Some(("error", "invalid_resource"))),
+        // No api-version.
+        (
+            "?resource=https%3A%2F%2Fmanagement.azure.com%2F".into(),
+            true,
+            None,
+        ),
+    ] {
+        let (status, body) = get(query.clone(), metadata).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
+        if let Some((field, message)) = says {
+            assert_eq!(body[field], message, "{query}");
+        }
+    }
     emu.running.shutdown().await;
 }
 
 #[tokio::test]
 async fn env_file_exports_every_identity() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let emu = start_emu(dir.path(), None).await;
+    let emu = temporary_emu().await;
     let env = std::fs::read_to_string(&emu.running.info().env_file).expect("env.sh");
     for name in [
         "AKSPOLICY_EMULATOR_CERT_CLIENT_ID",

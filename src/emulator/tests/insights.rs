@@ -1,18 +1,11 @@
 //! Policy states and remediations against the add-on DINE built-in.
 
-use std::time::Duration;
-
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use super::clusters::{create_cluster, fast_emu};
 use super::Emu;
-
-const AKS_API: &str = "api-version=2026-04-01";
-const API: &str = "api-version=2025-03-01";
-const INSIGHTS: &str = "api-version=2024-10-01";
-const DINE: &str =
-    "/providers/Microsoft.Authorization/policyDefinitions/a8eff44f-8c92-45c3-a3fb-9880802d67a7";
+use super::{ADDON_DINE, AKS_API, INSIGHTS_API, POLICY_API};
 
 /// Clusters without the policy add-on, then the add-on DINE assigned at the subscription with a
 /// system-assigned identity; the assignment's id and body.
@@ -27,39 +20,36 @@ async fn addon_dine_over_clusters(
         create_cluster(emu, token, &url, &json!({"location": "westeurope"})).await;
     }
     let assignment = format!("{sub}/providers/Microsoft.Authorization/policyAssignments/addon");
-    let (status, _, body) = emu
-        .send(
+    let (status, body) = emu
+        .put(
             token,
-            Method::PUT,
-            &format!("{assignment}?{API}"),
-            Some(
-                &json!({"location": "westeurope", "identity": {"type": "SystemAssigned"},
-                "properties": {"policyDefinitionId": DINE}}),
-            ),
+            &format!("{assignment}?{POLICY_API}"),
+            &json!({"location": "westeurope", "identity": {"type": "SystemAssigned"},
+                "properties": {"policyDefinitionId": ADDON_DINE}}),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     (assignment, body)
 }
 
-/// PUTs remediation `fix` of `assignment` at the subscription; its URL and ARM's answer.
-async fn remediate_fix(
+/// PUTs remediation `name` of `assignment` at the subscription; its URL and ARM's answer.
+async fn put_remediation(
     emu: &Emu,
     token: &str,
-    sub: &str,
+    (sub, name): (&str, &str),
     assignment: &str,
 ) -> (String, StatusCode, Value) {
-    let url = format!("{sub}/providers/Microsoft.PolicyInsights/remediations/fix?{INSIGHTS}");
+    let url =
+        format!("{sub}/providers/Microsoft.PolicyInsights/remediations/{name}?{INSIGHTS_API}");
     let body = json!({"properties": {"policyAssignmentId": assignment}});
-    let (status, _, answer) = emu.send(token, Method::PUT, &url, Some(&body)).await;
+    let (status, answer) = emu.put(token, &url, &body).await;
     (url, status, answer)
 }
 
 #[tokio::test]
 async fn compliance_remediation_and_trigger_scan() {
-    let dir = tempfile::tempdir().expect("temp dir");
     // Long enough that the scan is still running when the first poll arrives on a busy machine.
-    let (emu, token, sub) = fast_emu(dir.path(), 1500).await;
+    let (emu, token, sub) = fast_emu(1500).await;
     let (assignment, body) = addon_dine_over_clusters(&emu, &token, &sub, ["c1", "c2"]).await;
     // Remediation deploys as the assignment's identity: it needs the definition's roles.
     let principal = body["identity"]["principalId"].as_str().expect("principal");
@@ -73,15 +63,14 @@ async fn compliance_remediation_and_trigger_scan() {
         );
         let grant = json!({"properties": {"principalId": principal,
             "roleDefinitionId": format!("/providers/Microsoft.Authorization/roleDefinitions/{role}")}});
-        let (status, _, body) = emu.send(&token, Method::PUT, &url, Some(&grant)).await;
+        let (status, body) = emu.put(&token, &url, &grant).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
     }
 
     let summarize = format!(
-        "{sub}/providers/Microsoft.PolicyInsights/policyStates/latest/summarize?{INSIGHTS}"
+        "{sub}/providers/Microsoft.PolicyInsights/policyStates/latest/summarize?{INSIGHTS_API}"
     );
-    let (status, _, summary) = emu.send(&token, Method::POST, &summarize, None).await;
-    assert_eq!(status, StatusCode::OK, "{summary}");
+    let summary = emu.post_ok(&token, &summarize).await;
     let results = &summary["value"][0]["results"];
     assert_eq!(results["nonCompliantResources"], 2, "{summary}");
     assert_eq!(
@@ -91,35 +80,29 @@ async fn compliance_remediation_and_trigger_scan() {
 
     // queryResults pages with @odata.nextLink.
     let query = format!(
-        "{sub}/providers/Microsoft.PolicyInsights/policyStates/latest/queryResults?{INSIGHTS}&$top=1"
+        "{sub}/providers/Microsoft.PolicyInsights/policyStates/latest/queryResults?{INSIGHTS_API}&$top=1"
     );
-    let (status, _, page) = emu.send(&token, Method::POST, &query, None).await;
-    assert_eq!(status, StatusCode::OK, "{page}");
+    let page = emu.post_ok(&token, &query).await;
     assert_eq!(page["value"].as_array().map(Vec::len), Some(1));
     assert_eq!(page["value"][0]["complianceState"], "NonCompliant");
     let next = page["@odata.nextLink"]
         .as_str()
         .expect("nextLink")
         .to_string();
-    let (status, _, page2) = emu.send(&token, Method::POST, &next, None).await;
-    assert_eq!(status, StatusCode::OK);
+    let page2 = emu.post_ok(&token, &next).await;
     assert_eq!(page2["value"].as_array().map(Vec::len), Some(1));
     assert!(page2.get("@odata.nextLink").is_none());
 
     // Remediation: Accepted → ... → Succeeded, and the add-on ends up enabled.
-    let (remediation, status, rem) = remediate_fix(&emu, &token, &sub, &assignment).await;
+    let fix = (sub.as_str(), "fix");
+    let (remediation, status, rem) = put_remediation(&emu, &token, fix, &assignment).await;
     assert_eq!(status, StatusCode::CREATED, "{rem}");
     assert_eq!(rem["properties"]["provisioningState"], "Accepted");
-    let mut last = Value::Null;
-    let patience = super::Patience::new();
-    while patience.lasts() {
-        let (_, _, r) = emu.get(Some(&token), &remediation).await;
-        last = r;
-        if last["properties"]["provisioningState"] == "Succeeded" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(30)).await;
-    }
+    let (_, last) = emu
+        .poll(&token, &remediation, 30, |_, _, r| {
+            r["properties"]["provisioningState"] == "Succeeded"
+        })
+        .await;
     assert_eq!(
         last["properties"]["provisioningState"], "Succeeded",
         "{last}"
@@ -128,53 +111,27 @@ async fn compliance_remediation_and_trigger_scan() {
         last["properties"]["deploymentStatus"]["successfulDeployments"],
         2
     );
-    let (_, _, summary) = emu.send(&token, Method::POST, &summarize, None).await;
+    let summary = emu.post_ok(&token, &summarize).await;
     assert_eq!(
         summary["value"][0]["results"]["nonCompliantResources"], 0,
         "{summary}"
     );
 
     // Cancel a running remediation.
-    let second = format!("{sub}/providers/Microsoft.PolicyInsights/remediations/fix2");
-    let (status, _, _) = emu
-        .send(
-            &token,
-            Method::PUT,
-            &format!("{second}?{INSIGHTS}"),
-            Some(&json!({"properties": {"policyAssignmentId": assignment}})),
-        )
-        .await;
+    let fix2 = (sub.as_str(), "fix2");
+    let (second, status, _) = put_remediation(&emu, &token, fix2, &assignment).await;
     assert_eq!(status, StatusCode::CREATED);
-    let (status, _, cancelled) = emu
-        .send(
-            &token,
-            Method::POST,
-            &format!("{second}/cancel?{INSIGHTS}"),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{cancelled}");
+    let cancelled = emu.post_ok(&token, &second.replace("?", "/cancel?")).await;
     assert_eq!(cancelled["properties"]["provisioningState"], "Cancelling");
-    let (items, _) = emu
-        .list_all(
-            &token,
-            &format!("{sub}/providers/Microsoft.PolicyInsights/remediations?{INSIGHTS}"),
-        )
-        .await;
-    assert_eq!(items.len(), 2);
-    let (status, _, _) = emu
-        .send(
-            &token,
-            Method::DELETE,
-            &format!("{second}?{INSIGHTS}"),
-            None,
-        )
-        .await;
+    let remediations =
+        format!("{sub}/providers/Microsoft.PolicyInsights/remediations?{INSIGHTS_API}");
+    assert_eq!(emu.count(&token, &remediations).await, 2);
+    let (status, _) = emu.delete(&token, &second).await;
     assert_eq!(status, StatusCode::OK);
 
     // triggerEvaluation: 202 + Location, polled to 200.
     let trigger = format!(
-        "{sub}/providers/Microsoft.PolicyInsights/policyStates/latest/triggerEvaluation?{INSIGHTS}"
+        "{sub}/providers/Microsoft.PolicyInsights/policyStates/latest/triggerEvaluation?{INSIGHTS_API}"
     );
     let (status, headers, _) = emu.send(&token, Method::POST, &trigger, None).await;
     assert_eq!(status, StatusCode::ACCEPTED);
@@ -182,39 +139,33 @@ async fn compliance_remediation_and_trigger_scan() {
     assert!(location.contains("asyncOperationResults"));
     let (status, _, _) = emu.get(Some(&token), &location).await;
     assert_eq!(status, StatusCode::ACCEPTED);
-    let patience = super::Patience::new();
-    let mut status = StatusCode::ACCEPTED;
-    while status == StatusCode::ACCEPTED && patience.lasts() {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        status = emu.get(Some(&token), &location).await.0;
-    }
+    let (status, _) = emu
+        .poll(&token, &location, 50, |status, _, _| {
+            status != StatusCode::ACCEPTED
+        })
+        .await;
     assert_eq!(status, StatusCode::OK);
 }
 
 #[tokio::test]
 async fn policy_events_from_evaluation() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (emu, token, sub) = fast_emu(dir.path(), 50).await;
+    let (emu, token, sub) = fast_emu(50).await;
     let (assignment, _) = addon_dine_over_clusters(&emu, &token, &sub, ["e1", "e2"]).await;
     let query = |scope: &str, extra: &str| {
-        format!("{scope}/providers/Microsoft.PolicyInsights/policyEvents/default/queryResults?{INSIGHTS}{extra}")
+        format!("{scope}/providers/Microsoft.PolicyInsights/policyEvents/default/queryResults?{INSIGHTS_API}{extra}")
     };
     // Nothing evaluated yet.
-    let (status, _, page) = emu.send(&token, Method::POST, &query(&sub, ""), None).await;
-    assert_eq!(status, StatusCode::OK, "{page}");
+    let page = emu.post_ok(&token, &query(&sub, "")).await;
     assert_eq!(page["value"].as_array().map(Vec::len), Some(0));
 
     let trigger = format!(
-        "{sub}/providers/Microsoft.PolicyInsights/policyStates/latest/triggerEvaluation?{INSIGHTS}"
+        "{sub}/providers/Microsoft.PolicyInsights/policyStates/latest/triggerEvaluation?{INSIGHTS_API}"
     );
-    let (status, _, _) = emu.send(&token, Method::POST, &trigger, None).await;
+    let (status, _) = emu.post(&token, &trigger).await;
     assert_eq!(status, StatusCode::ACCEPTED);
 
     // Subscription scope, paged with @odata.nextLink.
-    let (status, _, page) = emu
-        .send(&token, Method::POST, &query(&sub, "&$top=1"), None)
-        .await;
-    assert_eq!(status, StatusCode::OK, "{page}");
+    let page = emu.post_ok(&token, &query(&sub, "&$top=1")).await;
     assert_eq!(page["value"].as_array().map(Vec::len), Some(1));
     let event = &page["value"][0];
     assert_eq!(event["policyDefinitionAction"], "deployifnotexists");
@@ -230,8 +181,7 @@ async fn policy_events_from_evaluation() {
         next.contains("%24top=1") || next.contains("$top=1"),
         "{next}"
     );
-    let (status, _, page2) = emu.send(&token, Method::POST, &next, None).await;
-    assert_eq!(status, StatusCode::OK);
+    let page2 = emu.post_ok(&token, &next).await;
     assert_eq!(page2["value"].as_array().map(Vec::len), Some(1));
     assert!(page2.get("@odata.nextLink").is_none());
 
@@ -243,10 +193,7 @@ async fn policy_events_from_evaluation() {
         emu.running.info().tenant_id
     );
     for (scope, want) in [(rg.as_str(), 2), (cluster.as_str(), 1), (root.as_str(), 2)] {
-        let (status, _, page) = emu
-            .send(&token, Method::POST, &query(scope, ""), None)
-            .await;
-        assert_eq!(status, StatusCode::OK, "{scope}: {page}");
+        let page = emu.post_ok(&token, &query(scope, "")).await;
         assert_eq!(
             page["value"].as_array().map(Vec::len),
             Some(want),
@@ -254,54 +201,27 @@ async fn policy_events_from_evaluation() {
         );
     }
     // An assignment-narrowed query and $filter.
-    let (status, _, page) = emu
-        .send(&token, Method::POST, &query(&assignment, ""), None)
-        .await;
-    assert_eq!(status, StatusCode::OK, "{page}");
+    let page = emu.post_ok(&token, &query(&assignment, "")).await;
     assert_eq!(page["value"].as_array().map(Vec::len), Some(2));
     let filtered = |f: &str| query(&sub, &format!("&$filter={}", super::urlencode(f)));
-    let (_, _, page) = emu
-        .send(
-            &token,
-            Method::POST,
-            &filtered("PolicyDefinitionAction eq 'deny'"),
-            None,
-        )
+    let page = emu
+        .post_ok(&token, &filtered("PolicyDefinitionAction eq 'deny'"))
         .await;
     assert_eq!(page["value"].as_array().map(Vec::len), Some(0));
-    let (_, _, page) = emu
-        .send(
-            &token,
-            Method::POST,
-            &filtered(&format!("ResourceId eq '{cluster}'")),
-            None,
-        )
+    let page = emu
+        .post_ok(&token, &filtered(&format!("ResourceId eq '{cluster}'")))
         .await;
     assert_eq!(page["value"].as_array().map(Vec::len), Some(1));
-    let (status, _, bad) = emu
-        .send(&token, Method::POST, &filtered("startswith(x)"), None)
-        .await;
+    let (status, bad) = emu.post(&token, &filtered("startswith(x)")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
 
     // Events outlive their resources; only `default` exists.
-    let (status, _, _) = emu
-        .send(
-            &token,
-            Method::DELETE,
-            &format!("{cluster}?{AKS_API}"),
-            None,
-        )
-        .await;
+    let (status, _) = emu.delete(&token, &format!("{cluster}?{AKS_API}")).await;
     assert_eq!(status, StatusCode::ACCEPTED);
-    let (_, _, page) = emu.send(&token, Method::POST, &query(&sub, ""), None).await;
+    let page = emu.post_ok(&token, &query(&sub, "")).await;
     assert_eq!(page["value"].as_array().map(Vec::len), Some(2));
-    let (status, _, _) = emu
-        .send(
-            &token,
-            Method::POST,
-            &query(&sub, "").replace("/default/", "/latest/"),
-            None,
-        )
+    let (status, _) = emu
+        .post(&token, &query(&sub, "").replace("/default/", "/latest/"))
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     emu.running.shutdown().await;
@@ -309,20 +229,15 @@ async fn policy_events_from_evaluation() {
 
 #[tokio::test]
 async fn an_initiative_is_remediated_one_member_at_a_time() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (emu, token, sub) = fast_emu(dir.path(), 200).await;
+    let (emu, token, sub) = fast_emu(200).await;
     let assignment = format!("{sub}/providers/Microsoft.Authorization/policyAssignments/pss");
-    let (status, _, body) = emu
-        .send(
-            &token,
-            Method::PUT,
-            &format!("{assignment}?{API}"),
-            Some(&json!({"properties": {"policyDefinitionId":
-                "/providers/Microsoft.Authorization/policySetDefinitions/a8640138-9b0a-4a28-b8cb-1666c838647d"}})),
-        )
+    let (status, body) = emu
+        .put(&token, &format!("{assignment}?{POLICY_API}"), &json!({"properties": {"policyDefinitionId":
+                "/providers/Microsoft.Authorization/policySetDefinitions/a8640138-9b0a-4a28-b8cb-1666c838647d"}}))
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    let (remediation, status, body) = remediate_fix(&emu, &token, &sub, &assignment).await;
+    let fix = (sub.as_str(), "fix");
+    let (remediation, status, body) = put_remediation(&emu, &token, fix, &assignment).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["error"]["code"], "InvalidCreateRemediationRequest");
     assert!(
@@ -331,13 +246,12 @@ async fn an_initiative_is_remediated_one_member_at_a_time() {
             .is_some_and(|m| m.contains("single policy definition reference ID")),
         "{body}"
     );
-    let (status, _, body) = emu
-        .send(
+    let (status, body) = emu
+        .put(
             &token,
-            Method::PUT,
             &remediation,
-            Some(&json!({"properties": {"policyAssignmentId": assignment,
-                "policyDefinitionReferenceId": "ContainerNoPrivilege"}})),
+            &json!({"properties": {"policyAssignmentId": assignment,
+                "policyDefinitionReferenceId": "ContainerNoPrivilege"}}),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");

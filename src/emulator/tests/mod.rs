@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use reqwest::{Client, StatusCode};
+use reqwest::{Client, Method, StatusCode};
 use serde_json::Value;
 
 use super::{start, Config, RunningEmulator};
@@ -20,19 +20,47 @@ mod insights;
 mod policy;
 mod versions;
 
-const POLICY_API: &str = "2025-03-01";
+/// The api-versions the tests speak, as query strings: managed clusters, Azure Policy,
+/// Policy Insights, and resources (groups, management groups, deployments).
+const AKS_API: &str = "api-version=2026-04-01";
+const POLICY_API: &str = "api-version=2025-03-01";
+const INSIGHTS_API: &str = "api-version=2024-10-01";
+const RESOURCES_API: &str = "api-version=2021-04-01";
+
+/// The built-in DeployIfNotExists that turns on the AKS policy add-on.
+const ADDON_DINE: &str =
+    "/providers/Microsoft.Authorization/policyDefinitions/a8eff44f-8c92-45c3-a3fb-9880802d67a7";
 const DEFINITIONS: &str = "/providers/Microsoft.Authorization/policyDefinitions";
 
 pub(super) struct Emu {
     running: RunningEmulator,
     client: Client,
     base: String,
+    /// The state directory when the emulator owns it; removed after the emulator is dropped.
+    _state: Option<tempfile::TempDir>,
 }
 
-pub(super) async fn start_emu(dir: &Path, builtins: Option<PathBuf>) -> Emu {
-    let mut config = Config::new(dir);
-    config.builtins_dir = builtins;
-    start_config(config).await
+/// An emulator with its state in a fresh temporary directory, started with what `configure`
+/// sets on the default configuration.
+pub(super) async fn temporary(configure: impl FnOnce(&mut Config)) -> Emu {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = Config::new(dir.path());
+    configure(&mut config);
+    let emu = start_config(config).await;
+    Emu {
+        _state: Some(dir),
+        ..emu
+    }
+}
+
+/// An emulator with the default configuration in a fresh temporary directory.
+pub(super) async fn temporary_emu() -> Emu {
+    temporary(|_| {}).await
+}
+
+/// An emulator on a state directory the test keeps (to look into it, or to restart on it).
+pub(super) async fn start_emu(dir: &Path) -> Emu {
+    start_config(Config::new(dir)).await
 }
 
 /// Starts with a given configuration (fault profile, ...).
@@ -52,20 +80,32 @@ pub(super) async fn start_config(config: Config) -> Emu {
         running,
         client,
         base,
+        _state: None,
     }
 }
 
+/// A client-credentials grant with a secret, for `audience` (a v2 `scope` or a v1 `resource`).
+pub(super) fn secret_grant<'a>(
+    client_id: &'a str,
+    client_secret: &'a str,
+    audience: (&'a str, &'a str),
+) -> [(&'a str, &'a str); 4] {
+    [
+        ("grant_type", "client_credentials"),
+        ("client_id", client_id),
+        ("client_secret", client_secret),
+        audience,
+    ]
+}
+
+const ARM_SCOPE: (&str, &str) = ("scope", "https://management.azure.com/.default");
+
 impl Emu {
-    async fn token_response(&self, form: &[(&str, &str)], v1: bool) -> (StatusCode, Value) {
-        let tenant = &self.running.info().tenant_id;
-        let url = if v1 {
-            format!("{}/{tenant}/oauth2/token", self.base)
-        } else {
-            format!("{}/{tenant}/oauth2/v2.0/token", self.base)
-        };
+    /// The answer of the token endpoint at `path` (below the emulator's base) to `form`.
+    async fn token_at(&self, path: &str, form: &[(&str, &str)]) -> (StatusCode, Value) {
         let resp = self
             .client
-            .post(url)
+            .post(format!("{}{path}", self.base))
             .form(form)
             .send()
             .await
@@ -74,19 +114,19 @@ impl Emu {
         (status, resp.json().await.expect("JSON body"))
     }
 
+    /// The tenant's v1 or v2 token endpoint's answer to `form`.
+    async fn token_response(&self, form: &[(&str, &str)], v1: bool) -> (StatusCode, Value) {
+        let tenant = &self.running.info().tenant_id;
+        let version = if v1 { "" } else { "/v2.0" };
+        self.token_at(&format!("/{tenant}/oauth2{version}/token"), form)
+            .await
+    }
+
     /// The token endpoint's answer to the emulator's own service principal and secret, for ARM.
     pub(super) async fn secret_token_response(&self, v1: bool) -> (StatusCode, Value) {
         let info = self.running.info();
-        self.token_response(
-            &[
-                ("grant_type", "client_credentials"),
-                ("client_id", &info.client_id),
-                ("client_secret", &info.client_secret),
-                ("scope", "https://management.azure.com/.default"),
-            ],
-            v1,
-        )
-        .await
+        let form = secret_grant(&info.client_id, &info.client_secret, ARM_SCOPE);
+        self.token_response(&form, v1).await
     }
 
     pub(super) async fn token(&self) -> String {
@@ -120,6 +160,11 @@ impl Emu {
         (status, headers, body)
     }
 
+    /// How many items the list at `first` holds over all its pages.
+    pub(super) async fn count(&self, token: &str, first: &str) -> usize {
+        self.list_all(token, first).await.0.len()
+    }
+
     /// Follows nextLinks, returning every item and the page sizes seen.
     pub(super) async fn list_all(&self, token: &str, first: &str) -> (Vec<Value>, Vec<usize>) {
         let mut items = Vec::new();
@@ -141,6 +186,14 @@ impl Emu {
         }
         (items, sizes)
     }
+}
+
+/// A temporary emulator configured by `configure`, a token for it and its subscription's scope.
+pub(super) async fn signed_in(configure: impl FnOnce(&mut Config)) -> (Emu, String, String) {
+    let emu = temporary(configure).await;
+    let token = emu.token().await;
+    let sub = emu.subscription();
+    (emu, token, sub)
 }
 
 impl Emu {
@@ -172,6 +225,31 @@ impl Emu {
         answer
     }
 
+    /// The token's `appid`, after checking ARM accepts it.
+    pub(super) async fn arm_accepts(&self, token: &str) -> String {
+        use base64::Engine;
+        self.get_ok(token, "/subscriptions?api-version=2022-12-01")
+            .await;
+        let payload = token.split('.').nth(1).expect("JWT payload");
+        let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .expect("b64");
+        let claims: Value = serde_json::from_slice(&json).expect("json");
+        claims["appid"].as_str().expect("appid").to_string()
+    }
+
+    /// A GET that must answer 200; its JSON body.
+    pub(super) async fn get_ok(&self, token: &str, path_and_query: &str) -> Value {
+        self.expect(token, Method::GET, path_and_query, None, StatusCode::OK)
+            .await
+    }
+
+    /// A POST without a body (an action or a query) that must answer 200; its JSON body.
+    pub(super) async fn post_ok(&self, token: &str, url: &str) -> Value {
+        self.expect(token, Method::POST, url, None, StatusCode::OK)
+            .await
+    }
+
     /// ARM's DELETE of a resource that exists: 200 with its body, and 204 when asked again.
     pub(super) async fn delete_twice(&self, token: &str, url: &str) -> Value {
         let (status, _, body) = self.send(token, reqwest::Method::DELETE, url, None).await;
@@ -179,6 +257,96 @@ impl Emu {
         let (status, _, again) = self.send(token, reqwest::Method::DELETE, url, None).await;
         assert_eq!(status, StatusCode::NO_CONTENT, "{again}");
         body
+    }
+
+    /// A PUT of `body`; ARM's status and answer.
+    pub(super) async fn put(&self, token: &str, url: &str, body: &Value) -> (StatusCode, Value) {
+        let (status, _, answer) = self
+            .send(token, reqwest::Method::PUT, url, Some(body))
+            .await;
+        (status, answer)
+    }
+
+    /// A POST without a body (an action or a query); ARM's status and answer.
+    pub(super) async fn post(&self, token: &str, url: &str) -> (StatusCode, Value) {
+        let (status, _, answer) = self.send(token, reqwest::Method::POST, url, None).await;
+        (status, answer)
+    }
+
+    /// A DELETE; ARM's status and answer.
+    pub(super) async fn delete(&self, token: &str, url: &str) -> (StatusCode, Value) {
+        let (status, _, answer) = self.send(token, reqwest::Method::DELETE, url, None).await;
+        (status, answer)
+    }
+
+    /// A request that ARM must refuse with `status` and error `code`; the error body.
+    pub(super) async fn expect_error(
+        &self,
+        token: &str,
+        request: (reqwest::Method, &str, Option<&Value>),
+        status: StatusCode,
+        code: &str,
+    ) -> Value {
+        let (method, url, body) = request;
+        let (got, _, answer) = self.send(token, method, url, body).await;
+        assert_eq!(got, status, "{url}: {answer}");
+        assert_eq!(error_code(&answer), code, "{url}: {answer}");
+        answer
+    }
+
+    /// A GET that ARM answers 404 with error `code`; the error body.
+    pub(super) async fn not_found(&self, token: &str, url: &str, code: &str) -> Value {
+        let get = (Method::GET, url, None);
+        self.expect_error(token, get, StatusCode::NOT_FOUND, code)
+            .await
+    }
+
+    /// The emulator's (first) subscription as an ARM scope, `/subscriptions/{id}`.
+    pub(super) fn subscription(&self) -> String {
+        format!("/subscriptions/{}", self.running.info().subscription_id)
+    }
+
+    /// PUTs resource group `name` in westeurope under `sub`; ARM's status and answer.
+    pub(super) async fn put_group(
+        &self,
+        token: &str,
+        sub: &str,
+        name: &str,
+    ) -> (StatusCode, Value) {
+        let url = format!("{sub}/resourceGroups/{name}?{RESOURCES_API}");
+        self.put(token, &url, &serde_json::json!({"location": "westeurope"}))
+            .await
+    }
+
+    /// Moves subscription `sub_id` below management group `group` (its id); ARM's status.
+    pub(super) async fn move_subscription(
+        &self,
+        token: &str,
+        group: &str,
+        sub_id: &str,
+    ) -> StatusCode {
+        let url = format!("{group}/subscriptions/{sub_id}?{RESOURCES_API}");
+        let (status, _, _) = self.send(token, reqwest::Method::PUT, &url, None).await;
+        status
+    }
+
+    /// GETs `url` every `every_ms` until `done` accepts an answer or patience runs out (the
+    /// caller asserts on what it got); the last status and body.
+    pub(super) async fn poll(
+        &self,
+        token: &str,
+        url: &str,
+        every_ms: u64,
+        mut done: impl FnMut(StatusCode, &reqwest::header::HeaderMap, &Value) -> bool,
+    ) -> (StatusCode, Value) {
+        let patience = Patience::new();
+        loop {
+            let (status, headers, body) = self.get(Some(token), url).await;
+            if done(status, &headers, &body) || !patience.lasts() {
+                return (status, body);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(every_ms)).await;
+        }
     }
 
     /// Any method with an optional JSON body; returns status, headers and JSON (Null if none).
@@ -221,14 +389,24 @@ impl Patience {
     }
 }
 
+/// ARM's `WWW-Authenticate` answer to a missing or refused token, checked; the whole challenge.
+pub(super) fn bearer_challenge(headers: &reqwest::header::HeaderMap) -> &str {
+    let challenge = headers["www-authenticate"].to_str().expect("ascii");
+    assert!(
+        challenge.starts_with("Bearer authorization_uri=\""),
+        "{challenge}"
+    );
+    assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+    challenge
+}
+
 pub(super) fn error_code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("<none>")
 }
 
 #[tokio::test]
 async fn token_grants_access_and_arm_headers_are_set() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let emu = start_emu(dir.path(), None).await;
+    let emu = temporary_emu().await;
     let token = emu.token().await;
     assert_eq!(token.split('.').count(), 3, "a JWT");
     let info = emu.running.info().clone();
@@ -258,16 +436,15 @@ async fn token_grants_access_and_arm_headers_are_set() {
     assert_eq!(subs.len(), 1);
     assert_eq!(subs[0]["subscriptionId"], info.subscription_id.as_str());
 
-    let (status, _, sub) = emu
-        .get(
-            Some(&token),
+    let sub = emu
+        .get_ok(
+            &token,
             &format!(
                 "/subscriptions/{}?api-version=2020-01-01",
                 info.subscription_id
             ),
         )
         .await;
-    assert_eq!(status, StatusCode::OK);
     assert_eq!(sub["state"], "Enabled");
     assert_eq!(sub["tenantId"], info.tenant_id.as_str());
     assert_eq!(
@@ -285,54 +462,28 @@ async fn token_grants_access_and_arm_headers_are_set() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(error_code(&err), "SubscriptionNotFound");
 
-    let (status, _, tenants) = emu
-        .get(Some(&token), "/tenants?api-version=2022-12-01")
-        .await;
-    assert_eq!(status, StatusCode::OK);
+    let tenants = emu.get_ok(&token, "/tenants?api-version=2022-12-01").await;
     assert_eq!(tenants["value"][0]["tenantId"], info.tenant_id.as_str());
 
     // v1 endpoint with the other ARM audience.
-    let (status, v1) = emu
-        .token_response(
-            &[
-                ("grant_type", "client_credentials"),
-                ("client_id", &info.client_id),
-                ("client_secret", &info.client_secret),
-                ("resource", "https://management.core.windows.net/"),
-            ],
-            true,
-        )
-        .await;
+    let classic = ("resource", "https://management.core.windows.net/");
+    let form = secret_grant(&info.client_id, &info.client_secret, classic);
+    let (status, v1) = emu.token_response(&form, true).await;
     assert_eq!(status, StatusCode::OK, "{v1}");
     assert_eq!(v1["resource"], "https://management.core.windows.net/");
     assert!(v1["expires_on"].is_string());
-    let (status, _, _) = emu
-        .get(
-            v1["access_token"].as_str(),
-            "/subscriptions?api-version=2022-12-01",
-        )
+    emu.arm_accepts(v1["access_token"].as_str().expect("v1 token"))
         .await;
-    assert_eq!(status, StatusCode::OK);
     emu.running.shutdown().await;
 }
 
 #[tokio::test]
 async fn token_endpoint_rejects_bad_requests() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let emu = start_emu(dir.path(), None).await;
+    let emu = temporary_emu().await;
     let info = emu.running.info().clone();
     let wrong_secret = "not-the-secret-Zq9";
-    let (status, body) = emu
-        .token_response(
-            &[
-                ("grant_type", "client_credentials"),
-                ("client_id", &info.client_id),
-                ("client_secret", wrong_secret),
-                ("scope", "https://management.azure.com/.default"),
-            ],
-            false,
-        )
-        .await;
+    let form = secret_grant(&info.client_id, wrong_secret, ARM_SCOPE);
+    let (status, body) = emu.token_response(&form, false).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body["error"], "invalid_client");
     assert_eq!(body["error_codes"][0], 7000215);
@@ -346,100 +497,76 @@ async fn token_endpoint_rejects_bad_requests() {
         assert!(body[key].is_string(), "{key} missing");
     }
 
-    let (status, body) = emu
-        .token_response(
-            &[
-                ("grant_type", "client_credentials"),
-                ("client_id", "11111111-1111-1111-1111-111111111111"),
-                ("client_secret", &info.client_secret),
-                ("scope", "https://management.azure.com/.default"),
-            ],
-            false,
-        )
-        .await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED);
-    assert_eq!(body["error"], "invalid_client");
-
-    let (status, body) = emu
-        .token_response(
-            &[("grant_type", "password"), ("client_id", &info.client_id)],
-            false,
-        )
-        .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(body["error"], "unsupported_grant_type");
-
-    let (status, body) = emu
-        .token_response(
-            &[
-                ("grant_type", "client_credentials"),
-                ("client_id", &info.client_id),
-                ("client_secret", &info.client_secret),
-                ("scope", "https://graph.microsoft.com/.default"),
-            ],
-            false,
-        )
-        .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (id, secret) = (info.client_id.as_str(), info.client_secret.as_str());
+    let v2 = format!("/{}/oauth2/v2.0/token", info.tenant_id);
+    let v2 = v2.as_str();
+    let graph = ("scope", "https://graph.microsoft.com/.default");
+    // The CLI's double-slash scope form names the classic audience.
+    let classic = ("scope", "https://management.core.windows.net//.default");
+    // (token endpoint, form, status, Entra ID's error if any)
+    let cases = [
+        (
+            v2,
+            secret_grant("11111111-1111-1111-1111-111111111111", secret, ARM_SCOPE).to_vec(),
+            StatusCode::UNAUTHORIZED,
+            Some("invalid_client"),
+        ),
+        (
+            v2,
+            vec![("grant_type", "password"), ("client_id", id)],
+            StatusCode::BAD_REQUEST,
+            Some("unsupported_grant_type"),
+        ),
+        (
+            v2,
+            secret_grant(id, secret, graph).to_vec(),
+            StatusCode::BAD_REQUEST,
+            None,
+        ),
+        (
+            v2,
+            secret_grant(id, secret, classic).to_vec(),
+            StatusCode::OK,
+            None,
+        ),
+        // MSAL against the ADFS-shaped authority posts `scope` to the v1 path.
+        (
+            "/adfs/oauth2/token",
+            secret_grant(id, secret, classic).to_vec(),
+            StatusCode::OK,
+            None,
+        ),
+        (
+            "/not-a-tenant/oauth2/v2.0/token",
+            vec![("grant_type", "client_credentials")],
+            StatusCode::BAD_REQUEST,
+            None,
+        ),
+    ];
+    for (path, form, want, error) in cases {
+        let (status, body) = emu.token_at(path, &form).await;
+        assert_eq!(status, want, "{path} {form:?}: {body}");
+        if let Some(error) = error {
+            assert_eq!(body["error"], error, "{form:?}");
+        }
+    }
 
     let resp = emu
         .client
-        .post(format!("{}/{}/oauth2/v2.0/token", emu.base, info.tenant_id))
-        .basic_auth(&info.client_id, Some(&info.client_secret))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("scope", "https://management.azure.com/.default"),
-        ])
+        .post(format!("{}{v2}", emu.base))
+        .basic_auth(id, Some(secret))
+        .form(&[("grant_type", "client_credentials"), ARM_SCOPE])
         .send()
         .await
         .expect("request");
     assert_eq!(resp.status(), StatusCode::OK, "client_secret_basic");
-
-    // The CLI's double-slash scope form names the classic audience.
-    let (status, body) = emu
-        .token_response(
-            &[
-                ("grant_type", "client_credentials"),
-                ("client_id", &info.client_id),
-                ("client_secret", &info.client_secret),
-                ("scope", "https://management.core.windows.net//.default"),
-            ],
-            false,
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-
-    // MSAL against the ADFS-shaped authority posts `scope` to the v1 path.
-    let resp = emu
-        .client
-        .post(format!("{}/adfs/oauth2/token", emu.base))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", info.client_id.as_str()),
-            ("client_secret", info.client_secret.as_str()),
-            ("scope", "https://management.core.windows.net//.default"),
-        ])
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(resp.status(), StatusCode::OK, "adfs v1 with scope");
-
-    let resp = emu
-        .client
-        .post(format!("{}/not-a-tenant/oauth2/v2.0/token", emu.base))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     emu.running.shutdown().await;
 }
 
 #[tokio::test]
 async fn arm_rejects_missing_or_bad_tokens_and_api_versions() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let emu = start_emu(dir.path(), None).await;
-    let url = format!("{DEFINITIONS}?api-version={POLICY_API}");
+    let emu = temporary_emu().await;
+    let url = format!("{DEFINITIONS}?{POLICY_API}");
 
     let (status, headers, body) = emu.get(None, &url).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
@@ -448,12 +575,7 @@ async fn arm_rejects_missing_or_bad_tokens_and_api_versions() {
         body["error"]["message"],
         "Authentication failed. The 'Authorization' header is missing."
     );
-    let challenge = headers["www-authenticate"].to_str().expect("ascii");
-    assert!(
-        challenge.starts_with("Bearer authorization_uri="),
-        "{challenge}"
-    );
-    assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+    bearer_challenge(&headers);
     assert!(headers.contains_key("x-ms-request-id"));
 
     let (status, _, body) = emu.get(Some("not.a.jwt"), &url).await;
@@ -461,50 +583,51 @@ async fn arm_rejects_missing_or_bad_tokens_and_api_versions() {
     assert_eq!(error_code(&body), "InvalidAuthenticationToken");
 
     let token = emu.token().await;
-    let (status, _, body) = emu.get(Some(&token), DEFINITIONS).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(error_code(&body), "MissingApiVersionParameter");
+    let body = emu
+        .expect_error(
+            &token,
+            (Method::GET, DEFINITIONS, None),
+            StatusCode::BAD_REQUEST,
+            "MissingApiVersionParameter",
+        )
+        .await;
     assert_eq!(
         body["error"]["message"],
         "The api-version query parameter (?api-version=) is required for all requests."
     );
-
-    let (status, _, body) = emu
-        .get(
-            Some(&token),
-            &format!("{DEFINITIONS}?api-version=1999-01-01"),
-        )
-        .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(error_code(&body), "InvalidApiVersionParameter");
-    assert!(body["error"]["message"]
-        .as_str()
-        .unwrap_or("")
-        .contains("2025-03-01"));
-
-    let (status, _, body) = emu
-        .get(
-            Some(&token),
-            &format!("/providers/Microsoft.Authorization/policyUnicorns?api-version={POLICY_API}"),
-        )
-        .await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(error_code(&body), "InvalidResourceType");
-    let (status, _, body) = emu
-        .get(
-            Some(&token),
-            &format!("/providers/Contoso.Nothing/things?api-version={POLICY_API}"),
-        )
-        .await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(error_code(&body), "NoRegisteredProviderFound");
+    // (path, status, code, part of the message)
+    for (path, status, code, says) in [
+        (
+            format!("{DEFINITIONS}?api-version=1999-01-01"),
+            StatusCode::BAD_REQUEST,
+            "InvalidApiVersionParameter",
+            "2025-03-01",
+        ),
+        (
+            format!("/providers/Microsoft.Authorization/policyUnicorns?{POLICY_API}"),
+            StatusCode::NOT_FOUND,
+            "InvalidResourceType",
+            "",
+        ),
+        (
+            format!("/providers/Contoso.Nothing/things?{POLICY_API}"),
+            StatusCode::NOT_FOUND,
+            "NoRegisteredProviderFound",
+            "",
+        ),
+    ] {
+        let body = emu
+            .expect_error(&token, (Method::GET, &path, None), status, code)
+            .await;
+        let message = body["error"]["message"].as_str().unwrap_or("");
+        assert!(message.contains(says), "{body}");
+    }
     emu.running.shutdown().await;
 }
 
 #[tokio::test]
 async fn builtin_definitions_page_filter_and_get() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let emu = start_emu(dir.path(), None).await;
+    let emu = temporary_emu().await;
     let token = emu.token().await;
     let total = super::catalogue::Catalogue::embedded()
         .expect("catalogue")
@@ -512,7 +635,7 @@ async fn builtin_definitions_page_filter_and_get() {
         .len();
 
     let (items, sizes) = emu
-        .list_all(&token, &format!("{DEFINITIONS}?api-version={POLICY_API}"))
+        .list_all(&token, &format!("{DEFINITIONS}?{POLICY_API}"))
         .await;
     assert_eq!(items.len(), total);
     assert!(sizes.len() > 1, "more than one page");
@@ -522,75 +645,49 @@ async fn builtin_definitions_page_filter_and_get() {
         .all(|d| d["type"] == "Microsoft.Authorization/policyDefinitions"));
 
     let (items, sizes) = emu
-        .list_all(
-            &token,
-            &format!("{DEFINITIONS}?api-version={POLICY_API}&$top=2"),
-        )
+        .list_all(&token, &format!("{DEFINITIONS}?{POLICY_API}&$top=2"))
         .await;
     assert_eq!(items.len(), total);
     assert!(sizes.iter().all(|&s| s <= 2), "{sizes:?}");
 
-    let filtered = |f: &str| {
-        format!(
-            "{DEFINITIONS}?api-version={POLICY_API}&$filter={}",
-            urlencode(f)
-        )
-    };
-    let (items, _) = emu
-        .list_all(&token, &filtered("policyType eq 'BuiltIn'"))
-        .await;
-    assert_eq!(items.len(), total);
-    let (items, _) = emu
-        .list_all(&token, &filtered("policyType -eq BuiltIn"))
-        .await;
-    assert_eq!(items.len(), total);
-    let (items, _) = emu
-        .list_all(&token, &filtered("policyType eq 'Custom'"))
-        .await;
-    assert!(items.is_empty());
-    let (items, _) = emu
-        .list_all(&token, &filtered("category eq 'Kubernetes'"))
-        .await;
-    assert_eq!(items.len(), total - 1);
+    let filtered = |f: &str| format!("{DEFINITIONS}?{POLICY_API}&$filter={}", urlencode(f));
+    for (filter, want) in [
+        ("policyType eq 'BuiltIn'", total),
+        ("policyType -eq BuiltIn", total),
+        ("policyType eq 'Custom'", 0),
+        ("category eq 'Kubernetes'", total - 1),
+    ] {
+        assert_eq!(emu.count(&token, &filtered(filter)).await, want, "{filter}");
+    }
     let (status, _, body) = emu.get(Some(&token), &filtered("displayName eq 'x'")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 
     // Names compare case-insensitively; the id keeps the canonical casing.
-    let (status, _, def) = emu
-        .get(
-            Some(&token),
-            &format!("/PROVIDERS/microsoft.authorization/POLICYDEFINITIONS/95EDB821-DDAF-4404-9732-666045E056B4?api-version={POLICY_API}"),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{def}");
+    let def = emu.get_ok(&token, &format!("/PROVIDERS/microsoft.authorization/POLICYDEFINITIONS/95EDB821-DDAF-4404-9732-666045E056B4?{POLICY_API}")).await;
     assert_eq!(
         def["id"],
         "/providers/Microsoft.Authorization/policyDefinitions/95edb821-ddaf-4404-9732-666045e056b4"
     );
     assert_eq!(def["properties"]["mode"], "Microsoft.Kubernetes.Data");
 
-    let sub = emu.running.info().subscription_id.clone();
-    let (status, _, def) = emu
-        .get(
-            Some(&token),
-            &format!("/subscriptions/{sub}{DEFINITIONS}/95edb821-ddaf-4404-9732-666045e056b4?api-version=2021-06-01"),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{def}");
-    let (items, _) = emu
-        .list_all(
-            &token,
-            &format!("/subscriptions/{sub}{DEFINITIONS}?api-version={POLICY_API}"),
-        )
-        .await;
-    assert_eq!(items.len(), total);
+    // Built-ins are seen from a subscription and from the tenant root group, which exists
+    // without being created.
+    let info = emu.running.info();
+    let sub = format!("/subscriptions/{}", info.subscription_id);
+    let root = format!(
+        "/providers/Microsoft.Management/managementGroups/{}",
+        info.tenant_id
+    );
+    let one =
+        format!("{sub}{DEFINITIONS}/95edb821-ddaf-4404-9732-666045e056b4?api-version=2021-06-01");
+    emu.get_ok(&token, &one).await;
+    for scope in [sub, root] {
+        let list = format!("{scope}{DEFINITIONS}?{POLICY_API}");
+        assert_eq!(emu.count(&token, &list).await, total, "{scope}");
+    }
 
-    let (status, _, body) = emu
-        .get(
-            Some(&token),
-            &format!("{DEFINITIONS}/does-not-exist?api-version={POLICY_API}"),
-        )
-        .await;
+    let missing = format!("{DEFINITIONS}/does-not-exist?{POLICY_API}");
+    let (status, _, body) = emu.get(Some(&token), &missing).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(
         body,
@@ -598,22 +695,10 @@ async fn builtin_definitions_page_filter_and_get() {
             "message": "The policy definition 'does-not-exist' could not be found."}})
     );
 
-    let (items, _) = emu
-        .list_all(
-            &token,
-            // The tenant root group exists without being created.
-            &format!(
-                "/providers/Microsoft.Management/managementGroups/{}{DEFINITIONS}?api-version={POLICY_API}",
-                emu.running.info().tenant_id
-            ),
-        )
-        .await;
-    assert_eq!(items.len(), total);
-
     let resp = emu
         .client
         .put(format!(
-            "{}{DEFINITIONS}/95edb821-ddaf-4404-9732-666045e056b4?api-version={POLICY_API}",
+            "{}{DEFINITIONS}/95edb821-ddaf-4404-9732-666045e056b4?{POLICY_API}",
             emu.base
         ))
         .bearer_auth(&token)
@@ -623,13 +708,7 @@ async fn builtin_definitions_page_filter_and_get() {
         .expect("request");
     assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
 
-    let (status, _, set) = emu
-        .get(
-            Some(&token),
-            &format!("/providers/Microsoft.Authorization/policySetDefinitions/A8640138-9b0a-4a28-b8cb-1666c838647d?api-version={POLICY_API}"),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{set}");
+    let set = emu.get_ok(&token, &format!("/providers/Microsoft.Authorization/policySetDefinitions/A8640138-9b0a-4a28-b8cb-1666c838647d?{POLICY_API}")).await;
     assert_eq!(set["type"], "Microsoft.Authorization/policySetDefinitions");
     assert!(!set["properties"]["policyDefinitions"]
         .as_array()
@@ -640,8 +719,7 @@ async fn builtin_definitions_page_filter_and_get() {
 
 #[tokio::test]
 async fn metadata_and_discovery_need_no_token() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let emu = start_emu(dir.path(), None).await;
+    let emu = temporary_emu().await;
     let (status, _, cloud) = emu
         .get(None, "/metadata/endpoints?api-version=2022-09-01")
         .await;
@@ -666,22 +744,23 @@ async fn metadata_and_discovery_need_no_token() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
     let tenant = emu.running.info().tenant_id.clone();
-    for t in [tenant.as_str(), "organizations", "adfs"] {
-        let (status, _, oidc) = emu
-            .get(None, &format!("/{t}/v2.0/.well-known/openid-configuration"))
-            .await;
-        assert_eq!(status, StatusCode::OK);
-        assert!(oidc["token_endpoint"]
-            .as_str()
-            .is_some_and(|u| u.ends_with("/oauth2/v2.0/token")));
+    // (discovery document, a URL it names, how that URL ends)
+    let v2 = |t: &str| format!("/{t}/v2.0/.well-known/openid-configuration");
+    for (document, field, ends) in [
+        (v2(&tenant), "token_endpoint", "/oauth2/v2.0/token"),
+        (v2("organizations"), "token_endpoint", "/oauth2/v2.0/token"),
+        (v2("adfs"), "token_endpoint", "/oauth2/v2.0/token"),
+        (
+            format!("/{tenant}/.well-known/openid-configuration"),
+            "jwks_uri",
+            "/discovery/keys",
+        ),
+    ] {
+        let (status, _, oidc) = emu.get(None, &document).await;
+        assert_eq!(status, StatusCode::OK, "{document}");
+        let url = oidc[field].as_str().unwrap_or_default();
+        assert!(url.ends_with(ends), "{document}: {oidc}");
     }
-    let (status, _, oidc) = emu
-        .get(None, &format!("/{tenant}/.well-known/openid-configuration"))
-        .await;
-    assert_eq!(status, StatusCode::OK);
-    assert!(oidc["jwks_uri"]
-        .as_str()
-        .is_some_and(|u| u.ends_with("/discovery/keys")));
     let (status, _, jwks) = emu
         .get(None, &format!("/{tenant}/discovery/v2.0/keys"))
         .await;
@@ -707,7 +786,7 @@ async fn secrets_on_disk_are_private() {
     std::fs::write(dir.join("env.sh"), b"").expect("old env.sh");
     std::fs::set_permissions(dir.join("env.sh"), std::fs::Permissions::from_mode(0o644))
         .expect("chmod");
-    let emu = start_emu(&dir, None).await;
+    let emu = start_emu(&dir).await;
     let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
     assert_eq!(mode(&dir), 0o700);
     assert_eq!(mode(&dir.join(super::DB_FILE)), 0o600);
@@ -728,23 +807,22 @@ fn non_loopback_listen_is_warned_about() {
 #[tokio::test]
 async fn restart_keeps_identity_ca_and_tokens() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let first = start_emu(dir.path(), None).await;
+    let first = start_emu(dir.path()).await;
     let info1 = first.running.info().clone();
     let ca1 = std::fs::read(&info1.ca_cert).expect("ca");
     let token = first.token().await;
     first.running.shutdown().await;
 
-    let second = start_emu(dir.path(), None).await;
+    let second = start_emu(dir.path()).await;
     let info2 = second.running.info().clone();
     assert_eq!(info1.subscription_id, info2.subscription_id);
     assert_eq!(info1.tenant_id, info2.tenant_id);
     assert_eq!(info1.client_id, info2.client_id);
     assert_eq!(info1.client_secret, info2.client_secret);
     assert_eq!(ca1, std::fs::read(&info2.ca_cert).expect("ca"));
-    let (status, _, body) = second
-        .get(Some(&token), "/subscriptions?api-version=2022-12-01")
+    let body = second
+        .get_ok(&token, "/subscriptions?api-version=2022-12-01")
         .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["value"].as_array().map(Vec::len), Some(1));
 
     let env = std::fs::read_to_string(&info2.env_file).expect("env.sh");
@@ -817,7 +895,7 @@ async fn several_subscriptions_are_created_listed_exported_and_kept() {
     first.running.shutdown().await;
 
     // A restart without the flag keeps every subscription and its ids.
-    let second = start_emu(dir.path(), None).await;
+    let second = start_emu(dir.path()).await;
     assert_eq!(
         second.running.info().subscription_ids,
         info.subscription_ids
@@ -855,14 +933,13 @@ async fn real_builtins_directory_is_served() {
         eprintln!("skipping: {} not present", specs.display());
         return;
     }
-    let dir = tempfile::tempdir().expect("temp dir");
-    let emu = start_emu(dir.path(), Some(specs.clone())).await;
+    let emu = temporary(|config| config.builtins_dir = Some(specs.clone())).await;
     let token = emu.token().await;
     let filter = urlencode("category eq 'Kubernetes'");
     let (items, _) = emu
         .list_all(
             &token,
-            &format!("{DEFINITIONS}?api-version={POLICY_API}&$filter={filter}&$top=50"),
+            &format!("{DEFINITIONS}?{POLICY_API}&$filter={filter}&$top=50"),
         )
         .await;
     // As many as the data holds with that category (the data set grows over time).
@@ -878,13 +955,12 @@ async fn real_builtins_directory_is_served() {
         .count();
     assert!(expected >= 18, "{expected}");
     assert_eq!(items.len(), expected);
-    let (status, _, def) = emu
-        .get(
-            Some(&token),
-            &format!("{DEFINITIONS}/95edb821-ddaf-4404-9732-666045e056b4?api-version={POLICY_API}"),
+    let def = emu
+        .get_ok(
+            &token,
+            &format!("{DEFINITIONS}/95edb821-ddaf-4404-9732-666045e056b4?{POLICY_API}"),
         )
         .await;
-    assert_eq!(status, StatusCode::OK);
     assert_eq!(
         def["properties"]["displayName"],
         "Kubernetes cluster should not allow privileged containers"
@@ -902,8 +978,7 @@ pub(super) fn urlencode(s: &str) -> String {
 /// two distinct names could land on the same key.
 #[tokio::test]
 async fn management_group_and_remediation_names_are_checked() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let emu = start_emu(dir.path(), None).await;
+    let emu = temporary_emu().await;
     let token = emu.token().await;
     let sub = emu.running.info().subscription_id.clone();
     let mg = |name: &str| {
@@ -927,55 +1002,26 @@ async fn management_group_and_remediation_names_are_checked() {
         "a!b",
         "a%20b",
     ] {
-        let (status, _, err) = emu
-            .send(&token, reqwest::Method::PUT, &mg(name), Some(&body))
-            .await;
+        let (status, err) = emu.put(&token, &mg(name), &body).await;
         assert_eq!(
             status,
             StatusCode::BAD_REQUEST,
             "management group {name}: {err}"
         );
-        let (status, _, err) = emu
-            .send(
-                &token,
-                reqwest::Method::PUT,
-                &remediation(name),
-                Some(&body),
-            )
-            .await;
+        let (status, err) = emu.put(&token, &remediation(name), &body).await;
         // `a!b` and `a%20b` (a space inside) are fine remediation names; the rest are not.
         if name != "a!b" && name != "a%20b" && name != long {
             assert_eq!(status, StatusCode::BAD_REQUEST, "remediation {name}: {err}");
         }
     }
-    let (status, _, err) = emu
-        .send(
-            &token,
-            reqwest::Method::PUT,
-            &remediation(&"r".repeat(261)),
-            Some(&body),
-        )
+    let too_long = remediation(&"r".repeat(261));
+    let put = (Method::PUT, too_long.as_str(), Some(&body));
+    emu.expect_error(&token, put, StatusCode::BAD_REQUEST, "InvalidResourceName")
         .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
-    assert_eq!(error_code(&err), "InvalidResourceName");
-    let (status, _, err) = emu
-        .send(
-            &token,
-            reqwest::Method::PUT,
-            &mg("team-a_(prod).1"),
-            Some(&body),
-        )
-        .await;
+    let (status, err) = emu.put(&token, &mg("team-a_(prod).1"), &body).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{err}");
-    let (status, _, list) = emu
-        .send(
-            &token,
-            reqwest::Method::GET,
-            "/providers/Microsoft.Management/managementGroups?api-version=2021-04-01",
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
+    let groups = "/providers/Microsoft.Management/managementGroups?api-version=2021-04-01";
+    let list = emu.get_ok(&token, groups).await;
     let names: Vec<&str> = list["value"]
         .as_array()
         .expect("value")
@@ -996,8 +1042,7 @@ async fn management_group_and_remediation_names_are_checked() {
 /// definitions (an entry that cannot even be decoded stands for them here).
 #[tokio::test]
 async fn listing_assignments_does_not_decode_other_objects() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let emu = start_emu(dir.path(), None).await;
+    let emu = temporary_emu().await;
     let token = emu.token().await;
     let sub = emu.running.info().subscription_id.clone();
     emu.running
@@ -1010,16 +1055,9 @@ async fn listing_assignments_does_not_decode_other_objects() {
             b"not json",
         )
         .expect("raw entry");
-    let (status, _, body) = emu
-        .send(
-            &token,
-            reqwest::Method::GET,
-            &format!(
-                "/subscriptions/{sub}/providers/Microsoft.Authorization/policyAssignments?api-version=2025-03-01"
-            ),
-            None,
-        )
+    let assignments =
+        format!("/subscriptions/{sub}/providers/Microsoft.Authorization/policyAssignments");
+    emu.get_ok(&token, &format!("{assignments}?{POLICY_API}"))
         .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
     emu.running.shutdown().await;
 }

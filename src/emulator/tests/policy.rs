@@ -4,9 +4,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use super::clusters::async_operation;
-use super::{error_code, start_emu, Emu};
+use super::POLICY_API;
+use super::{error_code, signed_in, Emu};
 
-const API: &str = "api-version=2025-03-01";
 const EXEMPTION_API: &str = "api-version=2024-12-01-preview";
 
 fn rule_definition() -> Value {
@@ -24,18 +24,10 @@ fn rule_definition() -> Value {
     }})
 }
 
-async fn setup() -> (tempfile::TempDir, Emu, String, String) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let emu = start_emu(dir.path(), None).await;
-    let token = emu.token().await;
-    let sub = format!("/subscriptions/{}", emu.running.info().subscription_id);
-    (dir, emu, token, sub)
-}
-
 /// The tag rule as a custom definition at `scope` (created, asserted); its id.
 async fn create_tag_rule(emu: &Emu, token: &str, scope: &str) -> String {
     let def = format!("{scope}/providers/Microsoft.Authorization/policyDefinitions/tagRule");
-    let url = format!("{def}?{API}");
+    let url = format!("{def}?{POLICY_API}");
     let body = Some(&rule_definition());
     emu.expect(token, Method::PUT, &url, body, StatusCode::CREATED)
         .await;
@@ -44,13 +36,11 @@ async fn create_tag_rule(emu: &Emu, token: &str, scope: &str) -> String {
 
 #[tokio::test]
 async fn custom_definitions_write_validate_and_list() {
-    let (_dir, emu, token, sub) = setup().await;
+    let (emu, token, sub) = signed_in(|_| {}).await;
     let def = format!("{sub}/providers/Microsoft.Authorization/policyDefinitions/tagRule");
-    let url = format!("{def}?{API}");
+    let url = format!("{def}?{POLICY_API}");
     for _ in 0..2 {
-        let (status, _, body) = emu
-            .send(&token, Method::PUT, &url, Some(&rule_definition()))
-            .await;
+        let (status, body) = emu.put(&token, &url, &rule_definition()).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         assert_eq!(body["properties"]["policyType"], "Custom");
         assert_eq!(body["properties"]["futureField"]["kept"], true);
@@ -58,22 +48,20 @@ async fn custom_definitions_write_validate_and_list() {
         assert!(body["systemData"]["createdAt"].is_string());
     }
     // Lookup ignores case; the response keeps the creator's casing.
-    let (status, _, body) = emu
-        .get(Some(&token), &format!("{}?{API}", def.to_uppercase()))
+    let body = emu
+        .get_ok(&token, &format!("{}?{POLICY_API}", def.to_uppercase()))
         .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["id"], def);
 
     let list = format!(
-        "{sub}/providers/Microsoft.Authorization/policyDefinitions?{API}&$filter={}",
+        "{sub}/providers/Microsoft.Authorization/policyDefinitions?{POLICY_API}&$filter={}",
         super::urlencode("policyType eq 'Custom'")
     );
-    let (items, _) = emu.list_all(&token, &list).await;
-    assert_eq!(items.len(), 1);
+    assert_eq!(emu.count(&token, &list).await, 1);
     let (all, _) = emu
         .list_all(
             &token,
-            &format!("{sub}/providers/Microsoft.Authorization/policyDefinitions?{API}"),
+            &format!("{sub}/providers/Microsoft.Authorization/policyDefinitions?{POLICY_API}"),
         )
         .await;
     assert!(all.len() > 5, "built-ins are listed too");
@@ -84,26 +72,33 @@ async fn custom_definitions_write_validate_and_list() {
         .as_object_mut()
         .expect("object")
         .remove("effect");
-    // While the rule still uses it, the rule is what is wrong.
-    let (status, _, body) = emu.send(&token, Method::PUT, &url, Some(&removed)).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(error_code(&body), "InvalidPolicyParameters");
+    // While the rule still uses it, the rule is what is wrong; once it does not, the update is.
+    let mut unused = removed.clone();
+    unused["properties"]["policyRule"]["then"]["effect"] = json!("Audit");
+    let mut retyped = rule_definition();
+    retyped["properties"]["parameters"]["tagName"]["type"] = json!("Array");
+    let refused = |body| (Method::PUT, url.as_str(), Some(body));
+    let body = emu
+        .expect_error(
+            &token,
+            refused(&removed),
+            StatusCode::BAD_REQUEST,
+            "InvalidPolicyParameters",
+        )
+        .await;
     assert!(
         body.to_string().contains("undefined parameter 'effect'"),
         "{body}"
     );
-    removed["properties"]["policyRule"]["then"]["effect"] = json!("Audit");
-    let (status, _, body) = emu.send(&token, Method::PUT, &url, Some(&removed)).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(error_code(&body), "InvalidPolicyParameterUpdate");
-    let mut retyped = rule_definition();
-    retyped["properties"]["parameters"]["tagName"]["type"] = json!("Array");
-    let (status, _, body) = emu.send(&token, Method::PUT, &url, Some(&retyped)).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(error_code(&body), "InvalidPolicyParameterUpdate");
+    for update in [&unused, &retyped] {
+        let code = "InvalidPolicyParameterUpdate";
+        emu.expect_error(&token, refused(update), StatusCode::BAD_REQUEST, code)
+            .await;
+    }
 
     // Shape errors.
-    let other = format!("{sub}/providers/Microsoft.Authorization/policyDefinitions/bad?{API}");
+    let other =
+        format!("{sub}/providers/Microsoft.Authorization/policyDefinitions/bad?{POLICY_API}");
     for (bad, code) in [
         (
             json!({"properties": {"mode": "All", "policyRule": {"if": {"a": 1}, "then": {"effect": "audit"}, "properties": {}}}}),
@@ -124,20 +119,19 @@ async fn custom_definitions_write_validate_and_list() {
         ),
         (json!("not an object"), "InvalidRequestContent"),
     ] {
-        let (status, _, body) = emu.send(&token, Method::PUT, &other, Some(&bad)).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
-        assert_eq!(error_code(&body), code, "{bad}");
+        let put = (Method::PUT, other.as_str(), Some(&bad));
+        emu.expect_error(&token, put, StatusCode::BAD_REQUEST, code)
+            .await;
     }
 
     emu.delete_twice(&token, &url).await;
-    let (status, _, body) = emu.get(Some(&token), &url).await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(error_code(&body), "PolicyDefinitionNotFound");
+    emu.not_found(&token, &url, "PolicyDefinitionNotFound")
+        .await;
 }
 
 #[tokio::test]
 async fn sets_assignments_and_exemptions() {
-    let (_dir, emu, token, sub) = setup().await;
+    let (emu, token, sub) = signed_in(|_| {}).await;
     let def = create_tag_rule(&emu, &token, &sub).await;
 
     // Set definitions: members must exist; parameter references must be declared.
@@ -150,41 +144,34 @@ async fn sets_assignments_and_exemptions() {
                 "parameters": {"tagName": {"value": format!("[parameters('{param_ref}')]")}}}]
         }})
     };
-    let set_url = format!("{set}?{API}");
-    let (status, _, body) = emu
-        .send(
-            &token,
-            Method::PUT,
-            &set_url,
-            Some(&set_body(&format!("{def}x"), "tag")),
-        )
-        .await;
+    let set_url = format!("{set}?{POLICY_API}");
+    let missing_member = set_body(&format!("{def}x"), "tag");
+    let put_set = (Method::PUT, set_url.as_str(), Some(&missing_member));
+    emu.expect_error(
+        &token,
+        put_set,
+        StatusCode::BAD_REQUEST,
+        "PolicyDefinitionNotFound",
+    )
+    .await;
+    let (status, body) = emu.put(&token, &set_url, &set_body(&def, "nope")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    assert_eq!(error_code(&body), "PolicyDefinitionNotFound");
-    let (status, _, body) = emu
-        .send(&token, Method::PUT, &set_url, Some(&set_body(&def, "nope")))
-        .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    let (status, _, body) = emu
-        .send(&token, Method::PUT, &set_url, Some(&set_body(&def, "tag")))
-        .await;
+    let (status, body) = emu.put(&token, &set_url, &set_body(&def, "tag")).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert!(body["properties"]["policyDefinitions"][0]["policyDefinitionReferenceId"].is_string());
-    let (status, _, _) = emu
-        .send(&token, Method::PUT, &set_url, Some(&set_body(&def, "tag")))
-        .await;
+    let (status, _) = emu.put(&token, &set_url, &set_body(&def, "tag")).await;
     assert_eq!(status, StatusCode::OK);
 
     // Deleting a definition a set uses fails.
-    let (status, _, body) = emu
-        .send(&token, Method::DELETE, &format!("{def}?{API}"), None)
+    let def_url = format!("{def}?{POLICY_API}");
+    let delete = (Method::DELETE, def_url.as_str(), None);
+    let code = "InvalidDeletePolicyDefinitionRequest";
+    emu.expect_error(&token, delete, StatusCode::BAD_REQUEST, code)
         .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(error_code(&body), "InvalidDeletePolicyDefinitionRequest");
 
     // Assignments.
     let assignment = format!("{sub}/providers/Microsoft.Authorization/policyAssignments/tagA");
-    let a_url = format!("{assignment}?{API}");
+    let a_url = format!("{assignment}?{POLICY_API}");
     let assign = |def_id: &str, params: Value| json!({"properties": {"policyDefinitionId": def_id, "parameters": params}});
     for (body, code) in [
         (
@@ -211,28 +198,28 @@ async fn sets_assignments_and_exemptions() {
             "InvalidPolicyParameters",
         ),
     ] {
-        let (status, _, resp) = emu.send(&token, Method::PUT, &a_url, Some(&body)).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {resp}");
-        assert_eq!(error_code(&resp), code, "{body}");
+        let put = (Method::PUT, a_url.as_str(), Some(&body));
+        emu.expect_error(&token, put, StatusCode::BAD_REQUEST, code)
+            .await;
     }
     let mut good = assign(
         &def,
         json!({"tagName": {"value": "owner"}, "effect": {"value": "Deny"}}),
     );
     good["identity"] = json!({"type": "SystemAssigned"});
-    let (status, _, resp) = emu.send(&token, Method::PUT, &a_url, Some(&good)).await;
+    let (status, resp) = emu.put(&token, &a_url, &good).await;
     assert_eq!(
         status,
         StatusCode::BAD_REQUEST,
         "identity without location: {resp}"
     );
     good["location"] = json!("westeurope");
-    let (status, _, first) = emu.send(&token, Method::PUT, &a_url, Some(&good)).await;
+    let (status, first) = emu.put(&token, &a_url, &good).await;
     assert_eq!(status, StatusCode::CREATED, "{first}");
     assert!(first["identity"]["principalId"].is_string());
     assert_eq!(first["properties"]["scope"], sub);
     assert!(first["properties"]["instanceId"].is_string());
-    let (status, _, second) = emu.send(&token, Method::PUT, &a_url, Some(&good)).await;
+    let (status, second) = emu.put(&token, &a_url, &good).await;
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(
         second["identity"]["principalId"],
@@ -247,13 +234,13 @@ async fn sets_assignments_and_exemptions() {
     let mut outside = good.clone();
     outside["properties"]["notScopes"] =
         json!(["/subscriptions/00000000-0000-0000-0000-000000000000"]);
-    let (status, _, resp) = emu.send(&token, Method::PUT, &a_url, Some(&outside)).await;
+    let (status, resp) = emu.put(&token, &a_url, &outside).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{resp}");
 
     // Lists with filters.
     let list = |filter: &str| {
         format!(
-            "{sub}/providers/Microsoft.Authorization/policyAssignments?{API}&$filter={}",
+            "{sub}/providers/Microsoft.Authorization/policyAssignments?{POLICY_API}&$filter={}",
             super::urlencode(filter)
         )
     };
@@ -262,8 +249,7 @@ async fn sets_assignments_and_exemptions() {
         "atExactScope()",
         &format!("policyDefinitionId eq '{def}'"),
     ] {
-        let (items, _) = emu.list_all(&token, &list(filter)).await;
-        assert_eq!(items.len(), 1, "{filter}");
+        assert_eq!(emu.count(&token, &list(filter)).await, 1, "{filter}");
     }
     let (items, _) = emu
         .list_all(&token, &list("policyDefinitionId eq '/providers/x'"))
@@ -271,25 +257,13 @@ async fn sets_assignments_and_exemptions() {
     assert!(items.is_empty());
 
     // Exemptions.
-    let exemption = format!("{sub}/providers/Microsoft.Authorization/policyExemptions/ex1");
-    let ex_body = |expires: &str| json!({"properties": {"policyAssignmentId": assignment, "exemptionCategory": "Waiver", "expiresOn": expires}});
-    let (status, _, resp) = emu
-        .send(
-            &token,
-            Method::PUT,
-            &format!("{exemption}?{EXEMPTION_API}"),
-            Some(&ex_body("2020-01-01T00:00:00Z")),
-        )
-        .await;
+    let exemption =
+        format!("{sub}/providers/Microsoft.Authorization/policyExemptions/ex1?{EXEMPTION_API}");
+    let expired = json!({"properties": {"policyAssignmentId": assignment,
+        "exemptionCategory": "Waiver", "expiresOn": "2020-01-01T00:00:00Z"}});
+    let (status, resp) = emu.put(&token, &exemption, &expired).await;
     assert_eq!(status, StatusCode::CREATED, "{resp}");
-    let (status, _, _) = emu
-        .send(
-            &token,
-            Method::PUT,
-            &format!("{exemption}?{EXEMPTION_API}"),
-            Some(&ex_body("2020-01-01T00:00:00Z")),
-        )
-        .await;
+    let (status, _) = emu.put(&token, &exemption, &expired).await;
     assert_eq!(status, StatusCode::OK);
     let ex_list = |filter: &str| {
         format!(
@@ -297,32 +271,20 @@ async fn sets_assignments_and_exemptions() {
             super::urlencode(filter)
         )
     };
-    let (items, _) = emu.list_all(&token, &ex_list("atScope()")).await;
-    assert_eq!(items.len(), 1);
+    assert_eq!(emu.count(&token, &ex_list("atScope()")).await, 1);
     // A single-definition assignment takes no reference ids.
-    let mut with_refs = ex_body("2020-01-01T00:00:00Z");
+    let mut with_refs = expired.clone();
     with_refs["properties"]["policyDefinitionReferenceIds"] = json!(["anything"]);
-    let (status, _, resp) = emu
-        .send(
-            &token,
-            Method::PUT,
-            &format!("{exemption}?{EXEMPTION_API}"),
-            Some(&with_refs),
-        )
+    let put = (Method::PUT, exemption.as_str(), Some(&with_refs));
+    let code = "InvalidPolicyDefinitionReferenceId";
+    emu.expect_error(&token, put, StatusCode::BAD_REQUEST, code)
         .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{resp}");
-    assert_eq!(error_code(&resp), "InvalidPolicyDefinitionReferenceId");
     // For an initiative, reference ids must be members' (any casing).
     let set_assignment =
         format!("{sub}/providers/Microsoft.Authorization/policyAssignments/tagSet");
-    let (status, _, resp) = emu
-        .send(
-            &token,
-            Method::PUT,
-            &format!("{set_assignment}?{API}"),
-            Some(&assign(&set, json!({"tag": {"value": "owner"}}))),
-        )
-        .await;
+    let set_assignment_url = format!("{set_assignment}?{POLICY_API}");
+    let tagged = assign(&set, json!({"tag": {"value": "owner"}}));
+    let (status, resp) = emu.put(&token, &set_assignment_url, &tagged).await;
     assert_eq!(status, StatusCode::CREATED, "{resp}");
     let (_, _, set_body_now) = emu.get(Some(&token), &set_url).await;
     let member_ref = set_body_now["properties"]["policyDefinitions"][0]
@@ -330,63 +292,37 @@ async fn sets_assignments_and_exemptions() {
         .as_str()
         .expect("reference id")
         .to_string();
-    let set_exemption = format!("{sub}/providers/Microsoft.Authorization/policyExemptions/ex2");
+    let set_exemption =
+        format!("{sub}/providers/Microsoft.Authorization/policyExemptions/ex2?{EXEMPTION_API}");
     for (refs, want) in [
         (json!(["not-a-member"]), StatusCode::BAD_REQUEST),
         (json!([member_ref.to_uppercase()]), StatusCode::CREATED),
     ] {
         let body = json!({"properties": {"policyAssignmentId": set_assignment,
             "exemptionCategory": "Mitigated", "policyDefinitionReferenceIds": refs}});
-        let (status, _, resp) = emu
-            .send(
-                &token,
-                Method::PUT,
-                &format!("{set_exemption}?{EXEMPTION_API}"),
-                Some(&body),
-            )
-            .await;
+        let (status, resp) = emu.put(&token, &set_exemption, &body).await;
         assert_eq!(status, want, "{refs}: {resp}");
         if want == StatusCode::BAD_REQUEST {
             assert_eq!(error_code(&resp), "InvalidPolicyDefinitionReferenceId");
         }
     }
-    emu.send(
-        &token,
-        Method::DELETE,
-        &format!("{set_exemption}?{EXEMPTION_API}"),
-        None,
-    )
-    .await;
-    emu.send(
-        &token,
-        Method::DELETE,
-        &format!("{set_assignment}?{API}"),
-        None,
-    )
-    .await;
+    emu.delete(&token, &set_exemption).await;
+    emu.delete(&token, &set_assignment_url).await;
     let (items, _) = emu.list_all(&token, &ex_list("excludeExpired()")).await;
     assert!(items.is_empty(), "expired exemptions are filtered out");
-    let (status, _, _) = emu
-        .send(
-            &token,
-            Method::DELETE,
-            &format!("{exemption}?{EXEMPTION_API}"),
-            None,
-        )
-        .await;
+    let (status, _) = emu.delete(&token, &exemption).await;
     assert_eq!(status, StatusCode::OK);
 
     // Deleting the set's assignment target: assignment delete returns the body, then 204.
     let resp = emu.delete_twice(&token, &a_url).await;
     assert_eq!(resp["name"], "tagA");
-    let (status, _, resp) = emu.get(Some(&token), &a_url).await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(error_code(&resp), "PolicyAssignmentNotFound");
+    emu.not_found(&token, &a_url, "PolicyAssignmentNotFound")
+        .await;
 }
 
 #[tokio::test]
 async fn scopes_hierarchy_and_resource_group_delete() {
-    let (_dir, emu, token, sub) = setup().await;
+    let (emu, token, sub) = signed_in(|_| {}).await;
     let sub_id = emu.running.info().subscription_id.clone();
     let mg_api = "api-version=2021-04-01";
     let rg_api = "api-version=2021-04-01";
@@ -410,121 +346,81 @@ async fn scopes_hierarchy_and_resource_group_delete() {
         "{op_url}"
     );
     assert!(headers.contains_key("retry-after"));
-    let (status, _, got) = emu.get(Some(&token), &format!("{mg}?{mg_api}")).await;
-    assert_eq!(status, StatusCode::OK, "{got}");
+    let got = emu.get_ok(&token, &format!("{mg}?{mg_api}")).await;
     assert_eq!(got["properties"]["displayName"], "Platform");
-    let mut op = Value::Null;
-    let patience = super::Patience::new();
-    while patience.lasts() {
-        let (status, _, body) = emu.get(Some(&token), &op_url).await;
-        op = body;
-        if status == StatusCode::OK {
-            break;
-        }
-        assert_eq!(status, StatusCode::ACCEPTED, "{op}");
-        assert_eq!(op["status"], "Running");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let (_, op) = emu
+        .poll(&token, &op_url, 100, |status, _, op| {
+            if status != StatusCode::OK {
+                assert_eq!(status, StatusCode::ACCEPTED, "{op}");
+                assert_eq!(op["status"], "Running");
+            }
+            status == StatusCode::OK
+        })
+        .await;
     assert_eq!(op["status"], "Succeeded", "{op}");
     assert_eq!(op["properties"]["displayName"], "Platform");
     let child = "/providers/Microsoft.Management/managementGroups/child";
-    let (status, _, body) = emu
-        .send(
-            &token,
-            Method::PUT,
-            &format!("{child}?{mg_api}"),
-            Some(&json!({"properties": {"details": {"parent": {"id": mg}}}})),
-        )
+    let below_platform = json!({"properties": {"details": {"parent": {"id": mg}}}});
+    let (status, body) = emu
+        .put(&token, &format!("{child}?{mg_api}"), &below_platform)
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    let (status, _, _) = emu
-        .send(
-            &token,
-            Method::PUT,
-            &format!("{child}/subscriptions/{sub_id}?{mg_api}"),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        emu.move_subscription(&token, child, &sub_id).await,
+        StatusCode::OK
+    );
 
     // A definition at the grandparent group is visible from a resource group of the subscription.
     let def = create_tag_rule(&emu, &token, mg).await;
 
     let rg = format!("{sub}/resourceGroups/rg1");
     let assignment = format!("{rg}/providers/Microsoft.Authorization/policyAssignments/a1");
+    let assignment_url = format!("{assignment}?{POLICY_API}");
     let body = json!({"properties": {"policyDefinitionId": def, "parameters": {"tagName": {"value": "o"}}}});
-    let (status, _, resp) = emu
-        .send(
-            &token,
-            Method::PUT,
-            &format!("{assignment}?{API}"),
-            Some(&body),
-        )
+    let put = (Method::PUT, assignment_url.as_str(), Some(&body));
+    emu.expect_error(&token, put, StatusCode::NOT_FOUND, "ResourceGroupNotFound")
         .await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "{resp}");
-    assert_eq!(error_code(&resp), "ResourceGroupNotFound");
-    let (status, _, resp) = emu
-        .send(
-            &token,
-            Method::PUT,
-            &format!("{rg}?{rg_api}"),
-            Some(&json!({"location": "westeurope"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{resp}");
-    let (status, _, resp) = emu
-        .send(
-            &token,
-            Method::PUT,
-            &format!("{assignment}?{API}"),
-            Some(&body),
-        )
-        .await;
+    let (status, resp) = emu.put_group(&token, &sub, "rg1").await;
     assert_eq!(status, StatusCode::CREATED, "{resp}");
 
     // atScope() at the resource group sees a subscription assignment too; the subscription's
     // atScope() list does not see the resource group's.
     let sub_assignment = format!("{sub}/providers/Microsoft.Authorization/policyAssignments/s1");
-    let (status, _, resp) = emu
-        .send(
-            &token,
-            Method::PUT,
-            &format!("{sub_assignment}?{API}"),
-            Some(&body),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{resp}");
+    for url in [
+        assignment_url.clone(),
+        format!("{sub_assignment}?{POLICY_API}"),
+    ] {
+        let (status, resp) = emu.put(&token, &url, &body).await;
+        assert_eq!(status, StatusCode::CREATED, "{resp}");
+    }
     let at_scope = |scope: &str| {
         format!(
-            "{scope}/providers/Microsoft.Authorization/policyAssignments?{API}&$filter={}",
+            "{scope}/providers/Microsoft.Authorization/policyAssignments?{POLICY_API}&$filter={}",
             super::urlencode("atScope()")
         )
     };
-    let (items, _) = emu.list_all(&token, &at_scope(&rg)).await;
-    assert_eq!(items.len(), 2);
-    let (items, _) = emu.list_all(&token, &at_scope(&sub)).await;
-    assert_eq!(items.len(), 1);
-    let (items, _) = emu
-        .list_all(
-            &token,
-            &format!("{sub}/providers/Microsoft.Authorization/policyAssignments?{API}"),
-        )
-        .await;
-    assert_eq!(items.len(), 2, "the unfiltered list includes child scopes");
+    let unfiltered =
+        format!("{sub}/providers/Microsoft.Authorization/policyAssignments?{POLICY_API}");
+    for (list, want, why) in [
+        (at_scope(&rg), 2, "atScope() at the group"),
+        (at_scope(&sub), 1, "atScope() at the subscription"),
+        (unfiltered, 2, "the unfiltered list includes child scopes"),
+    ] {
+        assert_eq!(emu.count(&token, &list).await, want, "{why}");
+    }
 
     // Management-group assignment names are limited to 24 characters.
     let long = format!(
-        "{mg}/providers/Microsoft.Authorization/policyAssignments/{}?{API}",
+        "{mg}/providers/Microsoft.Authorization/policyAssignments/{}?{POLICY_API}",
         "a".repeat(25)
     );
-    let (status, _, resp) = emu.send(&token, Method::PUT, &long, Some(&body)).await;
+    let (status, resp) = emu.put(&token, &long, &body).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{resp}");
 
     // Deleting the resource group removes its assignment; the delete is a 202 + Location
     // operation that answers 202 until it is done, then 200.
-    let (status, headers, _) = emu
-        .send(&token, Method::DELETE, &format!("{rg}?{rg_api}"), None)
-        .await;
+    let rg_url = format!("{rg}?{rg_api}");
+    let (status, headers, _) = emu.send(&token, Method::DELETE, &rg_url, None).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     assert!(headers.contains_key("retry-after"));
     let location = headers["location"].to_str().expect("ascii").to_string();
@@ -532,22 +428,17 @@ async fn scopes_hierarchy_and_resource_group_delete() {
         location.contains(&format!("{sub}/operationresults/")),
         "{location}"
     );
-    let mut polls = 0;
-    loop {
-        let (status, headers, _) = emu.get(Some(&token), &location).await;
-        if status == StatusCode::OK {
-            break;
-        }
-        assert_eq!(status, StatusCode::ACCEPTED);
-        assert!(headers.contains_key("location"));
-        polls += 1;
-        assert!(polls < 100, "the delete never finishes");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let (status, _) = emu
+        .poll(&token, &location, 100, |status, headers, _| {
+            if status != StatusCode::OK {
+                assert_eq!(status, StatusCode::ACCEPTED);
+                assert!(headers.contains_key("location"));
+            }
+            status == StatusCode::OK
+        })
+        .await;
+    assert_eq!(status, StatusCode::OK, "the delete never finishes");
+    for gone in [&assignment_url, &rg_url] {
+        emu.not_found(&token, gone, "ResourceGroupNotFound").await;
     }
-    let (status, _, resp) = emu.get(Some(&token), &format!("{assignment}?{API}")).await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(error_code(&resp), "ResourceGroupNotFound");
-    let (status, _, resp) = emu.get(Some(&token), &format!("{rg}?{rg_api}")).await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(error_code(&resp), "ResourceGroupNotFound");
 }
