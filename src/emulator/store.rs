@@ -67,6 +67,16 @@ pub enum Change {
     Delete,
 }
 
+impl Change {
+    /// Create or replace with `body` and no bookkeeping.
+    pub fn put(body: Value) -> Self {
+        Change::Put {
+            body,
+            internal: Value::Null,
+        }
+    }
+}
+
 /// Handle on the state database; cheap to share behind an `Arc`.
 pub struct Store {
     db: Database,
@@ -119,12 +129,7 @@ impl Store {
 
     /// Creates or replaces a resource; keeps `created_at` of an existing one.
     pub fn put(&self, id: &str, body: Value) -> Result<StoredResource, StoreError> {
-        let (_, after) = self.modify::<StoreError, _>(id, |_| {
-            Ok(Change::Put {
-                body,
-                internal: Value::Null,
-            })
-        })?;
+        let (_, after) = self.modify::<StoreError, _>(id, |_| Ok(Change::put(body)))?;
         // A Put change always leaves a resource behind.
         after.ok_or_else(|| StoreError::Corrupt {
             key: resource_key(id),

@@ -60,8 +60,7 @@ fn target(scope: &Scope) -> Result<DeployTarget, ErrorResponse> {
 }
 
 pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response, ErrorResponse> {
-    let scope = Scope::from_segments(&req.path.scope)?;
-    scope.ensure_exists(state)?;
+    let scope = Scope::existing(state, &req.path.scope)?;
     let target = target(&scope)?;
     let method = &req.http.method;
     match (req.path.types.len(), req.path.names.first().cloned()) {

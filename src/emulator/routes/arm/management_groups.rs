@@ -77,9 +77,7 @@ pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response,
             _ => Err(ErrorResponse::method_not_allowed(method)),
         },
         (2, [name]) if req.path.types[1].eq_ignore_ascii_case("descendants") => {
-            if *method != Method::GET {
-                return Err(ErrorResponse::method_not_allowed(method));
-            }
+            req.allow_if(*method == Method::GET)?;
             descendants(state, req, name)
         }
         (2, [name, sub]) => placement(state, req, name, sub),
@@ -172,14 +170,7 @@ fn put(state: &AppState, req: &ArmRequest<'_>, name: &str) -> Result<Response, E
     let stored = after.ok_or_else(|| ErrorResponse::internal("management group write lost"))?;
     let op_id = operation_id(name);
     let op_body = operation_body(&op_id, "Running", &stored.body["properties"]);
-    operations::start(state, &op_id, op_body.clone())?;
-    Ok(operations::accepted(
-        req,
-        &op_id,
-        Some(&op_body),
-        true,
-        state.fault_profile().lro_ms,
-    ))
+    operations::begin(state, req, &op_id, op_body, true)
 }
 
 fn operation_id(name: &str) -> String {
@@ -208,9 +199,7 @@ pub(crate) fn handle_operation_result(
         .names
         .first()
         .is_some_and(|n| n.eq_ignore_ascii_case("create"));
-    if req.http.method != Method::GET || !req.path.is_item() || !is_create {
-        return Err(ErrorResponse::method_not_allowed(&req.http.method));
-    }
+    req.allow_if(req.http.method == Method::GET && req.path.is_item() && is_create)?;
     let name = req.path.names.last().cloned().unwrap_or_default();
     let op_id = req.path.resource_id();
     let Some(op) = operations::get(state, &op_id)? else {

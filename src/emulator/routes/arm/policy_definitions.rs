@@ -11,6 +11,8 @@ use super::filter::DefinitionFilter;
 use super::policy_versions;
 use super::scope::{stored_of_type, Scope, ScopeKind};
 use super::with_id;
+use super::write::write;
+use super::ArmPath;
 use super::{
     check_name, empty, error::ErrorResponse, ok_json, paging, parse_body, status_json, system_data,
     ArmRequest,
@@ -73,6 +75,17 @@ impl Kind {
         }
     }
 
+    /// Which kind a request is about, by the first type in its path (`policyDefinitions`,
+    /// `policySetDefinitions`, `listPolicySetDefinitionVersions`, ...).
+    pub(crate) fn of_path(path: &ArmPath) -> Kind {
+        let first = path.types.first().map(|t| t.to_ascii_lowercase());
+        if first.is_some_and(|t| t.contains("policysetdefinition")) {
+            Kind::SetDefinition
+        } else {
+            Kind::Definition
+        }
+    }
+
     /// Which kind an id names, by its type segment.
     pub(crate) fn of_id(id: &str) -> Option<Kind> {
         let lower = id.to_ascii_lowercase();
@@ -86,21 +99,9 @@ impl Kind {
     }
 }
 
-pub(crate) fn handle_definitions(
-    state: &AppState,
-    req: &ArmRequest<'_>,
-) -> Result<Response, ErrorResponse> {
-    handle(state, req, Kind::Definition)
-}
-
-pub(crate) fn handle_set_definitions(
-    state: &AppState,
-    req: &ArmRequest<'_>,
-) -> Result<Response, ErrorResponse> {
-    handle(state, req, Kind::SetDefinition)
-}
-
-fn handle(state: &AppState, req: &ArmRequest<'_>, kind: Kind) -> Result<Response, ErrorResponse> {
+/// `{scope}/providers/Microsoft.Authorization/policy[Set]Definitions[/{name}]`.
+pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response, ErrorResponse> {
+    let kind = Kind::of_path(&req.path);
     if req.path.types.len() != 1 {
         return Err(ErrorResponse::invalid_resource_type(&req.path));
     }
@@ -189,7 +190,7 @@ fn put(
             ));
         }
     }
-    let (before, after) = state.store.modify::<ErrorResponse, _>(&id, |previous| {
+    let written = write(state, &id, "definition", |previous| {
         if let Some(previous) = previous {
             let old = previous.body.pointer("/properties/parameters");
             let new = body.pointer("/properties/parameters");
@@ -202,18 +203,13 @@ fn put(
         }
         let mut body = body.clone();
         body["systemData"] = system_data(req, previous.map(|p| &p.body));
-        Ok(Change::Put {
-            body,
-            internal: Value::Null,
-        })
+        Ok(Change::put(body))
     })?;
-    let stored = after.ok_or_else(|| ErrorResponse::internal("definition write lost"))?;
-    let stored = policy_versions::record_put(state, &stored, kind)?;
+    let stored = policy_versions::record_put(state, &written.stored, kind)?;
     // Definitions answer 201 on create and update; set definitions 200 on update.
-    let status = if kind == Kind::SetDefinition && before.is_some() {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
+    let status = match kind {
+        Kind::Definition => StatusCode::CREATED,
+        Kind::SetDefinition => written.status(),
     };
     Ok(status_json(status, &with_id(&stored.body, &stored.id)))
 }

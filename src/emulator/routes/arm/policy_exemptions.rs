@@ -10,9 +10,9 @@ use super::policy_definitions::Kind;
 use super::resolve_visible;
 use super::scope::{related_to_scope, Scope};
 use super::with_id;
+use super::write::{copy_members, modify_existing, write};
 use super::{
-    check_name, empty, error::ErrorResponse, ok_json, paging, parse_body, status_json, system_data,
-    ArmRequest,
+    check_name, empty, error::ErrorResponse, ok_json, paging, parse_body, system_data, ArmRequest,
 };
 use crate::emulator::http::Response;
 use crate::emulator::state::AppState;
@@ -119,7 +119,7 @@ fn put(
     }
     check_reference_ids(state, &body, &assignment, name)?;
     let id = item_id(scope, name);
-    let (before, after) = state.store.modify::<ErrorResponse, _>(&id, |previous| {
+    let written = write(state, &id, "exemption", |previous| {
         let mut body = body.clone();
         body["id"] = json!(id);
         body["name"] = json!(name);
@@ -131,18 +131,9 @@ fn put(
             body["properties"]["policyDefinitionReferenceIds"] = json!([]);
         }
         body["systemData"] = system_data(req, previous.map(|p| &p.body));
-        Ok(Change::Put {
-            body,
-            internal: Value::Null,
-        })
+        Ok(Change::put(body))
     })?;
-    let stored = after.ok_or_else(|| ErrorResponse::internal("exemption write lost"))?;
-    let status = if before.is_some() {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
-    };
-    Ok(status_json(status, &with_id(&stored.body, &stored.id)))
+    Ok(written.respond())
 }
 
 /// `policyDefinitionReferenceIds` must name members of the assigned initiative (compared
@@ -205,26 +196,21 @@ fn patch(
     name: &str,
 ) -> Result<Response, ErrorResponse> {
     let update: Value = parse_body(req)?;
-    let (_, after) = state
-        .store
-        .modify::<ErrorResponse, _>(&item_id(scope, name), |previous| {
-            let Some(previous) = previous else {
-                return Err(not_found(name));
-            };
+    let id = item_id(scope, name);
+    let written = modify_existing(
+        state,
+        &id,
+        "exemption",
+        || not_found(name),
+        |previous| {
             let mut body = previous.body.clone();
-            for key in ["resourceSelectors", "assignmentScopeValidation"] {
-                if let Some(v) = update.pointer(&format!("/properties/{key}")) {
-                    body["properties"][key] = v.clone();
-                }
-            }
+            let patchable = ["resourceSelectors", "assignmentScopeValidation"];
+            copy_members(&update, &mut body, Some("properties"), &patchable);
             body["systemData"] = system_data(req, Some(&previous.body));
-            Ok(Change::Put {
-                body,
-                internal: Value::Null,
-            })
-        })?;
-    let stored = after.ok_or_else(|| ErrorResponse::internal("exemption write lost"))?;
-    Ok(ok_json(&with_id(&stored.body, &stored.id)))
+            Ok(Change::put(body))
+        },
+    )?;
+    Ok(ok_json(&written.body()))
 }
 
 fn list(state: &AppState, req: &ArmRequest<'_>, scope: &Scope) -> Result<Response, ErrorResponse> {

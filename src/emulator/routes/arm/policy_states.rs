@@ -2,12 +2,12 @@
 //! `queryResults` (paged with `@odata.nextLink`), computed by [`crate::emulator::compliance`];
 //! and policy events' `queryResults`, which share the scope parsing, `$filter` and paging.
 
-use http::{Method, StatusCode};
+use http::Method;
 use serde_json::{json, Value};
 
 use super::filter::RecordFilter;
 use super::scope::Scope;
-use super::{empty, error::ErrorResponse, now_rfc3339, ok_json, operations, ArmRequest};
+use super::{error::ErrorResponse, now_rfc3339, ok_json, operations, ArmRequest};
 use crate::emulator::compliance::{policy_states, PolicyStateRow, StatesQuery};
 use crate::emulator::events;
 use crate::emulator::http::Response;
@@ -29,11 +29,8 @@ pub(crate) fn handle_trigger(
     state: &AppState,
     req: &ArmRequest<'_>,
 ) -> Result<Response, ErrorResponse> {
-    if req.http.method != Method::POST {
-        return Err(ErrorResponse::method_not_allowed(&req.http.method));
-    }
-    let scope = Scope::from_segments(&req.path.scope)?;
-    scope.ensure_exists(state)?;
+    req.allow_if(req.http.method == Method::POST)?;
+    let scope = Scope::existing(state, &req.path.scope)?;
     let Some(sub) = scope.subscription().map(str::to_string) else {
         return Err(ErrorResponse::bad_request(
             "InvalidScope",
@@ -51,14 +48,7 @@ pub(crate) fn handle_trigger(
         "/subscriptions/{sub}/providers/Microsoft.PolicyInsights/asyncOperationResults/{}",
         new_guid()
     );
-    operations::start(state, &op_id, json!({"scope": scope.id}))?;
-    Ok(operations::accepted(
-        req,
-        &op_id,
-        None,
-        false,
-        state.fault_profile().lro_ms,
-    ))
+    operations::begin(state, req, &op_id, json!({"scope": scope.id}), false)
 }
 
 /// `GET /subscriptions/{s}/providers/Microsoft.PolicyInsights/asyncOperationResults/{id}`.
@@ -66,20 +56,11 @@ pub(crate) fn handle_async_result(
     state: &AppState,
     req: &ArmRequest<'_>,
 ) -> Result<Response, ErrorResponse> {
-    if req.http.method != Method::GET || !req.path.is_item() {
-        return Err(ErrorResponse::method_not_allowed(&req.http.method));
-    }
-    let id = req.path.resource_id();
-    let Some(op) = operations::get(state, &id)? else {
-        return Err(ErrorResponse::not_found(
-            "AsyncOperationNotFound",
-            "The asynchronous operation could not be found.",
-        ));
-    };
-    match operations::remaining_ms(&op) {
-        0 => Ok(empty(StatusCode::OK)),
-        left => Ok(operations::accepted(req, &id, None, false, left)),
-    }
+    let missing = ErrorResponse::not_found(
+        "AsyncOperationNotFound",
+        "The asynchronous operation could not be found.",
+    );
+    operations::poll(state, req, missing)
 }
 
 /// Where states are asked for: a plain scope, or an assignment / (set) definition id that
@@ -88,9 +69,7 @@ fn query_scope(
     state: &AppState,
     req: &ArmRequest<'_>,
 ) -> Result<(Scope, StatesQuery), ErrorResponse> {
-    if req.http.method != Method::POST {
-        return Err(ErrorResponse::method_not_allowed(&req.http.method));
-    }
+    req.allow_if(req.http.method == Method::POST)?;
     let raw: String = req.path.scope.iter().map(|s| format!("/{s}")).collect();
     let lower = raw.to_ascii_lowercase();
     let mut query = StatesQuery::default();

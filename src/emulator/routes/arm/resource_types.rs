@@ -90,32 +90,32 @@ pub(crate) const RESOURCE_TYPES: &[ResourceTypeSpec] = &[
     ResourceTypeSpec {
         key: "microsoft.authorization/policydefinitions",
         api_versions: POLICY_API_VERSIONS,
-        handler: policy_definitions::handle_definitions,
+        handler: policy_definitions::handle,
     },
     ResourceTypeSpec {
         key: "microsoft.authorization/policysetdefinitions",
         api_versions: POLICY_API_VERSIONS,
-        handler: policy_definitions::handle_set_definitions,
+        handler: policy_definitions::handle,
     },
     ResourceTypeSpec {
         key: "microsoft.authorization/policydefinitions/versions",
         api_versions: policy_versions::VERSION_API_VERSIONS,
-        handler: policy_versions::handle_definition_versions,
+        handler: policy_versions::handle,
     },
     ResourceTypeSpec {
         key: "microsoft.authorization/policysetdefinitions/versions",
         api_versions: policy_versions::VERSION_API_VERSIONS,
-        handler: policy_versions::handle_set_definition_versions,
+        handler: policy_versions::handle,
     },
     ResourceTypeSpec {
         key: "microsoft.authorization/listpolicydefinitionversions",
         api_versions: policy_versions::VERSION_API_VERSIONS,
-        handler: policy_versions::handle_list_definition_versions,
+        handler: policy_versions::list_all,
     },
     ResourceTypeSpec {
         key: "microsoft.authorization/listpolicysetdefinitionversions",
         api_versions: policy_versions::VERSION_API_VERSIONS,
-        handler: policy_versions::handle_list_set_definition_versions,
+        handler: policy_versions::list_all,
     },
     ResourceTypeSpec {
         key: "microsoft.authorization/policyassignments",
@@ -210,12 +210,7 @@ pub(crate) const RESOURCE_TYPES: &[ResourceTypeSpec] = &[
 ];
 
 fn spec_for(id: &str) -> Option<&'static ResourceTypeSpec> {
-    let segments: Vec<String> = id
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect();
-    let key = ArmPath::parse(&segments)?.type_key();
+    let key = ArmPath::parse_id(id)?.type_key();
     RESOURCE_TYPES.iter().find(|s| s.key == key)
 }
 
@@ -231,12 +226,7 @@ pub(crate) fn supports_api_version(id: &str, api_version: &str) -> bool {
 
 /// `Namespace/type[/type...]` of a resource id in request casing (for RBAC actions).
 pub(crate) fn resource_type_of(id: &str) -> String {
-    let segments: Vec<String> = id
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect();
-    match ArmPath::parse(&segments) {
+    match ArmPath::parse_id(id) {
         Some(p) if p.namespace == path::RESOURCES_NAMESPACE && p.scope.is_empty() => {
             format!("Microsoft.Resources/{}", p.types.join("/"))
         }

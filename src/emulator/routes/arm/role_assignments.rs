@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 
 use super::filter::ScopeRelation;
 use super::scope::{related_to_scope, Scope};
+use super::write::write;
 use super::{
     empty, error::ErrorResponse, now_rfc3339, ok_json, paging, parse_body, status_json, ArmRequest,
 };
@@ -30,8 +31,7 @@ const PAGE_SIZE: usize = 100;
 const TYPE: &str = "Microsoft.Authorization/roleAssignments";
 
 pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response, ErrorResponse> {
-    let scope = Scope::from_segments(&req.path.scope)?;
-    scope.ensure_exists(state)?;
+    let scope = Scope::existing(state, &req.path.scope)?;
     let method = &req.http.method;
     match req.path.names.first().cloned() {
         None if method == Method::GET => list(state, req, &scope),
@@ -159,7 +159,7 @@ fn put(
         }
     }
     let who = req.principal.oid.clone();
-    let (before, after) = state.store.modify::<ErrorResponse, _>(id, |previous| {
+    let written = write(state, id, "role assignment", |previous| {
         if let Some(p) = previous {
             let old = &p.body["properties"];
             let changed = !old["principalId"]
@@ -196,15 +196,10 @@ fn put(
                 "updatedBy": who,
             }
         });
-        Ok(Change::Put {
-            body,
-            internal: Value::Null,
-        })
+        Ok(Change::put(body))
     })?;
-    let stored = after.ok_or_else(|| ErrorResponse::internal("role assignment write lost"))?;
     // ARM answers 201 for a new assignment and for a repeated identical PUT alike.
-    let _ = before;
-    Ok(status_json(StatusCode::CREATED, &stored.body))
+    Ok(status_json(StatusCode::CREATED, &written.stored.body))
 }
 
 /// The role GUID of `/providers/Microsoft.Authorization/roleDefinitions/{guid}` or its
@@ -268,8 +263,7 @@ pub(crate) fn handle_definitions(
     state: &AppState,
     req: &ArmRequest<'_>,
 ) -> Result<Response, ErrorResponse> {
-    let scope = Scope::from_segments(&req.path.scope)?;
-    scope.ensure_exists(state)?;
+    let scope = Scope::existing(state, &req.path.scope)?;
     if req.http.method != Method::GET {
         // Custom roles are out of the emulator's reach; ARM's answer for a caller without
         // the right to write them is the closest honest one.

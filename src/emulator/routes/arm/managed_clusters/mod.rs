@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 use crate::emulator::arm_policy;
 use crate::emulator::http::Response;
 use crate::emulator::routes::arm::scope::{stored_of_type, Scope};
+use crate::emulator::routes::arm::write::{modify_existing, write};
 use crate::emulator::routes::arm::{
     empty, error::ErrorResponse, ok_json, paging, parse_body, status_json, system_data, ArmRequest,
 };
@@ -72,8 +73,7 @@ const PAGE_SIZE: usize = 50;
 
 /// `managedClusters` routes.
 pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response, ErrorResponse> {
-    let scope = Scope::from_segments(&req.path.scope)?;
-    scope.ensure_exists(state)?;
+    let scope = Scope::existing(state, &req.path.scope)?;
     let method = &req.http.method;
     match (req.path.types.len(), req.path.item_name()) {
         (1, None) if method == Method::GET => list(state, req, &scope),
@@ -255,7 +255,7 @@ fn put(
     };
     let (op_id, op) = new_operation(state, id, &location, kind)?;
     let tenant = state.identity.tenant_id.clone();
-    let (before, after) = state.store.modify::<ErrorResponse, _>(id, |previous| {
+    let written = write(state, id, "cluster", |previous| {
         // Re-checked inside the write transaction: a concurrent writer may have won.
         if let Some(p) = previous {
             if running(p) {
@@ -280,13 +280,8 @@ fn put(
             internal: json!({"op": op}),
         })
     })?;
-    let stored = after.ok_or_else(|| ErrorResponse::internal("cluster write lost"))?;
-    let status = if before.is_some() {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
-    };
-    let mut resp = with_etag(status_json(status, &public(&stored)), &stored);
+    let stored = &written.stored;
+    let mut resp = with_etag(status_json(written.status(), &public(stored)), stored);
     set_header(&mut resp, "azure-asyncoperation", &absolute(req, &op_id));
     set_header(&mut resp, "retry-after", "1");
     Ok(resp)
@@ -314,27 +309,30 @@ fn patch(state: &AppState, req: &ArmRequest<'_>, id: &str) -> Result<Response, E
         .unwrap_or_default()
         .to_string();
     let (op_id, op) = new_operation(state, id, &location, "Updating")?;
-    let (_, after) = state.store.modify::<ErrorResponse, _>(id, |previous| {
-        let Some(previous) = previous else {
-            return Err(not_found(id));
-        };
-        check_preconditions(req, Some(previous))?;
-        if running(previous) {
-            return Err(busy(previous));
-        }
-        let mut body = previous.body.clone();
-        if let Some(tags) = update.get("tags") {
-            body["tags"] = tags.clone();
-        }
-        body["properties"]["provisioningState"] = json!("Updating");
-        body["systemData"] = system_data(req, Some(&previous.body));
-        Ok(Change::Put {
-            body,
-            internal: json!({"op": op}),
-        })
-    })?;
-    let stored = after.ok_or_else(|| ErrorResponse::internal("cluster write lost"))?;
-    let mut resp = with_etag(ok_json(&public(&stored)), &stored);
+    let written = modify_existing(
+        state,
+        id,
+        "cluster",
+        || not_found(id),
+        |previous| {
+            check_preconditions(req, Some(previous))?;
+            if running(previous) {
+                return Err(busy(previous));
+            }
+            let mut body = previous.body.clone();
+            if let Some(tags) = update.get("tags") {
+                body["tags"] = tags.clone();
+            }
+            body["properties"]["provisioningState"] = json!("Updating");
+            body["systemData"] = system_data(req, Some(&previous.body));
+            Ok(Change::Put {
+                body,
+                internal: json!({"op": op}),
+            })
+        },
+    )?;
+    let stored = &written.stored;
+    let mut resp = with_etag(ok_json(&public(stored)), stored);
     let results = op_id.replacen("/operations/", "/operationresults/", 1);
     set_header(&mut resp, "azure-asyncoperation", &absolute(req, &op_id));
     set_header(&mut resp, "location", &absolute(req, &results));

@@ -21,9 +21,7 @@ pub(crate) fn handle_operation(
     state: &AppState,
     req: &ArmRequest<'_>,
 ) -> Result<Response, ErrorResponse> {
-    if req.http.method != Method::GET || !req.path.is_item() {
-        return Err(ErrorResponse::method_not_allowed(&req.http.method));
-    }
+    req.allow_if(req.http.method == Method::GET && req.path.is_item())?;
     let requested = req.path.resource_id();
     // Both URLs name the same operation record.
     let op_id = {
@@ -197,15 +195,10 @@ pub(crate) fn handle_abort(
     state: &AppState,
     req: &ArmRequest<'_>,
 ) -> Result<Response, ErrorResponse> {
-    if req.http.method != Method::POST {
-        return Err(ErrorResponse::method_not_allowed(&req.http.method));
-    }
-    let scope = Scope::from_segments(&req.path.scope)?;
-    scope.ensure_exists(state)?;
+    req.allow_if(req.http.method == Method::POST)?;
+    let scope = Scope::existing(state, &req.path.scope)?;
     let name = req.path.names.first().cloned().unwrap_or_default();
-    if req.path.names.len() != 1 {
-        return Err(ErrorResponse::method_not_allowed(&req.http.method));
-    }
+    req.allow_if(req.path.names.len() == 1)?;
     let id = format!("{}/providers/{CLUSTER_TYPE}/{name}", scope.id);
     settle(state, &id)?;
     let mut aborted: Option<Value> = None;
