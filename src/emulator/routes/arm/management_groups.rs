@@ -194,12 +194,10 @@ pub(crate) fn handle_operation_result(
     state: &AppState,
     req: &ArmRequest<'_>,
 ) -> Result<Response, ErrorResponse> {
-    let is_create = req
-        .path
-        .names
-        .first()
-        .is_some_and(|n| n.eq_ignore_ascii_case("create"));
-    req.allow_if(req.http.method == Method::GET && req.path.is_item() && is_create)?;
+    // `.../operationResults/create/managementGroups/{mg}`
+    let is_create =
+        matches!(req.path.names.as_slice(), [op, _] if op.eq_ignore_ascii_case("create"));
+    req.allow_if(req.http.method == Method::GET && is_create)?;
     let name = req.path.names.last().cloned().unwrap_or_default();
     let op_id = req.path.resource_id();
     let Some(op) = operations::get(state, &op_id)? else {

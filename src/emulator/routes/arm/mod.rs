@@ -78,6 +78,12 @@ impl ArmRequest<'_> {
             Err(ErrorResponse::method_not_allowed(&self.http.method))
         }
     }
+
+    /// The existing scope a `POST` action (`triggerEvaluation`, `abort`) runs at.
+    pub(crate) fn action_scope(&self, state: &AppState) -> Result<Scope, ErrorResponse> {
+        self.allow_if(self.http.method == Method::POST)?;
+        Scope::existing(state, &self.path.scope)
+    }
 }
 
 /// Handles an ARM request end to end, always adding ARM's response headers.

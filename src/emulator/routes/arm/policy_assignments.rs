@@ -7,7 +7,7 @@ use super::filter::ScopeFilter;
 use super::policy_definitions::{resolve_visible, validation_error, Kind};
 use super::scope::{related_to_scope, Scope, ScopeKind};
 use super::with_id;
-use super::write::{copy_members, modify_existing, write};
+use super::write::{self, copy_members, write};
 use super::{
     check_name, empty, error::ErrorResponse, now_rfc3339, ok_json, paging, parse_body, status_json,
     system_data, ArmRequest,
@@ -25,9 +25,6 @@ const NAMESPACE_TYPE: &str = "microsoft.authorization/policyassignments";
 const PAGE_SIZE: usize = 50;
 
 pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response, ErrorResponse> {
-    if req.path.types.len() != 1 {
-        return Err(ErrorResponse::invalid_resource_type(&req.path));
-    }
     let scope = Scope::existing_below_tenant(state, &req.path.scope, "Policy assignments")?;
     let method = &req.http.method;
     match req.path.item_name() {
@@ -323,26 +320,23 @@ fn patch(
     scope: &Scope,
     name: &str,
 ) -> Result<Response, ErrorResponse> {
-    let update: Value = parse_body(req)?;
-    let id = item_id(scope, name);
     let tenant = state.identity.tenant_id.clone();
-    let written = modify_existing(
+    let id = item_id(scope, name);
+    write::patch(
         state,
+        req,
         &id,
         "assignment",
         || not_found(name),
-        |previous| {
-            let mut body = previous.body.clone();
-            copy_members(&update, &mut body, None, &["location", "identity"]);
+        |update, previous, body| {
+            copy_members(update, body, None, &["location", "identity"]);
             let patchable = ["resourceSelectors", "overrides"];
-            copy_members(&update, &mut body, Some("properties"), &patchable);
-            check_identity_location(&body)?;
-            fill_identity(&mut body, Some(&previous.body), &tenant);
-            body["systemData"] = system_data(req, Some(&previous.body));
-            Ok(Change::put(body))
+            copy_members(update, body, Some("properties"), &patchable);
+            check_identity_location(body)?;
+            fill_identity(body, Some(previous), &tenant);
+            Ok(())
         },
-    )?;
-    Ok(ok_json(&written.body()))
+    )
 }
 
 fn delete(state: &AppState, scope: &Scope, name: &str) -> Result<Response, ErrorResponse> {

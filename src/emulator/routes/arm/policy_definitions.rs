@@ -102,16 +102,15 @@ impl Kind {
 /// `{scope}/providers/Microsoft.Authorization/policy[Set]Definitions[/{name}]`.
 pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response, ErrorResponse> {
     let kind = Kind::of_path(&req.path);
-    if req.path.types.len() != 1 {
-        return Err(ErrorResponse::invalid_resource_type(&req.path));
-    }
     let scope = definition_scope(req)?;
     scope.ensure_exists(state)?;
     let method = &req.http.method;
+    // Built-ins (tenant scope) are read-only.
+    req.allow_if(scope.kind != ScopeKind::Tenant || method == Method::GET)?;
     match req.path.item_name() {
         Some(name) if method == Method::GET => get(state, &scope, kind, name),
         Some(name) if method == Method::PUT => put(state, req, &scope, kind, name),
-        Some(name) if method == Method::DELETE => delete(state, req, &scope, kind, name),
+        Some(name) if method == Method::DELETE => delete(state, &scope, kind, name),
         None if method == Method::GET => list(state, req, &scope, kind),
         _ => Err(ErrorResponse::method_not_allowed(method)),
     }
@@ -154,10 +153,6 @@ fn put(
     kind: Kind,
     name: &str,
 ) -> Result<Response, ErrorResponse> {
-    if scope.kind == ScopeKind::Tenant {
-        // Built-ins are read-only.
-        return Err(ErrorResponse::method_not_allowed(&req.http.method));
-    }
     let what = match kind {
         Kind::Definition => "policy definition",
         Kind::SetDefinition => "policy set definition",
@@ -401,14 +396,10 @@ fn fill_versions(version: &mut Option<String>, versions: &mut Option<Vec<String>
 
 fn delete(
     state: &AppState,
-    req: &ArmRequest<'_>,
     scope: &Scope,
     kind: Kind,
     name: &str,
 ) -> Result<Response, ErrorResponse> {
-    if scope.kind == ScopeKind::Tenant {
-        return Err(ErrorResponse::method_not_allowed(&req.http.method));
-    }
     let id = item_id(scope, kind, name);
     let key = resource_key(&id);
     // Referencing resources are found before the delete; a reference written concurrently

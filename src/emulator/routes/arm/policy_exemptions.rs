@@ -10,7 +10,7 @@ use super::policy_definitions::Kind;
 use super::resolve_visible;
 use super::scope::{related_to_scope, Scope};
 use super::with_id;
-use super::write::{copy_members, modify_existing, write};
+use super::write::{self, copy_members, write};
 use super::{
     check_name, empty, error::ErrorResponse, ok_json, paging, parse_body, system_data, ArmRequest,
 };
@@ -25,9 +25,6 @@ const CATEGORIES: &[&str] = &["Waiver", "Mitigated"];
 const PAGE_SIZE: usize = 50;
 
 pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response, ErrorResponse> {
-    if req.path.types.len() != 1 {
-        return Err(ErrorResponse::invalid_resource_type(&req.path));
-    }
     let scope = Scope::existing_below_tenant(state, &req.path.scope, "Policy exemptions")?;
     let method = &req.http.method;
     match req.path.item_name() {
@@ -195,22 +192,19 @@ fn patch(
     scope: &Scope,
     name: &str,
 ) -> Result<Response, ErrorResponse> {
-    let update: Value = parse_body(req)?;
     let id = item_id(scope, name);
-    let written = modify_existing(
+    write::patch(
         state,
+        req,
         &id,
         "exemption",
         || not_found(name),
-        |previous| {
-            let mut body = previous.body.clone();
+        |update, _, body| {
             let patchable = ["resourceSelectors", "assignmentScopeValidation"];
-            copy_members(&update, &mut body, Some("properties"), &patchable);
-            body["systemData"] = system_data(req, Some(&previous.body));
-            Ok(Change::put(body))
+            copy_members(update, body, Some("properties"), &patchable);
+            Ok(())
         },
-    )?;
-    Ok(ok_json(&written.body()))
+    )
 }
 
 fn list(state: &AppState, req: &ArmRequest<'_>, scope: &Scope) -> Result<Response, ErrorResponse> {

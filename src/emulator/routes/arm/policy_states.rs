@@ -29,8 +29,7 @@ pub(crate) fn handle_trigger(
     state: &AppState,
     req: &ArmRequest<'_>,
 ) -> Result<Response, ErrorResponse> {
-    req.allow_if(req.http.method == Method::POST)?;
-    let scope = Scope::existing(state, &req.path.scope)?;
+    let scope = req.action_scope(state)?;
     let Some(sub) = scope.subscription().map(str::to_string) else {
         return Err(ErrorResponse::bad_request(
             "InvalidScope",
@@ -91,6 +90,15 @@ fn query_scope(
     Ok((scope, query))
 }
 
+/// The policy states a query asks for.
+fn queried_states(
+    state: &AppState,
+    req: &ArmRequest<'_>,
+) -> Result<Vec<PolicyStateRow>, ErrorResponse> {
+    let (scope, query) = query_scope(state, req)?;
+    policy_states(state, &scope, &query)
+}
+
 fn context_url(req: &ArmRequest<'_>, what: &str) -> String {
     context_url_of(req, "policyStates", what)
 }
@@ -113,8 +121,7 @@ pub(crate) fn handle_summarize(
     state: &AppState,
     req: &ArmRequest<'_>,
 ) -> Result<Response, ErrorResponse> {
-    let (scope, query) = query_scope(state, req)?;
-    let rows = policy_states(state, &scope, &query)?;
+    let rows = queried_states(state, req)?;
     let query_uri = format!(
         "{}{}/providers/Microsoft.PolicyInsights/policyStates/latest/queryResults?api-version={}&$from={}&$to={}&$filter=ComplianceState eq 'NonCompliant'",
         req.http.base_url,
@@ -232,8 +239,7 @@ pub(crate) fn handle_query(
     state: &AppState,
     req: &ArmRequest<'_>,
 ) -> Result<Response, ErrorResponse> {
-    let (scope, query) = query_scope(state, req)?;
-    let rows = policy_states(state, &scope, &query)?;
+    let rows = queried_states(state, req)?;
     let filter = RecordFilter::parse(req.http.query_param("$filter"))?;
     let context = context_url(req, "PolicyStates");
     let timestamp = now_rfc3339();

@@ -4,7 +4,9 @@
 use http::StatusCode;
 use serde_json::Value;
 
-use super::{error::ErrorResponse, status_json, with_id};
+use super::{
+    error::ErrorResponse, ok_json, parse_body, status_json, system_data, with_id, ArmRequest,
+};
 use crate::emulator::http::Response;
 use crate::emulator::state::AppState;
 use crate::emulator::store::{Change, StoredResource};
@@ -65,6 +67,27 @@ pub(crate) fn modify_existing(
         Some(previous) => edit(previous),
         None => Err(missing()),
     })
+}
+
+/// Answers a PATCH of the policy resource `id`: `edit` applies the request body to a copy of
+/// the stored resource (`missing` answers when there is none), `systemData` is renewed, and
+/// the result comes back with 200.
+pub(crate) fn patch(
+    state: &AppState,
+    req: &ArmRequest<'_>,
+    id: &str,
+    what: &str,
+    missing: impl FnOnce() -> ErrorResponse,
+    edit: impl FnOnce(&Value, &Value, &mut Value) -> Result<(), ErrorResponse>,
+) -> Result<Response, ErrorResponse> {
+    let update: Value = parse_body(req)?;
+    let written = modify_existing(state, id, what, missing, |previous| {
+        let mut body = previous.body.clone();
+        edit(&update, &previous.body, &mut body)?;
+        body["systemData"] = system_data(req, Some(&previous.body));
+        Ok(Change::put(body))
+    })?;
+    Ok(ok_json(&written.body()))
 }
 
 /// Copies the members named `keys` that `from` has into `to`, both taken at `section` (a

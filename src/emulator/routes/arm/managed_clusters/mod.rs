@@ -130,6 +130,17 @@ pub(crate) fn set_header(resp: &mut Response, name: &'static str, value: &str) {
     }
 }
 
+/// Points the answer to a write at its operation: `Azure-AsyncOperation` (the status URL),
+/// with `location` also `Location` (the result URL), and `Retry-After`.
+fn link_operation(resp: &mut Response, req: &ArmRequest<'_>, op_id: &str, location: bool) {
+    set_header(resp, "azure-asyncoperation", &absolute(req, op_id));
+    if location {
+        let results = op_id.replacen("/operations/", "/operationresults/", 1);
+        set_header(resp, "location", &absolute(req, &results));
+    }
+    set_header(resp, "retry-after", "1");
+}
+
 fn absolute(req: &ArmRequest<'_>, id: &str) -> String {
     format!("{}{id}?api-version={}", req.http.base_url, req.api_version)
 }
@@ -282,8 +293,7 @@ fn put(
     })?;
     let stored = &written.stored;
     let mut resp = with_etag(status_json(written.status(), &public(stored)), stored);
-    set_header(&mut resp, "azure-asyncoperation", &absolute(req, &op_id));
-    set_header(&mut resp, "retry-after", "1");
+    link_operation(&mut resp, req, &op_id, false);
     Ok(resp)
 }
 
@@ -333,10 +343,7 @@ fn patch(state: &AppState, req: &ArmRequest<'_>, id: &str) -> Result<Response, E
     )?;
     let stored = &written.stored;
     let mut resp = with_etag(ok_json(&public(stored)), stored);
-    let results = op_id.replacen("/operations/", "/operationresults/", 1);
-    set_header(&mut resp, "azure-asyncoperation", &absolute(req, &op_id));
-    set_header(&mut resp, "location", &absolute(req, &results));
-    set_header(&mut resp, "retry-after", "1");
+    link_operation(&mut resp, req, &op_id, true);
     Ok(resp)
 }
 
@@ -369,10 +376,7 @@ fn delete(state: &AppState, req: &ArmRequest<'_>, id: &str) -> Result<Response, 
         })
     })?;
     let mut resp = empty(StatusCode::ACCEPTED);
-    let results = op_id.replacen("/operations/", "/operationresults/", 1);
-    set_header(&mut resp, "location", &absolute(req, &results));
-    set_header(&mut resp, "azure-asyncoperation", &absolute(req, &op_id));
-    set_header(&mut resp, "retry-after", "1");
+    link_operation(&mut resp, req, &op_id, true);
     Ok(resp)
 }
 

@@ -6,7 +6,6 @@ use serde_json::{json, Value};
 
 use crate::emulator::faults::chance;
 use crate::emulator::http::Response;
-use crate::emulator::routes::arm::scope::Scope;
 use crate::emulator::routes::arm::{
     empty, error::ErrorResponse, now_ms, now_rfc3339, ok_json, ArmRequest,
 };
@@ -195,8 +194,7 @@ pub(crate) fn handle_abort(
     state: &AppState,
     req: &ArmRequest<'_>,
 ) -> Result<Response, ErrorResponse> {
-    req.allow_if(req.http.method == Method::POST)?;
-    let scope = Scope::existing(state, &req.path.scope)?;
+    let scope = req.action_scope(state)?;
     let name = req.path.names.first().cloned().unwrap_or_default();
     req.allow_if(req.path.names.len() == 1)?;
     let id = format!("{}/providers/{CLUSTER_TYPE}/{name}", scope.id);
