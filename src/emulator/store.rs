@@ -370,14 +370,23 @@ fn encode(key: &str, stored: &StoredResource) -> Result<Vec<u8>, StoreError> {
 }
 
 #[cfg(test)]
+impl Store {
+    /// A store in a new temporary directory, which lives as long as the returned handle.
+    pub(crate) fn temporary() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("state.redb")).expect("open store");
+        (dir, store)
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
 
     #[test]
     fn listing_by_key_decodes_only_what_it_returns() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open(&dir.path().join("s.redb")).expect("open");
+        let (_dir, store) = Store::temporary();
         store
             .put(
                 "/subscriptions/s/providers/Microsoft.Authorization/policyAssignments/a",
@@ -435,8 +444,7 @@ mod tests {
 
     #[test]
     fn put_get_list_delete() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open(&dir.path().join("s.redb")).expect("open");
+        let (_dir, store) = Store::temporary();
         let a = "/subscriptions/S1/providers/Microsoft.Authorization/policyAssignments/A";
         let nested = "/subscriptions/s1/resourceGroups/rg/providers/Microsoft.Authorization/policyAssignments/b";
         store.put(a, json!({"name": "A"})).expect("put");

@@ -16,14 +16,6 @@ use crate::emulator::http::Response;
 use crate::emulator::state::AppState;
 use crate::emulator::store::{resource_key, Change};
 
-/// api-versions of Microsoft.Management.
-pub(crate) const API_VERSIONS: &[&str] = &[
-    "2020-02-01",
-    "2020-05-01",
-    "2020-10-01",
-    "2021-04-01",
-    "2023-04-01",
-];
 const MG_TYPE: &str = "Microsoft.Management/managementGroups";
 const PAGE_SIZE: usize = 100;
 

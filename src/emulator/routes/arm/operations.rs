@@ -108,9 +108,8 @@ mod tests {
 
     #[test]
     fn retry_after_is_bounded_whole_seconds() {
-        assert_eq!(retry_after(0), "1");
-        assert_eq!(retry_after(1), "1");
-        assert_eq!(retry_after(1500), "2");
-        assert_eq!(retry_after(600_000), "30");
+        for (ms, seconds) in [(0, "1"), (1, "1"), (1500, "2"), (600_000, "30")] {
+            assert_eq!(retry_after(ms), seconds, "{ms} ms");
+        }
     }
 }

@@ -13,15 +13,6 @@ use crate::emulator::events;
 use crate::emulator::http::Response;
 use crate::emulator::state::{new_guid, AppState};
 
-/// api-versions of policy states and their async results.
-pub(crate) const API_VERSIONS: &[&str] = &[
-    "2018-04-04",
-    "2019-10-01",
-    "2022-04-01",
-    "2022-09-01",
-    "2023-03-01",
-    "2024-10-01",
-];
 const QUERY_PAGE: usize = 100;
 
 /// `POST {sub|rg}/providers/Microsoft.PolicyInsights/policyStates/latest/triggerEvaluation`.

@@ -13,7 +13,6 @@ use http::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use super::policy_definitions::{build_body, definition_scope, item_id, Kind};
-use super::resource_types::POLICY_API_VERSIONS;
 use super::scope::{Scope, ScopeKind};
 use super::with_id;
 use super::write::write;
@@ -23,9 +22,6 @@ use crate::emulator::http::Response;
 use crate::emulator::state::AppState;
 use crate::emulator::store::{Change, StoredResource};
 
-/// api-versions that know definition versions: the policy api-versions from 2023-04-01 on
-/// (that list is in date order).
-pub(crate) const VERSION_API_VERSIONS: &[&str] = POLICY_API_VERSIONS.split_at(2).1;
 const PAGE_SIZE: usize = 50;
 /// The list-all actions answer in one page.
 const LIST_ALL_PAGE_SIZE: usize = 1000;
@@ -345,6 +341,7 @@ pub(crate) fn list_all(state: &AppState, req: &ArmRequest<'_>) -> Result<Respons
 
 #[cfg(test)]
 mod tests {
+    use super::super::resource_types::{POLICY_API_VERSIONS, VERSION_API_VERSIONS};
     use super::*;
 
     #[test]

@@ -31,8 +31,6 @@ use crate::emulator::store::resource_key;
 use crate::emulator::store::{Change, StoredResource};
 use crate::policy::effects::is_remediable;
 
-/// api-versions of remediations.
-pub(crate) const API_VERSIONS: &[&str] = &["2019-07-01", "2021-10-01", "2024-10-01"];
 const NAMESPACE_TYPE: &str = "microsoft.policyinsights/remediations";
 const PAGE_SIZE: usize = 50;
 

@@ -13,21 +13,6 @@ use crate::emulator::http::Response;
 use crate::emulator::state::{new_guid, AppState};
 use crate::emulator::store::Change;
 
-/// api-versions of Microsoft.Resources resource groups.
-pub(crate) const API_VERSIONS: &[&str] = &[
-    "2019-10-01",
-    "2020-06-01",
-    "2020-10-01",
-    "2021-01-01",
-    "2021-04-01",
-    "2022-09-01",
-    "2023-07-01",
-    "2024-03-01",
-    "2024-07-01",
-    "2024-11-01",
-    "2025-03-01",
-    "2025-04-01",
-];
 const PAGE_SIZE: usize = 100;
 /// What a resource group PUT or PATCH may set besides the location.
 const WRITABLE: &[&str] = &["tags", "managedBy"];

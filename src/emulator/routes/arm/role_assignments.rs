@@ -15,18 +15,6 @@ use crate::emulator::rbac::{self, PrincipalLookup, ROLE_ASSIGNMENTS};
 use crate::emulator::state::AppState;
 use crate::emulator::store::{resource_key, Change};
 
-/// api-versions of role assignments and role definitions.
-pub(crate) const API_VERSIONS: &[&str] = &[
-    "2015-07-01",
-    "2018-01-01-preview",
-    "2018-09-01-preview",
-    "2020-04-01-preview",
-    "2020-08-01-preview",
-    "2020-10-01-preview",
-    "2022-01-01-preview",
-    "2022-04-01",
-    "2022-05-01-preview",
-];
 const PAGE_SIZE: usize = 100;
 const TYPE: &str = "Microsoft.Authorization/roleAssignments";
 

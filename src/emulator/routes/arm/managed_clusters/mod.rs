@@ -28,44 +28,6 @@ use body::{build_body, fill_policy_addon};
 use operation::{busy, new_operation, running};
 pub(crate) use operation::{handle_abort, handle_operation, settle};
 
-/// api-versions of managedClusters (stable and the previews recent clients send).
-pub(crate) const API_VERSIONS: &[&str] = &[
-    "2022-09-01",
-    "2023-01-01",
-    "2023-05-01",
-    "2023-08-01",
-    "2023-10-01",
-    "2024-01-01",
-    "2024-02-01",
-    "2024-05-01",
-    "2024-07-01",
-    "2024-08-01",
-    "2024-09-01",
-    "2024-10-01",
-    "2025-01-01",
-    "2025-02-01",
-    "2025-03-01",
-    "2025-04-01",
-    "2025-05-01",
-    "2025-06-01",
-    "2025-07-01",
-    "2025-08-01",
-    "2025-09-01",
-    "2025-10-01",
-    "2026-01-01",
-    "2026-02-01",
-    "2026-03-01",
-    "2026-04-01",
-    "2026-05-01",
-    // Azure CLI 2.8x (`az aks`).
-    "2026-06-01",
-    "2026-07-01",
-    // azure-mgmt-containerservice 41.x default.
-    "2026-08-01",
-];
-/// api-versions with `abort` (AbortLatestOperation is in the stable API since 2023-07-01, so
-/// the list above from 2023-08-01 on).
-pub(crate) const ABORT_API_VERSIONS: &[&str] = API_VERSIONS.split_at(4).1;
 const CLUSTER_TYPE: &str = "Microsoft.ContainerService/managedClusters";
 const NAMESPACE_TYPE: &str = "microsoft.containerservice/managedclusters";
 const POLICY_ADDON: &str = "azurepolicy";
