@@ -1,11 +1,14 @@
 //! Azure Resource Manager surface: authentication, api-version checks, standard response
 //! headers, and dispatch to per-resource-type handlers through [`RESOURCE_TYPES`].
 //!
-//! Adding a resource type = one handler module + one row in [`RESOURCE_TYPES`].
+//! Adding a resource type = one handler module + one row (and its api-versions) in
+//! [`RESOURCE_TYPES`].
 //!
-//! Beside the handler modules: [`resource_types`] is the routing table (types, api-versions),
-//! [`auth`] verifies bearer tokens, [`response`] builds ARM's headers and bodies, [`names`]
-//! holds ARM's name rules.
+//! Beside the handler modules: [`resource_types`] is the routing table (types, every
+//! api-version list), [`auth`] verifies bearer tokens, [`response`] builds ARM's headers and
+//! bodies, [`write`](mod@write) does a PUT's or PATCH's read-decide-write and its answer,
+//! [`operations`] keeps the timer-backed long-running operations, [`names`] holds ARM's name
+//! rules.
 
 mod auth;
 mod names;
