@@ -98,20 +98,7 @@ impl Catalogue {
     }
 
     fn from_builtins(loaded: &BuiltinCatalogue) -> Self {
-        let definitions = loaded
-            .definitions
-            .iter()
-            .filter_map(|d| {
-                let mut body = serde_json::to_value(d).ok()?;
-                fill_version(&mut body);
-                Some(CatalogueEntry {
-                    name: d.name.clone()?,
-                    policy_type: d.properties.policy_type.clone().unwrap_or_default(),
-                    category: d.category().map(str::to_string),
-                    body,
-                })
-            })
-            .collect();
+        let definitions = loaded.definitions.iter().filter_map(entry).collect();
         let set_definitions = loaded
             .set_definitions
             .iter()
@@ -124,22 +111,27 @@ impl Catalogue {
                 }
                 d
             })
-            .filter_map(|d| {
-                let mut body = serde_json::to_value(&d).ok()?;
-                fill_version(&mut body);
-                Some(CatalogueEntry {
-                    name: d.name.clone()?,
-                    policy_type: d.properties.policy_type.clone().unwrap_or_default(),
-                    category: d.category().map(str::to_string),
-                    body,
-                })
-            })
+            .filter_map(|d| entry(&d))
             .collect();
         Self {
             definitions,
             set_definitions,
         }
     }
+}
+
+/// The entry of a built-in (set) definition, indexed by what its body says; `None` for one
+/// without a name.
+fn entry(builtin: &impl serde::Serialize) -> Option<CatalogueEntry> {
+    let mut body = serde_json::to_value(builtin).ok()?;
+    fill_version(&mut body);
+    let props = &body["properties"];
+    Some(CatalogueEntry {
+        name: body["name"].as_str()?.to_string(),
+        policy_type: props["policyType"].as_str().unwrap_or_default().to_string(),
+        category: props["metadata"]["category"].as_str().map(str::to_string),
+        body,
+    })
 }
 
 /// Azure reports `version` and `versions` on every built-in; files that carry the version

@@ -232,6 +232,22 @@ fn object_id(cluster_id: &str, object: &Value) -> String {
     format!("{cluster_id}/kubernetesObjects/{group}/{kind}/{ns}/{name}")
 }
 
+/// The objects `cluster` admitted and Gatekeeper's audit of them against `constraints`.
+fn audit_admitted(
+    state: &AppState,
+    cluster: &StoredResource,
+    constraints: &ClusterConstraints,
+) -> Result<(Vec<Value>, engine::Audit), ErrorResponse> {
+    let objects = admitted_objects(state, &cluster.id)?;
+    let audit = engine::audit(
+        &objects,
+        &constraints.active(),
+        &engine::AKS_EXEMPT_NAMESPACES,
+        &state.eval_options(),
+    );
+    Ok((objects, audit))
+}
+
 /// Every object the cluster admitted.
 pub(crate) fn admitted_objects(
     state: &AppState,
@@ -414,13 +430,7 @@ pub(crate) fn describe(state: &AppState, cluster_id: &str) -> Result<Value, Erro
         ));
     };
     let constraints = constraints_for(state, &cluster)?;
-    let objects = admitted_objects(state, &cluster.id)?;
-    let audit = engine::audit(
-        &objects,
-        &constraints.active(),
-        &engine::AKS_EXEMPT_NAMESPACES,
-        &state.eval_options(),
-    );
+    let (objects, audit) = audit_admitted(state, &cluster, &constraints)?;
     let last_admission_errors = state
         .store
         .get(&errors_id(&cluster.id))?
@@ -469,13 +479,7 @@ pub(crate) fn audit_cluster(
         return Ok(None);
     }
     let constraints = constraints_for(state, cluster)?;
-    let objects = admitted_objects(state, &cluster.id)?;
-    let audit = engine::audit(
-        &objects,
-        &constraints.active(),
-        &engine::AKS_EXEMPT_NAMESPACES,
-        &state.eval_options(),
-    );
+    let (_, audit) = audit_admitted(state, cluster, &constraints)?;
     let mut out = HashMap::new();
     for (c, _) in &constraints.constraints {
         let violated = audit.violations.get(&c.name).is_some_and(|v| !v.is_empty());

@@ -147,9 +147,7 @@ impl Request {
 
     /// Path segments, percent-decoded, empty ones dropped.
     pub fn segments(&self) -> Vec<String> {
-        self.path
-            .split('/')
-            .filter(|s| !s.is_empty())
+        raw_segments(&self.path)
             .map(|s| {
                 percent_encoding::percent_decode_str(s)
                     .decode_utf8_lossy()
@@ -157,6 +155,11 @@ impl Request {
             })
             .collect()
     }
+}
+
+/// The non-empty `/`-separated segments of a path or resource id, as written.
+pub(crate) fn raw_segments(path: &str) -> impl Iterator<Item = &str> {
+    path.split('/').filter(|s| !s.is_empty())
 }
 
 /// A JSON response with the given status.

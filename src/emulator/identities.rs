@@ -368,8 +368,7 @@ mod tests {
 
     #[test]
     fn created_once_then_reloaded_with_the_same_keys_and_files() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open(&dir.path().join("state.redb")).expect("store");
+        let (dir, store) = Store::temporary();
         let first = Identities::load_or_create(&store, dir.path(), "t", "https://127.0.0.1:1")
             .expect("create");
         let again = Identities::load_or_create(&store, dir.path(), "t", "https://127.0.0.1:2")

@@ -227,8 +227,7 @@ mod tests {
     use super::*;
 
     fn segs(p: &str) -> Vec<String> {
-        p.split('/')
-            .filter(|s| !s.is_empty())
+        crate::emulator::http::raw_segments(p)
             .map(str::to_string)
             .collect()
     }

@@ -441,27 +441,47 @@ mod tests {
 
     #[test]
     fn actions_match_with_wildcards_and_not_actions_subtract() {
-        let contributor = builtin_role("b24988ac-6180-42a0-ab88-20f7382dd24c").expect("role");
-        assert!(role_allows(
-            contributor,
-            "Microsoft.ContainerService/managedClusters/write"
-        ));
-        assert!(!role_allows(
-            contributor,
-            "Microsoft.Authorization/roleAssignments/write"
-        ));
-        let reader = builtin_role("/providers/Microsoft.Authorization/roleDefinitions/acdd72a7-3385-48ef-bd42-f606fba81ae7").expect("role");
-        assert!(role_allows(
-            reader,
-            "Microsoft.ContainerService/managedClusters/read"
-        ));
-        assert!(!role_allows(
-            reader,
-            "Microsoft.ContainerService/managedClusters/write"
-        ));
-        let aks = builtin_role("ED7F3FBD-7B88-4DD4-9017-9ADB7CE333F8").expect("role");
-        assert!(role_allows(aks, "microsoft.resources/deployments/write"));
-        assert!(!role_allows(aks, "Microsoft.Storage/storageAccounts/write"));
+        const CONTRIBUTOR: &str = "b24988ac-6180-42a0-ab88-20f7382dd24c";
+        // Roles are found by GUID or by full id, in any casing.
+        const READER: &str =
+            "/providers/Microsoft.Authorization/roleDefinitions/acdd72a7-3385-48ef-bd42-f606fba81ae7";
+        const AKS_CONTRIBUTOR: &str = "ED7F3FBD-7B88-4DD4-9017-9ADB7CE333F8";
+        let cases = [
+            (
+                CONTRIBUTOR,
+                "Microsoft.ContainerService/managedClusters/write",
+                true,
+            ),
+            (
+                CONTRIBUTOR,
+                "Microsoft.Authorization/roleAssignments/write",
+                false,
+            ),
+            (
+                READER,
+                "Microsoft.ContainerService/managedClusters/read",
+                true,
+            ),
+            (
+                READER,
+                "Microsoft.ContainerService/managedClusters/write",
+                false,
+            ),
+            (
+                AKS_CONTRIBUTOR,
+                "microsoft.resources/deployments/write",
+                true,
+            ),
+            (
+                AKS_CONTRIBUTOR,
+                "Microsoft.Storage/storageAccounts/write",
+                false,
+            ),
+        ];
+        for (role, action, allowed) in cases {
+            let definition = builtin_role(role).expect("role");
+            assert_eq!(role_allows(definition, action), allowed, "{role} {action}");
+        }
         assert!(builtin_role("00000000-0000-0000-0000-000000000000").is_none());
     }
 

@@ -67,6 +67,16 @@ pub enum Change {
     Delete,
 }
 
+impl Change {
+    /// Create or replace with `body` and no bookkeeping.
+    pub fn put(body: Value) -> Self {
+        Change::Put {
+            body,
+            internal: Value::Null,
+        }
+    }
+}
+
 /// Handle on the state database; cheap to share behind an `Arc`.
 pub struct Store {
     db: Database,
@@ -119,12 +129,7 @@ impl Store {
 
     /// Creates or replaces a resource; keeps `created_at` of an existing one.
     pub fn put(&self, id: &str, body: Value) -> Result<StoredResource, StoreError> {
-        let (_, after) = self.modify::<StoreError, _>(id, |_| {
-            Ok(Change::Put {
-                body,
-                internal: Value::Null,
-            })
-        })?;
+        let (_, after) = self.modify::<StoreError, _>(id, |_| Ok(Change::put(body)))?;
         // A Put change always leaves a resource behind.
         after.ok_or_else(|| StoreError::Corrupt {
             key: resource_key(id),
@@ -365,14 +370,23 @@ fn encode(key: &str, stored: &StoredResource) -> Result<Vec<u8>, StoreError> {
 }
 
 #[cfg(test)]
+impl Store {
+    /// A store in a new temporary directory, which lives as long as the returned handle.
+    pub(crate) fn temporary() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("state.redb")).expect("open store");
+        (dir, store)
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
 
     #[test]
     fn listing_by_key_decodes_only_what_it_returns() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open(&dir.path().join("s.redb")).expect("open");
+        let (_dir, store) = Store::temporary();
         store
             .put(
                 "/subscriptions/s/providers/Microsoft.Authorization/policyAssignments/a",
@@ -430,8 +444,7 @@ mod tests {
 
     #[test]
     fn put_get_list_delete() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open(&dir.path().join("s.redb")).expect("open");
+        let (_dir, store) = Store::temporary();
         let a = "/subscriptions/S1/providers/Microsoft.Authorization/policyAssignments/A";
         let nested = "/subscriptions/s1/resourceGroups/rg/providers/Microsoft.Authorization/policyAssignments/b";
         store.put(a, json!({"name": "A"})).expect("put");

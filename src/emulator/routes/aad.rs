@@ -324,42 +324,37 @@ fn authenticate_client(
             }
         };
     }
+    // The certificate and federated applications have no secret: they take assertions only.
+    let signed_assertion = |presented: Presented<'_>| match presented {
+        Presented::Secret(_) => Err(wrong_secret()),
+        Presented::Assertion(jwt) => parse(jwt),
+    };
     if client_id.eq_ignore_ascii_case(&extra.certificate.client_id) {
         let app = &extra.certificate;
-        return match presented {
-            Presented::Secret(_) => Err(wrong_secret()),
-            Presented::Assertion(jwt) => {
-                let jwt = parse(jwt)?;
-                let audiences = assertion_audiences(state, req, tenant);
-                assertion::verify_certificate(app, &jwt, &audiences, now)
-                    .map(|()| principal(&app.client_id, &app.object_id))
-                    .map_err(|r| rejection(client_id, &jwt, r))
-            }
-        };
+        let jwt = signed_assertion(presented)?;
+        let audiences = assertion_audiences(state, req, tenant);
+        return assertion::verify_certificate(app, &jwt, &audiences, now)
+            .map(|()| principal(&app.client_id, &app.object_id))
+            .map_err(|r| rejection(client_id, &jwt, r));
     }
     if client_id.eq_ignore_ascii_case(&extra.federated.client_id) {
         let app = &extra.federated;
-        return match presented {
-            Presented::Secret(_) => Err(wrong_secret()),
-            Presented::Assertion(jwt) => {
-                let jwt = parse(jwt)?;
-                // An assertion the application signed itself claims `iss` = its client id:
-                // that is a certificate credential, which this application does not have.
-                let own = jwt
-                    .claim_str("iss")
-                    .is_some_and(|iss| iss.eq_ignore_ascii_case(client_id));
-                let checked = if own {
-                    Err(Rejection::UnknownCertificate {
-                        thumbprint: String::new(),
-                    })
-                } else {
-                    assertion::verify_federated(app, &extra.issuer, &jwt, now)
-                };
-                checked
-                    .map(|()| principal(&app.client_id, &app.object_id))
-                    .map_err(|r| rejection(client_id, &jwt, r))
-            }
+        let jwt = signed_assertion(presented)?;
+        // An assertion the application signed itself claims `iss` = its client id: that is
+        // a certificate credential, which this application does not have.
+        let own = jwt
+            .claim_str("iss")
+            .is_some_and(|iss| iss.eq_ignore_ascii_case(client_id));
+        let checked = if own {
+            Err(Rejection::UnknownCertificate {
+                thumbprint: String::new(),
+            })
+        } else {
+            assertion::verify_federated(app, &extra.issuer, &jwt, now)
         };
+        return checked
+            .map(|()| principal(&app.client_id, &app.object_id))
+            .map_err(|r| rejection(client_id, &jwt, r));
     }
     Err(AadFailure::new(StatusCode::UNAUTHORIZED,
         "invalid_client",

@@ -13,6 +13,7 @@ use super::arm::{authenticate, ErrorResponse};
 use crate::emulator::faults::FaultPatch;
 use crate::emulator::http::{json_response, Request, Response};
 use crate::emulator::state::{subscription_body, AppState, EvaluationSettings};
+use crate::emulator::token::Claims;
 
 /// True for `/_emulator/...`.
 pub(crate) fn matches(segments: &[String]) -> bool {
@@ -20,32 +21,23 @@ pub(crate) fn matches(segments: &[String]) -> bool {
 }
 
 pub(crate) fn handle(state: &AppState, req: &Request, segments: &[String]) -> Response {
-    match dispatch(state, req, segments) {
-        Ok(resp) => resp,
-        Err(e) => e.into_response(),
-    }
+    authenticate(state, req)
+        .and_then(|principal| dispatch(state, req, segments, &principal))
+        .unwrap_or_else(ErrorResponse::into_response)
 }
 
 fn dispatch(
     state: &AppState,
     req: &Request,
     segments: &[String],
+    principal: &Claims,
 ) -> Result<Response, ErrorResponse> {
-    let principal = authenticate(state, req)?;
     let what = segments.get(1).map(String::as_str).unwrap_or_default();
     match (what, &req.method) {
         ("faults", &Method::GET) => Ok(ok(&profile_json(state))),
         ("faults", &Method::POST) => {
-            let patch: FaultPatch = serde_json::from_slice(&req.body).map_err(|e| {
-                ErrorResponse::bad_request(
-                    "InvalidRequestContent",
-                    format!("Invalid fault profile: {e}"),
-                )
-            })?;
-            let mut guard = match state.faults.write() {
-                Ok(g) => g,
-                Err(poisoned) => poisoned.into_inner(),
-            };
+            let patch: FaultPatch = parse(req, "fault profile")?;
+            let mut guard = write_lock(&state.faults);
             guard
                 .apply(&patch)
                 .map_err(|e| ErrorResponse::bad_request("InvalidRequestContent", e))?;
@@ -55,19 +47,11 @@ fn dispatch(
         }
         ("evaluation", &Method::GET) => Ok(ok(&evaluation_json(state))),
         ("evaluation", &Method::PUT) => {
-            let settings: EvaluationSettings = serde_json::from_slice(&req.body).map_err(|e| {
-                ErrorResponse::bad_request(
-                    "InvalidRequestContent",
-                    format!("Invalid evaluation settings: {e}"),
-                )
-            })?;
+            let settings: EvaluationSettings = parse(req, "evaluation settings")?;
             settings
                 .validate()
                 .map_err(|e| ErrorResponse::bad_request("InvalidRequestContent", e))?;
-            *match state.evaluation.write() {
-                Ok(g) => g,
-                Err(poisoned) => poisoned.into_inner(),
-            } = settings;
+            *write_lock(&state.evaluation) = settings;
             Ok(ok(&evaluation_json(state)))
         }
         ("metrics", &Method::GET) => Ok(ok(&state.observer.metrics_json())),
@@ -93,16 +77,8 @@ fn dispatch(
                 subscription_body(&identity.subscription_id, &identity.tenant_id),
             )?;
             state.observer.clear();
-            let mut guard = match state.faults.write() {
-                Ok(g) => g,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            *guard = state.startup_faults.clone();
-            drop(guard);
-            *match state.evaluation.write() {
-                Ok(g) => g,
-                Err(poisoned) => poisoned.into_inner(),
-            } = Default::default();
+            *write_lock(&state.faults) = state.startup_faults.clone();
+            *write_lock(&state.evaluation) = Default::default();
             log::info!("state reset");
             Ok(ok(&json!({"reset": true})))
         }
@@ -114,12 +90,7 @@ fn dispatch(
                     &cluster_id,
                 )?));
             }
-            let review: Value = serde_json::from_slice(&req.body).map_err(|e| {
-                ErrorResponse::bad_request(
-                    "InvalidRequestContent",
-                    format!("Invalid AdmissionReview: {e}"),
-                )
-            })?;
+            let review: Value = parse(req, "AdmissionReview")?;
             Ok(ok(&crate::emulator::gatekeeper::admit(
                 state,
                 &cluster_id,
@@ -147,6 +118,20 @@ fn evaluation_json(state: &AppState) -> Value {
 
 fn profile_json(state: &AppState) -> Value {
     serde_json::to_value(state.fault_profile()).unwrap_or(Value::Null)
+}
+
+/// The request body as JSON, or a 400 naming `what` it should have been.
+fn parse<T: serde::de::DeserializeOwned>(req: &Request, what: &str) -> Result<T, ErrorResponse> {
+    serde_json::from_slice(&req.body).map_err(|e| {
+        ErrorResponse::bad_request("InvalidRequestContent", format!("Invalid {what}: {e}"))
+    })
+}
+
+/// Write access to shared settings, poisoned or not: the control API must stay usable after
+/// a handler panicked while holding the lock.
+fn write_lock<T>(lock: &std::sync::RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn ok(body: &Value) -> Response {

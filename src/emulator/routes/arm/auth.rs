@@ -96,12 +96,17 @@ mod tests {
 
     #[test]
     fn dotnet_times_as_arm_prints_them() {
-        assert_eq!(format_dotnet_utc(0), "1/1/1970 12:00:00 AM");
-        // 2020-08-24T11:21:39Z
-        assert_eq!(format_dotnet_utc(1_598_268_099), "8/24/2020 11:21:39 AM");
-        // 2024-02-29T13:05:09Z (leap day, afternoon)
-        assert_eq!(format_dotnet_utc(1_709_211_909), "2/29/2024 1:05:09 PM");
-        // 2026-12-31T12:00:00Z
-        assert_eq!(format_dotnet_utc(1_798_718_400), "12/31/2026 12:00:00 PM");
+        let cases = [
+            (0, "1/1/1970 12:00:00 AM"),
+            // 2020-08-24T11:21:39Z
+            (1_598_268_099, "8/24/2020 11:21:39 AM"),
+            // 2024-02-29T13:05:09Z (leap day, afternoon)
+            (1_709_211_909, "2/29/2024 1:05:09 PM"),
+            // 2026-12-31T12:00:00Z
+            (1_798_718_400, "12/31/2026 12:00:00 PM"),
+        ];
+        for (secs, printed) in cases {
+            assert_eq!(format_dotnet_utc(secs), printed, "{secs}");
+        }
     }
 }

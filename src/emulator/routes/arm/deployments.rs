@@ -17,22 +17,6 @@ use crate::emulator::http::Response;
 use crate::emulator::state::AppState;
 use crate::emulator::store::StoredResource;
 
-/// api-versions of deployments.
-pub(crate) const API_VERSIONS: &[&str] = &[
-    "2019-10-01",
-    "2020-06-01",
-    "2020-10-01",
-    "2021-01-01",
-    "2021-04-01",
-    "2022-09-01",
-    "2023-07-01",
-    "2024-03-01",
-    "2024-07-01",
-    "2024-11-01",
-    "2025-04-01",
-    // What azure-mgmt-resource-deployments 2.x sends.
-    "2026-06-01",
-];
 const NAMESPACE_TYPE: &str = "microsoft.resources/deployments";
 const PAGE_SIZE: usize = 100;
 
@@ -60,8 +44,7 @@ fn target(scope: &Scope) -> Result<DeployTarget, ErrorResponse> {
 }
 
 pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response, ErrorResponse> {
-    let scope = Scope::from_segments(&req.path.scope)?;
-    scope.ensure_exists(state)?;
+    let scope = Scope::existing(state, &req.path.scope)?;
     let target = target(&scope)?;
     let method = &req.http.method;
     match (req.path.types.len(), req.path.names.first().cloned()) {

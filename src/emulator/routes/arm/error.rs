@@ -48,19 +48,6 @@ impl ErrorResponse {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }
 
-    /// A path below a handled type that names no type ARM knows (e.g. a child of an
-    /// assignment).
-    pub(crate) fn invalid_resource_type(path: &super::ArmPath) -> Self {
-        ErrorResponse::not_found(
-            "InvalidResourceType",
-            format!(
-                "The resource type '{}' could not be found in the namespace '{}'.",
-                path.type_display(),
-                path.namespace
-            ),
-        )
-    }
-
     pub(crate) fn not_found(code: &str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, code, message)
     }

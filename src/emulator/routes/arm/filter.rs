@@ -15,11 +15,8 @@ pub(crate) struct DefinitionFilter {
 impl DefinitionFilter {
     pub(crate) fn parse(raw: Option<&str>) -> Result<Self, ErrorResponse> {
         let mut filter = Self::default();
-        let Some(raw) = raw.map(str::trim).filter(|s| !s.is_empty()) else {
-            return Ok(filter);
-        };
-        for clause in split_and(raw) {
-            let clause = clause.trim();
+        let (raw, clauses) = clauses(raw);
+        for clause in &clauses {
             if clause.eq_ignore_ascii_case("atExactScope()") {
                 filter.at_exact_scope = true;
                 continue;
@@ -75,17 +72,14 @@ pub(crate) struct ScopeFilter {
 impl ScopeFilter {
     pub(crate) fn parse(raw: Option<&str>) -> Result<Self, ErrorResponse> {
         let mut filter = Self::default();
-        let Some(raw) = raw.map(str::trim).filter(|s| !s.is_empty()) else {
-            return Ok(filter);
-        };
+        let (raw, clauses) = clauses(raw);
         let bad = || {
             ErrorResponse::bad_request(
                 "InvalidFilterInQueryString",
                 format!("The filter '{raw}' is not supported. Supported filters: atScope(), atExactScope(), excludeExpired(), policyDefinitionId eq '{{value}}', policyAssignmentId eq '{{value}}'."),
             )
         };
-        for clause in split_and(raw) {
-            let clause = clause.trim();
+        for clause in &clauses {
             if clause.eq_ignore_ascii_case("atScope()") {
                 filter.relation = ScopeRelation::AtScope;
             } else if clause.eq_ignore_ascii_case("atExactScope()") {
@@ -119,11 +113,8 @@ pub(crate) struct RecordFilter {
 impl RecordFilter {
     pub(crate) fn parse(raw: Option<&str>) -> Result<Self, ErrorResponse> {
         let mut filter = Self::default();
-        let Some(raw) = raw.map(str::trim).filter(|s| !s.is_empty()) else {
-            return Ok(filter);
-        };
-        for clause in split_and(raw) {
-            let clause = clause.trim();
+        let (raw, clauses) = clauses(raw);
+        for clause in &clauses {
             let (clause, equal) = match negated(clause) {
                 Some(rewritten) => (rewritten, false),
                 None => (clause.to_string(), true),
@@ -171,6 +162,19 @@ fn invalid(raw: &str) -> ErrorResponse {
         "InvalidFilterInQueryString",
         format!("The filter '{raw}' is not supported. Supported filters: policyType eq '{{value}}', category eq '{{value}}', atExactScope(), combined with 'and'."),
     )
+}
+
+/// The trimmed filter text and its clauses (none for an absent or blank filter).
+fn clauses(raw: Option<&str>) -> (&str, Vec<String>) {
+    let raw = raw.map(str::trim).unwrap_or_default();
+    if raw.is_empty() {
+        return (raw, Vec::new());
+    }
+    let clauses = split_and(raw)
+        .iter()
+        .map(|c| c.trim().to_string())
+        .collect();
+    (raw, clauses)
 }
 
 /// Splits on the keyword `and` outside quotes, case-insensitively.

@@ -16,14 +16,6 @@ use crate::emulator::http::Response;
 use crate::emulator::state::AppState;
 use crate::emulator::store::{resource_key, Change};
 
-/// api-versions of Microsoft.Management.
-pub(crate) const API_VERSIONS: &[&str] = &[
-    "2020-02-01",
-    "2020-05-01",
-    "2020-10-01",
-    "2021-04-01",
-    "2023-04-01",
-];
 const MG_TYPE: &str = "Microsoft.Management/managementGroups";
 const PAGE_SIZE: usize = 100;
 
@@ -77,9 +69,7 @@ pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response,
             _ => Err(ErrorResponse::method_not_allowed(method)),
         },
         (2, [name]) if req.path.types[1].eq_ignore_ascii_case("descendants") => {
-            if *method != Method::GET {
-                return Err(ErrorResponse::method_not_allowed(method));
-            }
+            req.allow_if(*method == Method::GET)?;
             descendants(state, req, name)
         }
         (2, [name, sub]) => placement(state, req, name, sub),
@@ -172,14 +162,7 @@ fn put(state: &AppState, req: &ArmRequest<'_>, name: &str) -> Result<Response, E
     let stored = after.ok_or_else(|| ErrorResponse::internal("management group write lost"))?;
     let op_id = operation_id(name);
     let op_body = operation_body(&op_id, "Running", &stored.body["properties"]);
-    operations::start(state, &op_id, op_body.clone())?;
-    Ok(operations::accepted(
-        req,
-        &op_id,
-        Some(&op_body),
-        true,
-        state.fault_profile().lro_ms,
-    ))
+    operations::begin(state, req, &op_id, op_body, true)
 }
 
 fn operation_id(name: &str) -> String {
@@ -203,14 +186,10 @@ pub(crate) fn handle_operation_result(
     state: &AppState,
     req: &ArmRequest<'_>,
 ) -> Result<Response, ErrorResponse> {
-    let is_create = req
-        .path
-        .names
-        .first()
-        .is_some_and(|n| n.eq_ignore_ascii_case("create"));
-    if req.http.method != Method::GET || !req.path.is_item() || !is_create {
-        return Err(ErrorResponse::method_not_allowed(&req.http.method));
-    }
+    // `.../operationResults/create/managementGroups/{mg}`
+    let is_create =
+        matches!(req.path.names.as_slice(), [op, _] if op.eq_ignore_ascii_case("create"));
+    req.allow_if(req.http.method == Method::GET && is_create)?;
     let name = req.path.names.last().cloned().unwrap_or_default();
     let op_id = req.path.resource_id();
     let Some(op) = operations::get(state, &op_id)? else {

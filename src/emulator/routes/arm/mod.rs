@@ -1,11 +1,14 @@
 //! Azure Resource Manager surface: authentication, api-version checks, standard response
 //! headers, and dispatch to per-resource-type handlers through [`RESOURCE_TYPES`].
 //!
-//! Adding a resource type = one handler module + one row in [`RESOURCE_TYPES`].
+//! Adding a resource type = one handler module + one row (and its api-versions) in
+//! [`RESOURCE_TYPES`].
 //!
-//! Beside the handler modules: [`resource_types`] is the routing table (types, api-versions),
-//! [`auth`] verifies bearer tokens, [`response`] builds ARM's headers and bodies, [`names`]
-//! holds ARM's name rules.
+//! Beside the handler modules: [`resource_types`] is the routing table (types, every
+//! api-version list), [`auth`] verifies bearer tokens, [`response`] builds ARM's headers and
+//! bodies, [`write`](mod@write) does a PUT's or PATCH's read-decide-write and its answer,
+//! [`operations`] keeps the timer-backed long-running operations, [`names`] holds ARM's name
+//! rules.
 
 mod auth;
 mod names;
@@ -31,6 +34,7 @@ mod role_assignments;
 mod scope;
 mod subscriptions;
 mod tenants;
+mod write;
 
 pub(crate) use auth::authenticate;
 pub(crate) use error::ErrorResponse;
@@ -54,7 +58,7 @@ use crate::emulator::http::{Request, Response};
 use crate::emulator::observe::{OperationKind, Throttle};
 use crate::emulator::state::AppState;
 use crate::emulator::token::Claims;
-use resource_types::{no_provider, unknown_type};
+use resource_types::{no_provider, unknown_type, ResourceTypeSpec};
 use response::RemainingBudget;
 use std::future::Future;
 
@@ -65,6 +69,24 @@ pub(crate) struct ArmRequest<'a> {
     pub api_version: String,
     /// The caller's token claims (for `AuthorizationFailed` texts and `systemData`).
     pub principal: Claims,
+}
+
+impl ArmRequest<'_> {
+    /// ARM's `MethodNotAllowed` unless `allowed`: its answer for a method, or a path shape, a
+    /// resource type does not serve.
+    pub(crate) fn allow_if(&self, allowed: bool) -> Result<(), ErrorResponse> {
+        if allowed {
+            Ok(())
+        } else {
+            Err(ErrorResponse::method_not_allowed(&self.http.method))
+        }
+    }
+
+    /// The existing scope a `POST` action (`triggerEvaluation`, `abort`) runs at.
+    pub(crate) fn action_scope(&self, state: &AppState) -> Result<Scope, ErrorResponse> {
+        self.allow_if(self.http.method == Method::POST)?;
+        Scope::existing(state, &self.path.scope)
+    }
 }
 
 /// Handles an ARM request end to end, always adding ARM's response headers.
@@ -93,17 +115,7 @@ fn dispatch(
         _ => return Err(ErrorResponse::missing_api_version()),
     };
     let path = ArmPath::parse(segments).ok_or_else(|| no_provider(&api_version, &req.path))?;
-    let key = path.type_key();
-    let Some(spec) = RESOURCE_TYPES.iter().find(|s| s.key == key) else {
-        return Err(unknown_type(&path, &api_version));
-    };
-    if !spec.api_versions.contains(&api_version.as_str()) {
-        return Err(ErrorResponse::invalid_api_version(
-            &api_version,
-            &format!("{}/{}", path.namespace, path.type_display()),
-            spec.api_versions,
-        ));
-    }
+    let spec = spec_serving(&path, &api_version)?;
     let profile = state.fault_profile();
     let kind = OperationKind::of(&req.method);
     let subscription = match segments {
@@ -206,6 +218,26 @@ fn dispatch(
     Ok(resp)
 }
 
+/// The routing-table row for `path`, or ARM's error for a type it does not know or an
+/// api-version the type does not have.
+fn spec_serving(
+    path: &ArmPath,
+    api_version: &str,
+) -> Result<&'static ResourceTypeSpec, ErrorResponse> {
+    let key = path.type_key();
+    let Some(spec) = RESOURCE_TYPES.iter().find(|s| s.key == key) else {
+        return Err(unknown_type(path, api_version));
+    };
+    if !spec.api_versions.contains(&api_version) {
+        return Err(ErrorResponse::invalid_api_version(
+            api_version,
+            &format!("{}/{}", path.namespace, path.type_display()),
+            spec.api_versions,
+        ));
+    }
+    Ok(spec)
+}
+
 /// A request ARM makes on a caller's behalf inside a deployment: routed like any other, with
 /// the caller's claims and the template's api-version, but without throttling or injected
 /// faults (the deployment as a whole met those already). Returns the status and JSON body.
@@ -218,23 +250,8 @@ pub(crate) fn internal_call(
     api_version: &str,
     body: Option<&serde_json::Value>,
 ) -> Result<(StatusCode, serde_json::Value), ErrorResponse> {
-    let segments: Vec<String> = id
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect();
-    let path = ArmPath::parse(&segments).ok_or_else(|| no_provider(api_version, id))?;
-    let key = path.type_key();
-    let Some(spec) = RESOURCE_TYPES.iter().find(|s| s.key == key) else {
-        return Err(unknown_type(&path, api_version));
-    };
-    if !spec.api_versions.contains(&api_version) {
-        return Err(ErrorResponse::invalid_api_version(
-            api_version,
-            &format!("{}/{}", path.namespace, path.type_display()),
-            spec.api_versions,
-        ));
-    }
+    let path = ArmPath::parse_id(id).ok_or_else(|| no_provider(api_version, id))?;
+    let spec = spec_serving(&path, api_version)?;
     let http_req = Request {
         method,
         path: id.to_string(),

@@ -4,7 +4,7 @@
 //! Applying the effect first means no reader ever sees a half-applied change; only the
 //! protocol (202, `Location`, `Azure-AsyncOperation`, `Retry-After`) is long-running.
 
-use http::StatusCode;
+use http::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use super::managed_clusters::set_header;
@@ -26,9 +26,40 @@ pub(crate) fn start(state: &AppState, id: &str, body: Value) -> Result<(), Error
     Ok(())
 }
 
+/// Starts the operation `id` (see [`start`]) and answers the request that began it: 202 for
+/// the operation's whole time. `shown` puts the record in the answer and points
+/// `Azure-AsyncOperation` at it too, as management group creates do.
+pub(crate) fn begin(
+    state: &AppState,
+    req: &ArmRequest<'_>,
+    id: &str,
+    record: Value,
+    shown: bool,
+) -> Result<Response, ErrorResponse> {
+    start(state, id, record.clone())?;
+    let body = shown.then_some(&record);
+    Ok(accepted(req, id, body, shown, state.fault_profile().lro_ms))
+}
+
 /// The record at `id`, or `None`.
 pub(crate) fn get(state: &AppState, id: &str) -> Result<Option<StoredResource>, ErrorResponse> {
     Ok(state.store.get(id)?)
+}
+
+/// `GET` of an operation's own status URL: 202 pointing back at it while the operation
+/// runs, then 200; `missing` is the answer for a record that does not exist.
+pub(crate) fn poll(
+    state: &AppState,
+    req: &ArmRequest<'_>,
+    missing: ErrorResponse,
+) -> Result<Response, ErrorResponse> {
+    req.allow_if(req.http.method == Method::GET && req.path.is_item())?;
+    let id = req.path.resource_id();
+    let op = get(state, &id)?.ok_or(missing)?;
+    match remaining_ms(&op) {
+        0 => Ok(empty(StatusCode::OK)),
+        left => Ok(accepted(req, &id, None, false, left)),
+    }
 }
 
 /// Milliseconds until the record's operation ends (0 when it has).
@@ -77,9 +108,8 @@ mod tests {
 
     #[test]
     fn retry_after_is_bounded_whole_seconds() {
-        assert_eq!(retry_after(0), "1");
-        assert_eq!(retry_after(1), "1");
-        assert_eq!(retry_after(1500), "2");
-        assert_eq!(retry_after(600_000), "30");
+        for (ms, seconds) in [(0, "1"), (1, "1"), (1500, "2"), (600_000, "30")] {
+            assert_eq!(retry_after(ms), seconds, "{ms} ms");
+        }
     }
 }

@@ -1,5 +1,7 @@
 //! Parsing ARM request paths into scope + provider namespace + type/name chain.
 
+use crate::emulator::http::raw_segments;
+
 /// A parsed ARM path. Segments keep the request's casing; comparisons lower-case them.
 ///
 /// `/subscriptions/s/providers/Microsoft.Authorization/policyDefinitions/x` parses to scope
@@ -41,6 +43,12 @@ impl ArmPath {
             types,
             names,
         })
+    }
+
+    /// Parses a resource id (no percent-decoding: ids are decoded already).
+    pub(crate) fn parse_id(id: &str) -> Option<Self> {
+        let segments: Vec<String> = raw_segments(id).map(str::to_string).collect();
+        Self::parse(&segments)
     }
 
     /// Routing key, e.g. `microsoft.authorization/policydefinitions`.
@@ -102,26 +110,17 @@ impl ArmPath {
 mod tests {
     use super::*;
 
-    fn segs(path: &str) -> Vec<String> {
-        path.split('/')
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect()
-    }
-
     #[test]
     fn parses_tenant_and_subscription_scopes() {
-        let p = ArmPath::parse(&segs(
-            "/providers/Microsoft.Authorization/policyDefinitions/X",
-        ))
-        .expect("parses");
+        let p = ArmPath::parse_id("/providers/Microsoft.Authorization/policyDefinitions/X")
+            .expect("parses");
         assert_eq!(p.type_key(), "microsoft.authorization/policydefinitions");
         assert_eq!(p.item_name(), Some("X"));
         assert_eq!(p.scope_id(), "");
 
-        let p = ArmPath::parse(&segs(
+        let p = ArmPath::parse_id(
             "/SUBSCRIPTIONS/s1/PROVIDERS/microsoft.authorization/POLICYDEFINITIONS",
-        ))
+        )
         .expect("parses");
         assert_eq!(p.type_key(), "microsoft.authorization/policydefinitions");
         assert!(!p.is_item());
@@ -129,15 +128,15 @@ mod tests {
 
     #[test]
     fn parses_provider_less_and_extension_paths() {
-        let p = ArmPath::parse(&segs("/subscriptions/s1")).expect("parses");
+        let p = ArmPath::parse_id("/subscriptions/s1").expect("parses");
         assert_eq!(p.type_key(), "microsoft.resources/subscriptions");
         assert_eq!(p.item_name(), Some("s1"));
-        let p = ArmPath::parse(&segs("/subscriptions")).expect("parses");
+        let p = ArmPath::parse_id("/subscriptions").expect("parses");
         assert!(!p.is_item());
 
-        let p = ArmPath::parse(&segs(
+        let p = ArmPath::parse_id(
             "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/c/providers/Microsoft.Authorization/policyAssignments/a",
-        ))
+        )
         .expect("parses");
         assert_eq!(p.type_key(), "microsoft.authorization/policyassignments");
         assert_eq!(p.scope.len(), 8);
@@ -145,12 +144,12 @@ mod tests {
             p.resource_id(),
             "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/c/providers/Microsoft.Authorization/policyAssignments/a"
         );
-        let sub = ArmPath::parse(&segs("/subscriptions/s1/resourceGroups/rg")).expect("parses");
+        let sub = ArmPath::parse_id("/subscriptions/s1/resourceGroups/rg").expect("parses");
         assert_eq!(sub.resource_id(), "/subscriptions/s1/resourceGroups/rg");
-        assert!(ArmPath::parse(&segs("/providers/Microsoft.Authorization")).is_none());
-        let mg = ArmPath::parse(&segs(
+        assert!(ArmPath::parse_id("/providers/Microsoft.Authorization").is_none());
+        let mg = ArmPath::parse_id(
             "/providers/Microsoft.Management/managementGroups/mg1/providers/Microsoft.Authorization/policyDefinitions",
-        ))
+        )
         .expect("parses");
         assert_eq!(mg.scope.len(), 4);
     }

@@ -7,6 +7,7 @@ use super::filter::ScopeFilter;
 use super::policy_definitions::{resolve_visible, validation_error, Kind};
 use super::scope::{related_to_scope, Scope, ScopeKind};
 use super::with_id;
+use super::write::{self, copy_members, write};
 use super::{
     check_name, empty, error::ErrorResponse, now_rfc3339, ok_json, paging, parse_body, status_json,
     system_data, ArmRequest,
@@ -24,9 +25,6 @@ const NAMESPACE_TYPE: &str = "microsoft.authorization/policyassignments";
 const PAGE_SIZE: usize = 50;
 
 pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response, ErrorResponse> {
-    if req.path.types.len() != 1 {
-        return Err(ErrorResponse::invalid_resource_type(&req.path));
-    }
     let scope = Scope::existing_below_tenant(state, &req.path.scope, "Policy assignments")?;
     let method = &req.http.method;
     match req.path.item_name() {
@@ -173,23 +171,7 @@ fn put(
     check_assignment_parameters(name, &definition_id, declared.as_ref(), given.as_ref())
         .map_err(validation_error)?;
 
-    let identity_type = body
-        .pointer("/identity/type")
-        .and_then(Value::as_str)
-        .unwrap_or("None")
-        .to_string();
-    let wants_identity = !identity_type.eq_ignore_ascii_case("None");
-    if wants_identity
-        && body
-            .get("location")
-            .and_then(Value::as_str)
-            .is_none_or(str::is_empty)
-    {
-        return Err(ErrorResponse::bad_request(
-            "LocationRequired",
-            "The location property is required for a policy assignment with a managed identity.",
-        ));
-    }
+    check_identity_location(&body)?;
     if let Some(not_scopes) = body
         .pointer("/properties/notScopes")
         .filter(|v| !v.is_null())
@@ -216,7 +198,7 @@ fn put(
 
     let id = item_id(scope, name);
     let tenant = state.identity.tenant_id.clone();
-    let (_, after) = state.store.modify::<ErrorResponse, _>(&id, |previous| {
+    let written = write(state, &id, "assignment", |previous| {
         let previous = previous.map(|p| &p.body);
         let mut body = body.clone();
         body["id"] = json!(id);
@@ -264,16 +246,29 @@ fn put(
         props["metadata"] = Value::Object(metadata);
         fill_identity(&mut body, previous, &tenant);
         body["systemData"] = system_data(req, previous);
-        Ok(Change::Put {
-            body,
-            internal: Value::Null,
-        })
+        Ok(Change::put(body))
     })?;
-    let stored = after.ok_or_else(|| ErrorResponse::internal("assignment write lost"))?;
-    Ok(status_json(
-        StatusCode::CREATED,
-        &with_id(&stored.body, &stored.id),
-    ))
+    // Azure answers 201 for an update too.
+    Ok(status_json(StatusCode::CREATED, &written.body()))
+}
+
+/// A managed identity lives in a region, so an assignment that has one needs a location.
+fn check_identity_location(body: &Value) -> Result<(), ErrorResponse> {
+    let wants_identity = body
+        .pointer("/identity/type")
+        .and_then(Value::as_str)
+        .is_some_and(|t| !t.eq_ignore_ascii_case("None"));
+    let has_location = body
+        .get("location")
+        .and_then(Value::as_str)
+        .is_some_and(|l| !l.is_empty());
+    if wants_identity && !has_location {
+        return Err(ErrorResponse::bad_request(
+            "LocationRequired",
+            "The location property is required for a policy assignment with a managed identity.",
+        ));
+    }
+    Ok(())
 }
 
 /// Fills `identity.principalId`/`tenantId` (kept across updates, as Azure keeps the same
@@ -325,45 +320,23 @@ fn patch(
     scope: &Scope,
     name: &str,
 ) -> Result<Response, ErrorResponse> {
-    let update: Value = parse_body(req)?;
-    let id = item_id(scope, name);
     let tenant = state.identity.tenant_id.clone();
-    let (_, after) = state.store.modify::<ErrorResponse, _>(&id, |previous| {
-        let Some(previous) = previous else {
-            return Err(not_found(name));
-        };
-        let mut body = previous.body.clone();
-        if let Some(location) = update.get("location") {
-            body["location"] = location.clone();
-        }
-        if let Some(identity) = update.get("identity") {
-            body["identity"] = identity.clone();
-        }
-        for key in ["resourceSelectors", "overrides"] {
-            if let Some(v) = update.pointer(&format!("/properties/{key}")) {
-                body["properties"][key] = v.clone();
-            }
-        }
-        let wants_identity = body
-            .pointer("/identity/type")
-            .and_then(Value::as_str)
-            .is_some_and(|t| !t.eq_ignore_ascii_case("None"));
-        if wants_identity && body.get("location").and_then(Value::as_str).is_none_or(str::is_empty)
-        {
-            return Err(ErrorResponse::bad_request(
-                "LocationRequired",
-                "The location property is required for a policy assignment with a managed identity.",
-            ));
-        }
-        fill_identity(&mut body, Some(&previous.body), &tenant);
-        body["systemData"] = system_data(req, Some(&previous.body));
-        Ok(Change::Put {
-            body,
-            internal: Value::Null,
-        })
-    })?;
-    let stored = after.ok_or_else(|| ErrorResponse::internal("assignment write lost"))?;
-    Ok(ok_json(&with_id(&stored.body, &stored.id)))
+    let id = item_id(scope, name);
+    write::patch(
+        state,
+        req,
+        &id,
+        "assignment",
+        || not_found(name),
+        |update, previous, body| {
+            copy_members(update, body, None, &["location", "identity"]);
+            let patchable = ["resourceSelectors", "overrides"];
+            copy_members(update, body, Some("properties"), &patchable);
+            check_identity_location(body)?;
+            fill_identity(body, Some(previous), &tenant);
+            Ok(())
+        },
+    )
 }
 
 fn delete(state: &AppState, scope: &Scope, name: &str) -> Result<Response, ErrorResponse> {

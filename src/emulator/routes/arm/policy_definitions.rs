@@ -11,6 +11,8 @@ use super::filter::DefinitionFilter;
 use super::policy_versions;
 use super::scope::{stored_of_type, Scope, ScopeKind};
 use super::with_id;
+use super::write::write;
+use super::ArmPath;
 use super::{
     check_name, empty, error::ErrorResponse, ok_json, paging, parse_body, status_json, system_data,
     ArmRequest,
@@ -73,6 +75,17 @@ impl Kind {
         }
     }
 
+    /// Which kind a request is about, by the first type in its path (`policyDefinitions`,
+    /// `policySetDefinitions`, `listPolicySetDefinitionVersions`, ...).
+    pub(crate) fn of_path(path: &ArmPath) -> Kind {
+        let first = path.types.first().map(|t| t.to_ascii_lowercase());
+        if first.is_some_and(|t| t.contains("policysetdefinition")) {
+            Kind::SetDefinition
+        } else {
+            Kind::Definition
+        }
+    }
+
     /// Which kind an id names, by its type segment.
     pub(crate) fn of_id(id: &str) -> Option<Kind> {
         let lower = id.to_ascii_lowercase();
@@ -86,31 +99,18 @@ impl Kind {
     }
 }
 
-pub(crate) fn handle_definitions(
-    state: &AppState,
-    req: &ArmRequest<'_>,
-) -> Result<Response, ErrorResponse> {
-    handle(state, req, Kind::Definition)
-}
-
-pub(crate) fn handle_set_definitions(
-    state: &AppState,
-    req: &ArmRequest<'_>,
-) -> Result<Response, ErrorResponse> {
-    handle(state, req, Kind::SetDefinition)
-}
-
-fn handle(state: &AppState, req: &ArmRequest<'_>, kind: Kind) -> Result<Response, ErrorResponse> {
-    if req.path.types.len() != 1 {
-        return Err(ErrorResponse::invalid_resource_type(&req.path));
-    }
+/// `{scope}/providers/Microsoft.Authorization/policy[Set]Definitions[/{name}]`.
+pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response, ErrorResponse> {
+    let kind = Kind::of_path(&req.path);
     let scope = definition_scope(req)?;
     scope.ensure_exists(state)?;
     let method = &req.http.method;
+    // Built-ins (tenant scope) are read-only.
+    req.allow_if(scope.kind != ScopeKind::Tenant || method == Method::GET)?;
     match req.path.item_name() {
         Some(name) if method == Method::GET => get(state, &scope, kind, name),
         Some(name) if method == Method::PUT => put(state, req, &scope, kind, name),
-        Some(name) if method == Method::DELETE => delete(state, req, &scope, kind, name),
+        Some(name) if method == Method::DELETE => delete(state, &scope, kind, name),
         None if method == Method::GET => list(state, req, &scope, kind),
         _ => Err(ErrorResponse::method_not_allowed(method)),
     }
@@ -153,10 +153,6 @@ fn put(
     kind: Kind,
     name: &str,
 ) -> Result<Response, ErrorResponse> {
-    if scope.kind == ScopeKind::Tenant {
-        // Built-ins are read-only.
-        return Err(ErrorResponse::method_not_allowed(&req.http.method));
-    }
     let what = match kind {
         Kind::Definition => "policy definition",
         Kind::SetDefinition => "policy set definition",
@@ -189,7 +185,7 @@ fn put(
             ));
         }
     }
-    let (before, after) = state.store.modify::<ErrorResponse, _>(&id, |previous| {
+    let written = write(state, &id, "definition", |previous| {
         if let Some(previous) = previous {
             let old = previous.body.pointer("/properties/parameters");
             let new = body.pointer("/properties/parameters");
@@ -202,18 +198,13 @@ fn put(
         }
         let mut body = body.clone();
         body["systemData"] = system_data(req, previous.map(|p| &p.body));
-        Ok(Change::Put {
-            body,
-            internal: Value::Null,
-        })
+        Ok(Change::put(body))
     })?;
-    let stored = after.ok_or_else(|| ErrorResponse::internal("definition write lost"))?;
-    let stored = policy_versions::record_put(state, &stored, kind)?;
+    let stored = policy_versions::record_put(state, &written.stored, kind)?;
     // Definitions answer 201 on create and update; set definitions 200 on update.
-    let status = if kind == Kind::SetDefinition && before.is_some() {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
+    let status = match kind {
+        Kind::Definition => StatusCode::CREATED,
+        Kind::SetDefinition => written.status(),
     };
     Ok(status_json(status, &with_id(&stored.body, &stored.id)))
 }
@@ -405,14 +396,10 @@ fn fill_versions(version: &mut Option<String>, versions: &mut Option<Vec<String>
 
 fn delete(
     state: &AppState,
-    req: &ArmRequest<'_>,
     scope: &Scope,
     kind: Kind,
     name: &str,
 ) -> Result<Response, ErrorResponse> {
-    if scope.kind == ScopeKind::Tenant {
-        return Err(ErrorResponse::method_not_allowed(&req.http.method));
-    }
     let id = item_id(scope, kind, name);
     let key = resource_key(&id);
     // Referencing resources are found before the delete; a reference written concurrently

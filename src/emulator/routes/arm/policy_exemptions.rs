@@ -10,9 +10,9 @@ use super::policy_definitions::Kind;
 use super::resolve_visible;
 use super::scope::{related_to_scope, Scope};
 use super::with_id;
+use super::write::{self, copy_members, write};
 use super::{
-    check_name, empty, error::ErrorResponse, ok_json, paging, parse_body, status_json, system_data,
-    ArmRequest,
+    check_name, empty, error::ErrorResponse, ok_json, paging, parse_body, system_data, ArmRequest,
 };
 use crate::emulator::http::Response;
 use crate::emulator::state::AppState;
@@ -25,9 +25,6 @@ const CATEGORIES: &[&str] = &["Waiver", "Mitigated"];
 const PAGE_SIZE: usize = 50;
 
 pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response, ErrorResponse> {
-    if req.path.types.len() != 1 {
-        return Err(ErrorResponse::invalid_resource_type(&req.path));
-    }
     let scope = Scope::existing_below_tenant(state, &req.path.scope, "Policy exemptions")?;
     let method = &req.http.method;
     match req.path.item_name() {
@@ -119,7 +116,7 @@ fn put(
     }
     check_reference_ids(state, &body, &assignment, name)?;
     let id = item_id(scope, name);
-    let (before, after) = state.store.modify::<ErrorResponse, _>(&id, |previous| {
+    let written = write(state, &id, "exemption", |previous| {
         let mut body = body.clone();
         body["id"] = json!(id);
         body["name"] = json!(name);
@@ -131,18 +128,9 @@ fn put(
             body["properties"]["policyDefinitionReferenceIds"] = json!([]);
         }
         body["systemData"] = system_data(req, previous.map(|p| &p.body));
-        Ok(Change::Put {
-            body,
-            internal: Value::Null,
-        })
+        Ok(Change::put(body))
     })?;
-    let stored = after.ok_or_else(|| ErrorResponse::internal("exemption write lost"))?;
-    let status = if before.is_some() {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
-    };
-    Ok(status_json(status, &with_id(&stored.body, &stored.id)))
+    Ok(written.respond())
 }
 
 /// `policyDefinitionReferenceIds` must name members of the assigned initiative (compared
@@ -204,27 +192,19 @@ fn patch(
     scope: &Scope,
     name: &str,
 ) -> Result<Response, ErrorResponse> {
-    let update: Value = parse_body(req)?;
-    let (_, after) = state
-        .store
-        .modify::<ErrorResponse, _>(&item_id(scope, name), |previous| {
-            let Some(previous) = previous else {
-                return Err(not_found(name));
-            };
-            let mut body = previous.body.clone();
-            for key in ["resourceSelectors", "assignmentScopeValidation"] {
-                if let Some(v) = update.pointer(&format!("/properties/{key}")) {
-                    body["properties"][key] = v.clone();
-                }
-            }
-            body["systemData"] = system_data(req, Some(&previous.body));
-            Ok(Change::Put {
-                body,
-                internal: Value::Null,
-            })
-        })?;
-    let stored = after.ok_or_else(|| ErrorResponse::internal("exemption write lost"))?;
-    Ok(ok_json(&with_id(&stored.body, &stored.id)))
+    let id = item_id(scope, name);
+    write::patch(
+        state,
+        req,
+        &id,
+        "exemption",
+        || not_found(name),
+        |update, _, body| {
+            let patchable = ["resourceSelectors", "assignmentScopeValidation"];
+            copy_members(update, body, Some("properties"), &patchable);
+            Ok(())
+        },
+    )
 }
 
 fn list(state: &AppState, req: &ArmRequest<'_>, scope: &Scope) -> Result<Response, ErrorResponse> {

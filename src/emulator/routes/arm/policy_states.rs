@@ -2,26 +2,17 @@
 //! `queryResults` (paged with `@odata.nextLink`), computed by [`crate::emulator::compliance`];
 //! and policy events' `queryResults`, which share the scope parsing, `$filter` and paging.
 
-use http::{Method, StatusCode};
+use http::Method;
 use serde_json::{json, Value};
 
 use super::filter::RecordFilter;
 use super::scope::Scope;
-use super::{empty, error::ErrorResponse, now_rfc3339, ok_json, operations, ArmRequest};
+use super::{error::ErrorResponse, now_rfc3339, ok_json, operations, ArmRequest};
 use crate::emulator::compliance::{policy_states, PolicyStateRow, StatesQuery};
 use crate::emulator::events;
 use crate::emulator::http::Response;
 use crate::emulator::state::{new_guid, AppState};
 
-/// api-versions of policy states and their async results.
-pub(crate) const API_VERSIONS: &[&str] = &[
-    "2018-04-04",
-    "2019-10-01",
-    "2022-04-01",
-    "2022-09-01",
-    "2023-03-01",
-    "2024-10-01",
-];
 const QUERY_PAGE: usize = 100;
 
 /// `POST {sub|rg}/providers/Microsoft.PolicyInsights/policyStates/latest/triggerEvaluation`.
@@ -29,11 +20,7 @@ pub(crate) fn handle_trigger(
     state: &AppState,
     req: &ArmRequest<'_>,
 ) -> Result<Response, ErrorResponse> {
-    if req.http.method != Method::POST {
-        return Err(ErrorResponse::method_not_allowed(&req.http.method));
-    }
-    let scope = Scope::from_segments(&req.path.scope)?;
-    scope.ensure_exists(state)?;
+    let scope = req.action_scope(state)?;
     let Some(sub) = scope.subscription().map(str::to_string) else {
         return Err(ErrorResponse::bad_request(
             "InvalidScope",
@@ -51,14 +38,7 @@ pub(crate) fn handle_trigger(
         "/subscriptions/{sub}/providers/Microsoft.PolicyInsights/asyncOperationResults/{}",
         new_guid()
     );
-    operations::start(state, &op_id, json!({"scope": scope.id}))?;
-    Ok(operations::accepted(
-        req,
-        &op_id,
-        None,
-        false,
-        state.fault_profile().lro_ms,
-    ))
+    operations::begin(state, req, &op_id, json!({"scope": scope.id}), false)
 }
 
 /// `GET /subscriptions/{s}/providers/Microsoft.PolicyInsights/asyncOperationResults/{id}`.
@@ -66,20 +46,11 @@ pub(crate) fn handle_async_result(
     state: &AppState,
     req: &ArmRequest<'_>,
 ) -> Result<Response, ErrorResponse> {
-    if req.http.method != Method::GET || !req.path.is_item() {
-        return Err(ErrorResponse::method_not_allowed(&req.http.method));
-    }
-    let id = req.path.resource_id();
-    let Some(op) = operations::get(state, &id)? else {
-        return Err(ErrorResponse::not_found(
-            "AsyncOperationNotFound",
-            "The asynchronous operation could not be found.",
-        ));
-    };
-    match operations::remaining_ms(&op) {
-        0 => Ok(empty(StatusCode::OK)),
-        left => Ok(operations::accepted(req, &id, None, false, left)),
-    }
+    let missing = ErrorResponse::not_found(
+        "AsyncOperationNotFound",
+        "The asynchronous operation could not be found.",
+    );
+    operations::poll(state, req, missing)
 }
 
 /// Where states are asked for: a plain scope, or an assignment / (set) definition id that
@@ -88,9 +59,7 @@ fn query_scope(
     state: &AppState,
     req: &ArmRequest<'_>,
 ) -> Result<(Scope, StatesQuery), ErrorResponse> {
-    if req.http.method != Method::POST {
-        return Err(ErrorResponse::method_not_allowed(&req.http.method));
-    }
+    req.allow_if(req.http.method == Method::POST)?;
     let raw: String = req.path.scope.iter().map(|s| format!("/{s}")).collect();
     let lower = raw.to_ascii_lowercase();
     let mut query = StatesQuery::default();
@@ -110,6 +79,15 @@ fn query_scope(
     let scope = Scope::parse(&scope_id)?;
     scope.ensure_exists(state)?;
     Ok((scope, query))
+}
+
+/// The policy states a query asks for.
+fn queried_states(
+    state: &AppState,
+    req: &ArmRequest<'_>,
+) -> Result<Vec<PolicyStateRow>, ErrorResponse> {
+    let (scope, query) = query_scope(state, req)?;
+    policy_states(state, &scope, &query)
 }
 
 fn context_url(req: &ArmRequest<'_>, what: &str) -> String {
@@ -134,8 +112,7 @@ pub(crate) fn handle_summarize(
     state: &AppState,
     req: &ArmRequest<'_>,
 ) -> Result<Response, ErrorResponse> {
-    let (scope, query) = query_scope(state, req)?;
-    let rows = policy_states(state, &scope, &query)?;
+    let rows = queried_states(state, req)?;
     let query_uri = format!(
         "{}{}/providers/Microsoft.PolicyInsights/policyStates/latest/queryResults?api-version={}&$from={}&$to={}&$filter=ComplianceState eq 'NonCompliant'",
         req.http.base_url,
@@ -253,8 +230,7 @@ pub(crate) fn handle_query(
     state: &AppState,
     req: &ArmRequest<'_>,
 ) -> Result<Response, ErrorResponse> {
-    let (scope, query) = query_scope(state, req)?;
-    let rows = policy_states(state, &scope, &query)?;
+    let rows = queried_states(state, req)?;
     let filter = RecordFilter::parse(req.http.query_param("$filter"))?;
     let context = context_url(req, "PolicyStates");
     let timestamp = now_rfc3339();

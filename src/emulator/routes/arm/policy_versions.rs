@@ -13,18 +13,15 @@ use http::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use super::policy_definitions::{build_body, definition_scope, item_id, Kind};
-use super::resource_types::POLICY_API_VERSIONS;
 use super::scope::{Scope, ScopeKind};
 use super::with_id;
-use super::{empty, error::ErrorResponse, ok_json, paging, status_json, system_data, ArmRequest};
+use super::write::write;
+use super::{empty, error::ErrorResponse, ok_json, paging, system_data, ArmRequest};
 use crate::emulator::catalogue::find;
 use crate::emulator::http::Response;
 use crate::emulator::state::AppState;
 use crate::emulator::store::{Change, StoredResource};
 
-/// api-versions that know definition versions: the policy api-versions from 2023-04-01 on
-/// (that list is in date order).
-pub(crate) const VERSION_API_VERSIONS: &[&str] = POLICY_API_VERSIONS.split_at(2).1;
 const PAGE_SIZE: usize = 50;
 /// The list-all actions answer in one page.
 const LIST_ALL_PAGE_SIZE: usize = 1000;
@@ -131,12 +128,7 @@ pub(crate) fn record_put(
 ) -> Result<StoredResource, ErrorResponse> {
     let body = version_body(&definition.body, &definition.id, kind);
     let id = body["id"].as_str().unwrap_or_default().to_string();
-    state.store.modify::<ErrorResponse, _>(&id, |_| {
-        Ok(Change::Put {
-            body: body.clone(),
-            internal: Value::Null,
-        })
-    })?;
+    state.store.put(&id, body)?;
     refresh_definition(state, &definition.id)?
         .ok_or_else(|| ErrorResponse::internal("definition vanished while recording its version"))
 }
@@ -202,23 +194,9 @@ fn target(
     }))
 }
 
-/// `.../policyDefinitions/{name}/versions[/{x.y.z}]`.
-pub(crate) fn handle_definition_versions(
-    state: &AppState,
-    req: &ArmRequest<'_>,
-) -> Result<Response, ErrorResponse> {
-    handle(state, req, Kind::Definition)
-}
-
-/// `.../policySetDefinitions/{name}/versions[/{x.y.z}]`.
-pub(crate) fn handle_set_definition_versions(
-    state: &AppState,
-    req: &ArmRequest<'_>,
-) -> Result<Response, ErrorResponse> {
-    handle(state, req, Kind::SetDefinition)
-}
-
-fn handle(state: &AppState, req: &ArmRequest<'_>, kind: Kind) -> Result<Response, ErrorResponse> {
+/// `.../policy[Set]Definitions/{name}/versions[/{x.y.z}]`.
+pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response, ErrorResponse> {
+    let kind = Kind::of_path(&req.path);
     let scope = definition_scope(req)?;
     scope.ensure_exists(state)?;
     let method = &req.http.method;
@@ -278,15 +256,12 @@ fn put(
     definition["properties"]["version"] = json!(version);
     let mut body = version_body(&definition, &target.id, kind);
     let id = format!("{}/versions/{version}", target.id);
-    let (before, after) = state.store.modify::<ErrorResponse, _>(&id, |previous| {
+    let written = write(state, &id, "version", |previous| {
         body["systemData"] = system_data(req, previous.map(|p| &p.body));
-        Ok(Change::Put {
-            body: body.clone(),
-            internal: Value::Null,
-        })
+        Ok(Change::put(body.clone()))
     })?;
     // A definition written before versions were recorded keeps its own version too.
-    if stored_versions(state, &target.id)?.len() == 1 && before.is_none() {
+    if stored_versions(state, &target.id)?.len() == 1 && written.created {
         let own = version_body(&target.body, &target.id, kind);
         if own["name"].as_str() != Some(version) {
             let own_id = own["id"].as_str().unwrap_or_default().to_string();
@@ -295,22 +270,13 @@ fn put(
                 .modify::<ErrorResponse, _>(&own_id, |existing| {
                     Ok(match existing {
                         Some(_) => Change::Keep,
-                        None => Change::Put {
-                            body: own.clone(),
-                            internal: Value::Null,
-                        },
+                        None => Change::put(own.clone()),
                     })
                 })?;
         }
     }
     refresh_definition(state, &target.id)?;
-    let stored = after.ok_or_else(|| ErrorResponse::internal("version write lost"))?;
-    let status = if before.is_some() {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
-    };
-    Ok(status_json(status, &with_id(&stored.body, &stored.id)))
+    Ok(written.respond())
 }
 
 fn delete(
@@ -349,30 +315,11 @@ fn delete(
     Ok(empty(StatusCode::OK))
 }
 
-/// `POST {scope}/providers/Microsoft.Authorization/listPolicyDefinitionVersions`: every
+/// `POST {scope}/providers/Microsoft.Authorization/listPolicy[Set]DefinitionVersions`: every
 /// version of every definition at the scope (built-ins at tenant scope).
-pub(crate) fn handle_list_definition_versions(
-    state: &AppState,
-    req: &ArmRequest<'_>,
-) -> Result<Response, ErrorResponse> {
-    list_all(state, req, Kind::Definition)
-}
-
-/// `POST {scope}/providers/Microsoft.Authorization/listPolicySetDefinitionVersions`.
-pub(crate) fn handle_list_set_definition_versions(
-    state: &AppState,
-    req: &ArmRequest<'_>,
-) -> Result<Response, ErrorResponse> {
-    list_all(state, req, Kind::SetDefinition)
-}
-
-fn list_all(state: &AppState, req: &ArmRequest<'_>, kind: Kind) -> Result<Response, ErrorResponse> {
-    if req.http.method != Method::POST {
-        return Err(ErrorResponse::method_not_allowed(&req.http.method));
-    }
-    if !req.path.names.is_empty() {
-        return Err(ErrorResponse::method_not_allowed(&req.http.method));
-    }
+pub(crate) fn list_all(state: &AppState, req: &ArmRequest<'_>) -> Result<Response, ErrorResponse> {
+    let kind = Kind::of_path(&req.path);
+    req.allow_if(req.http.method == Method::POST && req.path.names.is_empty())?;
     let scope = definition_scope(req)?;
     scope.ensure_exists(state)?;
     let mut items = Vec::new();
@@ -394,6 +341,7 @@ fn list_all(state: &AppState, req: &ArmRequest<'_>, kind: Kind) -> Result<Respon
 
 #[cfg(test)]
 mod tests {
+    use super::super::resource_types::{POLICY_API_VERSIONS, VERSION_API_VERSIONS};
     use super::*;
 
     #[test]

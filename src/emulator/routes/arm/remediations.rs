@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use super::filter::ScopeRelation;
 use super::managed_clusters::{apply_changes, settle as settle_cluster};
 use super::scope::{related_to_scope, Scope};
+use super::write::{modify_existing, write};
 use super::{
     empty, error::ErrorResponse, now_ms, ok_json, paging, parse_body, status_json, system_data,
     ArmRequest,
@@ -30,14 +31,11 @@ use crate::emulator::store::resource_key;
 use crate::emulator::store::{Change, StoredResource};
 use crate::policy::effects::is_remediable;
 
-/// api-versions of remediations.
-pub(crate) const API_VERSIONS: &[&str] = &["2019-07-01", "2021-10-01", "2024-10-01"];
 const NAMESPACE_TYPE: &str = "microsoft.policyinsights/remediations";
 const PAGE_SIZE: usize = 50;
 
 pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response, ErrorResponse> {
-    let scope = Scope::from_segments(&req.path.scope)?;
-    scope.ensure_exists(state)?;
+    let scope = Scope::existing(state, &req.path.scope)?;
     let method = &req.http.method;
     let name = req.path.names.first().cloned();
     let id = |name: &str| {
@@ -162,7 +160,7 @@ fn put(
         })
         .collect();
     let profile = state.fault_profile();
-    let (before, after) = state.store.modify::<ErrorResponse, _>(id, |previous| {
+    let written = write(state, id, "remediation", |previous| {
         if let Some(p) = previous {
             let current = phase(p);
             if !matches!(current, "Succeeded" | "Failed" | "Canceled") {
@@ -177,7 +175,10 @@ fn put(
         body["name"] = json!(name);
         body["type"] = json!("Microsoft.PolicyInsights/remediations");
         let props = &mut body["properties"];
-        if props.get("resourceDiscoveryMode").is_none_or(Value::is_null) {
+        if props
+            .get("resourceDiscoveryMode")
+            .is_none_or(Value::is_null)
+        {
             props["resourceDiscoveryMode"] = json!("ExistingNonCompliant");
         }
         if props.get("failureThreshold").is_none_or(Value::is_null) {
@@ -197,40 +198,37 @@ fn put(
             }),
         })
     })?;
-    let stored = after.ok_or_else(|| ErrorResponse::internal("remediation write lost"))?;
-    let status = if before.is_some() {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
-    };
     // The PUT's own answer is always the accepted task, however long building it took; only
     // later reads see it move on.
-    let mut answer = render(&stored);
+    let mut answer = render(&written.stored);
     answer["properties"]["provisioningState"] = json!("Accepted");
-    Ok(status_json(status, &answer))
+    Ok(status_json(written.status(), &answer))
 }
 
 fn cancel(state: &AppState, id: &str, name: &str) -> Result<Response, ErrorResponse> {
-    let (_, after) = state.store.modify::<ErrorResponse, _>(id, |previous| {
-        let Some(p) = previous else {
-            return Err(not_found(name));
-        };
-        let current = phase(p);
-        if matches!(current, "Succeeded" | "Failed" | "Canceled") {
-            return Err(ErrorResponse::bad_request(
+    let written =
+        modify_existing(
+            state,
+            id,
+            "remediation",
+            || not_found(name),
+            |p| {
+                let current = phase(p);
+                if matches!(current, "Succeeded" | "Failed" | "Canceled") {
+                    return Err(ErrorResponse::bad_request(
                 "InvalidCancelRemediationRequest",
                 format!("The remediation '{name}' is in state '{current}' and cannot be canceled."),
             ));
-        }
-        let mut internal = p.internal.clone();
-        internal["cancel_ms"] = json!(now_ms());
-        Ok(Change::Settle {
-            body: p.body.clone(),
-            internal,
-        })
-    })?;
-    let stored = after.ok_or_else(|| ErrorResponse::internal("remediation write lost"))?;
-    Ok(ok_json(&render(&stored)))
+                }
+                let mut internal = p.internal.clone();
+                internal["cancel_ms"] = json!(now_ms());
+                Ok(Change::Settle {
+                    body: p.body.clone(),
+                    internal,
+                })
+            },
+        )?;
+    Ok(ok_json(&render(&written.stored)))
 }
 
 /// The state now, from the timers.

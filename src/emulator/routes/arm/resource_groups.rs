@@ -6,30 +6,16 @@ use serde_json::{json, Value};
 
 use super::scope::resource_group_not_found;
 use super::with_id;
-use super::{
-    empty, error::ErrorResponse, ok_json, operations, paging, parse_body, status_json, ArmRequest,
-};
+use super::write::{copy_members, modify_existing, write};
+use super::{empty, error::ErrorResponse, ok_json, operations, paging, parse_body, ArmRequest};
 use crate::emulator::arm_policy;
 use crate::emulator::http::Response;
 use crate::emulator::state::{new_guid, AppState};
 use crate::emulator::store::Change;
 
-/// api-versions of Microsoft.Resources resource groups.
-pub(crate) const API_VERSIONS: &[&str] = &[
-    "2019-10-01",
-    "2020-06-01",
-    "2020-10-01",
-    "2021-01-01",
-    "2021-04-01",
-    "2022-09-01",
-    "2023-07-01",
-    "2024-03-01",
-    "2024-07-01",
-    "2024-11-01",
-    "2025-03-01",
-    "2025-04-01",
-];
 const PAGE_SIZE: usize = 100;
+/// What a resource group PUT or PATCH may set besides the location.
+const WRITABLE: &[&str] = &["tags", "managedBy"];
 
 pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response, ErrorResponse> {
     let sub = req.path.names.first().cloned().unwrap_or_default();
@@ -66,14 +52,7 @@ pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response,
                         return Err(resource_group_not_found(name));
                     }
                     let op_id = format!("/subscriptions/{sub}/operationresults/{}", new_guid());
-                    operations::start(state, &op_id, json!({"resourceGroup": id}))?;
-                    Ok(operations::accepted(
-                        req,
-                        &op_id,
-                        None,
-                        false,
-                        state.fault_profile().lro_ms,
-                    ))
+                    operations::begin(state, req, &op_id, json!({"resourceGroup": id}), false)
                 }
                 _ => Err(ErrorResponse::method_not_allowed(method)),
             }
@@ -88,23 +67,12 @@ pub(crate) fn handle_operation_result(
     state: &AppState,
     req: &ArmRequest<'_>,
 ) -> Result<Response, ErrorResponse> {
-    if req.http.method != Method::GET || !req.path.is_item() {
-        return Err(ErrorResponse::method_not_allowed(&req.http.method));
-    }
-    let id = req.path.resource_id();
-    let Some(op) = operations::get(state, &id)? else {
-        return Err(ErrorResponse::not_found(
-            "NotFound",
-            format!(
-                "The operation '{}' could not be found.",
-                req.path.item_name().unwrap_or_default()
-            ),
-        ));
-    };
-    match operations::remaining_ms(&op) {
-        0 => Ok(empty(StatusCode::OK)),
-        left => Ok(operations::accepted(req, &id, None, false, left)),
-    }
+    let name = req.path.item_name().unwrap_or_default();
+    let missing = ErrorResponse::not_found(
+        "NotFound",
+        format!("The operation '{name}' could not be found."),
+    );
+    operations::poll(state, req, missing)
 }
 
 fn put(
@@ -137,13 +105,9 @@ fn put(
     let location = location.to_string();
     // ARM asks policy before the write reaches the resource provider.
     let mut proposed = json!({"id": id, "name": name, "location": location});
-    for key in ["tags", "managedBy"] {
-        if let Some(v) = body.get(key) {
-            proposed[key] = v.clone();
-        }
-    }
+    copy_members(&body, &mut proposed, None, WRITABLE);
     arm_policy::check_deny(state, id, &arm_policy::policy_view(id, &proposed), "PUT")?;
-    let (before, after) = state.store.modify::<ErrorResponse, _>(id, |previous| {
+    let written = write(state, id, "resource group", |previous| {
         if let Some(p) = previous {
             let old = p.body.get("location").and_then(Value::as_str).unwrap_or("");
             if !old.eq_ignore_ascii_case(&location) {
@@ -161,23 +125,10 @@ fn put(
             "location": location,
             "properties": {"provisioningState": "Succeeded"}
         });
-        for key in ["tags", "managedBy"] {
-            if let Some(v) = body.get(key) {
-                out[key] = v.clone();
-            }
-        }
-        Ok(Change::Put {
-            body: out,
-            internal: Value::Null,
-        })
+        copy_members(&body, &mut out, None, WRITABLE);
+        Ok(Change::put(out))
     })?;
-    let stored = after.ok_or_else(|| ErrorResponse::internal("resource group write lost"))?;
-    let status = if before.is_some() {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
-    };
-    Ok(status_json(status, &with_id(&stored.body, &stored.id)))
+    Ok(written.respond())
 }
 
 fn patch(
@@ -189,28 +140,14 @@ fn patch(
     let update: Value = parse_body(req)?;
     if let Some(current) = state.store.get(id)? {
         let mut proposed = current.body.clone();
-        for key in ["tags", "managedBy"] {
-            if let Some(v) = update.get(key) {
-                proposed[key] = v.clone();
-            }
-        }
+        copy_members(&update, &mut proposed, None, WRITABLE);
         arm_policy::check_deny(state, id, &arm_policy::policy_view(id, &proposed), "PATCH")?;
     }
-    let (_, after) = state.store.modify::<ErrorResponse, _>(id, |previous| {
-        let Some(p) = previous else {
-            return Err(resource_group_not_found(name));
-        };
-        let mut body = p.body.clone();
-        for key in ["tags", "managedBy"] {
-            if let Some(v) = update.get(key) {
-                body[key] = v.clone();
-            }
-        }
-        Ok(Change::Put {
-            body,
-            internal: Value::Null,
-        })
+    let missing = || resource_group_not_found(name);
+    let written = modify_existing(state, id, "resource group", missing, |previous| {
+        let mut body = previous.body.clone();
+        copy_members(&update, &mut body, None, WRITABLE);
+        Ok(Change::put(body))
     })?;
-    let stored = after.ok_or_else(|| ErrorResponse::internal("resource group write lost"))?;
-    Ok(ok_json(&with_id(&stored.body, &stored.id)))
+    Ok(ok_json(&written.body()))
 }

@@ -1,5 +1,6 @@
-//! The routing table: every resource type the emulator serves, with its api-versions and
-//! handler, and the errors ARM gives for a type or provider it does not know.
+//! The routing table: every resource type the emulator serves, with its api-versions (all of
+//! them here, one list per API) and handler, and the errors ARM gives for a type or provider it
+//! does not know.
 
 use super::path::{self, ArmPath};
 use super::{
@@ -34,6 +35,109 @@ pub(crate) const EXEMPTION_API_VERSIONS: &[&str] = &[
 /// api-versions of subscription reads.
 pub(crate) const SUBSCRIPTION_API_VERSIONS: &[&str] =
     &["2016-06-01", "2020-01-01", "2021-01-01", "2022-12-01"];
+/// api-versions that know definition versions: the policy api-versions from 2023-04-01 on
+/// (that list is in date order).
+pub(crate) const VERSION_API_VERSIONS: &[&str] = POLICY_API_VERSIONS.split_at(2).1;
+/// api-versions of Microsoft.Resources resource groups.
+pub(crate) const RESOURCE_GROUP_API_VERSIONS: &[&str] = &[
+    "2019-10-01",
+    "2020-06-01",
+    "2020-10-01",
+    "2021-01-01",
+    "2021-04-01",
+    "2022-09-01",
+    "2023-07-01",
+    "2024-03-01",
+    "2024-07-01",
+    "2024-11-01",
+    "2025-03-01",
+    "2025-04-01",
+];
+/// api-versions of deployments.
+pub(crate) const DEPLOYMENT_API_VERSIONS: &[&str] = &[
+    "2019-10-01",
+    "2020-06-01",
+    "2020-10-01",
+    "2021-01-01",
+    "2021-04-01",
+    "2022-09-01",
+    "2023-07-01",
+    "2024-03-01",
+    "2024-07-01",
+    "2024-11-01",
+    "2025-04-01",
+    // What azure-mgmt-resource-deployments 2.x sends.
+    "2026-06-01",
+];
+/// api-versions of Microsoft.Management.
+pub(crate) const MANAGEMENT_GROUP_API_VERSIONS: &[&str] = &[
+    "2020-02-01",
+    "2020-05-01",
+    "2020-10-01",
+    "2021-04-01",
+    "2023-04-01",
+];
+/// api-versions of role assignments and role definitions.
+pub(crate) const ROLE_API_VERSIONS: &[&str] = &[
+    "2015-07-01",
+    "2018-01-01-preview",
+    "2018-09-01-preview",
+    "2020-04-01-preview",
+    "2020-08-01-preview",
+    "2020-10-01-preview",
+    "2022-01-01-preview",
+    "2022-04-01",
+    "2022-05-01-preview",
+];
+/// api-versions of remediations.
+pub(crate) const REMEDIATION_API_VERSIONS: &[&str] = &["2019-07-01", "2021-10-01", "2024-10-01"];
+/// api-versions of policy states and their async results.
+pub(crate) const POLICY_STATES_API_VERSIONS: &[&str] = &[
+    "2018-04-04",
+    "2019-10-01",
+    "2022-04-01",
+    "2022-09-01",
+    "2023-03-01",
+    "2024-10-01",
+];
+/// api-versions of managedClusters (stable and the previews recent clients send).
+pub(crate) const MANAGED_CLUSTER_API_VERSIONS: &[&str] = &[
+    "2022-09-01",
+    "2023-01-01",
+    "2023-05-01",
+    "2023-08-01",
+    "2023-10-01",
+    "2024-01-01",
+    "2024-02-01",
+    "2024-05-01",
+    "2024-07-01",
+    "2024-08-01",
+    "2024-09-01",
+    "2024-10-01",
+    "2025-01-01",
+    "2025-02-01",
+    "2025-03-01",
+    "2025-04-01",
+    "2025-05-01",
+    "2025-06-01",
+    "2025-07-01",
+    "2025-08-01",
+    "2025-09-01",
+    "2025-10-01",
+    "2026-01-01",
+    "2026-02-01",
+    "2026-03-01",
+    "2026-04-01",
+    "2026-05-01",
+    // Azure CLI 2.8x (`az aks`).
+    "2026-06-01",
+    "2026-07-01",
+    // azure-mgmt-containerservice 41.x default.
+    "2026-08-01",
+];
+/// api-versions with `abort` (AbortLatestOperation is in the stable API since 2023-07-01, so
+/// the list above from 2023-08-01 on).
+pub(crate) const ABORT_API_VERSIONS: &[&str] = MANAGED_CLUSTER_API_VERSIONS.split_at(4).1;
 
 type Handler = fn(&AppState, &ArmRequest<'_>) -> Result<Response, ErrorResponse>;
 
@@ -59,63 +163,63 @@ pub(crate) const RESOURCE_TYPES: &[ResourceTypeSpec] = &[
     },
     ResourceTypeSpec {
         key: "microsoft.resources/subscriptions/resourcegroups",
-        api_versions: resource_groups::API_VERSIONS,
+        api_versions: RESOURCE_GROUP_API_VERSIONS,
         handler: resource_groups::handle,
     },
     ResourceTypeSpec {
         key: "microsoft.resources/subscriptions/operationresults",
-        api_versions: resource_groups::API_VERSIONS,
+        api_versions: RESOURCE_GROUP_API_VERSIONS,
         handler: resource_groups::handle_operation_result,
     },
     ResourceTypeSpec {
         key: "microsoft.management/operationresults/managementgroups",
-        api_versions: management_groups::API_VERSIONS,
+        api_versions: MANAGEMENT_GROUP_API_VERSIONS,
         handler: management_groups::handle_operation_result,
     },
     ResourceTypeSpec {
         key: "microsoft.management/managementgroups",
-        api_versions: management_groups::API_VERSIONS,
+        api_versions: MANAGEMENT_GROUP_API_VERSIONS,
         handler: management_groups::handle,
     },
     ResourceTypeSpec {
         key: "microsoft.management/managementgroups/subscriptions",
-        api_versions: management_groups::API_VERSIONS,
+        api_versions: MANAGEMENT_GROUP_API_VERSIONS,
         handler: management_groups::handle,
     },
     ResourceTypeSpec {
         key: "microsoft.management/managementgroups/descendants",
-        api_versions: management_groups::API_VERSIONS,
+        api_versions: MANAGEMENT_GROUP_API_VERSIONS,
         handler: management_groups::handle,
     },
     ResourceTypeSpec {
         key: "microsoft.authorization/policydefinitions",
         api_versions: POLICY_API_VERSIONS,
-        handler: policy_definitions::handle_definitions,
+        handler: policy_definitions::handle,
     },
     ResourceTypeSpec {
         key: "microsoft.authorization/policysetdefinitions",
         api_versions: POLICY_API_VERSIONS,
-        handler: policy_definitions::handle_set_definitions,
+        handler: policy_definitions::handle,
     },
     ResourceTypeSpec {
         key: "microsoft.authorization/policydefinitions/versions",
-        api_versions: policy_versions::VERSION_API_VERSIONS,
-        handler: policy_versions::handle_definition_versions,
+        api_versions: VERSION_API_VERSIONS,
+        handler: policy_versions::handle,
     },
     ResourceTypeSpec {
         key: "microsoft.authorization/policysetdefinitions/versions",
-        api_versions: policy_versions::VERSION_API_VERSIONS,
-        handler: policy_versions::handle_set_definition_versions,
+        api_versions: VERSION_API_VERSIONS,
+        handler: policy_versions::handle,
     },
     ResourceTypeSpec {
         key: "microsoft.authorization/listpolicydefinitionversions",
-        api_versions: policy_versions::VERSION_API_VERSIONS,
-        handler: policy_versions::handle_list_definition_versions,
+        api_versions: VERSION_API_VERSIONS,
+        handler: policy_versions::list_all,
     },
     ResourceTypeSpec {
         key: "microsoft.authorization/listpolicysetdefinitionversions",
-        api_versions: policy_versions::VERSION_API_VERSIONS,
-        handler: policy_versions::handle_list_set_definition_versions,
+        api_versions: VERSION_API_VERSIONS,
+        handler: policy_versions::list_all,
     },
     ResourceTypeSpec {
         key: "microsoft.authorization/policyassignments",
@@ -124,82 +228,82 @@ pub(crate) const RESOURCE_TYPES: &[ResourceTypeSpec] = &[
     },
     ResourceTypeSpec {
         key: "microsoft.containerservice/managedclusters",
-        api_versions: managed_clusters::API_VERSIONS,
+        api_versions: MANAGED_CLUSTER_API_VERSIONS,
         handler: managed_clusters::handle,
     },
     ResourceTypeSpec {
         key: "microsoft.containerservice/managedclusters/abort",
-        api_versions: managed_clusters::ABORT_API_VERSIONS,
+        api_versions: ABORT_API_VERSIONS,
         handler: managed_clusters::handle_abort,
     },
     ResourceTypeSpec {
         key: "microsoft.containerservice/locations/operations",
-        api_versions: managed_clusters::API_VERSIONS,
+        api_versions: MANAGED_CLUSTER_API_VERSIONS,
         handler: managed_clusters::handle_operation,
     },
     ResourceTypeSpec {
         key: "microsoft.containerservice/locations/operationresults",
-        api_versions: managed_clusters::API_VERSIONS,
+        api_versions: MANAGED_CLUSTER_API_VERSIONS,
         handler: managed_clusters::handle_operation,
     },
     ResourceTypeSpec {
         key: "microsoft.policyinsights/remediations",
-        api_versions: remediations::API_VERSIONS,
+        api_versions: REMEDIATION_API_VERSIONS,
         handler: remediations::handle,
     },
     ResourceTypeSpec {
         key: "microsoft.policyinsights/remediations/cancel",
-        api_versions: remediations::API_VERSIONS,
+        api_versions: REMEDIATION_API_VERSIONS,
         handler: remediations::handle,
     },
     ResourceTypeSpec {
         key: "microsoft.policyinsights/remediations/listdeployments",
-        api_versions: remediations::API_VERSIONS,
+        api_versions: REMEDIATION_API_VERSIONS,
         handler: remediations::handle,
     },
     ResourceTypeSpec {
         key: "microsoft.policyinsights/policystates/triggerevaluation",
-        api_versions: policy_states::API_VERSIONS,
+        api_versions: POLICY_STATES_API_VERSIONS,
         handler: policy_states::handle_trigger,
     },
     ResourceTypeSpec {
         key: "microsoft.policyinsights/policystates/summarize",
-        api_versions: policy_states::API_VERSIONS,
+        api_versions: POLICY_STATES_API_VERSIONS,
         handler: policy_states::handle_summarize,
     },
     ResourceTypeSpec {
         key: "microsoft.policyinsights/policystates/queryresults",
-        api_versions: policy_states::API_VERSIONS,
+        api_versions: POLICY_STATES_API_VERSIONS,
         handler: policy_states::handle_query,
     },
     ResourceTypeSpec {
         key: "microsoft.policyinsights/policyevents/queryresults",
-        api_versions: policy_states::API_VERSIONS,
+        api_versions: POLICY_STATES_API_VERSIONS,
         handler: policy_states::handle_events_query,
     },
     ResourceTypeSpec {
         key: "microsoft.policyinsights/asyncoperationresults",
-        api_versions: policy_states::API_VERSIONS,
+        api_versions: POLICY_STATES_API_VERSIONS,
         handler: policy_states::handle_async_result,
     },
     ResourceTypeSpec {
         key: "microsoft.resources/deployments",
-        api_versions: deployments::API_VERSIONS,
+        api_versions: DEPLOYMENT_API_VERSIONS,
         handler: deployments::handle,
     },
     ResourceTypeSpec {
         key: "microsoft.resources/deployments/operationstatuses",
-        api_versions: deployments::API_VERSIONS,
+        api_versions: DEPLOYMENT_API_VERSIONS,
         handler: deployments::handle,
     },
     ResourceTypeSpec {
         key: "microsoft.authorization/roleassignments",
-        api_versions: role_assignments::API_VERSIONS,
+        api_versions: ROLE_API_VERSIONS,
         handler: role_assignments::handle,
     },
     ResourceTypeSpec {
         key: "microsoft.authorization/roledefinitions",
-        api_versions: role_assignments::API_VERSIONS,
+        api_versions: ROLE_API_VERSIONS,
         handler: role_assignments::handle_definitions,
     },
     ResourceTypeSpec {
@@ -210,12 +314,7 @@ pub(crate) const RESOURCE_TYPES: &[ResourceTypeSpec] = &[
 ];
 
 fn spec_for(id: &str) -> Option<&'static ResourceTypeSpec> {
-    let segments: Vec<String> = id
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect();
-    let key = ArmPath::parse(&segments)?.type_key();
+    let key = ArmPath::parse_id(id)?.type_key();
     RESOURCE_TYPES.iter().find(|s| s.key == key)
 }
 
@@ -231,12 +330,7 @@ pub(crate) fn supports_api_version(id: &str, api_version: &str) -> bool {
 
 /// `Namespace/type[/type...]` of a resource id in request casing (for RBAC actions).
 pub(crate) fn resource_type_of(id: &str) -> String {
-    let segments: Vec<String> = id
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect();
-    match ArmPath::parse(&segments) {
+    match ArmPath::parse_id(id) {
         Some(p) if p.namespace == path::RESOURCES_NAMESPACE && p.scope.is_empty() => {
             format!("Microsoft.Resources/{}", p.types.join("/"))
         }

@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 
 use super::filter::ScopeRelation;
 use super::scope::{related_to_scope, Scope};
+use super::write::write;
 use super::{
     empty, error::ErrorResponse, now_rfc3339, ok_json, paging, parse_body, status_json, ArmRequest,
 };
@@ -14,24 +15,11 @@ use crate::emulator::rbac::{self, PrincipalLookup, ROLE_ASSIGNMENTS};
 use crate::emulator::state::AppState;
 use crate::emulator::store::{resource_key, Change};
 
-/// api-versions of role assignments and role definitions.
-pub(crate) const API_VERSIONS: &[&str] = &[
-    "2015-07-01",
-    "2018-01-01-preview",
-    "2018-09-01-preview",
-    "2020-04-01-preview",
-    "2020-08-01-preview",
-    "2020-10-01-preview",
-    "2022-01-01-preview",
-    "2022-04-01",
-    "2022-05-01-preview",
-];
 const PAGE_SIZE: usize = 100;
 const TYPE: &str = "Microsoft.Authorization/roleAssignments";
 
 pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response, ErrorResponse> {
-    let scope = Scope::from_segments(&req.path.scope)?;
-    scope.ensure_exists(state)?;
+    let scope = Scope::existing(state, &req.path.scope)?;
     let method = &req.http.method;
     match req.path.names.first().cloned() {
         None if method == Method::GET => list(state, req, &scope),
@@ -159,7 +147,7 @@ fn put(
         }
     }
     let who = req.principal.oid.clone();
-    let (before, after) = state.store.modify::<ErrorResponse, _>(id, |previous| {
+    let written = write(state, id, "role assignment", |previous| {
         if let Some(p) = previous {
             let old = &p.body["properties"];
             let changed = !old["principalId"]
@@ -196,15 +184,10 @@ fn put(
                 "updatedBy": who,
             }
         });
-        Ok(Change::Put {
-            body,
-            internal: Value::Null,
-        })
+        Ok(Change::put(body))
     })?;
-    let stored = after.ok_or_else(|| ErrorResponse::internal("role assignment write lost"))?;
     // ARM answers 201 for a new assignment and for a repeated identical PUT alike.
-    let _ = before;
-    Ok(status_json(StatusCode::CREATED, &stored.body))
+    Ok(status_json(StatusCode::CREATED, &written.stored.body))
 }
 
 /// The role GUID of `/providers/Microsoft.Authorization/roleDefinitions/{guid}` or its
@@ -268,8 +251,7 @@ pub(crate) fn handle_definitions(
     state: &AppState,
     req: &ArmRequest<'_>,
 ) -> Result<Response, ErrorResponse> {
-    let scope = Scope::from_segments(&req.path.scope)?;
-    scope.ensure_exists(state)?;
+    let scope = Scope::existing(state, &req.path.scope)?;
     if req.http.method != Method::GET {
         // Custom roles are out of the emulator's reach; ARM's answer for a caller without
         // the right to write them is the closest honest one.

@@ -93,6 +93,13 @@ impl Scope {
         }
     }
 
+    /// Parses scope segments and requires the scope to exist.
+    pub(crate) fn existing(state: &AppState, segments: &[String]) -> Result<Self, ErrorResponse> {
+        let scope = Scope::from_segments(segments)?;
+        scope.ensure_exists(state)?;
+        Ok(scope)
+    }
+
     /// The scope of an assignment or exemption (`what`, e.g. "Policy exemptions"): parsed,
     /// refused at tenant scope as ARM does, and required to exist.
     pub(crate) fn existing_below_tenant(

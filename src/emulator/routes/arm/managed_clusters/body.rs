@@ -40,19 +40,9 @@ pub(super) fn build_body(
         .as_object_mut()
         .unwrap_or_else(|| unreachable!("set to an object above"));
     props.insert("provisioningState".into(), json!(kind));
-    let version = props
-        .get("kubernetesVersion")
-        .and_then(Value::as_str)
-        .unwrap_or("1.33.3")
-        .to_string();
-    props.insert("kubernetesVersion".into(), json!(version));
+    let version = string_or(props, "kubernetesVersion", || "1.33.3".to_string());
     props.insert("currentKubernetesVersion".into(), json!(version));
-    let dns_prefix = props
-        .get("dnsPrefix")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .unwrap_or_else(|| format!("{name}-dns"));
-    props.insert("dnsPrefix".into(), json!(dns_prefix));
+    let dns_prefix = string_or(props, "dnsPrefix", || format!("{name}-dns"));
     let loc = location.to_ascii_lowercase();
     let suffix = &resource_key(id).len().to_string();
     props
@@ -61,12 +51,9 @@ pub(super) fn build_body(
     props
         .entry("azurePortalFQDN")
         .or_insert_with(|| json!(format!("{dns_prefix}-{suffix}.portal.hcp.{loc}.azmk8s.io")));
-    let node_rg = props
-        .get("nodeResourceGroup")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .unwrap_or_else(|| format!("MC_{group}_{name}_{loc}"));
-    props.insert("nodeResourceGroup".into(), json!(node_rg));
+    let node_rg = string_or(props, "nodeResourceGroup", || {
+        format!("MC_{group}_{name}_{loc}")
+    });
     props.entry("maxAgentPools").or_insert(json!(100));
     props.entry("enableRBAC").or_insert(json!(true));
     props.insert("powerState".into(), json!({"code": "Running"}));
@@ -241,4 +228,19 @@ pub(super) fn fill_policy_addon(
         })
     });
     profile["identity"] = identity;
+}
+
+/// The string `props[key]` holds, or `default()` written there when it holds none.
+fn string_or(
+    props: &mut serde_json::Map<String, Value>,
+    key: &str,
+    default: impl FnOnce() -> String,
+) -> String {
+    let value = props
+        .get(key)
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .unwrap_or_else(default);
+    props.insert(key.into(), json!(value));
+    value
 }

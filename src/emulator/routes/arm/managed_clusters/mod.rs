@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 use crate::emulator::arm_policy;
 use crate::emulator::http::Response;
 use crate::emulator::routes::arm::scope::{stored_of_type, Scope};
+use crate::emulator::routes::arm::write::{modify_existing, write};
 use crate::emulator::routes::arm::{
     empty, error::ErrorResponse, ok_json, paging, parse_body, status_json, system_data, ArmRequest,
 };
@@ -27,44 +28,6 @@ use body::{build_body, fill_policy_addon};
 use operation::{busy, new_operation, running};
 pub(crate) use operation::{handle_abort, handle_operation, settle};
 
-/// api-versions of managedClusters (stable and the previews recent clients send).
-pub(crate) const API_VERSIONS: &[&str] = &[
-    "2022-09-01",
-    "2023-01-01",
-    "2023-05-01",
-    "2023-08-01",
-    "2023-10-01",
-    "2024-01-01",
-    "2024-02-01",
-    "2024-05-01",
-    "2024-07-01",
-    "2024-08-01",
-    "2024-09-01",
-    "2024-10-01",
-    "2025-01-01",
-    "2025-02-01",
-    "2025-03-01",
-    "2025-04-01",
-    "2025-05-01",
-    "2025-06-01",
-    "2025-07-01",
-    "2025-08-01",
-    "2025-09-01",
-    "2025-10-01",
-    "2026-01-01",
-    "2026-02-01",
-    "2026-03-01",
-    "2026-04-01",
-    "2026-05-01",
-    // Azure CLI 2.8x (`az aks`).
-    "2026-06-01",
-    "2026-07-01",
-    // azure-mgmt-containerservice 41.x default.
-    "2026-08-01",
-];
-/// api-versions with `abort` (AbortLatestOperation is in the stable API since 2023-07-01, so
-/// the list above from 2023-08-01 on).
-pub(crate) const ABORT_API_VERSIONS: &[&str] = API_VERSIONS.split_at(4).1;
 const CLUSTER_TYPE: &str = "Microsoft.ContainerService/managedClusters";
 const NAMESPACE_TYPE: &str = "microsoft.containerservice/managedclusters";
 const POLICY_ADDON: &str = "azurepolicy";
@@ -72,8 +35,7 @@ const PAGE_SIZE: usize = 50;
 
 /// `managedClusters` routes.
 pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response, ErrorResponse> {
-    let scope = Scope::from_segments(&req.path.scope)?;
-    scope.ensure_exists(state)?;
+    let scope = Scope::existing(state, &req.path.scope)?;
     let method = &req.http.method;
     match (req.path.types.len(), req.path.item_name()) {
         (1, None) if method == Method::GET => list(state, req, &scope),
@@ -128,6 +90,17 @@ pub(crate) fn set_header(resp: &mut Response, name: &'static str, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
         resp.headers_mut().insert(name, v);
     }
+}
+
+/// Points the answer to a write at its operation: `Azure-AsyncOperation` (the status URL),
+/// with `location` also `Location` (the result URL), and `Retry-After`.
+fn link_operation(resp: &mut Response, req: &ArmRequest<'_>, op_id: &str, location: bool) {
+    set_header(resp, "azure-asyncoperation", &absolute(req, op_id));
+    if location {
+        let results = op_id.replacen("/operations/", "/operationresults/", 1);
+        set_header(resp, "location", &absolute(req, &results));
+    }
+    set_header(resp, "retry-after", "1");
 }
 
 fn absolute(req: &ArmRequest<'_>, id: &str) -> String {
@@ -255,7 +228,7 @@ fn put(
     };
     let (op_id, op) = new_operation(state, id, &location, kind)?;
     let tenant = state.identity.tenant_id.clone();
-    let (before, after) = state.store.modify::<ErrorResponse, _>(id, |previous| {
+    let written = write(state, id, "cluster", |previous| {
         // Re-checked inside the write transaction: a concurrent writer may have won.
         if let Some(p) = previous {
             if running(p) {
@@ -280,15 +253,9 @@ fn put(
             internal: json!({"op": op}),
         })
     })?;
-    let stored = after.ok_or_else(|| ErrorResponse::internal("cluster write lost"))?;
-    let status = if before.is_some() {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
-    };
-    let mut resp = with_etag(status_json(status, &public(&stored)), &stored);
-    set_header(&mut resp, "azure-asyncoperation", &absolute(req, &op_id));
-    set_header(&mut resp, "retry-after", "1");
+    let stored = &written.stored;
+    let mut resp = with_etag(status_json(written.status(), &public(stored)), stored);
+    link_operation(&mut resp, req, &op_id, false);
     Ok(resp)
 }
 
@@ -314,31 +281,31 @@ fn patch(state: &AppState, req: &ArmRequest<'_>, id: &str) -> Result<Response, E
         .unwrap_or_default()
         .to_string();
     let (op_id, op) = new_operation(state, id, &location, "Updating")?;
-    let (_, after) = state.store.modify::<ErrorResponse, _>(id, |previous| {
-        let Some(previous) = previous else {
-            return Err(not_found(id));
-        };
-        check_preconditions(req, Some(previous))?;
-        if running(previous) {
-            return Err(busy(previous));
-        }
-        let mut body = previous.body.clone();
-        if let Some(tags) = update.get("tags") {
-            body["tags"] = tags.clone();
-        }
-        body["properties"]["provisioningState"] = json!("Updating");
-        body["systemData"] = system_data(req, Some(&previous.body));
-        Ok(Change::Put {
-            body,
-            internal: json!({"op": op}),
-        })
-    })?;
-    let stored = after.ok_or_else(|| ErrorResponse::internal("cluster write lost"))?;
-    let mut resp = with_etag(ok_json(&public(&stored)), &stored);
-    let results = op_id.replacen("/operations/", "/operationresults/", 1);
-    set_header(&mut resp, "azure-asyncoperation", &absolute(req, &op_id));
-    set_header(&mut resp, "location", &absolute(req, &results));
-    set_header(&mut resp, "retry-after", "1");
+    let written = modify_existing(
+        state,
+        id,
+        "cluster",
+        || not_found(id),
+        |previous| {
+            check_preconditions(req, Some(previous))?;
+            if running(previous) {
+                return Err(busy(previous));
+            }
+            let mut body = previous.body.clone();
+            if let Some(tags) = update.get("tags") {
+                body["tags"] = tags.clone();
+            }
+            body["properties"]["provisioningState"] = json!("Updating");
+            body["systemData"] = system_data(req, Some(&previous.body));
+            Ok(Change::Put {
+                body,
+                internal: json!({"op": op}),
+            })
+        },
+    )?;
+    let stored = &written.stored;
+    let mut resp = with_etag(ok_json(&public(stored)), stored);
+    link_operation(&mut resp, req, &op_id, true);
     Ok(resp)
 }
 
@@ -371,10 +338,7 @@ fn delete(state: &AppState, req: &ArmRequest<'_>, id: &str) -> Result<Response, 
         })
     })?;
     let mut resp = empty(StatusCode::ACCEPTED);
-    let results = op_id.replacen("/operations/", "/operationresults/", 1);
-    set_header(&mut resp, "location", &absolute(req, &results));
-    set_header(&mut resp, "azure-asyncoperation", &absolute(req, &op_id));
-    set_header(&mut resp, "retry-after", "1");
+    link_operation(&mut resp, req, &op_id, true);
     Ok(resp)
 }
 

@@ -6,7 +6,6 @@ use serde_json::{json, Value};
 
 use crate::emulator::faults::chance;
 use crate::emulator::http::Response;
-use crate::emulator::routes::arm::scope::Scope;
 use crate::emulator::routes::arm::{
     empty, error::ErrorResponse, now_ms, now_rfc3339, ok_json, ArmRequest,
 };
@@ -21,9 +20,7 @@ pub(crate) fn handle_operation(
     state: &AppState,
     req: &ArmRequest<'_>,
 ) -> Result<Response, ErrorResponse> {
-    if req.http.method != Method::GET || !req.path.is_item() {
-        return Err(ErrorResponse::method_not_allowed(&req.http.method));
-    }
+    req.allow_if(req.http.method == Method::GET && req.path.is_item())?;
     let requested = req.path.resource_id();
     // Both URLs name the same operation record.
     let op_id = {
@@ -197,15 +194,9 @@ pub(crate) fn handle_abort(
     state: &AppState,
     req: &ArmRequest<'_>,
 ) -> Result<Response, ErrorResponse> {
-    if req.http.method != Method::POST {
-        return Err(ErrorResponse::method_not_allowed(&req.http.method));
-    }
-    let scope = Scope::from_segments(&req.path.scope)?;
-    scope.ensure_exists(state)?;
+    let scope = req.action_scope(state)?;
     let name = req.path.names.first().cloned().unwrap_or_default();
-    if req.path.names.len() != 1 {
-        return Err(ErrorResponse::method_not_allowed(&req.http.method));
-    }
+    req.allow_if(req.path.names.len() == 1)?;
     let id = format!("{}/providers/{CLUSTER_TYPE}/{name}", scope.id);
     settle(state, &id)?;
     let mut aborted: Option<Value> = None;
