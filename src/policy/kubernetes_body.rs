@@ -8,6 +8,7 @@ use serde_json::{json, Map, Value as Json};
 
 use super::constraint_template::TemplateParameter;
 use super::definition_body::{ParameterDefinition, PolicyDefinitionProperties};
+use super::json::strings;
 use super::kubernetes::custom_definition_properties;
 
 /// Namespaces Azure's own definitions exclude by default.
@@ -258,20 +259,8 @@ pub fn decode(properties: &PolicyDefinitionProperties) -> DecodedKubernetesDefin
         .policy_rule
         .as_ref()
         .and_then(|r| r.pointer("/then/details"));
-    let strings = |key: &str| -> Vec<String> {
-        details
-            .and_then(|d| d.get(key))
-            .and_then(Json::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Json::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    out.api_groups = strings("apiGroups");
-    out.kinds = strings("kinds");
+    out.api_groups = strings(details.and_then(|d| d.get("apiGroups")));
+    out.kinds = strings(details.and_then(|d| d.get("kinds")));
     if let Some(effect) = properties.parameters.as_ref().and_then(|p| p.get("effect")) {
         out.effects = effect
             .allowed_values

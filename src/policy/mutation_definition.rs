@@ -10,6 +10,7 @@ use base64::Engine as _;
 use serde_json::{json, Map, Value as Json};
 
 use super::definition_body::{ParameterDefinition, PolicyDefinitionProperties};
+use super::json::strings;
 use super::kubernetes::custom_definition_properties;
 
 /// The effects a mutation definition allows, as Azure's built-ins spell them.
@@ -144,16 +145,10 @@ pub fn decode(properties: &PolicyDefinitionProperties) -> DecodedMutationDefinit
             .and_then(|p| p.get(name))
             .and_then(|d| d.default_value.clone())
     };
-    let strings = |v: Option<Json>| {
-        v.and_then(|v| v.as_array().cloned()).map(|a| {
-            a.iter()
-                .filter_map(Json::as_str)
-                .map(str::to_string)
-                .collect::<Vec<_>>()
-        })
-    };
-    out.namespaces = strings(default("namespaces"));
-    out.excluded_namespaces = strings(default("excludedNamespaces"));
+    // A parameter without an array default stays unset rather than becoming an empty list.
+    let array = |v: Option<Json>| v.filter(Json::is_array).map(|a| strings(Some(&a)));
+    out.namespaces = array(default("namespaces"));
+    out.excluded_namespaces = array(default("excludedNamespaces"));
     out.source = default("source").and_then(|v| v.as_str().map(str::to_string));
     out.default_effect = default("effect").and_then(|v| v.as_str().map(str::to_string));
     out

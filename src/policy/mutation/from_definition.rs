@@ -3,16 +3,17 @@
 
 use serde_json::{json, Map, Value as Json};
 
-use super::mutator::{string_list, Mutator, MutatorError};
+use super::mutator::{Mutator, MutatorError};
 use crate::policy::constraint::{resolve_expressions, url_path, TemplateLookup};
 use crate::policy::constraint_match::MatchSource;
+use crate::policy::json::strings;
 use crate::policy::kubernetes::TemplateInfo;
 
 /// Azure's narrowing of a mutator by its definition's `details` (parameters resolved):
 /// non-empty `namespaces` / `excludedNamespaces` replace the mutator's own, `source` sets
 /// `match.source`.
 pub fn narrow(mutator: &mut Mutator, details: &Map<String, Json>) {
-    let list = |k: &str| string_list(details.get(k));
+    let list = |k: &str| strings(details.get(k));
     let namespaces = list("namespaces");
     if !namespaces.is_empty() {
         mutator.matcher.namespaces = namespaces;

@@ -10,6 +10,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use regorus::unstable::{Lexer, Module, Rule, RuleHead, Source, TokenKind};
 
+use crate::policy::parameters::levenshtein;
+
 /// A problem found in one module, 1-based line and column.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SourceProblem {
@@ -319,21 +321,6 @@ fn calls(tokens: &[Tok]) -> Vec<(usize, String)> {
     out
 }
 
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()]
-}
-
 fn suggestion(name: &str, local: &BTreeSet<String>) -> String {
     let candidates = regorus::unstable::BUILTINS
         .keys()
@@ -341,7 +328,7 @@ fn suggestion(name: &str, local: &BTreeSet<String>) -> String {
         .chain(EXTENSIONS.iter().copied())
         .chain(local.iter().map(String::as_str));
     let best = candidates
-        .map(|c| (edit_distance(name, c), c))
+        .map(|c| (levenshtein(name, c), c))
         .filter(|(d, _)| *d <= 2)
         .min();
     match best {
