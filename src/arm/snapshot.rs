@@ -303,12 +303,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_list_sends_every_reader_back_to_get() {
-        let server = TestServer::start(|_| {
-            Response::json(
-                400,
-                r#"{"error": {"code": "InvalidFilter", "message": "no"}}"#,
-            )
-        })
+        let server = TestServer::answering(Response::json(
+            400,
+            r#"{"error": {"code": "InvalidFilter", "message": "no"}}"#,
+        ))
         .await;
         let client = client_for(&server, fast()).await;
         let snapshots = ListSnapshots::new();

@@ -2,6 +2,7 @@
 //! connection, `Connection: close`), so tests exercise the real TLS trust path.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -19,6 +20,12 @@ pub struct Request {
 impl Request {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).map(String::as_str)
+    }
+
+    /// `https://host:port` as the request addressed the server, for the URLs an answer hands
+    /// back (operation monitors, next links).
+    pub fn base_url(&self) -> String {
+        format!("https://{}", self.header("host").unwrap_or(""))
     }
 }
 
@@ -140,6 +147,25 @@ impl TestServer {
             requests,
             task,
         }
+    }
+
+    /// Answers every request with `response`.
+    pub async fn answering(response: Response) -> Self {
+        Self::start(move |_| response.clone()).await
+    }
+
+    /// Answers the first `failures` requests with `failure` and every later one with
+    /// `success`: a transient outage that retries should ride out.
+    pub async fn failing_first(failures: usize, failure: Response, success: Response) -> Self {
+        let seen = AtomicUsize::new(0);
+        Self::start(move |_| {
+            if seen.fetch_add(1, Ordering::SeqCst) < failures {
+                failure.clone()
+            } else {
+                success.clone()
+            }
+        })
+        .await
     }
 
     pub fn url(&self) -> String {

@@ -13,3 +13,35 @@ pub(crate) fn strings(v: Option<&Json>) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+/// `value` with every string in it (not object keys) replaced by what `f` makes of it: how
+/// definitions, rules and templates evaluate the expressions they hold. The first error stops
+/// the walk.
+pub(crate) fn try_map_strings<E>(
+    value: &Json,
+    f: &impl Fn(&str) -> Result<Json, E>,
+) -> Result<Json, E> {
+    Ok(match value {
+        Json::String(s) => f(s)?,
+        Json::Array(items) => Json::Array(
+            items
+                .iter()
+                .map(|v| try_map_strings(v, f))
+                .collect::<Result<_, _>>()?,
+        ),
+        Json::Object(map) => Json::Object(
+            map.iter()
+                .map(|(k, v)| Ok((k.clone(), try_map_strings(v, f)?)))
+                .collect::<Result<_, _>>()?,
+        ),
+        other => other.clone(),
+    })
+}
+
+/// [`try_map_strings`] for an `f` that cannot fail.
+pub(crate) fn map_strings(value: &Json, f: impl Fn(&str) -> Json) -> Json {
+    match try_map_strings(value, &|s| Ok::<_, std::convert::Infallible>(f(s))) {
+        Ok(mapped) => mapped,
+        Err(never) => match never {},
+    }
+}

@@ -10,6 +10,10 @@ use super::definition_body::{ParameterDefinition, PolicyDefinitionProperties};
 
 /// The mode of Azure Policy definitions that carry Gatekeeper templates.
 pub const KUBERNETES_MODE: &str = "Microsoft.Kubernetes.Data";
+/// ARM type of AKS clusters, the one constant for every rule, alias and body that names it.
+pub const MANAGED_CLUSTERS: &str = "Microsoft.ContainerService/managedClusters";
+/// ARM type of Arc-enabled Kubernetes clusters.
+pub const CONNECTED_CLUSTERS: &str = "Microsoft.Kubernetes/connectedClusters";
 
 /// How a Kubernetes definition supplies its ConstraintTemplate.
 #[derive(Clone, Debug, PartialEq, Eq)]

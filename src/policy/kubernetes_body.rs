@@ -9,7 +9,7 @@ use serde_json::{json, Map, Value as Json};
 use super::constraint_template::TemplateParameter;
 use super::definition_body::{ParameterDefinition, PolicyDefinitionProperties};
 use super::json::strings;
-use super::kubernetes::custom_definition_properties;
+use super::kubernetes::{custom_definition_properties, CONNECTED_CLUSTERS, MANAGED_CLUSTERS};
 
 /// Namespaces Azure's own definitions exclude by default.
 pub const DEFAULT_EXCLUDED_NAMESPACES: [&str; 4] = [
@@ -19,10 +19,7 @@ pub const DEFAULT_EXCLUDED_NAMESPACES: [&str; 4] = [
     "azure-extensions-usage-system",
 ];
 /// Cluster resource types a Kubernetes definition applies to (AKS and Arc).
-pub const CLUSTER_TYPES: [&str; 2] = [
-    "Microsoft.Kubernetes/connectedClusters",
-    "Microsoft.ContainerService/managedClusters",
-];
+pub const CLUSTER_TYPES: [&str; 2] = [CONNECTED_CLUSTERS, MANAGED_CLUSTERS];
 /// Definition parameters the provider generates; template parameters may not reuse them.
 pub const STANDARD_PARAMETERS: [&str; 4] = [
     "effect",

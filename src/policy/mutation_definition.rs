@@ -16,7 +16,7 @@ use super::kubernetes::custom_definition_properties;
 /// The effects a mutation definition allows, as Azure's built-ins spell them.
 pub const MUTATION_EFFECTS: [&str; 2] = ["Mutate", "Disabled"];
 /// Mutation runs on AKS only (Azure's mutation built-ins test for managed clusters alone).
-pub const MANAGED_CLUSTER_TYPE: &str = "Microsoft.ContainerService/managedClusters";
+pub use super::kubernetes::MANAGED_CLUSTERS as MANAGED_CLUSTER_TYPE;
 /// `source` values (Gatekeeper's `match.source`).
 pub const SOURCES: [&str; 3] = ["All", "Generated", "Original"];
 
