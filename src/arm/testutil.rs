@@ -59,6 +59,20 @@ impl Response {
     }
 }
 
+/// A new, empty directory of its own below the system's temporary directory.
+pub fn fresh_dir(prefix: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("{prefix}-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).expect("create test directory");
+    dir
+}
+
+/// Writes `content` to `dir/name` and returns the file's path.
+pub fn write_file(dir: &std::path::Path, name: &str, content: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, content).expect("write test file");
+    path
+}
+
 type Handler = dyn Fn(&Request) -> Response + Send + Sync;
 
 pub struct TestServer {

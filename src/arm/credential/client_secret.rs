@@ -48,28 +48,24 @@ mod tests {
             }
         })
         .await;
-        let ok = ClientSecretCredential {
-            authority: authority(&server),
-            client_id: "app".into(),
-            secret: "right-secret".into(),
+        let token_with = |secret: &str| {
+            let credential = ClientSecretCredential {
+                authority: authority(&server),
+                client_id: "app".into(),
+                secret: secret.into(),
+            };
+            async move {
+                credential
+                    .get_token("https://management.core.windows.net/.default")
+                    .await
+            }
         };
-        let t = ok
-            .get_token("https://management.core.windows.net/.default")
-            .await
-            .unwrap();
+        let t = token_with("right-secret").await.unwrap();
         assert_eq!(t.token, "tok-1");
         assert!(t.expires_on > SystemTime::now() + Duration::from_secs(3000));
         assert!(!format!("{t:?}").contains("tok-1"));
 
-        let bad = ClientSecretCredential {
-            authority: authority(&server),
-            client_id: "app".into(),
-            secret: "wrong-secret-value".into(),
-        };
-        let e = bad
-            .get_token("https://management.core.windows.net/.default")
-            .await
-            .unwrap_err();
+        let e = token_with("wrong-secret-value").await.unwrap_err();
         let text = e.to_string();
         assert!(
             text.contains("invalid_client") && text.contains("AADSTS7000215"),

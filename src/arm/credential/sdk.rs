@@ -434,12 +434,10 @@ mod tests {
     /// option, so what they hold must never reach Entra ID.
     #[tokio::test]
     async fn stray_azure_variables_do_not_change_the_identity() {
-        let dir = std::env::temp_dir().join(format!("akspolicy-stray-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let stray_file = dir.join("stray-token");
-        std::fs::write(&stray_file, "stray-jwt").unwrap();
-        let our_file = dir.join("our-token");
-        std::fs::write(&our_file, "our-jwt\n").unwrap();
+        use crate::arm::testutil::{fresh_dir, write_file};
+        let dir = fresh_dir("akspolicy-stray");
+        let stray_file = write_file(&dir, "stray-token", "stray-jwt");
+        let our_file = write_file(&dir, "our-token", "our-jwt\n");
         // Set once and never removed: no other test reads them, and all values are foreign.
         for (k, v) in [
             ("AZURE_CLIENT_ID", "stray-client"),

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use regorus::unstable::{Lexer, Module, Rule, RuleHead, Source, TokenKind};
 
+use super::builtins::EXTENSIONS;
 use crate::policy::parameters::levenshtein;
 
 /// A problem found in one module, 1-based line and column.
@@ -281,11 +282,10 @@ fn names_of(module: &Module) -> ModuleNames {
     names
 }
 
-/// Functions the engine provides beyond regorus' builtins (see `rego::register_extensions`).
-pub(crate) const EXTENSIONS: &[&str] = &["re_match", "any", "all", "sprintf", "external_data"];
-
 fn is_builtin(name: &str) -> bool {
-    name == "print" || EXTENSIONS.contains(&name) || regorus::unstable::BUILTINS.contains_key(name)
+    name == "print"
+        || EXTENSIONS.iter().any(|(extension, ..)| *extension == name)
+        || regorus::unstable::BUILTINS.contains_key(name)
 }
 
 /// A dotted name ending right before an adjacent `(`: `(start index, name)`.
@@ -325,7 +325,7 @@ fn suggestion(name: &str, local: &BTreeSet<String>) -> String {
     let candidates = regorus::unstable::BUILTINS
         .keys()
         .copied()
-        .chain(EXTENSIONS.iter().copied())
+        .chain(EXTENSIONS.iter().map(|(name, ..)| *name))
         .chain(local.iter().map(String::as_str));
     let best = candidates
         .map(|c| (levenshtein(name, c), c))
