@@ -216,6 +216,31 @@ pub fn member_parameters(
 pub trait TemplateLookup {
     /// The YAML stored for this URL path (e.g. `kubernetes/container-no-privilege/v2/template.yaml`).
     fn template_for_path(&self, path: &str) -> Option<String>;
+
+    /// The YAML a `templateInfo` or `mutationInfo` names: its embedded content, or what this
+    /// lookup holds for its URL's path.
+    fn yaml_for(&self, info: &TemplateInfo) -> Result<String, Unavailable> {
+        match info {
+            TemplateInfo::Base64Encoded(_) => info.embedded().ok_or(Unavailable::BadBase64),
+            TemplateInfo::PublicUrl(url) | TemplateInfo::ConstraintTemplateUrl(url) => {
+                let path = url_path(url);
+                self.template_for_path(&path)
+                    .ok_or_else(|| Unavailable::NotFound {
+                        url: url.clone(),
+                        path,
+                    })
+            }
+        }
+    }
+}
+
+/// Why the YAML a `templateInfo` or `mutationInfo` names cannot be had.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unavailable {
+    /// Embedded content that is not base64-encoded UTF-8.
+    BadBase64,
+    /// A URL whose path the lookup does not hold.
+    NotFound { url: String, path: String },
 }
 
 /// The path part of a template URL: `https://host/a/b.yaml` → `a/b.yaml`.
@@ -230,18 +255,10 @@ pub fn resolve_template(
     info: &TemplateInfo,
     lookup: &dyn TemplateLookup,
 ) -> Result<ConstraintTemplate, GatekeeperError> {
-    let yaml = match info {
-        TemplateInfo::Base64Encoded(_) => info.embedded().ok_or(GatekeeperError::BadBase64)?,
-        TemplateInfo::PublicUrl(url) | TemplateInfo::ConstraintTemplateUrl(url) => {
-            let path = url_path(url);
-            lookup
-                .template_for_path(&path)
-                .ok_or_else(|| GatekeeperError::TemplateNotFound {
-                    url: url.clone(),
-                    path,
-                })?
-        }
-    };
+    let yaml = lookup.yaml_for(info).map_err(|missing| match missing {
+        Unavailable::BadBase64 => GatekeeperError::BadBase64,
+        Unavailable::NotFound { url, path } => GatekeeperError::TemplateNotFound { url, path },
+    })?;
     Ok(ConstraintTemplate::parse(&yaml)?)
 }
 

@@ -467,20 +467,10 @@ fn infer_type(value: &Value) -> Option<Type> {
 }
 
 fn mismatch_value(path: &str, ty: &Type, value: &Value) -> WireError {
-    let kind = match value {
-        Value::Unknown => "unknown",
-        Value::Null => "null",
-        Value::Bool(_) => "bool",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::List(_) => "list",
-        Value::Set(_) => "set",
-        Value::Map(_) => "map",
-        Value::Object(_) => "object",
-        Value::Tuple(_) => "tuple",
-        Value::Dynamic(..) => "dynamic",
-    };
-    WireError::mismatch(path, format!("cannot encode a {kind} value as {ty}"))
+    WireError::mismatch(
+        path,
+        format!("cannot encode a {} value as {ty}", value.kind()),
+    )
 }
 
 fn write_value(
