@@ -63,6 +63,51 @@ impl TemplateInfo {
     }
 }
 
+/// A parameter the provider declares on a Kubernetes definition it builds, shown in the portal
+/// as `display_name` with `description`; `allowed_values` lists its choices, if it has any.
+pub(crate) fn declared_parameter(
+    parameter_type: &str,
+    (display_name, description): (&str, &str),
+    default_value: Json,
+    allowed_values: Option<Vec<Json>>,
+) -> ParameterDefinition {
+    ParameterDefinition {
+        parameter_type: parameter_type.into(),
+        metadata: Some(json!({"displayName": display_name, "description": description})),
+        default_value: Some(default_value),
+        allowed_values,
+        ..Default::default()
+    }
+}
+
+/// `excludedNamespaces` and `namespaces`, through which an assignment narrows a Kubernetes
+/// definition: each with the description of what the definition does there, and its default.
+pub(crate) fn namespace_parameters(
+    (excluded_description, excluded_default): (&str, Json),
+    (included_description, included_default): (&str, Json),
+) -> [(String, ParameterDefinition); 2] {
+    [
+        (
+            "excludedNamespaces".to_string(),
+            declared_parameter(
+                "Array",
+                ("Namespace exclusions", excluded_description),
+                excluded_default,
+                None,
+            ),
+        ),
+        (
+            "namespaces".to_string(),
+            declared_parameter(
+                "Array",
+                ("Namespace inclusions", included_description),
+                included_default,
+                None,
+            ),
+        ),
+    ]
+}
+
 /// The `properties` of a custom Kubernetes-mode definition (a template or a mutator alike) as
 /// PUT to ARM: `metadata.category` defaults to Kubernetes and `metadata.version` to the
 /// definition's version, as on Azure's built-ins.
