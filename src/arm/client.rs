@@ -898,11 +898,7 @@ pub(crate) mod tests {
             } else if req.path.contains("page=3") {
                 Response::json(200, r#"{"value":[{"n":3}],"nextLink":null}"#)
             } else {
-                assert!(
-                    req.path.contains("%24filter=policyType+eq+%27BuiltIn%27"),
-                    "{}",
-                    req.path
-                );
+                req.assert_path_has("%24filter=policyType+eq+%27BuiltIn%27");
                 Response::json(
                     200,
                     &format!(r#"{{"value":[{{"n":1}}],"nextLink":"{base}/list?page=2"}}"#),

@@ -22,6 +22,11 @@ impl Request {
         self.headers.get(name).map(String::as_str)
     }
 
+    /// Fails the test unless the path and query, as sent (percent-encoded), hold `part`.
+    pub fn assert_path_has(&self, part: &str) {
+        assert!(self.path.contains(part), "{} lacks {part}", self.path);
+    }
+
     /// `https://host:port` as the request addressed the server, for the URLs an answer hands
     /// back (operation monitors, next links).
     pub fn base_url(&self) -> String {

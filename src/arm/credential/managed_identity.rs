@@ -85,12 +85,7 @@ mod tests {
     async fn managed_identity_endpoint() {
         let server = TestServer::start(|req| {
             assert_eq!(req.header("metadata"), Some("true"));
-            assert!(
-                req.path
-                    .contains("resource=https%3A%2F%2Fmanagement.core.windows.net%2F"),
-                "{}",
-                req.path
-            );
+            req.assert_path_has("resource=https%3A%2F%2Fmanagement.core.windows.net%2F");
             Response::json(
                 200,
                 r#"{"access_token":"msi-tok","expires_on":"4102444800","token_type":"Bearer"}"#,

@@ -105,12 +105,7 @@ mod tests {
         let server = TestServer::start(|req| {
             if req.path.starts_with("/gh") {
                 assert_eq!(req.header("authorization"), Some("Bearer gh-req-token"));
-                assert!(
-                    req.path
-                        .contains("audience=api%3A%2F%2FAzureADTokenExchange"),
-                    "{}",
-                    req.path
-                );
+                req.assert_path_has("audience=api%3A%2F%2FAzureADTokenExchange");
                 return Response::json(200, r#"{"value":"github-jwt"}"#);
             }
             let f = form(&req.body);
