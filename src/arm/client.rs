@@ -664,7 +664,6 @@ pub(crate) mod tests {
     use super::*;
     use crate::arm::credential::{AccessToken, TokenFuture};
     use crate::arm::testutil::{Response, TestServer};
-    use std::sync::atomic::{AtomicU32, Ordering};
     use std::time::{Instant, SystemTime};
 
     struct Static;
@@ -787,12 +786,10 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn get_optional_maps_404_to_none() {
-        let server = TestServer::start(|_| {
-            Response::json(
-                404,
-                r#"{"error":{"code":"PolicyDefinitionNotFound","message":"nope"}}"#,
-            )
-        })
+        let server = TestServer::answering(Response::json(
+            404,
+            r#"{"error":{"code":"PolicyDefinitionNotFound","message":"nope"}}"#,
+        ))
         .await;
         let c = client_for(&server, fast()).await;
         let v: Option<serde_json::Value> = c.get_optional("/x", "1").await.unwrap();
@@ -812,20 +809,12 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn retries_429_honouring_retry_after_ms_then_succeeds() {
-        let n = Arc::new(AtomicU32::new(0));
-        let n2 = n.clone();
-        let server = TestServer::start(move |_| {
-            if n2.fetch_add(1, Ordering::SeqCst) < 2 {
-                Response::json(
-                    429,
-                    r#"{"error":{"code":"TooManyRequests","message":"slow down"}}"#,
-                )
-                .with_header("retry-after-ms", "150")
-            } else {
-                Response::json(200, "{}")
-            }
-        })
-        .await;
+        let slow_down = Response::json(
+            429,
+            r#"{"error":{"code":"TooManyRequests","message":"slow down"}}"#,
+        )
+        .with_header("retry-after-ms", "150");
+        let server = TestServer::failing_first(2, slow_down, Response::json(200, "{}")).await;
         let c = client_for(&server, fast()).await;
         let t = Instant::now();
         let _: serde_json::Value = c.get("/x", "1").await.unwrap();
@@ -834,13 +823,13 @@ pub(crate) mod tests {
             "{:?}",
             t.elapsed()
         );
-        assert_eq!(n.load(Ordering::SeqCst), 3);
+        assert_eq!(server.recorded().len(), 3);
     }
 
     #[tokio::test]
     async fn retry_after_seconds_and_throttled_after_exhaustion() {
         let server =
-            TestServer::start(|_| Response::json(429, "{}").with_header("Retry-After", "1")).await;
+            TestServer::answering(Response::json(429, "{}").with_header("Retry-After", "1")).await;
         let mut p = fast();
         p.max_retries = 1;
         p.max_throttled_retries = 0;
@@ -855,7 +844,7 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn deadline_stops_long_retry_after() {
         let server =
-            TestServer::start(|_| Response::json(429, "{}").with_header("Retry-After", "4")).await;
+            TestServer::answering(Response::json(429, "{}").with_header("Retry-After", "4")).await;
         let mut p = fast();
         p.deadline = Some(Duration::from_secs(1));
         let c = client_for(&server, p).await;
@@ -865,27 +854,21 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn retries_5xx_for_get_but_not_post() {
-        let n = Arc::new(AtomicU32::new(0));
-        let n2 = n.clone();
-        let server = TestServer::start(move |_| {
-            if n2.fetch_add(1, Ordering::SeqCst) == 0 {
-                Response::json(503, "upstream unavailable")
-            } else {
-                Response::json(200, r#"{"ok":true}"#)
-            }
-        })
+        let server = TestServer::failing_first(
+            1,
+            Response::json(503, "upstream unavailable"),
+            Response::json(200, r#"{"ok":true}"#),
+        )
         .await;
         let c = client_for(&server, fast()).await;
         let v: serde_json::Value = c.get("/x", "1").await.unwrap();
         assert_eq!(v["ok"], true);
-        assert_eq!(n.load(Ordering::SeqCst), 2);
+        assert_eq!(server.recorded().len(), 2);
 
-        let always = TestServer::start(|_| {
-            Response::json(
-                500,
-                r#"{"error":{"code":"InternalServerError","message":"boom"}}"#,
-            )
-        })
+        let always = TestServer::answering(Response::json(
+            500,
+            r#"{"error":{"code":"InternalServerError","message":"boom"}}"#,
+        ))
         .await;
         let c = client_for(&always, fast()).await;
         let e = c
@@ -906,7 +889,7 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn list_follows_next_links_with_encoded_filter() {
         let server = TestServer::start(|req| {
-            let base = format!("https://{}", req.header("host").unwrap_or(""));
+            let base = req.base_url();
             if req.path.contains("page=2") {
                 Response::json(
                     200,
@@ -915,11 +898,7 @@ pub(crate) mod tests {
             } else if req.path.contains("page=3") {
                 Response::json(200, r#"{"value":[{"n":3}],"nextLink":null}"#)
             } else {
-                assert!(
-                    req.path.contains("%24filter=policyType+eq+%27BuiltIn%27"),
-                    "{}",
-                    req.path
-                );
+                req.assert_path_has("%24filter=policyType+eq+%27BuiltIn%27");
                 Response::json(
                     200,
                     &format!(r#"{{"value":[{{"n":1}}],"nextLink":"{base}/list?page=2"}}"#),
@@ -943,12 +922,10 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn next_link_to_foreign_host_is_refused() {
-        let server = TestServer::start(|_| {
-            Response::json(
-                200,
-                r#"{"value":[],"nextLink":"https://evil.example/steal"}"#,
-            )
-        })
+        let server = TestServer::answering(Response::json(
+            200,
+            r#"{"value":[],"nextLink":"https://evil.example/steal"}"#,
+        ))
         .await;
         let c = client_for(&server, fast()).await;
         let e = c
@@ -975,7 +952,7 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn untrusted_server_is_transport_error_with_hint() {
-        let server = TestServer::start(|_| Response::json(200, "{}")).await;
+        let server = TestServer::answering(Response::json(200, "{}")).await;
         let settings = ArmSettings {
             environment: Some("custom".into()),
             resource_manager_endpoint: Some(server.url()),

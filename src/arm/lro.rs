@@ -220,56 +220,17 @@ fn resp_error(resp: RawResponse) -> ArmError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::arm::client::{ArmClient, ClientOptions, RetryPolicy};
-    use crate::arm::credential::{AccessToken, TokenCredential, TokenFuture};
-    use crate::arm::settings::ArmSettings;
+    use crate::arm::client::tests::{client_for, fast};
     use crate::arm::testutil::{Response, TestServer};
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::sync::Arc;
-    use std::time::SystemTime;
-
-    struct Static;
-    impl TokenCredential for Static {
-        fn get_token<'a>(&'a self, _: &'a str) -> TokenFuture<'a> {
-            Box::pin(async {
-                Ok(AccessToken {
-                    token: "t".into(),
-                    expires_on: SystemTime::now() + Duration::from_secs(3600),
-                })
-            })
-        }
-    }
-
-    async fn client(server: &TestServer) -> ArmClient {
-        ArmClient::with_options(
-            ArmSettings {
-                environment: Some("custom".into()),
-                resource_manager_endpoint: Some(server.url()),
-                authority_host: Some(server.url()),
-                ca_certificate_file: Some(server.write_ca_file()),
-                ..Default::default()
-            },
-            ClientOptions {
-                retry: Some(RetryPolicy {
-                    base_delay: Duration::from_millis(5),
-                    ..Default::default()
-                }),
-                lro: LroOptions::fast_for_tests(),
-                credential: Some(Arc::new(Static)),
-                env: None,
-                terraform_version: None,
-            },
-        )
-        .await
-        .unwrap()
-    }
 
     #[tokio::test]
     async fn put_follows_azure_async_operation_then_gets_resource() {
         let polls = Arc::new(AtomicU32::new(0));
         let p2 = polls.clone();
         let server = TestServer::start(move |req| {
-            let base = format!("https://{}", req.header("host").unwrap_or(""));
+            let base = req.base_url();
             match (
                 req.method.as_str(),
                 req.path.split('?').next().unwrap_or(""),
@@ -300,7 +261,7 @@ mod tests {
             }
         })
         .await;
-        let c = client(&server).await;
+        let c = client_for(&server, fast()).await;
         let v: serde_json::Value = c
             .put("/mc", "1", &serde_json::json!({"x": 1}))
             .await
@@ -312,7 +273,7 @@ mod tests {
     #[tokio::test]
     async fn failed_operation_surfaces_error_details() {
         let server = TestServer::start(|req| {
-            let base = format!("https://{}", req.header("host").unwrap_or(""));
+            let base = req.base_url();
             if req.method == "DELETE" {
                 Response::empty(202).with_header("Azure-AsyncOperation", &format!("{base}/ops/2"))
             } else {
@@ -320,7 +281,7 @@ mod tests {
             }
         })
         .await;
-        let c = client(&server).await;
+        let c = client_for(&server, fast()).await;
         let e = c.delete("/mc", "1").await.unwrap_err();
         let text = e.to_string();
         assert!(
@@ -334,7 +295,7 @@ mod tests {
         let polls = Arc::new(AtomicU32::new(0));
         let p2 = polls.clone();
         let server = TestServer::start(move |req| {
-            let base = format!("https://{}", req.header("host").unwrap_or(""));
+            let base = req.base_url();
             if req.method == "POST" {
                 return Response::empty(202)
                     .with_header("Location", &format!("{base}/results/1"))
@@ -347,7 +308,7 @@ mod tests {
             }
         })
         .await;
-        let c = client(&server).await;
+        let c = client_for(&server, fast()).await;
         let t = Instant::now();
         let v: serde_json::Value = c
             .post("/triggerEvaluation", "1", None::<&serde_json::Value>)
@@ -372,7 +333,7 @@ mod tests {
             }
         })
         .await;
-        let c = client(&server).await;
+        let c = client_for(&server, fast()).await;
         let e = c
             .put::<_, serde_json::Value>("/rem", "1", &serde_json::json!({}))
             .await

@@ -246,8 +246,8 @@ mod tests {
     async fn first_read_gets_then_one_list_answers_the_rest() {
         let server = TestServer::start(|req| {
             assert!(req.path.starts_with(ASSIGNMENTS), "{}", req.path);
-            assert!(req.path.contains("%24top=1000"), "{}", req.path);
-            assert!(req.path.contains("atExactScope"), "{}", req.path);
+            req.assert_path_has("%24top=1000");
+            req.assert_path_has("atExactScope");
             Response::json(
                 200,
                 &format!(
@@ -303,12 +303,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_list_sends_every_reader_back_to_get() {
-        let server = TestServer::start(|_| {
-            Response::json(
-                400,
-                r#"{"error": {"code": "InvalidFilter", "message": "no"}}"#,
-            )
-        })
+        let server = TestServer::answering(Response::json(
+            400,
+            r#"{"error": {"code": "InvalidFilter", "message": "no"}}"#,
+        ))
         .await;
         let client = client_for(&server, fast()).await;
         let snapshots = ListSnapshots::new();

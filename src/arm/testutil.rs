@@ -2,6 +2,7 @@
 //! connection, `Connection: close`), so tests exercise the real TLS trust path.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -19,6 +20,17 @@ pub struct Request {
 impl Request {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).map(String::as_str)
+    }
+
+    /// Fails the test unless the path and query, as sent (percent-encoded), hold `part`.
+    pub fn assert_path_has(&self, part: &str) {
+        assert!(self.path.contains(part), "{} lacks {part}", self.path);
+    }
+
+    /// `https://host:port` as the request addressed the server, for the URLs an answer hands
+    /// back (operation monitors, next links).
+    pub fn base_url(&self) -> String {
+        format!("https://{}", self.header("host").unwrap_or(""))
     }
 }
 
@@ -50,6 +62,20 @@ impl Response {
         self.headers.push((k.to_string(), v.to_string()));
         self
     }
+}
+
+/// A new, empty directory of its own below the system's temporary directory.
+pub fn fresh_dir(prefix: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("{prefix}-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).expect("create test directory");
+    dir
+}
+
+/// Writes `content` to `dir/name` and returns the file's path.
+pub fn write_file(dir: &std::path::Path, name: &str, content: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, content).expect("write test file");
+    path
 }
 
 type Handler = dyn Fn(&Request) -> Response + Send + Sync;
@@ -140,6 +166,25 @@ impl TestServer {
             requests,
             task,
         }
+    }
+
+    /// Answers every request with `response`.
+    pub async fn answering(response: Response) -> Self {
+        Self::start(move |_| response.clone()).await
+    }
+
+    /// Answers the first `failures` requests with `failure` and every later one with
+    /// `success`: a transient outage that retries should ride out.
+    pub async fn failing_first(failures: usize, failure: Response, success: Response) -> Self {
+        let seen = AtomicUsize::new(0);
+        Self::start(move |_| {
+            if seen.fetch_add(1, Ordering::SeqCst) < failures {
+                failure.clone()
+            } else {
+                success.clone()
+            }
+        })
+        .await
     }
 
     pub fn url(&self) -> String {

@@ -178,16 +178,9 @@ impl Server {
     }
 
     pub fn validate_provider_config(&self, config: &Value) -> Diagnostics {
-        let mut resp = ValidateConfigResponse::default();
-        validate_block(
-            &self.provider_schema.block,
-            config,
-            &AttributePath::root(),
-            &mut resp.diags,
-        );
-        self.provider
-            .validate_config(ValidateConfigRequest { config }, &mut resp);
-        resp.diags
+        validate_config(&self.provider_schema, config, |req, resp| {
+            self.provider.validate_config(req, resp)
+        })
     }
 
     pub async fn configure(&self, terraform_version: String, config: Value) -> Diagnostics {
@@ -217,30 +210,18 @@ impl Server {
         let Some((resource, schema)) = self.resources.get(type_name) else {
             return Self::unknown_type("resource", type_name);
         };
-        let mut resp = ValidateConfigResponse::default();
-        validate_block(
-            &schema.block,
-            config,
-            &AttributePath::root(),
-            &mut resp.diags,
-        );
-        resource.validate_config(ValidateConfigRequest { config }, &mut resp);
-        resp.diags
+        validate_config(schema, config, |req, resp| {
+            resource.validate_config(req, resp)
+        })
     }
 
     pub fn validate_data_source_config(&self, type_name: &str, config: &Value) -> Diagnostics {
         let Some((data_source, schema)) = self.data_sources.get(type_name) else {
             return Self::unknown_type("data source", type_name);
         };
-        let mut resp = ValidateConfigResponse::default();
-        validate_block(
-            &schema.block,
-            config,
-            &AttributePath::root(),
-            &mut resp.diags,
-        );
-        data_source.validate_config(ValidateConfigRequest { config }, &mut resp);
-        resp.diags
+        validate_config(schema, config, |req, resp| {
+            data_source.validate_config(req, resp)
+        })
     }
 
     /// Rewrites a stored state's JSON into the current schema version's JSON. The caller decodes
@@ -575,6 +556,24 @@ fn interrupted(type_name: &str) -> Diagnostic {
         "Interrupted",
         format!("Terraform asked the provider to stop while it was reading {type_name}."),
     )
+}
+
+/// The schema's attribute validators, then the checks across attributes that the provider,
+/// resource or data source makes itself.
+fn validate_config(
+    schema: &Schema,
+    config: &Value,
+    own_checks: impl FnOnce(ValidateConfigRequest<'_>, &mut ValidateConfigResponse),
+) -> Diagnostics {
+    let mut resp = ValidateConfigResponse::default();
+    validate_block(
+        &schema.block,
+        config,
+        &AttributePath::root(),
+        &mut resp.diags,
+    );
+    own_checks(ValidateConfigRequest { config }, &mut resp);
+    resp.diags
 }
 
 /// Runs attribute validators over known, non-null configuration values, descending into

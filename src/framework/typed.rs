@@ -50,23 +50,21 @@ impl From<TypedError> for Diagnostics {
 }
 
 fn mismatch(path: &AttributePath, expected: &str, got: &Value) -> TypedError {
+    let kind = got.kind();
+    let article = if kind.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
     let got = match got {
-        Value::Unknown => "an unknown value",
-        Value::Null => "null",
-        Value::Bool(_) => "a bool",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::List(_) => "a list",
-        Value::Set(_) => "a set",
-        Value::Map(_) => "a map",
-        Value::Object(_) => "an object",
-        Value::Tuple(_) => "a tuple",
-        Value::Dynamic(..) => "a dynamic value",
+        Value::Null => kind.to_string(),
+        Value::Unknown | Value::Dynamic(..) => format!("{article} {kind} value"),
+        _ => format!("{article} {kind}"),
     };
     TypedError {
         path: path.clone(),
         expected: expected.to_string(),
-        got: got.to_string(),
+        got,
     }
 }
 

@@ -280,6 +280,24 @@ impl Value {
         matches!(self, Value::Null)
     }
 
+    /// What kind of value this is (`bool`, `object`, ...), for messages about a value that
+    /// does not fit where it is.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Value::Unknown => "unknown",
+            Value::Null => "null",
+            Value::Bool(_) => "bool",
+            Value::Number(_) => "number",
+            Value::String(_) => "string",
+            Value::List(_) => "list",
+            Value::Set(_) => "set",
+            Value::Map(_) => "map",
+            Value::Object(_) => "object",
+            Value::Tuple(_) => "tuple",
+            Value::Dynamic(..) => "dynamic",
+        }
+    }
+
     pub fn is_unknown(&self) -> bool {
         matches!(self, Value::Unknown)
     }

@@ -179,29 +179,29 @@ mod tests {
         assert_eq!(s.format, LogFormat::Json);
     }
 
+    /// The line `message` logged at `level` by `target` becomes.
+    fn rendered(format: LogFormat, level: Level, target: &str, message: &str) -> String {
+        render(
+            format,
+            &Record::builder()
+                .args(format_args!("{message}"))
+                .level(level)
+                .target(target)
+                .build(),
+        )
+    }
+
     #[test]
     fn plain_line_has_level_prefix_and_single_line() {
-        let args = format_args!("a\nb");
-        let record = Record::builder()
-            .args(args)
-            .level(Level::Debug)
-            .target("akspolicy")
-            .build();
         assert_eq!(
-            render(LogFormat::Plain, &record),
+            rendered(LogFormat::Plain, Level::Debug, "akspolicy", "a\nb"),
             "[DEBUG] akspolicy: a\\nb\n"
         );
     }
 
     #[test]
     fn json_line_is_hclog_shaped() {
-        let args = format_args!("hello");
-        let record = Record::builder()
-            .args(args)
-            .level(Level::Info)
-            .target("t")
-            .build();
-        let line = render(LogFormat::Json, &record);
+        let line = rendered(LogFormat::Json, Level::Info, "t", "hello");
         let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
         assert_eq!(v["@level"], "info");
         assert_eq!(v["@message"], "hello");

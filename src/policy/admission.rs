@@ -71,29 +71,17 @@ fn mutable(review: &Json) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::mutation::test_support::pod_mutator_yaml;
     use crate::policy::rego::review_for;
     use serde_json::json;
 
-    const RUN_AS_NON_ROOT: &str = r#"
-apiVersion: mutations.gatekeeper.sh/v1
-kind: Assign
-metadata:
-  name: run-as-non-root
-spec:
-  applyTo:
-  - groups: [""]
-    kinds: ["Pod"]
-    versions: ["v1"]
-  match:
-    scope: Namespaced
-    kinds:
-    - apiGroups: ["*"]
-      kinds: ["Pod"]
+    fn run_as_non_root() -> Mutator {
+        let spec = r#"  match: {scope: Namespaced, kinds: [{apiGroups: ["*"], kinds: ["Pod"]}]}
   location: "spec.securityContext.runAsNonRoot"
-  parameters:
-    assign:
-      value: true
+  parameters: {assign: {value: true}}
 "#;
+        Mutator::parse(&pod_mutator_yaml("Assign", "run-as-non-root", spec)).unwrap()
+    }
 
     fn pod(namespace: &str) -> Json {
         json!({"apiVersion": "v1", "kind": "Pod",
@@ -103,7 +91,7 @@ spec:
 
     #[test]
     fn the_mutated_object_is_reported_with_the_mutators_that_changed_it() {
-        let m = Mutator::parse(RUN_AS_NON_ROOT).unwrap();
+        let m = run_as_non_root();
         let out = admit(
             &review_for(&pod("apps")),
             &[],
@@ -120,7 +108,7 @@ spec:
 
     #[test]
     fn exempt_namespaces_and_deletes_are_not_mutated() {
-        let m = Mutator::parse(RUN_AS_NON_ROOT).unwrap();
+        let m = run_as_non_root();
         let options = EvalOptions::default();
         let exempt = admit(
             &review_for(&pod("kube-system")),

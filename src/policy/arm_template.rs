@@ -12,6 +12,7 @@ use serde_json::{json, Map, Value};
 
 use super::arm_rule::expr::{self, Expr};
 use super::arm_rule::{get_ci, Evaluator, RuleContext};
+use super::json::try_map_strings;
 
 /// Deepest `variables()` chain, so a self-referencing variable ends.
 const MAX_VARIABLE_DEPTH: usize = 32;
@@ -113,22 +114,7 @@ impl<'a> TemplateEvaluator<'a> {
 
     /// Evaluates every expression string inside `v` (object keys stay literal).
     pub fn evaluate(&self, v: &Value) -> Result<Value, TemplateError> {
-        match v {
-            Value::String(s) => self.evaluate_string(s),
-            Value::Array(items) => items
-                .iter()
-                .map(|i| self.evaluate(i))
-                .collect::<Result<Vec<_>, _>>()
-                .map(Value::Array),
-            Value::Object(map) => {
-                let mut out = Map::new();
-                for (k, v) in map {
-                    out.insert(k.clone(), self.evaluate(v)?);
-                }
-                Ok(Value::Object(out))
-            }
-            other => Ok(other.clone()),
-        }
+        try_map_strings(v, &|s| self.evaluate_string(s))
     }
 
     fn evaluate_string(&self, s: &str) -> Result<Value, TemplateError> {

@@ -7,9 +7,11 @@
 
 use std::path::{Path, PathBuf};
 
+use serde::de::DeserializeOwned;
+
 use super::definition_body::{
-    policy_type, PolicyDefinition, PolicySetDefinition, POLICY_DEFINITION_TYPE,
-    POLICY_SET_DEFINITION_TYPE,
+    policy_type, ArmEnvelope, PolicyDefinition, PolicyDefinitionProperties, PolicySetDefinition,
+    PolicySetDefinitionProperties, POLICY_DEFINITION_TYPE, POLICY_SET_DEFINITION_TYPE,
 };
 
 /// Errors that make a whole directory unusable (individual bad files are only skipped).
@@ -47,19 +49,25 @@ impl BuiltinCatalogue {
             });
         };
         let mut catalogue = Self::default();
-        for file in json_files(&base.join("policyDefinitions"))? {
-            match read_definition(&file) {
-                Ok(def) => catalogue.definitions.push(def),
-                Err(msg) => catalogue.skip(msg),
-            }
-        }
-        for file in json_files(&base.join("policySetDefinitions"))? {
-            match read_set_definition(&file) {
-                Ok(def) => catalogue.set_definitions.push(def),
-                Err(msg) => catalogue.skip(msg),
-            }
-        }
+        catalogue.definitions = catalogue.read_all(&base.join("policyDefinitions"))?;
+        catalogue.set_definitions = catalogue.read_all(&base.join("policySetDefinitions"))?;
         Ok(catalogue)
+    }
+
+    /// Every readable document below `dir`; the others are skipped with a warning.
+    fn read_all<P>(&mut self, dir: &Path) -> Result<Vec<ArmEnvelope<P>>, BuiltinsError>
+    where
+        P: BuiltinProperties,
+        ArmEnvelope<P>: DeserializeOwned,
+    {
+        let mut read = Vec::new();
+        for file in json_files(dir)? {
+            match read_builtin(&file) {
+                Ok(def) => read.push(def),
+                Err(msg) => self.skip(msg),
+            }
+        }
+        Ok(read)
     }
 
     fn skip(&mut self, msg: String) {
@@ -71,47 +79,60 @@ impl BuiltinCatalogue {
 /// Parses one built-in definition document and fills `id`, `type` and `policyType` the way ARM
 /// reports them (the upstream files omit `type`).
 pub fn parse_builtin_definition(text: &str) -> Result<PolicyDefinition, serde_json::Error> {
-    let mut def: PolicyDefinition = serde_json::from_str(text)?;
-    def.resource_type = Some(POLICY_DEFINITION_TYPE.to_string());
-    if def.properties.policy_type.is_none() {
-        def.properties.policy_type = Some(policy_type::BUILT_IN.to_string());
-    }
-    if def.id.is_none() {
-        if let Some(name) = &def.name {
-            def.id = Some(format!("/providers/{POLICY_DEFINITION_TYPE}/{name}"));
-        }
-    }
-    Ok(def)
+    parse_builtin(text)
 }
 
 /// Like [`parse_builtin_definition`] for set definitions.
 pub fn parse_builtin_set_definition(text: &str) -> Result<PolicySetDefinition, serde_json::Error> {
-    let mut def: PolicySetDefinition = serde_json::from_str(text)?;
-    def.resource_type = Some(POLICY_SET_DEFINITION_TYPE.to_string());
-    if def.properties.policy_type.is_none() {
-        def.properties.policy_type = Some(policy_type::BUILT_IN.to_string());
+    parse_builtin(text)
+}
+
+/// The `properties` of the two kinds of built-in document, and the ARM type each is listed as.
+trait BuiltinProperties: Sized {
+    const RESOURCE_TYPE: &'static str;
+    fn policy_type_mut(&mut self) -> &mut Option<String>;
+}
+
+impl BuiltinProperties for PolicyDefinitionProperties {
+    const RESOURCE_TYPE: &'static str = POLICY_DEFINITION_TYPE;
+    fn policy_type_mut(&mut self) -> &mut Option<String> {
+        &mut self.policy_type
     }
+}
+
+impl BuiltinProperties for PolicySetDefinitionProperties {
+    const RESOURCE_TYPE: &'static str = POLICY_SET_DEFINITION_TYPE;
+    fn policy_type_mut(&mut self) -> &mut Option<String> {
+        &mut self.policy_type
+    }
+}
+
+fn parse_builtin<P>(text: &str) -> Result<ArmEnvelope<P>, serde_json::Error>
+where
+    P: BuiltinProperties,
+    ArmEnvelope<P>: DeserializeOwned,
+{
+    let mut def: ArmEnvelope<P> = serde_json::from_str(text)?;
+    def.resource_type = Some(P::RESOURCE_TYPE.to_string());
+    def.properties
+        .policy_type_mut()
+        .get_or_insert_with(|| policy_type::BUILT_IN.to_string());
     if def.id.is_none() {
         if let Some(name) = &def.name {
-            def.id = Some(format!("/providers/{POLICY_SET_DEFINITION_TYPE}/{name}"));
+            def.id = Some(format!("/providers/{}/{name}", P::RESOURCE_TYPE));
         }
     }
     Ok(def)
 }
 
-fn read_definition(path: &Path) -> Result<PolicyDefinition, String> {
+/// One file of the catalogue; a document without a name cannot be addressed, so it is skipped.
+fn read_builtin<P>(path: &Path) -> Result<ArmEnvelope<P>, String>
+where
+    P: BuiltinProperties,
+    ArmEnvelope<P>: DeserializeOwned,
+{
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let def = parse_builtin_definition(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    if def.name.is_none() {
-        return Err(format!("{}: no \"name\"", path.display()));
-    }
-    Ok(def)
-}
-
-fn read_set_definition(path: &Path) -> Result<PolicySetDefinition, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let def =
-        parse_builtin_set_definition(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let def = parse_builtin::<P>(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     if def.name.is_none() {
         return Err(format!("{}: no \"name\"", path.display()));
     }

@@ -19,6 +19,7 @@ pub use super::constraint_match::{
     MatchScope, MatchSource, ReviewTarget, AKS_EXEMPT_NAMESPACES, EXPANSION_NAME,
 };
 use super::constraint_template::{ConstraintTemplate, TemplateError};
+use super::json::map_strings;
 use super::kubernetes::TemplateInfo;
 use super::rego::{CompiledRego, EvalOptions, RegoError};
 
@@ -106,21 +107,7 @@ pub struct Constraint {
 /// `[parameters('x')]` and `[parameters('x').a.b]`; `[[...` is a literal `[...`. Other strings
 /// are literals; arrays and objects are resolved element by element.
 pub fn resolve_expressions(value: &Json, parameters: &Map<String, Json>) -> Json {
-    match value {
-        Json::String(s) => resolve_string(s, parameters),
-        Json::Array(items) => Json::Array(
-            items
-                .iter()
-                .map(|v| resolve_expressions(v, parameters))
-                .collect(),
-        ),
-        Json::Object(map) => Json::Object(
-            map.iter()
-                .map(|(k, v)| (k.clone(), resolve_expressions(v, parameters)))
-                .collect(),
-        ),
-        other => other.clone(),
-    }
+    map_strings(value, |s| resolve_string(s, parameters))
 }
 
 /// A string of a definition's `then` block or an initiative's member values: a template
@@ -211,14 +198,15 @@ pub fn member_parameters(
     reference_parameters: Option<&Json>,
     set_values: &Map<String, Json>,
 ) -> Map<String, Json> {
-    let mut out = Map::new();
-    if let Some(Json::Object(refs)) = reference_parameters {
-        for (name, v) in refs {
-            let raw = v.get("value").cloned().unwrap_or(Json::Null);
-            out.insert(name.clone(), resolve_expressions(&raw, set_values));
-        }
-    }
-    out
+    reference_parameters
+        .and_then(Json::as_object)
+        .into_iter()
+        .flatten()
+        .map(|(name, v)| {
+            let raw = v.get("value").unwrap_or(&Json::Null);
+            (name.clone(), resolve_expressions(raw, set_values))
+        })
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -228,6 +216,31 @@ pub fn member_parameters(
 pub trait TemplateLookup {
     /// The YAML stored for this URL path (e.g. `kubernetes/container-no-privilege/v2/template.yaml`).
     fn template_for_path(&self, path: &str) -> Option<String>;
+
+    /// The YAML a `templateInfo` or `mutationInfo` names: its embedded content, or what this
+    /// lookup holds for its URL's path.
+    fn yaml_for(&self, info: &TemplateInfo) -> Result<String, Unavailable> {
+        match info {
+            TemplateInfo::Base64Encoded(_) => info.embedded().ok_or(Unavailable::BadBase64),
+            TemplateInfo::PublicUrl(url) | TemplateInfo::ConstraintTemplateUrl(url) => {
+                let path = url_path(url);
+                self.template_for_path(&path)
+                    .ok_or_else(|| Unavailable::NotFound {
+                        url: url.clone(),
+                        path,
+                    })
+            }
+        }
+    }
+}
+
+/// Why the YAML a `templateInfo` or `mutationInfo` names cannot be had.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unavailable {
+    /// Embedded content that is not base64-encoded UTF-8.
+    BadBase64,
+    /// A URL whose path the lookup does not hold.
+    NotFound { url: String, path: String },
 }
 
 /// The path part of a template URL: `https://host/a/b.yaml` → `a/b.yaml`.
@@ -242,18 +255,10 @@ pub fn resolve_template(
     info: &TemplateInfo,
     lookup: &dyn TemplateLookup,
 ) -> Result<ConstraintTemplate, GatekeeperError> {
-    let yaml = match info {
-        TemplateInfo::Base64Encoded(_) => info.embedded().ok_or(GatekeeperError::BadBase64)?,
-        TemplateInfo::PublicUrl(url) | TemplateInfo::ConstraintTemplateUrl(url) => {
-            let path = url_path(url);
-            lookup
-                .template_for_path(&path)
-                .ok_or_else(|| GatekeeperError::TemplateNotFound {
-                    url: url.clone(),
-                    path,
-                })?
-        }
-    };
+    let yaml = lookup.yaml_for(info).map_err(|missing| match missing {
+        Unavailable::BadBase64 => GatekeeperError::BadBase64,
+        Unavailable::NotFound { url, path } => GatekeeperError::TemplateNotFound { url, path },
+    })?;
     Ok(ConstraintTemplate::parse(&yaml)?)
 }
 
@@ -282,10 +287,6 @@ pub fn constraint_name(template_name: &str, origin: &ConstraintOrigin) -> String
 }
 
 /// A label selector given as an object; parameters left empty resolve to null.
-fn selector(v: Option<&Json>) -> Option<Json> {
-    v.filter(|s| s.is_object()).cloned()
-}
-
 /// Builds the Constraint the add-on installs for one definition with these parameter values,
 /// or `None` when the effect installs none (disabled, mutate). `enforce` is false under the
 /// assignment's `enforcementMode: DoNotEnforce`.
@@ -323,26 +324,12 @@ pub fn build_constraint_with_effect(
     } else {
         vec![KindSelector { api_groups, kinds }]
     };
-    let label_selector = details
-        .get("labelSelector")
-        .filter(|s| s.is_object())
-        .cloned()
-        .unwrap_or_else(|| json!({}));
+    // `details` carry Gatekeeper's match fields, except that Azure lists the kinds flat and
+    // has no name to match.
     let matcher = ConstraintMatch {
         kinds,
-        namespaces: string_or_list(details.get("namespaces")),
-        excluded_namespaces: string_or_list(details.get("excludedNamespaces")),
-        label_selector,
-        namespace_selector: selector(details.get("namespaceSelector")),
         name: None,
-        scope: details
-            .get("scope")
-            .and_then(Json::as_str)
-            .map_or(MatchScope::Any, MatchScope::parse),
-        source: details
-            .get("source")
-            .and_then(Json::as_str)
-            .map_or(MatchSource::Original, MatchSource::parse),
+        ..ConstraintMatch::from_document(&details, MatchSource::Original)
     };
     // A value whose parameter has no value (`null`) is left out: Rego then sees the field as
     // absent (`not input.parameters.x` holds), as in a Constraint that never set it.

@@ -205,16 +205,13 @@ impl ConstraintMatch {
         let kinds = m
             .get("kinds")
             .and_then(Json::as_array)
-            .map(|entries| {
-                entries
-                    .iter()
-                    .map(|e| KindSelector {
-                        api_groups: string_or_list(e.get("apiGroups")),
-                        kinds: string_or_list(e.get("kinds")),
-                    })
-                    .collect()
+            .into_iter()
+            .flatten()
+            .map(|e| KindSelector {
+                api_groups: string_or_list(e.get("apiGroups")),
+                kinds: string_or_list(e.get("kinds")),
             })
-            .unwrap_or_default();
+            .collect();
         ConstraintMatch {
             kinds,
             namespaces: string_or_list(m.get("namespaces")),

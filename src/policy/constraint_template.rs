@@ -4,6 +4,7 @@
 
 use serde_json::{json, Map, Value as Json};
 
+use super::json::strings;
 use super::rego::{RegoSource, RegoVersion};
 
 /// The only target Gatekeeper's admission webhook evaluates.
@@ -297,16 +298,6 @@ impl ConstraintTemplate {
 
 /// Gatekeeper's choice of Rego: legacy `rego` + `libs` wins, else the `code[]` Rego engine.
 fn rego_of(target: &Json) -> Option<RegoSource> {
-    let strings = |v: Option<&Json>| -> Vec<String> {
-        v.and_then(Json::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Json::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
     if let Some(entry) = target.get("rego").and_then(Json::as_str) {
         if !entry.trim().is_empty() {
             return Some(RegoSource {

@@ -57,16 +57,13 @@ pub fn member_values(set: &Json, supplied: &Map<String, Json>) -> Vec<MemberValu
             let values = m
                 .get("parameters")
                 .and_then(Json::as_object)
-                .map(|given| {
-                    given
-                        .iter()
-                        .map(|(k, v)| {
-                            let v = v.get("value").unwrap_or(v);
-                            (k.clone(), resolve_expressions(v, &set_values))
-                        })
-                        .collect()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| {
+                    let v = v.get("value").unwrap_or(v);
+                    (k.clone(), resolve_expressions(v, &set_values))
                 })
-                .unwrap_or_default();
+                .collect();
             Some(MemberValues {
                 definition_id,
                 reference_id,

@@ -50,13 +50,18 @@ pub fn leave() {
     EXCEEDED.with(|e| e.set(std::ptr::null()));
 }
 
+/// What the current thread's evaluation holds; `None` outside an evaluation (or while the
+/// thread is being torn down and its slot is gone).
+fn evaluation_usage() -> Option<usize> {
+    USED.try_with(Cell::get)
+        .ok()
+        .filter(|&used| used != usize::MAX)
+}
+
 fn charge(size: usize) {
-    let Ok(used) = USED.try_with(Cell::get) else {
+    let Some(used) = evaluation_usage() else {
         return;
     };
-    if used == usize::MAX {
-        return;
-    }
     let after = used.saturating_add(size);
     let total = CHARGED.load(Ordering::Relaxed).saturating_add(size);
     if after > EVALUATION_BUDGET || total > PROCESS_BUDGET {
@@ -68,12 +73,9 @@ fn charge(size: usize) {
 }
 
 fn refund(size: usize) {
-    let Ok(used) = USED.try_with(Cell::get) else {
+    let Some(used) = evaluation_usage() else {
         return;
     };
-    if used == usize::MAX {
-        return;
-    }
     let give = size.min(used);
     let _ = USED.try_with(|u| u.set(used - give));
     CHARGED.fetch_sub(give, Ordering::Relaxed);

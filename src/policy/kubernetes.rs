@@ -10,6 +10,10 @@ use super::definition_body::{ParameterDefinition, PolicyDefinitionProperties};
 
 /// The mode of Azure Policy definitions that carry Gatekeeper templates.
 pub const KUBERNETES_MODE: &str = "Microsoft.Kubernetes.Data";
+/// ARM type of AKS clusters, the one constant for every rule, alias and body that names it.
+pub const MANAGED_CLUSTERS: &str = "Microsoft.ContainerService/managedClusters";
+/// ARM type of Arc-enabled Kubernetes clusters.
+pub const CONNECTED_CLUSTERS: &str = "Microsoft.Kubernetes/connectedClusters";
 
 /// How a Kubernetes definition supplies its ConstraintTemplate.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,6 +61,51 @@ impl TemplateInfo {
             TemplateInfo::Base64Encoded(_) => None,
         }
     }
+}
+
+/// A parameter the provider declares on a Kubernetes definition it builds, shown in the portal
+/// as `display_name` with `description`; `allowed_values` lists its choices, if it has any.
+pub(crate) fn declared_parameter(
+    parameter_type: &str,
+    (display_name, description): (&str, &str),
+    default_value: Json,
+    allowed_values: Option<Vec<Json>>,
+) -> ParameterDefinition {
+    ParameterDefinition {
+        parameter_type: parameter_type.into(),
+        metadata: Some(json!({"displayName": display_name, "description": description})),
+        default_value: Some(default_value),
+        allowed_values,
+        ..Default::default()
+    }
+}
+
+/// `excludedNamespaces` and `namespaces`, through which an assignment narrows a Kubernetes
+/// definition: each with the description of what the definition does there, and its default.
+pub(crate) fn namespace_parameters(
+    (excluded_description, excluded_default): (&str, Json),
+    (included_description, included_default): (&str, Json),
+) -> [(String, ParameterDefinition); 2] {
+    [
+        (
+            "excludedNamespaces".to_string(),
+            declared_parameter(
+                "Array",
+                ("Namespace exclusions", excluded_description),
+                excluded_default,
+                None,
+            ),
+        ),
+        (
+            "namespaces".to_string(),
+            declared_parameter(
+                "Array",
+                ("Namespace inclusions", included_description),
+                included_default,
+                None,
+            ),
+        ),
+    ]
 }
 
 /// The `properties` of a custom Kubernetes-mode definition (a template or a mutator alike) as

@@ -8,7 +8,11 @@ use serde_json::{json, Map, Value as Json};
 
 use super::constraint_template::TemplateParameter;
 use super::definition_body::{ParameterDefinition, PolicyDefinitionProperties};
-use super::kubernetes::custom_definition_properties;
+use super::json::strings;
+use super::kubernetes::{
+    custom_definition_properties, declared_parameter, namespace_parameters, TemplateInfo,
+    CONNECTED_CLUSTERS, MANAGED_CLUSTERS,
+};
 
 /// Namespaces Azure's own definitions exclude by default.
 pub const DEFAULT_EXCLUDED_NAMESPACES: [&str; 4] = [
@@ -18,10 +22,7 @@ pub const DEFAULT_EXCLUDED_NAMESPACES: [&str; 4] = [
     "azure-extensions-usage-system",
 ];
 /// Cluster resource types a Kubernetes definition applies to (AKS and Arc).
-pub const CLUSTER_TYPES: [&str; 2] = [
-    "Microsoft.Kubernetes/connectedClusters",
-    "Microsoft.ContainerService/managedClusters",
-];
+pub const CLUSTER_TYPES: [&str; 2] = [CONNECTED_CLUSTERS, MANAGED_CLUSTERS];
 /// Definition parameters the provider generates; template parameters may not reuse them.
 pub const STANDARD_PARAMETERS: [&str; 4] = [
     "effect",
@@ -85,44 +86,32 @@ impl KubernetesDefinitionSpec {
     pub fn parameters(
         &self,
     ) -> Result<BTreeMap<String, ParameterDefinition>, DefinitionBuildError> {
-        let mut out = BTreeMap::new();
-        out.insert(
-            "effect".to_string(),
-            ParameterDefinition {
-                parameter_type: "String".into(),
-                metadata: Some(json!({"displayName": "Effect", "description": "'audit' reports violations, 'deny' also blocks admission, 'disabled' turns the policy off."})),
-                default_value: Some(json!(self.default_effect)),
-                allowed_values: Some(self.effects.iter().map(|e| json!(e)).collect()),
-                ..Default::default()
-            },
+        let effect = (
+            "Effect",
+            "'audit' reports violations, 'deny' also blocks admission, 'disabled' turns the policy off.",
         );
-        out.insert(
-            "excludedNamespaces".to_string(),
-            ParameterDefinition {
-                parameter_type: "Array".into(),
-                metadata: Some(json!({"displayName": "Namespace exclusions", "description": "Namespaces the policy ignores. System namespaces are always excluded by the add-on."})),
-                default_value: Some(json!(DEFAULT_EXCLUDED_NAMESPACES)),
-                ..Default::default()
-            },
+        let label_selector = (
+            "Kubernetes label selector",
+            "Only objects matching this selector are evaluated.",
         );
-        out.insert(
-            "namespaces".to_string(),
-            ParameterDefinition {
-                parameter_type: "Array".into(),
-                metadata: Some(json!({"displayName": "Namespace inclusions", "description": "Namespaces the policy applies to; empty means all."})),
-                default_value: Some(json!([])),
-                ..Default::default()
-            },
-        );
-        out.insert(
-            "labelSelector".to_string(),
-            ParameterDefinition {
-                parameter_type: "Object".into(),
-                metadata: Some(json!({"displayName": "Kubernetes label selector", "description": "Only objects matching this selector are evaluated."})),
-                default_value: Some(json!({})),
-                ..Default::default()
-            },
-        );
+        let effects = self.effects.iter().map(|e| json!(e)).collect();
+        let mut out = BTreeMap::from([
+            (
+                "effect".to_string(),
+                declared_parameter("String", effect, json!(self.default_effect), Some(effects)),
+            ),
+            (
+                "labelSelector".to_string(),
+                declared_parameter("Object", label_selector, json!({}), None),
+            ),
+        ]);
+        out.extend(namespace_parameters(
+            (
+                "Namespaces the policy ignores. System namespaces are always excluded by the add-on.",
+                json!(DEFAULT_EXCLUDED_NAMESPACES),
+            ),
+            ("Namespaces the policy applies to; empty means all.", json!([])),
+        ));
         for p in &self.template_parameters {
             if STANDARD_PARAMETERS.contains(&p.name.as_str()) {
                 return Err(DefinitionBuildError::ReservedParameter(p.name.clone()));
@@ -249,44 +238,32 @@ pub struct DecodedKubernetesDefinition {
 
 /// Reads the template and match back from a definition body.
 pub fn decode(properties: &PolicyDefinitionProperties) -> DecodedKubernetesDefinition {
-    let mut out = DecodedKubernetesDefinition::default();
-    if let Some(info) = properties.template_info() {
-        out.template_yaml = info.embedded();
-        out.template_url = info.url().map(str::to_string);
-    }
+    let template = properties.template_info();
     let details = properties
         .policy_rule
         .as_ref()
         .and_then(|r| r.pointer("/then/details"));
-    let strings = |key: &str| -> Vec<String> {
-        details
-            .and_then(|d| d.get(key))
-            .and_then(Json::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Json::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    out.api_groups = strings("apiGroups");
-    out.kinds = strings("kinds");
-    if let Some(effect) = properties.parameters.as_ref().and_then(|p| p.get("effect")) {
-        out.effects = effect
-            .allowed_values
-            .iter()
+    let effect = properties.parameters.as_ref().and_then(|p| p.get("effect"));
+    DecodedKubernetesDefinition {
+        template_yaml: template.as_ref().and_then(TemplateInfo::embedded),
+        template_url: template
+            .as_ref()
+            .and_then(TemplateInfo::url)
+            .map(str::to_string),
+        api_groups: strings(details.and_then(|d| d.get("apiGroups"))),
+        kinds: strings(details.and_then(|d| d.get("kinds"))),
+        effects: effect
+            .and_then(|e| e.allowed_values.as_ref())
+            .into_iter()
             .flatten()
             .filter_map(Json::as_str)
             .map(str::to_string)
-            .collect();
-        out.default_effect = effect
-            .default_value
-            .as_ref()
+            .collect(),
+        default_effect: effect
+            .and_then(|e| e.default_value.as_ref())
             .and_then(Json::as_str)
-            .map(str::to_string);
+            .map(str::to_string),
     }
-    out
 }
 
 #[cfg(test)]

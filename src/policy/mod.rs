@@ -5,6 +5,7 @@ pub mod addon;
 pub mod admission;
 pub mod builtins;
 pub mod definition_body;
+pub mod json;
 pub mod kubernetes;
 pub mod names;
 pub mod parameters;

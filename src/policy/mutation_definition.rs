@@ -10,12 +10,15 @@ use base64::Engine as _;
 use serde_json::{json, Map, Value as Json};
 
 use super::definition_body::{ParameterDefinition, PolicyDefinitionProperties};
-use super::kubernetes::custom_definition_properties;
+use super::json::strings;
+use super::kubernetes::{
+    custom_definition_properties, declared_parameter, namespace_parameters, TemplateInfo,
+};
 
 /// The effects a mutation definition allows, as Azure's built-ins spell them.
 pub const MUTATION_EFFECTS: [&str; 2] = ["Mutate", "Disabled"];
 /// Mutation runs on AKS only (Azure's mutation built-ins test for managed clusters alone).
-pub const MANAGED_CLUSTER_TYPE: &str = "Microsoft.ContainerService/managedClusters";
+pub use super::kubernetes::MANAGED_CLUSTERS as MANAGED_CLUSTER_TYPE;
 /// `source` values (Gatekeeper's `match.source`).
 pub const SOURCES: [&str; 3] = ["All", "Generated", "Original"];
 
@@ -36,45 +39,40 @@ pub struct MutationDefinitionSpec {
 
 impl MutationDefinitionSpec {
     pub fn parameters(&self) -> BTreeMap<String, ParameterDefinition> {
-        let mut out = BTreeMap::new();
-        out.insert(
-            "effect".to_string(),
-            ParameterDefinition {
-                parameter_type: "String".into(),
-                metadata: Some(json!({"displayName": "Effect", "description": "'Mutate' changes matching objects at admission; 'Disabled' turns the policy off."})),
-                default_value: Some(json!(self.default_effect)),
-                allowed_values: Some(MUTATION_EFFECTS.iter().map(|e| json!(e)).collect()),
-                ..Default::default()
-            },
+        let effect = (
+            "Effect",
+            "'Mutate' changes matching objects at admission; 'Disabled' turns the policy off.",
         );
-        out.insert(
-            "excludedNamespaces".to_string(),
-            ParameterDefinition {
-                parameter_type: "Array".into(),
-                metadata: Some(json!({"displayName": "Namespace exclusions", "description": "Namespaces the mutation leaves alone."})),
-                default_value: Some(json!(self.excluded_namespaces)),
-                ..Default::default()
-            },
+        let source = (
+            "Source",
+            "'Original' mutates objects as submitted, 'Generated' only the Pods workloads create (expansion), 'All' both.",
         );
-        out.insert(
-            "namespaces".to_string(),
-            ParameterDefinition {
-                parameter_type: "Array".into(),
-                metadata: Some(json!({"displayName": "Namespace inclusions", "description": "Namespaces the mutation applies to; empty means all."})),
-                default_value: Some(json!(self.namespaces)),
-                ..Default::default()
-            },
-        );
-        out.insert(
-            "source".to_string(),
-            ParameterDefinition {
-                parameter_type: "String".into(),
-                metadata: Some(json!({"displayName": "Source", "description": "'Original' mutates objects as submitted, 'Generated' only the Pods workloads create (expansion), 'All' both."})),
-                default_value: Some(json!(self.source)),
-                allowed_values: Some(SOURCES.iter().map(|e| json!(e)).collect()),
-                ..Default::default()
-            },
-        );
+        let choices = |values: &[&str]| Some(values.iter().map(|v| json!(v)).collect());
+        let mut out = BTreeMap::from([
+            (
+                "effect".to_string(),
+                declared_parameter(
+                    "String",
+                    effect,
+                    json!(self.default_effect),
+                    choices(&MUTATION_EFFECTS),
+                ),
+            ),
+            (
+                "source".to_string(),
+                declared_parameter("String", source, json!(self.source), choices(&SOURCES)),
+            ),
+        ]);
+        out.extend(namespace_parameters(
+            (
+                "Namespaces the mutation leaves alone.",
+                json!(self.excluded_namespaces),
+            ),
+            (
+                "Namespaces the mutation applies to; empty means all.",
+                json!(self.namespaces),
+            ),
+        ));
         out
     }
 
@@ -132,11 +130,7 @@ pub struct DecodedMutationDefinition {
 
 /// Reads the mutator and the parameter defaults back from a definition body.
 pub fn decode(properties: &PolicyDefinitionProperties) -> DecodedMutationDefinition {
-    let mut out = DecodedMutationDefinition::default();
-    if let Some(info) = properties.mutation_info() {
-        out.mutator_yaml = info.embedded();
-        out.mutator_url = info.url().map(str::to_string);
-    }
+    let mutator = properties.mutation_info();
     let default = |name: &str| {
         properties
             .parameters
@@ -144,19 +138,20 @@ pub fn decode(properties: &PolicyDefinitionProperties) -> DecodedMutationDefinit
             .and_then(|p| p.get(name))
             .and_then(|d| d.default_value.clone())
     };
-    let strings = |v: Option<Json>| {
-        v.and_then(|v| v.as_array().cloned()).map(|a| {
-            a.iter()
-                .filter_map(Json::as_str)
-                .map(str::to_string)
-                .collect::<Vec<_>>()
-        })
-    };
-    out.namespaces = strings(default("namespaces"));
-    out.excluded_namespaces = strings(default("excludedNamespaces"));
-    out.source = default("source").and_then(|v| v.as_str().map(str::to_string));
-    out.default_effect = default("effect").and_then(|v| v.as_str().map(str::to_string));
-    out
+    // A parameter without an array default stays unset rather than becoming an empty list.
+    let array = |v: Option<Json>| v.filter(Json::is_array).map(|a| strings(Some(&a)));
+    let text = |v: Option<Json>| v.and_then(|v| v.as_str().map(str::to_string));
+    DecodedMutationDefinition {
+        mutator_yaml: mutator.as_ref().and_then(TemplateInfo::embedded),
+        mutator_url: mutator
+            .as_ref()
+            .and_then(TemplateInfo::url)
+            .map(str::to_string),
+        namespaces: array(default("namespaces")),
+        excluded_namespaces: array(default("excludedNamespaces")),
+        source: text(default("source")),
+        default_effect: text(default("effect")),
+    }
 }
 
 #[cfg(test)]

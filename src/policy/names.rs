@@ -15,49 +15,23 @@ pub struct NameRule {
 }
 
 /// Policy definitions and set definitions (initiatives), custom or built-in.
-pub const POLICY_DEFINITION: NameRule = NameRule {
-    forbidden: POLICY_FORBIDDEN,
-    max_chars: 128,
-    no_trailing_dot: false,
-};
+pub const POLICY_DEFINITION: NameRule = NameRule::policy(128);
 
 /// Policy assignments below a management group; see [`MANAGEMENT_GROUP_ASSIGNMENT`].
-pub const POLICY_ASSIGNMENT: NameRule = NameRule {
-    forbidden: POLICY_FORBIDDEN,
-    max_chars: 64,
-    no_trailing_dot: false,
-};
+pub const POLICY_ASSIGNMENT: NameRule = NameRule::policy(64);
 
 /// Policy assignments at a management group: Azure allows 24 characters there.
-pub const MANAGEMENT_GROUP_ASSIGNMENT: NameRule = NameRule {
-    forbidden: POLICY_FORBIDDEN,
-    max_chars: 24,
-    no_trailing_dot: false,
-};
+pub const MANAGEMENT_GROUP_ASSIGNMENT: NameRule = NameRule::policy(24);
 
 /// Policy exemptions.
-pub const POLICY_EXEMPTION: NameRule = NameRule {
-    forbidden: POLICY_FORBIDDEN,
-    max_chars: 128,
-    no_trailing_dot: false,
-};
+pub const POLICY_EXEMPTION: NameRule = NameRule::policy(128);
 
 /// ARM's rule for resources without a stricter one of their own (remediations, deployments
 /// use [`DEPLOYMENT`]).
-pub const RESOURCE: NameRule = NameRule {
-    forbidden: "<>*%&:\\?+/",
-    max_chars: 260,
-    no_trailing_dot: true,
-};
+pub const RESOURCE: NameRule = NameRule::arm(260);
 
 /// Template deployments.
-pub const DEPLOYMENT: NameRule = NameRule {
-    forbidden: "<>*%&:\\?+/",
-    max_chars: 64,
-    no_trailing_dot: true,
-};
-
-const POLICY_FORBIDDEN: &str = "<>*%&:\\?.+/";
+pub const DEPLOYMENT: NameRule = NameRule::arm(64);
 
 /// Why a name breaks its rule.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,6 +45,24 @@ pub enum NameProblem {
 }
 
 impl NameRule {
+    /// The `Microsoft.Authorization` policy types refuse `.` anywhere, so a trailing one too.
+    const fn policy(max_chars: usize) -> NameRule {
+        NameRule {
+            forbidden: "<>*%&:\\?.+/",
+            max_chars,
+            no_trailing_dot: false,
+        }
+    }
+
+    /// ARM's general rule: `.` is fine inside a name but not at its end.
+    const fn arm(max_chars: usize) -> NameRule {
+        NameRule {
+            forbidden: "<>*%&:\\?+/",
+            max_chars,
+            no_trailing_dot: true,
+        }
+    }
+
     pub fn check(&self, name: &str) -> Result<(), NameProblem> {
         if name.is_empty() {
             return Err(NameProblem::Empty);

@@ -193,17 +193,15 @@ mod tests {
     #[cfg(unix)]
     #[tokio::test]
     async fn azure_cli_via_fake_program() {
+        use crate::arm::testutil::{fresh_dir, write_file};
         use std::os::unix::fs::PermissionsExt;
-        let dir = std::env::temp_dir().join(format!("akspolicy-az-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let good = dir.join("az-good");
-        std::fs::write(&good, "#!/bin/sh\necho '{\"accessToken\":\"cli-tok\",\"expires_on\":4102444800,\"tokenType\":\"Bearer\"}'\n").unwrap();
-        let bad = dir.join("az-bad");
-        std::fs::write(
-            &bad,
+        let dir = fresh_dir("akspolicy-az");
+        let good = write_file(&dir, "az-good", "#!/bin/sh\necho '{\"accessToken\":\"cli-tok\",\"expires_on\":4102444800,\"tokenType\":\"Bearer\"}'\n");
+        let bad = write_file(
+            &dir,
+            "az-bad",
             "#!/bin/sh\necho 'ERROR: Please run az login to setup account.' >&2\nexit 1\n",
-        )
-        .unwrap();
+        );
         for p in [&good, &bad] {
             std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
         }

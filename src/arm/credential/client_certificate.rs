@@ -6,14 +6,7 @@
 
 use super::*;
 
-/// Service principal with a certificate: signs an RS256 JWT client assertion.
-pub struct ClientCertificateCredential {
-    authority: Authority,
-    client_id: String,
-    signer: Arc<Signer>,
-}
-
-/// The certificate's key and thumbprint.
+/// The certificate's key and thumbprint: signs an RS256 JWT client assertion.
 struct Signer {
     client_id: String,
     key: ring::signature::RsaKeyPair,
@@ -23,9 +16,23 @@ struct Signer {
 
 pub(super) const CERT_FLOW: &str = "client certificate";
 
-impl ClientCertificateCredential {
+impl AssertionCredential {
+    /// Service principal with a certificate: a PEM bundle (certificate + RSA key) or a PFX
+    /// archive.
+    pub(super) fn client_certificate(
+        authority: Authority,
+        client_id: String,
+        bytes: &[u8],
+        password: Option<&str>,
+    ) -> Result<Self, AuthError> {
+        let signer = Signer::from_bytes(client_id.clone(), bytes, password)?;
+        Ok(Self::new(CERT_FLOW, authority, client_id, Arc::new(signer)))
+    }
+}
+
+impl Signer {
     /// Parses a PEM bundle holding the certificate and its RSA private key.
-    fn from_pem(authority: Authority, client_id: String, pem: &[u8]) -> Result<Self, AuthError> {
+    fn from_pem(client_id: String, pem: &[u8]) -> Result<Self, AuthError> {
         use rustls_pki_types::pem::PemObject;
         use rustls_pki_types::{CertificateDer, PrivateKeyDer};
         let cfg = |m: String| AuthError::Config {
@@ -49,16 +56,11 @@ impl ClientCertificateCredential {
             _ => return Err(cfg("the private key must be RSA (PKCS#8 or PKCS#1)".into())),
         }
         .map_err(|e| cfg(format!("unusable RSA private key: {e}")))?;
-        Ok(Self::from_parts(authority, client_id, cert.as_ref(), key))
+        Ok(Self::new(client_id, cert.as_ref(), key))
     }
 
     /// Parses a PKCS#12 (PFX) archive: the first key with its leaf certificate.
-    fn from_pfx(
-        authority: Authority,
-        client_id: String,
-        der: &[u8],
-        password: &str,
-    ) -> Result<Self, AuthError> {
+    fn from_pfx(client_id: String, der: &[u8], password: &str) -> Result<Self, AuthError> {
         let cfg = |m: String| AuthError::Config {
             flow: CERT_FLOW,
             message: m,
@@ -83,43 +85,30 @@ impl ClientCertificateCredential {
             .ok_or_else(|| cfg("the PFX holds no certificate for its private key".into()))?;
         let key = ring::signature::RsaKeyPair::from_pkcs8(chain.key().as_der())
             .map_err(|e| cfg(format!("the PFX private key is not a usable RSA key: {e}")))?;
-        Ok(Self::from_parts(authority, client_id, cert.as_der(), key))
+        Ok(Self::new(client_id, cert.as_der(), key))
     }
 
-    fn from_parts(
-        authority: Authority,
-        client_id: String,
-        cert_der: &[u8],
-        key: ring::signature::RsaKeyPair,
-    ) -> Self {
+    fn new(client_id: String, cert_der: &[u8], key: ring::signature::RsaKeyPair) -> Self {
         let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, cert_der);
-        let signer = Arc::new(Signer {
-            client_id: client_id.clone(),
+        Signer {
+            client_id,
             key,
             x5t: b64url(digest.as_ref()),
-        });
-        ClientCertificateCredential {
-            authority,
-            client_id,
-            signer,
         }
     }
 
     /// Accepts a PEM bundle (certificate + RSA key) or a PFX archive.
-    pub(super) fn from_bytes(
-        authority: Authority,
+    fn from_bytes(
         client_id: String,
         bytes: &[u8],
         password: Option<&str>,
     ) -> Result<Self, AuthError> {
         if bytes.windows(10).any(|w| w == b"-----BEGIN") {
-            return Self::from_pem(authority, client_id, bytes);
+            return Self::from_pem(client_id, bytes);
         }
-        Self::from_pfx(authority, client_id, bytes, password.unwrap_or(""))
+        Self::from_pfx(client_id, bytes, password.unwrap_or(""))
     }
-}
 
-impl Signer {
     fn assertion(&self, token_url: &str) -> Result<String, AuthError> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -169,15 +158,6 @@ impl AssertionSource for Signer {
     }
 }
 
-impl TokenCredential for ClientCertificateCredential {
-    fn get_token<'a>(&'a self, scope: &'a str) -> TokenFuture<'a> {
-        boxed(async move {
-            let source: Arc<dyn AssertionSource> = self.signer.clone();
-            assertion_token(CERT_FLOW, &self.authority, &self.client_id, &source, scope).await
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,9 +173,9 @@ mod tests {
             Response::json(200, r#"{"expires_in":3600,"access_token":"cert-tok"}"#)
         })
         .await;
+        let signer = Arc::new(Signer::from_bytes("app".into(), pem, None).unwrap());
         let cred =
-            ClientCertificateCredential::from_bytes(authority(&server), "app".into(), pem, None)
-                .unwrap();
+            AssertionCredential::new(CERT_FLOW, authority(&server), "app".into(), signer.clone());
         let t = cred.get_token("s/.default").await.unwrap();
         assert_eq!(t.token, "cert-tok");
         let reqs = server.recorded();
@@ -218,7 +198,7 @@ mod tests {
         );
         let public = ring::signature::UnparsedPublicKey::new(
             &ring::signature::RSA_PKCS1_2048_8192_SHA256,
-            cred.signer.key.public().as_ref().to_vec(),
+            signer.key.public().as_ref().to_vec(),
         );
         public
             .verify(
@@ -230,13 +210,7 @@ mod tests {
 
     #[test]
     fn pfx_archives_load_with_password_and_match_pem() {
-        let a = || Authority {
-            http: reqwest::Client::new(),
-            host: "https://x/".into(),
-            tenant: "t".into(),
-        };
-        let pem = ClientCertificateCredential::from_bytes(
-            a(),
+        let pem = Signer::from_bytes(
             "app".into(),
             include_bytes!("../testdata/test-client-cert.pem"),
             None,
@@ -246,15 +220,10 @@ mod tests {
             &include_bytes!("../testdata/test-client-cert-aes.pfx")[..],
             &include_bytes!("../testdata/test-client-cert-legacy.pfx")[..],
         ] {
-            let c =
-                ClientCertificateCredential::from_bytes(a(), "app".into(), pfx, Some("pfx-pass"))
-                    .unwrap();
-            assert_eq!(c.signer.x5t, pem.signer.x5t);
-            assert_eq!(
-                c.signer.key.public().as_ref(),
-                pem.signer.key.public().as_ref()
-            );
-            let e = ClientCertificateCredential::from_bytes(a(), "app".into(), pfx, Some("wrong"))
+            let c = Signer::from_bytes("app".into(), pfx, Some("pfx-pass")).unwrap();
+            assert_eq!(c.x5t, pem.x5t);
+            assert_eq!(c.key.public().as_ref(), pem.key.public().as_ref());
+            let e = Signer::from_bytes("app".into(), pfx, Some("wrong"))
                 .err()
                 .unwrap();
             assert!(

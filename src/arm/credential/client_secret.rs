@@ -33,7 +33,6 @@ mod tests {
     use super::*;
     use crate::arm::credential::test_support::*;
     use crate::arm::testutil::{Response, TestServer};
-    use std::sync::atomic::{AtomicU32, Ordering};
 
     #[tokio::test]
     async fn client_secret_success_and_rejection_never_leaks_secret() {
@@ -49,28 +48,24 @@ mod tests {
             }
         })
         .await;
-        let ok = ClientSecretCredential {
-            authority: authority(&server),
-            client_id: "app".into(),
-            secret: "right-secret".into(),
+        let token_with = |secret: &str| {
+            let credential = ClientSecretCredential {
+                authority: authority(&server),
+                client_id: "app".into(),
+                secret: secret.into(),
+            };
+            async move {
+                credential
+                    .get_token("https://management.core.windows.net/.default")
+                    .await
+            }
         };
-        let t = ok
-            .get_token("https://management.core.windows.net/.default")
-            .await
-            .unwrap();
+        let t = token_with("right-secret").await.unwrap();
         assert_eq!(t.token, "tok-1");
         assert!(t.expires_on > SystemTime::now() + Duration::from_secs(3000));
         assert!(!format!("{t:?}").contains("tok-1"));
 
-        let bad = ClientSecretCredential {
-            authority: authority(&server),
-            client_id: "app".into(),
-            secret: "wrong-secret-value".into(),
-        };
-        let e = bad
-            .get_token("https://management.core.windows.net/.default")
-            .await
-            .unwrap_err();
+        let e = token_with("wrong-secret-value").await.unwrap_err();
         let text = e.to_string();
         assert!(
             text.contains("invalid_client") && text.contains("AADSTS7000215"),
@@ -82,15 +77,11 @@ mod tests {
 
     #[tokio::test]
     async fn token_endpoint_5xx_is_retried() {
-        let n = Arc::new(AtomicU32::new(0));
-        let n2 = n.clone();
-        let server = TestServer::start(move |_| {
-            if n2.fetch_add(1, Ordering::SeqCst) == 0 {
-                Response::json(503, "busy")
-            } else {
-                Response::json(200, r#"{"expires_in":3600,"access_token":"tok"}"#)
-            }
-        })
+        let server = TestServer::failing_first(
+            1,
+            Response::json(503, "busy"),
+            Response::json(200, r#"{"expires_in":3600,"access_token":"tok"}"#),
+        )
         .await;
         let cred = ClientSecretCredential {
             authority: authority(&server),
@@ -98,12 +89,12 @@ mod tests {
             secret: "s".into(),
         };
         assert_eq!(cred.get_token("s/.default").await.unwrap().token, "tok");
-        assert_eq!(n.load(Ordering::SeqCst), 2);
+        assert_eq!(server.recorded().len(), 2);
     }
 
     #[tokio::test]
     async fn untrusted_ca_gives_hint() {
-        let server = TestServer::start(|_| Response::json(200, "{}")).await;
+        let server = TestServer::answering(Response::json(200, "{}")).await;
         let a = Authority {
             http: reqwest::Client::builder().use_rustls_tls().build().unwrap(),
             host: server.url(),
@@ -121,7 +112,7 @@ mod tests {
 
     #[tokio::test]
     async fn host_name_mismatch_gets_its_own_hint() {
-        let server = TestServer::start(|_| Response::json(200, "{}")).await;
+        let server = TestServer::answering(Response::json(200, "{}")).await;
         let cred = ClientSecretCredential {
             authority: Authority {
                 // The CA is trusted; the name is not one the certificate lists.

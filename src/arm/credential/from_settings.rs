@@ -68,7 +68,7 @@ pub fn credential_from_settings(
         _ => None,
     };
     if let Some((origin, bytes)) = cert {
-        let cred = ClientCertificateCredential::from_bytes(
+        let cred = AssertionCredential::client_certificate(
             authority(CERT_FLOW)?,
             need_client(CERT_FLOW)?,
             &bytes,
@@ -124,7 +124,7 @@ pub fn credential_from_settings(
         };
         sources.push((
             OIDC_FLOW.into(),
-            Arc::new(OidcCredential::new(
+            Arc::new(AssertionCredential::oidc(
                 authority(OIDC_FLOW)?,
                 need_client(OIDC_FLOW)?,
                 source,

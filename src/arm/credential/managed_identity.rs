@@ -46,18 +46,8 @@ impl TokenCredential for ManagedIdentityCredential {
                 None => req.header("Metadata", "true"),
             };
             let shown = format!("{}{}", u.origin().ascii_serialization(), u.path());
-            let resp = req.send().await.map_err(|e| AuthError::Transport {
-                flow: MSI_FLOW,
-                message: format!(
-                    "GET {shown}: {} (is this running on Azure with a managed identity?)",
-                    crate::arm::client::describe_reqwest_error(&e)
-                ),
-            })?;
-            let status = resp.status().as_u16();
-            let body = resp.bytes().await.map_err(|e| AuthError::Transport {
-                flow: MSI_FLOW,
-                message: format!("GET {shown}: {e}"),
-            })?;
+            let hint = " (is this running on Azure with a managed identity?)";
+            let (status, body) = get_answer(MSI_FLOW, req, &shown, hint).await?;
             if status != 200 {
                 let detail = serde_json::from_slice::<AadError>(&body)
                     .map(|e| {
@@ -95,12 +85,7 @@ mod tests {
     async fn managed_identity_endpoint() {
         let server = TestServer::start(|req| {
             assert_eq!(req.header("metadata"), Some("true"));
-            assert!(
-                req.path
-                    .contains("resource=https%3A%2F%2Fmanagement.core.windows.net%2F"),
-                "{}",
-                req.path
-            );
+            req.assert_path_has("resource=https%3A%2F%2Fmanagement.core.windows.net%2F");
             Response::json(
                 200,
                 r#"{"access_token":"msi-tok","expires_on":"4102444800","token_type":"Bearer"}"#,

@@ -20,20 +20,43 @@ mod sdk;
 pub use azure_cli::AzureCliCredential;
 pub use cache::TokenCache;
 pub use chain::ChainedCredential;
-pub use client_certificate::ClientCertificateCredential;
 pub use client_secret::ClientSecretCredential;
 pub use from_settings::credential_from_settings;
 pub use managed_identity::ManagedIdentityCredential;
-pub use oidc::{OidcCredential, OidcSource};
+pub use oidc::OidcSource;
+pub use sdk::AssertionCredential;
 
 use azure_cli::CLI_FLOW;
 use client_certificate::CERT_FLOW;
+/// Sends a token source's GET and reads its whole answer (status, body). Errors name the flow
+/// and `shown`, the URL without what may be secret; `hint` follows a failure to connect.
+async fn get_answer(
+    flow: &'static str,
+    request: reqwest::RequestBuilder,
+    shown: &str,
+    hint: &str,
+) -> Result<(u16, Vec<u8>), AuthError> {
+    let failed = |message: String| AuthError::Transport {
+        flow,
+        message: format!("GET {shown}: {message}"),
+    };
+    let resp = request.send().await.map_err(|e| {
+        failed(format!(
+            "{}{hint}",
+            crate::arm::client::describe_reqwest_error(&e)
+        ))
+    })?;
+    let status = resp.status().as_u16();
+    let body = resp.bytes().await.map_err(|e| failed(e.to_string()))?;
+    Ok((status, body.to_vec()))
+}
+
 #[cfg(test)]
 use entra::JWT_BEARER;
 use entra::{expiry, AadError, AadTokenResponse, Authority};
 use managed_identity::{IMDS, MSI_FLOW};
 use oidc::OIDC_FLOW;
-use sdk::{assertion_token, config_error, from_sdk, innermost_message, sdk_token, AssertionSource};
+use sdk::{config_error, from_sdk, innermost_message, sdk_token, AssertionSource};
 
 use super::settings::ArmSettings;
 use crate::arm::error::AuthError;

@@ -20,13 +20,6 @@ pub enum OidcSource {
     },
 }
 
-/// Workload identity federation: exchanges an external OIDC token for an ARM token.
-pub struct OidcCredential {
-    authority: Authority,
-    client_id: String,
-    external: Arc<ExternalToken>,
-}
-
 /// Where the external token comes from, and the client that requests it.
 struct ExternalToken {
     source: OidcSource,
@@ -35,16 +28,14 @@ struct ExternalToken {
 
 pub(super) const OIDC_FLOW: &str = "oidc";
 
-impl OidcCredential {
-    pub(super) fn new(authority: Authority, client_id: String, source: OidcSource) -> Self {
-        OidcCredential {
-            external: Arc::new(ExternalToken {
-                source,
-                http: authority.http.clone(),
-            }),
-            authority,
-            client_id,
-        }
+impl AssertionCredential {
+    /// Workload identity federation: exchanges an external OIDC token for an ARM token.
+    pub(super) fn oidc(authority: Authority, client_id: String, source: OidcSource) -> Self {
+        let external = ExternalToken {
+            source,
+            http: authority.http.clone(),
+        };
+        Self::new(OIDC_FLOW, authority, client_id, Arc::new(external))
     }
 }
 
@@ -76,29 +67,16 @@ impl ExternalToken {
                 u.query_pairs_mut()
                     .append_pair("audience", "api://AzureADTokenExchange");
                 let shown = crate::arm::error::Redacted(u.as_str()).to_string();
-                let resp = self
+                let request = self
                     .http
                     .get(u)
                     .bearer_auth(token)
-                    .header("Accept", "application/json")
-                    .send()
-                    .await
-                    .map_err(|e| AuthError::Transport {
-                        flow: OIDC_FLOW,
-                        message: format!(
-                            "GET {shown}: {}",
-                            crate::arm::client::describe_reqwest_error(&e)
-                        ),
-                    })?;
-                let status = resp.status().as_u16();
+                    .header("Accept", "application/json");
+                let (status, body) = get_answer(OIDC_FLOW, request, &shown, "").await?;
                 #[derive(Deserialize)]
                 struct IdToken {
                     value: String,
                 }
-                let body = resp.bytes().await.map_err(|e| AuthError::Transport {
-                    flow: OIDC_FLOW,
-                    message: format!("GET {shown}: {e}"),
-                })?;
                 if status != 200 {
                     return Err(AuthError::Transport {
                         flow: OIDC_FLOW,
@@ -116,15 +94,6 @@ impl ExternalToken {
     }
 }
 
-impl TokenCredential for OidcCredential {
-    fn get_token<'a>(&'a self, scope: &'a str) -> TokenFuture<'a> {
-        boxed(async move {
-            let source: Arc<dyn AssertionSource> = self.external.clone();
-            assertion_token(OIDC_FLOW, &self.authority, &self.client_id, &source, scope).await
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,12 +105,7 @@ mod tests {
         let server = TestServer::start(|req| {
             if req.path.starts_with("/gh") {
                 assert_eq!(req.header("authorization"), Some("Bearer gh-req-token"));
-                assert!(
-                    req.path
-                        .contains("audience=api%3A%2F%2FAzureADTokenExchange"),
-                    "{}",
-                    req.path
-                );
+                req.assert_path_has("audience=api%3A%2F%2FAzureADTokenExchange");
                 return Response::json(200, r#"{"value":"github-jwt"}"#);
             }
             let f = form(&req.body);
@@ -149,7 +113,7 @@ mod tests {
             Response::json(200, r#"{"expires_in":3600,"access_token":"oidc-tok"}"#)
         })
         .await;
-        let cred = OidcCredential::new(
+        let cred = AssertionCredential::oidc(
             authority(&server),
             "app".into(),
             OidcSource::Request {
@@ -169,7 +133,7 @@ mod tests {
             Response::json(200, r#"{"expires_in":3600,"access_token":"wi-tok"}"#)
         })
         .await;
-        let cred = OidcCredential::new(
+        let cred = AssertionCredential::oidc(
             authority(&server2),
             "app".into(),
             OidcSource::File(file.to_string_lossy().into_owned()),

@@ -359,6 +359,44 @@ impl azure_identity::ClientAssertion for Assertion {
     }
 }
 
+/// A client that proves itself with an assertion (a JWT it signs with its certificate, or a
+/// federated OIDC token) which azure_identity's `ClientAssertionCredential` exchanges for a
+/// token; the `flow` names which in errors.
+pub struct AssertionCredential {
+    flow: &'static str,
+    authority: Authority,
+    client_id: String,
+    source: Arc<dyn AssertionSource>,
+}
+
+impl AssertionCredential {
+    pub(super) fn new(
+        flow: &'static str,
+        authority: Authority,
+        client_id: String,
+        source: Arc<dyn AssertionSource>,
+    ) -> Self {
+        AssertionCredential {
+            flow,
+            authority,
+            client_id,
+            source,
+        }
+    }
+}
+
+impl TokenCredential for AssertionCredential {
+    fn get_token<'a>(&'a self, scope: &'a str) -> TokenFuture<'a> {
+        let Self {
+            flow,
+            authority,
+            client_id,
+            source,
+        } = self;
+        boxed(assertion_token(flow, authority, client_id, source, scope))
+    }
+}
+
 /// A token from azure_identity's `ClientAssertionCredential` fed by `source`.
 pub(super) async fn assertion_token(
     flow: &'static str,
@@ -396,12 +434,10 @@ mod tests {
     /// option, so what they hold must never reach Entra ID.
     #[tokio::test]
     async fn stray_azure_variables_do_not_change_the_identity() {
-        let dir = std::env::temp_dir().join(format!("akspolicy-stray-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let stray_file = dir.join("stray-token");
-        std::fs::write(&stray_file, "stray-jwt").unwrap();
-        let our_file = dir.join("our-token");
-        std::fs::write(&our_file, "our-jwt\n").unwrap();
+        use crate::arm::testutil::{fresh_dir, write_file};
+        let dir = fresh_dir("akspolicy-stray");
+        let stray_file = write_file(&dir, "stray-token", "stray-jwt");
+        let our_file = write_file(&dir, "our-token", "our-jwt\n");
         // Set once and never removed: no other test reads them, and all values are foreign.
         for (k, v) in [
             ("AZURE_CLIENT_ID", "stray-client"),
@@ -413,9 +449,10 @@ mod tests {
             std::env::set_var(k, v);
         }
 
-        let server = TestServer::start(|_| {
-            Response::json(200, r#"{"expires_in":3600,"access_token":"tok"}"#)
-        })
+        let server = TestServer::answering(Response::json(
+            200,
+            r#"{"expires_in":3600,"access_token":"tok"}"#,
+        ))
         .await;
         let pem = dir.join("cert.pem");
         std::fs::write(&pem, include_bytes!("../testdata/test-client-cert.pem")).unwrap();
@@ -572,7 +609,7 @@ mod tests {
                 })
             }
         }
-        let server = TestServer::start(|_| Response::json(200, "{}")).await;
+        let server = TestServer::answering(Response::json(200, "{}")).await;
         let source: Arc<dyn AssertionSource> = Arc::new(Broken);
         let e = assertion_token(OIDC_FLOW, &authority(&server), "app", &source, SCOPE)
             .await

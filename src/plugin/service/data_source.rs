@@ -1,15 +1,12 @@
 //! ValidateDataSourceConfig and ReadDataSource.
 
-use tonic::{Request, Response};
-
 use super::convert::{decode, diagnostics_to_proto, encode};
-use super::{pb, ProviderService, RpcResult};
+use super::{pb, ProviderService};
 
 pub(super) fn validate_config(
     service: &ProviderService,
-    request: Request<pb::validate_data_source_config::Request>,
-) -> RpcResult<pb::validate_data_source_config::Response> {
-    let req = request.into_inner();
+    req: pb::validate_data_source_config::Request,
+) -> pb::validate_data_source_config::Response {
     let diags = match service
         .data_source_type(&req.type_name)
         .and_then(|ty| decode(req.config.as_ref(), &ty, "configuration", &req.type_name))
@@ -19,16 +16,15 @@ pub(super) fn validate_config(
             .validate_data_source_config(&req.type_name, &config),
         Err(d) => d,
     };
-    Ok(Response::new(pb::validate_data_source_config::Response {
+    pb::validate_data_source_config::Response {
         diagnostics: diagnostics_to_proto(diags),
-    }))
+    }
 }
 
 pub(super) async fn read(
     service: &ProviderService,
-    request: Request<pb::read_data_source::Request>,
-) -> RpcResult<pb::read_data_source::Response> {
-    let req = request.into_inner();
+    req: pb::read_data_source::Request,
+) -> pb::read_data_source::Response {
     let type_name = req.type_name.clone();
     let decoded = service.data_source_type(&type_name).and_then(|ty| {
         let config = decode(req.config.as_ref(), &ty, "configuration", &type_name)?;
@@ -37,17 +33,17 @@ pub(super) async fn read(
     let (ty, config) = match decoded {
         Ok(v) => v,
         Err(diags) => {
-            return Ok(Response::new(pb::read_data_source::Response {
+            return pb::read_data_source::Response {
                 diagnostics: diagnostics_to_proto(diags),
                 ..Default::default()
-            }))
+            }
         }
     };
     let (state, mut diags) = service.server.read_data_source(&type_name, config).await;
     let state = encode(&state, &ty, "state", &type_name, &mut diags);
-    Ok(Response::new(pb::read_data_source::Response {
+    pb::read_data_source::Response {
         state,
         diagnostics: diagnostics_to_proto(diags),
         deferred: None,
-    }))
+    }
 }

@@ -2,12 +2,10 @@
 
 use std::collections::HashMap;
 
-use tonic::{Request, Response};
-
 use crate::framework::function::FunctionSignature;
 use crate::plugin::wire::{self, types::type_to_json_bytes};
 
-use super::{pb, ProviderService, RpcResult};
+use super::{pb, ProviderService};
 
 impl ProviderService {
     pub(super) fn functions(&self) -> HashMap<String, pb::Function> {
@@ -18,26 +16,23 @@ impl ProviderService {
     }
 }
 
-pub(super) fn list(service: &ProviderService) -> RpcResult<pb::get_functions::Response> {
-    Ok(Response::new(pb::get_functions::Response {
+pub(super) fn list(service: &ProviderService) -> pb::get_functions::Response {
+    pb::get_functions::Response {
         functions: service.functions(),
         diagnostics: Vec::new(),
-    }))
+    }
 }
 
 pub(super) fn call(
     service: &ProviderService,
-    request: Request<pb::call_function::Request>,
-) -> RpcResult<pb::call_function::Response> {
-    let request = request.into_inner();
-    let failed = |text: String, argument: Option<usize>| {
-        Ok(Response::new(pb::call_function::Response {
-            result: None,
-            error: Some(pb::FunctionError {
-                text,
-                function_argument: argument.map(|a| a as i64),
-            }),
-        }))
+    request: pb::call_function::Request,
+) -> pb::call_function::Response {
+    let failed = |text: String, argument: Option<usize>| pb::call_function::Response {
+        result: None,
+        error: Some(pb::FunctionError {
+            text,
+            function_argument: argument.map(|a| a as i64),
+        }),
     };
     let Some((function, signature)) = service.server.function(&request.name) else {
         let offered: Vec<&str> = service
@@ -84,10 +79,10 @@ pub(super) fn call(
     }
     match function.call(&arguments) {
         Ok(value) => match wire::encode_dynamic_value(&value, &signature.returns) {
-            Ok(result) => Ok(Response::new(pb::call_function::Response {
+            Ok(result) => pb::call_function::Response {
                 result: Some(result),
                 error: None,
-            })),
+            },
             Err(e) => failed(format!("encoding the result: {e}"), None),
         },
         Err(e) => failed(e.text, e.argument),

@@ -70,159 +70,51 @@ impl ProviderService {
     }
 }
 
-#[tonic::async_trait]
-impl Provider for ProviderService {
-    async fn get_metadata(
-        &self,
-        _request: Request<pb::get_metadata::Request>,
-    ) -> RpcResult<pb::get_metadata::Response> {
-        schema::metadata(self)
-    }
+/// Writes the `Provider` impl: every RPC answers OK (failures travel as diagnostics in the
+/// response), so each handler takes the decoded request and returns the response itself.
+/// `|service, request| body` names what the body reads; `_` for what it does not.
+macro_rules! provider_rpcs {
+    ($($rpc:ident($message:ident) = |$service:tt, $request:tt| $body:expr;)*) => {
+        #[tonic::async_trait]
+        impl Provider for ProviderService {
+            $(
+                async fn $rpc(
+                    &self,
+                    request: Request<pb::$message::Request>,
+                ) -> RpcResult<pb::$message::Response> {
+                    let ($service, $request) = (self, request.into_inner());
+                    Ok(Response::new($body))
+                }
+            )*
+        }
+    };
+}
 
-    async fn get_schema(
-        &self,
-        _request: Request<pb::get_provider_schema::Request>,
-    ) -> RpcResult<pb::get_provider_schema::Response> {
-        schema::provider_schema(self)
-    }
-
-    async fn get_resource_identity_schemas(
-        &self,
-        _request: Request<pb::get_resource_identity_schemas::Request>,
-    ) -> RpcResult<pb::get_resource_identity_schemas::Response> {
-        schema::identity_schemas()
-    }
-
-    async fn prepare_provider_config(
-        &self,
-        request: Request<pb::prepare_provider_config::Request>,
-    ) -> RpcResult<pb::prepare_provider_config::Response> {
-        provider_config::prepare(self, request)
-    }
-
-    async fn configure(
-        &self,
-        request: Request<pb::configure::Request>,
-    ) -> RpcResult<pb::configure::Response> {
-        provider_config::configure(self, request).await
-    }
-
-    async fn validate_resource_type_config(
-        &self,
-        request: Request<pb::validate_resource_type_config::Request>,
-    ) -> RpcResult<pb::validate_resource_type_config::Response> {
-        resource::validate_config(self, request).await
-    }
-
-    async fn upgrade_resource_state(
-        &self,
-        request: Request<pb::upgrade_resource_state::Request>,
-    ) -> RpcResult<pb::upgrade_resource_state::Response> {
-        resource::upgrade_state(self, request)
-    }
-
-    async fn read_resource(
-        &self,
-        request: Request<pb::read_resource::Request>,
-    ) -> RpcResult<pb::read_resource::Response> {
-        resource::read(self, request).await
-    }
-
-    async fn plan_resource_change(
-        &self,
-        request: Request<pb::plan_resource_change::Request>,
-    ) -> RpcResult<pb::plan_resource_change::Response> {
-        resource::plan(self, request).await
-    }
-
-    async fn apply_resource_change(
-        &self,
-        request: Request<pb::apply_resource_change::Request>,
-    ) -> RpcResult<pb::apply_resource_change::Response> {
-        resource::apply(self, request).await
-    }
-
-    async fn import_resource_state(
-        &self,
-        request: Request<pb::import_resource_state::Request>,
-    ) -> RpcResult<pb::import_resource_state::Response> {
-        resource::import(self, request).await
-    }
-
-    async fn validate_data_source_config(
-        &self,
-        request: Request<pb::validate_data_source_config::Request>,
-    ) -> RpcResult<pb::validate_data_source_config::Response> {
-        data_source::validate_config(self, request)
-    }
-
-    async fn read_data_source(
-        &self,
-        request: Request<pb::read_data_source::Request>,
-    ) -> RpcResult<pb::read_data_source::Response> {
-        data_source::read(self, request).await
-    }
-
-    async fn get_functions(
-        &self,
-        _request: Request<pb::get_functions::Request>,
-    ) -> RpcResult<pb::get_functions::Response> {
-        function::list(self)
-    }
-
-    async fn call_function(
-        &self,
-        request: Request<pb::call_function::Request>,
-    ) -> RpcResult<pb::call_function::Response> {
-        function::call(self, request)
-    }
-
-    async fn upgrade_resource_identity(
-        &self,
-        _request: Request<pb::upgrade_resource_identity::Request>,
-    ) -> RpcResult<pb::upgrade_resource_identity::Response> {
-        unsupported::upgrade_identity()
-    }
-
-    async fn move_resource_state(
-        &self,
-        _request: Request<pb::move_resource_state::Request>,
-    ) -> RpcResult<pb::move_resource_state::Response> {
-        unsupported::move_state()
-    }
-
-    async fn validate_ephemeral_resource_config(
-        &self,
-        _request: Request<pb::validate_ephemeral_resource_config::Request>,
-    ) -> RpcResult<pb::validate_ephemeral_resource_config::Response> {
-        unsupported::validate_ephemeral()
-    }
-
-    async fn open_ephemeral_resource(
-        &self,
-        _request: Request<pb::open_ephemeral_resource::Request>,
-    ) -> RpcResult<pb::open_ephemeral_resource::Response> {
-        unsupported::open_ephemeral()
-    }
-
-    async fn renew_ephemeral_resource(
-        &self,
-        _request: Request<pb::renew_ephemeral_resource::Request>,
-    ) -> RpcResult<pb::renew_ephemeral_resource::Response> {
-        unsupported::renew_ephemeral()
-    }
-
-    async fn close_ephemeral_resource(
-        &self,
-        _request: Request<pb::close_ephemeral_resource::Request>,
-    ) -> RpcResult<pb::close_ephemeral_resource::Response> {
-        unsupported::close_ephemeral()
-    }
-    async fn stop(&self, _request: Request<pb::stop::Request>) -> RpcResult<pb::stop::Response> {
+provider_rpcs! {
+    get_metadata(get_metadata) = |service, _| schema::metadata(service);
+    get_schema(get_provider_schema) = |service, _| schema::provider_schema(service);
+    get_resource_identity_schemas(get_resource_identity_schemas) = |_, _| schema::identity_schemas();
+    prepare_provider_config(prepare_provider_config) = |service, request| provider_config::prepare(service, request);
+    configure(configure) = |service, request| provider_config::configure(service, request).await;
+    validate_resource_type_config(validate_resource_type_config) = |service, request| resource::validate_config(service, request).await;
+    upgrade_resource_state(upgrade_resource_state) = |service, request| resource::upgrade_state(service, request);
+    read_resource(read_resource) = |service, request| resource::read(service, request).await;
+    plan_resource_change(plan_resource_change) = |service, request| resource::plan(service, request).await;
+    apply_resource_change(apply_resource_change) = |service, request| resource::apply(service, request).await;
+    import_resource_state(import_resource_state) = |service, request| resource::import(service, request).await;
+    validate_data_source_config(validate_data_source_config) = |service, request| data_source::validate_config(service, request);
+    read_data_source(read_data_source) = |service, request| data_source::read(service, request).await;
+    get_functions(get_functions) = |service, _| function::list(service);
+    call_function(call_function) = |service, request| function::call(service, request);
+    upgrade_resource_identity(upgrade_resource_identity) = |_, _| unsupported::upgrade_identity();
+    move_resource_state(move_resource_state) = |_, _| unsupported::move_state();
+    validate_ephemeral_resource_config(validate_ephemeral_resource_config) = |_, _| unsupported::validate_ephemeral();
+    open_ephemeral_resource(open_ephemeral_resource) = |_, _| unsupported::open_ephemeral();
+    renew_ephemeral_resource(renew_ephemeral_resource) = |_, _| unsupported::renew_ephemeral();
+    close_ephemeral_resource(close_ephemeral_resource) = |_, _| unsupported::close_ephemeral();
+    stop(stop) = |service, _| {
         log::debug!("plugin: Stop received; cancelling in-flight calls");
-        self.server.stop();
-        Ok(Response::new(pb::stop::Response {
-            error: String::new(),
-        }))
-    }
+        service.server.stop();
+        pb::stop::Response { error: String::new() }
+    };
 }

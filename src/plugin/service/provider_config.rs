@@ -1,33 +1,29 @@
 //! PrepareProviderConfig and ConfigureProvider: the provider block.
 
-use tonic::{Request, Response};
-
 use crate::framework::{Diagnostics, Value};
 
 use super::convert::{decode, diagnostics_to_proto};
-use super::{pb, ProviderService, RpcResult};
+use super::{pb, ProviderService};
 
 pub(super) fn prepare(
     service: &ProviderService,
-    request: Request<pb::prepare_provider_config::Request>,
-) -> RpcResult<pb::prepare_provider_config::Response> {
-    let req = request.into_inner();
+    req: pb::prepare_provider_config::Request,
+) -> pb::prepare_provider_config::Response {
     let diags = match decode_config(service, req.config.as_ref()) {
         Ok(config) => service.server.validate_provider_config(&config),
         Err(d) => d,
     };
     // Terraform ignores prepared_config beyond decoding it; echoing the input is exact.
-    Ok(Response::new(pb::prepare_provider_config::Response {
+    pb::prepare_provider_config::Response {
         prepared_config: req.config,
         diagnostics: diagnostics_to_proto(diags),
-    }))
+    }
 }
 
 pub(super) async fn configure(
     service: &ProviderService,
-    request: Request<pb::configure::Request>,
-) -> RpcResult<pb::configure::Response> {
-    let req = request.into_inner();
+    req: pb::configure::Request,
+) -> pb::configure::Response {
     let diags = match decode_config(service, req.config.as_ref()) {
         Ok(config) => {
             service
@@ -37,9 +33,9 @@ pub(super) async fn configure(
         }
         Err(d) => d,
     };
-    Ok(Response::new(pb::configure::Response {
+    pb::configure::Response {
         diagnostics: diagnostics_to_proto(diags),
-    }))
+    }
 }
 
 /// The provider block as Terraform sent it, decoded with the provider schema.

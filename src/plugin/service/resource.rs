@@ -1,20 +1,17 @@
 //! The RPCs of a managed resource's lifecycle: validate, upgrade stored state, read, plan,
 //! apply and import.
 
-use tonic::{Request, Response};
-
 use crate::framework::server::{ApplyResourceRequest, PlanRequest};
 use crate::framework::{Diagnostic, Diagnostics, Type, Value};
 use crate::plugin::wire::{self, WireError};
 
 use super::convert::{decode, decode_error, diagnostics_to_proto, encode, path_to_proto};
-use super::{pb, ProviderService, RpcResult};
+use super::{pb, ProviderService};
 
 pub(super) async fn validate_config(
     service: &ProviderService,
-    request: Request<pb::validate_resource_type_config::Request>,
-) -> RpcResult<pb::validate_resource_type_config::Response> {
-    let req = request.into_inner();
+    req: pb::validate_resource_type_config::Request,
+) -> pb::validate_resource_type_config::Response {
     let diags = match service
         .resource_type(&req.type_name)
         .and_then(|ty| decode(req.config.as_ref(), &ty, "configuration", &req.type_name))
@@ -41,16 +38,15 @@ pub(super) async fn validate_config(
         }
         Err(d) => d,
     };
-    Ok(Response::new(pb::validate_resource_type_config::Response {
+    pb::validate_resource_type_config::Response {
         diagnostics: diagnostics_to_proto(diags),
-    }))
+    }
 }
 
 pub(super) fn upgrade_state(
     service: &ProviderService,
-    request: Request<pb::upgrade_resource_state::Request>,
-) -> RpcResult<pb::upgrade_resource_state::Response> {
-    let req = request.into_inner();
+    req: pb::upgrade_resource_state::Request,
+) -> pb::upgrade_resource_state::Response {
     let type_name = req.type_name.as_str();
     let result = (|| {
         let ty = service.resource_type(type_name)?;
@@ -85,26 +81,25 @@ pub(super) fn upgrade_state(
             .map_err(|e| decode_error("stored state", type_name, &e))?;
         Ok((value, ty, Diagnostics::new()))
     })();
-    answer(match result {
+    match result {
         Ok((value, ty, mut diags)) => {
             let upgraded_state = encode(&value, &ty, "state", type_name, &mut diags);
-            Ok(pb::upgrade_resource_state::Response {
+            pb::upgrade_resource_state::Response {
                 upgraded_state,
                 diagnostics: diagnostics_to_proto(diags),
-            })
+            }
         }
-        Err(diags) => Err(pb::upgrade_resource_state::Response {
+        Err(diags) => pb::upgrade_resource_state::Response {
             upgraded_state: None,
             diagnostics: diagnostics_to_proto(diags),
-        }),
-    })
+        },
+    }
 }
 
 pub(super) async fn read(
     service: &ProviderService,
-    request: Request<pb::read_resource::Request>,
-) -> RpcResult<pb::read_resource::Response> {
-    let req = request.into_inner();
+    req: pb::read_resource::Request,
+) -> pb::read_resource::Response {
     let type_name = req.type_name.clone();
     let decoded = service.resource_type(&type_name).and_then(|ty| {
         let state = decode(req.current_state.as_ref(), &ty, "current state", &type_name)?;
@@ -114,13 +109,13 @@ pub(super) async fn read(
         Ok(v) => v,
         Err(diags) => {
             // Echo what Terraform sent so a decode problem never drops the object.
-            return Ok(Response::new(pb::read_resource::Response {
+            return pb::read_resource::Response {
                 new_state: req.current_state,
                 diagnostics: diagnostics_to_proto(diags),
                 private: req.private,
                 deferred: None,
                 new_identity: None,
-            }));
+            };
         }
     };
     let resp = service
@@ -129,20 +124,19 @@ pub(super) async fn read(
         .await;
     let mut diags = resp.diagnostics;
     let new_state = encode(&resp.new_state, &ty, "state", &type_name, &mut diags);
-    Ok(Response::new(pb::read_resource::Response {
+    pb::read_resource::Response {
         new_state,
         diagnostics: diagnostics_to_proto(diags),
         private: resp.private,
         deferred: None,
         new_identity: None,
-    }))
+    }
 }
 
 pub(super) async fn plan(
     service: &ProviderService,
-    request: Request<pb::plan_resource_change::Request>,
-) -> RpcResult<pb::plan_resource_change::Response> {
-    let req = request.into_inner();
+    req: pb::plan_resource_change::Request,
+) -> pb::plan_resource_change::Response {
     let type_name = req.type_name.clone();
     let decoded = decode_change(
         service,
@@ -154,12 +148,12 @@ pub(super) async fn plan(
     let (ty, prior_state, proposed_new_state, config) = match decoded {
         Ok(v) => v,
         Err(diags) => {
-            return Ok(Response::new(pb::plan_resource_change::Response {
+            return pb::plan_resource_change::Response {
                 planned_state: req.proposed_new_state,
                 planned_private: req.prior_private,
                 diagnostics: diagnostics_to_proto(diags),
                 ..Default::default()
-            }))
+            }
         }
     };
     let resp = service
@@ -174,7 +168,7 @@ pub(super) async fn plan(
         .await;
     let mut diags = resp.diagnostics;
     let planned_state = encode(&resp.planned_state, &ty, "plan", &type_name, &mut diags);
-    Ok(Response::new(pb::plan_resource_change::Response {
+    pb::plan_resource_change::Response {
         planned_state,
         requires_replace: resp
             .requires_replace
@@ -186,14 +180,13 @@ pub(super) async fn plan(
         legacy_type_system: false,
         deferred: None,
         planned_identity: None,
-    }))
+    }
 }
 
 pub(super) async fn apply(
     service: &ProviderService,
-    request: Request<pb::apply_resource_change::Request>,
-) -> RpcResult<pb::apply_resource_change::Response> {
-    let req = request.into_inner();
+    req: pb::apply_resource_change::Request,
+) -> pb::apply_resource_change::Response {
     let type_name = req.type_name.clone();
     let decoded = decode_change(
         service,
@@ -206,12 +199,12 @@ pub(super) async fn apply(
         Ok(v) => v,
         Err(diags) => {
             // Keep the prior object in state: nothing was changed remotely.
-            return Ok(Response::new(pb::apply_resource_change::Response {
+            return pb::apply_resource_change::Response {
                 new_state: req.prior_state,
                 private: req.planned_private,
                 diagnostics: diagnostics_to_proto(diags),
                 ..Default::default()
-            }));
+            };
         }
     };
     let resp = service
@@ -226,25 +219,24 @@ pub(super) async fn apply(
         .await;
     let mut diags = resp.diagnostics;
     let new_state = encode(&resp.new_state, &ty, "new state", &type_name, &mut diags);
-    Ok(Response::new(pb::apply_resource_change::Response {
+    pb::apply_resource_change::Response {
         new_state,
         private: resp.private,
         diagnostics: diagnostics_to_proto(diags),
         legacy_type_system: false,
         new_identity: None,
-    }))
+    }
 }
 
 pub(super) async fn import(
     service: &ProviderService,
-    request: Request<pb::import_resource_state::Request>,
-) -> RpcResult<pb::import_resource_state::Response> {
-    let req = request.into_inner();
+    req: pb::import_resource_state::Request,
+) -> pb::import_resource_state::Response {
     if let Err(diags) = service.resource_type(&req.type_name) {
-        return Ok(Response::new(pb::import_resource_state::Response {
+        return pb::import_resource_state::Response {
             diagnostics: diagnostics_to_proto(diags),
             ..Default::default()
-        }));
+        };
     }
     let resp = service
         .server
@@ -269,18 +261,11 @@ pub(super) async fn import(
             });
         }
     }
-    Ok(Response::new(pb::import_resource_state::Response {
+    pb::import_resource_state::Response {
         imported_resources,
         diagnostics: diagnostics_to_proto(diags),
         deferred: None,
-    }))
-}
-
-/// Flattens a result whose Err is already an answer (it carries the diagnostics) into the answer.
-fn answer<T>(r: Result<T, T>) -> RpcResult<T> {
-    Ok(Response::new(match r {
-        Ok(v) | Err(v) => v,
-    }))
+    }
 }
 
 /// The three values a plan or an apply carries (prior state, the proposed or planned new

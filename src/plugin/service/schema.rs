@@ -2,13 +2,11 @@
 
 use std::collections::HashMap;
 
-use tonic::Response;
-
 use super::convert::schema_to_proto;
-use super::{pb, ProviderService, RpcResult};
+use super::{pb, ProviderService};
 
-pub(super) fn metadata(service: &ProviderService) -> RpcResult<pb::get_metadata::Response> {
-    Ok(Response::new(pb::get_metadata::Response {
+pub(super) fn metadata(service: &ProviderService) -> pb::get_metadata::Response {
+    pb::get_metadata::Response {
         server_capabilities: Some(server_capabilities()),
         diagnostics: Vec::new(),
         data_sources: service
@@ -33,12 +31,10 @@ pub(super) fn metadata(service: &ProviderService) -> RpcResult<pb::get_metadata:
             })
             .collect(),
         ephemeral_resources: Vec::new(),
-    }))
+    }
 }
 
-pub(super) fn provider_schema(
-    service: &ProviderService,
-) -> RpcResult<pb::get_provider_schema::Response> {
+pub(super) fn provider_schema(service: &ProviderService) -> pb::get_provider_schema::Response {
     let response = service.schema_response.get_or_init(|| {
         let resource_schemas: HashMap<String, pb::Schema> = service
             .server
@@ -61,14 +57,13 @@ pub(super) fn provider_schema(
             ephemeral_resource_schemas: HashMap::new(),
         }
     });
-    Ok(Response::new(response.clone()))
+    response.clone()
 }
 
-pub(super) fn identity_schemas() -> RpcResult<pb::get_resource_identity_schemas::Response> {
+pub(super) fn identity_schemas() -> pb::get_resource_identity_schemas::Response {
     // "No identities": an empty map, never an error (it would break every schema load).
-    Ok(Response::new(
-        pb::get_resource_identity_schemas::Response::default(),
-    ))
+
+    pb::get_resource_identity_schemas::Response::default()
 }
 
 fn server_capabilities() -> pb::ServerCapabilities {

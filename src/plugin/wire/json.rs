@@ -8,7 +8,7 @@ use serde_json::Value as J;
 use crate::framework::{Number, Type, Value};
 
 use super::msgpack::parse_number_text;
-use super::WireError;
+use super::{at, check_tuple_len, sequence, Step, WireError};
 
 /// Decodes JSON bytes as a value of type `ty`.
 ///
@@ -86,52 +86,35 @@ fn interpret(j: &J, ty: &Type, ignore: bool, path: &mut String) -> Result<Value,
         },
         Type::List(elem) | Type::Set(elem) => {
             let items = j.as_array().ok_or_else(|| wrong(path))?;
-            let mut out = Vec::with_capacity(items.len());
-            for (i, item) in items.iter().enumerate() {
-                let len = path.len();
-                path.push_str(&format!("[{i}]"));
-                let v = interpret(item, elem, ignore, path);
-                path.truncate(len);
-                out.push(v?);
-            }
-            Ok(if matches!(ty, Type::Set(_)) {
-                Value::Set(out)
-            } else {
-                Value::List(out)
-            })
+            let out = items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| at(path, Step::Index(i), |p| interpret(item, elem, ignore, p)))
+                .collect::<Result<_, _>>()?;
+            Ok(sequence(ty, out))
         }
         Type::Tuple(elems) => {
             let items = j.as_array().ok_or_else(|| wrong(path))?;
-            if items.len() != elems.len() {
-                return Err(WireError::mismatch(
-                    path,
-                    format!(
-                        "tuple with {} elements required, got {}",
-                        elems.len(),
-                        items.len()
-                    ),
-                ));
-            }
-            let mut out = Vec::with_capacity(items.len());
-            for (i, (item, ety)) in items.iter().zip(elems).enumerate() {
-                let len = path.len();
-                path.push_str(&format!("[{i}]"));
-                let v = interpret(item, ety, ignore, path);
-                path.truncate(len);
-                out.push(v?);
-            }
+            check_tuple_len(path, elems.len(), items.len())?;
+            let out = items
+                .iter()
+                .zip(elems)
+                .enumerate()
+                .map(|(i, (item, ety))| {
+                    at(path, Step::Index(i), |p| interpret(item, ety, ignore, p))
+                })
+                .collect::<Result<_, _>>()?;
             Ok(Value::Tuple(out))
         }
         Type::Map(elem) => {
             let entries = j.as_object().ok_or_else(|| wrong(path))?;
-            let mut out = BTreeMap::new();
-            for (k, item) in entries {
-                let len = path.len();
-                path.push_str(&format!("[{k:?}]"));
-                let v = interpret(item, elem, ignore, path);
-                path.truncate(len);
-                out.insert(k.clone(), v?);
-            }
+            let out = entries
+                .iter()
+                .map(|(k, item)| {
+                    let v = at(path, Step::Key(k), |p| interpret(item, elem, ignore, p))?;
+                    Ok((k.clone(), v))
+                })
+                .collect::<Result<_, _>>()?;
             Ok(Value::Map(out))
         }
         Type::Object(attrs) => {
@@ -147,11 +130,9 @@ fn interpret(j: &J, ty: &Type, ignore: bool, path: &mut String) -> Result<Value,
             let mut out = BTreeMap::new();
             for (k, aty) in attrs {
                 let item = entries.get(k).unwrap_or(&J::Null);
-                let len = path.len();
-                path.push('.');
-                path.push_str(k);
-                let v = interpret(item, aty, ignore, path);
-                path.truncate(len);
+                let v = at(path, Step::Attribute(k), |path| {
+                    interpret(item, aty, ignore, path)
+                });
                 out.insert(k.clone(), v?);
             }
             Ok(Value::Object(out))
@@ -195,13 +176,6 @@ fn to_json(value: &Value, ty: &Type, path: &mut String) -> Result<J, WireError> 
             "type": concrete.to_json(),
         }));
     }
-    let descend = |v: &Value, t: &Type, step: String, path: &mut String| {
-        let len = path.len();
-        path.push_str(&step);
-        let r = to_json(v, t, path);
-        path.truncate(len);
-        r
-    };
     match (ty, value) {
         (_, Value::Dynamic(_, inner)) => to_json(inner, ty, path),
         (Type::Bool, Value::Bool(b)) => Ok(J::Bool(*b)),
@@ -210,20 +184,23 @@ fn to_json(value: &Value, ty: &Type, path: &mut String) -> Result<J, WireError> 
         (Type::List(e) | Type::Set(e), Value::List(items) | Value::Set(items)) => items
             .iter()
             .enumerate()
-            .map(|(i, v)| descend(v, e, format!("[{i}]"), path))
+            .map(|(i, v)| at(path, Step::Index(i), |path| to_json(v, e, path)))
             .collect::<Result<Vec<_>, _>>()
             .map(J::Array),
         (Type::Tuple(elems), Value::Tuple(items)) if elems.len() == items.len() => items
             .iter()
             .zip(elems)
             .enumerate()
-            .map(|(i, (v, t))| descend(v, t, format!("[{i}]"), path))
+            .map(|(i, (v, t))| at(path, Step::Index(i), |path| to_json(v, t, path)))
             .collect::<Result<Vec<_>, _>>()
             .map(J::Array),
         (Type::Map(e), Value::Map(m)) => {
             let mut out = serde_json::Map::new();
             for (k, v) in m {
-                out.insert(k.clone(), descend(v, e, format!("[{k:?}]"), path)?);
+                out.insert(
+                    k.clone(),
+                    at(path, Step::Key(k), |path| to_json(v, e, path))?,
+                );
             }
             Ok(J::Object(out))
         }
@@ -231,7 +208,10 @@ fn to_json(value: &Value, ty: &Type, path: &mut String) -> Result<J, WireError> 
             let mut out = serde_json::Map::new();
             for (k, t) in attrs {
                 let v = m.get(k).unwrap_or(&Value::Null);
-                out.insert(k.clone(), descend(v, t, format!(".{k}"), path)?);
+                out.insert(
+                    k.clone(),
+                    at(path, Step::Attribute(k), |path| to_json(v, t, path))?,
+                );
             }
             Ok(J::Object(out))
         }
@@ -246,20 +226,14 @@ fn to_json(value: &Value, ty: &Type, path: &mut String) -> Result<J, WireError> 
 mod tests {
     use super::*;
 
-    fn obj(items: &[(&str, Value)]) -> Value {
-        Value::Object(
-            items
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.clone()))
-                .collect(),
-        )
-    }
-
     #[test]
     fn raw_state_missing_becomes_null_and_extra_is_ignored() {
         let ty = Type::object([("id", Type::String), ("name", Type::String)]);
         let v = decode(br#"{"id":"x","gone":1}"#, &ty, true).unwrap();
-        assert_eq!(v, obj(&[("id", Value::string("x")), ("name", Value::Null)]));
+        assert_eq!(
+            v,
+            Value::object([("id", Value::string("x")), ("name", Value::Null)])
+        );
         assert!(decode(br#"{"id":"x","gone":1}"#, &ty, false).is_err());
     }
 
@@ -314,7 +288,7 @@ mod tests {
         ]);
         let mut m = BTreeMap::new();
         m.insert("k".to_string(), Value::Bool(true));
-        let v = obj(&[
+        let v = Value::object([
             ("b", Value::Bool(false)),
             ("n", Value::from(-7i64)),
             ("s", Value::string("x")),
@@ -325,7 +299,7 @@ mod tests {
                 "t",
                 Value::Tuple(vec![Value::string("a"), Value::Bool(true)]),
             ),
-            ("o", obj(&[("x", Value::string("y"))])),
+            ("o", Value::object([("x", Value::string("y"))])),
             ("nul", Value::Null),
         ]);
         let j = encode(&v, &ty).unwrap();

@@ -46,6 +46,47 @@ impl WireError {
     }
 }
 
+/// One step down into a value, as error paths show it: `[0]`, `["key"]`, `.attribute`.
+pub(crate) enum Step<'a> {
+    Index(usize),
+    Key(&'a str),
+    Attribute(&'a str),
+}
+
+/// Runs `f` with `step` appended to the error path, which is restored whatever `f` returns.
+pub(crate) fn at<T>(path: &mut String, step: Step<'_>, f: impl FnOnce(&mut String) -> T) -> T {
+    use std::fmt::Write as _;
+    let len = path.len();
+    let _ = match step {
+        Step::Index(i) => write!(path, "[{i}]"),
+        Step::Key(k) => write!(path, "[{k:?}]"),
+        Step::Attribute(name) => write!(path, ".{name}"),
+    };
+    let r = f(path);
+    path.truncate(len);
+    r
+}
+
+/// A list or a set of `items`, as `ty` says.
+pub(crate) fn sequence(ty: &Type, items: Vec<Value>) -> Value {
+    if matches!(ty, Type::Set(_)) {
+        Value::Set(items)
+    } else {
+        Value::List(items)
+    }
+}
+
+/// A tuple value must have exactly as many elements as its type.
+pub(crate) fn check_tuple_len(path: &str, expected: usize, got: usize) -> Result<(), WireError> {
+    if expected == got {
+        return Ok(());
+    }
+    Err(WireError::mismatch(
+        path,
+        format!("tuple with {expected} elements required, got {got}"),
+    ))
+}
+
 /// Decodes a request's `DynamicValue` with `ty`: msgpack if present, else JSON, else null
 /// (Terraform's own reading of an empty DynamicValue).
 pub fn decode_dynamic_value(dv: Option<&DynamicValue>, ty: &Type) -> Result<Value, WireError> {

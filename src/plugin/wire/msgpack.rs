@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use crate::framework::{Number, Type, Value};
 
 use super::types::{type_from_json_bytes, type_to_json_bytes};
-use super::WireError;
+use super::{at, check_tuple_len, sequence, Step, WireError};
 
 /// Deeper nesting than any real schema; guards the recursive decoder against hostile input.
 const MAX_DEPTH: usize = 256;
@@ -307,19 +307,12 @@ fn interpret(raw: Raw, ty: &Type, path: &mut String) -> Result<Value, WireError>
                     format!("{ty} required, got {}", describe(&raw)),
                 ));
             };
-            let mut out = Vec::with_capacity(items.len());
-            for (i, item) in items.into_iter().enumerate() {
-                let len = path.len();
-                path.push_str(&format!("[{i}]"));
-                let v = interpret(item, elem, path);
-                path.truncate(len);
-                out.push(v?);
-            }
-            Ok(if matches!(ty, Type::Set(_)) {
-                Value::Set(out)
-            } else {
-                Value::List(out)
-            })
+            let out = items
+                .into_iter()
+                .enumerate()
+                .map(|(i, item)| at(path, Step::Index(i), |p| interpret(item, elem, p)))
+                .collect::<Result<_, _>>()?;
+            Ok(sequence(ty, out))
         }
         Type::Tuple(elems) => {
             let Raw::Array(items) = raw else {
@@ -328,36 +321,24 @@ fn interpret(raw: Raw, ty: &Type, path: &mut String) -> Result<Value, WireError>
                     format!("{ty} required, got {}", describe(&raw)),
                 ));
             };
-            if items.len() != elems.len() {
-                return Err(WireError::mismatch(
-                    path,
-                    format!(
-                        "tuple with {} elements required, got {}",
-                        elems.len(),
-                        items.len()
-                    ),
-                ));
-            }
-            let mut out = Vec::with_capacity(items.len());
-            for (i, (item, ety)) in items.into_iter().zip(elems).enumerate() {
-                let len = path.len();
-                path.push_str(&format!("[{i}]"));
-                let v = interpret(item, ety, path);
-                path.truncate(len);
-                out.push(v?);
-            }
+            check_tuple_len(path, elems.len(), items.len())?;
+            let out = items
+                .into_iter()
+                .zip(elems)
+                .enumerate()
+                .map(|(i, (item, ety))| at(path, Step::Index(i), |p| interpret(item, ety, p)))
+                .collect::<Result<_, _>>()?;
             Ok(Value::Tuple(out))
         }
         Type::Map(elem) => {
             let entries = string_keyed(raw, ty, path)?;
-            let mut out = BTreeMap::new();
-            for (k, item) in entries {
-                let len = path.len();
-                path.push_str(&format!("[{k:?}]"));
-                let v = interpret(item, elem, path);
-                path.truncate(len);
-                out.insert(k, v?);
-            }
+            let out = entries
+                .into_iter()
+                .map(|(k, item)| {
+                    let v = at(path, Step::Key(&k), |p| interpret(item, elem, p))?;
+                    Ok((k, v))
+                })
+                .collect::<Result<_, _>>()?;
             Ok(Value::Map(out))
         }
         Type::Object(attrs) => {
@@ -391,11 +372,7 @@ fn interpret(raw: Raw, ty: &Type, path: &mut String) -> Result<Value, WireError>
             let mut out = BTreeMap::new();
             for (k, aty) in attrs {
                 let item = given.remove(k).unwrap_or(Raw::Nil);
-                let len = path.len();
-                path.push('.');
-                path.push_str(k);
-                let v = interpret(item, aty, path);
-                path.truncate(len);
+                let v = at(path, Step::Attribute(k), |path| interpret(item, aty, path));
                 out.insert(k.clone(), v?);
             }
             Ok(Value::Object(out))
@@ -490,20 +467,10 @@ fn infer_type(value: &Value) -> Option<Type> {
 }
 
 fn mismatch_value(path: &str, ty: &Type, value: &Value) -> WireError {
-    let kind = match value {
-        Value::Unknown => "unknown",
-        Value::Null => "null",
-        Value::Bool(_) => "bool",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::List(_) => "list",
-        Value::Set(_) => "set",
-        Value::Map(_) => "map",
-        Value::Object(_) => "object",
-        Value::Tuple(_) => "tuple",
-        Value::Dynamic(..) => "dynamic",
-    };
-    WireError::mismatch(path, format!("cannot encode a {kind} value as {ty}"))
+    WireError::mismatch(
+        path,
+        format!("cannot encode a {} value as {ty}", value.kind()),
+    )
 }
 
 fn write_value(
@@ -548,32 +515,21 @@ fn write_value(
             let n = u32::try_from(items.len()).map_err(io)?;
             rmp::encode::write_array_len(out, n).map_err(io)?;
             for (i, item) in items.iter().enumerate() {
-                let len = path.len();
-                path.push_str(&format!("[{i}]"));
-                let r = write_value(out, item, elem, path);
-                path.truncate(len);
+                let r = at(path, Step::Index(i), |path| {
+                    write_value(out, item, elem, path)
+                });
                 r?;
             }
             Ok(())
         }
         (Type::Tuple(elems), Value::Tuple(items) | Value::List(items)) => {
-            if items.len() != elems.len() {
-                return Err(WireError::mismatch(
-                    path,
-                    format!(
-                        "tuple with {} elements required, got {}",
-                        elems.len(),
-                        items.len()
-                    ),
-                ));
-            }
+            check_tuple_len(path, elems.len(), items.len())?;
             let n = u32::try_from(items.len()).map_err(io)?;
             rmp::encode::write_array_len(out, n).map_err(io)?;
             for (i, (item, ety)) in items.iter().zip(elems).enumerate() {
-                let len = path.len();
-                path.push_str(&format!("[{i}]"));
-                let r = write_value(out, item, ety, path);
-                path.truncate(len);
+                let r = at(path, Step::Index(i), |path| {
+                    write_value(out, item, ety, path)
+                });
                 r?;
             }
             Ok(())
@@ -583,10 +539,9 @@ fn write_value(
             rmp::encode::write_map_len(out, n).map_err(io)?;
             for (k, item) in m {
                 rmp::encode::write_str(out, k).map_err(io)?;
-                let len = path.len();
-                path.push_str(&format!("[{k:?}]"));
-                let r = write_value(out, item, elem, path);
-                path.truncate(len);
+                let r = at(path, Step::Key(k), |path| {
+                    write_value(out, item, elem, path)
+                });
                 r?;
             }
             Ok(())
@@ -603,11 +558,9 @@ fn write_value(
             // Terraform rejects objects with missing keys, so absent attributes go out as null.
             for (k, aty) in attrs {
                 rmp::encode::write_str(out, k).map_err(io)?;
-                let len = path.len();
-                path.push('.');
-                path.push_str(k);
-                let r = write_value(out, m.get(k).unwrap_or(&Value::Null), aty, path);
-                path.truncate(len);
+                let r = at(path, Step::Attribute(k), |path| {
+                    write_value(out, m.get(k).unwrap_or(&Value::Null), aty, path)
+                });
                 r?;
             }
             Ok(())
@@ -620,15 +573,6 @@ fn write_value(
 mod tests {
     use super::*;
 
-    fn obj(items: &[(&str, Value)]) -> Value {
-        Value::Object(
-            items
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.clone()))
-                .collect(),
-        )
-    }
-
     fn round_trip(value: Value, ty: Type) {
         let bytes = encode(&value, &ty).unwrap();
         let back = decode(&bytes, &ty).unwrap();
@@ -638,17 +582,17 @@ mod tests {
     #[test]
     fn reference_byte_examples() {
         let ty = Type::object([("id", Type::String)]);
-        let unknown = obj(&[("id", Value::Unknown)]);
+        let unknown = Value::object([("id", Value::Unknown)]);
         assert_eq!(
             encode(&unknown, &ty).unwrap(),
             [0x81, 0xa2, b'i', b'd', 0xd4, 0x00, 0x00]
         );
-        let known = obj(&[("id", Value::string("abc"))]);
+        let known = Value::object([("id", Value::string("abc"))]);
         assert_eq!(
             encode(&known, &ty).unwrap(),
             [0x81, 0xa2, b'i', b'd', 0xa3, b'a', b'b', b'c']
         );
-        let null_attr = obj(&[("id", Value::Null)]);
+        let null_attr = Value::object([("id", Value::Null)]);
         assert_eq!(
             decode(&[0x81, 0xa2, b'i', b'd', 0xc0], &ty).unwrap(),
             null_attr
@@ -657,7 +601,10 @@ mod tests {
         assert_eq!(encode(&Value::Null, &ty).unwrap(), [0xc0]);
         // An empty provider schema arrives as an empty (non-null) map.
         let empty = Type::object(Vec::<(String, Type)>::new());
-        assert_eq!(decode(&[0x80], &empty).unwrap(), obj(&[]));
+        assert_eq!(
+            decode(&[0x80], &empty).unwrap(),
+            Value::object(Vec::<(String, Value)>::new())
+        );
         assert_eq!(
             decode(&[0x81, 0xa2, b'i', b'd', 0xd4, 0x00, 0x00], &ty).unwrap(),
             unknown
@@ -780,12 +727,12 @@ mod tests {
             ("tags", Type::map(Type::String)),
         ]);
         round_trip(
-            obj(&[
+            Value::object([
                 ("name", Value::Unknown),
                 (
                     "rules",
                     Value::List(vec![
-                        obj(&[("effect", Value::string("deny")), ("n", Value::Unknown)]),
+                        Value::object([("effect", Value::string("deny")), ("n", Value::Unknown)]),
                         Value::Unknown,
                         Value::Null,
                     ]),
@@ -824,11 +771,11 @@ mod tests {
         let ty = Type::object([("params", Type::Dynamic)]);
         let inner_ty = Type::object([("a", Type::list(Type::Number))]);
         round_trip(
-            obj(&[(
+            Value::object([(
                 "params",
                 Value::Dynamic(
                     inner_ty,
-                    Box::new(obj(&[(
+                    Box::new(Value::object([(
                         "a",
                         Value::List(vec![Value::from(1i64), Value::Unknown]),
                     )])),
@@ -864,11 +811,14 @@ mod tests {
             .to_string()
             .contains("\"c\""));
         // Encoding fills absent attributes with null.
-        let partial = obj(&[("a", Value::string("x"))]);
+        let partial = Value::object([("a", Value::string("x"))]);
         let back = decode(&encode(&partial, &ty).unwrap(), &ty).unwrap();
-        assert_eq!(back, obj(&[("a", Value::string("x")), ("b", Value::Null)]));
+        assert_eq!(
+            back,
+            Value::object([("a", Value::string("x")), ("b", Value::Null)])
+        );
         // Extra attributes cannot be encoded.
-        let bad = obj(&[("zzz", Value::Null)]);
+        let bad = Value::object([("zzz", Value::Null)]);
         assert!(encode(&bad, &ty).is_err());
     }
 

@@ -24,6 +24,8 @@ use serde_json::{json, Map, Value};
 
 use alias::{FieldPath, Segment};
 
+use crate::policy::json::try_map_strings;
+
 /// Why a rule could not be evaluated.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ArmRuleError {
@@ -102,13 +104,21 @@ impl Effect {
     }
 }
 
+/// The ARM types of subscriptions and resource groups (as ARM reports them and as rules write
+/// them), which hold resources rather than being indexed ones.
+const CONTAINER_TYPES: [&str; 3] = [
+    "Microsoft.Resources/subscriptions",
+    "Microsoft.Resources/subscriptions/resourceGroups",
+    "Microsoft.Resources/resourceGroups",
+];
+
 /// Whether a definition of `mode` evaluates resources of `resource_type`: `All` evaluates
 /// everything, `Indexed` only resources that carry location and tags (not resource groups or
 /// subscriptions), resource-provider modes (`Microsoft.Kubernetes.Data`, ...) nothing ARM holds.
 pub fn mode_applies(mode: &str, resource_type: &str) -> bool {
-    let container = resource_type.eq_ignore_ascii_case("Microsoft.Resources/subscriptions")
-        || resource_type.eq_ignore_ascii_case("Microsoft.Resources/subscriptions/resourceGroups")
-        || resource_type.eq_ignore_ascii_case("Microsoft.Resources/resourceGroups");
+    let container = CONTAINER_TYPES
+        .iter()
+        .any(|t| resource_type.eq_ignore_ascii_case(t));
     if mode.eq_ignore_ascii_case("all") {
         true
     } else if mode.eq_ignore_ascii_case("indexed") {
@@ -315,22 +325,7 @@ impl<'a> Evaluator<'a> {
     /// A value from the rule: strings that are expressions are evaluated, arrays and objects
     /// element-wise.
     pub fn resolve_operand(&self, v: &Value) -> Result<Value, ArmRuleError> {
-        match v {
-            Value::String(s) => expr::evaluate_string(s, self),
-            Value::Array(a) => Ok(Value::Array(
-                a.iter()
-                    .map(|x| self.resolve_operand(x))
-                    .collect::<Result<_, _>>()?,
-            )),
-            Value::Object(m) => {
-                let mut out = Map::new();
-                for (k, x) in m {
-                    out.insert(k.clone(), self.resolve_operand(x)?);
-                }
-                Ok(Value::Object(out))
-            }
-            other => Ok(other.clone()),
-        }
+        try_map_strings(v, &|s| expr::evaluate_string(s, self))
     }
 
     fn parameter(&self, name: &str) -> Result<Value, ArmRuleError> {

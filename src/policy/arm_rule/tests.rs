@@ -5,7 +5,7 @@ use serde_json::{json, Map, Value};
 use super::*;
 use crate::policy::constraint::effective_parameters;
 
-const CLUSTER_TYPE: &str = "Microsoft.ContainerService/managedClusters";
+use super::alias::MANAGED_CLUSTERS as CLUSTER_TYPE;
 
 fn builtin(file: &str) -> Option<Value> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -162,69 +162,40 @@ fn pools() -> Value {
 #[test]
 fn top_level_fields_and_tags() {
     let c = cluster(json!({}));
-    assert!(eval(
-        json!({"field": "type", "equals": "microsoft.containerservice/MANAGEDclusters"}),
-        &c,
-        json!({})
-    )
-    .unwrap());
-    assert!(eval(
-        json!({"field": "location", "in": ["eastus", "WestEurope"]}),
-        &c,
-        json!({})
-    )
-    .unwrap());
-    assert!(eval(
-        json!({"field": "tags['env']", "equals": "prod"}),
-        &c,
-        json!({})
-    )
-    .unwrap());
-    assert!(eval(json!({"field": "tags.env", "like": "Pr*"}), &c, json!({})).unwrap());
-    assert!(eval(
-        json!({"field": "tags['dotted.key']", "exists": true}),
-        &c,
-        json!({})
-    )
-    .unwrap());
-    assert!(eval(
-        json!({"field": "tags", "containsKey": "ENV"}),
-        &c,
-        json!({})
-    )
-    .unwrap());
-    assert!(eval(
-        json!({"field": "tags", "notContainsKey": "owner"}),
-        &c,
-        json!({})
-    )
-    .unwrap());
-    assert!(eval(
-        json!({"field": "tags['owner']", "exists": "false"}),
-        &c,
-        json!({})
-    )
-    .unwrap());
-    assert!(eval(json!({"field": "name", "match": "aks#"}), &c, json!({})).unwrap());
-    assert!(!eval(json!({"field": "name", "match": "AKS#"}), &c, json!({})).unwrap());
-    assert!(eval(
-        json!({"field": "name", "matchInsensitively": "AKS#"}),
-        &c,
-        json!({})
-    )
-    .unwrap());
-    assert!(eval(
-        json!({"field": "id", "contains": "/RESOURCEGROUPS/rg/"}),
-        &c,
-        json!({})
-    )
-    .unwrap());
-    assert!(eval(
-        json!({"field": "Microsoft.ContainerService/managedClusters/sku.tier", "equals": "free"}),
-        &c,
-        json!({})
-    )
-    .unwrap());
+    let cases = [
+        (
+            json!({"field": "type", "equals": "microsoft.containerservice/MANAGEDclusters"}),
+            true,
+        ),
+        (
+            json!({"field": "location", "in": ["eastus", "WestEurope"]}),
+            true,
+        ),
+        (json!({"field": "tags['env']", "equals": "prod"}), true),
+        (json!({"field": "tags.env", "like": "Pr*"}), true),
+        (json!({"field": "tags['dotted.key']", "exists": true}), true),
+        (json!({"field": "tags", "containsKey": "ENV"}), true),
+        (json!({"field": "tags", "notContainsKey": "owner"}), true),
+        (json!({"field": "tags['owner']", "exists": "false"}), true),
+        (json!({"field": "name", "match": "aks#"}), true),
+        (json!({"field": "name", "match": "AKS#"}), false),
+        (json!({"field": "name", "matchInsensitively": "AKS#"}), true),
+        (
+            json!({"field": "id", "contains": "/RESOURCEGROUPS/rg/"}),
+            true,
+        ),
+        (
+            json!({"field": "Microsoft.ContainerService/managedClusters/sku.tier", "equals": "free"}),
+            true,
+        ),
+    ];
+    for (condition, expected) in cases {
+        assert_eq!(
+            eval(condition.clone(), &c, json!({})).unwrap(),
+            expected,
+            "{condition}"
+        );
+    }
 }
 
 #[test]
@@ -265,27 +236,42 @@ fn array_aliases_need_every_element_and_count_counts() {
 fn operators_and_missing_values() {
     let c = cluster(json!({"kubernetesVersion": "1.29.2", "maxPods": 30}));
     let v = "Microsoft.ContainerService/managedClusters/kubernetesVersion";
-    assert!(eval(json!({"field": v, "greater": "1.28"}), &c, json!({})).unwrap());
-    assert!(eval(json!({"field": v, "notLike": "1.27*"}), &c, json!({})).unwrap());
-    assert!(eval(json!({"field": v, "notIn": ["1.28.0"]}), &c, json!({})).unwrap());
-    assert!(eval(json!({"field": v, "notContains": "1.30"}), &c, json!({})).unwrap());
     let missing = "Microsoft.ContainerService/managedClusters/disableLocalAccounts";
-    assert!(!eval(json!({"field": missing, "equals": false}), &c, json!({})).unwrap());
-    assert!(eval(json!({"field": missing, "notEquals": true}), &c, json!({})).unwrap());
-    assert!(!eval(json!({"field": missing, "less": 5}), &c, json!({})).unwrap());
-    assert!(eval(
-        json!({"not": {"field": missing, "exists": true}}),
-        &c,
-        json!({})
-    )
-    .unwrap());
-    assert!(eval(
-        json!({"value": 30, "lessOrEquals": "[parameters('max')]"}),
-        &c,
-        json!({"max": 30})
-    )
-    .unwrap());
-    assert!(eval(json!({"anyOf": [{"value": "a", "equals": "b"}, {"value": "[[literal", "equals": "[literal"}]}), &c, json!({})).unwrap());
+    let cases = [
+        (json!({"field": v, "greater": "1.28"}), json!({}), true),
+        (json!({"field": v, "notLike": "1.27*"}), json!({}), true),
+        (json!({"field": v, "notIn": ["1.28.0"]}), json!({}), true),
+        (json!({"field": v, "notContains": "1.30"}), json!({}), true),
+        (json!({"field": missing, "equals": false}), json!({}), false),
+        (
+            json!({"field": missing, "notEquals": true}),
+            json!({}),
+            true,
+        ),
+        (json!({"field": missing, "less": 5}), json!({}), false),
+        (
+            json!({"not": {"field": missing, "exists": true}}),
+            json!({}),
+            true,
+        ),
+        (
+            json!({"value": 30, "lessOrEquals": "[parameters('max')]"}),
+            json!({"max": 30}),
+            true,
+        ),
+        (
+            json!({"anyOf": [{"value": "a", "equals": "b"}, {"value": "[[literal", "equals": "[literal"}]}),
+            json!({}),
+            true,
+        ),
+    ];
+    for (condition, params, expected) in cases {
+        assert_eq!(
+            eval(condition.clone(), &c, params).unwrap(),
+            expected,
+            "{condition}"
+        );
+    }
 }
 
 #[test]
@@ -299,28 +285,28 @@ fn template_functions() {
         )
         .unwrap_or_else(|err| panic!("{e}: {err}"))
     };
-    assert!(t(
-        "[equals(toLower(concat(parameters('prefix'), '1')), field('name'))]"
-    ));
-    assert!(t("[equals(toUpper(field('name')), 'AKS1')]"));
-    assert!(t("[if(empty(field('tags.missing')), true, false)]"));
-    assert!(t("[equals(length(split(field('id'), '/')), 9)]"));
-    assert!(t("[equals(last(split(field('id'), '/')), 'aks1')]"));
-    assert!(t("[equals(first(parameters('list')), 'a')]"));
-    assert!(t("[equals(substring(field('name'), 0, 3), 'aks')]"));
-    assert!(t("[equals(replace(field('name'), 'aks', 'k8s'), 'k8s1')]"));
-    assert!(t(
-        "[and(contains(parameters('list'), 'b'), not(contains(parameters('list'), 'c')))]"
-    ));
-    assert!(t("[or(false(), equals(int('42'), 42))]"));
-    assert!(t("[equals(string(bool('true')), 'true')]"));
-    assert!(t("[equals(coalesce(field('tags.none'), 'd'), 'd')]"));
-    assert!(t("[equals(resourceGroup().name, 'rg')]"));
-    assert!(t("[equals(subscription().subscriptionId, 's1')]"));
-    assert!(t("[equals(field('tags')['env'], 'Prod')]"));
-    assert!(t("[ipRangeContains('10.0.0.0/8', '10.1.2.0/24')]"));
-    // Lazy `if`: the untaken branch is not evaluated.
-    assert!(t("[if(true, true, unknownFn())]"));
+    for expression in [
+        "[equals(toLower(concat(parameters('prefix'), '1')), field('name'))]",
+        "[equals(toUpper(field('name')), 'AKS1')]",
+        "[if(empty(field('tags.missing')), true, false)]",
+        "[equals(length(split(field('id'), '/')), 9)]",
+        "[equals(last(split(field('id'), '/')), 'aks1')]",
+        "[equals(first(parameters('list')), 'a')]",
+        "[equals(substring(field('name'), 0, 3), 'aks')]",
+        "[equals(replace(field('name'), 'aks', 'k8s'), 'k8s1')]",
+        "[and(contains(parameters('list'), 'b'), not(contains(parameters('list'), 'c')))]",
+        "[or(false(), equals(int('42'), 42))]",
+        "[equals(string(bool('true')), 'true')]",
+        "[equals(coalesce(field('tags.none'), 'd'), 'd')]",
+        "[equals(resourceGroup().name, 'rg')]",
+        "[equals(subscription().subscriptionId, 's1')]",
+        "[equals(field('tags')['env'], 'Prod')]",
+        "[ipRangeContains('10.0.0.0/8', '10.1.2.0/24')]",
+        // Lazy `if`: the untaken branch is not evaluated.
+        "[if(true, true, unknownFn())]",
+    ] {
+        assert!(t(expression), "{expression}");
+    }
 }
 
 #[test]

@@ -235,7 +235,9 @@ fn key_is(item: &Json, key: &str, value: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::mutation::test_support::{pod, run, NO_ESCALATION};
+    use crate::policy::mutation::test_support::{
+        mutator_yaml, pod, pod_mutator_yaml, run, NO_ESCALATION,
+    };
     use crate::policy::mutation::MutatorError;
     use serde_json::json;
 
@@ -270,17 +272,15 @@ mod tests {
 
     #[test]
     fn assign_named_element_is_created_and_must_exist_stops_it() {
-        let yaml = r#"
-apiVersion: mutations.gatekeeper.sh/v1
-kind: Assign
-metadata: {name: sidecar-pull}
-spec:
-  applyTo: [{groups: [""], versions: ["v1"], kinds: ["Pod"]}]
-  location: "spec.containers[name: sidecar].imagePullPolicy"
+        let yaml = pod_mutator_yaml(
+            "Assign",
+            "sidecar-pull",
+            r#"  location: "spec.containers[name: sidecar].imagePullPolicy"
   parameters:
     assign: {value: Always}
-"#;
-        let m = Mutator::parse(yaml).unwrap();
+"#,
+        );
+        let m = Mutator::parse(&yaml).unwrap();
         let out = run(std::slice::from_ref(&m), &pod(json!([{"name": "app"}])));
         assert_eq!(
             out["spec"]["containers"],
@@ -302,18 +302,16 @@ spec:
 
     #[test]
     fn assign_if_checks_the_current_value() {
-        let yaml = r#"
-apiVersion: mutations.gatekeeper.sh/v1
-kind: Assign
-metadata: {name: pull}
-spec:
-  applyTo: [{groups: [""], versions: ["v1"], kinds: ["Pod"]}]
-  location: "spec.containers[name: *].imagePullPolicy"
+        let yaml = pod_mutator_yaml(
+            "Assign",
+            "pull",
+            r#"  location: "spec.containers[name: *].imagePullPolicy"
   parameters:
     assign: {value: Always}
     assignIf: {in: ["IfNotPresent"]}
-"#;
-        let m = Mutator::parse(yaml).unwrap();
+"#,
+        );
+        let m = Mutator::parse(&yaml).unwrap();
         let out = run(
             std::slice::from_ref(&m),
             &pod(json!([{"name": "a", "imagePullPolicy": "IfNotPresent"},
@@ -335,43 +333,38 @@ spec:
 
     #[test]
     fn assign_metadata_never_overwrites() {
-        let m = Mutator::parse(
-            r#"
-apiVersion: mutations.gatekeeper.sh/v1
-kind: AssignMetadata
-metadata: {name: owner}
-spec:
-  location: metadata.labels.owner
-  parameters: {assign: {value: platform}}
-"#,
-        )
+        let m = Mutator::parse(&mutator_yaml(
+            "AssignMetadata",
+            "owner",
+            "  location: metadata.labels.owner\n  parameters: {assign: {value: platform}}\n",
+        ))
         .unwrap();
         let out = run(std::slice::from_ref(&m), &pod(json!([])));
         assert_eq!(out["metadata"]["labels"]["owner"], "platform");
         let mut labelled = pod(json!([]));
         labelled["metadata"]["labels"] = json!({"owner": "team-a"});
         assert_eq!(run(std::slice::from_ref(&m), &labelled), labelled);
-        let err = Mutator::parse(
-            "apiVersion: mutations.gatekeeper.sh/v1\nkind: AssignMetadata\nmetadata: {name: x}\nspec: {location: metadata.name, parameters: {assign: {value: a}}}\n",
-        )
+        let err = Mutator::parse(&mutator_yaml(
+            "AssignMetadata",
+            "x",
+            "  location: metadata.name\n  parameters: {assign: {value: a}}\n",
+        ))
         .unwrap_err();
         assert!(matches!(err, MutatorError::Location(_)), "{err}");
     }
 
     #[test]
     fn modify_set_merges_and_prunes() {
-        let yaml = r#"
-apiVersion: mutations.gatekeeper.sh/v1
-kind: ModifySet
-metadata: {name: args}
-spec:
-  applyTo: [{groups: [""], versions: ["v1"], kinds: ["Pod"]}]
-  location: "spec.containers[name: *].args"
+        let yaml = pod_mutator_yaml(
+            "ModifySet",
+            "args",
+            r#"  location: "spec.containers[name: *].args"
   parameters:
     operation: merge
     values: {fromList: ["--verbose", "--safe"]}
-"#;
-        let merge = Mutator::parse(yaml).unwrap();
+"#,
+        );
+        let merge = Mutator::parse(&yaml).unwrap();
         let out = run(
             std::slice::from_ref(&merge),
             &pod(json!([{"name": "a", "args": ["--safe"]}, {"name": "b"}])),
@@ -404,17 +397,13 @@ spec:
             )
         );
         assert_eq!(split_image("nginx"), (None, "nginx".into(), String::new()));
-        let m = Mutator::parse(
-            r#"
-apiVersion: mutations.gatekeeper.sh/v1
-kind: AssignImage
-metadata: {name: registry}
-spec:
-  applyTo: [{groups: [""], versions: ["v1"], kinds: ["Pod"]}]
-  location: "spec.containers[name: *].image"
+        let m = Mutator::parse(&pod_mutator_yaml(
+            "AssignImage",
+            "registry",
+            r#"  location: "spec.containers[name: *].image"
   parameters: {assignDomain: "mirror.example.com"}
 "#,
-        )
+        ))
         .unwrap();
         let out = run(
             std::slice::from_ref(&m),
@@ -429,9 +418,11 @@ spec:
             out["spec"]["containers"][1]["image"],
             "mirror.example.com/library/redis@sha256:abc"
         );
-        let bad = Mutator::parse(
-            "apiVersion: mutations.gatekeeper.sh/v1\nkind: AssignImage\nmetadata: {name: x}\nspec: {applyTo: [{groups: [''], versions: [v1], kinds: [Pod]}], location: 'spec.containers[name: *].image', parameters: {assignTag: latest}}\n",
-        )
+        let bad = Mutator::parse(&pod_mutator_yaml(
+            "AssignImage",
+            "x",
+            "  location: 'spec.containers[name: *].image'\n  parameters: {assignTag: latest}\n",
+        ))
         .unwrap_err();
         assert!(bad.to_string().contains("assignTag"), "{bad}");
     }

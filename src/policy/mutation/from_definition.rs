@@ -3,16 +3,17 @@
 
 use serde_json::{json, Map, Value as Json};
 
-use super::mutator::{string_list, Mutator, MutatorError};
-use crate::policy::constraint::{resolve_expressions, url_path, TemplateLookup};
+use super::mutator::{Mutator, MutatorError};
+use crate::policy::constraint::{resolve_expressions, TemplateLookup, Unavailable};
 use crate::policy::constraint_match::MatchSource;
+use crate::policy::json::strings;
 use crate::policy::kubernetes::TemplateInfo;
 
 /// Azure's narrowing of a mutator by its definition's `details` (parameters resolved):
 /// non-empty `namespaces` / `excludedNamespaces` replace the mutator's own, `source` sets
 /// `match.source`.
 pub fn narrow(mutator: &mut Mutator, details: &Map<String, Json>) {
-    let list = |k: &str| string_list(details.get(k));
+    let list = |k: &str| strings(details.get(k));
     let namespaces = list("namespaces");
     if !namespaces.is_empty() {
         mutator.matcher.namespaces = namespaces;
@@ -42,18 +43,10 @@ pub fn resolve_mutator(
     info: &TemplateInfo,
     lookup: &dyn TemplateLookup,
 ) -> Result<Mutator, MutationSourceError> {
-    let yaml = match info {
-        TemplateInfo::Base64Encoded(_) => info.embedded().ok_or(MutationSourceError::BadBase64)?,
-        TemplateInfo::PublicUrl(url) | TemplateInfo::ConstraintTemplateUrl(url) => {
-            let path = url_path(url);
-            lookup
-                .template_for_path(&path)
-                .ok_or_else(|| MutationSourceError::NotFound {
-                    url: url.clone(),
-                    path,
-                })?
-        }
-    };
+    let yaml = lookup.yaml_for(info).map_err(|missing| match missing {
+        Unavailable::BadBase64 => MutationSourceError::BadBase64,
+        Unavailable::NotFound { url, path } => MutationSourceError::NotFound { url, path },
+    })?;
     Ok(Mutator::parse(&yaml)?)
 }
 

@@ -42,9 +42,23 @@ pub const MAX_ITERATIONS: usize = 3;
 
 /// Fixtures shared by the unit tests of the submodules.
 #[cfg(test)]
-mod test_support {
+pub(crate) mod test_support {
     use super::*;
     use serde_json::{json, Value as Json};
+
+    /// The YAML of a mutator of `kind` named `name` whose `spec` holds `spec` (indented
+    /// lines).
+    pub(crate) fn mutator_yaml(kind: &str, name: &str, spec: &str) -> String {
+        format!(
+            "apiVersion: mutations.gatekeeper.sh/v1\nkind: {kind}\nmetadata: {{name: {name}}}\nspec:\n{spec}"
+        )
+    }
+
+    /// [`mutator_yaml`] for one that applies to core v1 Pods.
+    pub(crate) fn pod_mutator_yaml(kind: &str, name: &str, spec: &str) -> String {
+        let apply_to = "  applyTo: [{groups: [\"\"], versions: [\"v1\"], kinds: [\"Pod\"]}]\n";
+        mutator_yaml(kind, name, &format!("{apply_to}{spec}"))
+    }
 
     pub(super) const NO_ESCALATION: &str = r#"
 apiVersion: mutations.gatekeeper.sh/v1

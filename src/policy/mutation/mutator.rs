@@ -7,6 +7,7 @@ use super::location::{Location, PathCondition, PathTest, Segment};
 use super::MUTATIONS_GROUP;
 use crate::policy::constraint_match::{ConstraintMatch, MatchSource};
 use crate::policy::constraint_template::parse_yaml_documents;
+use crate::policy::json::strings;
 use crate::policy::rego::group_version;
 
 /// The four mutator kinds.
@@ -143,15 +144,6 @@ pub enum MutatorError {
     PathTest { index: usize, message: String },
     #[error("spec.parameters: {0}")]
     Parameters(String),
-}
-
-pub(super) fn string_list(v: Option<&Json>) -> Vec<String> {
-    v.and_then(Json::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Json::as_str)
-        .map(str::to_string)
-        .collect()
 }
 
 impl Mutator {
@@ -347,9 +339,9 @@ fn parse_apply_to(kind: MutatorKind, v: Option<&Json>) -> Result<Vec<ApplyTo>, M
     let mut out = Vec::new();
     for (i, e) in entries.iter().enumerate() {
         let entry = ApplyTo {
-            groups: string_list(e.get("groups")),
-            versions: string_list(e.get("versions")),
-            kinds: string_list(e.get("kinds")),
+            groups: strings(e.get("groups")),
+            versions: strings(e.get("versions")),
+            kinds: strings(e.get("kinds")),
         };
         if entry.versions.is_empty() || entry.kinds.is_empty() || e.get("groups").is_none() {
             return Err(MutatorError::ApplyTo(format!(

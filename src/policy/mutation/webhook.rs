@@ -166,37 +166,27 @@ pub fn apply_top_level_patch(object: &Json, ops: &[Json]) -> Json {
 mod tests {
     use super::*;
     use crate::policy::constraint_match::MatchSource;
-    use crate::policy::mutation::test_support::{pod, NO_ESCALATION};
+    use crate::policy::mutation::test_support::{
+        mutator_yaml, pod, pod_mutator_yaml, NO_ESCALATION,
+    };
     use crate::policy::mutation::{AssignIf, AssignSource, MutatorAction};
     use serde_json::json;
 
     #[test]
     fn runs_in_kind_then_name_order_until_stable() {
-        let a = Mutator::parse(
-            r#"
-apiVersion: mutations.gatekeeper.sh/v1
-kind: AssignMetadata
-metadata: {name: a-label}
-spec:
-  location: metadata.labels.tier
-  parameters: {assign: {value: web}}
-"#,
-        )
+        let a = Mutator::parse(&mutator_yaml(
+            "AssignMetadata",
+            "a-label",
+            "  location: metadata.labels.tier\n  parameters: {assign: {value: web}}\n",
+        ))
         .unwrap();
         // An Assign that only applies to labelled Pods: runs before AssignMetadata in a pass,
         // so it needs the second pass to see the label.
-        let b = Mutator::parse(
-            r#"
-apiVersion: mutations.gatekeeper.sh/v1
-kind: Assign
-metadata: {name: z-by-label}
-spec:
-  applyTo: [{groups: [""], versions: ["v1"], kinds: ["Pod"]}]
-  match: {labelSelector: {matchLabels: {tier: web}}}
-  location: spec.priority
-  parameters: {assign: {value: 5}}
-"#,
-        )
+        let b = Mutator::parse(&pod_mutator_yaml(
+            "Assign",
+            "z-by-label",
+            "  match: {labelSelector: {matchLabels: {tier: web}}}\n  location: spec.priority\n  parameters: {assign: {value: 5}}\n",
+        ))
         .unwrap();
         let out = mutate(&pod(json!([])), None, &[a, b], &json!({}), &[]).unwrap();
         assert_eq!(out.object["spec"]["priority"], 5);
@@ -205,9 +195,11 @@ spec:
             vec!["AssignMetadata/a-label", "Assign/z-by-label"]
         );
         // Two mutators fighting over one field never converge.
-        let one = Mutator::parse(
-            "apiVersion: mutations.gatekeeper.sh/v1\nkind: Assign\nmetadata: {name: one}\nspec: {applyTo: [{groups: [''], versions: [v1], kinds: [Pod]}], location: spec.priority, parameters: {assign: {value: 1}}}\n",
-        )
+        let one = Mutator::parse(&pod_mutator_yaml(
+            "Assign",
+            "one",
+            "  location: spec.priority\n  parameters: {assign: {value: 1}}\n",
+        ))
         .unwrap();
         let mut two = one.clone();
         two.name = "two".into();

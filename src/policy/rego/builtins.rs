@@ -20,58 +20,59 @@ pub(crate) fn set_external_data(answers: ExternalData) {
     EXTERNAL_DATA.with(|d| *d.borrow_mut() = answers);
 }
 
+/// One function Gatekeeper adds to Rego.
+type Extension = fn(Vec<Value>) -> anyhow::Result<Value>;
+
+/// Gatekeeper's additions to Rego with their arity; [`super::source`] checks calls against
+/// these names too.
+pub(crate) const EXTENSIONS: [(&str, u8, Extension); 5] = [
+    ("re_match", 2, re_match),
+    ("any", 1, any),
+    ("all", 1, all),
+    ("sprintf", 2, sprintf),
+    ("external_data", 1, external_data),
+];
+
 pub(crate) fn register(engine: &mut regorus::Engine) -> anyhow::Result<()> {
-    engine.add_extension(
-        "re_match".to_string(),
-        2,
-        Box::new(|args: Vec<Value>| {
-            let (Some(pattern), Some(value)) = (args.first(), args.get(1)) else {
-                anyhow::bail!("re_match expects 2 arguments");
-            };
-            let re = regex::Regex::new(pattern.as_string()?)?;
-            Ok(Value::Bool(re.is_match(value.as_string()?)))
-        }),
-    )?;
-    engine.add_extension(
-        "any".to_string(),
-        1,
-        Box::new(|args: Vec<Value>| {
-            let found = collection_items(args.first())?.iter().any(is_true);
-            Ok(Value::Bool(found))
-        }),
-    )?;
-    engine.add_extension(
-        "all".to_string(),
-        1,
-        Box::new(|args: Vec<Value>| {
-            let every = collection_items(args.first())?.iter().all(is_true);
-            Ok(Value::Bool(every))
-        }),
-    )?;
-    engine.add_extension(
-        "sprintf".to_string(),
-        2,
-        Box::new(|args: Vec<Value>| {
-            let (Some(Value::String(format)), Some(list)) = (args.first(), args.get(1)) else {
-                anyhow::bail!("sprintf: operand 1 must be string");
-            };
-            let Value::Array(list) = list else {
-                anyhow::bail!("sprintf: operand 2 must be array");
-            };
-            let list: Vec<GoArg> = list.iter().map(GoArg::from_value).collect();
-            Ok(Value::String(go_sprintf(format, &list).into()))
-        }),
-    )?;
-    engine.add_extension(
-        "external_data".to_string(),
-        1,
-        Box::new(|args: Vec<Value>| {
-            let request = serde_json::to_value(args.first().unwrap_or(&Value::Null))?;
-            let answer = EXTERNAL_DATA.with(|d| external_data_response(&d.borrow(), &request));
-            Ok(Value::from(answer))
-        }),
-    )?;
+    for (name, arity, extension) in EXTENSIONS {
+        engine.add_extension(name.to_string(), arity, Box::new(extension))?;
+    }
     Ok(())
+}
+
+fn re_match(args: Vec<Value>) -> anyhow::Result<Value> {
+    let (Some(pattern), Some(value)) = (args.first(), args.get(1)) else {
+        anyhow::bail!("re_match expects 2 arguments");
+    };
+    let re = regex::Regex::new(pattern.as_string()?)?;
+    Ok(Value::Bool(re.is_match(value.as_string()?)))
+}
+
+fn any(args: Vec<Value>) -> anyhow::Result<Value> {
+    let found = collection_items(args.first())?.iter().any(is_true);
+    Ok(Value::Bool(found))
+}
+
+fn all(args: Vec<Value>) -> anyhow::Result<Value> {
+    let every = collection_items(args.first())?.iter().all(is_true);
+    Ok(Value::Bool(every))
+}
+
+fn sprintf(args: Vec<Value>) -> anyhow::Result<Value> {
+    let (Some(Value::String(format)), Some(list)) = (args.first(), args.get(1)) else {
+        anyhow::bail!("sprintf: operand 1 must be string");
+    };
+    let Value::Array(list) = list else {
+        anyhow::bail!("sprintf: operand 2 must be array");
+    };
+    let list: Vec<GoArg> = list.iter().map(GoArg::from_value).collect();
+    Ok(Value::String(go_sprintf(format, &list).into()))
+}
+
+fn external_data(args: Vec<Value>) -> anyhow::Result<Value> {
+    let request = serde_json::to_value(args.first().unwrap_or(&Value::Null))?;
+    let answer = EXTERNAL_DATA.with(|d| external_data_response(&d.borrow(), &request));
+    Ok(Value::from(answer))
 }
 
 /// Gatekeeper's `external_data` response for a request `{"provider": p, "keys": [...]}`.

@@ -10,6 +10,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use regorus::unstable::{Lexer, Module, Rule, RuleHead, Source, TokenKind};
 
+use super::builtins::EXTENSIONS;
+use crate::policy::parameters::levenshtein;
+
 /// A problem found in one module, 1-based line and column.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SourceProblem {
@@ -279,11 +282,10 @@ fn names_of(module: &Module) -> ModuleNames {
     names
 }
 
-/// Functions the engine provides beyond regorus' builtins (see `rego::register_extensions`).
-pub(crate) const EXTENSIONS: &[&str] = &["re_match", "any", "all", "sprintf", "external_data"];
-
 fn is_builtin(name: &str) -> bool {
-    name == "print" || EXTENSIONS.contains(&name) || regorus::unstable::BUILTINS.contains_key(name)
+    name == "print"
+        || EXTENSIONS.iter().any(|(extension, ..)| *extension == name)
+        || regorus::unstable::BUILTINS.contains_key(name)
 }
 
 /// A dotted name ending right before an adjacent `(`: `(start index, name)`.
@@ -319,29 +321,14 @@ fn calls(tokens: &[Tok]) -> Vec<(usize, String)> {
     out
 }
 
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()]
-}
-
 fn suggestion(name: &str, local: &BTreeSet<String>) -> String {
     let candidates = regorus::unstable::BUILTINS
         .keys()
         .copied()
-        .chain(EXTENSIONS.iter().copied())
+        .chain(EXTENSIONS.iter().map(|(name, ..)| *name))
         .chain(local.iter().map(String::as_str));
     let best = candidates
-        .map(|c| (edit_distance(name, c), c))
+        .map(|c| (levenshtein(name, c), c))
         .filter(|(d, _)| *d <= 2)
         .min();
     match best {
