@@ -5,6 +5,7 @@
 //! the shared webhooks ([`crate::policy::admission::admit`]: mutation, then validation) — before
 //! any apply reaches the cluster.
 
+use crate::resources::shared::schema::typed_schema;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
@@ -115,17 +116,7 @@ fn schema() -> Schema {
 
 #[async_trait]
 impl DataSource for AdmissionReviewDataSource {
-    fn type_name(&self) -> &'static str {
-        "akspolicy_admission_review"
-    }
-
-    fn schema(&self) -> Schema {
-        schema()
-    }
-
-    fn state_type(&self) -> Option<Type> {
-        Some(AdmissionReview::ty())
-    }
+    typed_schema!("akspolicy_admission_review", schema(), AdmissionReview);
 
     fn validate_config(&self, req: ValidateConfigRequest<'_>, resp: &mut ValidateConfigResponse) {
         let diags = &mut resp.diags;

@@ -82,7 +82,7 @@ impl BuiltinLookup for BuiltinDefinitionDataSource {
     type Body = PolicyDefinition;
     type State = BuiltinDefinition;
 
-    fn lookup_schema(&self) -> Schema {
+    fn lookup_schema() -> Schema {
         schema()
     }
 

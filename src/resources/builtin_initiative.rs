@@ -79,7 +79,7 @@ impl BuiltinLookup for BuiltinInitiativeDataSource {
     type Body = PolicySetDefinition;
     type State = BuiltinInitiative;
 
-    fn lookup_schema(&self) -> Schema {
+    fn lookup_schema() -> Schema {
         schema()
     }
 

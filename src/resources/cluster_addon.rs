@@ -4,6 +4,7 @@
 //! the cluster is written back guarded by its eTag, so a concurrent change by someone else is
 //! never overwritten.
 
+use crate::resources::shared::schema::typed_schema;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -381,17 +382,7 @@ impl ClusterAddonResource {
 
 #[async_trait]
 impl Resource for ClusterAddonResource {
-    fn type_name(&self) -> &'static str {
-        "akspolicy_cluster_addon"
-    }
-
-    fn schema(&self) -> Schema {
-        schema()
-    }
-
-    fn state_type(&self) -> Option<Type> {
-        Some(ClusterAddon::ty())
-    }
+    typed_schema!("akspolicy_cluster_addon", schema(), ClusterAddon);
 
     async fn create(&self, ctx: &CallContext, req: ApplyRequest<'_>, resp: &mut ApplyResponse) {
         *resp = self.apply(ctx, req, Operation::Create).await;

@@ -2,6 +2,7 @@
 //! an assignment, optionally after running a fresh evaluation (like
 //! `az policy state trigger-scan`).
 
+use crate::resources::shared::schema::typed_schema;
 use async_trait::async_trait;
 use serde_json::Value as Json;
 
@@ -170,17 +171,7 @@ fn to_state(config: &Compliance, id: &str, summary: &Json) -> Compliance {
 
 #[async_trait]
 impl DataSource for ComplianceDataSource {
-    fn type_name(&self) -> &'static str {
-        "akspolicy_compliance"
-    }
-
-    fn schema(&self) -> Schema {
-        schema()
-    }
-
-    fn state_type(&self) -> Option<Type> {
-        Some(Compliance::ty())
-    }
+    typed_schema!("akspolicy_compliance", schema(), Compliance);
 
     fn validate_config(&self, req: ValidateConfigRequest<'_>, resp: &mut ValidateConfigResponse) {
         let diags = &mut resp.diags;

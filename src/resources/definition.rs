@@ -17,10 +17,12 @@ use crate::framework::{
 };
 use crate::policy::references::{policy_rule_parameter_references, undeclared};
 use crate::policy::{ParameterDefinition, PolicyDefinition, PolicyDefinitionProperties};
-use crate::typed_object;
 
 use super::provider::Configured;
-use super::shared::definition_api::{identifying_attributes, DefinitionCollection, DefinitionLike};
+use super::shared::definition_api::{
+    definition_state, descriptive_attributes, identifying_attributes, reconciled_head,
+    DefinitionCollection, DefinitionLike,
+};
 use super::shared::identity::Identity;
 use super::shared::json::{canonical_json, json_text};
 use super::shared::waits::POLICY_TIMEOUTS;
@@ -252,49 +254,43 @@ fn replacement_warning(reasons: &[String], path: AttributePath) -> Diagnostic {
 pub struct DefinitionResource;
 
 fn schema() -> Schema {
+    let identified = identifying_attributes(
+        Block::new().description(
+            "A custom Azure Policy definition of any mode. `policy_rule`, `parameters` and \
+             `metadata` are JSON, compared by meaning rather than by text.",
+        ),
+        "definition",
+        "",
+    )
+    .attribute(
+        Attribute::string("mode")
+            .default(Value::string("All"))
+            .description("`All`, `Indexed`, or a resource provider mode such as `Microsoft.Kubernetes.Data`. Defaults to `All`."),
+    );
     Schema::new(
-        identifying_attributes(
-            Block::new()
-                .description(
-                "A custom Azure Policy definition of any mode. `policy_rule`, `parameters` and \
-                 `metadata` are JSON, compared by meaning rather than by text.",
-            ),
-            "definition",
-            "",
+        descriptive_attributes(
+            identified,
+            "The definition version, `x.y.z` Azure reports `1.0.0` when none is set.",
         )
-            .attribute(
-                Attribute::string("mode")
-                    .default(Value::string("All"))
-                    .description("`All`, `Indexed`, or a resource provider mode such as `Microsoft.Kubernetes.Data`. Defaults to `All`."),
-            )
-            .attribute(Attribute::string("display_name").optional().description("The display name."))
-            .attribute(Attribute::string("description").optional().description("The description."))
-            .attribute(
-                Attribute::string("version")
-                    .optional()
-                    .computed()
-                    .description("The definition version, `x.y.z` Azure reports `1.0.0` when none is set.")
-                    .validate_with(validate_version),
-            )
-            .attribute(
-                Attribute::string("policy_rule")
-                    .required()
-                    .description("The policy rule (`if`/`then`) as JSON.")
-                    .validate_with(validate_json_object),
-            )
-            .attribute(
-                Attribute::string("parameters")
-                    .optional()
-                    .description("Parameter declarations as JSON.")
-                    .validate_with(validate_json_object),
-            )
-            .attribute(
-                Attribute::string("metadata")
-                    .optional()
-                    .description("Metadata as JSON (e.g. `{\"category\": \"Kubernetes\"}`).")
-                    .validate_with(validate_json_object),
-            )
-            .block(timeouts::block(POLICY_TIMEOUTS)),
+        .attribute(
+            Attribute::string("policy_rule")
+                .required()
+                .description("The policy rule (`if`/`then`) as JSON.")
+                .validate_with(validate_json_object),
+        )
+        .attribute(
+            Attribute::string("parameters")
+                .optional()
+                .description("Parameter declarations as JSON.")
+                .validate_with(validate_json_object),
+        )
+        .attribute(
+            Attribute::string("metadata")
+                .optional()
+                .description("Metadata as JSON (e.g. `{\"category\": \"Kubernetes\"}`).")
+                .validate_with(validate_json_object),
+        )
+        .block(timeouts::block(POLICY_TIMEOUTS)),
     )
 }
 
@@ -311,19 +307,12 @@ pub(crate) fn parameters_of(
     }
 }
 
-typed_object! {
+definition_state! {
     /// The resource's configuration, plan or state.
     pub struct Definition {
-        pub id: Knowable<String>,
-        pub name: Option<String>,
-        pub scope: Knowable<String>,
         pub mode: Option<String>,
-        pub display_name: Option<String>,
-        pub description: Option<String>,
-        pub version: Knowable<String>,
         pub policy_rule: Knowable<String>,
         pub parameters: Knowable<String>,
-        pub metadata: Option<String>,
         pub timeouts: Value,
     }
 }
@@ -362,29 +351,16 @@ fn undeclared_parameters(
         .collect()
 }
 
-fn state_from(prior: &Value, d: &PolicyDefinition, scope: &str) -> Value {
-    // Anything but an object (never sent for a managed resource) starts from nothing; the
-    // schema test rules out every other mismatch.
-    let prior = Definition::decode(prior).unwrap_or_default();
-    state_of(&prior, d, scope).to_value()
-}
-
 fn state_of(prior: &Definition, d: &PolicyDefinition, scope: &str) -> Definition {
     let p = &d.properties;
-    let mut state = prior.clone();
-    state.id = d.id.clone().into();
-    if let Some(name) = &d.name {
-        state.name = Some(name.clone());
-    }
-    state.scope = Knowable::Known(scope.to_string());
+    // The provider never writes `metadata.version` itself, so Azure's metadata is the user's
+    // (an imported copy of a built-in keeps its `version` key).
+    let mut state = reconciled_head(prior, d, scope, &[]);
     // Modes are case-insensitive in Azure.
     state.mode = match (prior.mode.as_deref(), p.mode.as_deref()) {
         (Some(a), Some(b)) if a.eq_ignore_ascii_case(b) => Some(a.to_string()),
         (_, m) => m.map(str::to_string),
     };
-    state.display_name = p.display_name.clone();
-    state.description = p.description.clone();
-    state.version = p.version.clone().into();
     state.policy_rule = keep_json(prior.policy_rule.as_deref(), p.policy_rule.as_ref()).into();
     let params = p
         .parameters
@@ -392,9 +368,6 @@ fn state_of(prior: &Definition, d: &PolicyDefinition, scope: &str) -> Definition
         .filter(|m| !m.is_empty() || prior.parameters.known().is_some())
         .and_then(|x| serde_json::to_value(x).ok());
     state.parameters = keep_json(prior.parameters.as_deref(), params.as_ref()).into();
-    // The provider never writes `metadata.version` itself, so Azure's metadata is the user's
-    // (an imported copy of a built-in keeps its `version` key).
-    state.metadata = user_metadata(p.metadata.as_ref(), prior.metadata.as_deref(), &[]);
     state
 }
 
@@ -405,7 +378,7 @@ impl DefinitionLike for DefinitionResource {
     type Body = PolicyDefinition;
     type State = Definition;
 
-    fn definition_schema(&self) -> Schema {
+    fn definition_schema() -> Schema {
         schema()
     }
 
@@ -476,29 +449,15 @@ impl DefinitionLike for DefinitionResource {
         );
     }
 
-    fn name(planned: &Definition) -> Option<&str> {
-        planned.name.as_deref()
+    fn properties_of(
+        planned: &Definition,
+        diags: &mut Diagnostics,
+    ) -> Option<PolicyDefinitionProperties> {
+        properties_of(planned).map_err(|d| diags.push(d)).ok()
     }
 
-    fn body_of(planned: &Definition, diags: &mut Diagnostics) -> Option<PolicyDefinition> {
-        match properties_of(planned) {
-            Ok(properties) => Some(PolicyDefinition {
-                properties,
-                ..Default::default()
-            }),
-            Err(d) => {
-                diags.push(d);
-                None
-            }
-        }
-    }
-
-    fn applied_state(planned: Definition, remote: &PolicyDefinition, scope: &str) -> Definition {
-        state_of(&planned, remote, scope)
-    }
-
-    fn state_from(prior: &Value, remote: &PolicyDefinition, scope: &str) -> Value {
-        state_from(prior, remote, scope)
+    fn state_of(prior: &Definition, remote: &PolicyDefinition, scope: &str) -> Definition {
+        state_of(prior, remote, scope)
     }
 }
 

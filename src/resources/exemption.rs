@@ -2,6 +2,7 @@
 //! group or resource) from a policy assignment, or from some members of an assigned initiative,
 //! as a waiver or because the risk is mitigated otherwise, optionally until a date.
 
+use crate::resources::shared::schema::typed_schema;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -444,17 +445,7 @@ async fn write(ctx: &CallContext, req: &ApplyRequest<'_>, op: Operation) -> Appl
 
 #[async_trait]
 impl Resource for ExemptionResource {
-    fn type_name(&self) -> &'static str {
-        "akspolicy_exemption"
-    }
-
-    fn schema(&self) -> Schema {
-        schema()
-    }
-
-    fn state_type(&self) -> Option<Type> {
-        Some(Exemption::ty())
-    }
+    typed_schema!("akspolicy_exemption", schema(), Exemption);
 
     async fn modify_plan(
         &self,

@@ -24,11 +24,13 @@ use crate::policy::{
 use crate::typed_object;
 
 use super::definition::{
-    keep_json, parameters_of, replace_on_breaking_parameters, user_metadata, validate_json_object,
-    validate_version,
+    keep_json, parameters_of, replace_on_breaking_parameters, validate_json_object,
 };
 use super::provider::Configured;
-use super::shared::definition_api::{identifying_attributes, DefinitionCollection, DefinitionLike};
+use super::shared::definition_api::{
+    definition_state, descriptive_attributes, identifying_attributes, reconciled_head,
+    DefinitionCollection, DefinitionLike,
+};
 use super::shared::json::json_text;
 use super::shared::waits::POLICY_TIMEOUTS;
 
@@ -94,29 +96,14 @@ fn schema() -> Schema {
                 .description("The description."),
         );
     Schema::new(
-        identifying_attributes(
-            Block::new().description("A custom Azure Policy initiative (policy set definition)."),
-            "initiative",
-            "",
-        )
-        .attribute(
-            Attribute::string("display_name")
-                .optional()
-                .description("The display name."),
-        )
-        .attribute(
-            Attribute::string("description")
-                .optional()
-                .description("The description."),
-        )
-        .attribute(
-            Attribute::string("version")
-                .optional()
-                .computed()
-                .description(
-                    "The initiative version, `x.y.z` Azure reports `1.0.0` when none is set.",
-                )
-                .validate_with(validate_version),
+        descriptive_attributes(
+            identifying_attributes(
+                Block::new()
+                    .description("A custom Azure Policy initiative (policy set definition)."),
+                "initiative",
+                "",
+            ),
+            "The initiative version, `x.y.z` Azure reports `1.0.0` when none is set.",
         )
         .attribute(
             Attribute::string("metadata")
@@ -136,16 +123,9 @@ fn schema() -> Schema {
     )
 }
 
-typed_object! {
+definition_state! {
     /// The resource's configuration, plan or state.
     pub struct Initiative {
-        pub id: Knowable<String>,
-        pub name: Option<String>,
-        pub scope: Knowable<String>,
-        pub display_name: Option<String>,
-        pub description: Option<String>,
-        pub version: Knowable<String>,
-        pub metadata: Option<String>,
         pub parameters: Knowable<String>,
         pub policy_definition: Whole<Vec<Member>>,
         pub policy_definition_group: Vec<Group>,
@@ -328,27 +308,11 @@ async fn member_definition(
     Ok(resolved)
 }
 
-fn state_from(prior: &Value, s: &PolicySetDefinition, scope: &str) -> Value {
-    // Anything but an object (never sent for a managed resource) starts from nothing; the
-    // schema test rules out every other mismatch.
-    let prior = Initiative::decode(prior).unwrap_or_default();
-    state_of(&prior, s, scope).to_value()
-}
-
 fn state_of(prior: &Initiative, s: &PolicySetDefinition, scope: &str) -> Initiative {
     let p = &s.properties;
-    let mut state = prior.clone();
-    state.id = s.id.clone().into();
-    if let Some(name) = &s.name {
-        state.name = Some(name.clone());
-    }
-    state.scope = Knowable::Known(scope.to_string());
-    state.display_name = p.display_name.clone();
-    state.description = p.description.clone();
-    state.version = p.version.clone().into();
     // The provider never writes `metadata.version` itself, so Azure's metadata is the user's
     // (an imported copy of a built-in keeps its `version` key).
-    state.metadata = user_metadata(p.metadata.as_ref(), prior.metadata.as_deref(), &[]);
+    let mut state = reconciled_head(prior, s, scope, &[]);
     let params = p
         .parameters
         .as_ref()
@@ -431,7 +395,7 @@ impl DefinitionLike for InitiativeResource {
     type Body = PolicySetDefinition;
     type State = Initiative;
 
-    fn definition_schema(&self) -> Schema {
+    fn definition_schema() -> Schema {
         schema()
     }
 
@@ -562,29 +526,15 @@ impl DefinitionLike for InitiativeResource {
         }
     }
 
-    fn name(planned: &Initiative) -> Option<&str> {
-        planned.name.as_deref()
+    fn properties_of(
+        planned: &Initiative,
+        diags: &mut Diagnostics,
+    ) -> Option<PolicySetDefinitionProperties> {
+        properties_of(planned).map_err(|d| diags.push(d)).ok()
     }
 
-    fn body_of(planned: &Initiative, diags: &mut Diagnostics) -> Option<PolicySetDefinition> {
-        match properties_of(planned) {
-            Ok(properties) => Some(PolicySetDefinition {
-                properties,
-                ..Default::default()
-            }),
-            Err(d) => {
-                diags.push(d);
-                None
-            }
-        }
-    }
-
-    fn applied_state(planned: Initiative, remote: &PolicySetDefinition, scope: &str) -> Initiative {
-        state_of(&planned, remote, scope)
-    }
-
-    fn state_from(prior: &Value, remote: &PolicySetDefinition, scope: &str) -> Value {
-        state_from(prior, remote, scope)
+    fn state_of(prior: &Initiative, remote: &PolicySetDefinition, scope: &str) -> Initiative {
+        state_of(prior, remote, scope)
     }
 }
 

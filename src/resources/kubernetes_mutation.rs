@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use serde_json::Value as Json;
 
 use crate::framework::timeouts;
-use crate::framework::typed::{Knowable, Typed, Whole};
+use crate::framework::typed::Whole;
 use crate::framework::{
     Attribute, AttributePath, Block, Diagnostic, Diagnostics, NestedBlock, Schema, Type,
     ValidateConfigRequest, ValidateConfigResponse, Value,
@@ -19,14 +19,14 @@ use crate::policy::mutation::{self, Mutator};
 use crate::policy::mutation_definition::{
     decode, MutationDefinitionSpec, MUTATION_EFFECTS, SOURCES,
 };
-use crate::policy::PolicyDefinition;
+use crate::policy::{PolicyDefinition, PolicyDefinitionProperties};
 use crate::typed_object;
 
-use super::definition::{
-    implied_kubernetes_metadata, metadata_object, user_metadata, validate_version,
-    DEFINITIONS_SEGMENT,
+use super::definition::{implied_kubernetes_metadata, metadata_object, DEFINITIONS_SEGMENT};
+use super::shared::definition_api::{
+    definition_state, descriptive_attributes, identifying_attributes, known_config,
+    reconciled_head, DefinitionCollection, DefinitionLike,
 };
-use super::shared::definition_api::{identifying_attributes, DefinitionCollection, DefinitionLike};
 use super::shared::waits::POLICY_TIMEOUTS;
 
 const DEFINITIONS: DefinitionCollection = DefinitionCollection {
@@ -54,8 +54,7 @@ fn schema() -> Schema {
                 .required()
                 .description("A YAML fragment the mutated object must contain: every field given must be present with that value. List elements that have a `name` (or the key the mutator's location selects list elements by, as in `[name: *]`) are matched by that key, whatever their position; other list elements by position. To test that nothing changes, repeat the relevant part of the object."),
         );
-    Schema::new(
-        identifying_attributes(
+    let identified = identifying_attributes(
             Block::new().description(
                 "A custom Azure Policy mutation definition for AKS (mode `Microsoft.Kubernetes.Data`, \
                  effect `Mutate`) carrying a Gatekeeper mutator: Assign, AssignMetadata, ModifySet or \
@@ -64,16 +63,9 @@ fn schema() -> Schema {
             ),
             "definition",
             "Where the definition lives: ",
-        )
-        .attribute(Attribute::string("display_name").optional().description("The display name."))
-        .attribute(Attribute::string("description").optional().description("The description."))
-        .attribute(
-            Attribute::string("version")
-                .optional()
-                .computed()
-                .description("The definition version, `x.y.z`.")
-                .validate_with(validate_version),
-        )
+        );
+    Schema::new(
+        descriptive_attributes(identified, "The definition version, `x.y.z`.")
         .attribute(
             Attribute::string("metadata")
                 .optional()
@@ -123,16 +115,9 @@ fn one_of(value: &Value, path: &AttributePath, diags: &mut Diagnostics, allowed:
     }
 }
 
-typed_object! {
+definition_state! {
     /// The resource's configuration, plan or state.
     pub struct KubernetesMutation {
-        pub id: Knowable<String>,
-        pub name: Option<String>,
-        pub scope: Knowable<String>,
-        pub display_name: Option<String>,
-        pub description: Option<String>,
-        pub version: Knowable<String>,
-        pub metadata: Option<String>,
         pub mutator: Option<String>,
         pub namespaces: Option<Vec<String>>,
         pub excluded_namespaces: Option<Vec<String>>,
@@ -322,13 +307,6 @@ fn keep_list(
 }
 
 /// The new state from Azure's definition, reconciled with `prior`.
-fn state_from(prior: &Value, definition: &PolicyDefinition, scope: &str) -> Value {
-    // Anything but an object (never sent for a managed resource) starts from nothing; the
-    // schema test rules out every other mismatch.
-    let prior = KubernetesMutation::decode(prior).unwrap_or_default();
-    state_of(&prior, definition, scope).to_value()
-}
-
 fn state_of(
     prior: &KubernetesMutation,
     definition: &PolicyDefinition,
@@ -336,20 +314,8 @@ fn state_of(
 ) -> KubernetesMutation {
     let p = &definition.properties;
     let decoded = decode(p);
-    let mut state = prior.clone();
-    state.id = definition.id.clone().into();
-    if let Some(name) = &definition.name {
-        state.name = Some(name.clone());
-    }
-    state.scope = Knowable::Known(scope.to_string());
-    state.display_name = p.display_name.clone();
-    state.description = p.description.clone();
-    state.version = p.version.clone().into();
-    state.metadata = user_metadata(
-        p.metadata.as_ref(),
-        prior.metadata.as_deref(),
-        &implied_kubernetes_metadata(p.version.as_deref()),
-    );
+    let implied = implied_kubernetes_metadata(p.version.as_deref());
+    let mut state = reconciled_head(prior, definition, scope, &implied);
     // A definition whose mutator is a URL (not written by this resource) shows no YAML, so
     // the plan asks for the user's mutator to be written.
     state.mutator = keep_yaml(prior.mutator.as_deref(), decoded.mutator_yaml.as_deref());
@@ -371,13 +337,12 @@ impl DefinitionLike for KubernetesMutationResource {
     type Body = PolicyDefinition;
     type State = KubernetesMutation;
 
-    fn definition_schema(&self) -> Schema {
+    fn definition_schema() -> Schema {
         schema()
     }
 
     fn check_config(&self, req: ValidateConfigRequest<'_>, resp: &mut ValidateConfigResponse) {
-        let (config, diags) = (req.config, &mut resp.diags);
-        // Unknown values (from other resources) are checked again at apply.
+        let diags = &mut resp.diags;
         let inputs = [
             "mutator",
             "metadata",
@@ -385,52 +350,36 @@ impl DefinitionLike for KubernetesMutationResource {
             "excluded_namespaces",
             "source",
         ];
-        if inputs.iter().any(|a| !config.get(a).is_wholly_known()) {
+        let Some(config) = known_config::<KubernetesMutation>(req.config, &inputs, diags) else {
             return;
-        }
-        let config = match KubernetesMutation::decode(config) {
-            Ok(c) => c,
-            Err(e) => return diags.extend(e.into()),
         };
         let checked = check_config(&config, diags);
         run_tests(&config, checked.as_ref(), diags);
     }
 
-    fn name(planned: &KubernetesMutation) -> Option<&str> {
-        planned.name.as_deref()
-    }
+    const AS_WRITTEN: &'static [&'static str] = &["mutator", "test", "metadata"];
 
-    fn body_of(planned: &KubernetesMutation, diags: &mut Diagnostics) -> Option<PolicyDefinition> {
+    fn properties_of(
+        planned: &KubernetesMutation,
+        diags: &mut Diagnostics,
+    ) -> Option<PolicyDefinitionProperties> {
         let (spec, _) = check_config(planned, diags)?;
-        Some(PolicyDefinition {
-            properties: spec.properties(),
-            ..Default::default()
-        })
+        Some(spec.properties())
     }
 
-    fn applied_state(
-        planned: KubernetesMutation,
+    fn state_of(
+        prior: &KubernetesMutation,
         remote: &PolicyDefinition,
         scope: &str,
     ) -> KubernetesMutation {
-        let state = state_of(&planned, remote, scope);
-        // What the user wrote is what was applied; Azure's echo may differ in form only.
-        KubernetesMutation {
-            mutator: planned.mutator,
-            test: planned.test,
-            metadata: planned.metadata,
-            ..state
-        }
-    }
-
-    fn state_from(prior: &Value, remote: &PolicyDefinition, scope: &str) -> Value {
-        state_from(prior, remote, scope)
+        state_of(prior, remote, scope)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::framework::typed::Typed;
     use crate::framework::{Resource, ValidateConfigRequest, ValidateConfigResponse};
 
     const MUTATOR: &str = r#"apiVersion: mutations.gatekeeper.sh/v1
@@ -606,7 +555,8 @@ spec:
         let stub = DEFINITIONS
             .import(definition.id.as_deref().unwrap(), &mut Diagnostics::new())
             .unwrap();
-        let imported = state_from(&stub, &definition, "/subscriptions/s");
+        let imported =
+            KubernetesMutationResource::state_from(&stub, &definition, "/subscriptions/s");
         let imported = KubernetesMutation::decode(&imported).unwrap();
         assert_eq!(imported.mutator.as_deref(), Some(MUTATOR));
     }

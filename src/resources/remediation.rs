@@ -3,6 +3,7 @@
 //! Policy add-on on for every cluster in scope). A remediation is a one-shot job, so every
 //! input replaces it; `wait_for_completion` makes apply follow it to the end.
 
+use crate::resources::shared::schema::typed_schema;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -327,17 +328,7 @@ async fn wait_until_done(
 
 #[async_trait]
 impl Resource for RemediationResource {
-    fn type_name(&self) -> &'static str {
-        "akspolicy_remediation"
-    }
-
-    fn schema(&self) -> Schema {
-        schema()
-    }
-
-    fn state_type(&self) -> Option<Type> {
-        Some(Remediation::ty())
-    }
+    typed_schema!("akspolicy_remediation", schema(), Remediation);
 
     fn validate_config(&self, req: ValidateConfigRequest<'_>, resp: &mut ValidateConfigResponse) {
         let (config, diags) = (req.config, &mut resp.diags);

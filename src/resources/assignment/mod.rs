@@ -13,16 +13,16 @@ mod remediation_roles;
 mod schema;
 mod state;
 
+use crate::resources::shared::schema::typed_schema;
 use std::time::Duration;
 
 use async_trait::async_trait;
 
 use crate::arm::{api_version, ArmError};
-use crate::framework::typed::Typed;
 use crate::framework::{
     ApplyRequest, ApplyResponse, CallContext, CheckRemovalRequest, CheckRemovalResponse,
     DeleteRequest, DeleteResponse, ImportRequest, ImportResponse, ModifyPlanRequest,
-    ModifyPlanResponse, ReadRequest, ReadResponse, Resource, Schema, Type, ValidateConfigRequest,
+    ModifyPlanResponse, ReadRequest, ReadResponse, Resource, ValidateConfigRequest,
     ValidateConfigResponse,
 };
 use crate::resources::shared::scoped::{PropagationWait, ScopedKind};
@@ -60,17 +60,7 @@ pub struct AssignmentResource;
 
 #[async_trait]
 impl Resource for AssignmentResource {
-    fn type_name(&self) -> &'static str {
-        "akspolicy_assignment"
-    }
-
-    fn schema(&self) -> Schema {
-        schema::schema()
-    }
-
-    fn state_type(&self) -> Option<Type> {
-        Some(Assignment::ty())
-    }
+    typed_schema!("akspolicy_assignment", schema::schema(), Assignment);
 
     fn validate_config(&self, req: ValidateConfigRequest<'_>, resp: &mut ValidateConfigResponse) {
         plan::validate_config(req.config, &mut resp.diags)

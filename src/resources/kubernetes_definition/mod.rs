@@ -23,25 +23,25 @@ use async_trait::async_trait;
 use crate::framework::typed::{Knowable, Typed};
 use crate::framework::{
     AttributePath, CallContext, Diagnostic, Diagnostics, ModifyPlanRequest, ModifyPlanResponse,
-    Schema, ValidateConfigRequest, ValidateConfigResponse, Value,
+    Schema, ValidateConfigRequest, ValidateConfigResponse,
 };
 use crate::policy::kubernetes_body::{
     check_default_effect, merged_match, DefinitionBuildError, KindMatch, KubernetesDefinitionSpec,
     TemplateSource,
 };
-use crate::policy::PolicyDefinition;
+use crate::policy::{PolicyDefinition, PolicyDefinitionProperties};
 
 use super::definition::{
     keep_json, metadata_object, replace_on_breaking_parameters, DEFINITIONS_SEGMENT,
 };
-use super::shared::definition_api::{DefinitionCollection, DefinitionLike};
+use super::shared::definition_api::{known_config, DefinitionCollection, DefinitionLike};
 
 pub use policy_tests::{PlannedPolicy, TestProblem};
 pub use schema::{KubernetesDefinition, MatchBlock, TemplateBlock, TestBlock};
 pub use template::TEMPLATE_CONTENT_PLACEHOLDER;
 
 use policy_tests::run_tests;
-use state::{properties_as_held, state_from, state_of};
+use state::properties_as_held;
 use template::{exposed_rule, resolve_template, template_error_diag, ResolvedTemplate};
 
 const DEFINITIONS: DefinitionCollection = DefinitionCollection {
@@ -189,13 +189,12 @@ impl DefinitionLike for KubernetesDefinitionResource {
     type Body = PolicyDefinition;
     type State = KubernetesDefinition;
 
-    fn definition_schema(&self) -> Schema {
+    fn definition_schema() -> Schema {
         schema::schema()
     }
 
     fn check_config(&self, req: ValidateConfigRequest<'_>, resp: &mut ValidateConfigResponse) {
-        let (config, diags) = (req.config, &mut resp.diags);
-        // Unknown values (from other resources) are checked again at apply.
+        let diags = &mut resp.diags;
         let inputs = [
             "template",
             "constraint_template",
@@ -205,12 +204,8 @@ impl DefinitionLike for KubernetesDefinitionResource {
             "default_effect",
             "metadata",
         ];
-        if inputs.iter().any(|a| !config.get(a).is_wholly_known()) {
+        let Some(config) = known_config::<KubernetesDefinition>(req.config, &inputs, diags) else {
             return;
-        }
-        let config = match KubernetesDefinition::decode(config) {
-            Ok(c) => c,
-            Err(e) => return diags.extend(e.into()),
         };
         let checked = check_config(&config, diags);
         run_tests(&config, &checked, diags);
@@ -282,47 +277,31 @@ impl DefinitionLike for KubernetesDefinitionResource {
         replace_on_breaking_parameters(change, prior.parameters.as_deref(), &new_params, path);
     }
 
-    fn name(planned: &KubernetesDefinition) -> Option<&str> {
-        planned.name.as_deref()
-    }
+    const AS_WRITTEN: &'static [&'static str] = &[
+        "template",
+        "constraint_template",
+        "template_url",
+        "match",
+        "effects",
+        "test",
+        "metadata",
+    ];
 
-    fn body_of(
+    fn properties_of(
         planned: &KubernetesDefinition,
         diags: &mut Diagnostics,
-    ) -> Option<PolicyDefinition> {
+    ) -> Option<PolicyDefinitionProperties> {
         let (spec, _) = spec_from(planned, diags)?;
-        match properties_as_held(planned, &spec) {
-            Ok(properties) => Some(PolicyDefinition {
-                properties,
-                ..Default::default()
-            }),
-            Err(d) => {
-                diags.extend(d);
-                None
-            }
-        }
+        properties_as_held(planned, &spec)
+            .map_err(|d| diags.extend(d))
+            .ok()
     }
 
-    fn applied_state(
-        planned: KubernetesDefinition,
+    fn state_of(
+        prior: &KubernetesDefinition,
         remote: &PolicyDefinition,
         scope: &str,
     ) -> KubernetesDefinition {
-        let state = state_of(&planned, remote, scope);
-        // What the user wrote is what was applied; Azure's echo may differ in form only.
-        KubernetesDefinition {
-            template: planned.template,
-            constraint_template: planned.constraint_template,
-            template_url: planned.template_url,
-            r#match: planned.r#match,
-            effects: planned.effects,
-            test: planned.test,
-            metadata: planned.metadata,
-            ..state
-        }
-    }
-
-    fn state_from(prior: &Value, remote: &PolicyDefinition, scope: &str) -> Value {
-        state_from(prior, remote, scope)
+        state::state_of(prior, remote, scope)
     }
 }

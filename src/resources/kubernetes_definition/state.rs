@@ -2,13 +2,13 @@
 
 use serde_json::Value as Json;
 
-use crate::framework::typed::{Knowable, Typed};
-use crate::framework::{AttributePath, Diagnostics, Value};
+use crate::framework::{AttributePath, Diagnostics};
 use crate::policy::kubernetes_body::{
     decode, DecodedKubernetesDefinition, KubernetesDefinitionSpec,
 };
 use crate::policy::{PolicyDefinition, PolicyDefinitionProperties};
-use crate::resources::definition::{implied_kubernetes_metadata, keep_json, user_metadata};
+use crate::resources::definition::{implied_kubernetes_metadata, keep_json};
+use crate::resources::shared::definition_api::reconciled_head;
 
 use super::build_error_diag;
 use super::schema::{KubernetesDefinition, MatchBlock};
@@ -26,13 +26,6 @@ fn same_strings(a: &[String], b: &[String]) -> bool {
 
 /// The new state from Azure's definition, reconciled with `prior` (a previous state, the
 /// planned state after apply, or an import stub).
-pub(super) fn state_from(prior: &Value, definition: &PolicyDefinition, scope: &str) -> Value {
-    // Anything but an object (never sent for a managed resource) starts from nothing; the
-    // schema test rules out every other mismatch.
-    let prior = KubernetesDefinition::decode(prior).unwrap_or_default();
-    state_of(&prior, definition, scope).to_value()
-}
-
 pub(super) fn state_of(
     prior: &KubernetesDefinition,
     definition: &PolicyDefinition,
@@ -40,20 +33,8 @@ pub(super) fn state_of(
 ) -> KubernetesDefinition {
     let p = &definition.properties;
     let decoded = decode(p);
-    let mut state = prior.clone();
-    state.id = definition.id.clone().into();
-    if let Some(name) = &definition.name {
-        state.name = Some(name.clone());
-    }
-    state.scope = Knowable::Known(scope.to_string());
-    state.display_name = p.display_name.clone();
-    state.description = p.description.clone();
-    state.version = p.version.clone().into();
-    state.metadata = user_metadata(
-        p.metadata.as_ref(),
-        prior.metadata.as_deref(),
-        &implied_kubernetes_metadata(p.version.as_deref()),
-    );
+    let implied = implied_kubernetes_metadata(p.version.as_deref());
+    let mut state = reconciled_head(prior, definition, scope, &implied);
     reconcile_template(
         prior,
         decoded.template_yaml.as_deref(),

@@ -74,7 +74,7 @@ fn state_from(
     azure: &PolicyDefinition,
     scope: &str,
 ) -> KubernetesDefinition {
-    let state = super::state_from(&prior.to_value(), azure, scope);
+    let state = KubernetesDefinitionResource::state_from(&prior.to_value(), azure, scope);
     KubernetesDefinition::decode(&state).expect("state decodes")
 }
 

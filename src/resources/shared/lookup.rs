@@ -1,23 +1,23 @@
 //! Picking one built-in by its exact display name, shared by the built-in definition and
 //! initiative lookups so both explain a miss or an ambiguity the same way.
 
+use crate::resources::shared::schema::typed_schema;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use async_trait::async_trait;
-use serde::de::DeserializeOwned;
 use serde_json::Value as Json;
 
 use crate::arm::{api_version, ArmClient, ArmError};
 use crate::framework::typed::{Knowable, Typed};
 use crate::framework::{
     AttributePath, CallContext, DataSource, Diagnostic, Diagnostics, ReadDataRequest,
-    ReadDataResponse, Schema, Type, ValidateConfigRequest, ValidateConfigResponse,
+    ReadDataResponse, Schema, ValidateConfigRequest, ValidateConfigResponse,
 };
-use crate::policy::{PolicyDefinition, PolicySetDefinition};
 use crate::resources::provider::Configured;
 use crate::typed_object;
 
+use super::definition_api::{DefinitionBody, DefinitionProperties};
 use super::errors::arm_error_diagnostic;
 
 /// A data source that finds one built-in by `name` or `display_name`. It supplies its schema,
@@ -29,11 +29,11 @@ pub trait BuiltinLookup: Send + Sync + 'static {
     /// ARM's collection of the built-ins, e.g. `/providers/Microsoft.Authorization/
     /// policyDefinitions`.
     const BUILTINS_PATH: &'static str;
-    type Body: Listed + DeserializeOwned + Send;
+    type Body: DefinitionBody;
     /// The typed state, which holds the lookup keys too.
     type State: Typed;
 
-    fn lookup_schema(&self) -> Schema;
+    fn lookup_schema() -> Schema;
     fn to_state(found: &Self::Body) -> Self::State;
 }
 
@@ -49,17 +49,7 @@ typed_object! {
 
 #[async_trait]
 impl<T: BuiltinLookup> DataSource for T {
-    fn type_name(&self) -> &'static str {
-        T::TYPE_NAME
-    }
-
-    fn schema(&self) -> Schema {
-        self.lookup_schema()
-    }
-
-    fn state_type(&self) -> Option<Type> {
-        Some(T::State::ty())
-    }
+    typed_schema!(T::TYPE_NAME, T::lookup_schema(), T::State);
 
     fn validate_config(&self, req: ValidateConfigRequest<'_>, resp: &mut ValidateConfigResponse) {
         match LookupKeys::decode(req.config) {
@@ -86,37 +76,6 @@ impl<T: BuiltinLookup> DataSource for T {
         )
         .await;
         resp.state = found.as_ref().map(|f| T::to_state(f).to_value());
-    }
-}
-
-/// What a display-name lookup needs to know about a built-in.
-pub trait Listed {
-    fn name(&self) -> Option<&str>;
-    fn version(&self) -> Option<&str>;
-    fn display_name(&self) -> Option<&str>;
-}
-
-impl Listed for PolicyDefinition {
-    fn name(&self) -> Option<&str> {
-        self.name.as_deref()
-    }
-    fn version(&self) -> Option<&str> {
-        self.properties.version.as_deref()
-    }
-    fn display_name(&self) -> Option<&str> {
-        self.properties.display_name.as_deref()
-    }
-}
-
-impl Listed for PolicySetDefinition {
-    fn name(&self) -> Option<&str> {
-        self.name.as_deref()
-    }
-    fn version(&self) -> Option<&str> {
-        self.properties.version.as_deref()
-    }
-    fn display_name(&self) -> Option<&str> {
-        self.properties.display_name.as_deref()
     }
 }
 
@@ -153,7 +112,7 @@ pub fn check_lookup_keys(keys: &LookupKeys, noun: &Noun, diags: &mut Diagnostics
 
 /// The built-in below `builtins_path` that `config` names by `name` (one GET) or by
 /// `display_name` (one listing); `None` with an error diagnostic when there is none.
-pub async fn find_builtin<T: Listed + DeserializeOwned>(
+pub async fn find_builtin<T: DefinitionBody>(
     client: &ArmClient,
     builtins_path: &str,
     api_version: &str,
@@ -263,14 +222,14 @@ pub(crate) async fn builtin_listing(
 
 /// The one item whose display name is exactly `wanted`, or an error that lists what the user
 /// may have meant (close names on a miss, every match on an ambiguity).
-pub fn pick_by_display_name<T: Listed>(
+pub fn pick_by_display_name<T: DefinitionBody>(
     all: Vec<T>,
     wanted: &str,
     noun: &Noun,
 ) -> Result<T, Diagnostic> {
     let (mut exact, rest): (Vec<T>, Vec<T>) = all
         .into_iter()
-        .partition(|d| d.display_name() == Some(wanted));
+        .partition(|d| d.properties().display_name() == Some(wanted));
     match exact.len() {
         1 => exact
             .pop()
@@ -280,13 +239,13 @@ pub fn pick_by_display_name<T: Listed>(
             let mut near: Vec<&T> = rest
                 .iter()
                 .filter(|d| {
-                    let dn = d.display_name().unwrap_or("").to_lowercase();
+                    let dn = d.properties().display_name().unwrap_or("").to_lowercase();
                     !lower.is_empty()
                         && !dn.is_empty()
                         && (dn.contains(&lower) || lower.contains(&dn))
                 })
                 .collect();
-            near.sort_by_key(|d| d.display_name().map(str::to_string));
+            near.sort_by_key(|d| d.properties().display_name().map(str::to_string));
             near.truncate(10);
             let hint = if near.is_empty() {
                 format!(
@@ -316,14 +275,14 @@ pub fn pick_by_display_name<T: Listed>(
     }
 }
 
-fn candidate_lines<'a, T: Listed + 'a>(items: impl Iterator<Item = &'a T>) -> String {
+fn candidate_lines<'a, T: DefinitionBody + 'a>(items: impl Iterator<Item = &'a T>) -> String {
     items
         .map(|d| {
             format!(
                 "  - name = {:?} (version {}): {}",
                 d.name().unwrap_or("?"),
-                d.version().unwrap_or("unversioned"),
-                d.display_name().unwrap_or("")
+                d.properties().version().unwrap_or("unversioned"),
+                d.properties().display_name().unwrap_or("")
             )
         })
         .collect::<Vec<_>>()

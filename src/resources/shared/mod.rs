@@ -11,6 +11,7 @@ pub mod json;
 pub mod lookup;
 pub mod parameter_values;
 pub mod reconcile;
+pub mod schema;
 pub mod scoped;
 pub mod selectors;
 pub mod usage;
