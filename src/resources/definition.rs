@@ -10,18 +10,18 @@ use async_trait::async_trait;
 use serde_json::{Map, Value as Json};
 
 use crate::framework::timeouts;
-use crate::framework::typed::{Knowable, Typed};
+use crate::framework::typed::Knowable;
 use crate::framework::{
     Attribute, AttributePath, Block, CallContext, Diagnostic, Diagnostics, ModifyPlanRequest,
-    ModifyPlanResponse, Schema, ValidateConfigRequest, ValidateConfigResponse, Value,
+    ModifyPlanResponse, Schema, Value,
 };
 use crate::policy::references::{policy_rule_parameter_references, undeclared};
 use crate::policy::{ParameterDefinition, PolicyDefinition, PolicyDefinitionProperties};
 
 use super::provider::Configured;
 use super::shared::definition_api::{
-    definition_state, descriptive_attributes, identifying_attributes, reconciled_head,
-    DefinitionCollection, DefinitionLike,
+    definition_state, descriptive_attributes, identifying_attributes, DefinitionCollection,
+    DefinitionLike,
 };
 use super::shared::identity::Identity;
 use super::shared::json::{canonical_json, json_text};
@@ -295,15 +295,40 @@ fn schema() -> Schema {
 }
 
 /// The parameters a definition's or initiative's `parameters` JSON declares (`None` when
-/// unset); an error names what is wrong with a declaration.
+/// unset); the error names what is wrong with a declaration.
 pub(crate) fn parameters_of(
     text: Option<&str>,
-) -> Result<Option<BTreeMap<String, ParameterDefinition>>, String> {
+) -> Result<Option<BTreeMap<String, ParameterDefinition>>, Diagnostic> {
     match json_text(text) {
         None => Ok(None),
-        Some(j) => serde_json::from_value(j)
-            .map(Some)
-            .map_err(|e| e.to_string()),
+        Some(j) => serde_json::from_value(j).map(Some).map_err(|e| {
+            Diagnostic::error(
+                "Invalid parameters",
+                format!("Each parameter needs at least a `type`: {e}"),
+            )
+            .at(AttributePath::attr("parameters"))
+        }),
+    }
+}
+
+/// Plans a replacement when an update's `parameters` (the attribute a definition or an
+/// initiative declares its parameters in) break the prior state's; see
+/// [`replace_on_breaking_parameters`].
+pub(crate) fn replace_on_breaking_declarations(
+    req: ModifyPlanRequest<'_>,
+    change: &mut ModifyPlanResponse,
+) {
+    let declared = req.config.get("parameters");
+    if req.prior.is_null() || declared.is_unknown() {
+        return;
+    }
+    if let Ok(new) = parameters_of(declared.as_str()) {
+        replace_on_breaking_parameters(
+            change,
+            req.prior.get("parameters").as_str(),
+            &new.unwrap_or_default(),
+            AttributePath::attr("parameters"),
+        );
     }
 }
 
@@ -315,27 +340,6 @@ definition_state! {
         pub parameters: Knowable<String>,
         pub timeouts: Value,
     }
-}
-
-fn properties_of(config: &Definition) -> Result<PolicyDefinitionProperties, Diagnostic> {
-    let parameters = parameters_of(config.parameters.as_deref()).map_err(|e| {
-        Diagnostic::error(
-            "Invalid parameters",
-            format!("Each parameter needs at least a `type`: {e}"),
-        )
-        .at(AttributePath::attr("parameters"))
-    })?;
-    Ok(PolicyDefinitionProperties {
-        policy_type: Some("Custom".into()),
-        mode: config.mode.clone(),
-        display_name: config.display_name.clone(),
-        description: config.description.clone(),
-        metadata: json_text(config.metadata.as_deref()),
-        parameters,
-        policy_rule: json_text(config.policy_rule.as_deref()),
-        version: config.version.as_deref().map(str::to_string),
-        ..Default::default()
-    })
 }
 
 /// Policy parameters the rule uses that `parameters` does not declare (see
@@ -351,11 +355,11 @@ fn undeclared_parameters(
         .collect()
 }
 
-fn state_of(prior: &Definition, d: &PolicyDefinition, scope: &str) -> Definition {
+/// The definition's own attributes from Azure's definition `d`, reconciled with `prior`. The
+/// provider never writes `metadata.version` itself, so Azure's metadata is the user's (an
+/// imported copy of a built-in keeps its `version` key): no metadata is implied.
+fn reconcile(prior: &Definition, mut state: Definition, d: &PolicyDefinition) -> Definition {
     let p = &d.properties;
-    // The provider never writes `metadata.version` itself, so Azure's metadata is the user's
-    // (an imported copy of a built-in keeps its `version` key).
-    let mut state = reconciled_head(prior, d, scope, &[]);
     // Modes are case-insensitive in Azure.
     state.mode = match (prior.mode.as_deref(), p.mode.as_deref()) {
         (Some(a), Some(b)) if a.eq_ignore_ascii_case(b) => Some(a.to_string()),
@@ -382,25 +386,12 @@ impl DefinitionLike for DefinitionResource {
         schema()
     }
 
-    fn check_config(&self, req: ValidateConfigRequest<'_>, resp: &mut ValidateConfigResponse) {
-        let diags = &mut resp.diags;
-        let config = match Definition::decode(req.config) {
-            Ok(c) => c,
-            Err(e) => return diags.extend(e.into()),
-        };
-        if config.policy_rule.is_unknown() || config.parameters.is_unknown() {
-            return;
-        }
+    const CHECKED_INPUTS: &'static [&'static str] = &["policy_rule", "parameters"];
+
+    fn check_config(config: &Definition, diags: &mut Diagnostics) {
         let declared = match parameters_of(config.parameters.as_deref()) {
             Ok(p) => p.unwrap_or_default(),
-            Err(e) => {
-                diags.error_at(
-                    AttributePath::attr("parameters"),
-                    "Invalid parameters",
-                    format!("Each parameter needs at least a `type`: {e}"),
-                );
-                return;
-            }
+            Err(d) => return diags.push(d),
         };
         if let Some(rule) = json_text(config.policy_rule.as_deref()) {
             let missing = undeclared_parameters(&rule, &declared);
@@ -431,33 +422,31 @@ impl DefinitionLike for DefinitionResource {
         req: ModifyPlanRequest<'_>,
         change: &mut ModifyPlanResponse,
     ) {
-        let Ok(config) = Definition::decode(req.config) else {
-            return;
-        };
-        if req.prior.is_null() || config.parameters.is_unknown() {
-            return;
-        }
-        let Ok(new) = parameters_of(config.parameters.as_deref()) else {
-            return;
-        };
-        let prior = Definition::decode(req.prior).unwrap_or_default();
-        replace_on_breaking_parameters(
-            change,
-            prior.parameters.as_deref(),
-            &new.unwrap_or_default(),
-            AttributePath::attr("parameters"),
-        );
+        replace_on_breaking_declarations(req, change);
     }
 
     fn properties_of(
-        planned: &Definition,
+        config: &Definition,
         diags: &mut Diagnostics,
     ) -> Option<PolicyDefinitionProperties> {
-        properties_of(planned).map_err(|d| diags.push(d)).ok()
+        let parameters = parameters_of(config.parameters.as_deref())
+            .map_err(|d| diags.push(d))
+            .ok()?;
+        Some(PolicyDefinitionProperties {
+            policy_type: Some("Custom".into()),
+            mode: config.mode.clone(),
+            display_name: config.display_name.clone(),
+            description: config.description.clone(),
+            metadata: json_text(config.metadata.as_deref()),
+            parameters,
+            policy_rule: json_text(config.policy_rule.as_deref()),
+            version: config.version.as_deref().map(str::to_string),
+            ..Default::default()
+        })
     }
 
-    fn state_of(prior: &Definition, remote: &PolicyDefinition, scope: &str) -> Definition {
-        state_of(prior, remote, scope)
+    fn reconcile(prior: &Definition, state: Definition, remote: &PolicyDefinition) -> Definition {
+        reconcile(prior, state, remote)
     }
 }
 

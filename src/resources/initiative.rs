@@ -13,8 +13,7 @@ use crate::framework::timeouts;
 use crate::framework::typed::{Knowable, Typed, Whole};
 use crate::framework::{
     Attribute, AttributePath, Block, CallContext, Diagnostic, Diagnostics, ModifyPlanRequest,
-    ModifyPlanResponse, NestedBlock, Schema, Type, ValidateConfigRequest, ValidateConfigResponse,
-    Value,
+    ModifyPlanResponse, NestedBlock, Schema, Type, Value,
 };
 use crate::policy::references::value_parameter_references;
 use crate::policy::{
@@ -24,12 +23,12 @@ use crate::policy::{
 use crate::typed_object;
 
 use super::definition::{
-    keep_json, parameters_of, replace_on_breaking_parameters, validate_json_object,
+    keep_json, parameters_of, replace_on_breaking_declarations, validate_json_object,
 };
 use super::provider::Configured;
 use super::shared::definition_api::{
-    definition_state, descriptive_attributes, identifying_attributes, reconciled_head,
-    DefinitionCollection, DefinitionLike,
+    definition_state, descriptive_attributes, identifying_attributes, DefinitionCollection,
+    DefinitionLike,
 };
 use super::shared::json::json_text;
 use super::shared::waits::POLICY_TIMEOUTS;
@@ -157,7 +156,7 @@ typed_object! {
 
 fn declared_parameters(
     config: &Initiative,
-) -> Result<BTreeMap<String, ParameterDefinition>, String> {
+) -> Result<BTreeMap<String, ParameterDefinition>, Diagnostic> {
     parameters_of(config.parameters.as_deref()).map(Option::unwrap_or_default)
 }
 
@@ -177,13 +176,7 @@ fn member_parameters(member: &Member) -> Option<Map<String, Json>> {
 }
 
 fn properties_of(config: &Initiative) -> Result<PolicySetDefinitionProperties, Diagnostic> {
-    let parameters = declared_parameters(config).map_err(|e| {
-        Diagnostic::error(
-            "Invalid parameters",
-            format!("Each parameter needs at least a `type`: {e}"),
-        )
-        .at(AttributePath::attr("parameters"))
-    })?;
+    let parameters = declared_parameters(config)?;
     let members = config
         .policy_definition
         .iter()
@@ -308,11 +301,11 @@ async fn member_definition(
     Ok(resolved)
 }
 
-fn state_of(prior: &Initiative, s: &PolicySetDefinition, scope: &str) -> Initiative {
+/// The initiative's own attributes from Azure's set `s`, reconciled with `prior`. The provider
+/// never writes `metadata.version` itself, so Azure's metadata is the user's (an imported copy
+/// of a built-in keeps its `version` key): no metadata is implied.
+fn reconcile(prior: &Initiative, mut state: Initiative, s: &PolicySetDefinition) -> Initiative {
     let p = &s.properties;
-    // The provider never writes `metadata.version` itself, so Azure's metadata is the user's
-    // (an imported copy of a built-in keeps its `version` key).
-    let mut state = reconciled_head(prior, s, scope, &[]);
     let params = p
         .parameters
         .as_ref()
@@ -399,27 +392,14 @@ impl DefinitionLike for InitiativeResource {
         schema()
     }
 
-    fn check_config(&self, req: ValidateConfigRequest<'_>, resp: &mut ValidateConfigResponse) {
-        let (config, diags) = (req.config, &mut resp.diags);
-        let config = match Initiative::decode(config) {
-            Ok(c) => c,
-            Err(e) => return diags.extend(e.into()),
-        };
-        // Members may reference definitions created in the same run (unknown IDs); their
-        // parameter values are usually known and still worth checking.
-        if config.parameters.is_unknown() {
-            return;
-        }
-        let declared = match declared_parameters(&config) {
+    // Members may reference definitions created in the same run (unknown IDs); their
+    // parameter values are usually known and still worth checking.
+    const CHECKED_INPUTS: &'static [&'static str] = &["parameters"];
+
+    fn check_config(config: &Initiative, diags: &mut Diagnostics) {
+        let declared = match declared_parameters(config) {
             Ok(d) => d,
-            Err(e) => {
-                diags.error_at(
-                    AttributePath::attr("parameters"),
-                    "Invalid parameters",
-                    format!("Each parameter needs at least a `type`: {e}"),
-                );
-                return;
-            }
+            Err(d) => return diags.push(d),
         };
         let groups: Vec<&str> = config
             .policy_definition_group
@@ -512,18 +492,7 @@ impl DefinitionLike for InitiativeResource {
                 ),
             }
         }
-        if req.prior.is_null() || config.parameters.is_unknown() {
-            return;
-        }
-        if let Ok(new) = declared_parameters(&config) {
-            let prior = Initiative::decode(req.prior).unwrap_or_default();
-            replace_on_breaking_parameters(
-                change,
-                prior.parameters.as_deref(),
-                &new,
-                AttributePath::attr("parameters"),
-            );
-        }
+        replace_on_breaking_declarations(req, change);
     }
 
     fn properties_of(
@@ -533,8 +502,12 @@ impl DefinitionLike for InitiativeResource {
         properties_of(planned).map_err(|d| diags.push(d)).ok()
     }
 
-    fn state_of(prior: &Initiative, remote: &PolicySetDefinition, scope: &str) -> Initiative {
-        state_of(prior, remote, scope)
+    fn reconcile(
+        prior: &Initiative,
+        state: Initiative,
+        remote: &PolicySetDefinition,
+    ) -> Initiative {
+        reconcile(prior, state, remote)
     }
 }
 

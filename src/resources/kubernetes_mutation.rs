@@ -10,8 +10,7 @@ use serde_json::Value as Json;
 use crate::framework::timeouts;
 use crate::framework::typed::Whole;
 use crate::framework::{
-    Attribute, AttributePath, Block, Diagnostic, Diagnostics, NestedBlock, Schema, Type,
-    ValidateConfigRequest, ValidateConfigResponse, Value,
+    Attribute, AttributePath, Block, Diagnostic, Diagnostics, NestedBlock, Schema, Type, Value,
 };
 use crate::policy::constraint_match::AKS_EXEMPT_NAMESPACES;
 use crate::policy::constraint_template::parse_yaml_documents;
@@ -24,8 +23,8 @@ use crate::typed_object;
 
 use super::definition::{implied_kubernetes_metadata, metadata_object, DEFINITIONS_SEGMENT};
 use super::shared::definition_api::{
-    definition_state, descriptive_attributes, identifying_attributes, known_config,
-    reconciled_head, DefinitionCollection, DefinitionLike,
+    definition_state, descriptive_attributes, identifying_attributes, DefinitionCollection,
+    DefinitionLike,
 };
 use super::shared::waits::POLICY_TIMEOUTS;
 
@@ -306,16 +305,13 @@ fn keep_list(
     Some(remote)
 }
 
-/// The new state from Azure's definition, reconciled with `prior`.
-fn state_of(
+/// The mutation's own attributes from Azure's definition, reconciled with `prior`.
+fn reconcile(
     prior: &KubernetesMutation,
+    mut state: KubernetesMutation,
     definition: &PolicyDefinition,
-    scope: &str,
 ) -> KubernetesMutation {
-    let p = &definition.properties;
-    let decoded = decode(p);
-    let implied = implied_kubernetes_metadata(p.version.as_deref());
-    let mut state = reconciled_head(prior, definition, scope, &implied);
+    let decoded = decode(&definition.properties);
     // A definition whose mutator is a URL (not written by this resource) shows no YAML, so
     // the plan asks for the user's mutator to be written.
     state.mutator = keep_yaml(prior.mutator.as_deref(), decoded.mutator_yaml.as_deref());
@@ -341,20 +337,17 @@ impl DefinitionLike for KubernetesMutationResource {
         schema()
     }
 
-    fn check_config(&self, req: ValidateConfigRequest<'_>, resp: &mut ValidateConfigResponse) {
-        let diags = &mut resp.diags;
-        let inputs = [
-            "mutator",
-            "metadata",
-            "namespaces",
-            "excluded_namespaces",
-            "source",
-        ];
-        let Some(config) = known_config::<KubernetesMutation>(req.config, &inputs, diags) else {
-            return;
-        };
-        let checked = check_config(&config, diags);
-        run_tests(&config, checked.as_ref(), diags);
+    const CHECKED_INPUTS: &'static [&'static str] = &[
+        "mutator",
+        "metadata",
+        "namespaces",
+        "excluded_namespaces",
+        "source",
+    ];
+
+    fn check_config(config: &KubernetesMutation, diags: &mut Diagnostics) {
+        let checked = check_config(config, diags);
+        run_tests(config, checked.as_ref(), diags);
     }
 
     const AS_WRITTEN: &'static [&'static str] = &["mutator", "test", "metadata"];
@@ -367,12 +360,16 @@ impl DefinitionLike for KubernetesMutationResource {
         Some(spec.properties())
     }
 
-    fn state_of(
+    fn implied_metadata(remote: &PolicyDefinition) -> Vec<(&'static str, Json)> {
+        implied_kubernetes_metadata(remote.properties.version.as_deref())
+    }
+
+    fn reconcile(
         prior: &KubernetesMutation,
+        state: KubernetesMutation,
         remote: &PolicyDefinition,
-        scope: &str,
     ) -> KubernetesMutation {
-        state_of(prior, remote, scope)
+        reconcile(prior, state, remote)
     }
 }
 
@@ -534,7 +531,7 @@ spec:
         );
         let mut prior = cfg.clone();
         prior.mutator = Some(reformatted.clone());
-        let state = state_of(&prior, &definition, "/subscriptions/s");
+        let state = KubernetesMutationResource::state_of(&prior, &definition, "/subscriptions/s");
         assert_eq!(state.mutator, Some(reformatted));
         assert_eq!(state.source.as_deref(), Some("Original"));
         assert_eq!(state.default_effect.as_deref(), Some("Mutate"));
@@ -549,7 +546,7 @@ spec:
             properties: changed.properties(),
             ..definition.clone()
         };
-        let state = state_of(&prior, &drifted, "/subscriptions/s");
+        let state = KubernetesMutationResource::state_of(&prior, &drifted, "/subscriptions/s");
         assert!(state.mutator.unwrap().contains("value: true"));
         // Import: from an id-only stub, everything comes from Azure.
         let stub = DEFINITIONS

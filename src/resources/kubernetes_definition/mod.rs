@@ -19,11 +19,12 @@ mod tests;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use serde_json::Value as Json;
 
 use crate::framework::typed::{Knowable, Typed};
 use crate::framework::{
     AttributePath, CallContext, Diagnostic, Diagnostics, ModifyPlanRequest, ModifyPlanResponse,
-    Schema, ValidateConfigRequest, ValidateConfigResponse,
+    Schema,
 };
 use crate::policy::kubernetes_body::{
     check_default_effect, merged_match, DefinitionBuildError, KindMatch, KubernetesDefinitionSpec,
@@ -32,9 +33,10 @@ use crate::policy::kubernetes_body::{
 use crate::policy::{PolicyDefinition, PolicyDefinitionProperties};
 
 use super::definition::{
-    keep_json, metadata_object, replace_on_breaking_parameters, DEFINITIONS_SEGMENT,
+    implied_kubernetes_metadata, keep_json, metadata_object, replace_on_breaking_parameters,
+    DEFINITIONS_SEGMENT,
 };
-use super::shared::definition_api::{known_config, DefinitionCollection, DefinitionLike};
+use super::shared::definition_api::{DefinitionCollection, DefinitionLike};
 
 pub use policy_tests::{PlannedPolicy, TestProblem};
 pub use schema::{KubernetesDefinition, MatchBlock, TemplateBlock, TestBlock};
@@ -193,22 +195,19 @@ impl DefinitionLike for KubernetesDefinitionResource {
         schema::schema()
     }
 
-    fn check_config(&self, req: ValidateConfigRequest<'_>, resp: &mut ValidateConfigResponse) {
-        let diags = &mut resp.diags;
-        let inputs = [
-            "template",
-            "constraint_template",
-            "template_url",
-            "match",
-            "effects",
-            "default_effect",
-            "metadata",
-        ];
-        let Some(config) = known_config::<KubernetesDefinition>(req.config, &inputs, diags) else {
-            return;
-        };
-        let checked = check_config(&config, diags);
-        run_tests(&config, &checked, diags);
+    const CHECKED_INPUTS: &'static [&'static str] = &[
+        "template",
+        "constraint_template",
+        "template_url",
+        "match",
+        "effects",
+        "default_effect",
+        "metadata",
+    ];
+
+    fn check_config(config: &KubernetesDefinition, diags: &mut Diagnostics) {
+        let checked = check_config(config, diags);
+        run_tests(config, &checked, diags);
     }
 
     async fn refine_plan(
@@ -297,11 +296,15 @@ impl DefinitionLike for KubernetesDefinitionResource {
             .ok()
     }
 
-    fn state_of(
+    fn implied_metadata(remote: &PolicyDefinition) -> Vec<(&'static str, Json)> {
+        implied_kubernetes_metadata(remote.properties.version.as_deref())
+    }
+
+    fn reconcile(
         prior: &KubernetesDefinition,
+        state: KubernetesDefinition,
         remote: &PolicyDefinition,
-        scope: &str,
     ) -> KubernetesDefinition {
-        state::state_of(prior, remote, scope)
+        state::reconcile(prior, state, remote)
     }
 }

@@ -7,8 +7,7 @@ use crate::policy::kubernetes_body::{
     decode, DecodedKubernetesDefinition, KubernetesDefinitionSpec,
 };
 use crate::policy::{PolicyDefinition, PolicyDefinitionProperties};
-use crate::resources::definition::{implied_kubernetes_metadata, keep_json};
-use crate::resources::shared::definition_api::reconciled_head;
+use crate::resources::definition::keep_json;
 
 use super::build_error_diag;
 use super::schema::{KubernetesDefinition, MatchBlock};
@@ -24,17 +23,15 @@ fn same_strings(a: &[String], b: &[String]) -> bool {
     a == b
 }
 
-/// The new state from Azure's definition, reconciled with `prior` (a previous state, the
-/// planned state after apply, or an import stub).
-pub(super) fn state_of(
+/// The definition's own attributes from Azure's definition, reconciled with `prior` (a
+/// previous state, the planned state after apply, or an import stub).
+pub(super) fn reconcile(
     prior: &KubernetesDefinition,
+    mut state: KubernetesDefinition,
     definition: &PolicyDefinition,
-    scope: &str,
 ) -> KubernetesDefinition {
     let p = &definition.properties;
     let decoded = decode(p);
-    let implied = implied_kubernetes_metadata(p.version.as_deref());
-    let mut state = reconciled_head(prior, definition, scope, &implied);
     reconcile_template(
         prior,
         decoded.template_yaml.as_deref(),

@@ -49,8 +49,13 @@ pub trait DefinitionLike: Send + Sync + 'static {
 
     fn definition_schema() -> Schema;
 
-    /// As [`Resource::validate_config`].
-    fn check_config(&self, _req: ValidateConfigRequest<'_>, _resp: &mut ValidateConfigResponse) {}
+    /// Attributes validation waits for: until each is wholly known (it may come from another
+    /// resource), the configuration is checked only at apply.
+    const CHECKED_INPUTS: &'static [&'static str] = &[];
+
+    /// Checks a configuration whose [`CHECKED_INPUTS`](Self::CHECKED_INPUTS) are known, as
+    /// [`Resource::validate_config`].
+    fn check_config(_config: &Self::State, _diags: &mut Diagnostics) {}
 
     /// Refines the plan once `scope` is planned and checked.
     async fn refine_plan(
@@ -68,9 +73,22 @@ pub trait DefinitionLike: Send + Sync + 'static {
         diags: &mut Diagnostics,
     ) -> Option<<Self::Body as DefinitionBody>::Properties>;
 
+    /// Metadata keys the resource writes itself when the user leaves them out (see
+    /// [`user_metadata`]).
+    fn implied_metadata(_remote: &Self::Body) -> Vec<(&'static str, Json)> {
+        Vec::new()
+    }
+
+    /// The resource's own attributes from Azure's body: `state` is `prior` with the attributes
+    /// every definition shares already taken from Azure ([`reconciled_head`]).
+    fn reconcile(prior: &Self::State, state: Self::State, remote: &Self::Body) -> Self::State;
+
     /// The state from Azure's body at `scope`, reconciled with `prior` (a previous state, the
-    /// planned state after apply, or an import stub); see [`reconciled_head`].
-    fn state_of(prior: &Self::State, remote: &Self::Body, scope: &str) -> Self::State;
+    /// planned state after apply, or an import stub).
+    fn state_of(prior: &Self::State, remote: &Self::Body, scope: &str) -> Self::State {
+        let state = reconciled_head(prior, remote, scope, &Self::implied_metadata(remote));
+        Self::reconcile(prior, state, remote)
+    }
 
     /// The new state of a refresh (or import) from the prior one and Azure's body at `scope`.
     fn state_from(prior: &Value, remote: &Self::Body, scope: &str) -> Value {
@@ -123,7 +141,10 @@ impl<T: DefinitionLike> Resource for T {
     typed_schema!(T::TYPE_NAME, T::definition_schema(), T::State);
 
     fn validate_config(&self, req: ValidateConfigRequest<'_>, resp: &mut ValidateConfigResponse) {
-        self.check_config(req, resp)
+        let diags = &mut resp.diags;
+        if let Some(config) = known_config::<T::State>(req.config, T::CHECKED_INPUTS, diags) {
+            T::check_config(&config, diags);
+        }
     }
 
     async fn modify_plan(
@@ -347,11 +368,7 @@ definition_properties!(PolicyDefinitionProperties, PolicySetDefinitionProperties
 /// The configuration decoded for validation once each of `inputs` is wholly known; `None`
 /// otherwise (unknown values come from other resources and are checked again at apply) or
 /// when it does not decode (reported in `diags`).
-pub fn known_config<S: Typed>(
-    config: &Value,
-    inputs: &[&str],
-    diags: &mut Diagnostics,
-) -> Option<S> {
+fn known_config<S: Typed>(config: &Value, inputs: &[&str], diags: &mut Diagnostics) -> Option<S> {
     if inputs.iter().any(|a| !config.get(a).is_wholly_known()) {
         return None;
     }
