@@ -20,8 +20,7 @@ use crate::policy::{ParameterDefinition, PolicyDefinition, PolicyDefinitionPrope
 
 use super::provider::Configured;
 use super::shared::definition_api::{
-    definition_state, descriptive_attributes, identifying_attributes, DefinitionCollection,
-    DefinitionLike,
+    definition_state, descriptive_attributes, identifying_attributes, DefinitionLike,
 };
 use super::shared::identity::Identity;
 use super::shared::json::{canonical_json, json_text};
@@ -30,11 +29,6 @@ use super::shared::waits::POLICY_TIMEOUTS;
 pub(crate) const DEFINITIONS_SEGMENT: &str =
     "/providers/Microsoft.Authorization/policyDefinitions/";
 
-const DEFINITIONS: DefinitionCollection = DefinitionCollection {
-    noun: "policy definition",
-    segment: DEFINITIONS_SEGMENT,
-    id_description: "policy definition ID such as /subscriptions/<id>/providers/Microsoft.Authorization/policyDefinitions/<name>.",
-};
 /// Metadata keys Azure adds on its own; never the user's.
 pub(crate) const SYSTEM_METADATA_KEYS: [&str; 4] =
     ["createdBy", "createdOn", "updatedBy", "updatedOn"];
@@ -378,7 +372,6 @@ fn reconcile(prior: &Definition, mut state: Definition, d: &PolicyDefinition) ->
 #[async_trait]
 impl DefinitionLike for DefinitionResource {
     const TYPE_NAME: &'static str = "akspolicy_definition";
-    const COLLECTION: DefinitionCollection = DEFINITIONS;
     type Body = PolicyDefinition;
     type State = Definition;
 

@@ -27,17 +27,10 @@ use super::definition::{
 };
 use super::provider::Configured;
 use super::shared::definition_api::{
-    definition_state, descriptive_attributes, identifying_attributes, DefinitionCollection,
-    DefinitionLike,
+    definition_state, descriptive_attributes, identifying_attributes, DefinitionLike,
 };
 use super::shared::json::json_text;
 use super::shared::waits::POLICY_TIMEOUTS;
-
-const SETS: DefinitionCollection = DefinitionCollection {
-    noun: "initiative",
-    segment: "/providers/Microsoft.Authorization/policySetDefinitions/",
-    id_description: "policy set definition ID such as /subscriptions/<id>/providers/Microsoft.Authorization/policySetDefinitions/<name>.",
-};
 
 pub struct InitiativeResource;
 
@@ -384,7 +377,6 @@ fn reconcile(prior: &Initiative, mut state: Initiative, s: &PolicySetDefinition)
 #[async_trait]
 impl DefinitionLike for InitiativeResource {
     const TYPE_NAME: &'static str = "akspolicy_initiative";
-    const COLLECTION: DefinitionCollection = SETS;
     type Body = PolicySetDefinition;
     type State = Initiative;
 

@@ -21,18 +21,11 @@ use crate::policy::mutation_definition::{
 use crate::policy::{PolicyDefinition, PolicyDefinitionProperties};
 use crate::typed_object;
 
-use super::definition::{implied_kubernetes_metadata, metadata_object, DEFINITIONS_SEGMENT};
+use super::definition::{implied_kubernetes_metadata, metadata_object};
 use super::shared::definition_api::{
-    definition_state, descriptive_attributes, identifying_attributes, DefinitionCollection,
-    DefinitionLike,
+    definition_state, descriptive_attributes, identifying_attributes, DefinitionLike,
 };
 use super::shared::waits::POLICY_TIMEOUTS;
-
-const DEFINITIONS: DefinitionCollection = DefinitionCollection {
-    noun: "policy definition",
-    segment: DEFINITIONS_SEGMENT,
-    id_description: "policy definition ID such as /subscriptions/<id>/providers/Microsoft.Authorization/policyDefinitions/<name> or /providers/Microsoft.Management/managementGroups/<id>/providers/Microsoft.Authorization/policyDefinitions/<name>.",
-};
 
 /// The namespaces Azure's mutation built-ins exclude by default.
 const DEFAULT_EXCLUDED: [&str; 3] = ["kube-system", "gatekeeper-system", "azure-arc"];
@@ -329,7 +322,6 @@ fn reconcile(
 #[async_trait]
 impl DefinitionLike for KubernetesMutationResource {
     const TYPE_NAME: &'static str = "akspolicy_kubernetes_mutation";
-    const COLLECTION: DefinitionCollection = DEFINITIONS;
     type Body = PolicyDefinition;
     type State = KubernetesMutation;
 
@@ -378,6 +370,7 @@ mod tests {
     use super::*;
     use crate::framework::typed::Typed;
     use crate::framework::{Resource, ValidateConfigRequest, ValidateConfigResponse};
+    use crate::resources::shared::definition_api::POLICY_DEFINITIONS;
 
     const MUTATOR: &str = r#"apiVersion: mutations.gatekeeper.sh/v1
 kind: Assign
@@ -549,7 +542,7 @@ spec:
         let state = KubernetesMutationResource::state_of(&prior, &drifted, "/subscriptions/s");
         assert!(state.mutator.unwrap().contains("value: true"));
         // Import: from an id-only stub, everything comes from Azure.
-        let stub = DEFINITIONS
+        let stub = POLICY_DEFINITIONS
             .import(definition.id.as_deref().unwrap(), &mut Diagnostics::new())
             .unwrap();
         let imported =

@@ -34,9 +34,8 @@ use crate::policy::{PolicyDefinition, PolicyDefinitionProperties};
 
 use super::definition::{
     implied_kubernetes_metadata, keep_json, metadata_object, replace_on_breaking_parameters,
-    DEFINITIONS_SEGMENT,
 };
-use super::shared::definition_api::{DefinitionCollection, DefinitionLike};
+use super::shared::definition_api::DefinitionLike;
 
 pub use policy_tests::{PlannedPolicy, TestProblem};
 pub use schema::{KubernetesDefinition, MatchBlock, TemplateBlock, TestBlock};
@@ -45,12 +44,6 @@ pub use template::TEMPLATE_CONTENT_PLACEHOLDER;
 use policy_tests::run_tests;
 use state::properties_as_held;
 use template::{exposed_rule, resolve_template, template_error_diag, ResolvedTemplate};
-
-const DEFINITIONS: DefinitionCollection = DefinitionCollection {
-    noun: "policy definition",
-    segment: DEFINITIONS_SEGMENT,
-    id_description: "policy definition ID such as /subscriptions/<id>/providers/Microsoft.Authorization/policyDefinitions/<name> or /providers/Microsoft.Management/managementGroups/<id>/providers/Microsoft.Authorization/policyDefinitions/<name>.",
-};
 
 const DEFAULT_EFFECTS: [&str; 3] = ["audit", "deny", "disabled"];
 
@@ -187,7 +180,6 @@ fn spec_from(
 #[async_trait]
 impl DefinitionLike for KubernetesDefinitionResource {
     const TYPE_NAME: &'static str = "akspolicy_kubernetes_definition";
-    const COLLECTION: DefinitionCollection = DEFINITIONS;
     type Body = PolicyDefinition;
     type State = KubernetesDefinition;
 

@@ -5,6 +5,8 @@
 //! by the `timeouts`, and the one [`Resource`] implementation they all have ([`DefinitionLike`]).
 
 use crate::resources::shared::schema::typed_schema;
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use serde::{de::DeserializeOwned, Serialize};
 
@@ -18,7 +20,10 @@ use crate::framework::{
     Resource, Schema, ValidateConfigRequest, ValidateConfigResponse, Value,
 };
 use crate::policy::definition_body::ArmEnvelope;
-use crate::policy::{PolicyDefinitionProperties, PolicySetDefinitionProperties};
+use crate::policy::{
+    ParameterDefinition, PolicyDefinition, PolicyDefinitionProperties, PolicySetDefinition,
+    PolicySetDefinitionProperties,
+};
 use serde_json::Value as Json;
 
 use super::errors::arm_error_diagnostic;
@@ -30,7 +35,7 @@ use super::waits::POLICY_TIMEOUTS;
 use crate::policy::names;
 use crate::resources::definition::{
     plan_default_scope, planned_scope, split_scoped_id, user_metadata, validate_scope,
-    validate_version,
+    validate_version, DEFINITIONS_SEGMENT,
 };
 use crate::resources::provider::Configured;
 
@@ -41,8 +46,7 @@ use crate::resources::provider::Configured;
 #[async_trait]
 pub trait DefinitionLike: Send + Sync + 'static {
     const TYPE_NAME: &'static str;
-    const COLLECTION: DefinitionCollection;
-    /// The body Azure holds.
+    /// The body Azure holds, and with it the collection the object is in.
     type Body: DefinitionBody;
     /// The typed state, declared with [`definition_state!`].
     type State: DefinitionState;
@@ -123,11 +127,11 @@ pub trait DefinitionLike: Send + Sync + 'static {
             return;
         };
         let body = Self::Body::with_properties(properties);
-        let Some(scope) = Self::COLLECTION.write_scope(ctx, &req, &mut resp.diags) else {
+        let Some(scope) = Self::Body::COLLECTION.write_scope(ctx, &req, &mut resp.diags) else {
             return;
         };
         let name = planned.name().unwrap_or_default().to_string();
-        match Self::COLLECTION.put(ctx, &scope, &name, &body).await {
+        match Self::Body::COLLECTION.put(ctx, &scope, &name, &body).await {
             Ok(remote) => {
                 resp.state = Some(Self::applied_state(planned, &remote, &scope));
             }
@@ -165,7 +169,7 @@ impl<T: DefinitionLike> Resource for T {
         req: CheckRemovalRequest<'_>,
         resp: &mut CheckRemovalResponse,
     ) {
-        T::COLLECTION
+        T::Body::COLLECTION
             .check_removal(ctx, req.prior, req.removal, &mut resp.diags)
             .await
     }
@@ -175,7 +179,7 @@ impl<T: DefinitionLike> Resource for T {
     }
 
     async fn read(&self, ctx: &CallContext, req: ReadRequest<'_>, resp: &mut ReadResponse) {
-        resp.state = T::COLLECTION
+        resp.state = T::Body::COLLECTION
             .read(ctx, req.state, &mut resp.diags, T::state_from)
             .await;
     }
@@ -185,11 +189,13 @@ impl<T: DefinitionLike> Resource for T {
     }
 
     async fn delete(&self, ctx: &CallContext, req: DeleteRequest<'_>, resp: &mut DeleteResponse) {
-        T::COLLECTION.delete(ctx, req.prior, &mut resp.diags).await
+        T::Body::COLLECTION
+            .delete(ctx, req.prior, &mut resp.diags)
+            .await
     }
 
     async fn import(&self, _ctx: &CallContext, req: ImportRequest<'_>, resp: &mut ImportResponse) {
-        resp.state = T::COLLECTION.import(req.id, &mut resp.diags);
+        resp.state = T::Body::COLLECTION.import(req.id, &mut resp.diags);
     }
 }
 
@@ -341,12 +347,33 @@ pub trait DefinitionProperties {
     fn display_name(&self) -> Option<&str>;
     fn description(&self) -> Option<&str>;
     fn version(&self) -> Option<&str>;
+    /// Every version Azure offers (built-ins), newest first.
+    fn versions(&self) -> &[String];
+    fn policy_type(&self) -> Option<&str>;
     fn metadata(&self) -> Option<&Json>;
+    fn parameters(&self) -> Option<&BTreeMap<String, ParameterDefinition>>;
 }
 
-/// Both property types have these fields under the same names.
-macro_rules! definition_properties {
-    ($($properties:ty),+) => {$(
+/// A definition body (a policy definition or a policy set definition) as far as the shared
+/// code needs it.
+pub trait DefinitionBody: Serialize + DeserializeOwned + Send + Sync {
+    type Properties: DefinitionProperties;
+    /// Where Azure keeps bodies of this kind.
+    const COLLECTION: DefinitionCollection;
+
+    fn id(&self) -> Option<&str>;
+    fn name(&self) -> Option<&str>;
+    /// `metadata.category`.
+    fn category(&self) -> Option<&str>;
+    fn properties(&self) -> &Self::Properties;
+    /// A body to PUT.
+    fn with_properties(properties: Self::Properties) -> Self;
+}
+
+/// Both bodies are an [`ArmEnvelope`] around properties that have these fields under the same
+/// names.
+macro_rules! definition_bodies {
+    ($($body:ty => $properties:ty, $collection:expr);+ $(;)?) => {$(
         impl DefinitionProperties for $properties {
             fn display_name(&self) -> Option<&str> {
                 self.display_name.as_deref()
@@ -357,13 +384,49 @@ macro_rules! definition_properties {
             fn version(&self) -> Option<&str> {
                 self.version.as_deref()
             }
+            fn versions(&self) -> &[String] {
+                self.versions.as_deref().unwrap_or_default()
+            }
+            fn policy_type(&self) -> Option<&str> {
+                self.policy_type.as_deref()
+            }
             fn metadata(&self) -> Option<&Json> {
                 self.metadata.as_ref()
+            }
+            fn parameters(&self) -> Option<&BTreeMap<String, ParameterDefinition>> {
+                self.parameters.as_ref()
+            }
+        }
+
+        impl DefinitionBody for $body {
+            type Properties = $properties;
+            const COLLECTION: DefinitionCollection = $collection;
+
+            fn id(&self) -> Option<&str> {
+                self.id.as_deref()
+            }
+            fn name(&self) -> Option<&str> {
+                self.name.as_deref()
+            }
+            fn category(&self) -> Option<&str> {
+                <$body>::category(self)
+            }
+            fn properties(&self) -> &$properties {
+                &self.properties
+            }
+            fn with_properties(properties: $properties) -> Self {
+                ArmEnvelope {
+                    properties,
+                    ..Default::default()
+                }
             }
         }
     )+};
 }
-definition_properties!(PolicyDefinitionProperties, PolicySetDefinitionProperties);
+definition_bodies!(
+    PolicyDefinition => PolicyDefinitionProperties, POLICY_DEFINITIONS;
+    PolicySetDefinition => PolicySetDefinitionProperties, POLICY_SET_DEFINITIONS;
+);
 
 /// The configuration decoded for validation once each of `inputs` is wholly known; `None`
 /// otherwise (unknown values come from other resources and are checked again at apply) or
@@ -375,48 +438,28 @@ fn known_config<S: Typed>(config: &Value, inputs: &[&str], diags: &mut Diagnosti
     S::decode(config).map_err(|e| diags.extend(e.into())).ok()
 }
 
-/// A definition body (a policy definition or a policy set definition) as far as the shared
-/// code needs it.
-pub trait DefinitionBody: Serialize + DeserializeOwned + Send + Sync {
-    type Properties: DefinitionProperties;
+/// Policy definitions, of any mode.
+pub const POLICY_DEFINITIONS: DefinitionCollection = DefinitionCollection {
+    noun: "policy definition",
+    short_noun: "definition",
+    segment: DEFINITIONS_SEGMENT,
+    id_description: "policy definition ID such as /subscriptions/<id>/providers/Microsoft.Authorization/policyDefinitions/<name> or /providers/Microsoft.Management/managementGroups/<id>/providers/Microsoft.Authorization/policyDefinitions/<name>.",
+};
 
-    fn id(&self) -> Option<&str>;
-    fn name(&self) -> Option<&str>;
-    fn properties(&self) -> &Self::Properties;
-    /// A body to PUT.
-    fn with_properties(properties: Self::Properties) -> Self;
-}
-
-impl<P> DefinitionBody for ArmEnvelope<P>
-where
-    P: DefinitionProperties + Default + Serialize + DeserializeOwned + Send + Sync,
-{
-    type Properties = P;
-
-    fn id(&self) -> Option<&str> {
-        self.id.as_deref()
-    }
-
-    fn name(&self) -> Option<&str> {
-        self.name.as_deref()
-    }
-
-    fn properties(&self) -> &P {
-        &self.properties
-    }
-
-    fn with_properties(properties: P) -> Self {
-        ArmEnvelope {
-            properties,
-            ..Default::default()
-        }
-    }
-}
+/// Policy set definitions (initiatives).
+pub const POLICY_SET_DEFINITIONS: DefinitionCollection = DefinitionCollection {
+    noun: "initiative",
+    short_noun: "initiative",
+    segment: "/providers/Microsoft.Authorization/policySetDefinitions/",
+    id_description: "policy set definition ID such as /subscriptions/<id>/providers/Microsoft.Authorization/policySetDefinitions/<name>.",
+};
 
 /// One collection of definitions.
 pub struct DefinitionCollection {
     /// "policy definition", as used in messages.
     pub noun: &'static str,
+    /// "definition": how messages name one when the kind is clear.
+    pub short_noun: &'static str,
     /// `/providers/Microsoft.Authorization/policyDefinitions/`
     pub segment: &'static str,
     /// Ends the import error "<id> is not a ...": what an ID looks like.
@@ -659,11 +702,7 @@ impl DefinitionCollection {
 mod tests {
     use super::*;
 
-    const SETS: DefinitionCollection = DefinitionCollection {
-        noun: "initiative",
-        segment: "/providers/Microsoft.Authorization/policySetDefinitions/",
-        id_description: "policy set definition ID.",
-    };
+    const SETS: DefinitionCollection = POLICY_SET_DEFINITIONS;
 
     #[test]
     fn import_takes_scope_and_name_from_the_id() {

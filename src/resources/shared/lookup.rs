@@ -11,24 +11,22 @@ use serde_json::Value as Json;
 use crate::arm::{api_version, ArmClient, ArmError};
 use crate::framework::typed::{Knowable, Typed};
 use crate::framework::{
-    AttributePath, CallContext, DataSource, Diagnostic, Diagnostics, ReadDataRequest,
-    ReadDataResponse, Schema, ValidateConfigRequest, ValidateConfigResponse,
+    Attribute, AttributePath, Block, CallContext, DataSource, Diagnostic, Diagnostics,
+    ReadDataRequest, ReadDataResponse, Schema, Type, ValidateConfigRequest, ValidateConfigResponse,
 };
 use crate::resources::provider::Configured;
 use crate::typed_object;
 
-use super::definition_api::{DefinitionBody, DefinitionProperties};
+use super::definition_api::{DefinitionBody, DefinitionCollection, DefinitionProperties};
 use super::errors::arm_error_diagnostic;
+use super::validators::azure_name;
+use crate::policy::names;
 
-/// A data source that finds one built-in by `name` or `display_name`. It supplies its schema,
-/// where the built-ins are listed and how one becomes state; the [`DataSource`]
-/// implementation below does the lookup the same way for all of them.
+/// A data source that finds one built-in by `name` or `display_name`. It supplies its schema
+/// and how one becomes state; the [`DataSource`] implementation below does the lookup the
+/// same way for all of them, in the built-ins of the body's collection.
 pub trait BuiltinLookup: Send + Sync + 'static {
     const TYPE_NAME: &'static str;
-    const NOUN: Noun;
-    /// ARM's collection of the built-ins, e.g. `/providers/Microsoft.Authorization/
-    /// policyDefinitions`.
-    const BUILTINS_PATH: &'static str;
     type Body: DefinitionBody;
     /// The typed state, which holds the lookup keys too.
     type State: Typed;
@@ -36,6 +34,128 @@ pub trait BuiltinLookup: Send + Sync + 'static {
     fn lookup_schema() -> Schema;
     fn to_state(found: &Self::Body) -> Self::State;
 }
+
+/// A computed string attribute.
+pub fn computed(name: &str, description: &str) -> Attribute {
+    Attribute::string(name).computed().description(description)
+}
+
+/// Adds the attributes every lookup has: the keys `name` and `display_name` (exactly one is
+/// set; `name_example` is a GUID, `display_example` a display name) and what every built-in
+/// reports, as [`lookup_state!`] declares them. `noun` names the collection's objects.
+pub fn lookup_attributes(
+    block: Block,
+    noun: &DefinitionCollection,
+    name_example: &str,
+    display_example: &str,
+) -> Block {
+    let short = noun.short_noun;
+    let key = |name: &str, description: String| {
+        Attribute::string(name)
+            .optional()
+            .computed()
+            .description(description)
+    };
+    let list = |name: &str, description: String| {
+        Attribute::new(name, Type::list(Type::String))
+            .computed()
+            .description(description)
+    };
+    block
+        .attribute(
+            key(
+                "name",
+                format!("The {short}'s name, a GUID such as `{name_example}`."),
+            )
+            .validate_with(azure_name(names::POLICY_DEFINITION)),
+        )
+        .attribute(key(
+            "display_name",
+            format!(
+                "The exact display name, e.g. `{display_example}`. Zero or several matches are \
+                 an error that lists the candidates."
+            ),
+        ))
+        .attribute(computed("id", &format!("The {short}'s ARM ID.")))
+        .attribute(computed(
+            "description",
+            &format!("The {short}'s description."),
+        ))
+        .attribute(computed(
+            "version",
+            &format!("The {short}'s version (x.y.z)."),
+        ))
+        .attribute(list(
+            "versions",
+            format!("Every version Azure offers of this {short}, newest first."),
+        ))
+        .attribute(computed("policy_type", "`BuiltIn` or `Static`."))
+        .attribute(computed(
+            "category",
+            "The `category` from the metadata, e.g. `Kubernetes`.",
+        ))
+        .attribute(computed(
+            "metadata",
+            "The metadata as canonical JSON (keys sorted).",
+        ))
+        .attribute(computed(
+            "parameters",
+            &format!("The {short}'s parameter declarations as canonical JSON."),
+        ))
+}
+
+/// Declares a lookup's typed state: the attributes of [`lookup_attributes`] followed by the
+/// data source's own; and `reported(found)`, a state with those attributes taken from the
+/// built-in `found` and its own left empty.
+macro_rules! lookup_state {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            $( pub $field:ident : $ty:ty ),* $(,)?
+        }
+    ) => {
+        $crate::typed_object! {
+            $(#[$meta])*
+            pub struct $name {
+                pub id: Option<String>,
+                pub name: Option<String>,
+                pub display_name: Option<String>,
+                pub description: Option<String>,
+                pub version: Option<String>,
+                pub versions: Vec<String>,
+                pub policy_type: Option<String>,
+                pub category: Option<String>,
+                pub metadata: Option<String>,
+                pub parameters: Option<String>,
+                $( pub $field: $ty, )*
+            }
+        }
+
+        impl $name {
+            fn reported(found: &impl $crate::resources::shared::definition_api::DefinitionBody) -> Self {
+                use $crate::resources::shared::definition_api::DefinitionProperties as _;
+                use $crate::resources::shared::json::canonical_json;
+                let p = found.properties();
+                let text = |s: Option<&str>| s.map(str::to_string);
+                let parameters = p.parameters().and_then(|x| serde_json::to_value(x).ok());
+                $name {
+                    id: text(found.id()),
+                    name: text(found.name()),
+                    display_name: text(p.display_name()),
+                    description: text(p.description()),
+                    version: text(p.version()),
+                    versions: p.versions().to_vec(),
+                    policy_type: text(p.policy_type()),
+                    category: text(found.category()),
+                    metadata: p.metadata().map(canonical_json),
+                    parameters: parameters.as_ref().map(canonical_json),
+                    ..Default::default()
+                }
+            }
+        }
+    };
+}
+pub(crate) use lookup_state;
 
 typed_object! {
     /// The keys a lookup's configuration names the built-in by: a subset of every lookup's
@@ -53,7 +173,7 @@ impl<T: BuiltinLookup> DataSource for T {
 
     fn validate_config(&self, req: ValidateConfigRequest<'_>, resp: &mut ValidateConfigResponse) {
         match LookupKeys::decode(req.config) {
-            Ok(keys) => check_lookup_keys(&keys, &T::NOUN, &mut resp.diags),
+            Ok(keys) => check_lookup_keys(&keys, &T::Body::COLLECTION, &mut resp.diags),
             Err(e) => resp.diags.extend(e.into()),
         }
     }
@@ -66,12 +186,13 @@ impl<T: BuiltinLookup> DataSource for T {
         let Some(configured) = Configured::from_context(ctx, &mut resp.diags) else {
             return;
         };
+        let collection = T::Body::COLLECTION;
         let found: Option<T::Body> = find_builtin(
             &configured.client,
-            T::BUILTINS_PATH,
+            collection.segment.trim_end_matches('/'),
             api_version::POLICY,
             &keys,
-            &T::NOUN,
+            &collection,
             &mut resp.diags,
         )
         .await;
@@ -79,14 +200,8 @@ impl<T: BuiltinLookup> DataSource for T {
     }
 }
 
-/// How the messages name the kind of built-in, e.g. ("policy definition", "definition").
-pub struct Noun {
-    pub full: &'static str,
-    pub short: &'static str,
-}
-
 /// Checks that a lookup sets exactly one of `name` and `display_name`.
-pub fn check_lookup_keys(keys: &LookupKeys, noun: &Noun, diags: &mut Diagnostics) {
+pub fn check_lookup_keys(keys: &LookupKeys, noun: &DefinitionCollection, diags: &mut Diagnostics) {
     let (name, display) = (&keys.name, &keys.display_name);
     if name.is_unknown() || display.is_unknown() {
         return;
@@ -96,7 +211,7 @@ pub fn check_lookup_keys(keys: &LookupKeys, noun: &Noun, diags: &mut Diagnostics
             "Missing lookup key",
             format!(
                 "Set exactly one of `name` (the {}'s GUID) or `display_name`.",
-                noun.short
+                noun.short_noun
             ),
         ),
         (false, false) => diags.push(
@@ -117,7 +232,7 @@ pub async fn find_builtin<T: DefinitionBody>(
     builtins_path: &str,
     api_version: &str,
     keys: &LookupKeys,
-    noun: &Noun,
+    noun: &DefinitionCollection,
     diags: &mut Diagnostics,
 ) -> Option<T> {
     if let Some(name) = keys.name.as_deref() {
@@ -127,11 +242,11 @@ pub async fn find_builtin<T: DefinitionBody>(
             Ok(None) => {
                 diags.push(
                     Diagnostic::error(
-                        format!("Built-in {} not found", noun.full),
+                        format!("Built-in {} not found", noun.noun),
                         format!(
                             "No built-in {} is named {name:?}. Built-in names are GUIDs; to \
                              search by title use `display_name` instead.",
-                            noun.full
+                            noun.noun
                         ),
                     )
                     .at(AttributePath::attr("name")),
@@ -140,7 +255,7 @@ pub async fn find_builtin<T: DefinitionBody>(
             }
             Err(e) => {
                 diags.push(arm_error_diagnostic(
-                    &format!("Looking up the built-in {} failed", noun.full),
+                    &format!("Looking up the built-in {} failed", noun.noun),
                     &e,
                 ));
                 None
@@ -152,7 +267,7 @@ pub async fn find_builtin<T: DefinitionBody>(
         Ok(listed) => listed,
         Err(e) => {
             diags.push(arm_error_diagnostic(
-                &format!("Listing built-in {}s failed", noun.full),
+                &format!("Listing built-in {}s failed", noun.noun),
                 &e,
             ));
             return None;
@@ -162,7 +277,7 @@ pub async fn find_builtin<T: DefinitionBody>(
         Ok(all) => all,
         Err(e) => {
             diags.push(Diagnostic::error(
-                format!("Listing built-in {}s failed", noun.full),
+                format!("Listing built-in {}s failed", noun.noun),
                 format!("Azure listed built-ins this provider cannot read: {e}"),
             ));
             return None;
@@ -225,7 +340,7 @@ pub(crate) async fn builtin_listing(
 pub fn pick_by_display_name<T: DefinitionBody>(
     all: Vec<T>,
     wanted: &str,
-    noun: &Noun,
+    noun: &DefinitionCollection,
 ) -> Result<T, Diagnostic> {
     let (mut exact, rest): (Vec<T>, Vec<T>) = all
         .into_iter()
@@ -250,7 +365,7 @@ pub fn pick_by_display_name<T: DefinitionBody>(
             let hint = if near.is_empty() {
                 format!(
                     "Check the spelling, or look the {} up by `name` (its GUID).",
-                    noun.short
+                    noun.short_noun
                 )
             } else {
                 format!(
@@ -259,16 +374,16 @@ pub fn pick_by_display_name<T: DefinitionBody>(
                 )
             };
             Err(Diagnostic::error(
-                format!("No built-in {} with this display name", noun.full),
-                format!("No built-in {} is named {wanted:?}. {hint}", noun.full),
+                format!("No built-in {} with this display name", noun.noun),
+                format!("No built-in {} is named {wanted:?}. {hint}", noun.noun),
             ))
         }
         n => Err(Diagnostic::error(
-            format!("Several built-in {}s have this display name", noun.full),
+            format!("Several built-in {}s have this display name", noun.noun),
             format!(
                 "{n} built-in {}s are named {wanted:?}. Set `name` to the one you mean \
                  instead of `display_name`:\n{}",
-                noun.short,
+                noun.short_noun,
                 candidate_lines(exact.iter())
             ),
         )),
