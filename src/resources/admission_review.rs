@@ -33,8 +33,10 @@ use crate::policy::TemplateInfo;
 use crate::framework::typed::Typed;
 use crate::typed_object;
 
+use super::assignment::ASSIGNMENT_TYPE;
 use super::provider::Configured;
 use super::shared::errors::arm_error_diagnostic;
+use crate::policy::arm_rule::alias::MANAGED_CLUSTERS;
 
 /// Environment variable that redirects template URLs to another host (keeping their path), e.g.
 /// a mirror of the public store in an air-gapped network, or the emulator's `/_templates`.
@@ -273,9 +275,9 @@ fn cluster_resource_id(id: &str) -> Result<ResourceId, String> {
     let parsed = ResourceId::parse(id).map_err(|e| {
         format!("{e}. Use the cluster's ARM ID, e.g. azurerm_kubernetes_cluster.<name>.id.")
     })?;
-    if !parsed.is_type("Microsoft.ContainerService/managedClusters") {
+    if !parsed.is_type(MANAGED_CLUSTERS) {
         return Err(format!(
-            "{id} is a {} ID, not an AKS cluster's (Microsoft.ContainerService/managedClusters).",
+            "{id} is a {} ID, not an AKS cluster's ({MANAGED_CLUSTERS}).",
             parsed.resource_type()
         ));
     }
@@ -359,7 +361,7 @@ async fn installed_constraints(
     let filter = [("$filter", "atScope()")];
     let assignments: Vec<Json> = client
         .list(
-            &format!("{cluster_id}/providers/Microsoft.Authorization/policyAssignments"),
+            &format!("{cluster_id}/providers/{ASSIGNMENT_TYPE}"),
             api_version::POLICY,
             &filter,
         )

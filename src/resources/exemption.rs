@@ -23,6 +23,7 @@ use crate::policy::timestamp::{format_rfc3339_utc, now, parse_rfc3339, Timestamp
 use crate::policy::PolicySetDefinition;
 use crate::typed_object;
 
+use super::assignment::ASSIGNMENT_TYPE;
 use super::provider::Configured;
 use super::shared::existence::check_planned_scope;
 use super::shared::parameter_values::{definition_kind, DefinitionKind};
@@ -60,7 +61,6 @@ const ASSIGNMENT_PROPAGATION: PropagationWait = PropagationWait {
 fn is_assignment_propagation(e: &ArmError) -> bool {
     e.status() == Some(400) && e.code() == Some("PolicyAssignmentNotFound")
 }
-const ASSIGNMENT_TYPE: &str = "Microsoft.Authorization/policyAssignments";
 
 const CATEGORIES: &[&str] = &["Waiver", "Mitigated"];
 const SCOPE_VALIDATIONS: &[&str] = &["Default", "DoNotValidate"];

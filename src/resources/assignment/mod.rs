@@ -30,10 +30,13 @@ use crate::resources::shared::waits::POLICY_TIMEOUTS;
 
 use schema::Assignment;
 
+/// ARM resource type of a policy assignment.
+pub(crate) const ASSIGNMENT_TYPE: &str = "Microsoft.Authorization/policyAssignments";
+
 const KIND: ScopedKind = ScopedKind {
     noun: "policy assignment",
     segment: "/providers/Microsoft.Authorization/policyAssignments/",
-    arm_type: "Microsoft.Authorization/policyAssignments",
+    arm_type: ASSIGNMENT_TYPE,
     api_version: api_version::POLICY,
     import_hint: ", e.g. /subscriptions/<sub>/resourceGroups/<rg>/providers/Microsoft.Authorization/policyAssignments/no-privileged",
     timeouts: POLICY_TIMEOUTS,
