@@ -506,7 +506,7 @@ impl DefinitionLike for InitiativeResource {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::framework::{Resource, ValidateConfigRequest, ValidateConfigResponse};
+    use crate::resources::shared::testing::validation_of;
 
     #[test]
     fn version_pins() {
@@ -531,10 +531,7 @@ mod tests {
             ..Default::default()
         }
         .to_value();
-        let mut d = Diagnostics::new();
-        let mut resp = ValidateConfigResponse::default();
-        InitiativeResource.validate_config(ValidateConfigRequest { config: &config }, &mut resp);
-        d.extend(resp.diags);
+        let d = validation_of(&InitiativeResource, &config);
         assert_eq!(d.0.len(), 1, "{:?}", d.0);
         assert!(d.0[0].detail.contains("parameters('ns')"));
     }

@@ -369,8 +369,8 @@ impl DefinitionLike for KubernetesMutationResource {
 mod tests {
     use super::*;
     use crate::framework::typed::Typed;
-    use crate::framework::{Resource, ValidateConfigRequest, ValidateConfigResponse};
     use crate::resources::shared::definition_api::POLICY_DEFINITIONS;
+    use crate::resources::shared::testing::validation_of;
 
     const MUTATOR: &str = r#"apiVersion: mutations.gatekeeper.sh/v1
 kind: Assign
@@ -410,16 +410,7 @@ spec:
     }
 
     fn validate(config: &KubernetesMutation) -> Diagnostics {
-        let mut d = Diagnostics::new();
-        let mut resp = ValidateConfigResponse::default();
-        KubernetesMutationResource.validate_config(
-            ValidateConfigRequest {
-                config: &config.to_value(),
-            },
-            &mut resp,
-        );
-        d.extend(resp.diags);
-        d
+        validation_of(&KubernetesMutationResource, &config.to_value())
     }
 
     #[test]

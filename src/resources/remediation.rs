@@ -602,7 +602,7 @@ fn import_remediation(id: &str, diags: &mut Diagnostics) -> Option<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::framework::{Resource, ValidateConfigRequest, ValidateConfigResponse};
+    use crate::resources::shared::testing::validation_of;
 
     #[test]
     fn body_carries_only_what_is_set() {
@@ -633,10 +633,6 @@ mod tests {
                 Value::string("ReEvaluateCompliance"),
             ),
         ]);
-        let mut d = Diagnostics::new();
-        let mut resp = ValidateConfigResponse::default();
-        RemediationResource.validate_config(ValidateConfigRequest { config: &config }, &mut resp);
-        d.extend(resp.diags);
-        assert!(d.has_errors());
+        assert!(validation_of(&RemediationResource, &config).has_errors());
     }
 }

@@ -159,28 +159,36 @@ pub(super) fn properties_as_held(
     }
     // A rule in the older form (constraint URL, no kinds) leaves the kinds to the constraint.
     let held_selects = !held.kinds.is_empty() || !held.api_groups.is_empty();
-    if held_selects
-        && !(same_strings(&held.api_groups, &generated.api_groups)
-            && same_strings(&held.kinds, &generated.kinds))
-    {
-        diags.error_at(
-            AttributePath::attr("match"),
+    let disagreements = [
+        (
+            held_selects
+                && !(same_strings(&held.api_groups, &generated.api_groups)
+                    && same_strings(&held.kinds, &generated.kinds)),
+            "match",
             "match does not agree with policy_rule",
             format!(
-                "policy_rule selects api groups {:?} and kinds {:?}; match says {:?} and {:?}. Change both together.",
+                "policy_rule selects api groups {:?} and kinds {:?}; match says {:?} and {:?}.",
                 held.api_groups, held.kinds, generated.api_groups, generated.kinds
             ),
-        );
-    }
-    if held.effects != generated.effects || held.default_effect != generated.default_effect {
-        diags.error_at(
-            AttributePath::attr("effects"),
+        ),
+        (
+            held.effects != generated.effects || held.default_effect != generated.default_effect,
+            "effects",
             "effects do not agree with parameters",
             format!(
-                "parameters declares effect values {:?} with default {:?}; effects and default_effect say {:?} and {:?}. Change both together.",
+                "parameters declares effect values {:?} with default {:?}; effects and default_effect say {:?} and {:?}.",
                 held.effects, held.default_effect, generated.effects, generated.default_effect
             ),
-        );
+        ),
+    ];
+    for (disagrees, attribute, summary, detail) in disagreements {
+        if disagrees {
+            diags.error_at(
+                AttributePath::attr(attribute),
+                summary,
+                format!("{detail} Change both together."),
+            );
+        }
     }
     if diags.has_errors() {
         Err(diags)

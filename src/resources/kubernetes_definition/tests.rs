@@ -1,10 +1,10 @@
 use serde_json::json;
 
 use crate::framework::typed::Whole;
-use crate::framework::{Resource, ValidateConfigRequest, ValidateConfigResponse};
 use crate::resources::definition::{
     implied_kubernetes_metadata as implied_metadata, user_metadata,
 };
+use crate::resources::shared::testing::validation_of;
 
 use super::*;
 
@@ -57,16 +57,7 @@ fn test_block(
 }
 
 fn validate(config: &KubernetesDefinition) -> Diagnostics {
-    let mut d = Diagnostics::new();
-    let mut resp = ValidateConfigResponse::default();
-    KubernetesDefinitionResource.validate_config(
-        ValidateConfigRequest {
-            config: &config.to_value(),
-        },
-        &mut resp,
-    );
-    d.extend(resp.diags);
-    d
+    validation_of(&KubernetesDefinitionResource, &config.to_value())
 }
 
 fn state_from(

@@ -14,6 +14,8 @@ pub mod reconcile;
 pub mod schema;
 pub mod scoped;
 pub mod selectors;
+#[cfg(test)]
+pub mod testing;
 pub mod usage;
 pub mod validators;
 pub mod waits;
