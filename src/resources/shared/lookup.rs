@@ -2,8 +2,7 @@
 //! initiative lookups so both explain a miss or an ambiguity the same way.
 
 use crate::resources::shared::schema::typed_schema;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::Value as Json;
@@ -19,6 +18,7 @@ use crate::typed_object;
 
 use super::definition_api::{DefinitionBody, DefinitionCollection, DefinitionProperties};
 use super::errors::arm_error_diagnostic;
+use super::process_cache::ProcessCache;
 use super::validators::azure_name;
 use crate::policy::names;
 
@@ -294,12 +294,8 @@ pub async fn find_builtin<T: DefinitionBody>(
 
 /// One listing of built-ins, shared by every lookup of the provider process.
 type Listing = Arc<Vec<Json>>;
-type ListingCell = Arc<tokio::sync::OnceCell<Listing>>;
 
-fn listings() -> &'static Mutex<HashMap<String, ListingCell>> {
-    static LISTINGS: OnceLock<Mutex<HashMap<String, ListingCell>>> = OnceLock::new();
-    LISTINGS.get_or_init(|| Mutex::new(HashMap::new()))
-}
+static LISTINGS: ProcessCache<Listing> = ProcessCache::new();
 
 /// Every built-in below `builtins_path`, listed once per provider process (one Terraform
 /// phase): built-ins change only with Azure's releases, and a listing is many pages, so
@@ -310,29 +306,19 @@ pub(crate) async fn builtin_listing(
     builtins_path: &str,
     api_version: &str,
 ) -> Result<Listing, ArmError> {
-    let key = format!(
-        "{}|{}|{api_version}",
-        client.cloud().resource_manager_endpoint,
-        builtins_path.to_ascii_lowercase()
-    );
-    let cell = listings()
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .entry(key)
-        .or_default()
-        .clone();
-    cell.get_or_try_init(|| async {
-        client
-            .list::<Json>(
-                builtins_path,
-                api_version,
-                &[("$filter", "policyType eq 'BuiltIn'")],
-            )
-            .await
-            .map(Arc::new)
-    })
-    .await
-    .cloned()
+    let key = format!("{builtins_path}|{api_version}");
+    LISTINGS
+        .get_or_try_fetch(client, &key, || async {
+            client
+                .list::<Json>(
+                    builtins_path,
+                    api_version,
+                    &[("$filter", "policyType eq 'BuiltIn'")],
+                )
+                .await
+                .map(Arc::new)
+        })
+        .await
 }
 
 /// The one item whose display name is exactly `wanted`, or an error that lists what the user

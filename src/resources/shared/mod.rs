@@ -10,6 +10,7 @@ pub mod identity;
 pub mod json;
 pub mod lookup;
 pub mod parameter_values;
+pub mod process_cache;
 pub mod reconcile;
 pub mod schema;
 pub mod scoped;
