@@ -184,15 +184,20 @@ fn tests_review_what_the_add_on_reviews() {
     case(POD.to_string(), None, "yes");
 }
 
+/// The "Invalid Rego" diagnostic for a template whose entry module is `rego`.
+fn rego_error(rego: &str) -> Diagnostic {
+    let mut c = config(vec![]);
+    c.template[0].rego = rego.into();
+    validate(&c)
+        .0
+        .into_iter()
+        .find(|d| d.summary == "Invalid Rego")
+        .expect("rego error")
+}
+
 #[test]
 fn rego_errors_point_at_the_rego_with_position() {
-    let mut c = config(vec![]);
-    c.template[0].rego = "package x\n\nviolation[{\"msg\": m}] {\n  m := \n}\n".into();
-    let d = validate(&c);
-    let diag =
-        d.0.iter()
-            .find(|d| d.summary == "Invalid Rego")
-            .expect("rego error");
+    let diag = rego_error("package x\n\nviolation[{\"msg\": m}] {\n  m := \n}\n");
     assert_eq!(
         diag.attribute.as_ref().map(|p| p.to_string()).as_deref(),
         Some("template[0].rego")
@@ -321,13 +326,9 @@ fn tests_apply_the_standard_match_parameters() {
 
 #[test]
 fn v1_syntax_without_import_gets_a_hint() {
-    let mut c = config(vec![]);
-    c.template[0].rego = "package x\n\nviolation contains {\"msg\": \"m\"} if {\n  input.review.object.kind == \"Pod\"\n}\n".into();
-    let d = validate(&c);
-    let diag =
-        d.0.iter()
-            .find(|d| d.summary == "Invalid Rego")
-            .expect("rego error");
+    let diag = rego_error(
+        "package x\n\nviolation contains {\"msg\": \"m\"} if {\n  input.review.object.kind == \"Pod\"\n}\n",
+    );
     assert!(diag.detail.contains("import rego.v1"), "{}", diag.detail);
 }
 
