@@ -5,7 +5,6 @@
 //! the shared webhooks ([`crate::policy::admission::admit`]: mutation, then validation) — before
 //! any apply reaches the cluster.
 
-use crate::resources::shared::schema::typed_schema;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
@@ -36,6 +35,7 @@ use crate::typed_object;
 use super::assignment::ASSIGNMENT_TYPE;
 use super::provider::Configured;
 use super::shared::errors::arm_error_diagnostic;
+use super::shared::schema::typed_schema;
 use crate::policy::arm_rule::alias::MANAGED_CLUSTERS;
 
 /// Environment variable that redirects template URLs to another host (keeping their path), e.g.

@@ -4,7 +4,6 @@
 //! the cluster is written back guarded by its eTag, so a concurrent change by someone else is
 //! never overwritten.
 
-use crate::resources::shared::schema::typed_schema;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -24,6 +23,7 @@ use crate::typed_object;
 
 use super::provider::Configured;
 use super::shared::errors::arm_error_diagnostic;
+use super::shared::schema::typed_schema;
 use crate::policy::arm_rule::alias::MANAGED_CLUSTERS;
 
 /// The add-on's key in `addonProfiles`; Azure and the portal vary its casing.

@@ -2,7 +2,6 @@
 //! an assignment, optionally after running a fresh evaluation (like
 //! `az policy state trigger-scan`).
 
-use crate::resources::shared::schema::typed_schema;
 use async_trait::async_trait;
 use serde_json::Value as Json;
 
@@ -19,6 +18,7 @@ use crate::typed_object;
 
 use super::provider::Configured;
 use super::shared::errors::arm_error_diagnostic;
+use super::shared::schema::typed_schema;
 
 pub struct ComplianceDataSource;
 

@@ -2,7 +2,6 @@
 //! group or resource) from a policy assignment, or from some members of an assigned initiative,
 //! as a waiver or because the risk is mitigated otherwise, optionally until a date.
 
-use crate::resources::shared::schema::typed_schema;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -31,6 +30,7 @@ use super::shared::reconcile::{
     arm_scope, ignore_case_only_replacements, json_object_string, keep_equivalent, kept_id_list,
     kept_str_ci, kept_text, metadata_text_state, metadata_text_to_arm,
 };
+use super::shared::schema::typed_schema;
 use super::shared::scoped::{Naming, PropagationWait, ScopedBody, ScopedKind};
 use super::shared::selectors::{
     one_of, resource_selectors_block, resource_selectors_from_value, resource_selectors_to_value,

@@ -3,7 +3,6 @@
 //! Policy add-on on for every cluster in scope). A remediation is a one-shot job, so every
 //! input replaces it; `wait_for_completion` makes apply follow it to the end.
 
-use crate::resources::shared::schema::typed_schema;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -24,6 +23,7 @@ use crate::typed_object;
 use super::provider::Configured;
 use super::shared::errors::arm_error_diagnostic;
 use super::shared::existence::{check_planned_scope, check_remediable};
+use super::shared::schema::typed_schema;
 use super::shared::validators::azure_name;
 use crate::policy::names;
 

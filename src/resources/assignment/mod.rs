@@ -13,7 +13,6 @@ mod remediation_roles;
 mod schema;
 mod state;
 
-use crate::resources::shared::schema::typed_schema;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -25,6 +24,7 @@ use crate::framework::{
     ModifyPlanResponse, ReadRequest, ReadResponse, Resource, ValidateConfigRequest,
     ValidateConfigResponse,
 };
+use crate::resources::shared::schema::typed_schema;
 use crate::resources::shared::scoped::{PropagationWait, ScopedKind};
 use crate::resources::shared::waits::POLICY_TIMEOUTS;
 

@@ -4,7 +4,6 @@
 //! identifying attributes, where a write goes, the PUT, read, delete and import, each bounded
 //! by the `timeouts`, and the one [`Resource`] implementation they all have ([`DefinitionLike`]).
 
-use crate::resources::shared::schema::typed_schema;
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
@@ -29,6 +28,7 @@ use serde_json::Value as Json;
 use super::errors::arm_error_diagnostic;
 use super::existence::check_planned_scope;
 use super::identity::Identity;
+use super::schema::typed_schema;
 use super::usage::{bullet_list, users_of};
 use super::validators::azure_name;
 use super::waits::POLICY_TIMEOUTS;

@@ -1,7 +1,6 @@
 //! Picking one built-in by its exact display name, shared by the built-in definition and
 //! initiative lookups so both explain a miss or an ambiguity the same way.
 
-use crate::resources::shared::schema::typed_schema;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -19,6 +18,7 @@ use crate::typed_object;
 use super::definition_api::{DefinitionBody, DefinitionCollection, DefinitionProperties};
 use super::errors::arm_error_diagnostic;
 use super::process_cache::ProcessCache;
+use super::schema::typed_schema;
 use super::validators::azure_name;
 use crate::policy::names;
 
