@@ -32,8 +32,11 @@ use crate::policy::TemplateInfo;
 use crate::framework::typed::Typed;
 use crate::typed_object;
 
+use super::assignment::ASSIGNMENT_TYPE;
 use super::provider::Configured;
 use super::shared::errors::arm_error_diagnostic;
+use super::shared::schema::typed_schema;
+use crate::policy::arm_rule::alias::MANAGED_CLUSTERS;
 
 /// Environment variable that redirects template URLs to another host (keeping their path), e.g.
 /// a mirror of the public store in an air-gapped network, or the emulator's `/_templates`.
@@ -115,17 +118,7 @@ fn schema() -> Schema {
 
 #[async_trait]
 impl DataSource for AdmissionReviewDataSource {
-    fn type_name(&self) -> &'static str {
-        "akspolicy_admission_review"
-    }
-
-    fn schema(&self) -> Schema {
-        schema()
-    }
-
-    fn state_type(&self) -> Option<Type> {
-        Some(AdmissionReview::ty())
-    }
+    typed_schema!("akspolicy_admission_review", schema(), AdmissionReview);
 
     fn validate_config(&self, req: ValidateConfigRequest<'_>, resp: &mut ValidateConfigResponse) {
         let diags = &mut resp.diags;
@@ -282,9 +275,9 @@ fn cluster_resource_id(id: &str) -> Result<ResourceId, String> {
     let parsed = ResourceId::parse(id).map_err(|e| {
         format!("{e}. Use the cluster's ARM ID, e.g. azurerm_kubernetes_cluster.<name>.id.")
     })?;
-    if !parsed.is_type("Microsoft.ContainerService/managedClusters") {
+    if !parsed.is_type(MANAGED_CLUSTERS) {
         return Err(format!(
-            "{id} is a {} ID, not an AKS cluster's (Microsoft.ContainerService/managedClusters).",
+            "{id} is a {} ID, not an AKS cluster's ({MANAGED_CLUSTERS}).",
             parsed.resource_type()
         ));
     }
@@ -368,7 +361,7 @@ async fn installed_constraints(
     let filter = [("$filter", "atScope()")];
     let assignments: Vec<Json> = client
         .list(
-            &format!("{cluster_id}/providers/Microsoft.Authorization/policyAssignments"),
+            &format!("{cluster_id}/providers/{ASSIGNMENT_TYPE}"),
             api_version::POLICY,
             &filter,
         )

@@ -4,61 +4,33 @@
 
 use base64::Engine as _;
 
-use crate::framework::{Attribute, Block, Schema, Type};
+use crate::framework::{Block, Schema};
 use crate::policy::{PolicyDefinition, TemplateInfo};
-use crate::typed_object;
 
+use super::shared::definition_api::POLICY_DEFINITIONS;
 use super::shared::json::canonical_json;
-use super::shared::lookup::{BuiltinLookup, Noun};
-use super::shared::validators::azure_name;
-use crate::policy::names;
-
-const BUILTINS_PATH: &str = "/providers/Microsoft.Authorization/policyDefinitions";
+use super::shared::lookup::{computed, lookup_attributes, lookup_state, BuiltinLookup};
 
 pub struct BuiltinDefinitionDataSource;
 
-const NOUN: Noun = Noun {
-    full: "policy definition",
-    short: "definition",
-};
+impl BuiltinLookup for BuiltinDefinitionDataSource {
+    const TYPE_NAME: &'static str = "akspolicy_builtin_definition";
+    type Body = PolicyDefinition;
+    type State = BuiltinDefinition;
 
-fn computed(name: &str, description: &str) -> Attribute {
-    Attribute::string(name).computed().description(description)
-}
-
-fn schema() -> Schema {
-    Schema::new(
-        Block::new()
-            .description(
-                "Looks up a built-in Azure Policy definition by `name` or `display_name` (exactly \
-                 one). Use its `id` in assignments and its `parameters` to see what can be set.",
+    fn lookup_schema() -> Schema {
+        let block = Block::new().description(
+            "Looks up a built-in Azure Policy definition by `name` or `display_name` (exactly \
+             one). Use its `id` in assignments and its `parameters` to see what can be set.",
+        );
+        Schema::new(
+            lookup_attributes(
+                block,
+                &POLICY_DEFINITIONS,
+                "95edb821-ddaf-4404-9732-666045e056b4",
+                "Kubernetes cluster should not allow privileged containers",
             )
-            .attribute(
-                Attribute::string("name")
-                    .optional()
-                    .computed()
-                    .description("The definition's name, a GUID such as `95edb821-ddaf-4404-9732-666045e056b4`.")
-                    .validate_with(azure_name(names::POLICY_DEFINITION)),
-            )
-            .attribute(
-                Attribute::string("display_name")
-                    .optional()
-                    .computed()
-                    .description("The exact display name, e.g. `Kubernetes cluster should not allow privileged containers`. Zero or several matches are an error that lists the candidates."),
-            )
-            .attribute(computed("id", "The definition's ARM ID."))
-            .attribute(computed("description", "The definition's description."))
             .attribute(computed("mode", "The mode, e.g. `Microsoft.Kubernetes.Data` for Kubernetes policies."))
-            .attribute(computed("version", "The definition's version (x.y.z)."))
-            .attribute(
-                Attribute::new("versions", Type::list(Type::String))
-                    .computed()
-                    .description("Every version Azure offers of this definition, newest first."),
-            )
-            .attribute(computed("policy_type", "`BuiltIn` or `Static`."))
-            .attribute(computed("category", "The `category` from the metadata, e.g. `Kubernetes`."))
-            .attribute(computed("metadata", "The metadata as canonical JSON (keys sorted)."))
-            .attribute(computed("parameters", "The parameter declarations as canonical JSON."))
             .attribute(computed("policy_rule", "The policy rule as canonical JSON."))
             .attribute(computed(
                 "template_source_type",
@@ -72,88 +44,43 @@ fn schema() -> Schema {
                 "template_content",
                 "For Kubernetes definitions that embed their template: the decoded ConstraintTemplate YAML; null otherwise.",
             )),
-    )
-}
-
-impl BuiltinLookup for BuiltinDefinitionDataSource {
-    const TYPE_NAME: &'static str = "akspolicy_builtin_definition";
-    const NOUN: Noun = NOUN;
-    const BUILTINS_PATH: &'static str = BUILTINS_PATH;
-    type Body = PolicyDefinition;
-    type State = BuiltinDefinition;
-
-    fn lookup_schema(&self) -> Schema {
-        schema()
+        )
     }
 
-    fn to_state(found: &PolicyDefinition) -> BuiltinDefinition {
-        to_state(found)
+    fn to_state(d: &PolicyDefinition) -> BuiltinDefinition {
+        let p = &d.properties;
+        let (source_type, url, content) = match p.template_info() {
+            Some(TemplateInfo::PublicUrl(url)) => (Some("PublicURL"), Some(url), None),
+            Some(TemplateInfo::Base64Encoded(encoded)) => (
+                Some("Base64Encoded"),
+                None,
+                base64::engine::general_purpose::STANDARD
+                    .decode(encoded.trim())
+                    .ok()
+                    .map(|bytes| String::from_utf8_lossy(&bytes).into_owned()),
+            ),
+            Some(TemplateInfo::ConstraintTemplateUrl(url)) => (Some("PublicURL"), Some(url), None),
+            None => (None, None, None),
+        };
+        BuiltinDefinition {
+            mode: p.mode.clone(),
+            policy_rule: p.policy_rule.as_ref().map(canonical_json),
+            template_source_type: source_type.map(str::to_string),
+            template_url: url,
+            template_content: content,
+            ..BuiltinDefinition::reported(d)
+        }
     }
 }
 
-typed_object! {
+lookup_state! {
     /// The data source's state.
     pub struct BuiltinDefinition {
-        pub id: Option<String>,
-        pub name: Option<String>,
-        pub display_name: Option<String>,
-        pub description: Option<String>,
         pub mode: Option<String>,
-        pub version: Option<String>,
-        pub versions: Vec<String>,
-        pub policy_type: Option<String>,
-        pub category: Option<String>,
-        pub metadata: Option<String>,
-        pub parameters: Option<String>,
         pub policy_rule: Option<String>,
         pub template_source_type: Option<String>,
         pub template_url: Option<String>,
         pub template_content: Option<String>,
-    }
-}
-
-fn json_string(v: Option<&serde_json::Value>) -> Option<String> {
-    v.map(canonical_json)
-}
-
-fn to_state(d: &PolicyDefinition) -> BuiltinDefinition {
-    let p = &d.properties;
-    let template = p.template_info();
-    let (source_type, url, content) = match &template {
-        Some(TemplateInfo::PublicUrl(url)) => (Some("PublicURL"), Some(url.clone()), None),
-        Some(TemplateInfo::Base64Encoded(encoded)) => (
-            Some("Base64Encoded"),
-            None,
-            base64::engine::general_purpose::STANDARD
-                .decode(encoded.trim())
-                .ok()
-                .map(|bytes| String::from_utf8_lossy(&bytes).into_owned()),
-        ),
-        Some(TemplateInfo::ConstraintTemplateUrl(url)) => {
-            (Some("PublicURL"), Some(url.clone()), None)
-        }
-        None => (None, None, None),
-    };
-    let parameters = p
-        .parameters
-        .as_ref()
-        .and_then(|params| serde_json::to_value(params).ok());
-    BuiltinDefinition {
-        id: d.id.clone(),
-        name: d.name.clone(),
-        display_name: p.display_name.clone(),
-        description: p.description.clone(),
-        mode: p.mode.clone(),
-        version: p.version.clone(),
-        versions: p.versions.clone().unwrap_or_default(),
-        policy_type: p.policy_type.clone(),
-        category: d.category().map(str::to_string),
-        metadata: json_string(p.metadata.as_ref()),
-        parameters: json_string(parameters.as_ref()),
-        policy_rule: json_string(p.policy_rule.as_ref()),
-        template_source_type: source_type.map(str::to_string),
-        template_url: url,
-        template_content: content,
     }
 }
 
@@ -178,7 +105,7 @@ mod tests {
             def("b", "Pods must X too", "1.0.0"),
         ];
         assert_eq!(
-            pick_by_display_name(all, "Pods must X", &NOUN)
+            pick_by_display_name(all, "Pods must X", &POLICY_DEFINITIONS)
                 .unwrap()
                 .name
                 .as_deref(),
@@ -189,7 +116,7 @@ mod tests {
     #[test]
     fn ambiguous_display_name_lists_candidates() {
         let all = vec![def("a", "Same", "1.0.0"), def("b", "Same", "2.1.0")];
-        let err = pick_by_display_name(all, "Same", &NOUN).unwrap_err();
+        let err = pick_by_display_name(all, "Same", &POLICY_DEFINITIONS).unwrap_err();
         assert!(
             err.detail.contains("\"a\" (version 1.0.0)"),
             "{}",
@@ -212,7 +139,7 @@ mod tests {
         let err = pick_by_display_name(
             all,
             "kubernetes cluster should not allow privileged containers",
-            &NOUN,
+            &POLICY_DEFINITIONS,
         )
         .unwrap_err();
         assert!(err.detail.contains("case included"), "{}", err.detail);

@@ -23,8 +23,9 @@ use crate::typed_object;
 
 use super::provider::Configured;
 use super::shared::errors::arm_error_diagnostic;
+use super::shared::schema::typed_schema;
+use crate::policy::arm_rule::alias::MANAGED_CLUSTERS;
 
-const CLUSTER_TYPE: &str = "Microsoft.ContainerService/managedClusters";
 /// The add-on's key in `addonProfiles`; Azure and the portal vary its casing.
 const ADDON_KEY: &str = "azurepolicy";
 const DEFAULT_VERSION: &str = "v2";
@@ -101,9 +102,9 @@ fn schema() -> Schema {
 
 fn parse_cluster_id(id: &str) -> Result<ResourceId, String> {
     let parsed = ResourceId::parse(id).map_err(|e| e.to_string())?;
-    if !parsed.is_type(CLUSTER_TYPE) {
+    if !parsed.is_type(MANAGED_CLUSTERS) {
         return Err(format!(
-            "{id:?} is a {} ID; cluster_id must be the ID of a {CLUSTER_TYPE}.",
+            "{id:?} is a {} ID; cluster_id must be the ID of a {MANAGED_CLUSTERS}.",
             parsed.resource_type()
         ));
     }
@@ -253,10 +254,7 @@ fn clusters_of_resource_group(cluster_id: &str) -> Option<Collection> {
     let lower = cluster_id.to_ascii_lowercase();
     let at = lower.find("/providers/microsoft.containerservice/managedclusters/")?;
     Some(Collection {
-        path: format!(
-            "{}/providers/Microsoft.ContainerService/managedClusters",
-            &cluster_id[..at]
-        ),
+        path: format!("{}/providers/{MANAGED_CLUSTERS}", &cluster_id[..at]),
         api_version: api_version::MANAGED_CLUSTERS,
         filter: None,
         paged_by_top: false,
@@ -381,17 +379,7 @@ impl ClusterAddonResource {
 
 #[async_trait]
 impl Resource for ClusterAddonResource {
-    fn type_name(&self) -> &'static str {
-        "akspolicy_cluster_addon"
-    }
-
-    fn schema(&self) -> Schema {
-        schema()
-    }
-
-    fn state_type(&self) -> Option<Type> {
-        Some(ClusterAddon::ty())
-    }
+    typed_schema!("akspolicy_cluster_addon", schema(), ClusterAddon);
 
     async fn create(&self, ctx: &CallContext, req: ApplyRequest<'_>, resp: &mut ApplyResponse) {
         *resp = self.apply(ctx, req, Operation::Create).await;

@@ -18,6 +18,7 @@ use crate::typed_object;
 
 use super::provider::Configured;
 use super::shared::errors::arm_error_diagnostic;
+use super::shared::schema::typed_schema;
 
 pub struct ComplianceDataSource;
 
@@ -170,17 +171,7 @@ fn to_state(config: &Compliance, id: &str, summary: &Json) -> Compliance {
 
 #[async_trait]
 impl DataSource for ComplianceDataSource {
-    fn type_name(&self) -> &'static str {
-        "akspolicy_compliance"
-    }
-
-    fn schema(&self) -> Schema {
-        schema()
-    }
-
-    fn state_type(&self) -> Option<Type> {
-        Some(Compliance::ty())
-    }
+    typed_schema!("akspolicy_compliance", schema(), Compliance);
 
     fn validate_config(&self, req: ValidateConfigRequest<'_>, resp: &mut ValidateConfigResponse) {
         let diags = &mut resp.diags;

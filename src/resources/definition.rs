@@ -10,17 +10,18 @@ use async_trait::async_trait;
 use serde_json::{Map, Value as Json};
 
 use crate::framework::timeouts;
-use crate::framework::typed::{Knowable, Typed};
+use crate::framework::typed::Knowable;
 use crate::framework::{
     Attribute, AttributePath, Block, CallContext, Diagnostic, Diagnostics, ModifyPlanRequest,
-    ModifyPlanResponse, Schema, ValidateConfigRequest, ValidateConfigResponse, Value,
+    ModifyPlanResponse, Schema, Value,
 };
 use crate::policy::references::{policy_rule_parameter_references, undeclared};
 use crate::policy::{ParameterDefinition, PolicyDefinition, PolicyDefinitionProperties};
-use crate::typed_object;
 
 use super::provider::Configured;
-use super::shared::definition_api::{identifying_attributes, DefinitionCollection, DefinitionLike};
+use super::shared::definition_api::{
+    definition_state, descriptive_attributes, identifying_attributes, DefinitionLike,
+};
 use super::shared::identity::Identity;
 use super::shared::json::{canonical_json, json_text};
 use super::shared::waits::POLICY_TIMEOUTS;
@@ -28,11 +29,6 @@ use super::shared::waits::POLICY_TIMEOUTS;
 pub(crate) const DEFINITIONS_SEGMENT: &str =
     "/providers/Microsoft.Authorization/policyDefinitions/";
 
-const DEFINITIONS: DefinitionCollection = DefinitionCollection {
-    noun: "policy definition",
-    segment: DEFINITIONS_SEGMENT,
-    id_description: "policy definition ID such as /subscriptions/<id>/providers/Microsoft.Authorization/policyDefinitions/<name>.",
-};
 /// Metadata keys Azure adds on its own; never the user's.
 pub(crate) const SYSTEM_METADATA_KEYS: [&str; 4] =
     ["createdBy", "createdOn", "updatedBy", "updatedOn"];
@@ -252,101 +248,92 @@ fn replacement_warning(reasons: &[String], path: AttributePath) -> Diagnostic {
 pub struct DefinitionResource;
 
 fn schema() -> Schema {
+    let identified = identifying_attributes(
+        Block::new().description(
+            "A custom Azure Policy definition of any mode. `policy_rule`, `parameters` and \
+             `metadata` are JSON, compared by meaning rather than by text.",
+        ),
+        "definition",
+        "",
+    )
+    .attribute(
+        Attribute::string("mode")
+            .default(Value::string("All"))
+            .description("`All`, `Indexed`, or a resource provider mode such as `Microsoft.Kubernetes.Data`. Defaults to `All`."),
+    );
     Schema::new(
-        identifying_attributes(
-            Block::new()
-                .description(
-                "A custom Azure Policy definition of any mode. `policy_rule`, `parameters` and \
-                 `metadata` are JSON, compared by meaning rather than by text.",
-            ),
-            "definition",
-            "",
+        descriptive_attributes(
+            identified,
+            "The definition version, `x.y.z` Azure reports `1.0.0` when none is set.",
         )
-            .attribute(
-                Attribute::string("mode")
-                    .default(Value::string("All"))
-                    .description("`All`, `Indexed`, or a resource provider mode such as `Microsoft.Kubernetes.Data`. Defaults to `All`."),
-            )
-            .attribute(Attribute::string("display_name").optional().description("The display name."))
-            .attribute(Attribute::string("description").optional().description("The description."))
-            .attribute(
-                Attribute::string("version")
-                    .optional()
-                    .computed()
-                    .description("The definition version, `x.y.z` Azure reports `1.0.0` when none is set.")
-                    .validate_with(validate_version),
-            )
-            .attribute(
-                Attribute::string("policy_rule")
-                    .required()
-                    .description("The policy rule (`if`/`then`) as JSON.")
-                    .validate_with(validate_json_object),
-            )
-            .attribute(
-                Attribute::string("parameters")
-                    .optional()
-                    .description("Parameter declarations as JSON.")
-                    .validate_with(validate_json_object),
-            )
-            .attribute(
-                Attribute::string("metadata")
-                    .optional()
-                    .description("Metadata as JSON (e.g. `{\"category\": \"Kubernetes\"}`).")
-                    .validate_with(validate_json_object),
-            )
-            .block(timeouts::block(POLICY_TIMEOUTS)),
+        .attribute(
+            Attribute::string("policy_rule")
+                .required()
+                .description("The policy rule (`if`/`then`) as JSON.")
+                .validate_with(validate_json_object),
+        )
+        .attribute(
+            Attribute::string("parameters")
+                .optional()
+                .description("Parameter declarations as JSON.")
+                .validate_with(validate_json_object),
+        )
+        .attribute(
+            Attribute::string("metadata")
+                .optional()
+                .description("Metadata as JSON (e.g. `{\"category\": \"Kubernetes\"}`).")
+                .validate_with(validate_json_object),
+        )
+        .block(timeouts::block(POLICY_TIMEOUTS)),
     )
 }
 
 /// The parameters a definition's or initiative's `parameters` JSON declares (`None` when
-/// unset); an error names what is wrong with a declaration.
+/// unset); the error names what is wrong with a declaration.
 pub(crate) fn parameters_of(
     text: Option<&str>,
-) -> Result<Option<BTreeMap<String, ParameterDefinition>>, String> {
+) -> Result<Option<BTreeMap<String, ParameterDefinition>>, Diagnostic> {
     match json_text(text) {
         None => Ok(None),
-        Some(j) => serde_json::from_value(j)
-            .map(Some)
-            .map_err(|e| e.to_string()),
+        Some(j) => serde_json::from_value(j).map(Some).map_err(|e| {
+            Diagnostic::error(
+                "Invalid parameters",
+                format!("Each parameter needs at least a `type`: {e}"),
+            )
+            .at(AttributePath::attr("parameters"))
+        }),
     }
 }
 
-typed_object! {
+/// Plans a replacement when an update's `parameters` (the attribute a definition or an
+/// initiative declares its parameters in) break the prior state's; see
+/// [`replace_on_breaking_parameters`].
+pub(crate) fn replace_on_breaking_declarations(
+    req: ModifyPlanRequest<'_>,
+    change: &mut ModifyPlanResponse,
+) {
+    let declared = req.config.get("parameters");
+    if req.prior.is_null() || declared.is_unknown() {
+        return;
+    }
+    if let Ok(new) = parameters_of(declared.as_str()) {
+        replace_on_breaking_parameters(
+            change,
+            req.prior.get("parameters").as_str(),
+            &new.unwrap_or_default(),
+            AttributePath::attr("parameters"),
+        );
+    }
+}
+
+definition_state! {
     /// The resource's configuration, plan or state.
     pub struct Definition {
-        pub id: Knowable<String>,
-        pub name: Option<String>,
-        pub scope: Knowable<String>,
         pub mode: Option<String>,
-        pub display_name: Option<String>,
-        pub description: Option<String>,
-        pub version: Knowable<String>,
         pub policy_rule: Knowable<String>,
         pub parameters: Knowable<String>,
-        pub metadata: Option<String>,
         pub timeouts: Value,
     }
-}
-
-fn properties_of(config: &Definition) -> Result<PolicyDefinitionProperties, Diagnostic> {
-    let parameters = parameters_of(config.parameters.as_deref()).map_err(|e| {
-        Diagnostic::error(
-            "Invalid parameters",
-            format!("Each parameter needs at least a `type`: {e}"),
-        )
-        .at(AttributePath::attr("parameters"))
-    })?;
-    Ok(PolicyDefinitionProperties {
-        policy_type: Some("Custom".into()),
-        mode: config.mode.clone(),
-        display_name: config.display_name.clone(),
-        description: config.description.clone(),
-        metadata: json_text(config.metadata.as_deref()),
-        parameters,
-        policy_rule: json_text(config.policy_rule.as_deref()),
-        version: config.version.as_deref().map(str::to_string),
-        ..Default::default()
-    })
 }
 
 /// Policy parameters the rule uses that `parameters` does not declare (see
@@ -362,29 +349,16 @@ fn undeclared_parameters(
         .collect()
 }
 
-fn state_from(prior: &Value, d: &PolicyDefinition, scope: &str) -> Value {
-    // Anything but an object (never sent for a managed resource) starts from nothing; the
-    // schema test rules out every other mismatch.
-    let prior = Definition::decode(prior).unwrap_or_default();
-    state_of(&prior, d, scope).to_value()
-}
-
-fn state_of(prior: &Definition, d: &PolicyDefinition, scope: &str) -> Definition {
+/// The definition's own attributes from Azure's definition `d`, reconciled with `prior`. The
+/// provider never writes `metadata.version` itself, so Azure's metadata is the user's (an
+/// imported copy of a built-in keeps its `version` key): no metadata is implied.
+fn reconcile(prior: &Definition, mut state: Definition, d: &PolicyDefinition) -> Definition {
     let p = &d.properties;
-    let mut state = prior.clone();
-    state.id = d.id.clone().into();
-    if let Some(name) = &d.name {
-        state.name = Some(name.clone());
-    }
-    state.scope = Knowable::Known(scope.to_string());
     // Modes are case-insensitive in Azure.
     state.mode = match (prior.mode.as_deref(), p.mode.as_deref()) {
         (Some(a), Some(b)) if a.eq_ignore_ascii_case(b) => Some(a.to_string()),
         (_, m) => m.map(str::to_string),
     };
-    state.display_name = p.display_name.clone();
-    state.description = p.description.clone();
-    state.version = p.version.clone().into();
     state.policy_rule = keep_json(prior.policy_rule.as_deref(), p.policy_rule.as_ref()).into();
     let params = p
         .parameters
@@ -392,42 +366,25 @@ fn state_of(prior: &Definition, d: &PolicyDefinition, scope: &str) -> Definition
         .filter(|m| !m.is_empty() || prior.parameters.known().is_some())
         .and_then(|x| serde_json::to_value(x).ok());
     state.parameters = keep_json(prior.parameters.as_deref(), params.as_ref()).into();
-    // The provider never writes `metadata.version` itself, so Azure's metadata is the user's
-    // (an imported copy of a built-in keeps its `version` key).
-    state.metadata = user_metadata(p.metadata.as_ref(), prior.metadata.as_deref(), &[]);
     state
 }
 
 #[async_trait]
 impl DefinitionLike for DefinitionResource {
     const TYPE_NAME: &'static str = "akspolicy_definition";
-    const COLLECTION: DefinitionCollection = DEFINITIONS;
     type Body = PolicyDefinition;
     type State = Definition;
 
-    fn definition_schema(&self) -> Schema {
+    fn definition_schema() -> Schema {
         schema()
     }
 
-    fn check_config(&self, req: ValidateConfigRequest<'_>, resp: &mut ValidateConfigResponse) {
-        let diags = &mut resp.diags;
-        let config = match Definition::decode(req.config) {
-            Ok(c) => c,
-            Err(e) => return diags.extend(e.into()),
-        };
-        if config.policy_rule.is_unknown() || config.parameters.is_unknown() {
-            return;
-        }
+    const CHECKED_INPUTS: &'static [&'static str] = &["policy_rule", "parameters"];
+
+    fn check_config(config: &Definition, diags: &mut Diagnostics) {
         let declared = match parameters_of(config.parameters.as_deref()) {
             Ok(p) => p.unwrap_or_default(),
-            Err(e) => {
-                diags.error_at(
-                    AttributePath::attr("parameters"),
-                    "Invalid parameters",
-                    format!("Each parameter needs at least a `type`: {e}"),
-                );
-                return;
-            }
+            Err(d) => return diags.push(d),
         };
         if let Some(rule) = json_text(config.policy_rule.as_deref()) {
             let missing = undeclared_parameters(&rule, &declared);
@@ -458,47 +415,31 @@ impl DefinitionLike for DefinitionResource {
         req: ModifyPlanRequest<'_>,
         change: &mut ModifyPlanResponse,
     ) {
-        let Ok(config) = Definition::decode(req.config) else {
-            return;
-        };
-        if req.prior.is_null() || config.parameters.is_unknown() {
-            return;
-        }
-        let Ok(new) = parameters_of(config.parameters.as_deref()) else {
-            return;
-        };
-        let prior = Definition::decode(req.prior).unwrap_or_default();
-        replace_on_breaking_parameters(
-            change,
-            prior.parameters.as_deref(),
-            &new.unwrap_or_default(),
-            AttributePath::attr("parameters"),
-        );
+        replace_on_breaking_declarations(req, change);
     }
 
-    fn name(planned: &Definition) -> Option<&str> {
-        planned.name.as_deref()
+    fn properties_of(
+        config: &Definition,
+        diags: &mut Diagnostics,
+    ) -> Option<PolicyDefinitionProperties> {
+        let parameters = parameters_of(config.parameters.as_deref())
+            .map_err(|d| diags.push(d))
+            .ok()?;
+        Some(PolicyDefinitionProperties {
+            policy_type: Some("Custom".into()),
+            mode: config.mode.clone(),
+            display_name: config.display_name.clone(),
+            description: config.description.clone(),
+            metadata: json_text(config.metadata.as_deref()),
+            parameters,
+            policy_rule: json_text(config.policy_rule.as_deref()),
+            version: config.version.as_deref().map(str::to_string),
+            ..Default::default()
+        })
     }
 
-    fn body_of(planned: &Definition, diags: &mut Diagnostics) -> Option<PolicyDefinition> {
-        match properties_of(planned) {
-            Ok(properties) => Some(PolicyDefinition {
-                properties,
-                ..Default::default()
-            }),
-            Err(d) => {
-                diags.push(d);
-                None
-            }
-        }
-    }
-
-    fn applied_state(planned: Definition, remote: &PolicyDefinition, scope: &str) -> Definition {
-        state_of(&planned, remote, scope)
-    }
-
-    fn state_from(prior: &Value, remote: &PolicyDefinition, scope: &str) -> Value {
-        state_from(prior, remote, scope)
+    fn reconcile(prior: &Definition, state: Definition, remote: &PolicyDefinition) -> Definition {
+        reconcile(prior, state, remote)
     }
 }
 

@@ -22,14 +22,16 @@ use crate::policy::timestamp::{format_rfc3339_utc, now, parse_rfc3339, Timestamp
 use crate::policy::PolicySetDefinition;
 use crate::typed_object;
 
+use super::assignment::ASSIGNMENT_TYPE;
 use super::provider::Configured;
 use super::shared::existence::check_planned_scope;
 use super::shared::parameter_values::{definition_kind, DefinitionKind};
 use super::shared::reconcile::{
     arm_scope, ignore_case_only_replacements, json_object_string, keep_equivalent, kept_id_list,
-    kept_str_ci, kept_text, metadata_text_state, metadata_text_to_arm, same_id,
+    kept_str_ci, kept_text, metadata_text_state, metadata_text_to_arm,
 };
-use super::shared::scoped::{PropagationWait, ScopedBody, ScopedKind};
+use super::shared::schema::typed_schema;
+use super::shared::scoped::{Naming, PropagationWait, ScopedBody, ScopedKind};
 use super::shared::selectors::{
     one_of, resource_selectors_block, resource_selectors_from_value, resource_selectors_to_value,
     ResourceSelector,
@@ -59,7 +61,6 @@ const ASSIGNMENT_PROPAGATION: PropagationWait = PropagationWait {
 fn is_assignment_propagation(e: &ArmError) -> bool {
     e.status() == Some(400) && e.code() == Some("PolicyAssignmentNotFound")
 }
-const ASSIGNMENT_TYPE: &str = "Microsoft.Authorization/policyAssignments";
 
 const CATEGORIES: &[&str] = &["Waiver", "Mitigated"];
 const SCOPE_VALIDATIONS: &[&str] = &["Default", "DoNotValidate"];
@@ -282,14 +283,13 @@ fn state_from(remote: &PolicyExemption, prior: &Value) -> Value {
 fn state_of(remote: &PolicyExemption, prior: &Exemption) -> Exemption {
     let p = &remote.properties;
     let remote_id = remote.id.clone().unwrap_or_default();
-    let scope = kept_str_ci(prior.scope.as_deref(), KIND.scope_of_id(&remote_id));
-    let name = kept_str_ci(prior.name.as_deref(), remote.name.as_deref());
-    let id = match (&scope, &name) {
-        (Some(s), Some(n)) if same_id(&KIND.path(s, n), &remote_id) => {
-            kept_str_ci(prior.id.as_deref(), Some(&KIND.path(s, n)))
-        }
-        _ => kept_str_ci(prior.id.as_deref(), Some(&remote_id)),
+    let prior_naming = Naming {
+        scope: prior.scope.as_deref(),
+        name: prior.name.as_deref(),
+        id: prior.id.as_deref(),
     };
+    let (scope, name, id) =
+        KIND.kept_naming(prior_naming, &remote_id, None, remote.name.as_deref());
     let expires_on = match (prior.expires_on.as_deref(), p.expires_on.as_deref()) {
         (Some(mine), Some(theirs))
             if parse_rfc3339(mine).ok().is_some()
@@ -444,17 +444,7 @@ async fn write(ctx: &CallContext, req: &ApplyRequest<'_>, op: Operation) -> Appl
 
 #[async_trait]
 impl Resource for ExemptionResource {
-    fn type_name(&self) -> &'static str {
-        "akspolicy_exemption"
-    }
-
-    fn schema(&self) -> Schema {
-        schema()
-    }
-
-    fn state_type(&self) -> Option<Type> {
-        Some(Exemption::ty())
-    }
+    typed_schema!("akspolicy_exemption", schema(), Exemption);
 
     async fn modify_plan(
         &self,

@@ -13,8 +13,7 @@ use crate::framework::timeouts;
 use crate::framework::typed::{Knowable, Typed, Whole};
 use crate::framework::{
     Attribute, AttributePath, Block, CallContext, Diagnostic, Diagnostics, ModifyPlanRequest,
-    ModifyPlanResponse, NestedBlock, Schema, Type, ValidateConfigRequest, ValidateConfigResponse,
-    Value,
+    ModifyPlanResponse, NestedBlock, Schema, Type, Value,
 };
 use crate::policy::references::value_parameter_references;
 use crate::policy::{
@@ -24,19 +23,14 @@ use crate::policy::{
 use crate::typed_object;
 
 use super::definition::{
-    keep_json, parameters_of, replace_on_breaking_parameters, user_metadata, validate_json_object,
-    validate_version,
+    keep_json, parameters_of, replace_on_breaking_declarations, validate_json_object,
 };
 use super::provider::Configured;
-use super::shared::definition_api::{identifying_attributes, DefinitionCollection, DefinitionLike};
+use super::shared::definition_api::{
+    definition_state, descriptive_attributes, identifying_attributes, DefinitionLike,
+};
 use super::shared::json::json_text;
 use super::shared::waits::POLICY_TIMEOUTS;
-
-const SETS: DefinitionCollection = DefinitionCollection {
-    noun: "initiative",
-    segment: "/providers/Microsoft.Authorization/policySetDefinitions/",
-    id_description: "policy set definition ID such as /subscriptions/<id>/providers/Microsoft.Authorization/policySetDefinitions/<name>.",
-};
 
 pub struct InitiativeResource;
 
@@ -94,29 +88,14 @@ fn schema() -> Schema {
                 .description("The description."),
         );
     Schema::new(
-        identifying_attributes(
-            Block::new().description("A custom Azure Policy initiative (policy set definition)."),
-            "initiative",
-            "",
-        )
-        .attribute(
-            Attribute::string("display_name")
-                .optional()
-                .description("The display name."),
-        )
-        .attribute(
-            Attribute::string("description")
-                .optional()
-                .description("The description."),
-        )
-        .attribute(
-            Attribute::string("version")
-                .optional()
-                .computed()
-                .description(
-                    "The initiative version, `x.y.z` Azure reports `1.0.0` when none is set.",
-                )
-                .validate_with(validate_version),
+        descriptive_attributes(
+            identifying_attributes(
+                Block::new()
+                    .description("A custom Azure Policy initiative (policy set definition)."),
+                "initiative",
+                "",
+            ),
+            "The initiative version, `x.y.z` Azure reports `1.0.0` when none is set.",
         )
         .attribute(
             Attribute::string("metadata")
@@ -136,16 +115,9 @@ fn schema() -> Schema {
     )
 }
 
-typed_object! {
+definition_state! {
     /// The resource's configuration, plan or state.
     pub struct Initiative {
-        pub id: Knowable<String>,
-        pub name: Option<String>,
-        pub scope: Knowable<String>,
-        pub display_name: Option<String>,
-        pub description: Option<String>,
-        pub version: Knowable<String>,
-        pub metadata: Option<String>,
         pub parameters: Knowable<String>,
         pub policy_definition: Whole<Vec<Member>>,
         pub policy_definition_group: Vec<Group>,
@@ -177,7 +149,7 @@ typed_object! {
 
 fn declared_parameters(
     config: &Initiative,
-) -> Result<BTreeMap<String, ParameterDefinition>, String> {
+) -> Result<BTreeMap<String, ParameterDefinition>, Diagnostic> {
     parameters_of(config.parameters.as_deref()).map(Option::unwrap_or_default)
 }
 
@@ -197,13 +169,7 @@ fn member_parameters(member: &Member) -> Option<Map<String, Json>> {
 }
 
 fn properties_of(config: &Initiative) -> Result<PolicySetDefinitionProperties, Diagnostic> {
-    let parameters = declared_parameters(config).map_err(|e| {
-        Diagnostic::error(
-            "Invalid parameters",
-            format!("Each parameter needs at least a `type`: {e}"),
-        )
-        .at(AttributePath::attr("parameters"))
-    })?;
+    let parameters = declared_parameters(config)?;
     let members = config
         .policy_definition
         .iter()
@@ -328,27 +294,11 @@ async fn member_definition(
     Ok(resolved)
 }
 
-fn state_from(prior: &Value, s: &PolicySetDefinition, scope: &str) -> Value {
-    // Anything but an object (never sent for a managed resource) starts from nothing; the
-    // schema test rules out every other mismatch.
-    let prior = Initiative::decode(prior).unwrap_or_default();
-    state_of(&prior, s, scope).to_value()
-}
-
-fn state_of(prior: &Initiative, s: &PolicySetDefinition, scope: &str) -> Initiative {
+/// The initiative's own attributes from Azure's set `s`, reconciled with `prior`. The provider
+/// never writes `metadata.version` itself, so Azure's metadata is the user's (an imported copy
+/// of a built-in keeps its `version` key): no metadata is implied.
+fn reconcile(prior: &Initiative, mut state: Initiative, s: &PolicySetDefinition) -> Initiative {
     let p = &s.properties;
-    let mut state = prior.clone();
-    state.id = s.id.clone().into();
-    if let Some(name) = &s.name {
-        state.name = Some(name.clone());
-    }
-    state.scope = Knowable::Known(scope.to_string());
-    state.display_name = p.display_name.clone();
-    state.description = p.description.clone();
-    state.version = p.version.clone().into();
-    // The provider never writes `metadata.version` itself, so Azure's metadata is the user's
-    // (an imported copy of a built-in keeps its `version` key).
-    state.metadata = user_metadata(p.metadata.as_ref(), prior.metadata.as_deref(), &[]);
     let params = p
         .parameters
         .as_ref()
@@ -427,35 +377,21 @@ fn state_of(prior: &Initiative, s: &PolicySetDefinition, scope: &str) -> Initiat
 #[async_trait]
 impl DefinitionLike for InitiativeResource {
     const TYPE_NAME: &'static str = "akspolicy_initiative";
-    const COLLECTION: DefinitionCollection = SETS;
     type Body = PolicySetDefinition;
     type State = Initiative;
 
-    fn definition_schema(&self) -> Schema {
+    fn definition_schema() -> Schema {
         schema()
     }
 
-    fn check_config(&self, req: ValidateConfigRequest<'_>, resp: &mut ValidateConfigResponse) {
-        let (config, diags) = (req.config, &mut resp.diags);
-        let config = match Initiative::decode(config) {
-            Ok(c) => c,
-            Err(e) => return diags.extend(e.into()),
-        };
-        // Members may reference definitions created in the same run (unknown IDs); their
-        // parameter values are usually known and still worth checking.
-        if config.parameters.is_unknown() {
-            return;
-        }
-        let declared = match declared_parameters(&config) {
+    // Members may reference definitions created in the same run (unknown IDs); their
+    // parameter values are usually known and still worth checking.
+    const CHECKED_INPUTS: &'static [&'static str] = &["parameters"];
+
+    fn check_config(config: &Initiative, diags: &mut Diagnostics) {
+        let declared = match declared_parameters(config) {
             Ok(d) => d,
-            Err(e) => {
-                diags.error_at(
-                    AttributePath::attr("parameters"),
-                    "Invalid parameters",
-                    format!("Each parameter needs at least a `type`: {e}"),
-                );
-                return;
-            }
+            Err(d) => return diags.push(d),
         };
         let groups: Vec<&str> = config
             .policy_definition_group
@@ -548,50 +484,29 @@ impl DefinitionLike for InitiativeResource {
                 ),
             }
         }
-        if req.prior.is_null() || config.parameters.is_unknown() {
-            return;
-        }
-        if let Ok(new) = declared_parameters(&config) {
-            let prior = Initiative::decode(req.prior).unwrap_or_default();
-            replace_on_breaking_parameters(
-                change,
-                prior.parameters.as_deref(),
-                &new,
-                AttributePath::attr("parameters"),
-            );
-        }
+        replace_on_breaking_declarations(req, change);
     }
 
-    fn name(planned: &Initiative) -> Option<&str> {
-        planned.name.as_deref()
+    fn properties_of(
+        planned: &Initiative,
+        diags: &mut Diagnostics,
+    ) -> Option<PolicySetDefinitionProperties> {
+        properties_of(planned).map_err(|d| diags.push(d)).ok()
     }
 
-    fn body_of(planned: &Initiative, diags: &mut Diagnostics) -> Option<PolicySetDefinition> {
-        match properties_of(planned) {
-            Ok(properties) => Some(PolicySetDefinition {
-                properties,
-                ..Default::default()
-            }),
-            Err(d) => {
-                diags.push(d);
-                None
-            }
-        }
-    }
-
-    fn applied_state(planned: Initiative, remote: &PolicySetDefinition, scope: &str) -> Initiative {
-        state_of(&planned, remote, scope)
-    }
-
-    fn state_from(prior: &Value, remote: &PolicySetDefinition, scope: &str) -> Value {
-        state_from(prior, remote, scope)
+    fn reconcile(
+        prior: &Initiative,
+        state: Initiative,
+        remote: &PolicySetDefinition,
+    ) -> Initiative {
+        reconcile(prior, state, remote)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::framework::{Resource, ValidateConfigRequest, ValidateConfigResponse};
+    use crate::resources::shared::testing::validation_of;
 
     #[test]
     fn version_pins() {
@@ -616,10 +531,7 @@ mod tests {
             ..Default::default()
         }
         .to_value();
-        let mut d = Diagnostics::new();
-        let mut resp = ValidateConfigResponse::default();
-        InitiativeResource.validate_config(ValidateConfigRequest { config: &config }, &mut resp);
-        d.extend(resp.diags);
+        let d = validation_of(&InitiativeResource, &config);
         assert_eq!(d.0.len(), 1, "{:?}", d.0);
         assert!(d.0[0].detail.contains("parameters('ns')"));
     }

@@ -8,10 +8,9 @@ use async_trait::async_trait;
 use serde_json::Value as Json;
 
 use crate::framework::timeouts;
-use crate::framework::typed::{Knowable, Typed, Whole};
+use crate::framework::typed::Whole;
 use crate::framework::{
-    Attribute, AttributePath, Block, Diagnostic, Diagnostics, NestedBlock, Schema, Type,
-    ValidateConfigRequest, ValidateConfigResponse, Value,
+    Attribute, AttributePath, Block, Diagnostic, Diagnostics, NestedBlock, Schema, Type, Value,
 };
 use crate::policy::constraint_match::AKS_EXEMPT_NAMESPACES;
 use crate::policy::constraint_template::parse_yaml_documents;
@@ -19,21 +18,14 @@ use crate::policy::mutation::{self, Mutator};
 use crate::policy::mutation_definition::{
     decode, MutationDefinitionSpec, MUTATION_EFFECTS, SOURCES,
 };
-use crate::policy::PolicyDefinition;
+use crate::policy::{PolicyDefinition, PolicyDefinitionProperties};
 use crate::typed_object;
 
-use super::definition::{
-    implied_kubernetes_metadata, metadata_object, user_metadata, validate_version,
-    DEFINITIONS_SEGMENT,
+use super::definition::{implied_kubernetes_metadata, metadata_object};
+use super::shared::definition_api::{
+    definition_state, descriptive_attributes, identifying_attributes, DefinitionLike,
 };
-use super::shared::definition_api::{identifying_attributes, DefinitionCollection, DefinitionLike};
 use super::shared::waits::POLICY_TIMEOUTS;
-
-const DEFINITIONS: DefinitionCollection = DefinitionCollection {
-    noun: "policy definition",
-    segment: DEFINITIONS_SEGMENT,
-    id_description: "policy definition ID such as /subscriptions/<id>/providers/Microsoft.Authorization/policyDefinitions/<name> or /providers/Microsoft.Management/managementGroups/<id>/providers/Microsoft.Authorization/policyDefinitions/<name>.",
-};
 
 /// The namespaces Azure's mutation built-ins exclude by default.
 const DEFAULT_EXCLUDED: [&str; 3] = ["kube-system", "gatekeeper-system", "azure-arc"];
@@ -54,8 +46,7 @@ fn schema() -> Schema {
                 .required()
                 .description("A YAML fragment the mutated object must contain: every field given must be present with that value. List elements that have a `name` (or the key the mutator's location selects list elements by, as in `[name: *]`) are matched by that key, whatever their position; other list elements by position. To test that nothing changes, repeat the relevant part of the object."),
         );
-    Schema::new(
-        identifying_attributes(
+    let identified = identifying_attributes(
             Block::new().description(
                 "A custom Azure Policy mutation definition for AKS (mode `Microsoft.Kubernetes.Data`, \
                  effect `Mutate`) carrying a Gatekeeper mutator: Assign, AssignMetadata, ModifySet or \
@@ -64,16 +55,9 @@ fn schema() -> Schema {
             ),
             "definition",
             "Where the definition lives: ",
-        )
-        .attribute(Attribute::string("display_name").optional().description("The display name."))
-        .attribute(Attribute::string("description").optional().description("The description."))
-        .attribute(
-            Attribute::string("version")
-                .optional()
-                .computed()
-                .description("The definition version, `x.y.z`.")
-                .validate_with(validate_version),
-        )
+        );
+    Schema::new(
+        descriptive_attributes(identified, "The definition version, `x.y.z`.")
         .attribute(
             Attribute::string("metadata")
                 .optional()
@@ -123,16 +107,9 @@ fn one_of(value: &Value, path: &AttributePath, diags: &mut Diagnostics, allowed:
     }
 }
 
-typed_object! {
+definition_state! {
     /// The resource's configuration, plan or state.
     pub struct KubernetesMutation {
-        pub id: Knowable<String>,
-        pub name: Option<String>,
-        pub scope: Knowable<String>,
-        pub display_name: Option<String>,
-        pub description: Option<String>,
-        pub version: Knowable<String>,
-        pub metadata: Option<String>,
         pub mutator: Option<String>,
         pub namespaces: Option<Vec<String>>,
         pub excluded_namespaces: Option<Vec<String>>,
@@ -321,35 +298,13 @@ fn keep_list(
     Some(remote)
 }
 
-/// The new state from Azure's definition, reconciled with `prior`.
-fn state_from(prior: &Value, definition: &PolicyDefinition, scope: &str) -> Value {
-    // Anything but an object (never sent for a managed resource) starts from nothing; the
-    // schema test rules out every other mismatch.
-    let prior = KubernetesMutation::decode(prior).unwrap_or_default();
-    state_of(&prior, definition, scope).to_value()
-}
-
-fn state_of(
+/// The mutation's own attributes from Azure's definition, reconciled with `prior`.
+fn reconcile(
     prior: &KubernetesMutation,
+    mut state: KubernetesMutation,
     definition: &PolicyDefinition,
-    scope: &str,
 ) -> KubernetesMutation {
-    let p = &definition.properties;
-    let decoded = decode(p);
-    let mut state = prior.clone();
-    state.id = definition.id.clone().into();
-    if let Some(name) = &definition.name {
-        state.name = Some(name.clone());
-    }
-    state.scope = Knowable::Known(scope.to_string());
-    state.display_name = p.display_name.clone();
-    state.description = p.description.clone();
-    state.version = p.version.clone().into();
-    state.metadata = user_metadata(
-        p.metadata.as_ref(),
-        prior.metadata.as_deref(),
-        &implied_kubernetes_metadata(p.version.as_deref()),
-    );
+    let decoded = decode(&definition.properties);
     // A definition whose mutator is a URL (not written by this resource) shows no YAML, so
     // the plan asks for the user's mutator to be written.
     state.mutator = keep_yaml(prior.mutator.as_deref(), decoded.mutator_yaml.as_deref());
@@ -367,71 +322,55 @@ fn state_of(
 #[async_trait]
 impl DefinitionLike for KubernetesMutationResource {
     const TYPE_NAME: &'static str = "akspolicy_kubernetes_mutation";
-    const COLLECTION: DefinitionCollection = DEFINITIONS;
     type Body = PolicyDefinition;
     type State = KubernetesMutation;
 
-    fn definition_schema(&self) -> Schema {
+    fn definition_schema() -> Schema {
         schema()
     }
 
-    fn check_config(&self, req: ValidateConfigRequest<'_>, resp: &mut ValidateConfigResponse) {
-        let (config, diags) = (req.config, &mut resp.diags);
-        // Unknown values (from other resources) are checked again at apply.
-        let inputs = [
-            "mutator",
-            "metadata",
-            "namespaces",
-            "excluded_namespaces",
-            "source",
-        ];
-        if inputs.iter().any(|a| !config.get(a).is_wholly_known()) {
-            return;
-        }
-        let config = match KubernetesMutation::decode(config) {
-            Ok(c) => c,
-            Err(e) => return diags.extend(e.into()),
-        };
-        let checked = check_config(&config, diags);
-        run_tests(&config, checked.as_ref(), diags);
+    const CHECKED_INPUTS: &'static [&'static str] = &[
+        "mutator",
+        "metadata",
+        "namespaces",
+        "excluded_namespaces",
+        "source",
+    ];
+
+    fn check_config(config: &KubernetesMutation, diags: &mut Diagnostics) {
+        let checked = check_config(config, diags);
+        run_tests(config, checked.as_ref(), diags);
     }
 
-    fn name(planned: &KubernetesMutation) -> Option<&str> {
-        planned.name.as_deref()
-    }
+    const AS_WRITTEN: &'static [&'static str] = &["mutator", "test", "metadata"];
 
-    fn body_of(planned: &KubernetesMutation, diags: &mut Diagnostics) -> Option<PolicyDefinition> {
+    fn properties_of(
+        planned: &KubernetesMutation,
+        diags: &mut Diagnostics,
+    ) -> Option<PolicyDefinitionProperties> {
         let (spec, _) = check_config(planned, diags)?;
-        Some(PolicyDefinition {
-            properties: spec.properties(),
-            ..Default::default()
-        })
+        Some(spec.properties())
     }
 
-    fn applied_state(
-        planned: KubernetesMutation,
+    fn implied_metadata(remote: &PolicyDefinition) -> Vec<(&'static str, Json)> {
+        implied_kubernetes_metadata(remote.properties.version.as_deref())
+    }
+
+    fn reconcile(
+        prior: &KubernetesMutation,
+        state: KubernetesMutation,
         remote: &PolicyDefinition,
-        scope: &str,
     ) -> KubernetesMutation {
-        let state = state_of(&planned, remote, scope);
-        // What the user wrote is what was applied; Azure's echo may differ in form only.
-        KubernetesMutation {
-            mutator: planned.mutator,
-            test: planned.test,
-            metadata: planned.metadata,
-            ..state
-        }
-    }
-
-    fn state_from(prior: &Value, remote: &PolicyDefinition, scope: &str) -> Value {
-        state_from(prior, remote, scope)
+        reconcile(prior, state, remote)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::framework::{Resource, ValidateConfigRequest, ValidateConfigResponse};
+    use crate::framework::typed::Typed;
+    use crate::resources::shared::definition_api::POLICY_DEFINITIONS;
+    use crate::resources::shared::testing::validation_of;
 
     const MUTATOR: &str = r#"apiVersion: mutations.gatekeeper.sh/v1
 kind: Assign
@@ -471,16 +410,7 @@ spec:
     }
 
     fn validate(config: &KubernetesMutation) -> Diagnostics {
-        let mut d = Diagnostics::new();
-        let mut resp = ValidateConfigResponse::default();
-        KubernetesMutationResource.validate_config(
-            ValidateConfigRequest {
-                config: &config.to_value(),
-            },
-            &mut resp,
-        );
-        d.extend(resp.diags);
-        d
+        validation_of(&KubernetesMutationResource, &config.to_value())
     }
 
     #[test]
@@ -585,7 +515,7 @@ spec:
         );
         let mut prior = cfg.clone();
         prior.mutator = Some(reformatted.clone());
-        let state = state_of(&prior, &definition, "/subscriptions/s");
+        let state = KubernetesMutationResource::state_of(&prior, &definition, "/subscriptions/s");
         assert_eq!(state.mutator, Some(reformatted));
         assert_eq!(state.source.as_deref(), Some("Original"));
         assert_eq!(state.default_effect.as_deref(), Some("Mutate"));
@@ -600,13 +530,14 @@ spec:
             properties: changed.properties(),
             ..definition.clone()
         };
-        let state = state_of(&prior, &drifted, "/subscriptions/s");
+        let state = KubernetesMutationResource::state_of(&prior, &drifted, "/subscriptions/s");
         assert!(state.mutator.unwrap().contains("value: true"));
         // Import: from an id-only stub, everything comes from Azure.
-        let stub = DEFINITIONS
+        let stub = POLICY_DEFINITIONS
             .import(definition.id.as_deref().unwrap(), &mut Diagnostics::new())
             .unwrap();
-        let imported = state_from(&stub, &definition, "/subscriptions/s");
+        let imported =
+            KubernetesMutationResource::state_from(&stub, &definition, "/subscriptions/s");
         let imported = KubernetesMutation::decode(&imported).unwrap();
         assert_eq!(imported.mutator.as_deref(), Some(MUTATOR));
     }

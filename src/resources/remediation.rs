@@ -23,6 +23,7 @@ use crate::typed_object;
 use super::provider::Configured;
 use super::shared::errors::arm_error_diagnostic;
 use super::shared::existence::{check_planned_scope, check_remediable};
+use super::shared::schema::typed_schema;
 use super::shared::validators::azure_name;
 use crate::policy::names;
 
@@ -327,17 +328,7 @@ async fn wait_until_done(
 
 #[async_trait]
 impl Resource for RemediationResource {
-    fn type_name(&self) -> &'static str {
-        "akspolicy_remediation"
-    }
-
-    fn schema(&self) -> Schema {
-        schema()
-    }
-
-    fn state_type(&self) -> Option<Type> {
-        Some(Remediation::ty())
-    }
+    typed_schema!("akspolicy_remediation", schema(), Remediation);
 
     fn validate_config(&self, req: ValidateConfigRequest<'_>, resp: &mut ValidateConfigResponse) {
         let (config, diags) = (req.config, &mut resp.diags);
@@ -611,7 +602,7 @@ fn import_remediation(id: &str, diags: &mut Diagnostics) -> Option<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::framework::{Resource, ValidateConfigRequest, ValidateConfigResponse};
+    use crate::resources::shared::testing::validation_of;
 
     #[test]
     fn body_carries_only_what_is_set() {
@@ -642,10 +633,6 @@ mod tests {
                 Value::string("ReEvaluateCompliance"),
             ),
         ]);
-        let mut d = Diagnostics::new();
-        let mut resp = ValidateConfigResponse::default();
-        RemediationResource.validate_config(ValidateConfigRequest { config: &config }, &mut resp);
-        d.extend(resp.diags);
-        assert!(d.has_errors());
+        assert!(validation_of(&RemediationResource, &config).has_errors());
     }
 }

@@ -18,22 +18,25 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::arm::{api_version, ArmError};
-use crate::framework::typed::Typed;
 use crate::framework::{
     ApplyRequest, ApplyResponse, CallContext, CheckRemovalRequest, CheckRemovalResponse,
     DeleteRequest, DeleteResponse, ImportRequest, ImportResponse, ModifyPlanRequest,
-    ModifyPlanResponse, ReadRequest, ReadResponse, Resource, Schema, Type, ValidateConfigRequest,
+    ModifyPlanResponse, ReadRequest, ReadResponse, Resource, ValidateConfigRequest,
     ValidateConfigResponse,
 };
+use crate::resources::shared::schema::typed_schema;
 use crate::resources::shared::scoped::{PropagationWait, ScopedKind};
 use crate::resources::shared::waits::POLICY_TIMEOUTS;
 
 use schema::Assignment;
 
+/// ARM resource type of a policy assignment.
+pub(crate) const ASSIGNMENT_TYPE: &str = "Microsoft.Authorization/policyAssignments";
+
 const KIND: ScopedKind = ScopedKind {
     noun: "policy assignment",
     segment: "/providers/Microsoft.Authorization/policyAssignments/",
-    arm_type: "Microsoft.Authorization/policyAssignments",
+    arm_type: ASSIGNMENT_TYPE,
     api_version: api_version::POLICY,
     import_hint: ", e.g. /subscriptions/<sub>/resourceGroups/<rg>/providers/Microsoft.Authorization/policyAssignments/no-privileged",
     timeouts: POLICY_TIMEOUTS,
@@ -60,17 +63,7 @@ pub struct AssignmentResource;
 
 #[async_trait]
 impl Resource for AssignmentResource {
-    fn type_name(&self) -> &'static str {
-        "akspolicy_assignment"
-    }
-
-    fn schema(&self) -> Schema {
-        schema::schema()
-    }
-
-    fn state_type(&self) -> Option<Type> {
-        Some(Assignment::ty())
-    }
+    typed_schema!("akspolicy_assignment", schema::schema(), Assignment);
 
     fn validate_config(&self, req: ValidateConfigRequest<'_>, resp: &mut ValidateConfigResponse) {
         plan::validate_config(req.config, &mut resp.diags)

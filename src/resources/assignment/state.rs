@@ -13,9 +13,9 @@ use crate::resources::shared::parameter_values::{
 };
 use crate::resources::shared::reconcile::{
     kept_equivalent, kept_id_list, kept_id_set, kept_str_ci, kept_text, metadata_text_state,
-    metadata_text_to_arm, same_id,
+    metadata_text_to_arm,
 };
-use crate::resources::shared::scoped::ScopedBody;
+use crate::resources::shared::scoped::{Naming, ScopedBody};
 use crate::resources::shared::selectors::{
     resource_selectors_from_arm, resource_selectors_to_arm, ResourceSelector, Selector,
     SelectorBlock,
@@ -192,19 +192,17 @@ pub(super) fn state_from(remote: &PolicyAssignment, prior: &Value) -> Value {
 pub(super) fn state_of(remote: &PolicyAssignment, prior: &Assignment) -> Assignment {
     let p = &remote.properties;
     let remote_id = remote.id.clone().unwrap_or_default();
-    let remote_scope = p
-        .scope
-        .clone()
-        .or_else(|| KIND.scope_of_id(&remote_id).map(str::to_string));
-    let scope = kept_str_ci(prior.scope.as_deref(), remote_scope.as_deref());
-    let name = kept_str_ci(prior.name.as_deref(), remote.name.as_deref());
-    // The id follows the user's spelling of scope and name when it means the same.
-    let id = match (&scope, &name) {
-        (Some(s), Some(n)) if same_id(&KIND.path(s, n), &remote_id) => {
-            kept_str_ci(prior.id.as_deref(), Some(&KIND.path(s, n)))
-        }
-        _ => kept_str_ci(prior.id.as_deref(), Some(&remote_id)),
+    let naming = Naming {
+        scope: prior.scope.as_deref(),
+        name: prior.name.as_deref(),
+        id: prior.id.as_deref(),
     };
+    let (scope, name, id) = KIND.kept_naming(
+        naming,
+        &remote_id,
+        p.scope.as_deref(),
+        remote.name.as_deref(),
+    );
     let location = match (prior.location.as_deref(), remote.location.as_deref()) {
         (Some(pl), Some(rl)) if same_location(pl, rl) => prior.location.clone(),
         (_, rl) => Knowable::from_option(rl.map(str::to_string)),

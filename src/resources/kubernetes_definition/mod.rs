@@ -19,36 +19,31 @@ mod tests;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use serde_json::Value as Json;
 
 use crate::framework::typed::{Knowable, Typed};
 use crate::framework::{
     AttributePath, CallContext, Diagnostic, Diagnostics, ModifyPlanRequest, ModifyPlanResponse,
-    Schema, ValidateConfigRequest, ValidateConfigResponse, Value,
+    Schema,
 };
 use crate::policy::kubernetes_body::{
     check_default_effect, merged_match, DefinitionBuildError, KindMatch, KubernetesDefinitionSpec,
     TemplateSource,
 };
-use crate::policy::PolicyDefinition;
+use crate::policy::{PolicyDefinition, PolicyDefinitionProperties};
 
 use super::definition::{
-    keep_json, metadata_object, replace_on_breaking_parameters, DEFINITIONS_SEGMENT,
+    implied_kubernetes_metadata, keep_json, metadata_object, replace_on_breaking_parameters,
 };
-use super::shared::definition_api::{DefinitionCollection, DefinitionLike};
+use super::shared::definition_api::DefinitionLike;
 
 pub use policy_tests::{PlannedPolicy, TestProblem};
 pub use schema::{KubernetesDefinition, MatchBlock, TemplateBlock, TestBlock};
 pub use template::TEMPLATE_CONTENT_PLACEHOLDER;
 
 use policy_tests::run_tests;
-use state::{properties_as_held, state_from, state_of};
+use state::properties_as_held;
 use template::{exposed_rule, resolve_template, template_error_diag, ResolvedTemplate};
-
-const DEFINITIONS: DefinitionCollection = DefinitionCollection {
-    noun: "policy definition",
-    segment: DEFINITIONS_SEGMENT,
-    id_description: "policy definition ID such as /subscriptions/<id>/providers/Microsoft.Authorization/policyDefinitions/<name> or /providers/Microsoft.Management/managementGroups/<id>/providers/Microsoft.Authorization/policyDefinitions/<name>.",
-};
 
 const DEFAULT_EFFECTS: [&str; 3] = ["audit", "deny", "disabled"];
 
@@ -185,35 +180,26 @@ fn spec_from(
 #[async_trait]
 impl DefinitionLike for KubernetesDefinitionResource {
     const TYPE_NAME: &'static str = "akspolicy_kubernetes_definition";
-    const COLLECTION: DefinitionCollection = DEFINITIONS;
     type Body = PolicyDefinition;
     type State = KubernetesDefinition;
 
-    fn definition_schema(&self) -> Schema {
+    fn definition_schema() -> Schema {
         schema::schema()
     }
 
-    fn check_config(&self, req: ValidateConfigRequest<'_>, resp: &mut ValidateConfigResponse) {
-        let (config, diags) = (req.config, &mut resp.diags);
-        // Unknown values (from other resources) are checked again at apply.
-        let inputs = [
-            "template",
-            "constraint_template",
-            "template_url",
-            "match",
-            "effects",
-            "default_effect",
-            "metadata",
-        ];
-        if inputs.iter().any(|a| !config.get(a).is_wholly_known()) {
-            return;
-        }
-        let config = match KubernetesDefinition::decode(config) {
-            Ok(c) => c,
-            Err(e) => return diags.extend(e.into()),
-        };
-        let checked = check_config(&config, diags);
-        run_tests(&config, &checked, diags);
+    const CHECKED_INPUTS: &'static [&'static str] = &[
+        "template",
+        "constraint_template",
+        "template_url",
+        "match",
+        "effects",
+        "default_effect",
+        "metadata",
+    ];
+
+    fn check_config(config: &KubernetesDefinition, diags: &mut Diagnostics) {
+        let checked = check_config(config, diags);
+        run_tests(config, &checked, diags);
     }
 
     async fn refine_plan(
@@ -282,47 +268,35 @@ impl DefinitionLike for KubernetesDefinitionResource {
         replace_on_breaking_parameters(change, prior.parameters.as_deref(), &new_params, path);
     }
 
-    fn name(planned: &KubernetesDefinition) -> Option<&str> {
-        planned.name.as_deref()
-    }
+    const AS_WRITTEN: &'static [&'static str] = &[
+        "template",
+        "constraint_template",
+        "template_url",
+        "match",
+        "effects",
+        "test",
+        "metadata",
+    ];
 
-    fn body_of(
+    fn properties_of(
         planned: &KubernetesDefinition,
         diags: &mut Diagnostics,
-    ) -> Option<PolicyDefinition> {
+    ) -> Option<PolicyDefinitionProperties> {
         let (spec, _) = spec_from(planned, diags)?;
-        match properties_as_held(planned, &spec) {
-            Ok(properties) => Some(PolicyDefinition {
-                properties,
-                ..Default::default()
-            }),
-            Err(d) => {
-                diags.extend(d);
-                None
-            }
-        }
+        properties_as_held(planned, &spec)
+            .map_err(|d| diags.extend(d))
+            .ok()
     }
 
-    fn applied_state(
-        planned: KubernetesDefinition,
+    fn implied_metadata(remote: &PolicyDefinition) -> Vec<(&'static str, Json)> {
+        implied_kubernetes_metadata(remote.properties.version.as_deref())
+    }
+
+    fn reconcile(
+        prior: &KubernetesDefinition,
+        state: KubernetesDefinition,
         remote: &PolicyDefinition,
-        scope: &str,
     ) -> KubernetesDefinition {
-        let state = state_of(&planned, remote, scope);
-        // What the user wrote is what was applied; Azure's echo may differ in form only.
-        KubernetesDefinition {
-            template: planned.template,
-            constraint_template: planned.constraint_template,
-            template_url: planned.template_url,
-            r#match: planned.r#match,
-            effects: planned.effects,
-            test: planned.test,
-            metadata: planned.metadata,
-            ..state
-        }
-    }
-
-    fn state_from(prior: &Value, remote: &PolicyDefinition, scope: &str) -> Value {
-        state_from(prior, remote, scope)
+        state::reconcile(prior, state, remote)
     }
 }

@@ -9,21 +9,16 @@ use crate::framework::{
 use crate::typed_object;
 
 use super::DEFAULT_EFFECTS;
-use crate::resources::definition::{validate_json_object, validate_version};
-use crate::resources::shared::definition_api::identifying_attributes;
+use crate::resources::definition::validate_json_object;
+use crate::resources::shared::definition_api::{
+    definition_state, descriptive_attributes, identifying_attributes,
+};
 use crate::resources::shared::waits::POLICY_TIMEOUTS;
 
-typed_object! {
+definition_state! {
     /// The whole resource: configuration, plan or state. Computed attributes are `Knowable`:
     /// they are what a plan may leave unknown once the configuration is known.
     pub struct KubernetesDefinition {
-        pub id: Knowable<String>,
-        pub name: Option<String>,
-        pub scope: Knowable<String>,
-        pub display_name: Option<String>,
-        pub description: Option<String>,
-        pub version: Knowable<String>,
-        pub metadata: Option<String>,
         pub constraint_template: Option<String>,
         pub template_url: Option<String>,
         pub effects: Option<Vec<String>>,
@@ -146,26 +141,20 @@ pub fn schema() -> Schema {
                 .description("How long evaluating the policy for one object may take, e.g. `10s`. Defaults to `5s`; an evaluation that runs longer (endless recursion, a huge comprehension) fails the test.")
                 .validate_with(validate_duration),
         );
+    let identified = identifying_attributes(
+        Block::new().description(
+            "A custom Azure Policy definition for Kubernetes (mode `Microsoft.Kubernetes.Data`) \
+             whose Gatekeeper ConstraintTemplate is written in Rego. Templates, Rego and `test` \
+             blocks are checked at plan time.",
+        ),
+        "definition",
+        "Where the definition lives: ",
+    );
     Schema::new(
-        identifying_attributes(
-            Block::new()
-                .description(
-                "A custom Azure Policy definition for Kubernetes (mode `Microsoft.Kubernetes.Data`) \
-                 whose Gatekeeper ConstraintTemplate is written in Rego. Templates, Rego and `test` \
-                 blocks are checked at plan time.",
-            ),
-            "definition",
-            "Where the definition lives: ",
+        descriptive_attributes(
+            identified,
+            "The definition version, `x.y.z` Azure reports `1.0.0` when none is set.",
         )
-            .attribute(Attribute::string("display_name").optional().description("The display name."))
-            .attribute(Attribute::string("description").optional().description("The description."))
-            .attribute(
-                Attribute::string("version")
-                    .optional()
-                    .computed()
-                    .description("The definition version, `x.y.z` Azure reports `1.0.0` when none is set.")
-                    .validate_with(validate_version),
-            )
             .attribute(
                 Attribute::string("metadata")
                     .optional()

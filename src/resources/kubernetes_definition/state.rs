@@ -2,13 +2,12 @@
 
 use serde_json::Value as Json;
 
-use crate::framework::typed::{Knowable, Typed};
-use crate::framework::{AttributePath, Diagnostics, Value};
+use crate::framework::{AttributePath, Diagnostics};
 use crate::policy::kubernetes_body::{
     decode, DecodedKubernetesDefinition, KubernetesDefinitionSpec,
 };
 use crate::policy::{PolicyDefinition, PolicyDefinitionProperties};
-use crate::resources::definition::{implied_kubernetes_metadata, keep_json, user_metadata};
+use crate::resources::definition::keep_json;
 
 use super::build_error_diag;
 use super::schema::{KubernetesDefinition, MatchBlock};
@@ -24,36 +23,15 @@ fn same_strings(a: &[String], b: &[String]) -> bool {
     a == b
 }
 
-/// The new state from Azure's definition, reconciled with `prior` (a previous state, the
-/// planned state after apply, or an import stub).
-pub(super) fn state_from(prior: &Value, definition: &PolicyDefinition, scope: &str) -> Value {
-    // Anything but an object (never sent for a managed resource) starts from nothing; the
-    // schema test rules out every other mismatch.
-    let prior = KubernetesDefinition::decode(prior).unwrap_or_default();
-    state_of(&prior, definition, scope).to_value()
-}
-
-pub(super) fn state_of(
+/// The definition's own attributes from Azure's definition, reconciled with `prior` (a
+/// previous state, the planned state after apply, or an import stub).
+pub(super) fn reconcile(
     prior: &KubernetesDefinition,
+    mut state: KubernetesDefinition,
     definition: &PolicyDefinition,
-    scope: &str,
 ) -> KubernetesDefinition {
     let p = &definition.properties;
     let decoded = decode(p);
-    let mut state = prior.clone();
-    state.id = definition.id.clone().into();
-    if let Some(name) = &definition.name {
-        state.name = Some(name.clone());
-    }
-    state.scope = Knowable::Known(scope.to_string());
-    state.display_name = p.display_name.clone();
-    state.description = p.description.clone();
-    state.version = p.version.clone().into();
-    state.metadata = user_metadata(
-        p.metadata.as_ref(),
-        prior.metadata.as_deref(),
-        &implied_kubernetes_metadata(p.version.as_deref()),
-    );
     reconcile_template(
         prior,
         decoded.template_yaml.as_deref(),
@@ -181,28 +159,36 @@ pub(super) fn properties_as_held(
     }
     // A rule in the older form (constraint URL, no kinds) leaves the kinds to the constraint.
     let held_selects = !held.kinds.is_empty() || !held.api_groups.is_empty();
-    if held_selects
-        && !(same_strings(&held.api_groups, &generated.api_groups)
-            && same_strings(&held.kinds, &generated.kinds))
-    {
-        diags.error_at(
-            AttributePath::attr("match"),
+    let disagreements = [
+        (
+            held_selects
+                && !(same_strings(&held.api_groups, &generated.api_groups)
+                    && same_strings(&held.kinds, &generated.kinds)),
+            "match",
             "match does not agree with policy_rule",
             format!(
-                "policy_rule selects api groups {:?} and kinds {:?}; match says {:?} and {:?}. Change both together.",
+                "policy_rule selects api groups {:?} and kinds {:?}; match says {:?} and {:?}.",
                 held.api_groups, held.kinds, generated.api_groups, generated.kinds
             ),
-        );
-    }
-    if held.effects != generated.effects || held.default_effect != generated.default_effect {
-        diags.error_at(
-            AttributePath::attr("effects"),
+        ),
+        (
+            held.effects != generated.effects || held.default_effect != generated.default_effect,
+            "effects",
             "effects do not agree with parameters",
             format!(
-                "parameters declares effect values {:?} with default {:?}; effects and default_effect say {:?} and {:?}. Change both together.",
+                "parameters declares effect values {:?} with default {:?}; effects and default_effect say {:?} and {:?}.",
                 held.effects, held.default_effect, generated.effects, generated.default_effect
             ),
-        );
+        ),
+    ];
+    for (disagrees, attribute, summary, detail) in disagreements {
+        if disagrees {
+            diags.error_at(
+                AttributePath::attr(attribute),
+                summary,
+                format!("{detail} Change both together."),
+            );
+        }
     }
     if diags.has_errors() {
         Err(diags)

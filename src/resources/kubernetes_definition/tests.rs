@@ -1,10 +1,10 @@
 use serde_json::json;
 
 use crate::framework::typed::Whole;
-use crate::framework::{Resource, ValidateConfigRequest, ValidateConfigResponse};
 use crate::resources::definition::{
     implied_kubernetes_metadata as implied_metadata, user_metadata,
 };
+use crate::resources::shared::testing::validation_of;
 
 use super::*;
 
@@ -57,16 +57,7 @@ fn test_block(
 }
 
 fn validate(config: &KubernetesDefinition) -> Diagnostics {
-    let mut d = Diagnostics::new();
-    let mut resp = ValidateConfigResponse::default();
-    KubernetesDefinitionResource.validate_config(
-        ValidateConfigRequest {
-            config: &config.to_value(),
-        },
-        &mut resp,
-    );
-    d.extend(resp.diags);
-    d
+    validation_of(&KubernetesDefinitionResource, &config.to_value())
 }
 
 fn state_from(
@@ -74,7 +65,7 @@ fn state_from(
     azure: &PolicyDefinition,
     scope: &str,
 ) -> KubernetesDefinition {
-    let state = super::state_from(&prior.to_value(), azure, scope);
+    let state = KubernetesDefinitionResource::state_from(&prior.to_value(), azure, scope);
     KubernetesDefinition::decode(&state).expect("state decodes")
 }
 
@@ -193,15 +184,20 @@ fn tests_review_what_the_add_on_reviews() {
     case(POD.to_string(), None, "yes");
 }
 
+/// The "Invalid Rego" diagnostic for a template whose entry module is `rego`.
+fn rego_error(rego: &str) -> Diagnostic {
+    let mut c = config(vec![]);
+    c.template[0].rego = rego.into();
+    validate(&c)
+        .0
+        .into_iter()
+        .find(|d| d.summary == "Invalid Rego")
+        .expect("rego error")
+}
+
 #[test]
 fn rego_errors_point_at_the_rego_with_position() {
-    let mut c = config(vec![]);
-    c.template[0].rego = "package x\n\nviolation[{\"msg\": m}] {\n  m := \n}\n".into();
-    let d = validate(&c);
-    let diag =
-        d.0.iter()
-            .find(|d| d.summary == "Invalid Rego")
-            .expect("rego error");
+    let diag = rego_error("package x\n\nviolation[{\"msg\": m}] {\n  m := \n}\n");
     assert_eq!(
         diag.attribute.as_ref().map(|p| p.to_string()).as_deref(),
         Some("template[0].rego")
@@ -330,13 +326,9 @@ fn tests_apply_the_standard_match_parameters() {
 
 #[test]
 fn v1_syntax_without_import_gets_a_hint() {
-    let mut c = config(vec![]);
-    c.template[0].rego = "package x\n\nviolation contains {\"msg\": \"m\"} if {\n  input.review.object.kind == \"Pod\"\n}\n".into();
-    let d = validate(&c);
-    let diag =
-        d.0.iter()
-            .find(|d| d.summary == "Invalid Rego")
-            .expect("rego error");
+    let diag = rego_error(
+        "package x\n\nviolation contains {\"msg\": \"m\"} if {\n  input.review.object.kind == \"Pod\"\n}\n",
+    );
     assert!(diag.detail.contains("import rego.v1"), "{}", diag.detail);
 }
 

@@ -1,41 +1,161 @@
 //! Picking one built-in by its exact display name, shared by the built-in definition and
 //! initiative lookups so both explain a miss or an ambiguity the same way.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use serde::de::DeserializeOwned;
 use serde_json::Value as Json;
 
 use crate::arm::{api_version, ArmClient, ArmError};
 use crate::framework::typed::{Knowable, Typed};
 use crate::framework::{
-    AttributePath, CallContext, DataSource, Diagnostic, Diagnostics, ReadDataRequest,
-    ReadDataResponse, Schema, Type, ValidateConfigRequest, ValidateConfigResponse,
+    Attribute, AttributePath, Block, CallContext, DataSource, Diagnostic, Diagnostics,
+    ReadDataRequest, ReadDataResponse, Schema, Type, ValidateConfigRequest, ValidateConfigResponse,
 };
-use crate::policy::{PolicyDefinition, PolicySetDefinition};
 use crate::resources::provider::Configured;
 use crate::typed_object;
 
+use super::definition_api::{DefinitionBody, DefinitionCollection, DefinitionProperties};
 use super::errors::arm_error_diagnostic;
+use super::process_cache::ProcessCache;
+use super::schema::typed_schema;
+use super::validators::azure_name;
+use crate::policy::names;
 
-/// A data source that finds one built-in by `name` or `display_name`. It supplies its schema,
-/// where the built-ins are listed and how one becomes state; the [`DataSource`]
-/// implementation below does the lookup the same way for all of them.
+/// A data source that finds one built-in by `name` or `display_name`. It supplies its schema
+/// and how one becomes state; the [`DataSource`] implementation below does the lookup the
+/// same way for all of them, in the built-ins of the body's collection.
 pub trait BuiltinLookup: Send + Sync + 'static {
     const TYPE_NAME: &'static str;
-    const NOUN: Noun;
-    /// ARM's collection of the built-ins, e.g. `/providers/Microsoft.Authorization/
-    /// policyDefinitions`.
-    const BUILTINS_PATH: &'static str;
-    type Body: Listed + DeserializeOwned + Send;
+    type Body: DefinitionBody;
     /// The typed state, which holds the lookup keys too.
     type State: Typed;
 
-    fn lookup_schema(&self) -> Schema;
+    fn lookup_schema() -> Schema;
     fn to_state(found: &Self::Body) -> Self::State;
 }
+
+/// A computed string attribute.
+pub fn computed(name: &str, description: &str) -> Attribute {
+    Attribute::string(name).computed().description(description)
+}
+
+/// Adds the attributes every lookup has: the keys `name` and `display_name` (exactly one is
+/// set; `name_example` is a GUID, `display_example` a display name) and what every built-in
+/// reports, as [`lookup_state!`] declares them. `noun` names the collection's objects.
+pub fn lookup_attributes(
+    block: Block,
+    noun: &DefinitionCollection,
+    name_example: &str,
+    display_example: &str,
+) -> Block {
+    let short = noun.short_noun;
+    let key = |name: &str, description: String| {
+        Attribute::string(name)
+            .optional()
+            .computed()
+            .description(description)
+    };
+    let list = |name: &str, description: String| {
+        Attribute::new(name, Type::list(Type::String))
+            .computed()
+            .description(description)
+    };
+    block
+        .attribute(
+            key(
+                "name",
+                format!("The {short}'s name, a GUID such as `{name_example}`."),
+            )
+            .validate_with(azure_name(names::POLICY_DEFINITION)),
+        )
+        .attribute(key(
+            "display_name",
+            format!(
+                "The exact display name, e.g. `{display_example}`. Zero or several matches are \
+                 an error that lists the candidates."
+            ),
+        ))
+        .attribute(computed("id", &format!("The {short}'s ARM ID.")))
+        .attribute(computed(
+            "description",
+            &format!("The {short}'s description."),
+        ))
+        .attribute(computed(
+            "version",
+            &format!("The {short}'s version (x.y.z)."),
+        ))
+        .attribute(list(
+            "versions",
+            format!("Every version Azure offers of this {short}, newest first."),
+        ))
+        .attribute(computed("policy_type", "`BuiltIn` or `Static`."))
+        .attribute(computed(
+            "category",
+            "The `category` from the metadata, e.g. `Kubernetes`.",
+        ))
+        .attribute(computed(
+            "metadata",
+            "The metadata as canonical JSON (keys sorted).",
+        ))
+        .attribute(computed(
+            "parameters",
+            &format!("The {short}'s parameter declarations as canonical JSON."),
+        ))
+}
+
+/// Declares a lookup's typed state: the attributes of [`lookup_attributes`] followed by the
+/// data source's own; and `reported(found)`, a state with those attributes taken from the
+/// built-in `found` and its own left empty.
+macro_rules! lookup_state {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            $( pub $field:ident : $ty:ty ),* $(,)?
+        }
+    ) => {
+        $crate::typed_object! {
+            $(#[$meta])*
+            pub struct $name {
+                pub id: Option<String>,
+                pub name: Option<String>,
+                pub display_name: Option<String>,
+                pub description: Option<String>,
+                pub version: Option<String>,
+                pub versions: Vec<String>,
+                pub policy_type: Option<String>,
+                pub category: Option<String>,
+                pub metadata: Option<String>,
+                pub parameters: Option<String>,
+                $( pub $field: $ty, )*
+            }
+        }
+
+        impl $name {
+            fn reported(found: &impl $crate::resources::shared::definition_api::DefinitionBody) -> Self {
+                use $crate::resources::shared::definition_api::DefinitionProperties as _;
+                use $crate::resources::shared::json::canonical_json;
+                let p = found.properties();
+                let text = |s: Option<&str>| s.map(str::to_string);
+                let parameters = p.parameters().and_then(|x| serde_json::to_value(x).ok());
+                $name {
+                    id: text(found.id()),
+                    name: text(found.name()),
+                    display_name: text(p.display_name()),
+                    description: text(p.description()),
+                    version: text(p.version()),
+                    versions: p.versions().to_vec(),
+                    policy_type: text(p.policy_type()),
+                    category: text(found.category()),
+                    metadata: p.metadata().map(canonical_json),
+                    parameters: parameters.as_ref().map(canonical_json),
+                    ..Default::default()
+                }
+            }
+        }
+    };
+}
+pub(crate) use lookup_state;
 
 typed_object! {
     /// The keys a lookup's configuration names the built-in by: a subset of every lookup's
@@ -49,21 +169,11 @@ typed_object! {
 
 #[async_trait]
 impl<T: BuiltinLookup> DataSource for T {
-    fn type_name(&self) -> &'static str {
-        T::TYPE_NAME
-    }
-
-    fn schema(&self) -> Schema {
-        self.lookup_schema()
-    }
-
-    fn state_type(&self) -> Option<Type> {
-        Some(T::State::ty())
-    }
+    typed_schema!(T::TYPE_NAME, T::lookup_schema(), T::State);
 
     fn validate_config(&self, req: ValidateConfigRequest<'_>, resp: &mut ValidateConfigResponse) {
         match LookupKeys::decode(req.config) {
-            Ok(keys) => check_lookup_keys(&keys, &T::NOUN, &mut resp.diags),
+            Ok(keys) => check_lookup_keys(&keys, &T::Body::COLLECTION, &mut resp.diags),
             Err(e) => resp.diags.extend(e.into()),
         }
     }
@@ -76,12 +186,13 @@ impl<T: BuiltinLookup> DataSource for T {
         let Some(configured) = Configured::from_context(ctx, &mut resp.diags) else {
             return;
         };
+        let collection = T::Body::COLLECTION;
         let found: Option<T::Body> = find_builtin(
             &configured.client,
-            T::BUILTINS_PATH,
+            collection.segment.trim_end_matches('/'),
             api_version::POLICY,
             &keys,
-            &T::NOUN,
+            &collection,
             &mut resp.diags,
         )
         .await;
@@ -89,45 +200,8 @@ impl<T: BuiltinLookup> DataSource for T {
     }
 }
 
-/// What a display-name lookup needs to know about a built-in.
-pub trait Listed {
-    fn name(&self) -> Option<&str>;
-    fn version(&self) -> Option<&str>;
-    fn display_name(&self) -> Option<&str>;
-}
-
-impl Listed for PolicyDefinition {
-    fn name(&self) -> Option<&str> {
-        self.name.as_deref()
-    }
-    fn version(&self) -> Option<&str> {
-        self.properties.version.as_deref()
-    }
-    fn display_name(&self) -> Option<&str> {
-        self.properties.display_name.as_deref()
-    }
-}
-
-impl Listed for PolicySetDefinition {
-    fn name(&self) -> Option<&str> {
-        self.name.as_deref()
-    }
-    fn version(&self) -> Option<&str> {
-        self.properties.version.as_deref()
-    }
-    fn display_name(&self) -> Option<&str> {
-        self.properties.display_name.as_deref()
-    }
-}
-
-/// How the messages name the kind of built-in, e.g. ("policy definition", "definition").
-pub struct Noun {
-    pub full: &'static str,
-    pub short: &'static str,
-}
-
 /// Checks that a lookup sets exactly one of `name` and `display_name`.
-pub fn check_lookup_keys(keys: &LookupKeys, noun: &Noun, diags: &mut Diagnostics) {
+pub fn check_lookup_keys(keys: &LookupKeys, noun: &DefinitionCollection, diags: &mut Diagnostics) {
     let (name, display) = (&keys.name, &keys.display_name);
     if name.is_unknown() || display.is_unknown() {
         return;
@@ -137,7 +211,7 @@ pub fn check_lookup_keys(keys: &LookupKeys, noun: &Noun, diags: &mut Diagnostics
             "Missing lookup key",
             format!(
                 "Set exactly one of `name` (the {}'s GUID) or `display_name`.",
-                noun.short
+                noun.short_noun
             ),
         ),
         (false, false) => diags.push(
@@ -153,12 +227,12 @@ pub fn check_lookup_keys(keys: &LookupKeys, noun: &Noun, diags: &mut Diagnostics
 
 /// The built-in below `builtins_path` that `config` names by `name` (one GET) or by
 /// `display_name` (one listing); `None` with an error diagnostic when there is none.
-pub async fn find_builtin<T: Listed + DeserializeOwned>(
+pub async fn find_builtin<T: DefinitionBody>(
     client: &ArmClient,
     builtins_path: &str,
     api_version: &str,
     keys: &LookupKeys,
-    noun: &Noun,
+    noun: &DefinitionCollection,
     diags: &mut Diagnostics,
 ) -> Option<T> {
     if let Some(name) = keys.name.as_deref() {
@@ -168,11 +242,11 @@ pub async fn find_builtin<T: Listed + DeserializeOwned>(
             Ok(None) => {
                 diags.push(
                     Diagnostic::error(
-                        format!("Built-in {} not found", noun.full),
+                        format!("Built-in {} not found", noun.noun),
                         format!(
                             "No built-in {} is named {name:?}. Built-in names are GUIDs; to \
                              search by title use `display_name` instead.",
-                            noun.full
+                            noun.noun
                         ),
                     )
                     .at(AttributePath::attr("name")),
@@ -181,7 +255,7 @@ pub async fn find_builtin<T: Listed + DeserializeOwned>(
             }
             Err(e) => {
                 diags.push(arm_error_diagnostic(
-                    &format!("Looking up the built-in {} failed", noun.full),
+                    &format!("Looking up the built-in {} failed", noun.noun),
                     &e,
                 ));
                 None
@@ -193,7 +267,7 @@ pub async fn find_builtin<T: Listed + DeserializeOwned>(
         Ok(listed) => listed,
         Err(e) => {
             diags.push(arm_error_diagnostic(
-                &format!("Listing built-in {}s failed", noun.full),
+                &format!("Listing built-in {}s failed", noun.noun),
                 &e,
             ));
             return None;
@@ -203,7 +277,7 @@ pub async fn find_builtin<T: Listed + DeserializeOwned>(
         Ok(all) => all,
         Err(e) => {
             diags.push(Diagnostic::error(
-                format!("Listing built-in {}s failed", noun.full),
+                format!("Listing built-in {}s failed", noun.noun),
                 format!("Azure listed built-ins this provider cannot read: {e}"),
             ));
             return None;
@@ -220,12 +294,8 @@ pub async fn find_builtin<T: Listed + DeserializeOwned>(
 
 /// One listing of built-ins, shared by every lookup of the provider process.
 type Listing = Arc<Vec<Json>>;
-type ListingCell = Arc<tokio::sync::OnceCell<Listing>>;
 
-fn listings() -> &'static Mutex<HashMap<String, ListingCell>> {
-    static LISTINGS: OnceLock<Mutex<HashMap<String, ListingCell>>> = OnceLock::new();
-    LISTINGS.get_or_init(|| Mutex::new(HashMap::new()))
-}
+static LISTINGS: ProcessCache<Listing> = ProcessCache::new();
 
 /// Every built-in below `builtins_path`, listed once per provider process (one Terraform
 /// phase): built-ins change only with Azure's releases, and a listing is many pages, so
@@ -236,41 +306,31 @@ pub(crate) async fn builtin_listing(
     builtins_path: &str,
     api_version: &str,
 ) -> Result<Listing, ArmError> {
-    let key = format!(
-        "{}|{}|{api_version}",
-        client.cloud().resource_manager_endpoint,
-        builtins_path.to_ascii_lowercase()
-    );
-    let cell = listings()
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .entry(key)
-        .or_default()
-        .clone();
-    cell.get_or_try_init(|| async {
-        client
-            .list::<Json>(
-                builtins_path,
-                api_version,
-                &[("$filter", "policyType eq 'BuiltIn'")],
-            )
-            .await
-            .map(Arc::new)
-    })
-    .await
-    .cloned()
+    let key = format!("{builtins_path}|{api_version}");
+    LISTINGS
+        .get_or_try_fetch(client, &key, || async {
+            client
+                .list::<Json>(
+                    builtins_path,
+                    api_version,
+                    &[("$filter", "policyType eq 'BuiltIn'")],
+                )
+                .await
+                .map(Arc::new)
+        })
+        .await
 }
 
 /// The one item whose display name is exactly `wanted`, or an error that lists what the user
 /// may have meant (close names on a miss, every match on an ambiguity).
-pub fn pick_by_display_name<T: Listed>(
+pub fn pick_by_display_name<T: DefinitionBody>(
     all: Vec<T>,
     wanted: &str,
-    noun: &Noun,
+    noun: &DefinitionCollection,
 ) -> Result<T, Diagnostic> {
     let (mut exact, rest): (Vec<T>, Vec<T>) = all
         .into_iter()
-        .partition(|d| d.display_name() == Some(wanted));
+        .partition(|d| d.properties().display_name() == Some(wanted));
     match exact.len() {
         1 => exact
             .pop()
@@ -280,18 +340,18 @@ pub fn pick_by_display_name<T: Listed>(
             let mut near: Vec<&T> = rest
                 .iter()
                 .filter(|d| {
-                    let dn = d.display_name().unwrap_or("").to_lowercase();
+                    let dn = d.properties().display_name().unwrap_or("").to_lowercase();
                     !lower.is_empty()
                         && !dn.is_empty()
                         && (dn.contains(&lower) || lower.contains(&dn))
                 })
                 .collect();
-            near.sort_by_key(|d| d.display_name().map(str::to_string));
+            near.sort_by_key(|d| d.properties().display_name().map(str::to_string));
             near.truncate(10);
             let hint = if near.is_empty() {
                 format!(
                     "Check the spelling, or look the {} up by `name` (its GUID).",
-                    noun.short
+                    noun.short_noun
                 )
             } else {
                 format!(
@@ -300,30 +360,30 @@ pub fn pick_by_display_name<T: Listed>(
                 )
             };
             Err(Diagnostic::error(
-                format!("No built-in {} with this display name", noun.full),
-                format!("No built-in {} is named {wanted:?}. {hint}", noun.full),
+                format!("No built-in {} with this display name", noun.noun),
+                format!("No built-in {} is named {wanted:?}. {hint}", noun.noun),
             ))
         }
         n => Err(Diagnostic::error(
-            format!("Several built-in {}s have this display name", noun.full),
+            format!("Several built-in {}s have this display name", noun.noun),
             format!(
                 "{n} built-in {}s are named {wanted:?}. Set `name` to the one you mean \
                  instead of `display_name`:\n{}",
-                noun.short,
+                noun.short_noun,
                 candidate_lines(exact.iter())
             ),
         )),
     }
 }
 
-fn candidate_lines<'a, T: Listed + 'a>(items: impl Iterator<Item = &'a T>) -> String {
+fn candidate_lines<'a, T: DefinitionBody + 'a>(items: impl Iterator<Item = &'a T>) -> String {
     items
         .map(|d| {
             format!(
                 "  - name = {:?} (version {}): {}",
                 d.name().unwrap_or("?"),
-                d.version().unwrap_or("unversioned"),
-                d.display_name().unwrap_or("")
+                d.properties().version().unwrap_or("unversioned"),
+                d.properties().display_name().unwrap_or("")
             )
         })
         .collect::<Vec<_>>()

@@ -10,9 +10,13 @@ pub mod identity;
 pub mod json;
 pub mod lookup;
 pub mod parameter_values;
+pub mod process_cache;
 pub mod reconcile;
+pub mod schema;
 pub mod scoped;
 pub mod selectors;
+#[cfg(test)]
+pub mod testing;
 pub mod usage;
 pub mod validators;
 pub mod waits;

@@ -3,8 +3,8 @@
 //! them (`{"effect": {"value": "deny"}, ...}`), plus checking them against the declarations of
 //! the assigned definition or initiative.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde_json::{Map, Value as Json};
 
@@ -13,6 +13,8 @@ use crate::arm::{ArmClient, ArmError, ResourceId};
 use crate::framework::{AttributePath, Diagnostic, Diagnostics, Number, Type, Value};
 use crate::policy::parameters::{check_parameters, json_equal, ParameterProblem};
 use crate::policy::{ParameterDefinition, PolicyDefinition, PolicySetDefinition};
+
+use super::process_cache::ProcessCache;
 
 /// Why a Terraform value cannot become JSON.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -166,14 +168,9 @@ pub fn parameters_state(prior: &Value, remote: &Map<String, Json>) -> Value {
 /// Declared parameters of a definition or initiative.
 pub type Declarations = BTreeMap<String, ParameterDefinition>;
 
-/// One cell per definition id: concurrent plans of many assignments of the same definition
-/// wait for a single GET instead of each missing the cache at once.
-type Cell = Arc<tokio::sync::OnceCell<Arc<Declarations>>>;
-
-fn cache() -> &'static Mutex<HashMap<String, Cell>> {
-    static CACHE: OnceLock<Mutex<HashMap<String, Cell>>> = OnceLock::new();
-    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
-}
+/// By definition id: concurrent plans of many assignments of the same definition wait for a
+/// single GET.
+static DECLARATIONS: ProcessCache<Arc<Declarations>> = ProcessCache::new();
 
 /// Why the declarations could not be looked up.
 #[derive(Debug, thiserror::Error)]
@@ -208,19 +205,8 @@ pub async fn declared_parameters(
         .map_err(|_| LookupError::NotADefinition(definition_id.to_string()))?;
     let kind = definition_kind(&id)
         .ok_or_else(|| LookupError::NotADefinition(definition_id.to_string()))?;
-    let key = format!(
-        "{}|{}",
-        client.cloud().resource_manager_endpoint,
-        definition_id.to_ascii_lowercase()
-    );
-    let cell = cache()
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .entry(key)
-        .or_default()
-        .clone();
-    let found = cell
-        .get_or_try_init(|| async {
+    let found = DECLARATIONS
+        .get_or_try_fetch(client, definition_id, || async {
             let declared = match kind {
                 DefinitionKind::Policy => client
                     .get_optional::<PolicyDefinition>(definition_id, api_version::POLICY)
@@ -235,7 +221,7 @@ pub async fn declared_parameters(
         })
         .await;
     match found {
-        Ok(d) => Ok(Some(d.clone())),
+        Ok(d) => Ok(Some(d)),
         Err(Fetch::Missing) => Ok(None),
         Err(Fetch::Arm(e)) => Err(LookupError::Arm(e)),
     }

@@ -19,7 +19,7 @@ use crate::framework::{
 
 use super::errors::arm_error_diagnostic;
 use super::identity::Identity;
-use super::reconcile::fill_unknowns;
+use super::reconcile::{fill_unknowns, kept_str_ci, same_id};
 use super::waits::{wait_until_gone, GONE_BUDGET, RECENT_WRITE};
 use crate::resources::provider::Configured;
 
@@ -84,6 +84,14 @@ pub struct PropagationWait {
 }
 
 /// One kind of scoped object.
+/// How a prior state spells an object's scope, name and ID.
+#[derive(Clone, Copy)]
+pub struct Naming<'a> {
+    pub scope: Option<&'a str>,
+    pub name: Option<&'a str>,
+    pub id: Option<&'a str>,
+}
+
 pub struct ScopedKind {
     /// "policy assignment", as used in messages.
     pub noun: &'static str,
@@ -102,6 +110,29 @@ pub struct ScopedKind {
 impl ScopedKind {
     pub fn path(&self, scope: &str, name: &str) -> String {
         format!("{}{}{name}", scope.trim_end_matches('/'), self.segment)
+    }
+
+    /// The scope, name and ID a state holds for the object Azure returned as `remote_id`,
+    /// named `remote_name`, at `remote_scope` (else the scope in its ID): each in the `prior`
+    /// state's spelling when it means the same, the ID following the user's spelling of scope
+    /// and name.
+    pub fn kept_naming(
+        &self,
+        prior: Naming<'_>,
+        remote_id: &str,
+        remote_scope: Option<&str>,
+        remote_name: Option<&str>,
+    ) -> (Option<String>, Option<String>, Option<String>) {
+        let remote_scope = remote_scope.or_else(|| self.scope_of_id(remote_id));
+        let scope = kept_str_ci(prior.scope, remote_scope);
+        let name = kept_str_ci(prior.name, remote_name);
+        let id = match (&scope, &name) {
+            (Some(s), Some(n)) if same_id(&self.path(s, n), remote_id) => {
+                kept_str_ci(prior.id, Some(&self.path(s, n)))
+            }
+            _ => kept_str_ci(prior.id, Some(remote_id)),
+        };
+        (scope, name, id)
     }
 
     /// The scope part of an ID (`<scope>/providers/Microsoft.Authorization/...`).
