@@ -487,10 +487,18 @@ fn too_large(limit: usize) -> Response {
     } else {
         format!("{} KB", limit / 1024)
     };
-    json_response(
+    refusal(
         StatusCode::PAYLOAD_TOO_LARGE,
-        &serde_json::json!({"error": {"code": "RequestContentTooLarge",
-            "message": format!("The request content size exceeds the maximum allowed size of {size}.")}}),
+        "RequestContentTooLarge",
+        &format!("The request content size exceeds the maximum allowed size of {size}."),
+    )
+}
+
+/// An ARM-shaped error for a request refused before it reaches a route.
+fn refusal(status: StatusCode, code: &str, message: &str) -> Response {
+    json_response(
+        status,
+        &serde_json::json!({"error": {"code": code, "message": message}}),
     )
 }
 
@@ -509,10 +517,10 @@ async fn handle(
             request.method,
             request.path
         );
-        return json_response(
+        return refusal(
             StatusCode::BAD_REQUEST,
-            &serde_json::json!({"error": {"code": "InvalidRequestUri",
-                "message": format!("The request URI segment '{segment}' is invalid: it must be UTF-8 and must not encode '/', '\\' or control characters.")}}),
+            "InvalidRequestUri",
+            &format!("The request URI segment '{segment}' is invalid: it must be UTF-8 and must not encode '/', '\\' or control characters."),
         );
     }
     let segments = request.segments();
@@ -542,34 +550,30 @@ async fn handle(
         limit
     };
     let read = tokio::time::timeout(read_timeout, read_body(body, limit, discard_up_to)).await;
-    request.body = match read {
-        Ok(BodyRead::Complete(bytes)) => bytes,
+    // (log detail, status, ARM code, message) of a body that did not arrive whole.
+    let unread = match read {
+        Ok(BodyRead::Complete(bytes)) => {
+            request.body = bytes;
+            None
+        }
         Ok(BodyRead::TooLarge) => return too_large(limit),
-        Ok(BodyRead::Failed(e)) => {
-            log::debug!(
-                "{} {}: reading body failed: {e}",
-                request.method,
-                request.path
-            );
-            return json_response(
-                StatusCode::BAD_REQUEST,
-                &serde_json::json!({"error": {"code": "InvalidRequestContent",
-                    "message": "The request content could not be read."}}),
-            );
-        }
-        Err(_) => {
-            log::debug!(
-                "{} {}: body not sent within {read_timeout:?}",
-                request.method,
-                request.path
-            );
-            return json_response(
-                StatusCode::REQUEST_TIMEOUT,
-                &serde_json::json!({"error": {"code": "RequestTimeout",
-                    "message": "The request content was not received in time."}}),
-            );
-        }
+        Ok(BodyRead::Failed(e)) => Some((
+            format!("reading body failed: {e}"),
+            StatusCode::BAD_REQUEST,
+            "InvalidRequestContent",
+            "The request content could not be read.",
+        )),
+        Err(_) => Some((
+            format!("body not sent within {read_timeout:?}"),
+            StatusCode::REQUEST_TIMEOUT,
+            "RequestTimeout",
+            "The request content was not received in time.",
+        )),
     };
+    if let Some((why, status, code, message)) = unread {
+        log::debug!("{} {}: {why}", request.method, request.path);
+        return refusal(status, code, message);
+    }
     let method = request.method.clone();
     let path = request.path.clone();
     let response = super::routes::route(&state, request).await;

@@ -245,54 +245,39 @@ impl Typed for Value {
     }
 }
 
-impl Typed for String {
-    fn ty() -> Type {
-        Type::String
-    }
+/// A Terraform primitive held in one `Value` variant: its type, what a mismatch names as
+/// expected, how to read it out of a value and how to put it back.
+macro_rules! primitive_typed {
+    ($rust:ty, $ty:ident, $expected:literal, $read:expr, $write:expr) => {
+        impl Typed for $rust {
+            fn ty() -> Type {
+                Type::$ty
+            }
 
-    fn from_value(value: &Value, path: &AttributePath) -> Result<Self, TypedError> {
-        value
-            .as_str()
-            .map(str::to_string)
-            .ok_or_else(|| mismatch(path, "a string", value))
-    }
+            fn from_value(value: &Value, path: &AttributePath) -> Result<Self, TypedError> {
+                let read: fn(&Value) -> Option<Self> = $read;
+                read(value).ok_or_else(|| mismatch(path, $expected, value))
+            }
 
-    fn to_value(&self) -> Value {
-        Value::String(self.clone())
-    }
+            fn to_value(&self) -> Value {
+                let write: fn(&Self) -> Value = $write;
+                write(self)
+            }
+        }
+    };
 }
 
-impl Typed for bool {
-    fn ty() -> Type {
-        Type::Bool
-    }
-
-    fn from_value(value: &Value, path: &AttributePath) -> Result<Self, TypedError> {
-        value
-            .as_bool()
-            .ok_or_else(|| mismatch(path, "a bool", value))
-    }
-
-    fn to_value(&self) -> Value {
-        Value::Bool(*self)
-    }
-}
-
-impl Typed for i64 {
-    fn ty() -> Type {
-        Type::Number
-    }
-
-    fn from_value(value: &Value, path: &AttributePath) -> Result<Self, TypedError> {
-        value
-            .as_i64()
-            .ok_or_else(|| mismatch(path, "a whole number", value))
-    }
-
-    fn to_value(&self) -> Value {
-        Value::Number(Number::Int(*self))
-    }
-}
+primitive_typed!(
+    String,
+    String,
+    "a string",
+    |v| v.as_str().map(str::to_string),
+    |s| Value::String(s.clone())
+);
+primitive_typed!(bool, Bool, "a bool", Value::as_bool, |b| Value::Bool(*b));
+primitive_typed!(i64, Number, "a whole number", Value::as_i64, |n| {
+    Value::Number(Number::Int(*n))
+});
 
 /// A number exactly as Terraform sent it (integer, float or decimal text).
 impl Typed for Number {

@@ -387,32 +387,47 @@ violation[{"msg": "m"}] {
         Ok(found.into_iter().map(|v| v.msg).collect())
     }
 
-    #[test]
-    fn opa_line_leading_paren_starts_a_new_expression() {
-        // OPA: `x` is true (5), then `(x - 4) < 2` holds: one violation.
-        let rego = "package x\nviolation[{\"msg\": \"m\"}] {\n  x := 5\n  x\n  (x - 4) < 2\n}\n";
-        assert_eq!(violations_of(rego).unwrap(), vec!["m"]);
-        // Inside a call's parentheses a line break continues the expression.
-        let call = "package x\nviolation[{\"msg\": m}] {\n  m := concat(\"\",\n    [\"a\",\n    (\"b\")])\n}\n";
-        assert_eq!(violations_of(call).unwrap(), vec!["ab"]);
-    }
+    /// Programs whose violations OPA computes as stated: (what OPA does, program, messages).
+    const OPA_SEMANTICS: &[(&str, &str, &[&str])] = &[
+        (
+            // OPA: `x` is true (5), then `(x - 4) < 2` holds: one violation.
+            "a line-leading paren starts a new expression",
+            "package x\nviolation[{\"msg\": \"m\"}] {\n  x := 5\n  x\n  (x - 4) < 2\n}\n",
+            &["m"],
+        ),
+        (
+            "inside a call's parentheses a line break continues the expression",
+            "package x\nviolation[{\"msg\": m}] {\n  m := concat(\"\",\n    [\"a\",\n    (\"b\")])\n}\n",
+            &["ab"],
+        ),
+        (
+            "sprintf keeps the message with missing operands",
+            "package x\nviolation[{\"msg\": msg}] {\n  msg := sprintf(\"%v needs %v\", [\"app\"])\n}\n",
+            &["app needs %!v(MISSING)"],
+        ),
+        (
+            // OPA: `p { a } { b }` is `p { a }` plus `p { b }`.
+            "a rule's several bodies are alternatives",
+            "package x\nviolation[{\"msg\": \"m\"}] { false } { true }\n",
+            &["m"],
+        ),
+        (
+            "a function's several bodies are alternatives",
+            "package x\nf(x) = y { x == 1; y := \"one\" } { x == 2; y := \"two\" }\nviolation[{\"msg\": m}] { m := f(2) }\n",
+            &["two"],
+        ),
+        (
+            "`else` keeps its meaning next to several bodies",
+            "package x\nf(x) = \"a\" { x == 1 } else = \"b\" { true }\nviolation[{\"msg\": m}] { m := f(2) }\n",
+            &["b"],
+        ),
+    ];
 
     #[test]
-    fn opa_sprintf_keeps_the_message_with_missing_operands() {
-        let rego = "package x\nviolation[{\"msg\": msg}] {\n  msg := sprintf(\"%v needs %v\", [\"app\"])\n}\n";
-        assert_eq!(violations_of(rego).unwrap(), vec!["app needs %!v(MISSING)"]);
-    }
-
-    #[test]
-    fn opa_rules_with_several_bodies_are_alternatives() {
-        // OPA: `p { a } { b }` is `p { a }` plus `p { b }`.
-        let set = "package x\nviolation[{\"msg\": \"m\"}] { false } { true }\n";
-        assert_eq!(violations_of(set).unwrap(), vec!["m"]);
-        let func = "package x\nf(x) = y { x == 1; y := \"one\" } { x == 2; y := \"two\" }\nviolation[{\"msg\": m}] { m := f(2) }\n";
-        assert_eq!(violations_of(func).unwrap(), vec!["two"]);
-        // `else` keeps its meaning.
-        let chain = "package x\nf(x) = \"a\" { x == 1 } else = \"b\" { true }\nviolation[{\"msg\": m}] { m := f(2) }\n";
-        assert_eq!(violations_of(chain).unwrap(), vec!["b"]);
+    fn opa_semantics_are_followed() {
+        for (what, rego, expected) in OPA_SEMANTICS {
+            assert_eq!(violations_of(rego).unwrap(), *expected, "{what}");
+        }
     }
 
     #[test]
