@@ -20,6 +20,7 @@ use crate::emulator::state::AppState;
 use crate::emulator::store::{resource_key, StoredResource};
 use crate::policy::addon::{self, Exemption};
 use crate::policy::constraint::{self as engine, ActiveConstraint, Constraint, TemplateLookup};
+use crate::policy::json::{object_name, object_namespace};
 use crate::policy::mutation::{self, Mutator};
 use crate::policy::rego::{is_cluster_scoped, review_for, CompiledRego};
 
@@ -221,14 +222,8 @@ fn object_id(cluster_id: &str, object: &Value) -> String {
         None => "core",
     };
     let kind = object["kind"].as_str().unwrap_or("Unknown");
-    let ns = object
-        .pointer("/metadata/namespace")
-        .and_then(Value::as_str)
-        .unwrap_or("_cluster");
-    let name = object
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or("_unnamed");
+    let ns = object_namespace(object).unwrap_or("_cluster");
+    let name = object_name(object).unwrap_or("_unnamed");
     format!("{cluster_id}/kubernetesObjects/{group}/{kind}/{ns}/{name}")
 }
 

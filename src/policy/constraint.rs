@@ -19,7 +19,7 @@ pub use super::constraint_match::{
     MatchScope, MatchSource, ReviewTarget, AKS_EXEMPT_NAMESPACES, EXPANSION_NAME,
 };
 use super::constraint_template::{ConstraintTemplate, TemplateError};
-use super::json::map_strings;
+use super::json::{map_strings, object_name};
 use super::kubernetes::TemplateInfo;
 use super::rego::{CompiledRego, EvalOptions, RegoError};
 
@@ -365,11 +365,7 @@ impl Constraint {
             _ => EnforcementAction::Deny,
         };
         Constraint {
-            name: doc
-                .pointer("/metadata/name")
-                .and_then(Json::as_str)
-                .unwrap_or("")
-                .to_string(),
+            name: object_name(doc).unwrap_or("").to_string(),
             kind: doc
                 .get("kind")
                 .and_then(Json::as_str)

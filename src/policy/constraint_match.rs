@@ -7,6 +7,8 @@
 
 use serde_json::{json, Map, Value as Json};
 
+use super::json::{object_name, object_namespace};
+
 /// Namespaces the AKS policy add-on never reviews, whatever a definition's
 /// `excludedNamespaces` says: Azure's built-ins describe kube-system, gatekeeper-system and
 /// azure-arc as "always excluded by design".
@@ -128,18 +130,13 @@ fn text<'a>(v: &'a Json, pointer: &str) -> &'a str {
 pub fn review_namespace(review: &Json) -> Option<&str> {
     let object = review.get("object").unwrap_or(&Json::Null);
     if is_namespace_object(review) {
-        return object.pointer("/metadata/name").and_then(Json::as_str);
+        return object_name(object);
     }
     review
         .get("namespace")
         .and_then(Json::as_str)
         .filter(|s| !s.is_empty())
-        .or_else(|| {
-            object
-                .pointer("/metadata/namespace")
-                .and_then(Json::as_str)
-                .filter(|s| !s.is_empty())
-        })
+        .or_else(|| object_namespace(object).filter(|s| !s.is_empty()))
 }
 
 fn is_namespace_object(review: &Json) -> bool {
@@ -382,7 +379,7 @@ pub fn review_targets(review: &Json) -> Vec<ReviewTarget> {
     let namespace = review
         .get("namespace")
         .and_then(Json::as_str)
-        .or_else(|| object.pointer("/metadata/namespace").and_then(Json::as_str))
+        .or_else(|| object_namespace(object))
         .unwrap_or("default")
         .to_string();
     let mut metadata = template

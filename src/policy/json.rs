@@ -3,6 +3,16 @@
 
 use serde_json::Value as Json;
 
+/// A Kubernetes object's `metadata.name`, when it is a string.
+pub(crate) fn object_name(object: &Json) -> Option<&str> {
+    object.pointer("/metadata/name").and_then(Json::as_str)
+}
+
+/// A Kubernetes object's `metadata.namespace`, when it is a string.
+pub(crate) fn object_namespace(object: &Json) -> Option<&str> {
+    object.pointer("/metadata/namespace").and_then(Json::as_str)
+}
+
 /// The strings of a JSON array; anything else (missing, not an array, non-string entries)
 /// contributes nothing.
 pub(crate) fn strings(v: Option<&Json>) -> Vec<String> {

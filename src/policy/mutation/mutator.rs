@@ -7,7 +7,7 @@ use super::location::{Location, PathCondition, PathTest, Segment};
 use super::MUTATIONS_GROUP;
 use crate::policy::constraint_match::{ConstraintMatch, MatchSource};
 use crate::policy::constraint_template::parse_yaml_documents;
-use crate::policy::json::strings;
+use crate::policy::json::{object_name, strings};
 use crate::policy::rego::group_version;
 
 /// The four mutator kinds.
@@ -167,9 +167,7 @@ impl Mutator {
         let kind_text = doc.get("kind").and_then(Json::as_str).unwrap_or("");
         let kind = MutatorKind::parse(kind_text)
             .ok_or_else(|| MutatorError::Kind(kind_text.to_string()))?;
-        let name = doc
-            .pointer("/metadata/name")
-            .and_then(Json::as_str)
+        let name = object_name(doc)
             .filter(|n| !n.is_empty())
             .ok_or(MutatorError::Name)?
             .to_string();

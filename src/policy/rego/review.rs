@@ -4,6 +4,8 @@
 
 use serde_json::{json, Map, Value as Json};
 
+use crate::policy::json::{object_name, object_namespace};
+
 /// Kinds the API server keeps outside namespaces; every other kind gets `default` when a
 /// manifest omits `metadata.namespace`, as `kubectl apply` would.
 const CLUSTER_SCOPED_KINDS: &[&str] = &[
@@ -72,15 +74,8 @@ pub fn review_for(object: &Json) -> Json {
         .unwrap_or("")
         .to_string();
     let (group, version) = group_version(&api_version);
-    let name = object
-        .pointer("/metadata/name")
-        .and_then(Json::as_str)
-        .unwrap_or("")
-        .to_string();
-    let mut namespace = object
-        .pointer("/metadata/namespace")
-        .and_then(Json::as_str)
-        .map(str::to_string);
+    let name = object_name(&object).unwrap_or("").to_string();
+    let mut namespace = object_namespace(&object).map(str::to_string);
     if namespace.is_none() && !is_cluster_scoped(&kind) {
         namespace = Some("default".to_string());
         if let Some(Json::Object(meta)) = object.get_mut("metadata") {
@@ -144,13 +139,8 @@ pub fn inventory_from(objects: &[Json]) -> Json {
             .and_then(Json::as_str)
             .unwrap_or("");
         let kind = object.get("kind").and_then(Json::as_str).unwrap_or("");
-        let name = object
-            .pointer("/metadata/name")
-            .and_then(Json::as_str)
-            .unwrap_or("");
-        let ns = object
-            .pointer("/metadata/namespace")
-            .and_then(Json::as_str)
+        let name = object_name(object).unwrap_or("");
+        let ns = object_namespace(object)
             .map(str::to_string)
             .or_else(|| (!is_cluster_scoped(kind)).then(|| "default".to_string()));
         let root = match ns {
