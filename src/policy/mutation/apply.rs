@@ -245,7 +245,7 @@ mod tests {
     fn assign_glob_sets_every_container_unless_present() {
         let m = Mutator::parse(NO_ESCALATION).unwrap();
         let out = run(
-            std::slice::from_ref(&m),
+            &m,
             &pod(json!([
                 {"name": "a", "image": "nginx"},
                 {"name": "b", "image": "nginx", "securityContext": {"allowPrivilegeEscalation": true}}
@@ -263,11 +263,11 @@ mod tests {
         // A glob never creates elements, nor the list.
         let empty = json!({"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": "x", "namespace": "apps"}, "spec": {}});
-        assert_eq!(run(std::slice::from_ref(&m), &empty), empty);
+        assert_eq!(run(&m, &empty), empty);
         // Match and applyTo narrow: excluded namespace and other kinds are untouched.
         let mut sys = pod(json!([{"name": "a"}]));
         sys["metadata"]["namespace"] = json!("kube-system");
-        assert_eq!(run(std::slice::from_ref(&m), &sys), sys);
+        assert_eq!(run(&m, &sys), sys);
     }
 
     #[test]
@@ -281,7 +281,7 @@ mod tests {
 "#,
         );
         let m = Mutator::parse(&yaml).unwrap();
-        let out = run(std::slice::from_ref(&m), &pod(json!([{"name": "app"}])));
+        let out = run(&m, &pod(json!([{"name": "app"}])));
         assert_eq!(
             out["spec"]["containers"],
             json!([{"name": "app"}, {"name": "sidecar", "imagePullPolicy": "Always"}])
@@ -292,10 +292,10 @@ mod tests {
         );
         let m = Mutator::parse(&with_test).unwrap();
         let original = pod(json!([{"name": "app"}]));
-        assert_eq!(run(std::slice::from_ref(&m), &original), original);
+        assert_eq!(run(&m, &original), original);
         let present = pod(json!([{"name": "sidecar"}]));
         assert_eq!(
-            run(std::slice::from_ref(&m), &present)["spec"]["containers"][0]["imagePullPolicy"],
+            run(&m, &present)["spec"]["containers"][0]["imagePullPolicy"],
             "Always"
         );
     }
@@ -313,7 +313,7 @@ mod tests {
         );
         let m = Mutator::parse(&yaml).unwrap();
         let out = run(
-            std::slice::from_ref(&m),
+            &m,
             &pod(json!([{"name": "a", "imagePullPolicy": "IfNotPresent"},
                         {"name": "b", "imagePullPolicy": "Never"}, {"name": "c"}])),
         );
@@ -324,7 +324,7 @@ mod tests {
         let not_in =
             Mutator::parse(&yaml.replace("in: [\"IfNotPresent\"]", "notIn: [\"Never\"]")).unwrap();
         let out = run(
-            std::slice::from_ref(&not_in),
+            &not_in,
             &pod(json!([{"name": "b", "imagePullPolicy": "Never"}, {"name": "c"}])),
         );
         assert_eq!(out["spec"]["containers"][0]["imagePullPolicy"], "Never");
@@ -339,11 +339,11 @@ mod tests {
             "  location: metadata.labels.owner\n  parameters: {assign: {value: platform}}\n",
         ))
         .unwrap();
-        let out = run(std::slice::from_ref(&m), &pod(json!([])));
+        let out = run(&m, &pod(json!([])));
         assert_eq!(out["metadata"]["labels"]["owner"], "platform");
         let mut labelled = pod(json!([]));
         labelled["metadata"]["labels"] = json!({"owner": "team-a"});
-        assert_eq!(run(std::slice::from_ref(&m), &labelled), labelled);
+        assert_eq!(run(&m, &labelled), labelled);
         let err = Mutator::parse(&mutator_yaml(
             "AssignMetadata",
             "x",
@@ -366,7 +366,7 @@ mod tests {
         );
         let merge = Mutator::parse(&yaml).unwrap();
         let out = run(
-            std::slice::from_ref(&merge),
+            &merge,
             &pod(json!([{"name": "a", "args": ["--safe"]}, {"name": "b"}])),
         );
         assert_eq!(
@@ -379,7 +379,7 @@ mod tests {
         );
         let prune = Mutator::parse(&yaml.replace("operation: merge", "operation: prune")).unwrap();
         let out = run(
-            std::slice::from_ref(&prune),
+            &prune,
             &pod(json!([{"name": "a", "args": ["--safe", "--x"]}, {"name": "b"}])),
         );
         assert_eq!(out["spec"]["containers"][0]["args"], json!(["--x"]));
@@ -406,7 +406,7 @@ mod tests {
         ))
         .unwrap();
         let out = run(
-            std::slice::from_ref(&m),
+            &m,
             &pod(json!([{"name": "a", "image": "nginx:1.25"},
                         {"name": "b", "image": "docker.io/library/redis@sha256:abc"}])),
         );

@@ -91,8 +91,8 @@ spec:
                "spec": {"containers": containers}})
     }
 
-    pub(super) fn run(mutators: &[Mutator], object: &Json) -> Json {
-        mutate(object, None, mutators, &json!({}), &[])
+    pub(super) fn run(mutator: &Mutator, object: &Json) -> Json {
+        mutate(object, None, std::slice::from_ref(mutator), &json!({}), &[])
             .expect("converges")
             .object
     }
