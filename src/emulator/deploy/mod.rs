@@ -152,6 +152,29 @@ struct Inherited {
     scope: DeploymentScope,
 }
 
+/// One deployment to run: the one a request asked for, or a deployment resource of a
+/// template being deployed (one level deeper than its parent).
+struct DeploymentRun<'d> {
+    target: &'d DeployTarget,
+    name: &'d str,
+    request: &'d Value,
+    /// The parent's, for a nested deployment evaluated in its `outer` scope.
+    inherited: Option<&'d Inherited>,
+    depth: usize,
+}
+
+impl<'d> DeploymentRun<'d> {
+    fn requested(target: &'d DeployTarget, name: &'d str, request: &'d Value) -> Self {
+        Self {
+            target,
+            name,
+            request,
+            inherited: None,
+            depth: 0,
+        }
+    }
+}
+
 impl<'a, 'r> Deployer<'a, 'r> {
     /// Acting as `principal` (an object id); the request's own caller when `None`.
     pub(crate) fn new(
@@ -210,7 +233,7 @@ impl<'a, 'r> Deployer<'a, 'r> {
         let host = Siblings::new(self, target);
         bind_parameters(&props["template"], &supplied, &scope, &host)
             .map_err(DeployError::template)?;
-        Ok(self.run(target, name, request, None, 0))
+        Ok(self.run(&DeploymentRun::requested(target, name, request)))
     }
 
     fn authorize(&self, action: &str, target: &str) -> Result<(), DeployError> {
@@ -249,17 +272,11 @@ impl<'a, 'r> Deployer<'a, 'r> {
     }
 
     /// Runs one deployment and stores its record (Succeeded or Failed).
-    fn run(
-        &self,
-        target: &DeployTarget,
-        name: &str,
-        request: &Value,
-        inherited: Option<&Inherited>,
-        depth: usize,
-    ) -> Deployed {
-        let id = target.deployment_id(name);
+    fn run(&self, run: &DeploymentRun<'_>) -> Deployed {
+        let DeploymentRun { name, request, .. } = *run;
+        let id = run.target.deployment_id(name);
         let started = std::time::Instant::now();
-        let result = self.execute(target, name, request, inherited, depth);
+        let result = self.execute(run);
         let props = &request["properties"];
         let (state_name, outputs, resources, error, parameters) = match result {
             Ok((outputs, resources, parameters)) => {

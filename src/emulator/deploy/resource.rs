@@ -8,7 +8,9 @@ use crate::emulator::rbac;
 use crate::emulator::routes::arm::{internal_call, latest_api_version};
 use crate::policy::arm_template::{DeploymentScope, TemplateError, TemplateEvaluator};
 
-use super::{DeployError, DeployTarget, Deployer, Inherited, DEPLOYMENTS_TYPE, MAX_RESOURCES};
+use super::{
+    DeployError, DeployTarget, Deployer, DeploymentRun, Inherited, DEPLOYMENTS_TYPE, MAX_RESOURCES,
+};
 
 impl Deployer<'_, '_> {
     /// Where a template resource goes: its `subscriptionId`/`resourceGroup`, else the
@@ -93,7 +95,13 @@ impl Deployer<'_, '_> {
             };
             self.authorize("Microsoft.Resources/deployments/write", id)
                 .map_err(|e| Step::Failed(DeployError::wrap(e)))?;
-            let deployed = self.run(rtarget, rname, &child, inherited.as_ref(), depth + 1);
+            let deployed = self.run(&DeploymentRun {
+                target: rtarget,
+                name: rname,
+                request: &child,
+                inherited: inherited.as_ref(),
+                depth: depth + 1,
+            });
             if let Some(e) = deployed.error {
                 return Err(Step::Failed(DeployError::wrap(e)));
             }

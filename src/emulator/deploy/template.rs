@@ -11,19 +11,22 @@ use crate::policy::arm_template::{
 };
 
 use super::resource::Step;
-use super::{DeployError, DeployTarget, Deployer, Inherited, MAX_DEPTH};
+use super::{DeployError, DeployTarget, Deployer, DeploymentRun, MAX_DEPTH};
 
 impl Deployer<'_, '_> {
     /// Outputs, written resource ids and the bound parameters (for the record).
     #[allow(clippy::type_complexity)]
     pub(super) fn execute(
         &self,
-        target: &DeployTarget,
-        name: &str,
-        request: &Value,
-        inherited: Option<&Inherited>,
-        depth: usize,
+        run: &DeploymentRun<'_>,
     ) -> Result<(Value, Vec<String>, Map<String, Value>), DeployError> {
+        let DeploymentRun {
+            target,
+            name,
+            request,
+            inherited,
+            depth,
+        } = *run;
         if depth > MAX_DEPTH {
             return Err(DeployError::invalid(format!(
                 "The deployment '{name}' is nested more than {MAX_DEPTH} levels deep."
