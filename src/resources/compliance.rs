@@ -12,6 +12,7 @@ use crate::framework::{
     ReadDataRequest, ReadDataResponse, Schema, Type, ValidateConfigRequest, ValidateConfigResponse,
     Value,
 };
+use crate::resources::shared::decode::decoded;
 
 use crate::framework::typed::{Knowable, Typed};
 use crate::typed_object;
@@ -175,9 +176,8 @@ impl DataSource for ComplianceDataSource {
 
     fn validate_config(&self, req: ValidateConfigRequest<'_>, resp: &mut ValidateConfigResponse) {
         let diags = &mut resp.diags;
-        let config = match Compliance::decode(req.config) {
-            Ok(c) => c,
-            Err(e) => return diags.extend(e.into()),
+        let Some(config) = decoded::<Compliance>(req.config, diags) else {
+            return;
         };
         let (scope, assignment) = (&config.scope, &config.policy_assignment_id);
         if scope.is_unknown() || assignment.is_unknown() {
@@ -219,9 +219,7 @@ async fn read_compliance(
     config: &Value,
     diags: &mut Diagnostics,
 ) -> Option<Value> {
-    let config = Compliance::decode(config)
-        .map_err(|e| diags.extend(e.into()))
-        .ok()?;
+    let config = decoded::<Compliance>(config, diags)?;
     let config = &config;
     let c = ctx
         .provider::<Configured>()

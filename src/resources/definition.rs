@@ -20,7 +20,8 @@ use crate::policy::{ParameterDefinition, PolicyDefinition, PolicyDefinitionPrope
 
 use super::provider::Configured;
 use super::shared::definition_api::{
-    definition_state, descriptive_attributes, identifying_attributes, DefinitionLike,
+    definition_kind, definition_state, descriptive_attributes, identifying_attributes,
+    DefinitionLike,
 };
 use super::shared::identity::Identity;
 use super::shared::json::{canonical_json, json_text};
@@ -371,13 +372,12 @@ fn reconcile(prior: &Definition, mut state: Definition, d: &PolicyDefinition) ->
 
 #[async_trait]
 impl DefinitionLike for DefinitionResource {
-    const TYPE_NAME: &'static str = "akspolicy_definition";
-    type Body = PolicyDefinition;
-    type State = Definition;
-
-    fn definition_schema() -> Schema {
+    definition_kind!(
+        "akspolicy_definition",
+        PolicyDefinition,
+        Definition,
         schema()
-    }
+    );
 
     const CHECKED_INPUTS: &'static [&'static str] = &["policy_rule", "parameters"];
 
