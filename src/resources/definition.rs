@@ -110,6 +110,19 @@ pub(crate) fn keep_json(prior: Option<&str>, fresh: Option<&Json>) -> Option<Str
     }
 }
 
+/// The `parameters` attribute from Azure's parameter declarations, kept in `prior`'s
+/// spelling when it means the same. Azure's empty declarations read as unset, unless the
+/// state had a value.
+pub(crate) fn keep_parameters(
+    prior: &Knowable<String>,
+    declared: Option<&BTreeMap<String, ParameterDefinition>>,
+) -> Knowable<String> {
+    let declared = declared
+        .filter(|m| !m.is_empty() || prior.known().is_some())
+        .and_then(|x| serde_json::to_value(x).ok());
+    keep_json(prior.as_deref(), declared.as_ref()).into()
+}
+
 /// The user's part of Azure's metadata: without system keys, and without keys the provider
 /// adds itself (`implied`) when the user did not write them.
 pub(crate) fn user_metadata(
@@ -361,12 +374,7 @@ fn reconcile(prior: &Definition, mut state: Definition, d: &PolicyDefinition) ->
         (_, m) => m.map(str::to_string),
     };
     state.policy_rule = keep_json(prior.policy_rule.as_deref(), p.policy_rule.as_ref()).into();
-    let params = p
-        .parameters
-        .as_ref()
-        .filter(|m| !m.is_empty() || prior.parameters.known().is_some())
-        .and_then(|x| serde_json::to_value(x).ok());
-    state.parameters = keep_json(prior.parameters.as_deref(), params.as_ref()).into();
+    state.parameters = keep_parameters(&prior.parameters, p.parameters.as_ref());
     state
 }
 

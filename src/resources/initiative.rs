@@ -24,7 +24,8 @@ use crate::resources::shared::decode::decoded;
 use crate::typed_object;
 
 use super::definition::{
-    keep_json, parameters_of, replace_on_breaking_declarations, validate_json_object,
+    keep_json, keep_parameters, parameters_of, replace_on_breaking_declarations,
+    validate_json_object,
 };
 use super::provider::Configured;
 use super::shared::definition_api::{
@@ -301,12 +302,7 @@ async fn member_definition(
 /// of a built-in keeps its `version` key): no metadata is implied.
 fn reconcile(prior: &Initiative, mut state: Initiative, s: &PolicySetDefinition) -> Initiative {
     let p = &s.properties;
-    let params = p
-        .parameters
-        .as_ref()
-        .filter(|m| !m.is_empty() || prior.parameters.known().is_some())
-        .and_then(|x| serde_json::to_value(x).ok());
-    state.parameters = keep_json(prior.parameters.as_deref(), params.as_ref()).into();
+    state.parameters = keep_parameters(&prior.parameters, p.parameters.as_ref());
     let members: Vec<Member> = p
         .policy_definitions
         .iter()
