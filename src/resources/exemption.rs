@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
 use crate::arm::api_version;
-use crate::arm::{ArmClient, ArmError, ResourceId};
+use crate::arm::{ArmClient, ResourceId};
 use crate::framework::timeouts::{self, Deadline, Operation};
 use crate::framework::typed::{Knowable, Typed};
 use crate::framework::{
@@ -53,15 +53,10 @@ const KIND: ScopedKind = ScopedKind {
 
 /// An exemption of a just-created assignment can be refused until ARM sees the assignment.
 const ASSIGNMENT_PROPAGATION: PropagationWait = PropagationWait {
-    transient: is_assignment_propagation,
+    not_found_codes: &["PolicyAssignmentNotFound"],
     bound: Duration::from_secs(120),
-    interval: Duration::from_secs(5),
     waiting_for: "Azure to see the exempted assignment",
 };
-
-fn is_assignment_propagation(e: &ArmError) -> bool {
-    e.status() == Some(400) && e.code() == Some("PolicyAssignmentNotFound")
-}
 
 const CATEGORIES: &[&str] = &["Waiver", "Mitigated"];
 const SCOPE_VALIDATIONS: &[&str] = &["Default", "DoNotValidate"];
