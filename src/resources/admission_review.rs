@@ -129,17 +129,12 @@ impl DataSource for AdmissionReviewDataSource {
         };
         if let Some(id) = config.cluster_id.as_deref() {
             if let Err(e) = cluster_resource_id(id) {
-                diags.push(
-                    Diagnostic::error("Invalid cluster_id", e)
-                        .at(AttributePath::attr("cluster_id")),
-                );
+                diags.error_at(AttributePath::attr("cluster_id"), "Invalid cluster_id", e);
             }
         }
         if let Some(text) = config.manifests.as_deref() {
             if let Err(e) = parse_manifests(text) {
-                diags.push(
-                    Diagnostic::error("Invalid manifests", e).at(AttributePath::attr("manifests")),
-                );
+                diags.error_at(AttributePath::attr("manifests"), "Invalid manifests", e);
             }
         }
     }
@@ -160,9 +155,7 @@ async fn read_admission_review(
     let documents = match parse_manifests(config.manifests.as_deref().unwrap_or("")) {
         Ok(d) => d,
         Err(e) => {
-            diags.push(
-                Diagnostic::error("Invalid manifests", e).at(AttributePath::attr("manifests")),
-            );
+            diags.error_at(AttributePath::attr("manifests"), "Invalid manifests", e);
             return None;
         }
     };
@@ -174,9 +167,10 @@ async fn read_admission_review(
             return None;
         }
         Err(ReviewError::NotACluster(detail)) => {
-            diags.push(
-                Diagnostic::error("Cluster not found", detail)
-                    .at(AttributePath::attr("cluster_id")),
+            diags.error_at(
+                AttributePath::attr("cluster_id"),
+                "Cluster not found",
+                detail,
             );
             return None;
         }

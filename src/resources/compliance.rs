@@ -8,9 +8,8 @@ use serde_json::Value as Json;
 use crate::arm::api_version;
 use crate::arm::{ResourceId, Scope};
 use crate::framework::{
-    Attribute, AttributePath, Block, CallContext, DataSource, Diagnostic, Diagnostics,
-    ReadDataRequest, ReadDataResponse, Schema, Type, ValidateConfigRequest, ValidateConfigResponse,
-    Value,
+    Attribute, AttributePath, Block, CallContext, DataSource, Diagnostics, ReadDataRequest,
+    ReadDataResponse, Schema, Type, ValidateConfigRequest, ValidateConfigResponse, Value,
 };
 use crate::resources::shared::decode::decoded;
 
@@ -184,12 +183,10 @@ impl DataSource for ComplianceDataSource {
             return;
         }
         if scope.is_null() == assignment.is_null() {
-            diags.push(
-                Diagnostic::error(
-                    "Set exactly one of scope or policy_assignment_id",
-                    "The summary is either for a scope (management group, subscription, resource group or resource) or for one assignment.",
-                )
-                .at(AttributePath::attr("scope")),
+            diags.error_at(
+                AttributePath::attr("scope"),
+                "Set exactly one of scope or policy_assignment_id",
+                "The summary is either for a scope (management group, subscription, resource group or resource) or for one assignment.",
             );
             return;
         }

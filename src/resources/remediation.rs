@@ -335,12 +335,10 @@ impl Resource for RemediationResource {
             .and_then(|s| Scope::parse(s).ok())
             .is_some_and(|s| matches!(s, Scope::ManagementGroup(_)));
         if at_mg && config.resource_discovery_mode.as_deref() == Some("ReEvaluateCompliance") {
-            diags.push(
-                Diagnostic::error(
-                    "ReEvaluateCompliance is not available at management-group scope",
-                    "Azure only re-evaluates compliance for subscription, resource group or resource scopes. Use ExistingNonCompliant, or remediate per subscription.",
-                )
-                .at(AttributePath::attr("resource_discovery_mode")),
+            diags.error_at(
+                AttributePath::attr("resource_discovery_mode"),
+                "ReEvaluateCompliance is not available at management-group scope",
+                "Azure only re-evaluates compliance for subscription, resource group or resource scopes. Use ExistingNonCompliant, or remediate per subscription.",
             );
         }
         if let Some(n) = config.failure_threshold.known() {
