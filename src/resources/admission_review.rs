@@ -28,6 +28,7 @@ use crate::policy::constraint_template::{parse_yaml_documents, to_yaml, CompileC
 use crate::policy::mutation::{MutationSourceError, Mutator};
 use crate::policy::rego::{self, is_cluster_scoped, CompiledRego, EvalOptions};
 use crate::policy::TemplateInfo;
+use crate::resources::shared::decode::decoded;
 
 use crate::framework::typed::Typed;
 use crate::typed_object;
@@ -123,23 +124,17 @@ impl DataSource for AdmissionReviewDataSource {
     fn validate_config(&self, req: ValidateConfigRequest<'_>, resp: &mut ValidateConfigResponse) {
         let diags = &mut resp.diags;
         // Unknown values read as `None`: they are checked once known, at read.
-        let config = match AdmissionReview::decode(req.config) {
-            Ok(c) => c,
-            Err(e) => return diags.extend(e.into()),
+        let Some(config) = decoded::<AdmissionReview>(req.config, diags) else {
+            return;
         };
         if let Some(id) = config.cluster_id.as_deref() {
             if let Err(e) = cluster_resource_id(id) {
-                diags.push(
-                    Diagnostic::error("Invalid cluster_id", e)
-                        .at(AttributePath::attr("cluster_id")),
-                );
+                diags.error_at(AttributePath::attr("cluster_id"), "Invalid cluster_id", e);
             }
         }
         if let Some(text) = config.manifests.as_deref() {
             if let Err(e) = parse_manifests(text) {
-                diags.push(
-                    Diagnostic::error("Invalid manifests", e).at(AttributePath::attr("manifests")),
-                );
+                diags.error_at(AttributePath::attr("manifests"), "Invalid manifests", e);
             }
         }
     }
@@ -154,17 +149,13 @@ async fn read_admission_review(
     config: &Value,
     diags: &mut Diagnostics,
 ) -> Option<Value> {
-    let config = AdmissionReview::decode(config)
-        .map_err(|e| diags.extend(e.into()))
-        .ok()?;
+    let config = decoded::<AdmissionReview>(config, diags)?;
     let configured = Configured::from_context(ctx, diags)?;
     let cluster_id = config.cluster_id.as_deref().unwrap_or_default();
     let documents = match parse_manifests(config.manifests.as_deref().unwrap_or("")) {
         Ok(d) => d,
         Err(e) => {
-            diags.push(
-                Diagnostic::error("Invalid manifests", e).at(AttributePath::attr("manifests")),
-            );
+            diags.error_at(AttributePath::attr("manifests"), "Invalid manifests", e);
             return None;
         }
     };
@@ -176,9 +167,10 @@ async fn read_admission_review(
             return None;
         }
         Err(ReviewError::NotACluster(detail)) => {
-            diags.push(
-                Diagnostic::error("Cluster not found", detail)
-                    .at(AttributePath::attr("cluster_id")),
+            diags.error_at(
+                AttributePath::attr("cluster_id"),
+                "Cluster not found",
+                detail,
             );
             return None;
         }

@@ -19,11 +19,12 @@ use crate::framework::{
     DeleteResponse, Diagnostic, Diagnostics, ImportRequest, ImportResponse, ReadRequest,
     ReadResponse, Resource, Schema, Type, Value,
 };
+use crate::resources::shared::decode::decoded;
 use crate::typed_object;
 
 use super::provider::Configured;
 use super::shared::errors::arm_error_diagnostic;
-use super::shared::schema::typed_schema;
+use super::shared::schema::{id_attribute, typed_schema};
 use crate::policy::arm_rule::alias::MANAGED_CLUSTERS;
 
 /// The add-on's key in `addonProfiles`; Azure and the portal vary its casing.
@@ -57,12 +58,7 @@ fn schema() -> Schema {
                  settings and concurrent changes are never overwritten. Destroying the resource \
                  disables the add-on.",
             )
-            .attribute(
-                Attribute::string("id")
-                    .computed()
-                    .use_state_for_unknown()
-                    .description("The cluster's ID."),
-            )
+            .attribute(id_attribute("The cluster's ID."))
             .attribute(
                 Attribute::string("cluster_id")
                     .required()
@@ -399,9 +395,8 @@ impl Resource for ClusterAddonResource {
             return;
         };
         let limit = timeouts::for_operation(prior, Operation::Delete, TIMEOUTS);
-        let prior = match ClusterAddon::decode(prior) {
-            Ok(p) => p,
-            Err(e) => return diags.extend(e.into()),
+        let Some(prior) = decoded::<ClusterAddon>(prior, diags) else {
+            return;
         };
         let cluster_id = prior.cluster_id.as_deref().unwrap_or_default();
         let config = config_map(prior.config.as_ref());
@@ -433,12 +428,8 @@ async fn read_cluster_addon(
     diags: &mut Diagnostics,
 ) -> Option<Value> {
     let configured = Configured::from_context(ctx, diags)?;
-    let prior = match ClusterAddon::decode(state) {
-        Ok(p) => p,
-        Err(e) => {
-            diags.extend(e.into());
-            return Some(state.clone());
-        }
+    let Some(prior) = decoded::<ClusterAddon>(state, diags) else {
+        return Some(state.clone());
     };
     let cluster_id = prior.cluster_id.as_deref().unwrap_or_default();
     let limit = timeouts::for_operation(state, Operation::Read, TIMEOUTS);

@@ -8,10 +8,10 @@ use serde_json::Value as Json;
 use crate::arm::api_version;
 use crate::arm::{ResourceId, Scope};
 use crate::framework::{
-    Attribute, AttributePath, Block, CallContext, DataSource, Diagnostic, Diagnostics,
-    ReadDataRequest, ReadDataResponse, Schema, Type, ValidateConfigRequest, ValidateConfigResponse,
-    Value,
+    Attribute, AttributePath, Block, CallContext, DataSource, Diagnostics, ReadDataRequest,
+    ReadDataResponse, Schema, Type, ValidateConfigRequest, ValidateConfigResponse, Value,
 };
+use crate::resources::shared::decode::decoded;
 
 use crate::framework::typed::{Knowable, Typed};
 use crate::typed_object;
@@ -175,21 +175,18 @@ impl DataSource for ComplianceDataSource {
 
     fn validate_config(&self, req: ValidateConfigRequest<'_>, resp: &mut ValidateConfigResponse) {
         let diags = &mut resp.diags;
-        let config = match Compliance::decode(req.config) {
-            Ok(c) => c,
-            Err(e) => return diags.extend(e.into()),
+        let Some(config) = decoded::<Compliance>(req.config, diags) else {
+            return;
         };
         let (scope, assignment) = (&config.scope, &config.policy_assignment_id);
         if scope.is_unknown() || assignment.is_unknown() {
             return;
         }
         if scope.is_null() == assignment.is_null() {
-            diags.push(
-                Diagnostic::error(
-                    "Set exactly one of scope or policy_assignment_id",
-                    "The summary is either for a scope (management group, subscription, resource group or resource) or for one assignment.",
-                )
-                .at(AttributePath::attr("scope")),
+            diags.error_at(
+                AttributePath::attr("scope"),
+                "Set exactly one of scope or policy_assignment_id",
+                "The summary is either for a scope (management group, subscription, resource group or resource) or for one assignment.",
             );
             return;
         }
@@ -219,9 +216,7 @@ async fn read_compliance(
     config: &Value,
     diags: &mut Diagnostics,
 ) -> Option<Value> {
-    let config = Compliance::decode(config)
-        .map_err(|e| diags.extend(e.into()))
-        .ok()?;
+    let config = decoded::<Compliance>(config, diags)?;
     let config = &config;
     let c = ctx
         .provider::<Configured>()

@@ -20,7 +20,8 @@ use crate::policy::{ParameterDefinition, PolicyDefinition, PolicyDefinitionPrope
 
 use super::provider::Configured;
 use super::shared::definition_api::{
-    definition_state, descriptive_attributes, identifying_attributes, DefinitionLike,
+    definition_kind, definition_state, descriptive_attributes, identifying_attributes,
+    DefinitionLike,
 };
 use super::shared::identity::Identity;
 use super::shared::json::{canonical_json, json_text};
@@ -107,6 +108,19 @@ pub(crate) fn keep_json(prior: Option<&str>, fresh: Option<&Json>) -> Option<Str
         (_, Some(f)) => Some(canonical_json(f)),
         (_, None) => None,
     }
+}
+
+/// The `parameters` attribute from Azure's parameter declarations, kept in `prior`'s
+/// spelling when it means the same. Azure's empty declarations read as unset, unless the
+/// state had a value.
+pub(crate) fn keep_parameters(
+    prior: &Knowable<String>,
+    declared: Option<&BTreeMap<String, ParameterDefinition>>,
+) -> Knowable<String> {
+    let declared = declared
+        .filter(|m| !m.is_empty() || prior.known().is_some())
+        .and_then(|x| serde_json::to_value(x).ok());
+    keep_json(prior.as_deref(), declared.as_ref()).into()
 }
 
 /// The user's part of Azure's metadata: without system keys, and without keys the provider
@@ -360,24 +374,18 @@ fn reconcile(prior: &Definition, mut state: Definition, d: &PolicyDefinition) ->
         (_, m) => m.map(str::to_string),
     };
     state.policy_rule = keep_json(prior.policy_rule.as_deref(), p.policy_rule.as_ref()).into();
-    let params = p
-        .parameters
-        .as_ref()
-        .filter(|m| !m.is_empty() || prior.parameters.known().is_some())
-        .and_then(|x| serde_json::to_value(x).ok());
-    state.parameters = keep_json(prior.parameters.as_deref(), params.as_ref()).into();
+    state.parameters = keep_parameters(&prior.parameters, p.parameters.as_ref());
     state
 }
 
 #[async_trait]
 impl DefinitionLike for DefinitionResource {
-    const TYPE_NAME: &'static str = "akspolicy_definition";
-    type Body = PolicyDefinition;
-    type State = Definition;
-
-    fn definition_schema() -> Schema {
+    definition_kind!(
+        "akspolicy_definition",
+        PolicyDefinition,
+        Definition,
         schema()
-    }
+    );
 
     const CHECKED_INPUTS: &'static [&'static str] = &["policy_rule", "parameters"];
 

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
 use crate::arm::api_version;
-use crate::arm::{ArmClient, ArmError, ResourceId};
+use crate::arm::{ArmClient, ResourceId};
 use crate::framework::timeouts::{self, Deadline, Operation};
 use crate::framework::typed::{Knowable, Typed};
 use crate::framework::{
@@ -27,16 +27,17 @@ use super::provider::Configured;
 use super::shared::existence::check_planned_scope;
 use super::shared::parameter_values::{definition_kind, DefinitionKind};
 use super::shared::reconcile::{
-    arm_scope, ignore_case_only_replacements, json_object_string, keep_equivalent, kept_id_list,
-    kept_str_ci, kept_text, metadata_text_state, metadata_text_to_arm,
+    ignore_case_only_replacements, keep_equivalent, kept_id_list, kept_str_ci, kept_text,
+    metadata_text_state, metadata_text_to_arm,
 };
-use super::shared::schema::typed_schema;
+use super::shared::schema::{
+    id_attribute, metadata_attribute, name_attribute, scope_attribute, typed_schema,
+};
 use super::shared::scoped::{Naming, PropagationWait, ScopedBody, ScopedKind};
 use super::shared::selectors::{
     one_of, resource_selectors_block, resource_selectors_from_value, resource_selectors_to_value,
     ResourceSelector,
 };
-use super::shared::validators::azure_name;
 use super::shared::waits::POLICY_TIMEOUTS;
 use crate::policy::names;
 
@@ -52,15 +53,10 @@ const KIND: ScopedKind = ScopedKind {
 
 /// An exemption of a just-created assignment can be refused until ARM sees the assignment.
 const ASSIGNMENT_PROPAGATION: PropagationWait = PropagationWait {
-    transient: is_assignment_propagation,
+    not_found_codes: &["PolicyAssignmentNotFound"],
     bound: Duration::from_secs(120),
-    interval: Duration::from_secs(5),
     waiting_for: "Azure to see the exempted assignment",
 };
-
-fn is_assignment_propagation(e: &ArmError) -> bool {
-    e.status() == Some(400) && e.code() == Some("PolicyAssignmentNotFound")
-}
 
 const CATEGORIES: &[&str] = &["Waiver", "Mitigated"];
 const SCOPE_VALIDATIONS: &[&str] = &["Default", "DoNotValidate"];
@@ -137,26 +133,9 @@ fn schema() -> Schema {
                  of an assigned initiative. An exemption that has expired stays in Azure and in \
                  the state (`expired = true`) and each plan warns about it; it is not recreated.",
             )
-            .attribute(
-                Attribute::string("id")
-                    .computed()
-                    .use_state_for_unknown()
-                    .description("The exemption's ARM ID: `<scope>/providers/Microsoft.Authorization/policyExemptions/<name>`."),
-            )
-            .attribute(
-                Attribute::string("name")
-                    .required()
-                    .requires_replace()
-                    .description("The exemption's name.")
-                    .validate_with(azure_name(names::POLICY_EXEMPTION)),
-            )
-            .attribute(
-                Attribute::string("scope")
-                    .required()
-                    .requires_replace()
-                    .description("What to exempt: `/providers/Microsoft.Management/managementGroups/<mg>`, `/subscriptions/<sub>`, `/subscriptions/<sub>/resourceGroups/<rg>` or a resource ID. It must be at or below the assignment's scope unless `assignment_scope_validation = \"DoNotValidate\"`.")
-                    .validate_with(arm_scope),
-            )
+            .attribute(id_attribute("The exemption's ARM ID: `<scope>/providers/Microsoft.Authorization/policyExemptions/<name>`."))
+            .attribute(name_attribute("The exemption's name.", names::POLICY_EXEMPTION))
+            .attribute(scope_attribute("What to exempt: `/providers/Microsoft.Management/managementGroups/<mg>`, `/subscriptions/<sub>`, `/subscriptions/<sub>/resourceGroups/<rg>` or a resource ID. It must be at or below the assignment's scope unless `assignment_scope_validation = \"DoNotValidate\"`."))
             .attribute(
                 Attribute::string("policy_assignment_id")
                     .required()
@@ -194,12 +173,7 @@ fn schema() -> Schema {
             )
             .attribute(Attribute::string("display_name").optional().description("The display name."))
             .attribute(Attribute::string("description").optional().description("A description, e.g. the reason and the ticket."))
-            .attribute(
-                Attribute::string("metadata")
-                    .optional()
-                    .description("Metadata as a JSON object string (`jsonencode({...})`). Only the keys you set are compared; keys Azure writes itself are ignored unless you set them.")
-                    .validate_with(json_object_string),
-            )
+            .attribute(metadata_attribute("Metadata as a JSON object string (`jsonencode({...})`). Only the keys you set are compared; keys Azure writes itself are ignored unless you set them."))
             .block(resource_selectors_block())
             .block(timeouts::block(POLICY_TIMEOUTS)),
     )

@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value as Json};
 
 use crate::arm::api_version;
 use crate::framework::timeouts;
-use crate::framework::typed::{Knowable, Typed, Whole};
+use crate::framework::typed::{Knowable, Whole};
 use crate::framework::{
     Attribute, AttributePath, Block, CallContext, Diagnostic, Diagnostics, ModifyPlanRequest,
     ModifyPlanResponse, NestedBlock, Schema, Type, Value,
@@ -20,14 +20,17 @@ use crate::policy::{
     ParameterDefinition, PolicyDefinition, PolicyDefinitionReference, PolicySetDefinition,
     PolicySetDefinitionProperties,
 };
+use crate::resources::shared::decode::decoded;
 use crate::typed_object;
 
 use super::definition::{
-    keep_json, parameters_of, replace_on_breaking_declarations, validate_json_object,
+    keep_json, keep_parameters, parameters_of, replace_on_breaking_declarations,
+    validate_json_object,
 };
 use super::provider::Configured;
 use super::shared::definition_api::{
-    definition_state, descriptive_attributes, identifying_attributes, DefinitionLike,
+    definition_kind, definition_state, descriptive_attributes, identifying_attributes,
+    DefinitionLike,
 };
 use super::shared::json::json_text;
 use super::shared::waits::POLICY_TIMEOUTS;
@@ -299,12 +302,7 @@ async fn member_definition(
 /// of a built-in keeps its `version` key): no metadata is implied.
 fn reconcile(prior: &Initiative, mut state: Initiative, s: &PolicySetDefinition) -> Initiative {
     let p = &s.properties;
-    let params = p
-        .parameters
-        .as_ref()
-        .filter(|m| !m.is_empty() || prior.parameters.known().is_some())
-        .and_then(|x| serde_json::to_value(x).ok());
-    state.parameters = keep_json(prior.parameters.as_deref(), params.as_ref()).into();
+    state.parameters = keep_parameters(&prior.parameters, p.parameters.as_ref());
     let members: Vec<Member> = p
         .policy_definitions
         .iter()
@@ -376,13 +374,12 @@ fn reconcile(prior: &Initiative, mut state: Initiative, s: &PolicySetDefinition)
 
 #[async_trait]
 impl DefinitionLike for InitiativeResource {
-    const TYPE_NAME: &'static str = "akspolicy_initiative";
-    type Body = PolicySetDefinition;
-    type State = Initiative;
-
-    fn definition_schema() -> Schema {
+    definition_kind!(
+        "akspolicy_initiative",
+        PolicySetDefinition,
+        Initiative,
         schema()
-    }
+    );
 
     // Members may reference definitions created in the same run (unknown IDs); their
     // parameter values are usually known and still worth checking.
@@ -438,9 +435,8 @@ impl DefinitionLike for InitiativeResource {
         req: ModifyPlanRequest<'_>,
         change: &mut ModifyPlanResponse,
     ) {
-        let config = match Initiative::decode(req.config) {
-            Ok(c) => c,
-            Err(e) => return change.diags.extend(e.into()),
+        let Some(config) = decoded::<Initiative>(req.config, &mut change.diags) else {
+            return;
         };
         if !config.policy_definition.known {
             return;
@@ -506,6 +502,7 @@ impl DefinitionLike for InitiativeResource {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::framework::typed::Typed;
     use crate::resources::shared::testing::validation_of;
 
     #[test]

@@ -23,7 +23,8 @@ use crate::typed_object;
 
 use super::definition::{implied_kubernetes_metadata, metadata_object};
 use super::shared::definition_api::{
-    definition_state, descriptive_attributes, identifying_attributes, DefinitionLike,
+    definition_kind, definition_state, descriptive_attributes, identifying_attributes,
+    DefinitionLike,
 };
 use super::shared::waits::POLICY_TIMEOUTS;
 
@@ -321,13 +322,12 @@ fn reconcile(
 
 #[async_trait]
 impl DefinitionLike for KubernetesMutationResource {
-    const TYPE_NAME: &'static str = "akspolicy_kubernetes_mutation";
-    type Body = PolicyDefinition;
-    type State = KubernetesMutation;
-
-    fn definition_schema() -> Schema {
+    definition_kind!(
+        "akspolicy_kubernetes_mutation",
+        PolicyDefinition,
+        KubernetesMutation,
         schema()
-    }
+    );
 
     const CHECKED_INPUTS: &'static [&'static str] = &[
         "mutator",

@@ -13,6 +13,7 @@ use crate::framework::{
     Diagnostics, Function, Provider, ProviderData, Resource, Schema, Type, ValidateConfigRequest,
     ValidateConfigResponse, Value,
 };
+use crate::resources::shared::decode::decoded;
 
 use crate::framework::typed::{Typed, TypedError};
 use crate::framework::value::Number;
@@ -388,9 +389,8 @@ impl Provider for AksPolicyProvider {
 
     fn validate_config(&self, req: ValidateConfigRequest<'_>, resp: &mut ValidateConfigResponse) {
         let diags = &mut resp.diags;
-        let config = match ProviderConfig::decode(req.config) {
-            Ok(c) => c,
-            Err(e) => return diags.extend(e.into()),
+        let Some(config) = decoded::<ProviderConfig>(req.config, diags) else {
+            return;
         };
         for insecure in crate::arm::endpoint::insecure_endpoints(&settings_from_config(&config)) {
             diags.push(

@@ -3,6 +3,8 @@
 //! Policy add-on on for every cluster in scope). A remediation is a one-shot job, so every
 //! input replaces it; `wait_for_completion` makes apply follow it to the end.
 
+use crate::resources::shared::decode::decoded;
+use crate::typed_object;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -18,13 +20,11 @@ use crate::framework::{
     ModifyPlanResponse, Number, ReadRequest, ReadResponse, Resource, Schema, Type,
     ValidateConfigRequest, ValidateConfigResponse, Value,
 };
-use crate::typed_object;
 
 use super::provider::Configured;
 use super::shared::errors::arm_error_diagnostic;
 use super::shared::existence::{check_planned_scope, check_remediable};
-use super::shared::schema::typed_schema;
-use super::shared::validators::azure_name;
+use super::shared::schema::{id_attribute, name_attribute, typed_schema};
 use crate::policy::names;
 
 const TIMEOUTS: TimeoutDefaults = TimeoutDefaults {
@@ -54,14 +54,8 @@ fn schema() -> Schema {
                  `akspolicy_assignment` grants them); without them its deployments fail with \
                  `AuthorizationFailed`.",
             )
-            .attribute(Attribute::string("id").computed().use_state_for_unknown().description("The remediation's ID."))
-            .attribute(
-                Attribute::string("name")
-                    .required()
-                    .requires_replace()
-                    .description("The remediation's name.")
-                    .validate_with(azure_name(names::RESOURCE)),
-            )
+            .attribute(id_attribute("The remediation's ID."))
+            .attribute(name_attribute("The remediation's name.", names::RESOURCE))
             .attribute(
                 Attribute::string("scope")
                     .required()
@@ -332,9 +326,8 @@ impl Resource for RemediationResource {
 
     fn validate_config(&self, req: ValidateConfigRequest<'_>, resp: &mut ValidateConfigResponse) {
         let (config, diags) = (req.config, &mut resp.diags);
-        let config = match Remediation::decode(config) {
-            Ok(c) => c,
-            Err(e) => return diags.extend(e.into()),
+        let Some(config) = decoded::<Remediation>(config, diags) else {
+            return;
         };
         let at_mg = config
             .scope
@@ -342,12 +335,10 @@ impl Resource for RemediationResource {
             .and_then(|s| Scope::parse(s).ok())
             .is_some_and(|s| matches!(s, Scope::ManagementGroup(_)));
         if at_mg && config.resource_discovery_mode.as_deref() == Some("ReEvaluateCompliance") {
-            diags.push(
-                Diagnostic::error(
-                    "ReEvaluateCompliance is not available at management-group scope",
-                    "Azure only re-evaluates compliance for subscription, resource group or resource scopes. Use ExistingNonCompliant, or remediate per subscription.",
-                )
-                .at(AttributePath::attr("resource_discovery_mode")),
+            diags.error_at(
+                AttributePath::attr("resource_discovery_mode"),
+                "ReEvaluateCompliance is not available at management-group scope",
+                "Azure only re-evaluates compliance for subscription, resource group or resource scopes. Use ExistingNonCompliant, or remediate per subscription.",
             );
         }
         if let Some(n) = config.failure_threshold.known() {
@@ -369,9 +360,8 @@ impl Resource for RemediationResource {
         change: &mut ModifyPlanResponse,
     ) {
         check_planned_scope(ctx, req, change).await;
-        let config = match Remediation::decode(req.config) {
-            Ok(c) => c,
-            Err(e) => return change.diags.extend(e.into()),
+        let Some(config) = decoded::<Remediation>(req.config, &mut change.diags) else {
+            return;
         };
         // Null on create.
         let same = Remediation::decode(req.prior).is_ok_and(|prior| {
@@ -415,9 +405,8 @@ impl Resource for RemediationResource {
         let Some(c) = Configured::from_context(ctx, diags) else {
             return;
         };
-        let prior = match Remediation::decode(prior) {
-            Ok(p) => p,
-            Err(e) => return diags.extend(e.into()),
+        let Some(prior) = decoded::<Remediation>(prior, diags) else {
+            return;
         };
         let path = remediation_path(
             prior.scope.as_deref().unwrap_or_default(),
@@ -531,12 +520,8 @@ async fn read_remediation(
     diags: &mut Diagnostics,
 ) -> Option<Value> {
     let c = Configured::from_context(ctx, diags)?;
-    let typed = match Remediation::decode(state) {
-        Ok(s) => s,
-        Err(e) => {
-            diags.extend(e.into());
-            return Some(state.clone());
-        }
+    let Some(typed) = decoded::<Remediation>(state, diags) else {
+        return Some(state.clone());
     };
     let path = remediation_path(
         typed.scope.as_deref().unwrap_or_default(),

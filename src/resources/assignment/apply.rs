@@ -4,7 +4,7 @@
 use serde_json::{Map, Value as Json};
 
 use crate::arm::api_version;
-use crate::arm::ArmClient;
+use crate::arm::{ArmClient, ArmError};
 use crate::framework::timeouts::{Deadline, Operation};
 use crate::framework::typed::{Knowable, Typed};
 use crate::framework::{
@@ -244,30 +244,19 @@ async fn refresh_remediation_roles(
         return;
     };
     let deadline = Deadline::start(prior_value, Operation::Read, POLICY_TIMEOUTS);
-    let found = deadline
-        .run(remediation_roles::current(
-            &configured.client,
-            &id,
-            &scope,
-            &definition,
-        ))
-        .await;
-    let roles = match found {
-        Some(Ok(r)) => r,
-        Some(Err(e)) => {
-            diags.push(
-                arm_error_diagnostic("Reading the remediation roles failed", &e)
-                    .at(AttributePath::attr("grant_remediation_roles")),
-            );
-            return;
-        }
-        None => {
-            diags.push(deadline.exceeded(
-                "Timed out reading the remediation roles",
-                "reading the role assignments of grant_remediation_roles",
-            ));
-            return;
-        }
+    let Some(roles) = roles_step(
+        &deadline,
+        remediation_roles::current(&configured.client, &id, &scope, &definition),
+        RolesStep {
+            failed: "Reading the remediation roles failed",
+            timed_out: "Timed out reading the remediation roles",
+            doing: "reading the role assignments of grant_remediation_roles",
+        },
+        diags,
+    )
+    .await
+    else {
+        return;
     };
     let held = prior
         .remediation_role_assignment_ids
@@ -307,28 +296,56 @@ pub(super) async fn delete(ctx: &CallContext, prior: &Value, diags: &mut Diagnos
             return;
         };
         let deadline = Deadline::start(prior, Operation::Delete, POLICY_TIMEOUTS);
-        match deadline
-            .run(remediation_roles::revoke(&configured.client, &granted))
-            .await
-        {
-            Some(Ok(())) => {}
-            Some(Err(e)) => {
-                diags.push(
-                    arm_error_diagnostic("Removing the remediation roles failed", &e)
-                        .at(AttributePath::attr("grant_remediation_roles")),
-                );
-                return;
-            }
-            None => {
-                diags.push(deadline.exceeded(
-                    "Timed out removing the remediation roles",
-                    "deleting the role assignments of grant_remediation_roles",
-                ));
-                return;
-            }
+        let revoked = roles_step(
+            &deadline,
+            remediation_roles::revoke(&configured.client, &granted),
+            RolesStep {
+                failed: "Removing the remediation roles failed",
+                timed_out: "Timed out removing the remediation roles",
+                doing: "deleting the role assignments of grant_remediation_roles",
+            },
+            diags,
+        )
+        .await;
+        if revoked.is_none() {
+            return;
         }
     }
     KIND.delete(ctx, prior, diags).await
+}
+
+/// How the errors of one ARM call on the role assignments of `grant_remediation_roles` read.
+struct RolesStep {
+    /// The summary when Azure refuses the call.
+    failed: &'static str,
+    /// The summary when the deadline runs out first.
+    timed_out: &'static str,
+    /// What was under way when it ran out, for [`Deadline::exceeded`].
+    doing: &'static str,
+}
+
+/// The result of `call` run within `deadline`; `None`, with the error in `diags`, when Azure
+/// refuses it (an error on `grant_remediation_roles`) or the deadline runs out.
+async fn roles_step<T>(
+    deadline: &Deadline,
+    call: impl std::future::Future<Output = Result<T, ArmError>>,
+    step: RolesStep,
+    diags: &mut Diagnostics,
+) -> Option<T> {
+    match deadline.run(call).await {
+        Some(Ok(found)) => Some(found),
+        Some(Err(e)) => {
+            diags.push(
+                arm_error_diagnostic(step.failed, &e)
+                    .at(AttributePath::attr("grant_remediation_roles")),
+            );
+            None
+        }
+        None => {
+            diags.push(deadline.exceeded(step.timed_out, step.doing));
+            None
+        }
+    }
 }
 
 /// `Resource::import`.

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::arm::{api_version, ArmError};
+use crate::arm::api_version;
 use crate::framework::{
     ApplyRequest, ApplyResponse, CallContext, CheckRemovalRequest, CheckRemovalResponse,
     DeleteRequest, DeleteResponse, ImportRequest, ImportResponse, ModifyPlanRequest,
@@ -45,19 +45,10 @@ const KIND: ScopedKind = ScopedKind {
 
 /// A definition created in the same apply can be invisible to the assignment API for a while.
 const DEFINITION_PROPAGATION: PropagationWait = PropagationWait {
-    transient: is_definition_propagation,
+    not_found_codes: &["PolicyDefinitionNotFound", "PolicySetDefinitionNotFound"],
     bound: Duration::from_secs(180),
-    interval: Duration::from_secs(5),
     waiting_for: "Azure to see the assigned definition",
 };
-
-fn is_definition_propagation(e: &ArmError) -> bool {
-    e.status() == Some(400)
-        && matches!(
-            e.code(),
-            Some("PolicyDefinitionNotFound" | "PolicySetDefinitionNotFound")
-        )
-}
 
 pub struct AssignmentResource;
 

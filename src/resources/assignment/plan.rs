@@ -9,6 +9,7 @@ use crate::framework::{
 };
 use crate::policy::names;
 use crate::resources::provider::Configured;
+use crate::resources::shared::decode::decoded;
 use crate::resources::shared::existence::{check_planned_scope, missing_definition};
 use crate::resources::shared::parameter_values::{check_against, declared_parameters, LookupError};
 use crate::resources::shared::reconcile::ignore_case_only_replacements;
@@ -154,9 +155,8 @@ pub(super) async fn modify_plan(
     keep_identity_ids(req, change);
     ignore_case_only_replacements(req, change, &["scope", "name", "policy_definition_id"]);
     check_planned_scope(ctx, req, change).await;
-    let config = match Assignment::decode(req.config) {
-        Ok(c) => c,
-        Err(e) => return change.diags.extend(e.into()),
+    let Some(config) = decoded::<Assignment>(req.config, &mut change.diags) else {
+        return;
     };
     let unchanged = !req.prior.is_null()
         && Assignment::decode(req.prior).is_ok_and(|prior| {
@@ -196,9 +196,8 @@ async fn check_replacement_keeps_guardrail(
     prior_value: &Value,
     diags: &mut Diagnostics,
 ) {
-    let prior = match Assignment::decode(prior_value) {
-        Ok(p) => p,
-        Err(e) => return diags.extend(e.into()),
+    let Some(prior) = decoded::<Assignment>(prior_value, diags) else {
+        return;
     };
     let (Some(id), Some(definition_id)) =
         (prior.id.as_deref(), prior.policy_definition_id.as_deref())

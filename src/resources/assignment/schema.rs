@@ -9,11 +9,13 @@ use crate::framework::{
 };
 use crate::policy::names;
 use crate::resources::shared::parameter_values::definition_kind;
-use crate::resources::shared::reconcile::{arm_scope, json_object_string};
+use crate::resources::shared::reconcile::arm_scope;
+use crate::resources::shared::schema::{
+    id_attribute, metadata_attribute, name_attribute, scope_attribute,
+};
 use crate::resources::shared::selectors::{
     one_of, resource_selectors_block, selectors_block, ResourceSelectorBlock, SelectorBlock,
 };
-use crate::resources::shared::validators::azure_name;
 use crate::resources::shared::waits::POLICY_TIMEOUTS;
 use crate::typed_object;
 
@@ -114,26 +116,12 @@ pub(super) fn schema() -> Schema {
                  your spelling is kept. After `terraform import`, `metadata` reads back as \
                  compact JSON with sorted keys, which is what `jsonencode` writes.",
             )
-            .attribute(
-                Attribute::string("id")
-                    .computed()
-                    .use_state_for_unknown()
-                    .description("The assignment's ARM ID: `<scope>/providers/Microsoft.Authorization/policyAssignments/<name>`."),
-            )
-            .attribute(
-                Attribute::string("name")
-                    .required()
-                    .requires_replace()
-                    .description("The assignment's name: at most 64 characters, at most 24 at management-group scope; none of `<>*%&:\\?.+/`.")
-                    .validate_with(azure_name(names::POLICY_ASSIGNMENT)),
-            )
-            .attribute(
-                Attribute::string("scope")
-                    .required()
-                    .requires_replace()
-                    .description("Where to assign: `/providers/Microsoft.Management/managementGroups/<mg>`, `/subscriptions/<sub>`, `/subscriptions/<sub>/resourceGroups/<rg>` or a resource ID such as an AKS cluster's. A management group, subscription or resource group that does not exist fails the plan (when the scope is known at plan).")
-                    .validate_with(arm_scope),
-            )
+            .attribute(id_attribute("The assignment's ARM ID: `<scope>/providers/Microsoft.Authorization/policyAssignments/<name>`."))
+            .attribute(name_attribute(
+                "The assignment's name: at most 64 characters, at most 24 at management-group scope; none of `<>*%&:\\?.+/`.",
+                names::POLICY_ASSIGNMENT,
+            ))
+            .attribute(scope_attribute("Where to assign: `/providers/Microsoft.Management/managementGroups/<mg>`, `/subscriptions/<sub>`, `/subscriptions/<sub>/resourceGroups/<rg>` or a resource ID such as an AKS cluster's. A management group, subscription or resource group that does not exist fails the plan (when the scope is known at plan)."))
             .attribute(
                 Attribute::string("policy_definition_id")
                     .required()
@@ -154,12 +142,7 @@ pub(super) fn schema() -> Schema {
                     .description("The display name shown in the portal and in compliance results."),
             )
             .attribute(Attribute::string("description").optional().description("A description."))
-            .attribute(
-                Attribute::string("metadata")
-                    .optional()
-                    .description("Metadata as a JSON object string (`jsonencode({...})`). Only the keys you set are compared; keys Azure writes itself (`assignedBy`, `createdBy`, `createdOn`, `updatedBy`, `updatedOn`) are ignored unless you set them, and updates keep the values Azure holds.")
-                    .validate_with(json_object_string),
-            )
+            .attribute(metadata_attribute("Metadata as a JSON object string (`jsonencode({...})`). Only the keys you set are compared; keys Azure writes itself (`assignedBy`, `createdBy`, `createdOn`, `updatedBy`, `updatedOn`) are ignored unless you set them, and updates keep the values Azure holds."))
             .attribute(
                 Attribute::string("enforcement_mode")
                     .default(Value::string("Default"))

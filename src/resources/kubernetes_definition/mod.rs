@@ -24,7 +24,6 @@ use serde_json::Value as Json;
 use crate::framework::typed::{Knowable, Typed};
 use crate::framework::{
     AttributePath, CallContext, Diagnostic, Diagnostics, ModifyPlanRequest, ModifyPlanResponse,
-    Schema,
 };
 use crate::policy::kubernetes_body::{
     check_default_effect, merged_match, DefinitionBuildError, KindMatch, KubernetesDefinitionSpec,
@@ -35,7 +34,7 @@ use crate::policy::{PolicyDefinition, PolicyDefinitionProperties};
 use super::definition::{
     implied_kubernetes_metadata, keep_json, metadata_object, replace_on_breaking_parameters,
 };
-use super::shared::definition_api::DefinitionLike;
+use super::shared::definition_api::{definition_kind, DefinitionLike};
 
 pub use policy_tests::{PlannedPolicy, TestProblem};
 pub use schema::{KubernetesDefinition, MatchBlock, TemplateBlock, TestBlock};
@@ -179,13 +178,12 @@ fn spec_from(
 
 #[async_trait]
 impl DefinitionLike for KubernetesDefinitionResource {
-    const TYPE_NAME: &'static str = "akspolicy_kubernetes_definition";
-    type Body = PolicyDefinition;
-    type State = KubernetesDefinition;
-
-    fn definition_schema() -> Schema {
+    definition_kind!(
+        "akspolicy_kubernetes_definition",
+        PolicyDefinition,
+        KubernetesDefinition,
         schema::schema()
-    }
+    );
 
     const CHECKED_INPUTS: &'static [&'static str] = &[
         "template",

@@ -332,12 +332,10 @@ pub(super) fn run_tests(
         checked.resolved.as_ref().map(|r| &r.source),
         Some(TemplateSource::Url(_))
     ) {
-        diags.push(
-            Diagnostic::warning(
-                "Tests not run",
-                "`test` blocks need the template's Rego; with `template_url` the provider does not fetch it, so the tests were skipped.",
-            )
-            .at(AttributePath::attr("test")),
+        diags.warning_at(
+            AttributePath::attr("test"),
+            "Tests not run",
+            "`test` blocks need the template's Rego; with `template_url` the provider does not fetch it, so the tests were skipped.",
         );
         return;
     }

@@ -25,12 +25,13 @@ use crate::policy::{
 };
 use serde_json::Value as Json;
 
+use super::decode::decoded;
 use super::errors::arm_error_diagnostic;
 use super::existence::check_planned_scope;
 use super::identity::Identity;
 use super::schema::typed_schema;
+use super::schema::{id_attribute, name_attribute};
 use super::usage::{bullet_list, users_of};
-use super::validators::azure_name;
 use super::waits::POLICY_TIMEOUTS;
 use crate::policy::names;
 use crate::resources::definition::{
@@ -119,9 +120,8 @@ pub trait DefinitionLike: Send + Sync + 'static {
     /// Create and update are the same PUT. Changes of only `local_only` parts and `timeouts`
     /// never get here: the framework answers them.
     async fn put(&self, ctx: &CallContext, req: ApplyRequest<'_>, resp: &mut ApplyResponse) {
-        let planned = match Self::State::decode(req.planned) {
-            Ok(p) => p,
-            Err(e) => return resp.diags.extend(e.into()),
+        let Some(planned) = decoded::<Self::State>(req.planned, &mut resp.diags) else {
+            return;
         };
         let Some(properties) = Self::properties_of(&planned, &mut resp.diags) else {
             return;
@@ -204,19 +204,11 @@ impl<T: DefinitionLike> Resource for T {
 /// scope's description.
 pub fn identifying_attributes(block: Block, owner: &str, scope_lead: &str) -> Block {
     block
-        .attribute(
-            Attribute::string("id")
-                .computed()
-                .use_state_for_unknown()
-                .description(format!("The {owner}'s ARM ID.")),
-        )
-        .attribute(
-            Attribute::string("name")
-                .required()
-                .requires_replace()
-                .description(format!("The {owner}'s name (last segment of its ID)."))
-                .validate_with(azure_name(names::POLICY_DEFINITION)),
-        )
+        .attribute(id_attribute(format!("The {owner}'s ARM ID.")))
+        .attribute(name_attribute(
+            format!("The {owner}'s name (last segment of its ID)."),
+            names::POLICY_DEFINITION,
+        ))
         .attribute(
             Attribute::string("scope")
                 .optional()
@@ -299,6 +291,23 @@ macro_rules! definition_state {
     };
 }
 pub(crate) use definition_state;
+
+/// The items of a [`DefinitionLike`] implementation that say what it is: its Terraform type
+/// name, the body Azure holds, its typed state and its schema. Every implementation has them
+/// in the same form, so each names only the four:
+/// `definition_kind!("akspolicy_x", PolicyDefinition, X, schema());` inside the `impl` block.
+macro_rules! definition_kind {
+    ($type_name:expr, $body:ty, $state:ty, $schema:expr) => {
+        const TYPE_NAME: &'static str = $type_name;
+        type Body = $body;
+        type State = $state;
+
+        fn definition_schema() -> $crate::framework::Schema {
+            $schema
+        }
+    };
+}
+pub(crate) use definition_kind;
 
 /// The attributes every definition resource's state starts with, to be filled from Azure.
 pub struct DefinitionHead<'a> {
@@ -435,7 +444,7 @@ fn known_config<S: Typed>(config: &Value, inputs: &[&str], diags: &mut Diagnosti
     if inputs.iter().any(|a| !config.get(a).is_wholly_known()) {
         return None;
     }
-    S::decode(config).map_err(|e| diags.extend(e.into())).ok()
+    decoded(config, diags)
 }
 
 /// Policy definitions, of any mode.

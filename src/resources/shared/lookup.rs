@@ -13,6 +13,7 @@ use crate::framework::{
     ReadDataRequest, ReadDataResponse, Schema, Type, ValidateConfigRequest, ValidateConfigResponse,
 };
 use crate::resources::provider::Configured;
+use crate::resources::shared::decode::decoded;
 use crate::typed_object;
 
 use super::definition_api::{DefinitionBody, DefinitionCollection, DefinitionProperties};
@@ -179,9 +180,8 @@ impl<T: BuiltinLookup> DataSource for T {
     }
 
     async fn read(&self, ctx: &CallContext, req: ReadDataRequest<'_>, resp: &mut ReadDataResponse) {
-        let keys = match LookupKeys::decode(req.config) {
-            Ok(keys) => keys,
-            Err(e) => return resp.diags.extend(e.into()),
+        let Some(keys) = decoded::<LookupKeys>(req.config, &mut resp.diags) else {
+            return;
         };
         let Some(configured) = Configured::from_context(ctx, &mut resp.diags) else {
             return;

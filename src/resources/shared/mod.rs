@@ -3,6 +3,7 @@
 //! existence and usage checks, validators and consistency waits. Nothing in here is a
 //! Terraform type of its own.
 
+pub mod decode;
 pub mod definition_api;
 pub mod errors;
 pub mod existence;

@@ -203,6 +203,7 @@ pub fn metadata_text_state(prior: Option<&str>, remote: Option<&Json>) -> Option
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::resources::shared::testing::validator_diags;
     use serde_json::json;
 
     #[test]
@@ -299,22 +300,10 @@ mod tests {
 
     #[test]
     fn scopes_are_validated_with_accepted_forms() {
-        let mut d = Diagnostics::new();
-        arm_scope(
-            &Value::string("rg-1"),
-            &AttributePath::attr("scope"),
-            &mut d,
-        );
+        let d = validator_diags(arm_scope, "scope", Value::string("rg-1"));
         assert!(d.0[0].detail.contains("accepted forms"), "{:?}", d);
-        let mut d = Diagnostics::new();
-        arm_scope(&Value::string("/"), &AttributePath::attr("scope"), &mut d);
-        assert!(d.has_errors());
-        let mut d = Diagnostics::new();
-        arm_scope(
-            &Value::string("/subscriptions/x/resourceGroups/rg"),
-            &AttributePath::attr("scope"),
-            &mut d,
-        );
-        assert!(d.is_empty());
+        assert!(validator_diags(arm_scope, "scope", Value::string("/")).has_errors());
+        let resource_group = Value::string("/subscriptions/x/resourceGroups/rg");
+        assert!(validator_diags(arm_scope, "scope", resource_group).is_empty());
     }
 }

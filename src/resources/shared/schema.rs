@@ -21,3 +21,45 @@ macro_rules! typed_schema {
     };
 }
 pub(crate) use typed_schema;
+
+use crate::framework::Attribute;
+use crate::policy::names::NameRule;
+use crate::resources::shared::reconcile::{arm_scope, json_object_string};
+use crate::resources::shared::validators::azure_name;
+
+/// `id`: the object's ID, which Azure assigns and an update never changes, so a plan keeps
+/// the state's value rather than showing it as unknown.
+pub fn id_attribute(description: impl Into<String>) -> Attribute {
+    Attribute::string("id")
+        .computed()
+        .use_state_for_unknown()
+        .description(description)
+}
+
+/// `name`: the last segment of the object's ID, checked against Azure's `rule` for it. Azure
+/// cannot rename an object, so a new name replaces it.
+pub fn name_attribute(description: impl Into<String>, rule: NameRule) -> Attribute {
+    Attribute::string("name")
+        .required()
+        .requires_replace()
+        .description(description)
+        .validate_with(azure_name(rule))
+}
+
+/// `scope`: the ARM scope (management group, subscription, resource group or resource) the
+/// object is created at, which Azure cannot move it from, so a new scope replaces it.
+pub fn scope_attribute(description: impl Into<String>) -> Attribute {
+    Attribute::string("scope")
+        .required()
+        .requires_replace()
+        .description(description)
+        .validate_with(arm_scope)
+}
+
+/// `metadata`: ARM's free-form metadata object, written as a JSON object string.
+pub fn metadata_attribute(description: impl Into<String>) -> Attribute {
+    Attribute::string("metadata")
+        .optional()
+        .description(description)
+        .validate_with(json_object_string)
+}

@@ -73,14 +73,23 @@ pub trait ScopedBody: Serialize + DeserializeOwned + Clone + Send + Sync {
 }
 
 /// A PUT refusal that only means ARM does not see a just-created dependency yet (e.g. the
-/// definition an assignment assigns), retried for a while.
+/// definition an assignment assigns), retried every [`PropagationWait::INTERVAL`] for a while.
 pub struct PropagationWait {
-    pub transient: fn(&ArmError) -> bool,
+    /// The error codes of the 400 with which ARM says it cannot find the dependency.
+    pub not_found_codes: &'static [&'static str],
     /// How long the dependency may take to appear; the operation's budget may cut it shorter.
     pub bound: Duration,
-    pub interval: Duration,
     /// What is waited for, for the timeout message ("Azure to see the policy definition").
     pub waiting_for: &'static str,
+}
+
+impl PropagationWait {
+    const INTERVAL: Duration = Duration::from_secs(5);
+
+    /// Whether `e` is ARM not seeing the dependency yet.
+    fn is_transient(&self, e: &ArmError) -> bool {
+        e.status() == Some(400) && e.code().is_some_and(|c| self.not_found_codes.contains(&c))
+    }
 }
 
 /// One kind of scoped object.
@@ -345,15 +354,19 @@ impl ScopedKind {
         }
         let put_wait = ConsistencyOptions {
             timeout: deadline.cap(wait.bound),
-            interval: wait.interval,
+            interval: PropagationWait::INTERVAL,
         };
-        let written = retry_while(&put_wait, wait.transient, || {
-            client.put::<_, Json>(&path, self.api_version, body)
-        })
+        let written = retry_while(
+            &put_wait,
+            |e| wait.is_transient(e),
+            || client.put::<_, Json>(&path, self.api_version, body),
+        )
         .await;
         let written = match written {
             Ok(w) => w,
-            Err(e) if (wait.transient)(&e) && deadline.runs_out_within(wait.interval) => {
+            Err(e)
+                if wait.is_transient(&e) && deadline.runs_out_within(PropagationWait::INTERVAL) =>
+            {
                 // Azure refused the write, so there is nothing new to track.
                 diags.push(deadline.exceeded(
                     &timed_out,
@@ -503,6 +516,22 @@ mod tests {
         timeouts: super::super::waits::POLICY_TIMEOUTS,
         list_takes_top: false,
     };
+
+    #[test]
+    fn only_a_400_naming_the_dependency_waits_for_propagation() {
+        let wait = PropagationWait {
+            not_found_codes: &["PolicyAssignmentNotFound"],
+            bound: Duration::from_secs(1),
+            waiting_for: "Azure to see the assignment",
+        };
+        let error = |status: u16, code: &str| {
+            let body = format!(r#"{{"error":{{"code":"{code}","message":"m"}}}}"#);
+            ArmError::from_response(status, body.as_bytes(), "PUT", "https://x/y", None, None)
+        };
+        assert!(wait.is_transient(&error(400, "PolicyAssignmentNotFound")));
+        assert!(!wait.is_transient(&error(404, "PolicyAssignmentNotFound")));
+        assert!(!wait.is_transient(&error(400, "InvalidRequestContent")));
+    }
 
     #[test]
     fn paths_and_scopes() {

@@ -191,6 +191,7 @@ pub fn resource_selectors_to_value(v: Option<&[ResourceSelector]>) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::resources::shared::testing::validator_diags;
 
     #[test]
     fn resource_selectors_round_trip() {
@@ -208,13 +209,10 @@ mod tests {
 
     #[test]
     fn one_of_hints_case() {
-        let mut d = Diagnostics::new();
-        one_of(
-            &Value::string("resourcelocation"),
-            &AttributePath::attr("kind"),
-            &mut d,
-            SELECTOR_KINDS,
-            "selector kind",
+        let d = validator_diags(
+            |v, p, d| one_of(v, p, d, SELECTOR_KINDS, "selector kind"),
+            "kind",
+            Value::string("resourcelocation"),
         );
         assert!(d.0[0].detail.contains("did you mean \"resourceLocation\""));
     }

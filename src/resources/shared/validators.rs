@@ -28,15 +28,14 @@ pub fn azure_name(
 mod tests {
     use super::*;
     use crate::policy::names;
+    use crate::resources::shared::testing::validator_diags;
 
     fn check(name: &str) -> Diagnostics {
-        let mut d = Diagnostics::new();
-        azure_name(names::POLICY_DEFINITION)(
-            &Value::string(name),
-            &AttributePath::attr("name"),
-            &mut d,
-        );
-        d
+        validator_diags(
+            azure_name(names::POLICY_DEFINITION),
+            "name",
+            Value::string(name),
+        )
     }
 
     #[test]
