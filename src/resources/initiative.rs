@@ -503,6 +503,7 @@ impl DefinitionLike for InitiativeResource {
 mod tests {
     use super::*;
     use crate::framework::typed::Typed;
+    use crate::resources::shared::testing::assert_first_detail;
     use crate::resources::shared::testing::validation_of;
 
     #[test]
@@ -530,6 +531,6 @@ mod tests {
         .to_value();
         let d = validation_of(&InitiativeResource, &config);
         assert_eq!(d.0.len(), 1, "{:?}", d.0);
-        assert!(d.0[0].detail.contains("parameters('ns')"));
+        assert_first_detail(&d, "parameters('ns')");
     }
 }

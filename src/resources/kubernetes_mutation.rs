@@ -370,7 +370,7 @@ mod tests {
     use super::*;
     use crate::framework::typed::Typed;
     use crate::resources::shared::definition_api::POLICY_DEFINITIONS;
-    use crate::resources::shared::testing::validation_of;
+    use crate::resources::shared::testing::{assert_first_detail, validation_of};
 
     const MUTATOR: &str = r#"apiVersion: mutations.gatekeeper.sh/v1
 kind: Assign
@@ -428,11 +428,7 @@ spec:
         ));
         assert_eq!(d.0.len(), 1, "{d:?}");
         assert!(d.0[0].summary.contains("\"overrides\""), "{d:?}");
-        assert!(
-            d.0[0].detail.contains("spec.containers[name: side].securityContext.allowPrivilegeEscalation is true, expected false"),
-            "{}",
-            d.0[0].detail
-        );
+        assert_first_detail(&d, "spec.containers[name: side].securityContext.allowPrivilegeEscalation is true, expected false");
         assert_eq!(
             d.0[0].attribute,
             Some(AttributePath::attr("test").index(1).attribute("name"))
@@ -447,11 +443,7 @@ spec:
         ));
         assert_eq!(d.0.len(), 1, "{d:?}");
         assert_eq!(d.0[0].attribute, Some(AttributePath::attr("mutator")));
-        assert!(
-            d.0[0].detail.contains("kind \"Mutate\""),
-            "{}",
-            d.0[0].detail
-        );
+        assert_first_detail(&d, "kind \"Mutate\"");
         let d = validate(&config(
             MUTATOR,
             vec![
@@ -486,11 +478,7 @@ spec:
             )],
         ));
         assert!(d.has_errors());
-        assert!(
-            d.0[0].detail.contains("securityContext is missing"),
-            "{}",
-            d.0[0].detail
-        );
+        assert_first_detail(&d, "securityContext is missing");
         let d = validate(&config(
             MUTATOR,
             vec![test_block("excluded", &in_kube_system, unchanged)],

@@ -282,12 +282,12 @@ impl CompiledRego {
     }
 }
 
-/// Fixtures shared by the unit tests of the submodules.
+/// Fixtures shared by the unit tests of the submodules and of the resources that carry Rego.
 #[cfg(test)]
-mod test_support {
+pub(crate) mod test_support {
     use super::*;
 
-    pub(super) const NO_LATEST: &str = r#"package k8snolatest
+    pub(crate) const NO_LATEST: &str = r#"package k8snolatest
 
 violation[{"msg": msg}] {
   c := input.review.object.spec.containers[_]

@@ -319,6 +319,7 @@ mod tests {
     use super::*;
     use crate::framework::typed::SetOf;
     use crate::resources::assignment::schema::IdentityBlock;
+    use crate::resources::shared::testing::assert_first_detail;
 
     fn cfg(scope: &str, name: &str, identity: bool, location: Knowable<String>) -> Assignment {
         Assignment {
@@ -350,14 +351,14 @@ mod tests {
         granting.grant_remediation_roles = Some(true);
         let d = checked(&granting);
         assert_eq!(d.0.len(), 1, "{:?}", d.0);
-        assert!(d.0[0].detail.contains("identity"), "{:?}", d.0);
+        assert_first_detail(&d, "identity");
         let mut granting = cfg(mg, "roles", true, Knowable::Known("westeurope".into()));
         granting.grant_remediation_roles = Some(true);
         let d = checked(&granting);
         assert!(d.0.is_empty(), "{:?}", d.0);
         let d = checked(&cfg(mg, "a-name-that-is-25-chars-x", false, Knowable::Null));
         assert_eq!(d.0.len(), 1);
-        assert!(d.0[0].detail.contains("at most 24"));
+        assert_first_detail(&d, "at most 24");
         let d = checked(&cfg(
             "/subscriptions/s",
             "a-name-that-is-25-chars-x",

@@ -8,19 +8,8 @@ use crate::resources::shared::testing::validation_of;
 
 use super::*;
 
-const REGO: &str = r#"package k8snolatesttag
-
-violation[{"msg": msg}] {
-  c := input.review.object.spec.containers[_]
-  endswith(c.image, ":latest")
-  not exempt(c.image)
-  msg := sprintf("container %v uses the latest tag", [c.name])
-}
-
-exempt(image) {
-  image == input.parameters.exemptImages[_]
-}
-"#;
+/// The no-latest-tag template the Rego engine's own tests use.
+const REGO: &str = crate::policy::rego::test_support::NO_LATEST;
 
 const POD: &str = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n  - name: app\n    image: nginx:latest\n";
 

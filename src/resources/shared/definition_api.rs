@@ -710,6 +710,7 @@ impl DefinitionCollection {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::resources::shared::testing::assert_first_detail;
 
     const SETS: DefinitionCollection = POLICY_SET_DEFINITIONS;
 
@@ -723,7 +724,7 @@ mod tests {
         assert_eq!(identity.name.as_deref(), Some("x"));
         assert!(state.get("timeouts").is_null());
         assert!(SETS.import("/subscriptions/s", &mut d).is_none());
-        assert!(d.0[0].detail.contains("is not a policy set definition ID"));
+        assert_first_detail(&d, "is not a policy set definition ID");
         assert_eq!(
             SETS.path("/subscriptions/s/", "x"),
             id,

@@ -339,6 +339,7 @@ fn conversion_explained(name: &str, expected: &str, text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::resources::shared::testing::assert_first_detail;
     use serde_json::json;
 
     fn hcl_like() -> Value {
@@ -422,7 +423,7 @@ mod tests {
             d.0[0].attribute,
             Some(AttributePath::attr("parameters").key("efect"))
         );
-        assert!(d.0[0].detail.contains("Did you mean \"effect\""));
+        assert_first_detail(&d, "Did you mean \"effect\"");
     }
 
     #[test]

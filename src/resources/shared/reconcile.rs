@@ -203,6 +203,7 @@ pub fn metadata_text_state(prior: Option<&str>, remote: Option<&Json>) -> Option
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::resources::shared::testing::assert_first_detail;
     use crate::resources::shared::testing::validator_diags;
     use serde_json::json;
 
@@ -301,7 +302,7 @@ mod tests {
     #[test]
     fn scopes_are_validated_with_accepted_forms() {
         let d = validator_diags(arm_scope, "scope", Value::string("rg-1"));
-        assert!(d.0[0].detail.contains("accepted forms"), "{:?}", d);
+        assert_first_detail(&d, "accepted forms");
         assert!(validator_diags(arm_scope, "scope", Value::string("/")).has_errors());
         let resource_group = Value::string("/subscriptions/x/resourceGroups/rg");
         assert!(validator_diags(arm_scope, "scope", resource_group).is_empty());

@@ -506,6 +506,7 @@ mod tests {
     use super::*;
     use crate::framework::timeouts;
     use crate::framework::{Attribute, NestedBlock};
+    use crate::resources::shared::testing::assert_first_detail;
 
     const KIND: ScopedKind = ScopedKind {
         noun: "policy exemption",
@@ -570,6 +571,6 @@ mod tests {
         assert!(KIND
             .import(&block, "/subscriptions/s/resourceGroups/rg", &mut d)
             .is_none());
-        assert!(d.0[0].detail.contains("not a policy exemption ID"));
+        assert_first_detail(&d, "not a policy exemption ID");
     }
 }

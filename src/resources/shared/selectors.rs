@@ -191,6 +191,7 @@ pub fn resource_selectors_to_value(v: Option<&[ResourceSelector]>) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::resources::shared::testing::assert_first_detail;
     use crate::resources::shared::testing::validator_diags;
 
     #[test]
@@ -214,6 +215,6 @@ mod tests {
             "kind",
             Value::string("resourcelocation"),
         );
-        assert!(d.0[0].detail.contains("did you mean \"resourceLocation\""));
+        assert_first_detail(&d, "did you mean \"resourceLocation\"");
     }
 }

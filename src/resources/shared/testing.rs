@@ -21,3 +21,13 @@ pub fn validator_diags(
     validator(&value, &AttributePath::attr(attribute), &mut d);
     d
 }
+
+/// Fails unless the first diagnostic's detail contains `needle`; the message shows them all.
+#[track_caller]
+pub fn assert_first_detail(d: &Diagnostics, needle: &str) {
+    let detail = d.0.first().map(|x| x.detail.as_str()).unwrap_or_default();
+    assert!(
+        detail.contains(needle),
+        "expected {needle:?} in the first diagnostic's detail: {d:?}"
+    );
+}
