@@ -786,11 +786,9 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn get_optional_maps_404_to_none() {
-        let server = TestServer::answering(Response::json(
-            404,
-            r#"{"error":{"code":"PolicyDefinitionNotFound","message":"nope"}}"#,
-        ))
-        .await;
+        let server =
+            TestServer::answering(Response::arm_error(404, "PolicyDefinitionNotFound", "nope"))
+                .await;
         let c = client_for(&server, fast()).await;
         let v: Option<serde_json::Value> = c.get_optional("/x", "1").await.unwrap();
         let raw = c
@@ -809,11 +807,8 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn retries_429_honouring_retry_after_ms_then_succeeds() {
-        let slow_down = Response::json(
-            429,
-            r#"{"error":{"code":"TooManyRequests","message":"slow down"}}"#,
-        )
-        .with_header("retry-after-ms", "150");
+        let slow_down = Response::arm_error(429, "TooManyRequests", "slow down")
+            .with_header("retry-after-ms", "150");
         let server = TestServer::failing_first(2, slow_down, Response::json(200, "{}")).await;
         let c = client_for(&server, fast()).await;
         let t = Instant::now();
@@ -865,11 +860,8 @@ pub(crate) mod tests {
         assert_eq!(v["ok"], true);
         assert_eq!(server.recorded().len(), 2);
 
-        let always = TestServer::answering(Response::json(
-            500,
-            r#"{"error":{"code":"InternalServerError","message":"boom"}}"#,
-        ))
-        .await;
+        let always =
+            TestServer::answering(Response::arm_error(500, "InternalServerError", "boom")).await;
         let c = client_for(&always, fast()).await;
         let e = c
             .post::<_, serde_json::Value>("/x/action", "1", Some(&serde_json::json!({})))
@@ -939,7 +931,7 @@ pub(crate) mod tests {
     async fn delete_handles_404_and_204() {
         let server = TestServer::start(|req| {
             if req.path.starts_with("/gone") {
-                Response::json(404, r#"{"error":{"code":"NotFound","message":"x"}}"#)
+                Response::arm_error(404, "NotFound", "x")
             } else {
                 Response::empty(204)
             }

@@ -247,7 +247,7 @@ mod tests {
                     let n = p2.fetch_add(1, Ordering::SeqCst);
                     if n == 0 {
                         // Status monitors can 404 briefly right after the operation starts.
-                        Response::json(404, r#"{"error":{"code":"NotFound","message":"x"}}"#)
+                        Response::arm_error(404, "NotFound", "x")
                     } else if n < 2 {
                         Response::json(200, r#"{"status":"InProgress"}"#)
                     } else {

@@ -303,11 +303,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_list_sends_every_reader_back_to_get() {
-        let server = TestServer::answering(Response::json(
-            400,
-            r#"{"error": {"code": "InvalidFilter", "message": "no"}}"#,
-        ))
-        .await;
+        let server = TestServer::answering(Response::arm_error(400, "InvalidFilter", "no")).await;
         let client = client_for(&server, fast()).await;
         let snapshots = ListSnapshots::new();
         let c = collection();

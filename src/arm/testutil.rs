@@ -50,6 +50,12 @@ impl Response {
         }
     }
 
+    /// ARM's error answer: `{"error": {"code": ..., "message": ...}}`.
+    pub fn arm_error(status: u16, code: &str, message: &str) -> Self {
+        let body = serde_json::json!({"error": {"code": code, "message": message}});
+        Response::json(status, &body.to_string())
+    }
+
     pub fn empty(status: u16) -> Self {
         Response {
             status,
