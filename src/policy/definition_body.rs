@@ -13,6 +13,10 @@ use serde_json::{Map, Value};
 pub const POLICY_DEFINITION_TYPE: &str = "Microsoft.Authorization/policyDefinitions";
 /// ARM resource type of a policy set definition.
 pub const POLICY_SET_DEFINITION_TYPE: &str = "Microsoft.Authorization/policySetDefinitions";
+/// ARM resource type of a policy assignment.
+pub const POLICY_ASSIGNMENT_TYPE: &str = "Microsoft.Authorization/policyAssignments";
+/// ARM resource type of a policy exemption.
+pub const POLICY_EXEMPTION_TYPE: &str = "Microsoft.Authorization/policyExemptions";
 
 /// `policyType` values Azure uses. Kept as a string on the wire because Azure may add values.
 pub mod policy_type {

@@ -18,7 +18,7 @@ use super::kubernetes::{
 /// The effects a mutation definition allows, as Azure's built-ins spell them.
 pub const MUTATION_EFFECTS: [&str; 2] = ["Mutate", "Disabled"];
 /// Mutation runs on AKS only (Azure's mutation built-ins test for managed clusters alone).
-pub use super::kubernetes::MANAGED_CLUSTERS as MANAGED_CLUSTER_TYPE;
+use super::kubernetes::MANAGED_CLUSTERS;
 /// `source` values (Gatekeeper's `match.source`).
 pub const SOURCES: [&str; 3] = ["All", "Generated", "Original"];
 
@@ -78,7 +78,7 @@ impl MutationDefinitionSpec {
 
     pub fn policy_rule(&self) -> Json {
         json!({
-            "if": {"field": "type", "equals": MANAGED_CLUSTER_TYPE},
+            "if": {"field": "type", "equals": MANAGED_CLUSTERS},
             "then": {
                 "effect": "[parameters('effect')]",
                 "details": {

@@ -33,11 +33,11 @@ use crate::resources::shared::decode::decoded;
 use crate::framework::typed::Typed;
 use crate::typed_object;
 
-use super::assignment::ASSIGNMENT_TYPE;
 use super::provider::Configured;
 use super::shared::errors::arm_error_diagnostic;
 use super::shared::schema::typed_schema;
-use crate::policy::arm_rule::alias::MANAGED_CLUSTERS;
+use crate::policy::definition_body::POLICY_ASSIGNMENT_TYPE as ASSIGNMENT_TYPE;
+use crate::policy::kubernetes::MANAGED_CLUSTERS;
 
 /// Environment variable that redirects template URLs to another host (keeping their path), e.g.
 /// a mirror of the public store in an air-gapped network, or the emulator's `/_templates`.

@@ -25,7 +25,7 @@ use crate::typed_object;
 use super::provider::Configured;
 use super::shared::errors::arm_error_diagnostic;
 use super::shared::schema::{id_attribute, typed_schema};
-use crate::policy::arm_rule::alias::MANAGED_CLUSTERS;
+use crate::policy::kubernetes::MANAGED_CLUSTERS;
 
 /// The add-on's key in `addonProfiles`; Azure and the portal vary its casing.
 const ADDON_KEY: &str = "azurepolicy";

@@ -44,7 +44,7 @@ use crate::policy::names;
 const KIND: ScopedKind = ScopedKind {
     noun: "policy exemption",
     segment: "/providers/Microsoft.Authorization/policyExemptions/",
-    arm_type: "Microsoft.Authorization/policyExemptions",
+    arm_type: crate::policy::definition_body::POLICY_EXEMPTION_TYPE,
     api_version: api_version::POLICY_EXEMPTIONS,
     import_hint: ".",
     timeouts: POLICY_TIMEOUTS,

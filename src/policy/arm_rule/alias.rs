@@ -11,7 +11,7 @@
 //! is an [`ArmRuleError::UnknownAlias`](super::ArmRuleError::UnknownAlias).
 
 /// Alias prefix of managed clusters.
-pub use crate::policy::kubernetes::MANAGED_CLUSTERS;
+use crate::policy::kubernetes::MANAGED_CLUSTERS;
 
 /// `(alias without the type prefix, path in the body)` of `Microsoft.ContainerService/managedClusters`.
 pub const MANAGED_CLUSTER_ALIASES: &[(&str, &str)] = &[

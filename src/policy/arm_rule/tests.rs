@@ -5,7 +5,7 @@ use serde_json::{json, Map, Value};
 use super::*;
 use crate::policy::constraint::effective_parameters;
 
-use super::alias::MANAGED_CLUSTERS as CLUSTER_TYPE;
+use crate::policy::kubernetes::MANAGED_CLUSTERS as CLUSTER_TYPE;
 
 fn builtin(file: &str) -> Option<Value> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))

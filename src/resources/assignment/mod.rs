@@ -31,7 +31,7 @@ use crate::resources::shared::waits::POLICY_TIMEOUTS;
 use schema::Assignment;
 
 /// ARM resource type of a policy assignment.
-pub(crate) const ASSIGNMENT_TYPE: &str = "Microsoft.Authorization/policyAssignments";
+pub(crate) use crate::policy::definition_body::POLICY_ASSIGNMENT_TYPE as ASSIGNMENT_TYPE;
 
 const KIND: ScopedKind = ScopedKind {
     noun: "policy assignment",

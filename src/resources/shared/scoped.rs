@@ -511,7 +511,7 @@ mod tests {
     const KIND: ScopedKind = ScopedKind {
         noun: "policy exemption",
         segment: "/providers/Microsoft.Authorization/policyExemptions/",
-        arm_type: "Microsoft.Authorization/policyExemptions",
+        arm_type: crate::policy::definition_body::POLICY_EXEMPTION_TYPE,
         api_version: crate::arm::api_version::POLICY_EXEMPTIONS,
         import_hint: ".",
         timeouts: super::super::waits::POLICY_TIMEOUTS,

@@ -20,7 +20,7 @@ use crate::policy::validation::check_assignment_parameters;
 use crate::policy::ParameterDefinition;
 
 /// ARM type of assignments.
-pub(crate) const ASSIGNMENT_TYPE: &str = "Microsoft.Authorization/policyAssignments";
+pub(crate) use crate::policy::definition_body::POLICY_ASSIGNMENT_TYPE as ASSIGNMENT_TYPE;
 const NAMESPACE_TYPE: &str = "microsoft.authorization/policyassignments";
 const PAGE_SIZE: usize = 50;
 

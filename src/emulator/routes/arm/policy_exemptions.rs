@@ -19,7 +19,7 @@ use crate::emulator::state::AppState;
 use crate::emulator::store::{Change, StoredResource};
 use crate::policy::names;
 
-const EXEMPTION_TYPE: &str = "Microsoft.Authorization/policyExemptions";
+use crate::policy::definition_body::POLICY_EXEMPTION_TYPE as EXEMPTION_TYPE;
 const NAMESPACE_TYPE: &str = "microsoft.authorization/policyexemptions";
 const CATEGORIES: &[&str] = &["Waiver", "Mitigated"];
 const PAGE_SIZE: usize = 50;

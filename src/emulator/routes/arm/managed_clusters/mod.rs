@@ -28,7 +28,7 @@ use body::{build_body, fill_policy_addon};
 use operation::{busy, new_operation, running};
 pub(crate) use operation::{handle_abort, handle_operation, settle};
 
-const CLUSTER_TYPE: &str = "Microsoft.ContainerService/managedClusters";
+use crate::policy::kubernetes::MANAGED_CLUSTERS as CLUSTER_TYPE;
 const NAMESPACE_TYPE: &str = "microsoft.containerservice/managedclusters";
 const POLICY_ADDON: &str = "azurepolicy";
 const PAGE_SIZE: usize = 50;
