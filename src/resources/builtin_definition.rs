@@ -7,7 +7,7 @@ use base64::Engine as _;
 use crate::framework::{Block, Schema};
 use crate::policy::{PolicyDefinition, TemplateInfo};
 
-use super::shared::definition_api::POLICY_DEFINITIONS;
+use super::shared::definition_collection::POLICY_DEFINITIONS;
 use super::shared::json::canonical_json;
 use super::shared::lookup::{computed, lookup_attributes, lookup_state, BuiltinLookup};
 

@@ -5,7 +5,7 @@
 use crate::framework::{Attribute, Block, Schema, Type};
 use crate::policy::PolicySetDefinition;
 
-use super::shared::definition_api::POLICY_SET_DEFINITIONS;
+use super::shared::definition_collection::POLICY_SET_DEFINITIONS;
 use super::shared::json::canonical_json;
 use super::shared::lookup::{computed, lookup_attributes, lookup_state, BuiltinLookup};
 

@@ -369,7 +369,7 @@ impl DefinitionLike for KubernetesMutationResource {
 mod tests {
     use super::*;
     use crate::framework::typed::Typed;
-    use crate::resources::shared::definition_api::POLICY_DEFINITIONS;
+    use crate::resources::shared::definition_collection::POLICY_DEFINITIONS;
     use crate::resources::shared::testing::{assert_first_detail, validation_of};
 
     const MUTATOR: &str = r#"apiVersion: mutations.gatekeeper.sh/v1

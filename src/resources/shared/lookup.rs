@@ -16,7 +16,8 @@ use crate::resources::provider::Configured;
 use crate::resources::shared::decode::decoded;
 use crate::typed_object;
 
-use super::definition_api::{DefinitionBody, DefinitionCollection, DefinitionProperties};
+use super::definition_api::{DefinitionBody, DefinitionProperties};
+use super::definition_collection::DefinitionCollection;
 use super::errors::arm_error_diagnostic;
 use super::process_cache::ProcessCache;
 use super::schema::typed_schema;

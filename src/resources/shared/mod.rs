@@ -5,6 +5,7 @@
 
 pub mod decode;
 pub mod definition_api;
+pub mod definition_collection;
 pub mod errors;
 pub mod existence;
 pub mod identity;
