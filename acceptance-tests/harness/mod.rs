@@ -460,6 +460,21 @@ impl Workspace {
         self.terraform(&["plan", "-input=false", "-no-color", "-detailed-exitcode"])
     }
 
+    /// Plans and asserts that the plan has changes (exit code 2 of -detailed-exitcode) and that
+    /// its output names each of `needles`; the plan.
+    pub fn plan_with_changes(&self, needles: &[&str]) -> TfRun {
+        let plan = self.plan();
+        assert_eq!(plan.code, 2, "expected changes:\n{}", plan.combined());
+        for needle in needles {
+            assert!(
+                plan.stdout.contains(needle),
+                "{needle:?} not in the plan:\n{}",
+                plan.stdout
+            );
+        }
+        plan
+    }
+
     pub fn apply(&self) -> TfRun {
         self.terraform(&["apply", "-input=false", "-no-color", "-auto-approve"])
     }
