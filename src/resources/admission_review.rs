@@ -36,7 +36,7 @@ use crate::typed_object;
 use super::provider::Configured;
 use super::shared::errors::arm_error_diagnostic;
 use super::shared::schema::typed_schema;
-use crate::policy::definition_body::POLICY_ASSIGNMENT_TYPE as ASSIGNMENT_TYPE;
+use crate::policy::definition_body::POLICY_ASSIGNMENT_TYPE;
 use crate::policy::kubernetes::MANAGED_CLUSTERS;
 
 /// Environment variable that redirects template URLs to another host (keeping their path), e.g.
@@ -353,7 +353,7 @@ async fn installed_constraints(
     let filter = [("$filter", "atScope()")];
     let assignments: Vec<Json> = client
         .list(
-            &format!("{cluster_id}/providers/{ASSIGNMENT_TYPE}"),
+            &format!("{cluster_id}/providers/{POLICY_ASSIGNMENT_TYPE}"),
             api_version::POLICY,
             &filter,
         )

@@ -22,7 +22,6 @@ use crate::policy::timestamp::{format_rfc3339_utc, now, parse_rfc3339, Timestamp
 use crate::policy::PolicySetDefinition;
 use crate::typed_object;
 
-use super::assignment::ASSIGNMENT_TYPE;
 use super::provider::Configured;
 use super::shared::existence::check_planned_scope;
 use super::shared::parameter_values::{definition_kind, DefinitionKind};
@@ -39,6 +38,7 @@ use super::shared::selectors::{
     ResourceSelector,
 };
 use super::shared::waits::POLICY_TIMEOUTS;
+use crate::policy::definition_body::POLICY_ASSIGNMENT_TYPE;
 use crate::policy::names;
 
 const KIND: ScopedKind = ScopedKind {
@@ -182,7 +182,7 @@ fn schema() -> Schema {
 /// Validator: the id of a policy assignment.
 fn assignment_id(value: &Value, path: &AttributePath, diags: &mut Diagnostics) {
     let Some(s) = value.as_str() else { return };
-    let ok = ResourceId::parse(s).is_ok_and(|id| id.is_type(ASSIGNMENT_TYPE));
+    let ok = ResourceId::parse(s).is_ok_and(|id| id.is_type(POLICY_ASSIGNMENT_TYPE));
     if !ok {
         diags.error_at(
             path.clone(),

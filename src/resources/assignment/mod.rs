@@ -31,12 +31,12 @@ use crate::resources::shared::waits::POLICY_TIMEOUTS;
 use schema::Assignment;
 
 /// ARM resource type of a policy assignment.
-pub(crate) use crate::policy::definition_body::POLICY_ASSIGNMENT_TYPE as ASSIGNMENT_TYPE;
+use crate::policy::definition_body::POLICY_ASSIGNMENT_TYPE;
 
 const KIND: ScopedKind = ScopedKind {
     noun: "policy assignment",
     segment: "/providers/Microsoft.Authorization/policyAssignments/",
-    arm_type: ASSIGNMENT_TYPE,
+    arm_type: POLICY_ASSIGNMENT_TYPE,
     api_version: api_version::POLICY,
     import_hint: ", e.g. /subscriptions/<sub>/resourceGroups/<rg>/providers/Microsoft.Authorization/policyAssignments/no-privileged",
     timeouts: POLICY_TIMEOUTS,

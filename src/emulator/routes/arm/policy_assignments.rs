@@ -20,7 +20,7 @@ use crate::policy::validation::check_assignment_parameters;
 use crate::policy::ParameterDefinition;
 
 /// ARM type of assignments.
-pub(crate) use crate::policy::definition_body::POLICY_ASSIGNMENT_TYPE as ASSIGNMENT_TYPE;
+use crate::policy::definition_body::POLICY_ASSIGNMENT_TYPE;
 const NAMESPACE_TYPE: &str = "microsoft.authorization/policyassignments";
 const PAGE_SIZE: usize = 50;
 
@@ -38,7 +38,7 @@ pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response,
 }
 
 fn item_id(scope: &Scope, name: &str) -> String {
-    format!("{}/providers/{ASSIGNMENT_TYPE}/{name}", scope.id)
+    format!("{}/providers/{POLICY_ASSIGNMENT_TYPE}/{name}", scope.id)
 }
 
 /// ARM's 404 for a missing assignment.
@@ -203,7 +203,7 @@ fn put(
         let mut body = body.clone();
         body["id"] = json!(id);
         body["name"] = json!(name);
-        body["type"] = json!(ASSIGNMENT_TYPE);
+        body["type"] = json!(POLICY_ASSIGNMENT_TYPE);
         let props = &mut body["properties"];
         props["scope"] = json!(scope.id);
         if props.get("notScopes").is_none_or(Value::is_null) {

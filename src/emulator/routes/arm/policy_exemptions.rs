@@ -19,7 +19,7 @@ use crate::emulator::state::AppState;
 use crate::emulator::store::{Change, StoredResource};
 use crate::policy::names;
 
-use crate::policy::definition_body::POLICY_EXEMPTION_TYPE as EXEMPTION_TYPE;
+use crate::policy::definition_body::POLICY_EXEMPTION_TYPE;
 const NAMESPACE_TYPE: &str = "microsoft.authorization/policyexemptions";
 const CATEGORIES: &[&str] = &["Waiver", "Mitigated"];
 const PAGE_SIZE: usize = 50;
@@ -46,7 +46,7 @@ pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response,
 }
 
 fn item_id(scope: &Scope, name: &str) -> String {
-    format!("{}/providers/{EXEMPTION_TYPE}/{name}", scope.id)
+    format!("{}/providers/{POLICY_EXEMPTION_TYPE}/{name}", scope.id)
 }
 
 fn not_found(name: &str) -> ErrorResponse {
@@ -120,7 +120,7 @@ fn put(
         let mut body = body.clone();
         body["id"] = json!(id);
         body["name"] = json!(name);
-        body["type"] = json!(EXEMPTION_TYPE);
+        body["type"] = json!(POLICY_EXEMPTION_TYPE);
         if body
             .pointer("/properties/policyDefinitionReferenceIds")
             .is_none()

@@ -7,7 +7,8 @@ use crate::emulator::routes::arm::{system_data, ArmRequest};
 use crate::emulator::state::new_guid;
 use crate::emulator::store::resource_key;
 
-use super::{CLUSTER_TYPE, POLICY_ADDON};
+use super::POLICY_ADDON;
+use crate::policy::kubernetes::MANAGED_CLUSTERS;
 
 #[allow(clippy::too_many_arguments)] // One call site; a struct would only rename the list.
 pub(super) fn build_body(
@@ -23,7 +24,7 @@ pub(super) fn build_body(
     let mut body = request.clone();
     body["id"] = json!(id);
     body["name"] = json!(name);
-    body["type"] = json!(CLUSTER_TYPE);
+    body["type"] = json!(MANAGED_CLUSTERS);
     body["location"] = json!(location);
     body["systemData"] = system_data(req, previous);
     // AKS always reports a SKU; templates that copy a cluster read it back.

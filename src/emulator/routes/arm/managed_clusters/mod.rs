@@ -28,7 +28,7 @@ use body::{build_body, fill_policy_addon};
 use operation::{busy, new_operation, running};
 pub(crate) use operation::{handle_abort, handle_operation, settle};
 
-use crate::policy::kubernetes::MANAGED_CLUSTERS as CLUSTER_TYPE;
+use crate::policy::kubernetes::MANAGED_CLUSTERS;
 const NAMESPACE_TYPE: &str = "microsoft.containerservice/managedclusters";
 const POLICY_ADDON: &str = "azurepolicy";
 const PAGE_SIZE: usize = 50;
@@ -46,7 +46,7 @@ pub(crate) fn handle(state: &AppState, req: &ArmRequest<'_>) -> Result<Response,
                     "Managed clusters live in a resource group.",
                 ));
             }
-            let id = format!("{}/providers/{CLUSTER_TYPE}/{name}", scope.id);
+            let id = format!("{}/providers/{MANAGED_CLUSTERS}/{name}", scope.id);
             match *method {
                 Method::GET => match settle(state, &id)? {
                     Some(stored) => Ok(with_etag(ok_json(&public(&stored)), &stored)),
@@ -195,14 +195,14 @@ fn put(
     // Modify alters the request first, then Deny judges the result.
     let mut request = request;
     let mut proposed = request.clone();
-    proposed["type"] = json!(CLUSTER_TYPE);
+    proposed["type"] = json!(MANAGED_CLUSTERS);
     for (path, value) in
         arm_policy::write_modifications(state, id, &arm_policy::policy_view(id, &proposed))?
     {
         arm_policy::set_path(&mut request, &path, value);
     }
     let mut proposed = request.clone();
-    proposed["type"] = json!(CLUSTER_TYPE);
+    proposed["type"] = json!(MANAGED_CLUSTERS);
     arm_policy::check_deny(state, id, &arm_policy::policy_view(id, &proposed), "PUT")?;
     settle(state, id)?;
     let current = state.store.get(id)?;

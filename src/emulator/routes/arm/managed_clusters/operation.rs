@@ -12,7 +12,8 @@ use crate::emulator::routes::arm::{
 use crate::emulator::state::{new_guid, AppState};
 use crate::emulator::store::{Change, StoredResource};
 
-use super::{absolute, not_found, set_header, CLUSTER_TYPE};
+use super::{absolute, not_found, set_header};
+use crate::policy::kubernetes::MANAGED_CLUSTERS;
 
 /// `.../locations/{loc}/operations/{id}` (Azure-AsyncOperation) and
 /// `.../locations/{loc}/operationresults/{id}` (Location).
@@ -197,7 +198,7 @@ pub(crate) fn handle_abort(
     let scope = req.action_scope(state)?;
     let name = req.path.names.first().cloned().unwrap_or_default();
     req.allow_if(req.path.names.len() == 1)?;
-    let id = format!("{}/providers/{CLUSTER_TYPE}/{name}", scope.id);
+    let id = format!("{}/providers/{MANAGED_CLUSTERS}/{name}", scope.id);
     settle(state, &id)?;
     let mut aborted: Option<Value> = None;
     state.store.modify::<ErrorResponse, _>(&id, |current| {
